@@ -1,0 +1,39 @@
+/* Structures shared between the datapath and the agent. Their layout is an
+ * ABI: every struct carries a size assertion here and a matching codec with a
+ * size test in src/datapath/. Never reorder fields; append only. */
+#ifndef STM_ABI_H
+#define STM_ABI_H
+
+/* Hook a counter was taken at. Values are ABI. */
+enum stm_hook {
+	STM_HOOK_TC_INGRESS = 1,
+	STM_HOOK_TC_EGRESS = 2,
+	STM_HOOK_XDP = 3,
+};
+
+struct stm_count_key {
+	__u32 ifindex;
+	__u32 hook; /* enum stm_hook */
+};
+_Static_assert(sizeof(struct stm_count_key) == 8, "stm_count_key is ABI");
+
+struct stm_count_val {
+	__u64 packets;
+	__u64 bytes;
+};
+_Static_assert(sizeof(struct stm_count_val) == 16, "stm_count_val is ABI");
+
+#define STM_EVENT_SNAP 64
+
+/* One packet sample pushed to the event ring buffer. */
+struct stm_pkt_event {
+	__u64 ts_ns;
+	__u32 ifindex;
+	__u32 hook;     /* enum stm_hook */
+	__u32 len;      /* wire length of the packet */
+	__u32 snap_len; /* bytes valid in data[] */
+	__u8 data[STM_EVENT_SNAP];
+};
+_Static_assert(sizeof(struct stm_pkt_event) == 88, "stm_pkt_event is ABI");
+
+#endif

@@ -1,0 +1,39 @@
+/** Output for humans (aligned tables, key: value lines) and for scripts (`-o json`). */
+import { StratumError } from "../errors";
+
+export type OutputFormat = "table" | "json";
+
+export const outputArg = {
+  output: {
+    type: "string",
+    alias: "o",
+    description: "Output format: table or json",
+    default: "table",
+    valueHint: "table|json",
+  },
+} as const;
+
+export function parseFormat(v: unknown): OutputFormat {
+  if (v === "json" || v === "table") return v;
+  throw new StratumError("INVALID", `unknown output format "${String(v)}" (use table or json)`);
+}
+
+export function printJson(v: unknown): void {
+  process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+}
+
+/** Columns padded to their widest cell; `rows` are already strings. */
+export function printTable(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join("  ")
+      .trimEnd();
+  process.stdout.write(`${[line(header), ...rows.map(line)].join("\n")}\n`);
+}
+
+export function printKv(pairs: Array<[string, string]>): void {
+  const w = Math.max(...pairs.map(([k]) => k.length));
+  process.stdout.write(`${pairs.map(([k, v]) => `${`${k}:`.padEnd(w + 2)}${v}`).join("\n")}\n`);
+}

@@ -1,0 +1,35 @@
+/** `version`: the binary's version, libbpf's, the kernel's, and what the kernel supports. */
+import { defineCommand } from "citty";
+import pkg from "../../package.json" with { type: "json" };
+import { probe } from "../datapath/probe";
+import { outputArg, parseFormat, printJson, printKv } from "./output";
+
+export const VERSION: string = pkg.version;
+
+export const versionCommand = defineCommand({
+  meta: { name: "version", description: "Show the version, libbpf, the kernel and its BPF features" },
+  args: { ...outputArg },
+  run({ args }) {
+    const fmt = parseFormat(args.output);
+    const r = probe();
+    const out = {
+      version: VERSION,
+      libbpf: r.libbpf,
+      libbpfPath: r.libbpfPath,
+      kernel: r.kernel,
+      features: r.features,
+    };
+    if (fmt === "json") return printJson(out);
+    printKv([
+      ["version", VERSION],
+      ["libbpf", `${r.libbpf} (${r.libbpfPath})`],
+      ["kernel", r.kernel],
+      [
+        "features",
+        Object.entries(r.features)
+          .map(([k, v]) => `${k}${v ? "" : " (missing)"}`)
+          .join(", "),
+      ],
+    ]);
+  },
+});

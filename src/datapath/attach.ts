@@ -1,0 +1,148 @@
+/** Attaching programs to devices, the way Stratum keeps them: a BPF link (tcx or XDP)
+ * pinned under the pin root so the attachment outlives the process, cls_bpf and legacy
+ * XDP only as fallbacks for kernels without those links. Replacement swaps the program
+ * inside the existing link (no window without a program); detach is explicit. */
+import { mkdirSync, rmSync } from "node:fs";
+import { dirname } from "node:path";
+import { StratumError } from "../errors";
+import {
+  BPF_ATTACH,
+  Fd,
+  linkCreate,
+  linkDetach,
+  linkInfo,
+  linkUpdate,
+  objGet,
+  pinFd,
+  progInfo,
+  TC_ATTACH_POINT,
+  tcAttach,
+  tcDetach,
+  tcQuery,
+  XDP_FLAGS,
+  xdpAttachLegacy,
+} from "../sys/bpf";
+import { supportsTcx } from "./probe";
+
+export type TcDirection = "ingress" | "egress";
+export type TcMode = "auto" | "tcx" | "cls_bpf";
+export type XdpMode = "auto" | "native" | "generic";
+
+export interface Attachment {
+  /** How the program is held on the device. */
+  kind: "tcx" | "cls_bpf" | "xdp" | "xdp-legacy";
+  ifindex: number;
+  hook: "tc-ingress" | "tc-egress" | "xdp";
+  progId: number;
+  /** Pinned link, for link-based attachments. */
+  pin?: string;
+  /** XDP only: native (driver) or generic (skb) mode. */
+  xdpMode?: "native" | "generic";
+}
+
+/** cls_bpf handle and priority Stratum uses, so its filters are found again. */
+export const CLS_HANDLE = 0x5354; // "ST"
+export const CLS_PRIORITY = 0x5354;
+
+function pinLink(fd: number, pin: string | undefined, what: string): void {
+  if (!pin) return;
+  mkdirSync(dirname(pin), { recursive: true });
+  pinFd(fd, pin, what);
+}
+
+/** Attaches a SCHED_CLS program at tc ingress/egress. `mode: "auto"` uses tcx when the kernel has it. */
+export function attachTc(
+  progFd: number,
+  ifindex: number,
+  dir: TcDirection,
+  opts: { mode?: TcMode; pin?: string } = {},
+): Attachment {
+  const mode = opts.mode ?? "auto";
+  const hook = dir === "ingress" ? "tc-ingress" : "tc-egress";
+  const progId = progInfo(progFd).id;
+  if (mode === "tcx" || (mode === "auto" && supportsTcx())) {
+    using link = new Fd(
+      linkCreate(progFd, ifindex, dir === "ingress" ? BPF_ATTACH.TCX_INGRESS : BPF_ATTACH.TCX_EGRESS),
+    );
+    pinLink(link.fd, opts.pin, `tcx ${dir} link of ifindex ${ifindex}`);
+    return { kind: "tcx", ifindex, hook, progId, pin: opts.pin };
+  }
+  const point = dir === "ingress" ? TC_ATTACH_POINT.INGRESS : TC_ATTACH_POINT.EGRESS;
+  tcAttach(ifindex, point, progFd, { handle: CLS_HANDLE, priority: CLS_PRIORITY, replace: true });
+  return { kind: "cls_bpf", ifindex, hook, progId };
+}
+
+/** Attaches an XDP program through a link: native mode, falling back to generic when the driver lacks XDP. */
+export function attachXdp(progFd: number, ifindex: number, opts: { mode?: XdpMode; pin?: string } = {}): Attachment {
+  const mode = opts.mode ?? "auto";
+  const progId = progInfo(progFd).id;
+  const tryMode = (m: "native" | "generic"): Attachment => {
+    const flags = m === "native" ? XDP_FLAGS.DRV_MODE : XDP_FLAGS.SKB_MODE;
+    try {
+      using link = new Fd(linkCreate(progFd, ifindex, BPF_ATTACH.XDP, flags));
+      pinLink(link.fd, opts.pin, `XDP link of ifindex ${ifindex}`);
+      return { kind: "xdp", ifindex, hook: "xdp", progId, pin: opts.pin, xdpMode: m };
+    } catch (e) {
+      // Kernels before XDP links: the netlink attach, held by the device rather than a pin.
+      if (e instanceof StratumError && e.errno === 22 && !opts.pin) {
+        xdpAttachLegacy(ifindex, progFd, flags | XDP_FLAGS.UPDATE_IF_NOEXIST);
+        return { kind: "xdp-legacy", ifindex, hook: "xdp", progId, xdpMode: m };
+      }
+      throw e;
+    }
+  };
+  if (mode === "generic") return tryMode("generic");
+  try {
+    return tryMode("native");
+  } catch (e) {
+    if (mode === "auto" && e instanceof StratumError && (e.errno === 95 || e.errno === 524)) return tryMode("generic");
+    throw e;
+  }
+}
+
+/** Swaps the program held by a pinned link in one step; with `expectProgId` only if that program is still there. */
+export function replaceProgram(
+  pin: string,
+  newProgFd: number,
+  expectProgId?: number,
+): { oldProgId: number; newProgId: number } {
+  using link = new Fd(objGet(pin, "link"));
+  const before = linkInfo(link.fd);
+  if (expectProgId !== undefined && before.progId !== expectProgId)
+    throw new StratumError(
+      "BPF_ATTACH",
+      `replace program on ${pin}: link holds program ${before.progId}, expected ${expectProgId}`,
+    );
+  linkUpdate(link.fd, newProgFd);
+  return { oldProgId: before.progId, newProgId: linkInfo(link.fd).progId };
+}
+
+/** Detaches the program of a pinned link and removes the pin. Missing pins are not an error. */
+export function detachPinnedLink(pin: string): boolean {
+  let fd: number;
+  try {
+    fd = objGet(pin, "link");
+  } catch (e) {
+    if (e instanceof StratumError && e.errno === 2) return false;
+    throw e;
+  }
+  using link = new Fd(fd);
+  linkDetach(link.fd);
+  rmSync(pin, { force: true });
+  return true;
+}
+
+/** Program id of Stratum's cls_bpf filter at `dir`, or 0. */
+export function clsProgId(ifindex: number, dir: TcDirection): number {
+  return tcQuery(ifindex, dir === "ingress" ? TC_ATTACH_POINT.INGRESS : TC_ATTACH_POINT.EGRESS, {
+    handle: CLS_HANDLE,
+    priority: CLS_PRIORITY,
+  });
+}
+
+export function detachCls(ifindex: number, dir: TcDirection): void {
+  tcDetach(ifindex, dir === "ingress" ? TC_ATTACH_POINT.INGRESS : TC_ATTACH_POINT.EGRESS, {
+    handle: CLS_HANDLE,
+    priority: CLS_PRIORITY,
+  });
+}

@@ -1,0 +1,122 @@
+/** What this kernel and libbpf can do, asked of the kernel itself (never inferred from
+ * the version alone where a direct probe exists). Used by the start-up smoke check,
+ * `version`, and the attach paths to choose tcx or cls_bpf. */
+import { existsSync, statfsSync } from "node:fs";
+import { release } from "node:os";
+import { StratumError } from "../errors";
+import { BPF_ATTACH, BPF_MAP_TYPE, BPF_PROG_TYPE, linkCreate } from "../sys/bpf";
+import { libbpf, libbpfLibraryName, readCString } from "../sys/ffi";
+import { BPF_FS_MAGIC, mountBpffs } from "../sys/os";
+import { loadObject } from "./objects";
+
+export interface Features {
+  /** The bpf() syscall works for this process (root or CAP_BPF). */
+  bpf: boolean;
+  btf: boolean;
+  tcx: boolean;
+  xdp: boolean;
+  cls_bpf: boolean;
+  ringbuf: boolean;
+  lpm_trie: boolean;
+  lru_hash: boolean;
+  percpu_hash: boolean;
+  /** BPF_PROG_TEST_RUN live-frames mode for XDP (kernel 5.18+). */
+  xdp_live_frames: boolean;
+  /** bpffs mounted at /sys/fs/bpf. */
+  bpffs: boolean;
+}
+
+export interface ProbeReport {
+  libbpf: string;
+  libbpfPath: string;
+  kernel: string;
+  features: Features;
+}
+
+function probeProg(type: number): boolean {
+  return libbpf().libbpf_probe_bpf_prog_type(type, null) === 1;
+}
+function probeMap(type: number): boolean {
+  return libbpf().libbpf_probe_bpf_map_type(type, null) === 1;
+}
+
+function kernelAtLeast(major: number, minor: number): boolean {
+  const m = release().match(/^(\d+)\.(\d+)/);
+  if (!m) return false;
+  const [a, b] = [Number(m[1]), Number(m[2])];
+  return a > major || (a === major && b >= minor);
+}
+
+let tcxCache: boolean | undefined;
+
+/** tcx links exist when BPF_LINK_CREATE for BPF_TCX_INGRESS on a missing device says ENODEV, not EINVAL. */
+export function supportsTcx(): boolean {
+  if (tcxCache !== undefined) return tcxCache;
+  // A program of the right type is needed for the kernel to get as far as the device lookup.
+  using obj = loadObject("baseline");
+  try {
+    linkCreate(obj.program("stm_empty_tc").fd, 0, BPF_ATTACH.TCX_INGRESS);
+    tcxCache = true; // cannot happen with ifindex 0, but a link means support
+  } catch (e) {
+    tcxCache = e instanceof StratumError && e.errno === 19;
+  }
+  return tcxCache;
+}
+
+function isBpffs(path: string): boolean {
+  try {
+    return existsSync(path) && statfsSync(path).type === BPF_FS_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+let reportCache: ProbeReport | undefined;
+
+export function probe(): ProbeReport {
+  if (reportCache) return reportCache;
+  const lib = libbpf(); // throws when libbpf or one of its symbols is missing
+  const bpf = probeProg(BPF_PROG_TYPE.SCHED_CLS);
+  reportCache = {
+    libbpf: readCString(lib.libbpf_version_string()) ?? `${lib.libbpf_major_version()}.${lib.libbpf_minor_version()}`,
+    libbpfPath: libbpfLibraryName(),
+    kernel: release(),
+    features: {
+      bpf,
+      btf: existsSync("/sys/kernel/btf/vmlinux"),
+      tcx: bpf && supportsTcx(),
+      xdp: probeProg(BPF_PROG_TYPE.XDP),
+      cls_bpf: bpf,
+      ringbuf: probeMap(BPF_MAP_TYPE.RINGBUF),
+      lpm_trie: probeMap(BPF_MAP_TYPE.LPM_TRIE),
+      lru_hash: probeMap(BPF_MAP_TYPE.LRU_HASH),
+      percpu_hash: probeMap(BPF_MAP_TYPE.PERCPU_HASH),
+      xdp_live_frames: kernelAtLeast(5, 18),
+      bpffs: isBpffs("/sys/fs/bpf"),
+    },
+  };
+  return reportCache;
+}
+
+/** bpffs at `path` (or its nearest existing ancestor). */
+export function onBpffs(path: string): boolean {
+  let p = path;
+  while (p && !existsSync(p)) p = p.slice(0, Math.max(p.lastIndexOf("/"), 0));
+  return isBpffs(p || "/");
+}
+
+export const BPFFS_DEFAULT = "/sys/fs/bpf";
+
+/** Makes sure `pinRoot` can hold pins: mounts bpffs on /sys/fs/bpf when the root lives
+ * there and nothing is mounted yet (as systemd would); any other location must already be bpffs. */
+export function ensureBpffs(pinRoot: string): void {
+  if (onBpffs(pinRoot)) return;
+  if (pinRoot === BPFFS_DEFAULT || pinRoot.startsWith(`${BPFFS_DEFAULT}/`)) {
+    if (existsSync(BPFFS_DEFAULT) && !isBpffs(BPFFS_DEFAULT)) {
+      mountBpffs(BPFFS_DEFAULT);
+      reportCache = undefined;
+      if (onBpffs(pinRoot)) return;
+    }
+  }
+  throw new StratumError("INVALID", `pin root ${pinRoot} is not on a bpffs mount (mount -t bpf bpffs DIR first)`);
+}

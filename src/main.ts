@@ -1,0 +1,4 @@
+/** Entry point of cenvero-str-ctl: the CLI (and, in later versions, the agent). */
+import { runCli } from "./cli";
+
+process.exitCode = await runCli(process.argv.slice(2));

@@ -1,0 +1,84 @@
+/** An rtnetlink connection: sends one request at a time, matches replies by sequence
+ * number, turns NLMSG_ERROR into StratumError (errno, the kernel's extended-ACK text,
+ * and the caller's context), and collects multi-part dumps. */
+import { StratumError, sysError } from "../errors";
+import { NetlinkSocket } from "../sys/os";
+import { decodeError, type MessageBuilder, type NlMessage, parseMessages } from "./codec";
+import { NL } from "./constants";
+
+export class Rtnl implements Disposable {
+  readonly #sock: NetlinkSocket;
+  #seq = Math.floor(Math.random() * 0x7fffffff);
+
+  constructor() {
+    this.#sock = new NetlinkSocket(NL.NETLINK_ROUTE);
+    // Extended ACKs give the kernel's own reason ("Unknown device type"), capped ACKs keep replies small.
+    this.#sock.setNetlinkOption(NL.NETLINK_EXT_ACK, 1);
+    this.#sock.setNetlinkOption(NL.NETLINK_CAP_ACK, 1);
+  }
+
+  /** Sends a request that expects an ACK; throws with `context` on a kernel error. Returns any replies (NLM_F_ECHO). */
+  do(msg: MessageBuilder, context: string): NlMessage[] {
+    return this.#exchange(msg, NL.NLM_F_REQUEST | NL.NLM_F_ACK, context);
+  }
+
+  /** Sends a dump request and returns every message of the dump. */
+  dump(msg: MessageBuilder, context: string): NlMessage[] {
+    return this.#exchange(msg, NL.NLM_F_REQUEST | NL.NLM_F_DUMP, context);
+  }
+
+  /** A single GET (no dump) answered by one message, or null when the kernel says ENOENT/ENODEV. */
+  get(msg: MessageBuilder, context: string): NlMessage | null {
+    try {
+      const out = this.#exchange(msg, NL.NLM_F_REQUEST, context);
+      return out[0] ?? null;
+    } catch (e) {
+      if (e instanceof StratumError && (e.errno === 19 || e.errno === 2)) return null;
+      throw e;
+    }
+  }
+
+  #exchange(msg: MessageBuilder, extraFlags: number, context: string): NlMessage[] {
+    const seq = ++this.#seq >>> 0;
+    const bytes = msg.finish(seq);
+    bytes.writeUInt16LE(bytes.readUInt16LE(6) | extraFlags, 6);
+    this.#sock.send(bytes);
+    const isDump = (extraFlags & NL.NLM_F_DUMP) === NL.NLM_F_DUMP;
+    const wantsAck = (extraFlags & NL.NLM_F_ACK) !== 0;
+    const out: NlMessage[] = [];
+    for (;;) {
+      const dgram = this.#sock.recv(true);
+      if (!dgram) continue;
+      for (const m of parseMessages(dgram)) {
+        if (m.seq !== seq) continue; // a stale reply of an earlier, abandoned request
+        if (m.type === NL.NLMSG_ERROR) {
+          const { error, message } = decodeError(m);
+          if (error === 0) return out;
+          throw sysError(message ? `${context}: ${message}` : context, -error, "NETLINK");
+        }
+        if (m.type === NL.NLMSG_DONE) {
+          if (m.flags & NL.NLM_F_DUMP_INTR)
+            throw sysError(`${context}: dump interrupted by a concurrent change`, 4, "NETLINK");
+          return out;
+        }
+        if (m.type === NL.NLMSG_NOOP) continue;
+        out.push(m);
+        if (!isDump && !wantsAck && !(m.flags & NL.NLM_F_MULTI)) return out;
+      }
+    }
+  }
+
+  close(): void {
+    this.#sock.close();
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+let shared: Rtnl | undefined;
+/** A process-wide connection for callers that do not manage their own. */
+export function rtnl(): Rtnl {
+  if (!shared) shared = new Rtnl();
+  return shared;
+}

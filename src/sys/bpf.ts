@@ -1,0 +1,652 @@
+/** Typed wrappers over libbpf: objects opened from memory, programs, maps (single,
+ * iterate, batch, per-CPU), pins, BPF links (tcx, XDP) with atomic program
+ * replacement, cls_bpf and legacy XDP through libbpf's netlink, BPF_PROG_TEST_RUN
+ * and ring buffers. Every failure is a StratumError carrying errno and libbpf's log. */
+import { StratumError, sysError } from "../errors";
+import {
+  addressOf,
+  captureLibbpfLog,
+  copyFrom,
+  cstr,
+  errno,
+  FFIType,
+  JSCallback,
+  libbpf,
+  libc,
+  type Pointer,
+  readCString,
+} from "./ffi";
+import {
+  alloc,
+  BPF_LINK_CREATE_OPTS,
+  BPF_LINK_INFO,
+  BPF_LINK_UPDATE_OPTS,
+  BPF_MAP_BATCH_OPTS,
+  BPF_MAP_INFO,
+  BPF_OBJECT_OPEN_OPTS,
+  BPF_PROG_INFO,
+  BPF_TC_HOOK,
+  BPF_TC_OPTS,
+  BPF_TEST_RUN_OPTS,
+  get,
+} from "./layout";
+
+// Kernel ABI numbers (include/uapi/linux/bpf.h); stable by kernel policy.
+export const BPF_PROG_TYPE = { SCHED_CLS: 3, XDP: 6 } as const;
+export const BPF_MAP_TYPE = {
+  HASH: 1,
+  ARRAY: 2,
+  PERCPU_HASH: 5,
+  PERCPU_ARRAY: 6,
+  LPM_TRIE: 11,
+  LRU_HASH: 9,
+  LRU_PERCPU_HASH: 10,
+  RINGBUF: 27,
+} as const;
+export const BPF_ATTACH = { XDP: 37, TCX_INGRESS: 46, TCX_EGRESS: 47 } as const;
+export const BPF_LINK_TYPE = { XDP: 6, TCX: 11 } as const;
+export const BPF_F = { ANY: 0, NOEXIST: 1, EXIST: 2, REPLACE: 4, TEST_XDP_LIVE_FRAMES: 2 } as const;
+export const XDP_FLAGS = { UPDATE_IF_NOEXIST: 1, SKB_MODE: 2, DRV_MODE: 4, HW_MODE: 8, REPLACE: 16 } as const;
+
+const PERCPU_TYPES = new Set<number>([
+  BPF_MAP_TYPE.PERCPU_HASH,
+  BPF_MAP_TYPE.PERCPU_ARRAY,
+  BPF_MAP_TYPE.LRU_PERCPU_HASH,
+  15 /* PERCPU_CGROUP_STORAGE */,
+]);
+
+function check(ret: number, context: string): number {
+  if (ret < 0) throw sysError(context, -ret);
+  return ret;
+}
+
+/** An owned file descriptor; closed by `close()` or `using`. */
+export class Fd implements Disposable {
+  #fd: number;
+  constructor(fd: number) {
+    this.#fd = fd;
+  }
+  get fd(): number {
+    if (this.#fd < 0) throw new StratumError("INTERNAL", "use of a closed file descriptor");
+    return this.#fd;
+  }
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+  close(): void {
+    if (this.#fd >= 0) libc().close(this.#fd);
+    this.#fd = -1;
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+export function numPossibleCpus(): number {
+  return check(libbpf().libbpf_num_possible_cpus(), "count possible CPUs");
+}
+
+// ---- objects and programs -------------------------------------------------------------
+
+export interface ProgramHandle {
+  readonly name: string;
+  readonly fd: number;
+  readonly type: number;
+}
+
+/** A libbpf bpf_object opened from bytes in memory (the binary embeds its objects). */
+export class BpfObject implements Disposable {
+  #obj: Pointer | null;
+  /** libelf reads the object in place until load finishes: keep the bytes alive. */
+  readonly #bytes: Buffer;
+  readonly #keep: Buffer[] = [];
+  readonly name: string;
+  #loaded = false;
+
+  private constructor(obj: Pointer, bytes: Buffer, name: string, keep: Buffer[]) {
+    this.#obj = obj;
+    this.#bytes = bytes;
+    this.#keep = keep;
+    this.name = name;
+  }
+
+  /** Opens (parses) an object from its ELF bytes; `pinRoot` is where maps marked for pinning go. */
+  static openMem(bytes: Uint8Array, name: string, opts: { pinRoot?: string } = {}): BpfObject {
+    const lib = libbpf();
+    const buf = Buffer.from(bytes);
+    const nameBuf = cstr(name);
+    const keep = [nameBuf];
+    const o = alloc(BPF_OBJECT_OPEN_OPTS, { object_name: addressOf(nameBuf) });
+    if (opts.pinRoot) {
+      const pr = cstr(opts.pinRoot);
+      keep.push(pr);
+      o.writeBigUInt64LE(BigInt(addressOf(pr)), BPF_OBJECT_OPEN_OPTS.fields.pin_root_path[0]);
+    }
+    const { result: obj, log } = captureLibbpfLog(() => lib.bpf_object__open_mem(buf, BigInt(buf.length), o));
+    if (!obj) throw sysError(`open BPF object ${name}`, errno(), "BPF_LOAD", log.trimEnd() || undefined);
+    return new BpfObject(obj as Pointer, buf, name, keep);
+  }
+
+  private get handle(): Pointer {
+    if (!this.#obj) throw new StratumError("INTERNAL", `BPF object ${this.name} is closed`);
+    return this.#obj;
+  }
+
+  /** Loads every program and creates (or reuses) every map. The verifier log travels in the error's detail. */
+  load(): this {
+    const { result: ret, log } = captureLibbpfLog(() => libbpf().bpf_object__load(this.handle));
+    if (ret < 0) throw sysError(`load BPF object ${this.name}`, -ret, "BPF_LOAD", log.trimEnd() || undefined);
+    this.#loaded = true;
+    return this;
+  }
+
+  get loaded(): boolean {
+    return this.#loaded;
+  }
+
+  programs(): ProgramHandle[] {
+    const lib = libbpf();
+    const out: ProgramHandle[] = [];
+    for (let p = lib.bpf_object__next_program(this.handle, null); p; p = lib.bpf_object__next_program(this.handle, p)) {
+      out.push({
+        name: readCString(lib.bpf_program__name(p)) ?? "",
+        fd: lib.bpf_program__fd(p),
+        type: lib.bpf_program__type(p),
+      });
+    }
+    return out;
+  }
+
+  program(name: string): ProgramHandle {
+    const p = this.programs().find((x) => x.name === name);
+    if (!p) throw new StratumError("NOT_FOUND", `BPF object ${this.name} has no program ${name}`);
+    if (p.fd < 0) throw new StratumError("INTERNAL", `program ${name} of ${this.name} is not loaded`);
+    return p;
+  }
+
+  #mapPtrs(): Array<{ name: string; ptr: Pointer }> {
+    const lib = libbpf();
+    const out: Array<{ name: string; ptr: Pointer }> = [];
+    for (let m = lib.bpf_object__next_map(this.handle, null); m; m = lib.bpf_object__next_map(this.handle, m)) {
+      out.push({ name: readCString(lib.bpf_map__name(m)) ?? "", ptr: m as Pointer });
+    }
+    return out;
+  }
+
+  mapNames(): string[] {
+    return this.#mapPtrs().map((m) => m.name);
+  }
+
+  /** A loaded map of this object (the object keeps ownership of the fd). */
+  map(name: string): BpfMap {
+    const m = this.#mapPtrs().find((x) => x.name === name);
+    if (!m) throw new StratumError("NOT_FOUND", `BPF object ${this.name} has no map ${name}`);
+    const fd = libbpf().bpf_map__fd(m.ptr);
+    if (fd < 0) throw new StratumError("INTERNAL", `map ${name} of ${this.name} is not loaded`);
+    return BpfMap.fromFd(fd, false);
+  }
+
+  /** Before load: make map `name` reuse an existing (e.g. pinned) map instead of creating one. */
+  reuseMap(name: string, fd: number): void {
+    const m = this.#mapPtrs().find((x) => x.name === name);
+    if (!m) throw new StratumError("NOT_FOUND", `BPF object ${this.name} has no map ${name}`);
+    check(libbpf().bpf_map__reuse_fd(m.ptr, fd), `reuse map ${name} in ${this.name}`);
+  }
+
+  close(): void {
+    if (this.#obj) libbpf().bpf_object__close(this.#obj);
+    this.#obj = null;
+    void this.#bytes;
+    void this.#keep;
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+// ---- maps -------------------------------------------------------------------------------
+
+export interface MapInfo {
+  id: number;
+  type: number;
+  name: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+}
+
+export function mapInfo(fd: number): MapInfo {
+  const info = Buffer.alloc(BPF_MAP_INFO.size);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(info.length);
+  check(libbpf().bpf_obj_get_info_by_fd(fd, info, len), "read map info");
+  const nameOff = BPF_MAP_INFO.fields.name[0];
+  return {
+    id: get(info, BPF_MAP_INFO, "id"),
+    type: get(info, BPF_MAP_INFO, "type"),
+    name: info.toString("latin1", nameOff, nameOff + 16).replace(/\0.*$/s, ""),
+    keySize: get(info, BPF_MAP_INFO, "key_size"),
+    valueSize: get(info, BPF_MAP_INFO, "value_size"),
+    maxEntries: get(info, BPF_MAP_INFO, "max_entries"),
+    flags: get(info, BPF_MAP_INFO, "map_flags"),
+  };
+}
+
+/** A BPF map by fd. Per-CPU maps read and write `valueSize` per possible CPU (8-byte aligned). */
+export class BpfMap implements Disposable {
+  readonly info: MapInfo;
+  readonly #fd: Fd | number;
+  /** Bytes of one lookup/update value buffer: valueSize, or aligned valueSize × CPUs for per-CPU maps. */
+  readonly valueBufSize: number;
+  readonly perCpu: boolean;
+  readonly cpus: number;
+
+  private constructor(fd: Fd | number) {
+    this.#fd = fd;
+    this.info = mapInfo(this.fd);
+    this.perCpu = PERCPU_TYPES.has(this.info.type);
+    this.cpus = this.perCpu ? numPossibleCpus() : 1;
+    this.valueBufSize = this.perCpu ? align8(this.info.valueSize) * this.cpus : this.info.valueSize;
+  }
+
+  /** Wraps `fd`; with `owned` the map closes it on dispose. */
+  static fromFd(fd: number, owned: boolean): BpfMap {
+    return new BpfMap(owned ? new Fd(fd) : fd);
+  }
+
+  static openPinned(path: string): BpfMap {
+    const fd = objGet(path, "map");
+    try {
+      return new BpfMap(new Fd(fd));
+    } catch (e) {
+      libc().close(fd);
+      throw e;
+    }
+  }
+
+  get fd(): number {
+    return typeof this.#fd === "number" ? this.#fd : this.#fd.fd;
+  }
+
+  get name(): string {
+    return this.info.name;
+  }
+
+  #key(key: Uint8Array): Uint8Array {
+    if (key.length !== this.info.keySize)
+      throw new StratumError("INVALID", `map ${this.name}: key is ${key.length} bytes, map wants ${this.info.keySize}`);
+    return key;
+  }
+
+  lookup(key: Uint8Array): Buffer | null {
+    const val = Buffer.alloc(this.valueBufSize);
+    const ret = libbpf().bpf_map_lookup_elem(this.fd, this.#key(key), val);
+    if (ret === -2 /* ENOENT */) return null;
+    check(ret, `lookup in map ${this.name}`);
+    return val;
+  }
+
+  /** Per-CPU lookup split into one value per CPU. */
+  lookupPerCpu(key: Uint8Array): Buffer[] | null {
+    const raw = this.lookup(key);
+    return raw ? this.splitPerCpu(raw) : null;
+  }
+
+  splitPerCpu(raw: Buffer): Buffer[] {
+    const stride = align8(this.info.valueSize);
+    return Array.from({ length: this.cpus }, (_, i) => raw.subarray(i * stride, i * stride + this.info.valueSize));
+  }
+
+  update(key: Uint8Array, value: Uint8Array, flags: number = BPF_F.ANY): void {
+    if (value.length !== this.valueBufSize)
+      throw new StratumError(
+        "INVALID",
+        `map ${this.name}: value is ${value.length} bytes, map wants ${this.valueBufSize}`,
+      );
+    check(libbpf().bpf_map_update_elem(this.fd, this.#key(key), value, BigInt(flags)), `update map ${this.name}`);
+  }
+
+  /** Deletes `key`; false when it was not there. */
+  delete(key: Uint8Array): boolean {
+    const ret = libbpf().bpf_map_delete_elem(this.fd, this.#key(key));
+    if (ret === -2) return false;
+    check(ret, `delete from map ${this.name}`);
+    return true;
+  }
+
+  /** Every key, in kernel order. Keys deleted while iterating may restart the walk (hash maps). */
+  *keys(): Generator<Buffer> {
+    const lib = libbpf();
+    let prev: Buffer | null = null;
+    for (;;) {
+      const next = Buffer.alloc(this.info.keySize);
+      const ret = lib.bpf_map_get_next_key(this.fd, prev, next);
+      if (ret === -2) return;
+      check(ret, `iterate map ${this.name}`);
+      yield next;
+      prev = next;
+    }
+  }
+
+  *entries(): Generator<[Buffer, Buffer]> {
+    for (const k of this.keys()) {
+      const v = this.lookup(k);
+      if (v) yield [k, v];
+    }
+  }
+
+  /** Inserts or replaces `count` entries in one syscall; returns how many the kernel applied. */
+  updateBatch(keys: Uint8Array, values: Uint8Array, flags: number = BPF_F.ANY): number {
+    const count = this.#batchCount(keys, values);
+    const cnt = Buffer.alloc(4);
+    cnt.writeUInt32LE(count);
+    const opts = alloc(BPF_MAP_BATCH_OPTS, { elem_flags: flags });
+    const ret = libbpf().bpf_map_update_batch(this.fd, keys, values, cnt, opts);
+    if (ret < 0)
+      throw sysError(`batch update of ${count} entries in map ${this.name} (${cnt.readUInt32LE()} applied)`, -ret);
+    return cnt.readUInt32LE();
+  }
+
+  /** Deletes `count` keys in one syscall; fails with ENOENT when a key is absent. */
+  deleteBatch(keys: Uint8Array): number {
+    const count = keys.length / this.info.keySize;
+    if (!Number.isInteger(count))
+      throw new StratumError("INVALID", `map ${this.name}: keys buffer is not a multiple of ${this.info.keySize}`);
+    const cnt = Buffer.alloc(4);
+    cnt.writeUInt32LE(count);
+    const opts = alloc(BPF_MAP_BATCH_OPTS);
+    const ret = libbpf().bpf_map_delete_batch(this.fd, keys, cnt, opts);
+    if (ret < 0)
+      throw sysError(`batch delete of ${count} keys in map ${this.name} (${cnt.readUInt32LE()} applied)`, -ret);
+    return cnt.readUInt32LE();
+  }
+
+  #batchCount(keys: Uint8Array, values: Uint8Array): number {
+    const count = keys.length / this.info.keySize;
+    if (!Number.isInteger(count) || values.length !== count * this.valueBufSize)
+      throw new StratumError(
+        "INVALID",
+        `map ${this.name}: batch of ${keys.length} key bytes and ${values.length} value bytes does not match its layout`,
+      );
+    return count;
+  }
+
+  pin(path: string): void {
+    pinFd(this.fd, path, `map ${this.name}`);
+  }
+
+  close(): void {
+    if (typeof this.#fd !== "number") this.#fd.close();
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function align8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+// ---- pins ----------------------------------------------------------------------------------
+
+export function pinFd(fd: number, path: string, what: string): void {
+  check(libbpf().bpf_obj_pin(fd, cstr(path)), `pin ${what} at ${path}`);
+}
+
+/** Opens a pinned object (map, program or link) and returns a new fd. */
+export function objGet(path: string, what = "object"): number {
+  const fd = libbpf().bpf_obj_get(cstr(path));
+  if (fd < 0) throw sysError(`open pinned ${what} ${path}`, -fd);
+  return fd;
+}
+
+// ---- program and link info ------------------------------------------------------------------
+
+export interface ProgInfo {
+  id: number;
+  type: number;
+  name: string;
+  tag: string;
+}
+
+export function progInfo(fd: number): ProgInfo {
+  const info = Buffer.alloc(BPF_PROG_INFO.size);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(info.length);
+  check(libbpf().bpf_obj_get_info_by_fd(fd, info, len), "read program info");
+  const nameOff = BPF_PROG_INFO.fields.name[0];
+  const tagOff = BPF_PROG_INFO.fields.tag[0];
+  return {
+    id: get(info, BPF_PROG_INFO, "id"),
+    type: get(info, BPF_PROG_INFO, "type"),
+    name: info.toString("latin1", nameOff, nameOff + 16).replace(/\0.*$/s, ""),
+    tag: info.subarray(tagOff, tagOff + 8).toString("hex"),
+  };
+}
+
+export interface LinkInfo {
+  id: number;
+  type: number;
+  progId: number;
+  /** For tcx and XDP links: the device. 0 once the device is gone. */
+  ifindex: number;
+}
+
+export function linkInfo(fd: number): LinkInfo {
+  const info = Buffer.alloc(BPF_LINK_INFO.size);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(info.length);
+  check(libbpf().bpf_obj_get_info_by_fd(fd, info, len), "read link info");
+  return {
+    id: get(info, BPF_LINK_INFO, "id"),
+    type: get(info, BPF_LINK_INFO, "type"),
+    progId: get(info, BPF_LINK_INFO, "prog_id"),
+    ifindex: get(info, BPF_LINK_INFO, "ifindex"),
+  };
+}
+
+export function progFdById(id: number): number {
+  const fd = libbpf().bpf_prog_get_fd_by_id(id);
+  if (fd < 0) throw sysError(`open program id ${id}`, -fd);
+  return fd;
+}
+
+// ---- links: tcx and XDP ----------------------------------------------------------------------
+
+/** Creates a BPF link of `attachType` on `ifindex`; the returned fd owns the attachment. */
+export function linkCreate(progFd: number, ifindex: number, attachType: number, flags = 0): number {
+  const opts = alloc(BPF_LINK_CREATE_OPTS, { flags });
+  const ret = libbpf().bpf_link_create(progFd, ifindex, attachType, opts);
+  if (ret < 0) throw sysError(`create link (attach type ${attachType}) on ifindex ${ifindex}`, -ret, "BPF_ATTACH");
+  return ret;
+}
+
+/** Swaps the program of an existing link in one step; with `expectProgFd` only if that program is still attached. */
+export function linkUpdate(linkFd: number, newProgFd: number, expectProgFd?: number): void {
+  const opts =
+    expectProgFd === undefined
+      ? alloc(BPF_LINK_UPDATE_OPTS)
+      : alloc(BPF_LINK_UPDATE_OPTS, { flags: BPF_F.REPLACE, old_prog_fd: expectProgFd });
+  const ret = libbpf().bpf_link_update(linkFd, newProgFd, opts);
+  if (ret < 0) throw sysError("replace program on link", -ret, "BPF_ATTACH");
+}
+
+/** Detaches a link's program now, even if other fds or pins still hold the link. */
+export function linkDetach(linkFd: number): void {
+  check(libbpf().bpf_link_detach(linkFd), "detach link");
+}
+
+// ---- cls_bpf (clsact) and legacy XDP through libbpf's netlink -------------------------------
+
+export const TC_ATTACH_POINT = { INGRESS: 1, EGRESS: 2 } as const;
+
+function tcHook(ifindex: number, point: number): Buffer {
+  return alloc(BPF_TC_HOOK, { ifindex, attach_point: point });
+}
+
+/** Attaches `progFd` as a direct-action cls_bpf filter under clsact; returns the program id attached. */
+export function tcAttach(
+  ifindex: number,
+  point: number,
+  progFd: number,
+  opts: { handle?: number; priority?: number; replace?: boolean } = {},
+): number {
+  const lib = libbpf();
+  const hook = tcHook(ifindex, point);
+  const created = lib.bpf_tc_hook_create(hook);
+  if (created < 0 && created !== -17 /* EEXIST */)
+    throw sysError(`create clsact qdisc on ifindex ${ifindex}`, -created, "BPF_ATTACH");
+  const o = alloc(BPF_TC_OPTS, {
+    prog_fd: progFd,
+    handle: opts.handle ?? 1,
+    priority: opts.priority ?? 1,
+    flags: opts.replace ? 1 : 0,
+  });
+  const ret = lib.bpf_tc_attach(hook, o);
+  if (ret < 0) throw sysError(`attach cls_bpf filter on ifindex ${ifindex}`, -ret, "BPF_ATTACH");
+  return get(o, BPF_TC_OPTS, "prog_id");
+}
+
+/** Program id of the cls_bpf filter (handle, priority), or 0 when there is none. */
+export function tcQuery(ifindex: number, point: number, opts: { handle?: number; priority?: number } = {}): number {
+  const o = alloc(BPF_TC_OPTS, { handle: opts.handle ?? 1, priority: opts.priority ?? 1 });
+  const ret = libbpf().bpf_tc_query(tcHook(ifindex, point), o);
+  if (ret === -2 || ret === -22) return 0;
+  check(ret, `query cls_bpf filter on ifindex ${ifindex}`);
+  return get(o, BPF_TC_OPTS, "prog_id");
+}
+
+export function tcDetach(ifindex: number, point: number, opts: { handle?: number; priority?: number } = {}): void {
+  const o = alloc(BPF_TC_OPTS, { handle: opts.handle ?? 1, priority: opts.priority ?? 1 });
+  const ret = libbpf().bpf_tc_detach(tcHook(ifindex, point), o);
+  if (ret < 0 && ret !== -2) throw sysError(`detach cls_bpf filter on ifindex ${ifindex}`, -ret, "BPF_ATTACH");
+}
+
+/** Legacy (netlink) XDP attach, for kernels without XDP links. */
+export function xdpAttachLegacy(ifindex: number, progFd: number, flags: number): void {
+  const ret = libbpf().bpf_xdp_attach(ifindex, progFd, flags, null);
+  if (ret < 0) throw sysError(`attach XDP on ifindex ${ifindex}`, -ret, "BPF_ATTACH");
+}
+
+export function xdpDetachLegacy(ifindex: number, flags: number): void {
+  const ret = libbpf().bpf_xdp_detach(ifindex, flags, null);
+  if (ret < 0) throw sysError(`detach XDP on ifindex ${ifindex}`, -ret, "BPF_ATTACH");
+}
+
+// ---- BPF_PROG_TEST_RUN --------------------------------------------------------------------
+
+export interface TestRunInput {
+  data: Uint8Array;
+  repeat?: number;
+  /** Context (struct __sk_buff / struct xdp_md) in; out is returned when given. */
+  ctx?: Uint8Array;
+  /** Room for the output packet (defaults to input length + 256 for headroom changes). */
+  dataOutSize?: number;
+  flags?: number;
+  /** XDP live-frames mode: frames per batch. */
+  batchSize?: number;
+}
+
+export interface TestRunResult {
+  retval: number;
+  /** Average run time per repetition, ns, as the kernel measured it. */
+  durationNs: number;
+  dataOut: Buffer;
+  ctxOut?: Buffer;
+}
+
+export function testRun(progFd: number, input: TestRunInput): TestRunResult {
+  const live = ((input.flags ?? 0) & BPF_F.TEST_XDP_LIVE_FRAMES) !== 0;
+  const dataIn = Buffer.from(input.data);
+  const dataOut = live ? null : Buffer.alloc(input.dataOutSize ?? dataIn.length + 256);
+  const ctxIn = input.ctx ? Buffer.from(input.ctx) : null;
+  const ctxOut = input.ctx ? Buffer.alloc(input.ctx.length) : null;
+  const o = alloc(BPF_TEST_RUN_OPTS, {
+    data_in: addressOf(dataIn),
+    data_size_in: dataIn.length,
+    repeat: input.repeat ?? 1,
+    flags: input.flags ?? 0,
+    batch_size: input.batchSize ?? 0,
+  });
+  if (dataOut) {
+    o.writeBigUInt64LE(BigInt(addressOf(dataOut)), BPF_TEST_RUN_OPTS.fields.data_out[0]);
+    o.writeUInt32LE(dataOut.length, BPF_TEST_RUN_OPTS.fields.data_size_out[0]);
+  }
+  if (ctxIn && ctxOut) {
+    o.writeBigUInt64LE(BigInt(addressOf(ctxIn)), BPF_TEST_RUN_OPTS.fields.ctx_in[0]);
+    o.writeUInt32LE(ctxIn.length, BPF_TEST_RUN_OPTS.fields.ctx_size_in[0]);
+    o.writeBigUInt64LE(BigInt(addressOf(ctxOut)), BPF_TEST_RUN_OPTS.fields.ctx_out[0]);
+    o.writeUInt32LE(ctxOut.length, BPF_TEST_RUN_OPTS.fields.ctx_size_out[0]);
+  }
+  const ret = libbpf().bpf_prog_test_run_opts(progFd, o);
+  if (ret < 0) throw sysError("BPF_PROG_TEST_RUN", -ret);
+  const outLen = get(o, BPF_TEST_RUN_OPTS, "data_size_out");
+  const ctxLen = get(o, BPF_TEST_RUN_OPTS, "ctx_size_out");
+  return {
+    retval: get(o, BPF_TEST_RUN_OPTS, "retval") | 0,
+    durationNs: get(o, BPF_TEST_RUN_OPTS, "duration"),
+    dataOut: dataOut ? Buffer.from(dataOut.subarray(0, outLen)) : Buffer.alloc(0),
+    ctxOut: ctxOut ? Buffer.from(ctxOut.subarray(0, ctxLen)) : undefined,
+  };
+}
+
+// ---- ring buffers ----------------------------------------------------------------------------
+
+/** Consumer of a BPF ring buffer map; `onSample` gets a copy of each record. */
+export class RingBuffer implements Disposable {
+  #rb: Pointer | null;
+  #cb: JSCallback;
+
+  constructor(mapFd: number, onSample: (data: Buffer) => void) {
+    this.#cb = new JSCallback(
+      (_ctx: Pointer, data: Pointer, size: number | bigint) => {
+        onSample(copyFrom(data, Number(size)));
+        return 0;
+      },
+      { args: [FFIType.ptr, FFIType.ptr, FFIType.u64], returns: FFIType.i32 },
+    );
+    const rb = libbpf().ring_buffer__new(mapFd, this.#cb.ptr, null, null);
+    if (!rb) {
+      const e = errno();
+      this.#cb.close();
+      throw sysError("open ring buffer", e);
+    }
+    this.#rb = rb as Pointer;
+  }
+
+  /** Waits up to `timeoutMs` for records and delivers them; returns how many were consumed. */
+  poll(timeoutMs: number): number {
+    const n = libbpf().ring_buffer__poll(this.handle, timeoutMs);
+    if (n < 0 && n !== -4 /* EINTR */) throw sysError("poll ring buffer", -n);
+    return Math.max(n, 0);
+  }
+
+  /** Delivers whatever is ready without waiting. */
+  consume(): number {
+    const n = libbpf().ring_buffer__consume(this.handle);
+    if (n < 0) throw sysError("consume ring buffer", -n);
+    return n;
+  }
+
+  /** An epoll fd that becomes readable when records arrive. */
+  get epollFd(): number {
+    return libbpf().ring_buffer__epoll_fd(this.handle);
+  }
+
+  private get handle(): Pointer {
+    if (!this.#rb) throw new StratumError("INTERNAL", "ring buffer is closed");
+    return this.#rb;
+  }
+
+  close(): void {
+    if (this.#rb) {
+      libbpf().ring_buffer__free(this.#rb);
+      this.#rb = null;
+      this.#cb.close();
+    }
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

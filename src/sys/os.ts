@@ -1,0 +1,146 @@
+/** Thin libc wrappers for what the rest of Stratum needs from the OS besides libbpf:
+ * raw netlink sockets, opening files (namespace handles, /dev/net/tun), ioctls for
+ * TAP devices, interface name lookups and bpffs mounts. Return values or throw
+ * StratumError with errno; no retries, no policy. */
+import { sysError } from "../errors";
+import { cstr, errno, libc } from "./ffi";
+import { IFREQ, SOCKADDR_NL } from "./layout";
+
+const AF_NETLINK = 16;
+const SOCK_RAW = 3;
+const SOCK_CLOEXEC = 0o2000000;
+const SOL_NETLINK = 270;
+const O_RDONLY = 0;
+const O_RDWR = 2;
+const O_CLOEXEC = 0o2000000;
+const MSG_DONTWAIT = 0x40;
+
+/** A bound AF_NETLINK socket. Blocking receive; one request in flight at a time. */
+export class NetlinkSocket implements Disposable {
+  #fd: number;
+  readonly portId: number;
+  readonly #rx = Buffer.alloc(1 << 20);
+
+  constructor(protocol: number) {
+    const fd = libc().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
+    if (fd < 0) throw sysError(`open netlink socket (protocol ${protocol})`, errno());
+    this.#fd = fd;
+    try {
+      const sa = Buffer.alloc(SOCKADDR_NL.size);
+      sa.writeUInt16LE(AF_NETLINK, 0);
+      if (libc().bind(fd, sa, sa.length) < 0) throw sysError("bind netlink socket", errno());
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(sa.length);
+      if (libc().getsockname(fd, sa, len) < 0) throw sysError("read netlink socket address", errno());
+      this.portId = sa.readUInt32LE(SOCKADDR_NL.fields.nl_pid[0]);
+    } catch (e) {
+      libc().close(fd);
+      throw e;
+    }
+  }
+
+  setIntOption(level: number, name: number, value: number): void {
+    const v = Buffer.alloc(4);
+    v.writeInt32LE(value);
+    if (libc().setsockopt(this.fd, level, name, v, 4) < 0) throw sysError(`set netlink socket option ${name}`, errno());
+  }
+
+  setNetlinkOption(name: number, value: number): void {
+    this.setIntOption(SOL_NETLINK, name, value);
+  }
+
+  get fd(): number {
+    if (this.#fd < 0) throw sysError("use closed netlink socket", 9);
+    return this.#fd;
+  }
+
+  send(msg: Uint8Array): void {
+    const sa = Buffer.alloc(SOCKADDR_NL.size);
+    sa.writeUInt16LE(AF_NETLINK, 0); // pid 0: the kernel
+    const n = Number(libc().sendto(this.fd, msg, BigInt(msg.length), 0, sa, sa.length));
+    if (n < 0) throw sysError("send netlink message", errno());
+  }
+
+  /** One datagram (possibly many netlink messages). `wait: false` returns null when none is queued. */
+  recv(wait = true): Buffer | null {
+    for (;;) {
+      const n = Number(libc().recv(this.fd, this.#rx, BigInt(this.#rx.length), wait ? 0 : MSG_DONTWAIT));
+      if (n >= 0) return Buffer.from(this.#rx.subarray(0, n));
+      const e = errno();
+      if (e === 4) continue; // EINTR
+      if (!wait && e === 11) return null; // EAGAIN
+      throw sysError("receive netlink message", e);
+    }
+  }
+
+  close(): void {
+    if (this.#fd >= 0) libc().close(this.#fd);
+    this.#fd = -1;
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** Opens `path` read-only (e.g. /run/netns/NAME for IFLA_NET_NS_FD). Caller closes. */
+export function openReadOnly(path: string): number {
+  const fd = libc().open(cstr(path), O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) throw sysError(`open ${path}`, errno());
+  return fd;
+}
+
+export function closeFd(fd: number): void {
+  if (fd >= 0) libc().close(fd);
+}
+
+export function ifNameToIndex(name: string): number {
+  const idx = libc().if_nametoindex(cstr(name));
+  if (idx === 0) throw sysError(`find interface ${name}`, errno() || 19);
+  return idx;
+}
+
+export const TUN = {
+  IFF_TUN: 1,
+  IFF_TAP: 2,
+  IFF_NO_PI: 0x1000,
+  IFF_VNET_HDR: 0x4000,
+  IFF_MULTI_QUEUE: 0x100,
+  TUNSETIFF: 0x400454ca,
+  TUNSETPERSIST: 0x400454cb,
+  TUNSETOWNER: 0x400454cc,
+} as const;
+
+/** Creates a persistent TAP device (it outlives this process; delete it through rtnetlink). */
+export function createPersistentTap(
+  name: string,
+  opts: { vnetHdr?: boolean; multiQueue?: boolean; owner?: number } = {},
+) {
+  if (Buffer.byteLength(name) > 15) throw sysError(`create tap ${name}: name longer than 15 bytes`, 22, "INVALID");
+  const fd = libc().open(cstr("/dev/net/tun"), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) throw sysError(`create tap ${name}: open /dev/net/tun`, errno());
+  try {
+    const ifr = Buffer.alloc(IFREQ.size);
+    ifr.write(name, 0, 15, "utf8");
+    let flags = TUN.IFF_TAP | TUN.IFF_NO_PI;
+    if (opts.vnetHdr) flags |= TUN.IFF_VNET_HDR;
+    if (opts.multiQueue) flags |= TUN.IFF_MULTI_QUEUE;
+    ifr.writeUInt16LE(flags, IFREQ.fields.ifr_flags[0]);
+    if (libc().ioctl(fd, BigInt(TUN.TUNSETIFF), ifr) < 0) throw sysError(`create tap ${name}`, errno());
+    if (opts.owner !== undefined && libc().ioctl(fd, BigInt(TUN.TUNSETOWNER), opts.owner as never) < 0)
+      throw sysError(`set owner of tap ${name}`, errno());
+    if (libc().ioctl(fd, BigInt(TUN.TUNSETPERSIST), 1 as never) < 0)
+      throw sysError(`make tap ${name} persistent`, errno());
+  } finally {
+    libc().close(fd);
+  }
+}
+
+const BPF_FS_MAGIC = 0xcafe4a11;
+
+/** Mounts bpffs at `dir` (which must exist). */
+export function mountBpffs(dir: string): void {
+  if (libc().mount(cstr("bpffs"), cstr(dir), cstr("bpf"), 0n, null) < 0)
+    throw sysError(`mount bpffs on ${dir}`, errno());
+}
+
+export { BPF_FS_MAGIC };
