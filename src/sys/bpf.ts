@@ -442,7 +442,7 @@ export function linkInfo(fd: number): LinkInfo {
     id: get(info, BPF_LINK_INFO, "id"),
     type: get(info, BPF_LINK_INFO, "type"),
     progId: get(info, BPF_LINK_INFO, "prog_id"),
-    ifindex: get(info, BPF_LINK_INFO, "ifindex"),
+    ifindex: get(info, BPF_LINK_INFO, "xdp.ifindex"),
   };
 }
 

@@ -123,7 +123,7 @@ export const BPF_LINK_INFO = L({
   ctype: "struct bpf_link_info",
   header: "linux/bpf.h",
   size: 48,
-  fields: { type: [0, "u32"], id: [4, "u32"], prog_id: [8, "u32"], ifindex: [16, "u32"] },
+  fields: { type: [0, "u32"], id: [4, "u32"], prog_id: [8, "u32"], "xdp.ifindex": [16, "u32"] },
 });
 
 export const SOCKADDR_NL = L({

@@ -1,0 +1,176 @@
+/** Builds test and trace packets byte by byte: Ethernet, ARP, IPv4, IPv6, UDP, TCP and
+ * ICMP/ICMPv6 with correct lengths and checksums. Pure; used by fixtures, benchmarks
+ * and (later) `trace`. */
+import { ipToBytes, macToBytes } from "../netlink/codec";
+
+export const ETH_P = { IP: 0x0800, ARP: 0x0806, IPV6: 0x86dd } as const;
+export const IPPROTO = { ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58 } as const;
+export const TCP_FLAGS = { FIN: 1, SYN: 2, RST: 4, PSH: 8, ACK: 16 } as const;
+
+export function ethernet(o: { src: string; dst: string; type: number }, payload: Uint8Array): Buffer {
+  const h = Buffer.alloc(14);
+  macToBytes(o.dst).copy(h, 0);
+  macToBytes(o.src).copy(h, 6);
+  h.writeUInt16BE(o.type, 12);
+  return Buffer.concat([h, payload]);
+}
+
+/** Internet checksum (RFC 1071) over `parts`. */
+export function checksum(...parts: Uint8Array[]): number {
+  let sum = 0;
+  let odd: number | null = null;
+  for (const p of parts) {
+    for (let i = 0; i < p.length; i++) {
+      const b = p[i] as number;
+      if (odd === null) odd = b;
+      else {
+        sum += (odd << 8) | b;
+        odd = null;
+      }
+    }
+  }
+  if (odd !== null) sum += odd << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+export interface Ipv4Opts {
+  src: string;
+  dst: string;
+  proto: number;
+  ttl?: number;
+  id?: number;
+  /** Fragment offset in bytes (multiple of 8) and more-fragments flag. */
+  fragOffset?: number;
+  moreFragments?: boolean;
+  dontFragment?: boolean;
+}
+
+export function ipv4(o: Ipv4Opts, payload: Uint8Array): Buffer {
+  const h = Buffer.alloc(20);
+  h.writeUInt8(0x45, 0);
+  h.writeUInt16BE(20 + payload.length, 2);
+  h.writeUInt16BE(o.id ?? 0, 4);
+  const frag = ((o.fragOffset ?? 0) >> 3) | (o.moreFragments ? 0x2000 : 0) | (o.dontFragment ? 0x4000 : 0);
+  h.writeUInt16BE(frag, 6);
+  h.writeUInt8(o.ttl ?? 64, 8);
+  h.writeUInt8(o.proto, 9);
+  ipToBytes(o.src).copy(h, 12);
+  ipToBytes(o.dst).copy(h, 16);
+  h.writeUInt16BE(checksum(h), 10);
+  return Buffer.concat([h, payload]);
+}
+
+export function ipv6(o: { src: string; dst: string; next: number; hopLimit?: number }, payload: Uint8Array): Buffer {
+  const h = Buffer.alloc(40);
+  h.writeUInt32BE(0x60000000, 0);
+  h.writeUInt16BE(payload.length, 4);
+  h.writeUInt8(o.next, 6);
+  h.writeUInt8(o.hopLimit ?? 64, 7);
+  ipToBytes(o.src).copy(h, 8);
+  ipToBytes(o.dst).copy(h, 24);
+  return Buffer.concat([h, payload]);
+}
+
+function pseudoHeader(src: string, dst: string, proto: number, len: number): Buffer {
+  const s = ipToBytes(src);
+  const d = ipToBytes(dst);
+  if (s.length === 4) {
+    const p = Buffer.alloc(12);
+    s.copy(p, 0);
+    d.copy(p, 4);
+    p.writeUInt8(proto, 9);
+    p.writeUInt16BE(len, 10);
+    return p;
+  }
+  const p = Buffer.alloc(40);
+  s.copy(p, 0);
+  d.copy(p, 16);
+  p.writeUInt32BE(len, 32);
+  p.writeUInt8(proto, 39);
+  return p;
+}
+
+/** UDP with its checksum over the pseudo-header of `src` → `dst` (v4 or v6). */
+export function udp(o: { src: string; dst: string; sport: number; dport: number }, payload: Uint8Array): Buffer {
+  const h = Buffer.alloc(8);
+  h.writeUInt16BE(o.sport, 0);
+  h.writeUInt16BE(o.dport, 2);
+  h.writeUInt16BE(8 + payload.length, 4);
+  const seg = Buffer.concat([h, payload]);
+  const c = checksum(pseudoHeader(o.src, o.dst, IPPROTO.UDP, seg.length), seg);
+  seg.writeUInt16BE(c === 0 ? 0xffff : c, 6);
+  return seg;
+}
+
+export function tcp(
+  o: { src: string; dst: string; sport: number; dport: number; flags: number; seq?: number; ack?: number; window?: number },
+  payload: Uint8Array = new Uint8Array(),
+): Buffer {
+  const h = Buffer.alloc(20);
+  h.writeUInt16BE(o.sport, 0);
+  h.writeUInt16BE(o.dport, 2);
+  h.writeUInt32BE((o.seq ?? 1) >>> 0, 4);
+  h.writeUInt32BE((o.ack ?? 0) >>> 0, 8);
+  h.writeUInt8(5 << 4, 12);
+  h.writeUInt8(o.flags, 13);
+  h.writeUInt16BE(o.window ?? 65535, 14);
+  const seg = Buffer.concat([h, payload]);
+  seg.writeUInt16BE(checksum(pseudoHeader(o.src, o.dst, IPPROTO.TCP, seg.length), seg), 16);
+  return seg;
+}
+
+/** ICMP (v4) or ICMPv6 (when src is IPv6: checksum includes the pseudo-header). */
+export function icmp(
+  o: { src: string; dst: string; type: number; code?: number; id?: number; seq?: number },
+  payload: Uint8Array = new Uint8Array(),
+): Buffer {
+  const h = Buffer.alloc(8);
+  h.writeUInt8(o.type, 0);
+  h.writeUInt8(o.code ?? 0, 1);
+  h.writeUInt16BE(o.id ?? 0, 4);
+  h.writeUInt16BE(o.seq ?? 0, 6);
+  const msg = Buffer.concat([h, payload]);
+  const v6 = o.src.includes(":");
+  const c = v6 ? checksum(pseudoHeader(o.src, o.dst, IPPROTO.ICMPV6, msg.length), msg) : checksum(msg);
+  msg.writeUInt16BE(c, 2);
+  return msg;
+}
+
+export function arp(o: {
+  op: "request" | "reply";
+  senderMac: string;
+  senderIp: string;
+  targetMac?: string;
+  targetIp: string;
+}): Buffer {
+  const b = Buffer.alloc(28);
+  b.writeUInt16BE(1, 0); // Ethernet
+  b.writeUInt16BE(ETH_P.IP, 2);
+  b.writeUInt8(6, 4);
+  b.writeUInt8(4, 5);
+  b.writeUInt16BE(o.op === "request" ? 1 : 2, 6);
+  macToBytes(o.senderMac).copy(b, 8);
+  ipToBytes(o.senderIp).copy(b, 14);
+  macToBytes(o.targetMac ?? "00:00:00:00:00:00").copy(b, 18);
+  ipToBytes(o.targetIp).copy(b, 24);
+  return b;
+}
+
+/** A complete Ethernet/IPv4|IPv6/UDP frame: the common case for fixtures and benchmarks. */
+export function udpFrame(o: {
+  srcMac: string;
+  dstMac: string;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  payload?: Uint8Array;
+}): Buffer {
+  const seg = udp(o, o.payload ?? new Uint8Array(18));
+  const v6 = o.src.includes(":");
+  const l3 = v6
+    ? ipv6({ src: o.src, dst: o.dst, next: IPPROTO.UDP }, seg)
+    : ipv4({ src: o.src, dst: o.dst, proto: IPPROTO.UDP }, seg);
+  return ethernet({ src: o.srcMac, dst: o.dstMac, type: v6 ? ETH_P.IPV6 : ETH_P.IP }, l3);
+}
