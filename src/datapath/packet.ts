@@ -104,7 +104,16 @@ export function udp(o: { src: string; dst: string; sport: number; dport: number 
 }
 
 export function tcp(
-  o: { src: string; dst: string; sport: number; dport: number; flags: number; seq?: number; ack?: number; window?: number },
+  o: {
+    src: string;
+    dst: string;
+    sport: number;
+    dport: number;
+    flags: number;
+    seq?: number;
+    ack?: number;
+    window?: number;
+  },
   payload: Uint8Array = new Uint8Array(),
 ): Buffer {
   const h = Buffer.alloc(20);

@@ -35,7 +35,11 @@ const json = (...args: string[]) => {
 };
 const pings = (n: number) => pair.b.exec(["ping", "-c", String(n), "-i", "0.05", "-W", "1", pair.ipA]);
 const count = (hook: string) => {
-  const rows = json("datapath", "counter", "read", "--dev", pair.devA) as Array<{ hook: string; packets: number; bytes: number }>;
+  const rows = json("datapath", "counter", "read", "--dev", pair.devA) as Array<{
+    hook: string;
+    packets: number;
+    bytes: number;
+  }>;
   return rows.find((r) => r.hook === hook) ?? { packets: 0, bytes: 0 };
 };
 

@@ -54,7 +54,15 @@ describe("links", () => {
   });
 
   test("vxlan options: VNI, port, local, no learning, GBP", () => {
-    expect(r.links.vx0.vxlan).toEqual({ vni: 4242, port: 4789, local: "10.31.0.1", learning: false, gbp: true, ttl: 0, link: undefined });
+    expect(r.links.vx0.vxlan).toEqual({
+      vni: 4242,
+      port: 4789,
+      local: "10.31.0.1",
+      learning: false,
+      gbp: true,
+      ttl: 0,
+      link: undefined,
+    });
     const ip = ns.ipJson(["-d", "link", "show", "vx0"])[0].linkinfo.info_data;
     expect(ip).toMatchObject({ id: 4242, port: 4789, local: "10.31.0.1", learning: false, gbp: true });
   });
@@ -71,7 +79,9 @@ describe("addresses, routes, neighbours, FDB", () => {
 
   test("routes carry Stratum's protocol and replace is idempotent", () => {
     const mine = r.routes.filter((x: any) => x.dst === "10.32.0.0/16");
-    expect(mine).toEqual([{ dst: "10.32.0.0/16", gateway: "10.31.0.253", protocol: RTPROT_STRATUM, oif: r.links.br0.index }]);
+    expect(mine).toEqual([
+      { dst: "10.32.0.0/16", gateway: "10.31.0.253", protocol: RTPROT_STRATUM, oif: r.links.br0.index },
+    ]);
     const ip = ns.ipJson(["route", "show", "10.32.0.0/16"]);
     expect(ip).toEqual([expect.objectContaining({ dst: "10.32.0.0/16", gateway: "10.31.0.253", dev: "br0" })]);
     expect(r.routes6).toContain("fd32::/64");
@@ -85,10 +95,18 @@ describe("addresses, routes, neighbours, FDB", () => {
 
   test("static FDB entries on a bridge port and on the VXLAN device", () => {
     expect(r.fdbBridge).toContainEqual({ mac: "02:00:00:00:01:02", state: NL.NUD_NOARP, master: r.links.br0.index });
-    const vx = r.fdbVxlan.filter((f: any) => f.mac === "00:00:00:00:00:00").map((f: any) => f.ip).sort();
+    const vx = r.fdbVxlan
+      .filter((f: any) => f.mac === "00:00:00:00:00:00")
+      .map((f: any) => f.ip)
+      .sort();
     expect(vx).toEqual(["10.31.0.2", "10.31.0.3"]);
     const ip = JSON.parse(ns.execOk(["bridge", "-j", "fdb", "show", "dev", "vx0"]));
-    expect(ip.filter((f: any) => f.mac === "00:00:00:00:00:00").map((f: any) => f.dst).sort()).toEqual(["10.31.0.2", "10.31.0.3"]);
+    expect(
+      ip
+        .filter((f: any) => f.mac === "00:00:00:00:00:00")
+        .map((f: any) => f.dst)
+        .sort(),
+    ).toEqual(["10.31.0.2", "10.31.0.3"]);
   });
 });
 

@@ -120,7 +120,10 @@ export class PinRoot {
 }
 
 /** Two namespaces joined by a veth pair with addresses 10.<n>.0.1/24 ↔ 10.<n>.0.2/24. */
-export function vethPair(tag: string, subnet = 77): { a: Netns; b: Netns; devA: string; devB: string; ipA: string; ipB: string; destroy(): void } {
+export function vethPair(
+  tag: string,
+  subnet = 77,
+): { a: Netns; b: Netns; devA: string; devB: string; ipA: string; ipB: string; destroy(): void } {
   const a = new Netns(`${tag}a`);
   const b = new Netns(`${tag}b`);
   const devA = "eth0";

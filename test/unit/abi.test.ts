@@ -43,7 +43,8 @@ describe("struct layouts match the C headers", () => {
       // The kernel accepts larger info structs than the headers know; our size must cover at least the header's.
       if (l.header === "linux/bpf.h") expect(l.size).toBeGreaterThanOrEqual(got.get(`${name}.size`) as number);
       else expect(l.size).toBe(got.get(`${name}.size`) as number);
-      for (const [f, [off]] of Object.entries(l.fields)) expect({ f, off }).toEqual({ f, off: got.get(`${name}.${f}`) as number });
+      for (const [f, [off]] of Object.entries(l.fields))
+        expect({ f, off }).toEqual({ f, off: got.get(`${name}.${f}`) as number });
     });
   }
 });

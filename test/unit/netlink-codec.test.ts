@@ -23,7 +23,11 @@ const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ""), "hex");
 
 describe("encoding", () => {
   test("bridge creation request is byte-exact", () => {
-    const b = new MessageBuilder(NL.RTM_NEWLINK, NL.NLM_F_REQUEST | NL.NLM_F_ACK | NL.NLM_F_CREATE | NL.NLM_F_EXCL, encodeIfInfo({}));
+    const b = new MessageBuilder(
+      NL.RTM_NEWLINK,
+      NL.NLM_F_REQUEST | NL.NLM_F_ACK | NL.NLM_F_CREATE | NL.NLM_F_EXCL,
+      encodeIfInfo({}),
+    );
     b.str(NL.IFLA_IFNAME, "br0");
     b.nest(NL.IFLA_LINKINFO, (li) => {
       li.str(NL.IFLA_INFO_KIND, "bridge");
@@ -88,7 +92,10 @@ describe("decoding", () => {
   });
 
   test("NLMSG_ERROR carries errno and the extended-ACK text", () => {
-    const tlv = new MessageBuilder(0, 0, Buffer.alloc(0)).str(NL.NLMSGERR_ATTR_MSG, "Unknown device type").finish(0).subarray(16);
+    const tlv = new MessageBuilder(0, 0, Buffer.alloc(0))
+      .str(NL.NLMSGERR_ATTR_MSG, "Unknown device type")
+      .finish(0)
+      .subarray(16);
     const payload = Buffer.concat([Buffer.from([0xea, 0xff, 0xff, 0xff]), Buffer.alloc(16), tlv]); // -22, echoed header
     payload.writeUInt32LE(16, 4);
     const msg = { type: NL.NLMSG_ERROR, flags: NL.NLM_F_ACK_TLVS | 0x100, seq: 1, portId: 0, payload };
@@ -121,9 +128,16 @@ describe("decoding", () => {
   test("attributes survive encode → decode, nested or not", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ type: fc.integer({ min: 1, max: 0x3fff }), data: fc.uint8Array({ maxLength: 40 }), nest: fc.boolean() }), {
-          maxLength: 12,
-        }),
+        fc.array(
+          fc.record({
+            type: fc.integer({ min: 1, max: 0x3fff }),
+            data: fc.uint8Array({ maxLength: 40 }),
+            nest: fc.boolean(),
+          }),
+          {
+            maxLength: 12,
+          },
+        ),
         (attrs) => {
           const b = new MessageBuilder(1, 0, Buffer.alloc(0));
           for (const a of attrs) {

@@ -5,7 +5,12 @@ import * as nl from "../../../src/netlink";
 export default function (args: { peerNs: string }) {
   nl.setLink("lo", { up: true });
   nl.createBridge("br0", { up: true, mtu: 1400 });
-  nl.createVeth("v0", "v0peer", { peerNetns: args.peerNs, master: "br0", mac: "02:00:00:00:01:01", peerMac: "02:00:00:00:01:02" });
+  nl.createVeth("v0", "v0peer", {
+    peerNetns: args.peerNs,
+    master: "br0",
+    mac: "02:00:00:00:01:01",
+    peerMac: "02:00:00:00:01:02",
+  });
   nl.setBridgePort("v0", { learning: false, unicastFlood: false });
   nl.setLink("v0", { up: true, mtu: 1400 });
   nl.createTap("tap0", { master: "br0", mac: "02:00:00:00:02:01", up: true });

@@ -40,7 +40,10 @@ export default function (a: { dev: string; pinRoot: string; peerNs: string; ip: 
     steps.linkProg = linkInfo(l.fd).progId === att.progId;
     steps.linkIfindex = linkInfo(l.fd).ifindex === ifindex;
   }
-  const counted = sumCountValue(counter.map("stm_counters"), counter.map("stm_counters").lookup(encodeCountKey(ifindex, "tc-ingress")) ?? Buffer.alloc(32));
+  const counted = sumCountValue(
+    counter.map("stm_counters"),
+    counter.map("stm_counters").lookup(encodeCountKey(ifindex, "tc-ingress")) ?? Buffer.alloc(32),
+  );
   steps.countedPackets = counted.packets;
   steps.detached = detachPinnedLink(pin);
   steps.detachedAgain = detachPinnedLink(pin);
@@ -50,10 +53,23 @@ export default function (a: { dev: string; pinRoot: string; peerNs: string; ip: 
   const xdp = counter.program("stm_count_xdp");
   const xpin = `${a.pinRoot}/link_xdp_lo`;
   const xatt = attachXdp(xdp.fd, lo, { mode: "generic", pin: xpin });
-  const frame = udpFrame({ srcMac: "02:00:00:00:00:01", dstMac: "02:00:00:00:00:02", src: "127.0.0.2", dst: "127.0.0.1", sport: 9, dport: 9 });
-  const before = sumCountValue(counter.map("stm_counters"), counter.map("stm_counters").lookup(encodeCountKey(lo, "xdp")) ?? Buffer.alloc(32)).packets;
+  const frame = udpFrame({
+    srcMac: "02:00:00:00:00:01",
+    dstMac: "02:00:00:00:00:02",
+    src: "127.0.0.2",
+    dst: "127.0.0.1",
+    sport: 9,
+    dport: 9,
+  });
+  const before = sumCountValue(
+    counter.map("stm_counters"),
+    counter.map("stm_counters").lookup(encodeCountKey(lo, "xdp")) ?? Buffer.alloc(32),
+  ).packets;
   const r = testRun(xdp.fd, { data: frame, repeat: 256, flags: BPF_F.TEST_XDP_LIVE_FRAMES, batchSize: 64 });
-  const after = sumCountValue(counter.map("stm_counters"), counter.map("stm_counters").lookup(encodeCountKey(lo, "xdp")) ?? Buffer.alloc(32)).packets;
+  const after = sumCountValue(
+    counter.map("stm_counters"),
+    counter.map("stm_counters").lookup(encodeCountKey(lo, "xdp")) ?? Buffer.alloc(32),
+  ).packets;
   steps.live = { kind: xatt.kind, mode: xatt.xdpMode, retval: r.retval, counted: after - before };
   detachPinnedLink(xpin);
   return steps;

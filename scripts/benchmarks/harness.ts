@@ -1,0 +1,97 @@
+/** The benchmark harness: each benchmark measures a candidate and its baseline in the
+ * same run, interleaved (ABBA order per round) so machine noise hits both alike, and
+ * reports medians and the median of the per-round ratios. Never used by tests. */
+
+export interface Benchmark {
+  name: string;
+  /** What one measurement is, e.g. "ns/packet". */
+  unit: string;
+  candidate: { label: string; measure: () => number };
+  baseline: { label: string; measure: () => number };
+  setup?: () => void;
+  teardown?: () => void;
+}
+
+export interface BenchResult {
+  name: string;
+  unit: string;
+  candidate: string;
+  baseline: string;
+  rounds: number;
+  candidateMedian: number;
+  baselineMedian: number;
+  /** Median over rounds of candidate / baseline. */
+  ratio: number;
+  /** Spread of the ratio: lowest and highest round. */
+  ratioMin: number;
+  ratioMax: number;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+export function runBenchmark(b: Benchmark, rounds: number, onRound?: (i: number) => void): BenchResult {
+  b.setup?.();
+  try {
+    b.candidate.measure(); // warm-up: JIT, caches, first-touch
+    b.baseline.measure();
+    const cand: number[] = [];
+    const base: number[] = [];
+    const ratios: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      let c: number;
+      let a: number;
+      if (i % 2 === 0) {
+        c = b.candidate.measure();
+        a = b.baseline.measure();
+      } else {
+        a = b.baseline.measure();
+        c = b.candidate.measure();
+      }
+      cand.push(c);
+      base.push(a);
+      ratios.push(c / a);
+      onRound?.(i);
+    }
+    return {
+      name: b.name,
+      unit: b.unit,
+      candidate: b.candidate.label,
+      baseline: b.baseline.label,
+      rounds,
+      candidateMedian: median(cand),
+      baselineMedian: median(base),
+      ratio: median(ratios),
+      ratioMin: Math.min(...ratios),
+      ratioMax: Math.max(...ratios),
+    };
+  } finally {
+    b.teardown?.();
+  }
+}
+
+const fmt = (n: number): string => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
+
+export function formatTable(results: BenchResult[]): string {
+  const header = ["benchmark", "candidate", "baseline", "unit", "cand", "base", "ratio", "ratio range"];
+  const rows = results.map((r) => [
+    r.name,
+    r.candidate,
+    r.baseline,
+    r.unit,
+    fmt(r.candidateMedian),
+    fmt(r.baselineMedian),
+    `${r.ratio.toFixed(2)}x`,
+    `${r.ratioMin.toFixed(2)}-${r.ratioMax.toFixed(2)}`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] as number))
+      .join("  ")
+      .trimEnd();
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}

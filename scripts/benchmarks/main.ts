@@ -1,0 +1,48 @@
+/** scripts/bench entry: runs the named benchmarks (all by default) and prints a table,
+ * or JSON with --json. Usage: scripts/bench [--rounds N] [--json] [--list] [NAME...] */
+import { parseArgs } from "node:util";
+import { type BenchResult, formatTable, runBenchmark } from "./harness";
+import { BENCHMARKS } from "./suite";
+
+const { values, positionals } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    rounds: { type: "string", default: "9" },
+    json: { type: "boolean", default: false },
+    list: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  },
+  allowPositionals: true,
+});
+
+if (values.help) {
+  process.stdout.write(
+    "usage: scripts/bench [--rounds N] [--json] [--list] [NAME...]\n  Runs each benchmark's candidate and baseline interleaved for N rounds and prints medians and the median ratio.\n",
+  );
+  process.exit(0);
+}
+if (values.list) {
+  process.stdout.write(`${Object.keys(BENCHMARKS).join("\n")}\n`);
+  process.exit(0);
+}
+const rounds = Number(values.rounds);
+if (!Number.isInteger(rounds) || rounds < 1) {
+  process.stderr.write(`bench: --rounds must be a positive integer, not "${values.rounds}"\n`);
+  process.exit(2);
+}
+const names = positionals.length ? positionals : Object.keys(BENCHMARKS);
+const unknown = names.filter((n) => !BENCHMARKS[n]);
+if (unknown.length) {
+  process.stderr.write(`bench: unknown benchmark ${unknown.join(", ")} (--list shows them)\n`);
+  process.exit(2);
+}
+
+const results: BenchResult[] = [];
+for (const name of names) {
+  const b = (BENCHMARKS[name] as () => import("./harness").Benchmark)();
+  process.stderr.write(`bench: ${name} `);
+  results.push(runBenchmark(b, rounds, () => process.stderr.write(".")));
+  process.stderr.write("\n");
+}
+if (values.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+else process.stdout.write(`${formatTable(results)}\n`);
