@@ -3,6 +3,7 @@
  * read their counters from the pins, detach them. The first thing to run on a new node. */
 import { defineCommand } from "citty";
 import { attachCounter, detachCounters, HOOKS, type HookName, readPinnedCounts } from "../datapath/counters";
+import { smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
 import { listLinks, mustGetLink } from "../netlink";
 import { outputArg, parseFormat, printJson, printTable } from "./output";
@@ -95,6 +96,9 @@ const detach = defineCommand({
 
 export const datapathCommand = defineCommand({
   meta: { name: "datapath", description: "Work on this node's datapath directly, without the agent" },
+  setup() {
+    smokeCheck();
+  },
   subCommands: {
     counter: defineCommand({
       meta: { name: "counter", description: "Count packets on a device with the counting program" },

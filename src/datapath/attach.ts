@@ -2,7 +2,7 @@
  * pinned under the pin root so the attachment outlives the process, cls_bpf and legacy
  * XDP only as fallbacks for kernels without those links. Replacement swaps the program
  * inside the existing link (no window without a program); detach is explicit. */
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { StratumError } from "../errors";
 import {
@@ -19,6 +19,7 @@ import {
   tcAttach,
   tcDetach,
   tcQuery,
+  unpin,
   XDP_FLAGS,
   xdpAttachLegacy,
 } from "../sys/bpf";
@@ -128,7 +129,7 @@ export function detachPinnedLink(pin: string): boolean {
   }
   using link = new Fd(fd);
   linkDetach(link.fd);
-  rmSync(pin, { force: true });
+  unpin(pin);
   return true;
 }
 

@@ -120,3 +120,20 @@ export function ensureBpffs(pinRoot: string): void {
   }
   throw new StratumError("INVALID", `pin root ${pinRoot} is not on a bpffs mount (mount -t bpf bpffs DIR first)`);
 }
+
+/** The start-up smoke check of every command that touches the datapath: libbpf loads with
+ * every symbol Stratum binds, and this process may use bpf(). Fails with what to do. */
+export function smokeCheck(): ProbeReport {
+  const r = probe();
+  if (!r.features.bpf)
+    throw new StratumError(
+      "UNSUPPORTED",
+      "the bpf() syscall is not available to this process: run as root (or with CAP_BPF and CAP_NET_ADMIN) on a kernel with BPF",
+    );
+  if (!r.features.btf)
+    throw new StratumError(
+      "UNSUPPORTED",
+      "the kernel has no BTF (/sys/kernel/btf/vmlinux): Stratum's objects need CONFIG_DEBUG_INFO_BTF",
+    );
+  return r;
+}

@@ -2,6 +2,7 @@
  * iterate, batch, per-CPU), pins, BPF links (tcx, XDP) with atomic program
  * replacement, cls_bpf and legacy XDP through libbpf's netlink, BPF_PROG_TEST_RUN
  * and ring buffers. Every failure is a StratumError carrying errno and libbpf's log. */
+import { unlinkSync } from "node:fs";
 import { StratumError, sysError } from "../errors";
 import {
   addressOf,
@@ -132,10 +133,19 @@ export class BpfObject implements Disposable {
     return this.#obj;
   }
 
-  /** Loads every program and creates (or reuses) every map. The verifier log travels in the error's detail. */
+  /** Loads every program and creates (or reuses) every map. A verifier rejection names the program, the
+   * verifier's reason and the source line in the message; the whole log travels in the error's detail. */
   load(): this {
     const { result: ret, log } = captureLibbpfLog(() => libbpf().bpf_object__load(this.handle));
-    if (ret < 0) throw sysError(`load BPF object ${this.name}`, -ret, "BPF_LOAD", log.trimEnd() || undefined);
+    if (ret < 0) {
+      const why = summarizeLoadLog(log);
+      throw sysError(
+        `load BPF object ${this.name}${why ? `: ${why}` : ""}`,
+        -ret,
+        "BPF_LOAD",
+        log.trimEnd() || undefined,
+      );
+    }
     this.#loaded = true;
     return this;
   }
@@ -202,6 +212,27 @@ export class BpfObject implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** One line out of libbpf's load log: which program the verifier rejected, why, and where in the source. */
+export function summarizeLoadLog(log: string): string | undefined {
+  const begin = log.match(/prog '([^']+)': -- BEGIN PROG LOAD LOG --\n([\s\S]*?)-- END PROG LOAD LOG --/);
+  if (!begin) return undefined;
+  const [, prog, body] = begin as unknown as [string, string, string];
+  const lines = body.split("\n").map((l) => l.trimEnd());
+  const end = lines.findIndex((l) => /^processed \d+ insns/.test(l));
+  const upTo = end < 0 ? lines.length : end;
+  // The verifier's reason follows the last instruction it printed ("12: (71) r1 = …").
+  let lastInsn = -1;
+  for (let i = 0; i < upTo; i++) if (/^\d+: /.test(lines[i] as string)) lastInsn = i;
+  const reason = lines.slice(lastInsn + 1, upTo).find((l) => l && !l.startsWith(";"));
+  let where: string | undefined;
+  for (let i = 0; i <= Math.max(lastInsn, 0); i++) {
+    const m = (lines[i] ?? "").match(/^; .* @ (\S+:\d+)$/);
+    if (m) where = m[1];
+  }
+  if (!reason) return `program ${prog} rejected by the verifier`;
+  return `program ${prog} rejected by the verifier: ${reason}${where ? ` (${where})` : ""}`;
 }
 
 // ---- maps -------------------------------------------------------------------------------
@@ -392,6 +423,18 @@ function align8(n: number): number {
 
 export function pinFd(fd: number, path: string, what: string): void {
   check(libbpf().bpf_obj_pin(fd, cstr(path)), `pin ${what} at ${path}`);
+}
+
+/** Removes a pin (the object lives on while fds or other pins hold it); false when there was none. */
+export function unpin(path: string): boolean {
+  try {
+    unlinkSync(path);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return false;
+    throw new StratumError("SYS", `unpin ${path}: ${code ?? (e as Error).message}`, { cause: e });
+  }
 }
 
 /** Opens a pinned object (map, program or link) and returns a new fd. */

@@ -157,8 +157,14 @@ describe("load errors", () => {
     expect(err).toBeInstanceOf(StratumError);
     const e = err as StratumError;
     expect(e.code).toBe("BPF_LOAD");
-    expect(e.message).toContain("load BPF object verifier_reject");
-    expect(e.detail).toContain("invalid access to packet");
+    // The one-line message names the program, the verifier's reason and the source line ...
+    expect(e.message).toBe(
+      "load BPF object verifier_reject: program stm_test_unchecked_read rejected by the verifier: " +
+        "invalid access to packet, off=100 size=1, R1(id=0,off=100,r=0) (verifier_reject.bpf.c:10): EACCES (Permission denied)",
+    );
+    // ... and the whole libbpf and verifier log travels with it.
+    expect(e.detail).toContain("-- BEGIN PROG LOAD LOG --");
+    expect(e.detail).toContain("processed 2 insns");
   });
 
   test("bytes that are not an ELF object fail to open with BPF_LOAD", () => {
