@@ -30,6 +30,7 @@ import {
   BPF_TC_OPTS,
   BPF_TEST_RUN_OPTS,
   get,
+  type Layout,
 } from "./layout";
 
 // Kernel ABI numbers (include/uapi/linux/bpf.h); stable by kernel policy.
@@ -98,16 +99,15 @@ export interface ProgramHandle {
 /** A libbpf bpf_object opened from bytes in memory (the binary embeds its objects). */
 export class BpfObject implements Disposable {
   #obj: Pointer | null;
-  /** libelf reads the object in place until load finishes: keep the bytes alive. */
-  readonly #bytes: Buffer;
-  readonly #keep: Buffer[] = [];
+  /** Memory libbpf points into: libelf reads the ELF bytes in place, and the open options'
+   * strings are referenced by address. Held until close. */
+  #held: Buffer[];
   readonly name: string;
   #loaded = false;
 
-  private constructor(obj: Pointer, bytes: Buffer, name: string, keep: Buffer[]) {
+  private constructor(obj: Pointer, name: string, held: Buffer[]) {
     this.#obj = obj;
-    this.#bytes = bytes;
-    this.#keep = keep;
+    this.#held = held;
     this.name = name;
   }
 
@@ -116,16 +116,16 @@ export class BpfObject implements Disposable {
     const lib = libbpf();
     const buf = Buffer.from(bytes);
     const nameBuf = cstr(name);
-    const keep = [nameBuf];
+    const held = [buf, nameBuf];
     const o = alloc(BPF_OBJECT_OPEN_OPTS, { object_name: addressOf(nameBuf) });
     if (opts.pinRoot) {
       const pr = cstr(opts.pinRoot);
-      keep.push(pr);
+      held.push(pr);
       o.writeBigUInt64LE(BigInt(addressOf(pr)), BPF_OBJECT_OPEN_OPTS.fields.pin_root_path[0]);
     }
     const { result: obj, log } = captureLibbpfLog(() => lib.bpf_object__open_mem(buf, BigInt(buf.length), o));
     if (!obj) throw sysError(`open BPF object ${name}`, errno(), "BPF_LOAD", log.trimEnd() || undefined);
-    return new BpfObject(obj as Pointer, buf, name, keep);
+    return new BpfObject(obj as Pointer, name, held);
   }
 
   private get handle(): Pointer {
@@ -206,8 +206,7 @@ export class BpfObject implements Disposable {
   close(): void {
     if (this.#obj) libbpf().bpf_object__close(this.#obj);
     this.#obj = null;
-    void this.#bytes;
-    void this.#keep;
+    this.#held = [];
   }
   [Symbol.dispose](): void {
     this.close();
@@ -247,16 +246,27 @@ export interface MapInfo {
   flags: number;
 }
 
-export function mapInfo(fd: number): MapInfo {
-  const info = Buffer.alloc(BPF_MAP_INFO.size);
+/** BPF_OBJ_GET_INFO_BY_FD into a buffer laid out as `layout`. */
+function objInfo(fd: number, layout: Layout, what: string): Buffer {
+  const info = Buffer.alloc(layout.size);
   const len = Buffer.alloc(4);
   len.writeUInt32LE(info.length);
-  check(libbpf().bpf_obj_get_info_by_fd(fd, info, len), "read map info");
-  const nameOff = BPF_MAP_INFO.fields.name[0];
+  check(libbpf().bpf_obj_get_info_by_fd(fd, info, len), `read ${what} info`);
+  return info;
+}
+
+/** The NUL-terminated name (BPF_OBJ_NAME_LEN, 16 bytes) at `field`. */
+function objName(info: Buffer, layout: Layout, field = "name"): string {
+  const off = (layout.fields[field] as readonly [number, string])[0];
+  return info.toString("latin1", off, off + 16).replace(/\0.*$/s, "");
+}
+
+export function mapInfo(fd: number): MapInfo {
+  const info = objInfo(fd, BPF_MAP_INFO, "map");
   return {
     id: get(info, BPF_MAP_INFO, "id"),
     type: get(info, BPF_MAP_INFO, "type"),
-    name: info.toString("latin1", nameOff, nameOff + 16).replace(/\0.*$/s, ""),
+    name: objName(info, BPF_MAP_INFO),
     keySize: get(info, BPF_MAP_INFO, "key_size"),
     valueSize: get(info, BPF_MAP_INFO, "value_size"),
     maxEntries: get(info, BPF_MAP_INFO, "max_entries"),
@@ -454,16 +464,12 @@ export interface ProgInfo {
 }
 
 export function progInfo(fd: number): ProgInfo {
-  const info = Buffer.alloc(BPF_PROG_INFO.size);
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(info.length);
-  check(libbpf().bpf_obj_get_info_by_fd(fd, info, len), "read program info");
-  const nameOff = BPF_PROG_INFO.fields.name[0];
+  const info = objInfo(fd, BPF_PROG_INFO, "program");
   const tagOff = BPF_PROG_INFO.fields.tag[0];
   return {
     id: get(info, BPF_PROG_INFO, "id"),
     type: get(info, BPF_PROG_INFO, "type"),
-    name: info.toString("latin1", nameOff, nameOff + 16).replace(/\0.*$/s, ""),
+    name: objName(info, BPF_PROG_INFO),
     tag: info.subarray(tagOff, tagOff + 8).toString("hex"),
   };
 }
@@ -477,10 +483,7 @@ export interface LinkInfo {
 }
 
 export function linkInfo(fd: number): LinkInfo {
-  const info = Buffer.alloc(BPF_LINK_INFO.size);
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(info.length);
-  check(libbpf().bpf_obj_get_info_by_fd(fd, info, len), "read link info");
+  const info = objInfo(fd, BPF_LINK_INFO, "link");
   return {
     id: get(info, BPF_LINK_INFO, "id"),
     type: get(info, BPF_LINK_INFO, "type"),

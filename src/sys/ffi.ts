@@ -154,9 +154,9 @@ function installPrintHook(lib: LibbpfSyms): void {
       const n = libc().vsnprintf(LOG_BUF, BigInt(LOG_BUF.length), fmt as never, ap as never);
       if (n <= 0) return 0;
       const text = LOG_BUF.toString("utf8", 0, Math.min(n, LOG_BUF.length - 1));
+      // Outside a capture, libbpf's chatter is only wanted when debugging (STRATUM_LIBBPF_DEBUG=1).
       if (logSink) logSink.push(text);
-      else if (level <= 0 && process.env.STRATUM_LIBBPF_DEBUG) process.stderr.write(`libbpf: ${text}`);
-      else if (process.env.STRATUM_LIBBPF_DEBUG) process.stderr.write(`libbpf: ${text}`);
+      else if (process.env.STRATUM_LIBBPF_DEBUG) process.stderr.write(`libbpf[${level}]: ${text}`);
       return 0;
     },
     { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
