@@ -84,6 +84,9 @@ export function attachCounter(
 ): Attachment {
   ensureBpffs(pinRoot);
   const pins = counterPins(pinRoot);
+  const pin = pins.link(ifname, hook);
+  if (existsSync(pin))
+    throw new StratumError("INVALID", `a counter is already attached at ${hook} of ${ifname} (${pin})`);
   const reuse: Record<string, number> = {};
   let shared: Fd | undefined;
   if (existsSync(pins.map)) {
@@ -97,9 +100,6 @@ export function attachCounter(
       obj.map("stm_counters").pin(pins.map);
     }
     const prog = obj.program(PROGRAMS[hook]);
-    const pin = pins.link(ifname, hook);
-    if (existsSync(pin))
-      throw new StratumError("INVALID", `a counter is already attached at ${hook} of ${ifname} (${pin})`);
     if (hook === "xdp") return attachXdp(prog.fd, ifindex, { mode: mode as XdpMode, pin });
     const dir = hook === "tc-ingress" ? "ingress" : "egress";
     const a = attachTc(prog.fd, ifindex, dir, { mode: mode as TcMode, pin });
