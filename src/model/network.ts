@@ -1,0 +1,197 @@
+/** Networks and endpoint profiles as the user declares them, and every rule a declaration
+ * must pass before anything is stored or touches the kernel. Pure. */
+import { z } from "zod";
+import { StratumError } from "../errors";
+import {
+  contains,
+  type Family,
+  formatIp,
+  formatSubnet,
+  hostRange,
+  overlaps,
+  parseIp,
+  parseSubnet,
+  type Subnet,
+  usableHosts,
+} from "./ip";
+
+/** Names become DNS labels (`<endpoint>.<network>.internal`) and interface-name parts. */
+const NAME_RE = /^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
+
+export function checkName(kind: "network" | "endpoint", name: string): string {
+  if (!NAME_RE.test(name))
+    throw new StratumError(
+      "INVALID",
+      `invalid ${kind} name "${name}": 1-32 characters, lower-case letters, digits and '-', starting with a letter and not ending with '-'`,
+    );
+  return name;
+}
+
+/** Largest IPv4 network whose every address is materialised as a profile (a /16: 65,534). */
+export const MIN_PREFIX_V4 = 16;
+/** Smallest IPv4 network that still holds a gateway and an endpoint. */
+export const MAX_PREFIX_V4 = 30;
+export const MTU_RANGE = [576, 9000] as const;
+
+export const NetworkSpecSchema = z.object({
+  name: z.string(),
+  cidr: z.string(),
+  gateway: z.string(),
+  cidr6: z.string().optional(),
+  gateway6: z.string().optional(),
+  dhcpRange: z.string().optional(),
+  dnsZone: z.string().optional(),
+  dnsForwarders: z.array(z.string()).default([]),
+  mtu: z.number().int().optional(),
+  defaultAction: z.enum(["allow", "deny"]).default("allow"),
+});
+export type NetworkSpec = z.input<typeof NetworkSpecSchema>;
+
+/** A validated network, normalised (canonical CIDRs and addresses). */
+export interface Network {
+  name: string;
+  cidr: string;
+  gateway: string;
+  cidr6?: string;
+  gateway6?: string;
+  dhcpRange: { first: string; last: string };
+  dnsZone: string;
+  dnsForwarders: string[];
+  mtu: number;
+  defaultAction: "allow" | "deny";
+}
+
+function checkGateway(s: Subnet, text: string, what: string): string {
+  const gw = parseIp(text);
+  const cidr = formatSubnet(s);
+  if (gw.family !== s.family)
+    throw new StratumError("INVALID", `${what} ${text} is not an IPv${s.family} address like ${cidr}`);
+  if (!contains(s, gw)) throw new StratumError("INVALID", `${what} ${text} is outside ${cidr}`);
+  const r = hostRange(s);
+  if (gw.value < r.first || gw.value > r.last)
+    throw new StratumError(
+      "INVALID",
+      `${what} ${text} is the ${gw.value === s.network ? "network" : "broadcast"} address of ${cidr}`,
+    );
+  return formatIp(gw);
+}
+
+const DNS_ZONE_RE = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Validates a declaration against the rules and the networks that already exist. */
+export function validateNetwork(input: NetworkSpec, existing: Network[] = []): Network {
+  const parsed = NetworkSpecSchema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new StratumError("INVALID", `network ${issue?.path.join(".") || "spec"}: ${issue?.message ?? "invalid"}`);
+  }
+  const spec = parsed.data;
+  const name = checkName("network", spec.name);
+  if (existing.some((n) => n.name === name)) throw new StratumError("INVALID", `network ${name} already exists`);
+
+  const subnet = parseSubnet(spec.cidr);
+  if (subnet.family !== 4) throw new StratumError("INVALID", `--cidr ${spec.cidr} must be IPv4 (use --cidr6 for IPv6)`);
+  if (subnet.prefixLen < MIN_PREFIX_V4)
+    throw new StratumError(
+      "INVALID",
+      `${spec.cidr} is too large: every address becomes an endpoint profile, at most a /${MIN_PREFIX_V4} (65,534 endpoints)`,
+    );
+  if (subnet.prefixLen > MAX_PREFIX_V4)
+    throw new StratumError(
+      "INVALID",
+      `${spec.cidr} is too small to hold a gateway and endpoints (at most /${MAX_PREFIX_V4})`,
+    );
+  const cidr = formatSubnet(subnet);
+  const gateway = checkGateway(subnet, spec.gateway, "gateway");
+
+  let cidr6: string | undefined;
+  let gateway6: string | undefined;
+  let subnet6: Subnet | undefined;
+  if (spec.cidr6 !== undefined || spec.gateway6 !== undefined) {
+    if (spec.cidr6 === undefined || spec.gateway6 === undefined)
+      throw new StratumError("INVALID", "--cidr6 and --gateway6 go together");
+    subnet6 = parseSubnet(spec.cidr6);
+    if (subnet6.family !== 6) throw new StratumError("INVALID", `--cidr6 ${spec.cidr6} is not an IPv6 CIDR`);
+    if (subnet6.prefixLen > 120)
+      throw new StratumError("INVALID", `${spec.cidr6} is too small for endpoints (at most /120)`);
+    cidr6 = formatSubnet(subnet6);
+    gateway6 = checkGateway(subnet6, spec.gateway6, "IPv6 gateway");
+  }
+
+  for (const other of existing) {
+    if (overlaps(subnet, parseSubnet(other.cidr)))
+      throw new StratumError("INVALID", `${cidr} overlaps network ${other.name} (${other.cidr})`);
+    if (subnet6 && other.cidr6 && overlaps(subnet6, parseSubnet(other.cidr6)))
+      throw new StratumError("INVALID", `${cidr6} overlaps network ${other.name} (${other.cidr6})`);
+  }
+
+  const dhcpRange = spec.dhcpRange ? parseDhcpRange(subnet, spec.dhcpRange) : defaultDhcpRange(subnet);
+  const dnsZone = (spec.dnsZone ?? `${name}.internal`).toLowerCase().replace(/\.$/, "");
+  if (!DNS_ZONE_RE.test(dnsZone)) throw new StratumError("INVALID", `invalid DNS zone "${spec.dnsZone}"`);
+  const dnsForwarders = spec.dnsForwarders.map((f) => formatIp(parseIp(f)));
+  const mtu = spec.mtu ?? 1500;
+  if (mtu < MTU_RANGE[0] || mtu > MTU_RANGE[1])
+    throw new StratumError("INVALID", `MTU ${mtu} is outside ${MTU_RANGE[0]}-${MTU_RANGE[1]}`);
+  return {
+    name,
+    cidr,
+    gateway,
+    cidr6,
+    gateway6,
+    dhcpRange,
+    dnsZone,
+    dnsForwarders,
+    mtu,
+    defaultAction: spec.defaultAction,
+  };
+}
+
+function defaultDhcpRange(s: Subnet): { first: string; last: string } {
+  const r = hostRange(s);
+  return { first: formatIp({ family: 4, value: r.first }), last: formatIp({ family: 4, value: r.last }) };
+}
+
+function parseDhcpRange(s: Subnet, text: string): { first: string; last: string } {
+  const m = text.split("-");
+  if (m.length !== 2) throw new StratumError("INVALID", `DHCP range "${text}" is not FIRST-LAST`);
+  const [a, b] = m.map((x) => parseIp(x)) as [ReturnType<typeof parseIp>, ReturnType<typeof parseIp>];
+  const r = hostRange(s);
+  for (const ip of [a, b])
+    if (ip.family !== 4 || ip.value < r.first || ip.value > r.last)
+      throw new StratumError("INVALID", `DHCP range ${text} is outside the usable addresses of ${formatSubnet(s)}`);
+  if (a.value > b.value) throw new StratumError("INVALID", `DHCP range ${text} ends before it starts`);
+  return { first: formatIp(a), last: formatIp(b) };
+}
+
+// ---- endpoint profiles ------------------------------------------------------------------------
+
+/** Number of endpoint profiles of an IPv4 network: every usable host address. */
+export function profileCount(cidr: string): number {
+  return Number(usableHosts(parseSubnet(cidr)));
+}
+
+/** The deterministic, locally administered MAC of host `index` (0-based) in network `netId`:
+ * 02:NN:NN:HH:HH:HH, unique across networks as long as network ids are. */
+export function profileMac(netId: number, index: number): string {
+  if (!Number.isInteger(netId) || netId < 1 || netId > 0xffff)
+    throw new StratumError("INTERNAL", `network id ${netId} out of range`);
+  if (!Number.isInteger(index) || index < 0 || index > 0xffffff)
+    throw new StratumError("INTERNAL", `host index ${index} out of range`);
+  const b = [0x02, netId >> 8, netId & 0xff, index >> 16, (index >> 8) & 0xff, index & 0xff];
+  return b.map((x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+/** Host index of `ip` in `cidr` (0 = first usable address), or an INVALID error when it is not usable there. */
+export function hostIndex(cidr: string, ip: string): number {
+  const s = parseSubnet(cidr);
+  const a = parseIp(ip);
+  const r = hostRange(s);
+  if (a.family !== s.family || a.value < r.first || a.value > r.last)
+    throw new StratumError("INVALID", `${ip} is not a usable address of ${cidr}`);
+  return Number(a.value - r.first);
+}
+
+export function hostAddress(cidr: string, index: number): string {
+  const s = parseSubnet(cidr);
+  return formatIp({ family: s.family as Family, value: hostRange(s).first + BigInt(index) });
+}
