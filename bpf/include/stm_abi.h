@@ -36,4 +36,35 @@ struct stm_pkt_event {
 };
 _Static_assert(sizeof(struct stm_pkt_event) == 88, "stm_pkt_event is ABI");
 
+/* Configuration of one workload port (the host side of a veth or a tap), keyed by ifindex. */
+struct stm_port {
+	__u32 net_id;   /* network the port belongs to */
+	__u32 ip4;      /* profile IPv4 address, network byte order */
+	__u8 mac[6];    /* profile MAC */
+	__u16 flags;    /* STM_PORT_F_* */
+};
+_Static_assert(sizeof(struct stm_port) == 16, "stm_port is ABI");
+
+/* One endpoint profile: every usable address of a network, claimed or not. */
+struct stm_profile_key {
+	__u32 net_id;
+	__u32 ip4; /* network byte order */
+};
+_Static_assert(sizeof(struct stm_profile_key) == 8, "stm_profile_key is ABI");
+
+struct stm_profile {
+	__u8 mac[6];
+	__u16 flags; /* STM_PROFILE_F_* */
+};
+_Static_assert(sizeof(struct stm_profile) == 8, "stm_profile is ABI");
+
+#define STM_PROFILE_F_CLAIMED 1
+#define STM_PROFILE_F_GATEWAY 2
+
+struct stm_drop_key {
+	__u32 ifindex;
+	__u32 reason; /* enum stm_drop_reason */
+};
+_Static_assert(sizeof(struct stm_drop_key) == 8, "stm_drop_key is ABI");
+
 #endif

@@ -20,4 +20,29 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } stm_events SEC(".maps");
 
+/* Workload ports by ifindex. A port without an entry drops everything. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct stm_port);
+} stm_ports SEC(".maps");
+
+/* Every endpoint profile (IPv4 ↔ MAC) of every network: a /16 is 65,534 entries. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 20);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_profile_key);
+	__type(value, struct stm_profile);
+} stm_profiles SEC(".maps");
+
+/* Drops per (port, reason), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct stm_drop_key);
+	__type(value, __u64);
+} stm_drops SEC(".maps");
+
 #endif

@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import baselineObj from "../../build/bpf/baseline.bpf.o" with { type: "file" };
 import counterObj from "../../build/bpf/counter.bpf.o" with { type: "file" };
+import portObj from "../../build/bpf/port.bpf.o" with { type: "file" };
 import { StratumError } from "../errors";
 import { BpfObject } from "../sys/bpf";
 import { withLibbpfLog } from "../sys/ffi";
@@ -12,6 +13,8 @@ export const OBJECTS = {
   counter: counterObj,
   /** Empty programs: the benchmark floor; a second program for replacement tests. */
   baseline: baselineObj,
+  /** Workload port programs (tc ingress/egress of each veth or tap on cnv-user-br0). */
+  port: portObj,
 } as const;
 
 export type ObjectName = keyof typeof OBJECTS;

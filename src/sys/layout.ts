@@ -126,6 +126,14 @@ export const BPF_LINK_INFO = L({
   fields: { type: [0, "u32"], id: [4, "u32"], prog_id: [8, "u32"], "xdp.ifindex": [16, "u32"] },
 });
 
+/** Context of a TC program for BPF_PROG_TEST_RUN (only the fields the kernel lets a test set). */
+export const SK_BUFF = L({
+  ctype: "struct __sk_buff",
+  header: "linux/bpf.h",
+  size: 192,
+  fields: { mark: [8, "u32"], priority: [32, "u32"], ingress_ifindex: [36, "u32"], ifindex: [40, "u32"] },
+});
+
 export const SOCKADDR_NL = L({
   ctype: "struct sockaddr_nl",
   header: "linux/netlink.h",
@@ -151,6 +159,7 @@ export const ALL_LAYOUTS: Record<string, Layout> = {
   BPF_PROG_INFO,
   BPF_MAP_INFO,
   BPF_LINK_INFO,
+  SK_BUFF,
   SOCKADDR_NL,
   IFREQ,
 };

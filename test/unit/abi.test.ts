@@ -70,8 +70,51 @@ test("rtnetlink and tun constants match the kernel headers", () => {
 });
 
 test("stm_abi.h structs match their codecs", () => {
-  const src = `#include <stddef.h>\n#include <stdio.h>\n#include <linux/types.h>\ntypedef __u8 u8;\n#include "${join(import.meta.dir, "../../bpf/include/stm_abi.h")}"\nint main(void){printf("%zu %zu %zu %zu\\n", sizeof(struct stm_count_key), sizeof(struct stm_count_val), offsetof(struct stm_count_key, hook), sizeof(struct stm_pkt_event));return 0;}\n`;
-  const [key, val, hookOff, ev] = compileAndRun(src).trim().split(" ").map(Number);
+  const sizes = [
+    "stm_count_key",
+    "stm_count_val",
+    "stm_pkt_event",
+    "stm_port",
+    "stm_profile_key",
+    "stm_profile",
+    "stm_drop_key",
+  ];
+  const offs: Array<[string, string]> = [
+    ["stm_count_key", "hook"],
+    ["stm_port", "ip4"],
+    ["stm_port", "mac"],
+    ["stm_port", "flags"],
+    ["stm_profile", "flags"],
+    ["stm_drop_key", "reason"],
+  ];
+  const body = [
+    ...sizes.map((t) => `printf("${t} %zu\\n", sizeof(struct ${t}));`),
+    ...offs.map(([t, f]) => `printf("${t}.${f} %zu\\n", offsetof(struct ${t}, ${f}));`),
+  ].join("\n");
+  const src = `#include <stddef.h>\n#include <stdio.h>\n#include <linux/types.h>\n#include "${join(import.meta.dir, "../../bpf/include/stm_abi.h")}"\nint main(void){\n${body}\nreturn 0;}\n`;
+  const got = Object.fromEntries(
+    compileAndRun(src)
+      .trim()
+      .split("\n")
+      .map((l) => l.split(" "))
+      .map(([k, v]) => [k, Number(v)]),
+  );
   const { COUNT_KEY_SIZE, COUNT_VAL_SIZE } = require("../../src/datapath/counters");
-  expect([key, val, hookOff, ev]).toEqual([COUNT_KEY_SIZE, COUNT_VAL_SIZE, 4, 88]);
+  const { PORT_SIZE, PROFILE_KEY_SIZE, PROFILE_SIZE } = require("../../src/datapath/port");
+  expect(got).toEqual({
+    stm_count_key: COUNT_KEY_SIZE,
+    stm_count_val: COUNT_VAL_SIZE,
+    stm_pkt_event: 88,
+    stm_port: PORT_SIZE,
+    stm_profile_key: PROFILE_KEY_SIZE,
+    stm_profile: PROFILE_SIZE,
+    stm_drop_key: 8,
+    "stm_count_key.hook": 4,
+    // encodePort writes ip4 at 4, mac at 8, flags at 14; writeProfile writes flags at 6; drop reason at 4
+    "stm_port.ip4": 4,
+    "stm_port.mac": 8,
+    "stm_port.flags": 14,
+    "stm_profile.flags": 6,
+    "stm_drop_key.reason": 4,
+  });
 });
