@@ -79,6 +79,7 @@ export type ErrorCode =
   | "NOT_FOUND"
   | "INVALID" // bad input from the user
   | "UNSUPPORTED" // the kernel lacks a feature
+  | "UNAVAILABLE" // the agent cannot be reached
   | "INTERNAL";
 
 export class StratumError extends Error {

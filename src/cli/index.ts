@@ -2,7 +2,9 @@
  * message on stderr (or `{code, message}` with `-o json`) and a stable exit code. */
 import { type CommandDef, defineCommand, runCommand, showUsage } from "citty";
 import { type ErrorCode, StratumError } from "../errors";
+import { agentCommand } from "./agent";
 import { datapathCommand } from "./datapath";
+import { endpointCommand, networkCommand } from "./network";
 import { VERSION, versionCommand } from "./version";
 
 export const BIN = "cenvero-str-ctl";
@@ -14,8 +16,11 @@ export const rootCommand = defineCommand({
     description: "Stratum: eBPF virtual networks for the VMs and containers of this node",
   },
   subCommands: {
-    version: versionCommand,
+    agent: agentCommand,
+    network: networkCommand,
+    endpoint: endpointCommand,
     datapath: datapathCommand,
+    version: versionCommand,
   },
 });
 
@@ -25,6 +30,7 @@ export const EXIT_CODES: Record<ErrorCode | "USAGE", number> = {
   INVALID: 2,
   NOT_FOUND: 3,
   UNSUPPORTED: 4,
+  UNAVAILABLE: 7,
   SYS: 5,
   NETLINK: 5,
   BPF_LOAD: 6,

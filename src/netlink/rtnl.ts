@@ -2,7 +2,7 @@
  * number, turns NLMSG_ERROR into StratumError (errno, the kernel's extended-ACK text,
  * and the caller's context), and collects multi-part dumps. */
 import { StratumError, sysError } from "../errors";
-import { NetlinkSocket } from "../sys/os";
+import { inNetns, NetlinkSocket } from "../sys/os";
 import { decodeError, type MessageBuilder, type NlMessage, parseMessages } from "./codec";
 import { NL } from "./constants";
 
@@ -10,8 +10,11 @@ export class Rtnl implements Disposable {
   readonly #sock: NetlinkSocket;
   #seq = Math.floor(Math.random() * 0x7fffffff);
 
-  constructor() {
-    this.#sock = new NetlinkSocket(NL.NETLINK_ROUTE);
+  /** A connection to this namespace's rtnetlink, or, with `netns` (name or path), to that namespace's. */
+  constructor(opts: { netns?: string } = {}) {
+    this.#sock = opts.netns
+      ? inNetns(netnsPathOf(opts.netns), () => new NetlinkSocket(NL.NETLINK_ROUTE))
+      : new NetlinkSocket(NL.NETLINK_ROUTE);
     // Extended ACKs give the kernel's own reason ("Unknown device type"), capped ACKs keep replies small.
     this.#sock.setNetlinkOption(NL.NETLINK_EXT_ACK, 1);
     this.#sock.setNetlinkOption(NL.NETLINK_CAP_ACK, 1);
@@ -81,4 +84,8 @@ let shared: Rtnl | undefined;
 export function rtnl(): Rtnl {
   if (!shared) shared = new Rtnl();
   return shared;
+}
+
+function netnsPathOf(ns: string): string {
+  return ns.startsWith("/") ? ns : `/run/netns/${ns}`;
 }

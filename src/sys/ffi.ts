@@ -77,6 +77,8 @@ const libcSymbols = {
   vsnprintf: { args: [T.ptr, T.u64, T.ptr, T.ptr], returns: T.i32 },
   strerror: { args: [T.i32], returns: T.ptr },
   mount: { args: [T.ptr, T.ptr, T.ptr, T.u64, T.ptr], returns: T.i32 },
+  setns: { args: [T.i32, T.i32], returns: T.i32 },
+  chmod: { args: [T.ptr, T.u32], returns: T.i32 },
 } as const;
 
 type LibbpfSyms = ReturnType<typeof dlopen<typeof libbpfSymbols>>["symbols"];

@@ -82,6 +82,32 @@ export class NetlinkSocket implements Disposable {
   }
 }
 
+const CLONE_NEWNET = 0x40000000;
+
+/** Runs `fn` with this thread switched into the network namespace at `nsPath`, and back.
+ * Only for short synchronous work such as opening a socket: a socket keeps the namespace
+ * it was created in, so it can be used from the original namespace afterwards. */
+export function inNetns<T>(nsPath: string, fn: () => T): T {
+  const orig = openReadOnly("/proc/thread-self/ns/net");
+  let target = -1;
+  try {
+    target = openReadOnly(nsPath);
+    if (libc().setns(target, CLONE_NEWNET) < 0) throw sysError(`enter network namespace ${nsPath}`, errno());
+    try {
+      return fn();
+    } finally {
+      if (libc().setns(orig, CLONE_NEWNET) < 0) {
+        // Staying in the wrong namespace would send every later netlink request astray.
+        process.stderr.write(`fatal: cannot return to the original network namespace (errno ${errno()})\n`);
+        process.exit(70);
+      }
+    }
+  } finally {
+    closeFd(target);
+    closeFd(orig);
+  }
+}
+
 /** Opens `path` read-only (e.g. /run/netns/NAME for IFLA_NET_NS_FD). Caller closes. */
 export function openReadOnly(path: string): number {
   const fd = libc().open(cstr(path), O_RDONLY | O_CLOEXEC, 0);

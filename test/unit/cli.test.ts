@@ -50,6 +50,7 @@ test("exit codes are distinct per class of failure and stable", () => {
     INVALID: 2,
     NOT_FOUND: 3,
     UNSUPPORTED: 4,
+    UNAVAILABLE: 7,
     SYS: 5,
     NETLINK: 5,
     BPF_LOAD: 6,

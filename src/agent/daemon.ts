@@ -1,0 +1,111 @@
+/** The resident agent: smoke check, state store, datapath (loaded and pinned), reconcile
+ * (restore, then garbage-collect), then the API on its unix socket. Stopping it (SIGTERM,
+ * SIGINT or SIGKILL) leaves bridges, ports and programs in place: enforcement never
+ * depends on this process being alive. */
+import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { consola } from "consola";
+import pkg from "../../package.json" with { type: "json" };
+import { createApp } from "../api/app";
+import { smokeCheck } from "../datapath/probe";
+import { StratumError } from "../errors";
+import { getLink, rtnl, setLink } from "../netlink";
+import { reconcile } from "../reconcile/reconcile";
+import { SqliteStore } from "../store/sqlite";
+import { PortDatapath } from "./datapath";
+import { NetworkService, USER_BRIDGE } from "./service";
+
+export interface AgentOptions {
+  stateDir: string;
+  pinRoot: string;
+  apiSocket: string;
+  uplink?: string;
+  apiListen?: string;
+  apiTokenFile?: string;
+}
+
+const log = consola.withTag("agent");
+
+async function socketInUse(path: string): Promise<boolean> {
+  try {
+    await fetch("http://stratum/v1/status", { unix: path } as RequestInit);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function runAgent(o: AgentOptions): Promise<void> {
+  const started = performance.now();
+  const probe = smokeCheck();
+  log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
+  if (existsSync(o.apiSocket)) {
+    if (await socketInUse(o.apiSocket)) throw new StratumError("INVALID", `another agent is serving ${o.apiSocket}`);
+    unlinkSync(o.apiSocket); // stale, from an agent that was killed
+  }
+  mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
+  const store = new SqliteStore(join(o.stateDir, "stratum.db"));
+  const dp = new PortDatapath(o.pinRoot);
+  dp.open();
+  const svc = new NetworkService(store, dp, rtnl(), (m) => log.warn(m));
+
+  const report = reconcile(svc);
+  for (const e of report.errors) log.warn(`restore: ${e}`);
+  for (const c of report.collected) log.info(`garbage-collected ${c}`);
+  if (o.uplink) {
+    const up = getLink(o.uplink);
+    if (!up) throw new StratumError("NOT_FOUND", `uplink ${o.uplink} does not exist`);
+    setLink(o.uplink, { master: USER_BRIDGE, up: true });
+  }
+
+  const status = () => ({
+    version: pkg.version,
+    pid: process.pid,
+    uptimeSeconds: Math.round(process.uptime()),
+    pinRoot: o.pinRoot,
+    stateDir: o.stateDir,
+    networks: store.listNetworks().length,
+    endpoints: store.listEndpoints().length,
+    features: probe.features,
+    rssBytes: process.memoryUsage().rss,
+  });
+  const app = createApp(svc, status);
+
+  mkdirSync(dirname(o.apiSocket), { recursive: true, mode: 0o755 });
+  const server = Bun.serve({ unix: o.apiSocket, fetch: app.fetch });
+  chmodSync(o.apiSocket, 0o600);
+  let tcp: ReturnType<typeof Bun.serve> | undefined;
+  if (o.apiListen) {
+    if (!o.apiTokenFile) throw new StratumError("INVALID", "--api-listen needs --api-token-file");
+    const token = readFileSync(o.apiTokenFile, "utf8").trim();
+    if (token.length < 16)
+      throw new StratumError("INVALID", `token in ${o.apiTokenFile} is shorter than 16 characters`);
+    const m = o.apiListen.match(/^(.*):(\d+)$/);
+    if (!m) throw new StratumError("INVALID", `--api-listen ${o.apiListen} is not HOST:PORT`);
+    tcp = Bun.serve({
+      hostname: (m[1] as string).replace(/^\[|\]$/g, ""),
+      port: Number(m[2]),
+      fetch: (req) =>
+        req.headers.get("authorization") === `Bearer ${token}`
+          ? app.fetch(req)
+          : Response.json({ code: "INVALID", message: "missing or wrong bearer token" }, { status: 401 }),
+    });
+  }
+  log.success(
+    `ready in ${Math.round(performance.now() - started)} ms: ${report.networks} network(s), ${report.endpoints} endpoint(s); API on ${o.apiSocket}${tcp ? ` and ${o.apiListen}` : ""}`,
+  );
+
+  const stop = (sig: string) => {
+    log.info(`${sig}: stopping; bridges, ports and programs stay in place`);
+    server.stop(true);
+    tcp?.stop(true);
+    try {
+      unlinkSync(o.apiSocket);
+    } catch {}
+    store.close();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  await new Promise(() => {}); // serve until a signal
+}

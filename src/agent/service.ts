@@ -1,0 +1,342 @@
+/** Networks and endpoints as operations: validate against the store, write the store in
+ * one transaction, then make the kernel match. Every multi-step change keeps an undo list
+ * and, when a step fails, undoes what it did in reverse (nothing is left half-applied:
+ * no profile claimed, no interface, no program, no map entry). */
+
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { PROFILE_F } from "../datapath/port";
+import { StratumError } from "../errors";
+import { formatIp, hostRange, parseIp, parseSubnet } from "../model/ip";
+import {
+  checkName,
+  hostAddress,
+  hostIndex,
+  type Network,
+  type NetworkSpec,
+  profileCount,
+  profileMac,
+  validateNetwork,
+} from "../model/network";
+import {
+  addAddress,
+  addFdb,
+  addRoute,
+  createTap,
+  createVeth,
+  deleteAddress,
+  deleteLinkIfExists,
+  getLink,
+  netnsPath,
+  Rtnl,
+  rtnl,
+  setBridgePort,
+  setLink,
+} from "../netlink";
+import type { Endpoint, Store, StoredNetwork } from "../store/store";
+import type { PortDatapath } from "./datapath";
+
+export const USER_BRIDGE = "cnv-user-br0";
+export const MGMT_BRIDGE = "cnv-mgmt-br0";
+
+export interface NetworkView extends StoredNetwork {
+  profiles: { total: number; claimed: number };
+  endpoints: string[];
+}
+
+export interface EndpointView extends Endpoint {
+  /** Host-side interface on the user bridge (veth host end or the tap). */
+  interface: string;
+}
+
+export interface AttachRequest {
+  network: string;
+  name: string;
+  netns?: string;
+  ifname?: string;
+  tap?: string;
+  ip?: string;
+  configure?: boolean;
+}
+
+export type NetworkPatch = Partial<
+  Pick<NetworkSpec, "mtu" | "defaultAction" | "dnsForwarders" | "dhcpRange" | "dnsZone">
+>;
+
+/** Host-side interface name of a veth endpoint: short, stable, unique per name. */
+export function hostIfName(endpoint: string): string {
+  return `stm${createHash("sha256").update(endpoint).digest("hex").slice(0, 10)}`;
+}
+
+class Undo {
+  #steps: Array<[string, () => void]> = [];
+  push(what: string, fn: () => void): void {
+    this.#steps.push([what, fn]);
+  }
+  /** Runs every undo step in reverse; a failing step is reported and the rest still run. */
+  run(log: (msg: string) => void): void {
+    for (const [what, fn] of this.#steps.reverse()) {
+      try {
+        fn();
+      } catch (e) {
+        log(`rollback: ${what}: ${(e as Error).message}`);
+      }
+    }
+    this.#steps = [];
+  }
+}
+
+export class NetworkService {
+  constructor(
+    readonly store: Store,
+    readonly dp: PortDatapath,
+    readonly nl: Rtnl = rtnl(),
+    readonly log: (msg: string) => void = () => {},
+  ) {}
+
+  #view(n: StoredNetwork): NetworkView {
+    const eps = this.store.listEndpoints(n.name);
+    return { ...n, profiles: { total: profileCount(n.cidr), claimed: eps.length }, endpoints: eps.map((e) => e.name) };
+  }
+
+  listNetworks(): NetworkView[] {
+    return this.store.listNetworks().map((n) => this.#view(n));
+  }
+
+  mustNetwork(name: string): StoredNetwork {
+    const n = this.store.getNetwork(name);
+    if (!n) throw new StratumError("NOT_FOUND", `network ${name} does not exist`);
+    return n;
+  }
+
+  showNetwork(name: string): NetworkView {
+    return this.#view(this.mustNetwork(name));
+  }
+
+  gatewayCidr(n: Network): string {
+    return `${n.gateway}/${parseSubnet(n.cidr).prefixLen}`;
+  }
+
+  #profileFlags(n: StoredNetwork): (i: number) => number {
+    const gw = hostIndex(n.cidr, n.gateway);
+    const claimed = this.store.claimedIndexes(n.name);
+    return (i) => (i === gw ? PROFILE_F.GATEWAY : claimed.has(i) ? PROFILE_F.CLAIMED : 0);
+  }
+
+  /** Kernel state of one network: gateway address(es) on the user bridge and every profile. */
+  applyNetwork(n: StoredNetwork): void {
+    addAddress(USER_BRIDGE, this.gatewayCidr(n), { replace: true }, this.nl);
+    if (n.cidr6 && n.gateway6)
+      addAddress(
+        USER_BRIDGE,
+        `${n.gateway6}/${parseSubnet(n.cidr6).prefixLen}`,
+        { replace: true, noDad: true },
+        this.nl,
+      );
+    this.dp.writeProfiles(n.id, n.cidr, this.#profileFlags(n));
+  }
+
+  #removeNetworkKernel(n: StoredNetwork): void {
+    this.dp.deleteProfiles(n.id, n.cidr);
+    for (const c of [
+      this.gatewayCidr(n),
+      n.cidr6 && n.gateway6 ? `${n.gateway6}/${parseSubnet(n.cidr6).prefixLen}` : null,
+    ])
+      if (c) {
+        try {
+          deleteAddress(USER_BRIDGE, c, this.nl);
+        } catch (e) {
+          if (!(e instanceof StratumError && (e.errno === 99 || e.errno === 2))) throw e;
+        }
+      }
+  }
+
+  createNetwork(spec: NetworkSpec): NetworkView {
+    const net = validateNetwork(spec, this.store.listNetworks());
+    const stored = this.store.createNetwork(net);
+    try {
+      this.applyNetwork(stored);
+    } catch (e) {
+      const undo = new Undo();
+      undo.push("remove kernel state", () => this.#removeNetworkKernel(stored));
+      undo.push("forget network", () => this.store.deleteNetwork(stored.name));
+      undo.run(this.log);
+      throw e instanceof StratumError ? e.wrap(`create network ${net.name}`) : e;
+    }
+    return this.#view(stored);
+  }
+
+  setNetwork(name: string, patch: NetworkPatch): NetworkView {
+    const cur = this.mustNetwork(name);
+    const { id: _i, createdAt: _c, ...spec } = cur;
+    const others = this.store.listNetworks().filter((n) => n.name !== name);
+    const next = validateNetwork(
+      {
+        ...spec,
+        dhcpRange: patch.dhcpRange ?? `${spec.dhcpRange.first}-${spec.dhcpRange.last}`,
+        mtu: patch.mtu ?? spec.mtu,
+        defaultAction: patch.defaultAction ?? spec.defaultAction,
+        dnsForwarders: patch.dnsForwarders ?? spec.dnsForwarders,
+        dnsZone: patch.dnsZone ?? spec.dnsZone,
+      },
+      others,
+    );
+    const updated = this.store.updateNetwork(name, next);
+    if (patch.mtu !== undefined)
+      for (const ep of this.store.listEndpoints(name))
+        if (getLink(ep.hostIf, this.nl)) setLink(ep.hostIf, { mtu: next.mtu }, this.nl);
+    return this.#view(updated);
+  }
+
+  deleteNetwork(name: string, force = false): void {
+    const n = this.mustNetwork(name);
+    const eps = this.store.listEndpoints(name);
+    if (eps.length && !force)
+      throw new StratumError(
+        "INVALID",
+        `network ${name} has ${eps.length} endpoint(s) attached (${eps.map((e) => e.name).join(", ")}): detach them or use --force`,
+      );
+    for (const ep of eps) this.detach(name, ep.name);
+    this.#removeNetworkKernel(n);
+    this.store.deleteNetwork(name);
+  }
+
+  // ---- endpoints ----------------------------------------------------------------------------
+
+  listEndpoints(network?: string): EndpointView[] {
+    if (network) this.mustNetwork(network);
+    return this.store.listEndpoints(network).map((e) => ({ ...e, interface: e.hostIf }));
+  }
+
+  showEndpoint(name: string): EndpointView {
+    const e = this.store.getEndpoint(name);
+    if (!e) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
+    return { ...e, interface: e.hostIf };
+  }
+
+  #pickAddress(n: StoredNetwork, ip?: string): { index: number; ip: string } {
+    const gw = hostIndex(n.cidr, n.gateway);
+    const claimed = this.store.claimedIndexes(n.name);
+    if (ip !== undefined) {
+      const index = hostIndex(n.cidr, formatIp(parseIp(ip)));
+      if (index === gw) throw new StratumError("INVALID", `${ip} is the gateway address of network ${n.name}`);
+      const holder = this.store.listEndpoints(n.name).find((e) => e.hostIndex === index);
+      if (holder) throw new StratumError("INVALID", `${ip} is already claimed by endpoint ${holder.name}`);
+      return { index, ip: hostAddress(n.cidr, index) };
+    }
+    const r = hostRange(parseSubnet(n.cidr));
+    const total = Number(r.last - r.first + 1n);
+    for (let i = 0; i < total; i++) if (i !== gw && !claimed.has(i)) return { index: i, ip: hostAddress(n.cidr, i) };
+    throw new StratumError("INVALID", `network ${n.name} has no free address left`);
+  }
+
+  attach(req: AttachRequest): EndpointView {
+    const name = checkName("endpoint", req.name);
+    const n = this.mustNetwork(req.network);
+    if ((req.netns === undefined) === (req.tap === undefined))
+      throw new StratumError("INVALID", "give exactly one of --netns (container) or --tap (VM)");
+    if (this.store.getEndpoint(name)) throw new StratumError("INVALID", `endpoint ${name} already exists`);
+    if (req.tap !== undefined && req.configure)
+      throw new StratumError("INVALID", "--configure applies to --netns endpoints (a VM configures itself)");
+    const { index, ip } = this.#pickAddress(n, req.ip);
+    const mac = profileMac(n.id, index);
+    const prefixLen = parseSubnet(n.cidr).prefixLen;
+    const hostIf = req.tap ?? hostIfName(name);
+    const ifname = req.netns !== undefined ? (req.ifname ?? "eth0") : undefined;
+
+    if (getLink(hostIf, this.nl)) throw new StratumError("INVALID", `interface ${hostIf} already exists on this node`);
+    let nsNl: Rtnl | undefined;
+    if (req.netns !== undefined) {
+      if (!existsSync(netnsPath(req.netns)))
+        throw new StratumError("INVALID", `network namespace ${req.netns} does not exist (${netnsPath(req.netns)})`);
+      nsNl = new Rtnl({ netns: req.netns });
+      if (getLink(ifname as string, nsNl))
+        throw new StratumError("INVALID", `interface ${ifname} already exists in namespace ${req.netns}`);
+    }
+
+    const undo = new Undo();
+    try {
+      const ep = this.store.claimEndpoint({
+        name,
+        network: n.name,
+        ip,
+        mac,
+        hostIndex: index,
+        kind: req.tap !== undefined ? "tap" : "veth",
+        hostIf,
+        netns: req.netns,
+        ifname,
+      });
+      undo.push("release profile", () => this.store.releaseEndpoint(name));
+      this.dp.setProfile(n.id, n.cidr, index, PROFILE_F.CLAIMED);
+      undo.push("unclaim profile", () => this.dp.setProfile(n.id, n.cidr, index, 0));
+      this.#plugPort(ep, n, undo);
+      if (req.configure && nsNl) this.#configure(nsNl, ifname as string, `${ip}/${prefixLen}`, n);
+      return { ...ep, interface: hostIf };
+    } catch (e) {
+      undo.run(this.log);
+      throw e instanceof StratumError ? e.wrap(`attach ${name} to ${n.name}`) : e;
+    } finally {
+      nsNl?.close();
+    }
+  }
+
+  /** Creates (if missing) and wires the host side of an endpoint: bridge port with learning
+   * and unicast flooding off, port config, programs, static FDB entry, then link up. */
+  #plugPort(ep: Endpoint, n: StoredNetwork, undo: Undo): number {
+    let link = getLink(ep.hostIf, this.nl);
+    if (!link) {
+      if (ep.kind === "veth") {
+        if (!ep.netns || !existsSync(netnsPath(ep.netns)))
+          throw new StratumError("NOT_FOUND", `network namespace ${ep.netns} of endpoint ${ep.name} does not exist`);
+        link = createVeth(
+          ep.hostIf,
+          ep.ifname ?? "eth0",
+          { peerNetns: ep.netns, peerMac: ep.mac, mtu: n.mtu },
+          this.nl,
+        );
+      } else {
+        link = createTap(ep.hostIf, { mtu: n.mtu }, this.nl);
+      }
+      undo.push(`delete ${ep.hostIf}`, () => deleteLinkIfExists(ep.hostIf, this.nl));
+    }
+    // Programs and port configuration go in before the port comes up: never a moment without them.
+    this.dp.setPort(link.index, { netId: n.id, ip4: ep.ip, mac: ep.mac });
+    undo.push("remove port config", () => this.dp.deletePort(link.index));
+    this.dp.attachPort(ep.hostIf, link.index);
+    undo.push("detach port programs", () => this.dp.detachPort(ep.hostIf));
+    setLink(ep.hostIf, { master: USER_BRIDGE }, this.nl);
+    setBridgePort(ep.hostIf, { learning: false, unicastFlood: false }, this.nl);
+    addFdb({ dev: ep.hostIf, mac: ep.mac }, {}, this.nl);
+    setLink(ep.hostIf, { up: true }, this.nl);
+    return link.index;
+  }
+
+  #configure(nsNl: Rtnl, ifname: string, cidr: string, n: StoredNetwork): void {
+    setLink("lo", { up: true }, nsNl);
+    setLink(ifname, { up: true, mtu: n.mtu }, nsNl);
+    addAddress(ifname, cidr, { replace: true }, nsNl);
+    addRoute({ dst: "default", gateway: n.gateway }, { replace: true }, nsNl);
+  }
+
+  detach(network: string, name: string): void {
+    const n = this.mustNetwork(network);
+    const ep = this.store.getEndpoint(name);
+    if (!ep || ep.network !== n.name)
+      throw new StratumError("NOT_FOUND", `endpoint ${name} is not attached to network ${network}`);
+    const link = getLink(ep.hostIf, this.nl);
+    // Down first, then programs off: the port never passes traffic without them.
+    if (link) setLink(ep.hostIf, { up: false }, this.nl);
+    this.dp.detachPort(ep.hostIf);
+    if (link) this.dp.deletePort(link.index);
+    deleteLinkIfExists(ep.hostIf, this.nl);
+    this.store.releaseEndpoint(name);
+    this.dp.setProfile(n.id, n.cidr, ep.hostIndex, 0);
+  }
+
+  /** Re-applies one stored endpoint (restart, or a kernel that lost it); idempotent. */
+  restoreEndpoint(ep: Endpoint): void {
+    const n = this.mustNetwork(ep.network);
+    this.#plugPort(ep, n, new Undo());
+  }
+}

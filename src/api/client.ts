@@ -1,0 +1,56 @@
+/** Typed client of the agent's API over its unix socket (what the CLI uses). Turns the
+ * API's {code, message} back into StratumError, and an unreachable agent into UNAVAILABLE. */
+import type { EndpointView, NetworkView } from "../agent/service";
+import { type ErrorCode, StratumError } from "../errors";
+
+export const DEFAULT_API_SOCKET = "/run/stratum/api.sock";
+
+export class ApiClient {
+  constructor(readonly socket: string = process.env.STRATUM_API_SOCKET || DEFAULT_API_SOCKET) {}
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(`http://stratum${path}`, {
+        method,
+        unix: this.socket,
+        headers: body === undefined ? undefined : { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      } as RequestInit);
+    } catch (e) {
+      throw new StratumError(
+        "UNAVAILABLE",
+        `cannot reach the agent at ${this.socket} (${(e as { code?: string }).code ?? (e as Error).message}): is \`cenvero-str-ctl agent\` running? (--api-socket or STRATUM_API_SOCKET select another)`,
+      );
+    }
+    if (res.status === 204) return undefined as T;
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new StratumError("INTERNAL", `agent answered ${res.status} with non-JSON: ${text.slice(0, 200)}`);
+    }
+    if (!res.ok) {
+      const e = json as { code?: ErrorCode; message?: string };
+      throw new StratumError(e.code ?? "INTERNAL", e.message ?? `agent answered ${res.status}`);
+    }
+    return json as T;
+  }
+
+  listNetworks = () => this.request<NetworkView[]>("GET", "/v1/networks");
+  showNetwork = (name: string) => this.request<NetworkView>("GET", `/v1/networks/${encodeURIComponent(name)}`);
+  createNetwork = (spec: Record<string, unknown>) => this.request<NetworkView>("POST", "/v1/networks", spec);
+  setNetwork = (name: string, patch: Record<string, unknown>) =>
+    this.request<NetworkView>("PATCH", `/v1/networks/${encodeURIComponent(name)}`, patch);
+  deleteNetwork = (name: string, force: boolean) =>
+    this.request<void>("DELETE", `/v1/networks/${encodeURIComponent(name)}${force ? "?force=true" : ""}`);
+  attach = (network: string, req: Record<string, unknown>) =>
+    this.request<EndpointView>("POST", `/v1/networks/${encodeURIComponent(network)}/endpoints`, req);
+  detach = (network: string, name: string) =>
+    this.request<void>("DELETE", `/v1/networks/${encodeURIComponent(network)}/endpoints/${encodeURIComponent(name)}`);
+  listEndpoints = (network?: string) =>
+    this.request<EndpointView[]>("GET", `/v1/endpoints${network ? `?network=${encodeURIComponent(network)}` : ""}`);
+  showEndpoint = (name: string) => this.request<EndpointView>("GET", `/v1/endpoints/${encodeURIComponent(name)}`);
+  status = () => this.request<Record<string, unknown>>("GET", "/v1/status");
+}

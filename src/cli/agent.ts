@@ -1,0 +1,53 @@
+/** `agent`: the resident daemon (normally run by systemd: deploy/cenvero-stratum.service). */
+import { defineCommand } from "citty";
+import { runAgent } from "../agent/daemon";
+import { DEFAULT_API_SOCKET } from "../api/client";
+import { DEFAULT_PIN_ROOT } from "./datapath";
+
+export const agentCommand = defineCommand({
+  meta: {
+    name: "agent",
+    description: "Run the node agent: restore networks and endpoints, keep the kernel reconciled, serve the API",
+  },
+  args: {
+    "state-dir": {
+      type: "string",
+      default: "/var/lib/stratum",
+      description: "State database directory",
+      valueHint: "DIR",
+    },
+    "pin-root": {
+      type: "string",
+      default: DEFAULT_PIN_ROOT,
+      description: "bpffs directory for Stratum's pins",
+      valueHint: "DIR",
+    },
+    "api-socket": {
+      type: "string",
+      default: DEFAULT_API_SOCKET,
+      description: "Unix socket of the API (mode 0600)",
+      valueHint: "PATH",
+    },
+    uplink: { type: "string", description: "Uplink NIC to add to cnv-user-br0", valueHint: "IFACE" },
+    "api-listen": {
+      type: "string",
+      description: "Also serve the API on TCP (needs --api-token-file)",
+      valueHint: "HOST:PORT",
+    },
+    "api-token-file": {
+      type: "string",
+      description: "File holding the bearer token for --api-listen",
+      valueHint: "FILE",
+    },
+  },
+  async run({ args }) {
+    await runAgent({
+      stateDir: args["state-dir"],
+      pinRoot: args["pin-root"],
+      apiSocket: args["api-socket"],
+      uplink: args.uplink,
+      apiListen: args["api-listen"],
+      apiTokenFile: args["api-token-file"],
+    });
+  },
+});

@@ -1,0 +1,298 @@
+/** `network` and `endpoint` commands: clients of the agent's API. */
+import { defineCommand } from "citty";
+import type { EndpointView, NetworkView } from "../agent/service";
+import { ApiClient, DEFAULT_API_SOCKET } from "../api/client";
+import { StratumError } from "../errors";
+import { outputArg, parseFormat, printJson, printKv, printTable } from "./output";
+
+export const apiArg = {
+  "api-socket": {
+    type: "string",
+    description: `Agent API socket (default: $STRATUM_API_SOCKET or ${DEFAULT_API_SOCKET})`,
+    valueHint: "PATH",
+  },
+} as const;
+
+const client = (args: { "api-socket"?: string }) => new ApiClient(args["api-socket"] || undefined);
+
+/** Values of a repeatable option (citty keeps the last unless given an array). */
+function all(argv: string[], flag: string): string[] {
+  const out: string[] = [];
+  argv.forEach((a, i) => {
+    if (a === flag && argv[i + 1] !== undefined) out.push(argv[i + 1] as string);
+    else if (a.startsWith(`${flag}=`)) out.push(a.slice(flag.length + 1));
+  });
+  return out;
+}
+
+function int(v: unknown, what: string): number | undefined {
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new StratumError("INVALID", `${what} must be an integer, not "${String(v)}"`);
+  return n;
+}
+
+function action(v: unknown): "allow" | "deny" | undefined {
+  if (v === undefined) return undefined;
+  if (v === "allow" || v === "deny") return v;
+  throw new StratumError("INVALID", `--default-action must be allow or deny, not "${String(v)}"`);
+}
+
+function showNetwork(n: NetworkView): void {
+  printKv([
+    ["name", n.name],
+    ["cidr", n.cidr],
+    ["gateway", n.gateway],
+    ...(n.cidr6 ? ([["cidr6", `${n.cidr6} (gateway ${n.gateway6})`]] as Array<[string, string]>) : []),
+    ["dhcp range", `${n.dhcpRange.first}-${n.dhcpRange.last}`],
+    ["dns zone", n.dnsZone],
+    ["dns forwarders", n.dnsForwarders.join(", ") || "-"],
+    ["mtu", String(n.mtu)],
+    ["default action", n.defaultAction],
+    ["profiles", `${n.profiles.claimed} claimed of ${n.profiles.total}`],
+    ["endpoints", n.endpoints.join(", ") || "-"],
+  ]);
+}
+
+const specArgs = {
+  "dhcp-range": {
+    type: "string",
+    description: "DHCP pool FIRST-LAST (default: every usable address)",
+    valueHint: "A-B",
+  },
+  "dns-zone": { type: "string", description: "DNS zone (default: NAME.internal)", valueHint: "ZONE" },
+  "dns-forwarder": { type: "string", description: "Upstream DNS server; repeat for several", valueHint: "IP" },
+  mtu: { type: "string", description: "MTU of the network's interfaces (default 1500)", valueHint: "N" },
+  "default-action": {
+    type: "string",
+    description: "Firewall default: allow or deny (default allow)",
+    valueHint: "allow|deny",
+  },
+} as const;
+
+const create = defineCommand({
+  meta: {
+    name: "create",
+    description: "Create a network: subnet, gateway on cnv-user-br0, one endpoint profile per usable address",
+  },
+  args: {
+    name: { type: "string", required: true, description: "Network name (DNS label)", valueHint: "NAME" },
+    cidr: { type: "string", required: true, description: "IPv4 subnet, /16 to /30", valueHint: "CIDR" },
+    gateway: { type: "string", required: true, description: "Gateway address inside the subnet", valueHint: "IP" },
+    cidr6: { type: "string", description: "IPv6 subnet", valueHint: "CIDR" },
+    gateway6: { type: "string", description: "IPv6 gateway", valueHint: "IP" },
+    ...specArgs,
+    ...apiArg,
+    ...outputArg,
+  },
+  async run({ args, rawArgs }) {
+    const fmt = parseFormat(args.output);
+    const n = await client(args).createNetwork({
+      name: args.name,
+      cidr: args.cidr,
+      gateway: args.gateway,
+      cidr6: args.cidr6,
+      gateway6: args.gateway6,
+      dhcpRange: args["dhcp-range"],
+      dnsZone: args["dns-zone"],
+      dnsForwarders: all(rawArgs, "--dns-forwarder"),
+      mtu: int(args.mtu, "--mtu"),
+      defaultAction: action(args["default-action"]),
+    });
+    if (fmt === "json") return printJson(n);
+    process.stdout.write(`created network ${n.name} (${n.cidr}, gateway ${n.gateway}, ${n.profiles.total} profiles)\n`);
+  },
+});
+
+const list = defineCommand({
+  meta: { name: "list", description: "List networks" },
+  args: { ...apiArg, ...outputArg },
+  async run({ args }) {
+    const fmt = parseFormat(args.output);
+    const ns = await client(args).listNetworks();
+    if (fmt === "json") return printJson(ns);
+    printTable(
+      ["NAME", "CIDR", "GATEWAY", "PROFILES", "ENDPOINTS", "DEFAULT"],
+      ns.map((n) => [
+        n.name,
+        n.cidr,
+        n.gateway,
+        `${n.profiles.claimed}/${n.profiles.total}`,
+        String(n.endpoints.length),
+        n.defaultAction,
+      ]),
+    );
+  },
+});
+
+const show = defineCommand({
+  meta: { name: "show", description: "Show one network" },
+  args: {
+    name: { type: "positional", required: true, description: "Network", valueHint: "NAME" },
+    ...apiArg,
+    ...outputArg,
+  },
+  async run({ args }) {
+    const fmt = parseFormat(args.output);
+    const n = await client(args).showNetwork(args.name);
+    if (fmt === "json") return printJson(n);
+    showNetwork(n);
+  },
+});
+
+const set = defineCommand({
+  meta: { name: "set", description: "Change a network's mutable fields (subnet and gateway are fixed)" },
+  args: {
+    name: { type: "positional", required: true, description: "Network", valueHint: "NAME" },
+    ...specArgs,
+    ...apiArg,
+    ...outputArg,
+  },
+  async run({ args, rawArgs }) {
+    const fmt = parseFormat(args.output);
+    const fwd = all(rawArgs, "--dns-forwarder");
+    const patch = Object.fromEntries(
+      Object.entries({
+        dhcpRange: args["dhcp-range"],
+        dnsZone: args["dns-zone"],
+        dnsForwarders: fwd.length ? fwd : undefined,
+        mtu: int(args.mtu, "--mtu"),
+        defaultAction: action(args["default-action"]),
+      }).filter(([, v]) => v !== undefined),
+    );
+    if (Object.keys(patch).length === 0)
+      throw new StratumError(
+        "INVALID",
+        "nothing to change: give --mtu, --default-action, --dhcp-range, --dns-zone or --dns-forwarder",
+      );
+    const n = await client(args).setNetwork(args.name, patch);
+    if (fmt === "json") return printJson(n);
+    showNetwork(n);
+  },
+});
+
+const del = defineCommand({
+  meta: { name: "delete", description: "Delete a network (refused while endpoints are attached, unless --force)" },
+  args: {
+    name: { type: "positional", required: true, description: "Network", valueHint: "NAME" },
+    force: { type: "boolean", description: "Detach its endpoints first", default: false },
+    ...apiArg,
+    ...outputArg,
+  },
+  async run({ args }) {
+    const fmt = parseFormat(args.output);
+    await client(args).deleteNetwork(args.name, args.force);
+    if (fmt === "json") return printJson({ deleted: args.name });
+    process.stdout.write(`deleted network ${args.name}\n`);
+  },
+});
+
+function showEndpoint(e: EndpointView): void {
+  printKv([
+    ["name", e.name],
+    ["network", e.network],
+    ["ip", e.ip],
+    ["mac", e.mac],
+    ["kind", e.kind],
+    ["interface", e.interface],
+    ...(e.netns ? ([["namespace", `${e.netns} (${e.ifname})`]] as Array<[string, string]>) : []),
+  ]);
+}
+
+const attach = defineCommand({
+  meta: {
+    name: "attach",
+    description:
+      "Attach a container (--netns) or VM (--tap): claim a profile, create the interface with the profile's MAC, plug it into cnv-user-br0 with its programs",
+  },
+  args: {
+    network: { type: "positional", required: true, description: "Network", valueHint: "NETWORK" },
+    name: { type: "string", required: true, description: "Endpoint name", valueHint: "EP" },
+    netns: {
+      type: "string",
+      description: "Container: network namespace (name under /run/netns or a path)",
+      valueHint: "NS",
+    },
+    ifname: { type: "string", description: "Interface name inside the namespace (default eth0)", valueHint: "IF" },
+    tap: { type: "string", description: "VM: name of the tap to create for it", valueHint: "IFNAME" },
+    ip: { type: "string", description: "Address to claim (default: the next free one)", valueHint: "ADDR" },
+    configure: {
+      type: "boolean",
+      description: "Set address, default route and MTU inside the namespace",
+      default: false,
+    },
+    ...apiArg,
+    ...outputArg,
+  },
+  async run({ args }) {
+    const fmt = parseFormat(args.output);
+    const e = await client(args).attach(args.network, {
+      name: args.name,
+      netns: args.netns,
+      ifname: args.ifname,
+      tap: args.tap,
+      ip: args.ip,
+      configure: args.configure,
+    });
+    if (fmt === "json") return printJson(e);
+    process.stdout.write(`attached ${e.name} to ${e.network}: ${e.ip} ${e.mac} on ${e.interface}\n`);
+  },
+});
+
+const detach = defineCommand({
+  meta: { name: "detach", description: "Detach an endpoint: programs off, interface removed, profile released" },
+  args: {
+    network: { type: "positional", required: true, description: "Network", valueHint: "NETWORK" },
+    name: { type: "string", required: true, description: "Endpoint name", valueHint: "EP" },
+    ...apiArg,
+    ...outputArg,
+  },
+  async run({ args }) {
+    const fmt = parseFormat(args.output);
+    await client(args).detach(args.network, args.name);
+    if (fmt === "json") return printJson({ detached: args.name });
+    process.stdout.write(`detached ${args.name} from ${args.network}\n`);
+  },
+});
+
+export const networkCommand = defineCommand({
+  meta: { name: "network", description: "Create, change and delete networks; attach and detach endpoints" },
+  subCommands: { create, list, show, set, delete: del, attach, detach },
+});
+
+export const endpointCommand = defineCommand({
+  meta: { name: "endpoint", description: "List and show endpoints" },
+  subCommands: {
+    list: defineCommand({
+      meta: { name: "list", description: "List endpoints" },
+      args: {
+        network: { type: "string", description: "Only this network", valueHint: "NAME" },
+        ...apiArg,
+        ...outputArg,
+      },
+      async run({ args }) {
+        const fmt = parseFormat(args.output);
+        const eps = await client(args).listEndpoints(args.network);
+        if (fmt === "json") return printJson(eps);
+        printTable(
+          ["NAME", "NETWORK", "IP", "MAC", "KIND", "INTERFACE"],
+          eps.map((e) => [e.name, e.network, e.ip, e.mac, e.kind, e.interface]),
+        );
+      },
+    }),
+    show: defineCommand({
+      meta: { name: "show", description: "Show one endpoint" },
+      args: {
+        name: { type: "positional", required: true, description: "Endpoint", valueHint: "EP" },
+        ...apiArg,
+        ...outputArg,
+      },
+      async run({ args }) {
+        const fmt = parseFormat(args.output);
+        const e = await client(args).showEndpoint(args.name);
+        if (fmt === "json") return printJson(e);
+        showEndpoint(e);
+      },
+    }),
+  },
+});

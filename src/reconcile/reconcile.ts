@@ -1,0 +1,74 @@
+/** Makes the kernel match the store: restore first (bridges, every network's gateway and
+ * profiles, every endpoint's port, programs and FDB entry), garbage-collect after (port
+ * entries, program links and gateway addresses nothing in the store asks for). Idempotent:
+ * on a kernel that is already right it changes nothing. */
+import { MGMT_BRIDGE, type NetworkService, USER_BRIDGE } from "../agent/service";
+import { StratumError } from "../errors";
+import { parseSubnet } from "../model/ip";
+import { createBridge, deleteAddress, getLink, listAddresses, NL, setLink } from "../netlink";
+
+export interface ReconcileReport {
+  networks: number;
+  endpoints: number;
+  /** What garbage collection removed. */
+  collected: string[];
+  /** Endpoints that could not be restored (e.g. their namespace is gone), with why. */
+  errors: string[];
+}
+
+export function ensureBridge(svc: NetworkService, name: string): void {
+  const l = getLink(name, svc.nl);
+  if (!l) createBridge(name, { up: true }, svc.nl);
+  else if (l.kind !== "bridge")
+    throw new StratumError("INVALID", `${name} exists but is a ${l.kind ?? "non-bridge"} device`);
+  else if (!l.up) setLink(name, { up: true }, svc.nl);
+}
+
+export function reconcile(svc: NetworkService): ReconcileReport {
+  const report: ReconcileReport = { networks: 0, endpoints: 0, collected: [], errors: [] };
+  ensureBridge(svc, MGMT_BRIDGE);
+  ensureBridge(svc, USER_BRIDGE);
+
+  // Restore.
+  const networks = svc.store.listNetworks();
+  for (const n of networks) {
+    svc.applyNetwork(n);
+    report.networks++;
+  }
+  const endpoints = svc.store.listEndpoints();
+  for (const ep of endpoints) {
+    try {
+      svc.restoreEndpoint(ep);
+      report.endpoints++;
+    } catch (e) {
+      report.errors.push(`endpoint ${ep.name}: ${(e as Error).message}`);
+    }
+  }
+
+  // Garbage-collect what nothing in the store asks for.
+  const wantedIf = new Set(endpoints.map((e) => e.hostIf));
+  const wantedIndex = new Set(
+    endpoints.map((e) => getLink(e.hostIf, svc.nl)?.index).filter((x): x is number => x !== undefined),
+  );
+  for (const ifindex of svc.dp.portIfindexes())
+    if (!wantedIndex.has(ifindex)) {
+      svc.dp.deletePort(ifindex);
+      report.collected.push(`port entry of ifindex ${ifindex}`);
+    }
+  for (const hostIf of svc.dp.linkedPorts())
+    if (!wantedIf.has(hostIf)) {
+      svc.dp.detachPort(hostIf);
+      report.collected.push(`programs of ${hostIf}`);
+    }
+  const gateways = new Set<string>();
+  for (const n of networks) {
+    gateways.add(svc.gatewayCidr(n));
+    if (n.cidr6 && n.gateway6) gateways.add(`${n.gateway6}/${parseSubnet(n.cidr6).prefixLen}`);
+  }
+  for (const a of listAddresses({ dev: USER_BRIDGE }, svc.nl))
+    if (a.scope === NL.RT_SCOPE_UNIVERSE && !gateways.has(a.cidr)) {
+      deleteAddress(USER_BRIDGE, a.cidr, svc.nl);
+      report.collected.push(`address ${a.cidr} on ${USER_BRIDGE}`);
+    }
+  return report;
+}
