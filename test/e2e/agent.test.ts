@@ -1,0 +1,245 @@
+/** The agent end to end: a real agent in its own namespace (pins on the host's bpffs),
+ * networks created and containers attached through the CLI, real pings across the real
+ * bridge and port programs, isolation between networks, validation that changes nothing,
+ * and an agent killed and restarted while traffic flows. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { BINARY, Netns, PinRoot, run } from "../helpers/netns";
+
+let agentNs: Netns;
+let c1: Netns;
+let c2: Netns;
+let c3: Netns;
+let pins: PinRoot;
+let dir: string;
+let sock: string;
+let agent: Subprocess | undefined;
+
+async function startAgent(): Promise<void> {
+  agent = Bun.spawn(
+    [
+      "nsenter",
+      `--net=${agentNs.path}`,
+      BINARY,
+      "agent",
+      "--state-dir",
+      join(dir, "state"),
+      "--pin-root",
+      pins.path,
+      "--api-socket",
+      sock,
+    ],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  for (let i = 0; i < 100; i++) {
+    if (ctl("network", "list").code === 0) return;
+    await Bun.sleep(50);
+  }
+  throw new Error(`agent did not come up: ${await new Response(agent.stderr as ReadableStream).text()}`);
+}
+
+function ctl(...args: string[]) {
+  return run([BINARY, ...args, "--api-socket", sock]);
+}
+function json(...args: string[]) {
+  const r = ctl(...args, "-o", "json");
+  if (r.code !== 0) throw new Error(`${args.join(" ")}: exit ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+const ping = (ns: Netns, ip: string, n = 2) =>
+  ns.exec(["ping", "-c", String(n), "-i", "0.1", "-W", "1", ip]).code === 0;
+
+beforeAll(async () => {
+  agentNs = new Netns("agt");
+  c1 = new Netns("c1");
+  c2 = new Netns("c2");
+  c3 = new Netns("c3");
+  pins = new PinRoot("agt");
+  dir = mkdtempSync(join(tmpdir(), "stm-agent-"));
+  sock = join(dir, "api.sock");
+  await startAgent();
+});
+
+afterAll(() => {
+  agent?.kill("SIGKILL");
+  for (const ns of [c1, c2, c3, agentNs]) ns?.destroy();
+  pins?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("networks and endpoints", () => {
+  test("the agent made both bridges", () => {
+    const names = agentNs.ipJson(["link", "show"]).map((l: any) => l.ifname);
+    expect(names).toEqual(expect.arrayContaining(["cnv-mgmt-br0", "cnv-user-br0"]));
+  });
+
+  test("create networks: gateway on the bridge, profiles counted", () => {
+    const app = json("network", "create", "--name", "app-net", "--cidr", "10.20.0.0/24", "--gateway", "10.20.0.1");
+    expect(app).toMatchObject({
+      name: "app-net",
+      cidr: "10.20.0.0/24",
+      gateway: "10.20.0.1",
+      profiles: { total: 254, claimed: 0 },
+      endpoints: [],
+    });
+    json(
+      "network",
+      "create",
+      "--name",
+      "db-net",
+      "--cidr",
+      "10.30.0.0/16",
+      "--gateway",
+      "10.30.0.1",
+      "--dns-forwarder",
+      "10.30.0.53",
+      "--dns-forwarder",
+      "10.30.0.54",
+    );
+    expect(json("network", "show", "db-net")).toMatchObject({
+      profiles: { total: 65534 },
+      dnsForwarders: ["10.30.0.53", "10.30.0.54"],
+    });
+    const addrs = agentNs
+      .ipJson(["addr", "show", "cnv-user-br0"])[0]
+      .addr_info.map((a: any) => `${a.local}/${a.prefixlen}`);
+    expect(addrs).toEqual(expect.arrayContaining(["10.20.0.1/24", "10.30.0.1/16"]));
+  });
+
+  test("attach containers: profile MAC inside, port on the bridge with learning off, programs attached", () => {
+    const w1 = json("network", "attach", "app-net", "--name", "web-1", "--netns", c1.name, "--configure");
+    json("network", "attach", "app-net", "--name", "web-2", "--netns", c2.name, "--configure");
+    json("network", "attach", "db-net", "--name", "db-1", "--netns", c3.name, "--configure", "--ip", "10.30.7.9");
+    expect(w1).toMatchObject({ name: "web-1", network: "app-net", ip: "10.20.0.2", mac: "02:00:01:00:00:01" });
+    expect(json("endpoint", "show", "db-1")).toMatchObject({ ip: "10.30.7.9", network: "db-net" });
+    const inside = c1.ipJson(["addr", "show", "eth0"])[0];
+    expect(inside.address).toBe(w1.mac);
+    expect(inside.addr_info.map((a: any) => a.local)).toContain("10.20.0.2");
+    const port = JSON.parse(agentNs.execOk(["bridge", "-j", "-d", "link", "show", "dev", w1.interface]))[0];
+    expect(port).toMatchObject({ master: "cnv-user-br0", learning: false, flood: false });
+    const fdb = JSON.parse(agentNs.execOk(["bridge", "-j", "fdb", "show", "dev", w1.interface]));
+    expect(fdb.some((f: any) => f.mac === w1.mac && f.state === "static" && f.master === "cnv-user-br0")).toBe(true);
+    expect(ls(`${pins.path}/links`)).toEqual(expect.arrayContaining([`${w1.interface}_in`, `${w1.interface}_out`]));
+  });
+
+  test("containers on one network reach each other and the gateway", () => {
+    expect(ping(c1, "10.20.0.3")).toBe(true);
+    expect(ping(c2, "10.20.0.2")).toBe(true);
+    expect(ping(c1, "10.20.0.1")).toBe(true);
+    expect(ping(c3, "10.30.0.1")).toBe(true);
+  });
+
+  test("a container of another network cannot reach them at L2", () => {
+    c3.execOk(["ip", "route", "add", "10.20.0.0/24", "dev", "eth0"]);
+    expect(ping(c3, "10.20.0.2")).toBe(false);
+    c3.execOk(["ip", "route", "del", "10.20.0.0/24", "dev", "eth0"]);
+  });
+
+  test("bad requests: one line, non-zero exit, nothing changed", () => {
+    const before = JSON.stringify([json("network", "list"), json("endpoint", "list")]);
+    const cases: Array<[string[], string]> = [
+      [
+        ["network", "create", "--name", "Bad_Name", "--cidr", "10.40.0.0/24", "--gateway", "10.40.0.1"],
+        'invalid network name "Bad_Name"',
+      ],
+      [["network", "create", "--name", "x", "--cidr", "10.40.0.9/24", "--gateway", "10.40.0.1"], "has host bits set"],
+      [
+        ["network", "create", "--name", "x", "--cidr", "10.40.0.0/24", "--gateway", "10.41.0.1"],
+        "is outside 10.40.0.0/24",
+      ],
+      [
+        ["network", "create", "--name", "x", "--cidr", "10.30.8.0/24", "--gateway", "10.30.8.1"],
+        "overlaps network db-net (10.30.0.0/16)",
+      ],
+      [
+        ["network", "create", "--name", "app-net", "--cidr", "10.50.0.0/24", "--gateway", "10.50.0.1"],
+        "network app-net already exists",
+      ],
+      [
+        [
+          "network",
+          "create",
+          "--name",
+          "x",
+          "--cidr",
+          "10.40.0.0/24",
+          "--gateway",
+          "10.40.0.1",
+          "--dhcp-range",
+          "10.40.1.1-10.40.1.9",
+        ],
+        "outside the usable addresses",
+      ],
+      [["network", "attach", "app-net", "--name", "web-1", "--netns", c3.name], "endpoint web-1 already exists"],
+      [
+        ["network", "attach", "app-net", "--name", "web-9", "--netns", c3.name, "--ip", "10.20.0.2"],
+        "10.20.0.2 is already claimed by endpoint web-1",
+      ],
+      [
+        ["network", "attach", "app-net", "--name", "web-9", "--netns", "no-such-ns"],
+        "network namespace no-such-ns does not exist",
+      ],
+      [
+        ["network", "attach", "app-net", "--name", "web-9", "--netns", c1.name],
+        `interface eth0 already exists in namespace ${c1.name}`,
+      ],
+      [["network", "delete", "app-net"], "has 2 endpoint(s) attached"],
+    ];
+    for (const [args, msg] of cases) {
+      const r = ctl(...args);
+      expect({ args, code: r.code === 0 ? 0 : "non-zero" }).toEqual({ args, code: "non-zero" });
+      expect(r.stderr).toContain(msg);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    }
+    expect(JSON.stringify([json("network", "list"), json("endpoint", "list")])).toBe(before);
+    expect(
+      c3
+        .ipJson(["link", "show"])
+        .map((l: any) => l.ifname)
+        .sort(),
+    ).toEqual(["eth0", "lo"]);
+  });
+});
+
+function ls(p: string): string[] {
+  return require("node:fs").readdirSync(p);
+}
+
+test("an agent killed and restarted while traffic flows: no packet lost, nothing changed", async () => {
+  const linksBefore = agentNs
+    .ipJson(["-d", "link", "show"])
+    .map((l: any) => `${l.ifname}:${l.ifindex}:${l.master ?? ""}`);
+  const flow = Bun.spawn(["ip", "netns", "exec", c1.name, "ping", "-c", "60", "-i", "0.05", "-W", "1", "10.20.0.3"], {
+    stdout: "pipe",
+  });
+  await Bun.sleep(500);
+  agent?.kill("SIGKILL");
+  await agent?.exited;
+  expect(ping(c2, "10.20.0.2")).toBe(true); // enforcement and forwarding without any agent
+  await startAgent();
+  const out = await new Response(flow.stdout).text();
+  await flow.exited;
+  expect(out).toContain("60 packets transmitted, 60 received, 0% packet loss");
+  const linksAfter = agentNs
+    .ipJson(["-d", "link", "show"])
+    .map((l: any) => `${l.ifname}:${l.ifindex}:${l.master ?? ""}`);
+  expect(linksAfter).toEqual(linksBefore);
+  expect(json("endpoint", "list").map((e: any) => e.name)).toEqual(["db-1", "web-1", "web-2"]);
+});
+
+test("detach and delete remove interfaces, programs and the gateway", () => {
+  const w2 = json("endpoint", "show", "web-2");
+  expect(ctl("network", "detach", "app-net", "--name", "web-2").code).toBe(0);
+  expect(agentNs.exec(["ip", "link", "show", w2.interface]).code).not.toBe(0);
+  expect(c2.ipJson(["link", "show"]).map((l: any) => l.ifname)).toEqual(["lo"]);
+  expect(ls(`${pins.path}/links`)).not.toContain(`${w2.interface}_in`);
+  expect(ctl("network", "delete", "app-net", "--force").code).toBe(0);
+  expect(ctl("network", "delete", "db-net", "--force").code).toBe(0);
+  expect(json("network", "list")).toEqual([]);
+  expect(ls(`${pins.path}/links`)).toEqual([]);
+  const addrs = agentNs.ipJson(["addr", "show", "cnv-user-br0"])[0].addr_info.filter((a: any) => a.family === "inet");
+  expect(addrs).toEqual([]);
+});
