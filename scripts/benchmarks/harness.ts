@@ -6,10 +6,10 @@ export interface Benchmark {
   name: string;
   /** What one measurement is, e.g. "ns/packet". */
   unit: string;
-  candidate: { label: string; measure: () => number };
-  baseline: { label: string; measure: () => number };
-  setup?: () => void;
-  teardown?: () => void;
+  candidate: { label: string; measure: () => number | Promise<number> };
+  baseline: { label: string; measure: () => number | Promise<number> };
+  setup?: () => void | Promise<void>;
+  teardown?: () => void | Promise<void>;
 }
 
 export interface BenchResult {
@@ -33,11 +33,11 @@ export function median(xs: number[]): number {
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
-export function runBenchmark(b: Benchmark, rounds: number, onRound?: (i: number) => void): BenchResult {
-  b.setup?.();
+export async function runBenchmark(b: Benchmark, rounds: number, onRound?: (i: number) => void): Promise<BenchResult> {
+  await b.setup?.();
   try {
-    b.candidate.measure(); // warm-up: JIT, caches, first-touch
-    b.baseline.measure();
+    await b.candidate.measure(); // warm-up: JIT, caches, first-touch
+    await b.baseline.measure();
     const cand: number[] = [];
     const base: number[] = [];
     const ratios: number[] = [];
@@ -45,11 +45,11 @@ export function runBenchmark(b: Benchmark, rounds: number, onRound?: (i: number)
       let c: number;
       let a: number;
       if (i % 2 === 0) {
-        c = b.candidate.measure();
-        a = b.baseline.measure();
+        c = await b.candidate.measure();
+        a = await b.baseline.measure();
       } else {
-        a = b.baseline.measure();
-        c = b.candidate.measure();
+        a = await b.baseline.measure();
+        c = await b.candidate.measure();
       }
       cand.push(c);
       base.push(a);
@@ -69,7 +69,7 @@ export function runBenchmark(b: Benchmark, rounds: number, onRound?: (i: number)
       ratioMax: Math.max(...ratios),
     };
   } finally {
-    b.teardown?.();
+    await b.teardown?.();
   }
 }
 

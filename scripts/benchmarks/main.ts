@@ -1,8 +1,11 @@
 /** scripts/bench entry: runs the named benchmarks (all by default) and prints a table,
  * or JSON with --json. Usage: scripts/bench [--rounds N] [--json] [--list] [NAME...] */
 import { parseArgs } from "node:util";
+import { AGENT_BENCHMARKS } from "./agent";
 import { type BenchResult, formatTable, runBenchmark } from "./harness";
-import { BENCHMARKS } from "./suite";
+import { BENCHMARKS as DATAPATH_BENCHMARKS } from "./suite";
+
+const BENCHMARKS = { ...DATAPATH_BENCHMARKS, ...AGENT_BENCHMARKS };
 
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
@@ -41,7 +44,7 @@ const results: BenchResult[] = [];
 for (const name of names) {
   const b = (BENCHMARKS[name] as () => import("./harness").Benchmark)();
   process.stderr.write(`bench: ${name} `);
-  results.push(runBenchmark(b, rounds, () => process.stderr.write(".")));
+  results.push(await runBenchmark(b, rounds, () => process.stderr.write(".")));
   process.stderr.write("\n");
 }
 if (values.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
