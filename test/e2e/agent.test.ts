@@ -3,7 +3,7 @@
  * bridge and port programs, isolation between networks, validation that changes nothing,
  * and an agent killed and restarted while traffic flows. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -18,6 +18,13 @@ let dir: string;
 let sock: string;
 let agent: Subprocess | undefined;
 
+let agentLog = -1;
+/** One append-mode fd for the agent's stdout and stderr. */
+function logFd(): number {
+  if (agentLog < 0) agentLog = openSync(join(dir, "agent.log"), "a");
+  return agentLog;
+}
+
 async function startAgent(): Promise<void> {
   agent = Bun.spawn(
     [
@@ -31,14 +38,19 @@ async function startAgent(): Promise<void> {
       pins.path,
       "--api-socket",
       sock,
+      "--api-listen",
+      "127.0.0.1:7446",
+      "--api-token-file",
+      join(dir, "token"),
     ],
-    { stdout: "pipe", stderr: "pipe" },
+    // A file, not a pipe: nobody reads the agent's log during the run, and a full pipe would block it.
+    { stdout: logFd(), stderr: logFd() },
   );
   for (let i = 0; i < 100; i++) {
     if (ctl("network", "list").code === 0) return;
     await Bun.sleep(50);
   }
-  throw new Error(`agent did not come up: ${await new Response(agent.stderr as ReadableStream).text()}`);
+  throw new Error(`agent did not come up: ${readFileSync(join(dir, "agent.log"), "utf8")}`);
 }
 
 function ctl(...args: string[]) {
@@ -60,11 +72,13 @@ beforeAll(async () => {
   pins = new PinRoot("agt");
   dir = mkdtempSync(join(tmpdir(), "stm-agent-"));
   sock = join(dir, "api.sock");
+  writeFileSync(join(dir, "token"), "s3cret-token-for-the-tcp-listener\n");
   await startAgent();
 });
 
 afterAll(() => {
   agent?.kill("SIGKILL");
+  if (agentLog >= 0) closeSync(agentLog);
   for (const ns of [c1, c2, c3, agentNs]) ns?.destroy();
   pins?.destroy();
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -202,6 +216,42 @@ describe("networks and endpoints", () => {
         .sort(),
     ).toEqual(["eth0", "lo"]);
   });
+});
+
+test("a VM endpoint: a tap on the bridge with its programs, the profile MAC for the guest", () => {
+  const vm = json("network", "attach", "app-net", "--name", "vm-1", "--tap", "vm1tap");
+  expect(vm).toMatchObject({
+    name: "vm-1",
+    kind: "tap",
+    interface: "vm1tap",
+    ip: "10.20.0.4",
+    mac: "02:00:01:00:00:03",
+  });
+  const tap = agentNs.ipJson(["-d", "link", "show", "vm1tap"])[0];
+  expect(tap).toMatchObject({ master: "cnv-user-br0", linkinfo: { info_kind: "tun" } });
+  expect(ls(`${pins.path}/links`)).toEqual(expect.arrayContaining(["vm1tap_in", "vm1tap_out"]));
+  const r = ctl("network", "attach", "app-net", "--name", "vm-2", "--tap", "vm1tap");
+  expect(r.stderr).toContain("interface vm1tap already exists on this node");
+  expect(ctl("network", "detach", "app-net", "--name", "vm-1").code).toBe(0);
+  expect(agentNs.exec(["ip", "link", "show", "vm1tap"]).code).not.toBe(0);
+});
+
+test("the API socket is root-only; the TCP listener wants the bearer token", () => {
+  expect(statSync(sock).mode & 0o777).toBe(0o600);
+  const probe = (auth: string) => {
+    const r = agentNs.exec([
+      process.execPath,
+      "-e",
+      `fetch("http://127.0.0.1:7446/v1/networks", { headers: { authorization: "${auth}" } }).then(async (r) => console.log(r.status, JSON.stringify(await r.json())))`,
+    ]);
+    if (r.code !== 0)
+      throw new Error(`probe failed: ${r.stderr}\nagent log:\n${readFileSync(join(dir, "agent.log"), "utf8")}`);
+    return r.stdout;
+  };
+  expect(probe("Bearer wrong")).toContain("401");
+  const ok = probe("Bearer s3cret-token-for-the-tcp-listener");
+  expect(ok.startsWith("200 ")).toBe(true);
+  expect(ok).toContain('"name":"app-net"');
 });
 
 function ls(p: string): string[] {
