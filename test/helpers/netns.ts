@@ -130,6 +130,9 @@ export function vethPair(
   const devB = "eth0";
   const ipA = `10.${subnet}.0.1`;
   const ipB = `10.${subnet}.0.2`;
+  // No IPv6 on the pair: router solicitations and MLD reports would add packets at random times.
+  for (const ns of [a, b])
+    for (const scope of ["all", "default"]) ns.execOk(["sysctl", "-qw", `net.ipv6.conf.${scope}.disable_ipv6=1`]);
   a.execOk(["ip", "link", "add", devA, "type", "veth", "peer", "name", "tmppeer", "netns", b.name]);
   b.execOk(["ip", "link", "set", "tmppeer", "name", devB]);
   a.execOk(["ip", "addr", "add", `${ipA}/24`, "dev", devA]);
