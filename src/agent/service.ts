@@ -303,8 +303,8 @@ export class NetworkService {
     // Programs and port configuration go in before the port comes up: never a moment without them.
     this.dp.setPort(link.index, { netId: n.id, ip4: ep.ip, mac: ep.mac });
     undo.push("remove port config", () => this.dp.deletePort(link.index));
-    this.dp.attachPort(ep.hostIf, link.index);
-    undo.push("detach port programs", () => this.dp.detachPort(ep.hostIf));
+    this.dp.attachPort(link.index);
+    undo.push("detach port programs", () => this.dp.detachPort(link.index));
     setLink(ep.hostIf, { master: USER_BRIDGE }, this.nl);
     setBridgePort(ep.hostIf, { learning: false, unicastFlood: false }, this.nl);
     addFdb({ dev: ep.hostIf, mac: ep.mac }, {}, this.nl);
@@ -326,9 +326,11 @@ export class NetworkService {
       throw new StratumError("NOT_FOUND", `endpoint ${name} is not attached to network ${network}`);
     const link = getLink(ep.hostIf, this.nl);
     // Down first, then programs off: the port never passes traffic without them.
-    if (link) setLink(ep.hostIf, { up: false }, this.nl);
-    this.dp.detachPort(ep.hostIf);
-    if (link) this.dp.deletePort(link.index);
+    if (link) {
+      setLink(ep.hostIf, { up: false }, this.nl);
+      this.dp.detachPort(link.index);
+      this.dp.deletePort(link.index);
+    }
     deleteLinkIfExists(ep.hostIf, this.nl);
     this.store.releaseEndpoint(name);
     this.dp.setProfile(n.id, n.cidr, ep.hostIndex, 0);

@@ -1,6 +1,7 @@
 /** Makes the kernel match the store: restore first (bridges, every network's gateway and
  * profiles, every endpoint's port, programs and FDB entry), garbage-collect after (port
- * entries, program links and gateway addresses nothing in the store asks for). Idempotent:
+ * entries and gateway addresses nothing in the store asks for; a port's programs go with
+ * its device). Idempotent:
  * on a kernel that is already right it changes nothing. */
 import { MGMT_BRIDGE, type NetworkService, USER_BRIDGE } from "../agent/service";
 import { StratumError } from "../errors";
@@ -46,7 +47,6 @@ export function reconcile(svc: NetworkService): ReconcileReport {
   }
 
   // Garbage-collect what nothing in the store asks for.
-  const wantedIf = new Set(endpoints.map((e) => e.hostIf));
   const wantedIndex = new Set(
     endpoints.map((e) => getLink(e.hostIf, svc.nl)?.index).filter((x): x is number => x !== undefined),
   );
@@ -54,11 +54,6 @@ export function reconcile(svc: NetworkService): ReconcileReport {
     if (!wantedIndex.has(ifindex)) {
       svc.dp.deletePort(ifindex);
       report.collected.push(`port entry of ifindex ${ifindex}`);
-    }
-  for (const hostIf of svc.dp.linkedPorts())
-    if (!wantedIf.has(hostIf)) {
-      svc.dp.detachPort(hostIf);
-      report.collected.push(`programs of ${hostIf}`);
     }
   const gateways = new Set<string>();
   for (const n of networks) {

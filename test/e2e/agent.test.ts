@@ -136,7 +136,8 @@ describe("networks and endpoints", () => {
     expect(port).toMatchObject({ master: "cnv-user-br0", learning: false, flood: false });
     const fdb = JSON.parse(agentNs.execOk(["bridge", "-j", "fdb", "show", "dev", w1.interface]));
     expect(fdb.some((f: any) => f.mac === w1.mac && f.state === "static" && f.master === "cnv-user-br0")).toBe(true);
-    expect(ls(`${pins.path}/links`)).toEqual(expect.arrayContaining([`${w1.interface}_in`, `${w1.interface}_out`]));
+    expect(filters(w1.interface, "ingress")).toContain("stm_port_in");
+    expect(filters(w1.interface, "egress")).toContain("stm_port_out");
   });
 
   test("containers on one network reach each other and the gateway", () => {
@@ -229,7 +230,8 @@ test("a VM endpoint: a tap on the bridge with its programs, the profile MAC for 
   });
   const tap = agentNs.ipJson(["-d", "link", "show", "vm1tap"])[0];
   expect(tap).toMatchObject({ master: "cnv-user-br0", linkinfo: { info_kind: "tun" } });
-  expect(ls(`${pins.path}/links`)).toEqual(expect.arrayContaining(["vm1tap_in", "vm1tap_out"]));
+  expect(filters("vm1tap", "ingress")).toContain("stm_port_in");
+  expect(filters("vm1tap", "egress")).toContain("stm_port_out");
   const r = ctl("network", "attach", "app-net", "--name", "vm-2", "--tap", "vm1tap");
   expect(r.stderr).toContain("interface vm1tap already exists on this node");
   expect(ctl("network", "detach", "app-net", "--name", "vm-1").code).toBe(0);
@@ -254,6 +256,11 @@ test("the API socket is root-only; the TCP listener wants the bearer token", () 
   expect(ok).toContain('"name":"app-net"');
 });
 
+/** Stratum's cls_bpf filter on a port, as tc shows it (program name and id). */
+function filters(dev: string, dir: "ingress" | "egress"): string {
+  return agentNs.execOk(["tc", "filter", "show", "dev", dev, dir]);
+}
+
 function ls(p: string): string[] {
   return require("node:fs").readdirSync(p);
 }
@@ -262,6 +269,8 @@ test("an agent killed and restarted while traffic flows: no packet lost, nothing
   const linksBefore = agentNs
     .ipJson(["-d", "link", "show"])
     .map((l: any) => `${l.ifname}:${l.ifindex}:${l.master ?? ""}`);
+  const ports = json("endpoint", "list").map((e: any) => e.interface as string);
+  const programsBefore = ports.map((p: string) => filters(p, "ingress") + filters(p, "egress"));
   const flow = Bun.spawn(["ip", "netns", "exec", c1.name, "ping", "-c", "60", "-i", "0.05", "-W", "1", "10.20.0.3"], {
     stdout: "pipe",
   });
@@ -277,6 +286,8 @@ test("an agent killed and restarted while traffic flows: no packet lost, nothing
     .ipJson(["-d", "link", "show"])
     .map((l: any) => `${l.ifname}:${l.ifindex}:${l.master ?? ""}`);
   expect(linksAfter).toEqual(linksBefore);
+  // The restarted agent loaded new program ids but found the same code on every port: nothing replaced.
+  expect(ports.map((p: string) => filters(p, "ingress") + filters(p, "egress"))).toEqual(programsBefore);
   expect(json("endpoint", "list").map((e: any) => e.name)).toEqual(["db-1", "web-1", "web-2"]);
 });
 
@@ -285,11 +296,10 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
   expect(ctl("network", "detach", "app-net", "--name", "web-2").code).toBe(0);
   expect(agentNs.exec(["ip", "link", "show", w2.interface]).code).not.toBe(0);
   expect(c2.ipJson(["link", "show"]).map((l: any) => l.ifname)).toEqual(["lo"]);
-  expect(ls(`${pins.path}/links`)).not.toContain(`${w2.interface}_in`);
   expect(ctl("network", "delete", "app-net", "--force").code).toBe(0);
   expect(ctl("network", "delete", "db-net", "--force").code).toBe(0);
   expect(json("network", "list")).toEqual([]);
-  expect(ls(`${pins.path}/links`)).toEqual([]);
+  expect(ls(`${pins.path}/maps`).sort()).toEqual(["stm_drops", "stm_ports", "stm_profiles"]);
   const addrs = agentNs.ipJson(["addr", "show", "cnv-user-br0"])[0].addr_info.filter((a: any) => a.family === "inet");
   expect(addrs).toEqual([]);
 });
