@@ -219,6 +219,26 @@ describe("networks and endpoints", () => {
   });
 });
 
+test("network set changes the mutable fields and applies the MTU to its ports", () => {
+  const n = json(
+    "network",
+    "set",
+    "app-net",
+    "--mtu",
+    "1400",
+    "--default-action",
+    "deny",
+    "--dns-forwarder",
+    "10.20.0.53",
+  );
+  expect(n).toMatchObject({ mtu: 1400, defaultAction: "deny", dnsForwarders: ["10.20.0.53"], cidr: "10.20.0.0/24" });
+  const w1 = json("endpoint", "show", "web-1");
+  expect(agentNs.ipJson(["link", "show", w1.interface])[0].mtu).toBe(1400);
+  expect(ctl("network", "set", "app-net").stderr).toContain("nothing to change");
+  expect(ctl("network", "set", "app-net", "--mtu", "99").stderr).toContain("MTU 99 is outside 576-9000");
+  expect(json("network", "set", "app-net", "--mtu", "1500", "--default-action", "allow")).toMatchObject({ mtu: 1500 });
+});
+
 test("a VM endpoint: a tap on the bridge with its programs, the profile MAC for the guest", () => {
   const vm = json("network", "attach", "app-net", "--name", "vm-1", "--tap", "vm1tap");
   expect(vm).toMatchObject({
