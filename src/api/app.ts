@@ -6,19 +6,10 @@ import { z } from "zod";
 import pkg from "../../package.json" with { type: "json" };
 import type { NetworkService } from "../agent/service";
 import { type ErrorCode, StratumError } from "../errors";
+import { NetworkSpecSchema } from "../model/network";
 
-export const NetworkCreateSchema = z.object({
-  name: z.string(),
-  cidr: z.string(),
-  gateway: z.string(),
-  cidr6: z.string().optional(),
-  gateway6: z.string().optional(),
-  dhcpRange: z.string().optional(),
-  dnsZone: z.string().optional(),
-  dnsForwarders: z.array(z.string()).optional(),
-  mtu: z.number().int().optional(),
-  defaultAction: z.enum(["allow", "deny"]).optional(),
-});
+/** A network declaration: the model's own schema, so the API and validation cannot drift. */
+export const NetworkCreateSchema = NetworkSpecSchema;
 
 export const NetworkPatchSchema = z
   .object({
