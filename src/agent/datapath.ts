@@ -12,7 +12,7 @@
  * replacement (BPF_TC_F_REPLACE on the same handle) swaps the program atomically, and the
  * programs are in place before the port is brought up. */
 import { existsSync, mkdirSync } from "node:fs";
-import { CLS_HANDLE, CLS_PRIORITY, clsProgId, detachCls } from "../datapath/attach";
+import { attachTc, clsProgId, detachCls } from "../datapath/attach";
 import { loadObject } from "../datapath/objects";
 import {
   encodeIfindex,
@@ -28,7 +28,7 @@ import { StratumError } from "../errors";
 import { hostRange, parseSubnet } from "../model/ip";
 import { profileMac } from "../model/network";
 import { macToBytes } from "../netlink/codec";
-import { type BpfMap, type BpfObject, Fd, objGet, progFdById, progInfo, TC_ATTACH_POINT, tcAttach } from "../sys/bpf";
+import { type BpfMap, type BpfObject, Fd, objGet, progFdById, progInfo } from "../sys/bpf";
 
 const PINNED_MAPS = ["stm_ports", "stm_profiles", "stm_drops"] as const;
 
@@ -75,44 +75,37 @@ export class PortDatapath {
     return this.obj.map(name);
   }
 
-  /** Writes one profile per usable address of `cidr` in a single batch: (netId, ip) → (MAC, flags). */
-  writeProfiles(netId: number, cidr: string, flagsOf: (index: number) => number): number {
-    const s = parseSubnet(cidr);
-    const r = hostRange(s);
-    const n = Number(r.last - r.first + 1n);
+  /** Profile keys of hosts [from, from + count) of `cidr` (all usable hosts by default), packed for batch calls. */
+  #profileKeys(netId: number, cidr: string, from = 0, count?: number): { keys: Buffer; n: number } {
+    const r = hostRange(parseSubnet(cidr));
+    const n = count ?? Number(r.last - r.first + 1n) - from;
     const keys = Buffer.alloc(n * PROFILE_KEY_SIZE);
-    const vals = Buffer.alloc(n * PROFILE_SIZE);
     const ip = Buffer.alloc(4);
     for (let i = 0; i < n; i++) {
-      ip.writeUInt32BE(Number(r.first) + i);
+      ip.writeUInt32BE(Number(r.first) + from + i);
       writeProfileKey(keys, i * PROFILE_KEY_SIZE, netId, ip);
-      writeProfile(vals, i * PROFILE_SIZE, macToBytes(profileMac(netId, i)), flagsOf(i));
     }
+    return { keys, n };
+  }
+
+  /** Writes one profile per usable address of `cidr` in a single batch: (netId, ip) → (MAC, flags). */
+  writeProfiles(netId: number, cidr: string, flagsOf: (index: number) => number): number {
+    const { keys, n } = this.#profileKeys(netId, cidr);
+    const vals = Buffer.alloc(n * PROFILE_SIZE);
+    for (let i = 0; i < n; i++) writeProfile(vals, i * PROFILE_SIZE, macToBytes(profileMac(netId, i)), flagsOf(i));
     return this.map("stm_profiles").updateBatch(keys, vals);
   }
 
   /** Rewrites one profile (its flags change when it is claimed or released). */
   setProfile(netId: number, cidr: string, index: number, flags: number): void {
-    const r = hostRange(parseSubnet(cidr));
-    const key = Buffer.alloc(PROFILE_KEY_SIZE);
-    const ip = Buffer.alloc(4);
-    ip.writeUInt32BE(Number(r.first) + index);
-    writeProfileKey(key, 0, netId, ip);
+    const { keys } = this.#profileKeys(netId, cidr, index, 1);
     const val = Buffer.alloc(PROFILE_SIZE);
     writeProfile(val, 0, macToBytes(profileMac(netId, index)), flags);
-    this.map("stm_profiles").update(key, val);
+    this.map("stm_profiles").update(keys, val);
   }
 
   deleteProfiles(netId: number, cidr: string): void {
-    const s = parseSubnet(cidr);
-    const r = hostRange(s);
-    const n = Number(r.last - r.first + 1n);
-    const keys = Buffer.alloc(n * PROFILE_KEY_SIZE);
-    const ip = Buffer.alloc(4);
-    for (let i = 0; i < n; i++) {
-      ip.writeUInt32BE(Number(r.first) + i);
-      writeProfileKey(keys, i * PROFILE_KEY_SIZE, netId, ip);
-    }
+    const { keys, n } = this.#profileKeys(netId, cidr);
     const profiles = this.map("stm_profiles");
     try {
       profiles.deleteBatch(keys);
@@ -156,17 +149,8 @@ export class PortDatapath {
       const fd = this.obj.program(prog).fd;
       const current = clsProgId(ifindex, dir);
       if (current && this.#tagOfId(current) === progInfo(fd).tag) continue;
-      tcAttach(ifindex, dir === "ingress" ? TC_ATTACH_POINT.INGRESS : TC_ATTACH_POINT.EGRESS, fd, {
-        handle: CLS_HANDLE,
-        priority: CLS_PRIORITY,
-        replace: true,
-      });
+      attachTc(fd, ifindex, dir, { mode: "cls_bpf" });
     }
-  }
-
-  /** Program ids attached to a port, for status and tests (0 = none). */
-  portPrograms(ifindex: number): { ingress: number; egress: number } {
-    return { ingress: clsProgId(ifindex, "ingress"), egress: clsProgId(ifindex, "egress") };
   }
 
   detachPort(ifindex: number): void {

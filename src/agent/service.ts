@@ -63,6 +63,8 @@ export type NetworkPatch = Partial<
   Pick<NetworkSpec, "mtu" | "defaultAction" | "dnsForwarders" | "dhcpRange" | "dnsZone">
 >;
 
+const endpointView = (e: Endpoint): EndpointView => ({ ...e, interface: e.hostIf });
+
 /** Host-side interface name of a veth endpoint: short, stable, unique per name. */
 export function hostIfName(endpoint: string): string {
   return `stm${createHash("sha256").update(endpoint).digest("hex").slice(0, 10)}`;
@@ -113,8 +115,11 @@ export class NetworkService {
     return this.#view(this.mustNetwork(name));
   }
 
-  gatewayCidr(n: Network): string {
-    return `${n.gateway}/${parseSubnet(n.cidr).prefixLen}`;
+  /** The gateway addresses a network puts on the user bridge, with prefix: IPv4, and IPv6 when it has one. */
+  gatewayCidrs(n: Network): Array<{ cidr: string; v6: boolean }> {
+    const out = [{ cidr: `${n.gateway}/${parseSubnet(n.cidr).prefixLen}`, v6: false }];
+    if (n.cidr6 && n.gateway6) out.push({ cidr: `${n.gateway6}/${parseSubnet(n.cidr6).prefixLen}`, v6: true });
+    return out;
   }
 
   #profileFlags(n: StoredNetwork): (i: number) => number {
@@ -125,30 +130,19 @@ export class NetworkService {
 
   /** Kernel state of one network: gateway address(es) on the user bridge and every profile. */
   applyNetwork(n: StoredNetwork): void {
-    addAddress(USER_BRIDGE, this.gatewayCidr(n), { replace: true }, this.nl);
-    if (n.cidr6 && n.gateway6)
-      addAddress(
-        USER_BRIDGE,
-        `${n.gateway6}/${parseSubnet(n.cidr6).prefixLen}`,
-        { replace: true, noDad: true },
-        this.nl,
-      );
+    for (const g of this.gatewayCidrs(n)) addAddress(USER_BRIDGE, g.cidr, { replace: true, noDad: g.v6 }, this.nl);
     this.dp.writeProfiles(n.id, n.cidr, this.#profileFlags(n));
   }
 
   #removeNetworkKernel(n: StoredNetwork): void {
     this.dp.deleteProfiles(n.id, n.cidr);
-    for (const c of [
-      this.gatewayCidr(n),
-      n.cidr6 && n.gateway6 ? `${n.gateway6}/${parseSubnet(n.cidr6).prefixLen}` : null,
-    ])
-      if (c) {
-        try {
-          deleteAddress(USER_BRIDGE, c, this.nl);
-        } catch (e) {
-          if (!(e instanceof StratumError && (e.errno === 99 || e.errno === 2))) throw e;
-        }
+    for (const g of this.gatewayCidrs(n)) {
+      try {
+        deleteAddress(USER_BRIDGE, g.cidr, this.nl);
+      } catch (e) {
+        if (!(e instanceof StratumError && (e.errno === 99 || e.errno === 2))) throw e;
       }
+    }
   }
 
   createNetwork(spec: NetworkSpec): NetworkView {
@@ -205,13 +199,13 @@ export class NetworkService {
 
   listEndpoints(network?: string): EndpointView[] {
     if (network) this.mustNetwork(network);
-    return this.store.listEndpoints(network).map((e) => ({ ...e, interface: e.hostIf }));
+    return this.store.listEndpoints(network).map(endpointView);
   }
 
   showEndpoint(name: string): EndpointView {
     const e = this.store.getEndpoint(name);
     if (!e) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
-    return { ...e, interface: e.hostIf };
+    return endpointView(e);
   }
 
   #pickAddress(n: StoredNetwork, ip?: string): { index: number; ip: string } {
@@ -272,7 +266,7 @@ export class NetworkService {
       undo.push("unclaim profile", () => this.dp.setProfile(n.id, n.cidr, index, 0));
       this.#plugPort(ep, n, undo);
       if (req.configure && nsNl) this.#configure(nsNl, ifname as string, `${ip}/${prefixLen}`, n);
-      return { ...ep, interface: hostIf };
+      return endpointView(ep);
     } catch (e) {
       undo.run(this.log);
       throw e instanceof StratumError ? e.wrap(`attach ${name} to ${n.name}`) : e;

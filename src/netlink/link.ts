@@ -14,7 +14,7 @@ import {
   macToBytes,
 } from "./codec";
 import { IFF_LOWER_UP, NL } from "./constants";
-import { type Rtnl, rtnl } from "./rtnl";
+import { netnsPath, type Rtnl, rtnl } from "./rtnl";
 
 export type LinkRef = string | number;
 
@@ -151,11 +151,6 @@ export function linkIndex(ref: LinkRef, nl: Rtnl = rtnl()): number {
 function checkName(name: string): void {
   if (!name || Buffer.byteLength(name) > 15 || /[\s/:]/.test(name) || name === "." || name === "..")
     throw new StratumError("INVALID", `invalid interface name "${name}" (1-15 bytes, no spaces, '/' or ':')`);
-}
-
-/** `/run/netns/NAME` for a bare name, else the path as given. */
-export function netnsPath(ns: string): string {
-  return ns.startsWith("/") ? ns : `/run/netns/${ns}`;
 }
 
 export interface CommonLinkOpts {

@@ -13,7 +13,7 @@ export class Rtnl implements Disposable {
   /** A connection to this namespace's rtnetlink, or, with `netns` (name or path), to that namespace's. */
   constructor(opts: { netns?: string } = {}) {
     this.#sock = opts.netns
-      ? inNetns(netnsPathOf(opts.netns), () => new NetlinkSocket(NL.NETLINK_ROUTE))
+      ? inNetns(netnsPath(opts.netns), () => new NetlinkSocket(NL.NETLINK_ROUTE))
       : new NetlinkSocket(NL.NETLINK_ROUTE);
     // Extended ACKs give the kernel's own reason ("Unknown device type"), capped ACKs keep replies small.
     this.#sock.setNetlinkOption(NL.NETLINK_EXT_ACK, 1);
@@ -86,6 +86,7 @@ export function rtnl(): Rtnl {
   return shared;
 }
 
-function netnsPathOf(ns: string): string {
+/** `/run/netns/NAME` for a bare name, else the path as given. */
+export function netnsPath(ns: string): string {
   return ns.startsWith("/") ? ns : `/run/netns/${ns}`;
 }

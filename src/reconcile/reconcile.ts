@@ -5,7 +5,6 @@
  * on a kernel that is already right it changes nothing. */
 import { MGMT_BRIDGE, type NetworkService, USER_BRIDGE } from "../agent/service";
 import { StratumError } from "../errors";
-import { parseSubnet } from "../model/ip";
 import { createBridge, deleteAddress, getLink, listAddresses, NL, setLink } from "../netlink";
 
 export interface ReconcileReport {
@@ -56,10 +55,7 @@ export function reconcile(svc: NetworkService): ReconcileReport {
       report.collected.push(`port entry of ifindex ${ifindex}`);
     }
   const gateways = new Set<string>();
-  for (const n of networks) {
-    gateways.add(svc.gatewayCidr(n));
-    if (n.cidr6 && n.gateway6) gateways.add(`${n.gateway6}/${parseSubnet(n.cidr6).prefixLen}`);
-  }
+  for (const n of networks) for (const g of svc.gatewayCidrs(n)) gateways.add(g.cidr);
   for (const a of listAddresses({ dev: USER_BRIDGE }, svc.nl))
     if (a.scope === NL.RT_SCOPE_UNIVERSE && !gateways.has(a.cidr)) {
       deleteAddress(USER_BRIDGE, a.cidr, svc.nl);
