@@ -1,11 +1,342 @@
 /* Workload port programs, on the host side of every veth or tap plugged into
- * cnv-user-br0. stm_port_in (tc ingress) sees frames from the workload, stm_port_out
- * (tc egress) frames to it. Both fail closed: a port without configuration in
- * stm_ports passes nothing. Egress keeps networks apart: a frame that entered the
- * bridge on a port of another network is never delivered (flooding included). */
+ * cnv-user-br0, and the uplink filter on the NIC.
+ *
+ * stm_port_in (tc ingress: frames from the workload) is port security: the frame must
+ * carry the port's profile MAC and address (IPv4, IPv6 profile or link-local, :: for
+ * DAD), ARP and ND must tell the truth about the port (Dynamic ARP Inspection, ND
+ * inspection), a workload cannot act as a router, DHCP server or VXLAN endpoint, and
+ * malformed frames go no further. IP fragments are legitimate: a non-first fragment has
+ * no L4 header and is checked on its MAC and L3 source.
+ *
+ * stm_port_out (tc egress: frames to the workload) keeps networks apart: a frame that
+ * entered the bridge on a port of another network is never delivered (flooding
+ * included), and frames of the host or the uplink are delivered only when they are
+ * about this port's network.
+ *
+ * stm_uplink_in (XDP on the NIC) drops frames from outside that claim a local
+ * endpoint's or gateway's MAC or address, and sources on the blocklist.
+ *
+ * All fail closed: a port without configuration passes nothing, and every drop goes
+ * through stm_drop() with its reason. */
 #include "stm_common.h"
 #include "stm_maps.h"
 #include "stm_drop.h"
+
+#define ETH_HLEN 14
+#define IP6_HLEN 40
+#define ARP_LEN 28
+/* Extension headers walked before the L4 header; a longer chain is dropped. */
+#define IP6_MAX_EXT 6
+/* ND options inspected after an NS/NA header; they come first in practice. */
+#define ND_MAX_OPTS 4
+
+#define IPPROTO_HOPOPTS_ 0
+#define IPPROTO_ROUTING_ 43
+#define IPPROTO_FRAGMENT_ 44
+#define IPPROTO_AH_ 51
+#define IPPROTO_DSTOPTS_ 60
+#define IPPROTO_ICMPV6_ 58
+#define IPPROTO_NONE_ 59
+
+#define ICMP6_MLD_REPORT 131
+#define ICMP6_RS 133
+#define ICMP6_RA 134
+#define ICMP6_NS 135
+#define ICMP6_NA 136
+#define ICMP6_REDIRECT 137
+#define ICMP6_MLD2_REPORT 143
+
+#define ND_OPT_SLLA 1
+#define ND_OPT_TLLA 2
+
+#define DHCP_SERVER_PORT 67
+#define DHCP_CLIENT_PORT 68
+#define DHCP6_CLIENT_PORT 546
+#define DHCP6_SERVER_PORT 547
+#define VXLAN_PORT 4789
+
+#define BOOTREPLY 2
+
+/* Makes the first `len` bytes linear (a frame whose headers sit in paged data); 0 when
+ * the frame is shorter than that. Cheap when the bytes are already there. */
+static __always_inline int stm_linear(struct __sk_buff *skb, __u32 len)
+{
+	if (stm_skb_data(skb) + len <= stm_skb_end(skb))
+		return 1;
+	if (len > skb->len)
+		return 0;
+	return bpf_skb_pull_data(skb, len) == 0 &&
+	       stm_skb_data(skb) + len <= stm_skb_end(skb);
+}
+
+static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
+{
+	return *(__u32 *)a == *(__u32 *)b && *(__u16 *)(a + 4) == *(__u16 *)(b + 4);
+}
+
+static __always_inline int ip6_eq(const __u8 *a, const __u8 *b)
+{
+	return *(__u64 *)a == *(__u64 *)b && *(__u64 *)(a + 8) == *(__u64 *)(b + 8);
+}
+
+static __always_inline int ip6_in(const __u8 *a, const __u8 *net, const __u8 *mask)
+{
+	return (*(__u64 *)a & *(__u64 *)mask) == *(__u64 *)net &&
+	       (*(__u64 *)(a + 8) & *(__u64 *)(mask + 8)) == *(__u64 *)(net + 8);
+}
+
+static __always_inline int ip6_zero(const __u8 *a)
+{
+	return (*(__u64 *)a | *(__u64 *)(a + 8)) == 0;
+}
+
+/* ---- port ingress --------------------------------------------------------------------- */
+
+/* UDP checks shared by both families: no DHCP server, no VXLAN from a workload. */
+static __always_inline int check_udp(struct __sk_buff *skb, struct stm_port *port, __u32 l4off,
+				     __u32 l4len, int v6)
+{
+	__u8 hdr[9];
+
+	if (l4len < 8 || bpf_skb_load_bytes(skb, l4off, hdr, 8))
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+	__u16 sport = ((__u16)hdr[0] << 8) | hdr[1];
+	__u16 dport = ((__u16)hdr[2] << 8) | hdr[3];
+
+	if (dport == VXLAN_PORT)
+		return stm_drop(skb->ifindex, STM_DROP_ROGUE_VXLAN);
+	if (!v6) {
+		if (sport == DHCP_SERVER_PORT || dport == DHCP_CLIENT_PORT)
+			return stm_drop(skb->ifindex, STM_DROP_ROGUE_DHCP);
+		if (dport == DHCP_SERVER_PORT && l4len > 8 && !bpf_skb_load_bytes(skb, l4off + 8, &hdr[8], 1) &&
+		    hdr[8] == BOOTREPLY)
+			return stm_drop(skb->ifindex, STM_DROP_ROGUE_DHCP);
+	} else {
+		if (sport == DHCP6_SERVER_PORT || dport == DHCP6_CLIENT_PORT)
+			return stm_drop(skb->ifindex, STM_DROP_ROGUE_DHCP6);
+		if (dport == DHCP6_SERVER_PORT && l4len > 8 && !bpf_skb_load_bytes(skb, l4off + 8, &hdr[8], 1)) {
+			/* ADVERTISE, REPLY, RECONFIGURE, RELAY-REPL: what only a server sends. */
+			__u8 t = hdr[8];
+			if (t == 2 || t == 7 || t == 10 || t == 13)
+				return stm_drop(skb->ifindex, STM_DROP_ROGUE_DHCP6);
+		}
+	}
+	return STM_TC_NEXT;
+}
+
+static __always_inline int check_tcp(struct __sk_buff *skb, __u32 l4off, __u32 l4len)
+{
+	__u8 doff;
+
+	if (l4len < 20 || bpf_skb_load_bytes(skb, l4off + 12, &doff, 1))
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+	doff >>= 4;
+	if (doff < 5 || (__u32)doff * 4 > l4len)
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+	return STM_TC_NEXT;
+}
+
+static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *port)
+{
+	if (!stm_linear(skb, ETH_HLEN + 20))
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+	void *data = stm_skb_data(skb);
+	void *end = stm_skb_end(skb);
+	struct iphdr *ip = data + ETH_HLEN;
+	if ((void *)(ip + 1) > end)
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+
+	__u32 hlen = ip->ihl * 4;
+	__u32 tot = bpf_ntohs(ip->tot_len);
+	if (tot == 0 && skb->gso_size)
+		tot = skb->len - ETH_HLEN; /* BIG TCP: the length is the skb's */
+	if (ip->version != 4 || hlen < 20 || tot < hlen || tot > skb->len - ETH_HLEN)
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+
+	__u16 frag = bpf_ntohs(ip->frag_off);
+	int non_first = (frag & 0x1fff) != 0;
+	__u8 proto = ip->protocol;
+	__u32 src = ip->saddr;
+	__u32 dst = ip->daddr;
+	__u32 l4off = ETH_HLEN + hlen;
+	__u32 l4len = tot - hlen;
+
+	if (src != port->ip4) {
+		/* A DHCP client without an address yet: 0.0.0.0:68 → broadcast or the gateway :67. */
+		if (src != 0 || non_first || proto != IPPROTO_UDP || (dst != 0xffffffff && dst != port->gw4))
+			return stm_drop(skb->ifindex, STM_DROP_IP4_SPOOF);
+		__u8 ports[4];
+		if (l4len < 8 || bpf_skb_load_bytes(skb, l4off, ports, 4))
+			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		if (ports[0] != 0 || ports[1] != DHCP_CLIENT_PORT || ports[2] != 0 || ports[3] != DHCP_SERVER_PORT)
+			return stm_drop(skb->ifindex, STM_DROP_IP4_SPOOF);
+	}
+	if (non_first)
+		return STM_TC_NEXT;
+	/* A first fragment (or a whole datagram) must hold its L4 header. */
+	if (proto == IPPROTO_TCP)
+		return check_tcp(skb, l4off, l4len);
+	if (proto == IPPROTO_UDP)
+		return check_udp(skb, port, l4off, l4len, 0);
+	if (proto == IPPROTO_ICMP && l4len < 8)
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+	return STM_TC_NEXT;
+}
+
+static __always_inline int check_arp(struct __sk_buff *skb, struct stm_port *port)
+{
+	if (!stm_linear(skb, ETH_HLEN + ARP_LEN))
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+	void *data = stm_skb_data(skb);
+	void *end = stm_skb_end(skb);
+	__u8 *a = data + ETH_HLEN;
+	if ((void *)(a + ARP_LEN) > end)
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+
+	/* Ethernet/IPv4 only: htype 1, ptype 0x0800, hlen 6, plen 4, op request or reply. */
+	if (*(__u32 *)a != bpf_htonl(0x00010800) || a[4] != 6 || a[5] != 4 || a[6] != 0 || (a[7] != 1 && a[7] != 2))
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+	__u8 *sha = a + 8;
+	__u32 spa = *(__u32 *)(a + 14);
+	__u32 tpa = *(__u32 *)(a + 24);
+
+	if (!mac_eq(sha, port->mac))
+		return stm_drop(skb->ifindex, STM_DROP_ARP_SPOOF);
+	/* The sender is the port's address; 0.0.0.0 only in a request (an RFC 5227 probe).
+	 * A gratuitous ARP (sender = target) is thereby only ever for the port's own address. */
+	if (spa != port->ip4 && !(spa == 0 && a[7] == 1))
+		return stm_drop(skb->ifindex, STM_DROP_ARP_SPOOF);
+	if ((tpa & port->mask4) != port->net4)
+		return stm_drop(skb->ifindex, STM_DROP_ARP_TARGET);
+	return STM_TC_NEXT;
+}
+
+/* NS/NA: the target of an NA must be the port's; link-layer address options must carry
+ * the port's MAC. */
+static __always_inline int check_nd(struct __sk_buff *skb, struct stm_port *port, __u8 type, __u32 l4off,
+				    __u32 l4len)
+{
+	__u8 target[16] __attribute__((aligned(8)));
+
+	if (l4len < 24 || bpf_skb_load_bytes(skb, l4off + 8, target, 16))
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+	if (type == ICMP6_NA && !ip6_eq(target, port->ll6) &&
+	    !((port->flags & STM_PORT_F_IP6) && ip6_eq(target, port->ip6)))
+		return stm_drop(skb->ifindex, STM_DROP_ND_SPOOF);
+
+	__u32 off = 24;
+#pragma unroll
+	for (int i = 0; i < ND_MAX_OPTS; i++) {
+		__u8 opt[2];
+		if (off + 2 > l4len)
+			break;
+		if (bpf_skb_load_bytes(skb, l4off + off, opt, 2))
+			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		__u32 olen = (__u32)opt[1] * 8;
+		if (olen == 0 || off + olen > l4len)
+			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		if (opt[0] == ND_OPT_SLLA || opt[0] == ND_OPT_TLLA) {
+			__u8 lla[8] __attribute__((aligned(8)));
+			if (olen < 8 || bpf_skb_load_bytes(skb, l4off + off + 2, lla, 6))
+				return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+			if (!mac_eq(lla, port->mac))
+				return stm_drop(skb->ifindex, STM_DROP_ND_SPOOF);
+		}
+		off += olen;
+	}
+	return STM_TC_NEXT;
+}
+
+static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *port)
+{
+	if (!stm_linear(skb, ETH_HLEN + IP6_HLEN))
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+	void *data = stm_skb_data(skb);
+	void *end = stm_skb_end(skb);
+	struct ipv6hdr *ip6 = data + ETH_HLEN;
+	if ((void *)(ip6 + 1) > end)
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+
+	__u32 plen = bpf_ntohs(ip6->payload_len);
+	__u32 avail = skb->len - ETH_HLEN - IP6_HLEN;
+	if (ip6->version != 6 || plen > avail)
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+	if (plen == 0 && skb->gso_size)
+		plen = avail; /* BIG TCP: the length is the skb's */
+
+	__u8 *src = (__u8 *)&ip6->saddr;
+	int src_ok = ip6_eq(src, port->ll6) || ((port->flags & STM_PORT_F_IP6) && ip6_eq(src, port->ip6));
+	int src_dad = !src_ok && ip6_zero(src);
+	if (!src_ok && !src_dad)
+		return stm_drop(skb->ifindex, STM_DROP_IP6_SPOOF);
+
+	/* Walk the extension headers to the L4 header. */
+	__u8 next = ip6->nexthdr;
+	__u32 off = ETH_HLEN + IP6_HLEN;
+	__u32 left = plen;
+	int non_first = 0;
+	int found = 0;
+#pragma unroll
+	for (int i = 0; i < IP6_MAX_EXT + 1; i++) {
+		if (next != IPPROTO_HOPOPTS_ && next != IPPROTO_ROUTING_ && next != IPPROTO_DSTOPTS_ &&
+		    next != IPPROTO_FRAGMENT_ && next != IPPROTO_AH_) {
+			found = 1;
+			break;
+		}
+		if (i == IP6_MAX_EXT)
+			break;
+		__u8 eh[4];
+		if (left < 8 || bpf_skb_load_bytes(skb, off, eh, 4))
+			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		__u32 elen;
+		if (next == IPPROTO_FRAGMENT_) {
+			elen = 8;
+			if (((eh[2] << 8) | eh[3]) & 0xfff8)
+				non_first = 1;
+		} else if (next == IPPROTO_AH_) {
+			elen = ((__u32)eh[1] + 2) * 4;
+		} else {
+			elen = ((__u32)eh[1] + 1) * 8;
+		}
+		if (elen > left)
+			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		next = eh[0];
+		off += elen;
+		left -= elen;
+		if (non_first)
+			break;
+	}
+	if (!found && !non_first)
+		return stm_drop(skb->ifindex, STM_DROP_IP6_EXT_CHAIN);
+
+	if (non_first) {
+		/* :: is for DAD only, and DAD is never fragmented. */
+		if (src_dad)
+			return stm_drop(skb->ifindex, STM_DROP_IP6_SPOOF);
+		return STM_TC_NEXT;
+	}
+
+	if (next == IPPROTO_ICMPV6_) {
+		__u8 type;
+		if (left < 4 || bpf_skb_load_bytes(skb, off, &type, 1))
+			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		if (type == ICMP6_RA || type == ICMP6_REDIRECT)
+			return stm_drop(skb->ifindex, STM_DROP_ROGUE_ROUTER);
+		/* :: only for duplicate address detection: its NS and the MLD reports sent with it. */
+		if (src_dad && type != ICMP6_NS && type != ICMP6_MLD2_REPORT && type != ICMP6_MLD_REPORT)
+			return stm_drop(skb->ifindex, STM_DROP_IP6_SPOOF);
+		if (type == ICMP6_NS || type == ICMP6_NA)
+			return check_nd(skb, port, type, off, left);
+		return STM_TC_NEXT;
+	}
+	if (src_dad)
+		return stm_drop(skb->ifindex, STM_DROP_IP6_SPOOF);
+	if (next == IPPROTO_TCP)
+		return check_tcp(skb, off, left);
+	if (next == IPPROTO_UDP)
+		return check_udp(skb, port, off, left, 1);
+	return STM_TC_NEXT;
+}
 
 SEC("tc")
 int stm_port_in(struct __sk_buff *skb)
@@ -15,7 +346,71 @@ int stm_port_in(struct __sk_buff *skb)
 
 	if (!port)
 		return stm_drop(ifindex, STM_DROP_PORT_UNCONFIGURED);
-	return STM_TC_NEXT;
+	/* A tag the stack moved out of the frame (802.1Q from a workload): no VLANs on ports. */
+	if (skb->vlan_present)
+		return stm_drop(ifindex, STM_DROP_VLAN_TAGGED);
+	if (!stm_linear(skb, ETH_HLEN))
+		return stm_drop(ifindex, STM_DROP_MALFORMED);
+	void *data = stm_skb_data(skb);
+	void *end = stm_skb_end(skb);
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return stm_drop(ifindex, STM_DROP_MALFORMED);
+	if (!mac_eq(eth->h_source, port->mac))
+		return stm_drop(ifindex, STM_DROP_MAC_SPOOF);
+
+	__u16 proto = eth->h_proto;
+	if (proto == bpf_htons(STM_ETH_P_IP))
+		return check_ip4(skb, port);
+	if (proto == bpf_htons(STM_ETH_P_IPV6))
+		return check_ip6(skb, port);
+	if (proto == bpf_htons(STM_ETH_P_ARP))
+		return check_arp(skb, port);
+	if (proto == bpf_htons(0x8100) || proto == bpf_htons(0x88a8))
+		return stm_drop(ifindex, STM_DROP_VLAN_TAGGED);
+	return stm_drop(ifindex, STM_DROP_ETHERTYPE);
+}
+
+/* ---- port egress ---------------------------------------------------------------------- */
+
+/* A frame of the host (a gateway) or from the uplink reaches a port only when it is
+ * about the port's network: ARP with the sender or target inside it, IP with the source
+ * or destination inside it. IPv6 link-local traffic of the host (ND, RA) passes: the
+ * gateway's link-local address is shared by every network on the bridge. */
+static __always_inline int foreign_ok(struct __sk_buff *skb, struct stm_port *port)
+{
+	void *data = stm_skb_data(skb);
+	void *end = stm_skb_end(skb);
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return 0;
+	__u16 proto = eth->h_proto;
+
+	if (proto == bpf_htons(STM_ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > end)
+			return 0;
+		return (ip->saddr & port->mask4) == port->net4 || (ip->daddr & port->mask4) == port->net4;
+	}
+	if (proto == bpf_htons(STM_ETH_P_ARP)) {
+		__u8 *a = (void *)(eth + 1);
+		if ((void *)(a + ARP_LEN) > end)
+			return 0;
+		return (*(__u32 *)(a + 14) & port->mask4) == port->net4 || (*(__u32 *)(a + 24) & port->mask4) == port->net4;
+	}
+	if (proto == bpf_htons(STM_ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > end)
+			return 0;
+		__u8 *s = (__u8 *)&ip6->saddr;
+		__u8 *d = (__u8 *)&ip6->daddr;
+		if (s[0] == 0xfe && (s[1] & 0xc0) == 0x80)
+			return 1;
+		if (!ip6_zero(port->mask6) && (ip6_in(s, port->net6, port->mask6) || ip6_in(d, port->net6, port->mask6)))
+			return 1;
+		return 0;
+	}
+	return 0;
 }
 
 SEC("tc")
@@ -27,14 +422,85 @@ int stm_port_out(struct __sk_buff *skb)
 	if (!port)
 		return stm_drop(ifindex, STM_DROP_PORT_UNCONFIGURED);
 
-	/* ingress_ifindex is the device the frame entered the host on: for a bridged
-	 * frame, the sending workload's port. Frames of the host itself (the gateway)
-	 * have none and pass. */
+	/* ingress_ifindex is the device the frame entered the host on: for a bridged frame,
+	 * the sending workload's port; for routed or locally sent frames, the bridge or 0. */
 	__u32 from = skb->ingress_ifindex;
 	if (from && from != ifindex) {
 		struct stm_port *src = bpf_map_lookup_elem(&stm_ports, &from);
-		if (src && src->net_id != port->net_id)
-			return stm_drop(ifindex, STM_DROP_OTHER_NETWORK);
+		if (src)
+			return src->net_id == port->net_id ? STM_TC_NEXT : stm_drop(ifindex, STM_DROP_OTHER_NETWORK);
 	}
-	return STM_TC_NEXT;
+	__u32 want = ETH_HLEN + IP6_HLEN;
+	if (skb->len < want)
+		want = skb->len;
+	if (!stm_linear(skb, want))
+		return stm_drop(ifindex, STM_DROP_MALFORMED);
+	return foreign_ok(skb, port) ? STM_TC_NEXT : stm_drop(ifindex, STM_DROP_OTHER_NETWORK);
+}
+
+/* ---- uplink --------------------------------------------------------------------------- */
+
+static __always_inline int is_local(__u32 kind, const void *addr, __u32 len)
+{
+	struct stm_local_key key = { .kind = kind };
+	if (len == 4)
+		__builtin_memcpy(key.addr, addr, 4);
+	else if (len == 6)
+		__builtin_memcpy(key.addr, addr, 6);
+	else
+		__builtin_memcpy(key.addr, addr, 16);
+	return bpf_map_lookup_elem(&stm_local, &key) != NULL;
+}
+
+SEC("xdp")
+int stm_uplink_in(struct xdp_md *ctx)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > end)
+		return stm_drop_xdp(ifindex, STM_DROP_MALFORMED);
+	if (is_local(STM_LOCAL_MAC, eth->h_source, 6))
+		return stm_drop_xdp(ifindex, STM_DROP_LOCAL_SPOOF);
+
+	__u16 proto = eth->h_proto;
+	void *l3 = eth + 1;
+	if (proto == bpf_htons(0x8100) || proto == bpf_htons(0x88a8)) {
+		__u16 *vh = l3;
+		if ((void *)(vh + 2) > end)
+			return stm_drop_xdp(ifindex, STM_DROP_MALFORMED);
+		proto = vh[1];
+		l3 = vh + 2;
+	}
+
+	if (proto == bpf_htons(STM_ETH_P_IP)) {
+		struct iphdr *ip = l3;
+		if ((void *)(ip + 1) > end)
+			return stm_drop_xdp(ifindex, STM_DROP_MALFORMED);
+		struct stm_lpm4_key k = { .prefixlen = 32 };
+		__builtin_memcpy(k.addr, &ip->saddr, 4);
+		if (bpf_map_lookup_elem(&stm_block4, &k))
+			return stm_drop_xdp(ifindex, STM_DROP_BLOCKLIST);
+		if (is_local(STM_LOCAL_IP4, &ip->saddr, 4))
+			return stm_drop_xdp(ifindex, STM_DROP_LOCAL_SPOOF);
+	} else if (proto == bpf_htons(STM_ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = l3;
+		if ((void *)(ip6 + 1) > end)
+			return stm_drop_xdp(ifindex, STM_DROP_MALFORMED);
+		struct stm_lpm6_key k = { .prefixlen = 128 };
+		__builtin_memcpy(k.addr, &ip6->saddr, 16);
+		if (bpf_map_lookup_elem(&stm_block6, &k))
+			return stm_drop_xdp(ifindex, STM_DROP_BLOCKLIST);
+		if (is_local(STM_LOCAL_IP6, &ip6->saddr, 16))
+			return stm_drop_xdp(ifindex, STM_DROP_LOCAL_SPOOF);
+	} else if (proto == bpf_htons(STM_ETH_P_ARP)) {
+		__u8 *a = l3;
+		if ((void *)(a + ARP_LEN) > end)
+			return stm_drop_xdp(ifindex, STM_DROP_MALFORMED);
+		if (is_local(STM_LOCAL_MAC, a + 8, 6) || (*(__u32 *)(a + 14) && is_local(STM_LOCAL_IP4, a + 14, 4)))
+			return stm_drop_xdp(ifindex, STM_DROP_LOCAL_SPOOF);
+	}
+	return XDP_PASS;
 }

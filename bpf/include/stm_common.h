@@ -18,6 +18,26 @@
 #define STM_TC_PASS  0
 #define STM_TC_DROP  2
 
+/* skb->data and skb->data_end, read with a direct ctx load each time. With CO-RE field
+ * relocations clang may keep &skb->data_end in a register and load through it later,
+ * which the verifier rejects ("dereference of modified ctx ptr"). The offsets are UAPI. */
+static __always_inline void *stm_skb_data(struct __sk_buff *skb)
+{
+	void *p;
+	asm volatile("%0 = *(u32 *)(%1 + 76)" : "=r"(p) : "r"(skb));
+	return p;
+}
+
+static __always_inline void *stm_skb_end(struct __sk_buff *skb)
+{
+	void *p;
+	asm volatile("%0 = *(u32 *)(%1 + 80)" : "=r"(p) : "r"(skb));
+	return p;
+}
+
+_Static_assert(__builtin_offsetof(struct __sk_buff, data) == 76, "__sk_buff.data");
+_Static_assert(__builtin_offsetof(struct __sk_buff, data_end) == 80, "__sk_buff.data_end");
+
 char LICENSE[] SEC("license") = "GPL";
 
 #endif

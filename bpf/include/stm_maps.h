@@ -45,4 +45,31 @@ struct {
 	__type(value, __u64);
 } stm_drops SEC(".maps");
 
+/* This node's addresses (endpoints and gateways), for the uplink's anti-spoofing. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 18);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_local_key);
+	__type(value, struct stm_local);
+} stm_local SEC(".maps");
+
+/* Source-IP blocklist: IPv4 and IPv6 prefixes, checked first at the uplink. */
+#define STM_BLOCKLIST_MAX 1000000
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, STM_BLOCKLIST_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_lpm4_key);
+	__type(value, __u32);
+} stm_block4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, STM_BLOCKLIST_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_lpm6_key);
+	__type(value, __u32);
+} stm_block6 SEC(".maps");
+
 #endif

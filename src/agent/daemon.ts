@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { consola } from "consola";
 import pkg from "../../package.json" with { type: "json" };
 import { createApp } from "../api/app";
+import type { Attachment } from "../datapath/attach";
 import { smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
 import { getLink, rtnl, setLink } from "../netlink";
@@ -52,10 +53,15 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   const report = reconcile(svc);
   for (const e of report.errors) log.warn(`restore: ${e}`);
   for (const c of report.collected) log.info(`garbage-collected ${c}`);
+  let uplink: { name: string; ifindex: number; attach: Attachment } | undefined;
   if (o.uplink) {
     const up = getLink(o.uplink);
     if (!up) throw new StratumError("NOT_FOUND", `uplink ${o.uplink} does not exist`);
+    // The filter goes on before the NIC joins the bridge: nothing from outside reaches a port unfiltered.
+    const attach = dp.attachUplink(up.index);
     setLink(o.uplink, { master: USER_BRIDGE, up: true });
+    uplink = { name: o.uplink, ifindex: up.index, attach };
+    log.info(`uplink ${o.uplink}: XDP ${attach.xdpMode ?? ""} program ${attach.progId}`.replace("  ", " "));
   }
 
   const status = () => ({
@@ -68,6 +74,17 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     endpoints: store.listEndpoints().length,
     features: probe.features,
     rssBytes: process.memoryUsage().rss,
+    ...(uplink
+      ? {
+          uplink: {
+            name: uplink.name,
+            ifindex: uplink.ifindex,
+            xdpMode: uplink.attach.xdpMode,
+            progId: uplink.attach.progId,
+            drops: dp.drops(uplink.ifindex),
+          },
+        }
+      : {}),
   });
   const app = createApp(svc, status);
 

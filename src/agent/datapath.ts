@@ -12,10 +12,15 @@
  * replacement (BPF_TC_F_REPLACE on the same handle) swaps the program atomically, and the
  * programs are in place before the port is brought up. */
 import { existsSync, mkdirSync } from "node:fs";
-import { attachTc, clsProgId, detachCls } from "../datapath/attach";
+import { type Attachment, attachTc, attachXdp, clsProgId, detachCls, detachPinnedLink } from "../datapath/attach";
+import { DROP_REASON_LIST } from "../datapath/drops";
 import { loadObject } from "../datapath/objects";
 import {
+  decodeDropKey,
+  decodeLocalKey,
   encodeIfindex,
+  encodeLocal,
+  encodeLocalKey,
   encodePort,
   type PortConfig,
   PROFILE_KEY_SIZE,
@@ -28,9 +33,12 @@ import { StratumError } from "../errors";
 import { hostRange, parseSubnet } from "../model/ip";
 import { profileMac } from "../model/network";
 import { macToBytes } from "../netlink/codec";
-import { type BpfMap, type BpfObject, Fd, objGet, progFdById, progInfo } from "../sys/bpf";
+import { type BpfMap, type BpfObject, Fd, linkInfo, linkUpdate, objGet, progFdById, progInfo, unpin } from "../sys/bpf";
 
-const PINNED_MAPS = ["stm_ports", "stm_profiles", "stm_drops"] as const;
+const PINNED_MAPS = ["stm_ports", "stm_profiles", "stm_drops", "stm_local", "stm_block4", "stm_block6"] as const;
+
+/** Drop counters of one device: every reason (but "unspecified"), zero included. */
+export type DropCounts = Record<string, number>;
 
 export class PortDatapath {
   readonly pinRoot: string;
@@ -127,6 +135,72 @@ export class PortDatapath {
   /** ifindexes that have a port entry. */
   portIfindexes(): number[] {
     return [...this.map("stm_ports").keys()].map((k) => k.readUInt32LE(0));
+  }
+
+  /** Marks an address (MAC, IPv4 or IPv6) as this node's: the uplink drops frames from outside that claim it. */
+  setLocal(addr: string, ifindex: number, netId: number): void {
+    this.map("stm_local").update(encodeLocalKey(addr), encodeLocal(ifindex, netId));
+  }
+
+  deleteLocal(addr: string): boolean {
+    return this.map("stm_local").delete(encodeLocalKey(addr));
+  }
+
+  /** Every local address in the map. */
+  localAddresses(): string[] {
+    return [...this.map("stm_local").keys()].map(decodeLocalKey);
+  }
+
+  /** Drop counters of one device, summed over CPUs. */
+  drops(ifindex: number): DropCounts {
+    const out: DropCounts = {};
+    for (const r of DROP_REASON_LIST) if (r.code !== 0) out[r.name] = 0;
+    const m = this.map("stm_drops");
+    for (const [k, v] of m.entries()) {
+      const key = decodeDropKey(k);
+      if (key.ifindex !== ifindex) continue;
+      const n = m.splitPerCpu(v).reduce((a, b) => a + Number(b.readBigUInt64LE(0)), 0);
+      out[key.reason] = (out[key.reason] ?? 0) + n;
+    }
+    return out;
+  }
+
+  /** Forgets the drop counters of a device (it is gone, or its ifindex is reused). */
+  clearDrops(ifindex: number): void {
+    const m = this.map("stm_drops");
+    for (const k of [...m.keys()]) if (decodeDropKey(k).ifindex === ifindex) m.delete(k);
+  }
+
+  get uplinkPin(): string {
+    return `${this.pinRoot}/links/uplink-xdp`;
+  }
+
+  /** Attaches the uplink filter to the NIC through a pinned XDP link (native, else generic).
+   * A link already on that device is kept and its program swapped in place when it differs;
+   * a link left on another device (the uplink changed) is detached first. */
+  attachUplink(ifindex: number): Attachment {
+    const fd = this.obj.program("stm_uplink_in").fd;
+    const tag = progInfo(fd).tag;
+    if (existsSync(this.uplinkPin)) {
+      using link = new Fd(objGet(this.uplinkPin, "link"));
+      const info = linkInfo(link.fd);
+      if (info.ifindex === ifindex) {
+        if (this.#tagOfId(info.progId) !== tag) linkUpdate(link.fd, fd);
+        const after = linkInfo(link.fd);
+        return { kind: "xdp", ifindex, hook: "xdp", progId: after.progId, pin: this.uplinkPin };
+      }
+      detachPinnedLink(this.uplinkPin);
+    }
+    try {
+      return attachXdp(fd, ifindex, { pin: this.uplinkPin });
+    } catch (e) {
+      unpin(this.uplinkPin);
+      throw e;
+    }
+  }
+
+  detachUplink(): boolean {
+    return detachPinnedLink(this.uplinkPin);
   }
 
   /** Tag (instruction hash) of a loaded program, by id; "" when it is gone. */

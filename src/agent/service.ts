@@ -5,16 +5,18 @@
 
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { PROFILE_F } from "../datapath/port";
+import { type PortConfig, PROFILE_F } from "../datapath/port";
 import { StratumError } from "../errors";
 import { formatIp, hostRange, parseIp, parseSubnet } from "../model/ip";
 import {
   checkName,
   hostAddress,
   hostIndex,
+  linkLocal,
   type Network,
   type NetworkSpec,
   profileCount,
+  profileIp6,
   profileMac,
   validateNetwork,
 } from "../model/network";
@@ -34,7 +36,7 @@ import {
   setLink,
 } from "../netlink";
 import type { Endpoint, Store, StoredNetwork } from "../store/store";
-import type { PortDatapath } from "./datapath";
+import type { DropCounts, PortDatapath } from "./datapath";
 
 export const USER_BRIDGE = "cnv-user-br0";
 export const MGMT_BRIDGE = "cnv-mgmt-br0";
@@ -47,6 +49,10 @@ export interface NetworkView extends StoredNetwork {
 export interface EndpointView extends Endpoint {
   /** Host-side interface on the user bridge (veth host end or the tap). */
   interface: string;
+  /** Profile IPv6 address, when the network has an IPv6 subnet. */
+  ip6?: string;
+  /** Drops on the endpoint's port by reason (show only). */
+  drops?: DropCounts;
 }
 
 export interface AttachRequest {
@@ -63,7 +69,22 @@ export type NetworkPatch = Partial<
   Pick<NetworkSpec, "mtu" | "defaultAction" | "dnsForwarders" | "dhcpRange" | "dnsZone">
 >;
 
-const endpointView = (e: Endpoint): EndpointView => ({ ...e, interface: e.hostIf });
+/** What a port's programs check for an endpoint of network `n`. */
+export function portConfig(ep: Pick<Endpoint, "ip" | "mac">, n: StoredNetwork): PortConfig {
+  return {
+    netId: n.id,
+    ip4: ep.ip,
+    mac: ep.mac,
+    cidr4: n.cidr,
+    gw4: n.gateway,
+    ...(n.cidr6 ? { ip6: profileIp6(n.cidr6, ep.mac), cidr6: n.cidr6 } : {}),
+  };
+}
+
+/** The addresses of an endpoint the uplink must never accept from outside. */
+export function endpointLocals(ep: Pick<Endpoint, "ip" | "mac">, n: StoredNetwork): string[] {
+  return [ep.mac, ep.ip, linkLocal(ep.mac), ...(n.cidr6 ? [profileIp6(n.cidr6, ep.mac)] : [])];
+}
 
 /** Host-side interface name of a veth endpoint: short, stable, unique per name. */
 export function hostIfName(endpoint: string): string {
@@ -95,6 +116,11 @@ export class NetworkService {
     readonly nl: Rtnl = rtnl(),
     readonly log: (msg: string) => void = () => {},
   ) {}
+
+  #endpointView(e: Endpoint): EndpointView {
+    const n = this.store.getNetwork(e.network);
+    return { ...e, interface: e.hostIf, ...(n?.cidr6 ? { ip6: profileIp6(n.cidr6, e.mac) } : {}) };
+  }
 
   #view(n: StoredNetwork): NetworkView {
     const eps = this.store.listEndpoints(n.name);
@@ -132,9 +158,17 @@ export class NetworkService {
   applyNetwork(n: StoredNetwork): void {
     for (const g of this.gatewayCidrs(n)) addAddress(USER_BRIDGE, g.cidr, { replace: true, noDad: g.v6 }, this.nl);
     this.dp.writeProfiles(n.id, n.cidr, this.#profileFlags(n));
+    const br = getLink(USER_BRIDGE, this.nl)?.index ?? 0;
+    for (const gw of this.gatewayAddresses(n)) this.dp.setLocal(gw, br, n.id);
+  }
+
+  /** Gateway addresses of a network, without prefix. */
+  gatewayAddresses(n: Network): string[] {
+    return [n.gateway, ...(n.gateway6 ? [n.gateway6] : [])];
   }
 
   #removeNetworkKernel(n: StoredNetwork): void {
+    for (const gw of this.gatewayAddresses(n)) this.dp.deleteLocal(gw);
     this.dp.deleteProfiles(n.id, n.cidr);
     for (const g of this.gatewayCidrs(n)) {
       try {
@@ -199,13 +233,15 @@ export class NetworkService {
 
   listEndpoints(network?: string): EndpointView[] {
     if (network) this.mustNetwork(network);
-    return this.store.listEndpoints(network).map(endpointView);
+    return this.store.listEndpoints(network).map((e) => this.#endpointView(e));
   }
 
+  /** One endpoint with its port's drop counters. */
   showEndpoint(name: string): EndpointView {
     const e = this.store.getEndpoint(name);
     if (!e) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
-    return endpointView(e);
+    const link = getLink(e.hostIf, this.nl);
+    return { ...this.#endpointView(e), ...(link ? { drops: this.dp.drops(link.index) } : {}) };
   }
 
   #pickAddress(n: StoredNetwork, ip?: string): { index: number; ip: string } {
@@ -265,8 +301,8 @@ export class NetworkService {
       this.dp.setProfile(n.id, n.cidr, index, PROFILE_F.CLAIMED);
       undo.push("unclaim profile", () => this.dp.setProfile(n.id, n.cidr, index, 0));
       this.#plugPort(ep, n, undo);
-      if (req.configure && nsNl) this.#configure(nsNl, ifname as string, `${ip}/${prefixLen}`, n);
-      return endpointView(ep);
+      if (req.configure && nsNl) this.#configure(nsNl, ifname as string, `${ip}/${prefixLen}`, n, mac);
+      return this.#endpointView(ep);
     } catch (e) {
       undo.run(this.log);
       throw e instanceof StratumError ? e.wrap(`attach ${name} to ${n.name}`) : e;
@@ -293,10 +329,16 @@ export class NetworkService {
         link = createTap(ep.hostIf, { mtu: n.mtu }, this.nl);
       }
       undo.push(`delete ${ep.hostIf}`, () => deleteLinkIfExists(ep.hostIf, this.nl));
+      this.dp.clearDrops(link.index); // a new device may reuse the ifindex of a deleted one
     }
     // Programs and port configuration go in before the port comes up: never a moment without them.
-    this.dp.setPort(link.index, { netId: n.id, ip4: ep.ip, mac: ep.mac });
-    undo.push("remove port config", () => this.dp.deletePort(link.index));
+    const ifindex = link.index;
+    this.dp.setPort(ifindex, portConfig(ep, n));
+    undo.push("remove port config", () => this.dp.deletePort(ifindex));
+    for (const a of endpointLocals(ep, n)) {
+      this.dp.setLocal(a, ifindex, n.id);
+      undo.push(`forget local address ${a}`, () => this.dp.deleteLocal(a));
+    }
     this.dp.attachPort(link.index);
     undo.push("detach port programs", () => this.dp.detachPort(link.index));
     setLink(ep.hostIf, { master: USER_BRIDGE }, this.nl);
@@ -306,11 +348,15 @@ export class NetworkService {
     return link.index;
   }
 
-  #configure(nsNl: Rtnl, ifname: string, cidr: string, n: StoredNetwork): void {
+  #configure(nsNl: Rtnl, ifname: string, cidr: string, n: StoredNetwork, mac: string): void {
     setLink("lo", { up: true }, nsNl);
     setLink(ifname, { up: true, mtu: n.mtu }, nsNl);
     addAddress(ifname, cidr, { replace: true }, nsNl);
     addRoute({ dst: "default", gateway: n.gateway }, { replace: true }, nsNl);
+    if (n.cidr6 && n.gateway6) {
+      addAddress(ifname, `${profileIp6(n.cidr6, mac)}/64`, { replace: true, noDad: true }, nsNl);
+      addRoute({ dst: "default", gateway: n.gateway6 }, { replace: true }, nsNl);
+    }
   }
 
   detach(network: string, name: string): void {
@@ -324,7 +370,9 @@ export class NetworkService {
       setLink(ep.hostIf, { up: false }, this.nl);
       this.dp.detachPort(link.index);
       this.dp.deletePort(link.index);
+      this.dp.clearDrops(link.index);
     }
+    for (const a of endpointLocals(ep, n)) this.dp.deleteLocal(a);
     deleteLinkIfExists(ep.hostIf, this.nl);
     this.store.releaseEndpoint(name);
     this.dp.setProfile(n.id, n.cidr, ep.hostIndex, 0);

@@ -192,11 +192,22 @@ function showEndpoint(e: EndpointView): void {
     ["name", e.name],
     ["network", e.network],
     ["ip", e.ip],
+    ...(e.ip6 ? ([["ip6", e.ip6]] as Array<[string, string]>) : []),
     ["mac", e.mac],
     ["kind", e.kind],
     ["interface", e.interface],
     ...(e.netns ? ([["namespace", `${e.netns} (${e.ifname})`]] as Array<[string, string]>) : []),
   ]);
+  if (e.drops) {
+    const hit = Object.entries(e.drops).filter(([, n]) => n > 0);
+    const total = hit.reduce((a, [, n]) => a + n, 0);
+    process.stdout.write(`drops:     ${total === 0 ? "none" : total.toLocaleString("en-US")}\n`);
+    if (hit.length)
+      printTable(
+        ["  REASON", "PACKETS"],
+        hit.map(([r, n]) => [`  ${r}`, n.toLocaleString("en-US")]),
+      );
+  }
 }
 
 const attach = defineCommand({
@@ -281,7 +292,11 @@ export const endpointCommand = defineCommand({
       },
     }),
     show: defineCommand({
-      meta: { name: "show", description: "Show one endpoint" },
+      meta: {
+        name: "show",
+        description:
+          "Show one endpoint: profile, interface and the drops on its port by reason (-o json: drops as {reason: count})",
+      },
       args: {
         name: { type: "positional", required: true, description: "Endpoint", valueHint: "EP" },
         ...apiArg,

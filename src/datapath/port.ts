@@ -1,25 +1,50 @@
 /** Codecs for the port maps (bpf/include/stm_abi.h: struct stm_port, stm_profile_key,
- * stm_profile, stm_drop_key) and the drop reasons. Reason numbers are ABI: append only. */
+ * stm_profile, stm_drop_key, stm_local_key, stm_local). Layouts are ABI: append only;
+ * test/unit/abi.test.ts checks every offset here against the C header. */
 
-import { bytesToMac, ipToBytes, macToBytes } from "../netlink/codec";
+import { parseIp, parseSubnet } from "../model/ip";
+import { linkLocal } from "../model/network";
+import { bytesToIp, bytesToMac, ipToBytes, macToBytes } from "../netlink/codec";
+import { dropReasonName } from "./drops";
 
-export const DROP_REASONS = {
-  0: "unspecified",
-  1: "port-unconfigured",
-  2: "other-network",
+/** Field offsets of struct stm_port. */
+export const PORT_LAYOUT = {
+  net_id: 0,
+  ip4: 4,
+  mac: 8,
+  flags: 14,
+  gw4: 16,
+  net4: 20,
+  mask4: 24,
+  ip6: 32,
+  ll6: 48,
+  net6: 64,
+  mask6: 80,
 } as const;
-export type DropReason = (typeof DROP_REASONS)[keyof typeof DROP_REASONS];
+export const PORT_SIZE = 96;
+export const PORT_F = { IP6: 1 } as const;
 
-export const PORT_SIZE = 16;
 export const PROFILE_KEY_SIZE = 8;
 export const PROFILE_SIZE = 8;
 export const PROFILE_F = { CLAIMED: 1, GATEWAY: 2 } as const;
 
+export const LOCAL_KEY_SIZE = 20;
+export const LOCAL_SIZE = 8;
+export const LOCAL_KIND = { MAC: 1, IP4: 4, IP6: 6 } as const;
+
+/** What a port's programs check, as the agent knows it. */
 export interface PortConfig {
   netId: number;
+  /** Profile IPv4 address. */
   ip4: string;
+  /** Profile MAC. */
   mac: string;
-  flags?: number;
+  /** The network's IPv4 subnet and gateway. */
+  cidr4: string;
+  gw4: string;
+  /** Profile IPv6 address and the network's IPv6 subnet, when it has one. */
+  ip6?: string;
+  cidr6?: string;
 }
 
 export function encodeIfindex(ifindex: number): Buffer {
@@ -28,21 +53,61 @@ export function encodeIfindex(ifindex: number): Buffer {
   return b;
 }
 
+/** Network address and mask of a CIDR, as bytes in network order. */
+function netAndMask(cidr: string): { net: Buffer; mask: Buffer } {
+  const s = parseSubnet(cidr);
+  const bytes = s.family === 4 ? 4 : 16;
+  const bits = BigInt(bytes * 8);
+  const maskVal = ((1n << bits) - 1n) ^ ((1n << (bits - BigInt(s.prefixLen))) - 1n);
+  const toBuf = (v: bigint) => {
+    const b = Buffer.alloc(bytes);
+    for (let i = bytes - 1; i >= 0; i--, v >>= 8n) b[i] = Number(v & 0xffn);
+    return b;
+  };
+  return { net: toBuf(s.network), mask: toBuf(maskVal) };
+}
+
 export function encodePort(p: PortConfig): Buffer {
   const b = Buffer.alloc(PORT_SIZE);
-  b.writeUInt32LE(p.netId, 0);
-  ipToBytes(p.ip4).copy(b, 4); // network byte order, as the datapath compares it
-  macToBytes(p.mac).copy(b, 8);
-  b.writeUInt16LE(p.flags ?? 0, 14);
+  const L = PORT_LAYOUT;
+  b.writeUInt32LE(p.netId, L.net_id);
+  ipToBytes(p.ip4).copy(b, L.ip4);
+  macToBytes(p.mac).copy(b, L.mac);
+  b.writeUInt16LE(p.ip6 ? PORT_F.IP6 : 0, L.flags);
+  ipToBytes(p.gw4).copy(b, L.gw4);
+  const n4 = netAndMask(p.cidr4);
+  n4.net.copy(b, L.net4);
+  n4.mask.copy(b, L.mask4);
+  ipToBytes(linkLocal(p.mac)).copy(b, L.ll6);
+  if (p.ip6) ipToBytes(p.ip6).copy(b, L.ip6);
+  if (p.cidr6) {
+    const n6 = netAndMask(p.cidr6);
+    n6.net.copy(b, L.net6);
+    n6.mask.copy(b, L.mask6);
+  }
   return b;
 }
 
+/** Prefix length of a contiguous mask. */
+function prefixOf(mask: Uint8Array): number {
+  let n = 0;
+  for (const x of mask) for (let i = 7; i >= 0; i--) if ((x >> i) & 1) n++;
+  return n;
+}
+
 export function decodePort(b: Buffer): PortConfig {
+  const L = PORT_LAYOUT;
+  const flags = b.readUInt16LE(L.flags);
+  const mask6 = b.subarray(L.mask6, L.mask6 + 16);
+  const hasNet6 = mask6.some((x) => x !== 0);
   return {
-    netId: b.readUInt32LE(0),
-    ip4: Array.from(b.subarray(4, 8)).join("."),
-    mac: bytesToMac(b.subarray(8, 14)),
-    flags: b.readUInt16LE(14),
+    netId: b.readUInt32LE(L.net_id),
+    ip4: bytesToIp(b.subarray(L.ip4, L.ip4 + 4)),
+    mac: bytesToMac(b.subarray(L.mac, L.mac + 6)),
+    gw4: bytesToIp(b.subarray(L.gw4, L.gw4 + 4)),
+    cidr4: `${bytesToIp(b.subarray(L.net4, L.net4 + 4))}/${prefixOf(b.subarray(L.mask4, L.mask4 + 4))}`,
+    ...(flags & PORT_F.IP6 ? { ip6: bytesToIp(b.subarray(L.ip6, L.ip6 + 16)) } : {}),
+    ...(hasNet6 ? { cidr6: `${bytesToIp(b.subarray(L.net6, L.net6 + 16))}/${prefixOf(mask6)}` } : {}),
   };
 }
 
@@ -57,7 +122,33 @@ export function writeProfile(out: Buffer, off: number, mac: Uint8Array, flags: n
   out.writeUInt16LE(flags, off + 6);
 }
 
-export function decodeDropKey(b: Buffer): { ifindex: number; reason: DropReason | `reason${number}` } {
-  const r = b.readUInt32LE(4);
-  return { ifindex: b.readUInt32LE(0), reason: DROP_REASONS[r as keyof typeof DROP_REASONS] ?? `reason${r}` };
+export function decodeDropKey(b: Buffer): { ifindex: number; reason: string } {
+  return { ifindex: b.readUInt32LE(0), reason: dropReasonName(b.readUInt32LE(4)) };
+}
+
+/** Key of one local address: a MAC ("aa:bb:…") or an IPv4/IPv6 address. */
+export function encodeLocalKey(addr: string): Buffer {
+  const b = Buffer.alloc(LOCAL_KEY_SIZE);
+  if (/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(addr)) {
+    b.writeUInt32LE(LOCAL_KIND.MAC, 0);
+    macToBytes(addr).copy(b, 4);
+  } else {
+    const ip = parseIp(addr);
+    b.writeUInt32LE(ip.family === 4 ? LOCAL_KIND.IP4 : LOCAL_KIND.IP6, 0);
+    ipToBytes(addr).copy(b, 4);
+  }
+  return b;
+}
+
+export function encodeLocal(ifindex: number, netId: number): Buffer {
+  const b = Buffer.alloc(LOCAL_SIZE);
+  b.writeUInt32LE(ifindex, 0);
+  b.writeUInt32LE(netId, 4);
+  return b;
+}
+
+export function decodeLocalKey(b: Buffer): string {
+  const kind = b.readUInt32LE(0);
+  if (kind === LOCAL_KIND.MAC) return bytesToMac(b.subarray(4, 10));
+  return bytesToIp(b.subarray(4, kind === LOCAL_KIND.IP4 ? 8 : 20));
 }

@@ -112,8 +112,11 @@ export function validateNetwork(input: NetworkSpec, existing: Network[] = []): N
       throw new StratumError("INVALID", "--cidr6 and --gateway6 go together");
     subnet6 = parseSubnet(spec.cidr6);
     if (subnet6.family !== 6) throw new StratumError("INVALID", `--cidr6 ${spec.cidr6} is not an IPv6 CIDR`);
-    if (subnet6.prefixLen > 120)
-      throw new StratumError("INVALID", `${spec.cidr6} is too small for endpoints (at most /120)`);
+    if (subnet6.prefixLen > 64)
+      throw new StratumError(
+        "INVALID",
+        `${spec.cidr6} is too small: IPv6 subnets are /64 or larger (endpoint addresses use the EUI-64 interface id of their MAC, as SLAAC does)`,
+      );
     cidr6 = formatSubnet(subnet6);
     gateway6 = checkGateway(subnet6, spec.gateway6, "IPv6 gateway");
   }
@@ -194,4 +197,25 @@ export function hostIndex(cidr: string, ip: string): number {
 export function hostAddress(cidr: string, index: number): string {
   const s = parseSubnet(cidr);
   return formatIp({ family: s.family as Family, value: hostRange(s).first + BigInt(index) });
+}
+
+/** EUI-64 interface identifier of a MAC (RFC 4291 appendix A): the 8 low bytes of its
+ * link-local and SLAAC addresses. */
+export function eui64(mac: string): bigint {
+  const b = mac.split(":").map((x) => Number.parseInt(x, 16));
+  const id = [(b[0] as number) ^ 0x02, b[1], b[2], 0xff, 0xfe, b[3], b[4], b[5]] as number[];
+  return id.reduce((acc, x) => (acc << 8n) | BigInt(x), 0n);
+}
+
+/** The link-local address a workload derives from its MAC (fe80::/64 + EUI-64). */
+export function linkLocal(mac: string): string {
+  return formatIp({ family: 6, value: (0xfe80n << 112n) | eui64(mac) });
+}
+
+/** The IPv6 address of a profile: the first /64 of the network's IPv6 subnet plus the EUI-64
+ * of the profile MAC, the same address SLAAC gives a workload with that MAC. */
+export function profileIp6(cidr6: string, mac: string): string {
+  const s = parseSubnet(cidr6);
+  const prefix = (s.network >> 64n) << 64n;
+  return formatIp({ family: 6, value: prefix | eui64(mac) });
 }

@@ -3,7 +3,7 @@
  * entries and gateway addresses nothing in the store asks for; a port's programs go with
  * its device). Idempotent:
  * on a kernel that is already right it changes nothing. */
-import { MGMT_BRIDGE, type NetworkService, USER_BRIDGE } from "../agent/service";
+import { endpointLocals, MGMT_BRIDGE, type NetworkService, USER_BRIDGE } from "../agent/service";
 import { StratumError } from "../errors";
 import { createBridge, deleteAddress, getLink, listAddresses, NL, setLink } from "../netlink";
 
@@ -53,6 +53,17 @@ export function reconcile(svc: NetworkService): ReconcileReport {
     if (!wantedIndex.has(ifindex)) {
       svc.dp.deletePort(ifindex);
       report.collected.push(`port entry of ifindex ${ifindex}`);
+    }
+  const wantedLocal = new Set<string>();
+  for (const n of networks) for (const a of svc.gatewayAddresses(n)) wantedLocal.add(a);
+  for (const ep of endpoints) {
+    const n = networks.find((x) => x.name === ep.network);
+    if (n) for (const a of endpointLocals(ep, n)) wantedLocal.add(a);
+  }
+  for (const a of svc.dp.localAddresses())
+    if (!wantedLocal.has(a)) {
+      svc.dp.deleteLocal(a);
+      report.collected.push(`local address ${a}`);
     }
   const gateways = new Set<string>();
   for (const n of networks) for (const g of svc.gatewayCidrs(n)) gateways.add(g.cidr);

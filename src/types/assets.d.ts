@@ -3,3 +3,9 @@ declare module "*.bpf.o" {
   const path: string;
   export default path;
 }
+
+// Tables shared with the C side (Bun: `with { type: "text" }` yields the file's text).
+declare module "*.def" {
+  const text: string;
+  export default text;
+}

@@ -1,70 +1,980 @@
-/** Port programs under BPF_PROG_TEST_RUN: fail closed without configuration, network
- * isolation at egress, every drop counted per (port, reason). */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+/** Port security, network isolation and the uplink filter under BPF_PROG_TEST_RUN: one
+ * table of frames, each with the verdict it must get, the drop counter of the expected
+ * reason moving by exactly 1 (and no other counter moving), and the frame's bytes
+ * unchanged. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { dropReasonCode } from "../../src/datapath/drops";
 import { loadObject } from "../../src/datapath/objects";
-import { udpFrame } from "../../src/datapath/packet";
-import { decodeDropKey, encodeIfindex, encodePort } from "../../src/datapath/port";
+import {
+  decodePort,
+  encodeIfindex,
+  encodeLocal,
+  encodeLocalKey,
+  encodePort,
+  type PortConfig,
+} from "../../src/datapath/port";
+import { linkLocal, profileIp6, profileMac } from "../../src/model/network";
+import { ipToBytes } from "../../src/netlink/codec";
 import type { BpfMap, BpfObject } from "../../src/sys/bpf";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
 import { runFixture } from "../helpers/fixture";
+import {
+  arp,
+  bootp,
+  dhcp6,
+  eth4,
+  ethArp,
+  ethernet,
+  fragHeader,
+  hbhRouterAlert,
+  IPPROTO,
+  icmp,
+  icmp6,
+  ipv4,
+  lla,
+  ndBody,
+  optsHeader,
+  patch,
+  raw6,
+  tcp,
+  tcp4,
+  tcp6,
+  udp,
+  udp4,
+  udp6,
+  vlanTag,
+} from "../helpers/frames";
 
 const TC_NEXT = -1;
 const TC_DROP = 2;
-const PORT = 1; // lo: a test run's skb device must exist in the caller's namespace
+const XDP_DROP = 1;
+const XDP_PASS = 2;
+
+const PORT = 1; // lo: a test run's device must exist in the caller's namespace
 const SAME_NET_PEER = 901;
 const OTHER_NET_PEER = 902;
 
-const frame = udpFrame({
-  srcMac: "02:00:01:00:00:01",
-  dstMac: "02:00:01:00:00:02",
-  src: "10.20.0.2",
-  dst: "10.20.0.3",
-  sport: 1,
-  dport: 2,
+// Network A (id 1): the port under test and a peer. Network B (id 2): another tenant.
+const ME = {
+  mac: profileMac(1, 4),
+  ip: "10.20.0.5",
+  ip6: profileIp6("fd20::/64", profileMac(1, 4)),
+  ll: linkLocal(profileMac(1, 4)),
+};
+const PEER = {
+  mac: profileMac(1, 5),
+  ip: "10.20.0.6",
+  ip6: profileIp6("fd20::/64", profileMac(1, 5)),
+  ll: linkLocal(profileMac(1, 5)),
+};
+const OTHER = { mac: profileMac(2, 1), ip: "10.30.0.2", ip6: profileIp6("fd30::/64", profileMac(2, 1)) };
+const GW = "10.20.0.1";
+const GW6 = "fd20::1";
+const ATTACKER = "02:66:66:66:66:66";
+
+const netA = (p: { ip: string; mac: string }): PortConfig => ({
+  netId: 1,
+  ip4: p.ip,
+  mac: p.mac,
+  cidr4: "10.20.0.0/24",
+  gw4: GW,
+  ip6: profileIp6("fd20::/64", p.mac),
+  cidr6: "fd20::/64",
 });
-const ctx = (ingress: number) => alloc(SK_BUFF, { ifindex: PORT, ingress_ifindex: ingress });
+
+type Prog = "in" | "out" | "xdp";
+interface Case {
+  name: string;
+  frame: Buffer;
+  /** Drop reason expected; none: the frame passes. */
+  drop?: string;
+  prog?: Prog;
+  /** Egress: the device the frame entered the host on. */
+  from?: number;
+}
+
+const DHCP_BCAST = { mac: ME.mac, src: "0.0.0.0", dst: "255.255.255.255", sport: 68, dport: 67 };
+
+const ingress: Case[] = [
+  // ---- legitimate IPv4 ----
+  {
+    name: "IPv4 UDP to a peer",
+    frame: udp4({ mac: ME.mac, dstMac: PEER.mac, src: ME.ip, dst: PEER.ip, sport: 5000, dport: 53 }),
+  },
+  { name: "IPv4 TCP SYN", frame: tcp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip }) },
+  { name: "IPv4 TCP to the outside world", frame: tcp4({ mac: ME.mac, src: ME.ip, dst: "192.0.2.10", dport: 443 }) },
+  {
+    name: "IPv4 ICMP echo to the gateway",
+    frame: eth4(
+      ME.mac,
+      "02:00:00:00:00:fe",
+      ipv4({ src: ME.ip, dst: GW, proto: IPPROTO.ICMP }, icmp({ src: ME.ip, dst: GW, type: 8 }, new Uint8Array(56))),
+    ),
+  },
+  {
+    name: "IPv4 broadcast from the port's address",
+    frame: udp4({ mac: ME.mac, src: ME.ip, dst: "10.20.0.255", sport: 137, dport: 137 }),
+  },
+  { name: "DHCPDISCOVER from 0.0.0.0 to broadcast", frame: udp4({ ...DHCP_BCAST, payload: bootp(1) }) },
+  { name: "DHCPREQUEST from 0.0.0.0 to the gateway", frame: udp4({ ...DHCP_BCAST, dst: GW, payload: bootp(1) }) },
+  {
+    name: "DHCP renew from the profile address",
+    frame: udp4({ mac: ME.mac, src: ME.ip, dst: GW, sport: 68, dport: 67, payload: bootp(1) }),
+  },
+  {
+    name: "IPv4 first fragment holding its UDP header",
+    frame: eth4(
+      ME.mac,
+      PEER.mac,
+      ipv4(
+        { src: ME.ip, dst: PEER.ip, proto: IPPROTO.UDP, id: 7, moreFragments: true },
+        udp({ src: ME.ip, dst: PEER.ip, sport: 1, dport: 2 }, new Uint8Array(1472)),
+      ),
+    ),
+  },
+  {
+    name: "IPv4 non-first fragment (no L4 header)",
+    frame: eth4(
+      ME.mac,
+      PEER.mac,
+      ipv4({ src: ME.ip, dst: PEER.ip, proto: IPPROTO.UDP, id: 7, fragOffset: 1480 }, new Uint8Array(100)),
+    ),
+  },
+  {
+    name: "IPv4 non-first fragment of 4 bytes",
+    frame: eth4(
+      ME.mac,
+      PEER.mac,
+      ipv4({ src: ME.ip, dst: PEER.ip, proto: IPPROTO.TCP, id: 8, fragOffset: 8 }, new Uint8Array(4)),
+    ),
+  },
+  {
+    name: "IPv4 with options (IHL 6)",
+    frame: (() => {
+      const seg = tcp({ src: ME.ip, dst: PEER.ip, sport: 1, dport: 2, flags: 2 });
+      const base = ipv4({ src: ME.ip, dst: PEER.ip, proto: IPPROTO.TCP }, seg);
+      const h = Buffer.concat([base.subarray(0, 20), Buffer.from([1, 1, 1, 0]), base.subarray(20)]);
+      h[0] = 0x46;
+      h.writeUInt16BE(h.length, 2);
+      return eth4(ME.mac, PEER.mac, h);
+    })(),
+  },
+  {
+    name: "IPv4 GRE from the port's address",
+    frame: eth4(ME.mac, PEER.mac, ipv4({ src: ME.ip, dst: PEER.ip, proto: 47 }, new Uint8Array(8))),
+  },
+  {
+    name: "IPv4 frame with Ethernet padding",
+    frame: Buffer.concat([tcp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip }), Buffer.alloc(6)]),
+  },
+  // ---- legitimate ARP ----
+  {
+    name: "ARP request for a peer",
+    frame: ethArp(
+      ME.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: ME.mac, senderIp: ME.ip, targetIp: PEER.ip }),
+    ),
+  },
+  {
+    name: "ARP request for the gateway",
+    frame: ethArp(
+      ME.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: ME.mac, senderIp: ME.ip, targetIp: GW }),
+    ),
+  },
+  {
+    name: "ARP reply to a peer",
+    frame: ethArp(
+      ME.mac,
+      PEER.mac,
+      arp({ op: "reply", senderMac: ME.mac, senderIp: ME.ip, targetMac: PEER.mac, targetIp: PEER.ip }),
+    ),
+  },
+  {
+    name: "gratuitous ARP for its own address",
+    frame: ethArp(
+      ME.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: ME.mac, senderIp: ME.ip, targetIp: ME.ip }),
+    ),
+  },
+  {
+    name: "ARP probe from 0.0.0.0 (RFC 5227)",
+    frame: ethArp(
+      ME.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: ME.mac, senderIp: "0.0.0.0", targetIp: ME.ip }),
+    ),
+  },
+  // ---- legitimate IPv6 ----
+  {
+    name: "IPv6 UDP from the profile address",
+    frame: udp6({ mac: ME.mac, src: ME.ip6, dst: PEER.ip6, sport: 5000, dport: 53 }),
+  },
+  { name: "IPv6 TCP from the profile address", frame: tcp6({ mac: ME.mac, src: ME.ip6, dst: "2001:db8::1" }) },
+  {
+    name: "ICMPv6 echo from the link-local address",
+    frame: icmp6({ mac: ME.mac, src: ME.ll, dst: PEER.ll, type: 128, body: new Uint8Array(8) }),
+  },
+  {
+    name: "NS with the port's source link-layer address",
+    frame: icmp6({ mac: ME.mac, src: ME.ll, dst: "ff02::1:ff00:5", type: 135, body: ndBody(PEER.ip6, lla(1, ME.mac)) }),
+  },
+  {
+    name: "NA for the profile address with its MAC",
+    frame: icmp6({ mac: ME.mac, src: ME.ip6, dst: PEER.ll, type: 136, body: ndBody(ME.ip6, lla(2, ME.mac)) }),
+  },
+  {
+    name: "NA for the link-local address",
+    frame: icmp6({ mac: ME.mac, src: ME.ll, dst: "ff02::1", type: 136, body: ndBody(ME.ll) }),
+  },
+  {
+    name: "DAD NS from ::",
+    frame: icmp6({ mac: ME.mac, src: "::", dst: "ff02::1:ff00:4", type: 135, body: ndBody(ME.ip6) }),
+  },
+  {
+    name: "MLDv2 report from :: behind hop-by-hop",
+    frame: icmp6({ mac: ME.mac, src: "::", dst: "ff02::16", type: 143, body: new Uint8Array(4), ext: hbhRouterAlert }),
+  },
+  {
+    name: "router solicitation",
+    frame: icmp6({ mac: ME.mac, src: ME.ll, dst: "ff02::2", type: 133, body: lla(1, ME.mac) }),
+  },
+  {
+    name: "IPv6 UDP behind two option headers",
+    frame: raw6({
+      mac: ME.mac,
+      src: ME.ip6,
+      dst: PEER.ip6,
+      next: 0,
+      payload: Buffer.concat([
+        optsHeader(60),
+        optsHeader(IPPROTO.UDP),
+        udp({ src: ME.ip6, dst: PEER.ip6, sport: 1, dport: 2 }, new Uint8Array(8)),
+      ]),
+    }),
+  },
+  {
+    name: "IPv6 first fragment",
+    frame: raw6({
+      mac: ME.mac,
+      src: ME.ip6,
+      dst: PEER.ip6,
+      next: 44,
+      payload: Buffer.concat([
+        fragHeader(IPPROTO.UDP, 0, true),
+        udp({ src: ME.ip6, dst: PEER.ip6, sport: 1, dport: 2 }, new Uint8Array(1200)),
+      ]),
+    }),
+  },
+  {
+    name: "IPv6 non-first fragment",
+    frame: raw6({
+      mac: ME.mac,
+      src: ME.ip6,
+      dst: PEER.ip6,
+      next: 44,
+      payload: Buffer.concat([fragHeader(IPPROTO.UDP, 1232, false), new Uint8Array(300)]),
+    }),
+  },
+  {
+    name: "DHCPv6 SOLICIT from the link-local address",
+    frame: udp6({ mac: ME.mac, src: ME.ll, dst: "ff02::1:2", sport: 546, dport: 547, payload: dhcp6(1) }),
+  },
+
+  // ---- MAC spoofing ----
+  {
+    name: "IPv4 with another endpoint's MAC",
+    frame: udp4({ mac: PEER.mac, src: ME.ip, dst: GW, sport: 1, dport: 2 }),
+    drop: "mac-spoof",
+  },
+  { name: "IPv4 with a made-up MAC", frame: tcp4({ mac: ATTACKER, src: ME.ip, dst: PEER.ip }), drop: "mac-spoof" },
+  {
+    name: "ARP with another source MAC",
+    frame: ethArp(
+      PEER.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: PEER.mac, senderIp: PEER.ip, targetIp: GW }),
+    ),
+    drop: "mac-spoof",
+  },
+  {
+    name: "IPv6 with another source MAC",
+    frame: udp6({ mac: ATTACKER, src: ME.ip6, dst: PEER.ip6, sport: 1, dport: 2 }),
+    drop: "mac-spoof",
+  },
+  // ---- IPv4 source spoofing ----
+  { name: "IPv4 from a peer's address", frame: tcp4({ mac: ME.mac, src: PEER.ip, dst: GW }), drop: "ip4-spoof" },
+  {
+    name: "IPv4 from an address outside the network",
+    frame: udp4({ mac: ME.mac, src: "192.0.2.1", dst: PEER.ip, sport: 1, dport: 2 }),
+    drop: "ip4-spoof",
+  },
+  {
+    name: "IPv4 from the gateway's address",
+    frame: udp4({ mac: ME.mac, src: GW, dst: PEER.ip, sport: 1, dport: 2 }),
+    drop: "ip4-spoof",
+  },
+  { name: "TCP from 0.0.0.0", frame: tcp4({ mac: ME.mac, src: "0.0.0.0", dst: GW }), drop: "ip4-spoof" },
+  {
+    name: "0.0.0.0 to a DHCP server elsewhere",
+    frame: udp4({ ...DHCP_BCAST, dst: "10.20.0.9", payload: bootp(1) }),
+    drop: "ip4-spoof",
+  },
+  { name: "0.0.0.0 UDP from a port other than 68", frame: udp4({ ...DHCP_BCAST, sport: 1068 }), drop: "ip4-spoof" },
+  {
+    name: "spoofed non-first fragment",
+    frame: eth4(
+      ME.mac,
+      PEER.mac,
+      ipv4({ src: PEER.ip, dst: GW, proto: IPPROTO.UDP, id: 9, fragOffset: 8 }, new Uint8Array(40)),
+    ),
+    drop: "ip4-spoof",
+  },
+  // ---- ARP inspection ----
+  {
+    name: "ARP reply claiming a peer's address",
+    frame: ethArp(
+      ME.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "reply", senderMac: ME.mac, senderIp: PEER.ip, targetIp: PEER.ip }),
+    ),
+    drop: "arp-spoof",
+  },
+  {
+    name: "ARP reply claiming the gateway",
+    frame: ethArp(
+      ME.mac,
+      PEER.mac,
+      arp({ op: "reply", senderMac: ME.mac, senderIp: GW, targetMac: PEER.mac, targetIp: PEER.ip }),
+    ),
+    drop: "arp-spoof",
+  },
+  {
+    name: "ARP with a sender MAC that is not the port's",
+    frame: ethArp(
+      ME.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: ATTACKER, senderIp: ME.ip, targetIp: GW }),
+    ),
+    drop: "arp-spoof",
+  },
+  {
+    name: "gratuitous ARP for a peer's address",
+    frame: ethArp(
+      ME.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: ME.mac, senderIp: PEER.ip, targetIp: PEER.ip }),
+    ),
+    drop: "arp-spoof",
+  },
+  {
+    name: "ARP reply from 0.0.0.0",
+    frame: ethArp(ME.mac, PEER.mac, arp({ op: "reply", senderMac: ME.mac, senderIp: "0.0.0.0", targetIp: PEER.ip })),
+    drop: "arp-spoof",
+  },
+  {
+    name: "ARP request for another network's address",
+    frame: ethArp(
+      ME.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: ME.mac, senderIp: ME.ip, targetIp: OTHER.ip }),
+    ),
+    drop: "arp-target",
+  },
+  {
+    name: "ARP request for another network's gateway",
+    frame: ethArp(
+      ME.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: ME.mac, senderIp: ME.ip, targetIp: "10.30.0.1" }),
+    ),
+    drop: "arp-target",
+  },
+  {
+    name: "ARP with protocol length 16",
+    frame: patch(
+      ethArp(ME.mac, "ff:ff:ff:ff:ff:ff", arp({ op: "request", senderMac: ME.mac, senderIp: ME.ip, targetIp: GW })),
+      19,
+      16,
+    ),
+    drop: "malformed",
+  },
+  {
+    name: "ARP with opcode 3",
+    frame: patch(
+      ethArp(ME.mac, "ff:ff:ff:ff:ff:ff", arp({ op: "request", senderMac: ME.mac, senderIp: ME.ip, targetIp: GW })),
+      20,
+      3,
+      2,
+    ),
+    drop: "malformed",
+  },
+  {
+    name: "truncated ARP",
+    frame: ethArp(
+      ME.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: ME.mac, senderIp: ME.ip, targetIp: GW }).subarray(0, 20),
+    ),
+    drop: "malformed",
+  },
+  // ---- IPv6 source spoofing ----
+  {
+    name: "IPv6 from a peer's address",
+    frame: udp6({ mac: ME.mac, src: PEER.ip6, dst: GW6, sport: 1, dport: 2 }),
+    drop: "ip6-spoof",
+  },
+  {
+    name: "IPv6 from another link-local address",
+    frame: icmp6({ mac: ME.mac, src: PEER.ll, dst: "ff02::1", type: 128, body: new Uint8Array(8) }),
+    drop: "ip6-spoof",
+  },
+  {
+    name: "IPv6 from another network's prefix",
+    frame: tcp6({ mac: ME.mac, src: OTHER.ip6, dst: PEER.ip6 }),
+    drop: "ip6-spoof",
+  },
+  {
+    name: "UDP from ::",
+    frame: udp6({ mac: ME.mac, src: "::", dst: "ff02::1:2", sport: 546, dport: 547, payload: dhcp6(1) }),
+    drop: "ip6-spoof",
+  },
+  {
+    name: "ICMPv6 echo from ::",
+    frame: icmp6({ mac: ME.mac, src: "::", dst: PEER.ll, type: 128, body: new Uint8Array(8) }),
+    drop: "ip6-spoof",
+  },
+  // ---- ND inspection ----
+  {
+    name: "NA for a peer's address",
+    frame: icmp6({ mac: ME.mac, src: ME.ll, dst: "ff02::1", type: 136, body: ndBody(PEER.ip6, lla(2, ME.mac)) }),
+    drop: "nd-spoof",
+  },
+  {
+    name: "NA for the gateway",
+    frame: icmp6({ mac: ME.mac, src: ME.ll, dst: "ff02::1", type: 136, body: ndBody(GW6, lla(2, ME.mac)) }),
+    drop: "nd-spoof",
+  },
+  {
+    name: "NA with another target link-layer address",
+    frame: icmp6({ mac: ME.mac, src: ME.ip6, dst: "ff02::1", type: 136, body: ndBody(ME.ip6, lla(2, ATTACKER)) }),
+    drop: "nd-spoof",
+  },
+  {
+    name: "NS with another source link-layer address",
+    frame: icmp6({
+      mac: ME.mac,
+      src: ME.ll,
+      dst: "ff02::1:ff00:5",
+      type: 135,
+      body: ndBody(PEER.ip6, lla(1, PEER.mac)),
+    }),
+    drop: "nd-spoof",
+  },
+  {
+    name: "NS whose second option lies",
+    frame: icmp6({
+      mac: ME.mac,
+      src: ME.ll,
+      dst: "ff02::1:ff00:5",
+      type: 135,
+      body: ndBody(PEER.ip6, Buffer.from([14, 1, 0, 0, 0, 0, 0, 0]), lla(1, ATTACKER)),
+    }),
+    drop: "nd-spoof",
+  },
+  {
+    name: "NS with a zero-length option",
+    frame: icmp6({
+      mac: ME.mac,
+      src: ME.ll,
+      dst: "ff02::1:ff00:5",
+      type: 135,
+      body: ndBody(PEER.ip6, Buffer.from([1, 0, 0, 0, 0, 0, 0, 0])),
+    }),
+    drop: "malformed",
+  },
+  {
+    name: "truncated NA",
+    frame: icmp6({ mac: ME.mac, src: ME.ll, dst: "ff02::1", type: 136, body: new Uint8Array(8) }),
+    drop: "malformed",
+  },
+  // ---- rogue routers and servers ----
+  {
+    name: "router advertisement",
+    frame: icmp6({ mac: ME.mac, src: ME.ll, dst: "ff02::1", type: 134, body: new Uint8Array(8) }),
+    drop: "rogue-router",
+  },
+  {
+    name: "ICMPv6 redirect",
+    frame: icmp6({ mac: ME.mac, src: ME.ll, dst: PEER.ll, type: 137, body: new Uint8Array(32) }),
+    drop: "rogue-router",
+  },
+  {
+    name: "DHCPOFFER from a workload (source port 67)",
+    frame: udp4({ mac: ME.mac, src: ME.ip, dst: "255.255.255.255", sport: 67, dport: 68, payload: bootp(2) }),
+    drop: "rogue-dhcp",
+  },
+  {
+    name: "BOOTREPLY to port 67 (relay reply)",
+    frame: udp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip, sport: 1067, dport: 67, payload: bootp(2) }),
+    drop: "rogue-dhcp",
+  },
+  {
+    name: "UDP to a DHCP client port",
+    frame: udp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip, sport: 4000, dport: 68, payload: bootp(2) }),
+    drop: "rogue-dhcp",
+  },
+  {
+    name: "DHCPv6 ADVERTISE (source port 547)",
+    frame: udp6({ mac: ME.mac, src: ME.ll, dst: PEER.ll, sport: 547, dport: 546, payload: dhcp6(2) }),
+    drop: "rogue-dhcp6",
+  },
+  {
+    name: "DHCPv6 REPLY sent to port 547",
+    frame: udp6({ mac: ME.mac, src: ME.ll, dst: "ff02::1:2", sport: 546, dport: 547, payload: dhcp6(7) }),
+    drop: "rogue-dhcp6",
+  },
+  {
+    name: "DHCPv6 RECONFIGURE",
+    frame: udp6({ mac: ME.mac, src: ME.ip6, dst: PEER.ip6, sport: 546, dport: 547, payload: dhcp6(10) }),
+    drop: "rogue-dhcp6",
+  },
+  {
+    name: "VXLAN over IPv4",
+    frame: udp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip, sport: 50000, dport: 4789, payload: new Uint8Array(64) }),
+    drop: "rogue-vxlan",
+  },
+  {
+    name: "VXLAN over IPv6",
+    frame: udp6({ mac: ME.mac, src: ME.ip6, dst: PEER.ip6, sport: 50000, dport: 4789, payload: new Uint8Array(64) }),
+    drop: "rogue-vxlan",
+  },
+  // ---- malformed ----
+  // (A frame shorter than the IP header itself is refused by BPF_PROG_TEST_RUN; the live
+  // attack test sends those.)
+  {
+    name: "IHL 15 with a 40-byte datagram",
+    frame: patch(tcp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip }), 14, 0x4f),
+    drop: "malformed",
+  },
+  { name: "IHL 4", frame: patch(tcp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip }), 14, 0x44), drop: "malformed" },
+  {
+    name: "IP version 5 under the IPv4 ethertype",
+    frame: patch(tcp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip }), 14, 0x55),
+    drop: "malformed",
+  },
+  {
+    name: "total length past the frame",
+    frame: patch(tcp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip }), 16, 1500, 2),
+    drop: "malformed",
+  },
+  {
+    name: "total length shorter than the header",
+    frame: patch(tcp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip }), 16, 16, 2),
+    drop: "malformed",
+  },
+  {
+    name: "first fragment too short for its TCP header",
+    frame: eth4(
+      ME.mac,
+      PEER.mac,
+      ipv4({ src: ME.ip, dst: PEER.ip, proto: IPPROTO.TCP, id: 3, moreFragments: true }, new Uint8Array(8)),
+    ),
+    drop: "malformed",
+  },
+  {
+    name: "first fragment too short for its UDP header",
+    frame: eth4(
+      ME.mac,
+      PEER.mac,
+      ipv4({ src: ME.ip, dst: PEER.ip, proto: IPPROTO.UDP, id: 3, moreFragments: true }, new Uint8Array(4)),
+    ),
+    drop: "malformed",
+  },
+  {
+    name: "TCP data offset 3",
+    frame: patch(tcp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip }), 14 + 20 + 12, 0x30),
+    drop: "malformed",
+  },
+  {
+    name: "TCP data offset past the segment",
+    frame: patch(tcp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip }), 14 + 20 + 12, 0xf0),
+    drop: "malformed",
+  },
+  {
+    name: "ICMP shorter than its header",
+    frame: eth4(ME.mac, PEER.mac, ipv4({ src: ME.ip, dst: PEER.ip, proto: IPPROTO.ICMP }, new Uint8Array(4))),
+    drop: "malformed",
+  },
+  {
+    name: "IPv6 payload length past the frame",
+    frame: patch(tcp6({ mac: ME.mac, src: ME.ip6, dst: PEER.ip6 }), 18, 400, 2),
+    drop: "malformed",
+  },
+  {
+    name: "IPv6 TCP header cut short",
+    frame: raw6({ mac: ME.mac, src: ME.ip6, dst: PEER.ip6, next: IPPROTO.TCP, payload: new Uint8Array(12) }),
+    drop: "malformed",
+  },
+  {
+    name: "IPv6 UDP header cut short",
+    frame: raw6({ mac: ME.mac, src: ME.ip6, dst: PEER.ip6, next: IPPROTO.UDP, payload: new Uint8Array(6) }),
+    drop: "malformed",
+  },
+  {
+    name: "IPv6 extension header longer than the payload",
+    frame: raw6({
+      mac: ME.mac,
+      src: ME.ip6,
+      dst: PEER.ip6,
+      next: 60,
+      payload: Buffer.from([IPPROTO.UDP, 4, 1, 4, 0, 0, 0, 0]),
+    }),
+    drop: "malformed",
+  },
+  {
+    name: "IPv6 chain of 7 extension headers",
+    frame: raw6({
+      mac: ME.mac,
+      src: ME.ip6,
+      dst: PEER.ip6,
+      next: 60,
+      payload: Buffer.concat([
+        ...Array.from({ length: 7 }, (_, i) => optsHeader(i < 6 ? 60 : IPPROTO.UDP)),
+        udp({ src: ME.ip6, dst: PEER.ip6, sport: 1, dport: 2 }, new Uint8Array(8)),
+      ]),
+    }),
+    drop: "ip6-ext-chain",
+  },
+  {
+    name: "IPv6 first fragment too short for TCP",
+    frame: raw6({
+      mac: ME.mac,
+      src: ME.ip6,
+      dst: PEER.ip6,
+      next: 44,
+      payload: Buffer.concat([fragHeader(IPPROTO.TCP, 0, true), new Uint8Array(8)]),
+    }),
+    drop: "malformed",
+  },
+  // ---- other protocols ----
+  {
+    name: "802.1Q-tagged frame",
+    frame: vlanTag(tcp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip }), 100),
+    drop: "vlan-tagged",
+  },
+  {
+    name: "802.1ad-tagged frame",
+    frame: patch(vlanTag(tcp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip }), 100), 12, 0x88a8, 2),
+    drop: "vlan-tagged",
+  },
+  {
+    name: "LLDP",
+    frame: ethernet({ src: ME.mac, dst: "01:80:c2:00:00:0e", type: 0x88cc }, new Uint8Array(40)),
+    drop: "ethertype",
+  },
+  {
+    name: "IPX",
+    frame: ethernet({ src: ME.mac, dst: "ff:ff:ff:ff:ff:ff", type: 0x8137 }, new Uint8Array(40)),
+    drop: "ethertype",
+  },
+];
+
+const egress: Case[] = [
+  {
+    name: "from a port of the same network",
+    prog: "out",
+    from: SAME_NET_PEER,
+    frame: udp4({ mac: PEER.mac, dstMac: ME.mac, src: PEER.ip, dst: ME.ip, sport: 1, dport: 2 }),
+  },
+  {
+    name: "broadcast from a port of the same network",
+    prog: "out",
+    from: SAME_NET_PEER,
+    frame: ethArp(
+      PEER.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: PEER.mac, senderIp: PEER.ip, targetIp: GW }),
+    ),
+  },
+  {
+    name: "from a port of another network",
+    prog: "out",
+    from: OTHER_NET_PEER,
+    frame: udp4({ mac: OTHER.mac, dstMac: ME.mac, src: OTHER.ip, dst: ME.ip, sport: 1, dport: 2 }),
+    drop: "other-network",
+  },
+  {
+    name: "broadcast from a port of another network",
+    prog: "out",
+    from: OTHER_NET_PEER,
+    frame: ethArp(
+      OTHER.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: OTHER.mac, senderIp: OTHER.ip, targetIp: "10.30.0.1" }),
+    ),
+    drop: "other-network",
+  },
+  {
+    name: "IPv6 multicast from a port of another network",
+    prog: "out",
+    from: OTHER_NET_PEER,
+    frame: icmp6({ mac: OTHER.mac, src: linkLocal(OTHER.mac), dst: "ff02::1", type: 128, body: new Uint8Array(8) }),
+    drop: "other-network",
+  },
+  {
+    name: "host ARP request from this network's gateway",
+    prog: "out",
+    from: 0,
+    frame: ethArp(
+      "02:00:00:00:00:fe",
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: "02:00:00:00:00:fe", senderIp: GW, targetIp: ME.ip }),
+    ),
+  },
+  {
+    name: "host ARP request from another network's gateway",
+    prog: "out",
+    from: 0,
+    frame: ethArp(
+      "02:00:00:00:00:fe",
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: "02:00:00:00:00:fe", senderIp: "10.30.0.1", targetIp: OTHER.ip }),
+    ),
+    drop: "other-network",
+  },
+  {
+    name: "routed IPv4 to the port's address",
+    prog: "out",
+    from: 0,
+    frame: tcp4({ mac: "02:00:00:00:00:fe", dstMac: ME.mac, src: "192.0.2.7", dst: ME.ip }),
+  },
+  {
+    name: "host broadcast from another network's gateway",
+    prog: "out",
+    from: 0,
+    frame: udp4({
+      mac: "02:00:00:00:00:fe",
+      src: "10.30.0.1",
+      dst: "255.255.255.255",
+      sport: 67,
+      dport: 68,
+      payload: bootp(2),
+    }),
+    drop: "other-network",
+  },
+  {
+    name: "host broadcast from this network's gateway",
+    prog: "out",
+    from: 0,
+    frame: udp4({ mac: "02:00:00:00:00:fe", src: GW, dst: "255.255.255.255", sport: 67, dport: 68, payload: bootp(2) }),
+  },
+  {
+    name: "host IPv6 from its link-local address",
+    prog: "out",
+    from: 0,
+    frame: icmp6({ mac: "02:00:00:00:00:fe", src: "fe80::1", dst: "ff02::1", type: 134, body: new Uint8Array(8) }),
+  },
+  {
+    name: "routed IPv6 to the port's address",
+    prog: "out",
+    from: 0,
+    frame: tcp6({ mac: "02:00:00:00:00:fe", dstMac: ME.mac, src: "2001:db8::9", dst: ME.ip6 }),
+  },
+  {
+    name: "host IPv6 between other prefixes",
+    prog: "out",
+    from: 0,
+    frame: tcp6({ mac: "02:00:00:00:00:fe", src: "fd30::1", dst: OTHER.ip6 }),
+    drop: "other-network",
+  },
+  {
+    name: "host frame of an unknown protocol",
+    prog: "out",
+    from: 0,
+    frame: ethernet({ src: "02:00:00:00:00:fe", dst: "ff:ff:ff:ff:ff:ff", type: 0x88cc }, new Uint8Array(40)),
+    drop: "other-network",
+  },
+];
+
+const uplink: Case[] = [
+  {
+    name: "uplink: a frame from outside",
+    prog: "xdp",
+    frame: tcp4({ mac: "02:77:00:00:00:01", dstMac: ME.mac, src: "192.0.2.7", dst: ME.ip }),
+  },
+  {
+    name: "uplink: IPv6 from outside",
+    prog: "xdp",
+    frame: tcp6({ mac: "02:77:00:00:00:01", dstMac: ME.mac, src: "2001:db8::7", dst: ME.ip6 }),
+  },
+  {
+    name: "uplink: ARP from outside",
+    prog: "xdp",
+    frame: ethArp(
+      "02:77:00:00:00:01",
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: "02:77:00:00:00:01", senderIp: "10.20.0.200", targetIp: ME.ip }),
+    ),
+  },
+  {
+    name: "uplink: an endpoint's MAC from outside",
+    prog: "xdp",
+    frame: tcp4({ mac: ME.mac, src: "192.0.2.7", dst: PEER.ip }),
+    drop: "local-spoof",
+  },
+  {
+    name: "uplink: an endpoint's IPv4 address from outside",
+    prog: "xdp",
+    frame: tcp4({ mac: "02:77:00:00:00:01", src: ME.ip, dst: PEER.ip }),
+    drop: "local-spoof",
+  },
+  {
+    name: "uplink: an endpoint's IPv6 address from outside",
+    prog: "xdp",
+    frame: tcp6({ mac: "02:77:00:00:00:01", src: ME.ip6, dst: PEER.ip6 }),
+    drop: "local-spoof",
+  },
+  {
+    name: "uplink: ARP claiming the gateway",
+    prog: "xdp",
+    frame: ethArp(
+      "02:77:00:00:00:01",
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "reply", senderMac: "02:77:00:00:00:01", senderIp: GW, targetIp: ME.ip }),
+    ),
+    drop: "local-spoof",
+  },
+  {
+    name: "uplink: VLAN-tagged frame with an endpoint's address",
+    prog: "xdp",
+    frame: vlanTag(tcp4({ mac: "02:77:00:00:00:01", src: PEER.ip, dst: ME.ip }), 7),
+    drop: "local-spoof",
+  },
+  {
+    name: "uplink: blocklisted IPv4 source",
+    prog: "xdp",
+    frame: tcp4({ mac: "02:77:00:00:00:01", src: "198.51.100.9", dst: ME.ip }),
+    drop: "blocklist",
+  },
+  {
+    name: "uplink: blocklisted IPv6 source",
+    prog: "xdp",
+    frame: tcp6({ mac: "02:77:00:00:00:01", src: "2001:db8:bad::1", dst: ME.ip6 }),
+    drop: "blocklist",
+  },
+];
 
 let obj: BpfObject;
-let ports: BpfMap;
 let drops: BpfMap;
 beforeAll(() => {
   obj = loadObject("port");
-  ports = obj.map("stm_ports");
   drops = obj.map("stm_drops");
+  const ports = obj.map("stm_ports");
+  ports.update(encodeIfindex(PORT), encodePort(netA(ME)));
+  ports.update(encodeIfindex(SAME_NET_PEER), encodePort(netA(PEER)));
+  ports.update(
+    encodeIfindex(OTHER_NET_PEER),
+    encodePort({
+      netId: 2,
+      ip4: OTHER.ip,
+      mac: OTHER.mac,
+      cidr4: "10.30.0.0/24",
+      gw4: "10.30.0.1",
+      ip6: OTHER.ip6,
+      cidr6: "fd30::/64",
+    }),
+  );
+  const local = obj.map("stm_local");
+  for (const a of [ME.mac, ME.ip, ME.ip6, ME.ll, PEER.mac, PEER.ip, PEER.ip6, GW, GW6])
+    local.update(encodeLocalKey(a), encodeLocal(PORT, 1));
+  const b4 = Buffer.alloc(8);
+  b4.writeUInt32LE(24, 0);
+  ipToBytes("198.51.100.0").copy(b4, 4);
+  obj.map("stm_block4").update(b4, Buffer.alloc(4));
+  const b6 = Buffer.alloc(20);
+  b6.writeUInt32LE(48, 0);
+  ipToBytes("2001:db8:bad::").copy(b6, 4);
+  obj.map("stm_block6").update(b6, Buffer.alloc(4));
 });
 afterAll(() => obj?.close());
 
-const dropCounts = () => {
-  const out: Record<string, number> = {};
-  for (const [k, v] of drops.entries()) {
-    const { ifindex, reason } = decodeDropKey(k);
-    out[`${ifindex}/${reason}`] = drops.splitPerCpu(v).reduce((a, b) => a + Number(b.readBigUInt64LE(0)), 0);
-  }
-  return out;
-};
+function xdpCtx(len: number): Buffer {
+  const b = Buffer.alloc(24); // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
+  b.writeUInt32LE(len, 4);
+  b.writeUInt32LE(PORT, 12);
+  return b;
+}
 
-test("an unconfigured port drops in both directions and says why", () => {
-  for (const prog of ["stm_port_in", "stm_port_out"]) {
-    const r = runFixture(obj.program(prog).fd, { name: prog, input: frame, verdict: TC_DROP, ctx: ctx(0) }, [drops]);
-    expect(r.retval).toBe(TC_DROP);
-  }
-  expect(dropCounts()).toEqual({ [`${PORT}/port-unconfigured`]: 2 });
+function dropKey(ifindex: number, reason: string): string {
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(ifindex, 0);
+  b.writeUInt32LE(dropReasonCode(reason), 4);
+  return b.toString("hex");
+}
+
+function runCase(c: Case) {
+  const prog = c.prog ?? "in";
+  const fd = obj.program(prog === "in" ? "stm_port_in" : prog === "out" ? "stm_port_out" : "stm_uplink_in").fd;
+  const ctx = prog === "xdp" ? xdpCtx(c.frame.length) : alloc(SK_BUFF, { ifindex: PORT, ingress_ifindex: c.from ?? 0 });
+  return runFixture(fd, { name: c.name, input: c.frame, verdict: 0, ctx }, [drops]);
+}
+
+const table = [...ingress, ...egress, ...uplink];
+
+test("the fixture table has at least 60 cases, every drop reason of the port programs among them", () => {
+  expect(table.length).toBeGreaterThanOrEqual(60);
+  const reasons = new Set(table.map((c) => c.drop).filter(Boolean));
+  for (const r of [
+    "other-network",
+    "mac-spoof",
+    "ip4-spoof",
+    "ip6-spoof",
+    "arp-spoof",
+    "arp-target",
+    "nd-spoof",
+    "rogue-router",
+    "rogue-dhcp",
+    "rogue-dhcp6",
+    "rogue-vxlan",
+    "malformed",
+    "ip6-ext-chain",
+    "vlan-tagged",
+    "ethertype",
+    "local-spoof",
+    "blocklist",
+  ])
+    expect({ r, covered: reasons.has(r) }).toEqual({ r, covered: true });
 });
 
-test("egress delivers frames from the same network and the host, drops other networks", () => {
-  ports.update(encodeIfindex(PORT), encodePort({ netId: 1, ip4: "10.20.0.3", mac: "02:00:01:00:00:02" }));
-  ports.update(encodeIfindex(SAME_NET_PEER), encodePort({ netId: 1, ip4: "10.20.0.2", mac: "02:00:01:00:00:01" }));
-  ports.update(encodeIfindex(OTHER_NET_PEER), encodePort({ netId: 2, ip4: "10.30.0.2", mac: "02:00:02:00:00:01" }));
-  const out = obj.program("stm_port_out").fd;
-  expect(runFixture(out, { name: "same", input: frame, verdict: TC_NEXT, ctx: ctx(SAME_NET_PEER) }).retval).toBe(
-    TC_NEXT,
-  );
-  expect(runFixture(out, { name: "host", input: frame, verdict: TC_NEXT, ctx: ctx(0) }).retval).toBe(TC_NEXT);
-  expect(runFixture(out, { name: "other", input: frame, verdict: TC_DROP, ctx: ctx(OTHER_NET_PEER) }).retval).toBe(
-    TC_DROP,
-  );
-  expect(
-    runFixture(obj.program("stm_port_in").fd, { name: "in", input: frame, verdict: TC_NEXT, ctx: ctx(0) }).retval,
-  ).toBe(TC_NEXT);
-  expect(dropCounts()[`${PORT}/other-network`]).toBe(1);
+describe("port and uplink fixtures", () => {
+  for (const c of table) {
+    test(`${c.prog ?? "in"}: ${c.name} → ${c.drop ?? "pass"}`, () => {
+      const r = runCase(c);
+      const xdp = c.prog === "xdp";
+      const want = c.drop ? (xdp ? XDP_DROP : TC_DROP) : xdp ? XDP_PASS : TC_NEXT;
+      expect(r.retval).toBe(want);
+      expect(r.deltas.stm_drops).toEqual(c.drop ? { [dropKey(PORT, c.drop)]: [1n] } : {});
+      expect(r.output.toString("hex")).toBe(c.frame.toString("hex"));
+    });
+  }
+});
+
+test("a port without configuration drops in both directions and says why", () => {
+  const ports = obj.map("stm_ports");
+  const saved = ports.lookup(encodeIfindex(PORT)) as Buffer;
+  expect(decodePort(saved)).toEqual(netA(ME));
+  ports.delete(encodeIfindex(PORT));
+  try {
+    for (const prog of ["in", "out"] as const) {
+      const r = runCase({ name: "unconfigured", prog, frame: tcp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip }) });
+      expect(r.retval).toBe(TC_DROP);
+      expect(r.deltas.stm_drops).toEqual({ [dropKey(PORT, "port-unconfigured")]: [1n] });
+    }
+  } finally {
+    ports.update(encodeIfindex(PORT), saved);
+  }
 });

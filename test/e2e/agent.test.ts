@@ -7,7 +7,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, write
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { BINARY, Netns, PinRoot, run } from "../helpers/netns";
+import { BINARY, Netns, PinRoot, run, runOk } from "../helpers/netns";
 
 let agentNs: Netns;
 let c1: Netns;
@@ -319,7 +319,20 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
   expect(ctl("network", "delete", "app-net", "--force").code).toBe(0);
   expect(ctl("network", "delete", "db-net", "--force").code).toBe(0);
   expect(json("network", "list")).toEqual([]);
-  expect(ls(`${pins.path}/maps`).sort()).toEqual(["stm_drops", "stm_ports", "stm_profiles"]);
+  expect(ls(`${pins.path}/maps`).sort()).toEqual([
+    "stm_block4",
+    "stm_block6",
+    "stm_drops",
+    "stm_local",
+    "stm_ports",
+    "stm_profiles",
+  ]);
+  // No port configuration, local address or profile is left behind.
+  for (const m of ["stm_ports", "stm_local", "stm_profiles"])
+    expect({
+      m,
+      entries: JSON.parse(runOk(["bpftool", "-j", "map", "dump", "pinned", `${pins.path}/maps/${m}`])).length,
+    }).toEqual({ m, entries: 0 });
   const addrs = agentNs.ipJson(["addr", "show", "cnv-user-br0"])[0].addr_info.filter((a: any) => a.family === "inet");
   expect(addrs).toEqual([]);
 });

@@ -70,26 +70,46 @@ test("rtnetlink and tun constants match the kernel headers", () => {
 });
 
 test("stm_abi.h structs match their codecs", () => {
-  const sizes = [
-    "stm_count_key",
-    "stm_count_val",
-    "stm_pkt_event",
-    "stm_port",
-    "stm_profile_key",
-    "stm_profile",
-    "stm_drop_key",
-  ];
-  const offs: Array<[string, string]> = [
-    ["stm_count_key", "hook"],
-    ["stm_port", "ip4"],
-    ["stm_port", "mac"],
-    ["stm_port", "flags"],
-    ["stm_profile", "flags"],
-    ["stm_drop_key", "reason"],
-  ];
+  const { COUNT_KEY_SIZE, COUNT_VAL_SIZE } = require("../../src/datapath/counters");
+  const port = require("../../src/datapath/port");
+  const sizes: Record<string, number> = {
+    stm_count_key: COUNT_KEY_SIZE,
+    stm_count_val: COUNT_VAL_SIZE,
+    stm_pkt_event: 88,
+    stm_port: port.PORT_SIZE,
+    stm_profile_key: port.PROFILE_KEY_SIZE,
+    stm_profile: port.PROFILE_SIZE,
+    stm_drop_key: 8,
+    stm_local_key: port.LOCAL_KEY_SIZE,
+    stm_local: port.LOCAL_SIZE,
+    stm_lpm4_key: 8,
+    stm_lpm6_key: 20,
+  };
+  // Offsets the codecs write at: encodePort (PORT_LAYOUT), writeProfile (flags at 6),
+  // decodeDropKey (reason at 4), encodeLocalKey (addr at 4), encodeLocal (net_id at 4).
+  const offsets: Record<string, number> = {
+    "stm_count_key.hook": 4,
+    ...Object.fromEntries(Object.entries(port.PORT_LAYOUT).map(([f, o]) => [`stm_port.${f}`, o as number])),
+    "stm_profile.flags": 6,
+    "stm_drop_key.reason": 4,
+    "stm_local_key.addr": 4,
+    "stm_local.net_id": 4,
+  };
+  const consts: Record<string, number> = {
+    STM_PORT_F_IP6: port.PORT_F.IP6,
+    STM_PROFILE_F_CLAIMED: port.PROFILE_F.CLAIMED,
+    STM_PROFILE_F_GATEWAY: port.PROFILE_F.GATEWAY,
+    STM_LOCAL_MAC: port.LOCAL_KIND.MAC,
+    STM_LOCAL_IP4: port.LOCAL_KIND.IP4,
+    STM_LOCAL_IP6: port.LOCAL_KIND.IP6,
+  };
   const body = [
-    ...sizes.map((t) => `printf("${t} %zu\\n", sizeof(struct ${t}));`),
-    ...offs.map(([t, f]) => `printf("${t}.${f} %zu\\n", offsetof(struct ${t}, ${f}));`),
+    ...Object.keys(sizes).map((t) => `printf("${t} %zu\\n", sizeof(struct ${t}));`),
+    ...Object.keys(offsets).map((k) => {
+      const [t, f] = k.split(".");
+      return `printf("${k} %zu\\n", offsetof(struct ${t}, ${f}));`;
+    }),
+    ...Object.keys(consts).map((c) => `printf("${c} %ld\\n", (long)(${c}));`),
   ].join("\n");
   const src = `#include <stddef.h>\n#include <stdio.h>\n#include <linux/types.h>\n#include "${join(import.meta.dir, "../../bpf/include/stm_abi.h")}"\nint main(void){\n${body}\nreturn 0;}\n`;
   const got = Object.fromEntries(
@@ -99,22 +119,16 @@ test("stm_abi.h structs match their codecs", () => {
       .map((l) => l.split(" "))
       .map(([k, v]) => [k, Number(v)]),
   );
-  const { COUNT_KEY_SIZE, COUNT_VAL_SIZE } = require("../../src/datapath/counters");
-  const { PORT_SIZE, PROFILE_KEY_SIZE, PROFILE_SIZE } = require("../../src/datapath/port");
-  expect(got).toEqual({
-    stm_count_key: COUNT_KEY_SIZE,
-    stm_count_val: COUNT_VAL_SIZE,
-    stm_pkt_event: 88,
-    stm_port: PORT_SIZE,
-    stm_profile_key: PROFILE_KEY_SIZE,
-    stm_profile: PROFILE_SIZE,
-    stm_drop_key: 8,
-    "stm_count_key.hook": 4,
-    // encodePort writes ip4 at 4, mac at 8, flags at 14; writeProfile writes flags at 6; drop reason at 4
-    "stm_port.ip4": 4,
-    "stm_port.mac": 8,
-    "stm_port.flags": 14,
-    "stm_profile.flags": 6,
-    "stm_drop_key.reason": 4,
-  });
+  expect(got).toEqual({ ...sizes, ...offsets, ...consts });
+});
+
+test("drop reasons: the TypeScript table is what the C enum is built from", () => {
+  const { DROP_REASON_LIST } = require("../../src/datapath/drops");
+  const def = join(import.meta.dir, "../../bpf/include/stm_drop_reasons.def");
+  const src = `#include <stdio.h>\nint main(void){\n#define STM_DROP_REASON(num, id, name, what) printf("%d %s %s\\n", num, #id, name);\n#include "${def}"\nreturn 0;}\n`;
+  const got = compileAndRun(src).trim().split("\n");
+  expect(got).toEqual(
+    DROP_REASON_LIST.map((r: { code: number; id: string; name: string }) => `${r.code} ${r.id} ${r.name}`),
+  );
+  expect(got.length).toBeGreaterThanOrEqual(19);
 });

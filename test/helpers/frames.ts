@@ -1,0 +1,131 @@
+/** Frames for port-security fixtures and attack tests: the ordinary ones from
+ * src/datapath/packet.ts plus the odd ones a hostile workload sends (ND with options,
+ * IPv6 extension chains, fragments, VLAN tags, broken headers). */
+import { arp, ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, tcp, udp } from "../../src/datapath/packet";
+import { ipToBytes, macToBytes } from "../../src/netlink/codec";
+
+export { arp, ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, tcp, udp };
+
+export const eth4 = (src: string, dst: string, l3: Uint8Array) => ethernet({ src, dst, type: ETH_P.IP }, l3);
+export const eth6 = (src: string, dst: string, l3: Uint8Array) => ethernet({ src, dst, type: ETH_P.IPV6 }, l3);
+export const ethArp = (src: string, dst: string, body: Uint8Array) => ethernet({ src, dst, type: ETH_P.ARP }, body);
+
+export interface L2 {
+  mac: string;
+  dstMac?: string;
+}
+
+/** Ethernet/IPv4/UDP. */
+export function udp4(o: L2 & { src: string; dst: string; sport: number; dport: number; payload?: Uint8Array }): Buffer {
+  return eth4(
+    o.mac,
+    o.dstMac ?? "ff:ff:ff:ff:ff:ff",
+    ipv4({ src: o.src, dst: o.dst, proto: IPPROTO.UDP }, udp(o, o.payload ?? new Uint8Array(16))),
+  );
+}
+
+export function tcp4(o: L2 & { src: string; dst: string; sport?: number; dport?: number }): Buffer {
+  return eth4(
+    o.mac,
+    o.dstMac ?? "02:00:00:00:00:fe",
+    ipv4(
+      { src: o.src, dst: o.dst, proto: IPPROTO.TCP },
+      tcp({ src: o.src, dst: o.dst, sport: o.sport ?? 40000, dport: o.dport ?? 80, flags: 2 }),
+    ),
+  );
+}
+
+export function udp6(o: L2 & { src: string; dst: string; sport: number; dport: number; payload?: Uint8Array }): Buffer {
+  return eth6(
+    o.mac,
+    o.dstMac ?? "33:33:00:00:00:01",
+    ipv6({ src: o.src, dst: o.dst, next: IPPROTO.UDP }, udp(o, o.payload ?? new Uint8Array(16))),
+  );
+}
+
+export function tcp6(o: L2 & { src: string; dst: string }): Buffer {
+  return eth6(
+    o.mac,
+    o.dstMac ?? "02:00:00:00:00:fe",
+    ipv6(
+      { src: o.src, dst: o.dst, next: IPPROTO.TCP },
+      tcp({ src: o.src, dst: o.dst, sport: 40000, dport: 80, flags: 2 }),
+    ),
+  );
+}
+
+/** An ND option carrying a link-layer address (1 = source, 2 = target). */
+export function lla(type: 1 | 2, mac: string): Buffer {
+  return Buffer.concat([Buffer.from([type, 1]), macToBytes(mac)]);
+}
+
+/** ICMPv6 message of `type` with `body` after the 4-byte reserved/flags word. */
+export function icmp6(
+  o: L2 & { src: string; dst: string; type: number; body?: Uint8Array; ext?: Uint8Array; extNext?: number },
+): Buffer {
+  const msg = icmp({ src: o.src, dst: o.dst, type: o.type }, o.body ?? new Uint8Array(0));
+  const payload = o.ext ? Buffer.concat([o.ext, msg]) : msg;
+  return eth6(
+    o.mac,
+    o.dstMac ?? "33:33:00:00:00:01",
+    ipv6({ src: o.src, dst: o.dst, next: o.ext ? (o.extNext ?? 0) : IPPROTO.ICMPV6 }, payload),
+  );
+}
+
+/** NS/NA body: target address then options. */
+export function ndBody(target: string, ...opts: Uint8Array[]): Buffer {
+  return Buffer.concat([ipToBytes(target), ...opts]);
+}
+
+/** A hop-by-hop or destination-options header of 8 bytes (PadN), followed by `next`. */
+export function optsHeader(next: number): Buffer {
+  return Buffer.from([next, 0, 1, 4, 0, 0, 0, 0]);
+}
+
+/** HBH with a router alert (MLD), followed by ICMPv6. */
+export const hbhRouterAlert = Buffer.from([IPPROTO.ICMPV6, 0, 5, 2, 0, 0, 1, 0]);
+
+/** An IPv6 fragment header: `offset` in bytes (multiple of 8), more-fragments flag. */
+export function fragHeader(next: number, offset: number, more: boolean, id = 0x1234): Buffer {
+  const b = Buffer.alloc(8);
+  b[0] = next;
+  b.writeUInt16BE((offset & 0xfff8) | (more ? 1 : 0), 2);
+  b.writeUInt32BE(id, 4);
+  return b;
+}
+
+/** IPv6 with a raw payload already holding any extension headers. */
+export function raw6(o: L2 & { src: string; dst: string; next: number; payload: Uint8Array }): Buffer {
+  return eth6(o.mac, o.dstMac ?? "02:00:00:00:00:fe", ipv6({ src: o.src, dst: o.dst, next: o.next }, o.payload));
+}
+
+/** Rewrites one byte of a frame (broken headers). */
+export function patch(frame: Buffer, offset: number, value: number, width: 1 | 2 = 1): Buffer {
+  const b = Buffer.from(frame);
+  if (width === 1) b.writeUInt8(value, offset);
+  else b.writeUInt16BE(value, offset);
+  return b;
+}
+
+/** An 802.1Q tag inserted after the MAC addresses. */
+export function vlanTag(frame: Buffer, vid: number): Buffer {
+  const tag = Buffer.alloc(4);
+  tag.writeUInt16BE(0x8100, 0);
+  tag.writeUInt16BE(vid, 2);
+  return Buffer.concat([frame.subarray(0, 12), tag, frame.subarray(12)]);
+}
+
+/** A DHCPv4 message body: op, htype, hlen and enough zeroes to look like BOOTP. */
+export function bootp(op: 1 | 2): Buffer {
+  const b = Buffer.alloc(240);
+  b[0] = op;
+  b[1] = 1;
+  b[2] = 6;
+  b.writeUInt32BE(0x63825363, 236);
+  return b;
+}
+
+/** A DHCPv6 message of `type` (1 SOLICIT, 2 ADVERTISE, 7 REPLY …). */
+export function dhcp6(type: number): Buffer {
+  return Buffer.from([type, 0x12, 0x34, 0x56, 0, 1, 0, 0]);
+}
