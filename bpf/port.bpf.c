@@ -376,7 +376,8 @@ int stm_port_in(struct __sk_buff *skb)
 /* A frame of the host (a gateway) or from the uplink reaches a port only when it is
  * about the port's network: ARP with the sender or target inside it, IP with the source
  * or destination inside it. IPv6 link-local traffic of the host (ND, RA) passes: the
- * gateway's link-local address is shared by every network on the bridge. */
+ * gateway's link-local address is shared by every network on the bridge; so do its
+ * multicast messages from :: (MLD, DAD). */
 static __always_inline int foreign_ok(struct __sk_buff *skb, struct stm_port *port)
 {
 	void *data = stm_skb_data(skb);
@@ -405,6 +406,9 @@ static __always_inline int foreign_ok(struct __sk_buff *skb, struct stm_port *po
 		__u8 *s = (__u8 *)&ip6->saddr;
 		__u8 *d = (__u8 *)&ip6->daddr;
 		if (s[0] == 0xfe && (s[1] & 0xc0) == 0x80)
+			return 1;
+		/* The host's MLD reports and DAD probes before its link-local address is ready. */
+		if (ip6_zero(s) && d[0] == 0xff)
 			return 1;
 		if (!ip6_zero(port->mask6) && (ip6_in(s, port->net6, port->mask6) || ip6_in(d, port->net6, port->mask6)))
 			return 1;

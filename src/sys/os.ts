@@ -170,3 +170,87 @@ export function mountBpffs(dir: string): void {
 }
 
 export { BPF_FS_MAGIC };
+
+const AF_PACKET = 17;
+const ETH_P_ALL_BE = 0x0300; // htons(ETH_P_ALL)
+const SOL_SOCKET = 1;
+const SO_RCVBUFFORCE = 33;
+const SOL_PACKET = 263;
+const PACKET_IGNORE_OUTGOING = 23;
+
+/** A raw AF_PACKET socket bound to one interface: sends whole Ethernet frames and receives
+ * every frame arriving there (its own sends excluded). Created inside `netns` when given,
+ * and usable from anywhere afterwards. */
+export class PacketSocket implements Disposable {
+  #fd: number;
+  readonly ifindex: number;
+  readonly #rx = Buffer.alloc(65536);
+
+  constructor(ifname: string, opts: { netns?: string; rcvbuf?: number } = {}) {
+    const open = (): [number, number] => {
+      const ifindex = ifNameToIndex(ifname);
+      const fd = libc().socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, ETH_P_ALL_BE);
+      if (fd < 0) throw sysError(`open packet socket on ${ifname}`, errno());
+      return [fd, ifindex];
+    };
+    const [fd, ifindex] = opts.netns ? inNetns(opts.netns, open) : open();
+    this.#fd = fd;
+    this.ifindex = ifindex;
+    try {
+      const sll = Buffer.alloc(20); // struct sockaddr_ll
+      sll.writeUInt16LE(AF_PACKET, 0);
+      sll.writeUInt16LE(ETH_P_ALL_BE, 2);
+      sll.writeInt32LE(ifindex, 4);
+      if (libc().bind(fd, sll, sll.length) < 0) throw sysError(`bind packet socket to ${ifname}`, errno());
+      this.#setInt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+      if (opts.rcvbuf) this.#setInt(SOL_SOCKET, SO_RCVBUFFORCE, opts.rcvbuf);
+    } catch (e) {
+      libc().close(fd);
+      throw e;
+    }
+  }
+
+  #setInt(level: number, name: number, value: number): void {
+    const v = Buffer.alloc(4);
+    v.writeInt32LE(value);
+    if (libc().setsockopt(this.#fd, level, name, v, 4) < 0) throw sysError(`set packet socket option ${name}`, errno());
+  }
+
+  /** Sends one frame `count` times; returns how many the kernel accepted. */
+  send(frame: Uint8Array, count = 1): number {
+    let sent = 0;
+    for (let i = 0; i < count; i++) {
+      const n = Number(libc().sendto(this.#fd, frame, BigInt(frame.length), 0, null, 0));
+      if (n < 0) {
+        const e = errno();
+        if (e === 4 || e === 11 || e === 105) continue; // EINTR, EAGAIN, ENOBUFS: the frame is not sent
+        throw sysError("send frame", e);
+      }
+      sent++;
+    }
+    return sent;
+  }
+
+  /** Every frame queued now, without waiting. */
+  drain(): Buffer[] {
+    const out: Buffer[] = [];
+    for (;;) {
+      const n = Number(libc().recv(this.#fd, this.#rx, BigInt(this.#rx.length), MSG_DONTWAIT));
+      if (n < 0) {
+        const e = errno();
+        if (e === 4) continue;
+        if (e === 11) return out;
+        throw sysError("receive frame", e);
+      }
+      out.push(Buffer.from(this.#rx.subarray(0, n)));
+    }
+  }
+
+  close(): void {
+    if (this.#fd >= 0) libc().close(this.#fd);
+    this.#fd = -1;
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

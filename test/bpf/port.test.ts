@@ -779,6 +779,26 @@ const egress: Case[] = [
     frame: icmp6({ mac: "02:00:00:00:00:fe", src: "fe80::1", dst: "ff02::1", type: 134, body: new Uint8Array(8) }),
   },
   {
+    name: "host MLD report from ::",
+    prog: "out",
+    from: 0,
+    frame: icmp6({
+      mac: "02:00:00:00:00:fe",
+      src: "::",
+      dst: "ff02::16",
+      type: 143,
+      body: new Uint8Array(4),
+      ext: hbhRouterAlert,
+    }),
+  },
+  {
+    name: "host unicast from ::",
+    prog: "out",
+    from: 0,
+    frame: tcp6({ mac: "02:00:00:00:00:fe", src: "::", dst: OTHER.ip6 }),
+    drop: "other-network",
+  },
+  {
     name: "routed IPv6 to the port's address",
     prog: "out",
     from: 0,

@@ -3,85 +3,34 @@
  * bridge and port programs, isolation between networks, validation that changes nothing,
  * and an agent killed and restarted while traffic flows. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Subprocess } from "bun";
-import { BINARY, Netns, PinRoot, run, runOk } from "../helpers/netns";
+import { statSync } from "node:fs";
+import { TestAgent } from "../helpers/agent";
+import { Netns, runOk } from "../helpers/netns";
 
+let A: TestAgent;
 let agentNs: Netns;
 let c1: Netns;
 let c2: Netns;
 let c3: Netns;
-let pins: PinRoot;
-let dir: string;
-let sock: string;
-let agent: Subprocess | undefined;
 
-let agentLog = -1;
-/** One append-mode fd for the agent's stdout and stderr. */
-function logFd(): number {
-  if (agentLog < 0) agentLog = openSync(join(dir, "agent.log"), "a");
-  return agentLog;
-}
-
-async function startAgent(): Promise<void> {
-  agent = Bun.spawn(
-    [
-      "nsenter",
-      `--net=${agentNs.path}`,
-      BINARY,
-      "agent",
-      "--state-dir",
-      join(dir, "state"),
-      "--pin-root",
-      pins.path,
-      "--api-socket",
-      sock,
-      "--api-listen",
-      "127.0.0.1:7446",
-      "--api-token-file",
-      join(dir, "token"),
-    ],
-    // A file, not a pipe: nobody reads the agent's log during the run, and a full pipe would block it.
-    { stdout: logFd(), stderr: logFd() },
-  );
-  for (let i = 0; i < 100; i++) {
-    if (ctl("network", "list").code === 0) return;
-    await Bun.sleep(50);
-  }
-  throw new Error(`agent did not come up: ${readFileSync(join(dir, "agent.log"), "utf8")}`);
-}
-
-function ctl(...args: string[]) {
-  return run([BINARY, ...args, "--api-socket", sock]);
-}
-function json(...args: string[]) {
-  const r = ctl(...args, "-o", "json");
-  if (r.code !== 0) throw new Error(`${args.join(" ")}: exit ${r.code}: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-}
+const ctl = (...args: string[]) => A.ctl(...args);
+const json = (...args: string[]) => A.json(...args);
+const startAgent = () => A.start(["--api-listen", "127.0.0.1:7446", "--api-token-file", `${A.dir}/token`]);
 const ping = (ns: Netns, ip: string, n = 2) =>
   ns.exec(["ping", "-c", String(n), "-i", "0.1", "-W", "1", ip]).code === 0;
 
 beforeAll(async () => {
-  agentNs = new Netns("agt");
+  A = new TestAgent("agt");
+  agentNs = A.ns;
   c1 = new Netns("c1");
   c2 = new Netns("c2");
   c3 = new Netns("c3");
-  pins = new PinRoot("agt");
-  dir = mkdtempSync(join(tmpdir(), "stm-agent-"));
-  sock = join(dir, "api.sock");
-  writeFileSync(join(dir, "token"), "s3cret-token-for-the-tcp-listener\n");
   await startAgent();
 });
 
 afterAll(() => {
-  agent?.kill("SIGKILL");
-  if (agentLog >= 0) closeSync(agentLog);
-  for (const ns of [c1, c2, c3, agentNs]) ns?.destroy();
-  pins?.destroy();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  for (const ns of [c1, c2, c3]) ns?.destroy();
+  A?.destroy();
 });
 
 describe("networks and endpoints", () => {
@@ -259,15 +208,14 @@ test("a VM endpoint: a tap on the bridge with its programs, the profile MAC for 
 });
 
 test("the API socket is root-only; the TCP listener wants the bearer token", () => {
-  expect(statSync(sock).mode & 0o777).toBe(0o600);
+  expect(statSync(A.sock).mode & 0o777).toBe(0o600);
   const probe = (auth: string) => {
     const r = agentNs.exec([
       process.execPath,
       "-e",
       `fetch("http://127.0.0.1:7446/v1/networks", { headers: { authorization: "${auth}" } }).then(async (r) => console.log(r.status, JSON.stringify(await r.json())))`,
     ]);
-    if (r.code !== 0)
-      throw new Error(`probe failed: ${r.stderr}\nagent log:\n${readFileSync(join(dir, "agent.log"), "utf8")}`);
+    if (r.code !== 0) throw new Error(`probe failed: ${r.stderr}\nagent log:\n${A.logText}`);
     return r.stdout;
   };
   expect(probe("Bearer wrong")).toContain("401");
@@ -295,8 +243,7 @@ test("an agent killed and restarted while traffic flows: no packet lost, nothing
     stdout: "pipe",
   });
   await Bun.sleep(500);
-  agent?.kill("SIGKILL");
-  await agent?.exited;
+  await A.kill("SIGKILL");
   expect(ping(c2, "10.20.0.2")).toBe(true); // enforcement and forwarding without any agent
   await startAgent();
   const out = await new Response(flow.stdout).text();
@@ -319,7 +266,7 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
   expect(ctl("network", "delete", "app-net", "--force").code).toBe(0);
   expect(ctl("network", "delete", "db-net", "--force").code).toBe(0);
   expect(json("network", "list")).toEqual([]);
-  expect(ls(`${pins.path}/maps`).sort()).toEqual([
+  expect(ls(`${A.pins.path}/maps`).sort()).toEqual([
     "stm_block4",
     "stm_block6",
     "stm_drops",
@@ -331,7 +278,7 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
   for (const m of ["stm_ports", "stm_local", "stm_profiles"])
     expect({
       m,
-      entries: JSON.parse(runOk(["bpftool", "-j", "map", "dump", "pinned", `${pins.path}/maps/${m}`])).length,
+      entries: JSON.parse(runOk(["bpftool", "-j", "map", "dump", "pinned", `${A.pins.path}/maps/${m}`])).length,
     }).toEqual({ m, entries: 0 });
   const addrs = agentNs.ipJson(["addr", "show", "cnv-user-br0"])[0].addr_info.filter((a: any) => a.family === "inet");
   expect(addrs).toEqual([]);

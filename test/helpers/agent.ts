@@ -1,0 +1,95 @@
+/** A real agent for end-to-end tests: the compiled binary in its own network namespace
+ * (pins on the host's bpffs, state in a temporary directory), driven through the CLI and
+ * the API. destroy() kills it and removes the namespace, the pins and the state. */
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { BINARY, Netns, PinRoot, type RunResult, run } from "./netns";
+
+export class TestAgent {
+  readonly ns: Netns;
+  readonly pins: PinRoot;
+  readonly dir: string;
+  readonly sock: string;
+  readonly token = "s3cret-token-for-the-tcp-listener";
+  proc: Subprocess | undefined;
+  #log = -1;
+
+  constructor(tag: string) {
+    this.ns = new Netns(tag);
+    this.pins = new PinRoot(tag);
+    this.dir = mkdtempSync(join(tmpdir(), `stm-${tag}-`));
+    this.sock = join(this.dir, "api.sock");
+    writeFileSync(join(this.dir, "token"), `${this.token}\n`);
+  }
+
+  get logText(): string {
+    try {
+      return readFileSync(join(this.dir, "agent.log"), "utf8");
+    } catch {
+      return "";
+    }
+  }
+
+  /** Starts the agent (extra flags such as --uplink or --api-listen appended) and waits for its API. */
+  async start(extra: string[] = []): Promise<void> {
+    // One append-mode file for stdout and stderr: nobody reads the log during the run, and a full pipe would block it.
+    if (this.#log < 0) this.#log = openSync(join(this.dir, "agent.log"), "a");
+    this.proc = Bun.spawn(
+      [
+        "nsenter",
+        `--net=${this.ns.path}`,
+        BINARY,
+        "agent",
+        "--state-dir",
+        join(this.dir, "state"),
+        "--pin-root",
+        this.pins.path,
+        "--api-socket",
+        this.sock,
+        ...extra,
+      ],
+      { stdout: this.#log, stderr: this.#log },
+    );
+    for (let i = 0; i < 100; i++) {
+      if (this.ctl("network", "list").code === 0) return;
+      if (this.proc.exitCode !== null) break;
+      await Bun.sleep(50);
+    }
+    throw new Error(`agent did not come up:\n${this.logText}`);
+  }
+
+  async kill(signal: "SIGKILL" | "SIGTERM" = "SIGKILL"): Promise<void> {
+    this.proc?.kill(signal);
+    await this.proc?.exited;
+    this.proc = undefined;
+  }
+
+  ctl(...args: string[]): RunResult {
+    return run([BINARY, ...args, "--api-socket", this.sock]);
+  }
+
+  /** Runs a CLI command with `-o json` and parses its output; throws with stderr on failure. */
+  json<T = any>(...args: string[]): T {
+    const r = this.ctl(...args, "-o", "json");
+    if (r.code !== 0) throw new Error(`${args.join(" ")}: exit ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  }
+
+  /** GET on the API's unix socket. */
+  async api<T = any>(path: string): Promise<T> {
+    const res = await fetch(`http://stratum${path}`, { unix: this.sock } as RequestInit);
+    if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as T;
+  }
+
+  destroy(): void {
+    this.proc?.kill("SIGKILL");
+    if (this.#log >= 0) closeSync(this.#log);
+    this.#log = -1;
+    this.ns.destroy();
+    this.pins.destroy();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
