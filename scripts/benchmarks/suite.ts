@@ -2,10 +2,14 @@
  * measured in the same run: a program against the empty program of the same hook, an
  * FFI call against a plain JS call, a map lookup against the bare FFI crossing. */
 import { loadObject } from "../../src/datapath/objects";
-import { udpFrame } from "../../src/datapath/packet";
+import { arp, ETH_P, ethernet, IPPROTO, ipv4, ipv6, tcp, udpFrame } from "../../src/datapath/packet";
+import { encodeIfindex, encodePort } from "../../src/datapath/port";
+import { profileIp6, profileMac } from "../../src/model/network";
 import { type BpfObject, testRun } from "../../src/sys/bpf";
 import { libbpf } from "../../src/sys/ffi";
+import { alloc, SK_BUFF } from "../../src/sys/layout";
 import type { Benchmark } from "./harness";
+import { throughputBench } from "./throughput";
 
 const frame = udpFrame({
   srcMac: "02:00:0a:14:00:02",
@@ -17,9 +21,9 @@ const frame = udpFrame({
 });
 
 /** Wall-clock ns per packet over `repeat` runs inside the kernel (one syscall). */
-function nsPerPacket(progFd: number, repeat: number): number {
+function nsPerPacket(progFd: number, repeat: number, data: Uint8Array = frame, ctx?: Uint8Array): number {
   const t0 = Bun.nanoseconds();
-  testRun(progFd, { data: frame, repeat });
+  testRun(progFd, { data, repeat, ctx });
   return (Bun.nanoseconds() - t0) / repeat;
 }
 
@@ -113,9 +117,81 @@ function lookupBench(): Benchmark {
   };
 }
 
+// Port ingress: a configured port (network 1, 10.20.0.0/24 and fd20::/64) and its legitimate traffic.
+const PORT_MAC = profileMac(1, 1);
+const PORT_IP = "10.20.0.2";
+const PORT_IP6 = profileIp6("fd20::/64", PORT_MAC);
+const PORT_FRAMES = {
+  "ipv4-tcp": ethernet(
+    { src: PORT_MAC, dst: profileMac(1, 2), type: ETH_P.IP },
+    ipv4(
+      { src: PORT_IP, dst: "10.20.0.3", proto: IPPROTO.TCP },
+      tcp({ src: PORT_IP, dst: "10.20.0.3", sport: 40000, dport: 80, flags: 16 }, new Uint8Array(64)),
+    ),
+  ),
+  arp: ethernet(
+    { src: PORT_MAC, dst: "ff:ff:ff:ff:ff:ff", type: ETH_P.ARP },
+    arp({ op: "request", senderMac: PORT_MAC, senderIp: PORT_IP, targetIp: "10.20.0.3" }),
+  ),
+  "ipv6-tcp": ethernet(
+    { src: PORT_MAC, dst: profileMac(1, 2), type: ETH_P.IPV6 },
+    ipv6(
+      { src: PORT_IP6, dst: "fd20::3", next: IPPROTO.TCP },
+      tcp({ src: PORT_IP6, dst: "fd20::3", sport: 40000, dport: 80, flags: 16 }, new Uint8Array(64)),
+    ),
+  ),
+} as const;
+
+/** stm_port_in on a legitimate frame against the empty tc program on the same frame. */
+function portBench(kind: keyof typeof PORT_FRAMES): Benchmark {
+  let port: BpfObject | undefined;
+  let base: BpfObject | undefined;
+  const REPEAT = 200_000;
+  const data = PORT_FRAMES[kind];
+  const ctx = alloc(SK_BUFF, { ifindex: 1 }); // lo: the test run's device
+  return {
+    name: `prog/port-in-${kind}`,
+    unit: "ns/packet",
+    setup() {
+      port = loadObject("port");
+      base = loadObject("baseline");
+      port.map("stm_ports").update(
+        encodeIfindex(1),
+        encodePort({
+          netId: 1,
+          ip4: PORT_IP,
+          mac: PORT_MAC,
+          cidr4: "10.20.0.0/24",
+          gw4: "10.20.0.1",
+          ip6: PORT_IP6,
+          cidr6: "fd20::/64",
+        }),
+      );
+      const r = testRun(port.program("stm_port_in").fd, { data, ctx });
+      if (r.retval !== -1) throw new Error(`stm_port_in drops the benchmark's ${kind} frame (verdict ${r.retval})`);
+    },
+    teardown() {
+      port?.close();
+      base?.close();
+    },
+    candidate: {
+      label: `stm_port_in (${kind})`,
+      measure: () => nsPerPacket((port as BpfObject).program("stm_port_in").fd, REPEAT, data, ctx),
+    },
+    baseline: {
+      label: "stm_empty_tc",
+      measure: () => nsPerPacket((base as BpfObject).program("stm_empty_tc").fd, REPEAT, data, ctx),
+    },
+  };
+}
+
 export const BENCHMARKS: Record<string, () => Benchmark> = {
   "prog/xdp-counter": () => progBench("prog/xdp-counter", "stm_count_xdp", "stm_empty_xdp"),
   "prog/tc-counter": () => progBench("prog/tc-counter", "stm_count_tc_in", "stm_empty_tc"),
+  "prog/port-in-ipv4-tcp": () => portBench("ipv4-tcp"),
+  "prog/port-in-arp": () => portBench("arp"),
+  "prog/port-in-ipv6-tcp": () => portBench("ipv6-tcp"),
+  "net/port-throughput": throughputBench,
   "ffi/libbpf-call": ffiBench,
   "ffi/map-lookup": lookupBench,
 };

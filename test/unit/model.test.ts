@@ -8,8 +8,10 @@ import {
   checkName,
   hostAddress,
   hostIndex,
+  linkLocal,
   type Network,
   profileCount,
+  profileIp6,
   profileMac,
   validateNetwork,
 } from "../../src/model/network";
@@ -157,5 +159,19 @@ describe("profiles", () => {
     );
     expect(hostAddress("10.20.0.0/24", 0)).toBe("10.20.0.1");
     invalid(() => hostIndex("10.20.0.0/24", "10.20.0.255"), "10.20.0.255 is not a usable address of 10.20.0.0/24");
+  });
+});
+
+describe("IPv6 profile addresses", () => {
+  test("link-local and profile addresses carry the EUI-64 of the profile MAC", () => {
+    expect(linkLocal("02:00:01:00:00:04")).toBe("fe80::1ff:fe00:4");
+    expect(profileIp6("fd20::/64", "02:00:01:00:00:04")).toBe("fd20::1ff:fe00:4");
+    // A shorter prefix: its first /64.
+    expect(profileIp6("fd20:1::/48", "02:12:34:56:78:9a")).toBe("fd20:1::12:34ff:fe56:789a");
+  });
+  test("IPv6 subnets longer than /64 are refused", () => {
+    expect(() =>
+      validateNetwork({ name: "n", cidr: "10.0.0.0/24", gateway: "10.0.0.1", cidr6: "fd00::/96", gateway6: "fd00::1" }),
+    ).toThrow("IPv6 subnets are /64 or larger");
   });
 });
