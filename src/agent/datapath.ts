@@ -168,7 +168,12 @@ export class PortDatapath {
   /** Forgets the drop counters of a device (it is gone, or its ifindex is reused). */
   clearDrops(ifindex: number): void {
     const m = this.map("stm_drops");
-    for (const k of [...m.keys()]) if (decodeDropKey(k).ifindex === ifindex) m.delete(k);
+    const key = Buffer.alloc(8);
+    key.writeUInt32LE(ifindex, 0);
+    for (const r of DROP_REASON_LIST) {
+      key.writeUInt32LE(r.code, 4);
+      m.delete(key);
+    }
   }
 
   get uplinkPin(): string {

@@ -155,7 +155,7 @@ test("the endpoints carry their profiles and the uplink its filter", async () =>
   vicNs.execOk(["ping", "-6", "-c", "1", "-W", "2", atk.ip6]);
 });
 
-test("a legitimate broadcast reaches the victim and the uplink, never the other network", async () => {
+test("a legitimate broadcast reaches the victim and the uplink, never the other network; unknown unicast reaches no workload", async () => {
   const send = new PacketSocket("eth0", { netns: atkNs.path });
   const capV = new PacketSocket("eth0", { netns: vicNs.path, rcvbuf: 32 << 20 });
   const capO = new PacketSocket("eth0", { netns: othNs.path, rcvbuf: 32 << 20 });
@@ -169,6 +169,23 @@ test("a legitimate broadcast reaches the victim and the uplink, never the other 
     uplink: seen(capU.drain(), f, 0),
     other: seen(capO.drain(), f, 0),
   }).toEqual({ victim: 1000, uplink: 1000, other: 0 });
+
+  // Unknown unicast: flooded to the uplink, never to a workload port (only the agent adds addresses to the bridge).
+  const u = marked(
+    udp4({ mac: atk.mac, dstMac: "02:99:99:99:99:99", src: atk.ip, dst: vic.ip, sport: 9999, dport: 9999 }),
+    2,
+  );
+  expect(send.send(u, 1000)).toBe(1000);
+  await Bun.sleep(200);
+  expect({
+    victim: seen(capV.drain(), u, 2),
+    uplink: seen(capU.drain(), u, 2),
+    other: seen(capO.drain(), u, 2),
+  }).toEqual({
+    victim: 0,
+    uplink: 1000,
+    other: 0,
+  });
 });
 
 test(`other network: ${FRAMES} frames to another network's endpoint, none delivered, all counted`, async () => {

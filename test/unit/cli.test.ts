@@ -58,3 +58,11 @@ test("exit codes are distinct per class of failure and stable", () => {
     INTERNAL: 70,
   });
 });
+
+test("the README's drop-reason table names every drop reason", () => {
+  const { DROP_REASON_LIST } = require("../../src/datapath/drops");
+  const readme = require("node:fs").readFileSync(require("node:path").join(import.meta.dir, "../../README.md"), "utf8");
+  const table = readme.slice(readme.indexOf("| reason | what was dropped |"));
+  for (const r of DROP_REASON_LIST.slice(1))
+    expect({ reason: r.name, documented: table.includes(r.name) }).toEqual({ reason: r.name, documented: true });
+});
