@@ -34,7 +34,10 @@ export function throughputBench(): Benchmark {
   const setPrograms = (on: boolean) => {
     if (on === attached) return;
     inNode(() => {
-      for (const i of ifindexes) on ? dp?.attachPort(i) : dp?.detachPort(i);
+      for (const i of ifindexes) {
+        if (on) dp?.attachPort(i);
+        else dp?.detachPort(i);
+      }
     });
     attached = on;
   };
@@ -80,8 +83,8 @@ export function throughputBench(): Benchmark {
       ifindexes = hostIfs.map((h) => JSON.parse(sh(["ip", "-n", node, "-j", "link", "show", h]))[0].ifindex);
       dp = new PortDatapath(pinRoot);
       dp.open();
-      ifindexes.forEach((ifindex, i) =>
-        dp?.setPort(ifindex, {
+      for (const [i, ifindex] of ifindexes.entries())
+        dp.setPort(ifindex, {
           netId: 1,
           ip4: ips[i] as string,
           mac: macs[i] as string,
@@ -89,8 +92,7 @@ export function throughputBench(): Benchmark {
           gw4: "10.20.0.1",
           ip6: profileIp6("fd20::/64", macs[i] as string),
           cidr6: "fd20::/64",
-        }),
-      );
+        });
       server = Bun.spawn(["ip", "netns", "exec", ws[1] as string, "iperf3", "-s"], {
         stdout: "ignore",
         stderr: "ignore",
