@@ -47,7 +47,8 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
   const store = new SqliteStore(join(o.stateDir, "stratum.db"));
   const dp = new PortDatapath(o.pinRoot);
-  dp.open();
+  for (const m of dp.open())
+    log.warn(`pinned map ${m} has another layout (an earlier build): rebuilding it from the store`);
   const svc = new NetworkService(store, dp, rtnl(), (m) => log.warn(m));
 
   const report = reconcile(svc);

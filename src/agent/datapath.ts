@@ -33,7 +33,18 @@ import { StratumError } from "../errors";
 import { hostRange, parseSubnet } from "../model/ip";
 import { profileMac } from "../model/network";
 import { macToBytes } from "../netlink/codec";
-import { type BpfMap, type BpfObject, Fd, linkInfo, linkUpdate, objGet, progFdById, progInfo, unpin } from "../sys/bpf";
+import {
+  type BpfMap,
+  type BpfObject,
+  Fd,
+  linkInfo,
+  linkUpdate,
+  mapInfo,
+  objGet,
+  progFdById,
+  progInfo,
+  unpin,
+} from "../sys/bpf";
 
 const PINNED_MAPS = ["stm_ports", "stm_profiles", "stm_drops", "stm_local", "stm_block4", "stm_block6"] as const;
 
@@ -52,26 +63,52 @@ export class PortDatapath {
     return `${this.pinRoot}/maps`;
   }
 
-  /** Loads the port programs, reusing maps already pinned by an earlier run. */
-  open(): void {
+  /** Loads the port programs, reusing the maps an earlier run pinned. A pinned map whose
+   * layout differs from this build's (an older agent) is not reused: a new map takes its pin
+   * and the caller's reconcile refills it from the store, while the ports' old programs keep
+   * enforcing with the old map until reconcile swaps in the new programs. Returns the names
+   * of the maps so rebuilt. */
+  open(): string[] {
     ensureBpffs(this.pinRoot);
     mkdirSync(this.mapDir, { recursive: true });
     const reuse: Record<string, number> = {};
+    const rebuilt: string[] = [];
     const held: Fd[] = [];
     try {
+      const obj = loadObject("port", {
+        prepare: (o) => {
+          for (const m of PINNED_MAPS) {
+            const p = `${this.mapDir}/${m}`;
+            if (!existsSync(p)) continue;
+            const fd = new Fd(objGet(p, "map"));
+            held.push(fd);
+            const have = mapInfo(fd.fd);
+            const want = o.mapDef(m);
+            if (
+              have.type !== want.type ||
+              have.keySize !== want.keySize ||
+              have.valueSize !== want.valueSize ||
+              have.maxEntries !== want.maxEntries
+            ) {
+              rebuilt.push(m);
+              continue;
+            }
+            reuse[m] = fd.fd;
+            o.reuseMap(m, fd.fd);
+          }
+        },
+      });
+      this.#obj = obj;
       for (const m of PINNED_MAPS) {
+        if (reuse[m]) continue;
         const p = `${this.mapDir}/${m}`;
-        if (existsSync(p)) {
-          const fd = new Fd(objGet(p, "map"));
-          held.push(fd);
-          reuse[m] = fd.fd;
-        }
+        if (rebuilt.includes(m)) unpin(p);
+        obj.map(m).pin(p);
       }
-      this.#obj = loadObject("port", { reuse });
-      for (const m of PINNED_MAPS) if (!reuse[m]) this.#obj.map(m).pin(`${this.mapDir}/${m}`);
     } finally {
       for (const f of held) f.close();
     }
+    return rebuilt;
   }
 
   get obj(): BpfObject {

@@ -37,6 +37,8 @@ export interface LoadOptions {
   /** Maps to take over from existing fds (e.g. pinned maps), by map name. */
   reuse?: Record<string, number>;
   pinRoot?: string;
+  /** Called between open and load (inspect map definitions, reuse maps …). */
+  prepare?: (obj: BpfObject) => void;
 }
 
 /** Opens and loads an embedded object; a verifier rejection carries libbpf's log in `detail`. */
@@ -45,6 +47,7 @@ export function loadObject(name: ObjectName, opts: LoadOptions = {}): BpfObject 
     const obj = BpfObject.openMem(objectBytes(name), `stm_${name}`, { pinRoot: opts.pinRoot });
     try {
       for (const [map, fd] of Object.entries(opts.reuse ?? {})) obj.reuseMap(map, fd);
+      opts.prepare?.(obj);
       return obj.load();
     } catch (e) {
       obj.close();

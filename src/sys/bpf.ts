@@ -196,6 +196,19 @@ export class BpfObject implements Disposable {
     return BpfMap.fromFd(fd, false);
   }
 
+  /** A map's definition as the object declares it (before load) or as created (after). */
+  mapDef(name: string): { type: number; keySize: number; valueSize: number; maxEntries: number } {
+    const m = this.#mapPtrs().find((x) => x.name === name);
+    if (!m) throw new StratumError("NOT_FOUND", `BPF object ${this.name} has no map ${name}`);
+    const lib = libbpf();
+    return {
+      type: lib.bpf_map__type(m.ptr),
+      keySize: lib.bpf_map__key_size(m.ptr),
+      valueSize: lib.bpf_map__value_size(m.ptr),
+      maxEntries: lib.bpf_map__max_entries(m.ptr),
+    };
+  }
+
   /** Before load: make map `name` reuse an existing (e.g. pinned) map instead of creating one. */
   reuseMap(name: string, fd: number): void {
     const m = this.#mapPtrs().find((x) => x.name === name);
