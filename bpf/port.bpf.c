@@ -28,7 +28,7 @@
 /* Extension headers walked before the L4 header; a longer chain is dropped. */
 #define IP6_MAX_EXT 6
 /* ND options inspected after an NS/NA header; they come first in practice. */
-#define ND_MAX_OPTS 4
+#define ND_MAX_OPTS 8
 
 #define IPPROTO_HOPOPTS_ 0
 #define IPPROTO_ROUTING_ 43
@@ -39,6 +39,7 @@
 #define IPPROTO_NONE_ 59
 
 #define ICMP6_MLD_REPORT 131
+#define ICMP6_MLD_DONE 132
 #define ICMP6_RS 133
 #define ICMP6_RA 134
 #define ICMP6_NS 135
@@ -94,7 +95,7 @@ static __always_inline int ip6_zero(const __u8 *a)
 
 /* UDP checks shared by both families: no DHCP server, no VXLAN from a workload. */
 static __always_inline int check_udp(struct __sk_buff *skb, struct stm_port *port, __u32 l4off,
-				     __u32 l4len, int v6)
+				     __u32 l4len, int v6, int fragmented)
 {
 	__u8 hdr[9];
 
@@ -106,13 +107,14 @@ static __always_inline int check_udp(struct __sk_buff *skb, struct stm_port *por
 	if (dport == VXLAN_PORT)
 		return stm_drop(skb->ifindex, STM_DROP_ROGUE_VXLAN);
 	if (!v6) {
-		if (sport == DHCP_SERVER_PORT || dport == DHCP_CLIENT_PORT)
+		/* A DHCP message is never fragmented; a fragment could hide the op byte. */
+		if (sport == DHCP_SERVER_PORT || dport == DHCP_CLIENT_PORT || (dport == DHCP_SERVER_PORT && fragmented))
 			return stm_drop(skb->ifindex, STM_DROP_ROGUE_DHCP);
 		if (dport == DHCP_SERVER_PORT && l4len > 8 && !bpf_skb_load_bytes(skb, l4off + 8, &hdr[8], 1) &&
 		    hdr[8] == BOOTREPLY)
 			return stm_drop(skb->ifindex, STM_DROP_ROGUE_DHCP);
 	} else {
-		if (sport == DHCP6_SERVER_PORT || dport == DHCP6_CLIENT_PORT)
+		if (sport == DHCP6_SERVER_PORT || dport == DHCP6_CLIENT_PORT || (dport == DHCP6_SERVER_PORT && fragmented))
 			return stm_drop(skb->ifindex, STM_DROP_ROGUE_DHCP6);
 		if (dport == DHCP6_SERVER_PORT && l4len > 8 && !bpf_skb_load_bytes(skb, l4off + 8, &hdr[8], 1)) {
 			/* ADVERTISE, REPLY, RECONFIGURE, RELAY-REPL: what only a server sends. */
@@ -155,6 +157,7 @@ static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *por
 
 	__u16 frag = bpf_ntohs(ip->frag_off);
 	int non_first = (frag & 0x1fff) != 0;
+	int more = (frag & 0x2000) != 0;
 	__u8 proto = ip->protocol;
 	__u32 src = ip->saddr;
 	__u32 dst = ip->daddr;
@@ -162,7 +165,10 @@ static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *por
 	__u32 l4len = tot - hlen;
 
 	if (src != port->ip4) {
-		/* A DHCP client without an address yet: 0.0.0.0:68 → broadcast or the gateway :67. */
+		/* No address yet: IGMP reports to multicast (RFC 3376 allows 0.0.0.0) ... */
+		if (src == 0 && proto == 2 && (dst & bpf_htonl(0xf0000000)) == bpf_htonl(0xe0000000) && !non_first)
+			return STM_TC_NEXT;
+		/* ... and a DHCP client: 0.0.0.0:68 → broadcast or the gateway :67. */
 		if (src != 0 || non_first || proto != IPPROTO_UDP || (dst != 0xffffffff && dst != port->gw4))
 			return stm_drop(skb->ifindex, STM_DROP_IP4_SPOOF);
 		__u8 ports[4];
@@ -177,7 +183,7 @@ static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *por
 	if (proto == IPPROTO_TCP)
 		return check_tcp(skb, l4off, l4len);
 	if (proto == IPPROTO_UDP)
-		return check_udp(skb, port, l4off, l4len, 0);
+		return check_udp(skb, port, l4off, l4len, 0, more);
 	if (proto == IPPROTO_ICMP && l4len < 8)
 		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
 	return STM_TC_NEXT;
@@ -202,34 +208,39 @@ static __always_inline int check_arp(struct __sk_buff *skb, struct stm_port *por
 
 	if (!mac_eq(sha, port->mac))
 		return stm_drop(skb->ifindex, STM_DROP_ARP_SPOOF);
-	/* The sender is the port's address; 0.0.0.0 only in a request (an RFC 5227 probe).
+	/* The sender is the port's address; 0.0.0.0 only in a request for the port's own address
+	 * (an RFC 5227 probe: a probe for another's address would block it from taking it).
 	 * A gratuitous ARP (sender = target) is thereby only ever for the port's own address. */
-	if (spa != port->ip4 && !(spa == 0 && a[7] == 1))
+	if (spa != port->ip4 && !(spa == 0 && a[7] == 1 && tpa == port->ip4))
 		return stm_drop(skb->ifindex, STM_DROP_ARP_SPOOF);
 	if ((tpa & port->mask4) != port->net4)
 		return stm_drop(skb->ifindex, STM_DROP_ARP_TARGET);
 	return STM_TC_NEXT;
 }
 
-/* NS/NA: the target of an NA must be the port's; link-layer address options must carry
- * the port's MAC. */
+/* NS, NA and RS: an NA's target must be the port's, and so must a DAD probe's (an NS from
+ * ::, or a workload could claim every address its neighbours try); link-layer address
+ * options must carry the port's MAC, and every option is read (more than ND_MAX_OPTS:
+ * dropped, so none can hide behind padding). */
 static __always_inline int check_nd(struct __sk_buff *skb, struct stm_port *port, __u8 type, __u32 l4off,
-				    __u32 l4len)
+				    __u32 l4len, int src_dad)
 {
-	__u8 target[16] __attribute__((aligned(8)));
+	__u32 off = 8; /* RS: options after the reserved word */
 
-	if (l4len < 24 || bpf_skb_load_bytes(skb, l4off + 8, target, 16))
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
-	if (type == ICMP6_NA && !ip6_eq(target, port->ll6) &&
-	    !((port->flags & STM_PORT_F_IP6) && ip6_eq(target, port->ip6)))
-		return stm_drop(skb->ifindex, STM_DROP_ND_SPOOF);
-
-	__u32 off = 24;
+	if (type != ICMP6_RS) {
+		__u8 target[16] __attribute__((aligned(8)));
+		if (l4len < 24 || bpf_skb_load_bytes(skb, l4off + 8, target, 16))
+			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		if ((type == ICMP6_NA || src_dad) && !ip6_eq(target, port->ll6) &&
+		    !((port->flags & STM_PORT_F_IP6) && ip6_eq(target, port->ip6)))
+			return stm_drop(skb->ifindex, STM_DROP_ND_SPOOF);
+		off = 24;
+	}
 #pragma unroll
 	for (int i = 0; i < ND_MAX_OPTS; i++) {
 		__u8 opt[2];
 		if (off + 2 > l4len)
-			break;
+			return STM_TC_NEXT;
 		if (bpf_skb_load_bytes(skb, l4off + off, opt, 2))
 			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
 		__u32 olen = (__u32)opt[1] * 8;
@@ -244,7 +255,7 @@ static __always_inline int check_nd(struct __sk_buff *skb, struct stm_port *port
 		}
 		off += olen;
 	}
-	return STM_TC_NEXT;
+	return off + 2 > l4len ? STM_TC_NEXT : stm_drop(skb->ifindex, STM_DROP_MALFORMED);
 }
 
 static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *port)
@@ -275,6 +286,7 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 	__u32 off = ETH_HLEN + IP6_HLEN;
 	__u32 left = plen;
 	int non_first = 0;
+	int fragmented = 0;
 	int found = 0;
 #pragma unroll
 	for (int i = 0; i < IP6_MAX_EXT + 1; i++) {
@@ -291,6 +303,7 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 		__u32 elen;
 		if (next == IPPROTO_FRAGMENT_) {
 			elen = 8;
+			fragmented = 1;
 			if (((eh[2] << 8) | eh[3]) & 0xfff8)
 				non_first = 1;
 		} else if (next == IPPROTO_AH_) {
@@ -322,11 +335,12 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
 		if (type == ICMP6_RA || type == ICMP6_REDIRECT)
 			return stm_drop(skb->ifindex, STM_DROP_ROGUE_ROUTER);
-		/* :: only for duplicate address detection: its NS and the MLD reports sent with it. */
-		if (src_dad && type != ICMP6_NS && type != ICMP6_MLD2_REPORT && type != ICMP6_MLD_REPORT)
+		/* :: only before an address is ready: DAD's NS, MLD reports and dones, RS (RFC 4861). */
+		if (src_dad && type != ICMP6_NS && type != ICMP6_MLD2_REPORT && type != ICMP6_MLD_REPORT &&
+		    type != ICMP6_MLD_DONE && type != ICMP6_RS)
 			return stm_drop(skb->ifindex, STM_DROP_IP6_SPOOF);
-		if (type == ICMP6_NS || type == ICMP6_NA)
-			return check_nd(skb, port, type, off, left);
+		if (type == ICMP6_NS || type == ICMP6_NA || type == ICMP6_RS)
+			return check_nd(skb, port, type, off, left, src_dad);
 		return STM_TC_NEXT;
 	}
 	if (src_dad)
@@ -334,7 +348,7 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 	if (next == IPPROTO_TCP)
 		return check_tcp(skb, off, left);
 	if (next == IPPROTO_UDP)
-		return check_udp(skb, port, off, left, 1);
+		return check_udp(skb, port, off, left, 1, fragmented);
 	return STM_TC_NEXT;
 }
 
@@ -378,7 +392,7 @@ int stm_port_in(struct __sk_buff *skb)
  * or destination inside it. IPv6 link-local traffic of the host (ND, RA) passes: the
  * gateway's link-local address is shared by every network on the bridge; so do its
  * multicast messages from :: (MLD, DAD). */
-static __always_inline int foreign_ok(struct __sk_buff *skb, struct stm_port *port)
+static __always_inline int foreign_ok(struct __sk_buff *skb, struct stm_port *port, __u32 from)
 {
 	void *data = stm_skb_data(skb);
 	void *end = stm_skb_end(skb);
@@ -405,10 +419,12 @@ static __always_inline int foreign_ok(struct __sk_buff *skb, struct stm_port *po
 			return 0;
 		__u8 *s = (__u8 *)&ip6->saddr;
 		__u8 *d = (__u8 *)&ip6->daddr;
-		if (s[0] == 0xfe && (s[1] & 0xc0) == 0x80)
+		/* Only the host itself (from 0: sent here, not bridged or routed) speaks link-local
+		 * to every network; from the uplink, link-local is nobody's. */
+		if (from == 0 && s[0] == 0xfe && (s[1] & 0xc0) == 0x80)
 			return 1;
 		/* The host's MLD reports and DAD probes before its link-local address is ready. */
-		if (ip6_zero(s) && d[0] == 0xff)
+		if (from == 0 && ip6_zero(s) && d[0] == 0xff)
 			return 1;
 		if (!ip6_zero(port->mask6) && (ip6_in(s, port->net6, port->mask6) || ip6_in(d, port->net6, port->mask6)))
 			return 1;
@@ -425,6 +441,9 @@ int stm_port_out(struct __sk_buff *skb)
 
 	if (!port)
 		return stm_drop(ifindex, STM_DROP_PORT_UNCONFIGURED);
+	/* A tag kept from the uplink or the host would reach a workload's VLAN devices. */
+	if (skb->vlan_present)
+		return stm_drop(ifindex, STM_DROP_VLAN_TAGGED);
 
 	/* ingress_ifindex is the device the frame entered the host on: for a bridged frame,
 	 * the sending workload's port; for routed or locally sent frames, the bridge or 0. */
@@ -439,7 +458,7 @@ int stm_port_out(struct __sk_buff *skb)
 		want = skb->len;
 	if (!stm_linear(skb, want))
 		return stm_drop(ifindex, STM_DROP_MALFORMED);
-	return foreign_ok(skb, port) ? STM_TC_NEXT : stm_drop(ifindex, STM_DROP_OTHER_NETWORK);
+	return foreign_ok(skb, port, from) ? STM_TC_NEXT : stm_drop(ifindex, STM_DROP_OTHER_NETWORK);
 }
 
 /* ---- uplink --------------------------------------------------------------------------- */
@@ -456,7 +475,9 @@ static __always_inline int is_local(__u32 kind, const void *addr, __u32 len)
 	return bpf_map_lookup_elem(&stm_local, &key) != NULL;
 }
 
-SEC("xdp")
+/* The uplink filter. Declared frags-aware so native mode works on jumbo-MTU NICs; it reads
+ * only headers, which are in the first buffer. */
+SEC("xdp.frags")
 int stm_uplink_in(struct xdp_md *ctx)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
@@ -469,9 +490,15 @@ int stm_uplink_in(struct xdp_md *ctx)
 	if (is_local(STM_LOCAL_MAC, eth->h_source, 6))
 		return stm_drop_xdp(ifindex, STM_DROP_LOCAL_SPOOF);
 
+	/* Up to two tags (802.1Q, QinQ); a third is not looked behind. */
 	__u16 proto = eth->h_proto;
 	void *l3 = eth + 1;
-	if (proto == bpf_htons(0x8100) || proto == bpf_htons(0x88a8)) {
+#pragma unroll
+	for (int i = 0; i < 3; i++) {
+		if (proto != bpf_htons(0x8100) && proto != bpf_htons(0x88a8))
+			break;
+		if (i == 2)
+			return stm_drop_xdp(ifindex, STM_DROP_VLAN_TAGGED);
 		__u16 *vh = l3;
 		if ((void *)(vh + 2) > end)
 			return stm_drop_xdp(ifindex, STM_DROP_MALFORMED);
@@ -499,6 +526,13 @@ int stm_uplink_in(struct xdp_md *ctx)
 			return stm_drop_xdp(ifindex, STM_DROP_BLOCKLIST);
 		if (is_local(STM_LOCAL_IP6, &ip6->saddr, 16))
 			return stm_drop_xdp(ifindex, STM_DROP_LOCAL_SPOOF);
+		/* An NA from outside for one of our addresses would poison the neighbour caches.
+		 * (ND travels without extension headers; a receiver drops ND that is not hop limit 255.) */
+		if (ip6->nexthdr == IPPROTO_ICMPV6_) {
+			__u8 *icmp = (void *)(ip6 + 1);
+			if ((void *)(icmp + 24) <= end && icmp[0] == ICMP6_NA && is_local(STM_LOCAL_IP6, icmp + 8, 16))
+				return stm_drop_xdp(ifindex, STM_DROP_LOCAL_SPOOF);
+		}
 	} else if (proto == bpf_htons(STM_ETH_P_ARP)) {
 		__u8 *a = l3;
 		if ((void *)(a + ARP_LEN) > end)

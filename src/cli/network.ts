@@ -79,7 +79,11 @@ const create = defineCommand({
     name: { type: "string", required: true, description: "Network name (DNS label)", valueHint: "NAME" },
     cidr: { type: "string", required: true, description: "IPv4 subnet, /16 to /30", valueHint: "CIDR" },
     gateway: { type: "string", required: true, description: "Gateway address inside the subnet", valueHint: "IP" },
-    cidr6: { type: "string", description: "IPv6 subnet", valueHint: "CIDR" },
+    cidr6: {
+      type: "string",
+      description: "IPv6 subnet, /64 or larger (endpoint addresses: its first /64 + the EUI-64 of the profile MAC)",
+      valueHint: "CIDR",
+    },
     gateway6: { type: "string", description: "IPv6 gateway", valueHint: "IP" },
     ...specArgs,
     ...apiArg,

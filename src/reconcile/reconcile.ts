@@ -3,8 +3,13 @@
  * entries and gateway addresses nothing in the store asks for; a port's programs go with
  * its device). Idempotent:
  * on a kernel that is already right it changes nothing. */
+
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { endpointLocals, MGMT_BRIDGE, type NetworkService, USER_BRIDGE } from "../agent/service";
 import { StratumError } from "../errors";
+import { linkLocal } from "../model/network";
 import { createBridge, deleteAddress, getLink, listAddresses, NL, setLink } from "../netlink";
 
 export interface ReconcileReport {
@@ -16,12 +21,29 @@ export interface ReconcileReport {
   errors: string[];
 }
 
+/** The MAC a bridge of this node always has: derived from the machine id, so it is stable
+ * across restarts and distinct between nodes. Left to itself a bridge takes the lowest MAC
+ * of its ports and changes it as ports come and go, and every workload's ARP entry for the
+ * gateway would go stale. */
+export function bridgeMac(name: string): string {
+  let id = "";
+  for (const f of ["/etc/machine-id", "/var/lib/dbus/machine-id", "/proc/sys/kernel/random/boot_id"]) {
+    try {
+      id = readFileSync(f, "utf8").trim();
+      if (id) break;
+    } catch {}
+  }
+  const h = createHash("sha256").update(`${id}/${hostname()}/${name}`).digest();
+  return [0x02, h[0], h[1], h[2], h[3], h[4]].map((x) => (x as number).toString(16).padStart(2, "0")).join(":");
+}
+
 export function ensureBridge(svc: NetworkService, name: string): void {
   const l = getLink(name, svc.nl);
-  if (!l) createBridge(name, { up: true }, svc.nl);
+  const mac = bridgeMac(name);
+  if (!l) createBridge(name, { up: true, mac }, svc.nl);
   else if (l.kind !== "bridge")
     throw new StratumError("INVALID", `${name} exists but is a ${l.kind ?? "non-bridge"} device`);
-  else if (!l.up) setLink(name, { up: true }, svc.nl);
+  else if (!l.up || l.mac !== mac) setLink(name, { up: true, mac }, svc.nl);
 }
 
 export function reconcile(svc: NetworkService): ReconcileReport {
@@ -54,7 +76,15 @@ export function reconcile(svc: NetworkService): ReconcileReport {
       svc.dp.deletePort(ifindex);
       report.collected.push(`port entry of ifindex ${ifindex}`);
     }
+  // The gateway's own MAC and link-local address: nobody outside may claim them either.
+  const br = getLink(USER_BRIDGE, svc.nl);
   const wantedLocal = new Set<string>();
+  if (br?.mac) {
+    for (const a of [br.mac, linkLocal(br.mac)]) {
+      svc.dp.setLocal(a, br.index, 0);
+      wantedLocal.add(a);
+    }
+  }
   for (const n of networks) for (const a of svc.gatewayAddresses(n)) wantedLocal.add(a);
   for (const ep of endpoints) {
     const n = networks.find((x) => x.name === ep.network);

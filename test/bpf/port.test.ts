@@ -284,6 +284,18 @@ const ingress: Case[] = [
     frame: udp6({ mac: ME.mac, src: ME.ll, dst: "ff02::1:2", sport: 546, dport: 547, payload: dhcp6(1) }),
   },
 
+  {
+    name: "RS from :: (no address yet)",
+    frame: icmp6({ mac: ME.mac, src: "::", dst: "ff02::2", type: 133, body: new Uint8Array(0) }),
+  },
+  {
+    name: "MLD done from ::",
+    frame: icmp6({ mac: ME.mac, src: "::", dst: "ff02::2", type: 132, body: new Uint8Array(16), ext: hbhRouterAlert }),
+  },
+  {
+    name: "IGMPv3 report from 0.0.0.0",
+    frame: eth4(ME.mac, "01:00:5e:00:00:16", ipv4({ src: "0.0.0.0", dst: "224.0.0.22", proto: 2 }, new Uint8Array(16))),
+  },
   // ---- MAC spoofing ----
   {
     name: "IPv4 with another endpoint's MAC",
@@ -552,6 +564,71 @@ const ingress: Case[] = [
     frame: udp6({ mac: ME.mac, src: ME.ip6, dst: PEER.ip6, sport: 50000, dport: 4789, payload: new Uint8Array(64) }),
     drop: "rogue-vxlan",
   },
+  {
+    name: "ARP probe for a peer's address",
+    frame: ethArp(
+      ME.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: ME.mac, senderIp: "0.0.0.0", targetIp: PEER.ip }),
+    ),
+    drop: "arp-spoof",
+  },
+  {
+    name: "DAD probe for a peer's address",
+    frame: icmp6({ mac: ME.mac, src: "::", dst: "ff02::1:ff00:5", type: 135, body: ndBody(PEER.ip6) }),
+    drop: "nd-spoof",
+  },
+  {
+    name: "RS with another source link-layer address",
+    frame: icmp6({ mac: ME.mac, src: ME.ll, dst: "ff02::2", type: 133, body: lla(1, PEER.mac) }),
+    drop: "nd-spoof",
+  },
+  {
+    name: "NA hiding a forged option behind 8 others",
+    frame: icmp6({
+      mac: ME.mac,
+      src: ME.ll,
+      dst: "ff02::1",
+      type: 136,
+      body: ndBody(
+        ME.ll,
+        ...Array.from({ length: 8 }, () => Buffer.from([200, 1, 0, 0, 0, 0, 0, 0])),
+        lla(2, ATTACKER),
+      ),
+    }),
+    drop: "malformed",
+  },
+  {
+    name: "IGMP from 0.0.0.0 to a unicast address",
+    frame: eth4(ME.mac, PEER.mac, ipv4({ src: "0.0.0.0", dst: PEER.ip, proto: 2 }, new Uint8Array(16))),
+    drop: "ip4-spoof",
+  },
+  {
+    name: "first fragment of a DHCP message",
+    frame: eth4(
+      ME.mac,
+      "ff:ff:ff:ff:ff:ff",
+      ipv4(
+        { src: ME.ip, dst: GW, proto: IPPROTO.UDP, id: 5, moreFragments: true },
+        udp({ src: ME.ip, dst: GW, sport: 68, dport: 67 }, new Uint8Array(0)),
+      ),
+    ),
+    drop: "rogue-dhcp",
+  },
+  {
+    name: "first fragment of a DHCPv6 message",
+    frame: raw6({
+      mac: ME.mac,
+      src: ME.ll,
+      dst: "ff02::1:2",
+      next: 44,
+      payload: Buffer.concat([
+        fragHeader(IPPROTO.UDP, 0, true),
+        udp({ src: ME.ll, dst: "ff02::1:2", sport: 546, dport: 547 }, new Uint8Array(0)),
+      ]),
+    }),
+    drop: "rogue-dhcp6",
+  },
   // ---- malformed ----
   // (A frame shorter than the IP header itself is refused by BPF_PROG_TEST_RUN; the live
   // attack test sends those.)
@@ -818,6 +895,19 @@ const egress: Case[] = [
     frame: ethernet({ src: "02:00:00:00:00:fe", dst: "ff:ff:ff:ff:ff:ff", type: 0x88cc }, new Uint8Array(40)),
     drop: "other-network",
   },
+  {
+    name: "link-local from the uplink",
+    prog: "out",
+    from: 903,
+    frame: icmp6({ mac: "02:77:00:00:00:01", src: "fe80::6666", dst: "ff02::1", type: 134, body: new Uint8Array(8) }),
+    drop: "other-network",
+  },
+  {
+    name: "IPv6 from the uplink to the port's address",
+    prog: "out",
+    from: 903,
+    frame: tcp6({ mac: "02:77:00:00:00:01", dstMac: ME.mac, src: "2001:db8::7", dst: ME.ip6 }),
+  },
 ];
 
 const uplink: Case[] = [
@@ -885,6 +975,41 @@ const uplink: Case[] = [
     prog: "xdp",
     frame: tcp6({ mac: "02:77:00:00:00:01", src: "2001:db8:bad::1", dst: ME.ip6 }),
     drop: "blocklist",
+  },
+  {
+    name: "uplink: QinQ frame with an endpoint's address",
+    prog: "xdp",
+    frame: vlanTag(vlanTag(tcp4({ mac: "02:77:00:00:00:01", src: PEER.ip, dst: ME.ip }), 7), 8),
+    drop: "local-spoof",
+  },
+  {
+    name: "uplink: three VLAN tags",
+    prog: "xdp",
+    frame: vlanTag(vlanTag(vlanTag(tcp4({ mac: "02:77:00:00:00:01", src: "192.0.2.7", dst: ME.ip }), 7), 8), 9),
+    drop: "vlan-tagged",
+  },
+  {
+    name: "uplink: NA for an endpoint's address",
+    prog: "xdp",
+    frame: icmp6({
+      mac: "02:77:00:00:00:01",
+      src: "fe80::6666",
+      dst: "ff02::1",
+      type: 136,
+      body: ndBody(ME.ip6, lla(2, "02:77:00:00:00:01")),
+    }),
+    drop: "local-spoof",
+  },
+  {
+    name: "uplink: NA for an outside address",
+    prog: "xdp",
+    frame: icmp6({
+      mac: "02:77:00:00:00:01",
+      src: "fe80::6666",
+      dst: "ff02::1",
+      type: 136,
+      body: ndBody("2001:db8::7", lla(2, "02:77:00:00:00:01")),
+    }),
   },
 ];
 

@@ -34,9 +34,12 @@ afterAll(() => {
 });
 
 describe("networks and endpoints", () => {
+  let bridgeMac = "";
   test("the agent made both bridges", () => {
     const names = agentNs.ipJson(["link", "show"]).map((l: any) => l.ifname);
     expect(names).toEqual(expect.arrayContaining(["cnv-mgmt-br0", "cnv-user-br0"]));
+    bridgeMac = agentNs.ipJson(["link", "show", "cnv-user-br0"])[0].address;
+    expect(bridgeMac).toMatch(/^02:/);
   });
 
   test("create networks: gateway on the bridge, profiles counted", () => {
@@ -78,6 +81,8 @@ describe("networks and endpoints", () => {
     json("network", "attach", "db-net", "--name", "db-1", "--netns", c3.name, "--configure", "--ip", "10.30.7.9");
     expect(w1).toMatchObject({ name: "web-1", network: "app-net", ip: "10.20.0.2", mac: "02:00:01:00:00:01" });
     expect(json("endpoint", "show", "db-1")).toMatchObject({ ip: "10.30.7.9", network: "db-net" });
+    // The gateway's MAC is the bridge's own, not taken from a port: attaching changes nothing for the workloads' ARP.
+    expect(agentNs.ipJson(["link", "show", "cnv-user-br0"])[0].address).toBe(bridgeMac);
     const inside = c1.ipJson(["addr", "show", "eth0"])[0];
     expect(inside.address).toBe(w1.mac);
     expect(inside.addr_info.map((a: any) => a.local)).toContain("10.20.0.2");
@@ -274,12 +279,15 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
     "stm_ports",
     "stm_profiles",
   ]);
-  // No port configuration, local address or profile is left behind.
-  for (const m of ["stm_ports", "stm_local", "stm_profiles"])
-    expect({
-      m,
-      entries: JSON.parse(runOk(["bpftool", "-j", "map", "dump", "pinned", `${A.pins.path}/maps/${m}`])).length,
-    }).toEqual({ m, entries: 0 });
+  // No port configuration, profile or endpoint address is left behind; the local addresses
+  // left are the bridge's own MAC and link-local address.
+  const entries = (m: string) =>
+    JSON.parse(runOk(["bpftool", "-j", "map", "dump", "pinned", `${A.pins.path}/maps/${m}`])).length;
+  expect({ ports: entries("stm_ports"), profiles: entries("stm_profiles"), local: entries("stm_local") }).toEqual({
+    ports: 0,
+    profiles: 0,
+    local: 2,
+  });
   const addrs = agentNs.ipJson(["addr", "show", "cnv-user-br0"])[0].addr_info.filter((a: any) => a.family === "inet");
   expect(addrs).toEqual([]);
 });
