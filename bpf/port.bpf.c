@@ -91,6 +91,24 @@ static __always_inline int ip6_zero(const __u8 *a)
 	return (*(__u64 *)a | *(__u64 *)(a + 8)) == 0;
 }
 
+/* The configuration of the port a frame crosses, or NULL when the frame is dropped (and
+ * counted) before any parsing: the port has no configuration (fail closed), or the frame
+ * carries a VLAN tag the stack moved out of it (ingress: 802.1Q from a workload; egress: a
+ * tag kept from the uplink or the host, which would reach a workload's VLAN devices). */
+static __always_inline struct stm_port *port_of(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct stm_port *port = bpf_map_lookup_elem(&stm_ports, &ifindex);
+
+	if (!port)
+		stm_count_drop(ifindex, STM_DROP_PORT_UNCONFIGURED);
+	else if (skb->vlan_present)
+		stm_count_drop(ifindex, STM_DROP_VLAN_TAGGED);
+	else
+		return port;
+	return NULL;
+}
+
 /* ---- port ingress --------------------------------------------------------------------- */
 
 /* UDP checks shared by both families: no DHCP server, no VXLAN from a workload. */
@@ -356,13 +374,10 @@ SEC("tc")
 int stm_port_in(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
-	struct stm_port *port = bpf_map_lookup_elem(&stm_ports, &ifindex);
+	struct stm_port *port = port_of(skb);
 
 	if (!port)
-		return stm_drop(ifindex, STM_DROP_PORT_UNCONFIGURED);
-	/* A tag the stack moved out of the frame (802.1Q from a workload): no VLANs on ports. */
-	if (skb->vlan_present)
-		return stm_drop(ifindex, STM_DROP_VLAN_TAGGED);
+		return STM_TC_DROP;
 	if (!stm_linear(skb, ETH_HLEN))
 		return stm_drop(ifindex, STM_DROP_MALFORMED);
 	void *data = stm_skb_data(skb);
@@ -437,13 +452,10 @@ SEC("tc")
 int stm_port_out(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
-	struct stm_port *port = bpf_map_lookup_elem(&stm_ports, &ifindex);
+	struct stm_port *port = port_of(skb);
 
 	if (!port)
-		return stm_drop(ifindex, STM_DROP_PORT_UNCONFIGURED);
-	/* A tag kept from the uplink or the host would reach a workload's VLAN devices. */
-	if (skb->vlan_present)
-		return stm_drop(ifindex, STM_DROP_VLAN_TAGGED);
+		return STM_TC_DROP;
 
 	/* ingress_ifindex is the device the frame entered the host on: for a bridged frame,
 	 * the sending workload's port; for routed or locally sent frames, the bridge or 0. */

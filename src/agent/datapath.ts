@@ -16,8 +16,8 @@ import { type Attachment, attachTc, attachXdp, clsProgId, detachCls, detachPinne
 import { DROP_REASON_LIST } from "../datapath/drops";
 import { loadObject } from "../datapath/objects";
 import {
-  decodeDropKey,
   decodeLocalKey,
+  encodeDropKey,
   encodeIfindex,
   encodeLocal,
   encodeLocalKey,
@@ -71,7 +71,7 @@ export class PortDatapath {
   open(): string[] {
     ensureBpffs(this.pinRoot);
     mkdirSync(this.mapDir, { recursive: true });
-    const reuse: Record<string, number> = {};
+    const reused = new Set<string>();
     const rebuilt: string[] = [];
     const held: Fd[] = [];
     try {
@@ -93,14 +93,14 @@ export class PortDatapath {
               rebuilt.push(m);
               continue;
             }
-            reuse[m] = fd.fd;
+            reused.add(m);
             o.reuseMap(m, fd.fd);
           }
         },
       });
       this.#obj = obj;
       for (const m of PINNED_MAPS) {
-        if (reuse[m]) continue;
+        if (reused.has(m)) continue;
         const p = `${this.mapDir}/${m}`;
         if (rebuilt.includes(m)) unpin(p);
         obj.map(m).pin(p);
@@ -188,16 +188,14 @@ export class PortDatapath {
     return [...this.map("stm_local").keys()].map(decodeLocalKey);
   }
 
-  /** Drop counters of one device, summed over CPUs. */
+  /** Drop counters of one device, summed over CPUs: one lookup per reason. */
   drops(ifindex: number): DropCounts {
     const out: DropCounts = {};
-    for (const r of DROP_REASON_LIST) if (r.code !== 0) out[r.name] = 0;
     const m = this.map("stm_drops");
-    for (const [k, v] of m.entries()) {
-      const key = decodeDropKey(k);
-      if (key.ifindex !== ifindex) continue;
-      const n = m.splitPerCpu(v).reduce((a, b) => a + Number(b.readBigUInt64LE(0)), 0);
-      out[key.reason] = (out[key.reason] ?? 0) + n;
+    for (const r of DROP_REASON_LIST) {
+      if (r.code === 0) continue;
+      const perCpu = m.lookupPerCpu(encodeDropKey(ifindex, r.code));
+      out[r.name] = perCpu ? perCpu.reduce((a, b) => a + Number(b.readBigUInt64LE(0)), 0) : 0;
     }
     return out;
   }
@@ -205,12 +203,7 @@ export class PortDatapath {
   /** Forgets the drop counters of a device (it is gone, or its ifindex is reused). */
   clearDrops(ifindex: number): void {
     const m = this.map("stm_drops");
-    const key = Buffer.alloc(8);
-    key.writeUInt32LE(ifindex, 0);
-    for (const r of DROP_REASON_LIST) {
-      key.writeUInt32LE(r.code, 4);
-      m.delete(key);
-    }
+    for (const r of DROP_REASON_LIST) m.delete(encodeDropKey(ifindex, r.code));
   }
 
   get uplinkPin(): string {

@@ -117,8 +117,8 @@ export class NetworkService {
     readonly log: (msg: string) => void = () => {},
   ) {}
 
-  #endpointView(e: Endpoint): EndpointView {
-    const n = this.store.getNetwork(e.network);
+  /** `n`: the endpoint's network when the caller has it already (lists read each network once). */
+  #endpointView(e: Endpoint, n = this.store.getNetwork(e.network)): EndpointView {
     return { ...e, interface: e.hostIf, ...(n?.cidr6 ? { ip6: profileIp6(n.cidr6, e.mac) } : {}) };
   }
 
@@ -141,10 +141,12 @@ export class NetworkService {
     return this.#view(this.mustNetwork(name));
   }
 
-  /** The gateway addresses a network puts on the user bridge, with prefix: IPv4, and IPv6 when it has one. */
-  gatewayCidrs(n: Network): Array<{ cidr: string; v6: boolean }> {
-    const out = [{ cidr: `${n.gateway}/${parseSubnet(n.cidr).prefixLen}`, v6: false }];
-    if (n.cidr6 && n.gateway6) out.push({ cidr: `${n.gateway6}/${parseSubnet(n.cidr6).prefixLen}`, v6: true });
+  /** The gateway addresses a network puts on the user bridge: IPv4, and IPv6 when it has one;
+   * each bare (`ip`) and with its subnet's prefix (`cidr`). */
+  gateways(n: Network): Array<{ ip: string; cidr: string; v6: boolean }> {
+    const out = [{ ip: n.gateway, cidr: `${n.gateway}/${parseSubnet(n.cidr).prefixLen}`, v6: false }];
+    if (n.cidr6 && n.gateway6)
+      out.push({ ip: n.gateway6, cidr: `${n.gateway6}/${parseSubnet(n.cidr6).prefixLen}`, v6: true });
     return out;
   }
 
@@ -156,21 +158,18 @@ export class NetworkService {
 
   /** Kernel state of one network: gateway address(es) on the user bridge and every profile. */
   applyNetwork(n: StoredNetwork): void {
-    for (const g of this.gatewayCidrs(n)) addAddress(USER_BRIDGE, g.cidr, { replace: true, noDad: g.v6 }, this.nl);
-    this.dp.writeProfiles(n.id, n.cidr, this.#profileFlags(n));
     const br = getLink(USER_BRIDGE, this.nl)?.index ?? 0;
-    for (const gw of this.gatewayAddresses(n)) this.dp.setLocal(gw, br, n.id);
-  }
-
-  /** Gateway addresses of a network, without prefix. */
-  gatewayAddresses(n: Network): string[] {
-    return [n.gateway, ...(n.gateway6 ? [n.gateway6] : [])];
+    for (const g of this.gateways(n)) {
+      addAddress(USER_BRIDGE, g.cidr, { replace: true, noDad: g.v6 }, this.nl);
+      this.dp.setLocal(g.ip, br, n.id);
+    }
+    this.dp.writeProfiles(n.id, n.cidr, this.#profileFlags(n));
   }
 
   #removeNetworkKernel(n: StoredNetwork): void {
-    for (const gw of this.gatewayAddresses(n)) this.dp.deleteLocal(gw);
     this.dp.deleteProfiles(n.id, n.cidr);
-    for (const g of this.gatewayCidrs(n)) {
+    for (const g of this.gateways(n)) {
+      this.dp.deleteLocal(g.ip);
       try {
         deleteAddress(USER_BRIDGE, g.cidr, this.nl);
       } catch (e) {
@@ -233,7 +232,8 @@ export class NetworkService {
 
   listEndpoints(network?: string): EndpointView[] {
     if (network) this.mustNetwork(network);
-    return this.store.listEndpoints(network).map((e) => this.#endpointView(e));
+    const networks = new Map(this.store.listNetworks().map((n) => [n.name, n]));
+    return this.store.listEndpoints(network).map((e) => this.#endpointView(e, networks.get(e.network)));
   }
 
   /** One endpoint with its port's drop counters. */

@@ -5,7 +5,6 @@
 import { parseIp, parseSubnet } from "../model/ip";
 import { linkLocal } from "../model/network";
 import { bytesToIp, bytesToMac, ipToBytes, macToBytes } from "../netlink/codec";
-import { dropReasonName } from "./drops";
 
 /** Field offsets of struct stm_port. */
 export const PORT_LAYOUT = {
@@ -122,8 +121,12 @@ export function writeProfile(out: Buffer, off: number, mac: Uint8Array, flags: n
   out.writeUInt16LE(flags, off + 6);
 }
 
-export function decodeDropKey(b: Buffer): { ifindex: number; reason: string } {
-  return { ifindex: b.readUInt32LE(0), reason: dropReasonName(b.readUInt32LE(4)) };
+/** Key of the drop counter of (device, reason number). */
+export function encodeDropKey(ifindex: number, reason: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(ifindex, 0);
+  b.writeUInt32LE(reason, 4);
+  return b;
 }
 
 /** Key of one local address: a MAC ("aa:bb:…") or an IPv4/IPv6 address. */

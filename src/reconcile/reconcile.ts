@@ -85,7 +85,7 @@ export function reconcile(svc: NetworkService): ReconcileReport {
       wantedLocal.add(a);
     }
   }
-  for (const n of networks) for (const a of svc.gatewayAddresses(n)) wantedLocal.add(a);
+  for (const n of networks) for (const g of svc.gateways(n)) wantedLocal.add(g.ip);
   for (const ep of endpoints) {
     const n = networks.find((x) => x.name === ep.network);
     if (n) for (const a of endpointLocals(ep, n)) wantedLocal.add(a);
@@ -96,7 +96,7 @@ export function reconcile(svc: NetworkService): ReconcileReport {
       report.collected.push(`local address ${a}`);
     }
   const gateways = new Set<string>();
-  for (const n of networks) for (const g of svc.gatewayCidrs(n)) gateways.add(g.cidr);
+  for (const n of networks) for (const g of svc.gateways(n)) gateways.add(g.cidr);
   for (const a of listAddresses({ dev: USER_BRIDGE }, svc.nl))
     if (a.scope === NL.RT_SCOPE_UNIVERSE && !gateways.has(a.cidr)) {
       deleteAddress(USER_BRIDGE, a.cidr, svc.nl);

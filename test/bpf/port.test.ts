@@ -7,6 +7,7 @@ import { dropReasonCode } from "../../src/datapath/drops";
 import { loadObject } from "../../src/datapath/objects";
 import {
   decodePort,
+  encodeDropKey,
   encodeIfindex,
   encodeLocal,
   encodeLocalKey,
@@ -42,6 +43,7 @@ import {
   udp,
   udp4,
   udp6,
+  udp6Behind,
   vlanTag,
 } from "../helpers/frames";
 
@@ -714,16 +716,7 @@ const ingress: Case[] = [
   },
   {
     name: "IPv6 chain of 7 extension headers",
-    frame: raw6({
-      mac: ME.mac,
-      src: ME.ip6,
-      dst: PEER.ip6,
-      next: 60,
-      payload: Buffer.concat([
-        ...Array.from({ length: 7 }, (_, i) => optsHeader(i < 6 ? 60 : IPPROTO.UDP)),
-        udp({ src: ME.ip6, dst: PEER.ip6, sport: 1, dport: 2 }, new Uint8Array(8)),
-      ]),
-    }),
+    frame: udp6Behind(7, { mac: ME.mac, src: ME.ip6, dst: PEER.ip6 }),
     drop: "ip6-ext-chain",
   },
   {
@@ -1054,12 +1047,8 @@ function xdpCtx(len: number): Buffer {
   return b;
 }
 
-function dropKey(ifindex: number, reason: string): string {
-  const b = Buffer.alloc(8);
-  b.writeUInt32LE(ifindex, 0);
-  b.writeUInt32LE(dropReasonCode(reason), 4);
-  return b.toString("hex");
-}
+const dropKey = (ifindex: number, reason: string): string =>
+  encodeDropKey(ifindex, dropReasonCode(reason)).toString("hex");
 
 function runCase(c: Case) {
   const prog = c.prog ?? "in";

@@ -21,13 +21,12 @@ import {
   icmp6,
   lla,
   ndBody,
-  optsHeader,
   patch,
   raw6,
   tcp4,
-  udp,
   udp4,
   udp6,
+  udp6Behind,
   vlanTag,
 } from "../helpers/frames";
 import { Netns, runOk } from "../helpers/netns";
@@ -324,17 +323,7 @@ test(`${FRAMES} frames of every spoof class: none seen, every one counted, pings
     {
       name: "IPv6 extension chain past the bound",
       reason: "ip6-ext-chain",
-      frame: raw6({
-        ...me,
-        dstMac: vic.mac,
-        src: atk.ip6,
-        dst: vic.ip6,
-        next: 60,
-        payload: Buffer.concat([
-          ...Array.from({ length: 8 }, (_, i) => optsHeader(i < 7 ? 60 : IPPROTO.UDP)),
-          udp({ src: atk.ip6, dst: vic.ip6, sport: 1, dport: 9 }, new Uint8Array(8)),
-        ]),
-      }),
+      frame: udp6Behind(8, { ...me, dstMac: vic.mac, src: atk.ip6, dst: vic.ip6 }),
     },
     {
       name: "VLAN hopping (802.1Q tag)",

@@ -82,6 +82,13 @@ export function optsHeader(next: number): Buffer {
   return Buffer.from([next, 0, 1, 4, 0, 0, 0, 0]);
 }
 
+/** IPv6/UDP behind a chain of `headers` destination-options headers. */
+export function udp6Behind(headers: number, o: L2 & { src: string; dst: string }): Buffer {
+  const chain = Array.from({ length: headers }, (_, i) => optsHeader(i < headers - 1 ? 60 : IPPROTO.UDP));
+  const seg = udp({ src: o.src, dst: o.dst, sport: 1, dport: 9 }, new Uint8Array(8));
+  return raw6({ ...o, next: headers ? 60 : IPPROTO.UDP, payload: Buffer.concat([...chain, seg]) });
+}
+
 /** HBH with a router alert (MLD), followed by ICMPv6. */
 export const hbhRouterAlert = Buffer.from([IPPROTO.ICMPV6, 0, 5, 2, 0, 0, 1, 0]);
 

@@ -86,7 +86,7 @@ test("stm_abi.h structs match their codecs", () => {
     stm_lpm6_key: 20,
   };
   // Offsets the codecs write at: encodePort (PORT_LAYOUT), writeProfile (flags at 6),
-  // decodeDropKey (reason at 4), encodeLocalKey (addr at 4), encodeLocal (net_id at 4).
+  // encodeDropKey (reason at 4), encodeLocalKey (addr at 4), encodeLocal (net_id at 4).
   const offsets: Record<string, number> = {
     "stm_count_key.hook": 4,
     ...Object.fromEntries(Object.entries(port.PORT_LAYOUT).map(([f, o]) => [`stm_port.${f}`, o as number])),
