@@ -21,6 +21,7 @@
 #include "stm_common.h"
 #include "stm_maps.h"
 #include "stm_drop.h"
+#include "stm_fw.h"
 
 #define ETH_HLEN 14
 #define IP6_HLEN 40
@@ -370,6 +371,384 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 	return STM_TC_NEXT;
 }
 
+/* ---- firewall at the ports ------------------------------------------------------------ */
+
+#define ICMP6_ECHO_REQ 128
+#define ICMP6_ECHO_REP 129
+#define DNS_PORT 53
+
+/* The L4 part of a tuple: ports, TCP flags and sequence numbers, ICMP kind (and, for an
+ * ICMP error, the flow of the packet it quotes). Returns 0, or -1 for a truncated header. */
+static __always_inline int fw_parse_l4(struct __sk_buff *skb, struct stm_tuple *t)
+{
+	__u8 h[16] __attribute__((aligned(8)));
+	__u32 off = t->l4off;
+
+	if (t->proto == IPPROTO_TCP) {
+		if (t->l4len < 20 || bpf_skb_load_bytes(skb, off, h, 14))
+			return -1;
+		t->sport = t->ct_sport = ((__u16)h[0] << 8) | h[1];
+		t->dport = t->ct_dport = ((__u16)h[2] << 8) | h[3];
+		t->seq = bpf_ntohl(*(__u32 *)(h + 4));
+		t->ack_seq = bpf_ntohl(*(__u32 *)(h + 8));
+		t->tcp_flags = h[13];
+		__u32 doff = (__u32)(h[12] >> 4) * 4;
+		if (t->frag == 0 && doff <= t->l4len)
+			t->seg_len = t->l4len - doff;
+		t->seg_len += !!(h[13] & TCP_SYN) + !!(h[13] & TCP_FIN);
+		return 0;
+	}
+	if (t->proto == IPPROTO_UDP) {
+		if (t->l4len < 8 || bpf_skb_load_bytes(skb, off, h, 4))
+			return -1;
+		t->sport = t->ct_sport = ((__u16)h[0] << 8) | h[1];
+		t->dport = t->ct_dport = ((__u16)h[2] << 8) | h[3];
+		return 0;
+	}
+	if (t->pcls != STM_PCLS_ICMP && t->pcls != STM_PCLS_ICMP6)
+		return 0;
+	if (t->l4len < 8 || bpf_skb_load_bytes(skb, off, h, 8))
+		return -1;
+	__u8 type = h[0];
+	t->sport = type;
+	t->dport = h[1];
+	int v6 = t->pcls == STM_PCLS_ICMP6;
+	if (type == (v6 ? ICMP6_ECHO_REQ : 8) || type == (v6 ? ICMP6_ECHO_REP : 0)) {
+		t->icmp = type == (v6 ? ICMP6_ECHO_REQ : 8) ? FW_ICMP_ECHO_REQ : FW_ICMP_ECHO_REP;
+		t->ct_sport = t->ct_dport = ((__u16)h[4] << 8) | h[5];
+		return 0;
+	}
+	if ((!v6 && (type == 3 || type == 4 || type == 5 || type == 11 || type == 12)) || (v6 && type >= 1 && type <= 4)) {
+		t->icmp = FW_ICMP_ERR;
+		/* The quoted packet: its addresses, protocol and ports (or echo identifier). */
+		__u32 in = off + 8, hl;
+		if (!v6) {
+			struct iphdr ip;
+			if (bpf_skb_load_bytes(skb, in, &ip, 20))
+				return 0;
+			__builtin_memcpy(t->inner_src, &ip.saddr, 4);
+			__builtin_memcpy(t->inner_dst, &ip.daddr, 4);
+			t->inner_proto = ip.protocol;
+			hl = ip.ihl * 4;
+		} else {
+			struct ipv6hdr ip6;
+			if (bpf_skb_load_bytes(skb, in, &ip6, 40))
+				return 0;
+			__builtin_memcpy(t->inner_src, &ip6.saddr, 16);
+			__builtin_memcpy(t->inner_dst, &ip6.daddr, 16);
+			t->inner_proto = ip6.nexthdr;
+			hl = 40;
+		}
+		if (bpf_skb_load_bytes(skb, in + hl, h, 8)) {
+			t->inner_proto = 0;
+			return 0;
+		}
+		if (t->inner_proto == IPPROTO_TCP || t->inner_proto == IPPROTO_UDP) {
+			t->inner_sport = ((__u16)h[0] << 8) | h[1];
+			t->inner_dport = ((__u16)h[2] << 8) | h[3];
+		} else if (t->inner_proto == (v6 ? IPPROTO_ICMPV6_ : IPPROTO_ICMP)) {
+			t->inner_sport = t->inner_dport = ((__u16)h[4] << 8) | h[5];
+		} else {
+			t->inner_proto = 0;
+		}
+		return 0;
+	}
+	t->icmp = FW_ICMP_OTHER;
+	return 0;
+}
+
+/* Parses an IPv4 or IPv6 frame (port security has checked its headers) into a tuple.
+ * Returns 0, or -1 for a truncated header. */
+static __always_inline int fw_parse_skb(struct __sk_buff *skb, __u16 eth_proto, struct stm_tuple *t)
+{
+	if (eth_proto == bpf_htons(STM_ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, 20))
+			return -1;
+		__u32 hlen = ip.ihl * 4;
+		__u32 tot = bpf_ntohs(ip.tot_len);
+		if (tot == 0)
+			tot = skb->len - ETH_HLEN;
+		if (hlen < 20 || tot < hlen)
+			return -1;
+		t->family = 4;
+		__builtin_memcpy(t->src, &ip.saddr, 4);
+		__builtin_memcpy(t->dst, &ip.daddr, 4);
+		t->proto = ip.protocol;
+		__u16 frag = bpf_ntohs(ip.frag_off);
+		t->frag = (frag & 0x1fff) ? 2 : (frag & 0x2000) ? 1 : 0;
+		t->frag_id = ip.id;
+		t->l4off = ETH_HLEN + hlen;
+		t->l4len = tot - hlen;
+		t->pcls = t->proto == IPPROTO_TCP   ? STM_PCLS_TCP
+			  : t->proto == IPPROTO_UDP ? STM_PCLS_UDP
+			  : t->proto == IPPROTO_ICMP ? STM_PCLS_ICMP
+						    : STM_PCLS_OTHER;
+	} else {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, 40))
+			return -1;
+		t->family = 6;
+		__builtin_memcpy(t->src, &ip6.saddr, 16);
+		__builtin_memcpy(t->dst, &ip6.daddr, 16);
+		__u8 next = ip6.nexthdr;
+		__u32 off = ETH_HLEN + IP6_HLEN;
+		__u32 left = bpf_ntohs(ip6.payload_len);
+		if (left == 0)
+			left = skb->len - off;
+#pragma unroll
+		for (int i = 0; i < IP6_MAX_EXT; i++) {
+			if (next != IPPROTO_HOPOPTS_ && next != IPPROTO_ROUTING_ && next != IPPROTO_DSTOPTS_ &&
+			    next != IPPROTO_FRAGMENT_ && next != IPPROTO_AH_)
+				break;
+			__u8 eh[8];
+			if (left < 8 || bpf_skb_load_bytes(skb, off, eh, 8))
+				return -1;
+			__u32 elen;
+			if (next == IPPROTO_FRAGMENT_) {
+				elen = 8;
+				t->frag = (((eh[2] << 8) | eh[3]) & 0xfff8) ? 2 : (eh[3] & 1) ? 1 : 0;
+				t->frag_id = *(__u32 *)(eh + 4);
+			} else if (next == IPPROTO_AH_) {
+				elen = ((__u32)eh[1] + 2) * 4;
+			} else {
+				elen = ((__u32)eh[1] + 1) * 8;
+			}
+			if (elen > left)
+				return -1;
+			next = eh[0];
+			off += elen;
+			left -= elen;
+			if (t->frag == 2)
+				break;
+		}
+		t->proto = next;
+		t->l4off = off;
+		t->l4len = left;
+		t->pcls = next == IPPROTO_TCP   ? STM_PCLS_TCP
+			  : next == IPPROTO_UDP ? STM_PCLS_UDP
+			  : next == IPPROTO_ICMPV6_ ? STM_PCLS_ICMP6
+						   : STM_PCLS_OTHER;
+	}
+	if (t->frag == 2)
+		return 0;
+	return fw_parse_l4(skb, t);
+}
+
+/* What always passes between a workload and its gateway, whatever the rules: neighbour
+ * discovery and MLD, DHCP and DHCPv6, DNS to the gateway. A deny-all network still gets
+ * addresses and names. */
+static __always_inline int fw_failsafe(struct stm_tuple *t, struct stm_port *port, __u8 dir)
+{
+	if (t->frag)
+		return 0;
+	if (t->pcls == STM_PCLS_ICMP6)
+		return (t->sport >= 130 && t->sport <= 137) || t->sport == ICMP6_MLD2_REPORT;
+	int out = dir == STM_FW_EGRESS;
+	__u16 mine = out ? t->sport : t->dport;
+	__u16 theirs = out ? t->dport : t->sport;
+	const __u8 *peer = out ? t->dst : t->src;
+	if (t->pcls == STM_PCLS_UDP) {
+		if (t->family == 4 && mine == DHCP_CLIENT_PORT && theirs == DHCP_SERVER_PORT)
+			return 1;
+		if (t->family == 6 && mine == DHCP6_CLIENT_PORT && theirs == DHCP6_SERVER_PORT)
+			return 1;
+	}
+	if ((t->pcls == STM_PCLS_UDP || t->pcls == STM_PCLS_TCP) && theirs == DNS_PORT) {
+		if (t->family == 4)
+			return *(__u32 *)peer == port->gw4;
+		return !ip6_zero(port->gw6) && ip6_eq(peer, port->gw6);
+	}
+	return 0;
+}
+
+static __always_inline int fw_blocked(struct stm_tuple *t)
+{
+	if (t->family == 4) {
+		struct stm_lpm4_key k = { .prefixlen = 32 };
+		__builtin_memcpy(k.addr, t->src, 4);
+		return bpf_map_lookup_elem(&stm_block4, &k) != NULL;
+	}
+	struct stm_lpm6_key k = { .prefixlen = 128 };
+	__builtin_memcpy(k.addr, t->src, 16);
+	return bpf_map_lookup_elem(&stm_block6, &k) != NULL;
+}
+
+static __always_inline __u16 csum_fold(__s64 s)
+{
+	__u32 c = (__u32)s;
+	c = (c & 0xffff) + (c >> 16);
+	c = (c & 0xffff) + (c >> 16);
+	return ~c;
+}
+
+/* Turns a rejected packet into its answer in place: a TCP reset, or an ICMP/ICMPv6
+ * "administratively prohibited" quoting its start, from the packet's destination to its
+ * source. Returns 0, or -1 when the packet gets no answer. */
+__attribute__((noinline)) int stm_fw_reply(struct __sk_buff *skb, struct stm_tuple *t)
+{
+	/* Two bytes ahead of the Ethernet header keep the IP header 4-byte aligned. */
+	__u8 buf[136] __attribute__((aligned(8)));
+	__u8 *eth = buf + 2;
+	__u64 out;
+
+	if (!t)
+		return -1;
+	__builtin_memset(buf, 0, sizeof(buf));
+	if (bpf_skb_load_bytes(skb, 0, buf + 8, 6) || bpf_skb_load_bytes(skb, 6, eth, 6))
+		return -1;
+	if (t->family == 4) {
+		eth[12] = 0x08;
+		eth[13] = 0x00;
+		__u8 *ip = buf + 16;
+		ip[0] = 0x45;
+		ip[6] = 0x40; /* DF */
+		ip[8] = 64;
+		__builtin_memcpy(ip + 12, t->dst, 4);
+		__builtin_memcpy(ip + 16, t->src, 4);
+		if (t->proto == IPPROTO_TCP) {
+			__u8 *th = buf + 36;
+			ip[9] = IPPROTO_TCP;
+			*(__u16 *)(ip + 2) = bpf_htons(40);
+			*(__u16 *)th = bpf_htons(t->dport);
+			*(__u16 *)(th + 2) = bpf_htons(t->sport);
+			if (t->tcp_flags & TCP_ACK) {
+				*(__u32 *)(th + 4) = bpf_htonl(t->ack_seq);
+				th[13] = TCP_RST;
+			} else {
+				*(__u32 *)(th + 8) = bpf_htonl(t->seq + t->seg_len);
+				th[13] = TCP_RST | TCP_ACK;
+			}
+			th[12] = 5 << 4;
+			__u32 ph[3] = { *(__u32 *)(ip + 12), *(__u32 *)(ip + 16), bpf_htonl((IPPROTO_TCP << 16) | 20) };
+			__s64 s = bpf_csum_diff(0, 0, ph, 12, 0);
+			s = bpf_csum_diff(0, 0, (void *)th, 20, (__u32)s);
+			*(__u16 *)(th + 16) = csum_fold(s);
+			out = 54;
+		} else {
+			__u8 *ic = buf + 36;
+			__u64 e = t->l4off - ETH_HLEN + 8; /* the IP header and 64 bits of what followed */
+			if (skb->len < ETH_HLEN + e)
+				e = (skb->len - ETH_HLEN) & ~3;
+			if (e > 68)
+				e = 68;
+			if (e < 20)
+				return -1;
+			if (bpf_skb_load_bytes(skb, ETH_HLEN, buf + 44, e))
+				return -1;
+			ip[9] = IPPROTO_ICMP;
+			*(__u16 *)(ip + 2) = bpf_htons(28 + e);
+			ic[0] = 3;  /* destination unreachable */
+			ic[1] = 13; /* communication administratively prohibited */
+			*(__u16 *)(ic + 2) = csum_fold(bpf_csum_diff(0, 0, (void *)ic, 8 + e, 0));
+			out = 42 + e;
+		}
+		*(__u16 *)(ip + 10) = csum_fold(bpf_csum_diff(0, 0, (void *)ip, 20, 0));
+	} else {
+		eth[12] = 0x86;
+		eth[13] = 0xdd;
+		__u8 *ip6 = buf + 16;
+		ip6[0] = 0x60;
+		ip6[7] = 64;
+		__builtin_memcpy(ip6 + 8, t->dst, 16);
+		__builtin_memcpy(ip6 + 24, t->src, 16);
+		__u32 ph[2];
+		__s64 s = bpf_csum_diff(0, 0, (void *)(ip6 + 8), 32, 0);
+		if (t->proto == IPPROTO_TCP) {
+			__u8 *th = buf + 56;
+			ip6[6] = IPPROTO_TCP;
+			*(__u16 *)(ip6 + 4) = bpf_htons(20);
+			*(__u16 *)th = bpf_htons(t->dport);
+			*(__u16 *)(th + 2) = bpf_htons(t->sport);
+			if (t->tcp_flags & TCP_ACK) {
+				*(__u32 *)(th + 4) = bpf_htonl(t->ack_seq);
+				th[13] = TCP_RST;
+			} else {
+				*(__u32 *)(th + 8) = bpf_htonl(t->seq + t->seg_len);
+				th[13] = TCP_RST | TCP_ACK;
+			}
+			th[12] = 5 << 4;
+			ph[0] = bpf_htonl(20);
+			ph[1] = bpf_htonl(IPPROTO_TCP);
+			s = bpf_csum_diff(0, 0, ph, 8, (__u32)s);
+			s = bpf_csum_diff(0, 0, (void *)th, 20, (__u32)s);
+			*(__u16 *)(th + 16) = csum_fold(s);
+			out = 74;
+		} else {
+			__u8 *ic = buf + 56;
+			__u64 e = (skb->len - ETH_HLEN) & ~3;
+			if (e > 64)
+				e = 64;
+			if (e < 40)
+				return -1;
+			if (bpf_skb_load_bytes(skb, ETH_HLEN, buf + 64, e))
+				return -1;
+			ip6[6] = IPPROTO_ICMPV6_;
+			*(__u16 *)(ip6 + 4) = bpf_htons(8 + e);
+			ic[0] = 1; /* destination unreachable */
+			ic[1] = 1; /* communication administratively prohibited */
+			ph[0] = bpf_htonl(8 + e);
+			ph[1] = bpf_htonl(IPPROTO_ICMPV6_);
+			s = bpf_csum_diff(0, 0, ph, 8, (__u32)s);
+			s = bpf_csum_diff(0, 0, (void *)ic, 8 + e, (__u32)s);
+			*(__u16 *)(ic + 2) = csum_fold(s);
+			out = 62 + e;
+		}
+	}
+	if (out > sizeof(buf) - 2)
+		return -1;
+	if (bpf_skb_change_tail(skb, out, 0))
+		return -1;
+	if (bpf_skb_store_bytes(skb, 0, buf + 2, out, BPF_F_RECOMPUTE_CSUM))
+		return -1;
+	return 0;
+}
+
+/* A rejected packet gets an answer unless it is one itself (a reset, an ICMP error) or went
+ * to many (broadcast, multicast). */
+static __always_inline int fw_reply_ok(struct stm_tuple *t)
+{
+	if (t->icmp == FW_ICMP_ERR || (t->proto == IPPROTO_TCP && (t->tcp_flags & TCP_RST)))
+		return 0;
+	if (t->family == 4)
+		return (t->dst[0] & 0xf0) != 0xe0 && *(__u32 *)t->dst != 0xffffffff;
+	return t->dst[0] != 0xff;
+}
+
+/* The firewall stage of a port: blocklist, failsafe, then the network's rules. A global
+ * function: the verifier checks it once, not once per path through port security. */
+__attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port *port, __u32 eth_proto, __u32 dir)
+{
+	if (!skb || !port)
+		return STM_TC_DROP;
+	__u32 ifindex = skb->ifindex;
+	/* The tuple lives in per-CPU scratch, not on the stack: the call chain below (check,
+	 * classify) needs the room. Programs do not nest on a CPU. */
+	__u32 slot = dir;
+	struct stm_tuple *t = bpf_map_lookup_elem(&stm_fw_scratch, &slot);
+	if (!t)
+		return STM_TC_DROP;
+	__builtin_memset(t, 0, sizeof(*t));
+
+	if (fw_parse_skb(skb, eth_proto, t))
+		return stm_drop(ifindex, STM_DROP_MALFORMED);
+	if (fw_blocked(t))
+		return stm_drop(ifindex, STM_DROP_BLOCKLIST);
+	if (fw_failsafe(t, port, dir))
+		return STM_TC_NEXT;
+	int r = stm_fw_check(t, ifindex, port->net_id, dir, skb->len);
+	if (r != FW_REJECT)
+		return r;
+	stm_count_drop(ifindex, STM_DROP_FW_REJECT);
+	if (!fw_reply_ok(t) || stm_fw_reply(skb, t))
+		return STM_TC_DROP;
+	fw_stat(STM_FW_STAT_REJECT_SENT);
+	/* From the workload (its egress): back out of the port to it. To the workload: into the
+	 * port, as if the workload answered, and on through the bridge to the sender. */
+	skb->mark = STM_MARK_FW_REPLY;
+	return bpf_redirect(ifindex, dir == STM_FW_EGRESS ? 0 : BPF_F_INGRESS);
+}
+
 SEC("tc")
 int stm_port_in(struct __sk_buff *skb)
 {
@@ -378,6 +757,11 @@ int stm_port_in(struct __sk_buff *skb)
 
 	if (!port)
 		return STM_TC_DROP;
+	/* A firewall answer (reset, unreachable) this port's egress sent back in: once. */
+	if (skb->mark == STM_MARK_FW_REPLY) {
+		skb->mark = 0;
+		return STM_TC_NEXT;
+	}
 	if (!stm_linear(skb, ETH_HLEN))
 		return stm_drop(ifindex, STM_DROP_MALFORMED);
 	void *data = stm_skb_data(skb);
@@ -389,10 +773,11 @@ int stm_port_in(struct __sk_buff *skb)
 		return stm_drop(ifindex, STM_DROP_MAC_SPOOF);
 
 	__u16 proto = eth->h_proto;
-	if (proto == bpf_htons(STM_ETH_P_IP))
-		return check_ip4(skb, port);
-	if (proto == bpf_htons(STM_ETH_P_IPV6))
-		return check_ip6(skb, port);
+	int r;
+	if (proto == bpf_htons(STM_ETH_P_IP) || proto == bpf_htons(STM_ETH_P_IPV6)) {
+		r = proto == bpf_htons(STM_ETH_P_IP) ? check_ip4(skb, port) : check_ip6(skb, port);
+		return r == STM_TC_NEXT ? stm_fw_port(skb, port, proto, STM_FW_EGRESS) : r;
+	}
 	if (proto == bpf_htons(STM_ETH_P_ARP))
 		return check_arp(skb, port);
 	if (proto == bpf_htons(0x8100) || proto == bpf_htons(0x88a8))
@@ -456,21 +841,36 @@ int stm_port_out(struct __sk_buff *skb)
 
 	if (!port)
 		return STM_TC_DROP;
+	/* A firewall answer this port's ingress built for the workload: once. */
+	if (skb->mark == STM_MARK_FW_REPLY) {
+		skb->mark = 0;
+		return STM_TC_NEXT;
+	}
 
 	/* ingress_ifindex is the device the frame entered the host on: for a bridged frame,
 	 * the sending workload's port; for routed or locally sent frames, the bridge or 0. */
 	__u32 from = skb->ingress_ifindex;
 	if (from && from != ifindex) {
 		struct stm_port *src = bpf_map_lookup_elem(&stm_ports, &from);
+		if (src && src->net_id != port->net_id)
+			return stm_drop(ifindex, STM_DROP_OTHER_NETWORK);
 		if (src)
-			return src->net_id == port->net_id ? STM_TC_NEXT : stm_drop(ifindex, STM_DROP_OTHER_NETWORK);
+			goto firewall;
 	}
 	__u32 want = ETH_HLEN + IP6_HLEN;
 	if (skb->len < want)
 		want = skb->len;
 	if (!stm_linear(skb, want))
 		return stm_drop(ifindex, STM_DROP_MALFORMED);
-	return foreign_ok(skb, port, from) ? STM_TC_NEXT : stm_drop(ifindex, STM_DROP_OTHER_NETWORK);
+	if (!foreign_ok(skb, port, from))
+		return stm_drop(ifindex, STM_DROP_OTHER_NETWORK);
+firewall:;
+	__u16 proto;
+	if (bpf_skb_load_bytes(skb, 12, &proto, 2))
+		return stm_drop(ifindex, STM_DROP_MALFORMED);
+	if (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6))
+		return STM_TC_NEXT;
+	return stm_fw_port(skb, port, proto, STM_FW_INGRESS);
 }
 
 /* ---- uplink --------------------------------------------------------------------------- */

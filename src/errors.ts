@@ -78,6 +78,7 @@ export type ErrorCode =
   | "BPF_ATTACH"
   | "NOT_FOUND"
   | "INVALID" // bad input from the user
+  | "CAPACITY" // the request would overfill a table; nothing was applied
   | "UNSUPPORTED" // the kernel lacks a feature
   | "UNAVAILABLE" // the agent cannot be reached
   | "INTERNAL";

@@ -52,8 +52,9 @@ struct stm_port {
 	__u8 ll6[16];   /* link-local address derived from the profile MAC (EUI-64) */
 	__u8 net6[16];  /* the network's IPv6 subnet ... */
 	__u8 mask6[16]; /* ... and its mask (all zero: no IPv6 subnet) */
+	__u8 gw6[16];   /* the network's IPv6 gateway (DNS server; zero: none) */
 };
-_Static_assert(sizeof(struct stm_port) == 96, "stm_port is ABI");
+_Static_assert(sizeof(struct stm_port) == 112, "stm_port is ABI");
 
 /* The port has an IPv6 profile address (its network has an IPv6 subnet). */
 #define STM_PORT_F_IP6 1
@@ -112,5 +113,217 @@ struct stm_lpm6_key {
 	__u8 addr[16];
 };
 _Static_assert(sizeof(struct stm_lpm6_key) == 20, "stm_lpm6_key is ABI");
+
+/* ---- firewall ----------------------------------------------------------------------------
+ * A scope (a network by its id, or 0: the node's global scope at the uplink) has one active
+ * generation of compiled rules. Every entry of a generation carries its number, so a new rule
+ * set is written beside the old one and switched with the one update of the scope entry. */
+
+/* Rule bitmap width: bit i is the rule at position i (priority order) of a generation. */
+#define STM_FW_WORDS 160
+#define STM_FW_MAX_RULES (STM_FW_WORDS * 64)
+/* Summary words: bit j of the summary is set when word j is not zero. */
+#define STM_FW_SUMS 3
+
+/* What one field value (an address prefix, a port interval) matches: the rules whose
+ * condition on that field it satisfies. */
+struct stm_fw_bits {
+	__u64 sum[4]; /* STM_FW_SUMS used; 4 keeps the words 32-byte aligned */
+	__u64 w[STM_FW_WORDS];
+};
+_Static_assert(sizeof(struct stm_fw_bits) == 1312, "stm_fw_bits is ABI");
+
+enum stm_fw_action {
+	STM_FW_ALLOW = 1,
+	STM_FW_DENY = 2,
+	STM_FW_REJECT = 3,
+};
+
+/* Direction, seen from the endpoint (or, in the global scope, from the node). */
+enum stm_fw_dir {
+	STM_FW_INGRESS = 0, /* to the endpoint: port egress hook, uplink XDP */
+	STM_FW_EGRESS = 1,  /* from the endpoint: port ingress hook, uplink tc egress */
+};
+
+/* Protocol classes of the port tries. */
+enum stm_fw_pcls {
+	STM_PCLS_OTHER = 0,
+	STM_PCLS_TCP = 1,
+	STM_PCLS_UDP = 2,
+	STM_PCLS_ICMP = 3,
+	STM_PCLS_ICMP6 = 4,
+};
+
+struct stm_fw_scope {
+	__u32 gen;   /* active generation; 0: no rules */
+	__u8 def;    /* enum stm_fw_action: allow or deny */
+	__u8 flags;  /* STM_FW_SCOPE_F_* */
+	__u16 nsum;  /* summary words in use (rules / 4096, rounded up) */
+};
+_Static_assert(sizeof(struct stm_fw_scope) == 8, "stm_fw_scope is ABI");
+
+/* The scope enforces (it has rules or denies by default): traffic is tracked. */
+#define STM_FW_SCOPE_F_ON 1
+
+/* Address tries: gen, then the address; prefixlen counts the 32 generation bits. */
+struct stm_fw_lpm4_key {
+	__u32 prefixlen;
+	__u32 gen;
+	__u8 addr[4];
+};
+_Static_assert(sizeof(struct stm_fw_lpm4_key) == 12, "stm_fw_lpm4_key is ABI");
+
+struct stm_fw_lpm6_key {
+	__u32 prefixlen;
+	__u32 gen;
+	__u8 addr[16];
+};
+_Static_assert(sizeof(struct stm_fw_lpm6_key) == 24, "stm_fw_lpm6_key is ABI");
+
+/* Port trie: gen, source or destination port, direction, protocol class, then the port
+ * (ICMP: type as the source port, code as the destination port). */
+struct stm_fw_port_key {
+	__u32 prefixlen;
+	__u32 gen;
+	__u8 sel;     /* 0 source port, 1 destination port */
+	__u8 dir;     /* enum stm_fw_dir */
+	__u8 pcls;    /* enum stm_fw_pcls */
+	__u8 port[2]; /* big endian */
+	__u8 _pad[3];
+};
+_Static_assert(sizeof(struct stm_fw_port_key) == 16, "stm_fw_port_key is ABI");
+
+/* A rule of a generation, by its position. */
+struct stm_fw_rule_key {
+	__u32 gen;
+	__u32 idx;
+};
+_Static_assert(sizeof(struct stm_fw_rule_key) == 8, "stm_fw_rule_key is ABI");
+
+struct stm_fw_rule {
+	__u32 id;    /* the rule's id: counters outlive generations */
+	__u8 action; /* enum stm_fw_action */
+	__u8 flags;  /* STM_FW_RULE_F_* */
+	__u16 _pad;
+};
+_Static_assert(sizeof(struct stm_fw_rule) == 8, "stm_fw_rule is ABI");
+
+#define STM_FW_RULE_F_LOG 1
+/* Hit counters of a scope's default action: key STM_FW_DEFAULT_ID | scope. */
+#define STM_FW_DEFAULT_ID 0x80000000u
+
+/* Connection tracking, per port (or uplink): the two sides in a canonical order. */
+struct stm_ct_key {
+	__u32 ifindex;
+	__u8 family;
+	__u8 proto;
+	__u16 _pad;
+	__u8 a[16];
+	__u8 b[16];
+	__u16 pa; /* ports (ICMP echo: the identifier on both), host order */
+	__u16 pb;
+};
+_Static_assert(sizeof(struct stm_ct_key) == 44, "stm_ct_key is ABI");
+
+struct stm_ct {
+	__u64 expires;   /* bpf_ktime_get_ns() deadline */
+	__u32 gen;       /* generation that last allowed the flow */
+	__u32 rule_id;   /* rule that allowed it (STM_FW_DEFAULT_ID | scope: the default) */
+	__u8 state;      /* enum stm_ct_state */
+	__u8 flags;      /* STM_CT_F_* */
+	__u8 dir;        /* enum stm_fw_dir of the first packet */
+	__u8 _pad;
+	__u16 cls_sport; /* the first packet's classification ports (ICMP: type, code) */
+	__u16 cls_dport;
+};
+_Static_assert(sizeof(struct stm_ct) == 24, "stm_ct is ABI");
+
+enum stm_ct_state {
+	STM_CT_SYN_SENT = 1,
+	STM_CT_ESTABLISHED = 2,
+	STM_CT_CLOSING = 3,
+	STM_CT_CLOSED = 4,
+	STM_CT_OPEN = 5, /* UDP, ICMP echo, other protocols: by timeout */
+};
+
+#define STM_CT_F_ORIG_A 1  /* side a sent the first packet */
+#define STM_CT_F_REPLIED 2
+#define STM_CT_F_FIN_ORIG 4
+#define STM_CT_F_FIN_REPLY 8
+
+/* Verdict of a fragmented datagram, from its first fragment. */
+struct stm_frag_key {
+	__u32 ifindex;
+	__u8 family;
+	__u8 proto;
+	__u16 _pad;
+	__u32 id;
+	__u8 src[16];
+	__u8 dst[16];
+};
+_Static_assert(sizeof(struct stm_frag_key) == 44, "stm_frag_key is ABI");
+
+/* Firewall statistics, per CPU (an array indexed by these). */
+enum stm_fw_stat {
+	STM_FW_STAT_CT_NEW = 0,
+	STM_FW_STAT_CT_PICKUP = 1,     /* mid-flow TCP without state, allowed by the rules */
+	STM_FW_STAT_CT_FULL = 2,       /* a new entry could not be stored */
+	STM_FW_STAT_CT_REVALIDATED = 3,
+	STM_FW_STAT_CT_CUT = 4,        /* an established flow a new generation denies */
+	STM_FW_STAT_FRAG_MISS = 5,
+	STM_FW_STAT_REJECT_SENT = 6,
+	STM_FW_STAT_LOG_LOST = 7,
+	STM_FW_STAT_MAX = 8,
+};
+
+/* A packet that hit a rule marked `log`. */
+struct stm_fw_event {
+	__u64 ts_ns;
+	__u32 ifindex;
+	__u32 rule_id;
+	__u8 action;
+	__u8 dir;
+	__u8 family;
+	__u8 proto;
+	__u16 sport;
+	__u16 dport;
+	__u8 src[16];
+	__u8 dst[16];
+};
+_Static_assert(sizeof(struct stm_fw_event) == 56, "stm_fw_event is ABI");
+
+/* skb->mark of a reply the firewall built (reset, unreachable) and sent back through a port:
+ * the port programs pass it once. A workload cannot set it: marks are scrubbed when a frame
+ * crosses into the host's namespace. */
+#define STM_MARK_FW_REPLY 0x53544d52u
+
+/* A parsed packet, as the firewall sees it (datapath only: per-CPU scratch, no agent codec).
+ * Addresses are in network order, IPv4 in the first four bytes. */
+struct stm_tuple {
+	__u8 src[16];
+	__u8 dst[16];
+	__u8 inner_src[16]; /* ICMP errors: the packet the error is about */
+	__u8 inner_dst[16];
+	__u8 family;        /* 4 or 6 */
+	__u8 proto;
+	__u8 pcls;          /* enum stm_fw_pcls */
+	__u8 frag;          /* 0 whole, 1 first fragment, 2 later fragment */
+	__u16 sport;        /* classification: ports, or ICMP type and code */
+	__u16 dport;
+	__u16 ct_sport;     /* tracking: ports, or the ICMP echo identifier on both */
+	__u16 ct_dport;
+	__u32 frag_id;
+	__u8 tcp_flags;
+	__u8 icmp;          /* FW_ICMP_* */
+	__u8 inner_proto;
+	__u8 _pad;
+	__u16 inner_sport;
+	__u16 inner_dport;
+	__u32 seq;          /* TCP: for a reset */
+	__u32 ack_seq;
+	__u32 seg_len;      /* TCP payload length, SYN and FIN included */
+	__u32 l4off;
+	__u32 l4len;
+};
 
 #endif

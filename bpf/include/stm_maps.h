@@ -72,4 +72,110 @@ struct {
 	__type(value, __u32);
 } stm_block6 SEC(".maps");
 
+/* Per-CPU room for the firewall's parsed packet (one slot per direction). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct stm_tuple);
+} stm_fw_scratch SEC(".maps");
+
+/* Firewall: the active generation and default action of each scope (network id; 0 global). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct stm_fw_scope);
+} stm_fw_scopes SEC(".maps");
+
+/* Firewall field tries: (generation, prefix) → the rules that value matches. Sized for two
+ * generations of the largest scope and the rules of every other. */
+#define STM_FW_ADDR_MAX 65536
+#define STM_FW_PORT_MAX 131072
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, STM_FW_ADDR_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_fw_lpm4_key);
+	__type(value, struct stm_fw_bits);
+} stm_fw_src4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, STM_FW_ADDR_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_fw_lpm4_key);
+	__type(value, struct stm_fw_bits);
+} stm_fw_dst4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, STM_FW_ADDR_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_fw_lpm6_key);
+	__type(value, struct stm_fw_bits);
+} stm_fw_src6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, STM_FW_ADDR_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_fw_lpm6_key);
+	__type(value, struct stm_fw_bits);
+} stm_fw_dst6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, STM_FW_PORT_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_fw_port_key);
+	__type(value, struct stm_fw_bits);
+} stm_fw_ports SEC(".maps");
+
+/* Firewall rules by (generation, position): id, action, flags. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_fw_rule_key);
+	__type(value, struct stm_fw_rule);
+} stm_fw_rules SEC(".maps");
+
+/* Hits per rule id (and per scope default), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, __u32);
+	__type(value, struct stm_count_val);
+} stm_fw_hits SEC(".maps");
+
+/* Connection tracking: the least recently used flow goes when it is full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct stm_ct_key);
+	__type(value, struct stm_ct);
+} stm_ct SEC(".maps");
+
+/* Verdicts of fragmented datagrams, from the first fragment. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct stm_frag_key);
+	__type(value, __u32);
+} stm_frags SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STM_FW_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stm_fw_stats SEC(".maps");
+
+/* Packets that hit a rule marked `log`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} stm_fw_log SEC(".maps");
+
 #endif

@@ -46,7 +46,27 @@ import {
   unpin,
 } from "../sys/bpf";
 
-const PINNED_MAPS = ["stm_ports", "stm_profiles", "stm_drops", "stm_local", "stm_block4", "stm_block6"] as const;
+const PINNED_MAPS = [
+  "stm_ports",
+  "stm_profiles",
+  "stm_drops",
+  "stm_local",
+  "stm_block4",
+  "stm_block6",
+  "stm_fw_scopes",
+  "stm_fw_src4",
+  "stm_fw_dst4",
+  "stm_fw_src6",
+  "stm_fw_dst6",
+  "stm_fw_ports",
+  "stm_fw_rules",
+  "stm_fw_hits",
+  "stm_ct",
+  "stm_frags",
+  "stm_fw_stats",
+  "stm_fw_log",
+] as const;
+export type PinnedMap = (typeof PINNED_MAPS)[number];
 
 /** Drop counters of one device: every reason (but "unspecified"), zero included. */
 export type DropCounts = Record<string, number>;
@@ -116,7 +136,7 @@ export class PortDatapath {
     return this.#obj;
   }
 
-  map(name: (typeof PINNED_MAPS)[number]): BpfMap {
+  map(name: PinnedMap): BpfMap {
     return this.obj.map(name);
   }
 

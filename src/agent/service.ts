@@ -78,6 +78,7 @@ export function portConfig(ep: Pick<Endpoint, "ip" | "mac">, n: StoredNetwork): 
     cidr4: n.cidr,
     gw4: n.gateway,
     ...(n.cidr6 ? { ip6: profileIp6(n.cidr6, ep.mac), cidr6: n.cidr6 } : {}),
+    ...(n.gateway6 ? { gw6: n.gateway6 } : {}),
   };
 }
 

@@ -34,6 +34,7 @@ export const AttachSchema = z
 
 const STATUS: Record<ErrorCode, 400 | 404 | 409 | 500 | 501 | 503> = {
   INVALID: 400,
+  CAPACITY: 409,
   NOT_FOUND: 404,
   UNSUPPORTED: 501,
   UNAVAILABLE: 503,

@@ -29,6 +29,7 @@ export const EXIT_CODES: Record<ErrorCode | "USAGE", number> = {
   USAGE: 2,
   INVALID: 2,
   NOT_FOUND: 3,
+  CAPACITY: 8,
   UNSUPPORTED: 4,
   UNAVAILABLE: 7,
   SYS: 5,

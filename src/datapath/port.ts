@@ -19,8 +19,9 @@ export const PORT_LAYOUT = {
   ll6: 48,
   net6: 64,
   mask6: 80,
+  gw6: 96,
 } as const;
-export const PORT_SIZE = 96;
+export const PORT_SIZE = 112;
 export const PORT_F = { IP6: 1 } as const;
 
 export const PROFILE_KEY_SIZE = 8;
@@ -44,6 +45,8 @@ export interface PortConfig {
   /** Profile IPv6 address and the network's IPv6 subnet, when it has one. */
   ip6?: string;
   cidr6?: string;
+  /** The network's IPv6 gateway (its DNS server), when it has one. */
+  gw6?: string;
 }
 
 export function encodeIfindex(ifindex: number): Buffer {
@@ -84,6 +87,7 @@ export function encodePort(p: PortConfig): Buffer {
     n6.net.copy(b, L.net6);
     n6.mask.copy(b, L.mask6);
   }
+  if (p.gw6) ipToBytes(p.gw6).copy(b, L.gw6);
   return b;
 }
 
@@ -107,6 +111,7 @@ export function decodePort(b: Buffer): PortConfig {
     cidr4: `${bytesToIp(b.subarray(L.net4, L.net4 + 4))}/${prefixOf(b.subarray(L.mask4, L.mask4 + 4))}`,
     ...(flags & PORT_F.IP6 ? { ip6: bytesToIp(b.subarray(L.ip6, L.ip6 + 16)) } : {}),
     ...(hasNet6 ? { cidr6: `${bytesToIp(b.subarray(L.net6, L.net6 + 16))}/${prefixOf(mask6)}` } : {}),
+    ...(b.subarray(L.gw6, L.gw6 + 16).some((x) => x !== 0) ? { gw6: bytesToIp(b.subarray(L.gw6, L.gw6 + 16)) } : {}),
   };
 }
 

@@ -72,6 +72,7 @@ test("rtnetlink and tun constants match the kernel headers", () => {
 test("stm_abi.h structs match their codecs", () => {
   const { COUNT_KEY_SIZE, COUNT_VAL_SIZE } = require("../../src/datapath/counters");
   const port = require("../../src/datapath/port");
+  const fw = require("../../src/datapath/firewall");
   const sizes: Record<string, number> = {
     stm_count_key: COUNT_KEY_SIZE,
     stm_count_val: COUNT_VAL_SIZE,
@@ -84,6 +85,7 @@ test("stm_abi.h structs match their codecs", () => {
     stm_local: port.LOCAL_SIZE,
     stm_lpm4_key: 8,
     stm_lpm6_key: 20,
+    ...fw.FW_SIZES,
   };
   // Offsets the codecs write at: encodePort (PORT_LAYOUT), writeProfile (flags at 6),
   // encodeDropKey (reason at 4), encodeLocalKey (addr at 4), encodeLocal (net_id at 4).
@@ -102,6 +104,21 @@ test("stm_abi.h structs match their codecs", () => {
     STM_LOCAL_MAC: port.LOCAL_KIND.MAC,
     STM_LOCAL_IP4: port.LOCAL_KIND.IP4,
     STM_LOCAL_IP6: port.LOCAL_KIND.IP6,
+    STM_FW_WORDS: fw.FW_WORDS,
+    STM_FW_SUMS: fw.FW_SUMS,
+    STM_FW_DEFAULT_ID: fw.FW_DEFAULT_ID,
+    STM_FW_SCOPE_F_ON: fw.FW_SCOPE_F_ON,
+    STM_FW_RULE_F_LOG: fw.FW_RULE_F_LOG,
+    STM_FW_ALLOW: fw.FW_ACTION.allow,
+    STM_FW_DENY: fw.FW_ACTION.deny,
+    STM_FW_REJECT: fw.FW_ACTION.reject,
+    STM_FW_INGRESS: fw.FW_DIR.ingress,
+    STM_FW_EGRESS: fw.FW_DIR.egress,
+    STM_PCLS_OTHER: fw.FW_PCLS.other,
+    STM_PCLS_TCP: fw.FW_PCLS.tcp,
+    STM_PCLS_UDP: fw.FW_PCLS.udp,
+    STM_PCLS_ICMP: fw.FW_PCLS.icmp,
+    STM_PCLS_ICMP6: fw.FW_PCLS.icmpv6,
   };
   const body = [
     ...Object.keys(sizes).map((t) => `printf("${t} %zu\\n", sizeof(struct ${t}));`),

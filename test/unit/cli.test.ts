@@ -49,6 +49,7 @@ test("exit codes are distinct per class of failure and stable", () => {
     USAGE: 2,
     INVALID: 2,
     NOT_FOUND: 3,
+    CAPACITY: 8,
     UNSUPPORTED: 4,
     UNAVAILABLE: 7,
     SYS: 5,

@@ -1,0 +1,628 @@
+/** The firewall under BPF_PROG_TEST_RUN: generated rule sets and packets through the compiled
+ * tries of the real port programs, against the reference evaluator (src/model/firewall.ts),
+ * plus fixtures for state (replies, unsolicited packets, rule changes), fragments, reject
+ * and the blocklist. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { FirewallTables } from "../../src/agent/firewall";
+import { dropReasonCode } from "../../src/datapath/drops";
+import { FW_DEFAULT_ID } from "../../src/datapath/firewall";
+import { loadObject } from "../../src/datapath/objects";
+import { encodeDropKey, encodeIfindex, encodePort, type PortConfig } from "../../src/datapath/port";
+import {
+  type DefaultAction,
+  evaluate,
+  type FwPacket,
+  parseRule,
+  type RuleSpec,
+  type StoredRule,
+} from "../../src/model/firewall";
+import { formatIp, parseIp, parseSubnet } from "../../src/model/ip";
+import { type BpfObject, RingBuffer, testRun } from "../../src/sys/bpf";
+import { alloc, SK_BUFF } from "../../src/sys/layout";
+import { ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, tcp, udp } from "../helpers/frames";
+
+const TC_NEXT = -1;
+const TC_DROP = 2;
+const TC_REDIRECT = 7;
+
+const PORT = 1; // lo: a test run's device must exist
+const PEER = 901; // a port of the same network: frames "from" it reach the firewall of PORT's egress hook
+const NET = 7;
+const MAC = "02:00:00:00:07:05";
+const PEER_MAC = "02:00:00:00:07:06";
+
+let obj: BpfObject;
+let fw: FirewallTables;
+let nextId = 1;
+
+function portCfg(ip4: string, ip6?: string): PortConfig {
+  return {
+    netId: NET,
+    ip4,
+    mac: MAC,
+    cidr4: "0.0.0.0/0",
+    gw4: "192.0.2.254",
+    ...(ip6 ? { ip6, cidr6: "fd00::/8" } : {}),
+  };
+}
+
+beforeAll(() => {
+  obj = loadObject("port");
+  fw = new FirewallTables({ map: (n) => obj.map(n) });
+  obj.map("stm_ports").update(encodeIfindex(PORT), encodePort(portCfg("10.0.0.1")));
+  obj.map("stm_ports").update(encodeIfindex(PEER), encodePort({ ...portCfg("10.0.0.2"), mac: PEER_MAC }));
+});
+afterAll(() => obj?.close());
+
+function clearState(): void {
+  for (const m of ["stm_ct", "stm_frags"] as const) {
+    const map = obj.map(m);
+    for (const k of [...map.keys()]) map.delete(k);
+  }
+}
+
+function install(specs: RuleSpec[], def: DefaultAction): StoredRule[] {
+  const rules = specs.map((s) => ({ ...parseRule(s), id: nextId++ })).sort((a, b) => a.priority - b.priority);
+  fw.apply(NET, rules, def);
+  return rules;
+}
+
+interface Pkt extends FwPacket {
+  tcpFlags?: number;
+  icmpId?: number;
+  frag?: { id: number; offset: number; more: boolean };
+  payload?: number;
+}
+
+/** The frame a packet is; its L2 source is the port (egress) or the peer (ingress). */
+function frame(p: Pkt): Buffer {
+  const v6 = p.src.includes(":");
+  const srcMac = p.dir === "egress" ? MAC : PEER_MAC;
+  const dstMac = p.dir === "egress" ? PEER_MAC : MAC;
+  const body = Buffer.alloc(p.payload ?? 8);
+  let l4: Buffer;
+  if (p.proto === IPPROTO.TCP)
+    l4 = tcp({ src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, flags: p.tcpFlags ?? 2, seq: 1000 });
+  else if (p.proto === IPPROTO.UDP) l4 = udp({ src: p.src, dst: p.dst, sport: p.sport, dport: p.dport }, body);
+  else if (p.proto === IPPROTO.ICMP || p.proto === IPPROTO.ICMPV6)
+    l4 = icmp({ src: p.src, dst: p.dst, type: p.sport, code: p.dport, id: p.icmpId ?? 77, seq: 1 }, body);
+  else l4 = body;
+  if (v6)
+    return ethernet(
+      { src: srcMac, dst: dstMac, type: ETH_P.IPV6 },
+      ipv6({ src: p.src, dst: p.dst, next: p.proto }, l4),
+    );
+  return ethernet(
+    { src: srcMac, dst: dstMac, type: ETH_P.IP },
+    ipv4(
+      {
+        src: p.src,
+        dst: p.dst,
+        proto: p.proto,
+        ...(p.frag ? { id: p.frag.id, fragOffset: p.frag.offset, moreFragments: p.frag.more } : {}),
+      },
+      l4,
+    ),
+  );
+}
+
+function hitsSnapshot(): Map<number, bigint> {
+  const m = new Map<number, bigint>();
+  const map = obj.map("stm_fw_hits");
+  for (const [k, v] of map.entries()) {
+    let n = 0n;
+    for (const c of map.splitPerCpu(v)) n += c.readBigUInt64LE(0);
+    m.set(k.readUInt32LE(0), n);
+  }
+  return m;
+}
+
+function dropCount(reason: string): bigint {
+  const per = obj.map("stm_drops").lookupPerCpu(encodeDropKey(PORT, dropReasonCode(reason)));
+  return (per ?? []).reduce((a, b) => a + b.readBigUInt64LE(0), 0n);
+}
+
+/** Runs a packet through the hook of its direction; the port's address follows the packet
+ * (port security checks the workload's own source). */
+function run(p: Pkt, raw?: Buffer): { retval: number; hit?: number; out: Buffer } {
+  if (p.dir === "egress") {
+    const v6 = p.src.includes(":");
+    obj
+      .map("stm_ports")
+      .update(encodeIfindex(PORT), encodePort(portCfg(v6 ? "10.0.0.1" : p.src, v6 ? p.src : undefined)));
+  }
+  const prog = obj.program(p.dir === "egress" ? "stm_port_in" : "stm_port_out");
+  const ctx = alloc(SK_BUFF, { ifindex: PORT, ingress_ifindex: p.dir === "egress" ? 0 : PEER });
+  const before = hitsSnapshot();
+  const r = testRun(prog.fd, { data: raw ?? frame(p), ctx });
+  const after = hitsSnapshot();
+  const moved = [...after].filter(([k, v]) => v !== (before.get(k) ?? 0n)).map(([k]) => k);
+  if (moved.length > 1) throw new Error(`more than one hit counter moved: ${moved}`);
+  return { retval: r.retval, hit: moved[0], out: r.dataOut };
+}
+
+// ---- generators --------------------------------------------------------------------------
+
+/** A seeded PRNG (mulberry32): a failing case is reproducible from the seed it prints. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const V4_BASES = ["10.1.2.3", "10.1.0.0", "10.200.7.9", "192.168.1.77", "172.16.5.4"];
+const V6_BASES = ["fd00:1:2::5", "fd00:1:2:3::9", "fd77::1", "2001:db8:1::42"];
+/** Ports the port programs or the failsafe treat specially (DNS, DHCP, VXLAN) are left out. */
+const RESERVED = new Set([53, 67, 68, 546, 547, 4789]);
+const EDGE_PORTS = [0, 1, 2, 79, 80, 81, 443, 1023, 1024, 32768, 65534, 65535];
+
+function pick<T>(r: () => number, xs: readonly T[]): T {
+  return xs[Math.floor(r() * xs.length)] as T;
+}
+
+function randPort(r: () => number): number {
+  for (;;) {
+    const p = r() < 0.6 ? pick(r, EDGE_PORTS) : Math.floor(r() * 65536);
+    if (!RESERVED.has(p)) return p;
+  }
+}
+
+function prefixOf(addr: string, len: number): string {
+  const ip = parseIp(addr);
+  const bits = ip.family === 4 ? 32 : 128;
+  const net = len === 0 ? 0n : (ip.value >> BigInt(bits - len)) << BigInt(bits - len);
+  return `${formatIp({ family: ip.family, value: net })}/${len}`;
+}
+
+function genRule(r: () => number, priority: number, fam: 4 | 6 | 0): RuleSpec {
+  const proto = pick(
+    r,
+    fam === 4
+      ? (["any", "tcp", "udp", "icmp"] as const)
+      : fam === 6
+        ? (["any", "tcp", "udp", "icmpv6"] as const)
+        : (["any", "tcp", "udp"] as const),
+  );
+  const spec: RuleSpec = {
+    priority,
+    direction: pick(r, ["ingress", "egress", "both"] as const),
+    proto,
+    action: pick(r, ["allow", "deny", "reject"] as const),
+  };
+  const cidr = () => {
+    if (fam === 4) {
+      const len = Math.floor(r() * 33);
+      if (r() < 0.1) return `::ffff:${prefixOf(pick(r, V4_BASES), len).replace(/\/\d+$/, "")}/${96 + len}`;
+      return prefixOf(pick(r, V4_BASES), len);
+    }
+    return prefixOf(pick(r, V6_BASES), Math.floor(r() * 129));
+  };
+  if (fam !== 0 && r() < 0.6) spec.src = cidr();
+  if (fam !== 0 && r() < 0.6) spec.dst = cidr();
+  if (proto === "tcp" || proto === "udp") {
+    const range = () => {
+      const a = randPort(r);
+      const b = r() < 0.5 ? a : randPort(r);
+      return `${Math.min(a, b)}-${Math.max(a, b)}`;
+    };
+    if (r() < 0.5) spec.sport = range();
+    if (r() < 0.6) spec.dport = range();
+  }
+  if ((proto === "icmp" || proto === "icmpv6") && r() < 0.6) {
+    const t = pick(r, proto === "icmp" ? [0, 8, 13] : [128, 129, 140]);
+    spec["icmp-type"] = r() < 0.5 ? `${t}` : `${t}/${Math.floor(r() * 3)}`;
+  }
+  return spec;
+}
+
+/** An address near a base: on a prefix boundary, one past it, or random low bits. */
+function genAddr(r: () => number, fam: 4 | 6): string {
+  const base = parseIp(pick(r, fam === 4 ? V4_BASES : V6_BASES));
+  const bits = fam === 4 ? 32 : 128;
+  const len = Math.floor(r() * (bits + 1));
+  const hostBits = BigInt(bits - len);
+  const net = len === 0 ? 0n : (base.value >> hostBits) << hostBits;
+  const mode = Math.floor(r() * 4);
+  const max = (1n << BigInt(bits)) - 1n;
+  let v =
+    mode === 0
+      ? net
+      : mode === 1
+        ? net + (1n << hostBits) - 1n
+        : mode === 2
+          ? net + (1n << hostBits)
+          : net | (BigInt(Math.floor(r() * 2 ** 31)) & ((1n << hostBits) - 1n));
+  v &= max;
+  if (fam === 4 && (v >> 24n === 0n || v >> 28n >= 14n || v === max)) v = base.value; // not 0/8, multicast, broadcast
+  if (fam === 6 && v >> 120n === 0xffn) v = base.value; // not multicast
+  return formatIp({ family: fam, value: v });
+}
+
+function genPacket(r: () => number, fam: 4 | 6): Pkt {
+  let src = genAddr(r, fam);
+  let dst = genAddr(r, fam);
+  if (fam === 6 && r() < 0.15) {
+    // IPv4-mapped addresses on an IPv6 packet count as IPv4 to the rules.
+    src = `::ffff:${genAddr(r, 4)}`;
+    if (r() < 0.7) dst = `::ffff:${genAddr(r, 4)}`;
+  }
+  const dir = r() < 0.5 ? "egress" : "ingress";
+  const kind = Math.floor(r() * 10);
+  if (kind < 4) return { dir, src, dst, proto: IPPROTO.TCP, sport: randPort(r), dport: randPort(r), tcpFlags: 2 };
+  if (kind < 7) return { dir, src, dst, proto: IPPROTO.UDP, sport: randPort(r), dport: randPort(r) };
+  if (kind < 9) {
+    const types = fam === 4 ? [0, 8, 13] : [128, 129, 140];
+    return {
+      dir,
+      src,
+      dst,
+      proto: fam === 4 ? IPPROTO.ICMP : IPPROTO.ICMPV6,
+      sport: pick(r, types),
+      dport: Math.floor(r() * 3),
+    };
+  }
+  return { dir, src, dst, proto: 47, sport: 0, dport: 0 }; // GRE: an "other" protocol
+}
+
+function expectedRetval(action: string): number {
+  if (action === "allow") return TC_NEXT;
+  if (action === "deny") return TC_DROP;
+  return TC_REDIRECT; // generated packets are never errors, resets or multicast
+}
+
+// ---- differential -------------------------------------------------------------------------
+
+describe("datapath classification equals the reference evaluator", () => {
+  const SETS = 40;
+  const PACKETS = 20;
+  test(`${SETS} generated rule sets × ${PACKETS} packets: 0 mismatches`, () => {
+    let cases = 0;
+    const dist: Record<string, number> = {};
+    const mismatches: string[] = [];
+    for (let s = 0; s < SETS; s++) {
+      const seed = 1000 + s;
+      const r = prng(seed);
+      const fam = (s % 3 === 0 ? 4 : s % 3 === 1 ? 6 : 0) as 4 | 6 | 0;
+      const n = s === 0 ? 1 : 1 + Math.floor(r() * (s % 5 === 4 ? 300 : 24));
+      const prios = new Set<number>();
+      while (prios.size < n) prios.add(1 + Math.floor(r() * 100000));
+      const specs = [...prios].map((p) => genRule(r, p, fam === 0 ? pick(r, [0, 4, 6] as const) : fam));
+      const def: DefaultAction = r() < 0.5 ? "deny" : "allow";
+      const rules = install(specs, def);
+      for (let i = 0; i < PACKETS; i++) {
+        clearState();
+        const p = genPacket(r, fam === 0 ? pick(r, [4, 6] as const) : fam);
+        const want = evaluate(rules, def, p);
+        const got = run(p);
+        const wantHit = want.ruleId ?? (FW_DEFAULT_ID | NET) >>> 0;
+        const wantRet = expectedRetval(want.action);
+        cases++;
+        dist[`${want.action}/${want.ruleId ? "rule" : "default"}/${got.retval}`] =
+          (dist[`${want.action}/${want.ruleId ? "rule" : "default"}/${got.retval}`] ?? 0) + 1;
+        if (got.retval !== wantRet || got.hit !== wantHit)
+          mismatches.push(
+            `seed ${seed} packet ${i} ${JSON.stringify(p)}: want ${want.action} by ${wantHit} (${wantRet}), got ${got.retval} by ${got.hit}`,
+          );
+      }
+    }
+    expect(cases).toBeGreaterThanOrEqual(500);
+    // Every outcome is exercised: allowed, denied and rejected by rules, both defaults.
+    for (const k of ["allow/rule/-1", "deny/rule/2", "reject/rule/7", "allow/default/-1", "deny/default/2"])
+      expect({ k, atLeast20: (dist[k] ?? 0) >= 20 }).toEqual({ k, atLeast20: true });
+    expect(mismatches).toEqual([]);
+  });
+});
+
+// ---- state, fragments, reject, blocklist, log, capacity ------------------------------------
+
+const A = "10.0.0.1"; // the workload behind PORT
+const B = "10.0.0.2"; // its peer
+const A6 = "fd00::a";
+const B6 = "fd00::b";
+
+function stat(i: number): bigint {
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(i);
+  return (obj.map("stm_fw_stats").lookupPerCpu(key) ?? []).reduce((a, b) => a + b.readBigUInt64LE(0), 0n);
+}
+const STAT = { CT_NEW: 0, CT_PICKUP: 1, CT_FULL: 2, CT_REVALIDATED: 3, CT_CUT: 4, FRAG_MISS: 5, REJECT_SENT: 6 };
+
+describe("connection tracking", () => {
+  test("replies of an allowed flow pass; an opening from the denied side does not", () => {
+    clearState();
+    install([{ priority: 10, direction: "egress", proto: "tcp", dport: "80", action: "allow" }], "deny");
+    const syn: Pkt = { dir: "egress", src: A, dst: B, proto: IPPROTO.TCP, sport: 40000, dport: 80, tcpFlags: 2 };
+    expect(run(syn).retval).toBe(TC_NEXT);
+    // The SYN-ACK and later segments from B: replies, no rule consulted (no hit counted).
+    const synAck: Pkt = { dir: "ingress", src: B, dst: A, proto: IPPROTO.TCP, sport: 80, dport: 40000, tcpFlags: 0x12 };
+    expect(run(synAck)).toMatchObject({ retval: TC_NEXT, hit: undefined });
+    expect(run({ ...syn, tcpFlags: 0x10 })).toMatchObject({ retval: TC_NEXT, hit: undefined });
+    // B opening a connection to A, even from the allowed flow's own ports: denied.
+    const before = dropCount("fw-default");
+    expect(run({ ...synAck, tcpFlags: 2 }).retval).toBe(TC_DROP);
+    expect(run({ ...synAck, sport: 5555, dport: 22, tcpFlags: 2 }).retval).toBe(TC_DROP);
+    expect(dropCount("fw-default") - before).toBe(2n);
+    // A reset closes the flow; later segments of it are classified again (and denied inbound).
+    expect(run({ ...synAck, tcpFlags: 0x14 }).retval).toBe(TC_NEXT);
+  });
+
+  test("ICMP echo: the reply passes, an echo request back is denied", () => {
+    clearState();
+    install([{ priority: 10, direction: "egress", proto: "icmp", "icmp-type": "8", action: "allow" }], "deny");
+    const req: Pkt = { dir: "egress", src: A, dst: B, proto: IPPROTO.ICMP, sport: 8, dport: 0, icmpId: 9 };
+    expect(run(req).retval).toBe(TC_NEXT);
+    expect(run({ dir: "ingress", src: B, dst: A, proto: IPPROTO.ICMP, sport: 0, dport: 0, icmpId: 9 }).retval).toBe(
+      TC_NEXT,
+    );
+    expect(run({ dir: "ingress", src: B, dst: A, proto: IPPROTO.ICMP, sport: 8, dport: 0, icmpId: 9 }).retval).toBe(
+      TC_DROP,
+    );
+    // A reply to an echo nobody sent: denied.
+    expect(run({ dir: "ingress", src: B, dst: A, proto: IPPROTO.ICMP, sport: 0, dport: 0, icmpId: 10 }).retval).toBe(
+      TC_DROP,
+    );
+  });
+
+  test("IPv6: replies of an allowed UDP flow pass, unsolicited datagrams do not", () => {
+    clearState();
+    install([{ priority: 5, direction: "egress", proto: "udp", dport: "5000-5010", action: "allow" }], "deny");
+    expect(run({ dir: "egress", src: A6, dst: B6, proto: IPPROTO.UDP, sport: 33000, dport: 5005 }).retval).toBe(
+      TC_NEXT,
+    );
+    expect(run({ dir: "ingress", src: B6, dst: A6, proto: IPPROTO.UDP, sport: 5005, dport: 33000 }).retval).toBe(
+      TC_NEXT,
+    );
+    expect(run({ dir: "ingress", src: B6, dst: A6, proto: IPPROTO.UDP, sport: 5005, dport: 33001 }).retval).toBe(
+      TC_DROP,
+    );
+  });
+
+  test("an established flow survives an unrelated rule change and is cut by a deny of its own", () => {
+    clearState();
+    const allow: RuleSpec = { priority: 10, direction: "egress", proto: "tcp", dport: "443", action: "allow" };
+    install([allow], "deny");
+    const syn: Pkt = { dir: "egress", src: A, dst: B, proto: IPPROTO.TCP, sport: 41000, dport: 443, tcpFlags: 2 };
+    const reply: Pkt = { dir: "ingress", src: B, dst: A, proto: IPPROTO.TCP, sport: 443, dport: 41000, tcpFlags: 0x12 };
+    expect(run(syn).retval).toBe(TC_NEXT);
+    expect(run(reply).retval).toBe(TC_NEXT);
+    const reval = stat(STAT.CT_REVALIDATED);
+    install([allow, { priority: 20, direction: "ingress", proto: "udp", dport: "53", action: "allow" }], "deny");
+    expect(run({ ...reply, tcpFlags: 0x10 }).retval).toBe(TC_NEXT);
+    expect(stat(STAT.CT_REVALIDATED) - reval).toBe(1n);
+    const cut = stat(STAT.CT_CUT);
+    install([{ priority: 5, direction: "egress", proto: "tcp", dst: `${B}/32`, action: "deny" }, allow], "deny");
+    expect(run({ ...reply, tcpFlags: 0x10 }).retval).toBe(TC_DROP);
+    expect(stat(STAT.CT_CUT) - cut).toBe(1n);
+    expect(run({ ...syn, tcpFlags: 0x10 }).retval).toBe(TC_DROP);
+  });
+});
+
+describe("fragments", () => {
+  const first = (id: number): Pkt => ({
+    dir: "egress",
+    src: A,
+    dst: B,
+    proto: IPPROTO.UDP,
+    sport: 7000,
+    dport: 9000,
+    frag: { id, offset: 0, more: true },
+    payload: 1472,
+  });
+  const later = (id: number, offset: number, more: boolean): Buffer =>
+    ethernet(
+      { src: MAC, dst: PEER_MAC, type: ETH_P.IP },
+      ipv4({ src: A, dst: B, proto: IPPROTO.UDP, id, fragOffset: offset, moreFragments: more }, Buffer.alloc(1480)),
+    );
+
+  test("later fragments get the first fragment's verdict: an allowed 8,000-byte datagram passes whole", () => {
+    clearState();
+    install([{ priority: 1, direction: "egress", proto: "udp", dport: "9000", action: "allow" }], "deny");
+    expect(run(first(4242)).retval).toBe(TC_NEXT);
+    for (let off = 1480; off < 8000; off += 1480)
+      expect(run(first(4242), later(4242, off, off + 1480 < 8000)).retval).toBe(TC_NEXT);
+  });
+
+  test("a denied datagram passes no piece; a fragment whose first was never seen is dropped", () => {
+    clearState();
+    install([{ priority: 1, direction: "egress", proto: "udp", dport: "9001", action: "allow" }], "deny");
+    expect(run(first(4343)).retval).toBe(TC_DROP);
+    const before = dropCount("fw-fragment");
+    for (let off = 1480; off < 8000; off += 1480)
+      expect(run(first(4343), later(4343, off, off + 1480 < 8000)).retval).toBe(TC_DROP);
+    expect(run(first(1), later(999, 1480, false)).retval).toBe(TC_DROP);
+    expect(dropCount("fw-fragment") - before).toBe(6n);
+  });
+});
+
+/** Internet checksum of `b` (0 when the embedded checksum is right). */
+function sum16(...parts: Buffer[]): number {
+  let s = 0;
+  for (const b of parts)
+    for (let i = 0; i < b.length; i += 2) s += (b[i] as number) * 256 + (i + 1 < b.length ? (b[i + 1] as number) : 0);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return (~s & 0xffff) >>> 0;
+}
+
+describe("reject", () => {
+  test("a rejected TCP SYN becomes a reset to the sender, checksums right", () => {
+    clearState();
+    install([{ priority: 1, direction: "egress", proto: "tcp", dport: "25", action: "reject" }], "allow");
+    const before = stat(STAT.REJECT_SENT);
+    const r = run({ dir: "egress", src: A, dst: B, proto: IPPROTO.TCP, sport: 45000, dport: 25, tcpFlags: 2 });
+    expect(r.retval).toBe(TC_REDIRECT);
+    expect(stat(STAT.REJECT_SENT) - before).toBe(1n);
+    const o = r.out;
+    expect(o.length).toBe(54);
+    expect(o.subarray(0, 6).toString("hex")).toBe(MAC.replaceAll(":", ""));
+    expect(o.subarray(6, 12).toString("hex")).toBe(PEER_MAC.replaceAll(":", ""));
+    const ip = o.subarray(14, 34);
+    expect([...ip.subarray(12, 16)].join(".")).toBe(B);
+    expect([...ip.subarray(16, 20)].join(".")).toBe(A);
+    expect(sum16(ip)).toBe(0);
+    const th = o.subarray(34);
+    expect(th.readUInt16BE(0)).toBe(25);
+    expect(th.readUInt16BE(2)).toBe(45000);
+    expect(th[13]).toBe(0x14); // RST|ACK
+    expect(th.readUInt32BE(8)).toBe(1001); // the SYN's sequence + 1
+    const pseudo = Buffer.concat([ip.subarray(12, 20), Buffer.from([0, 6, 0, 20])]);
+    expect(sum16(pseudo, th)).toBe(0);
+  });
+
+  test("a rejected UDP datagram (IPv4) becomes an ICMP administratively-prohibited quoting it", () => {
+    clearState();
+    install([{ priority: 1, direction: "ingress", proto: "udp", action: "reject" }], "allow");
+    const p: Pkt = { dir: "ingress", src: B, dst: A, proto: IPPROTO.UDP, sport: 5353, dport: 161 };
+    const r = run(p);
+    expect(r.retval).toBe(TC_REDIRECT);
+    const o = r.out;
+    const ip = o.subarray(14, 34);
+    expect(ip[9]).toBe(IPPROTO.ICMP);
+    expect([...ip.subarray(12, 16)].join(".")).toBe(A);
+    expect([...ip.subarray(16, 20)].join(".")).toBe(B);
+    expect(sum16(ip)).toBe(0);
+    const ic = o.subarray(34);
+    expect([ic[0], ic[1]]).toEqual([3, 13]);
+    expect(sum16(ic)).toBe(0);
+    expect(ic.subarray(8, 36).toString("hex")).toBe(frame(p).subarray(14, 42).toString("hex"));
+  });
+
+  test("IPv6: reset for TCP, ICMPv6 prohibited for the rest, checksums right", () => {
+    clearState();
+    install([{ priority: 1, direction: "egress", action: "reject" }], "allow");
+    const t = run({ dir: "egress", src: A6, dst: B6, proto: IPPROTO.TCP, sport: 45000, dport: 22, tcpFlags: 2 });
+    expect(t.retval).toBe(TC_REDIRECT);
+    const ip6 = t.out.subarray(14, 54);
+    const th = t.out.subarray(54);
+    expect(th[13]).toBe(0x14);
+    const pseudo6 = (plen: number, nh: number) =>
+      Buffer.concat([ip6.subarray(8, 40), Buffer.from([0, 0, plen >> 8, plen & 0xff, 0, 0, 0, nh])]);
+    expect(sum16(pseudo6(20, 6), th)).toBe(0);
+    const u = run({ dir: "egress", src: A6, dst: B6, proto: IPPROTO.UDP, sport: 1234, dport: 9999 });
+    expect(u.retval).toBe(TC_REDIRECT);
+    const uip6 = u.out.subarray(14, 54);
+    const ic = u.out.subarray(54);
+    expect([ic[0], ic[1]]).toEqual([1, 1]);
+    expect(sum16(Buffer.concat([uip6.subarray(8, 40), Buffer.from([0, 0, 0, ic.length, 0, 0, 0, 58])]), ic)).toBe(0);
+  });
+
+  test("a reset is never answered", () => {
+    clearState();
+    install([{ priority: 1, direction: "egress", proto: "tcp", action: "reject" }], "allow");
+    expect(run({ dir: "egress", src: A, dst: B, proto: IPPROTO.TCP, sport: 1, dport: 2, tcpFlags: 0x04 }).retval).toBe(
+      TC_DROP,
+    );
+  });
+});
+
+describe("blocklist, failsafe, log, capacity", () => {
+  test("a blocklisted source is dropped at port ingress, before the rules", () => {
+    clearState();
+    install([], "allow");
+    fw.blockAdd([parseSubnet("10.66.0.0/16")], { 4: 0, 6: 0 });
+    try {
+      const before = dropCount("blocklist");
+      expect(run({ dir: "egress", src: "10.66.3.4", dst: B, proto: IPPROTO.UDP, sport: 1, dport: 2 }).retval).toBe(
+        TC_DROP,
+      );
+      expect(run({ dir: "ingress", src: "10.66.9.9", dst: A, proto: IPPROTO.UDP, sport: 1, dport: 2 }).retval).toBe(
+        TC_DROP,
+      );
+      expect(run({ dir: "egress", src: "10.67.0.1", dst: B, proto: IPPROTO.UDP, sport: 1, dport: 2 }).retval).toBe(
+        TC_NEXT,
+      );
+      expect(dropCount("blocklist") - before).toBe(2n);
+    } finally {
+      fw.blockDel(parseSubnet("10.66.0.0/16"));
+    }
+  });
+
+  test("deny-all still passes DHCP, DNS to the gateway and neighbour discovery", () => {
+    clearState();
+    install([], "deny");
+    expect(run({ dir: "egress", src: A, dst: "192.0.2.254", proto: IPPROTO.UDP, sport: 40000, dport: 53 }).retval).toBe(
+      TC_NEXT,
+    );
+    expect(run({ dir: "egress", src: A, dst: "192.0.2.99", proto: IPPROTO.UDP, sport: 40000, dport: 53 }).retval).toBe(
+      TC_DROP,
+    );
+    expect(run({ dir: "ingress", src: "192.0.2.254", dst: A, proto: IPPROTO.UDP, sport: 67, dport: 68 }).retval).toBe(
+      TC_NEXT,
+    );
+    expect(run({ dir: "ingress", src: "fe80::1", dst: A6, proto: IPPROTO.ICMPV6, sport: 136, dport: 0 }).retval).toBe(
+      TC_NEXT,
+    );
+    expect(run({ dir: "ingress", src: B, dst: A, proto: IPPROTO.TCP, sport: 1, dport: 2, tcpFlags: 2 }).retval).toBe(
+      TC_DROP,
+    );
+  });
+
+  test("a rule marked log emits an event per hit", () => {
+    clearState();
+    const rules = install(
+      [{ priority: 3, direction: "egress", proto: "udp", dport: "7777", action: "deny", log: true }],
+      "allow",
+    );
+    const events: Buffer[] = [];
+    const rb = new RingBuffer(obj.map("stm_fw_log").fd, (d: Buffer) => events.push(d));
+    try {
+      rb.consume();
+      events.length = 0;
+      run({ dir: "egress", src: A, dst: B, proto: IPPROTO.UDP, sport: 1000, dport: 7777 });
+      run({ dir: "egress", src: A, dst: B, proto: IPPROTO.UDP, sport: 1000, dport: 7778 });
+      rb.consume();
+    } finally {
+      rb.close();
+    }
+    expect(events.length).toBe(1);
+    const e = events[0] as Buffer;
+    expect(e.readUInt32LE(12)).toBe(rules[0]?.id as number);
+    expect(e[16]).toBe(2); // deny
+    expect(e.readUInt16LE(22)).toBe(7777);
+  });
+
+  test("an over-capacity change fails before writing anything and the active set stays", () => {
+    clearState();
+    install([{ priority: 1, direction: "egress", proto: "tcp", dport: "80", action: "allow" }], "deny");
+    const counts = () =>
+      ["stm_fw_src4", "stm_fw_ports", "stm_fw_rules"].map((m) => [...obj.map(m as "stm_fw_ports").keys()].length);
+    const scopeBefore = obj.map("stm_fw_scopes").lookup(encodeIfindex(NET))?.toString("hex");
+    const before = counts();
+    // A view of the maps where the port trie holds only 10 entries.
+    const small = new FirewallTables({
+      map: (n) => {
+        const m = obj.map(n);
+        if (n !== "stm_fw_ports") return m;
+        return new Proxy(m, { get: (t, p) => (p === "info" ? { ...t.info, maxEntries: 10 } : Reflect.get(t, p)) });
+      },
+    });
+    const many = Array.from({ length: 50 }, (_, i) => ({
+      ...parseRule({ priority: i + 1, proto: "tcp", dport: `${1000 + i * 7}`, action: "allow" }),
+      id: 90000 + i,
+    }));
+    expect(() => small.apply(NET, many, "deny")).toThrow(/stm_fw_ports would need/);
+    expect(counts()).toEqual(before);
+    expect(obj.map("stm_fw_scopes").lookup(encodeIfindex(NET))?.toString("hex")).toBe(scopeBefore);
+    expect(() =>
+      install(
+        Array.from({ length: 10241 }, (_, i) => ({ priority: i + 1, action: "deny" })),
+        "deny",
+      ),
+    ).toThrow(/exceed/);
+  });
+
+  test("a switch leaves only the new generation in the tables", () => {
+    install(
+      Array.from({ length: 20 }, (_, i) => ({ priority: i + 1, proto: "udp", dport: `${i}`, action: "allow" })),
+      "deny",
+    );
+    const c = install([{ priority: 1, src: "10.0.0.0/8", action: "allow" }], "deny");
+    expect(c.length).toBe(1);
+    expect([...obj.map("stm_fw_rules").keys()].length).toBe(1);
+    expect([...obj.map("stm_fw_src4").keys()].length).toBe(1);
+  });
+});
