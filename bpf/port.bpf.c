@@ -379,13 +379,19 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 
 /* The L4 part of a tuple: ports, TCP flags and sequence numbers, ICMP kind (and, for an
  * ICMP error, the flow of the packet it quotes). Returns 0, or -1 for a truncated header. */
-static __always_inline int fw_parse_l4(struct __sk_buff *skb, struct stm_tuple *t)
+/* Loads from a tc or an XDP frame: `xdp` is a constant where these helpers are inlined, so
+ * each program keeps only its own helper. */
+#define FW_LOAD(off, buf, n)                                                                  \
+	(xdp ? bpf_xdp_load_bytes((struct xdp_md *)ctx, off, buf, n)                             \
+	     : bpf_skb_load_bytes((struct __sk_buff *)ctx, off, buf, n))
+
+static __always_inline int fw_parse_l4(void *ctx, int xdp, struct stm_tuple *t)
 {
 	__u8 h[16] __attribute__((aligned(8)));
 	__u32 off = t->l4off;
 
 	if (t->proto == IPPROTO_TCP) {
-		if (t->l4len < 20 || bpf_skb_load_bytes(skb, off, h, 14))
+		if (t->l4len < 20 || FW_LOAD(off, h, 14))
 			return -1;
 		t->sport = t->ct_sport = ((__u16)h[0] << 8) | h[1];
 		t->dport = t->ct_dport = ((__u16)h[2] << 8) | h[3];
@@ -399,7 +405,7 @@ static __always_inline int fw_parse_l4(struct __sk_buff *skb, struct stm_tuple *
 		return 0;
 	}
 	if (t->proto == IPPROTO_UDP) {
-		if (t->l4len < 8 || bpf_skb_load_bytes(skb, off, h, 4))
+		if (t->l4len < 8 || FW_LOAD(off, h, 4))
 			return -1;
 		t->sport = t->ct_sport = ((__u16)h[0] << 8) | h[1];
 		t->dport = t->ct_dport = ((__u16)h[2] << 8) | h[3];
@@ -407,7 +413,7 @@ static __always_inline int fw_parse_l4(struct __sk_buff *skb, struct stm_tuple *
 	}
 	if (t->pcls != STM_PCLS_ICMP && t->pcls != STM_PCLS_ICMP6)
 		return 0;
-	if (t->l4len < 8 || bpf_skb_load_bytes(skb, off, h, 8))
+	if (t->l4len < 8 || FW_LOAD(off, h, 8))
 		return -1;
 	__u8 type = h[0];
 	t->sport = type;
@@ -424,7 +430,7 @@ static __always_inline int fw_parse_l4(struct __sk_buff *skb, struct stm_tuple *
 		__u32 in = off + 8, hl;
 		if (!v6) {
 			struct iphdr ip;
-			if (bpf_skb_load_bytes(skb, in, &ip, 20))
+			if (FW_LOAD(in, &ip, 20))
 				return 0;
 			__builtin_memcpy(t->inner_src, &ip.saddr, 4);
 			__builtin_memcpy(t->inner_dst, &ip.daddr, 4);
@@ -432,14 +438,14 @@ static __always_inline int fw_parse_l4(struct __sk_buff *skb, struct stm_tuple *
 			hl = ip.ihl * 4;
 		} else {
 			struct ipv6hdr ip6;
-			if (bpf_skb_load_bytes(skb, in, &ip6, 40))
+			if (FW_LOAD(in, &ip6, 40))
 				return 0;
 			__builtin_memcpy(t->inner_src, &ip6.saddr, 16);
 			__builtin_memcpy(t->inner_dst, &ip6.daddr, 16);
 			t->inner_proto = ip6.nexthdr;
 			hl = 40;
 		}
-		if (bpf_skb_load_bytes(skb, in + hl, h, 8)) {
+		if (FW_LOAD(in + hl, h, 8)) {
 			t->inner_proto = 0;
 			return 0;
 		}
@@ -459,16 +465,16 @@ static __always_inline int fw_parse_l4(struct __sk_buff *skb, struct stm_tuple *
 
 /* Parses an IPv4 or IPv6 frame (port security has checked its headers) into a tuple.
  * Returns 0, or -1 for a truncated header. */
-static __always_inline int fw_parse_skb(struct __sk_buff *skb, __u16 eth_proto, struct stm_tuple *t)
+static __always_inline int fw_parse(void *ctx, int xdp, __u32 pktlen, __u16 eth_proto, struct stm_tuple *t)
 {
 	if (eth_proto == bpf_htons(STM_ETH_P_IP)) {
 		struct iphdr ip;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, 20))
+		if (FW_LOAD(ETH_HLEN, &ip, 20))
 			return -1;
 		__u32 hlen = ip.ihl * 4;
 		__u32 tot = bpf_ntohs(ip.tot_len);
 		if (tot == 0)
-			tot = skb->len - ETH_HLEN;
+			tot = pktlen - ETH_HLEN;
 		if (hlen < 20 || tot < hlen)
 			return -1;
 		t->family = 4;
@@ -486,7 +492,7 @@ static __always_inline int fw_parse_skb(struct __sk_buff *skb, __u16 eth_proto, 
 						    : STM_PCLS_OTHER;
 	} else {
 		struct ipv6hdr ip6;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, 40))
+		if (FW_LOAD(ETH_HLEN, &ip6, 40))
 			return -1;
 		t->family = 6;
 		__builtin_memcpy(t->src, &ip6.saddr, 16);
@@ -495,14 +501,14 @@ static __always_inline int fw_parse_skb(struct __sk_buff *skb, __u16 eth_proto, 
 		__u32 off = ETH_HLEN + IP6_HLEN;
 		__u32 left = bpf_ntohs(ip6.payload_len);
 		if (left == 0)
-			left = skb->len - off;
+			left = pktlen - off;
 #pragma unroll
 		for (int i = 0; i < IP6_MAX_EXT; i++) {
 			if (next != IPPROTO_HOPOPTS_ && next != IPPROTO_ROUTING_ && next != IPPROTO_DSTOPTS_ &&
 			    next != IPPROTO_FRAGMENT_ && next != IPPROTO_AH_)
 				break;
 			__u8 eh[8];
-			if (left < 8 || bpf_skb_load_bytes(skb, off, eh, 8))
+			if (left < 8 || FW_LOAD(off, eh, 8))
 				return -1;
 			__u32 elen;
 			if (next == IPPROTO_FRAGMENT_) {
@@ -532,7 +538,7 @@ static __always_inline int fw_parse_skb(struct __sk_buff *skb, __u16 eth_proto, 
 	}
 	if (t->frag == 2)
 		return 0;
-	return fw_parse_l4(skb, t);
+	return fw_parse_l4(ctx, xdp, t);
 }
 
 /* What always passes between a workload and its gateway, whatever the rules: neighbour
@@ -585,7 +591,7 @@ static __always_inline __u16 csum_fold(__s64 s)
 /* Turns a rejected packet into its answer in place: a TCP reset, or an ICMP/ICMPv6
  * "administratively prohibited" quoting its start, from the packet's destination to its
  * source. Returns 0, or -1 when the packet gets no answer. */
-__attribute__((noinline)) int stm_fw_reply(struct __sk_buff *skb, struct stm_tuple *t)
+static __always_inline int fw_reply(void *ctx, int xdp, __u32 pktlen, struct stm_tuple *t)
 {
 	/* Two bytes ahead of the Ethernet header keep the IP header 4-byte aligned. */
 	__u8 buf[136] __attribute__((aligned(8)));
@@ -595,7 +601,7 @@ __attribute__((noinline)) int stm_fw_reply(struct __sk_buff *skb, struct stm_tup
 	if (!t)
 		return -1;
 	__builtin_memset(buf, 0, sizeof(buf));
-	if (bpf_skb_load_bytes(skb, 0, buf + 8, 6) || bpf_skb_load_bytes(skb, 6, eth, 6))
+	if (FW_LOAD(0, buf + 8, 6) || FW_LOAD(6, eth, 6))
 		return -1;
 	if (t->family == 4) {
 		eth[12] = 0x08;
@@ -628,13 +634,13 @@ __attribute__((noinline)) int stm_fw_reply(struct __sk_buff *skb, struct stm_tup
 		} else {
 			__u8 *ic = buf + 36;
 			__u64 e = t->l4off - ETH_HLEN + 8; /* the IP header and 64 bits of what followed */
-			if (skb->len < ETH_HLEN + e)
-				e = (skb->len - ETH_HLEN) & ~3;
+			if (pktlen < ETH_HLEN + e)
+				e = (pktlen - ETH_HLEN) & ~3;
 			if (e > 68)
 				e = 68;
 			if (e < 20)
 				return -1;
-			if (bpf_skb_load_bytes(skb, ETH_HLEN, buf + 44, e))
+			if (FW_LOAD(ETH_HLEN, buf + 44, e))
 				return -1;
 			ip[9] = IPPROTO_ICMP;
 			*(__u16 *)(ip + 2) = bpf_htons(28 + e);
@@ -676,12 +682,12 @@ __attribute__((noinline)) int stm_fw_reply(struct __sk_buff *skb, struct stm_tup
 			out = 74;
 		} else {
 			__u8 *ic = buf + 56;
-			__u64 e = (skb->len - ETH_HLEN) & ~3;
+			__u64 e = (pktlen - ETH_HLEN) & ~3;
 			if (e > 64)
 				e = 64;
 			if (e < 40)
 				return -1;
-			if (bpf_skb_load_bytes(skb, ETH_HLEN, buf + 64, e))
+			if (FW_LOAD(ETH_HLEN, buf + 64, e))
 				return -1;
 			ip6[6] = IPPROTO_ICMPV6_;
 			*(__u16 *)(ip6 + 4) = bpf_htons(8 + e);
@@ -697,11 +703,30 @@ __attribute__((noinline)) int stm_fw_reply(struct __sk_buff *skb, struct stm_tup
 	}
 	if (out > sizeof(buf) - 2)
 		return -1;
+	if (xdp) {
+		struct xdp_md *x = ctx;
+		if (bpf_xdp_adjust_tail(x, (int)out - (int)pktlen))
+			return -1;
+		return bpf_xdp_store_bytes(x, 0, buf + 2, out) ? -1 : 0;
+	}
+	struct __sk_buff *skb = ctx;
 	if (bpf_skb_change_tail(skb, out, 0))
 		return -1;
 	if (bpf_skb_store_bytes(skb, 0, buf + 2, out, BPF_F_RECOMPUTE_CSUM))
 		return -1;
 	return 0;
+}
+
+__attribute__((noinline)) int stm_fw_reply(struct __sk_buff *skb, struct stm_tuple *t)
+{
+	return skb ? fw_reply(skb, 0, skb->len, t) : -1;
+}
+
+__attribute__((noinline)) int stm_fw_reply_xdp(struct xdp_md *ctx, struct stm_tuple *t)
+{
+	if (!ctx)
+		return -1;
+	return fw_reply(ctx, 1, (__u32)(ctx->data_end - ctx->data), t);
 }
 
 /* A rejected packet gets an answer unless it is one itself (a reset, an ICMP error) or went
@@ -730,7 +755,7 @@ __attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port
 		return STM_TC_DROP;
 	__builtin_memset(t, 0, sizeof(*t));
 
-	if (fw_parse_skb(skb, eth_proto, t))
+	if (fw_parse(skb, 0, skb->len, eth_proto, t))
 		return stm_drop(ifindex, STM_DROP_MALFORMED);
 	if (fw_blocked(t))
 		return stm_drop(ifindex, STM_DROP_BLOCKLIST);
@@ -887,6 +912,70 @@ static __always_inline int is_local(__u32 kind, const void *addr, __u32 len)
 	return bpf_map_lookup_elem(&stm_local, &key) != NULL;
 }
 
+/* The node's global scope on the uplink: north-south traffic, from outside (XDP: its ingress)
+ * and to outside (tc egress: its egress). Untagged frames only: tagged ones never reach a
+ * workload (port egress drops them). */
+__attribute__((noinline)) int stm_fw_uplink_in(struct xdp_md *ctx, __u32 eth_proto)
+{
+	if (!ctx)
+		return XDP_DROP;
+	__u32 ifindex = ctx->ingress_ifindex;
+	__u32 len = ctx->data_end - ctx->data;
+	__u32 slot = 2;
+	struct stm_tuple *t = bpf_map_lookup_elem(&stm_fw_scratch, &slot);
+	if (!t)
+		return XDP_DROP;
+	__builtin_memset(t, 0, sizeof(*t));
+	if (fw_parse(ctx, 1, len, eth_proto, t))
+		return stm_drop_xdp(ifindex, STM_DROP_MALFORMED);
+	int r = stm_fw_check(t, ifindex, STM_FW_GLOBAL, STM_FW_INGRESS, len);
+	if (r == STM_TC_NEXT)
+		return XDP_PASS;
+	if (r != FW_REJECT)
+		return XDP_DROP;
+	stm_count_drop(ifindex, STM_DROP_FW_REJECT);
+	if (!fw_reply_ok(t) || stm_fw_reply_xdp(ctx, t))
+		return XDP_DROP;
+	fw_stat(STM_FW_STAT_REJECT_SENT);
+	return XDP_TX;
+}
+
+__attribute__((noinline)) int stm_fw_uplink_out(struct __sk_buff *skb, __u32 eth_proto)
+{
+	if (!skb)
+		return STM_TC_DROP;
+	__u32 ifindex = skb->ifindex;
+	__u32 slot = 3;
+	struct stm_tuple *t = bpf_map_lookup_elem(&stm_fw_scratch, &slot);
+	if (!t)
+		return STM_TC_DROP;
+	__builtin_memset(t, 0, sizeof(*t));
+	if (fw_parse(skb, 0, skb->len, eth_proto, t))
+		return stm_drop(ifindex, STM_DROP_MALFORMED);
+	int r = stm_fw_check(t, ifindex, STM_FW_GLOBAL, STM_FW_EGRESS, skb->len);
+	if (r != FW_REJECT)
+		return r;
+	stm_count_drop(ifindex, STM_DROP_FW_REJECT);
+	if (!fw_reply_ok(t) || stm_fw_reply(skb, t))
+		return STM_TC_DROP;
+	fw_stat(STM_FW_STAT_REJECT_SENT);
+	/* Back in through the uplink, over the bridge to the sender. */
+	skb->mark = STM_MARK_FW_REPLY;
+	return bpf_redirect(ifindex, BPF_F_INGRESS);
+}
+
+/* tc egress of the uplink: the global scope's rules on what leaves the node. */
+SEC("tc")
+int stm_uplink_out(struct __sk_buff *skb)
+{
+	__u16 proto;
+	if (bpf_skb_load_bytes(skb, 12, &proto, 2))
+		return STM_TC_NEXT;
+	if (skb->vlan_present || (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6)))
+		return STM_TC_NEXT;
+	return stm_fw_uplink_out(skb, proto);
+}
+
 /* The uplink filter. Declared frags-aware so native mode works on jumbo-MTU NICs; it reads
  * only headers, which are in the first buffer. */
 SEC("xdp.frags")
@@ -928,6 +1017,8 @@ int stm_uplink_in(struct xdp_md *ctx)
 			return stm_drop_xdp(ifindex, STM_DROP_BLOCKLIST);
 		if (is_local(STM_LOCAL_IP4, &ip->saddr, 4))
 			return stm_drop_xdp(ifindex, STM_DROP_LOCAL_SPOOF);
+		if (l3 == (void *)(eth + 1))
+			return stm_fw_uplink_in(ctx, proto);
 	} else if (proto == bpf_htons(STM_ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > end)
@@ -945,6 +1036,8 @@ int stm_uplink_in(struct xdp_md *ctx)
 			if ((void *)(icmp + 24) <= end && icmp[0] == ICMP6_NA && is_local(STM_LOCAL_IP6, icmp + 8, 16))
 				return stm_drop_xdp(ifindex, STM_DROP_LOCAL_SPOOF);
 		}
+		if (l3 == (void *)(eth + 1))
+			return stm_fw_uplink_in(ctx, proto);
 	} else if (proto == bpf_htons(STM_ETH_P_ARP)) {
 		__u8 *a = l3;
 		if ((void *)(a + ARP_LEN) > end)

@@ -164,6 +164,8 @@ _Static_assert(sizeof(struct stm_fw_scope) == 8, "stm_fw_scope is ABI");
 
 /* The scope enforces (it has rules or denies by default): traffic is tracked. */
 #define STM_FW_SCOPE_F_ON 1
+/* The node's global scope (north-south, at the uplink); networks use their id. */
+#define STM_FW_GLOBAL 0
 
 /* Address tries: gen, then the address; prefixlen counts the 32 generation bits. */
 struct stm_fw_lpm4_key {

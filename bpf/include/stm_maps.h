@@ -72,10 +72,10 @@ struct {
 	__type(value, __u32);
 } stm_block6 SEC(".maps");
 
-/* Per-CPU room for the firewall's parsed packet (one slot per direction). */
+/* Per-CPU room for the firewall's parsed packet: slots 0-1 ports (by direction), 2-3 uplink. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 4);
 	__type(key, __u32);
 	__type(value, struct stm_tuple);
 } stm_fw_scratch SEC(".maps");

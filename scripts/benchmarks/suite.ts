@@ -8,6 +8,7 @@ import { profileIp6, profileMac } from "../../src/model/network";
 import { type BpfObject, testRun } from "../../src/sys/bpf";
 import { libbpf } from "../../src/sys/ffi";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
+import { classifyBench, firewallOnBench } from "./firewall";
 import type { Benchmark } from "./harness";
 import { throughputBench } from "./throughput";
 
@@ -191,6 +192,11 @@ export const BENCHMARKS: Record<string, () => Benchmark> = {
   "prog/port-in-ipv4-tcp": () => portBench("ipv4-tcp"),
   "prog/port-in-arp": () => portBench("arp"),
   "prog/port-in-ipv6-tcp": () => portBench("ipv6-tcp"),
+  "fw/classify-1-vs-off": firewallOnBench,
+  "fw/classify-64": () => classifyBench(64),
+  "fw/classify-1000": () => classifyBench(1000),
+  "fw/classify-10000": () => classifyBench(10000),
+  "fw/classify-10000-worst": () => classifyBench(10000, true),
   "net/port-throughput": throughputBench,
   "ffi/libbpf-call": ffiBench,
   "ffi/map-lookup": lookupBench,

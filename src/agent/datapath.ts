@@ -230,32 +230,54 @@ export class PortDatapath {
     return `${this.pinRoot}/links/uplink-xdp`;
   }
 
-  /** Attaches the uplink filter to the NIC through a pinned XDP link (native, else generic).
-   * A link already on that device is kept and its program swapped in place when it differs;
-   * a link left on another device (the uplink changed) is detached first. */
+  get uplinkOutPin(): string {
+    return `${this.pinRoot}/links/uplink-tc-out`;
+  }
+
+  /** Attaches the uplink filter to the NIC through a pinned XDP link (native, else generic), and
+   * the global scope's egress program through a pinned tcx link. A link already on that device
+   * is kept and its program swapped in place when it differs; a link left on another device
+   * (the uplink changed) is detached first. */
   attachUplink(ifindex: number): Attachment {
-    const fd = this.obj.program("stm_uplink_in").fd;
+    const xdp = this.#attachPinned("stm_uplink_in", ifindex, this.uplinkPin, (fd, pin) =>
+      attachXdp(fd, ifindex, { pin }),
+    );
+    this.#attachPinned("stm_uplink_out", ifindex, this.uplinkOutPin, (fd, pin) =>
+      attachTc(fd, ifindex, "egress", { mode: "tcx", pin }),
+    );
+    return xdp;
+  }
+
+  #attachPinned(
+    prog: string,
+    ifindex: number,
+    pin: string,
+    attach: (fd: number, pin: string) => Attachment,
+  ): Attachment {
+    const fd = this.obj.program(prog).fd;
     const tag = progInfo(fd).tag;
-    if (existsSync(this.uplinkPin)) {
-      using link = new Fd(objGet(this.uplinkPin, "link"));
+    if (existsSync(pin)) {
+      using link = new Fd(objGet(pin, "link"));
       const info = linkInfo(link.fd);
       if (info.ifindex === ifindex) {
         if (this.#tagOfId(info.progId) !== tag) linkUpdate(link.fd, fd);
         const after = linkInfo(link.fd);
-        return { kind: "xdp", ifindex, hook: "xdp", progId: after.progId, pin: this.uplinkPin };
+        const xdp = pin === this.uplinkPin;
+        return { kind: xdp ? "xdp" : "tcx", ifindex, hook: xdp ? "xdp" : "tc-egress", progId: after.progId, pin };
       }
-      detachPinnedLink(this.uplinkPin);
+      detachPinnedLink(pin);
     }
     try {
-      return attachXdp(fd, ifindex, { pin: this.uplinkPin });
+      return attach(fd, pin);
     } catch (e) {
-      unpin(this.uplinkPin);
+      unpin(pin);
       throw e;
     }
   }
 
   detachUplink(): boolean {
-    return detachPinnedLink(this.uplinkPin);
+    const out = detachPinnedLink(this.uplinkOutPin);
+    return detachPinnedLink(this.uplinkPin) || out;
   }
 
   /** Tag (instruction hash) of a loaded program, by id; "" when it is gone. */

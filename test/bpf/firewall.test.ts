@@ -626,3 +626,66 @@ describe("blocklist, failsafe, log, capacity", () => {
     expect([...obj.map("stm_fw_src4").keys()].length).toBe(1);
   });
 });
+
+describe("global scope at the uplink", () => {
+  const XDP_DROP = 1;
+  const XDP_PASS = 2;
+  const XDP_TX = 3;
+  const OUT = "203.0.113.5";
+  const xdpCtx = (len: number) => {
+    const b = Buffer.alloc(24); // struct xdp_md
+    b.writeUInt32LE(len, 4);
+    b.writeUInt32LE(PORT, 12);
+    return b;
+  };
+  const fromOutside = (p: Omit<Pkt, "dir">) => {
+    const f = frame({ ...p, dir: "ingress" });
+    return testRun(obj.program("stm_uplink_in").fd, { data: f, ctx: xdpCtx(f.length) });
+  };
+  const toOutside = (p: Omit<Pkt, "dir">) =>
+    testRun(obj.program("stm_uplink_out").fd, {
+      data: frame({ ...p, dir: "egress" }),
+      ctx: alloc(SK_BUFF, { ifindex: PORT }),
+    });
+  const global = (specs: RuleSpec[], def: DefaultAction) => {
+    const rules = specs.map((s) => ({ ...parseRule(s), id: nextId++ })).sort((a, b) => a.priority - b.priority);
+    fw.apply(0, rules, def);
+  };
+  afterAll(() => fw.remove(0));
+
+  test("north-south: an allowed outbound flow's replies come in, unsolicited inbound is dropped in XDP", () => {
+    clearState();
+    global([{ priority: 1, direction: "egress", proto: "tcp", dport: "443", action: "allow" }], "deny");
+    expect(toOutside({ src: A, dst: OUT, proto: IPPROTO.TCP, sport: 50000, dport: 443, tcpFlags: 2 }).retval).toBe(
+      TC_NEXT,
+    );
+    expect(fromOutside({ src: OUT, dst: A, proto: IPPROTO.TCP, sport: 443, dport: 50000, tcpFlags: 0x12 }).retval).toBe(
+      XDP_PASS,
+    );
+    expect(fromOutside({ src: OUT, dst: A, proto: IPPROTO.TCP, sport: 443, dport: 22, tcpFlags: 2 }).retval).toBe(
+      XDP_DROP,
+    );
+    expect(toOutside({ src: A, dst: OUT, proto: IPPROTO.TCP, sport: 50001, dport: 80, tcpFlags: 2 }).retval).toBe(
+      TC_DROP,
+    );
+    // Networks' own scopes are not the global one: the port programs are unaffected by it.
+    install([], "allow");
+    expect(run({ dir: "ingress", src: OUT, dst: A, proto: IPPROTO.TCP, sport: 1, dport: 22, tcpFlags: 2 }).retval).toBe(
+      TC_NEXT,
+    );
+  });
+
+  test("a global reject answers from XDP with a reset out of the uplink", () => {
+    clearState();
+    global([{ priority: 1, direction: "ingress", proto: "tcp", dport: "23", action: "reject" }], "allow");
+    const r = fromOutside({ src: OUT, dst: A, proto: IPPROTO.TCP, sport: 40000, dport: 23, tcpFlags: 2 });
+    expect(r.retval).toBe(XDP_TX);
+    expect(r.dataOut.length).toBe(54);
+    expect([...r.dataOut.subarray(26, 30)].join(".")).toBe(A);
+    expect([...r.dataOut.subarray(30, 34)].join(".")).toBe(OUT);
+    expect(r.dataOut[47]).toBe(0x14);
+    expect(fromOutside({ src: OUT, dst: A, proto: IPPROTO.TCP, sport: 40000, dport: 24, tcpFlags: 2 }).retval).toBe(
+      XDP_PASS,
+    );
+  });
+});
