@@ -159,28 +159,35 @@ struct stm_fw_scope {
 	__u8 def;    /* enum stm_fw_action: allow or deny */
 	__u8 flags;  /* STM_FW_SCOPE_F_* */
 	__u16 nsum;  /* summary words in use (rules / 4096, rounded up) */
+	/* Prefix lengths the generation's address tables hold, per side (0 source, 1
+	 * destination): bit (32 - len) for IPv4, bit (128 - len) for IPv6, so the lowest set
+	 * bit is the longest prefix. */
+	__u64 len4[2];
+	__u64 len6[2][3];
 };
-_Static_assert(sizeof(struct stm_fw_scope) == 8, "stm_fw_scope is ABI");
+_Static_assert(sizeof(struct stm_fw_scope) == 72, "stm_fw_scope is ABI");
 
 /* The scope enforces (it has rules or denies by default): traffic is tracked. */
 #define STM_FW_SCOPE_F_ON 1
 /* The node's global scope (north-south, at the uplink); networks use their id. */
 #define STM_FW_GLOBAL 0
 
-/* Address tries: gen, then the address; prefixlen counts the 32 generation bits. */
-struct stm_fw_lpm4_key {
-	__u32 prefixlen;
+/* Address tables, one hash per family and side: (prefix length, generation, masked
+ * address). A lookup tries the lengths present, longest first (tuple space search on the
+ * prefix length): its cost follows the number of distinct lengths, not of prefixes. */
+struct stm_fw_addr4_key {
+	__u32 len;
 	__u32 gen;
 	__u8 addr[4];
 };
-_Static_assert(sizeof(struct stm_fw_lpm4_key) == 12, "stm_fw_lpm4_key is ABI");
+_Static_assert(sizeof(struct stm_fw_addr4_key) == 12, "stm_fw_addr4_key is ABI");
 
-struct stm_fw_lpm6_key {
-	__u32 prefixlen;
+struct stm_fw_addr6_key {
+	__u32 len;
 	__u32 gen;
 	__u8 addr[16];
 };
-_Static_assert(sizeof(struct stm_fw_lpm6_key) == 24, "stm_fw_lpm6_key is ABI");
+_Static_assert(sizeof(struct stm_fw_addr6_key) == 24, "stm_fw_addr6_key is ABI");
 
 /* Port trie: gen, source or destination port, direction, protocol class, then the port
  * (ICMP: type as the source port, code as the destination port). */

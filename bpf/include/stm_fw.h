@@ -83,16 +83,71 @@ static __always_inline int fw_mapped(const __u8 *a)
 	return *(__u64 *)a == 0 && *(__u32 *)(a + 8) == bpf_htonl(0xffff);
 }
 
-static __always_inline struct stm_fw_bits *fw_addr(int dst, __u32 gen, __u8 family, const __u8 *a)
+static __always_inline struct stm_fw_bits *fw_addr4(int dst, __u32 gen, __u64 lens, const __u8 *addr)
 {
-	if (family == 4 || fw_mapped(a)) {
-		struct stm_fw_lpm4_key k = { .prefixlen = 64, .gen = gen };
-		__builtin_memcpy(k.addr, family == 4 ? a : a + 12, 4);
-		return bpf_map_lookup_elem(dst ? (void *)&stm_fw_dst4 : (void *)&stm_fw_src4, &k);
+	struct stm_fw_addr4_key k = { .gen = gen };
+	void *map = dst ? (void *)&stm_fw_dst4 : (void *)&stm_fw_src4;
+	__u32 a = bpf_ntohl(*(__u32 *)addr);
+
+	for (int i = 0; i < 33; i++) {
+		if (!lens)
+			break;
+		__u32 len = 32 - ctz64(lens);
+		lens &= lens - 1;
+		__u32 m = len >= 32 ? 0xffffffffu : len == 0 ? 0 : ~(0xffffffffu >> len);
+		k.len = len;
+		*(__u32 *)k.addr = bpf_htonl(a & m);
+		struct stm_fw_bits *v = bpf_map_lookup_elem(map, &k);
+		if (v)
+			return v;
 	}
-	struct stm_fw_lpm6_key k = { .prefixlen = 160, .gen = gen };
-	__builtin_memcpy(k.addr, a, 16);
-	return bpf_map_lookup_elem(dst ? (void *)&stm_fw_dst6 : (void *)&stm_fw_src6, &k);
+	return NULL;
+}
+
+static __always_inline struct stm_fw_bits *fw_addr6(int dst, __u32 gen, const __u64 *lens, const __u8 *addr)
+{
+	struct stm_fw_addr6_key k __attribute__((aligned(8))) = { .gen = gen };
+	void *map = dst ? (void *)&stm_fw_dst6 : (void *)&stm_fw_src6;
+	__u64 hi = bpf_be64_to_cpu(*(__u64 *)addr);
+	__u64 lo = bpf_be64_to_cpu(*(__u64 *)(addr + 8));
+	__u64 m0 = lens[0], m1 = lens[1], m2 = lens[2];
+
+	for (int i = 0; i < 129; i++) {
+		__u32 b;
+		if (m0) {
+			b = ctz64(m0);
+			m0 &= m0 - 1;
+		} else if (m1) {
+			b = 64 + ctz64(m1);
+			m1 &= m1 - 1;
+		} else if (m2) {
+			b = 128 + ctz64(m2);
+			m2 &= m2 - 1;
+		} else {
+			break;
+		}
+		__u32 len = 128 - b;
+		__u64 mh = len >= 64 ? ~0ULL : len == 0 ? 0 : ~(~0ULL >> len);
+		__u64 ml = len >= 128 ? ~0ULL : len <= 64 ? 0 : ~(~0ULL >> (len - 64));
+		k.len = len;
+		*(__u64 *)k.addr = bpf_cpu_to_be64(hi & mh);
+		*(__u64 *)(k.addr + 8) = bpf_cpu_to_be64(lo & ml);
+		struct stm_fw_bits *v = bpf_map_lookup_elem(map, &k);
+		if (v)
+			return v;
+	}
+	return NULL;
+}
+
+/* The rules an address satisfies: the entry of the longest prefix present that holds it. */
+static __always_inline struct stm_fw_bits *fw_addr(int dst, struct stm_fw_scope *sc, __u32 gen, __u8 family,
+						   const __u8 *a)
+{
+	if (family == 4)
+		return fw_addr4(dst, gen, sc->len4[dst & 1], a);
+	if (fw_mapped(a))
+		return fw_addr4(dst, gen, sc->len4[dst & 1], a + 12);
+	return fw_addr6(dst, gen, sc->len6[dst & 1], a);
 }
 
 static __always_inline struct stm_fw_bits *fw_port(__u8 sel, struct stm_fw_q *q, __u16 port)
@@ -107,14 +162,14 @@ static __always_inline struct stm_fw_bits *fw_port(__u8 sel, struct stm_fw_q *q,
 
 /* The position of the first rule (in priority order) the query matches, or -1. Global
  * functions here are verified once each, not once per path that reaches them. */
-__attribute__((noinline)) int stm_fw_classify(struct stm_fw_q *q)
+__attribute__((noinline)) int stm_fw_classify(struct stm_fw_q *q, struct stm_fw_scope *sc)
 {
-	if (!q)
+	if (!q || !sc)
 		return -1;
-	struct stm_fw_bits *s = fw_addr(0, q->gen, q->family, q->src);
+	struct stm_fw_bits *s = fw_addr(0, sc, q->gen, q->family, q->src);
 	if (!s)
 		return -1;
-	struct stm_fw_bits *d = fw_addr(1, q->gen, q->family, q->dst);
+	struct stm_fw_bits *d = fw_addr(1, sc, q->gen, q->family, q->dst);
 	if (!d)
 		return -1;
 	struct stm_fw_bits *sp = fw_port(0, q, q->sport);
@@ -156,7 +211,7 @@ struct fw_verdict {
 static __always_inline void fw_decide(struct stm_fw_q *q, struct stm_fw_scope *scope, __u32 scope_id,
 				      struct fw_verdict *v)
 {
-	int idx = scope->nsum ? stm_fw_classify(q) : -1;
+	int idx = scope->nsum ? stm_fw_classify(q, scope) : -1;
 	if (idx >= 0) {
 		struct stm_fw_rule_key rk = { .gen = q->gen, .idx = idx };
 		struct stm_fw_rule *r = bpf_map_lookup_elem(&stm_fw_rules, &rk);

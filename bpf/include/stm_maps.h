@@ -88,39 +88,40 @@ struct {
 	__type(value, struct stm_fw_scope);
 } stm_fw_scopes SEC(".maps");
 
-/* Firewall field tries: (generation, prefix) → the rules that value matches. Sized for two
- * generations of the largest scope and the rules of every other. */
+/* Firewall field tables: (generation, prefix) → the rules that value matches. Sized for two
+ * generations of the largest scope and the rules of every other. Addresses: hashes per
+ * prefix length (see stm_fw_addr4_key); ports: a longest-prefix trie. */
 #define STM_FW_ADDR_MAX 65536
 #define STM_FW_PORT_MAX 131072
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, STM_FW_ADDR_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct stm_fw_lpm4_key);
+	__type(key, struct stm_fw_addr4_key);
 	__type(value, struct stm_fw_bits);
 } stm_fw_src4 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, STM_FW_ADDR_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct stm_fw_lpm4_key);
+	__type(key, struct stm_fw_addr4_key);
 	__type(value, struct stm_fw_bits);
 } stm_fw_dst4 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, STM_FW_ADDR_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct stm_fw_lpm6_key);
+	__type(key, struct stm_fw_addr6_key);
 	__type(value, struct stm_fw_bits);
 } stm_fw_src6 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, STM_FW_ADDR_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct stm_fw_lpm6_key);
+	__type(key, struct stm_fw_addr6_key);
 	__type(value, struct stm_fw_bits);
 } stm_fw_dst6 SEC(".maps");
 

@@ -1,7 +1,8 @@
 /** The firewall compiler: a scope's rules (priority order) become the entries of one
  * generation of the datapath's tries (bpf/include/stm_fw.h), and codecs for every firewall
  * map. Rule i is bit i of every bitmap; an address entry holds the rules whose prefix
- * contains it (a longest-prefix lookup then yields exactly the rules matching an address),
+ * contains it (the longest stored prefix holding an address then yields exactly the rules
+ * matching it; the datapath tries the lengths present, longest first),
  * a port entry the rules whose range covers its elementary interval. Pure. */
 import { StratumError } from "../errors";
 import { type DefaultAction, type Rule, ruleFamily, type StoredRule } from "../model/firewall";
@@ -20,9 +21,9 @@ export const FW_GLOBAL_SCOPE = 0;
 
 /** Key and value sizes (stm_abi.h), checked against the C header by test/unit/abi.test.ts. */
 export const FW_SIZES = {
-  stm_fw_scope: 8,
-  stm_fw_lpm4_key: 12,
-  stm_fw_lpm6_key: 24,
+  stm_fw_scope: 72,
+  stm_fw_addr4_key: 12,
+  stm_fw_addr6_key: 24,
   stm_fw_port_key: 16,
   stm_fw_rule_key: 8,
   stm_fw_rule: 8,
@@ -79,12 +80,37 @@ export function encodeBits(b: Bits): Buffer {
   return out;
 }
 
-export function encodeScope(gen: number, def: DefaultAction, on: boolean, nrules: number): Buffer {
-  const b = Buffer.alloc(8);
+/** Prefix lengths present in address entries, as the scope's length masks: bit (bits - len). */
+export function lengthMask(keys: Buffer[], family: 4 | 6): bigint {
+  const bits = family === 4 ? 32 : 128;
+  let m = 0n;
+  for (const k of keys) m |= 1n << BigInt(bits - k.readUInt32LE(0));
+  return m;
+}
+
+export interface ScopeLengths {
+  len4: [bigint, bigint];
+  len6: [bigint, bigint];
+}
+
+export function encodeScope(
+  gen: number,
+  def: DefaultAction,
+  on: boolean,
+  nrules: number,
+  lens: ScopeLengths = { len4: [0n, 0n], len6: [0n, 0n] },
+): Buffer {
+  const b = Buffer.alloc(FW_SIZES.stm_fw_scope);
   b.writeUInt32LE(gen, 0);
   b.writeUInt8(FW_ACTION[def], 4);
   b.writeUInt8(on ? FW_SCOPE_F_ON : 0, 5);
   b.writeUInt16LE(Math.ceil(Math.ceil(nrules / 64) / 64), 6);
+  for (const side of [0, 1]) {
+    b.writeBigUInt64LE(lens.len4[side] as bigint, 8 + side * 8);
+    const m6 = lens.len6[side] as bigint;
+    for (let w = 0; w < 3; w++)
+      b.writeBigUInt64LE((m6 >> BigInt(64 * w)) & 0xffffffffffffffffn, 24 + side * 24 + w * 8);
+  }
   return b;
 }
 
@@ -106,7 +132,7 @@ export function encodeU32(v: number): Buffer {
 function addrKey(gen: number, s: Subnet): Buffer {
   const n = s.family === 4 ? 4 : 16;
   const b = Buffer.alloc(8 + n);
-  b.writeUInt32LE(32 + s.prefixLen, 0);
+  b.writeUInt32LE(s.prefixLen, 0);
   b.writeUInt32LE(gen, 4);
   let v = s.network;
   for (let i = n - 1; i >= 0; i--, v >>= 8n) b[8 + i] = Number(v & 0xffn);
@@ -258,14 +284,26 @@ export function compileScope(rules: StoredRule[], def: DefaultAction, gen: numbe
     v.writeUInt8(r.log ? FW_RULE_F_LOG : 0, 5);
     return [ruleKey(gen, i), v];
   });
+  const src4 = addressEntries(rules, gen, "src", 4);
+  const dst4 = addressEntries(rules, gen, "dst", 4);
+  const src6 = addressEntries(rules, gen, "src", 6);
+  const dst6 = addressEntries(rules, gen, "dst", 6);
+  const mask = (e: Array<[Buffer, Buffer]>, f: 4 | 6) =>
+    lengthMask(
+      e.map(([k]) => k),
+      f,
+    );
   return {
     gen,
-    scope: encodeScope(gen, def, rules.length > 0 || def === "deny", rules.length),
+    scope: encodeScope(gen, def, rules.length > 0 || def === "deny", rules.length, {
+      len4: [mask(src4, 4), mask(dst4, 4)],
+      len6: [mask(src6, 6), mask(dst6, 6)],
+    }),
     entries: {
-      stm_fw_src4: addressEntries(rules, gen, "src", 4),
-      stm_fw_dst4: addressEntries(rules, gen, "dst", 4),
-      stm_fw_src6: addressEntries(rules, gen, "src", 6),
-      stm_fw_dst6: addressEntries(rules, gen, "dst", 6),
+      stm_fw_src4: src4,
+      stm_fw_dst4: dst4,
+      stm_fw_src6: src6,
+      stm_fw_dst6: dst6,
       stm_fw_ports: portEntries(rules, gen),
       stm_fw_rules: ruleEntries,
     },
