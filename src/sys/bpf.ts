@@ -209,6 +209,13 @@ export class BpfObject implements Disposable {
     };
   }
 
+  /** Before load: resize map `name` (tests size a table down to fill it). */
+  setMaxEntries(name: string, n: number): void {
+    const m = this.#mapPtrs().find((x) => x.name === name);
+    if (!m) throw new StratumError("NOT_FOUND", `BPF object ${this.name} has no map ${name}`);
+    check(libbpf().bpf_map__set_max_entries(m.ptr, n), `resize map ${name} in ${this.name}`);
+  }
+
   /** Before load: make map `name` reuse an existing (e.g. pinned) map instead of creating one. */
   reuseMap(name: string, fd: number): void {
     const m = this.#mapPtrs().find((x) => x.name === name);

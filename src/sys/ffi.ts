@@ -29,6 +29,7 @@ const libbpfSymbols = {
   bpf_map__key_size: { args: [T.ptr], returns: T.u32 },
   bpf_map__value_size: { args: [T.ptr], returns: T.u32 },
   bpf_map__max_entries: { args: [T.ptr], returns: T.u32 },
+  bpf_map__set_max_entries: { args: [T.ptr, T.u32], returns: T.i32 },
   bpf_map__reuse_fd: { args: [T.ptr, T.i32], returns: T.i32 },
   bpf_map__set_pin_path: { args: [T.ptr, T.ptr], returns: T.i32 },
   bpf_map_lookup_elem: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },

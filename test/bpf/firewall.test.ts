@@ -689,3 +689,60 @@ describe("global scope at the uplink", () => {
     );
   });
 });
+
+describe("a full connection-tracking table", () => {
+  test("degrades safely: new flows still pass, a forgotten flow's reply is denied, losses are counted", () => {
+    // Its own object: the table sized down to 256 flows, then 4,000 flows opened through it.
+    const small = loadObject("port", { prepare: (o) => o.setMaxEntries("stm_ct", 256) });
+    try {
+      const sfw = new FirewallTables({ map: (n) => small.map(n) });
+      small.map("stm_ports").update(encodeIfindex(PORT), encodePort(portCfg(A)));
+      small.map("stm_ports").update(encodeIfindex(PEER), encodePort({ ...portCfg(B), mac: PEER_MAC }));
+      sfw.apply(
+        NET,
+        [{ ...parseRule({ priority: 1, direction: "egress", proto: "tcp", action: "allow" }), id: 1 }],
+        "deny",
+      );
+      const go = (p: Pkt) =>
+        testRun(small.program(p.dir === "egress" ? "stm_port_in" : "stm_port_out").fd, {
+          data: frame(p),
+          ctx: alloc(SK_BUFF, { ifindex: PORT, ingress_ifindex: p.dir === "egress" ? 0 : PEER }),
+        }).retval;
+      const syn = (i: number): Pkt => ({
+        dir: "egress",
+        src: A,
+        dst: B,
+        proto: IPPROTO.TCP,
+        sport: 10000 + i,
+        dport: 80,
+        tcpFlags: 2,
+      });
+      const synAck = (i: number): Pkt => ({
+        dir: "ingress",
+        src: B,
+        dst: A,
+        proto: IPPROTO.TCP,
+        sport: 80,
+        dport: 10000 + i,
+        tcpFlags: 0x12,
+      });
+      const sstat = (i: number) => {
+        const k = Buffer.alloc(4);
+        k.writeUInt32LE(i);
+        return (small.map("stm_fw_stats").lookupPerCpu(k) ?? []).reduce((a, b) => a + b.readBigUInt64LE(0), 0n);
+      };
+      for (let i = 0; i < 4000; i++) expect(go(syn(i))).toBe(TC_NEXT);
+      expect(sstat(STAT.CT_NEW)).toBe(4000n);
+      expect([...small.map("stm_ct").keys()].length).toBeLessThanOrEqual(256);
+      // The newest flow is tracked; the oldest was evicted and its reply is not let in.
+      expect(go(synAck(3999))).toBe(TC_NEXT);
+      expect(go(synAck(0))).toBe(TC_DROP);
+      // The client's next segment (allowed by the rules) picks the flow up again, counted.
+      expect(go({ ...syn(0), tcpFlags: 0x10 })).toBe(TC_NEXT);
+      expect(sstat(STAT.CT_PICKUP)).toBe(1n);
+      expect(go(synAck(0))).toBe(TC_NEXT);
+    } finally {
+      small.close();
+    }
+  });
+});
