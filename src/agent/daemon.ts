@@ -110,7 +110,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     });
   }
   log.success(
-    `ready in ${Math.round(performance.now() - started)} ms: ${report.networks} network(s), ${report.endpoints} endpoint(s); API on ${o.apiSocket}${tcp ? ` and ${o.apiListen}` : ""}`,
+    `ready in ${Math.round(performance.now() - started)} ms: ${report.networks} network(s), ${report.endpoints} endpoint(s), ${report.firewall.scopes} firewall scope(s) (${report.firewall.adopted} unchanged); API on ${o.apiSocket}${tcp ? ` and ${o.apiListen}` : ""}`,
   );
 
   const stop = (sig: string) => {

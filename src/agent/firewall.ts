@@ -91,6 +91,45 @@ export class FirewallTables {
     }
   }
 
+  /** Takes over the scopes an earlier agent run installed, where the kernel holds exactly the
+   * generation the stored rules compile to (the same entries, none more): an agent restart
+   * then writes nothing and established flows are not re-checked. Returns the scopes taken
+   * over; the caller applies the others. Also moves the next generation past every
+   * generation found in the tables, written by a run that stopped before switching to it. */
+  adoptAll(scopes: Array<{ scopeId: number; rules: StoredRule[]; def: DefaultAction }>): Set<number> {
+    const keysByGen = new Map<number, Map<FwMapName, Set<string>>>();
+    for (const m of FW_GEN_MAPS)
+      for (const k of this.#dp.map(m).keys()) {
+        const g = keyGen(m, k);
+        this.#nextGen = Math.max(this.#nextGen, g + 1);
+        const per = keysByGen.get(g) ?? new Map<FwMapName, Set<string>>();
+        keysByGen.set(g, per);
+        const set = per.get(m) ?? new Set<string>();
+        per.set(m, set);
+        set.add(k.toString("hex"));
+      }
+    const adopted = new Set<number>();
+    const table = this.#dp.map("stm_fw_scopes");
+    for (const { scopeId, rules, def } of scopes) {
+      const cur = table.lookup(encodeU32(scopeId));
+      if (!cur || this.#live.has(scopeId)) continue;
+      const c = compileScope(rules, def, decodeScope(cur).gen);
+      if (!c.scope.equals(cur)) continue;
+      const have = keysByGen.get(c.gen);
+      const same = FW_GEN_MAPS.every((m) => {
+        const keys = have?.get(m) ?? new Set<string>();
+        if (keys.size !== c.entries[m].length) return false;
+        const map = this.#dp.map(m);
+        // With equal key sets a lookup finds the key itself (the port trie's longest prefix too).
+        return c.entries[m].every(([k, v]) => keys.has(k.toString("hex")) && map.lookup(k)?.equals(v) === true);
+      });
+      if (!same) continue;
+      this.#live.set(scopeId, c);
+      adopted.add(scopeId);
+    }
+    return adopted;
+  }
+
   /** Removes a scope (its network is gone): the scope entry first, then its generation. */
   remove(scopeId: number): void {
     this.#dp.map("stm_fw_scopes").delete(encodeU32(scopeId));

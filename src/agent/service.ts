@@ -1,5 +1,6 @@
 /** Networks and endpoints as operations: validate against the store, write the store in
- * one transaction, then make the kernel match. Every multi-step change keeps an undo list
+ * one transaction, then make the kernel match. A network's firewall scope comes and goes
+ * with it (the rules themselves: FirewallService, `fw`). Every multi-step change keeps an undo list
  * and, when a step fails, undoes what it did in reverse (nothing is left half-applied:
  * no profile claimed, no interface, no program, no map entry). */
 
@@ -37,6 +38,8 @@ import {
 } from "../netlink";
 import type { Endpoint, Store, StoredNetwork } from "../store/store";
 import type { DropCounts, PortDatapath } from "./datapath";
+import { FirewallTables } from "./firewall";
+import { FirewallService, type FwKernel } from "./firewall-service";
 
 export const USER_BRIDGE = "cnv-user-br0";
 export const MGMT_BRIDGE = "cnv-mgmt-br0";
@@ -111,12 +114,18 @@ class Undo {
 }
 
 export class NetworkService {
+  readonly fw: FirewallService;
+
+  /** `fwKernel`: the firewall's tables (default: on `dp`, which must be open). */
   constructor(
     readonly store: Store,
     readonly dp: PortDatapath,
     readonly nl: Rtnl = rtnl(),
     readonly log: (msg: string) => void = () => {},
-  ) {}
+    fwKernel: FwKernel = new FirewallTables(dp),
+  ) {
+    this.fw = new FirewallService(store, fwKernel, log);
+  }
 
   /** `n`: the endpoint's network when the caller has it already (lists read each network once). */
   #endpointView(e: Endpoint, n = this.store.getNetwork(e.network)): EndpointView {
@@ -184,9 +193,11 @@ export class NetworkService {
     const stored = this.store.createNetwork(net);
     try {
       this.applyNetwork(stored);
+      this.fw.applyScope(stored.id);
     } catch (e) {
       const undo = new Undo();
       undo.push("remove kernel state", () => this.#removeNetworkKernel(stored));
+      undo.push("remove firewall scope", () => this.fw.removeScope(stored.id));
       undo.push("forget network", () => this.store.deleteNetwork(stored.name));
       undo.run(this.log);
       throw e instanceof StratumError ? e.wrap(`create network ${net.name}`) : e;
@@ -209,7 +220,11 @@ export class NetworkService {
       },
       others,
     );
-    const updated = this.store.updateNetwork(name, next);
+    // A new default action goes to the kernel first (FirewallService's order), then the store.
+    const updated =
+      next.defaultAction !== cur.defaultAction
+        ? this.fw.changeDefault({ id: cur.id, name }, next.defaultAction, () => this.store.updateNetwork(name, next))
+        : this.store.updateNetwork(name, next);
     if (patch.mtu !== undefined)
       for (const ep of this.store.listEndpoints(name))
         if (getLink(ep.hostIf, this.nl)) setLink(ep.hostIf, { mtu: next.mtu }, this.nl);
@@ -226,6 +241,7 @@ export class NetworkService {
       );
     for (const ep of eps) this.detach(name, ep.name);
     this.#removeNetworkKernel(n);
+    this.fw.removeScope(n.id);
     this.store.deleteNetwork(name);
   }
 

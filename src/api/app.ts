@@ -4,8 +4,10 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import pkg from "../../package.json" with { type: "json" };
+import type { FirewallService } from "../agent/firewall-service";
 import type { NetworkService } from "../agent/service";
 import { type ErrorCode, StratumError } from "../errors";
+import { MAX_PRIORITY, RuleSpecSchema } from "../model/firewall";
 import { NetworkSpecSchema } from "../model/network";
 
 /** A network declaration: the model's own schema, so the API and validation cannot drift. */
@@ -31,6 +33,23 @@ export const AttachSchema = z
     configure: z.boolean().optional(),
   })
   .strict();
+
+/** A firewall rule: the model's schema (the fields are the CLI's flags). */
+export const RuleCreateSchema = RuleSpecSchema;
+
+export const RuleMoveSchema = z.object({ priority: z.number().int().min(1).max(MAX_PRIORITY) }).strict();
+
+export const DefaultActionSchema = z.object({ action: z.enum(["allow", "deny"]) }).strict();
+
+/** The import document; each rule is validated by the service, which names the bad one by index. */
+export const RuleSetSchema = z
+  .object({
+    default: z.enum(["allow", "deny"]).optional(),
+    rules: z.array(z.record(z.string(), z.unknown())).default([]),
+  })
+  .strict();
+
+export const BlocklistAddSchema = z.object({ prefixes: z.array(z.string()).min(1) }).strict();
 
 const STATUS: Record<ErrorCode, 400 | 404 | 409 | 500 | 501 | 503> = {
   INVALID: 400,
@@ -87,6 +106,42 @@ function endpointsRouter(svc: NetworkService): Hono {
   return r;
 }
 
+function ruleId(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new StratumError("INVALID", `rule id "${v}" is not a number`);
+  return n;
+}
+
+/** /v1/firewall: {scope} is a network's name or `global`; the blocklist is node-wide. */
+function firewallRouter(fw: FirewallService): Hono {
+  const r = new Hono();
+  r.get("/blocklist", (c) => c.json(fw.blockList()));
+  r.post("/blocklist", async (c) => c.json(fw.blockAdd((await body(c.req, BlocklistAddSchema)).prefixes)));
+  r.delete("/blocklist", (c) => {
+    const p = c.req.query("prefix");
+    if (!p) throw new StratumError("INVALID", "give the prefix to delete: DELETE /v1/firewall/blocklist?prefix=CIDR");
+    fw.blockDel(p);
+    return c.body(null, 204);
+  });
+  r.get("/:scope/rules", (c) => c.json(fw.listRules(c.req.param("scope"))));
+  r.post("/:scope/rules", async (c) =>
+    c.json(fw.addRule(c.req.param("scope"), await body(c.req, RuleCreateSchema)), 201),
+  );
+  r.delete("/:scope/rules/:id", (c) => {
+    fw.deleteRule(c.req.param("scope"), ruleId(c.req.param("id")));
+    return c.body(null, 204);
+  });
+  r.post("/:scope/rules/:id/move", async (c) =>
+    c.json(fw.moveRule(c.req.param("scope"), ruleId(c.req.param("id")), (await body(c.req, RuleMoveSchema)).priority)),
+  );
+  r.put("/:scope/default", async (c) =>
+    c.json(fw.setDefault(c.req.param("scope"), (await body(c.req, DefaultActionSchema)).action)),
+  );
+  r.get("/:scope/export", (c) => c.json(fw.exportRules(c.req.param("scope"))));
+  r.put("/:scope/import", async (c) => c.json(fw.importRules(c.req.param("scope"), await body(c.req, RuleSetSchema))));
+  return r;
+}
+
 export function openApiDocument(): Record<string, unknown> {
   const schema = (s: z.ZodType) => z.toJSONSchema(s);
   const json = (s?: z.ZodType) => (s ? { content: { "application/json": { schema: schema(s) } } } : {});
@@ -94,7 +149,7 @@ export function openApiDocument(): Record<string, unknown> {
   const op = (summary: string, req?: z.ZodType, ok = "200") => ({
     summary,
     ...(req ? { requestBody: { required: true, ...json(req) } } : {}),
-    responses: { [ok]: { description: "success" }, "400": err, "404": err, "500": err },
+    responses: { [ok]: { description: "success" }, "400": err, "404": err, "409": err, "500": err },
   });
   return {
     openapi: "3.1.0",
@@ -110,6 +165,20 @@ export function openApiDocument(): Record<string, unknown> {
       "/v1/networks/{name}/endpoints/{endpoint}": { delete: op("Detach an endpoint", undefined, "204") },
       "/v1/endpoints": { get: op("List endpoints (?network=NAME)") },
       "/v1/endpoints/{name}": { get: op("Show an endpoint") },
+      "/v1/firewall/{scope}/rules": {
+        get: op("List a scope's rules with hit counters ({scope}: a network or `global`)"),
+        post: op("Add a rule", RuleCreateSchema, "201"),
+      },
+      "/v1/firewall/{scope}/rules/{id}": { delete: op("Delete a rule", undefined, "204") },
+      "/v1/firewall/{scope}/rules/{id}/move": { post: op("Give a rule another priority", RuleMoveSchema) },
+      "/v1/firewall/{scope}/default": { put: op("Set a scope's default action", DefaultActionSchema) },
+      "/v1/firewall/{scope}/export": { get: op("A scope's rule set as a document ({default, rules})") },
+      "/v1/firewall/{scope}/import": { put: op("Replace a scope's whole rule set at once", RuleSetSchema) },
+      "/v1/firewall/blocklist": {
+        get: op("List the blocklist"),
+        post: op("Add prefixes to the blocklist (all or none)", BlocklistAddSchema),
+        delete: op("Remove a prefix (?prefix=CIDR)", undefined, "204"),
+      },
       "/v1/status": { get: op("Agent status") },
     },
   };
@@ -124,6 +193,7 @@ export function createApp(svc: NetworkService, status: () => unknown = () => ({}
   app.notFound((c) => c.json({ code: "NOT_FOUND", message: `no route ${c.req.method} ${c.req.path}` }, 404));
   app.route("/v1/networks", networksRouter(svc));
   app.route("/v1/endpoints", endpointsRouter(svc));
+  app.route("/v1/firewall", firewallRouter(svc.fw));
   app.get("/v1/status", (c) => c.json(status()));
   app.get("/openapi.json", (c) => c.json(openApiDocument()));
   return app;

@@ -1,7 +1,10 @@
 /** Typed client of the agent's API over its unix socket (what the CLI uses). Turns the
  * API's {code, message} back into StratumError, and an unreachable agent into UNAVAILABLE. */
+import type { BlockAddResult, BlocklistView, ImportResult, RuleListView, RuleView } from "../agent/firewall-service";
 import type { EndpointView, NetworkView } from "../agent/service";
 import { type ErrorCode, StratumError } from "../errors";
+import type { DefaultAction } from "../model/firewall";
+import type { RuleSetDoc } from "../model/ruleset";
 
 export const DEFAULT_API_SOCKET = "/run/stratum/api.sock";
 
@@ -52,5 +55,23 @@ export class ApiClient {
   listEndpoints = (network?: string) =>
     this.request<EndpointView[]>("GET", `/v1/endpoints${network ? `?network=${encodeURIComponent(network)}` : ""}`);
   showEndpoint = (name: string) => this.request<EndpointView>("GET", `/v1/endpoints/${encodeURIComponent(name)}`);
+
+  #fw = (scope: string, rest = "") => `/v1/firewall/${encodeURIComponent(scope)}${rest}`;
+  /** {scope}: a network's name or `global`. */
+  listRules = (scope: string) => this.request<RuleListView>("GET", this.#fw(scope, "/rules"));
+  addRule = (scope: string, spec: Record<string, unknown>) =>
+    this.request<RuleView>("POST", this.#fw(scope, "/rules"), spec);
+  deleteRule = (scope: string, id: number) => this.request<void>("DELETE", this.#fw(scope, `/rules/${id}`));
+  moveRule = (scope: string, id: number, priority: number) =>
+    this.request<RuleView>("POST", this.#fw(scope, `/rules/${id}/move`), { priority });
+  setDefault = (scope: string, action: DefaultAction) =>
+    this.request<{ scope: string; default: DefaultAction }>("PUT", this.#fw(scope, "/default"), { action });
+  exportRules = (scope: string) => this.request<Required<RuleSetDoc>>("GET", this.#fw(scope, "/export"));
+  importRules = (scope: string, doc: RuleSetDoc) => this.request<ImportResult>("PUT", this.#fw(scope, "/import"), doc);
+  blockList = () => this.request<BlocklistView>("GET", "/v1/firewall/blocklist");
+  blockAdd = (prefixes: string[]) => this.request<BlockAddResult>("POST", "/v1/firewall/blocklist", { prefixes });
+  blockDel = (prefix: string) =>
+    this.request<void>("DELETE", `/v1/firewall/blocklist?prefix=${encodeURIComponent(prefix)}`);
+
   status = () => this.request<Record<string, unknown>>("GET", "/v1/status");
 }

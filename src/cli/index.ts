@@ -4,6 +4,7 @@ import { type CommandDef, defineCommand, runCommand, showUsage } from "citty";
 import { type ErrorCode, StratumError } from "../errors";
 import { agentCommand } from "./agent";
 import { datapathCommand } from "./datapath";
+import { firewallCommand } from "./firewall";
 import { endpointCommand, networkCommand } from "./network";
 import { VERSION, versionCommand } from "./version";
 
@@ -19,6 +20,7 @@ export const rootCommand = defineCommand({
     agent: agentCommand,
     network: networkCommand,
     endpoint: endpointCommand,
+    firewall: firewallCommand,
     datapath: datapathCommand,
     version: versionCommand,
   },
@@ -69,6 +71,12 @@ async function commandFor(argv: string[]): Promise<[AnyCommand, AnyCommand | und
   return [cmd, parent];
 }
 
+/** Examples a command lists in its meta (`examples`, beside citty's fields), after the usage. */
+async function showExamples(cmd: AnyCommand): Promise<void> {
+  const meta = (await resolve(cmd.meta as never)) as { examples?: string[] } | undefined;
+  if (meta?.examples?.length) process.stdout.write(`EXAMPLES\n\n${meta.examples.map((e) => `  ${e}`).join("\n")}\n\n`);
+}
+
 function wantsJson(argv: string[]): boolean {
   const i = argv.findIndex((a) => a === "-o" || a === "--output");
   return (i >= 0 && argv[i + 1] === "json") || argv.includes("--output=json") || argv.includes("-o=json");
@@ -82,6 +90,7 @@ export async function runCli(argv: string[]): Promise<number> {
     if (args.length === 0 || args.includes("--help") || args.includes("-h")) {
       const [cmd, parent] = await commandFor(args);
       await showUsage(cmd, parent);
+      await showExamples(cmd);
       return args.length === 0 ? 2 : 0;
     }
     if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {

@@ -18,11 +18,19 @@ import {
 /** Names become DNS labels (`<endpoint>.<network>.internal`) and interface-name parts. */
 const NAME_RE = /^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
 
+/** Network names the API and CLI give another meaning (`/v1/firewall/global`, `firewall … --global`). */
+export const RESERVED_NETWORK_NAMES = ["global"] as const;
+
 export function checkName(kind: "network" | "endpoint", name: string): string {
   if (!NAME_RE.test(name))
     throw new StratumError(
       "INVALID",
       `invalid ${kind} name "${name}": 1-32 characters, lower-case letters, digits and '-', starting with a letter and not ending with '-'`,
+    );
+  if (kind === "network" && (RESERVED_NETWORK_NAMES as readonly string[]).includes(name))
+    throw new StratumError(
+      "INVALID",
+      `network name "${name}" is reserved (it names the firewall's node-wide scope): choose another`,
     );
   return name;
 }

@@ -1,7 +1,7 @@
 /** Makes the kernel match the store: restore first (bridges, every network's gateway and
- * profiles, every endpoint's port, programs and FDB entry), garbage-collect after (port
- * entries and gateway addresses nothing in the store asks for; a port's programs go with
- * its device). Idempotent:
+ * profiles, the firewall's scopes and blocklist, every endpoint's port, programs and FDB
+ * entry), garbage-collect after (port entries, gateway addresses, firewall generations and
+ * scopes nothing in the store asks for; a port's programs go with its device). Idempotent:
  * on a kernel that is already right it changes nothing. */
 
 import { createHash } from "node:crypto";
@@ -15,6 +15,8 @@ import { createBridge, deleteAddress, getLink, listAddresses, NL, setLink } from
 export interface ReconcileReport {
   networks: number;
   endpoints: number;
+  /** Firewall scopes restored (the global one included), and those already right. */
+  firewall: { scopes: number; adopted: number; blocklistAdded: number };
   /** What garbage collection removed. */
   collected: string[];
   /** Endpoints that could not be restored (e.g. their namespace is gone), with why. */
@@ -47,7 +49,13 @@ export function ensureBridge(svc: NetworkService, name: string): void {
 }
 
 export function reconcile(svc: NetworkService): ReconcileReport {
-  const report: ReconcileReport = { networks: 0, endpoints: 0, collected: [], errors: [] };
+  const report: ReconcileReport = {
+    networks: 0,
+    endpoints: 0,
+    firewall: { scopes: 0, adopted: 0, blocklistAdded: 0 },
+    collected: [],
+    errors: [],
+  };
   ensureBridge(svc, MGMT_BRIDGE);
   ensureBridge(svc, USER_BRIDGE);
 
@@ -57,6 +65,12 @@ export function reconcile(svc: NetworkService): ReconcileReport {
     svc.applyNetwork(n);
     report.networks++;
   }
+  // Rules before ports: a port restored into a network finds its scope in place. (The
+  // firewall's own garbage collection runs inside, after its restore.)
+  const fw = svc.fw.restore();
+  report.firewall = { scopes: fw.scopes, adopted: fw.adopted, blocklistAdded: fw.blocklist.added };
+  report.errors.push(...fw.errors);
+  report.collected.push(...fw.collected);
   const endpoints = svc.store.listEndpoints();
   for (const ep of endpoints) {
     try {

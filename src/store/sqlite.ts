@@ -4,9 +4,11 @@
 import { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { FW_GLOBAL_SCOPE } from "../datapath/firewall";
 import { StratumError } from "../errors";
+import type { DefaultAction, Rule, StoredRule } from "../model/firewall";
 import type { Network } from "../model/network";
-import type { Endpoint, Store, StoredNetwork } from "./store";
+import type { BlockEntry, Endpoint, Store, StoredNetwork } from "./store";
 
 /** Append only: a database at version N runs migrations N.. at open. */
 const MIGRATIONS: string[] = [
@@ -29,6 +31,27 @@ const MIGRATIONS: string[] = [
      created_at TEXT NOT NULL,
      UNIQUE (network_id, host_index)
    );`,
+  // Firewall: rules per scope (0 = the node's global scope, else a network id; a network's
+  // rules go with it in deleteNetwork, a foreign key cannot express scope 0), the global
+  // scope's default action (a network's lives in its spec), and the blocklist.
+  `CREATE TABLE fw_rules (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     scope INTEGER NOT NULL,
+     priority INTEGER NOT NULL,
+     spec TEXT NOT NULL,
+     UNIQUE (scope, priority)
+   );
+   CREATE TABLE fw_global (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     default_action TEXT NOT NULL CHECK (default_action IN ('allow', 'deny'))
+   );
+   INSERT INTO fw_global (id, default_action) VALUES (1, 'allow');
+   CREATE TABLE blocklist (
+     prefix TEXT PRIMARY KEY,
+     family INTEGER NOT NULL CHECK (family IN (4, 6)),
+     added_at TEXT NOT NULL
+   );
+   CREATE INDEX blocklist_family ON blocklist (family);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -38,6 +61,12 @@ interface NetworkRow {
   name: string;
   spec: string;
   created_at: string;
+}
+interface RuleRow {
+  id: number;
+  scope: number;
+  priority: number;
+  spec: string;
 }
 interface EndpointRow {
   name: string;
@@ -124,6 +153,7 @@ export class SqliteStore implements Store {
       if (!n) throw new StratumError("NOT_FOUND", `network ${name} does not exist`);
       const eps = this.listEndpoints(name).length;
       if (eps) throw new StratumError("INVALID", `network ${name} still has ${eps} endpoint(s) attached`);
+      this.db.query("DELETE FROM fw_rules WHERE scope = ?").run(n.id);
       this.db.query("DELETE FROM networks WHERE id = ?").run(n.id);
     })();
   }
@@ -196,6 +226,178 @@ export class SqliteStore implements Store {
       .query("SELECT e.host_index FROM endpoints e JOIN networks n ON n.id = e.network_id WHERE n.name = ?")
       .all(network) as Array<{ host_index: number }>;
     return new Set(rows.map((r) => r.host_index));
+  }
+
+  // ---- firewall ------------------------------------------------------------------------
+
+  #toRule(r: RuleRow): StoredRule {
+    return { ...(JSON.parse(r.spec) as Rule), id: r.id, priority: r.priority };
+  }
+
+  #scopeName(scope: number): string {
+    if (scope === FW_GLOBAL_SCOPE) return "the global scope";
+    const r = this.db.query("SELECT name FROM networks WHERE id = ?").get(scope) as { name: string } | null;
+    if (!r) throw new StratumError("NOT_FOUND", `no network has id ${scope}`);
+    return `network ${r.name}`;
+  }
+
+  listRules(scope: number): StoredRule[] {
+    return (this.db.query("SELECT * FROM fw_rules WHERE scope = ? ORDER BY priority").all(scope) as RuleRow[]).map(
+      (r) => this.#toRule(r),
+    );
+  }
+
+  allocRuleIds(n: number): number[] {
+    return this.db.transaction(() => {
+      const seq = this.db.query("SELECT seq FROM sqlite_sequence WHERE name = 'fw_rules'").get() as {
+        seq: number;
+      } | null;
+      const max = (this.db.query("SELECT max(id) AS m FROM fw_rules").get() as { m: number | null }).m ?? 0;
+      const first = Math.max(seq?.seq ?? 0, max) + 1;
+      const last = first + n - 1;
+      // Rule ids share the datapath's 32-bit hit-counter key with the defaults' (high bit set).
+      if (last >= 0x80000000) throw new StratumError("CAPACITY", "firewall rule ids are exhausted (2^31 created)");
+      if (seq) this.db.query("UPDATE sqlite_sequence SET seq = ? WHERE name = 'fw_rules'").run(last);
+      else this.db.query("INSERT INTO sqlite_sequence (name, seq) VALUES ('fw_rules', ?)").run(last);
+      return Array.from({ length: n }, (_, i) => first + i);
+    })();
+  }
+
+  #insertRule(scope: number, rule: Rule | StoredRule): StoredRule {
+    const { id, ...spec } = rule as StoredRule;
+    try {
+      const r = this.db
+        .query("INSERT INTO fw_rules (id, scope, priority, spec) VALUES (?, ?, ?, ?) RETURNING *")
+        .get(id ?? null, scope, spec.priority, JSON.stringify(spec)) as RuleRow;
+      return this.#toRule(r);
+    } catch (e) {
+      if (!String(e).includes("UNIQUE")) throw e;
+      const holder = this.db
+        .query("SELECT id FROM fw_rules WHERE scope = ? AND priority = ?")
+        .get(scope, spec.priority) as { id: number } | null;
+      if (holder)
+        throw new StratumError(
+          "INVALID",
+          `priority ${spec.priority} is taken by rule ${holder.id} in ${this.#scopeName(scope)}: priorities are unique`,
+        );
+      throw new StratumError("INVALID", `rule id ${id} is already in use`);
+    }
+  }
+
+  addRule(scope: number, rule: Rule | StoredRule): StoredRule {
+    return this.db.transaction(() => {
+      this.#scopeName(scope);
+      return this.#insertRule(scope, rule);
+    })();
+  }
+
+  #mustRule(scope: number, id: number): StoredRule {
+    const r = this.db.query("SELECT * FROM fw_rules WHERE scope = ? AND id = ?").get(scope, id) as RuleRow | null;
+    if (!r) throw new StratumError("NOT_FOUND", `${this.#scopeName(scope)} has no rule ${id}`);
+    return this.#toRule(r);
+  }
+
+  deleteRule(scope: number, id: number): void {
+    this.db.transaction(() => {
+      this.#mustRule(scope, id);
+      this.db.query("DELETE FROM fw_rules WHERE id = ?").run(id);
+    })();
+  }
+
+  moveRule(scope: number, id: number, priority: number): StoredRule {
+    return this.db.transaction(() => {
+      const { id: _id, ...rule } = this.#mustRule(scope, id);
+      const holder = this.db
+        .query("SELECT id FROM fw_rules WHERE scope = ? AND priority = ? AND id != ?")
+        .get(scope, priority, id) as { id: number } | null;
+      if (holder)
+        throw new StratumError(
+          "INVALID",
+          `priority ${priority} is taken by rule ${holder.id} in ${this.#scopeName(scope)}: priorities are unique`,
+        );
+      this.db
+        .query("UPDATE fw_rules SET priority = ?, spec = ? WHERE id = ?")
+        .run(priority, JSON.stringify({ ...rule, priority }), id);
+      return this.#mustRule(scope, id);
+    })();
+  }
+
+  #setScopeDefault(scope: number, def: DefaultAction): void {
+    if (scope === FW_GLOBAL_SCOPE) {
+      this.db.query("UPDATE fw_global SET default_action = ? WHERE id = 1").run(def);
+      return;
+    }
+    const r = this.db.query("SELECT spec FROM networks WHERE id = ?").get(scope) as { spec: string } | null;
+    if (!r) throw new StratumError("NOT_FOUND", `no network has id ${scope}`);
+    const spec = { ...(JSON.parse(r.spec) as Network), defaultAction: def };
+    this.db.query("UPDATE networks SET spec = ? WHERE id = ?").run(JSON.stringify(spec), scope);
+  }
+
+  replaceRules(scope: number, rules: Array<Rule | StoredRule>, def?: DefaultAction): StoredRule[] {
+    return this.db.transaction(() => {
+      this.#scopeName(scope);
+      this.db.query("DELETE FROM fw_rules WHERE scope = ?").run(scope);
+      const out = rules.map((r) => this.#insertRule(scope, r)).sort((a, b) => a.priority - b.priority);
+      if (def !== undefined) this.#setScopeDefault(scope, def);
+      return out;
+    })();
+  }
+
+  scopeDefault(scope: number): DefaultAction {
+    if (scope === FW_GLOBAL_SCOPE) return this.getGlobalDefault();
+    const r = this.db.query("SELECT spec FROM networks WHERE id = ?").get(scope) as { spec: string } | null;
+    if (!r) throw new StratumError("NOT_FOUND", `no network has id ${scope}`);
+    return (JSON.parse(r.spec) as Network).defaultAction ?? "allow";
+  }
+
+  getGlobalDefault(): DefaultAction {
+    const r = this.db.query("SELECT default_action FROM fw_global WHERE id = 1").get() as {
+      default_action: DefaultAction;
+    } | null;
+    return r?.default_action ?? "allow";
+  }
+
+  setGlobalDefault(def: DefaultAction): void {
+    this.#setScopeDefault(FW_GLOBAL_SCOPE, def);
+  }
+
+  // ---- blocklist -----------------------------------------------------------------------
+
+  blockAdd(entries: Array<{ prefix: string; family: 4 | 6 }>): number {
+    return this.db.transaction(() => {
+      const ins = this.db.query("INSERT OR IGNORE INTO blocklist (prefix, family, added_at) VALUES (?, ?, ?)");
+      const now = new Date().toISOString();
+      let n = 0;
+      for (const e of entries) n += ins.run(e.prefix, e.family, now).changes;
+      return n;
+    })();
+  }
+
+  blockListed(prefixes: string[]): Set<string> {
+    const q = this.db.query("SELECT 1 FROM blocklist WHERE prefix = ?");
+    const out = new Set<string>();
+    this.db.transaction(() => {
+      for (const p of prefixes) if (q.get(p)) out.add(p);
+    })();
+    return out;
+  }
+
+  blockDel(prefix: string): boolean {
+    return this.db.query("DELETE FROM blocklist WHERE prefix = ?").run(prefix).changes > 0;
+  }
+
+  blockList(): BlockEntry[] {
+    return (
+      this.db.query("SELECT prefix, family, added_at FROM blocklist ORDER BY family, prefix").all() as Array<{
+        prefix: string;
+        family: 4 | 6;
+        added_at: string;
+      }>
+    ).map((r) => ({ prefix: r.prefix, family: r.family, addedAt: r.added_at }));
+  }
+
+  blockCount(family: 4 | 6): number {
+    return (this.db.query("SELECT count(*) AS n FROM blocklist WHERE family = ?").get(family) as { n: number }).n;
   }
 
   close(): void {

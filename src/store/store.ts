@@ -1,6 +1,8 @@
-/** The state store: desired state of this node (networks, endpoints). One interface, two
- * implementations planned: SQLite for a single node (sqlite.ts) and etcd for a cluster.
- * Every method is one transaction; conflicts surface as StratumError INVALID. */
+/** The state store: desired state of this node (networks, endpoints, firewall rules, the
+ * blocklist). One interface, two implementations planned: SQLite for a single node
+ * (sqlite.ts) and etcd for a cluster. Every method is one transaction; conflicts surface as
+ * StratumError INVALID. */
+import type { DefaultAction, Rule, StoredRule } from "../model/firewall";
 import type { Network } from "../model/network";
 
 export interface StoredNetwork extends Network {
@@ -42,5 +44,38 @@ export interface Store {
   /** Host indexes claimed in a network (to find the next free address). */
   claimedIndexes(network: string): Set<number>;
 
+  /** Firewall rules of a scope (FW_GLOBAL_SCOPE, or a network's id), by priority. */
+  listRules(scope: number): StoredRule[];
+  /** Reserves `n` fresh rule ids: never handed out again, even when the change that asked
+   * for them is abandoned (the kernel is written with them before the store). */
+  allocRuleIds(n: number): number[];
+  /** Inserts a validated rule, with its reserved id or a new one; a taken priority is INVALID. */
+  addRule(scope: number, rule: Rule | StoredRule): StoredRule;
+  deleteRule(scope: number, id: number): void;
+  moveRule(scope: number, id: number, priority: number): StoredRule;
+  /** Replaces a scope's whole rule set (and its default action when given): the import. */
+  replaceRules(scope: number, rules: Array<Rule | StoredRule>, def?: DefaultAction): StoredRule[];
+  /** Default action of a scope: the global one, or the network's. */
+  scopeDefault(scope: number): DefaultAction;
+  getGlobalDefault(): DefaultAction;
+  setGlobalDefault(def: DefaultAction): void;
+
+  /** Adds prefixes (canonical CIDRs) to the blocklist; those already listed are ignored.
+   * Returns how many were new. */
+  blockAdd(entries: Array<{ prefix: string; family: 4 | 6 }>): number;
+  /** Which of these prefixes are listed already. */
+  blockListed(prefixes: string[]): Set<string>;
+  /** Removes a prefix; false when it was not listed. */
+  blockDel(prefix: string): boolean;
+  blockList(): BlockEntry[];
+  blockCount(family: 4 | 6): number;
+
   close(): void;
+}
+
+export interface BlockEntry {
+  /** Canonical CIDR. */
+  prefix: string;
+  family: 4 | 6;
+  addedAt: string;
 }

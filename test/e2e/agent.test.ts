@@ -274,20 +274,34 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
   expect(ls(`${A.pins.path}/maps`).sort()).toEqual([
     "stm_block4",
     "stm_block6",
+    "stm_ct",
     "stm_drops",
+    "stm_frags",
+    "stm_fw_dst4",
+    "stm_fw_dst6",
+    "stm_fw_hits",
+    "stm_fw_log",
+    "stm_fw_ports",
+    "stm_fw_rules",
+    "stm_fw_scopes",
+    "stm_fw_src4",
+    "stm_fw_src6",
+    "stm_fw_stats",
     "stm_local",
     "stm_ports",
     "stm_profiles",
   ]);
-  // No port configuration, profile or endpoint address is left behind; the local addresses
-  // left are the bridge's own MAC and link-local address.
+  // No port configuration, profile, endpoint address or network firewall scope is left
+  // behind; the local addresses left are the bridge's own MAC and link-local address, the
+  // firewall scope the node's global one.
   const entries = (m: string) =>
     JSON.parse(runOk(["bpftool", "-j", "map", "dump", "pinned", `${A.pins.path}/maps/${m}`])).length;
-  expect({ ports: entries("stm_ports"), profiles: entries("stm_profiles"), local: entries("stm_local") }).toEqual({
-    ports: 0,
-    profiles: 0,
-    local: 2,
-  });
+  expect({
+    ports: entries("stm_ports"),
+    profiles: entries("stm_profiles"),
+    local: entries("stm_local"),
+    scopes: entries("stm_fw_scopes"),
+  }).toEqual({ ports: 0, profiles: 0, local: 2, scopes: 1 });
   const addrs = agentNs.ipJson(["addr", "show", "cnv-user-br0"])[0].addr_info.filter((a: any) => a.family === "inet");
   expect(addrs).toEqual([]);
 });

@@ -18,6 +18,49 @@ test("--help lists the commands and exits 0", () => {
   expect(sub.stdout).toContain("--dev");
 });
 
+test("firewall --help teaches: flags, examples; scope mistakes are caught before the agent is asked", () => {
+  const top = cli("--help");
+  expect(top.stdout).toContain("firewall");
+  const add = cli("firewall", "rule", "add", "--help");
+  expect(add.code).toBe(0);
+  for (const flag of [
+    "--priority",
+    "--direction",
+    "--src",
+    "--dst",
+    "--proto",
+    "--sport",
+    "--dport",
+    "--icmp-type",
+    "--action",
+    "--log",
+    "--global",
+  ])
+    expect(add.stdout).toContain(flag);
+  expect(add.stdout).toContain("EXAMPLES");
+  expect(add.stdout).toContain(
+    "cenvero-str-ctl firewall rule add app-net --priority 100 --proto tcp --dport 443 --action allow",
+  );
+  const sock = ["--api-socket", "/nonexistent/api.sock"];
+  for (const [args, msg] of [
+    [
+      ["firewall", "rule", "add", "--priority", "5", "--action", "deny"],
+      "give a NETWORK, or --global for the node-wide scope",
+    ],
+    [
+      ["firewall", "rule", "del", "--global", "net", "7"],
+      'unexpected argument "7" (--global takes the place of NETWORK)',
+    ],
+    [["firewall", "rule", "move", "net", "x", "--priority", "5"], 'ID must be a positive integer, not "x"'],
+    [["firewall", "default", "net", "reject"], 'the default action is allow or deny, not "reject"'],
+    [["firewall", "import", "net", "/nonexistent.yaml"], "cannot read /nonexistent.yaml: ENOENT"],
+  ] as Array<[string[], string]>) {
+    const r = cli(...args, ...sock);
+    expect({ args, code: r.code }).toEqual({ args, code: 2 });
+    expect(r.stderr).toBe(`cenvero-str-ctl: ${msg}\n`);
+  }
+});
+
 test("no arguments prints usage and exits 2", () => {
   const r = cli();
   expect(r.code).toBe(2);

@@ -4,6 +4,8 @@ import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { FW_GLOBAL_SCOPE } from "../../src/datapath/firewall";
+import { parseRule } from "../../src/model/firewall";
 import { profileMac, validateNetwork } from "../../src/model/network";
 import { SCHEMA_VERSION, SqliteStore } from "../../src/store/sqlite";
 
@@ -94,5 +96,116 @@ test("state survives close and reopen; updates keep identity", () => {
     netns: "web-1",
   });
   expect(() => s.updateNetwork("nope", { mtu: 1400 })).toThrow("network nope does not exist");
+  s.close();
+});
+
+// ---- firewall -----------------------------------------------------------------------------
+
+const rule = (priority: number, action: "allow" | "deny" | "reject" = "allow", extra: Record<string, unknown> = {}) =>
+  parseRule({ priority, action, ...extra });
+
+test("a schema-1 database is migrated: its networks stay, the firewall tables appear", () => {
+  const path = tmpDb();
+  let s = new SqliteStore(path);
+  s.createNetwork(net("app", "10.20.0.0/24", "10.20.0.1"));
+  s.db.exec("DROP TABLE fw_rules; DROP TABLE fw_global; DROP TABLE blocklist; PRAGMA user_version = 1");
+  s.close();
+  s = new SqliteStore(path);
+  expect((s.db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(SCHEMA_VERSION);
+  expect(s.listNetworks().map((n) => n.name)).toEqual(["app"]);
+  expect(s.getGlobalDefault()).toBe("allow");
+  expect(s.listRules(FW_GLOBAL_SCOPE)).toEqual([]);
+  s.close();
+});
+
+test("rules: per scope, by priority, unique priorities, stable ids never reused", () => {
+  const s = new SqliteStore(":memory:");
+  const app = s.createNetwork(net("app", "10.20.0.0/24", "10.20.0.1"));
+  const a = s.addRule(app.id, rule(200, "deny", { src: "10.9.0.0/16" }));
+  const b = s.addRule(app.id, rule(100, "allow", { proto: "tcp", dport: "443" }));
+  const g = s.addRule(FW_GLOBAL_SCOPE, rule(100, "deny"));
+  expect(s.listRules(app.id).map((r) => [r.id, r.priority])).toEqual([
+    [b.id, 100],
+    [a.id, 200],
+  ]);
+  expect(s.listRules(app.id)[0]).toEqual({ ...rule(100, "allow", { proto: "tcp", dport: "443" }), id: b.id });
+  expect(s.listRules(FW_GLOBAL_SCOPE).map((r) => r.id)).toEqual([g.id]);
+  expect(() => s.addRule(app.id, rule(200))).toThrow(`priority 200 is taken by rule ${a.id} in network app`);
+  expect(() => s.addRule(999, rule(1))).toThrow("no network has id 999");
+
+  // Reserved ids are never handed out again, even when the change that asked was abandoned.
+  const [r1, r2] = s.allocRuleIds(2) as [number, number];
+  expect(r2).toBe(r1 + 1);
+  expect(r1).toBeGreaterThan(g.id);
+  const c = s.addRule(app.id, rule(300));
+  expect(c.id).toBe(r2 + 1);
+  const d = s.addRule(app.id, { ...rule(400), id: r1 });
+  expect(d.id).toBe(r1);
+
+  expect(s.moveRule(app.id, a.id, 50)).toMatchObject({ id: a.id, priority: 50, action: "deny", src: "10.9.0.0/16" });
+  expect(() => s.moveRule(app.id, a.id, 100)).toThrow(`priority 100 is taken by rule ${b.id}`);
+  expect(() => s.moveRule(app.id, 12345, 7)).toThrow("network app has no rule 12345");
+  expect(() => s.deleteRule(FW_GLOBAL_SCOPE, a.id)).toThrow(`the global scope has no rule ${a.id}`);
+  s.deleteRule(app.id, c.id);
+  expect(s.listRules(app.id).map((r) => r.priority)).toEqual([50, 100, 400]);
+  expect(s.addRule(app.id, rule(300)).id).toBeGreaterThan(r2 + 1);
+});
+
+test("replaceRules swaps a scope's set and default in one transaction; a failure keeps the old", () => {
+  const s = new SqliteStore(":memory:");
+  const app = s.createNetwork(net("app", "10.20.0.0/24", "10.20.0.1"));
+  const keep = s.addRule(app.id, rule(10));
+  s.addRule(app.id, rule(20, "deny"));
+  const before = s.listRules(app.id);
+  expect(() => s.replaceRules(app.id, [rule(1), rule(1, "deny")], "deny")).toThrow("priority 1 is taken");
+  expect(s.listRules(app.id)).toEqual(before);
+  expect(s.getNetwork("app")?.defaultAction).toBe("allow");
+
+  const out = s.replaceRules(app.id, [{ ...rule(10), id: keep.id }, rule(5, "reject")], "deny");
+  expect(out.map((r) => [r.priority, r.action])).toEqual([
+    [5, "reject"],
+    [10, "allow"],
+  ]);
+  expect(out[1]?.id).toBe(keep.id);
+  expect(s.getNetwork("app")?.defaultAction).toBe("deny");
+  expect(s.scopeDefault(app.id)).toBe("deny");
+
+  s.replaceRules(FW_GLOBAL_SCOPE, [rule(7, "deny")], "deny");
+  expect(s.getGlobalDefault()).toBe("deny");
+  s.setGlobalDefault("allow");
+  expect(s.scopeDefault(FW_GLOBAL_SCOPE)).toBe("allow");
+});
+
+test("deleting a network deletes its rules, not the others'", () => {
+  const s = new SqliteStore(":memory:");
+  const a = s.createNetwork(net("a", "10.1.0.0/24", "10.1.0.1"));
+  const b = s.createNetwork(net("b", "10.2.0.0/24", "10.2.0.1"));
+  s.addRule(a.id, rule(1));
+  s.addRule(b.id, rule(1));
+  s.addRule(FW_GLOBAL_SCOPE, rule(1));
+  s.deleteNetwork("a");
+  expect(s.db.query("SELECT scope FROM fw_rules ORDER BY scope").all()).toEqual([{ scope: 0 }, { scope: b.id }]);
+});
+
+test("blocklist: many in one transaction, repeats ignored, counted per family, kept across a reopen", () => {
+  const path = tmpDb();
+  let s = new SqliteStore(path);
+  const n = s.blockAdd([
+    { prefix: "198.51.100.0/24", family: 4 },
+    { prefix: "203.0.113.7/32", family: 4 },
+    { prefix: "2001:db8:bad::/48", family: 6 },
+    { prefix: "198.51.100.0/24", family: 4 },
+  ]);
+  expect(n).toBe(3);
+  expect(s.blockAdd([{ prefix: "203.0.113.7/32", family: 4 }])).toBe(0);
+  expect([s.blockCount(4), s.blockCount(6)]).toEqual([2, 1]);
+  expect([...s.blockListed(["203.0.113.7/32", "192.0.2.0/24"])]).toEqual(["203.0.113.7/32"]);
+  s.close();
+  s = new SqliteStore(path);
+  expect(s.blockList().map((e) => e.prefix)).toEqual(["198.51.100.0/24", "203.0.113.7/32", "2001:db8:bad::/48"]);
+  expect(s.blockDel("198.51.100.0/24")).toBe(true);
+  expect(s.blockDel("198.51.100.0/24")).toBe(false);
+  expect(s.blockList()[0]).toMatchObject({ prefix: "203.0.113.7/32", family: 4 });
+  expect(s.blockList()[0]?.addedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
   s.close();
 });

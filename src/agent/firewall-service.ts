@@ -1,0 +1,369 @@
+/** Firewall rules and the blocklist as operations. Every change validates the whole resulting
+ * set, writes the kernel first (FirewallTables: capacity checked before anything is written,
+ * the new generation switched in atomically) and only then the store; when the store write
+ * fails, the kernel gets the previous set back. A refused change leaves both as they were.
+ * A scope is a network (its id) or the node's global scope (0, named `global`). */
+import { FW_DEFAULT_ID, FW_GLOBAL_SCOPE } from "../datapath/firewall";
+import { StratumError } from "../errors";
+import { type BlockPrefix, parseBlockPrefix } from "../model/blocklist";
+import {
+  checkRuleSet,
+  type DefaultAction,
+  parseRule,
+  type Rule,
+  type RuleSpec,
+  ruleSpec,
+  type StoredRule,
+} from "../model/firewall";
+import { parseSubnet } from "../model/ip";
+import { exportRule, exportRuleSet, type RuleSetDoc, validateRuleSet } from "../model/ruleset";
+import type { BlockEntry, Store } from "../store/store";
+import type { FirewallTables, Hits } from "./firewall";
+
+/** The kernel side the service drives (FirewallTables; a stand-in in unit tests). */
+export type FwKernel = Pick<
+  FirewallTables,
+  "apply" | "adoptAll" | "remove" | "gc" | "hits" | "defaultHits" | "forgetHits" | "blockAdd" | "blockDel" | "blockList"
+>;
+
+/** The name of the global scope in the API and the CLI (reserved as a network name). */
+export const GLOBAL_SCOPE_NAME = "global";
+
+export interface Scope {
+  id: number;
+  /** `global` or the network's name. */
+  name: string;
+}
+
+/** A rule as the API shows it: its id, the fields in the user's words, its hit counters. */
+export type RuleView = { id: number; hits: Hits } & Record<string, unknown>;
+
+export interface RuleListView {
+  scope: string;
+  default: DefaultAction;
+  defaultHits: Hits;
+  rules: RuleView[];
+}
+
+export interface ImportResult {
+  scope: string;
+  default: DefaultAction;
+  rules: number;
+  /** Rules identical (fields and priority) to one already there: they keep their id and hits. */
+  kept: number;
+}
+
+export interface BlocklistView {
+  counts: { ipv4: number; ipv6: number };
+  prefixes: BlockEntry[];
+}
+
+export interface BlockAddResult {
+  /** Prefixes given (after dropping repeats). */
+  given: number;
+  /** Newly listed. */
+  added: number;
+  /** Given but listed already. */
+  listed: number;
+  counts: { ipv4: number; ipv6: number };
+}
+
+export interface FirewallRestoreReport {
+  scopes: number;
+  /** Scopes whose kernel state was already right (nothing written). */
+  adopted: number;
+  blocklist: { added: number; removed: number };
+  collected: string[];
+  errors: string[];
+}
+
+/** Identity of a rule's content (priority included), for keeping ids across an import. */
+const contentKey = (r: Rule) => JSON.stringify(ruleSpec(r));
+
+export class FirewallService {
+  constructor(
+    readonly store: Store,
+    readonly kernel: FwKernel,
+    readonly log: (msg: string) => void = () => {},
+  ) {}
+
+  /** `global` or a network's name → the scope. */
+  scope(name: string): Scope {
+    if (name === GLOBAL_SCOPE_NAME) return { id: FW_GLOBAL_SCOPE, name };
+    const n = this.store.getNetwork(name);
+    if (!n) throw new StratumError("NOT_FOUND", `network ${name} does not exist (the global scope is "global")`);
+    return { id: n.id, name: n.name };
+  }
+
+  #state(s: Scope): { rules: StoredRule[]; def: DefaultAction } {
+    return { rules: this.store.listRules(s.id), def: this.store.scopeDefault(s.id) };
+  }
+
+  /** Kernel first, then `write` (the store); a failing write puts the previous set back. */
+  #commit<T>(
+    s: Scope,
+    prev: { rules: StoredRule[]; def: DefaultAction },
+    next: { rules: StoredRule[]; def: DefaultAction },
+    write: () => T,
+  ): T {
+    const what = s.id === FW_GLOBAL_SCOPE ? "firewall (global scope)" : `firewall of network ${s.name}`;
+    try {
+      this.kernel.apply(s.id, checkRuleSet(next.rules), next.def);
+    } catch (e) {
+      throw e instanceof StratumError ? e.wrap(what) : e;
+    }
+    try {
+      return write();
+    } catch (e) {
+      try {
+        this.kernel.apply(s.id, prev.rules, prev.def);
+      } catch (e2) {
+        this.log(`${what}: restoring the previous rules after a failed store write: ${(e2 as Error).message}`);
+      }
+      throw e;
+    }
+  }
+
+  #view(r: StoredRule): RuleView {
+    return { id: r.id, ...exportRule(r), hits: this.kernel.hits(r.id) };
+  }
+
+  #taken(rules: StoredRule[], priority: number, except?: number): void {
+    const holder = rules.find((r) => r.priority === priority && r.id !== except);
+    if (holder)
+      throw new StratumError(
+        "INVALID",
+        `priority ${priority} is taken by rule ${holder.id}: priorities are unique in a scope (pick another, or move rule ${holder.id} first)`,
+      );
+  }
+
+  listRules(scopeName: string): RuleListView {
+    const s = this.scope(scopeName);
+    const { rules, def } = this.#state(s);
+    return {
+      scope: s.name,
+      default: def,
+      defaultHits: this.kernel.defaultHits(s.id),
+      rules: rules.map((r) => this.#view(r)),
+    };
+  }
+
+  addRule(scopeName: string, spec: RuleSpec): RuleView {
+    const s = this.scope(scopeName);
+    const rule = parseRule(spec);
+    const prev = this.#state(s);
+    this.#taken(prev.rules, rule.priority);
+    checkRuleSet([...prev.rules, { ...rule, id: 0 }]); // capacity, before an id is spent
+    const [id] = this.store.allocRuleIds(1) as [number];
+    const stored: StoredRule = { ...rule, id };
+    this.#commit(s, prev, { rules: [...prev.rules, stored], def: prev.def }, () => this.store.addRule(s.id, stored));
+    return this.#view(stored);
+  }
+
+  deleteRule(scopeName: string, id: number): void {
+    const s = this.scope(scopeName);
+    const prev = this.#state(s);
+    if (!prev.rules.some((r) => r.id === id))
+      throw new StratumError(
+        "NOT_FOUND",
+        `${s.name === GLOBAL_SCOPE_NAME ? "the global scope" : s.name} has no rule ${id}`,
+      );
+    const rules = prev.rules.filter((r) => r.id !== id);
+    this.#commit(s, prev, { rules, def: prev.def }, () => this.store.deleteRule(s.id, id));
+    this.kernel.forgetHits(id);
+  }
+
+  moveRule(scopeName: string, id: number, priority: number): RuleView {
+    const s = this.scope(scopeName);
+    const prev = this.#state(s);
+    const r = prev.rules.find((x) => x.id === id);
+    if (!r)
+      throw new StratumError(
+        "NOT_FOUND",
+        `${s.name === GLOBAL_SCOPE_NAME ? "the global scope" : s.name} has no rule ${id}`,
+      );
+    const moved = { ...parseRule({ ...ruleSpec(r), priority }), id };
+    this.#taken(prev.rules, moved.priority, id);
+    const rules = prev.rules.map((x) => (x.id === id ? moved : x));
+    return this.#view(this.#commit(s, prev, { rules, def: prev.def }, () => this.store.moveRule(s.id, id, priority)));
+  }
+
+  setDefault(scopeName: string, def: DefaultAction): { scope: string; default: DefaultAction } {
+    const s = this.scope(scopeName);
+    this.changeDefault(s, def, () =>
+      s.id === FW_GLOBAL_SCOPE
+        ? this.store.setGlobalDefault(def)
+        : this.store.updateNetwork(s.name, { defaultAction: def }),
+    );
+    return { scope: s.name, default: def };
+  }
+
+  /** Switches a scope's default action in the kernel around a store write that records it
+   * (`network set --default-action` comes through here too). */
+  changeDefault<T>(s: Scope, def: DefaultAction, write: () => T): T {
+    const prev = this.#state(s);
+    return this.#commit(s, prev, { rules: prev.rules, def }, write);
+  }
+
+  exportRules(scopeName: string): Required<RuleSetDoc> {
+    const s = this.scope(scopeName);
+    const { rules, def } = this.#state(s);
+    return exportRuleSet(def, rules);
+  }
+
+  /** Replaces a scope's whole rule set (and its default, when the document has one) at once. */
+  importRules(scopeName: string, doc: unknown): ImportResult {
+    const s = this.scope(scopeName);
+    const set = validateRuleSet(doc);
+    const prev = this.#state(s);
+    checkRuleSet(set.rules.map((r) => ({ ...r, id: 0 })));
+    const def = set.default ?? prev.def;
+    const old = new Map(prev.rules.map((r) => [contentKey(r), r.id]));
+    const fresh = set.rules.filter((r) => !old.has(contentKey(r)));
+    const ids = fresh.length ? this.store.allocRuleIds(fresh.length) : [];
+    let k = 0;
+    const rules: StoredRule[] = set.rules.map((r) => ({ ...r, id: old.get(contentKey(r)) ?? (ids[k++] as number) }));
+    this.#commit(s, prev, { rules, def }, () => this.store.replaceRules(s.id, rules, def));
+    const keep = new Set(rules.map((r) => r.id));
+    for (const r of prev.rules) if (!keep.has(r.id)) this.kernel.forgetHits(r.id);
+    return { scope: s.name, default: def, rules: rules.length, kept: rules.length - fresh.length };
+  }
+
+  // ---- scopes of networks --------------------------------------------------------------
+
+  /** Installs a network's scope from the store (a new network: no rules, its default). */
+  applyScope(scopeId: number): void {
+    const rules = this.store.listRules(scopeId);
+    this.kernel.apply(scopeId, rules, this.store.scopeDefault(scopeId));
+  }
+
+  /** Removes a network's scope from the kernel and forgets its hit counters; the store
+   * drops its rules with the network. */
+  removeScope(scopeId: number): void {
+    const ids = this.store.listRules(scopeId).map((r) => r.id);
+    this.kernel.remove(scopeId);
+    for (const id of ids) this.kernel.forgetHits(id);
+    this.kernel.forgetHits((FW_DEFAULT_ID | scopeId) >>> 0);
+  }
+
+  // ---- blocklist -----------------------------------------------------------------------
+
+  blockList(): BlocklistView {
+    return { counts: this.#counts(), prefixes: this.store.blockList() };
+  }
+
+  #counts(): { ipv4: number; ipv6: number } {
+    return { ipv4: this.store.blockCount(4), ipv6: this.store.blockCount(6) };
+  }
+
+  /** Adds prefixes: all are validated first (the bad ones reported by index, nothing added),
+   * room in the tries is checked next, then the kernel, then the store. */
+  blockAdd(texts: string[]): BlockAddResult {
+    const bad: string[] = [];
+    const seen = new Map<string, BlockPrefix>();
+    texts.forEach((t, i) => {
+      try {
+        const p = parseBlockPrefix(String(t));
+        seen.set(p.prefix, p);
+      } catch (e) {
+        bad.push(`prefixes[${i}]: ${(e as Error).message}`);
+      }
+    });
+    if (bad.length)
+      throw new StratumError(
+        "INVALID",
+        `${bad.length} bad prefix${bad.length === 1 ? "" : "es"} (nothing was added): ${bad.slice(0, 5).join("; ")}${bad.length > 5 ? `; and ${bad.length - 5} more` : ""}`,
+      );
+    const given = [...seen.values()];
+    const listed = this.store.blockListed(given.map((p) => p.prefix));
+    const add = given.filter((p) => !listed.has(p.prefix));
+    if (add.length) {
+      const subnets = add.map((p) => p.subnet);
+      this.kernel.blockAdd(subnets, { 4: this.store.blockCount(4), 6: this.store.blockCount(6) });
+      try {
+        this.store.blockAdd(add.map((p) => ({ prefix: p.prefix, family: p.family })));
+      } catch (e) {
+        for (const sn of subnets) this.kernel.blockDel(sn);
+        throw e;
+      }
+    }
+    return { given: given.length, added: add.length, listed: given.length - add.length, counts: this.#counts() };
+  }
+
+  blockDel(text: string): { deleted: string } {
+    const p = parseBlockPrefix(text);
+    if (!this.store.blockListed([p.prefix]).has(p.prefix))
+      throw new StratumError("NOT_FOUND", `${p.prefix} is not on the blocklist`);
+    const sn = p.subnet;
+    this.kernel.blockDel(sn);
+    try {
+      this.store.blockDel(p.prefix);
+    } catch (e) {
+      this.kernel.blockAdd([sn], { 4: 0, 6: 0 });
+      throw e;
+    }
+    return { deleted: p.prefix };
+  }
+
+  // ---- restore (agent start) -------------------------------------------------------------
+
+  /** Makes the kernel match the store: every scope (taken over as is where it is already
+   * right), then the tables and scopes nothing asks for go, then the blocklist tries. */
+  restore(): FirewallRestoreReport {
+    const report: FirewallRestoreReport = {
+      scopes: 0,
+      adopted: 0,
+      blocklist: { added: 0, removed: 0 },
+      collected: [],
+      errors: [],
+    };
+    const scopes = [
+      { scopeId: FW_GLOBAL_SCOPE, name: "the global scope", def: this.store.getGlobalDefault() },
+      ...this.store.listNetworks().map((n) => ({ scopeId: n.id, name: `network ${n.name}`, def: n.defaultAction })),
+    ].map((s) => ({ ...s, rules: this.store.listRules(s.scopeId) }));
+    const adopted = this.kernel.adoptAll(scopes);
+    for (const s of scopes) {
+      report.scopes++;
+      if (adopted.has(s.scopeId)) {
+        report.adopted++;
+        continue;
+      }
+      try {
+        this.kernel.apply(s.scopeId, s.rules, s.def);
+      } catch (e) {
+        report.errors.push(`firewall of ${s.name}: ${(e as Error).message}`);
+      }
+    }
+    const gone = this.kernel.gc(new Set(scopes.map((s) => s.scopeId)));
+    if (gone) report.collected.push(`${gone} firewall table entr${gone === 1 ? "y" : "ies"} of no scope`);
+
+    const want = this.store.blockList();
+    const wantSet = new Set(want.map((e) => e.prefix));
+    const have = this.kernel.blockList();
+    const haveSet = new Set(have);
+    const missing = want.filter((e) => !haveSet.has(e.prefix)).map((e) => parseSubnet(e.prefix));
+    let extra = have.filter((p) => !wantSet.has(p));
+    const inTrie = (f: 4 | 6) => have.filter((p) => (p.includes(":") ? 6 : 4) === f).length;
+    const collect = () => {
+      for (const p of extra) if (this.kernel.blockDel(parseSubnet(p))) report.blocklist.removed++;
+      extra = [];
+    };
+    if (missing.length) {
+      try {
+        this.kernel.blockAdd(missing, { 4: inTrie(4), 6: inTrie(6) });
+      } catch (e) {
+        if (!(e instanceof StratumError && e.code === "CAPACITY") || extra.length === 0) throw e;
+        // Stale prefixes hold the room: collect them first, then restore.
+        const stale = (f: 4 | 6) => extra.filter((p) => (p.includes(":") ? 6 : 4) === f).length;
+        const room = { 4: inTrie(4) - stale(4), 6: inTrie(6) - stale(6) };
+        collect();
+        this.kernel.blockAdd(missing, room);
+      }
+      report.blocklist.added = missing.length;
+    }
+    collect();
+    if (report.blocklist.removed)
+      report.collected.push(`${report.blocklist.removed} blocklist prefix(es) not in the store`);
+    return report;
+  }
+}

@@ -1,0 +1,86 @@
+/** A kernel-free stand-in for FirewallTables: keeps what was applied per scope and the
+ * blocklist in memory, counts writes, and fails on demand (capacity or a kernel error), so
+ * the service's ordering and rollbacks can be tested without BPF maps. */
+import type { Hits } from "../../src/agent/firewall";
+import type { FwKernel } from "../../src/agent/firewall-service";
+import { StratumError } from "../../src/errors";
+import type { DefaultAction, StoredRule } from "../../src/model/firewall";
+import { formatSubnet, type Subnet } from "../../src/model/ip";
+
+export class FakeFwKernel implements FwKernel {
+  scopes = new Map<number, { rules: StoredRule[]; def: DefaultAction }>();
+  block = new Set<string>();
+  blockMax = 1_000_000;
+  applies = 0;
+  hitsOf = new Map<number, Hits>();
+  forgotten: number[] = [];
+  /** The next apply throws this (once). */
+  failNext: StratumError | undefined;
+  /** Scopes adoptAll reports as already right. */
+  adoptable = new Set<number>();
+
+  apply(scopeId: number, rules: StoredRule[], def: DefaultAction): { gen: number; entries: number } {
+    if (this.failNext) {
+      const e = this.failNext;
+      this.failNext = undefined;
+      throw e;
+    }
+    this.applies++;
+    this.scopes.set(scopeId, { rules: rules.map((r) => ({ ...r })), def });
+    return { gen: this.applies, entries: rules.length };
+  }
+
+  adoptAll(scopes: Array<{ scopeId: number; rules: StoredRule[]; def: DefaultAction }>): Set<number> {
+    const out = new Set<number>();
+    for (const s of scopes)
+      if (this.adoptable.has(s.scopeId)) {
+        this.scopes.set(s.scopeId, { rules: s.rules, def: s.def });
+        out.add(s.scopeId);
+      }
+    return out;
+  }
+
+  remove(scopeId: number): void {
+    this.scopes.delete(scopeId);
+  }
+
+  gc(keep: Set<number>): number {
+    let n = 0;
+    for (const id of [...this.scopes.keys()])
+      if (!keep.has(id)) {
+        this.scopes.delete(id);
+        n++;
+      }
+    return n;
+  }
+
+  hits(id: number): Hits {
+    return this.hitsOf.get(id) ?? { packets: 0, bytes: 0 };
+  }
+
+  defaultHits(scopeId: number): Hits {
+    return this.hits((0x80000000 | scopeId) >>> 0);
+  }
+
+  forgetHits(id: number): void {
+    this.forgotten.push(id);
+    this.hitsOf.delete(id);
+  }
+
+  blockAdd(prefixes: Subnet[], have: Record<4 | 6, number>): void {
+    for (const fam of [4, 6] as const) {
+      const add = prefixes.filter((p) => p.family === fam).length;
+      if (add && have[fam] + add > this.blockMax)
+        throw new StratumError("CAPACITY", `the IPv${fam} blocklist holds ${this.blockMax} prefixes`);
+    }
+    for (const p of prefixes) this.block.add(formatSubnet(p));
+  }
+
+  blockDel(p: Subnet): boolean {
+    return this.block.delete(formatSubnet(p));
+  }
+
+  blockList(): string[] {
+    return [...this.block];
+  }
+}

@@ -1,0 +1,277 @@
+/** The firewall's control plane without a kernel: rule sets as YAML documents (export →
+ * import gives the same set), blocklist files checked line by line, and the service's order
+ * of writes (kernel first, then the store; the previous set back when the store fails; a
+ * refused change leaves both untouched), on the real store and a stand-in for the tables. */
+import { beforeEach, expect, test } from "bun:test";
+import fc from "fast-check";
+import { FirewallService } from "../../src/agent/firewall-service";
+import { FW_GLOBAL_SCOPE } from "../../src/datapath/firewall";
+import { StratumError } from "../../src/errors";
+import { badLinesError, parseBlocklistText, parseBlockPrefix } from "../../src/model/blocklist";
+import { parseRule, parseRuleCidr, type Rule } from "../../src/model/firewall";
+import { formatSubnet } from "../../src/model/ip";
+import { validateNetwork } from "../../src/model/network";
+import { exportRuleSet, parseRuleSetYaml, ruleSetYaml, validateRuleSet } from "../../src/model/ruleset";
+import { SqliteStore } from "../../src/store/sqlite";
+import { FakeFwKernel } from "../helpers/fake-fw";
+
+const VARIED: Rule[] = [
+  parseRule({ priority: 100, proto: "tcp", dport: 443, action: "allow" }),
+  parseRule({ priority: 110, proto: "tcp", sport: "1024-65535", dport: "8000-8080", action: "allow", log: true }),
+  parseRule({ priority: 120, direction: "ingress", src: "10.9.0.0/16", action: "reject" }),
+  parseRule({ priority: 130, direction: "egress", dst: "2001:db8::/32", proto: "udp", dport: 53, action: "deny" }),
+  parseRule({ priority: 140, proto: "icmp", "icmp-type": "8/0", action: "allow" }),
+  parseRule({ priority: 150, proto: "icmpv6", "icmp-type": 128, src: "fd00::/8", action: "allow" }),
+  parseRule({ priority: 160, src: "::ffff:192.0.2.0/120", dst: "198.51.100.7", action: "deny" }),
+];
+
+let store: SqliteStore;
+let kernel: FakeFwKernel;
+let fw: FirewallService;
+let appId: number;
+let dbId: number;
+
+beforeEach(() => {
+  store = new SqliteStore(":memory:");
+  kernel = new FakeFwKernel();
+  fw = new FirewallService(store, kernel);
+  appId = store.createNetwork(validateNetwork({ name: "app-net", cidr: "10.20.0.0/24", gateway: "10.20.0.1" })).id;
+  dbId = store.createNetwork(validateNetwork({ name: "db-net", cidr: "10.30.0.0/24", gateway: "10.30.0.1" })).id;
+});
+
+test("YAML: export → parse gives the same rules; fields are the flag names", () => {
+  const yaml = ruleSetYaml(exportRuleSet("deny", VARIED));
+  expect(yaml.startsWith("default: deny\nrules:\n")).toBe(true);
+  expect(yaml).toContain("    dport: 443\n");
+  expect(yaml).toContain("    icmp-type: 8/0\n");
+  expect(yaml).toContain("    src: 192.0.2.0/24\n"); // IPv4-mapped became IPv4
+  const fields = new Set([...yaml.matchAll(/^ {2}(?:- | {2})([a-z-]+):/gm)].map((m) => m[1]));
+  expect([...fields].sort()).toEqual(
+    ["action", "direction", "dport", "dst", "icmp-type", "log", "priority", "proto", "sport", "src"].sort(),
+  );
+  const { set } = parseRuleSetYaml(yaml, "r.yaml");
+  expect(set).toEqual({ default: "deny", rules: VARIED });
+});
+
+test("YAML: a bad file names the line, the rule and the field", () => {
+  const cases: Array<[string, string]> = [
+    [
+      "rules:\n  - priority: 1\n    action: allow\n  - priority: 2\n    src: 10.0.0.300/8\n    action: deny\n",
+      "r.yaml:4: rules[1] (priority 2): src: ",
+    ],
+    [
+      "rules:\n  - priority: 1\n    action: allow\n  - priority: 1\n    action: deny\n",
+      "r.yaml:4: rules[1] has priority 1 like rules[0]",
+    ],
+    [
+      "rules:\n  - priority: 5\n    dports: 80\n    action: allow\n",
+      'r.yaml:2: rules[0] (priority 5): unknown field "dports"',
+    ],
+    [
+      "rules:\n  - priority: 5\n    proto: icmp\n    dport: 80\n    action: allow\n",
+      "sport/dport need proto tcp or udp",
+    ],
+    ["default: maybe\nrules: []\n", 'default: must be allow or deny, not "maybe"'],
+    ["rule:\n  - priority: 1\n", 'unknown top-level field "rule"'],
+    ["rules: [\n", "r.yaml:2: not valid YAML"],
+    ["- 1\n- 2\n", "a rule set is a map"],
+  ];
+  for (const [text, msg] of cases) expect(() => parseRuleSetYaml(text, "r.yaml")).toThrow(msg);
+});
+
+test("blocklist files: comments, blank lines, bare addresses, repeats; every bad line by number", () => {
+  const ok = parseBlocklistText(
+    "# bad actors\n198.51.100.0/24\n\n203.0.113.7   # one host\n2001:db8:bad::/48\n198.51.100.0/24\n::ffff:192.0.2.1\n",
+  );
+  expect(ok.bad).toEqual([]);
+  expect(ok.lines).toBe(7);
+  expect(ok.prefixes.map((p) => ({ prefix: p.prefix, family: p.family }))).toEqual([
+    { prefix: "198.51.100.0/24", family: 4 },
+    { prefix: "203.0.113.7/32", family: 4 },
+    { prefix: "2001:db8:bad::/48", family: 6 },
+    { prefix: "192.0.2.1/32", family: 4 },
+  ]);
+  const bad = parseBlocklistText("10.0.0.0/8\nnonsense\n10.0.0.1/8\n0.0.0.0/0\n");
+  expect(bad.bad.map((b) => b.line)).toEqual([2, 3, 4]);
+  const e = badLinesError("list.txt", bad.bad);
+  expect(e.code).toBe("INVALID");
+  expect(e.message).toStartWith("list.txt: 3 bad lines (nothing was applied): line 2: ");
+  expect(e.message).toContain("line 4: blocklist prefix 0.0.0.0/0 would block every IPv4 source");
+  const seen: number[] = [];
+  parseBlocklistText("1.1.1.1\n".repeat(25), (n) => seen.push(n), 10);
+  expect(seen).toEqual([10, 20]);
+});
+
+test("blocklist prefixes: the IPv4 fast path agrees with the general parser", () => {
+  const octet = fc.oneof(
+    fc.integer({ min: 0, max: 300 }).map(String),
+    fc.constantFrom("00", "01", "007", "255", "256"),
+  );
+  const text = fc
+    .tuple(
+      octet,
+      octet,
+      octet,
+      octet,
+      fc.option(fc.oneof(fc.integer({ min: 0, max: 40 }).map(String), fc.constant("08"))),
+    )
+    .map(([a, b, c, d, len]) => `${a}.${b}.${c}.${d}${len === null ? "" : `/${len}`}`);
+  const general = (t: string) => {
+    const s = parseRuleCidr(t, "blocklist prefix");
+    if (s.prefixLen === 0) throw new Error("zero");
+    return { prefix: formatSubnet(s), family: s.family, subnet: s };
+  };
+  const outcome = (f: () => unknown) => {
+    try {
+      return f();
+    } catch {
+      return "error";
+    }
+  };
+  fc.assert(
+    fc.property(text, (t) => {
+      expect(outcome(() => parseBlockPrefix(t))).toEqual(outcome(() => general(t)));
+    }),
+    { numRuns: 3000 },
+  );
+  for (const t of ["10.0.0.0/8", "192.0.2.1", "10.1.2.0/23", "255.255.255.255/32", "0.0.0.0/1", "128.0.0.0/1"])
+    expect(parseBlockPrefix(t)).toEqual(general(t));
+});
+
+test("export → import into another network gives the same set; identical rules keep ids and hits", () => {
+  for (const r of VARIED) fw.addRule("app-net", exportRuleSet("allow", [r]).rules[0] as never);
+  fw.setDefault("app-net", "deny");
+  const doc = fw.exportRules("app-net");
+  const yaml = ruleSetYaml(doc);
+  const r = fw.importRules("db-net", parseRuleSetYaml(yaml, "x.yaml").doc);
+  expect(r).toEqual({ scope: "db-net", default: "deny", rules: VARIED.length, kept: 0 });
+  expect(fw.exportRules("db-net")).toEqual(doc);
+  expect(kernel.scopes.get(dbId)?.rules.map((x) => x.priority)).toEqual(VARIED.map((x) => x.priority));
+  expect(kernel.scopes.get(dbId)?.def).toBe("deny");
+
+  // Re-import with one rule changed: the others keep their ids (and counters).
+  const before = store.listRules(dbId);
+  kernel.hitsOf.set(before[0]?.id as number, { packets: 5, bytes: 300 });
+  const changed = { ...doc, rules: doc.rules.map((x) => (x.priority === 120 ? { ...x, action: "deny" } : x)) };
+  expect(fw.importRules("db-net", changed)).toMatchObject({ rules: VARIED.length, kept: VARIED.length - 1 });
+  const after = store.listRules(dbId);
+  const old120 = before.find((x) => x.priority === 120)?.id;
+  expect(after.filter((x) => x.priority !== 120).map((x) => x.id)).toEqual(
+    before.filter((x) => x.priority !== 120).map((x) => x.id),
+  );
+  expect(after.find((x) => x.priority === 120)?.id).not.toBe(old120);
+  expect(kernel.forgotten).toEqual([old120 as number]);
+  expect(fw.listRules("db-net").rules[0]?.hits).toEqual({ packets: 5, bytes: 300 });
+
+  // Without default: the default stays; an empty list empties the scope.
+  expect(fw.importRules("db-net", { rules: [] })).toMatchObject({ default: "deny", rules: 0 });
+  expect(store.listRules(dbId)).toEqual([]);
+});
+
+test("the kernel is written first: a refused apply changes nothing, a failed store write restores it", () => {
+  const a = fw.addRule("app-net", { priority: 100, proto: "tcp", dport: 443, action: "allow" });
+  expect(kernel.scopes.get(appId)?.rules.map((r) => r.id)).toEqual([a.id]);
+  expect(a).toMatchObject({ priority: 100, proto: "tcp", dport: 443, action: "allow", hits: { packets: 0, bytes: 0 } });
+
+  kernel.failNext = new StratumError("CAPACITY", "firewall table stm_fw_ports would need 200000 entries");
+  let err: unknown;
+  try {
+    fw.addRule("app-net", { priority: 200, action: "deny" });
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(StratumError);
+  expect((err as StratumError).code).toBe("CAPACITY");
+  expect((err as StratumError).message).toStartWith("firewall of network app-net: firewall table stm_fw_ports");
+  expect(store.listRules(appId).map((r) => r.priority)).toEqual([100]);
+
+  const orig = store.addRule.bind(store);
+  store.addRule = () => {
+    throw new Error("disk full");
+  };
+  expect(() => fw.addRule("app-net", { priority: 300, action: "deny" })).toThrow("disk full");
+  store.addRule = orig;
+  expect(store.listRules(appId).map((r) => r.priority)).toEqual([100]);
+  expect(kernel.scopes.get(appId)?.rules.map((r) => r.priority)).toEqual([100]);
+
+  const applies = kernel.applies;
+  expect(() => fw.addRule("app-net", { priority: 100, action: "deny" })).toThrow(
+    `priority 100 is taken by rule ${a.id}`,
+  );
+  expect(() => fw.addRule("app-net", { priority: 5, src: "10.0.0.300", action: "deny" })).toThrow("--src: ");
+  expect(() => fw.addRule("nope", { priority: 5, action: "deny" })).toThrow("network nope does not exist");
+  expect(kernel.applies).toBe(applies);
+});
+
+test("move, delete, defaults: global and per network", () => {
+  const a = fw.addRule("global", { priority: 10, src: "192.0.2.0/24", action: "deny" });
+  const b = fw.addRule("global", { priority: 20, action: "allow" });
+  expect(fw.moveRule("global", b.id, 5)).toMatchObject({ id: b.id, priority: 5 });
+  expect(kernel.scopes.get(FW_GLOBAL_SCOPE)?.rules.map((r) => r.id)).toEqual([b.id, a.id]);
+  expect(() => fw.moveRule("global", a.id, 5)).toThrow(`priority 5 is taken by rule ${b.id}`);
+  expect(() => fw.moveRule("global", 999, 1)).toThrow("the global scope has no rule 999");
+  fw.deleteRule("global", b.id);
+  expect(kernel.forgotten).toEqual([b.id]);
+  expect(fw.listRules("global")).toMatchObject({ scope: "global", default: "allow", rules: [{ id: a.id }] });
+
+  expect(fw.setDefault("global", "deny")).toEqual({ scope: "global", default: "deny" });
+  expect(store.getGlobalDefault()).toBe("deny");
+  expect(kernel.scopes.get(FW_GLOBAL_SCOPE)?.def).toBe("deny");
+  fw.setDefault("app-net", "deny");
+  expect(store.getNetwork("app-net")?.defaultAction).toBe("deny");
+  expect(kernel.scopes.get(appId)).toEqual({ rules: [], def: "deny" });
+});
+
+test("blocklist: all checked before anything is written; capacity first; repeats counted", () => {
+  expect(fw.blockAdd(["198.51.100.0/24", "203.0.113.7", "2001:db8:bad::/48", "203.0.113.7/32"])).toEqual({
+    given: 3,
+    added: 3,
+    listed: 0,
+    counts: { ipv4: 2, ipv6: 1 },
+  });
+  expect(fw.blockAdd(["198.51.100.0/24", "192.0.2.0/24"])).toMatchObject({ added: 1, listed: 1 });
+  expect(() => fw.blockAdd(["192.0.2.9/24", "10.0.0.0/8", "bogus"])).toThrow(
+    "2 bad prefixes (nothing was added): prefixes[0]: ",
+  );
+  kernel.blockMax = 4;
+  expect(() => fw.blockAdd(["10.0.0.0/8", "10.1.0.0/16"])).toThrow("holds 4 prefixes");
+  expect(store.blockCount(4)).toBe(3);
+  expect([...kernel.block].sort()).toEqual(
+    store
+      .blockList()
+      .map((e) => e.prefix)
+      .sort(),
+  );
+  expect(fw.blockDel("203.0.113.7")).toEqual({ deleted: "203.0.113.7/32" });
+  expect(() => fw.blockDel("203.0.113.7")).toThrow("203.0.113.7/32 is not on the blocklist");
+  expect(kernel.block.has("203.0.113.7/32")).toBe(false);
+});
+
+test("restore: scopes already right are taken over, the rest applied, strays collected; the blocklist matched", () => {
+  store.addRule(appId, parseRule({ priority: 1, action: "deny" }));
+  store.blockAdd([
+    { prefix: "198.51.100.0/24", family: 4 },
+    { prefix: "2001:db8::/32", family: 6 },
+  ]);
+  kernel.adoptable.add(appId);
+  kernel.scopes.set(77, { rules: [], def: "deny" }); // a network deleted while the agent was down
+  kernel.block.add("192.0.2.0/24"); // written by hand
+  kernel.block.add("198.51.100.0/24");
+  const r = fw.restore();
+  expect(r).toMatchObject({ scopes: 3, adopted: 1, blocklist: { added: 1, removed: 1 }, errors: [] });
+  expect(kernel.applies).toBe(2); // global and db-net; app-net was already right
+  expect([...kernel.scopes.keys()].sort()).toEqual([FW_GLOBAL_SCOPE, appId, dbId].sort());
+  expect([...kernel.block].sort()).toEqual(["198.51.100.0/24", "2001:db8::/32"]);
+});
+
+test("validateRuleSet reports by index for the API", () => {
+  expect(() => validateRuleSet({ rules: [{ priority: 1, action: "allow" }, { priority: 2 }] })).toThrow(
+    "rules[1] (priority 2): action: ",
+  );
+});
+
+test('"global" is not a network name', () => {
+  expect(() => validateNetwork({ name: "global", cidr: "10.1.0.0/24", gateway: "10.1.0.1" })).toThrow(
+    'network name "global" is reserved',
+  );
+});
