@@ -2,6 +2,7 @@
  * reuse them, pins new ones in their place, rebuilds them from its store, and the ports
  * work. */
 import { afterAll, expect, test } from "bun:test";
+import { PORT_SIZE } from "../../src/datapath/port";
 import { TestAgent } from "../helpers/agent";
 import { Netns, runOk } from "../helpers/netns";
 
@@ -36,7 +37,7 @@ test("a pinned map of an older layout is rebuilt, not reused", async () => {
   await A.start();
   expect(A.logText).toContain("pinned map stm_ports has another layout");
   const info = JSON.parse(runOk(["bpftool", "-j", "map", "show", "pinned", `${A.pins.path}/maps/stm_ports`]));
-  expect({ key: info.bytes_key, value: info.bytes_value }).toEqual({ key: 4, value: 96 });
+  expect({ key: info.bytes_key, value: info.bytes_value }).toEqual({ key: 4, value: PORT_SIZE });
   A.json("network", "create", "--name", "lay-net", "--cidr", "10.71.0.0/24", "--gateway", "10.71.0.1");
   A.json("network", "attach", "lay-net", "--name", "lay-1", "--netns", w.name, "--configure");
   w.execOk(["ping", "-c", "2", "-i", "0.1", "-W", "2", "10.71.0.1"]);
