@@ -568,15 +568,28 @@ static __always_inline int fw_failsafe(struct stm_tuple *t, struct stm_port *por
 	return 0;
 }
 
-static __always_inline int fw_blocked(struct stm_tuple *t)
+/* The blocklist, on the source address read straight from the frame (no parse needed; port
+ * security has made the IP header linear; else it is copied). A frame too short to hold the
+ * address fails the parse after this. */
+static __always_inline int fw_blocked(struct __sk_buff *skb, __u16 eth_proto)
 {
-	if (t->family == 4) {
+	void *data = stm_skb_data(skb);
+	void *end = stm_skb_end(skb);
+	if (eth_proto == bpf_htons(STM_ETH_P_IP)) {
+		struct iphdr *ip = data + ETH_HLEN;
 		struct stm_lpm4_key k = { .prefixlen = 32 };
-		__builtin_memcpy(k.addr, t->src, 4);
+		if ((void *)(ip + 1) <= end)
+			__builtin_memcpy(k.addr, &ip->saddr, 4);
+		else if (bpf_skb_load_bytes(skb, ETH_HLEN + 12, k.addr, 4))
+			return 0;
 		return bpf_map_lookup_elem(&stm_block4, &k) != NULL;
 	}
+	struct ipv6hdr *ip6 = data + ETH_HLEN;
 	struct stm_lpm6_key k = { .prefixlen = 128 };
-	__builtin_memcpy(k.addr, t->src, 16);
+	if ((void *)(ip6 + 1) <= end)
+		__builtin_memcpy(k.addr, &ip6->saddr, 16);
+	else if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, k.addr, 16))
+		return 0;
 	return bpf_map_lookup_elem(&stm_block6, &k) != NULL;
 }
 
@@ -747,6 +760,13 @@ __attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port
 	if (!skb || !port)
 		return STM_TC_DROP;
 	__u32 ifindex = skb->ifindex;
+	if (fw_blocked(skb, eth_proto))
+		return stm_drop(ifindex, STM_DROP_BLOCKLIST);
+	/* A network without policy: nothing more to check (and nothing to parse). */
+	__u32 scope_id = port->net_id;
+	struct stm_fw_scope *scope = bpf_map_lookup_elem(&stm_fw_scopes, &scope_id);
+	if (!scope || !(scope->flags & STM_FW_SCOPE_F_ON))
+		return STM_TC_NEXT;
 	/* The tuple lives in per-CPU scratch, not on the stack: the call chain below (check,
 	 * classify) needs the room. Programs do not nest on a CPU. */
 	__u32 slot = dir;
@@ -757,8 +777,6 @@ __attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port
 
 	if (fw_parse(skb, 0, skb->len, eth_proto, t))
 		return stm_drop(ifindex, STM_DROP_MALFORMED);
-	if (fw_blocked(t))
-		return stm_drop(ifindex, STM_DROP_BLOCKLIST);
 	if (fw_failsafe(t, port, dir))
 		return STM_TC_NEXT;
 	int r = stm_fw_check(t, ifindex, port->net_id, dir, skb->len);
