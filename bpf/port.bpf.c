@@ -601,6 +601,22 @@ static __always_inline __u16 csum_fold(__s64 s)
 	return ~c;
 }
 
+/* The TCP header of a reset answering `t` (RFC 793: the sequence number from the segment's
+ * acknowledgment, else acknowledge all it carried); checksum left to the caller. */
+static __always_inline void fw_rst(__u8 *th, struct stm_tuple *t)
+{
+	*(__u16 *)th = bpf_htons(t->dport);
+	*(__u16 *)(th + 2) = bpf_htons(t->sport);
+	if (t->tcp_flags & TCP_ACK) {
+		*(__u32 *)(th + 4) = bpf_htonl(t->ack_seq);
+		th[13] = TCP_RST;
+	} else {
+		*(__u32 *)(th + 8) = bpf_htonl(t->seq + t->seg_len);
+		th[13] = TCP_RST | TCP_ACK;
+	}
+	th[12] = 5 << 4;
+}
+
 /* Turns a rejected packet into its answer in place: a TCP reset, or an ICMP/ICMPv6
  * "administratively prohibited" quoting its start, from the packet's destination to its
  * source. Returns 0, or -1 when the packet gets no answer. */
@@ -629,16 +645,7 @@ static __always_inline int fw_reply(void *ctx, int xdp, __u32 pktlen, struct stm
 			__u8 *th = buf + 36;
 			ip[9] = IPPROTO_TCP;
 			*(__u16 *)(ip + 2) = bpf_htons(40);
-			*(__u16 *)th = bpf_htons(t->dport);
-			*(__u16 *)(th + 2) = bpf_htons(t->sport);
-			if (t->tcp_flags & TCP_ACK) {
-				*(__u32 *)(th + 4) = bpf_htonl(t->ack_seq);
-				th[13] = TCP_RST;
-			} else {
-				*(__u32 *)(th + 8) = bpf_htonl(t->seq + t->seg_len);
-				th[13] = TCP_RST | TCP_ACK;
-			}
-			th[12] = 5 << 4;
+			fw_rst(th, t);
 			__u32 ph[3] = { *(__u32 *)(ip + 12), *(__u32 *)(ip + 16), bpf_htonl((IPPROTO_TCP << 16) | 20) };
 			__s64 s = bpf_csum_diff(0, 0, ph, 12, 0);
 			s = bpf_csum_diff(0, 0, (void *)th, 20, (__u32)s);
@@ -677,16 +684,7 @@ static __always_inline int fw_reply(void *ctx, int xdp, __u32 pktlen, struct stm
 			__u8 *th = buf + 56;
 			ip6[6] = IPPROTO_TCP;
 			*(__u16 *)(ip6 + 4) = bpf_htons(20);
-			*(__u16 *)th = bpf_htons(t->dport);
-			*(__u16 *)(th + 2) = bpf_htons(t->sport);
-			if (t->tcp_flags & TCP_ACK) {
-				*(__u32 *)(th + 4) = bpf_htonl(t->ack_seq);
-				th[13] = TCP_RST;
-			} else {
-				*(__u32 *)(th + 8) = bpf_htonl(t->seq + t->seg_len);
-				th[13] = TCP_RST | TCP_ACK;
-			}
-			th[12] = 5 << 4;
+			fw_rst(th, t);
 			ph[0] = bpf_htonl(20);
 			ph[1] = bpf_htonl(IPPROTO_TCP);
 			s = bpf_csum_diff(0, 0, ph, 8, (__u32)s);

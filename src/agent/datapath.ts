@@ -14,6 +14,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { type Attachment, attachTc, attachXdp, clsProgId, detachCls, detachPinnedLink } from "../datapath/attach";
 import { DROP_REASON_LIST } from "../datapath/drops";
+import { FW_GEN_MAPS } from "../datapath/firewall";
 import { loadObject } from "../datapath/objects";
 import {
   decodeLocalKey,
@@ -54,12 +55,7 @@ const PINNED_MAPS = [
   "stm_block4",
   "stm_block6",
   "stm_fw_scopes",
-  "stm_fw_src4",
-  "stm_fw_dst4",
-  "stm_fw_src6",
-  "stm_fw_dst6",
-  "stm_fw_ports",
-  "stm_fw_rules",
+  ...FW_GEN_MAPS,
   "stm_fw_hits",
   "stm_ct",
   "stm_frags",
