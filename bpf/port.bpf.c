@@ -751,6 +751,29 @@ static __always_inline int fw_reply_ok(struct stm_tuple *t)
 	return t->dst[0] != 0xff;
 }
 
+/* A rejected packet at a tc hook: counted, answered when it may be, the answer redirected
+ * (`to_ingress`: into the device, on through the bridge to the sender; else back out of it)
+ * with the mark the port programs let pass once. */
+static __always_inline int fw_reject_tc(struct __sk_buff *skb, struct stm_tuple *t, int to_ingress)
+{
+	__u32 ifindex = skb->ifindex;
+	stm_count_drop(ifindex, STM_DROP_FW_REJECT);
+	if (!fw_reply_ok(t) || stm_fw_reply(skb, t))
+		return STM_TC_DROP;
+	fw_stat(STM_FW_STAT_REJECT_SENT);
+	skb->mark = STM_MARK_FW_REPLY;
+	return bpf_redirect(ifindex, to_ingress ? BPF_F_INGRESS : 0);
+}
+
+/* An answer fw_reject_tc sent through a port carries the mark: the port programs pass it once. */
+static __always_inline int fw_reply_passes(struct __sk_buff *skb)
+{
+	if (skb->mark != STM_MARK_FW_REPLY)
+		return 0;
+	skb->mark = 0;
+	return 1;
+}
+
 /* The firewall stage of a port: blocklist, failsafe, then the network's rules. A global
  * function: the verifier checks it once, not once per path through port security. */
 __attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port *port, __u32 eth_proto, __u32 dir)
@@ -760,34 +783,20 @@ __attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port
 	__u32 ifindex = skb->ifindex;
 	if (fw_blocked(skb, eth_proto))
 		return stm_drop(ifindex, STM_DROP_BLOCKLIST);
-	/* A network without policy: nothing more to check (and nothing to parse). */
-	__u32 scope_id = port->net_id;
-	struct stm_fw_scope *scope = bpf_map_lookup_elem(&stm_fw_scopes, &scope_id);
-	if (!scope || !(scope->flags & STM_FW_SCOPE_F_ON))
+	struct stm_fw_scope *scope = fw_scope_on(port->net_id);
+	if (!scope)
 		return STM_TC_NEXT;
-	/* The tuple lives in per-CPU scratch, not on the stack: the call chain below (check,
-	 * classify) needs the room. Programs do not nest on a CPU. */
-	__u32 slot = dir;
-	struct stm_tuple *t = bpf_map_lookup_elem(&stm_fw_scratch, &slot);
+	struct stm_tuple *t = fw_scratch(dir, dir, skb->len);
 	if (!t)
 		return STM_TC_DROP;
-	__builtin_memset(t, 0, sizeof(*t));
-
 	if (fw_parse(skb, 0, skb->len, eth_proto, t))
 		return stm_drop(ifindex, STM_DROP_MALFORMED);
 	if (fw_failsafe(t, port, dir))
 		return STM_TC_NEXT;
-	int r = stm_fw_check(t, ifindex, port->net_id, dir, skb->len);
-	if (r != FW_REJECT)
-		return r;
-	stm_count_drop(ifindex, STM_DROP_FW_REJECT);
-	if (!fw_reply_ok(t) || stm_fw_reply(skb, t))
-		return STM_TC_DROP;
-	fw_stat(STM_FW_STAT_REJECT_SENT);
+	int r = stm_fw_check(t, scope, ifindex, port->net_id);
 	/* From the workload (its egress): back out of the port to it. To the workload: into the
 	 * port, as if the workload answered, and on through the bridge to the sender. */
-	skb->mark = STM_MARK_FW_REPLY;
-	return bpf_redirect(ifindex, dir == STM_FW_EGRESS ? 0 : BPF_F_INGRESS);
+	return r == FW_REJECT ? fw_reject_tc(skb, t, dir == STM_FW_INGRESS) : r;
 }
 
 SEC("tc")
@@ -798,11 +807,8 @@ int stm_port_in(struct __sk_buff *skb)
 
 	if (!port)
 		return STM_TC_DROP;
-	/* A firewall answer (reset, unreachable) this port's egress sent back in: once. */
-	if (skb->mark == STM_MARK_FW_REPLY) {
-		skb->mark = 0;
+	if (fw_reply_passes(skb))
 		return STM_TC_NEXT;
-	}
 	if (!stm_linear(skb, ETH_HLEN))
 		return stm_drop(ifindex, STM_DROP_MALFORMED);
 	void *data = stm_skb_data(skb);
@@ -882,11 +888,8 @@ int stm_port_out(struct __sk_buff *skb)
 
 	if (!port)
 		return STM_TC_DROP;
-	/* A firewall answer this port's ingress built for the workload: once. */
-	if (skb->mark == STM_MARK_FW_REPLY) {
-		skb->mark = 0;
+	if (fw_reply_passes(skb))
 		return STM_TC_NEXT;
-	}
 
 	/* ingress_ifindex is the device the frame entered the host on: for a bridged frame,
 	 * the sending workload's port; for routed or locally sent frames, the bridge or 0. */
@@ -936,15 +939,16 @@ __attribute__((noinline)) int stm_fw_uplink_in(struct xdp_md *ctx, __u32 eth_pro
 	if (!ctx)
 		return XDP_DROP;
 	__u32 ifindex = ctx->ingress_ifindex;
+	struct stm_fw_scope *scope = fw_scope_on(STM_FW_GLOBAL);
+	if (!scope)
+		return XDP_PASS;
 	__u32 len = ctx->data_end - ctx->data;
-	__u32 slot = 2;
-	struct stm_tuple *t = bpf_map_lookup_elem(&stm_fw_scratch, &slot);
+	struct stm_tuple *t = fw_scratch(2, STM_FW_INGRESS, len);
 	if (!t)
 		return XDP_DROP;
-	__builtin_memset(t, 0, sizeof(*t));
 	if (fw_parse(ctx, 1, len, eth_proto, t))
 		return stm_drop_xdp(ifindex, STM_DROP_MALFORMED);
-	int r = stm_fw_check(t, ifindex, STM_FW_GLOBAL, STM_FW_INGRESS, len);
+	int r = stm_fw_check(t, scope, ifindex, STM_FW_GLOBAL);
 	if (r == STM_TC_NEXT)
 		return XDP_PASS;
 	if (r != FW_REJECT)
@@ -960,24 +964,17 @@ __attribute__((noinline)) int stm_fw_uplink_out(struct __sk_buff *skb, __u32 eth
 {
 	if (!skb)
 		return STM_TC_DROP;
-	__u32 ifindex = skb->ifindex;
-	__u32 slot = 3;
-	struct stm_tuple *t = bpf_map_lookup_elem(&stm_fw_scratch, &slot);
+	struct stm_fw_scope *scope = fw_scope_on(STM_FW_GLOBAL);
+	if (!scope)
+		return STM_TC_NEXT;
+	struct stm_tuple *t = fw_scratch(3, STM_FW_EGRESS, skb->len);
 	if (!t)
 		return STM_TC_DROP;
-	__builtin_memset(t, 0, sizeof(*t));
 	if (fw_parse(skb, 0, skb->len, eth_proto, t))
-		return stm_drop(ifindex, STM_DROP_MALFORMED);
-	int r = stm_fw_check(t, ifindex, STM_FW_GLOBAL, STM_FW_EGRESS, skb->len);
-	if (r != FW_REJECT)
-		return r;
-	stm_count_drop(ifindex, STM_DROP_FW_REJECT);
-	if (!fw_reply_ok(t) || stm_fw_reply(skb, t))
-		return STM_TC_DROP;
-	fw_stat(STM_FW_STAT_REJECT_SENT);
-	/* Back in through the uplink, over the bridge to the sender. */
-	skb->mark = STM_MARK_FW_REPLY;
-	return bpf_redirect(ifindex, BPF_F_INGRESS);
+		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+	int r = stm_fw_check(t, scope, skb->ifindex, STM_FW_GLOBAL);
+	/* An answer goes back in through the uplink, over the bridge to the sender. */
+	return r == FW_REJECT ? fw_reject_tc(skb, t, 1) : r;
 }
 
 /* tc egress of the uplink: the global scope's rules on what leaves the node. */

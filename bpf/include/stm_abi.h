@@ -325,7 +325,7 @@ struct stm_tuple {
 	__u8 tcp_flags;
 	__u8 icmp;          /* FW_ICMP_* */
 	__u8 inner_proto;
-	__u8 _pad;
+	__u8 dir;           /* enum stm_fw_dir the packet crosses in */
 	__u16 inner_sport;
 	__u16 inner_dport;
 	__u32 seq;          /* TCP: for a reset */
@@ -333,6 +333,7 @@ struct stm_tuple {
 	__u32 seg_len;      /* TCP payload length, SYN and FIN included */
 	__u32 l4off;
 	__u32 l4len;
+	__u32 len;          /* bytes of the frame (hit counters) */
 };
 
 #endif

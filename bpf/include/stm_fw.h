@@ -346,13 +346,45 @@ static __always_inline int fw_trackable(struct stm_tuple *t)
 	return t->icmp == FW_ICMP_NONE || t->icmp == FW_ICMP_ECHO_REQ || t->icmp == FW_ICMP_ECHO_REP;
 }
 
+/* The datagram a fragment belongs to, on this device. */
+static __always_inline void fw_frag_key(struct stm_frag_key *fk, struct stm_tuple *t, __u32 ifindex)
+{
+	fk->ifindex = ifindex;
+	fk->family = t->family;
+	fk->proto = t->proto;
+	fk->_pad = 0;
+	fk->id = t->frag_id;
+	__builtin_memcpy(fk->src, t->src, 16);
+	__builtin_memcpy(fk->dst, t->dst, 16);
+}
+
 static __always_inline void fw_frag_remember(struct stm_tuple *t, __u32 ifindex)
 {
-	struct stm_frag_key fk = { .ifindex = ifindex, .family = t->family, .proto = t->proto, .id = t->frag_id };
-	__builtin_memcpy(fk.src, t->src, 16);
-	__builtin_memcpy(fk.dst, t->dst, 16);
+	struct stm_frag_key fk;
+	fw_frag_key(&fk, t, ifindex);
 	__u32 one = 1;
 	bpf_map_update_elem(&stm_frags, &fk, &one, BPF_ANY);
+}
+
+/* The scope's active generation when it enforces; NULL: nothing to check (nor to parse). */
+static __always_inline struct stm_fw_scope *fw_scope_on(__u32 scope_id)
+{
+	struct stm_fw_scope *scope = bpf_map_lookup_elem(&stm_fw_scopes, &scope_id);
+	return scope && (scope->flags & STM_FW_SCOPE_F_ON) ? scope : NULL;
+}
+
+/* Per-CPU room for a hook's parsed packet, zeroed (slots: stm_fw_scratch). The tuple does not
+ * live on the stack: the call chain below it (check, classify) needs the room. Programs do
+ * not nest on a CPU. */
+static __always_inline struct stm_tuple *fw_scratch(__u32 slot, __u8 dir, __u32 len)
+{
+	struct stm_tuple *t = bpf_map_lookup_elem(&stm_fw_scratch, &slot);
+	if (!t)
+		return NULL;
+	__builtin_memset(t, 0, sizeof(*t));
+	t->dir = dir;
+	t->len = len;
+	return t;
 }
 
 static __always_inline void fw_query_of(struct stm_fw_q *q, struct stm_tuple *t, struct stm_fw_scope *scope, __u8 dir)
@@ -368,21 +400,20 @@ static __always_inline void fw_query_of(struct stm_fw_q *q, struct stm_tuple *t,
 	q->nsum = scope->nsum;
 }
 
-/* The firewall verdict for a parsed packet crossing `ifindex` in direction `dir` under scope
- * `scope_id`: STM_TC_NEXT (pass), STM_TC_DROP (dropped and counted) or FW_REJECT (the caller
- * replies, then drops). Context free, so tc and XDP hooks share it. */
-__attribute__((noinline)) int stm_fw_check(struct stm_tuple *t, __u32 ifindex, __u32 scope_id, __u32 dir, __u32 len)
+/* The firewall verdict for a parsed packet crossing `ifindex` (in direction t->dir) under scope
+ * `scope_id`, whose enforcing entry `scope` the caller looked up (fw_scope_on): STM_TC_NEXT
+ * (pass), STM_TC_DROP (dropped and counted) or FW_REJECT (the caller replies, then drops).
+ * Context free, so tc and XDP hooks share it. */
+__attribute__((noinline)) int stm_fw_check(struct stm_tuple *t, struct stm_fw_scope *scope, __u32 ifindex,
+					  __u32 scope_id)
 {
-	if (!t)
+	if (!t || !scope)
 		return STM_TC_DROP;
-	struct stm_fw_scope *scope = bpf_map_lookup_elem(&stm_fw_scopes, &scope_id);
-	if (!scope || !(scope->flags & STM_FW_SCOPE_F_ON))
-		return STM_TC_NEXT;
+	__u8 dir = t->dir;
 
 	if (t->frag == 2) {
-		struct stm_frag_key fk = { .ifindex = ifindex, .family = t->family, .proto = t->proto, .id = t->frag_id };
-		__builtin_memcpy(fk.src, t->src, 16);
-		__builtin_memcpy(fk.dst, t->dst, 16);
+		struct stm_frag_key fk;
+		fw_frag_key(&fk, t, ifindex);
 		if (bpf_map_lookup_elem(&stm_frags, &fk))
 			return STM_TC_NEXT;
 		fw_stat(STM_FW_STAT_FRAG_MISS);
@@ -447,7 +478,7 @@ __attribute__((noinline)) int stm_fw_check(struct stm_tuple *t, __u32 ifindex, _
 classify:
 	fw_query_of(&q, t, scope, dir);
 	fw_decide(&q, scope, scope_id, &v);
-	fw_count(v.rule_id, len);
+	fw_count(v.rule_id, t->len);
 	if (v.log)
 		fw_log(t, ifindex, dir, &v);
 	if (v.action == STM_FW_REJECT)
