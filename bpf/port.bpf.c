@@ -92,22 +92,32 @@ static __always_inline int ip6_zero(const __u8 *a)
 	return (*(__u64 *)a | *(__u64 *)(a + 8)) == 0;
 }
 
-/* The configuration of the port a frame crosses, or NULL when the frame is dropped (and
- * counted) before any parsing: the port has no configuration (fail closed), or the frame
- * carries a VLAN tag the stack moved out of it (ingress: 802.1Q from a workload; egress: a
- * tag kept from the uplink or the host, which would reach a workload's VLAN devices). */
-static __always_inline struct stm_port *port_of(struct __sk_buff *skb)
+/* The configuration of the port a frame crosses at `hook` (the frame counted in the port's
+ * stm_port_stats row), or NULL when the frame is dropped (and counted) before any parsing:
+ * the port has no configuration (fail closed), or the frame carries a VLAN tag the stack moved
+ * out of it (ingress: 802.1Q from a workload; egress: a tag kept from the uplink or the host,
+ * which would reach a workload's VLAN devices). */
+static __always_inline struct stm_port *port_of(struct __sk_buff *skb, __u32 hook)
 {
 	__u32 ifindex = skb->ifindex;
 	struct stm_port *port = bpf_map_lookup_elem(&stm_ports, &ifindex);
 
-	if (!port)
-		stm_count_drop(ifindex, STM_DROP_PORT_UNCONFIGURED);
-	else if (skb->vlan_present)
-		stm_count_drop(ifindex, STM_DROP_VLAN_TAGGED);
-	else
-		return port;
-	return NULL;
+	if (!port) {
+		stm_drop(skb, hook, STM_DROP_PORT_UNCONFIGURED);
+		return NULL;
+	}
+	__u32 slot = port->slot;
+	struct stm_port_stats *st = bpf_map_lookup_elem(&stm_port_stats, &slot);
+	if (st) {
+		struct stm_count_val *c = hook == STM_HOOK_TC_INGRESS ? &st->from_ep : &st->to_ep;
+		c->packets += 1;
+		c->bytes += skb->len;
+	}
+	if (skb->vlan_present) {
+		stm_drop(skb, hook, STM_DROP_VLAN_TAGGED);
+		return NULL;
+	}
+	return port;
 }
 
 /* ---- port ingress --------------------------------------------------------------------- */
@@ -119,27 +129,27 @@ static __always_inline int check_udp(struct __sk_buff *skb, struct stm_port *por
 	__u8 hdr[9];
 
 	if (l4len < 8 || bpf_skb_load_bytes(skb, l4off, hdr, 8))
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 	__u16 sport = ((__u16)hdr[0] << 8) | hdr[1];
 	__u16 dport = ((__u16)hdr[2] << 8) | hdr[3];
 
 	if (dport == VXLAN_PORT)
-		return stm_drop(skb->ifindex, STM_DROP_ROGUE_VXLAN);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_VXLAN);
 	if (!v6) {
 		/* A DHCP message is never fragmented; a fragment could hide the op byte. */
 		if (sport == DHCP_SERVER_PORT || dport == DHCP_CLIENT_PORT || (dport == DHCP_SERVER_PORT && fragmented))
-			return stm_drop(skb->ifindex, STM_DROP_ROGUE_DHCP);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_DHCP);
 		if (dport == DHCP_SERVER_PORT && l4len > 8 && !bpf_skb_load_bytes(skb, l4off + 8, &hdr[8], 1) &&
 		    hdr[8] == BOOTREPLY)
-			return stm_drop(skb->ifindex, STM_DROP_ROGUE_DHCP);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_DHCP);
 	} else {
 		if (sport == DHCP6_SERVER_PORT || dport == DHCP6_CLIENT_PORT || (dport == DHCP6_SERVER_PORT && fragmented))
-			return stm_drop(skb->ifindex, STM_DROP_ROGUE_DHCP6);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_DHCP6);
 		if (dport == DHCP6_SERVER_PORT && l4len > 8 && !bpf_skb_load_bytes(skb, l4off + 8, &hdr[8], 1)) {
 			/* ADVERTISE, REPLY, RECONFIGURE, RELAY-REPL: what only a server sends. */
 			__u8 t = hdr[8];
 			if (t == 2 || t == 7 || t == 10 || t == 13)
-				return stm_drop(skb->ifindex, STM_DROP_ROGUE_DHCP6);
+				return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_DHCP6);
 		}
 	}
 	return STM_TC_NEXT;
@@ -150,29 +160,29 @@ static __always_inline int check_tcp(struct __sk_buff *skb, __u32 l4off, __u32 l
 	__u8 doff;
 
 	if (l4len < 20 || bpf_skb_load_bytes(skb, l4off + 12, &doff, 1))
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 	doff >>= 4;
 	if (doff < 5 || (__u32)doff * 4 > l4len)
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 	return STM_TC_NEXT;
 }
 
 static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *port)
 {
 	if (!stm_linear(skb, ETH_HLEN + 20))
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 	void *data = stm_skb_data(skb);
 	void *end = stm_skb_end(skb);
 	struct iphdr *ip = data + ETH_HLEN;
 	if ((void *)(ip + 1) > end)
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 
 	__u32 hlen = ip->ihl * 4;
 	__u32 tot = bpf_ntohs(ip->tot_len);
 	if (tot == 0 && skb->gso_size)
 		tot = skb->len - ETH_HLEN; /* BIG TCP: the length is the skb's */
 	if (ip->version != 4 || hlen < 20 || tot < hlen || tot > skb->len - ETH_HLEN)
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 
 	__u16 frag = bpf_ntohs(ip->frag_off);
 	int non_first = (frag & 0x1fff) != 0;
@@ -189,12 +199,12 @@ static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *por
 			return STM_TC_NEXT;
 		/* ... and a DHCP client: 0.0.0.0:68 → broadcast or the gateway :67. */
 		if (src != 0 || non_first || proto != IPPROTO_UDP || (dst != 0xffffffff && dst != port->gw4))
-			return stm_drop(skb->ifindex, STM_DROP_IP4_SPOOF);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_IP4_SPOOF);
 		__u8 ports[4];
 		if (l4len < 8 || bpf_skb_load_bytes(skb, l4off, ports, 4))
-			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 		if (ports[0] != 0 || ports[1] != DHCP_CLIENT_PORT || ports[2] != 0 || ports[3] != DHCP_SERVER_PORT)
-			return stm_drop(skb->ifindex, STM_DROP_IP4_SPOOF);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_IP4_SPOOF);
 	}
 	if (non_first)
 		return STM_TC_NEXT;
@@ -204,36 +214,36 @@ static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *por
 	if (proto == IPPROTO_UDP)
 		return check_udp(skb, port, l4off, l4len, 0, more);
 	if (proto == IPPROTO_ICMP && l4len < 8)
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 	return STM_TC_NEXT;
 }
 
 static __always_inline int check_arp(struct __sk_buff *skb, struct stm_port *port)
 {
 	if (!stm_linear(skb, ETH_HLEN + ARP_LEN))
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 	void *data = stm_skb_data(skb);
 	void *end = stm_skb_end(skb);
 	__u8 *a = data + ETH_HLEN;
 	if ((void *)(a + ARP_LEN) > end)
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 
 	/* Ethernet/IPv4 only: htype 1, ptype 0x0800, hlen 6, plen 4, op request or reply. */
 	if (*(__u32 *)a != bpf_htonl(0x00010800) || a[4] != 6 || a[5] != 4 || a[6] != 0 || (a[7] != 1 && a[7] != 2))
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 	__u8 *sha = a + 8;
 	__u32 spa = *(__u32 *)(a + 14);
 	__u32 tpa = *(__u32 *)(a + 24);
 
 	if (!mac_eq(sha, port->mac))
-		return stm_drop(skb->ifindex, STM_DROP_ARP_SPOOF);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ARP_SPOOF);
 	/* The sender is the port's address; 0.0.0.0 only in a request for the port's own address
 	 * (an RFC 5227 probe: a probe for another's address would block it from taking it).
 	 * A gratuitous ARP (sender = target) is thereby only ever for the port's own address. */
 	if (spa != port->ip4 && !(spa == 0 && a[7] == 1 && tpa == port->ip4))
-		return stm_drop(skb->ifindex, STM_DROP_ARP_SPOOF);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ARP_SPOOF);
 	if ((tpa & port->mask4) != port->net4)
-		return stm_drop(skb->ifindex, STM_DROP_ARP_TARGET);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ARP_TARGET);
 	return STM_TC_NEXT;
 }
 
@@ -249,10 +259,10 @@ static __always_inline int check_nd(struct __sk_buff *skb, struct stm_port *port
 	if (type != ICMP6_RS) {
 		__u8 target[16] __attribute__((aligned(8)));
 		if (l4len < 24 || bpf_skb_load_bytes(skb, l4off + 8, target, 16))
-			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 		if ((type == ICMP6_NA || src_dad) && !ip6_eq(target, port->ll6) &&
 		    !((port->flags & STM_PORT_F_IP6) && ip6_eq(target, port->ip6)))
-			return stm_drop(skb->ifindex, STM_DROP_ND_SPOOF);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ND_SPOOF);
 		off = 24;
 	}
 #pragma unroll
@@ -261,36 +271,36 @@ static __always_inline int check_nd(struct __sk_buff *skb, struct stm_port *port
 		if (off + 2 > l4len)
 			return STM_TC_NEXT;
 		if (bpf_skb_load_bytes(skb, l4off + off, opt, 2))
-			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 		__u32 olen = (__u32)opt[1] * 8;
 		if (olen == 0 || off + olen > l4len)
-			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 		if (opt[0] == ND_OPT_SLLA || opt[0] == ND_OPT_TLLA) {
 			__u8 lla[8] __attribute__((aligned(8)));
 			if (olen < 8 || bpf_skb_load_bytes(skb, l4off + off + 2, lla, 6))
-				return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+				return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 			if (!mac_eq(lla, port->mac))
-				return stm_drop(skb->ifindex, STM_DROP_ND_SPOOF);
+				return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ND_SPOOF);
 		}
 		off += olen;
 	}
-	return off + 2 > l4len ? STM_TC_NEXT : stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+	return off + 2 > l4len ? STM_TC_NEXT : stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 }
 
 static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *port)
 {
 	if (!stm_linear(skb, ETH_HLEN + IP6_HLEN))
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 	void *data = stm_skb_data(skb);
 	void *end = stm_skb_end(skb);
 	struct ipv6hdr *ip6 = data + ETH_HLEN;
 	if ((void *)(ip6 + 1) > end)
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 
 	__u32 plen = bpf_ntohs(ip6->payload_len);
 	__u32 avail = skb->len - ETH_HLEN - IP6_HLEN;
 	if (ip6->version != 6 || plen > avail)
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 	if (plen == 0 && skb->gso_size)
 		plen = avail; /* BIG TCP: the length is the skb's */
 
@@ -298,7 +308,7 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 	int src_ok = ip6_eq(src, port->ll6) || ((port->flags & STM_PORT_F_IP6) && ip6_eq(src, port->ip6));
 	int src_dad = !src_ok && ip6_zero(src);
 	if (!src_ok && !src_dad)
-		return stm_drop(skb->ifindex, STM_DROP_IP6_SPOOF);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_IP6_SPOOF);
 
 	/* Walk the extension headers to the L4 header. */
 	__u8 next = ip6->nexthdr;
@@ -318,7 +328,7 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 			break;
 		__u8 eh[4];
 		if (left < 8 || bpf_skb_load_bytes(skb, off, eh, 4))
-			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 		__u32 elen;
 		if (next == IPPROTO_FRAGMENT_) {
 			elen = 8;
@@ -331,7 +341,7 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 			elen = ((__u32)eh[1] + 1) * 8;
 		}
 		if (elen > left)
-			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 		next = eh[0];
 		off += elen;
 		left -= elen;
@@ -339,31 +349,31 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 			break;
 	}
 	if (!found && !non_first)
-		return stm_drop(skb->ifindex, STM_DROP_IP6_EXT_CHAIN);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_IP6_EXT_CHAIN);
 
 	if (non_first) {
 		/* :: is for DAD only, and DAD is never fragmented. */
 		if (src_dad)
-			return stm_drop(skb->ifindex, STM_DROP_IP6_SPOOF);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_IP6_SPOOF);
 		return STM_TC_NEXT;
 	}
 
 	if (next == IPPROTO_ICMPV6_) {
 		__u8 type;
 		if (left < 4 || bpf_skb_load_bytes(skb, off, &type, 1))
-			return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 		if (type == ICMP6_RA || type == ICMP6_REDIRECT)
-			return stm_drop(skb->ifindex, STM_DROP_ROGUE_ROUTER);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_ROUTER);
 		/* :: only before an address is ready: DAD's NS, MLD reports and dones, RS (RFC 4861). */
 		if (src_dad && type != ICMP6_NS && type != ICMP6_MLD2_REPORT && type != ICMP6_MLD_REPORT &&
 		    type != ICMP6_MLD_DONE && type != ICMP6_RS)
-			return stm_drop(skb->ifindex, STM_DROP_IP6_SPOOF);
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_IP6_SPOOF);
 		if (type == ICMP6_NS || type == ICMP6_NA || type == ICMP6_RS)
 			return check_nd(skb, port, type, off, left, src_dad);
 		return STM_TC_NEXT;
 	}
 	if (src_dad)
-		return stm_drop(skb->ifindex, STM_DROP_IP6_SPOOF);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_IP6_SPOOF);
 	if (next == IPPROTO_TCP)
 		return check_tcp(skb, off, left);
 	if (next == IPPROTO_UDP)
@@ -754,10 +764,10 @@ static __always_inline int fw_reply_ok(struct stm_tuple *t)
 /* A rejected packet at a tc hook: counted, answered when it may be, the answer redirected
  * (`to_ingress`: into the device, on through the bridge to the sender; else back out of it)
  * with the mark the port programs let pass once. */
-static __always_inline int fw_reject_tc(struct __sk_buff *skb, struct stm_tuple *t, int to_ingress)
+static __always_inline int fw_reject_tc(struct __sk_buff *skb, struct stm_tuple *t, int to_ingress, __u32 hook)
 {
 	__u32 ifindex = skb->ifindex;
-	stm_count_drop(ifindex, STM_DROP_FW_REJECT);
+	stm_drop(skb, hook, STM_DROP_FW_REJECT);
 	if (!fw_reply_ok(t) || stm_fw_reply(skb, t))
 		return STM_TC_DROP;
 	fw_stat(STM_FW_STAT_REJECT_SENT);
@@ -781,8 +791,10 @@ __attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port
 	if (!skb || !port)
 		return STM_TC_DROP;
 	__u32 ifindex = skb->ifindex;
+	/* From the workload: port ingress hook; to it: port egress. */
+	__u32 hook = dir == STM_FW_EGRESS ? STM_HOOK_TC_INGRESS : STM_HOOK_TC_EGRESS;
 	if (fw_blocked(skb, eth_proto))
-		return stm_drop(ifindex, STM_DROP_BLOCKLIST);
+		return stm_drop(skb, hook, STM_DROP_BLOCKLIST);
 	struct stm_fw_scope *scope = fw_scope_on(port->net_id);
 	if (!scope)
 		return STM_TC_NEXT;
@@ -790,34 +802,35 @@ __attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port
 	if (!t)
 		return STM_TC_DROP;
 	if (fw_parse(skb, 0, skb->len, eth_proto, t))
-		return stm_drop(ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, hook, STM_DROP_MALFORMED);
 	if (fw_failsafe(t, port, dir))
 		return STM_TC_NEXT;
 	int r = stm_fw_check(t, scope, ifindex, port->net_id);
+	if (r >= FW_DROP)
+		return stm_drop(skb, hook, r - FW_DROP);
 	/* From the workload (its egress): back out of the port to it. To the workload: into the
 	 * port, as if the workload answered, and on through the bridge to the sender. */
-	return r == FW_REJECT ? fw_reject_tc(skb, t, dir == STM_FW_INGRESS) : r;
+	return r == FW_REJECT ? fw_reject_tc(skb, t, dir == STM_FW_INGRESS, hook) : r;
 }
 
 SEC("tc")
 int stm_port_in(struct __sk_buff *skb)
 {
-	__u32 ifindex = skb->ifindex;
-	struct stm_port *port = port_of(skb);
+	struct stm_port *port = port_of(skb, STM_HOOK_TC_INGRESS);
 
 	if (!port)
 		return STM_TC_DROP;
 	if (fw_reply_passes(skb))
 		return STM_TC_NEXT;
 	if (!stm_linear(skb, ETH_HLEN))
-		return stm_drop(ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 	void *data = stm_skb_data(skb);
 	void *end = stm_skb_end(skb);
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > end)
-		return stm_drop(ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
 	if (!mac_eq(eth->h_source, port->mac))
-		return stm_drop(ifindex, STM_DROP_MAC_SPOOF);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MAC_SPOOF);
 
 	__u16 proto = eth->h_proto;
 	int r;
@@ -828,8 +841,8 @@ int stm_port_in(struct __sk_buff *skb)
 	if (proto == bpf_htons(STM_ETH_P_ARP))
 		return check_arp(skb, port);
 	if (proto == bpf_htons(0x8100) || proto == bpf_htons(0x88a8))
-		return stm_drop(ifindex, STM_DROP_VLAN_TAGGED);
-	return stm_drop(ifindex, STM_DROP_ETHERTYPE);
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_VLAN_TAGGED);
+	return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ETHERTYPE);
 }
 
 /* ---- port egress ---------------------------------------------------------------------- */
@@ -884,7 +897,7 @@ SEC("tc")
 int stm_port_out(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
-	struct stm_port *port = port_of(skb);
+	struct stm_port *port = port_of(skb, STM_HOOK_TC_EGRESS);
 
 	if (!port)
 		return STM_TC_DROP;
@@ -897,7 +910,7 @@ int stm_port_out(struct __sk_buff *skb)
 	if (from && from != ifindex) {
 		struct stm_port *src = bpf_map_lookup_elem(&stm_ports, &from);
 		if (src && src->net_id != port->net_id)
-			return stm_drop(ifindex, STM_DROP_OTHER_NETWORK);
+			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OTHER_NETWORK);
 		if (src)
 			goto firewall;
 	}
@@ -905,13 +918,13 @@ int stm_port_out(struct __sk_buff *skb)
 	if (skb->len < want)
 		want = skb->len;
 	if (!stm_linear(skb, want))
-		return stm_drop(ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
 	if (!foreign_ok(skb, port, from))
-		return stm_drop(ifindex, STM_DROP_OTHER_NETWORK);
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OTHER_NETWORK);
 firewall:;
 	__u16 proto;
 	if (bpf_skb_load_bytes(skb, 12, &proto, 2))
-		return stm_drop(ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
 	if (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6))
 		return STM_TC_NEXT;
 	return stm_fw_port(skb, port, proto, STM_FW_INGRESS);
@@ -947,13 +960,15 @@ __attribute__((noinline)) int stm_fw_uplink_in(struct xdp_md *ctx, __u32 eth_pro
 	if (!t)
 		return XDP_DROP;
 	if (fw_parse(ctx, 1, len, eth_proto, t))
-		return stm_drop_xdp(ifindex, STM_DROP_MALFORMED);
+		return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
 	int r = stm_fw_check(t, scope, ifindex, STM_FW_GLOBAL);
 	if (r == STM_TC_NEXT)
 		return XDP_PASS;
+	if (r >= FW_DROP)
+		return stm_drop_xdp(ctx, r - FW_DROP);
 	if (r != FW_REJECT)
 		return XDP_DROP;
-	stm_count_drop(ifindex, STM_DROP_FW_REJECT);
+	stm_drop_xdp(ctx, STM_DROP_FW_REJECT);
 	if (!fw_reply_ok(t) || stm_fw_reply_xdp(ctx, t))
 		return XDP_DROP;
 	fw_stat(STM_FW_STAT_REJECT_SENT);
@@ -971,10 +986,12 @@ __attribute__((noinline)) int stm_fw_uplink_out(struct __sk_buff *skb, __u32 eth
 	if (!t)
 		return STM_TC_DROP;
 	if (fw_parse(skb, 0, skb->len, eth_proto, t))
-		return stm_drop(skb->ifindex, STM_DROP_MALFORMED);
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
 	int r = stm_fw_check(t, scope, skb->ifindex, STM_FW_GLOBAL);
+	if (r >= FW_DROP)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, r - FW_DROP);
 	/* An answer goes back in through the uplink, over the bridge to the sender. */
-	return r == FW_REJECT ? fw_reject_tc(skb, t, 1) : r;
+	return r == FW_REJECT ? fw_reject_tc(skb, t, 1, STM_HOOK_TC_EGRESS) : r;
 }
 
 /* tc egress of the uplink: the global scope's rules on what leaves the node. */
@@ -994,15 +1011,14 @@ int stm_uplink_out(struct __sk_buff *skb)
 SEC("xdp.frags")
 int stm_uplink_in(struct xdp_md *ctx)
 {
-	__u32 ifindex = ctx->ingress_ifindex;
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > end)
-		return stm_drop_xdp(ifindex, STM_DROP_MALFORMED);
+		return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
 	if (is_local(STM_LOCAL_MAC, eth->h_source, 6))
-		return stm_drop_xdp(ifindex, STM_DROP_LOCAL_SPOOF);
+		return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
 
 	/* Up to two tags (802.1Q, QinQ); a third is not looked behind. */
 	__u16 proto = eth->h_proto;
@@ -1012,10 +1028,10 @@ int stm_uplink_in(struct xdp_md *ctx)
 		if (proto != bpf_htons(0x8100) && proto != bpf_htons(0x88a8))
 			break;
 		if (i == 2)
-			return stm_drop_xdp(ifindex, STM_DROP_VLAN_TAGGED);
+			return stm_drop_xdp(ctx, STM_DROP_VLAN_TAGGED);
 		__u16 *vh = l3;
 		if ((void *)(vh + 2) > end)
-			return stm_drop_xdp(ifindex, STM_DROP_MALFORMED);
+			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
 		proto = vh[1];
 		l3 = vh + 2;
 	}
@@ -1023,40 +1039,40 @@ int stm_uplink_in(struct xdp_md *ctx)
 	if (proto == bpf_htons(STM_ETH_P_IP)) {
 		struct iphdr *ip = l3;
 		if ((void *)(ip + 1) > end)
-			return stm_drop_xdp(ifindex, STM_DROP_MALFORMED);
+			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
 		struct stm_lpm4_key k = { .prefixlen = 32 };
 		__builtin_memcpy(k.addr, &ip->saddr, 4);
 		if (bpf_map_lookup_elem(&stm_block4, &k))
-			return stm_drop_xdp(ifindex, STM_DROP_BLOCKLIST);
+			return stm_drop_xdp(ctx, STM_DROP_BLOCKLIST);
 		if (is_local(STM_LOCAL_IP4, &ip->saddr, 4))
-			return stm_drop_xdp(ifindex, STM_DROP_LOCAL_SPOOF);
+			return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
 		if (l3 == (void *)(eth + 1))
 			return stm_fw_uplink_in(ctx, proto);
 	} else if (proto == bpf_htons(STM_ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > end)
-			return stm_drop_xdp(ifindex, STM_DROP_MALFORMED);
+			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
 		struct stm_lpm6_key k = { .prefixlen = 128 };
 		__builtin_memcpy(k.addr, &ip6->saddr, 16);
 		if (bpf_map_lookup_elem(&stm_block6, &k))
-			return stm_drop_xdp(ifindex, STM_DROP_BLOCKLIST);
+			return stm_drop_xdp(ctx, STM_DROP_BLOCKLIST);
 		if (is_local(STM_LOCAL_IP6, &ip6->saddr, 16))
-			return stm_drop_xdp(ifindex, STM_DROP_LOCAL_SPOOF);
+			return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
 		/* An NA from outside for one of our addresses would poison the neighbour caches.
 		 * (ND travels without extension headers; a receiver drops ND that is not hop limit 255.) */
 		if (ip6->nexthdr == IPPROTO_ICMPV6_) {
 			__u8 *icmp = (void *)(ip6 + 1);
 			if ((void *)(icmp + 24) <= end && icmp[0] == ICMP6_NA && is_local(STM_LOCAL_IP6, icmp + 8, 16))
-				return stm_drop_xdp(ifindex, STM_DROP_LOCAL_SPOOF);
+				return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
 		}
 		if (l3 == (void *)(eth + 1))
 			return stm_fw_uplink_in(ctx, proto);
 	} else if (proto == bpf_htons(STM_ETH_P_ARP)) {
 		__u8 *a = l3;
 		if ((void *)(a + ARP_LEN) > end)
-			return stm_drop_xdp(ifindex, STM_DROP_MALFORMED);
+			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
 		if (is_local(STM_LOCAL_MAC, a + 8, 6) || (*(__u32 *)(a + 14) && is_local(STM_LOCAL_IP4, a + 14, 4)))
-			return stm_drop_xdp(ifindex, STM_DROP_LOCAL_SPOOF);
+			return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
 	}
 	return XDP_PASS;
 }

@@ -47,7 +47,7 @@ struct stm_port {
 	__u32 gw4;      /* the network's IPv4 gateway (DHCP server) */
 	__u32 net4;     /* the network's IPv4 subnet ... */
 	__u32 mask4;    /* ... and its mask */
-	__u32 _pad;
+	__u32 slot;     /* the port's row in stm_port_stats (0: shared, uncounted row) */
 	__u8 ip6[16];   /* profile IPv6 address (STM_PORT_F_IP6) */
 	__u8 ll6[16];   /* link-local address derived from the profile MAC (EUI-64) */
 	__u8 net6[16];  /* the network's IPv6 subnet ... */
@@ -55,6 +55,13 @@ struct stm_port {
 	__u8 gw6[16];   /* the network's IPv6 gateway (DNS server; zero: none) */
 };
 _Static_assert(sizeof(struct stm_port) == 112, "stm_port is ABI");
+
+/* Packets and bytes a port's programs saw, per CPU, in the port's stm_port_stats row. */
+struct stm_port_stats {
+	struct stm_count_val from_ep; /* port ingress: sent by the endpoint */
+	struct stm_count_val to_ep;   /* port egress: to the endpoint */
+};
+_Static_assert(sizeof(struct stm_port_stats) == 32, "stm_port_stats is ABI");
 
 /* The port has an IPv6 profile address (its network has an IPv6 subnet). */
 #define STM_PORT_F_IP6 1
@@ -285,21 +292,58 @@ enum stm_fw_stat {
 	STM_FW_STAT_MAX = 8,
 };
 
-/* A packet that hit a rule marked `log`. */
-struct stm_fw_event {
+/* ---- monitoring ---------------------------------------------------------------------------
+ * Events go to one ring buffer only while a monitor holds the lease in stm_mon_cfg, and are
+ * paced per CPU, so nothing is spent on them when nobody listens and a flood of drops cannot
+ * flood the node with events. */
+enum stm_mon_kind {
+	STM_MON_DROP = 1, /* a dropped packet, with its reason and its first bytes */
+	STM_MON_LOG = 2,  /* a packet classified by a rule marked `log` */
+	STM_MON_FLOW = 3, /* a new tracked flow */
+};
+
+struct stm_mon_cfg {
+	__u64 until_ns;    /* events are on until this bpf_ktime_get_ns() (the monitor renews it) */
+	__u64 interval_ns; /* pacing, per CPU: one event per interval on average ... */
+	__u64 burst_ns;    /* ... and up to burst_ns / interval_ns more at once */
+	__u32 kinds;       /* bit (1 << enum stm_mon_kind) per kind wanted */
+	__u32 ifindex;     /* only events of this device (0: every device) */
+	__u32 net_id;      /* only events of ports of this network (0: every device) */
+	__u32 owner;       /* pid of the monitor holding the lease (one reader at a time) */
+};
+_Static_assert(sizeof(struct stm_mon_cfg) == 40, "stm_mon_cfg is ABI");
+
+#define STM_MON_SNAP 128
+
+struct stm_mon_event {
 	__u64 ts_ns;
 	__u32 ifindex;
-	__u32 rule_id;
-	__u8 action;
-	__u8 dir;
+	__u8 kind;     /* enum stm_mon_kind */
+	__u8 hook;     /* enum stm_hook (drops) */
+	__u8 dir;      /* enum stm_fw_dir (log, flow) */
+	__u8 action;   /* enum stm_fw_action (log) */
+	__u32 reason;  /* enum stm_drop_reason (drops) */
+	__u32 rule_id; /* log, flow: the rule that decided */
+	__u32 len;     /* bytes of the packet */
+	__u32 snap_len; /* bytes of it in data[] (drops) */
+	/* Log and flow events: the parsed packet (addresses in network order, IPv4 first 4 bytes). */
 	__u8 family;
 	__u8 proto;
 	__u16 sport;
 	__u16 dport;
+	__u16 _pad;
 	__u8 src[16];
 	__u8 dst[16];
+	__u8 data[STM_MON_SNAP];
 };
-_Static_assert(sizeof(struct stm_fw_event) == 56, "stm_fw_event is ABI");
+_Static_assert(sizeof(struct stm_mon_event) == 200, "stm_mon_event is ABI");
+
+enum stm_mon_stat {
+	STM_MON_STAT_EMITTED = 0,
+	STM_MON_STAT_PACED = 1,     /* not emitted: over the pace */
+	STM_MON_STAT_RING_FULL = 2, /* not emitted: the ring buffer was full (the reader is behind) */
+	STM_MON_STAT_MAX = 3,
+};
 
 /* skb->mark of a reply the firewall built (reset, unreachable) and sent back through a port:
  * the port programs pass it once. A workload cannot set it: marks are scrubbed when a frame

@@ -1,9 +1,11 @@
-/* Drop reasons and the one helper every drop goes through. The reasons come from
+/* Drop reasons and the helpers every drop goes through: a per-CPU count per (device, reason)
+ * and, while a monitor listens, an event (stm_mon.h). The reasons come from
  * stm_drop_reasons.def, which src/datapath/drops.ts reads too: one source, numbers ABI. */
 #ifndef STM_DROP_H
 #define STM_DROP_H
 
 #include "stm_maps.h"
+#include "stm_mon.h"
 
 enum stm_drop_reason {
 #define STM_DROP_REASON(num, id, name, what) STM_DROP_##id = num,
@@ -30,17 +32,22 @@ static __always_inline void stm_count_drop(__u32 ifindex, __u32 reason)
 	*cnt += 1;
 }
 
-/* Counts the drop and returns the tc verdict to drop with. */
-static __always_inline int stm_drop(__u32 ifindex, __u32 reason)
+/* Counts the drop at a tc hook (enum stm_hook), reports it to a monitor, and returns the
+ * tc verdict to drop with. */
+static __always_inline int stm_drop(struct __sk_buff *skb, __u32 hook, __u32 reason)
 {
-	stm_count_drop(ifindex, reason);
+	stm_count_drop(skb->ifindex, reason);
+	if (mon_wanted(STM_MON_DROP))
+		stm_mon_drop(skb, hook, reason);
 	return STM_TC_DROP;
 }
 
-/* Counts the drop and returns XDP_DROP. */
-static __always_inline int stm_drop_xdp(__u32 ifindex, __u32 reason)
+/* The same at XDP; returns XDP_DROP. */
+static __always_inline int stm_drop_xdp(struct xdp_md *ctx, __u32 reason)
 {
-	stm_count_drop(ifindex, reason);
+	stm_count_drop(ctx->ingress_ifindex, reason);
+	if (mon_wanted(STM_MON_DROP))
+		stm_mon_drop_xdp(ctx, reason);
 	return XDP_DROP;
 }
 

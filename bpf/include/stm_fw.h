@@ -38,8 +38,10 @@
 #define FW_ICMP_ERR 3
 #define FW_ICMP_OTHER 4
 
-/* fw_check's verdict besides STM_TC_NEXT / STM_TC_DROP: the caller sends a reject reply. */
+/* stm_fw_check's verdicts besides STM_TC_NEXT / STM_TC_DROP: the caller sends a reject reply
+ * (FW_REJECT) or drops with reason r - FW_DROP (the caller has the context to report it). */
 #define FW_REJECT 100
+#define FW_DROP 200
 
 /* A classification query; also rebuilt from a tracked flow to classify it again. */
 struct stm_fw_q {
@@ -251,25 +253,35 @@ static __always_inline void fw_count(__u32 id, __u32 len)
 	c->bytes += len;
 }
 
-static __always_inline void fw_log(struct stm_tuple *t, __u32 ifindex, __u8 dir, struct fw_verdict *v)
+/* A log hit or a new flow, for a monitor (stm_mon.h): the parsed packet. A log event the pace
+ * or a full ring holds back is counted as log-lost too. */
+__attribute__((noinline)) int stm_mon_tuple(struct stm_tuple *t, __u32 ifindex, __u32 kind, __u32 rule_id,
+					   __u32 action)
 {
-	struct stm_fw_event *e = bpf_ringbuf_reserve(&stm_fw_log, sizeof(*e), 0);
+	if (!t)
+		return 0;
+	struct stm_mon_cfg *c = mon_wanted(kind);
+	__u64 now = bpf_ktime_get_ns();
+	if (!c || now >= c->until_ns)
+		return 0;
+	struct stm_mon_event *e = mon_admit(c, ifindex, now) ? mon_reserve(now, ifindex, kind) : NULL;
 	if (!e) {
-		fw_stat(STM_FW_STAT_LOG_LOST);
-		return;
+		if (kind == STM_MON_LOG)
+			fw_stat(STM_FW_STAT_LOG_LOST);
+		return 0;
 	}
-	e->ts_ns = bpf_ktime_get_ns();
-	e->ifindex = ifindex;
-	e->rule_id = v->rule_id;
-	e->action = v->action;
-	e->dir = dir;
+	e->dir = t->dir;
+	e->action = action;
+	e->rule_id = rule_id;
+	e->len = t->len;
 	e->family = t->family;
 	e->proto = t->proto;
 	e->sport = t->sport;
 	e->dport = t->dport;
 	__builtin_memcpy(e->src, t->src, 16);
 	__builtin_memcpy(e->dst, t->dst, 16);
-	bpf_ringbuf_submit(e, 0);
+	mon_submit(e);
+	return 0;
 }
 
 /* The flow key of a tuple (the two sides in a canonical order); returns 1 when the packet's
@@ -417,7 +429,7 @@ __attribute__((noinline)) int stm_fw_check(struct stm_tuple *t, struct stm_fw_sc
 		if (bpf_map_lookup_elem(&stm_frags, &fk))
 			return STM_TC_NEXT;
 		fw_stat(STM_FW_STAT_FRAG_MISS);
-		return stm_drop(ifindex, STM_DROP_FW_FRAGMENT);
+		return FW_DROP + STM_DROP_FW_FRAGMENT;
 	}
 
 	__u64 now = bpf_ktime_get_ns();
@@ -460,7 +472,7 @@ __attribute__((noinline)) int stm_fw_check(struct stm_tuple *t, struct stm_fw_sc
 						bpf_map_delete_elem(&stm_ct, &k);
 						fw_stat(STM_FW_STAT_CT_CUT);
 						if (!orig)
-							return stm_drop(ifindex, v.by_rule ? STM_DROP_FW_RULE : STM_DROP_FW_DEFAULT);
+							return FW_DROP + (v.by_rule ? STM_DROP_FW_RULE : STM_DROP_FW_DEFAULT);
 						goto classify;
 					}
 					fw_stat(STM_FW_STAT_CT_REVALIDATED);
@@ -479,12 +491,12 @@ classify:
 	fw_query_of(&q, t, scope, dir);
 	fw_decide(&q, scope, scope_id, &v);
 	fw_count(v.rule_id, t->len);
-	if (v.log)
-		fw_log(t, ifindex, dir, &v);
+	if (v.log && mon_wanted(STM_MON_LOG))
+		stm_mon_tuple(t, ifindex, STM_MON_LOG, v.rule_id, v.action);
 	if (v.action == STM_FW_REJECT)
 		return FW_REJECT;
 	if (v.action != STM_FW_ALLOW)
-		return stm_drop(ifindex, v.by_rule ? STM_DROP_FW_RULE : STM_DROP_FW_DEFAULT);
+		return FW_DROP + (v.by_rule ? STM_DROP_FW_RULE : STM_DROP_FW_DEFAULT);
 
 	if (t->frag == 1)
 		fw_frag_remember(t, ifindex);
@@ -509,10 +521,13 @@ classify:
 			ct.state = STM_CT_OPEN;
 		}
 		ct_advance(&ct, t, 1, now);
-		if (bpf_map_update_elem(&stm_ct, &k, &ct, BPF_ANY))
+		if (bpf_map_update_elem(&stm_ct, &k, &ct, BPF_ANY)) {
 			fw_stat(STM_FW_STAT_CT_FULL);
-		else
+		} else {
 			fw_stat(STM_FW_STAT_CT_NEW);
+			if (mon_wanted(STM_MON_FLOW))
+				stm_mon_tuple(t, ifindex, STM_MON_FLOW, v.rule_id, STM_FW_ALLOW);
+		}
 	}
 	return STM_TC_NEXT;
 }

@@ -173,10 +173,43 @@ struct {
 	__type(value, __u64);
 } stm_fw_stats SEC(".maps");
 
-/* Packets that hit a rule marked `log`. */
+/* Packets and bytes per port, per CPU, by the row in the port's configuration (its slot):
+ * an array lookup costs next to nothing on the per-packet path. */
+#define STM_PORT_SLOTS 16384
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STM_PORT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct stm_port_stats);
+} stm_port_stats SEC(".maps");
+
+/* The monitor lease and its filter (one entry). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stm_mon_cfg);
+} stm_mon_cfg SEC(".maps");
+
+/* Per CPU: the earliest time the next event fits the pace (generic cell rate algorithm). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} stm_mon_pace SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STM_MON_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stm_mon_stats SEC(".maps");
+
+/* Drops, log hits and new flows for `monitor`. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
-} stm_fw_log SEC(".maps");
+	__uint(max_entries, 1024 * 1024);
+} stm_mon_ring SEC(".maps");
 
 #endif

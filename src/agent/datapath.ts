@@ -18,14 +18,17 @@ import { FW_GEN_MAPS } from "../datapath/firewall";
 import { loadObject } from "../datapath/objects";
 import {
   decodeLocalKey,
+  decodePort,
   encodeDropKey,
   encodeIfindex,
   encodeLocal,
   encodeLocalKey,
   encodePort,
   type PortConfig,
+  type PortStats,
   PROFILE_KEY_SIZE,
   PROFILE_SIZE,
+  sumPortStats,
   writeProfile,
   writeProfileKey,
 } from "../datapath/port";
@@ -60,7 +63,11 @@ const PINNED_MAPS = [
   "stm_ct",
   "stm_frags",
   "stm_fw_stats",
-  "stm_fw_log",
+  "stm_port_stats",
+  "stm_mon_cfg",
+  "stm_mon_pace",
+  "stm_mon_stats",
+  "stm_mon_ring",
 ] as const;
 export type PinnedMap = (typeof PINNED_MAPS)[number];
 
@@ -177,12 +184,48 @@ export class PortDatapath {
     }
   }
 
+  /** Writes a port's configuration. A port keeps its stm_port_stats row for as long as it has
+   * an entry; a new port gets the lowest free row, zeroed (0, the shared row, when all are
+   * taken: its traffic is then counted with other such ports). */
   setPort(ifindex: number, cfg: PortConfig): void {
-    this.map("stm_ports").update(encodeIfindex(ifindex), encodePort(cfg));
+    const key = encodeIfindex(ifindex);
+    const slots = this.#portSlots();
+    let slot = slots.get(ifindex) ?? 0;
+    if (!slot) {
+      const used = new Set(slots.values());
+      for (let s = 1; s < this.map("stm_port_stats").info.maxEntries; s++)
+        if (!used.has(s)) {
+          slot = s;
+          break;
+        }
+      if (slot)
+        this.map("stm_port_stats").update(encodeIfindex(slot), Buffer.alloc(this.map("stm_port_stats").valueBufSize));
+    }
+    this.map("stm_ports").update(key, encodePort({ ...cfg, slot }));
+    slots.set(ifindex, slot);
   }
 
   deletePort(ifindex: number): boolean {
+    this.#slots?.delete(ifindex);
     return this.map("stm_ports").delete(encodeIfindex(ifindex));
+  }
+
+  #slots: Map<number, number> | undefined;
+
+  /** ifindex → stats row of every port, read from the map once per agent run. */
+  #portSlots(): Map<number, number> {
+    if (!this.#slots) {
+      this.#slots = new Map();
+      for (const [k, v] of this.map("stm_ports").entries()) this.#slots.set(k.readUInt32LE(0), decodePort(v).slot ?? 0);
+    }
+    return this.#slots;
+  }
+
+  /** Packets and bytes a port's programs saw (from and to the endpoint), summed over CPUs. */
+  portStats(ifindex: number): PortStats | undefined {
+    const slot = this.#portSlots().get(ifindex);
+    if (!slot) return undefined;
+    return sumPortStats(this.map("stm_port_stats"), slot);
   }
 
   /** ifindexes that have a port entry. */

@@ -153,7 +153,11 @@ const ruleAdd = defineCommand({
       description: "allow, deny (drop silently) or reject (TCP reset / ICMP administratively prohibited)",
       valueHint: "allow|deny|reject",
     },
-    log: { type: "boolean", description: "Report each packet this rule classifies (stm_fw_log)", default: false },
+    log: {
+      type: "boolean",
+      description: "Report each packet this rule classifies (shown by `monitor`)",
+      default: false,
+    },
     ...apiArg,
     ...outputArg,
   },

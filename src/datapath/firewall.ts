@@ -31,7 +31,6 @@ export const FW_SIZES = {
   stm_ct_key: 44,
   stm_ct: 24,
   stm_frag_key: 44,
-  stm_fw_event: 56,
 } as const;
 
 /** The tries and tables one generation writes, by map name. */

@@ -1,7 +1,7 @@
-/** Builds test and trace packets byte by byte: Ethernet, ARP, IPv4, IPv6, UDP, TCP and
- * ICMP/ICMPv6 with correct lengths and checksums. Pure; used by fixtures, benchmarks
- * and (later) `trace`. */
-import { ipToBytes, macToBytes } from "../netlink/codec";
+/** Builds test and trace packets byte by byte (Ethernet, ARP, IPv4, IPv6, UDP, TCP and
+ * ICMP/ICMPv6 with correct lengths and checksums) and reads them back for people (monitor
+ * events). Pure; used by fixtures, benchmarks, `trace` and `monitor`. */
+import { bytesToIp, bytesToMac, ipToBytes, macToBytes } from "../netlink/codec";
 
 export const ETH_P = { IP: 0x0800, ARP: 0x0806, IPV6: 0x86dd } as const;
 export const IPPROTO = { ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58 } as const;
@@ -182,4 +182,134 @@ export function udpFrame(o: {
     ? ipv6({ src: o.src, dst: o.dst, next: IPPROTO.UDP }, seg)
     : ipv4({ src: o.src, dst: o.dst, proto: IPPROTO.UDP }, seg);
   return ethernet({ src: o.srcMac, dst: o.dstMac, type: v6 ? ETH_P.IPV6 : ETH_P.IP }, l3);
+}
+
+/** What a frame (or the first bytes of one) says, for people: addresses, protocol, ports or
+ * ICMP type/code, TCP flags. Never throws: a field the bytes do not reach is left out. */
+export interface FrameSummary {
+  srcMac?: string;
+  dstMac?: string;
+  ethertype?: number;
+  vlan?: number;
+  family?: 4 | 6;
+  src?: string;
+  dst?: string;
+  proto?: number;
+  sport?: number;
+  dport?: number;
+  icmpType?: number;
+  icmpCode?: number;
+  tcpFlags?: string;
+  fragment?: boolean;
+  arp?: { op: "request" | "reply" | number; senderMac: string; senderIp: string; targetIp: string };
+}
+
+const TCP_FLAG_NAMES: Array<[number, string]> = [
+  [2, "SYN"],
+  [16, "ACK"],
+  [1, "FIN"],
+  [4, "RST"],
+  [8, "PSH"],
+  [32, "URG"],
+];
+
+export function tcpFlagNames(f: number): string {
+  return TCP_FLAG_NAMES.filter(([b]) => f & b)
+    .map(([, n]) => n)
+    .join("|");
+}
+
+export function decodeFrame(b: Uint8Array): FrameSummary {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const s: FrameSummary = {};
+  if (buf.length < 14) return s;
+  s.dstMac = bytesToMac(buf.subarray(0, 6));
+  s.srcMac = bytesToMac(buf.subarray(6, 12));
+  let type = buf.readUInt16BE(12);
+  let off = 14;
+  if ((type === 0x8100 || type === 0x88a8) && buf.length >= 18) {
+    s.vlan = buf.readUInt16BE(14) & 0xfff;
+    type = buf.readUInt16BE(16);
+    off = 18;
+  }
+  s.ethertype = type;
+  let l4 = -1;
+  if (type === ETH_P.ARP && buf.length >= off + 28) {
+    const op = buf.readUInt16BE(off + 6);
+    s.arp = {
+      op: op === 1 ? "request" : op === 2 ? "reply" : op,
+      senderMac: bytesToMac(buf.subarray(off + 8, off + 14)),
+      senderIp: bytesToIp(buf.subarray(off + 14, off + 18)),
+      targetIp: bytesToIp(buf.subarray(off + 24, off + 28)),
+    };
+    return s;
+  }
+  if (type === ETH_P.IP && buf.length >= off + 20) {
+    s.family = 4;
+    s.src = bytesToIp(buf.subarray(off + 12, off + 16));
+    s.dst = bytesToIp(buf.subarray(off + 16, off + 20));
+    s.proto = buf[off + 9] as number;
+    const frag = buf.readUInt16BE(off + 6);
+    if (frag & 0x3fff) s.fragment = true;
+    if ((frag & 0x1fff) === 0) l4 = off + ((buf[off] as number) & 0xf) * 4;
+  } else if (type === ETH_P.IPV6 && buf.length >= off + 40) {
+    s.family = 6;
+    s.src = bytesToIp(buf.subarray(off + 8, off + 24));
+    s.dst = bytesToIp(buf.subarray(off + 24, off + 40));
+    let next = buf[off + 6] as number;
+    let p = off + 40;
+    // Extension headers (hop-by-hop, routing, fragment, destination options), as far as the bytes go.
+    for (let i = 0; i < 6 && [0, 43, 44, 60].includes(next) && buf.length >= p + 8; i++) {
+      if (next === 44) {
+        s.fragment = true;
+        if (buf.readUInt16BE(p + 2) & 0xfff8) {
+          next = buf[p] as number;
+          p = -1;
+          break;
+        }
+      }
+      const len = next === 44 ? 8 : ((buf[p + 1] as number) + 1) * 8;
+      next = buf[p] as number;
+      p += len;
+    }
+    s.proto = next;
+    l4 = p;
+  }
+  if (l4 < 0) return s;
+  if ((s.proto === IPPROTO.TCP || s.proto === IPPROTO.UDP) && buf.length >= l4 + 4) {
+    s.sport = buf.readUInt16BE(l4);
+    s.dport = buf.readUInt16BE(l4 + 2);
+    if (s.proto === IPPROTO.TCP && buf.length >= l4 + 14) s.tcpFlags = tcpFlagNames(buf[l4 + 13] as number);
+  } else if ((s.proto === IPPROTO.ICMP || s.proto === IPPROTO.ICMPV6) && buf.length >= l4 + 2) {
+    s.icmpType = buf[l4] as number;
+    s.icmpCode = buf[l4 + 1] as number;
+  }
+  return s;
+}
+
+const PROTO_NAMES: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 2: "igmp" };
+
+export function protoName(p: number): string {
+  return PROTO_NAMES[p] ?? `proto ${p}`;
+}
+
+/** One line: "10.0.0.2:40000 > 10.0.0.3:80 tcp SYN", "ARP request who-has 10.0.0.9 tell 10.0.0.2". */
+export function describeFrame(s: FrameSummary): string {
+  if (s.arp) {
+    const a = s.arp;
+    return a.op === "request"
+      ? `arp who-has ${a.targetIp} tell ${a.senderIp} (${a.senderMac})`
+      : `arp ${a.op} ${a.senderIp} is-at ${a.senderMac}`;
+  }
+  if (s.src === undefined) {
+    if (s.ethertype === undefined) return "(truncated frame)";
+    return `${s.srcMac} > ${s.dstMac} ethertype 0x${s.ethertype.toString(16).padStart(4, "0")}${s.vlan !== undefined ? ` vlan ${s.vlan}` : ""}`;
+  }
+  const host = (ip: string, port?: number) =>
+    port === undefined ? ip : s.family === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
+  let line = `${host(s.src, s.sport)} > ${host(s.dst as string, s.dport)} ${protoName(s.proto ?? 0)}`;
+  if (s.tcpFlags) line += ` ${s.tcpFlags}`;
+  if (s.icmpType !== undefined) line += ` type ${s.icmpType} code ${s.icmpCode}`;
+  if (s.fragment) line += " fragment";
+  return line;
 }

@@ -5,6 +5,7 @@
 import { parseIp, parseSubnet } from "../model/ip";
 import { linkLocal } from "../model/network";
 import { bytesToIp, bytesToMac, ipToBytes, macToBytes } from "../netlink/codec";
+import type { BpfMap } from "../sys/bpf";
 
 /** Field offsets of struct stm_port. */
 export const PORT_LAYOUT = {
@@ -15,6 +16,7 @@ export const PORT_LAYOUT = {
   gw4: 16,
   net4: 20,
   mask4: 24,
+  slot: 28,
   ip6: 32,
   ll6: 48,
   net6: 64,
@@ -47,6 +49,8 @@ export interface PortConfig {
   cidr6?: string;
   /** The network's IPv6 gateway (its DNS server), when it has one. */
   gw6?: string;
+  /** The port's row in stm_port_stats (assigned by the agent; 0: the shared row). */
+  slot?: number;
 }
 
 export function encodeIfindex(ifindex: number): Buffer {
@@ -76,6 +80,7 @@ export function encodePort(p: PortConfig): Buffer {
   ipToBytes(p.ip4).copy(b, L.ip4);
   macToBytes(p.mac).copy(b, L.mac);
   b.writeUInt16LE(p.ip6 ? PORT_F.IP6 : 0, L.flags);
+  b.writeUInt32LE(p.slot ?? 0, L.slot);
   ipToBytes(p.gw4).copy(b, L.gw4);
   const n4 = netAndMask(p.cidr4);
   n4.net.copy(b, L.net4);
@@ -112,7 +117,29 @@ export function decodePort(b: Buffer): PortConfig {
     ...(flags & PORT_F.IP6 ? { ip6: bytesToIp(b.subarray(L.ip6, L.ip6 + 16)) } : {}),
     ...(hasNet6 ? { cidr6: `${bytesToIp(b.subarray(L.net6, L.net6 + 16))}/${prefixOf(mask6)}` } : {}),
     ...(b.subarray(L.gw6, L.gw6 + 16).some((x) => x !== 0) ? { gw6: bytesToIp(b.subarray(L.gw6, L.gw6 + 16)) } : {}),
+    ...(b.readUInt32LE(L.slot) ? { slot: b.readUInt32LE(L.slot) } : {}),
   };
+}
+
+/** Traffic a port's programs saw, summed over CPUs (struct stm_port_stats). */
+export interface PortStats {
+  fromEndpoint: { packets: number; bytes: number };
+  toEndpoint: { packets: number; bytes: number };
+}
+export const PORT_STATS_SIZE = 32;
+
+/** Reads row `slot` of stm_port_stats and sums it over CPUs. */
+export function sumPortStats(map: BpfMap, slot: number): PortStats {
+  const k = Buffer.alloc(4);
+  k.writeUInt32LE(slot);
+  const s: PortStats = { fromEndpoint: { packets: 0, bytes: 0 }, toEndpoint: { packets: 0, bytes: 0 } };
+  for (const v of map.lookupPerCpu(k) ?? []) {
+    s.fromEndpoint.packets += Number(v.readBigUInt64LE(0));
+    s.fromEndpoint.bytes += Number(v.readBigUInt64LE(8));
+    s.toEndpoint.packets += Number(v.readBigUInt64LE(16));
+    s.toEndpoint.bytes += Number(v.readBigUInt64LE(24));
+  }
+  return s;
 }
 
 /** Writes the profile key of (netId, ip) at `off` of `out` (for batch buffers). */

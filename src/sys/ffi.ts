@@ -80,6 +80,7 @@ const libcSymbols = {
   mount: { args: [T.ptr, T.ptr, T.ptr, T.u64, T.ptr], returns: T.i32 },
   setns: { args: [T.i32, T.i32], returns: T.i32 },
   chmod: { args: [T.ptr, T.u32], returns: T.i32 },
+  clock_gettime: { args: [T.i32, T.ptr], returns: T.i32 },
 } as const;
 
 type LibbpfSyms = ReturnType<typeof dlopen<typeof libbpfSymbols>>["symbols"];

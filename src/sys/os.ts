@@ -254,3 +254,13 @@ export class PacketSocket implements Disposable {
     this.close();
   }
 }
+
+const CLOCK_MONOTONIC = 1;
+const timespec = Buffer.alloc(16);
+
+/** CLOCK_MONOTONIC in nanoseconds: the clock of bpf_ktime_get_ns(), for deadlines the
+ * datapath compares against. */
+export function monotonicNs(): bigint {
+  if (libc().clock_gettime(CLOCK_MONOTONIC, timespec) < 0) throw sysError("clock_gettime", errno());
+  return timespec.readBigInt64LE(0) * 1_000_000_000n + timespec.readBigInt64LE(8);
+}

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { FirewallTables } from "../../src/agent/firewall";
 import { dropReasonCode } from "../../src/datapath/drops";
 import { FW_DEFAULT_ID } from "../../src/datapath/firewall";
+import { type MonEvent, MonitorSession } from "../../src/datapath/monitor";
 import { loadObject } from "../../src/datapath/objects";
 import { encodeDropKey, encodeIfindex, encodePort, type PortConfig } from "../../src/datapath/port";
 import {
@@ -17,7 +18,7 @@ import {
   type StoredRule,
 } from "../../src/model/firewall";
 import { formatIp, parseIp, parseSubnet } from "../../src/model/ip";
-import { type BpfObject, RingBuffer, testRun } from "../../src/sys/bpf";
+import { type BpfObject, testRun } from "../../src/sys/bpf";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
 import { ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, tcp, udp } from "../helpers/frames";
 
@@ -567,22 +568,28 @@ describe("blocklist, failsafe, log, capacity", () => {
       [{ priority: 3, direction: "egress", proto: "udp", dport: "7777", action: "deny", log: true }],
       "allow",
     );
-    const events: Buffer[] = [];
-    const rb = new RingBuffer(obj.map("stm_fw_log").fd, (d: Buffer) => events.push(d));
+    const events: MonEvent[] = [];
+    const mon = new MonitorSession(
+      obj.map("stm_mon_cfg"),
+      obj.map("stm_mon_ring"),
+      { kinds: ["log"], rate: 1000, burst: 100 },
+      (e) => events.push(e),
+    );
     try {
-      rb.consume();
+      mon.consume();
       events.length = 0;
+      run({ dir: "egress", src: A, dst: B, proto: IPPROTO.UDP, sport: 1000, dport: 7777 }); // no lease yet: nothing
+      mon.renew();
       run({ dir: "egress", src: A, dst: B, proto: IPPROTO.UDP, sport: 1000, dport: 7777 });
       run({ dir: "egress", src: A, dst: B, proto: IPPROTO.UDP, sport: 1000, dport: 7778 });
-      rb.consume();
+      mon.consume();
     } finally {
-      rb.close();
+      mon.close();
     }
     expect(events.length).toBe(1);
-    const e = events[0] as Buffer;
-    expect(e.readUInt32LE(12)).toBe(rules[0]?.id as number);
-    expect(e[16]).toBe(2); // deny
-    expect(e.readUInt16LE(22)).toBe(7777);
+    const e = events[0] as MonEvent;
+    expect(e).toMatchObject({ kind: "log", ruleId: rules[0]?.id as number, action: "deny", dir: "egress" });
+    expect(e.packet).toMatchObject({ src: A, dst: B, proto: IPPROTO.UDP, sport: 1000, dport: 7777 });
   });
 
   test("an over-capacity change fails before writing anything and the active set stays", () => {

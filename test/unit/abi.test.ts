@@ -73,6 +73,7 @@ test("stm_abi.h structs match their codecs", () => {
   const { COUNT_KEY_SIZE, COUNT_VAL_SIZE } = require("../../src/datapath/counters");
   const port = require("../../src/datapath/port");
   const fw = require("../../src/datapath/firewall");
+  const mon = require("../../src/datapath/monitor");
   const sizes: Record<string, number> = {
     stm_count_key: COUNT_KEY_SIZE,
     stm_count_val: COUNT_VAL_SIZE,
@@ -86,6 +87,9 @@ test("stm_abi.h structs match their codecs", () => {
     stm_lpm4_key: 8,
     stm_lpm6_key: 20,
     ...fw.FW_SIZES,
+    stm_port_stats: port.PORT_STATS_SIZE,
+    stm_mon_cfg: mon.MON_CFG_SIZE,
+    stm_mon_event: mon.MON_EVENT_SIZE,
   };
   // Offsets the codecs write at: encodePort (PORT_LAYOUT), writeProfile (flags at 6),
   // encodeDropKey (reason at 4), encodeLocalKey (addr at 4), encodeLocal (net_id at 4).
@@ -96,6 +100,8 @@ test("stm_abi.h structs match their codecs", () => {
     "stm_drop_key.reason": 4,
     "stm_local_key.addr": 4,
     "stm_local.net_id": 4,
+    ...Object.fromEntries(Object.entries(mon.MON_CFG_LAYOUT).map(([f, o]) => [`stm_mon_cfg.${f}`, o as number])),
+    ...Object.fromEntries(Object.entries(mon.MON_EVENT_LAYOUT).map(([f, o]) => [`stm_mon_event.${f}`, o as number])),
   };
   const consts: Record<string, number> = {
     STM_PORT_F_IP6: port.PORT_F.IP6,
@@ -119,6 +125,11 @@ test("stm_abi.h structs match their codecs", () => {
     STM_PCLS_UDP: fw.FW_PCLS.udp,
     STM_PCLS_ICMP: fw.FW_PCLS.icmp,
     STM_PCLS_ICMP6: fw.FW_PCLS.icmpv6,
+    STM_MON_DROP: mon.MON_KIND.drop,
+    STM_MON_LOG: mon.MON_KIND.log,
+    STM_MON_FLOW: mon.MON_KIND.flow,
+    STM_MON_SNAP: mon.MON_SNAP,
+    STM_MON_STAT_MAX: mon.MON_STATS.length,
   };
   const body = [
     ...Object.keys(sizes).map((t) => `printf("${t} %zu\\n", sizeof(struct ${t}));`),
