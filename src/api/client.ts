@@ -2,6 +2,7 @@
  * API's {code, message} back into StratumError, and an unreachable agent into UNAVAILABLE. */
 import type { BlockAddResult, BlocklistView, ImportResult, RuleListView, RuleView } from "../agent/firewall-service";
 import type { EndpointView, NetworkView } from "../agent/service";
+import type { AgentStatus } from "../agent/status";
 import { type ErrorCode, StratumError } from "../errors";
 import type { DefaultAction } from "../model/firewall";
 import type { RuleSetDoc } from "../model/ruleset";
@@ -73,5 +74,5 @@ export class ApiClient {
   blockDel = (prefix: string) =>
     this.request<void>("DELETE", `/v1/firewall/blocklist?prefix=${encodeURIComponent(prefix)}`);
 
-  status = () => this.request<Record<string, unknown>>("GET", "/v1/status");
+  status = () => this.request<AgentStatus>("GET", "/v1/status");
 }

@@ -397,6 +397,22 @@ export class BpfMap implements Disposable {
     }
   }
 
+  /** One BPF_MAP_LOOKUP_BATCH call of up to `max` entries into `keys`/`values`, from where
+   * `inToken` left off (null: the start); the kernel writes the next position to `outToken`.
+   * Returns the entries it gave and 0 or the errno (ENOENT: the walk is done). */
+  lookupBatch(
+    inToken: Buffer | null,
+    outToken: Buffer,
+    keys: Buffer,
+    values: Buffer,
+    max: number,
+  ): { count: number; errno: number } {
+    const cnt = Buffer.alloc(4);
+    cnt.writeUInt32LE(max);
+    const ret = libbpf().bpf_map_lookup_batch(this.fd, inToken, outToken, keys, values, cnt, alloc(BPF_MAP_BATCH_OPTS));
+    return { count: cnt.readUInt32LE(0), errno: ret < 0 ? -ret : 0 };
+  }
+
   /** Inserts or replaces `count` entries in one syscall; returns how many the kernel applied. */
   updateBatch(keys: Uint8Array, values: Uint8Array, flags: number = BPF_F.ANY): number {
     const count = this.#batchCount(keys, values);

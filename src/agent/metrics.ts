@@ -1,0 +1,345 @@
+/** Prometheus metrics of the agent (GET /metrics, text exposition format): per-endpoint
+ * packets, bytes and drops by reason, uplink drops, firewall rule and default hits, the
+ * firewall's and the monitor's own counters, map fill levels, port health, reconcile runs,
+ * the agent itself. Everything is read at scrape time from the pinned maps, the store and
+ * the agent's records; nothing is sampled in between (the kernel's counters are the state,
+ * and they survive agent restarts in their pinned maps). A scrape reads one snapshot, then
+ * prom-client renders it; concurrent scrapes share one read. Names are `stratum_…`; a
+ * counter's series appears once the kernel has counted something for it. */
+import { Counter, Gauge, Registry } from "prom-client";
+import { dropReasonName } from "../datapath/drops";
+import { encodeU32, FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall";
+import { readMonStats } from "../datapath/monitor";
+import { GLOBAL_SCOPE_NAME } from "./firewall-service";
+import type { AgentRuntime } from "./runtime";
+import { buildStatus } from "./status";
+
+export interface PacketsBytes {
+  packets: number;
+  bytes: number;
+}
+
+/** What one scrape reports; plain data, so the rendering is testable without a kernel. */
+export interface MetricsSnapshot {
+  agent: {
+    version: string;
+    kernel: string;
+    libbpf: string;
+    startTimeSeconds: number;
+    rssBytes: number;
+    healthy: boolean;
+    logTotals: { warn: number; error: number };
+  };
+  endpoints: Array<{ network: string; endpoint: string; fromEndpoint: PacketsBytes; toEndpoint: PacketsBytes }>;
+  /** Per device and reason; endpoint rows carry network and endpoint, the uplink's only its device. */
+  drops: Array<{ network: string; endpoint: string; device: string; reason: string; packets: number }>;
+  rules: Array<{ scope: string; ruleId: number; priority: number; action: string } & PacketsBytes>;
+  defaults: Array<{ scope: string; action: string } & PacketsBytes>;
+  /** stm_fw_stats by name (FW_STATS). */
+  firewall: Record<string, number>;
+  /** stm_mon_stats by outcome (emitted, paced, ring-full). */
+  monitor: Record<string, number>;
+  /** entries: null for arrays and ring buffers. */
+  maps: Array<{ name: string; type: string; capacity: number; entries: number | null }>;
+  mapCountSeconds: number;
+  ports: { ok: number; degraded: number };
+  reconcile: { runs: number; errors: number; lastDurationSeconds?: number; lastRunSeconds?: number };
+}
+
+/** Milliseconds as seconds without binary-fraction noise (0.00969, not 0.009689999999999999). */
+const seconds = (ms: number) => Number((ms / 1000).toFixed(6));
+
+const sumU64 = (vals: Buffer[] | null, off = 0) => (vals ?? []).reduce((a, v) => a + Number(v.readBigUInt64LE(off)), 0);
+
+/** Reads everything a scrape reports. The map walk yields to the event loop; the rest is a
+ * handful of lookups per endpoint and rule. */
+export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
+  const st = await buildStatus(rt);
+  const dp = rt.svc.dp;
+  const kernel = rt.svc.fw.kernel;
+
+  const where = new Map<number, { network: string; endpoint: string; device: string }>();
+  const endpoints: MetricsSnapshot["endpoints"] = [];
+  for (const p of st.ports) {
+    if (p.ifindex === null) continue;
+    where.set(p.ifindex, { network: p.network, endpoint: p.endpoint, device: p.interface });
+    const s = dp.portStats(p.ifindex);
+    if (s) endpoints.push({ network: p.network, endpoint: p.endpoint, ...s });
+  }
+  if (st.uplink) where.set(st.uplink.ifindex, { network: "", endpoint: "", device: st.uplink.name });
+
+  // One walk of the drop table (only counted (device, reason) pairs have entries) rather
+  // than a lookup per endpoint and reason. Entries of devices no longer known are stale.
+  const drops: MetricsSnapshot["drops"] = [];
+  const dropMap = dp.map("stm_drops");
+  for (const [k, v] of dropMap.entries()) {
+    const w = where.get(k.readUInt32LE(0));
+    if (!w) continue;
+    drops.push({ ...w, reason: dropReasonName(k.readUInt32LE(4)), packets: sumU64(dropMap.splitPerCpu(v)) });
+  }
+
+  const rules: MetricsSnapshot["rules"] = [];
+  const defaults: MetricsSnapshot["defaults"] = [];
+  const scopes = [
+    { id: FW_GLOBAL_SCOPE, name: GLOBAL_SCOPE_NAME, def: rt.store.getGlobalDefault() as string },
+    ...rt.store.listNetworks().map((n) => ({ id: n.id, name: n.name, def: n.defaultAction as string })),
+  ];
+  for (const s of scopes) {
+    for (const r of rt.store.listRules(s.id))
+      rules.push({ scope: s.name, ruleId: r.id, priority: r.priority, action: r.action, ...kernel.hits(r.id) });
+    defaults.push({ scope: s.name, action: s.def, ...kernel.defaultHits(s.id) });
+  }
+
+  const fwStats = dp.map("stm_fw_stats");
+  const firewall: Record<string, number> = {};
+  FW_STATS.forEach((name, i) => {
+    firewall[name] = sumU64(fwStats.lookupPerCpu(encodeU32(i)));
+  });
+
+  const last = st.reconcile.last;
+  return {
+    agent: {
+      version: st.version,
+      kernel: st.kernel,
+      libbpf: st.libbpf,
+      startTimeSeconds: rt.startedAt.getTime() / 1000,
+      rssBytes: st.rssBytes,
+      healthy: st.health.status === "ok",
+      logTotals: st.logTotals,
+    },
+    endpoints,
+    drops,
+    rules,
+    defaults,
+    firewall,
+    monitor: readMonStats(dp.map("stm_mon_stats")),
+    maps: st.maps.filter((m) => m.type !== "ringbuf"),
+    mapCountSeconds: seconds(st.mapCountMs),
+    ports: {
+      ok: st.ports.filter((p) => p.state === "ok").length,
+      degraded: st.ports.filter((p) => p.state !== "ok").length,
+    },
+    reconcile: {
+      runs: st.reconcile.runs,
+      errors: st.reconcile.errors,
+      ...(last ? { lastDurationSeconds: seconds(last.durationMs), lastRunSeconds: Date.parse(last.at) / 1000 } : {}),
+    },
+  };
+}
+
+type Labels = Record<string, string | number>;
+type Emit = (labels: Labels, value: number) => void;
+
+export interface Scrape {
+  contentType: string;
+  body: string;
+}
+
+/** The registry and its metric families; `source` gives the snapshot of each scrape. */
+export class AgentMetrics {
+  readonly registry = new Registry();
+  #snap: MetricsSnapshot | undefined;
+  #inflight: Promise<Scrape> | undefined;
+
+  constructor(readonly source: () => Promise<MetricsSnapshot>) {
+    this.#define();
+  }
+
+  /** One rendering of every family; a scrape that arrives while one runs gets its result. */
+  scrape(): Promise<Scrape> {
+    this.#inflight ??= (async () => {
+      try {
+        this.#snap = await this.source();
+        return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+      } finally {
+        this.#snap = undefined;
+        this.#inflight = undefined;
+      }
+    })();
+    return this.#inflight;
+  }
+
+  /** A family whose series are all rewritten from the snapshot at each scrape (series that
+   * are gone, e.g. a detached endpoint's, disappear). */
+  #family(
+    kind: "counter" | "gauge",
+    name: string,
+    help: string,
+    labelNames: string[],
+    fill: (s: MetricsSnapshot, emit: Emit) => void,
+  ): void {
+    const registers = [this.registry];
+    const collect = (m: Counter | Gauge) => {
+      m.reset();
+      const s = this.#snap;
+      if (!s) return;
+      fill(s, (labels, v) => {
+        const l = Object.fromEntries(Object.entries(labels).map(([k, x]) => [k, String(x)]));
+        if (m instanceof Counter) m.inc(l, v);
+        else m.set(l, v);
+      });
+    };
+    if (kind === "counter") {
+      const c: Counter = new Counter({ name, help, labelNames, registers, collect: () => collect(c) });
+    } else {
+      const g: Gauge = new Gauge({ name, help, labelNames, registers, collect: () => collect(g) });
+    }
+  }
+
+  #define(): void {
+    const f = this.#family.bind(this);
+    f(
+      "gauge",
+      "stratum_agent_info",
+      "The agent's version, kernel and libbpf (value 1).",
+      ["version", "kernel", "libbpf"],
+      (s, e) => e({ version: s.agent.version, kernel: s.agent.kernel, libbpf: s.agent.libbpf }, 1),
+    );
+    f("gauge", "stratum_agent_start_time_seconds", "When the agent started, seconds since the epoch.", [], (s, e) =>
+      e({}, s.agent.startTimeSeconds),
+    );
+    f("gauge", "stratum_agent_healthy", "1 when `status` says ok, 0 when degraded.", [], (s, e) =>
+      e({}, s.agent.healthy ? 1 : 0),
+    );
+    f("gauge", "stratum_agent_resident_memory_bytes", "Resident memory of the agent process.", [], (s, e) =>
+      e({}, s.agent.rssBytes),
+    );
+    f(
+      "counter",
+      "stratum_agent_log_messages_total",
+      "Warnings and errors the agent logged since it started.",
+      ["level"],
+      (s, e) => {
+        e({ level: "warn" }, s.agent.logTotals.warn);
+        e({ level: "error" }, s.agent.logTotals.error);
+      },
+    );
+
+    const dirs = (s: MetricsSnapshot, e: Emit, k: keyof PacketsBytes) => {
+      for (const x of s.endpoints) {
+        e({ network: x.network, endpoint: x.endpoint, direction: "from_endpoint" }, x.fromEndpoint[k]);
+        e({ network: x.network, endpoint: x.endpoint, direction: "to_endpoint" }, x.toEndpoint[k]);
+      }
+    };
+    const epLabels = ["network", "endpoint", "direction"];
+    f(
+      "counter",
+      "stratum_endpoint_packets_total",
+      "Packets the endpoint's port programs saw, by direction.",
+      epLabels,
+      (s, e) => dirs(s, e, "packets"),
+    );
+    f(
+      "counter",
+      "stratum_endpoint_bytes_total",
+      "Bytes the endpoint's port programs saw, by direction.",
+      epLabels,
+      (s, e) => dirs(s, e, "bytes"),
+    );
+    f(
+      "counter",
+      "stratum_drops_total",
+      "Packets the datapath dropped, by device and reason (the uplink's rows have no network or endpoint).",
+      ["network", "endpoint", "device", "reason"],
+      (s, e) => {
+        for (const d of s.drops)
+          e({ network: d.network, endpoint: d.endpoint, device: d.device, reason: d.reason }, d.packets);
+      },
+    );
+
+    const ruleLabels = ["scope", "rule_id", "priority", "action"];
+    const rules = (s: MetricsSnapshot, e: Emit, k: keyof PacketsBytes) => {
+      for (const r of s.rules) e({ scope: r.scope, rule_id: r.ruleId, priority: r.priority, action: r.action }, r[k]);
+    };
+    f(
+      "counter",
+      "stratum_firewall_rule_hits_total",
+      "Packets a firewall rule decided (new flows; established ones pass on conntrack).",
+      ruleLabels,
+      (s, e) => rules(s, e, "packets"),
+    );
+    f(
+      "counter",
+      "stratum_firewall_rule_bytes_total",
+      "Bytes of the packets a firewall rule decided.",
+      ruleLabels,
+      (s, e) => rules(s, e, "bytes"),
+    );
+    const defaults = (s: MetricsSnapshot, e: Emit, k: keyof PacketsBytes) => {
+      for (const d of s.defaults) e({ scope: d.scope, action: d.action }, d[k]);
+    };
+    f(
+      "counter",
+      "stratum_firewall_default_hits_total",
+      "Packets no rule matched, decided by the scope's default action.",
+      ["scope", "action"],
+      (s, e) => defaults(s, e, "packets"),
+    );
+    f(
+      "counter",
+      "stratum_firewall_default_bytes_total",
+      "Bytes of the packets a scope's default action decided.",
+      ["scope", "action"],
+      (s, e) => defaults(s, e, "bytes"),
+    );
+    f(
+      "counter",
+      "stratum_firewall_stats_total",
+      "Firewall events: ct-new, ct-pickup, ct-full, revalidated, cut, frag-miss, reject-sent, log-lost.",
+      ["stat"],
+      (s, e) => {
+        for (const [stat, v] of Object.entries(s.firewall)) e({ stat }, v);
+      },
+    );
+    f(
+      "counter",
+      "stratum_monitor_events_total",
+      "Monitoring events: emitted to the ring, held back by the pace, or lost to a full ring.",
+      ["outcome"],
+      (s, e) => {
+        for (const [outcome, v] of Object.entries(s.monitor)) e({ outcome }, v);
+      },
+    );
+
+    f("gauge", "stratum_map_entries", "Entries in a pinned hash, LRU or LPM map.", ["map"], (s, e) => {
+      for (const m of s.maps) if (m.entries !== null) e({ map: m.name }, m.entries);
+    });
+    f("gauge", "stratum_map_capacity", "max_entries of a pinned map (arrays are always full).", ["map"], (s, e) => {
+      for (const m of s.maps) e({ map: m.name }, m.capacity);
+    });
+    f(
+      "gauge",
+      "stratum_map_count_duration_seconds",
+      "How long counting the maps' entries took in this scrape.",
+      [],
+      (s, e) => e({}, s.mapCountSeconds),
+    );
+    f(
+      "gauge",
+      "stratum_ports",
+      "Endpoint ports by state (degraded: a program, the configuration or the bridge is missing).",
+      ["state"],
+      (s, e) => {
+        e({ state: "ok" }, s.ports.ok);
+        e({ state: "degraded" }, s.ports.degraded);
+      },
+    );
+
+    f("counter", "stratum_reconcile_runs_total", "Reconcile runs since the agent started.", [], (s, e) =>
+      e({}, s.reconcile.runs),
+    );
+    f(
+      "counter",
+      "stratum_reconcile_errors_total",
+      "Errors reconcile runs reported since the agent started.",
+      [],
+      (s, e) => e({}, s.reconcile.errors),
+    );
+    f("gauge", "stratum_reconcile_duration_seconds", "Duration of the last reconcile run.", [], (s, e) => {
+      if (s.reconcile.lastDurationSeconds !== undefined) e({}, s.reconcile.lastDurationSeconds);
+    });
+    f("gauge", "stratum_reconcile_last_run_timestamp_seconds", "When the last reconcile run started.", [], (s, e) => {
+      if (s.reconcile.lastRunSeconds !== undefined) e({}, s.reconcile.lastRunSeconds);
+    });
+  }
+}

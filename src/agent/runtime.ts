@@ -1,0 +1,118 @@
+/** What the running agent knows about itself beyond the store and the kernel, for `status`
+ * and `/metrics`: when it started, how its reconcile runs went, the last warnings and errors
+ * it logged, and the handles both read from. One per agent process; nothing here is kept
+ * across restarts (the kernel's counters are, in their pinned maps). */
+import type { ConsolaReporter, LogObject } from "consola";
+import type { Attachment } from "../datapath/attach";
+import type { ProbeReport } from "../datapath/probe";
+import type { ReconcileReport } from "../reconcile/reconcile";
+import type { SqliteStore } from "../store/sqlite";
+import type { MapFill } from "./map-fill";
+import type { NetworkService } from "./service";
+
+export interface LoggedProblem {
+  at: string;
+  level: "warn" | "error";
+  tag?: string;
+  message: string;
+}
+
+/** The last `max` warnings and errors, as a consola reporter sees them, and how many there
+ * were in all. Loggers made with withTag() after the reporter is added inherit it. */
+export class RecentLog {
+  readonly #max: number;
+  #items: LoggedProblem[] = [];
+  readonly totals = { warn: 0, error: 0 };
+
+  constructor(max = 20) {
+    this.#max = max;
+  }
+
+  readonly reporter: ConsolaReporter = {
+    log: (o: LogObject) => {
+      // consola levels: 0 fatal and error, 1 warn; the rest is not a problem.
+      if (o.level > 1) return;
+      const message = o.args.map((a) => (a instanceof Error ? a.message : String(a))).join(" ");
+      this.add(o.level === 1 ? "warn" : "error", message, o.tag || undefined, o.date);
+    },
+  };
+
+  add(level: "warn" | "error", message: string, tag?: string, at: Date = new Date()): void {
+    this.totals[level]++;
+    this.#items.push({ at: at.toISOString(), level, ...(tag ? { tag } : {}), message });
+    if (this.#items.length > this.#max) this.#items.splice(0, this.#items.length - this.#max);
+  }
+
+  /** Oldest first. */
+  list(): LoggedProblem[] {
+    return [...this.#items];
+  }
+}
+
+export interface ReconcileRun {
+  at: string;
+  durationMs: number;
+  networks: number;
+  endpoints: number;
+  firewall: ReconcileReport["firewall"];
+  collected: string[];
+  errors: string[];
+}
+
+/** Every reconcile run goes through here: its duration, what it restored and its errors. */
+export class ReconcileLog {
+  runs = 0;
+  /** Errors over all runs (a run that threw counts one). */
+  errors = 0;
+  last: ReconcileRun | undefined;
+
+  run(fn: () => ReconcileReport): ReconcileReport {
+    const at = new Date();
+    const t0 = performance.now();
+    let report: ReconcileReport | undefined;
+    let thrown: unknown;
+    try {
+      report = fn();
+      return report;
+    } catch (e) {
+      thrown = e;
+      throw e;
+    } finally {
+      const errors = report?.errors ?? [`reconcile failed: ${(thrown as Error)?.message ?? String(thrown)}`];
+      this.runs++;
+      this.errors += errors.length;
+      this.last = {
+        at: at.toISOString(),
+        durationMs: Math.round((performance.now() - t0) * 100) / 100,
+        networks: report?.networks ?? 0,
+        endpoints: report?.endpoints ?? 0,
+        firewall: report?.firewall ?? { scopes: 0, adopted: 0, blocklistAdded: 0 },
+        collected: report?.collected ?? [],
+        errors,
+      };
+    }
+  }
+}
+
+export interface UplinkRuntime {
+  name: string;
+  ifindex: number;
+  /** The XDP attachment as made at start-up (its mode does not change while attached). */
+  attach: Attachment;
+}
+
+/** Everything status and metrics read. */
+export interface AgentRuntime {
+  version: string;
+  startedAt: Date;
+  probe: ProbeReport;
+  pinRoot: string;
+  stateDir: string;
+  dbPath: string;
+  svc: NetworkService;
+  store: SqliteStore;
+  uplink?: UplinkRuntime;
+  reconcile: ReconcileLog;
+  recent: RecentLog;
+  mapFill: MapFill;
+}

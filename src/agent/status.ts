@@ -1,0 +1,302 @@
+/** The agent's account of itself (GET /v1/status, `status`): health and why, version, kernel
+ * and features, each endpoint port's attach state as the kernel has it (a program on both tc
+ * hooks and it is this build's code, a configuration entry, membership of the user bridge),
+ * the uplink's two links, map fill levels, the store, the last reconcile and the recent
+ * warnings and errors. Health is "degraded" when a port or the uplink misses a piece, the
+ * last reconcile reported errors, or the store does not answer; a nearly full table is a
+ * warning. Read-only: it never repairs what it finds. */
+import { existsSync, statSync } from "node:fs";
+import { clsProgId, type TcDirection } from "../datapath/attach";
+import { encodeIfindex } from "../datapath/port";
+import { StratumError } from "../errors";
+import { getLink, type Link, listLinks } from "../netlink";
+import { SCHEMA_VERSION } from "../store/sqlite";
+import { Fd, linkInfo, objGet, progFdById, progInfo } from "../sys/bpf";
+import type { DropCounts, PortDatapath } from "./datapath";
+import type { MapFillInfo } from "./map-fill";
+import type { AgentRuntime, LoggedProblem, ReconcileRun } from "./runtime";
+import { USER_BRIDGE } from "./service";
+
+export type Health = "ok" | "degraded";
+
+export interface PortStatus {
+  endpoint: string;
+  network: string;
+  kind: "veth" | "tap";
+  /** Host-side interface. */
+  interface: string;
+  /** null when the interface is missing. */
+  ifindex: number | null;
+  attach: "cls_bpf";
+  /** Program ids of Stratum's filters (0: none). */
+  ingressProgId: number;
+  egressProgId: number;
+  /** The port has its entry in stm_ports (without one its programs drop everything). */
+  config: boolean;
+  bridged: boolean;
+  up: boolean;
+  state: Health;
+  problems: string[];
+}
+
+export interface UplinkStatus {
+  name: string;
+  ifindex: number;
+  /** XDP mode chosen at attach: native (driver) or generic. */
+  xdpMode?: "native" | "generic";
+  /** Program of the XDP link (0: the link is gone). */
+  progId: number;
+  /** Program of the tcx egress link (0: the link is gone). */
+  tcxEgressProgId: number;
+  state: Health;
+  problems: string[];
+  drops: DropCounts;
+}
+
+export interface StoreStatus {
+  path: string;
+  /** "ok", or why the store did not answer. */
+  state: string;
+  schemaVersion?: number;
+  /** The schema version this binary writes. */
+  binarySchemaVersion: number;
+  journalMode?: string;
+  sizeBytes: number;
+  walBytes: number;
+  networks?: number;
+  endpoints?: number;
+  rules?: number;
+  blocklist?: number;
+}
+
+export interface AgentStatus {
+  health: { status: Health; reasons: string[]; warnings: string[] };
+  version: string;
+  pid: number;
+  startedAt: string;
+  uptimeSeconds: number;
+  kernel: string;
+  libbpf: string;
+  libbpfPath: string;
+  features: Record<string, boolean>;
+  pinRoot: string;
+  stateDir: string;
+  rssBytes: number;
+  networks: number;
+  endpoints: number;
+  ports: PortStatus[];
+  uplink?: UplinkStatus;
+  maps: MapFillInfo[];
+  /** How long counting the maps' entries took. */
+  mapCountMs: number;
+  store: StoreStatus;
+  reconcile: { runs: number; errors: number; last?: ReconcileRun };
+  recentErrors: LoggedProblem[];
+  logTotals: { warn: number; error: number };
+}
+
+/** A table this full (and not an LRU, which evicts by design) is worth a warning. */
+export const FILL_WARNING = 0.9;
+
+const tagCache = new Map<number, string>();
+
+/** Tag (instruction hash) of a loaded program by id; "" when it is gone. Ids are not reused
+ * while the system runs, so a found tag is kept. */
+function progTag(id: number): string {
+  const hit = tagCache.get(id);
+  if (hit !== undefined) return hit;
+  try {
+    using fd = new Fd(progFdById(id));
+    const tag = progInfo(fd.fd).tag;
+    tagCache.set(id, tag);
+    return tag;
+  } catch {
+    return "";
+  }
+}
+
+function loadedTag(dp: PortDatapath, prog: string): string {
+  return progInfo(dp.obj.program(prog).fd).tag;
+}
+
+const PORT_PROGS: Record<TcDirection, string> = { ingress: "stm_port_in", egress: "stm_port_out" };
+
+/** Every stored endpoint's port as the kernel has it. */
+export function portStates(rt: AgentRuntime): PortStatus[] {
+  const dp = rt.svc.dp;
+  const links = new Map<string, Link>(listLinks(rt.svc.nl).map((l) => [l.name, l]));
+  const bridge = links.get(USER_BRIDGE)?.index;
+  const want = { ingress: loadedTag(dp, PORT_PROGS.ingress), egress: loadedTag(dp, PORT_PROGS.egress) };
+  const ports = dp.map("stm_ports");
+  return rt.store.listEndpoints().map((ep) => {
+    const problems: string[] = [];
+    const link = links.get(ep.hostIf);
+    const base = {
+      endpoint: ep.name,
+      network: ep.network,
+      kind: ep.kind,
+      interface: ep.hostIf,
+      attach: "cls_bpf" as const,
+    };
+    if (!link)
+      return {
+        ...base,
+        ifindex: null,
+        ingressProgId: 0,
+        egressProgId: 0,
+        config: false,
+        bridged: false,
+        up: false,
+        state: "degraded" as const,
+        problems: [`interface ${ep.hostIf} does not exist`],
+      };
+    const ids = { ingress: 0, egress: 0 };
+    for (const dir of ["ingress", "egress"] as const) {
+      try {
+        ids[dir] = clsProgId(link.index, dir);
+      } catch (e) {
+        problems.push(`tc ${dir}: ${(e as Error).message}`);
+        continue;
+      }
+      if (!ids[dir]) problems.push(`no program at tc ${dir}`);
+      else if (progTag(ids[dir]) !== want[dir])
+        problems.push(`tc ${dir} runs program ${ids[dir]}, not this build's ${PORT_PROGS[dir]}`);
+    }
+    const config = ports.lookup(encodeIfindex(link.index)) !== null;
+    if (!config) problems.push("no configuration entry in stm_ports");
+    const bridged = bridge !== undefined && link.master === bridge;
+    if (!bridged) problems.push(`not a port of ${USER_BRIDGE}`);
+    return {
+      ...base,
+      ifindex: link.index,
+      ingressProgId: ids.ingress,
+      egressProgId: ids.egress,
+      config,
+      bridged,
+      up: link.up,
+      state: problems.length ? ("degraded" as const) : ("ok" as const),
+      problems,
+    };
+  });
+}
+
+/** The link pinned at `pin`: its program and device; null when there is no pin. */
+function pinnedLink(pin: string): { progId: number; ifindex: number } | null {
+  let fd: number;
+  try {
+    fd = objGet(pin, "link");
+  } catch (e) {
+    if (e instanceof StratumError && e.errno === 2) return null;
+    throw e;
+  }
+  using link = new Fd(fd);
+  const i = linkInfo(link.fd);
+  return { progId: i.progId, ifindex: i.ifindex };
+}
+
+export function uplinkState(rt: AgentRuntime): UplinkStatus | undefined {
+  const up = rt.uplink;
+  if (!up) return undefined;
+  const dp = rt.svc.dp;
+  const problems: string[] = [];
+  const dev = getLink(up.name, rt.svc.nl);
+  if (!dev) problems.push(`device ${up.name} does not exist`);
+  else if (dev.index !== up.ifindex) problems.push(`device ${up.name} has ifindex ${dev.index}, not ${up.ifindex}`);
+  const check = (what: string, pin: string, prog: string): number => {
+    const l = pinnedLink(pin);
+    if (!l) {
+      problems.push(`${what} link is not pinned at ${pin}`);
+      return 0;
+    }
+    if (l.ifindex !== up.ifindex)
+      problems.push(
+        l.ifindex ? `${what} link is on ifindex ${l.ifindex}` : `${what} link is detached (its device is gone)`,
+      );
+    if (progTag(l.progId) !== loadedTag(dp, prog)) problems.push(`${what} link runs program ${l.progId}, not ${prog}`);
+    return l.progId;
+  };
+  const progId = check("XDP", dp.uplinkPin, "stm_uplink_in");
+  const tcxEgressProgId = check("tcx egress", dp.uplinkOutPin, "stm_uplink_out");
+  return {
+    name: up.name,
+    ifindex: up.ifindex,
+    ...(up.attach.xdpMode ? { xdpMode: up.attach.xdpMode } : {}),
+    progId,
+    tcxEgressProgId,
+    state: problems.length ? "degraded" : "ok",
+    problems,
+    drops: dp.drops(up.ifindex),
+  };
+}
+
+function fileSize(path: string): number {
+  try {
+    return existsSync(path) ? statSync(path).size : 0;
+  } catch {
+    return 0;
+  }
+}
+
+export function storeState(rt: AgentRuntime): StoreStatus {
+  const base = {
+    path: rt.dbPath,
+    binarySchemaVersion: SCHEMA_VERSION,
+    sizeBytes: fileSize(rt.dbPath),
+    walBytes: fileSize(`${rt.dbPath}-wal`),
+  };
+  try {
+    return { ...base, state: "ok", ...rt.store.stats() };
+  } catch (e) {
+    return { ...base, state: (e as Error).message };
+  }
+}
+
+/** Warnings for tables close to full (LRU tables evict instead and are left out). */
+export function fillWarnings(maps: MapFillInfo[]): string[] {
+  const out: string[] = [];
+  for (const m of maps) {
+    if (m.entries === null || m.capacity === 0 || m.type.startsWith("lru")) continue;
+    if (m.entries / m.capacity >= FILL_WARNING)
+      out.push(`map ${m.name} is ${Math.floor((100 * m.entries) / m.capacity)}% full (${m.entries} of ${m.capacity})`);
+  }
+  return out;
+}
+
+export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
+  const fill = await rt.mapFill.read();
+  const ports = portStates(rt);
+  const uplink = uplinkState(rt);
+  const store = storeState(rt);
+  const last = rt.reconcile.last;
+  const reasons: string[] = [];
+  for (const p of ports)
+    if (p.state !== "ok") reasons.push(`endpoint ${p.endpoint} (${p.interface}): ${p.problems.join("; ")}`);
+  if (uplink?.state === "degraded") reasons.push(`uplink ${uplink.name}: ${uplink.problems.join("; ")}`);
+  if (last?.errors.length)
+    reasons.push(`the last reconcile (${last.at}) reported ${last.errors.length} error(s): ${last.errors[0]}`);
+  if (store.state !== "ok") reasons.push(`store ${store.path}: ${store.state}`);
+  return {
+    health: { status: reasons.length ? "degraded" : "ok", reasons, warnings: fillWarnings(fill.maps) },
+    version: rt.version,
+    pid: process.pid,
+    startedAt: rt.startedAt.toISOString(),
+    uptimeSeconds: Math.round((Date.now() - rt.startedAt.getTime()) / 1000),
+    kernel: rt.probe.kernel,
+    libbpf: rt.probe.libbpf,
+    libbpfPath: rt.probe.libbpfPath,
+    features: { ...rt.probe.features },
+    pinRoot: rt.pinRoot,
+    stateDir: rt.stateDir,
+    rssBytes: process.memoryUsage().rss,
+    networks: store.networks ?? 0,
+    endpoints: store.endpoints ?? ports.length,
+    ports,
+    ...(uplink ? { uplink } : {}),
+    maps: fill.maps,
+    mapCountMs: Math.round(fill.seconds * 100_000) / 100,
+    store,
+    reconcile: { runs: rt.reconcile.runs, errors: rt.reconcile.errors, ...(last ? { last } : {}) },
+    recentErrors: rt.recent.list(),
+    logTotals: { ...rt.recent.totals },
+  };
+}

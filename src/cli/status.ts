@@ -1,0 +1,128 @@
+/** `status`: the agent's health and why, version, kernel and features, the store, the last
+ * reconcile, the uplink, every port's attach state, map fill levels and recent warnings and
+ * errors, from the agent's API. An agent that does not answer is UNAVAILABLE (exit 7). */
+import { type CommandMeta, defineCommand } from "citty";
+import type { AgentStatus } from "../agent/status";
+import { ApiClient } from "../api/client";
+import { apiArg } from "./network";
+import { outputArg, parseFormat, printJson, printKv, printTable } from "./output";
+
+export function formatBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const parts: string[] = [];
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (d) parts.push(`${d}d`);
+  if (h) parts.push(`${h}h`);
+  if (m) parts.push(`${m}m`);
+  if (s % 60 || parts.length === 0) parts.push(`${s % 60}s`);
+  return parts.join(" ");
+}
+
+/** The human form: key: value lines, then tables of ports, maps and recent problems. */
+export function printStatus(st: AgentStatus): void {
+  const out = (s: string) => process.stdout.write(s);
+  const f = st.features;
+  const missing = Object.keys(f).filter((k) => !f[k]);
+  const store = st.store;
+  const last = st.reconcile.last;
+  const pairs: Array<[string, string]> = [
+    ["health", st.health.status],
+    ...st.health.reasons.map((r) => ["  why", r] as [string, string]),
+    ...st.health.warnings.map((w) => ["  warning", w] as [string, string]),
+    ["version", `${st.version} (pid ${st.pid}, up ${formatDuration(st.uptimeSeconds)} since ${st.startedAt})`],
+    ["kernel", `${st.kernel} (libbpf ${st.libbpf}, ${st.libbpfPath})`],
+    [
+      "features",
+      `${Object.keys(f)
+        .filter((k) => f[k])
+        .join(", ")}${missing.length ? ` (missing: ${missing.join(", ")})` : ""}`,
+    ],
+    ["pin root", st.pinRoot],
+    ["memory", formatBytes(st.rssBytes)],
+    [
+      "store",
+      store.state === "ok"
+        ? `${store.path}: schema ${store.schemaVersion}, ${formatBytes(store.sizeBytes)} (+${formatBytes(store.walBytes)} WAL); ${store.networks} network(s), ${store.endpoints} endpoint(s), ${store.rules} rule(s), ${store.blocklist} blocklisted prefix(es)`
+        : `${store.path}: ${store.state}`,
+    ],
+    [
+      "last reconcile",
+      last
+        ? `${last.at}, ${last.durationMs} ms: ${last.networks} network(s), ${last.endpoints} endpoint(s), ${last.firewall.scopes} firewall scope(s) (${last.firewall.adopted} unchanged), ${last.collected.length} collected, ${last.errors.length} error(s)`
+        : "none yet",
+    ],
+    ...(last?.errors ?? []).map((e) => ["  error", e] as [string, string]),
+  ];
+  const up = st.uplink;
+  pairs.push([
+    "uplink",
+    up
+      ? `${up.name} (ifindex ${up.ifindex}): ${up.state}; XDP ${up.xdpMode ?? "?"} program ${up.progId || "none"}, tcx egress program ${up.tcxEgressProgId || "none"}${up.problems.length ? `; ${up.problems.join("; ")}` : ""}`
+      : "none",
+  ]);
+  printKv(pairs);
+
+  out(`\nPORTS (${st.ports.length})\n`);
+  if (st.ports.length)
+    printTable(
+      ["ENDPOINT", "NETWORK", "INTERFACE", "IFINDEX", "ATTACH", "INGRESS", "EGRESS", "CONFIG", "STATE"],
+      st.ports.map((p) => [
+        p.endpoint,
+        p.network,
+        p.interface,
+        p.ifindex === null ? "-" : String(p.ifindex),
+        p.attach,
+        p.ingressProgId ? String(p.ingressProgId) : "none",
+        p.egressProgId ? String(p.egressProgId) : "none",
+        p.config ? "yes" : "no",
+        p.state === "ok" ? "ok" : `degraded: ${p.problems.join("; ")}`,
+      ]),
+    );
+
+  out(`\nMAPS (counted in ${st.mapCountMs} ms)\n`);
+  printTable(
+    ["NAME", "TYPE", "ENTRIES", "CAPACITY", "FILL"],
+    st.maps.map((m) => [
+      m.name,
+      m.type,
+      m.entries === null ? "-" : String(m.entries),
+      m.type === "ringbuf" ? formatBytes(m.capacity) : String(m.capacity),
+      m.entries === null || !m.capacity ? "-" : `${((100 * m.entries) / m.capacity).toFixed(1)}%`,
+    ]),
+  );
+
+  out(`\nRECENT WARNINGS AND ERRORS (${st.logTotals.warn} warning(s), ${st.logTotals.error} error(s) since start)\n`);
+  if (st.recentErrors.length)
+    printTable(
+      ["AT", "LEVEL", "MESSAGE"],
+      st.recentErrors.map((e) => [e.at, e.level, e.tag ? `[${e.tag}] ${e.message}` : e.message]),
+    );
+}
+
+export const statusCommand = defineCommand({
+  meta: {
+    name: "status",
+    description: "Show the agent's health, ports, uplink, maps, store, last reconcile and recent errors",
+    examples: ["cenvero-str-ctl status", "cenvero-str-ctl status -o json | jq .health"],
+  } as CommandMeta,
+  args: { ...apiArg, ...outputArg },
+  async run({ args }) {
+    const fmt = parseFormat(args.output);
+    const st = await new ApiClient(args["api-socket"] || undefined).status();
+    if (fmt === "json") return printJson(st);
+    printStatus(st);
+  },
+});
