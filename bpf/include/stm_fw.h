@@ -261,10 +261,10 @@ __attribute__((noinline)) int stm_mon_tuple(struct stm_tuple *t, __u32 ifindex, 
 	if (!t)
 		return 0;
 	struct stm_mon_cfg *c = mon_wanted(kind);
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_coarse_ns();
 	if (!c || now >= c->until_ns)
 		return 0;
-	struct stm_mon_event *e = mon_admit(c, ifindex, now) ? mon_reserve(now, ifindex, kind) : NULL;
+	struct stm_mon_event *e = mon_admit(c, ifindex, now) ? mon_reserve(bpf_ktime_get_ns(), ifindex, kind) : NULL;
 	if (!e) {
 		if (kind == STM_MON_LOG)
 			fw_stat(STM_FW_STAT_LOG_LOST);

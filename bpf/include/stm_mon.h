@@ -3,7 +3,9 @@
  * stm_mon_cfg (it renews it every second, so a monitor that dies stops the events within
  * seconds); then each CPU paces its events (a generic cell rate algorithm: one per interval,
  * a burst on top), so a flood of drops costs a bounded number of events. Events not emitted
- * are counted in stm_mon_stats (paced, ring full) for the monitor to show.
+ * are counted in stm_mon_stats (paced, ring full) for the monitor to show. Admission reads
+ * the coarse clock (a tick is resolution enough for a lease and a pace, at a fraction of the
+ * precise clock's cost); an emitted event's timestamp is precise.
  *
  * The per-packet cost when nobody monitors is mon_wanted(): one array lookup on a drop,
  * a log hit or a new flow, nothing on a packet that passes. */
@@ -81,10 +83,9 @@ __attribute__((noinline)) int stm_mon_drop(struct __sk_buff *skb, __u32 hook, __
 		return 0;
 	struct stm_mon_cfg *c = mon_wanted(STM_MON_DROP);
 	__u32 ifindex = skb->ifindex;
-	__u64 now = bpf_ktime_get_ns();
-	if (!c || !mon_admit(c, ifindex, now))
+	if (!c || !mon_admit(c, ifindex, bpf_ktime_get_coarse_ns()))
 		return 0;
-	struct stm_mon_event *e = mon_reserve(now, ifindex, STM_MON_DROP);
+	struct stm_mon_event *e = mon_reserve(bpf_ktime_get_ns(), ifindex, STM_MON_DROP);
 	if (!e)
 		return 0;
 	e->hook = hook;
@@ -105,10 +106,9 @@ __attribute__((noinline)) int stm_mon_drop_xdp(struct xdp_md *ctx, __u32 reason)
 		return 0;
 	struct stm_mon_cfg *c = mon_wanted(STM_MON_DROP);
 	__u32 ifindex = ctx->ingress_ifindex;
-	__u64 now = bpf_ktime_get_ns();
-	if (!c || !mon_admit(c, ifindex, now))
+	if (!c || !mon_admit(c, ifindex, bpf_ktime_get_coarse_ns()))
 		return 0;
-	struct stm_mon_event *e = mon_reserve(now, ifindex, STM_MON_DROP);
+	struct stm_mon_event *e = mon_reserve(bpf_ktime_get_ns(), ifindex, STM_MON_DROP);
 	if (!e)
 		return 0;
 	e->hook = STM_HOOK_XDP;

@@ -10,6 +10,7 @@ import { libbpf } from "../../src/sys/ffi";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
 import { classifyBench, firewallOnBench } from "./firewall";
 import type { Benchmark } from "./harness";
+import { monitorBench } from "./monitor";
 import { throughputBench } from "./throughput";
 
 const frame = udpFrame({
@@ -197,6 +198,9 @@ export const BENCHMARKS: Record<string, () => Benchmark> = {
   "fw/classify-1000": () => classifyBench(1000),
   "fw/classify-10000": () => classifyBench(10000),
   "fw/classify-10000-worst": () => classifyBench(10000, true),
+  "mon/drop-paced-vs-off": () => monitorBench("drop", "paced"),
+  "mon/drop-emit-vs-off": () => monitorBench("drop", "emit"),
+  "mon/pass-paced-vs-off": () => monitorBench("pass", "paced"),
   "net/port-throughput": throughputBench,
   "ffi/libbpf-call": ffiBench,
   "ffi/map-lookup": lookupBench,

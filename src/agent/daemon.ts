@@ -7,14 +7,18 @@ import { dirname, join } from "node:path";
 import { consola } from "consola";
 import pkg from "../../package.json" with { type: "json" };
 import { createApp } from "../api/app";
-import type { Attachment } from "../datapath/attach";
 import { smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
 import { getLink, rtnl, setLink } from "../netlink";
 import { reconcile } from "../reconcile/reconcile";
 import { SqliteStore } from "../store/sqlite";
 import { PortDatapath } from "./datapath";
+import { MapFill } from "./map-fill";
+import { AgentMetrics, readSnapshot } from "./metrics";
+import { type AgentRuntime, RecentLog, ReconcileLog, type UplinkRuntime } from "./runtime";
 import { NetworkService, USER_BRIDGE } from "./service";
+import { buildStatus } from "./status";
+import { Tracer } from "./trace";
 
 export interface AgentOptions {
   stateDir: string;
@@ -38,6 +42,10 @@ async function socketInUse(path: string): Promise<boolean> {
 
 export async function runAgent(o: AgentOptions): Promise<void> {
   const started = performance.now();
+  const startedAt = new Date();
+  // Before anything can warn: status shows the last warnings and errors.
+  const recent = new RecentLog(20);
+  log.addReporter(recent.reporter);
   const probe = smokeCheck();
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
   if (existsSync(o.apiSocket)) {
@@ -45,16 +53,18 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     unlinkSync(o.apiSocket); // stale, from an agent that was killed
   }
   mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
-  const store = new SqliteStore(join(o.stateDir, "stratum.db"));
+  const dbPath = join(o.stateDir, "stratum.db");
+  const store = new SqliteStore(dbPath);
   const dp = new PortDatapath(o.pinRoot);
   for (const m of dp.open())
     log.warn(`pinned map ${m} has another layout (an earlier build): rebuilding it from the store`);
   const svc = new NetworkService(store, dp, rtnl(), (m) => log.warn(m));
 
-  const report = reconcile(svc);
+  const reconciles = new ReconcileLog();
+  const report = reconciles.run(() => reconcile(svc));
   for (const e of report.errors) log.warn(`restore: ${e}`);
   for (const c of report.collected) log.info(`garbage-collected ${c}`);
-  let uplink: { name: string; ifindex: number; attach: Attachment } | undefined;
+  let uplink: UplinkRuntime | undefined;
   if (o.uplink) {
     const up = getLink(o.uplink);
     if (!up) throw new StratumError("NOT_FOUND", `uplink ${o.uplink} does not exist`);
@@ -65,29 +75,28 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     log.info(`uplink ${o.uplink}: XDP ${attach.xdpMode ?? ""} program ${attach.progId}`.replace("  ", " "));
   }
 
-  const status = () => ({
+  const rt: AgentRuntime = {
     version: pkg.version,
-    pid: process.pid,
-    uptimeSeconds: Math.round(process.uptime()),
+    startedAt,
+    probe,
     pinRoot: o.pinRoot,
     stateDir: o.stateDir,
-    networks: store.listNetworks().length,
-    endpoints: store.listEndpoints().length,
-    features: probe.features,
-    rssBytes: process.memoryUsage().rss,
-    ...(uplink
-      ? {
-          uplink: {
-            name: uplink.name,
-            ifindex: uplink.ifindex,
-            xdpMode: uplink.attach.xdpMode,
-            progId: uplink.attach.progId,
-            drops: dp.drops(uplink.ifindex),
-          },
-        }
-      : {}),
+    dbPath,
+    svc,
+    store,
+    uplink,
+    reconcile: reconciles,
+    recent,
+    mapFill: new MapFill(() => dp.pinnedMaps()),
+  };
+  const metrics = new AgentMetrics(() => readSnapshot(rt));
+  // The trace instance of the programs stays loaded: a trace then costs milliseconds, not a load.
+  const tracer = new Tracer(store, o.pinRoot, { keepLoaded: true });
+  const app = createApp(svc, {
+    status: () => buildStatus(rt),
+    metrics: () => metrics.scrape(),
+    trace: (req) => tracer.trace(req),
   });
-  const app = createApp(svc, status);
 
   mkdirSync(dirname(o.apiSocket), { recursive: true, mode: 0o755 });
   const server = Bun.serve({ unix: o.apiSocket, fetch: app.fetch });

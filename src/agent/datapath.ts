@@ -357,4 +357,9 @@ export class PortDatapath {
     this.#obj?.close();
     this.#obj = undefined;
   }
+
+  /** The maps this datapath pins, by name (for status and metrics: fill levels). */
+  pinnedMaps(): Array<{ name: PinnedMap; map: BpfMap }> {
+    return PINNED_MAPS.map((name) => ({ name, map: this.map(name) }));
+  }
 }

@@ -6,6 +6,7 @@ import { z } from "zod";
 import pkg from "../../package.json" with { type: "json" };
 import type { FirewallService } from "../agent/firewall-service";
 import type { NetworkService } from "../agent/service";
+import { TRACE_PROTOS, type TraceRequest, type TraceResult } from "../agent/trace";
 import { type ErrorCode, StratumError } from "../errors";
 import { MAX_PRIORITY, RuleSpecSchema } from "../model/firewall";
 import { NetworkSpecSchema } from "../model/network";
@@ -50,6 +51,22 @@ export const RuleSetSchema = z
   .strict();
 
 export const BlocklistAddSchema = z.object({ prefixes: z.array(z.string()).min(1) }).strict();
+
+const Port = z.number().int().min(0).max(65535);
+export const TraceSchema = z
+  .object({
+    from: z.string(),
+    to: z.string().optional(),
+    toEndpoint: z.string().optional(),
+    proto: z.enum(TRACE_PROTOS).optional(),
+    sport: Port.optional(),
+    dport: Port.optional(),
+    flags: z.array(z.string()).optional(),
+    ipv6: z.boolean().optional(),
+    src: z.string().optional(),
+    srcMac: z.string().optional(),
+  })
+  .strict();
 
 const STATUS: Record<ErrorCode, 400 | 404 | 409 | 500 | 501 | 503> = {
   INVALID: 400,
@@ -179,12 +196,31 @@ export function openApiDocument(): Record<string, unknown> {
         post: op("Add prefixes to the blocklist (all or none)", BlocklistAddSchema),
         delete: op("Remove a prefix (?prefix=CIDR)", undefined, "204"),
       },
-      "/v1/status": { get: op("Agent status") },
+      "/v1/trace": {
+        post: op("Trace a packet an endpoint would send through the live programs, stage by stage", TraceSchema),
+      },
+      "/v1/status": { get: op("Agent status: health, ports, uplink, maps, store, last reconcile, recent errors") },
+      "/metrics": {
+        get: {
+          summary: "Prometheus metrics (text exposition format)",
+          responses: { "200": { description: "success", content: { "text/plain": { schema: { type: "string" } } } } },
+        },
+      },
     },
   };
 }
 
-export function createApp(svc: NetworkService, status: () => unknown = () => ({})): Hono {
+export interface AppOptions {
+  /** The /v1/status document. */
+  status?: () => unknown;
+  /** One Prometheus scrape (no /metrics route without it). */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Traces a packet (no /v1/trace route without it). */
+  trace?: (req: TraceRequest) => TraceResult;
+}
+
+export function createApp(svc: NetworkService, o: AppOptions = {}): Hono {
+  const { status = () => ({}), metrics, trace } = o;
   const app = new Hono();
   app.onError((e, c) => {
     const se = e instanceof StratumError ? e : new StratumError("INTERNAL", (e as Error)?.message ?? "internal error");
@@ -194,7 +230,13 @@ export function createApp(svc: NetworkService, status: () => unknown = () => ({}
   app.route("/v1/networks", networksRouter(svc));
   app.route("/v1/endpoints", endpointsRouter(svc));
   app.route("/v1/firewall", firewallRouter(svc.fw));
-  app.get("/v1/status", (c) => c.json(status()));
+  app.get("/v1/status", async (c) => c.json(await status()));
+  if (metrics)
+    app.get("/metrics", async (c) => {
+      const m = await metrics();
+      return c.body(m.body, 200, { "content-type": m.contentType });
+    });
+  if (trace) app.post("/v1/trace", async (c) => c.json(trace(await body(c.req, TraceSchema))));
   app.get("/openapi.json", (c) => c.json(openApiDocument()));
   return app;
 }

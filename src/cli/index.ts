@@ -5,7 +5,10 @@ import { type ErrorCode, StratumError } from "../errors";
 import { agentCommand } from "./agent";
 import { datapathCommand } from "./datapath";
 import { firewallCommand } from "./firewall";
+import { monitorCommand } from "./monitor";
 import { endpointCommand, networkCommand } from "./network";
+import { statusCommand } from "./status";
+import { traceCommand } from "./trace";
 import { VERSION, versionCommand } from "./version";
 
 export const BIN = "cenvero-str-ctl";
@@ -21,6 +24,9 @@ export const rootCommand = defineCommand({
     network: networkCommand,
     endpoint: endpointCommand,
     firewall: firewallCommand,
+    trace: traceCommand,
+    monitor: monitorCommand,
+    status: statusCommand,
     datapath: datapathCommand,
     version: versionCommand,
   },

@@ -2,7 +2,7 @@
  * changes are numbered migrations applied in one transaction at open; PRAGMA user_version
  * records how far a database has come. */
 import { Database } from "bun:sqlite";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { FW_GLOBAL_SCOPE } from "../datapath/firewall";
 import { StratumError } from "../errors";
@@ -84,8 +84,22 @@ interface EndpointRow {
 export class SqliteStore implements Store {
   readonly db: Database;
 
-  /** Opens (creating if needed) the database at `path` (":memory:" for tests). */
-  constructor(path: string) {
+  /** Opens (creating if needed) the database at `path` (":memory:" for tests). `readonly`:
+   * for tools that read the agent's state beside it (trace, monitor): nothing is created or
+   * migrated, and a schema newer than this binary's is refused. */
+  constructor(path: string, o: { readonly?: boolean } = {}) {
+    if (o.readonly) {
+      if (!existsSync(path)) throw new StratumError("NOT_FOUND", `no state database at ${path} (use --state-dir)`);
+      this.db = new Database(path, { readonly: true, strict: true });
+      this.db.exec("PRAGMA busy_timeout = 5000;");
+      const v = (this.db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
+      if (v !== MIGRATIONS.length)
+        throw new StratumError(
+          "INVALID",
+          `state database ${path} has schema version ${v}, this binary reads ${MIGRATIONS.length}: use the agent's binary`,
+        );
+      return;
+    }
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     this.db = new Database(path, { create: true, strict: true });
     this.db.exec(
@@ -398,6 +412,26 @@ export class SqliteStore implements Store {
 
   blockCount(family: 4 | 6): number {
     return (this.db.query("SELECT count(*) AS n FROM blocklist WHERE family = ?").get(family) as { n: number }).n;
+  }
+
+  /** What `status` shows of the store: the schema version the file is at and row counts. */
+  stats(): {
+    schemaVersion: number;
+    journalMode: string;
+    networks: number;
+    endpoints: number;
+    rules: number;
+    blocklist: number;
+  } {
+    const count = (table: string) => (this.db.query(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+    return {
+      schemaVersion: (this.db.query("PRAGMA user_version").get() as { user_version: number }).user_version,
+      journalMode: (this.db.query("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode,
+      networks: count("networks"),
+      endpoints: count("endpoints"),
+      rules: count("fw_rules"),
+      blocklist: count("blocklist"),
+    };
   }
 
   close(): void {

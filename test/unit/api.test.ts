@@ -58,7 +58,7 @@ let app: ReturnType<typeof createApp>;
 let kernel: FakeFwKernel;
 beforeEach(() => {
   kernel = new FakeFwKernel();
-  app = createApp(standIn(new SqliteStore(":memory:"), kernel), () => ({ ok: true }));
+  app = createApp(standIn(new SqliteStore(":memory:"), kernel), { status: () => ({ ok: true }) });
 });
 
 const post = (path: string, body: unknown) =>

@@ -1,0 +1,567 @@
+/** `trace`: what happens to a packet an endpoint sends, answered by running it through the
+ * port programs in the order a real packet meets them (the source's port ingress, then the
+ * bridge, the host's routing or the uplink, then the destination's port egress or the
+ * uplink's egress) with BPF_PROG_TEST_RUN on a trace instance of the datapath
+ * (src/datapath/trace.ts: the live configuration, private counters and conntrack). Each
+ * stage reports its verdict, the drop reason, the firewall rule or default that decided and
+ * the flow's conntrack state. Runs in the agent (API) or straight from the pins and the state
+ * database when the agent is stopped; either way it must run in the node's network namespace.
+ *
+ * What it does not model: the host's own netfilter rules, and the contents of the workloads'
+ * neighbour caches (a destination outside the node is addressed to a placeholder MAC: the
+ * programs on its way do not look at it). */
+import { existsSync, readFileSync } from "node:fs";
+import { clsProgId } from "../datapath/attach";
+import { DROP_REASON_LIST } from "../datapath/drops";
+import { FW_DEFAULT_ID, FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall";
+import { ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, TCP_FLAGS, tcp, udp } from "../datapath/packet";
+import { type CtEntry, ctKey, TC, TraceDatapath, type TraceProgram } from "../datapath/trace";
+import { StratumError } from "../errors";
+import { ruleSpec, type StoredRule } from "../model/firewall";
+import { contains, parseIp, parseSubnet } from "../model/ip";
+import { profileIp6 } from "../model/network";
+import { getLink, type Rtnl, rtnl } from "../netlink";
+import type { Endpoint, Store, StoredNetwork } from "../store/store";
+import { Fd, linkInfo, objGet, progFdById, progInfo } from "../sys/bpf";
+import { USER_BRIDGE } from "./service";
+
+export const TRACE_PROTOS = ["tcp", "udp", "icmp", "icmpv6"] as const;
+export type TraceProto = (typeof TRACE_PROTOS)[number];
+
+export interface TraceRequest {
+  from: string;
+  /** Destination address, or ... */
+  to?: string;
+  /** ... an endpoint (its IPv4 address, or IPv6 with ipv6). */
+  toEndpoint?: string;
+  proto?: TraceProto;
+  sport?: number;
+  dport?: number;
+  /** TCP flags by name (syn, ack, fin, rst, psh, urg); default syn. */
+  flags?: string[];
+  ipv6?: boolean;
+  /** What-if: the source lies about its address or MAC. */
+  src?: string;
+  srcMac?: string;
+}
+
+export interface TraceFirewall {
+  scope: string;
+  /** Who decided: a rule, the default action, a tracked flow, the always-allowed infrastructure
+   * traffic (DHCP, DNS to the gateway, neighbour discovery), or nobody (no policy). */
+  decision: "rule" | "default" | "tracked" | "failsafe" | "no-policy";
+  action?: string;
+  rule?: { id: number; priority: number; spec: Record<string, unknown> };
+}
+
+export interface TraceStage {
+  step: number;
+  stage: "port-ingress" | "bridge" | "host" | "port-egress" | "uplink-egress";
+  device?: { name: string; ifindex: number; endpoint?: string; network?: string };
+  program?: { name: TraceProgram; liveId?: number };
+  verdict: "pass" | "drop" | "reject" | "forward" | "deliver";
+  reason?: { name: string; description: string };
+  firewall?: TraceFirewall;
+  conntrack?: { before?: string; after?: string; event?: string };
+  note?: string;
+}
+
+export interface TraceResult {
+  packet: {
+    family: 4 | 6;
+    proto: TraceProto;
+    srcMac: string;
+    dstMac: string;
+    src: string;
+    dst: string;
+    sport?: number;
+    dport?: number;
+    flags?: string;
+    bytes: number;
+  };
+  stages: TraceStage[];
+  verdict: "delivered" | "dropped" | "rejected";
+  /** Where the packet ends: an endpoint, the node (a gateway), or the uplink. */
+  to?: string;
+  summary: string;
+  programs: { tag: string; liveTag?: string; same: boolean };
+}
+
+const FLAG_BITS: Record<string, number> = {
+  syn: TCP_FLAGS.SYN,
+  ack: TCP_FLAGS.ACK,
+  fin: TCP_FLAGS.FIN,
+  rst: TCP_FLAGS.RST,
+  psh: TCP_FLAGS.PSH,
+  urg: 32,
+};
+const ICMP_ECHO_ID = 0x5354;
+/** Placeholder MAC of a destination beyond the uplink (resolved by ARP/ND in real life). */
+const OUTSIDE_MAC = "02:00:00:00:00:fe";
+const FW_REASONS = new Set(["fw-rule", "fw-default", "fw-reject", "fw-fragment"]);
+
+export function parseFlags(text: string): string[] {
+  const flags = text
+    .toLowerCase()
+    .split(/[,|+ ]+/)
+    .filter(Boolean);
+  for (const f of flags)
+    if (!(f in FLAG_BITS))
+      throw new StratumError("INVALID", `unknown TCP flag "${f}" (use ${Object.keys(FLAG_BITS).join(", ")})`);
+  return flags;
+}
+
+interface Place {
+  ep?: Endpoint;
+  net?: StoredNetwork;
+  ifindex?: number;
+}
+
+export class Tracer {
+  readonly #store: Store;
+  readonly #pinRoot: string;
+  readonly #nl: Rtnl;
+  /** Kept loaded between traces (the agent): loading the programs is most of a trace's cost. */
+  readonly #keep: boolean;
+  #dp: TraceDatapath | undefined;
+
+  constructor(store: Store, pinRoot: string, o: { nl?: Rtnl; keepLoaded?: boolean } = {}) {
+    this.#store = store;
+    this.#pinRoot = pinRoot;
+    this.#nl = o.nl ?? rtnl();
+    this.#keep = !!o.keepLoaded;
+  }
+
+  close(): void {
+    this.#dp?.close();
+    this.#dp = undefined;
+  }
+
+  #datapath(): TraceDatapath {
+    if (!this.#dp) this.#dp = TraceDatapath.open(this.#pinRoot);
+    else this.#dp.reset();
+    return this.#dp;
+  }
+
+  trace(req: TraceRequest): TraceResult {
+    try {
+      return this.#trace(req, this.#datapath());
+    } finally {
+      if (!this.#keep) this.close();
+    }
+  }
+
+  #epIp(ep: Endpoint, n: StoredNetwork, v6: boolean): string {
+    if (!v6) return ep.ip;
+    if (!n.cidr6) throw new StratumError("INVALID", `network ${n.name} of ${ep.name} has no IPv6 subnet`);
+    return profileIp6(n.cidr6, ep.mac);
+  }
+
+  #ifindex(ep: Endpoint): number {
+    const l = getLink(ep.hostIf, this.#nl);
+    if (!l)
+      throw new StratumError(
+        "NOT_FOUND",
+        `port ${ep.hostIf} of endpoint ${ep.name} does not exist here (run trace in the node's network namespace)`,
+      );
+    return l.index;
+  }
+
+  /** The endpoint holding `ip` on this node, if any. */
+  #endpointAt(ip: string, nets: Map<string, StoredNetwork>): Endpoint | undefined {
+    const want = parseIp(ip);
+    for (const ep of this.#store.listEndpoints()) {
+      const n = nets.get(ep.network);
+      if (!n) continue;
+      if (want.family === 4 && ep.ip === ip) return ep;
+      if (want.family === 6 && n.cidr6 && parseIp(profileIp6(n.cidr6, ep.mac)).value === want.value) return ep;
+    }
+    return undefined;
+  }
+
+  #ruleOf(id: number): { scope: string; rule?: StoredRule } {
+    if (id & FW_DEFAULT_ID) {
+      const scope = (id & ~FW_DEFAULT_ID) >>> 0;
+      return { scope: this.#scopeName(scope) };
+    }
+    for (const s of [FW_GLOBAL_SCOPE, ...this.#store.listNetworks().map((n) => n.id)]) {
+      const r = this.#store.listRules(s).find((x) => x.id === id);
+      if (r) return { scope: this.#scopeName(s), rule: r };
+    }
+    return { scope: "?" };
+  }
+
+  #scopeName(id: number): string {
+    return id === FW_GLOBAL_SCOPE ? "global" : (this.#store.listNetworks().find((n) => n.id === id)?.name ?? `#${id}`);
+  }
+
+  #uplink(): { name: string; ifindex: number } | undefined {
+    const pin = `${this.#pinRoot}/links/uplink-tc-out`;
+    if (!existsSync(pin)) return undefined;
+    using fd = new Fd(objGet(pin, "link"));
+    const ifindex = linkInfo(fd.fd).ifindex;
+    const l = ifindex ? getLink(ifindex, this.#nl) : null;
+    return l ? { name: l.name, ifindex } : undefined;
+  }
+
+  #liveTag(ifindex: number): { id?: number; tag?: string } {
+    const id = clsProgId(ifindex, "ingress");
+    if (!id) return {};
+    try {
+      using fd = new Fd(progFdById(id));
+      return { id, tag: progInfo(fd.fd).tag };
+    } catch {
+      return { id };
+    }
+  }
+
+  #trace(req: TraceRequest, dp: TraceDatapath): TraceResult {
+    const nets = new Map(this.#store.listNetworks().map((n) => [n.name, n]));
+    const srcEp = this.#store.getEndpoint(req.from);
+    if (!srcEp) throw new StratumError("NOT_FOUND", `endpoint ${req.from} does not exist`);
+    const srcNet = nets.get(srcEp.network) as StoredNetwork;
+    if (!req.to === !req.toEndpoint) throw new StratumError("INVALID", "give one of --to IP or --to-endpoint NAME");
+    let v6 = !!req.ipv6;
+    let dstIp: string;
+    let dst: Place = {};
+    if (req.toEndpoint) {
+      const ep = this.#store.getEndpoint(req.toEndpoint);
+      if (!ep) throw new StratumError("NOT_FOUND", `endpoint ${req.toEndpoint} does not exist`);
+      if (ep.name === srcEp.name) throw new StratumError("INVALID", "--from and --to-endpoint are the same endpoint");
+      dst = { ep, net: nets.get(ep.network) };
+      dstIp = this.#epIp(ep, dst.net as StoredNetwork, v6);
+    } else {
+      dstIp = req.to as string;
+      try {
+        v6 = parseIp(dstIp).family === 6;
+      } catch {
+        throw new StratumError("INVALID", `--to ${dstIp} is not an IP address`);
+      }
+      const ep = this.#endpointAt(dstIp, nets);
+      if (ep) dst = { ep, net: nets.get(ep.network) };
+    }
+    const proto: TraceProto = req.proto ?? (req.dport !== undefined ? "tcp" : v6 ? "icmpv6" : "icmp");
+    if (proto === "icmp" && v6) throw new StratumError("INVALID", "icmp is IPv4: use --proto icmpv6 with IPv6");
+    if (proto === "icmpv6" && !v6) throw new StratumError("INVALID", "icmpv6 needs IPv6 addresses (-6)");
+    const srcIp = req.src ?? this.#epIp(srcEp, srcNet, v6);
+    if (parseIp(srcIp).family !== (v6 ? 6 : 4))
+      throw new StratumError("INVALID", `source ${srcIp} and destination ${dstIp} are of different families`);
+    const srcIfindex = this.#ifindex(srcEp);
+    const bridge = getLink(USER_BRIDGE, this.#nl);
+    if (!bridge)
+      throw new StratumError(
+        "NOT_FOUND",
+        `${USER_BRIDGE} does not exist here (run trace in the node's network namespace)`,
+      );
+    const bridgeMac = bridge.mac ?? "00:00:00:00:00:00";
+    if (dst.ep) dst.ifindex = this.#ifindex(dst.ep);
+
+    // L2: the source addresses a neighbour on its subnet directly, anything else via its gateway.
+    const srcCidr = v6 ? srcNet.cidr6 : srcNet.cidr;
+    const onLink = !!srcCidr && contains(parseSubnet(srcCidr), parseIp(dstIp));
+    const gateways = [...nets.values()].flatMap((n) => [n.gateway, n.gateway6].filter((g): g is string => !!g));
+    const toGateway = gateways.some(
+      (g) => parseIp(g).family === parseIp(dstIp).family && parseIp(g).value === parseIp(dstIp).value,
+    );
+    const dstMac = onLink ? (dst.ep ? dst.ep.mac : toGateway ? bridgeMac : OUTSIDE_MAC) : bridgeMac;
+
+    const sport = proto === "tcp" || proto === "udp" ? (req.sport ?? 40000) : undefined;
+    const dport = proto === "tcp" || proto === "udp" ? (req.dport ?? 80) : undefined;
+    for (const [n, p] of [
+      ["--sport", sport],
+      ["--dport", dport],
+    ] as const)
+      if (p !== undefined && (!Number.isInteger(p) || p < 0 || p > 65535))
+        throw new StratumError("INVALID", `${n} ${p} is not a port (0-65535)`);
+    const flagNames = proto === "tcp" ? (req.flags?.length ? req.flags : ["syn"]) : [];
+    const flagBits = flagNames.reduce((m, f) => m | (FLAG_BITS[f] ?? 0), 0);
+    const srcMac = req.srcMac ?? srcEp.mac;
+    const frame = (sMac: string, dMac: string) => {
+      const ipProto = { tcp: IPPROTO.TCP, udp: IPPROTO.UDP, icmp: IPPROTO.ICMP, icmpv6: IPPROTO.ICMPV6 }[proto];
+      const l4 =
+        proto === "tcp"
+          ? tcp({
+              src: srcIp,
+              dst: dstIp,
+              sport: sport as number,
+              dport: dport as number,
+              flags: flagBits,
+              seq: 1000,
+              ack: flagBits & TCP_FLAGS.ACK ? 1 : 0,
+            })
+          : proto === "udp"
+            ? udp({ src: srcIp, dst: dstIp, sport: sport as number, dport: dport as number }, Buffer.alloc(16))
+            : icmp({ src: srcIp, dst: dstIp, type: v6 ? 128 : 8, id: ICMP_ECHO_ID, seq: 1 }, Buffer.alloc(16));
+      const l3 = v6
+        ? ipv6({ src: srcIp, dst: dstIp, next: ipProto }, l4)
+        : ipv4({ src: srcIp, dst: dstIp, proto: ipProto }, l4);
+      return ethernet({ src: sMac, dst: dMac, type: v6 ? ETH_P.IPV6 : ETH_P.IP }, l3);
+    };
+    const ipProtoNum = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58 }[proto];
+    const key = (ifindex: number) =>
+      ctKey(ifindex, v6 ? 6 : 4, ipProtoNum, srcIp, dstIp, sport ?? ICMP_ECHO_ID, dport ?? ICMP_ECHO_ID);
+
+    const stages: TraceStage[] = [];
+    const live = this.#liveTag(srcIfindex);
+    const tag = dp.tag("stm_port_in");
+    const result = (verdict: TraceResult["verdict"], summary: string, to?: string): TraceResult => ({
+      packet: {
+        family: v6 ? 6 : 4,
+        proto,
+        srcMac,
+        dstMac,
+        src: srcIp,
+        dst: dstIp,
+        ...(sport !== undefined ? { sport, dport } : {}),
+        ...(flagNames.length ? { flags: flagNames.join("|").toUpperCase() } : {}),
+        bytes: frame(srcMac, dstMac).length,
+      },
+      stages,
+      verdict,
+      ...(to ? { to } : {}),
+      summary,
+      programs: { tag, ...(live.tag ? { liveTag: live.tag } : {}), same: !live.tag || live.tag === tag },
+    });
+
+    const runStage = (
+      stage: TraceStage["stage"],
+      prog: TraceProgram,
+      f: Buffer,
+      device: NonNullable<TraceStage["device"]>,
+      ingressIfindex: number,
+      scopeId: number,
+    ): TraceStage => {
+      const k = key(device.ifindex);
+      const before = dp.seedFlow(k);
+      const r = dp.run(prog, f, device.ifindex, ingressIfindex);
+      const after = dp.flow(k);
+      const s: TraceStage = {
+        step: stages.length + 1,
+        stage,
+        device,
+        program: {
+          name: prog,
+          ...(prog !== "stm_uplink_out"
+            ? { liveId: clsProgId(device.ifindex, prog === "stm_port_in" ? "ingress" : "egress") || undefined }
+            : {}),
+        },
+        verdict: r.retval === TC.SHOT ? "drop" : r.retval === TC.REDIRECT ? "reject" : "pass",
+      };
+      const reason = r.drops.find((d) => d !== "fw-reject") ?? r.drops[0];
+      if (reason && s.verdict !== "pass") {
+        s.reason = { name: reason, description: DROP_REASON_LIST.find((d) => d.name === reason)?.description ?? "" };
+      }
+      s.firewall = this.#firewallOf(r.hits, scopeId, before, after, s.verdict, reason);
+      const events = r.fwStats.map((i) => FW_STATS[i] ?? String(i)).filter((e) => e !== "reject-sent");
+      s.conntrack = {
+        ...(before ? { before: before.state } : {}),
+        ...(after ? { after: after.state } : {}),
+        ...(events.length ? { event: events.join(", ") } : {}),
+      };
+      if (!s.conntrack.before && !s.conntrack.after && !s.conntrack.event) delete s.conntrack;
+      if (s.verdict === "reject") s.note = `answered: ${describeReply(r.dataOut)} goes back to the sender`;
+      stages.push(s);
+      return s;
+    };
+
+    // 1. The source's port, ingress: port security, then its network's firewall (its egress rules).
+    const srcDev = { name: srcEp.hostIf, ifindex: srcIfindex, endpoint: srcEp.name, network: srcNet.name };
+    const first = runStage("port-ingress", "stm_port_in", frame(srcMac, dstMac), srcDev, 0, srcNet.id);
+    if (first.verdict !== "pass") return this.#stop(first, result);
+
+    // 2. Where the frame goes next.
+    const uplink = this.#uplink();
+    const toUplink = (f: Buffer, via: string): TraceResult => {
+      if (!uplink) {
+        stages.push({
+          step: stages.length + 1,
+          stage: via === "bridge" ? "bridge" : "host",
+          verdict: "drop",
+          note: `no endpoint of this node has ${dstIp} and the node has no uplink`,
+        });
+        return result("dropped", `dropped: nothing on this node has ${dstIp} and there is no uplink`);
+      }
+      const s = runStage(
+        "uplink-egress",
+        "stm_uplink_out",
+        f,
+        { name: uplink.name, ifindex: uplink.ifindex },
+        0,
+        FW_GLOBAL_SCOPE,
+      );
+      if (s.verdict !== "pass") return this.#stop(s, result);
+      return result(
+        "delivered",
+        `leaves the node on the uplink ${uplink.name} towards ${dstIp}`,
+        `uplink ${uplink.name}`,
+      );
+    };
+
+    if (onLink) {
+      if (dst.ep && dst.net?.name === srcNet.name) {
+        stages.push({
+          step: stages.length + 1,
+          stage: "bridge",
+          verdict: "forward",
+          note: `${USER_BRIDGE}: static FDB entry ${dst.ep.mac} → ${dst.ep.hostIf} (${dst.ep.name})`,
+        });
+        const dev = {
+          name: dst.ep.hostIf,
+          ifindex: dst.ifindex as number,
+          endpoint: dst.ep.name,
+          network: dst.net.name,
+        };
+        const s = runStage("port-egress", "stm_port_out", frame(srcMac, dstMac), dev, srcIfindex, dst.net.id);
+        if (s.verdict !== "pass") return this.#stop(s, result);
+        return result("delivered", `delivered to ${dst.ep.name} (${dstIp})`, dst.ep.name);
+      }
+      if (toGateway) {
+        stages.push({
+          step: stages.length + 1,
+          stage: "bridge",
+          verdict: "deliver",
+          note: `${USER_BRIDGE}: to the node itself (gateway ${dstIp})`,
+        });
+        return result("delivered", `delivered to the node (gateway ${dstIp})`, "node");
+      }
+      stages.push({
+        step: stages.length + 1,
+        stage: "bridge",
+        verdict: "forward",
+        note: `${USER_BRIDGE}: ${dstIp} is no endpoint of this node: towards the uplink`,
+      });
+      return toUplink(frame(srcMac, dstMac), "bridge");
+    }
+
+    // Off-link: to the gateway, then the node's routing.
+    stages.push({
+      step: stages.length + 1,
+      stage: "bridge",
+      verdict: "forward",
+      note: `${USER_BRIDGE}: to the gateway (the node routes what is not on ${srcCidr ?? "the subnet"})`,
+    });
+    if (toGateway) {
+      stages.push({
+        step: stages.length + 1,
+        stage: "host",
+        verdict: "deliver",
+        note: `${dstIp} is a gateway address of this node`,
+      });
+      return result("delivered", `delivered to the node (gateway ${dstIp})`, "node");
+    }
+    const sysctl = v6 ? "/proc/sys/net/ipv6/conf/all/forwarding" : "/proc/sys/net/ipv4/ip_forward";
+    const name = v6 ? "net.ipv6.conf.all.forwarding" : "net.ipv4.ip_forward";
+    if (readSysctl(sysctl) !== "1") {
+      stages.push({
+        step: stages.length + 1,
+        stage: "host",
+        verdict: "drop",
+        reason: { name: "not-forwarded", description: `the node does not route between networks (${name} = 0)` },
+      });
+      return result("dropped", `dropped by the node: it does not forward (${name} = 0)`);
+    }
+    if (dst.ep && dst.net) {
+      stages.push({
+        step: stages.length + 1,
+        stage: "host",
+        verdict: "forward",
+        note: `routed by the node to ${dst.net.name}, out ${USER_BRIDGE} to ${dst.ep.name}`,
+      });
+      const dev = { name: dst.ep.hostIf, ifindex: dst.ifindex as number, endpoint: dst.ep.name, network: dst.net.name };
+      const s = runStage("port-egress", "stm_port_out", frame(bridgeMac, dst.ep.mac), dev, bridge.index, dst.net.id);
+      if (s.verdict !== "pass") return this.#stop(s, result);
+      return result("delivered", `delivered to ${dst.ep.name} (${dstIp}), routed by the node`, dst.ep.name);
+    }
+    stages.push({
+      step: stages.length + 1,
+      stage: "host",
+      verdict: "forward",
+      note: `routed by the node (${name} = 1) towards ${dstIp}`,
+    });
+    return toUplink(frame(bridgeMac, OUTSIDE_MAC), "host");
+  }
+
+  #stop(s: TraceStage, result: (v: TraceResult["verdict"], summary: string) => TraceResult): TraceResult {
+    const where = `${stageName(s.stage)} of ${s.device?.endpoint ?? s.device?.name}`;
+    if (s.verdict === "reject")
+      return result("rejected", `rejected at ${where}: ${s.note?.replace(/^answered: /, "") ?? ""}`.trim());
+    return result(
+      "dropped",
+      `dropped at ${where}: ${s.reason?.name ?? "unknown"}${s.reason?.description ? ` (${s.reason.description})` : ""}`,
+    );
+  }
+
+  #firewallOf(
+    hits: number[],
+    scopeId: number,
+    before: CtEntry | undefined,
+    after: CtEntry | undefined,
+    verdict: TraceStage["verdict"],
+    reason: string | undefined,
+  ): TraceFirewall | undefined {
+    const scope = this.#scopeName(scopeId);
+    const id = hits[0];
+    if (id !== undefined) {
+      const { scope: s, rule } = this.#ruleOf(id);
+      if (rule)
+        return {
+          scope: s,
+          decision: "rule",
+          action: rule.action,
+          rule: { id: rule.id, priority: rule.priority, spec: ruleSpec(rule) },
+        };
+      return { scope: s, decision: "default", action: this.#store.scopeDefault((id & ~FW_DEFAULT_ID) >>> 0) };
+    }
+    if (reason && !FW_REASONS.has(reason)) return undefined; // stopped before the firewall
+    if (reason && FW_REASONS.has(reason)) {
+      // Decided without a hit: a tracked flow the rules now deny, or a fragment.
+      const r = before ? this.#ruleOf(before.ruleId) : undefined;
+      return {
+        scope,
+        decision: before ? "tracked" : "default",
+        action: "deny",
+        ...(r?.rule ? { rule: { id: r.rule.id, priority: r.rule.priority, spec: ruleSpec(r.rule) } } : {}),
+      };
+    }
+    if (verdict === "pass" && before) return { scope, decision: "tracked", action: "allow" };
+    if (verdict === "pass" && !after && this.#scopeEnforces(scopeId))
+      return { scope, decision: "failsafe", action: "allow" };
+    if (verdict === "pass" && !this.#scopeEnforces(scopeId)) return { scope, decision: "no-policy", action: "allow" };
+    return { scope, decision: "tracked", action: "allow" };
+  }
+
+  #scopeEnforces(scopeId: number): boolean {
+    if (scopeId === FW_GLOBAL_SCOPE)
+      return this.#store.getGlobalDefault() === "deny" || this.#store.listRules(FW_GLOBAL_SCOPE).length > 0;
+    const n = this.#store.listNetworks().find((x) => x.id === scopeId);
+    return !!n && (this.#store.scopeDefault(scopeId) === "deny" || this.#store.listRules(scopeId).length > 0);
+  }
+}
+
+function readSysctl(path: string): string {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch {
+    return "0";
+  }
+}
+
+export function stageName(s: TraceStage["stage"]): string {
+  return {
+    "port-ingress": "port ingress",
+    bridge: "bridge",
+    host: "host",
+    "port-egress": "port egress",
+    "uplink-egress": "uplink egress",
+  }[s];
+}
+
+/** "a TCP reset" / "an ICMP administratively-prohibited" from the answer a reject built. */
+function describeReply(f: Buffer): string {
+  const type = f.length >= 14 ? f.readUInt16BE(12) : 0;
+  const proto = type === ETH_P.IP ? f[23] : type === ETH_P.IPV6 ? f[20] : undefined;
+  if (proto === IPPROTO.TCP) return "a TCP reset";
+  if (proto === IPPROTO.ICMP) return "an ICMP unreachable (administratively prohibited)";
+  if (proto === IPPROTO.ICMPV6) return "an ICMPv6 unreachable (administratively prohibited)";
+  return "an answer";
+}
