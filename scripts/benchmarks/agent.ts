@@ -202,7 +202,67 @@ function rssBench(): Benchmark {
   };
 }
 
+/** One packet path traced (web → db, tcp/8080 allowed by a rule: port ingress, bridge, port
+ * egress): through the agent, whose trace instance of the programs stays loaded, against the
+ * agent-less CLI, which loads its own from the pins every time. */
+function traceBench(): Benchmark {
+  const agent = new BenchAgent();
+  const req = { from: "web", toEndpoint: "db", proto: "tcp", dport: 8080 };
+  return {
+    name: "trace/one-path",
+    unit: "ms",
+    async setup() {
+      await agent.start();
+      await agent.api.createNetwork({ name: "bench", cidr: "10.96.0.0/24", gateway: "10.96.0.1" });
+      await agent.api.attach("bench", { name: "web", netns: agent.netns("web") });
+      await agent.api.attach("bench", { name: "db", netns: agent.netns("db") });
+      await agent.api.setDefault("bench", "deny");
+      await agent.api.addRule("bench", { priority: 10, proto: "tcp", dport: 8080, action: "allow" });
+    },
+    teardown: () => agent.stop(),
+    candidate: {
+      label: "trace via the agent (API, loaded)",
+      async measure() {
+        const n = 20;
+        const t0 = performance.now();
+        for (let i = 0; i < n; i++) {
+          const r = await agent.api.request<{ verdict: string }>("POST", "/v1/trace", req);
+          if (r.verdict !== "delivered") throw new Error(`trace said ${r.verdict}`);
+        }
+        return (performance.now() - t0) / n;
+      },
+    },
+    baseline: {
+      label: "cenvero-str-ctl trace --local (process)",
+      measure() {
+        const t0 = performance.now();
+        sh([
+          "nsenter",
+          `--net=/run/netns/${agent.ns}`,
+          BINARY,
+          "trace",
+          "--local",
+          "--from",
+          "web",
+          "--to-endpoint",
+          "db",
+          "--proto",
+          "tcp",
+          "--dport",
+          "8080",
+          "--pin-root",
+          agent.pins,
+          "--state-dir",
+          join(agent.dir, "state"),
+        ]);
+        return performance.now() - t0;
+      },
+    },
+  };
+}
+
 export const AGENT_BENCHMARKS: Record<string, () => Benchmark> = {
+  "trace/one-path": traceBench,
   "agent/network-create-16": () => createNetworkBench(false),
   "agent/network-create-16-cli": () => createNetworkBench(true),
   "agent/network-attach": attachBench,

@@ -10,7 +10,7 @@ import { StratumError } from "../errors";
 import { badLinesError, parseBlocklistText } from "../model/blocklist";
 import { parseRuleSetYaml, ruleSetYaml } from "../model/ruleset";
 import { apiArg } from "./network";
-import { outputArg, parseFormat, printJson, printTable } from "./output";
+import { formatBytes, outputArg, parseFormat, printJson, printTable } from "./output";
 
 const client = (args: { "api-socket"?: string }) => new ApiClient(args["api-socket"] || undefined);
 
@@ -65,16 +65,7 @@ function int(v: unknown, what: string): number {
 const where = (scope: string) => (scope === "global" ? "the global scope" : scope);
 const num = (n: number) => n.toLocaleString("en-US");
 
-function bytes(n: number): string {
-  const units = ["B", "kB", "MB", "GB", "TB"];
-  let v = n;
-  let u = 0;
-  while (v >= 1000 && u < units.length - 1) {
-    v /= 1000;
-    u++;
-  }
-  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
-}
+const bytes = (n: number) => formatBytes(n);
 
 const hitText = (h: Hits) => `${num(h.packets)} packets, ${bytes(h.bytes)}`;
 

@@ -37,3 +37,16 @@ export function printKv(pairs: Array<[string, string]>): void {
   const w = Math.max(...pairs.map(([k]) => k.length));
   process.stdout.write(`${pairs.map(([k, v]) => `${`${k}:`.padEnd(w + 2)}${v}`).join("\n")}\n`);
 }
+
+/** A byte count for people: decimal units (kB, MB: traffic) or, with `binary`, KiB, MiB (memory, files). */
+export function formatBytes(n: number, o: { binary?: boolean } = {}): string {
+  const step = o.binary ? 1024 : 1000;
+  const units = o.binary ? ["B", "KiB", "MiB", "GiB", "TiB"] : ["B", "kB", "MB", "GB", "TB"];
+  let v = n;
+  let i = 0;
+  while (v >= step && i < units.length - 1) {
+    v /= step;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}

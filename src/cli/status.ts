@@ -5,18 +5,9 @@ import { type CommandMeta, defineCommand } from "citty";
 import type { AgentStatus } from "../agent/status";
 import { ApiClient } from "../api/client";
 import { apiArg } from "./network";
-import { outputArg, parseFormat, printJson, printKv, printTable } from "./output";
+import { formatBytes as formatOutputBytes, outputArg, parseFormat, printJson, printKv, printTable } from "./output";
 
-export function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
-}
+export const formatBytes = (n: number) => formatOutputBytes(n, { binary: true });
 
 export function formatDuration(seconds: number): string {
   const s = Math.max(0, Math.round(seconds));
