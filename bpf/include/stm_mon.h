@@ -76,24 +76,39 @@ static __always_inline void mon_submit(struct stm_mon_event *e)
 	mon_stat(STM_MON_STAT_EMITTED);
 }
 
+/* The event of a drop of a `len`-byte frame at `ifindex`, reserved and filled but for the
+ * frame's bytes (snapshot_len() of them go in); NULL when none goes out (no lease for drops,
+ * filtered out, paced, ring full). */
+static __always_inline struct stm_mon_event *mon_drop_event(__u32 ifindex, __u32 hook, __u32 reason, __u32 len)
+{
+	struct stm_mon_cfg *c = mon_wanted(STM_MON_DROP);
+	if (!c || !mon_admit(c, ifindex, bpf_ktime_get_coarse_ns()))
+		return NULL;
+	struct stm_mon_event *e = mon_reserve(bpf_ktime_get_ns(), ifindex, STM_MON_DROP);
+	if (e) {
+		e->hook = hook;
+		e->reason = reason;
+		e->len = len;
+	}
+	return e;
+}
+
+/* How many of a frame's bytes an event carries (bounded for the verifier: a u64). */
+static __always_inline __u64 snapshot_len(__u32 len)
+{
+	__u64 n = len;
+	return n > STM_MON_SNAP ? STM_MON_SNAP : n;
+}
+
 /* A drop at a tc hook. Global functions: verified once, not at every drop site. */
 __attribute__((noinline)) int stm_mon_drop(struct __sk_buff *skb, __u32 hook, __u32 reason)
 {
 	if (!skb)
 		return 0;
-	struct stm_mon_cfg *c = mon_wanted(STM_MON_DROP);
-	__u32 ifindex = skb->ifindex;
-	if (!c || !mon_admit(c, ifindex, bpf_ktime_get_coarse_ns()))
-		return 0;
-	struct stm_mon_event *e = mon_reserve(bpf_ktime_get_ns(), ifindex, STM_MON_DROP);
+	struct stm_mon_event *e = mon_drop_event(skb->ifindex, hook, reason, skb->len);
 	if (!e)
 		return 0;
-	e->hook = hook;
-	e->reason = reason;
-	e->len = skb->len;
-	__u64 n = skb->len;
-	if (n > STM_MON_SNAP)
-		n = STM_MON_SNAP;
+	__u64 n = snapshot_len(skb->len);
 	if (n && !bpf_skb_load_bytes(skb, 0, e->data, n))
 		e->snap_len = n;
 	mon_submit(e);
@@ -104,20 +119,11 @@ __attribute__((noinline)) int stm_mon_drop_xdp(struct xdp_md *ctx, __u32 reason)
 {
 	if (!ctx)
 		return 0;
-	struct stm_mon_cfg *c = mon_wanted(STM_MON_DROP);
-	__u32 ifindex = ctx->ingress_ifindex;
-	if (!c || !mon_admit(c, ifindex, bpf_ktime_get_coarse_ns()))
-		return 0;
-	struct stm_mon_event *e = mon_reserve(bpf_ktime_get_ns(), ifindex, STM_MON_DROP);
+	__u32 len = ctx->data_end - ctx->data;
+	struct stm_mon_event *e = mon_drop_event(ctx->ingress_ifindex, STM_HOOK_XDP, reason, len);
 	if (!e)
 		return 0;
-	e->hook = STM_HOOK_XDP;
-	e->reason = reason;
-	__u32 len = ctx->data_end - ctx->data;
-	e->len = len;
-	__u64 n = len;
-	if (n > STM_MON_SNAP)
-		n = STM_MON_SNAP;
+	__u64 n = snapshot_len(len);
 	if (n && !bpf_xdp_load_bytes(ctx, 0, e->data, n))
 		e->snap_len = n;
 	mon_submit(e);

@@ -12,7 +12,16 @@
  * replacement (BPF_TC_F_REPLACE on the same handle) swaps the program atomically, and the
  * programs are in place before the port is brought up. */
 import { existsSync, mkdirSync } from "node:fs";
-import { type Attachment, attachTc, attachXdp, clsProgId, detachCls, detachPinnedLink } from "../datapath/attach";
+import {
+  type Attachment,
+  attachTc,
+  attachXdp,
+  clsProgId,
+  detachCls,
+  detachPinnedLink,
+  openPinnedLink,
+  progTag,
+} from "../datapath/attach";
 import { DROP_REASON_LIST } from "../datapath/drops";
 import { FW_GEN_MAPS } from "../datapath/firewall";
 import { loadObject } from "../datapath/objects";
@@ -37,18 +46,7 @@ import { StratumError } from "../errors";
 import { hostRange, parseSubnet } from "../model/ip";
 import { profileMac } from "../model/network";
 import { macToBytes } from "../netlink/codec";
-import {
-  type BpfMap,
-  type BpfObject,
-  Fd,
-  linkInfo,
-  linkUpdate,
-  mapInfo,
-  objGet,
-  progFdById,
-  progInfo,
-  unpin,
-} from "../sys/bpf";
+import { type BpfMap, type BpfObject, Fd, linkInfo, linkUpdate, mapInfo, objGet, progInfo, unpin } from "../sys/bpf";
 
 const PINNED_MAPS = [
   "stm_ports",
@@ -295,11 +293,12 @@ export class PortDatapath {
   ): Attachment {
     const fd = this.obj.program(prog).fd;
     const tag = progInfo(fd).tag;
-    if (existsSync(pin)) {
-      using link = new Fd(objGet(pin, "link"));
+    const link = openPinnedLink(pin);
+    if (link) {
+      using _ = link;
       const info = linkInfo(link.fd);
       if (info.ifindex === ifindex) {
-        if (this.#tagOfId(info.progId) !== tag) linkUpdate(link.fd, fd);
+        if (progTag(info.progId) !== tag) linkUpdate(link.fd, fd);
         const after = linkInfo(link.fd);
         const xdp = pin === this.uplinkPin;
         return { kind: xdp ? "xdp" : "tcx", ifindex, hook: xdp ? "xdp" : "tc-egress", progId: after.progId, pin };
@@ -319,16 +318,6 @@ export class PortDatapath {
     return detachPinnedLink(this.uplinkPin) || out;
   }
 
-  /** Tag (instruction hash) of a loaded program, by id; "" when it is gone. */
-  #tagOfId(id: number): string {
-    try {
-      using fd = new Fd(progFdById(id));
-      return progInfo(fd.fd).tag;
-    } catch {
-      return "";
-    }
-  }
-
   /** Attaches both port programs to `ifindex`; a filter already running the same code is kept,
    * so a restarted agent (which loads new program ids) changes nothing on live ports. */
   attachPort(ifindex: number): void {
@@ -338,7 +327,7 @@ export class PortDatapath {
     ] as const) {
       const fd = this.obj.program(prog).fd;
       const current = clsProgId(ifindex, dir);
-      if (current && this.#tagOfId(current) === progInfo(fd).tag) continue;
+      if (current && progTag(current) === progInfo(fd).tag) continue;
       attachTc(fd, ifindex, dir, { mode: "cls_bpf" });
     }
   }

@@ -6,12 +6,11 @@
  * last reconcile reported errors, or the store does not answer; a nearly full table is a
  * warning. Read-only: it never repairs what it finds. */
 import { existsSync, statSync } from "node:fs";
-import { clsProgId, type TcDirection } from "../datapath/attach";
+import { clsProgId, pinnedLinkInfo, progTag, type TcDirection } from "../datapath/attach";
 import { encodeIfindex } from "../datapath/port";
-import { StratumError } from "../errors";
 import { getLink, type Link, listLinks } from "../netlink";
 import { SCHEMA_VERSION } from "../store/sqlite";
-import { Fd, linkInfo, objGet, progFdById, progInfo } from "../sys/bpf";
+import { progInfo } from "../sys/bpf";
 import type { DropCounts, PortDatapath } from "./datapath";
 import type { MapFillInfo } from "./map-fill";
 import type { AgentRuntime, LoggedProblem, ReconcileRun } from "./runtime";
@@ -98,23 +97,6 @@ export interface AgentStatus {
 /** A table this full (and not an LRU, which evicts by design) is worth a warning. */
 export const FILL_WARNING = 0.9;
 
-const tagCache = new Map<number, string>();
-
-/** Tag (instruction hash) of a loaded program by id; "" when it is gone. Ids are not reused
- * while the system runs, so a found tag is kept. */
-function progTag(id: number): string {
-  const hit = tagCache.get(id);
-  if (hit !== undefined) return hit;
-  try {
-    using fd = new Fd(progFdById(id));
-    const tag = progInfo(fd.fd).tag;
-    tagCache.set(id, tag);
-    return tag;
-  } catch {
-    return "";
-  }
-}
-
 function loadedTag(dp: PortDatapath, prog: string): string {
   return progInfo(dp.obj.program(prog).fd).tag;
 }
@@ -180,20 +162,6 @@ export function portStates(rt: AgentRuntime): PortStatus[] {
   });
 }
 
-/** The link pinned at `pin`: its program and device; null when there is no pin. */
-function pinnedLink(pin: string): { progId: number; ifindex: number } | null {
-  let fd: number;
-  try {
-    fd = objGet(pin, "link");
-  } catch (e) {
-    if (e instanceof StratumError && e.errno === 2) return null;
-    throw e;
-  }
-  using link = new Fd(fd);
-  const i = linkInfo(link.fd);
-  return { progId: i.progId, ifindex: i.ifindex };
-}
-
 export function uplinkState(rt: AgentRuntime): UplinkStatus | undefined {
   const up = rt.uplink;
   if (!up) return undefined;
@@ -203,7 +171,7 @@ export function uplinkState(rt: AgentRuntime): UplinkStatus | undefined {
   if (!dev) problems.push(`device ${up.name} does not exist`);
   else if (dev.index !== up.ifindex) problems.push(`device ${up.name} has ifindex ${dev.index}, not ${up.ifindex}`);
   const check = (what: string, pin: string, prog: string): number => {
-    const l = pinnedLink(pin);
+    const l = pinnedLinkInfo(pin);
     if (!l) {
       problems.push(`${what} link is not pinned at ${pin}`);
       return 0;

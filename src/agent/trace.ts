@@ -10,8 +10,8 @@
  * What it does not model: the host's own netfilter rules, and the contents of the workloads'
  * neighbour caches (a destination outside the node is addressed to a placeholder MAC: the
  * programs on its way do not look at it). */
-import { existsSync, readFileSync } from "node:fs";
-import { clsProgId } from "../datapath/attach";
+import { readFileSync } from "node:fs";
+import { clsProgId, pinnedLinkInfo, progTag } from "../datapath/attach";
 import { DROP_REASON_LIST } from "../datapath/drops";
 import { FW_DEFAULT_ID, FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall";
 import { ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, TCP_FLAGS, tcp, udp } from "../datapath/packet";
@@ -22,7 +22,6 @@ import { contains, parseIp, parseSubnet } from "../model/ip";
 import { profileIp6 } from "../model/network";
 import { getLink, type Rtnl, rtnl } from "../netlink";
 import type { Endpoint, Store, StoredNetwork } from "../store/store";
-import { Fd, linkInfo, objGet, progFdById, progInfo } from "../sys/bpf";
 import { USER_BRIDGE } from "./service";
 
 export const TRACE_PROTOS = ["tcp", "udp", "icmp", "icmpv6"] as const;
@@ -124,6 +123,8 @@ export class Tracer {
   /** Kept loaded between traces (the agent): loading the programs is most of a trace's cost. */
   readonly #keep: boolean;
   #dp: TraceDatapath | undefined;
+  /** The networks, read once per trace. */
+  #nets: StoredNetwork[] = [];
 
   constructor(store: Store, pinRoot: string, o: { nl?: Rtnl; keepLoaded?: boolean } = {}) {
     this.#store = store;
@@ -184,7 +185,7 @@ export class Tracer {
       const scope = (id & ~FW_DEFAULT_ID) >>> 0;
       return { scope: this.#scopeName(scope) };
     }
-    for (const s of [FW_GLOBAL_SCOPE, ...this.#store.listNetworks().map((n) => n.id)]) {
+    for (const s of [FW_GLOBAL_SCOPE, ...this.#nets.map((n) => n.id)]) {
       const r = this.#store.listRules(s).find((x) => x.id === id);
       if (r) return { scope: this.#scopeName(s), rule: r };
     }
@@ -192,31 +193,25 @@ export class Tracer {
   }
 
   #scopeName(id: number): string {
-    return id === FW_GLOBAL_SCOPE ? "global" : (this.#store.listNetworks().find((n) => n.id === id)?.name ?? `#${id}`);
+    return id === FW_GLOBAL_SCOPE ? "global" : (this.#nets.find((n) => n.id === id)?.name ?? `#${id}`);
   }
 
   #uplink(): { name: string; ifindex: number } | undefined {
-    const pin = `${this.#pinRoot}/links/uplink-tc-out`;
-    if (!existsSync(pin)) return undefined;
-    using fd = new Fd(objGet(pin, "link"));
-    const ifindex = linkInfo(fd.fd).ifindex;
+    const ifindex = pinnedLinkInfo(`${this.#pinRoot}/links/uplink-tc-out`)?.ifindex;
     const l = ifindex ? getLink(ifindex, this.#nl) : null;
-    return l ? { name: l.name, ifindex } : undefined;
+    return l && ifindex ? { name: l.name, ifindex } : undefined;
   }
 
   #liveTag(ifindex: number): { id?: number; tag?: string } {
     const id = clsProgId(ifindex, "ingress");
     if (!id) return {};
-    try {
-      using fd = new Fd(progFdById(id));
-      return { id, tag: progInfo(fd.fd).tag };
-    } catch {
-      return { id };
-    }
+    const tag = progTag(id);
+    return tag ? { id, tag } : { id };
   }
 
   #trace(req: TraceRequest, dp: TraceDatapath): TraceResult {
-    const nets = new Map(this.#store.listNetworks().map((n) => [n.name, n]));
+    this.#nets = this.#store.listNetworks();
+    const nets = new Map(this.#nets.map((n) => [n.name, n]));
     const srcEp = this.#store.getEndpoint(req.from);
     if (!srcEp) throw new StratumError("NOT_FOUND", `endpoint ${req.from} does not exist`);
     const srcNet = nets.get(srcEp.network) as StoredNetwork;
@@ -351,7 +346,7 @@ export class Tracer {
       if (reason && s.verdict !== "pass") {
         s.reason = { name: reason, description: DROP_REASON_LIST.find((d) => d.name === reason)?.description ?? "" };
       }
-      s.firewall = this.#firewallOf(r.hits, scopeId, before, after, s.verdict, reason);
+      s.firewall = this.#firewallOf(r.hits, scopeId, dp.scopeOn(scopeId), before, after, s.verdict, reason);
       const events = r.fwStats.map((i) => FW_STATS[i] ?? String(i)).filter((e) => e !== "reject-sent");
       s.conntrack = {
         ...(before ? { before: before.state } : {}),
@@ -494,6 +489,7 @@ export class Tracer {
   #firewallOf(
     hits: number[],
     scopeId: number,
+    enforces: boolean,
     before: CtEntry | undefined,
     after: CtEntry | undefined,
     verdict: TraceStage["verdict"],
@@ -524,17 +520,9 @@ export class Tracer {
       };
     }
     if (verdict === "pass" && before) return { scope, decision: "tracked", action: "allow" };
-    if (verdict === "pass" && !after && this.#scopeEnforces(scopeId))
-      return { scope, decision: "failsafe", action: "allow" };
-    if (verdict === "pass" && !this.#scopeEnforces(scopeId)) return { scope, decision: "no-policy", action: "allow" };
+    if (verdict === "pass" && !after && enforces) return { scope, decision: "failsafe", action: "allow" };
+    if (verdict === "pass" && !enforces) return { scope, decision: "no-policy", action: "allow" };
     return { scope, decision: "tracked", action: "allow" };
-  }
-
-  #scopeEnforces(scopeId: number): boolean {
-    if (scopeId === FW_GLOBAL_SCOPE)
-      return this.#store.getGlobalDefault() === "deny" || this.#store.listRules(FW_GLOBAL_SCOPE).length > 0;
-    const n = this.#store.listNetworks().find((x) => x.id === scopeId);
-    return !!n && (this.#store.scopeDefault(scopeId) === "deny" || this.#store.listRules(scopeId).length > 0);
   }
 }
 

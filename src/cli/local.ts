@@ -4,7 +4,6 @@
 import { join } from "node:path";
 import { getLink } from "../netlink";
 import { SqliteStore } from "../store/sqlite";
-import type { Endpoint, StoredNetwork } from "../store/store";
 import { DEFAULT_PIN_ROOT } from "./datapath";
 
 export const localArgs = {
@@ -33,16 +32,11 @@ export interface PortName {
 }
 
 /** ifindex → endpoint, network and host interface of every endpoint whose port exists here. */
-export function portNames(store: SqliteStore): {
-  byIfindex: Map<number, PortName>;
-  networks: StoredNetwork[];
-  endpoints: Endpoint[];
-} {
+export function portNames(store: SqliteStore): Map<number, PortName> {
   const byIfindex = new Map<number, PortName>();
-  const endpoints = store.listEndpoints();
-  for (const e of endpoints) {
+  for (const e of store.listEndpoints()) {
     const l = getLink(e.hostIf);
     if (l) byIfindex.set(l.index, { endpoint: e.name, network: e.network, hostIf: e.hostIf });
   }
-  return { byIfindex, networks: store.listNetworks(), endpoints };
+  return byIfindex;
 }

@@ -8,6 +8,7 @@ import { type MonEvent, MonitorSession, type MonKind, readMonStats } from "../da
 import { describeFrame } from "../datapath/packet";
 import { StratumError } from "../errors";
 import { getLink } from "../netlink";
+import type { SqliteStore } from "../store/sqlite";
 import { BpfMap } from "../sys/bpf";
 import { monotonicNs } from "../sys/os";
 import { localArgs, openStateReadOnly, type PortName, portNames } from "./local";
@@ -66,19 +67,21 @@ export const monitorCommand = defineCommand({
     let netId = 0;
     let ifindex = 0;
     let refresh = () => {};
+    let store: SqliteStore | undefined;
     try {
-      const store = openStateReadOnly(args["state-dir"]);
+      const db = openStateReadOnly(args["state-dir"]);
+      store = db;
       refresh = () => {
-        names = portNames(store).byIfindex;
+        names = portNames(db);
       };
       refresh();
       if (args.network) {
-        const n = store.getNetwork(args.network);
+        const n = db.getNetwork(args.network);
         if (!n) throw new StratumError("NOT_FOUND", `network ${args.network} does not exist`);
         netId = n.id;
       }
       if (args.endpoint) {
-        const e = store.getEndpoint(args.endpoint);
+        const e = db.getEndpoint(args.endpoint);
         if (!e) throw new StratumError("NOT_FOUND", `endpoint ${args.endpoint} does not exist`);
         const l = getLink(e.hostIf);
         if (!l)
@@ -196,6 +199,7 @@ export const monitorCommand = defineCommand({
       cfg.close();
       ring.close();
       stats.close();
+      store?.close();
     }
   },
 });

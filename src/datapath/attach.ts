@@ -14,6 +14,7 @@ import {
   linkUpdate,
   objGet,
   pinFd,
+  progFdById,
   progInfo,
   TC_ATTACH_POINT,
   tcAttach,
@@ -118,16 +119,47 @@ export function replaceProgram(
   return { oldProgId: before.progId, newProgId: linkInfo(link.fd).progId };
 }
 
-/** Detaches the program of a pinned link and removes the pin. Missing pins are not an error. */
-export function detachPinnedLink(pin: string): boolean {
-  let fd: number;
+/** The link pinned at `pin`, opened; null when nothing is pinned there. */
+export function openPinnedLink(pin: string): Fd | null {
   try {
-    fd = objGet(pin, "link");
+    return new Fd(objGet(pin, "link"));
   } catch (e) {
-    if (e instanceof StratumError && e.errno === 2) return false;
+    if (e instanceof StratumError && e.errno === 2) return null;
     throw e;
   }
-  using link = new Fd(fd);
+}
+
+/** The program and device of the link pinned at `pin`; null when nothing is pinned there. */
+export function pinnedLinkInfo(pin: string): { progId: number; ifindex: number } | null {
+  const link = openPinnedLink(pin);
+  if (!link) return null;
+  using _ = link;
+  const i = linkInfo(link.fd);
+  return { progId: i.progId, ifindex: i.ifindex };
+}
+
+const tagCache = new Map<number, string>();
+
+/** Tag (instruction hash) of a loaded program by id; "" when it is gone. Ids are not reused
+ * while the system runs, so a found tag is kept. */
+export function progTag(id: number): string {
+  const hit = tagCache.get(id);
+  if (hit !== undefined) return hit;
+  try {
+    using fd = new Fd(progFdById(id));
+    const tag = progInfo(fd.fd).tag;
+    tagCache.set(id, tag);
+    return tag;
+  } catch {
+    return "";
+  }
+}
+
+/** Detaches the program of a pinned link and removes the pin. Missing pins are not an error. */
+export function detachPinnedLink(pin: string): boolean {
+  const link = openPinnedLink(pin);
+  if (!link) return false;
+  using _ = link;
   linkDetach(link.fd);
   unpin(pin);
   return true;

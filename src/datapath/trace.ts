@@ -11,7 +11,7 @@ import { ipToBytes } from "../netlink/codec";
 import { BpfMap, type BpfObject, Fd, objGet, progInfo, testRun } from "../sys/bpf";
 import { alloc, SK_BUFF } from "../sys/layout";
 import { dropReasonName } from "./drops";
-import { FW_GEN_MAPS } from "./firewall";
+import { decodeScope, encodeU32, FW_GEN_MAPS } from "./firewall";
 import { loadObject } from "./objects";
 
 /** Maps the programs only read: the live ones are used through their pins. */
@@ -154,6 +154,12 @@ export class TraceDatapath implements Disposable {
       const m = this.#obj.map(name);
       for (const k of [...m.keys()]) m.delete(k);
     }
+  }
+
+  /** Whether a firewall scope enforces (has rules or denies by default), as the kernel has it. */
+  scopeOn(scopeId: number): boolean {
+    const v = this.#obj.map("stm_fw_scopes").lookup(encodeU32(scopeId));
+    return !!v && decodeScope(v).on;
   }
 
   /** Tag (instruction hash) of one of the trace's programs. */
