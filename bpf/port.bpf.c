@@ -122,6 +122,23 @@ static __always_inline struct stm_port *port_of(struct __sk_buff *skb, __u32 hoo
 
 /* ---- port ingress --------------------------------------------------------------------- */
 
+/* A DHCPv4 request at `off` (the BOOTP header) names its client by chaddr, and the server
+ * leases by it: it must be the port's own MAC (one workload cannot take or release
+ * another's lease), Ethernet, and not relayed (giaddr 0: workloads are clients, never relay
+ * agents). Global, so its buffer is not on the stack of the firewall's deeper call chain.
+ * `mac_lo`/`mac_hi`: the port MAC's first four and last two bytes as they lie in memory. */
+__attribute__((noinline)) int stm_dhcp_client_ok(struct __sk_buff *skb, __u32 off, __u32 l4len, __u32 mac_lo,
+						 __u32 mac_hi)
+{
+	/* The fixed header up to the end of chaddr's MAC (RFC 2131 figure 1). */
+	__u8 b[40] __attribute__((aligned(8)));
+
+	if (!skb || l4len < 8 + 34 || bpf_skb_load_bytes(skb, off, b, 34))
+		return 0;
+	return b[1] == 1 && b[2] == 6 && *(__u32 *)&b[24] == 0 && *(__u32 *)&b[28] == mac_lo &&
+	       *(__u16 *)&b[32] == (__u16)mac_hi;
+}
+
 /* UDP checks shared by both families: no DHCP server, no VXLAN from a workload. */
 static __always_inline int check_udp(struct __sk_buff *skb, struct stm_port *port, __u32 l4off,
 				     __u32 l4len, int v6, int fragmented)
@@ -142,6 +159,12 @@ static __always_inline int check_udp(struct __sk_buff *skb, struct stm_port *por
 		if (dport == DHCP_SERVER_PORT && l4len > 8 && !bpf_skb_load_bytes(skb, l4off + 8, &hdr[8], 1) &&
 		    hdr[8] == BOOTREPLY)
 			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_DHCP);
+		/* A request names its client by chaddr, and the server leases by it: it must be the
+		 * port's own MAC (one workload cannot take or release another's lease), Ethernet,
+		 * and not relayed (giaddr 0): workloads are clients, never relay agents. */
+		if (dport == DHCP_SERVER_PORT &&
+		    !stm_dhcp_client_ok(skb, l4off + 8, l4len, *(__u32 *)port->mac, *(__u16 *)&port->mac[4]))
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_DHCP_SPOOF);
 	} else {
 		if (sport == DHCP6_SERVER_PORT || dport == DHCP6_CLIENT_PORT || (dport == DHCP6_SERVER_PORT && fragmented))
 			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_DHCP6);
@@ -1046,6 +1069,11 @@ int stm_uplink_in(struct xdp_md *ctx)
 			return stm_drop_xdp(ctx, STM_DROP_BLOCKLIST);
 		if (is_local(STM_LOCAL_IP4, &ip->saddr, 4))
 			return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
+		if (ip->protocol == IPPROTO_UDP && !(ip->frag_off & bpf_htons(0x1fff))) {
+			struct udphdr *udp = (void *)ip + ip->ihl * 4;
+			if ((void *)(udp + 1) <= end && udp->dest == bpf_htons(DHCP_SERVER_PORT))
+				return stm_drop_xdp(ctx, STM_DROP_DHCP_OUTSIDE);
+		}
 		if (l3 == (void *)(eth + 1))
 			return stm_fw_uplink_in(ctx, proto);
 	} else if (proto == bpf_htons(STM_ETH_P_IPV6)) {
@@ -1060,6 +1088,11 @@ int stm_uplink_in(struct xdp_md *ctx)
 			return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
 		/* An NA from outside for one of our addresses would poison the neighbour caches.
 		 * (ND travels without extension headers; a receiver drops ND that is not hop limit 255.) */
+		if (ip6->nexthdr == IPPROTO_UDP) {
+			struct udphdr *udp = (void *)(ip6 + 1);
+			if ((void *)(udp + 1) <= end && udp->dest == bpf_htons(DHCP6_SERVER_PORT))
+				return stm_drop_xdp(ctx, STM_DROP_DHCP_OUTSIDE);
+		}
 		if (ip6->nexthdr == IPPROTO_ICMPV6_) {
 			__u8 *icmp = (void *)(ip6 + 1);
 			if ((void *)(icmp + 24) <= end && icmp[0] == ICMP6_NA && is_local(STM_LOCAL_IP6, icmp + 8, 16))

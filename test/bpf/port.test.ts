@@ -117,11 +117,17 @@ const ingress: Case[] = [
     name: "IPv4 broadcast from the port's address",
     frame: udp4({ mac: ME.mac, src: ME.ip, dst: "10.20.0.255", sport: 137, dport: 137 }),
   },
-  { name: "DHCPDISCOVER from 0.0.0.0 to broadcast", frame: udp4({ ...DHCP_BCAST, payload: bootp(1) }) },
-  { name: "DHCPREQUEST from 0.0.0.0 to the gateway", frame: udp4({ ...DHCP_BCAST, dst: GW, payload: bootp(1) }) },
+  {
+    name: "DHCPDISCOVER from 0.0.0.0 to broadcast",
+    frame: udp4({ ...DHCP_BCAST, payload: bootp(1, { chaddr: ME.mac }) }),
+  },
+  {
+    name: "DHCPREQUEST from 0.0.0.0 to the gateway",
+    frame: udp4({ ...DHCP_BCAST, dst: GW, payload: bootp(1, { chaddr: ME.mac }) }),
+  },
   {
     name: "DHCP renew from the profile address",
-    frame: udp4({ mac: ME.mac, src: ME.ip, dst: GW, sport: 68, dport: 67, payload: bootp(1) }),
+    frame: udp4({ mac: ME.mac, src: ME.ip, dst: GW, sport: 68, dport: 67, payload: bootp(1, { chaddr: ME.mac }) }),
   },
   {
     name: "IPv4 first fragment holding its UDP header",
@@ -535,6 +541,31 @@ const ingress: Case[] = [
     name: "BOOTREPLY to port 67 (relay reply)",
     frame: udp4({ mac: ME.mac, src: ME.ip, dst: PEER.ip, sport: 1067, dport: 67, payload: bootp(2) }),
     drop: "rogue-dhcp",
+  },
+  {
+    name: "DHCPDISCOVER naming another client's MAC (chaddr)",
+    frame: udp4({ ...DHCP_BCAST, payload: bootp(1, { chaddr: PEER.mac }) }),
+    drop: "dhcp-spoof",
+  },
+  {
+    name: "DHCPRELEASE of another client's lease from the profile address",
+    frame: udp4({ mac: ME.mac, src: ME.ip, dst: GW, sport: 68, dport: 67, payload: bootp(1, { chaddr: PEER.mac }) }),
+    drop: "dhcp-spoof",
+  },
+  {
+    name: "DHCP request relayed by a workload (giaddr set)",
+    frame: udp4({ ...DHCP_BCAST, payload: bootp(1, { chaddr: ME.mac, giaddr: ME.ip }) }),
+    drop: "dhcp-spoof",
+  },
+  {
+    name: "DHCP request with a non-Ethernet hardware type",
+    frame: udp4({ ...DHCP_BCAST, payload: bootp(1, { chaddr: ME.mac, htype: 6 }) }),
+    drop: "dhcp-spoof",
+  },
+  {
+    name: "DHCP request cut short before chaddr",
+    frame: udp4({ ...DHCP_BCAST, payload: bootp(1, { chaddr: ME.mac }).subarray(0, 30) }),
+    drop: "dhcp-spoof",
   },
   {
     name: "UDP to a DHCP client port",
@@ -992,6 +1023,44 @@ const uplink: Case[] = [
       body: ndBody(ME.ip6, lla(2, "02:77:00:00:00:01")),
     }),
     drop: "local-spoof",
+  },
+  {
+    name: "uplink: DHCPDISCOVER from outside → dhcp-outside",
+    prog: "xdp",
+    frame: udp4({
+      mac: "02:77:00:00:00:01",
+      src: "0.0.0.0",
+      dst: "255.255.255.255",
+      sport: 68,
+      dport: 67,
+      payload: bootp(1, { chaddr: "02:77:00:00:00:01" }),
+    }),
+    drop: "dhcp-outside",
+  },
+  {
+    name: "uplink: DHCPv6 SOLICIT from outside → dhcp-outside",
+    prog: "xdp",
+    frame: udp6({
+      mac: "02:77:00:00:00:01",
+      src: "fe80::6666",
+      dst: "ff02::1:2",
+      sport: 546,
+      dport: 547,
+      payload: dhcp6(1),
+    }),
+    drop: "dhcp-outside",
+  },
+  {
+    name: "uplink: DHCPOFFER from an outside server to the node passes",
+    prog: "xdp",
+    frame: udp4({
+      mac: "02:77:00:00:00:01",
+      src: "192.0.2.1",
+      dst: "255.255.255.255",
+      sport: 67,
+      dport: 68,
+      payload: bootp(2, { chaddr: "02:77:00:00:00:09" }),
+    }),
   },
   {
     name: "uplink: NA for an outside address",

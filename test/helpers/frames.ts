@@ -123,11 +123,18 @@ export function vlanTag(frame: Buffer, vid: number): Buffer {
 }
 
 /** A DHCPv4 message body: op, htype, hlen and enough zeroes to look like BOOTP. */
-export function bootp(op: 1 | 2): Buffer {
+/** A BOOTP/DHCPv4 message: `op` 1 request, 2 reply; `chaddr` the client MAC; `giaddr` a relay. */
+export function bootp(op: 1 | 2, o: { chaddr?: string; giaddr?: string; htype?: number } = {}): Buffer {
   const b = Buffer.alloc(240);
   b[0] = op;
-  b[1] = 1;
+  b[1] = o.htype ?? 1;
   b[2] = 6;
+  if (o.giaddr) b.set(o.giaddr.split(".").map(Number), 24);
+  if (o.chaddr)
+    b.set(
+      o.chaddr.split(":").map((x) => Number.parseInt(x, 16)),
+      28,
+    );
   b.writeUInt32BE(0x63825363, 236);
   return b;
 }
