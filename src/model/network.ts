@@ -52,6 +52,9 @@ export const NetworkSpecSchema = z.object({
   dnsForwarders: z.array(z.string()).default([]),
   mtu: z.number().int().optional(),
   defaultAction: z.enum(["allow", "deny"]).default("allow"),
+  dhcpLeaseTime: z.number().int().optional(),
+  dhcpRoutes: z.array(z.string()).optional(),
+  dhcpOptions: z.array(z.string()).optional(),
 });
 export type NetworkSpec = z.input<typeof NetworkSpecSchema>;
 
@@ -67,6 +70,111 @@ export interface Network {
   dnsForwarders: string[];
   mtu: number;
   defaultAction: "allow" | "deny";
+  /** Seconds a DHCP lease (and a DHCPv6 binding) lasts before the client must renew. */
+  dhcpLeaseTime: number;
+  /** Extra classless static routes (option 121) as "DST/LEN via GATEWAY"; the default route
+   * through the gateway always comes first. */
+  dhcpRoutes: string[];
+  /** User-set DHCP options, canonical "CODE=TYPE:VALUE" (see parseDhcpOption). */
+  dhcpOptions: string[];
+}
+
+export const LEASE_TIME_RANGE = [10, 31_536_000] as const;
+export const DEFAULT_LEASE_TIME = 3600;
+
+/** Options the server writes itself: a user value for one would contradict the network. */
+export const SERVER_OWNED_OPTIONS = new Set([
+  0, 1, 3, 6, 12, 15, 26, 28, 50, 51, 52, 53, 54, 55, 57, 58, 59, 61, 82, 119, 121, 255,
+]);
+const OPTION_TYPES = ["ip", "ips", "text", "u8", "u16", "u32", "hex", "bool"] as const;
+
+/** A user DHCP option "CODE=TYPE:VALUE" (types: ip, ips (comma list), text, u8, u16, u32,
+ * hex, bool) as its code and wire bytes. Throws INVALID naming what is wrong. */
+export function parseDhcpOption(text: string): { code: number; type: string; value: Uint8Array; canonical: string } {
+  const m = text.match(/^(\d{1,3})=([a-z0-9]+):(.*)$/s);
+  const usage = `DHCP option "${text}" is not CODE=TYPE:VALUE (TYPE one of ${OPTION_TYPES.join(", ")}; e.g. 42=ips:10.20.0.1,10.20.0.2 or 66=text:tftp.lab)`;
+  if (!m) throw new StratumError("INVALID", usage);
+  const code = Number(m[1]);
+  const type = m[2] as string;
+  const raw = m[3] as string;
+  if (code < 1 || code > 254) throw new StratumError("INVALID", `DHCP option code ${code} is outside 1-254`);
+  if (SERVER_OWNED_OPTIONS.has(code))
+    throw new StratumError(
+      "INVALID",
+      `DHCP option ${code} is set by the server from the network (subnet, gateway, DNS, MTU, lease time, routes): change the network instead`,
+    );
+  const bad = (why: string) => new StratumError("INVALID", `DHCP option ${code}: ${why}`);
+  let value: Uint8Array;
+  const int = (bits: number) => {
+    if (!/^\d+$/.test(raw) || BigInt(raw) >= 1n << BigInt(bits))
+      throw bad(`"${raw}" is not an unsigned ${bits}-bit number`);
+    const n = Number(raw);
+    const b = new Uint8Array(bits / 8);
+    for (let i = 0; i < b.length; i++) b[i] = (n / 2 ** (8 * (b.length - 1 - i))) & 0xff;
+    return b;
+  };
+  const ip4 = (x: string) => {
+    const a = parseIp(x);
+    if (a.family !== 4) throw bad(`${x} is not an IPv4 address`);
+    return Number(a.value);
+  };
+  switch (type) {
+    case "ip":
+    case "ips": {
+      const list = raw.split(",").map((x) => x.trim());
+      if (type === "ip" && list.length !== 1) throw bad("type ip takes one address (use ips for a list)");
+      value = new Uint8Array(list.length * 4);
+      list.forEach((x, i) => {
+        const v = ip4(x);
+        new DataView(value.buffer).setUint32(i * 4, v);
+      });
+      break;
+    }
+    case "text":
+      value = new TextEncoder().encode(raw);
+      break;
+    case "u8":
+      value = int(8);
+      break;
+    case "u16":
+      value = int(16);
+      break;
+    case "u32":
+      value = int(32);
+      break;
+    case "bool":
+      if (raw !== "true" && raw !== "false") throw bad(`"${raw}" is not true or false`);
+      value = Uint8Array.of(raw === "true" ? 1 : 0);
+      break;
+    case "hex":
+      if (!/^([0-9a-f]{2})*$/i.test(raw.replace(/:/g, ""))) throw bad(`"${raw}" is not hex bytes`);
+      value = Uint8Array.from(raw.replace(/:/g, "").match(/../g) ?? [], (h) => Number.parseInt(h, 16));
+      break;
+    default:
+      throw new StratumError("INVALID", usage);
+  }
+  if (value.length === 0) throw bad("empty value");
+  if (value.length > 1024) throw bad("value longer than 1024 bytes");
+  const canonical = `${code}=${type}:${type === "hex" ? Buffer.from(value).toString("hex") : raw}`;
+  return { code, type, value, canonical };
+}
+
+/** A classless static route "DST/LEN via GATEWAY" of network subnet `s`: the gateway must be on-link. */
+function parseDhcpRoute(s: Subnet, text: string): string {
+  const m = text.trim().match(/^(\S+)\s+via\s+(\S+)$/);
+  if (!m)
+    throw new StratumError(
+      "INVALID",
+      `DHCP route "${text}" is not "DST/LEN via GATEWAY" (e.g. "192.168.50.0/24 via 10.20.0.254")`,
+    );
+  const dst = parseSubnet(m[1] as string);
+  const via = parseIp(m[2] as string);
+  if (dst.family !== 4 || via.family !== 4) throw new StratumError("INVALID", `DHCP route "${text}" must be IPv4`);
+  if (!contains(s, via))
+    throw new StratumError("INVALID", `DHCP route "${text}": ${m[2]} is not inside ${formatSubnet(s)}`);
+  if (dst.prefixLen === 0)
+    throw new StratumError("INVALID", `DHCP route "${text}": the default route is always the network's gateway`);
+  return `${formatSubnet(dst)} via ${formatIp(via)}`;
 }
 
 function checkGateway(s: Subnet, text: string, what: string): string {
@@ -136,13 +244,28 @@ export function validateNetwork(input: NetworkSpec, existing: Network[] = []): N
       throw new StratumError("INVALID", `${cidr6} overlaps network ${other.name} (${other.cidr6})`);
   }
 
-  const dhcpRange = spec.dhcpRange ? parseDhcpRange(subnet, spec.dhcpRange) : defaultDhcpRange(subnet);
+  const dhcpRange = spec.dhcpRange
+    ? parseDhcpRange(subnet, spec.dhcpRange)
+    : defaultDhcpRange(subnet, parseIp(gateway).value);
   const dnsZone = (spec.dnsZone ?? `${name}.internal`).toLowerCase().replace(/\.$/, "");
   if (!DNS_ZONE_RE.test(dnsZone)) throw new StratumError("INVALID", `invalid DNS zone "${spec.dnsZone}"`);
   const dnsForwarders = spec.dnsForwarders.map((f) => formatIp(parseIp(f)));
   const mtu = spec.mtu ?? 1500;
   if (mtu < MTU_RANGE[0] || mtu > MTU_RANGE[1])
     throw new StratumError("INVALID", `MTU ${mtu} is outside ${MTU_RANGE[0]}-${MTU_RANGE[1]}`);
+  const dhcpLeaseTime = spec.dhcpLeaseTime ?? DEFAULT_LEASE_TIME;
+  if (dhcpLeaseTime < LEASE_TIME_RANGE[0] || dhcpLeaseTime > LEASE_TIME_RANGE[1])
+    throw new StratumError(
+      "INVALID",
+      `DHCP lease time ${dhcpLeaseTime} s is outside ${LEASE_TIME_RANGE[0]}-${LEASE_TIME_RANGE[1]} s`,
+    );
+  const dhcpRoutes = [...new Set((spec.dhcpRoutes ?? []).map((r) => parseDhcpRoute(subnet, r)))];
+  const opts = (spec.dhcpOptions ?? []).map(parseDhcpOption);
+  const seen = new Set<number>();
+  for (const o of opts) {
+    if (seen.has(o.code)) throw new StratumError("INVALID", `DHCP option ${o.code} is given twice`);
+    seen.add(o.code);
+  }
   return {
     name,
     cidr,
@@ -154,12 +277,18 @@ export function validateNetwork(input: NetworkSpec, existing: Network[] = []): N
     dnsForwarders,
     mtu,
     defaultAction: spec.defaultAction,
+    dhcpLeaseTime,
+    dhcpRoutes,
+    dhcpOptions: opts.map((o) => o.canonical),
   };
 }
 
-function defaultDhcpRange(s: Subnet): { first: string; last: string } {
+/** Every usable address, less the gateway when it sits at either end (the usual .1). */
+function defaultDhcpRange(s: Subnet, gw: bigint): { first: string; last: string } {
   const r = hostRange(s);
-  return { first: formatIp({ family: 4, value: r.first }), last: formatIp({ family: 4, value: r.last }) };
+  const first = gw === r.first ? r.first + 1n : r.first;
+  const last = gw === r.last ? r.last - 1n : r.last;
+  return { first: formatIp({ family: 4, value: first }), last: formatIp({ family: 4, value: last }) };
 }
 
 function parseDhcpRange(s: Subnet, text: string): { first: string; last: string } {

@@ -36,12 +36,19 @@ export function decodeNeighbour(payload: Buffer): Neighbour {
 
 // ---- IP neighbours ----------------------------------------------------------------------------
 
-/** A permanent neighbour entry ip → mac on `dev` (idempotent). */
-export function setNeighbour(dev: LinkRef, ip: string, mac: string, nl: Rtnl = rtnl()): void {
+/** A neighbour entry ip → mac on `dev` (idempotent): permanent, or in `state` (a NUD_* value,
+ * e.g. NUD_STALE: used at once, then confirmed by the kernel as usual). */
+export function setNeighbour(
+  dev: LinkRef,
+  ip: string,
+  mac: string,
+  nl: Rtnl = rtnl(),
+  state: number = NL.NUD_PERMANENT,
+): void {
   const b = new MessageBuilder(
     NL.RTM_NEWNEIGH,
     NL.NLM_F_CREATE | NL.NLM_F_REPLACE,
-    encodeNd({ family: familyOf(ip), ifindex: linkIndex(dev, nl), state: NL.NUD_PERMANENT, flags: 0, type: 0 }),
+    encodeNd({ family: familyOf(ip), ifindex: linkIndex(dev, nl), state, flags: 0, type: 0 }),
   );
   b.attr(NL.NDA_DST, ipToBytes(ip));
   b.attr(NL.NDA_LLADDR, macToBytes(mac));

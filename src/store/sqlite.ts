@@ -6,9 +6,10 @@ import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { FW_GLOBAL_SCOPE } from "../datapath/firewall";
 import { StratumError } from "../errors";
+import type { DnsRecord } from "../model/dns";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall";
-import type { Network } from "../model/network";
-import type { BlockEntry, Endpoint, Store, StoredNetwork } from "./store";
+import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
+import type { BlockEntry, Endpoint, Lease, RawLeaseRow, Store, StoredDnsRecord, StoredNetwork } from "./store";
 
 /** Append only: a database at version N runs migrations N.. at open. */
 const MIGRATIONS: string[] = [
@@ -52,6 +53,37 @@ const MIGRATIONS: string[] = [
      added_at TEXT NOT NULL
    );
    CREATE INDEX blocklist_family ON blocklist (family);`,
+  // DHCP leases (one row per client MAC and family in a network; the address is the
+  // profile's, the row records what the client was told), rows that failed validation at
+  // load (kept for the operator, never served), and the user's DNS records per network.
+  `CREATE TABLE dhcp_leases (
+     network_id INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+     mac TEXT NOT NULL,
+     family INTEGER NOT NULL,
+     ip TEXT NOT NULL,
+     endpoint TEXT,
+     hostname TEXT,
+     state TEXT NOT NULL,
+     expires_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL,
+     PRIMARY KEY (network_id, mac, family)
+   );
+   CREATE TABLE dhcp_lease_quarantine (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     row TEXT NOT NULL,
+     reason TEXT NOT NULL,
+     at TEXT NOT NULL
+   );
+   CREATE TABLE dns_records (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     network_id INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+     name TEXT NOT NULL,
+     type TEXT NOT NULL,
+     value TEXT NOT NULL,
+     ttl INTEGER NOT NULL,
+     created_at TEXT NOT NULL,
+     UNIQUE (network_id, name, type, value)
+   );`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -124,7 +156,14 @@ export class SqliteStore implements Store {
   }
 
   #toNetwork(r: NetworkRow): StoredNetwork {
-    return { ...(JSON.parse(r.spec) as Network), name: r.name, id: r.id, createdAt: r.created_at };
+    // Specs written before a field existed get its default.
+    const spec = {
+      dhcpLeaseTime: DEFAULT_LEASE_TIME,
+      dhcpRoutes: [],
+      dhcpOptions: [],
+      ...(JSON.parse(r.spec) as Partial<Network>),
+    } as Network;
+    return { ...spec, name: r.name, id: r.id, createdAt: r.created_at };
   }
 
   listNetworks(): StoredNetwork[] {
@@ -414,6 +453,91 @@ export class SqliteStore implements Store {
     return (this.db.query("SELECT count(*) AS n FROM blocklist WHERE family = ?").get(family) as { n: number }).n;
   }
 
+  // ---- DHCP leases and DNS records ------------------------------------------------------
+
+  /** Every lease row as stored, unvalidated: the DHCP service checks each and quarantines
+   * what fails (a hand-edited or corrupt row must not stop the agent). */
+  loadLeases(): RawLeaseRow[] {
+    return this.db
+      .query(
+        "SELECT l.rowid AS rowid, n.name AS network, l.mac, l.family, l.ip, l.endpoint, l.hostname, l.state, l.expires_at, l.updated_at FROM dhcp_leases l JOIN networks n ON n.id = l.network_id",
+      )
+      .all() as RawLeaseRow[];
+  }
+
+  putLease(l: Lease): void {
+    const r = this.db
+      .query(
+        `INSERT INTO dhcp_leases (network_id, mac, family, ip, endpoint, hostname, state, expires_at, updated_at)
+         SELECT id, ?, ?, ?, ?, ?, ?, ?, ? FROM networks WHERE name = ?
+         ON CONFLICT (network_id, mac, family) DO UPDATE SET ip = excluded.ip, endpoint = excluded.endpoint,
+           hostname = excluded.hostname, state = excluded.state, expires_at = excluded.expires_at, updated_at = excluded.updated_at`,
+      )
+      .run(l.mac, l.family, l.ip, l.endpoint ?? null, l.hostname ?? null, l.state, l.expiresAt, l.updatedAt, l.network);
+    if (r.changes === 0) throw new StratumError("NOT_FOUND", `network ${l.network} does not exist`);
+  }
+
+  deleteLease(network: string, mac: string, family: 4 | 6): void {
+    this.db
+      .query(
+        "DELETE FROM dhcp_leases WHERE network_id = (SELECT id FROM networks WHERE name = ?) AND mac = ? AND family = ?",
+      )
+      .run(network, mac, family);
+  }
+
+  /** Moves a lease row out of service, keeping its text and why, in one transaction. */
+  quarantineLease(rowid: number, row: string, reason: string): void {
+    this.db.transaction(() => {
+      this.db
+        .query("INSERT INTO dhcp_lease_quarantine (row, reason, at) VALUES (?, ?, ?)")
+        .run(row, reason, new Date().toISOString());
+      this.db.query("DELETE FROM dhcp_leases WHERE rowid = ?").run(rowid);
+    })();
+  }
+
+  quarantinedLeases(): number {
+    return (this.db.query("SELECT count(*) AS n FROM dhcp_lease_quarantine").get() as { n: number }).n;
+  }
+
+  listDnsRecords(network?: string): StoredDnsRecord[] {
+    const sql =
+      "SELECT r.id, n.name AS network, r.name, r.type, r.value, r.ttl, r.created_at FROM dns_records r JOIN networks n ON n.id = r.network_id";
+    const rows = network
+      ? this.db.query(`${sql} WHERE n.name = ? ORDER BY r.name, r.type, r.id`).all(network)
+      : this.db.query(`${sql} ORDER BY n.name, r.name, r.type, r.id`).all();
+    return (rows as Array<Omit<StoredDnsRecord, "createdAt"> & { created_at: string }>).map(
+      ({ created_at, ...r }) => ({ ...r, createdAt: created_at }) as StoredDnsRecord,
+    );
+  }
+
+  addDnsRecord(network: string, rec: DnsRecord): StoredDnsRecord {
+    try {
+      const r = this.db
+        .query(
+          `INSERT INTO dns_records (network_id, name, type, value, ttl, created_at)
+           SELECT id, ?, ?, ?, ?, ? FROM networks WHERE name = ? RETURNING id`,
+        )
+        .get(rec.name, rec.type, rec.value, rec.ttl, new Date().toISOString(), network) as { id: number } | null;
+      if (!r) throw new StratumError("NOT_FOUND", `network ${network} does not exist`);
+      return this.listDnsRecords(network).find((x) => x.id === r.id) as StoredDnsRecord;
+    } catch (e) {
+      if (String(e).includes("UNIQUE"))
+        throw new StratumError("INVALID", `${rec.name} ${rec.type} ${rec.value} already exists in network ${network}`);
+      throw e;
+    }
+  }
+
+  deleteDnsRecords(network: string, ids: number[]): number {
+    return this.db.transaction(() => {
+      let n = 0;
+      for (const id of ids)
+        n += this.db
+          .query("DELETE FROM dns_records WHERE id = ? AND network_id = (SELECT id FROM networks WHERE name = ?)")
+          .run(id, network).changes;
+      return n;
+    })();
+  }
+
   /** What `status` shows of the store: the schema version the file is at and row counts. */
   stats(): {
     schemaVersion: number;
@@ -422,6 +546,9 @@ export class SqliteStore implements Store {
     endpoints: number;
     rules: number;
     blocklist: number;
+    leases: number;
+    leasesQuarantined: number;
+    dnsRecords: number;
   } {
     const count = (table: string) => (this.db.query(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
     return {
@@ -431,6 +558,9 @@ export class SqliteStore implements Store {
       endpoints: count("endpoints"),
       rules: count("fw_rules"),
       blocklist: count("blocklist"),
+      leases: count("dhcp_leases"),
+      leasesQuarantined: count("dhcp_lease_quarantine"),
+      dnsRecords: count("dns_records"),
     };
   }
 

@@ -2,6 +2,7 @@
  * blocklist). One interface, two implementations planned: SQLite for a single node
  * (sqlite.ts) and etcd for a cluster. Every method is one transaction; conflicts surface as
  * StratumError INVALID. */
+import type { DnsRecord } from "../model/dns";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall";
 import type { Network } from "../model/network";
 
@@ -70,7 +71,59 @@ export interface Store {
   blockList(): BlockEntry[];
   blockCount(family: 4 | 6): number;
 
+  /** DHCP leases, as stored (validated by the DHCP service, which quarantines bad rows). */
+  loadLeases(): RawLeaseRow[];
+  /** Inserts or replaces the lease of (network, mac, family). */
+  putLease(l: Lease): void;
+  deleteLease(network: string, mac: string, family: 4 | 6): void;
+  quarantineLease(rowid: number, row: string, reason: string): void;
+  quarantinedLeases(): number;
+
+  /** The user's DNS records (all networks, or one), by owner name and type. */
+  listDnsRecords(network?: string): StoredDnsRecord[];
+  /** Inserts a validated record; a duplicate (name, type, value) is INVALID. */
+  addDnsRecord(network: string, rec: DnsRecord): StoredDnsRecord;
+  /** Deletes records by id in one transaction; returns how many went. */
+  deleteDnsRecords(network: string, ids: number[]): number;
+
   close(): void;
+}
+
+export type LeaseState = "bound" | "released" | "declined";
+
+/** What a network's DHCP server told a client: the profile address it holds and until when. */
+export interface Lease {
+  network: string;
+  mac: string;
+  family: 4 | 6;
+  ip: string;
+  endpoint?: string;
+  /** The host name the client sent, if any. */
+  hostname?: string;
+  state: LeaseState;
+  /** ms since the epoch. */
+  expiresAt: number;
+  updatedAt: number;
+}
+
+/** A lease row before validation: any column may hold anything. */
+export interface RawLeaseRow {
+  rowid: number;
+  network: unknown;
+  mac: unknown;
+  family: unknown;
+  ip: unknown;
+  endpoint: unknown;
+  hostname: unknown;
+  state: unknown;
+  expires_at: unknown;
+  updated_at: unknown;
+}
+
+export interface StoredDnsRecord extends DnsRecord {
+  id: number;
+  network: string;
+  createdAt: string;
 }
 
 export interface BlockEntry {

@@ -78,11 +78,14 @@ describe("network validation", () => {
       gateway: "10.20.0.1",
       cidr6: undefined,
       gateway6: undefined,
-      dhcpRange: { first: "10.20.0.1", last: "10.20.0.254" },
+      dhcpRange: { first: "10.20.0.2", last: "10.20.0.254" },
       dnsZone: "app-net.internal",
       dnsForwarders: [],
       mtu: 1500,
       defaultAction: "allow",
+      dhcpLeaseTime: 3600,
+      dhcpRoutes: [],
+      dhcpOptions: [],
     });
     const v6 = validateNetwork({
       ...base,

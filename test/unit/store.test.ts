@@ -8,6 +8,7 @@ import { FW_GLOBAL_SCOPE } from "../../src/datapath/firewall";
 import { parseRule } from "../../src/model/firewall";
 import { profileMac, validateNetwork } from "../../src/model/network";
 import { SCHEMA_VERSION, SqliteStore } from "../../src/store/sqlite";
+import type { StoredNetwork } from "../../src/store/store";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -108,13 +109,50 @@ test("a schema-1 database is migrated: its networks stay, the firewall tables ap
   const path = tmpDb();
   let s = new SqliteStore(path);
   s.createNetwork(net("app", "10.20.0.0/24", "10.20.0.1"));
-  s.db.exec("DROP TABLE fw_rules; DROP TABLE fw_global; DROP TABLE blocklist; PRAGMA user_version = 1");
+  s.db.exec(
+    "DROP TABLE fw_rules; DROP TABLE fw_global; DROP TABLE blocklist; DROP TABLE dhcp_leases; DROP TABLE dhcp_lease_quarantine; DROP TABLE dns_records; PRAGMA user_version = 1",
+  );
   s.close();
   s = new SqliteStore(path);
   expect((s.db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(SCHEMA_VERSION);
   expect(s.listNetworks().map((n) => n.name)).toEqual(["app"]);
   expect(s.getGlobalDefault()).toBe("allow");
   expect(s.listRules(FW_GLOBAL_SCOPE)).toEqual([]);
+  s.close();
+});
+
+test("a schema-2 database is migrated: networks written before the DHCP fields get their defaults; leases and records appear", () => {
+  const path = tmpDb();
+  let s = new SqliteStore(path);
+  s.createNetwork(net("app", "10.20.0.0/24", "10.20.0.1"));
+  const { dhcpLeaseTime: _l, dhcpRoutes: _r, dhcpOptions: _o, ...old } = s.getNetwork("app") as StoredNetwork;
+  s.db.query("UPDATE networks SET spec = ?").run(JSON.stringify(old));
+  s.db.exec(
+    "DROP TABLE dhcp_leases; DROP TABLE dhcp_lease_quarantine; DROP TABLE dns_records; PRAGMA user_version = 2",
+  );
+  s.close();
+  s = new SqliteStore(path);
+  expect((s.db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(SCHEMA_VERSION);
+  expect(s.getNetwork("app")).toMatchObject({ dhcpLeaseTime: 3600, dhcpRoutes: [], dhcpOptions: [] });
+  expect(s.loadLeases()).toEqual([]);
+  s.putLease({
+    network: "app",
+    mac: "02:00:01:00:00:05",
+    family: 4,
+    ip: "10.20.0.6",
+    state: "bound",
+    expiresAt: 5,
+    updatedAt: 1,
+  });
+  expect(s.addDnsRecord("app", { name: "www", type: "A", value: "10.20.0.9", ttl: 60 }).id).toBeGreaterThan(0);
+  s.close();
+  s = new SqliteStore(path);
+  expect(s.loadLeases()).toHaveLength(1);
+  expect(s.listDnsRecords("app").map((r) => r.value)).toEqual(["10.20.0.9"]);
+  // Leases and records go with their network.
+  s.deleteNetwork("app");
+  expect(s.loadLeases()).toEqual([]);
+  expect(s.listDnsRecords()).toEqual([]);
   s.close();
 });
 

@@ -1,0 +1,224 @@
+/** What a network's DHCPv4 server answers (RFC 2131 §4.3), as a pure function of the request
+ * and the endpoint that holds the client's MAC: the lease is always the profile's address,
+ * so an unknown MAC gets nothing and a flood of made-up MACs allocates nothing. No I/O. */
+import { formatIp, hostRange, parseSubnet } from "../model/ip";
+import { parseDhcpOption } from "../model/network";
+import type { StoredNetwork } from "../store/store";
+import { DHCP4, Dhcp4FormatError, type Dhcp4Message, dec, enc, encodeDhcp4, messageType, OPT } from "./v4";
+
+/** The endpoint a client MAC belongs to, with its network. */
+export interface Binding4 {
+  endpoint: string;
+  network: StoredNetwork;
+  ip: string;
+  mac: string;
+}
+
+/** Why a request got no answer: each is counted. */
+export type Ignore4 =
+  | "not-a-request"
+  | "bootp" // no message type: plain BOOTP, not served
+  | "relayed" // giaddr or relay-agent information: workloads are never relays
+  | "unknown-client" // no claimed profile holds this MAC
+  | "outside-range" // the profile's address is outside the network's DHCP range (a static endpoint)
+  | "other-server" // a REQUEST that chose another server
+  | "bad-type";
+
+export type Outcome4 =
+  | { kind: "reply"; type: number; reply: Dhcp4Message; to: "unicast" | "broadcast"; dest: string }
+  | { kind: "ignore"; why: Ignore4 }
+  | { kind: "release"; binding: Binding4 }
+  | { kind: "decline"; binding: Binding4 };
+
+const ZERO = "0.0.0.0";
+
+export const TYPE_NAMES: Record<number, string> = {
+  1: "discover",
+  2: "offer",
+  3: "request",
+  4: "decline",
+  5: "ack",
+  6: "nak",
+  7: "release",
+  8: "inform",
+};
+
+/** In the network's DHCP range? Endpoints outside it are configured by hand and not served. */
+export function inRange(n: StoredNetwork, ip: string): boolean {
+  const v = ipNum(ip);
+  return v >= ipNum(n.dhcpRange.first) && v <= ipNum(n.dhcpRange.last);
+}
+
+function ipNum(ip: string): number {
+  const p = ip.split(".");
+  return ((Number(p[0]) << 24) >>> 0) + (Number(p[1]) << 16) + (Number(p[2]) << 8) + Number(p[3]);
+}
+
+function maskOf(prefixLen: number): string {
+  const m = prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
+  return [m >>> 24, (m >>> 16) & 255, (m >>> 8) & 255, m & 255].join(".");
+}
+
+/** The options of an OFFER/ACK (lease: false for an INFORM's ACK), most important first so
+ * that a client's small maximum size drops only the tail. */
+function leaseOptions(b: Binding4, type: number, lease: boolean, requested: Set<number>): Array<[number, Uint8Array]> {
+  const n = b.network;
+  const s = parseSubnet(n.cidr);
+  const r = hostRange(s);
+  const opts: Array<[number, Uint8Array]> = [
+    [OPT.MSG_TYPE, enc.u8(type)],
+    [OPT.SERVER_ID, enc.ip(n.gateway)],
+  ];
+  if (lease) {
+    opts.push([OPT.LEASE_TIME, enc.u32(n.dhcpLeaseTime)]);
+    opts.push([OPT.T1, enc.u32(Math.floor(n.dhcpLeaseTime / 2))]);
+    opts.push([OPT.T2, enc.u32(Math.floor((n.dhcpLeaseTime * 7) / 8))]);
+  }
+  opts.push([OPT.SUBNET_MASK, enc.ip(maskOf(s.prefixLen))]);
+  opts.push([OPT.ROUTER, enc.ip(n.gateway)]);
+  opts.push([OPT.DNS, enc.ip(n.gateway)]);
+  opts.push([OPT.DOMAIN_NAME, enc.text(n.dnsZone)]);
+  opts.push([OPT.MTU, enc.u16(n.mtu)]);
+  opts.push([OPT.BROADCAST, enc.ip(formatIp({ family: 4, value: r.last + 1n }))]);
+  opts.push([OPT.HOSTNAME, enc.text(b.endpoint)]);
+  opts.push([OPT.DOMAIN_SEARCH, enc.domainSearch([n.dnsZone])]);
+  // RFC 3442: a client that gets option 121 ignores option 3, so the default route leads.
+  if (requested.has(OPT.CLASSLESS_ROUTES) || n.dhcpRoutes.length)
+    opts.push([
+      OPT.CLASSLESS_ROUTES,
+      enc.classlessRoutes([
+        { dst: "0.0.0.0/0", via: n.gateway },
+        ...n.dhcpRoutes.map((x) => {
+          const [dst, , via] = x.split(" ");
+          return { dst: dst as string, via: via as string };
+        }),
+      ]),
+    ]);
+  for (const o of n.dhcpOptions) {
+    const p = parseDhcpOption(o);
+    opts.push([p.code, p.value]);
+  }
+  return opts;
+}
+
+function baseReply(req: Dhcp4Message, options: Array<[number, Uint8Array]>, yiaddr: string): Dhcp4Message {
+  return {
+    op: 2,
+    htype: req.htype,
+    hlen: req.hlen,
+    hops: 0,
+    xid: req.xid,
+    secs: 0,
+    flags: req.flags,
+    ciaddr: req.ciaddr,
+    yiaddr,
+    siaddr: ZERO,
+    giaddr: ZERO,
+    chaddr: req.chaddr,
+    sname: "",
+    file: "",
+    options: new Map(options),
+  };
+}
+
+/** Encodes a reply within the client's maximum message size (option 57, at least 576):
+ * when everything does not fit, the options the client did not ask for go first. */
+export function encodeReply(reply: Dhcp4Message, req: Dhcp4Message): Uint8Array {
+  const mms = req.options.get(OPT.MAX_SIZE);
+  let max = 576;
+  if (mms?.length === 2) max = Math.max(576, dec.u16(mms));
+  try {
+    return encodeDhcp4(reply, max);
+  } catch (e) {
+    if (!(e instanceof Dhcp4FormatError)) throw e;
+  }
+  const prl = new Set(req.options.get(OPT.PARAM_LIST) ?? []);
+  const must = new Set<number>([OPT.MSG_TYPE, OPT.SERVER_ID, OPT.LEASE_TIME, OPT.SUBNET_MASK, OPT.ROUTER, OPT.MESSAGE]);
+  const slim = { ...reply, options: new Map([...reply.options].filter(([c]) => must.has(c) || prl.has(c))) };
+  try {
+    return encodeDhcp4(slim, max);
+  } catch (e) {
+    if (!(e instanceof Dhcp4FormatError)) throw e;
+    return encodeDhcp4({ ...reply, options: new Map([...reply.options].filter(([c]) => must.has(c))) }, max);
+  }
+}
+
+/** Where a reply goes (RFC 2131 §4.1, giaddr is always zero here): a NAK is broadcast; a
+ * client that asked for broadcast gets it; one with an address (ciaddr) gets it there; else
+ * unicast to the offered address at the client's MAC (the caller installs that neighbour). */
+function route(req: Dhcp4Message, type: number, yiaddr: string): { to: "unicast" | "broadcast"; dest: string } {
+  if (type === DHCP4.NAK) return { to: "broadcast", dest: "255.255.255.255" };
+  if (req.ciaddr !== ZERO) return { to: "unicast", dest: req.ciaddr };
+  if (req.flags & 0x8000) return { to: "broadcast", dest: "255.255.255.255" };
+  return { to: "unicast", dest: yiaddr };
+}
+
+function nak(req: Dhcp4Message, b: Binding4, why: string): Outcome4 {
+  const reply = baseReply(
+    req,
+    [
+      [OPT.MSG_TYPE, enc.u8(DHCP4.NAK)],
+      [OPT.SERVER_ID, enc.ip(b.network.gateway)],
+      [OPT.MESSAGE, enc.text(why)],
+    ],
+    ZERO,
+  );
+  reply.ciaddr = ZERO;
+  return { kind: "reply", type: DHCP4.NAK, reply, ...route(req, DHCP4.NAK, ZERO) };
+}
+
+/** The server's answer to one parsed request from a workload. `lookup` finds the endpoint
+ * whose profile MAC is `mac` (the datapath has already checked that chaddr is the sending
+ * port's own MAC). */
+export function respond4(req: Dhcp4Message, lookup: (mac: string) => Binding4 | undefined): Outcome4 {
+  if (req.op !== 1) return { kind: "ignore", why: "not-a-request" };
+  if (req.giaddr !== ZERO || req.options.has(OPT.RELAY_AGENT)) return { kind: "ignore", why: "relayed" };
+  const type = messageType(req);
+  if (type === undefined) return { kind: "ignore", why: "bootp" };
+  if (req.htype !== 1 || req.hlen !== 6) return { kind: "ignore", why: "unknown-client" };
+  const mac = Array.from(req.chaddr.subarray(0, 6), (x) => x.toString(16).padStart(2, "0")).join(":");
+  const b = lookup(mac);
+  if (!b) return { kind: "ignore", why: "unknown-client" };
+  if (!inRange(b.network, b.ip)) return { kind: "ignore", why: "outside-range" };
+  const requested = new Set(req.options.get(OPT.PARAM_LIST) ?? []);
+  const sidRaw = req.options.get(OPT.SERVER_ID);
+  const sid = sidRaw?.length === 4 ? dec.ip(sidRaw) : undefined;
+  const reqRaw = req.options.get(OPT.REQUESTED_IP);
+  const reqIp = reqRaw?.length === 4 ? dec.ip(reqRaw) : undefined;
+  const offer = (t: number): Outcome4 => {
+    const reply = baseReply(req, leaseOptions(b, t, true, requested), b.ip);
+    return { kind: "reply", type: t, reply, ...route(req, t, b.ip) };
+  };
+
+  switch (type) {
+    case DHCP4.DISCOVER:
+      return offer(DHCP4.OFFER);
+    case DHCP4.REQUEST: {
+      if (sid !== undefined) {
+        // SELECTING: the client chose among offers; not us → forget it quietly.
+        if (sid !== b.network.gateway) return { kind: "ignore", why: "other-server" };
+        if (reqIp !== b.ip) return nak(req, b, `the address of this client is ${b.ip}`);
+        return offer(DHCP4.ACK);
+      }
+      // INIT-REBOOT (requested address, no ciaddr) or RENEWING/REBINDING (ciaddr).
+      const claimed = reqIp ?? (req.ciaddr !== ZERO ? req.ciaddr : undefined);
+      if (claimed === undefined) return { kind: "ignore", why: "bad-type" };
+      if (claimed !== b.ip) return nak(req, b, `the address of this client is ${b.ip}`);
+      return offer(DHCP4.ACK);
+    }
+    case DHCP4.DECLINE:
+      if (sid !== undefined && sid !== b.network.gateway) return { kind: "ignore", why: "other-server" };
+      return { kind: "decline", binding: b };
+    case DHCP4.RELEASE:
+      if (req.ciaddr !== b.ip) return { kind: "ignore", why: "bad-type" };
+      return { kind: "release", binding: b };
+    case DHCP4.INFORM: {
+      // The client has its address; it wants the rest (no lease, yiaddr zero; RFC 2131 §3.4).
+      const reply = baseReply(req, leaseOptions(b, DHCP4.ACK, false, requested), ZERO);
+      const dest = req.ciaddr !== ZERO ? req.ciaddr : b.ip;
+      return { kind: "reply", type: DHCP4.ACK, reply, to: "unicast", dest };
+    }
+    default:
+      return { kind: "ignore", why: "bad-type" };
+  }
+}

@@ -1,0 +1,300 @@
+/** The node's DHCPv4 server: one UDP socket on port 67 serves every network on the user
+ * bridge. It answers a client only when the client's MAC holds a claimed endpoint profile
+ * (the port programs have already checked that chaddr is the sending port's own MAC), keeps
+ * the leases in the store, and quarantines (counts, never serves) lease rows that fail
+ * validation at load. A bad packet is counted and dropped; nothing a client sends can stop it. */
+import type { udp } from "bun";
+import { z } from "zod";
+import { StratumError } from "../errors";
+import { contains, parseIp, parseSubnet } from "../model/ip";
+import { NL, type Rtnl, setNeighbour } from "../netlink";
+import type { Endpoint, Lease, Store, StoredNetwork } from "../store/store";
+import { type Binding4, encodeReply, type Ignore4, type Outcome4, respond4, TYPE_NAMES } from "./policy4";
+import { DHCP4, Dhcp4FormatError, type Dhcp4Message, dec, OPT, parseDhcp4 } from "./v4";
+
+export interface Dhcp4Stats {
+  /** Requests by message type (discover, request, …). */
+  received: Record<string, number>;
+  /** Replies sent by type (offer, ack, nak). */
+  replies: Record<string, number>;
+  ignored: Record<Ignore4, number>;
+  malformed: number;
+  releases: number;
+  declines: number;
+  sendErrors: number;
+  leasesQuarantined: number;
+  leasesActive: number;
+}
+
+type Log = (level: "info" | "warn", msg: string) => void;
+
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const LeaseRow = z.object({
+  network: z.string().min(1),
+  mac: z.string().regex(MAC_RE, "not a MAC address"),
+  family: z.union([z.literal(4), z.literal(6)]),
+  ip: z.string().min(2).max(45),
+  endpoint: z.string().max(64).nullable(),
+  hostname: z.string().max(255).nullable(),
+  state: z.enum(["bound", "released", "declined"]),
+  expires_at: z.number().int().nonnegative(),
+  updated_at: z.number().int().nonnegative(),
+});
+
+const IGNORE_REASONS: Ignore4[] = [
+  "not-a-request",
+  "bootp",
+  "relayed",
+  "unknown-client",
+  "outside-range",
+  "other-server",
+  "bad-type",
+];
+
+export class Dhcp4Server {
+  readonly #store: Store;
+  readonly #bridge: string;
+  readonly #nl: Rtnl | undefined;
+  readonly #log: Log;
+  readonly #port: number;
+  readonly #clientPort: number;
+  #sock: udp.Socket<"uint8array"> | undefined;
+  /** Client MAC → its endpoint: rebuilt by update(). */
+  #index = new Map<string, Binding4>();
+  /** Bound leases by "network mac", as the store has them. */
+  #leases = new Map<string, Lease>();
+  /** Neighbour entries written recently (ip → ms): a renew storm costs no netlink round trips. */
+  #neigh = new Map<string, number>();
+  #stats: Dhcp4Stats = {
+    received: {},
+    replies: {},
+    ignored: Object.fromEntries(IGNORE_REASONS.map((r) => [r, 0])) as Record<Ignore4, number>,
+    malformed: 0,
+    releases: 0,
+    declines: 0,
+    sendErrors: 0,
+    leasesQuarantined: 0,
+    leasesActive: 0,
+  };
+
+  /** `nl`: where the neighbour entries of unicast replies go (the agent's namespace);
+   * undefined writes none (tests that answer on loopback). */
+  constructor(o: { store: Store; bridge: string; nl?: Rtnl; log?: Log; port?: number; clientPort?: number }) {
+    this.#store = o.store;
+    this.#bridge = o.bridge;
+    this.#nl = o.nl;
+    this.#log = o.log ?? (() => {});
+    this.#port = o.port ?? 67;
+    this.#clientPort = o.clientPort ?? 68;
+  }
+
+  /** Loads the stored leases of `networks`; a row that fails validation is quarantined. */
+  loadLeases(networks: StoredNetwork[]): void {
+    const byName = new Map(networks.map((n) => [n.name, n]));
+    for (const raw of this.#store.loadLeases()) {
+      if (raw.family === 6) continue; // DHCPv6 bindings belong to the IPv6 service
+      const { rowid, ...fields } = raw;
+      const p = LeaseRow.safeParse(fields);
+      let why = p.success ? "" : `${p.error.issues[0]?.path.join(".")}: ${p.error.issues[0]?.message}`;
+      if (p.success) {
+        const n = byName.get(p.data.network);
+        try {
+          const ip = parseIp(p.data.ip);
+          if (!n || ip.family !== 4 || !contains(parseSubnet(n.cidr), ip))
+            why = `address ${p.data.ip} is not in network ${p.data.network}`;
+        } catch {
+          why = `address ${JSON.stringify(p.data.ip).slice(0, 60)} is not an IP address`;
+        }
+      }
+      if (why || !p.success) {
+        const text = JSON.stringify(fields, (_k, v) => (typeof v === "bigint" ? String(v) : v)).slice(0, 2000);
+        this.#store.quarantineLease(rowid, text, why);
+        this.#stats.leasesQuarantined++;
+        this.#log("warn", `dhcp: lease row ${rowid} quarantined (${why}): it is kept aside and not served`);
+        continue;
+      }
+      const d = p.data;
+      this.#leases.set(`${d.network} ${d.mac}`, {
+        network: d.network,
+        mac: d.mac,
+        family: 4,
+        ip: d.ip,
+        ...(d.endpoint ? { endpoint: d.endpoint } : {}),
+        ...(d.hostname ? { hostname: d.hostname } : {}),
+        state: d.state,
+        expiresAt: d.expires_at,
+        updatedAt: d.updated_at,
+      });
+    }
+  }
+
+  /** The endpoints served, after any change; leases of endpoints that are gone are dropped. */
+  update(networks: StoredNetwork[], endpoints: Endpoint[]): void {
+    const byName = new Map(networks.map((n) => [n.name, n]));
+    const index = new Map<string, Binding4>();
+    for (const e of endpoints) {
+      const n = byName.get(e.network);
+      if (n) index.set(e.mac, { endpoint: e.name, network: n, ip: e.ip, mac: e.mac });
+    }
+    this.#index = index;
+    for (const [key, l] of this.#leases) {
+      const b = index.get(l.mac);
+      if (b && b.network.name === l.network) continue;
+      this.#leases.delete(key);
+      try {
+        if (byName.has(l.network)) this.#store.deleteLease(l.network, l.mac, 4);
+      } catch (e) {
+        this.#log("warn", `dhcp: forget lease of ${l.mac}: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  async start(): Promise<void> {
+    try {
+      this.#sock = await Bun.udpSocket({
+        hostname: "0.0.0.0",
+        port: this.#port,
+        socket: { data: (_s, buf, port, addr) => this.#onPacket(buf, port, addr) },
+      });
+    } catch (e) {
+      throw new StratumError("SYS", `DHCP server: bind 0.0.0.0:${this.#port}: ${(e as Error).message}`);
+    }
+    this.#sock.setBroadcast(true);
+  }
+
+  get port(): number {
+    return this.#sock?.port ?? this.#port;
+  }
+
+  #onPacket(buf: Uint8Array, _port: number, _addr: string): void {
+    const h = this.handle(buf);
+    const out = h?.out;
+    if (!h || out?.kind !== "reply" || !this.#sock) return;
+    try {
+      if (out.to === "unicast" && this.#nl) this.#learn(out.dest, out.reply.chaddr);
+      const bytes = encodeReply(out.reply, h.req);
+      if (!this.#sock.send(bytes, this.#clientPort, out.dest)) this.#stats.sendErrors++;
+      else {
+        const t = TYPE_NAMES[out.type] ?? String(out.type);
+        this.#stats.replies[t] = (this.#stats.replies[t] ?? 0) + 1;
+      }
+    } catch (e) {
+      this.#stats.sendErrors++;
+      this.#log("warn", `dhcp: reply to ${out.dest}: ${(e as Error).message}`);
+    }
+  }
+
+  /** A client without its address yet cannot answer ARP: the reply's neighbour entry is
+   * written first (the profile's MAC, which the port enforces anyway). */
+  #learn(ip: string, chaddr: Uint8Array): void {
+    const now = Date.now();
+    if ((this.#neigh.get(ip) ?? 0) > now - 30_000) return;
+    const mac = Array.from(chaddr.subarray(0, 6), (x) => x.toString(16).padStart(2, "0")).join(":");
+    setNeighbour(this.#bridge, ip, mac, this.#nl, NL.NUD_STALE);
+    if (this.#neigh.size > 100_000) this.#neigh.clear();
+    this.#neigh.set(ip, now);
+  }
+
+  /** One request in, its outcome out (and the lease state updated). Never throws for any
+   * input: a bad packet is counted as malformed. */
+  handle(buf: Uint8Array, now = Date.now()): { req: Dhcp4Message; out: Outcome4 } | undefined {
+    let req: Dhcp4Message;
+    try {
+      req = parseDhcp4(buf);
+    } catch (e) {
+      if (!(e instanceof Dhcp4FormatError)) this.#log("warn", `dhcp: parser: ${(e as Error).message}`);
+      this.#stats.malformed++;
+      return undefined;
+    }
+    let out: Outcome4;
+    try {
+      const t = req.options.get(OPT.MSG_TYPE);
+      const name = t?.length === 1 ? (TYPE_NAMES[t[0] as number] ?? "other") : "bootp";
+      this.#stats.received[name] = (this.#stats.received[name] ?? 0) + 1;
+      out = respond4(req, (mac) => this.#index.get(mac));
+    } catch (e) {
+      // A well-formed message with a hostile option value (a bad requested address, say).
+      if (!(e instanceof Dhcp4FormatError)) this.#log("warn", `dhcp: ${(e as Error).message}`);
+      this.#stats.malformed++;
+      return undefined;
+    }
+    switch (out.kind) {
+      case "ignore":
+        this.#stats.ignored[out.why]++;
+        break;
+      case "reply":
+        if (out.type === DHCP4.ACK && out.reply.yiaddr !== "0.0.0.0") {
+          const b = this.#index.get(this.#macOf(out.reply.chaddr)) as Binding4;
+          const host = req.options.get(OPT.HOSTNAME);
+          let hostname: string | undefined;
+          try {
+            hostname = host ? dec.text(host).slice(0, 255) : undefined;
+          } catch {}
+          this.#save({
+            network: b.network.name,
+            mac: b.mac,
+            family: 4,
+            ip: b.ip,
+            endpoint: b.endpoint,
+            hostname,
+            state: "bound",
+            expiresAt: now + b.network.dhcpLeaseTime * 1000,
+            updatedAt: now,
+          });
+        }
+        break;
+      case "release":
+        this.#stats.releases++;
+        this.#end(out.binding, "released", now);
+        break;
+      case "decline":
+        this.#stats.declines++;
+        this.#log(
+          "warn",
+          `dhcp: ${out.binding.endpoint} (${out.binding.mac}) declined ${out.binding.ip}: another host answers for that address on network ${out.binding.network.name}`,
+        );
+        this.#end(out.binding, "declined", now);
+        break;
+    }
+    return { req, out };
+  }
+
+  #macOf(chaddr: Uint8Array): string {
+    return Array.from(chaddr.subarray(0, 6), (x) => x.toString(16).padStart(2, "0")).join(":");
+  }
+
+  #end(b: Binding4, state: "released" | "declined", now: number): void {
+    const cur = this.#leases.get(`${b.network.name} ${b.mac}`);
+    this.#save({
+      network: b.network.name,
+      mac: b.mac,
+      family: 4,
+      ip: b.ip,
+      endpoint: b.endpoint,
+      hostname: cur?.hostname,
+      state,
+      expiresAt: now,
+      updatedAt: now,
+    });
+  }
+
+  #save(l: Lease): void {
+    this.#leases.set(`${l.network} ${l.mac}`, l);
+    try {
+      this.#store.putLease(l);
+    } catch (e) {
+      this.#log("warn", `dhcp: store lease of ${l.mac}: ${(e as Error).message}`);
+    }
+  }
+
+  stats(now = Date.now()): Dhcp4Stats {
+    let active = 0;
+    for (const l of this.#leases.values()) if (l.state === "bound" && l.expiresAt > now) active++;
+    return { ...this.#stats, leasesActive: active };
+  }
+
+  close(): void {
+    this.#sock?.close();
+    this.#sock = undefined;
+  }
+}
