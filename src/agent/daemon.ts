@@ -12,6 +12,7 @@ import { StratumError } from "../errors";
 import { getLink, rtnl, setLink } from "../netlink";
 import { reconcile } from "../reconcile/reconcile";
 import { SqliteStore } from "../store/sqlite";
+import { Addressing } from "./addressing";
 import { PortDatapath } from "./datapath";
 import { MapFill } from "./map-fill";
 import { AgentMetrics, readSnapshot } from "./metrics";
@@ -30,6 +31,7 @@ export interface AgentOptions {
 }
 
 const log = consola.withTag("agent");
+const addrLog = consola.withTag("addressing");
 
 async function socketInUse(path: string): Promise<boolean> {
   try {
@@ -75,6 +77,15 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     log.info(`uplink ${o.uplink}: XDP ${attach.xdpMode ?? ""} program ${attach.progId}`.replace("  ", " "));
   }
 
+  // Address and name services: failures are logged and shown in status, never fatal.
+  const addressing = new Addressing({
+    store,
+    nl: svc.nl,
+    log: (level, msg) => (level === "warn" ? addrLog.warn(msg) : addrLog.info(msg)),
+  });
+  await addressing.start();
+  svc.onChange(() => addressing.refresh());
+
   const rt: AgentRuntime = {
     version: pkg.version,
     startedAt,
@@ -88,6 +99,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     reconcile: reconciles,
     recent,
     mapFill: new MapFill(() => dp.pinnedMaps()),
+    addressing,
   };
   const metrics = new AgentMetrics(() => readSnapshot(rt));
   // The trace instance of the programs stays loaded: a trace then costs milliseconds, not a load.
@@ -126,6 +138,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     log.info(`${sig}: stopping; bridges, ports and programs stay in place`);
     server.stop(true);
     tcp?.stop(true);
+    addressing.close();
     try {
       unlinkSync(o.apiSocket);
     } catch {}

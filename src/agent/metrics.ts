@@ -10,6 +10,7 @@ import { Counter, Gauge, Registry } from "prom-client";
 import { dropReasonName } from "../datapath/drops";
 import { encodeU32, FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall";
 import { readMonStats } from "../datapath/monitor";
+import type { AddressingStats } from "./addressing";
 import { GLOBAL_SCOPE_NAME } from "./firewall-service";
 import type { AgentRuntime } from "./runtime";
 import { buildStatus } from "./status";
@@ -44,6 +45,8 @@ export interface MetricsSnapshot {
   mapCountSeconds: number;
   ports: { ok: number; degraded: number };
   reconcile: { runs: number; errors: number; lastDurationSeconds?: number; lastRunSeconds?: number };
+  /** The DHCP, IPv6 and DNS servers' counters (absent when the agent runs none). */
+  addressing?: AddressingStats;
 }
 
 /** Milliseconds as seconds without binary-fraction noise (0.00969, not 0.009689999999999999). */
@@ -124,6 +127,7 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
       errors: st.reconcile.errors,
       ...(last ? { lastDurationSeconds: seconds(last.durationMs), lastRunSeconds: Date.parse(last.at) / 1000 } : {}),
     },
+    ...(rt.addressing ? { addressing: rt.addressing.stats() } : {}),
   };
 }
 
@@ -338,8 +342,146 @@ export class AgentMetrics {
     f("gauge", "stratum_reconcile_duration_seconds", "Duration of the last reconcile run.", [], (s, e) => {
       if (s.reconcile.lastDurationSeconds !== undefined) e({}, s.reconcile.lastDurationSeconds);
     });
+    this.#defineAddressing();
     f("gauge", "stratum_reconcile_last_run_timestamp_seconds", "When the last reconcile run started.", [], (s, e) => {
       if (s.reconcile.lastRunSeconds !== undefined) e({}, s.reconcile.lastRunSeconds);
     });
+  }
+
+  /** DHCPv4, router advertisements and DHCPv6, DNS. */
+  #defineAddressing(): void {
+    const f = this.#family.bind(this);
+    const a = (fill: (x: AddressingStats, e: Emit) => void) => (s: MetricsSnapshot, e: Emit) => {
+      if (s.addressing) fill(s.addressing, e);
+    };
+    f(
+      "counter",
+      "stratum_dhcp_requests_total",
+      "DHCPv4 requests received, by message type.",
+      ["type"],
+      a((x, e) => {
+        for (const [type, v] of Object.entries(x.dhcp4.received)) e({ type }, v);
+      }),
+    );
+    f(
+      "counter",
+      "stratum_dhcp_replies_total",
+      "DHCPv4 replies sent, by message type (offer, ack, nak).",
+      ["type"],
+      a((x, e) => {
+        for (const [type, v] of Object.entries(x.dhcp4.replies)) e({ type }, v);
+      }),
+    );
+    f(
+      "counter",
+      "stratum_dhcp_ignored_total",
+      "DHCPv4 requests not answered, by why (unknown-client: no claimed profile holds the MAC; relayed; malformed; …).",
+      ["reason"],
+      a((x, e) => {
+        for (const [reason, v] of Object.entries(x.dhcp4.ignored)) e({ reason }, v);
+        e({ reason: "malformed" }, x.dhcp4.malformed);
+        e({ reason: "send-error" }, x.dhcp4.sendErrors);
+      }),
+    );
+    f(
+      "counter",
+      "stratum_dhcp_lease_events_total",
+      "Leases ended by the client: released, or declined (another host answers for the address).",
+      ["event"],
+      a((x, e) => {
+        e({ event: "released" }, x.dhcp4.releases);
+        e({ event: "declined" }, x.dhcp4.declines);
+      }),
+    );
+    f(
+      "gauge",
+      "stratum_dhcp_leases_active",
+      "DHCPv4 leases bound and not expired.",
+      [],
+      a((x, e) => e({}, x.dhcp4.leasesActive)),
+    );
+    f(
+      "counter",
+      "stratum_dhcp_leases_quarantined_total",
+      "Stored lease rows set aside at start because they failed validation.",
+      [],
+      a((x, e) => e({}, x.dhcp4.leasesQuarantined)),
+    );
+    f(
+      "counter",
+      "stratum_ipv6_ra_total",
+      "Router advertisements sent, router solicitations received and ignored (unknown sender).",
+      ["event"],
+      a((x, e) => {
+        e({ event: "ra-sent" }, x.ipv6.raSent);
+        e({ event: "rs-received" }, x.ipv6.rsReceived);
+        e({ event: "rs-ignored" }, x.ipv6.rsIgnored);
+      }),
+    );
+    f(
+      "counter",
+      "stratum_dhcp6_messages_total",
+      "DHCPv6: messages received, replies by type, and messages not answered by why.",
+      ["event"],
+      a((x, e) => {
+        const d = x.ipv6.dhcp6;
+        e({ event: "received" }, d.received);
+        for (const [t, v] of Object.entries(d.replies)) e({ event: `reply-${t}` }, v);
+        e({ event: "ignored" }, d.ignored);
+        e({ event: "malformed" }, d.malformed);
+        e({ event: "relay-refused" }, d.relayRefused);
+      }),
+    );
+    f(
+      "counter",
+      "stratum_dns_queries_total",
+      "DNS queries received, by transport.",
+      ["transport"],
+      a((x, e) => {
+        e({ transport: "udp" }, x.dns.queries.udp);
+        e({ transport: "tcp" }, x.dns.queries.tcp);
+      }),
+    );
+    f(
+      "counter",
+      "stratum_dns_responses_total",
+      "DNS responses sent, by response code.",
+      ["rcode"],
+      a((x, e) => {
+        for (const [rcode, v] of Object.entries(x.dns.responses)) e({ rcode }, v);
+      }),
+    );
+    f(
+      "counter",
+      "stratum_dns_events_total",
+      "DNS server events: forwarded, cache-hit, refused (source outside the network), truncated, malformed, forged-dropped (a forwarder reply that did not match), upstream-timeout.",
+      ["event"],
+      a((x, e) => {
+        const d = x.dns;
+        e({ event: "forwarded" }, d.forwarded);
+        e({ event: "cache-hit" }, d.cacheHits);
+        e({ event: "refused" }, d.refused);
+        e({ event: "truncated" }, d.truncated);
+        e({ event: "malformed" }, d.malformed);
+        e({ event: "forged-dropped" }, d.forgedDropped);
+        e({ event: "upstream-timeout" }, d.upstreamTimeouts);
+      }),
+    );
+    f(
+      "gauge",
+      "stratum_dns_cache_entries",
+      "Answers from forwarders held in the cache.",
+      [],
+      a((x, e) => e({}, x.dns.cacheEntries)),
+    );
+    f(
+      "gauge",
+      "stratum_service_up",
+      "1 when an address service (dhcp, ipv6, dns) serves, 0 when it failed to start.",
+      ["service"],
+      a((x, e) => {
+        for (const svc of ["dhcp", "ipv6", "dns"]) e({ service: svc }, x.down[svc] ? 0 : 1);
+      }),
+    );
   }
 }

@@ -7,6 +7,7 @@ import type { Attachment } from "../datapath/attach";
 import type { ProbeReport } from "../datapath/probe";
 import type { ReconcileReport } from "../reconcile/reconcile";
 import type { SqliteStore } from "../store/sqlite";
+import type { Addressing } from "./addressing";
 import type { MapFill } from "./map-fill";
 import type { NetworkService } from "./service";
 
@@ -115,4 +116,6 @@ export interface AgentRuntime {
   reconcile: ReconcileLog;
   recent: RecentLog;
   mapFill: MapFill;
+  /** DHCP, router advertisements and DHCPv6, DNS (absent in tools that run without them). */
+  addressing?: Addressing;
 }

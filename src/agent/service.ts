@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { type PortConfig, PROFILE_F } from "../datapath/port";
 import { StratumError } from "../errors";
+import { type DnsRecordSpec, relativeOwner, validateDnsRecord } from "../model/dns";
 import { formatIp, hostRange, parseIp, parseSubnet } from "../model/ip";
 import {
   checkName,
@@ -36,7 +37,7 @@ import {
   setBridgePort,
   setLink,
 } from "../netlink";
-import type { Endpoint, Store, StoredNetwork } from "../store/store";
+import type { Endpoint, Lease, Store, StoredDnsRecord, StoredNetwork } from "../store/store";
 import type { DropCounts, PortDatapath } from "./datapath";
 import { FirewallTables } from "./firewall";
 import { FirewallService, type FwKernel } from "./firewall-service";
@@ -69,7 +70,10 @@ export interface AttachRequest {
 }
 
 export type NetworkPatch = Partial<
-  Pick<NetworkSpec, "mtu" | "defaultAction" | "dnsForwarders" | "dhcpRange" | "dnsZone">
+  Pick<
+    NetworkSpec,
+    "mtu" | "defaultAction" | "dnsForwarders" | "dhcpRange" | "dnsZone" | "dhcpLeaseTime" | "dhcpRoutes" | "dhcpOptions"
+  >
 >;
 
 /** What a port's programs check for an endpoint of network `n`. */
@@ -113,8 +117,24 @@ class Undo {
   }
 }
 
+/** A lease as `dhcp leases` shows it: the stored row and whether it is still running. */
+export interface LeaseView extends Lease {
+  active: boolean;
+}
+
+/** Which DNS records `dns record del` removes: by id, or by owner name (and type, and value). */
+export interface DnsRecordSelector {
+  id?: number;
+  name?: string;
+  type?: string;
+  value?: string;
+}
+
 export class NetworkService {
   readonly fw: FirewallService;
+  /** Called after every change that the DHCP and DNS servers serve (networks, endpoints,
+   * records): they rebuild what they answer from the store. */
+  readonly #listeners: Array<() => void> = [];
 
   /** `fwKernel`: the firewall's tables (default: on `dp`, which must be open). */
   constructor(
@@ -125,6 +145,95 @@ export class NetworkService {
     fwKernel: FwKernel = new FirewallTables(dp),
   ) {
     this.fw = new FirewallService(store, fwKernel, log);
+  }
+
+  onChange(fn: () => void): void {
+    this.#listeners.push(fn);
+  }
+
+  #changed(): void {
+    for (const fn of this.#listeners) {
+      try {
+        fn();
+      } catch (e) {
+        this.log(`refresh after a change: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  // ---- DHCP leases and DNS records ----------------------------------------------------------
+
+  dhcpLeases(network?: string, now = Date.now()): LeaseView[] {
+    if (network) this.mustNetwork(network);
+    return this.store
+      .loadLeases()
+      .filter((r) => network === undefined || r.network === network)
+      .map((r) => ({
+        network: String(r.network),
+        mac: String(r.mac),
+        family: Number(r.family) as 4 | 6,
+        ip: String(r.ip),
+        ...(r.endpoint ? { endpoint: String(r.endpoint) } : {}),
+        ...(r.hostname ? { hostname: String(r.hostname) } : {}),
+        state: String(r.state) as Lease["state"],
+        expiresAt: Number(r.expires_at),
+        updatedAt: Number(r.updated_at),
+        active: String(r.state) === "bound" && Number(r.expires_at) > now,
+      }))
+      .sort(
+        (a, b) =>
+          a.network.localeCompare(b.network) ||
+          a.family - b.family ||
+          a.ip.localeCompare(b.ip, "en", { numeric: true }),
+      );
+  }
+
+  dnsRecords(network?: string): StoredDnsRecord[] {
+    if (network) this.mustNetwork(network);
+    return this.store.listDnsRecords(network);
+  }
+
+  addDnsRecord(network: string, spec: DnsRecordSpec): StoredDnsRecord {
+    const n = this.mustNetwork(network);
+    const rec = validateDnsRecord(
+      n.dnsZone,
+      spec,
+      this.store.listDnsRecords(network),
+      this.store.listEndpoints(network).map((e) => e.name),
+    );
+    const stored = this.store.addDnsRecord(network, rec);
+    this.#changed();
+    return stored;
+  }
+
+  /** Deletes the records `sel` names; NOT_FOUND when it names none. Returns what went. */
+  deleteDnsRecords(network: string, sel: DnsRecordSelector): StoredDnsRecord[] {
+    const n = this.mustNetwork(network);
+    if (sel.id === undefined && sel.name === undefined)
+      throw new StratumError("INVALID", "name the record: its id, or its owner name (with type and value to narrow)");
+    const owner = sel.name === undefined ? undefined : relativeOwner(n.dnsZone, sel.name);
+    // A value is matched in its stored form ("10 5 8080 web" → "10 5 8080 web.<zone>").
+    let value = sel.value;
+    if (sel.value !== undefined && sel.type !== undefined && sel.name !== undefined)
+      try {
+        value = validateDnsRecord(n.dnsZone, { name: sel.name, type: sel.type, value: sel.value }, [], []).value;
+      } catch {}
+    const hit = this.store
+      .listDnsRecords(network)
+      .filter(
+        (r) =>
+          (sel.id === undefined || r.id === sel.id) &&
+          (owner === undefined || r.name === owner) &&
+          (sel.type === undefined || r.type === sel.type.toUpperCase()) &&
+          (value === undefined || r.value === value || r.value === value.toLowerCase().replace(/\.$/, "")),
+      );
+    if (!hit.length) throw new StratumError("NOT_FOUND", `no DNS record in network ${network} matches`);
+    this.store.deleteDnsRecords(
+      network,
+      hit.map((r) => r.id),
+    );
+    this.#changed();
+    return hit;
   }
 
   /** `n`: the endpoint's network when the caller has it already (lists read each network once). */
@@ -202,6 +311,7 @@ export class NetworkService {
       undo.run(this.log);
       throw e instanceof StratumError ? e.wrap(`create network ${net.name}`) : e;
     }
+    this.#changed();
     return this.#view(stored);
   }
 
@@ -217,6 +327,9 @@ export class NetworkService {
         defaultAction: patch.defaultAction ?? spec.defaultAction,
         dnsForwarders: patch.dnsForwarders ?? spec.dnsForwarders,
         dnsZone: patch.dnsZone ?? spec.dnsZone,
+        dhcpLeaseTime: patch.dhcpLeaseTime ?? spec.dhcpLeaseTime,
+        dhcpRoutes: patch.dhcpRoutes ?? spec.dhcpRoutes,
+        dhcpOptions: patch.dhcpOptions ?? spec.dhcpOptions,
       },
       others,
     );
@@ -228,6 +341,7 @@ export class NetworkService {
     if (patch.mtu !== undefined)
       for (const ep of this.store.listEndpoints(name))
         if (getLink(ep.hostIf, this.nl)) setLink(ep.hostIf, { mtu: next.mtu }, this.nl);
+    this.#changed();
     return this.#view(updated);
   }
 
@@ -243,6 +357,7 @@ export class NetworkService {
     this.#removeNetworkKernel(n);
     this.fw.removeScope(n.id);
     this.store.deleteNetwork(name);
+    this.#changed();
   }
 
   // ---- endpoints ----------------------------------------------------------------------------
@@ -319,6 +434,7 @@ export class NetworkService {
       undo.push("unclaim profile", () => this.dp.setProfile(n.id, n.cidr, index, 0));
       this.#plugPort(ep, n, undo);
       if (req.configure && nsNl) this.#configure(nsNl, ifname as string, `${ip}/${prefixLen}`, n, mac);
+      this.#changed();
       return this.#endpointView(ep);
     } catch (e) {
       undo.run(this.log);
@@ -393,6 +509,7 @@ export class NetworkService {
     deleteLinkIfExists(ep.hostIf, this.nl);
     this.store.releaseEndpoint(name);
     this.dp.setProfile(n.id, n.cidr, ep.hostIndex, 0);
+    this.#changed();
   }
 
   /** Re-applies one stored endpoint (restart, or a kernel that lost it); idempotent. */

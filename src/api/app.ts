@@ -21,6 +21,9 @@ export const NetworkPatchSchema = z
     dnsForwarders: z.array(z.string()).optional(),
     dhcpRange: z.string().optional(),
     dnsZone: z.string().optional(),
+    dhcpLeaseTime: z.number().int().optional(),
+    dhcpRoutes: z.array(z.string()).optional(),
+    dhcpOptions: z.array(z.string()).optional(),
   })
   .strict();
 
@@ -51,6 +54,25 @@ export const RuleSetSchema = z
   .strict();
 
 export const BlocklistAddSchema = z.object({ prefixes: z.array(z.string()).min(1) }).strict();
+
+/** A DNS record of a network's zone; the service checks name, type and value (src/model/dns.ts). */
+export const DnsRecordCreateSchema = z
+  .object({
+    name: z.string(),
+    type: z.string(),
+    value: z.string(),
+    ttl: z.number().int().optional(),
+  })
+  .strict();
+
+/** Which records `DELETE /v1/networks/{name}/dns/records` removes: an owner name, narrowed by type and value. */
+export const DnsRecordSelectorSchema = z
+  .object({
+    name: z.string().min(1),
+    type: z.string().min(1).optional(),
+    value: z.string().min(1).optional(),
+  })
+  .strict();
 
 const Port = z.number().int().min(0).max(65535);
 export const TraceSchema = z
@@ -96,6 +118,26 @@ async function body<T extends z.ZodType>(req: { json(): Promise<unknown> }, sche
   return r.data;
 }
 
+/** The query string, validated like a body (errors name the parameter). */
+function query<T extends z.ZodType>(q: Record<string, string>, schema: T, usage: string): z.infer<T> {
+  const r = schema.safeParse(q);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    const what = i?.path.join(".");
+    throw new StratumError("INVALID", `${what ? `${what}: ` : ""}${i?.message ?? "invalid"} (${usage})`);
+  }
+  return r.data;
+}
+
+/** A numeric id from a path (`what` names it in the message). */
+function numericId(v: string, what: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new StratumError("INVALID", `${what} "${v}" is not a number`);
+  return n;
+}
+
+const DNS_DELETE_USAGE = "DELETE /v1/networks/NAME/dns/records/ID or ?name=OWNER[&type=TYPE][&value=VALUE]";
+
 function networksRouter(svc: NetworkService): Hono {
   const r = new Hono();
   r.get("/", (c) => c.json(svc.listNetworks()));
@@ -113,6 +155,16 @@ function networksRouter(svc: NetworkService): Hono {
     svc.detach(c.req.param("name"), c.req.param("endpoint"));
     return c.body(null, 204);
   });
+  r.get("/:name/dns/records", (c) => c.json(svc.dnsRecords(c.req.param("name"))));
+  r.post("/:name/dns/records", async (c) =>
+    c.json(svc.addDnsRecord(c.req.param("name"), await body(c.req, DnsRecordCreateSchema)), 201),
+  );
+  r.delete("/:name/dns/records/:id", (c) =>
+    c.json(svc.deleteDnsRecords(c.req.param("name"), { id: numericId(c.req.param("id"), "record id") })),
+  );
+  r.delete("/:name/dns/records", (c) =>
+    c.json(svc.deleteDnsRecords(c.req.param("name"), query(c.req.query(), DnsRecordSelectorSchema, DNS_DELETE_USAGE))),
+  );
   return r;
 }
 
@@ -123,10 +175,20 @@ function endpointsRouter(svc: NetworkService): Hono {
   return r;
 }
 
-function ruleId(v: string): number {
-  const n = Number(v);
-  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new StratumError("INVALID", `rule id "${v}" is not a number`);
-  return n;
+const ruleId = (v: string) => numericId(v, "rule id");
+
+/** /v1/dhcp: the leases the networks' DHCP servers handed out. */
+function dhcpRouter(svc: NetworkService): Hono {
+  const r = new Hono();
+  r.get("/leases", (c) => c.json(svc.dhcpLeases(c.req.query("network") || undefined)));
+  return r;
+}
+
+/** /v1/dns: the user's records of every network (one network's: /v1/networks/{name}/dns/records). */
+function dnsRouter(svc: NetworkService): Hono {
+  const r = new Hono();
+  r.get("/records", (c) => c.json(svc.dnsRecords()));
+  return r;
 }
 
 /** /v1/firewall: {scope} is a network's name or `global`; the blocklist is node-wide. */
@@ -180,6 +242,14 @@ export function openApiDocument(): Record<string, unknown> {
       },
       "/v1/networks/{name}/endpoints": { post: op("Attach an endpoint (claim a profile)", AttachSchema, "201") },
       "/v1/networks/{name}/endpoints/{endpoint}": { delete: op("Detach an endpoint", undefined, "204") },
+      "/v1/networks/{name}/dns/records": {
+        get: op("List a network's DNS records"),
+        post: op("Add a DNS record (name relative to the zone, @ for the apex)", DnsRecordCreateSchema, "201"),
+        delete: op("Delete the records ?name=OWNER[&type=TYPE][&value=VALUE] names; answers the deleted records"),
+      },
+      "/v1/networks/{name}/dns/records/{id}": { delete: op("Delete a DNS record by id; answers it") },
+      "/v1/dns/records": { get: op("List the DNS records of every network") },
+      "/v1/dhcp/leases": { get: op("List DHCP leases (?network=NAME), with whether each is still active") },
       "/v1/endpoints": { get: op("List endpoints (?network=NAME)") },
       "/v1/endpoints/{name}": { get: op("Show an endpoint") },
       "/v1/firewall/{scope}/rules": {
@@ -230,6 +300,8 @@ export function createApp(svc: NetworkService, o: AppOptions = {}): Hono {
   app.route("/v1/networks", networksRouter(svc));
   app.route("/v1/endpoints", endpointsRouter(svc));
   app.route("/v1/firewall", firewallRouter(svc.fw));
+  app.route("/v1/dhcp", dhcpRouter(svc));
+  app.route("/v1/dns", dnsRouter(svc));
   app.get("/v1/status", async (c) => c.json(await status()));
   if (metrics)
     app.get("/metrics", async (c) => {

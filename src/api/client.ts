@@ -1,11 +1,12 @@
 /** Typed client of the agent's API over its unix socket (what the CLI uses). Turns the
  * API's {code, message} back into StratumError, and an unreachable agent into UNAVAILABLE. */
 import type { BlockAddResult, BlocklistView, ImportResult, RuleListView, RuleView } from "../agent/firewall-service";
-import type { EndpointView, NetworkView } from "../agent/service";
+import type { DnsRecordSelector, EndpointView, LeaseView, NetworkView } from "../agent/service";
 import type { AgentStatus } from "../agent/status";
 import { type ErrorCode, StratumError } from "../errors";
 import type { DefaultAction } from "../model/firewall";
 import type { RuleSetDoc } from "../model/ruleset";
+import type { StoredDnsRecord } from "../store/store";
 
 export const DEFAULT_API_SOCKET = "/run/stratum/api.sock";
 
@@ -73,6 +74,24 @@ export class ApiClient {
   blockAdd = (prefixes: string[]) => this.request<BlockAddResult>("POST", "/v1/firewall/blocklist", { prefixes });
   blockDel = (prefix: string) =>
     this.request<void>("DELETE", `/v1/firewall/blocklist?prefix=${encodeURIComponent(prefix)}`);
+
+  dhcpLeases = (network?: string) =>
+    this.request<LeaseView[]>("GET", `/v1/dhcp/leases${network ? `?network=${encodeURIComponent(network)}` : ""}`);
+
+  #dns = (network: string, rest = "") => `/v1/networks/${encodeURIComponent(network)}/dns/records${rest}`;
+  /** One network's records, or every network's. */
+  dnsRecords = (network?: string) =>
+    this.request<StoredDnsRecord[]>("GET", network ? this.#dns(network) : "/v1/dns/records");
+  addDnsRecord = (network: string, spec: { name: string; type: string; value: string; ttl?: number }) =>
+    this.request<StoredDnsRecord>("POST", this.#dns(network), spec);
+  /** Deletes by id, or by owner name (and type, and value); answers the deleted records. */
+  deleteDnsRecords = (network: string, sel: DnsRecordSelector) => {
+    if (sel.id !== undefined) return this.request<StoredDnsRecord[]>("DELETE", this.#dns(network, `/${sel.id}`));
+    const q = (["name", "type", "value"] as const)
+      .filter((k) => sel[k] !== undefined)
+      .map((k) => `${k}=${encodeURIComponent(sel[k] as string)}`);
+    return this.request<StoredDnsRecord[]>("DELETE", this.#dns(network, `?${q.join("&")}`));
+  };
 
   status = () => this.request<AgentStatus>("GET", "/v1/status");
 }

@@ -4,6 +4,8 @@ import { type CommandDef, defineCommand, runCommand, showUsage } from "citty";
 import { type ErrorCode, StratumError } from "../errors";
 import { agentCommand } from "./agent";
 import { datapathCommand } from "./datapath";
+import { dhcpCommand } from "./dhcp";
+import { dnsCommand } from "./dns";
 import { firewallCommand } from "./firewall";
 import { monitorCommand } from "./monitor";
 import { endpointCommand, networkCommand } from "./network";
@@ -24,6 +26,8 @@ export const rootCommand = defineCommand({
     network: networkCommand,
     endpoint: endpointCommand,
     firewall: firewallCommand,
+    dhcp: dhcpCommand,
+    dns: dnsCommand,
     trace: traceCommand,
     monitor: monitorCommand,
     status: statusCommand,

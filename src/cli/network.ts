@@ -1,5 +1,5 @@
 /** `network` and `endpoint` commands: clients of the agent's API. */
-import { defineCommand } from "citty";
+import { type CommandMeta, defineCommand } from "citty";
 import type { EndpointView, NetworkView } from "../agent/service";
 import { ApiClient, DEFAULT_API_SOCKET } from "../api/client";
 import { StratumError } from "../errors";
@@ -14,6 +14,35 @@ export const apiArg = {
 } as const;
 
 const client = (args: { "api-socket"?: string }) => new ApiClient(args["api-socket"] || undefined);
+
+/** citty's meta plus examples, which `--help` prints after the options (src/cli/index.ts). */
+export function meta(name: string, description: string, examples: string[] = []): CommandMeta {
+  return { name, description, examples } as CommandMeta;
+}
+
+const UNIT_SECONDS: Record<string, number> = { d: 86_400, h: 3600, m: 60, s: 1 };
+
+/** A duration as seconds: a bare number of seconds, or units (30s, 10m, 12h, 1d, 1h30m). */
+export function parseDuration(v: string, what: string): number {
+  const s = v.trim().toLowerCase();
+  if (/^\d+$/.test(s)) return Number(s);
+  const parts = [...s.matchAll(/(\d+)([dhms])/g)];
+  if (!s || parts.map((p) => p[0]).join("") !== s)
+    throw new StratumError("INVALID", `${what} must be seconds or a duration like 30s, 10m, 12h or 1d, not "${v}"`);
+  return parts.reduce((a, p) => a + Number(p[1]) * (UNIT_SECONDS[p[2] as string] as number), 0);
+}
+
+/** Seconds as the largest whole units: 3600 -> 1h, 5400 -> 1h30m, 90 -> 1m30s. */
+export function formatDuration(seconds: number): string {
+  let rest = seconds;
+  let out = "";
+  for (const [u, n] of Object.entries(UNIT_SECONDS))
+    if (rest >= n) {
+      out += `${Math.floor(rest / n)}${u}`;
+      rest %= n;
+    }
+  return out || "0s";
+}
 
 /** Values of a repeatable option (citty keeps the last unless given an array). */
 function all(argv: string[], flag: string): string[] {
@@ -38,13 +67,22 @@ function action(v: unknown): "allow" | "deny" | undefined {
   throw new StratumError("INVALID", `--default-action must be allow or deny, not "${String(v)}"`);
 }
 
+/** key: value lines; a list value takes one line per item, aligned under the first. */
+function printKvLists(pairs: Array<[string, string | string[]]>): void {
+  const pad = " ".repeat(Math.max(...pairs.map(([k]) => k.length)) + 2);
+  printKv(pairs.map(([k, v]) => [k, typeof v === "string" ? v : v.join(`\n${pad}`) || "-"]));
+}
+
 function showNetwork(n: NetworkView): void {
-  printKv([
+  printKvLists([
     ["name", n.name],
     ["cidr", n.cidr],
     ["gateway", n.gateway],
     ...(n.cidr6 ? ([["cidr6", `${n.cidr6} (gateway ${n.gateway6})`]] as Array<[string, string]>) : []),
     ["dhcp range", `${n.dhcpRange.first}-${n.dhcpRange.last}`],
+    ["dhcp lease time", `${formatDuration(n.dhcpLeaseTime)} (${n.dhcpLeaseTime} s)`],
+    ["dhcp routes", n.dhcpRoutes ?? []],
+    ["dhcp options", n.dhcpOptions ?? []],
     ["dns zone", n.dnsZone],
     ["dns forwarders", n.dnsForwarders.join(", ") || "-"],
     ["mtu", String(n.mtu)],
@@ -68,13 +106,42 @@ const specArgs = {
     description: "Firewall default: allow or deny (default allow)",
     valueHint: "allow|deny",
   },
+  "dhcp-lease-time": {
+    type: "string",
+    description: "How long DHCP leases last: seconds or 30s, 10m, 12h, 1d (default 1h)",
+    valueHint: "DURATION",
+  },
+  "dhcp-route": {
+    type: "string",
+    description: "Extra route handed out by DHCP (option 121), GW inside the subnet; repeat for several",
+    valueHint: "DST/LEN via GW",
+  },
+  "dhcp-option": {
+    type: "string",
+    description: "DHCP option to hand out, TYPE ip, ips, text, u8, u16, u32, hex or bool; repeat for several",
+    valueHint: "CODE=TYPE:VALUE",
+  },
 } as const;
 
+/** The DHCP flags of create and set, as spec fields (lists only when given). */
+function dhcpFields(args: { "dhcp-lease-time"?: string }, rawArgs: string[]): Record<string, unknown> {
+  const routes = all(rawArgs, "--dhcp-route");
+  const options = all(rawArgs, "--dhcp-option");
+  return {
+    dhcpLeaseTime:
+      args["dhcp-lease-time"] === undefined ? undefined : parseDuration(args["dhcp-lease-time"], "--dhcp-lease-time"),
+    dhcpRoutes: routes.length ? routes : undefined,
+    dhcpOptions: options.length ? options : undefined,
+  };
+}
+
 const create = defineCommand({
-  meta: {
-    name: "create",
-    description: "Create a network: subnet, gateway on cnv-user-br0, one endpoint profile per usable address",
-  },
+  meta: meta("create", "Create a network: subnet, gateway on cnv-user-br0, one endpoint profile per usable address", [
+    "cenvero-str-ctl network create --name app-net --cidr 10.20.0.0/24 --gateway 10.20.0.1",
+    "cenvero-str-ctl network create --name lab --cidr 10.30.0.0/24 --gateway 10.30.0.1 --cidr6 fd00:30::/64 \\",
+    "    --gateway6 fd00:30::1 --dns-forwarder 1.1.1.1 --dhcp-lease-time 12h \\",
+    '    --dhcp-route "192.168.50.0/24 via 10.30.0.254" --dhcp-option 42=ips:10.30.0.1 --dhcp-option 66=text:tftp.lab',
+  ]),
   args: {
     name: { type: "string", required: true, description: "Network name (DNS label)", valueHint: "NAME" },
     cidr: { type: "string", required: true, description: "IPv4 subnet, /16 to /30", valueHint: "CIDR" },
@@ -102,6 +169,7 @@ const create = defineCommand({
       dnsForwarders: all(rawArgs, "--dns-forwarder"),
       mtu: int(args.mtu, "--mtu"),
       defaultAction: action(args["default-action"]),
+      ...dhcpFields(args, rawArgs),
     });
     if (fmt === "json") return printJson(n);
     process.stdout.write(`created network ${n.name} (${n.cidr}, gateway ${n.gateway}, ${n.profiles.total} profiles)\n`);
@@ -145,16 +213,29 @@ const show = defineCommand({
 });
 
 const set = defineCommand({
-  meta: { name: "set", description: "Change a network's mutable fields (subnet and gateway are fixed)" },
+  meta: meta(
+    "set",
+    "Change a network's mutable fields (subnet and gateway are fixed); list flags replace the whole list",
+    [
+      "cenvero-str-ctl network set app-net --mtu 9000 --default-action deny",
+      "cenvero-str-ctl network set app-net --dhcp-lease-time 1d --dhcp-option 66=text:tftp.lab",
+      "# Two routes in place of the current ones; then none:",
+      'cenvero-str-ctl network set app-net --dhcp-route "10.9.0.0/16 via 10.20.0.254" --dhcp-route "10.8.0.0/16 via 10.20.0.253"',
+      "cenvero-str-ctl network set app-net --clear-dhcp-routes --clear-dhcp-options",
+    ],
+  ),
   args: {
     name: { type: "positional", required: true, description: "Network", valueHint: "NAME" },
     ...specArgs,
+    "clear-dhcp-routes": { type: "boolean", description: "Hand out no extra routes", default: false },
+    "clear-dhcp-options": { type: "boolean", description: "Hand out no user DHCP options", default: false },
     ...apiArg,
     ...outputArg,
   },
   async run({ args, rawArgs }) {
     const fmt = parseFormat(args.output);
     const fwd = all(rawArgs, "--dns-forwarder");
+    const dhcp = dhcpFields(args, rawArgs);
     const patch = Object.fromEntries(
       Object.entries({
         dhcpRange: args["dhcp-range"],
@@ -162,12 +243,16 @@ const set = defineCommand({
         dnsForwarders: fwd.length ? fwd : undefined,
         mtu: int(args.mtu, "--mtu"),
         defaultAction: action(args["default-action"]),
+        ...dhcp,
+        // --clear-* with new items: the new items (the lists are replaced either way).
+        dhcpRoutes: dhcp.dhcpRoutes ?? (args["clear-dhcp-routes"] ? [] : undefined),
+        dhcpOptions: dhcp.dhcpOptions ?? (args["clear-dhcp-options"] ? [] : undefined),
       }).filter(([, v]) => v !== undefined),
     );
     if (Object.keys(patch).length === 0)
       throw new StratumError(
         "INVALID",
-        "nothing to change: give --mtu, --default-action, --dhcp-range, --dns-zone or --dns-forwarder",
+        "nothing to change: give --mtu, --default-action, --dhcp-range, --dns-zone, --dns-forwarder, --dhcp-lease-time, --dhcp-route, --dhcp-option, --clear-dhcp-routes or --clear-dhcp-options",
       );
     const n = await client(args).setNetwork(args.name, patch);
     if (fmt === "json") return printJson(n);

@@ -1,0 +1,181 @@
+/** The agent's address and name services for every network: the DHCPv4 server, the IPv6
+ * router advertisements and DHCPv6 server, and the DNS server on each gateway address. They
+ * serve what the store holds and are refreshed after every change of networks, endpoints or
+ * records. A service that cannot start is logged and reported, never fatal: enforcement does
+ * not depend on it. */
+
+import { Ipv6Service, type Ipv6Stats, type V6Binding, type V6Network } from "../dhcp/ipv6-service";
+import { Dhcp4Server, type Dhcp4Stats } from "../dhcp/server4";
+import { DnsServer, type DnsStats, type ZoneInput } from "../dns/server";
+import { linkLocal, profileIp6 } from "../model/network";
+import type { Rtnl } from "../netlink";
+import type { Store } from "../store/store";
+import { USER_BRIDGE } from "./service";
+
+type Log = (level: "info" | "warn", msg: string) => void;
+
+export interface AddressingStats {
+  dhcp4: Dhcp4Stats;
+  dns: DnsStats;
+  ipv6: Ipv6Stats;
+  /** Services that failed to start, with why. */
+  down: Record<string, string>;
+}
+
+export class Addressing {
+  readonly dhcp4: Dhcp4Server;
+  readonly dns: DnsServer;
+  readonly ipv6: Ipv6Service;
+  readonly #store: Store;
+  readonly #log: Log;
+  readonly #down: Record<string, string> = {};
+  #pending: Promise<void> = Promise.resolve();
+  #v6sync: ReturnType<typeof setInterval> | undefined;
+  /** DHCPv6 bindings last written to the store, by "network mac" → "ip expiry". */
+  #v6stored = new Map<string, string>();
+
+  constructor(o: { store: Store; nl: Rtnl; log: Log; dnsForwarderPort?: number }) {
+    this.#store = o.store;
+    this.#log = o.log;
+    this.dhcp4 = new Dhcp4Server({ store: o.store, bridge: USER_BRIDGE, nl: o.nl, log: o.log });
+    this.dns = new DnsServer({ log: o.log, forwarderPort: o.dnsForwarderPort });
+    this.ipv6 = new Ipv6Service({ bridge: USER_BRIDGE, log: o.log });
+  }
+
+  /** Loads the leases, opens the sockets and serves the current state. */
+  async start(): Promise<void> {
+    this.dhcp4.loadLeases(this.#store.listNetworks());
+    await this.#startDown(["dhcp", "ipv6"]);
+    this.refresh();
+    await this.#pending;
+    // DHCPv6 bindings live in the IPv6 service; the store gets them every few seconds so
+    // `dhcp leases` lists them beside the DHCPv4 ones (and they survive a restart's listing).
+    this.#v6sync = setInterval(() => this.#syncV6Leases(), 2000);
+    this.#v6sync.unref?.();
+  }
+
+  /** Starts the services named (at start) or those down (at a refresh: the user bridge, for
+   * one, exists only once a network does). A failure is recorded and logged once. */
+  async #startDown(names: Array<"dhcp" | "ipv6">): Promise<void> {
+    for (const name of names) {
+      const svc = name === "dhcp" ? this.dhcp4 : this.ipv6;
+      try {
+        await svc.start();
+        if (this.#down[name]) this.#log("info", `${name}: serving now`);
+        delete this.#down[name];
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (this.#down[name] !== msg) this.#log("warn", `${name}: not serving: ${msg}`);
+        this.#down[name] = msg;
+      }
+    }
+  }
+
+  #syncV6Leases(now = Date.now()): void {
+    const macs = new Map(this.#store.listEndpoints().map((e) => [e.name, e.mac]));
+    const seen = new Set<string>();
+    for (const l of this.ipv6.leases()) {
+      const mac = macs.get(l.endpoint);
+      if (!mac) continue;
+      const key = `${l.network} ${mac}`;
+      seen.add(key);
+      const val = `${l.ip6} ${l.expiresAt}`;
+      if (this.#v6stored.get(key) === val) continue;
+      try {
+        this.#store.putLease({
+          network: l.network,
+          mac,
+          family: 6,
+          ip: l.ip6,
+          endpoint: l.endpoint,
+          state: "bound",
+          expiresAt: l.expiresAt,
+          updatedAt: now,
+        });
+        this.#v6stored.set(key, val);
+      } catch (e) {
+        this.#log("warn", `dhcp6: store binding of ${l.endpoint}: ${(e as Error).message}`);
+      }
+    }
+    for (const key of this.#v6stored.keys()) {
+      if (seen.has(key)) continue;
+      const [network, mac] = key.split(" ") as [string, string];
+      this.#v6stored.delete(key);
+      try {
+        if (this.#store.getNetwork(network)) this.#store.deleteLease(network, mac, 6);
+      } catch {}
+    }
+  }
+
+  /** Rebuilds what every service answers from the store. DNS listeners open and close
+   * asynchronously; refreshes run one after another. */
+  refresh(): void {
+    const networks = this.#store.listNetworks();
+    const endpoints = this.#store.listEndpoints();
+    const records = this.#store.listDnsRecords();
+    this.dhcp4.update(networks, endpoints);
+
+    const v6nets: V6Network[] = [];
+    const v6binds: V6Binding[] = [];
+    const zones: ZoneInput[] = [];
+    for (const n of networks) {
+      const eps = endpoints.filter((e) => e.network === n.name);
+      zones.push({
+        network: n,
+        endpoints: eps.map((e) => ({ name: e.name, ip: e.ip, mac: e.mac })),
+        records: records.filter((r) => r.network === n.name),
+      });
+      if (!n.cidr6 || !n.gateway6) continue;
+      v6nets.push({
+        name: n.name,
+        cidr6: n.cidr6,
+        gateway6: n.gateway6,
+        mtu: n.mtu,
+        dnsZone: n.dnsZone,
+        leaseTime: n.dhcpLeaseTime,
+      });
+      for (const e of eps)
+        v6binds.push({
+          endpoint: e.name,
+          network: n.name,
+          mac: e.mac,
+          ip6: profileIp6(n.cidr6, e.mac),
+          linkLocal: linkLocal(e.mac),
+        });
+    }
+    try {
+      this.ipv6.update(v6nets, v6binds);
+    } catch (e) {
+      this.#log("warn", `ipv6: ${(e as Error).message}`);
+    }
+    const down = (["dhcp", "ipv6"] as const).filter((n) => this.#down[n]);
+    this.#pending = this.#pending
+      .then(() => (down.length && networks.length ? this.#startDown([...down]) : undefined))
+      .then(() => this.dns.update(zones))
+      .then(
+        () => {
+          delete this.#down.dns;
+        },
+        (e) => {
+          this.#down.dns = (e as Error).message;
+          this.#log("warn", `dns: ${(e as Error).message}`);
+        },
+      );
+  }
+
+  /** Resolves when the last refresh's listeners are open. */
+  settled(): Promise<void> {
+    return this.#pending;
+  }
+
+  stats(): AddressingStats {
+    return { dhcp4: this.dhcp4.stats(), dns: this.dns.stats(), ipv6: this.ipv6.stats(), down: { ...this.#down } };
+  }
+
+  close(): void {
+    if (this.#v6sync) clearInterval(this.#v6sync);
+    this.dhcp4.close();
+    this.dns.close();
+    this.ipv6.close();
+  }
+}
