@@ -235,14 +235,18 @@ export class Ipv6Service {
         binaryType: "buffer",
         socket: {
           data: (s, data, _port, address) => this.#onDhcp(s, data, address),
+          // An ICMP error for an earlier reply (the client went away): nothing to do.
+          error: () => {},
         },
       });
     } catch (e) {
       throw bunError(`listen for DHCPv6 on [::]:${DHCP6_SERVER_PORT}`, e);
     }
     try {
-      // Bun reads "::%<ifindex>" as the interface to join on.
-      if (!sock.addMembership(ALL_DHCP_SERVERS, `::%${this.#ifindex}`)) throw new Error("refused");
+      // Bun takes the interface to join on from the scope of "::%<name>". It must be the name:
+      // a numeric scope is not read as an index, and the kernel then picks an interface by route
+      // (another one whenever the bridge's multicast route is not the first).
+      if (!sock.addMembership(ALL_DHCP_SERVERS, `::%${this.#bridge}`)) throw new Error("refused");
     } catch (e) {
       sock.close();
       throw bunError(`join ${ALL_DHCP_SERVERS} on ${this.#bridge}`, e);
@@ -271,7 +275,7 @@ export class Ipv6Service {
     try {
       this.#icmp?.close();
       this.#icmp = this.#openIcmp();
-      this.#udp?.addMembership(ALL_DHCP_SERVERS, `::%${this.#ifindex}`);
+      this.#udp?.addMembership(ALL_DHCP_SERVERS, `::%${this.#bridge}`);
     } catch (e) {
       this.#warnOnce(`reopen on ${this.#bridge}: ${(e as Error).message}`);
     }

@@ -154,7 +154,13 @@ export class Dhcp4Server {
       this.#sock = await Bun.udpSocket({
         hostname: "0.0.0.0",
         port: this.#port,
-        socket: { data: (_s, buf, port, addr) => this.#onPacket(buf, port, addr) },
+        socket: {
+          data: (_s, buf, port, addr) => this.#onPacket(buf, port, addr),
+          // An ICMP error for an earlier reply (the client's port closed): it went away.
+          error: () => {
+            this.#stats.sendErrors++;
+          },
+        },
       });
     } catch (e) {
       throw new StratumError("SYS", `DHCP server: bind 0.0.0.0:${this.#port}: ${(e as Error).message}`);

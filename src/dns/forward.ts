@@ -219,6 +219,8 @@ export class Forwarder {
             }
             finish({ msg: Buffer.from(buf), w });
           },
+          // The forwarder refused (port unreachable): the timeout moves on to the next one.
+          error: () => {},
         },
       }).then(
         (s) => {

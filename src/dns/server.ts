@@ -130,6 +130,8 @@ export class DnsServer {
               }).catch(() => {});
             else sock.send(r, rport, raddr);
           },
+          // An ICMP error for an earlier answer (the client went away): nothing to do.
+          error: () => {},
         },
       });
     } catch (e) {
