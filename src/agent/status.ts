@@ -66,6 +66,9 @@ export interface StoreStatus {
   endpoints?: number;
   rules?: number;
   blocklist?: number;
+  leases?: number;
+  leasesQuarantined?: number;
+  dnsRecords?: number;
 }
 
 export interface AgentStatus {
@@ -92,6 +95,42 @@ export interface AgentStatus {
   reconcile: { runs: number; errors: number; last?: ReconcileRun };
   recentErrors: LoggedProblem[];
   logTotals: { warn: number; error: number };
+  /** DHCP, router advertisements and DHCPv6, DNS: serving, or why not. */
+  services?: ServiceStatus[];
+}
+
+export interface ServiceStatus {
+  name: "dhcp" | "ipv6" | "dns";
+  state: "serving" | "down";
+  problem?: string;
+  /** One line of what it did: leases, advertisements, queries. */
+  summary: string;
+}
+
+function serviceStates(rt: AgentRuntime): ServiceStatus[] | undefined {
+  if (!rt.addressing) return undefined;
+  const x = rt.addressing.stats();
+  const sum = (r: Record<string, number>) => Object.values(r).reduce((a, v) => a + v, 0);
+  const entry = (name: ServiceStatus["name"], summary: string): ServiceStatus => ({
+    name,
+    state: x.down[name] ? "down" : "serving",
+    ...(x.down[name] ? { problem: x.down[name] } : {}),
+    summary,
+  });
+  return [
+    entry(
+      "dhcp",
+      `${x.dhcp4.leasesActive} active lease(s), ${sum(x.dhcp4.replies)} repl(ies), ${sum(x.dhcp4.ignored)} ignored, ${x.dhcp4.malformed} malformed, ${x.dhcp4.leasesQuarantined} lease row(s) quarantined`,
+    ),
+    entry(
+      "ipv6",
+      `${x.ipv6.raSent} router advertisement(s), ${x.ipv6.rsReceived} solicitation(s), DHCPv6 ${x.ipv6.dhcp6.received} received / ${sum(x.ipv6.dhcp6.replies)} answered`,
+    ),
+    entry(
+      "dns",
+      `${x.dns.queries.udp + x.dns.queries.tcp} quer(ies) (${x.dns.queries.tcp} TCP), ${x.dns.forwarded} forwarded, ${x.dns.cacheHits} cache hit(s), ${x.dns.refused} refused`,
+    ),
+  ];
 }
 
 /** A table this full (and not an LRU, which evicts by design) is worth a warning. */
@@ -243,8 +282,14 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
   if (last?.errors.length)
     reasons.push(`the last reconcile (${last.at}) reported ${last.errors.length} error(s): ${last.errors[0]}`);
   if (store.state !== "ok") reasons.push(`store ${store.path}: ${store.state}`);
+  const services = serviceStates(rt);
+  // Enforcement does not depend on them: a service down is a warning, not degraded health.
+  const warnings = [
+    ...fillWarnings(fill.maps),
+    ...(services ?? []).filter((v) => v.state === "down").map((v) => `${v.name} is not serving: ${v.problem}`),
+  ];
   return {
-    health: { status: reasons.length ? "degraded" : "ok", reasons, warnings: fillWarnings(fill.maps) },
+    health: { status: reasons.length ? "degraded" : "ok", reasons, warnings },
     version: rt.version,
     pid: process.pid,
     startedAt: rt.startedAt.toISOString(),
@@ -266,5 +311,6 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
     reconcile: { runs: rt.reconcile.runs, errors: rt.reconcile.errors, ...(last ? { last } : {}) },
     recentErrors: rt.recent.list(),
     logTotals: { ...rt.recent.totals },
+    ...(services ? { services } : {}),
   };
 }

@@ -46,7 +46,7 @@ export function printStatus(st: AgentStatus): void {
     [
       "store",
       store.state === "ok"
-        ? `${store.path}: schema ${store.schemaVersion}, ${formatBytes(store.sizeBytes)} (+${formatBytes(store.walBytes)} WAL); ${store.networks} network(s), ${store.endpoints} endpoint(s), ${store.rules} rule(s), ${store.blocklist} blocklisted prefix(es)`
+        ? `${store.path}: schema ${store.schemaVersion}, ${formatBytes(store.sizeBytes)} (+${formatBytes(store.walBytes)} WAL); ${store.networks} network(s), ${store.endpoints} endpoint(s), ${store.rules} rule(s), ${store.blocklist} blocklisted prefix(es), ${store.leases} lease(s), ${store.dnsRecords} DNS record(s)${store.leasesQuarantined ? `, ${store.leasesQuarantined} quarantined lease row(s)` : ""}`
         : `${store.path}: ${store.state}`,
     ],
     [
@@ -64,6 +64,8 @@ export function printStatus(st: AgentStatus): void {
       ? `${up.name} (ifindex ${up.ifindex}): ${up.state}; XDP ${up.xdpMode ?? "?"} program ${up.progId || "none"}, tcx egress program ${up.tcxEgressProgId || "none"}${up.problems.length ? `; ${up.problems.join("; ")}` : ""}`
       : "none",
   ]);
+  for (const v of st.services ?? [])
+    pairs.push([v.name, v.state === "serving" ? `serving: ${v.summary}` : `DOWN: ${v.problem}`]);
   printKv(pairs);
 
   out(`\nPORTS (${st.ports.length})\n`);

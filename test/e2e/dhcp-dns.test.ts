@@ -6,7 +6,7 @@
  * namespace. Queries from outside the node's networks are refused, DHCP from the uplink is
  * dropped, and the servers' counters show in /metrics. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -136,6 +136,7 @@ remote-control:
 
 afterAll(() => {
   for (const p of procs) p.kill("SIGKILL");
+  rmSync("/var/lib/dhcpcd/edcd.lease", { force: true });
   for (const n of Object.values(ns)) n.destroy();
   A?.destroy();
   rmSync(dir, { recursive: true, force: true });
@@ -264,6 +265,8 @@ esac`,
       conf,
       "option domain_name_servers, domain_name, domain_search, interface_mtu, classless_static_routes\nnoipv4ll\nnohook resolv.conf\n",
     );
+    // dhcpcd keeps leases by interface name across runs; start from none (a DISCOVER).
+    rmSync("/var/lib/dhcpcd/edcd.lease", { force: true });
     n.execOk(["ip", "link", "set", "edcd", "up"]);
     spawnIn(n, ["dhcpcd", "-B", "-4", "-f", conf, "-c", script, "-t", "10", "edcd"]);
     const bound = await waitFor("dhcpcd BOUND", () => events(log).find((e) => e.reason === "BOUND"));
@@ -314,8 +317,31 @@ describe("IPv6", () => {
     const conf = join(dir, "dhclient6.conf");
     writeFileSync(conf, "timeout 15;\nrequest dhcp6.name-servers, dhcp6.domain-search;\n");
     const pf = join(dir, "dhc6.pid");
-    n.exec(["dhclient", "-6", "-1", "-cf", conf, "-sf", script, "-pf", pf, "-lf", join(dir, "dhc6.leases"), "esix"]);
+    const r = n.exec([
+      "dhclient",
+      "-6",
+      "-1",
+      "-v",
+      "-cf",
+      conf,
+      "-sf",
+      script,
+      "-pf",
+      pf,
+      "-lf",
+      join(dir, "dhc6.leases"),
+      "esix",
+    ]);
     try {
+      if (!existsSync(envFile)) {
+        const m = await (await fetch("http://stratum/metrics", { unix: A.sock } as RequestInit)).text();
+        throw new Error(
+          `dhclient -6 got no lease (exit ${r.code}): ${r.stderr.slice(-1500)}\n${m
+            .split("\n")
+            .filter((l) => /dhcp6|ipv6_ra|service_up/.test(l) && !l.startsWith("#"))
+            .join("\n")}\n${A.logText.slice(-1500)}`,
+        );
+      }
       const env = Object.fromEntries(
         readFileSync(envFile, "utf8")
           .split("\n")
