@@ -170,7 +170,7 @@ describe("networks and endpoints", () => {
         .map((l: any) => l.ifname)
         .sort(),
     ).toEqual(["eth0", "lo"]);
-  });
+  }, 30_000); // 15 CLI processes: room for a loaded machine (not a timing claim)
 });
 
 test("network set changes the mutable fields and applies the MTU to its ports", () => {
