@@ -1,11 +1,12 @@
 /** scripts/bench entry: runs the named benchmarks (all by default) and prints a table,
  * or JSON with --json. Usage: scripts/bench [--rounds N] [--json] [--list] [NAME...] */
 import { parseArgs } from "node:util";
+import { ADDRESSING_BENCHMARKS } from "./addressing";
 import { AGENT_BENCHMARKS } from "./agent";
 import { type BenchResult, formatTable, runBenchmark } from "./harness";
 import { BENCHMARKS as DATAPATH_BENCHMARKS } from "./suite";
 
-const BENCHMARKS = { ...DATAPATH_BENCHMARKS, ...AGENT_BENCHMARKS };
+const BENCHMARKS = { ...DATAPATH_BENCHMARKS, ...AGENT_BENCHMARKS, ...ADDRESSING_BENCHMARKS };
 
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
