@@ -417,8 +417,10 @@ export class Ipv6Service {
       return;
     }
     const now = Date.now();
+    // One binding per endpoint (it has exactly one address): a client that asks for thousands
+    // of IAs, each with a fresh IAID, still costs one entry.
     for (const g of decision.grants)
-      this.#leases.set(`${g.duid}/${g.iaid}`, {
+      this.#leases.set(g.endpoint, {
         endpoint: g.endpoint,
         network: g.network,
         ip6: g.ip6,
@@ -426,7 +428,8 @@ export class Ipv6Service {
         duid: g.duid,
         expiresAt: now + g.validSeconds * 1000,
       });
-    for (const r of decision.releases) this.#leases.delete(`${r.duid}/${r.iaid}`);
+    for (const r of decision.releases)
+      for (const [k, l] of this.#leases) if (l.duid === r.duid && l.iaid === r.iaid) this.#leases.delete(k);
     if (decision.declined?.length)
       this.#log(
         "warn",

@@ -177,7 +177,8 @@ export class Dhcp4Server {
     const out = h?.out;
     if (!h || out?.kind !== "reply" || !this.#sock) return;
     try {
-      if (out.to === "unicast" && this.#nl) this.#learn(out.dest, out.reply.chaddr);
+      // Only the address being leased is learned: a client-chosen ciaddr must not point a neighbour entry at it.
+      if (out.to === "unicast" && this.#nl && out.dest === out.reply.yiaddr) this.#learn(out.dest, out.reply.chaddr);
       const bytes = encodeReply(out.reply, h.req);
       if (!this.#sock.send(bytes, this.#clientPort, out.dest)) this.#stats.sendErrors++;
       else {
