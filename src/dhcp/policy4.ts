@@ -1,10 +1,10 @@
 /** What a network's DHCPv4 server answers (RFC 2131 §4.3), as a pure function of the request
  * and the endpoint that holds the client's MAC: the lease is always the profile's address,
  * so an unknown MAC gets nothing and a flood of made-up MACs allocates nothing. No I/O. */
-import { formatIp, hostRange, parseSubnet } from "../model/ip";
+import { formatIp, hostRange, parseIp, parseSubnet } from "../model/ip";
 import { parseDhcpOption } from "../model/network";
 import type { StoredNetwork } from "../store/store";
-import { DHCP4, Dhcp4FormatError, type Dhcp4Message, dec, enc, encodeDhcp4, messageType, OPT } from "./v4";
+import { DHCP4, Dhcp4FormatError, type Dhcp4Message, dec, enc, encodeDhcp4, macOf, messageType, OPT } from "./v4";
 
 /** The endpoint a client MAC belongs to, with its network. */
 export interface Binding4 {
@@ -45,13 +45,8 @@ export const TYPE_NAMES: Record<number, string> = {
 
 /** In the network's DHCP range? Endpoints outside it are configured by hand and not served. */
 export function inRange(n: StoredNetwork, ip: string): boolean {
-  const v = ipNum(ip);
-  return v >= ipNum(n.dhcpRange.first) && v <= ipNum(n.dhcpRange.last);
-}
-
-function ipNum(ip: string): number {
-  const p = ip.split(".");
-  return ((Number(p[0]) << 24) >>> 0) + (Number(p[1]) << 16) + (Number(p[2]) << 8) + Number(p[3]);
+  const v = parseIp(ip).value;
+  return v >= parseIp(n.dhcpRange.first).value && v <= parseIp(n.dhcpRange.last).value;
 }
 
 function maskOf(prefixLen: number): string {
@@ -176,8 +171,7 @@ export function respond4(req: Dhcp4Message, lookup: (mac: string) => Binding4 | 
   const type = messageType(req);
   if (type === undefined) return { kind: "ignore", why: "bootp" };
   if (req.htype !== 1 || req.hlen !== 6) return { kind: "ignore", why: "unknown-client" };
-  const mac = Array.from(req.chaddr.subarray(0, 6), (x) => x.toString(16).padStart(2, "0")).join(":");
-  const b = lookup(mac);
+  const b = lookup(macOf(req));
   if (!b) return { kind: "ignore", why: "unknown-client" };
   if (!inRange(b.network, b.ip)) return { kind: "ignore", why: "outside-range" };
   const requested = new Set(req.options.get(OPT.PARAM_LIST) ?? []);

@@ -10,7 +10,7 @@ import { contains, parseIp, parseSubnet } from "../model/ip";
 import { NL, type Rtnl, setNeighbour } from "../netlink";
 import type { Endpoint, Lease, Store, StoredNetwork } from "../store/store";
 import { type Binding4, encodeReply, type Ignore4, type Outcome4, respond4, TYPE_NAMES } from "./policy4";
-import { DHCP4, Dhcp4FormatError, type Dhcp4Message, dec, OPT, parseDhcp4 } from "./v4";
+import { DHCP4, Dhcp4FormatError, type Dhcp4Message, dec, macOf, OPT, parseDhcp4 } from "./v4";
 
 export interface Dhcp4Stats {
   /** Requests by message type (discover, request, …). */
@@ -178,7 +178,7 @@ export class Dhcp4Server {
     if (!h || out?.kind !== "reply" || !this.#sock) return;
     try {
       // Only the address being leased is learned: a client-chosen ciaddr must not point a neighbour entry at it.
-      if (out.to === "unicast" && this.#nl && out.dest === out.reply.yiaddr) this.#learn(out.dest, out.reply.chaddr);
+      if (out.to === "unicast" && this.#nl && out.dest === out.reply.yiaddr) this.#learn(out.dest, macOf(out.reply));
       const bytes = encodeReply(out.reply, h.req);
       if (!this.#sock.send(bytes, this.#clientPort, out.dest)) this.#stats.sendErrors++;
       else {
@@ -193,10 +193,9 @@ export class Dhcp4Server {
 
   /** A client without its address yet cannot answer ARP: the reply's neighbour entry is
    * written first (the profile's MAC, which the port enforces anyway). */
-  #learn(ip: string, chaddr: Uint8Array): void {
+  #learn(ip: string, mac: string): void {
     const now = Date.now();
     if ((this.#neigh.get(ip) ?? 0) > now - 30_000) return;
-    const mac = Array.from(chaddr.subarray(0, 6), (x) => x.toString(16).padStart(2, "0")).join(":");
     setNeighbour(this.#bridge, ip, mac, this.#nl, NL.NUD_STALE);
     if (this.#neigh.size > 100_000) this.#neigh.clear();
     this.#neigh.set(ip, now);
@@ -231,7 +230,7 @@ export class Dhcp4Server {
         break;
       case "reply":
         if (out.type === DHCP4.ACK && out.reply.yiaddr !== "0.0.0.0") {
-          const b = this.#index.get(this.#macOf(out.reply.chaddr)) as Binding4;
+          const b = this.#index.get(macOf(out.reply)) as Binding4;
           const host = req.options.get(OPT.HOSTNAME);
           let hostname: string | undefined;
           try {
@@ -264,10 +263,6 @@ export class Dhcp4Server {
         break;
     }
     return { req, out };
-  }
-
-  #macOf(chaddr: Uint8Array): string {
-    return Array.from(chaddr.subarray(0, 6), (x) => x.toString(16).padStart(2, "0")).join(":");
   }
 
   #end(b: Binding4, state: "released" | "declined", now: number): void {
