@@ -3,11 +3,13 @@
  * nothing is advertised to all-nodes: each claimed endpoint gets its own network's RA unicast to its
  * link-local address, periodically and on its solicitations, and a request is answered only when its
  * link-local source names a claimed endpoint. A bad packet is counted and dropped. */
+
 import type { udp } from "bun";
 import { consola } from "consola";
 import { ERRNO, errnoName, StratumError, sysError } from "../errors";
 import { bytesToIp, ipToBytes, mustGetLink } from "../netlink";
 import { Icmp6Socket } from "../sys/icmp6";
+import { raiseReceiveBuffer } from "../sys/socket-buffer";
 import { buildRa, decodeRs, dnsLifetime, encodeRa, ICMP6 } from "./ra";
 import {
   ALL_DHCP_SERVERS,
@@ -251,6 +253,7 @@ export class Ipv6Service {
       sock.close();
       throw bunError(`join ${ALL_DHCP_SERVERS} on ${this.#bridge}`, e);
     }
+    raiseReceiveBuffer(sock, "DHCPv6 server", this.#log);
     return sock;
   }
 

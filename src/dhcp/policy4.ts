@@ -31,6 +31,7 @@ export type Outcome4 =
   | { kind: "decline"; binding: Binding4 };
 
 const ZERO = "0.0.0.0";
+const NONE = new Uint8Array(0);
 
 export const TYPE_NAMES: Record<number, string> = {
   1: "discover",
@@ -49,49 +50,94 @@ export function inRange(n: StoredNetwork, ip: string): boolean {
   return v >= parseIp(n.dhcpRange.first).value && v <= parseIp(n.dhcpRange.last).value;
 }
 
+/** What a binding's replies share, worked out once per binding object (bindings are rebuilt
+ * whenever a network or endpoint changes, so a stale entry is never reached): whether it is
+ * served at all, its full option lists (lease and INFORM), and the lists cut to what recent
+ * parameter request lists asked for. */
+interface BindingMemo {
+  served: boolean;
+  full: Map<boolean, Offered[]>;
+  cut: Map<string, Array<[number, Uint8Array]>>;
+}
+/** An option of a reply, and whether it goes whether or not the client asked for it. */
+type Offered = [code: number, value: Uint8Array, always: boolean];
+/** Distinct parameter request lists remembered per binding (clients send one or two). */
+const MAX_CUTS = 16;
+const memo = new WeakMap<Binding4, BindingMemo>();
+
+function memoOf(b: Binding4): BindingMemo {
+  let m = memo.get(b);
+  if (m === undefined) {
+    m = { served: inRange(b.network, b.ip), full: new Map(), cut: new Map() };
+    memo.set(b, m);
+  }
+  return m;
+}
+
 function maskOf(prefixLen: number): string {
   const m = prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
   return [m >>> 24, (m >>> 16) & 255, (m >>> 8) & 255, m & 255].join(".");
 }
 
 /** The options of an OFFER/ACK (lease: false for an INFORM's ACK), most important first so
- * that a client's small maximum size drops only the tail. */
-function leaseOptions(b: Binding4, type: number, lease: boolean, requested: Set<number>): Array<[number, Uint8Array]> {
+ * that a client's small maximum size drops only the tail. What every client needs goes
+ * always: the lease and its timers, mask, router, DNS server and domain; so do the MTU when
+ * it is not Ethernet's 1500 (an overlay network's 1450 must reach clients that forget to ask),
+ * the network's own routes, and the operator's --dhcp-option values. The rest (broadcast
+ * address, host name, search list, option 121 with only the default route) goes when the
+ * client's parameter request list (55) names it, as RFC 2131 §4.3.1 has servers do: fewer
+ * bytes for every client to parse. */
+function leaseOptions(b: Binding4, type: number, lease: boolean, requested: Uint8Array): Array<[number, Uint8Array]> {
+  const m = memoOf(b);
+  const key = `${lease ? 1 : 0}${requested.join(",")}`;
+  let cut = m.cut.get(key);
+  if (cut === undefined) {
+    let full = m.full.get(lease);
+    if (full === undefined) {
+      full = buildLeaseOptions(b, lease);
+      m.full.set(lease, full);
+    }
+    cut = [];
+    for (const [code, value, always] of full) if (always || requested.includes(code)) cut.push([code, value]);
+    if (m.cut.size < MAX_CUTS) m.cut.set(key, cut);
+  }
+  return [[OPT.MSG_TYPE, enc.u8(type)], ...cut];
+}
+
+/** Every option a binding's replies may carry, without the message type (it varies). */
+function buildLeaseOptions(b: Binding4, lease: boolean): Offered[] {
   const n = b.network;
   const s = parseSubnet(n.cidr);
   const r = hostRange(s);
-  const opts: Array<[number, Uint8Array]> = [
-    [OPT.MSG_TYPE, enc.u8(type)],
-    [OPT.SERVER_ID, enc.ip(n.gateway)],
-  ];
+  const opts: Offered[] = [[OPT.SERVER_ID, enc.ip(n.gateway), true]];
   if (lease) {
-    opts.push([OPT.LEASE_TIME, enc.u32(n.dhcpLeaseTime)]);
-    opts.push([OPT.T1, enc.u32(Math.floor(n.dhcpLeaseTime / 2))]);
-    opts.push([OPT.T2, enc.u32(Math.floor((n.dhcpLeaseTime * 7) / 8))]);
+    opts.push([OPT.LEASE_TIME, enc.u32(n.dhcpLeaseTime), true]);
+    opts.push([OPT.T1, enc.u32(Math.floor(n.dhcpLeaseTime / 2)), true]);
+    opts.push([OPT.T2, enc.u32(Math.floor((n.dhcpLeaseTime * 7) / 8)), true]);
   }
-  opts.push([OPT.SUBNET_MASK, enc.ip(maskOf(s.prefixLen))]);
-  opts.push([OPT.ROUTER, enc.ip(n.gateway)]);
-  opts.push([OPT.DNS, enc.ip(n.gateway)]);
-  opts.push([OPT.DOMAIN_NAME, enc.text(n.dnsZone)]);
-  opts.push([OPT.MTU, enc.u16(n.mtu)]);
-  opts.push([OPT.BROADCAST, enc.ip(formatIp({ family: 4, value: r.last + 1n }))]);
-  opts.push([OPT.HOSTNAME, enc.text(b.endpoint)]);
-  opts.push([OPT.DOMAIN_SEARCH, enc.domainSearch([n.dnsZone])]);
+  opts.push([OPT.SUBNET_MASK, enc.ip(maskOf(s.prefixLen)), true]);
+  opts.push([OPT.ROUTER, enc.ip(n.gateway), true]);
+  opts.push([OPT.DNS, enc.ip(n.gateway), true]);
+  opts.push([OPT.DOMAIN_NAME, enc.text(n.dnsZone), true]);
+  opts.push([OPT.MTU, enc.u16(n.mtu), n.mtu !== 1500]);
+  opts.push([OPT.BROADCAST, enc.ip(formatIp({ family: 4, value: r.last + 1n })), false]);
+  opts.push([OPT.HOSTNAME, enc.text(b.endpoint), false]);
+  opts.push([OPT.DOMAIN_SEARCH, enc.domainSearch([n.dnsZone]), false]);
   // RFC 3442: a client that gets option 121 ignores option 3, so the default route leads.
-  if (requested.has(OPT.CLASSLESS_ROUTES) || n.dhcpRoutes.length)
-    opts.push([
-      OPT.CLASSLESS_ROUTES,
-      enc.classlessRoutes([
-        { dst: "0.0.0.0/0", via: n.gateway },
-        ...n.dhcpRoutes.map((x) => {
-          const [dst, , via] = x.split(" ");
-          return { dst: dst as string, via: via as string };
-        }),
-      ]),
-    ]);
+  opts.push([
+    OPT.CLASSLESS_ROUTES,
+    enc.classlessRoutes([
+      { dst: "0.0.0.0/0", via: n.gateway },
+      ...n.dhcpRoutes.map((x) => {
+        const [dst, , via] = x.split(" ");
+        return { dst: dst as string, via: via as string };
+      }),
+    ]),
+    n.dhcpRoutes.length > 0,
+  ]);
   for (const o of n.dhcpOptions) {
     const p = parseDhcpOption(o);
-    opts.push([p.code, p.value]);
+    opts.push([p.code, p.value, true]);
   }
   return opts;
 }
@@ -173,8 +219,8 @@ export function respond4(req: Dhcp4Message, lookup: (mac: string) => Binding4 | 
   if (req.htype !== 1 || req.hlen !== 6) return { kind: "ignore", why: "unknown-client" };
   const b = lookup(macOf(req));
   if (!b) return { kind: "ignore", why: "unknown-client" };
-  if (!inRange(b.network, b.ip)) return { kind: "ignore", why: "outside-range" };
-  const requested = new Set(req.options.get(OPT.PARAM_LIST) ?? []);
+  if (!memoOf(b).served) return { kind: "ignore", why: "outside-range" };
+  const requested = req.options.get(OPT.PARAM_LIST) ?? NONE;
   const sidRaw = req.options.get(OPT.SERVER_ID);
   const sid = sidRaw?.length === 4 ? dec.ip(sidRaw) : undefined;
   const reqRaw = req.options.get(OPT.REQUESTED_IP);

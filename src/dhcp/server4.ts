@@ -9,6 +9,7 @@ import { StratumError } from "../errors";
 import { contains, parseIp, parseSubnet } from "../model/ip";
 import { NL, type Rtnl, setNeighbour } from "../netlink";
 import type { Endpoint, Lease, Store, StoredNetwork } from "../store/store";
+import { raiseReceiveBuffer } from "../sys/socket-buffer";
 import { type Binding4, encodeReply, type Ignore4, type Outcome4, respond4, TYPE_NAMES } from "./policy4";
 import { DHCP4, Dhcp4FormatError, type Dhcp4Message, dec, macOf, OPT, parseDhcp4 } from "./v4";
 
@@ -41,6 +42,9 @@ const LeaseRow = z.object({
   updated_at: z.number().int().nonnegative(),
 });
 
+/** Longest a renewal waits before it is written to the store. */
+export const FLUSH_MS = 1000;
+
 const IGNORE_REASONS: Ignore4[] = [
   "not-a-request",
   "bootp",
@@ -63,6 +67,9 @@ export class Dhcp4Server {
   #index = new Map<string, Binding4>();
   /** Bound leases by "network mac", as the store has them. */
   #leases = new Map<string, Lease>();
+  /** Leases whose renewal is not in the store yet (see #save). */
+  readonly #dirty = new Set<string>();
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
   /** Neighbour entries written recently (ip → ms): a renew storm costs no netlink round trips. */
   #neigh = new Map<string, number>();
   #stats: Dhcp4Stats = {
@@ -141,6 +148,7 @@ export class Dhcp4Server {
       const b = index.get(l.mac);
       if (b && b.network.name === l.network) continue;
       this.#leases.delete(key);
+      this.#dirty.delete(key);
       try {
         if (byName.has(l.network)) this.#store.deleteLease(l.network, l.mac, 4);
       } catch (e) {
@@ -166,6 +174,7 @@ export class Dhcp4Server {
       throw new StratumError("SYS", `DHCP server: bind 0.0.0.0:${this.#port}: ${(e as Error).message}`);
     }
     this.#sock.setBroadcast(true);
+    raiseReceiveBuffer(this.#sock, "DHCP server", this.#log);
   }
 
   get port(): number {
@@ -280,12 +289,50 @@ export class Dhcp4Server {
     });
   }
 
+  /** A new or changed lease is written at once. A renewal that only moves the expiry is
+   * written with the others within FLUSH_MS, in one transaction: the address is the
+   * profile's whatever the stored expiry says, so an agent killed before the flush loses
+   * nothing a client depends on, and a renew storm costs no write per ACK. */
   #save(l: Lease): void {
-    this.#leases.set(`${l.network} ${l.mac}`, l);
+    const key = `${l.network} ${l.mac}`;
+    const cur = this.#leases.get(key);
+    this.#leases.set(key, l);
+    if (
+      cur !== undefined &&
+      l.state === "bound" &&
+      cur.state === "bound" &&
+      cur.ip === l.ip &&
+      cur.endpoint === l.endpoint &&
+      cur.hostname === l.hostname
+    ) {
+      this.#dirty.add(key);
+      this.#flushTimer ??= setTimeout(() => this.flush(), FLUSH_MS);
+      this.#flushTimer.unref?.();
+      return;
+    }
+    this.#dirty.delete(key);
     try {
       this.#store.putLease(l);
     } catch (e) {
       this.#log("warn", `dhcp: store lease of ${l.mac}: ${(e as Error).message}`);
+    }
+  }
+
+  /** Writes the renewals not yet in the store (close() does too). */
+  flush(): void {
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    if (this.#dirty.size === 0) return;
+    const ls: Lease[] = [];
+    for (const k of this.#dirty) {
+      const l = this.#leases.get(k);
+      if (l) ls.push(l);
+    }
+    this.#dirty.clear();
+    try {
+      this.#store.putLeases(ls);
+    } catch (e) {
+      this.#log("warn", `dhcp: store ${ls.length} lease renewals: ${(e as Error).message}`);
     }
   }
 
@@ -296,6 +343,7 @@ export class Dhcp4Server {
   }
 
   close(): void {
+    this.flush();
     this.#sock?.close();
     this.#sock = undefined;
   }

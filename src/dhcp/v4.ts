@@ -209,17 +209,17 @@ export function parseDhcp4(buf: Uint8Array): Dhcp4Message {
     for (let i = 1; i < list.length; i += 2) total += list[i]!;
     const value = new Uint8Array(total);
     let at = 0;
+    // Byte loops: values are short, and a subarray view per instance costs more than the copy.
     for (let i = 0; i < list.length; i += 2) {
       const start = list[i]!;
-      const len = list[i + 1]!;
-      value.set(buf.subarray(start, start + len), at);
-      at += len;
+      const end = start + list[i + 1]!;
+      for (let j = start; j < end; j++) value[at++] = buf[j]!;
     }
     options.set(code, value);
   }
 
   const chaddr = new Uint8Array(16);
-  chaddr.set(buf.subarray(28, 44));
+  for (let i = 0; i < 16; i++) chaddr[i] = buf[28 + i]!;
   return {
     op,
     htype: buf[1]!,
@@ -294,7 +294,7 @@ export function encodeDhcp4(m: Dhcp4Message, maxSize?: number): Uint8Array {
       const n = Math.min(255, value.length - at);
       out[pos] = code;
       out[pos + 1] = n;
-      out.set(value.subarray(at, at + n), pos + 2);
+      for (let i = 0; i < n; i++) out[pos + 2 + i] = value[at + i]!;
       pos += n + 2;
       at += n;
     } while (at < value.length);

@@ -477,6 +477,12 @@ export class SqliteStore implements Store {
     if (r.changes === 0) throw new StratumError("NOT_FOUND", `network ${l.network} does not exist`);
   }
 
+  putLeases(ls: Lease[]): void {
+    this.db.transaction(() => {
+      for (const l of ls) this.putLease(l);
+    })();
+  }
+
   deleteLease(network: string, mac: string, family: 4 | 6): void {
     this.db
       .query(

@@ -75,6 +75,8 @@ export interface Store {
   loadLeases(): RawLeaseRow[];
   /** Inserts or replaces the lease of (network, mac, family). */
   putLease(l: Lease): void;
+  /** Several leases in one transaction (all or none). */
+  putLeases(ls: Lease[]): void;
   deleteLease(network: string, mac: string, family: 4 | 6): void;
   quarantineLease(rowid: number, row: string, reason: string): void;
   quarantinedLeases(): number;

@@ -4,7 +4,7 @@
  * client), the options of an offer, the client's maximum message size, lease rows that are
  * persisted, restored and quarantined, and the same answers over a real UDP socket. */
 import { afterAll, beforeEach, describe, expect, test } from "bun:test";
-import { Dhcp4Server } from "../../src/dhcp/server4";
+import { Dhcp4Server, FLUSH_MS } from "../../src/dhcp/server4";
 import { DHCP4, type Dhcp4Message, dec, enc, encodeDhcp4, OPT, parseDhcp4 } from "../../src/dhcp/v4";
 import { validateNetwork } from "../../src/model/network";
 import { SqliteStore } from "../../src/store/sqlite";
@@ -80,7 +80,9 @@ beforeEach(() => fresh());
 
 describe("DORA and the offer's options", () => {
   test("DISCOVER → OFFER of the profile address with every option of the network", () => {
-    const r = reply(request(DHCP4.DISCOVER, { opts: [[OPT.PARAM_LIST, Uint8Array.of(1, 3, 6, 15, 26, 119, 121)]] }));
+    const r = reply(
+      request(DHCP4.DISCOVER, { opts: [[OPT.PARAM_LIST, Uint8Array.of(1, 3, 6, 12, 15, 26, 28, 119, 121)]] }),
+    );
     expect(r.type).toBe(DHCP4.OFFER);
     expect(r.msg.yiaddr).toBe("10.20.0.6");
     expect(r.msg.xid).toBe(0x1234abcd);
@@ -108,6 +110,24 @@ describe("DORA and the offer's options", () => {
     expect(dec.text(o.get(66) as Uint8Array)).toBe("tftp.lab");
   });
 
+  test("what the client did not ask for stays home, except what every client needs", () => {
+    const codes = (prl: number[]) =>
+      [...reply(request(DHCP4.DISCOVER, { opts: [[OPT.PARAM_LIST, Uint8Array.from(prl)]] })).msg.options.keys()];
+    // MTU 1450 (not Ethernet's), the network's own routes and the operator's options always go.
+    expect(codes([1, 3])).toEqual([53, 54, 51, 58, 59, 1, 3, 6, 15, 26, 121, 42, 66]);
+    expect(codes([28, 12])).toEqual([53, 54, 51, 58, 59, 1, 3, 6, 15, 26, 28, 12, 121, 42, 66]);
+    // An MTU of 1500 and no routes of its own: option 26 and 121 only when asked for.
+    fresh({ mtu: 1500, dhcpRoutes: [], dhcpOptions: [] });
+    expect(codes([1, 3, 6])).toEqual([53, 54, 51, 58, 59, 1, 3, 6, 15]);
+    expect(codes([121, 26, 119])).toEqual([53, 54, 51, 58, 59, 1, 3, 6, 15, 26, 119, 121]);
+    const routes = reply(request(DHCP4.DISCOVER, { opts: [[OPT.PARAM_LIST, Uint8Array.of(121)]] })).msg.options;
+    expect(dec.classlessRoutes(routes.get(OPT.CLASSLESS_ROUTES) as Uint8Array)).toEqual([
+      { dst: "0.0.0.0/0", via: "10.20.0.1" },
+    ]);
+    // Without a request list at all: the same essentials.
+    expect([...reply(request(DHCP4.DISCOVER)).msg.options.keys()]).toEqual([53, 54, 51, 58, 59, 1, 3, 6, 15]);
+  });
+
   test("REQUEST (selecting) → ACK; the lease is stored with the client's host name", () => {
     const r = reply(
       request(DHCP4.REQUEST, {
@@ -132,6 +152,50 @@ describe("DORA and the offer's options", () => {
     expect(rows[0]?.state).toBe("bound");
     expect(Number(rows[0]?.expires_at) - Date.now()).toBeGreaterThan(590_000);
     expect(srv.stats().leasesActive).toBe(1);
+  });
+
+  test("a renewal that only moves the expiry is written within FLUSH_MS, a changed lease at once", async () => {
+    const selecting = (host: string, now: number) =>
+      srv.handle(
+        request(DHCP4.REQUEST, {
+          opts: [
+            [OPT.SERVER_ID, enc.ip("10.20.0.1")],
+            [OPT.REQUESTED_IP, enc.ip("10.20.0.6")],
+            [OPT.HOSTNAME, enc.text(host)],
+          ],
+        }),
+        now,
+      );
+    const t0 = Date.now();
+    selecting("web-host", t0);
+    const first = Number(store.loadLeases()[0]?.expires_at);
+    expect(first).toBe(t0 + 600_000);
+    // Renewals: the stored expiry lags until the flush, which writes the latest one.
+    srv.handle(
+      request(DHCP4.REQUEST, { ciaddr: "10.20.0.6", opts: [[OPT.HOSTNAME, enc.text("web-host")]] }),
+      t0 + 5_000,
+    );
+    srv.handle(
+      request(DHCP4.REQUEST, { ciaddr: "10.20.0.6", opts: [[OPT.HOSTNAME, enc.text("web-host")]] }),
+      t0 + 9_000,
+    );
+    expect(Number(store.loadLeases()[0]?.expires_at)).toBe(first);
+    await Bun.sleep(FLUSH_MS + 200);
+    expect(Number(store.loadLeases()[0]?.expires_at)).toBe(t0 + 609_000);
+    // A new host name is a changed lease: stored at once, and a pending renewal is superseded.
+    srv.handle(
+      request(DHCP4.REQUEST, { ciaddr: "10.20.0.6", opts: [[OPT.HOSTNAME, enc.text("web-host")]] }),
+      t0 + 10_000,
+    );
+    selecting("renamed", t0 + 11_000);
+    expect(store.loadLeases()[0]).toMatchObject({ hostname: "renamed", expires_at: t0 + 611_000 });
+    // close() writes what is pending.
+    srv.handle(
+      request(DHCP4.REQUEST, { ciaddr: "10.20.0.6", opts: [[OPT.HOSTNAME, enc.text("renamed")]] }),
+      t0 + 12_000,
+    );
+    srv.close();
+    expect(Number(store.loadLeases()[0]?.expires_at)).toBe(t0 + 612_000);
   });
 
   test("a REQUEST for another address is NAKed, broadcast", () => {
