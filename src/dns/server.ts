@@ -4,6 +4,7 @@
  * connection with 2-byte length framing, closes idle connections and caps their number. */
 import type { Socket, TCPSocketListener, udp } from "bun";
 import { ERRNO, StratumError, sysError } from "../errors";
+import { raiseReceiveBuffer } from "../sys/socket-buffer";
 import { DnsEngine, type DnsStats } from "./engine";
 import type { ZoneInput } from "./zone";
 
@@ -137,6 +138,7 @@ export class DnsServer {
     } catch (e) {
       throw fail("udp", e);
     }
+    raiseReceiveBuffer(u, `DNS server on ${addr}`, this.#log);
     const conns = new Set<Socket<Conn>>();
     let tcp: TCPSocketListener<Conn>;
     try {

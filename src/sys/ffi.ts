@@ -70,6 +70,7 @@ const libcSymbols = {
   socket: { args: [T.i32, T.i32, T.i32], returns: T.i32 },
   bind: { args: [T.i32, T.ptr, T.u32], returns: T.i32 },
   setsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.u32], returns: T.i32 },
+  getsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.ptr], returns: T.i32 },
   getsockname: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
   sendto: { args: [T.i32, T.ptr, T.u64, T.i32, T.ptr, T.u32], returns: T.i64 },
   recv: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i64 },

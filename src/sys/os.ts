@@ -119,6 +119,30 @@ export function closeFd(fd: number): void {
   if (fd >= 0) libc().close(fd);
 }
 
+const SOL_SOCKET = 1;
+const SO_RCVBUF = 8;
+const SO_RCVBUFFORCE = 33;
+const SO_SNDBUF = 7;
+const SO_SNDBUFFORCE = 32;
+
+/** Sets a socket's receive or send buffer to `bytes` (the kernel doubles it for its own
+ * bookkeeping). Past net.core.[rw]mem_max only with CAP_NET_ADMIN (the *FORCE options, which
+ * the agent has); without it the plain option gives what the limit allows. Returns the size
+ * the kernel reports afterwards. */
+export function setSocketBuffer(fd: number, which: "receive" | "send", bytes: number): number {
+  const v = Buffer.alloc(4);
+  v.writeInt32LE(bytes);
+  const [force, plain] = which === "receive" ? [SO_RCVBUFFORCE, SO_RCVBUF] : [SO_SNDBUFFORCE, SO_SNDBUF];
+  if (libc().setsockopt(fd, SOL_SOCKET, force, v, 4) < 0 && libc().setsockopt(fd, SOL_SOCKET, plain, v, 4) < 0)
+    throw sysError(`set the ${which} buffer of socket ${fd}`, errno());
+  const out = Buffer.alloc(4);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(4);
+  if (libc().getsockopt(fd, SOL_SOCKET, plain, out, len) < 0)
+    throw sysError(`read the ${which} buffer of socket ${fd}`, errno());
+  return out.readInt32LE(0);
+}
+
 export function ifNameToIndex(name: string): number {
   const idx = libc().if_nametoindex(cstr(name));
   if (idx === 0) throw sysError(`find interface ${name}`, errno() || 19);
@@ -173,8 +197,6 @@ export { BPF_FS_MAGIC };
 
 const AF_PACKET = 17;
 const ETH_P_ALL_BE = 0x0300; // htons(ETH_P_ALL)
-const SOL_SOCKET = 1;
-const SO_RCVBUFFORCE = 33;
 const SOL_PACKET = 263;
 const PACKET_IGNORE_OUTGOING = 23;
 
