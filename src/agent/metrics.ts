@@ -454,7 +454,7 @@ export class AgentMetrics {
     f(
       "counter",
       "stratum_dns_events_total",
-      "DNS server events: forwarded, cache-hit, refused (source outside the network), truncated, malformed, forged-dropped (a forwarder reply that did not match), upstream-timeout.",
+      "DNS server events: forwarded, cache-hit, refused (source outside the network), truncated, malformed, forged-dropped (a forwarder reply that did not match), upstream-timeout, send-dropped (a reply the kernel would not take: the send buffer was full).",
       ["event"],
       a((x, e) => {
         const d = x.dns;
@@ -465,6 +465,7 @@ export class AgentMetrics {
         e({ event: "malformed" }, d.malformed);
         e({ event: "forged-dropped" }, d.forgedDropped);
         e({ event: "upstream-timeout" }, d.upstreamTimeouts);
+        e({ event: "send-dropped" }, d.sendDropped);
       }),
     );
     f(

@@ -19,6 +19,42 @@ export const MAX_TCP_CONNECTIONS = 256;
 /** Reply bytes queued for a client that does not read; past this the connection goes. */
 const MAX_TCP_BACKLOG = 256 * 1024;
 
+/** Replies to the datagrams of one event-loop turn, sent together (sendmmsg) once the turn's
+ * reads are done: one system call and one wake-up of a busy client for many replies instead
+ * of one each. A reply the kernel will not take (send buffer full) is dropped and counted,
+ * as a lost datagram would be. */
+class ReplyBatch {
+  #items: Array<Uint8Array | number | string> = [];
+  #sock: udp.Socket<"buffer"> | undefined;
+  #scheduled = false;
+  readonly #flush = () => this.flush();
+  constructor(readonly onDropped: (n: number) => void) {}
+
+  add(sock: udp.Socket<"buffer">, data: Uint8Array, port: number, addr: string): void {
+    this.#sock = sock;
+    this.#items.push(data, port, addr);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#flush);
+    }
+  }
+
+  flush(): void {
+    this.#scheduled = false;
+    const items = this.#items;
+    const sock = this.#sock;
+    if (items.length === 0 || !sock) return;
+    this.#items = [];
+    if (sock.closed) return;
+    let sent = 0;
+    try {
+      sent = sock.sendMany(items);
+    } catch {}
+    const dropped = items.length / 3 - sent;
+    if (dropped > 0) this.onDropped(dropped);
+  }
+}
+
 class Conn {
   buf: Buffer = Buffer.alloc(0);
   pending: Buffer[] = [];
@@ -39,6 +75,7 @@ export class DnsServer {
   readonly #port: number;
   readonly #listeners = new Map<string, Listener>();
   #queue: Promise<void> = Promise.resolve();
+  #sendDropped = 0;
   #closed = false;
 
   constructor(
@@ -65,7 +102,7 @@ export class DnsServer {
   }
 
   stats(): DnsStats {
-    return this.#engine.stats();
+    return { ...this.#engine.stats(), sendDropped: this.#sendDropped };
   }
 
   /** The engine, for callers that want zones or to answer bytes without a socket. */
@@ -115,6 +152,9 @@ export class DnsServer {
       return errno ? sysError(ctx, errno) : new StratumError("SYS", `${ctx}: ${err?.message ?? String(e)}`);
     };
     let u: udp.Socket<"buffer">;
+    const out = new ReplyBatch((n) => {
+      this.#sendDropped += n;
+    });
     try {
       u = await Bun.udpSocket({
         hostname: addr,
@@ -129,7 +169,7 @@ export class DnsServer {
               r.then((b) => {
                 if (b && !sock.closed) sock.send(b, rport, raddr);
               }).catch(() => {});
-            else sock.send(r, rport, raddr);
+            else out.add(sock, r, rport, raddr);
           },
           // An ICMP error for an earlier answer (the client went away): nothing to do.
           error: () => {},

@@ -81,9 +81,14 @@ export interface NameRead {
   end: number;
 }
 
+/** Where readName writes a name's presentation form before it becomes a string: at most 255
+ * wire bytes, each at most 4 characters (\DDD). One buffer for all calls (they never nest). */
+const NAME_SCRATCH = Buffer.alloc(1024);
+
 /** Reads a (possibly compressed) name at `off`. */
 export function readName(buf: Uint8Array, off: number, allowPointers = true): NameRead {
-  const codes: number[] = [];
+  const out = NAME_SCRATCH;
+  let n = 0;
   let pos = off;
   let segStart = off;
   let end = -1;
@@ -112,18 +117,21 @@ export function readName(buf: Uint8Array, off: number, allowPointers = true): Na
     wire += len + 1;
     if (wire > MAX_NAME_WIRE) throw new DnsFormatError("name longer than 255 bytes");
     if (pos + 1 + len > buf.length) throw new DnsFormatError("label runs past the end of the message");
-    if (codes.length) codes.push(46);
+    if (n) out[n++] = 46;
     for (let i = pos + 1; i <= pos + len; i++) {
       let c = buf[i] as number;
       if (c >= 65 && c <= 90) c += 32;
       if (c <= 32 || c >= 127 || c === 46 || c === 92) {
-        const d = String(c).padStart(3, "0");
-        codes.push(92, d.charCodeAt(0), d.charCodeAt(1), d.charCodeAt(2));
-      } else codes.push(c);
+        out[n] = 92;
+        out[n + 1] = 48 + Math.floor(c / 100);
+        out[n + 2] = 48 + (Math.floor(c / 10) % 10);
+        out[n + 3] = 48 + (c % 10);
+        n += 4;
+      } else out[n++] = c;
     }
     pos += 1 + len;
   }
-  return { name: codes.length ? String.fromCharCode(...codes) : ".", end };
+  return { name: n ? out.toString("latin1", 0, n) : ".", end };
 }
 
 export interface Edns {

@@ -111,8 +111,9 @@ describe("DORA and the offer's options", () => {
   });
 
   test("what the client did not ask for stays home, except what every client needs", () => {
-    const codes = (prl: number[]) =>
-      [...reply(request(DHCP4.DISCOVER, { opts: [[OPT.PARAM_LIST, Uint8Array.from(prl)]] })).msg.options.keys()];
+    const codes = (prl: number[]) => [
+      ...reply(request(DHCP4.DISCOVER, { opts: [[OPT.PARAM_LIST, Uint8Array.from(prl)]] })).msg.options.keys(),
+    ];
     // MTU 1450 (not Ethernet's), the network's own routes and the operator's options always go.
     expect(codes([1, 3])).toEqual([53, 54, 51, 58, 59, 1, 3, 6, 15, 26, 121, 42, 66]);
     expect(codes([28, 12])).toEqual([53, 54, 51, 58, 59, 1, 3, 6, 15, 26, 28, 12, 121, 42, 66]);

@@ -212,6 +212,39 @@ describe("dns server: authoritative over UDP and TCP", () => {
     expect(ips(r)).toEqual([`${NET}.5`]);
   });
 
+  test("a burst: 400 queries from 4 sockets at once each get their own answer (replies go out in batches)", async () => {
+    const got = new Map<number, Reply>();
+    const socks = await Promise.all(
+      [0, 1, 2, 3].map((k) =>
+        Bun.udpSocket({
+          hostname: `${NET}.${20 + k}`,
+          port: 0,
+          socket: {
+            data: (_s, buf) => {
+              const r = decodeMessage(Buffer.from(buf)) as Reply;
+              got.set(r.id as number, r);
+            },
+          },
+        }),
+      ),
+    );
+    try {
+      const names = ["web", "gateway", "WEB", "GateWay"];
+      for (let i = 0; i < 400; i++)
+        socks[i % 4]?.send(query(`${names[i % 4]}.app-net.internal`, "A", 1000 + i), PORT, `${NET}.1`);
+      for (let t = 0; t < 100 && got.size < 400; t++) await Bun.sleep(20);
+      expect(got.size).toBe(400);
+      for (let i = 0; i < 400; i++) {
+        const r = got.get(1000 + i);
+        expect(r?.questions?.[0]?.name).toBe(`${names[i % 4]}.app-net.internal`);
+        expect(ips(r)).toEqual([i % 2 === 0 ? `${NET}.5` : `${NET}.1`]);
+      }
+      expect(server.stats().sendDropped).toBe(0);
+    } finally {
+      for (const s of socks) s.close();
+    }
+  });
+
   test("a source outside the network's subnet is REFUSED", async () => {
     const before = server.stats().refused;
     const r = await udpAsk(query("web.app-net.internal", "A"), `${NET}.1`, `127.${A}.${B + 4}.9`);
