@@ -13,6 +13,9 @@
  * included), and frames of the host or the uplink are delivered only when they are
  * about this port's network.
  *
+ * Egress caps (stm_shape.h): an endpoint's at the end of stm_port_in, a network's at the
+ * end of stm_uplink_out.
+ *
  * stm_uplink_in (XDP on the NIC) drops frames from outside that claim a local
  * endpoint's or gateway's MAC or address, and sources on the blocklist.
  *
@@ -22,6 +25,7 @@
 #include "stm_maps.h"
 #include "stm_drop.h"
 #include "stm_fw.h"
+#include "stm_shape.h"
 
 #define ETH_HLEN 14
 #define IP6_HLEN 40
@@ -859,7 +863,14 @@ int stm_port_in(struct __sk_buff *skb)
 	int r;
 	if (proto == bpf_htons(STM_ETH_P_IP) || proto == bpf_htons(STM_ETH_P_IPV6)) {
 		r = proto == bpf_htons(STM_ETH_P_IP) ? check_ip4(skb, port) : check_ip6(skb, port);
-		return r == STM_TC_NEXT ? stm_fw_port(skb, port, proto, STM_FW_EGRESS) : r;
+		if (r != STM_TC_NEXT)
+			return r;
+		r = stm_fw_port(skb, port, proto, STM_FW_EGRESS);
+		/* What the endpoint may send, on every path: the cap comes last, so only traffic
+		 * that would be delivered spends credit. */
+		if (r == STM_TC_NEXT && (port->flags & STM_PORT_F_SHAPED))
+			return stm_shape(skb, STM_SHAPE_ENDPOINT, skb->ifindex, STM_HOOK_TC_INGRESS);
+		return r;
 	}
 	if (proto == bpf_htons(STM_ETH_P_ARP))
 		return check_arp(skb, port);
@@ -1026,7 +1037,12 @@ int stm_uplink_out(struct __sk_buff *skb)
 		return STM_TC_NEXT;
 	if (skb->vlan_present || (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6)))
 		return STM_TC_NEXT;
-	return stm_fw_uplink_out(skb, proto);
+	int r = stm_fw_uplink_out(skb, proto);
+	if (r != STM_TC_NEXT)
+		return r;
+	/* A network's aggregate cap on what its endpoints send off the node. */
+	__u32 net = stm_shape_net_of(skb, proto);
+	return net ? stm_shape(skb, STM_SHAPE_NETWORK, net, STM_HOOK_TC_EGRESS) : STM_TC_NEXT;
 }
 
 /* The uplink filter. Declared frags-aware so native mode works on jumbo-MTU NICs; it reads

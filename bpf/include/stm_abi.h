@@ -350,6 +350,58 @@ enum stm_mon_stat {
  * crosses into the host's namespace. */
 #define STM_MARK_FW_REPLY 0x53544d52u
 
+/* ---- egress caps (token buckets) ----------------------------------------------------- */
+
+/* What a bucket caps: an endpoint's sending (at its port's tc ingress: every path) or a
+ * network's traffic leaving the node (at the uplink's tc egress). */
+enum stm_shape_kind {
+	STM_SHAPE_ENDPOINT = 1, /* id: the port's ifindex */
+	STM_SHAPE_NETWORK = 2,  /* id: the network's net_id */
+};
+
+struct stm_shape_key {
+	__u32 kind; /* enum stm_shape_kind */
+	__u32 id;
+};
+_Static_assert(sizeof(struct stm_shape_key) == 8, "stm_shape_key is ABI");
+
+/* The cap as the agent sets it. The rate is kept as the time one byte takes, in ns << 20
+ * (fixed point: no division in the datapath; 8 kbit/s to 400 Gbit/s keep 5+ digits), the
+ * depth as the time the burst takes at that rate. Replacing an entry changes the cap at once;
+ * the bucket's fill (stm_shape_state) carries over. */
+struct stm_shape_cfg {
+	__u64 ns_per_byte; /* (1e9 << STM_SHAPE_SHIFT) / rate in bytes per second */
+	__u64 burst_ns;    /* burst bytes × ns_per_byte >> STM_SHAPE_SHIFT */
+};
+_Static_assert(sizeof(struct stm_shape_cfg) == 16, "stm_shape_cfg is ABI");
+#define STM_SHAPE_SHIFT 20
+
+/* A bucket's fill and what it let through and dropped. One entry per capped endpoint or
+ * network, shared by every CPU under its lock (see stm_shape.h for why not per CPU); the
+ * datapath creates it on the first packet. */
+struct stm_shape_state {
+	struct bpf_spin_lock lock;
+	__u32 _pad;
+	__u64 credit_ns; /* tokens, as sending time: 0..burst_ns */
+	__u64 last_ns;   /* bpf_ktime_get_ns() of the last refill */
+	__u64 passed_pkts;
+	__u64 passed_bytes;
+	__u64 dropped_pkts;
+	__u64 dropped_bytes;
+};
+_Static_assert(sizeof(struct stm_shape_state) == 56, "stm_shape_state is ABI");
+
+/* A network's source prefixes at the uplink: which bucket a leaving packet fills. IPv4 as
+ * ::ffff:a.b.c.d (prefix 96 + length). */
+struct stm_shape_src_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+_Static_assert(sizeof(struct stm_shape_src_key) == 20, "stm_shape_src_key is ABI");
+
+/* The port has an egress cap (an stm_shape_cfg entry of kind STM_SHAPE_ENDPOINT). */
+#define STM_PORT_F_SHAPED 2
+
 /* A parsed packet, as the firewall sees it (datapath only: per-CPU scratch, no agent codec).
  * Addresses are in network order, IPv4 in the first four bytes. */
 struct stm_tuple {

@@ -212,4 +212,32 @@ struct {
 	__uint(max_entries, 1024 * 1024);
 } stm_mon_ring SEC(".maps");
 
+/* Endpoints plus networks that may carry a cap. */
+#define STM_SHAPE_MAX 65536
+
+/* Egress caps as the agent sets them, per endpoint (ifindex) and network (net_id). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STM_SHAPE_MAX);
+	__type(key, struct stm_shape_key);
+	__type(value, struct stm_shape_cfg);
+} stm_shape_cfg SEC(".maps");
+
+/* The buckets of those caps: fill and counts, shared by all CPUs (spin lock). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STM_SHAPE_MAX);
+	__type(key, struct stm_shape_key);
+	__type(value, struct stm_shape_state);
+} stm_shape_state SEC(".maps");
+
+/* Source prefixes of the networks with a cap → net_id, for the uplink's egress. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, STM_SHAPE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_shape_src_key);
+	__type(value, __u32);
+} stm_shape_src SEC(".maps");
+
 #endif

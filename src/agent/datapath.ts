@@ -42,9 +42,19 @@ import {
   writeProfileKey,
 } from "../datapath/port";
 import { ensureBpffs } from "../datapath/probe";
+import {
+  type BucketCounts,
+  decodeShapeKey,
+  decodeShapeState,
+  encodeShapeCfg,
+  encodeShapeKey,
+  encodeShapeSrc,
+  type ShapeKind,
+} from "../datapath/shape";
 import { StratumError } from "../errors";
 import { hostRange, parseSubnet } from "../model/ip";
 import { profileMac } from "../model/network";
+import type { EgressCap } from "../model/shape";
 import { macToBytes } from "../netlink/codec";
 import { type BpfMap, type BpfObject, Fd, linkInfo, linkUpdate, mapInfo, objGet, progInfo, unpin } from "../sys/bpf";
 
@@ -66,6 +76,9 @@ const PINNED_MAPS = [
   "stm_mon_pace",
   "stm_mon_stats",
   "stm_mon_ring",
+  "stm_shape_cfg",
+  "stm_shape_state",
+  "stm_shape_src",
 ] as const;
 export type PinnedMap = (typeof PINNED_MAPS)[number];
 
@@ -261,6 +274,55 @@ export class PortDatapath {
   clearDrops(ifindex: number): void {
     const m = this.map("stm_drops");
     for (const r of DROP_REASON_LIST) m.delete(encodeDropKey(ifindex, r.code));
+  }
+
+  // ---- egress caps -------------------------------------------------------------------------
+
+  /** Sets or changes a cap in place: the bucket's fill carries over, so flows see the new
+   * rate at once and nothing else. */
+  setCap(kind: ShapeKind, id: number, cap: EgressCap): void {
+    this.map("stm_shape_cfg").update(encodeShapeKey(kind, id), encodeShapeCfg(cap));
+  }
+
+  /** Removes a cap and its bucket; true when there was one. */
+  deleteCap(kind: ShapeKind, id: number): boolean {
+    const k = encodeShapeKey(kind, id);
+    const had = this.map("stm_shape_cfg").delete(k);
+    this.map("stm_shape_state").delete(k);
+    return had;
+  }
+
+  /** What a cap's bucket passed and dropped (zero before its first packet). */
+  capCounts(kind: ShapeKind, id: number): BucketCounts {
+    const v = this.map("stm_shape_state").lookup(encodeShapeKey(kind, id));
+    if (!v) return { passed: { packets: 0, bytes: 0 }, dropped: { packets: 0, bytes: 0 } };
+    const { passed, dropped } = decodeShapeState(v);
+    return { passed, dropped };
+  }
+
+  /** Every cap in the map (for garbage collection). */
+  caps(): Array<{ kind: number; id: number }> {
+    return [...this.map("stm_shape_cfg").keys()].map(decodeShapeKey);
+  }
+
+  /** Charges packets from `cidr` leaving through the uplink to network `netId`'s cap. */
+  setCapSource(cidr: string, netId: number): void {
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(netId);
+    this.map("stm_shape_src").update(encodeShapeSrc(cidr), v);
+  }
+
+  deleteCapSource(cidr: string): boolean {
+    return this.map("stm_shape_src").delete(encodeShapeSrc(cidr));
+  }
+
+  /** Source prefixes (raw keys) and their network. */
+  capSources(): Array<{ key: Buffer; netId: number }> {
+    return [...this.map("stm_shape_src").entries()].map(([key, v]) => ({ key, netId: v.readUInt32LE(0) }));
+  }
+
+  deleteCapSourceKey(key: Buffer): void {
+    this.map("stm_shape_src").delete(key);
   }
 
   get uplinkPin(): string {

@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { type PortConfig, PROFILE_F } from "../datapath/port";
+import { type BucketCounts, SHAPE_KIND } from "../datapath/shape";
 import { StratumError } from "../errors";
 import { type DnsRecordSpec, relativeOwner, validateDnsRecord } from "../model/dns";
 import { formatIp, hostRange, parseIp, parseSubnet } from "../model/ip";
@@ -22,6 +23,7 @@ import {
   profileMac,
   validateNetwork,
 } from "../model/network";
+import type { EgressCap } from "../model/shape";
 import {
   addAddress,
   addFdb,
@@ -48,6 +50,8 @@ export const MGMT_BRIDGE = "cnv-mgmt-br0";
 export interface NetworkView extends StoredNetwork {
   profiles: { total: number; claimed: number };
   endpoints: string[];
+  /** What the network's egress cap passed and dropped (show only, when it has one). */
+  egressCounts?: BucketCounts;
 }
 
 export interface EndpointView extends Endpoint {
@@ -57,6 +61,8 @@ export interface EndpointView extends Endpoint {
   ip6?: string;
   /** Drops on the endpoint's port by reason (show only). */
   drops?: DropCounts;
+  /** What the endpoint's egress cap passed and dropped (show only, when it has one). */
+  egressCounts?: BucketCounts;
 }
 
 export interface AttachRequest {
@@ -72,13 +78,22 @@ export interface AttachRequest {
 export type NetworkPatch = Partial<
   Pick<
     NetworkSpec,
-    "mtu" | "defaultAction" | "dnsForwarders" | "dhcpRange" | "dnsZone" | "dhcpLeaseTime" | "dhcpRoutes" | "dhcpOptions"
+    | "mtu"
+    | "defaultAction"
+    | "dnsForwarders"
+    | "dhcpRange"
+    | "dnsZone"
+    | "dhcpLeaseTime"
+    | "dhcpRoutes"
+    | "dhcpOptions"
+    | "egress"
   >
 >;
 
 /** What a port's programs check for an endpoint of network `n`. */
-export function portConfig(ep: Pick<Endpoint, "ip" | "mac">, n: StoredNetwork): PortConfig {
+export function portConfig(ep: Pick<Endpoint, "ip" | "mac" | "egress">, n: StoredNetwork): PortConfig {
   return {
+    ...(ep.egress ? { shaped: true } : {}),
     netId: n.id,
     ip4: ep.ip,
     mac: ep.mac,
@@ -257,7 +272,11 @@ export class NetworkService {
   }
 
   showNetwork(name: string): NetworkView {
-    return this.#view(this.mustNetwork(name));
+    const n = this.mustNetwork(name);
+    return {
+      ...this.#view(n),
+      ...(n.egress ? { egressCounts: this.dp.capCounts(SHAPE_KIND.NETWORK, n.id) } : {}),
+    };
   }
 
   /** The gateway addresses a network puts on the user bridge: IPv4, and IPv6 when it has one;
@@ -283,9 +302,24 @@ export class NetworkService {
       this.dp.setLocal(g.ip, br, n.id);
     }
     this.dp.writeProfiles(n.id, n.cidr, this.#profileFlags(n));
+    this.applyNetworkEgress(n);
+  }
+
+  /** The network's aggregate cap at the uplink: the bucket first, then the source prefixes
+   * that fill it; on removal the other way round. */
+  applyNetworkEgress(n: StoredNetwork): void {
+    const cidrs = [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])];
+    if (n.egress) {
+      this.dp.setCap(SHAPE_KIND.NETWORK, n.id, n.egress);
+      for (const c of cidrs) this.dp.setCapSource(c, n.id);
+    } else {
+      for (const c of cidrs) this.dp.deleteCapSource(c);
+      this.dp.deleteCap(SHAPE_KIND.NETWORK, n.id);
+    }
   }
 
   #removeNetworkKernel(n: StoredNetwork): void {
+    this.applyNetworkEgress({ ...n, egress: undefined });
     this.dp.deleteProfiles(n.id, n.cidr);
     for (const g of this.gateways(n)) {
       this.dp.deleteLocal(g.ip);
@@ -330,6 +364,7 @@ export class NetworkService {
         dhcpLeaseTime: patch.dhcpLeaseTime ?? spec.dhcpLeaseTime,
         dhcpRoutes: patch.dhcpRoutes ?? spec.dhcpRoutes,
         dhcpOptions: patch.dhcpOptions ?? spec.dhcpOptions,
+        egress: patch.egress === undefined ? spec.egress : patch.egress,
       },
       others,
     );
@@ -338,6 +373,7 @@ export class NetworkService {
       next.defaultAction !== cur.defaultAction
         ? this.fw.changeDefault({ id: cur.id, name }, next.defaultAction, () => this.store.updateNetwork(name, next))
         : this.store.updateNetwork(name, next);
+    if (patch.egress !== undefined) this.applyNetworkEgress(updated);
     if (patch.mtu !== undefined)
       for (const ep of this.store.listEndpoints(name))
         if (getLink(ep.hostIf, this.nl)) setLink(ep.hostIf, { mtu: next.mtu }, this.nl);
@@ -373,7 +409,44 @@ export class NetworkService {
     const e = this.store.getEndpoint(name);
     if (!e) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
     const link = getLink(e.hostIf, this.nl);
-    return { ...this.#endpointView(e), ...(link ? { drops: this.dp.drops(link.index) } : {}) };
+    return {
+      ...this.#endpointView(e),
+      ...(link ? { drops: this.dp.drops(link.index) } : {}),
+      ...(link && e.egress ? { egressCounts: this.dp.capCounts(SHAPE_KIND.ENDPOINT, link.index) } : {}),
+    };
+  }
+
+  /** Sets, changes (in place: flows go on at the new rate) or with null removes an
+   * endpoint's egress cap. The cap is in the datapath before the port is told to use it, and
+   * the port stops using it before it goes. */
+  setEndpointEgress(name: string, cap: EgressCap | null): EndpointView {
+    const e = this.store.getEndpoint(name);
+    if (!e) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
+    const n = this.mustNetwork(e.network);
+    const link = getLink(e.hostIf, this.nl);
+    const next = { ...e, ...(cap ? { egress: cap } : { egress: undefined }) };
+    if (link) {
+      if (cap) {
+        this.dp.setCap(SHAPE_KIND.ENDPOINT, link.index, cap);
+        this.dp.setPort(link.index, portConfig(next, n));
+      } else {
+        this.dp.setPort(link.index, portConfig(next, n));
+        this.dp.deleteCap(SHAPE_KIND.ENDPOINT, link.index);
+      }
+    }
+    try {
+      this.store.setEndpointEgress(name, cap);
+    } catch (err) {
+      // Back to what the store still says.
+      if (link) {
+        if (e.egress) this.dp.setCap(SHAPE_KIND.ENDPOINT, link.index, e.egress);
+        this.dp.setPort(link.index, portConfig(e, n));
+        if (!e.egress) this.dp.deleteCap(SHAPE_KIND.ENDPOINT, link.index);
+      }
+      throw err;
+    }
+    this.#changed();
+    return this.showEndpoint(name);
   }
 
   #pickAddress(n: StoredNetwork, ip?: string): { index: number; ip: string } {
@@ -466,6 +539,10 @@ export class NetworkService {
     }
     // Programs and port configuration go in before the port comes up: never a moment without them.
     const ifindex = link.index;
+    // The cap before the port that uses it; no cap: none left over from a reused ifindex.
+    if (ep.egress) this.dp.setCap(SHAPE_KIND.ENDPOINT, ifindex, ep.egress);
+    else this.dp.deleteCap(SHAPE_KIND.ENDPOINT, ifindex);
+    undo.push("remove egress cap", () => this.dp.deleteCap(SHAPE_KIND.ENDPOINT, ifindex));
     this.dp.setPort(ifindex, portConfig(ep, n));
     undo.push("remove port config", () => this.dp.deletePort(ifindex));
     for (const a of endpointLocals(ep, n)) {
@@ -503,6 +580,7 @@ export class NetworkService {
       setLink(ep.hostIf, { up: false }, this.nl);
       this.dp.detachPort(link.index);
       this.dp.deletePort(link.index);
+      this.dp.deleteCap(SHAPE_KIND.ENDPOINT, link.index);
       this.dp.clearDrops(link.index);
     }
     for (const a of endpointLocals(ep, n)) this.dp.deleteLocal(a);

@@ -1,6 +1,7 @@
 /** The agent's HTTP API (hono): one router per resource, zod validation of every body and
  * query, errors as {code, message} with the matching status and never a stack, and an
  * OpenAPI document generated from the same schemas at /openapi.json. */
+
 import { Hono } from "hono";
 import { z } from "zod";
 import pkg from "../../package.json" with { type: "json" };
@@ -10,6 +11,7 @@ import { TRACE_PROTOS, type TraceRequest, type TraceResult } from "../agent/trac
 import { type ErrorCode, StratumError } from "../errors";
 import { MAX_PRIORITY, RuleSpecSchema } from "../model/firewall";
 import { NetworkSpecSchema } from "../model/network";
+import { EgressCapSchema, validateCap } from "../model/shape";
 
 /** A network declaration: the model's own schema, so the API and validation cannot drift. */
 export const NetworkCreateSchema = NetworkSpecSchema;
@@ -24,8 +26,11 @@ export const NetworkPatchSchema = z
     dhcpLeaseTime: z.number().int().optional(),
     dhcpRoutes: z.array(z.string()).optional(),
     dhcpOptions: z.array(z.string()).optional(),
+    egress: EgressCapSchema.nullable().optional(),
   })
   .strict();
+
+export const EndpointPatchSchema = z.object({ egress: EgressCapSchema.nullable() }).strict();
 
 export const AttachSchema = z
   .object({
@@ -172,6 +177,10 @@ function endpointsRouter(svc: NetworkService): Hono {
   const r = new Hono();
   r.get("/", (c) => c.json(svc.listEndpoints(c.req.query("network") || undefined)));
   r.get("/:name", (c) => c.json(svc.showEndpoint(c.req.param("name"))));
+  r.patch("/:name", async (c) => {
+    const b = await body(c.req, EndpointPatchSchema);
+    return c.json(svc.setEndpointEgress(c.req.param("name"), b.egress ? validateCap(b.egress) : null));
+  });
   return r;
 }
 
@@ -251,7 +260,10 @@ export function openApiDocument(): Record<string, unknown> {
       "/v1/dns/records": { get: op("List the DNS records of every network") },
       "/v1/dhcp/leases": { get: op("List DHCP leases (?network=NAME), with whether each is still active") },
       "/v1/endpoints": { get: op("List endpoints (?network=NAME)") },
-      "/v1/endpoints/{name}": { get: op("Show an endpoint") },
+      "/v1/endpoints/{name}": {
+        get: op("Show an endpoint"),
+        patch: op("Set (or with egress: null remove) an endpoint's egress cap", EndpointPatchSchema),
+      },
       "/v1/firewall/{scope}/rules": {
         get: op("List a scope's rules with hit counters ({scope}: a network or `global`)"),
         post: op("Add a rule", RuleCreateSchema, "201"),

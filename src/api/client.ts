@@ -57,6 +57,8 @@ export class ApiClient {
   listEndpoints = (network?: string) =>
     this.request<EndpointView[]>("GET", `/v1/endpoints${network ? `?network=${encodeURIComponent(network)}` : ""}`);
   showEndpoint = (name: string) => this.request<EndpointView>("GET", `/v1/endpoints/${encodeURIComponent(name)}`);
+  setEndpoint = (name: string, patch: Record<string, unknown>) =>
+    this.request<EndpointView>("PATCH", `/v1/endpoints/${encodeURIComponent(name)}`, patch);
 
   #fw = (scope: string, rest = "") => `/v1/firewall/${encodeURIComponent(scope)}${rest}`;
   /** {scope}: a network's name or `global`. */

@@ -2,8 +2,10 @@
 import { type CommandMeta, defineCommand } from "citty";
 import type { EndpointView, NetworkView } from "../agent/service";
 import { ApiClient, DEFAULT_API_SOCKET } from "../api/client";
+import type { BucketCounts } from "../datapath/shape";
 import { StratumError } from "../errors";
-import { outputArg, parseFormat, printJson, printKv, printTable } from "./output";
+import { type EgressCap, formatRate, formatSize, parseCap } from "../model/shape";
+import { formatBytes, outputArg, parseFormat, printJson, printKv, printTable } from "./output";
 
 export const apiArg = {
   "api-socket": {
@@ -87,10 +89,33 @@ function showNetwork(n: NetworkView): void {
     ["dns forwarders", n.dnsForwarders.join(", ") || "-"],
     ["mtu", String(n.mtu)],
     ["default action", n.defaultAction],
+    ["egress cap", capText(n.egress, n.egressCounts, "of everything its endpoints send off the node")],
     ["profiles", `${n.profiles.claimed} claimed of ${n.profiles.total}`],
     ["endpoints", n.endpoints.join(", ") || "-"],
   ]);
 }
+
+/** A cap and what it did, in one line: "100mbit, burst 256k (of …): passed 1.2 GB, dropped 3,402 packets (5.1 MB)". */
+function capText(cap: EgressCap | undefined, counts: BucketCounts | undefined, what: string): string {
+  if (!cap) return "none";
+  const head = `${formatRate(cap.rate)}, burst ${formatSize(cap.burst)} (${what})`;
+  if (!counts) return head;
+  return `${head}: passed ${formatBytes(counts.passed.bytes)}, dropped ${counts.dropped.packets.toLocaleString("en-US")} packets (${formatBytes(counts.dropped.bytes)})`;
+}
+
+const capArgs = {
+  "egress-rate": {
+    type: "string",
+    description:
+      "Egress cap: bit, kbit, mbit, gbit (or bps, kbps, mbps, gbps for bytes), e.g. 100mbit; 0 or none removes it",
+    valueHint: "RATE",
+  },
+  "egress-burst": {
+    type: "string",
+    description: "Bucket depth of the cap, bytes with k, m or g (default: 20 ms at the rate, at least 128k)",
+    valueHint: "SIZE",
+  },
+} as const;
 
 const specArgs = {
   "dhcp-range": {
@@ -124,6 +149,11 @@ const specArgs = {
 } as const;
 
 /** The DHCP flags of create and set, as spec fields (lists only when given). */
+/** --egress-rate/--egress-burst as an API value: a cap, null (remove) or undefined (unchanged). */
+function cap(args: { "egress-rate"?: string; "egress-burst"?: string }): EgressCap | null | undefined {
+  return parseCap(args["egress-rate"], args["egress-burst"]);
+}
+
 function dhcpFields(args: { "dhcp-lease-time"?: string }, rawArgs: string[]): Record<string, unknown> {
   const routes = all(rawArgs, "--dhcp-route");
   const options = all(rawArgs, "--dhcp-option");
@@ -141,6 +171,7 @@ const create = defineCommand({
     "cenvero-str-ctl network create --name lab --cidr 10.30.0.0/24 --gateway 10.30.0.1 --cidr6 fd00:30::/64 \\",
     "    --gateway6 fd00:30::1 --dns-forwarder 1.1.1.1 --dhcp-lease-time 12h \\",
     '    --dhcp-route "192.168.50.0/24 via 10.30.0.254" --dhcp-option 42=ips:10.30.0.1 --dhcp-option 66=text:tftp.lab',
+    "cenvero-str-ctl network create --name tenant-a --cidr 10.40.0.0/24 --gateway 10.40.0.1 --egress-rate 500mbit",
   ]),
   args: {
     name: { type: "string", required: true, description: "Network name (DNS label)", valueHint: "NAME" },
@@ -153,6 +184,7 @@ const create = defineCommand({
     },
     gateway6: { type: "string", description: "IPv6 gateway", valueHint: "IP" },
     ...specArgs,
+    ...capArgs,
     ...apiArg,
     ...outputArg,
   },
@@ -170,6 +202,7 @@ const create = defineCommand({
       mtu: int(args.mtu, "--mtu"),
       defaultAction: action(args["default-action"]),
       ...dhcpFields(args, rawArgs),
+      ...(cap(args) ? { egress: cap(args) } : {}),
     });
     if (fmt === "json") return printJson(n);
     process.stdout.write(`created network ${n.name} (${n.cidr}, gateway ${n.gateway}, ${n.profiles.total} profiles)\n`);
@@ -222,6 +255,9 @@ const set = defineCommand({
       "# Two routes in place of the current ones; then none:",
       'cenvero-str-ctl network set app-net --dhcp-route "10.9.0.0/16 via 10.20.0.254" --dhcp-route "10.8.0.0/16 via 10.20.0.253"',
       "cenvero-str-ctl network set app-net --clear-dhcp-routes --clear-dhcp-options",
+      "# Cap what the network's endpoints send off the node; change it live; remove it:",
+      "cenvero-str-ctl network set app-net --egress-rate 200mbit --egress-burst 1m",
+      "cenvero-str-ctl network set app-net --egress-rate none",
     ],
   ),
   args: {
@@ -229,6 +265,7 @@ const set = defineCommand({
     ...specArgs,
     "clear-dhcp-routes": { type: "boolean", description: "Hand out no extra routes", default: false },
     "clear-dhcp-options": { type: "boolean", description: "Hand out no user DHCP options", default: false },
+    ...capArgs,
     ...apiArg,
     ...outputArg,
   },
@@ -247,12 +284,13 @@ const set = defineCommand({
         // --clear-* with new items: the new items (the lists are replaced either way).
         dhcpRoutes: dhcp.dhcpRoutes ?? (args["clear-dhcp-routes"] ? [] : undefined),
         dhcpOptions: dhcp.dhcpOptions ?? (args["clear-dhcp-options"] ? [] : undefined),
+        egress: cap(args),
       }).filter(([, v]) => v !== undefined),
     );
     if (Object.keys(patch).length === 0)
       throw new StratumError(
         "INVALID",
-        "nothing to change: give --mtu, --default-action, --dhcp-range, --dns-zone, --dns-forwarder, --dhcp-lease-time, --dhcp-route, --dhcp-option, --clear-dhcp-routes or --clear-dhcp-options",
+        "nothing to change: give --mtu, --default-action, --dhcp-range, --dns-zone, --dns-forwarder, --dhcp-lease-time, --dhcp-route, --dhcp-option, --clear-dhcp-routes, --clear-dhcp-options or --egress-rate",
       );
     const n = await client(args).setNetwork(args.name, patch);
     if (fmt === "json") return printJson(n);
@@ -286,6 +324,7 @@ function showEndpoint(e: EndpointView): void {
     ["kind", e.kind],
     ["interface", e.interface],
     ...(e.netns ? ([["namespace", `${e.netns} (${e.ifname})`]] as Array<[string, string]>) : []),
+    ["egress cap", capText(e.egress, e.egressCounts, "of everything it sends")],
   ]);
   if (e.drops) {
     const hit = Object.entries(e.drops).filter(([, n]) => n > 0);
@@ -361,7 +400,7 @@ export const networkCommand = defineCommand({
 });
 
 export const endpointCommand = defineCommand({
-  meta: { name: "endpoint", description: "List and show endpoints" },
+  meta: { name: "endpoint", description: "List and show endpoints; cap what one sends" },
   subCommands: {
     list: defineCommand({
       meta: { name: "list", description: "List endpoints" },
@@ -378,6 +417,31 @@ export const endpointCommand = defineCommand({
           ["NAME", "NETWORK", "IP", "MAC", "KIND", "INTERFACE"],
           eps.map((e) => [e.name, e.network, e.ip, e.mac, e.kind, e.interface]),
         );
+      },
+    }),
+    set: defineCommand({
+      meta: meta(
+        "set",
+        "Cap what one endpoint sends, on every path (to the host, to other endpoints, off the node); a change takes effect at once, flows go on",
+        [
+          "cenvero-str-ctl endpoint set web-1 --egress-rate 100mbit",
+          "cenvero-str-ctl endpoint set web-1 --egress-rate 1gbit --egress-burst 4m",
+          "cenvero-str-ctl endpoint set web-1 --egress-rate none",
+        ],
+      ),
+      args: {
+        name: { type: "positional", required: true, description: "Endpoint", valueHint: "EP" },
+        ...capArgs,
+        ...apiArg,
+        ...outputArg,
+      },
+      async run({ args }) {
+        const fmt = parseFormat(args.output);
+        const egress = cap(args);
+        if (egress === undefined) throw new StratumError("INVALID", "nothing to change: give --egress-rate");
+        const e = await client(args).setEndpoint(args.name, { egress });
+        if (fmt === "json") return printJson(e);
+        showEndpoint(e);
       },
     }),
     show: defineCommand({

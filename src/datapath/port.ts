@@ -24,7 +24,7 @@ export const PORT_LAYOUT = {
   gw6: 96,
 } as const;
 export const PORT_SIZE = 112;
-export const PORT_F = { IP6: 1 } as const;
+export const PORT_F = { IP6: 1, SHAPED: 2 } as const;
 
 export const PROFILE_KEY_SIZE = 8;
 export const PROFILE_SIZE = 8;
@@ -51,6 +51,8 @@ export interface PortConfig {
   gw6?: string;
   /** The port's row in stm_port_stats (assigned by the agent; 0: the shared row). */
   slot?: number;
+  /** The endpoint has an egress cap (an stm_shape_cfg entry for this ifindex). */
+  shaped?: boolean;
 }
 
 export function encodeIfindex(ifindex: number): Buffer {
@@ -79,7 +81,7 @@ export function encodePort(p: PortConfig): Buffer {
   b.writeUInt32LE(p.netId, L.net_id);
   ipToBytes(p.ip4).copy(b, L.ip4);
   macToBytes(p.mac).copy(b, L.mac);
-  b.writeUInt16LE(p.ip6 ? PORT_F.IP6 : 0, L.flags);
+  b.writeUInt16LE((p.ip6 ? PORT_F.IP6 : 0) | (p.shaped ? PORT_F.SHAPED : 0), L.flags);
   b.writeUInt32LE(p.slot ?? 0, L.slot);
   ipToBytes(p.gw4).copy(b, L.gw4);
   const n4 = netAndMask(p.cidr4);
@@ -118,6 +120,7 @@ export function decodePort(b: Buffer): PortConfig {
     ...(hasNet6 ? { cidr6: `${bytesToIp(b.subarray(L.net6, L.net6 + 16))}/${prefixOf(mask6)}` } : {}),
     ...(b.subarray(L.gw6, L.gw6 + 16).some((x) => x !== 0) ? { gw6: bytesToIp(b.subarray(L.gw6, L.gw6 + 16)) } : {}),
     ...(b.readUInt32LE(L.slot) ? { slot: b.readUInt32LE(L.slot) } : {}),
+    ...(flags & PORT_F.SHAPED ? { shaped: true } : {}),
   };
 }
 

@@ -1,5 +1,6 @@
 /** Networks and endpoint profiles as the user declares them, and every rule a declaration
  * must pass before anything is stored or touches the kernel. Pure. */
+
 import { z } from "zod";
 import { StratumError } from "../errors";
 import {
@@ -14,6 +15,7 @@ import {
   type Subnet,
   usableHosts,
 } from "./ip";
+import { type EgressCap, EgressCapSchema, validateCap } from "./shape";
 
 /** Names become DNS labels (`<endpoint>.<network>.internal`) and interface-name parts. */
 const NAME_RE = /^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
@@ -55,6 +57,8 @@ export const NetworkSpecSchema = z.object({
   dhcpLeaseTime: z.number().int().optional(),
   dhcpRoutes: z.array(z.string()).optional(),
   dhcpOptions: z.array(z.string()).optional(),
+  /** Aggregate cap on what the network's endpoints send off the node (bit/s and bytes). */
+  egress: EgressCapSchema.nullable().optional(),
 });
 export type NetworkSpec = z.input<typeof NetworkSpecSchema>;
 
@@ -77,6 +81,8 @@ export interface Network {
   dhcpRoutes: string[];
   /** User-set DHCP options, canonical "CODE=TYPE:VALUE" (see parseDhcpOption). */
   dhcpOptions: string[];
+  /** Aggregate egress cap of the network's endpoints off the node; absent: none. */
+  egress?: EgressCap;
 }
 
 export const LEASE_TIME_RANGE = [10, 31_536_000] as const;
@@ -280,6 +286,7 @@ export function validateNetwork(input: NetworkSpec, existing: Network[] = []): N
     dhcpLeaseTime,
     dhcpRoutes,
     dhcpOptions: opts.map((o) => o.canonical),
+    ...(spec.egress ? { egress: validateCap(spec.egress) } : {}),
   };
 }
 

@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { endpointLocals, MGMT_BRIDGE, type NetworkService, USER_BRIDGE } from "../agent/service";
+import { encodeShapeSrc, SHAPE_KIND, type ShapeKind } from "../datapath/shape";
 import { StratumError } from "../errors";
 import { linkLocal } from "../model/network";
 import { createBridge, deleteAddress, getLink, listAddresses, NL, setLink } from "../netlink";
@@ -89,6 +90,28 @@ export function reconcile(svc: NetworkService): ReconcileReport {
     if (!wantedIndex.has(ifindex)) {
       svc.dp.deletePort(ifindex);
       report.collected.push(`port entry of ifindex ${ifindex}`);
+    }
+  // Egress caps and the source prefixes of network caps nothing asks for any more.
+  const wantedCaps = new Set<string>();
+  const wantedSources = new Set<string>();
+  for (const n of networks)
+    if (n.egress) {
+      wantedCaps.add(`${SHAPE_KIND.NETWORK}/${n.id}`);
+      for (const c of [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])]) wantedSources.add(encodeShapeSrc(c).toString("hex"));
+    }
+  for (const ep of endpoints) {
+    const i = ep.egress ? getLink(ep.hostIf, svc.nl)?.index : undefined;
+    if (i !== undefined) wantedCaps.add(`${SHAPE_KIND.ENDPOINT}/${i}`);
+  }
+  for (const src of svc.dp.capSources())
+    if (!wantedSources.has(src.key.toString("hex"))) {
+      svc.dp.deleteCapSourceKey(src.key);
+      report.collected.push(`egress cap source of network id ${src.netId}`);
+    }
+  for (const c of svc.dp.caps())
+    if (!wantedCaps.has(`${c.kind}/${c.id}`)) {
+      svc.dp.deleteCap(c.kind as ShapeKind, c.id);
+      report.collected.push(`egress cap ${c.kind === SHAPE_KIND.NETWORK ? "of network id" : "of ifindex"} ${c.id}`);
     }
   // The gateway's own MAC and link-local address: nobody outside may claim them either.
   const br = getLink(USER_BRIDGE, svc.nl);

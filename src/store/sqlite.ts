@@ -1,6 +1,7 @@
 /** SQLite store (bun:sqlite, WAL): the single-node implementation of Store. Schema
  * changes are numbered migrations applied in one transaction at open; PRAGMA user_version
  * records how far a database has come. */
+
 import { Database } from "bun:sqlite";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -9,6 +10,7 @@ import { StratumError } from "../errors";
 import type { DnsRecord } from "../model/dns";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
+import type { EgressCap } from "../model/shape";
 import type { BlockEntry, Endpoint, Lease, RawLeaseRow, Store, StoredDnsRecord, StoredNetwork } from "./store";
 
 /** Append only: a database at version N runs migrations N.. at open. */
@@ -84,6 +86,9 @@ const MIGRATIONS: string[] = [
      created_at TEXT NOT NULL,
      UNIQUE (network_id, name, type, value)
    );`,
+  // Egress caps of endpoints (a network's lives in its spec); 0: none.
+  `ALTER TABLE endpoints ADD COLUMN egress_rate INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE endpoints ADD COLUMN egress_burst INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -111,6 +116,8 @@ interface EndpointRow {
   netns: string | null;
   ifname: string | null;
   created_at: string;
+  egress_rate: number;
+  egress_burst: number;
 }
 
 export class SqliteStore implements Store {
@@ -225,7 +232,16 @@ export class SqliteStore implements Store {
       netns: r.netns ?? undefined,
       ifname: r.ifname ?? undefined,
       createdAt: r.created_at,
+      ...(r.egress_rate ? { egress: { rate: r.egress_rate, burst: r.egress_burst } } : {}),
     };
+  }
+
+  setEndpointEgress(name: string, cap: EgressCap | null): Endpoint {
+    const r = this.db
+      .query("UPDATE endpoints SET egress_rate = ?, egress_burst = ? WHERE name = ?")
+      .run(cap?.rate ?? 0, cap?.burst ?? 0, name);
+    if (r.changes === 0) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
+    return this.getEndpoint(name) as Endpoint;
   }
 
   listEndpoints(network?: string): Endpoint[] {

@@ -2,9 +2,11 @@
  * blocklist). One interface, two implementations planned: SQLite for a single node
  * (sqlite.ts) and etcd for a cluster. Every method is one transaction; conflicts surface as
  * StratumError INVALID. */
+
 import type { DnsRecord } from "../model/dns";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall";
 import type { Network } from "../model/network";
+import type { EgressCap } from "../model/shape";
 
 export interface StoredNetwork extends Network {
   /** Stable, never reused: part of every profile MAC of the network. */
@@ -27,6 +29,8 @@ export interface Endpoint {
   netns?: string;
   ifname?: string;
   createdAt: string;
+  /** Cap on what the endpoint sends, on every path; absent: none. */
+  egress?: EgressCap;
 }
 
 export interface Store {
@@ -42,6 +46,8 @@ export interface Store {
   /** Claims the endpoint's profile; refused when the name or the address is taken. */
   claimEndpoint(ep: Omit<Endpoint, "createdAt">): Endpoint;
   releaseEndpoint(name: string): void;
+  /** Sets (or with null removes) an endpoint's egress cap; NOT_FOUND when there is no such endpoint. */
+  setEndpointEgress(name: string, cap: EgressCap | null): Endpoint;
   /** Host indexes claimed in a network (to find the next free address). */
   claimedIndexes(network: string): Set<number>;
 

@@ -294,6 +294,9 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
     "stm_port_stats",
     "stm_ports",
     "stm_profiles",
+    "stm_shape_cfg",
+    "stm_shape_src",
+    "stm_shape_state",
   ]);
   // No port configuration, profile, endpoint address or network firewall scope is left
   // behind; the local addresses left are the bridge's own MAC and link-local address, the
@@ -305,7 +308,8 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
     profiles: entries("stm_profiles"),
     local: entries("stm_local"),
     scopes: entries("stm_fw_scopes"),
-  }).toEqual({ ports: 0, profiles: 0, local: 2, scopes: 1 });
+    caps: entries("stm_shape_cfg"),
+  }).toEqual({ ports: 0, profiles: 0, local: 2, scopes: 1, caps: 0 });
   const addrs = agentNs.ipJson(["addr", "show", "cnv-user-br0"])[0].addr_info.filter((a: any) => a.family === "inet");
   expect(addrs).toEqual([]);
 });

@@ -1,10 +1,12 @@
 /** Every hand-laid struct layout and every kernel constant Stratum writes by hand is
  * checked against the real headers: a C program is compiled with the system compiler
  * and prints sizes, offsets and values. */
+
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { SHAPE_SHIFT } from "../../src/model/shape";
 import { C_HEADERS, NL } from "../../src/netlink/constants";
 import { ALL_LAYOUTS } from "../../src/sys/layout";
 import { runOk } from "../helpers/netns";
@@ -74,6 +76,7 @@ test("stm_abi.h structs match their codecs", () => {
   const port = require("../../src/datapath/port");
   const fw = require("../../src/datapath/firewall");
   const mon = require("../../src/datapath/monitor");
+  const shape = require("../../src/datapath/shape");
   const sizes: Record<string, number> = {
     stm_count_key: COUNT_KEY_SIZE,
     stm_count_val: COUNT_VAL_SIZE,
@@ -90,6 +93,10 @@ test("stm_abi.h structs match their codecs", () => {
     stm_port_stats: port.PORT_STATS_SIZE,
     stm_mon_cfg: mon.MON_CFG_SIZE,
     stm_mon_event: mon.MON_EVENT_SIZE,
+    stm_shape_key: shape.SHAPE_KEY_SIZE,
+    stm_shape_cfg: shape.SHAPE_CFG_SIZE,
+    stm_shape_state: shape.SHAPE_STATE_SIZE,
+    stm_shape_src_key: shape.SHAPE_SRC_KEY_SIZE,
   };
   // Offsets the codecs write at: encodePort (PORT_LAYOUT), writeProfile (flags at 6),
   // encodeDropKey (reason at 4), encodeLocalKey (addr at 4), encodeLocal (net_id at 4).
@@ -102,9 +109,19 @@ test("stm_abi.h structs match their codecs", () => {
     "stm_local.net_id": 4,
     ...Object.fromEntries(Object.entries(mon.MON_CFG_LAYOUT).map(([f, o]) => [`stm_mon_cfg.${f}`, o as number])),
     ...Object.fromEntries(Object.entries(mon.MON_EVENT_LAYOUT).map(([f, o]) => [`stm_mon_event.${f}`, o as number])),
+    ...Object.fromEntries(
+      Object.entries(shape.SHAPE_STATE_LAYOUT).map(([f, o]) => [`stm_shape_state.${f}`, o as number]),
+    ),
+    "stm_shape_key.id": 4,
+    "stm_shape_cfg.burst_ns": 8,
+    "stm_shape_src_key.addr": 4,
   };
   const consts: Record<string, number> = {
     STM_PORT_F_IP6: port.PORT_F.IP6,
+    STM_PORT_F_SHAPED: port.PORT_F.SHAPED,
+    STM_SHAPE_ENDPOINT: shape.SHAPE_KIND.ENDPOINT,
+    STM_SHAPE_NETWORK: shape.SHAPE_KIND.NETWORK,
+    STM_SHAPE_SHIFT: Number(SHAPE_SHIFT),
     STM_PROFILE_F_CLAIMED: port.PROFILE_F.CLAIMED,
     STM_PROFILE_F_GATEWAY: port.PROFILE_F.GATEWAY,
     STM_LOCAL_MAC: port.LOCAL_KIND.MAC,
@@ -139,7 +156,7 @@ test("stm_abi.h structs match their codecs", () => {
     }),
     ...Object.keys(consts).map((c) => `printf("${c} %ld\\n", (long)(${c}));`),
   ].join("\n");
-  const src = `#include <stddef.h>\n#include <stdio.h>\n#include <linux/types.h>\n#include "${join(import.meta.dir, "../../bpf/include/stm_abi.h")}"\nint main(void){\n${body}\nreturn 0;}\n`;
+  const src = `#include <stddef.h>\n#include <stdio.h>\n#include <linux/types.h>\n#include <linux/bpf.h>\n#include "${join(import.meta.dir, "../../bpf/include/stm_abi.h")}"\nint main(void){\n${body}\nreturn 0;}\n`;
   const got = Object.fromEntries(
     compileAndRun(src)
       .trim()

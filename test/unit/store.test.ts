@@ -110,7 +110,7 @@ test("a schema-1 database is migrated: its networks stay, the firewall tables ap
   let s = new SqliteStore(path);
   s.createNetwork(net("app", "10.20.0.0/24", "10.20.0.1"));
   s.db.exec(
-    "DROP TABLE fw_rules; DROP TABLE fw_global; DROP TABLE blocklist; DROP TABLE dhcp_leases; DROP TABLE dhcp_lease_quarantine; DROP TABLE dns_records; PRAGMA user_version = 1",
+    "DROP TABLE fw_rules; DROP TABLE fw_global; DROP TABLE blocklist; DROP TABLE dhcp_leases; DROP TABLE dhcp_lease_quarantine; DROP TABLE dns_records; ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; PRAGMA user_version = 1",
   );
   s.close();
   s = new SqliteStore(path);
@@ -128,7 +128,7 @@ test("a schema-2 database is migrated: networks written before the DHCP fields g
   const { dhcpLeaseTime: _l, dhcpRoutes: _r, dhcpOptions: _o, ...old } = s.getNetwork("app") as StoredNetwork;
   s.db.query("UPDATE networks SET spec = ?").run(JSON.stringify(old));
   s.db.exec(
-    "DROP TABLE dhcp_leases; DROP TABLE dhcp_lease_quarantine; DROP TABLE dns_records; PRAGMA user_version = 2",
+    "DROP TABLE dhcp_leases; DROP TABLE dhcp_lease_quarantine; DROP TABLE dns_records; ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; PRAGMA user_version = 2",
   );
   s.close();
   s = new SqliteStore(path);
@@ -153,6 +153,35 @@ test("a schema-2 database is migrated: networks written before the DHCP fields g
   s.deleteNetwork("app");
   expect(s.loadLeases()).toEqual([]);
   expect(s.listDnsRecords()).toEqual([]);
+  s.close();
+});
+
+test("a schema-3 database is migrated: its endpoints have no egress cap until one is set", () => {
+  const path = tmpDb();
+  let s = new SqliteStore(path);
+  s.createNetwork(net("app", "10.20.0.0/24", "10.20.0.1"));
+  s.claimEndpoint({
+    name: "web",
+    network: "app",
+    ip: "10.20.0.5",
+    mac: "02:00:01:00:00:04",
+    hostIndex: 4,
+    kind: "tap",
+    hostIf: "t-web",
+  });
+  s.db.exec(
+    "ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; PRAGMA user_version = 3",
+  );
+  s.close();
+  s = new SqliteStore(path);
+  expect((s.db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(SCHEMA_VERSION);
+  expect(s.getEndpoint("web")?.egress).toBeUndefined();
+  expect(s.setEndpointEgress("web", { rate: 100e6, burst: 262_144 }).egress).toEqual({ rate: 100e6, burst: 262_144 });
+  s.close();
+  s = new SqliteStore(path);
+  expect(s.getEndpoint("web")?.egress).toEqual({ rate: 100e6, burst: 262_144 });
+  expect(s.setEndpointEgress("web", null).egress).toBeUndefined();
+  expect(() => s.setEndpointEgress("nope", null)).toThrow("endpoint nope does not exist");
   s.close();
 });
 
