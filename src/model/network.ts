@@ -286,7 +286,8 @@ export function validateNetwork(input: NetworkSpec, existing: Network[] = []): N
     dhcpLeaseTime,
     dhcpRoutes,
     dhcpOptions: opts.map((o) => o.canonical),
-    ...(spec.egress ? { egress: validateCap(spec.egress) } : {}),
+    // Present even when there is none: a network set over a stored one must clear the cap.
+    egress: spec.egress ? validateCap(spec.egress) : undefined,
   };
 }
 

@@ -185,6 +185,16 @@ test("a schema-3 database is migrated: its endpoints have no egress cap until on
   s.close();
 });
 
+test("a network's egress cap is stored, and a validated network without one clears it", () => {
+  const s = new SqliteStore(":memory:");
+  const spec = { name: "app", cidr: "10.20.0.0/24", gateway: "10.20.0.1" };
+  s.createNetwork(validateNetwork({ ...spec, egress: { rate: 100e6 } }));
+  expect(s.getNetwork("app")?.egress).toEqual({ rate: 100e6, burst: 250_000 });
+  s.updateNetwork("app", validateNetwork({ ...spec, egress: null }));
+  expect(s.getNetwork("app")?.egress).toBeUndefined();
+  s.close();
+});
+
 test("rules: per scope, by priority, unique priorities, stable ids never reused", () => {
   const s = new SqliteStore(":memory:");
   const app = s.createNetwork(net("app", "10.20.0.0/24", "10.20.0.1"));
