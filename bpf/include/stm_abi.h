@@ -391,14 +391,6 @@ struct stm_shape_state {
 };
 _Static_assert(sizeof(struct stm_shape_state) == 56, "stm_shape_state is ABI");
 
-/* A network's source prefixes at the uplink: which bucket a leaving packet fills. IPv4 as
- * ::ffff:a.b.c.d (prefix 96 + length). */
-struct stm_shape_src_key {
-	__u32 prefixlen;
-	__u8 addr[16];
-};
-_Static_assert(sizeof(struct stm_shape_src_key) == 20, "stm_shape_src_key is ABI");
-
 /* The port has an egress cap (an stm_shape_cfg entry of kind STM_SHAPE_ENDPOINT). */
 #define STM_PORT_F_SHAPED 2
 

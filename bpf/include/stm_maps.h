@@ -231,12 +231,13 @@ struct {
 	__type(value, struct stm_shape_state);
 } stm_shape_state SEC(".maps");
 
-/* Source prefixes of the networks with a cap → net_id, for the uplink's egress. */
+/* Source prefixes of the networks with a cap → net_id, for the uplink's egress. IPv4 as
+ * ::ffff:a.b.c.d (prefix 96 + length), so one trie serves both families. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, STM_SHAPE_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct stm_shape_src_key);
+	__type(key, struct stm_lpm6_key);
 	__type(value, __u32);
 } stm_shape_src SEC(".maps");
 

@@ -82,7 +82,7 @@ __attribute__((noinline)) int stm_shape(struct __sk_buff *skb, __u32 kind, __u32
  * (workloads' addresses are routed, not translated): 0 when none of the capped networks. */
 static __always_inline __u32 stm_shape_net_of(struct __sk_buff *skb, __u16 eth_proto)
 {
-	struct stm_shape_src_key k = {};
+	struct stm_lpm6_key k = {};
 	if (eth_proto == bpf_htons(STM_ETH_P_IP)) {
 		k.prefixlen = 128;
 		k.addr[10] = 0xff;

@@ -424,25 +424,11 @@ export class NetworkService {
     if (!e) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
     const n = this.mustNetwork(e.network);
     const link = getLink(e.hostIf, this.nl);
-    const next = { ...e, ...(cap ? { egress: cap } : { egress: undefined }) };
-    if (link) {
-      if (cap) {
-        this.dp.setCap(SHAPE_KIND.ENDPOINT, link.index, cap);
-        this.dp.setPort(link.index, portConfig(next, n));
-      } else {
-        this.dp.setPort(link.index, portConfig(next, n));
-        this.dp.deleteCap(SHAPE_KIND.ENDPOINT, link.index);
-      }
-    }
+    if (link) this.#setPortAndCap(link.index, { ...e, egress: cap ?? undefined }, n);
     try {
       this.store.setEndpointEgress(name, cap);
     } catch (err) {
-      // Back to what the store still says.
-      if (link) {
-        if (e.egress) this.dp.setCap(SHAPE_KIND.ENDPOINT, link.index, e.egress);
-        this.dp.setPort(link.index, portConfig(e, n));
-        if (!e.egress) this.dp.deleteCap(SHAPE_KIND.ENDPOINT, link.index);
-      }
+      if (link) this.#setPortAndCap(link.index, e, n); // back to what the store still says
       throw err;
     }
     this.#changed();
@@ -539,11 +525,9 @@ export class NetworkService {
     }
     // Programs and port configuration go in before the port comes up: never a moment without them.
     const ifindex = link.index;
-    // The cap before the port that uses it; no cap: none left over from a reused ifindex.
-    if (ep.egress) this.dp.setCap(SHAPE_KIND.ENDPOINT, ifindex, ep.egress);
-    else this.dp.deleteCap(SHAPE_KIND.ENDPOINT, ifindex);
+    // No cap: none left over from a reused ifindex either.
+    this.#setPortAndCap(ifindex, ep, n);
     undo.push("remove egress cap", () => this.dp.deleteCap(SHAPE_KIND.ENDPOINT, ifindex));
-    this.dp.setPort(ifindex, portConfig(ep, n));
     undo.push("remove port config", () => this.dp.deletePort(ifindex));
     for (const a of endpointLocals(ep, n)) {
       this.dp.setLocal(a, ifindex, n.id);
@@ -556,6 +540,18 @@ export class NetworkService {
     addFdb({ dev: ep.hostIf, mac: ep.mac }, {}, this.nl);
     setLink(ep.hostIf, { up: true }, this.nl);
     return link.index;
+  }
+
+  /** A port's configuration and its endpoint's cap, in the order that never leaves the port
+   * pointing at a missing cap: the cap before a port that uses it, after one that stopped. */
+  #setPortAndCap(ifindex: number, ep: Endpoint, n: StoredNetwork): void {
+    if (ep.egress) {
+      this.dp.setCap(SHAPE_KIND.ENDPOINT, ifindex, ep.egress);
+      this.dp.setPort(ifindex, portConfig(ep, n));
+    } else {
+      this.dp.setPort(ifindex, portConfig(ep, n));
+      this.dp.deleteCap(SHAPE_KIND.ENDPOINT, ifindex);
+    }
   }
 
   #configure(nsNl: Rtnl, ifname: string, cidr: string, n: StoredNetwork, mac: string): void {

@@ -1,8 +1,9 @@
 /** Codecs for the egress-cap maps (bpf/include/stm_abi.h: struct stm_shape_key,
- * stm_shape_cfg, stm_shape_state, stm_shape_src_key). Layouts are ABI; test/unit/abi.test.ts
+ * stm_shape_cfg, stm_shape_state; the source trie's key is stm_lpm6_key). Layouts are ABI; test/unit/abi.test.ts
  * checks the sizes and offsets against the C header. */
 import { parseSubnet } from "../model/ip";
 import { bucketConfig, type EgressCap } from "../model/shape";
+import { blockKey } from "./firewall";
 
 export const SHAPE_KIND = { ENDPOINT: 1, NETWORK: 2 } as const;
 export type ShapeKind = (typeof SHAPE_KIND)[keyof typeof SHAPE_KIND];
@@ -10,7 +11,6 @@ export type ShapeKind = (typeof SHAPE_KIND)[keyof typeof SHAPE_KIND];
 export const SHAPE_KEY_SIZE = 8;
 export const SHAPE_CFG_SIZE = 16;
 export const SHAPE_STATE_SIZE = 56;
-export const SHAPE_SRC_KEY_SIZE = 20;
 /** Offsets in struct stm_shape_state. */
 export const SHAPE_STATE_LAYOUT = {
   credit_ns: 8,
@@ -57,19 +57,11 @@ export function decodeShapeState(b: Buffer): BucketCounts & { creditNs: bigint; 
   };
 }
 
-/** The source-prefix key of a subnet: IPv6 as is, IPv4 as ::ffff:a.b.c.d/(96 + len). */
+/** The source-prefix key (struct stm_lpm6_key) of a subnet: IPv6 as is, IPv4 as
+ * ::ffff:a.b.c.d/(96 + len). */
 export function encodeShapeSrc(cidr: string): Buffer {
   const s = parseSubnet(cidr);
-  const b = Buffer.alloc(SHAPE_SRC_KEY_SIZE);
-  if (s.family === 4) {
-    b.writeUInt32LE(96 + s.prefixLen, 0);
-    b[14] = 0xff;
-    b[15] = 0xff;
-    b.writeUInt32BE(Number(s.network), 16);
-  } else {
-    b.writeUInt32LE(s.prefixLen, 0);
-    let v = s.network;
-    for (let i = 19; i >= 4; i--, v >>= 8n) b[i] = Number(v & 0xffn);
-  }
-  return b;
+  return blockKey(
+    s.family === 6 ? s : { family: 6, prefixLen: 96 + s.prefixLen, network: (0xffffn << 32n) | s.network },
+  );
 }

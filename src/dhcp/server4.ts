@@ -55,6 +55,27 @@ const IGNORE_REASONS: Ignore4[] = [
   "bad-type",
 ];
 
+/** The lease row of a binding. */
+function leaseOf(
+  b: Binding4,
+  hostname: string | undefined,
+  state: Lease["state"],
+  expiresAt: number,
+  now: number,
+): Lease {
+  return {
+    network: b.network.name,
+    mac: b.mac,
+    family: 4,
+    ip: b.ip,
+    endpoint: b.endpoint,
+    hostname,
+    state,
+    expiresAt,
+    updatedAt: now,
+  };
+}
+
 export class Dhcp4Server {
   readonly #store: Store;
   readonly #bridge: string;
@@ -245,17 +266,7 @@ export class Dhcp4Server {
           try {
             hostname = host ? dec.text(host).slice(0, 255) : undefined;
           } catch {}
-          this.#save({
-            network: b.network.name,
-            mac: b.mac,
-            family: 4,
-            ip: b.ip,
-            endpoint: b.endpoint,
-            hostname,
-            state: "bound",
-            expiresAt: now + b.network.dhcpLeaseTime * 1000,
-            updatedAt: now,
-          });
+          this.#save(leaseOf(b, hostname, "bound", now + b.network.dhcpLeaseTime * 1000, now));
         }
         break;
       case "release":
@@ -276,17 +287,7 @@ export class Dhcp4Server {
 
   #end(b: Binding4, state: "released" | "declined", now: number): void {
     const cur = this.#leases.get(`${b.network.name} ${b.mac}`);
-    this.#save({
-      network: b.network.name,
-      mac: b.mac,
-      family: 4,
-      ip: b.ip,
-      endpoint: b.endpoint,
-      hostname: cur?.hostname,
-      state,
-      expiresAt: now,
-      updatedAt: now,
-    });
+    this.#save(leaseOf(b, cur?.hostname, state, now, now));
   }
 
   /** A new or changed lease is written at once. A renewal that only moves the expiry is

@@ -96,7 +96,6 @@ test("stm_abi.h structs match their codecs", () => {
     stm_shape_key: shape.SHAPE_KEY_SIZE,
     stm_shape_cfg: shape.SHAPE_CFG_SIZE,
     stm_shape_state: shape.SHAPE_STATE_SIZE,
-    stm_shape_src_key: shape.SHAPE_SRC_KEY_SIZE,
   };
   // Offsets the codecs write at: encodePort (PORT_LAYOUT), writeProfile (flags at 6),
   // encodeDropKey (reason at 4), encodeLocalKey (addr at 4), encodeLocal (net_id at 4).
@@ -114,7 +113,6 @@ test("stm_abi.h structs match their codecs", () => {
     ),
     "stm_shape_key.id": 4,
     "stm_shape_cfg.burst_ns": 8,
-    "stm_shape_src_key.addr": 4,
   };
   const consts: Record<string, number> = {
     STM_PORT_F_IP6: port.PORT_F.IP6,
