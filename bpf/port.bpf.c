@@ -927,6 +927,34 @@ static __always_inline int foreign_ok(struct __sk_buff *skb, struct stm_port *po
 	return 0;
 }
 
+/* An ICMP redirect (type 5) or ICMPv6 redirect (137) sent by the node: its kernel forwards
+ * a workload's packet out of the bridge it came in on (to a router on the uplink's LAN, say)
+ * and offers the workload a shortcut past the gateway, which port security would drop (the
+ * workload would ARP for an address outside its network). The same on the way back, to the
+ * LAN's host. Checked on frames from the host (port egress) and leaving the uplink. */
+static __always_inline int is_redirect(struct __sk_buff *skb)
+{
+	__u16 proto;
+	__u8 b[2];
+	if (bpf_skb_load_bytes(skb, 12, &proto, 2))
+		return 0;
+	if (proto == bpf_htons(STM_ETH_P_IP)) {
+		__u8 vihl;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, &vihl, 1) || bpf_skb_load_bytes(skb, ETH_HLEN + 9, b, 1))
+			return 0;
+		if (b[0] != IPPROTO_ICMP || bpf_skb_load_bytes(skb, ETH_HLEN + (vihl & 0xf) * 4, &b[1], 1))
+			return 0;
+		return b[1] == 5; /* ICMP redirect */
+	}
+	if (proto == bpf_htons(STM_ETH_P_IPV6)) {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 6, b, 1) || b[0] != IPPROTO_ICMPV6_ ||
+		    bpf_skb_load_bytes(skb, ETH_HLEN + IP6_HLEN, &b[1], 1))
+			return 0;
+		return b[1] == ICMP6_REDIRECT;
+	}
+	return 0;
+}
+
 SEC("tc")
 int stm_port_out(struct __sk_buff *skb)
 {
@@ -955,6 +983,8 @@ int stm_port_out(struct __sk_buff *skb)
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
 	if (!foreign_ok(skb, port, from))
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OTHER_NETWORK);
+	if (is_redirect(skb))
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_REDIRECT);
 firewall:;
 	__u16 proto;
 	if (bpf_skb_load_bytes(skb, 12, &proto, 2))
@@ -1037,6 +1067,11 @@ int stm_uplink_out(struct __sk_buff *skb)
 		return STM_TC_NEXT;
 	if (skb->vlan_present || (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6)))
 		return STM_TC_NEXT;
+	/* The node's kernel, forwarding a reply from the uplink's LAN back out of the bridge,
+	 * would send the LAN's host a redirect to the workload itself: the workload's ARP answer
+	 * to that host is dropped at its port (arp-target), so keep both on the gateway. */
+	if (is_redirect(skb))
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_REDIRECT);
 	int r = stm_fw_uplink_out(skb, proto);
 	if (r != STM_TC_NEXT)
 		return r;

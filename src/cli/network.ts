@@ -112,7 +112,7 @@ const capArgs = {
   },
   "egress-burst": {
     type: "string",
-    description: "Bucket depth of the cap, bytes with k, m or g (default: 20 ms at the rate, at least 128k)",
+    description: "Bucket depth of the cap, bytes with k, m or g (default: 300 ms at the rate, at least 128k)",
     valueHint: "SIZE",
   },
 } as const;

@@ -47,6 +47,19 @@ import {
   vlanTag,
 } from "../helpers/frames";
 
+/** The same IPv4 packet with a 4-byte option (NOPs) in its header: IHL 6. */
+function withIpOptions(pkt: Buffer): Buffer {
+  const h = Buffer.concat([pkt.subarray(0, 20), Buffer.from([1, 1, 1, 1]), pkt.subarray(20)]);
+  h.writeUInt8(0x46, 0);
+  h.writeUInt16BE(h.length, 2);
+  h.writeUInt16BE(0, 10);
+  let sum = 0;
+  for (let i = 0; i < 24; i += 2) sum += h.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
+  h.writeUInt16BE(~sum & 0xffff, 10);
+  return h;
+}
+
 const TC_NEXT = -1;
 const TC_DROP = 2;
 const XDP_DROP = 1;
@@ -84,7 +97,8 @@ const netA = (p: { ip: string; mac: string }): PortConfig => ({
   cidr6: "fd20::/64",
 });
 
-type Prog = "in" | "out" | "xdp";
+/** The port programs, the uplink's XDP ingress and its tc egress. */
+type Prog = "in" | "out" | "xdp" | "upout";
 interface Case {
   name: string;
   frame: Buffer;
@@ -854,6 +868,88 @@ const egress: Case[] = [
     frame: tcp4({ mac: "02:00:00:00:00:fe", dstMac: ME.mac, src: "192.0.2.7", dst: ME.ip }),
   },
   {
+    name: "host ICMP redirect to the port (a shortcut past the gateway)",
+    prog: "out",
+    from: 0,
+    frame: eth4(
+      "02:00:00:00:00:fe",
+      ME.mac,
+      ipv4(
+        { src: GW, dst: ME.ip, proto: IPPROTO.ICMP },
+        icmp({ src: GW, dst: ME.ip, type: 5, code: 1 }, new Uint8Array(28)),
+      ),
+    ),
+    drop: "redirect",
+  },
+  {
+    name: "host ICMP redirect behind IPv4 options",
+    prog: "out",
+    from: 0,
+    frame: eth4(
+      "02:00:00:00:00:fe",
+      ME.mac,
+      withIpOptions(
+        ipv4(
+          { src: GW, dst: ME.ip, proto: IPPROTO.ICMP },
+          icmp({ src: GW, dst: ME.ip, type: 5, code: 1 }, new Uint8Array(28)),
+        ),
+      ),
+    ),
+    drop: "redirect",
+  },
+  {
+    name: "host ICMP unreachable to the port (not a redirect)",
+    prog: "out",
+    from: 0,
+    frame: eth4(
+      "02:00:00:00:00:fe",
+      ME.mac,
+      ipv4(
+        { src: GW, dst: ME.ip, proto: IPPROTO.ICMP },
+        icmp({ src: GW, dst: ME.ip, type: 3, code: 1 }, new Uint8Array(28)),
+      ),
+    ),
+  },
+  {
+    name: "host ICMPv6 redirect to the port",
+    prog: "out",
+    from: 0,
+    frame: icmp6({
+      mac: "02:00:00:00:00:fe",
+      dstMac: ME.mac,
+      src: linkLocal("02:00:00:00:00:fe"),
+      dst: ME.ip6,
+      type: 137,
+      body: new Uint8Array(36),
+    }),
+    drop: "redirect",
+  },
+  {
+    name: "the node's ICMP redirect to a host on the uplink's LAN (about a workload)",
+    prog: "upout",
+    frame: eth4(
+      "02:00:00:00:00:fe",
+      ATTACKER,
+      ipv4(
+        { src: "192.0.2.1", dst: "192.0.2.9", proto: IPPROTO.ICMP },
+        icmp({ src: "192.0.2.1", dst: "192.0.2.9", type: 5, code: 1 }, new Uint8Array(28)),
+      ),
+    ),
+    drop: "redirect",
+  },
+  {
+    name: "a workload's ICMP echo leaving through the uplink",
+    prog: "upout",
+    frame: eth4(
+      "02:00:00:00:00:fe",
+      ATTACKER,
+      ipv4(
+        { src: ME.ip, dst: "192.0.2.9", proto: IPPROTO.ICMP },
+        icmp({ src: ME.ip, dst: "192.0.2.9", type: 8 }, new Uint8Array(28)),
+      ),
+    ),
+  },
+  {
     name: "host broadcast from another network's gateway",
     prog: "out",
     from: 0,
@@ -1121,7 +1217,8 @@ const dropKey = (ifindex: number, reason: string): string =>
 
 function runCase(c: Case) {
   const prog = c.prog ?? "in";
-  const fd = obj.program(prog === "in" ? "stm_port_in" : prog === "out" ? "stm_port_out" : "stm_uplink_in").fd;
+  const name = { in: "stm_port_in", out: "stm_port_out", xdp: "stm_uplink_in", upout: "stm_uplink_out" }[prog];
+  const fd = obj.program(name).fd;
   const ctx = prog === "xdp" ? xdpCtx(c.frame.length) : alloc(SK_BUFF, { ifindex: PORT, ingress_ifindex: c.from ?? 0 });
   return runFixture(fd, { name: c.name, input: c.frame, verdict: 0, ctx }, [drops]);
 }
@@ -1149,6 +1246,7 @@ test("the fixture table has at least 60 cases, every drop reason of the port pro
     "ethertype",
     "local-spoof",
     "blocklist",
+    "redirect",
   ])
     expect({ r, covered: reasons.has(r) }).toEqual({ r, covered: true });
 });

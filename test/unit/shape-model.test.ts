@@ -41,22 +41,24 @@ describe("rates and sizes", () => {
     expect(formatSize(65_000)).toBe("63.48k");
   });
 
-  test("the default burst: 20 ms at the rate, at least 128 KiB", () => {
-    expect(defaultBurst(20e6)).toBe(131_072);
-    expect(defaultBurst(500e6)).toBe(1_250_000);
+  test("the default burst: 300 ms at the rate, at least 128 KiB, at most 1 GiB", () => {
+    expect(defaultBurst(1e6)).toBe(131_072);
+    expect(defaultBurst(20e6)).toBe(750_000);
+    expect(defaultBurst(500e6)).toBe(18_750_000);
+    expect(defaultBurst(400e9)).toBe(1024 ** 3);
   });
 
   test("parseCap: no flag leaves the cap, 0/none removes it, a burst alone is refused", () => {
     expect(parseCap(undefined, undefined)).toBeUndefined();
     expect(parseCap("none", undefined)).toBeNull();
-    expect(parseCap("100mbit", undefined)).toEqual({ rate: 100e6, burst: 250_000 });
+    expect(parseCap("100mbit", undefined)).toEqual({ rate: 100e6, burst: 3_750_000 });
     expect(parseCap("100mbit", "1m")).toEqual({ rate: 100e6, burst: 1_048_576 });
     expect(() => parseCap(undefined, "1m")).toThrow("--egress-burst needs --egress-rate");
     expect(() => parseCap("0", "1m")).toThrow(/removes the cap/);
   });
 
   test("validateCap fills the default burst and refuses what is out of range", () => {
-    expect(validateCap({ rate: 100e6 })).toEqual({ rate: 100e6, burst: 250_000 });
+    expect(validateCap({ rate: 100e6 })).toEqual({ rate: 100e6, burst: 3_750_000 });
     expect(() => validateCap({ rate: 5 })).toThrow(/egress rate 5 bit\/s is outside/);
     expect(() => validateCap({ rate: 100e6, burst: 10 })).toThrow(/egress burst 10 bytes is outside/);
     expect(() => validateCap({ rate: 1.5 })).toThrow(/outside/);

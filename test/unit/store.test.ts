@@ -189,7 +189,7 @@ test("a network's egress cap is stored, and a validated network without one clea
   const s = new SqliteStore(":memory:");
   const spec = { name: "app", cidr: "10.20.0.0/24", gateway: "10.20.0.1" };
   s.createNetwork(validateNetwork({ ...spec, egress: { rate: 100e6 } }));
-  expect(s.getNetwork("app")?.egress).toEqual({ rate: 100e6, burst: 250_000 });
+  expect(s.getNetwork("app")?.egress).toEqual({ rate: 100e6, burst: 3_750_000 });
   s.updateNetwork("app", validateNetwork({ ...spec, egress: null }));
   expect(s.getNetwork("app")?.egress).toBeUndefined();
   s.close();
