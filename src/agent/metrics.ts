@@ -1,15 +1,17 @@
 /** Prometheus metrics of the agent (GET /metrics, text exposition format): per-endpoint
  * packets, bytes and drops by reason, uplink drops, firewall rule and default hits, the
- * firewall's and the monitor's own counters, map fill levels, port health, reconcile runs,
- * the agent itself. Everything is read at scrape time from the pinned maps, the store and
- * the agent's records; nothing is sampled in between (the kernel's counters are the state,
- * and they survive agent restarts in their pinned maps). A scrape reads one snapshot, then
- * prom-client renders it; concurrent scrapes share one read. Names are `stratum_…`; a
+ * firewall's and the monitor's own counters, egress caps and their buckets, map fill
+ * levels, port health, reconcile runs, the agent itself. Everything is read at scrape time
+ * from the pinned maps, the store and the agent's records; nothing is sampled in between
+ * (the kernel's counters are the state, and they survive agent restarts in their pinned
+ * maps). A scrape reads one snapshot, then prom-client renders it; concurrent scrapes share one read. Names are `stratum_…`; a
  * counter's series appears once the kernel has counted something for it. */
 import { Counter, Gauge, Registry } from "prom-client";
 import { dropReasonName } from "../datapath/drops";
 import { encodeU32, FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall";
 import { readMonStats } from "../datapath/monitor";
+import { type BucketCounts, SHAPE_KIND } from "../datapath/shape";
+import type { EgressCap } from "../model/shape";
 import type { AddressingStats } from "./addressing";
 import { GLOBAL_SCOPE_NAME } from "./firewall-service";
 import type { AgentRuntime } from "./runtime";
@@ -36,6 +38,10 @@ export interface MetricsSnapshot {
   drops: Array<{ network: string; endpoint: string; device: string; reason: string; packets: number }>;
   rules: Array<{ scope: string; ruleId: number; priority: number; action: string } & PacketsBytes>;
   defaults: Array<{ scope: string; action: string } & PacketsBytes>;
+  /** Every egress cap the store holds: its rate (bit/s) and burst (bytes), and what its
+   * bucket passed and dropped. A network's row has endpoint "". An endpoint's bucket is
+   * keyed by its port's ifindex: one whose device is gone has no counts. */
+  caps: Array<{ scope: "network" | "endpoint"; network: string; endpoint: string; counts?: BucketCounts } & EgressCap>;
   /** stm_fw_stats by name (FW_STATS). */
   firewall: Record<string, number>;
   /** stm_mon_stats by outcome (emitted, paced, ring-full). */
@@ -93,6 +99,29 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
     defaults.push({ scope: s.name, action: s.def, ...kernel.defaultHits(s.id) });
   }
 
+  const caps: MetricsSnapshot["caps"] = [];
+  for (const n of rt.store.listNetworks())
+    if (n.egress)
+      caps.push({
+        scope: "network",
+        network: n.name,
+        endpoint: "",
+        ...n.egress,
+        counts: dp.capCounts(SHAPE_KIND.NETWORK, n.id),
+      });
+  const ifindexOf = new Map(st.ports.map((p) => [p.endpoint, p.ifindex]));
+  for (const e of rt.store.listEndpoints()) {
+    if (!e.egress) continue;
+    const ifindex = ifindexOf.get(e.name);
+    caps.push({
+      scope: "endpoint",
+      network: e.network,
+      endpoint: e.name,
+      ...e.egress,
+      ...(ifindex ? { counts: dp.capCounts(SHAPE_KIND.ENDPOINT, ifindex) } : {}),
+    });
+  }
+
   const fwStats = dp.map("stm_fw_stats");
   const firewall: Record<string, number> = {};
   FW_STATS.forEach((name, i) => {
@@ -114,6 +143,7 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
     drops,
     rules,
     defaults,
+    caps,
     firewall,
     monitor: readMonStats(dp.map("stm_mon_stats")),
     maps: st.maps.filter((m) => m.type !== "ringbuf"),
@@ -286,6 +316,7 @@ export class AgentMetrics {
       ["scope", "action"],
       (s, e) => defaults(s, e, "bytes"),
     );
+    this.#defineCaps();
     f(
       "counter",
       "stratum_firewall_stats_total",
@@ -346,6 +377,58 @@ export class AgentMetrics {
     f("gauge", "stratum_reconcile_last_run_timestamp_seconds", "When the last reconcile run started.", [], (s, e) => {
       if (s.reconcile.lastRunSeconds !== undefined) e({}, s.reconcile.lastRunSeconds);
     });
+  }
+
+  /** Egress caps: the configured rate and burst, and what each bucket passed and dropped
+   * (its drops are also in stratum_drops_total, reason egress-cap, on the device where the
+   * bucket is checked: the endpoint's port, or the uplink for a network). */
+  #defineCaps(): void {
+    const f = this.#family.bind(this);
+    const capLabels = ["scope", "network", "endpoint"];
+    const where = (c: MetricsSnapshot["caps"][number]) => ({
+      scope: c.scope,
+      network: c.network,
+      endpoint: c.endpoint,
+    });
+    f(
+      "gauge",
+      "stratum_egress_cap_rate_bits",
+      "Configured egress cap of a network (off the node) or an endpoint (every path), in bits per second.",
+      capLabels,
+      (s, e) => {
+        for (const c of s.caps) e(where(c), c.rate);
+      },
+    );
+    f(
+      "gauge",
+      "stratum_egress_cap_burst_bytes",
+      "Depth of an egress cap's token bucket in bytes (what may pass at once above the rate).",
+      capLabels,
+      (s, e) => {
+        for (const c of s.caps) e(where(c), c.burst);
+      },
+    );
+    const counts = (s: MetricsSnapshot, e: Emit, k: keyof PacketsBytes) => {
+      for (const c of s.caps) {
+        if (!c.counts) continue;
+        e({ ...where(c), verdict: "passed" }, c.counts.passed[k]);
+        e({ ...where(c), verdict: "dropped" }, c.counts.dropped[k]);
+      }
+    };
+    f(
+      "counter",
+      "stratum_egress_cap_packets_total",
+      "Packets an egress cap's token bucket passed or dropped (over the rate); a rate change keeps the counts, removing the cap resets them.",
+      [...capLabels, "verdict"],
+      (s, e) => counts(s, e, "packets"),
+    );
+    f(
+      "counter",
+      "stratum_egress_cap_bytes_total",
+      "Bytes an egress cap's token bucket passed or dropped (over the rate); a rate change keeps the counts, removing the cap resets them.",
+      [...capLabels, "verdict"],
+      (s, e) => counts(s, e, "bytes"),
+    );
   }
 
   /** DHCPv4, router advertisements and DHCPv6, DNS. */

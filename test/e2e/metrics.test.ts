@@ -2,7 +2,8 @@
  * network. /metrics is scraped over the unix socket and the TCP listener (bearer token) and
  * read by a real exposition-format parser; counters move with real traffic (ping: packets
  * and bytes on both ports; a default deny: fw-default drops; an allow rule: its hits; a
- * blocklisted outside source: uplink drops); fill levels follow what exists; a full
+ * blocklisted outside source: uplink drops; an endpoint over its egress cap: the cap's rate
+ * and its bucket's drops, the same as the port's egress-cap drops); fill levels follow what exists; a full
  * conntrack table is counted without stalling the API. `status` shows the ports with the
  * program ids the kernel reports, and a port that loses its program or its configuration
  * entry makes it degraded. */
@@ -84,6 +85,10 @@ describe("/metrics", () => {
       "stratum_firewall_rule_bytes_total",
       "stratum_firewall_default_hits_total",
       "stratum_firewall_stats_total",
+      "stratum_egress_cap_rate_bits",
+      "stratum_egress_cap_burst_bytes",
+      "stratum_egress_cap_packets_total",
+      "stratum_egress_cap_bytes_total",
       "stratum_monitor_events_total",
       "stratum_map_entries",
       "stratum_map_capacity",
@@ -191,6 +196,45 @@ describe("/metrics", () => {
       metricValue(f, "stratum_drops_total", { device: "upl0", reason: "blocklist", network: "", endpoint: "" });
     expect(up(after) - up(before)).toBeGreaterThanOrEqual(3);
     expect(A.ctl("firewall", "blocklist", "del", "10.74.0.192/28").code).toBe(0);
+  }, 30_000);
+
+  test("an endpoint over its egress cap: the cap's rate and burst, its bucket's counts, its drops", async () => {
+    const none = await scrape();
+    expect(none.get("stratum_egress_cap_rate_bits")?.samples).toEqual([]);
+    A.json("endpoint", "set", "ep-a", "--egress-rate", "8kbit");
+    // 200 echoes of 1442 bytes on the wire in under a second: far more than the default
+    // bucket (128 KiB) and 1000 bytes/s of refill let through. Losses make ping fail.
+    aNs.exec(["ping", "-c", "200", "-i", "0.002", "-s", "1400", "-W", "1", "-q", b.ip]);
+    await Bun.sleep(500); // what else ep-a sends (ARP) finds tokens again
+    const f = await scrape();
+    const shown = A.json("endpoint", "show", "ep-a");
+    const ep = { scope: "endpoint", network: NET, endpoint: "ep-a" };
+    expect(metricValue(f, "stratum_egress_cap_rate_bits", ep)).toBe(8000);
+    expect(metricValue(f, "stratum_egress_cap_burst_bytes", ep)).toBe(128 * 1024);
+    const dropped = metricValue(f, "stratum_egress_cap_packets_total", { ...ep, verdict: "dropped" });
+    const passed = metricValue(f, "stratum_egress_cap_packets_total", { ...ep, verdict: "passed" });
+    expect(dropped).toBeGreaterThan(0);
+    expect(passed).toBeGreaterThanOrEqual(80);
+    expect(dropped + passed).toBeGreaterThanOrEqual(200);
+    // The bucket's drops are the port's egress-cap drops, in /metrics and in `endpoint show`.
+    expect(metricValue(f, "stratum_drops_total", { endpoint: "ep-a", reason: "egress-cap" })).toBe(dropped);
+    expect(shown.drops["egress-cap"]).toBe(dropped);
+    expect(shown.egressCounts).toEqual({
+      passed: {
+        packets: passed,
+        bytes: metricValue(f, "stratum_egress_cap_bytes_total", { ...ep, verdict: "passed" }),
+      },
+      dropped: {
+        packets: dropped,
+        bytes: metricValue(f, "stratum_egress_cap_bytes_total", { ...ep, verdict: "dropped" }),
+      },
+    });
+    // Only ep-a is capped; the cap's series go with it.
+    expect(f.get("stratum_egress_cap_rate_bits")?.samples.length).toBe(1);
+    A.json("endpoint", "set", "ep-a", "--egress-rate", "none");
+    const removed = await scrape();
+    for (const name of ["stratum_egress_cap_rate_bits", "stratum_egress_cap_packets_total"])
+      expect({ name, samples: removed.get(name)?.samples }).toEqual({ name, samples: [] });
   }, 30_000);
 });
 

@@ -50,6 +50,26 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
       { scope: "global", action: "allow", packets: 0, bytes: 0 },
       { scope: "app", action: "deny", packets: 3, bytes: 294 },
     ],
+    caps: [
+      {
+        scope: "network",
+        network: "app",
+        endpoint: "",
+        rate: 500_000_000,
+        burst: 18_750_000,
+        counts: { passed: { packets: 9, bytes: 9000 }, dropped: { packets: 2, bytes: 3000 } },
+      },
+      {
+        scope: "endpoint",
+        network: "app",
+        endpoint: "web-1",
+        rate: 8_000,
+        burst: 131_072,
+        counts: { passed: { packets: 5, bytes: 500 }, dropped: { packets: 3, bytes: 4200 } },
+      },
+      // Its device is gone: the cap, no bucket to read.
+      { scope: "endpoint", network: "app", endpoint: "web-2", rate: 1_000_000, burst: 131_072 },
+    ],
     firewall: Object.fromEntries(FW_STATS.map((s, i) => [s, i])),
     monitor: { emitted: 1, paced: 2, "ring-full": 0 },
     maps: [
@@ -89,6 +109,19 @@ describe("metrics rendering", () => {
     ]);
     expect(metricValue(f, "stratum_firewall_rule_bytes_total", { rule_id: "7" })).toBe(392);
     expect(metricValue(f, "stratum_firewall_default_hits_total", { scope: "app", action: "deny" })).toBe(3);
+    const net = { scope: "network", network: "app", endpoint: "" };
+    const web1 = { scope: "endpoint", network: "app", endpoint: "web-1" };
+    expect(metricValue(f, "stratum_egress_cap_rate_bits", net)).toBe(500_000_000);
+    expect(metricValue(f, "stratum_egress_cap_burst_bytes", net)).toBe(18_750_000);
+    expect(metricValue(f, "stratum_egress_cap_rate_bits", web1)).toBe(8_000);
+    expect(metricValue(f, "stratum_egress_cap_packets_total", { ...net, verdict: "dropped" })).toBe(2);
+    expect(metricValue(f, "stratum_egress_cap_bytes_total", { ...net, verdict: "passed" })).toBe(9000);
+    expect(metricValue(f, "stratum_egress_cap_packets_total", { ...web1, verdict: "passed" })).toBe(5);
+    expect(metricValue(f, "stratum_egress_cap_bytes_total", { ...web1, verdict: "dropped" })).toBe(4200);
+    expect(metricValue(f, "stratum_egress_cap_rate_bits", { endpoint: "web-2" })).toBe(1_000_000);
+    expect(f.get("stratum_egress_cap_packets_total")?.samples.some((s) => s.labels.endpoint === "web-2")).toBe(false);
+    expect(f.get("stratum_egress_cap_packets_total")?.type).toBe("counter");
+    expect(f.get("stratum_egress_cap_rate_bits")?.type).toBe("gauge");
     expect(metricValue(f, "stratum_firewall_stats_total", { stat: "log-lost" })).toBe(7);
     expect(metricValue(f, "stratum_monitor_events_total", { outcome: "paced" })).toBe(2);
     expect(metricValue(f, "stratum_map_entries", { map: "stm_ports" })).toBe(2);
@@ -107,8 +140,10 @@ describe("metrics rendering", () => {
     let snap = snapshot();
     const m = new AgentMetrics(async () => snap);
     parseExposition((await m.scrape()).body);
-    snap = snapshot({ endpoints: [], drops: [], rules: [] });
+    snap = snapshot({ endpoints: [], drops: [], rules: [], caps: [] });
     const f = parseExposition((await m.scrape()).body);
+    expect(f.get("stratum_egress_cap_rate_bits")?.samples).toEqual([]);
+    expect(f.get("stratum_egress_cap_packets_total")?.samples).toEqual([]);
     expect(f.get("stratum_endpoint_packets_total")?.samples).toEqual([]);
     expect(f.get("stratum_drops_total")?.samples).toEqual([]);
     expect(f.get("stratum_firewall_rule_hits_total")?.samples).toEqual([]);
