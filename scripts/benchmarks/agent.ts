@@ -22,7 +22,7 @@ function sh(cmd: string[]): void {
 }
 
 /** An agent in a fresh namespace with its own pin root and state, for one benchmark. */
-class BenchAgent {
+export class BenchAgent {
   readonly tag = `stmb${process.pid}`;
   readonly ns = `${this.tag}-node`;
   readonly dir = mkdtempSync(join(tmpdir(), "stm-bench-"));
@@ -32,8 +32,10 @@ class BenchAgent {
   readonly extraNs: string[] = [];
   proc: Subprocess | undefined;
 
-  async start(): Promise<void> {
+  /** `before` runs once the namespace exists (e.g. to create the uplink); `extra` flags go to the agent. */
+  async start(extra: string[] = [], before?: () => void): Promise<void> {
     sh(["ip", "netns", "add", this.ns]);
+    before?.();
     this.proc = Bun.spawn(
       [
         "nsenter",
@@ -46,6 +48,7 @@ class BenchAgent {
         this.pins,
         "--api-socket",
         this.sock,
+        ...extra,
       ],
       { stdout: "ignore", stderr: "ignore" },
     );
