@@ -20,7 +20,6 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { loadObject } from "../../src/datapath/objects";
-import { udpFrame } from "../../src/datapath/packet";
 import {
   decodeShapeState,
   encodeShapeCfg,
@@ -33,6 +32,7 @@ import { withLibbpfLog } from "../../src/sys/ffi";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
 import { BenchAgent } from "./agent";
 import type { Benchmark } from "./harness";
+import { frame } from "./suite";
 
 const ROOT = join(import.meta.dir, "../..");
 const BINARY = join(ROOT, "dist/cenvero-str-ctl");
@@ -190,14 +190,6 @@ function limiterBench(): Benchmark {
   let obj: BpfObject | undefined;
   let base: BpfObject | undefined;
   const REPEAT = 200_000;
-  const frame = udpFrame({
-    srcMac: "02:00:0a:14:00:02",
-    dstMac: "02:00:0a:14:00:03",
-    src: "10.20.0.2",
-    dst: "10.20.0.3",
-    sport: 40000,
-    dport: 53,
-  });
   const ctx = alloc(SK_BUFF, { ifindex: 1 });
   const ns = (fd: number) => {
     const t0 = Bun.nanoseconds();

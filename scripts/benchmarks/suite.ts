@@ -13,7 +13,8 @@ import type { Benchmark } from "./harness";
 import { monitorBench } from "./monitor";
 import { throughputBench } from "./throughput";
 
-const frame = udpFrame({
+/** A UDP frame every program benchmark runs on (the empty programs too). */
+export const frame = udpFrame({
   srcMac: "02:00:0a:14:00:02",
   dstMac: "02:00:0a:14:00:03",
   src: "10.20.0.2",

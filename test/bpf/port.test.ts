@@ -47,6 +47,16 @@ import {
   vlanTag,
 } from "../helpers/frames";
 
+/** An ICMP message of `type` (code 1) from the gateway to the port, as the host sends it;
+ * `options`: with a 4-byte IPv4 option, IHL 6. */
+function hostIcmp(type: number, options = false): Buffer {
+  const pkt = ipv4(
+    { src: GW, dst: ME.ip, proto: IPPROTO.ICMP },
+    icmp({ src: GW, dst: ME.ip, type, code: 1 }, new Uint8Array(28)),
+  );
+  return eth4("02:00:00:00:00:fe", ME.mac, options ? withIpOptions(pkt) : pkt);
+}
+
 /** The same IPv4 packet with a 4-byte option (NOPs) in its header: IHL 6. */
 function withIpOptions(pkt: Buffer): Buffer {
   const h = Buffer.concat([pkt.subarray(0, 20), Buffer.from([1, 1, 1, 1]), pkt.subarray(20)]);
@@ -871,44 +881,21 @@ const egress: Case[] = [
     name: "host ICMP redirect to the port (a shortcut past the gateway)",
     prog: "out",
     from: 0,
-    frame: eth4(
-      "02:00:00:00:00:fe",
-      ME.mac,
-      ipv4(
-        { src: GW, dst: ME.ip, proto: IPPROTO.ICMP },
-        icmp({ src: GW, dst: ME.ip, type: 5, code: 1 }, new Uint8Array(28)),
-      ),
-    ),
+    frame: hostIcmp(5),
     drop: "redirect",
   },
   {
     name: "host ICMP redirect behind IPv4 options",
     prog: "out",
     from: 0,
-    frame: eth4(
-      "02:00:00:00:00:fe",
-      ME.mac,
-      withIpOptions(
-        ipv4(
-          { src: GW, dst: ME.ip, proto: IPPROTO.ICMP },
-          icmp({ src: GW, dst: ME.ip, type: 5, code: 1 }, new Uint8Array(28)),
-        ),
-      ),
-    ),
+    frame: hostIcmp(5, true),
     drop: "redirect",
   },
   {
     name: "host ICMP unreachable to the port (not a redirect)",
     prog: "out",
     from: 0,
-    frame: eth4(
-      "02:00:00:00:00:fe",
-      ME.mac,
-      ipv4(
-        { src: GW, dst: ME.ip, proto: IPPROTO.ICMP },
-        icmp({ src: GW, dst: ME.ip, type: 3, code: 1 }, new Uint8Array(28)),
-      ),
-    ),
+    frame: hostIcmp(3),
   },
   {
     name: "host ICMPv6 redirect to the port",
