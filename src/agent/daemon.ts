@@ -12,6 +12,7 @@ import { StratumError } from "../errors";
 import { getLink, rtnl, setLink } from "../netlink";
 import { reconcile } from "../reconcile/reconcile";
 import { SqliteStore } from "../store/sqlite";
+import { lockDirectory } from "../sys/os";
 import { Addressing } from "./addressing";
 import { PortDatapath } from "./datapath";
 import { MapFill } from "./map-fill";
@@ -50,6 +51,13 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   log.addReporter(recent.reporter);
   const probe = smokeCheck();
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
+  // One agent per pin root: a second would fight the first over the same maps and links.
+  mkdirSync(o.pinRoot, { recursive: true });
+  if (lockDirectory(o.pinRoot) === undefined)
+    throw new StratumError(
+      "INVALID",
+      `another agent owns the pin root ${o.pinRoot} (stop it first, or give this one its own --pin-root)`,
+    );
   if (existsSync(o.apiSocket)) {
     if (await socketInUse(o.apiSocket)) throw new StratumError("INVALID", `another agent is serving ${o.apiSocket}`);
     unlinkSync(o.apiSocket); // stale, from an agent that was killed

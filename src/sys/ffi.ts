@@ -65,6 +65,7 @@ const libbpfSymbols = {
 const libcSymbols = {
   __errno_location: { args: [], returns: T.ptr },
   close: { args: [T.i32], returns: T.i32 },
+  flock: { args: [T.i32, T.i32], returns: T.i32 },
   open: { args: [T.ptr, T.i32, T.u32], returns: T.i32 },
   ioctl: { args: [T.i32, T.u64, T.ptr], returns: T.i32 },
   socket: { args: [T.i32, T.i32, T.i32], returns: T.i32 },

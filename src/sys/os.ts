@@ -119,6 +119,22 @@ export function closeFd(fd: number): void {
   if (fd >= 0) libc().close(fd);
 }
 
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const EWOULDBLOCK = 11;
+
+/** Takes an exclusive flock on directory `path` for the life of the process (the kernel
+ * drops it when the process exits, however it exits: no stale lock survives a crash).
+ * Returns the fd holding it, or undefined when another process holds it. */
+export function lockDirectory(path: string): number | undefined {
+  const fd = openReadOnly(path);
+  if (libc().flock(fd, LOCK_EX | LOCK_NB) === 0) return fd;
+  const e = errno();
+  closeFd(fd);
+  if (e === EWOULDBLOCK) return undefined;
+  throw sysError(`flock ${path}`, e);
+}
+
 const SOL_SOCKET = 1;
 const SO_RCVBUF = 8;
 const SO_RCVBUFFORCE = 33;

@@ -3,9 +3,11 @@
  * bridge and port programs, isolation between networks, validation that changes nothing,
  * and an agent killed and restarted while traffic flows. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { statSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { TestAgent } from "../helpers/agent";
-import { Netns, runOk } from "../helpers/netns";
+import { BINARY, Netns, run, runOk } from "../helpers/netns";
 
 let A: TestAgent;
 let agentNs: Netns;
@@ -261,6 +263,33 @@ test("an agent killed and restarted while traffic flows: no packet lost, nothing
   // The restarted agent loaded new program ids but found the same code on every port: nothing replaced.
   expect(ports.map((p: string) => filters(p, "ingress") + filters(p, "egress"))).toEqual(programsBefore);
   expect(json("endpoint", "list").map((e: any) => e.name)).toEqual(["db-1", "web-1", "web-2"]);
+});
+
+test("one agent per pin root: a second refuses to start and the first goes on", () => {
+  // The first agent was SIGKILLed and restarted above: the kernel dropped its lock with it.
+  const dir = mkdtempSync(join(tmpdir(), "stm-agt2-"));
+  try {
+    const second = run([
+      "timeout",
+      "20",
+      "nsenter",
+      `--net=${agentNs.path}`,
+      BINARY,
+      "agent",
+      "--state-dir",
+      join(dir, "state"),
+      "--pin-root",
+      A.pins.path,
+      "--api-socket",
+      join(dir, "api.sock"),
+    ]);
+    expect(second.code).not.toBe(0);
+    expect(second.code).not.toBe(124); // refused, not left running until the timeout
+    expect(second.stderr + second.stdout).toContain(`another agent owns the pin root ${A.pins.path}`);
+    expect(json("network", "list").length).toBeGreaterThan(0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("detach and delete remove interfaces, programs and the gateway", () => {
