@@ -34,7 +34,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { ApiClient } from "../../src/api/client";
-import type { Benchmark } from "./harness";
+import { type Benchmark, sh } from "./harness";
 
 const ROOT = join(import.meta.dir, "../..");
 const BINARY = join(ROOT, "dist/cenvero-str-ctl");
@@ -80,13 +80,6 @@ function need(...tools: string[]): void {
     throw new Error(
       `missing ${missing.join(", ")}: install the Debian package(s) ${[...new Set(missing.map((t) => TOOLS[t]))].join(" ")}`,
     );
-}
-
-function sh(cmd: string[]): string {
-  const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0)
-    throw new Error(`${cmd.join(" ")}: ${r.stderr.toString().trim() || r.stdout.toString().trim()}`);
-  return r.stdout.toString();
 }
 
 /** Runs to completion without blocking the event loop; a hard limit kills it. */

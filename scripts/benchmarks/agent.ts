@@ -11,15 +11,10 @@ import { loadObject } from "../../src/datapath/objects";
 import { PROFILE_KEY_SIZE, PROFILE_SIZE, writeProfile, writeProfileKey } from "../../src/datapath/port";
 import { profileMac } from "../../src/model/network";
 import { macToBytes } from "../../src/netlink/codec";
-import type { Benchmark } from "./harness";
+import { type Benchmark, sh } from "./harness";
 
 const ROOT = join(import.meta.dir, "../..");
 const BINARY = join(ROOT, "dist/cenvero-str-ctl");
-
-function sh(cmd: string[]): void {
-  const r = Bun.spawnSync(cmd, { stdout: "ignore", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")}: ${r.stderr.toString().trim()}`);
-}
 
 /** An agent in a fresh namespace with its own pin root and state, for one benchmark. */
 export class BenchAgent {

@@ -95,3 +95,11 @@ export function formatTable(results: BenchResult[]): string {
       .trimEnd();
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
+
+/** Runs a command to completion; its stdout, or an error with the command and its stderr. */
+export function sh(cmd: string[]): string {
+  const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0)
+    throw new Error(`${cmd.join(" ")}: ${r.stderr.toString().trim() || r.stdout.toString().trim()}`);
+  return r.stdout.toString();
+}

@@ -31,19 +31,13 @@ import { BpfObject, numPossibleCpus, pinFd, testRun } from "../../src/sys/bpf";
 import { withLibbpfLog } from "../../src/sys/ffi";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
 import { BenchAgent } from "./agent";
-import type { Benchmark } from "./harness";
+import { type Benchmark, sh } from "./harness";
 import { frame } from "./suite";
 
 const ROOT = join(import.meta.dir, "../..");
 const BINARY = join(ROOT, "dist/cenvero-str-ctl");
 const BENCH_OBJECT = join(ROOT, "build/bench-bpf/shape_bench.bpf.o");
 const FLOOD = join(import.meta.dir, "shape-flood.ts");
-
-function sh(cmd: string[]): string {
-  const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")}: ${r.stderr.toString().trim()}`);
-  return r.stdout.toString();
-}
 
 /** The machine's busy CPU time so far (all CPUs), seconds, from /proc/stat. */
 function cpuBusySeconds(): number {

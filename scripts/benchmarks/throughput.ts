@@ -7,13 +7,7 @@ import type { Subprocess } from "bun";
 import { PortDatapath } from "../../src/agent/datapath";
 import { profileIp6, profileMac } from "../../src/model/network";
 import { inNetns } from "../../src/sys/os";
-import type { Benchmark } from "./harness";
-
-function sh(cmd: string[]): string {
-  const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")}: ${r.stderr.toString().trim()}`);
-  return r.stdout.toString();
-}
+import { type Benchmark, sh } from "./harness";
 
 const SECONDS = 3;
 
