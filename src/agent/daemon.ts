@@ -9,7 +9,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { createApp } from "../api/app";
 import { smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
-import { getLink, rtnl, setLink } from "../netlink";
+import { rtnl } from "../netlink";
 import { reconcile } from "../reconcile/reconcile";
 import { SqliteStore } from "../store/sqlite";
 import { lockDirectory } from "../sys/os";
@@ -17,8 +17,8 @@ import { Addressing } from "./addressing";
 import { PortDatapath } from "./datapath";
 import { MapFill } from "./map-fill";
 import { AgentMetrics, readSnapshot } from "./metrics";
-import { type AgentRuntime, RecentLog, ReconcileLog, type UplinkRuntime } from "./runtime";
-import { NetworkService, USER_BRIDGE } from "./service";
+import { type AgentRuntime, RecentLog, ReconcileLog, type ReconcileRun, type UplinkRuntime } from "./runtime";
+import { NetworkService } from "./service";
 import { buildStatus } from "./status";
 import { Tracer } from "./trace";
 
@@ -71,19 +71,19 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   const svc = new NetworkService(store, dp, rtnl(), (m) => log.warn(m));
 
   const reconciles = new ReconcileLog();
-  const report = reconciles.run(() => reconcile(svc));
-  for (const e of report.errors) log.warn(`restore: ${e}`);
-  for (const c of report.collected) log.info(`garbage-collected ${c}`);
-  let uplink: UplinkRuntime | undefined;
-  if (o.uplink) {
-    const up = getLink(o.uplink);
-    if (!up) throw new StratumError("NOT_FOUND", `uplink ${o.uplink} does not exist`);
-    // The filter goes on before the NIC joins the bridge: nothing from outside reaches a port unfiltered.
-    const attach = dp.attachUplink(up.index);
-    setLink(o.uplink, { master: USER_BRIDGE, up: true });
-    uplink = { name: o.uplink, ifindex: up.index, attach };
-    log.info(`uplink ${o.uplink}: XDP ${attach.xdpMode ?? ""} program ${attach.progId}`.replace("  ", " "));
-  }
+  const runReconcile = () => {
+    const r = reconciles.run(() => reconcile(svc, { uplink: o.uplink }));
+    for (const e of r.errors) log.warn(`restore: ${e}`);
+    for (const c of r.collected) log.info(`garbage-collected ${c}`);
+    if (r.changes.length) log.info(`reconcile made ${r.changes.length} kernel change(s)`);
+    return r;
+  };
+  const report = runReconcile();
+  const uplink: UplinkRuntime | undefined = report.uplink;
+  if (uplink)
+    log.info(
+      `uplink ${uplink.name}: XDP ${uplink.attach.xdpMode ?? ""} program ${uplink.attach.progId}`.replace("  ", " "),
+    );
 
   // Address and name services: failures are logged and shown in status, never fatal.
   const addressing = new Addressing({
@@ -116,6 +116,10 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     status: () => buildStatus(rt),
     metrics: () => metrics.scrape(),
     trace: (req) => tracer.trace(req),
+    reconcile: () => {
+      runReconcile();
+      return reconciles.last as ReconcileRun;
+    },
   });
 
   mkdirSync(dirname(o.apiSocket), { recursive: true, mode: 0o755 });

@@ -167,12 +167,27 @@ export class PortDatapath {
     return { keys, n };
   }
 
-  /** Writes one profile per usable address of `cidr` in a single batch: (netId, ip) → (MAC, flags). */
+  /** Writes one profile per usable address of `cidr`: (netId, ip) → (MAC, flags), those that
+   * differ from the map's in a single batch (none when the map is right). Returns how many. */
   writeProfiles(netId: number, cidr: string, flagsOf: (index: number) => number): number {
     const { keys, n } = this.#profileKeys(netId, cidr);
     const vals = Buffer.alloc(n * PROFILE_SIZE);
     for (let i = 0; i < n; i++) writeProfile(vals, i * PROFILE_SIZE, macToBytes(profileMac(netId, i)), flagsOf(i));
-    return this.map("stm_profiles").updateBatch(keys, vals);
+    const map = this.map("stm_profiles");
+    const stale: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const v = vals.subarray(i * PROFILE_SIZE, (i + 1) * PROFILE_SIZE);
+      if (!map.lookup(keys.subarray(i * PROFILE_KEY_SIZE, (i + 1) * PROFILE_KEY_SIZE))?.equals(v)) stale.push(i);
+    }
+    if (stale.length === 0) return 0;
+    if (stale.length === n) return map.updateBatch(keys, vals);
+    const k = Buffer.alloc(stale.length * PROFILE_KEY_SIZE);
+    const v = Buffer.alloc(stale.length * PROFILE_SIZE);
+    stale.forEach((i, j) => {
+      keys.copy(k, j * PROFILE_KEY_SIZE, i * PROFILE_KEY_SIZE, (i + 1) * PROFILE_KEY_SIZE);
+      vals.copy(v, j * PROFILE_SIZE, i * PROFILE_SIZE, (i + 1) * PROFILE_SIZE);
+    });
+    return map.updateBatch(k, v);
   }
 
   /** Rewrites one profile (its flags change when it is claimed or released). */
@@ -180,7 +195,7 @@ export class PortDatapath {
     const { keys } = this.#profileKeys(netId, cidr, index, 1);
     const val = Buffer.alloc(PROFILE_SIZE);
     writeProfile(val, 0, macToBytes(profileMac(netId, index)), flags);
-    this.map("stm_profiles").update(keys, val);
+    this.map("stm_profiles").ensure(keys, val);
   }
 
   deleteProfiles(netId: number, cidr: string): void {
@@ -212,7 +227,7 @@ export class PortDatapath {
       if (slot)
         this.map("stm_port_stats").update(encodeIfindex(slot), Buffer.alloc(this.map("stm_port_stats").valueBufSize));
     }
-    this.map("stm_ports").update(key, encodePort({ ...cfg, slot }));
+    this.map("stm_ports").ensure(key, encodePort({ ...cfg, slot }));
     slots.set(ifindex, slot);
   }
 
@@ -246,7 +261,7 @@ export class PortDatapath {
 
   /** Marks an address (MAC, IPv4 or IPv6) as this node's: the uplink drops frames from outside that claim it. */
   setLocal(addr: string, ifindex: number, netId: number): void {
-    this.map("stm_local").update(encodeLocalKey(addr), encodeLocal(ifindex, netId));
+    this.map("stm_local").ensure(encodeLocalKey(addr), encodeLocal(ifindex, netId));
   }
 
   deleteLocal(addr: string): boolean {
@@ -281,7 +296,7 @@ export class PortDatapath {
   /** Sets or changes a cap in place: the bucket's fill carries over, so flows see the new
    * rate at once and nothing else. */
   setCap(kind: ShapeKind, id: number, cap: EgressCap): void {
-    this.map("stm_shape_cfg").update(encodeShapeKey(kind, id), encodeShapeCfg(cap));
+    this.map("stm_shape_cfg").ensure(encodeShapeKey(kind, id), encodeShapeCfg(cap));
   }
 
   /** Removes a cap and its bucket; true when there was one. */
@@ -309,7 +324,7 @@ export class PortDatapath {
   setCapSource(cidr: string, netId: number): void {
     const v = Buffer.alloc(4);
     v.writeUInt32LE(netId);
-    this.map("stm_shape_src").update(encodeShapeSrc(cidr), v);
+    this.map("stm_shape_src").ensure(encodeShapeSrc(cidr), v);
   }
 
   deleteCapSource(cidr: string): boolean {

@@ -91,9 +91,10 @@ export class FirewallTables {
     }
   }
 
-  /** Takes over the scopes an earlier agent run installed, where the kernel holds exactly the
-   * generation the stored rules compile to (the same entries, none more): an agent restart
-   * then writes nothing and established flows are not re-checked. Returns the scopes taken
+  /** Takes over the scopes an earlier agent run (or this one) installed, where the kernel holds
+   * exactly the generation the stored rules compile to (the same entries, none more): an
+   * agent restart or a second reconcile then writes nothing and established flows are not
+   * re-checked. Returns the scopes taken
    * over; the caller applies the others. Also moves the next generation past every
    * generation found in the tables, written by a run that stopped before switching to it. */
   adoptAll(scopes: Array<{ scopeId: number; rules: StoredRule[]; def: DefaultAction }>): Set<number> {
@@ -112,7 +113,7 @@ export class FirewallTables {
     const table = this.#dp.map("stm_fw_scopes");
     for (const { scopeId, rules, def } of scopes) {
       const cur = table.lookup(encodeU32(scopeId));
-      if (!cur || this.#live.has(scopeId)) continue;
+      if (!cur) continue;
       const c = compileScope(rules, def, decodeScope(cur).gen);
       if (!c.scope.equals(cur)) continue;
       const have = keysByGen.get(c.gen);

@@ -58,6 +58,8 @@ export interface ReconcileRun {
   firewall: ReconcileReport["firewall"];
   collected: string[];
   errors: string[];
+  /** Every kernel change the run made, in order: none when the kernel was already right. */
+  changes: string[];
 }
 
 /** Every reconcile run goes through here: its duration, what it restored and its errors. */
@@ -90,6 +92,7 @@ export class ReconcileLog {
         firewall: report?.firewall ?? { scopes: 0, adopted: 0, blocklistAdded: 0 },
         collected: report?.collected ?? [],
         errors,
+        changes: report?.changes ?? [],
       };
     }
   }

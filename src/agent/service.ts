@@ -33,9 +33,12 @@ import {
   deleteAddress,
   deleteLinkIfExists,
   getLink,
+  listAddresses,
+  listFdb,
   netnsPath,
   Rtnl,
   rtnl,
+  STRATUM_ADDR_PROTO,
   setBridgePort,
   setLink,
 } from "../netlink";
@@ -112,6 +115,13 @@ export function endpointLocals(ep: Pick<Endpoint, "ip" | "mac">, n: StoredNetwor
 /** Host-side interface name of a veth endpoint: short, stable, unique per name. */
 export function hostIfName(endpoint: string): string {
   return `stm${createHash("sha256").update(endpoint).digest("hex").slice(0, 10)}`;
+}
+
+/** MACs of FDB entries by port ifindex. */
+export function fdbMacs(entries: Array<{ ifindex: number; mac?: string }>): Map<number, string[]> {
+  const out = new Map<number, string[]>();
+  for (const f of entries) if (f.mac) out.set(f.ifindex, [...(out.get(f.ifindex) ?? []), f.mac.toLowerCase()]);
+  return out;
 }
 
 class Undo {
@@ -297,8 +307,10 @@ export class NetworkService {
   /** Kernel state of one network: gateway address(es) on the user bridge and every profile. */
   applyNetwork(n: StoredNetwork): void {
     const br = getLink(USER_BRIDGE, this.nl)?.index ?? 0;
+    const have = new Map(listAddresses({ dev: br }, this.nl).map((a) => [a.cidr, a]));
     for (const g of this.gateways(n)) {
-      addAddress(USER_BRIDGE, g.cidr, { replace: true, noDad: g.v6 }, this.nl);
+      if (have.get(g.cidr)?.proto !== STRATUM_ADDR_PROTO)
+        addAddress(USER_BRIDGE, g.cidr, { replace: true, noDad: g.v6, proto: STRATUM_ADDR_PROTO }, this.nl);
       this.dp.setLocal(g.ip, br, n.id);
     }
     this.dp.writeProfiles(n.id, n.cidr, this.#profileFlags(n));
@@ -505,7 +517,7 @@ export class NetworkService {
 
   /** Creates (if missing) and wires the host side of an endpoint: bridge port with learning
    * and unicast flooding off, port config, programs, static FDB entry, then link up. */
-  #plugPort(ep: Endpoint, n: StoredNetwork, undo: Undo): number {
+  #plugPort(ep: Endpoint, n: StoredNetwork, undo: Undo, fdbs?: Map<number, string[]>): number {
     let link = getLink(ep.hostIf, this.nl);
     if (!link) {
       if (ep.kind === "veth") {
@@ -533,13 +545,21 @@ export class NetworkService {
       this.dp.setLocal(a, ifindex, n.id);
       undo.push(`forget local address ${a}`, () => this.dp.deleteLocal(a));
     }
-    this.dp.attachPort(link.index);
-    undo.push("detach port programs", () => this.dp.detachPort(link.index));
-    setLink(ep.hostIf, { master: USER_BRIDGE }, this.nl);
-    setBridgePort(ep.hostIf, { learning: false, unicastFlood: false }, this.nl);
-    addFdb({ dev: ep.hostIf, mac: ep.mac }, {}, this.nl);
-    setLink(ep.hostIf, { up: true }, this.nl);
-    return link.index;
+    this.dp.attachPort(ifindex);
+    undo.push("detach port programs", () => this.dp.detachPort(ifindex));
+    // Each step only when the kernel differs: a restore of a port that is right changes nothing.
+    let port = link;
+    const br = getLink(USER_BRIDGE, this.nl);
+    if (!br || port.master !== br.index) {
+      setLink(ep.hostIf, { master: USER_BRIDGE }, this.nl);
+      port = getLink(ep.hostIf, this.nl) ?? port;
+    }
+    if (port.bridgePort?.learning !== false || port.bridgePort?.unicastFlood !== false)
+      setBridgePort(ep.hostIf, { learning: false, unicastFlood: false }, this.nl);
+    const fdb = (fdbs ?? fdbMacs(listFdb({ dev: ifindex }, this.nl))).get(ifindex) ?? [];
+    if (!fdb.includes(ep.mac.toLowerCase())) addFdb({ dev: ep.hostIf, mac: ep.mac }, {}, this.nl);
+    if (!port.up) setLink(ep.hostIf, { up: true }, this.nl);
+    return ifindex;
   }
 
   /** A port's configuration and its endpoint's cap, in the order that never leaves the port
@@ -586,9 +606,11 @@ export class NetworkService {
     this.#changed();
   }
 
-  /** Re-applies one stored endpoint (restart, or a kernel that lost it); idempotent. */
-  restoreEndpoint(ep: Endpoint): void {
+  /** Re-applies one stored endpoint (restart, or a kernel that lost it); idempotent: a port
+   * that is right is not touched. `fdbs`: the bridge's FDB by port ifindex, read once by a
+   * caller restoring many. */
+  restoreEndpoint(ep: Endpoint, fdbs?: Map<number, string[]>): void {
     const n = this.mustNetwork(ep.network);
-    this.#plugPort(ep, n, new Undo());
+    this.#plugPort(ep, n, new Undo(), fdbs);
   }
 }

@@ -6,6 +6,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import pkg from "../../package.json" with { type: "json" };
 import type { FirewallService } from "../agent/firewall-service";
+import type { ReconcileRun } from "../agent/runtime";
 import type { NetworkService } from "../agent/service";
 import { TRACE_PROTOS, type TraceRequest, type TraceResult } from "../agent/trace";
 import { type ErrorCode, StratumError } from "../errors";
@@ -282,6 +283,9 @@ export function openApiDocument(): Record<string, unknown> {
         post: op("Trace a packet an endpoint would send through the live programs, stage by stage", TraceSchema),
       },
       "/v1/status": { get: op("Agent status: health, ports, uplink, maps, store, last reconcile, recent errors") },
+      "/v1/reconcile": {
+        post: op("Reconcile the kernel to the store now; the run's report lists every kernel change it made"),
+      },
       "/metrics": {
         get: {
           summary: "Prometheus metrics (text exposition format)",
@@ -299,10 +303,12 @@ export interface AppOptions {
   metrics?: () => Promise<{ contentType: string; body: string }>;
   /** Traces a packet (no /v1/trace route without it). */
   trace?: (req: TraceRequest) => TraceResult;
+  /** Reconciles the kernel to the store now (no /v1/reconcile route without it). */
+  reconcile?: () => ReconcileRun;
 }
 
 export function createApp(svc: NetworkService, o: AppOptions = {}): Hono {
-  const { status = () => ({}), metrics, trace } = o;
+  const { status = () => ({}), metrics, trace, reconcile } = o;
   const app = new Hono();
   app.onError((e, c) => {
     const se = e instanceof StratumError ? e : new StratumError("INTERNAL", (e as Error)?.message ?? "internal error");
@@ -320,6 +326,7 @@ export function createApp(svc: NetworkService, o: AppOptions = {}): Hono {
       const m = await metrics();
       return c.body(m.body, 200, { "content-type": m.contentType });
     });
+  if (reconcile) app.post("/v1/reconcile", (c) => c.json(reconcile()));
   if (trace) app.post("/v1/trace", async (c) => c.json(trace(await body(c.req, TraceSchema))));
   app.get("/openapi.json", (c) => c.json(openApiDocument()));
   return app;

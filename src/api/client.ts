@@ -1,6 +1,7 @@
 /** Typed client of the agent's API over its unix socket (what the CLI uses). Turns the
  * API's {code, message} back into StratumError, and an unreachable agent into UNAVAILABLE. */
 import type { BlockAddResult, BlocklistView, ImportResult, RuleListView, RuleView } from "../agent/firewall-service";
+import type { ReconcileRun } from "../agent/runtime";
 import type { DnsRecordSelector, EndpointView, LeaseView, NetworkView } from "../agent/service";
 import type { AgentStatus } from "../agent/status";
 import { type ErrorCode, StratumError } from "../errors";
@@ -96,4 +97,5 @@ export class ApiClient {
   };
 
   status = () => this.request<AgentStatus>("GET", "/v1/status");
+  reconcile = () => this.request<ReconcileRun>("POST", "/v1/reconcile");
 }

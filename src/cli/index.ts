@@ -9,6 +9,7 @@ import { dnsCommand } from "./dns";
 import { firewallCommand } from "./firewall";
 import { monitorCommand } from "./monitor";
 import { endpointCommand, networkCommand } from "./network";
+import { reconcileCommand } from "./reconcile";
 import { statusCommand } from "./status";
 import { traceCommand } from "./trace";
 import { VERSION, versionCommand } from "./version";
@@ -31,6 +32,7 @@ export const rootCommand = defineCommand({
     trace: traceCommand,
     monitor: monitorCommand,
     status: statusCommand,
+    reconcile: reconcileCommand,
     datapath: datapathCommand,
     version: versionCommand,
   },

@@ -14,7 +14,13 @@ export interface Address {
   scope: number;
   flags: number;
   label?: string;
+  /** IFA_PROTO: who added it (0: not said). */
+  proto: number;
 }
+
+/** IFA_PROTO of the addresses Stratum adds: it garbage-collects only its own, never an
+ * operator's (the node's own address on the user bridge, for instance). */
+export const STRATUM_ADDR_PROTO = 0x53;
 
 export function decodeAddress(payload: Buffer): Address {
   const { hdr, attrs } = decodeIfAddr(payload);
@@ -29,10 +35,18 @@ export function decodeAddress(payload: Buffer): Address {
     scope: hdr.scope,
     flags: attrs.u32(NL.IFA_FLAGS) ?? hdr.flags,
     label: attrs.str(NL.IFA_LABEL),
+    proto: attrs.u8(NL.IFA_PROTO) ?? 0,
   };
 }
 
-function addrMsg(type: number, flags: number, dev: LinkRef, cidr: string, o: { noDad?: boolean }, nl: Rtnl) {
+function addrMsg(
+  type: number,
+  flags: number,
+  dev: LinkRef,
+  cidr: string,
+  o: { noDad?: boolean; proto?: number },
+  nl: Rtnl,
+) {
   const { ip, prefixLen, family } = parseCidr(cidr);
   const index = linkIndex(dev, nl);
   const ifaFlags = o.noDad ? NL.IFA_F_NODAD : 0;
@@ -41,14 +55,16 @@ function addrMsg(type: number, flags: number, dev: LinkRef, cidr: string, o: { n
   b.attr(NL.IFA_LOCAL, bytes);
   b.attr(NL.IFA_ADDRESS, bytes);
   if (ifaFlags) b.u32(NL.IFA_FLAGS, ifaFlags);
+  if (o.proto) b.u8(NL.IFA_PROTO, o.proto);
   return b;
 }
 
-/** Adds `cidr` to `dev`; `replace` makes it idempotent. `noDad` skips IPv6 duplicate address detection. */
+/** Adds `cidr` to `dev`; `replace` makes it idempotent. `noDad` skips IPv6 duplicate address
+ * detection; `proto` tags it (IFA_PROTO) with who added it. */
 export function addAddress(
   dev: LinkRef,
   cidr: string,
-  o: { replace?: boolean; noDad?: boolean } = {},
+  o: { replace?: boolean; noDad?: boolean; proto?: number } = {},
   nl: Rtnl = rtnl(),
 ): void {
   const flags = NL.NLM_F_CREATE | (o.replace ? NL.NLM_F_REPLACE : NL.NLM_F_EXCL);

@@ -98,6 +98,8 @@ export const NL = {
   IFA_LABEL: 3,
   IFA_BROADCAST: 4,
   IFA_FLAGS: 8,
+  /** u8: who added the address (kernel 6.1+); Stratum tags its own with STRATUM_ADDR_PROTO. */
+  IFA_PROTO: 11,
   IFA_F_NODAD: 2,
   IFA_F_PERMANENT: 128,
   IFA_F_TENTATIVE: 64,

@@ -2,6 +2,7 @@
  * number, turns NLMSG_ERROR into StratumError (errno, the kernel's extended-ACK text,
  * and the caller's context), and collects multi-part dumps. */
 import { StratumError, sysError } from "../errors";
+import { mutated } from "../sys/mutations";
 import { inNetns, NetlinkSocket } from "../sys/os";
 import { decodeError, type MessageBuilder, type NlMessage, parseMessages } from "./codec";
 import { NL } from "./constants";
@@ -22,7 +23,9 @@ export class Rtnl implements Disposable {
 
   /** Sends a request that expects an ACK; throws with `context` on a kernel error. Returns any replies (NLM_F_ECHO). */
   do(msg: MessageBuilder, context: string): NlMessage[] {
-    return this.#exchange(msg, NL.NLM_F_REQUEST | NL.NLM_F_ACK, context);
+    const out = this.#exchange(msg, NL.NLM_F_REQUEST | NL.NLM_F_ACK, context);
+    mutated(context);
+    return out;
   }
 
   /** Sends a dump request and returns every message of the dump. */

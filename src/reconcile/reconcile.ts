@@ -1,17 +1,20 @@
 /** Makes the kernel match the store: restore first (bridges, every network's gateway and
  * profiles, the firewall's scopes and blocklist, every endpoint's port, programs and FDB
- * entry), garbage-collect after (port entries, gateway addresses, firewall generations and
- * scopes nothing in the store asks for; a port's programs go with its device). Idempotent:
- * on a kernel that is already right it changes nothing. */
+ * entry, the uplink's filter), garbage-collect after (port entries, gateway addresses,
+ * firewall generations and scopes nothing in the store asks for; a port's programs go with
+ * its device). Idempotent: on a kernel that is already right it changes nothing, and its
+ * report's `changes` (every kernel change it made, in order) is empty. */
 
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { endpointLocals, MGMT_BRIDGE, type NetworkService, USER_BRIDGE } from "../agent/service";
+import { endpointLocals, fdbMacs, MGMT_BRIDGE, type NetworkService, USER_BRIDGE } from "../agent/service";
+import type { Attachment } from "../datapath/attach";
 import { encodeShapeSrc, SHAPE_KIND, type ShapeKind } from "../datapath/shape";
 import { StratumError } from "../errors";
 import { linkLocal } from "../model/network";
-import { createBridge, deleteAddress, getLink, listAddresses, NL, setLink } from "../netlink";
+import { createBridge, deleteAddress, getLink, listAddresses, listFdb, STRATUM_ADDR_PROTO, setLink } from "../netlink";
+import { recordMutations } from "../sys/mutations";
 
 export interface ReconcileReport {
   networks: number;
@@ -22,6 +25,15 @@ export interface ReconcileReport {
   collected: string[];
   /** Endpoints that could not be restored (e.g. their namespace is gone), with why. */
   errors: string[];
+  /** Every kernel change this run made, in order: none when the kernel was already right. */
+  changes: string[];
+  /** The uplink, when the agent has one: its filter as attached (or found) by this run. */
+  uplink?: { name: string; ifindex: number; attach: Attachment };
+}
+
+export interface ReconcileOptions {
+  /** The uplink NIC: its filter goes on, then it joins the user bridge. */
+  uplink?: string;
 }
 
 /** The MAC a bridge of this node always has: derived from the machine id, so it is stable
@@ -49,13 +61,20 @@ export function ensureBridge(svc: NetworkService, name: string): void {
   else if (!l.up || l.mac !== mac) setLink(name, { up: true, mac }, svc.nl);
 }
 
-export function reconcile(svc: NetworkService): ReconcileReport {
+export function reconcile(svc: NetworkService, o: ReconcileOptions = {}): ReconcileReport {
+  const { result, changes } = recordMutations(() => reconcileOnce(svc, o));
+  result.changes = changes;
+  return result;
+}
+
+function reconcileOnce(svc: NetworkService, o: ReconcileOptions): ReconcileReport {
   const report: ReconcileReport = {
     networks: 0,
     endpoints: 0,
     firewall: { scopes: 0, adopted: 0, blocklistAdded: 0 },
     collected: [],
     errors: [],
+    changes: [],
   };
   ensureBridge(svc, MGMT_BRIDGE);
   ensureBridge(svc, USER_BRIDGE);
@@ -73,13 +92,24 @@ export function reconcile(svc: NetworkService): ReconcileReport {
   report.errors.push(...fw.errors);
   report.collected.push(...fw.collected);
   const endpoints = svc.store.listEndpoints();
+  const fdbs = fdbMacs(listFdb({ bridge: USER_BRIDGE }, svc.nl));
   for (const ep of endpoints) {
     try {
-      svc.restoreEndpoint(ep);
+      svc.restoreEndpoint(ep, fdbs);
       report.endpoints++;
     } catch (e) {
       report.errors.push(`endpoint ${ep.name}: ${(e as Error).message}`);
     }
+  }
+
+  if (o.uplink) {
+    const up = getLink(o.uplink, svc.nl);
+    if (!up) throw new StratumError("NOT_FOUND", `uplink ${o.uplink} does not exist`);
+    const br = getLink(USER_BRIDGE, svc.nl);
+    // The filter goes on before the NIC joins the bridge: nothing from outside reaches a port unfiltered.
+    const attach = svc.dp.attachUplink(up.index);
+    if (up.master !== br?.index || !up.up) setLink(o.uplink, { master: USER_BRIDGE, up: true }, svc.nl);
+    report.uplink = { name: o.uplink, ifindex: up.index, attach };
   }
 
   // Garbage-collect what nothing in the store asks for.
@@ -134,8 +164,9 @@ export function reconcile(svc: NetworkService): ReconcileReport {
     }
   const gateways = new Set<string>();
   for (const n of networks) for (const g of svc.gateways(n)) gateways.add(g.cidr);
+  // Only addresses Stratum added: the node's own address on the bridge is the operator's.
   for (const a of listAddresses({ dev: USER_BRIDGE }, svc.nl))
-    if (a.scope === NL.RT_SCOPE_UNIVERSE && !gateways.has(a.cidr)) {
+    if (a.proto === STRATUM_ADDR_PROTO && !gateways.has(a.cidr)) {
       deleteAddress(USER_BRIDGE, a.cidr, svc.nl);
       report.collected.push(`address ${a.cidr} on ${USER_BRIDGE}`);
     }

@@ -32,6 +32,7 @@ import {
   get,
   type Layout,
 } from "./layout";
+import { mutated } from "./mutations";
 
 // Kernel ABI numbers (include/uapi/linux/bpf.h); stable by kernel policy.
 export const BPF_PROG_TYPE = { SCHED_CLS: 3, XDP: 6 } as const;
@@ -366,6 +367,15 @@ export class BpfMap implements Disposable {
         `map ${this.name}: value is ${value.length} bytes, map wants ${this.valueBufSize}`,
       );
     check(libbpf().bpf_map_update_elem(this.fd, this.#key(key), value, BigInt(flags)), `update map ${this.name}`);
+    mutated(`update map ${this.name}`);
+  }
+
+  /** Writes `value` under `key` unless the map already holds exactly that: a reconcile of a
+   * kernel that is right then changes nothing. True when it wrote. */
+  ensure(key: Uint8Array, value: Uint8Array): boolean {
+    if (this.lookup(key)?.equals(value)) return false;
+    this.update(key, value);
+    return true;
   }
 
   /** Deletes `key`; false when it was not there. */
@@ -373,6 +383,7 @@ export class BpfMap implements Disposable {
     const ret = libbpf().bpf_map_delete_elem(this.fd, this.#key(key));
     if (ret === -2) return false;
     check(ret, `delete from map ${this.name}`);
+    mutated(`delete from map ${this.name}`);
     return true;
   }
 
@@ -420,8 +431,11 @@ export class BpfMap implements Disposable {
     cnt.writeUInt32LE(count);
     const opts = alloc(BPF_MAP_BATCH_OPTS, { elem_flags: flags });
     const ret = libbpf().bpf_map_update_batch(this.fd, keys, values, cnt, opts);
-    if (ret < 0)
+    if (ret < 0) {
+      if (cnt.readUInt32LE()) mutated(`batch update of map ${this.name} (partly)`);
       throw sysError(`batch update of ${count} entries in map ${this.name} (${cnt.readUInt32LE()} applied)`, -ret);
+    }
+    mutated(`batch update of ${count} entries in map ${this.name}`);
     return cnt.readUInt32LE();
   }
 
@@ -434,8 +448,11 @@ export class BpfMap implements Disposable {
     cnt.writeUInt32LE(count);
     const opts = alloc(BPF_MAP_BATCH_OPTS);
     const ret = libbpf().bpf_map_delete_batch(this.fd, keys, cnt, opts);
-    if (ret < 0)
+    if (ret < 0) {
+      if (cnt.readUInt32LE()) mutated(`batch delete from map ${this.name} (partly)`);
       throw sysError(`batch delete of ${count} keys in map ${this.name} (${cnt.readUInt32LE()} applied)`, -ret);
+    }
+    mutated(`batch delete of ${count} keys from map ${this.name}`);
     return cnt.readUInt32LE();
   }
 
@@ -469,12 +486,14 @@ function align8(n: number): number {
 
 export function pinFd(fd: number, path: string, what: string): void {
   check(libbpf().bpf_obj_pin(fd, cstr(path)), `pin ${what} at ${path}`);
+  mutated(`pin ${what} at ${path}`);
 }
 
 /** Removes a pin (the object lives on while fds or other pins hold it); false when there was none. */
 export function unpin(path: string): boolean {
   try {
     unlinkSync(path);
+    mutated(`unpin ${path}`);
     return true;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -541,6 +560,7 @@ export function linkCreate(progFd: number, ifindex: number, attachType: number, 
   const opts = alloc(BPF_LINK_CREATE_OPTS, { flags });
   const ret = libbpf().bpf_link_create(progFd, ifindex, attachType, opts);
   if (ret < 0) throw sysError(`create link (attach type ${attachType}) on ifindex ${ifindex}`, -ret, "BPF_ATTACH");
+  mutated(`create link (attach type ${attachType}) on ifindex ${ifindex}`);
   return ret;
 }
 
@@ -552,11 +572,13 @@ export function linkUpdate(linkFd: number, newProgFd: number, expectProgFd?: num
       : alloc(BPF_LINK_UPDATE_OPTS, { flags: BPF_F.REPLACE, old_prog_fd: expectProgFd });
   const ret = libbpf().bpf_link_update(linkFd, newProgFd, opts);
   if (ret < 0) throw sysError("replace program on link", -ret, "BPF_ATTACH");
+  mutated("replace program on link");
 }
 
 /** Detaches a link's program now, even if other fds or pins still hold the link. */
 export function linkDetach(linkFd: number): void {
   check(libbpf().bpf_link_detach(linkFd), "detach link");
+  mutated("detach link");
 }
 
 // ---- cls_bpf (clsact) and legacy XDP through libbpf's netlink -------------------------------
@@ -579,6 +601,7 @@ export function tcAttach(
   const created = lib.bpf_tc_hook_create(hook);
   if (created < 0 && created !== -17 /* EEXIST */)
     throw sysError(`create clsact qdisc on ifindex ${ifindex}`, -created, "BPF_ATTACH");
+  if (created === 0) mutated(`create clsact qdisc on ifindex ${ifindex}`);
   const o = alloc(BPF_TC_OPTS, {
     prog_fd: progFd,
     handle: opts.handle ?? 1,
@@ -587,6 +610,7 @@ export function tcAttach(
   });
   const ret = lib.bpf_tc_attach(hook, o);
   if (ret < 0) throw sysError(`attach cls_bpf filter on ifindex ${ifindex}`, -ret, "BPF_ATTACH");
+  mutated(`attach cls_bpf filter (${point === TC_ATTACH_POINT.INGRESS ? "ingress" : "egress"}) on ifindex ${ifindex}`);
   return get(o, BPF_TC_OPTS, "prog_id");
 }
 
@@ -603,17 +627,20 @@ export function tcDetach(ifindex: number, point: number, opts: { handle?: number
   const o = alloc(BPF_TC_OPTS, { handle: opts.handle ?? 1, priority: opts.priority ?? 1 });
   const ret = libbpf().bpf_tc_detach(tcHook(ifindex, point), o);
   if (ret < 0 && ret !== -2) throw sysError(`detach cls_bpf filter on ifindex ${ifindex}`, -ret, "BPF_ATTACH");
+  if (ret === 0) mutated(`detach cls_bpf filter on ifindex ${ifindex}`);
 }
 
 /** Legacy (netlink) XDP attach, for kernels without XDP links. */
 export function xdpAttachLegacy(ifindex: number, progFd: number, flags: number): void {
   const ret = libbpf().bpf_xdp_attach(ifindex, progFd, flags, null);
   if (ret < 0) throw sysError(`attach XDP on ifindex ${ifindex}`, -ret, "BPF_ATTACH");
+  mutated(`attach XDP on ifindex ${ifindex}`);
 }
 
 export function xdpDetachLegacy(ifindex: number, flags: number): void {
   const ret = libbpf().bpf_xdp_detach(ifindex, flags, null);
   if (ret < 0) throw sysError(`detach XDP on ifindex ${ifindex}`, -ret, "BPF_ATTACH");
+  mutated(`detach XDP on ifindex ${ifindex}`);
 }
 
 // ---- BPF_PROG_TEST_RUN --------------------------------------------------------------------

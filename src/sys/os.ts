@@ -5,6 +5,7 @@
 import { sysError } from "../errors";
 import { cstr, errno, libc } from "./ffi";
 import { IFREQ, SOCKADDR_NL } from "./layout";
+import { mutated } from "./mutations";
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -196,6 +197,7 @@ export function createPersistentTap(
       throw sysError(`set owner of tap ${name}`, errno());
     if (libc().ioctl(fd, BigInt(TUN.TUNSETPERSIST), 1 as never) < 0)
       throw sysError(`make tap ${name} persistent`, errno());
+    mutated(`create tap ${name}`);
   } finally {
     libc().close(fd);
   }

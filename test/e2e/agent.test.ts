@@ -240,6 +240,34 @@ function ls(p: string): string[] {
   return require("node:fs").readdirSync(p);
 }
 
+test("reconcile repairs drift and lists each change; a second changes nothing; an operator's bridge address stays", () => {
+  const first = json("reconcile");
+  expect(first.changes).toEqual([]);
+  const web1 = json("endpoint", "show", "web-1");
+  // Drift made by hand: a gateway address, a port's egress program, its FDB entry, its link state.
+  agentNs.execOk(["ip", "addr", "del", "10.20.0.1/24", "dev", "cnv-user-br0"]);
+  agentNs.execOk(["tc", "filter", "del", "dev", web1.interface, "egress"]);
+  agentNs.execOk(["bridge", "fdb", "del", web1.mac, "dev", web1.interface, "master"]);
+  agentNs.execOk(["ip", "link", "set", web1.interface, "down"]);
+  // And an address of the operator's own on the user bridge (the node's LAN address, say).
+  agentNs.execOk(["ip", "addr", "add", "192.0.2.10/24", "dev", "cnv-user-br0"]);
+  const r = ctl("reconcile");
+  expect(r.code).toBe(0);
+  for (const c of [
+    "add address 10.20.0.1/24 to cnv-user-br0",
+    "attach cls_bpf filter (egress)",
+    `add FDB entry ${web1.mac} on ${web1.interface}`,
+    `change link ${web1.interface}`,
+  ])
+    expect(r.stdout).toContain(c);
+  expect(json("reconcile").changes).toEqual([]);
+  expect(ping(c1, "10.20.0.3")).toBe(true);
+  const addrs = agentNs.ipJson(["addr", "show", "dev", "cnv-user-br0"])[0].addr_info.map((a: any) => a.local);
+  expect(addrs).toEqual(expect.arrayContaining(["10.20.0.1", "192.0.2.10"]));
+  agentNs.execOk(["ip", "addr", "del", "192.0.2.10/24", "dev", "cnv-user-br0"]);
+  expect(json("status").reconcile.last.changes).toEqual([]);
+});
+
 test("an agent killed and restarted while traffic flows: no packet lost, nothing changed", async () => {
   const linksBefore = agentNs
     .ipJson(["-d", "link", "show"])

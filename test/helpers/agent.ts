@@ -32,8 +32,9 @@ export class TestAgent {
     }
   }
 
-  /** Starts the agent (extra flags such as --uplink or --api-listen appended) and waits for its API. */
-  async start(extra: string[] = []): Promise<void> {
+  /** Starts the agent (extra flags such as --uplink or --api-listen appended, `env` added to
+   * its environment) and waits for its API. */
+  async start(extra: string[] = [], env: Record<string, string> = {}): Promise<void> {
     // One append-mode file for stdout and stderr: nobody reads the log during the run, and a full pipe would block it.
     if (this.#log < 0) this.#log = openSync(join(this.dir, "agent.log"), "a");
     this.proc = Bun.spawn(
@@ -50,7 +51,7 @@ export class TestAgent {
         this.sock,
         ...extra,
       ],
-      { stdout: this.#log, stderr: this.#log },
+      { stdout: this.#log, stderr: this.#log, env: { ...process.env, ...env } },
     );
     for (let i = 0; i < 100; i++) {
       if (this.ctl("network", "list").code === 0) return;

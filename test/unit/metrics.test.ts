@@ -229,9 +229,15 @@ describe("the agent's records", () => {
       firewall: { scopes: 3, adopted: 1, blocklistAdded: 0 },
       collected: ["port entry of ifindex 9"],
       errors: ["endpoint x: namespace gone"],
+      changes: ["update map stm_ports"],
     };
     expect(rec.run(() => report)).toBe(report);
-    expect(rec.last).toMatchObject({ networks: 2, endpoints: 3, errors: ["endpoint x: namespace gone"] });
+    expect(rec.last).toMatchObject({
+      networks: 2,
+      endpoints: 3,
+      errors: ["endpoint x: namespace gone"],
+      changes: ["update map stm_ports"],
+    });
     expect(rec.last?.durationMs).toBeGreaterThanOrEqual(0);
     expect(() =>
       rec.run(() => {

@@ -1,0 +1,36 @@
+/** `reconcile`: asks the agent to make the kernel match the store now, and prints every
+ * kernel change that took. On a node where nothing drifted it prints none: that is how an
+ * operator checks, after a crash or by hand, that the kernel is what the store says. */
+import { type CommandMeta, defineCommand } from "citty";
+import { ApiClient } from "../api/client";
+import { apiArg } from "./network";
+import { outputArg, parseFormat, printJson, printKv } from "./output";
+
+export const reconcileCommand = defineCommand({
+  meta: {
+    name: "reconcile",
+    description: "Reconcile the kernel to the store now and list every kernel change it made (none: nothing drifted)",
+    examples: ["cenvero-str-ctl reconcile", "cenvero-str-ctl reconcile -o json | jq '.changes | length'"],
+  } as CommandMeta,
+  args: { ...apiArg, ...outputArg },
+  async run({ args }) {
+    const fmt = parseFormat(args.output);
+    const run = await new ApiClient(args["api-socket"] || undefined).reconcile();
+    if (fmt === "json") return printJson(run);
+    printKv([
+      ["reconciled", `${run.at} in ${run.durationMs} ms`],
+      [
+        "restored",
+        `${run.networks} network(s), ${run.endpoints} endpoint(s), ${run.firewall.scopes} firewall scope(s)`,
+      ],
+      [
+        "kernel changes",
+        run.changes.length ? String(run.changes.length) : "none (the kernel already matched the store)",
+      ],
+      ...run.changes.map((c) => ["  change", c] as [string, string]),
+      ...run.collected.map((c) => ["  collected", c] as [string, string]),
+      ...run.errors.map((e) => ["  error", e] as [string, string]),
+    ]);
+    if (run.errors.length) process.exitCode = 1;
+  },
+});
