@@ -5,10 +5,15 @@
  *   udp HOST PORT [OPTS]    send a datagram, wait for the echo: {ok} or {error}
  *   stream HOST PORT MS     one connection for MS milliseconds, a line every 20 ms:
  *                           {sent, echoed, error?} (error: the connection broke)
+ *   send TAG@HOST:PORT[,...] MS  a datagram "TAG SEQ" to every target every MS milliseconds,
+ *                           SEQ counting from 0 per target, until killed (--from binds the source)
+ *   count PORT[,...] FILE   counts those datagrams by TAG: {TAG: {n, first, last}}, rewritten
+ *                           to FILE (atomically) every 50 ms and at SIGTERM
  * OPTS: --sport N (source port), --from IP (source address), --timeout MS (default 2000 TCP,
  * 1000 UDP). */
 
 import { createSocket } from "node:dgram";
+import { renameSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 
 const argv = process.argv.slice(2);
@@ -100,6 +105,43 @@ if (mode === "serve") {
       process.exit(0);
     }, 300);
   }, Number(c));
+} else if (mode === "send") {
+  const targets = (a as string).split(",").map((t) => {
+    const m = t.match(/^([^@]+)@(.+):(\d+)$/);
+    if (!m) throw new Error(`bad target ${t}`);
+    return { tag: m[1] as string, host: m[2] as string, port: Number(m[3]), seq: 0 };
+  });
+  const u = createSocket({ type: targets[0]?.host.includes(":") ? "udp6" : "udp4" });
+  u.on("error", () => {}); // an ICMP error for one datagram must not stop the stream
+  const tick = () => {
+    for (const t of targets) u.send(`${t.tag} ${t.seq++}`, t.port, t.host, () => {});
+  };
+  u.bind({ port: 0, ...(from ? { address: from } : {}) }, () => setInterval(tick, Number(b)));
+} else if (mode === "count") {
+  const seen: Record<string, { n: number; first: number; last: number }> = {};
+  const file = b as string;
+  const flush = () => {
+    writeFileSync(`${file}.tmp`, JSON.stringify(seen));
+    renameSync(`${file}.tmp`, file);
+  };
+  for (const p of (a as string).split(",")) {
+    const u = createSocket({ type: "udp6" });
+    u.on("message", (m) => {
+      const [tag, seq] = m.toString().split(" ");
+      const e = seen[tag as string] ?? { n: 0, first: Number(seq), last: Number(seq) };
+      seen[tag as string] = e;
+      e.n++;
+      e.last = Math.max(e.last, Number(seq));
+      e.first = Math.min(e.first, Number(seq));
+    });
+    u.bind(Number(p), "::");
+  }
+  flush();
+  setInterval(flush, 50);
+  process.on("SIGTERM", () => {
+    flush();
+    process.exit(0);
+  });
 } else {
   out({ error: `unknown mode ${mode}` });
   process.exit(2);
