@@ -12,6 +12,7 @@ import { endpointCommand, networkCommand } from "./network";
 import { reconcileCommand } from "./reconcile";
 import { statusCommand } from "./status";
 import { traceCommand } from "./trace";
+import { uninstallCommand } from "./uninstall";
 import { VERSION, versionCommand } from "./version";
 
 export const BIN = "cenvero-str-ctl";
@@ -33,6 +34,7 @@ export const rootCommand = defineCommand({
     monitor: monitorCommand,
     status: statusCommand,
     reconcile: reconcileCommand,
+    uninstall: uninstallCommand,
     datapath: datapathCommand,
     version: versionCommand,
   },

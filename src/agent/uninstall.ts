@@ -1,0 +1,203 @@
+/** Removes Stratum from a node: every endpoint's host interface (its programs go with it),
+ * the uplink's filter (the NIC itself is the operator's: it only leaves the bridge), every
+ * pinned link (uplink, counters), both bridges (and the gateway addresses on them), every pin
+ * and the pin root itself; the store and the API socket only with `purge`. The agent must be
+ * stopped: the pin root's lock proves it. Ports go down before they go, so none passes a
+ * frame without its programs on the way out. A plan is made first (what `--dry-run`
+ * prints), then carried out step by step; a step that fails is reported and the rest still
+ * run, so a second uninstall finishes what the first could not. */
+import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { StratumError } from "../errors";
+import {
+  type Address,
+  deleteLinkIfExists,
+  listAddresses,
+  listLinks,
+  type Rtnl,
+  rtnl,
+  STRATUM_ADDR_PROTO,
+  setLink,
+} from "../netlink";
+import { SqliteStore } from "../store/sqlite";
+import { Fd, linkDetach, objGet, unpin } from "../sys/bpf";
+import { closeFd, lockDirectory } from "../sys/os";
+import { MGMT_BRIDGE, USER_BRIDGE } from "./service";
+
+export interface UninstallOptions {
+  pinRoot: string;
+  stateDir: string;
+  apiSocket?: string;
+  purge?: boolean;
+  dryRun?: boolean;
+}
+
+export interface UninstallStep {
+  /** What the step removes, in words: "interface stm1a2b3c4d5e (endpoint web-1)". */
+  what: string;
+  kind: "interface" | "uplink" | "link" | "bridge" | "pin" | "state";
+  done: boolean;
+  error?: string;
+}
+
+export interface UninstallReport {
+  dryRun: boolean;
+  steps: UninstallStep[];
+  /** What is left alone, and why (the store without --purge, the operator's addresses that leave with a bridge). */
+  notes: string[];
+}
+
+const AGENT_IFNAME = /^stm[0-9a-f]{10}$/;
+
+/** The kind of BPF object a pinned fd is: link, map or program (from /proc/self/fdinfo). */
+function pinnedKind(fd: number): "link" | "map" | "prog" | "other" {
+  const info = readFileSync(`/proc/self/fdinfo/${fd}`, "utf8");
+  if (/^link_type:/m.test(info)) return "link";
+  if (/^map_type:/m.test(info)) return "map";
+  if (/^prog_type:/m.test(info)) return "prog";
+  return "other";
+}
+
+/** Every file under `dir`, deepest first, then the directories (bottom-up), then `dir`. */
+function walk(dir: string): { files: string[]; dirs: string[] } {
+  const files: string[] = [];
+  const dirs: string[] = [];
+  const rec = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) rec(p);
+      else files.push(p);
+    }
+    dirs.push(d);
+  };
+  rec(dir);
+  return { files, dirs };
+}
+
+export function uninstall(o: UninstallOptions, nl: Rtnl = rtnl()): UninstallReport {
+  const report: UninstallReport = { dryRun: !!o.dryRun, steps: [], notes: [] };
+  let lock: number | undefined;
+  if (existsSync(o.pinRoot)) {
+    lock = lockDirectory(o.pinRoot);
+    if (lock === undefined)
+      throw new StratumError(
+        "INVALID",
+        `an agent is running on pin root ${o.pinRoot}: stop it first (systemctl stop cenvero-stratum); nothing was changed`,
+      );
+  }
+  try {
+    plan(o, nl, report);
+    if (!o.dryRun) carryOut(report);
+  } finally {
+    if (lock !== undefined) closeFd(lock);
+  }
+  return report;
+}
+
+interface Planned extends UninstallStep {
+  run: () => void;
+}
+
+function plan(o: UninstallOptions, nl: Rtnl, report: UninstallReport): void {
+  const steps: Planned[] = [];
+  const add = (kind: UninstallStep["kind"], what: string, run: () => void) =>
+    steps.push({ kind, what, done: false, run });
+
+  // Endpoints the store knows, and any interface of the agent's naming left on the bridge.
+  const dbPath = join(o.stateDir, "stratum.db");
+  const ports = new Map<string, string>();
+  if (existsSync(dbPath)) {
+    const store = new SqliteStore(dbPath);
+    try {
+      for (const ep of store.listEndpoints()) ports.set(ep.hostIf, `endpoint ${ep.name}`);
+    } finally {
+      store.close();
+    }
+  }
+  const links = listLinks(nl);
+  const user = links.find((l) => l.name === USER_BRIDGE);
+  for (const l of links)
+    if (user && l.master === user.index && AGENT_IFNAME.test(l.name) && !ports.has(l.name))
+      ports.set(l.name, "left on the bridge by an earlier agent");
+  for (const [name, why] of ports) {
+    if (!links.some((l) => l.name === name)) continue;
+    add("interface", `interface ${name} (${why})`, () => {
+      setLink(name, { up: false }, nl); // down first: never a moment without its programs while it goes
+      deleteLinkIfExists(name, nl);
+    });
+  }
+
+  // Pinned links (the uplink's XDP and tcx links, counters): detach, remembering the uplink.
+  const pinned = existsSync(o.pinRoot) ? walk(o.pinRoot) : { files: [], dirs: [] };
+  const linkPins: string[] = [];
+  for (const p of pinned.files) {
+    try {
+      using fd = new Fd(objGet(p));
+      if (pinnedKind(fd.fd) === "link") linkPins.push(p);
+    } catch {}
+  }
+  const uplinks = links.filter(
+    (l) => user && l.master === user.index && !AGENT_IFNAME.test(l.name) && !ports.has(l.name),
+  );
+  for (const l of uplinks)
+    add("uplink", `uplink ${l.name} from ${USER_BRIDGE} (the NIC itself stays)`, () =>
+      setLink(l.name, { master: null }, nl),
+    );
+  for (const p of linkPins)
+    add("link", `pinned link ${p.slice(o.pinRoot.length + 1)} and its program`, () => {
+      using fd = new Fd(objGet(p, "link"));
+      linkDetach(fd.fd);
+    });
+
+  // Bridges, and with them the gateway addresses; an operator's own address goes too: say so.
+  for (const br of [USER_BRIDGE, MGMT_BRIDGE]) {
+    const l = links.find((x) => x.name === br);
+    if (!l) continue;
+    const theirs = listAddresses({ dev: l.index }, nl).filter(
+      (a: Address) => a.proto !== STRATUM_ADDR_PROTO && a.scope === 0,
+    );
+    for (const a of theirs)
+      report.notes.push(`address ${a.cidr} on ${br} is not Stratum's and goes with the bridge: put it on the uplink`);
+    add("bridge", `bridge ${br}`, () => deleteLinkIfExists(br, nl));
+  }
+
+  // Pins (maps, programs, links), then the directories, then the pin root.
+  for (const p of pinned.files) add("pin", `pin ${p}`, () => unpin(p));
+  for (const d of pinned.dirs) add("pin", `directory ${d}`, () => rmdirSync(d));
+
+  if (o.purge) {
+    for (const f of ["stratum.db", "stratum.db-wal", "stratum.db-shm"]) {
+      const p = join(o.stateDir, f);
+      if (existsSync(p)) add("state", `state ${p}`, () => rmSync(p, { force: true }));
+    }
+    if (existsSync(o.stateDir))
+      add("state", `directory ${o.stateDir} (if empty)`, () => {
+        if (readdirSync(o.stateDir).length === 0) rmdirSync(o.stateDir);
+      });
+    if (o.apiSocket && existsSync(o.apiSocket) && statSync(o.apiSocket).isSocket())
+      add("state", `API socket ${o.apiSocket}`, () => rmSync(o.apiSocket as string, { force: true }));
+  } else if (existsSync(dbPath)) {
+    report.notes.push(`the store ${dbPath} stays (--purge removes it): an agent started again restores every network`);
+  }
+  report.steps = steps;
+}
+
+function carryOut(report: UninstallReport): void {
+  for (const s of report.steps as Planned[]) {
+    try {
+      s.run();
+      s.done = true;
+    } catch (e) {
+      s.error = (e as Error).message;
+    }
+  }
+}
+
+/** The report without the steps' closures (for JSON). */
+export function plainReport(r: UninstallReport): UninstallReport {
+  return {
+    dryRun: r.dryRun,
+    steps: r.steps.map(({ what, kind, done, error }) => ({ what, kind, done, ...(error ? { error } : {}) })),
+    notes: r.notes,
+  };
+}
