@@ -46,7 +46,7 @@ export function printStatus(st: AgentStatus): void {
     [
       "store",
       store.state === "ok"
-        ? `${store.path}: schema ${store.schemaVersion}, ${formatBytes(store.sizeBytes)} (+${formatBytes(store.walBytes)} WAL); ${store.networks} network(s), ${store.endpoints} endpoint(s), ${store.rules} rule(s), ${store.blocklist} blocklisted prefix(es), ${store.leases} lease(s), ${store.dnsRecords} DNS record(s)${store.leasesQuarantined ? `, ${store.leasesQuarantined} quarantined lease row(s)` : ""}`
+        ? `${store.path}: schema ${store.schemaVersion}, ${formatBytes(store.sizeBytes)} (+${formatBytes(store.walBytes)} WAL); ${store.networks} network(s), ${store.endpoints} endpoint(s), ${store.rules} rule(s), ${store.blocklist} blocklisted prefix(es), ${store.leases} lease(s), ${store.dnsRecords} DNS record(s)${store.leasesQuarantined ? `, ${store.leasesQuarantined} quarantined lease row(s)` : ""}${store.quarantined ? `, ${store.quarantined} quarantined row(s)` : ""}`
         : `${store.path}: ${store.state}`,
     ],
     [

@@ -1,6 +1,9 @@
 /** SQLite store (bun:sqlite, WAL): the single-node implementation of Store. Schema
  * changes are numbered migrations applied in one transaction at open; PRAGMA user_version
- * records how far a database has come. */
+ * records how far a database has come. Every change is one transaction (or one statement),
+ * so a process killed mid-write leaves the last committed state. At open, every row that fails
+ * validation (audit.ts) is moved to the quarantine table in one transaction: counted and kept,
+ * never served, never fatal. */
 
 import { Database } from "bun:sqlite";
 import { existsSync, mkdirSync } from "node:fs";
@@ -11,7 +14,17 @@ import type { DnsRecord } from "../model/dns";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
 import type { EgressCap } from "../model/shape";
-import type { BlockEntry, Endpoint, Lease, RawLeaseRow, Store, StoredDnsRecord, StoredNetwork } from "./store";
+import { AUDITED_TABLES, type Finding, type RawRow, RowAudit } from "./audit";
+import type {
+  BlockEntry,
+  Endpoint,
+  Lease,
+  QuarantinedRow,
+  RawLeaseRow,
+  Store,
+  StoredDnsRecord,
+  StoredNetwork,
+} from "./store";
 
 /** Append only: a database at version N runs migrations N.. at open. */
 const MIGRATIONS: string[] = [
@@ -89,6 +102,15 @@ const MIGRATIONS: string[] = [
   // Egress caps of endpoints (a network's lives in its spec); 0: none.
   `ALTER TABLE endpoints ADD COLUMN egress_rate INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE endpoints ADD COLUMN egress_burst INTEGER NOT NULL DEFAULT 0;`,
+  // Rows of any other table that failed validation at open: where from, every column as
+  // JSON (enough to put the row back by hand once fixed), and why.
+  `CREATE TABLE quarantine (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     table_name TEXT NOT NULL,
+     row TEXT NOT NULL,
+     reason TEXT NOT NULL,
+     at TEXT NOT NULL
+   );`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -120,8 +142,16 @@ interface EndpointRow {
   egress_burst: number;
 }
 
+/** A row as JSON for the quarantine table: blobs as hex, so nothing is lost in the text. */
+function rowJson(row: Record<string, unknown>): string {
+  return JSON.stringify(row, (_k, v) =>
+    v instanceof Uint8Array ? `x'${Buffer.from(v).toString("hex")}'` : typeof v === "bigint" ? String(v) : v,
+  );
+}
+
 export class SqliteStore implements Store {
   readonly db: Database;
+  #quarantinedAtOpen: QuarantinedRow[] = [];
 
   /** Opens (creating if needed) the database at `path` (":memory:" for tests). `readonly`:
    * for tools that read the agent's state beside it (trace, monitor): nothing is created or
@@ -145,6 +175,7 @@ export class SqliteStore implements Store {
       "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
     );
     this.#migrate();
+    this.#quarantinedAtOpen = this.#quarantineInvalid();
   }
 
   #migrate(): void {
@@ -160,6 +191,48 @@ export class SqliteStore implements Store {
       for (let v = from; v < MIGRATIONS.length; v++) this.db.exec(MIGRATIONS[v] as string);
       this.db.exec(`PRAGMA user_version = ${MIGRATIONS.length}`);
     })();
+  }
+
+  /** One transaction: every row of the audited tables is checked; those that fail are copied
+   * to `quarantine` and deleted, dependents before their networks (the endpoints' foreign key
+   * would refuse otherwise, and the leases' and records' cascade would lose them unrecorded). */
+  #quarantineInvalid(): QuarantinedRow[] {
+    // IMMEDIATE: takes the write lock up front; a deferred one upgraded to write could fail
+    // with SQLITE_BUSY (no busy wait on a snapshot that went stale) and refuse the open.
+    return this.db
+      .transaction(() => {
+        const audit = new RowAudit();
+        const found: Finding[] = [];
+        for (const table of AUDITED_TABLES)
+          for (const row of this.db
+            .query(`SELECT rowid AS rowid_, * FROM ${table} ORDER BY rowid`)
+            .iterate() as IterableIterator<RawRow>) {
+            const f = audit.check(table, row);
+            if (f) found.push(f);
+          }
+        if (!found.length) return [];
+        const keep = this.db.query("INSERT INTO quarantine (table_name, row, reason, at) VALUES (?, ?, ?, ?)");
+        const at = new Date().toISOString();
+        for (const table of [...AUDITED_TABLES].reverse()) {
+          const del = this.db.query(`DELETE FROM ${table} WHERE rowid = ?`);
+          for (const f of found) {
+            if (f.table !== table) continue;
+            const { rowid_, ...row } = f.row;
+            keep.run(table, rowJson(row), `${f.what}: ${f.reason}`, at);
+            del.run(rowid_);
+          }
+        }
+        return found.map((f) => ({ table: f.table, what: f.what, reason: f.reason }));
+      })
+      .immediate();
+  }
+
+  quarantinedAtOpen(): QuarantinedRow[] {
+    return [...this.#quarantinedAtOpen];
+  }
+
+  quarantinedRows(): number {
+    return (this.db.query("SELECT count(*) AS n FROM quarantine").get() as { n: number }).n;
   }
 
   #toNetwork(r: NetworkRow): StoredNetwork {
@@ -184,12 +257,15 @@ export class SqliteStore implements Store {
 
   createNetwork(net: Network): StoredNetwork {
     try {
-      const r = this.db
-        .query("INSERT INTO networks (name, spec, created_at) VALUES (?, ?, ?) RETURNING *")
-        .get(net.name, JSON.stringify(net), new Date().toISOString()) as NetworkRow;
-      if (r.id > 0xffff)
-        throw new StratumError("INVALID", "network ids are exhausted (65,535 networks created on this node)");
-      return this.#toNetwork(r);
+      // A transaction: the id is known only after the insert, and a refused one must not stay.
+      return this.db.transaction(() => {
+        const r = this.db
+          .query("INSERT INTO networks (name, spec, created_at) VALUES (?, ?, ?) RETURNING *")
+          .get(net.name, JSON.stringify(net), new Date().toISOString()) as NetworkRow;
+        if (r.id > 0xffff)
+          throw new StratumError("INVALID", "network ids are exhausted (65,535 networks created on this node)");
+        return this.#toNetwork(r);
+      })();
     } catch (e) {
       if (String(e).includes("UNIQUE")) throw new StratumError("INVALID", `network ${net.name} already exists`);
       throw e;
@@ -393,7 +469,12 @@ export class SqliteStore implements Store {
 
   #setScopeDefault(scope: number, def: DefaultAction): void {
     if (scope === FW_GLOBAL_SCOPE) {
-      this.db.query("UPDATE fw_global SET default_action = ? WHERE id = 1").run(def);
+      // An upsert: the row is gone after its value was quarantined.
+      this.db
+        .query(
+          "INSERT INTO fw_global (id, default_action) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET default_action = excluded.default_action",
+        )
+        .run(def);
       return;
     }
     const r = this.db.query("SELECT spec FROM networks WHERE id = ?").get(scope) as { spec: string } | null;
@@ -560,7 +641,8 @@ export class SqliteStore implements Store {
     })();
   }
 
-  /** What `status` shows of the store: the schema version the file is at and row counts. */
+  /** What `status` shows of the store: the schema version the file is at and row counts
+   * (`quarantined`: every row the quarantine table holds, from this open and earlier ones). */
   stats(): {
     schemaVersion: number;
     journalMode: string;
@@ -570,6 +652,7 @@ export class SqliteStore implements Store {
     blocklist: number;
     leases: number;
     leasesQuarantined: number;
+    quarantined: number;
     dnsRecords: number;
   } {
     const count = (table: string) => (this.db.query(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
@@ -582,6 +665,7 @@ export class SqliteStore implements Store {
       blocklist: count("blocklist"),
       leases: count("dhcp_leases"),
       leasesQuarantined: count("dhcp_lease_quarantine"),
+      quarantined: count("quarantine"),
       dnsRecords: count("dns_records"),
     };
   }

@@ -1,7 +1,8 @@
 /** The state store: desired state of this node (networks, endpoints, firewall rules, the
  * blocklist). One interface, two implementations planned: SQLite for a single node
  * (sqlite.ts) and etcd for a cluster. Every method is one transaction; conflicts surface as
- * StratumError INVALID. */
+ * StratumError INVALID. A row that fails validation at open is quarantined (kept aside,
+ * counted), never fatal. */
 
 import type { DnsRecord } from "../model/dns";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall";
@@ -87,6 +88,11 @@ export interface Store {
   quarantineLease(rowid: number, row: string, reason: string): void;
   quarantinedLeases(): number;
 
+  /** Rows set aside at this open because they failed validation (the agent logs each). */
+  quarantinedAtOpen(): QuarantinedRow[];
+  /** Rows in quarantine, from every open so far. */
+  quarantinedRows(): number;
+
   /** The user's DNS records (all networks, or one), by owner name and type. */
   listDnsRecords(network?: string): StoredDnsRecord[];
   /** Inserts a validated record; a duplicate (name, type, value) is INVALID. */
@@ -132,6 +138,16 @@ export interface StoredDnsRecord extends DnsRecord {
   id: number;
   network: string;
   createdAt: string;
+}
+
+/** A stored row that failed validation and was moved out of service, kept for the operator. */
+export interface QuarantinedRow {
+  /** The table it came from. */
+  table: string;
+  /** The row in words: "network app", "endpoint web-1", "blocklist prefix 10.0.0.1/8". */
+  what: string;
+  /** One line: what is wrong with it. */
+  reason: string;
 }
 
 export interface BlockEntry {

@@ -1,7 +1,9 @@
 /** The SQLite store: migrations, one transaction per change, conflicts refused with a
- * one-line error and nothing written, state surviving a reopen. */
+ * one-line error and nothing written, state surviving a reopen (and a kill mid-write), and
+ * rows that fail validation at open quarantined, not fatal. */
+import { Database } from "bun:sqlite";
 import { afterEach, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FW_GLOBAL_SCOPE } from "../../src/datapath/firewall";
@@ -110,7 +112,7 @@ test("a schema-1 database is migrated: its networks stay, the firewall tables ap
   let s = new SqliteStore(path);
   s.createNetwork(net("app", "10.20.0.0/24", "10.20.0.1"));
   s.db.exec(
-    "DROP TABLE fw_rules; DROP TABLE fw_global; DROP TABLE blocklist; DROP TABLE dhcp_leases; DROP TABLE dhcp_lease_quarantine; DROP TABLE dns_records; ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; PRAGMA user_version = 1",
+    "DROP TABLE quarantine; DROP TABLE fw_rules; DROP TABLE fw_global; DROP TABLE blocklist; DROP TABLE dhcp_leases; DROP TABLE dhcp_lease_quarantine; DROP TABLE dns_records; ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; PRAGMA user_version = 1",
   );
   s.close();
   s = new SqliteStore(path);
@@ -128,7 +130,7 @@ test("a schema-2 database is migrated: networks written before the DHCP fields g
   const { dhcpLeaseTime: _l, dhcpRoutes: _r, dhcpOptions: _o, ...old } = s.getNetwork("app") as StoredNetwork;
   s.db.query("UPDATE networks SET spec = ?").run(JSON.stringify(old));
   s.db.exec(
-    "DROP TABLE dhcp_leases; DROP TABLE dhcp_lease_quarantine; DROP TABLE dns_records; ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; PRAGMA user_version = 2",
+    "DROP TABLE quarantine; DROP TABLE dhcp_leases; DROP TABLE dhcp_lease_quarantine; DROP TABLE dns_records; ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; PRAGMA user_version = 2",
   );
   s.close();
   s = new SqliteStore(path);
@@ -170,7 +172,7 @@ test("a schema-3 database is migrated: its endpoints have no egress cap until on
     hostIf: "t-web",
   });
   s.db.exec(
-    "ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; PRAGMA user_version = 3",
+    "DROP TABLE quarantine; ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; PRAGMA user_version = 3",
   );
   s.close();
   s = new SqliteStore(path);
@@ -284,5 +286,270 @@ test("blocklist: many in one transaction, repeats ignored, counted per family, k
   expect(s.blockDel("198.51.100.0/24")).toBe(false);
   expect(s.blockList()[0]).toMatchObject({ prefix: "203.0.113.7/32", family: 4 });
   expect(s.blockList()[0]?.addedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
+  s.close();
+});
+
+test("a schema-4 database is migrated: the quarantine table appears, empty", () => {
+  const path = tmpDb();
+  let s = new SqliteStore(path);
+  s.createNetwork(net("app", "10.20.0.0/24", "10.20.0.1"));
+  s.db.exec("DROP TABLE quarantine; PRAGMA user_version = 4");
+  s.close();
+  s = new SqliteStore(path);
+  expect((s.db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(SCHEMA_VERSION);
+  expect(s.listNetworks().map((n) => n.name)).toEqual(["app"]);
+  expect([s.quarantinedRows(), s.quarantinedAtOpen()]).toEqual([0, []]);
+  s.close();
+});
+
+// ---- quarantine at open ---------------------------------------------------------------------
+
+test("rows that fail validation are quarantined at open, with a reason, dependents with their network; the rest is untouched", () => {
+  const path = tmpDb();
+  let s = new SqliteStore(path);
+  const a = s.createNetwork(net("a", "10.1.0.0/24", "10.1.0.1"));
+  ep(s, "web", "a", 1, "10.1.0.2");
+  s.addRule(a.id, rule(10, "allow", { proto: "tcp", dport: "443" }));
+  s.addRule(FW_GLOBAL_SCOPE, rule(5, "deny"));
+  s.addDnsRecord("a", { name: "www", type: "A", value: "10.1.0.9", ttl: 60 });
+  s.blockAdd([{ prefix: "198.51.100.0/24", family: 4 }]);
+  s.putLease({
+    network: "a",
+    mac: "02:00:01:00:00:01",
+    family: 4,
+    ip: "10.1.0.2",
+    state: "bound",
+    expiresAt: 9,
+    updatedAt: 1,
+  });
+  const before = {
+    network: s.getNetwork("a"),
+    endpoints: s.listEndpoints(),
+    rules: [s.listRules(a.id), s.listRules(FW_GLOBAL_SCOPE)],
+    records: s.listDnsRecords(),
+    blocklist: s.blockList(),
+    leases: s.loadLeases(),
+  };
+  const good = JSON.parse((s.db.query("SELECT spec FROM networks WHERE id = ?").get(a.id) as { spec: string }).spec);
+  s.close();
+
+  // Damage it the way a hand edit or an older binary could: bun:sqlite without the store
+  // (foreign keys off, as in the sqlite3 shell), check constraints ignored.
+  const raw = new Database(path, { strict: true });
+  const addNet = (id: number, name: string, spec: string) =>
+    raw.query("INSERT INTO networks (id, name, spec, created_at) VALUES (?, ?, ?, 'x')").run(id, name, spec);
+  addNet(2, "badjson", "{not json");
+  addNet(3, "badcidr", JSON.stringify({ ...good, name: "badcidr", cidr: "10.300.0.0/24" }));
+  addNet(4, "overlap", JSON.stringify({ ...good, name: "overlap", cidr: "10.1.0.128/25", gateway: "10.1.0.129" }));
+  const addEp = (name: string, netId: number, index: number, ip: string) =>
+    raw
+      .query(
+        "INSERT INTO endpoints (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at) VALUES (?, ?, ?, ?, ?, 'veth', ?, ?, 'eth0', 'x')",
+      )
+      .run(name, netId, index, ip, profileMac(netId, index), `stm${name}`, name);
+  addEp("orphan", 99, 2, "10.1.0.4");
+  addEp("dep", 4, 1, "10.1.0.130");
+  addEp("stray", 1, 5, "10.2.0.7");
+  const addRule = (scope: number, priority: number, spec: object) =>
+    raw
+      .query("INSERT INTO fw_rules (scope, priority, spec) VALUES (?, ?, ?)")
+      .run(scope, priority, JSON.stringify(spec));
+  addRule(a.id, 20, {
+    priority: 20,
+    direction: "both",
+    proto: "tcp",
+    dport: [70000, 70000],
+    action: "allow",
+    log: false,
+  });
+  addRule(3, 1, { priority: 1, direction: "both", proto: "any", action: "deny", log: false });
+  raw.query("INSERT INTO blocklist (prefix, family, added_at) VALUES ('10.0.0.1/8', 4, 'x')").run();
+  raw
+    .query(
+      "INSERT INTO dns_records (network_id, name, type, value, ttl, created_at) VALUES (1, 'api', 'A', 'not-an-ip', 60, 'x')",
+    )
+    .run();
+  raw
+    .query(
+      "INSERT INTO dhcp_leases (network_id, mac, family, ip, state, expires_at, updated_at) VALUES (2, '02:00:02:00:00:01', 4, '10.9.0.2', 'bound', 9, 1)",
+    )
+    .run();
+  raw.exec("PRAGMA ignore_check_constraints = ON; UPDATE fw_global SET default_action = 'DENY'");
+  raw.close();
+
+  s = new SqliteStore(path);
+  expect({
+    network: s.getNetwork("a"),
+    endpoints: s.listEndpoints(),
+    rules: [s.listRules(a.id), s.listRules(FW_GLOBAL_SCOPE)],
+    records: s.listDnsRecords(),
+    blocklist: s.blockList(),
+    leases: s.loadLeases(),
+  }).toEqual(before);
+  expect(s.listNetworks().map((n) => n.name)).toEqual(["a"]);
+  const found = s.quarantinedAtOpen();
+  expect(found.map((q) => [q.table, q.what, q.reason])).toEqual([
+    ["networks", "network badjson", expect.stringMatching(/^spec is not JSON \(.+\)$/)],
+    ["networks", "network badcidr", '"10.300.0.0" is not an IPv4 or IPv6 address'],
+    ["networks", "network overlap", "10.1.0.128/25 overlaps network a (10.1.0.0/24)"],
+    ["endpoints", "endpoint orphan", "its network (id 99) does not exist"],
+    ["endpoints", "endpoint dep", "its network overlap is quarantined"],
+    ["endpoints", "endpoint stray", "10.2.0.7 is not a usable address of 10.1.0.0/24"],
+    ["fw_rules", expect.stringMatching(/^rule \d+ of network a$/), '--dport "70000" is out of range (0-65535)'],
+    ["fw_rules", expect.stringMatching(/^rule \d+ of network badcidr$/), "its network badcidr is quarantined"],
+    [
+      "fw_global",
+      "the global default action",
+      "DENY is neither allow nor deny (the default is allow until it is set again)",
+    ],
+    ["blocklist", "blocklist prefix 10.0.0.1/8", expect.stringContaining("has host bits set")],
+    ["dns_records", "DNS record 2 of network a", 'A record value "not-an-ip" is not an IPv4 address'],
+    ["dhcp_leases", "DHCP lease of 02:00:02:00:00:01 in network badjson", "its network badjson is quarantined"],
+  ]);
+
+  // Each kept whole, with where it came from and why.
+  const kept = s.db.query("SELECT table_name, row, reason FROM quarantine ORDER BY id").all() as Array<{
+    table_name: string;
+    row: string;
+    reason: string;
+  }>;
+  expect(kept).toHaveLength(found.length);
+  const network = (name: string) =>
+    kept.find((k) => k.table_name === "networks" && JSON.parse(k.row).name === name) as (typeof kept)[number];
+  expect(JSON.parse(network("badjson").row)).toEqual({ id: 2, name: "badjson", spec: "{not json", created_at: "x" });
+  expect(network("overlap").reason).toBe("network overlap: 10.1.0.128/25 overlaps network a (10.1.0.0/24)");
+  // Dependents went first (the endpoints' foreign key), so the network's row is the last one kept.
+  expect(kept.at(-1)?.table_name).toBe("networks");
+  expect(JSON.parse((kept.find((k) => k.table_name === "endpoints") as (typeof kept)[number]).row)).toMatchObject({
+    name: expect.any(String),
+    network_id: expect.any(Number),
+  });
+  expect([s.quarantinedRows(), s.stats().quarantined, s.stats().leasesQuarantined]).toEqual([found.length, 12, 0]);
+  expect(s.db.query("PRAGMA foreign_key_check").all()).toEqual([]);
+
+  // The global default reads allow, and setting it works again though its row went.
+  expect(s.getGlobalDefault()).toBe("allow");
+  s.setGlobalDefault("deny");
+  expect(s.getGlobalDefault()).toBe("deny");
+  s.close();
+
+  // A second open finds nothing more and keeps what is kept.
+  s = new SqliteStore(path);
+  expect(s.quarantinedAtOpen()).toEqual([]);
+  expect(s.quarantinedRows()).toBe(12);
+  expect(s.getGlobalDefault()).toBe("deny");
+  expect(s.listEndpoints().map((e) => e.name)).toEqual(["web"]);
+  s.close();
+});
+
+test("a valid store opens with nothing quarantined, and nothing written", () => {
+  const path = tmpDb();
+  let s = new SqliteStore(path);
+  const app = s.createNetwork(
+    validateNetwork({
+      name: "app",
+      cidr: "10.20.0.0/24",
+      gateway: "10.20.0.1",
+      cidr6: "fd00:20::/64",
+      gateway6: "fd00:20::1",
+      dhcpRange: "10.20.0.100-10.20.0.200",
+      dhcpRoutes: ["192.168.50.0/24 via 10.20.0.254"],
+      dhcpOptions: ["42=ips:10.20.0.1,10.20.0.2", "43=hex:01:02:AB"],
+      egress: { rate: 100e6 },
+    }),
+  );
+  s.createNetwork(net("db", "10.30.0.0/24", "10.30.0.1"));
+  ep(s, "web", "app", 1, "10.20.0.2");
+  s.setEndpointEgress("web", { rate: 10e6, burst: 262_144 });
+  s.claimEndpoint({
+    name: "vm",
+    network: "db",
+    ip: "10.30.0.6",
+    mac: profileMac(2, 5),
+    hostIndex: 5,
+    kind: "tap",
+    hostIf: "tap-vm",
+  });
+  s.addRule(app.id, rule(10, "allow", { proto: "tcp", src: "::ffff:10.9.0.0/112", dport: "80-90", log: true }));
+  s.addRule(FW_GLOBAL_SCOPE, rule(1, "reject", { proto: "icmp", "icmp-type": "8/0" }));
+  s.blockAdd([
+    { prefix: "203.0.113.7/32", family: 4 },
+    { prefix: "2001:db8:bad::/48", family: 6 },
+  ]);
+  s.addDnsRecord("app", { name: "www", type: "CNAME", value: "web.app.internal", ttl: 60 });
+  s.addDnsRecord("app", { name: "_http._tcp", type: "SRV", value: "10 5 8080 web.app.internal", ttl: 60 });
+  s.addDnsRecord("app", { name: "@", type: "MX", value: "10 mail.example.com", ttl: 300 });
+  s.addDnsRecord("app", { name: "@", type: "TXT", value: "v=spf1 -all", ttl: 300 });
+  // An endpoint attached after a record of its name: a state the service allows.
+  s.addDnsRecord("db", { name: "vm", type: "A", value: "10.30.0.50", ttl: 60 });
+  s.close();
+  s = new SqliteStore(path);
+  expect(s.quarantinedAtOpen()).toEqual([]);
+  expect(s.quarantinedRows()).toBe(0);
+  expect(s.listEndpoints().map((e) => e.name)).toEqual(["vm", "web"]);
+  expect(s.listDnsRecords()).toHaveLength(5);
+  s.close();
+});
+
+// ---- one transaction per change -------------------------------------------------------------
+
+test("a change whose later statement fails leaves nothing of its earlier ones", () => {
+  const s = new SqliteStore(":memory:");
+  const a = s.createNetwork(net("a", "10.1.0.0/24", "10.1.0.1"));
+  s.addRule(a.id, rule(1));
+  // deleteNetwork deletes the network's rules, then the network: make the second fail.
+  s.db.exec("CREATE TRIGGER fail BEFORE DELETE ON networks BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
+  expect(() => s.deleteNetwork("a")).toThrow("injected failure");
+  expect(s.listRules(a.id).map((r) => r.priority)).toEqual([1]);
+  s.db.exec("DROP TRIGGER fail");
+
+  // A network refused after its insert (ids exhausted) does not stay behind.
+  s.db.query("UPDATE sqlite_sequence SET seq = 65535 WHERE name = 'networks'").run();
+  expect(() => s.createNetwork(net("z", "10.9.0.0/24", "10.9.0.1"))).toThrow("network ids are exhausted");
+  expect(s.listNetworks().map((n) => n.name)).toEqual(["a"]);
+  s.close();
+});
+
+test("a process killed in the middle of a change leaves the last committed state", () => {
+  const path = tmpDb();
+  let s = new SqliteStore(path);
+  const a = s.createNetwork(net("a", "10.1.0.0/24", "10.1.0.1"));
+  s.addRule(a.id, rule(10));
+  s.addRule(a.id, rule(20, "deny"));
+  const before = s.listRules(a.id);
+  s.close();
+
+  // The child commits one change, then dies by SIGKILL inside replaceRules, after its DELETE
+  // and two of its four inserts.
+  const script = join(path, "..", "..", "kill.ts");
+  writeFileSync(
+    script,
+    `import { parseRule } from ${JSON.stringify(join(import.meta.dir, "../../src/model/firewall"))};
+import { SqliteStore } from ${JSON.stringify(join(import.meta.dir, "../../src/store/sqlite"))};
+const s = new SqliteStore(process.argv[2]);
+s.blockAdd([{ prefix: "192.0.2.0/24", family: 4 }]);
+const rules = [1, 2, 3, 4].map((p) => parseRule({ priority: p, action: "deny" }));
+const stringify = JSON.stringify;
+let n = 0;
+JSON.stringify = ((...a: Parameters<typeof stringify>) => {
+  if (++n === 3) {
+    process.kill(process.pid, "SIGKILL");
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10_000);
+  }
+  return stringify(...a);
+}) as typeof stringify;
+s.replaceRules(${a.id}, rules, "deny");
+console.log("not killed");
+`,
+  );
+  const r = Bun.spawnSync([process.execPath, script, path], { stderr: "pipe", stdout: "pipe" });
+  expect(r.stdout.toString()).toBe("");
+  expect(r.signalCode).toBe("SIGKILL");
+
+  s = new SqliteStore(path);
+  expect(s.blockList().map((e) => e.prefix)).toEqual(["192.0.2.0/24"]);
+  expect(s.listRules(a.id)).toEqual(before);
+  expect(s.scopeDefault(a.id)).toBe("allow");
+  expect(s.quarantinedAtOpen()).toEqual([]);
   s.close();
 });
