@@ -14,7 +14,11 @@ class KernelFreeService extends NetworkService {
   override applyNetwork(): void {}
 }
 
-const noKernel = new Proxy({}, { get: () => () => {} });
+/** Every kernel call does nothing; every map is boundless (capacity checks pass). */
+const noKernel = new Proxy(
+  {},
+  { get: (_t, k) => (k === "map" ? () => ({ info: { maxEntries: Number.MAX_SAFE_INTEGER } }) : () => {}) },
+);
 
 let store: SqliteStore;
 let app: ReturnType<typeof createApp>;

@@ -22,7 +22,11 @@ const cli = (...args: string[]) => run([BUN, join(ROOT, "src/main.ts"), ...args]
 class KernelFreeService extends NetworkService {
   override applyNetwork(): void {}
 }
-const noKernel = new Proxy({}, { get: () => () => {} });
+/** Every kernel call does nothing; every map is boundless (capacity checks pass). */
+const noKernel = new Proxy(
+  {},
+  { get: (_t, k) => (k === "map" ? () => ({ info: { maxEntries: Number.MAX_SAFE_INTEGER } }) : () => {}) },
+);
 
 const dir = mkdtempSync(join(tmpdir(), "stm-cli-dns-"));
 const sock = join(dir, "api.sock");

@@ -1,0 +1,282 @@
+/** Capacity checks of NetworkService on the real port object: a request that would overfill
+ * stm_profiles, stm_local, stm_ports or the egress cap maps fails with CAPACITY and a message
+ * naming the map, and the store and the kernel (links, bridge addresses and FDB, programs,
+ * every map) are exactly as before; a request that fits goes through, up to the map's last
+ * entry (so the counts are the kernel's, not off by one). Maps are sized down with
+ * BpfObject.setMaxEntries so a few entries fill them; one test runs the real sizes. The
+ * agent's side lives in a namespace of its own with its own cnv-user-br0, endpoints in a
+ * second one; both, and each pin root, go when a test ends, pass or fail. */
+import { afterAll, afterEach, expect, test } from "bun:test";
+import { BRIDGE_LOCALS, endpointEntries, networkEntries, ROOM_MAPS } from "../../src/agent/capacity";
+import { type PinnedMap, PortDatapath } from "../../src/agent/datapath";
+import { endpointLocals, NetworkService, USER_BRIDGE } from "../../src/agent/service";
+import { StratumError } from "../../src/errors";
+import { linkLocal, type NetworkSpec, validateNetwork } from "../../src/model/network";
+import { validateCap } from "../../src/model/shape";
+import { getLink, Rtnl } from "../../src/netlink";
+import { SqliteStore } from "../../src/store/sqlite";
+import { inNetns } from "../../src/sys/os";
+import { FakeFwKernel } from "../helpers/fake-fw";
+import { kernelState } from "../helpers/kernel-state";
+import { Netns, PinRoot } from "../helpers/netns";
+
+/** The port object with some maps sized down, opened and pinned as the agent does. libbpf's
+ * tc calls act in the calling thread's namespace, so ports attach inside the agent's
+ * namespace for that one synchronous call (as Rtnl opens its socket there). */
+class SizedDatapath extends PortDatapath {
+  constructor(
+    pinRoot: string,
+    sizes: Partial<Record<PinnedMap, number>>,
+    readonly netns: string,
+  ) {
+    super(pinRoot, { maxEntries: sizes });
+  }
+
+  load(): void {
+    this.open();
+  }
+
+  override attachPort(...a: Parameters<PortDatapath["attachPort"]>): void {
+    inNetns(this.netns, () => super.attachPort(...a));
+  }
+
+  override detachPort(...a: Parameters<PortDatapath["detachPort"]>): void {
+    inNetns(this.netns, () => super.detachPort(...a));
+  }
+}
+
+interface World {
+  store: SqliteStore;
+  dp: PortDatapath;
+  svc: NetworkService;
+  agent: Netns;
+  eps: Netns;
+  pin: PinRoot;
+}
+
+/** What the tests made, undone in reverse; each thing is registered as soon as it exists. */
+const made: Array<() => void> = [];
+function keep<T>(thing: T, undo: (t: T) => void): T {
+  made.push(() => undo(thing));
+  return thing;
+}
+
+/** A store, a datapath (`sizes` applied; the real one with `real`), and the namespaces, with the
+ * bridge's own addresses marked local as reconcile does. */
+function world(sizes: Partial<Record<PinnedMap, number>>, real = false): World {
+  const agent = keep(new Netns("capa"), (n) => n.destroy());
+  const eps = keep(new Netns("cape"), (n) => n.destroy());
+  const pin = keep(new PinRoot("cap"), (p) => p.destroy());
+  agent.execOk(["ip", "link", "add", USER_BRIDGE, "type", "bridge"]);
+  agent.execOk(["ip", "link", "set", USER_BRIDGE, "up"]);
+  const nl = keep(new Rtnl({ netns: agent.name }), (r) => r.close());
+  const store = keep(new SqliteStore(":memory:"), (s) => s.close());
+  let dp: PortDatapath;
+  if (real) {
+    dp = keep(new PortDatapath(pin.path), (d) => d.close());
+    dp.open();
+  } else {
+    const sized = keep(new SizedDatapath(pin.path, sizes, agent.path), (d) => d.close());
+    sized.load();
+    dp = sized;
+  }
+  const br = getLink(USER_BRIDGE, nl);
+  if (!br?.mac) throw new Error(`${USER_BRIDGE} has no MAC`);
+  for (const a of [br.mac, linkLocal(br.mac)]) dp.setLocal(a, br.index, 0);
+  return { store, dp, svc: new NetworkService(store, dp, nl), agent, eps, pin };
+}
+
+function teardown(): void {
+  for (const undo of made.splice(0).reverse()) {
+    try {
+      undo();
+    } catch (e) {
+      console.error(`cleanup: ${(e as Error).message}`);
+    }
+  }
+}
+afterEach(teardown);
+afterAll(teardown);
+
+function entries(dp: PortDatapath, m: PinnedMap): number {
+  let n = 0;
+  for (const _ of dp.map(m).keys()) n++;
+  return n;
+}
+
+/** Everything a refused request must leave alone. */
+function snapshot(w: World): unknown {
+  const networks = w.store.listNetworks();
+  return {
+    networks,
+    endpoints: w.store.listEndpoints(),
+    kernel: kernelState(w.agent, w.pin.path, new Map(networks.map((n) => [n.id, n.name]))),
+    endpointLinks: w.eps.ipJson(["link", "show"]).map((l: { ifname: string }) => l.ifname),
+    // kernelState leaves buckets out (their fill moves with traffic); their number must not.
+    entries: Object.fromEntries(ROOM_MAPS.map((m) => [m, entries(w.dp, m)])),
+  };
+}
+
+/** `fn` fails with CAPACITY and exactly `message`, and changes nothing. */
+function refused(w: World, fn: () => unknown, message: string): void {
+  const before = snapshot(w);
+  let err: unknown;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(StratumError);
+  expect({ code: (err as StratumError).code, message: (err as StratumError).message }).toEqual({
+    code: "CAPACITY",
+    message,
+  });
+  expect(snapshot(w)).toEqual(before);
+}
+
+const CAP = validateCap({ rate: 100_000_000 });
+const CAP2 = validateCap({ rate: 200_000_000 });
+const net = (name: string, cidr: string, extra: Partial<NetworkSpec> = {}): NetworkSpec =>
+  ({ name, cidr, gateway: cidr.replace(/0\/\d+$/, "1"), ...extra }) as NetworkSpec;
+const dual = (name: string, i: number, extra: Partial<NetworkSpec> = {}) =>
+  net(name, `10.${i}.0.0/24`, { cidr6: `fd00:${i}::/64`, gateway6: `fd00:${i}::1`, ...extra });
+
+test("network profiles fit beside every other network's, to the last entry of stm_profiles", () => {
+  const w = world({ stm_profiles: 300 });
+  w.svc.createNetwork(net("a", "10.1.0.0/24")); // 254 profiles
+  refused(
+    w,
+    () => w.svc.createNetwork(net("b", "10.2.0.0/26")),
+    "create network b: the endpoint profile table stm_profiles holds 300; 254 are in use and 62 more do not fit: nothing was changed",
+  );
+  w.svc.createNetwork(net("c", "10.3.0.0/27")); // 30
+  w.svc.createNetwork(net("d", "10.4.0.0/28")); // 14
+  w.svc.createNetwork(net("e", "10.5.0.0/30")); // 2: 300, full
+  expect(entries(w.dp, "stm_profiles")).toBe(300);
+  refused(
+    w,
+    () => w.svc.createNetwork(net("f", "10.6.0.0/30")),
+    "create network f: the endpoint profile table stm_profiles holds 300; 300 are in use and 2 more do not fit: nothing was changed",
+  );
+});
+
+test("a network's gateways take stm_local; a cap its bucket and a source prefix per subnet", () => {
+  const w = world({ stm_local: BRIDGE_LOCALS + 5, stm_shape_src: 2, stm_shape_cfg: 3, stm_shape_state: 3 });
+  w.svc.createNetwork(dual("a", 1, { egress: CAP })); // 2 gateways, 1 cap, 2 sources
+  w.svc.createNetwork(dual("b", 2)); // 2 gateways
+  refused(
+    w,
+    () => w.svc.createNetwork(dual("c", 3)),
+    "create network c: the local address table stm_local holds 7; 6 are in use and 2 more do not fit: nothing was changed",
+  );
+  refused(
+    w,
+    () => w.svc.createNetwork(net("c", "10.3.0.0/24", { egress: CAP })),
+    "create network c: the capped source prefix table stm_shape_src holds 2; 2 are in use and 1 more do not fit: nothing was changed",
+  );
+  refused(
+    w,
+    () => w.svc.setNetwork("b", { egress: CAP }),
+    "set network b: the capped source prefix table stm_shape_src holds 2; 2 are in use and 2 more do not fit: nothing was changed",
+  );
+  w.svc.createNetwork(net("c", "10.3.0.0/24")); // 1 gateway: stm_local full
+  expect(entries(w.dp, "stm_local")).toBe(BRIDGE_LOCALS + 5);
+  // A cap changed in place takes nothing more; removed, it makes room for another.
+  w.svc.setNetwork("a", { egress: CAP2 });
+  w.svc.setNetwork("a", { egress: null });
+  w.svc.setNetwork("b", { egress: CAP });
+  expect(w.store.getNetwork("b")?.egress?.rate).toBe(CAP.rate);
+  expect([entries(w.dp, "stm_shape_cfg"), entries(w.dp, "stm_shape_src")]).toEqual([1, 2]);
+});
+
+test("attach: an endpoint's local addresses must fit in stm_local; a refused attach creates no interface", () => {
+  const w = world({ stm_local: BRIDGE_LOCALS + 1 + 3 + 3 });
+  w.svc.createNetwork(net("a", "10.1.0.0/24"));
+  w.svc.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" });
+  w.svc.attach({ network: "a", name: "e2", netns: w.eps.name, ifname: "eth2" }); // stm_local full
+  expect(entries(w.dp, "stm_local")).toBe(BRIDGE_LOCALS + 7);
+  refused(
+    w,
+    () => w.svc.attach({ network: "a", name: "e3", netns: w.eps.name, ifname: "eth3" }),
+    "attach e3 to a: the local address table stm_local holds 9; 9 are in use and 3 more do not fit: nothing was changed",
+  );
+});
+
+test("attach: a port must fit in stm_ports; a detach makes room again", () => {
+  const w = world({ stm_ports: 1 });
+  w.svc.createNetwork(net("a", "10.1.0.0/24"));
+  w.svc.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" });
+  refused(
+    w,
+    () => w.svc.attach({ network: "a", name: "e2", netns: w.eps.name, ifname: "eth2" }),
+    "attach e2 to a: the port table stm_ports holds 1; 1 are in use and 1 more do not fit: nothing was changed",
+  );
+  w.svc.detach("a", "e1");
+  w.svc.attach({ network: "a", name: "e2", netns: w.eps.name, ifname: "eth2" });
+  expect(w.store.listEndpoints().map((e) => e.name)).toEqual(["e2"]);
+  expect(entries(w.dp, "stm_ports")).toBe(1);
+});
+
+test("egress caps: one more must fit in stm_shape_state as well as stm_shape_cfg", () => {
+  // stm_shape passes every packet of a cap it has no bucket for: more caps than buckets is never configured.
+  const w = world({ stm_shape_cfg: 2, stm_shape_state: 1 });
+  w.svc.createNetwork(net("a", "10.1.0.0/24", { egress: CAP }));
+  w.svc.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" });
+  refused(
+    w,
+    () => w.svc.setEndpointEgress("e1", CAP),
+    "set endpoint e1: the egress bucket table stm_shape_state holds 1; 1 are in use and 1 more do not fit: nothing was changed",
+  );
+  w.svc.setNetwork("a", { egress: null });
+  w.svc.setEndpointEgress("e1", CAP);
+  w.svc.setEndpointEgress("e1", CAP2); // in place: no more room needed
+  expect(w.store.getEndpoint("e1")?.egress?.rate).toBe(CAP2.rate);
+  expect(entries(w.dp, "stm_shape_cfg")).toBe(1);
+  refused(
+    w,
+    () => w.svc.setNetwork("a", { egress: CAP }),
+    "set network a: the egress bucket table stm_shape_state holds 1; 1 are in use and 1 more do not fit: nothing was changed",
+  );
+  // Removing a cap needs no room.
+  w.svc.setEndpointEgress("e1", null);
+  expect(entries(w.dp, "stm_shape_cfg")).toBe(0);
+});
+
+test("egress caps: a cap table smaller than the bucket table is named itself", () => {
+  const w = world({ stm_shape_cfg: 1, stm_shape_state: 2 });
+  w.svc.createNetwork(net("a", "10.1.0.0/24", { egress: CAP }));
+  refused(
+    w,
+    () => w.svc.createNetwork(net("b", "10.2.0.0/24", { egress: CAP })),
+    "create network b: the egress cap table stm_shape_cfg holds 1; 1 are in use and 1 more do not fit: nothing was changed",
+  );
+});
+
+test("real sizes: the checks read the maps' max_entries and count every stored network", () => {
+  const w = world({}, true);
+  expect(ROOM_MAPS.map((m) => w.dp.map(m).info.maxEntries)).toEqual([1 << 20, 1 << 18, 65536, 65536, 65536, 65536]);
+  // Sixteen /16 networks in the store (their profiles left out of the kernel: the count is the store's).
+  for (let i = 0; i < 16; i++) w.store.createNetwork(validateNetwork(net(`n${i}`, `10.${i}.0.0/16`)));
+  refused(
+    w,
+    () => w.svc.createNetwork(net("big", "10.16.0.0/16")),
+    "create network big: the endpoint profile table stm_profiles holds 1048576; 1048544 are in use and 65534 more do not fit: nothing was changed",
+  );
+  w.svc.createNetwork(net("small", "10.16.0.0/27")); // 30: two entries to spare
+  expect(entries(w.dp, "stm_profiles")).toBe(30);
+});
+
+test("the counts are what the service writes: endpointLocals and gateways", () => {
+  const svc = new NetworkService(
+    keep(new SqliteStore(":memory:"), (s) => s.close()),
+    {} as PortDatapath,
+    {} as Rtnl,
+    () => {},
+    new FakeFwKernel(),
+  );
+  for (const n of [validateNetwork(net("v4", "10.1.0.0/24")), validateNetwork(dual("v6", 2))]) {
+    const ep = { ip: n.gateway.replace(/1$/, "9"), mac: "02:00:01:00:00:09" };
+    expect(endpointEntries({}, n).stm_local).toBe(endpointLocals(ep, { ...n, id: 1, createdAt: "" }).length);
+    expect(networkEntries(n).stm_local).toBe(svc.gateways(n).length);
+  }
+});
