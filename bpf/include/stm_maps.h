@@ -28,10 +28,20 @@ struct {
 	__type(value, struct stm_port);
 } stm_ports SEC(".maps");
 
+/* Table sizes a build may set otherwise (-D): an agent finding pinned maps of another size
+ * (another build's) stages its own, fills them and swaps the programs over (see
+ * src/agent/datapath.ts open()); the upgrade test builds such a binary. */
+#ifndef STM_PROFILES_MAX
+#define STM_PROFILES_MAX (1 << 20)
+#endif
+#ifndef STM_CT_MAX
+#define STM_CT_MAX 262144
+#endif
+
 /* Every endpoint profile (IPv4 ↔ MAC) of every network: a /16 is 65,534 entries. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, STM_PROFILES_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct stm_profile_key);
 	__type(value, struct stm_profile);
@@ -153,7 +163,7 @@ struct {
 /* Connection tracking: the least recently used flow goes when it is full. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 262144);
+	__uint(max_entries, STM_CT_MAX);
 	__type(key, struct stm_ct_key);
 	__type(value, struct stm_ct);
 } stm_ct SEC(".maps");

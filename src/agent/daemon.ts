@@ -65,9 +65,31 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
   const dbPath = join(o.stateDir, "stratum.db");
   const store = new SqliteStore(dbPath);
+  // Rows that failed validation are out of service, not fatal: each one is worth a warning.
+  for (const q of store.quarantinedAtOpen())
+    log.warn(`store: ${q.what} quarantined (${q.reason}): kept in table quarantine, not in service`);
   const dp = new PortDatapath(o.pinRoot);
-  for (const m of dp.open())
-    log.warn(`pinned map ${m} has another layout (an earlier build): rebuilding it from the store`);
+  let opened: ReturnType<PortDatapath["open"]>;
+  try {
+    opened = dp.open();
+  } catch (e) {
+    if (!(e instanceof StratumError)) throw e;
+    throw new StratumError(
+      e.code,
+      `${e.message} (nothing pinned was changed: the previous build's datapath keeps running)`,
+      { errno: e.errno, detail: e.detail, cause: e },
+    );
+  }
+  if (opened.discarded.length)
+    log.warn(
+      `an upgrade was cut short (maps-next held ${opened.discarded.join(", ")}): discarded, the upgrade starts over`,
+    );
+  if (opened.staged.length)
+    log.warn(
+      `pinned maps of another layout (another build): ${opened.staged.join(", ")}; this build's are filled${opened.migrated.length ? ` (entries of ${opened.migrated.join(", ")} copied)` : ""} and take their place once every program is swapped`,
+    );
+  if (opened.restarted.length)
+    log.warn(`state in ${opened.restarted.join(", ")} cannot be carried over: it starts empty`);
   const svc = new NetworkService(store, dp, rtnl(), (m) => log.warn(m));
 
   const reconciles = new ReconcileLog();
@@ -79,6 +101,11 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     return r;
   };
   const report = runReconcile();
+  if (dp.upgrading) {
+    // Every program now runs with this build's maps: the new pins take the old ones' place.
+    const moved = dp.commitMaps();
+    log.info(`upgrade complete: ${moved.length} map(s) replaced (${moved.join(", ")})`);
+  }
   const uplink: UplinkRuntime | undefined = report.uplink;
   if (uplink)
     log.info(

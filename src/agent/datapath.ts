@@ -11,7 +11,7 @@
  * attach`. cls_bpf keeps the properties ports need: the filter outlives the agent, a
  * replacement (BPF_TC_F_REPLACE on the same handle) swaps the program atomically, and the
  * programs are in place before the port is brought up. */
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync } from "node:fs";
 import {
   type Attachment,
   attachTc,
@@ -20,7 +20,7 @@ import {
   detachCls,
   detachPinnedLink,
   openPinnedLink,
-  progTag,
+  progFingerprint,
 } from "../datapath/attach";
 import { DROP_REASON_LIST } from "../datapath/drops";
 import { FW_GEN_MAPS } from "../datapath/firewall";
@@ -56,7 +56,19 @@ import { hostRange, parseSubnet } from "../model/ip";
 import { profileMac } from "../model/network";
 import type { EgressCap } from "../model/shape";
 import { macToBytes } from "../netlink/codec";
-import { type BpfMap, type BpfObject, Fd, linkInfo, linkUpdate, mapInfo, objGet, progInfo, unpin } from "../sys/bpf";
+import {
+  BpfMap,
+  type BpfObject,
+  Fd,
+  linkInfo,
+  linkUpdate,
+  type MapInfo,
+  mapInfo,
+  objGet,
+  progInfo,
+  unpin,
+} from "../sys/bpf";
+import { mutated } from "../sys/mutations";
 
 const PINNED_MAPS = [
   "stm_ports",
@@ -82,6 +94,57 @@ const PINNED_MAPS = [
 ] as const;
 export type PinnedMap = (typeof PINNED_MAPS)[number];
 
+/** Maps whose content the store cannot give back (flows, counters, buckets, monitor
+ * settings): an upgrade that only resizes them copies their entries. */
+const STATE_MAPS = new Set<PinnedMap>([
+  "stm_drops",
+  "stm_ct",
+  "stm_frags",
+  "stm_fw_hits",
+  "stm_fw_stats",
+  "stm_port_stats",
+  "stm_mon_cfg",
+  "stm_mon_pace",
+  "stm_mon_stats",
+  "stm_shape_state",
+]);
+
+export interface OpenReport {
+  /** Maps of another layout: this build's are staged under maps-next until commitMaps(). */
+  staged: string[];
+  /** Of those, the state maps whose entries were copied over (only their size changed). */
+  migrated: string[];
+  /** State maps whose entries could not be carried over (key or value changed): they start empty. */
+  restarted: string[];
+  /** Pins of a half-finished upgrade found under maps-next and discarded. */
+  discarded: string[];
+}
+
+/** Copies every entry of the map `fromFd` into `to`, up to its room (an LRU map takes them
+ * all, evicting). With `onlyMissing`, keys `to` already holds are left as they are. Reads in
+ * batches: the old map may be busy (conntrack under traffic). */
+function copyEntries(fromFd: number, to: BpfMap, o: { onlyMissing?: boolean } = {}): number {
+  const from = BpfMap.fromFd(fromFd, false);
+  if (from.info.type === 27 /* ringbuf: nothing to copy */) return 0;
+  const ks = from.info.keySize;
+  const vs = from.valueBufSize;
+  let n = 0;
+  for (const c of from.chunks()) {
+    for (let i = 0; i < c.count; i++) {
+      const k = c.keys.subarray(i * ks, (i + 1) * ks);
+      if (o.onlyMissing && to.lookup(k)) continue;
+      try {
+        to.update(k, c.values.subarray(i * vs, (i + 1) * vs));
+        n++;
+      } catch (e) {
+        if (e instanceof StratumError && (e.errno === 7 || e.errno === 28)) return n; // E2BIG, ENOSPC: full
+        throw e;
+      }
+    }
+  }
+  return n;
+}
+
 /** Drop counters of one device: every reason (but "unspecified"), zero included. */
 export type DropCounts = Record<string, number>;
 
@@ -89,33 +152,57 @@ export class PortDatapath {
   readonly pinRoot: string;
   #obj: BpfObject | undefined;
 
-  constructor(pinRoot: string) {
+  readonly #sizes: Partial<Record<PinnedMap, number>>;
+
+  /** `maxEntries`: other sizes for some maps than the objects declare (tests that fill a table). */
+  constructor(pinRoot: string, o: { maxEntries?: Partial<Record<PinnedMap, number>> } = {}) {
     this.pinRoot = pinRoot;
+    this.#sizes = o.maxEntries ?? {};
   }
 
   get mapDir(): string {
     return `${this.pinRoot}/maps`;
   }
 
-  /** Loads the port programs, reusing the maps an earlier run pinned. A pinned map whose
-   * layout differs from this build's (an older agent) is not reused: a new map takes its pin
-   * and the caller's reconcile refills it from the store, while the ports' old programs keep
-   * enforcing with the old map until reconcile swaps in the new programs. Returns the names
-   * of the maps so rebuilt. */
-  open(): string[] {
+  get stageDir(): string {
+    return `${this.pinRoot}/maps-next`; // bpffs refuses names with a dot
+  }
+
+  /** Maps of this build that replace pinned ones of another layout, staged until commitMaps(). */
+  #staged: Array<{ name: PinnedMap; old: Fd }> = [];
+
+  /** Loads the port programs, reusing the maps an earlier run pinned. A pinned map whose layout
+   * differs from this build's (another build's) is not reused: this build's map is pinned
+   * under maps-next, state that cannot be rebuilt (conntrack, counters, buckets) is copied
+   * into it when only its size changed, and reconcile fills the rest from the store while
+   * the ports' old programs keep enforcing with the old maps. Reconcile then swaps every
+   * program, and commitMaps() moves the new pins over the old. Nothing pinned changes before
+   * that, so a load that fails leaves the old pins, maps and programs as they were. A
+   * maps-next left by a run that died mid-upgrade is discarded first (the upgrade is then
+   * redone from the start). */
+  open(): OpenReport {
     ensureBpffs(this.pinRoot);
     mkdirSync(this.mapDir, { recursive: true });
-    const reused = new Set<string>();
-    const rebuilt: string[] = [];
-    const held: Fd[] = [];
+    const report: OpenReport = { staged: [], migrated: [], restarted: [], discarded: [] };
+    this.#ids = undefined;
+    if (existsSync(this.stageDir)) {
+      for (const f of readdirSync(this.stageDir)) {
+        unpin(`${this.stageDir}/${f}`);
+        report.discarded.push(f);
+      }
+      rmdirSync(this.stageDir);
+    }
+    const held = new Map<string, Fd>();
+    const changed = new Map<PinnedMap, MapInfo>();
     try {
       const obj = loadObject("port", {
         prepare: (o) => {
+          for (const [m, n] of Object.entries(this.#sizes)) o.setMaxEntries(m, n);
           for (const m of PINNED_MAPS) {
             const p = `${this.mapDir}/${m}`;
             if (!existsSync(p)) continue;
             const fd = new Fd(objGet(p, "map"));
-            held.push(fd);
+            held.set(m, fd);
             const have = mapInfo(fd.fd);
             const want = o.mapDef(m);
             if (
@@ -124,25 +211,91 @@ export class PortDatapath {
               have.valueSize !== want.valueSize ||
               have.maxEntries !== want.maxEntries
             ) {
-              rebuilt.push(m);
+              changed.set(m, have);
               continue;
             }
-            reused.add(m);
             o.reuseMap(m, fd.fd);
           }
         },
       });
       this.#obj = obj;
       for (const m of PINNED_MAPS) {
-        if (reused.has(m)) continue;
         const p = `${this.mapDir}/${m}`;
-        if (rebuilt.includes(m)) unpin(p);
-        obj.map(m).pin(p);
+        const old = changed.get(m);
+        if (!old) {
+          if (!held.has(m)) obj.map(m).pin(p); // a new map of this build, or a first start
+          continue;
+        }
+        mkdirSync(this.stageDir, { recursive: true });
+        obj.map(m).pin(`${this.stageDir}/${m}`);
+        report.staged.push(m);
+        const fd = held.get(m) as Fd;
+        held.delete(m); // kept open until commitMaps()
+        this.#staged.push({ name: m, old: fd });
+        if (!STATE_MAPS.has(m)) continue;
+        const want = obj.map(m).info;
+        if (old.type === want.type && old.keySize === want.keySize && old.valueSize === want.valueSize) {
+          copyEntries(fd.fd, obj.map(m));
+          report.migrated.push(m);
+        } else report.restarted.push(m);
       }
+    } catch (e) {
+      for (const s of this.#staged) s.old.close();
+      this.#staged = [];
+      if (existsSync(this.stageDir)) {
+        for (const f of readdirSync(this.stageDir)) unpin(`${this.stageDir}/${f}`);
+        rmdirSync(this.stageDir);
+      }
+      this.#obj?.close();
+      this.#obj = undefined;
+      throw e;
     } finally {
-      for (const f of held) f.close();
+      for (const f of held.values()) f.close();
     }
-    return rebuilt;
+    return report;
+  }
+
+  #ids: Set<number> | undefined;
+
+  /** Ids of this build's maps that are (or, staged, will be) pinned: what a port's program
+   * must use to be this build's. */
+  #pinnedIds(): Set<number> {
+    this.#ids ??= new Set(PINNED_MAPS.map((m) => this.map(m).info.id));
+    return this.#ids;
+  }
+
+  /** Whether the loaded program `id` is this build's `prog` bound to this build's maps. */
+  isCurrent(id: number, prog: string): boolean {
+    const ids = this.#pinnedIds();
+    return progFingerprint(id, ids) === progFingerprint(progInfo(this.obj.program(prog).fd).id, ids);
+  }
+
+  /** True while open() staged maps that commitMaps() has not moved into place. */
+  get upgrading(): boolean {
+    return this.#staged.length > 0;
+  }
+
+  /** Finishes an upgrade once every program runs with this build's maps: each staged pin
+   * replaces the old one (a rename: the path never points nowhere), state written to an old
+   * map since open() copied it (the old programs ran until their swap) is copied again where
+   * the new map lacks it, and the old maps are let go. */
+  commitMaps(): string[] {
+    const done: string[] = [];
+    for (const { name, old } of this.#staged) {
+      renameSync(`${this.stageDir}/${name}`, `${this.mapDir}/${name}`);
+      mutated(`move pin of map ${name} from ${this.stageDir} into ${this.mapDir}`);
+      if (STATE_MAPS.has(name)) {
+        const m = this.map(name);
+        const o = BpfMap.fromFd(old.fd, false);
+        if (o.info.keySize === m.info.keySize && o.info.valueSize === m.info.valueSize && o.info.type === m.info.type)
+          copyEntries(old.fd, m, { onlyMissing: true });
+      }
+      old.close();
+      done.push(name);
+    }
+    this.#staged = [];
+    if (existsSync(this.stageDir)) rmdirSync(this.stageDir);
+    return done;
   }
 
   get obj(): BpfObject {
@@ -369,13 +522,13 @@ export class PortDatapath {
     attach: (fd: number, pin: string) => Attachment,
   ): Attachment {
     const fd = this.obj.program(prog).fd;
-    const tag = progInfo(fd).tag;
+    const want = progFingerprint(progInfo(fd).id, this.#pinnedIds());
     const link = openPinnedLink(pin);
     if (link) {
       using _ = link;
       const info = linkInfo(link.fd);
       if (info.ifindex === ifindex) {
-        if (progTag(info.progId) !== tag) linkUpdate(link.fd, fd);
+        if (progFingerprint(info.progId, this.#pinnedIds()) !== want) linkUpdate(link.fd, fd);
         const after = linkInfo(link.fd);
         const xdp = pin === this.uplinkPin;
         return { kind: xdp ? "xdp" : "tcx", ifindex, hook: xdp ? "xdp" : "tc-egress", progId: after.progId, pin };
@@ -395,16 +548,20 @@ export class PortDatapath {
     return detachPinnedLink(this.uplinkPin) || out;
   }
 
-  /** Attaches both port programs to `ifindex`; a filter already running the same code is kept,
-   * so a restarted agent (which loads new program ids) changes nothing on live ports. */
-  attachPort(ifindex: number): void {
+  /** Attaches both port programs to `ifindex`; a filter already running the same code with the
+   * same maps is kept, so a restarted agent (which loads new program ids) changes nothing on
+   * live ports. Another program (another build's, or one bound to other maps) is replaced in
+   * place: cls_bpf swaps it on the existing filter, no packet meets the port without one.
+   * `force` replaces even the same program (benchmarks and tests of the swap itself). */
+  attachPort(ifindex: number, o: { force?: boolean } = {}): void {
     for (const [prog, dir] of [
       ["stm_port_in", "ingress"],
       ["stm_port_out", "egress"],
     ] as const) {
       const fd = this.obj.program(prog).fd;
       const current = clsProgId(ifindex, dir);
-      if (current && progTag(current) === progInfo(fd).tag) continue;
+      const ids = this.#pinnedIds();
+      if (!o.force && current && progFingerprint(current, ids) === progFingerprint(progInfo(fd).id, ids)) continue;
       attachTc(fd, ifindex, dir, { mode: "cls_bpf" });
     }
   }
@@ -422,6 +579,7 @@ export class PortDatapath {
   close(): void {
     this.#obj?.close();
     this.#obj = undefined;
+    this.#ids = undefined;
   }
 
   /** The maps this datapath pins, by name (for status and metrics: fill levels). */

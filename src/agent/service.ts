@@ -33,6 +33,7 @@ import {
   deleteAddress,
   deleteLinkIfExists,
   getLink,
+  type Link,
   listAddresses,
   listFdb,
   netnsPath,
@@ -43,6 +44,7 @@ import {
   setLink,
 } from "../netlink";
 import type { Endpoint, Lease, Store, StoredDnsRecord, StoredNetwork } from "../store/store";
+import { checkRoom, type Entries, endpointEntries, growth, networkEntries } from "./capacity";
 import type { DropCounts, PortDatapath } from "./datapath";
 import { FirewallTables } from "./firewall";
 import { FirewallService, type FwKernel } from "./firewall-service";
@@ -298,6 +300,11 @@ export class NetworkService {
     return out;
   }
 
+  /** CAPACITY, before anything is written, when `need` does not fit in the maps (capacity.ts). */
+  #room(need: Partial<Entries>, what: string): void {
+    checkRoom(this.store, this.dp, need, what);
+  }
+
   #profileFlags(n: StoredNetwork): (i: number) => number {
     const gw = hostIndex(n.cidr, n.gateway);
     const claimed = this.store.claimedIndexes(n.name);
@@ -345,6 +352,7 @@ export class NetworkService {
 
   createNetwork(spec: NetworkSpec): NetworkView {
     const net = validateNetwork(spec, this.store.listNetworks());
+    this.#room(networkEntries(net), `create network ${net.name}`);
     const stored = this.store.createNetwork(net);
     try {
       this.applyNetwork(stored);
@@ -380,6 +388,7 @@ export class NetworkService {
       },
       others,
     );
+    this.#room(growth(networkEntries(cur), networkEntries(next)), `set network ${name}`);
     // A new default action goes to the kernel first (FirewallService's order), then the store.
     const updated =
       next.defaultAction !== cur.defaultAction
@@ -435,6 +444,7 @@ export class NetworkService {
     const e = this.store.getEndpoint(name);
     if (!e) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
     const n = this.mustNetwork(e.network);
+    this.#room(growth(endpointEntries(e, n), endpointEntries({ egress: cap ?? undefined }, n)), `set endpoint ${name}`);
     const link = getLink(e.hostIf, this.nl);
     if (link) this.#setPortAndCap(link.index, { ...e, egress: cap ?? undefined }, n);
     try {
@@ -478,6 +488,7 @@ export class NetworkService {
     const ifname = req.netns !== undefined ? (req.ifname ?? "eth0") : undefined;
 
     if (getLink(hostIf, this.nl)) throw new StratumError("INVALID", `interface ${hostIf} already exists on this node`);
+    this.#room(endpointEntries({}, n), `attach ${name} to ${n.name}`);
     let nsNl: Rtnl | undefined;
     if (req.netns !== undefined) {
       if (!existsSync(netnsPath(req.netns)))
@@ -518,6 +529,14 @@ export class NetworkService {
   /** Creates (if missing) and wires the host side of an endpoint: bridge port with learning
    * and unicast flooding off, port config, programs, static FDB entry, then link up. */
   #plugPort(ep: Endpoint, n: StoredNetwork, undo: Undo, fdbs?: Map<number, string[]>): number {
+    const link = this.#preparePort(ep, n, undo);
+    this.#wirePort(ep, link, undo, fdbs);
+    return link.index;
+  }
+
+  /** The first half of plugging a port: the device (created down if missing), its
+   * configuration, cap and local addresses in the maps. No program is swapped yet. */
+  #preparePort(ep: Endpoint, n: StoredNetwork, undo: Undo): Link {
     let link = getLink(ep.hostIf, this.nl);
     if (!link) {
       if (ep.kind === "veth") {
@@ -545,6 +564,13 @@ export class NetworkService {
       this.dp.setLocal(a, ifindex, n.id);
       undo.push(`forget local address ${a}`, () => this.dp.deleteLocal(a));
     }
+    return link;
+  }
+
+  /** The second half: programs (kept, or swapped in place), bridge membership, port flags,
+   * the static FDB entry, then up. */
+  #wirePort(ep: Endpoint, link: Link, undo: Undo, fdbs?: Map<number, string[]>): void {
+    const ifindex = link.index;
     this.dp.attachPort(ifindex);
     undo.push("detach port programs", () => this.dp.detachPort(ifindex));
     // Each step only when the kernel differs: a restore of a port that is right changes nothing.
@@ -559,7 +585,6 @@ export class NetworkService {
     const fdb = (fdbs ?? fdbMacs(listFdb({ dev: ifindex }, this.nl))).get(ifindex) ?? [];
     if (!fdb.includes(ep.mac.toLowerCase())) addFdb({ dev: ep.hostIf, mac: ep.mac }, {}, this.nl);
     if (!port.up) setLink(ep.hostIf, { up: true }, this.nl);
-    return ifindex;
   }
 
   /** A port's configuration and its endpoint's cap, in the order that never leaves the port
@@ -612,5 +637,31 @@ export class NetworkService {
   restoreEndpoint(ep: Endpoint, fdbs?: Map<number, string[]>): void {
     const n = this.mustNetwork(ep.network);
     this.#plugPort(ep, n, new Undo(), fdbs);
+  }
+
+  /** Restores many endpoints in two passes: every port's device and map entries first, then
+   * every port's programs and wiring. After an upgrade the new programs use new maps: none
+   * is swapped in before every entry any of them reads is written. Returns the errors, by
+   * endpoint. */
+  restoreEndpoints(eps: Endpoint[], fdbs?: Map<number, string[]>): { restored: number; errors: string[] } {
+    const errors: string[] = [];
+    const ready: Array<{ ep: Endpoint; link: Link }> = [];
+    for (const ep of eps) {
+      try {
+        ready.push({ ep, link: this.#preparePort(ep, this.mustNetwork(ep.network), new Undo()) });
+      } catch (e) {
+        errors.push(`endpoint ${ep.name}: ${(e as Error).message}`);
+      }
+    }
+    let restored = 0;
+    for (const { ep, link } of ready) {
+      try {
+        this.#wirePort(ep, link, new Undo(), fdbs);
+        restored++;
+      } catch (e) {
+        errors.push(`endpoint ${ep.name}: ${(e as Error).message}`);
+      }
+    }
+    return { restored, errors };
   }
 }

@@ -6,12 +6,11 @@
  * last reconcile reported errors, or the store does not answer; a nearly full table is a
  * warning. Read-only: it never repairs what it finds. */
 import { existsSync, statSync } from "node:fs";
-import { clsProgId, pinnedLinkInfo, progTag, type TcDirection } from "../datapath/attach";
+import { clsProgId, pinnedLinkInfo, type TcDirection } from "../datapath/attach";
 import { encodeIfindex } from "../datapath/port";
 import { getLink, type Link, listLinks } from "../netlink";
 import { SCHEMA_VERSION } from "../store/sqlite";
-import { progInfo } from "../sys/bpf";
-import type { DropCounts, PortDatapath } from "./datapath";
+import type { DropCounts } from "./datapath";
 import type { MapFillInfo } from "./map-fill";
 import type { AgentRuntime, LoggedProblem, ReconcileRun } from "./runtime";
 import { USER_BRIDGE } from "./service";
@@ -68,6 +67,8 @@ export interface StoreStatus {
   blocklist?: number;
   leases?: number;
   leasesQuarantined?: number;
+  /** Rows of the other tables set aside because they failed validation at an open. */
+  quarantined?: number;
   dnsRecords?: number;
 }
 
@@ -136,10 +137,6 @@ function serviceStates(rt: AgentRuntime): ServiceStatus[] | undefined {
 /** A table this full (and not an LRU, which evicts by design) is worth a warning. */
 export const FILL_WARNING = 0.9;
 
-function loadedTag(dp: PortDatapath, prog: string): string {
-  return progInfo(dp.obj.program(prog).fd).tag;
-}
-
 const PORT_PROGS: Record<TcDirection, string> = { ingress: "stm_port_in", egress: "stm_port_out" };
 
 /** Every stored endpoint's port as the kernel has it. */
@@ -147,7 +144,6 @@ export function portStates(rt: AgentRuntime): PortStatus[] {
   const dp = rt.svc.dp;
   const links = new Map<string, Link>(listLinks(rt.svc.nl).map((l) => [l.name, l]));
   const bridge = links.get(USER_BRIDGE)?.index;
-  const want = { ingress: loadedTag(dp, PORT_PROGS.ingress), egress: loadedTag(dp, PORT_PROGS.egress) };
   const ports = dp.map("stm_ports");
   return rt.store.listEndpoints().map((ep) => {
     const problems: string[] = [];
@@ -180,8 +176,8 @@ export function portStates(rt: AgentRuntime): PortStatus[] {
         continue;
       }
       if (!ids[dir]) problems.push(`no program at tc ${dir}`);
-      else if (progTag(ids[dir]) !== want[dir])
-        problems.push(`tc ${dir} runs program ${ids[dir]}, not this build's ${PORT_PROGS[dir]}`);
+      else if (!dp.isCurrent(ids[dir], PORT_PROGS[dir]))
+        problems.push(`tc ${dir} runs program ${ids[dir]}, not this build's ${PORT_PROGS[dir]} on its maps`);
     }
     const config = ports.lookup(encodeIfindex(link.index)) !== null;
     if (!config) problems.push("no configuration entry in stm_ports");
@@ -219,7 +215,7 @@ export function uplinkState(rt: AgentRuntime): UplinkStatus | undefined {
       problems.push(
         l.ifindex ? `${what} link is on ifindex ${l.ifindex}` : `${what} link is detached (its device is gone)`,
       );
-    if (progTag(l.progId) !== loadedTag(dp, prog)) problems.push(`${what} link runs program ${l.progId}, not ${prog}`);
+    if (!dp.isCurrent(l.progId, prog)) problems.push(`${what} link runs program ${l.progId}, not this build's ${prog}`);
     return l.progId;
   };
   const progId = check("XDP", dp.uplinkPin, "stm_uplink_in");

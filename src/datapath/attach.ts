@@ -16,6 +16,7 @@ import {
   pinFd,
   progFdById,
   progInfo,
+  progMapIds,
   TC_ATTACH_POINT,
   tcAttach,
   tcDetach,
@@ -153,6 +154,34 @@ export function progTag(id: number): string {
   } catch {
     return "";
   }
+}
+
+const identityCache = new Map<number, { tag: string; maps: number[] }>();
+
+/** A loaded program's instructions (tag) and the ids of the maps it uses; null when it is
+ * gone. Ids are not reused while the system runs, and a loaded program's maps never change,
+ * so a found answer is kept. */
+export function progIdentity(id: number): { tag: string; maps: number[] } | null {
+  const hit = identityCache.get(id);
+  if (hit) return hit;
+  try {
+    using fd = new Fd(progFdById(id));
+    const v = { tag: progInfo(fd.fd).tag, maps: progMapIds(fd.fd) };
+    identityCache.set(id, v);
+    return v;
+  } catch {
+    return null;
+  }
+}
+
+/** What makes two loaded programs the same for a port: their instructions and, of the maps
+ * they use, those in `pinned` (the ids of the maps pinned under the pin root; a program's
+ * own read-only data maps differ with every load and do not count). A program of another
+ * agent run with the same code and the same pinned maps is the same; one bound to other
+ * maps (a half-finished upgrade's) is not. "" when the program is gone. */
+export function progFingerprint(id: number, pinned: ReadonlySet<number>): string {
+  const p = progIdentity(id);
+  return p ? `${p.tag}/${p.maps.filter((m) => pinned.has(m)).join(",")}` : "";
 }
 
 /** Detaches the program of a pinned link and removes the pin. Missing pins are not an error. */

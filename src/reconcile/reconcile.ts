@@ -93,14 +93,9 @@ function reconcileOnce(svc: NetworkService, o: ReconcileOptions): ReconcileRepor
   report.collected.push(...fw.collected);
   const endpoints = svc.store.listEndpoints();
   const fdbs = fdbMacs(listFdb({ bridge: USER_BRIDGE }, svc.nl));
-  for (const ep of endpoints) {
-    try {
-      svc.restoreEndpoint(ep, fdbs);
-      report.endpoints++;
-    } catch (e) {
-      report.errors.push(`endpoint ${ep.name}: ${(e as Error).message}`);
-    }
-  }
+  const eps = svc.restoreEndpoints(endpoints, fdbs);
+  report.endpoints = eps.restored;
+  report.errors.push(...eps.errors);
 
   if (o.uplink) {
     const up = getLink(o.uplink, svc.nl);

@@ -31,6 +31,7 @@ import {
   BPF_TEST_RUN_OPTS,
   get,
   type Layout,
+  put,
 } from "./layout";
 import { mutated } from "./mutations";
 
@@ -408,6 +409,44 @@ export class BpfMap implements Disposable {
     }
   }
 
+  /** Every entry, read in chunks of up to `batch` by BPF_MAP_LOOKUP_BATCH: the kernel walks
+   * buckets, so entries that change while it walks (an LRU map under traffic replaces an
+   * element on every update) do not restart it as a key-by-key walk would. Each chunk is
+   * yielded as packed keys and values with its count. Maps without batch lookup fall back to
+   * the key walk, one entry per chunk. */
+  *chunks(batch = 4096): Generator<{ keys: Buffer<ArrayBufferLike>; values: Buffer<ArrayBufferLike>; count: number }> {
+    const tokenSize = Math.max(8, this.info.keySize);
+    let inTok: Buffer<ArrayBufferLike> | null = null;
+    let outTok: Buffer<ArrayBufferLike> = Buffer.alloc(tokenSize);
+    let size = batch;
+    for (;;) {
+      const keys = Buffer.alloc(size * this.info.keySize);
+      const values = Buffer.alloc(size * this.valueBufSize);
+      const { count, errno } = this.lookupBatch(inTok, outTok, keys, values, size);
+      if (errno && errno !== 2 /* ENOENT: the walk is done */) {
+        if (errno === 28 /* ENOSPC: one bucket holds more than fits */ && size < 1 << 20) {
+          size *= 4;
+          continue;
+        }
+        if (inTok === null && count === 0 && (errno === 22 || errno === 95 || errno === 524)) {
+          for (const [k, v] of this.entries()) yield { keys: k, values: v, count: 1 };
+          return;
+        }
+        throw sysError(`batch lookup in map ${this.name}`, errno);
+      }
+      if (count)
+        yield {
+          keys: keys.subarray(0, count * this.info.keySize),
+          values: values.subarray(0, count * this.valueBufSize),
+          count,
+        };
+      if (errno === 2) return;
+      const next: Buffer<ArrayBufferLike> = inTok ?? Buffer.alloc(tokenSize);
+      inTok = outTok;
+      outTok = next;
+    }
+  }
+
   /** One BPF_MAP_LOOKUP_BATCH call of up to `max` entries into `keys`/`values`, from where
    * `inToken` left off (null: the start); the kernel writes the next position to `outToken`.
    * Returns the entries it gave and 0 or the errno (ENOENT: the walk is done). */
@@ -527,6 +566,23 @@ export function progInfo(fd: number): ProgInfo {
     name: objName(info, BPF_PROG_INFO),
     tag: info.subarray(tagOff, tagOff + 8).toString("hex"),
   };
+}
+
+/** Ids of the maps a loaded program uses, sorted: two programs with one tag (the same
+ * instructions) still differ when they use other maps. */
+export function progMapIds(fd: number): number[] {
+  const first = objInfo(fd, BPF_PROG_INFO, "program");
+  const n = get(first, BPF_PROG_INFO, "nr_map_ids");
+  if (n === 0) return [];
+  const raw = Buffer.alloc(n * 4);
+  const info = Buffer.alloc(BPF_PROG_INFO.size);
+  put(info, BPF_PROG_INFO, "nr_map_ids", n);
+  put(info, BPF_PROG_INFO, "map_ids", BigInt(addressOf(raw)));
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(info.length);
+  check(libbpf().bpf_obj_get_info_by_fd(fd, info, len), "read program map ids");
+  const got = Math.min(n, get(info, BPF_PROG_INFO, "nr_map_ids"));
+  return Array.from({ length: got }, (_, i) => raw.readUInt32LE(i * 4)).sort((a, b) => a - b);
 }
 
 export interface LinkInfo {

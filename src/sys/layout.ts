@@ -101,7 +101,14 @@ export const BPF_PROG_INFO = L({
   ctype: "struct bpf_prog_info",
   header: "linux/bpf.h",
   size: 232,
-  fields: { type: [0, "u32"], id: [4, "u32"], tag: [8, "u64"], name: [64, "u8"] },
+  fields: {
+    type: [0, "u32"],
+    id: [4, "u32"],
+    tag: [8, "u64"],
+    nr_map_ids: [52, "u32"],
+    map_ids: [56, "u64"],
+    name: [64, "u8"],
+  },
 });
 
 export const BPF_MAP_INFO = L({

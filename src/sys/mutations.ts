@@ -6,7 +6,8 @@
  *    name every point where the agent could die;
  *  - `STRATUM_CRASH_AFTER=N` kills the process with SIGKILL right after its Nth change: the
  *    crash-injection switch. Nothing runs after it (no finally, no exit handler), exactly as
- *    when the power goes. */
+ *    when the power goes. `STRATUM_CRASH_AT=TEXT` does the same after the first change whose
+ *    description contains TEXT ("attach cls_bpf filter": mid-way through an upgrade). */
 import { appendFileSync, writeSync } from "node:fs";
 
 let count = 0;
@@ -21,6 +22,7 @@ function envNumber(name: string): number {
 }
 
 const crashAfter = envNumber("STRATUM_CRASH_AFTER");
+const crashAt = process.env.STRATUM_CRASH_AT || undefined;
 const logFile = process.env.STRATUM_MUTATION_LOG || undefined;
 
 /** Reports one kernel change that has just succeeded. */
@@ -28,8 +30,8 @@ export function mutated(what: string): void {
   count++;
   for (const r of recorders) r.push(what);
   if (logFile) appendFileSync(logFile, `${count}\t${what}\n`);
-  if (crashAfter && count >= crashAfter) {
-    writeSync(2, `STRATUM_CRASH_AFTER=${crashAfter}: crashing after kernel change ${count}: ${what}\n`);
+  if ((crashAfter && count >= crashAfter) || (crashAt && what.includes(crashAt))) {
+    writeSync(2, `crash injected after kernel change ${count}: ${what}\n`);
     process.kill(process.pid, "SIGKILL");
   }
 }

@@ -33,15 +33,15 @@ export class TestAgent {
   }
 
   /** Starts the agent (extra flags such as --uplink or --api-listen appended, `env` added to
-   * its environment) and waits for its API. */
-  async start(extra: string[] = [], env: Record<string, string> = {}): Promise<void> {
+   * its environment; `binary`: another build's) and waits for its API. */
+  async start(extra: string[] = [], env: Record<string, string> = {}, binary = BINARY): Promise<void> {
     // One append-mode file for stdout and stderr: nobody reads the log during the run, and a full pipe would block it.
     if (this.#log < 0) this.#log = openSync(join(this.dir, "agent.log"), "a");
     this.proc = Bun.spawn(
       [
         "nsenter",
         `--net=${this.ns.path}`,
-        BINARY,
+        binary,
         "agent",
         "--state-dir",
         join(this.dir, "state"),
@@ -55,7 +55,7 @@ export class TestAgent {
     );
     for (let i = 0; i < 100; i++) {
       if (this.ctl("network", "list").code === 0) return;
-      if (this.proc.exitCode !== null) break;
+      if (this.proc.exitCode !== null || this.proc.signalCode !== null) break; // exited, or killed (a crash test)
       await Bun.sleep(50);
     }
     throw new Error(`agent did not come up:\n${this.logText}`);

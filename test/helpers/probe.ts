@@ -3,8 +3,8 @@
  *   serve PORT[,PORT...]    TCP and UDP echo on each PORT (all addresses) until killed
  *   tcp HOST PORT [OPTS]    connect, send a line, wait for the echo: {ok} or {error}
  *   udp HOST PORT [OPTS]    send a datagram, wait for the echo: {ok} or {error}
- *   stream HOST PORT MS     one connection for MS milliseconds, a line every 20 ms:
- *                           {sent, echoed, error?} (error: the connection broke)
+ *   stream HOST PORT MS     one connection for MS milliseconds (or until SIGTERM), a line
+ *                           every 20 ms: {sent, echoed, error?} (error: the connection broke)
  *   send TAG@HOST:PORT[,...] MS  a datagram "TAG SEQ" to every target every MS milliseconds,
  *                           SEQ counting from 0 per target, until killed (--from binds the source)
  *   count PORT[,...] FILE   counts those datagrams by TAG: {TAG: {n, first, last}}, rewritten
@@ -86,8 +86,10 @@ if (mode === "serve") {
   s.on("data", (d) => {
     echoed += d.toString().split("\n").length - 1;
   });
+  let errorAt: number | undefined; // when it broke, ms since the epoch
   s.on("error", (e: NodeJS.ErrnoException) => {
     error = e.code ?? e.message;
+    errorAt ??= Date.now();
   });
   s.on("close", () => {
     error ??= "closed";
@@ -97,14 +99,16 @@ if (mode === "serve") {
       s.write(`${sent++}\n`);
     }
   }, 20);
-  setTimeout(() => {
+  const finish = () => {
     clearInterval(tick);
     setTimeout(() => {
-      out({ sent, echoed, ...(error ? { error } : {}) });
+      out({ sent, echoed, ...(error ? { error, errorAt } : {}) });
       s.destroy();
       process.exit(0);
     }, 300);
-  }, Number(c));
+  };
+  setTimeout(finish, Number(c));
+  process.on("SIGTERM", finish); // ends early, with the same report
 } else if (mode === "send") {
   const targets = (a as string).split(",").map((t) => {
     const m = t.match(/^([^@]+)@(.+):(\d+)$/);
