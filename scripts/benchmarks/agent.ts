@@ -17,8 +17,10 @@ const ROOT = join(import.meta.dir, "../..");
 const BINARY = join(ROOT, "dist/cenvero-str-ctl");
 
 /** An agent in a fresh namespace with its own pin root and state, for one benchmark. */
+let agents = 0;
+
 export class BenchAgent {
-  readonly tag = `stmb${process.pid}`;
+  readonly tag = `stmb${process.pid}${agents++ || ""}`;
   readonly ns = `${this.tag}-node`;
   readonly dir = mkdtempSync(join(tmpdir(), "stm-bench-"));
   readonly pins = `/sys/fs/bpf/${this.tag}`;
@@ -31,6 +33,13 @@ export class BenchAgent {
   async start(extra: string[] = [], before?: () => void): Promise<void> {
     sh(["ip", "netns", "add", this.ns]);
     before?.();
+    await this.spawn(extra);
+  }
+
+  /** Starts the agent process (again) and waits for its API; returns the milliseconds from
+   * spawn to the first answer, which the agent gives only once its reconcile is done. */
+  async spawn(extra: string[] = []): Promise<number> {
+    const t0 = performance.now();
     this.proc = Bun.spawn(
       [
         "nsenter",
@@ -47,15 +56,22 @@ export class BenchAgent {
       ],
       { stdout: "ignore", stderr: "ignore" },
     );
-    for (let i = 0; i < 200; i++) {
+    for (let i = 0; i < 2000; i++) {
       try {
         await this.api.listNetworks();
-        return;
+        return performance.now() - t0;
       } catch {
-        await Bun.sleep(25);
+        await Bun.sleep(2);
       }
     }
     throw new Error("bench agent did not start");
+  }
+
+  /** Stops the agent process (SIGTERM), leaving the node as it is. */
+  async halt(): Promise<void> {
+    this.proc?.kill("SIGTERM");
+    await this.proc?.exited;
+    this.proc = undefined;
   }
 
   netns(name: string): string {

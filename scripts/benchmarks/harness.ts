@@ -34,8 +34,8 @@ export function median(xs: number[]): number {
 }
 
 export async function runBenchmark(b: Benchmark, rounds: number, onRound?: (i: number) => void): Promise<BenchResult> {
-  await b.setup?.();
   try {
+    await b.setup?.(); // a set-up that fails half-way is torn down too
     await b.candidate.measure(); // warm-up: JIT, caches, first-touch
     await b.baseline.measure();
     const cand: number[] = [];

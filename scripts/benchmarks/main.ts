@@ -4,10 +4,17 @@ import { parseArgs } from "node:util";
 import { ADDRESSING_BENCHMARKS } from "./addressing";
 import { AGENT_BENCHMARKS } from "./agent";
 import { type BenchResult, formatTable, runBenchmark } from "./harness";
+import { RESTART_BENCHMARKS } from "./restart";
 import { SHAPE_BENCHMARKS } from "./shape";
 import { BENCHMARKS as DATAPATH_BENCHMARKS } from "./suite";
 
-const BENCHMARKS = { ...DATAPATH_BENCHMARKS, ...AGENT_BENCHMARKS, ...ADDRESSING_BENCHMARKS, ...SHAPE_BENCHMARKS };
+const BENCHMARKS = {
+  ...DATAPATH_BENCHMARKS,
+  ...AGENT_BENCHMARKS,
+  ...ADDRESSING_BENCHMARKS,
+  ...SHAPE_BENCHMARKS,
+  ...RESTART_BENCHMARKS,
+};
 
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),

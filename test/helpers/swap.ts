@@ -1,13 +1,16 @@
 /** Swaps the port programs of live ports N times, for tests and benchmarks of the swap
  * itself: run inside the agent's namespace (`nsenter --net=…`) as
- *   bun swap.ts PIN_ROOT N IFNAME[,IFNAME...] [PAUSE_MS]
+ *   bun swap.ts PIN_ROOT N IFNAME[,IFNAME...] [PAUSE_MS] [--on-signal]
+ * With --on-signal it loads, prints "ready" and swaps only when it gets SIGUSR1 (a benchmark
+ * keeps its start-up cost out of the measured window).
  * Two loads of the port object share the pinned maps (same layout: nothing is pinned or
  * changed), and every round replaces both programs of every port with the other load's, in
  * place, as an upgrade does. Prints {swaps, ms}. */
 import { PortDatapath } from "../../src/agent/datapath";
 import { getLink } from "../../src/netlink";
 
-const [pinRoot, n, names, pause] = process.argv.slice(2);
+const onSignal = process.argv.includes("--on-signal");
+const [pinRoot, n, names, pause] = process.argv.slice(2).filter((a) => a !== "--on-signal");
 const loads = [new PortDatapath(pinRoot as string), new PortDatapath(pinRoot as string)];
 for (const dp of loads) dp.open();
 const ifindexes = (names as string).split(",").map((name) => {
@@ -15,6 +18,10 @@ const ifindexes = (names as string).split(",").map((name) => {
   if (!l) throw new Error(`no link ${name}`);
   return l.index;
 });
+if (onSignal) {
+  console.log("ready");
+  await new Promise<void>((resolve) => process.once("SIGUSR1", () => resolve()));
+}
 const t0 = performance.now();
 let swaps = 0;
 for (let i = 0; i < Number(n); i++) {
