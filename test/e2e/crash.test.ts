@@ -30,21 +30,31 @@ const PROBE = join(ROOT, "test/helpers/probe.ts");
 const DENIED = ["deny", "spoof", "xnet"];
 
 /** Which of the cycle's kernel changes (1-based) to crash after: every one with
- * STRATUM_CRASH_ALL=1; otherwise the first of each distinct (operation, change) pair, and the
- * last change of every operation, then evenly spread others up to 50. */
+ * STRATUM_CRASH_ALL=1. Otherwise 55: the last change of every operation (the store is
+ * committed, the kernel half done), then changes of every other kind (the first change on
+ * each map, link or address kind an operation makes), spread evenly, then others. */
 function crashPoints(named: string[]): number[] {
   if (process.env.STRATUM_CRASH_ALL === "1") return named.map((_, i) => i + 1);
+  const TARGET = 55;
   const pick = new Set<number>();
+  const kinds: number[] = [];
   const seen = new Set<string>();
   named.forEach((n, i) => {
-    const kind = n.replace(/\d+/g, "N"); // the same change on another ifindex or path is not another point
-    if (!seen.has(kind)) pick.add(i + 1);
-    seen.add(kind);
     const op = n.slice(0, n.indexOf(":"));
     if (named[i + 1]?.startsWith(`${op}:`) !== true) pick.add(i + 1);
+    const kind = n.replace(/\d+/g, "N"); // the same change on another ifindex or path is not another kind
+    if (!seen.has(kind)) kinds.push(i + 1);
+    seen.add(kind);
   });
-  for (let step = Math.max(1, Math.floor(named.length / 50)), i = 1; pick.size < 50 && i <= named.length; i += step)
-    pick.add(i);
+  const spread = (from: number[]) => {
+    const room = TARGET - pick.size;
+    if (room <= 0) return;
+    const left = from.filter((k) => !pick.has(k));
+    const step = Math.max(1, left.length / room);
+    for (let x = 0; x < left.length && pick.size < TARGET; x += step) pick.add(left[Math.floor(x)] as number);
+  };
+  spread(kinds);
+  spread(named.map((_, i) => i + 1));
   return [...pick].sort((a, b) => a - b);
 }
 
