@@ -18,6 +18,7 @@ export const ROOM_MAPS = [
   "stm_shape_cfg",
   "stm_shape_state",
   "stm_shape_src",
+  "stm_fw_scopes",
 ] as const;
 export type RoomMap = (typeof ROOM_MAPS)[number];
 export type Entries = Record<RoomMap, number>;
@@ -30,6 +31,7 @@ const TABLES: Record<RoomMap, string> = {
   stm_shape_cfg: "the egress cap table",
   stm_shape_state: "the egress bucket table",
   stm_shape_src: "the capped source prefix table",
+  stm_fw_scopes: "the firewall scope table",
 };
 
 /** The user bridge's MAC and link-local address: reconcile marks them local on every start. */
@@ -42,10 +44,12 @@ const none = (): Entries => ({
   stm_shape_cfg: 0,
   stm_shape_state: 0,
   stm_shape_src: 0,
+  stm_fw_scopes: 0,
 });
 
 /** Entries a network takes itself: a profile per usable IPv4 host, its gateway address(es)
- * (NetworkService.gateways), and with a cap the bucket and one source prefix per subnet. */
+ * (NetworkService.gateways), its firewall scope, and with a cap the bucket and one source
+ * prefix per subnet. (Its rules are checked by the firewall's own tables when they come.) */
 export function networkEntries(n: Network): Entries {
   const capped = n.egress ? 1 : 0;
   return {
@@ -55,6 +59,7 @@ export function networkEntries(n: Network): Entries {
     stm_shape_cfg: capped,
     stm_shape_state: capped,
     stm_shape_src: capped * (n.cidr6 ? 2 : 1),
+    stm_fw_scopes: 1,
   };
 }
 
@@ -84,6 +89,7 @@ function add(into: Entries, e: Entries, times = 1): void {
 export function inUse(store: Store, maps: readonly RoomMap[] = ROOM_MAPS): Entries {
   const used = none();
   used.stm_local = BRIDGE_LOCALS;
+  used.stm_fw_scopes = 1; // the global scope
   const networks = store.listNetworks();
   for (const n of networks) add(used, networkEntries(n));
   if (maps.includes("stm_shape_cfg") || maps.includes("stm_shape_state")) {

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { ApiClient } from "../../src/api/client";
 import { TestAgent } from "../helpers/agent";
+import { readCounts, type TagCount } from "../helpers/counts";
 import { type KernelState, kernelState } from "../helpers/kernel-state";
 import { BUN, Netns, ROOT } from "../helpers/netns";
 
@@ -110,18 +111,10 @@ async function snapshot(): Promise<KernelState> {
   return kernelState(A.ns, A.pins.path, nets);
 }
 
-/** What the receivers in a2 and b1 counted, by tag. */
-function counts(): Record<string, { n: number; first: number; last: number }> {
-  const read = (f: string) => {
-    try {
-      return JSON.parse(readFileSync(f, "utf8"));
-    } catch {
-      return {};
-    }
-  };
-  const a2 = read(countFile);
-  const b1 = read(`${countFile}.b1`);
-  return { ...a2, xnet: b1.xnet, ...(a2.xnet ? { xnetA2: a2.xnet } : {}) };
+/** What the receivers in a2 and b1 counted, by tag (another network's traffic counts in b1). */
+function counts(): Record<string, TagCount> {
+  const a2 = readCounts(countFile);
+  return { ...a2, xnet: readCounts(`${countFile}.b1`).xnet as TagCount, ...(a2.xnet ? { xnetA2: a2.xnet } : {}) };
 }
 
 function deniedDelivered(): Record<string, number> {

@@ -14,12 +14,13 @@
  * At the end: not one allowed UDP datagram lost, no TCP connection broken, nothing denied
  * delivered. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { ApiClient } from "../../src/api/client";
 import { BpfMap, Fd, progFdById, progMapIds } from "../../src/sys/bpf";
 import { TestAgent } from "../helpers/agent";
+import { readCounts, type TagCount } from "../helpers/counts";
 import { BUN, Netns, ROOT, run } from "../helpers/netns";
 import { buildVariant, type Variant } from "../helpers/variant";
 
@@ -30,6 +31,7 @@ let api: ApiClient;
 let a1: Netns;
 let a2: Netns;
 let b1: Netns;
+let out: Netns; // the uplink's far side
 let next: Variant; // another build: other table sizes
 let broken: Variant; // a build whose load fails
 const procs: Subprocess[] = [];
@@ -37,15 +39,9 @@ let tcp: Subprocess[] = [];
 const ips: Record<string, string> = {};
 let countFile = "";
 
-function counts(): Record<string, { n: number; first: number; last: number }> {
-  const read = (f: string) => {
-    try {
-      return JSON.parse(readFileSync(f, "utf8"));
-    } catch {
-      return {};
-    }
-  };
-  return { ...read(countFile), xnet: read(`${countFile}.b1`).xnet };
+/** What the receivers in a2 and b1 counted, by tag (another network's traffic counts in b1). */
+function counts(): Record<string, TagCount> {
+  return { ...readCounts(countFile), xnet: readCounts(`${countFile}.b1`).xnet as TagCount };
 }
 
 const spawnIn = (n: Netns, args: string[], stdout: "ignore" | "pipe" = "ignore") => {
@@ -89,7 +85,9 @@ function expectPortsOnPinnedMaps(): void {
   expect(readdirSync(A.pins.path)).not.toContain("maps-next");
 }
 
-const startWith = (binary: string) => A.start([], {}, binary);
+/** Every start has the uplink: its XDP and tcx links are upgraded in place too. */
+const UPLINK = ["--uplink", "upl0"];
+const startWith = (binary: string) => A.start(UPLINK, {}, binary);
 
 /** The agent's log once it holds `text` (its stdout reaches the file in blocks): fails after 10 s. */
 async function logWith(text: string): Promise<string> {
@@ -106,8 +104,11 @@ beforeAll(async () => {
   a1 = new Netns("upga1");
   a2 = new Netns("upga2");
   b1 = new Netns("upgb1");
+  out = new Netns("upgout");
   A.ns.execOk(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-  await A.start();
+  A.ns.execOk(["ip", "link", "add", "upl0", "type", "veth", "peer", "name", "ext0", "netns", out.name]);
+  A.ns.execOk(["ip", "link", "set", "upl0", "up"]);
+  await A.start(UPLINK);
   await api.createNetwork({ name: "t1", cidr: "10.73.1.0/24", gateway: "10.73.1.1" });
   await api.createNetwork({ name: "t2", cidr: "10.73.2.0/24", gateway: "10.73.2.1" });
   for (const [e, ns, net] of [
@@ -136,7 +137,7 @@ beforeAll(async () => {
 afterAll(() => {
   for (const p of procs) p.kill("SIGKILL");
   A?.destroy();
-  for (const n of [a1, a2, b1]) n?.destroy();
+  for (const n of [a1, a2, b1, out]) n?.destroy();
   next?.remove();
   broken?.remove();
 });
@@ -146,7 +147,7 @@ test("20 restarts, by SIGTERM and by SIGKILL: nothing changes in the kernel", as
   const programs = portPrograms();
   for (let i = 0; i < 20; i++) {
     await A.kill(i % 2 ? "SIGKILL" : "SIGTERM");
-    await A.start();
+    await A.start(UPLINK);
   }
   expect((await api.reconcile()).changes).toEqual([]);
   expect(portPrograms()).toEqual(programs); // the same programs on every filter: none swapped
@@ -173,6 +174,7 @@ test("100 in-place swaps of every port's programs", () => {
 test("upgrade to a build with other map layouts: staged, filled, every program swapped, then the pins move", async () => {
   const before = pinnedMapIds();
   const programs = portPrograms();
+  const uplinkBefore = (await api.status()).uplink;
   await A.kill("SIGTERM");
   await startWith(next.binary);
   const log = await logWith("upgrade complete: 2 map(s) replaced (stm_profiles, stm_ct)");
@@ -188,7 +190,11 @@ test("upgrade to a build with other map layouts: staged, filled, every program s
   expect(m.info.maxEntries).toBe(300000);
   m.close();
   expect((await api.reconcile()).changes).toEqual([]);
-  expect((await api.status()).health.status).toBe("ok");
+  // status checks every port's and the uplink's programs are this build's, on its maps.
+  const st = await api.status();
+  expect(st.uplink?.state).toBe("ok");
+  expect(st.uplink?.progId).not.toBe(uplinkBefore?.progId);
+  expect(st.health.status).toBe("ok");
 }, 60_000);
 
 test("a build whose load fails: the agent stops with the loader's reason, pins and programs stay as they were", async () => {
@@ -224,7 +230,7 @@ test("a build whose load fails: the agent stops with the loader's reason, pins a
 test("an upgrade cut short after its first program swap is discarded and redone at the next start", async () => {
   await A.kill("SIGTERM");
   // Back to the first build, dying right after the first port's first program is swapped.
-  await A.start([], { STRATUM_CRASH_AT: "attach cls_bpf filter" }).catch(() => {});
+  await A.start(UPLINK, { STRATUM_CRASH_AT: "attach cls_bpf filter" }).catch(() => {});
   await A.proc?.exited;
   A.proc = undefined;
   await logWith("crash injected after kernel change");
@@ -237,7 +243,7 @@ test("an upgrade cut short after its first program swap is discarded and redone 
   const onOld = Object.values(portPrograms()).filter((p) => !p.maps.includes(pinnedCt));
   expect(onOld).toHaveLength(1);
   await Bun.sleep(500);
-  await A.start();
+  await A.start(UPLINK);
   await logWith("an upgrade was cut short (maps-next held");
   expectPortsOnPinnedMaps();
   const m = BpfMap.openPinned(join(A.pins.path, "maps/stm_ct"));

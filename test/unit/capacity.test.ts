@@ -160,6 +160,19 @@ test("network profiles fit beside every other network's, to the last entry of st
   );
 });
 
+test("a network's firewall scope must fit in stm_fw_scopes beside the global scope's", () => {
+  const w = world({ stm_fw_scopes: 3 });
+  w.svc.createNetwork(net("a", "10.1.0.0/24"));
+  w.svc.createNetwork(net("b", "10.2.0.0/24")); // global, a, b: full
+  refused(
+    w,
+    () => w.svc.createNetwork(net("c", "10.3.0.0/24")),
+    "create network c: the firewall scope table stm_fw_scopes holds 3; 3 are in use and 1 more do not fit: nothing was changed",
+  );
+  w.svc.deleteNetwork("b");
+  w.svc.createNetwork(net("c", "10.3.0.0/24"));
+});
+
 test("a network's gateways take stm_local; a cap its bucket and a source prefix per subnet", () => {
   const w = world({ stm_local: BRIDGE_LOCALS + 5, stm_shape_src: 2, stm_shape_cfg: 3, stm_shape_state: 3 });
   w.svc.createNetwork(dual("a", 1, { egress: CAP })); // 2 gateways, 1 cap, 2 sources
@@ -254,7 +267,15 @@ test("egress caps: a cap table smaller than the bucket table is named itself", (
 
 test("real sizes: the checks read the maps' max_entries and count every stored network", () => {
   const w = world({}, true);
-  expect(ROOM_MAPS.map((m) => w.dp.map(m).info.maxEntries)).toEqual([1 << 20, 1 << 18, 65536, 65536, 65536, 65536]);
+  expect(ROOM_MAPS.map((m) => w.dp.map(m).info.maxEntries)).toEqual([
+    1 << 20,
+    1 << 18,
+    65536,
+    65536,
+    65536,
+    65536,
+    65536,
+  ]);
   // Sixteen /16 networks in the store (their profiles left out of the kernel: the count is the store's).
   for (let i = 0; i < 16; i++) w.store.createNetwork(validateNetwork(net(`n${i}`, `10.${i}.0.0/16`)));
   refused(

@@ -322,14 +322,15 @@ test("rows that fail validation are quarantined at open, with a reason, dependen
     expiresAt: 9,
     updatedAt: 1,
   });
-  const before = {
-    network: s.getNetwork("a"),
-    endpoints: s.listEndpoints(),
-    rules: [s.listRules(a.id), s.listRules(FW_GLOBAL_SCOPE)],
-    records: s.listDnsRecords(),
-    blocklist: s.blockList(),
-    leases: s.loadLeases(),
-  };
+  const contents = (st: SqliteStore) => ({
+    network: st.getNetwork("a"),
+    endpoints: st.listEndpoints(),
+    rules: [st.listRules(a.id), st.listRules(FW_GLOBAL_SCOPE)],
+    records: st.listDnsRecords(),
+    blocklist: st.blockList(),
+    leases: st.loadLeases(),
+  });
+  const before = contents(s);
   const good = JSON.parse((s.db.query("SELECT spec FROM networks WHERE id = ?").get(a.id) as { spec: string }).spec);
   s.close();
 
@@ -378,14 +379,7 @@ test("rows that fail validation are quarantined at open, with a reason, dependen
   raw.close();
 
   s = new SqliteStore(path);
-  expect({
-    network: s.getNetwork("a"),
-    endpoints: s.listEndpoints(),
-    rules: [s.listRules(a.id), s.listRules(FW_GLOBAL_SCOPE)],
-    records: s.listDnsRecords(),
-    blocklist: s.blockList(),
-    leases: s.loadLeases(),
-  }).toEqual(before);
+  expect(contents(s)).toEqual(before);
   expect(s.listNetworks().map((n) => n.name)).toEqual(["a"]);
   const found = s.quarantinedAtOpen();
   expect(found.map((q) => [q.table, q.what, q.reason])).toEqual([
