@@ -631,15 +631,9 @@ export class NetworkService {
     this.#changed();
   }
 
-  /** Re-applies one stored endpoint (restart, or a kernel that lost it); idempotent: a port
-   * that is right is not touched. `fdbs`: the bridge's FDB by port ifindex, read once by a
-   * caller restoring many. */
-  restoreEndpoint(ep: Endpoint, fdbs?: Map<number, string[]>): void {
-    const n = this.mustNetwork(ep.network);
-    this.#plugPort(ep, n, new Undo(), fdbs);
-  }
-
-  /** Restores many endpoints in two passes: every port's device and map entries first, then
+  /** Re-applies stored endpoints (restart, or a kernel that lost them); idempotent: a port
+   * that is right is not touched. `fdbs`: the bridge's FDB by port ifindex, read once.
+   * Two passes: every port's device and map entries first, then
    * every port's programs and wiring. After an upgrade the new programs use new maps: none
    * is swapped in before every entry any of them reads is written. Returns the errors, by
    * endpoint. */
