@@ -80,10 +80,12 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       { errno: e.errno, detail: e.detail, cause: e },
     );
   }
-  if (opened.discarded.length)
+  if (opened.resumed.length)
     log.warn(
-      `an upgrade was cut short (maps-next held ${opened.discarded.join(", ")}): discarded, the upgrade starts over`,
+      `an upgrade was cut short: its staged maps ${opened.resumed.join(", ")} are taken over as they are and the upgrade goes on`,
     );
+  if (opened.discarded.length)
+    log.warn(`staged maps of another build (an upgrade cut short) discarded: ${opened.discarded.join(", ")}`);
   if (opened.staged.length)
     log.warn(
       `pinned maps of another layout (another build): ${opened.staged.join(", ")}; this build's are filled${opened.migrated.length ? ` (entries of ${opened.migrated.join(", ")} copied)` : ""} and take their place once every program is swapped`,
@@ -98,14 +100,21 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     for (const e of r.errors) log.warn(`restore: ${e}`);
     for (const c of r.collected) log.info(`garbage-collected ${c}`);
     if (r.changes.length) log.info(`reconcile made ${r.changes.length} kernel change(s)`);
+    if (dp.upgrading) {
+      if (r.errors.length)
+        // A port not swapped still runs on the old maps: they stay pinned, the new ones staged.
+        log.warn(
+          `upgrade not finished: the reconcile reported ${r.errors.length} error(s); the new maps stay under maps-next until a reconcile without errors (cenvero-str-ctl reconcile)`,
+        );
+      else {
+        // Every program now runs with this build's maps: the new pins take the old ones' place.
+        const moved = dp.commitMaps();
+        log.info(`upgrade complete: ${moved.length} map(s) replaced (${moved.join(", ")})`);
+      }
+    }
     return r;
   };
   const report = runReconcile();
-  if (dp.upgrading) {
-    // Every program now runs with this build's maps: the new pins take the old ones' place.
-    const moved = dp.commitMaps();
-    log.info(`upgrade complete: ${moved.length} map(s) replaced (${moved.join(", ")})`);
-  }
   const uplink: UplinkRuntime | undefined = report.uplink;
   if (uplink)
     log.info(

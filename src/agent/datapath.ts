@@ -116,33 +116,39 @@ export interface OpenReport {
   migrated: string[];
   /** State maps whose entries could not be carried over (key or value changed): they start empty. */
   restarted: string[];
-  /** Pins of a half-finished upgrade found under maps-next and discarded. */
+  /** Staged maps of an upgrade cut short, of this build's layout: taken over, the upgrade rolls forward. */
+  resumed: string[];
+  /** Staged maps of an upgrade cut short, of another build's layout: discarded. */
   discarded: string[];
 }
 
 /** Copies every entry of the map `fromFd` into `to`, up to its room (an LRU map takes them
  * all, evicting). With `onlyMissing`, keys `to` already holds are left as they are. Reads in
  * batches: the old map may be busy (conntrack under traffic). */
-function copyEntries(fromFd: number, to: BpfMap, o: { onlyMissing?: boolean } = {}): number {
+function copyEntries(
+  fromFd: number,
+  to: BpfMap,
+  o: { onlyMissing?: boolean } = {},
+): { copied: number; complete: boolean } {
   const from = BpfMap.fromFd(fromFd, false);
-  if (from.info.type === 27 /* ringbuf: nothing to copy */) return 0;
+  if (from.info.type === 27 /* ringbuf: nothing to copy */) return { copied: 0, complete: true };
   const ks = from.info.keySize;
   const vs = from.valueBufSize;
-  let n = 0;
+  let copied = 0;
   for (const c of from.chunks()) {
     for (let i = 0; i < c.count; i++) {
       const k = c.keys.subarray(i * ks, (i + 1) * ks);
       if (o.onlyMissing && to.lookup(k)) continue;
       try {
         to.update(k, c.values.subarray(i * vs, (i + 1) * vs));
-        n++;
+        copied++;
       } catch (e) {
-        if (e instanceof StratumError && (e.errno === 7 || e.errno === 28)) return n; // E2BIG, ENOSPC: full
+        if (e instanceof StratumError && (e.errno === 7 || e.errno === 28)) return { copied, complete: false }; // E2BIG, ENOSPC: full
         throw e;
       }
     }
   }
-  return n;
+  return { copied, complete: true };
 }
 
 /** Drop counters of one device: every reason (but "unspecified"), zero included. */
@@ -176,81 +182,106 @@ export class PortDatapath {
    * under maps-next, state that cannot be rebuilt (conntrack, counters, buckets) is copied
    * into it when only its size changed, and reconcile fills the rest from the store while
    * the ports' old programs keep enforcing with the old maps. Reconcile then swaps every
-   * program, and commitMaps() moves the new pins over the old. Nothing pinned changes before
-   * that, so a load that fails leaves the old pins, maps and programs as they were. A
-   * maps-next left by a run that died mid-upgrade is discarded first (the upgrade is then
-   * redone from the start). */
+   * program, and commitMaps() moves the new pins over the old. An upgrade cut short (a
+   * maps-next left by a run that died) is rolled forward: its staged maps of this build's
+   * layout are taken over as they are (ports already swapped use them, with the flows
+   * they tracked since), others (another build's) are discarded. Nothing pinned changes
+   * before the object has loaded, so a load that fails leaves pins, maps and programs as
+   * they were. */
   open(): OpenReport {
     ensureBpffs(this.pinRoot);
     mkdirSync(this.mapDir, { recursive: true });
-    const report: OpenReport = { staged: [], migrated: [], restarted: [], discarded: [] };
+    const report: OpenReport = { staged: [], migrated: [], restarted: [], resumed: [], discarded: [] };
     this.#ids = undefined;
-    if (existsSync(this.stageDir)) {
-      for (const f of readdirSync(this.stageDir)) {
-        unpin(`${this.stageDir}/${f}`);
-        report.discarded.push(f);
-      }
-      rmdirSync(this.stageDir);
-    }
-    const held = new Map<string, Fd>();
+    const held = new Map<string, Fd>(); // maps/NAME
+    const found = new Map<string, Fd>(); // maps-next/NAME, left by an upgrade cut short
     const changed = new Map<PinnedMap, MapInfo>();
+    const resumed = new Set<string>();
+    const pinnedNow: string[] = [];
+    const sameLayout = (
+      have: MapInfo,
+      want: { type: number; keySize: number; valueSize: number; maxEntries: number },
+    ) =>
+      have.type === want.type &&
+      have.keySize === want.keySize &&
+      have.valueSize === want.valueSize &&
+      have.maxEntries === want.maxEntries;
     try {
+      if (existsSync(this.stageDir))
+        for (const f of readdirSync(this.stageDir)) found.set(f, new Fd(objGet(`${this.stageDir}/${f}`, "map")));
       const obj = loadObject("port", {
         prepare: (o) => {
           for (const [m, n] of Object.entries(this.#sizes)) o.setMaxEntries(m, n);
           for (const m of PINNED_MAPS) {
             const p = `${this.mapDir}/${m}`;
-            if (!existsSync(p)) continue;
-            const fd = new Fd(objGet(p, "map"));
-            held.set(m, fd);
-            const have = mapInfo(fd.fd);
             const want = o.mapDef(m);
-            if (
-              have.type !== want.type ||
-              have.keySize !== want.keySize ||
-              have.valueSize !== want.valueSize ||
-              have.maxEntries !== want.maxEntries
-            ) {
-              changed.set(m, have);
+            const have = existsSync(p) ? new Fd(objGet(p, "map")) : undefined;
+            if (have) held.set(m, have);
+            const haveInfo = have ? mapInfo(have.fd) : undefined;
+            if (haveInfo && sameLayout(haveInfo, want)) {
+              o.reuseMap(m, (have as Fd).fd);
               continue;
             }
-            o.reuseMap(m, fd.fd);
+            if (haveInfo) changed.set(m, haveInfo);
+            const staged = found.get(m);
+            if (staged && sameLayout(mapInfo(staged.fd), want)) {
+              o.reuseMap(m, staged.fd);
+              resumed.add(m);
+            }
           }
         },
       });
       this.#obj = obj;
+      // Loaded: from here on the pins change.
+      for (const [f, fd] of found) {
+        if (resumed.has(f)) continue;
+        fd.close();
+        unpin(`${this.stageDir}/${f}`);
+        report.discarded.push(f);
+      }
       for (const m of PINNED_MAPS) {
-        const p = `${this.mapDir}/${m}`;
         const old = changed.get(m);
         if (!old) {
-          if (!held.has(m)) obj.map(m).pin(p); // a new map of this build, or a first start
+          if (resumed.has(m)) {
+            // Staged by a cut-short upgrade with nothing pinned to replace: it simply moves in.
+            renameSync(`${this.stageDir}/${m}`, `${this.mapDir}/${m}`);
+            mutated(`move pin of map ${m} from ${this.stageDir} into ${this.mapDir}`);
+            report.resumed.push(m);
+          } else if (!held.has(m)) {
+            obj.map(m).pin(`${this.mapDir}/${m}`); // a new map of this build, or a first start
+            pinnedNow.push(`${this.mapDir}/${m}`);
+          }
+          continue;
+        }
+        const fd = held.get(m) as Fd;
+        held.delete(m); // kept open until commitMaps()
+        this.#staged.push({ name: m, old: fd });
+        report.staged.push(m);
+        if (resumed.has(m)) {
+          report.resumed.push(m);
           continue;
         }
         mkdirSync(this.stageDir, { recursive: true });
         obj.map(m).pin(`${this.stageDir}/${m}`);
-        report.staged.push(m);
-        const fd = held.get(m) as Fd;
-        held.delete(m); // kept open until commitMaps()
-        this.#staged.push({ name: m, old: fd });
+        pinnedNow.push(`${this.stageDir}/${m}`);
         if (!STATE_MAPS.has(m)) continue;
         const want = obj.map(m).info;
         if (old.type === want.type && old.keySize === want.keySize && old.valueSize === want.valueSize) {
-          copyEntries(fd.fd, obj.map(m));
-          report.migrated.push(m);
+          const n = copyEntries(fd.fd, obj.map(m));
+          report.migrated.push(n.complete ? m : `${m} (${n.copied} entries: the rest did not fit)`);
         } else report.restarted.push(m);
       }
+      if (existsSync(this.stageDir) && readdirSync(this.stageDir).length === 0) rmdirSync(this.stageDir);
     } catch (e) {
       for (const s of this.#staged) s.old.close();
       this.#staged = [];
-      if (existsSync(this.stageDir)) {
-        for (const f of readdirSync(this.stageDir)) unpin(`${this.stageDir}/${f}`);
-        rmdirSync(this.stageDir);
-      }
+      for (const p of pinnedNow) unpin(p);
       this.#obj?.close();
       this.#obj = undefined;
       throw e;
     } finally {
       for (const f of held.values()) f.close();
+      for (const [f, fd] of found) if (resumed.has(f)) fd.close(); // the object holds its own reference
     }
     return report;
   }

@@ -6,6 +6,8 @@
  * frame without its programs on the way out. A plan is made first (what `--dry-run`
  * prints), then carried out step by step; a step that fails is reported and the rest still
  * run, so a second uninstall finishes what the first could not. */
+
+import { Database } from "bun:sqlite";
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { StratumError } from "../errors";
@@ -19,7 +21,6 @@ import {
   STRATUM_ADDR_PROTO,
   setLink,
 } from "../netlink";
-import { SqliteStore } from "../store/sqlite";
 import { Fd, linkDetach, objGet, unpin } from "../sys/bpf";
 import { closeFd, lockDirectory } from "../sys/os";
 import { MGMT_BRIDGE, USER_BRIDGE } from "./service";
@@ -48,6 +49,36 @@ export interface UninstallReport {
 }
 
 const AGENT_IFNAME = /^stm[0-9a-f]{10}$/;
+
+/** What Stratum pins under its pin root: maps, a cut-short upgrade's staged maps, links,
+ * the counting programs. Anything else there is someone else's. */
+const PIN_DIRS = ["maps", "maps-next", "links", "counter"];
+
+/** Host interfaces of the endpoints the store holds, quarantined rows included (a tap's name
+ * is the operator's choice: only the store tells it from a NIC), read without opening the
+ * store for writing: nothing is migrated, a --dry-run changes nothing. */
+function storedPorts(dbPath: string): Map<string, string> {
+  const ports = new Map<string, string>();
+  if (!existsSync(dbPath)) return ports;
+  const db = new Database(dbPath, { readonly: true });
+  try {
+    for (const r of db.query("SELECT name, host_if FROM endpoints").all() as Array<{ name: string; host_if: string }>)
+      ports.set(r.host_if, `endpoint ${r.name}`);
+    const q = db.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'quarantine'").get();
+    if (q)
+      for (const r of db.query("SELECT row FROM quarantine WHERE table_name = 'endpoints'").all() as Array<{
+        row: string;
+      }>) {
+        try {
+          const e = JSON.parse(r.row) as { name?: unknown; host_if?: unknown };
+          if (typeof e.host_if === "string") ports.set(e.host_if, `quarantined endpoint ${String(e.name)}`);
+        } catch {}
+      }
+  } finally {
+    db.close();
+  }
+  return ports;
+}
 
 /** The kind of BPF object a pinned fd is: link, map or program (from /proc/self/fdinfo). */
 function pinnedKind(fd: number): "link" | "map" | "prog" | "other" {
@@ -105,15 +136,7 @@ function plan(o: UninstallOptions, nl: Rtnl, report: UninstallReport): void {
 
   // Endpoints the store knows, and any interface of the agent's naming left on the bridge.
   const dbPath = join(o.stateDir, "stratum.db");
-  const ports = new Map<string, string>();
-  if (existsSync(dbPath)) {
-    const store = new SqliteStore(dbPath);
-    try {
-      for (const ep of store.listEndpoints()) ports.set(ep.hostIf, `endpoint ${ep.name}`);
-    } finally {
-      store.close();
-    }
-  }
+  const ports = storedPorts(dbPath);
   const links = listLinks(nl);
   const user = links.find((l) => l.name === USER_BRIDGE);
   for (const l of links)
@@ -128,7 +151,13 @@ function plan(o: UninstallOptions, nl: Rtnl, report: UninstallReport): void {
   }
 
   // Pinned links (the uplink's XDP and tcx links, counters): detach, remembering the uplink.
-  const pinned = existsSync(o.pinRoot) ? walk(o.pinRoot) : { files: [], dirs: [] };
+  // Only what Stratum pins: its own directories under the pin root, nothing else there.
+  const pinned = { files: [] as string[], dirs: [] as string[] };
+  for (const d of PIN_DIRS) {
+    const w = existsSync(join(o.pinRoot, d)) ? walk(join(o.pinRoot, d)) : { files: [], dirs: [] };
+    pinned.files.push(...w.files);
+    pinned.dirs.push(...w.dirs);
+  }
   const linkPins: string[] = [];
   for (const p of pinned.files) {
     try {
@@ -161,9 +190,17 @@ function plan(o: UninstallOptions, nl: Rtnl, report: UninstallReport): void {
     add("bridge", `bridge ${br}`, () => deleteLinkIfExists(br, nl));
   }
 
-  // Pins (maps, programs, links), then the directories, then the pin root.
+  // Pins (maps, programs, links), then the directories, then the pin root once empty.
   for (const p of pinned.files) add("pin", `pin ${p}`, () => unpin(p));
   for (const d of pinned.dirs) add("pin", `directory ${d}`, () => rmdirSync(d));
+  if (existsSync(o.pinRoot)) {
+    const others = readdirSync(o.pinRoot).filter((e) => !PIN_DIRS.includes(e));
+    if (others.length)
+      report.notes.push(
+        `${o.pinRoot} also holds ${others.join(", ")}, not Stratum's: left there, and the pin root with them`,
+      );
+    else add("pin", `directory ${o.pinRoot}`, () => rmdirSync(o.pinRoot));
+  }
 
   if (o.purge) {
     for (const f of ["stratum.db", "stratum.db-wal", "stratum.db-shm"]) {

@@ -69,7 +69,7 @@ export const uninstallCommand = defineCommand({
       const files = pins.filter((s) => s.what.startsWith("pin ")).length;
       const dirs = pins.length - files;
       out(
-        `${verb({})} ${files} pin${files === 1 ? "" : "s"} and ${dirs} director${dirs === 1 ? "y" : "ies"} under ${args["pin-root"]}, the pin root included`,
+        `${verb({})} ${files} pin${files === 1 ? "" : "s"} and ${dirs} director${dirs === 1 ? "y" : "ies"} under ${args["pin-root"]}${pins.some((s) => s.what === `directory ${args["pin-root"]}`) ? ", the pin root included" : ""}`,
       );
     }
     for (const n of r.notes) out(`note: ${n}`);

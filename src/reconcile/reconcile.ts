@@ -97,10 +97,14 @@ function reconcileOnce(svc: NetworkService, o: ReconcileOptions): ReconcileRepor
   report.endpoints = eps.restored;
   report.errors.push(...eps.errors);
 
+  // The gateway's own MAC and link-local address: nobody outside may claim them either. In
+  // place before the uplink joins the bridge, as everything the uplink's filter reads.
+  const br = getLink(USER_BRIDGE, svc.nl);
+  const bridgeLocals = br?.mac ? [br.mac, linkLocal(br.mac)] : [];
+  for (const a of bridgeLocals) svc.dp.setLocal(a, br?.index ?? 0, 0);
   if (o.uplink) {
     const up = getLink(o.uplink, svc.nl);
     if (!up) throw new StratumError("NOT_FOUND", `uplink ${o.uplink} does not exist`);
-    const br = getLink(USER_BRIDGE, svc.nl);
     // The filter goes on before the NIC joins the bridge: nothing from outside reaches a port unfiltered.
     const attach = svc.dp.attachUplink(up.index);
     if (up.master !== br?.index || !up.up) setLink(o.uplink, { master: USER_BRIDGE, up: true }, svc.nl);
@@ -138,15 +142,7 @@ function reconcileOnce(svc: NetworkService, o: ReconcileOptions): ReconcileRepor
       svc.dp.deleteCap(c.kind as ShapeKind, c.id);
       report.collected.push(`egress cap ${c.kind === SHAPE_KIND.NETWORK ? "of network id" : "of ifindex"} ${c.id}`);
     }
-  // The gateway's own MAC and link-local address: nobody outside may claim them either.
-  const br = getLink(USER_BRIDGE, svc.nl);
-  const wantedLocal = new Set<string>();
-  if (br?.mac) {
-    for (const a of [br.mac, linkLocal(br.mac)]) {
-      svc.dp.setLocal(a, br.index, 0);
-      wantedLocal.add(a);
-    }
-  }
+  const wantedLocal = new Set<string>(bridgeLocals);
   for (const n of networks) for (const g of svc.gateways(n)) wantedLocal.add(g.ip);
   for (const ep of endpoints) {
     const n = networks.find((x) => x.name === ep.network);

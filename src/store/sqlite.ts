@@ -211,6 +211,25 @@ export class SqliteStore implements Store {
             if (f) found.push(f);
           }
         if (!found.length) return [];
+        // Fail closed: a scope that lost a rule, or a global default that could not be read,
+        // denies by default until the operator looks (a lost deny rule must not open a port).
+        const closed = new Set<number>();
+        for (const f of found) {
+          if (f.table === "fw_global") {
+            closed.add(FW_GLOBAL_SCOPE);
+            f.reason = f.reason.replace(/ \(the default is allow until it is set again\)$/, "");
+            f.reason += "; the global default is now deny (fail closed) until it is set again";
+          } else if (f.table === "fw_rules") {
+            const scope = f.row.scope as number;
+            const alive =
+              scope === FW_GLOBAL_SCOPE ||
+              (this.db.query("SELECT 1 FROM networks WHERE id = ?").get(scope) !== null &&
+                !found.some((g) => g.table === "networks" && g.row.id === scope));
+            if (!alive) continue;
+            closed.add(scope);
+            f.reason += `; ${scope === FW_GLOBAL_SCOPE ? "the global scope" : "its network"} now denies by default (fail closed) until its rules are reviewed`;
+          }
+        }
         const keep = this.db.query("INSERT INTO quarantine (table_name, row, reason, at) VALUES (?, ?, ?, ?)");
         const at = new Date().toISOString();
         for (const table of [...AUDITED_TABLES].reverse()) {
@@ -222,6 +241,17 @@ export class SqliteStore implements Store {
             del.run(rowid_);
           }
         }
+        for (const scope of closed)
+          if (scope === FW_GLOBAL_SCOPE)
+            this.db
+              .query(
+                "INSERT INTO fw_global (id, default_action) VALUES (1, 'deny') ON CONFLICT (id) DO UPDATE SET default_action = 'deny'",
+              )
+              .run();
+          else
+            this.db
+              .query("UPDATE networks SET spec = json_set(spec, '$.defaultAction', 'deny') WHERE id = ?")
+              .run(scope);
         return found.map((f) => ({ table: f.table, what: f.what, reason: f.reason }));
       })
       .immediate();

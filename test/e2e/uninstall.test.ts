@@ -5,7 +5,7 @@
  * root, but the store; an agent started again restores everything from it; --purge then
  * removes the store too. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { TestAgent } from "../helpers/agent";
 import { BINARY, Netns } from "../helpers/netns";
@@ -138,4 +138,15 @@ test("an agent started again restores everything from the store; --purge then re
   expect(existsSync(A.pins.path)).toBe(false);
   expect(existsSync(join(A.dir, "state", "stratum.db"))).toBe(false);
   expect(existsSync(A.sock)).toBe(false);
+});
+
+test("what another program pinned under the pin root is left alone, and the pin root with it", async () => {
+  await startAgent();
+  await A.kill("SIGTERM");
+  mkdirSync(join(A.pins.path, "other"));
+  const r = uninstall("--purge");
+  expect(r.code).toBe(0);
+  expect(r.stdout).toContain(`note: ${A.pins.path} also holds other, not Stratum's: left there`);
+  expect(readdirSync(A.pins.path)).toEqual(["other"]);
+  expect(linkNames()).toEqual(["lo", "upl0"]);
 });

@@ -8,8 +8,10 @@
  *     of other sizes): its maps are staged, filled (conntrack copied), every program swapped
  *     on its existing filter or link, then its pins take over;
  *   - a build whose load fails leaves everything as it was;
- *   - an upgrade cut short by a crash after the first program swap is found, discarded and
- *     redone at the next start;
+ *   - an upgrade cut short by a crash (after the first program swap, or while its pins move)
+ *     is rolled forward at the next start, its staged maps taken over as they are;
+ *   - one cut short and followed by the previous build is rolled back: the staged maps
+ *     are discarded and every port returns to the pinned ones;
  *   - and the node goes back to the first build the same way.
  * At the end: not one allowed UDP datagram lost, no TCP connection broken, nothing denied
  * delivered. */
@@ -227,7 +229,7 @@ test("a build whose load fails: the agent stops with the loader's reason, pins a
   expect(portPrograms()).toEqual(programs);
 }, 60_000);
 
-test("an upgrade cut short after its first program swap is discarded and redone at the next start", async () => {
+test("an upgrade cut short after its first program swap is rolled forward at the next start", async () => {
   await A.kill("SIGTERM");
   // Back to the first build, dying right after the first port's first program is swapped.
   await A.start(UPLINK, { STRATUM_CRASH_AT: "attach cls_bpf filter" }).catch(() => {});
@@ -244,12 +246,48 @@ test("an upgrade cut short after its first program swap is discarded and redone 
   expect(onOld).toHaveLength(1);
   await Bun.sleep(500);
   await A.start(UPLINK);
-  await logWith("an upgrade was cut short (maps-next held");
+  await logWith("an upgrade was cut short: its staged maps stm_profiles, stm_ct are taken over as they are");
   expectPortsOnPinnedMaps();
   const m = BpfMap.openPinned(join(A.pins.path, "maps/stm_ct"));
   expect(m.info.maxEntries).toBe(262144);
   m.close();
   expect((await api.reconcile()).changes).toEqual([]);
+}, 60_000);
+
+test("an upgrade cut short while its pins move: the next start takes the staged maps over and finishes", async () => {
+  await A.kill("SIGTERM");
+  await A.start(UPLINK, { STRATUM_CRASH_AT: "move pin of map stm_profiles" }, next.binary).catch(() => {});
+  await A.proc?.exited;
+  A.proc = undefined;
+  // One pin moved, the other still staged.
+  expect(readdirSync(join(A.pins.path, "maps-next"))).toEqual(["stm_ct"]);
+  await startWith(next.binary);
+  await logWith("its staged maps stm_ct are taken over as they are");
+  expectPortsOnPinnedMaps();
+  const m = BpfMap.openPinned(join(A.pins.path, "maps/stm_ct"));
+  expect(m.info.maxEntries).toBe(300000);
+  m.close();
+  expect((await api.reconcile()).changes).toEqual([]);
+}, 60_000);
+
+test("an upgrade cut short, then the previous build started again: the staged maps are discarded, every port back on the pinned ones", async () => {
+  await A.kill("SIGTERM");
+  // To the first build, dying after its first program swap; then the other build again.
+  await A.start(UPLINK, { STRATUM_CRASH_AT: "attach cls_bpf filter" }).catch(() => {});
+  await A.proc?.exited;
+  A.proc = undefined;
+  expect(readdirSync(join(A.pins.path, "maps-next")).sort()).toEqual(["stm_ct", "stm_profiles"]);
+  await startWith(next.binary);
+  const log = await logWith("staged maps of another build (an upgrade cut short) discarded: ");
+  expect(
+    log
+      .match(/discarded: (.*)/)?.[1]
+      ?.split(", ")
+      .sort(),
+  ).toEqual(["stm_ct", "stm_profiles"]);
+  expectPortsOnPinnedMaps();
+  expect((await api.reconcile()).changes).toEqual([]);
+  expect((await api.status()).health.status).toBe("ok");
 }, 60_000);
 
 test("through all of it: no allowed datagram lost, no TCP connection broken, nothing denied delivered", async () => {

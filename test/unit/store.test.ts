@@ -304,7 +304,7 @@ test("a schema-4 database is migrated: the quarantine table appears, empty", () 
 
 // ---- quarantine at open ---------------------------------------------------------------------
 
-test("rows that fail validation are quarantined at open, with a reason, dependents with their network; the rest is untouched", () => {
+test("rows that fail validation are quarantined at open, with a reason, dependents with their network; a scope that lost a rule denies by default; the rest is untouched", () => {
   const path = tmpDb();
   let s = new SqliteStore(path);
   const a = s.createNetwork(net("a", "10.1.0.0/24", "10.1.0.1"));
@@ -379,7 +379,8 @@ test("rows that fail validation are quarantined at open, with a reason, dependen
   raw.close();
 
   s = new SqliteStore(path);
-  expect(contents(s)).toEqual(before);
+  // Network a lost a rule: it now denies by default (fail closed); the rest is as it was.
+  expect(contents(s)).toEqual({ ...before, network: { ...(before.network as StoredNetwork), defaultAction: "deny" } });
   expect(s.listNetworks().map((n) => n.name)).toEqual(["a"]);
   const found = s.quarantinedAtOpen();
   expect(found.map((q) => [q.table, q.what, q.reason])).toEqual([
@@ -389,12 +390,16 @@ test("rows that fail validation are quarantined at open, with a reason, dependen
     ["endpoints", "endpoint orphan", "its network (id 99) does not exist"],
     ["endpoints", "endpoint dep", "its network overlap is quarantined"],
     ["endpoints", "endpoint stray", "10.2.0.7 is not a usable address of 10.1.0.0/24"],
-    ["fw_rules", expect.stringMatching(/^rule \d+ of network a$/), '--dport "70000" is out of range (0-65535)'],
+    [
+      "fw_rules",
+      expect.stringMatching(/^rule \d+ of network a$/),
+      '--dport "70000" is out of range (0-65535); its network now denies by default (fail closed) until its rules are reviewed',
+    ],
     ["fw_rules", expect.stringMatching(/^rule \d+ of network badcidr$/), "its network badcidr is quarantined"],
     [
       "fw_global",
       "the global default action",
-      "DENY is neither allow nor deny (the default is allow until it is set again)",
+      "DENY is neither allow nor deny; the global default is now deny (fail closed) until it is set again",
     ],
     ["blocklist", "blocklist prefix 10.0.0.1/8", expect.stringContaining("has host bits set")],
     ["dns_records", "DNS record 2 of network a", 'A record value "not-an-ip" is not an IPv4 address'],
@@ -421,10 +426,11 @@ test("rows that fail validation are quarantined at open, with a reason, dependen
   expect([s.quarantinedRows(), s.stats().quarantined, s.stats().leasesQuarantined]).toEqual([found.length, 12, 0]);
   expect(s.db.query("PRAGMA foreign_key_check").all()).toEqual([]);
 
-  // The global default reads allow, and setting it works again though its row went.
+  // The global default that could not be read is deny now; setting it works as ever.
+  expect(s.getGlobalDefault()).toBe("deny");
+  s.setGlobalDefault("allow");
   expect(s.getGlobalDefault()).toBe("allow");
   s.setGlobalDefault("deny");
-  expect(s.getGlobalDefault()).toBe("deny");
   s.close();
 
   // A second open finds nothing more and keeps what is kept.
