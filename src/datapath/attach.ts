@@ -7,11 +7,13 @@ import { dirname } from "node:path";
 import { StratumError } from "../errors";
 import {
   BPF_ATTACH,
+  BpfMap,
   Fd,
   linkCreate,
   linkDetach,
   linkInfo,
   linkUpdate,
+  mapFdById,
   objGet,
   pinFd,
   progFdById,
@@ -156,17 +158,28 @@ export function progTag(id: number): string {
   }
 }
 
-const identityCache = new Map<number, { tag: string; maps: number[] }>();
+const identityCache = new Map<number, { tag: string; maps: number[]; rodata: string }>();
+const BPF_F_RDONLY_PROG = 0x80;
 
-/** A loaded program's instructions (tag) and the ids of the maps it uses; null when it is
- * gone. Ids are not reused while the system runs, and a loaded program's maps never change,
- * so a found answer is kept. */
-export function progIdentity(id: number): { tag: string; maps: number[] } | null {
+/** A loaded program's instructions (tag), the ids of the maps it uses, and the content of
+ * its read-only data (.rodata: constants the instructions load from a map, so a build that
+ * changes only them has the same tag); null when it is gone. Ids are not reused while the
+ * system runs, and neither a loaded program's maps nor its frozen .rodata change, so a found
+ * answer is kept. */
+export function progIdentity(id: number): { tag: string; maps: number[]; rodata: string } | null {
   const hit = identityCache.get(id);
   if (hit) return hit;
   try {
     using fd = new Fd(progFdById(id));
-    const v = { tag: progInfo(fd.fd).tag, maps: progMapIds(fd.fd) };
+    const maps = progMapIds(fd.fd);
+    const rodata: string[] = [];
+    for (const m of maps) {
+      using mfd = new Fd(mapFdById(m));
+      const map = BpfMap.fromFd(mfd.fd, false);
+      if (map.info.flags & BPF_F_RDONLY_PROG && map.info.type === 2 /* array */)
+        rodata.push(map.lookup(Buffer.alloc(4))?.toString("hex") ?? "");
+    }
+    const v = { tag: progInfo(fd.fd).tag, maps, rodata: rodata.sort().join("/") };
     identityCache.set(id, v);
     return v;
   } catch {
@@ -174,14 +187,14 @@ export function progIdentity(id: number): { tag: string; maps: number[] } | null
   }
 }
 
-/** What makes two loaded programs the same for a port: their instructions and, of the maps
- * they use, those in `pinned` (the ids of the maps pinned under the pin root; a program's
- * own read-only data maps differ with every load and do not count). A program of another
- * agent run with the same code and the same pinned maps is the same; one bound to other
- * maps (a half-finished upgrade's) is not. "" when the program is gone. */
+/** What makes two loaded programs the same for a port: their instructions, their read-only
+ * data and, of the maps they use, those in `pinned` (the ids of the maps pinned under the
+ * pin root; a program's own data maps differ with every load and count by content only). A
+ * program of another agent run with the same code and the same pinned maps is the same; one
+ * bound to other maps (a cut-short upgrade's) is not. "" when the program is gone. */
 export function progFingerprint(id: number, pinned: ReadonlySet<number>): string {
   const p = progIdentity(id);
-  return p ? `${p.tag}/${p.maps.filter((m) => pinned.has(m)).join(",")}` : "";
+  return p ? `${p.tag}/${p.rodata}/${p.maps.filter((m) => pinned.has(m)).join(",")}` : "";
 }
 
 /** Detaches the program of a pinned link and removes the pin. Missing pins are not an error. */

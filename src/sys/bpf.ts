@@ -609,6 +609,12 @@ export function progFdById(id: number): number {
   return fd;
 }
 
+export function mapFdById(id: number): number {
+  const fd = libbpf().bpf_map_get_fd_by_id(id);
+  if (fd < 0) throw sysError(`open map id ${id}`, -fd);
+  return fd;
+}
+
 // ---- links: tcx and XDP ----------------------------------------------------------------------
 
 /** Creates a BPF link of `attachType` on `ifindex`; the returned fd owns the attachment. */

@@ -43,6 +43,7 @@ const libbpfSymbols = {
   bpf_obj_get: { args: [T.ptr], returns: T.i32 },
   bpf_obj_get_info_by_fd: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
   bpf_prog_get_fd_by_id: { args: [T.u32], returns: T.i32 },
+  bpf_map_get_fd_by_id: { args: [T.u32], returns: T.i32 },
   bpf_link_create: { args: [T.i32, T.i32, T.u32, T.ptr], returns: T.i32 },
   bpf_link_update: { args: [T.i32, T.i32, T.ptr], returns: T.i32 },
   bpf_link_detach: { args: [T.i32], returns: T.i32 },
