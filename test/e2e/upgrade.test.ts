@@ -91,6 +91,23 @@ function expectPortsOnPinnedMaps(): void {
 const UPLINK = ["--uplink", "upl0"];
 const startWith = (binary: string) => A.start(UPLINK, {}, binary);
 
+/** Starts the agent (the first build, or `binary`) so that it dies (SIGKILL) right after the
+ * first kernel change whose description holds `at`, and waits until it has. */
+async function startToCrash(at: string, binary?: string): Promise<void> {
+  await A.kill("SIGTERM");
+  await A.start(UPLINK, { STRATUM_CRASH_AT: at }, binary).catch(() => {});
+  await A.proc?.exited;
+  A.proc = undefined;
+}
+
+/** max_entries of the pinned conntrack table: which build's it is. */
+function pinnedCtSize(): number {
+  const m = BpfMap.openPinned(join(A.pins.path, "maps/stm_ct"));
+  const n = m.info.maxEntries;
+  m.close();
+  return n;
+}
+
 /** The agent's log once it holds `text` (its stdout reaches the file in blocks): fails after 10 s. */
 async function logWith(text: string): Promise<string> {
   for (let i = 0; i < 200 && !A.logText.includes(text); i++) await Bun.sleep(50);
@@ -188,9 +205,7 @@ test("upgrade to a build with other map layouts: staged, filled, every program s
   expect(after.stm_ports).toBe(before.stm_ports as number); // same layout: taken over
   for (const [k, p] of Object.entries(portPrograms())) expect(p.id).not.toBe(programs[k]?.id);
   expectPortsOnPinnedMaps();
-  const m = BpfMap.openPinned(join(A.pins.path, "maps/stm_ct"));
-  expect(m.info.maxEntries).toBe(300000);
-  m.close();
+  expect(pinnedCtSize()).toBe(300000);
   expect((await api.reconcile()).changes).toEqual([]);
   // status checks every port's and the uplink's programs are this build's, on its maps.
   const st = await api.status();
@@ -230,11 +245,8 @@ test("a build whose load fails: the agent stops with the loader's reason, pins a
 }, 60_000);
 
 test("an upgrade cut short after its first program swap is rolled forward at the next start", async () => {
-  await A.kill("SIGTERM");
   // Back to the first build, dying right after the first port's first program is swapped.
-  await A.start(UPLINK, { STRATUM_CRASH_AT: "attach cls_bpf filter" }).catch(() => {});
-  await A.proc?.exited;
-  A.proc = undefined;
+  await startToCrash("attach cls_bpf filter");
   await logWith("crash injected after kernel change");
   const staged = readdirSync(join(A.pins.path, "maps-next"));
   expect(staged.sort()).toEqual(["stm_ct", "stm_profiles"]);
@@ -248,34 +260,24 @@ test("an upgrade cut short after its first program swap is rolled forward at the
   await A.start(UPLINK);
   await logWith("an upgrade was cut short: its staged maps stm_profiles, stm_ct are taken over as they are");
   expectPortsOnPinnedMaps();
-  const m = BpfMap.openPinned(join(A.pins.path, "maps/stm_ct"));
-  expect(m.info.maxEntries).toBe(262144);
-  m.close();
+  expect(pinnedCtSize()).toBe(262144);
   expect((await api.reconcile()).changes).toEqual([]);
 }, 60_000);
 
 test("an upgrade cut short while its pins move: the next start takes the staged maps over and finishes", async () => {
-  await A.kill("SIGTERM");
-  await A.start(UPLINK, { STRATUM_CRASH_AT: "move pin of map stm_profiles" }, next.binary).catch(() => {});
-  await A.proc?.exited;
-  A.proc = undefined;
+  await startToCrash("move pin of map stm_profiles", next.binary);
   // One pin moved, the other still staged.
   expect(readdirSync(join(A.pins.path, "maps-next"))).toEqual(["stm_ct"]);
   await startWith(next.binary);
   await logWith("its staged maps stm_ct are taken over as they are");
   expectPortsOnPinnedMaps();
-  const m = BpfMap.openPinned(join(A.pins.path, "maps/stm_ct"));
-  expect(m.info.maxEntries).toBe(300000);
-  m.close();
+  expect(pinnedCtSize()).toBe(300000);
   expect((await api.reconcile()).changes).toEqual([]);
 }, 60_000);
 
 test("an upgrade cut short, then the previous build started again: the staged maps are discarded, every port back on the pinned ones", async () => {
-  await A.kill("SIGTERM");
   // To the first build, dying after its first program swap; then the other build again.
-  await A.start(UPLINK, { STRATUM_CRASH_AT: "attach cls_bpf filter" }).catch(() => {});
-  await A.proc?.exited;
-  A.proc = undefined;
+  await startToCrash("attach cls_bpf filter");
   expect(readdirSync(join(A.pins.path, "maps-next")).sort()).toEqual(["stm_ct", "stm_profiles"]);
   await startWith(next.binary);
   const log = await logWith("staged maps of another build (an upgrade cut short) discarded: ");
