@@ -553,13 +553,12 @@ export class PortDatapath {
     attach: (fd: number, pin: string) => Attachment,
   ): Attachment {
     const fd = this.obj.program(prog).fd;
-    const want = progFingerprint(progInfo(fd).id, this.#pinnedIds());
     const link = openPinnedLink(pin);
     if (link) {
       using _ = link;
       const info = linkInfo(link.fd);
       if (info.ifindex === ifindex) {
-        if (progFingerprint(info.progId, this.#pinnedIds()) !== want) linkUpdate(link.fd, fd);
+        if (!this.isCurrent(info.progId, prog)) linkUpdate(link.fd, fd);
         const after = linkInfo(link.fd);
         const xdp = pin === this.uplinkPin;
         return { kind: xdp ? "xdp" : "tcx", ifindex, hook: xdp ? "xdp" : "tc-egress", progId: after.progId, pin };
@@ -589,11 +588,9 @@ export class PortDatapath {
       ["stm_port_in", "ingress"],
       ["stm_port_out", "egress"],
     ] as const) {
-      const fd = this.obj.program(prog).fd;
       const current = clsProgId(ifindex, dir);
-      const ids = this.#pinnedIds();
-      if (!o.force && current && progFingerprint(current, ids) === progFingerprint(progInfo(fd).id, ids)) continue;
-      attachTc(fd, ifindex, dir, { mode: "cls_bpf" });
+      if (!o.force && current && this.isCurrent(current, prog)) continue;
+      attachTc(this.obj.program(prog).fd, ifindex, dir, { mode: "cls_bpf" });
     }
   }
 

@@ -6,7 +6,7 @@
  * event loop back between batches, so a full 262144-entry conntrack table delays the API's
  * other requests by one batch at a time, not by the whole walk; concurrent callers share
  * one walk. */
-import { errnoName, sysError } from "../errors";
+import { StratumError } from "../errors";
 import { BPF_MAP_TYPE, type BpfMap } from "../sys/bpf";
 
 const TYPE_NAMES: Record<number, string> = {
@@ -40,8 +40,6 @@ export function isCounted(type: number): boolean {
 /** Entries per lookup-batch syscall: ~0.2 ms of kernel time for stm_ct's entries, and
  * bounded buffers (4096 × key and value) whatever the map's size. */
 export const BATCH = 4096;
-const ENOENT = 2;
-const ENOSPC = 28;
 
 const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
@@ -60,35 +58,17 @@ export async function countEntries(map: BpfMap, batch = BATCH): Promise<CountRes
 
 /** undefined when the map type has no batch lookup (EINVAL, ENOTSUPP). */
 async function countBatch(map: BpfMap, batch: number): Promise<number | undefined> {
-  // The batch token: a bucket number (u32) for hash maps, a key for the generic walk.
-  const tokenSize = Math.max(8, map.info.keySize);
-  let inTok: Buffer | null = null;
-  let outTok: Buffer = Buffer.alloc(tokenSize);
-  let size = batch;
-  let keys = Buffer.alloc(size * map.info.keySize);
-  let vals = Buffer.alloc(size * map.valueBufSize);
   let total = 0;
-  for (;;) {
-    const { count, errno } = map.lookupBatch(inTok, outTok, keys, vals, size);
-    if (errno && errno !== ENOENT) {
-      if (errno === ENOSPC && size < 1 << 20) {
-        // One bucket holds more entries than fit: retry that bucket with more room.
-        size *= 4;
-        keys = Buffer.alloc(size * map.info.keySize);
-        vals = Buffer.alloc(size * map.valueBufSize);
-        continue;
-      }
-      if (total === 0 && inTok === null && (errno === 22 || errno === 95 || errno === 524)) return undefined;
-      throw sysError(`count entries of map ${map.name} (${errnoName(errno)} after ${total})`, errno);
+  try {
+    for (const c of map.batches(batch)) {
+      total += c.count;
+      await yieldToLoop();
     }
-    total += count;
-    if (errno === ENOENT) return total;
-    // The kernel wrote where the next batch starts into outTok; it is the next call's inTok.
-    const next: Buffer = inTok ?? Buffer.alloc(tokenSize);
-    inTok = outTok;
-    outTok = next;
-    await yieldToLoop();
+  } catch (e) {
+    if (e instanceof StratumError && e.code === "UNSUPPORTED") return undefined;
+    throw e;
   }
+  return total;
 }
 
 async function countKeys(map: BpfMap, every: number): Promise<number> {

@@ -3,7 +3,7 @@
  * replacement, cls_bpf and legacy XDP through libbpf's netlink, BPF_PROG_TEST_RUN
  * and ring buffers. Every failure is a StratumError carrying errno and libbpf's log. */
 import { unlinkSync } from "node:fs";
-import { StratumError, sysError } from "../errors";
+import { errnoName, StratumError, sysError } from "../errors";
 import {
   addressOf,
   captureLibbpfLog,
@@ -412,13 +412,15 @@ export class BpfMap implements Disposable {
   /** Every entry, read in chunks of up to `batch` by BPF_MAP_LOOKUP_BATCH: the kernel walks
    * buckets, so entries that change while it walks (an LRU map under traffic replaces an
    * element on every update) do not restart it as a key-by-key walk would. Each chunk is
-   * yielded as packed keys and values with its count. Maps without batch lookup fall back to
-   * the key walk, one entry per chunk. */
-  *chunks(batch = 4096): Generator<{ keys: Buffer<ArrayBufferLike>; values: Buffer<ArrayBufferLike>; count: number }> {
+   * yielded as packed keys and values with its count. A map type without batch lookup
+   * throws UNSUPPORTED before the first chunk. */
+  *batches(batch = 4096): Generator<{ keys: Buffer<ArrayBufferLike>; values: Buffer<ArrayBufferLike>; count: number }> {
+    // The batch token: a bucket number (u32) for hash maps, a key for the generic walk.
     const tokenSize = Math.max(8, this.info.keySize);
     let inTok: Buffer<ArrayBufferLike> | null = null;
     let outTok: Buffer<ArrayBufferLike> = Buffer.alloc(tokenSize);
     let size = batch;
+    let total = 0;
     for (;;) {
       const keys = Buffer.alloc(size * this.info.keySize);
       const values = Buffer.alloc(size * this.valueBufSize);
@@ -428,12 +430,11 @@ export class BpfMap implements Disposable {
           size *= 4;
           continue;
         }
-        if (inTok === null && count === 0 && (errno === 22 || errno === 95 || errno === 524)) {
-          for (const [k, v] of this.entries()) yield { keys: k, values: v, count: 1 };
-          return;
-        }
-        throw sysError(`batch lookup in map ${this.name}`, errno);
+        if (inTok === null && count === 0 && (errno === 22 || errno === 95 || errno === 524))
+          throw new StratumError("UNSUPPORTED", `map ${this.name} has no batch lookup`, { errno });
+        throw sysError(`batch lookup in map ${this.name} (${errnoName(errno)} after ${total})`, errno);
       }
+      total += count;
       if (count)
         yield {
           keys: keys.subarray(0, count * this.info.keySize),
@@ -441,10 +442,27 @@ export class BpfMap implements Disposable {
           count,
         };
       if (errno === 2) return;
+      // The kernel wrote where the next batch starts into outTok; it is the next call's inTok.
       const next: Buffer<ArrayBufferLike> = inTok ?? Buffer.alloc(tokenSize);
       inTok = outTok;
       outTok = next;
     }
+  }
+
+  /** batches(), or for a map type without batch lookup the key walk, one entry a chunk. */
+  *chunks(batch = 4096): Generator<{ keys: Buffer<ArrayBufferLike>; values: Buffer<ArrayBufferLike>; count: number }> {
+    const it = this.batches(batch);
+    let first: IteratorResult<{ keys: Buffer<ArrayBufferLike>; values: Buffer<ArrayBufferLike>; count: number }>;
+    try {
+      first = it.next();
+    } catch (e) {
+      if (!(e instanceof StratumError && e.code === "UNSUPPORTED")) throw e;
+      for (const [k, v] of this.entries()) yield { keys: k, values: v, count: 1 };
+      return;
+    }
+    if (first.done) return;
+    yield first.value;
+    yield* it;
   }
 
   /** One BPF_MAP_LOOKUP_BATCH call of up to `max` entries into `keys`/`values`, from where
