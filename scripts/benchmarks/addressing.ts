@@ -34,16 +34,15 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { ApiClient } from "../../src/api/client";
-import { type Benchmark, sh } from "./harness";
-
-const ROOT = join(import.meta.dir, "../..");
-const BINARY = join(ROOT, "dist/cenvero-str-ctl");
+import { type Benchmark, BINARY, sh } from "./harness";
 
 const SECONDS = Math.max(1, Number(process.env.STM_BENCH_SECONDS ?? 5) || 5);
 const FIXED_SECONDS = Math.max(1, Math.round((SECONDS * 3) / 5));
 /** Servers on one CPU, the load generator on another (the same one on a single-CPU machine). */
 const SERVER_CPU = availableParallelism() > 1 ? "1" : "0";
 const CLIENT_CPU = "0";
+/** A load generator's command prefix: in namespace `ns`, pinned to the client CPU. */
+const onClientCpu = (ns: string) => ["ip", "netns", "exec", ns, "taskset", "-c", CLIENT_CPU];
 
 const CIDR = "10.80.0.0/24";
 const GATEWAY = "10.80.0.1";
@@ -369,13 +368,7 @@ class Perfdhcp {
   async run(ns: string, rate: number, seconds: number): Promise<PerfdhcpResult> {
     const r = await run(
       [
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        "taskset",
-        "-c",
-        CLIENT_CPU,
+        ...onClientCpu(ns),
         "perfdhcp",
         "-4",
         "-g",
@@ -826,13 +819,7 @@ async function dnsperf(ns: string, seconds: number, qfile: string, rate?: number
   const verbose = rate !== undefined;
   const r = await run(
     [
-      "ip",
-      "netns",
-      "exec",
-      ns,
-      "taskset",
-      "-c",
-      CLIENT_CPU,
+      ...onClientCpu(ns),
       "dnsperf",
       "-s",
       GATEWAY,

@@ -11,10 +11,7 @@ import { loadObject } from "../../src/datapath/objects";
 import { PROFILE_KEY_SIZE, PROFILE_SIZE, writeProfile, writeProfileKey } from "../../src/datapath/port";
 import { profileMac } from "../../src/model/network";
 import { macToBytes } from "../../src/netlink/codec";
-import { type Benchmark, sh } from "./harness";
-
-const ROOT = join(import.meta.dir, "../..");
-const BINARY = join(ROOT, "dist/cenvero-str-ctl");
+import { type Benchmark, BINARY, sh } from "./harness";
 
 /** An agent in a fresh namespace with its own pin root and state, for one benchmark. */
 let agents = 0;

@@ -2,6 +2,12 @@
  * same run, interleaved (ABBA order per round) so machine noise hits both alike, and
  * reports medians and the median of the per-round ratios. Never used by tests. */
 
+import { join } from "node:path";
+
+/** The project's root, and the compiled binary the agent benchmarks run. */
+export const ROOT = join(import.meta.dir, "../..");
+export const BINARY = join(ROOT, "dist/cenvero-str-ctl");
+
 export interface Benchmark {
   name: string;
   /** What one measurement is, e.g. "ns/packet". */

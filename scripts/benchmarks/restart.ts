@@ -12,10 +12,8 @@
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { BenchAgent } from "./agent";
-import { type Benchmark, sh } from "./harness";
+import { type Benchmark, BINARY, ROOT, sh } from "./harness";
 
-const ROOT = join(import.meta.dir, "../..");
-const BINARY = join(ROOT, "dist/cenvero-str-ctl");
 const ENDPOINTS = 100;
 const NETWORKS = 4;
 const RULES_PER_NETWORK = 250;

@@ -31,11 +31,9 @@ import { BpfObject, numPossibleCpus, pinFd, testRun } from "../../src/sys/bpf";
 import { withLibbpfLog } from "../../src/sys/ffi";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
 import { BenchAgent } from "./agent";
-import { type Benchmark, sh } from "./harness";
+import { type Benchmark, BINARY, ROOT, sh } from "./harness";
 import { frame } from "./suite";
 
-const ROOT = join(import.meta.dir, "../..");
-const BINARY = join(ROOT, "dist/cenvero-str-ctl");
 const BENCH_OBJECT = join(ROOT, "build/bench-bpf/shape_bench.bpf.o");
 const FLOOD = join(import.meta.dir, "shape-flood.ts");
 

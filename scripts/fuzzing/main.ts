@@ -30,7 +30,7 @@ import type { Subprocess } from "bun";
 import { duidLl } from "../../src/dhcp/v6";
 import { linkLocal } from "../../src/model/network";
 import { type Family, metricValue, parseExposition } from "../../test/helpers/prom";
-import type { LaneName, Plan } from "./sender";
+import type { LaneName, LaneStats, Plan } from "./sender";
 
 const ROOT = join(import.meta.dir, "../..");
 const BINARY = join(ROOT, "dist/cenvero-str-ctl");
@@ -203,15 +203,6 @@ const n = (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString("en-
 
 // ---- the run ----------------------------------------------------------------------------------------
 
-interface LaneStats {
-  sent: number;
-  bytes: number;
-  replies: number;
-  probes: number;
-  probeRetries: number;
-  stalls: number;
-  sendErrors: number;
-}
 interface Done {
   ms: number;
   sendMs: number;

@@ -61,7 +61,8 @@ const emit = (o: Record<string, unknown>) => process.stdout.write(`${JSON.string
   process.exit(3);
 })();
 
-interface LaneStats {
+/** What a lane did, as the sender reports it to main.ts. */
+export interface LaneStats {
   sent: number;
   bytes: number;
   replies: number;

@@ -31,19 +31,7 @@ class Monitor {
 
   constructor(args: string[]) {
     this.proc = Bun.spawn(
-      [
-        "nsenter",
-        `--net=${A.ns.path}`,
-        BINARY,
-        "monitor",
-        "-o",
-        "json",
-        "--pin-root",
-        A.pins.path,
-        "--state-dir",
-        join(A.dir, "state"),
-        ...args,
-      ],
+      ["nsenter", `--net=${A.ns.path}`, BINARY, "monitor", "-o", "json", ...A.localFlags, ...args],
       { stdout: "pipe", stderr: "pipe" },
     );
     const out = this.proc.stdout;
@@ -168,18 +156,7 @@ test("log hits and new flows carry the rule that decided", async () => {
     const flow = await m.waitFor((e) => e.kind === "flow" && e.packet.sport === 47001 && e.endpoint === "b");
     expect(flow?.ev).toMatchObject({ kind: "flow", ruleId: logRule, direction: "ingress" });
     // A second monitor is refused while this one reads.
-    const second = run([
-      "nsenter",
-      `--net=${A.ns.path}`,
-      BINARY,
-      "monitor",
-      "--pin-root",
-      A.pins.path,
-      "--state-dir",
-      join(A.dir, "state"),
-      "--duration",
-      "1",
-    ]);
+    const second = A.local(["monitor", "--duration", "1"]);
     expect(second.code).toBe(2);
     expect(second.stderr).toContain("another monitor");
   } finally {

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { TestAgent } from "../helpers/agent";
-import { BINARY, BUN, Netns, ROOT, run } from "../helpers/netns";
+import { BUN, Netns, ROOT, run } from "../helpers/netns";
 
 const PROBE = join(ROOT, "test/helpers/probe.ts");
 const PORTS = "8080,9090,7070,22";
@@ -454,38 +454,12 @@ test("with the agent stopped, trace reads the pins and the state and answers the
   await A.kill("SIGTERM");
   try {
     const local = cases.map((c) => {
-      const r = run([
-        "nsenter",
-        `--net=${A.ns.path}`,
-        BINARY,
-        "trace",
-        ...c,
-        "--pin-root",
-        A.pins.path,
-        "--state-dir",
-        join(A.dir, "state"),
-        "--api-socket",
-        A.sock,
-        "-o",
-        "json",
-      ]);
+      const r = A.local(["trace", ...c, "-o", "json"], { api: true });
       expect(r.stderr).toBe("");
       return JSON.parse(r.stdout);
     });
     expect(local).toEqual(live);
-    const human = run([
-      "nsenter",
-      `--net=${A.ns.path}`,
-      BINARY,
-      "trace",
-      ...(cases[1] as string[]),
-      "--pin-root",
-      A.pins.path,
-      "--state-dir",
-      join(A.dir, "state"),
-      "--api-socket",
-      A.sock,
-    ]);
+    const human = A.local(["trace", ...(cases[1] as string[])], { api: true });
     expect(human.stdout).toContain("firewall n1: rule");
     expect(human.stdout).toContain("verdict: dropped at port ingress of c: fw-rule");
   } finally {

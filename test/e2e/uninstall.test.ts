@@ -14,18 +14,7 @@ let A: TestAgent;
 let c1: Netns;
 let out: Netns;
 
-const uninstall = (...extra: string[]) =>
-  A.ns.enter([
-    BINARY,
-    "uninstall",
-    "--pin-root",
-    A.pins.path,
-    "--state-dir",
-    join(A.dir, "state"),
-    "--api-socket",
-    A.sock,
-    ...extra,
-  ]);
+const uninstall = (...extra: string[]) => A.local(["uninstall", ...extra], { api: true });
 const links = () => A.ns.ipJson(["-d", "link", "show"]) as any[];
 const linkNames = () =>
   links()

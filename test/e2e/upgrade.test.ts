@@ -225,10 +225,7 @@ test("a build whose load fails: the agent stops with the loader's reason, pins a
     `--net=${A.ns.path}`,
     broken.binary,
     "agent",
-    "--state-dir",
-    join(A.dir, "state"),
-    "--pin-root",
-    A.pins.path,
+    ...A.localFlags,
     "--api-socket",
     A.sock,
   ]);

@@ -67,6 +67,23 @@ export class TestAgent {
     this.proc = undefined;
   }
 
+  /** Flags that point an agent-less command (trace, monitor, uninstall) at this agent's pins and state. */
+  get localFlags(): string[] {
+    return ["--pin-root", this.pins.path, "--state-dir", join(this.dir, "state")];
+  }
+
+  /** Runs a CLI command inside the agent's namespace with localFlags, and the API socket with `api`. */
+  local(args: string[], o: { api?: boolean } = {}): RunResult {
+    return run([
+      "nsenter",
+      `--net=${this.ns.path}`,
+      BINARY,
+      ...args,
+      ...this.localFlags,
+      ...(o.api ? ["--api-socket", this.sock] : []),
+    ]);
+  }
+
   ctl(...args: string[]): RunResult {
     return run([BINARY, ...args, "--api-socket", this.sock]);
   }
