@@ -153,7 +153,9 @@ beforeAll(async () => {
   await Bun.sleep(300);
   probe(ns.a1, ["send", `ok@${ips.a2}:7000,deny@${ips.a2}:7001,xnet@${ips.b1}:7000`, "5"]);
   probe(ns.a1, ["send", `spoof@${ips.a2}:7000`, "5", "--from", "10.71.1.250"]);
-  for (let i = 0; i < 40 && !counts().ok; i++) await Bun.sleep(50);
+  // The probes are Bun processes: on a fresh clone (no transpile cache, 2 busy cores) they can
+  // take seconds to start; the stream must flow before the test begins.
+  for (let i = 0; i < 300 && !counts().ok; i++) await Bun.sleep(50);
 });
 
 afterAll(async () => {

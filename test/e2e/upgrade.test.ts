@@ -150,7 +150,9 @@ beforeAll(async () => {
   spawnIn(a1, ["send", `spoof@${ips.a2}:7000`, "5", "--from", "10.73.1.250"]);
   // Long-lived connections: each sends a line every 20 ms and counts the echoes until the end.
   tcp = Array.from({ length: CONNECTIONS }, () => spawnIn(a1, ["stream", ips.a2 as string, "5001", "60000"], "pipe"));
-  for (let i = 0; i < 40 && !counts().ok; i++) await Bun.sleep(50);
+  // The probes are Bun processes: on a fresh clone (no transpile cache, 2 busy cores) they can
+  // take seconds to start; the stream must flow before the test begins.
+  for (let i = 0; i < 300 && !counts().ok; i++) await Bun.sleep(50);
 }, 60_000);
 
 afterAll(() => {
