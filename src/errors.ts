@@ -78,6 +78,9 @@ export type ErrorCode =
   | "BPF_ATTACH"
   | "NOT_FOUND"
   | "INVALID" // bad input from the user
+  | "CONFLICT" // the name (or address, or interface) is taken already
+  | "PERMISSION" // this process may not do that (not root, no CAP_BPF/CAP_NET_ADMIN, a read-only path)
+  | "UNAUTHORIZED" // the API's TCP listener got no token or a wrong one
   | "CAPACITY" // the request would overfill a table; nothing was applied
   | "UNSUPPORTED" // the kernel lacks a feature
   | "UNAVAILABLE" // the agent cannot be reached

@@ -478,7 +478,7 @@ export class NetworkService {
     const n = this.mustNetwork(req.network);
     if ((req.netns === undefined) === (req.tap === undefined))
       throw new StratumError("INVALID", "give exactly one of --netns (container) or --tap (VM)");
-    if (this.store.getEndpoint(name)) throw new StratumError("INVALID", `endpoint ${name} already exists`);
+    if (this.store.getEndpoint(name)) throw new StratumError("CONFLICT", `endpoint ${name} already exists`);
     if (req.tap !== undefined && req.configure)
       throw new StratumError("INVALID", "--configure applies to --netns endpoints (a VM configures itself)");
     const { index, ip } = this.#pickAddress(n, req.ip);
@@ -487,7 +487,7 @@ export class NetworkService {
     const hostIf = req.tap ?? hostIfName(name);
     const ifname = req.netns !== undefined ? (req.ifname ?? "eth0") : undefined;
 
-    if (getLink(hostIf, this.nl)) throw new StratumError("INVALID", `interface ${hostIf} already exists on this node`);
+    if (getLink(hostIf, this.nl)) throw new StratumError("CONFLICT", `interface ${hostIf} already exists on this node`);
     this.#room(endpointEntries({}, n), `attach ${name} to ${n.name}`);
     let nsNl: Rtnl | undefined;
     if (req.netns !== undefined) {
@@ -495,7 +495,7 @@ export class NetworkService {
         throw new StratumError("INVALID", `network namespace ${req.netns} does not exist (${netnsPath(req.netns)})`);
       nsNl = new Rtnl({ netns: req.netns });
       if (getLink(ifname as string, nsNl))
-        throw new StratumError("INVALID", `interface ${ifname} already exists in namespace ${req.netns}`);
+        throw new StratumError("CONFLICT", `interface ${ifname} already exists in namespace ${req.netns}`);
     }
 
     const undo = new Undo();

@@ -96,8 +96,11 @@ export const TraceSchema = z
   })
   .strict();
 
-const STATUS: Record<ErrorCode, 400 | 404 | 409 | 500 | 501 | 503> = {
+const STATUS: Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 500 | 501 | 503> = {
   INVALID: 400,
+  CONFLICT: 409,
+  PERMISSION: 403,
+  UNAUTHORIZED: 401,
   CAPACITY: 409,
   NOT_FOUND: 404,
   UNSUPPORTED: 501,

@@ -209,7 +209,7 @@ export function validateNetwork(input: NetworkSpec, existing: Network[] = []): N
   }
   const spec = parsed.data;
   const name = checkName("network", spec.name);
-  if (existing.some((n) => n.name === name)) throw new StratumError("INVALID", `network ${name} already exists`);
+  if (existing.some((n) => n.name === name)) throw new StratumError("CONFLICT", `network ${name} already exists`);
 
   const subnet = parseSubnet(spec.cidr);
   if (subnet.family !== 4) throw new StratumError("INVALID", `--cidr ${spec.cidr} must be IPv4 (use --cidr6 for IPv6)`);

@@ -297,7 +297,7 @@ export class SqliteStore implements Store {
         return this.#toNetwork(r);
       })();
     } catch (e) {
-      if (String(e).includes("UNIQUE")) throw new StratumError("INVALID", `network ${net.name} already exists`);
+      if (String(e).includes("UNIQUE")) throw new StratumError("CONFLICT", `network ${net.name} already exists`);
       throw e;
     }
   }
@@ -366,7 +366,7 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => {
       const net = this.getNetwork(ep.network);
       if (!net) throw new StratumError("NOT_FOUND", `network ${ep.network} does not exist`);
-      if (this.getEndpoint(ep.name)) throw new StratumError("INVALID", `endpoint ${ep.name} already exists`);
+      if (this.getEndpoint(ep.name)) throw new StratumError("CONFLICT", `endpoint ${ep.name} already exists`);
       const holder = this.db
         .query("SELECT name FROM endpoints WHERE network_id = ? AND host_index = ?")
         .get(net.id, ep.hostIndex) as { name: string } | null;
@@ -655,7 +655,7 @@ export class SqliteStore implements Store {
       return this.listDnsRecords(network).find((x) => x.id === r.id) as StoredDnsRecord;
     } catch (e) {
       if (String(e).includes("UNIQUE"))
-        throw new StratumError("INVALID", `${rec.name} ${rec.type} ${rec.value} already exists in network ${network}`);
+        throw new StratumError("CONFLICT", `${rec.name} ${rec.type} ${rec.value} already exists in network ${network}`);
       throw e;
     }
   }

@@ -122,7 +122,6 @@ describe("network validation", () => {
         "DHCP range 10.20.0.10-10.20.1.20 is outside the usable addresses of 10.20.0.0/24",
       ],
       [{ dhcpRange: "10.20.0.50-10.20.0.10" }, "DHCP range 10.20.0.50-10.20.0.10 ends before it starts"],
-      [{ name: "db-net", cidr: "10.40.0.0/24", gateway: "10.40.0.1" }, "network db-net already exists"],
       [{ cidr6: "fd00::/64" }, "--cidr6 and --gateway6 go together"],
       [{ mtu: 100 }, "MTU 100 is outside 576-9000"],
       [{ dnsZone: "bad_zone!" }, 'invalid DNS zone "bad_zone!"'],
@@ -130,6 +129,10 @@ describe("network validation", () => {
     ];
     for (const [patch, message] of cases)
       invalid(() => validateNetwork({ ...base, ...patch } as never, existing), message);
+    // A taken name is a conflict (HTTP 409, exit 9), not bad input.
+    expect(() =>
+      validateNetwork({ ...base, name: "db-net", cidr: "10.40.0.0/24", gateway: "10.40.0.1" } as never, existing),
+    ).toThrow(expect.objectContaining({ code: "CONFLICT", message: "network db-net already exists" }));
   });
 
   test("names", () => {
