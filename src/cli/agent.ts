@@ -1,5 +1,5 @@
 /** `agent`: the resident daemon (normally run by systemd: deploy/cenvero-stratum.service). */
-import { defineCommand } from "citty";
+import { type CommandMeta, defineCommand } from "citty";
 import { runAgent } from "../agent/daemon";
 import { DEFAULT_API_SOCKET } from "../api/client";
 import { DEFAULT_PIN_ROOT } from "./datapath";
@@ -8,7 +8,13 @@ export const agentCommand = defineCommand({
   meta: {
     name: "agent",
     description: "Run the node agent: restore networks and endpoints, keep the kernel reconciled, serve the API",
-  },
+    examples: [
+      "# Normally the systemd unit (deploy/cenvero-stratum.service) runs it:",
+      "cenvero-str-ctl agent --uplink eth1",
+      "# Also serve the API on TCP for scripts elsewhere (the token file must be mode 0600):",
+      "cenvero-str-ctl agent --uplink eth1 --api-listen 10.0.0.5:7443 --api-token-file /etc/stratum/api-token",
+    ],
+  } as CommandMeta,
   args: {
     "state-dir": {
       type: "string",

@@ -1,13 +1,11 @@
 /** `dhcp` commands: the leases the networks' DHCP servers handed out. A client of the
  * agent's API; a network's DHCP settings are `network create`/`network set` flags. */
-import { defineCommand } from "citty";
+import { type CommandMeta, defineCommand } from "citty";
 import type { LeaseView } from "../agent/service";
-import { ApiClient } from "../api/client";
 import { StratumError } from "../errors";
+import { client } from "./client";
 import { apiArg, meta } from "./network";
-import { outputArg, parseFormat, printJson, printTable } from "./output";
-
-const client = (args: { "api-socket"?: string }) => new ApiClient(args["api-socket"] || undefined);
+import { outputArg, parseFormat, printData, printTable } from "./output";
 
 /** What a lease is now: a bound lease past its expiry is expired (the server forgets it lazily). */
 export function leaseState(l: Pick<LeaseView, "state" | "active">): string {
@@ -47,16 +45,19 @@ export function printLeases(ls: LeaseView[], now = Date.now()): void {
 }
 
 const leases = defineCommand({
-  meta: meta(
-    "leases",
-    "List DHCP and DHCPv6 leases: who holds which address, in what state (bound, expired, released, declined), until when",
-    [
-      "# Addresses are the endpoints' profiles: a lease records what a client was told and until when.",
-      "cenvero-str-ctl dhcp leases",
-      "cenvero-str-ctl dhcp leases --network app-net",
-      "cenvero-str-ctl dhcp leases -o json | jq '.[] | select(.active) | .ip'",
-    ],
-  ),
+  meta: {
+    ...meta(
+      "leases",
+      "List DHCP and DHCPv6 leases: who holds which address, in what state (bound, expired, released, declined), until when",
+      [
+        "# Addresses are the endpoints' profiles: a lease records what a client was told and until when.",
+        "cenvero-str-ctl dhcp leases",
+        "cenvero-str-ctl dhcp leases --network app-net",
+        "cenvero-str-ctl dhcp leases -o json | jq '.[] | select(.active) | .ip'",
+      ],
+    ),
+    argumentHint: "select a network with --network NAME",
+  } as CommandMeta,
   args: {
     network: { type: "string", description: "Only this network", valueHint: "NAME" },
     ...apiArg,
@@ -64,10 +65,8 @@ const leases = defineCommand({
   },
   async run({ args }) {
     const fmt = parseFormat(args.output);
-    if (args._.length)
-      throw new StratumError("INVALID", `unexpected argument "${args._[0]}" (select a network with --network NAME)`);
     const ls = await client(args).dhcpLeases(args.network || undefined);
-    if (fmt === "json") return printJson(ls);
+    if (fmt !== "table") return printData(fmt, ls);
     if (ls.length === 0) {
       process.stdout.write(`no leases${args.network ? ` in ${args.network}` : ""}\n`);
       return;

@@ -2,13 +2,11 @@
  * server beside the endpoints' own names. Clients of the agent's API, which validates the
  * records; here only the arguments are checked. */
 import { defineCommand } from "citty";
-import { ApiClient } from "../api/client";
 import { StratumError } from "../errors";
 import type { StoredDnsRecord } from "../store/store";
+import { client } from "./client";
 import { apiArg, meta } from "./network";
-import { outputArg, parseFormat, printJson, printTable } from "./output";
-
-const client = (args: { "api-socket"?: string }) => new ApiClient(args["api-socket"] || undefined);
+import { outputArg, parseFormat, printData, printTable } from "./output";
 
 /** A record's owner as a full name: `@` is the zone itself. */
 export function fqdn(name: string, zone: string): string {
@@ -54,7 +52,13 @@ const add = defineCommand({
       valueHint: "NAME",
     },
     type: { type: "positional", required: false, description: "A, AAAA, CNAME, TXT, SRV or MX", valueHint: "TYPE" },
-    value: { type: "positional", required: false, description: "The record's data", valueHint: "VALUE" },
+    value: {
+      type: "positional",
+      required: false,
+      variadic: true,
+      description: "The record's data (several words are joined by spaces)",
+      valueHint: "VALUE",
+    },
     ttl: { type: "string", description: "Seconds resolvers may cache it (default: the server's)", valueHint: "N" },
     ...apiArg,
     ...outputArg,
@@ -72,7 +76,7 @@ const add = defineCommand({
     };
     const api = client(args);
     const r = await api.addDnsRecord(network as string, spec);
-    if (fmt === "json") return printJson(r);
+    if (fmt !== "table") return printData(fmt, r);
     const zone = (await api.showNetwork(r.network)).dnsZone;
     process.stdout.write(`added record ${r.id} to ${r.network}: ${recordText(r, zone)}\n`);
   },
@@ -98,7 +102,13 @@ const del = defineCommand({
       valueHint: "NAME",
     },
     type: { type: "positional", required: false, description: "Only records of this type", valueHint: "TYPE" },
-    value: { type: "positional", required: false, description: "Only the record with this data", valueHint: "VALUE" },
+    value: {
+      type: "positional",
+      required: false,
+      variadic: true,
+      description: "Only the record with this data",
+      valueHint: "VALUE",
+    },
     id: { type: "string", description: "The record with this id (instead of NAME)", valueHint: "N" },
     ...apiArg,
     ...outputArg,
@@ -118,7 +128,7 @@ const del = defineCommand({
     }
     const api = client(args);
     const gone = await api.deleteDnsRecords(network, sel);
-    if (fmt === "json") return printJson({ network, deleted: gone });
+    if (fmt !== "table") return printData(fmt, { network, deleted: gone });
     const zone = (await api.showNetwork(network)).dnsZone;
     process.stdout.write(
       gone.length === 1
@@ -145,7 +155,7 @@ const list = defineCommand({
     const network = args._[0];
     const api = client(args);
     const rs = await api.dnsRecords(network);
-    if (fmt === "json") return printJson(rs);
+    if (fmt !== "table") return printData(fmt, rs);
     if (rs.length === 0) {
       process.stdout.write(`no DNS records${network ? ` in ${network}` : ""}\n`);
       return;

@@ -5,14 +5,12 @@ import { readFileSync } from "node:fs";
 import { type CommandMeta, defineCommand } from "citty";
 import type { Hits } from "../agent/firewall";
 import type { RuleListView, RuleView } from "../agent/firewall-service";
-import { ApiClient } from "../api/client";
 import { StratumError } from "../errors";
 import { badLinesError, parseBlocklistText } from "../model/blocklist";
 import { parseRuleSetYaml, ruleSetYaml } from "../model/ruleset";
+import { client } from "./client";
 import { apiArg } from "./network";
-import { formatBytes, outputArg, parseFormat, printJson, printTable } from "./output";
-
-const client = (args: { "api-socket"?: string }) => new ApiClient(args["api-socket"] || undefined);
+import { formatBytes, outputArg, parseFormat, printData, printTable } from "./output";
 
 /** citty's meta plus examples, which `--help` prints after the options (src/cli/index.ts). */
 function meta(name: string, description: string, examples: string[] = []): CommandMeta {
@@ -126,6 +124,7 @@ const ruleAdd = defineCommand({
       description: "From the endpoint's view: ingress (to it), egress (from it) or both",
       default: "both",
       valueHint: "ingress|egress|both",
+      options: ["ingress", "egress", "both"],
     },
     src: { type: "string", description: "Source address or CIDR (IPv4 or IPv6)", valueHint: "CIDR" },
     dst: { type: "string", description: "Destination address or CIDR", valueHint: "CIDR" },
@@ -134,6 +133,7 @@ const ruleAdd = defineCommand({
       description: "tcp, udp, icmp, icmpv6 or any",
       default: "any",
       valueHint: "tcp|udp|icmp|icmpv6|any",
+      options: ["tcp", "udp", "icmp", "icmpv6", "any"],
     },
     sport: { type: "string", description: "Source port or range (tcp/udp)", valueHint: "A[-B]" },
     dport: { type: "string", description: "Destination port or range (tcp/udp)", valueHint: "A[-B]" },
@@ -143,6 +143,7 @@ const ruleAdd = defineCommand({
       required: true,
       description: "allow, deny (drop silently) or reject (TCP reset / ICMP administratively prohibited)",
       valueHint: "allow|deny|reject",
+      options: ["allow", "deny", "reject"],
     },
     log: {
       type: "boolean",
@@ -165,7 +166,7 @@ const ruleAdd = defineCommand({
     for (const k of ["src", "dst", "sport", "dport", "icmp-type"] as const)
       if (args[k] !== undefined) spec[k] = args[k];
     const r = await client(args).addRule(scope, spec);
-    if (fmt === "json") return printJson(r);
+    if (fmt !== "table") return printData(fmt, r);
     process.stdout.write(`${r.id}\n`);
   },
 });
@@ -187,7 +188,7 @@ const ruleDel = defineCommand({
     const [scope, [id]] = scoped(args, ["ID"]);
     const n = int(id, "ID");
     await client(args).deleteRule(scope, n);
-    if (fmt === "json") return printJson({ scope, deleted: n });
+    if (fmt !== "table") return printData(fmt, { scope, deleted: n });
     process.stdout.write(`deleted rule ${n} of ${where(scope)}\n`);
   },
 });
@@ -203,7 +204,7 @@ const ruleList = defineCommand({
     const fmt = parseFormat(args.output);
     const [scope] = scoped(args, []);
     const v = await client(args).listRules(scope);
-    if (fmt === "json") return printJson(v);
+    if (fmt !== "table") return printData(fmt, v);
     printRules(v);
   },
 });
@@ -224,7 +225,7 @@ const ruleMove = defineCommand({
     const fmt = parseFormat(args.output);
     const [scope, [id]] = scoped(args, ["ID"]);
     const r = await client(args).moveRule(scope, int(id, "ID"), int(args.priority, "--priority"));
-    if (fmt === "json") return printJson(r);
+    if (fmt !== "table") return printData(fmt, r);
     process.stdout.write(`rule ${r.id} of ${where(scope)} now has priority ${r.priority}\n`);
   },
 });
@@ -255,7 +256,7 @@ const defaultCmd = defineCommand({
     if (action !== "allow" && action !== "deny")
       throw new StratumError("INVALID", `the default action is allow or deny, not "${action}"`);
     const r = await client(args).setDefault(scope, action);
-    if (fmt === "json") return printJson(r);
+    if (fmt !== "table") return printData(fmt, r);
     process.stdout.write(`default action of ${where(scope)}: ${r.default}\n`);
   },
 });
@@ -281,7 +282,7 @@ const exportCmd = defineCommand({
     const fmt = parseFormat(args.output);
     const [scope] = scoped(args, []);
     const doc = await client(args).exportRules(scope);
-    if (fmt === "json") return printJson(doc);
+    if (fmt !== "table") return printData(fmt, doc);
     process.stdout.write(ruleSetYaml(doc));
   },
 });
@@ -305,7 +306,7 @@ const importCmd = defineCommand({
     const [scope, [file]] = scoped(args, ["FILE"]);
     const { doc } = parseRuleSetYaml(readInput(file as string), file as string);
     const r = await client(args).importRules(scope, doc);
-    if (fmt === "json") return printJson(r);
+    if (fmt !== "table") return printData(fmt, r);
     process.stdout.write(
       `imported ${num(r.rules)} rule${r.rules === 1 ? "" : "s"} into ${where(scope)} (default ${r.default}; ${num(r.kept)} unchanged)\n`,
     );
@@ -331,7 +332,13 @@ const blockAdd = defineCommand({
     "cenvero-str-ctl firewall blocklist add 198.51.100.0/24 2001:db8:bad::/48 203.0.113.7",
   ]),
   args: {
-    prefix: { type: "positional", required: false, description: "Prefixes or addresses", valueHint: "PREFIX..." },
+    prefix: {
+      type: "positional",
+      required: false,
+      variadic: true,
+      description: "Prefixes or addresses",
+      valueHint: "PREFIX",
+    },
     ...apiArg,
     ...outputArg,
   },
@@ -339,7 +346,7 @@ const blockAdd = defineCommand({
     const fmt = parseFormat(args.output);
     if (args._.length === 0) throw new StratumError("INVALID", "give one or more PREFIXes to block");
     const r = await client(args).blockAdd(args._);
-    if (fmt === "json") return printJson(r);
+    if (fmt !== "table") return printData(fmt, r);
     process.stdout.write(
       `blocked ${num(r.added)} new prefix${r.added === 1 ? "" : "es"}${r.listed ? ` (${num(r.listed)} listed already)` : ""}; blocklist: ${num(r.counts.ipv4)} IPv4, ${num(r.counts.ipv6)} IPv6\n`,
     );
@@ -357,7 +364,7 @@ const blockDel = defineCommand({
     const fmt = parseFormat(args.output);
     if (args._.length > 1) throw new StratumError("INVALID", `one PREFIX at a time (unexpected "${args._[1]}")`);
     await client(args).blockDel(args.prefix);
-    if (fmt === "json") return printJson({ deleted: args.prefix });
+    if (fmt !== "table") return printData(fmt, { deleted: args.prefix });
     process.stdout.write(`removed ${args.prefix} from the blocklist\n`);
   },
 });
@@ -368,7 +375,7 @@ const blockList = defineCommand({
   async run({ args }) {
     const fmt = parseFormat(args.output);
     const v = await client(args).blockList();
-    if (fmt === "json") return printJson(v);
+    if (fmt !== "table") return printData(fmt, v);
     if (v.prefixes.length)
       printTable(
         ["PREFIX", "ADDED"],
@@ -402,13 +409,14 @@ const blockImport = defineCommand({
     if (parsed.bad.length) throw badLinesError(args.file, parsed.bad);
     const n = parsed.prefixes.length;
     if (n === 0) {
-      if (fmt === "json") return printJson({ file: args.file, lines: parsed.lines, given: 0, added: 0, listed: 0 });
+      if (fmt !== "table")
+        return printData(fmt, { file: args.file, lines: parsed.lines, given: 0, added: 0, listed: 0 });
       process.stdout.write(`${args.file}: no prefixes in ${num(parsed.lines)} lines; nothing to add\n`);
       return;
     }
     if (tty && n >= 100_000) process.stderr.write(`adding ${num(n)} prefixes…\n`);
     const r = await client(args).blockAdd(parsed.prefixes.map((p) => p.prefix));
-    if (fmt === "json") return printJson({ file: args.file, lines: parsed.lines, ...r });
+    if (fmt !== "table") return printData(fmt, { file: args.file, lines: parsed.lines, ...r });
     process.stdout.write(
       `${args.file}: ${num(n)} prefix${n === 1 ? "" : "es"} in ${num(parsed.lines)} lines: ${num(r.added)} added, ${num(r.listed)} listed already; blocklist: ${num(r.counts.ipv4)} IPv4, ${num(r.counts.ipv6)} IPv6\n`,
     );

@@ -1,8 +1,10 @@
 /** The command tree and the one place errors become what a user sees: a one-line
  * message on stderr (or `{code, message}` with `-o json`) and a stable exit code. */
-import { type CommandDef, defineCommand, runCommand, showUsage } from "citty";
+import { defineCommand } from "citty";
+import YAML from "yaml";
 import { type ErrorCode, StratumError } from "../errors";
 import { agentCommand } from "./agent";
+import { type AnyCommand, BIN, parseCommandLine, renderHelp } from "./args";
 import { datapathCommand } from "./datapath";
 import { dhcpCommand } from "./dhcp";
 import { dnsCommand } from "./dns";
@@ -15,7 +17,7 @@ import { traceCommand } from "./trace";
 import { uninstallCommand } from "./uninstall";
 import { VERSION, versionCommand } from "./version";
 
-export const BIN = "cenvero-str-ctl";
+export { BIN };
 
 export const rootCommand = defineCommand({
   meta: {
@@ -58,76 +60,78 @@ export const EXIT_CODES: Record<ErrorCode | "USAGE", number> = {
   INTERNAL: 70,
 };
 
-type AnyCommand = CommandDef<any>;
-
-async function resolve<T>(v: T | (() => T | Promise<T>) | Promise<T> | undefined): Promise<T | undefined> {
-  return typeof v === "function" ? await (v as () => T | Promise<T>)() : await v;
-}
-
-/** The sub-command a list of arguments names, and its parent, for usage output. */
-async function commandFor(argv: string[]): Promise<[AnyCommand, AnyCommand | undefined]> {
-  let cmd: AnyCommand = rootCommand as AnyCommand;
-  const path: string[] = [];
-  for (const a of argv) {
-    if (a.startsWith("-")) continue;
-    const subs = (await resolve(cmd.subCommands as never)) as Record<string, AnyCommand> | undefined;
-    if (!subs) break;
-    const next = await resolve(subs[a]);
-    if (!next) {
-      await showUsage(
-        cmd,
-        path.length ? ({ meta: { name: [BIN, ...path.slice(0, -1)].join(" ") } } as AnyCommand) : undefined,
-      );
-      throw new StratumError("INVALID", `unknown command "${a}" (${[BIN, ...path].join(" ")} --help lists them)`);
-    }
-    path.push(a);
-    cmd = next;
-  }
-  // citty prints "<parent name> <command name>": give it the whole path so usage lines can be pasted.
-  const parent = path.length ? ({ meta: { name: [BIN, ...path.slice(0, -1)].join(" ") } } as AnyCommand) : undefined;
-  return [cmd, parent];
-}
-
-/** Examples a command lists in its meta (`examples`, beside citty's fields), after the usage. */
-async function showExamples(cmd: AnyCommand): Promise<void> {
-  const meta = (await resolve(cmd.meta as never)) as { examples?: string[] } | undefined;
-  if (meta?.examples?.length) process.stdout.write(`EXAMPLES\n\n${meta.examples.map((e) => `  ${e}`).join("\n")}\n\n`);
-}
-
-function wantsJson(argv: string[]): boolean {
-  const i = argv.findIndex((a) => a === "-o" || a === "--output");
-  return (i >= 0 && argv[i + 1] === "json") || argv.includes("--output=json") || argv.includes("-o=json");
-}
-
 /** Runs the CLI and returns the exit code; never throws. */
 export async function runCli(argv: string[]): Promise<number> {
+  quietOnClosedPipe();
   const verbose = argv.includes("--verbose") || process.env.STRATUM_VERBOSE === "1";
-  const args = argv.filter((a) => a !== "--verbose");
   try {
-    if (args.length === 0 || args.includes("--help") || args.includes("-h")) {
-      const [cmd, parent] = await commandFor(args);
-      await showUsage(cmd, parent);
-      await showExamples(cmd);
-      return args.length === 0 ? 2 : 0;
+    if (argv.length === 0) {
+      process.stdout.write(await renderHelp({ path: [], cmd: rootCommand as AnyCommand, chain: [] }));
+      return 2;
     }
-    if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
+    if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v")) {
       process.stdout.write(`${VERSION}\n`);
       return 0;
     }
-    const [cmd, parent] = await commandFor(args);
-    if (cmd.subCommands && !cmd.run) {
-      await showUsage(cmd, parent);
-      const word = args.filter((a) => !a.startsWith("-")).at(-1);
+    const line = await parseCommandLine(rootCommand as AnyCommand, argv);
+    if (line.help) {
+      process.stdout.write(await renderHelp(line));
+      return 0;
+    }
+    if (!line.cmd.run) {
+      process.stdout.write(await renderHelp(line));
+      const word = line.path.at(-1);
       throw new StratumError("INVALID", word ? `"${word}" needs a sub-command` : "a sub-command is needed");
     }
-    await runCommand(rootCommand, { rawArgs: args });
-    return 0;
+    const ctx = { args: line.args, rawArgs: line.rawArgs, cmd: line.cmd, data: undefined };
+    for (const c of line.chain) if (typeof c.setup === "function") await c.setup(ctx as never);
+    const r = await line.cmd.run(ctx as never);
+    await flushStdout();
+    // A command that reports a finding (status degraded, trace --exit-code) returns its exit code.
+    return typeof r === "number" ? r : ((process.exitCode as number | undefined) ?? 0);
   } catch (e) {
-    return report(e, { json: wantsJson(args), verbose });
+    return report(e, { format: errorFormat(argv), verbose });
   }
 }
 
-function report(e: unknown, o: { json: boolean; verbose: boolean }): number {
+/** `cenvero-str-ctl status | head -1`: the reader went away; end quietly, as if done. */
+function quietOnClosedPipe(): void {
+  for (const s of [process.stdout, process.stderr])
+    s.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code === "EPIPE") process.exit(0);
+      throw e;
+    });
+}
+
+/** Resolves once what was written to stdout is handed to the kernel (or the pipe closed). */
+function flushStdout(): Promise<void> {
+  return new Promise((res) => {
+    if (process.stdout.writableLength === 0) return res();
+    process.stdout.write("", () => res());
+  });
+}
+
+/** The format of errors: as the output's (-o/--output anywhere before `--`). */
+function errorFormat(argv: string[]): "table" | "json" | "yaml" {
+  const words = argv.includes("--") ? argv.slice(0, argv.indexOf("--")) : argv;
+  for (let i = 0; i < words.length; i++) {
+    const a = words[i] as string;
+    const v =
+      a === "-o" || a === "--output"
+        ? words[i + 1]
+        : a.startsWith("--output=")
+          ? a.slice(9)
+          : a.startsWith("-o=")
+            ? a.slice(3)
+            : a.startsWith("-o") && a.length > 2
+              ? a.slice(2)
+              : undefined;
+    if (v === "json" || v === "yaml") return v;
+  }
+  return "table";
+}
+
+function report(e: unknown, o: { format: "table" | "json" | "yaml"; verbose: boolean }): number {
   let code: ErrorCode | "USAGE";
   let message: string;
   let detail: string | undefined;
@@ -143,8 +147,9 @@ function report(e: unknown, o: { json: boolean; verbose: boolean }): number {
     message = e instanceof Error ? e.message : String(e);
     if (o.verbose && e instanceof Error) detail = e.stack;
   }
-  if (o.json) {
-    process.stderr.write(`${JSON.stringify({ code, message, ...(detail && o.verbose ? { detail } : {}) })}\n`);
+  if (o.format !== "table") {
+    const doc = { code, message, ...(detail && o.verbose ? { detail } : {}) };
+    process.stderr.write(o.format === "json" ? `${JSON.stringify(doc)}\n` : YAML.stringify(doc));
   } else {
     process.stderr.write(`${BIN}: ${message}\n`);
     if (detail && o.verbose) process.stderr.write(`${detail}\n`);

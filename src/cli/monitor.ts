@@ -5,14 +5,14 @@
 import { defineCommand } from "citty";
 import { FW_DEFAULT_ID } from "../datapath/firewall";
 import { type MonEvent, MonitorSession, type MonKind, readMonStats } from "../datapath/monitor";
-import { describeFrame } from "../datapath/packet";
+import { describeFrame, frameView } from "../datapath/packet";
 import { StratumError } from "../errors";
 import { getLink } from "../netlink";
 import type { SqliteStore } from "../store/sqlite";
 import { BpfMap } from "../sys/bpf";
 import { monotonicNs } from "../sys/os";
 import { localArgs, openStateReadOnly, type PortName, portNames } from "./local";
-import { outputArg, parseFormat } from "./output";
+import { outputArg, parseFormat, printRecord } from "./output";
 
 function positive(v: unknown, what: string, dflt: number): number {
   if (v === undefined || v === "") return dflt;
@@ -124,12 +124,25 @@ export const monitorCommand = defineCommand({
       const port = who
         ? { endpoint: who.endpoint, network: who.network, device: who.hostIf }
         : { device: getLink(e.ifindex)?.name ?? `ifindex ${e.ifindex}` };
-      if (fmt === "json") {
-        const rule =
-          e.ruleId === undefined ? {} : e.ruleId & FW_DEFAULT_ID ? { rule: "default" } : { ruleId: e.ruleId };
-        process.stdout.write(
-          `${JSON.stringify({ time: at.toISOString(), kind: e.kind, ifindex: e.ifindex, ...port, ...(e.hook ? { hook: e.hook } : {}), ...(e.reason ? { reason: e.reason } : {}), ...(e.dir ? { direction: e.dir } : {}), ...(e.action ? { action: e.action } : {}), ...rule, len: e.len, packet: e.packet })}\n`,
-        );
+      if (fmt !== "table") {
+        // Every key in every event (null when it does not apply), so scripts need no guards.
+        const byDefault = e.ruleId !== undefined && (e.ruleId & FW_DEFAULT_ID) !== 0;
+        printRecord(fmt, {
+          time: at.toISOString(),
+          kind: e.kind,
+          ifindex: e.ifindex,
+          endpoint: who?.endpoint ?? null,
+          network: who?.network ?? null,
+          device: port.device,
+          hook: e.hook ?? null,
+          reason: e.reason ?? null,
+          direction: e.dir ?? null,
+          action: e.action ?? null,
+          rule: e.ruleId === undefined ? null : byDefault ? "default" : "rule",
+          ruleId: e.ruleId === undefined || byDefault ? null : e.ruleId,
+          len: e.len,
+          packet: frameView(e.packet),
+        });
         return;
       }
       const where = who ? `${who.endpoint} (${who.network})` : port.device;
@@ -154,7 +167,7 @@ export const monitorCommand = defineCommand({
       if (lost.paced === reported.paced && lost["ring-full"] === reported["ring-full"] && !final) return;
       reported = lost;
       const line = { kind: "lost", paced: lost.paced, ringFull: lost["ring-full"] };
-      if (fmt === "json") process.stdout.write(`${JSON.stringify(line)}\n`);
+      if (fmt !== "table") printRecord(fmt, line);
       else if (lost.paced || lost["ring-full"] || final)
         process.stderr.write(
           `(events not shown so far: ${lost.paced} held back by the pace, ${lost["ring-full"]} lost to a full ring buffer; node-wide)\n`,

@@ -1,21 +1,15 @@
 /** `network` and `endpoint` commands: clients of the agent's API. */
 import { type CommandMeta, defineCommand } from "citty";
 import type { EndpointView, NetworkView } from "../agent/service";
-import { ApiClient, DEFAULT_API_SOCKET } from "../api/client";
 import type { BucketCounts } from "../datapath/shape";
 import { StratumError } from "../errors";
 import { type EgressCap, formatRate, formatSize, parseCap } from "../model/shape";
-import { formatBytes, outputArg, parseFormat, printJson, printKv, printTable } from "./output";
+import { allValues, GLOBAL_ARGS } from "./args";
+import { client } from "./client";
+import { formatBytes, outputArg, parseFormat, printData, printKv, printTable } from "./output";
 
-export const apiArg = {
-  "api-socket": {
-    type: "string",
-    description: `Agent API socket (default: $STRATUM_API_SOCKET or ${DEFAULT_API_SOCKET})`,
-    valueHint: "PATH",
-  },
-} as const;
-
-const client = (args: { "api-socket"?: string }) => new ApiClient(args["api-socket"] || undefined);
+/** --api-socket: a global flag; a command's table names it to read it as `args["api-socket"]`. */
+export const apiArg = { "api-socket": GLOBAL_ARGS["api-socket"] } as const;
 
 /** citty's meta plus examples, which `--help` prints after the options (src/cli/index.ts). */
 export function meta(name: string, description: string, examples: string[] = []): CommandMeta {
@@ -44,16 +38,6 @@ export function formatDuration(seconds: number): string {
       rest %= n;
     }
   return out || "0s";
-}
-
-/** Values of a repeatable option (citty keeps the last unless given an array). */
-function all(argv: string[], flag: string): string[] {
-  const out: string[] = [];
-  argv.forEach((a, i) => {
-    if (a === flag && argv[i + 1] !== undefined) out.push(argv[i + 1] as string);
-    else if (a.startsWith(`${flag}=`)) out.push(a.slice(flag.length + 1));
-  });
-  return out;
 }
 
 function int(v: unknown, what: string): number | undefined {
@@ -124,12 +108,18 @@ const specArgs = {
     valueHint: "A-B",
   },
   "dns-zone": { type: "string", description: "DNS zone (default: NAME.internal)", valueHint: "ZONE" },
-  "dns-forwarder": { type: "string", description: "Upstream DNS server; repeat for several", valueHint: "IP" },
+  "dns-forwarder": {
+    type: "string",
+    description: "Upstream DNS server",
+    valueHint: "IP",
+    repeatable: true,
+  },
   mtu: { type: "string", description: "MTU of the network's interfaces (default 1500)", valueHint: "N" },
   "default-action": {
     type: "string",
     description: "Firewall default: allow or deny (default allow)",
     valueHint: "allow|deny",
+    options: ["allow", "deny"],
   },
   "dhcp-lease-time": {
     type: "string",
@@ -138,30 +128,56 @@ const specArgs = {
   },
   "dhcp-route": {
     type: "string",
-    description: "Extra route handed out by DHCP (option 121), GW inside the subnet; repeat for several",
+    description: "Extra route handed out by DHCP (option 121), GW inside the subnet",
     valueHint: "DST/LEN via GW",
+    repeatable: true,
   },
   "dhcp-option": {
     type: "string",
-    description: "DHCP option to hand out, TYPE ip, ips, text, u8, u16, u32, hex or bool; repeat for several",
+    description: "DHCP option to hand out, TYPE ip, ips, text, u8, u16, u32, hex or bool",
     valueHint: "CODE=TYPE:VALUE",
+    repeatable: true,
   },
 } as const;
 
-/** The DHCP flags of create and set, as spec fields (lists only when given). */
 /** --egress-rate/--egress-burst as an API value: a cap, null (remove) or undefined (unchanged). */
 function cap(args: { "egress-rate"?: string; "egress-burst"?: string }): EgressCap | null | undefined {
   return parseCap(args["egress-rate"], args["egress-burst"]);
 }
 
+/** The flags of `set`: create's, with what a change means in place of create's defaults. */
+const setArgs = Object.fromEntries(
+  Object.entries(specArgs).map(([k, d]) => [
+    k,
+    {
+      ...d,
+      description: `${d.description.replace(/ \(default[^)]*\)$/, "")}${
+        "repeatable" in d ? ": the whole list is replaced; none clears it" : ""
+      }`,
+    },
+  ]),
+) as typeof specArgs;
+
+/** The values of a repeatable list flag: undefined when not given, [] for `none`. */
+function listFlag(rawArgs: string[], flag: string): string[] | undefined {
+  const vs = allValues(rawArgs, flag);
+  if (vs.length === 0) return undefined;
+  if (vs.includes("none")) {
+    if (vs.length > 1) throw new StratumError("INVALID", `--${flag} none clears the list: give it alone`);
+    return [];
+  }
+  return vs;
+}
+
+/** The DHCP flags of create and set, as spec fields (lists only when given). */
 function dhcpFields(args: { "dhcp-lease-time"?: string }, rawArgs: string[]): Record<string, unknown> {
-  const routes = all(rawArgs, "--dhcp-route");
-  const options = all(rawArgs, "--dhcp-option");
+  const routes = listFlag(rawArgs, "dhcp-route");
+  const options = listFlag(rawArgs, "dhcp-option");
   return {
     dhcpLeaseTime:
       args["dhcp-lease-time"] === undefined ? undefined : parseDuration(args["dhcp-lease-time"], "--dhcp-lease-time"),
-    dhcpRoutes: routes.length ? routes : undefined,
-    dhcpOptions: options.length ? options : undefined,
+    dhcpRoutes: routes,
+    dhcpOptions: options,
   };
 }
 
@@ -198,24 +214,27 @@ const create = defineCommand({
       gateway6: args.gateway6,
       dhcpRange: args["dhcp-range"],
       dnsZone: args["dns-zone"],
-      dnsForwarders: all(rawArgs, "--dns-forwarder"),
+      dnsForwarders: listFlag(rawArgs, "dns-forwarder") ?? [],
       mtu: int(args.mtu, "--mtu"),
       defaultAction: action(args["default-action"]),
       ...dhcpFields(args, rawArgs),
       ...(cap(args) ? { egress: cap(args) } : {}),
     });
-    if (fmt === "json") return printJson(n);
+    if (fmt !== "table") return printData(fmt, n);
     process.stdout.write(`created network ${n.name} (${n.cidr}, gateway ${n.gateway}, ${n.profiles.total} profiles)\n`);
   },
 });
 
 const list = defineCommand({
-  meta: { name: "list", description: "List networks" },
+  meta: meta("list", "List networks: subnet, gateway, profiles claimed, endpoints, firewall default", [
+    "cenvero-str-ctl network list",
+    "cenvero-str-ctl network list -o json | jq -r '.[].name'",
+  ]),
   args: { ...apiArg, ...outputArg },
   async run({ args }) {
     const fmt = parseFormat(args.output);
     const ns = await client(args).listNetworks();
-    if (fmt === "json") return printJson(ns);
+    if (fmt !== "table") return printData(fmt, ns);
     printTable(
       ["NAME", "CIDR", "GATEWAY", "PROFILES", "ENDPOINTS", "DEFAULT"],
       ns.map((n) => [
@@ -231,7 +250,10 @@ const list = defineCommand({
 });
 
 const show = defineCommand({
-  meta: { name: "show", description: "Show one network" },
+  meta: meta("show", "Show one network: its subnets, DHCP and DNS settings, egress cap, profiles and endpoints", [
+    "cenvero-str-ctl network show app-net",
+    "cenvero-str-ctl network show app-net -o yaml",
+  ]),
   args: {
     name: { type: "positional", required: true, description: "Network", valueHint: "NAME" },
     ...apiArg,
@@ -240,7 +262,7 @@ const show = defineCommand({
   async run({ args }) {
     const fmt = parseFormat(args.output);
     const n = await client(args).showNetwork(args.name);
-    if (fmt === "json") return printJson(n);
+    if (fmt !== "table") return printData(fmt, n);
     showNetwork(n);
   },
 });
@@ -255,6 +277,8 @@ const set = defineCommand({
       "# Two routes in place of the current ones; then none:",
       'cenvero-str-ctl network set app-net --dhcp-route "10.9.0.0/16 via 10.20.0.254" --dhcp-route "10.8.0.0/16 via 10.20.0.253"',
       "cenvero-str-ctl network set app-net --clear-dhcp-routes --clear-dhcp-options",
+      "# No upstream DNS servers (names outside the zone then get SERVFAIL):",
+      "cenvero-str-ctl network set app-net --dns-forwarder none",
       "# Cap what the network's endpoints send off the node; change it live; remove it:",
       "cenvero-str-ctl network set app-net --egress-rate 200mbit --egress-burst 1m",
       "cenvero-str-ctl network set app-net --egress-rate none",
@@ -262,7 +286,8 @@ const set = defineCommand({
   ),
   args: {
     name: { type: "positional", required: true, description: "Network", valueHint: "NAME" },
-    ...specArgs,
+    ...setArgs,
+    "clear-dns-forwarders": { type: "boolean", description: "Use no upstream DNS servers", default: false },
     "clear-dhcp-routes": { type: "boolean", description: "Hand out no extra routes", default: false },
     "clear-dhcp-options": { type: "boolean", description: "Hand out no user DHCP options", default: false },
     ...capArgs,
@@ -271,13 +296,13 @@ const set = defineCommand({
   },
   async run({ args, rawArgs }) {
     const fmt = parseFormat(args.output);
-    const fwd = all(rawArgs, "--dns-forwarder");
+    const fwd = listFlag(rawArgs, "dns-forwarder");
     const dhcp = dhcpFields(args, rawArgs);
     const patch = Object.fromEntries(
       Object.entries({
         dhcpRange: args["dhcp-range"],
         dnsZone: args["dns-zone"],
-        dnsForwarders: fwd.length ? fwd : undefined,
+        dnsForwarders: fwd ?? (args["clear-dns-forwarders"] ? [] : undefined),
         mtu: int(args.mtu, "--mtu"),
         defaultAction: action(args["default-action"]),
         ...dhcp,
@@ -290,16 +315,20 @@ const set = defineCommand({
     if (Object.keys(patch).length === 0)
       throw new StratumError(
         "INVALID",
-        "nothing to change: give --mtu, --default-action, --dhcp-range, --dns-zone, --dns-forwarder, --dhcp-lease-time, --dhcp-route, --dhcp-option, --clear-dhcp-routes, --clear-dhcp-options or --egress-rate",
+        "nothing to change: give --mtu, --default-action, --dhcp-range, --dns-zone, --dns-forwarder, --dhcp-lease-time, --dhcp-route, --dhcp-option, --clear-dns-forwarders, --clear-dhcp-routes, --clear-dhcp-options or --egress-rate",
       );
     const n = await client(args).setNetwork(args.name, patch);
-    if (fmt === "json") return printJson(n);
+    if (fmt !== "table") return printData(fmt, n);
     showNetwork(n);
   },
 });
 
 const del = defineCommand({
-  meta: { name: "delete", description: "Delete a network (refused while endpoints are attached, unless --force)" },
+  meta: meta("delete", "Delete a network (refused while endpoints are attached, unless --force)", [
+    "cenvero-str-ctl network delete app-net",
+    "# Detach every endpoint first (their interfaces are removed), then delete:",
+    "cenvero-str-ctl network delete app-net --force",
+  ]),
   args: {
     name: { type: "positional", required: true, description: "Network", valueHint: "NAME" },
     force: { type: "boolean", description: "Detach its endpoints first", default: false },
@@ -309,7 +338,7 @@ const del = defineCommand({
   async run({ args }) {
     const fmt = parseFormat(args.output);
     await client(args).deleteNetwork(args.name, args.force);
-    if (fmt === "json") return printJson({ deleted: args.name });
+    if (fmt !== "table") return printData(fmt, { deleted: args.name });
     process.stdout.write(`deleted network ${args.name}\n`);
   },
 });
@@ -339,11 +368,16 @@ function showEndpoint(e: EndpointView): void {
 }
 
 const attach = defineCommand({
-  meta: {
-    name: "attach",
-    description:
-      "Attach a container (--netns) or VM (--tap): claim a profile, create the interface with the profile's MAC, plug it into cnv-user-br0 with its programs",
-  },
+  meta: meta(
+    "attach",
+    "Attach a container (--netns) or VM (--tap): claim a profile, create the interface with the profile's MAC, plug it into cnv-user-br0 with its programs",
+    [
+      "# A container: eth0 in its namespace, configured with address, route and MTU (else ask DHCP):",
+      "cenvero-str-ctl network attach app-net --name web-1 --netns web1 --configure",
+      "# A VM: a tap for its VMM to open, with a chosen address:",
+      "cenvero-str-ctl network attach app-net --name vm-1 --tap vm1tap --ip 10.20.0.50",
+    ],
+  ),
   args: {
     network: { type: "positional", required: true, description: "Network", valueHint: "NETWORK" },
     name: { type: "string", required: true, description: "Endpoint name", valueHint: "EP" },
@@ -373,13 +407,15 @@ const attach = defineCommand({
       ip: args.ip,
       configure: args.configure,
     });
-    if (fmt === "json") return printJson(e);
+    if (fmt !== "table") return printData(fmt, e);
     process.stdout.write(`attached ${e.name} to ${e.network}: ${e.ip} ${e.mac} on ${e.interface}\n`);
   },
 });
 
 const detach = defineCommand({
-  meta: { name: "detach", description: "Detach an endpoint: programs off, interface removed, profile released" },
+  meta: meta("detach", "Detach an endpoint: programs off, interface removed, profile released", [
+    "cenvero-str-ctl network detach app-net --name web-1",
+  ]),
   args: {
     network: { type: "positional", required: true, description: "Network", valueHint: "NETWORK" },
     name: { type: "string", required: true, description: "Endpoint name", valueHint: "EP" },
@@ -389,7 +425,7 @@ const detach = defineCommand({
   async run({ args }) {
     const fmt = parseFormat(args.output);
     await client(args).detach(args.network, args.name);
-    if (fmt === "json") return printJson({ detached: args.name });
+    if (fmt !== "table") return printData(fmt, { detached: args.name });
     process.stdout.write(`detached ${args.name} from ${args.network}\n`);
   },
 });
@@ -403,7 +439,10 @@ export const endpointCommand = defineCommand({
   meta: { name: "endpoint", description: "List and show endpoints; cap what one sends" },
   subCommands: {
     list: defineCommand({
-      meta: { name: "list", description: "List endpoints" },
+      meta: meta("list", "List endpoints: network, address, MAC, kind and host interface", [
+        "cenvero-str-ctl endpoint list",
+        "cenvero-str-ctl endpoint list --network app-net -o json",
+      ]),
       args: {
         network: { type: "string", description: "Only this network", valueHint: "NAME" },
         ...apiArg,
@@ -412,7 +451,7 @@ export const endpointCommand = defineCommand({
       async run({ args }) {
         const fmt = parseFormat(args.output);
         const eps = await client(args).listEndpoints(args.network);
-        if (fmt === "json") return printJson(eps);
+        if (fmt !== "table") return printData(fmt, eps);
         printTable(
           ["NAME", "NETWORK", "IP", "MAC", "KIND", "INTERFACE"],
           eps.map((e) => [e.name, e.network, e.ip, e.mac, e.kind, e.interface]),
@@ -440,16 +479,16 @@ export const endpointCommand = defineCommand({
         const egress = cap(args);
         if (egress === undefined) throw new StratumError("INVALID", "nothing to change: give --egress-rate");
         const e = await client(args).setEndpoint(args.name, { egress });
-        if (fmt === "json") return printJson(e);
+        if (fmt !== "table") return printData(fmt, e);
         showEndpoint(e);
       },
     }),
     show: defineCommand({
-      meta: {
-        name: "show",
-        description:
-          "Show one endpoint: profile, interface and the drops on its port by reason (-o json: drops as {reason: count})",
-      },
+      meta: meta(
+        "show",
+        "Show one endpoint: profile, interface and the drops on its port by reason (-o json: drops as {reason: count})",
+        ["cenvero-str-ctl endpoint show web-1", "cenvero-str-ctl endpoint show web-1 -o json | jq .drops"],
+      ),
       args: {
         name: { type: "positional", required: true, description: "Endpoint", valueHint: "EP" },
         ...apiArg,
@@ -458,7 +497,7 @@ export const endpointCommand = defineCommand({
       async run({ args }) {
         const fmt = parseFormat(args.output);
         const e = await client(args).showEndpoint(args.name);
-        if (fmt === "json") return printJson(e);
+        if (fmt !== "table") return printData(fmt, e);
         showEndpoint(e);
       },
     }),

@@ -1,25 +1,31 @@
-/** Output for humans (aligned tables, key: value lines) and for scripts (`-o json`). */
+/** Output for humans (aligned tables, key: value lines) and for scripts (`-o json`, `-o yaml`). */
+import YAML from "yaml";
 import { StratumError } from "../errors";
+import { GLOBAL_ARGS } from "./args";
 
-export type OutputFormat = "table" | "json";
+export type OutputFormat = "table" | "json" | "yaml";
 
-export const outputArg = {
-  output: {
-    type: "string",
-    alias: "o",
-    description: "Output format: table or json",
-    default: "table",
-    valueHint: "table|json",
-  },
-} as const;
+/** -o/--output: a global flag; a command's table names it to read it as `args.output`. */
+export const outputArg = { output: GLOBAL_ARGS.output } as const;
 
 export function parseFormat(v: unknown): OutputFormat {
-  if (v === "json" || v === "table") return v;
-  throw new StratumError("INVALID", `unknown output format "${String(v)}" (use table or json)`);
+  if (v === "json" || v === "table" || v === "yaml") return v;
+  throw new StratumError("INVALID", `unknown output format "${String(v)}" (use table, json or yaml)`);
 }
 
 export function printJson(v: unknown): void {
   process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+}
+
+/** The document in a script's format: JSON (indented) or YAML (one document). */
+export function printData(fmt: Exclude<OutputFormat, "table">, v: unknown): void {
+  if (fmt === "json") printJson(v);
+  else process.stdout.write(YAML.stringify(v, { lineWidth: 0 }));
+}
+
+/** One record of a stream (monitor): a JSON line, or a YAML document starting with ---. */
+export function printRecord(fmt: Exclude<OutputFormat, "table">, v: unknown): void {
+  process.stdout.write(fmt === "json" ? `${JSON.stringify(v)}\n` : `---\n${YAML.stringify(v, { lineWidth: 0 })}`);
 }
 
 /** Columns padded to their widest cell; `rows` are already strings. */

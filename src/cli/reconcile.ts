@@ -2,9 +2,9 @@
  * kernel change that took. On a node where nothing drifted it prints none: that is how an
  * operator checks, after a crash or by hand, that the kernel is what the store says. */
 import { type CommandMeta, defineCommand } from "citty";
-import { ApiClient } from "../api/client";
+import { client } from "./client";
 import { apiArg } from "./network";
-import { outputArg, parseFormat, printJson, printKv } from "./output";
+import { outputArg, parseFormat, printData, printKv } from "./output";
 
 export const reconcileCommand = defineCommand({
   meta: {
@@ -15,8 +15,8 @@ export const reconcileCommand = defineCommand({
   args: { ...apiArg, ...outputArg },
   async run({ args }) {
     const fmt = parseFormat(args.output);
-    const run = await new ApiClient(args["api-socket"] || undefined).reconcile();
-    if (fmt === "json") return printJson(run);
+    const run = await client(args).reconcile();
+    if (fmt !== "table") return printData(fmt, run);
     printKv([
       ["reconciled", `${run.at} in ${run.durationMs} ms`],
       [

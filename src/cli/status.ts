@@ -3,9 +3,9 @@
  * errors, from the agent's API. An agent that does not answer is UNAVAILABLE (exit 7). */
 import { type CommandMeta, defineCommand } from "citty";
 import type { AgentStatus } from "../agent/status";
-import { ApiClient } from "../api/client";
+import { client } from "./client";
 import { apiArg } from "./network";
-import { formatBytes as formatOutputBytes, outputArg, parseFormat, printJson, printKv, printTable } from "./output";
+import { formatBytes as formatOutputBytes, outputArg, parseFormat, printData, printKv, printTable } from "./output";
 
 export const formatBytes = (n: number) => formatOutputBytes(n, { binary: true });
 
@@ -114,8 +114,8 @@ export const statusCommand = defineCommand({
   args: { ...apiArg, ...outputArg },
   async run({ args }) {
     const fmt = parseFormat(args.output);
-    const st = await new ApiClient(args["api-socket"] || undefined).status();
-    if (fmt === "json") return printJson(st);
+    const st = await client(args).status();
+    if (fmt !== "table") return printData(fmt, st);
     printStatus(st);
   },
 });

@@ -12,11 +12,11 @@ import {
   type TraceResult,
   Tracer,
 } from "../agent/trace";
-import { ApiClient } from "../api/client";
 import { StratumError } from "../errors";
+import { client } from "./client";
 import { localArgs, openStateReadOnly } from "./local";
 import { apiArg } from "./network";
-import { outputArg, parseFormat, printJson } from "./output";
+import { outputArg, parseFormat, printData } from "./output";
 
 function port(v: unknown, what: string): number | undefined {
   if (v === undefined || v === "") return undefined;
@@ -143,7 +143,7 @@ export const traceCommand = defineCommand({
     // The agent keeps a trace instance loaded; without it, load one from the pins.
     if (!args.local) {
       try {
-        r = await new ApiClient(args["api-socket"] || undefined).request<TraceResult>("POST", "/v1/trace", req);
+        r = await client(args).request<TraceResult>("POST", "/v1/trace", req);
       } catch (e) {
         if (!(e instanceof StratumError && e.code === "UNAVAILABLE")) throw e;
       }
@@ -156,7 +156,7 @@ export const traceCommand = defineCommand({
         store.close();
       }
     }
-    if (fmt === "json") return printJson(r);
+    if (fmt !== "table") return printData(fmt, r);
     printTrace(r);
   },
 });

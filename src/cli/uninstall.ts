@@ -5,7 +5,7 @@ import { type CommandMeta, defineCommand } from "citty";
 import { plainReport, uninstall } from "../agent/uninstall";
 import { DEFAULT_API_SOCKET } from "../api/client";
 import { DEFAULT_PIN_ROOT } from "./datapath";
-import { outputArg, parseFormat, printJson } from "./output";
+import { outputArg, parseFormat, printData } from "./output";
 
 export const uninstallCommand = defineCommand({
   meta: {
@@ -57,7 +57,7 @@ export const uninstallCommand = defineCommand({
     );
     const failed = r.steps.filter((s) => s.error);
     if (failed.length) process.exitCode = 5;
-    if (fmt === "json") return printJson(r);
+    if (fmt !== "table") return printData(fmt, r);
     const out = (s: string) => process.stdout.write(`${s}\n`);
     if (r.steps.length === 0) out("nothing of Stratum's is on this node");
     const verb = (s: { error?: string }) => (r.dryRun ? "would remove" : s.error ? "FAILED to remove" : "removed");

@@ -1,13 +1,17 @@
 /** `version`: the binary's version, libbpf's, the kernel's, and what the kernel supports. */
-import { defineCommand } from "citty";
+import { type CommandMeta, defineCommand } from "citty";
 import pkg from "../../package.json" with { type: "json" };
 import { probe } from "../datapath/probe";
-import { outputArg, parseFormat, printJson, printKv } from "./output";
+import { outputArg, parseFormat, printData, printKv } from "./output";
 
 export const VERSION: string = pkg.version;
 
 export const versionCommand = defineCommand({
-  meta: { name: "version", description: "Show the version, libbpf, the kernel and its BPF features" },
+  meta: {
+    name: "version",
+    description: "Show the version, libbpf, the kernel and its BPF features",
+    examples: ["cenvero-str-ctl version", "cenvero-str-ctl version -o json | jq .features"],
+  } as CommandMeta,
   args: { ...outputArg },
   run({ args }) {
     const fmt = parseFormat(args.output);
@@ -19,7 +23,7 @@ export const versionCommand = defineCommand({
       kernel: r.kernel,
       features: r.features,
     };
-    if (fmt === "json") return printJson(out);
+    if (fmt !== "table") return printData(fmt, out);
     printKv([
       ["version", VERSION],
       ["libbpf", `${r.libbpf} (${r.libbpfPath})`],

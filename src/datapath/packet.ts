@@ -287,10 +287,44 @@ export function decodeFrame(b: Uint8Array): FrameSummary {
   return s;
 }
 
-const PROTO_NAMES: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 2: "igmp" };
+const PROTO_NAMES: Record<number, string> = {
+  1: "icmp",
+  2: "igmp",
+  4: "ipip",
+  6: "tcp",
+  17: "udp",
+  41: "ipv6",
+  47: "gre",
+  50: "esp",
+  51: "ah",
+  58: "icmpv6",
+  132: "sctp",
+  136: "udplite",
+};
 
 export function protoName(p: number): string {
   return PROTO_NAMES[p] ?? `proto ${p}`;
+}
+
+/** A summary for scripts: every key present (null where the frame has none), the protocol by name. */
+export function frameView(s: FrameSummary) {
+  return {
+    srcMac: s.srcMac ?? null,
+    dstMac: s.dstMac ?? null,
+    ethertype: s.ethertype === undefined ? null : `0x${s.ethertype.toString(16).padStart(4, "0")}`,
+    vlan: s.vlan ?? null,
+    family: s.family ?? null,
+    src: s.src ?? null,
+    dst: s.dst ?? null,
+    proto: s.proto === undefined ? null : protoName(s.proto),
+    sport: s.sport ?? null,
+    dport: s.dport ?? null,
+    icmpType: s.icmpType ?? null,
+    icmpCode: s.icmpCode ?? null,
+    tcpFlags: s.tcpFlags ?? null,
+    fragment: s.fragment === true,
+    arp: s.arp ?? null,
+  };
 }
 
 /** One line: "10.0.0.2:40000 > 10.0.0.3:80 tcp SYN", "ARP request who-has 10.0.0.9 tell 10.0.0.2". */

@@ -126,7 +126,7 @@ test("a spoofed frame shows up within a second, with reason, port and headers", 
       endpoint: "a",
       network: "mnet",
       hook: "tc-ingress",
-      packet: { src: SPOOF, dst: b.ip, proto: 17, sport: 5353, dport: 9999, srcMac: a.mac },
+      packet: { src: SPOOF, dst: b.ip, proto: "udp", sport: 5353, dport: 9999, srcMac: a.mac },
     });
     // --drops: the log rule's hit is not shown.
     nsA.exec([BUN, PROBE, "tcp", b.ip, "8080"]);
@@ -151,7 +151,7 @@ test("log hits and new flows carry the rule that decided", async () => {
       ruleId: logRule,
       endpoint: "a",
       direction: "egress",
-      packet: { dst: b.ip, dport: 8080, proto: 6 },
+      packet: { dst: b.ip, dport: 8080, proto: "tcp" },
     });
     const flow = await m.waitFor((e) => e.kind === "flow" && e.packet.sport === 47001 && e.endpoint === "b");
     expect(flow?.ev).toMatchObject({ kind: "flow", ruleId: logRule, direction: "ingress" });
