@@ -181,12 +181,13 @@ function unknownCommand(word: string, subs: Record<string, AnyCommand>, path: st
 
 function checkOption(name: string, d: FlagDef, v: string): void {
   if (d.options && !d.options.includes(v)) {
+    const what = d.type === "positional" ? (d.valueHint ?? name.toUpperCase()) : `--${name}`;
     const list =
       d.options.length === 2 ? d.options.join(" or ") : `${d.options.slice(0, -1).join(", ")} or ${d.options.at(-1)}`;
     const guess = nearest(v, d.options);
     throw new StratumError(
       "INVALID",
-      `--${name} must be ${list}, not "${v}"${guess && guess !== v ? ` (did you mean ${guess}?)` : ""}`,
+      `${what} must be ${list}, not "${v}"${guess && guess !== v ? ` (did you mean ${guess}?)` : ""}`,
     );
   }
 }
@@ -335,6 +336,7 @@ export async function parseCommandLine(root: AnyCommand, argv: string[]): Promis
         "INVALID",
         `missing ${d.valueHint ?? name.toUpperCase()} (${[BIN, ...path].join(" ")} --help)`,
       );
+    if (v !== undefined) checkOption(name, d, v);
     args[name] = v ?? d.default;
   });
   if (!variadic && positionals.length > posDefs.length) {

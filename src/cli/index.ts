@@ -5,6 +5,7 @@ import YAML from "yaml";
 import { type ErrorCode, StratumError } from "../errors";
 import { agentCommand } from "./agent";
 import { type AnyCommand, BIN, parseCommandLine, renderHelp } from "./args";
+import { completionCommand, runComplete } from "./completion";
 import { datapathCommand } from "./datapath";
 import { dhcpCommand } from "./dhcp";
 import { dnsCommand } from "./dns";
@@ -39,6 +40,7 @@ export const rootCommand = defineCommand({
     uninstall: uninstallCommand,
     datapath: datapathCommand,
     version: versionCommand,
+    completion: completionCommand,
   },
 });
 
@@ -73,6 +75,8 @@ export async function runCli(argv: string[]): Promise<number> {
       process.stdout.write(`${VERSION}\n`);
       return 0;
     }
+    // The shells' completion scripts ask here; the words are whatever is typed so far.
+    if (argv[0] === "__complete") return await runComplete(argv.slice(1));
     const line = await parseCommandLine(rootCommand as AnyCommand, argv);
     if (line.help) {
       process.stdout.write(await renderHelp(line));

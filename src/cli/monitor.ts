@@ -11,7 +11,8 @@ import { getLink } from "../netlink";
 import type { SqliteStore } from "../store/sqlite";
 import { BpfMap } from "../sys/bpf";
 import { monotonicNs } from "../sys/os";
-import { localArgs, openStateReadOnly, type PortName, portNames } from "./local";
+import { localArgs, localPaths, openStateReadOnly, type PortName, portNames } from "./local";
+import { apiArg } from "./network";
 import { outputArg, parseFormat, printRecord } from "./output";
 
 function positive(v: unknown, what: string, dflt: number): number {
@@ -31,6 +32,9 @@ export const monitorCommand = defineCommand({
       "cenvero-str-ctl monitor --drops",
       "cenvero-str-ctl monitor --network app-net --flows",
       "cenvero-str-ctl monitor --endpoint web-1 -o json | jq .reason",
+      "# The agent of another pin root (found through its API socket), or pins read directly:",
+      "cenvero-str-ctl monitor --api-socket /run/stratum-lab/api.sock --drops",
+      "cenvero-str-ctl monitor --pin-root /sys/fs/bpf/stratum --state-dir /var/lib/stratum",
     ],
   } as never,
   args: {
@@ -51,6 +55,7 @@ export const monitorCommand = defineCommand({
     count: { type: "string", description: "Stop after N events", valueHint: "N" },
     duration: { type: "string", description: "Stop after N seconds", valueHint: "SECONDS" },
     ...localArgs,
+    ...apiArg,
     ...outputArg,
   },
   async run({ args }) {
@@ -62,6 +67,7 @@ export const monitorCommand = defineCommand({
     const count = args.count !== undefined ? positive(args.count, "--count", 1) : Infinity;
     const seconds = args.duration !== undefined ? positive(args.duration, "--duration", 1) : Infinity;
 
+    const paths = await localPaths(args);
     // Names: from the state database when it is there (the agent's), else interface names.
     let names = new Map<number, PortName>();
     let netId = 0;
@@ -69,7 +75,7 @@ export const monitorCommand = defineCommand({
     let refresh = () => {};
     let store: SqliteStore | undefined;
     try {
-      const db = openStateReadOnly(args["state-dir"]);
+      const db = openStateReadOnly(paths.stateDir);
       store = db;
       refresh = () => {
         names = portNames(db);
@@ -95,7 +101,7 @@ export const monitorCommand = defineCommand({
       if (args.network || args.endpoint || !(e instanceof StratumError && e.code === "NOT_FOUND")) throw e;
     }
 
-    const dir = `${args["pin-root"]}/maps`;
+    const dir = `${paths.pinRoot}/maps`;
     let cfg: BpfMap;
     let ring: BpfMap;
     let stats: BpfMap;
@@ -106,7 +112,7 @@ export const monitorCommand = defineCommand({
     } catch (e) {
       throw new StratumError(
         "NOT_FOUND",
-        `no Stratum datapath pinned at ${args["pin-root"]} (${e instanceof Error ? e.message : e}): has the agent run on this node? (--pin-root)`,
+        `no Stratum datapath pinned at ${paths.pinRoot} (${e instanceof Error ? e.message : e}): has the agent run on this node? (--pin-root, or --api-socket of a running agent)`,
       );
     }
     const holder = MonitorSession.holder(cfg);

@@ -108,14 +108,21 @@ export function printStatus(st: AgentStatus): void {
 export const statusCommand = defineCommand({
   meta: {
     name: "status",
-    description: "Show the agent's health, ports, uplink, maps, store, last reconcile and recent errors",
-    examples: ["cenvero-str-ctl status", "cenvero-str-ctl status -o json | jq .health"],
+    description:
+      "Show the agent's health, ports, uplink, maps, store, last reconcile and recent errors; exit 1 when degraded",
+    examples: [
+      "cenvero-str-ctl status",
+      "cenvero-str-ctl status -o json | jq .health",
+      "# Exit 0 when healthy, 1 when degraded (the reasons are printed), 7 when the agent does not answer:",
+      "cenvero-str-ctl status > /dev/null || echo 'look at this node'",
+    ],
   } as CommandMeta,
   args: { ...apiArg, ...outputArg },
   async run({ args }) {
     const fmt = parseFormat(args.output);
     const st = await client(args).status();
-    if (fmt !== "table") return printData(fmt, st);
-    printStatus(st);
+    if (fmt !== "table") printData(fmt, st);
+    else printStatus(st);
+    return st.health.status === "ok" ? 0 : 1;
   },
 });

@@ -14,7 +14,7 @@ import {
 } from "../agent/trace";
 import { StratumError } from "../errors";
 import { client } from "./client";
-import { localArgs, openStateReadOnly } from "./local";
+import { localArgs, localPaths, openStateReadOnly } from "./local";
 import { apiArg } from "./network";
 import { outputArg, parseFormat, printData } from "./output";
 
@@ -93,6 +93,8 @@ export const traceCommand = defineCommand({
       "cenvero-str-ctl trace --from web-1 --to-endpoint db-1 -6 --proto icmpv6",
       "cenvero-str-ctl trace --from db-1 --to-endpoint web-1 --proto tcp --sport 5432 --dport 40000 --flags ack   # a reply",
       "cenvero-str-ctl trace --from web-1 --to 10.20.0.9 --src 10.20.0.99   # what if it lied about its address",
+      "# In a script: does the policy still let web-1 reach the database?",
+      "cenvero-str-ctl trace --from web-1 --to-endpoint db-1 --proto tcp --dport 5432 --exit-code -o json > /dev/null",
     ],
   } as never,
   args: {
@@ -117,6 +119,11 @@ export const traceCommand = defineCommand({
     local: {
       type: "boolean",
       description: "Do not ask the agent: load the programs from the pins (what happens when the agent is down)",
+      default: false,
+    },
+    "exit-code": {
+      type: "boolean",
+      description: "Exit 1 when the packet is dropped or rejected, 0 when it is delivered (for scripts and CI)",
       default: false,
     },
     ...apiArg,
@@ -149,14 +156,16 @@ export const traceCommand = defineCommand({
       }
     }
     if (!r) {
-      const store = openStateReadOnly(args["state-dir"]);
+      const paths = await localPaths(args);
+      const store = openStateReadOnly(paths.stateDir);
       try {
-        r = new Tracer(store, args["pin-root"]).trace(req);
+        r = new Tracer(store, paths.pinRoot).trace(req);
       } finally {
         store.close();
       }
     }
-    if (fmt !== "table") return printData(fmt, r);
-    printTrace(r);
+    if (fmt !== "table") printData(fmt, r);
+    else printTrace(r);
+    return args["exit-code"] && r.verdict !== "delivered" ? 1 : 0;
   },
 });

@@ -379,7 +379,7 @@ describe("degraded ports", () => {
       `endpoint ep-b (${b.interface}): no configuration entry in stm_ports`,
     ]);
     const r = A.ctl("status");
-    expect(r.code).toBe(0);
+    expect(r.code).toBe(1); // degraded: scripts and monitoring see it in the exit code
     expect(r.stdout).toMatch(/^health: +degraded$/m);
     expect(r.stdout).toMatch(/^ep-a .* none .* degraded: no program at tc ingress$/m);
 

@@ -29,9 +29,19 @@ class Monitor {
   readonly lines: Line[] = [];
   #reading: Promise<void>;
 
-  constructor(args: string[]) {
+  /** `paths`: the pin root and state directory as flags, or (false) found through --api-socket. */
+  constructor(args: string[], paths = true) {
     this.proc = Bun.spawn(
-      ["nsenter", `--net=${A.ns.path}`, BINARY, "monitor", "-o", "json", ...A.localFlags, ...args],
+      [
+        "nsenter",
+        `--net=${A.ns.path}`,
+        BINARY,
+        "monitor",
+        "-o",
+        "json",
+        ...(paths ? A.localFlags : ["--api-socket", A.sock]),
+        ...args,
+      ],
       { stdout: "pipe", stderr: "pipe" },
     );
     const out = this.proc.stdout;
@@ -161,6 +171,19 @@ test("log hits and new flows carry the rule that decided", async () => {
     expect(second.stderr).toContain("another monitor");
   } finally {
     await m.stop();
+  }
+});
+
+test("--api-socket alone: the monitor asks that agent for its pin root and state", async () => {
+  const m = new Monitor(["--drops"], false);
+  try {
+    await Bun.sleep(400);
+    nsA.exec([BUN, PROBE, "udp", b.ip, "9999", "--from", SPOOF, "--timeout", "200"]);
+    const hit = await m.waitFor((e) => e.kind === "drop" && e.packet.src === SPOOF);
+    expect(hit?.ev).toMatchObject({ endpoint: "a", network: "mnet", reason: "ip4-spoof" });
+  } finally {
+    const r = await m.stop();
+    expect(r.stderr).not.toContain("no Stratum datapath");
   }
 });
 

@@ -467,6 +467,17 @@ test("with the agent stopped, trace reads the pins and the state and answers the
   }
 }, 60_000);
 
+test("--exit-code: 1 for a dropped packet, 0 for a delivered one; without it, 0 either way", () => {
+  const dropped = ["--from", "c", "--to-endpoint", "b", "--proto", "tcp", "--dport", "9090"];
+  const delivered = ["--from", "a", "--to-endpoint", "b", "--proto", "tcp", "--dport", "8080"];
+  expect(traceJson(dropped).verdict).toBe("dropped");
+  expect(traceJson(delivered).verdict).toBe("delivered");
+  expect(A.ctl("trace", ...dropped, "--exit-code").code).toBe(1);
+  expect(A.ctl("trace", ...dropped, "--exit-code", "-o", "json").code).toBe(1);
+  expect(A.ctl("trace", ...delivered, "--exit-code").code).toBe(0);
+  expect(A.ctl("trace", ...dropped).code).toBe(0);
+});
+
 test("bad input gets a clear error and an exit code", () => {
   const cases: Array<[string[], number, RegExp]> = [
     [["--from", "nobody", "--to", "10.62.0.9"], 3, /endpoint nobody does not exist/],

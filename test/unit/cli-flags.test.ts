@@ -196,7 +196,18 @@ test("the issue's dangerous lines are refused, each with the nearest flag", asyn
       "unknown flag --dprot (did you mean --dport?)",
     ],
     [
-      ["network", "create", "--name", "n", "--cidr", "10.9.0.0/24", "--gateway", "10.9.0.1", "--default-actoin", "deny"],
+      [
+        "network",
+        "create",
+        "--name",
+        "n",
+        "--cidr",
+        "10.9.0.0/24",
+        "--gateway",
+        "10.9.0.1",
+        "--default-actoin",
+        "deny",
+      ],
       "unknown flag --default-actoin (did you mean --default-action?)",
     ],
     [["firewall", "import", "NET", "FILE", "--dry-run"], "unknown flag --dry-run"],
@@ -210,8 +221,14 @@ test("the issue's dangerous lines are refused, each with the nearest flag", asyn
     [["network", "list", "extra"], 'unexpected argument "extra"'],
     [["network", "list", "-o", "xml"], '--output must be table, json or yaml, not "xml"'],
     [["network", "create", "--name"], "--name needs a value (NAME)"],
-    [["firewall", "rule", "add", "n", "--log=yes"], '--log is on or off: give --log, --no-log or --log=false, not "yes"'],
-    [["endpoint", "list", "—network", "x"], 'unexpected argument "—network" (a flag starts with two ASCII hyphens: --)'],
+    [
+      ["firewall", "rule", "add", "n", "--log=yes"],
+      '--log is on or off: give --log, --no-log or --log=false, not "yes"',
+    ],
+    [
+      ["endpoint", "list", "—network", "x"],
+      'unexpected argument "—network" (a flag starts with two ASCII hyphens: --)',
+    ],
   ];
   for (const [argv, msg] of cases) {
     const e = await refusal(argv);

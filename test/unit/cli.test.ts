@@ -3,7 +3,7 @@
 import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { EXIT_CODES } from "../../src/cli";
-import { BUN, ROOT, run } from "../helpers/netns";
+import { BINARY, BUN, ROOT, run } from "../helpers/netns";
 
 const cli = (...args: string[]) => run([BUN, join(ROOT, "src/main.ts"), ...args]);
 
@@ -112,4 +112,43 @@ test("the README's drop-reason table names every drop reason", () => {
   const table = readme.slice(readme.indexOf("| reason | what was dropped |"));
   for (const r of DROP_REASON_LIST.slice(1))
     expect({ reason: r.name, documented: table.includes(r.name) }).toEqual({ reason: r.name, documented: true });
+});
+
+test("a closed pipe ends the command quietly (cenvero-str-ctl --help | true)", () => {
+  for (const args of [["--help"], ["version"], ["completion", "bash"]]) {
+    // `true` exits before the binary writes: its writes meet a closed pipe.
+    const r = run(["bash", "-c", `"$@" | true; echo "exit \${PIPESTATUS[0]}" >&2`, "bash", BINARY, ...args]);
+    expect({ args, stderr: r.stderr }).toEqual({ args, stderr: "exit 0\n" });
+  }
+});
+
+test("help off a terminal: no colour, no trailing padding, wrapped at 100 columns", () => {
+  for (const args of [["--help"], ["network", "create", "--help"], ["firewall", "rule", "add", "-h"]]) {
+    const r = cli(...args);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain("\u001b[");
+    const body = r.stdout.split("\nEXAMPLES\n")[0] as string;
+    for (const line of body.split("\n")) {
+      expect({ line, long: line.length > 100 }).toEqual({ line, long: false });
+      expect(line).toBe(line.trimEnd());
+    }
+  }
+  expect(cli("--help").stdout).toContain("EXIT CODES");
+});
+
+test("-o yaml prints YAML; errors follow -o (json and yaml), before or after the verb", () => {
+  const { parse } = require("yaml");
+  const y = cli("version", "-o", "yaml");
+  expect(y.code).toBe(0);
+  expect(parse(y.stdout).version).toBe(JSON.parse(cli("version", "-o", "json").stdout).version);
+  const sock = ["--api-socket", "/nonexistent/api.sock"];
+  const ej = cli("-o", "json", "network", "list", ...sock);
+  expect(ej.code).toBe(7);
+  expect(JSON.parse(ej.stderr)).toMatchObject({ code: "UNAVAILABLE" });
+  const ey = cli("network", "list", "-o", "yaml", ...sock);
+  expect(ey.code).toBe(7);
+  expect(parse(ey.stderr)).toMatchObject({ code: "UNAVAILABLE" });
+  const bad = cli("-o", "json", "network", "create", "--nmae", "x");
+  expect(bad.code).toBe(2);
+  expect(JSON.parse(bad.stderr)).toEqual({ code: "INVALID", message: "unknown flag --nmae (did you mean --name?)" });
 });
