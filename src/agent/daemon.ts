@@ -15,6 +15,7 @@ import { SqliteStore } from "../store/sqlite";
 import { lockDirectory } from "../sys/os";
 import { Addressing } from "./addressing";
 import { PortDatapath } from "./datapath";
+import { addLogSink, configureLogging } from "./logging";
 import { MapFill } from "./map-fill";
 import { AgentMetrics, readSnapshot } from "./metrics";
 import { type AgentRuntime, RecentLog, ReconcileLog, type ReconcileRun, type UplinkRuntime } from "./runtime";
@@ -46,9 +47,10 @@ async function socketInUse(path: string): Promise<boolean> {
 export async function runAgent(o: AgentOptions): Promise<void> {
   const started = performance.now();
   const startedAt = new Date();
+  configureLogging();
   // Before anything can warn: status shows the last warnings and errors.
   const recent = new RecentLog(20);
-  log.addReporter(recent.reporter);
+  addLogSink(recent.reporter);
   const probe = smokeCheck();
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
   // One agent per pin root: a second would fight the first over the same maps and links.

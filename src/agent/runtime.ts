@@ -19,7 +19,7 @@ export interface LoggedProblem {
 }
 
 /** The last `max` warnings and errors, as a consola reporter sees them, and how many there
- * were in all. Loggers made with withTag() after the reporter is added inherit it. */
+ * were in all. It counts every logger of the process once added as a sink (logging.ts). */
 export class RecentLog {
   readonly #max: number;
   #items: LoggedProblem[] = [];
