@@ -1,7 +1,8 @@
 /** Prometheus metrics of the agent (GET /metrics, text exposition format): per-endpoint
  * packets, bytes and drops by reason, uplink drops, firewall rule and default hits, the
  * firewall's and the monitor's own counters, egress caps and their buckets, map fill
- * levels, port health, reconcile runs, the agent itself. Everything is read at scrape time
+ * levels, port health, reconcile runs (by trigger) and the drift they repaired, the agent
+ * itself. Everything is read at scrape time
  * from the pinned maps, the store and the agent's records; nothing is sampled in between
  * (the kernel's counters are the state, and they survive agent restarts in their pinned
  * maps). A scrape reads one snapshot, then prom-client renders it; concurrent scrapes share one read. Names are `stratum_…`; a
@@ -50,7 +51,17 @@ export interface MetricsSnapshot {
   maps: Array<{ name: string; type: string; capacity: number; entries: number | null }>;
   mapCountSeconds: number;
   ports: { ok: number; degraded: number };
-  reconcile: { runs: number; errors: number; lastDurationSeconds?: number; lastRunSeconds?: number };
+  reconcile: {
+    runs: number;
+    errors: number;
+    lastDurationSeconds?: number;
+    lastRunSeconds?: number;
+    /** Runs, runs that changed the kernel, and the changes they made, by trigger (start, api, event, periodic). */
+    byTrigger: Record<string, number>;
+    repairs: Record<string, number>;
+    changes: Record<string, number>;
+    lastRepairSeconds?: number;
+  };
   /** The DHCP, IPv6 and DNS servers' counters (absent when the agent runs none). */
   addressing?: AddressingStats;
 }
@@ -129,6 +140,7 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
   });
 
   const last = st.reconcile.last;
+  const repair = st.reconcile.lastRepair;
   return {
     agent: {
       version: st.version,
@@ -156,6 +168,10 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
       runs: st.reconcile.runs,
       errors: st.reconcile.errors,
       ...(last ? { lastDurationSeconds: seconds(last.durationMs), lastRunSeconds: Date.parse(last.at) / 1000 } : {}),
+      byTrigger: st.reconcile.byTrigger,
+      repairs: st.reconcile.repairs,
+      changes: { ...rt.reconcile.changes },
+      ...(repair ? { lastRepairSeconds: Date.parse(repair.at) / 1000 } : {}),
     },
     ...(rt.addressing ? { addressing: rt.addressing.stats() } : {}),
   };
@@ -360,8 +376,38 @@ export class AgentMetrics {
       },
     );
 
-    f("counter", "stratum_reconcile_runs_total", "Reconcile runs since the agent started.", [], (s, e) =>
-      e({}, s.reconcile.runs),
+    const byTrigger = (counts: Record<string, number>, e: Emit) => {
+      for (const [trigger, v] of Object.entries(counts)) e({ trigger }, v);
+    };
+    f(
+      "counter",
+      "stratum_reconcile_runs_total",
+      "Reconcile runs since the agent started, by trigger: start, api (a `reconcile`), event (rtnetlink notices of drift), periodic (the full pass).",
+      ["trigger"],
+      (s, e) => byTrigger(s.reconcile.byTrigger, e),
+    );
+    f(
+      "counter",
+      "stratum_reconcile_drift_repairs_total",
+      "Reconcile runs that found the kernel differing from the store and changed it, by trigger.",
+      ["trigger"],
+      (s, e) => byTrigger(s.reconcile.repairs, e),
+    );
+    f(
+      "counter",
+      "stratum_reconcile_changes_total",
+      "Kernel changes reconcile runs made, by trigger.",
+      ["trigger"],
+      (s, e) => byTrigger(s.reconcile.changes, e),
+    );
+    f(
+      "gauge",
+      "stratum_reconcile_last_repair_timestamp_seconds",
+      "When the last run that changed the kernel started.",
+      [],
+      (s, e) => {
+        if (s.reconcile.lastRepairSeconds !== undefined) e({}, s.reconcile.lastRepairSeconds);
+      },
     );
     f(
       "counter",
