@@ -2,10 +2,11 @@
  * packets, bytes and drops by reason, uplink drops, firewall rule and default hits, the
  * firewall's and the monitor's own counters, egress caps and their buckets, map fill
  * levels, port health, reconcile runs (by trigger) and the drift they repaired, the agent
- * itself. Everything is read at scrape time
- * from the pinned maps, the store and the agent's records; nothing is sampled in between
- * (the kernel's counters are the state, and they survive agent restarts in their pinned
- * maps). A scrape reads one snapshot, then prom-client renders it; concurrent scrapes share one read. Names are `stratum_…`; a
+ * itself. A rule's series are labelled by its id, never its priority: `rule move` keeps
+ * them. Everything is read at scrape time from the pinned maps, the store and the agent's
+ * records; nothing is sampled in between (the kernel's counters are the state, and they
+ * survive agent restarts in their pinned maps). A scrape reads one snapshot, then
+ * prom-client renders it; concurrent scrapes share one read. Names are `stratum_…`; a
  * counter's series appears once the kernel has counted something for it. */
 import { Counter, Gauge, Registry } from "prom-client";
 import { dropReasonName } from "../datapath/drops";
@@ -297,10 +298,21 @@ export class AgentMetrics {
       },
     );
 
-    const ruleLabels = ["scope", "rule_id", "priority", "action"];
+    // A rule is its id in its scope; its action never changes. Its priority does (`rule
+    // move`): as a label it would start a new series each time, so it is a gauge of its own.
+    const ruleLabels = ["scope", "rule_id", "action"];
     const rules = (s: MetricsSnapshot, e: Emit, k: keyof PacketsBytes) => {
-      for (const r of s.rules) e({ scope: r.scope, rule_id: r.ruleId, priority: r.priority, action: r.action }, r[k]);
+      for (const r of s.rules) e({ scope: r.scope, rule_id: r.ruleId, action: r.action }, r[k]);
     };
+    f(
+      "gauge",
+      "stratum_firewall_rule_priority",
+      "A firewall rule's priority (lower first); join on scope and rule_id.",
+      ["scope", "rule_id"],
+      (s, e) => {
+        for (const r of s.rules) e({ scope: r.scope, rule_id: r.ruleId }, r.priority);
+      },
+    );
     f(
       "counter",
       "stratum_firewall_rule_hits_total",

@@ -113,9 +113,14 @@ describe("metrics rendering", () => {
       device: "upl0",
       reason: "blocklist",
     });
+    // A rule's series are its id's: its priority (which `rule move` changes) is a gauge of its own.
     expect(f.get("stratum_firewall_rule_hits_total")?.samples).toEqual([
-      { labels: { scope: "app", rule_id: "7", priority: "100", action: "allow" }, value: 4 },
+      { labels: { scope: "app", rule_id: "7", action: "allow" }, value: 4 },
     ]);
+    expect(f.get("stratum_firewall_rule_priority")?.samples).toEqual([
+      { labels: { scope: "app", rule_id: "7" }, value: 100 },
+    ]);
+    expect(f.get("stratum_firewall_rule_priority")?.type).toBe("gauge");
     expect(metricValue(f, "stratum_firewall_rule_bytes_total", { rule_id: "7" })).toBe(392);
     expect(metricValue(f, "stratum_firewall_default_hits_total", { scope: "app", action: "deny" })).toBe(3);
     const net = { scope: "network", network: "app", endpoint: "" };
