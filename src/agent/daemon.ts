@@ -1,7 +1,8 @@
 /** The resident agent: smoke check, state store, datapath (loaded and pinned), reconcile
- * (restore, then garbage-collect), then the API on its unix socket. Stopping it (SIGTERM,
- * SIGINT or SIGKILL) leaves bridges, ports and programs in place: enforcement never
- * depends on this process being alive. */
+ * (restore, then garbage-collect), then the API on its unix socket, and from then on the
+ * reconcile loop (on rtnetlink notices of drift, and a periodic full pass). Stopping it
+ * (SIGTERM, SIGINT or SIGKILL) leaves bridges, ports and programs in place: enforcement
+ * never depends on this process being alive. */
 import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { consola } from "consola";
@@ -9,16 +10,19 @@ import pkg from "../../package.json" with { type: "json" };
 import { createApp } from "../api/app";
 import { smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
-import { rtnl } from "../netlink";
-import { reconcile } from "../reconcile/reconcile";
+import { listLinks, RtnlMonitor, rtnl } from "../netlink";
+import { type DesiredState, DriftWatch } from "../reconcile/drift";
+import { ReconcileLoop, type ReconcileTrigger } from "../reconcile/loop";
+import { bridgeMac, type ReconcileReport, reconcile } from "../reconcile/reconcile";
 import { SqliteStore } from "../store/sqlite";
 import { lockDirectory } from "../sys/os";
 import { Addressing } from "./addressing";
 import { PortDatapath } from "./datapath";
+import { addLogSink, configureLogging } from "./logging";
 import { MapFill } from "./map-fill";
 import { AgentMetrics, readSnapshot } from "./metrics";
 import { type AgentRuntime, RecentLog, ReconcileLog, type ReconcileRun, type UplinkRuntime } from "./runtime";
-import { NetworkService } from "./service";
+import { MGMT_BRIDGE, NetworkService, USER_BRIDGE } from "./service";
 import { buildStatus } from "./status";
 import { Tracer } from "./trace";
 
@@ -29,7 +33,11 @@ export interface AgentOptions {
   uplink?: string;
   apiListen?: string;
   apiTokenFile?: string;
+  /** Seconds between full reconcile passes; 0: none (notices of drift still make runs). */
+  reconcileInterval?: number;
 }
+
+export const DEFAULT_RECONCILE_INTERVAL = 30;
 
 const log = consola.withTag("agent");
 const addrLog = consola.withTag("addressing");
@@ -46,9 +54,16 @@ async function socketInUse(path: string): Promise<boolean> {
 export async function runAgent(o: AgentOptions): Promise<void> {
   const started = performance.now();
   const startedAt = new Date();
+  const interval = o.reconcileInterval ?? DEFAULT_RECONCILE_INTERVAL;
+  if (!Number.isFinite(interval) || interval < 0)
+    throw new StratumError(
+      "INVALID",
+      `--reconcile-interval ${o.reconcileInterval} is not a number of seconds (0: no periodic pass)`,
+    );
+  configureLogging();
   // Before anything can warn: status shows the last warnings and errors.
   const recent = new RecentLog(20);
-  log.addReporter(recent.reporter);
+  addLogSink(recent.reporter);
   const probe = smokeCheck();
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
   // One agent per pin root: a second would fight the first over the same maps and links.
@@ -94,19 +109,36 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     log.warn(`state in ${opened.restarted.join(", ")} cannot be carried over: it starts empty`);
   const svc = new NetworkService(store, dp, rtnl(), (m) => log.warn(m));
 
+  // Notices are read from before the start run: drift made while it runs is not missed.
+  let monitor: RtnlMonitor | undefined;
+  try {
+    monitor = new RtnlMonitor();
+  } catch (e) {
+    log.warn(`reconcile loop: ${(e as Error).message}: drift is found by the periodic pass only`);
+  }
   const reconciles = new ReconcileLog();
-  const runReconcile = () => {
-    const r = reconciles.run(() => reconcile(svc, { uplink: o.uplink }));
-    for (const e of r.errors) log.warn(`restore: ${e}`);
+  /** The last run's errors: a run of the loop logs only new ones (the same failure every 30 s is one warning). */
+  let lastErrors = new Set<string>();
+  let lastFailure = "";
+  const runReconcile = (trigger: ReconcileTrigger): ReconcileReport => {
+    const quiet = trigger === "event" || trigger === "periodic";
+    const r = reconciles.run(() => reconcile(svc, { uplink: o.uplink }), trigger);
+    lastFailure = "";
+    const fresh = quiet ? r.errors.filter((e) => !lastErrors.has(e)) : r.errors;
+    for (const e of fresh) log.warn(`restore: ${e}`);
+    lastErrors = new Set(r.errors);
     for (const c of r.collected) log.info(`garbage-collected ${c}`);
-    if (r.changes.length) log.info(`reconcile made ${r.changes.length} kernel change(s)`);
+    if (r.changes.length && quiet)
+      log.warn(`drift repaired: ${r.changes.join("; ")} [${trigger} run, ${reconciles.last?.durationMs} ms]`);
+    else if (r.changes.length) log.info(`reconcile made ${r.changes.length} kernel change(s)`);
     if (dp.upgrading) {
-      if (r.errors.length)
+      if (r.errors.length) {
         // A port not swapped still runs on the old maps: they stay pinned, the new ones staged.
-        log.warn(
-          `upgrade not finished: the reconcile reported ${r.errors.length} error(s); the new maps stay under maps-next until a reconcile without errors (cenvero-str-ctl reconcile)`,
-        );
-      else {
+        if (fresh.length)
+          log.warn(
+            `upgrade not finished: the reconcile reported ${r.errors.length} error(s); the new maps stay under maps-next until a reconcile without errors (cenvero-str-ctl reconcile)`,
+          );
+      } else {
         // Every program now runs with this build's maps: the new pins take the old ones' place.
         const moved = dp.commitMaps();
         log.info(`upgrade complete: ${moved.length} map(s) replaced (${moved.join(", ")})`);
@@ -114,12 +146,51 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     }
     return r;
   };
-  const report = runReconcile();
+  /** A run of the loop: a failure is logged (once while it stays the same), never thrown. */
+  const loopRun = (trigger: ReconcileTrigger): ReconcileReport | { changes: string[] } => {
+    if (trigger === "start" || trigger === "api") return runReconcile(trigger);
+    try {
+      return runReconcile(trigger);
+    } catch (e) {
+      const m = (e as Error).message;
+      if (m !== lastFailure) log.error(`reconcile (${trigger}) failed: ${m}`);
+      lastFailure = m;
+      return { changes: [] };
+    }
+  };
+  const report = runReconcile("start");
   const uplink: UplinkRuntime | undefined = report.uplink;
   if (uplink)
     log.info(
       `uplink ${uplink.name}: XDP ${uplink.attach.xdpMode ?? ""} program ${uplink.attach.progId}`.replace("  ", " "),
     );
+
+  // The loop: what Stratum keeps in the kernel, as notices can show it; kept while the store
+  // does not change (every change of networks and endpoints tells svc.onChange).
+  const bridgeMacs = new Map([MGMT_BRIDGE, USER_BRIDGE].map((b) => [b, bridgeMac(b)]));
+  let desired: DesiredState | undefined;
+  svc.onChange(() => {
+    desired = undefined;
+  });
+  const watch = new DriftWatch(() => {
+    desired ??= {
+      bridges: bridgeMacs,
+      ports: new Map(store.listEndpoints().map((e) => [e.hostIf, e.mac.toLowerCase()])),
+      uplink: o.uplink,
+      gateways: new Set(store.listNetworks().flatMap((n) => svc.gateways(n).map((g) => g.cidr))),
+    };
+    return desired;
+  });
+  const reseed = () => watch.seed(listLinks(svc.nl));
+  reseed();
+  const loop = new ReconcileLoop({
+    run: loopRun,
+    monitor,
+    watch,
+    reseed,
+    intervalMs: interval * 1000,
+    log: (level, msg) => log[level](msg),
+  });
 
   // Address and name services: failures are logged and shown in status, never fatal.
   const addressing = new Addressing({
@@ -141,6 +212,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     store,
     uplink,
     reconcile: reconciles,
+    loop,
     recent,
     mapFill: new MapFill(() => dp.pinnedMaps()),
     addressing,
@@ -153,13 +225,19 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     metrics: () => metrics.scrape(),
     trace: (req) => tracer.trace(req),
     reconcile: () => {
-      runReconcile();
+      loop.runNow("api");
       return reconciles.last as ReconcileRun;
     },
   });
+  // A request that may change the kernel never has a reconcile run in its middle, whatever
+  // it awaits: reads go straight through.
+  const serve = (req: Request): Promise<Response> =>
+    req.method === "GET" || req.method === "HEAD"
+      ? Promise.resolve(app.fetch(req))
+      : loop.exclusive(async () => app.fetch(req));
 
   mkdirSync(dirname(o.apiSocket), { recursive: true, mode: 0o755 });
-  const server = Bun.serve({ unix: o.apiSocket, fetch: app.fetch });
+  const server = Bun.serve({ unix: o.apiSocket, fetch: serve });
   chmodSync(o.apiSocket, 0o600);
   let tcp: ReturnType<typeof Bun.serve> | undefined;
   if (o.apiListen) {
@@ -174,16 +252,22 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       port: Number(m[2]),
       fetch: (req) =>
         req.headers.get("authorization") === `Bearer ${token}`
-          ? app.fetch(req)
+          ? serve(req)
           : Response.json({ code: "INVALID", message: "missing or wrong bearer token" }, { status: 401 }),
     });
   }
+  loop.start();
+  log.info(
+    `reconcile loop: ${monitor ? "on rtnetlink notices of drift" : "no notices"}, ${interval > 0 ? `a full pass every ${interval} s` : "no periodic pass"}`,
+  );
   log.success(
     `ready in ${Math.round(performance.now() - started)} ms: ${report.networks} network(s), ${report.endpoints} endpoint(s), ${report.firewall.scopes} firewall scope(s) (${report.firewall.adopted} unchanged); API on ${o.apiSocket}${tcp ? ` and ${o.apiListen}` : ""}`,
   );
 
   const stop = (sig: string) => {
     log.info(`${sig}: stopping; bridges, ports and programs stay in place`);
+    loop.stop();
+    monitor?.close();
     server.stop(true);
     tcp?.stop(true);
     addressing.close();

@@ -1,10 +1,12 @@
 /** Prometheus metrics of the agent (GET /metrics, text exposition format): per-endpoint
  * packets, bytes and drops by reason, uplink drops, firewall rule and default hits, the
  * firewall's and the monitor's own counters, egress caps and their buckets, map fill
- * levels, port health, reconcile runs, the agent itself. Everything is read at scrape time
- * from the pinned maps, the store and the agent's records; nothing is sampled in between
- * (the kernel's counters are the state, and they survive agent restarts in their pinned
- * maps). A scrape reads one snapshot, then prom-client renders it; concurrent scrapes share one read. Names are `stratum_…`; a
+ * levels, port health, reconcile runs (by trigger) and the drift they repaired, the agent
+ * itself. A rule's series are labelled by its id, never its priority: `rule move` keeps
+ * them. Everything is read at scrape time from the pinned maps, the store and the agent's
+ * records; nothing is sampled in between (the kernel's counters are the state, and they
+ * survive agent restarts in their pinned maps). A scrape reads one snapshot, then
+ * prom-client renders it; concurrent scrapes share one read. Names are `stratum_…`; a
  * counter's series appears once the kernel has counted something for it. */
 import { Counter, Gauge, Registry } from "prom-client";
 import { dropReasonName } from "../datapath/drops";
@@ -50,7 +52,17 @@ export interface MetricsSnapshot {
   maps: Array<{ name: string; type: string; capacity: number; entries: number | null }>;
   mapCountSeconds: number;
   ports: { ok: number; degraded: number };
-  reconcile: { runs: number; errors: number; lastDurationSeconds?: number; lastRunSeconds?: number };
+  reconcile: {
+    runs: number;
+    errors: number;
+    lastDurationSeconds?: number;
+    lastRunSeconds?: number;
+    /** Runs, runs that changed the kernel, and the changes they made, by trigger (start, api, event, periodic). */
+    byTrigger: Record<string, number>;
+    repairs: Record<string, number>;
+    changes: Record<string, number>;
+    lastRepairSeconds?: number;
+  };
   /** The DHCP, IPv6 and DNS servers' counters (absent when the agent runs none). */
   addressing?: AddressingStats;
 }
@@ -129,6 +141,7 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
   });
 
   const last = st.reconcile.last;
+  const repair = st.reconcile.lastRepair;
   return {
     agent: {
       version: st.version,
@@ -156,6 +169,10 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
       runs: st.reconcile.runs,
       errors: st.reconcile.errors,
       ...(last ? { lastDurationSeconds: seconds(last.durationMs), lastRunSeconds: Date.parse(last.at) / 1000 } : {}),
+      byTrigger: st.reconcile.byTrigger,
+      repairs: st.reconcile.repairs,
+      changes: { ...rt.reconcile.changes },
+      ...(repair ? { lastRepairSeconds: Date.parse(repair.at) / 1000 } : {}),
     },
     ...(rt.addressing ? { addressing: rt.addressing.stats() } : {}),
   };
@@ -281,10 +298,21 @@ export class AgentMetrics {
       },
     );
 
-    const ruleLabels = ["scope", "rule_id", "priority", "action"];
+    // A rule is its id in its scope; its action never changes. Its priority does (`rule
+    // move`): as a label it would start a new series each time, so it is a gauge of its own.
+    const ruleLabels = ["scope", "rule_id", "action"];
     const rules = (s: MetricsSnapshot, e: Emit, k: keyof PacketsBytes) => {
-      for (const r of s.rules) e({ scope: r.scope, rule_id: r.ruleId, priority: r.priority, action: r.action }, r[k]);
+      for (const r of s.rules) e({ scope: r.scope, rule_id: r.ruleId, action: r.action }, r[k]);
     };
+    f(
+      "gauge",
+      "stratum_firewall_rule_priority",
+      "A firewall rule's priority (lower first); join on scope and rule_id.",
+      ["scope", "rule_id"],
+      (s, e) => {
+        for (const r of s.rules) e({ scope: r.scope, rule_id: r.ruleId }, r.priority);
+      },
+    );
     f(
       "counter",
       "stratum_firewall_rule_hits_total",
@@ -360,8 +388,38 @@ export class AgentMetrics {
       },
     );
 
-    f("counter", "stratum_reconcile_runs_total", "Reconcile runs since the agent started.", [], (s, e) =>
-      e({}, s.reconcile.runs),
+    const byTrigger = (counts: Record<string, number>, e: Emit) => {
+      for (const [trigger, v] of Object.entries(counts)) e({ trigger }, v);
+    };
+    f(
+      "counter",
+      "stratum_reconcile_runs_total",
+      "Reconcile runs since the agent started, by trigger: start, api (a `reconcile`), event (rtnetlink notices of drift), periodic (the full pass).",
+      ["trigger"],
+      (s, e) => byTrigger(s.reconcile.byTrigger, e),
+    );
+    f(
+      "counter",
+      "stratum_reconcile_drift_repairs_total",
+      "Reconcile runs that found the kernel differing from the store and changed it, by trigger.",
+      ["trigger"],
+      (s, e) => byTrigger(s.reconcile.repairs, e),
+    );
+    f(
+      "counter",
+      "stratum_reconcile_changes_total",
+      "Kernel changes reconcile runs made, by trigger.",
+      ["trigger"],
+      (s, e) => byTrigger(s.reconcile.changes, e),
+    );
+    f(
+      "gauge",
+      "stratum_reconcile_last_repair_timestamp_seconds",
+      "When the last run that changed the kernel started.",
+      [],
+      (s, e) => {
+        if (s.reconcile.lastRepairSeconds !== undefined) e({}, s.reconcile.lastRepairSeconds);
+      },
     );
     f(
       "counter",

@@ -5,6 +5,7 @@
 import type { ConsolaReporter, LogObject } from "consola";
 import type { Attachment } from "../datapath/attach";
 import type { ProbeReport } from "../datapath/probe";
+import { type ReconcileTrigger, TRIGGERS } from "../reconcile/loop";
 import type { ReconcileReport } from "../reconcile/reconcile";
 import type { SqliteStore } from "../store/sqlite";
 import type { Addressing } from "./addressing";
@@ -19,7 +20,7 @@ export interface LoggedProblem {
 }
 
 /** The last `max` warnings and errors, as a consola reporter sees them, and how many there
- * were in all. Loggers made with withTag() after the reporter is added inherit it. */
+ * were in all. It counts every logger of the process once added as a sink (logging.ts). */
 export class RecentLog {
   readonly #max: number;
   #items: LoggedProblem[] = [];
@@ -52,6 +53,8 @@ export class RecentLog {
 
 export interface ReconcileRun {
   at: string;
+  /** What made the run: the agent's start, an API request, rtnetlink notices of drift, or the periodic pass. */
+  trigger: ReconcileTrigger;
   durationMs: number;
   networks: number;
   endpoints: number;
@@ -62,14 +65,33 @@ export interface ReconcileRun {
   changes: string[];
 }
 
-/** Every reconcile run goes through here: its duration, what it restored and its errors. */
+/** The last run that found the kernel differing from the store and changed it. */
+export interface ReconcileRepair {
+  at: string;
+  trigger: ReconcileTrigger;
+  durationMs: number;
+  changes: string[];
+}
+
+const perTrigger = (): Record<ReconcileTrigger, number> =>
+  Object.fromEntries(TRIGGERS.map((t) => [t, 0])) as Record<ReconcileTrigger, number>;
+
+/** Every reconcile run goes through here: its trigger, its duration, what it restored and
+ * changed, and its errors. */
 export class ReconcileLog {
   runs = 0;
   /** Errors over all runs (a run that threw counts one). */
   errors = 0;
   last: ReconcileRun | undefined;
+  /** Runs by what made them. */
+  readonly byTrigger = perTrigger();
+  /** Runs that changed the kernel (repaired drift), by what made them. */
+  readonly repairs = perTrigger();
+  /** Kernel changes made, by what made the run. */
+  readonly changes = perTrigger();
+  lastRepair: ReconcileRepair | undefined;
 
-  run(fn: () => ReconcileReport): ReconcileReport {
+  run(fn: () => ReconcileReport, trigger: ReconcileTrigger = "api"): ReconcileReport {
     const at = new Date();
     const t0 = performance.now();
     let report: ReconcileReport | undefined;
@@ -82,17 +104,26 @@ export class ReconcileLog {
       throw e;
     } finally {
       const errors = report?.errors ?? [`reconcile failed: ${(thrown as Error)?.message ?? String(thrown)}`];
+      const durationMs = Math.round((performance.now() - t0) * 100) / 100;
+      const changes = report?.changes ?? [];
       this.runs++;
+      this.byTrigger[trigger]++;
       this.errors += errors.length;
+      this.changes[trigger] += changes.length;
+      if (changes.length) {
+        this.repairs[trigger]++;
+        this.lastRepair = { at: at.toISOString(), trigger, durationMs, changes };
+      }
       this.last = {
         at: at.toISOString(),
-        durationMs: Math.round((performance.now() - t0) * 100) / 100,
+        trigger,
+        durationMs,
         networks: report?.networks ?? 0,
         endpoints: report?.endpoints ?? 0,
         firewall: report?.firewall ?? { scopes: 0, adopted: 0, blocklistAdded: 0 },
         collected: report?.collected ?? [],
         errors,
-        changes: report?.changes ?? [],
+        changes,
       };
     }
   }
@@ -117,6 +148,8 @@ export interface AgentRuntime {
   store: SqliteStore;
   uplink?: UplinkRuntime;
   reconcile: ReconcileLog;
+  /** The loop that keeps the kernel reconciled (absent in tools that run without one). */
+  loop?: { state: { events: boolean; intervalSeconds: number; drift: string[] } };
   recent: RecentLog;
   mapFill: MapFill;
   /** DHCP, router advertisements and DHCPv6, DNS (absent in tools that run without them). */

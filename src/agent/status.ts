@@ -1,18 +1,19 @@
 /** The agent's account of itself (GET /v1/status, `status`): health and why, version, kernel
  * and features, each endpoint port's attach state as the kernel has it (a program on both tc
  * hooks and it is this build's code, a configuration entry, membership of the user bridge),
- * the uplink's two links, map fill levels, the store, the last reconcile and the recent
- * warnings and errors. Health is "degraded" when a port or the uplink misses a piece, the
+ * the uplink's two links, map fill levels, the store, the reconcile loop (runs by trigger, the
+ * last run, the last drift it repaired) and the recent warnings and errors. Health is "degraded" when a port or the uplink misses a piece, the
  * last reconcile reported errors, or the store does not answer; a nearly full table is a
  * warning. Read-only: it never repairs what it finds. */
 import { existsSync, statSync } from "node:fs";
 import { clsProgId, pinnedLinkInfo, type TcDirection } from "../datapath/attach";
 import { encodeIfindex } from "../datapath/port";
 import { getLink, type Link, listLinks } from "../netlink";
+import type { ReconcileTrigger } from "../reconcile/loop";
 import { SCHEMA_VERSION } from "../store/sqlite";
 import type { DropCounts } from "./datapath";
 import type { MapFillInfo } from "./map-fill";
-import type { AgentRuntime, LoggedProblem, ReconcileRun } from "./runtime";
+import type { AgentRuntime, LoggedProblem, ReconcileRepair, ReconcileRun } from "./runtime";
 import { USER_BRIDGE } from "./service";
 
 export type Health = "ok" | "degraded";
@@ -93,11 +94,27 @@ export interface AgentStatus {
   /** How long counting the maps' entries took. */
   mapCountMs: number;
   store: StoreStatus;
-  reconcile: { runs: number; errors: number; last?: ReconcileRun };
+  reconcile: ReconcileStatus;
   recentErrors: LoggedProblem[];
   logTotals: { warn: number; error: number };
   /** DHCP, router advertisements and DHCPv6, DNS: serving, or why not. */
   services?: ServiceStatus[];
+}
+
+export interface ReconcileStatus {
+  runs: number;
+  errors: number;
+  /** The last run; its `trigger` is the last trigger. */
+  last?: ReconcileRun;
+  /** Runs by what made them. */
+  byTrigger: Record<ReconcileTrigger, number>;
+  /** Runs that found the kernel differing from the store and changed it, by what made them. */
+  repairs: Record<ReconcileTrigger, number>;
+  /** The last of those. */
+  lastRepair?: ReconcileRepair;
+  /** The loop: on rtnetlink notices (events), a full pass every intervalSeconds (0: none), and
+   * the drift notices show now that no run has answered yet. */
+  loop?: { events: boolean; intervalSeconds: number; drift: string[] };
 }
 
 export interface ServiceStatus {
@@ -304,7 +321,15 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
     maps: fill.maps,
     mapCountMs: Math.round(fill.seconds * 100_000) / 100,
     store,
-    reconcile: { runs: rt.reconcile.runs, errors: rt.reconcile.errors, ...(last ? { last } : {}) },
+    reconcile: {
+      runs: rt.reconcile.runs,
+      errors: rt.reconcile.errors,
+      ...(last ? { last } : {}),
+      byTrigger: { ...rt.reconcile.byTrigger },
+      repairs: { ...rt.reconcile.repairs },
+      ...(rt.reconcile.lastRepair ? { lastRepair: rt.reconcile.lastRepair } : {}),
+      ...(rt.loop ? { loop: rt.loop.state } : {}),
+    },
     recentErrors: rt.recent.list(),
     logTotals: { ...rt.recent.totals },
     ...(services ? { services } : {}),

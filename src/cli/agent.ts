@@ -1,7 +1,8 @@
 /** `agent`: the resident daemon (normally run by systemd: deploy/cenvero-stratum.service). */
 import { type CommandMeta, defineCommand } from "citty";
-import { runAgent } from "../agent/daemon";
+import { DEFAULT_RECONCILE_INTERVAL, runAgent } from "../agent/daemon";
 import { DEFAULT_API_SOCKET } from "../api/client";
+import { StratumError } from "../errors";
 import { DEFAULT_PIN_ROOT } from "./datapath";
 
 export const agentCommand = defineCommand({
@@ -45,8 +46,21 @@ export const agentCommand = defineCommand({
       description: "File holding the bearer token for --api-listen",
       valueHint: "FILE",
     },
+    "reconcile-interval": {
+      type: "string",
+      default: String(DEFAULT_RECONCILE_INTERVAL),
+      description:
+        "Seconds between full reconcile passes, besides the runs rtnetlink notices of drift make (0: no periodic pass)",
+      valueHint: "SECONDS",
+    },
   },
   async run({ args }) {
+    const interval = args["reconcile-interval"].trim();
+    if (!/^\d+(\.\d+)?$/.test(interval))
+      throw new StratumError(
+        "INVALID",
+        `--reconcile-interval ${interval}: give a number of seconds (0: no periodic pass)`,
+      );
     await runAgent({
       stateDir: args["state-dir"],
       pinRoot: args["pin-root"],
@@ -54,6 +68,7 @@ export const agentCommand = defineCommand({
       uplink: args.uplink,
       apiListen: args["api-listen"],
       apiTokenFile: args["api-token-file"],
+      reconcileInterval: Number(interval),
     });
   },
 });

@@ -22,6 +22,23 @@ export function formatDuration(seconds: number): string {
   return parts.join(" ");
 }
 
+/** The reconcile loop's lines: how it runs, its runs by trigger, the last drift it repaired. */
+function reconcileLoop(st: AgentStatus): Array<[string, string]> {
+  const r = st.reconcile;
+  if (!r.byTrigger) return [];
+  const runs = Object.entries(r.byTrigger)
+    .map(([t, n]) => `${t} ${n}`)
+    .join(", ");
+  const how = r.loop
+    ? `${r.loop.events ? "on rtnetlink notices" : "no notices"}, ${r.loop.intervalSeconds ? `a full pass every ${r.loop.intervalSeconds} s` : "no periodic pass"}`
+    : "off";
+  const out: Array<[string, string]> = [["reconcile loop", `${how}; runs: ${runs}`]];
+  for (const d of r.loop?.drift ?? []) out.push(["  drift seen", d]);
+  const rep = r.lastRepair;
+  out.push(["last repair", rep ? `${rep.at} (${rep.trigger}): ${rep.changes.join("; ")}` : "none"]);
+  return out;
+}
+
 /** The human form: key: value lines, then tables of ports, maps and recent problems. */
 export function printStatus(st: AgentStatus): void {
   const out = (s: string) => process.stdout.write(s);
@@ -52,10 +69,11 @@ export function printStatus(st: AgentStatus): void {
     [
       "last reconcile",
       last
-        ? `${last.at}, ${last.durationMs} ms: ${last.networks} network(s), ${last.endpoints} endpoint(s), ${last.firewall.scopes} firewall scope(s) (${last.firewall.adopted} unchanged), ${last.changes.length} kernel change(s), ${last.collected.length} collected, ${last.errors.length} error(s)`
+        ? `${last.at} (${last.trigger}), ${last.durationMs} ms: ${last.networks} network(s), ${last.endpoints} endpoint(s), ${last.firewall.scopes} firewall scope(s) (${last.firewall.adopted} unchanged), ${last.changes.length} kernel change(s), ${last.collected.length} collected, ${last.errors.length} error(s)`
         : "none yet",
     ],
     ...(last?.errors ?? []).map((e) => ["  error", e] as [string, string]),
+    ...reconcileLoop(st),
   ];
   const up = st.uplink;
   pairs.push([

@@ -19,6 +19,13 @@ export const NL = {
   NETLINK_EXT_ACK: 11,
   NETLINK_CAP_ACK: 10,
   NETLINK_GET_STRICT_CHK: 12,
+  /** Joins a multicast group (its number, not a bit mask) on a bound netlink socket. */
+  NETLINK_ADD_MEMBERSHIP: 1,
+  /** rtnetlink multicast groups (enum rtnetlink_groups) the agent listens to for drift. */
+  RTNLGRP_LINK: 1,
+  RTNLGRP_NEIGH: 3,
+  RTNLGRP_IPV4_IFADDR: 5,
+  RTNLGRP_IPV6_IFADDR: 9,
   NLMSGERR_ATTR_MSG: 1,
   NLMSGERR_ATTR_OFFS: 2,
   SOL_NETLINK: 270,

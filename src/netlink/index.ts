@@ -2,6 +2,7 @@
 export * from "./addr";
 export * from "./codec";
 export * from "./constants";
+export * from "./events";
 export * from "./link";
 export * from "./neigh";
 export * from "./route";

@@ -39,6 +39,8 @@ export interface VxlanInfo {
 }
 
 export interface Link {
+  /** AF_UNSPEC for a device, AF_BRIDGE for a bridge's notice about one of its ports. */
+  family: number;
   index: number;
   name: string;
   kind?: string;
@@ -72,6 +74,7 @@ export function decodeLink(payload: Buffer): Link {
   const kind = info?.str(NL.IFLA_INFO_KIND);
   const slaveKind = info?.str(NL.IFLA_INFO_SLAVE_KIND);
   const link: Link = {
+    family: hdr.family,
     index: hdr.index,
     name: attrs.str(NL.IFLA_IFNAME) ?? "",
     kind,
@@ -100,8 +103,10 @@ export function decodeLink(payload: Buffer): Link {
     };
   }
   if ((kind === "macvtap" || kind === "macvlan") && data) link.macvlanMode = data.u32(NL.IFLA_MACVLAN_MODE);
-  const slave = info?.nested(NL.IFLA_INFO_SLAVE_DATA);
-  if (slaveKind === "bridge" && slave) {
+  // A bridge's own notices about its ports (family AF_BRIDGE) carry the port's flags in
+  // IFLA_PROTINFO; other families' IFLA_PROTINFO is theirs (IPv6's), not a bridge port's.
+  const slave = hdr.family === NL.AF_BRIDGE ? attrs.nested(NL.IFLA_PROTINFO) : info?.nested(NL.IFLA_INFO_SLAVE_DATA);
+  if ((slaveKind === "bridge" || hdr.family === NL.AF_BRIDGE) && slave) {
     link.bridgePort = {
       state: slave.u8(NL.IFLA_BRPORT_STATE),
       learning: bool(slave, NL.IFLA_BRPORT_LEARNING),
@@ -333,6 +338,18 @@ export interface LinkChange {
   name?: string;
 }
 
+/** What a change sets, for its line in the mutation journal: " (master cnv-user-br0, up)". */
+function changeNote(c: LinkChange): string {
+  const parts: string[] = [];
+  if (c.name !== undefined) parts.push(`name ${c.name}`);
+  if (c.master !== undefined) parts.push(c.master === null ? "nomaster" : `master ${describe(c.master)}`);
+  if (c.mac !== undefined) parts.push(`mac ${c.mac}`);
+  if (c.mtu !== undefined) parts.push(`mtu ${c.mtu}`);
+  if (c.netns !== undefined) parts.push(`netns ${c.netns}`);
+  if (c.up !== undefined) parts.push(c.up ? "up" : "down");
+  return parts.length ? ` (${parts.join(", ")})` : "";
+}
+
 export function setLink(ref: LinkRef, c: LinkChange, nl: Rtnl = rtnl()): void {
   const index = linkIndex(ref, nl);
   const flags = c.up === undefined ? 0 : c.up ? NL.IFF_UP : 0;
@@ -351,7 +368,7 @@ export function setLink(ref: LinkRef, c: LinkChange, nl: Rtnl = rtnl()): void {
       nsFd = openReadOnly(netnsPath(c.netns));
       b.u32(NL.IFLA_NET_NS_FD, nsFd);
     }
-    nl.do(b, `change link ${describe(ref)}`);
+    nl.do(b, `change link ${describe(ref)}${changeNote(c)}`);
   } finally {
     closeFd(nsFd);
   }

@@ -17,6 +17,12 @@ import { type Family, metricValue, parseExposition } from "../helpers/prom";
 
 const NET = "met";
 const LISTEN = "127.0.0.1:7447";
+// No periodic reconcile pass: these tests count reconcile runs, and leave a port without its
+// program (which no rtnetlink notice reports) to see status say so. The loop has its own test.
+const flags = () => [
+  ...["--uplink", "upl0", "--api-listen", LISTEN, "--api-token-file", `${A.dir}/token`],
+  ...["--reconcile-interval", "0"],
+];
 let A: TestAgent;
 let out: Netns;
 let aNs: Netns;
@@ -61,7 +67,7 @@ beforeAll(async () => {
   A.ns.execOk(["ip", "link", "add", "upl0", "type", "veth", "peer", "name", "ext0", "netns", out.name]);
   out.execOk(["ip", "link", "set", "ext0", "up"]);
   out.execOk(["ip", "addr", "add", "10.74.0.200/24", "dev", "ext0"]);
-  await A.start(["--uplink", "upl0", "--api-listen", LISTEN, "--api-token-file", `${A.dir}/token`]);
+  await A.start(flags());
   A.json("network", "create", "--name", NET, "--cidr", "10.74.0.0/24", "--gateway", "10.74.0.1");
   a = A.json("network", "attach", NET, "--name", "ep-a", "--netns", aNs.name, "--configure");
   b = A.json("network", "attach", NET, "--name", "ep-b", "--netns", bNs.name, "--configure");
@@ -171,7 +177,7 @@ describe("/metrics", () => {
     const rule = A.json("firewall", "rule", "add", NET, "--priority", "100", "--proto", "icmp", "--action", "allow");
     expect(ping(aNs, b.ip, 2).code).toBe(0);
     const allowed = await scrape();
-    const labels = { scope: NET, rule_id: String(rule.id), priority: "100", action: "allow" };
+    const labels = { scope: NET, rule_id: String(rule.id), action: "allow" };
     expect(metricValue(allowed, "stratum_firewall_rule_hits_total", labels)).toBeGreaterThanOrEqual(1);
     expect(metricValue(allowed, "stratum_firewall_rule_bytes_total", labels)).toBeGreaterThanOrEqual(98);
     // The hit counter is the one `firewall rule list` shows.
@@ -185,6 +191,30 @@ describe("/metrics", () => {
     expect(metricValue(allowed, "stratum_map_entries", { map: "stm_ct" })).toBeGreaterThanOrEqual(1);
     expect(metricValue(allowed, "stratum_map_entries", { map: "stm_fw_rules" })).toBeGreaterThanOrEqual(1);
     expect(drop(allowed)).toBe(drop(denied));
+  }, 30_000);
+
+  test("a rule move keeps the rule's series: the same labels, the counter goes on, the priority gauge follows", async () => {
+    const rule = A.json("firewall", "rule", "list", NET).rules.find((r: any) => r.priority === 100);
+    const series = (f: Map<string, Family>) =>
+      f.get("stratum_firewall_rule_hits_total")?.samples.filter((x) => x.labels.rule_id === String(rule.id)) ?? [];
+    const before = await scrape();
+    expect(series(before)).toEqual([
+      { labels: { scope: NET, rule_id: String(rule.id), action: "allow" }, value: expect.any(Number) },
+    ]);
+    expect(metricValue(before, "stratum_firewall_rule_priority", { scope: NET, rule_id: String(rule.id) })).toBe(100);
+    const hits = series(before)[0]?.value as number;
+    expect(hits).toBeGreaterThanOrEqual(1);
+    expect(A.json("firewall", "rule", "move", NET, String(rule.id), "--priority", "150")).toMatchObject({
+      id: rule.id,
+      priority: 150,
+    });
+    expect(ping(aNs, b.ip, 2).code).toBe(0);
+    const after = await scrape();
+    // One series, with the labels it had: a dashboard's line goes on, and so does its count.
+    expect(series(after).map((x) => x.labels)).toEqual(series(before).map((x) => x.labels));
+    expect(series(after)[0]?.value as number).toBeGreaterThan(hits);
+    expect(metricValue(after, "stratum_firewall_rule_priority", { scope: NET, rule_id: String(rule.id) })).toBe(150);
+    expect(after.get("stratum_firewall_rule_priority")?.samples).toHaveLength(1);
   }, 30_000);
 
   test("a blocklisted outside source counts as uplink drops with the device label", async () => {
@@ -391,7 +421,7 @@ describe("degraded ports", () => {
   test("a restart restores the port that lost its program; one whose namespace is gone is a reconcile error", async () => {
     await A.kill();
     bNs.destroy(); // takes ep-b's veth with it
-    await A.start(["--uplink", "upl0", "--api-listen", LISTEN, "--api-token-file", `${A.dir}/token`]);
+    await A.start(flags());
     const st = A.json("status");
     expect(st.ports.find((p: any) => p.endpoint === "ep-a")).toMatchObject({ state: "ok", problems: [] });
     expect(st.ports.find((p: any) => p.endpoint === "ep-b")).toMatchObject({

@@ -78,7 +78,16 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
     ],
     mapCountSeconds: 0.012,
     ports: { ok: 2, degraded: 0 },
-    reconcile: { runs: 1, errors: 0, lastDurationSeconds: 0.0123, lastRunSeconds: 1_700_000_001 },
+    reconcile: {
+      runs: 6,
+      errors: 0,
+      lastDurationSeconds: 0.0123,
+      lastRunSeconds: 1_700_000_001,
+      byTrigger: { start: 1, api: 1, event: 3, periodic: 1 },
+      repairs: { start: 1, api: 0, event: 2, periodic: 1 },
+      changes: { start: 5, api: 0, event: 4, periodic: 1 },
+      lastRepairSeconds: 1_700_000_002,
+    },
     ...over,
   };
 }
@@ -104,9 +113,14 @@ describe("metrics rendering", () => {
       device: "upl0",
       reason: "blocklist",
     });
+    // A rule's series are its id's: its priority (which `rule move` changes) is a gauge of its own.
     expect(f.get("stratum_firewall_rule_hits_total")?.samples).toEqual([
-      { labels: { scope: "app", rule_id: "7", priority: "100", action: "allow" }, value: 4 },
+      { labels: { scope: "app", rule_id: "7", action: "allow" }, value: 4 },
     ]);
+    expect(f.get("stratum_firewall_rule_priority")?.samples).toEqual([
+      { labels: { scope: "app", rule_id: "7" }, value: 100 },
+    ]);
+    expect(f.get("stratum_firewall_rule_priority")?.type).toBe("gauge");
     expect(metricValue(f, "stratum_firewall_rule_bytes_total", { rule_id: "7" })).toBe(392);
     expect(metricValue(f, "stratum_firewall_default_hits_total", { scope: "app", action: "deny" })).toBe(3);
     const net = { scope: "network", network: "app", endpoint: "" };
@@ -128,7 +142,16 @@ describe("metrics rendering", () => {
     expect(f.get("stratum_map_entries")?.samples.map((s) => s.labels.map)).toEqual(["stm_ports"]); // arrays: no fill
     expect(metricValue(f, "stratum_map_capacity", { map: "stm_fw_stats" })).toBe(8);
     expect(metricValue(f, "stratum_reconcile_duration_seconds")).toBe(0.0123);
-    expect(metricValue(f, "stratum_reconcile_runs_total")).toBe(1);
+    expect(metricValue(f, "stratum_reconcile_runs_total")).toBe(6);
+    expect(f.get("stratum_reconcile_runs_total")?.samples).toEqual([
+      { labels: { trigger: "start" }, value: 1 },
+      { labels: { trigger: "api" }, value: 1 },
+      { labels: { trigger: "event" }, value: 3 },
+      { labels: { trigger: "periodic" }, value: 1 },
+    ]);
+    expect(metricValue(f, "stratum_reconcile_drift_repairs_total", { trigger: "event" })).toBe(2);
+    expect(metricValue(f, "stratum_reconcile_changes_total", { trigger: "start" })).toBe(5);
+    expect(metricValue(f, "stratum_reconcile_last_repair_timestamp_seconds")).toBe(1_700_000_002);
     expect(metricValue(f, "stratum_agent_log_messages_total", { level: "error" })).toBe(1);
     expect(metricValue(f, "stratum_agent_start_time_seconds")).toBe(1_700_000_000.5);
     expect(f.get("stratum_endpoint_packets_total")?.type).toBe("counter");
@@ -231,8 +254,9 @@ describe("the agent's records", () => {
       errors: ["endpoint x: namespace gone"],
       changes: ["update map stm_ports"],
     };
-    expect(rec.run(() => report)).toBe(report);
+    expect(rec.run(() => report, "start")).toBe(report);
     expect(rec.last).toMatchObject({
+      trigger: "start",
       networks: 2,
       endpoints: 3,
       errors: ["endpoint x: namespace gone"],
@@ -247,6 +271,16 @@ describe("the agent's records", () => {
     expect(rec.runs).toBe(2);
     expect(rec.errors).toBe(2);
     expect(rec.last?.errors).toEqual(["reconcile failed: netlink down"]);
+    expect(rec.last?.trigger).toBe("api"); // the default: a run someone asked for
+    // Runs by trigger; those that changed the kernel are repairs, the last one kept.
+    rec.run(() => ({ ...report, errors: [], changes: [] }), "periodic");
+    rec.run(() => ({ ...report, errors: [], changes: ["change link stm0 (up)", "add FDB entry x"] }), "event");
+    rec.run(() => ({ ...report, errors: [], changes: [] }), "event");
+    expect(rec.byTrigger).toEqual({ start: 1, api: 1, event: 2, periodic: 1 });
+    expect(rec.repairs).toEqual({ start: 1, api: 0, event: 1, periodic: 0 });
+    expect(rec.changes).toEqual({ start: 1, api: 0, event: 2, periodic: 0 });
+    expect(rec.lastRepair).toMatchObject({ trigger: "event", changes: ["change link stm0 (up)", "add FDB entry x"] });
+    expect(rec.last?.changes).toEqual([]);
   });
 
   test("fill warnings: hash tables at 90% and more, never LRU tables or arrays", () => {

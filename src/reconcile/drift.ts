@@ -1,0 +1,162 @@
+/** Which rtnetlink notifications mean the kernel has drifted from what Stratum keeps there:
+ * its bridges (up, with their MAC), each endpoint's port and the uplink (up, ports of the user
+ * bridge; an endpoint's port with learning and unicast flooding off), the gateway addresses on
+ * the user bridge (present, tagged IFA_PROTO 0x53; no other address so tagged) and each
+ * endpoint's static FDB entry on its port. Everything else (another device, an ARP entry, the
+ * operator's own address, a carrier change) is none of its business.
+ *
+ * A notice is judged by the state it reports, not by the fact that something changed: of all
+ * notices about one object read together only the last counts, and it counts only if it
+ * disagrees with the store. So the agent's own changes, which end in the state the store
+ * asks for, open nothing, whoever made them; a port created down and then brought up is
+ * right by the end of the batch. Pure: no I/O. */
+import { USER_BRIDGE } from "../agent/service";
+import { NL, type RtnlEvent, STRATUM_ADDR_PROTO } from "../netlink";
+
+/** What the store asks of the kernel, as far as notices can tell. */
+export interface DesiredState {
+  /** Bridge name → the MAC it must have. */
+  bridges: Map<string, string>;
+  /** Endpoint port (host-side interface) → its endpoint's profile MAC, lower case. */
+  ports: Map<string, string>;
+  uplink?: string;
+  /** Gateway addresses the user bridge must have ("10.20.0.1/24"). */
+  gateways: Set<string>;
+}
+
+export class DriftWatch {
+  readonly #desired: () => DesiredState;
+  /** ifindex → name, from every link notice and the last seed: address and FDB notices name
+   * their device by index only. */
+  readonly #names = new Map<number, string>();
+  /** Object → why it differs from the store, for the objects whose last notice disagreed. */
+  readonly #open = new Map<string, string>();
+  /** Link notices that renamed a device, with the name it had. */
+  readonly #renames = new WeakMap<RtnlEvent, string>();
+
+  constructor(desired: () => DesiredState) {
+    this.#desired = desired;
+  }
+
+  /** Learns the names of the links there are now (at start, and after notices were lost). */
+  seed(links: Array<{ index: number; name: string }>): void {
+    this.#names.clear();
+    for (const l of links) this.#names.set(l.index, l.name);
+  }
+
+  /** Takes notices in the order the kernel sent them; true when they changed what differs. */
+  observe(events: RtnlEvent[]): boolean {
+    const last = new Map<string, RtnlEvent>();
+    for (const ev of events) {
+      const key = this.#key(ev);
+      if (key === undefined) continue;
+      last.delete(key); // keep the order of the last notices
+      last.set(key, ev);
+    }
+    if (!last.size) return false;
+    const want = this.#desired();
+    let userBridge: number | undefined;
+    for (const [i, n] of this.#names) if (n === USER_BRIDGE) userBridge = i;
+    let changed = false;
+    for (const [key, ev] of last) {
+      const why = this.#judge(ev, want, userBridge);
+      if (why === this.#open.get(key)) continue;
+      changed = true;
+      if (why) this.#open.set(key, why);
+      else this.#open.delete(key);
+    }
+    return changed;
+  }
+
+  /** Why the kernel differs from the store, one line per object, since the last clear(). */
+  get drift(): string[] {
+    return [...this.#open.values()];
+  }
+
+  /** A reconcile run is about to make everything right: what was open is its job now. */
+  clear(): void {
+    this.#open.clear();
+  }
+
+  /** The object a notice is about; undefined when it can never matter. Keeps the index map. */
+  #key(ev: RtnlEvent): string | undefined {
+    switch (ev.kind) {
+      case "link": {
+        const l = ev.link;
+        if (l.family === NL.AF_BRIDGE) return `brport ${l.name}`;
+        const before = this.#names.get(l.index);
+        if (ev.op === "del") this.#names.delete(l.index);
+        else this.#names.set(l.index, l.name);
+        if (before === undefined || before === l.name) return `link ${l.name}`;
+        // Renamed: the old name is gone, which is what matters if it was one of Stratum's.
+        this.#renames.set(ev, before);
+        return `link ${before}`;
+      }
+      case "addr":
+        return `addr ${ev.addr.index} ${ev.addr.cidr}`;
+      case "neigh":
+        // Bridge FDB entries only: ARP and ND entries come and go all the time.
+        if (ev.neigh.family !== NL.AF_BRIDGE || !ev.neigh.mac) return undefined;
+        return `fdb ${ev.neigh.ifindex} ${ev.neigh.mac.toLowerCase()}`;
+    }
+  }
+
+  #judge(ev: RtnlEvent, want: DesiredState, userBridge: number | undefined): string | undefined {
+    switch (ev.kind) {
+      case "link":
+        return this.#judgeLink(ev, want, userBridge);
+      case "addr": {
+        const a = ev.addr;
+        if (a.index !== userBridge) return undefined;
+        const wanted = want.gateways.has(a.cidr);
+        if (ev.op === "del") return wanted ? `gateway address ${a.cidr} removed from ${USER_BRIDGE}` : undefined;
+        if (wanted && a.proto !== STRATUM_ADDR_PROTO)
+          return `gateway address ${a.cidr} on ${USER_BRIDGE} is not tagged as Stratum's`;
+        if (!wanted && a.proto === STRATUM_ADDR_PROTO)
+          return `address ${a.cidr} on ${USER_BRIDGE} is tagged as Stratum's but no network has it`;
+        return undefined;
+      }
+      case "neigh": {
+        const n = ev.neigh;
+        const port = this.#names.get(n.ifindex);
+        const mac = port === undefined ? undefined : want.ports.get(port);
+        if (port === undefined || mac === undefined || mac !== n.mac?.toLowerCase()) return undefined;
+        // An entry in the port's own table (NTF_SELF), not the bridge's, is not the one Stratum keeps.
+        if (n.flags & NL.NTF_SELF && !(n.flags & NL.NTF_MASTER)) return undefined;
+        if (ev.op === "del") return `static FDB entry ${mac} on ${port} removed`;
+        if (!(n.state & NL.NUD_NOARP)) return `FDB entry ${mac} on ${port} is not static`;
+        return undefined;
+      }
+    }
+  }
+
+  #judgeLink(ev: RtnlEvent & { kind: "link" }, want: DesiredState, userBridge: number | undefined): string | undefined {
+    const l = ev.link;
+    if (l.family === NL.AF_BRIDGE) {
+      // The bridge's notice about one of its ports: only an endpoint port's flags are Stratum's.
+      if (!want.ports.has(l.name)) return undefined;
+      if (ev.op === "del") return `port ${l.name} left its bridge`;
+      const bp = l.bridgePort;
+      if (bp?.learning === true) return `port ${l.name} learns MAC addresses`;
+      if (bp?.unicastFlood === true) return `port ${l.name} floods unknown unicast`;
+      return undefined;
+    }
+    const renamed = this.#renames.get(ev);
+    const name = renamed ?? l.name;
+    const bridge = want.bridges.get(name);
+    const port = want.ports.has(name) || name === want.uplink;
+    if (bridge === undefined && !port) return undefined;
+    const what = bridge !== undefined ? "bridge" : name === want.uplink ? "uplink" : "port";
+    if (renamed) return `${what} ${renamed} renamed to ${l.name}`;
+    if (ev.op === "del") return `${what} ${name} deleted`;
+    if (bridge !== undefined) {
+      if (l.kind !== undefined && l.kind !== "bridge") return `${name} is a ${l.kind}, not a bridge`;
+      if (!l.up) return `bridge ${name} is down`;
+      if (l.mac && l.mac !== bridge) return `bridge ${name} has MAC ${l.mac}, not ${bridge}`;
+      return undefined;
+    }
+    if (userBridge === undefined || l.master !== userBridge) return `${what} ${name} is not a port of ${USER_BRIDGE}`;
+    if (!l.up) return `${what} ${name} is down`;
+    return undefined;
+  }
+}
