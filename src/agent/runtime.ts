@@ -3,6 +3,7 @@
  * it logged, and the handles both read from. One per agent process; nothing here is kept
  * across restarts (the kernel's counters are, in their pinned maps). */
 import type { ConsolaReporter, LogObject } from "consola";
+import type { LoggedProblem, ReconcileRun } from "../api/contract";
 import type { Attachment } from "../datapath/attach";
 import type { ProbeReport } from "../datapath/probe";
 import type { ReconcileReport } from "../reconcile/reconcile";
@@ -11,12 +12,7 @@ import type { Addressing } from "./addressing";
 import type { MapFill } from "./map-fill";
 import type { NetworkService } from "./service";
 
-export interface LoggedProblem {
-  at: string;
-  level: "warn" | "error";
-  tag?: string;
-  message: string;
-}
+export type { LoggedProblem, ReconcileRun };
 
 /** The last `max` warnings and errors, as a consola reporter sees them, and how many there
  * were in all. Loggers made with withTag() after the reporter is added inherit it. */
@@ -40,7 +36,7 @@ export class RecentLog {
 
   add(level: "warn" | "error", message: string, tag?: string, at: Date = new Date()): void {
     this.totals[level]++;
-    this.#items.push({ at: at.toISOString(), level, ...(tag ? { tag } : {}), message });
+    this.#items.push({ at: at.toISOString(), level, tag: tag ?? null, message });
     if (this.#items.length > this.#max) this.#items.splice(0, this.#items.length - this.#max);
   }
 
@@ -48,18 +44,6 @@ export class RecentLog {
   list(): LoggedProblem[] {
     return [...this.#items];
   }
-}
-
-export interface ReconcileRun {
-  at: string;
-  durationMs: number;
-  networks: number;
-  endpoints: number;
-  firewall: ReconcileReport["firewall"];
-  collected: string[];
-  errors: string[];
-  /** Every kernel change the run made, in order: none when the kernel was already right. */
-  changes: string[];
 }
 
 /** Every reconcile run goes through here: its duration, what it restored and its errors. */

@@ -1,8 +1,8 @@
 /** `dhcp` commands: the leases the networks' DHCP servers handed out. A client of the
  * agent's API; a network's DHCP settings are `network create`/`network set` flags. */
 import { defineCommand } from "citty";
-import type { LeaseView } from "../agent/service";
 import { ApiClient } from "../api/client";
+import type { LeaseView } from "../api/contract";
 import { StratumError } from "../errors";
 import { apiArg, meta } from "./network";
 import { outputArg, parseFormat, printJson, printTable } from "./output";
@@ -41,7 +41,7 @@ export function printLeases(ls: LeaseView[], now = Date.now()): void {
       l.ip,
       l.hostname ?? "-",
       leaseState(l),
-      relativeTime(l.expiresAt, now),
+      relativeTime(Date.parse(l.expiresAt), now),
     ]),
   );
 }

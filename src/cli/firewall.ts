@@ -4,8 +4,8 @@
 import { readFileSync } from "node:fs";
 import { type CommandMeta, defineCommand } from "citty";
 import type { Hits } from "../agent/firewall";
-import type { RuleListView, RuleView } from "../agent/firewall-service";
 import { ApiClient } from "../api/client";
+import type { BodyIn, RuleListView, RuleView } from "../api/contract";
 import { StratumError } from "../errors";
 import { badLinesError, parseBlocklistText } from "../model/blocklist";
 import { parseRuleSetYaml, ruleSetYaml } from "../model/ruleset";
@@ -72,9 +72,9 @@ const hitText = (h: Hits) => `${num(h.packets)} packets, ${bytes(h.bytes)}`;
 /** Ports or ICMP type/code of a rule, as one table cell. */
 function matchCell(r: Record<string, unknown>): string {
   const parts: string[] = [];
-  if (r.sport !== undefined) parts.push(`sport ${r.sport}`);
-  if (r.dport !== undefined) parts.push(`dport ${r.dport}`);
-  if (r["icmp-type"] !== undefined) parts.push(`type ${r["icmp-type"]}`);
+  if (r.sport != null) parts.push(`sport ${r.sport}`);
+  if (r.dport != null) parts.push(`dport ${r.dport}`);
+  if (r["icmp-type"] != null) parts.push(`type ${r["icmp-type"]}`);
   return parts.join(" ") || "*";
 }
 
@@ -164,7 +164,8 @@ const ruleAdd = defineCommand({
     };
     for (const k of ["src", "dst", "sport", "dport", "icmp-type"] as const)
       if (args[k] !== undefined) spec[k] = args[k];
-    const r = await client(args).addRule(scope, spec);
+    // The agent validates the fields (and names a bad one): here they go as given.
+    const r = await client(args).addRule(scope, spec as BodyIn<"addRule">);
     if (fmt === "json") return printJson(r);
     process.stdout.write(`${r.id}\n`);
   },
