@@ -2,11 +2,12 @@
  * (restore, then garbage-collect), then the API on its unix socket. Stopping it (SIGTERM,
  * SIGINT or SIGKILL) leaves bridges, ports and programs in place: enforcement never
  * depends on this process being alive. */
-import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { consola } from "consola";
 import pkg from "../../package.json" with { type: "json" };
-import { createApp } from "../api/app";
+import { auditLine, createApp } from "../api/app";
+import { loadApiToken, serveTcp, serveUnix } from "../api/serve";
 import { smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
 import { rtnl } from "../netlink";
@@ -32,6 +33,8 @@ export interface AgentOptions {
 }
 
 const log = consola.withTag("agent");
+/** One line per change through the API: who, what, the result. */
+const audit = consola.withTag("audit");
 const addrLog = consola.withTag("addressing");
 
 async function socketInUse(path: string): Promise<boolean> {
@@ -49,6 +52,15 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   // Before anything can warn: status shows the last warnings and errors.
   const recent = new RecentLog(20);
   log.addReporter(recent.reporter);
+  // The TCP listener's settings are checked before anything is touched.
+  let listen: { hostname: string; port: number; token: string; tokenName: string } | undefined;
+  if (o.apiListen) {
+    if (!o.apiTokenFile) throw new StratumError("INVALID", "--api-listen needs --api-token-file");
+    const m = o.apiListen.match(/^(.*):(\d+)$/);
+    if (!m) throw new StratumError("INVALID", `--api-listen ${o.apiListen} is not HOST:PORT`);
+    const { token, name } = loadApiToken(o.apiTokenFile);
+    listen = { hostname: (m[1] as string).replace(/^\[|\]$/g, ""), port: Number(m[2]), token, tokenName: name };
+  }
   const probe = smokeCheck();
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
   // One agent per pin root: a second would fight the first over the same maps and links.
@@ -156,35 +168,20 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       runReconcile();
       return reconciles.last as ReconcileRun;
     },
+    audit: (e) => audit.info(auditLine(e)),
   });
 
   mkdirSync(dirname(o.apiSocket), { recursive: true, mode: 0o755 });
-  const server = Bun.serve({ unix: o.apiSocket, fetch: app.fetch });
+  const server = await serveUnix(app, o.apiSocket);
   chmodSync(o.apiSocket, 0o600);
-  let tcp: ReturnType<typeof Bun.serve> | undefined;
-  if (o.apiListen) {
-    if (!o.apiTokenFile) throw new StratumError("INVALID", "--api-listen needs --api-token-file");
-    const token = readFileSync(o.apiTokenFile, "utf8").trim();
-    if (token.length < 16)
-      throw new StratumError("INVALID", `token in ${o.apiTokenFile} is shorter than 16 characters`);
-    const m = o.apiListen.match(/^(.*):(\d+)$/);
-    if (!m) throw new StratumError("INVALID", `--api-listen ${o.apiListen} is not HOST:PORT`);
-    tcp = Bun.serve({
-      hostname: (m[1] as string).replace(/^\[|\]$/g, ""),
-      port: Number(m[2]),
-      fetch: (req) =>
-        req.headers.get("authorization") === `Bearer ${token}`
-          ? app.fetch(req)
-          : Response.json({ code: "INVALID", message: "missing or wrong bearer token" }, { status: 401 }),
-    });
-  }
+  const tcp = listen ? serveTcp(app, listen) : undefined;
   log.success(
     `ready in ${Math.round(performance.now() - started)} ms: ${report.networks} network(s), ${report.endpoints} endpoint(s), ${report.firewall.scopes} firewall scope(s) (${report.firewall.adopted} unchanged); API on ${o.apiSocket}${tcp ? ` and ${o.apiListen}` : ""}`,
   );
 
   const stop = (sig: string) => {
     log.info(`${sig}: stopping; bridges, ports and programs stay in place`);
-    server.stop(true);
+    server.close();
     tcp?.stop(true);
     addressing.close();
     try {

@@ -59,7 +59,8 @@ export interface AuditEntry {
   method: string;
   /** Path and query. */
   path: string;
-  /** The operation and what it names ("createNetwork name=app-net"); the path when no route matched. */
+  /** The operation and what it names ("createNetwork name=app-net"), or why none was reached
+   * ("unauthenticated", "no such route", "method not allowed"). */
   what: string;
   status: number;
   /** The error code of a failure. */
@@ -309,7 +310,7 @@ export function createApp(svc: NetworkService, o: AppOptions = {}): Hono<AppEnv>
       who: c.get("who"),
       method: c.req.method,
       path: url.pathname + url.search,
-      what: c.get("what") ?? "no such route",
+      what: c.get("what") ?? (c.res.status === 405 ? "method not allowed" : "no such route"),
       status: c.res.status,
       ...(c.res.status >= 400 ? { code: c.get("code") ?? "NOT_FOUND" } : {}),
     });
@@ -318,13 +319,14 @@ export function createApp(svc: NetworkService, o: AppOptions = {}): Hono<AppEnv>
     const caller = c.env?.caller;
     if (caller?.token !== undefined) {
       if (!tokenMatches(c.req.header("authorization"), caller.token)) {
-        c.set("who", `unauthenticated (${caller.who})`);
+        c.set("who", `unauthenticated from ${caller.who}`);
+        c.set("what", "unauthenticated");
         throw new StratumError(
           "UNAUTHORIZED",
           c.req.header("authorization") ? "wrong bearer token" : "missing bearer token (Authorization: Bearer TOKEN)",
         );
       }
-      c.set("who", `token ${caller.tokenName ?? "?"} (${caller.who})`);
+      c.set("who", `bearer token "${caller.tokenName ?? "?"}" from ${caller.who}`);
     }
     await next();
   });
@@ -351,7 +353,6 @@ export function createApp(svc: NetworkService, o: AppOptions = {}): Hono<AppEnv>
           ];
     const route: MiddlewareHandler<AppEnv> = async (c) => {
       const raw = c.req.param() as Record<string, string>;
-      c.set("what", describe(op, raw, undefined));
       const params = r.params ? parse(r.params, raw, "path") : {};
       const query = parseQuery(r, c);
       const body = await parseBody(r, c);
@@ -361,7 +362,12 @@ export function createApp(svc: NetworkService, o: AppOptions = {}): Hono<AppEnv>
       if (r.status === 204) return c.body(null, 204);
       return c.json(out as unknown as object, r.status);
     };
-    app.on(r.method.toUpperCase(), [path], ...limits, route);
+    // Named before the body limit runs: a 413 is audited as the operation it was meant for.
+    const named: MiddlewareHandler<AppEnv> = async (c, next) => {
+      c.set("what", describe(op, c.req.param() as Record<string, string>, undefined));
+      await next();
+    };
+    app.on(r.method.toUpperCase(), [path], named, ...limits, route);
   }
   // A known path asked with a method it does not serve.
   for (const [path, ms] of methods) {

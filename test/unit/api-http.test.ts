@@ -100,7 +100,7 @@ describe("status codes", () => {
 
   test("the TCP listener's caller must present the token: 401 UNAUTHORIZED otherwise", async () => {
     const k = kernelFreeApp();
-    const caller = { caller: { who: "from 127.0.0.1:40000", token: "s3cret-token-of-16+", tokenName: "api-token" } };
+    const caller = { caller: { who: "127.0.0.1:40000", token: "s3cret-token-of-16+", tokenName: "api-token" } };
     const cases: Array<[string | undefined, number, unknown]> = [
       [undefined, 401, { code: "UNAUTHORIZED", message: "missing bearer token (Authorization: Bearer TOKEN)" }],
       ["Bearer wrong", 401, { code: "UNAUTHORIZED", message: "wrong bearer token" }],
@@ -123,7 +123,7 @@ describe("the audit trail", () => {
     const entries: AuditEntry[] = [];
     const k = kernelFreeApp({ audit: (e) => entries.push(e) });
     const unix = { caller: { who: "uid=0 pid=4242" } };
-    const tcp = { caller: { who: "from 127.0.0.1:5555", token: "s3cret-token-of-16+", tokenName: "api-token" } };
+    const tcp = { caller: { who: "127.0.0.1:5555", token: "s3cret-token-of-16+", tokenName: "api-token" } };
     const net = { name: "app-net", cidr: "10.20.0.0/24", gateway: "10.20.0.1" };
     await k.app.request("/v1/networks", { method: "POST", ...json(net) }, unix);
     await k.app.request("/v1/networks", { method: "POST", ...json(net) }, unix); // taken: 409
@@ -138,6 +138,12 @@ describe("the audit trail", () => {
     await k.app.request("/v1/firewall/blocklist?prefix=192.0.2.0/24", { method: "DELETE" }, tcp); // no token
     await k.app.request("/v1/networks/app-net", { method: "PUT" }, unix); // 405
     await k.app.request("/v1/networks/app-net?force=true", { method: "DELETE" }, unix);
+    const big = Buffer.alloc(BODY_LIMIT + 1, 0x20);
+    await k.app.request(
+      "/v1/networks",
+      { method: "POST", headers: { "content-length": String(big.length) }, body: big },
+      unix,
+    );
     expect(entries).toEqual([
       {
         who: "uid=0 pid=4242",
@@ -163,17 +169,17 @@ describe("the audit trail", () => {
         code: "INVALID",
       },
       {
-        who: "token api-token (from 127.0.0.1:5555)",
+        who: 'bearer token "api-token" from 127.0.0.1:5555',
         method: "POST",
         path: "/v1/firewall/app-net/rules",
         what: "addRule scope=app-net priority=5 action=deny",
         status: 201,
       },
       {
-        who: "unauthenticated (from 127.0.0.1:5555)",
+        who: "unauthenticated from 127.0.0.1:5555",
         method: "DELETE",
         path: "/v1/firewall/blocklist?prefix=192.0.2.0/24",
-        what: "no such route",
+        what: "unauthenticated",
         status: 401,
         code: "UNAUTHORIZED",
       },
@@ -181,7 +187,7 @@ describe("the audit trail", () => {
         who: "uid=0 pid=4242",
         method: "PUT",
         path: "/v1/networks/app-net",
-        what: "no such route",
+        what: "method not allowed",
         status: 405,
         code: "INVALID",
       },
@@ -191,6 +197,14 @@ describe("the audit trail", () => {
         path: "/v1/networks/app-net?force=true",
         what: "deleteNetwork name=app-net",
         status: 204,
+      },
+      {
+        who: "uid=0 pid=4242",
+        method: "POST",
+        path: "/v1/networks",
+        what: "createNetwork",
+        status: 413,
+        code: "INVALID",
       },
     ]);
     expect(auditLine(entries[1] as AuditEntry)).toBe(
