@@ -31,6 +31,9 @@ export interface ApiClientOptions {
   tokenFile?: string;
 }
 
+/** A blocklist page: `limit` entries after the prefix `after`, only those covering `contains`. */
+type BlockQuery = Omit<QueryIn<"listBlocklist">, "limit"> & { limit?: number };
+
 type Args<K extends OperationId> =
   Record<string, never> extends CallArgs<K> ? [args?: CallArgs<K>] : [args: CallArgs<K>];
 
@@ -168,9 +171,10 @@ export class ApiClient {
   importRules = (scope: string, doc: BodyIn<"importRules">) =>
     this.call("importRules", { params: { scope }, body: doc });
   /** One page of the blocklist (`next` names the following page). */
-  blockList = (query: QueryIn<"listBlocklist"> = {}) => this.call("listBlocklist", { query });
+  blockList = (q: BlockQuery = {}) =>
+    this.call("listBlocklist", { query: { ...q, limit: q.limit === undefined ? undefined : String(q.limit) } });
   /** Every page of the blocklist, in order. */
-  async *blockPages(query: Omit<QueryIn<"listBlocklist">, "after"> = {}) {
+  async *blockPages(query: Omit<BlockQuery, "after"> = {}) {
     let after: string | undefined;
     do {
       const page = await this.blockList({ ...query, ...(after === undefined ? {} : { after }) });

@@ -363,19 +363,100 @@ const blockDel = defineCommand({
   },
 });
 
+/** Entries per request while `blocklist list` streams the whole list. */
+const LIST_PAGE = 10_000;
+
 const blockList = defineCommand({
-  meta: meta("list", "List the blocklist", ["cenvero-str-ctl firewall blocklist list -o json | jq '.counts'"]),
+  meta: meta(
+    "list",
+    "List the blocklist by family, then numerically; --contains ADDR only the prefixes that cover an address",
+    [
+      "# Streamed a page at a time: a list of a million prefixes starts printing at once.",
+      "cenvero-str-ctl firewall blocklist list",
+      "cenvero-str-ctl firewall blocklist list --contains 198.51.100.7",
+      "cenvero-str-ctl firewall blocklist list -o json | jq '.counts'",
+    ],
+  ),
+  args: {
+    contains: {
+      type: "string",
+      description: "Only the prefixes that cover this address (or every address of this prefix)",
+      valueHint: "ADDR",
+    },
+    ...apiArg,
+    ...outputArg,
+  },
+  async run({ args }) {
+    const fmt = parseFormat(args.output);
+    if (args._.length)
+      throw new StratumError("INVALID", `unexpected argument "${args._[0]}" (filter with --contains ADDR)`);
+    const out = (t: string) => process.stdout.write(t);
+    let counts: { ipv4: number; ipv6: number } | undefined;
+    let shown = 0;
+    let width = 0;
+    const pages = client(args).blockPages({ limit: LIST_PAGE, ...(args.contains ? { contains: args.contains } : {}) });
+    for await (const page of pages) {
+      const rows = page.prefixes;
+      if (!counts) {
+        counts = page.counts;
+        // The widest prefix decides the column: IPv6 ones are longer, and come last.
+        width = counts.ipv6 ? 43 : 18;
+        if (fmt === "json") out(`{\n  "counts": ${JSON.stringify(counts)},\n  "prefixes": [`);
+        else if (rows.length) out(`${"PREFIX".padEnd(width)}  ADDED\n`);
+      }
+      if (fmt === "json") out(rows.map((e, i) => `${shown + i ? "," : ""}\n    ${JSON.stringify(e)}`).join(""));
+      else out(rows.map((e) => `${e.prefix.padEnd(width)}  ${e.addedAt}\n`).join(""));
+      shown += rows.length;
+    }
+    const c = counts ?? { ipv4: 0, ipv6: 0 };
+    if (fmt === "json") return out(`${shown ? "\n  " : ""}],\n  "next": null\n}\n`);
+    out(
+      args.contains
+        ? `${num(shown)} listed prefix${shown === 1 ? "" : "es"} cover${shown === 1 ? "s" : ""} ${args.contains} (of ${num(c.ipv4)} IPv4 and ${num(c.ipv6)} IPv6)\n`
+        : `${num(c.ipv4)} IPv4 and ${num(c.ipv6)} IPv6 prefixes\n`,
+    );
+  },
+});
+
+const blockTest = defineCommand({
+  meta: meta(
+    "test",
+    "Is an address blocked? Names the listed prefix that matches it (the longest), or none; exit 0 either way",
+    [
+      "cenvero-str-ctl firewall blocklist test 198.51.100.7",
+      "cenvero-str-ctl firewall blocklist test 2001:db8:bad::1 -o json",
+    ],
+  ),
+  args: {
+    address: { type: "positional", required: true, description: "Address (or prefix)", valueHint: "ADDR" },
+    ...apiArg,
+    ...outputArg,
+  },
+  async run({ args }) {
+    const fmt = parseFormat(args.output);
+    if (args._.length > 1) throw new StratumError("INVALID", `one ADDR at a time (unexpected "${args._[1]}")`);
+    const r = await client(args).blockTest(args.address);
+    if (fmt === "json") return printJson(r);
+    const also = r.matches.slice(1);
+    process.stdout.write(
+      r.match
+        ? `${r.address} is blocked by ${r.match}${also.length ? ` (also covered by ${also.join(", ")})` : ""}\n`
+        : `${r.address} is not blocked: no listed prefix covers it\n`,
+    );
+  },
+});
+
+const blockClear = defineCommand({
+  meta: meta("clear", "Remove every prefix from the blocklist and print how many went", [
+    "cenvero-str-ctl firewall blocklist clear",
+  ]),
   args: { ...apiArg, ...outputArg },
   async run({ args }) {
     const fmt = parseFormat(args.output);
-    const v = await client(args).blockList();
-    if (fmt === "json") return printJson(v);
-    if (v.prefixes.length)
-      printTable(
-        ["PREFIX", "ADDED"],
-        v.prefixes.map((p) => [p.prefix, p.addedAt]),
-      );
-    process.stdout.write(`${num(v.counts.ipv4)} IPv4 and ${num(v.counts.ipv6)} IPv6 prefixes\n`);
+    if (args._.length) throw new StratumError("INVALID", `unexpected argument "${args._[0]}" (clear takes none)`);
+    const r = await client(args).blockClear();
+    if (fmt === "json") return printJson(r);
+    process.stdout.write(`removed ${num(r.removed)} prefix${r.removed === 1 ? "" : "es"} from the blocklist\n`);
   },
 });
 
@@ -421,7 +502,14 @@ const blocklist = defineCommand({
     name: "blocklist",
     description: "Source prefixes dropped before any rule, node-wide (IPv4 and IPv6 tries of 1,000,000 each)",
   },
-  subCommands: { add: blockAdd, del: blockDel, list: blockList, import: blockImport },
+  subCommands: {
+    add: blockAdd,
+    del: blockDel,
+    list: blockList,
+    test: blockTest,
+    clear: blockClear,
+    import: blockImport,
+  },
 });
 
 export const firewallCommand = defineCommand({

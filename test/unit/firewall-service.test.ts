@@ -308,15 +308,13 @@ test("blocklist pages: numeric order (family, address, length), every entry once
 });
 
 test("blocklist order is numeric for any prefixes (property)", () => {
-  const v4 = fc
-    .tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 1, max: 32 }))
-    .map(([a, len]) =>
-      formatSubnet({
-        family: 4,
-        network: BigInt(a) & (((1n << BigInt(len)) - 1n) << BigInt(32 - len)),
-        prefixLen: len,
-      }),
-    );
+  const v4 = fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 1, max: 32 })).map(([a, len]) =>
+    formatSubnet({
+      family: 4,
+      network: BigInt(a) & (((1n << BigInt(len)) - 1n) << BigInt(32 - len)),
+      prefixLen: len,
+    }),
+  );
   const v6 = fc
     .tuple(fc.bigInt({ min: 0n, max: (1n << 128n) - 1n }), fc.integer({ min: 1, max: 128 }))
     .map(([a, len]) =>
