@@ -89,22 +89,34 @@ async function answer(app: Hono<any>, req: IncomingMessage, res: ServerResponse)
   if (response.headers.get("connection") === "close") req.socket.destroySoon?.();
 }
 
-/** Serves `app` on the unix socket at `path`; resolves once it listens. */
+/** Serves `app` on the unix socket at `path`, mode 0600 from the moment it exists; resolves
+ * once it listens. */
 export async function serveUnix(app: Hono<any>, path: string): Promise<Server> {
   const http = createHttpServer((req, res) => {
-    void answer(app, req, res);
+    answer(app, req, res).catch(() => {
+      // The app answers every error itself: this is the connection failing under it.
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
   });
   const server = createNetServer((sock) => {
     (sock as unknown as { [CALLER]: string })[CALLER] = unixPeer(sock);
     http.emit("connection", sock);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(path, () => {
-      server.off("error", reject);
-      resolve();
+  // The socket is created with the umask's mode: none for group and others, no window
+  // before a chmod.
+  const umask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(path, () => {
+        server.off("error", reject);
+        resolve();
+      });
     });
-  });
+  } finally {
+    process.umask(umask);
+  }
   return server;
 }
 

@@ -2,7 +2,7 @@
  * (and the errors that name what failed), the env fallbacks, the token file's permissions,
  * and the unix socket naming each caller by the kernel's record of the peer process. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AuditEntry } from "../../src/api/app";
@@ -142,6 +142,7 @@ describe("the unix socket", () => {
     const k = kernelFreeApp({ audit: (e) => audit.push(e) });
     const server = await serveUnix(k.app, sock);
     try {
+      expect(statSync(sock).mode & 0o777).toBe(0o600);
       const c = new ApiClient({ socket: sock });
       await c.createNetwork({ name: "app-net", cidr: "10.20.0.0/24", gateway: "10.20.0.1" });
       expect(audit.at(-1)).toMatchObject({ who: `uid=${process.getuid?.()} pid=${process.pid}`, status: 201 });
