@@ -218,7 +218,7 @@ function rssBench(): Benchmark {
  * agent-less CLI, which loads its own from the pins every time. */
 function traceBench(): Benchmark {
   const agent = new BenchAgent();
-  const req = { from: "web", toEndpoint: "db", proto: "tcp", dport: 8080 };
+  const req = { from: "web", toEndpoint: "db", proto: "tcp", dport: 8080 } as const;
   return {
     name: "trace/one-path",
     unit: "ms",
@@ -237,7 +237,7 @@ function traceBench(): Benchmark {
         const n = 20;
         const t0 = performance.now();
         for (let i = 0; i < n; i++) {
-          const r = await agent.api.request<{ verdict: string }>("POST", "/v1/trace", req);
+          const r = await agent.api.trace(req);
           if (r.verdict !== "delivered") throw new Error(`trace said ${r.verdict}`);
         }
         return (performance.now() - t0) / n;

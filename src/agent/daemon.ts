@@ -3,11 +3,12 @@
  * reconcile loop (on rtnetlink notices of drift, and a periodic full pass). Stopping it
  * (SIGTERM, SIGINT or SIGKILL) leaves bridges, ports and programs in place: enforcement
  * never depends on this process being alive. */
-import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { consola } from "consola";
 import pkg from "../../package.json" with { type: "json" };
-import { createApp } from "../api/app";
+import { auditLine, createApp } from "../api/app";
+import { type ApiHandler, loadApiToken, serveTcp, serveUnix } from "../api/serve";
 import { smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
 import { listLinks, RtnlMonitor, rtnl } from "../netlink";
@@ -40,6 +41,8 @@ export interface AgentOptions {
 export const DEFAULT_RECONCILE_INTERVAL = 30;
 
 const log = consola.withTag("agent");
+/** One line per change through the API: who, what, the result. */
+const audit = consola.withTag("audit");
 const addrLog = consola.withTag("addressing");
 
 async function socketInUse(path: string): Promise<boolean> {
@@ -64,6 +67,15 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   // Before anything can warn: status shows the last warnings and errors.
   const recent = new RecentLog(20);
   addLogSink(recent.reporter);
+  // The TCP listener's settings are checked before anything is touched.
+  let listen: { hostname: string; port: number; token: string; tokenName: string } | undefined;
+  if (o.apiListen) {
+    if (!o.apiTokenFile) throw new StratumError("INVALID", "--api-listen needs --api-token-file");
+    const m = o.apiListen.match(/^(.*):(\d+)$/);
+    if (!m) throw new StratumError("INVALID", `--api-listen ${o.apiListen} is not HOST:PORT`);
+    const { token, name } = loadApiToken(o.apiTokenFile);
+    listen = { hostname: (m[1] as string).replace(/^\[|\]$/g, ""), port: Number(m[2]), token, tokenName: name };
+  }
   const probe = smokeCheck();
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
   // One agent per pin root: a second would fight the first over the same maps and links.
@@ -228,34 +240,21 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       loop.runNow("api");
       return reconciles.last as ReconcileRun;
     },
+    audit: (e) => audit.info(auditLine(e)),
   });
   // A request that may change the kernel never has a reconcile run in its middle, whatever
   // it awaits: reads go straight through.
-  const serve = (req: Request): Promise<Response> =>
-    req.method === "GET" || req.method === "HEAD"
-      ? Promise.resolve(app.fetch(req))
-      : loop.exclusive(async () => app.fetch(req));
+  const guarded: ApiHandler = {
+    fetch: (req, env) =>
+      req.method === "GET" || req.method === "HEAD"
+        ? app.fetch(req, env)
+        : loop.exclusive(async () => app.fetch(req, env)),
+  };
 
   mkdirSync(dirname(o.apiSocket), { recursive: true, mode: 0o755 });
-  const server = Bun.serve({ unix: o.apiSocket, fetch: serve });
+  const server = await serveUnix(guarded, o.apiSocket);
   chmodSync(o.apiSocket, 0o600);
-  let tcp: ReturnType<typeof Bun.serve> | undefined;
-  if (o.apiListen) {
-    if (!o.apiTokenFile) throw new StratumError("INVALID", "--api-listen needs --api-token-file");
-    const token = readFileSync(o.apiTokenFile, "utf8").trim();
-    if (token.length < 16)
-      throw new StratumError("INVALID", `token in ${o.apiTokenFile} is shorter than 16 characters`);
-    const m = o.apiListen.match(/^(.*):(\d+)$/);
-    if (!m) throw new StratumError("INVALID", `--api-listen ${o.apiListen} is not HOST:PORT`);
-    tcp = Bun.serve({
-      hostname: (m[1] as string).replace(/^\[|\]$/g, ""),
-      port: Number(m[2]),
-      fetch: (req) =>
-        req.headers.get("authorization") === `Bearer ${token}`
-          ? serve(req)
-          : Response.json({ code: "INVALID", message: "missing or wrong bearer token" }, { status: 401 }),
-    });
-  }
+  const tcp = listen ? serveTcp(guarded, listen) : undefined;
   loop.start();
   log.info(
     `reconcile loop: ${monitor ? "on rtnetlink notices of drift" : "no notices"}, ${interval > 0 ? `a full pass every ${interval} s` : "no periodic pass"}`,
@@ -268,7 +267,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     log.info(`${sig}: stopping; bridges, ports and programs stay in place`);
     loop.stop();
     monitor?.close();
-    server.stop(true);
+    server.close();
     tcp?.stop(true);
     addressing.close();
     try {

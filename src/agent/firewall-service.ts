@@ -3,22 +3,35 @@
  * the new generation switched in atomically) and only then the store; when the store write
  * fails, the kernel gets the previous set back. A refused change leaves both as they were.
  * A scope is a network (its id) or the node's global scope (0, named `global`). */
+import type {
+  BlockAddResult,
+  BlockClearResult,
+  BlocklistView,
+  BlockTestResult,
+  DefaultView,
+  ImportResult,
+  RuleFields,
+  RuleListView,
+  RuleSetDocument,
+  RuleView,
+} from "../api/contract";
 import { FW_DEFAULT_ID, FW_GLOBAL_SCOPE } from "../datapath/firewall";
 import { StratumError } from "../errors";
-import { type BlockPrefix, parseBlockPrefix } from "../model/blocklist";
+import { type BlockPrefix, blockSortKey, coveringPrefixes, parseBlockPrefix } from "../model/blocklist";
 import {
   checkRuleSet,
   type DefaultAction,
   parseRule,
+  parseRuleCidr,
   type Rule,
   type RuleSpec,
   ruleSpec,
   type StoredRule,
 } from "../model/firewall";
-import { parseSubnet } from "../model/ip";
-import { exportRule, exportRuleSet, type RuleSetDoc, validateRuleSet } from "../model/ruleset";
-import type { BlockEntry, Store } from "../store/store";
-import type { FirewallTables, Hits } from "./firewall";
+import { formatIp, formatSubnet, parseSubnet, type Subnet } from "../model/ip";
+import { exportRule, exportRuleSet, validateRuleSet } from "../model/ruleset";
+import type { Store } from "../store/store";
+import type { FirewallTables } from "./firewall";
 
 /** The kernel side the service drives (FirewallTables; a stand-in in unit tests). */
 export type FwKernel = Pick<
@@ -35,37 +48,25 @@ export interface Scope {
   name: string;
 }
 
-/** A rule as the API shows it: its id, the fields in the user's words, its hit counters. */
-export type RuleView = { id: number; hits: Hits } & Record<string, unknown>;
+/** A page of the blocklist when the caller names no size. */
+export const BLOCKLIST_PAGE = 1000;
 
-export interface RuleListView {
-  scope: string;
-  default: DefaultAction;
-  defaultHits: Hits;
-  rules: RuleView[];
-}
-
-export interface ImportResult {
-  scope: string;
-  default: DefaultAction;
-  rules: number;
-  /** Rules identical (fields and priority) to one already there: they keep their id and hits. */
-  kept: number;
-}
-
-export interface BlocklistView {
-  counts: { ipv4: number; ipv6: number };
-  prefixes: BlockEntry[];
-}
-
-export interface BlockAddResult {
-  /** Prefixes given (after dropping repeats). */
-  given: number;
-  /** Newly listed. */
-  added: number;
-  /** Given but listed already. */
-  listed: number;
-  counts: { ipv4: number; ipv6: number };
+/** A rule's fields in the user's words, every one present (null: matches anything). */
+export function ruleFields(r: Rule): RuleFields {
+  const x = exportRule(r) as Partial<RuleFields> &
+    Pick<RuleFields, "priority" | "direction" | "proto" | "action" | "log">;
+  return {
+    priority: x.priority,
+    direction: x.direction,
+    src: x.src ?? null,
+    dst: x.dst ?? null,
+    proto: x.proto,
+    sport: x.sport ?? null,
+    dport: x.dport ?? null,
+    "icmp-type": x["icmp-type"] ?? null,
+    action: x.action,
+    log: x.log,
+  };
 }
 
 export interface FirewallRestoreReport {
@@ -125,7 +126,7 @@ export class FirewallService {
   }
 
   #view(r: StoredRule): RuleView {
-    return { id: r.id, ...exportRule(r), hits: this.kernel.hits(r.id) };
+    return { id: r.id, ...ruleFields(r), hits: this.kernel.hits(r.id) };
   }
 
   #taken(rules: StoredRule[], priority: number, except?: number): void {
@@ -188,7 +189,7 @@ export class FirewallService {
     return this.#view(this.#commit(s, prev, { rules, def: prev.def }, () => this.store.moveRule(s.id, id, priority)));
   }
 
-  setDefault(scopeName: string, def: DefaultAction): { scope: string; default: DefaultAction } {
+  setDefault(scopeName: string, def: DefaultAction): DefaultView {
     const s = this.scope(scopeName);
     this.changeDefault(s, def, () =>
       s.id === FW_GLOBAL_SCOPE
@@ -205,10 +206,10 @@ export class FirewallService {
     return this.#commit(s, prev, { rules: prev.rules, def }, write);
   }
 
-  exportRules(scopeName: string): Required<RuleSetDoc> {
+  exportRules(scopeName: string): RuleSetDocument {
     const s = this.scope(scopeName);
     const { rules, def } = this.#state(s);
-    return exportRuleSet(def, rules);
+    return exportRuleSet(def, rules) as RuleSetDocument;
   }
 
   /** Replaces a scope's whole rule set (and its default, when the document has one) at once. */
@@ -248,8 +249,67 @@ export class FirewallService {
 
   // ---- blocklist -----------------------------------------------------------------------
 
-  blockList(): BlocklistView {
-    return { counts: this.#counts(), prefixes: this.store.blockList() };
+  /** A page of the blocklist in numeric order (family, address, length): `limit` entries
+   * after the prefix `after` (the previous page's `next`), only those covering `contains`
+   * (an address or prefix) when given. */
+  blockPage(q: { contains?: string; limit?: number; after?: string } = {}): BlocklistView {
+    const limit = q.limit ?? BLOCKLIST_PAGE;
+    let after: Uint8Array | undefined;
+    if (q.after !== undefined)
+      try {
+        after = blockSortKey(parseBlockPrefix(q.after).subnet);
+      } catch (e) {
+        throw new StratumError("INVALID", `after: ${(e as Error).message} (give the previous page's next)`);
+      }
+    const only = q.contains === undefined ? undefined : coveringPrefixes(parseRuleCidr(q.contains, "contains"));
+    const rows = this.store.blockPage({ after, limit: limit + 1, only });
+    const prefixes = rows.slice(0, limit);
+    return {
+      counts: this.#counts(),
+      prefixes,
+      next: rows.length > limit ? (prefixes.at(-1)?.prefix ?? null) : null,
+    };
+  }
+
+  /** Which listed prefixes cover an address (or every address of a prefix), longest first:
+   * the first is the one the datapath's longest-prefix match finds. */
+  blockTest(text: string): BlockTestResult {
+    const s: Subnet = parseRuleCidr(text, "address");
+    const bits = s.family === 4 ? 32 : 128;
+    const listed = this.store.blockListed(coveringPrefixes(s));
+    const matches = [...listed].sort((a, b) => Number(b.split("/")[1]) - Number(a.split("/")[1]));
+    return {
+      address: s.prefixLen === bits ? formatIp({ family: s.family, value: s.network }) : formatSubnet(s),
+      blocked: matches.length > 0,
+      match: matches[0] ?? null,
+      matches,
+    };
+  }
+
+  /** Removes every prefix: from the tries first (whatever they hold), then the store; a
+   * failure puts back what went. */
+  blockClear(): BlockClearResult {
+    const gone: Subnet[] = [];
+    const putBack = () => {
+      if (gone.length) this.kernel.blockAdd(gone, { 4: 0, 6: 0 });
+    };
+    try {
+      for (const p of this.kernel.blockList()) {
+        const sn = parseSubnet(p);
+        if (this.kernel.blockDel(sn)) gone.push(sn);
+      }
+    } catch (e) {
+      putBack();
+      throw e;
+    }
+    let removed: number;
+    try {
+      removed = this.store.blockClear();
+    } catch (e) {
+      putBack();
+      throw e;
+    }
+    return { removed, counts: this.#counts() };
   }
 
   #counts(): { ipv4: number; ipv6: number } {

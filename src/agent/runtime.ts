@@ -3,6 +3,7 @@
  * it logged, and the handles both read from. One per agent process; nothing here is kept
  * across restarts (the kernel's counters are, in their pinned maps). */
 import type { ConsolaReporter, LogObject } from "consola";
+import type { LoggedProblem, ReconcileRepair, ReconcileRun } from "../api/contract";
 import type { Attachment } from "../datapath/attach";
 import type { ProbeReport } from "../datapath/probe";
 import { type ReconcileTrigger, TRIGGERS } from "../reconcile/loop";
@@ -12,12 +13,7 @@ import type { Addressing } from "./addressing";
 import type { MapFill } from "./map-fill";
 import type { NetworkService } from "./service";
 
-export interface LoggedProblem {
-  at: string;
-  level: "warn" | "error";
-  tag?: string;
-  message: string;
-}
+export type { LoggedProblem, ReconcileRepair, ReconcileRun };
 
 /** The last `max` warnings and errors, as a consola reporter sees them, and how many there
  * were in all. It counts every logger of the process once added as a sink (logging.ts). */
@@ -41,7 +37,7 @@ export class RecentLog {
 
   add(level: "warn" | "error", message: string, tag?: string, at: Date = new Date()): void {
     this.totals[level]++;
-    this.#items.push({ at: at.toISOString(), level, ...(tag ? { tag } : {}), message });
+    this.#items.push({ at: at.toISOString(), level, tag: tag ?? null, message });
     if (this.#items.length > this.#max) this.#items.splice(0, this.#items.length - this.#max);
   }
 
@@ -49,28 +45,6 @@ export class RecentLog {
   list(): LoggedProblem[] {
     return [...this.#items];
   }
-}
-
-export interface ReconcileRun {
-  at: string;
-  /** What made the run: the agent's start, an API request, rtnetlink notices of drift, or the periodic pass. */
-  trigger: ReconcileTrigger;
-  durationMs: number;
-  networks: number;
-  endpoints: number;
-  firewall: ReconcileReport["firewall"];
-  collected: string[];
-  errors: string[];
-  /** Every kernel change the run made, in order: none when the kernel was already right. */
-  changes: string[];
-}
-
-/** The last run that found the kernel differing from the store and changed it. */
-export interface ReconcileRepair {
-  at: string;
-  trigger: ReconcileTrigger;
-  durationMs: number;
-  changes: string[];
 }
 
 const perTrigger = (): Record<ReconcileTrigger, number> =>

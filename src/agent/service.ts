@@ -6,8 +6,9 @@
 
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
+import type { DnsRecordSelector, DnsRecordView, EndpointView, LeaseView, NetworkView } from "../api/contract";
 import { type PortConfig, PROFILE_F } from "../datapath/port";
-import { type BucketCounts, SHAPE_KIND } from "../datapath/shape";
+import { SHAPE_KIND } from "../datapath/shape";
 import { StratumError } from "../errors";
 import { type DnsRecordSpec, relativeOwner, validateDnsRecord } from "../model/dns";
 import { formatIp, hostRange, parseIp, parseSubnet } from "../model/ip";
@@ -43,32 +44,14 @@ import {
   setBridgePort,
   setLink,
 } from "../netlink";
-import type { Endpoint, Lease, Store, StoredDnsRecord, StoredNetwork } from "../store/store";
+import type { Endpoint, Lease, Store, StoredNetwork } from "../store/store";
 import { checkRoom, type Entries, endpointEntries, growth, networkEntries } from "./capacity";
-import type { DropCounts, PortDatapath } from "./datapath";
+import type { PortDatapath } from "./datapath";
 import { FirewallTables } from "./firewall";
 import { FirewallService, type FwKernel } from "./firewall-service";
 
 export const USER_BRIDGE = "cnv-user-br0";
 export const MGMT_BRIDGE = "cnv-mgmt-br0";
-
-export interface NetworkView extends StoredNetwork {
-  profiles: { total: number; claimed: number };
-  endpoints: string[];
-  /** What the network's egress cap passed and dropped (show only, when it has one). */
-  egressCounts?: BucketCounts;
-}
-
-export interface EndpointView extends Endpoint {
-  /** Host-side interface on the user bridge (veth host end or the tap). */
-  interface: string;
-  /** Profile IPv6 address, when the network has an IPv6 subnet. */
-  ip6?: string;
-  /** Drops on the endpoint's port by reason (show only). */
-  drops?: DropCounts;
-  /** What the endpoint's egress cap passed and dropped (show only, when it has one). */
-  egressCounts?: BucketCounts;
-}
 
 export interface AttachRequest {
   network: string;
@@ -144,19 +127,6 @@ class Undo {
   }
 }
 
-/** A lease as `dhcp leases` shows it: the stored row and whether it is still running. */
-export interface LeaseView extends Lease {
-  active: boolean;
-}
-
-/** Which DNS records `dns record del` removes: by id, or by owner name (and type, and value). */
-export interface DnsRecordSelector {
-  id?: number;
-  name?: string;
-  type?: string;
-  value?: string;
-}
-
 export class NetworkService {
   readonly fw: FirewallService;
   /** Called after every change that the DHCP and DNS servers serve (networks, endpoints,
@@ -200,11 +170,12 @@ export class NetworkService {
         mac: String(r.mac),
         family: Number(r.family) as 4 | 6,
         ip: String(r.ip),
-        ...(r.endpoint ? { endpoint: String(r.endpoint) } : {}),
-        ...(r.hostname ? { hostname: String(r.hostname) } : {}),
+        endpoint: r.endpoint ? String(r.endpoint) : null,
+        hostname: r.hostname ? String(r.hostname) : null,
         state: String(r.state) as Lease["state"],
-        expiresAt: Number(r.expires_at),
-        updatedAt: Number(r.updated_at),
+        // Stored as ms since the epoch; the API speaks RFC 3339.
+        expiresAt: new Date(Number(r.expires_at)).toISOString(),
+        updatedAt: new Date(Number(r.updated_at)).toISOString(),
         active: String(r.state) === "bound" && Number(r.expires_at) > now,
       }))
       .sort(
@@ -215,12 +186,12 @@ export class NetworkService {
       );
   }
 
-  dnsRecords(network?: string): StoredDnsRecord[] {
+  dnsRecords(network?: string): DnsRecordView[] {
     if (network) this.mustNetwork(network);
     return this.store.listDnsRecords(network);
   }
 
-  addDnsRecord(network: string, spec: DnsRecordSpec): StoredDnsRecord {
+  addDnsRecord(network: string, spec: DnsRecordSpec): DnsRecordView {
     const n = this.mustNetwork(network);
     const rec = validateDnsRecord(
       n.dnsZone,
@@ -234,7 +205,7 @@ export class NetworkService {
   }
 
   /** Deletes the records `sel` names; NOT_FOUND when it names none. Returns what went. */
-  deleteDnsRecords(network: string, sel: DnsRecordSelector): StoredDnsRecord[] {
+  deleteDnsRecords(network: string, sel: DnsRecordSelector): DnsRecordView[] {
     const n = this.mustNetwork(network);
     if (sel.id === undefined && sel.name === undefined)
       throw new StratumError("INVALID", "name the record: its id, or its owner name (with type and value to narrow)");
@@ -263,14 +234,51 @@ export class NetworkService {
     return hit;
   }
 
-  /** `n`: the endpoint's network when the caller has it already (lists read each network once). */
+  /** `n`: the endpoint's network when the caller has it already (lists read each network once).
+   * Drops and cap counters are read by showEndpoint only. */
   #endpointView(e: Endpoint, n = this.store.getNetwork(e.network)): EndpointView {
-    return { ...e, interface: e.hostIf, ...(n?.cidr6 ? { ip6: profileIp6(n.cidr6, e.mac) } : {}) };
+    return {
+      name: e.name,
+      network: e.network,
+      ip: e.ip,
+      ip6: n?.cidr6 ? profileIp6(n.cidr6, e.mac) : null,
+      mac: e.mac,
+      hostIndex: e.hostIndex,
+      kind: e.kind,
+      interface: e.hostIf,
+      netns: e.netns ?? null,
+      ifname: e.ifname ?? null,
+      egress: e.egress ? { rate: e.egress.rate, burst: e.egress.burst } : null,
+      createdAt: e.createdAt,
+      drops: null,
+      egressCounts: null,
+    };
   }
 
+  /** Cap counters are read by showNetwork only. */
   #view(n: StoredNetwork): NetworkView {
     const eps = this.store.listEndpoints(n.name);
-    return { ...n, profiles: { total: profileCount(n.cidr), claimed: eps.length }, endpoints: eps.map((e) => e.name) };
+    return {
+      id: n.id,
+      name: n.name,
+      cidr: n.cidr,
+      gateway: n.gateway,
+      cidr6: n.cidr6 ?? null,
+      gateway6: n.gateway6 ?? null,
+      dhcpRange: { first: n.dhcpRange.first, last: n.dhcpRange.last },
+      dnsZone: n.dnsZone,
+      dnsForwarders: n.dnsForwarders,
+      mtu: n.mtu,
+      defaultAction: n.defaultAction,
+      dhcpLeaseTime: n.dhcpLeaseTime,
+      dhcpRoutes: n.dhcpRoutes,
+      dhcpOptions: n.dhcpOptions,
+      egress: n.egress ? { rate: n.egress.rate, burst: n.egress.burst } : null,
+      createdAt: n.createdAt,
+      profiles: { total: profileCount(n.cidr), claimed: eps.length },
+      endpoints: eps.map((e) => e.name),
+      egressCounts: null,
+    };
   }
 
   listNetworks(): NetworkView[] {
@@ -285,10 +293,7 @@ export class NetworkService {
 
   showNetwork(name: string): NetworkView {
     const n = this.mustNetwork(name);
-    return {
-      ...this.#view(n),
-      ...(n.egress ? { egressCounts: this.dp.capCounts(SHAPE_KIND.NETWORK, n.id) } : {}),
-    };
+    return { ...this.#view(n), egressCounts: n.egress ? this.dp.capCounts(SHAPE_KIND.NETWORK, n.id) : null };
   }
 
   /** The gateway addresses a network puts on the user bridge: IPv4, and IPv6 when it has one;
@@ -432,8 +437,8 @@ export class NetworkService {
     const link = getLink(e.hostIf, this.nl);
     return {
       ...this.#endpointView(e),
-      ...(link ? { drops: this.dp.drops(link.index) } : {}),
-      ...(link && e.egress ? { egressCounts: this.dp.capCounts(SHAPE_KIND.ENDPOINT, link.index) } : {}),
+      drops: link ? this.dp.drops(link.index) : null,
+      egressCounts: link && e.egress ? this.dp.capCounts(SHAPE_KIND.ENDPOINT, link.index) : null,
     };
   }
 

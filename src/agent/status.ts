@@ -6,124 +6,17 @@
  * last reconcile reported errors, or the store does not answer; a nearly full table is a
  * warning. Read-only: it never repairs what it finds. */
 import { existsSync, statSync } from "node:fs";
+import type { AgentStatus, PortStatus, ServiceStatus, StoreStatus, UplinkStatus } from "../api/contract";
 import { clsProgId, pinnedLinkInfo, type TcDirection } from "../datapath/attach";
 import { encodeIfindex } from "../datapath/port";
 import { getLink, type Link, listLinks } from "../netlink";
-import type { ReconcileTrigger } from "../reconcile/loop";
 import { SCHEMA_VERSION } from "../store/sqlite";
-import type { DropCounts } from "./datapath";
 import type { MapFillInfo } from "./map-fill";
-import type { AgentRuntime, LoggedProblem, ReconcileRepair, ReconcileRun } from "./runtime";
+import type { AgentRuntime } from "./runtime";
 import { USER_BRIDGE } from "./service";
 
 export type Health = "ok" | "degraded";
-
-export interface PortStatus {
-  endpoint: string;
-  network: string;
-  kind: "veth" | "tap";
-  /** Host-side interface. */
-  interface: string;
-  /** null when the interface is missing. */
-  ifindex: number | null;
-  attach: "cls_bpf";
-  /** Program ids of Stratum's filters (0: none). */
-  ingressProgId: number;
-  egressProgId: number;
-  /** The port has its entry in stm_ports (without one its programs drop everything). */
-  config: boolean;
-  bridged: boolean;
-  up: boolean;
-  state: Health;
-  problems: string[];
-}
-
-export interface UplinkStatus {
-  name: string;
-  ifindex: number;
-  /** XDP mode chosen at attach: native (driver) or generic. */
-  xdpMode?: "native" | "generic";
-  /** Program of the XDP link (0: the link is gone). */
-  progId: number;
-  /** Program of the tcx egress link (0: the link is gone). */
-  tcxEgressProgId: number;
-  state: Health;
-  problems: string[];
-  drops: DropCounts;
-}
-
-export interface StoreStatus {
-  path: string;
-  /** "ok", or why the store did not answer. */
-  state: string;
-  schemaVersion?: number;
-  /** The schema version this binary writes. */
-  binarySchemaVersion: number;
-  journalMode?: string;
-  sizeBytes: number;
-  walBytes: number;
-  networks?: number;
-  endpoints?: number;
-  rules?: number;
-  blocklist?: number;
-  leases?: number;
-  leasesQuarantined?: number;
-  /** Rows of the other tables set aside because they failed validation at an open. */
-  quarantined?: number;
-  dnsRecords?: number;
-}
-
-export interface AgentStatus {
-  health: { status: Health; reasons: string[]; warnings: string[] };
-  version: string;
-  pid: number;
-  startedAt: string;
-  uptimeSeconds: number;
-  kernel: string;
-  libbpf: string;
-  libbpfPath: string;
-  features: Record<string, boolean>;
-  pinRoot: string;
-  stateDir: string;
-  rssBytes: number;
-  networks: number;
-  endpoints: number;
-  ports: PortStatus[];
-  uplink?: UplinkStatus;
-  maps: MapFillInfo[];
-  /** How long counting the maps' entries took. */
-  mapCountMs: number;
-  store: StoreStatus;
-  reconcile: ReconcileStatus;
-  recentErrors: LoggedProblem[];
-  logTotals: { warn: number; error: number };
-  /** DHCP, router advertisements and DHCPv6, DNS: serving, or why not. */
-  services?: ServiceStatus[];
-}
-
-export interface ReconcileStatus {
-  runs: number;
-  errors: number;
-  /** The last run; its `trigger` is the last trigger. */
-  last?: ReconcileRun;
-  /** Runs by what made them. */
-  byTrigger: Record<ReconcileTrigger, number>;
-  /** Runs that found the kernel differing from the store and changed it, by what made them. */
-  repairs: Record<ReconcileTrigger, number>;
-  /** The last of those. */
-  lastRepair?: ReconcileRepair;
-  /** The loop: on rtnetlink notices (events), a full pass every intervalSeconds (0: none), and
-   * the drift notices show now that no run has answered yet. */
-  loop?: { events: boolean; intervalSeconds: number; drift: string[] };
-}
-
-export interface ServiceStatus {
-  name: "dhcp" | "ipv6" | "dns";
-  state: "serving" | "down";
-  problem?: string;
-  /** One line of what it did: leases, advertisements, queries. */
-  summary: string;
-}
+export type { AgentStatus, PortStatus, ServiceStatus, StoreStatus, UplinkStatus };
 
 function serviceStates(rt: AgentRuntime): ServiceStatus[] | undefined {
   if (!rt.addressing) return undefined;
@@ -132,7 +25,7 @@ function serviceStates(rt: AgentRuntime): ServiceStatus[] | undefined {
   const entry = (name: ServiceStatus["name"], summary: string): ServiceStatus => ({
     name,
     state: x.down[name] ? "down" : "serving",
-    ...(x.down[name] ? { problem: x.down[name] } : {}),
+    problem: x.down[name] || null,
     summary,
   });
   return [
@@ -214,9 +107,9 @@ export function portStates(rt: AgentRuntime): PortStatus[] {
   });
 }
 
-export function uplinkState(rt: AgentRuntime): UplinkStatus | undefined {
+export function uplinkState(rt: AgentRuntime): UplinkStatus | null {
   const up = rt.uplink;
-  if (!up) return undefined;
+  if (!up) return null;
   const dp = rt.svc.dp;
   const problems: string[] = [];
   const dev = getLink(up.name, rt.svc.nl);
@@ -240,7 +133,7 @@ export function uplinkState(rt: AgentRuntime): UplinkStatus | undefined {
   return {
     name: up.name,
     ifindex: up.ifindex,
-    ...(up.attach.xdpMode ? { xdpMode: up.attach.xdpMode } : {}),
+    xdpMode: up.attach.xdpMode ?? null,
     progId,
     tcxEgressProgId,
     state: problems.length ? "degraded" : "ok",
@@ -258,16 +151,41 @@ function fileSize(path: string): number {
 }
 
 export function storeState(rt: AgentRuntime): StoreStatus {
-  const base = {
-    path: rt.dbPath,
-    binarySchemaVersion: SCHEMA_VERSION,
-    sizeBytes: fileSize(rt.dbPath),
-    walBytes: fileSize(`${rt.dbPath}-wal`),
-  };
+  const base = { path: rt.dbPath, binarySchemaVersion: SCHEMA_VERSION };
+  const files = { sizeBytes: fileSize(rt.dbPath), walBytes: fileSize(`${rt.dbPath}-wal`) };
   try {
-    return { ...base, state: "ok", ...rt.store.stats() };
+    const st = rt.store.stats();
+    return {
+      ...base,
+      state: "ok",
+      schemaVersion: st.schemaVersion,
+      journalMode: st.journalMode,
+      ...files,
+      networks: st.networks,
+      endpoints: st.endpoints,
+      rules: st.rules,
+      blocklist: st.blocklist,
+      leases: st.leases,
+      leasesQuarantined: st.leasesQuarantined,
+      quarantined: st.quarantined,
+      dnsRecords: st.dnsRecords,
+    };
   } catch (e) {
-    return { ...base, state: (e as Error).message };
+    return {
+      ...base,
+      state: (e as Error).message,
+      schemaVersion: null,
+      journalMode: null,
+      ...files,
+      networks: null,
+      endpoints: null,
+      rules: null,
+      blocklist: null,
+      leases: null,
+      leasesQuarantined: null,
+      quarantined: null,
+      dnsRecords: null,
+    };
   }
 }
 
@@ -317,21 +235,21 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
     networks: store.networks ?? 0,
     endpoints: store.endpoints ?? ports.length,
     ports,
-    ...(uplink ? { uplink } : {}),
+    uplink,
     maps: fill.maps,
     mapCountMs: Math.round(fill.seconds * 100_000) / 100,
     store,
     reconcile: {
       runs: rt.reconcile.runs,
       errors: rt.reconcile.errors,
-      ...(last ? { last } : {}),
+      last: last ?? null,
       byTrigger: { ...rt.reconcile.byTrigger },
       repairs: { ...rt.reconcile.repairs },
-      ...(rt.reconcile.lastRepair ? { lastRepair: rt.reconcile.lastRepair } : {}),
-      ...(rt.loop ? { loop: rt.loop.state } : {}),
+      lastRepair: rt.reconcile.lastRepair ?? null,
+      loop: rt.loop ? rt.loop.state : null,
     },
     recentErrors: rt.recent.list(),
     logTotals: { ...rt.recent.totals },
-    ...(services ? { services } : {}),
+    services: services ?? null,
   };
 }

@@ -11,79 +11,38 @@
  * neighbour caches (a destination outside the node is addressed to a placeholder MAC: the
  * programs on its way do not look at it). */
 import { readFileSync } from "node:fs";
+import { TRACE_PROTOS, type TraceProto, type TraceRequest, type TraceResult, type TraceStage } from "../api/contract";
 import { clsProgId, pinnedLinkInfo, progTag } from "../datapath/attach";
 import { DROP_REASON_LIST } from "../datapath/drops";
 import { FW_DEFAULT_ID, FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall";
 import { ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, TCP_FLAGS, tcp, udp } from "../datapath/packet";
 import { type CtEntry, ctKey, TC, TraceDatapath, type TraceProgram } from "../datapath/trace";
 import { StratumError } from "../errors";
-import { ruleSpec, type StoredRule } from "../model/firewall";
+import type { StoredRule } from "../model/firewall";
 import { contains, parseIp, parseSubnet } from "../model/ip";
 import { profileIp6 } from "../model/network";
 import { getLink, type Rtnl, rtnl } from "../netlink";
 import type { Endpoint, Store, StoredNetwork } from "../store/store";
+import { ruleFields } from "./firewall-service";
 import { USER_BRIDGE } from "./service";
 
-export const TRACE_PROTOS = ["tcp", "udp", "icmp", "icmpv6"] as const;
-export type TraceProto = (typeof TRACE_PROTOS)[number];
+export { TRACE_PROTOS, type TraceProto, type TraceRequest, type TraceResult, type TraceStage };
 
-export interface TraceRequest {
-  from: string;
-  /** Destination address, or ... */
-  to?: string;
-  /** ... an endpoint (its IPv4 address, or IPv6 with ipv6). */
-  toEndpoint?: string;
-  proto?: TraceProto;
-  sport?: number;
-  dport?: number;
-  /** TCP flags by name (syn, ack, fin, rst, psh, urg); default syn. */
-  flags?: string[];
-  ipv6?: boolean;
-  /** What-if: the source lies about its address or MAC. */
-  src?: string;
-  srcMac?: string;
-}
+type TraceFirewall = NonNullable<TraceStage["firewall"]>;
 
-export interface TraceFirewall {
-  scope: string;
-  /** Who decided: a rule, the default action, a tracked flow, the always-allowed infrastructure
-   * traffic (DHCP, DNS to the gateway, neighbour discovery), or nobody (no policy). */
-  decision: "rule" | "default" | "tracked" | "failsafe" | "no-policy";
-  action?: string;
-  rule?: { id: number; priority: number; spec: Record<string, unknown> };
-}
-
-export interface TraceStage {
-  step: number;
-  stage: "port-ingress" | "bridge" | "host" | "port-egress" | "uplink-egress";
-  device?: { name: string; ifindex: number; endpoint?: string; network?: string };
-  program?: { name: TraceProgram; liveId?: number };
-  verdict: "pass" | "drop" | "reject" | "forward" | "deliver";
-  reason?: { name: string; description: string };
-  firewall?: TraceFirewall;
-  conntrack?: { before?: string; after?: string; event?: string };
-  note?: string;
-}
-
-export interface TraceResult {
-  packet: {
-    family: 4 | 6;
-    proto: TraceProto;
-    srcMac: string;
-    dstMac: string;
-    src: string;
-    dst: string;
-    sport?: number;
-    dport?: number;
-    flags?: string;
-    bytes: number;
+/** A stage with every key present: what it does not say is null. */
+function stageOf(s: Pick<TraceStage, "step" | "stage" | "verdict"> & Partial<TraceStage>): TraceStage {
+  return {
+    step: s.step,
+    stage: s.stage,
+    device: s.device ?? null,
+    program: s.program ?? null,
+    verdict: s.verdict,
+    reason: s.reason ?? null,
+    firewall: s.firewall ?? null,
+    conntrack: s.conntrack ?? null,
+    note: s.note ?? null,
   };
-  stages: TraceStage[];
-  verdict: "delivered" | "dropped" | "rejected";
-  /** Where the packet ends: an endpoint, the node (a gateway), or the uplink. */
-  to?: string;
-  summary: string;
-  programs: { tag: string; liveTag?: string; same: boolean };
 }
 
 const FLAG_BITS: Record<string, number> = {
@@ -307,15 +266,16 @@ export class Tracer {
         dstMac,
         src: srcIp,
         dst: dstIp,
-        ...(sport !== undefined ? { sport, dport } : {}),
-        ...(flagNames.length ? { flags: flagNames.join("|").toUpperCase() } : {}),
+        sport: sport ?? null,
+        dport: dport ?? null,
+        flags: flagNames.length ? flagNames.join("|").toUpperCase() : null,
         bytes: frame(srcMac, dstMac).length,
       },
       stages,
       verdict,
-      ...(to ? { to } : {}),
+      to: to ?? null,
       summary,
-      programs: { tag, ...(live.tag ? { liveTag: live.tag } : {}), same: !live.tag || live.tag === tag },
+      programs: { tag, liveTag: live.tag ?? null, same: !live.tag || live.tag === tag },
     });
 
     const runStage = (
@@ -330,30 +290,33 @@ export class Tracer {
       const before = dp.seedFlow(k);
       const r = dp.run(prog, f, device.ifindex, ingressIfindex);
       const after = dp.flow(k);
-      const s: TraceStage = {
+      const s = stageOf({
         step: stages.length + 1,
         stage,
         device,
         program: {
           name: prog,
-          ...(prog !== "stm_uplink_out"
-            ? { liveId: clsProgId(device.ifindex, prog === "stm_port_in" ? "ingress" : "egress") || undefined }
-            : {}),
+          liveId:
+            prog !== "stm_uplink_out"
+              ? clsProgId(device.ifindex, prog === "stm_port_in" ? "ingress" : "egress") || null
+              : null,
         },
         verdict: r.retval === TC.SHOT ? "drop" : r.retval === TC.REDIRECT ? "reject" : "pass",
-      };
+      });
       const reason = r.drops.find((d) => d !== "fw-reject") ?? r.drops[0];
       if (reason && s.verdict !== "pass") {
         s.reason = { name: reason, description: DROP_REASON_LIST.find((d) => d.name === reason)?.description ?? "" };
       }
-      s.firewall = this.#firewallOf(r.hits, scopeId, dp.scopeOn(scopeId), before, after, s.verdict, reason);
+      s.firewall = this.#firewallOf(r.hits, scopeId, dp.scopeOn(scopeId), before, after, s.verdict, reason) ?? null;
       const events = r.fwStats.map((i) => FW_STATS[i] ?? String(i)).filter((e) => e !== "reject-sent");
-      s.conntrack = {
-        ...(before ? { before: before.state } : {}),
-        ...(after ? { after: after.state } : {}),
-        ...(events.length ? { event: events.join(", ") } : {}),
-      };
-      if (!s.conntrack.before && !s.conntrack.after && !s.conntrack.event) delete s.conntrack;
+      s.conntrack =
+        before || after || events.length
+          ? {
+              before: before?.state ?? null,
+              after: after?.state ?? null,
+              event: events.length ? events.join(", ") : null,
+            }
+          : null;
       if (s.verdict === "reject") s.note = `answered: ${describeReply(r.dataOut)} goes back to the sender`;
       stages.push(s);
       return s;
@@ -368,19 +331,21 @@ export class Tracer {
     const uplink = this.#uplink();
     const toUplink = (f: Buffer, via: string): TraceResult => {
       if (!uplink) {
-        stages.push({
-          step: stages.length + 1,
-          stage: via === "bridge" ? "bridge" : "host",
-          verdict: "drop",
-          note: `no endpoint of this node has ${dstIp} and the node has no uplink`,
-        });
+        stages.push(
+          stageOf({
+            step: stages.length + 1,
+            stage: via === "bridge" ? "bridge" : "host",
+            verdict: "drop",
+            note: `no endpoint of this node has ${dstIp} and the node has no uplink`,
+          }),
+        );
         return result("dropped", `dropped: nothing on this node has ${dstIp} and there is no uplink`);
       }
       const s = runStage(
         "uplink-egress",
         "stm_uplink_out",
         f,
-        { name: uplink.name, ifindex: uplink.ifindex },
+        { name: uplink.name, ifindex: uplink.ifindex, endpoint: null, network: null },
         0,
         FW_GLOBAL_SCOPE,
       );
@@ -394,12 +359,14 @@ export class Tracer {
 
     if (onLink) {
       if (dst.ep && dst.net?.name === srcNet.name) {
-        stages.push({
-          step: stages.length + 1,
-          stage: "bridge",
-          verdict: "forward",
-          note: `${USER_BRIDGE}: static FDB entry ${dst.ep.mac} → ${dst.ep.hostIf} (${dst.ep.name})`,
-        });
+        stages.push(
+          stageOf({
+            step: stages.length + 1,
+            stage: "bridge",
+            verdict: "forward",
+            note: `${USER_BRIDGE}: static FDB entry ${dst.ep.mac} → ${dst.ep.hostIf} (${dst.ep.name})`,
+          }),
+        );
         const dev = {
           name: dst.ep.hostIf,
           ifindex: dst.ifindex as number,
@@ -411,68 +378,82 @@ export class Tracer {
         return result("delivered", `delivered to ${dst.ep.name} (${dstIp})`, dst.ep.name);
       }
       if (toGateway) {
-        stages.push({
-          step: stages.length + 1,
-          stage: "bridge",
-          verdict: "deliver",
-          note: `${USER_BRIDGE}: to the node itself (gateway ${dstIp})`,
-        });
+        stages.push(
+          stageOf({
+            step: stages.length + 1,
+            stage: "bridge",
+            verdict: "deliver",
+            note: `${USER_BRIDGE}: to the node itself (gateway ${dstIp})`,
+          }),
+        );
         return result("delivered", `delivered to the node (gateway ${dstIp})`, "node");
       }
-      stages.push({
-        step: stages.length + 1,
-        stage: "bridge",
-        verdict: "forward",
-        note: `${USER_BRIDGE}: ${dstIp} is no endpoint of this node: towards the uplink`,
-      });
+      stages.push(
+        stageOf({
+          step: stages.length + 1,
+          stage: "bridge",
+          verdict: "forward",
+          note: `${USER_BRIDGE}: ${dstIp} is no endpoint of this node: towards the uplink`,
+        }),
+      );
       return toUplink(frame(srcMac, dstMac), "bridge");
     }
 
     // Off-link: to the gateway, then the node's routing.
-    stages.push({
-      step: stages.length + 1,
-      stage: "bridge",
-      verdict: "forward",
-      note: `${USER_BRIDGE}: to the gateway (the node routes what is not on ${srcCidr ?? "the subnet"})`,
-    });
-    if (toGateway) {
-      stages.push({
+    stages.push(
+      stageOf({
         step: stages.length + 1,
-        stage: "host",
-        verdict: "deliver",
-        note: `${dstIp} is a gateway address of this node`,
-      });
+        stage: "bridge",
+        verdict: "forward",
+        note: `${USER_BRIDGE}: to the gateway (the node routes what is not on ${srcCidr ?? "the subnet"})`,
+      }),
+    );
+    if (toGateway) {
+      stages.push(
+        stageOf({
+          step: stages.length + 1,
+          stage: "host",
+          verdict: "deliver",
+          note: `${dstIp} is a gateway address of this node`,
+        }),
+      );
       return result("delivered", `delivered to the node (gateway ${dstIp})`, "node");
     }
     const sysctl = v6 ? "/proc/sys/net/ipv6/conf/all/forwarding" : "/proc/sys/net/ipv4/ip_forward";
     const name = v6 ? "net.ipv6.conf.all.forwarding" : "net.ipv4.ip_forward";
     if (readSysctl(sysctl) !== "1") {
-      stages.push({
-        step: stages.length + 1,
-        stage: "host",
-        verdict: "drop",
-        reason: { name: "not-forwarded", description: `the node does not route between networks (${name} = 0)` },
-      });
+      stages.push(
+        stageOf({
+          step: stages.length + 1,
+          stage: "host",
+          verdict: "drop",
+          reason: { name: "not-forwarded", description: `the node does not route between networks (${name} = 0)` },
+        }),
+      );
       return result("dropped", `dropped by the node: it does not forward (${name} = 0)`);
     }
     if (dst.ep && dst.net) {
-      stages.push({
-        step: stages.length + 1,
-        stage: "host",
-        verdict: "forward",
-        note: `routed by the node to ${dst.net.name}, out ${USER_BRIDGE} to ${dst.ep.name}`,
-      });
+      stages.push(
+        stageOf({
+          step: stages.length + 1,
+          stage: "host",
+          verdict: "forward",
+          note: `routed by the node to ${dst.net.name}, out ${USER_BRIDGE} to ${dst.ep.name}`,
+        }),
+      );
       const dev = { name: dst.ep.hostIf, ifindex: dst.ifindex as number, endpoint: dst.ep.name, network: dst.net.name };
       const s = runStage("port-egress", "stm_port_out", frame(bridgeMac, dst.ep.mac), dev, bridge.index, dst.net.id);
       if (s.verdict !== "pass") return this.#stop(s, result);
       return result("delivered", `delivered to ${dst.ep.name} (${dstIp}), routed by the node`, dst.ep.name);
     }
-    stages.push({
-      step: stages.length + 1,
-      stage: "host",
-      verdict: "forward",
-      note: `routed by the node (${name} = 1) towards ${dstIp}`,
-    });
+    stages.push(
+      stageOf({
+        step: stages.length + 1,
+        stage: "host",
+        verdict: "forward",
+        note: `routed by the node (${name} = 1) towards ${dstIp}`,
+      }),
+    );
     return toUplink(frame(bridgeMac, OUTSIDE_MAC), "host");
   }
 
@@ -504,9 +485,14 @@ export class Tracer {
           scope: s,
           decision: "rule",
           action: rule.action,
-          rule: { id: rule.id, priority: rule.priority, spec: ruleSpec(rule) },
+          rule: { id: rule.id, priority: rule.priority, spec: ruleFields(rule) },
         };
-      return { scope: s, decision: "default", action: this.#store.scopeDefault((id & ~FW_DEFAULT_ID) >>> 0) };
+      return {
+        scope: s,
+        decision: "default",
+        action: this.#store.scopeDefault((id & ~FW_DEFAULT_ID) >>> 0),
+        rule: null,
+      };
     }
     if (reason && !FW_REASONS.has(reason)) return undefined; // stopped before the firewall
     if (reason && FW_REASONS.has(reason)) {
@@ -516,13 +502,19 @@ export class Tracer {
         scope,
         decision: before ? "tracked" : "default",
         action: "deny",
-        ...(r?.rule ? { rule: { id: r.rule.id, priority: r.rule.priority, spec: ruleSpec(r.rule) } } : {}),
+        rule: r?.rule ? { id: r.rule.id, priority: r.rule.priority, spec: ruleFields(r.rule) } : null,
       };
     }
-    if (verdict === "pass" && before) return { scope, decision: "tracked", action: "allow" };
-    if (verdict === "pass" && !after && enforces) return { scope, decision: "failsafe", action: "allow" };
-    if (verdict === "pass" && !enforces) return { scope, decision: "no-policy", action: "allow" };
-    return { scope, decision: "tracked", action: "allow" };
+    const allow = (decision: TraceFirewall["decision"]): TraceFirewall => ({
+      scope,
+      decision,
+      action: "allow",
+      rule: null,
+    });
+    if (verdict === "pass" && before) return allow("tracked");
+    if (verdict === "pass" && !after && enforces) return allow("failsafe");
+    if (verdict === "pass" && !enforces) return allow("no-policy");
+    return allow("tracked");
   }
 }
 

@@ -1,303 +1,80 @@
-/** The agent's HTTP API (hono): one router per resource, zod validation of every body and
- * query, errors as {code, message} with the matching status and never a stack, and an
- * OpenAPI document generated from the same schemas at /openapi.json. */
+/** The agent's HTTP API (hono), routed from the contract's table (contract.ts): every path
+ * parameter, query and body is validated with the route's strict schemas (an unknown key or
+ * query parameter is a 400 that names it and suggests the nearest valid one), a wrong method
+ * on a known path is 405 with Allow, a body over the route's limit is 413 before it is
+ * parsed, errors are {code, message} with the matching status and never a stack, and every
+ * change (any method but GET) is reported once to the audit callback: who, what, result. */
 
+import type { Context, MiddlewareHandler } from "hono";
 import { Hono } from "hono";
-import { z } from "zod";
-import pkg from "../../package.json" with { type: "json" };
-import type { FirewallService } from "../agent/firewall-service";
-import type { ReconcileRun } from "../agent/runtime";
+import { bodyLimit } from "hono/body-limit";
+import type { z } from "zod";
 import type { NetworkService } from "../agent/service";
-import { TRACE_PROTOS, type TraceRequest, type TraceResult } from "../agent/trace";
 import { type ErrorCode, StratumError } from "../errors";
-import { MAX_PRIORITY, RuleSpecSchema } from "../model/firewall";
-import { NetworkSpecSchema } from "../model/network";
-import { EgressCapSchema, validateCap } from "../model/shape";
+import { validateCap } from "../model/shape";
+import { nearest } from "../model/suggest";
+import {
+  type AgentStatus,
+  BODY_LIMIT,
+  type BodyOut,
+  ERROR_STATUS,
+  type OperationId,
+  type ParamsOut,
+  type QueryOut,
+  type ReconcileRun,
+  type Result,
+  ROUTES,
+  type RouteDef,
+  type TraceRequest,
+  type TraceResult,
+} from "./contract";
+import { openApiDocument } from "./openapi";
 
-/** A network declaration: the model's own schema, so the API and validation cannot drift. */
-export const NetworkCreateSchema = NetworkSpecSchema;
+/** An error with an HTTP status of its own (405, 413) beside its code; `allow`: the methods
+ * a 405's path serves. */
+export class HttpError extends StratumError {
+  constructor(
+    readonly status: 405 | 413,
+    code: ErrorCode,
+    message: string,
+    readonly allow?: string,
+  ) {
+    super(code, message);
+  }
+}
 
-export const NetworkPatchSchema = z
-  .object({
-    mtu: z.number().int().optional(),
-    defaultAction: z.enum(["allow", "deny"]).optional(),
-    dnsForwarders: z.array(z.string()).optional(),
-    dhcpRange: z.string().optional(),
-    dnsZone: z.string().optional(),
-    dhcpLeaseTime: z.number().int().optional(),
-    dhcpRoutes: z.array(z.string()).optional(),
-    dhcpOptions: z.array(z.string()).optional(),
-    egress: EgressCapSchema.nullable().optional(),
-  })
-  .strict();
+/** Who is calling, as the transport knows it (daemon.ts): the unix socket's peer, or the TCP
+ * listener's client, with the token it must present. */
+export interface Caller {
+  who: string;
+  /** The bearer token this caller must send (the TCP listener); none on the unix socket. */
+  token?: string;
+  /** Whom a valid token stands for in the audit log (the token file's name). */
+  tokenName?: string;
+}
 
-export const EndpointPatchSchema = z.object({ egress: EgressCapSchema.nullable() }).strict();
+/** One change through the API, for the audit log. */
+export interface AuditEntry {
+  who: string;
+  method: string;
+  /** Path and query. */
+  path: string;
+  /** The operation and what it names ("createNetwork name=app-net"), or why none was reached
+   * ("unauthenticated", "no such route", "method not allowed"). */
+  what: string;
+  status: number;
+  /** The error code of a failure. */
+  code?: ErrorCode;
+}
 
-export const AttachSchema = z
-  .object({
-    name: z.string(),
-    netns: z.string().optional(),
-    ifname: z.string().optional(),
-    tap: z.string().optional(),
-    ip: z.string().optional(),
-    configure: z.boolean().optional(),
-  })
-  .strict();
+export function auditLine(e: AuditEntry): string {
+  return `${e.who}: ${e.method} ${e.path} (${e.what}) → ${e.status}${e.code ? ` ${e.code}` : ""}`;
+}
 
-/** A firewall rule: the model's schema (the fields are the CLI's flags). */
-export const RuleCreateSchema = RuleSpecSchema;
-
-export const RuleMoveSchema = z.object({ priority: z.number().int().min(1).max(MAX_PRIORITY) }).strict();
-
-export const DefaultActionSchema = z.object({ action: z.enum(["allow", "deny"]) }).strict();
-
-/** The import document; each rule is validated by the service, which names the bad one by index. */
-export const RuleSetSchema = z
-  .object({
-    default: z.enum(["allow", "deny"]).optional(),
-    rules: z.array(z.record(z.string(), z.unknown())).default([]),
-  })
-  .strict();
-
-export const BlocklistAddSchema = z.object({ prefixes: z.array(z.string()).min(1) }).strict();
-
-/** A DNS record of a network's zone; the service checks name, type and value (src/model/dns.ts). */
-export const DnsRecordCreateSchema = z
-  .object({
-    name: z.string(),
-    type: z.string(),
-    value: z.string(),
-    ttl: z.number().int().optional(),
-  })
-  .strict();
-
-/** Which records `DELETE /v1/networks/{name}/dns/records` removes: an owner name, narrowed by type and value. */
-export const DnsRecordSelectorSchema = z
-  .object({
-    name: z.string().min(1),
-    type: z.string().min(1).optional(),
-    value: z.string().min(1).optional(),
-  })
-  .strict();
-
-const Port = z.number().int().min(0).max(65535);
-export const TraceSchema = z
-  .object({
-    from: z.string(),
-    to: z.string().optional(),
-    toEndpoint: z.string().optional(),
-    proto: z.enum(TRACE_PROTOS).optional(),
-    sport: Port.optional(),
-    dport: Port.optional(),
-    flags: z.array(z.string()).optional(),
-    ipv6: z.boolean().optional(),
-    src: z.string().optional(),
-    srcMac: z.string().optional(),
-  })
-  .strict();
-
-const STATUS: Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 500 | 501 | 503> = {
-  INVALID: 400,
-  CONFLICT: 409,
-  PERMISSION: 403,
-  UNAUTHORIZED: 401,
-  CAPACITY: 409,
-  NOT_FOUND: 404,
-  UNSUPPORTED: 501,
-  UNAVAILABLE: 503,
-  SYS: 500,
-  NETLINK: 500,
-  BPF_LOAD: 500,
-  BPF_ATTACH: 500,
-  INTERNAL: 500,
+type AppEnv = {
+  Bindings: { caller?: Caller } | undefined;
+  Variables: { who: string; what: string; code: ErrorCode };
 };
-
-async function body<T extends z.ZodType>(req: { json(): Promise<unknown> }, schema: T): Promise<z.infer<T>> {
-  let raw: unknown;
-  try {
-    raw = await req.json();
-  } catch {
-    throw new StratumError("INVALID", "request body is not JSON");
-  }
-  const r = schema.safeParse(raw);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    throw new StratumError("INVALID", `${i?.path.join(".") || "body"}: ${i?.message ?? "invalid"}`);
-  }
-  return r.data;
-}
-
-/** The query string, validated like a body (errors name the parameter). */
-function query<T extends z.ZodType>(q: Record<string, string>, schema: T, usage: string): z.infer<T> {
-  const r = schema.safeParse(q);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    const what = i?.path.join(".");
-    throw new StratumError("INVALID", `${what ? `${what}: ` : ""}${i?.message ?? "invalid"} (${usage})`);
-  }
-  return r.data;
-}
-
-/** A numeric id from a path (`what` names it in the message). */
-function numericId(v: string, what: string): number {
-  const n = Number(v);
-  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new StratumError("INVALID", `${what} "${v}" is not a number`);
-  return n;
-}
-
-const DNS_DELETE_USAGE = "DELETE /v1/networks/NAME/dns/records/ID or ?name=OWNER[&type=TYPE][&value=VALUE]";
-
-function networksRouter(svc: NetworkService): Hono {
-  const r = new Hono();
-  r.get("/", (c) => c.json(svc.listNetworks()));
-  r.post("/", async (c) => c.json(svc.createNetwork(await body(c.req, NetworkCreateSchema)), 201));
-  r.get("/:name", (c) => c.json(svc.showNetwork(c.req.param("name"))));
-  r.patch("/:name", async (c) => c.json(svc.setNetwork(c.req.param("name"), await body(c.req, NetworkPatchSchema))));
-  r.delete("/:name", (c) => {
-    svc.deleteNetwork(c.req.param("name"), c.req.query("force") === "true");
-    return c.body(null, 204);
-  });
-  r.post("/:name/endpoints", async (c) =>
-    c.json(svc.attach({ ...(await body(c.req, AttachSchema)), network: c.req.param("name") }), 201),
-  );
-  r.delete("/:name/endpoints/:endpoint", (c) => {
-    svc.detach(c.req.param("name"), c.req.param("endpoint"));
-    return c.body(null, 204);
-  });
-  r.get("/:name/dns/records", (c) => c.json(svc.dnsRecords(c.req.param("name"))));
-  r.post("/:name/dns/records", async (c) =>
-    c.json(svc.addDnsRecord(c.req.param("name"), await body(c.req, DnsRecordCreateSchema)), 201),
-  );
-  r.delete("/:name/dns/records/:id", (c) =>
-    c.json(svc.deleteDnsRecords(c.req.param("name"), { id: numericId(c.req.param("id"), "record id") })),
-  );
-  r.delete("/:name/dns/records", (c) =>
-    c.json(svc.deleteDnsRecords(c.req.param("name"), query(c.req.query(), DnsRecordSelectorSchema, DNS_DELETE_USAGE))),
-  );
-  return r;
-}
-
-function endpointsRouter(svc: NetworkService): Hono {
-  const r = new Hono();
-  r.get("/", (c) => c.json(svc.listEndpoints(c.req.query("network") || undefined)));
-  r.get("/:name", (c) => c.json(svc.showEndpoint(c.req.param("name"))));
-  r.patch("/:name", async (c) => {
-    const b = await body(c.req, EndpointPatchSchema);
-    return c.json(svc.setEndpointEgress(c.req.param("name"), b.egress ? validateCap(b.egress) : null));
-  });
-  return r;
-}
-
-const ruleId = (v: string) => numericId(v, "rule id");
-
-/** /v1/dhcp: the leases the networks' DHCP servers handed out. */
-function dhcpRouter(svc: NetworkService): Hono {
-  const r = new Hono();
-  r.get("/leases", (c) => c.json(svc.dhcpLeases(c.req.query("network") || undefined)));
-  return r;
-}
-
-/** /v1/dns: the user's records of every network (one network's: /v1/networks/{name}/dns/records). */
-function dnsRouter(svc: NetworkService): Hono {
-  const r = new Hono();
-  r.get("/records", (c) => c.json(svc.dnsRecords()));
-  return r;
-}
-
-/** /v1/firewall: {scope} is a network's name or `global`; the blocklist is node-wide. */
-function firewallRouter(fw: FirewallService): Hono {
-  const r = new Hono();
-  r.get("/blocklist", (c) => c.json(fw.blockList()));
-  r.post("/blocklist", async (c) => c.json(fw.blockAdd((await body(c.req, BlocklistAddSchema)).prefixes)));
-  r.delete("/blocklist", (c) => {
-    const p = c.req.query("prefix");
-    if (!p) throw new StratumError("INVALID", "give the prefix to delete: DELETE /v1/firewall/blocklist?prefix=CIDR");
-    fw.blockDel(p);
-    return c.body(null, 204);
-  });
-  r.get("/:scope/rules", (c) => c.json(fw.listRules(c.req.param("scope"))));
-  r.post("/:scope/rules", async (c) =>
-    c.json(fw.addRule(c.req.param("scope"), await body(c.req, RuleCreateSchema)), 201),
-  );
-  r.delete("/:scope/rules/:id", (c) => {
-    fw.deleteRule(c.req.param("scope"), ruleId(c.req.param("id")));
-    return c.body(null, 204);
-  });
-  r.post("/:scope/rules/:id/move", async (c) =>
-    c.json(fw.moveRule(c.req.param("scope"), ruleId(c.req.param("id")), (await body(c.req, RuleMoveSchema)).priority)),
-  );
-  r.put("/:scope/default", async (c) =>
-    c.json(fw.setDefault(c.req.param("scope"), (await body(c.req, DefaultActionSchema)).action)),
-  );
-  r.get("/:scope/export", (c) => c.json(fw.exportRules(c.req.param("scope"))));
-  r.put("/:scope/import", async (c) => c.json(fw.importRules(c.req.param("scope"), await body(c.req, RuleSetSchema))));
-  return r;
-}
-
-export function openApiDocument(): Record<string, unknown> {
-  const schema = (s: z.ZodType) => z.toJSONSchema(s);
-  const json = (s?: z.ZodType) => (s ? { content: { "application/json": { schema: schema(s) } } } : {});
-  const err = { description: "error", ...json(z.object({ code: z.string(), message: z.string() })) };
-  const op = (summary: string, req?: z.ZodType, ok = "200") => ({
-    summary,
-    ...(req ? { requestBody: { required: true, ...json(req) } } : {}),
-    responses: { [ok]: { description: "success" }, "400": err, "404": err, "409": err, "500": err },
-  });
-  return {
-    openapi: "3.1.0",
-    info: { title: "Stratum agent API", version: pkg.version },
-    paths: {
-      "/v1/networks": { get: op("List networks"), post: op("Create a network", NetworkCreateSchema, "201") },
-      "/v1/networks/{name}": {
-        get: op("Show a network"),
-        patch: op("Change a network's mutable fields", NetworkPatchSchema),
-        delete: op("Delete a network (?force=true detaches its endpoints first)", undefined, "204"),
-      },
-      "/v1/networks/{name}/endpoints": { post: op("Attach an endpoint (claim a profile)", AttachSchema, "201") },
-      "/v1/networks/{name}/endpoints/{endpoint}": { delete: op("Detach an endpoint", undefined, "204") },
-      "/v1/networks/{name}/dns/records": {
-        get: op("List a network's DNS records"),
-        post: op("Add a DNS record (name relative to the zone, @ for the apex)", DnsRecordCreateSchema, "201"),
-        delete: op("Delete the records ?name=OWNER[&type=TYPE][&value=VALUE] names; answers the deleted records"),
-      },
-      "/v1/networks/{name}/dns/records/{id}": { delete: op("Delete a DNS record by id; answers it") },
-      "/v1/dns/records": { get: op("List the DNS records of every network") },
-      "/v1/dhcp/leases": { get: op("List DHCP leases (?network=NAME), with whether each is still active") },
-      "/v1/endpoints": { get: op("List endpoints (?network=NAME)") },
-      "/v1/endpoints/{name}": {
-        get: op("Show an endpoint"),
-        patch: op("Set (or with egress: null remove) an endpoint's egress cap", EndpointPatchSchema),
-      },
-      "/v1/firewall/{scope}/rules": {
-        get: op("List a scope's rules with hit counters ({scope}: a network or `global`)"),
-        post: op("Add a rule", RuleCreateSchema, "201"),
-      },
-      "/v1/firewall/{scope}/rules/{id}": { delete: op("Delete a rule", undefined, "204") },
-      "/v1/firewall/{scope}/rules/{id}/move": { post: op("Give a rule another priority", RuleMoveSchema) },
-      "/v1/firewall/{scope}/default": { put: op("Set a scope's default action", DefaultActionSchema) },
-      "/v1/firewall/{scope}/export": { get: op("A scope's rule set as a document ({default, rules})") },
-      "/v1/firewall/{scope}/import": { put: op("Replace a scope's whole rule set at once", RuleSetSchema) },
-      "/v1/firewall/blocklist": {
-        get: op("List the blocklist"),
-        post: op("Add prefixes to the blocklist (all or none)", BlocklistAddSchema),
-        delete: op("Remove a prefix (?prefix=CIDR)", undefined, "204"),
-      },
-      "/v1/trace": {
-        post: op("Trace a packet an endpoint would send through the live programs, stage by stage", TraceSchema),
-      },
-      "/v1/status": { get: op("Agent status: health, ports, uplink, maps, store, last reconcile, recent errors") },
-      "/v1/reconcile": {
-        post: op("Reconcile the kernel to the store now; the run's report lists every kernel change it made"),
-      },
-      "/metrics": {
-        get: {
-          summary: "Prometheus metrics (text exposition format)",
-          responses: { "200": { description: "success", content: { "text/plain": { schema: { type: "string" } } } } },
-        },
-      },
-    },
-  };
-}
 
 export interface AppOptions {
   /** The /v1/status document. */
@@ -308,29 +85,307 @@ export interface AppOptions {
   trace?: (req: TraceRequest) => TraceResult;
   /** Reconciles the kernel to the store now (no /v1/reconcile route without it). */
   reconcile?: () => ReconcileRun;
+  /** Called once for every request that may change something (any method but GET and HEAD). */
+  audit?: (e: AuditEntry) => void;
 }
 
-export function createApp(svc: NetworkService, o: AppOptions = {}): Hono {
-  const { status = () => ({}), metrics, trace, reconcile } = o;
-  const app = new Hono();
+interface Input<K extends OperationId> {
+  params: ParamsOut<K>;
+  query: QueryOut<K>;
+  body: BodyOut<K>;
+}
+/** A 204 route's handler returns nothing; a handler may also answer with a Response of its own. */
+// biome-ignore lint/suspicious/noConfusingVoidType: a 204 route's handler is a call of a void service method
+type Out<K extends OperationId> = (Result<K> extends undefined ? void : Result<K>) | Response;
+type Handler<K extends OperationId> = (i: Input<K>) => Out<K> | Promise<Out<K>>;
+type Handlers = { [K in OperationId]?: Handler<K> };
+
+// ---- validation -------------------------------------------------------------------------------
+
+/** The keys an object schema at `path` inside `s` allows (for "did you mean"). */
+function keysAt(s: z.ZodType, path: readonly PropertyKey[]): string[] {
+  let cur = s as unknown as { _zod?: { def: Record<string, any> } } | undefined;
+  let i = 0;
+  for (;;) {
+    const def = cur?._zod?.def;
+    if (!def) return [];
+    switch (def.type) {
+      case "optional":
+      case "nullable":
+      case "default":
+      case "prefault":
+      case "readonly":
+      case "nonoptional":
+      case "catch":
+        cur = def.innerType;
+        break;
+      case "pipe":
+        cur = def.in;
+        break;
+      case "object":
+        if (i === path.length) return Object.keys(def.shape);
+        cur = def.shape[path[i++] as string];
+        break;
+      case "array":
+        if (i === path.length) return [];
+        cur = def.element;
+        i++;
+        break;
+      case "record":
+        if (i === path.length) return [];
+        cur = def.valueType;
+        i++;
+        break;
+      default:
+        return [];
+    }
+  }
+}
+
+/** "unknown key "x" (did you mean "y"?)", or with the keys there are when none is near. */
+export function unknownKeys(noun: string, keys: readonly string[], known: readonly string[]): string {
+  const what = keys.map((k) => `"${k}"`).join(", ");
+  const near = keys.length === 1 ? nearest(keys[0] as string, known) : undefined;
+  const hint = near
+    ? `did you mean "${near}"?`
+    : known.length
+      ? `expected ${known.length === 1 ? "" : "one of "}${known.join(", ")}`
+      : noun === "key"
+        ? "this route takes no body"
+        : "this route takes none";
+  return `unknown ${noun}${keys.length === 1 ? "" : "s"} ${what} (${hint})`;
+}
+
+/** The first issue as one line: the key at fault, then what is wrong. */
+function issueLine(err: z.ZodError, schema: z.ZodType, kind: "body" | "query" | "path"): string {
+  const i = err.issues[0];
+  if (!i) return `${kind}: invalid`;
+  const at = i.path.join(".");
+  if (i.code === "unrecognized_keys") {
+    const line = unknownKeys(kind === "query" ? "query parameter" : "key", i.keys, keysAt(schema, i.path));
+    return at ? `${at}: ${line}` : line;
+  }
+  // A path parameter's schema says which one in its message ("rule id "x" is not a number").
+  if (kind === "path") return i.message;
+  return `${at || kind}: ${i.message}`;
+}
+
+function parse<S extends z.ZodType>(schema: S, v: unknown, kind: "body" | "query" | "path", usage?: string) {
+  const r = schema.safeParse(v);
+  if (r.success) return r.data as z.output<S>;
+  const line = issueLine(r.error, schema, kind);
+  throw new StratumError("INVALID", usage ? `${line} (${usage})` : line);
+}
+
+function parseQuery(r: RouteDef, c: Context<AppEnv>): unknown {
+  const all = c.req.queries();
+  const flat: Record<string, string> = {};
+  for (const [k, vs] of Object.entries(all)) {
+    if (vs.length > 1) throw new StratumError("INVALID", `query parameter "${k}" is given ${vs.length} times`);
+    flat[k] = vs[0] as string;
+  }
+  if (!r.query) {
+    const keys = Object.keys(flat);
+    if (keys.length) throw new StratumError("INVALID", unknownKeys("query parameter", keys, []));
+    return {};
+  }
+  return parse(r.query, flat, "query", r.usage);
+}
+
+async function parseBody(r: RouteDef, c: Context<AppEnv>): Promise<unknown> {
+  if (r.method === "get") return undefined;
+  const text = await c.req.text();
+  if (!r.body && text.trim() === "") return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new StratumError("INVALID", "request body is not JSON");
+  }
+  if (!r.body) {
+    if (raw && typeof raw === "object" && !Array.isArray(raw)) {
+      const keys = Object.keys(raw);
+      if (keys.length) throw new StratumError("INVALID", unknownKeys("key", keys, []));
+      return undefined;
+    }
+    throw new StratumError("INVALID", "this route takes no request body");
+  }
+  return parse(r.body, raw, "body");
+}
+
+/** What a change names, for the audit log: its path parameters and the body's identifying fields. */
+function describe(op: OperationId, params: Record<string, unknown>, body: unknown): string {
+  const parts: string[] = [op, ...Object.entries(params).map(([k, v]) => `${k}=${v}`)];
+  if (body && typeof body === "object") {
+    const b = body as Record<string, unknown>;
+    for (const k of ["name", "priority", "action", "type", "value", "from"])
+      if (typeof b[k] === "string" || typeof b[k] === "number") parts.push(`${k}=${b[k]}`);
+    for (const k of ["prefixes", "rules"])
+      if (Array.isArray(b[k])) parts.push(`${(b[k] as unknown[]).length} ${k === "rules" ? "rule(s)" : "prefix(es)"}`);
+    if ("egress" in b) parts.push(b.egress === null ? "egress=none" : "egress=set");
+  }
+  return parts.join(" ");
+}
+
+// ---- the app ----------------------------------------------------------------------------------
+
+function handlers(svc: NetworkService, o: AppOptions): Handlers {
+  const fw = svc.fw;
+  const h: Handlers = {
+    listNetworks: () => svc.listNetworks(),
+    createNetwork: ({ body }) => svc.createNetwork(body),
+    showNetwork: ({ params }) => svc.showNetwork(params.name),
+    setNetwork: ({ params, body }) => svc.setNetwork(params.name, body),
+    deleteNetwork: ({ params, query }) => svc.deleteNetwork(params.name, query.force === true),
+    attachEndpoint: ({ params, body }) => svc.attach({ ...body, network: params.name }),
+    detachEndpoint: ({ params }) => svc.detach(params.name, params.endpoint),
+    listNetworkDnsRecords: ({ params }) => svc.dnsRecords(params.name),
+    addDnsRecord: ({ params, body }) => svc.addDnsRecord(params.name, body),
+    deleteDnsRecords: ({ params, query }) => svc.deleteDnsRecords(params.name, query),
+    deleteDnsRecord: ({ params }) => svc.deleteDnsRecords(params.name, { id: params.id }),
+    listDnsRecords: () => svc.dnsRecords(),
+    listLeases: ({ query }) => svc.dhcpLeases(query.network || undefined),
+    listEndpoints: ({ query }) => svc.listEndpoints(query.network || undefined),
+    showEndpoint: ({ params }) => svc.showEndpoint(params.name),
+    setEndpoint: ({ params, body }) =>
+      svc.setEndpointEgress(params.name, body.egress ? validateCap(body.egress) : null),
+    listRules: ({ params }) => fw.listRules(params.scope),
+    addRule: ({ params, body }) => fw.addRule(params.scope, body),
+    deleteRule: ({ params }) => fw.deleteRule(params.scope, params.id),
+    moveRule: ({ params, body }) => fw.moveRule(params.scope, params.id, body.priority),
+    setDefault: ({ params, body }) => fw.setDefault(params.scope, body.action),
+    exportRules: ({ params }) => fw.exportRules(params.scope),
+    importRules: ({ params, body }) => fw.importRules(params.scope, body),
+    listBlocklist: ({ query }) => fw.blockPage(query),
+    addBlocklist: ({ body }) => fw.blockAdd(body.prefixes),
+    deleteBlocklistPrefix: ({ query }) => {
+      fw.blockDel(query.prefix);
+    },
+    clearBlocklist: () => fw.blockClear(),
+    testBlocklist: ({ query }) => fw.blockTest(query.address),
+    getStatus: async () => (await (o.status ?? (() => ({})))()) as AgentStatus,
+    getOpenApi: () => openApiDocument(served),
+  };
+  const { trace, reconcile, metrics } = o;
+  if (trace) h.trace = ({ body }) => trace(body);
+  if (reconcile) h.reconcile = () => reconcile();
+  if (metrics)
+    h.getMetrics = async () => {
+      const m = await metrics();
+      return new Response(m.body, { status: 200, headers: { "content-type": m.contentType } });
+    };
+  const served = (Object.keys(ROUTES) as OperationId[]).filter((op) => h[op] !== undefined);
+  return h;
+}
+
+/** The operations an app serves, in the contract's order. */
+export function servedOperations(app: Hono<any>): OperationId[] {
+  return (app as unknown as { [SERVED]: OperationId[] })[SERVED];
+}
+const SERVED = Symbol("served operations");
+
+export function createApp(svc: NetworkService, o: AppOptions = {}): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
   app.onError((e, c) => {
     const se = e instanceof StratumError ? e : new StratumError("INTERNAL", (e as Error)?.message ?? "internal error");
-    return c.json({ code: se.code, message: se.message }, STATUS[se.code] ?? 500);
+    c.set("code", se.code);
+    const status = se instanceof HttpError ? se.status : (ERROR_STATUS[se.code] ?? 500);
+    const res = c.json({ code: se.code, message: se.message }, status);
+    // A refused body may still be on its way: the connection is not reused for another request.
+    if (status === 413) res.headers.set("connection", "close");
+    if (se instanceof HttpError && se.allow) res.headers.set("allow", se.allow);
+    return res;
   });
   app.notFound((c) => c.json({ code: "NOT_FOUND", message: `no route ${c.req.method} ${c.req.path}` }, 404));
-  app.route("/v1/networks", networksRouter(svc));
-  app.route("/v1/endpoints", endpointsRouter(svc));
-  app.route("/v1/firewall", firewallRouter(svc.fw));
-  app.route("/v1/dhcp", dhcpRouter(svc));
-  app.route("/v1/dns", dnsRouter(svc));
-  app.get("/v1/status", async (c) => c.json(await status()));
-  if (metrics)
-    app.get("/metrics", async (c) => {
-      const m = await metrics();
-      return c.body(m.body, 200, { "content-type": m.contentType });
+
+  // The audit wraps everything below, so a change refused by authentication, validation or
+  // the service is logged as well, and exactly once.
+  app.use("*", async (c, next) => {
+    const caller = c.env?.caller;
+    c.set("who", caller?.who ?? "unknown caller");
+    await next();
+    if (!o.audit || c.req.method === "GET" || c.req.method === "HEAD") return;
+    const url = new URL(c.req.url);
+    o.audit({
+      who: c.get("who"),
+      method: c.req.method,
+      path: url.pathname + url.search,
+      what: c.get("what") ?? (c.res.status === 405 ? "method not allowed" : "no such route"),
+      status: c.res.status,
+      ...(c.res.status >= 400 ? { code: c.get("code") ?? "NOT_FOUND" } : {}),
     });
-  if (reconcile) app.post("/v1/reconcile", (c) => c.json(reconcile()));
-  if (trace) app.post("/v1/trace", async (c) => c.json(trace(await body(c.req, TraceSchema))));
-  app.get("/openapi.json", (c) => c.json(openApiDocument()));
+  });
+  app.use("*", async (c, next) => {
+    const caller = c.env?.caller;
+    if (caller?.token !== undefined) {
+      if (!tokenMatches(c.req.header("authorization"), caller.token)) {
+        c.set("who", `unauthenticated from ${caller.who}`);
+        c.set("what", "unauthenticated");
+        throw new StratumError(
+          "UNAUTHORIZED",
+          c.req.header("authorization") ? "wrong bearer token" : "missing bearer token (Authorization: Bearer TOKEN)",
+        );
+      }
+      c.set("who", `bearer token "${caller.tokenName ?? "?"}" from ${caller.who}`);
+    }
+    await next();
+  });
+
+  const h = handlers(svc, o);
+  const served = (Object.keys(ROUTES) as OperationId[]).filter((op) => h[op] !== undefined);
+  const methods = new Map<string, string[]>();
+  for (const op of served) {
+    const r = ROUTES[op] as RouteDef;
+    const handler = h[op] as Handler<OperationId>;
+    const path = r.path.replace(/\{(\w+)\}/g, ":$1");
+    methods.set(path, [...(methods.get(path) ?? []), r.method.toUpperCase()]);
+    const limit = r.bodyLimit ?? BODY_LIMIT;
+    const limits: MiddlewareHandler<AppEnv>[] =
+      r.method === "get"
+        ? []
+        : [
+            bodyLimit({
+              maxSize: limit,
+              onError: () => {
+                throw new HttpError(413, "INVALID", `request body is larger than ${limit / 1024 / 1024} MiB`);
+              },
+            }),
+          ];
+    const route: MiddlewareHandler<AppEnv> = async (c) => {
+      const raw = c.req.param() as Record<string, string>;
+      const params = r.params ? parse(r.params, raw, "path") : {};
+      const query = parseQuery(r, c);
+      const body = await parseBody(r, c);
+      c.set("what", describe(op, raw, body));
+      const out = await handler({ params, query, body } as Input<OperationId>);
+      if (out instanceof Response) return out;
+      if (r.status === 204) return c.body(null, 204);
+      return c.json(out as unknown as object, r.status);
+    };
+    // Named before the body limit runs: a 413 is audited as the operation it was meant for.
+    const named: MiddlewareHandler<AppEnv> = async (c, next) => {
+      c.set("what", describe(op, c.req.param() as Record<string, string>, undefined));
+      await next();
+    };
+    app.on(r.method.toUpperCase(), [path], named, ...limits, route);
+  }
+  // A known path asked with a method it does not serve.
+  for (const [path, ms] of methods) {
+    const allow = [...ms, ...(ms.includes("GET") ? ["HEAD"] : [])].join(", ");
+    app.all(path, (c) => {
+      throw new HttpError(405, "INVALID", `${c.req.method} is not allowed on ${c.req.path} (allowed: ${allow})`, allow);
+    });
+  }
+  Object.defineProperty(app, SERVED, { value: served });
   return app;
+}
+
+/** Compares in constant time (the token is a secret; the header is the caller's). */
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const want = Buffer.from(`Bearer ${token}`);
+  const got = Buffer.from(header ?? "");
+  if (got.length !== want.length) return false;
+  let diff = 0;
+  for (let i = 0; i < want.length; i++) diff |= (want[i] as number) ^ (got[i] as number);
+  return diff === 0;
 }

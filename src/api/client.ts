@@ -1,101 +1,214 @@
-/** Typed client of the agent's API over its unix socket (what the CLI uses). Turns the
- * API's {code, message} back into StratumError, and an unreachable agent into UNAVAILABLE. */
-import type { BlockAddResult, BlocklistView, ImportResult, RuleListView, RuleView } from "../agent/firewall-service";
-import type { ReconcileRun } from "../agent/runtime";
-import type { DnsRecordSelector, EndpointView, LeaseView, NetworkView } from "../agent/service";
-import type { AgentStatus } from "../agent/status";
+/** Typed client of the agent's API (what the CLI uses), derived from the contract: call(op,
+ * {params, query, body}) takes the route's method, path and types from its operationId, and
+ * the named methods are thin wrappers over it. It talks to the unix socket, or to the TCP
+ * listener with the bearer token read from a file. It turns the API's {code, message} back
+ * into StratumError, and a failure to reach the agent or read the token into one that names
+ * what failed. */
+import { readFileSync } from "node:fs";
 import { type ErrorCode, StratumError } from "../errors";
 import type { DefaultAction } from "../model/firewall";
-import type { RuleSetDoc } from "../model/ruleset";
-import type { StoredDnsRecord } from "../store/store";
+import {
+  type BodyIn,
+  type CallArgs,
+  type DnsRecordSelector,
+  type OperationId,
+  type QueryIn,
+  type Result,
+  ROUTES,
+  type RouteDef,
+  routeUrl,
+  type TraceRequest,
+} from "./contract";
 
 export const DEFAULT_API_SOCKET = "/run/stratum/api.sock";
 
-export class ApiClient {
-  constructor(readonly socket: string = process.env.STRATUM_API_SOCKET || DEFAULT_API_SOCKET) {}
+export interface ApiClientOptions {
+  /** The agent's unix socket (root only, no token). */
+  socket?: string;
+  /** The agent's TCP listener, http://HOST:PORT (agent --api-listen). */
+  url?: string;
+  /** File holding the TCP listener's bearer token. */
+  tokenFile?: string;
+}
 
-  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+/** A blocklist page: `limit` entries after the prefix `after`, only those covering `contains`. */
+type BlockQuery = Omit<QueryIn<"listBlocklist">, "limit"> & { limit?: number };
+
+type Args<K extends OperationId> =
+  Record<string, never> extends CallArgs<K> ? [args?: CallArgs<K>] : [args: CallArgs<K>];
+
+export class ApiClient {
+  /** Where calls go: a unix socket path, or a TCP listener's base URL. */
+  readonly socket?: string;
+  readonly url?: string;
+  readonly tokenFile?: string;
+  #token: string | undefined;
+
+  /** Options first, then STRATUM_API_URL (with STRATUM_API_TOKEN_FILE), then
+   * STRATUM_API_SOCKET, then the default socket. A string is a socket path. */
+  constructor(o: ApiClientOptions | string = {}) {
+    const opts = typeof o === "string" ? { socket: o } : o;
+    if (opts.socket && opts.url)
+      throw new StratumError("INVALID", "give the agent's socket or its URL, not both (--api-socket, --api-url)");
+    const env = process.env;
+    const url = opts.url || (opts.socket ? undefined : env.STRATUM_API_URL || undefined);
+    if (url) {
+      let u: URL;
+      try {
+        u = new URL(url);
+      } catch {
+        throw new StratumError("INVALID", `API URL "${url}" is not http://HOST:PORT`);
+      }
+      if (u.protocol !== "http:" && u.protocol !== "https:")
+        throw new StratumError("INVALID", `API URL "${url}" is not http://HOST:PORT (or https://)`);
+      this.url = url.replace(/\/+$/, "");
+      this.tokenFile = opts.tokenFile || env.STRATUM_API_TOKEN_FILE || undefined;
+    } else this.socket = opts.socket || env.STRATUM_API_SOCKET || DEFAULT_API_SOCKET;
+  }
+
+  /** Where the agent was asked, for messages. */
+  get target(): string {
+    return this.url ?? (this.socket as string);
+  }
+
+  #bearer(): string | undefined {
+    if (!this.tokenFile) return undefined;
+    if (this.#token === undefined) {
+      try {
+        this.#token = readFileSync(this.tokenFile, "utf8").trim();
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        throw new StratumError(
+          code === "EACCES" || code === "EPERM" ? "PERMISSION" : "INVALID",
+          `cannot read the API token file ${this.tokenFile}: ${code ?? (e as Error).message}`,
+        );
+      }
+      if (!this.#token) throw new StratumError("INVALID", `the API token file ${this.tokenFile} is empty`);
+    }
+    return this.#token;
+  }
+
+  async #request(method: string, path: string, body: unknown, text: boolean): Promise<unknown> {
+    const headers: Record<string, string> = {};
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const token = this.url ? this.#bearer() : undefined;
+    if (token) headers.authorization = `Bearer ${token}`;
     let res: Response;
     try {
-      res = await fetch(`http://stratum${path}`, {
+      res = await fetch(this.url ? `${this.url}${path}` : `http://stratum${path}`, {
         method,
-        unix: this.socket,
-        headers: body === undefined ? undefined : { "content-type": "application/json" },
+        ...(this.url ? {} : { unix: this.socket }),
+        headers,
         body: body === undefined ? undefined : JSON.stringify(body),
       } as RequestInit);
     } catch (e) {
+      const why = (e as { code?: string }).code ?? (e as Error).message;
+      // The socket is root's, mode 0600: anyone else is not permitted, not "unreachable".
+      if (!this.url && (why === "EACCES" || why === "EPERM"))
+        throw new StratumError(
+          "PERMISSION",
+          `permission denied on the agent's socket ${this.socket}: the API is root's only (run as root, e.g. with sudo)`,
+        );
       throw new StratumError(
         "UNAVAILABLE",
-        `cannot reach the agent at ${this.socket} (${(e as { code?: string }).code ?? (e as Error).message}): is \`cenvero-str-ctl agent\` running? (--api-socket or STRATUM_API_SOCKET select another)`,
+        this.url
+          ? `cannot reach the agent at ${this.url} (${why}): is it listening there (agent --api-listen)?`
+          : `cannot reach the agent at ${this.socket} (${why}): is \`cenvero-str-ctl agent\` running? (--api-socket or STRATUM_API_SOCKET select another)`,
       );
     }
-    if (res.status === 204) return undefined as T;
-    const text = await res.text();
+    if (res.status === 204) return undefined;
+    const payload = await res.text();
+    if (res.ok && text) return payload;
     let json: unknown;
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(payload);
     } catch {
-      throw new StratumError("INTERNAL", `agent answered ${res.status} with non-JSON: ${text.slice(0, 200)}`);
+      throw new StratumError("INTERNAL", `agent answered ${res.status} with non-JSON: ${payload.slice(0, 200)}`);
     }
     if (!res.ok) {
       const e = json as { code?: ErrorCode; message?: string };
-      throw new StratumError(e.code ?? "INTERNAL", e.message ?? `agent answered ${res.status}`);
+      const code = e.code ?? (res.status === 401 ? "UNAUTHORIZED" : "INTERNAL");
+      const message = e.message ?? `agent answered ${res.status}`;
+      if (code === "UNAUTHORIZED")
+        throw new StratumError(
+          code,
+          `the agent at ${this.target} refused the call: ${message}${this.tokenFile ? ` (token from ${this.tokenFile})` : " (no token: give --api-token-file or STRATUM_API_TOKEN_FILE)"}`,
+        );
+      throw new StratumError(code, message);
     }
-    return json as T;
+    return json;
   }
 
-  listNetworks = () => this.request<NetworkView[]>("GET", "/v1/networks");
-  showNetwork = (name: string) => this.request<NetworkView>("GET", `/v1/networks/${encodeURIComponent(name)}`);
-  createNetwork = (spec: Record<string, unknown>) => this.request<NetworkView>("POST", "/v1/networks", spec);
-  setNetwork = (name: string, patch: Record<string, unknown>) =>
-    this.request<NetworkView>("PATCH", `/v1/networks/${encodeURIComponent(name)}`, patch);
+  /** One operation of the contract: its method and path, `params` filled into the path,
+   * `query` as the query string, `body` as JSON; the result typed as its response. */
+  call<K extends OperationId>(op: K, ...[args]: Args<K>): Promise<Result<K>> {
+    const r = ROUTES[op] as RouteDef;
+    const a = (args ?? {}) as { params?: Record<string, unknown>; query?: Record<string, unknown>; body?: unknown };
+    return this.#request(r.method.toUpperCase(), routeUrl(op, a.params, a.query), a.body, !!r.text) as Promise<
+      Result<K>
+    >;
+  }
+
+  listNetworks = () => this.call("listNetworks");
+  showNetwork = (name: string) => this.call("showNetwork", { params: { name } });
+  createNetwork = (spec: BodyIn<"createNetwork">) => this.call("createNetwork", { body: spec });
+  setNetwork = (name: string, patch: BodyIn<"setNetwork">) =>
+    this.call("setNetwork", { params: { name }, body: patch });
   deleteNetwork = (name: string, force: boolean) =>
-    this.request<void>("DELETE", `/v1/networks/${encodeURIComponent(name)}${force ? "?force=true" : ""}`);
-  attach = (network: string, req: Record<string, unknown>) =>
-    this.request<EndpointView>("POST", `/v1/networks/${encodeURIComponent(network)}/endpoints`, req);
+    this.call("deleteNetwork", { params: { name }, query: force ? { force: "true" } : {} });
+  attach = (network: string, req: BodyIn<"attachEndpoint">) =>
+    this.call("attachEndpoint", { params: { name: network }, body: req });
   detach = (network: string, name: string) =>
-    this.request<void>("DELETE", `/v1/networks/${encodeURIComponent(network)}/endpoints/${encodeURIComponent(name)}`);
-  listEndpoints = (network?: string) =>
-    this.request<EndpointView[]>("GET", `/v1/endpoints${network ? `?network=${encodeURIComponent(network)}` : ""}`);
-  showEndpoint = (name: string) => this.request<EndpointView>("GET", `/v1/endpoints/${encodeURIComponent(name)}`);
-  setEndpoint = (name: string, patch: Record<string, unknown>) =>
-    this.request<EndpointView>("PATCH", `/v1/endpoints/${encodeURIComponent(name)}`, patch);
+    this.call("detachEndpoint", { params: { name: network, endpoint: name } });
+  listEndpoints = (network?: string) => this.call("listEndpoints", { query: { network } });
+  showEndpoint = (name: string) => this.call("showEndpoint", { params: { name } });
+  setEndpoint = (name: string, patch: BodyIn<"setEndpoint">) =>
+    this.call("setEndpoint", { params: { name }, body: patch });
 
-  #fw = (scope: string, rest = "") => `/v1/firewall/${encodeURIComponent(scope)}${rest}`;
   /** {scope}: a network's name or `global`. */
-  listRules = (scope: string) => this.request<RuleListView>("GET", this.#fw(scope, "/rules"));
-  addRule = (scope: string, spec: Record<string, unknown>) =>
-    this.request<RuleView>("POST", this.#fw(scope, "/rules"), spec);
-  deleteRule = (scope: string, id: number) => this.request<void>("DELETE", this.#fw(scope, `/rules/${id}`));
+  listRules = (scope: string) => this.call("listRules", { params: { scope } });
+  addRule = (scope: string, spec: BodyIn<"addRule">) => this.call("addRule", { params: { scope }, body: spec });
+  deleteRule = (scope: string, id: number) => this.call("deleteRule", { params: { scope, id: String(id) } });
   moveRule = (scope: string, id: number, priority: number) =>
-    this.request<RuleView>("POST", this.#fw(scope, `/rules/${id}/move`), { priority });
+    this.call("moveRule", { params: { scope, id: String(id) }, body: { priority } });
   setDefault = (scope: string, action: DefaultAction) =>
-    this.request<{ scope: string; default: DefaultAction }>("PUT", this.#fw(scope, "/default"), { action });
-  exportRules = (scope: string) => this.request<Required<RuleSetDoc>>("GET", this.#fw(scope, "/export"));
-  importRules = (scope: string, doc: RuleSetDoc) => this.request<ImportResult>("PUT", this.#fw(scope, "/import"), doc);
-  blockList = () => this.request<BlocklistView>("GET", "/v1/firewall/blocklist");
-  blockAdd = (prefixes: string[]) => this.request<BlockAddResult>("POST", "/v1/firewall/blocklist", { prefixes });
-  blockDel = (prefix: string) =>
-    this.request<void>("DELETE", `/v1/firewall/blocklist?prefix=${encodeURIComponent(prefix)}`);
+    this.call("setDefault", { params: { scope }, body: { action } });
+  exportRules = (scope: string) => this.call("exportRules", { params: { scope } });
+  importRules = (scope: string, doc: BodyIn<"importRules">) =>
+    this.call("importRules", { params: { scope }, body: doc });
+  /** One page of the blocklist (`next` names the following page). */
+  blockList = (q: BlockQuery = {}) =>
+    this.call("listBlocklist", { query: { ...q, limit: q.limit === undefined ? undefined : String(q.limit) } });
+  /** Every page of the blocklist, in order. */
+  async *blockPages(query: Omit<BlockQuery, "after"> = {}) {
+    let after: string | undefined;
+    do {
+      const page = await this.blockList({ ...query, ...(after === undefined ? {} : { after }) });
+      yield page;
+      after = page.next ?? undefined;
+    } while (after !== undefined);
+  }
+  blockAdd = (prefixes: string[]) => this.call("addBlocklist", { body: { prefixes } });
+  blockDel = (prefix: string) => this.call("deleteBlocklistPrefix", { query: { prefix } });
+  blockClear = () => this.call("clearBlocklist");
+  blockTest = (address: string) => this.call("testBlocklist", { query: { address } });
 
-  dhcpLeases = (network?: string) =>
-    this.request<LeaseView[]>("GET", `/v1/dhcp/leases${network ? `?network=${encodeURIComponent(network)}` : ""}`);
+  dhcpLeases = (network?: string) => this.call("listLeases", { query: { network } });
 
-  #dns = (network: string, rest = "") => `/v1/networks/${encodeURIComponent(network)}/dns/records${rest}`;
   /** One network's records, or every network's. */
   dnsRecords = (network?: string) =>
-    this.request<StoredDnsRecord[]>("GET", network ? this.#dns(network) : "/v1/dns/records");
-  addDnsRecord = (network: string, spec: { name: string; type: string; value: string; ttl?: number }) =>
-    this.request<StoredDnsRecord>("POST", this.#dns(network), spec);
+    network ? this.call("listNetworkDnsRecords", { params: { name: network } }) : this.call("listDnsRecords");
+  addDnsRecord = (network: string, spec: BodyIn<"addDnsRecord">) =>
+    this.call("addDnsRecord", { params: { name: network }, body: spec });
   /** Deletes by id, or by owner name (and type, and value); answers the deleted records. */
   deleteDnsRecords = (network: string, sel: DnsRecordSelector) => {
-    if (sel.id !== undefined) return this.request<StoredDnsRecord[]>("DELETE", this.#dns(network, `/${sel.id}`));
-    const q = (["name", "type", "value"] as const)
-      .filter((k) => sel[k] !== undefined)
-      .map((k) => `${k}=${encodeURIComponent(sel[k] as string)}`);
-    return this.request<StoredDnsRecord[]>("DELETE", this.#dns(network, `?${q.join("&")}`));
+    if (sel.id !== undefined) return this.call("deleteDnsRecord", { params: { name: network, id: String(sel.id) } });
+    const { name = "", type, value } = sel;
+    return this.call("deleteDnsRecords", { params: { name: network }, query: { name, type, value } });
   };
 
-  status = () => this.request<AgentStatus>("GET", "/v1/status");
-  reconcile = () => this.request<ReconcileRun>("POST", "/v1/reconcile");
+  trace = (req: TraceRequest) => this.call("trace", { body: req });
+  status = () => this.call("getStatus");
+  reconcile = () => this.call("reconcile");
+  metrics = () => this.call("getMetrics");
 }

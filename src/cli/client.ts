@@ -11,5 +11,9 @@ export interface ApiFlags {
 const str = (v: unknown) => (typeof v === "string" && v !== "" ? v : undefined);
 
 export function client(args: ApiFlags): ApiClient {
-  return new ApiClient(str(args["api-socket"]));
+  return new ApiClient({
+    socket: str(args["api-socket"]),
+    url: str(args["api-url"]),
+    tokenFile: str(args["api-token-file"]),
+  });
 }

@@ -1,7 +1,7 @@
 /** `dhcp` commands: the leases the networks' DHCP servers handed out. A client of the
  * agent's API; a network's DHCP settings are `network create`/`network set` flags. */
 import { type CommandMeta, defineCommand } from "citty";
-import type { LeaseView } from "../agent/service";
+import type { LeaseView } from "../api/contract";
 import { StratumError } from "../errors";
 import { client } from "./client";
 import { apiArg, meta } from "./network";
@@ -39,7 +39,7 @@ export function printLeases(ls: LeaseView[], now = Date.now()): void {
       l.ip,
       l.hostname ?? "-",
       leaseState(l),
-      relativeTime(l.expiresAt, now),
+      relativeTime(Date.parse(l.expiresAt), now),
     ]),
   );
 }

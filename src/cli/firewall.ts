@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { type CommandMeta, defineCommand } from "citty";
 import type { Hits } from "../agent/firewall";
-import type { RuleListView, RuleView } from "../agent/firewall-service";
+import type { BodyIn, RuleListView, RuleView } from "../api/contract";
 import { StratumError } from "../errors";
 import { badLinesError, parseBlocklistText } from "../model/blocklist";
 import { parseRuleSetYaml, ruleSetYaml } from "../model/ruleset";
@@ -70,9 +70,9 @@ const hitText = (h: Hits) => `${num(h.packets)} packets, ${bytes(h.bytes)}`;
 /** Ports or ICMP type/code of a rule, as one table cell. */
 function matchCell(r: Record<string, unknown>): string {
   const parts: string[] = [];
-  if (r.sport !== undefined) parts.push(`sport ${r.sport}`);
-  if (r.dport !== undefined) parts.push(`dport ${r.dport}`);
-  if (r["icmp-type"] !== undefined) parts.push(`type ${r["icmp-type"]}`);
+  if (r.sport != null) parts.push(`sport ${r.sport}`);
+  if (r.dport != null) parts.push(`dport ${r.dport}`);
+  if (r["icmp-type"] != null) parts.push(`type ${r["icmp-type"]}`);
   return parts.join(" ") || "*";
 }
 
@@ -165,7 +165,8 @@ const ruleAdd = defineCommand({
     };
     for (const k of ["src", "dst", "sport", "dport", "icmp-type"] as const)
       if (args[k] !== undefined) spec[k] = args[k];
-    const r = await client(args).addRule(scope, spec);
+    // The agent validates the fields (and names a bad one): here they go as given.
+    const r = await client(args).addRule(scope, spec as BodyIn<"addRule">);
     if (fmt !== "table") return printData(fmt, r);
     process.stdout.write(`${r.id}\n`);
   },
@@ -369,19 +370,104 @@ const blockDel = defineCommand({
   },
 });
 
+/** Entries per request while `blocklist list` streams the whole list. */
+const LIST_PAGE = 10_000;
+
 const blockList = defineCommand({
-  meta: meta("list", "List the blocklist", ["cenvero-str-ctl firewall blocklist list -o json | jq '.counts'"]),
+  meta: meta(
+    "list",
+    "List the blocklist by family, then numerically; --contains ADDR only the prefixes that cover an address",
+    [
+      "# Streamed a page at a time: a list of a million prefixes starts printing at once.",
+      "cenvero-str-ctl firewall blocklist list",
+      "cenvero-str-ctl firewall blocklist list --contains 198.51.100.7",
+      "cenvero-str-ctl firewall blocklist list -o json | jq '.counts'",
+    ],
+  ),
+  args: {
+    contains: {
+      type: "string",
+      description: "Only the prefixes that cover this address (or every address of this prefix)",
+      valueHint: "ADDR",
+    },
+    ...apiArg,
+    ...outputArg,
+  },
+  async run({ args }) {
+    const fmt = parseFormat(args.output);
+    if (args._.length)
+      throw new StratumError("INVALID", `unexpected argument "${args._[0]}" (filter with --contains ADDR)`);
+    const out = (t: string) => process.stdout.write(t);
+    let counts: { ipv4: number; ipv6: number } | undefined;
+    let shown = 0;
+    let width = 0;
+    const pages = client(args).blockPages({ limit: LIST_PAGE, ...(args.contains ? { contains: args.contains } : {}) });
+    for await (const page of pages) {
+      const rows = page.prefixes;
+      if (!counts) {
+        counts = page.counts;
+        // The widest prefix decides the column: IPv6 ones are longer, and come last.
+        width = counts.ipv6 ? 43 : 18;
+        if (fmt === "json") out(`{\n  "counts": ${JSON.stringify(counts)},\n  "prefixes": [`);
+        else if (fmt === "yaml") out(`counts:\n  ipv4: ${counts.ipv4}\n  ipv6: ${counts.ipv6}\nprefixes:`);
+        else if (rows.length) out(`${"PREFIX".padEnd(width)}  ADDED\n`);
+      }
+      // The document is written as the pages come: the same keys as one GET would give.
+      if (fmt === "json") out(rows.map((e, i) => `${shown + i ? "," : ""}\n    ${JSON.stringify(e)}`).join(""));
+      else if (fmt === "yaml") out(rows.map((e) => `\n  - prefix: ${e.prefix}\n    addedAt: ${e.addedAt}`).join(""));
+      else out(rows.map((e) => `${e.prefix.padEnd(width)}  ${e.addedAt}\n`).join(""));
+      shown += rows.length;
+    }
+    const c = counts ?? { ipv4: 0, ipv6: 0 };
+    if (fmt === "json") return out(`${shown ? "\n  " : ""}],\n  "next": null\n}\n`);
+    if (fmt === "yaml") return out(`${shown ? "" : " []"}\nnext: null\n`);
+    out(
+      args.contains
+        ? `${num(shown)} listed prefix${shown === 1 ? "" : "es"} cover${shown === 1 ? "s" : ""} ${args.contains} (of ${num(c.ipv4)} IPv4 and ${num(c.ipv6)} IPv6)\n`
+        : `${num(c.ipv4)} IPv4 and ${num(c.ipv6)} IPv6 prefixes\n`,
+    );
+  },
+});
+
+const blockTest = defineCommand({
+  meta: meta(
+    "test",
+    "Is an address blocked? Names the listed prefix that matches it (the longest), or none; exit 0 either way",
+    [
+      "cenvero-str-ctl firewall blocklist test 198.51.100.7",
+      "cenvero-str-ctl firewall blocklist test 2001:db8:bad::1 -o json",
+    ],
+  ),
+  args: {
+    address: { type: "positional", required: true, description: "Address (or prefix)", valueHint: "ADDR" },
+    ...apiArg,
+    ...outputArg,
+  },
+  async run({ args }) {
+    const fmt = parseFormat(args.output);
+    if (args._.length > 1) throw new StratumError("INVALID", `one ADDR at a time (unexpected "${args._[1]}")`);
+    const r = await client(args).blockTest(args.address);
+    if (fmt !== "table") return printData(fmt, r);
+    const also = r.matches.slice(1);
+    process.stdout.write(
+      r.match
+        ? `${r.address} is blocked by ${r.match}${also.length ? ` (also covered by ${also.join(", ")})` : ""}\n`
+        : `${r.address} is not blocked: no listed prefix covers it\n`,
+    );
+  },
+});
+
+const blockClear = defineCommand({
+  meta: meta("clear", "Remove every prefix from the blocklist and print how many went", [
+    "cenvero-str-ctl firewall blocklist clear",
+  ]),
   args: { ...apiArg, ...outputArg },
   async run({ args }) {
     const fmt = parseFormat(args.output);
-    const v = await client(args).blockList();
-    if (fmt !== "table") return printData(fmt, v);
-    if (v.prefixes.length)
-      printTable(
-        ["PREFIX", "ADDED"],
-        v.prefixes.map((p) => [p.prefix, p.addedAt]),
-      );
-    process.stdout.write(`${num(v.counts.ipv4)} IPv4 and ${num(v.counts.ipv6)} IPv6 prefixes\n`);
+    if (args._.length) throw new StratumError("INVALID", `unexpected argument "${args._[0]}" (clear takes none)`);
+    const r = await client(args).blockClear();
+    if (fmt !== "table") return printData(fmt, r);
+    process.stdout.write(`removed ${num(r.removed)} prefix${r.removed === 1 ? "" : "es"} from the blocklist\n`);
   },
 });
 
@@ -428,7 +514,14 @@ const blocklist = defineCommand({
     name: "blocklist",
     description: "Source prefixes dropped before any rule, node-wide (IPv4 and IPv6 tries of 1,000,000 each)",
   },
-  subCommands: { add: blockAdd, del: blockDel, list: blockList, import: blockImport },
+  subCommands: {
+    add: blockAdd,
+    del: blockDel,
+    list: blockList,
+    test: blockTest,
+    clear: blockClear,
+    import: blockImport,
+  },
 });
 
 export const firewallCommand = defineCommand({

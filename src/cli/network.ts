@@ -1,6 +1,6 @@
 /** `network` and `endpoint` commands: clients of the agent's API. */
 import { type CommandMeta, defineCommand } from "citty";
-import type { EndpointView, NetworkView } from "../agent/service";
+import type { EndpointView, NetworkView } from "../api/contract";
 import type { BucketCounts } from "../datapath/shape";
 import { StratumError } from "../errors";
 import { type EgressCap, formatRate, formatSize, parseCap } from "../model/shape";
@@ -80,7 +80,7 @@ function showNetwork(n: NetworkView): void {
 }
 
 /** A cap and what it did, in one line: "100mbit, burst 256k (of …): passed 1.2 GB, dropped 3,402 packets (5.1 MB)". */
-function capText(cap: EgressCap | undefined, counts: BucketCounts | undefined, what: string): string {
+function capText(cap: EgressCap | null | undefined, counts: BucketCounts | null | undefined, what: string): string {
   if (!cap) return "none";
   const head = `${formatRate(cap.rate)}, burst ${formatSize(cap.burst)} (${what})`;
   if (!counts) return head;

@@ -28,14 +28,14 @@ function port(v: unknown, what: string): number | undefined {
 
 function specText(spec: Record<string, unknown>): string {
   return Object.entries(spec)
-    .filter(([k]) => !["priority", "action", "log"].includes(k))
+    .filter(([k, v]) => !["priority", "action", "log"].includes(k) && v != null)
     .map(([k, v]) => `${k} ${v}`)
     .join(" ");
 }
 
 export function printTrace(r: TraceResult): void {
   const p = r.packet;
-  const ports = p.sport !== undefined ? ` ${p.sport} → ${p.dport}` : "";
+  const ports = p.sport != null ? ` ${p.sport} → ${p.dport}` : "";
   const out: string[] = [
     `${p.src} → ${p.dst}: ${p.proto}${ports}${p.flags ? ` [${p.flags}]` : ""}, ${p.bytes} bytes, ${p.srcMac} → ${p.dstMac}`,
   ];
@@ -150,7 +150,7 @@ export const traceCommand = defineCommand({
     // The agent keeps a trace instance loaded; without it, load one from the pins.
     if (!args.local) {
       try {
-        r = await client(args).request<TraceResult>("POST", "/v1/trace", req);
+        r = await client(args).trace(req);
       } catch (e) {
         if (!(e instanceof StratumError && e.code === "UNAVAILABLE")) throw e;
       }

@@ -3,7 +3,7 @@
  * is applied, and every bad one is reported by line number. Pure. */
 import { StratumError } from "../errors";
 import { parseRuleCidr } from "./firewall";
-import { formatSubnet, type Subnet } from "./ip";
+import { formatSubnet, parseSubnet, type Subnet } from "./ip";
 
 export interface BlockPrefix {
   /** Canonical CIDR (IPv4-mapped IPv6 prefixes become IPv4). */
@@ -38,6 +38,35 @@ export function parseBlockPrefix(text: string): BlockPrefix {
   if (s.prefixLen === 0)
     throw new StratumError("INVALID", `blocklist prefix ${formatSubnet(s)} would block every IPv${s.family} source`);
   return { prefix: formatSubnet(s), family: s.family, subnet: s };
+}
+
+/** The order of the blocklist as bytes (memcmp order): family, address, length. IPv4 comes
+ * before IPv6, addresses sort numerically, and a prefix comes before its longer ones at the
+ * same address ("10.0.0.0/8" < "10.0.0.0/16" < "10.0.0.1/32" < "11.0.0.0/8"). */
+export function blockSortKey(p: Subnet | string): Uint8Array {
+  const s = typeof p === "string" ? (plainV4(p)?.subnet ?? parseSubnet(p)) : p;
+  const n = s.family === 4 ? 4 : 16;
+  const k = new Uint8Array(n + 2);
+  k[0] = s.family;
+  let v = s.network;
+  for (let i = n; i >= 1; i--) {
+    k[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  k[n + 1] = s.prefixLen;
+  return k;
+}
+
+/** Every prefix that covers `s` (the whole of it), from /1 to its own length, canonical:
+ * the blocklist entries that could match it. */
+export function coveringPrefixes(s: Subnet): string[] {
+  const bits = s.family === 4 ? 32 : 128;
+  const out: string[] = [];
+  for (let len = 1; len <= s.prefixLen; len++) {
+    const mask = ((1n << BigInt(len)) - 1n) << BigInt(bits - len);
+    out.push(formatSubnet({ family: s.family, network: s.network & mask, prefixLen: len }));
+  }
+  return out;
 }
 
 export interface BadLine {

@@ -14,8 +14,8 @@ import type { RtnlDrain } from "../netlink";
 import type { DriftWatch } from "./drift";
 
 /** What made a reconcile run: the agent's start, an API request, notices of drift, or the periodic pass. */
-export type ReconcileTrigger = "start" | "api" | "event" | "periodic";
-export const TRIGGERS: readonly ReconcileTrigger[] = ["start", "api", "event", "periodic"];
+export const TRIGGERS = ["start", "api", "event", "periodic"] as const;
+export type ReconcileTrigger = (typeof TRIGGERS)[number];
 
 export interface Clock {
   now(): number;

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { FW_GLOBAL_SCOPE } from "../datapath/firewall";
 import { StratumError } from "../errors";
+import { blockSortKey } from "../model/blocklist";
 import type { DnsRecord } from "../model/dns";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
@@ -111,6 +112,20 @@ const MIGRATIONS: string[] = [
      reason TEXT NOT NULL,
      at TEXT NOT NULL
    );`,
+  // The blocklist in numeric order (family, address, length: blockSortKey) for paging; a
+  // rebuild rather than ADD COLUMN so it applies to any earlier form of the table. Keys are
+  // filled in at open (#fillBlockKeys): SQL cannot parse addresses.
+  `CREATE TABLE blocklist_next (
+     prefix TEXT PRIMARY KEY,
+     family INTEGER NOT NULL CHECK (family IN (4, 6)),
+     added_at TEXT NOT NULL,
+     sort_key BLOB
+   );
+   INSERT INTO blocklist_next (prefix, family, added_at) SELECT prefix, family, added_at FROM blocklist;
+   DROP TABLE blocklist;
+   ALTER TABLE blocklist_next RENAME TO blocklist;
+   CREATE INDEX blocklist_family ON blocklist (family);
+   CREATE INDEX blocklist_order ON blocklist (sort_key);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -176,6 +191,23 @@ export class SqliteStore implements Store {
     );
     this.#migrate();
     this.#quarantinedAtOpen = this.#quarantineInvalid();
+    this.#fillBlockKeys();
+  }
+
+  /** Sort keys of blocklist rows written without one (by the migration, or by hand); after
+   * the quarantine, so every prefix left parses. */
+  #fillBlockKeys(): void {
+    const rows = this.db.query("SELECT prefix FROM blocklist WHERE sort_key IS NULL").all() as Array<{
+      prefix: string;
+    }>;
+    if (!rows.length) return;
+    const set = this.db.query("UPDATE blocklist SET sort_key = ? WHERE prefix = ?");
+    this.db.transaction(() => {
+      for (const r of rows)
+        try {
+          set.run(blockSortKey(r.prefix), r.prefix);
+        } catch {}
+    })();
   }
 
   #migrate(): void {
@@ -545,10 +577,12 @@ export class SqliteStore implements Store {
 
   blockAdd(entries: Array<{ prefix: string; family: 4 | 6 }>): number {
     return this.db.transaction(() => {
-      const ins = this.db.query("INSERT OR IGNORE INTO blocklist (prefix, family, added_at) VALUES (?, ?, ?)");
+      const ins = this.db.query(
+        "INSERT OR IGNORE INTO blocklist (prefix, family, added_at, sort_key) VALUES (?, ?, ?, ?)",
+      );
       const now = new Date().toISOString();
       let n = 0;
-      for (const e of entries) n += ins.run(e.prefix, e.family, now).changes;
+      for (const e of entries) n += ins.run(e.prefix, e.family, now, blockSortKey(e.prefix)).changes;
       return n;
     })();
   }
@@ -568,12 +602,34 @@ export class SqliteStore implements Store {
 
   blockList(): BlockEntry[] {
     return (
-      this.db.query("SELECT prefix, family, added_at FROM blocklist ORDER BY family, prefix").all() as Array<{
+      this.db.query("SELECT prefix, family, added_at FROM blocklist ORDER BY sort_key").all() as Array<{
         prefix: string;
         family: 4 | 6;
         added_at: string;
       }>
     ).map((r) => ({ prefix: r.prefix, family: r.family, addedAt: r.added_at }));
+  }
+
+  blockPage(o: { after?: Uint8Array; limit: number; only?: string[] }): BlockEntry[] {
+    const where: string[] = [];
+    const args: Array<string | number | Uint8Array> = [];
+    if (o.after) {
+      where.push("sort_key > ?");
+      args.push(o.after);
+    }
+    if (o.only) {
+      if (!o.only.length) return [];
+      where.push(`prefix IN (${o.only.map(() => "?").join(", ")})`);
+      args.push(...o.only);
+    }
+    const sql = `SELECT prefix, family, added_at FROM blocklist ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY sort_key LIMIT ?`;
+    return (this.db.query(sql).all(...args, o.limit) as Array<{ prefix: string; family: 4 | 6; added_at: string }>).map(
+      (r) => ({ prefix: r.prefix, family: r.family, addedAt: r.added_at }),
+    );
+  }
+
+  blockClear(): number {
+    return this.db.query("DELETE FROM blocklist").run().changes;
   }
 
   blockCount(family: 4 | 6): number {

@@ -75,7 +75,13 @@ export interface Store {
   blockListed(prefixes: string[]): Set<string>;
   /** Removes a prefix; false when it was not listed. */
   blockDel(prefix: string): boolean;
+  /** Every entry, by family, then address, then length. */
   blockList(): BlockEntry[];
+  /** Up to `limit` entries in that order, those after the sort key `after` (blockSortKey),
+   * only those named in `only` when given. */
+  blockPage(o: { after?: Uint8Array; limit: number; only?: string[] }): BlockEntry[];
+  /** Removes every entry; returns how many there were. */
+  blockClear(): number;
   blockCount(family: 4 | 6): number;
 
   /** DHCP leases, as stored (validated by the DHCP service, which quarantines bad rows). */

@@ -160,6 +160,19 @@ export function setSocketBuffer(fd: number, which: "receive" | "send", bytes: nu
   return out.readInt32LE(0);
 }
 
+const SO_PEERCRED = 17;
+
+/** The process at the other end of a connected unix socket, as the kernel recorded it when
+ * the connection was made (SO_PEERCRED: struct ucred). */
+export function peerCredentials(fd: number): { pid: number; uid: number; gid: number } {
+  const cred = Buffer.alloc(12);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(12);
+  if (libc().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, len) < 0)
+    throw sysError(`read the peer credentials of socket ${fd}`, errno());
+  return { pid: cred.readInt32LE(0), uid: cred.readUInt32LE(4), gid: cred.readUInt32LE(8) };
+}
+
 export function ifNameToIndex(name: string): number {
   const idx = libc().if_nametoindex(cstr(name));
   if (idx === 0) throw sysError(`find interface ${name}`, errno() || 19);

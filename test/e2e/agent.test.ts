@@ -3,7 +3,7 @@
  * bridge and port programs, isolation between networks, validation that changes nothing,
  * and an agent killed and restarted while traffic flows. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestAgent } from "../helpers/agent";
@@ -214,22 +214,110 @@ test("a VM endpoint: a tap on the bridge with its programs, the profile MAC for 
   expect(agentNs.exec(["ip", "link", "show", "vm1tap"]).code).not.toBe(0);
 });
 
+/** A request to the TCP listener from inside the agent's namespace: "STATUS BODY". */
+function overTcp(auth: string, path = "/v1/networks", method = "GET"): string {
+  const r = agentNs.exec([
+    process.execPath,
+    "-e",
+    `fetch("http://127.0.0.1:7446${path}", { method: "${method}", headers: { authorization: "${auth}" } }).then(async (r) => console.log(r.status, await r.text()))`,
+  ]);
+  if (r.code !== 0) throw new Error(`probe failed: ${r.stderr}\nagent log:\n${A.logText}`);
+  return r.stdout.trim();
+}
+
 test("the API socket is root-only; the TCP listener wants the bearer token", () => {
   expect(statSync(A.sock).mode & 0o777).toBe(0o600);
-  const probe = (auth: string) => {
-    const r = agentNs.exec([
-      process.execPath,
-      "-e",
-      `fetch("http://127.0.0.1:7446/v1/networks", { headers: { authorization: "${auth}" } }).then(async (r) => console.log(r.status, JSON.stringify(await r.json())))`,
-    ]);
-    if (r.code !== 0) throw new Error(`probe failed: ${r.stderr}\nagent log:\n${A.logText}`);
-    return r.stdout;
-  };
-  expect(probe("Bearer wrong")).toContain("401");
-  const ok = probe("Bearer s3cret-token-for-the-tcp-listener");
+  expect(overTcp("Bearer wrong")).toBe('401 {"code":"UNAUTHORIZED","message":"wrong bearer token"}');
+  const ok = overTcp("Bearer s3cret-token-for-the-tcp-listener");
   expect(ok.startsWith("200 ")).toBe(true);
   expect(ok).toContain('"name":"app-net"');
 });
+
+test("the CLI reaches the TCP listener through STRATUM_API_URL and STRATUM_API_TOKEN_FILE", () => {
+  const viaTcp = (tokenFile: string, ...out: string[]) =>
+    run(["nsenter", `--net=${agentNs.path}`, BINARY, "network", "list", ...out], {
+      env: { STRATUM_API_URL: "http://127.0.0.1:7446", STRATUM_API_TOKEN_FILE: tokenFile },
+    });
+  const ok = viaTcp(join(A.dir, "token"), "-o", "json");
+  expect({ code: ok.code, stderr: ok.stderr }).toEqual({ code: 0, stderr: "" });
+  expect(JSON.parse(ok.stdout).map((n: any) => n.name)).toContain("app-net");
+  const missing = viaTcp(join(A.dir, "no-such-token"));
+  expect({ code: missing.code, stderr: missing.stderr }).toEqual({
+    code: 2,
+    stderr: `cenvero-str-ctl: cannot read the API token file ${join(A.dir, "no-such-token")}: ENOENT\n`,
+  });
+});
+
+test("an agent refuses a token file others can read, before it touches anything", () => {
+  const dir = mkdtempSync(join(tmpdir(), "stm-agt-token-"));
+  try {
+    const token = join(dir, "token");
+    writeFileSync(token, `${A.token}\n`, { mode: 0o644 });
+    chmodSync(token, 0o644);
+    const r = run([
+      "timeout",
+      "20",
+      "nsenter",
+      `--net=${agentNs.path}`,
+      BINARY,
+      "agent",
+      "--state-dir",
+      join(dir, "state"),
+      "--pin-root",
+      A.pins.path,
+      "--api-socket",
+      join(dir, "api.sock"),
+      "--api-listen",
+      "127.0.0.1:7447",
+      "--api-token-file",
+      token,
+    ]);
+    expect({ code: r.code, out: r.stderr + r.stdout }).toEqual({
+      code: 10,
+      out: expect.stringContaining(
+        `the API token file ${token} is readable or writable by group or others (mode 0644): chmod 600 ${token}`,
+      ),
+    });
+    expect(existsSync(join(dir, "state"))).toBe(false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("every change through the API is in the audit log once: who, what, result", async () => {
+  const before = auditLines().length;
+  expect(ctl("network", "create", "--name", "audit-net", "--cidr", "10.77.0.0/24", "--gateway", "10.77.0.1").code).toBe(
+    0,
+  );
+  expect(ctl("network", "create", "--name", "audit-net", "--cidr", "10.78.0.0/24", "--gateway", "10.78.0.1").code).toBe(
+    9,
+  );
+  expect(json("network", "list").length).toBeGreaterThan(0); // a read: not audited
+  expect(overTcp("Bearer wrong", "/v1/networks/audit-net", "DELETE")).toStartWith("401 ");
+  expect(overTcp("Bearer s3cret-token-for-the-tcp-listener", "/v1/networks/audit-net", "DELETE")).toBe("204");
+  let lines: string[] = [];
+  for (let i = 0; i < 40 && lines.length < 4; i++) {
+    await Bun.sleep(50); // the agent's log is written as it goes
+    lines = auditLines().slice(before);
+  }
+  expect(lines).toEqual([
+    expect.stringMatching(/uid=0 pid=\d+: POST \/v1\/networks \(createNetwork name=audit-net\) → 201$/),
+    expect.stringMatching(/uid=0 pid=\d+: POST \/v1\/networks \(createNetwork name=audit-net\) → 409 CONFLICT$/),
+    expect.stringMatching(
+      /unauthenticated from 127\.0\.0\.1:\d+: DELETE \/v1\/networks\/audit-net \(unauthenticated\) → 401 UNAUTHORIZED$/,
+    ),
+    expect.stringMatching(
+      /bearer token "token" from 127\.0\.0\.1:\d+: DELETE \/v1\/networks\/audit-net \(deleteNetwork name=audit-net\) → 204$/,
+    ),
+  ]);
+  // The pid is the CLI process's, not the agent's.
+  expect(lines[0]).not.toContain(`pid=${A.proc?.pid}:`);
+});
+
+/** The agent's audit lines so far. */
+function auditLines(): string[] {
+  return A.logText.split("\n").filter((l) => l.includes("[audit]"));
+}
 
 /** Stratum's cls_bpf filter on a port, as tc shows it (program name and id). */
 function filters(dev: string, dir: "ingress" | "egress"): string {

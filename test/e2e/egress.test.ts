@@ -189,7 +189,7 @@ describe("an endpoint's cap, at its port", () => {
 
   test("removed: the endpoint is back to the network's cap", async () => {
     A.json("endpoint", "set", "a1", "--egress-rate", "none");
-    expect(A.json("endpoint", "show", "a1").egress).toBeUndefined();
+    expect(A.json("endpoint", "show", "a1").egress).toBeNull();
     within((await iperf("a1", SINK, 5201, { udp: true, rate: "1G" })).received, 500e6);
   }, 40_000);
 });

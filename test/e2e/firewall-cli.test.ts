@@ -326,6 +326,64 @@ test("an agent restart finds every scope right and writes nothing; the blocklist
   expect(trieHas("stm_block4", [24, 0, 0, 0, 198, 51, 100, 0])).toBe(true);
 });
 
+test("blocklist: list streams every page in numeric order, --contains filters, test names the match, clear empties it", () => {
+  // 25,000 more host prefixes: three pages of the CLI's 10,000, in an order strings would get wrong.
+  const feed = join(A.dir, "feed.txt");
+  const hosts = Array.from({ length: 25_000 }, (_, i) => `10.${(i * 7) % 251}.${(i * 13) % 256}.${i % 250}`);
+  const unique = [...new Set(hosts)];
+  writeFileSync(feed, `${hosts.join("\n")}\n`);
+  expect(ctl("firewall", "blocklist", "import", feed).code).toBe(0);
+  const num = (p: string) => p.split(/[./]/).reduce((a, x, i) => (i < 4 ? a * 256 + Number(x) : a), 0);
+  const v4 = [
+    ...unique.map((h) => `${h}/32`),
+    ...Array.from({ length: 300 }, (_, i) => `100.64.${i >> 8}.${i & 255}/32`),
+    "198.51.100.0/24",
+  ];
+  const want = [...v4.sort((a, b) => num(a) - num(b)), "2001:db8:bad::/48"];
+  const all = json("firewall", "blocklist", "list");
+  expect(all.counts).toEqual({ ipv4: v4.length, ipv6: 1 });
+  expect(all.next).toBeNull();
+  expect(all.prefixes.length).toBe(want.length);
+  expect(all.prefixes.map((p: any) => p.prefix)).toEqual(want);
+  const table = ctl("firewall", "blocklist", "list");
+  const lines = table.stdout.trimEnd().split("\n");
+  expect(lines[0]).toMatch(/^PREFIX +ADDED$/);
+  expect(lines.slice(1, -1).map((l) => l.split(/ +/)[0])).toEqual(want);
+  expect(lines.at(-1)).toBe(`${v4.length.toLocaleString("en-US")} IPv4 and 1 IPv6 prefixes`);
+
+  const over = ctl("firewall", "blocklist", "list", "--contains", "198.51.100.9");
+  expect(over.stdout.split("\n").slice(1, 2)[0]).toMatch(/^198\.51\.100\.0\/24 +\d{4}-\d\d-\d\dT/);
+  expect(over.stdout).toContain(
+    `1 listed prefix covers 198.51.100.9 (of ${v4.length.toLocaleString("en-US")} IPv4 and 1 IPv6)`,
+  );
+  expect(ctl("firewall", "blocklist", "test", "198.51.100.9").stdout).toBe(
+    "198.51.100.9 is blocked by 198.51.100.0/24\n",
+  );
+  expect(json("firewall", "blocklist", "test", "2001:db8:bad::1")).toEqual({
+    address: "2001:db8:bad::1",
+    blocked: true,
+    match: "2001:db8:bad::/48",
+    matches: ["2001:db8:bad::/48"],
+  });
+  const free = ctl("firewall", "blocklist", "test", "192.0.2.1");
+  expect({ code: free.code, out: free.stdout }).toEqual({
+    code: 0,
+    out: "192.0.2.1 is not blocked: no listed prefix covers it\n",
+  });
+  refused(["firewall", "blocklist", "test", "192.0.2.300"], "address: ");
+
+  const cleared = ctl("firewall", "blocklist", "clear");
+  expect({ code: cleared.code, out: cleared.stdout }).toEqual({
+    code: 0,
+    out: `removed ${(v4.length + 1).toLocaleString("en-US")} prefixes from the blocklist\n`,
+  });
+  expect(trieHas("stm_block4", [24, 0, 0, 0, 198, 51, 100, 0])).toBe(false);
+  expect(trieHas("stm_block6", [48, 0, 0, 0, 0x20, 0x01, 0x0d, 0xb8, 0x0b, 0xad, ...Array(10).fill(0)])).toBe(false);
+  expect(json("firewall", "blocklist", "list")).toEqual({ counts: { ipv4: 0, ipv6: 0 }, prefixes: [], next: null });
+  expect(ctl("firewall", "blocklist", "list").stdout).toBe("0 IPv4 and 0 IPv6 prefixes\n");
+  expect(json("firewall", "blocklist", "clear")).toEqual({ removed: 0, counts: { ipv4: 0, ipv6: 0 } });
+});
+
 test("deleting a network removes its scope from the kernel", () => {
   expect(ctl("network", "delete", "db-net").code).toBe(0);
   expect(scope(dbId)).toBeUndefined();

@@ -10,6 +10,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import pkg from "../../package.json" with { type: "json" };
 import { countEntries } from "../../src/agent/map-fill";
+import { AgentStatusView, EndpointView, NetworkView } from "../../src/api/contract";
 import { BpfMap } from "../../src/sys/bpf";
 import { TestAgent } from "../helpers/agent";
 import { BINARY, Netns, run } from "../helpers/netns";
@@ -267,6 +268,14 @@ describe("/metrics", () => {
         bytes: metricValue(f, "stratum_egress_cap_bytes_total", { ...ep, verdict: "dropped" }),
       },
     });
+    // A real endpoint view (drops and cap counts read from the kernel) and a network's: every key, strict.
+    for (const [schema, v] of [
+      [EndpointView, shown],
+      [NetworkView, A.json("network", "show", NET)],
+    ] as const) {
+      const parsed = schema.safeParse(v);
+      expect(parsed.success ? [] : parsed.error.issues).toEqual([]);
+    }
     // Only ep-a is capped; the cap's series go with it.
     expect(f.get("stratum_egress_cap_rate_bits")?.samples.length).toBe(1);
     A.json("endpoint", "set", "ep-a", "--egress-rate", "none");
@@ -279,6 +288,9 @@ describe("/metrics", () => {
 describe("status", () => {
   test("status -o json: health ok, ports with the kernel's program ids, uplink, maps, store, reconcile", () => {
     const st = A.json("status");
+    // Every key of the view, nothing else (null where unset): the API's strict schema.
+    const parsed = AgentStatusView.safeParse(st);
+    expect(parsed.success ? [] : parsed.error.issues).toEqual([]);
     expect(st.health).toEqual({ status: "ok", reasons: [], warnings: [] });
     expect(st.version).toBe(pkg.version);
     expect(st.features.bpf).toBe(true);

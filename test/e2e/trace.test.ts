@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { TraceResultView } from "../../src/api/contract";
 import { TestAgent } from "../helpers/agent";
 import { BUN, Netns, ROOT, run } from "../helpers/netns";
 
@@ -37,8 +38,12 @@ interface Scenario {
   undo?: () => void;
 }
 
+/** A trace's JSON, checked against the API's strict schema of a trace result. */
 function traceJson(args: string[]): any {
-  return A.json("trace", ...args);
+  const t = A.json("trace", ...args);
+  const parsed = TraceResultView.safeParse(t);
+  expect({ args, issues: parsed.success ? [] : parsed.error.issues }).toEqual({ args, issues: [] });
+  return t;
 }
 
 const EPS = ["a", "b", "c", "d", "e", "f"];
@@ -456,6 +461,7 @@ test("with the agent stopped, trace reads the pins and the state and answers the
     const local = cases.map((c) => {
       const r = A.local(["trace", ...c, "-o", "json"], { api: true });
       expect(r.stderr).toBe("");
+      expect(TraceResultView.safeParse(JSON.parse(r.stdout)).success).toBe(true);
       return JSON.parse(r.stdout);
     });
     expect(local).toEqual(live);

@@ -21,7 +21,8 @@ export class TestAgent {
     this.pins = new PinRoot(tag);
     this.dir = mkdtempSync(join(tmpdir(), `stm-${tag}-`));
     this.sock = join(this.dir, "api.sock");
-    writeFileSync(join(this.dir, "token"), `${this.token}\n`);
+    // Only its owner may read a token file: the agent refuses one that others can read.
+    writeFileSync(join(this.dir, "token"), `${this.token}\n`, { mode: 0o600 });
   }
 
   get logText(): string {

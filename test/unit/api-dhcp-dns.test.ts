@@ -281,11 +281,11 @@ test("DHCP leases: every network's or one's, with whether each is still active",
     endpoint: "web-2",
     hostname: "web2",
     state: "bound",
-    expiresAt: now + 3_600_000,
-    updatedAt: now,
+    expiresAt: new Date(now + 3_600_000).toISOString(),
+    updatedAt: new Date(now).toISOString(),
     active: true,
   });
-  expect(all[0]).not.toHaveProperty("endpoint");
+  expect(all[0]).toMatchObject({ endpoint: null, hostname: null });
   const db = (await get("/v1/dhcp/leases?network=db-net")) as Array<Record<string, unknown>>;
   expect(db.map((l) => l.ip)).toEqual(["10.30.0.2"]);
   await expectError(app.request("/v1/dhcp/leases?network=nope"), 404, "NOT_FOUND", "network nope does not exist");

@@ -4,7 +4,8 @@
 import { beforeEach, expect, test } from "bun:test";
 import { FirewallService } from "../../src/agent/firewall-service";
 import type { NetworkService } from "../../src/agent/service";
-import { createApp, type openApiDocument } from "../../src/api/app";
+import { createApp } from "../../src/api/app";
+import type { openApiDocument } from "../../src/api/openapi";
 import { StratumError } from "../../src/errors";
 import { hostAddress, profileCount, profileMac, validateNetwork } from "../../src/model/network";
 import { SqliteStore } from "../../src/store/sqlite";
@@ -101,7 +102,7 @@ test("errors are {code, message} with the right status and no stack", async () =
       }),
       400,
       "INVALID",
-      'body: Unrecognized key: "cidr"',
+      'unknown key "cidr" (expected one of mtu, defaultAction, dnsForwarders, dhcpRange, dnsZone, dhcpLeaseTime, dhcpRoutes, dhcpOptions, egress)',
     ],
   ];
   for (const [p, status, code, message] of cases) {

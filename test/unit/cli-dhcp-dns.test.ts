@@ -363,8 +363,8 @@ test("dhcp leases: table and json", async () => {
     endpoint: "web-1",
     hostname: "web1",
     state: "bound",
-    expiresAt: now + 3_570_000,
-    updatedAt: now,
+    expiresAt: new Date(now + 3_570_000).toISOString(),
+    updatedAt: new Date(now).toISOString(),
     active: true,
   });
   expect(await ok("dhcp", "leases", "--network", "db-net")).toBe("no leases in db-net\n");

@@ -152,3 +152,30 @@ test("-o yaml prints YAML; errors follow -o (json and yaml), before or after the
   expect(bad.code).toBe(2);
   expect(JSON.parse(bad.stderr)).toEqual({ code: "INVALID", message: "unknown flag --nmae (did you mean --name?)" });
 });
+
+test("not root: the root-only API socket is a permission error (exit 10), not an unreachable agent", async () => {
+  const { mkdtempSync, chmodSync, rmSync } = require("node:fs");
+  const { join } = require("node:path");
+  const dir = mkdtempSync("/tmp/stm-perm-");
+  chmodSync(dir, 0o755);
+  const sock = join(dir, "api.sock");
+  const server = Bun.serve({ unix: sock, fetch: () => Response.json([]) });
+  chmodSync(sock, 0o600);
+  try {
+    const p = Bun.spawn(
+      ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BINARY, "network", "list", "--api-socket", sock],
+      {
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
+    const [code, stderr] = await Promise.all([p.exited, new Response(p.stderr).text()]);
+    expect(code).toBe(10);
+    expect(stderr).toBe(
+      `cenvero-str-ctl: permission denied on the agent's socket ${sock}: the API is root's only (run as root, e.g. with sudo)\n`,
+    );
+  } finally {
+    server.stop(true);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -247,6 +247,136 @@ test("blocklist: all checked before anything is written; capacity first; repeats
   expect(kernel.block.has("203.0.113.7/32")).toBe(false);
 });
 
+test("blocklist pages: numeric order (family, address, length), every entry once, a cursor per page", () => {
+  const given = [
+    "2001:db8::/32",
+    "10.0.0.0/8",
+    "9.0.0.0/8",
+    "100.64.0.0/10",
+    "10.0.0.0/16",
+    "10.0.0.1/32",
+    "192.0.2.0/24",
+    "::ffff:1.2.3.0/120", // IPv4 (mapped)
+    "2001:db8::/48",
+    "fd00::/8",
+    "2001:db8:0:1::/64",
+  ];
+  fw.blockAdd(given);
+  const order = [
+    "1.2.3.0/24",
+    "9.0.0.0/8",
+    "10.0.0.0/8",
+    "10.0.0.0/16",
+    "10.0.0.1/32",
+    "100.64.0.0/10",
+    "192.0.2.0/24",
+    "2001:db8::/32",
+    "2001:db8::/48",
+    "2001:db8:0:1::/64",
+    "fd00::/8",
+  ];
+  expect(fw.blockPage().prefixes.map((e) => e.prefix)).toEqual(order);
+  expect(fw.blockPage()).toMatchObject({ counts: { ipv4: 7, ipv6: 4 }, next: null });
+  // Pages of 3: every entry once, in order; the last page's next is null.
+  const seen: string[] = [];
+  const nexts: Array<string | null> = [];
+  let after: string | undefined;
+  do {
+    const p = fw.blockPage({ limit: 3, ...(after ? { after } : {}) });
+    seen.push(...p.prefixes.map((e) => e.prefix));
+    nexts.push(p.next);
+    after = p.next ?? undefined;
+  } while (after);
+  expect(seen).toEqual(order);
+  expect(nexts).toEqual(["10.0.0.0/8", "100.64.0.0/10", "2001:db8::/48", null]);
+  // A cursor that is no longer listed still pages on from where it was.
+  fw.blockDel("10.0.0.0/16");
+  expect(fw.blockPage({ limit: 2, after: "10.0.0.0/16" }).prefixes.map((e) => e.prefix)).toEqual([
+    "10.0.0.1/32",
+    "100.64.0.0/10",
+  ]);
+  // contains: the prefixes covering an address or a prefix.
+  expect(fw.blockPage({ contains: "10.0.0.1" }).prefixes.map((e) => e.prefix)).toEqual(["10.0.0.0/8", "10.0.0.1/32"]);
+  expect(fw.blockPage({ contains: "2001:db8:0:1::/64" }).prefixes.map((e) => e.prefix)).toEqual([
+    "2001:db8::/32",
+    "2001:db8::/48",
+    "2001:db8:0:1::/64",
+  ]);
+  expect(fw.blockPage({ contains: "8.8.8.8" }).prefixes).toEqual([]);
+  expect(() => fw.blockPage({ after: "nope" })).toThrow("after: ");
+  expect(() => fw.blockPage({ contains: "10.0.0.300" })).toThrow("contains: ");
+});
+
+test("blocklist order is numeric for any prefixes (property)", () => {
+  const v4 = fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 1, max: 32 })).map(([a, len]) =>
+    formatSubnet({
+      family: 4,
+      network: BigInt(a) & (((1n << BigInt(len)) - 1n) << BigInt(32 - len)),
+      prefixLen: len,
+    }),
+  );
+  const v6 = fc
+    .tuple(fc.bigInt({ min: 0n, max: (1n << 128n) - 1n }), fc.integer({ min: 1, max: 128 }))
+    .map(([a, len]) =>
+      formatSubnet({ family: 6, network: a & (((1n << BigInt(len)) - 1n) << BigInt(128 - len)), prefixLen: len }),
+    );
+  fc.assert(
+    fc.property(fc.uniqueArray(fc.oneof(v4, v6), { maxLength: 40 }), (ps) => {
+      const s = new SqliteStore(":memory:");
+      const f = new FirewallService(s, new FakeFwKernel());
+      if (ps.length) f.blockAdd(ps);
+      const key = (p: string) => {
+        const sn = parseRuleCidr(p, "p");
+        return [sn.family, sn.network, sn.prefixLen] as const;
+      };
+      const want = [...ps].sort((a, b) => {
+        const [fa, na, la] = key(a);
+        const [fb, nb, lb] = key(b);
+        return fa - fb || (na < nb ? -1 : na > nb ? 1 : 0) || la - lb;
+      });
+      expect(f.blockPage({ limit: 100 }).prefixes.map((e) => e.prefix)).toEqual(want);
+      s.close();
+    }),
+    { numRuns: 50 },
+  );
+});
+
+test("blocklist test: the covering prefixes, longest (the datapath's match) first; clear removes all", () => {
+  fw.blockAdd(["10.0.0.0/8", "10.1.0.0/16", "10.1.2.3", "2001:db8::/32"]);
+  expect(fw.blockTest("10.1.2.3")).toEqual({
+    address: "10.1.2.3",
+    blocked: true,
+    match: "10.1.2.3/32",
+    matches: ["10.1.2.3/32", "10.1.0.0/16", "10.0.0.0/8"],
+  });
+  expect(fw.blockTest("::ffff:10.1.9.9")).toMatchObject({ address: "10.1.9.9", match: "10.1.0.0/16" });
+  expect(fw.blockTest("10.1.0.0/24")).toMatchObject({ address: "10.1.0.0/24", match: "10.1.0.0/16" });
+  expect(fw.blockTest("2001:db8:1::5")).toMatchObject({ blocked: true, match: "2001:db8::/32" });
+  expect(fw.blockTest("192.0.2.1")).toEqual({ address: "192.0.2.1", blocked: false, match: null, matches: [] });
+  expect(() => fw.blockTest("not-an-address")).toThrow("address: ");
+
+  kernel.block.add("172.16.0.0/12"); // a stray in the tries goes too
+  expect(fw.blockClear()).toEqual({ removed: 4, counts: { ipv4: 0, ipv6: 0 } });
+  expect([...kernel.block]).toEqual([]);
+  expect(store.blockList()).toEqual([]);
+  expect(fw.blockClear()).toEqual({ removed: 0, counts: { ipv4: 0, ipv6: 0 } });
+});
+
+test("blocklist clear: a store that fails puts the tries back as they were", () => {
+  fw.blockAdd(["10.0.0.0/8", "2001:db8::/32"]);
+  const clear = store.blockClear.bind(store);
+  store.blockClear = () => {
+    throw new StratumError("SYS", "disk I/O error");
+  };
+  try {
+    expect(() => fw.blockClear()).toThrow("disk I/O error");
+  } finally {
+    store.blockClear = clear;
+  }
+  expect([...kernel.block].sort()).toEqual(["10.0.0.0/8", "2001:db8::/32"]);
+  expect(store.blockCount(4) + store.blockCount(6)).toBe(2);
+});
+
 test("restore: scopes already right are taken over, the rest applied, strays collected; the blocklist matched", () => {
   store.addRule(appId, parseRule({ priority: 1, action: "deny" }));
   store.blockAdd([

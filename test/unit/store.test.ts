@@ -289,6 +289,26 @@ test("blocklist: many in one transaction, repeats ignored, counted per family, k
   s.close();
 });
 
+test("a schema-5 database is migrated: its blocklist gets the numeric order (sort keys filled at open)", () => {
+  const path = tmpDb();
+  let s = new SqliteStore(path);
+  s.db.exec(
+    `DROP TABLE blocklist;
+     CREATE TABLE blocklist (prefix TEXT PRIMARY KEY, family INTEGER NOT NULL, added_at TEXT NOT NULL);
+     INSERT INTO blocklist VALUES ('9.0.0.0/8', 4, '2024-01-01T00:00:00.000Z'), ('10.0.0.0/8', 4, '2024-01-01T00:00:00.000Z'),
+       ('2001:db8::/32', 6, '2024-01-01T00:00:00.000Z'), ('100.0.0.0/8', 4, '2024-01-01T00:00:00.000Z');
+     PRAGMA user_version = 5`,
+  );
+  s.close();
+  s = new SqliteStore(path);
+  expect((s.db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(SCHEMA_VERSION);
+  expect(s.db.query("SELECT count(*) AS n FROM blocklist WHERE sort_key IS NULL").get()).toEqual({ n: 0 });
+  expect(s.blockList().map((e) => e.prefix)).toEqual(["9.0.0.0/8", "10.0.0.0/8", "100.0.0.0/8", "2001:db8::/32"]);
+  expect(s.blockPage({ limit: 2 }).map((e) => e.prefix)).toEqual(["9.0.0.0/8", "10.0.0.0/8"]);
+  expect(s.blockList()[0]?.addedAt).toBe("2024-01-01T00:00:00.000Z");
+  s.close();
+});
+
 test("a schema-4 database is migrated: the quarantine table appears, empty", () => {
   const path = tmpDb();
   let s = new SqliteStore(path);

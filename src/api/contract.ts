@@ -1,0 +1,975 @@
+/** The agent API's contract: one table of every route (method, path, operationId, path and
+ * query parameters, request body, success status and response), all as zod schemas, and the
+ * views the API answers with. The router (app.ts) validates with these schemas, the client
+ * (client.ts) derives its calls from them, the services build the view types declared here,
+ * and /openapi.json is generated from them (openapi.ts): a route, its client and its
+ * document cannot drift. Every object is strict: an unknown key is refused, and every key
+ * of a view is present in every response (null when unset). Times are RFC 3339 strings. */
+import { z } from "zod";
+import type { ErrorCode } from "../errors";
+import { DNS_RECORD_TYPES } from "../model/dns";
+import { ACTIONS, DIRECTIONS, MAX_PRIORITY, PROTOS, RuleSpecSchema } from "../model/firewall";
+import { NetworkSpecSchema } from "../model/network";
+import { EgressCapSchema } from "../model/shape";
+import { TRIGGERS } from "../reconcile/loop";
+
+// ---- errors ---------------------------------------------------------------------------------
+
+/** HTTP status of each error code (the router's answer; the client maps codes back). */
+export const ERROR_STATUS: Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 500 | 501 | 503> = {
+  INVALID: 400,
+  CONFLICT: 409,
+  PERMISSION: 403,
+  UNAUTHORIZED: 401,
+  CAPACITY: 409,
+  NOT_FOUND: 404,
+  UNSUPPORTED: 501,
+  UNAVAILABLE: 503,
+  SYS: 500,
+  NETLINK: 500,
+  BPF_LOAD: 500,
+  BPF_ATTACH: 500,
+  INTERNAL: 500,
+};
+
+export const ErrorView = z
+  .object({
+    code: z.enum(Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]]),
+    message: z.string().describe("One line: what failed and why"),
+  })
+  .strict();
+
+/** Request bodies up to this size (Content-Length checked first, chunked bodies capped while read). */
+export const BODY_LIMIT = 10 * 1024 * 1024;
+/** The bulk routes (a scope's whole rule set, a blocklist feed of a million prefixes). */
+export const BULK_BODY_LIMIT = 64 * 1024 * 1024;
+
+// ---- building blocks ------------------------------------------------------------------------
+
+const Int = z.number().int();
+const Count = z.number().int().min(0);
+const Time = z.iso.datetime().describe("RFC 3339, UTC");
+const Family = z.union([z.literal(4), z.literal(6)]);
+const PacketsBytes = z.object({ packets: Count, bytes: Count }).strict();
+const Action2 = z.enum(["allow", "deny"]);
+
+/** A numeric id in a path; `what` names it in the message. */
+const IdParam = (what: string) =>
+  z
+    .string()
+    .regex(/^\d{1,15}$/, { error: (i) => `${what} "${String(i.input)}" is not a number` })
+    .transform(Number);
+/** A query flag: true or false. */
+const BoolQuery = z.enum(["true", "false"]).transform((v) => v === "true");
+/** A positive integer in a query string, at most `max`. */
+const IntQuery = (what: string, max: number) =>
+  z
+    .string()
+    .regex(/^\d{1,9}$/, { error: (i) => `${what} "${String(i.input)}" is not a number` })
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(max));
+
+const NameParam = z.object({ name: z.string() }).strict();
+const ScopeParam = z
+  .object({ scope: z.string().describe("A network's name, or `global` for the node-wide scope") })
+  .strict();
+
+// ---- request bodies -------------------------------------------------------------------------
+
+/** A network declaration: the model's own schema (what validation checks), strict. */
+export const NetworkCreate = NetworkSpecSchema.strict();
+
+export const NetworkPatch = z
+  .object({
+    mtu: Int.optional(),
+    defaultAction: Action2.optional(),
+    dnsForwarders: z.array(z.string()).optional(),
+    dhcpRange: z.string().optional(),
+    dnsZone: z.string().optional(),
+    dhcpLeaseTime: Int.optional(),
+    dhcpRoutes: z.array(z.string()).optional(),
+    dhcpOptions: z.array(z.string()).optional(),
+    egress: EgressCapSchema.nullable().optional(),
+  })
+  .strict()
+  .describe("The mutable fields of a network; a list replaces the whole list");
+
+export const EndpointPatch = z
+  .object({ egress: EgressCapSchema.nullable().describe("bit/s and bytes; null removes the cap") })
+  .strict();
+
+export const AttachBody = z
+  .object({
+    name: z.string(),
+    netns: z.string().optional().describe("Container: its network namespace"),
+    ifname: z.string().optional().describe("Interface name inside the namespace (default eth0)"),
+    tap: z.string().optional().describe("VM: the tap to create"),
+    ip: z.string().optional().describe("Address to claim (default: the next free one)"),
+    configure: z.boolean().optional().describe("Set address, route and MTU inside the namespace"),
+  })
+  .strict();
+
+/** A firewall rule: the model's schema (the fields are the CLI's flags). */
+export const RuleCreate = RuleSpecSchema;
+
+export const RuleMove = z.object({ priority: Int.min(1).max(MAX_PRIORITY) }).strict();
+
+export const DefaultActionBody = z.object({ action: Action2 }).strict();
+
+/** The import document. Each rule is validated by the service, which names the bad one by
+ * index: the router checks only the top level (documented with the rule schema, see openapi.ts). */
+export const ImportRulesItems = z.array(z.record(z.string(), z.unknown()));
+export const RuleSetImport = z
+  .object({
+    default: Action2.optional().describe("Absent: the scope's default action stays"),
+    rules: ImportRulesItems.default([]),
+  })
+  .strict();
+
+export const BlocklistAdd = z
+  .object({ prefixes: z.array(z.string()).min(1) })
+  .strict()
+  .describe("Prefixes (a bare address is a host prefix); all or none");
+
+/** A DNS record of a network's zone; the service checks name, type and value (src/model/dns.ts). */
+export const DnsRecordCreate = z
+  .object({
+    name: z.string().describe("Owner, relative to the zone (@: the zone)"),
+    type: z.string().describe(DNS_RECORD_TYPES.join(", ")),
+    value: z.string(),
+    ttl: Int.optional(),
+  })
+  .strict();
+
+export const TRACE_PROTOS = ["tcp", "udp", "icmp", "icmpv6"] as const;
+export type TraceProto = (typeof TRACE_PROTOS)[number];
+const Port = Int.min(0).max(65535);
+
+export const TraceRequestBody = z
+  .object({
+    from: z.string().describe("Endpoint that sends the packet"),
+    to: z.string().optional().describe("Destination address, or …"),
+    toEndpoint: z.string().optional().describe("… an endpoint (its IPv4 address, or IPv6 with ipv6)"),
+    proto: z.enum(TRACE_PROTOS).optional(),
+    sport: Port.optional(),
+    dport: Port.optional(),
+    flags: z.array(z.string()).optional().describe("TCP flags by name (syn, ack, fin, rst, psh, urg); default syn"),
+    ipv6: z.boolean().optional(),
+    src: z.string().optional().describe("What-if: the source address the packet claims"),
+    srcMac: z.string().optional().describe("What-if: the source MAC the frame claims"),
+  })
+  .strict();
+export type TraceRequest = z.infer<typeof TraceRequestBody>;
+
+// ---- views ----------------------------------------------------------------------------------
+
+const EgressCapView = z.object({ rate: Int.describe("bit/s"), burst: Int.describe("bytes") }).strict();
+const BucketCountsView = z.object({ passed: PacketsBytes, dropped: PacketsBytes }).strict();
+const DropCountsView = z.record(z.string(), Count).describe("Packets dropped by reason");
+
+export const NetworkView = z
+  .object({
+    id: Int,
+    name: z.string(),
+    cidr: z.string(),
+    gateway: z.string(),
+    cidr6: z.string().nullable(),
+    gateway6: z.string().nullable(),
+    dhcpRange: z.object({ first: z.string(), last: z.string() }).strict(),
+    dnsZone: z.string(),
+    dnsForwarders: z.array(z.string()),
+    mtu: Int,
+    defaultAction: Action2,
+    dhcpLeaseTime: Int.describe("seconds"),
+    dhcpRoutes: z.array(z.string()),
+    dhcpOptions: z.array(z.string()),
+    egress: EgressCapView.nullable(),
+    createdAt: Time,
+    profiles: z.object({ total: Count, claimed: Count }).strict(),
+    endpoints: z.array(z.string()),
+    egressCounts: BucketCountsView.nullable().describe("What the egress cap passed and dropped (show only)"),
+  })
+  .strict()
+  .meta({ id: "NetworkView" });
+export type NetworkView = z.infer<typeof NetworkView>;
+
+export const EndpointView = z
+  .object({
+    name: z.string(),
+    network: z.string(),
+    ip: z.string(),
+    ip6: z.string().nullable().describe("Profile IPv6 address, when the network has an IPv6 subnet"),
+    mac: z.string(),
+    hostIndex: Count,
+    kind: z.enum(["veth", "tap"]),
+    interface: z.string().describe("Host-side interface on the user bridge (veth host end or the tap)"),
+    netns: z.string().nullable(),
+    ifname: z.string().nullable().describe("Interface name inside the namespace (veth)"),
+    egress: EgressCapView.nullable(),
+    createdAt: Time,
+    drops: DropCountsView.nullable().describe("Drops on the endpoint's port by reason (show only)"),
+    egressCounts: BucketCountsView.nullable().describe("What the egress cap passed and dropped (show only)"),
+  })
+  .strict()
+  .meta({ id: "EndpointView" });
+export type EndpointView = z.infer<typeof EndpointView>;
+
+export const LeaseView = z
+  .object({
+    network: z.string(),
+    mac: z.string(),
+    family: Family,
+    ip: z.string(),
+    endpoint: z.string().nullable(),
+    hostname: z.string().nullable().describe("The host name the client sent"),
+    state: z.enum(["bound", "released", "declined"]),
+    expiresAt: Time,
+    updatedAt: Time,
+    active: z.boolean().describe("Bound and not expired"),
+  })
+  .strict()
+  .meta({ id: "LeaseView" });
+export type LeaseView = z.infer<typeof LeaseView>;
+
+export const DnsRecordView = z
+  .object({
+    id: Int,
+    network: z.string(),
+    name: z.string(),
+    type: z.enum(DNS_RECORD_TYPES),
+    value: z.string(),
+    ttl: Int,
+    createdAt: Time,
+  })
+  .strict()
+  .meta({ id: "DnsRecordView" });
+export type DnsRecordView = z.infer<typeof DnsRecordView>;
+
+/** Which DNS records a delete removes: by id, or by owner name (and type, and value). */
+export interface DnsRecordSelector {
+  id?: number;
+  name?: string;
+  type?: string;
+  value?: string;
+}
+
+const PortOrRange = z.union([Int, z.string()]).describe("A port (a number) or a range A-B");
+
+/** A rule's fields in the user's words (the flags of `rule add`); null: matches anything. */
+export const RuleFields = z
+  .object({
+    priority: Int,
+    direction: z.enum(DIRECTIONS),
+    src: z.string().nullable(),
+    dst: z.string().nullable(),
+    proto: z.enum(PROTOS),
+    sport: PortOrRange.nullable(),
+    dport: PortOrRange.nullable(),
+    "icmp-type": z.union([Int, z.string()]).nullable().describe("TYPE or TYPE/CODE"),
+    action: z.enum(ACTIONS),
+    log: z.boolean(),
+  })
+  .strict()
+  .meta({ id: "RuleFields" });
+export type RuleFields = z.infer<typeof RuleFields>;
+
+export const RuleView = RuleFields.extend({ id: Int, hits: PacketsBytes }).strict().meta({ id: "RuleView" });
+export type RuleView = z.infer<typeof RuleView>;
+
+export const RuleListView = z
+  .object({ scope: z.string(), default: Action2, defaultHits: PacketsBytes, rules: z.array(RuleView) })
+  .strict()
+  .meta({ id: "RuleListView" });
+export type RuleListView = z.infer<typeof RuleListView>;
+
+export const DefaultView = z.object({ scope: z.string(), default: Action2 }).strict().meta({ id: "DefaultView" });
+export type DefaultView = z.infer<typeof DefaultView>;
+
+/** A rule in an export document: fields left out match anything (the YAML of `firewall
+ * export`, which `import` reads back; a document, not a view, so absent keys stay absent). */
+export const RuleDoc = z
+  .object({
+    priority: Int,
+    direction: z.enum(DIRECTIONS),
+    src: z.string().optional(),
+    dst: z.string().optional(),
+    proto: z.enum(PROTOS),
+    sport: PortOrRange.optional(),
+    dport: PortOrRange.optional(),
+    "icmp-type": z.union([Int, z.string()]).optional(),
+    action: z.enum(ACTIONS),
+    log: z.boolean(),
+  })
+  .strict()
+  .meta({ id: "RuleDoc" });
+
+export const RuleSetDocument = z
+  .object({ default: Action2, rules: z.array(RuleDoc) })
+  .strict()
+  .meta({ id: "RuleSetDocument" });
+export type RuleSetDocument = z.infer<typeof RuleSetDocument>;
+
+export const ImportResult = z
+  .object({
+    scope: z.string(),
+    default: Action2,
+    rules: Count,
+    kept: Count.describe("Rules identical (fields and priority) to one already there: they keep their id and hits"),
+  })
+  .strict()
+  .meta({ id: "ImportResult" });
+export type ImportResult = z.infer<typeof ImportResult>;
+
+const BlockCounts = z.object({ ipv4: Count, ipv6: Count }).strict();
+
+export const BlockEntryView = z
+  .object({ prefix: z.string(), family: Family, addedAt: Time })
+  .strict()
+  .meta({ id: "BlockEntry" });
+export type BlockEntryView = z.infer<typeof BlockEntryView>;
+
+export const BlocklistView = z
+  .object({
+    counts: BlockCounts.describe("The whole blocklist, by family"),
+    prefixes: z.array(BlockEntryView).describe("This page: by family, then address, then length"),
+    next: z.string().nullable().describe("Cursor for the next page (?after=), null on the last"),
+  })
+  .strict()
+  .meta({ id: "BlocklistView" });
+export type BlocklistView = z.infer<typeof BlocklistView>;
+
+export const BlockAddResult = z
+  .object({
+    given: Count.describe("Prefixes given (after dropping repeats)"),
+    added: Count.describe("Newly listed"),
+    listed: Count.describe("Given but listed already"),
+    counts: BlockCounts,
+  })
+  .strict()
+  .meta({ id: "BlockAddResult" });
+export type BlockAddResult = z.infer<typeof BlockAddResult>;
+
+export const BlockClearResult = z
+  .object({ removed: Count, counts: BlockCounts })
+  .strict()
+  .meta({ id: "BlockClearResult" });
+export type BlockClearResult = z.infer<typeof BlockClearResult>;
+
+export const BlockTestResult = z
+  .object({
+    address: z.string().describe("The address (or prefix) tested, canonical"),
+    blocked: z.boolean(),
+    match: z.string().nullable().describe("The longest listed prefix that covers it (the one the datapath matches)"),
+    matches: z.array(z.string()).describe("Every listed prefix that covers it, longest first"),
+  })
+  .strict()
+  .meta({ id: "BlockTestResult" });
+export type BlockTestResult = z.infer<typeof BlockTestResult>;
+
+// -- trace
+
+export const TraceStageView = z
+  .object({
+    step: Int,
+    stage: z.enum(["port-ingress", "bridge", "host", "port-egress", "uplink-egress"]),
+    device: z
+      .object({
+        name: z.string(),
+        ifindex: Int,
+        endpoint: z.string().nullable(),
+        network: z.string().nullable(),
+      })
+      .strict()
+      .nullable(),
+    program: z
+      .object({
+        name: z.enum(["stm_port_in", "stm_port_out", "stm_uplink_out"]),
+        liveId: Int.nullable().describe("The program the live port runs at this hook"),
+      })
+      .strict()
+      .nullable(),
+    verdict: z.enum(["pass", "drop", "reject", "forward", "deliver"]),
+    reason: z.object({ name: z.string(), description: z.string() }).strict().nullable(),
+    firewall: z
+      .object({
+        scope: z.string(),
+        decision: z
+          .enum(["rule", "default", "tracked", "failsafe", "no-policy"])
+          .describe(
+            "Who decided: a rule, the default action, a tracked flow, always-allowed infrastructure traffic, or nobody",
+          ),
+        action: z.string().nullable(),
+        rule: z.object({ id: Int, priority: Int, spec: RuleFields }).strict().nullable(),
+      })
+      .strict()
+      .nullable(),
+    conntrack: z
+      .object({ before: z.string().nullable(), after: z.string().nullable(), event: z.string().nullable() })
+      .strict()
+      .nullable(),
+    note: z.string().nullable(),
+  })
+  .strict()
+  .meta({ id: "TraceStage" });
+export type TraceStage = z.infer<typeof TraceStageView>;
+
+export const TraceResultView = z
+  .object({
+    packet: z
+      .object({
+        family: Family,
+        proto: z.enum(TRACE_PROTOS),
+        srcMac: z.string(),
+        dstMac: z.string(),
+        src: z.string(),
+        dst: z.string(),
+        sport: Port.nullable(),
+        dport: Port.nullable(),
+        flags: z.string().nullable(),
+        bytes: Count,
+      })
+      .strict(),
+    stages: z.array(TraceStageView),
+    verdict: z.enum(["delivered", "dropped", "rejected"]),
+    to: z.string().nullable().describe("Where the packet ends: an endpoint, the node (a gateway), or the uplink"),
+    summary: z.string(),
+    programs: z.object({ tag: z.string(), liveTag: z.string().nullable(), same: z.boolean() }).strict(),
+  })
+  .strict()
+  .meta({ id: "TraceResult" });
+export type TraceResult = z.infer<typeof TraceResultView>;
+
+// -- status and reconcile
+
+/** What made a reconcile run: the agent's start, an API request, rtnetlink notices of drift, or the periodic pass. */
+export const ReconcileTriggerView = z.enum(TRIGGERS);
+const PerTrigger = z.object(Object.fromEntries(TRIGGERS.map((t) => [t, Count]))).strict();
+
+export const ReconcileRunView = z
+  .object({
+    at: Time,
+    trigger: ReconcileTriggerView,
+    durationMs: z.number().min(0),
+    networks: Count,
+    endpoints: Count,
+    firewall: z.object({ scopes: Count, adopted: Count, blocklistAdded: Count }).strict(),
+    collected: z.array(z.string()),
+    errors: z.array(z.string()),
+    changes: z.array(z.string()).describe("Every kernel change the run made, in order: none when it was right"),
+  })
+  .strict()
+  .meta({ id: "ReconcileRun" });
+export type ReconcileRun = z.infer<typeof ReconcileRunView>;
+
+/** The last run that found the kernel differing from the store and changed it. */
+export const ReconcileRepairView = z
+  .object({
+    at: Time,
+    trigger: ReconcileTriggerView,
+    durationMs: z.number().min(0),
+    changes: z.array(z.string()),
+  })
+  .strict()
+  .meta({ id: "ReconcileRepair" });
+export type ReconcileRepair = z.infer<typeof ReconcileRepairView>;
+
+const Health = z.enum(["ok", "degraded"]);
+
+export const PortStatusView = z
+  .object({
+    endpoint: z.string(),
+    network: z.string(),
+    kind: z.enum(["veth", "tap"]),
+    interface: z.string(),
+    ifindex: Int.nullable().describe("null when the interface is missing"),
+    attach: z.literal("cls_bpf"),
+    ingressProgId: Count,
+    egressProgId: Count,
+    config: z.boolean(),
+    bridged: z.boolean(),
+    up: z.boolean(),
+    state: Health,
+    problems: z.array(z.string()),
+  })
+  .strict();
+export type PortStatus = z.infer<typeof PortStatusView>;
+
+export const UplinkStatusView = z
+  .object({
+    name: z.string(),
+    ifindex: Int,
+    xdpMode: z.enum(["native", "generic"]).nullable(),
+    progId: Count,
+    tcxEgressProgId: Count,
+    state: Health,
+    problems: z.array(z.string()),
+    drops: DropCountsView,
+  })
+  .strict();
+export type UplinkStatus = z.infer<typeof UplinkStatusView>;
+
+export const StoreStatusView = z
+  .object({
+    path: z.string(),
+    state: z.string().describe('"ok", or why the store did not answer'),
+    schemaVersion: Int.nullable(),
+    binarySchemaVersion: Int,
+    journalMode: z.string().nullable(),
+    sizeBytes: Count,
+    walBytes: Count,
+    networks: Count.nullable(),
+    endpoints: Count.nullable(),
+    rules: Count.nullable(),
+    blocklist: Count.nullable(),
+    leases: Count.nullable(),
+    leasesQuarantined: Count.nullable(),
+    quarantined: Count.nullable(),
+    dnsRecords: Count.nullable(),
+  })
+  .strict();
+export type StoreStatus = z.infer<typeof StoreStatusView>;
+
+export const ServiceStatusView = z
+  .object({
+    name: z.enum(["dhcp", "ipv6", "dns"]),
+    state: z.enum(["serving", "down"]),
+    problem: z.string().nullable(),
+    summary: z.string(),
+  })
+  .strict();
+export type ServiceStatus = z.infer<typeof ServiceStatusView>;
+
+export const LoggedProblemView = z
+  .object({ at: Time, level: z.enum(["warn", "error"]), tag: z.string().nullable(), message: z.string() })
+  .strict();
+export type LoggedProblem = z.infer<typeof LoggedProblemView>;
+
+export const MapFillView = z
+  .object({
+    name: z.string(),
+    type: z.string(),
+    keySize: Count,
+    valueSize: Count,
+    capacity: Count.describe("max_entries: entries, or bytes for ring buffers"),
+    entries: Count.nullable().describe("null for arrays and ring buffers"),
+  })
+  .strict();
+
+export const AgentStatusView = z
+  .object({
+    health: z.object({ status: Health, reasons: z.array(z.string()), warnings: z.array(z.string()) }).strict(),
+    version: z.string(),
+    pid: Int,
+    startedAt: Time,
+    uptimeSeconds: Count,
+    kernel: z.string(),
+    libbpf: z.string(),
+    libbpfPath: z.string(),
+    features: z.record(z.string(), z.boolean()),
+    pinRoot: z.string(),
+    stateDir: z.string(),
+    rssBytes: Count,
+    networks: Count,
+    endpoints: Count,
+    ports: z.array(PortStatusView),
+    uplink: UplinkStatusView.nullable(),
+    maps: z.array(MapFillView),
+    mapCountMs: z.number().min(0),
+    store: StoreStatusView,
+    reconcile: z
+      .object({
+        runs: Count,
+        errors: Count,
+        last: ReconcileRunView.nullable().describe("The last run; its trigger is the last trigger"),
+        byTrigger: PerTrigger.describe("Runs by what made them"),
+        repairs: PerTrigger.describe("Runs that changed the kernel (repaired drift), by what made them"),
+        lastRepair: ReconcileRepairView.nullable(),
+        loop: z
+          .object({
+            events: z.boolean().describe("Runs on rtnetlink notices of drift"),
+            intervalSeconds: z.number().min(0).describe("A full pass every so many seconds (0: none)"),
+            drift: z.array(z.string()).describe("Drift noticed and not answered yet"),
+          })
+          .strict()
+          .nullable()
+          .describe("The reconcile loop (null in tools that run without it)"),
+      })
+      .strict(),
+    recentErrors: z.array(LoggedProblemView),
+    logTotals: z.object({ warn: Count, error: Count }).strict(),
+    services: z.array(ServiceStatusView).nullable().describe("DHCP, router advertisements and DHCPv6, DNS"),
+  })
+  .strict()
+  .meta({ id: "AgentStatus" });
+export type AgentStatus = z.infer<typeof AgentStatusView>;
+
+// ---- routes ---------------------------------------------------------------------------------
+
+export type Method = "get" | "post" | "put" | "patch" | "delete";
+
+export interface RouteDef {
+  method: Method;
+  /** OpenAPI form: /v1/networks/{name}. */
+  path: string;
+  summary: string;
+  /** Path parameters (every {x} of the path). */
+  params?: z.ZodObject;
+  query?: z.ZodObject;
+  /** How to use the query, appended to its errors. */
+  usage?: string;
+  body?: z.ZodType;
+  bodyLimit?: number;
+  status: 200 | 201 | 204;
+  /** JSON response (absent: 204 No Content, or `text`). */
+  response?: z.ZodType;
+  /** A text/plain response (the Prometheus exposition). */
+  text?: true;
+  /** Served only when the agent provides it (trace, reconcile, metrics). */
+  optional?: true;
+}
+
+const DNS_DELETE_USAGE = "DELETE /v1/networks/NAME/dns/records/ID or ?name=OWNER[&type=TYPE][&value=VALUE]";
+
+/** Every route of the API. The key is the operationId. */
+export const ROUTES = {
+  listNetworks: {
+    method: "get",
+    path: "/v1/networks",
+    summary: "List networks",
+    status: 200,
+    response: z.array(NetworkView),
+  },
+  createNetwork: {
+    method: "post",
+    path: "/v1/networks",
+    summary: "Create a network",
+    body: NetworkCreate,
+    status: 201,
+    response: NetworkView,
+  },
+  showNetwork: {
+    method: "get",
+    path: "/v1/networks/{name}",
+    summary: "Show a network, with its egress cap's counters",
+    params: NameParam,
+    status: 200,
+    response: NetworkView,
+  },
+  setNetwork: {
+    method: "patch",
+    path: "/v1/networks/{name}",
+    summary: "Change a network's mutable fields",
+    params: NameParam,
+    body: NetworkPatch,
+    status: 200,
+    response: NetworkView,
+  },
+  deleteNetwork: {
+    method: "delete",
+    path: "/v1/networks/{name}",
+    summary: "Delete a network (force=true detaches its endpoints first)",
+    params: NameParam,
+    query: z.object({ force: BoolQuery.optional() }).strict(),
+    status: 204,
+  },
+  attachEndpoint: {
+    method: "post",
+    path: "/v1/networks/{name}/endpoints",
+    summary: "Attach an endpoint (claim a profile)",
+    params: NameParam,
+    body: AttachBody,
+    status: 201,
+    response: EndpointView,
+  },
+  detachEndpoint: {
+    method: "delete",
+    path: "/v1/networks/{name}/endpoints/{endpoint}",
+    summary: "Detach an endpoint",
+    params: z.object({ name: z.string(), endpoint: z.string() }).strict(),
+    status: 204,
+  },
+  listNetworkDnsRecords: {
+    method: "get",
+    path: "/v1/networks/{name}/dns/records",
+    summary: "List a network's DNS records",
+    params: NameParam,
+    status: 200,
+    response: z.array(DnsRecordView),
+  },
+  addDnsRecord: {
+    method: "post",
+    path: "/v1/networks/{name}/dns/records",
+    summary: "Add a DNS record (name relative to the zone, @ for the apex)",
+    params: NameParam,
+    body: DnsRecordCreate,
+    status: 201,
+    response: DnsRecordView,
+  },
+  deleteDnsRecords: {
+    method: "delete",
+    path: "/v1/networks/{name}/dns/records",
+    summary: "Delete the records an owner name (narrowed by type and value) names; answers them",
+    params: NameParam,
+    query: z
+      .object({ name: z.string().min(1), type: z.string().min(1).optional(), value: z.string().min(1).optional() })
+      .strict(),
+    usage: DNS_DELETE_USAGE,
+    status: 200,
+    response: z.array(DnsRecordView),
+  },
+  deleteDnsRecord: {
+    method: "delete",
+    path: "/v1/networks/{name}/dns/records/{id}",
+    summary: "Delete a DNS record by id; answers it",
+    params: z.object({ name: z.string(), id: IdParam("record id") }).strict(),
+    status: 200,
+    response: z.array(DnsRecordView),
+  },
+  listDnsRecords: {
+    method: "get",
+    path: "/v1/dns/records",
+    summary: "List the DNS records of every network",
+    status: 200,
+    response: z.array(DnsRecordView),
+  },
+  listLeases: {
+    method: "get",
+    path: "/v1/dhcp/leases",
+    summary: "List DHCP leases, with whether each is still active",
+    query: z.object({ network: z.string().optional() }).strict(),
+    status: 200,
+    response: z.array(LeaseView),
+  },
+  listEndpoints: {
+    method: "get",
+    path: "/v1/endpoints",
+    summary: "List endpoints",
+    query: z.object({ network: z.string().optional() }).strict(),
+    status: 200,
+    response: z.array(EndpointView),
+  },
+  showEndpoint: {
+    method: "get",
+    path: "/v1/endpoints/{name}",
+    summary: "Show an endpoint, with its port's drops by reason",
+    params: NameParam,
+    status: 200,
+    response: EndpointView,
+  },
+  setEndpoint: {
+    method: "patch",
+    path: "/v1/endpoints/{name}",
+    summary: "Set (or with egress: null remove) an endpoint's egress cap",
+    params: NameParam,
+    body: EndpointPatch,
+    status: 200,
+    response: EndpointView,
+  },
+  listRules: {
+    method: "get",
+    path: "/v1/firewall/{scope}/rules",
+    summary: "List a scope's rules with hit counters",
+    params: ScopeParam,
+    status: 200,
+    response: RuleListView,
+  },
+  addRule: {
+    method: "post",
+    path: "/v1/firewall/{scope}/rules",
+    summary: "Add a rule",
+    params: ScopeParam,
+    body: RuleCreate,
+    status: 201,
+    response: RuleView,
+  },
+  deleteRule: {
+    method: "delete",
+    path: "/v1/firewall/{scope}/rules/{id}",
+    summary: "Delete a rule",
+    params: ScopeParam.extend({ id: IdParam("rule id") }).strict(),
+    status: 204,
+  },
+  moveRule: {
+    method: "post",
+    path: "/v1/firewall/{scope}/rules/{id}/move",
+    summary: "Give a rule another priority (its id and counters stay)",
+    params: ScopeParam.extend({ id: IdParam("rule id") }).strict(),
+    body: RuleMove,
+    status: 200,
+    response: RuleView,
+  },
+  setDefault: {
+    method: "put",
+    path: "/v1/firewall/{scope}/default",
+    summary: "Set a scope's default action",
+    params: ScopeParam,
+    body: DefaultActionBody,
+    status: 200,
+    response: DefaultView,
+  },
+  exportRules: {
+    method: "get",
+    path: "/v1/firewall/{scope}/export",
+    summary: "A scope's rule set as a document ({default, rules})",
+    params: ScopeParam,
+    status: 200,
+    response: RuleSetDocument,
+  },
+  importRules: {
+    method: "put",
+    path: "/v1/firewall/{scope}/import",
+    summary: "Replace a scope's whole rule set at once",
+    params: ScopeParam,
+    body: RuleSetImport,
+    bodyLimit: BULK_BODY_LIMIT,
+    status: 200,
+    response: ImportResult,
+  },
+  listBlocklist: {
+    method: "get",
+    path: "/v1/firewall/blocklist",
+    summary:
+      "List the blocklist a page at a time (by family, then numerically), optionally only the prefixes covering an address",
+    query: z
+      .object({
+        contains: z.string().optional().describe("Only the prefixes that cover this address or prefix"),
+        limit: IntQuery("limit", 100_000).optional().describe("Page size (default 1000, at most 100000)"),
+        after: z.string().optional().describe("The previous page's `next`"),
+      })
+      .strict(),
+    status: 200,
+    response: BlocklistView,
+  },
+  addBlocklist: {
+    method: "post",
+    path: "/v1/firewall/blocklist",
+    summary: "Add prefixes to the blocklist (all or none)",
+    body: BlocklistAdd,
+    bodyLimit: BULK_BODY_LIMIT,
+    status: 200,
+    response: BlockAddResult,
+  },
+  deleteBlocklistPrefix: {
+    method: "delete",
+    path: "/v1/firewall/blocklist",
+    summary: "Remove one prefix from the blocklist",
+    query: z
+      .object({
+        prefix: z.string({ error: "give the prefix to delete: DELETE /v1/firewall/blocklist?prefix=CIDR" }),
+      })
+      .strict(),
+    status: 204,
+  },
+  clearBlocklist: {
+    method: "post",
+    path: "/v1/firewall/blocklist/clear",
+    summary: "Remove every prefix from the blocklist; answers how many went",
+    status: 200,
+    response: BlockClearResult,
+  },
+  testBlocklist: {
+    method: "get",
+    path: "/v1/firewall/blocklist/test",
+    summary: "Which listed prefix (if any) covers an address",
+    query: z
+      .object({
+        address: z.string({ error: "give the address to test: GET /v1/firewall/blocklist/test?address=ADDR" }),
+      })
+      .strict(),
+    status: 200,
+    response: BlockTestResult,
+  },
+  trace: {
+    method: "post",
+    path: "/v1/trace",
+    summary: "Trace a packet an endpoint would send through the live programs, stage by stage",
+    body: TraceRequestBody,
+    status: 200,
+    response: TraceResultView,
+    optional: true,
+  },
+  getStatus: {
+    method: "get",
+    path: "/v1/status",
+    summary: "Agent status: health, ports, uplink, maps, store, last reconcile, recent errors",
+    status: 200,
+    response: AgentStatusView,
+  },
+  reconcile: {
+    method: "post",
+    path: "/v1/reconcile",
+    summary: "Reconcile the kernel to the store now; the report lists every kernel change it made",
+    status: 200,
+    response: ReconcileRunView,
+    optional: true,
+  },
+  getMetrics: {
+    method: "get",
+    path: "/metrics",
+    summary: "Prometheus metrics (text exposition format)",
+    status: 200,
+    text: true,
+    optional: true,
+  },
+  getOpenApi: {
+    method: "get",
+    path: "/openapi.json",
+    summary: "This API's OpenAPI 3.1 document",
+    status: 200,
+    response: z.record(z.string(), z.unknown()),
+  },
+} as const satisfies Record<string, RouteDef>;
+
+export type Routes = typeof ROUTES;
+export type OperationId = keyof Routes;
+
+/** The operations as a list, in the table's order. */
+export const OPERATIONS = Object.keys(ROUTES) as OperationId[];
+
+type Get<K extends OperationId, F extends string> = Routes[K] extends { [P in F]: infer S extends z.ZodType }
+  ? S
+  : undefined;
+
+/** What a caller sends (inputs, before defaults and transforms) and what a handler gets (after). */
+export type ParamsIn<K extends OperationId> = Get<K, "params"> extends z.ZodType ? z.input<Get<K, "params">> : never;
+export type QueryIn<K extends OperationId> = Get<K, "query"> extends z.ZodType ? z.input<Get<K, "query">> : never;
+export type BodyIn<K extends OperationId> = Get<K, "body"> extends z.ZodType ? z.input<Get<K, "body">> : never;
+export type ParamsOut<K extends OperationId> =
+  Get<K, "params"> extends z.ZodType ? z.output<Get<K, "params">> : Record<string, never>;
+export type QueryOut<K extends OperationId> =
+  Get<K, "query"> extends z.ZodType ? z.output<Get<K, "query">> : Record<string, never>;
+export type BodyOut<K extends OperationId> = Get<K, "body"> extends z.ZodType ? z.output<Get<K, "body">> : undefined;
+
+/** A successful call's result: the response view, the text of a text route, or nothing (204). */
+export type Result<K extends OperationId> =
+  Get<K, "response"> extends z.ZodType
+    ? z.output<Get<K, "response">>
+    : Routes[K] extends { text: true }
+      ? string
+      : undefined;
+
+type Field<Name extends string, T> = [T] extends [never]
+  ? { [P in Name]?: never }
+  : // A part whose keys are all optional may be left out.
+    Record<string, never> extends T
+    ? { [P in Name]?: T }
+    : { [P in Name]: T };
+
+/** The arguments of a call: path parameters, query and body, each required when the route
+ * has one with required keys. */
+export type CallArgs<K extends OperationId> = Field<"params", ParamsIn<K>> &
+  Field<"query", QueryIn<K>> &
+  Field<"body", BodyIn<K>>;
+
+/** The path with its parameters filled in (each URI-encoded), and the query string. */
+export function routeUrl(op: OperationId, params?: Record<string, unknown>, query?: Record<string, unknown>): string {
+  const path = ROUTES[op].path.replace(/\{(\w+)\}/g, (_, k: string) => {
+    const v = params?.[k];
+    if (v === undefined) throw new Error(`${op}: path parameter ${k} is missing`);
+    return encodeURIComponent(String(v));
+  });
+  const q = Object.entries(query ?? {})
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`);
+  return q.length ? `${path}?${q.join("&")}` : path;
+}

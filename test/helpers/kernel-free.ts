@@ -1,0 +1,227 @@
+/** The real NetworkService and FirewallService on an in-memory store with the kernel left out,
+ * behind the real app: what API tests need to check the contract with real responses. The
+ * datapath's maps are boundless and empty, netlink knows no links, the firewall's tables are
+ * a FakeFwKernel. A fixture fills the store with one of everything a view can show. */
+import type { PortDatapath } from "../../src/agent/datapath";
+import { MapFill } from "../../src/agent/map-fill";
+import { RecentLog, ReconcileLog } from "../../src/agent/runtime";
+import { type AttachRequest, NetworkService } from "../../src/agent/service";
+import { buildStatus } from "../../src/agent/status";
+import { type AppOptions, createApp } from "../../src/api/app";
+import type { EndpointView, TraceResult } from "../../src/api/contract";
+import { StratumError } from "../../src/errors";
+import { hostAddress, profileMac } from "../../src/model/network";
+import type { Rtnl } from "../../src/netlink";
+import { SqliteStore } from "../../src/store/sqlite";
+import type { BpfMap } from "../../src/sys/bpf";
+import { FakeFwKernel } from "./fake-fw";
+
+/** Networks and endpoints without netlink or BPF maps. attach and deleteNetwork do the
+ * store's part only: the real ones create devices (a tap is made by an ioctl, not through
+ * netlink) and remove the gateway addresses from the bridge. */
+export class KernelFreeService extends NetworkService {
+  override applyNetwork(): void {}
+
+  override attach(req: AttachRequest): EndpointView {
+    const n = this.mustNetwork(req.network);
+    if (this.store.getEndpoint(req.name)) throw new StratumError("CONFLICT", `endpoint ${req.name} already exists`);
+    const index = Math.max(1, ...this.store.claimedIndexes(n.name)) + 1;
+    this.store.claimEndpoint({
+      name: req.name,
+      network: n.name,
+      ip: hostAddress(n.cidr, index),
+      mac: profileMac(n.id, index),
+      hostIndex: index,
+      kind: req.tap !== undefined ? "tap" : "veth",
+      hostIf: req.tap ?? `stm${req.name}`,
+      netns: req.netns,
+      ifname: req.netns !== undefined ? (req.ifname ?? "eth0") : undefined,
+    });
+    return this.showEndpoint(req.name);
+  }
+
+  override deleteNetwork(name: string, force = false): void {
+    const n = this.mustNetwork(name);
+    const eps = this.store.listEndpoints(name);
+    if (eps.length && !force) throw new StratumError("INVALID", `network ${name} has endpoints`);
+    for (const ep of eps) this.store.releaseEndpoint(ep.name);
+    this.fw.removeScope(n.id);
+    this.store.deleteNetwork(name);
+  }
+}
+
+const counts = { passed: { packets: 10, bytes: 15_000 }, dropped: { packets: 1, bytes: 1500 } };
+/** An array map (its entries are not counted: no syscall) as the map-fill walk sees it. */
+const arrayMap = { info: { type: 2, keySize: 4, valueSize: 8, maxEntries: 16 } } as unknown as BpfMap;
+
+/** Every datapath call does nothing; maps are boundless and empty; cap counters are fixed. */
+export const noDatapath = new Proxy(
+  {},
+  {
+    get: (_t, k) =>
+      k === "map"
+        ? () => ({ info: { maxEntries: Number.MAX_SAFE_INTEGER }, lookup: () => null })
+        : k === "capCounts"
+          ? () => structuredClone(counts)
+          : k === "drops"
+            ? () => ({ "mac-spoof": 0 })
+            : () => {},
+  },
+) as PortDatapath;
+
+/** Netlink with no links: lookups find nothing, dumps are empty, requests do nothing. */
+export const noNetlink = new Proxy(
+  {},
+  { get: (_t, k) => (k === "dump" ? () => [] : k === "get" ? () => null : () => {}) },
+) as Rtnl;
+
+export interface KernelFree {
+  store: SqliteStore;
+  svc: KernelFreeService;
+  kernel: FakeFwKernel;
+  app: ReturnType<typeof createApp>;
+  /** How often each provider (trace, reconcile, metrics) was called. */
+  calls: Record<"trace" | "reconcile" | "metrics", number>;
+}
+
+/** A trace result as the agent builds one (every key present). */
+export const TRACE_RESULT: TraceResult = {
+  packet: {
+    family: 4,
+    proto: "icmp",
+    srcMac: "02:00:01:00:00:02",
+    dstMac: "02:00:01:00:00:03",
+    src: "10.20.0.2",
+    dst: "10.20.0.3",
+    sport: null,
+    dport: null,
+    flags: null,
+    bytes: 60,
+  },
+  stages: [
+    {
+      step: 1,
+      stage: "bridge",
+      device: null,
+      program: null,
+      verdict: "forward",
+      reason: null,
+      firewall: null,
+      conntrack: null,
+      note: "cnv-user-br0: static FDB entry",
+    },
+  ],
+  verdict: "delivered",
+  to: "vm-1",
+  summary: "delivered to vm-1 (10.20.0.3)",
+  programs: { tag: "abc", liveTag: null, same: true },
+};
+
+/** The app on a kernel-free service, every provider present (status built by the real
+ * buildStatus from a runtime of stand-ins); `o` overrides options. */
+export function kernelFreeApp(o: AppOptions = {}): KernelFree {
+  const store = new SqliteStore(":memory:");
+  const kernel = new FakeFwKernel();
+  const svc = new KernelFreeService(store, noDatapath, noNetlink, () => {}, kernel);
+  const calls = { trace: 0, reconcile: 0, metrics: 0 };
+  const recent = new RecentLog(5);
+  recent.add("warn", "a warning for status", "agent");
+  recent.add("error", "an error without a tag");
+  const reconciles = new ReconcileLog();
+  reconciles.run(() => ({
+    networks: 0,
+    endpoints: 0,
+    firewall: { scopes: 1, adopted: 1, blocklistAdded: 0 },
+    collected: [],
+    errors: [],
+    changes: ["add FDB entry"],
+  }));
+  const rt = {
+    version: "0.0.0-test",
+    startedAt: new Date(Date.now() - 5000),
+    probe: { libbpf: "1.5.0", libbpfPath: "/usr/lib/libbpf.so.1", kernel: "6.12.0", features: { tcx: true } },
+    pinRoot: "/sys/fs/bpf/stratum-test",
+    stateDir: "/tmp/none",
+    dbPath: ":memory:",
+    svc,
+    store,
+    reconcile: reconciles,
+    recent,
+    mapFill: new MapFill(() => [{ name: "stm_counters", map: arrayMap }]),
+  } as unknown as Parameters<typeof buildStatus>[0];
+  const app = createApp(svc, {
+    status: () => buildStatus(rt),
+    trace: () => {
+      calls.trace++;
+      return structuredClone(TRACE_RESULT);
+    },
+    reconcile: () => {
+      calls.reconcile++;
+      return reconciles.last as NonNullable<typeof reconciles.last>;
+    },
+    metrics: async () => {
+      calls.metrics++;
+      return { contentType: "text/plain; version=0.0.4; charset=utf-8", body: "# HELP x x\n# TYPE x gauge\nx 1\n" };
+    },
+    ...o,
+  });
+  return { store, svc, kernel, app, calls };
+}
+
+/** One of everything: two networks (one with IPv6 and a cap), a veth endpoint with a cap and
+ * a tap, DNS records, leases, rules of a network and of the global scope, a blocklist. */
+export function fillFixture(k: KernelFree): void {
+  const { store, svc } = k;
+  svc.createNetwork({
+    name: "app-net",
+    cidr: "10.20.0.0/24",
+    gateway: "10.20.0.1",
+    cidr6: "fd20::/64",
+    gateway6: "fd20::1",
+    egress: { rate: 100_000_000 },
+  });
+  svc.createNetwork({ name: "db-net", cidr: "10.30.0.0/24", gateway: "10.30.0.1" });
+  const n = store.getNetwork("app-net");
+  if (!n) throw new Error("fixture: no app-net");
+  const claim = (name: string, i: number, kind: "veth" | "tap") =>
+    store.claimEndpoint({
+      name,
+      network: "app-net",
+      ip: `10.20.0.${i + 1}`,
+      mac: `02:00:01:00:00:0${i + 1}`,
+      hostIndex: i,
+      kind,
+      hostIf: kind === "tap" ? `tap${i}` : `stmtest${i}`,
+      ...(kind === "veth" ? { netns: `ns${i}`, ifname: "eth0" } : {}),
+    });
+  claim("web-1", 1, "veth");
+  claim("vm-1", 2, "tap");
+  store.setEndpointEgress("web-1", { rate: 50_000_000, burst: 1 << 20 });
+  svc.addDnsRecord("app-net", { name: "api", type: "A", value: "10.20.0.50" });
+  svc.addDnsRecord("app-net", { name: "www", type: "CNAME", value: "web-1" });
+  const now = Date.now();
+  store.putLease({
+    network: "app-net",
+    mac: "02:00:01:00:00:02",
+    family: 4,
+    ip: "10.20.0.2",
+    endpoint: "web-1",
+    hostname: "web1",
+    state: "bound",
+    expiresAt: now + 3_600_000,
+    updatedAt: now,
+  });
+  store.putLease({
+    network: "app-net",
+    mac: "02:00:01:00:00:03",
+    family: 4,
+    ip: "10.20.0.3",
+    state: "released",
+    expiresAt: now - 60_000,
+    updatedAt: now - 120_000,
+  });
+  svc.fw.addRule("app-net", { priority: 100, proto: "tcp", dport: "443", action: "allow" });
+  svc.fw.addRule("app-net", { priority: 200, proto: "udp", sport: "1000-2000", src: "10.9.0.0/16", action: "deny" });
+  svc.fw.addRule("global", { priority: 10, proto: "icmp", "icmp-type": "8/0", action: "allow", log: true });
+  svc.fw.blockAdd(["198.51.100.0/24", "2001:db8:bad::/48", "203.0.113.7", "10.0.0.0/8", "9.0.0.0/8"]);
+}
