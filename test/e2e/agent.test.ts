@@ -316,7 +316,7 @@ test("every change through the API is in the audit log once: who, what, result",
 
 /** The agent's audit lines so far. */
 function auditLines(): string[] {
-  return A.logText.split("\n").filter((l) => l.includes("[audit]"));
+  return A.logText.split("\n").filter((l) => / audit: /.test(l));
 }
 
 /** Stratum's cls_bpf filter on a port, as tc shows it (program name and id). */
