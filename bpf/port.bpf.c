@@ -26,6 +26,7 @@
 #include "stm_drop.h"
 #include "stm_fw.h"
 #include "stm_shape.h"
+#include "stm_parse.h"
 
 #define ETH_HLEN 14
 #define IP6_HLEN 40
@@ -43,6 +44,7 @@
 #define IPPROTO_ICMPV6_ 58
 #define IPPROTO_NONE_ 59
 
+#define ICMP6_MLD_QUERY 130
 #define ICMP6_MLD_REPORT 131
 #define ICMP6_MLD_DONE 132
 #define ICMP6_RS 133
@@ -54,6 +56,9 @@
 
 #define ND_OPT_SLLA 1
 #define ND_OPT_TLLA 2
+#define ND_OPT_NONCE 14
+/* Records of an MLDv2 report the failsafe measures; a longer report goes to the rules. */
+#define MLD_MAX_RECORDS 16
 
 #define DHCP_SERVER_PORT 67
 #define DHCP_CLIENT_PORT 68
@@ -338,45 +343,17 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_IP6_SPOOF);
 
 	/* Walk the extension headers to the L4 header. */
-	__u8 next = ip6->nexthdr;
-	__u32 off = ETH_HLEN + IP6_HLEN;
-	__u32 left = plen;
-	int non_first = 0;
-	int fragmented = 0;
-	int found = 0;
-#pragma unroll
-	for (int i = 0; i < IP6_MAX_EXT + 1; i++) {
-		if (next != IPPROTO_HOPOPTS_ && next != IPPROTO_ROUTING_ && next != IPPROTO_DSTOPTS_ &&
-		    next != IPPROTO_FRAGMENT_ && next != IPPROTO_AH_) {
-			found = 1;
-			break;
-		}
-		if (i == IP6_MAX_EXT)
-			break;
-		__u8 eh[4];
-		if (left < 8 || bpf_skb_load_bytes(skb, off, eh, 4))
-			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
-		__u32 elen;
-		if (next == IPPROTO_FRAGMENT_) {
-			elen = 8;
-			fragmented = 1;
-			if (((eh[2] << 8) | eh[3]) & 0xfff8)
-				non_first = 1;
-		} else if (next == IPPROTO_AH_) {
-			elen = ((__u32)eh[1] + 2) * 4;
-		} else {
-			elen = ((__u32)eh[1] + 1) * 8;
-		}
-		if (elen > left)
-			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
-		next = eh[0];
-		off += elen;
-		left -= elen;
-		if (non_first)
-			break;
-	}
-	if (!found && !non_first)
+	struct stm_ip6_l4 w;
+	int walk = stm_ip6_walk(skb, 0, ip6->nexthdr, ETH_HLEN + IP6_HLEN, plen, &w);
+	if (walk == STM_WALK_TOO_LONG)
 		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_IP6_EXT_CHAIN);
+	if (walk)
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+	__u8 next = w.proto;
+	__u32 off = w.off;
+	__u32 left = w.left;
+	int non_first = w.frag == 2;
+	int fragmented = w.frag != 0;
 
 	if (non_first) {
 		/* :: is for DAD only, and DAD is never fragmented. */
@@ -500,28 +477,33 @@ static __always_inline int fw_parse_l4(void *ctx, int xdp, struct stm_tuple *t)
 	return 0;
 }
 
-/* Parses an IPv4 or IPv6 frame (port security has checked its headers) into a tuple.
- * Returns 0, or -1 for a truncated header. */
-static __always_inline int fw_parse(void *ctx, int xdp, __u32 pktlen, __u16 eth_proto, struct stm_tuple *t)
+/* Parses an IPv4 or IPv6 packet whose IP header is at `l3` (port security has checked the
+ * headers of what a workload sends; the rest is checked here) into a tuple. Returns 0,
+ * FW_PARSE_MALFORMED for a truncated header, FW_PARSE_CHAIN for an IPv6 extension-header
+ * chain too long to classify. */
+#define FW_PARSE_MALFORMED (-1)
+#define FW_PARSE_CHAIN (-2)
+static __always_inline int fw_parse(void *ctx, int xdp, __u32 pktlen, __u16 eth_proto, __u32 l3, struct stm_tuple *t)
 {
 	if (eth_proto == bpf_htons(STM_ETH_P_IP)) {
 		struct iphdr ip;
-		if (FW_LOAD(ETH_HLEN, &ip, 20))
-			return -1;
+		if (FW_LOAD(l3, &ip, 20))
+			return FW_PARSE_MALFORMED;
 		__u32 hlen = ip.ihl * 4;
 		__u32 tot = bpf_ntohs(ip.tot_len);
 		if (tot == 0)
-			tot = pktlen - ETH_HLEN;
+			tot = pktlen - l3;
 		if (hlen < 20 || tot < hlen)
-			return -1;
+			return FW_PARSE_MALFORMED;
 		t->family = 4;
 		__builtin_memcpy(t->src, &ip.saddr, 4);
 		__builtin_memcpy(t->dst, &ip.daddr, 4);
 		t->proto = ip.protocol;
+		t->hop_limit = ip.ttl;
 		__u16 frag = bpf_ntohs(ip.frag_off);
 		t->frag = (frag & 0x1fff) ? 2 : (frag & 0x2000) ? 1 : 0;
 		t->frag_id = ip.id;
-		t->l4off = ETH_HLEN + hlen;
+		t->l4off = l3 + hlen;
 		t->l4len = tot - hlen;
 		t->pcls = t->proto == IPPROTO_TCP   ? STM_PCLS_TCP
 			  : t->proto == IPPROTO_UDP ? STM_PCLS_UDP
@@ -529,73 +511,146 @@ static __always_inline int fw_parse(void *ctx, int xdp, __u32 pktlen, __u16 eth_
 						    : STM_PCLS_OTHER;
 	} else {
 		struct ipv6hdr ip6;
-		if (FW_LOAD(ETH_HLEN, &ip6, 40))
-			return -1;
+		if (FW_LOAD(l3, &ip6, 40))
+			return FW_PARSE_MALFORMED;
 		t->family = 6;
 		__builtin_memcpy(t->src, &ip6.saddr, 16);
 		__builtin_memcpy(t->dst, &ip6.daddr, 16);
-		__u8 next = ip6.nexthdr;
-		__u32 off = ETH_HLEN + IP6_HLEN;
+		t->hop_limit = ip6.hop_limit;
 		__u32 left = bpf_ntohs(ip6.payload_len);
 		if (left == 0)
-			left = pktlen - off;
-#pragma unroll
-		for (int i = 0; i < IP6_MAX_EXT; i++) {
-			if (next != IPPROTO_HOPOPTS_ && next != IPPROTO_ROUTING_ && next != IPPROTO_DSTOPTS_ &&
-			    next != IPPROTO_FRAGMENT_ && next != IPPROTO_AH_)
-				break;
-			__u8 eh[8];
-			if (left < 8 || FW_LOAD(off, eh, 8))
-				return -1;
-			__u32 elen;
-			if (next == IPPROTO_FRAGMENT_) {
-				elen = 8;
-				t->frag = (((eh[2] << 8) | eh[3]) & 0xfff8) ? 2 : (eh[3] & 1) ? 1 : 0;
-				t->frag_id = *(__u32 *)(eh + 4);
-			} else if (next == IPPROTO_AH_) {
-				elen = ((__u32)eh[1] + 2) * 4;
-			} else {
-				elen = ((__u32)eh[1] + 1) * 8;
-			}
-			if (elen > left)
-				return -1;
-			next = eh[0];
-			off += elen;
-			left -= elen;
-			if (t->frag == 2)
-				break;
-		}
-		t->proto = next;
-		t->l4off = off;
-		t->l4len = left;
-		t->pcls = next == IPPROTO_TCP   ? STM_PCLS_TCP
-			  : next == IPPROTO_UDP ? STM_PCLS_UDP
-			  : next == IPPROTO_ICMPV6_ ? STM_PCLS_ICMP6
-						   : STM_PCLS_OTHER;
+			left = pktlen - l3 - IP6_HLEN;
+		struct stm_ip6_l4 w;
+		int walk = stm_ip6_walk(ctx, xdp, ip6.nexthdr, l3 + IP6_HLEN, left, &w);
+		if (walk)
+			return walk == STM_WALK_TOO_LONG ? FW_PARSE_CHAIN : FW_PARSE_MALFORMED;
+		t->proto = w.proto;
+		t->frag = w.frag;
+		t->frag_id = w.frag_id;
+		t->l4off = w.off;
+		t->l4len = w.left;
+		t->pcls = w.proto == IPPROTO_TCP   ? STM_PCLS_TCP
+			  : w.proto == IPPROTO_UDP ? STM_PCLS_UDP
+			  : w.proto == IPPROTO_ICMPV6_ ? STM_PCLS_ICMP6
+						      : STM_PCLS_OTHER;
 	}
 	if (t->frag == 2)
 		return 0;
-	return fw_parse_l4(ctx, xdp, t);
+	return fw_parse_l4(ctx, xdp, t) ? FW_PARSE_MALFORMED : 0;
 }
 
-/* What always passes between a workload and its gateway, whatever the rules: neighbour
- * discovery and MLD, DHCP and DHCPv6, DNS to the gateway. A deny-all network still gets
- * addresses and names. */
-static __always_inline int fw_failsafe(struct stm_tuple *t, struct stm_port *port, __u8 dir)
+/* fw_parse as functions of their own: verified once, and their buffers off the stack of the
+ * firewall's deeper call chain. */
+__attribute__((noinline)) int stm_fw_parse_tc(struct __sk_buff *skb, __u32 eth_proto, struct stm_tuple *t)
 {
-	if (t->frag)
+	if (!skb || !t)
+		return FW_PARSE_MALFORMED;
+	return fw_parse(skb, 0, skb->len, eth_proto, ETH_HLEN, t);
+}
+
+__attribute__((noinline)) int stm_fw_parse_xdp(struct xdp_md *ctx, __u32 eth_proto, __u32 l3, struct stm_tuple *t)
+{
+	if (!ctx || !t)
+		return FW_PARSE_MALFORMED;
+	return fw_parse(ctx, 1, (__u32)(ctx->data_end - ctx->data), eth_proto, l3 & 0xff, t);
+}
+
+/* The drop reason of a failed fw_parse. */
+static __always_inline __u32 fw_parse_reason(int r)
+{
+	return r == FW_PARSE_CHAIN ? STM_DROP_IP6_EXT_CHAIN : STM_DROP_MALFORMED;
+}
+
+/* An address on the port's link: link-local, or inside its network's IPv6 subnet. */
+static __always_inline int on_link6(const __u8 *a, struct stm_port *port)
+{
+	return (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) ||
+	       (!ip6_zero(port->mask6) && ip6_in(a, port->net6, port->mask6));
+}
+
+/* An ND message (RS, RA, NS, NA) made of its header and ND options only: every option has
+ * a length, they fill the message exactly, and (but in an RA, the node's alone) they are
+ * link-layer addresses or a nonce. Nothing else rides along. */
+static __always_inline int nd_only_options(struct __sk_buff *skb, struct stm_tuple *t, __u8 type)
+{
+	__u32 off = type == ICMP6_RS ? 8 : type == ICMP6_RA ? 16 : 24;
+	if (t->l4len < off)
 		return 0;
-	if (t->pcls == STM_PCLS_ICMP6)
-		return (t->sport >= 130 && t->sport <= 137) || t->sport == ICMP6_MLD2_REPORT;
+#pragma unroll
+	for (int i = 0; i < ND_MAX_OPTS; i++) {
+		if (off == t->l4len)
+			return 1;
+		__u8 opt[2];
+		if (off + 8 > t->l4len || bpf_skb_load_bytes(skb, t->l4off + off, opt, 2))
+			return 0;
+		__u32 olen = (__u32)opt[1] * 8;
+		if (olen == 0 || off + olen > t->l4len)
+			return 0;
+		if (type != ICMP6_RA && opt[0] != ND_OPT_SLLA && opt[0] != ND_OPT_TLLA && opt[0] != ND_OPT_NONCE)
+			return 0;
+		off += olen;
+	}
+	return off == t->l4len;
+}
+
+/* An MLD message of its exact size: a query (v1 24 bytes, v2 28 plus its sources), a v1
+ * report or done (24), a v2 report (8 plus its records, each 20 plus its sources, no
+ * auxiliary data). */
+static __always_inline int mld_exact(struct __sk_buff *skb, struct stm_tuple *t, __u8 type)
+{
+	__u8 h[8];
+	if (type != ICMP6_MLD2_REPORT) {
+		if (t->l4len == 24)
+			return 1;
+		if (type != ICMP6_MLD_QUERY || t->l4len < 28 || bpf_skb_load_bytes(skb, t->l4off + 24, h, 4))
+			return 0;
+		return t->l4len == 28 + 16 * (((__u32)h[2] << 8) | h[3]);
+	}
+	if (bpf_skb_load_bytes(skb, t->l4off + 4, h, 4))
+		return 0;
+	__u32 records = ((__u32)h[2] << 8) | h[3];
+	__u32 off = 8;
+	/* A bounded loop the verifier walks (not unrolled: the body is too big to repeat). */
+	for (__u32 i = 0; i < MLD_MAX_RECORDS && i < records; i++) {
+		if (off + 20 > t->l4len || bpf_skb_load_bytes(skb, t->l4off + off, h, 4) || h[1] != 0)
+			return 0;
+		off += 20 + 16 * (((__u32)h[2] << 8) | h[3]);
+	}
+	return records <= MLD_MAX_RECORDS && off == t->l4len;
+}
+
+/* What always passes between a workload and its gateway and link, whatever the rules:
+ * neighbour discovery and MLD on the link, DHCP and DHCPv6 with the node's servers, DNS to
+ * the gateway. A deny-all network still gets addresses and names. On the link means what
+ * a router never forwards: ND with hop limit 255 from an address of the link, MLD with hop
+ * limit 1 from a link-local address (or ::), each message its header and options only. */
+__attribute__((noinline)) int stm_fw_failsafe(struct __sk_buff *skb, struct stm_tuple *t, struct stm_port *port,
+					     __u32 dir)
+{
+	if (!skb || !t || !port || t->frag)
+		return 0;
 	int out = dir == STM_FW_EGRESS;
+	const __u8 *peer = out ? t->dst : t->src;
+	if (t->pcls == STM_PCLS_ICMP6) {
+		__u8 type = t->sport;
+		if (type >= ICMP6_RS && type <= ICMP6_NA)
+			return t->hop_limit == 255 && (on_link6(peer, port) || (out && peer[0] == 0xff) ||
+						      (!out && ip6_zero(peer))) &&
+			       nd_only_options(skb, t, type);
+		if (type == ICMP6_MLD_QUERY || type == ICMP6_MLD_REPORT || type == ICMP6_MLD_DONE ||
+		    type == ICMP6_MLD2_REPORT)
+			return t->hop_limit == 1 && (out ? t->dst[0] == 0xff : on_link6(t->src, port) || ip6_zero(t->src)) &&
+			       mld_exact(skb, t, type);
+		return 0;
+	}
 	__u16 mine = out ? t->sport : t->dport;
 	__u16 theirs = out ? t->dport : t->sport;
-	const __u8 *peer = out ? t->dst : t->src;
 	if (t->pcls == STM_PCLS_UDP) {
+		/* The node's DHCP server answers from the gateway's address; DHCPv6 from link-local. */
 		if (t->family == 4 && mine == DHCP_CLIENT_PORT && theirs == DHCP_SERVER_PORT)
-			return 1;
+			return out || *(__u32 *)peer == port->gw4;
 		if (t->family == 6 && mine == DHCP6_CLIENT_PORT && theirs == DHCP6_SERVER_PORT)
-			return 1;
+			return out || (peer[0] == 0xfe && (peer[1] & 0xc0) == 0x80);
 	}
 	if ((t->pcls == STM_PCLS_UDP || t->pcls == STM_PCLS_TCP) && theirs == DNS_PORT) {
 		if (t->family == 4)
@@ -828,9 +883,10 @@ __attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port
 	struct stm_tuple *t = fw_scratch(dir, dir, skb->len);
 	if (!t)
 		return STM_TC_DROP;
-	if (fw_parse(skb, 0, skb->len, eth_proto, t))
-		return stm_drop(skb, hook, STM_DROP_MALFORMED);
-	if (fw_failsafe(t, port, dir))
+	int pr = stm_fw_parse_tc(skb, eth_proto, t);
+	if (pr)
+		return stm_drop(skb, hook, fw_parse_reason(pr));
+	if (stm_fw_failsafe(skb, t, port, dir))
 		return STM_TC_NEXT;
 	int r = stm_fw_check(t, scope, ifindex, port->net_id);
 	if (r >= FW_DROP)
@@ -886,7 +942,7 @@ int stm_port_in(struct __sk_buff *skb)
  * or destination inside it. IPv6 link-local traffic of the host (ND, RA) passes: the
  * gateway's link-local address is shared by every network on the bridge; so do its
  * multicast messages from :: (MLD, DAD). */
-static __always_inline int foreign_ok(struct __sk_buff *skb, struct stm_port *port, __u32 from)
+static __always_inline int foreign_ok(struct __sk_buff *skb, struct stm_port *port, __u32 from, int lan)
 {
 	void *data = stm_skb_data(skb);
 	void *end = stm_skb_end(skb);
@@ -914,8 +970,8 @@ static __always_inline int foreign_ok(struct __sk_buff *skb, struct stm_port *po
 		__u8 *s = (__u8 *)&ip6->saddr;
 		__u8 *d = (__u8 *)&ip6->daddr;
 		/* Only the host itself (from 0: sent here, not bridged or routed) speaks link-local
-		 * to every network; from the uplink, link-local is nobody's. */
-		if (from == 0 && s[0] == 0xfe && (s[1] & 0xc0) == 0x80)
+		 * to every network; from the uplink, only to a network extended onto its LAN. */
+		if ((from == 0 || lan) && s[0] == 0xfe && (s[1] & 0xc0) == 0x80)
 			return 1;
 		/* The host's MLD reports and DAD probes before its link-local address is ready. */
 		if (from == 0 && ip6_zero(s) && d[0] == 0xff)
@@ -927,32 +983,100 @@ static __always_inline int foreign_ok(struct __sk_buff *skb, struct stm_port *po
 	return 0;
 }
 
+/* The upper-layer header of an untagged IPv4 or IPv6 frame at a tc hook, the IPv6
+ * extension headers walked (stm_parse.h): 0 and `w` filled, or STM_WALK_*. */
+static __always_inline int tc_upper(struct __sk_buff *skb, __u16 eth_proto, struct stm_ip6_l4 *w)
+{
+	__u8 h[10];
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, h, 10))
+		return STM_WALK_TRUNCATED;
+	if (eth_proto == bpf_htons(STM_ETH_P_IP)) {
+		__u32 hlen = (__u32)(h[0] & 0xf) * 4;
+		__u32 tot = ((__u32)h[2] << 8) | h[3];
+		__u16 frag = ((__u16)h[6] << 8) | h[7];
+		if (hlen < 20 || tot < hlen)
+			return STM_WALK_TRUNCATED;
+		w->frag = (frag & 0x1fff) ? 2 : (frag & 0x2000) ? 1 : 0;
+		w->frag_id = 0;
+		w->proto = h[9];
+		w->off = ETH_HLEN + hlen;
+		w->left = tot - hlen;
+		return 0;
+	}
+	__u32 plen = ((__u32)h[4] << 8) | h[5];
+	if (plen == 0 && skb->len > ETH_HLEN + IP6_HLEN)
+		plen = skb->len - ETH_HLEN - IP6_HLEN; /* BIG TCP */
+	return stm_ip6_walk(skb, 0, h[6], ETH_HLEN + IP6_HLEN, plen, w);
+}
+
+/* The ICMP or ICMPv6 type of a frame whose upper layer `w` found (-1: not ICMP, or a later fragment). */
+static __always_inline int icmp_type_of(struct __sk_buff *skb, __u16 eth_proto, struct stm_ip6_l4 *w)
+{
+	__u8 type;
+	int v6 = eth_proto == bpf_htons(STM_ETH_P_IPV6);
+	if (w->frag == 2 || w->proto != (v6 ? IPPROTO_ICMPV6_ : IPPROTO_ICMP) || w->left < 4 ||
+	    bpf_skb_load_bytes(skb, w->off, &type, 1))
+		return -1;
+	return type;
+}
+
 /* An ICMP redirect (type 5) or ICMPv6 redirect (137) sent by the node: its kernel forwards
  * a workload's packet out of the bridge it came in on (to a router on the uplink's LAN, say)
  * and offers the workload a shortcut past the gateway, which port security would drop (the
  * workload would ARP for an address outside its network). The same on the way back, to the
- * LAN's host. Checked on frames from the host (port egress) and leaving the uplink. */
+ * LAN's host. Checked on frames from the host (port egress) and leaving the uplink, after
+ * the extension headers. */
 static __always_inline int is_redirect(struct __sk_buff *skb)
 {
 	__u16 proto;
-	__u8 b[2];
-	if (bpf_skb_load_bytes(skb, 12, &proto, 2))
+	struct stm_ip6_l4 w;
+	if (bpf_skb_load_bytes(skb, 12, &proto, 2) ||
+	    (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6)) || tc_upper(skb, proto, &w))
 		return 0;
-	if (proto == bpf_htons(STM_ETH_P_IP)) {
-		__u8 vihl;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, &vihl, 1) || bpf_skb_load_bytes(skb, ETH_HLEN + 9, b, 1))
-			return 0;
-		if (b[0] != IPPROTO_ICMP || bpf_skb_load_bytes(skb, ETH_HLEN + (vihl & 0xf) * 4, &b[1], 1))
-			return 0;
-		return b[1] == 5; /* ICMP redirect */
+	return icmp_type_of(skb, proto, &w) == (proto == bpf_htons(STM_ETH_P_IP) ? 5 : ICMP6_REDIRECT);
+}
+
+/* What only the node itself may tell a workload, checked on every frame that does not come
+ * from a port of its network (the host, routed traffic, the LAN of an extended network):
+ * router advertisements and neighbour messages that did not come from the node (a routed
+ * or bridged one poisons the workload's routes and neighbour cache), and DHCP or DHCPv6
+ * server messages from anyone but the node's own servers. `from`: 0 for what the node sent
+ * itself. */
+__attribute__((noinline)) int stm_outside_ok(struct __sk_buff *skb, struct stm_port *port, __u32 from, __u32 proto,
+					    __u32 lan)
+{
+	struct stm_ip6_l4 w;
+	if (!skb || !port)
+		return STM_TC_DROP;
+	/* What cannot be walked cannot be judged: it is not delivered (fail closed). */
+	int walk = tc_upper(skb, proto, &w);
+	if (walk)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS,
+				walk == STM_WALK_TOO_LONG ? STM_DROP_IP6_EXT_CHAIN : STM_DROP_MALFORMED);
+	if (w.frag == 2)
+		return STM_TC_NEXT;
+	int v6 = proto == bpf_htons(STM_ETH_P_IPV6);
+	int type = icmp_type_of(skb, proto, &w);
+	if (type == (v6 ? ICMP6_REDIRECT : 5))
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_REDIRECT);
+	if (v6 && type >= ICMP6_RS && type <= ICMP6_NA) {
+		/* RA: the node's own only. NS/NA/RS: the node's, or (extended network) the LAN's
+		 * hosts on the link; never routed. */
+		if (from != 0 && (type == ICMP6_RA || !lan))
+			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_ND_OUTSIDE);
 	}
-	if (proto == bpf_htons(STM_ETH_P_IPV6)) {
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + 6, b, 1) || b[0] != IPPROTO_ICMPV6_ ||
-		    bpf_skb_load_bytes(skb, ETH_HLEN + IP6_HLEN, &b[1], 1))
-			return 0;
-		return b[1] == ICMP6_REDIRECT;
+	if (w.proto == IPPROTO_UDP && w.left >= 4) {
+		__u8 ports[4];
+		if (bpf_skb_load_bytes(skb, w.off, ports, 4))
+			return STM_TC_NEXT;
+		__u16 sport = ((__u16)ports[0] << 8) | ports[1];
+		__u16 dport = ((__u16)ports[2] << 8) | ports[3];
+		if (from != 0 && !v6 && sport == DHCP_SERVER_PORT && dport == DHCP_CLIENT_PORT)
+			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_ROGUE_DHCP);
+		if (from != 0 && v6 && sport == DHCP6_SERVER_PORT && dport == DHCP6_CLIENT_PORT)
+			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_ROGUE_DHCP6);
 	}
-	return 0;
+	return STM_TC_NEXT;
 }
 
 SEC("tc")
@@ -967,24 +1091,39 @@ int stm_port_out(struct __sk_buff *skb)
 		return STM_TC_NEXT;
 
 	/* ingress_ifindex is the device the frame entered the host on: for a bridged frame,
-	 * the sending workload's port; for routed or locally sent frames, the bridge or 0. */
+	 * the sending workload's port or the uplink; for routed frames the device they were
+	 * received on (the bridge, another NIC); for what the node sends itself, 0. */
 	__u32 from = skb->ingress_ifindex;
+	int lan = 0;
 	if (from && from != ifindex) {
 		struct stm_port *src = bpf_map_lookup_elem(&stm_ports, &from);
 		if (src && src->net_id != port->net_id)
 			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OTHER_NETWORK);
 		if (src)
 			goto firewall;
+		/* Straight from the LAN at L2: only into a network extended onto it. */
+		struct stm_iface *dev = bpf_map_lookup_elem(&stm_ifaces, &from);
+		if (dev && dev->kind == STM_IFACE_UPLINK) {
+			if (!(port->flags & STM_PORT_F_LAN))
+				return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_LAN_DIRECT);
+			lan = 1;
+		}
 	}
 	__u32 want = ETH_HLEN + IP6_HLEN;
 	if (skb->len < want)
 		want = skb->len;
 	if (!stm_linear(skb, want))
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
-	if (!foreign_ok(skb, port, from))
+	if (!foreign_ok(skb, port, from, lan))
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OTHER_NETWORK);
-	if (is_redirect(skb))
-		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_REDIRECT);
+	__u16 l3proto;
+	if (bpf_skb_load_bytes(skb, 12, &l3proto, 2))
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
+	if (l3proto == bpf_htons(STM_ETH_P_IP) || l3proto == bpf_htons(STM_ETH_P_IPV6)) {
+		int r = stm_outside_ok(skb, port, from, l3proto, lan);
+		if (r != STM_TC_NEXT)
+			return r;
+	}
 firewall:;
 	__u16 proto;
 	if (bpf_skb_load_bytes(skb, 12, &proto, 2))
@@ -1008,10 +1147,9 @@ static __always_inline int is_local(__u32 kind, const void *addr, __u32 len)
 	return bpf_map_lookup_elem(&stm_local, &key) != NULL;
 }
 
-/* The node's global scope on the uplink: north-south traffic, from outside (XDP: its ingress)
- * and to outside (tc egress: its egress). Untagged frames only: tagged ones never reach a
- * workload (port egress drops them). */
-__attribute__((noinline)) int stm_fw_uplink_in(struct xdp_md *ctx, __u32 eth_proto)
+/* The node's global scope on the uplink: north-south traffic, from outside (XDP: its ingress,
+ * the IP header at `l3`, after any tags) and to outside (tc egress: its egress). */
+__attribute__((noinline)) int stm_fw_uplink_in(struct xdp_md *ctx, __u32 eth_proto, __u32 l3)
 {
 	if (!ctx)
 		return XDP_DROP;
@@ -1023,8 +1161,9 @@ __attribute__((noinline)) int stm_fw_uplink_in(struct xdp_md *ctx, __u32 eth_pro
 	struct stm_tuple *t = fw_scratch(2, STM_FW_INGRESS, len);
 	if (!t)
 		return XDP_DROP;
-	if (fw_parse(ctx, 1, len, eth_proto, t))
-		return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+	int pr = stm_fw_parse_xdp(ctx, eth_proto, l3, t);
+	if (pr)
+		return stm_drop_xdp(ctx, fw_parse_reason(pr));
 	int r = stm_fw_check(t, scope, ifindex, STM_FW_GLOBAL);
 	if (r == STM_TC_NEXT)
 		return XDP_PASS;
@@ -1033,7 +1172,8 @@ __attribute__((noinline)) int stm_fw_uplink_in(struct xdp_md *ctx, __u32 eth_pro
 	if (r != FW_REJECT)
 		return XDP_DROP;
 	stm_drop_xdp(ctx, STM_DROP_FW_REJECT);
-	if (!fw_reply_ok(t) || stm_fw_reply_xdp(ctx, t))
+	/* A tagged frame is rejected without an answer: the answer would have to carry its tags. */
+	if (l3 != ETH_HLEN || !fw_reply_ok(t) || stm_fw_reply_xdp(ctx, t))
 		return XDP_DROP;
 	fw_stat(STM_FW_STAT_REJECT_SENT);
 	return XDP_TX;
@@ -1049,8 +1189,9 @@ __attribute__((noinline)) int stm_fw_uplink_out(struct __sk_buff *skb, __u32 eth
 	struct stm_tuple *t = fw_scratch(3, STM_FW_EGRESS, skb->len);
 	if (!t)
 		return STM_TC_DROP;
-	if (fw_parse(skb, 0, skb->len, eth_proto, t))
-		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
+	int pr = stm_fw_parse_tc(skb, eth_proto, t);
+	if (pr)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, fw_parse_reason(pr));
 	int r = stm_fw_check(t, scope, skb->ifindex, STM_FW_GLOBAL);
 	if (r >= FW_DROP)
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, r - FW_DROP);
@@ -1062,6 +1203,14 @@ __attribute__((noinline)) int stm_fw_uplink_out(struct __sk_buff *skb, __u32 eth
 SEC("tc")
 int stm_uplink_out(struct __sk_buff *skb)
 {
+	/* Gateway only: a workload's frame bridged straight to the LAN (its ARP and broadcasts,
+	 * a frame to a LAN host's MAC) goes no further, unless its network is extended onto it. */
+	__u32 from = skb->ingress_ifindex;
+	if (from) {
+		struct stm_port *src = bpf_map_lookup_elem(&stm_ports, &from);
+		if (src && !(src->flags & STM_PORT_F_LAN))
+			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_LAN_DIRECT);
+	}
 	__u16 proto;
 	if (bpf_skb_load_bytes(skb, 12, &proto, 2))
 		return STM_TC_NEXT;
@@ -1080,8 +1229,27 @@ int stm_uplink_out(struct __sk_buff *skb)
 	return net ? stm_shape(skb, STM_SHAPE_NETWORK, net, STM_HOOK_TC_EGRESS) : STM_TC_NEXT;
 }
 
-/* The uplink filter. Declared frags-aware so native mode works on jumbo-MTU NICs; it reads
- * only headers, which are in the first buffer. */
+/* A source address inside a Stratum network's subnet, from the uplink: a spoof, unless the
+ * network is extended onto the LAN (IPv4 looked up as ::ffff:a.b.c.d). */
+static __always_inline int subnet_spoof(const void *addr, int v6)
+{
+	struct stm_lpm6_key k = { .prefixlen = 128 };
+	if (v6) {
+		__builtin_memcpy(k.addr, addr, 16);
+	} else {
+		k.addr[10] = 0xff;
+		k.addr[11] = 0xff;
+		__builtin_memcpy(&k.addr[12], addr, 4);
+	}
+	struct stm_subnet *n = bpf_map_lookup_elem(&stm_subnets, &k);
+	return n && !(n->flags & STM_SUBNET_F_LAN);
+}
+
+/* The uplink filter: whatever tags a frame carries (a priority tag, 802.1Q, QinQ), its
+ * addresses, its upper-layer header (after the IPv6 extension headers) and the global
+ * firewall are judged the same; a frame it cannot classify is dropped. Declared frags-aware
+ * so native mode works on jumbo-MTU NICs; it reads only headers, which are in the first
+ * buffer. */
 SEC("xdp.frags")
 int stm_uplink_in(struct xdp_md *ctx)
 {
@@ -1096,22 +1264,22 @@ int stm_uplink_in(struct xdp_md *ctx)
 
 	/* Up to two tags (802.1Q, QinQ); a third is not looked behind. */
 	__u16 proto = eth->h_proto;
-	void *l3 = eth + 1;
+	__u32 l3 = ETH_HLEN;
 #pragma unroll
 	for (int i = 0; i < 3; i++) {
 		if (proto != bpf_htons(0x8100) && proto != bpf_htons(0x88a8))
 			break;
 		if (i == 2)
 			return stm_drop_xdp(ctx, STM_DROP_VLAN_TAGGED);
-		__u16 *vh = l3;
+		__u16 *vh = data + l3;
 		if ((void *)(vh + 2) > end)
 			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
 		proto = vh[1];
-		l3 = vh + 2;
+		l3 += 4;
 	}
 
 	if (proto == bpf_htons(STM_ETH_P_IP)) {
-		struct iphdr *ip = l3;
+		struct iphdr *ip = data + l3;
 		if ((void *)(ip + 1) > end)
 			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
 		struct stm_lpm4_key k = { .prefixlen = 32 };
@@ -1120,15 +1288,18 @@ int stm_uplink_in(struct xdp_md *ctx)
 			return stm_drop_xdp(ctx, STM_DROP_BLOCKLIST);
 		if (is_local(STM_LOCAL_IP4, &ip->saddr, 4))
 			return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
+		if (subnet_spoof(&ip->saddr, 0))
+			return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
 		if (ip->protocol == IPPROTO_UDP && !(ip->frag_off & bpf_htons(0x1fff))) {
-			struct udphdr *udp = (void *)ip + ip->ihl * 4;
-			if ((void *)(udp + 1) <= end && udp->dest == bpf_htons(DHCP_SERVER_PORT))
+			__u8 dport[2];
+			if (!bpf_xdp_load_bytes(ctx, l3 + ip->ihl * 4 + 2, dport, 2) && dport[0] == 0 &&
+			    dport[1] == DHCP_SERVER_PORT)
 				return stm_drop_xdp(ctx, STM_DROP_DHCP_OUTSIDE);
 		}
-		if (l3 == (void *)(eth + 1))
-			return stm_fw_uplink_in(ctx, proto);
-	} else if (proto == bpf_htons(STM_ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = l3;
+		return stm_fw_uplink_in(ctx, proto, l3);
+	}
+	if (proto == bpf_htons(STM_ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + l3;
 		if ((void *)(ip6 + 1) > end)
 			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
 		struct stm_lpm6_key k = { .prefixlen = 128 };
@@ -1137,26 +1308,41 @@ int stm_uplink_in(struct xdp_md *ctx)
 			return stm_drop_xdp(ctx, STM_DROP_BLOCKLIST);
 		if (is_local(STM_LOCAL_IP6, &ip6->saddr, 16))
 			return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
-		/* An NA from outside for one of our addresses would poison the neighbour caches.
-		 * (ND travels without extension headers; a receiver drops ND that is not hop limit 255.) */
-		if (ip6->nexthdr == IPPROTO_UDP) {
-			struct udphdr *udp = (void *)(ip6 + 1);
-			if ((void *)(udp + 1) <= end && udp->dest == bpf_htons(DHCP6_SERVER_PORT))
+		if (subnet_spoof(&ip6->saddr, 1))
+			return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
+		/* Decisions on the upper-layer header, wherever the extension headers put it. */
+		struct stm_ip6_l4 w;
+		__u32 plen = bpf_ntohs(ip6->payload_len);
+		int walk = stm_ip6_walk(ctx, 1, ip6->nexthdr, l3 + IP6_HLEN, plen, &w);
+		if (walk)
+			return stm_drop_xdp(ctx, walk == STM_WALK_TOO_LONG ? STM_DROP_IP6_EXT_CHAIN : STM_DROP_MALFORMED);
+		if (w.frag != 2 && w.proto == IPPROTO_UDP) {
+			__u8 dport[2];
+			if (w.left >= 8 && !bpf_xdp_load_bytes(ctx, w.off + 2, dport, 2) &&
+			    ((__u16)dport[0] << 8 | dport[1]) == DHCP6_SERVER_PORT)
 				return stm_drop_xdp(ctx, STM_DROP_DHCP_OUTSIDE);
 		}
-		if (ip6->nexthdr == IPPROTO_ICMPV6_) {
-			__u8 *icmp = (void *)(ip6 + 1);
-			if ((void *)(icmp + 24) <= end && icmp[0] == ICMP6_NA && is_local(STM_LOCAL_IP6, icmp + 8, 16))
+		/* An NA from outside claiming one of our addresses (or a network's) would poison
+		 * the neighbour caches of the node and the workloads. */
+		if (w.frag != 2 && w.proto == IPPROTO_ICMPV6_ && w.left >= 24) {
+			__u8 icmp[24] __attribute__((aligned(8)));
+			if (bpf_xdp_load_bytes(ctx, w.off, icmp, 24))
+				return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+			if (icmp[0] == ICMP6_NA && is_local(STM_LOCAL_IP6, icmp + 8, 16))
 				return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
+			if (icmp[0] == ICMP6_NA && subnet_spoof(icmp + 8, 1))
+				return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
 		}
-		if (l3 == (void *)(eth + 1))
-			return stm_fw_uplink_in(ctx, proto);
-	} else if (proto == bpf_htons(STM_ETH_P_ARP)) {
-		__u8 *a = l3;
+		return stm_fw_uplink_in(ctx, proto, l3);
+	}
+	if (proto == bpf_htons(STM_ETH_P_ARP)) {
+		__u8 *a = data + l3;
 		if ((void *)(a + ARP_LEN) > end)
 			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
 		if (is_local(STM_LOCAL_MAC, a + 8, 6) || (*(__u32 *)(a + 14) && is_local(STM_LOCAL_IP4, a + 14, 4)))
 			return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
+		if (subnet_spoof(a + 14, 0))
+			return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
 	}
 	return XDP_PASS;
 }

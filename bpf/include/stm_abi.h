@@ -65,6 +65,8 @@ _Static_assert(sizeof(struct stm_port_stats) == 32, "stm_port_stats is ABI");
 
 /* The port has an IPv6 profile address (its network has an IPv6 subnet). */
 #define STM_PORT_F_IP6 1
+/* The port's network is extended onto the uplink's LAN: frames bridged between them pass. */
+#define STM_PORT_F_LAN 4
 
 /* One endpoint profile: every usable address of a network, claimed or not. */
 struct stm_profile_key {
@@ -120,6 +122,26 @@ struct stm_lpm6_key {
 	__u8 addr[16];
 };
 _Static_assert(sizeof(struct stm_lpm6_key) == 20, "stm_lpm6_key is ABI");
+
+/* A device on the user bridge that is not a workload port, by ifindex. */
+struct stm_iface {
+	__u32 kind;  /* STM_IFACE_* */
+	__u32 flags; /* none yet */
+};
+_Static_assert(sizeof(struct stm_iface) == 8, "stm_iface is ABI");
+
+/* The uplink: a frame bridged from it comes straight from the LAN. */
+#define STM_IFACE_UPLINK 1
+
+/* A network's subnet (IPv4 as ::ffff:a.b.c.d/96+len), for the uplink's anti-spoofing. */
+struct stm_subnet {
+	__u32 net_id;
+	__u32 flags; /* STM_SUBNET_F_* */
+};
+_Static_assert(sizeof(struct stm_subnet) == 8, "stm_subnet is ABI");
+
+/* The network is extended onto the uplink's LAN: its addresses may come from there. */
+#define STM_SUBNET_F_LAN 1
 
 /* ---- firewall ----------------------------------------------------------------------------
  * A scope (a network by its id, or 0: the node's global scope at the uplink) has one active
@@ -422,6 +444,8 @@ struct stm_tuple {
 	__u32 l4off;
 	__u32 l4len;
 	__u32 len;          /* bytes of the frame (hit counters) */
+	__u8 hop_limit;     /* IPv4 TTL or IPv6 hop limit: ND only on the link (255), MLD 1 */
+	__u8 pad[3];
 };
 
 #endif

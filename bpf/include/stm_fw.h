@@ -412,6 +412,32 @@ static __always_inline void fw_query_of(struct stm_fw_q *q, struct stm_tuple *t,
 	q->nsum = scope->nsum;
 }
 
+/* An ICMP error a router on the path may send (so from any address): IPv4 destination
+ * unreachable for the network, the host, a source route or "fragmentation needed", time
+ * exceeded, parameter problem; ICMPv6 unreachable but "port unreachable", packet too big,
+ * time exceeded, parameter problem. A port or protocol unreachable comes from the host. */
+static __always_inline int fw_icmp_from_router(struct stm_tuple *t)
+{
+	__u8 type = t->sport, code = t->dport;
+	if (t->family == 4)
+		return (type == 3 && code != 2 && code != 3) || type == 11 || type == 12;
+	return (type == 1 && code != 4) || type == 2 || type == 3 || type == 4;
+}
+
+static __always_inline int fw_addr_eq(const __u8 *a, const __u8 *b, __u8 family)
+{
+	if (family == 4)
+		return *(__u32 *)a == *(__u32 *)b;
+	return *(__u64 *)a == *(__u64 *)b && *(__u64 *)(a + 8) == *(__u64 *)(b + 8);
+}
+
+/* The error goes to the quoted packet's source and comes from its destination (or a router). */
+static __always_inline int fw_icmp_err_addressed(struct stm_tuple *t)
+{
+	return fw_addr_eq(t->dst, t->inner_src, t->family) &&
+	       (fw_addr_eq(t->src, t->inner_dst, t->family) || fw_icmp_from_router(t));
+}
+
 /* The firewall verdict for a parsed packet crossing `ifindex` (in direction t->dir) under scope
  * `scope_id`, whose enforcing entry `scope` the caller looked up (fw_scope_on): STM_TC_NEXT
  * (pass), STM_TC_DROP (dropped and counted) or FW_REJECT (the caller replies, then drops).
@@ -435,8 +461,11 @@ __attribute__((noinline)) int stm_fw_check(struct stm_tuple *t, struct stm_fw_sc
 	__u64 now = bpf_ktime_get_ns();
 	struct stm_ct_key k;
 
-	/* An ICMP error about a tracked flow (either way) is related to it. */
-	if (t->icmp == FW_ICMP_ERR && t->inner_proto) {
+	/* An ICMP error about a tracked flow (either way) is related to it when it goes back to
+	 * the quoted packet's sender, and (but for what routers send: unreachable networks and
+	 * hosts, too big, time exceeded) comes from its destination. Anything else is judged as
+	 * any packet: an error cannot carry data past the rules by quoting an allowed flow. */
+	if (t->icmp == FW_ICMP_ERR && t->inner_proto && fw_icmp_err_addressed(t)) {
 		ct_key_of(&k, ifindex, t->family, t->inner_proto, t->inner_src, t->inner_dst, t->inner_sport,
 			  t->inner_dport);
 		struct stm_ct *ct = bpf_map_lookup_elem(&stm_ct, &k);

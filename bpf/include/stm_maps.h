@@ -64,6 +64,24 @@ struct {
 	__type(value, struct stm_local);
 } stm_local SEC(".maps");
 
+/* Devices on the user bridge that are not workload ports (the uplink), by ifindex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct stm_iface);
+} stm_ifaces SEC(".maps");
+
+/* Every network's subnets: a source inside one arriving from the uplink is a spoof. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_lpm6_key);
+	__type(value, struct stm_subnet);
+} stm_subnets SEC(".maps");
+
 /* Source-IP blocklist: IPv4 and IPv6 prefixes, checked first at the uplink. */
 #define STM_BLOCKLIST_MAX 1000000
 struct {

@@ -29,14 +29,19 @@ import {
   decodeLocalKey,
   decodePort,
   encodeDropKey,
+  encodeIface,
   encodeIfindex,
   encodeLocal,
   encodeLocalKey,
   encodePort,
+  encodeSubnet,
+  encodeSubnetKey,
+  type IfaceConfig,
   type PortConfig,
   type PortStats,
   PROFILE_KEY_SIZE,
   PROFILE_SIZE,
+  type SubnetConfig,
   sumPortStats,
   writeProfile,
   writeProfileKey,
@@ -75,6 +80,8 @@ const PINNED_MAPS = [
   "stm_profiles",
   "stm_drops",
   "stm_local",
+  "stm_ifaces",
+  "stm_subnets",
   "stm_block4",
   "stm_block6",
   "stm_fw_scopes",
@@ -455,6 +462,39 @@ export class PortDatapath {
   /** Every local address in the map. */
   localAddresses(): string[] {
     return [...this.map("stm_local").keys()].map(decodeLocalKey);
+  }
+
+  /** Marks a bridge device that is not a workload port (the uplink): port egress knows a frame
+   * bridged from it came straight from the LAN. */
+  setIface(ifindex: number, cfg: IfaceConfig): void {
+    this.map("stm_ifaces").ensure(encodeIfindex(ifindex), encodeIface(cfg));
+  }
+
+  deleteIface(ifindex: number): boolean {
+    return this.map("stm_ifaces").delete(encodeIfindex(ifindex));
+  }
+
+  /** ifindexes with an stm_ifaces entry. */
+  ifaceIndexes(): number[] {
+    return [...this.map("stm_ifaces").keys()].map((k) => k.readUInt32LE(0));
+  }
+
+  /** A network's subnet, for the uplink's anti-spoofing (and whether it is extended onto the LAN). */
+  setSubnet(cidr: string, cfg: SubnetConfig): void {
+    this.map("stm_subnets").ensure(encodeSubnetKey(cidr), encodeSubnet(cfg));
+  }
+
+  deleteSubnet(cidr: string): boolean {
+    return this.map("stm_subnets").delete(encodeSubnetKey(cidr));
+  }
+
+  /** Every key of stm_subnets (to collect what no network asks for). */
+  subnetKeys(): Buffer[] {
+    return [...this.map("stm_subnets").keys()];
+  }
+
+  deleteSubnetKey(key: Buffer): boolean {
+    return this.map("stm_subnets").delete(key);
   }
 
   /** Drop counters of one device, summed over CPUs: one lookup per reason. */

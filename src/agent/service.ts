@@ -75,6 +75,7 @@ export type NetworkPatch = Partial<
     | "dhcpRoutes"
     | "dhcpOptions"
     | "egress"
+    | "extendToLan"
   >
 >;
 
@@ -82,6 +83,7 @@ export type NetworkPatch = Partial<
 export function portConfig(ep: Pick<Endpoint, "ip" | "mac" | "egress">, n: StoredNetwork): PortConfig {
   return {
     ...(ep.egress ? { shaped: true } : {}),
+    ...(n.extendToLan ? { lan: true } : {}),
     netId: n.id,
     ip4: ep.ip,
     mac: ep.mac,
@@ -274,6 +276,7 @@ export class NetworkService {
       dhcpRoutes: n.dhcpRoutes,
       dhcpOptions: n.dhcpOptions,
       egress: n.egress ? { rate: n.egress.rate, burst: n.egress.burst } : null,
+      extendToLan: n.extendToLan === true,
       createdAt: n.createdAt,
       profiles: { total: profileCount(n.cidr), claimed: eps.length },
       endpoints: eps.map((e) => e.name),
@@ -326,6 +329,7 @@ export class NetworkService {
       this.dp.setLocal(g.ip, br, n.id);
     }
     this.dp.writeProfiles(n.id, n.cidr, this.#profileFlags(n));
+    for (const c of [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])]) this.dp.setSubnet(c, { netId: n.id, lan: n.extendToLan });
     this.applyNetworkEgress(n);
   }
 
@@ -342,8 +346,18 @@ export class NetworkService {
     }
   }
 
+  /** A network extended onto the LAN, or taken back: its ports' flags and its subnets' entries. */
+  #applyLan(n: StoredNetwork): void {
+    for (const c of [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])]) this.dp.setSubnet(c, { netId: n.id, lan: n.extendToLan });
+    for (const ep of this.store.listEndpoints(n.name)) {
+      const l = getLink(ep.hostIf, this.nl);
+      if (l) this.dp.setPort(l.index, portConfig(ep, n));
+    }
+  }
+
   #removeNetworkKernel(n: StoredNetwork): void {
     this.applyNetworkEgress({ ...n, egress: undefined });
+    for (const c of [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])]) this.dp.deleteSubnet(c);
     this.dp.deleteProfiles(n.id, n.cidr);
     for (const g of this.gateways(n)) {
       this.dp.deleteLocal(g.ip);
@@ -390,6 +404,7 @@ export class NetworkService {
         dhcpRoutes: patch.dhcpRoutes ?? spec.dhcpRoutes,
         dhcpOptions: patch.dhcpOptions ?? spec.dhcpOptions,
         egress: patch.egress === undefined ? spec.egress : patch.egress,
+        extendToLan: patch.extendToLan ?? spec.extendToLan,
       },
       others,
     );
@@ -400,6 +415,7 @@ export class NetworkService {
         ? this.fw.changeDefault({ id: cur.id, name }, next.defaultAction, () => this.store.updateNetwork(name, next))
         : this.store.updateNetwork(name, next);
     if (patch.egress !== undefined) this.applyNetworkEgress(updated);
+    if (next.extendToLan !== cur.extendToLan) this.#applyLan(updated);
     if (patch.mtu !== undefined)
       for (const ep of this.store.listEndpoints(name))
         if (getLink(ep.hostIf, this.nl)) setLink(ep.hostIf, { mtu: next.mtu }, this.nl);

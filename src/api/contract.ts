@@ -90,6 +90,7 @@ export const NetworkPatch = z
     dhcpRoutes: z.array(z.string()).optional(),
     dhcpOptions: z.array(z.string()).optional(),
     egress: EgressCapSchema.nullable().optional(),
+    extendToLan: z.boolean().optional(),
   })
   .strict()
   .describe("The mutable fields of a network; a list replaces the whole list");
@@ -184,6 +185,9 @@ export const NetworkView = z
     dhcpRoutes: z.array(z.string()),
     dhcpOptions: z.array(z.string()),
     egress: EgressCapView.nullable(),
+    extendToLan: z
+      .boolean()
+      .describe("Extended onto the uplink's LAN: frames cross the uplink at L2 (off: through the gateway only)"),
     createdAt: Time,
     profiles: z.object({ total: Count, claimed: Count }).strict(),
     endpoints: z.array(z.string()),

@@ -321,7 +321,8 @@ export async function parseCommandLine(root: AnyCommand, argv: string[]): Promis
       continue;
     }
     const vs = given.get(name);
-    if (d.type === "boolean") args[name] = vs ? vs.at(-1) === "true" : (d.default ?? false);
+    // A boolean with no default is undefined when not given ("unchanged" for a set command).
+    if (d.type === "boolean") args[name] = vs ? vs.at(-1) === "true" : d.default;
     else if (vs) args[name] = vs.at(-1);
     else if (d.default !== undefined) args[name] = d.default;
     else if (d.required)

@@ -73,6 +73,7 @@ function showNetwork(n: NetworkView): void {
     ["dns forwarders", n.dnsForwarders.join(", ") || "-"],
     ["mtu", String(n.mtu)],
     ["default action", n.defaultAction],
+    ["lan", n.extendToLan ? "extended onto the uplink's LAN (L2)" : "through the gateway only"],
     ["egress cap", capText(n.egress, n.egressCounts, "of everything its endpoints send off the node")],
     ["profiles", `${n.profiles.claimed} claimed of ${n.profiles.total}`],
     ["endpoints", n.endpoints.join(", ") || "-"],
@@ -199,6 +200,12 @@ const create = defineCommand({
       valueHint: "CIDR",
     },
     gateway6: { type: "string", description: "IPv6 gateway", valueHint: "IP" },
+    "extend-to-lan": {
+      type: "boolean",
+      description:
+        "The subnet is on the uplink's LAN too: frames cross the uplink at L2 and LAN hosts may use its addresses (default: workloads reach the LAN through their gateway only)",
+      default: false,
+    },
     ...specArgs,
     ...capArgs,
     ...apiArg,
@@ -219,6 +226,7 @@ const create = defineCommand({
       defaultAction: action(args["default-action"]),
       ...dhcpFields(args, rawArgs),
       ...(cap(args) ? { egress: cap(args) } : {}),
+      extendToLan: args["extend-to-lan"] === true,
     });
     if (fmt !== "table") return printData(fmt, n);
     process.stdout.write(`created network ${n.name} (${n.cidr}, gateway ${n.gateway}, ${n.profiles.total} profiles)\n`);
@@ -288,6 +296,11 @@ const set = defineCommand({
     name: { type: "positional", required: true, description: "Network", valueHint: "NAME" },
     ...setArgs,
     "clear-dns-forwarders": { type: "boolean", description: "Use no upstream DNS servers", default: false },
+    "extend-to-lan": {
+      type: "boolean",
+      description:
+        "Extend the network onto the uplink's LAN (frames cross the uplink at L2); --no-extend-to-lan: through the gateway only again",
+    },
     "clear-dhcp-routes": { type: "boolean", description: "Hand out no extra routes", default: false },
     "clear-dhcp-options": { type: "boolean", description: "Hand out no user DHCP options", default: false },
     ...capArgs,
@@ -310,12 +323,13 @@ const set = defineCommand({
         dhcpRoutes: dhcp.dhcpRoutes ?? (args["clear-dhcp-routes"] ? [] : undefined),
         dhcpOptions: dhcp.dhcpOptions ?? (args["clear-dhcp-options"] ? [] : undefined),
         egress: cap(args),
+        extendToLan: args["extend-to-lan"],
       }).filter(([, v]) => v !== undefined),
     );
     if (Object.keys(patch).length === 0)
       throw new StratumError(
         "INVALID",
-        "nothing to change: give --mtu, --default-action, --dhcp-range, --dns-zone, --dns-forwarder, --dhcp-lease-time, --dhcp-route, --dhcp-option, --clear-dns-forwarders, --clear-dhcp-routes, --clear-dhcp-options or --egress-rate",
+        "nothing to change: give --mtu, --default-action, --dhcp-range, --dns-zone, --dns-forwarder, --dhcp-lease-time, --dhcp-route, --dhcp-option, --clear-dns-forwarders, --clear-dhcp-routes, --clear-dhcp-options, --egress-rate or --extend-to-lan",
       );
     const n = await client(args).setNetwork(args.name, patch);
     if (fmt !== "table") return printData(fmt, n);

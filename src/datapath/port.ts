@@ -1,5 +1,5 @@
 /** Codecs for the port maps (bpf/include/stm_abi.h: struct stm_port, stm_profile_key,
- * stm_profile, stm_drop_key, stm_local_key, stm_local). Layouts are ABI: append only;
+ * stm_profile, stm_drop_key, stm_local_key, stm_local, stm_iface, stm_subnet). Layouts are ABI: append only;
  * test/unit/abi.test.ts checks every offset here against the C header. */
 
 import { parseIp, parseSubnet } from "../model/ip";
@@ -24,7 +24,7 @@ export const PORT_LAYOUT = {
   gw6: 96,
 } as const;
 export const PORT_SIZE = 112;
-export const PORT_F = { IP6: 1, SHAPED: 2 } as const;
+export const PORT_F = { IP6: 1, SHAPED: 2, LAN: 4 } as const;
 
 export const PROFILE_KEY_SIZE = 8;
 export const PROFILE_SIZE = 8;
@@ -53,6 +53,8 @@ export interface PortConfig {
   slot?: number;
   /** The endpoint has an egress cap (an stm_shape_cfg entry for this ifindex). */
   shaped?: boolean;
+  /** The port's network is extended onto the uplink's LAN (frames bridged between them pass). */
+  lan?: boolean;
 }
 
 export function encodeIfindex(ifindex: number): Buffer {
@@ -81,7 +83,7 @@ export function encodePort(p: PortConfig): Buffer {
   b.writeUInt32LE(p.netId, L.net_id);
   ipToBytes(p.ip4).copy(b, L.ip4);
   macToBytes(p.mac).copy(b, L.mac);
-  b.writeUInt16LE((p.ip6 ? PORT_F.IP6 : 0) | (p.shaped ? PORT_F.SHAPED : 0), L.flags);
+  b.writeUInt16LE((p.ip6 ? PORT_F.IP6 : 0) | (p.shaped ? PORT_F.SHAPED : 0) | (p.lan ? PORT_F.LAN : 0), L.flags);
   b.writeUInt32LE(p.slot ?? 0, L.slot);
   ipToBytes(p.gw4).copy(b, L.gw4);
   const n4 = netAndMask(p.cidr4);
@@ -121,7 +123,64 @@ export function decodePort(b: Buffer): PortConfig {
     ...(b.subarray(L.gw6, L.gw6 + 16).some((x) => x !== 0) ? { gw6: bytesToIp(b.subarray(L.gw6, L.gw6 + 16)) } : {}),
     ...(b.readUInt32LE(L.slot) ? { slot: b.readUInt32LE(L.slot) } : {}),
     ...(flags & PORT_F.SHAPED ? { shaped: true } : {}),
+    ...(flags & PORT_F.LAN ? { lan: true } : {}),
   };
+}
+
+/** A device on the user bridge that is not a workload port (struct stm_iface). */
+export interface IfaceConfig {
+  kind: "uplink";
+}
+export const IFACE_KIND = { uplink: 1 } as const;
+export const IFACE_SIZE = 8;
+
+export function encodeIface(i: IfaceConfig): Buffer {
+  const b = Buffer.alloc(IFACE_SIZE);
+  b.writeUInt32LE(IFACE_KIND[i.kind], 0);
+  return b;
+}
+
+/** A network's subnet in stm_subnets (struct stm_subnet): which network, extended onto the LAN or not. */
+export interface SubnetConfig {
+  netId: number;
+  lan: boolean;
+}
+export const SUBNET_SIZE = 8;
+export const SUBNET_F = { LAN: 1 } as const;
+
+export function encodeSubnet(n: SubnetConfig): Buffer {
+  const b = Buffer.alloc(SUBNET_SIZE);
+  b.writeUInt32LE(n.netId, 0);
+  b.writeUInt32LE(n.lan ? SUBNET_F.LAN : 0, 4);
+  return b;
+}
+
+export function decodeSubnet(b: Buffer): SubnetConfig {
+  return { netId: b.readUInt32LE(0), lan: (b.readUInt32LE(4) & SUBNET_F.LAN) !== 0 };
+}
+
+/** A stm_subnets key as a CIDR (IPv4 for ::ffff:0:0/96 prefixes). */
+export function formatSubnetKey(k: Buffer): string {
+  const len = k.readUInt32LE(0);
+  const a = k.subarray(4, 20);
+  const mapped = len >= 96 && a.subarray(0, 10).every((x) => x === 0) && a[10] === 0xff && a[11] === 0xff;
+  return mapped ? `${bytesToIp(a.subarray(12, 16))}/${len - 96}` : `${bytesToIp(a)}/${len}`;
+}
+
+/** The stm_subnets key of a subnet (struct stm_lpm6_key; IPv4 as ::ffff:a.b.c.d/96+len). */
+export function encodeSubnetKey(cidr: string): Buffer {
+  const s = parseSubnet(cidr);
+  const b = Buffer.alloc(20);
+  if (s.family === 6) {
+    b.writeUInt32LE(s.prefixLen, 0);
+    ipToBytes(cidr.split("/")[0] as string).copy(b, 4);
+  } else {
+    b.writeUInt32LE(96 + s.prefixLen, 0);
+    b[14] = 0xff;
+    b[15] = 0xff;
+    ipToBytes(cidr.split("/")[0] as string).copy(b, 16);
+  }
+  return b;
 }
 
 /** Traffic a port's programs saw, summed over CPUs (struct stm_port_stats). */

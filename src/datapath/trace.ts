@@ -19,6 +19,8 @@ export const TRACE_SHARED_MAPS = [
   "stm_ports",
   "stm_profiles",
   "stm_local",
+  "stm_ifaces",
+  "stm_subnets",
   "stm_block4",
   "stm_block6",
   "stm_fw_scopes",

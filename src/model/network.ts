@@ -59,6 +59,9 @@ export const NetworkSpecSchema = z.object({
   dhcpOptions: z.array(z.string()).optional(),
   /** Aggregate cap on what the network's endpoints send off the node (bit/s and bytes). */
   egress: EgressCapSchema.nullable().optional(),
+  /** The network is extended onto the uplink's LAN: its subnet is on that LAN too, and frames
+   * cross the uplink at L2. Off: workloads reach the LAN through their gateway only. */
+  extendToLan: z.boolean().default(false),
 });
 export type NetworkSpec = z.input<typeof NetworkSpecSchema>;
 
@@ -83,6 +86,8 @@ export interface Network {
   dhcpOptions: string[];
   /** Aggregate egress cap of the network's endpoints off the node; absent: none. */
   egress?: EgressCap;
+  /** Extended onto the uplink's LAN (frames cross at L2, its addresses may come from there). */
+  extendToLan: boolean;
 }
 
 export const LEASE_TIME_RANGE = [10, 31_536_000] as const;
@@ -288,6 +293,7 @@ export function validateNetwork(input: NetworkSpec, existing: Network[] = []): N
     dhcpOptions: opts.map((o) => o.canonical),
     // Present even when there is none: a network set over a stored one must clear the cap.
     egress: spec.egress ? validateCap(spec.egress) : undefined,
+    extendToLan: spec.extendToLan === true,
   };
 }
 

@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { endpointLocals, fdbMacs, MGMT_BRIDGE, type NetworkService, USER_BRIDGE } from "../agent/service";
 import type { Attachment } from "../datapath/attach";
+import { encodeSubnetKey, formatSubnetKey } from "../datapath/port";
 import { encodeShapeSrc, SHAPE_KIND, type ShapeKind } from "../datapath/shape";
 import { StratumError } from "../errors";
 import { linkLocal } from "../model/network";
@@ -105,7 +106,9 @@ function reconcileOnce(svc: NetworkService, o: ReconcileOptions): ReconcileRepor
   if (o.uplink) {
     const up = getLink(o.uplink, svc.nl);
     if (!up) throw new StratumError("NOT_FOUND", `uplink ${o.uplink} does not exist`);
-    // The filter goes on before the NIC joins the bridge: nothing from outside reaches a port unfiltered.
+    // The filter goes on before the NIC joins the bridge: nothing from outside reaches a port
+    // unfiltered, and a port knows a frame bridged from it came straight from the LAN.
+    svc.dp.setIface(up.index, { kind: "uplink" });
     const attach = svc.dp.attachUplink(up.index);
     if (up.master !== br?.index || !up.up) setLink(o.uplink, { master: USER_BRIDGE, up: true }, svc.nl);
     report.uplink = { name: o.uplink, ifindex: up.index, attach };
@@ -141,6 +144,21 @@ function reconcileOnce(svc: NetworkService, o: ReconcileOptions): ReconcileRepor
     if (!wantedCaps.has(`${c.kind}/${c.id}`)) {
       svc.dp.deleteCap(c.kind as ShapeKind, c.id);
       report.collected.push(`egress cap ${c.kind === SHAPE_KIND.NETWORK ? "of network id" : "of ifindex"} ${c.id}`);
+    }
+  // The uplink's entry goes with it; a network's subnets with the network.
+  const uplinkIndex = report.uplink?.ifindex;
+  for (const i of svc.dp.ifaceIndexes())
+    if (i !== uplinkIndex) {
+      svc.dp.deleteIface(i);
+      report.collected.push(`interface entry of ifindex ${i}`);
+    }
+  const wantedSubnets = new Set<string>();
+  for (const n of networks)
+    for (const c of [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])]) wantedSubnets.add(encodeSubnetKey(c).toString("hex"));
+  for (const k of svc.dp.subnetKeys())
+    if (!wantedSubnets.has(k.toString("hex"))) {
+      svc.dp.deleteSubnetKey(k);
+      report.collected.push(`subnet entry ${formatSubnetKey(k)}`);
     }
   const wantedLocal = new Set<string>(bridgeLocals);
   for (const n of networks) for (const g of svc.gateways(n)) wantedLocal.add(g.ip);

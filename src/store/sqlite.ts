@@ -303,6 +303,7 @@ export class SqliteStore implements Store {
       dhcpLeaseTime: DEFAULT_LEASE_TIME,
       dhcpRoutes: [],
       dhcpOptions: [],
+      extendToLan: false,
       ...(JSON.parse(r.spec) as Partial<Network>),
     } as Network;
     return { ...spec, name: r.name, id: r.id, createdAt: r.created_at };

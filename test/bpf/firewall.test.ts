@@ -69,6 +69,8 @@ function install(specs: RuleSpec[], def: DefaultAction): StoredRule[] {
 }
 
 interface Pkt extends FwPacket {
+  /** IPv6 hop limit (default 64). */
+  hopLimit?: number;
   tcpFlags?: number;
   icmpId?: number;
   frag?: { id: number; offset: number; more: boolean };
@@ -91,7 +93,7 @@ function frame(p: Pkt): Buffer {
   if (v6)
     return ethernet(
       { src: srcMac, dst: dstMac, type: ETH_P.IPV6 },
-      ipv6({ src: p.src, dst: p.dst, next: p.proto }, l4),
+      ipv6({ src: p.src, dst: p.dst, next: p.proto, hopLimit: p.hopLimit }, l4),
     );
   return ethernet(
     { src: srcMac, dst: dstMac, type: ETH_P.IP },
@@ -554,12 +556,93 @@ describe("blocklist, failsafe, log, capacity", () => {
     expect(run({ dir: "ingress", src: "192.0.2.254", dst: A, proto: IPPROTO.UDP, sport: 67, dport: 68 }).retval).toBe(
       TC_NEXT,
     );
-    expect(run({ dir: "ingress", src: "fe80::1", dst: A6, proto: IPPROTO.ICMPV6, sport: 136, dport: 0 }).retval).toBe(
-      TC_NEXT,
-    );
+    // An NA on the link: hop limit 255, 24 bytes (its target, no options).
+    const na = { dir: "ingress", dst: A6, proto: IPPROTO.ICMPV6, sport: 136, dport: 0, payload: 16 } as const;
+    expect(run({ ...na, src: "fe80::1", hopLimit: 255 }).retval).toBe(TC_NEXT);
     expect(run({ dir: "ingress", src: B, dst: A, proto: IPPROTO.TCP, sport: 1, dport: 2, tcpFlags: 2 }).retval).toBe(
       TC_DROP,
     );
+  });
+
+  test("the failsafe is for the link only: not routed, not from elsewhere, nothing riding along", () => {
+    clearState();
+    install([], "deny");
+    // The port has its network's IPv6 prefix (fd00::/8): fd00::b is on its link.
+    obj.map("stm_ports").update(encodeIfindex(PORT), encodePort(portCfg(A, A6)));
+    const na = { dir: "ingress", dst: A6, proto: IPPROTO.ICMPV6, sport: 136, dport: 0, payload: 16 } as const;
+    const mld = { dir: "ingress", dst: "ff02::16", proto: IPPROTO.ICMPV6, sport: 131, dport: 0, payload: 16 } as const;
+    const cases: Array<[string, Pkt, number]> = [
+      ["NA, hop limit 255, from the link", { ...na, src: "fe80::1", hopLimit: 255 }, TC_NEXT],
+      ["NA from the network's own prefix", { ...na, src: "fd00::b", hopLimit: 255 }, TC_NEXT],
+      ["NA routed (hop limit 254)", { ...na, src: "fe80::1", hopLimit: 254 }, TC_DROP],
+      ["NA from another prefix (routed here)", { ...na, src: "2001:db8::1", hopLimit: 255 }, TC_DROP],
+      ["NA with 8 bytes riding after it", { ...na, src: "fe80::1", hopLimit: 255, payload: 24 }, TC_DROP],
+      ["MLD report, hop limit 1, link-local", { ...mld, src: "fe80::1", hopLimit: 1 }, TC_NEXT],
+      ["MLD report, hop limit 2", { ...mld, src: "fe80::1", hopLimit: 2 }, TC_DROP],
+      ["MLD report from a global address", { ...mld, src: "2001:db8::1", hopLimit: 1 }, TC_DROP],
+      ["MLD report with a payload", { ...mld, src: "fe80::1", hopLimit: 1, payload: 64 }, TC_DROP],
+      [
+        "DHCP offer from a server that is not the gateway",
+        { dir: "ingress", src: "192.0.2.77", dst: A, proto: IPPROTO.UDP, sport: 67, dport: 68 },
+        TC_DROP,
+      ],
+      [
+        "DHCPv6 reply from a global address",
+        { dir: "ingress", src: "2001:db8::1", dst: A6, proto: IPPROTO.UDP, sport: 547, dport: 546 },
+        TC_DROP,
+      ],
+      [
+        "DHCPv6 reply from link-local",
+        { dir: "ingress", src: "fe80::1", dst: A6, proto: IPPROTO.UDP, sport: 547, dport: 546 },
+        TC_NEXT,
+      ],
+    ];
+    for (const [name, p, want] of cases) expect({ name, retval: run(p).retval }).toEqual({ name, retval: want });
+  });
+
+  test("an ICMP error passes as related only when addressed as the quoted flow's reverse", () => {
+    clearState();
+    install([{ priority: 1, direction: "egress", proto: "udp", dport: "5000", action: "allow" }], "deny");
+    const D = "10.0.0.66"; // a host the rules deny
+    const R = "192.0.2.1"; // a router on the path
+    // The flow: A:40000 → B:5000, allowed and tracked.
+    expect(run({ dir: "egress", src: A, dst: B, proto: IPPROTO.UDP, sport: 40000, dport: 5000 }).retval).toBe(TC_NEXT);
+    const quote = (src: string, dst: string, sport: number, dport: number) =>
+      ipv4({ src, dst, proto: IPPROTO.UDP }, udp({ src, dst, sport, dport }, new Uint8Array(0))).subarray(0, 28);
+    /** An ICMP error from `src` to `dst` quoting `q`, as the hook of `dir` sees it. */
+    const err = (dir: "egress" | "ingress", src: string, dst: string, type: number, code: number, q: Buffer) => {
+      const srcMac = dir === "egress" ? MAC : PEER_MAC;
+      const dstMac = dir === "egress" ? PEER_MAC : MAC;
+      if (dir === "egress") obj.map("stm_ports").update(encodeIfindex(PORT), encodePort(portCfg(src)));
+      const f = ethernet(
+        { src: srcMac, dst: dstMac, type: ETH_P.IP },
+        ipv4({ src, dst, proto: IPPROTO.ICMP }, icmp({ src, dst, type, code }, q)),
+      );
+      return run({ dir, src, dst, proto: IPPROTO.ICMP, sport: type, dport: code }, f).retval;
+    };
+    const cases: Array<[string, number, number]> = [
+      ["B's port unreachable back to A", err("ingress", B, A, 3, 3, quote(A, B, 40000, 5000)), TC_NEXT],
+      ["a router's fragmentation-needed back to A", err("ingress", R, A, 3, 4, quote(A, B, 40000, 5000)), TC_NEXT],
+      ["a router's time-exceeded back to A", err("ingress", R, A, 11, 0, quote(A, B, 40000, 5000)), TC_NEXT],
+      ["a port unreachable from D about A's flow to B", err("ingress", D, A, 3, 3, quote(A, B, 40000, 5000)), TC_DROP],
+      [
+        "an error to A quoting B's reply (A never sent it)",
+        err("ingress", B, A, 3, 3, quote(B, A, 5000, 40000)),
+        TC_DROP,
+      ],
+      ["A's port unreachable back to B about B's reply", err("egress", A, B, 3, 3, quote(B, A, 5000, 40000)), TC_NEXT],
+      [
+        "A's error to the denied D, quoting the allowed flow",
+        err("egress", A, D, 3, 3, quote(B, A, 5000, 40000)),
+        TC_DROP,
+      ],
+      [
+        "A's error to D quoting a packet 'from D' of the flow",
+        err("egress", A, D, 3, 3, quote(A, B, 40000, 5000)),
+        TC_DROP,
+      ],
+    ];
+    for (const [name, got, want] of cases) expect({ name, got }).toEqual({ name, got: want });
   });
 
   test("a rule marked log emits an event per hit", () => {

@@ -8,10 +8,13 @@ import { loadObject } from "../../src/datapath/objects";
 import {
   decodePort,
   encodeDropKey,
+  encodeIface,
   encodeIfindex,
   encodeLocal,
   encodeLocalKey,
   encodePort,
+  encodeSubnet,
+  encodeSubnetKey,
   type PortConfig,
 } from "../../src/datapath/port";
 import { linkLocal, profileIp6, profileMac } from "../../src/model/network";
@@ -78,6 +81,13 @@ const XDP_PASS = 2;
 const PORT = 1; // lo: a test run's device must exist in the caller's namespace
 const SAME_NET_PEER = 901;
 const OTHER_NET_PEER = 902;
+/** A NIC outside the bridge: frames routed in from it. */
+const ROUTED = 903;
+/** The uplink (in stm_ifaces): frames bridged from it come straight from the LAN. */
+const UPLINK = 904;
+/** The user bridge: frames the node routed in from a bridge port. */
+const BRIDGE = 905;
+const LAN_MAC = "02:77:00:00:00:01";
 
 // Network A (id 1): the port under test and a peer. Network B (id 2): another tenant.
 const ME = {
@@ -1010,10 +1020,184 @@ const egress: Case[] = [
     drop: "other-network",
   },
   {
-    name: "IPv6 from the uplink to the port's address",
+    name: "IPv6 routed in from another NIC to the port's address",
     prog: "out",
-    from: 903,
+    from: ROUTED,
     frame: tcp6({ mac: "02:77:00:00:00:01", dstMac: ME.mac, src: "2001:db8::7", dst: ME.ip6 }),
+  },
+  // From the LAN at L2, into a network that is not extended onto it.
+  {
+    name: "IPv6 bridged straight from the LAN to the port's MAC",
+    prog: "out",
+    from: UPLINK,
+    frame: tcp6({ mac: LAN_MAC, dstMac: ME.mac, src: "2001:db8::7", dst: ME.ip6 }),
+    drop: "lan-direct",
+  },
+  {
+    name: "IPv4 bridged straight from the LAN to the port's MAC",
+    prog: "out",
+    from: UPLINK,
+    frame: tcp4({ mac: LAN_MAC, dstMac: ME.mac, src: "192.0.2.9", dst: ME.ip }),
+    drop: "lan-direct",
+  },
+  {
+    name: "an ARP request from the LAN for the port's address (broadcast)",
+    prog: "out",
+    from: UPLINK,
+    frame: ethArp(
+      LAN_MAC,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: LAN_MAC, senderIp: "192.0.2.9", targetIp: ME.ip }),
+    ),
+    drop: "lan-direct",
+  },
+  {
+    name: "a rogue RA from the LAN, link-local source, unicast to the port's global address",
+    prog: "out",
+    from: UPLINK,
+    frame: icmp6({ mac: LAN_MAC, dstMac: ME.mac, src: "fe80::6666", dst: ME.ip6, type: 134, body: new Uint8Array(12) }),
+    drop: "lan-direct",
+  },
+  // Routed in (from the bridge or another NIC): never router or neighbour messages, never a DHCP server's.
+  {
+    name: "an RA routed in, its source inside the network's prefix",
+    prog: "out",
+    from: BRIDGE,
+    frame: icmp6({
+      mac: "02:00:00:00:00:fe",
+      dstMac: ME.mac,
+      src: "fd20::99",
+      dst: ME.ip6,
+      type: 134,
+      body: new Uint8Array(12),
+    }),
+    drop: "nd-outside",
+  },
+  {
+    name: "an RA routed in behind a destination-options header",
+    prog: "out",
+    from: BRIDGE,
+    frame: icmp6({
+      mac: "02:00:00:00:00:fe",
+      dstMac: ME.mac,
+      src: "fd20::99",
+      dst: ME.ip6,
+      type: 134,
+      body: new Uint8Array(12),
+      ext: optsHeader(IPPROTO.ICMPV6),
+      extNext: 60,
+    }),
+    drop: "nd-outside",
+  },
+  {
+    name: "an NA routed in for the gateway",
+    prog: "out",
+    from: BRIDGE,
+    frame: icmp6({
+      mac: "02:00:00:00:00:fe",
+      dstMac: ME.mac,
+      src: "fd20::99",
+      dst: ME.ip6,
+      type: 136,
+      body: ndBody(GW6, lla(2, ATTACKER)),
+    }),
+    drop: "nd-outside",
+  },
+  {
+    name: "an NS routed in from another NIC behind hop-by-hop",
+    prog: "out",
+    from: ROUTED,
+    frame: icmp6({
+      mac: "02:00:00:00:00:fe",
+      dstMac: ME.mac,
+      src: "fd20::99",
+      dst: ME.ip6,
+      type: 135,
+      body: ndBody(ME.ip6, lla(1, ATTACKER)),
+      ext: optsHeader(IPPROTO.ICMPV6),
+      extNext: 0,
+    }),
+    drop: "nd-outside",
+  },
+  {
+    name: "the node's own RA (link-local source) passes",
+    prog: "out",
+    from: 0,
+    frame: icmp6({
+      mac: "02:00:00:00:00:fe",
+      dstMac: ME.mac,
+      src: linkLocal("02:00:00:00:00:fe"),
+      dst: "ff02::1",
+      type: 134,
+      body: new Uint8Array(12),
+    }),
+  },
+  {
+    name: "a DHCP offer routed in from a server on the LAN",
+    prog: "out",
+    from: BRIDGE,
+    frame: udp4({
+      mac: "02:00:00:00:00:fe",
+      dstMac: ME.mac,
+      src: "10.20.0.99",
+      dst: ME.ip,
+      sport: 67,
+      dport: 68,
+      payload: bootp(2, { chaddr: ME.mac }),
+    }),
+    drop: "rogue-dhcp",
+  },
+  {
+    name: "a DHCPv6 reply routed in from a server on the LAN",
+    prog: "out",
+    from: BRIDGE,
+    frame: udp6({
+      mac: "02:00:00:00:00:fe",
+      dstMac: ME.mac,
+      src: "fd20::99",
+      dst: ME.ip6,
+      sport: 547,
+      dport: 546,
+      payload: dhcp6(7),
+    }),
+    drop: "rogue-dhcp6",
+  },
+  {
+    name: "the node's own DHCP offer passes",
+    prog: "out",
+    from: 0,
+    frame: udp4({
+      mac: "02:00:00:00:00:fe",
+      dstMac: ME.mac,
+      src: GW,
+      dst: ME.ip,
+      sport: 67,
+      dport: 68,
+      payload: bootp(2, { chaddr: ME.mac }),
+    }),
+  },
+  {
+    name: "the node's ICMPv6 redirect behind a hop-by-hop header",
+    prog: "out",
+    from: 0,
+    frame: icmp6({
+      mac: "02:00:00:00:00:fe",
+      dstMac: ME.mac,
+      src: linkLocal("02:00:00:00:00:fe"),
+      dst: ME.ip6,
+      type: 137,
+      body: new Uint8Array(36),
+      ext: optsHeader(IPPROTO.ICMPV6),
+      extNext: 0,
+    }),
+    drop: "redirect",
+  },
+  {
+    name: "IPv6 from the host behind seven extension headers",
+    prog: "out",
+    from: 0,
+    frame: udp6Behind(7, { mac: "02:00:00:00:00:fe", dstMac: ME.mac, src: GW6, dst: ME.ip6 }),
+    drop: "ip6-ext-chain",
   },
 ];
 
@@ -1034,7 +1218,7 @@ const uplink: Case[] = [
     frame: ethArp(
       "02:77:00:00:00:01",
       "ff:ff:ff:ff:ff:ff",
-      arp({ op: "request", senderMac: "02:77:00:00:00:01", senderIp: "10.20.0.200", targetIp: ME.ip }),
+      arp({ op: "request", senderMac: "02:77:00:00:00:01", senderIp: "192.0.2.200", targetIp: ME.ip }),
     ),
   },
   {
@@ -1158,6 +1342,164 @@ const uplink: Case[] = [
   },
 ];
 
+const lan: Case[] = [
+  // Gateway only: a workload's frames do not leave through the uplink at L2.
+  {
+    name: "a workload's frame to a LAN host's MAC, bridged to the uplink",
+    prog: "upout",
+    from: SAME_NET_PEER,
+    frame: tcp4({ mac: PEER.mac, dstMac: LAN_MAC, src: PEER.ip, dst: "192.0.2.9" }),
+    drop: "lan-direct",
+  },
+  {
+    name: "a workload's ARP broadcast flooded to the uplink",
+    prog: "upout",
+    from: SAME_NET_PEER,
+    frame: ethArp(
+      PEER.mac,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: PEER.mac, senderIp: PEER.ip, targetIp: GW }),
+    ),
+    drop: "lan-direct",
+  },
+  {
+    name: "the node's ICMPv6 redirect out of the uplink behind a destination-options header",
+    prog: "upout",
+    frame: icmp6({
+      mac: "02:00:00:00:00:fe",
+      dstMac: LAN_MAC,
+      src: "2001:db8::1",
+      dst: "2001:db8::9",
+      type: 137,
+      body: new Uint8Array(36),
+      ext: optsHeader(IPPROTO.ICMPV6),
+      extNext: 60,
+    }),
+    drop: "redirect",
+  },
+  // From the LAN: addresses of the networks' subnets are spoofs, whatever comes first.
+  {
+    name: "uplink: IPv4 source inside a network's subnet (an unclaimed address)",
+    prog: "xdp",
+    frame: tcp4({ mac: LAN_MAC, src: "10.20.0.77", dst: GW }),
+    drop: "subnet-spoof",
+  },
+  {
+    name: "uplink: IPv6 source inside a network's prefix",
+    prog: "xdp",
+    frame: tcp6({ mac: LAN_MAC, src: "fd20::77", dst: GW6 }),
+    drop: "subnet-spoof",
+  },
+  {
+    name: "uplink: ARP whose sender claims an address of a network's subnet",
+    prog: "xdp",
+    frame: ethArp(
+      LAN_MAC,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "reply", senderMac: LAN_MAC, senderIp: "10.20.0.77", targetIp: GW }),
+    ),
+    drop: "subnet-spoof",
+  },
+  {
+    name: "uplink: priority-tagged (VID 0) frame from a subnet address",
+    prog: "xdp",
+    frame: vlanTag(tcp4({ mac: LAN_MAC, src: "10.20.0.77", dst: GW }), 0),
+    drop: "subnet-spoof",
+  },
+  {
+    name: "uplink: NA for the gateway behind a destination-options header",
+    prog: "xdp",
+    frame: icmp6({
+      mac: LAN_MAC,
+      src: "fe80::6666",
+      dst: "ff02::1",
+      type: 136,
+      body: ndBody(GW6, lla(2, LAN_MAC)),
+      ext: optsHeader(IPPROTO.ICMPV6),
+      extNext: 60,
+    }),
+    drop: "local-spoof",
+  },
+  {
+    name: "uplink: NA for an endpoint behind hop-by-hop and destination options",
+    prog: "xdp",
+    frame: icmp6({
+      mac: LAN_MAC,
+      src: "fe80::6666",
+      dst: "ff02::1",
+      type: 136,
+      body: ndBody(ME.ip6, lla(2, LAN_MAC)),
+      ext: Buffer.concat([optsHeader(60), optsHeader(IPPROTO.ICMPV6)]),
+      extNext: 0,
+    }),
+    drop: "local-spoof",
+  },
+  {
+    name: "uplink: NA for an unclaimed address of a network's prefix",
+    prog: "xdp",
+    frame: icmp6({
+      mac: LAN_MAC,
+      src: "fe80::6666",
+      dst: "ff02::1",
+      type: 136,
+      body: ndBody("fd20::77", lla(2, LAN_MAC)),
+    }),
+    drop: "subnet-spoof",
+  },
+  {
+    name: "uplink: VLAN-tagged NA for the gateway",
+    prog: "xdp",
+    frame: vlanTag(
+      icmp6({ mac: LAN_MAC, src: "fe80::6666", dst: "ff02::1", type: 136, body: ndBody(GW6, lla(2, LAN_MAC)) }),
+      0,
+    ),
+    drop: "local-spoof",
+  },
+  {
+    name: "uplink: DHCPv6 SOLICIT behind a destination-options header",
+    prog: "xdp",
+    frame: raw6({
+      mac: LAN_MAC,
+      dstMac: "33:33:00:01:00:02",
+      src: "fe80::6666",
+      dst: "ff02::1:2",
+      next: 60,
+      payload: Buffer.concat([
+        optsHeader(IPPROTO.UDP),
+        udp({ src: "fe80::6666", dst: "ff02::1:2", sport: 546, dport: 547 }, dhcp6(1)),
+      ]),
+    }),
+    drop: "dhcp-outside",
+  },
+  {
+    name: "uplink: DHCPv6 SOLICIT as a first fragment",
+    prog: "xdp",
+    frame: raw6({
+      mac: LAN_MAC,
+      dstMac: "33:33:00:01:00:02",
+      src: "fe80::6666",
+      dst: "ff02::1:2",
+      next: 44,
+      payload: Buffer.concat([
+        fragHeader(IPPROTO.UDP, 0, true),
+        udp({ src: "fe80::6666", dst: "ff02::1:2", sport: 546, dport: 547 }, dhcp6(1)),
+      ]),
+    }),
+    drop: "dhcp-outside",
+  },
+  {
+    name: "uplink: a chain of seven extension headers",
+    prog: "xdp",
+    frame: udp6Behind(7, { mac: LAN_MAC, src: "2001:db8::7", dst: GW6 }),
+    drop: "ip6-ext-chain",
+  },
+  {
+    name: "uplink: a LAN host's own traffic to the node passes",
+    prog: "xdp",
+    frame: tcp4({ mac: LAN_MAC, src: "192.0.2.9", dst: "192.0.2.1" }),
+  },
+];
+
 let obj: BpfObject;
 let drops: BpfMap;
 beforeAll(() => {
@@ -1178,6 +1520,11 @@ beforeAll(() => {
       cidr6: "fd30::/64",
     }),
   );
+  obj.map("stm_ifaces").update(encodeIfindex(UPLINK), encodeIface({ kind: "uplink" }));
+  for (const cidr of ["10.20.0.0/24", "fd20::/64", "10.30.0.0/24", "fd30::/64"])
+    obj
+      .map("stm_subnets")
+      .update(encodeSubnetKey(cidr), encodeSubnet({ netId: cidr.includes("20") ? 1 : 2, lan: false }));
   const local = obj.map("stm_local");
   for (const a of [ME.mac, ME.ip, ME.ip6, ME.ll, PEER.mac, PEER.ip, PEER.ip6, GW, GW6])
     local.update(encodeLocalKey(a), encodeLocal(PORT, 1));
@@ -1210,7 +1557,7 @@ function runCase(c: Case) {
   return runFixture(fd, { name: c.name, input: c.frame, verdict: 0, ctx }, [drops]);
 }
 
-const table = [...ingress, ...egress, ...uplink];
+const table = [...ingress, ...egress, ...uplink, ...lan];
 
 test("the fixture table has at least 60 cases, every drop reason of the port programs among them", () => {
   expect(table.length).toBeGreaterThanOrEqual(60);
@@ -1234,6 +1581,9 @@ test("the fixture table has at least 60 cases, every drop reason of the port pro
     "local-spoof",
     "blocklist",
     "redirect",
+    "lan-direct",
+    "subnet-spoof",
+    "nd-outside",
   ])
     expect({ r, covered: reasons.has(r) }).toEqual({ r, covered: true });
 });
@@ -1264,5 +1614,112 @@ test("a port without configuration drops in both directions and says why", () =>
     }
   } finally {
     ports.update(encodeIfindex(PORT), saved);
+  }
+});
+
+test("a network extended onto the LAN: its frames cross the uplink at L2; router and DHCP server messages still do not", () => {
+  const ports = obj.map("stm_ports");
+  const subnets = obj.map("stm_subnets");
+  const saved = ports.lookup(encodeIfindex(PORT)) as Buffer;
+  const savedPeer = ports.lookup(encodeIfindex(SAME_NET_PEER)) as Buffer;
+  ports.update(encodeIfindex(PORT), encodePort({ ...netA(ME), lan: true }));
+  ports.update(encodeIfindex(SAME_NET_PEER), encodePort({ ...netA(PEER), lan: true }));
+  for (const cidr of ["10.20.0.0/24", "fd20::/64"])
+    subnets.update(encodeSubnetKey(cidr), encodeSubnet({ netId: 1, lan: true }));
+  try {
+    const cases: Case[] = [
+      {
+        name: "IPv6 from a LAN host",
+        prog: "out",
+        from: UPLINK,
+        frame: tcp6({ mac: LAN_MAC, dstMac: ME.mac, src: "fd20::77", dst: ME.ip6 }),
+      },
+      {
+        name: "IPv4 from a LAN host of the subnet",
+        prog: "out",
+        from: UPLINK,
+        frame: tcp4({ mac: LAN_MAC, dstMac: ME.mac, src: "10.20.0.77", dst: ME.ip }),
+      },
+      {
+        name: "an NS from a LAN host's link-local address",
+        prog: "out",
+        from: UPLINK,
+        frame: icmp6({
+          mac: LAN_MAC,
+          dstMac: ME.mac,
+          src: "fe80::77",
+          dst: ME.ip6,
+          type: 135,
+          body: ndBody(ME.ip6, lla(1, LAN_MAC)),
+        }),
+      },
+      {
+        name: "an RA from the LAN",
+        prog: "out",
+        from: UPLINK,
+        frame: icmp6({
+          mac: LAN_MAC,
+          dstMac: ME.mac,
+          src: "fe80::77",
+          dst: "ff02::1",
+          type: 134,
+          body: new Uint8Array(12),
+        }),
+        drop: "nd-outside",
+      },
+      {
+        name: "a DHCP offer from a LAN server",
+        prog: "out",
+        from: UPLINK,
+        frame: udp4({
+          mac: LAN_MAC,
+          dstMac: ME.mac,
+          src: "10.20.0.77",
+          dst: ME.ip,
+          sport: 67,
+          dport: 68,
+          payload: bootp(2, { chaddr: ME.mac }),
+        }),
+        drop: "rogue-dhcp",
+      },
+      {
+        name: "a workload's frame to a LAN host",
+        prog: "upout",
+        from: SAME_NET_PEER,
+        frame: tcp4({ mac: PEER.mac, dstMac: LAN_MAC, src: PEER.ip, dst: "10.20.0.77" }),
+      },
+      {
+        name: "uplink: a LAN host of the extended subnet",
+        prog: "xdp",
+        frame: tcp4({ mac: LAN_MAC, src: "10.20.0.77", dst: ME.ip }),
+      },
+      {
+        name: "uplink: still no claiming an endpoint's address",
+        prog: "xdp",
+        frame: tcp4({ mac: LAN_MAC, src: PEER.ip, dst: ME.ip }),
+        drop: "local-spoof",
+      },
+      {
+        name: "uplink: another network's subnet is still a spoof",
+        prog: "xdp",
+        frame: tcp4({ mac: LAN_MAC, src: "10.30.0.77", dst: ME.ip }),
+        drop: "subnet-spoof",
+      },
+    ];
+    for (const c of cases) {
+      const r = runCase(c);
+      const xdp = c.prog === "xdp";
+      const want = c.drop ? (xdp ? XDP_DROP : TC_DROP) : xdp ? XDP_PASS : TC_NEXT;
+      expect({ name: c.name, retval: r.retval }).toEqual({ name: c.name, retval: want });
+      expect({ name: c.name, drops: r.deltas.stm_drops }).toEqual({
+        name: c.name,
+        drops: c.drop ? { [dropKey(PORT, c.drop)]: [1n] } : {},
+      });
+    }
+  } finally {
+    ports.update(encodeIfindex(PORT), saved);
+    ports.update(encodeIfindex(SAME_NET_PEER), savedPeer);
+    for (const cidr of ["10.20.0.0/24", "fd20::/64"])
+      subnets.update(encodeSubnetKey(cidr), encodeSubnet({ netId: 1, lan: false }));
   }
 });

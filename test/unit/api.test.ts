@@ -102,7 +102,7 @@ test("errors are {code, message} with the right status and no stack", async () =
       }),
       400,
       "INVALID",
-      'unknown key "cidr" (expected one of mtu, defaultAction, dnsForwarders, dhcpRange, dnsZone, dhcpLeaseTime, dhcpRoutes, dhcpOptions, egress)',
+      'unknown key "cidr" (expected one of mtu, defaultAction, dnsForwarders, dhcpRange, dnsZone, dhcpLeaseTime, dhcpRoutes, dhcpOptions, egress, extendToLan)',
     ],
   ];
   for (const [p, status, code, message] of cases) {

@@ -86,6 +86,7 @@ describe("network validation", () => {
       dhcpLeaseTime: 3600,
       dhcpRoutes: [],
       dhcpOptions: [],
+      extendToLan: false,
     });
     const v6 = validateNetwork({
       ...base,
