@@ -1,13 +1,14 @@
-/** The resident agent: smoke check, state store, datapath (loaded and pinned), reconcile
- * (restore, then garbage-collect), then the API on its unix socket. Stopping it (SIGTERM,
- * SIGINT or SIGKILL) leaves bridges, ports and programs in place: enforcement never
- * depends on this process being alive. */
+/** The resident agent: smoke check, bpffs (mounted when /sys/fs/bpf has none) and the pin
+ * root's lock, state store, datapath (loaded and pinned), reconcile (restore, then
+ * garbage-collect), then the API on its unix socket. Stopping it (SIGTERM, SIGINT or
+ * SIGKILL) leaves bridges, ports and programs in place: enforcement never depends on this
+ * process being alive. */
 import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { consola } from "consola";
 import pkg from "../../package.json" with { type: "json" };
 import { createApp } from "../api/app";
-import { smokeCheck } from "../datapath/probe";
+import { ensureBpffs, smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
 import { rtnl } from "../netlink";
 import { reconcile } from "../reconcile/reconcile";
@@ -49,8 +50,13 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   // Before anything can warn: status shows the last warnings and errors.
   const recent = new RecentLog(20);
   log.addReporter(recent.reporter);
-  const probe = smokeCheck();
+  let probe = smokeCheck();
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
+  // bpffs before the pin root: on a machine without it, /sys/fs/bpf is a sysfs directory.
+  if (ensureBpffs(o.pinRoot)) {
+    log.info("mounted bpffs on /sys/fs/bpf (nothing was mounted there)");
+    probe = smokeCheck(); // status shows bpffs among the features now
+  }
   // One agent per pin root: a second would fight the first over the same maps and links.
   mkdirSync(o.pinRoot, { recursive: true });
   if (lockDirectory(o.pinRoot) === undefined)

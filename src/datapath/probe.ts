@@ -108,14 +108,17 @@ export function onBpffs(path: string): boolean {
 export const BPFFS_DEFAULT = "/sys/fs/bpf";
 
 /** Makes sure `pinRoot` can hold pins: mounts bpffs on /sys/fs/bpf when the root lives
- * there and nothing is mounted yet (as systemd would); any other location must already be bpffs. */
-export function ensureBpffs(pinRoot: string): void {
-  if (onBpffs(pinRoot)) return;
+ * there and nothing is mounted yet (as systemd would); any other location must already be
+ * bpffs. Call it before creating anything under the pin root: until bpffs is mounted,
+ * /sys/fs/bpf is a directory of sysfs, where nothing can be created. Returns true when it
+ * mounted bpffs. */
+export function ensureBpffs(pinRoot: string): boolean {
+  if (onBpffs(pinRoot)) return false;
   if (pinRoot === BPFFS_DEFAULT || pinRoot.startsWith(`${BPFFS_DEFAULT}/`)) {
     if (existsSync(BPFFS_DEFAULT) && !isBpffs(BPFFS_DEFAULT)) {
       mountBpffs(BPFFS_DEFAULT);
       reportCache = undefined;
-      if (onBpffs(pinRoot)) return;
+      if (onBpffs(pinRoot)) return true;
     }
   }
   throw new StratumError("INVALID", `pin root ${pinRoot} is not on a bpffs mount (mount -t bpf bpffs DIR first)`);
