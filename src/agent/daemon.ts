@@ -1,8 +1,8 @@
-/** The resident agent: smoke check, bpffs (mounted when /sys/fs/bpf has none) and the pin
- * root's lock, state store, datapath (loaded and pinned), reconcile (restore, then
- * garbage-collect), then the API on its unix socket. Stopping it (SIGTERM, SIGINT or
- * SIGKILL) leaves bridges, ports and programs in place: enforcement never depends on this
- * process being alive. */
+/** The resident agent: smoke check (PERMISSION when not root), bpffs (mounted when
+ * /sys/fs/bpf has none) and the pin root's lock, state store, datapath (loaded and pinned),
+ * reconcile (restore, then garbage-collect), then the API on its unix socket. Stopping it
+ * (SIGTERM, SIGINT or SIGKILL) leaves bridges, ports and programs in place: enforcement
+ * never depends on this process being alive. */
 import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { consola } from "consola";
@@ -50,12 +50,12 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   // Before anything can warn: status shows the last warnings and errors.
   const recent = new RecentLog(20);
   log.addReporter(recent.reporter);
-  let probe = smokeCheck();
+  let probe = smokeCheck("the agent");
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
   // bpffs before the pin root: on a machine without it, /sys/fs/bpf is a sysfs directory.
   if (ensureBpffs(o.pinRoot)) {
     log.info("mounted bpffs on /sys/fs/bpf (nothing was mounted there)");
-    probe = smokeCheck(); // status shows bpffs among the features now
+    probe = smokeCheck("the agent"); // status shows bpffs among the features now
   }
   // One agent per pin root: a second would fight the first over the same maps and links.
   mkdirSync(o.pinRoot, { recursive: true });

@@ -10,6 +10,7 @@
 import { Database } from "bun:sqlite";
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { requirePrivilege } from "../datapath/probe";
 import { StratumError } from "../errors";
 import {
   type Address,
@@ -107,6 +108,8 @@ function walk(dir: string): { files: string[]; dirs: string[] } {
 
 export function uninstall(o: UninstallOptions, nl: Rtnl = rtnl()): UninstallReport {
   const report: UninstallReport = { dryRun: !!o.dryRun, steps: [], notes: [] };
+  // Without the capabilities the pin root (bpffs, mode 0700) looks empty and every step fails.
+  requirePrivilege("uninstall");
   let lock: number | undefined;
   if (existsSync(o.pinRoot)) {
     lock = lockDirectory(o.pinRoot);

@@ -32,6 +32,7 @@ const libbpfSymbols = {
   bpf_map__set_max_entries: { args: [T.ptr, T.u32], returns: T.i32 },
   bpf_map__reuse_fd: { args: [T.ptr, T.i32], returns: T.i32 },
   bpf_map__set_pin_path: { args: [T.ptr, T.ptr], returns: T.i32 },
+  bpf_map_create: { args: [T.u32, T.ptr, T.u32, T.u32, T.u32, T.ptr], returns: T.i32 },
   bpf_map_lookup_elem: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
   bpf_map_update_elem: { args: [T.i32, T.ptr, T.ptr, T.u64], returns: T.i32 },
   bpf_map_delete_elem: { args: [T.i32, T.ptr], returns: T.i32 },

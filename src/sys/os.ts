@@ -1,7 +1,9 @@
 /** Thin libc wrappers for what the rest of Stratum needs from the OS besides libbpf:
  * raw netlink sockets, opening files (namespace handles, /dev/net/tun), ioctls for
- * TAP devices, interface name lookups and bpffs mounts. Return values or throw
+ * TAP devices, interface name lookups, bpffs mounts and this process's capabilities.
+ * Return values or throw
  * StratumError with errno; no retries, no policy. */
+import { readFileSync } from "node:fs";
 import { sysError } from "../errors";
 import { cstr, errno, libc } from "./ffi";
 import { IFREQ, SOCKADDR_NL } from "./layout";
@@ -303,4 +305,24 @@ const timespec = Buffer.alloc(16);
 export function monotonicNs(): bigint {
   if (libc().clock_gettime(CLOCK_MONOTONIC, timespec) < 0) throw sysError("clock_gettime", errno());
   return timespec.readBigInt64LE(0) * 1_000_000_000n + timespec.readBigInt64LE(8);
+}
+
+/** Capability numbers (linux/capability.h) Stratum asks about. */
+export const CAP = {
+  NET_BIND_SERVICE: 10,
+  NET_ADMIN: 12,
+  NET_RAW: 13,
+  SYS_ADMIN: 21,
+  PERFMON: 38,
+  BPF: 39,
+} as const;
+
+/** This process's effective capability set (CapEff of /proc/self/status). */
+export function effectiveCapabilities(): bigint {
+  const m = readFileSync("/proc/self/status", "utf8").match(/^CapEff:\s*([0-9a-f]+)$/m);
+  return m ? BigInt(`0x${m[1]}`) : 0n;
+}
+
+export function hasCapability(caps: bigint, cap: number): boolean {
+  return ((caps >> BigInt(cap)) & 1n) === 1n;
 }
