@@ -1,8 +1,8 @@
-/** The resident agent: smoke check (PERMISSION when not root), bpffs (mounted when
- * /sys/fs/bpf has none) and the pin root's lock, state store, datapath (loaded and pinned),
- * reconcile (restore, then garbage-collect), then the API on its unix socket. Stopping it
- * (SIGTERM, SIGINT or SIGKILL) leaves bridges, ports and programs in place: enforcement
- * never depends on this process being alive. */
+/** The resident agent: smoke check (PERMISSION when not root), the checks of its paths
+ * (nothing is changed before they pass), bpffs and the pin root's lock, state store,
+ * datapath (loaded and pinned), reconcile (restore, then garbage-collect), then the API on
+ * its unix socket. Stopping it (SIGTERM, SIGINT or SIGKILL) leaves bridges, ports and
+ * programs in place: enforcement never depends on this process being alive. */
 import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { consola } from "consola";
@@ -12,8 +12,9 @@ import { ensureBpffs, smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
 import { rtnl } from "../netlink";
 import { reconcile } from "../reconcile/reconcile";
-import { SqliteStore } from "../store/sqlite";
+import { checkWritableStore, SqliteStore } from "../store/sqlite";
 import { lockDirectory } from "../sys/os";
+import { pathError, writableDir } from "../sys/paths";
 import { Addressing } from "./addressing";
 import { PortDatapath } from "./datapath";
 import { MapFill } from "./map-fill";
@@ -52,13 +53,21 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   log.addReporter(recent.reporter);
   let probe = smokeCheck("the agent");
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
+  // Nothing is changed before these pass: paths it can write.
+  const dbPath = join(o.stateDir, "stratum.db");
+  checkWritableStore(dbPath);
+  writableDir(dirname(o.apiSocket), "API socket directory", "give the agent another --api-socket", 0o755);
   // bpffs before the pin root: on a machine without it, /sys/fs/bpf is a sysfs directory.
   if (ensureBpffs(o.pinRoot)) {
     log.info("mounted bpffs on /sys/fs/bpf (nothing was mounted there)");
     probe = smokeCheck("the agent"); // status shows bpffs among the features now
   }
   // One agent per pin root: a second would fight the first over the same maps and links.
-  mkdirSync(o.pinRoot, { recursive: true });
+  try {
+    mkdirSync(o.pinRoot, { recursive: true });
+  } catch (e) {
+    throw pathError(e, `cannot create the pin root ${o.pinRoot}`, o.pinRoot, "give the agent another --pin-root");
+  }
   if (lockDirectory(o.pinRoot) === undefined)
     throw new StratumError(
       "INVALID",
@@ -68,8 +77,6 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     if (await socketInUse(o.apiSocket)) throw new StratumError("INVALID", `another agent is serving ${o.apiSocket}`);
     unlinkSync(o.apiSocket); // stale, from an agent that was killed
   }
-  mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
-  const dbPath = join(o.stateDir, "stratum.db");
   const store = new SqliteStore(dbPath);
   // Rows that failed validation are out of service, not fatal: each one is worth a warning.
   for (const q of store.quarantinedAtOpen())
@@ -164,7 +171,6 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     },
   });
 
-  mkdirSync(dirname(o.apiSocket), { recursive: true, mode: 0o755 });
   const server = Bun.serve({ unix: o.apiSocket, fetch: app.fetch });
   chmodSync(o.apiSocket, 0o600);
   let tcp: ReturnType<typeof Bun.serve> | undefined;

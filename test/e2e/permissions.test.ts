@@ -1,13 +1,19 @@
 /** Permission failures are one line that says what to do, with exit code 10 (PERMISSION):
- * not root (`nobody`, through setpriv), or root without the capabilities (a bounded set),
- * for the agent and the agent-less commands (datapath, uninstall, monitor); a kernel that
- * refuses bpf() to a process that looks privileged (root of a user namespace: EPERM) is a
- * permission too, not "unsupported". */
+ * - not root (`nobody`, through setpriv), or root without the capabilities (a bounded set),
+ *   for the agent and the agent-less commands (datapath, uninstall, monitor); a kernel that
+ *   refuses bpf() to a process that looks privileged (root of a user namespace: EPERM) is a
+ *   permission too, not "unsupported";
+ * - a state directory, a state database or an API socket directory the agent cannot write:
+ *   a read-only mount, an immutable file; a parent that is a file is bad input (exit 2).
+ * The read-only cases run in a private mount and network namespace with bpffs unmounted, so
+ * the assertion that the agent changed nothing before refusing is exact: no bpffs mounted,
+ * no link made. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BINARY, run } from "../helpers/netns";
+import { privateMountScript, UNMOUNT_BPFFS } from "../helpers/private-mount";
 
 let dir: string;
 
@@ -89,4 +95,76 @@ describe("not root", () => {
       expect(line).toContain("run it as root");
     },
   );
+});
+
+describe("paths the agent cannot write", () => {
+  test("read-only mounts, an immutable store and a parent that is a file: one line each, nothing changed", async () => {
+    const r = await privateMountScript(
+      `
+${UNMOUNT_BPFFS}
+D="$DIR/ro-cases"
+mkdir -p "$D/ro" "$D/rw/state" "$D/db/state" "$D/imm"
+mount -t tmpfs -o ro tmpfs "$D/ro"
+: >"$D/db/state/stratum.db"                                  # an (empty) SQLite database ...
+mount --bind "$D/db/state/stratum.db" "$D/db/state/stratum.db"
+mount -o remount,bind,ro "$D/db/state/stratum.db"            # ... read-only in its writable directory
+mount -t tmpfs tmpfs "$D/imm" && mkdir "$D/imm/state" && : >"$D/imm/state/stratum.db"
+chattr +i "$D/imm/state/stratum.db"
+trap 'chattr -i "$D/imm/state/stratum.db" 2>/dev/null' EXIT
+: >"$D/file"
+agent() { # CASE STATE-DIR API-SOCKET
+  "$BIN" agent --state-dir "$2" --pin-root /sys/fs/bpf/stm-perm --api-socket "$3" 2>"$D/$1.err" >/dev/null
+  echo "$1: $?"
+}
+agent ro-dir "$D/ro" "$D/rw/api.sock"
+agent ro-parent "$D/ro/sub/state" "$D/rw/api.sock"
+agent ro-db "$D/db/state" "$D/rw/api.sock"
+agent immutable-db "$D/imm/state" "$D/rw/api.sock"
+agent ro-socket-dir "$D/rw/state" "$D/ro/run/api.sock"
+agent file-parent "$D/file/state" "$D/rw/api.sock"
+echo "bpffs after: $(stat -f -c %T /sys/fs/bpf)"
+echo "links after: $(ip -br link | wc -l)"
+echo "db after: $(stat -c %s "$D/db/state/stratum.db") $(ls "$D/db/state" | tr '\\n' ' ')"
+for f in "$D"/*.err; do echo "== $(basename "$f" .err)"; grep -v '^\\[agent\\] ℹ' "$f"; done
+`,
+      { timeoutMs: 60_000, netns: true, env: { DIR: dir } },
+    );
+    expect({ code: r.code, timedOut: r.timedOut }, r.stderr).toEqual({ code: 0, timedOut: false });
+    const code = (name: string) => r.stdout.match(new RegExp(`^${name}: (\\d+)$`, "m"))?.[1];
+    const err = (name: string) => {
+      const block = r.stdout.split(`== ${name}\n`)[1]?.split("\n== ")[0]?.trimEnd() ?? "";
+      expect(block.split("\n"), `${name}:\n${block}`).toHaveLength(1);
+      return block;
+    };
+    const D = join(dir, "ro-cases");
+    expect(code("ro-dir")).toBe("10");
+    expect(err("ro-dir")).toBe(
+      `cenvero-str-ctl: state directory ${D}/ro is not writable: read-only filesystem (EROFS): remount it read-write, or give the agent another --state-dir`,
+    );
+    expect(code("ro-parent")).toBe("10");
+    expect(err("ro-parent")).toStartWith(
+      `cenvero-str-ctl: cannot create state directory ${D}/ro/sub/state: read-only filesystem (EROFS) at ${D}/ro/sub`,
+    );
+    expect(code("ro-db")).toBe("10");
+    expect(err("ro-db")).toBe(
+      `cenvero-str-ctl: state database ${D}/db/state/stratum.db is not writable: read-only filesystem (EROFS): remount it read-write, or give the agent another --state-dir`,
+    );
+    expect(code("immutable-db")).toBe("10");
+    expect(err("immutable-db")).toStartWith(
+      `cenvero-str-ctl: state database ${D}/imm/state/stratum.db is not writable: operation not permitted (EPERM): is it immutable? (lsattr; chattr -i)`,
+    );
+    expect(code("ro-socket-dir")).toBe("10");
+    expect(err("ro-socket-dir")).toContain(
+      `cannot create API socket directory ${D}/ro/run: read-only filesystem (EROFS)`,
+    );
+    expect(err("ro-socket-dir")).toContain("give the agent another --api-socket");
+    expect(code("file-parent")).toBe("2");
+    expect(err("file-parent")).toContain(
+      `cannot create state directory ${D}/file/state: a parent is not a directory (ENOTDIR)`,
+    );
+    // Refused before anything was changed: no bpffs mounted, no bridge made, the store untouched.
+    expect(r.stdout).toContain("bpffs after: sysfs\n");
+    expect(r.stdout).toContain("links after: 1\n");
+    expect(r.stdout).toContain("db after: 0 stratum.db \n");
+  }, 90_000);
 });
