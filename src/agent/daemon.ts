@@ -1,10 +1,11 @@
-/** The resident agent: smoke check (PERMISSION when not root), the checks of its paths
- * (nothing is changed before they pass), bpffs and the pin root's lock, state store,
- * datapath (loaded and pinned), reconcile (restore, then garbage-collect), then the API on
- * its unix socket. Stopping it (SIGTERM, SIGINT or SIGKILL) leaves bridges, ports and
- * programs in place: enforcement never depends on this process being alive. */
+/** The resident agent: smoke check (PERMISSION when not root), the claim on its network
+ * namespace and the checks of its paths (nothing is changed before they pass), bpffs and
+ * the pin root's lock, state store, datapath (loaded and pinned), reconcile (restore, then
+ * garbage-collect), then the API on its unix socket. Stopping it (SIGTERM, SIGINT or
+ * SIGKILL) leaves bridges, ports and programs in place: enforcement never depends on this
+ * process being alive. */
 import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { consola } from "consola";
 import pkg from "../../package.json" with { type: "json" };
 import { createApp } from "../api/app";
@@ -19,6 +20,7 @@ import { Addressing } from "./addressing";
 import { PortDatapath } from "./datapath";
 import { MapFill } from "./map-fill";
 import { AgentMetrics, readSnapshot } from "./metrics";
+import { claimNetns, describeAgent, netnsAgent } from "./owner";
 import { type AgentRuntime, RecentLog, ReconcileLog, type ReconcileRun, type UplinkRuntime } from "./runtime";
 import { NetworkService } from "./service";
 import { buildStatus } from "./status";
@@ -45,6 +47,38 @@ async function socketInUse(path: string): Promise<boolean> {
   }
 }
 
+/** Refuses when another agent runs in this network namespace: it shares the bridges, their
+ * addresses and the uplink, whatever its pin root. Holds the namespace from then on. */
+function claimNamespace(o: AgentOptions, startedAt: Date): { stop(): void } {
+  const id = {
+    pid: process.pid,
+    version: pkg.version,
+    pinRoot: resolve(o.pinRoot),
+    stateDir: resolve(o.stateDir),
+    apiSocket: resolve(o.apiSocket),
+    startedAt: startedAt.toISOString(),
+  };
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const claim = claimNetns(id);
+    if (claim) return claim;
+    const other = netnsAgent();
+    if (!other) continue; // it exited meanwhile: try again
+    if (other.identity && resolve(other.identity.pinRoot) === id.pinRoot)
+      throw new StratumError(
+        "INVALID",
+        `another agent owns the pin root ${o.pinRoot} (${describeAgent(other)}): stop it first, or give this one its own --pin-root`,
+      );
+    throw new StratumError(
+      "CONFLICT",
+      `another agent runs in this network namespace (${describeAgent(other)}): its bridges, gateway addresses and uplink are this namespace's, one agent each; stop it first, or run this one in its own network namespace (nsenter --net=/run/netns/NAME)`,
+    );
+  }
+  throw new StratumError(
+    "INTERNAL",
+    "could not claim this network namespace for the agent: its marker kept changing hands",
+  );
+}
+
 export async function runAgent(o: AgentOptions): Promise<void> {
   const started = performance.now();
   const startedAt = new Date();
@@ -53,7 +87,8 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   log.addReporter(recent.reporter);
   let probe = smokeCheck("the agent");
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
-  // Nothing is changed before these pass: paths it can write.
+  // Nothing is changed before these pass: one agent per network namespace, and paths it can write.
+  const owner = claimNamespace(o, startedAt);
   const dbPath = join(o.stateDir, "stratum.db");
   checkWritableStore(dbPath);
   writableDir(dirname(o.apiSocket), "API socket directory", "give the agent another --api-socket", 0o755);
@@ -198,6 +233,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     log.info(`${sig}: stopping; bridges, ports and programs stay in place`);
     server.stop(true);
     tcp?.stop(true);
+    owner.stop();
     addressing.close();
     try {
       unlinkSync(o.apiSocket);

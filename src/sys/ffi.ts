@@ -72,6 +72,7 @@ const libcSymbols = {
   ioctl: { args: [T.i32, T.u64, T.ptr], returns: T.i32 },
   socket: { args: [T.i32, T.i32, T.i32], returns: T.i32 },
   bind: { args: [T.i32, T.ptr, T.u32], returns: T.i32 },
+  connect: { args: [T.i32, T.ptr, T.u32], returns: T.i32 },
   setsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.u32], returns: T.i32 },
   getsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.ptr], returns: T.i32 },
   getsockname: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
