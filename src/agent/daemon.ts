@@ -1,9 +1,9 @@
 /** The resident agent: smoke check (PERMISSION when not root), the claim on its network
  * namespace and the checks of its paths (nothing is changed before they pass), bpffs and
  * the pin root's lock, state store, datapath (loaded and pinned), reconcile (restore, then
- * garbage-collect), then the API on its unix socket. Stopping it (SIGTERM, SIGINT or
- * SIGKILL) leaves bridges, ports and programs in place: enforcement never depends on this
- * process being alive. */
+ * garbage-collect), then the API on its unix socket, and only then READY=1 to systemd
+ * (Type=notify). Stopping it (SIGTERM, SIGINT or SIGKILL) leaves bridges, ports and
+ * programs in place: enforcement never depends on this process being alive. */
 import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { consola } from "consola";
@@ -14,6 +14,7 @@ import { StratumError } from "../errors";
 import { rtnl } from "../netlink";
 import { reconcile } from "../reconcile/reconcile";
 import { checkWritableStore, SqliteStore } from "../store/sqlite";
+import { Notifier } from "../sys/notify";
 import { lockDirectory } from "../sys/os";
 import { pathError, writableDir } from "../sys/paths";
 import { Addressing } from "./addressing";
@@ -85,6 +86,16 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   // Before anything can warn: status shows the last warnings and errors.
   const recent = new RecentLog(20);
   log.addReporter(recent.reporter);
+  // systemd's Type=notify: STATUS while starting, READY=1 once the API answers, STOPPING=1.
+  const systemd = new Notifier();
+  const tell = (...fields: string[]) => {
+    try {
+      systemd.notify(...fields);
+    } catch (e) {
+      log.warn(`cannot tell systemd ${fields.join(", ")}: ${(e as Error).message}`);
+    }
+  };
+  tell("STATUS=checking the kernel and this process's privileges");
   let probe = smokeCheck("the agent");
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
   // Nothing is changed before these pass: one agent per network namespace, and paths it can write.
@@ -112,10 +123,12 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     if (await socketInUse(o.apiSocket)) throw new StratumError("INVALID", `another agent is serving ${o.apiSocket}`);
     unlinkSync(o.apiSocket); // stale, from an agent that was killed
   }
+  tell(`STATUS=opening the state database ${dbPath}`);
   const store = new SqliteStore(dbPath);
   // Rows that failed validation are out of service, not fatal: each one is worth a warning.
   for (const q of store.quarantinedAtOpen())
     log.warn(`store: ${q.what} quarantined (${q.reason}): kept in table quarantine, not in service`);
+  tell(`STATUS=loading the datapath (pin root ${o.pinRoot})`);
   const dp = new PortDatapath(o.pinRoot);
   let opened: ReturnType<PortDatapath["open"]>;
   try {
@@ -162,6 +175,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     }
     return r;
   };
+  tell("STATUS=reconciling the kernel to the store");
   const report = runReconcile();
   const uplink: UplinkRuntime | undefined = report.uplink;
   if (uplink)
@@ -228,8 +242,14 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   log.success(
     `ready in ${Math.round(performance.now() - started)} ms: ${report.networks} network(s), ${report.endpoints} endpoint(s), ${report.firewall.scopes} firewall scope(s) (${report.firewall.adopted} unchanged); API on ${o.apiSocket}${tcp ? ` and ${o.apiListen}` : ""}`,
   );
+  // Only now: the first reconcile is done and the API answers.
+  tell(
+    "READY=1",
+    `STATUS=ready: ${report.networks} network(s), ${report.endpoints} endpoint(s); API on ${o.apiSocket}${report.errors.length ? `; ${report.errors.length} restore error(s), see status` : ""}`,
+  );
 
   const stop = (sig: string) => {
+    tell("STOPPING=1", "STATUS=stopping: bridges, ports and programs stay in place");
     log.info(`${sig}: stopping; bridges, ports and programs stay in place`);
     server.stop(true);
     tcp?.stop(true);

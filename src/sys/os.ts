@@ -403,3 +403,24 @@ export function askUnixSocket(
     libc().close(fd);
   }
 }
+
+const SOCK_DGRAM = 2;
+const MSG_NOSIGNAL = 0x4000;
+
+/** Sends one datagram to the unix datagram socket `name` (path or '@abstract'). */
+export function sendUnixDatagram(name: string, data: string): void {
+  const sa = unixAddress(name);
+  const fd = libc().socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw sysError("open unix datagram socket", errno());
+  try {
+    const msg = Buffer.from(data, "utf8");
+    for (;;) {
+      const n = Number(libc().sendto(fd, msg, BigInt(msg.length), MSG_NOSIGNAL, sa, sa.length));
+      if (n >= 0) return;
+      const e = errno();
+      if (e !== 4) throw sysError(`send to ${name}`, e);
+    }
+  } finally {
+    libc().close(fd);
+  }
+}
