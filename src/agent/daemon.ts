@@ -80,7 +80,39 @@ function claimNamespace(o: AgentOptions, startedAt: Date): { stop(): void } {
   );
 }
 
+/** --api-listen and its token file, checked before anything is changed (the listener itself
+ * opens last, once the API is ready). */
+function checkApiListen(o: AgentOptions): void {
+  if (!o.apiListen) return;
+  if (!o.apiTokenFile) throw new StratumError("INVALID", "--api-listen needs --api-token-file");
+  if (!/^(.*):(\d+)$/.test(o.apiListen))
+    throw new StratumError("INVALID", `--api-listen ${o.apiListen} is not HOST:PORT`);
+  let token: string;
+  try {
+    token = readFileSync(o.apiTokenFile, "utf8").trim();
+  } catch (e) {
+    const code = (e as { code?: string }).code ?? String(e);
+    throw new StratumError(
+      code === "EACCES" || code === "EPERM" ? "PERMISSION" : "INVALID",
+      `cannot read --api-token-file ${o.apiTokenFile}: ${code}`,
+    );
+  }
+  if (token.length < 16) throw new StratumError("INVALID", `token in ${o.apiTokenFile} is shorter than 16 characters`);
+}
+
+/** Runs the agent until a signal. A start that fails exits once the error is reported, even
+ * when something it opened (the API socket, the DHCP and DNS listeners) would keep the
+ * process alive: under systemd a failed start must fail, not hang until TimeoutStartSec. */
 export async function runAgent(o: AgentOptions): Promise<void> {
+  try {
+    await serve(o);
+  } catch (e) {
+    setTimeout(() => process.exit(), 1000).unref();
+    throw e;
+  }
+}
+
+async function serve(o: AgentOptions): Promise<void> {
   const started = performance.now();
   const startedAt = new Date();
   // Before anything can warn: status shows the last warnings and errors.
@@ -99,6 +131,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   let probe = smokeCheck("the agent");
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
   // Nothing is changed before these pass: one agent per network namespace, and paths it can write.
+  checkApiListen(o);
   const owner = claimNamespace(o, startedAt);
   const dbPath = join(o.stateDir, "stratum.db");
   checkWritableStore(dbPath);

@@ -5,10 +5,11 @@
  * SIGTERM. Both kinds of address: a path, and an abstract name ('@…', which belongs to a
  * network namespace: that listener runs in the agent's). */
 import { afterEach, expect, test } from "bun:test";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { TestAgent } from "../helpers/agent";
-import { ROOT, uniqueName } from "../helpers/netns";
+import { BINARY, ROOT, run, uniqueName } from "../helpers/netns";
 
 const LISTENER = join(ROOT, "test/helpers/notify-listen.py");
 
@@ -107,4 +108,76 @@ test("a NOTIFY_SOCKET it cannot use is a warning, not a failure to start", async
   expect(A.json("network", "list")).toEqual([]);
   expect(A.logText).toContain("cannot tell systemd READY=1");
   expect(A.logText).toContain("NOTIFY_SOCKET=vsock:2:1234 is neither a path nor an abstract name");
+}, 60_000);
+
+test("a bad --api-listen is refused before anything changes, and the agent exits", async () => {
+  A = new TestAgent("ntfc");
+  const r = run([
+    "timeout",
+    "30",
+    "nsenter",
+    `--net=${A.ns.path}`,
+    BINARY,
+    "agent",
+    ...A.localFlags,
+    "--api-socket",
+    A.sock,
+    "--api-listen",
+    "127.0.0.1:7446",
+  ]);
+  expect(r.code).toBe(2);
+  expect(r.stderr.split("\n").filter((l) => l.startsWith("cenvero-str-ctl: "))).toEqual([
+    "cenvero-str-ctl: --api-listen needs --api-token-file",
+  ]);
+  // Refused before the bridges, the pins or the store.
+  expect(A.ns.ipJson(["link", "show"]).map((l: any) => l.ifname)).toEqual(["lo"]);
+  expect(readdirSync(A.pins.path)).toEqual([]);
+  expect(existsSync(join(A.dir, "state", "stratum.db"))).toBe(false);
+}, 60_000);
+
+test("a start that fails once its listeners are open exits (no READY=1) instead of hanging", async () => {
+  A = new TestAgent("ntfd");
+  // The TCP port is taken in the agent's namespace: its last step, the TCP listener, fails.
+  const holder = Bun.spawn(
+    [
+      "nsenter",
+      `--net=${A.ns.path}`,
+      "python3",
+      "-c",
+      "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 7446)); s.listen(); print('bound', flush=True); time.sleep(60)",
+    ],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  try {
+    await holder.stdout.getReader().read(); // "bound"
+    const address = join(A.dir, "notify.sock");
+    const received = await listen(address, A.sock);
+    const r = run(
+      [
+        "timeout",
+        "30",
+        "nsenter",
+        `--net=${A.ns.path}`,
+        BINARY,
+        "agent",
+        ...A.localFlags,
+        "--api-socket",
+        A.sock,
+        "--api-listen",
+        "127.0.0.1:7446",
+        "--api-token-file",
+        join(A.dir, "token"),
+      ],
+      { env: { NOTIFY_SOCKET: address } },
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.code).not.toBe(124); // exited, not killed by the timeout
+    expect(r.stderr).toContain("7446");
+    listener?.kill("SIGTERM");
+    const got = await received();
+    expect(got.some((g) => g.msg?.includes("READY=1"))).toBe(false);
+    expect(got.some((g) => g.msg?.some((f) => f.startsWith("STATUS=reconciling")))).toBe(true);
+  } finally {
+    holder.kill("SIGKILL");
+  }
 }, 60_000);
