@@ -1,27 +1,32 @@
-/** The resident agent: smoke check, state store, datapath (loaded and pinned), reconcile
- * (restore, then garbage-collect), then the API on its unix socket, and from then on the
- * reconcile loop (on rtnetlink notices of drift, and a periodic full pass). Stopping it
- * (SIGTERM, SIGINT or SIGKILL) leaves bridges, ports and programs in place: enforcement
- * never depends on this process being alive. */
+/** The resident agent: smoke check (PERMISSION when not root), the claim on its network
+ * namespace and the checks of its paths (nothing is changed before they pass), bpffs and
+ * the pin root's lock, state store, datapath (loaded and pinned), reconcile (restore, then
+ * garbage-collect), then the API on its unix socket, READY=1 to systemd (Type=notify), and
+ * from then on the reconcile loop (on rtnetlink notices of drift, and a periodic full pass).
+ * Stopping it (SIGTERM, SIGINT or SIGKILL) leaves bridges, ports and programs in place:
+ * enforcement never depends on this process being alive. */
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { consola } from "consola";
 import pkg from "../../package.json" with { type: "json" };
 import { auditLine, createApp } from "../api/app";
 import { type ApiHandler, loadApiToken, serveTcp, serveUnix } from "../api/serve";
-import { smokeCheck } from "../datapath/probe";
+import { ensureBpffs, smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
 import { listLinks, RtnlMonitor, rtnl } from "../netlink";
 import { type DesiredState, DriftWatch } from "../reconcile/drift";
 import { ReconcileLoop, type ReconcileTrigger } from "../reconcile/loop";
 import { bridgeMac, type ReconcileReport, reconcile } from "../reconcile/reconcile";
-import { SqliteStore } from "../store/sqlite";
+import { checkWritableStore, SqliteStore } from "../store/sqlite";
+import { Notifier } from "../sys/notify";
 import { lockDirectory } from "../sys/os";
+import { pathError, writableDir } from "../sys/paths";
 import { Addressing } from "./addressing";
 import { PortDatapath } from "./datapath";
 import { addLogSink, configureLogging } from "./logging";
 import { MapFill } from "./map-fill";
 import { AgentMetrics, readSnapshot } from "./metrics";
+import { claimNetns, describeAgent, netnsAgent } from "./owner";
 import { type AgentRuntime, RecentLog, ReconcileLog, type ReconcileRun, type UplinkRuntime } from "./runtime";
 import { MGMT_BRIDGE, NetworkService, USER_BRIDGE } from "./service";
 import { buildStatus } from "./status";
@@ -54,7 +59,69 @@ async function socketInUse(path: string): Promise<boolean> {
   }
 }
 
+/** Refuses when another agent runs in this network namespace: it shares the bridges, their
+ * addresses and the uplink, whatever its pin root. Holds the namespace from then on. */
+function claimNamespace(o: AgentOptions, startedAt: Date): { stop(): void } {
+  const id = {
+    pid: process.pid,
+    version: pkg.version,
+    pinRoot: resolve(o.pinRoot),
+    stateDir: resolve(o.stateDir),
+    apiSocket: resolve(o.apiSocket),
+    startedAt: startedAt.toISOString(),
+  };
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const claim = claimNetns(id);
+    if (claim) return claim;
+    const other = netnsAgent();
+    if (!other) continue; // it exited meanwhile: try again
+    if (other.identity && resolve(other.identity.pinRoot) === id.pinRoot)
+      throw new StratumError(
+        "INVALID",
+        `another agent owns the pin root ${o.pinRoot} (${describeAgent(other)}): stop it first, or give this one its own --pin-root`,
+      );
+    throw new StratumError(
+      "CONFLICT",
+      `another agent runs in this network namespace (${describeAgent(other)}): its bridges, gateway addresses and uplink are this namespace's, one agent each; stop it first, or run this one in its own network namespace (nsenter --net=/run/netns/NAME)`,
+    );
+  }
+  throw new StratumError(
+    "INTERNAL",
+    "could not claim this network namespace for the agent: its marker kept changing hands",
+  );
+}
+
+/** --api-listen and its token file, checked before anything is changed (the listener itself
+ * opens last, once the API is ready). */
+function checkApiListen(o: AgentOptions): ApiListen | undefined {
+  if (!o.apiListen) return undefined;
+  if (!o.apiTokenFile) throw new StratumError("INVALID", "--api-listen needs --api-token-file");
+  const m = o.apiListen.match(/^(.*):(\d+)$/);
+  if (!m) throw new StratumError("INVALID", `--api-listen ${o.apiListen} is not HOST:PORT`);
+  const { token, name } = loadApiToken(o.apiTokenFile);
+  return { hostname: (m[1] as string).replace(/^\[|\]$/g, ""), port: Number(m[2]), token, tokenName: name };
+}
+
+interface ApiListen {
+  hostname: string;
+  port: number;
+  token: string;
+  tokenName: string;
+}
+
+/** Runs the agent until a signal. A start that fails exits once the error is reported, even
+ * when something it opened (the API socket, the DHCP and DNS listeners) would keep the
+ * process alive: under systemd a failed start must fail, not hang until TimeoutStartSec. */
 export async function runAgent(o: AgentOptions): Promise<void> {
+  try {
+    await serve(o);
+  } catch (e) {
+    setTimeout(() => process.exit(), 1000).unref();
+    throw e;
+  }
+}
+
+async function serve(o: AgentOptions): Promise<void> {
   const started = performance.now();
   const startedAt = new Date();
   const interval = o.reconcileInterval ?? DEFAULT_RECONCILE_INTERVAL;
@@ -67,19 +134,35 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   // Before anything can warn: status shows the last warnings and errors.
   const recent = new RecentLog(20);
   addLogSink(recent.reporter);
-  // The TCP listener's settings are checked before anything is touched.
-  let listen: { hostname: string; port: number; token: string; tokenName: string } | undefined;
-  if (o.apiListen) {
-    if (!o.apiTokenFile) throw new StratumError("INVALID", "--api-listen needs --api-token-file");
-    const m = o.apiListen.match(/^(.*):(\d+)$/);
-    if (!m) throw new StratumError("INVALID", `--api-listen ${o.apiListen} is not HOST:PORT`);
-    const { token, name } = loadApiToken(o.apiTokenFile);
-    listen = { hostname: (m[1] as string).replace(/^\[|\]$/g, ""), port: Number(m[2]), token, tokenName: name };
-  }
-  const probe = smokeCheck();
+  // systemd's Type=notify: STATUS while starting, READY=1 once the API answers, STOPPING=1.
+  const systemd = new Notifier();
+  const tell = (...fields: string[]) => {
+    try {
+      systemd.notify(...fields);
+    } catch (e) {
+      log.warn(`cannot tell systemd ${fields.join(", ")}: ${(e as Error).message}`);
+    }
+  };
+  tell("STATUS=checking the kernel and this process's privileges");
+  let probe = smokeCheck("the agent");
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
+  // Nothing is changed before these pass: one agent per network namespace, and paths it can write.
+  const listen = checkApiListen(o);
+  const owner = claimNamespace(o, startedAt);
+  const dbPath = join(o.stateDir, "stratum.db");
+  checkWritableStore(dbPath);
+  writableDir(dirname(o.apiSocket), "API socket directory", "give the agent another --api-socket", 0o755);
+  // bpffs before the pin root: on a machine without it, /sys/fs/bpf is a sysfs directory.
+  if (ensureBpffs(o.pinRoot)) {
+    log.info("mounted bpffs on /sys/fs/bpf (nothing was mounted there)");
+    probe = smokeCheck("the agent"); // status shows bpffs among the features now
+  }
   // One agent per pin root: a second would fight the first over the same maps and links.
-  mkdirSync(o.pinRoot, { recursive: true });
+  try {
+    mkdirSync(o.pinRoot, { recursive: true });
+  } catch (e) {
+    throw pathError(e, `cannot create the pin root ${o.pinRoot}`, o.pinRoot, "give the agent another --pin-root");
+  }
   if (lockDirectory(o.pinRoot) === undefined)
     throw new StratumError(
       "INVALID",
@@ -89,12 +172,12 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     if (await socketInUse(o.apiSocket)) throw new StratumError("INVALID", `another agent is serving ${o.apiSocket}`);
     unlinkSync(o.apiSocket); // stale, from an agent that was killed
   }
-  mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
-  const dbPath = join(o.stateDir, "stratum.db");
+  tell(`STATUS=opening the state database ${dbPath}`);
   const store = new SqliteStore(dbPath);
   // Rows that failed validation are out of service, not fatal: each one is worth a warning.
   for (const q of store.quarantinedAtOpen())
     log.warn(`store: ${q.what} quarantined (${q.reason}): kept in table quarantine, not in service`);
+  tell(`STATUS=loading the datapath (pin root ${o.pinRoot})`);
   const dp = new PortDatapath(o.pinRoot);
   let opened: ReturnType<PortDatapath["open"]>;
   try {
@@ -170,6 +253,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       return { changes: [] };
     }
   };
+  tell("STATUS=reconciling the kernel to the store");
   const report = runReconcile("start");
   const uplink: UplinkRuntime | undefined = report.uplink;
   if (uplink)
@@ -251,7 +335,6 @@ export async function runAgent(o: AgentOptions): Promise<void> {
         : loop.exclusive(async () => app.fetch(req, env)),
   };
 
-  mkdirSync(dirname(o.apiSocket), { recursive: true, mode: 0o755 });
   const server = await serveUnix(guarded, o.apiSocket);
   chmodSync(o.apiSocket, 0o600);
   const tcp = listen ? serveTcp(guarded, listen) : undefined;
@@ -262,13 +345,20 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   log.success(
     `ready in ${Math.round(performance.now() - started)} ms: ${report.networks} network(s), ${report.endpoints} endpoint(s), ${report.firewall.scopes} firewall scope(s) (${report.firewall.adopted} unchanged); API on ${o.apiSocket}${tcp ? ` and ${o.apiListen}` : ""}`,
   );
+  // Only now: the first reconcile is done and the API answers.
+  tell(
+    "READY=1",
+    `STATUS=ready: ${report.networks} network(s), ${report.endpoints} endpoint(s); API on ${o.apiSocket}${report.errors.length ? `; ${report.errors.length} restore error(s), see status` : ""}`,
+  );
 
   const stop = (sig: string) => {
+    tell("STOPPING=1", "STATUS=stopping: bridges, ports and programs stay in place");
     log.info(`${sig}: stopping; bridges, ports and programs stay in place`);
     loop.stop();
     monitor?.close();
     server.close();
     tcp?.stop(true);
+    owner.stop();
     addressing.close();
     try {
       unlinkSync(o.apiSocket);

@@ -2,14 +2,17 @@
  * the uplink's filter (the NIC itself is the operator's: it only leaves the bridge), every
  * pinned link (uplink, counters), both bridges (and the gateway addresses on them), every pin
  * and the pin root itself; the store and the API socket only with `purge`. The agent must be
- * stopped: the pin root's lock proves it. Ports go down before they go, so none passes a
+ * stopped: the pin root's lock proves it. No other agent may run in this network namespace
+ * either (its @stratum-agent marker proves it, owner.ts): the bridges, ports and gateway
+ * addresses are the namespace's, whatever the pin root. Ports go down before they go, so none passes a
  * frame without its programs on the way out. A plan is made first (what `--dry-run`
  * prints), then carried out step by step; a step that fails is reported and the rest still
  * run, so a second uninstall finishes what the first could not. */
 
 import { Database } from "bun:sqlite";
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { requirePrivilege } from "../datapath/probe";
 import { StratumError } from "../errors";
 import {
   type Address,
@@ -23,6 +26,7 @@ import {
 } from "../netlink";
 import { Fd, linkDetach, objGet, unpin } from "../sys/bpf";
 import { closeFd, lockDirectory } from "../sys/os";
+import { describeAgent, netnsAgent } from "./owner";
 import { MGMT_BRIDGE, USER_BRIDGE } from "./service";
 
 export interface UninstallOptions {
@@ -107,6 +111,18 @@ function walk(dir: string): { files: string[]; dirs: string[] } {
 
 export function uninstall(o: UninstallOptions, nl: Rtnl = rtnl()): UninstallReport {
   const report: UninstallReport = { dryRun: !!o.dryRun, steps: [], notes: [] };
+  // Without the capabilities the pin root (bpffs, mode 0700) looks empty and every step fails.
+  requirePrivilege("uninstall");
+  const live = netnsAgent();
+  if (live) {
+    const same = live.identity && resolve(live.identity.pinRoot) === resolve(o.pinRoot);
+    throw new StratumError(
+      same ? "INVALID" : "CONFLICT",
+      same
+        ? `an agent is running on pin root ${o.pinRoot}: stop it first (systemctl stop cenvero-stratum; it is pid ${live.pid}); nothing was changed`
+        : `another agent runs in this network namespace (${describeAgent(live)}): the bridges, ports and gateway addresses uninstall would remove are its too; stop it first, or run uninstall in the network namespace of the agent that used ${o.pinRoot}; nothing was changed`,
+    );
+  }
   let lock: number | undefined;
   if (existsSync(o.pinRoot)) {
     lock = lockDirectory(o.pinRoot);

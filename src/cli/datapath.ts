@@ -117,7 +117,7 @@ const detach = defineCommand({
 export const datapathCommand = defineCommand({
   meta: { name: "datapath", description: "Work on this node's datapath directly, without the agent" },
   setup() {
-    smokeCheck();
+    smokeCheck("the datapath command");
   },
   subCommands: {
     counter: defineCommand({

@@ -2,6 +2,7 @@
  * the pin root and the agent's state database, opened read-only. They run in the node's
  * network namespace, where the ports' interface indexes mean something. */
 import { join } from "node:path";
+import { requirePrivilege } from "../datapath/probe";
 import { getLink } from "../netlink";
 import { SqliteStore } from "../store/sqlite";
 import { type ApiFlags, client } from "./client";
@@ -48,6 +49,8 @@ export async function localPaths(args: ApiFlags & { "pin-root"?: string; "state-
 }
 
 export function openStateReadOnly(stateDir: string): SqliteStore {
+  // The pins (bpffs, mode 0700) and the state (0700) are root's: say so, not "not found".
+  requirePrivilege("reading the agent's pins and state");
   return new SqliteStore(join(stateDir, "stratum.db"), { readonly: true });
 }
 

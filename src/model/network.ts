@@ -203,6 +203,33 @@ function checkGateway(s: Subnet, text: string, what: string): string {
   return formatIp(gw);
 }
 
+/** Address blocks that are never a network's subnet: the kernel and every workload give them
+ * another meaning (a loopback gateway would answer DNS on 127.0.0.1 of the node itself). A
+ * subnet that overlaps one is refused, and the reason named. */
+export const RESERVED_RANGES: ReadonlyArray<{ cidr: string; why: string }> = [
+  { cidr: "0.0.0.0/8", why: "unspecified ('this network', RFC 1122)" },
+  { cidr: "127.0.0.0/8", why: "loopback" },
+  { cidr: "169.254.0.0/16", why: "link-local" },
+  { cidr: "224.0.0.0/4", why: "multicast" },
+  { cidr: "240.0.0.0/4", why: "reserved (class E and the limited broadcast 255.255.255.255)" },
+  { cidr: "::/128", why: "the unspecified address" },
+  { cidr: "::1/128", why: "loopback" },
+  { cidr: "::ffff:0:0/96", why: "IPv4-mapped" },
+  { cidr: "fe80::/10", why: "link-local" },
+  { cidr: "ff00::/8", why: "multicast" },
+];
+const RESERVED = RESERVED_RANGES.map((r) => ({ ...r, subnet: parseSubnet(r.cidr) }));
+
+/** Refuses a subnet that overlaps a reserved block, naming the block and why. */
+export function checkNotReserved(s: Subnet, flag: "--cidr" | "--cidr6"): void {
+  const r = RESERVED.find((x) => overlaps(s, x.subnet));
+  if (r)
+    throw new StratumError(
+      "INVALID",
+      `${flag} ${formatSubnet(s)} overlaps ${r.cidr} (${r.why}): a network's subnet must be ordinary unicast space, e.g. 10.20.0.0/24 or fd20::/64`,
+    );
+}
+
 const DNS_ZONE_RE = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** Validates a declaration against the rules and the networks that already exist. */
@@ -228,6 +255,7 @@ export function validateNetwork(input: NetworkSpec, existing: Network[] = []): N
       "INVALID",
       `${spec.cidr} is too small to hold a gateway and endpoints (at most /${MAX_PREFIX_V4})`,
     );
+  checkNotReserved(subnet, "--cidr");
   const cidr = formatSubnet(subnet);
   const gateway = checkGateway(subnet, spec.gateway, "gateway");
 
@@ -239,6 +267,7 @@ export function validateNetwork(input: NetworkSpec, existing: Network[] = []): N
       throw new StratumError("INVALID", "--cidr6 and --gateway6 go together");
     subnet6 = parseSubnet(spec.cidr6);
     if (subnet6.family !== 6) throw new StratumError("INVALID", `--cidr6 ${spec.cidr6} is not an IPv6 CIDR`);
+    checkNotReserved(subnet6, "--cidr6");
     if (subnet6.prefixLen > 64)
       throw new StratumError(
         "INVALID",

@@ -6,7 +6,7 @@
  * never served, never fatal. */
 
 import { Database } from "bun:sqlite";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname } from "node:path";
 import { FW_GLOBAL_SCOPE } from "../datapath/firewall";
 import { StratumError } from "../errors";
@@ -15,6 +15,7 @@ import type { DnsRecord } from "../model/dns";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
 import type { EgressCap } from "../model/shape";
+import { writableDir, writableFile } from "../sys/paths";
 import { AUDITED_TABLES, type Finding, type RawRow, RowAudit } from "./audit";
 import type {
   BlockEntry,
@@ -26,6 +27,16 @@ import type {
   StoredDnsRecord,
   StoredNetwork,
 } from "./store";
+
+/** Proves the database at `path` can be opened for writing: its directory (created if
+ * missing) and its files. SQLite would open a read-only file read-only without a word and
+ * fail at the first write ("attempt to write a readonly database"), or fail to make its WAL
+ * beside it ("unable to open database file"): this says which path, and why (PERMISSION). */
+export function checkWritableStore(path: string): void {
+  const hint = "give the agent another --state-dir";
+  writableDir(dirname(path), "state directory", hint);
+  for (const f of [path, `${path}-wal`, `${path}-shm`]) writableFile(f, "state database", hint);
+}
 
 /** Append only: a database at version N runs migrations N.. at open. */
 const MIGRATIONS: string[] = [
@@ -184,11 +195,15 @@ export class SqliteStore implements Store {
         );
       return;
     }
-    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    this.db = new Database(path, { create: true, strict: true });
-    this.db.exec(
-      "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-    );
+    if (path !== ":memory:") checkWritableStore(path);
+    try {
+      this.db = new Database(path, { create: true, strict: true });
+      this.db.exec(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+      );
+    } catch (e) {
+      throw new StratumError("SYS", `open state database ${path}: ${(e as Error).message}`, { cause: e });
+    }
     this.#migrate();
     this.#quarantinedAtOpen = this.#quarantineInvalid();
     this.#fillBlockKeys();

@@ -1,8 +1,10 @@
 /** Thin libc wrappers for what the rest of Stratum needs from the OS besides libbpf:
  * raw netlink sockets, opening files (namespace handles, /dev/net/tun), ioctls for
- * TAP devices, interface name lookups and bpffs mounts. Return values or throw
+ * TAP devices, interface name lookups, bpffs mounts, this process's capabilities and
+ * unix-socket addresses (paths and abstract names). Return values or throw
  * StratumError with errno; no retries, no policy. */
-import { sysError } from "../errors";
+import { readFileSync } from "node:fs";
+import { StratumError, sysError } from "../errors";
 import { cstr, errno, libc } from "./ffi";
 import { IFREQ, SOCKADDR_NL } from "./layout";
 import { mutated } from "./mutations";
@@ -316,4 +318,121 @@ const timespec = Buffer.alloc(16);
 export function monotonicNs(): bigint {
   if (libc().clock_gettime(CLOCK_MONOTONIC, timespec) < 0) throw sysError("clock_gettime", errno());
   return timespec.readBigInt64LE(0) * 1_000_000_000n + timespec.readBigInt64LE(8);
+}
+
+/** Capability numbers (linux/capability.h) Stratum asks about. */
+export const CAP = {
+  NET_BIND_SERVICE: 10,
+  NET_ADMIN: 12,
+  NET_RAW: 13,
+  SYS_ADMIN: 21,
+  PERFMON: 38,
+  BPF: 39,
+} as const;
+
+/** This process's effective capability set (CapEff of /proc/self/status). */
+export function effectiveCapabilities(): bigint {
+  const m = readFileSync("/proc/self/status", "utf8").match(/^CapEff:\s*([0-9a-f]+)$/m);
+  return m ? BigInt(`0x${m[1]}`) : 0n;
+}
+
+export function hasCapability(caps: bigint, cap: number): boolean {
+  return ((caps >> BigInt(cap)) & 1n) === 1n;
+}
+
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOCK_NONBLOCK = 0o4000;
+const SUN_PATH_MAX = 108;
+
+/** struct sockaddr_un for `name`: a path, or an abstract name written with a leading '@'
+ * (sun_path starts with a NUL byte and the length covers the name exactly, as systemd and
+ * `ss` write them). */
+export function unixAddress(name: string): Buffer {
+  const abstract = name.startsWith("@");
+  const bytes = Buffer.from(abstract ? name.slice(1) : name, "utf8");
+  if (bytes.length === 0 || bytes.length + 1 > SUN_PATH_MAX)
+    throw new StratumError(
+      "INVALID",
+      `unix socket address "${name}" must be 1 to ${SUN_PATH_MAX - 1} bytes (a path, or '@' and an abstract name)`,
+    );
+  // Both kinds are 2 + 1 + length bytes: the family, then the name after a NUL (abstract)
+  // or before one (a path).
+  const sa = Buffer.alloc(3 + bytes.length);
+  sa.writeUInt16LE(AF_UNIX, 0);
+  bytes.copy(sa, abstract ? 3 : 2);
+  return sa;
+}
+
+const POLLIN = 1;
+const ECONNREFUSED = 111;
+const EINPROGRESS = 115;
+
+/** Connects to the listening unix stream socket `name` (path or '@abstract') and reads what
+ * it writes until it closes, for at most `timeoutMs`. undefined: nobody listens there.
+ * `pid` is the listener's, as the kernel recorded it (SO_PEERCRED), whatever it writes;
+ * `complete` is false when it did not finish in time. Synchronous: for start-up checks. */
+export function askUnixSocket(
+  name: string,
+  timeoutMs: number,
+): { pid: number; reply: string; complete: boolean } | undefined {
+  const fd = libc().socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) throw sysError("open unix socket", errno());
+  try {
+    const sa = unixAddress(name);
+    if (libc().connect(fd, sa, sa.length) < 0) {
+      const e = errno();
+      if (e === ECONNREFUSED || e === 2 /* ENOENT: no such path */) return undefined;
+      // EAGAIN: the listener's backlog is full (it accepts nothing): it is alive, and silent.
+      if (e !== 11 && e !== EINPROGRESS) throw sysError(`connect to ${name}`, e);
+    }
+    const cred = Buffer.alloc(12); // struct ucred: pid, uid, gid
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(12);
+    const pid = libc().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, len) === 0 ? cred.readInt32LE(0) : 0;
+    const chunks: Buffer[] = [];
+    const rx = Buffer.alloc(4096);
+    const pfd = Buffer.alloc(8); // struct pollfd: fd, events, revents
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) return { pid, reply: Buffer.concat(chunks).toString("utf8"), complete: false };
+      pfd.writeInt32LE(fd, 0);
+      pfd.writeInt16LE(POLLIN, 4);
+      pfd.writeInt16LE(0, 6);
+      if (libc().poll(pfd, 1n, left) < 0 && errno() !== 4) throw sysError(`wait for ${name}`, errno());
+      const n = Number(libc().recv(fd, rx, BigInt(rx.length), MSG_DONTWAIT));
+      if (n === 0) return { pid, reply: Buffer.concat(chunks).toString("utf8"), complete: true };
+      if (n > 0) chunks.push(Buffer.from(rx.subarray(0, n)));
+      else {
+        const e = errno();
+        if (e === 4 || e === 11) continue;
+        if (e === 104 /* ECONNRESET */) return { pid, reply: Buffer.concat(chunks).toString("utf8"), complete: true };
+        throw sysError(`read from ${name}`, e);
+      }
+    }
+  } finally {
+    libc().close(fd);
+  }
+}
+
+const SOCK_DGRAM = 2;
+const MSG_NOSIGNAL = 0x4000;
+
+/** Sends one datagram to the unix datagram socket `name` (path or '@abstract'). */
+export function sendUnixDatagram(name: string, data: string): void {
+  const sa = unixAddress(name);
+  const fd = libc().socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw sysError("open unix datagram socket", errno());
+  try {
+    const msg = Buffer.from(data, "utf8");
+    for (;;) {
+      const n = Number(libc().sendto(fd, msg, BigInt(msg.length), MSG_NOSIGNAL, sa, sa.length));
+      if (n >= 0) return;
+      const e = errno();
+      if (e !== 4) throw sysError(`send to ${name}`, e);
+    }
+  } finally {
+    libc().close(fd);
+  }
 }

@@ -1,0 +1,52 @@
+/** The demo, as a user on a fresh machine runs it, in CI: in a private mount namespace with
+ * every bpffs unmounted from /sys/fs/bpf (the agent must mount it), `scripts/demo --no-build`
+ * (the suite's run has built the binary) must finish with exit 0 and show what it promises.
+ * Its own trap removes its namespaces, pins and state, in that mount namespace; when it
+ * overruns, its whole session is killed by id, its mount namespace (and the bpffs the agent
+ * mounted there) goes with it, and the namespace names it left in /run/netns are removed. */
+import { afterAll, expect, test } from "bun:test";
+import { readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { ROOT, run } from "../helpers/netns";
+import { privateMountScript, UNMOUNT_BPFFS } from "../helpers/private-mount";
+
+let tag = "";
+
+afterAll(() => {
+  if (!tag) return;
+  // Only after a run that was killed: the demo's namespaces are bind mounts of its private
+  // mount namespace; what is left on the host is their names.
+  for (const f of readdirSync("/run/netns"))
+    if (f.startsWith("stm-demo-") && f.endsWith(`-${tag}`)) {
+      run(["ip", "netns", "del", f]);
+      rmSync(join("/run/netns", f), { force: true });
+    }
+});
+
+test("the demo runs to the end on a machine without bpffs mounted", async () => {
+  const r = await privateMountScript(
+    `${UNMOUNT_BPFFS}
+cd "$ROOT"
+exec bash scripts/demo --no-build`,
+    // A minute or two on a loaded 2-core machine; the cap is for a hung run, not a timing claim.
+    { timeoutMs: 600_000, env: { ROOT } },
+  );
+  tag = r.stdout.match(/stm-demo-node-(\d+)/)?.[1] ?? "";
+  const out = r.stdout;
+  const tail = `${out.slice(-4000)}\n--- stderr ---\n${r.stderr.slice(-4000)}`;
+  expect({ code: r.code, timedOut: r.timedOut }, tail).toEqual({ code: 0, timedOut: false });
+  expect(out).toContain("unmounted bpffs: ");
+  expect(out).toContain("(bpffs is not mounted on /sys/fs/bpf: the agent mounts it)");
+  expect(out).toContain("mounted bpffs on /sys/fs/bpf");
+  for (const line of [
+    "web-1 reaches web-2 and its gateway",
+    "no reply: its ARP and ICMP never left the port",
+    "db-1 -> 10.20.0.2: no reply",
+    "agent killed; the datapath keeps running",
+    "40 packets transmitted, 40 received, 0% packet loss",
+    "kernel changes: none",
+    "demo: done",
+  ])
+    expect(out, tail).toContain(line);
+  expect(out.trimEnd().endsWith("demo: done")).toBe(true);
+}, 660_000);
