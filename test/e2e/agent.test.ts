@@ -439,6 +439,7 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
     "stm_fw_src4",
     "stm_fw_src6",
     "stm_fw_stats",
+    "stm_ifaces",
     "stm_local",
     "stm_mon_cfg",
     "stm_mon_pace",
@@ -450,6 +451,7 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
     "stm_shape_cfg",
     "stm_shape_src",
     "stm_shape_state",
+    "stm_subnets",
   ]);
   // No port configuration, profile, endpoint address or network firewall scope is left
   // behind; the local addresses left are the bridge's own MAC and link-local address, the
@@ -462,7 +464,8 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
     local: entries("stm_local"),
     scopes: entries("stm_fw_scopes"),
     caps: entries("stm_shape_cfg"),
-  }).toEqual({ ports: 0, profiles: 0, local: 2, scopes: 1, caps: 0 });
+    subnets: entries("stm_subnets"),
+  }).toEqual({ ports: 0, profiles: 0, local: 2, scopes: 1, caps: 0, subnets: 0 });
   const addrs = agentNs.ipJson(["addr", "show", "cnv-user-br0"])[0].addr_info.filter((a: any) => a.family === "inet");
   expect(addrs).toEqual([]);
 });

@@ -154,22 +154,26 @@ test("the endpoints carry their profiles and the uplink its filter", async () =>
   vicNs.execOk(["ping", "-6", "-c", "1", "-W", "2", atk.ip6]);
 });
 
-test("a legitimate broadcast reaches the victim and the uplink, never the other network; unknown unicast reaches no workload", async () => {
+test("a legitimate broadcast reaches the victim, never the other network nor the LAN; unknown unicast reaches no workload and stays off the LAN", async () => {
   const send = new PacketSocket("eth0", { netns: atkNs.path });
   const capV = new PacketSocket("eth0", { netns: vicNs.path, rcvbuf: 32 << 20 });
   const capO = new PacketSocket("eth0", { netns: othNs.path, rcvbuf: 32 << 20 });
   const capU = new PacketSocket("ext0", { netns: out.path, rcvbuf: 32 << 20 });
   sockets.push(send, capV, capO, capU);
+  const lanDirect = async () => (await uplinkDrops())["lan-direct"] as number;
+  const before = await lanDirect();
   const f = marked(udp4({ mac: atk.mac, src: atk.ip, dst: "10.61.0.255", sport: 9999, dport: 9999 }), 0);
   expect(send.send(f, 1000)).toBe(1000);
   await Bun.sleep(200);
+  // Gateway only: the network is not extended onto the LAN, so its broadcasts stay on its ports.
   expect({
     victim: seen(capV.drain(), f, 0),
     uplink: seen(capU.drain(), f, 0),
     other: seen(capO.drain(), f, 0),
-  }).toEqual({ victim: 1000, uplink: 1000, other: 0 });
+  }).toEqual({ victim: 1000, uplink: 0, other: 0 });
 
-  // Unknown unicast: flooded to the uplink, never to a workload port (only the agent adds addresses to the bridge).
+  // Unknown unicast: flooded by the bridge, delivered to no workload port (only the agent adds
+  // addresses to the bridge) and not onto the LAN either.
   const u = marked(
     udp4({ mac: atk.mac, dstMac: "02:99:99:99:99:99", src: atk.ip, dst: vic.ip, sport: 9999, dport: 9999 }),
     2,
@@ -182,9 +186,11 @@ test("a legitimate broadcast reaches the victim and the uplink, never the other 
     other: seen(capO.drain(), u, 2),
   }).toEqual({
     victim: 0,
-    uplink: 1000,
+    uplink: 0,
     other: 0,
   });
+  // Both floods were counted at the uplink's egress.
+  expect((await lanDirect()) - before).toBeGreaterThanOrEqual(2000);
 });
 
 test(`other network: ${FRAMES} frames to another network's endpoint, none delivered, all counted`, async () => {

@@ -101,9 +101,13 @@ test("XDP attach (native on veth) counts received frames", () => {
 test("bad input: one line, stable exit codes", () => {
   const cases: Array<[string[], number, string]> = [
     [["datapath", "counter", "attach", "--dev", "nope0"], 3, "link nope0 does not exist"],
-    [["datapath", "counter", "attach", "--dev", pair.devA, "--hook", "sideways"], 2, 'unknown hook "sideways"'],
+    [
+      ["datapath", "counter", "attach", "--dev", pair.devA, "--hook", "sideways"],
+      2,
+      '--hook must be tc-ingress, tc-egress or xdp, not "sideways"',
+    ],
     [["datapath", "counter", "attach", "--dev", pair.devA, "--hook", "xdp", "--mode", "tcx"], 2, "does not apply"],
-    [["datapath", "counter", "read", "-o", "yaml"], 2, 'unknown output format "yaml"'],
+    [["datapath", "counter", "read", "-o", "xml"], 2, '--output must be table, json or yaml, not "xml"'],
   ];
   for (const [args, code, msg] of cases) {
     const r = ctl(...args);

@@ -120,6 +120,8 @@ remote-control:
     GW6,
     "--mtu",
     "1450",
+    // The outside (unbound) has an address of the subnet: the network is extended onto its LAN.
+    "--extend-to-lan",
     "--dns-forwarder",
     OUT,
     "--dhcp-lease-time",

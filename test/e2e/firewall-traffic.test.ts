@@ -59,6 +59,8 @@ beforeAll(async () => {
     "fd73::/64",
     "--gateway6",
     "fd73::1",
+    // The outside host has an address of the subnet: the network is extended onto its LAN.
+    "--extend-to-lan",
   );
   srv = A.json("network", "attach", NET, "--name", "srv", "--netns", srvNs.name, "--configure");
   cli = A.json("network", "attach", NET, "--name", "cli", "--netns", cliNs.name, "--configure");

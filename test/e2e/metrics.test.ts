@@ -69,7 +69,8 @@ beforeAll(async () => {
   out.execOk(["ip", "link", "set", "ext0", "up"]);
   out.execOk(["ip", "addr", "add", "10.74.0.200/24", "dev", "ext0"]);
   await A.start(flags());
-  A.json("network", "create", "--name", NET, "--cidr", "10.74.0.0/24", "--gateway", "10.74.0.1");
+  // The outside host has an address of the network's subnet: the network is extended onto its LAN.
+  A.json("network", "create", "--name", NET, "--cidr", "10.74.0.0/24", "--gateway", "10.74.0.1", "--extend-to-lan");
   a = A.json("network", "attach", NET, "--name", "ep-a", "--netns", aNs.name, "--configure");
   b = A.json("network", "attach", NET, "--name", "ep-b", "--netns", bNs.name, "--configure");
 });

@@ -125,7 +125,7 @@ agent file-parent "$D/file/state" "$D/rw/api.sock"
 echo "bpffs after: $(stat -f -c %T /sys/fs/bpf)"
 echo "links after: $(ip -br link | wc -l)"
 echo "db after: $(stat -c %s "$D/db/state/stratum.db") $(ls "$D/db/state" | tr '\\n' ' ')"
-for f in "$D"/*.err; do echo "== $(basename "$f" .err)"; grep -v '^\\[agent\\] ℹ' "$f"; done
+for f in "$D"/*.err; do echo "== $(basename "$f" .err)"; grep -Ev '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z +INFO ' "$f"; done
 `,
       { timeoutMs: 60_000, netns: true, env: { DIR: dir } },
     );

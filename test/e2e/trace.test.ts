@@ -311,6 +311,8 @@ beforeAll(async () => {
     "fd62::/64",
     "--gateway6",
     "fd62::1",
+    // The outside host has an address of n1's subnet: n1 is extended onto its LAN.
+    "--extend-to-lan",
   );
   A.json("network", "create", "--name", "n2", "--cidr", "10.63.0.0/24", "--gateway", GW2);
   for (const [e, net] of [
