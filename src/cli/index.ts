@@ -2,6 +2,7 @@
  * message on stderr (or `{code, message}` with `-o json`) and a stable exit code. */
 import { defineCommand } from "citty";
 import YAML from "yaml";
+import { detectLogFormat } from "../agent/logging";
 import { type ErrorCode, StratumError } from "../errors";
 import { agentCommand } from "./agent";
 import { type AnyCommand, BIN, parseCommandLine, renderHelp } from "./args";
@@ -155,7 +156,9 @@ function report(e: unknown, o: { format: "table" | "json" | "yaml"; verbose: boo
     const doc = { code, message, ...(detail && o.verbose ? { detail } : {}) };
     process.stderr.write(o.format === "json" ? `${JSON.stringify(doc)}\n` : YAML.stringify(doc));
   } else {
-    process.stderr.write(`${BIN}: ${message}\n`);
+    // Under systemd (the agent's unit), the journal reads the line's priority: an error.
+    const prio = detectLogFormat() === "journal" ? "<3>" : "";
+    process.stderr.write(`${prio}${BIN}: ${message}\n`);
     if (detail && o.verbose) process.stderr.write(`${detail}\n`);
     else if (detail)
       process.stderr.write(

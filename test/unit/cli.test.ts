@@ -179,3 +179,23 @@ test("not root: the root-only API socket is a permission error (exit 10), not an
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("under systemd (JOURNAL_STREAM is stderr) an error line carries the journal's error priority", async () => {
+  const { mkdtempSync, openSync, closeSync, readFileSync, statSync, rmSync } = require("node:fs");
+  const dir = mkdtempSync("/tmp/stm-journal-");
+  const file = `${dir}/stderr`;
+  const fd = openSync(file, "w");
+  try {
+    const st = statSync(file, { bigint: true });
+    const p = Bun.spawn([BINARY, "network", "list", "--api-socket", `${dir}/none.sock`], {
+      stdout: "ignore",
+      stderr: fd,
+      env: { ...process.env, JOURNAL_STREAM: `${st.dev}:${st.ino}` },
+    });
+    expect(await p.exited).toBe(7);
+    expect(readFileSync(file, "utf8")).toStartWith("<3>cenvero-str-ctl: cannot reach the agent");
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
