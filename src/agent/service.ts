@@ -99,6 +99,17 @@ export function endpointLocals(ep: Pick<Endpoint, "ip" | "mac">, n: StoredNetwor
   return [ep.mac, ep.ip, linkLocal(ep.mac), ...(n.cidr6 ? [profileIp6(n.cidr6, ep.mac)] : [])];
 }
 
+/** An interface name the kernel takes (IFNAMSIZ: at most 15 bytes; no '/', ':' or white space;
+ * not "." or ".."), checked before anything is claimed or created. */
+export function checkIfName(name: string, what: string): string {
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name) || name === "." || name === "..")
+    throw new StratumError(
+      "INVALID",
+      `${what} "${name.length > 40 ? `${name.slice(0, 40)}…` : name}" is not an interface name: 1-15 letters, digits, '.', '-' or '_'`,
+    );
+  return name;
+}
+
 /** Host-side interface name of a veth endpoint: short, stable, unique per name. */
 export function hostIfName(endpoint: string): string {
   return `stm${createHash("sha256").update(endpoint).digest("hex").slice(0, 10)}`;
@@ -502,6 +513,11 @@ export class NetworkService {
     if (this.store.getEndpoint(name)) throw new StratumError("CONFLICT", `endpoint ${name} already exists`);
     if (req.tap !== undefined && req.configure)
       throw new StratumError("INVALID", "--configure applies to --netns endpoints (a VM configures itself)");
+    if (req.tap !== undefined) checkIfName(req.tap, "--tap");
+    if (req.ifname !== undefined) {
+      if (req.netns === undefined) throw new StratumError("INVALID", "--ifname names the interface inside --netns");
+      checkIfName(req.ifname, "--ifname");
+    }
     const { index, ip } = this.#pickAddress(n, req.ip);
     const mac = profileMac(n.id, index);
     const prefixLen = parseSubnet(n.cidr).prefixLen;

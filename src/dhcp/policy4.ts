@@ -22,6 +22,7 @@ export type Ignore4 =
   | "unknown-client" // no claimed profile holds this MAC
   | "outside-range" // the profile's address is outside the network's DHCP range (a static endpoint)
   | "other-server" // a REQUEST that chose another server
+  | "wrong-address" // an INFORM from an address that is not the client's profile's
   | "bad-type";
 
 export type Outcome4 =
@@ -185,13 +186,14 @@ export function encodeReply(reply: Dhcp4Message, req: Dhcp4Message): Uint8Array 
 }
 
 /** Where a reply goes (RFC 2131 §4.1, giaddr is always zero here): a NAK is broadcast; a
- * client that asked for broadcast gets it; one with an address (ciaddr) gets it there; else
- * unicast to the offered address at the client's MAC (the caller installs that neighbour). */
-function route(req: Dhcp4Message, type: number, yiaddr: string): { to: "unicast" | "broadcast"; dest: string } {
+ * client that asked for broadcast (and has no address yet) gets it; else unicast to the
+ * client's profile address at its MAC (the caller installs that neighbour). Never to the
+ * ciaddr a client names: a reply lands on the address its profile owns, on its own network,
+ * whatever the request says (the callers refuse a ciaddr that is not that address). */
+function route(req: Dhcp4Message, type: number, ip: string): { to: "unicast" | "broadcast"; dest: string } {
   if (type === DHCP4.NAK) return { to: "broadcast", dest: "255.255.255.255" };
-  if (req.ciaddr !== ZERO) return { to: "unicast", dest: req.ciaddr };
-  if (req.flags & 0x8000) return { to: "broadcast", dest: "255.255.255.255" };
-  return { to: "unicast", dest: yiaddr };
+  if (req.ciaddr === ZERO && req.flags & 0x8000) return { to: "broadcast", dest: "255.255.255.255" };
+  return { to: "unicast", dest: ip };
 }
 
 function nak(req: Dhcp4Message, b: Binding4, why: string): Outcome4 {
@@ -240,10 +242,12 @@ export function respond4(req: Dhcp4Message, lookup: (mac: string) => Binding4 | 
         if (reqIp !== b.ip) return nak(req, b, `the address of this client is ${b.ip}`);
         return offer(DHCP4.ACK);
       }
-      // INIT-REBOOT (requested address, no ciaddr) or RENEWING/REBINDING (ciaddr).
+      // INIT-REBOOT (requested address, no ciaddr) or RENEWING/REBINDING (ciaddr): both must
+      // be the profile's address when given.
       const claimed = reqIp ?? (req.ciaddr !== ZERO ? req.ciaddr : undefined);
       if (claimed === undefined) return { kind: "ignore", why: "bad-type" };
-      if (claimed !== b.ip) return nak(req, b, `the address of this client is ${b.ip}`);
+      if (claimed !== b.ip || (req.ciaddr !== ZERO && req.ciaddr !== b.ip))
+        return nak(req, b, `the address of this client is ${b.ip}`);
       return offer(DHCP4.ACK);
     }
     case DHCP4.DECLINE:
@@ -254,9 +258,10 @@ export function respond4(req: Dhcp4Message, lookup: (mac: string) => Binding4 | 
       return { kind: "release", binding: b };
     case DHCP4.INFORM: {
       // The client has its address; it wants the rest (no lease, yiaddr zero; RFC 2131 §3.4).
+      // Its address is its profile's: an INFORM naming another is not answered.
+      if (req.ciaddr !== ZERO && req.ciaddr !== b.ip) return { kind: "ignore", why: "wrong-address" };
       const reply = baseReply(req, leaseOptions(b, DHCP4.ACK, false, requested), ZERO);
-      const dest = req.ciaddr !== ZERO ? req.ciaddr : b.ip;
-      return { kind: "reply", type: DHCP4.ACK, reply, to: "unicast", dest };
+      return { kind: "reply", type: DHCP4.ACK, reply, to: "unicast", dest: b.ip };
     }
     default:
       return { kind: "ignore", why: "bad-type" };

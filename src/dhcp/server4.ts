@@ -9,7 +9,7 @@ import { StratumError } from "../errors";
 import { contains, parseIp, parseSubnet } from "../model/ip";
 import { NL, type Rtnl, setNeighbour } from "../netlink";
 import type { Endpoint, Lease, Store, StoredNetwork } from "../store/store";
-import { raiseReceiveBuffer } from "../sys/socket-buffer";
+import { raiseReceiveBuffer, tieToDevice } from "../sys/socket-buffer";
 import { type Binding4, encodeReply, type Ignore4, type Outcome4, respond4, TYPE_NAMES } from "./policy4";
 import { DHCP4, Dhcp4FormatError, type Dhcp4Message, dec, macOf, OPT, parseDhcp4 } from "./v4";
 
@@ -52,6 +52,7 @@ const IGNORE_REASONS: Ignore4[] = [
   "unknown-client",
   "outside-range",
   "other-server",
+  "wrong-address",
   "bad-type",
 ];
 
@@ -83,6 +84,9 @@ export class Dhcp4Server {
   readonly #log: Log;
   readonly #port: number;
   readonly #clientPort: number;
+  /** Bind the socket to the bridge (the agent; tests on loopback do not). */
+  readonly #tie: boolean;
+  readonly #loopback: boolean;
   #sock: udp.Socket<"uint8array"> | undefined;
   /** Client MAC → its endpoint: rebuilt by update(). */
   #index = new Map<string, Binding4>();
@@ -107,13 +111,26 @@ export class Dhcp4Server {
 
   /** `nl`: where the neighbour entries of unicast replies go (the agent's namespace);
    * undefined writes none (tests that answer on loopback). */
-  constructor(o: { store: Store; bridge: string; nl?: Rtnl; log?: Log; port?: number; clientPort?: number }) {
+  constructor(o: {
+    store: Store;
+    bridge: string;
+    nl?: Rtnl;
+    log?: Log;
+    port?: number;
+    clientPort?: number;
+    /** Tie the socket to the bridge (default: when `nl` is given, i.e. in the agent). */
+    tieToBridge?: boolean;
+    /** Tests on loopback: every reply goes to 127.0.0.1 (the client port), whatever its address. */
+    loopbackReplies?: boolean;
+  }) {
     this.#store = o.store;
     this.#bridge = o.bridge;
     this.#nl = o.nl;
     this.#log = o.log ?? (() => {});
     this.#port = o.port ?? 67;
     this.#clientPort = o.clientPort ?? 68;
+    this.#tie = o.tieToBridge ?? o.nl !== undefined;
+    this.#loopback = o.loopbackReplies === true;
   }
 
   /** Loads the stored leases of `networks`; a row that fails validation is quarantined. */
@@ -195,6 +212,16 @@ export class Dhcp4Server {
       throw new StratumError("SYS", `DHCP server: bind 0.0.0.0:${this.#port}: ${(e as Error).message}`);
     }
     this.#sock.setBroadcast(true);
+    // On the user bridge only: requests arrive there, and a broadcast reply (a NAK, a client
+    // that asked for one) leaves there even when the node has no default route.
+    if (this.#tie)
+      try {
+        tieToDevice(this.#sock, this.#bridge);
+      } catch (e) {
+        this.#sock.close();
+        this.#sock = undefined;
+        throw new StratumError("SYS", `DHCP server: ${(e as Error).message}`);
+      }
     raiseReceiveBuffer(this.#sock, "DHCP server", this.#log);
   }
 
@@ -210,7 +237,7 @@ export class Dhcp4Server {
       // Only the address being leased is learned: a client-chosen ciaddr must not point a neighbour entry at it.
       if (out.to === "unicast" && this.#nl && out.dest === out.reply.yiaddr) this.#learn(out.dest, macOf(out.reply));
       const bytes = encodeReply(out.reply, h.req);
-      if (!this.#sock.send(bytes, this.#clientPort, out.dest)) this.#stats.sendErrors++;
+      if (!this.#sock.send(bytes, this.#clientPort, this.#loopback ? "127.0.0.1" : out.dest)) this.#stats.sendErrors++;
       else {
         const t = TYPE_NAMES[out.type] ?? String(out.type);
         this.#stats.replies[t] = (this.#stats.replies[t] ?? 0) + 1;

@@ -164,6 +164,16 @@ export function setSocketBuffer(fd: number, which: "receive" | "send", bytes: nu
 
 const SO_PEERCRED = 17;
 
+const SO_BINDTODEVICE = 25;
+
+/** Ties socket `fd` to device `ifname`: it receives only what arrives there, and what it
+ * sends leaves there without a route (a broadcast reply on a node with no default route). */
+export function bindToDevice(fd: number, ifname: string): void {
+  const name = Buffer.from(`${ifname}\0`);
+  if (libc().setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, name.length) < 0)
+    throw sysError(`bind socket ${fd} to ${ifname}`, errno());
+}
+
 /** The process at the other end of a connected unix socket, as the kernel recorded it when
  * the connection was made (SO_PEERCRED: struct ucred). */
 export function peerCredentials(fd: number): { pid: number; uid: number; gid: number } {

@@ -158,6 +158,19 @@ describe("networks and endpoints", () => {
         `interface eth0 already exists in namespace ${c1.name}`,
       ],
       [["network", "delete", "app-net"], "has 2 endpoint(s) attached"],
+      // Interface names the kernel would refuse (IFNAMSIZ) are refused first, as bad input.
+      [
+        ["network", "attach", "app-net", "--name", "vm-9", "--tap", "t".repeat(40)],
+        `--tap "${"t".repeat(40)}" is not an interface name: 1-15 letters, digits, '.', '-' or '_'`,
+      ],
+      [
+        ["network", "attach", "app-net", "--name", "web-9", "--netns", c3.name, "--ifname", "i".repeat(40)],
+        `--ifname "${"i".repeat(40)}" is not an interface name`,
+      ],
+      [
+        ["network", "attach", "app-net", "--name", "web-9", "--netns", c3.name, "--ifname", "a/b"],
+        `--ifname "a/b" is not an interface name`,
+      ],
     ];
     for (const [args, msg] of cases) {
       const r = ctl(...args);

@@ -238,6 +238,28 @@ describe("DORA and the offer's options", () => {
     expect(reply(request(DHCP4.REQUEST, { ciaddr: "10.20.0.99" })).type).toBe(DHCP4.NAK);
   });
 
+  test("a reply lands only on the client's own address, whatever ciaddr it names", () => {
+    // A RENEW that names the right address but another network's endpoint (or the subnet's
+    // broadcast address) as ciaddr: NAKed, never ACKed there.
+    for (const ciaddr of ["10.30.0.5", "10.20.0.255", "255.255.255.255"]) {
+      const r = reply(request(DHCP4.REQUEST, { ciaddr, opts: [[OPT.REQUESTED_IP, enc.ip("10.20.0.6")]] }));
+      expect({ ciaddr, type: r.type, to: r.to, dest: r.dest }).toEqual({
+        ciaddr,
+        type: DHCP4.NAK,
+        to: "broadcast",
+        dest: "255.255.255.255",
+      });
+      // INFORM from an address that is not the profile's: not answered at all.
+      expect(answer(request(DHCP4.INFORM, { ciaddr }))).toEqual({ kind: "ignore", why: "wrong-address" });
+    }
+    expect(reply(request(DHCP4.INFORM, { ciaddr: "10.20.0.6" }))).toMatchObject({ to: "unicast", dest: "10.20.0.6" });
+    // The broadcast flag with an address already held: unicast, to that address.
+    expect(reply(request(DHCP4.REQUEST, { ciaddr: "10.20.0.6", flags: 0x8000 }))).toMatchObject({
+      to: "unicast",
+      dest: "10.20.0.6",
+    });
+  });
+
   test("the broadcast flag asks for a broadcast reply", () => {
     expect(reply(request(DHCP4.DISCOVER, { flags: 0x8000 }))).toMatchObject({ to: "broadcast" });
   });
@@ -372,10 +394,10 @@ describe("over a real socket", () => {
         },
       },
     });
-    live = new Dhcp4Server({ store, bridge: "none", port: 0, clientPort: client.port });
+    live = new Dhcp4Server({ store, bridge: "none", port: 0, clientPort: client.port, loopbackReplies: true });
     await live.start();
     live.update(store.listNetworks(), store.listEndpoints());
-    client.send(request(DHCP4.DISCOVER, { ciaddr: "127.0.0.1" }), live.port, "127.0.0.1");
+    client.send(request(DHCP4.DISCOVER), live.port, "127.0.0.1");
     for (let i = 0; i < 50 && !got.length; i++) await Bun.sleep(10);
     client.close();
     expect(got).toHaveLength(1);
