@@ -26,7 +26,15 @@ export type Ignore4 =
   | "bad-type";
 
 export type Outcome4 =
-  | { kind: "reply"; type: number; reply: Dhcp4Message; to: "unicast" | "broadcast"; dest: string }
+  | {
+      kind: "reply";
+      type: number;
+      reply: Dhcp4Message;
+      to: "unicast" | "broadcast";
+      dest: string;
+      /** The network's gateway: the reply's source address. */
+      source: string;
+    }
   | { kind: "ignore"; why: Ignore4 }
   | { kind: "release"; binding: Binding4 }
   | { kind: "decline"; binding: Binding4 };
@@ -207,7 +215,7 @@ function nak(req: Dhcp4Message, b: Binding4, why: string): Outcome4 {
     ZERO,
   );
   reply.ciaddr = ZERO;
-  return { kind: "reply", type: DHCP4.NAK, reply, ...route(req, DHCP4.NAK, ZERO) };
+  return { kind: "reply", type: DHCP4.NAK, reply, ...route(req, DHCP4.NAK, ZERO), source: b.network.gateway };
 }
 
 /** The server's answer to one parsed request from a workload. `lookup` finds the endpoint
@@ -229,7 +237,7 @@ export function respond4(req: Dhcp4Message, lookup: (mac: string) => Binding4 | 
   const reqIp = reqRaw?.length === 4 ? dec.ip(reqRaw) : undefined;
   const offer = (t: number): Outcome4 => {
     const reply = baseReply(req, leaseOptions(b, t, true, requested), b.ip);
-    return { kind: "reply", type: t, reply, ...route(req, t, b.ip) };
+    return { kind: "reply", type: t, reply, ...route(req, t, b.ip), source: b.network.gateway };
   };
 
   switch (type) {
@@ -261,7 +269,7 @@ export function respond4(req: Dhcp4Message, lookup: (mac: string) => Binding4 | 
       // Its address is its profile's: an INFORM naming another is not answered.
       if (req.ciaddr !== ZERO && req.ciaddr !== b.ip) return { kind: "ignore", why: "wrong-address" };
       const reply = baseReply(req, leaseOptions(b, DHCP4.ACK, false, requested), ZERO);
-      return { kind: "reply", type: DHCP4.ACK, reply, to: "unicast", dest: b.ip };
+      return { kind: "reply", type: DHCP4.ACK, reply, to: "unicast", dest: b.ip, source: b.network.gateway };
     }
     default:
       return { kind: "ignore", why: "bad-type" };

@@ -5,10 +5,12 @@
  * validation at load. A bad packet is counted and dropped; nothing a client sends can stop it. */
 import type { udp } from "bun";
 import { z } from "zod";
+import { ETH_P, ethernet, IPPROTO, ipv4, udp as udpSegment } from "../datapath/packet";
 import { StratumError } from "../errors";
 import { contains, parseIp, parseSubnet } from "../model/ip";
-import { NL, type Rtnl, setNeighbour } from "../netlink";
+import { getLink, NL, type Rtnl, setNeighbour } from "../netlink";
 import type { Endpoint, Lease, Store, StoredNetwork } from "../store/store";
+import { PacketSocket } from "../sys/os";
 import { raiseReceiveBuffer, tieToDevice } from "../sys/socket-buffer";
 import { type Binding4, encodeReply, type Ignore4, type Outcome4, respond4, TYPE_NAMES } from "./policy4";
 import { DHCP4, Dhcp4FormatError, type Dhcp4Message, dec, macOf, OPT, parseDhcp4 } from "./v4";
@@ -87,6 +89,8 @@ export class Dhcp4Server {
   /** Bind the socket to the bridge (the agent; tests on loopback do not). */
   readonly #tie: boolean;
   readonly #loopback: boolean;
+  /** Send-only packet socket on the bridge, for broadcast replies (the agent's server only). */
+  #raw: PacketSocket | undefined;
   #sock: udp.Socket<"uint8array"> | undefined;
   /** Client MAC → its endpoint: rebuilt by update(). */
   #index = new Map<string, Binding4>();
@@ -217,6 +221,10 @@ export class Dhcp4Server {
     if (this.#tie)
       try {
         tieToDevice(this.#sock, this.#bridge);
+        // Broadcast replies are whole frames from the network's gateway: sent by the UDP socket
+        // they would take the bridge's first address as their source, which another network's
+        // ports drop as not theirs.
+        this.#raw = new PacketSocket(this.#bridge, { sendOnly: true });
       } catch (e) {
         this.#sock.close();
         this.#sock = undefined;
@@ -237,7 +245,11 @@ export class Dhcp4Server {
       // Only the address being leased is learned: a client-chosen ciaddr must not point a neighbour entry at it.
       if (out.to === "unicast" && this.#nl && out.dest === out.reply.yiaddr) this.#learn(out.dest, macOf(out.reply));
       const bytes = encodeReply(out.reply, h.req);
-      if (!this.#sock.send(bytes, this.#clientPort, this.#loopback ? "127.0.0.1" : out.dest)) this.#stats.sendErrors++;
+      const sent =
+        out.to === "broadcast" && this.#raw
+          ? this.#sendBroadcast(bytes, out.source)
+          : this.#sock.send(bytes, this.#clientPort, this.#loopback ? "127.0.0.1" : out.dest);
+      if (!sent) this.#stats.sendErrors++;
       else {
         const t = TYPE_NAMES[out.type] ?? String(out.type);
         this.#stats.replies[t] = (this.#stats.replies[t] ?? 0) + 1;
@@ -246,6 +258,21 @@ export class Dhcp4Server {
       this.#stats.sendErrors++;
       this.#log("warn", `dhcp: reply to ${out.dest}: ${(e as Error).message}`);
     }
+  }
+
+  /** A broadcast reply as a whole frame on the bridge: from the bridge's MAC and the network's
+   * gateway (`source`) to everyone on the link. */
+  #sendBroadcast(bytes: Uint8Array, source: string): boolean {
+    const mac = getLink(this.#bridge, this.#nl)?.mac;
+    if (!mac || !this.#raw) return false;
+    const frame = ethernet(
+      { src: mac, dst: "ff:ff:ff:ff:ff:ff", type: ETH_P.IP },
+      ipv4(
+        { src: source, dst: "255.255.255.255", proto: IPPROTO.UDP },
+        udpSegment({ src: source, dst: "255.255.255.255", sport: this.#port, dport: this.#clientPort }, bytes),
+      ),
+    );
+    return this.#raw.send(frame) === 1;
   }
 
   /** A client without its address yet cannot answer ARP: the reply's neighbour entry is
@@ -374,5 +401,7 @@ export class Dhcp4Server {
     this.flush();
     this.#sock?.close();
     this.#sock = undefined;
+    this.#raw?.close();
+    this.#raw = undefined;
   }
 }

@@ -244,17 +244,20 @@ const SOL_PACKET = 263;
 const PACKET_IGNORE_OUTGOING = 23;
 
 /** A raw AF_PACKET socket bound to one interface: sends whole Ethernet frames and receives
- * every frame arriving there (its own sends excluded). Created inside `netns` when given,
- * and usable from anywhere afterwards. */
+ * every frame arriving there (its own sends excluded), or, `sendOnly`, receives nothing (the
+ * kernel queues no copy of the traffic for it). Created inside `netns` when given, and usable
+ * from anywhere afterwards. */
 export class PacketSocket implements Disposable {
   #fd: number;
   readonly ifindex: number;
   readonly #rx = Buffer.alloc(65536);
 
-  constructor(ifname: string, opts: { netns?: string; rcvbuf?: number } = {}) {
+  constructor(ifname: string, opts: { netns?: string; rcvbuf?: number; sendOnly?: boolean } = {}) {
+    // Protocol 0: no frame is delivered to the socket.
+    const proto = opts.sendOnly ? 0 : ETH_P_ALL_BE;
     const open = (): [number, number] => {
       const ifindex = ifNameToIndex(ifname);
-      const fd = libc().socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, ETH_P_ALL_BE);
+      const fd = libc().socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, proto);
       if (fd < 0) throw sysError(`open packet socket on ${ifname}`, errno());
       return [fd, ifindex];
     };
@@ -264,7 +267,7 @@ export class PacketSocket implements Disposable {
     try {
       const sll = Buffer.alloc(20); // struct sockaddr_ll
       sll.writeUInt16LE(AF_PACKET, 0);
-      sll.writeUInt16LE(ETH_P_ALL_BE, 2);
+      sll.writeUInt16LE(proto, 2);
       sll.writeInt32LE(ifindex, 4);
       if (libc().bind(fd, sll, sll.length) < 0) throw sysError(`bind packet socket to ${ifname}`, errno());
       this.#setInt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);

@@ -10,7 +10,9 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { PacketSocket } from "../../src/sys/os";
 import { TestAgent } from "../helpers/agent";
+import { bootp, udp4 } from "../helpers/frames";
 import { Netns, run } from "../helpers/netns";
 import { metricValue, parseExposition as parseMetrics } from "../helpers/prom";
 
@@ -70,7 +72,7 @@ function dig(from: Netns, args: string[]): string {
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "stm-dhcp-"));
   A = new TestAgent("dhd");
-  for (const n of ["dhc", "udh", "dcd", "six", "out"]) ns[n] = new Netns(`dhd${n}`);
+  for (const n of ["dhc", "udh", "dcd", "six", "bro", "out"]) ns[n] = new Netns(`dhd${n}`);
   const out = ns.out as Netns;
   A.ns.execOk(["ip", "link", "add", "upl0", "type", "veth", "peer", "name", "ext0", "netns", out.name]);
   out.execOk(["ip", "link", "set", "ext0", "up"]);
@@ -127,7 +129,7 @@ remote-control:
     "--dhcp-lease-time",
     "10",
   );
-  for (const e of ["dhc", "udh", "dcd", "six"]) {
+  for (const e of ["dhc", "udh", "dcd", "six", "bro"]) {
     const v = A.json("network", "attach", "n1", "--name", e, "--netns", (ns[e] as Netns).name, "--ifname", `e${e}`);
     eps[e] = { ip: v.ip, mac: v.mac, ip6: v.ip6 };
   }
@@ -253,6 +255,53 @@ esac`,
     const renew = await waitFor("udhcpc renew", () => events(log).find((e) => e.reason === "renew"));
     expect(renew.ip).toBe(eps.udh?.ip);
     expect(n.exec(["ping", "-c", "1", "-W", "2", GW]).code).toBe(0);
+  }, 30_000);
+
+  test("broadcast replies (the client asks for one; a NAK) leave on a node without a default route", async () => {
+    // The agent's namespace has no default route: a broadcast reply must not need one. And the
+    // bridge's first address is the node's own on the LAN (192.0.2.1), not the network's gateway:
+    // a broadcast reply must still come from the gateway.
+    expect(A.ns.execOk(["ip", "route", "show", "default"]).trim()).toBe("");
+    expect(A.ns.execOk(["ip", "-4", "-o", "addr", "show", "cnv-user-br0"]).split("\n")[0]).toContain("192.0.2.1/24");
+    const n = ns.bro as Netns;
+    n.execOk(["ip", "link", "set", "ebro", "up"]);
+    const log = join(dir, "udhcpc-b.events");
+    const script = hook("udhcpc-b-hook", `echo "reason=$1|ip=$ip" >> ${log}`);
+    // -B: the broadcast flag, so the OFFER and the ACK go to 255.255.255.255.
+    const r = n.exec(["udhcpc", "-f", "-q", "-n", "-B", "-i", "ebro", "-s", script, "-t", "5", "-T", "1"]);
+    expect(r.code).toBe(0);
+    expect(events(log).find((e) => e.reason === "bound")).toMatchObject({ ip: eps.bro?.ip });
+    // A REQUEST for an address that is not the client's: the NAK is broadcast, and arrives.
+    const sock = new PacketSocket("ebro", { netns: n.path });
+    try {
+      const mac = eps.bro?.mac as string;
+      const msg = bootp(1, { chaddr: mac });
+      msg.writeUInt32BE(0x00c0ffee, 4); // xid
+      const opts = Buffer.from([53, 1, 3, 50, 4, 10, 71, 0, 250, 255]); // REQUEST for 10.71.0.250
+      const frame = udp4({
+        mac,
+        src: "0.0.0.0",
+        dst: "255.255.255.255",
+        sport: 68,
+        dport: 67,
+        payload: Buffer.concat([msg, opts]),
+      });
+      expect(sock.send(frame, 1)).toBe(1);
+      let nak: Buffer | undefined;
+      for (let i = 0; i < 40 && !nak; i++) {
+        await Bun.sleep(50);
+        nak = sock
+          .drain()
+          .find((f) => f.length > 282 && f.readUInt16BE(36) === 68 && f.readUInt32BE(46) === 0x00c0ffee);
+      }
+      expect(nak).toBeDefined();
+      const dhcp = (nak as Buffer).subarray(42);
+      expect(dhcp.subarray(240, 243)).toEqual(Buffer.from([53, 1, 6])); // DHCPNAK
+      expect((nak as Buffer).subarray(30, 34)).toEqual(Buffer.from([255, 255, 255, 255]));
+      expect((nak as Buffer).subarray(26, 30)).toEqual(Buffer.from([10, 71, 0, 1])); // from the gateway
+    } finally {
+      sock.close();
+    }
   }, 30_000);
 
   test("dhcpcd gets the same and renews", async () => {
