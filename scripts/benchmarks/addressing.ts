@@ -33,7 +33,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, wri
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { ApiClient } from "../../src/api/client";
+import { ApiClient } from "../../src/api/api-client";
 import { type Benchmark, BINARY, sh } from "./harness";
 
 const SECONDS = Math.max(1, Number(process.env.STM_BENCH_SECONDS ?? 5) || 5);

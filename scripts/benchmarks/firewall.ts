@@ -2,11 +2,11 @@
  * state to short-cut it: the deciding rule denies, so no flow is recorded and every repeat
  * classifies again), with N rules installed, against the same program with one rule. The
  * goal: the cost does not grow with the number of rules (10,000 rules ≤ 1.5× one rule). */
-import { FirewallTables } from "../../src/agent/firewall";
+import { FirewallTables } from "../../src/datapath/firewall-tables";
 import { loadObject } from "../../src/datapath/objects";
 import { ETH_P, ethernet, IPPROTO, ipv4, tcp } from "../../src/datapath/packet";
-import { encodeIfindex, encodePort } from "../../src/datapath/port";
-import { parseRule, type RuleSpec, type StoredRule } from "../../src/model/firewall";
+import { encodeIfindex, encodePort } from "../../src/datapath/port-maps";
+import { parseRule, type RuleSpec, type StoredRule } from "../../src/model/firewall-rule";
 import { type BpfObject, testRun } from "../../src/sys/bpf";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
 import type { Benchmark } from "./harness";

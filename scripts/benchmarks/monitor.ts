@@ -3,10 +3,10 @@
  * whether to emit) and on the pass path (an allowed frame: no event is ever considered).
  * "paced" uses the default pace (1000 events/s per CPU: nearly every drop of a flood is held
  * back and counted); "emit" lets every drop through to the ring buffer, drained between runs. */
-import { MON_CFG_SIZE, MonitorSession } from "../../src/datapath/monitor";
+import { MON_CFG_SIZE, MonitorSession } from "../../src/datapath/monitor-ring";
 import { loadObject } from "../../src/datapath/objects";
 import { ETH_P, ethernet, IPPROTO, ipv4, udp } from "../../src/datapath/packet";
-import { encodeIfindex, encodePort } from "../../src/datapath/port";
+import { encodeIfindex, encodePort } from "../../src/datapath/port-maps";
 import { type BpfObject, testRun } from "../../src/sys/bpf";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
 import type { Benchmark } from "./harness";

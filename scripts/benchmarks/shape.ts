@@ -26,7 +26,7 @@ import {
   encodeShapeKey,
   SHAPE_KIND,
   SHAPE_STATE_SIZE,
-} from "../../src/datapath/shape";
+} from "../../src/datapath/shape-maps";
 import { BpfObject, numPossibleCpus, pinFd, testRun } from "../../src/sys/bpf";
 import { withLibbpfLog } from "../../src/sys/ffi";
 import { alloc, SK_BUFF } from "../../src/sys/layout";

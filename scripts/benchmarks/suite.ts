@@ -3,7 +3,7 @@
  * FFI call against a plain JS call, a map lookup against the bare FFI crossing. */
 import { loadObject } from "../../src/datapath/objects";
 import { arp, ETH_P, ethernet, IPPROTO, ipv4, ipv6, tcp, udpFrame } from "../../src/datapath/packet";
-import { encodeIfindex, encodePort } from "../../src/datapath/port";
+import { encodeIfindex, encodePort } from "../../src/datapath/port-maps";
 import { profileIp6, profileMac } from "../../src/model/network";
 import { type BpfObject, testRun } from "../../src/sys/bpf";
 import { libbpf } from "../../src/sys/ffi";

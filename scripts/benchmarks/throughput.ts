@@ -4,7 +4,7 @@
  * states on the same devices. Namespaces and pins are removed afterwards. */
 import { rmSync } from "node:fs";
 import type { Subprocess } from "bun";
-import { PortDatapath } from "../../src/agent/datapath";
+import { PortDatapath } from "../../src/datapath/port-datapath";
 import { profileIp6, profileMac } from "../../src/model/network";
 import { inNetns } from "../../src/sys/os";
 import { type Benchmark, sh } from "./harness";

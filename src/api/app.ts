@@ -9,10 +9,10 @@ import type { Context, MiddlewareHandler } from "hono";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
-import type { NetworkService } from "../agent/service";
 import { type ErrorCode, StratumError } from "../errors";
-import { validateCap } from "../model/shape";
+import { validateCap } from "../model/egress-cap";
 import { nearest } from "../model/suggest";
+import type { NetworkService } from "../services/network-service";
 import {
   type AgentStatus,
   BODY_LIMIT,

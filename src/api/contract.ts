@@ -7,10 +7,10 @@
  * of a view is present in every response (null when unset). Times are RFC 3339 strings. */
 import { z } from "zod";
 import type { ErrorCode } from "../errors";
-import { DNS_RECORD_TYPES } from "../model/dns";
-import { ACTIONS, DIRECTIONS, MAX_PRIORITY, PROTOS, RuleSpecSchema } from "../model/firewall";
+import { DNS_RECORD_TYPES } from "../model/dns-record";
+import { EgressCapSchema } from "../model/egress-cap";
+import { ACTIONS, DIRECTIONS, MAX_PRIORITY, PROTOS, RuleSpecSchema } from "../model/firewall-rule";
 import { NetworkSpecSchema } from "../model/network";
-import { EgressCapSchema } from "../model/shape";
 import { TRIGGERS } from "../reconcile/loop";
 
 // ---- errors ---------------------------------------------------------------------------------

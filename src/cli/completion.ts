@@ -4,8 +4,8 @@
  * knows (networks, endpoints), asked with a short timeout. One engine for every shell. */
 import { readdirSync } from "node:fs";
 import { type CommandMeta, defineCommand } from "citty";
+import { client } from "./api-flags";
 import { type AnyCommand, argsOf, type FlagDef, GLOBAL_ARGS, metaOf, subCommands } from "./args";
-import { client } from "./client";
 
 export type Shell = "bash" | "zsh" | "fish";
 
@@ -86,7 +86,7 @@ export async function complete(shell: Shell, raw: string[]): Promise<Completion>
   const words = rejoin(raw.length ? raw : [""]);
   const cur = words.at(-1) ?? "";
   let cmd: AnyCommand | undefined;
-  let node: AnyCommand = (await import("./index")).rootCommand as AnyCommand;
+  let node: AnyCommand = (await import("./run")).rootCommand as AnyCommand;
   const path: string[] = [];
   let defs: Record<string, FlagDef> = { ...GLOBAL };
   const seen = new Set<string>();

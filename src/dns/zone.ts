@@ -5,7 +5,7 @@
  * built-in and endpoint names is skipped with a warning, never thrown). Pure. */
 import { createHash } from "node:crypto";
 import type { Answer } from "dns-packet";
-import type { DnsRecord } from "../model/dns";
+import type { DnsRecord } from "../model/dns-record";
 import { contains, formatIp, parseIp, parseSubnet, type Subnet } from "../model/ip";
 import { profileIp6 } from "../model/network";
 import { RCODE, TYPE } from "./wire";

@@ -2,7 +2,7 @@
  * line in a file with `#` comments and blank lines. Every line is checked before anything
  * is applied, and every bad one is reported by line number. Pure. */
 import { StratumError } from "../errors";
-import { parseRuleCidr } from "./firewall";
+import { parseRuleCidr } from "./firewall-rule";
 import { formatSubnet, parseSubnet, type Subnet } from "./ip";
 
 export interface BlockPrefix {

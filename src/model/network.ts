@@ -3,6 +3,7 @@
 
 import { z } from "zod";
 import { StratumError } from "../errors";
+import { type EgressCap, EgressCapSchema, validateCap } from "./egress-cap";
 import {
   contains,
   type Family,
@@ -15,7 +16,6 @@ import {
   type Subnet,
   usableHosts,
 } from "./ip";
-import { type EgressCap, EgressCapSchema, validateCap } from "./shape";
 
 /** Names become DNS labels (`<endpoint>.<network>.internal`) and interface-name parts. */
 const NAME_RE = /^[a-z](?:[a-z0-9-]{0,30}[a-z0-9])?$/;

@@ -4,7 +4,7 @@
  * rule and reports the first bad one by index (and, for YAML, its line). Pure. */
 import { isMap, isSeq, LineCounter, parseDocument, stringify } from "yaml";
 import { StratumError } from "../errors";
-import { type DefaultAction, parseRule, type Rule, type RuleSpec, ruleSpec } from "./firewall";
+import { type DefaultAction, parseRule, type Rule, type RuleSpec, ruleSpec } from "./firewall-rule";
 
 /** The document: `default` absent on import keeps the scope's current default. */
 export interface RuleSetDoc {

@@ -10,8 +10,9 @@
  * disagrees with the store. So the agent's own changes, which end in the state the store
  * asks for, open nothing, whoever made them; a port created down and then brought up is
  * right by the end of the batch. Pure: no I/O. */
-import { USER_BRIDGE } from "../agent/service";
+
 import { NL, type RtnlEvent, STRATUM_ADDR_PROTO } from "../netlink";
+import { USER_BRIDGE } from "../services/network-service";
 
 /** What the store asks of the kernel, as far as notices can tell. */
 export interface DesiredState {

@@ -5,12 +5,12 @@
  * binary's mistake stop the agent, or fail it later half-way through a reconcile. Rows that
  * hang on a failed network fail with it. Pure. */
 
-import { FW_GLOBAL_SCOPE } from "../datapath/firewall";
+import { FW_GLOBAL_SCOPE } from "../datapath/firewall-maps";
 import { parseBlockPrefix } from "../model/blocklist";
-import { type DnsRecord, validateDnsRecord } from "../model/dns";
-import { parseRule, type Rule, ruleSpec } from "../model/firewall";
+import { type DnsRecord, validateDnsRecord } from "../model/dns-record";
+import { validateCap } from "../model/egress-cap";
+import { parseRule, type Rule, ruleSpec } from "../model/firewall-rule";
 import { checkName, hostIndex, type Network, type NetworkSpec, profileMac, validateNetwork } from "../model/network";
-import { validateCap } from "../model/shape";
 
 /** Parents before dependents: the order rows are checked in. Deleting goes the other way. */
 export const AUDITED_TABLES = [

@@ -4,10 +4,10 @@
  * StratumError INVALID. A row that fails validation at open is quarantined (kept aside,
  * counted), never fatal. */
 
-import type { DnsRecord } from "../model/dns";
-import type { DefaultAction, Rule, StoredRule } from "../model/firewall";
+import type { DnsRecord } from "../model/dns-record";
+import type { EgressCap } from "../model/egress-cap";
+import type { DefaultAction, Rule, StoredRule } from "../model/firewall-rule";
 import type { Network } from "../model/network";
-import type { EgressCap } from "../model/shape";
 
 export interface StoredNetwork extends Network {
   /** Stable, never reused: part of every profile MAC of the network. */

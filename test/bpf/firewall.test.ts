@@ -3,12 +3,12 @@
  * plus fixtures for state (replies, unsolicited packets, rule changes), fragments, reject
  * and the blocklist. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { FirewallTables } from "../../src/agent/firewall";
 import { dropReasonCode } from "../../src/datapath/drops";
-import { FW_DEFAULT_ID } from "../../src/datapath/firewall";
-import { type MonEvent, MonitorSession } from "../../src/datapath/monitor";
+import { FW_DEFAULT_ID } from "../../src/datapath/firewall-maps";
+import { FirewallTables } from "../../src/datapath/firewall-tables";
+import { type MonEvent, MonitorSession } from "../../src/datapath/monitor-ring";
 import { loadObject } from "../../src/datapath/objects";
-import { encodeDropKey, encodeIfindex, encodePort, type PortConfig } from "../../src/datapath/port";
+import { encodeDropKey, encodeIfindex, encodePort, type PortConfig } from "../../src/datapath/port-maps";
 import {
   type DefaultAction,
   evaluate,
@@ -16,7 +16,7 @@ import {
   parseRule,
   type RuleSpec,
   type StoredRule,
-} from "../../src/model/firewall";
+} from "../../src/model/firewall-rule";
 import { formatIp, parseIp, parseSubnet } from "../../src/model/ip";
 import { type BpfObject, testRun } from "../../src/sys/bpf";
 import { alloc, SK_BUFF } from "../../src/sys/layout";

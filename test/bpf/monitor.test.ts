@@ -3,9 +3,9 @@
  * device or network the lease filters out; the per-CPU pace lets a burst through and counts
  * the rest; new flows and per-port packet counters. */
 import { afterAll, beforeAll, beforeEach, expect, test } from "bun:test";
-import { MON_CFG_SIZE, type MonEvent, MonitorSession, readMonStats } from "../../src/datapath/monitor";
+import { MON_CFG_SIZE, type MonEvent, MonitorSession, readMonStats } from "../../src/datapath/monitor-ring";
 import { loadObject } from "../../src/datapath/objects";
-import { encodeIfindex, encodePort, type PortConfig, sumPortStats } from "../../src/datapath/port";
+import { encodeIfindex, encodePort, type PortConfig, sumPortStats } from "../../src/datapath/port-maps";
 import { profileMac } from "../../src/model/network";
 import { type BpfObject, testRun } from "../../src/sys/bpf";
 import { alloc, SK_BUFF } from "../../src/sys/layout";

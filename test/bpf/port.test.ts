@@ -16,7 +16,7 @@ import {
   encodeSubnet,
   encodeSubnetKey,
   type PortConfig,
-} from "../../src/datapath/port";
+} from "../../src/datapath/port-maps";
 import { linkLocal, profileIp6, profileMac } from "../../src/model/network";
 import { ipToBytes } from "../../src/netlink/codec";
 import type { BpfMap, BpfObject } from "../../src/sys/bpf";

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { dropReasonCode } from "../../src/datapath/drops";
 import { loadObject } from "../../src/datapath/objects";
-import { encodeDropKey, encodeIfindex, encodePort, type PortConfig } from "../../src/datapath/port";
+import { encodeDropKey, encodeIfindex, encodePort, type PortConfig } from "../../src/datapath/port-maps";
 import {
   decodeShapeState,
   encodeShapeCfg,
@@ -20,9 +20,9 @@ import {
   encodeShapeSrc,
   SHAPE_KIND,
   SHAPE_STATE_SIZE,
-} from "../../src/datapath/shape";
+} from "../../src/datapath/shape-maps";
+import { bucketConfig, type EgressCap, SHAPE_SHIFT } from "../../src/model/egress-cap";
 import { profileMac } from "../../src/model/network";
-import { bucketConfig, type EgressCap, SHAPE_SHIFT } from "../../src/model/shape";
 import { type BpfObject, BpfObject as Obj, testRun } from "../../src/sys/bpf";
 import { withLibbpfLog } from "../../src/sys/ffi";
 import { udp4 } from "../helpers/frames";

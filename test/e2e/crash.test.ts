@@ -14,7 +14,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { ApiClient } from "../../src/api/client";
+import { ApiClient } from "../../src/api/api-client";
 import { TestAgent } from "../helpers/agent";
 import { readCounts, type TagCount } from "../helpers/counts";
 import { type KernelState, kernelState } from "../helpers/kernel-state";

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { decodeScope, encodeU32, FW_GLOBAL_SCOPE } from "../../src/datapath/firewall";
+import { decodeScope, encodeU32, FW_GLOBAL_SCOPE } from "../../src/datapath/firewall-maps";
 import { BpfMap } from "../../src/sys/bpf";
 import { TestAgent } from "../helpers/agent";
 

@@ -2,7 +2,7 @@
  * reuse them, pins new ones in their place, rebuilds them from its store, and the ports
  * work. */
 import { afterAll, expect, test } from "bun:test";
-import { PORT_SIZE } from "../../src/datapath/port";
+import { PORT_SIZE } from "../../src/datapath/port-maps";
 import { TestAgent } from "../helpers/agent";
 import { Netns, runOk } from "../helpers/netns";
 

@@ -9,8 +9,8 @@
  * entry makes it degraded. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import pkg from "../../package.json" with { type: "json" };
-import { countEntries } from "../../src/agent/map-fill";
 import { AgentStatusView, EndpointView, NetworkView } from "../../src/api/contract";
+import { countEntries } from "../../src/datapath/map-fill";
 import { BpfMap } from "../../src/sys/bpf";
 import { TestAgent } from "../helpers/agent";
 import { BINARY, Netns, run } from "../helpers/netns";

@@ -19,7 +19,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { ApiClient } from "../../src/api/client";
+import { ApiClient } from "../../src/api/api-client";
 import { BpfMap, Fd, progFdById, progMapIds } from "../../src/sys/bpf";
 import { TestAgent } from "../helpers/agent";
 import { readCounts, type TagCount } from "../helpers/counts";

@@ -1,11 +1,11 @@
 /** A kernel-free stand-in for FirewallTables: keeps what was applied per scope and the
  * blocklist in memory, counts writes, and fails on demand (capacity or a kernel error), so
  * the service's ordering and rollbacks can be tested without BPF maps. */
-import type { Hits } from "../../src/agent/firewall";
-import type { FwKernel } from "../../src/agent/firewall-service";
+import type { Hits } from "../../src/datapath/firewall-tables";
 import { StratumError } from "../../src/errors";
-import type { DefaultAction, StoredRule } from "../../src/model/firewall";
+import type { DefaultAction, StoredRule } from "../../src/model/firewall-rule";
 import { formatSubnet, type Subnet } from "../../src/model/ip";
+import type { FwKernel } from "../../src/services/firewall-service";
 
 export class FakeFwKernel implements FwKernel {
   scopes = new Map<number, { rules: StoredRule[]; def: DefaultAction }>();

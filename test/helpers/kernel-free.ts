@@ -2,16 +2,17 @@
  * behind the real app: what API tests need to check the contract with real responses. The
  * datapath's maps are boundless and empty, netlink knows no links, the firewall's tables are
  * a FakeFwKernel. A fixture fills the store with one of everything a view can show. */
-import type { PortDatapath } from "../../src/agent/datapath";
-import { MapFill } from "../../src/agent/map-fill";
-import { RecentLog, ReconcileLog } from "../../src/agent/runtime";
-import { type AttachRequest, NetworkService } from "../../src/agent/service";
-import { buildStatus } from "../../src/agent/status";
+
 import { type AppOptions, createApp } from "../../src/api/app";
 import type { EndpointView, TraceResult } from "../../src/api/contract";
+import { MapFill } from "../../src/datapath/map-fill";
+import type { PortDatapath } from "../../src/datapath/port-datapath";
 import { StratumError } from "../../src/errors";
 import { hostAddress, profileMac } from "../../src/model/network";
 import type { Rtnl } from "../../src/netlink";
+import { RecentLog, ReconcileLog } from "../../src/observe/runtime";
+import { buildStatus } from "../../src/observe/status";
+import { type AttachRequest, NetworkService } from "../../src/services/network-service";
 import { SqliteStore } from "../../src/store/sqlite";
 import type { BpfMap } from "../../src/sys/bpf";
 import { FakeFwKernel } from "./fake-fw";

@@ -9,9 +9,9 @@
  * ids network names (and profile MACs NAME#index), firewall generations the scope they
  * serve; rule ids are left out (a rule's place in its scope is in the key). */
 import { readdirSync } from "node:fs";
-import { decodeScope, FW_GEN_MAPS, type FwMapName, keyGen } from "../../src/datapath/firewall";
-import { decodeLocalKey, decodePort } from "../../src/datapath/port";
-import { decodeShapeKey, SHAPE_KIND } from "../../src/datapath/shape";
+import { decodeScope, FW_GEN_MAPS, type FwMapName, keyGen } from "../../src/datapath/firewall-maps";
+import { decodeLocalKey, decodePort } from "../../src/datapath/port-maps";
+import { decodeShapeKey, SHAPE_KIND } from "../../src/datapath/shape-maps";
 import { linkLocal, profileMac } from "../../src/model/network";
 import { BpfMap } from "../../src/sys/bpf";
 import type { Netns } from "./netns";

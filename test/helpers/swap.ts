@@ -6,7 +6,7 @@
  * Two loads of the port object share the pinned maps (same layout: nothing is pinned or
  * changed), and every round replaces both programs of every port with the other load's, in
  * place, as an upgrade does. Prints {swaps, ms}. */
-import { PortDatapath } from "../../src/agent/datapath";
+import { PortDatapath } from "../../src/datapath/port-datapath";
 import { getLink } from "../../src/netlink";
 
 const onSignal = process.argv.includes("--on-signal");

@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SHAPE_SHIFT } from "../../src/model/shape";
+import { SHAPE_SHIFT } from "../../src/model/egress-cap";
 import { C_HEADERS, NL } from "../../src/netlink/constants";
 import { ALL_LAYOUTS } from "../../src/sys/layout";
 import { runOk } from "../helpers/netns";
@@ -73,10 +73,10 @@ test("rtnetlink and tun constants match the kernel headers", () => {
 
 test("stm_abi.h structs match their codecs", () => {
   const { COUNT_KEY_SIZE, COUNT_VAL_SIZE } = require("../../src/datapath/counters");
-  const port = require("../../src/datapath/port");
-  const fw = require("../../src/datapath/firewall");
-  const mon = require("../../src/datapath/monitor");
-  const shape = require("../../src/datapath/shape");
+  const port = require("../../src/datapath/port-maps");
+  const fw = require("../../src/datapath/firewall-maps");
+  const mon = require("../../src/datapath/monitor-ring");
+  const shape = require("../../src/datapath/shape-maps");
   const sizes: Record<string, number> = {
     stm_count_key: COUNT_KEY_SIZE,
     stm_count_val: COUNT_VAL_SIZE,

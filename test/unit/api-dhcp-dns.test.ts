@@ -2,10 +2,10 @@
  * app.request(): the real NetworkService on an in-memory store, with the kernel left out
  * (no gateway addresses or profile maps; the firewall on a fake). */
 import { beforeEach, expect, test } from "bun:test";
-import type { PortDatapath } from "../../src/agent/datapath";
-import { NetworkService } from "../../src/agent/service";
 import { createApp } from "../../src/api/app";
+import type { PortDatapath } from "../../src/datapath/port-datapath";
 import type { Rtnl } from "../../src/netlink";
+import { NetworkService } from "../../src/services/network-service";
 import { SqliteStore } from "../../src/store/sqlite";
 import { FakeFwKernel } from "../helpers/fake-fw";
 

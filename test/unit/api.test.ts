@@ -2,12 +2,12 @@
  * codes, {code, message} errors without stacks, the OpenAPI document. The service behind
  * it is a kernel-free stand-in built on the real store and the real validation. */
 import { beforeEach, expect, test } from "bun:test";
-import { FirewallService } from "../../src/agent/firewall-service";
-import type { NetworkService } from "../../src/agent/service";
 import { createApp } from "../../src/api/app";
 import type { openApiDocument } from "../../src/api/openapi";
 import { StratumError } from "../../src/errors";
 import { hostAddress, profileCount, profileMac, validateNetwork } from "../../src/model/network";
+import { FirewallService } from "../../src/services/firewall-service";
+import type { NetworkService } from "../../src/services/network-service";
 import { SqliteStore } from "../../src/store/sqlite";
 import { FakeFwKernel } from "../helpers/fake-fw";
 

@@ -7,13 +7,13 @@
  * agent's side lives in a namespace of its own with its own cnv-user-br0, endpoints in a
  * second one; both, and each pin root, go when a test ends, pass or fail. */
 import { afterAll, afterEach, expect, test } from "bun:test";
-import { BRIDGE_LOCALS, endpointEntries, networkEntries, ROOM_MAPS } from "../../src/agent/capacity";
-import { type PinnedMap, PortDatapath } from "../../src/agent/datapath";
-import { endpointLocals, NetworkService, USER_BRIDGE } from "../../src/agent/service";
+import { type PinnedMap, PortDatapath } from "../../src/datapath/port-datapath";
 import { StratumError } from "../../src/errors";
+import { validateCap } from "../../src/model/egress-cap";
 import { linkLocal, type NetworkSpec, validateNetwork } from "../../src/model/network";
-import { validateCap } from "../../src/model/shape";
 import { getLink, Rtnl } from "../../src/netlink";
+import { BRIDGE_LOCALS, endpointEntries, networkEntries, ROOM_MAPS } from "../../src/services/capacity";
+import { endpointLocals, NetworkService, USER_BRIDGE } from "../../src/services/network-service";
 import { SqliteStore } from "../../src/store/sqlite";
 import { inNetns } from "../../src/sys/os";
 import { FakeFwKernel } from "../helpers/fake-fw";

@@ -4,7 +4,6 @@
  * global flags work before the verb. In-process (the parser is pure), so every flag of every
  * command is tried. */
 import { describe, expect, test } from "bun:test";
-import { rootCommand } from "../../src/cli";
 import {
   type AnyCommand,
   argsOf,
@@ -15,6 +14,7 @@ import {
   renderHelp,
   subCommands,
 } from "../../src/cli/args";
+import { rootCommand } from "../../src/cli/run";
 import { StratumError } from "../../src/errors";
 import { editDistance, nearest } from "../../src/model/suggest";
 

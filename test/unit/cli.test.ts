@@ -2,7 +2,7 @@
  * stable exit codes, `-o json` for errors and output. */
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { EXIT_CODES } from "../../src/cli";
+import { EXIT_CODES } from "../../src/cli/run";
 import { BINARY, BUN, ROOT, run } from "../helpers/netns";
 
 const cli = (...args: string[]) => run([BUN, join(ROOT, "src/main.ts"), ...args]);

@@ -2,7 +2,7 @@
  * INVALID message that says what to do. */
 import { describe, expect, test } from "bun:test";
 import { StratumError } from "../../src/errors";
-import { type DnsRecord, relativeOwner, validateDnsRecord } from "../../src/model/dns";
+import { type DnsRecord, relativeOwner, validateDnsRecord } from "../../src/model/dns-record";
 
 const ZONE = "app-net.internal";
 const v = (

@@ -4,14 +4,14 @@
  * refused change leaves both untouched), on the real store and a stand-in for the tables. */
 import { beforeEach, expect, test } from "bun:test";
 import fc from "fast-check";
-import { FirewallService } from "../../src/agent/firewall-service";
-import { FW_GLOBAL_SCOPE } from "../../src/datapath/firewall";
+import { FW_GLOBAL_SCOPE } from "../../src/datapath/firewall-maps";
 import { StratumError } from "../../src/errors";
 import { badLinesError, parseBlocklistText, parseBlockPrefix } from "../../src/model/blocklist";
-import { parseRule, parseRuleCidr, type Rule } from "../../src/model/firewall";
+import { parseRule, parseRuleCidr, type Rule } from "../../src/model/firewall-rule";
 import { formatSubnet } from "../../src/model/ip";
 import { validateNetwork } from "../../src/model/network";
 import { exportRuleSet, parseRuleSetYaml, ruleSetYaml, validateRuleSet } from "../../src/model/ruleset";
+import { FirewallService } from "../../src/services/firewall-service";
 import { SqliteStore } from "../../src/store/sqlite";
 import { FakeFwKernel } from "../helpers/fake-fw";
 

@@ -12,7 +12,7 @@ import { consola, type LogObject } from "consola";
 // A logger made before the logging module loads, as a module imported early would make it.
 const early = consola.withTag("dhcp");
 const { addLogSink, configureLogging, detectLogFormat, formatLine } = await import("../../src/agent/logging");
-const { RecentLog } = await import("../../src/agent/runtime");
+const { RecentLog } = await import("../../src/observe/runtime");
 
 const obj = (o: Partial<LogObject>): LogObject =>
   ({ level: 3, type: "info", tag: "", args: [], date: new Date("2026-12-06T10:00:00.000Z"), ...o }) as LogObject;

@@ -6,13 +6,13 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AgentMetrics, type MetricsSnapshot } from "../../src/agent/metrics";
-import { RecentLog, ReconcileLog } from "../../src/agent/runtime";
-import { fillWarnings } from "../../src/agent/status";
 import { createApp } from "../../src/api/app";
-import { formatBytes, formatDuration } from "../../src/cli/status";
-import { FW_STATS } from "../../src/datapath/firewall";
-import type { ReconcileReport } from "../../src/reconcile/reconcile";
+import { formatBytes, formatDuration } from "../../src/cli/status-command";
+import { FW_STATS } from "../../src/datapath/firewall-maps";
+import { AgentMetrics, type MetricsSnapshot } from "../../src/observe/metrics";
+import { RecentLog, ReconcileLog } from "../../src/observe/runtime";
+import { fillWarnings } from "../../src/observe/status";
+import type { ReconcileReport } from "../../src/reconcile/reconcilers";
 import { ROOT } from "../helpers/netns";
 import { metricValue, parseExposition } from "../helpers/prom";
 

@@ -10,7 +10,7 @@ import {
   parseRate,
   parseSize,
   validateCap,
-} from "../../src/model/shape";
+} from "../../src/model/egress-cap";
 
 describe("rates and sizes", () => {
   test("rates: bits and tc's bytes per second; 0 and none remove", () => {

@@ -6,8 +6,8 @@ import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FW_GLOBAL_SCOPE } from "../../src/datapath/firewall";
-import { parseRule } from "../../src/model/firewall";
+import { FW_GLOBAL_SCOPE } from "../../src/datapath/firewall-maps";
+import { parseRule } from "../../src/model/firewall-rule";
 import { profileMac, validateNetwork } from "../../src/model/network";
 import { SCHEMA_VERSION, SqliteStore } from "../../src/store/sqlite";
 import type { StoredNetwork } from "../../src/store/store";
@@ -544,7 +544,7 @@ test("a process killed in the middle of a change leaves the last committed state
   const script = join(path, "..", "..", "kill.ts");
   writeFileSync(
     script,
-    `import { parseRule } from ${JSON.stringify(join(import.meta.dir, "../../src/model/firewall"))};
+    `import { parseRule } from ${JSON.stringify(join(import.meta.dir, "../../src/model/firewall-rule"))};
 import { SqliteStore } from ${JSON.stringify(join(import.meta.dir, "../../src/store/sqlite"))};
 const s = new SqliteStore(process.argv[2]);
 s.blockAdd([{ prefix: "192.0.2.0/24", family: 4 }]);

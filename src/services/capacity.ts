@@ -6,10 +6,10 @@
  * reconcile puts in the maps, not by walking them: cheaper (a network's profiles are its
  * host count), and what a restart must fit in either way. */
 
+import type { MapSource } from "../datapath/firewall-tables";
 import { StratumError } from "../errors";
 import { type Network, profileCount } from "../model/network";
 import type { Endpoint, Store } from "../store/store";
-import type { MapSource } from "./firewall";
 
 export const ROOM_MAPS = [
   "stm_profiles",

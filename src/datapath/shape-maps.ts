@@ -1,9 +1,10 @@
 /** Codecs for the egress-cap maps (bpf/include/stm_abi.h: struct stm_shape_key,
  * stm_shape_cfg, stm_shape_state; the source trie's key is stm_lpm6_key). Layouts are ABI; test/unit/abi.test.ts
  * checks the sizes and offsets against the C header. */
+
+import { bucketConfig, type EgressCap } from "../model/egress-cap";
 import { parseSubnet } from "../model/ip";
-import { bucketConfig, type EgressCap } from "../model/shape";
-import { blockKey } from "./firewall";
+import { blockKey } from "./firewall-maps";
 
 export const SHAPE_KIND = { ENDPOINT: 1, NETWORK: 2 } as const;
 export type ShapeKind = (typeof SHAPE_KIND)[keyof typeof SHAPE_KIND];

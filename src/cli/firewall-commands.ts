@@ -3,13 +3,13 @@
  * API; files (YAML, blocklists) are read and checked here first, so errors name their lines. */
 import { readFileSync } from "node:fs";
 import { type CommandMeta, defineCommand } from "citty";
-import type { Hits } from "../agent/firewall";
 import type { BodyIn, RuleListView, RuleView } from "../api/contract";
+import type { Hits } from "../datapath/firewall-tables";
 import { StratumError } from "../errors";
 import { badLinesError, parseBlocklistText } from "../model/blocklist";
 import { parseRuleSetYaml, ruleSetYaml } from "../model/ruleset";
-import { client } from "./client";
-import { apiArg } from "./network";
+import { client } from "./api-flags";
+import { apiArg } from "./network-commands";
 import { formatBytes, outputArg, parseFormat, printData, printTable } from "./output";
 
 /** citty's meta plus examples, which `--help` prints after the options (src/cli/index.ts). */

@@ -14,17 +14,17 @@ import { readFileSync } from "node:fs";
 import { TRACE_PROTOS, type TraceProto, type TraceRequest, type TraceResult, type TraceStage } from "../api/contract";
 import { clsProgId, pinnedLinkInfo, progTag } from "../datapath/attach";
 import { DROP_REASON_LIST } from "../datapath/drops";
-import { FW_DEFAULT_ID, FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall";
+import { FW_DEFAULT_ID, FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall-maps";
 import { ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, TCP_FLAGS, tcp, udp } from "../datapath/packet";
-import { type CtEntry, ctKey, TC, TraceDatapath, type TraceProgram } from "../datapath/trace";
+import { type CtEntry, ctKey, TC, TraceDatapath, type TraceProgram } from "../datapath/trace-instance";
 import { StratumError } from "../errors";
-import type { StoredRule } from "../model/firewall";
+import type { StoredRule } from "../model/firewall-rule";
 import { contains, parseIp, parseSubnet } from "../model/ip";
 import { profileIp6 } from "../model/network";
 import { getLink, type Rtnl, rtnl } from "../netlink";
+import { ruleFields } from "../services/firewall-service";
+import { USER_BRIDGE } from "../services/network-service";
 import type { Endpoint, Store, StoredNetwork } from "../store/store";
-import { ruleFields } from "./firewall-service";
-import { USER_BRIDGE } from "./service";
 
 export { TRACE_PROTOS, type TraceProto, type TraceRequest, type TraceResult, type TraceStage };
 

@@ -1,6 +1,6 @@
 /** The API client a command uses, chosen by the global flags: --api-url (with
  * --api-token-file) for the agent's TCP listener, else --api-socket, else the environment. */
-import { ApiClient } from "../api/client";
+import { ApiClient } from "../api/api-client";
 
 export interface ApiFlags {
   "api-socket"?: unknown;

@@ -1,9 +1,9 @@
 /** `agent`: the resident daemon (normally run by systemd: deploy/cenvero-stratum.service). */
 import { type CommandMeta, defineCommand } from "citty";
 import { DEFAULT_RECONCILE_INTERVAL, runAgent } from "../agent/daemon";
-import { DEFAULT_API_SOCKET } from "../api/client";
+import { DEFAULT_API_SOCKET } from "../api/api-client";
 import { StratumError } from "../errors";
-import { DEFAULT_PIN_ROOT } from "./datapath";
+import { DEFAULT_PIN_ROOT } from "./datapath-commands";
 
 export const agentCommand = defineCommand({
   meta: {

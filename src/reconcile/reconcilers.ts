@@ -8,13 +8,13 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { endpointLocals, fdbMacs, MGMT_BRIDGE, type NetworkService, USER_BRIDGE } from "../agent/service";
 import type { Attachment } from "../datapath/attach";
-import { encodeSubnetKey, formatSubnetKey } from "../datapath/port";
-import { encodeShapeSrc, SHAPE_KIND, type ShapeKind } from "../datapath/shape";
+import { encodeSubnetKey, formatSubnetKey } from "../datapath/port-maps";
+import { encodeShapeSrc, SHAPE_KIND, type ShapeKind } from "../datapath/shape-maps";
 import { StratumError } from "../errors";
 import { linkLocal } from "../model/network";
 import { createBridge, deleteAddress, getLink, listAddresses, listFdb, STRATUM_ADDR_PROTO, setLink } from "../netlink";
+import { endpointLocals, fdbMacs, MGMT_BRIDGE, type NetworkService, USER_BRIDGE } from "../services/network-service";
 import { recordMutations } from "../sys/mutations";
 
 export interface ReconcileReport {

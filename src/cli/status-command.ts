@@ -2,9 +2,9 @@
  * reconcile, the uplink, every port's attach state, map fill levels and recent warnings and
  * errors, from the agent's API. An agent that does not answer is UNAVAILABLE (exit 7). */
 import { type CommandMeta, defineCommand } from "citty";
-import type { AgentStatus } from "../agent/status";
-import { client } from "./client";
-import { apiArg } from "./network";
+import type { AgentStatus } from "../observe/status";
+import { client } from "./api-flags";
+import { apiArg } from "./network-commands";
 import { formatBytes as formatOutputBytes, outputArg, parseFormat, printData, printKv, printTable } from "./output";
 
 export const formatBytes = (n: number) => formatOutputBytes(n, { binary: true });

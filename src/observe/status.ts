@@ -8,12 +8,12 @@
 import { existsSync, statSync } from "node:fs";
 import type { AgentStatus, PortStatus, ServiceStatus, StoreStatus, UplinkStatus } from "../api/contract";
 import { clsProgId, pinnedLinkInfo, type TcDirection } from "../datapath/attach";
-import { encodeIfindex } from "../datapath/port";
+import type { MapFillInfo } from "../datapath/map-fill";
+import { encodeIfindex } from "../datapath/port-maps";
 import { getLink, type Link, listLinks } from "../netlink";
+import { USER_BRIDGE } from "../services/network-service";
 import { SCHEMA_VERSION } from "../store/sqlite";
-import type { MapFillInfo } from "./map-fill";
 import type { AgentRuntime } from "./runtime";
-import { USER_BRIDGE } from "./service";
 
 export type Health = "ok" | "degraded";
 export type { AgentStatus, PortStatus, ServiceStatus, StoreStatus, UplinkStatus };

@@ -4,8 +4,8 @@
 import { defineCommand } from "citty";
 import { StratumError } from "../errors";
 import type { StoredDnsRecord } from "../store/store";
-import { client } from "./client";
-import { apiArg, meta } from "./network";
+import { client } from "./api-flags";
+import { apiArg, meta } from "./network-commands";
 import { outputArg, parseFormat, printData, printTable } from "./output";
 
 /** A record's owner as a full name: `@` is the zone itself. */

@@ -6,7 +6,7 @@
  * what failed. */
 import { readFileSync } from "node:fs";
 import { type ErrorCode, StratumError } from "../errors";
-import type { DefaultAction } from "../model/firewall";
+import type { DefaultAction } from "../model/firewall-rule";
 import {
   type BodyIn,
   type CallArgs,

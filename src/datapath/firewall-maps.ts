@@ -5,7 +5,7 @@
  * matching it; the datapath tries the lengths present, longest first),
  * a port entry the rules whose range covers its elementary interval. Pure. */
 import { StratumError } from "../errors";
-import { type DefaultAction, type Rule, ruleFamily, type StoredRule } from "../model/firewall";
+import { type DefaultAction, type Rule, ruleFamily, type StoredRule } from "../model/firewall-rule";
 import { parseSubnet, type Subnet } from "../model/ip";
 
 export const FW_WORDS = 160;

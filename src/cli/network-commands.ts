@@ -1,11 +1,11 @@
 /** `network` and `endpoint` commands: clients of the agent's API. */
 import { type CommandMeta, defineCommand } from "citty";
 import type { EndpointView, NetworkView } from "../api/contract";
-import type { BucketCounts } from "../datapath/shape";
+import type { BucketCounts } from "../datapath/shape-maps";
 import { StratumError } from "../errors";
-import { type EgressCap, formatRate, formatSize, parseCap } from "../model/shape";
+import { type EgressCap, formatRate, formatSize, parseCap } from "../model/egress-cap";
+import { client } from "./api-flags";
 import { allValues, GLOBAL_ARGS } from "./args";
-import { client } from "./client";
 import { formatBytes, outputArg, parseFormat, printData, printKv, printTable } from "./output";
 
 /** --api-socket: a global flag; a command's table names it to read it as `args["api-socket"]`. */

@@ -2,8 +2,8 @@
  * kernel change that took. On a node where nothing drifted it prints none: that is how an
  * operator checks, after a crash or by hand, that the kernel is what the store says. */
 import { type CommandMeta, defineCommand } from "citty";
-import { client } from "./client";
-import { apiArg } from "./network";
+import { client } from "./api-flags";
+import { apiArg } from "./network-commands";
 import { outputArg, parseFormat, printData, printKv } from "./output";
 
 export const reconcileCommand = defineCommand({

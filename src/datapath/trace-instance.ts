@@ -11,7 +11,7 @@ import { ipToBytes } from "../netlink/codec";
 import { BpfMap, type BpfObject, Fd, objGet, progInfo, testRun } from "../sys/bpf";
 import { alloc, SK_BUFF } from "../sys/layout";
 import { dropReasonName } from "./drops";
-import { decodeScope, encodeU32, FW_GEN_MAPS } from "./firewall";
+import { decodeScope, encodeU32, FW_GEN_MAPS } from "./firewall-maps";
 import { loadObject } from "./objects";
 
 /** Maps the programs only read: the live ones are used through their pins. */

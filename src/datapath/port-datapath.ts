@@ -12,6 +12,24 @@
  * replacement (BPF_TC_F_REPLACE on the same handle) swaps the program atomically, and the
  * programs are in place before the port is brought up. */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync } from "node:fs";
+import { StratumError } from "../errors";
+import type { EgressCap } from "../model/egress-cap";
+import { hostRange, parseSubnet } from "../model/ip";
+import { profileMac } from "../model/network";
+import { macToBytes } from "../netlink/codec";
+import {
+  BpfMap,
+  type BpfObject,
+  Fd,
+  linkInfo,
+  linkUpdate,
+  type MapInfo,
+  mapInfo,
+  objGet,
+  progInfo,
+  unpin,
+} from "../sys/bpf";
+import { mutated } from "../sys/mutations";
 import {
   type Attachment,
   attachTc,
@@ -21,10 +39,10 @@ import {
   detachPinnedLink,
   openPinnedLink,
   progFingerprint,
-} from "../datapath/attach";
-import { DROP_REASON_LIST } from "../datapath/drops";
-import { FW_GEN_MAPS } from "../datapath/firewall";
-import { loadObject } from "../datapath/objects";
+} from "./attach";
+import { DROP_REASON_LIST } from "./drops";
+import { FW_GEN_MAPS } from "./firewall-maps";
+import { loadObject } from "./objects";
 import {
   decodeLocalKey,
   decodePort,
@@ -45,8 +63,8 @@ import {
   sumPortStats,
   writeProfile,
   writeProfileKey,
-} from "../datapath/port";
-import { ensureBpffs } from "../datapath/probe";
+} from "./port-maps";
+import { ensureBpffs } from "./probe";
 import {
   type BucketCounts,
   decodeShapeKey,
@@ -55,25 +73,7 @@ import {
   encodeShapeKey,
   encodeShapeSrc,
   type ShapeKind,
-} from "../datapath/shape";
-import { StratumError } from "../errors";
-import { hostRange, parseSubnet } from "../model/ip";
-import { profileMac } from "../model/network";
-import type { EgressCap } from "../model/shape";
-import { macToBytes } from "../netlink/codec";
-import {
-  BpfMap,
-  type BpfObject,
-  Fd,
-  linkInfo,
-  linkUpdate,
-  type MapInfo,
-  mapInfo,
-  objGet,
-  progInfo,
-  unpin,
-} from "../sys/bpf";
-import { mutated } from "../sys/mutations";
+} from "./shape-maps";
 
 const PINNED_MAPS = [
   "stm_ports",

@@ -15,7 +15,8 @@ import type {
   RuleSetDocument,
   RuleView,
 } from "../api/contract";
-import { FW_DEFAULT_ID, FW_GLOBAL_SCOPE } from "../datapath/firewall";
+import { FW_DEFAULT_ID, FW_GLOBAL_SCOPE } from "../datapath/firewall-maps";
+import type { FirewallTables } from "../datapath/firewall-tables";
 import { StratumError } from "../errors";
 import { type BlockPrefix, blockSortKey, coveringPrefixes, parseBlockPrefix } from "../model/blocklist";
 import {
@@ -27,11 +28,10 @@ import {
   type RuleSpec,
   ruleSpec,
   type StoredRule,
-} from "../model/firewall";
+} from "../model/firewall-rule";
 import { formatIp, formatSubnet, parseSubnet, type Subnet } from "../model/ip";
 import { exportRule, exportRuleSet, validateRuleSet } from "../model/ruleset";
 import type { Store } from "../store/store";
-import type { FirewallTables } from "./firewall";
 
 /** The kernel side the service drives (FirewallTables; a stand-in in unit tests). */
 export type FwKernel = Pick<

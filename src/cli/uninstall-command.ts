@@ -2,9 +2,9 @@
  * interfaces, programs, pinned links, bridges, addresses and pins; the store only with
  * --purge. --dry-run prints the plan and changes nothing. */
 import { type CommandMeta, defineCommand } from "citty";
-import { plainReport, uninstall } from "../agent/uninstall";
-import { DEFAULT_API_SOCKET } from "../api/client";
-import { DEFAULT_PIN_ROOT } from "./datapath";
+import { DEFAULT_API_SOCKET } from "../api/api-client";
+import { plainReport, uninstall } from "../ops/uninstall";
+import { DEFAULT_PIN_ROOT } from "./datapath-commands";
 import { outputArg, parseFormat, printData } from "./output";
 
 export const uninstallCommand = defineCommand({

@@ -3,16 +3,16 @@
  * pins (works with the agent stopped) while holding the monitoring lease; the datapath paces
  * events per CPU, and what it held back is reported. One monitor at a time. */
 import { defineCommand } from "citty";
-import { FW_DEFAULT_ID } from "../datapath/firewall";
-import { type MonEvent, MonitorSession, type MonKind, readMonStats } from "../datapath/monitor";
+import { FW_DEFAULT_ID } from "../datapath/firewall-maps";
+import { type MonEvent, MonitorSession, type MonKind, readMonStats } from "../datapath/monitor-ring";
 import { describeFrame, frameView } from "../datapath/packet";
 import { StratumError } from "../errors";
 import { getLink } from "../netlink";
 import type { SqliteStore } from "../store/sqlite";
 import { BpfMap } from "../sys/bpf";
 import { monotonicNs } from "../sys/os";
-import { localArgs, localPaths, openStateReadOnly, type PortName, portNames } from "./local";
-import { apiArg } from "./network";
+import { localArgs, localPaths, openStateReadOnly, type PortName, portNames } from "./local-paths";
+import { apiArg } from "./network-commands";
 import { outputArg, parseFormat, printRecord } from "./output";
 
 function positive(v: unknown, what: string, dflt: number): number {

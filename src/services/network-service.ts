@@ -7,10 +7,13 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import type { DnsRecordSelector, DnsRecordView, EndpointView, LeaseView, NetworkView } from "../api/contract";
-import { type PortConfig, PROFILE_F } from "../datapath/port";
-import { SHAPE_KIND } from "../datapath/shape";
+import { FirewallTables } from "../datapath/firewall-tables";
+import type { PortDatapath } from "../datapath/port-datapath";
+import { type PortConfig, PROFILE_F } from "../datapath/port-maps";
+import { SHAPE_KIND } from "../datapath/shape-maps";
 import { StratumError } from "../errors";
-import { type DnsRecordSpec, relativeOwner, validateDnsRecord } from "../model/dns";
+import { type DnsRecordSpec, relativeOwner, validateDnsRecord } from "../model/dns-record";
+import type { EgressCap } from "../model/egress-cap";
 import { formatIp, hostRange, parseIp, parseSubnet } from "../model/ip";
 import {
   checkName,
@@ -24,7 +27,6 @@ import {
   profileMac,
   validateNetwork,
 } from "../model/network";
-import type { EgressCap } from "../model/shape";
 import {
   addAddress,
   addFdb,
@@ -46,8 +48,6 @@ import {
 } from "../netlink";
 import type { Endpoint, Lease, Store, StoredNetwork } from "../store/store";
 import { checkRoom, type Entries, endpointEntries, growth, networkEntries } from "./capacity";
-import type { PortDatapath } from "./datapath";
-import { FirewallTables } from "./firewall";
 import { FirewallService, type FwKernel } from "./firewall-service";
 
 export const USER_BRIDGE = "cnv-user-br0";

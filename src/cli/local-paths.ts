@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { requirePrivilege } from "../datapath/probe";
 import { getLink } from "../netlink";
 import { SqliteStore } from "../store/sqlite";
-import { type ApiFlags, client } from "./client";
-import { DEFAULT_PIN_ROOT } from "./datapath";
+import { type ApiFlags, client } from "./api-flags";
+import { DEFAULT_PIN_ROOT } from "./datapath-commands";
 
 export const DEFAULT_STATE_DIR = "/var/lib/stratum";
 

@@ -3,8 +3,8 @@
 import { type CommandMeta, defineCommand } from "citty";
 import type { LeaseView } from "../api/contract";
 import { StratumError } from "../errors";
-import { client } from "./client";
-import { apiArg, meta } from "./network";
+import { client } from "./api-flags";
+import { apiArg, meta } from "./network-commands";
 import { outputArg, parseFormat, printData, printTable } from "./output";
 
 /** What a lease is now: a bound lease past its expiry is expired (the server forgets it lazily). */

@@ -3,6 +3,7 @@
  * when it is stopped, run here from the pins and the state database. Changes no counter or
  * flow of live traffic. */
 import { defineCommand } from "citty";
+import { StratumError } from "../errors";
 import {
   parseFlags,
   stageName,
@@ -11,11 +12,10 @@ import {
   type TraceRequest,
   type TraceResult,
   Tracer,
-} from "../agent/trace";
-import { StratumError } from "../errors";
-import { client } from "./client";
-import { localArgs, localPaths, openStateReadOnly } from "./local";
-import { apiArg } from "./network";
+} from "../ops/packet-trace";
+import { client } from "./api-flags";
+import { localArgs, localPaths, openStateReadOnly } from "./local-paths";
+import { apiArg } from "./network-commands";
 import { outputArg, parseFormat, printData } from "./output";
 
 function port(v: unknown, what: string): number | undefined {

@@ -4,6 +4,10 @@
  * write; a failed write removes what it wrote and leaves the active generation in place.
  * Also the blocklist tries and the hit counters. */
 
+import { StratumError } from "../errors";
+import type { DefaultAction, StoredRule } from "../model/firewall-rule";
+import { formatSubnet, type Subnet } from "../model/ip";
+import { BPF_F, type BpfMap } from "../sys/bpf";
 import {
   blockKey,
   type CompiledScope,
@@ -14,12 +18,8 @@ import {
   FW_GEN_MAPS,
   type FwMapName,
   keyGen,
-} from "../datapath/firewall";
-import { StratumError } from "../errors";
-import type { DefaultAction, StoredRule } from "../model/firewall";
-import { formatSubnet, type Subnet } from "../model/ip";
-import { BPF_F, type BpfMap } from "../sys/bpf";
-import type { PinnedMap } from "./datapath";
+} from "./firewall-maps";
+import type { PinnedMap } from "./port-datapath";
 
 export interface MapSource {
   map(name: PinnedMap): BpfMap;
