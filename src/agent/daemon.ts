@@ -15,22 +15,23 @@ import { MapFill } from "../datapath/map-fill";
 import { PortDatapath } from "../datapath/port-datapath";
 import { ensureBpffs, smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
+import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
 import { listLinks, RtnlMonitor, rtnl } from "../netlink";
 import { AgentMetrics, readSnapshot } from "../observe/metrics";
 import { type AgentRuntime, RecentLog, ReconcileLog, type ReconcileRun, type UplinkRuntime } from "../observe/runtime";
 import { buildStatus } from "../observe/status";
+import { claimNetns, describeAgent, netnsAgent } from "../ops/netns-owner";
 import { Tracer } from "../ops/packet-trace";
 import { type DesiredState, DriftWatch } from "../reconcile/drift";
 import { ReconcileLoop, type ReconcileTrigger } from "../reconcile/loop";
 import { bridgeMac, type ReconcileReport, reconcile } from "../reconcile/reconcilers";
-import { MGMT_BRIDGE, NetworkService, USER_BRIDGE } from "../services/network-service";
+import { Addressing } from "../services/addressing";
+import { NetworkService } from "../services/network-service";
 import { checkWritableStore, SqliteStore } from "../store/sqlite";
 import { Notifier } from "../sys/notify";
 import { lockDirectory } from "../sys/os";
 import { pathError, writableDir } from "../sys/paths";
-import { Addressing } from "./addressing";
 import { addLogSink, configureLogging } from "./logging";
-import { claimNetns, describeAgent, netnsAgent } from "./owner";
 
 export interface AgentOptions {
   stateDir: string;

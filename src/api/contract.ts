@@ -11,6 +11,7 @@ import { DNS_RECORD_TYPES } from "../model/dns-record";
 import { EgressCapSchema } from "../model/egress-cap";
 import { ACTIONS, DIRECTIONS, MAX_PRIORITY, PROTOS, RuleSpecSchema } from "../model/firewall-rule";
 import { NetworkSpecSchema } from "../model/network";
+import { TRACE_PROTOS, type TraceProto } from "../ops/trace-protos";
 import { TRIGGERS } from "../reconcile/loop";
 
 // ---- errors ---------------------------------------------------------------------------------
@@ -142,8 +143,8 @@ export const DnsRecordCreate = z
   })
   .strict();
 
-export const TRACE_PROTOS = ["tcp", "udp", "icmp", "icmpv6"] as const;
-export type TraceProto = (typeof TRACE_PROTOS)[number];
+export { TRACE_PROTOS, type TraceProto };
+
 const Port = Int.min(0).max(65535);
 
 export const TraceRequestBody = z

@@ -17,7 +17,7 @@ export const FW_RULE_F_LOG = 1;
 export const FW_ACTION = { allow: 1, deny: 2, reject: 3 } as const;
 export const FW_DIR = { ingress: 0, egress: 1 } as const;
 export const FW_PCLS = { other: 0, tcp: 1, udp: 2, icmp: 3, icmpv6: 4 } as const;
-export const FW_GLOBAL_SCOPE = 0;
+export { FW_GLOBAL_SCOPE } from "../model/firewall-rule";
 /** stm_fw_stats indexes (enum stm_fw_stat in stm_abi.h, same order), by the name metrics use. */
 export const FW_STATS = [
   "ct-new",

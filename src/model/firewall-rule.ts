@@ -5,6 +5,9 @@ import { z } from "zod";
 import { StratumError } from "../errors";
 import { type Family, formatSubnet, parseIp, parseSubnet, type Subnet } from "./ip";
 
+/** The node-wide firewall scope's id (networks are scopes by their ids, from 1). */
+export const FW_GLOBAL_SCOPE = 0;
+
 export const DIRECTIONS = ["ingress", "egress", "both"] as const;
 export const PROTOS = ["any", "tcp", "udp", "icmp", "icmpv6"] as const;
 export const ACTIONS = ["allow", "deny", "reject"] as const;

@@ -2,9 +2,88 @@
  * overlap, host enumeration. Pure; errors are StratumError INVALID with a message that
  * says what is wrong with the input. */
 import { StratumError } from "../errors";
-import { bytesToIp, ipToBytes } from "../netlink/codec";
 
 export type Family = 4 | 6;
+
+/** An address text or byte string that is no address (from the byte codecs below). */
+export class AddressFormatError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "AddressFormatError";
+  }
+}
+
+/** MAC "aa:bb:cc:dd:ee:ff" ↔ 6 bytes. */
+export function macToBytes(mac: string): Buffer {
+  const parts = mac.split(":");
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{1,2}$/.test(p)))
+    throw new AddressFormatError(`invalid MAC address "${mac}"`);
+  return Buffer.from(parts.map((p) => Number.parseInt(p, 16)));
+}
+
+export function bytesToMac(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+/** IPv4 or IPv6 text ↔ 4 or 16 bytes. */
+export function ipToBytes(ip: string): Buffer {
+  if (ip.includes(":")) return ipv6ToBytes(ip);
+  const parts = ip.split(".");
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255))
+    throw new AddressFormatError(`invalid IPv4 address "${ip}"`);
+  return Buffer.from(parts.map(Number));
+}
+
+function ipv6ToBytes(ip: string): Buffer {
+  let s = ip;
+  const out = Buffer.alloc(16);
+  // Embedded IPv4 tail (::ffff:1.2.3.4)
+  const v4 = s.match(/^(.*:)(\d+\.\d+\.\d+\.\d+)$/);
+  let tail: Buffer | null = null;
+  if (v4) {
+    tail = ipToBytes(v4[2] as string);
+    s = `${v4[1]}0:0`;
+  }
+  const halves = s.split("::");
+  if (halves.length > 2) throw new AddressFormatError(`invalid IPv6 address "${ip}"`);
+  const head = halves[0] ? (halves[0] as string).split(":") : [];
+  const rest = halves.length === 2 && halves[1] ? (halves[1] as string).split(":") : [];
+  if (halves.length === 1 && head.length !== 8) throw new AddressFormatError(`invalid IPv6 address "${ip}"`);
+  if (head.length + rest.length > (halves.length === 2 ? 7 : 8))
+    throw new AddressFormatError(`invalid IPv6 address "${ip}"`);
+  const groups = [...head, ...Array(8 - head.length - rest.length).fill("0"), ...rest];
+  groups.forEach((g, i) => {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw new AddressFormatError(`invalid IPv6 address "${ip}"`);
+    out.writeUInt16BE(Number.parseInt(g, 16), i * 2);
+  });
+  if (tail) tail.copy(out, 12);
+  return out;
+}
+
+export function bytesToIp(b: Uint8Array): string {
+  if (b.length === 4) return Array.from(b).join(".");
+  if (b.length !== 16) throw new AddressFormatError(`address of ${b.length} bytes`);
+  const groups = Array.from({ length: 8 }, (_, i) => ((b[i * 2] as number) << 8) | (b[i * 2 + 1] as number));
+  // RFC 5952: compress the longest run (>= 2) of zero groups, the first on a tie.
+  let best = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best < 0) return hex.join(":");
+  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
+}
 
 export interface Ip {
   family: Family;

@@ -9,12 +9,12 @@
  * prom-client renders it; concurrent scrapes share one read. Names are `stratum_…`; a
  * counter's series appears once the kernel has counted something for it. */
 import { Counter, Gauge, Registry } from "prom-client";
-import type { AddressingStats } from "../agent/addressing";
 import { dropReasonName } from "../datapath/drops";
 import { encodeU32, FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall-maps";
 import { readMonStats } from "../datapath/monitor-ring";
 import { type BucketCounts, SHAPE_KIND } from "../datapath/shape-maps";
 import type { EgressCap } from "../model/egress-cap";
+import type { AddressingStats } from "../services/addressing";
 import { GLOBAL_SCOPE_NAME } from "../services/firewall-service";
 import type { AgentRuntime } from "./runtime";
 import { buildStatus } from "./status";

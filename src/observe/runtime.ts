@@ -3,13 +3,13 @@
  * it logged, and the handles both read from. One per agent process; nothing here is kept
  * across restarts (the kernel's counters are, in their pinned maps). */
 import type { ConsolaReporter, LogObject } from "consola";
-import type { Addressing } from "../agent/addressing";
 import type { LoggedProblem, ReconcileRepair, ReconcileRun } from "../api/contract";
 import type { Attachment } from "../datapath/attach";
 import type { MapFill } from "../datapath/map-fill";
 import type { ProbeReport } from "../datapath/probe";
 import { type ReconcileTrigger, TRIGGERS } from "../reconcile/loop";
 import type { ReconcileReport } from "../reconcile/reconcilers";
+import type { Addressing } from "../services/addressing";
 import type { NetworkService } from "../services/network-service";
 import type { SqliteStore } from "../store/sqlite";
 

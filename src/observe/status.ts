@@ -10,8 +10,8 @@ import type { AgentStatus, PortStatus, ServiceStatus, StoreStatus, UplinkStatus 
 import { clsProgId, pinnedLinkInfo, type TcDirection } from "../datapath/attach";
 import type { MapFillInfo } from "../datapath/map-fill";
 import { encodeIfindex } from "../datapath/port-maps";
+import { USER_BRIDGE } from "../model/topology";
 import { getLink, type Link, listLinks } from "../netlink";
-import { USER_BRIDGE } from "../services/network-service";
 import { SCHEMA_VERSION } from "../store/sqlite";
 import type { AgentRuntime } from "./runtime";
 

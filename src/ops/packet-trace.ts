@@ -11,7 +11,7 @@
  * neighbour caches (a destination outside the node is addressed to a placeholder MAC: the
  * programs on its way do not look at it). */
 import { readFileSync } from "node:fs";
-import { TRACE_PROTOS, type TraceProto, type TraceRequest, type TraceResult, type TraceStage } from "../api/contract";
+import type { TraceRequest, TraceResult, TraceStage } from "../api/contract";
 import { clsProgId, pinnedLinkInfo, progTag } from "../datapath/attach";
 import { DROP_REASON_LIST } from "../datapath/drops";
 import { FW_DEFAULT_ID, FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall-maps";
@@ -21,10 +21,11 @@ import { StratumError } from "../errors";
 import type { StoredRule } from "../model/firewall-rule";
 import { contains, parseIp, parseSubnet } from "../model/ip";
 import { profileIp6 } from "../model/network";
+import { USER_BRIDGE } from "../model/topology";
 import { getLink, type Rtnl, rtnl } from "../netlink";
 import { ruleFields } from "../services/firewall-service";
-import { USER_BRIDGE } from "../services/network-service";
 import type { Endpoint, Store, StoredNetwork } from "../store/store";
+import { TRACE_PROTOS, type TraceProto } from "./trace-protos";
 
 export { TRACE_PROTOS, type TraceProto, type TraceRequest, type TraceResult, type TraceStage };
 

@@ -12,9 +12,9 @@
 import { Database } from "bun:sqlite";
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { describeAgent, netnsAgent } from "../agent/owner";
 import { requirePrivilege } from "../datapath/probe";
 import { StratumError } from "../errors";
+import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
 import {
   type Address,
   deleteLinkIfExists,
@@ -25,9 +25,9 @@ import {
   STRATUM_ADDR_PROTO,
   setLink,
 } from "../netlink";
-import { MGMT_BRIDGE, USER_BRIDGE } from "../services/network-service";
 import { Fd, linkDetach, objGet, unpin } from "../sys/bpf";
 import { closeFd, lockDirectory } from "../sys/os";
+import { describeAgent, netnsAgent } from "./netns-owner";
 
 export interface UninstallOptions {
   pinRoot: string;

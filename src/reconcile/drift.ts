@@ -11,8 +11,8 @@
  * asks for, open nothing, whoever made them; a port created down and then brought up is
  * right by the end of the batch. Pure: no I/O. */
 
+import { USER_BRIDGE } from "../model/topology";
 import { NL, type RtnlEvent, STRATUM_ADDR_PROTO } from "../netlink";
-import { USER_BRIDGE } from "../services/network-service";
 
 /** What the store asks of the kernel, as far as notices can tell. */
 export interface DesiredState {

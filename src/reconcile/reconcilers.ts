@@ -13,8 +13,9 @@ import { encodeSubnetKey, formatSubnetKey } from "../datapath/port-maps";
 import { encodeShapeSrc, SHAPE_KIND, type ShapeKind } from "../datapath/shape-maps";
 import { StratumError } from "../errors";
 import { linkLocal } from "../model/network";
+import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
 import { createBridge, deleteAddress, getLink, listAddresses, listFdb, STRATUM_ADDR_PROTO, setLink } from "../netlink";
-import { endpointLocals, fdbMacs, MGMT_BRIDGE, type NetworkService, USER_BRIDGE } from "../services/network-service";
+import { endpointLocals, fdbMacs, type NetworkService } from "../services/network-service";
 import { recordMutations } from "../sys/mutations";
 
 export interface ReconcileReport {

@@ -4,7 +4,6 @@
  * and, when a step fails, undoes what it did in reverse (nothing is left half-applied:
  * no profile claimed, no interface, no program, no map entry). */
 
-import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import type { DnsRecordSelector, DnsRecordView, EndpointView, LeaseView, NetworkView } from "../api/contract";
 import { FirewallTables } from "../datapath/firewall-tables";
@@ -27,6 +26,7 @@ import {
   profileMac,
   validateNetwork,
 } from "../model/network";
+import { hostIfName, MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
 import {
   addAddress,
   addFdb,
@@ -50,8 +50,7 @@ import type { Endpoint, Lease, Store, StoredNetwork } from "../store/store";
 import { checkRoom, type Entries, endpointEntries, growth, networkEntries } from "./capacity";
 import { FirewallService, type FwKernel } from "./firewall-service";
 
-export const USER_BRIDGE = "cnv-user-br0";
-export const MGMT_BRIDGE = "cnv-mgmt-br0";
+export { hostIfName, MGMT_BRIDGE, USER_BRIDGE };
 
 export interface AttachRequest {
   network: string;
@@ -108,11 +107,6 @@ export function checkIfName(name: string, what: string): string {
       `${what} "${name.length > 40 ? `${name.slice(0, 40)}…` : name}" is not an interface name: 1-15 letters, digits, '.', '-' or '_'`,
     );
   return name;
-}
-
-/** Host-side interface name of a veth endpoint: short, stable, unique per name. */
-export function hostIfName(endpoint: string): string {
-  return `stm${createHash("sha256").update(endpoint).digest("hex").slice(0, 10)}`;
 }
 
 /** MACs of FDB entries by port ifindex. */

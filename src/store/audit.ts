@@ -5,11 +5,10 @@
  * binary's mistake stop the agent, or fail it later half-way through a reconcile. Rows that
  * hang on a failed network fail with it. Pure. */
 
-import { FW_GLOBAL_SCOPE } from "../datapath/firewall-maps";
 import { parseBlockPrefix } from "../model/blocklist";
 import { type DnsRecord, validateDnsRecord } from "../model/dns-record";
 import { validateCap } from "../model/egress-cap";
-import { parseRule, type Rule, ruleSpec } from "../model/firewall-rule";
+import { FW_GLOBAL_SCOPE, parseRule, type Rule, ruleSpec } from "../model/firewall-rule";
 import { checkName, hostIndex, type Network, type NetworkSpec, profileMac, validateNetwork } from "../model/network";
 
 /** Parents before dependents: the order rows are checked in. Deleting goes the other way. */

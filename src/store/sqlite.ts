@@ -8,12 +8,12 @@
 import { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { dirname } from "node:path";
-import { FW_GLOBAL_SCOPE } from "../datapath/firewall-maps";
 import { StratumError } from "../errors";
 import { blockSortKey } from "../model/blocklist";
 import type { DnsRecord } from "../model/dns-record";
 import type { EgressCap } from "../model/egress-cap";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall-rule";
+import { FW_GLOBAL_SCOPE } from "../model/firewall-rule";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
 import { writableDir, writableFile } from "../sys/paths";
 import { AUDITED_TABLES, type Finding, type RawRow, RowAudit } from "./audit";

@@ -9,8 +9,8 @@ import { Dhcp4Server, type Dhcp4Stats } from "../dhcp/server4";
 import { DnsServer, type DnsStats, type ZoneInput } from "../dns/server";
 import { linkLocal, profileIp6 } from "../model/network";
 import type { Rtnl } from "../netlink";
-import { USER_BRIDGE } from "../services/network-service";
 import type { Store } from "../store/store";
+import { USER_BRIDGE } from "./network-service";
 
 type Log = (level: "info" | "warn", msg: string) => void;
 
