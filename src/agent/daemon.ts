@@ -24,9 +24,9 @@ import { claimNetns, describeAgent, netnsAgent } from "../ops/netns-owner";
 import { Tracer } from "../ops/packet-trace";
 import { type DesiredState, DriftWatch } from "../reconcile/drift";
 import { ReconcileLoop, type ReconcileTrigger } from "../reconcile/loop";
-import { bridgeMac, type ReconcileReport, reconcile } from "../reconcile/reconcilers";
+import { bridgeMac, type ReconcileReport, reconcile } from "../reconcile/reconcile";
 import { Addressing } from "../services/addressing";
-import { NetworkService } from "../services/network-service";
+import { Services } from "../services/services";
 import { checkWritableStore, SqliteStore } from "../store/sqlite";
 import { Notifier } from "../sys/notify";
 import { lockDirectory } from "../sys/os";
@@ -203,7 +203,7 @@ async function serve(o: AgentOptions): Promise<void> {
     );
   if (opened.restarted.length)
     log.warn(`state in ${opened.restarted.join(", ")} cannot be carried over: it starts empty`);
-  const svc = new NetworkService(store, dp, rtnl(), (m) => log.warn(m));
+  const svc = new Services(store, dp, rtnl(), (m) => log.warn(m));
 
   // Notices are read from before the start run: drift made while it runs is not missed.
   let monitor: RtnlMonitor | undefined;
@@ -274,7 +274,7 @@ async function serve(o: AgentOptions): Promise<void> {
       bridges: bridgeMacs,
       ports: new Map(store.listEndpoints().map((e) => [e.hostIf, e.mac.toLowerCase()])),
       uplink: o.uplink,
-      gateways: new Set(store.listNetworks().flatMap((n) => svc.gateways(n).map((g) => g.cidr))),
+      gateways: new Set(store.listNetworks().flatMap((n) => svc.networks.gateways(n).map((g) => g.cidr))),
     };
     return desired;
   });

@@ -12,7 +12,7 @@ import type { z } from "zod";
 import { type ErrorCode, StratumError } from "../errors";
 import { validateCap } from "../model/egress-cap";
 import { nearest } from "../model/suggest";
-import type { NetworkService } from "../services/network-service";
+import type { Services } from "../services/services";
 import {
   type AgentStatus,
   BODY_LIMIT,
@@ -229,26 +229,25 @@ function describe(op: OperationId, params: Record<string, unknown>, body: unknow
 
 // ---- the app ----------------------------------------------------------------------------------
 
-function handlers(svc: NetworkService, o: AppOptions): Handlers {
-  const fw = svc.fw;
+function handlers(svc: Services, o: AppOptions): Handlers {
+  const { networks, endpoints, dnsRecords, leases, firewall: fw } = svc;
   const h: Handlers = {
-    listNetworks: () => svc.listNetworks(),
-    createNetwork: ({ body }) => svc.createNetwork(body),
-    showNetwork: ({ params }) => svc.showNetwork(params.name),
-    setNetwork: ({ params, body }) => svc.setNetwork(params.name, body),
-    deleteNetwork: ({ params, query }) => svc.deleteNetwork(params.name, query.force === true),
-    attachEndpoint: ({ params, body }) => svc.attach({ ...body, network: params.name }),
-    detachEndpoint: ({ params }) => svc.detach(params.name, params.endpoint),
-    listNetworkDnsRecords: ({ params }) => svc.dnsRecords(params.name),
-    addDnsRecord: ({ params, body }) => svc.addDnsRecord(params.name, body),
-    deleteDnsRecords: ({ params, query }) => svc.deleteDnsRecords(params.name, query),
-    deleteDnsRecord: ({ params }) => svc.deleteDnsRecords(params.name, { id: params.id }),
-    listDnsRecords: () => svc.dnsRecords(),
-    listLeases: ({ query }) => svc.dhcpLeases(query.network || undefined),
-    listEndpoints: ({ query }) => svc.listEndpoints(query.network || undefined),
-    showEndpoint: ({ params }) => svc.showEndpoint(params.name),
-    setEndpoint: ({ params, body }) =>
-      svc.setEndpointEgress(params.name, body.egress ? validateCap(body.egress) : null),
+    listNetworks: () => networks.list(),
+    createNetwork: ({ body }) => networks.create(body),
+    showNetwork: ({ params }) => networks.show(params.name),
+    setNetwork: ({ params, body }) => networks.set(params.name, body),
+    deleteNetwork: ({ params, query }) => networks.delete(params.name, query.force === true),
+    attachEndpoint: ({ params, body }) => endpoints.attach({ ...body, network: params.name }),
+    detachEndpoint: ({ params }) => endpoints.detach(params.name, params.endpoint),
+    listNetworkDnsRecords: ({ params }) => dnsRecords.list(params.name),
+    addDnsRecord: ({ params, body }) => dnsRecords.add(params.name, body),
+    deleteDnsRecords: ({ params, query }) => dnsRecords.delete(params.name, query),
+    deleteDnsRecord: ({ params }) => dnsRecords.delete(params.name, { id: params.id }),
+    listDnsRecords: () => dnsRecords.list(),
+    listLeases: ({ query }) => leases.list(query.network || undefined),
+    listEndpoints: ({ query }) => endpoints.list(query.network || undefined),
+    showEndpoint: ({ params }) => endpoints.show(params.name),
+    setEndpoint: ({ params, body }) => endpoints.setEgress(params.name, body.egress ? validateCap(body.egress) : null),
     listRules: ({ params }) => fw.listRules(params.scope),
     addRule: ({ params, body }) => fw.addRule(params.scope, body),
     deleteRule: ({ params }) => fw.deleteRule(params.scope, params.id),
@@ -284,7 +283,7 @@ export function servedOperations(app: Hono<any>): OperationId[] {
 }
 const SERVED = Symbol("served operations");
 
-export function createApp(svc: NetworkService, o: AppOptions = {}): Hono<AppEnv> {
+export function createApp(svc: Services, o: AppOptions = {}): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.onError((e, c) => {
     const se = e instanceof StratumError ? e : new StratumError("INTERNAL", (e as Error)?.message ?? "internal error");

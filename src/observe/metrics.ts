@@ -77,7 +77,7 @@ const sumU64 = (vals: Buffer[] | null, off = 0) => (vals ?? []).reduce((a, v) =>
 export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
   const st = await buildStatus(rt);
   const dp = rt.svc.dp;
-  const kernel = rt.svc.fw.kernel;
+  const kernel = rt.svc.firewall.kernel;
 
   const where = new Map<number, { network: string; endpoint: string; device: string }>();
   const endpoints: MetricsSnapshot["endpoints"] = [];

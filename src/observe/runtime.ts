@@ -8,9 +8,9 @@ import type { Attachment } from "../datapath/attach";
 import type { MapFill } from "../datapath/map-fill";
 import type { ProbeReport } from "../datapath/probe";
 import { type ReconcileTrigger, TRIGGERS } from "../reconcile/loop";
-import type { ReconcileReport } from "../reconcile/reconcilers";
+import type { ReconcileReport } from "../reconcile/reconcile";
 import type { Addressing } from "../services/addressing";
-import type { NetworkService } from "../services/network-service";
+import type { Services } from "../services/services";
 import type { SqliteStore } from "../store/sqlite";
 
 export type { LoggedProblem, ReconcileRepair, ReconcileRun };
@@ -118,7 +118,7 @@ export interface AgentRuntime {
   pinRoot: string;
   stateDir: string;
   dbPath: string;
-  svc: NetworkService;
+  svc: Services;
   store: SqliteStore;
   uplink?: UplinkRuntime;
   reconcile: ReconcileLog;

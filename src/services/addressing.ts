@@ -8,9 +8,9 @@ import { Ipv6Service, type Ipv6Stats, type V6Binding, type V6Network } from "../
 import { Dhcp4Server, type Dhcp4Stats } from "../dhcp/server4";
 import { DnsServer, type DnsStats, type ZoneInput } from "../dns/server";
 import { linkLocal, profileIp6 } from "../model/network";
+import { USER_BRIDGE } from "../model/topology";
 import type { Rtnl } from "../netlink";
 import type { Store } from "../store/store";
-import { USER_BRIDGE } from "./network-service";
 
 type Log = (level: "info" | "warn", msg: string) => void;
 

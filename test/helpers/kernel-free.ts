@@ -12,19 +12,35 @@ import { hostAddress, profileMac } from "../../src/model/network";
 import type { Rtnl } from "../../src/netlink";
 import { RecentLog, ReconcileLog } from "../../src/observe/runtime";
 import { buildStatus } from "../../src/observe/status";
-import { type AttachRequest, NetworkService } from "../../src/services/network-service";
+import { type AttachRequest, EndpointService } from "../../src/services/endpoint-service";
+import type { FirewallService } from "../../src/services/firewall-service";
+import { NetworkService } from "../../src/services/network-service";
+import type { ServiceContext } from "../../src/services/service-context";
+import { Services } from "../../src/services/services";
 import { SqliteStore } from "../../src/store/sqlite";
 import type { BpfMap } from "../../src/sys/bpf";
 import { FakeFwKernel } from "./fake-fw";
 
-/** Networks and endpoints without netlink or BPF maps. attach and deleteNetwork do the
- * store's part only: the real ones create devices (a tap is made by an ioctl, not through
- * netlink) and remove the gateway addresses from the bridge. */
-export class KernelFreeService extends NetworkService {
-  override applyNetwork(): void {}
+/** Networks without netlink or BPF maps: apply and delete do the store's part only (the
+ * real ones put gateway addresses on the bridge and take them off). */
+class KernelFreeNetworks extends NetworkService {
+  override apply(): void {}
 
+  override delete(name: string, force = false): void {
+    const n = this.must(name);
+    const eps = this.store.listEndpoints(name);
+    if (eps.length && !force) throw new StratumError("INVALID", `network ${name} has endpoints`);
+    for (const ep of eps) this.store.releaseEndpoint(ep.name);
+    this.fw.removeScope(n.id);
+    this.store.deleteNetwork(name);
+  }
+}
+
+/** Endpoints without devices: attach claims the profile only (a tap is made by an ioctl, not
+ * through netlink). */
+class KernelFreeEndpoints extends EndpointService {
   override attach(req: AttachRequest): EndpointView {
-    const n = this.mustNetwork(req.network);
+    const n = this.networks.must(req.network);
     if (this.store.getEndpoint(req.name)) throw new StratumError("CONFLICT", `endpoint ${req.name} already exists`);
     const index = Math.max(1, ...this.store.claimedIndexes(n.name)) + 1;
     this.store.claimEndpoint({
@@ -38,16 +54,18 @@ export class KernelFreeService extends NetworkService {
       netns: req.netns,
       ifname: req.netns !== undefined ? (req.ifname ?? "eth0") : undefined,
     });
-    return this.showEndpoint(req.name);
+    return this.show(req.name);
+  }
+}
+
+/** The real services (firewall, DNS records, leases) with the kernel-free networks and endpoints. */
+export class KernelFreeServices extends Services {
+  protected override makeNetworks(ctx: ServiceContext, fw: FirewallService): NetworkService {
+    return new KernelFreeNetworks(ctx, fw);
   }
 
-  override deleteNetwork(name: string, force = false): void {
-    const n = this.mustNetwork(name);
-    const eps = this.store.listEndpoints(name);
-    if (eps.length && !force) throw new StratumError("INVALID", `network ${name} has endpoints`);
-    for (const ep of eps) this.store.releaseEndpoint(ep.name);
-    this.fw.removeScope(n.id);
-    this.store.deleteNetwork(name);
+  protected override makeEndpoints(ctx: ServiceContext, networks: NetworkService): EndpointService {
+    return new KernelFreeEndpoints(ctx, networks);
   }
 }
 
@@ -78,7 +96,7 @@ export const noNetlink = new Proxy(
 
 export interface KernelFree {
   store: SqliteStore;
-  svc: KernelFreeService;
+  svc: KernelFreeServices;
   kernel: FakeFwKernel;
   app: ReturnType<typeof createApp>;
   /** How often each provider (trace, reconcile, metrics) was called. */
@@ -123,7 +141,7 @@ export const TRACE_RESULT: TraceResult = {
 export function kernelFreeApp(o: AppOptions = {}): KernelFree {
   const store = new SqliteStore(":memory:");
   const kernel = new FakeFwKernel();
-  const svc = new KernelFreeService(store, noDatapath, noNetlink, () => {}, kernel);
+  const svc = new KernelFreeServices(store, noDatapath, noNetlink, () => {}, kernel);
   const calls = { trace: 0, reconcile: 0, metrics: 0 };
   const recent = new RecentLog(5);
   recent.add("warn", "a warning for status", "agent");
@@ -173,7 +191,7 @@ export function kernelFreeApp(o: AppOptions = {}): KernelFree {
  * a tap, DNS records, leases, rules of a network and of the global scope, a blocklist. */
 export function fillFixture(k: KernelFree): void {
   const { store, svc } = k;
-  svc.createNetwork({
+  svc.networks.create({
     name: "app-net",
     cidr: "10.20.0.0/24",
     gateway: "10.20.0.1",
@@ -181,7 +199,7 @@ export function fillFixture(k: KernelFree): void {
     gateway6: "fd20::1",
     egress: { rate: 100_000_000 },
   });
-  svc.createNetwork({ name: "db-net", cidr: "10.30.0.0/24", gateway: "10.30.0.1" });
+  svc.networks.create({ name: "db-net", cidr: "10.30.0.0/24", gateway: "10.30.0.1" });
   const n = store.getNetwork("app-net");
   if (!n) throw new Error("fixture: no app-net");
   const claim = (name: string, i: number, kind: "veth" | "tap") =>
@@ -198,8 +216,8 @@ export function fillFixture(k: KernelFree): void {
   claim("web-1", 1, "veth");
   claim("vm-1", 2, "tap");
   store.setEndpointEgress("web-1", { rate: 50_000_000, burst: 1 << 20 });
-  svc.addDnsRecord("app-net", { name: "api", type: "A", value: "10.20.0.50" });
-  svc.addDnsRecord("app-net", { name: "www", type: "CNAME", value: "web-1" });
+  svc.dnsRecords.add("app-net", { name: "api", type: "A", value: "10.20.0.50" });
+  svc.dnsRecords.add("app-net", { name: "www", type: "CNAME", value: "web-1" });
   const now = Date.now();
   store.putLease({
     network: "app-net",
@@ -221,8 +239,14 @@ export function fillFixture(k: KernelFree): void {
     expiresAt: now - 60_000,
     updatedAt: now - 120_000,
   });
-  svc.fw.addRule("app-net", { priority: 100, proto: "tcp", dport: "443", action: "allow" });
-  svc.fw.addRule("app-net", { priority: 200, proto: "udp", sport: "1000-2000", src: "10.9.0.0/16", action: "deny" });
-  svc.fw.addRule("global", { priority: 10, proto: "icmp", "icmp-type": "8/0", action: "allow", log: true });
-  svc.fw.blockAdd(["198.51.100.0/24", "2001:db8:bad::/48", "203.0.113.7", "10.0.0.0/8", "9.0.0.0/8"]);
+  svc.firewall.addRule("app-net", { priority: 100, proto: "tcp", dport: "443", action: "allow" });
+  svc.firewall.addRule("app-net", {
+    priority: 200,
+    proto: "udp",
+    sport: "1000-2000",
+    src: "10.9.0.0/16",
+    action: "deny",
+  });
+  svc.firewall.addRule("global", { priority: 10, proto: "icmp", "icmp-type": "8/0", action: "allow", log: true });
+  svc.firewall.blockAdd(["198.51.100.0/24", "2001:db8:bad::/48", "203.0.113.7", "10.0.0.0/8", "9.0.0.0/8"]);
 }

@@ -33,9 +33,9 @@ const SAMPLES: { [K in OperationId]: (k: KernelFree) => CallArgs<K> } = {
   setEndpoint: () => ({ params: { name: "web-1" }, body: { egress: null } }),
   listRules: () => ({ params: { scope: "app-net" } }),
   addRule: () => ({ params: { scope: "app-net" }, body: { priority: 500, action: "allow" } }),
-  deleteRule: (k) => ({ params: { scope: "app-net", id: String(k.svc.fw.listRules("app-net").rules[0]?.id) } }),
+  deleteRule: (k) => ({ params: { scope: "app-net", id: String(k.svc.firewall.listRules("app-net").rules[0]?.id) } }),
   moveRule: (k) => ({
-    params: { scope: "app-net", id: String(k.svc.fw.listRules("app-net").rules[0]?.id) },
+    params: { scope: "app-net", id: String(k.svc.firewall.listRules("app-net").rules[0]?.id) },
     body: { priority: 600 },
   }),
   setDefault: () => ({ params: { scope: "global" }, body: { action: "deny" } }),

@@ -1,18 +1,13 @@
 /** The API of a network's DHCP settings, its leases and its DNS records, through
- * app.request(): the real NetworkService on an in-memory store, with the kernel left out
+ * app.request(): the real services on an in-memory store, with the kernel left out
  * (no gateway addresses or profile maps; the firewall on a fake). */
 import { beforeEach, expect, test } from "bun:test";
 import { createApp } from "../../src/api/app";
 import type { PortDatapath } from "../../src/datapath/port-datapath";
 import type { Rtnl } from "../../src/netlink";
-import { NetworkService } from "../../src/services/network-service";
 import { SqliteStore } from "../../src/store/sqlite";
 import { FakeFwKernel } from "../helpers/fake-fw";
-
-/** Network create and set without netlink or BPF maps; DHCP leases and DNS records need neither. */
-class KernelFreeService extends NetworkService {
-  override applyNetwork(): void {}
-}
+import { KernelFreeServices } from "../helpers/kernel-free";
 
 /** Every kernel call does nothing; every map is boundless (capacity checks pass). */
 const noKernel = new Proxy(
@@ -25,7 +20,7 @@ let app: ReturnType<typeof createApp>;
 beforeEach(() => {
   store = new SqliteStore(":memory:");
   app = createApp(
-    new KernelFreeService(store, noKernel as PortDatapath, noKernel as Rtnl, () => {}, new FakeFwKernel()),
+    new KernelFreeServices(store, noKernel as PortDatapath, noKernel as Rtnl, () => {}, new FakeFwKernel()),
   );
 });
 

@@ -7,27 +7,28 @@ import type { openApiDocument } from "../../src/api/openapi";
 import { StratumError } from "../../src/errors";
 import { hostAddress, profileCount, profileMac, validateNetwork } from "../../src/model/network";
 import { FirewallService } from "../../src/services/firewall-service";
-import type { NetworkService } from "../../src/services/network-service";
+import type { Services } from "../../src/services/services";
 import { SqliteStore } from "../../src/store/sqlite";
 import { FakeFwKernel } from "../helpers/fake-fw";
 
-function standIn(store: SqliteStore, kernel = new FakeFwKernel()): NetworkService {
+function standIn(store: SqliteStore, kernel = new FakeFwKernel()): Services {
   const view = (name: string) => {
     const n = store.getNetwork(name);
     if (!n) throw new StratumError("NOT_FOUND", `network ${name} does not exist`);
     const eps = store.listEndpoints(name);
     return { ...n, profiles: { total: profileCount(n.cidr), claimed: eps.length }, endpoints: eps.map((e) => e.name) };
   };
-  return {
-    fw: new FirewallService(store, kernel),
-    listNetworks: () => store.listNetworks().map((n) => view(n.name)),
-    showNetwork: view,
-    createNetwork: (spec: never) => view(store.createNetwork(validateNetwork(spec, store.listNetworks())).name),
-    setNetwork: (name: string, patch: never) => {
+  const networks = {
+    list: () => store.listNetworks().map((n) => view(n.name)),
+    show: view,
+    create: (spec: never) => view(store.createNetwork(validateNetwork(spec, store.listNetworks())).name),
+    set: (name: string, patch: never) => {
       store.updateNetwork(name, patch);
       return view(name);
     },
-    deleteNetwork: (name: string) => store.deleteNetwork(name),
+    delete: (name: string) => store.deleteNetwork(name),
+  };
+  const endpoints = {
     attach: (req: { network: string; name: string; netns?: string }) => {
       const n = store.getNetwork(req.network);
       if (!n) throw new StratumError("NOT_FOUND", `network ${req.network} does not exist`);
@@ -46,13 +47,14 @@ function standIn(store: SqliteStore, kernel = new FakeFwKernel()): NetworkServic
       return { ...e, interface: e.hostIf };
     },
     detach: (_n: string, name: string) => store.releaseEndpoint(name),
-    listEndpoints: (network?: string) => store.listEndpoints(network).map((e) => ({ ...e, interface: e.hostIf })),
-    showEndpoint: (name: string) => {
+    list: (network?: string) => store.listEndpoints(network).map((e) => ({ ...e, interface: e.hostIf })),
+    show: (name: string) => {
       const e = store.getEndpoint(name);
       if (!e) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
       return { ...e, interface: e.hostIf };
     },
-  } as unknown as NetworkService;
+  };
+  return { firewall: new FirewallService(store, kernel), networks, endpoints } as unknown as Services;
 }
 
 let app: ReturnType<typeof createApp>;

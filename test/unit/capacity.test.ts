@@ -1,4 +1,4 @@
-/** Capacity checks of NetworkService on the real port object: a request that would overfill
+/** Capacity checks of the network and endpoint services on the real port object: a request that would overfill
  * stm_profiles, stm_local, stm_ports or the egress cap maps fails with CAPACITY and a message
  * naming the map, and the store and the kernel (links, bridge addresses and FDB, programs,
  * every map) are exactly as before; a request that fits goes through, up to the map's last
@@ -11,9 +11,11 @@ import { type PinnedMap, PortDatapath } from "../../src/datapath/port-datapath";
 import { StratumError } from "../../src/errors";
 import { validateCap } from "../../src/model/egress-cap";
 import { linkLocal, type NetworkSpec, validateNetwork } from "../../src/model/network";
+import { USER_BRIDGE } from "../../src/model/topology";
 import { getLink, Rtnl } from "../../src/netlink";
 import { BRIDGE_LOCALS, endpointEntries, networkEntries, ROOM_MAPS } from "../../src/services/capacity";
-import { endpointLocals, NetworkService, USER_BRIDGE } from "../../src/services/network-service";
+import { endpointLocals } from "../../src/services/port-config";
+import { Services } from "../../src/services/services";
 import { SqliteStore } from "../../src/store/sqlite";
 import { inNetns } from "../../src/sys/os";
 import { FakeFwKernel } from "../helpers/fake-fw";
@@ -48,7 +50,7 @@ class SizedDatapath extends PortDatapath {
 interface World {
   store: SqliteStore;
   dp: PortDatapath;
-  svc: NetworkService;
+  svc: Services;
   agent: Netns;
   eps: Netns;
   pin: PinRoot;
@@ -83,7 +85,7 @@ function world(sizes: Partial<Record<PinnedMap, number>>, real = false): World {
   const br = getLink(USER_BRIDGE, nl);
   if (!br?.mac) throw new Error(`${USER_BRIDGE} has no MAC`);
   for (const a of [br.mac, linkLocal(br.mac)]) dp.setLocal(a, br.index, 0);
-  return { store, dp, svc: new NetworkService(store, dp, nl), agent, eps, pin };
+  return { store, dp, svc: new Services(store, dp, nl), agent, eps, pin };
 }
 
 function teardown(): void {
@@ -143,89 +145,89 @@ const dual = (name: string, i: number, extra: Partial<NetworkSpec> = {}) =>
 
 test("network profiles fit beside every other network's, to the last entry of stm_profiles", () => {
   const w = world({ stm_profiles: 300 });
-  w.svc.createNetwork(net("a", "10.1.0.0/24")); // 254 profiles
+  w.svc.networks.create(net("a", "10.1.0.0/24")); // 254 profiles
   refused(
     w,
-    () => w.svc.createNetwork(net("b", "10.2.0.0/26")),
+    () => w.svc.networks.create(net("b", "10.2.0.0/26")),
     "create network b: the endpoint profile table stm_profiles holds 300; 254 are in use and 62 more do not fit: nothing was changed",
   );
-  w.svc.createNetwork(net("c", "10.3.0.0/27")); // 30
-  w.svc.createNetwork(net("d", "10.4.0.0/28")); // 14
-  w.svc.createNetwork(net("e", "10.5.0.0/30")); // 2: 300, full
+  w.svc.networks.create(net("c", "10.3.0.0/27")); // 30
+  w.svc.networks.create(net("d", "10.4.0.0/28")); // 14
+  w.svc.networks.create(net("e", "10.5.0.0/30")); // 2: 300, full
   expect(entries(w.dp, "stm_profiles")).toBe(300);
   refused(
     w,
-    () => w.svc.createNetwork(net("f", "10.6.0.0/30")),
+    () => w.svc.networks.create(net("f", "10.6.0.0/30")),
     "create network f: the endpoint profile table stm_profiles holds 300; 300 are in use and 2 more do not fit: nothing was changed",
   );
 });
 
 test("a network's firewall scope must fit in stm_fw_scopes beside the global scope's", () => {
   const w = world({ stm_fw_scopes: 3 });
-  w.svc.createNetwork(net("a", "10.1.0.0/24"));
-  w.svc.createNetwork(net("b", "10.2.0.0/24")); // global, a, b: full
+  w.svc.networks.create(net("a", "10.1.0.0/24"));
+  w.svc.networks.create(net("b", "10.2.0.0/24")); // global, a, b: full
   refused(
     w,
-    () => w.svc.createNetwork(net("c", "10.3.0.0/24")),
+    () => w.svc.networks.create(net("c", "10.3.0.0/24")),
     "create network c: the firewall scope table stm_fw_scopes holds 3; 3 are in use and 1 more do not fit: nothing was changed",
   );
-  w.svc.deleteNetwork("b");
-  w.svc.createNetwork(net("c", "10.3.0.0/24"));
+  w.svc.networks.delete("b");
+  w.svc.networks.create(net("c", "10.3.0.0/24"));
 });
 
 test("a network's gateways take stm_local; a cap its bucket and a source prefix per subnet", () => {
   const w = world({ stm_local: BRIDGE_LOCALS + 5, stm_shape_src: 2, stm_shape_cfg: 3, stm_shape_state: 3 });
-  w.svc.createNetwork(dual("a", 1, { egress: CAP })); // 2 gateways, 1 cap, 2 sources
-  w.svc.createNetwork(dual("b", 2)); // 2 gateways
+  w.svc.networks.create(dual("a", 1, { egress: CAP })); // 2 gateways, 1 cap, 2 sources
+  w.svc.networks.create(dual("b", 2)); // 2 gateways
   refused(
     w,
-    () => w.svc.createNetwork(dual("c", 3)),
+    () => w.svc.networks.create(dual("c", 3)),
     "create network c: the local address table stm_local holds 7; 6 are in use and 2 more do not fit: nothing was changed",
   );
   refused(
     w,
-    () => w.svc.createNetwork(net("c", "10.3.0.0/24", { egress: CAP })),
+    () => w.svc.networks.create(net("c", "10.3.0.0/24", { egress: CAP })),
     "create network c: the capped source prefix table stm_shape_src holds 2; 2 are in use and 1 more do not fit: nothing was changed",
   );
   refused(
     w,
-    () => w.svc.setNetwork("b", { egress: CAP }),
+    () => w.svc.networks.set("b", { egress: CAP }),
     "set network b: the capped source prefix table stm_shape_src holds 2; 2 are in use and 2 more do not fit: nothing was changed",
   );
-  w.svc.createNetwork(net("c", "10.3.0.0/24")); // 1 gateway: stm_local full
+  w.svc.networks.create(net("c", "10.3.0.0/24")); // 1 gateway: stm_local full
   expect(entries(w.dp, "stm_local")).toBe(BRIDGE_LOCALS + 5);
   // A cap changed in place takes nothing more; removed, it makes room for another.
-  w.svc.setNetwork("a", { egress: CAP2 });
-  w.svc.setNetwork("a", { egress: null });
-  w.svc.setNetwork("b", { egress: CAP });
+  w.svc.networks.set("a", { egress: CAP2 });
+  w.svc.networks.set("a", { egress: null });
+  w.svc.networks.set("b", { egress: CAP });
   expect(w.store.getNetwork("b")?.egress?.rate).toBe(CAP.rate);
   expect([entries(w.dp, "stm_shape_cfg"), entries(w.dp, "stm_shape_src")]).toEqual([1, 2]);
 });
 
 test("attach: an endpoint's local addresses must fit in stm_local; a refused attach creates no interface", () => {
   const w = world({ stm_local: BRIDGE_LOCALS + 1 + 3 + 3 });
-  w.svc.createNetwork(net("a", "10.1.0.0/24"));
-  w.svc.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" });
-  w.svc.attach({ network: "a", name: "e2", netns: w.eps.name, ifname: "eth2" }); // stm_local full
+  w.svc.networks.create(net("a", "10.1.0.0/24"));
+  w.svc.endpoints.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" });
+  w.svc.endpoints.attach({ network: "a", name: "e2", netns: w.eps.name, ifname: "eth2" }); // stm_local full
   expect(entries(w.dp, "stm_local")).toBe(BRIDGE_LOCALS + 7);
   refused(
     w,
-    () => w.svc.attach({ network: "a", name: "e3", netns: w.eps.name, ifname: "eth3" }),
+    () => w.svc.endpoints.attach({ network: "a", name: "e3", netns: w.eps.name, ifname: "eth3" }),
     "attach e3 to a: the local address table stm_local holds 9; 9 are in use and 3 more do not fit: nothing was changed",
   );
 });
 
 test("attach: a port must fit in stm_ports; a detach makes room again", () => {
   const w = world({ stm_ports: 1 });
-  w.svc.createNetwork(net("a", "10.1.0.0/24"));
-  w.svc.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" });
+  w.svc.networks.create(net("a", "10.1.0.0/24"));
+  w.svc.endpoints.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" });
   refused(
     w,
-    () => w.svc.attach({ network: "a", name: "e2", netns: w.eps.name, ifname: "eth2" }),
+    () => w.svc.endpoints.attach({ network: "a", name: "e2", netns: w.eps.name, ifname: "eth2" }),
     "attach e2 to a: the port table stm_ports holds 1; 1 are in use and 1 more do not fit: nothing was changed",
   );
-  w.svc.detach("a", "e1");
-  w.svc.attach({ network: "a", name: "e2", netns: w.eps.name, ifname: "eth2" });
+  w.svc.endpoints.detach("a", "e1");
+  w.svc.endpoints.attach({ network: "a", name: "e2", netns: w.eps.name, ifname: "eth2" });
   expect(w.store.listEndpoints().map((e) => e.name)).toEqual(["e2"]);
   expect(entries(w.dp, "stm_ports")).toBe(1);
 });
@@ -233,34 +235,34 @@ test("attach: a port must fit in stm_ports; a detach makes room again", () => {
 test("egress caps: one more must fit in stm_shape_state as well as stm_shape_cfg", () => {
   // stm_shape passes every packet of a cap it has no bucket for: more caps than buckets is never configured.
   const w = world({ stm_shape_cfg: 2, stm_shape_state: 1 });
-  w.svc.createNetwork(net("a", "10.1.0.0/24", { egress: CAP }));
-  w.svc.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" });
+  w.svc.networks.create(net("a", "10.1.0.0/24", { egress: CAP }));
+  w.svc.endpoints.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" });
   refused(
     w,
-    () => w.svc.setEndpointEgress("e1", CAP),
+    () => w.svc.endpoints.setEgress("e1", CAP),
     "set endpoint e1: the egress bucket table stm_shape_state holds 1; 1 are in use and 1 more do not fit: nothing was changed",
   );
-  w.svc.setNetwork("a", { egress: null });
-  w.svc.setEndpointEgress("e1", CAP);
-  w.svc.setEndpointEgress("e1", CAP2); // in place: no more room needed
+  w.svc.networks.set("a", { egress: null });
+  w.svc.endpoints.setEgress("e1", CAP);
+  w.svc.endpoints.setEgress("e1", CAP2); // in place: no more room needed
   expect(w.store.getEndpoint("e1")?.egress?.rate).toBe(CAP2.rate);
   expect(entries(w.dp, "stm_shape_cfg")).toBe(1);
   refused(
     w,
-    () => w.svc.setNetwork("a", { egress: CAP }),
+    () => w.svc.networks.set("a", { egress: CAP }),
     "set network a: the egress bucket table stm_shape_state holds 1; 1 are in use and 1 more do not fit: nothing was changed",
   );
   // Removing a cap needs no room.
-  w.svc.setEndpointEgress("e1", null);
+  w.svc.endpoints.setEgress("e1", null);
   expect(entries(w.dp, "stm_shape_cfg")).toBe(0);
 });
 
 test("egress caps: a cap table smaller than the bucket table is named itself", () => {
   const w = world({ stm_shape_cfg: 1, stm_shape_state: 2 });
-  w.svc.createNetwork(net("a", "10.1.0.0/24", { egress: CAP }));
+  w.svc.networks.create(net("a", "10.1.0.0/24", { egress: CAP }));
   refused(
     w,
-    () => w.svc.createNetwork(net("b", "10.2.0.0/24", { egress: CAP })),
+    () => w.svc.networks.create(net("b", "10.2.0.0/24", { egress: CAP })),
     "create network b: the egress cap table stm_shape_cfg holds 1; 1 are in use and 1 more do not fit: nothing was changed",
   );
 });
@@ -280,15 +282,15 @@ test("real sizes: the checks read the maps' max_entries and count every stored n
   for (let i = 0; i < 16; i++) w.store.createNetwork(validateNetwork(net(`n${i}`, `10.${i}.0.0/16`)));
   refused(
     w,
-    () => w.svc.createNetwork(net("big", "10.16.0.0/16")),
+    () => w.svc.networks.create(net("big", "10.16.0.0/16")),
     "create network big: the endpoint profile table stm_profiles holds 1048576; 1048544 are in use and 65534 more do not fit: nothing was changed",
   );
-  w.svc.createNetwork(net("small", "10.16.0.0/27")); // 30: two entries to spare
+  w.svc.networks.create(net("small", "10.16.0.0/27")); // 30: two entries to spare
   expect(entries(w.dp, "stm_profiles")).toBe(30);
 });
 
 test("the counts are what the service writes: endpointLocals and gateways", () => {
-  const svc = new NetworkService(
+  const svc = new Services(
     keep(new SqliteStore(":memory:"), (s) => s.close()),
     {} as PortDatapath,
     {} as Rtnl,
@@ -298,6 +300,6 @@ test("the counts are what the service writes: endpointLocals and gateways", () =
   for (const n of [validateNetwork(net("v4", "10.1.0.0/24")), validateNetwork(dual("v6", 2))]) {
     const ep = { ip: n.gateway.replace(/1$/, "9"), mac: "02:00:01:00:00:09" };
     expect(endpointEntries({}, n).stm_local).toBe(endpointLocals(ep, { ...n, id: 1, createdAt: "" }).length);
-    expect(networkEntries(n).stm_local).toBe(svc.gateways(n).length);
+    expect(networkEntries(n).stm_local).toBe(svc.networks.gateways(n).length);
   }
 });

@@ -12,16 +12,13 @@ import { formatDuration, parseDuration } from "../../src/cli/network-commands";
 import type { PortDatapath } from "../../src/datapath/port-datapath";
 import { StratumError } from "../../src/errors";
 import type { Rtnl } from "../../src/netlink";
-import { NetworkService } from "../../src/services/network-service";
 import { SqliteStore } from "../../src/store/sqlite";
 import { FakeFwKernel } from "../helpers/fake-fw";
+import { KernelFreeServices } from "../helpers/kernel-free";
 import { BUN, ROOT, type RunResult, run } from "../helpers/netns";
 
 const cli = (...args: string[]) => run([BUN, join(ROOT, "src/main.ts"), ...args]);
 
-class KernelFreeService extends NetworkService {
-  override applyNetwork(): void {}
-}
 /** Every kernel call does nothing; every map is boundless (capacity checks pass). */
 const noKernel = new Proxy(
   {},
@@ -34,7 +31,7 @@ const store = new SqliteStore(":memory:");
 let server: ReturnType<typeof Bun.serve> | undefined;
 
 beforeAll(() => {
-  const svc = new KernelFreeService(store, noKernel as PortDatapath, noKernel as Rtnl, () => {}, new FakeFwKernel());
+  const svc = new KernelFreeServices(store, noKernel as PortDatapath, noKernel as Rtnl, () => {}, new FakeFwKernel());
   server = Bun.serve({ unix: sock, fetch: createApp(svc).fetch });
 });
 afterAll(() => {

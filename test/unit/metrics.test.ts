@@ -12,7 +12,7 @@ import { FW_STATS } from "../../src/datapath/firewall-maps";
 import { AgentMetrics, type MetricsSnapshot } from "../../src/observe/metrics";
 import { RecentLog, ReconcileLog } from "../../src/observe/runtime";
 import { fillWarnings } from "../../src/observe/status";
-import type { ReconcileReport } from "../../src/reconcile/reconcilers";
+import type { ReconcileReport } from "../../src/reconcile/reconcile";
 import { ROOT } from "../helpers/netns";
 import { metricValue, parseExposition } from "../helpers/prom";
 

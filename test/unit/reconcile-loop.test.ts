@@ -4,6 +4,7 @@
  * notices were lost, a periodic pass, and repairs that slow down when drift keeps coming
  * back. Notices are decoded from the bytes the kernel sends. */
 import { describe, expect, test } from "bun:test";
+import { MGMT_BRIDGE, USER_BRIDGE } from "../../src/model/topology";
 import {
   decodeEvent,
   encodeIfAddr,
@@ -18,7 +19,6 @@ import {
 } from "../../src/netlink";
 import { type DesiredState, DriftWatch } from "../../src/reconcile/drift";
 import { type Clock, ReconcileLoop, type ReconcileTrigger } from "../../src/reconcile/loop";
-import { MGMT_BRIDGE, USER_BRIDGE } from "../../src/services/network-service";
 
 const IDX = { [MGMT_BRIDGE]: 2, [USER_BRIDGE]: 3, upl0: 4, stmA: 5, other0: 6 } as Record<string, number>;
 const MAC = "02:00:01:00:00:01";

@@ -1,0 +1,41 @@
+/** The node's two bridges, up, each with the MAC of this machine (never the lowest of its ports). */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { StratumError } from "../errors";
+import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
+import { createBridge, getLink, type Rtnl, setLink } from "../netlink";
+import type { Reconciler } from "./reconciler";
+
+/** The MAC a bridge of this node always has: derived from the machine id, so it is stable
+ * across restarts and distinct between nodes. Left to itself a bridge takes the lowest MAC
+ * of its ports and changes it as ports come and go, and every workload's ARP entry for the
+ * gateway would go stale. */
+export function bridgeMac(name: string): string {
+  let id = "";
+  for (const f of ["/etc/machine-id", "/var/lib/dbus/machine-id", "/proc/sys/kernel/random/boot_id"]) {
+    try {
+      id = readFileSync(f, "utf8").trim();
+      if (id) break;
+    } catch {}
+  }
+  const h = createHash("sha256").update(`${id}/${hostname()}/${name}`).digest();
+  return [0x02, h[0], h[1], h[2], h[3], h[4]].map((x) => (x as number).toString(16).padStart(2, "0")).join(":");
+}
+
+export function ensureBridge(nl: Rtnl, name: string): void {
+  const l = getLink(name, nl);
+  const mac = bridgeMac(name);
+  if (!l) createBridge(name, { up: true, mac }, nl);
+  else if (l.kind !== "bridge")
+    throw new StratumError("INVALID", `${name} exists but is a ${l.kind ?? "non-bridge"} device`);
+  else if (!l.up || l.mac !== mac) setLink(name, { up: true, mac }, nl);
+}
+
+export const bridges: Reconciler = {
+  name: "bridges",
+  restore(run) {
+    ensureBridge(run.svc.nl, MGMT_BRIDGE);
+    ensureBridge(run.svc.nl, USER_BRIDGE);
+  },
+};

@@ -1,0 +1,27 @@
+/** Every endpoint's port: its device, configuration, cap, local addresses, programs, bridge
+ * membership, flags and static FDB entry (two passes: every port's map entries, then every
+ * port's programs). A port entry whose device no endpoint has is collected. */
+import { USER_BRIDGE } from "../model/topology";
+import { getLink, listFdb } from "../netlink";
+import { fdbMacs } from "../services/port-config";
+import type { Reconciler } from "./reconciler";
+
+export const ports: Reconciler = {
+  name: "ports",
+  restore(run) {
+    const fdbs = fdbMacs(listFdb({ bridge: USER_BRIDGE }, run.svc.nl));
+    const eps = run.svc.endpoints.restore(run.endpoints, fdbs);
+    run.report.endpoints = eps.restored;
+    run.report.errors.push(...eps.errors);
+  },
+  prune(run) {
+    const wanted = new Set(
+      run.endpoints.map((e) => getLink(e.hostIf, run.svc.nl)?.index).filter((x): x is number => x !== undefined),
+    );
+    for (const ifindex of run.svc.dp.portIfindexes())
+      if (!wanted.has(ifindex)) {
+        run.svc.dp.deletePort(ifindex);
+        run.collected(`port entry of ifindex ${ifindex}`);
+      }
+  },
+};

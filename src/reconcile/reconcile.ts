@@ -1,0 +1,50 @@
+/** Makes the kernel match the store: every reconciler's restore in order, then every prune
+ * (restore first, garbage-collect after). Idempotent: on a kernel that is already right it
+ * changes nothing, and its report's `changes` (every kernel change it made, in order, from the
+ * mutation journal) is empty. A new resource adds a file and a line here. */
+
+import type { Services } from "../services/services";
+import { recordMutations } from "../sys/mutations";
+import { bridges } from "./bridges";
+import { egressCaps } from "./egress-caps";
+import { firewallScopes } from "./firewall-scopes";
+import { gatewayAddresses } from "./gateway-addresses";
+import { localAddresses } from "./local-addresses";
+import { ports } from "./ports";
+import { profiles } from "./profiles";
+import { type ReconcileOptions, type ReconcileReport, type Reconciler, RunState } from "./reconciler";
+import { subnets } from "./subnets";
+import { uplink } from "./uplink";
+
+export { bridgeMac, ensureBridge } from "./bridges";
+export type { ReconcileOptions, ReconcileReport, Reconciler } from "./reconciler";
+
+/** Restored in this order: the bridges; each network's gateways, profiles, subnets and cap;
+ * the firewall's scopes before the ports (a port restored into a network finds its scope in
+ * place); the ports; the bridge's own local addresses; and last the uplink, once everything
+ * its filter reads is in place. */
+export const RESTORE_ORDER: Reconciler[] = [
+  bridges,
+  gatewayAddresses,
+  profiles,
+  subnets,
+  egressCaps,
+  firewallScopes,
+  ports,
+  localAddresses,
+  uplink,
+];
+
+/** Collected in this order, after every restore. */
+export const PRUNE_ORDER: Reconciler[] = [ports, egressCaps, uplink, subnets, localAddresses, gatewayAddresses];
+
+export function reconcile(svc: Services, o: ReconcileOptions = {}): ReconcileReport {
+  const { result, changes } = recordMutations(() => {
+    const run = new RunState(svc, o);
+    for (const r of RESTORE_ORDER) r.restore?.(run);
+    for (const r of PRUNE_ORDER) r.prune?.(run);
+    return run.report;
+  });
+  result.changes = changes;
+  return result;
+}

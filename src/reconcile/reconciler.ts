@@ -1,0 +1,65 @@
+/** The shape of one reconciler: a resource the kernel must hold as the store says. restore
+ * puts back what is missing or wrong, prune removes what nothing in the store asks for; both
+ * write only where the kernel differs, so a run on a kernel that is right changes nothing.
+ * One run reads the store once (RunState) and reports what it did. */
+import type { Attachment } from "../datapath/attach";
+import type { Services } from "../services/services";
+import type { Endpoint, StoredNetwork } from "../store/store";
+
+export interface ReconcileReport {
+  networks: number;
+  endpoints: number;
+  /** Firewall scopes restored (the global one included), and those already right. */
+  firewall: { scopes: number; adopted: number; blocklistAdded: number };
+  /** What garbage collection removed. */
+  collected: string[];
+  /** Endpoints that could not be restored (e.g. their namespace is gone), with why. */
+  errors: string[];
+  /** Every kernel change this run made, in order: none when the kernel was already right. */
+  changes: string[];
+  /** The uplink, when the agent has one: its filter as attached (or found) by this run. */
+  uplink?: { name: string; ifindex: number; attach: Attachment };
+}
+
+export interface ReconcileOptions {
+  /** The uplink NIC: its filter goes on, then it joins the user bridge. */
+  uplink?: string;
+}
+
+/** One run: the services, the store's networks and endpoints as read at its start, the report. */
+export class RunState {
+  readonly networks: StoredNetwork[];
+  readonly endpoints: Endpoint[];
+  readonly report: ReconcileReport = {
+    networks: 0,
+    endpoints: 0,
+    firewall: { scopes: 0, adopted: 0, blocklistAdded: 0 },
+    collected: [],
+    errors: [],
+    changes: [],
+  };
+
+  constructor(
+    readonly svc: Services,
+    readonly o: ReconcileOptions,
+  ) {
+    this.networks = svc.store.listNetworks();
+    this.endpoints = svc.store.listEndpoints();
+  }
+
+  collected(what: string): void {
+    this.report.collected.push(what);
+  }
+
+  /** The network an endpoint belongs to, as read at the run's start. */
+  networkOf(ep: Endpoint): StoredNetwork | undefined {
+    return this.networks.find((n) => n.name === ep.network);
+  }
+}
+
+export interface Reconciler {
+  /** What it keeps, for messages. */
+  readonly name: string;
+  restore?(run: RunState): void;
+  prune?(run: RunState): void;
+}

@@ -1,0 +1,31 @@
+/** The uplink: its filter (XDP, and the tcx egress program) goes on and its stm_ifaces entry
+ * is written before the NIC joins the user bridge, so nothing from outside reaches a port
+ * unfiltered and every port knows a frame bridged from it came straight from the LAN. */
+import { StratumError } from "../errors";
+import { USER_BRIDGE } from "../model/topology";
+import { getLink, setLink } from "../netlink";
+import type { Reconciler } from "./reconciler";
+
+export const uplink: Reconciler = {
+  name: "uplink",
+  restore(run) {
+    const name = run.o.uplink;
+    if (!name) return;
+    const { dp, nl } = run.svc;
+    const up = getLink(name, nl);
+    if (!up) throw new StratumError("NOT_FOUND", `uplink ${name} does not exist`);
+    const br = getLink(USER_BRIDGE, nl);
+    dp.setIface(up.index, { kind: "uplink" });
+    const attach = dp.attachUplink(up.index);
+    if (up.master !== br?.index || !up.up) setLink(name, { master: USER_BRIDGE, up: true }, nl);
+    run.report.uplink = { name, ifindex: up.index, attach };
+  },
+  prune(run) {
+    const keep = run.report.uplink?.ifindex;
+    for (const i of run.svc.dp.ifaceIndexes())
+      if (i !== keep) {
+        run.svc.dp.deleteIface(i);
+        run.collected(`interface entry of ifindex ${i}`);
+      }
+  },
+};

@@ -1,0 +1,323 @@
+/** Endpoints as operations: claim a profile (address, MAC) of a network, plug the host side
+ * through the endpoint's backend (a veth into a container's namespace, a tap for a VM), then
+ * wire it the same for every kind: configuration and programs before the port comes up, the
+ * bridge with learning and flooding off, the static FDB entry. A change that fails half-way is
+ * undone in reverse: no profile claimed, no interface, no program, no map entry left. */
+import { existsSync } from "node:fs";
+import type { EndpointView } from "../api/contract";
+import { BACKENDS, Undo } from "../backends";
+import { PROFILE_F } from "../datapath/port-maps";
+import { SHAPE_KIND } from "../datapath/shape-maps";
+import { StratumError } from "../errors";
+import type { EgressCap } from "../model/egress-cap";
+import { formatIp, hostRange, parseIp, parseSubnet } from "../model/ip";
+import { checkName, hostAddress, hostIndex, profileIp6, profileMac } from "../model/network";
+import { hostIfName, USER_BRIDGE } from "../model/topology";
+import {
+  addAddress,
+  addFdb,
+  addRoute,
+  deleteLinkIfExists,
+  getLink,
+  type Link,
+  listFdb,
+  netnsPath,
+  Rtnl,
+  setBridgePort,
+  setLink,
+} from "../netlink";
+import type { Endpoint, StoredNetwork } from "../store/store";
+import { endpointEntries, growth } from "./capacity";
+import type { NetworkService } from "./network-service";
+import { checkIfName, endpointLocals, fdbMacs, portConfig } from "./port-config";
+import type { ServiceContext } from "./service-context";
+
+export interface AttachRequest {
+  network: string;
+  name: string;
+  netns?: string;
+  ifname?: string;
+  tap?: string;
+  ip?: string;
+  configure?: boolean;
+}
+
+export class EndpointService {
+  constructor(
+    readonly ctx: ServiceContext,
+    readonly networks: NetworkService,
+  ) {}
+
+  get store() {
+    return this.ctx.store;
+  }
+
+  get dp() {
+    return this.ctx.dp;
+  }
+
+  get nl() {
+    return this.ctx.nl;
+  }
+
+  get log() {
+    return this.ctx.log;
+  }
+
+  /** `n`: the endpoint's network when the caller has it already (lists read each network once).
+   * Drops and cap counters are read by showEndpoint only. */
+  view(e: Endpoint, n = this.store.getNetwork(e.network)): EndpointView {
+    return {
+      name: e.name,
+      network: e.network,
+      ip: e.ip,
+      ip6: n?.cidr6 ? profileIp6(n.cidr6, e.mac) : null,
+      mac: e.mac,
+      hostIndex: e.hostIndex,
+      kind: e.kind,
+      interface: e.hostIf,
+      netns: e.netns ?? null,
+      ifname: e.ifname ?? null,
+      egress: e.egress ? { rate: e.egress.rate, burst: e.egress.burst } : null,
+      createdAt: e.createdAt,
+      drops: null,
+      egressCounts: null,
+    };
+  }
+
+  list(network?: string): EndpointView[] {
+    if (network) this.networks.must(network);
+    const networks = new Map(this.store.listNetworks().map((n) => [n.name, n]));
+    return this.store.listEndpoints(network).map((e) => this.view(e, networks.get(e.network)));
+  }
+
+  /** One endpoint with its port's drop counters. */
+  show(name: string): EndpointView {
+    const e = this.store.getEndpoint(name);
+    if (!e) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
+    const link = getLink(e.hostIf, this.nl);
+    return {
+      ...this.view(e),
+      drops: link ? this.dp.drops(link.index) : null,
+      egressCounts: link && e.egress ? this.dp.capCounts(SHAPE_KIND.ENDPOINT, link.index) : null,
+    };
+  }
+
+  /** Sets, changes (in place: flows go on at the new rate) or with null removes an
+   * endpoint's egress cap. The cap is in the datapath before the port is told to use it, and
+   * the port stops using it before it goes. */
+  setEgress(name: string, cap: EgressCap | null): EndpointView {
+    const e = this.store.getEndpoint(name);
+    if (!e) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
+    const n = this.networks.must(e.network);
+    this.ctx.room(
+      growth(endpointEntries(e, n), endpointEntries({ egress: cap ?? undefined }, n)),
+      `set endpoint ${name}`,
+    );
+    const link = getLink(e.hostIf, this.nl);
+    if (link) this.#setPortAndCap(link.index, { ...e, egress: cap ?? undefined }, n);
+    try {
+      this.store.setEndpointEgress(name, cap);
+    } catch (err) {
+      if (link) this.#setPortAndCap(link.index, e, n); // back to what the store still says
+      throw err;
+    }
+    this.ctx.changed();
+    return this.show(name);
+  }
+
+  #pickAddress(n: StoredNetwork, ip?: string): { index: number; ip: string } {
+    const gw = hostIndex(n.cidr, n.gateway);
+    const claimed = this.store.claimedIndexes(n.name);
+    if (ip !== undefined) {
+      const index = hostIndex(n.cidr, formatIp(parseIp(ip)));
+      if (index === gw) throw new StratumError("INVALID", `${ip} is the gateway address of network ${n.name}`);
+      const holder = this.store.listEndpoints(n.name).find((e) => e.hostIndex === index);
+      if (holder) throw new StratumError("INVALID", `${ip} is already claimed by endpoint ${holder.name}`);
+      return { index, ip: hostAddress(n.cidr, index) };
+    }
+    const r = hostRange(parseSubnet(n.cidr));
+    const total = Number(r.last - r.first + 1n);
+    for (let i = 0; i < total; i++) if (i !== gw && !claimed.has(i)) return { index: i, ip: hostAddress(n.cidr, i) };
+    throw new StratumError("INVALID", `network ${n.name} has no free address left`);
+  }
+
+  attach(req: AttachRequest): EndpointView {
+    const name = checkName("endpoint", req.name);
+    const n = this.networks.must(req.network);
+    if ((req.netns === undefined) === (req.tap === undefined))
+      throw new StratumError("INVALID", "give exactly one of --netns (container) or --tap (VM)");
+    if (this.store.getEndpoint(name)) throw new StratumError("CONFLICT", `endpoint ${name} already exists`);
+    if (req.tap !== undefined && req.configure)
+      throw new StratumError("INVALID", "--configure applies to --netns endpoints (a VM configures itself)");
+    if (req.tap !== undefined) checkIfName(req.tap, "--tap");
+    if (req.ifname !== undefined) {
+      if (req.netns === undefined) throw new StratumError("INVALID", "--ifname names the interface inside --netns");
+      checkIfName(req.ifname, "--ifname");
+    }
+    const { index, ip } = this.#pickAddress(n, req.ip);
+    const mac = profileMac(n.id, index);
+    const prefixLen = parseSubnet(n.cidr).prefixLen;
+    const hostIf = req.tap ?? hostIfName(name);
+    const ifname = req.netns !== undefined ? (req.ifname ?? "eth0") : undefined;
+
+    if (getLink(hostIf, this.nl)) throw new StratumError("CONFLICT", `interface ${hostIf} already exists on this node`);
+    this.ctx.room(endpointEntries({}, n), `attach ${name} to ${n.name}`);
+    let nsNl: Rtnl | undefined;
+    if (req.netns !== undefined) {
+      if (!existsSync(netnsPath(req.netns)))
+        throw new StratumError("INVALID", `network namespace ${req.netns} does not exist (${netnsPath(req.netns)})`);
+      nsNl = new Rtnl({ netns: req.netns });
+      if (getLink(ifname as string, nsNl))
+        throw new StratumError("CONFLICT", `interface ${ifname} already exists in namespace ${req.netns}`);
+    }
+
+    const undo = new Undo();
+    try {
+      const ep = this.store.claimEndpoint({
+        name,
+        network: n.name,
+        ip,
+        mac,
+        hostIndex: index,
+        kind: req.tap !== undefined ? "tap" : "veth",
+        hostIf,
+        netns: req.netns,
+        ifname,
+      });
+      undo.push("release profile", () => this.store.releaseEndpoint(name));
+      this.dp.setProfile(n.id, n.cidr, index, PROFILE_F.CLAIMED);
+      undo.push("unclaim profile", () => this.dp.setProfile(n.id, n.cidr, index, 0));
+      this.#plugPort(ep, n, undo);
+      if (req.configure && nsNl) this.#configure(nsNl, ifname as string, `${ip}/${prefixLen}`, n, mac);
+      this.ctx.changed();
+      return this.view(ep);
+    } catch (e) {
+      undo.run(this.log);
+      throw e instanceof StratumError ? e.wrap(`attach ${name} to ${n.name}`) : e;
+    } finally {
+      nsNl?.close();
+    }
+  }
+
+  /** Creates (if missing) and wires the host side of an endpoint: bridge port with learning
+   * and unicast flooding off, port config, programs, static FDB entry, then link up. */
+  #plugPort(ep: Endpoint, n: StoredNetwork, undo: Undo, fdbs?: Map<number, string[]>): number {
+    const link = this.#preparePort(ep, n, undo);
+    this.#wirePort(ep, link, undo, fdbs);
+    return link.index;
+  }
+
+  /** The first half of plugging a port: the device (created down if missing), its
+   * configuration, cap and local addresses in the maps. No program is swapped yet. */
+  #preparePort(ep: Endpoint, n: StoredNetwork, undo: Undo): Link {
+    let link = getLink(ep.hostIf, this.nl);
+    if (!link) {
+      link = BACKENDS[ep.kind].plug(ep, n, this.nl, undo);
+      this.dp.clearDrops(link.index); // a new device may reuse the ifindex of a deleted one
+    }
+    // Programs and port configuration go in before the port comes up: never a moment without them.
+    const ifindex = link.index;
+    // No cap: none left over from a reused ifindex either.
+    this.#setPortAndCap(ifindex, ep, n);
+    undo.push("remove egress cap", () => this.dp.deleteCap(SHAPE_KIND.ENDPOINT, ifindex));
+    undo.push("remove port config", () => this.dp.deletePort(ifindex));
+    for (const a of endpointLocals(ep, n)) {
+      this.dp.setLocal(a, ifindex, n.id);
+      undo.push(`forget local address ${a}`, () => this.dp.deleteLocal(a));
+    }
+    return link;
+  }
+
+  /** The second half: programs (kept, or swapped in place), bridge membership, port flags,
+   * the static FDB entry, then up. */
+  #wirePort(ep: Endpoint, link: Link, undo: Undo, fdbs?: Map<number, string[]>): void {
+    const ifindex = link.index;
+    this.dp.attachPort(ifindex);
+    undo.push("detach port programs", () => this.dp.detachPort(ifindex));
+    // Each step only when the kernel differs: a restore of a port that is right changes nothing.
+    let port = link;
+    const br = getLink(USER_BRIDGE, this.nl);
+    if (!br || port.master !== br.index) {
+      setLink(ep.hostIf, { master: USER_BRIDGE }, this.nl);
+      port = getLink(ep.hostIf, this.nl) ?? port;
+    }
+    if (port.bridgePort?.learning !== false || port.bridgePort?.unicastFlood !== false)
+      setBridgePort(ep.hostIf, { learning: false, unicastFlood: false }, this.nl);
+    const fdb = (fdbs ?? fdbMacs(listFdb({ dev: ifindex }, this.nl))).get(ifindex) ?? [];
+    if (!fdb.includes(ep.mac.toLowerCase())) addFdb({ dev: ep.hostIf, mac: ep.mac }, {}, this.nl);
+    if (!port.up) setLink(ep.hostIf, { up: true }, this.nl);
+  }
+
+  /** A port's configuration and its endpoint's cap, in the order that never leaves the port
+   * pointing at a missing cap: the cap before a port that uses it, after one that stopped. */
+  #setPortAndCap(ifindex: number, ep: Endpoint, n: StoredNetwork): void {
+    if (ep.egress) {
+      this.dp.setCap(SHAPE_KIND.ENDPOINT, ifindex, ep.egress);
+      this.dp.setPort(ifindex, portConfig(ep, n));
+    } else {
+      this.dp.setPort(ifindex, portConfig(ep, n));
+      this.dp.deleteCap(SHAPE_KIND.ENDPOINT, ifindex);
+    }
+  }
+
+  #configure(nsNl: Rtnl, ifname: string, cidr: string, n: StoredNetwork, mac: string): void {
+    setLink("lo", { up: true }, nsNl);
+    setLink(ifname, { up: true, mtu: n.mtu }, nsNl);
+    addAddress(ifname, cidr, { replace: true }, nsNl);
+    addRoute({ dst: "default", gateway: n.gateway }, { replace: true }, nsNl);
+    if (n.cidr6 && n.gateway6) {
+      addAddress(ifname, `${profileIp6(n.cidr6, mac)}/64`, { replace: true, noDad: true }, nsNl);
+      addRoute({ dst: "default", gateway: n.gateway6 }, { replace: true }, nsNl);
+    }
+  }
+
+  detach(network: string, name: string): void {
+    const n = this.networks.must(network);
+    const ep = this.store.getEndpoint(name);
+    if (!ep || ep.network !== n.name)
+      throw new StratumError("NOT_FOUND", `endpoint ${name} is not attached to network ${network}`);
+    const link = getLink(ep.hostIf, this.nl);
+    // Down first, then programs off: the port never passes traffic without them.
+    if (link) {
+      setLink(ep.hostIf, { up: false }, this.nl);
+      this.dp.detachPort(link.index);
+      this.dp.deletePort(link.index);
+      this.dp.deleteCap(SHAPE_KIND.ENDPOINT, link.index);
+      this.dp.clearDrops(link.index);
+    }
+    for (const a of endpointLocals(ep, n)) this.dp.deleteLocal(a);
+    deleteLinkIfExists(ep.hostIf, this.nl);
+    this.store.releaseEndpoint(name);
+    this.dp.setProfile(n.id, n.cidr, ep.hostIndex, 0);
+    this.ctx.changed();
+  }
+
+  /** Re-applies stored endpoints (restart, or a kernel that lost them); idempotent: a port
+   * that is right is not touched. `fdbs`: the bridge's FDB by port ifindex, read once.
+   * Two passes: every port's device and map entries first, then
+   * every port's programs and wiring. After an upgrade the new programs use new maps: none
+   * is swapped in before every entry any of them reads is written. Returns the errors, by
+   * endpoint. */
+  restore(eps: Endpoint[], fdbs?: Map<number, string[]>): { restored: number; errors: string[] } {
+    const errors: string[] = [];
+    const ready: Array<{ ep: Endpoint; link: Link }> = [];
+    for (const ep of eps) {
+      try {
+        ready.push({ ep, link: this.#preparePort(ep, this.networks.must(ep.network), new Undo()) });
+      } catch (e) {
+        errors.push(`endpoint ${ep.name}: ${(e as Error).message}`);
+      }
+    }
+    let restored = 0;
+    for (const { ep, link } of ready) {
+      try {
+        this.#wirePort(ep, link, new Undo(), fdbs);
+        restored++;
+      } catch (e) {
+        errors.push(`endpoint ${ep.name}: ${(e as Error).message}`);
+      }
+    }
+    return { restored, errors };
+  }
+}

@@ -1,0 +1,39 @@
+/** What every service of the node works with: the store (the desired state), the datapath and
+ * rtnetlink (the kernel), a log for what is not fatal, the change feed the address and name
+ * servers follow, and the capacity check every request passes before it writes anything. */
+import type { PortDatapath } from "../datapath/port-datapath";
+import { type Rtnl, rtnl } from "../netlink";
+import type { Store } from "../store/store";
+import { checkRoom, type Entries } from "./capacity";
+
+export class ServiceContext {
+  /** Called after every change that the DHCP and DNS servers serve (networks, endpoints,
+   * records): they rebuild what they answer from the store. */
+  readonly #listeners: Array<() => void> = [];
+
+  constructor(
+    readonly store: Store,
+    readonly dp: PortDatapath,
+    readonly nl: Rtnl = rtnl(),
+    readonly log: (msg: string) => void = () => {},
+  ) {}
+
+  onChange(fn: () => void): void {
+    this.#listeners.push(fn);
+  }
+
+  changed(): void {
+    for (const fn of this.#listeners) {
+      try {
+        fn();
+      } catch (e) {
+        this.log(`refresh after a change: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  /** CAPACITY, before anything is written, when `need` does not fit in the maps (capacity.ts). */
+  room(need: Partial<Entries>, what: string): void {
+    checkRoom(this.store, this.dp, need, what);
+  }
+}
