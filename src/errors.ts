@@ -2,7 +2,7 @@
  * carries the context of each layer ("attach stm_count_tc_in to veth0: EBUSY"), and,
  * for kernel and library failures, the errno. Pure: no I/O. */
 
-const ERRNO_NAMES: Record<number, string> = {
+const ERRNO_NAMES = {
   1: "EPERM",
   2: "ENOENT",
   3: "ESRCH",
@@ -37,6 +37,9 @@ const ERRNO_NAMES: Record<number, string> = {
   97: "EAFNOSUPPORT",
   98: "EADDRINUSE",
   99: "EADDRNOTAVAIL",
+  104: "ECONNRESET",
+  111: "ECONNREFUSED",
+  115: "EINPROGRESS",
   100: "ENETDOWN",
   101: "ENETUNREACH",
   113: "EHOSTUNREACH",
@@ -57,18 +60,23 @@ const ERRNO_NAMES: Record<number, string> = {
   4012: "LIBBPF_ERRNO__WRNGPID",
   4013: "LIBBPF_ERRNO__INVSEQ",
   4014: "LIBBPF_ERRNO__NLPARSE",
-};
+} as const satisfies Record<number, string>;
+
+/** The errno a name stands for ("EADDRINUSE" → 98), or undefined (Bun's and Node's error codes). */
+export function errnoOf(name: string): number | undefined {
+  return (ERRNO as Record<string, number>)[name];
+}
 
 /** Symbolic name of an errno ("EBUSY"), or "E<n>" when unknown. */
 export function errnoName(errno: number): string {
   const n = Math.abs(errno);
-  return ERRNO_NAMES[n] ?? `E${n}`;
+  return (ERRNO_NAMES as Record<number, string>)[n] ?? `E${n}`;
 }
 
-export const ERRNO = Object.fromEntries(Object.entries(ERRNO_NAMES).map(([k, v]) => [v, Number(k)])) as Record<
-  string,
-  number
->;
+/** errno values by name, for comparisons that read as what they mean: `e.errno === ERRNO.ENOENT`. */
+export const ERRNO = Object.fromEntries(Object.entries(ERRNO_NAMES).map(([k, v]) => [v, Number(k)])) as {
+  readonly [K in (typeof ERRNO_NAMES)[keyof typeof ERRNO_NAMES]]: number;
+};
 
 /** Stable error codes. Scripts and the API rely on them: never rename. */
 export type ErrorCode =

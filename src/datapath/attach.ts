@@ -4,7 +4,7 @@
  * inside the existing link (no window without a program); detach is explicit. */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import { StratumError } from "../errors";
+import { ERRNO, StratumError } from "../errors";
 import {
   BPF_ATTACH,
   BpfMap,
@@ -89,7 +89,7 @@ export function attachXdp(progFd: number, ifindex: number, opts: { mode?: XdpMod
       return { kind: "xdp", ifindex, hook: "xdp", progId, pin: opts.pin, xdpMode: m };
     } catch (e) {
       // Kernels before XDP links: the netlink attach, held by the device rather than a pin.
-      if (e instanceof StratumError && e.errno === 22 && !opts.pin) {
+      if (e instanceof StratumError && e.errno === ERRNO.EINVAL && !opts.pin) {
         xdpAttachLegacy(ifindex, progFd, flags | XDP_FLAGS.UPDATE_IF_NOEXIST);
         return { kind: "xdp-legacy", ifindex, hook: "xdp", progId, xdpMode: m };
       }
@@ -100,7 +100,8 @@ export function attachXdp(progFd: number, ifindex: number, opts: { mode?: XdpMod
   try {
     return tryMode("native");
   } catch (e) {
-    if (mode === "auto" && e instanceof StratumError && (e.errno === 95 || e.errno === 524)) return tryMode("generic");
+    if (mode === "auto" && e instanceof StratumError && (e.errno === ERRNO.EOPNOTSUPP || e.errno === ERRNO.ENOTSUPP))
+      return tryMode("generic");
     throw e;
   }
 }
@@ -127,7 +128,7 @@ export function openPinnedLink(pin: string): Fd | null {
   try {
     return new Fd(objGet(pin, "link"));
   } catch (e) {
-    if (e instanceof StratumError && e.errno === 2) return null;
+    if (e instanceof StratumError && e.errno === ERRNO.ENOENT) return null;
     throw e;
   }
 }

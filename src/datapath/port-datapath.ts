@@ -12,7 +12,7 @@
  * replacement (BPF_TC_F_REPLACE on the same handle) swaps the program atomically, and the
  * programs are in place before the port is brought up. */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync } from "node:fs";
-import { StratumError } from "../errors";
+import { ERRNO, StratumError } from "../errors";
 import type { EgressCap } from "../model/egress-cap";
 import { hostRange, parseSubnet } from "../model/ip";
 import { profileMac } from "../model/network";
@@ -150,7 +150,8 @@ function copyEntries(
         to.update(k, c.values.subarray(i * vs, (i + 1) * vs));
         copied++;
       } catch (e) {
-        if (e instanceof StratumError && (e.errno === 7 || e.errno === 28)) return { copied, complete: false }; // E2BIG, ENOSPC: full
+        if (e instanceof StratumError && (e.errno === ERRNO.E2BIG || e.errno === ERRNO.ENOSPC))
+          return { copied, complete: false }; // full
         throw e;
       }
     }
@@ -396,7 +397,7 @@ export class PortDatapath {
       profiles.deleteBatch(keys);
     } catch (e) {
       // A partly written network: fall back to deleting what is there, one by one.
-      if (!(e instanceof StratumError && e.errno === 2)) throw e;
+      if (!(e instanceof StratumError && e.errno === ERRNO.ENOENT)) throw e;
       for (let i = 0; i < n; i++) profiles.delete(keys.subarray(i * PROFILE_KEY_SIZE, (i + 1) * PROFILE_KEY_SIZE));
     }
   }
@@ -639,7 +640,7 @@ export class PortDatapath {
       try {
         detachCls(ifindex, dir);
       } catch (e) {
-        if (!(e instanceof StratumError && (e.errno === 19 || e.errno === 22))) throw e; // device or hook already gone
+        if (!(e instanceof StratumError && (e.errno === ERRNO.ENODEV || e.errno === ERRNO.EINVAL))) throw e; // device or hook already gone
       }
     }
   }

@@ -58,7 +58,7 @@ export function supportsTcx(): boolean {
     linkCreate(obj.program("stm_empty_tc").fd, 0, BPF_ATTACH.TCX_INGRESS);
     tcxCache = true; // cannot happen with ifindex 0, but a link means support
   } catch (e) {
-    tcxCache = e instanceof StratumError && e.errno === 19;
+    tcxCache = e instanceof StratumError && e.errno === ERRNO.ENODEV;
   }
   return tcxCache;
 }

@@ -6,7 +6,7 @@
 
 import type { udp } from "bun";
 import { consola } from "consola";
-import { ERRNO, errnoName, StratumError, sysError } from "../errors";
+import { ERRNO, errnoName, errnoOf, StratumError, sysError } from "../errors";
 import { bytesToIp, ipToBytes, mustGetLink } from "../netlink";
 import { Icmp6Socket } from "../sys/icmp6";
 import { raiseReceiveBuffer } from "../sys/socket-buffer";
@@ -459,7 +459,7 @@ export class Ipv6Service {
 /** Bun's socket errors carry `code` ("EADDRINUSE"); keep it as the errno of a SYS error. */
 function bunError(context: string, e: unknown): StratumError {
   const code = (e as { code?: string })?.code;
-  const n = code ? ERRNO[code] : undefined;
+  const n = code ? errnoOf(code) : undefined;
   if (n !== undefined) return sysError(context, n);
   return new StratumError("SYS", `${context}: ${(e as Error)?.message ?? String(e)}`, { cause: e });
 }

@@ -3,7 +3,7 @@
  * rest (engine.ts decides; this file only moves bytes). TCP carries several queries per
  * connection with 2-byte length framing, closes idle connections and caps their number. */
 import type { Socket, TCPSocketListener, udp } from "bun";
-import { ERRNO, StratumError, sysError } from "../errors";
+import { errnoOf, StratumError, sysError } from "../errors";
 import { raiseReceiveBuffer } from "../sys/socket-buffer";
 import { DnsEngine, type DnsStats } from "./engine";
 import type { ZoneInput } from "./zone";
@@ -147,7 +147,7 @@ export class DnsServer {
     const port = this.#port;
     const fail = (proto: string, e: unknown): StratumError => {
       const err = e as { code?: string; message?: string };
-      const errno = err?.code ? ERRNO[err.code] : undefined;
+      const errno = err?.code ? errnoOf(err.code) : undefined;
       const ctx = `listen on ${addr} port ${port}/${proto}`;
       return errno ? sysError(ctx, errno) : new StratumError("SYS", `${ctx}: ${err?.message ?? String(e)}`);
     };

@@ -1,7 +1,7 @@
 /** Links over rtnetlink: create (bridge, veth pair with the peer in another namespace,
  * tap, macvtap, vxlan), delete, list, and change (up/down, master, MAC, MTU,
  * namespace, bridge-port flags). Names or indexes are accepted wherever a link is named. */
-import { StratumError } from "../errors";
+import { ERRNO, StratumError } from "../errors";
 import { closeFd, createPersistentTap, openReadOnly } from "../sys/os";
 import {
   type Attrs,
@@ -322,7 +322,7 @@ export function deleteLinkIfExists(ref: LinkRef, nl: Rtnl = rtnl()): boolean {
     deleteLink(ref, nl);
     return true;
   } catch (e) {
-    if (e instanceof StratumError && (e.errno === 19 || e.errno === 2)) return false;
+    if (e instanceof StratumError && (e.errno === ERRNO.ENODEV || e.errno === ERRNO.ENOENT)) return false;
     throw e;
   }
 }

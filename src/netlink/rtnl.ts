@@ -1,7 +1,7 @@
 /** An rtnetlink connection: sends one request at a time, matches replies by sequence
  * number, turns NLMSG_ERROR into StratumError (errno, the kernel's extended-ACK text,
  * and the caller's context), and collects multi-part dumps. */
-import { StratumError, sysError } from "../errors";
+import { ERRNO, StratumError, sysError } from "../errors";
 import { mutated } from "../sys/mutations";
 import { inNetns, NetlinkSocket } from "../sys/os";
 import { decodeError, type MessageBuilder, type NlMessage, parseMessages } from "./codec";
@@ -39,7 +39,7 @@ export class Rtnl implements Disposable {
       const out = this.#exchange(msg, NL.NLM_F_REQUEST, context);
       return out[0] ?? null;
     } catch (e) {
-      if (e instanceof StratumError && (e.errno === 19 || e.errno === 2)) return null;
+      if (e instanceof StratumError && (e.errno === ERRNO.ENODEV || e.errno === ERRNO.ENOENT)) return null;
       throw e;
     }
   }

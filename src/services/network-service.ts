@@ -6,7 +6,7 @@ import type { NetworkView } from "../api/contract";
 import { Undo } from "../backends";
 import { PROFILE_F } from "../datapath/port-maps";
 import { SHAPE_KIND } from "../datapath/shape-maps";
-import { StratumError } from "../errors";
+import { ERRNO, StratumError } from "../errors";
 import { parseSubnet } from "../model/ip";
 import { hostIndex, type Network, type NetworkSpec, profileCount, validateNetwork } from "../model/network";
 import { USER_BRIDGE } from "../model/topology";
@@ -182,7 +182,7 @@ export class NetworkService {
       try {
         deleteAddress(USER_BRIDGE, g.cidr, this.nl);
       } catch (e) {
-        if (!(e instanceof StratumError && (e.errno === 99 || e.errno === 2))) throw e;
+        if (!(e instanceof StratumError && (e.errno === ERRNO.EADDRNOTAVAIL || e.errno === ERRNO.ENOENT))) throw e;
       }
     }
   }

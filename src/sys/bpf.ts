@@ -3,7 +3,7 @@
  * replacement, cls_bpf and legacy XDP through libbpf's netlink, BPF_PROG_TEST_RUN
  * and ring buffers. Every failure is a StratumError carrying errno and libbpf's log. */
 import { unlinkSync } from "node:fs";
-import { errnoName, StratumError, sysError } from "../errors";
+import { ERRNO, errnoName, StratumError, sysError } from "../errors";
 import {
   addressOf,
   captureLibbpfLog,
@@ -345,7 +345,7 @@ export class BpfMap implements Disposable {
   lookup(key: Uint8Array): Buffer | null {
     const val = Buffer.alloc(this.valueBufSize);
     const ret = libbpf().bpf_map_lookup_elem(this.fd, this.#key(key), val);
-    if (ret === -2 /* ENOENT */) return null;
+    if (ret === -ERRNO.ENOENT) return null;
     check(ret, `lookup in map ${this.name}`);
     return val;
   }
@@ -382,7 +382,7 @@ export class BpfMap implements Disposable {
   /** Deletes `key`; false when it was not there. */
   delete(key: Uint8Array): boolean {
     const ret = libbpf().bpf_map_delete_elem(this.fd, this.#key(key));
-    if (ret === -2) return false;
+    if (ret === -ERRNO.ENOENT) return false;
     check(ret, `delete from map ${this.name}`);
     mutated(`delete from map ${this.name}`);
     return true;
@@ -395,7 +395,7 @@ export class BpfMap implements Disposable {
     for (;;) {
       const next = Buffer.alloc(this.info.keySize);
       const ret = lib.bpf_map_get_next_key(this.fd, prev, next);
-      if (ret === -2) return;
+      if (ret === -ERRNO.ENOENT) return;
       check(ret, `iterate map ${this.name}`);
       yield next;
       prev = next;
@@ -425,12 +425,16 @@ export class BpfMap implements Disposable {
       const keys = Buffer.alloc(size * this.info.keySize);
       const values = Buffer.alloc(size * this.valueBufSize);
       const { count, errno } = this.lookupBatch(inTok, outTok, keys, values, size);
-      if (errno && errno !== 2 /* ENOENT: the walk is done */) {
-        if (errno === 28 /* ENOSPC: one bucket holds more than fits */ && size < 1 << 20) {
+      if (errno && errno !== ERRNO.ENOENT /* the walk is done */) {
+        if (errno === ERRNO.ENOSPC /* one bucket holds more than fits */ && size < 1 << 20) {
           size *= 4;
           continue;
         }
-        if (inTok === null && count === 0 && (errno === 22 || errno === 95 || errno === 524))
+        if (
+          inTok === null &&
+          count === 0 &&
+          (errno === ERRNO.EINVAL || errno === ERRNO.EOPNOTSUPP || errno === ERRNO.ENOTSUPP)
+        )
           throw new StratumError("UNSUPPORTED", `map ${this.name} has no batch lookup`, { errno });
         throw sysError(`batch lookup in map ${this.name} (${errnoName(errno)} after ${total})`, errno);
       }
@@ -441,7 +445,7 @@ export class BpfMap implements Disposable {
           values: values.subarray(0, count * this.valueBufSize),
           count,
         };
-      if (errno === 2) return;
+      if (errno === ERRNO.ENOENT) return;
       // The kernel wrote where the next batch starts into outTok; it is the next call's inTok.
       const next: Buffer<ArrayBufferLike> = inTok ?? Buffer.alloc(tokenSize);
       inTok = outTok;
@@ -698,7 +702,7 @@ export function tcAttach(
 export function tcQuery(ifindex: number, point: number, opts: { handle?: number; priority?: number } = {}): number {
   const o = alloc(BPF_TC_OPTS, { handle: opts.handle ?? 1, priority: opts.priority ?? 1 });
   const ret = libbpf().bpf_tc_query(tcHook(ifindex, point), o);
-  if (ret === -2 || ret === -22) return 0;
+  if (ret === -ERRNO.ENOENT || ret === -ERRNO.EINVAL) return 0;
   check(ret, `query cls_bpf filter on ifindex ${ifindex}`);
   return get(o, BPF_TC_OPTS, "prog_id");
 }

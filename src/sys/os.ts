@@ -4,7 +4,7 @@
  * unix-socket addresses (paths and abstract names). Return values or throw
  * StratumError with errno; no retries, no policy. */
 import { readFileSync } from "node:fs";
-import { StratumError, sysError } from "../errors";
+import { ERRNO, StratumError, sysError } from "../errors";
 import { cstr, errno, libc } from "./ffi";
 import { IFREQ, SOCKADDR_NL } from "./layout";
 import { mutated } from "./mutations";
@@ -70,8 +70,8 @@ export class NetlinkSocket implements Disposable {
       const n = Number(libc().recv(this.fd, this.#rx, BigInt(this.#rx.length), wait ? 0 : MSG_DONTWAIT));
       if (n >= 0) return Buffer.from(this.#rx.subarray(0, n));
       const e = errno();
-      if (e === 4) continue; // EINTR
-      if (!wait && e === 11) return null; // EAGAIN
+      if (e === ERRNO.EINTR) continue;
+      if (!wait && e === ERRNO.EAGAIN) return null;
       throw sysError("receive netlink message", e);
     }
   }
@@ -291,7 +291,7 @@ export class PacketSocket implements Disposable {
       const n = Number(libc().sendto(this.#fd, frame, BigInt(frame.length), 0, null, 0));
       if (n < 0) {
         const e = errno();
-        if (e === 4 || e === 11 || e === 105) continue; // EINTR, EAGAIN, ENOBUFS: the frame is not sent
+        if (e === ERRNO.EINTR || e === ERRNO.EAGAIN || e === ERRNO.ENOBUFS) continue; // the frame is not sent
         throw sysError("send frame", e);
       }
       sent++;
@@ -306,8 +306,8 @@ export class PacketSocket implements Disposable {
       const n = Number(libc().recv(this.#fd, this.#rx, BigInt(this.#rx.length), MSG_DONTWAIT));
       if (n < 0) {
         const e = errno();
-        if (e === 4) continue;
-        if (e === 11) return out;
+        if (e === ERRNO.EINTR) continue;
+        if (e === ERRNO.EAGAIN) return out;
         throw sysError("receive frame", e);
       }
       out.push(Buffer.from(this.#rx.subarray(0, n)));
@@ -378,8 +378,6 @@ export function unixAddress(name: string): Buffer {
 }
 
 const POLLIN = 1;
-const ECONNREFUSED = 111;
-const EINPROGRESS = 115;
 
 /** Connects to the listening unix stream socket `name` (path or '@abstract') and reads what
  * it writes until it closes, for at most `timeoutMs`. undefined: nobody listens there.
@@ -395,9 +393,9 @@ export function askUnixSocket(
     const sa = unixAddress(name);
     if (libc().connect(fd, sa, sa.length) < 0) {
       const e = errno();
-      if (e === ECONNREFUSED || e === 2 /* ENOENT: no such path */) return undefined;
+      if (e === ERRNO.ECONNREFUSED || e === ERRNO.ENOENT /* no such path */) return undefined;
       // EAGAIN: the listener's backlog is full (it accepts nothing): it is alive, and silent.
-      if (e !== 11 && e !== EINPROGRESS) throw sysError(`connect to ${name}`, e);
+      if (e !== ERRNO.EAGAIN && e !== ERRNO.EINPROGRESS) throw sysError(`connect to ${name}`, e);
     }
     const cred = Buffer.alloc(12); // struct ucred: pid, uid, gid
     const len = Buffer.alloc(4);
@@ -413,14 +411,14 @@ export function askUnixSocket(
       pfd.writeInt32LE(fd, 0);
       pfd.writeInt16LE(POLLIN, 4);
       pfd.writeInt16LE(0, 6);
-      if (libc().poll(pfd, 1n, left) < 0 && errno() !== 4) throw sysError(`wait for ${name}`, errno());
+      if (libc().poll(pfd, 1n, left) < 0 && errno() !== ERRNO.EINTR) throw sysError(`wait for ${name}`, errno());
       const n = Number(libc().recv(fd, rx, BigInt(rx.length), MSG_DONTWAIT));
       if (n === 0) return { pid, reply: Buffer.concat(chunks).toString("utf8"), complete: true };
       if (n > 0) chunks.push(Buffer.from(rx.subarray(0, n)));
       else {
         const e = errno();
-        if (e === 4 || e === 11) continue;
-        if (e === 104 /* ECONNRESET */) return { pid, reply: Buffer.concat(chunks).toString("utf8"), complete: true };
+        if (e === ERRNO.EINTR || e === ERRNO.EAGAIN) continue;
+        if (e === ERRNO.ECONNRESET) return { pid, reply: Buffer.concat(chunks).toString("utf8"), complete: true };
         throw sysError(`read from ${name}`, e);
       }
     }
