@@ -11,7 +11,7 @@
  *   (setns into its namespace), a VM tap (/dev/net/tun), a firewall rule; a workload gets
  *   its address from DHCP, resolves a name and pings the gateway, and nothing was refused.
  * (SystemCallFilter, RestrictAddressFamilies and DevicePolicy cannot be applied without
- * systemd: the README records how they were derived, from strace of such a run.) */
+ * systemd: docs/operations.md records how they were derived, from strace of such a run.) */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
