@@ -4,7 +4,9 @@
  * against the C header by test/unit/abi.test.ts. */
 import { bytesToIp } from "../netlink/codec";
 import { type BpfMap, RingBuffer } from "../sys/bpf";
+import { bytes, encode, get, getBig } from "../sys/layout";
 import { monotonicNs } from "../sys/os";
+import { stmLayout } from "./abi-layouts";
 import { dropReasonName } from "./drops";
 import { decodeFrame, type FrameSummary } from "./packet";
 
@@ -12,37 +14,39 @@ export const MON_KIND = { drop: 1, log: 2, flow: 3 } as const;
 export type MonKind = keyof typeof MON_KIND;
 const KIND_NAMES = Object.fromEntries(Object.entries(MON_KIND).map(([k, v]) => [v, k])) as Record<number, MonKind>;
 
-export const MON_CFG_SIZE = 40;
-export const MON_CFG_LAYOUT = {
-  until_ns: 0,
-  interval_ns: 8,
-  burst_ns: 16,
-  kinds: 24,
-  ifindex: 28,
-  net_id: 32,
-  owner: 36,
-} as const;
+/** struct stm_mon_cfg: a monitor's lease. */
+export const MON_CFG = stmLayout("stm_mon_cfg", 40, {
+  until_ns: [0, "u64"],
+  interval_ns: [8, "u64"],
+  burst_ns: [16, "u64"],
+  kinds: [24, "u32"],
+  ifindex: [28, "u32"],
+  net_id: [32, "u32"],
+  owner: [36, "u32"],
+});
+export const MON_CFG_SIZE = MON_CFG.size;
 
-export const MON_EVENT_SIZE = 200;
-export const MON_EVENT_LAYOUT = {
-  ts_ns: 0,
-  ifindex: 8,
-  kind: 12,
-  hook: 13,
-  dir: 14,
-  action: 15,
-  reason: 16,
-  rule_id: 20,
-  len: 24,
-  snap_len: 28,
-  family: 32,
-  proto: 33,
-  sport: 34,
-  dport: 36,
-  src: 40,
-  dst: 56,
-  data: 72,
-} as const;
+/** struct stm_mon_event: one event of the ring. */
+export const MON_EVENT = stmLayout("stm_mon_event", 200, {
+  ts_ns: [0, "u64"],
+  ifindex: [8, "u32"],
+  kind: [12, "u8"],
+  hook: [13, "u8"],
+  dir: [14, "u8"],
+  action: [15, "u8"],
+  reason: [16, "u32"],
+  rule_id: [20, "u32"],
+  len: [24, "u32"],
+  snap_len: [28, "u32"],
+  family: [32, "u8"],
+  proto: [33, "u8"],
+  sport: [34, "u16"],
+  dport: [36, "u16"],
+  src: [40, "u8"],
+  dst: [56, "u8"],
+  data: [72, "u8"],
+});
+export const MON_EVENT_SIZE = MON_EVENT.size;
 export const MON_SNAP = 128;
 
 /** stm_mon_stats indexes. */
@@ -64,28 +68,20 @@ export interface MonLease {
 }
 
 export function encodeMonCfg(l: MonLease, nowNs = monotonicNs()): Buffer {
-  const b = Buffer.alloc(MON_CFG_SIZE);
-  const L = MON_CFG_LAYOUT;
   const interval = BigInt(Math.max(1, Math.round(1e9 / l.rate)));
-  b.writeBigUInt64LE(nowNs + BigInt(l.leaseMs ?? 3000) * 1_000_000n, L.until_ns);
-  b.writeBigUInt64LE(interval, L.interval_ns);
-  b.writeBigUInt64LE(interval * BigInt(Math.max(0, l.burst - 1)), L.burst_ns);
-  b.writeUInt32LE(
-    l.kinds.reduce((m, k) => m | (1 << MON_KIND[k]), 0),
-    L.kinds,
-  );
-  b.writeUInt32LE(l.ifindex ?? 0, L.ifindex);
-  b.writeUInt32LE(l.netId ?? 0, L.net_id);
-  b.writeUInt32LE(l.owner ?? process.pid, L.owner);
-  return b;
+  return encode(MON_CFG, {
+    until_ns: nowNs + BigInt(l.leaseMs ?? 3000) * 1_000_000n,
+    interval_ns: interval,
+    burst_ns: interval * BigInt(Math.max(0, l.burst - 1)),
+    kinds: l.kinds.reduce((m, k) => m | (1 << MON_KIND[k]), 0),
+    ifindex: l.ifindex ?? 0,
+    net_id: l.netId ?? 0,
+    owner: l.owner ?? process.pid,
+  });
 }
 
 export function decodeMonCfg(b: Buffer): { untilNs: bigint; kinds: number; owner: number } {
-  return {
-    untilNs: b.readBigUInt64LE(MON_CFG_LAYOUT.until_ns),
-    kinds: b.readUInt32LE(MON_CFG_LAYOUT.kinds),
-    owner: b.readUInt32LE(MON_CFG_LAYOUT.owner),
-  };
+  return { untilNs: getBig(b, MON_CFG, "until_ns"), kinds: get(b, MON_CFG, "kinds"), owner: get(b, MON_CFG, "owner") };
 }
 
 export interface MonEvent {
@@ -105,33 +101,27 @@ export interface MonEvent {
 }
 
 export function decodeMonEvent(b: Buffer): MonEvent {
-  const L = MON_EVENT_LAYOUT;
-  const kind = KIND_NAMES[b[L.kind] as number] ?? "drop";
-  const ev: MonEvent = {
-    tsNs: b.readBigUInt64LE(L.ts_ns),
-    kind,
-    ifindex: b.readUInt32LE(L.ifindex),
-    len: b.readUInt32LE(L.len),
-    packet: {},
-  };
+  const f = (field: keyof typeof MON_EVENT.fields) => get(b, MON_EVENT, field);
+  const kind = KIND_NAMES[f("kind")] ?? "drop";
+  const ev: MonEvent = { tsNs: getBig(b, MON_EVENT, "ts_ns"), kind, ifindex: f("ifindex"), len: f("len"), packet: {} };
   if (kind === "drop") {
-    ev.hook = HOOK_NAMES[b[L.hook] as number] ?? String(b[L.hook]);
-    ev.reason = dropReasonName(b.readUInt32LE(L.reason));
-    const n = Math.min(b.readUInt32LE(L.snap_len), MON_SNAP);
-    ev.packet = decodeFrame(b.subarray(L.data, L.data + n));
+    ev.hook = HOOK_NAMES[f("hook")] ?? String(f("hook"));
+    ev.reason = dropReasonName(f("reason"));
+    ev.packet = decodeFrame(bytes(b, MON_EVENT, "data", Math.min(f("snap_len"), MON_SNAP)));
     return ev;
   }
-  ev.ruleId = b.readUInt32LE(L.rule_id);
-  ev.action = ACTION_NAMES[b[L.action] as number] ?? String(b[L.action]);
-  ev.dir = b[L.dir] === 1 ? "egress" : "ingress";
-  const family = b[L.family] === 6 ? 6 : 4;
-  const proto = b[L.proto] as number;
-  const sport = b.readUInt16LE(L.sport);
-  const dport = b.readUInt16LE(L.dport);
+  ev.ruleId = f("rule_id");
+  ev.action = ACTION_NAMES[f("action")] ?? String(f("action"));
+  ev.dir = f("dir") === 1 ? "egress" : "ingress";
+  const family = f("family") === 6 ? 6 : 4;
+  const proto = f("proto");
+  const sport = f("sport");
+  const dport = f("dport");
+  const n = family === 4 ? 4 : 16;
   ev.packet = {
     family,
-    src: bytesToIp(b.subarray(L.src, L.src + (family === 4 ? 4 : 16))),
-    dst: bytesToIp(b.subarray(L.dst, L.dst + (family === 4 ? 4 : 16))),
+    src: bytesToIp(bytes(b, MON_EVENT, "src", n)),
+    dst: bytesToIp(bytes(b, MON_EVENT, "dst", n)),
     proto,
     ...(proto === 1 || proto === 58 ? { icmpType: sport, icmpCode: dport } : { sport, dport }),
   };

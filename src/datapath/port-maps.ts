@@ -6,32 +6,39 @@ import { parseIp, parseSubnet } from "../model/ip";
 import { linkLocal } from "../model/network";
 import { bytesToIp, bytesToMac, ipToBytes, macToBytes } from "../netlink/codec";
 import type { BpfMap } from "../sys/bpf";
+import { bytes, encode, get, put, putBytes } from "../sys/layout";
+import { stmLayout } from "./abi-layouts";
 
-/** Field offsets of struct stm_port. */
-export const PORT_LAYOUT = {
-  net_id: 0,
-  ip4: 4,
-  mac: 8,
-  flags: 14,
-  gw4: 16,
-  net4: 20,
-  mask4: 24,
-  slot: 28,
-  ip6: 32,
-  ll6: 48,
-  net6: 64,
-  mask6: 80,
-  gw6: 96,
-} as const;
-export const PORT_SIZE = 112;
+/** struct stm_port: what a port's programs check. Arrays (addresses, MAC) by their first byte. */
+export const PORT = stmLayout("stm_port", 112, {
+  net_id: [0, "u32"],
+  ip4: [4, "u8"],
+  mac: [8, "u8"],
+  flags: [14, "u16"],
+  gw4: [16, "u8"],
+  net4: [20, "u8"],
+  mask4: [24, "u8"],
+  slot: [28, "u32"],
+  ip6: [32, "u8"],
+  ll6: [48, "u8"],
+  net6: [64, "u8"],
+  mask6: [80, "u8"],
+  gw6: [96, "u8"],
+});
+export const PORT_SIZE = PORT.size;
 export const PORT_F = { IP6: 1, SHAPED: 2, LAN: 4 } as const;
 
-export const PROFILE_KEY_SIZE = 8;
-export const PROFILE_SIZE = 8;
+export const PROFILE_KEY = stmLayout("stm_profile_key", 8, { net_id: [0, "u32"], ip4: [4, "u8"] });
+export const PROFILE = stmLayout("stm_profile", 8, { mac: [0, "u8"], flags: [6, "u16"] });
+export const PROFILE_KEY_SIZE = PROFILE_KEY.size;
+export const PROFILE_SIZE = PROFILE.size;
 export const PROFILE_F = { CLAIMED: 1, GATEWAY: 2 } as const;
 
-export const LOCAL_KEY_SIZE = 20;
-export const LOCAL_SIZE = 8;
+export const DROP_KEY = stmLayout("stm_drop_key", 8, { ifindex: [0, "u32"], reason: [4, "u32"] });
+export const LOCAL_KEY = stmLayout("stm_local_key", 20, { kind: [0, "u32"], addr: [4, "u8"] });
+export const LOCAL = stmLayout("stm_local", 8, { ifindex: [0, "u32"], net_id: [4, "u32"] });
+export const LOCAL_KEY_SIZE = LOCAL_KEY.size;
+export const LOCAL_SIZE = LOCAL.size;
 export const LOCAL_KIND = { MAC: 1, IP4: 4, IP6: 6 } as const;
 
 /** What a port's programs check, as the agent knows it. */
@@ -78,25 +85,25 @@ function netAndMask(cidr: string): { net: Buffer; mask: Buffer } {
 }
 
 export function encodePort(p: PortConfig): Buffer {
-  const b = Buffer.alloc(PORT_SIZE);
-  const L = PORT_LAYOUT;
-  b.writeUInt32LE(p.netId, L.net_id);
-  ipToBytes(p.ip4).copy(b, L.ip4);
-  macToBytes(p.mac).copy(b, L.mac);
-  b.writeUInt16LE((p.ip6 ? PORT_F.IP6 : 0) | (p.shaped ? PORT_F.SHAPED : 0) | (p.lan ? PORT_F.LAN : 0), L.flags);
-  b.writeUInt32LE(p.slot ?? 0, L.slot);
-  ipToBytes(p.gw4).copy(b, L.gw4);
+  const b = encode(PORT, {
+    net_id: p.netId,
+    flags: (p.ip6 ? PORT_F.IP6 : 0) | (p.shaped ? PORT_F.SHAPED : 0) | (p.lan ? PORT_F.LAN : 0),
+    slot: p.slot ?? 0,
+  });
+  putBytes(b, PORT, "ip4", ipToBytes(p.ip4));
+  putBytes(b, PORT, "mac", macToBytes(p.mac));
+  putBytes(b, PORT, "gw4", ipToBytes(p.gw4));
   const n4 = netAndMask(p.cidr4);
-  n4.net.copy(b, L.net4);
-  n4.mask.copy(b, L.mask4);
-  ipToBytes(linkLocal(p.mac)).copy(b, L.ll6);
-  if (p.ip6) ipToBytes(p.ip6).copy(b, L.ip6);
+  putBytes(b, PORT, "net4", n4.net);
+  putBytes(b, PORT, "mask4", n4.mask);
+  putBytes(b, PORT, "ll6", ipToBytes(linkLocal(p.mac)));
+  if (p.ip6) putBytes(b, PORT, "ip6", ipToBytes(p.ip6));
   if (p.cidr6) {
     const n6 = netAndMask(p.cidr6);
-    n6.net.copy(b, L.net6);
-    n6.mask.copy(b, L.mask6);
+    putBytes(b, PORT, "net6", n6.net);
+    putBytes(b, PORT, "mask6", n6.mask);
   }
-  if (p.gw6) ipToBytes(p.gw6).copy(b, L.gw6);
+  if (p.gw6) putBytes(b, PORT, "gw6", ipToBytes(p.gw6));
   return b;
 }
 
@@ -108,20 +115,21 @@ function prefixOf(mask: Uint8Array): number {
 }
 
 export function decodePort(b: Buffer): PortConfig {
-  const L = PORT_LAYOUT;
-  const flags = b.readUInt16LE(L.flags);
-  const mask6 = b.subarray(L.mask6, L.mask6 + 16);
-  const hasNet6 = mask6.some((x) => x !== 0);
+  const flags = get(b, PORT, "flags");
+  const slot = get(b, PORT, "slot");
+  const ip = (f: keyof typeof PORT.fields, n: number) => bytes(b, PORT, f, n);
+  const mask6 = ip("mask6", 16);
+  const gw6 = ip("gw6", 16);
   return {
-    netId: b.readUInt32LE(L.net_id),
-    ip4: bytesToIp(b.subarray(L.ip4, L.ip4 + 4)),
-    mac: bytesToMac(b.subarray(L.mac, L.mac + 6)),
-    gw4: bytesToIp(b.subarray(L.gw4, L.gw4 + 4)),
-    cidr4: `${bytesToIp(b.subarray(L.net4, L.net4 + 4))}/${prefixOf(b.subarray(L.mask4, L.mask4 + 4))}`,
-    ...(flags & PORT_F.IP6 ? { ip6: bytesToIp(b.subarray(L.ip6, L.ip6 + 16)) } : {}),
-    ...(hasNet6 ? { cidr6: `${bytesToIp(b.subarray(L.net6, L.net6 + 16))}/${prefixOf(mask6)}` } : {}),
-    ...(b.subarray(L.gw6, L.gw6 + 16).some((x) => x !== 0) ? { gw6: bytesToIp(b.subarray(L.gw6, L.gw6 + 16)) } : {}),
-    ...(b.readUInt32LE(L.slot) ? { slot: b.readUInt32LE(L.slot) } : {}),
+    netId: get(b, PORT, "net_id"),
+    ip4: bytesToIp(ip("ip4", 4)),
+    mac: bytesToMac(ip("mac", 6)),
+    gw4: bytesToIp(ip("gw4", 4)),
+    cidr4: `${bytesToIp(ip("net4", 4))}/${prefixOf(ip("mask4", 4))}`,
+    ...(flags & PORT_F.IP6 ? { ip6: bytesToIp(ip("ip6", 16)) } : {}),
+    ...(mask6.some((x) => x !== 0) ? { cidr6: `${bytesToIp(ip("net6", 16))}/${prefixOf(mask6)}` } : {}),
+    ...(gw6.some((x) => x !== 0) ? { gw6: bytesToIp(gw6) } : {}),
+    ...(slot ? { slot } : {}),
     ...(flags & PORT_F.SHAPED ? { shaped: true } : {}),
     ...(flags & PORT_F.LAN ? { lan: true } : {}),
   };
@@ -132,12 +140,11 @@ export interface IfaceConfig {
   kind: "uplink";
 }
 export const IFACE_KIND = { uplink: 1 } as const;
-export const IFACE_SIZE = 8;
+export const IFACE = stmLayout("stm_iface", 8, { kind: [0, "u32"], flags: [4, "u32"] });
+export const IFACE_SIZE = IFACE.size;
 
 export function encodeIface(i: IfaceConfig): Buffer {
-  const b = Buffer.alloc(IFACE_SIZE);
-  b.writeUInt32LE(IFACE_KIND[i.kind], 0);
-  return b;
+  return encode(IFACE, { kind: IFACE_KIND[i.kind] });
 }
 
 /** A network's subnet in stm_subnets (struct stm_subnet): which network, extended onto the LAN or not. */
@@ -145,18 +152,16 @@ export interface SubnetConfig {
   netId: number;
   lan: boolean;
 }
-export const SUBNET_SIZE = 8;
+export const SUBNET = stmLayout("stm_subnet", 8, { net_id: [0, "u32"], flags: [4, "u32"] });
+export const SUBNET_SIZE = SUBNET.size;
 export const SUBNET_F = { LAN: 1 } as const;
 
 export function encodeSubnet(n: SubnetConfig): Buffer {
-  const b = Buffer.alloc(SUBNET_SIZE);
-  b.writeUInt32LE(n.netId, 0);
-  b.writeUInt32LE(n.lan ? SUBNET_F.LAN : 0, 4);
-  return b;
+  return encode(SUBNET, { net_id: n.netId, flags: n.lan ? SUBNET_F.LAN : 0 });
 }
 
 export function decodeSubnet(b: Buffer): SubnetConfig {
-  return { netId: b.readUInt32LE(0), lan: (b.readUInt32LE(4) & SUBNET_F.LAN) !== 0 };
+  return { netId: get(b, SUBNET, "net_id"), lan: (get(b, SUBNET, "flags") & SUBNET_F.LAN) !== 0 };
 }
 
 /** A stm_subnets key as a CIDR (IPv4 for ::ffff:0:0/96 prefixes). */
@@ -205,47 +210,40 @@ export function sumPortStats(map: BpfMap, slot: number): PortStats {
 }
 
 /** Writes the profile key of (netId, ip) at `off` of `out` (for batch buffers). */
+/** Writes the profile key at `off` of a batch buffer. */
 export function writeProfileKey(out: Buffer, off: number, netId: number, ip4: Uint8Array): void {
-  out.writeUInt32LE(netId, off);
-  out.set(ip4, off + 4);
+  const k = out.subarray(off, off + PROFILE_KEY.size);
+  put(k, PROFILE_KEY, "net_id", netId);
+  putBytes(k, PROFILE_KEY, "ip4", ip4);
 }
 
+/** Writes the profile at `off` of a batch buffer. */
 export function writeProfile(out: Buffer, off: number, mac: Uint8Array, flags: number): void {
-  out.set(mac, off);
-  out.writeUInt16LE(flags, off + 6);
+  const v = out.subarray(off, off + PROFILE.size);
+  putBytes(v, PROFILE, "mac", mac);
+  put(v, PROFILE, "flags", flags);
 }
 
 /** Key of the drop counter of (device, reason number). */
 export function encodeDropKey(ifindex: number, reason: number): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeUInt32LE(ifindex, 0);
-  b.writeUInt32LE(reason, 4);
-  return b;
+  return encode(DROP_KEY, { ifindex, reason });
 }
 
 /** Key of one local address: a MAC ("aa:bb:…") or an IPv4/IPv6 address. */
 export function encodeLocalKey(addr: string): Buffer {
-  const b = Buffer.alloc(LOCAL_KEY_SIZE);
-  if (/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(addr)) {
-    b.writeUInt32LE(LOCAL_KIND.MAC, 0);
-    macToBytes(addr).copy(b, 4);
-  } else {
-    const ip = parseIp(addr);
-    b.writeUInt32LE(ip.family === 4 ? LOCAL_KIND.IP4 : LOCAL_KIND.IP6, 0);
-    ipToBytes(addr).copy(b, 4);
-  }
+  const mac = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(addr);
+  const kind = mac ? LOCAL_KIND.MAC : parseIp(addr).family === 4 ? LOCAL_KIND.IP4 : LOCAL_KIND.IP6;
+  const b = encode(LOCAL_KEY, { kind });
+  putBytes(b, LOCAL_KEY, "addr", mac ? macToBytes(addr) : ipToBytes(addr));
   return b;
 }
 
 export function encodeLocal(ifindex: number, netId: number): Buffer {
-  const b = Buffer.alloc(LOCAL_SIZE);
-  b.writeUInt32LE(ifindex, 0);
-  b.writeUInt32LE(netId, 4);
-  return b;
+  return encode(LOCAL, { ifindex, net_id: netId });
 }
 
 export function decodeLocalKey(b: Buffer): string {
-  const kind = b.readUInt32LE(0);
-  if (kind === LOCAL_KIND.MAC) return bytesToMac(b.subarray(4, 10));
-  return bytesToIp(b.subarray(4, kind === LOCAL_KIND.IP4 ? 8 : 20));
+  const kind = get(b, LOCAL_KEY, "kind");
+  if (kind === LOCAL_KIND.MAC) return bytesToMac(bytes(b, LOCAL_KEY, "addr", 6));
+  return bytesToIp(bytes(b, LOCAL_KEY, "addr", kind === LOCAL_KIND.IP4 ? 4 : 16));
 }

@@ -4,23 +4,26 @@
 
 import { bucketConfig, type EgressCap } from "../model/egress-cap";
 import { parseSubnet } from "../model/ip";
+import { decode, encode, get, getBig } from "../sys/layout";
+import { stmLayout } from "./abi-layouts";
 import { blockKey } from "./firewall-maps";
 
 export const SHAPE_KIND = { ENDPOINT: 1, NETWORK: 2 } as const;
 export type ShapeKind = (typeof SHAPE_KIND)[keyof typeof SHAPE_KIND];
 
-export const SHAPE_KEY_SIZE = 8;
-export const SHAPE_CFG_SIZE = 16;
-export const SHAPE_STATE_SIZE = 56;
-/** Offsets in struct stm_shape_state. */
-export const SHAPE_STATE_LAYOUT = {
-  credit_ns: 8,
-  last_ns: 16,
-  passed_pkts: 24,
-  passed_bytes: 32,
-  dropped_pkts: 40,
-  dropped_bytes: 48,
-} as const;
+export const SHAPE_KEY = stmLayout("stm_shape_key", 8, { kind: [0, "u32"], id: [4, "u32"] });
+export const SHAPE_CFG = stmLayout("stm_shape_cfg", 16, { ns_per_byte: [0, "u64"], burst_ns: [8, "u64"] });
+export const SHAPE_STATE = stmLayout("stm_shape_state", 56, {
+  credit_ns: [8, "u64"],
+  last_ns: [16, "u64"],
+  passed_pkts: [24, "u64"],
+  passed_bytes: [32, "u64"],
+  dropped_pkts: [40, "u64"],
+  dropped_bytes: [48, "u64"],
+});
+export const SHAPE_KEY_SIZE = SHAPE_KEY.size;
+export const SHAPE_CFG_SIZE = SHAPE_CFG.size;
+export const SHAPE_STATE_SIZE = SHAPE_STATE.size;
 
 /** What a bucket let through and dropped since it was created. */
 export interface BucketCounts {
@@ -29,32 +32,25 @@ export interface BucketCounts {
 }
 
 export function encodeShapeKey(kind: ShapeKind, id: number): Buffer {
-  const b = Buffer.alloc(SHAPE_KEY_SIZE);
-  b.writeUInt32LE(kind, 0);
-  b.writeUInt32LE(id, 4);
-  return b;
+  return encode(SHAPE_KEY, { kind, id });
 }
 
 export function decodeShapeKey(b: Buffer): { kind: number; id: number } {
-  return { kind: b.readUInt32LE(0), id: b.readUInt32LE(4) };
+  return decode<"kind" | "id">(SHAPE_KEY, b);
 }
 
 export function encodeShapeCfg(c: EgressCap): Buffer {
   const { nsPerByte, burstNs } = bucketConfig(c);
-  const b = Buffer.alloc(SHAPE_CFG_SIZE);
-  b.writeBigUInt64LE(nsPerByte, 0);
-  b.writeBigUInt64LE(burstNs, 8);
-  return b;
+  return encode(SHAPE_CFG, { ns_per_byte: nsPerByte, burst_ns: burstNs });
 }
 
 export function decodeShapeState(b: Buffer): BucketCounts & { creditNs: bigint; lastNs: bigint } {
-  const L = SHAPE_STATE_LAYOUT;
-  const n = (o: number) => Number(b.readBigUInt64LE(o));
+  const n = (f: keyof typeof SHAPE_STATE.fields) => get(b, SHAPE_STATE, f);
   return {
-    creditNs: b.readBigUInt64LE(L.credit_ns),
-    lastNs: b.readBigUInt64LE(L.last_ns),
-    passed: { packets: n(L.passed_pkts), bytes: n(L.passed_bytes) },
-    dropped: { packets: n(L.dropped_pkts), bytes: n(L.dropped_bytes) },
+    creditNs: getBig(b, SHAPE_STATE, "credit_ns"),
+    lastNs: getBig(b, SHAPE_STATE, "last_ns"),
+    passed: { packets: n("passed_pkts"), bytes: n("passed_bytes") },
+    dropped: { packets: n("dropped_pkts"), bytes: n("dropped_bytes") },
   };
 }
 

@@ -2,6 +2,7 @@
  * to 4 bytes), and the fixed family headers of rtnetlink (ifinfomsg, ifaddrmsg, rtmsg,
  * ndmsg). Pure: bytes in, bytes out. Decoders throw only NetlinkDecodeError. */
 import { bytesToIp, bytesToMac, ipToBytes, macToBytes } from "../model/ip";
+import { decode, encode, type Field, type Layout } from "../sys/layout";
 import { NL } from "./constants";
 
 export const NLMSG_HDRLEN = 16;
@@ -217,150 +218,91 @@ export class Attrs {
 }
 
 // ---- rtnetlink family headers -------------------------------------------------------------
+// One layout each (sys/layout.ts, checked against the kernel headers by the ABI test), and one
+// encoder and decoder made of it.
 
-export interface IfInfoMsg {
-  family: number;
-  type: number;
-  index: number;
-  flags: number;
-  change: number;
-}
-export const IFINFOMSG_LEN = 16;
+const L = <T extends Layout>(l: T): T => l;
 
-export function encodeIfInfo(m: Partial<IfInfoMsg>): Buffer {
-  const b = Buffer.alloc(IFINFOMSG_LEN);
-  b.writeUInt8(m.family ?? 0, 0);
-  b.writeUInt16LE(m.type ?? 0, 2);
-  b.writeInt32LE(m.index ?? 0, 4);
-  b.writeUInt32LE((m.flags ?? 0) >>> 0, 8);
-  b.writeUInt32LE((m.change ?? 0) >>> 0, 12);
-  return b;
-}
+export const IFINFOMSG = L({
+  ctype: "struct ifinfomsg",
+  header: "linux/rtnetlink.h",
+  size: 16,
+  fields: {
+    family: [0, "u8", "ifi_family"],
+    type: [2, "u16", "ifi_type"],
+    index: [4, "i32", "ifi_index"],
+    flags: [8, "u32", "ifi_flags"],
+    change: [12, "u32", "ifi_change"],
+  },
+});
+export const IFADDRMSG = L({
+  ctype: "struct ifaddrmsg",
+  header: "linux/rtnetlink.h",
+  size: 8,
+  fields: {
+    family: [0, "u8", "ifa_family"],
+    prefixLen: [1, "u8", "ifa_prefixlen"],
+    flags: [2, "u8", "ifa_flags"],
+    scope: [3, "u8", "ifa_scope"],
+    index: [4, "u32", "ifa_index"],
+  },
+});
+export const RTMSG = L({
+  ctype: "struct rtmsg",
+  header: "linux/rtnetlink.h",
+  size: 12,
+  fields: {
+    family: [0, "u8", "rtm_family"],
+    dstLen: [1, "u8", "rtm_dst_len"],
+    srcLen: [2, "u8", "rtm_src_len"],
+    tos: [3, "u8", "rtm_tos"],
+    table: [4, "u8", "rtm_table"],
+    protocol: [5, "u8", "rtm_protocol"],
+    scope: [6, "u8", "rtm_scope"],
+    type: [7, "u8", "rtm_type"],
+    flags: [8, "u32", "rtm_flags"],
+  },
+});
+export const NDMSG = L({
+  ctype: "struct ndmsg",
+  header: "linux/neighbour.h",
+  size: 12,
+  fields: {
+    family: [0, "u8", "ndm_family"],
+    ifindex: [4, "i32", "ndm_ifindex"],
+    state: [8, "u16", "ndm_state"],
+    flags: [10, "u8", "ndm_flags"],
+    type: [11, "u8", "ndm_type"],
+  },
+});
 
-export function decodeIfInfo(p: Buffer): { hdr: IfInfoMsg; attrs: Attrs } {
-  need(p, IFINFOMSG_LEN, "ifinfomsg");
-  return {
-    hdr: {
-      family: p.readUInt8(0),
-      type: p.readUInt16LE(2),
-      index: p.readInt32LE(4),
-      flags: p.readUInt32LE(8),
-      change: p.readUInt32LE(12),
-    },
-    attrs: new Attrs(p.subarray(IFINFOMSG_LEN)),
-  };
-}
+export type IfInfoMsg = Record<keyof typeof IFINFOMSG.fields, number>;
+export type IfAddrMsg = Record<keyof typeof IFADDRMSG.fields, number>;
+export type RtMsg = Record<keyof typeof RTMSG.fields, number>;
+export type NdMsg = Record<keyof typeof NDMSG.fields, number>;
+export const IFINFOMSG_LEN = IFINFOMSG.size;
+export const IFADDRMSG_LEN = IFADDRMSG.size;
+export const RTMSG_LEN = RTMSG.size;
+export const NDMSG_LEN = NDMSG.size;
 
-export interface IfAddrMsg {
-  family: number;
-  prefixLen: number;
-  flags: number;
-  scope: number;
-  index: number;
-}
-export const IFADDRMSG_LEN = 8;
-
-export function encodeIfAddr(m: IfAddrMsg): Buffer {
-  const b = Buffer.alloc(IFADDRMSG_LEN);
-  b.writeUInt8(m.family, 0);
-  b.writeUInt8(m.prefixLen, 1);
-  b.writeUInt8(m.flags & 0xff, 2);
-  b.writeUInt8(m.scope, 3);
-  b.writeUInt32LE(m.index, 4);
-  return b;
-}
-
-export function decodeIfAddr(p: Buffer): { hdr: IfAddrMsg; attrs: Attrs } {
-  need(p, IFADDRMSG_LEN, "ifaddrmsg");
-  return {
-    hdr: {
-      family: p.readUInt8(0),
-      prefixLen: p.readUInt8(1),
-      flags: p.readUInt8(2),
-      scope: p.readUInt8(3),
-      index: p.readUInt32LE(4),
-    },
-    attrs: new Attrs(p.subarray(IFADDRMSG_LEN)),
-  };
-}
-
-export interface RtMsg {
-  family: number;
-  dstLen: number;
-  srcLen: number;
-  tos: number;
-  table: number;
-  protocol: number;
-  scope: number;
-  type: number;
-  flags: number;
-}
-export const RTMSG_LEN = 12;
-
-export function encodeRt(m: RtMsg): Buffer {
-  const b = Buffer.alloc(RTMSG_LEN);
-  b.writeUInt8(m.family, 0);
-  b.writeUInt8(m.dstLen, 1);
-  b.writeUInt8(m.srcLen, 2);
-  b.writeUInt8(m.tos, 3);
-  b.writeUInt8(m.table & 0xff, 4);
-  b.writeUInt8(m.protocol, 5);
-  b.writeUInt8(m.scope, 6);
-  b.writeUInt8(m.type, 7);
-  b.writeUInt32LE(m.flags >>> 0, 8);
-  return b;
+/** A family header and the attributes after it. */
+function decodeFamily<F extends string>(
+  layout: Layout & { fields: Record<F, Field> },
+  p: Buffer,
+): { hdr: Record<F, number>; attrs: Attrs } {
+  need(p, layout.size, layout.ctype.replace("struct ", ""));
+  return { hdr: decode<F>(layout, p), attrs: new Attrs(p.subarray(layout.size)) };
 }
 
-export function decodeRt(p: Buffer): { hdr: RtMsg; attrs: Attrs } {
-  need(p, RTMSG_LEN, "rtmsg");
-  return {
-    hdr: {
-      family: p.readUInt8(0),
-      dstLen: p.readUInt8(1),
-      srcLen: p.readUInt8(2),
-      tos: p.readUInt8(3),
-      table: p.readUInt8(4),
-      protocol: p.readUInt8(5),
-      scope: p.readUInt8(6),
-      type: p.readUInt8(7),
-      flags: p.readUInt32LE(8),
-    },
-    attrs: new Attrs(p.subarray(RTMSG_LEN)),
-  };
-}
-
-export interface NdMsg {
-  family: number;
-  ifindex: number;
-  state: number;
-  flags: number;
-  type: number;
-}
-export const NDMSG_LEN = 12;
-
-export function encodeNd(m: NdMsg): Buffer {
-  const b = Buffer.alloc(NDMSG_LEN);
-  b.writeUInt8(m.family, 0);
-  b.writeInt32LE(m.ifindex, 4);
-  b.writeUInt16LE(m.state, 8);
-  b.writeUInt8(m.flags, 10);
-  b.writeUInt8(m.type, 11);
-  return b;
-}
-
-export function decodeNd(p: Buffer): { hdr: NdMsg; attrs: Attrs } {
-  need(p, NDMSG_LEN, "ndmsg");
-  return {
-    hdr: {
-      family: p.readUInt8(0),
-      ifindex: p.readInt32LE(4),
-      state: p.readUInt16LE(8),
-      flags: p.readUInt8(10),
-      type: p.readUInt8(11),
-    },
-    attrs: new Attrs(p.subarray(NDMSG_LEN)),
-  };
-}
+export const encodeIfInfo = (m: Partial<IfInfoMsg>): Buffer =>
+  encode(IFINFOMSG, { ...m, flags: (m.flags ?? 0) >>> 0, change: (m.change ?? 0) >>> 0 });
+export const decodeIfInfo = (p: Buffer) => decodeFamily(IFINFOMSG, p);
+export const encodeIfAddr = (m: IfAddrMsg): Buffer => encode(IFADDRMSG, { ...m, flags: m.flags & 0xff });
+export const decodeIfAddr = (p: Buffer) => decodeFamily(IFADDRMSG, p);
+export const encodeRt = (m: RtMsg): Buffer => encode(RTMSG, { ...m, table: m.table & 0xff, flags: m.flags >>> 0 });
+export const decodeRt = (p: Buffer) => decodeFamily(RTMSG, p);
+export const encodeNd = (m: NdMsg): Buffer => encode(NDMSG, m);
+export const decodeNd = (p: Buffer) => decodeFamily(NDMSG, p);
 
 function need(p: Buffer, n: number, what: string): void {
   if (p.length < n) throw new NetlinkDecodeError(`${what} needs ${n} bytes, message has ${p.length}`);

@@ -1,15 +1,19 @@
-/** Hand-laid C struct layouts used across the FFI boundary (x86_64 / aarch64 LP64).
- * Each layout names its C type so test/unit/layout.test.ts can compile the real
- * headers and check every size and offset. Pure data plus a tiny writer. */
+/** C struct layouts, the one way Stratum reads and writes structs: those crossing the FFI
+ * boundary (libbpf, the kernel's UAPI), the netlink family headers and the datapath's own
+ * (stm_abi.h). Each layout names its C type and header, and test/unit/abi.test.ts compiles
+ * the real headers to check every size and offset. Pure data plus a reader and a writer. */
 
 export type FieldType = "u8" | "u16" | "u32" | "i32" | "u64" | "ptr";
+/** A field: its offset, its type (an array is read from its first element with bytes()),
+ * and its member name in C when the codec names it otherwise. */
+export type Field = readonly [offset: number, type: FieldType, cName?: string];
 export interface Layout {
   /** C type, as `struct x` or `union x`, that the size test compiles against. */
   readonly ctype: string;
   /** Header that declares it. */
   readonly header: string;
   readonly size: number;
-  readonly fields: Readonly<Record<string, readonly [offset: number, type: FieldType]>>;
+  readonly fields: Readonly<Record<string, Field>>;
 }
 
 const L = <T extends Layout>(l: T): T => l;
@@ -201,6 +205,41 @@ export function put(buf: Buffer, layout: Layout, field: string, v: number | bigi
       buf.writeBigUInt64LE(BigInt(v), off);
       break;
   }
+}
+
+/** A u64 field as a bigint (nanosecond clocks, counters past 2^53). */
+export function getBig(buf: Buffer, layout: Layout, field: string): bigint {
+  const f = layout.fields[field];
+  if (!f) throw new Error(`${layout.ctype} has no field ${field}`);
+  return buf.readBigUInt64LE(f[0]);
+}
+
+/** `n` bytes of an array field (an address, a MAC), as a view of `buf`. */
+export function bytes(buf: Buffer, layout: Layout, field: string, n: number): Buffer {
+  const f = layout.fields[field];
+  if (!f) throw new Error(`${layout.ctype} has no field ${field}`);
+  return buf.subarray(f[0], f[0] + n);
+}
+
+/** Writes `src` into an array field. */
+export function putBytes(buf: Buffer, layout: Layout, field: string, src: Uint8Array): void {
+  const f = layout.fields[field];
+  if (!f) throw new Error(`${layout.ctype} has no field ${field}`);
+  buf.set(src, f[0]);
+}
+
+/** Every scalar field of `layout` read from `buf`, by its codec name (u64 as number). */
+export function decode<K extends string>(layout: Layout, buf: Buffer): Record<K, number> {
+  const out = {} as Record<K, number>;
+  for (const k of Object.keys(layout.fields) as K[]) out[k] = get(buf, layout, k);
+  return out;
+}
+
+/** A zeroed struct with the given fields written (no libbpf `sz` convention). */
+export function encode(layout: Layout, values: Record<string, number | bigint>): Buffer {
+  const buf = Buffer.alloc(layout.size);
+  for (const [k, v] of Object.entries(values)) put(buf, layout, k, v);
+  return buf;
 }
 
 export function get(buf: Buffer, layout: Layout, field: string): number {

@@ -7,8 +7,13 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SHAPE_SHIFT } from "../../src/model/egress-cap";
+import { IFADDRMSG, IFINFOMSG, NDMSG, RTMSG } from "../../src/netlink/codec";
 import { C_HEADERS, NL } from "../../src/netlink/constants";
-import { ALL_LAYOUTS } from "../../src/sys/layout";
+import { type Layout, ALL_LAYOUTS as SYS_LAYOUTS } from "../../src/sys/layout";
+
+/** Every layout of a C header: the FFI's and the netlink family headers. */
+const ALL_LAYOUTS = { ...SYS_LAYOUTS, IFINFOMSG, IFADDRMSG, RTMSG, NDMSG };
+
 import { runOk } from "../helpers/netns";
 
 function compileAndRun(source: string): string {
@@ -27,7 +32,8 @@ describe("struct layouts match the C headers", () => {
   const lines: string[] = [];
   for (const [name, l] of Object.entries(ALL_LAYOUTS)) {
     lines.push(`printf("${name} size %zu\\n", sizeof(${l.ctype}));`);
-    for (const f of Object.keys(l.fields)) lines.push(`printf("${name} ${f} %zu\\n", offsetof(${l.ctype}, ${f}));`);
+    for (const [f, [, , c]] of Object.entries(l.fields))
+      lines.push(`printf("${name} ${f} %zu\\n", offsetof(${l.ctype}, ${c ?? f}));`);
   }
   const src = `${[...headers].map((h) => `#include <${h}>`).join("\n")}\nint main(void){\n${lines.join("\n")}\nreturn 0;}\n`;
   const got = new Map(
@@ -97,26 +103,21 @@ test("stm_abi.h structs match their codecs", () => {
     stm_shape_cfg: shape.SHAPE_CFG_SIZE,
     stm_shape_state: shape.SHAPE_STATE_SIZE,
   };
-  // Offsets the codecs write at: encodePort (PORT_LAYOUT), writeProfile (flags at 6),
-  // encodeDropKey (reason at 4), encodeLocalKey (addr at 4), encodeLocal (net_id at 4).
-  const offsets: Record<string, number> = {
-    "stm_count_key.hook": 4,
-    ...Object.fromEntries(Object.entries(port.PORT_LAYOUT).map(([f, o]) => [`stm_port.${f}`, o as number])),
-    "stm_profile.flags": 6,
-    "stm_drop_key.reason": 4,
-    "stm_local_key.addr": 4,
-    "stm_local.net_id": 4,
-    ...Object.fromEntries(Object.entries(mon.MON_CFG_LAYOUT).map(([f, o]) => [`stm_mon_cfg.${f}`, o as number])),
-    ...Object.fromEntries(Object.entries(mon.MON_EVENT_LAYOUT).map(([f, o]) => [`stm_mon_event.${f}`, o as number])),
-    ...Object.fromEntries(
-      Object.entries(shape.SHAPE_STATE_LAYOUT).map(([f, o]) => [`stm_shape_state.${f}`, o as number]),
-    ),
-    "stm_shape_key.id": 4,
-    "stm_shape_cfg.burst_ns": 8,
-  };
+  // Every field of every stm_abi.h layout the codecs read and write through (datapath/abi-layouts.ts).
+  const { STM_LAYOUTS } = require("../../src/datapath/abi-layouts");
+  const offsets: Record<string, number> = { "stm_count_key.hook": 4 };
+  for (const [name, l] of Object.entries(STM_LAYOUTS as Record<string, Layout>)) {
+    expect(sizes[name] ?? l.size).toBe(l.size);
+    sizes[name] = l.size;
+    for (const [f, [off]] of Object.entries(l.fields)) offsets[`${name}.${f}`] = off;
+  }
+  expect(Object.keys(STM_LAYOUTS).length).toBeGreaterThanOrEqual(13);
   const consts: Record<string, number> = {
     STM_PORT_F_IP6: port.PORT_F.IP6,
     STM_PORT_F_SHAPED: port.PORT_F.SHAPED,
+    STM_PORT_F_LAN: port.PORT_F.LAN,
+    STM_IFACE_UPLINK: port.IFACE_KIND.uplink,
+    STM_SUBNET_F_LAN: port.SUBNET_F.LAN,
     STM_SHAPE_ENDPOINT: shape.SHAPE_KIND.ENDPOINT,
     STM_SHAPE_NETWORK: shape.SHAPE_KIND.NETWORK,
     STM_SHAPE_SHIFT: Number(SHAPE_SHIFT),
