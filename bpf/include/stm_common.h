@@ -38,6 +38,11 @@ static __always_inline void *stm_skb_end(struct __sk_buff *skb)
 _Static_assert(__builtin_offsetof(struct __sk_buff, data) == 76, "__sk_buff.data");
 _Static_assert(__builtin_offsetof(struct __sk_buff, data_end) == 80, "__sk_buff.data_end");
 
-char LICENSE[] SEC("license") = "GPL";
+/* Weak: every unit of a linked object carries it, and the linker keeps one. */
+char LICENSE[] SEC("license") __attribute__((weak)) = "GPL";
+
+/* A function of a shared header that the verifier checks once (global, not inlined), weak
+ * so that each unit of a linked object may carry it: the linker keeps one. */
+#define STM_SHARED __attribute__((noinline, weak))
 
 #endif

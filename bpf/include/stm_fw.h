@@ -164,7 +164,7 @@ static __always_inline struct stm_fw_bits *fw_port(__u8 sel, struct stm_fw_q *q,
 
 /* The position of the first rule (in priority order) the query matches, or -1. Global
  * functions here are verified once each, not once per path that reaches them. */
-__attribute__((noinline)) int stm_fw_classify(struct stm_fw_q *q, struct stm_fw_scope *sc)
+STM_SHARED int stm_fw_classify(struct stm_fw_q *q, struct stm_fw_scope *sc)
 {
 	if (!q || !sc)
 		return -1;
@@ -255,7 +255,7 @@ static __always_inline void fw_count(__u32 id, __u32 len)
 
 /* A log hit or a new flow, for a monitor (stm_mon.h): the parsed packet. A log event the pace
  * or a full ring holds back is counted as log-lost too. */
-__attribute__((noinline)) int stm_mon_tuple(struct stm_tuple *t, __u32 ifindex, __u32 kind, __u32 rule_id,
+STM_SHARED int stm_mon_tuple(struct stm_tuple *t, __u32 ifindex, __u32 kind, __u32 rule_id,
 					   __u32 action)
 {
 	if (!t)
@@ -442,7 +442,7 @@ static __always_inline int fw_icmp_err_addressed(struct stm_tuple *t)
  * `scope_id`, whose enforcing entry `scope` the caller looked up (fw_scope_on): STM_TC_NEXT
  * (pass), STM_TC_DROP (dropped and counted) or FW_REJECT (the caller replies, then drops).
  * Context free, so tc and XDP hooks share it. */
-__attribute__((noinline)) int stm_fw_check(struct stm_tuple *t, struct stm_fw_scope *scope, __u32 ifindex,
+STM_SHARED int stm_fw_check(struct stm_tuple *t, struct stm_fw_scope *scope, __u32 ifindex,
 					  __u32 scope_id)
 {
 	if (!t || !scope)

@@ -4,10 +4,18 @@
 #ifndef STM_MAPS_H
 #define STM_MAPS_H
 
+/* Each map is defined in the object's first unit and declared extern in the others (a unit
+ * that defines STM_MAPS_EXTERN before including this): the linker makes them one. */
+#ifdef STM_MAPS_EXTERN
+#define STM_MAP extern
+#else
+#define STM_MAP
+#endif
+
 #include "stm_abi.h"
 
 /* Packet and byte counters per (ifindex, hook), per CPU; summed by the agent. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct stm_count_key);
@@ -15,13 +23,13 @@ struct {
 } stm_counters SEC(".maps");
 
 /* Packet samples for the agent (monitor, tests); consumed through libbpf's ring_buffer. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
 } stm_events SEC(".maps");
 
 /* Workload ports by ifindex. A port without an entry drops everything. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
@@ -39,7 +47,7 @@ struct {
 #endif
 
 /* Every endpoint profile (IPv4 ↔ MAC) of every network: a /16 is 65,534 entries. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, STM_PROFILES_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -48,7 +56,7 @@ struct {
 } stm_profiles SEC(".maps");
 
 /* Drops per (port, reason), per CPU. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct stm_drop_key);
@@ -56,7 +64,7 @@ struct {
 } stm_drops SEC(".maps");
 
 /* This node's addresses (endpoints and gateways), for the uplink's anti-spoofing. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 18);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -65,7 +73,7 @@ struct {
 } stm_local SEC(".maps");
 
 /* Devices on the user bridge that are not workload ports (the uplink), by ifindex. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 256);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -74,7 +82,7 @@ struct {
 } stm_ifaces SEC(".maps");
 
 /* Every network's subnets: a source inside one arriving from the uplink is a spoof. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 131072);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -84,7 +92,7 @@ struct {
 
 /* Source-IP blocklist: IPv4 and IPv6 prefixes, checked first at the uplink. */
 #define STM_BLOCKLIST_MAX 1000000
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, STM_BLOCKLIST_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -92,7 +100,7 @@ struct {
 	__type(value, __u32);
 } stm_block4 SEC(".maps");
 
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, STM_BLOCKLIST_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -101,7 +109,7 @@ struct {
 } stm_block6 SEC(".maps");
 
 /* Per-CPU room for the firewall's parsed packet: slots 0-1 ports (by direction), 2-3 uplink. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 4);
 	__type(key, __u32);
@@ -109,7 +117,7 @@ struct {
 } stm_fw_scratch SEC(".maps");
 
 /* Firewall: the active generation and default action of each scope (network id; 0 global). */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
@@ -121,7 +129,7 @@ struct {
  * prefix length (see stm_fw_addr4_key); ports: a longest-prefix trie. */
 #define STM_FW_ADDR_MAX 65536
 #define STM_FW_PORT_MAX 131072
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, STM_FW_ADDR_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -129,7 +137,7 @@ struct {
 	__type(value, struct stm_fw_bits);
 } stm_fw_src4 SEC(".maps");
 
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, STM_FW_ADDR_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -137,7 +145,7 @@ struct {
 	__type(value, struct stm_fw_bits);
 } stm_fw_dst4 SEC(".maps");
 
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, STM_FW_ADDR_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -145,7 +153,7 @@ struct {
 	__type(value, struct stm_fw_bits);
 } stm_fw_src6 SEC(".maps");
 
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, STM_FW_ADDR_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -153,7 +161,7 @@ struct {
 	__type(value, struct stm_fw_bits);
 } stm_fw_dst6 SEC(".maps");
 
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, STM_FW_PORT_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -162,7 +170,7 @@ struct {
 } stm_fw_ports SEC(".maps");
 
 /* Firewall rules by (generation, position): id, action, flags. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 131072);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -171,7 +179,7 @@ struct {
 } stm_fw_rules SEC(".maps");
 
 /* Hits per rule id (and per scope default), per CPU. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 131072);
 	__type(key, __u32);
@@ -179,7 +187,7 @@ struct {
 } stm_fw_hits SEC(".maps");
 
 /* Connection tracking: the least recently used flow goes when it is full. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, STM_CT_MAX);
 	__type(key, struct stm_ct_key);
@@ -187,14 +195,14 @@ struct {
 } stm_ct SEC(".maps");
 
 /* Verdicts of fragmented datagrams, from the first fragment. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct stm_frag_key);
 	__type(value, __u32);
 } stm_frags SEC(".maps");
 
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STM_FW_STAT_MAX);
 	__type(key, __u32);
@@ -204,7 +212,7 @@ struct {
 /* Packets and bytes per port, per CPU, by the row in the port's configuration (its slot):
  * an array lookup costs next to nothing on the per-packet path. */
 #define STM_PORT_SLOTS 16384
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STM_PORT_SLOTS);
 	__type(key, __u32);
@@ -212,7 +220,7 @@ struct {
 } stm_port_stats SEC(".maps");
 
 /* The monitor lease and its filter (one entry). */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
@@ -220,14 +228,14 @@ struct {
 } stm_mon_cfg SEC(".maps");
 
 /* Per CPU: the earliest time the next event fits the pace (generic cell rate algorithm). */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
 } stm_mon_pace SEC(".maps");
 
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STM_MON_STAT_MAX);
 	__type(key, __u32);
@@ -235,7 +243,7 @@ struct {
 } stm_mon_stats SEC(".maps");
 
 /* Drops, log hits and new flows for `monitor`. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1024 * 1024);
 } stm_mon_ring SEC(".maps");
@@ -244,7 +252,7 @@ struct {
 #define STM_SHAPE_MAX 65536
 
 /* Egress caps as the agent sets them, per endpoint (ifindex) and network (net_id). */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, STM_SHAPE_MAX);
 	__type(key, struct stm_shape_key);
@@ -252,7 +260,7 @@ struct {
 } stm_shape_cfg SEC(".maps");
 
 /* The buckets of those caps: fill and counts, shared by all CPUs (spin lock). */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, STM_SHAPE_MAX);
 	__type(key, struct stm_shape_key);
@@ -261,7 +269,7 @@ struct {
 
 /* Source prefixes of the networks with a cap → net_id, for the uplink's egress. IPv4 as
  * ::ffff:a.b.c.d (prefix 96 + length), so one trie serves both families. */
-struct {
+STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, STM_SHAPE_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

@@ -101,7 +101,7 @@ static __always_inline __u64 snapshot_len(__u32 len)
 }
 
 /* A drop at a tc hook. Global functions: verified once, not at every drop site. */
-__attribute__((noinline)) int stm_mon_drop(struct __sk_buff *skb, __u32 hook, __u32 reason)
+STM_SHARED int stm_mon_drop(struct __sk_buff *skb, __u32 hook, __u32 reason)
 {
 	if (!skb)
 		return 0;
@@ -115,7 +115,7 @@ __attribute__((noinline)) int stm_mon_drop(struct __sk_buff *skb, __u32 hook, __
 	return 0;
 }
 
-__attribute__((noinline)) int stm_mon_drop_xdp(struct xdp_md *ctx, __u32 reason)
+STM_SHARED int stm_mon_drop_xdp(struct xdp_md *ctx, __u32 reason)
 {
 	if (!ctx)
 		return 0;

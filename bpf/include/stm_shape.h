@@ -57,7 +57,7 @@ static __always_inline int stm_shape_take(struct stm_shape_state *s, const struc
 /* The bucket of (kind, id), when there is a cap: STM_TC_NEXT, or a drop (egress-cap). A
  * function of its own (global: verified once) so its stack is not added to the callers'
  * deepest chain (the port programs' parsers and firewall). */
-__attribute__((noinline)) int stm_shape(struct __sk_buff *skb, __u32 kind, __u32 id, __u32 hook)
+STM_SHARED int stm_shape(struct __sk_buff *skb, __u32 kind, __u32 id, __u32 hook)
 {
 	if (!skb)
 		return STM_TC_NEXT;

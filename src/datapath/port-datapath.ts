@@ -41,7 +41,7 @@ import {
   progFingerprint,
 } from "./attach";
 import { DROP_REASON_LIST } from "./drops";
-import { FW_GEN_MAPS } from "./firewall-maps";
+import { PINNED_MAPS, type PinnedMap, STATE_MAPS } from "./map-roles";
 import { loadObject } from "./objects";
 import {
   decodeLocalKey,
@@ -75,46 +75,7 @@ import {
   type ShapeKind,
 } from "./shape-maps";
 
-const PINNED_MAPS = [
-  "stm_ports",
-  "stm_profiles",
-  "stm_drops",
-  "stm_local",
-  "stm_ifaces",
-  "stm_subnets",
-  "stm_block4",
-  "stm_block6",
-  "stm_fw_scopes",
-  ...FW_GEN_MAPS,
-  "stm_fw_hits",
-  "stm_ct",
-  "stm_frags",
-  "stm_fw_stats",
-  "stm_port_stats",
-  "stm_mon_cfg",
-  "stm_mon_pace",
-  "stm_mon_stats",
-  "stm_mon_ring",
-  "stm_shape_cfg",
-  "stm_shape_state",
-  "stm_shape_src",
-] as const;
-export type PinnedMap = (typeof PINNED_MAPS)[number];
-
-/** Maps whose content the store cannot give back (flows, counters, buckets, monitor
- * settings): an upgrade that only resizes them copies their entries. */
-const STATE_MAPS = new Set<PinnedMap>([
-  "stm_drops",
-  "stm_ct",
-  "stm_frags",
-  "stm_fw_hits",
-  "stm_fw_stats",
-  "stm_port_stats",
-  "stm_mon_cfg",
-  "stm_mon_pace",
-  "stm_mon_stats",
-  "stm_shape_state",
-]);
+export type { PinnedMap };
 
 export interface OpenReport {
   /** Maps of another layout: this build's are staged under maps-next until commitMaps(). */

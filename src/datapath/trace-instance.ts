@@ -11,32 +11,11 @@ import { ipToBytes } from "../netlink/codec";
 import { BpfMap, type BpfObject, Fd, objGet, progInfo, testRun } from "../sys/bpf";
 import { alloc, SK_BUFF } from "../sys/layout";
 import { dropReasonName } from "./drops";
-import { decodeScope, encodeU32, FW_GEN_MAPS } from "./firewall-maps";
+import { decodeScope, encodeU32 } from "./firewall-maps";
+import { TRACE_SHARED_MAPS, TRACE_SIZES } from "./map-roles";
 import { loadObject } from "./objects";
 
-/** Maps the programs only read: the live ones are used through their pins. */
-export const TRACE_SHARED_MAPS = [
-  "stm_ports",
-  "stm_profiles",
-  "stm_local",
-  "stm_ifaces",
-  "stm_subnets",
-  "stm_block4",
-  "stm_block6",
-  "stm_fw_scopes",
-  ...FW_GEN_MAPS,
-] as const;
-
-/** Maps the programs write: private to the trace, and small. */
-const SCRATCH_SIZES: Record<string, number> = {
-  stm_ct: 1024,
-  stm_frags: 64,
-  stm_drops: 256,
-  stm_fw_hits: 256,
-  stm_port_stats: 1, // a port's row is past the end: not counted
-  stm_counters: 16,
-  stm_mon_ring: 4096,
-};
+export { TRACE_SHARED_MAPS };
 
 export type TraceProgram = "stm_port_in" | "stm_port_out" | "stm_uplink_out";
 
@@ -140,7 +119,7 @@ export class TraceDatapath implements Disposable {
             held.push(fd);
             o.reuseMap(m, fd.fd);
           }
-          for (const [m, n] of Object.entries(SCRATCH_SIZES)) if (o.mapNames().includes(m)) o.setMaxEntries(m, n);
+          for (const [m, n] of Object.entries(TRACE_SIZES)) if (o.mapNames().includes(m)) o.setMaxEntries(m, n);
         },
       });
       const liveCt = existsSync(`${dir}/stm_ct`) ? BpfMap.openPinned(`${dir}/stm_ct`) : undefined;

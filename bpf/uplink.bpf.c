@@ -1,0 +1,229 @@
+/* The uplink's programs, on the NIC that joins cnv-user-br0 to the LAN (linked with the port
+ * programs into one object: the maps are theirs, declared extern here).
+ *
+ * stm_uplink_in (XDP) drops frames from the LAN that claim a local endpoint's or gateway's
+ * MAC or address, or an address of a network's subnet, sources on the blocklist, DHCP and
+ * DHCPv6 requests for the node's servers, and applies the global firewall to the rest,
+ * whatever tags they carry. stm_uplink_out (tc egress) keeps workloads' frames from being
+ * bridged onto the LAN, drops the node's redirects, applies the global firewall to what
+ * leaves, and a network's egress cap. */
+#define STM_MAPS_EXTERN
+#include "stm_common.h"
+#include "stm_maps.h"
+#include "stm_drop.h"
+#include "stm_fw.h"
+#include "stm_shape.h"
+#include "stm_parse.h"
+#include "stm_reply.h"
+
+static __always_inline int is_local(__u32 kind, const void *addr, __u32 len)
+{
+	struct stm_local_key key = { .kind = kind };
+	if (len == 4)
+		__builtin_memcpy(key.addr, addr, 4);
+	else if (len == 6)
+		__builtin_memcpy(key.addr, addr, 6);
+	else
+		__builtin_memcpy(key.addr, addr, 16);
+	return bpf_map_lookup_elem(&stm_local, &key) != NULL;
+}
+
+/* The node's global scope on the uplink: north-south traffic, from outside (XDP: its ingress,
+ * the IP header at `l3`, after any tags) and to outside (tc egress: its egress). */
+__attribute__((noinline)) int stm_fw_uplink_in(struct xdp_md *ctx, __u32 eth_proto, __u32 l3)
+{
+	if (!ctx)
+		return XDP_DROP;
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct stm_fw_scope *scope = fw_scope_on(STM_FW_GLOBAL);
+	if (!scope)
+		return XDP_PASS;
+	__u32 len = ctx->data_end - ctx->data;
+	struct stm_tuple *t = fw_scratch(2, STM_FW_INGRESS, len);
+	if (!t)
+		return XDP_DROP;
+	int pr = stm_fw_parse_xdp(ctx, eth_proto, l3, t);
+	if (pr)
+		return stm_drop_xdp(ctx, fw_parse_reason(pr));
+	int r = stm_fw_check(t, scope, ifindex, STM_FW_GLOBAL);
+	if (r == STM_TC_NEXT)
+		return XDP_PASS;
+	if (r >= FW_DROP)
+		return stm_drop_xdp(ctx, r - FW_DROP);
+	if (r != FW_REJECT)
+		return XDP_DROP;
+	stm_drop_xdp(ctx, STM_DROP_FW_REJECT);
+	/* A tagged frame is rejected without an answer: the answer would have to carry its tags. */
+	if (l3 != ETH_HLEN || !fw_reply_ok(t) || stm_fw_reply_xdp(ctx, t))
+		return XDP_DROP;
+	fw_stat(STM_FW_STAT_REJECT_SENT);
+	return XDP_TX;
+}
+
+__attribute__((noinline)) int stm_fw_uplink_out(struct __sk_buff *skb, __u32 eth_proto)
+{
+	if (!skb)
+		return STM_TC_DROP;
+	struct stm_fw_scope *scope = fw_scope_on(STM_FW_GLOBAL);
+	if (!scope)
+		return STM_TC_NEXT;
+	struct stm_tuple *t = fw_scratch(3, STM_FW_EGRESS, skb->len);
+	if (!t)
+		return STM_TC_DROP;
+	int pr = stm_fw_parse_tc(skb, eth_proto, t);
+	if (pr)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, fw_parse_reason(pr));
+	int r = stm_fw_check(t, scope, skb->ifindex, STM_FW_GLOBAL);
+	if (r >= FW_DROP)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, r - FW_DROP);
+	/* An answer goes back in through the uplink, over the bridge to the sender. */
+	return r == FW_REJECT ? fw_reject_tc(skb, t, 1, STM_HOOK_TC_EGRESS) : r;
+}
+
+/* tc egress of the uplink: the global scope's rules on what leaves the node. */
+SEC("tc")
+int stm_uplink_out(struct __sk_buff *skb)
+{
+	/* Gateway only: a workload's frame bridged straight to the LAN (its ARP and broadcasts,
+	 * a frame to a LAN host's MAC) goes no further, unless its network is extended onto it. */
+	__u32 from = skb->ingress_ifindex;
+	if (from) {
+		struct stm_port *src = bpf_map_lookup_elem(&stm_ports, &from);
+		if (src && !(src->flags & STM_PORT_F_LAN))
+			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_LAN_DIRECT);
+	}
+	__u16 proto;
+	if (bpf_skb_load_bytes(skb, 12, &proto, 2))
+		return STM_TC_NEXT;
+	if (skb->vlan_present || (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6)))
+		return STM_TC_NEXT;
+	/* The node's kernel, forwarding a reply from the uplink's LAN back out of the bridge,
+	 * would send the LAN's host a redirect to the workload itself: the workload's ARP answer
+	 * to that host is dropped at its port (arp-target), so keep both on the gateway. */
+	if (is_redirect(skb))
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_REDIRECT);
+	int r = stm_fw_uplink_out(skb, proto);
+	if (r != STM_TC_NEXT)
+		return r;
+	/* A network's aggregate cap on what its endpoints send off the node. */
+	__u32 net = stm_shape_net_of(skb, proto);
+	return net ? stm_shape(skb, STM_SHAPE_NETWORK, net, STM_HOOK_TC_EGRESS) : STM_TC_NEXT;
+}
+
+/* A source address inside a Stratum network's subnet, from the uplink: a spoof, unless the
+ * network is extended onto the LAN (IPv4 looked up as ::ffff:a.b.c.d). */
+static __always_inline int subnet_spoof(const void *addr, int v6)
+{
+	struct stm_lpm6_key k = { .prefixlen = 128 };
+	if (v6) {
+		__builtin_memcpy(k.addr, addr, 16);
+	} else {
+		k.addr[10] = 0xff;
+		k.addr[11] = 0xff;
+		__builtin_memcpy(&k.addr[12], addr, 4);
+	}
+	struct stm_subnet *n = bpf_map_lookup_elem(&stm_subnets, &k);
+	return n && !(n->flags & STM_SUBNET_F_LAN);
+}
+
+/* The uplink filter: whatever tags a frame carries (a priority tag, 802.1Q, QinQ), its
+ * addresses, its upper-layer header (after the IPv6 extension headers) and the global
+ * firewall are judged the same; a frame it cannot classify is dropped. Declared frags-aware
+ * so native mode works on jumbo-MTU NICs; it reads only headers, which are in the first
+ * buffer. */
+SEC("xdp.frags")
+int stm_uplink_in(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > end)
+		return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+	if (is_local(STM_LOCAL_MAC, eth->h_source, 6))
+		return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
+
+	/* Up to two tags (802.1Q, QinQ); a third is not looked behind. */
+	__u16 proto = eth->h_proto;
+	__u32 l3 = ETH_HLEN;
+#pragma unroll
+	for (int i = 0; i < 3; i++) {
+		if (proto != bpf_htons(0x8100) && proto != bpf_htons(0x88a8))
+			break;
+		if (i == 2)
+			return stm_drop_xdp(ctx, STM_DROP_VLAN_TAGGED);
+		__u16 *vh = data + l3;
+		if ((void *)(vh + 2) > end)
+			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+		proto = vh[1];
+		l3 += 4;
+	}
+
+	if (proto == bpf_htons(STM_ETH_P_IP)) {
+		struct iphdr *ip = data + l3;
+		if ((void *)(ip + 1) > end)
+			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+		struct stm_lpm4_key k = { .prefixlen = 32 };
+		__builtin_memcpy(k.addr, &ip->saddr, 4);
+		if (bpf_map_lookup_elem(&stm_block4, &k))
+			return stm_drop_xdp(ctx, STM_DROP_BLOCKLIST);
+		if (is_local(STM_LOCAL_IP4, &ip->saddr, 4))
+			return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
+		if (subnet_spoof(&ip->saddr, 0))
+			return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
+		if (ip->protocol == IPPROTO_UDP && !(ip->frag_off & bpf_htons(0x1fff))) {
+			__u8 dport[2];
+			if (!bpf_xdp_load_bytes(ctx, l3 + ip->ihl * 4 + 2, dport, 2) && dport[0] == 0 &&
+			    dport[1] == DHCP_SERVER_PORT)
+				return stm_drop_xdp(ctx, STM_DROP_DHCP_OUTSIDE);
+		}
+		return stm_fw_uplink_in(ctx, proto, l3);
+	}
+	if (proto == bpf_htons(STM_ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + l3;
+		if ((void *)(ip6 + 1) > end)
+			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+		struct stm_lpm6_key k = { .prefixlen = 128 };
+		__builtin_memcpy(k.addr, &ip6->saddr, 16);
+		if (bpf_map_lookup_elem(&stm_block6, &k))
+			return stm_drop_xdp(ctx, STM_DROP_BLOCKLIST);
+		if (is_local(STM_LOCAL_IP6, &ip6->saddr, 16))
+			return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
+		if (subnet_spoof(&ip6->saddr, 1))
+			return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
+		/* Decisions on the upper-layer header, wherever the extension headers put it. */
+		struct stm_ip6_l4 w;
+		__u32 plen = bpf_ntohs(ip6->payload_len);
+		int walk = stm_ip6_walk(ctx, 1, ip6->nexthdr, l3 + IP6_HLEN, plen, &w);
+		if (walk)
+			return stm_drop_xdp(ctx, walk == STM_WALK_TOO_LONG ? STM_DROP_IP6_EXT_CHAIN : STM_DROP_MALFORMED);
+		if (w.frag != 2 && w.proto == IPPROTO_UDP) {
+			__u8 dport[2];
+			if (w.left >= 8 && !bpf_xdp_load_bytes(ctx, w.off + 2, dport, 2) &&
+			    ((__u16)dport[0] << 8 | dport[1]) == DHCP6_SERVER_PORT)
+				return stm_drop_xdp(ctx, STM_DROP_DHCP_OUTSIDE);
+		}
+		/* An NA from outside claiming one of our addresses (or a network's) would poison
+		 * the neighbour caches of the node and the workloads. */
+		if (w.frag != 2 && w.proto == IPPROTO_ICMPV6_ && w.left >= 24) {
+			__u8 icmp[24] __attribute__((aligned(8)));
+			if (bpf_xdp_load_bytes(ctx, w.off, icmp, 24))
+				return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+			if (icmp[0] == ICMP6_NA && is_local(STM_LOCAL_IP6, icmp + 8, 16))
+				return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
+			if (icmp[0] == ICMP6_NA && subnet_spoof(icmp + 8, 1))
+				return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
+		}
+		return stm_fw_uplink_in(ctx, proto, l3);
+	}
+	if (proto == bpf_htons(STM_ETH_P_ARP)) {
+		__u8 *a = data + l3;
+		if ((void *)(a + ARP_LEN) > end)
+			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+		if (is_local(STM_LOCAL_MAC, a + 8, 6) || (*(__u32 *)(a + 14) && is_local(STM_LOCAL_IP4, a + 14, 4)))
+			return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
+		if (subnet_spoof(a + 14, 0))
+			return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
+	}
+	return XDP_PASS;
+}
