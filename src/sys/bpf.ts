@@ -577,6 +577,8 @@ export interface ProgInfo {
   type: number;
   name: string;
   tag: string;
+  /** Instructions the verifier processed to accept the program (all its subprograms). */
+  verifiedInsns: number;
 }
 
 export function progInfo(fd: number): ProgInfo {
@@ -587,6 +589,7 @@ export function progInfo(fd: number): ProgInfo {
     type: get(info, BPF_PROG_INFO, "type"),
     name: objName(info, BPF_PROG_INFO),
     tag: info.subarray(tagOff, tagOff + 8).toString("hex"),
+    verifiedInsns: get(info, BPF_PROG_INFO, "verified_insns"),
   };
 }
 

@@ -112,6 +112,7 @@ export const BPF_PROG_INFO = L({
     nr_map_ids: [52, "u32"],
     map_ids: [56, "u64"],
     name: [64, "u8"],
+    verified_insns: [216, "u32"],
   },
 });
 

@@ -1,0 +1,66 @@
+/** Verifier budget: every program of every embedded object is loaded, and the number of
+ * instructions the verifier processed to accept it (bpf_prog_info.verified_insns, all
+ * subprograms included) must stay under the budget written here. A change that makes a
+ * program much harder to verify fails this test, so the growth is seen and decided on
+ * instead of found when the kernel's limit (1,000,000) is hit.
+ *
+ * Raising a budget is a deliberate edit in this file, with the new count in the commit
+ * body. The counts are printed on every run. */
+import { afterAll, describe, expect, test } from "bun:test";
+import { loadObject, OBJECTS, type ObjectName } from "../../src/datapath/objects";
+import { type BpfObject, progInfo } from "../../src/sys/bpf";
+
+/** The kernel refuses a program past this many processed instructions. */
+const KERNEL_LIMIT = 1_000_000;
+
+/** Budget per program: the count when the budget was set, plus about 12 % headroom.
+ * Counts when set (kernel 6.18, clang 14): port_in 214,203, port_out 209,794,
+ * uplink_in 207,910, uplink_out 205,759. */
+const BUDGET: Record<ObjectName, Record<string, number>> = {
+  port: {
+    stm_port_in: 240_000,
+    stm_port_out: 235_000,
+    stm_uplink_in: 233_000,
+    stm_uplink_out: 230_000,
+  },
+  counter: {
+    stm_count_tc_in: 100,
+    stm_count_tc_out: 100,
+    stm_sample_tc_in: 150,
+    stm_count_xdp: 100,
+  },
+  baseline: {
+    stm_empty_tc: 10,
+    stm_drop_tc: 10,
+    stm_empty_xdp: 10,
+  },
+};
+
+const loaded: BpfObject[] = [];
+afterAll(() => {
+  for (const o of loaded) o.close();
+});
+
+describe("verified instruction count of each program stays under its budget", () => {
+  for (const name of Object.keys(OBJECTS) as ObjectName[]) {
+    test(`${name}: every program has a budget and stays under it`, () => {
+      const obj = loadObject(name);
+      loaded.push(obj);
+      const counts: Record<string, number> = {};
+      for (const p of obj.programs()) counts[p.name] = progInfo(p.fd).verifiedInsns;
+      console.log(
+        `verified instructions, ${name}: ${Object.entries(counts)
+          .map(([p, n]) => `${p} ${n} / ${BUDGET[name][p] ?? "no budget"}`)
+          .join(", ")}`,
+      );
+      // A new program needs a budget; a removed one takes its budget with it.
+      expect(Object.keys(counts).sort()).toEqual(Object.keys(BUDGET[name]).sort());
+      for (const [prog, n] of Object.entries(counts)) {
+        // 0 would mean the kernel did not report the count: the test would then prove nothing.
+        expect({ prog, counted: n > 0 }).toEqual({ prog, counted: true });
+        expect({ prog, n, overBudget: n > (BUDGET[name][prog] as number) }).toEqual({ prog, n, overBudget: false });
+        expect(BUDGET[name][prog] as number).toBeLessThan(KERNEL_LIMIT);
+      }
+    });
+  }
+});
