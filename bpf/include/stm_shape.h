@@ -9,11 +9,8 @@
  * cannot hold a configured rate: each given the whole rate, a tenant whose flows spread over
  * N CPUs gets N times its cap; each given rate / N, one whose traffic lands on one CPU (one
  * flow, one RX queue) gets a fraction of it. scripts/bench measures both next to this design
- * (shape/bucket-*, 1gbit cap, 2 CPUs): per-CPU buckets of half the cap passed 493 Mbit/s with
- * the load on one CPU and 985 spread; the shared bucket 987 and 999. Only capped endpoints
- * and networks take the lock; it costs when every CPU floods one cap at once (~490 ns per
- * packet in test runs doing nothing else, against 56 per CPU: still ~24 Gbit/s of full
- * frames per cap). */
+ * (shape/bucket-*; figures in docs/benchmarks.md). Only capped endpoints and networks take
+ * the lock; it costs when every CPU floods one cap at once. */
 #ifndef STM_SHAPE_H
 #define STM_SHAPE_H
 

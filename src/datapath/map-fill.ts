@@ -37,8 +37,8 @@ export function isCounted(type: number): boolean {
   return COUNTED.has(type);
 }
 
-/** Entries per lookup-batch syscall: ~0.2 ms of kernel time for stm_ct's entries, and
- * bounded buffers (4096 × key and value) whatever the map's size. */
+/** Entries per lookup-batch syscall: a short stretch of kernel time per call, and bounded
+ * buffers (4096 × key and value) whatever the map's size. */
 export const BATCH = 4096;
 
 const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));

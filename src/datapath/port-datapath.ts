@@ -6,9 +6,9 @@
  *
  * Why cls_bpf and not tcx links for ports: attaching a tcx link waits for an RCU grace
  * period inside the kernel (tcx_entry_sync, under rtnl_lock, so the two directions cannot
- * overlap). Measured on a fresh veth: ~20-47 ms for both tcx links against ~0.2 ms for both
- * cls_bpf filters. Ports are created at attach time, so that wait would dominate `network
- * attach`. cls_bpf keeps the properties ports need: the filter outlives the agent, a
+ * overlap): tens of milliseconds per port against well under one for cls_bpf filters (the
+ * figures are in docs/benchmarks.md). Ports are created at attach time, so that wait would
+ * dominate `network attach`. cls_bpf keeps the properties ports need: the filter outlives the agent, a
  * replacement (BPF_TC_F_REPLACE on the same handle) swaps the program atomically, and the
  * programs are in place before the port is brought up. */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync } from "node:fs";

@@ -76,7 +76,7 @@ type Log = (level: "info" | "warn", msg: string) => void;
 const ALL_ROUTERS = "ff02::2";
 const DEFAULT_RA_INTERVAL_MS = 10_000;
 /** Solicitations are read by polling the non-blocking raw socket: Bun has no readiness callback for a
- * foreign fd, and 20 empty recvfrom calls a second cost nothing next to the <100 ms answer it buys. */
+ * foreign fd, and 20 empty recvfrom calls a second cost nothing next to a prompt answer. */
 const RS_POLL_MS = 50;
 /** An endpoint soliciting faster than this gets the RA it already has, not another: a guest
  * flooding solicitations costs at most a few RAs a second. */

@@ -17,9 +17,8 @@ export const BURST_RANGE = [64 * 1024, 1024 ** 3] as const;
  * largest burst. A policer drops, it does not queue: a TCP sender that runs the bucket dry
  * loses its retransmissions too and waits out a retransmission timeout (at least 200 ms in
  * Linux). A bucket that holds more than one such stall's worth of rate pays it back, so the
- * long-run rate is the cap; a shallower one loses the stall (measured through the uplink,
- * iperf3 TCP at 20, 100 and 500 Mbit/s: a 100 ms bucket gave 50% of the cap, 200 ms 97%,
- * 300 ms 98-102%). The same depth is common advice for policers carrying TCP. */
+ * long-run rate is the cap; a shallower one loses the stall (docs/benchmarks.md, "Other
+ * figures", has what 100, 200 and 300 ms gave TCP). */
 export const DEFAULT_BURST_MS = 300;
 export const DEFAULT_BURST_MIN = 128 * 1024;
 

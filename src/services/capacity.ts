@@ -85,7 +85,7 @@ function add(into: Entries, e: Entries, times = 1): void {
 /** Entries the store's networks and endpoints take, exact for the maps in `maps` (others may
  * be left short). Endpoint rows are read only when a cap count is asked for: ports and
  * addresses come from each network's claimed count, which keeps an attach on a node of
- * 60,000 endpoints from decoding all of them (~60 ms against ~14 ms). */
+ * many endpoints from decoding all of them. */
 export function inUse(store: Store, maps: readonly RoomMap[] = ROOM_MAPS): Entries {
   const used = none();
   used.stm_local = BRIDGE_LOCALS;
