@@ -44,6 +44,8 @@
 #define IPPROTO_ICMPV6_ 58
 #define IPPROTO_NONE_ 59
 
+#define ICMP_REDIRECT_ 5
+
 #define ICMP6_MLD_QUERY 130
 #define ICMP6_MLD_REPORT 131
 #define ICMP6_MLD_DONE 132
@@ -245,8 +247,14 @@ static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *por
 		return check_tcp(skb, l4off, l4len);
 	if (proto == IPPROTO_UDP)
 		return check_udp(skb, port, l4off, l4len, 0, more);
-	if (proto == IPPROTO_ICMP && l4len < 8)
-		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+	if (proto == IPPROTO_ICMP) {
+		__u8 type;
+		if (l4len < 8 || bpf_skb_load_bytes(skb, l4off, &type, 1))
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+		/* A redirect is a router's message, as in IPv6: a workload is never one. */
+		if (type == ICMP_REDIRECT_)
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_ROUTER);
+	}
 	return STM_TC_NEXT;
 }
 

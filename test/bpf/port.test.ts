@@ -567,6 +567,18 @@ const ingress: Case[] = [
     drop: "rogue-router",
   },
   {
+    name: "ICMP redirect (IPv4)",
+    frame: eth4(
+      ME.mac,
+      PEER.mac,
+      ipv4(
+        { src: ME.ip, dst: PEER.ip, proto: IPPROTO.ICMP },
+        icmp({ src: ME.ip, dst: PEER.ip, type: 5, code: 1 }, new Uint8Array(28)),
+      ),
+    ),
+    drop: "rogue-router",
+  },
+  {
     name: "DHCPOFFER from a workload (source port 67)",
     frame: udp4({ mac: ME.mac, src: ME.ip, dst: "255.255.255.255", sport: 67, dport: 68, payload: bootp(2) }),
     drop: "rogue-dhcp",
