@@ -1077,11 +1077,12 @@ __attribute__((noinline)) int stm_outside_ok(struct __sk_buff *skb, struct stm_p
 		__u8 ports[4];
 		if (bpf_skb_load_bytes(skb, w.off, ports, 4))
 			return STM_TC_NEXT;
-		__u16 sport = ((__u16)ports[0] << 8) | ports[1];
 		__u16 dport = ((__u16)ports[2] << 8) | ports[3];
-		if (from != 0 && !v6 && sport == DHCP_SERVER_PORT && dport == DHCP_CLIENT_PORT)
+		/* Anything to a client's port, whatever port it comes from: clients (dhclient,
+		 * udhcpc) take a reply from any source port, as relays may use another. */
+		if (from != 0 && !v6 && dport == DHCP_CLIENT_PORT)
 			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_ROGUE_DHCP);
-		if (from != 0 && v6 && sport == DHCP6_SERVER_PORT && dport == DHCP6_CLIENT_PORT)
+		if (from != 0 && v6 && dport == DHCP6_CLIENT_PORT)
 			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_ROGUE_DHCP6);
 	}
 	return STM_TC_NEXT;
