@@ -1063,6 +1063,10 @@ __attribute__((noinline)) int stm_outside_ok(struct __sk_buff *skb, struct stm_p
 				walk == STM_WALK_TOO_LONG ? STM_DROP_IP6_EXT_CHAIN : STM_DROP_MALFORMED);
 	if (w.frag == 2)
 		return STM_TC_NEXT;
+	/* A first fragment without its upper-layer header (RFC 7112) hides what it is: an RA or
+	 * a DHCP server message whose header waits in the next fragment. */
+	if (w.frag == 1 && w.left < 8)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
 	int v6 = proto == bpf_htons(STM_ETH_P_IPV6);
 	int type = icmp_type_of(skb, proto, &w);
 	if (type == (v6 ? ICMP6_REDIRECT : 5))
@@ -1325,6 +1329,10 @@ int stm_uplink_in(struct xdp_md *ctx)
 		int walk = stm_ip6_walk(ctx, 1, ip6->nexthdr, l3 + IP6_HLEN, plen, &w);
 		if (walk)
 			return stm_drop_xdp(ctx, walk == STM_WALK_TOO_LONG ? STM_DROP_IP6_EXT_CHAIN : STM_DROP_MALFORMED);
+		/* A first fragment carries the whole header chain and its upper-layer header (RFC
+		 * 7112): one that does not cannot be judged (a DHCPv6 request's port, an NA's type). */
+		if (w.frag == 1 && w.left < 8)
+			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
 		if (w.frag != 2 && w.proto == IPPROTO_UDP) {
 			__u8 dport[2];
 			if (w.left >= 8 && !bpf_xdp_load_bytes(ctx, w.off + 2, dport, 2) &&
@@ -1341,6 +1349,15 @@ int stm_uplink_in(struct xdp_md *ctx)
 				return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
 			if (icmp[0] == ICMP6_NA && subnet_spoof(icmp + 8, 1))
 				return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
+		}
+		/* Neighbour discovery is never fragmented (RFC 6980): a fragmented NA could carry
+		 * its target in a later fragment, out of the checks above. */
+		if (w.frag == 1 && w.proto == IPPROTO_ICMPV6_) {
+			__u8 type;
+			if (bpf_xdp_load_bytes(ctx, w.off, &type, 1))
+				return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+			if (type >= ICMP6_RS && type <= ICMP6_REDIRECT)
+				return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
 		}
 		return stm_fw_uplink_in(ctx, proto, l3);
 	}

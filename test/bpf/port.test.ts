@@ -1205,6 +1205,20 @@ const egress: Case[] = [
     drop: "rogue-dhcp6",
   },
   {
+    name: "an RA routed in whose ICMPv6 header waits in the second fragment",
+    prog: "out",
+    from: BRIDGE,
+    frame: raw6({
+      mac: "02:00:00:00:00:fe",
+      dstMac: ME.mac,
+      src: "2001:db8::99",
+      dst: ME.ip6,
+      next: 44,
+      payload: Buffer.concat([fragHeader(60, 0, true), optsHeader(IPPROTO.ICMPV6)]),
+    }),
+    drop: "malformed",
+  },
+  {
     name: "the node's own DHCP offer passes",
     prog: "out",
     from: 0,
@@ -1528,6 +1542,77 @@ const lan: Case[] = [
       ]),
     }),
     drop: "dhcp-outside",
+  },
+  // Fragments from the LAN: the whole header chain and the upper-layer header come first
+  // (RFC 7112), and neighbour discovery is never fragmented (RFC 6980).
+  {
+    name: "uplink: an NA for the gateway in the first of two fragments",
+    prog: "xdp",
+    frame: raw6({
+      mac: LAN_MAC,
+      dstMac: "33:33:00:00:00:01",
+      src: "fe80::6666",
+      dst: "ff02::1",
+      next: 44,
+      payload: Buffer.concat([fragHeader(IPPROTO.ICMPV6, 0, true), icmp({ src: "fe80::6666", dst: "ff02::1", type: 136 }, ndBody(GW6, lla(2, LAN_MAC)))]),
+    }),
+    drop: "local-spoof",
+  },
+  {
+    name: "uplink: an NA whose target waits in the second fragment",
+    prog: "xdp",
+    frame: raw6({
+      mac: LAN_MAC,
+      dstMac: "33:33:00:00:00:01",
+      src: "fe80::6666",
+      dst: "ff02::1",
+      next: 44,
+      payload: Buffer.concat([fragHeader(IPPROTO.ICMPV6, 0, true), icmp({ src: "fe80::6666", dst: "ff02::1", type: 136 }, ndBody(GW6, lla(2, LAN_MAC))).subarray(0, 8)]),
+    }),
+    drop: "malformed",
+  },
+  {
+    name: "uplink: a fragmented RS",
+    prog: "xdp",
+    frame: raw6({
+      mac: LAN_MAC,
+      dstMac: "33:33:00:00:00:02",
+      src: "fe80::6666",
+      dst: "ff02::2",
+      next: 44,
+      payload: Buffer.concat([
+        fragHeader(IPPROTO.ICMPV6, 0, true),
+        icmp({ src: "fe80::6666", dst: "ff02::2", type: 133 }, lla(1, LAN_MAC)),
+      ]),
+    }),
+    drop: "malformed",
+  },
+  {
+    name: "uplink: a DHCPv6 request whose UDP header waits in the second fragment",
+    prog: "xdp",
+    frame: raw6({
+      mac: LAN_MAC,
+      dstMac: "33:33:00:01:00:02",
+      src: "fe80::6666",
+      dst: "ff02::1:2",
+      next: 44,
+      payload: Buffer.concat([fragHeader(60, 0, true), optsHeader(IPPROTO.UDP)]),
+    }),
+    drop: "malformed",
+  },
+  {
+    name: "uplink: a first fragment holding its UDP header passes",
+    prog: "xdp",
+    frame: raw6({
+      mac: LAN_MAC,
+      src: "2001:db8::7",
+      dst: "2001:db8::1",
+      next: 44,
+      payload: Buffer.concat([
+        fragHeader(IPPROTO.UDP, 0, true),
+        udp({ src: "2001:db8::7", dst: "2001:db8::1", sport: 1, dport: 2 }, new Uint8Array(64)),
+      ]),
+    }),
   },
   {
     name: "uplink: a chain of seven extension headers",

@@ -800,19 +800,27 @@ def w5_dhcp(c, a):
         "request",
         extra=[("requested_addr", O["ip"])],
     )
-    # Answers it asks to have broadcast (RFC 2131's broadcast bit): on A's link, nowhere else.
-    msg("a DISCOVER asking for a broadcast answer", "0.0.0.0", "255.255.255.255", BCAST, "discover", flags=0x8000)
-    msg(
-        "a REQUEST for its own address asking for a broadcast answer",
-        "0.0.0.0",
-        "255.255.255.255",
-        BCAST,
-        "request",
-        extra=[("requested_addr", W["ip"]), ("server_id", c.A["gw4"])],
-        flags=0x8000,
-    )
     msg("dhcp-spoof: an INFORM with V's MAC as chaddr", W["ip"], gw, c.gw_mac, "inform", ciaddr=W["ip"], chaddr=V["mac"], drops=[("W", "dhcp-spoof")])
     msg("dhcp-spoof: a REQUEST relayed (giaddr set)", W["ip"], gw, c.gw_mac, "request", ciaddr=W["ip"], giaddr=W["ip"], drops=[("W", "dhcp-spoof")])
+    return F
+
+
+@batch
+def w5_broadcast(c, a):
+    """Answers a client asks to have broadcast (RFC 2131's broadcast bit), and a NAK, which always
+    is: from W (args who=W) or O."""
+    W = c.topo[a.get("who", "W")]
+    gw = (c.A if a.get("who", "W") == "W" else c.B)["gw4"]
+    other = c.O if W is not c.O else c.V
+
+    def msg(name, m, flags, extra):
+        b = bootp(1, W["mac"], 0x7800 + len(F), m, extra=extra, flags=flags)
+        F.append(Frame(name, l2(W["mac"], BCAST) / v4(c, "0.0.0.0", "255.255.255.255", UDP(sport=68, dport=67) / b), []))
+
+    F = []
+    msg("a DISCOVER asking for a broadcast answer", "discover", 0x8000, [])
+    msg("a REQUEST for its own address asking for a broadcast answer", "request", 0x8000, [("requested_addr", W["ip"]), ("server_id", gw)])
+    msg("an INIT-REBOOT REQUEST for another network's address (NAKed)", "request", 0, [("requested_addr", other["ip"])])
     return F
 
 
@@ -1018,6 +1026,13 @@ def l1_na(c, a):
                 [[("uplink", "malformed")], [("uplink", "fw-fragment")]],
             )
         )
+    F.append(
+        Frame(
+            "an NA for the LAN host's own address as two fragments (ND is never fragmented)",
+            frag6(c, l2(lan["mac"], ALL_NODES_MAC), lan["ll"], ALL_NODES, na(lan["ip6"], lan["mac"]) / Raw(b"\0" * 40), 32),
+            [[("uplink", "malformed")], [("uplink", "fw-fragment")]],
+        )
+    )
     for tgt, what in (("fd81::77", "an unclaimed address of A"), ("fd82::77", "an unclaimed address of B")):
         for tag in ("", "qinq"):
             F.append(
@@ -1197,9 +1212,8 @@ def l3_lan(c, a):
         Frame(
             "an RA routed to O whose ICMPv6 header is in the second fragment",
             frag6(c, l2(lan["mac"], gm), lan["ip6"], O["ip6"], ra(c, lan["mac"]), 8, after=[IPv6ExtHdrDestOpt()]),
-            # B has no rules: the second fragment, alone, may reach O (it never reassembles).
-            [[("O", "malformed")], []],
-            maybe=["O"],
+            # The uplink judges the first fragment (no upper-layer header in it) before any routing.
+            [[("uplink", "malformed")], [("uplink", "fw-fragment")]],
         ),
         Frame(
             "an NS routed to V",
