@@ -1044,6 +1044,18 @@ static __always_inline int is_redirect(struct __sk_buff *skb)
 	return icmp_type_of(skb, proto, &w) == (proto == bpf_htons(STM_ETH_P_IP) ? 5 : ICMP6_REDIRECT);
 }
 
+/* A DHCP or DHCPv6 message to a client's port (68, 546), after the extension headers. */
+static __always_inline int to_dhcp_client(struct __sk_buff *skb, __u16 proto)
+{
+	struct stm_ip6_l4 w;
+	__u8 ports[4];
+	if (tc_upper(skb, proto, &w) || w.frag == 2 || w.proto != IPPROTO_UDP || w.left < 8 ||
+	    bpf_skb_load_bytes(skb, w.off, ports, 4))
+		return 0;
+	__u16 dport = ((__u16)ports[2] << 8) | ports[3];
+	return dport == (proto == bpf_htons(STM_ETH_P_IP) ? DHCP_CLIENT_PORT : DHCP6_CLIENT_PORT);
+}
+
 /* What only the node itself may tell a workload, checked on every frame that does not come
  * from a port of its network (the host, routed traffic, the LAN of an extended network):
  * router advertisements and neighbour messages that did not come from the node (a routed
@@ -1234,6 +1246,10 @@ int stm_uplink_out(struct __sk_buff *skb)
 	 * to that host is dropped at its port (arp-target), so keep both on the gateway. */
 	if (is_redirect(skb))
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_REDIRECT);
+	/* The node's DHCP servers serve its workloads only: an answer they broadcast (a NAK, one a
+	 * client asked to have broadcast) floods the bridge, and stays off the LAN here. */
+	if (to_dhcp_client(skb, proto))
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_DHCP_OUTSIDE);
 	int r = stm_fw_uplink_out(skb, proto);
 	if (r != STM_TC_NEXT)
 		return r;

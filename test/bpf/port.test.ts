@@ -1433,6 +1433,48 @@ const lan: Case[] = [
     }),
     drop: "redirect",
   },
+  // The node's DHCP servers serve its workloads only: their broadcast answers stay off the LAN.
+  {
+    name: "the node's DHCP NAK, broadcast on the bridge, out of the uplink",
+    prog: "upout",
+    frame: udp4({
+      mac: "02:00:00:00:00:fe",
+      dstMac: "ff:ff:ff:ff:ff:ff",
+      src: GW,
+      dst: "255.255.255.255",
+      sport: 67,
+      dport: 68,
+      payload: bootp(2, { chaddr: PEER.mac }),
+    }),
+    drop: "dhcp-outside",
+  },
+  {
+    name: "a DHCPv6 reply out of the uplink",
+    prog: "upout",
+    frame: udp6({
+      mac: "02:00:00:00:00:fe",
+      dstMac: "33:33:00:01:00:02",
+      src: linkLocal("02:00:00:00:00:fe"),
+      dst: "ff02::1:2",
+      sport: 547,
+      dport: 546,
+      payload: dhcp6(7),
+    }),
+    drop: "dhcp-outside",
+  },
+  {
+    name: "the node's own DHCP request to a server on the LAN passes",
+    prog: "upout",
+    frame: udp4({
+      mac: "02:00:00:00:00:fe",
+      dstMac: "ff:ff:ff:ff:ff:ff",
+      src: "0.0.0.0",
+      dst: "255.255.255.255",
+      sport: 68,
+      dport: 67,
+      payload: bootp(1, { chaddr: "02:00:00:00:00:fe" }),
+    }),
+  },
   // From the LAN: addresses of the networks' subnets are spoofs, whatever comes first.
   {
     name: "uplink: IPv4 source inside a network's subnet (an unclaimed address)",
