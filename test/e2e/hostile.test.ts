@@ -543,7 +543,7 @@ esac
     rogue_dns6: ROGUE.dns6,
     rogue_router4: ROGUE.router4,
   };
-  for (const k of ["W", "O", "LAN"] as const) await at(k).req({ op: "topo", topo });
+  for (const k of ["W", "O", "LAN", "V"] as const) await at(k).req({ op: "topo", topo });
   await at("V").req({ op: "listen", host: ep("V").ip, ports: [8080, 9090] });
   await at("V").req({ op: "listen", host: ep("V").ip6, ports: [8080, 9090] });
   await at("NODE").req({ op: "listen", host: NODE.ip, ports: [ALLOWED, DENIED] });
@@ -722,6 +722,20 @@ test("W5: the answers a client asks to have broadcast, and its NAK, reach it on 
     want[who] = { mine: [...bcast(2, ep(who).ip), ...bcast(5, ep(who).ip), ...bcast(6, "0.0.0.0")], LAN: [], E: [] };
   }
   expect(got).toEqual(want);
+}, 30_000);
+
+test("W5: a DHCPv6 RELEASE or DECLINE from W naming V's DUID and IAID leaves V's binding alone", async () => {
+  const v6Binding = () =>
+    (A.json("dhcp", "leases", "--network", NETS.A.name) as any[]).find(
+      (l) => l.family === 6 && l.endpoint === ENDPOINTS.V,
+    );
+  await at("V").req({ op: "send", batch: "v6_bind", iface: "eth0", count: 1, args: {} });
+  const bound = await waitFor("V's DHCPv6 binding", v6Binding, 5000);
+  expect(bound).toMatchObject({ ip: ep("V").ip6, active: true });
+  await attack("W", "w5_release6", { count: 1 });
+  // The agent copies the service's bindings into the store every 2 s: past one copy, V's is there.
+  await Bun.sleep(2500);
+  expect(v6Binding()).toMatchObject({ ip: ep("V").ip6, active: true });
 }, 30_000);
 
 // ---- from a workload of another network ------------------------------------------------------

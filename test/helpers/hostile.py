@@ -38,8 +38,12 @@ from scapy.all import (  # noqa: E402
     DHCP6OptClientId,
     DHCP6OptElapsedTime,
     DHCP6OptIA_NA,
+    DHCP6OptIAAddress,
+    DHCP6OptRapidCommit,
     DHCP6OptServerId,
     DHCP6_Advertise,
+    DHCP6_Decline,
+    DHCP6_Release,
     DHCP6_Reply,
     DHCP6_Solicit,
     DUID_LL,
@@ -693,6 +697,11 @@ def w3_lan(c, a):
             deliver=["V"],
         ),
         Frame(
+            "lan-direct: an ARP request for C unicast to the LAN host's MAC",
+            l2(W["mac"], lan["mac"]) / ARP(op=1, hwsrc=W["mac"], psrc=W["ip"], pdst=c.C["ip"]),
+            [("uplink", "lan-direct")],
+        ),
+        Frame(
             "arp-target: an ARP request for the LAN host",
             l2(W["mac"], BCAST) / ARP(op=1, hwsrc=W["mac"], psrc=W["ip"], pdst=lan["ip"]),
             [("W", "arp-target")],
@@ -833,6 +842,51 @@ def w5_inform_own(c, a):
 
 
 @batch
+def v6_bind(c, a):
+    """A DHCPv6 client's exchange (SOLICIT with rapid commit): its binding, for W5's release."""
+    V = c.topo[a.get("who", "V")]
+    sol = (
+        DHCP6_Solicit(trid=0x4321)
+        / DHCP6OptClientId(duid=DUID_LL(lladdr=V["mac"]))
+        / DHCP6OptElapsedTime()
+        / DHCP6OptRapidCommit()
+        / DHCP6OptIA_NA(iaid=7)
+    )
+    return [
+        Frame(
+            "a SOLICIT with rapid commit",
+            l2(V["mac"], DHCP6_MCAST_MAC) / v6(c, V["ll"], DHCP6_MCAST, UDP(sport=546, dport=547) / sol),
+            [],
+            maybe=["BR", "W", "C"],
+        )
+    ]
+
+
+@batch
+def w5_release6(c, a):
+    """W5: DHCPv6 RELEASE and DECLINE from W naming V's DUID and IAID: V's binding stays."""
+    W, V = c.W, c.V
+    F = []
+    for kind, cls in (("RELEASE", DHCP6_Release), ("DECLINE", DHCP6_Decline)):
+        msg = (
+            cls(trid=0x4400 + len(F))
+            / DHCP6OptClientId(duid=DUID_LL(lladdr=V["mac"]))
+            / DHCP6OptServerId(duid=DUID_LL(lladdr=c.gw_mac))
+            / DHCP6OptElapsedTime()
+            / DHCP6OptIA_NA(iaid=7, ianaopts=[DHCP6OptIAAddress(addr=V["ip6"])])
+        )
+        F.append(
+            Frame(
+                f"a {kind} naming V's DUID, IAID and address",
+                l2(W["mac"], DHCP6_MCAST_MAC) / v6(c, W["ll"], DHCP6_MCAST, UDP(sport=546, dport=547) / msg),
+                [],
+                maybe=["BR", "V", "C"],
+            )
+        )
+    return F
+
+
+@batch
 def n1_l2(c, a):
     """N1: O's frames addressed at L2 into network A."""
     O, V, W = c.O, c.V, c.W
@@ -955,6 +1009,18 @@ def n2_routed(c, a):
                 [("V", "fw-default")],
             ),
         ]
+    F += [
+        Frame(
+            "an RA routed to V (dropped at O's port)",
+            l2(O["mac"], gm) / v6(c, O["ip6"], V["ip6"], ra(c, O["mac"])),
+            [("O", "rogue-router")],
+        ),
+        Frame(
+            "an RA from O's link-local to all nodes",
+            l2(O["mac"], ALL_NODES_MAC) / v6(c, O["ll"], ALL_NODES, ra(c, O["mac"]), ext="hbh"),
+            [("O", "rogue-router")],
+        ),
+    ]
     F += [
         Frame(
             "a DHCP DISCOVER routed to V's port 67",
@@ -1150,6 +1216,11 @@ def l2_subnet(c, a):
         Frame(
             "a TCP SYN from fd81::77 to V:9090 (allowed from A's subnet), routed",
             l2(lan["mac"], gm) / v6(c, "fd81::77", V["ip6"], TCP(sport=42000, dport=9090, flags="S"), hlim=64),
+            [("uplink", "subnet-spoof")],
+        ),
+        Frame(
+            "a TCP SYN from ::ffff:10.81.0.77 (A's subnet, IPv4-mapped) to V:9090, routed",
+            l2(lan["mac"], gm) / v6(c, "::ffff:10.81.0.77", V["ip6"], TCP(sport=42001, dport=9090, flags="S"), hlim=64),
             [("uplink", "subnet-spoof")],
         ),
         Frame(
