@@ -759,6 +759,8 @@ test("L1: an NA claiming a workload's or the gateway's address, behind hop-by-ho
   A.ns.execOk(["ping", "-6", "-c", "1", "-W", "2", ep("V").ip6]);
   A.ns.execOk(["ping", "-6", "-c", "1", "-W", "2", ep("C").ip6]);
   A.ns.execOk(["ping", "-c", "1", "-W", "2", ep("V").ip]);
+  A.ns.execOk(["ping", "-6", "-c", "1", "-W", "2", LAN.ip6]);
+  A.ns.execOk(["ping", "-6", "-c", "1", "-W", "2", `${lanLl}%cnv-user-br0`]);
   const res = await attack("LAN", "l1_na");
   check(res, ["V", "W", "C", "O", "E", "BR"]);
   expect({
@@ -768,7 +770,11 @@ test("L1: an NA claiming a workload's or the gateway's address, behind hop-by-ho
     vGw6: neigh(v, NETS.A.gw6, "eth0"),
     vGw4: neigh(v, NETS.A.gw4, "eth0"),
     nodeA77: neigh(A.ns, "fd81::77", "cnv-user-br0"),
+    nodeLan6: neigh(A.ns, LAN.ip6, "cnv-user-br0"),
+    nodeLanLl: neigh(A.ns, lanLl, "cnv-user-br0"),
   }).toEqual({
+    nodeLan6: lanMac,
+    nodeLanLl: lanMac,
     nodeV6: ep("V").mac,
     nodeC6: ep("C").mac,
     nodeV4: ep("V").mac,

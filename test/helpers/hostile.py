@@ -1092,6 +1092,28 @@ def l1_na(c, a):
                 [[("uplink", "malformed")], [("uplink", "fw-fragment")]],
             )
         )
+    # The ND counterpart of an ARP sender claiming a local MAC: a link-layer address option.
+    sn, snmac = solicited(c.node["ip6"])
+    for tag in ("", "qinq"):
+        F += [
+            Frame(
+                f"an NS for the node's LAN address with V's MAC as source link-layer address, tags [{tag}]",
+                l2(lan["mac"], snmac, tag)
+                / v6(c, lan["ip6"], sn, ICMPv6ND_NS(tgt=c.node["ip6"]) / ICMPv6NDOptSrcLLAddr(lladdr=V["mac"])),
+                [("uplink", "local-spoof")],
+            ),
+            Frame(
+                f"an NA for the LAN host's own address with the gateway's MAC as target link-layer address, tags [{tag}]",
+                l2(lan["mac"], ALL_NODES_MAC, tag) / v6(c, lan["ll"], ALL_NODES, na(lan["ip6"], c.gw_mac), ext="dst"),
+                [("uplink", "local-spoof")],
+            ),
+            Frame(
+                f"an RS with V's MAC as source link-layer address, tags [{tag}]",
+                l2(lan["mac"], "33:33:00:00:00:02", tag)
+                / v6(c, lan["ll"], "ff02::2", ICMPv6ND_RS() / ICMPv6NDOptSrcLLAddr(lladdr=V["mac"])),
+                [("uplink", "local-spoof")],
+            ),
+        ]
     F.append(
         Frame(
             "an NA for the LAN host's own address as two fragments (ND is never fragmented)",
