@@ -1172,6 +1172,27 @@ static __always_inline int is_local(__u32 kind, const void *addr, __u32 len)
 	return bpf_map_lookup_elem(&stm_local, &key) != NULL;
 }
 
+/* An ND message from outside whose link-layer address options (source or target, every one
+ * read, at most ND_MAX_OPTS) carry a local MAC, the ND twin of an ARP sender claiming it:
+ * STM_DROP_LOCAL_SPOOF; more options than that: STM_DROP_MALFORMED (none hides behind
+ * padding); else 0. `off`: the ICMPv6 header, `left` bytes of it. */
+static __always_inline __u32 nd_mac_claim(struct xdp_md *ctx, __u32 off, __u32 left, __u8 type)
+{
+	__u32 o = type == ICMP6_RS ? 8 : type == ICMP6_RA ? 16 : type == ICMP6_REDIRECT ? 40 : 24;
+#pragma unroll
+	for (int i = 0; i < ND_MAX_OPTS; i++) {
+		__u8 opt[8] __attribute__((aligned(8)));
+		if (o + 8 > left || bpf_xdp_load_bytes(ctx, off + o, opt, 8))
+			return 0;
+		if (opt[1] == 0)
+			return 0;
+		if ((opt[0] == ND_OPT_SLLA || opt[0] == ND_OPT_TLLA) && is_local(STM_LOCAL_MAC, opt + 2, 6))
+			return STM_DROP_LOCAL_SPOOF;
+		o += (__u32)opt[1] * 8;
+	}
+	return o + 8 > left ? 0 : STM_DROP_MALFORMED;
+}
+
 /* The node's global scope on the uplink: north-south traffic, from outside (XDP: its ingress,
  * the IP header at `l3`, after any tags) and to outside (tc egress: its egress). */
 __attribute__((noinline)) int stm_fw_uplink_in(struct xdp_md *ctx, __u32 eth_proto, __u32 l3)
@@ -1366,14 +1387,19 @@ int stm_uplink_in(struct xdp_md *ctx)
 			if (icmp[0] == ICMP6_NA && subnet_spoof(icmp + 8, 1))
 				return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
 		}
-		/* Neighbour discovery is never fragmented (RFC 6980): a fragmented NA could carry
-		 * its target in a later fragment, out of the checks above. */
-		if (w.frag == 1 && w.proto == IPPROTO_ICMPV6_) {
+		if (w.frag != 2 && w.proto == IPPROTO_ICMPV6_ && w.left >= 8) {
 			__u8 type;
 			if (bpf_xdp_load_bytes(ctx, w.off, &type, 1))
 				return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
-			if (type >= ICMP6_RS && type <= ICMP6_REDIRECT)
-				return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+			if (type >= ICMP6_RS && type <= ICMP6_REDIRECT) {
+				__u32 claim = nd_mac_claim(ctx, w.off, w.left, type);
+				if (claim)
+					return stm_drop_xdp(ctx, claim);
+				/* Neighbour discovery is never fragmented (RFC 6980): a fragmented NA
+				 * could carry its target, or an option, in a later fragment. */
+				if (w.frag == 1)
+					return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+			}
 		}
 		return stm_fw_uplink_in(ctx, proto, l3);
 	}

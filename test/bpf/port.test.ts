@@ -1656,6 +1656,59 @@ const lan: Case[] = [
       ]),
     }),
   },
+  // ND's link-layer address options are its ARP sender: no local MAC in them from outside.
+  {
+    name: "uplink: an NS with an endpoint's MAC as source link-layer address",
+    prog: "xdp",
+    frame: icmp6({
+      mac: LAN_MAC,
+      src: "2001:db8::7",
+      dst: "ff02::1:ff00:1",
+      type: 135,
+      body: ndBody("2001:db8::1", lla(1, ME.mac)),
+    }),
+    drop: "local-spoof",
+  },
+  {
+    name: "uplink: an NA for a LAN host's own address with an endpoint's MAC, behind destination options",
+    prog: "xdp",
+    frame: icmp6({
+      mac: LAN_MAC,
+      src: "fe80::6666",
+      dst: "ff02::1",
+      type: 136,
+      body: ndBody("2001:db8::7", lla(2, PEER.mac)),
+      ext: optsHeader(IPPROTO.ICMPV6),
+      extNext: 60,
+    }),
+    drop: "local-spoof",
+  },
+  {
+    name: "uplink: an RS whose endpoint MAC hides behind eight nonce options",
+    prog: "xdp",
+    frame: icmp6({
+      mac: LAN_MAC,
+      src: "fe80::6666",
+      dst: "ff02::2",
+      type: 133,
+      body: Buffer.concat([
+        ...Array.from({ length: 8 }, () => Buffer.from([14, 1, 1, 2, 3, 4, 5, 6])),
+        lla(1, ME.mac),
+      ]),
+    }),
+    drop: "malformed",
+  },
+  {
+    name: "uplink: a LAN host's NS with its own MAC passes",
+    prog: "xdp",
+    frame: icmp6({
+      mac: LAN_MAC,
+      src: "2001:db8::7",
+      dst: "ff02::1:ff00:1",
+      type: 135,
+      body: ndBody("2001:db8::1", lla(1, LAN_MAC)),
+    }),
+  },
   {
     name: "uplink: a chain of seven extension headers",
     prog: "xdp",
