@@ -489,6 +489,9 @@ beforeAll(async () => {
   attach(NETS.A.name, "C", false);
   attach(NETS.B.name, "O", true);
   attach(NETS.X.name, "E", true);
+  // V and E take router advertisements (the node's, and a rogue's if one got through).
+  for (const k of ["V", "E"] as const)
+    nsOf(k).execOk(["sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra=1", "net.ipv6.conf.eth0.autoconf=1"]);
 
   // C configures itself: udhcpc for IPv4, the kernel's SLAAC from the node's RA for IPv6.
   const c = nsOf("C");
@@ -796,6 +799,8 @@ test("L2: a LAN host using unclaimed addresses of A and B (gratuitous ARP, ARP, 
 }, 30_000);
 
 test("L3: RAs, redirects, ND and DHCP/DHCPv6 server messages from the LAN, bridged, tagged or routed, reach no workload; C's lease and V's routes are untouched", async () => {
+  // V takes RAs: the node's gave it a default route through the gateway's link-local.
+  await waitFor("V's default route from the node's RA", () => JSON.stringify(routes6(nsOf("V"))).includes(gwLl));
   const res = await attack("LAN", "l3_lan");
   check(res, ["V", "W", "C", "O", "E"]);
   expect({ V: noRogueConfig(nsOf("V")), C: noRogueConfig(nsOf("C")), O: noRogueConfig(nsOf("O")) }).toEqual({
