@@ -491,6 +491,13 @@ def w2_server(c, a):
                 [("W", "rogue-router")],
             )
         )
+    F.append(
+        Frame(
+            "rogue-router: an ICMP router advertisement (RFC 1256) to all hosts",
+            l2(W["mac"], "01:00:5e:00:00:01") / v4(c, W["ip"], "224.0.0.1", irdp(W["ip"]), ttl=1),
+            [("W", "rogue-router")],
+        )
+    )
     # DHCPv4 server messages.
     offer = rogue_offer(c, "offer", C["mac"], "10.81.0.200", W["ip"])
     ack = rogue_offer(c, "ack", C["mac"], "10.81.0.200", W["ip"])
@@ -636,12 +643,30 @@ def w2_tunnels(c, a):
     return F
 
 
+def irdp(router):
+    """An IPv4 ICMP router advertisement (RFC 1256): one address, preference 16, 1800 s."""
+    return ICMP(type=9, code=0, unused=(1 << 24) | (2 << 16) | 1800) / Raw(socket.inet_aton(router) + b"\0\0\0\x10")
+
+
 @batch
 def w2_redirect(c, a):
-    """W2 from O, whose network allows everything: an ICMP redirect is a router's message."""
+    """W2 from O, whose network allows everything: ICMP redirects and router advertisements are a
+    router's messages."""
     O, V, lan = c.O, c.V, c.lan
     quote = IPerror(src=lan["ip"], dst=O["ip"], proto=17) / UDP(sport=53, dport=53)
     return [
+        Frame(
+            "an ICMP router advertisement (RFC 1256) from O to the LAN host, routed",
+            l2(O["mac"], c.gw_mac) / v4(c, O["ip"], lan["ip"], irdp(O["ip"])),
+            [("O", "rogue-router")],
+            maybe=["BR"],
+        ),
+        Frame(
+            "an ICMP router advertisement from O to all hosts",
+            l2(O["mac"], "01:00:5e:00:00:01") / v4(c, O["ip"], "224.0.0.1", irdp(O["ip"]), ttl=1),
+            [("O", "rogue-router")],
+            maybe=["BR"],
+        ),
         Frame(
             "an ICMP redirect from O to the LAN host, routed",
             l2(O["mac"], c.gw_mac) / v4(c, O["ip"], lan["ip"], ICMP(type=5, code=1, gw=O["ip"]) / quote),
@@ -1335,6 +1360,11 @@ def l3_lan(c, a):
             [("V", "redirect")],
         ),
         Frame(
+            "an ICMP router advertisement (RFC 1256) routed to O",
+            l2(lan["mac"], gm) / v4(c, lan["ip"], O["ip"], irdp(lan["ip"])),
+            [("O", "nd-outside")],
+        ),
+        Frame(
             "an ICMP redirect routed to O",
             l2(lan["mac"], gm)
             / v4(c, lan["ip"], O["ip"], ICMP(type=5, code=1, gw=lan["ip"]) / IPerror(src=O["ip"], dst=lan["ip"], proto=17) / UDP(sport=53, dport=53)),
@@ -1601,6 +1631,11 @@ def x_extended(c, a):
             l2(lan["mac"], E["mac"])
             / v4(c, lan["xip"], E["ip"], ICMP(type=5, code=1, gw=lan["xip"]) / IPerror(src=E["ip"], dst=lan["ip"], proto=17) / UDP(sport=53, dport=53)),
             [("E", "redirect")],
+        ),
+        Frame(
+            "an ICMP router advertisement (RFC 1256) to E",
+            l2(lan["mac"], E["mac"]) / v4(c, lan["xip"], E["ip"], irdp(lan["xip"])),
+            [("E", "nd-outside")],
         ),
         Frame(
             "a DHCP OFFER broadcast from the LAN's address in X",
