@@ -45,6 +45,7 @@
 #define IPPROTO_NONE_ 59
 
 #define ICMP_REDIRECT_ 5
+#define ICMP_ROUTER_ADV_ 9
 
 #define ICMP6_MLD_QUERY 130
 #define ICMP6_MLD_REPORT 131
@@ -251,8 +252,9 @@ static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *por
 		__u8 type;
 		if (l4len < 8 || bpf_skb_load_bytes(skb, l4off, &type, 1))
 			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
-		/* A redirect is a router's message, as in IPv6: a workload is never one. */
-		if (type == ICMP_REDIRECT_)
+		/* Redirects and router advertisements (RFC 1256) are a router's messages, as in
+		 * IPv6: a workload is never one. */
+		if (type == ICMP_REDIRECT_ || type == ICMP_ROUTER_ADV_)
 			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_ROUTER);
 	}
 	return STM_TC_NEXT;
@@ -1083,6 +1085,9 @@ __attribute__((noinline)) int stm_outside_ok(struct __sk_buff *skb, struct stm_p
 	int type = icmp_type_of(skb, proto, &w);
 	if (type == (v6 ? ICMP6_REDIRECT : 5))
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_REDIRECT);
+	/* An IPv4 router advertisement (RFC 1256): the node sends none. */
+	if (!v6 && type == ICMP_ROUTER_ADV_ && from != 0)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_ND_OUTSIDE);
 	if (v6 && type >= ICMP6_RS && type <= ICMP6_NA) {
 		/* RA: the node's own only. NS/NA/RS: the node's, or (extended network) the LAN's
 		 * hosts on the link; never routed. */

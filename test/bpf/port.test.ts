@@ -579,6 +579,18 @@ const ingress: Case[] = [
     drop: "rogue-router",
   },
   {
+    name: "ICMP router advertisement (RFC 1256)",
+    frame: eth4(
+      ME.mac,
+      "01:00:5e:00:00:01",
+      ipv4(
+        { src: ME.ip, dst: "224.0.0.1", proto: IPPROTO.ICMP },
+        icmp({ src: ME.ip, dst: "224.0.0.1", type: 9, id: 0x0102, seq: 1800 }, new Uint8Array(8)),
+      ),
+    ),
+    drop: "rogue-router",
+  },
+  {
     name: "DHCPOFFER from a workload (source port 67)",
     frame: udp4({ mac: ME.mac, src: ME.ip, dst: "255.255.255.255", sport: 67, dport: 68, payload: bootp(2) }),
     drop: "rogue-dhcp",
@@ -1217,6 +1229,20 @@ const egress: Case[] = [
       payload: Buffer.concat([fragHeader(60, 0, true), optsHeader(IPPROTO.ICMPV6)]),
     }),
     drop: "malformed",
+  },
+  {
+    name: "an ICMP router advertisement routed in",
+    prog: "out",
+    from: BRIDGE,
+    frame: eth4(
+      "02:00:00:00:00:fe",
+      ME.mac,
+      ipv4(
+        { src: "192.0.2.99", dst: ME.ip, proto: IPPROTO.ICMP },
+        icmp({ src: "192.0.2.99", dst: ME.ip, type: 9, id: 0x0102, seq: 1800 }, new Uint8Array(8)),
+      ),
+    ),
+    drop: "nd-outside",
   },
   {
     name: "the node's own DHCP offer passes",
