@@ -753,6 +753,11 @@ test("N2: NS, NA, RS, MLDv1/v2 with extra bytes and DHCP routed from O into defa
   check(res, ["V", "W", "C"]);
 }, 30_000);
 
+test("N2: the always-allowed ND is the link's own, even within A: data riding in nonce or link-layer address options is judged by the rules", async () => {
+  const res = await attack("W", "n2_link");
+  check(res, ["V", "C", "BR"]);
+}, 30_000);
+
 // ---- from a host on the LAN behind the uplink ------------------------------------------------
 
 test("L1: an NA claiming a workload's or the gateway's address, behind hop-by-hop / destination options / routing / both / fragments, with VLAN tags, poisons no cache (local-spoof)", async () => {

@@ -1074,6 +1074,40 @@ def n2_routed(c, a):
 
 
 @batch
+def n2_link(c, a):
+    """N2's failsafe, from within A: the ND every firewall lets through is the link's own, its
+    options link-layer addresses and nonces of their usual size, nothing riding in them."""
+    W, V = c.W, c.V
+    e = l2(W["mac"], V["mac"])
+    fat_slla = ICMPv6NDOptUnknown(type=1, len=6, data=mac2str(W["mac"]) + PAYLOAD * 2 + b"\0" * 8)
+    fat_tlla = ICMPv6NDOptUnknown(type=2, len=5, data=mac2str(W["mac"]) + PAYLOAD * 2)
+    nonce = lambda n: ICMPv6NDOptUnknown(type=14, len=n, data=(PAYLOAD * 20)[: n * 8 - 2])  # noqa: E731
+    return [
+        Frame(
+            "control: an NS to V with an 8-byte nonce (enhanced DAD's)",
+            e / v6(c, W["ll"], V["ll"], ICMPv6ND_NS(tgt=V["ll"]) / ICMPv6NDOptSrcLLAddr(lladdr=W["mac"]) / nonce(1)),
+            [],
+            deliver=["V"],
+        ),
+        Frame(
+            "an NS to V with 198 bytes riding in a nonce option",
+            e / v6(c, W["ll"], V["ll"], ICMPv6ND_NS(tgt=V["ll"]) / ICMPv6NDOptSrcLLAddr(lladdr=W["mac"]) / nonce(25)),
+            [("W", "fw-default")],
+        ),
+        Frame(
+            "an NS to V whose source link-layer address option is 48 bytes long",
+            e / v6(c, W["ll"], V["ll"], ICMPv6ND_NS(tgt=V["ll"]) / fat_slla),
+            [("W", "fw-default")],
+        ),
+        Frame(
+            "an NA to V for W's address whose target link-layer address option is 40 bytes long",
+            e / v6(c, W["ll"], V["ll"], ICMPv6ND_NA(tgt=W["ip6"], S=1, O=1) / fat_tlla),
+            [("W", "fw-default")],
+        ),
+    ]
+
+
+@batch
 def l1_na(c, a):
     """L1: the LAN claiming local addresses: NAs behind every header and tag, sources, ARP."""
     lan, V, C = c.lan, c.V, c.C
