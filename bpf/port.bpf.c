@@ -580,7 +580,7 @@ static __always_inline int on_link6(const __u8 *a, struct stm_port *port)
 
 /* An ND message (RS, RA, NS, NA) made of its header and ND options only: every option has
  * a length, they fill the message exactly, and (but in an RA, the node's alone) they are
- * link-layer addresses or a nonce. Nothing else rides along. */
+ * link-layer addresses or a nonce of 8 bytes. Nothing else rides along. */
 static __always_inline int nd_only_options(struct __sk_buff *skb, struct stm_tuple *t, __u8 type)
 {
 	__u32 off = type == ICMP6_RS ? 8 : type == ICMP6_RA ? 16 : 24;
@@ -596,7 +596,10 @@ static __always_inline int nd_only_options(struct __sk_buff *skb, struct stm_tup
 		__u32 olen = (__u32)opt[1] * 8;
 		if (olen == 0 || off + olen > t->l4len)
 			return 0;
-		if (type != ICMP6_RA && opt[0] != ND_OPT_SLLA && opt[0] != ND_OPT_TLLA && opt[0] != ND_OPT_NONCE)
+		/* Ethernet's link-layer addresses and enhanced DAD's nonce (RFC 7527) are 8 bytes:
+		 * a longer one carries something else. */
+		if (type != ICMP6_RA &&
+		    ((opt[0] != ND_OPT_SLLA && opt[0] != ND_OPT_TLLA && opt[0] != ND_OPT_NONCE) || olen != 8))
 			return 0;
 		off += olen;
 	}
