@@ -169,8 +169,15 @@ static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *por
 		return check_tcp(skb, l4off, l4len);
 	if (proto == IPPROTO_UDP)
 		return check_udp(skb, port, l4off, l4len, 0, more);
-	if (proto == IPPROTO_ICMP && l4len < 8)
-		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+	if (proto == IPPROTO_ICMP) {
+		__u8 type;
+		if (l4len < 8 || bpf_skb_load_bytes(skb, l4off, &type, 1))
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+		/* Redirects and router advertisements (RFC 1256) are a router's messages, as in
+		 * IPv6: a workload is never one. */
+		if (type == ICMP_REDIRECT_ || type == ICMP_ROUTER_ADV_)
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_ROUTER);
+	}
 	return STM_TC_NEXT;
 }
 
@@ -320,7 +327,7 @@ static __always_inline int on_link6(const __u8 *a, struct stm_port *port)
 
 /* An ND message (RS, RA, NS, NA) made of its header and ND options only: every option has
  * a length, they fill the message exactly, and (but in an RA, the node's alone) they are
- * link-layer addresses or a nonce. Nothing else rides along. */
+ * link-layer addresses or a nonce of 8 bytes. Nothing else rides along. */
 static __always_inline int nd_only_options(struct __sk_buff *skb, struct stm_tuple *t, __u8 type)
 {
 	__u32 off = type == ICMP6_RS ? 8 : type == ICMP6_RA ? 16 : 24;
@@ -336,7 +343,10 @@ static __always_inline int nd_only_options(struct __sk_buff *skb, struct stm_tup
 		__u32 olen = (__u32)opt[1] * 8;
 		if (olen == 0 || off + olen > t->l4len)
 			return 0;
-		if (type != ICMP6_RA && opt[0] != ND_OPT_SLLA && opt[0] != ND_OPT_TLLA && opt[0] != ND_OPT_NONCE)
+		/* Ethernet's link-layer addresses and enhanced DAD's nonce (RFC 7527) are 8 bytes:
+		 * a longer one carries something else. */
+		if (type != ICMP6_RA &&
+		    ((opt[0] != ND_OPT_SLLA && opt[0] != ND_OPT_TLLA && opt[0] != ND_OPT_NONCE) || olen != 8))
 			return 0;
 		off += olen;
 	}
@@ -571,10 +581,17 @@ __attribute__((noinline)) int stm_outside_ok(struct __sk_buff *skb, struct stm_p
 				walk == STM_WALK_TOO_LONG ? STM_DROP_IP6_EXT_CHAIN : STM_DROP_MALFORMED);
 	if (w.frag == 2)
 		return STM_TC_NEXT;
+	/* A first fragment without its upper-layer header (RFC 7112) hides what it is: an RA or
+	 * a DHCP server message whose header waits in the next fragment. */
+	if (w.frag == 1 && w.left < 8)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
 	int v6 = proto == bpf_htons(STM_ETH_P_IPV6);
 	int type = icmp_type_of(skb, proto, &w);
-	if (type == (v6 ? ICMP6_REDIRECT : 5))
+	if (type == (v6 ? ICMP6_REDIRECT : ICMP_REDIRECT_))
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_REDIRECT);
+	/* An IPv4 router advertisement (RFC 1256): the node sends none. */
+	if (!v6 && type == ICMP_ROUTER_ADV_ && from != 0)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_ND_OUTSIDE);
 	if (v6 && type >= ICMP6_RS && type <= ICMP6_NA) {
 		/* RA: the node's own only. NS/NA/RS: the node's, or (extended network) the LAN's
 		 * hosts on the link; never routed. */
@@ -585,11 +602,12 @@ __attribute__((noinline)) int stm_outside_ok(struct __sk_buff *skb, struct stm_p
 		__u8 ports[4];
 		if (bpf_skb_load_bytes(skb, w.off, ports, 4))
 			return STM_TC_NEXT;
-		__u16 sport = ((__u16)ports[0] << 8) | ports[1];
 		__u16 dport = ((__u16)ports[2] << 8) | ports[3];
-		if (from != 0 && !v6 && sport == DHCP_SERVER_PORT && dport == DHCP_CLIENT_PORT)
+		/* Anything to a client's port, whatever port it comes from: clients (dhclient,
+		 * udhcpc) take a reply from any source port, as relays may use another. */
+		if (from != 0 && !v6 && dport == DHCP_CLIENT_PORT)
 			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_ROGUE_DHCP);
-		if (from != 0 && v6 && sport == DHCP6_SERVER_PORT && dport == DHCP6_CLIENT_PORT)
+		if (from != 0 && v6 && dport == DHCP6_CLIENT_PORT)
 			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_ROGUE_DHCP6);
 	}
 	return STM_TC_NEXT;

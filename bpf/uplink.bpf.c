@@ -28,6 +28,39 @@ static __always_inline int is_local(__u32 kind, const void *addr, __u32 len)
 	return bpf_map_lookup_elem(&stm_local, &key) != NULL;
 }
 
+/* An ND message from outside whose link-layer address options (source or target, every one
+ * read, at most ND_MAX_OPTS) carry a local MAC, the ND twin of an ARP sender claiming it:
+ * STM_DROP_LOCAL_SPOOF; more options than that: STM_DROP_MALFORMED (none hides behind
+ * padding); else 0. `off`: the ICMPv6 header, `left` bytes of it. */
+static __always_inline __u32 nd_mac_claim(struct xdp_md *ctx, __u32 off, __u32 left, __u8 type)
+{
+	__u32 o = type == ICMP6_RS ? 8 : type == ICMP6_RA ? 16 : type == ICMP6_REDIRECT ? 40 : 24;
+#pragma unroll
+	for (int i = 0; i < ND_MAX_OPTS; i++) {
+		__u8 opt[8] __attribute__((aligned(8)));
+		if (o + 8 > left || bpf_xdp_load_bytes(ctx, off + o, opt, 8))
+			return 0;
+		if (opt[1] == 0)
+			return 0;
+		if ((opt[0] == ND_OPT_SLLA || opt[0] == ND_OPT_TLLA) && is_local(STM_LOCAL_MAC, opt + 2, 6))
+			return STM_DROP_LOCAL_SPOOF;
+		o += (__u32)opt[1] * 8;
+	}
+	return o + 8 > left ? 0 : STM_DROP_MALFORMED;
+}
+
+/* A DHCP or DHCPv6 message to a client's port (68, 546), after the extension headers. */
+static __always_inline int to_dhcp_client(struct __sk_buff *skb, __u16 proto)
+{
+	struct stm_ip6_l4 w;
+	__u8 ports[4];
+	if (tc_upper(skb, proto, &w) || w.frag == 2 || w.proto != IPPROTO_UDP || w.left < 8 ||
+	    bpf_skb_load_bytes(skb, w.off, ports, 4))
+		return 0;
+	__u16 dport = ((__u16)ports[2] << 8) | ports[3];
+	return dport == (proto == bpf_htons(STM_ETH_P_IP) ? DHCP_CLIENT_PORT : DHCP6_CLIENT_PORT);
+}
+
 /* The node's global scope on the uplink: north-south traffic, from outside (XDP: its ingress,
  * the IP header at `l3`, after any tags) and to outside (tc egress: its egress). */
 __attribute__((noinline)) int stm_fw_uplink_in(struct xdp_md *ctx, __u32 eth_proto, __u32 l3)
@@ -102,6 +135,10 @@ int stm_uplink_out(struct __sk_buff *skb)
 	 * to that host is dropped at its port (arp-target), so keep both on the gateway. */
 	if (is_redirect(skb))
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_REDIRECT);
+	/* The node's DHCP servers serve its workloads only: an answer they broadcast (a NAK, one a
+	 * client asked to have broadcast) floods the bridge, and stays off the LAN here. */
+	if (to_dhcp_client(skb, proto))
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_DHCP_OUTSIDE);
 	int r = stm_fw_uplink_out(skb, proto);
 	if (r != STM_TC_NEXT)
 		return r;
@@ -197,6 +234,10 @@ int stm_uplink_in(struct xdp_md *ctx)
 		int walk = stm_ip6_walk(ctx, 1, ip6->nexthdr, l3 + IP6_HLEN, plen, &w);
 		if (walk)
 			return stm_drop_xdp(ctx, walk == STM_WALK_TOO_LONG ? STM_DROP_IP6_EXT_CHAIN : STM_DROP_MALFORMED);
+		/* A first fragment carries the whole header chain and its upper-layer header (RFC
+		 * 7112): one that does not cannot be judged (a DHCPv6 request's port, an NA's type). */
+		if (w.frag == 1 && w.left < 8)
+			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
 		if (w.frag != 2 && w.proto == IPPROTO_UDP) {
 			__u8 dport[2];
 			if (w.left >= 8 && !bpf_xdp_load_bytes(ctx, w.off + 2, dport, 2) &&
@@ -213,6 +254,20 @@ int stm_uplink_in(struct xdp_md *ctx)
 				return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
 			if (icmp[0] == ICMP6_NA && subnet_spoof(icmp + 8, 1))
 				return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
+		}
+		if (w.frag != 2 && w.proto == IPPROTO_ICMPV6_ && w.left >= 8) {
+			__u8 type;
+			if (bpf_xdp_load_bytes(ctx, w.off, &type, 1))
+				return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+			if (type >= ICMP6_RS && type <= ICMP6_REDIRECT) {
+				__u32 claim = nd_mac_claim(ctx, w.off, w.left, type);
+				if (claim)
+					return stm_drop_xdp(ctx, claim);
+				/* Neighbour discovery is never fragmented (RFC 6980): a fragmented NA
+				 * could carry its target, or an option, in a later fragment. */
+				if (w.frag == 1)
+					return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+			}
 		}
 		return stm_fw_uplink_in(ctx, proto, l3);
 	}

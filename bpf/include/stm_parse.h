@@ -111,6 +111,9 @@ static __always_inline int stm_ip6_walk(void *ctx, int xdp, __u8 next, __u32 off
 #define IPPROTO_ICMPV6_ 58
 #define IPPROTO_NONE_ 59
 
+#define ICMP_REDIRECT_ 5
+#define ICMP_ROUTER_ADV_ 9
+
 #define ICMP6_MLD_QUERY 130
 #define ICMP6_MLD_REPORT 131
 #define ICMP6_MLD_DONE 132
@@ -225,7 +228,7 @@ static __always_inline int is_redirect(struct __sk_buff *skb)
 	if (bpf_skb_load_bytes(skb, 12, &proto, 2) ||
 	    (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6)) || tc_upper(skb, proto, &w))
 		return 0;
-	return icmp_type_of(skb, proto, &w) == (proto == bpf_htons(STM_ETH_P_IP) ? 5 : ICMP6_REDIRECT);
+	return icmp_type_of(skb, proto, &w) == (proto == bpf_htons(STM_ETH_P_IP) ? ICMP_REDIRECT_ : ICMP6_REDIRECT);
 }
 
 /* ---- the firewall's tuple -------------------------------------------------------------- */

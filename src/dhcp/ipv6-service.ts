@@ -431,8 +431,11 @@ export class Ipv6Service {
         duid: g.duid,
         expiresAt: now + g.validSeconds * 1000,
       });
+    // A client ends its own bindings only: it may name any DUID and IAID, but its source
+    // link-local (which its port enforces) says which endpoint it is.
     for (const r of decision.releases)
-      for (const [k, l] of this.#leases) if (l.duid === r.duid && l.iaid === r.iaid) this.#leases.delete(k);
+      for (const [k, l] of this.#leases)
+        if (l.endpoint === r.endpoint && l.duid === r.duid && l.iaid === r.iaid) this.#leases.delete(k);
     if (decision.declined?.length)
       this.#log(
         "warn",

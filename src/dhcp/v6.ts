@@ -458,7 +458,8 @@ export type Dhcp6Decision =
       action: "reply";
       reply: Dhcp6Message;
       grants: Dhcp6Grant[];
-      releases: Array<{ duid: string; iaid: number }>;
+      /** Bindings the client ends: its own endpoint's only, whatever DUID it names. */
+      releases: Array<{ endpoint: string; duid: string; iaid: number }>;
       /** The client says someone else already uses its profile address (DECLINE). */
       declined?: string[];
     }
@@ -632,7 +633,7 @@ export function answerDhcp6(req: Dhcp6Message | Dhcp6RelayMessage, ctx: Dhcp6Con
       const declined =
         req.type === MSG.DECLINE ? iaNas.flatMap((ia) => all(ia.options, "iaAddr").map((a) => a.address)) : undefined;
       return reply(MSG.REPLY, [{ kind: "statusCode", status: STATUS.Success, message: "done" }], {
-        releases: iaNas.map((ia) => ({ duid: duidHex, iaid: ia.iaid })),
+        releases: iaNas.map((ia) => ({ endpoint: client.endpoint, duid: duidHex, iaid: ia.iaid })),
         declined,
       });
     }

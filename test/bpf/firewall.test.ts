@@ -20,7 +20,7 @@ import {
 import { formatIp, parseIp, parseSubnet } from "../../src/model/ip";
 import { type BpfObject, testRun } from "../../src/sys/bpf";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
-import { ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, tcp, udp } from "../helpers/frames";
+import { ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, lla, ndBody, tcp, udp } from "../helpers/frames";
 
 const TC_NEXT = -1;
 const TC_DROP = 2;
@@ -598,6 +598,33 @@ describe("blocklist, failsafe, log, capacity", () => {
       ],
     ];
     for (const [name, p, want] of cases) expect({ name, retval: run(p).retval }).toEqual({ name, retval: want });
+    // ND options are link-layer addresses and nonces of 8 bytes: a longer one carries data.
+    const ns = (...opts: Buffer[]) => {
+      const body = icmp({ src: "fe80::1", dst: A6, type: 135 }, ndBody(A6, ...opts));
+      const f = ethernet(
+        { src: PEER_MAC, dst: MAC, type: ETH_P.IPV6 },
+        ipv6({ src: "fe80::1", dst: A6, next: IPPROTO.ICMPV6, hopLimit: 255 }, body),
+      );
+      const p: Pkt = { dir: "ingress", src: "fe80::1", dst: A6, proto: IPPROTO.ICMPV6, sport: 135, dport: 0 };
+      return run(p, f).retval;
+    };
+    const opt = (type: number, len: number) =>
+      Buffer.concat([Buffer.from([type, len]), Buffer.alloc(len * 8 - 2, 0x5a)]);
+    /** A link-layer address option of `len` units: the MAC, then padding that is not ND's. */
+    const fatLla = (type: number, len: number) => {
+      const b = Buffer.alloc(len * 8, 0x5a);
+      lla(type as 1 | 2, PEER_MAC).copy(b);
+      b[1] = len;
+      return b;
+    };
+    const nd: Array<[string, number, number]> = [
+      ["NS with its source link-layer address", ns(lla(1, PEER_MAC)), TC_NEXT],
+      ["NS with an 8-byte nonce (enhanced DAD)", ns(lla(1, PEER_MAC), opt(14, 1)), TC_NEXT],
+      ["NS with a 48-byte source link-layer address option", ns(fatLla(1, 6)), TC_DROP],
+      ["NS with 198 bytes in a nonce option", ns(lla(1, PEER_MAC), opt(14, 25)), TC_DROP],
+      ["NS with a 16-byte target link-layer address option", ns(fatLla(2, 2)), TC_DROP],
+    ];
+    for (const [name, got, want] of nd) expect({ name, got }).toEqual({ name, got: want });
   });
 
   test("an ICMP error passes as related only when addressed as the quoted flow's reverse", () => {

@@ -361,7 +361,7 @@ describe("policy", () => {
     const rel = replied(answerDhcp6(req(MSG.RELEASE, [clientId, serverId, iaNa(7, [CLIENT.ip6])]), ctx()));
     expect(rel.reply.type).toBe(MSG.REPLY);
     expect(opt(rel.reply, "statusCode")[0]?.status).toBe(STATUS.Success);
-    expect(rel.releases).toEqual([{ duid: CLIENT_DUID.toString("hex"), iaid: 7 }]);
+    expect(rel.releases).toEqual([{ endpoint: "web-1", duid: CLIENT_DUID.toString("hex"), iaid: 7 }]);
     expect(rel.declined).toBeUndefined();
     const dec = replied(answerDhcp6(req(MSG.DECLINE, [clientId, serverId, iaNa(7, [CLIENT.ip6])]), ctx()));
     expect(dec.declined).toEqual([CLIENT.ip6]);
