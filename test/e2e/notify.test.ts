@@ -30,8 +30,16 @@ interface Received {
   timeout?: boolean;
 }
 
+interface Listener {
+  /** Resolves once the listener has recorded READY=1 (and its API check): only then may a
+   * test stop the agent, or the check would race the shutdown. */
+  ready(): Promise<void>;
+  /** Everything the listener recorded, once it has exited. */
+  received(): Promise<Received[]>;
+}
+
 /** Starts the listener (inside `netns` when given) and waits until it is bound. */
-async function listen(address: string, api: string, netns?: string): Promise<() => Promise<Received[]>> {
+async function listen(address: string, api: string, netns?: string): Promise<Listener> {
   const cmd = ["python3", LISTENER, address, api, "30"];
   const proc = Bun.spawn(netns ? ["nsenter", `--net=${netns}`, ...cmd] : cmd, {
     stdin: "ignore",
@@ -41,24 +49,40 @@ async function listen(address: string, api: string, netns?: string): Promise<() 
   listener = proc;
   const reader = proc.stdout.getReader();
   let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`notify listener exited: ${await new Response(proc.stderr).text()}`);
-    text += new TextDecoder().decode(value);
-  }
-  expect(JSON.parse(text.split("\n")[0] as string)).toEqual({ bound: true });
-  return async () => {
+  let grew = () => {};
+  const pump = (async () => {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
       text += new TextDecoder().decode(value);
+      grew();
     }
-    await proc.exited;
-    return text
+  })();
+  const until = async (pred: () => boolean, what: string): Promise<void> => {
+    const deadline = Date.now() + 30_000;
+    while (!pred()) {
+      if (Date.now() > deadline) throw new Error(`notify listener: no ${what} in ${JSON.stringify(text)}`);
+      await Promise.race([new Promise<void>((r) => (grew = r)), pump, Bun.sleep(100)]);
+      if (proc.exitCode !== null && !pred()) {
+        throw new Error(`notify listener exited: ${await new Response(proc.stderr).text()} ${text}`);
+      }
+    }
+  };
+  await until(() => text.includes("\n"), "bound line");
+  expect(JSON.parse(text.split("\n")[0] as string)).toEqual({ bound: true });
+  const records = () =>
+    text
       .trim()
       .split("\n")
       .slice(1)
       .map((l) => JSON.parse(l) as Received);
+  return {
+    ready: () => until(() => /"READY=1"/.test(text), "READY=1"),
+    received: async () => {
+      await pump;
+      await proc.exited;
+      return records();
+    },
   };
 }
 
@@ -87,19 +111,21 @@ function checkSequence(got: Received[], sock: string): void {
 test("NOTIFY_SOCKET as a path: STATUS while starting, READY=1 once the API answers, STOPPING=1 on SIGTERM", async () => {
   A = new TestAgent("ntf");
   const address = join(A.dir, "notify.sock");
-  const received = await listen(address, A.sock);
+  const l = await listen(address, A.sock);
   await A.start([], { NOTIFY_SOCKET: address });
+  await l.ready();
   await A.kill("SIGTERM");
-  checkSequence(await received(), A.sock);
+  checkSequence(await l.received(), A.sock);
 }, 60_000);
 
 test("NOTIFY_SOCKET as an abstract name ('@…') in the agent's network namespace", async () => {
   A = new TestAgent("ntfa");
   const address = `@stm-notify-${uniqueName("ntf")}`;
-  const received = await listen(address, A.sock, A.ns.path);
+  const l = await listen(address, A.sock, A.ns.path);
   await A.start([], { NOTIFY_SOCKET: address });
+  await l.ready();
   await A.kill("SIGTERM");
-  checkSequence(await received(), A.sock);
+  checkSequence(await l.received(), A.sock);
 }, 60_000);
 
 test("a NOTIFY_SOCKET it cannot use is a warning, not a failure to start", async () => {
@@ -151,7 +177,7 @@ test("a start that fails once its listeners are open exits (no READY=1) instead 
   try {
     await holder.stdout.getReader().read(); // "bound"
     const address = join(A.dir, "notify.sock");
-    const received = await listen(address, A.sock);
+    const l = await listen(address, A.sock);
     const r = run(
       [
         "timeout",
@@ -174,7 +200,7 @@ test("a start that fails once its listeners are open exits (no READY=1) instead 
     expect(r.code).not.toBe(124); // exited, not killed by the timeout
     expect(r.stderr).toContain("7446");
     listener?.kill("SIGTERM");
-    const got = await received();
+    const got = await l.received();
     expect(got.some((g) => g.msg?.includes("READY=1"))).toBe(false);
     expect(got.some((g) => g.msg?.some((f) => f.startsWith("STATUS=reconciling")))).toBe(true);
   } finally {
