@@ -113,6 +113,63 @@ __attribute__((noinline)) int stm_fw_uplink_out(struct __sk_buff *skb, __u32 eth
 	return r == FW_REJECT ? fw_reject_tc(skb, t, 1, STM_HOOK_TC_EGRESS) : r;
 }
 
+/* A source address inside a Stratum network's subnet, from the uplink: a spoof, unless the
+ * network is extended onto the LAN (IPv4 looked up as ::ffff:a.b.c.d). */
+static __always_inline int subnet_spoof(const void *addr, int v6)
+{
+	struct stm_lpm6_key k = { .prefixlen = 128 };
+	if (v6) {
+		__builtin_memcpy(k.addr, addr, 16);
+	} else {
+		k.addr[10] = 0xff;
+		k.addr[11] = 0xff;
+		__builtin_memcpy(&k.addr[12], addr, 4);
+	}
+	struct stm_subnet *n = bpf_map_lookup_elem(&stm_subnets, &k);
+	return n && !(n->flags & STM_SUBNET_F_LAN);
+}
+
+/* An address the LAN must not learn from the node's own ARP and neighbour discovery: one
+ * inside the subnet of a network not extended onto the LAN (its gateway, its workloads), or
+ * the link-local address of such a network's endpoint. */
+static __always_inline int private_addr(const void *addr, int v6)
+{
+	if (subnet_spoof(addr, v6))
+		return 1;
+	if (!v6)
+		return 0;
+	struct stm_local_key key = { .kind = STM_LOCAL_IP6 };
+	__builtin_memcpy(key.addr, addr, 16);
+	struct stm_local *l = bpf_map_lookup_elem(&stm_local, &key);
+	if (!l || !l->net_id)
+		return 0;
+	__u32 port = l->ifindex;
+	struct stm_port *p = bpf_map_lookup_elem(&stm_ports, &port);
+	return p && !(p->flags & STM_PORT_F_LAN);
+}
+
+/* ARP or an NS/NA about a private address (private_addr) on its way to the LAN: the node's
+ * kernel resolving a workload, or answering for a gateway, floods the bridge and with it the
+ * uplink. */
+static __always_inline int leaks_private(struct __sk_buff *skb, __u16 proto)
+{
+	if (proto == bpf_htons(STM_ETH_P_ARP)) {
+		__u8 a[ARP_LEN];
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, a, ARP_LEN))
+			return 0;
+		return private_addr(a + 14, 0) || private_addr(a + 24, 0);
+	}
+	if (proto != bpf_htons(STM_ETH_P_IPV6))
+		return 0;
+	struct stm_ip6_l4 w;
+	if (tc_upper(skb, proto, &w) || w.frag == 2 || w.proto != IPPROTO_ICMPV6_ || w.left < 24)
+		return 0;
+	__u8 icmp[24];
+	if (bpf_skb_load_bytes(skb, w.off, icmp, 24) || (icmp[0] != ICMP6_NS && icmp[0] != ICMP6_NA))
+		return 0;
+	return private_addr(icmp + 8, 1);
+}
+
 /* tc egress of the uplink: the global scope's rules on what leaves the node. */
 SEC("tc")
 int stm_uplink_out(struct __sk_buff *skb)
@@ -128,6 +185,9 @@ int stm_uplink_out(struct __sk_buff *skb)
 	__u16 proto;
 	if (bpf_skb_load_bytes(skb, 12, &proto, 2))
 		return STM_TC_NEXT;
+	/* The networks' addresses stay off the LAN's wire, but routed. */
+	if (!skb->vlan_present && leaks_private(skb, proto))
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_LAN_LEAK);
 	if (skb->vlan_present || (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6)))
 		return STM_TC_NEXT;
 	/* The node's kernel, forwarding a reply from the uplink's LAN back out of the bridge,
@@ -145,22 +205,6 @@ int stm_uplink_out(struct __sk_buff *skb)
 	/* A network's aggregate cap on what its endpoints send off the node. */
 	__u32 net = stm_shape_net_of(skb, proto);
 	return net ? stm_shape(skb, STM_SHAPE_NETWORK, net, STM_HOOK_TC_EGRESS) : STM_TC_NEXT;
-}
-
-/* A source address inside a Stratum network's subnet, from the uplink: a spoof, unless the
- * network is extended onto the LAN (IPv4 looked up as ::ffff:a.b.c.d). */
-static __always_inline int subnet_spoof(const void *addr, int v6)
-{
-	struct stm_lpm6_key k = { .prefixlen = 128 };
-	if (v6) {
-		__builtin_memcpy(k.addr, addr, 16);
-	} else {
-		k.addr[10] = 0xff;
-		k.addr[11] = 0xff;
-		__builtin_memcpy(&k.addr[12], addr, 4);
-	}
-	struct stm_subnet *n = bpf_map_lookup_elem(&stm_subnets, &k);
-	return n && !(n->flags & STM_SUBNET_F_LAN);
 }
 
 /* The uplink filter: whatever tags a frame carries (a priority tag, 802.1Q, QinQ), its

@@ -88,6 +88,8 @@ const UPLINK = 904;
 /** The user bridge: frames the node routed in from a bridge port. */
 const BRIDGE = 905;
 const LAN_MAC = "02:77:00:00:00:01";
+/** The node's bridge (its gateways' MAC). */
+const BRIDGE_MAC = "02:00:00:00:00:fe";
 
 // Network A (id 1): the port under test and a peer. Network B (id 2): another tenant.
 const ME = {
@@ -1444,6 +1446,89 @@ const lan: Case[] = [
     ),
     drop: "lan-direct",
   },
+  // The networks' addresses stay off the LAN's wire: the node's own ARP and ND about them.
+  {
+    name: "the node's ARP request for a workload, flooded to the uplink",
+    prog: "upout",
+    frame: ethArp(
+      BRIDGE_MAC,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: BRIDGE_MAC, senderIp: GW, targetIp: ME.ip }),
+    ),
+    drop: "lan-leak",
+  },
+  {
+    name: "the node's ARP reply for a gateway's address to a LAN host",
+    prog: "upout",
+    frame: ethArp(
+      BRIDGE_MAC,
+      LAN_MAC,
+      arp({ op: "reply", senderMac: BRIDGE_MAC, senderIp: GW, targetMac: LAN_MAC, targetIp: "192.0.2.9" }),
+    ),
+    drop: "lan-leak",
+  },
+  {
+    name: "the node's ARP request for a LAN host, from its LAN address",
+    prog: "upout",
+    frame: ethArp(
+      BRIDGE_MAC,
+      "ff:ff:ff:ff:ff:ff",
+      arp({ op: "request", senderMac: BRIDGE_MAC, senderIp: "192.0.2.1", targetIp: "192.0.2.9" }),
+    ),
+  },
+  {
+    name: "the node's NS for a workload's global address",
+    prog: "upout",
+    frame: icmp6({
+      mac: BRIDGE_MAC,
+      dstMac: "33:33:ff:00:00:01",
+      src: GW6,
+      dst: "ff02::1:ff00:1",
+      type: 135,
+      body: ndBody(ME.ip6, lla(1, BRIDGE_MAC)),
+    }),
+    drop: "lan-leak",
+  },
+  {
+    name: "the node's NS for a workload's link-local address",
+    prog: "upout",
+    frame: icmp6({
+      mac: BRIDGE_MAC,
+      dstMac: "33:33:ff:00:00:01",
+      src: "fe80::fe",
+      dst: "ff02::1:ff00:1",
+      type: 135,
+      body: ndBody(ME.ll, lla(1, BRIDGE_MAC)),
+    }),
+    drop: "lan-leak",
+  },
+  {
+    name: "the node's NA for a gateway's address behind a destination-options header",
+    prog: "upout",
+    frame: icmp6({
+      mac: BRIDGE_MAC,
+      dstMac: LAN_MAC,
+      src: GW6,
+      dst: "2001:db8::9",
+      type: 136,
+      body: ndBody(GW6, lla(2, BRIDGE_MAC)),
+      ext: optsHeader(IPPROTO.ICMPV6),
+      extNext: 60,
+    }),
+    drop: "lan-leak",
+  },
+  {
+    name: "the node's NS for a LAN host, from its link-local address",
+    prog: "upout",
+    frame: icmp6({
+      mac: BRIDGE_MAC,
+      dstMac: "33:33:ff:00:00:09",
+      src: "fe80::fe",
+      dst: "ff02::1:ff00:9",
+      type: 135,
+      body: ndBody("2001:db8::9", lla(1, BRIDGE_MAC)),
+    }),
+  },
   {
     name: "the node's ICMPv6 redirect out of the uplink behind a destination-options header",
     prog: "upout",
@@ -1835,6 +1920,7 @@ test("the fixture table has at least 60 cases, every drop reason of the port pro
     "lan-direct",
     "subnet-spoof",
     "nd-outside",
+    "lan-leak",
   ])
     expect({ r, covered: reasons.has(r) }).toEqual({ r, covered: true });
 });
@@ -1879,6 +1965,39 @@ test("a network extended onto the LAN: its frames cross the uplink at L2; router
     subnets.update(encodeSubnetKey(cidr), encodeSubnet({ netId: 1, lan: true }));
   try {
     const cases: Case[] = [
+      {
+        name: "the node's ARP request for a workload goes out to the LAN",
+        prog: "upout",
+        frame: ethArp(
+          BRIDGE_MAC,
+          "ff:ff:ff:ff:ff:ff",
+          arp({ op: "request", senderMac: BRIDGE_MAC, senderIp: GW, targetIp: ME.ip }),
+        ),
+      },
+      {
+        name: "the node's NS for a workload's link-local address goes out to the LAN",
+        prog: "upout",
+        frame: icmp6({
+          mac: BRIDGE_MAC,
+          dstMac: "33:33:ff:00:00:01",
+          src: "fe80::fe",
+          dst: "ff02::1:ff00:1",
+          type: 135,
+          body: ndBody(ME.ll, lla(1, BRIDGE_MAC)),
+        }),
+      },
+      {
+        name: "the node's NS for a workload's global address goes out to the LAN",
+        prog: "upout",
+        frame: icmp6({
+          mac: BRIDGE_MAC,
+          dstMac: "33:33:ff:00:00:01",
+          src: GW6,
+          dst: "ff02::1:ff00:1",
+          type: 135,
+          body: ndBody(ME.ip6, lla(1, BRIDGE_MAC)),
+        }),
+      },
       {
         name: "IPv6 from a LAN host",
         prog: "out",

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { FileSink, Subprocess } from "bun";
+import { bytesToIp } from "../../src/model/ip";
 import { linkLocal } from "../../src/model/network";
 import { PacketSocket } from "../../src/sys/os";
 import { TestAgent } from "../helpers/agent";
@@ -822,6 +823,72 @@ test("L3: on a network extended onto the LAN, ordinary L2 traffic passes but a b
   const res = await attack("LAN", "x_extended");
   check(res, ["E", "V", "W", "C"]);
   expect(noRogueConfig(nsOf("E"))).toEqual({ rogueRoutes: [], rogueAddrs: [] });
+}, 30_000);
+
+/** ARP and neighbour solicitations/advertisements among captured frames that name an address
+ * of A or B (a gateway, a workload) or a workload's link-local address, described. */
+function privateNames(frames: Buffer[]): string[] {
+  const nets = [NETS.A, NETS.B];
+  const v4 = (a: string) => nets.some((n) => a.startsWith(n.gw4.replace(/\.1$/, ".")));
+  const lls = new Set((["V", "W", "C", "O"] as const).map((k) => ep(k).ll));
+  const v6 = (a: string) => lls.has(a) || nets.some((n) => a.startsWith(n.gw6.replace(/1$/, "")));
+  const out: string[] = [];
+  for (const f of frames) {
+    const { type, off } = l3(f);
+    if (type === 0x0806 && f.length >= off + 28) {
+      const spa = bytesToIp(f.subarray(off + 14, off + 18));
+      const tpa = bytesToIp(f.subarray(off + 24, off + 28));
+      if (v4(spa) || v4(tpa)) out.push(`arp op ${f.readUInt16BE(off + 6)}: ${spa} → ${tpa}`);
+    }
+    const u = upper(f);
+    if (type === 0x86dd && u?.proto === 58 && f.length >= u.off + 24 && [135, 136].includes(f[u.off] as number)) {
+      const target = bytesToIp(f.subarray(u.off + 8, u.off + 24));
+      if (v6(target)) out.push(`icmp6 ${f[u.off]} target ${target}`);
+    }
+  }
+  return out;
+}
+
+test("L6: the node's own ARP and neighbour discovery about A's and B's addresses (gateways, workloads) stay off the LAN (lan-leak); the node still reaches its workloads", async () => {
+  await settle();
+  drainAll();
+  const before = await counters();
+  // The node forgets V and O, then reaches them: its kernel resolves them on the bridge.
+  for (const k of ["V", "O"] as const) {
+    for (const a of [ep(k).ip, ep(k).ip6, ep(k).ll]) A.ns.exec(["ip", "neigh", "del", a, "dev", "cnv-user-br0"]);
+    A.ns.execOk(["ping", "-c", "1", "-W", "2", ep(k).ip]);
+    A.ns.execOk(["ping", "-6", "-c", "1", "-W", "2", ep(k).ip6]);
+    A.ns.execOk(["ping", "-6", "-c", "1", "-W", "2", `${ep(k).ll}%cnv-user-br0`]);
+  }
+  // The LAN host asks for the gateways' addresses, by ARP and by NS: the node's kernel answers
+  // for any address it holds on the bridge.
+  const probe = [
+    "from scapy.all import *",
+    "import sys",
+    "mac, lip, lll = sys.argv[1:4]",
+    "for gw in sys.argv[4:6]:",
+    "    sendp(Ether(src=mac, dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, hwsrc=mac, psrc=lip, pdst=gw), iface='ext0', verbose=0)",
+    "for gw in sys.argv[6:8]:",
+    "    sn = inet_ntop(socket.AF_INET6, in6_getnsma(inet_pton(socket.AF_INET6, gw)))",
+    "    sendp(Ether(src=mac, dst=in6_getnsmac(inet_pton(socket.AF_INET6, sn)))/IPv6(src=lll, dst=sn, hlim=255)/ICMPv6ND_NS(tgt=gw)/ICMPv6NDOptSrcLLAddr(lladdr=mac), iface='ext0', verbose=0)",
+  ].join("\n");
+  nsOf("LAN").execOk([PYTHON, "-c", probe, lanMac, LAN.ip, lanLl, NETS.A.gw4, NETS.B.gw4, NETS.A.gw6, NETS.B.gw6]);
+  await Bun.sleep(500);
+  const after = await counters();
+  expect(privateNames(caps.LAN?.drain() ?? [])).toEqual([]);
+  // At least: the node's ARP and NS (global, link-local) for V and O, and its four answers.
+  expect((after["uplink:lan-leak"] ?? 0) - (before["uplink:lan-leak"] ?? 0)).toBeGreaterThanOrEqual(10);
+  // The LAN learnt no link-layer address for the gateways.
+  const lan = nsOf("LAN");
+  expect([NETS.A.gw4, NETS.B.gw4, NETS.A.gw6, NETS.B.gw6].map((a) => neigh(lan, a, "ext0") ?? null)).toEqual([
+    null,
+    null,
+    null,
+    null,
+  ]);
+  // Routed, the networks stay reachable from the LAN.
+  lan.execOk(["ping", "-c", "1", "-W", "2", NETS.A.gw4]);
+  lan.execOk(["ping", "-6", "-c", "1", "-W", "2", ep("V").ip6]);
 }, 30_000);
 
 test("L4: SYNs from the LAN to a port the global firewall denies are dropped untagged, priority-tagged, 802.1Q or QinQ; a third tag or a long IPv6 chain is dropped too", async () => {
