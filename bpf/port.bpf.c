@@ -177,6 +177,15 @@ static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *por
 		 * IPv6: a workload is never one. */
 		if (type == ICMP_REDIRECT_ || type == ICMP_ROUTER_ADV_)
 			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_ROUTER);
+		/* An error about a datagram that was not sent to it is a router's message too: a
+		 * host reports only what it received (RFC 1122 3.2.2), never about broadcasts. */
+		if (type == ICMP_DEST_UNREACH_ || type == ICMP_TIME_EXCEEDED_ || type == ICMP_PARAM_PROBLEM_) {
+			__u32 quoted_dst;
+			if (l4len < 8 + 20 || bpf_skb_load_bytes(skb, l4off + 8 + 16, &quoted_dst, 4))
+				return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+			if (quoted_dst != port->ip4)
+				return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_ROUTER);
+		}
 	}
 	return STM_TC_NEXT;
 }
@@ -305,6 +314,16 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_IP6_SPOOF);
 		if (type == ICMP6_NS || type == ICMP6_NA || type == ICMP6_RS)
 			return check_nd(skb, port, type, off, left, src_dad);
+		/* An error about a packet that was not sent to it (its addresses, or a group) is a
+		 * router's message: a host reports only what it received (RFC 4443 2.4). */
+		if (type >= ICMP6_DEST_UNREACH && type <= ICMP6_PARAM_PROBLEM) {
+			__u8 quoted_dst[16];
+			if (left < 8 + IP6_HLEN || bpf_skb_load_bytes(skb, off + 8 + 24, quoted_dst, 16))
+				return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+			if (quoted_dst[0] != 0xff && !ip6_eq(quoted_dst, port->ll6) &&
+			    !((port->flags & STM_PORT_F_IP6) && ip6_eq(quoted_dst, port->ip6)))
+				return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_ROUTER);
+		}
 		return STM_TC_NEXT;
 	}
 	if (src_dad)

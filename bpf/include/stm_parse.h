@@ -111,9 +111,14 @@ static __always_inline int stm_ip6_walk(void *ctx, int xdp, __u8 next, __u32 off
 #define IPPROTO_ICMPV6_ 58
 #define IPPROTO_NONE_ 59
 
+#define ICMP_DEST_UNREACH_ 3
 #define ICMP_REDIRECT_ 5
+#define ICMP_TIME_EXCEEDED_ 11
+#define ICMP_PARAM_PROBLEM_ 12
 #define ICMP_ROUTER_ADV_ 9
 
+#define ICMP6_DEST_UNREACH 1
+#define ICMP6_PARAM_PROBLEM 4
 #define ICMP6_MLD_QUERY 130
 #define ICMP6_MLD_REPORT 131
 #define ICMP6_MLD_DONE 132

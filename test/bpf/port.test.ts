@@ -35,6 +35,7 @@ import {
   icmp,
   icmp6,
   ipv4,
+  ipv6,
   lla,
   ndBody,
   optsHeader,
@@ -49,6 +50,19 @@ import {
   udp6Behind,
   vlanTag,
 } from "../helpers/frames";
+
+/** The start of a datagram an ICMP error quotes: its IPv4 header and 8 bytes of UDP. */
+function quoted4(src: string, dst: string): Buffer {
+  return ipv4({ src, dst, proto: IPPROTO.UDP }, udp({ src, dst, sport: 4000, dport: 53 }, new Uint8Array(0))).subarray(
+    0,
+    28,
+  );
+}
+
+/** The start of a packet an ICMPv6 error quotes: its IPv6 header and the UDP header. */
+function quoted6(src: string, dst: string): Buffer {
+  return ipv6({ src, dst, next: IPPROTO.UDP }, udp({ src, dst, sport: 4000, dport: 53 }, new Uint8Array(0)));
+}
 
 /** An ICMP message of `type` (code 1) from the gateway to the port, as the host sends it;
  * `options`: with a 4-byte IPv4 option, IHL 6. */
@@ -579,6 +593,111 @@ const ingress: Case[] = [
       ),
     ),
     drop: "rogue-router",
+  },
+  // ICMP errors: a host reports what it received; about anything else it is a router.
+  {
+    name: "ICMP port unreachable about a datagram sent to the port: a host's error",
+    frame: eth4(
+      ME.mac,
+      PEER.mac,
+      ipv4(
+        { src: ME.ip, dst: PEER.ip, proto: IPPROTO.ICMP },
+        icmp({ src: ME.ip, dst: PEER.ip, type: 3, code: 3 }, quoted4(PEER.ip, ME.ip)),
+      ),
+    ),
+  },
+  {
+    name: "ICMP fragmentation needed about a datagram to another host: a router's",
+    frame: eth4(
+      ME.mac,
+      PEER.mac,
+      ipv4(
+        { src: ME.ip, dst: PEER.ip, proto: IPPROTO.ICMP },
+        icmp({ src: ME.ip, dst: PEER.ip, type: 3, code: 4, seq: 1000 }, quoted4(PEER.ip, "192.0.2.9")),
+      ),
+    ),
+    drop: "rogue-router",
+  },
+  {
+    name: "ICMP time exceeded quoting a datagram to a broadcast address",
+    frame: eth4(
+      ME.mac,
+      PEER.mac,
+      ipv4(
+        { src: ME.ip, dst: PEER.ip, proto: IPPROTO.ICMP },
+        icmp({ src: ME.ip, dst: PEER.ip, type: 11 }, quoted4(PEER.ip, "10.20.0.255")),
+      ),
+    ),
+    drop: "rogue-router",
+  },
+  {
+    name: "ICMP destination unreachable without the quoted header",
+    frame: eth4(
+      ME.mac,
+      PEER.mac,
+      ipv4(
+        { src: ME.ip, dst: PEER.ip, proto: IPPROTO.ICMP },
+        icmp({ src: ME.ip, dst: PEER.ip, type: 3, code: 3 }, new Uint8Array(12)),
+      ),
+    ),
+    drop: "malformed",
+  },
+  {
+    name: "ICMPv6 port unreachable about a packet sent to the port's address",
+    frame: icmp6({
+      mac: ME.mac,
+      dstMac: PEER.mac,
+      src: ME.ip6,
+      dst: PEER.ip6,
+      type: 1,
+      body: quoted6(PEER.ip6, ME.ip6),
+    }),
+  },
+  {
+    name: "ICMPv6 packet too big about a packet to its link-local address",
+    frame: icmp6({ mac: ME.mac, dstMac: PEER.mac, src: ME.ll, dst: PEER.ll, type: 2, body: quoted6(PEER.ll, ME.ll) }),
+  },
+  {
+    name: "ICMPv6 packet too big about a packet to a group",
+    frame: icmp6({
+      mac: ME.mac,
+      dstMac: PEER.mac,
+      src: ME.ip6,
+      dst: PEER.ip6,
+      type: 2,
+      body: quoted6(PEER.ip6, "ff0e::1"),
+    }),
+  },
+  {
+    name: "ICMPv6 packet too big about a packet to another host: a router's",
+    frame: icmp6({
+      mac: ME.mac,
+      dstMac: PEER.mac,
+      src: ME.ip6,
+      dst: PEER.ip6,
+      type: 2,
+      body: quoted6(PEER.ip6, "2001:db8::9"),
+    }),
+    drop: "rogue-router",
+  },
+  {
+    name: "ICMPv6 time exceeded behind a destination-options header, about another host's packet",
+    frame: icmp6({
+      mac: ME.mac,
+      dstMac: PEER.mac,
+      src: ME.ip6,
+      dst: PEER.ip6,
+      type: 3,
+      body: quoted6(PEER.ip6, OTHER.ip6),
+      ext: optsHeader(IPPROTO.ICMPV6),
+      extNext: 60,
+    }),
+    drop: "rogue-router",
+  },
+  {
+    name: "ICMPv6 destination unreachable without the quoted header",
+    frame: icmp6({ mac: ME.mac, dstMac: PEER.mac, src: ME.ip6, dst: PEER.ip6, type: 1, body: new Uint8Array(20) }),
+    drop: "malformed",
   },
   {
     name: "ICMP router advertisement (RFC 1256)",

@@ -664,7 +664,7 @@ test("W2: router advertisements, redirects, DHCP/DHCPv6 server messages and VXLA
   expect(foreignLeases()).toEqual([]);
 }, 30_000);
 
-test("W2: ICMP redirects and router advertisements from O (network B allows everything) are dropped at its port, routed or to all hosts", async () => {
+test("W2: ICMP redirects, router advertisements and a router's errors about V's traffic from O (network B allows everything) are dropped at its port, routed or to all hosts", async () => {
   const res = await attack("O", "w2_redirect");
   check(res, ["LAN", "V", "BR"]);
 }, 30_000);

@@ -679,6 +679,21 @@ def w2_redirect(c, a):
             [("O", "rogue-router")],
             maybe=["BR"],
         ),
+        # Errors a router on the path would send about V's traffic to the LAN: O is no router.
+        Frame(
+            "an ICMP fragmentation needed from O to V about V's datagram to the LAN host, routed",
+            l2(O["mac"], c.gw_mac)
+            / v4(c, O["ip"], V["ip"], ICMP(type=3, code=4, nexthopmtu=576) / IPerror(src=V["ip"], dst=lan["ip"], proto=6) / TCPerror(sport=41000, dport=8080)),
+            [("O", "rogue-router")],
+            maybe=["BR"],
+        ),
+        Frame(
+            "an ICMPv6 packet too big from O to V about V's packet to the LAN host, routed",
+            l2(O["mac"], c.gw_mac)
+            / v6(c, O["ip6"], V["ip6"], ICMPv6PacketTooBig(mtu=1280) / IPerror6(src=V["ip6"], dst=lan["ip6"], nh=6) / TCPerror(sport=41000, dport=8080), hlim=64),
+            [("O", "rogue-router")],
+            maybe=["BR"],
+        ),
     ]
 
 
@@ -783,9 +798,19 @@ def w4_errors(c, a):
             [("W", "fw-default")],
         ),
         Frame(
-            "IPv4 time exceeded to V quoting the flow the other way round (as if V were its sender's target)",
+            "IPv4 time exceeded to V quoting the flow the other way round (as if W had routed V's own datagram)",
             l2(W["mac"], V["mac"]) / v4(c, W["ip"], V["ip"], ICMP(type=11, code=0) / q4(W["ip"], V["ip"], f4, 8080)),
-            [("W", "fw-default")],
+            [("W", "rogue-router")],
+        ),
+        Frame(
+            "IPv4 fragmentation needed to V about V's datagram to the LAN host (W is no router on its path)",
+            l2(W["mac"], V["mac"]) / v4(c, W["ip"], V["ip"], ICMP(type=3, code=4, nexthopmtu=576) / q4(V["ip"], lan["ip"], 8080, f4)),
+            [("W", "rogue-router")],
+        ),
+        Frame(
+            "ICMPv6 packet too big to V about V's packet to the LAN host",
+            l2(W["mac"], V["mac"]) / v6(c, W["ip6"], V["ip6"], ICMPv6PacketTooBig(mtu=1280) / q6(V["ip6"], lan["ip6"], 8080, f6), hlim=64),
+            [("W", "rogue-router")],
         ),
         Frame(
             "IPv4 time exceeded quoting the allowed flow, with 1000 bytes riding along, to C",
