@@ -149,9 +149,18 @@ static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *por
 	__u32 l4off = ETH_HLEN + hlen;
 	__u32 l4len = tot - hlen;
 
+	/* An IGMP membership query elects a querier, from any source (0.0.0.0 included): a
+	 * router's job (RFC 3376 6.6.2). */
+	if (proto == IPPROTO_IGMP_ && !non_first) {
+		__u8 type;
+		if (l4len < 8 || bpf_skb_load_bytes(skb, l4off, &type, 1))
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+		if (type == IGMP_QUERY)
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_ROUTER);
+	}
 	if (src != port->ip4) {
 		/* No address yet: IGMP reports to multicast (RFC 3376 allows 0.0.0.0) ... */
-		if (src == 0 && proto == 2 && (dst & bpf_htonl(0xf0000000)) == bpf_htonl(0xe0000000) && !non_first)
+		if (src == 0 && proto == IPPROTO_IGMP_ && (dst & bpf_htonl(0xf0000000)) == bpf_htonl(0xe0000000) && !non_first)
 			return STM_TC_NEXT;
 		/* ... and a DHCP client: 0.0.0.0:68 → broadcast or the gateway :67. */
 		if (src != 0 || non_first || proto != IPPROTO_UDP || (dst != 0xffffffff && dst != port->gw4))
@@ -306,7 +315,8 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 		__u8 type;
 		if (left < 4 || bpf_skb_load_bytes(skb, off, &type, 1))
 			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
-		if (type == ICMP6_RA || type == ICMP6_REDIRECT)
+		/* A multicast listener query elects a querier: a router's job (RFC 3810 7.6.2). */
+		if (type == ICMP6_RA || type == ICMP6_REDIRECT || type == ICMP6_MLD_QUERY)
 			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_ROUTER);
 		/* :: only before an address is ready: DAD's NS, MLD reports and dones, RS (RFC 4861). */
 		if (src_dad && type != ICMP6_NS && type != ICMP6_MLD2_REPORT && type != ICMP6_MLD_REPORT &&

@@ -111,6 +111,8 @@ static __always_inline int stm_ip6_walk(void *ctx, int xdp, __u8 next, __u32 off
 #define IPPROTO_ICMPV6_ 58
 #define IPPROTO_NONE_ 59
 
+#define IPPROTO_IGMP_ 2
+#define IGMP_QUERY 0x11
 #define ICMP_DEST_UNREACH_ 3
 #define ICMP_REDIRECT_ 5
 #define ICMP_TIME_EXCEEDED_ 11

@@ -51,6 +51,14 @@ import {
   vlanTag,
 } from "../helpers/frames";
 
+/** An IGMP message of `type` (0x11 query, 0x22 v3 report): 8 bytes, group 0. */
+function igmp(type: number): Buffer {
+  const b = Buffer.alloc(8);
+  b[0] = type;
+  b[1] = type === 0x11 ? 100 : 0;
+  return b;
+}
+
 /** The start of a datagram an ICMP error quotes: its IPv4 header and 8 bytes of UDP. */
 function quoted4(src: string, dst: string): Buffer {
   return ipv4({ src, dst, proto: IPPROTO.UDP }, udp({ src, dst, sport: 4000, dport: 53 }, new Uint8Array(0))).subarray(
@@ -353,6 +361,26 @@ const ingress: Case[] = [
   {
     name: "IGMPv3 report from 0.0.0.0",
     frame: eth4(ME.mac, "01:00:5e:00:00:16", ipv4({ src: "0.0.0.0", dst: "224.0.0.22", proto: 2 }, new Uint8Array(16))),
+  },
+  {
+    name: "IGMPv3 report from the port's address",
+    frame: eth4(ME.mac, "01:00:5e:00:00:16", ipv4({ src: ME.ip, dst: "224.0.0.22", proto: 2 }, igmp(0x22))),
+  },
+  // A querier is a router's job (a rogue one steers the bridge's snooping).
+  {
+    name: "IGMP membership query from the port's address",
+    frame: eth4(ME.mac, "01:00:5e:00:00:01", ipv4({ src: ME.ip, dst: "224.0.0.1", proto: 2 }, igmp(0x11))),
+    drop: "rogue-router",
+  },
+  {
+    name: "IGMP membership query from 0.0.0.0",
+    frame: eth4(ME.mac, "01:00:5e:00:00:01", ipv4({ src: "0.0.0.0", dst: "224.0.0.1", proto: 2 }, igmp(0x11))),
+    drop: "rogue-router",
+  },
+  {
+    name: "MLD query from the link-local address behind hop-by-hop",
+    frame: icmp6({ mac: ME.mac, src: ME.ll, dst: "ff02::1", type: 130, body: new Uint8Array(20), ext: hbhRouterAlert }),
+    drop: "rogue-router",
   },
   // ---- MAC spoofing ----
   {

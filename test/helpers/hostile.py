@@ -433,6 +433,23 @@ def w2_server(c, a):
                 [("W", "rogue-router")],
             )
         )
+    # A multicast querier is a router's job: a rogue one steers the bridge's snooping.
+    for ext in ("hbh", "dst"):
+        F.append(
+            Frame(
+                f"rogue-router: an MLD query to all nodes behind [{ext}]",
+                l2(W["mac"], ALL_NODES_MAC) / v6(c, W["ll"], ALL_NODES, ICMPv6MLQuery(), ext=ext, hlim=1),
+                [("W", "rogue-router")],
+            )
+        )
+    for src in (W["ip"], "0.0.0.0"):
+        F.append(
+            Frame(
+                f"rogue-router: an IGMP membership query from {src}",
+                l2(W["mac"], "01:00:5e:00:00:01") / v4(c, src, "224.0.0.1", Raw(bytes([0x11, 100, 0xEE, 0x9B, 0, 0, 0, 0])), ttl=1, proto=2),
+                [("W", "rogue-router")],
+            )
+        )
     F.append(
         Frame(
             "rogue-router: an RA unicast to V's link-local and MAC",
@@ -1054,9 +1071,9 @@ def n2_routed(c, a):
                 [("V", "fw-default")],
             ),
             Frame(
-                f"an MLD query (hop limit {hl})",
+                f"an MLD query (hop limit {hl}): a querier's message, dropped at O's port",
                 l2(O["mac"], gm) / v6(c, O["ip6"], V["ip6"], ICMPv6MLQuery(), hlim=hl),
-                [("V", "fw-default")],
+                [("O", "rogue-router")],
             ),
         ]
     F += [
