@@ -7,11 +7,12 @@ import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
 import { createBridge, getLink, type Rtnl, setLink } from "../netlink";
 import type { Reconciler } from "./reconciler";
 
-/** The MAC a bridge of this node always has: derived from the machine id, so it is stable
- * across restarts and distinct between nodes. Left to itself a bridge takes the lowest MAC
- * of its ports and changes it as ports come and go, and every workload's ARP entry for the
- * gateway would go stale. */
-export function bridgeMac(name: string): string {
+/** The MAC a bridge of this node always has: derived from the machine id and the host name,
+ * so it is stable across restarts and distinct between nodes. Left to itself a bridge takes
+ * the lowest MAC of its ports and changes it as ports come and go, and every workload's ARP
+ * entry for the gateway would go stale. `host`: another UTS namespace's name (the test lab's
+ * nodes share this machine's id). */
+export function bridgeMac(name: string, host = hostname()): string {
   let id = "";
   for (const f of ["/etc/machine-id", "/var/lib/dbus/machine-id", "/proc/sys/kernel/random/boot_id"]) {
     try {
@@ -19,7 +20,7 @@ export function bridgeMac(name: string): string {
       if (id) break;
     } catch {}
   }
-  const h = createHash("sha256").update(`${id}/${hostname()}/${name}`).digest();
+  const h = createHash("sha256").update(`${id}/${host}/${name}`).digest();
   return [0x02, h[0], h[1], h[2], h[3], h[4]].map((x) => (x as number).toString(16).padStart(2, "0")).join(":");
 }
 
