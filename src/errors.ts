@@ -92,6 +92,7 @@ export type ErrorCode =
   | "CAPACITY" // the request would overfill a table; nothing was applied
   | "UNSUPPORTED" // the kernel lacks a feature
   | "UNAVAILABLE" // the agent cannot be reached
+  | "ETCD_UNAVAILABLE" // the cluster's etcd cannot be reached (or has no leader)
   | "INTERNAL";
 
 export class StratumError extends Error {

@@ -531,5 +531,6 @@ export const EXIT_CODE_HELP: Array<[string, string]> = [
   ["9", "the name, address or interface is taken already"],
   ["10", "not permitted: not root, or a read-only path"],
   ["11", "no or a wrong API token"],
+  ["12", "the cluster's etcd cannot be reached"],
   ["70", "internal error (a bug: please report it with --verbose)"],
 ];

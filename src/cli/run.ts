@@ -56,6 +56,7 @@ export const EXIT_CODES: Record<ErrorCode | "USAGE", number> = {
   UNAUTHORIZED: 11,
   UNSUPPORTED: 4,
   UNAVAILABLE: 7,
+  ETCD_UNAVAILABLE: 12,
   SYS: 5,
   NETLINK: 5,
   BPF_LOAD: 6,

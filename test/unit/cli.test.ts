@@ -98,6 +98,7 @@ test("exit codes are distinct per class of failure and stable", () => {
     UNAUTHORIZED: 11,
     UNSUPPORTED: 4,
     UNAVAILABLE: 7,
+    ETCD_UNAVAILABLE: 12,
     SYS: 5,
     NETLINK: 5,
     BPF_LOAD: 6,
