@@ -1,8 +1,9 @@
 /** A real etcd (Debian's etcd-server) for tests and benchmarks: one member, its own data
  * directory, listening on loopback of this namespace or on an address inside a network
- * namespace. Stopped by its PID; restart keeps the data (the same cluster comes back at a
- * later revision). Everything it made goes on destroy(), on process exit, pass or fail. */
-import { mkdtempSync, rmSync } from "node:fs";
+ * namespace; or a cluster of several members on loopback (EtcdServer.cluster). Stopped by
+ * its PID; restart keeps the data (the same cluster comes back at a later revision).
+ * Everything it made goes on destroy(), on process exit, pass or fail. */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -18,6 +19,15 @@ export interface EtcdServerOptions {
   clientPort?: number;
   /** Extra etcd flags (e.g. "--auto-compaction-retention=1"). */
   args?: string[];
+  /** Serve clients over TLS with these files (PEM), requiring a client certificate signed by ca. */
+  tls?: { cert: string; key: string; ca: string };
+}
+
+/** A member of a cluster: its name, peer port and the whole cluster's --initial-cluster. */
+interface MemberOptions extends EtcdServerOptions {
+  name: string;
+  peerPort: number;
+  initialCluster: () => string;
 }
 
 const live = new Set<EtcdServer>();
@@ -42,15 +52,21 @@ export class EtcdServer {
   readonly clientPort: number;
   readonly peerPort: number;
   readonly netns?: string;
+  readonly name: string;
+  readonly tls?: { cert: string; key: string; ca: string };
+  #initialCluster?: () => string;
   #args: string[];
   #proc?: Subprocess;
   #log = "";
 
-  private constructor(o: EtcdServerOptions) {
+  private constructor(o: EtcdServerOptions | MemberOptions) {
     this.netns = o.netns;
     this.host = o.host ?? "127.0.0.1";
     this.clientPort = o.clientPort ?? (o.netns ? 2379 : freePort());
-    this.peerPort = o.netns ? 2380 : freePort();
+    this.peerPort = "peerPort" in o ? o.peerPort : o.netns ? 2380 : freePort();
+    this.name = "name" in o ? o.name : "stm";
+    this.#initialCluster = "initialCluster" in o ? o.initialCluster : undefined;
+    this.tls = o.tls;
     this.dataDir = mkdtempSync(join(tmpdir(), "stm-etcd-"));
     this.#args = o.args ?? [];
     live.add(this);
@@ -68,28 +84,60 @@ export class EtcdServer {
     return s;
   }
 
+  /** Starts a cluster of `size` members on loopback (their elections need them all up, so
+   * they start together) and waits until every member answers. */
+  static async cluster(size: number, o: Pick<EtcdServerOptions, "args"> = {}): Promise<EtcdCluster> {
+    const peers = Array.from({ length: size }, (_, i) => ({ name: `stm${i}`, peerPort: freePort() }));
+    const initialCluster = () => peers.map((p) => `${p.name}=http://127.0.0.1:${p.peerPort}`).join(",");
+    const members = peers.map((p) => new EtcdServer({ ...o, ...p, initialCluster }));
+    const cluster = new EtcdCluster(members);
+    try {
+      await Promise.all(members.map((m) => m.resume()));
+    } catch (e) {
+      cluster.destroy();
+      throw e;
+    }
+    return cluster;
+  }
+
   /** The client URL, as an agent or a client is given it. */
   get url(): string {
-    return `http://${this.host}:${this.clientPort}`;
+    return `${this.tls ? "https" : "http"}://${this.host}:${this.clientPort}`;
   }
 
   get pid(): number | undefined {
     return this.#proc && running(this.#proc) ? this.#proc.pid : undefined;
   }
 
-  /** etcd's own output so far (for a failing test's message). */
+  /** etcd's own output so far (for a failing test's message); it is never printed otherwise. */
   get log(): string {
     return this.#log;
+  }
+
+  /** The last lines of the log, for an error message. */
+  #tail(lines = 10): string {
+    return this.#log.trimEnd().split("\n").slice(-lines).join("\n");
   }
 
   /** Starts the member again on its data (after stop or kill) and waits until it answers. */
   async resume(timeoutMs = 15_000): Promise<void> {
     if (this.pid) return;
     const peer = `http://${this.host}:${this.peerPort}`;
+    const tls = this.tls
+      ? [
+          "--cert-file",
+          this.tls.cert,
+          "--key-file",
+          this.tls.key,
+          "--trusted-ca-file",
+          this.tls.ca,
+          "--client-cert-auth",
+        ]
+      : [];
     const cmd = [
       ETCD,
       "--name",
-      "stm",
+      this.name,
       "--data-dir",
       this.dataDir,
       "--listen-client-urls",
@@ -101,13 +149,14 @@ export class EtcdServer {
       "--initial-advertise-peer-urls",
       peer,
       "--initial-cluster",
-      `stm=${peer}`,
+      this.#initialCluster?.() ?? `${this.name}=${peer}`,
       "--initial-cluster-state",
       "new",
       "--logger",
       "zap",
       "--log-level",
       "warn",
+      ...tls,
       ...this.#args,
     ];
     const proc = Bun.spawn(this.netns ? ["ip", "netns", "exec", this.netns, ...cmd] : cmd, {
@@ -123,9 +172,9 @@ export class EtcdServer {
       })();
     const end = Date.now() + timeoutMs;
     for (;;) {
-      if (!running(proc)) throw new Error(`etcd exited ${proc.exitCode ?? proc.signalCode}: ${this.#log.slice(-2000)}`);
+      if (!running(proc)) throw new Error(`etcd exited ${proc.exitCode ?? proc.signalCode}:\n${this.#tail()}`);
       if (await this.healthy()) return;
-      if (Date.now() > end) throw new Error(`etcd did not answer at ${this.url} in ${timeoutMs} ms: ${this.#log}`);
+      if (Date.now() > end) throw new Error(`etcd did not answer at ${this.url} in ${timeoutMs} ms:\n${this.#tail()}`);
       await Bun.sleep(50);
     }
   }
@@ -137,7 +186,12 @@ export class EtcdServer {
       return p.exitCode === 0 && p.stdout.toString().includes('"true"');
     }
     try {
-      const r = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(1000) });
+      const tls = this.tls && {
+        ca: readFileSync(this.tls.ca, "utf8"),
+        cert: readFileSync(this.tls.cert, "utf8"),
+        key: readFileSync(this.tls.key, "utf8"),
+      };
+      const r = await fetch(`${this.url}/health`, { signal: AbortSignal.timeout(1000), tls } as RequestInit);
       return r.ok && (await r.text()).includes('"true"');
     } catch {
       return false;
@@ -166,5 +220,18 @@ export class EtcdServer {
     }
     rmSync(this.dataDir, { recursive: true, force: true });
     live.delete(this);
+  }
+}
+
+/** Members of one etcd cluster on loopback; destroy() removes them all. */
+export class EtcdCluster {
+  constructor(readonly members: EtcdServer[]) {}
+
+  get urls(): string[] {
+    return this.members.map((m) => m.url);
+  }
+
+  destroy(): void {
+    for (const m of this.members) m.destroy();
   }
 }
