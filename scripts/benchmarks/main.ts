@@ -1,5 +1,6 @@
 /** scripts/bench entry: runs the named benchmarks (all by default) and prints a table,
- * or JSON with --json. Usage: scripts/bench [--rounds N] [--json] [--list] [NAME...] */
+ * or JSON with --json. Usage: scripts/bench [--rounds N] [--json] [--list] [NAME...]
+ * Soaks (etcd-soak) take minutes and print a report of their own: they run only when named. */
 import { parseArgs } from "node:util";
 import { ADDRESSING_BENCHMARKS } from "./addressing";
 import { AGENT_BENCHMARKS } from "./agent";
@@ -16,6 +17,11 @@ const BENCHMARKS = {
   ...RESTART_BENCHMARKS,
 };
 
+/** Runs that print their own report, only when named (after the benchmarks named with them). */
+const SOAKS: Record<string, (o: { json: boolean }) => Promise<void>> = {
+  "etcd-soak": async (o) => (await import("./etcd-soak")).soak(o),
+};
+
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
   options: {
@@ -29,12 +35,12 @@ const { values, positionals } = parseArgs({
 
 if (values.help) {
   process.stdout.write(
-    "usage: scripts/bench [--rounds N] [--json] [--list] [NAME...]\n  Runs each benchmark's candidate and baseline interleaved for N rounds and prints medians and the median ratio.\n",
+    "usage: scripts/bench [--rounds N] [--json] [--list] [NAME...]\n  Runs each benchmark's candidate and baseline interleaved for N rounds and prints medians and the median ratio.\n  etcd-soak (only when named): the etcd clients under etcd crashes, STM_SOAK_SECONDS per client (default 60).\n",
   );
   process.exit(0);
 }
 if (values.list) {
-  process.stdout.write(`${Object.keys(BENCHMARKS).join("\n")}\n`);
+  process.stdout.write(`${[...Object.keys(BENCHMARKS), ...Object.keys(SOAKS)].join("\n")}\n`);
   process.exit(0);
 }
 const rounds = Number(values.rounds);
@@ -42,7 +48,9 @@ if (!Number.isInteger(rounds) || rounds < 1) {
   process.stderr.write(`bench: --rounds must be a positive integer, not "${values.rounds}"\n`);
   process.exit(2);
 }
-const names = positionals.length ? positionals : Object.keys(BENCHMARKS);
+const soaks = positionals.filter((n) => SOAKS[n]);
+const named = positionals.filter((n) => !SOAKS[n]);
+const names = named.length || soaks.length ? named : Object.keys(BENCHMARKS);
 const unknown = names.filter((n) => !BENCHMARKS[n]);
 if (unknown.length) {
   process.stderr.write(`bench: unknown benchmark ${unknown.join(", ")} (--list shows them)\n`);
@@ -56,5 +64,8 @@ for (const name of names) {
   results.push(await runBenchmark(b, rounds, () => process.stderr.write(".")));
   process.stderr.write("\n");
 }
-if (values.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
-else process.stdout.write(`${formatTable(results)}\n`);
+if (results.length) {
+  if (values.json) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+  else process.stdout.write(`${formatTable(results)}\n`);
+}
+for (const s of soaks) await (SOAKS[s] as (o: { json: boolean }) => Promise<void>)({ json: values.json });
