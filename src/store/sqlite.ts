@@ -137,6 +137,39 @@ const MIGRATIONS: string[] = [
    ALTER TABLE blocklist_next RENAME TO blocklist;
    CREATE INDEX blocklist_family ON blocklist (family);
    CREATE INDEX blocklist_order ON blocklist (sort_key);`,
+  // The cluster: the node an endpoint runs on ('' on a single node; a TAP's name is unique per
+  // node only, so host_if is too), every key of etcd this node mirrors with its revision, and
+  // what the mirror knows of itself (the cluster's id, the revision it has caught up to).
+  `CREATE TABLE endpoints_next (
+     name TEXT PRIMARY KEY,
+     network_id INTEGER NOT NULL REFERENCES networks(id),
+     host_index INTEGER NOT NULL,
+     ip TEXT NOT NULL,
+     mac TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     host_if TEXT NOT NULL,
+     netns TEXT,
+     ifname TEXT,
+     created_at TEXT NOT NULL,
+     egress_rate INTEGER NOT NULL DEFAULT 0,
+     egress_burst INTEGER NOT NULL DEFAULT 0,
+     node TEXT NOT NULL DEFAULT '',
+     UNIQUE (network_id, host_index),
+     UNIQUE (node, host_if)
+   );
+   INSERT INTO endpoints_next (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at, egress_rate, egress_burst)
+     SELECT name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at, egress_rate, egress_burst FROM endpoints;
+   DROP TABLE endpoints;
+   ALTER TABLE endpoints_next RENAME TO endpoints;
+   CREATE TABLE IF NOT EXISTS cluster_kv (
+     key TEXT PRIMARY KEY,
+     value BLOB NOT NULL,
+     mod_revision INTEGER NOT NULL
+   );
+   CREATE TABLE IF NOT EXISTS cluster_meta (
+     k TEXT PRIMARY KEY,
+     v TEXT NOT NULL
+   );`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -166,6 +199,7 @@ interface EndpointRow {
   created_at: string;
   egress_rate: number;
   egress_burst: number;
+  node: string;
 }
 
 /** A row as JSON for the quarantine table: blobs as hex, so nothing is lost in the text. */
@@ -387,6 +421,7 @@ export class SqliteStore implements Store {
       ifname: r.ifname ?? undefined,
       createdAt: r.created_at,
       ...(r.egress_rate ? { egress: { rate: r.egress_rate, burst: r.egress_burst } } : {}),
+      ...(r.node ? { node: r.node } : {}),
     };
   }
 
@@ -421,7 +456,7 @@ export class SqliteStore implements Store {
       if (holder) throw new StratumError("INVALID", `${ep.ip} is already claimed by endpoint ${holder.name}`);
       this.db
         .query(
-          "INSERT INTO endpoints (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          "INSERT INTO endpoints (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .run(
           ep.name,
@@ -434,6 +469,7 @@ export class SqliteStore implements Store {
           ep.netns ?? null,
           ep.ifname ?? null,
           new Date().toISOString(),
+          ep.node ?? "",
         );
       return this.getEndpoint(ep.name) as Endpoint;
     })();

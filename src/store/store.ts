@@ -32,9 +32,15 @@ export interface Endpoint {
   createdAt: string;
   /** Cap on what the endpoint sends, on every path; absent: none. */
   egress?: EgressCap;
+  /** The cluster node it runs on; absent on a single node. */
+  node?: string;
 }
 
 export interface Store {
+  /** In a cluster: this node's name (an endpoint of another node is in the store, not in
+   * this node's kernel). Absent on a single node. */
+  readonly node?: string;
+
   listNetworks(): StoredNetwork[];
   getNetwork(name: string): StoredNetwork | null;
   /** Inserts a validated network and assigns its id. */
@@ -107,6 +113,11 @@ export interface Store {
   deleteDnsRecords(network: string, ids: number[]): number;
 
   close(): void;
+}
+
+/** Whether an endpoint runs on this node (always, on a single node): only those are in its kernel. */
+export function isLocalEndpoint(store: Pick<Store, "node">, e: Endpoint): boolean {
+  return store.node === undefined || e.node === store.node;
 }
 
 export type LeaseState = "bound" | "released" | "declined";

@@ -1,0 +1,273 @@
+/** A cluster node's copy of etcd in its SQLite store: every key with its value and the revision
+ * it was last changed at (cluster_kv), and the tables the services read, kept equal to what
+ * those keys say. A change is applied only when it is newer than what the copy holds, so the
+ * same event may come twice (from this node's own write, then from the watch) and in any
+ * order with other keys' events. Everything in one SQLite transaction per batch. */
+import type { Database } from "bun:sqlite";
+import { blockSortKey } from "../model/blocklist";
+import type { DefaultAction, StoredRule } from "../model/firewall-rule";
+import type { SqliteStore } from "./sqlite";
+import type { Endpoint, StoredDnsRecord, StoredNetwork } from "./store";
+
+export interface ClusterIdentity {
+  id: string;
+  createdAt: string;
+  by: string;
+}
+
+export interface MemberRecord {
+  name: string;
+  address: string;
+  mgmtAddress: string | null;
+  joinedAt: string;
+  /** Set when the node stopped on purpose and said so. */
+  left?: string;
+}
+
+export interface NodeRecord {
+  name: string;
+  address: string;
+  mgmtAddress: string | null;
+  version: string;
+  roles: string[];
+  startedAt: string;
+}
+
+/** One key as the mirror holds it: which object, and its value (null: deleted). */
+export type MirrorRow =
+  | { kind: "cluster"; value: ClusterIdentity | null }
+  | { kind: "counter"; name: string }
+  | { kind: "network"; name: string; value: (StoredNetwork & { vni: number }) | null }
+  | { kind: "networkId"; id: number }
+  | { kind: "endpoint"; name: string; value: Endpoint | null }
+  | { kind: "claim"; networkId: number; hostIndex: number }
+  | { kind: "rules"; scope: number; value: StoredRule[] | null }
+  | { kind: "globalDefault"; value: DefaultAction | null }
+  | { kind: "block"; prefix: string; value: { family: 4 | 6; addedAt: string } | null }
+  | { kind: "dns"; networkId: number; value: Array<Omit<StoredDnsRecord, "network">> | null }
+  | { kind: "member"; name: string; value: MemberRecord | null }
+  | { kind: "node"; name: string; value: NodeRecord | null };
+
+/** A key's change: its value (null: deleted) at `revision`. */
+export interface MirrorChange {
+  key: string;
+  value: Uint8Array | null;
+  revision: number;
+}
+
+/** The row a key and value stand for (value null: the deleted row); undefined for a key this
+ * binary does not know; throws for a value that does not parse. */
+export type MirrorParser = (key: string, value: Uint8Array | null) => MirrorRow | undefined;
+
+export class MirrorWriter {
+  readonly db: Database;
+  /** Keys whose value did not parse, with why: kept in cluster_kv, applied to nothing. */
+  readonly invalid = new Map<string, string>();
+
+  constructor(
+    store: SqliteStore,
+    readonly parse: MirrorParser,
+  ) {
+    this.db = store.db;
+  }
+
+  #row(key: string, value: Uint8Array | null): MirrorRow | undefined {
+    try {
+      const r = this.parse(key, value);
+      this.invalid.delete(key);
+      return r;
+    } catch (e) {
+      if (value !== null) this.invalid.set(key, (e as Error).message);
+      else this.invalid.delete(key);
+      return undefined;
+    }
+  }
+
+  meta(k: string): string | undefined {
+    const r = this.db.query("SELECT v FROM cluster_meta WHERE k = ?").get(k) as { v: string } | null;
+    return r?.v;
+  }
+
+  setMeta(k: string, v: string): void {
+    this.db
+      .query("INSERT INTO cluster_meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v")
+      .run(k, v);
+  }
+
+  /** The revision every event up to has been applied (0: never synced). */
+  get revision(): number {
+    return Number(this.meta("revision") ?? 0);
+  }
+
+  /** Every key under `prefix` the copy holds, with its value. */
+  keys(prefix: string): Array<{ key: string; value: Uint8Array; revision: number }> {
+    return (
+      this.db
+        .query("SELECT key, value, mod_revision FROM cluster_kv WHERE key >= ? AND key < ? ORDER BY key")
+        .all(prefix, `${prefix}\uffff`) as Array<{ key: string; value: Uint8Array; mod_revision: number }>
+    ).map((r) => ({ key: r.key, value: r.value, revision: r.mod_revision }));
+  }
+
+  get(key: string): { value: Uint8Array; revision: number } | undefined {
+    const r = this.db.query("SELECT value, mod_revision FROM cluster_kv WHERE key = ?").get(key) as {
+      value: Uint8Array;
+      mod_revision: number;
+    } | null;
+    return r ? { value: r.value, revision: r.mod_revision } : undefined;
+  }
+
+  count(): number {
+    return (this.db.query("SELECT count(*) AS n FROM cluster_kv").get() as { n: number }).n;
+  }
+
+  /** Applies changes (in order) and, when given, records the revision the copy is now at. */
+  apply(changes: MirrorChange[], revision?: number): number {
+    return this.db.transaction(() => {
+      let applied = 0;
+      for (const c of changes) if (this.#one(c)) applied++;
+      if (revision !== undefined && revision > this.revision) this.setMeta("revision", String(revision));
+      return applied;
+    })();
+  }
+
+  /** A full listing at `revision`: every key it has is put, every key the copy holds and it
+   * has not is deleted; nothing that did not change is rewritten. */
+  replaceAll(changes: MirrorChange[], revision: number, prefix: string): { put: number; deleted: number } {
+    return this.db.transaction(() => {
+      const listed = new Set(changes.map((c) => c.key));
+      let put = 0;
+      for (const c of changes) if (this.#one(c, true)) put++;
+      let deleted = 0;
+      const gone = (
+        this.db.query("SELECT key FROM cluster_kv WHERE key >= ? AND key < ?").all(prefix, `${prefix}\uffff`) as Array<{
+          key: string;
+        }>
+      ).filter((r) => !listed.has(r.key));
+      for (const g of gone) {
+        this.db.query("DELETE FROM cluster_kv WHERE key = ?").run(g.key);
+        const row = this.#row(g.key, null);
+        if (row) this.#domain(row);
+        deleted++;
+      }
+      this.setMeta("revision", String(revision));
+      this.setMeta("resyncedAt", new Date().toISOString());
+      return { put, deleted };
+    })();
+  }
+
+  /** One change; false when the copy already had it or something newer. `force`: a listing
+   * (equal revision, equal value: nothing to do). */
+  #one(c: MirrorChange, force = false): boolean {
+    const cur = this.get(c.key);
+    if (c.value === null) {
+      if (!cur || cur.revision > c.revision) return false;
+      this.db.query("DELETE FROM cluster_kv WHERE key = ?").run(c.key);
+    } else {
+      if (cur && (cur.revision > c.revision || (cur.revision === c.revision && !force))) return false;
+      if (cur && cur.revision === c.revision && Buffer.from(cur.value).equals(Buffer.from(c.value))) return false;
+      this.db
+        .query(
+          "INSERT INTO cluster_kv (key, value, mod_revision) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value, mod_revision = excluded.mod_revision",
+        )
+        .run(c.key, c.value, c.revision);
+    }
+    const row = this.#row(c.key, c.value);
+    if (row) this.#domain(row);
+    return true;
+  }
+
+  #networkId(name: string): number | undefined {
+    return (this.db.query("SELECT id FROM networks WHERE name = ?").get(name) as { id: number } | null)?.id;
+  }
+
+  /** A network and everything of it the copy holds (its leases go with it by cascade). */
+  #dropNetwork(id: number): void {
+    this.db.query("DELETE FROM endpoints WHERE network_id = ?").run(id);
+    this.db.query("DELETE FROM fw_rules WHERE scope = ?").run(id);
+    this.db.query("DELETE FROM networks WHERE id = ?").run(id);
+  }
+
+  #domain(r: MirrorRow): void {
+    const db = this.db;
+    switch (r.kind) {
+      case "network": {
+        if (!r.value) {
+          const id = this.#networkId(r.name);
+          if (id !== undefined) this.#dropNetwork(id);
+          return;
+        }
+        const n = r.value;
+        // Another network under this name (deleted and created again while this node was away).
+        const other = this.#networkId(n.name);
+        if (other !== undefined && other !== n.id) this.#dropNetwork(other);
+        const { id, createdAt, vni: _vni, ...spec } = n;
+        db.query(
+          "INSERT INTO networks (id, name, spec, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, spec = excluded.spec, created_at = excluded.created_at",
+        ).run(id, n.name, JSON.stringify(spec), createdAt);
+        return;
+      }
+      case "endpoint": {
+        if (!r.value) {
+          db.query("DELETE FROM endpoints WHERE name = ?").run(r.name);
+          return;
+        }
+        const e = r.value;
+        const netId = this.#networkId(e.network);
+        if (netId === undefined) return; // its network comes later (a listing applies networks first)
+        db.query(
+          `INSERT OR REPLACE INTO endpoints (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at, egress_rate, egress_burst, node)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(
+          e.name,
+          netId,
+          e.hostIndex,
+          e.ip,
+          e.mac,
+          e.kind,
+          e.hostIf,
+          e.netns ?? null,
+          e.ifname ?? null,
+          e.createdAt,
+          e.egress?.rate ?? 0,
+          e.egress?.burst ?? 0,
+          e.node ?? "",
+        );
+        return;
+      }
+      case "rules": {
+        db.query("DELETE FROM fw_rules WHERE scope = ?").run(r.scope);
+        const ins = db.query("INSERT OR REPLACE INTO fw_rules (id, scope, priority, spec) VALUES (?, ?, ?, ?)");
+        for (const rule of r.value ?? []) {
+          const { id, priority, ...spec } = rule;
+          ins.run(id, r.scope, priority, JSON.stringify(spec));
+        }
+        return;
+      }
+      case "globalDefault":
+        db.query(
+          "INSERT INTO fw_global (id, default_action) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET default_action = excluded.default_action",
+        ).run(r.value ?? "allow");
+        return;
+      case "block":
+        if (!r.value) db.query("DELETE FROM blocklist WHERE prefix = ?").run(r.prefix);
+        else
+          db.query("INSERT OR REPLACE INTO blocklist (prefix, family, added_at, sort_key) VALUES (?, ?, ?, ?)").run(
+            r.prefix,
+            r.value.family,
+            r.value.addedAt,
+            blockSortKey(r.prefix),
+          );
+        return;
+      case "dns": {
+        db.query("DELETE FROM dns_records WHERE network_id = ?").run(r.networkId);
+        const ins = db.query(
+          "INSERT OR REPLACE INTO dns_records (id, network_id, name, type, value, ttl, created_at) SELECT ?, id, ?, ?, ?, ?, ? FROM networks WHERE id = ?",
+        );
+        for (const d of r.value ?? []) ins.run(d.id, d.name, d.type, d.value, d.ttl, d.createdAt, r.networkId);
+        return;
+      }
+      default:
+        return; // kept in cluster_kv only
+    }
+  }
+}
