@@ -1,0 +1,558 @@
+/** A node's part in the cluster: its mirror of etcd (a full listing at one revision, then a
+ * watch from the next one; listed again when etcd compacted the history the watch needed,
+ * the pattern of kvstore mirrors elsewhere), its registration under a lease kept alive, and
+ * what status and metrics show of both. The datapath never waits on any of it: while etcd is
+ * away the node keeps enforcing what its mirror holds, answers reads from it and refuses
+ * writes; when etcd is back the watch resumes (or the node lists again) and converges. */
+import { hostname } from "node:os";
+import { StratumError } from "../errors";
+import type { MirrorChange, MirrorRow } from "../store/mirror";
+import { MirrorWriter } from "../store/mirror";
+import type { SqliteStore } from "../store/sqlite";
+import { ClusterStore } from "./cluster-store";
+import { EtcdClient, type EtcdOptions, type KeepAlive, type KeyValue, type Watch } from "./etcd-client";
+import { EtcdSync } from "./etcd-sync";
+import { type ClusterIdentity, K, type MemberRecord, type NodeRecord, PREFIX, parseKey } from "./keys";
+
+export interface ClusterOptions extends Omit<EtcdOptions, "endpoints"> {
+  endpoints: string[];
+  nodeName: string;
+  /** The node's underlay (VTEP) address. */
+  nodeAddress: string;
+  mgmtAddress?: string | null;
+  version: string;
+  roles?: string[];
+  /** Seconds of the node's lease. Default 10. */
+  leaseTtl?: number;
+  log: (level: "info" | "warn" | "error", msg: string) => void;
+}
+
+export type NodeState = "ready" | "unreachable" | "left";
+
+export interface NodeView {
+  name: string;
+  state: NodeState;
+  address: string;
+  mgmtAddress: string | null;
+  version: string | null;
+  roles: string[];
+  joinedAt: string;
+  startedAt: string | null;
+  left: string | null;
+  endpoints: number;
+  self: boolean;
+}
+
+export interface ClusterStatus {
+  clusterId: string;
+  node: string;
+  endpoints: string[];
+  etcd: {
+    up: boolean;
+    members: Array<{ endpoint: string; healthy: boolean; version?: string; leader?: boolean; error?: string }>;
+    leader: string | null;
+    revision: number | null;
+  };
+  mirror: { revision: number; lag: number | null; keys: number; invalidKeys: number; lastResync: string | null };
+  watch: { events: number; resyncs: number; connected: boolean };
+  lease: { id: string | null; ttl: number; renewals: number; missed: number; reRegistered: number };
+}
+
+const dec = new TextDecoder();
+const toChange = (kv: KeyValue): MirrorChange => ({ key: kv.key, value: kv.value, revision: kv.modRevision });
+const MIRROR_CLUSTER_ID = "clusterId";
+
+/** The rows of a local store that a cluster holds: what a node brings when it joins. */
+export function localStateSummary(store: SqliteStore): string[] {
+  const out: string[] = [];
+  for (const n of store.listNetworks()) out.push(`network ${n.name} (${n.cidr}, id ${n.id})`);
+  for (const e of store.listEndpoints()) out.push(`endpoint ${e.name} (${e.ip} in ${e.network})`);
+  const rules = [0, ...store.listNetworks().map((n) => n.id)].reduce((a, s) => a + store.listRules(s).length, 0);
+  if (rules) out.push(`${rules} firewall rule(s)`);
+  const blocks = store.blockCount(4) + store.blockCount(6);
+  if (blocks) out.push(`${blocks} blocklisted prefix(es)`);
+  const dns = store.listDnsRecords().length;
+  if (dns) out.push(`${dns} DNS record(s)`);
+  if (store.getGlobalDefault() !== "allow") out.push("the global default is deny");
+  return out;
+}
+
+export class Cluster {
+  readonly client: EtcdClient;
+  readonly sync: EtcdSync;
+  readonly writer: MirrorWriter;
+  readonly store: ClusterStore;
+  readonly o: ClusterOptions;
+  #identity?: ClusterIdentity;
+  #watch?: Watch;
+  #keepAlive?: KeepAlive;
+  #leaseId: string | null = null;
+  #stopped = false;
+  #onChange: (rows: MirrorRow["kind"][]) => void = () => {};
+  #stats = { events: 0, resyncs: 0, reRegistered: 0, missedBefore: 0 };
+  #etcdUp = false;
+  #lastRevision: number | null = null;
+
+  private constructor(mirror: SqliteStore, o: ClusterOptions) {
+    this.o = o;
+    const etcd: EtcdOptions = {
+      endpoints: o.endpoints,
+      ca: o.ca,
+      cert: o.cert,
+      key: o.key,
+      username: o.username,
+      password: o.password,
+      timeoutMs: o.timeoutMs ?? 3000,
+    };
+    this.client = new EtcdClient({ ...etcd, watchIdleMs: 10_000 });
+    this.sync = new EtcdSync(etcd);
+    this.writer = new MirrorWriter(mirror, parseKey);
+    this.store = new ClusterStore(mirror, this.writer, this.sync, o.nodeName);
+  }
+
+  get clusterId(): string {
+    return this.#identity?.id ?? this.writer.meta(MIRROR_CLUSTER_ID) ?? "";
+  }
+
+  /** Joins (or rejoins) the cluster at `o.endpoints` with the node's store as its mirror.
+   * Refuses a store of another cluster, and single-node state the cluster does not hold
+   * (`cluster init` uploads that). With etcd away, a node that has synced before starts from
+   * its mirror; one that never has cannot start. */
+  static async open(mirror: SqliteStore, o: ClusterOptions): Promise<Cluster> {
+    const c = new Cluster(mirror, o);
+    try {
+      await c.#join(mirror);
+    } catch (e) {
+      c.client.close();
+      c.sync.close();
+      throw e;
+    }
+    return c;
+  }
+
+  async #join(mirror: SqliteStore): Promise<void> {
+    const mine = this.writer.meta(MIRROR_CLUSTER_ID);
+    let identity: KeyValue | undefined;
+    try {
+      identity = await this.client.get(K.cluster);
+      this.#etcdUp = true;
+    } catch (e) {
+      if ((e as StratumError).code !== "ETCD_UNAVAILABLE") throw e;
+      if (!mine)
+        throw new StratumError(
+          "ETCD_UNAVAILABLE",
+          `etcd at ${this.o.endpoints.join(",")} does not answer, and this node has never synced with a cluster: nothing to start from (${(e as Error).message})`,
+        );
+      this.o.log(
+        "warn",
+        `etcd does not answer: starting from this node's copy of cluster ${mine} (revision ${this.writer.revision}); writes are refused until etcd is back`,
+      );
+      return;
+    }
+    const local = mine ? [] : localStateSummary(mirror);
+    if (!identity) {
+      if (mine)
+        throw new StratumError(
+          "CONFLICT",
+          `this node's state is a copy of cluster ${mine}, and etcd at ${this.o.endpoints.join(",")} holds no cluster: point --cluster at that cluster's etcd, or move the state directory away to start a new one`,
+        );
+      if (local.length)
+        throw new StratumError(
+          "CONFLICT",
+          `this node has state of its own and the cluster at ${this.o.endpoints.join(",")} is empty: upload it with \`cenvero-str-ctl cluster init --cluster ${this.o.endpoints.join(",")} --node-name ${this.o.nodeName}\` (agent stopped), or start from an empty state directory. Local state: ${local.slice(0, 10).join("; ")}${local.length > 10 ? `; and ${local.length - 10} more` : ""}`,
+        );
+      // The first node of an empty cluster makes it.
+      const id: ClusterIdentity = { id: crypto.randomUUID(), createdAt: new Date().toISOString(), by: this.o.nodeName };
+      const r = await this.client.txn({
+        compare: [{ key: K.cluster, target: "version", value: 0 }],
+        success: [{ type: "put", key: K.cluster, value: JSON.stringify(id) }],
+        failure: [{ type: "range", key: K.cluster }],
+      });
+      identity = r.succeeded
+        ? {
+            key: K.cluster,
+            value: new TextEncoder().encode(JSON.stringify(id)),
+            createRevision: r.revision,
+            modRevision: r.revision,
+            version: 1,
+            lease: "0",
+          }
+        : r.responses[0]?.type === "range"
+          ? r.responses[0].kvs[0]
+          : undefined;
+      if (!identity) throw new StratumError("INTERNAL", "cluster identity: created and gone");
+      if (r.succeeded) this.o.log("info", `created cluster ${id.id} in etcd at ${this.o.endpoints.join(",")}`);
+    }
+    const row = parseKey(identity.key, identity.value);
+    if (row?.kind !== "cluster" || !row.value)
+      throw new StratumError("INVALID", `${K.cluster}: not a cluster identity`);
+    this.#identity = row.value;
+    if (mine && mine !== row.value.id)
+      throw new StratumError(
+        "CONFLICT",
+        `this node's state is a copy of cluster ${mine}, and etcd at ${this.o.endpoints.join(",")} holds cluster ${row.value.id}: point --cluster at its own cluster, or move the state directory away to join this one`,
+      );
+    if (!mine && local.length) {
+      const conflicts = await this.#conflicts(mirror);
+      if (conflicts.length)
+        throw new StratumError(
+          "CONFLICT",
+          `this node's own state conflicts with cluster ${row.value.id}, so it cannot join: ${conflicts.slice(0, 20).join("; ")}${conflicts.length > 20 ? `; and ${conflicts.length - 20} more` : ""}. Move the state directory away (or delete those objects) and start again`,
+        );
+    }
+    await this.resync();
+    this.writer.setMeta(MIRROR_CLUSTER_ID, row.value.id);
+  }
+
+  /** What of a node's single-node state the cluster does not hold exactly so. */
+  async #conflicts(mirror: SqliteStore): Promise<string[]> {
+    const { kvs } = await this.client.list(PREFIX);
+    const rows = new Map<string, MirrorRow>();
+    for (const kv of kvs) {
+      try {
+        const r = parseKey(kv.key, kv.value);
+        if (r) rows.set(kv.key, r);
+      } catch {}
+    }
+    const out: string[] = [];
+    for (const n of mirror.listNetworks()) {
+      const r = rows.get(K.network(n.name));
+      if (!r || r.kind !== "network" || !r.value) out.push(`network ${n.name} (${n.cidr}) is not in the cluster`);
+      else if (r.value.id !== n.id || r.value.cidr !== n.cidr)
+        out.push(
+          `network ${n.name} is ${n.cidr} (id ${n.id}) here and ${r.value.cidr} (id ${r.value.id}) in the cluster`,
+        );
+    }
+    for (const e of mirror.listEndpoints()) {
+      const r = rows.get(K.endpoint(e.name));
+      if (!r || r.kind !== "endpoint" || !r.value) out.push(`endpoint ${e.name} (${e.ip}) is not in the cluster`);
+      else if (r.value.ip !== e.ip || r.value.mac !== e.mac)
+        out.push(`endpoint ${e.name} is ${e.ip} here and ${r.value.ip} in the cluster`);
+    }
+    const rules = [0, ...mirror.listNetworks().map((n) => n.id)].reduce((a, s) => a + mirror.listRules(s).length, 0);
+    const theirRules = [...rows.values()].reduce((a, r) => a + (r.kind === "rules" ? (r.value?.length ?? 0) : 0), 0);
+    if (rules && rules !== theirRules) out.push(`${rules} firewall rule(s) here, ${theirRules} in the cluster`);
+    return out;
+  }
+
+  /** Lists everything at one revision into the mirror (one SQLite transaction), then watches
+   * from the next revision. */
+  async resync(): Promise<{ keys: number; revision: number; put: number; deleted: number; ms: number }> {
+    const t0 = performance.now();
+    const { kvs, revision } = await this.client.list(PREFIX, { pageSize: 2000 });
+    const r = this.writer.replaceAll(kvs.map(toChange), revision, PREFIX);
+    this.#stats.resyncs++;
+    this.#lastRevision = revision;
+    const ms = Math.round(performance.now() - t0);
+    for (const [key, why] of this.writer.invalid) this.o.log("warn", `${key} set aside: ${why}`);
+    this.o.log(
+      "info",
+      `synced ${kvs.length} key(s) at revision ${revision} in ${ms} ms (${r.put} changed, ${r.deleted} removed)`,
+    );
+    return { keys: kvs.length, revision, ...r, ms };
+  }
+
+  /** Starts the watch and the node's registration; `onChange` after every batch applied. */
+  start(onChange: (kinds: MirrorRow["kind"][]) => void): void {
+    this.#onChange = onChange;
+    this.#startWatch();
+    void this.#register();
+  }
+
+  #startWatch(): void {
+    if (this.#stopped) return;
+    const from = this.writer.revision + 1;
+    this.#watch = this.client.watch(
+      PREFIX,
+      { prefix: true, startRevision: from, progressNotify: true },
+      {
+        onEvents: (events, revision) => {
+          if (!this.#etcdUp) this.o.log("info", "etcd is back: the watch resumed from where it was");
+          this.#etcdUp = true;
+          this.#lastRevision = Math.max(this.#lastRevision ?? 0, revision);
+          if (!events.length) {
+            if (revision > this.writer.revision) this.writer.apply([], revision);
+            return;
+          }
+          this.#stats.events += events.length;
+          const changes = events.map((e) =>
+            e.type === "put" ? toChange(e.kv) : { key: e.kv.key, value: null, revision: e.kv.modRevision },
+          );
+          const applied = this.writer.apply(changes, revision);
+          if (applied) this.#changed(changes.map((c) => c.key));
+        },
+        onCompacted: (rev) => {
+          this.o.log("warn", `etcd compacted the history this node needed (revision ${rev}): listing again`);
+          void this.#relist();
+        },
+        onError: (e) => {
+          if (e.code === "ETCD_UNAVAILABLE") {
+            if (this.#etcdUp)
+              this.o.log("warn", `etcd unreachable: ${e.message}; the datapath keeps enforcing, writes are refused`);
+            this.#etcdUp = false;
+          } else this.o.log("warn", `cluster watch: ${e.message}`);
+        },
+      },
+    );
+    void this.#watch.ready.then(() => {
+      if (!this.#etcdUp) this.o.log("info", "etcd is back: the watch resumed from where it was");
+      this.#etcdUp = true;
+    });
+    void this.#watch.done.then((end) => {
+      if (this.#stopped || end === "compacted") return;
+      if (end === "failed") setTimeout(() => this.#startWatch(), 1000);
+    });
+  }
+
+  async #relist(): Promise<void> {
+    for (let delay = 500; !this.#stopped; delay = Math.min(delay * 2, 5000)) {
+      try {
+        this.#watch?.close();
+        await this.resync();
+        this.#changed(["*"]);
+        this.#startWatch();
+        return;
+      } catch (e) {
+        this.o.log("warn", `listing again failed: ${(e as Error).message}; retrying`);
+        await Bun.sleep(delay);
+      }
+    }
+  }
+
+  #changed(keys: string[]): void {
+    const kinds = new Set<MirrorRow["kind"]>();
+    for (const k of keys) {
+      if (k === "*") {
+        kinds.add("network");
+        kinds.add("endpoint");
+        kinds.add("rules");
+        continue;
+      }
+      const seg = k.slice(PREFIX.length).split("/")[0];
+      const kind = (
+        {
+          networks: "network",
+          endpoints: "endpoint",
+          rules: "rules",
+          fw: "globalDefault",
+          blocklist: "block",
+          dns: "dns",
+          nodes: "node",
+          members: "member",
+        } as Record<string, MirrorRow["kind"]>
+      )[seg ?? ""];
+      if (kind) kinds.add(kind);
+    }
+    if (kinds.size) this.#onChange([...kinds]);
+  }
+
+  /** The node's record under a fresh lease, and its member record; again whenever the lease is lost. */
+  async #register(): Promise<void> {
+    const ttl = this.o.leaseTtl ?? 10;
+    for (let delay = 500; !this.#stopped; delay = Math.min(delay * 2, 3000)) {
+      try {
+        const lease = await this.client.leaseGrant(ttl);
+        const now = new Date().toISOString();
+        const node: NodeRecord = {
+          name: this.o.nodeName,
+          address: this.o.nodeAddress,
+          mgmtAddress: this.o.mgmtAddress ?? null,
+          version: this.o.version,
+          roles: this.o.roles ?? [],
+          startedAt: now,
+        };
+        const prev = await this.client.get(K.member(this.o.nodeName));
+        const prevMember = prev
+          ? (parseKey(prev.key, prev.value) as { value: MemberRecord | null } | undefined)
+          : undefined;
+        const member: MemberRecord = {
+          name: this.o.nodeName,
+          address: this.o.nodeAddress,
+          mgmtAddress: this.o.mgmtAddress ?? null,
+          joinedAt: prevMember?.value?.joinedAt ?? now,
+        };
+        await this.client.txn({
+          success: [
+            { type: "put", key: K.node(this.o.nodeName), value: JSON.stringify(node), lease: lease.id },
+            { type: "put", key: K.member(this.o.nodeName), value: JSON.stringify(member) },
+          ],
+        });
+        if (this.#stopped) {
+          await this.client.leaseRevoke(lease.id).catch(() => {});
+          return;
+        }
+        if (this.#leaseId) this.#stats.reRegistered++;
+        this.#stats.missedBefore += this.#keepAlive?.failures ?? 0;
+        this.#leaseId = lease.id;
+        this.#keepAlive = this.client.keepAlive(lease.id, {
+          onLost: () => {
+            this.o.log(
+              "warn",
+              `this node's lease ${lease.id} expired (etcd was away longer than ${ttl} s): registering again`,
+            );
+            void this.#register();
+          },
+        });
+        this.o.log("info", `node ${this.o.nodeName} registered (lease ${lease.id}, ttl ${lease.ttl} s)`);
+        return;
+      } catch (e) {
+        if (this.#stopped) return;
+        this.o.log("warn", `cannot register this node yet: ${(e as Error).message}`);
+        await Bun.sleep(delay);
+      }
+    }
+  }
+
+  /** Every node the cluster knows: members, live or not. */
+  nodes(): NodeView[] {
+    const members = new Map<string, MemberRecord>();
+    const live = new Map<string, NodeRecord>();
+    for (const kv of this.writer.keys(`${PREFIX}members/`)) {
+      const r = safeParse(kv.key, kv.value);
+      if (r?.kind === "member" && r.value) members.set(r.value.name, r.value);
+    }
+    for (const kv of this.writer.keys(`${PREFIX}nodes/`)) {
+      const r = safeParse(kv.key, kv.value);
+      if (r?.kind === "node" && r.value) live.set(r.value.name, r.value);
+    }
+    const counts = new Map<string, number>();
+    for (const e of this.store.listEndpoints()) counts.set(e.node ?? "", (counts.get(e.node ?? "") ?? 0) + 1);
+    return [...members.values()]
+      .map((m): NodeView => {
+        const n = live.get(m.name);
+        return {
+          name: m.name,
+          state: n ? "ready" : m.left ? "left" : "unreachable",
+          address: n?.address ?? m.address,
+          mgmtAddress: n?.mgmtAddress ?? m.mgmtAddress,
+          version: n?.version ?? null,
+          roles: n?.roles ?? [],
+          joinedAt: m.joinedAt,
+          startedAt: n?.startedAt ?? null,
+          left: m.left ?? null,
+          endpoints: counts.get(m.name) ?? 0,
+          self: m.name === this.o.nodeName,
+        };
+      })
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  node(name: string): NodeView {
+    const n = this.nodes().find((x) => x.name === name);
+    if (!n) throw new StratumError("NOT_FOUND", `node ${name} is not a member of this cluster`);
+    return n;
+  }
+
+  /** Forgets a node that is gone: its member record, and its endpoints' records and claims
+   * (their addresses become free). Refused while it is alive. */
+  removeNode(name: string): { endpoints: string[] } {
+    const n = this.node(name);
+    if (n.self)
+      throw new StratumError("INVALID", `node ${name} is this node: stop its agent, then remove it from another node`);
+    const liveKv = this.sync.range(K.node(name)).kvs[0];
+    if (liveKv)
+      throw new StratumError(
+        "INVALID",
+        `node ${name} is alive (its lease is kept alive): stop its agent first, then remove it`,
+      );
+    const eps = this.store.listEndpoints().filter((e) => e.node === name);
+    for (const e of eps) this.store.releaseEndpoint(e.name);
+    this.sync.txn({
+      compare: [{ key: K.node(name), target: "version", value: 0 }],
+      success: [{ type: "delete", key: K.member(name) }],
+    });
+    this.writer.apply([{ key: K.member(name), value: null, revision: this.writer.get(K.member(name))?.revision ?? 0 }]);
+    return { endpoints: eps.map((e) => e.name) };
+  }
+
+  async status(): Promise<ClusterStatus> {
+    const members: ClusterStatus["etcd"]["members"] = [];
+    let leader: string | null = null;
+    let revision: number | null = null;
+    await Promise.all(
+      this.client.endpoints.map(async (ep) => {
+        try {
+          const s = await this.client.status(ep);
+          members.push({ endpoint: ep, healthy: true, version: s.version, leader: s.leader === s.memberId });
+          if (s.leader === s.memberId) leader = ep;
+          revision = Math.max(revision ?? 0, s.revision);
+        } catch (e) {
+          members.push({ endpoint: ep, healthy: false, error: (e as Error).message });
+        }
+      }),
+    );
+    members.sort((a, b) => a.endpoint.localeCompare(b.endpoint));
+    const up = members.some((m) => m.healthy);
+    const mirrorRev = this.writer.revision;
+    return {
+      clusterId: this.clusterId,
+      node: this.o.nodeName,
+      endpoints: [...this.client.endpoints],
+      etcd: { up, members, leader, revision },
+      mirror: {
+        revision: mirrorRev,
+        lag: revision === null ? null : Math.max(0, revision - mirrorRev),
+        keys: this.writer.count(),
+        invalidKeys: this.writer.invalid.size,
+        lastResync: this.writer.meta("resyncedAt") ?? null,
+      },
+      watch: { events: this.#stats.events, resyncs: this.#stats.resyncs, connected: this.#etcdUp },
+      lease: {
+        id: this.#leaseId,
+        ttl: this.#keepAlive?.ttl ?? 0,
+        renewals: this.#keepAlive?.renewals ?? 0,
+        missed: this.#stats.missedBefore + (this.#keepAlive?.failures ?? 0),
+        reRegistered: this.#stats.reRegistered,
+      },
+    };
+  }
+
+  /** What metrics read without asking etcd. */
+  get counters(): { up: boolean; lag: number; resyncs: number; events: number; missed: number; writesRefused: number } {
+    return {
+      up: this.#etcdUp,
+      lag: Math.max(0, (this.#lastRevision ?? this.writer.revision) - this.writer.revision),
+      resyncs: this.#stats.resyncs,
+      events: this.#stats.events,
+      missed: this.#stats.missedBefore + (this.#keepAlive?.failures ?? 0),
+      writesRefused: this.sync.unavailable,
+    };
+  }
+
+  /** Stops watching and renewing. `leave`: says so in the member record and drops the lease
+   * (the others see "left" at once rather than "unreachable" after the lease's TTL). */
+  async stop(o: { leave?: boolean } = {}): Promise<void> {
+    this.#stopped = true;
+    this.#watch?.close();
+    this.#keepAlive?.stop();
+    if (o.leave && this.#leaseId) {
+      try {
+        const prev = this.writer.get(K.member(this.o.nodeName));
+        const m = prev ? (JSON.parse(dec.decode(prev.value)) as MemberRecord) : undefined;
+        await Promise.race([
+          (async () => {
+            if (m)
+              await this.client.put(
+                K.member(this.o.nodeName),
+                JSON.stringify({ ...m, left: new Date().toISOString() }),
+              );
+            await this.client.leaseRevoke(this.#leaseId as string);
+          })(),
+          Bun.sleep(1500),
+        ]);
+      } catch {}
+    }
+    this.client.close();
+    this.sync.close();
+  }
+}
+
+function safeParse(key: string, value: Uint8Array): MirrorRow | undefined {
+  try {
+    return parseKey(key, value);
+  } catch {
+    return undefined;
+  }
+}
+
+export const defaultNodeName = () => hostname();

@@ -1,0 +1,239 @@
+/** The cluster's keyspace in etcd: every key under one prefix, one key per object, values JSON.
+ * What must be unique has a key of its own that a transaction creates only if absent (a
+ * network's name and id, an endpoint's name, a profile claim). Parsing a key and its value
+ * gives the row the node's mirror holds; a value that does not parse is set aside, counted,
+ * never applied.
+ *
+ *   cluster                          {id, createdAt, by}: the cluster's identity
+ *   counters/network|rule|dns        the last id handed out
+ *   networks/<name>                  {id, vni, createdAt, spec}
+ *   ids/network/<id>                 <name>: a network id is taken once
+ *   endpoints/<name>                 the endpoint, with the node it runs on
+ *   claims/<networkId>/<hostIndex>   <endpoint name>: an address is claimed once
+ *   rules/<scope>                    {rules: [...]}: a scope's ordered rule set (0: global)
+ *   fw/default                       "allow" | "deny": the global scope's default
+ *   blocklist/<prefix, "/" as "_">   {family, addedAt}
+ *   dns/<networkId>                  {records: [...]}: a network's records
+ *   members/<name>                   {name, address, mgmtAddress, joinedAt, left?}: kept
+ *   nodes/<name>                     {name, address, mgmtAddress, version, roles, startedAt}:
+ *                                    under the node's lease, gone when it expires */
+import { z } from "zod";
+import { StratumError } from "../errors";
+import type { DefaultAction, StoredRule } from "../model/firewall-rule";
+import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
+import type { MirrorRow } from "../store/mirror";
+import type { Endpoint, StoredDnsRecord, StoredNetwork } from "../store/store";
+
+export type { ClusterIdentity, MemberRecord, NodeRecord } from "../store/mirror";
+
+export const PREFIX = "/stratum/v1/";
+
+export const K = {
+  cluster: `${PREFIX}cluster`,
+  counter: (what: "network" | "rule" | "dns") => `${PREFIX}counters/${what}`,
+  network: (name: string) => `${PREFIX}networks/${name}`,
+  networkId: (id: number) => `${PREFIX}ids/network/${id}`,
+  endpoint: (name: string) => `${PREFIX}endpoints/${name}`,
+  claim: (networkId: number, hostIndex: number) => `${PREFIX}claims/${networkId}/${hostIndex}`,
+  claims: (networkId: number) => `${PREFIX}claims/${networkId}/`,
+  rules: (scope: number) => `${PREFIX}rules/${scope}`,
+  globalDefault: `${PREFIX}fw/default`,
+  block: (prefix: string) => `${PREFIX}blocklist/${prefix.replace("/", "_")}`,
+  dns: (networkId: number) => `${PREFIX}dns/${networkId}`,
+  member: (name: string) => `${PREFIX}members/${name}`,
+  node: (name: string) => `${PREFIX}nodes/${name}`,
+};
+
+/** The VNI of a network: from its cluster-wide id, so every node agrees without asking. */
+export const VNI_BASE = 0x10000;
+export const vniOf = (id: number) => VNI_BASE + id;
+
+export type Row = MirrorRow;
+
+const NAME = z.string().min(1).max(64);
+const endpointSchema = z
+  .object({
+    name: NAME,
+    network: NAME,
+    ip: z.string(),
+    mac: z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i),
+    hostIndex: z.number().int().nonnegative(),
+    kind: z.enum(["veth", "tap"]),
+    hostIf: z.string().min(1).max(15),
+    netns: z.string().optional(),
+    ifname: z.string().optional(),
+    createdAt: z.string(),
+    egress: z.object({ rate: z.number().int().positive(), burst: z.number().int().positive() }).optional(),
+    node: NAME,
+  })
+  .strict();
+const ruleSchema = z.object({ id: z.number().int().positive(), priority: z.number().int() }).passthrough();
+const dnsSchema = z
+  .object({
+    id: z.number().int().positive(),
+    name: z.string(),
+    type: z.string(),
+    value: z.string(),
+    ttl: z.number().int(),
+    createdAt: z.string(),
+  })
+  .passthrough();
+const memberSchema = z
+  .object({
+    name: NAME,
+    address: z.string(),
+    mgmtAddress: z.string().nullable(),
+    joinedAt: z.string(),
+    left: z.string().optional(),
+  })
+  .strict();
+const nodeSchema = z
+  .object({
+    name: NAME,
+    address: z.string(),
+    mgmtAddress: z.string().nullable(),
+    version: z.string(),
+    roles: z.array(z.string()),
+    startedAt: z.string(),
+  })
+  .strict();
+const networkSchema = z
+  .object({
+    id: z.number().int().min(1).max(0xffff),
+    vni: z.number().int().min(1).max(0xffffff),
+    createdAt: z.string(),
+    spec: z.record(z.string(), z.unknown()),
+  })
+  .strict();
+
+const dec = new TextDecoder();
+
+/** The row a key and its value stand for; throws INVALID (with why) for a value that does not
+ * parse, undefined for a key outside the keyspace this binary knows (a newer one's). */
+export function parseKey(key: string, value: Uint8Array | null): Row | undefined {
+  if (!key.startsWith(PREFIX)) return undefined;
+  const path = key.slice(PREFIX.length).split("/");
+  const json = () => {
+    if (value === null) return null;
+    try {
+      return JSON.parse(dec.decode(value)) as unknown;
+    } catch {
+      throw new StratumError("INVALID", `${key}: the value is not JSON`);
+    }
+  };
+  const check = <T>(schema: z.ZodType<T>, v: unknown): T => {
+    const r = schema.safeParse(v);
+    if (!r.success) throw new StratumError("INVALID", `${key}: ${r.error.issues[0]?.message ?? "invalid"}`);
+    return r.data;
+  };
+  const [a, b, c] = path;
+  switch (a) {
+    case "cluster":
+      return {
+        kind: "cluster",
+        value:
+          value === null
+            ? null
+            : check(z.object({ id: z.string(), createdAt: z.string(), by: z.string() }).strict(), json()),
+      };
+    case "counters":
+      return b ? { kind: "counter", name: b } : undefined;
+    case "networks": {
+      if (!b) return undefined;
+      const v = json();
+      if (v === null) return { kind: "network", name: b, value: null };
+      const n = check(networkSchema, v);
+      if (typeof n.spec.cidr !== "string" || typeof n.spec.gateway !== "string")
+        throw new StratumError("INVALID", `${key}: the network has no cidr or gateway`);
+      const spec = {
+        dhcpLeaseTime: DEFAULT_LEASE_TIME,
+        dhcpRoutes: [],
+        dhcpOptions: [],
+        extendToLan: false,
+        ...n.spec,
+      } as unknown as Network;
+      return { kind: "network", name: b, value: { ...spec, name: b, id: n.id, vni: n.vni, createdAt: n.createdAt } };
+    }
+    case "ids":
+      return b === "network" && c ? { kind: "networkId", id: Number(c) } : undefined;
+    case "endpoints": {
+      if (!b) return undefined;
+      const v = json();
+      return { kind: "endpoint", name: b, value: v === null ? null : (check(endpointSchema, v) as Endpoint) };
+    }
+    case "claims":
+      return b && c ? { kind: "claim", networkId: Number(b), hostIndex: Number(c) } : undefined;
+    case "rules": {
+      if (b === undefined || !/^\d+$/.test(b)) return undefined;
+      const v = json();
+      return {
+        kind: "rules",
+        scope: Number(b),
+        value:
+          v === null ? null : (check(z.object({ rules: z.array(ruleSchema) }), v).rules as unknown as StoredRule[]),
+      };
+    }
+    case "fw":
+      return b === "default"
+        ? { kind: "globalDefault", value: value === null ? null : check(z.enum(["allow", "deny"]), json()) }
+        : undefined;
+    case "blocklist": {
+      if (!b) return undefined;
+      const v = json();
+      return {
+        kind: "block",
+        prefix: b.replace("_", "/"),
+        value:
+          v === null
+            ? null
+            : check(z.object({ family: z.union([z.literal(4), z.literal(6)]), addedAt: z.string() }).strict(), v),
+      };
+    }
+    case "dns": {
+      if (!b || !/^\d+$/.test(b)) return undefined;
+      const v = json();
+      return {
+        kind: "dns",
+        networkId: Number(b),
+        value:
+          v === null
+            ? null
+            : (check(z.object({ records: z.array(dnsSchema) }), v).records as Array<Omit<StoredDnsRecord, "network">>),
+      };
+    }
+    case "members": {
+      if (!b) return undefined;
+      const v = json();
+      return { kind: "member", name: b, value: v === null ? null : check(memberSchema, v) };
+    }
+    case "nodes": {
+      if (!b) return undefined;
+      const v = json();
+      return { kind: "node", name: b, value: v === null ? null : check(nodeSchema, v) };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** The value a network is stored with. */
+export function networkValue(n: StoredNetwork, vni: number): string {
+  const { id, createdAt, ...spec } = n;
+  return JSON.stringify({ id, vni, createdAt, spec });
+}
+
+/** The order a full listing is applied in: what others refer to first. */
+export const APPLY_ORDER: Row["kind"][] = [
+  "cluster",
+  "counter",
+  "member",
+  "node",
+  "network",
+  "networkId",
+  "rules",
+  "globalDefault",
+  "block",
+  "dns",
+  "endpoint",
+  "claim",
+];
