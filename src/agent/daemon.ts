@@ -5,18 +5,19 @@
  * from then on the reconcile loop (on rtnetlink notices of drift, and a periodic full pass).
  * Stopping it (SIGTERM, SIGINT or SIGKILL) leaves bridges, ports and programs in place:
  * enforcement never depends on this process being alive. */
-import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { consola } from "consola";
 import pkg from "../../package.json" with { type: "json" };
 import { auditLine, createApp } from "../api/app";
 import { type ApiHandler, loadApiToken, serveTcp, serveUnix } from "../api/serve";
+import { Cluster } from "../cluster/cluster";
 import { MapFill } from "../datapath/map-fill";
 import { PortDatapath } from "../datapath/port-datapath";
 import { ensureBpffs, smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
 import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
-import { listLinks, RtnlMonitor, rtnl } from "../netlink";
+import { listAddresses, listLinks, RtnlMonitor, rtnl } from "../netlink";
 import { AgentMetrics, readSnapshot } from "../observe/metrics";
 import { type AgentRuntime, RecentLog, ReconcileLog, type ReconcileRun, type UplinkRuntime } from "../observe/runtime";
 import { buildStatus } from "../observe/status";
@@ -24,10 +25,11 @@ import { claimNetns, describeAgent, netnsAgent } from "../ops/netns-owner";
 import { Tracer } from "../ops/packet-trace";
 import { type DesiredState, DriftWatch } from "../reconcile/drift";
 import { ReconcileLoop, type ReconcileTrigger } from "../reconcile/loop";
-import { bridgeMac, type ReconcileReport, reconcile } from "../reconcile/reconcile";
+import { bridgeMac, type ReconcileReport, reconcile, useAnycastGateway } from "../reconcile/reconcile";
 import { Addressing } from "../services/addressing";
 import { Services } from "../services/services";
 import { checkWritableStore, SqliteStore } from "../store/sqlite";
+import { isLocalEndpoint, type Store } from "../store/store";
 import { Notifier } from "../sys/notify";
 import { lockDirectory } from "../sys/os";
 import { pathError, writableDir } from "../sys/paths";
@@ -42,6 +44,42 @@ export interface AgentOptions {
   apiTokenFile?: string;
   /** Seconds between full reconcile passes; 0: none (notices of drift still make runs). */
   reconcileInterval?: number;
+  /** A cluster node: the state is etcd's at these client URLs, mirrored into the store. */
+  cluster?: ClusterJoin;
+}
+
+export interface ClusterJoin {
+  endpoints: string[];
+  nodeName: string;
+  nodeAddress: string;
+  /** PEM file paths. */
+  ca?: string;
+  cert?: string;
+  key?: string;
+  user?: string;
+  passwordFile?: string;
+}
+
+/** The files of --etcd-ca/--etcd-cert/--etcd-key and --etcd-password-file, read before anything changes. */
+function clusterCredentials(c: ClusterJoin): { ca?: string; cert?: string; key?: string; password?: string } {
+  const read = (path: string | undefined, flag: string) => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path, "utf8");
+    } catch (e) {
+      throw pathError(e, `${flag} ${path}: cannot read it`, path, `give ${flag} a readable file`);
+    }
+  };
+  if ((c.cert === undefined) !== (c.key === undefined))
+    throw new StratumError("INVALID", "--etcd-cert and --etcd-key go together");
+  if ((c.user === undefined) !== (c.passwordFile === undefined))
+    throw new StratumError("INVALID", "--etcd-user and --etcd-password-file go together");
+  return {
+    ca: read(c.ca, "--etcd-ca"),
+    cert: read(c.cert, "--etcd-cert"),
+    key: read(c.key, "--etcd-key"),
+    password: read(c.passwordFile, "--etcd-password-file")?.trim(),
+  };
 }
 
 export const DEFAULT_RECONCILE_INTERVAL = 30;
@@ -149,6 +187,7 @@ async function serve(o: AgentOptions): Promise<void> {
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
   // Nothing is changed before these pass: one agent per network namespace, and paths it can write.
   const listen = checkApiListen(o);
+  const credentials = o.cluster ? clusterCredentials(o.cluster) : undefined;
   const owner = claimNamespace(o, startedAt);
   const dbPath = join(o.stateDir, "stratum.db");
   checkWritableStore(dbPath);
@@ -178,6 +217,29 @@ async function serve(o: AgentOptions): Promise<void> {
   // Rows that failed validation are out of service, not fatal: each one is worth a warning.
   for (const q of store.quarantinedAtOpen())
     log.warn(`store: ${q.what} quarantined (${q.reason}): kept in table quarantine, not in service`);
+  let cluster: Cluster | undefined;
+  if (o.cluster) {
+    const c = o.cluster;
+    tell(`STATUS=joining the cluster at ${c.endpoints.join(",")}`);
+    const clog = consola.withTag("cluster");
+    try {
+      cluster = await Cluster.open(store, {
+        endpoints: c.endpoints,
+        nodeName: c.nodeName,
+        nodeAddress: c.nodeAddress,
+        mgmtAddress: mgmtAddressOf(),
+        version: pkg.version,
+        ...credentials,
+        username: c.user,
+        log: (level, msg) => clog[level](msg),
+      });
+    } catch (e) {
+      store.close();
+      throw e;
+    }
+    useAnycastGateway(cluster.clusterId);
+  }
+  const data: Store = cluster?.store ?? store;
   tell(`STATUS=loading the datapath (pin root ${o.pinRoot})`);
   const dp = new PortDatapath(o.pinRoot);
   let opened: ReturnType<PortDatapath["open"]>;
@@ -203,7 +265,7 @@ async function serve(o: AgentOptions): Promise<void> {
     );
   if (opened.restarted.length)
     log.warn(`state in ${opened.restarted.join(", ")} cannot be carried over: it starts empty`);
-  const svc = new Services(store, dp, rtnl(), (m) => log.warn(m));
+  const svc = new Services(data, dp, rtnl(), (m) => log.warn(m));
 
   // Notices are read from before the start run: drift made while it runs is not missed.
   let monitor: RtnlMonitor | undefined;
@@ -272,7 +334,12 @@ async function serve(o: AgentOptions): Promise<void> {
   const watch = new DriftWatch(() => {
     desired ??= {
       bridges: bridgeMacs,
-      ports: new Map(store.listEndpoints().map((e) => [e.hostIf, e.mac.toLowerCase()])),
+      ports: new Map(
+        data
+          .listEndpoints()
+          .filter((e) => isLocalEndpoint(data, e))
+          .map((e) => [e.hostIf, e.mac.toLowerCase()]),
+      ),
       uplink: o.uplink,
       gateways: new Set(store.listNetworks().flatMap((n) => svc.networks.gateways(n).map((g) => g.cidr))),
     };
@@ -291,7 +358,7 @@ async function serve(o: AgentOptions): Promise<void> {
 
   // Address and name services: failures are logged and shown in status, never fatal.
   const addressing = new Addressing({
-    store,
+    store: data,
     nl: svc.nl,
     log: (level, msg) => (level === "warn" ? addrLog.warn(msg) : addrLog.info(msg)),
   });
@@ -313,6 +380,7 @@ async function serve(o: AgentOptions): Promise<void> {
     recent,
     mapFill: new MapFill(() => dp.pinnedMaps()),
     addressing,
+    cluster,
   };
   const metrics = new AgentMetrics(() => readSnapshot(rt));
   // The trace instance of the programs stays loaded: a trace then costs milliseconds, not a load.
@@ -336,6 +404,28 @@ async function serve(o: AgentOptions): Promise<void> {
         : loop.exclusive(async () => app.fetch(req, env)),
   };
 
+  // Changes from other nodes: the address and name servers follow, the kernel is reconciled
+  // (one run at a time, never in the middle of an API request; a burst makes one more run).
+  let clusterRun: "idle" | "running" | "again" = "idle";
+  const clusterChanged = () => {
+    svc.ctx.changed();
+    if (clusterRun !== "idle") {
+      clusterRun = "again";
+      return;
+    }
+    clusterRun = "running";
+    void (async () => {
+      do {
+        clusterRun = "running";
+        await loop.exclusive(async () => {
+          loopRun("cluster");
+        });
+      } while ((clusterRun as string) === "again");
+      clusterRun = "idle";
+    })();
+  };
+  cluster?.start(() => clusterChanged());
+
   const server = await serveUnix(guarded, o.apiSocket);
   chmodSync(o.apiSocket, 0o600);
   const tcp = listen ? serveTcp(guarded, listen) : undefined;
@@ -352,10 +442,11 @@ async function serve(o: AgentOptions): Promise<void> {
     `STATUS=ready: ${report.networks} network(s), ${report.endpoints} endpoint(s); API on ${o.apiSocket}${report.errors.length ? `; ${report.errors.length} restore error(s), see status` : ""}`,
   );
 
-  const stop = (sig: string) => {
+  const stop = async (sig: string) => {
     tell("STOPPING=1", "STATUS=stopping: bridges, ports and programs stay in place");
     log.info(`${sig}: stopping; bridges, ports and programs stay in place`);
     loop.stop();
+    await cluster?.stop({ leave: true });
     monitor?.close();
     server.close();
     tcp?.stop(true);
@@ -367,7 +458,17 @@ async function serve(o: AgentOptions): Promise<void> {
     store.close();
     process.exit(0);
   };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
   await new Promise(() => {}); // serve until a signal
+}
+
+/** The node's address on the management bridge, when it has one: what the cluster records. */
+function mgmtAddressOf(): string | null {
+  try {
+    if (!listLinks(rtnl()).some((x) => x.name === MGMT_BRIDGE)) return null;
+    return listAddresses({ dev: MGMT_BRIDGE }, rtnl()).find((x) => x.scope === 0)?.ip ?? null;
+  } catch {
+    return null;
+  }
 }

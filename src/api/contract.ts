@@ -212,6 +212,7 @@ export const EndpointView = z
     netns: z.string().nullable(),
     ifname: z.string().nullable().describe("Interface name inside the namespace (veth)"),
     egress: EgressCapView.nullable(),
+    node: z.string().nullable().describe("The cluster node it runs on (null on a single node)"),
     createdAt: Time,
     drops: DropCountsView.nullable().describe("Drops on the endpoint's port by reason (show only)"),
     egressCounts: BucketCountsView.nullable().describe("What the egress cap passed and dropped (show only)"),

@@ -1,6 +1,8 @@
 /** `agent`: the resident daemon (normally run by systemd: deploy/cenvero-stratum.service). */
+
+import { isIP } from "node:net";
 import { type CommandMeta, defineCommand } from "citty";
-import { DEFAULT_RECONCILE_INTERVAL, runAgent } from "../agent/daemon";
+import { type ClusterJoin, DEFAULT_RECONCILE_INTERVAL, runAgent } from "../agent/daemon";
 import { DEFAULT_API_SOCKET } from "../api/api-client";
 import { StratumError } from "../errors";
 import { DEFAULT_PIN_ROOT } from "./datapath-commands";
@@ -14,6 +16,8 @@ export const agentCommand = defineCommand({
       "cenvero-str-ctl agent --uplink eth1",
       "# Also serve the API on TCP for scripts elsewhere (the token file must be mode 0600):",
       "cenvero-str-ctl agent --uplink eth1 --api-listen 10.0.0.5:7443 --api-token-file /etc/stratum/api-token",
+      "# A node of a cluster whose state is in etcd (every node runs the same line with its own name and address):",
+      "cenvero-str-ctl agent --uplink eth1 --cluster http://10.0.0.2:2379,http://10.0.0.3:2379 --node-name node-a --node-address 10.0.0.5",
     ],
   } as CommandMeta,
   args: {
@@ -46,6 +50,26 @@ export const agentCommand = defineCommand({
       description: "File holding the bearer token for --api-listen",
       valueHint: "FILE",
     },
+    cluster: {
+      type: "string",
+      description: "Join a cluster: its etcd client URLs, comma-separated (needs --node-name and --node-address)",
+      valueHint: "URL[,URL…]",
+    },
+    "node-name": { type: "string", description: "This node's name in the cluster", valueHint: "NAME" },
+    "node-address": {
+      type: "string",
+      description: "This node's underlay (VTEP) address, as the other nodes reach it",
+      valueHint: "ADDR",
+    },
+    "etcd-ca": { type: "string", description: "CA certificate (PEM) that signed etcd's", valueHint: "FILE" },
+    "etcd-cert": { type: "string", description: "Client certificate (PEM) for etcd", valueHint: "FILE" },
+    "etcd-key": { type: "string", description: "Key (PEM) of --etcd-cert", valueHint: "FILE" },
+    "etcd-user": { type: "string", description: "etcd user (with --etcd-password-file)", valueHint: "USER" },
+    "etcd-password-file": {
+      type: "string",
+      description: "File holding the etcd user's password",
+      valueHint: "FILE",
+    },
     "reconcile-interval": {
       type: "string",
       default: String(DEFAULT_RECONCILE_INTERVAL),
@@ -61,6 +85,51 @@ export const agentCommand = defineCommand({
         "INVALID",
         `--reconcile-interval ${interval}: give a number of seconds (0: no periodic pass)`,
       );
+    const clusterFlags = [
+      "node-name",
+      "node-address",
+      "etcd-ca",
+      "etcd-cert",
+      "etcd-key",
+      "etcd-user",
+      "etcd-password-file",
+    ] as const;
+    let cluster: ClusterJoin | undefined;
+    if (args.cluster !== undefined) {
+      const endpoints = args.cluster
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean);
+      if (!endpoints.length) throw new StratumError("INVALID", "--cluster: give etcd's client URLs (http://HOST:2379)");
+      for (const e of endpoints)
+        if (!/^https?:\/\/[^/\s]+\/?$/.test(e))
+          throw new StratumError(
+            "INVALID",
+            `--cluster ${e}: not an etcd client URL (http://HOST:PORT or https://HOST:PORT)`,
+          );
+      const name = args["node-name"];
+      const address = args["node-address"];
+      if (!name)
+        throw new StratumError("INVALID", "--cluster needs --node-name NAME (this node's name in the cluster)");
+      if (!/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/i.test(name))
+        throw new StratumError("INVALID", `--node-name ${name}: letters, digits, dots and dashes, up to 63`);
+      if (!address)
+        throw new StratumError("INVALID", "--cluster needs --node-address ADDR (this node's underlay address)");
+      if (!isIP(address)) throw new StratumError("INVALID", `--node-address ${address}: not an IPv4 or IPv6 address`);
+      cluster = {
+        endpoints,
+        nodeName: name,
+        nodeAddress: address,
+        ca: args["etcd-ca"],
+        cert: args["etcd-cert"],
+        key: args["etcd-key"],
+        user: args["etcd-user"],
+        passwordFile: args["etcd-password-file"],
+      };
+    } else
+      for (const f of clusterFlags)
+        if (args[f] !== undefined)
+          throw new StratumError("INVALID", `--${f} is for a cluster node: give --cluster too`);
     await runAgent({
       stateDir: args["state-dir"],
       pinRoot: args["pin-root"],
@@ -69,6 +138,7 @@ export const agentCommand = defineCommand({
       apiListen: args["api-listen"],
       apiTokenFile: args["api-token-file"],
       reconcileInterval: Number(interval),
+      cluster,
     });
   },
 });

@@ -2,8 +2,10 @@
  * and `/metrics`: when it started, how its reconcile runs went, the last warnings and errors
  * it logged, and the handles both read from. One per agent process; nothing here is kept
  * across restarts (the kernel's counters are, in their pinned maps). */
+
 import type { ConsolaReporter, LogObject } from "consola";
 import type { LoggedProblem, ReconcileRepair, ReconcileRun } from "../api/contract";
+import type { Cluster } from "../cluster/cluster";
 import type { Attachment } from "../datapath/attach";
 import type { MapFill } from "../datapath/map-fill";
 import type { ProbeReport } from "../datapath/probe";
@@ -128,4 +130,6 @@ export interface AgentRuntime {
   mapFill: MapFill;
   /** DHCP, router advertisements and DHCPv6, DNS (absent in tools that run without them). */
   addressing?: Addressing;
+  /** A cluster node's part in the cluster (absent on a single node). */
+  cluster?: Cluster;
 }

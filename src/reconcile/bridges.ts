@@ -11,8 +11,12 @@ import type { Reconciler } from "./reconciler";
  * so it is stable across restarts and distinct between nodes. Left to itself a bridge takes
  * the lowest MAC of its ports and changes it as ports come and go, and every workload's ARP
  * entry for the gateway would go stale. `host`: another UTS namespace's name (the test lab's
- * nodes share this machine's id). */
+ * nodes share this machine's id). In a cluster the user bridge's is the cluster's instead. */
 export function bridgeMac(name: string, host = hostname()): string {
+  if (name === USER_BRIDGE && anycastSeed !== undefined) {
+    const h = createHash("sha256").update(`stratum-anycast-gateway/${anycastSeed}`).digest();
+    return [0x02, h[0], h[1], h[2], h[3], h[4]].map((x) => (x as number).toString(16).padStart(2, "0")).join(":");
+  }
   let id = "";
   for (const f of ["/etc/machine-id", "/var/lib/dbus/machine-id", "/proc/sys/kernel/random/boot_id"]) {
     try {
@@ -22,6 +26,14 @@ export function bridgeMac(name: string, host = hostname()): string {
   }
   const h = createHash("sha256").update(`${id}/${host}/${name}`).digest();
   return [0x02, h[0], h[1], h[2], h[3], h[4]].map((x) => (x as number).toString(16).padStart(2, "0")).join(":");
+}
+
+/** In a cluster: the cluster's id. The user bridge's MAC is every network's gateway MAC, and
+ * in a cluster it is the same on every node (a distributed anycast gateway: an endpoint that
+ * moves keeps a valid neighbour entry for its gateway). */
+let anycastSeed: string | undefined;
+export function useAnycastGateway(clusterId: string | undefined): void {
+  anycastSeed = clusterId;
 }
 
 export function ensureBridge(nl: Rtnl, name: string): void {

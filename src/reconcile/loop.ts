@@ -14,7 +14,7 @@ import type { RtnlDrain } from "../netlink";
 import type { DriftWatch } from "./drift";
 
 /** What made a reconcile run: the agent's start, an API request, notices of drift, or the periodic pass. */
-export const TRIGGERS = ["start", "api", "event", "periodic"] as const;
+export const TRIGGERS = ["start", "api", "event", "periodic", "cluster"] as const;
 export type ReconcileTrigger = (typeof TRIGGERS)[number];
 
 export interface Clock {

@@ -16,7 +16,7 @@ import { type ReconcileOptions, type ReconcileReport, type Reconciler, RunState 
 import { subnets } from "./subnets";
 import { uplink } from "./uplink";
 
-export { bridgeMac, ensureBridge } from "./bridges";
+export { bridgeMac, ensureBridge, useAnycastGateway } from "./bridges";
 export type { ReconcileOptions, ReconcileReport, Reconciler } from "./reconciler";
 
 /** Restored in this order: the bridges; each network's gateways, profiles, subnets and cap;

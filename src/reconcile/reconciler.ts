@@ -4,7 +4,7 @@
  * One run reads the store once (RunState) and reports what it did. */
 import type { Attachment } from "../datapath/attach";
 import type { Services } from "../services/services";
-import type { Endpoint, StoredNetwork } from "../store/store";
+import { type Endpoint, isLocalEndpoint, type StoredNetwork } from "../store/store";
 
 export interface ReconcileReport {
   networks: number;
@@ -44,7 +44,8 @@ export class RunState {
     readonly o: ReconcileOptions,
   ) {
     this.networks = svc.store.listNetworks();
-    this.endpoints = svc.store.listEndpoints();
+    // In a cluster, the endpoints of this node: the others' are in their kernels.
+    this.endpoints = svc.store.listEndpoints().filter((e) => isLocalEndpoint(svc.store, e));
   }
 
   collected(what: string): void {

@@ -26,7 +26,7 @@ import {
   setBridgePort,
   setLink,
 } from "../netlink";
-import type { Endpoint, StoredNetwork } from "../store/store";
+import { type Endpoint, isLocalEndpoint, type StoredNetwork } from "../store/store";
 import { endpointEntries, growth } from "./capacity";
 import type { NetworkService } from "./network-service";
 import { checkIfName, endpointLocals, fdbMacs, portConfig } from "./port-config";
@@ -79,6 +79,7 @@ export class EndpointService {
       netns: e.netns ?? null,
       ifname: e.ifname ?? null,
       egress: e.egress ? { rate: e.egress.rate, burst: e.egress.burst } : null,
+      node: e.node ?? null,
       createdAt: e.createdAt,
       drops: null,
       egressCounts: null,
@@ -95,7 +96,8 @@ export class EndpointService {
   show(name: string): EndpointView {
     const e = this.store.getEndpoint(name);
     if (!e) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
-    const link = getLink(e.hostIf, this.nl);
+    // Another node's endpoint: its port and counters are in that node's kernel.
+    const link = isLocalEndpoint(this.store, e) ? getLink(e.hostIf, this.nl) : undefined;
     return {
       ...this.view(e),
       drops: link ? this.dp.drops(link.index) : null,
@@ -114,7 +116,8 @@ export class EndpointService {
       growth(endpointEntries(e, n), endpointEntries({ egress: cap ?? undefined }, n)),
       `set endpoint ${name}`,
     );
-    const link = getLink(e.hostIf, this.nl);
+    // Another node's endpoint: the store says it, its node's reconcile puts it in its kernel.
+    const link = isLocalEndpoint(this.store, e) ? getLink(e.hostIf, this.nl) : undefined;
     if (link) this.#setPortAndCap(link.index, { ...e, egress: cap ?? undefined }, n);
     try {
       this.store.setEndpointEgress(name, cap);
@@ -277,6 +280,11 @@ export class EndpointService {
     const ep = this.store.getEndpoint(name);
     if (!ep || ep.network !== n.name)
       throw new StratumError("NOT_FOUND", `endpoint ${name} is not attached to network ${network}`);
+    if (!isLocalEndpoint(this.store, ep))
+      throw new StratumError(
+        "INVALID",
+        `endpoint ${name} runs on node ${ep.node}: detach it there (a node that is gone: \`node remove ${ep.node}\` frees its endpoints)`,
+      );
     const link = getLink(ep.hostIf, this.nl);
     // Down first, then programs off: the port never passes traffic without them.
     if (link) {

@@ -276,9 +276,9 @@ describe("the agent's records", () => {
     rec.run(() => ({ ...report, errors: [], changes: [] }), "periodic");
     rec.run(() => ({ ...report, errors: [], changes: ["change link stm0 (up)", "add FDB entry x"] }), "event");
     rec.run(() => ({ ...report, errors: [], changes: [] }), "event");
-    expect(rec.byTrigger).toEqual({ start: 1, api: 1, event: 2, periodic: 1 });
-    expect(rec.repairs).toEqual({ start: 1, api: 0, event: 1, periodic: 0 });
-    expect(rec.changes).toEqual({ start: 1, api: 0, event: 2, periodic: 0 });
+    expect(rec.byTrigger).toEqual({ start: 1, api: 1, event: 2, periodic: 1, cluster: 0 });
+    expect(rec.repairs).toEqual({ start: 1, api: 0, event: 1, periodic: 0, cluster: 0 });
+    expect(rec.changes).toEqual({ start: 1, api: 0, event: 2, periodic: 0, cluster: 0 });
     expect(rec.lastRepair).toMatchObject({ trigger: "event", changes: ["change link stm0 (up)", "add FDB entry x"] });
     expect(rec.last?.changes).toEqual([]);
   });
