@@ -136,7 +136,11 @@ export class EndpointService {
       const index = hostIndex(n.cidr, formatIp(parseIp(ip)));
       if (index === gw) throw new StratumError("INVALID", `${ip} is the gateway address of network ${n.name}`);
       const holder = this.store.listEndpoints(n.name).find((e) => e.hostIndex === index);
-      if (holder) throw new StratumError("INVALID", `${ip} is already claimed by endpoint ${holder.name}`);
+      if (holder)
+        throw new StratumError(
+          "INVALID",
+          `${ip} is already claimed by endpoint ${holder.name}${holder.node ? ` on node ${holder.node}` : ""}`,
+        );
       return { index, ip: hostAddress(n.cidr, index) };
     }
     const r = hostRange(parseSubnet(n.cidr));
@@ -150,7 +154,9 @@ export class EndpointService {
     const n = this.networks.must(req.network);
     if ((req.netns === undefined) === (req.tap === undefined))
       throw new StratumError("INVALID", "give exactly one of --netns (container) or --tap (VM)");
-    if (this.store.getEndpoint(name)) throw new StratumError("CONFLICT", `endpoint ${name} already exists`);
+    const same = this.store.getEndpoint(name);
+    if (same)
+      throw new StratumError("CONFLICT", `endpoint ${name} already exists${same.node ? ` on node ${same.node}` : ""}`);
     if (req.tap !== undefined && req.configure)
       throw new StratumError("INVALID", "--configure applies to --netns endpoints (a VM configures itself)");
     if (req.tap !== undefined) checkIfName(req.tap, "--tap");
