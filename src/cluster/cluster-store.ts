@@ -250,7 +250,13 @@ export class ClusterStore implements Store {
     }
     if (claimKv) {
       const holder = dec.decode(claimKv.value);
-      const e = this.mirror.getEndpoint(holder);
+      // The holder's record, when this node's mirror has not got it yet: from etcd.
+      let e = this.mirror.getEndpoint(holder);
+      if (!e) {
+        const kv = this.#get(K.endpoint(holder));
+        const row = kv && parseKey(kv.key, kv.value);
+        e = row?.kind === "endpoint" ? row.value : null;
+      }
       throw new StratumError(
         "INVALID",
         `${ep.ip} is already claimed by endpoint ${holder}${e?.node ? ` on node ${e.node}` : ""}`,

@@ -1,0 +1,191 @@
+/** Three nodes of one cluster on the lab (test/helpers/lab.ts): each an agent in its own
+ * namespace, etcd on the underlay switch. What one node's API changes, every node has, in its
+ * store and its kernel; what must be unique is decided once under a real race; with etcd
+ * gone the datapath keeps enforcing, reads answer and writes are refused in one line; a node
+ * restarted meanwhile starts from its mirror; everyone catches up once etcd is back; a node
+ * that missed compacted history lists again; bad input over any node's API changes nothing
+ * anywhere. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { Lab, type LabNode } from "../helpers/lab";
+
+let lab: Lab;
+let n1: LabNode;
+let n2: LabNode;
+let n3: LabNode;
+
+beforeAll(async () => {
+  lab = await Lab.create({ nodes: 3 });
+  [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
+  for (const n of lab.nodes) await n.start(n.clusterArgs());
+}, 60_000);
+afterAll(() => lab?.destroy());
+
+async function until<T>(what: string, fn: () => T | null | undefined | false, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(20);
+  }
+}
+
+/** POST/DELETE on a node's API socket (the CLI's process per call is too slow for a race). */
+async function call(n: LabNode, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(`http://stratum${path}`, {
+    method,
+    unix: n.agent.sock,
+    headers: { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  } as RequestInit);
+  return { status: res.status, body: await res.json().catch(() => null) };
+}
+
+/** etcd's current revision, read from inside a node (etcdctl endpoint status). */
+function etcdRevision(n: LabNode): number {
+  const r = n.exec(["etcdctl", "--endpoints", lab.etcd.url, "endpoint", "status", "-w", "json"]);
+  if (r.code !== 0) throw new Error(`etcdctl endpoint status: ${r.stderr}`);
+  return Number(JSON.parse(r.stdout)[0].Status.header.revision);
+}
+
+const gatewayOn = (n: LabNode, cidr: string) =>
+  n.exec(["ip", "-o", "addr", "show", "dev", "cnv-user-br0"]).stdout.includes(cidr);
+
+test("a network made on one node is on every node: store, gateway address, one anycast gateway MAC", async () => {
+  const made = n1.cli("network", "create", "--name", "app", "--cidr", "10.60.0.0/24", "--gateway", "10.60.0.1");
+  expect(made.stderr).toBe("");
+  for (const n of [n2, n3]) {
+    await until(`app on ${n.name}`, () => n.json<any[]>("network", "list").find((x) => x.name === "app"));
+    await until(`app's gateway in ${n.name}'s kernel`, () => gatewayOn(n, "10.60.0.1/24"));
+  }
+  const ids = lab.nodes.map((n) => n.json<any>("network", "show", "app").id);
+  expect(new Set(ids).size).toBe(1);
+  const macOf = (n: LabNode, dev: string) =>
+    /link\/ether ([0-9a-f:]{17})/.exec(n.exec(["ip", "-o", "link", "show", "dev", dev]).stdout)?.[1];
+  const macs = lab.nodes.map((n) => macOf(n, "cnv-user-br0"));
+  expect(macs[0]).toMatch(/^02:/);
+  expect(new Set(macs).size).toBe(1);
+  // The management bridge stays each node's own.
+  const mgmt = lab.nodes.map((n) => macOf(n, "cnv-mgmt-br0"));
+  expect(new Set(mgmt).size).toBe(3);
+  // A rule added on node 3 is in node 1's list (and its kernel: the counters come from there).
+  expect(
+    n3.cli("firewall", "rule", "add", "app", "--priority", "100", "--proto", "tcp", "--dport", "22", "--action", "deny")
+      .code,
+  ).toBe(0);
+  await until("the rule on node1", () => n1.json<any>("firewall", "rule", "list", "app").rules?.length === 1);
+});
+
+test("two nodes race 100 claims each for the same 100 addresses: each claimed once, every loser told", async () => {
+  expect(n1.cli("network", "create", "--name", "race", "--cidr", "10.61.0.0/24", "--gateway", "10.61.0.1").code).toBe(
+    0,
+  );
+  await until("race on node2", () => n2.json<any[]>("network", "list").some((x) => x.name === "race"));
+  const attempts = (n: LabNode, tag: string) =>
+    Array.from({ length: 100 }, (_, i) =>
+      call(n, "POST", "/v1/networks/race/endpoints", { name: `${tag}${i}`, tap: `${tag}${i}`, ip: `10.61.0.${i + 2}` }),
+    );
+  const [a, b] = await Promise.all([Promise.all(attempts(n1, "ra")), Promise.all(attempts(n2, "rb"))]);
+  const won = new Map<string, string>();
+  for (const [i, r] of [...a.map((r) => ["node1", r] as const), ...b.map((r) => ["node2", r] as const)].entries()) {
+    const [node, res] = r;
+    if (res.status === 200 || res.status === 201) {
+      const ip = res.body.ip as string;
+      expect(won.has(ip)).toBe(false); // never twice
+      won.set(ip, node);
+    } else {
+      expect(res.status).toBe(400);
+      expect(res.body.message).toMatch(
+        /^(attach r[ab]\d+ to race: )?10\.61\.0\.\d+ is already claimed by endpoint r[ab]\d+ on node node[12]$/,
+      );
+    }
+    void i;
+  }
+  expect(won.size).toBe(100);
+  // Every node agrees on who holds what; each winner's tap is in its own node's kernel only.
+  await until(
+    "node3 has all 100",
+    () => n3.json<any[]>("endpoint", "list").filter((e) => e.network === "race").length === 100,
+  );
+  const eps = n3.json<any[]>("endpoint", "list").filter((e) => e.network === "race");
+  for (const e of eps) expect(won.get(e.ip)).toBe(e.node);
+  const winner = eps[0] as { interface: string; node: string };
+  const owner = winner.node === "node1" ? n1 : n2;
+  const other = winner.node === "node1" ? n2 : n1;
+  expect(owner.exec(["ip", "link", "show", winner.interface]).code).toBe(0);
+  expect(other.exec(["ip", "link", "show", winner.interface]).code).not.toBe(0);
+  // Detaching another node's endpoint is refused, naming the node.
+  const d = other.cli("network", "detach", "race", "--name", (eps[0] as { name: string }).name);
+  expect(d.code).not.toBe(0);
+  expect(d.stderr).toContain(`runs on node ${winner.node}`);
+}, 60_000);
+
+test("etcd gone: traffic enforced as before, reads answer, writes refused in one line; then everyone catches up", async () => {
+  const w1 = n1.workload("w1", "app");
+  const w2 = n1.workload("w2", "app");
+  // Allowed: ping; denied: tcp 22 (the rule from node 3).
+  const tcp22 = () => w1.exec(["timeout", "1", "bash", "-c", `echo > /dev/tcp/${w2.ip}/22`]).code;
+  expect(w1.ping(w2.ip)).toBe(true);
+  await lab.etcd.kill();
+  try {
+    for (let i = 0; i < 3; i++) {
+      expect(w1.ping(w2.ip)).toBe(true);
+      expect(tcp22()).not.toBe(0);
+      expect(w2.ping("10.60.0.1")).toBe(true);
+    }
+    expect(n2.json<any[]>("network", "list").map((x) => x.name)).toContain("app");
+    const refused = n2.cli("network", "create", "--name", "later", "--cidr", "10.62.0.0/24", "--gateway", "10.62.0.1");
+    expect(refused.code).toBe(12);
+    expect(refused.stderr.trim().split("\n")).toHaveLength(1);
+    expect(refused.stderr).toContain("etcd");
+    // A node restarted while etcd is down starts from its mirror, kernel and all.
+    await n3.kill();
+    await n3.start(n3.clusterArgs());
+    expect(n3.json<any[]>("network", "list").map((x) => x.name)).toEqual(["app", "race"]);
+    expect(gatewayOn(n3, "10.60.0.1/24")).toBe(true);
+  } finally {
+    await lab.etcd.resume();
+  }
+  // Back: a write on node 2 reaches node 3 (restarted in the dark) and node 1.
+  await until(
+    "writes accepted again",
+    () => n2.cli("network", "create", "--name", "later", "--cidr", "10.62.0.0/24", "--gateway", "10.62.0.1").code === 0,
+  );
+  for (const n of [n1, n3]) await until(`later on ${n.name}`, () => gatewayOn(n, "10.62.0.1/24"));
+  expect(w1.ping(w2.ip)).toBe(true);
+  expect(tcp22()).not.toBe(0);
+}, 60_000);
+
+test("a node that missed compacted history lists again; bad input over any node's API changes nothing anywhere", async () => {
+  await n3.kill();
+  expect(
+    n1.cli("network", "create", "--name", "while-away", "--cidr", "10.63.0.0/24", "--gateway", "10.63.0.1").code,
+  ).toBe(0);
+  expect(n1.cli("network", "delete", "later").code).toBe(0);
+  // Everything node 3 missed is compacted away: its watch could not resume, it must list.
+  const rev = etcdRevision(n1);
+  expect(n1.exec(["etcdctl", "--endpoints", lab.etcd.url, "compact", String(rev)]).code).toBe(0);
+  await n3.start(n3.clusterArgs());
+  const names = n3.json<any[]>("network", "list").map((x) => x.name);
+  expect(names).toContain("while-away");
+  expect(names).not.toContain("later");
+  expect(gatewayOn(n3, "10.62.0.1/24")).toBe(false);
+
+  const before = etcdRevision(n1);
+  for (const [n, body] of [
+    [n2, { name: "bad", cidr: "10.64.0.0/33", gateway: "10.64.0.1" }],
+    [n3, { name: "bad", cidr: "10.64.0.0/24", gateway: "10.65.0.1" }],
+    [n1, { name: "bad", cidr: "10.64.0.0/24", gateway: "10.64.0.1", bogus: 1 }],
+    [n2, { name: "app", cidr: "10.66.0.0/24", gateway: "10.66.0.1" }],
+  ] as const) {
+    const r = await call(n, "POST", "/v1/networks", body);
+    expect([400, 409]).toContain(r.status);
+    expect(r.body.message).toBeTruthy();
+    expect(r.body.message).not.toContain("\n");
+  }
+  const rule = await call(n3, "POST", "/v1/firewall/app/rules", { priority: 100, action: "allow" });
+  expect(rule.status).toBe(400);
+  expect(rule.body.message).toContain("priority 100 is taken");
+  expect(etcdRevision(n1)).toBe(before);
+  for (const n of lab.nodes) expect(n.json<any[]>("network", "list").map((x) => x.name)).not.toContain("bad");
+}, 60_000);
