@@ -127,8 +127,7 @@ export class ClusterStore implements Store {
   #network(name: string): StoredNetwork & { vni: number } {
     const kv = this.#get(K.network(name));
     const row = kv && parseKey(kv.key, kv.value);
-    if (!row || row.kind !== "network" || !row.value)
-      throw new StratumError("NOT_FOUND", `network ${name} does not exist`);
+    if (row?.kind !== "network" || !row.value) throw new StratumError("NOT_FOUND", `network ${name} does not exist`);
     return row.value;
   }
 
@@ -183,8 +182,7 @@ export class ClusterStore implements Store {
   updateNetwork(name: string, patch: Partial<Omit<Network, "name" | "cidr" | "gateway">>): StoredNetwork {
     return this.#update(K.network(name), (cur) => {
       const row = cur && parseKey(cur.key, cur.value);
-      if (!row || row.kind !== "network" || !row.value)
-        throw new StratumError("NOT_FOUND", `network ${name} does not exist`);
+      if (row?.kind !== "network" || !row.value) throw new StratumError("NOT_FOUND", `network ${name} does not exist`);
       const { vni, ...n } = row.value;
       const next: StoredNetwork = { ...n, ...patch, name };
       return { value: networkValue(next, vni), result: next };
@@ -268,7 +266,7 @@ export class ClusterStore implements Store {
   releaseEndpoint(name: string): void {
     this.#update(K.endpoint(name), (cur) => {
       const row = cur && parseKey(cur.key, cur.value);
-      if (!row || row.kind !== "endpoint" || !row.value)
+      if (row?.kind !== "endpoint" || !row.value)
         throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
       const net = this.mirror.getNetwork(row.value.network);
       return {
@@ -282,7 +280,7 @@ export class ClusterStore implements Store {
   setEndpointEgress(name: string, cap: EgressCap | null): Endpoint {
     return this.#update(K.endpoint(name), (cur) => {
       const row = cur && parseKey(cur.key, cur.value);
-      if (!row || row.kind !== "endpoint" || !row.value)
+      if (row?.kind !== "endpoint" || !row.value)
         throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
       const { egress: _e, ...rest } = row.value;
       const next: Endpoint = cap ? { ...rest, egress: cap } : rest;

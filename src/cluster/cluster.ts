@@ -217,7 +217,7 @@ export class Cluster {
     const out: string[] = [];
     for (const n of mirror.listNetworks()) {
       const r = rows.get(K.network(n.name));
-      if (!r || r.kind !== "network" || !r.value) out.push(`network ${n.name} (${n.cidr}) is not in the cluster`);
+      if (r?.kind !== "network" || !r.value) out.push(`network ${n.name} (${n.cidr}) is not in the cluster`);
       else if (r.value.id !== n.id || r.value.cidr !== n.cidr)
         out.push(
           `network ${n.name} is ${n.cidr} (id ${n.id}) here and ${r.value.cidr} (id ${r.value.id}) in the cluster`,
@@ -225,7 +225,7 @@ export class Cluster {
     }
     for (const e of mirror.listEndpoints()) {
       const r = rows.get(K.endpoint(e.name));
-      if (!r || r.kind !== "endpoint" || !r.value) out.push(`endpoint ${e.name} (${e.ip}) is not in the cluster`);
+      if (r?.kind !== "endpoint" || !r.value) out.push(`endpoint ${e.name} (${e.ip}) is not in the cluster`);
       else if (r.value.ip !== e.ip || r.value.mac !== e.mac)
         out.push(`endpoint ${e.name} is ${e.ip} here and ${r.value.ip} in the cluster`);
     }

@@ -19,7 +19,7 @@
  *                                    under the node's lease, gone when it expires */
 import { z } from "zod";
 import { StratumError } from "../errors";
-import type { DefaultAction, StoredRule } from "../model/firewall-rule";
+import type { StoredRule } from "../model/firewall-rule";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
 import type { MirrorRow } from "../store/mirror";
 import type { Endpoint, StoredDnsRecord, StoredNetwork } from "../store/store";
