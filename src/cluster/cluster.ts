@@ -61,6 +61,22 @@ export interface ClusterStatus {
 const dec = new TextDecoder();
 const toChange = (kv: KeyValue): MirrorChange => ({ key: kv.key, value: kv.value, revision: kv.modRevision });
 const MIRROR_CLUSTER_ID = "clusterId";
+/** The order a full listing is applied in, by the key's first segment: what others refer to
+ * first (a segment not listed goes last). */
+const LIST_ORDER = [
+  "cluster",
+  "counters",
+  "members",
+  "nodes",
+  "networks",
+  "ids",
+  "rules",
+  "fw",
+  "blocklist",
+  "dns",
+  "endpoints",
+  "claims",
+];
 
 /** The rows of a local store that a cluster holds: what a node brings when it joins. */
 export function localStateSummary(store: SqliteStore): string[] {
@@ -240,7 +256,15 @@ export class Cluster {
   async resync(): Promise<{ keys: number; revision: number; put: number; deleted: number; ms: number }> {
     const t0 = performance.now();
     const { kvs, revision } = await this.client.list(PREFIX, { pageSize: 2000 });
-    const r = this.writer.replaceAll(kvs.map(toChange), revision, PREFIX);
+    // etcd lists in key order (claims, …, endpoints, …, networks): rows that refer to a
+    // network (its endpoints, its DNS records) go after the networks.
+    const rank = (key: string) => LIST_ORDER.indexOf(key.slice(PREFIX.length).split("/")[0] ?? "") >>> 0;
+    const ordered = kvs.map((kv, i) => ({ kv, i, r: rank(kv.key) })).sort((a, b) => a.r - b.r || a.i - b.i);
+    const r = this.writer.replaceAll(
+      ordered.map((x) => toChange(x.kv)),
+      revision,
+      PREFIX,
+    );
     this.#stats.resyncs++;
     this.#lastRevision = revision;
     const ms = Math.round(performance.now() - t0);

@@ -221,19 +221,3 @@ export function networkValue(n: StoredNetwork, vni: number): string {
   const { id, createdAt, ...spec } = n;
   return JSON.stringify({ id, vni, createdAt, spec });
 }
-
-/** The order a full listing is applied in: what others refer to first. */
-export const APPLY_ORDER: Row["kind"][] = [
-  "cluster",
-  "counter",
-  "member",
-  "node",
-  "network",
-  "networkId",
-  "rules",
-  "globalDefault",
-  "block",
-  "dns",
-  "endpoint",
-  "claim",
-];

@@ -90,6 +90,15 @@ test("a write on one node is in the other's mirror, with the same ids; names are
   expect(eb).toMatchObject({ node: "a", ip: "10.20.0.6", mac: profileMac(app.id, 5) });
   expect(() => claim(b, "w1", "web", 3)).toThrow("endpoint w1 already exists on node a");
   expect(() => claim(b, "w2", "app", 5)).toThrow("10.20.0.6 is already claimed by endpoint w1 on node a");
+  // A node that joins now gets everything in one listing: networks, endpoints, records.
+  a.store.addDnsRecord("app", { name: "db", type: "A", value: "10.20.0.9", ttl: 60 });
+  const c = await node("c");
+  expect(c.store.getEndpoint("w1")).toMatchObject({ node: "a", network: "app" });
+  expect(c.store.listDnsRecords("app").map((r) => r.name)).toEqual(["db"]);
+  expect(c.store.listNetworks().map((n) => [n.name, n.id])).toEqual([
+    ["app", app.id],
+    ["web", web.id],
+  ]);
   // Released on b (a node that is gone is forgotten from another): the address is free again.
   b.store.releaseEndpoint("w1");
   await until("release on a", () => !a.store.getEndpoint("w1"));
