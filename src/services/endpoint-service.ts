@@ -164,8 +164,7 @@ export class EndpointService {
       if (req.netns === undefined) throw new StratumError("INVALID", "--ifname names the interface inside --netns");
       checkIfName(req.ifname, "--ifname");
     }
-    const { index, ip } = this.#pickAddress(n, req.ip);
-    const mac = profileMac(n.id, index);
+    let { index, ip } = this.#pickAddress(n, req.ip);
     const prefixLen = parseSubnet(n.cidr).prefixLen;
     const hostIf = req.tap ?? hostIfName(name);
     const ifname = req.netns !== undefined ? (req.ifname ?? "eth0") : undefined;
@@ -183,17 +182,31 @@ export class EndpointService {
 
     const undo = new Undo();
     try {
-      const ep = this.store.claimEndpoint({
-        name,
-        network: n.name,
-        ip,
-        mac,
-        hostIndex: index,
-        kind: req.tap !== undefined ? "tap" : "veth",
-        hostIf,
-        netns: req.netns,
-        ifname,
-      });
+      const claim = () =>
+        this.store.claimEndpoint({
+          name,
+          network: n.name,
+          ip,
+          mac: profileMac(n.id, index),
+          hostIndex: index,
+          kind: req.tap !== undefined ? "tap" : "veth",
+          hostIf,
+          netns: req.netns,
+          ifname,
+        });
+      let ep: Endpoint;
+      for (let tries = 1; ; tries++)
+        try {
+          ep = claim();
+          break;
+        } catch (e) {
+          // In a cluster another node may take the address picked a moment ago (its claim
+          // was not in this node's mirror yet, and is now): a picked address is picked again.
+          const lost = e instanceof StratumError && e.code === "INVALID" && e.message.includes("is already claimed");
+          if (req.ip !== undefined || !lost || tries >= 32) throw e;
+          ({ index, ip } = this.#pickAddress(n));
+        }
+      const mac = ep.mac;
       undo.push("release profile", () => this.store.releaseEndpoint(name));
       this.dp.setProfile(n.id, n.cidr, index, PROFILE_F.CLAIMED);
       undo.push("unclaim profile", () => this.dp.setProfile(n.id, n.cidr, index, 0));

@@ -120,6 +120,20 @@ test("two nodes race 100 claims each for the same 100 addresses: each claimed on
   expect(d.stderr).toContain(`runs on node ${winner.node}`);
 }, 60_000);
 
+test("two nodes attaching without an address at once: every attach gets an address of its own", async () => {
+  expect(n1.cli("network", "create", "--name", "auto", "--cidr", "10.67.0.0/24", "--gateway", "10.67.0.1").code).toBe(
+    0,
+  );
+  await until("auto on node2", () => n2.json<any[]>("network", "list").some((x) => x.name === "auto"));
+  const attempts = (n: LabNode, tag: string) =>
+    Array.from({ length: 40 }, (_, i) =>
+      call(n, "POST", "/v1/networks/auto/endpoints", { name: `${tag}${i}`, tap: `${tag}${i}` }),
+    );
+  const all = (await Promise.all([Promise.all(attempts(n1, "aa")), Promise.all(attempts(n2, "ab"))])).flat();
+  for (const r of all) expect(r.status, JSON.stringify(r.body)).toBeLessThan(300);
+  expect(new Set(all.map((r) => r.body.ip)).size).toBe(80);
+}, 60_000);
+
 test("etcd gone: traffic enforced as before, reads answer, writes refused in one line; then everyone catches up", async () => {
   const w1 = n1.workload("w1", "app");
   const w2 = n1.workload("w2", "app");
@@ -141,7 +155,7 @@ test("etcd gone: traffic enforced as before, reads answer, writes refused in one
     // A node restarted while etcd is down starts from its mirror, kernel and all.
     await n3.kill();
     await n3.start(n3.clusterArgs());
-    expect(n3.json<any[]>("network", "list").map((x) => x.name)).toEqual(["app", "race"]);
+    expect(n3.json<any[]>("network", "list").map((x) => x.name)).toEqual(["app", "auto", "race"]);
     expect(gatewayOn(n3, "10.60.0.1/24")).toBe(true);
   } finally {
     await lab.etcd.resume();
