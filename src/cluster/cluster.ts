@@ -10,6 +10,7 @@ import type { MirrorChange, MirrorRow } from "../store/mirror";
 import { MirrorWriter } from "../store/mirror";
 import type { SqliteStore } from "../store/sqlite";
 import { ClusterStore } from "./cluster-store";
+import { stateConflicts } from "./conflicts";
 import { EtcdClient, type EtcdOptions, type KeepAlive, type KeyValue, type Watch } from "./etcd-client";
 import { EtcdSync } from "./etcd-sync";
 import { type ClusterIdentity, K, type MemberRecord, type NodeRecord, PREFIX, parseKey } from "./keys";
@@ -220,35 +221,15 @@ export class Cluster {
     this.writer.setMeta(MIRROR_CLUSTER_ID, row.value.id);
   }
 
-  /** What of a node's single-node state the cluster does not hold exactly so. */
+  /** What of a node's single-node state the cluster does not hold exactly so (conflicts.ts). */
   async #conflicts(mirror: SqliteStore): Promise<string[]> {
-    const { kvs } = await this.client.list(PREFIX);
-    const rows = new Map<string, MirrorRow>();
+    const { kvs } = await this.client.list(PREFIX, { pageSize: 2000 });
+    const rows: MirrorRow[] = [];
     for (const kv of kvs) {
-      try {
-        const r = parseKey(kv.key, kv.value);
-        if (r) rows.set(kv.key, r);
-      } catch {}
+      const r = safeParse(kv.key, kv.value);
+      if (r) rows.push(r);
     }
-    const out: string[] = [];
-    for (const n of mirror.listNetworks()) {
-      const r = rows.get(K.network(n.name));
-      if (r?.kind !== "network" || !r.value) out.push(`network ${n.name} (${n.cidr}) is not in the cluster`);
-      else if (r.value.id !== n.id || r.value.cidr !== n.cidr)
-        out.push(
-          `network ${n.name} is ${n.cidr} (id ${n.id}) here and ${r.value.cidr} (id ${r.value.id}) in the cluster`,
-        );
-    }
-    for (const e of mirror.listEndpoints()) {
-      const r = rows.get(K.endpoint(e.name));
-      if (r?.kind !== "endpoint" || !r.value) out.push(`endpoint ${e.name} (${e.ip}) is not in the cluster`);
-      else if (r.value.ip !== e.ip || r.value.mac !== e.mac)
-        out.push(`endpoint ${e.name} is ${e.ip} here and ${r.value.ip} in the cluster`);
-    }
-    const rules = [0, ...mirror.listNetworks().map((n) => n.id)].reduce((a, s) => a + mirror.listRules(s).length, 0);
-    const theirRules = [...rows.values()].reduce((a, r) => a + (r.kind === "rules" ? (r.value?.length ?? 0) : 0), 0);
-    if (rules && rules !== theirRules) out.push(`${rules} firewall rule(s) here, ${theirRules} in the cluster`);
-    return out;
+    return stateConflicts(mirror, rows, this.o.nodeName);
   }
 
   /** Lists everything at one revision into the mirror (one SQLite transaction), then watches
