@@ -1,6 +1,6 @@
 /** The resident agent: smoke check (PERMISSION when not root), the claim on its network
- * namespace and the checks of its paths (nothing is changed before they pass), bpffs and
- * the pin root's lock, state store, datapath (loaded and pinned), reconcile (restore, then
+ * namespace and the checks of its paths (nothing is changed before they pass), bpffs, the
+ * locks on the pin root and the state directory, state store, datapath (loaded and pinned), reconcile (restore, then
  * garbage-collect), then the API on its unix socket, READY=1 to systemd (Type=notify), and
  * from then on the reconcile loop (on rtnetlink notices of drift, and a periodic full pass).
  * Stopping it (SIGTERM, SIGINT or SIGKILL) leaves bridges, ports and programs in place:
@@ -207,6 +207,13 @@ async function serve(o: AgentOptions): Promise<void> {
     throw new StratumError(
       "INVALID",
       `another agent owns the pin root ${o.pinRoot} (stop it first, or give this one its own --pin-root)`,
+    );
+  // One agent per state directory too, whatever its namespace or pin root; and none while
+  // `cluster init` uploads the state (it takes the same lock).
+  if (lockDirectory(o.stateDir) === undefined)
+    throw new StratumError(
+      "INVALID",
+      `another process holds the state directory ${o.stateDir} (an agent, or a cluster init uploading it): stop it first, or give this one its own --state-dir`,
     );
   if (existsSync(o.apiSocket)) {
     if (await socketInUse(o.apiSocket)) throw new StratumError("INVALID", `another agent is serving ${o.apiSocket}`);
