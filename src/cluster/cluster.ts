@@ -13,6 +13,7 @@ import { ClusterStore } from "./cluster-store";
 import { stateConflicts } from "./conflicts";
 import { EtcdClient, type EtcdOptions, type KeepAlive, type KeyValue, type Watch } from "./etcd-client";
 import { EtcdSync } from "./etcd-sync";
+import { partialUploadAdvice } from "./init";
 import { type ClusterIdentity, K, type MemberRecord, type NodeRecord, PREFIX, parseKey } from "./keys";
 
 export interface ClusterOptions extends Omit<EtcdOptions, "endpoints"> {
@@ -173,6 +174,13 @@ export class Cluster {
           "CONFLICT",
           `this node's state is a copy of cluster ${mine}, and etcd at ${this.o.endpoints.join(",")} holds no cluster: point --cluster at that cluster's etcd, or move the state directory away to start a new one`,
         );
+      // Keys without an identity: a `cluster init` under way, or one cut short. Not a cluster.
+      const { count } = await this.client.range(PREFIX, { prefix: true, countOnly: true });
+      if (count)
+        throw new StratumError(
+          "CONFLICT",
+          partialUploadAdvice(this.o.endpoints, count, (await this.client.get(K.init))?.value),
+        );
       if (local.length)
         throw new StratumError(
           "CONFLICT",
@@ -180,8 +188,12 @@ export class Cluster {
         );
       // The first node of an empty cluster makes it.
       const id: ClusterIdentity = { id: crypto.randomUUID(), createdAt: new Date().toISOString(), by: this.o.nodeName };
+      // Not while a `cluster init` uploads: its state would be taken for this empty cluster's.
       const r = await this.client.txn({
-        compare: [{ key: K.cluster, target: "version", value: 0 }],
+        compare: [
+          { key: K.cluster, target: "version", value: 0 },
+          { key: K.init, target: "version", value: 0 },
+        ],
         success: [{ type: "put", key: K.cluster, value: JSON.stringify(id) }],
         failure: [{ type: "range", key: K.cluster }],
       });
@@ -197,7 +209,11 @@ export class Cluster {
         : r.responses[0]?.type === "range"
           ? r.responses[0].kvs[0]
           : undefined;
-      if (!identity) throw new StratumError("INTERNAL", "cluster identity: created and gone");
+      if (!identity)
+        throw new StratumError(
+          "CONFLICT",
+          `a \`cluster init\` began uploading into etcd at ${this.o.endpoints.join(",")} as this node joined: start the agent again once it is done`,
+        );
       if (r.succeeded) this.o.log("info", `created cluster ${id.id} in etcd at ${this.o.endpoints.join(",")}`);
     }
     const row = parseKey(identity.key, identity.value);

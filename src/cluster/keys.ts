@@ -5,6 +5,8 @@
  * never applied.
  *
  *   cluster                          {id, createdAt, by}: the cluster's identity
+ *   init                             {token, by, startedAt}: a `cluster init` upload under
+ *                                    way; deleted with the identity's write (init.ts)
  *   counters/network|rule|dns        the last id handed out
  *   networks/<name>                  {id, vni, createdAt, spec}
  *   ids/network/<id>                 <name>: a network id is taken once
@@ -30,6 +32,7 @@ export const PREFIX = "/stratum/v1/";
 
 export const K = {
   cluster: `${PREFIX}cluster`,
+  init: `${PREFIX}init`,
   counter: (what: "network" | "rule" | "dns") => `${PREFIX}counters/${what}`,
   network: (name: string) => `${PREFIX}networks/${name}`,
   networkId: (id: number) => `${PREFIX}ids/network/${id}`,
