@@ -16,6 +16,7 @@ import { type BucketCounts, SHAPE_KIND } from "../datapath/shape-maps";
 import type { EgressCap } from "../model/egress-cap";
 import type { AddressingStats } from "../services/addressing";
 import { GLOBAL_SCOPE_NAME } from "../services/firewall-service";
+import { isLocalEndpoint } from "../store/store";
 import type { AgentRuntime } from "./runtime";
 import { buildStatus } from "./status";
 
@@ -123,7 +124,8 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
       });
   const ifindexOf = new Map(st.ports.map((p) => [p.endpoint, p.ifindex]));
   for (const e of rt.store.listEndpoints()) {
-    if (!e.egress) continue;
+    // Another node's endpoint is capped in that node's kernel, and counted in its metrics.
+    if (!e.egress || !isLocalEndpoint(rt.svc.store, e)) continue;
     const ifindex = ifindexOf.get(e.name);
     caps.push({
       scope: "endpoint",

@@ -13,6 +13,7 @@ import { encodeIfindex } from "../datapath/port-maps";
 import { USER_BRIDGE } from "../model/topology";
 import { getLink, type Link, listLinks } from "../netlink";
 import { SCHEMA_VERSION } from "../store/sqlite";
+import { isLocalEndpoint } from "../store/store";
 import type { AgentRuntime } from "./runtime";
 
 export type Health = "ok" | "degraded";
@@ -49,62 +50,67 @@ export const FILL_WARNING = 0.9;
 
 const PORT_PROGS: Record<TcDirection, string> = { ingress: "stm_port_in", egress: "stm_port_out" };
 
-/** Every stored endpoint's port as the kernel has it. */
+/** Every port of this node's endpoints as the kernel has it (a cluster's other nodes'
+ * endpoints are in the store, not in this kernel). */
 export function portStates(rt: AgentRuntime): PortStatus[] {
   const dp = rt.svc.dp;
   const links = new Map<string, Link>(listLinks(rt.svc.nl).map((l) => [l.name, l]));
   const bridge = links.get(USER_BRIDGE)?.index;
   const ports = dp.map("stm_ports");
-  return rt.store.listEndpoints().map((ep) => {
-    const problems: string[] = [];
-    const link = links.get(ep.hostIf);
-    const base = {
-      endpoint: ep.name,
-      network: ep.network,
-      kind: ep.kind,
-      interface: ep.hostIf,
-      attach: "cls_bpf" as const,
-    };
-    if (!link)
+  const local = rt.svc.store;
+  return rt.store
+    .listEndpoints()
+    .filter((ep) => isLocalEndpoint(local, ep))
+    .map((ep) => {
+      const problems: string[] = [];
+      const link = links.get(ep.hostIf);
+      const base = {
+        endpoint: ep.name,
+        network: ep.network,
+        kind: ep.kind,
+        interface: ep.hostIf,
+        attach: "cls_bpf" as const,
+      };
+      if (!link)
+        return {
+          ...base,
+          ifindex: null,
+          ingressProgId: 0,
+          egressProgId: 0,
+          config: false,
+          bridged: false,
+          up: false,
+          state: "degraded" as const,
+          problems: [`interface ${ep.hostIf} does not exist`],
+        };
+      const ids = { ingress: 0, egress: 0 };
+      for (const dir of ["ingress", "egress"] as const) {
+        try {
+          ids[dir] = clsProgId(link.index, dir);
+        } catch (e) {
+          problems.push(`tc ${dir}: ${(e as Error).message}`);
+          continue;
+        }
+        if (!ids[dir]) problems.push(`no program at tc ${dir}`);
+        else if (!dp.isCurrent(ids[dir], PORT_PROGS[dir]))
+          problems.push(`tc ${dir} runs program ${ids[dir]}, not this build's ${PORT_PROGS[dir]} on its maps`);
+      }
+      const config = ports.lookup(encodeIfindex(link.index)) !== null;
+      if (!config) problems.push("no configuration entry in stm_ports");
+      const bridged = bridge !== undefined && link.master === bridge;
+      if (!bridged) problems.push(`not a port of ${USER_BRIDGE}`);
       return {
         ...base,
-        ifindex: null,
-        ingressProgId: 0,
-        egressProgId: 0,
-        config: false,
-        bridged: false,
-        up: false,
-        state: "degraded" as const,
-        problems: [`interface ${ep.hostIf} does not exist`],
+        ifindex: link.index,
+        ingressProgId: ids.ingress,
+        egressProgId: ids.egress,
+        config,
+        bridged,
+        up: link.up,
+        state: problems.length ? ("degraded" as const) : ("ok" as const),
+        problems,
       };
-    const ids = { ingress: 0, egress: 0 };
-    for (const dir of ["ingress", "egress"] as const) {
-      try {
-        ids[dir] = clsProgId(link.index, dir);
-      } catch (e) {
-        problems.push(`tc ${dir}: ${(e as Error).message}`);
-        continue;
-      }
-      if (!ids[dir]) problems.push(`no program at tc ${dir}`);
-      else if (!dp.isCurrent(ids[dir], PORT_PROGS[dir]))
-        problems.push(`tc ${dir} runs program ${ids[dir]}, not this build's ${PORT_PROGS[dir]} on its maps`);
-    }
-    const config = ports.lookup(encodeIfindex(link.index)) !== null;
-    if (!config) problems.push("no configuration entry in stm_ports");
-    const bridged = bridge !== undefined && link.master === bridge;
-    if (!bridged) problems.push(`not a port of ${USER_BRIDGE}`);
-    return {
-      ...base,
-      ifindex: link.index,
-      ingressProgId: ids.ingress,
-      egressProgId: ids.egress,
-      config,
-      bridged,
-      up: link.up,
-      state: problems.length ? ("degraded" as const) : ("ok" as const),
-      problems,
-    };
-  });
+    });
 }
 
 export function uplinkState(rt: AgentRuntime): UplinkStatus | null {
