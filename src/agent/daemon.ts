@@ -9,7 +9,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from "node
 import { dirname, join, resolve } from "node:path";
 import { consola } from "consola";
 import pkg from "../../package.json" with { type: "json" };
-import { auditLine, createApp } from "../api/app";
+import { auditLine, type ClusterApi, createApp } from "../api/app";
 import { type ApiHandler, loadApiToken, serveTcp, serveUnix } from "../api/serve";
 import { Cluster } from "../cluster/cluster";
 import { MapFill } from "../datapath/map-fill";
@@ -18,6 +18,7 @@ import { ensureBpffs, smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
 import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
 import { listAddresses, listLinks, RtnlMonitor, rtnl } from "../netlink";
+import { clusterStatusView } from "../observe/cluster";
 import { AgentMetrics, readSnapshot } from "../observe/metrics";
 import { type AgentRuntime, RecentLog, ReconcileLog, type ReconcileRun, type UplinkRuntime } from "../observe/runtime";
 import { buildStatus } from "../observe/status";
@@ -401,6 +402,7 @@ async function serve(o: AgentOptions): Promise<void> {
       return reconciles.last as ReconcileRun;
     },
     audit: (e) => audit.info(auditLine(e)),
+    ...(cluster ? { cluster: clusterApi(cluster, svc) } : {}),
   });
   // A request that may change the kernel never has a reconcile run in its middle, whatever
   // it awaits: reads go straight through.
@@ -468,6 +470,26 @@ async function serve(o: AgentOptions): Promise<void> {
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
   await new Promise(() => {}); // serve until a signal
+}
+
+/** The cluster routes of the API, on this node's part in the cluster. */
+function clusterApi(cluster: Cluster, svc: Services): ClusterApi {
+  return {
+    nodes: () => cluster.nodes(),
+    node: (name) => cluster.node(name),
+    removeNode: (name) => {
+      // What is freed, read before it goes: the removal answers names only.
+      const theirs = svc.endpoints.list().filter((e) => e.node === name);
+      const gone = new Set(cluster.removeNode(name).endpoints);
+      return {
+        node: name,
+        endpoints: theirs
+          .filter((e) => gone.has(e.name))
+          .map((e) => ({ name: e.name, network: e.network, ip: e.ip, ip6: e.ip6 })),
+      };
+    },
+    status: async () => clusterStatusView(await cluster.status()),
+  };
 }
 
 /** The node's address on the management bridge, when it has one: what the cluster records. */

@@ -207,6 +207,12 @@ export class ApiClient {
     return this.call("deleteDnsRecords", { params: { name: network }, query: { name, type, value } });
   };
 
+  /** The cluster's nodes, one of them, forgetting a dead one; the cluster's status. */
+  listNodes = () => this.call("listNodes");
+  showNode = (name: string) => this.call("showNode", { params: { name } });
+  removeNode = (name: string) => this.call("removeNode", { params: { name } });
+  clusterStatus = () => this.call("getCluster");
+
   trace = (req: TraceRequest) => this.call("trace", { body: req });
   status = () => this.call("getStatus");
   reconcile = () => this.call("reconcile");

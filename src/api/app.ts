@@ -17,7 +17,10 @@ import {
   type AgentStatus,
   BODY_LIMIT,
   type BodyOut,
+  type ClusterStatusView,
   ERROR_STATUS,
+  type NodeRemovalView,
+  type NodeView,
   type OperationId,
   type ParamsOut,
   type QueryOut,
@@ -87,7 +90,23 @@ export interface AppOptions {
   reconcile?: () => ReconcileRun;
   /** Called once for every request that may change something (any method but GET and HEAD). */
   audit?: (e: AuditEntry) => void;
+  /** A cluster node's view of its cluster (absent on a single node: its routes answer
+   * NOT_A_CLUSTER_NODE). */
+  cluster?: ClusterApi;
 }
+
+/** What the cluster routes ask the agent (daemon.ts wires its Cluster in). */
+export interface ClusterApi {
+  nodes(): NodeView[];
+  /** NOT_FOUND when it is no member. */
+  node(name: string): NodeView;
+  /** Forgets a node that is gone; refused (INVALID) while it is alive, or for this node. */
+  removeNode(name: string): NodeRemovalView;
+  status(): Promise<ClusterStatusView>;
+}
+
+/** The one line a single-node agent answers the cluster routes with (400 INVALID, exit 2). */
+export const NOT_A_CLUSTER_NODE = "this agent is not a cluster node (started without --cluster)";
 
 interface Input<K extends OperationId> {
   params: ParamsOut<K>;
@@ -265,6 +284,14 @@ function handlers(svc: Services, o: AppOptions): Handlers {
     getStatus: async () => (await (o.status ?? (() => ({})))()) as AgentStatus,
     getOpenApi: () => openApiDocument(served),
   };
+  const cluster = (): ClusterApi => {
+    if (!o.cluster) throw new StratumError("INVALID", NOT_A_CLUSTER_NODE);
+    return o.cluster;
+  };
+  h.listNodes = () => cluster().nodes();
+  h.showNode = ({ params }) => cluster().node(params.name);
+  h.removeNode = ({ params }) => cluster().removeNode(params.name);
+  h.getCluster = () => cluster().status();
   const { trace, reconcile, metrics } = o;
   if (trace) h.trace = ({ body }) => trace(body);
   if (reconcile) h.reconcile = () => reconcile();

@@ -562,6 +562,96 @@ export const MapFillView = z
   })
   .strict();
 
+// -- cluster
+
+export const NODE_STATES = ["ready", "unreachable", "left"] as const;
+
+export const NodeView = z
+  .object({
+    name: z.string(),
+    state: z
+      .enum(NODE_STATES)
+      .describe(
+        "ready: its lease is kept alive; unreachable: its lease expired (its endpoints stay, marked with its name); left: its agent stopped cleanly",
+      ),
+    address: z.string().describe("Underlay (VTEP) address"),
+    mgmtAddress: z.string().nullable().describe("Address on cnv-mgmt-br0, when it has one"),
+    version: z.string().nullable().describe("Its agent's version (null unless ready)"),
+    roles: z.array(z.string()),
+    joinedAt: Time.describe("When it first joined"),
+    startedAt: Time.nullable().describe("When its running agent registered (null unless ready)"),
+    left: Time.nullable().describe("When its agent stopped cleanly (state left)"),
+    endpoints: Count.describe("Endpoints that run on it"),
+    self: z.boolean().describe("The node whose agent answered"),
+  })
+  .strict()
+  .meta({ id: "NodeView" });
+export type NodeView = z.infer<typeof NodeView>;
+
+export const NodeRemovalView = z
+  .object({
+    node: z.string(),
+    endpoints: z
+      .array(z.object({ name: z.string(), network: z.string(), ip: z.string(), ip6: z.string().nullable() }).strict())
+      .describe("Its endpoints, forgotten: their addresses are free again"),
+  })
+  .strict()
+  .meta({ id: "NodeRemoval" });
+export type NodeRemovalView = z.infer<typeof NodeRemovalView>;
+
+export const ClusterStatusView = z
+  .object({
+    clusterId: z.string(),
+    node: z.string().describe("This node's name"),
+    etcd: z
+      .object({
+        endpoints: z.array(z.string()).describe("The client URLs the agent was given (--cluster)"),
+        up: z.boolean().describe("At least one member answered"),
+        members: z.array(
+          z
+            .object({
+              endpoint: z.string(),
+              healthy: z.boolean(),
+              version: z.string().nullable(),
+              leader: z.boolean(),
+              error: z.string().nullable().describe("Why it did not answer"),
+            })
+            .strict(),
+        ),
+        leader: z.string().nullable().describe("The leader's client URL, when one answered"),
+        revision: Count.nullable().describe("etcd's revision (null: no member answered)"),
+      })
+      .strict(),
+    mirror: z
+      .object({
+        revision: Count.describe("The revision this node's copy of the cluster state is at"),
+        lag: Count.nullable().describe("Revisions behind etcd (null: etcd did not answer)"),
+        keys: Count,
+        invalidKeys: Count.describe("Keys set aside because their value failed validation"),
+        lastResync: Time.nullable().describe("The last full listing"),
+      })
+      .strict(),
+    watch: z
+      .object({
+        events: Count.describe("Changes received since the agent started"),
+        resyncs: Count.describe("Full listings since the agent started"),
+        connected: z.boolean(),
+      })
+      .strict(),
+    lease: z
+      .object({
+        id: z.string().nullable(),
+        ttl: Count.describe("seconds"),
+        renewals: Count,
+        missed: Count.describe("Keep-alives that failed"),
+        reRegistered: Count.describe("Times the lease was lost and the node registered again"),
+      })
+      .strict(),
+  })
+  .strict()
+  .meta({ id: "ClusterStatus" });
+export type ClusterStatusView = z.infer<typeof ClusterStatusView>;
+
 export const AgentStatusView = z
   .object({
     health: z.object({ status: Health, reasons: z.array(z.string()), warnings: z.array(z.string()) }).strict(),
@@ -885,6 +975,37 @@ export const ROUTES = {
       .strict(),
     status: 200,
     response: BlockTestResult,
+  },
+  listNodes: {
+    method: "get",
+    path: "/v1/nodes",
+    summary: "List the cluster's nodes: ready, unreachable or left (a single node answers 400 INVALID)",
+    status: 200,
+    response: z.array(NodeView),
+  },
+  showNode: {
+    method: "get",
+    path: "/v1/nodes/{name}",
+    summary: "Show one node of the cluster",
+    params: NameParam,
+    status: 200,
+    response: NodeView,
+  },
+  removeNode: {
+    method: "delete",
+    path: "/v1/nodes/{name}",
+    summary:
+      "Forget a node that is gone, and its endpoints (their addresses are free again); refused while it is alive",
+    params: NameParam,
+    status: 200,
+    response: NodeRemovalView,
+  },
+  getCluster: {
+    method: "get",
+    path: "/v1/cluster",
+    summary: "Cluster status: etcd's members and health, leader, revision; this node's mirror, watch and lease",
+    status: 200,
+    response: ClusterStatusView,
   },
   trace: {
     method: "post",

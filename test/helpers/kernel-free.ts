@@ -3,8 +3,8 @@
  * datapath's maps are boundless and empty, netlink knows no links, the firewall's tables are
  * a FakeFwKernel. A fixture fills the store with one of everything a view can show. */
 
-import { type AppOptions, createApp } from "../../src/api/app";
-import type { EndpointView, TraceResult } from "../../src/api/contract";
+import { type AppOptions, type ClusterApi, createApp } from "../../src/api/app";
+import type { ClusterStatusView, EndpointView, NodeView, TraceResult } from "../../src/api/contract";
 import { MapFill } from "../../src/datapath/map-fill";
 import type { PortDatapath } from "../../src/datapath/port-datapath";
 import { StratumError } from "../../src/errors";
@@ -136,6 +136,104 @@ export const TRACE_RESULT: TraceResult = {
   programs: { tag: "abc", liveTag: null, same: true },
 };
 
+/** A cluster as the API sees it: node-a (this node, ready), node-b (unreachable, one
+ * endpoint), node-c (left). Removing a live node or this one is refused as the agent refuses it. */
+export class FakeCluster implements ClusterApi {
+  readonly list: NodeView[] = [
+    {
+      name: "node-a",
+      state: "ready",
+      address: "10.99.0.1",
+      mgmtAddress: "10.98.0.1",
+      version: "0.0.0-test",
+      roles: [],
+      joinedAt: "2026-12-01T10:00:00.000Z",
+      startedAt: "2026-12-01T11:00:00.000Z",
+      left: null,
+      endpoints: 2,
+      self: true,
+    },
+    {
+      name: "node-b",
+      state: "unreachable",
+      address: "10.99.0.2",
+      mgmtAddress: null,
+      version: null,
+      roles: [],
+      joinedAt: "2026-12-01T10:00:01.000Z",
+      startedAt: null,
+      left: null,
+      endpoints: 1,
+      self: false,
+    },
+    {
+      name: "node-c",
+      state: "left",
+      address: "10.99.0.3",
+      mgmtAddress: "10.98.0.3",
+      version: null,
+      roles: [],
+      joinedAt: "2026-12-01T10:00:02.000Z",
+      startedAt: null,
+      left: "2026-12-02T08:00:00.000Z",
+      endpoints: 0,
+      self: false,
+    },
+  ];
+
+  nodes(): NodeView[] {
+    return structuredClone(this.list);
+  }
+
+  node(name: string): NodeView {
+    const n = this.list.find((x) => x.name === name);
+    if (!n) throw new StratumError("NOT_FOUND", `node ${name} is not a member of this cluster`);
+    return structuredClone(n);
+  }
+
+  removeNode(name: string) {
+    const n = this.node(name);
+    if (n.self) throw new StratumError("INVALID", `node ${name} is this node`);
+    if (n.state === "ready") throw new StratumError("INVALID", `node ${name} is alive`);
+    this.list.splice(
+      this.list.findIndex((x) => x.name === name),
+      1,
+    );
+    return {
+      node: name,
+      endpoints: n.endpoints ? [{ name: "db-9", network: "app-net", ip: "10.20.0.90", ip6: null }] : [],
+    };
+  }
+
+  async status(): Promise<ClusterStatusView> {
+    return structuredClone(CLUSTER_STATUS);
+  }
+}
+
+export const CLUSTER_STATUS: ClusterStatusView = {
+  clusterId: "6c0f1a2e-0000-4000-8000-000000000001",
+  node: "node-a",
+  etcd: {
+    endpoints: ["http://10.99.0.254:2379", "http://10.99.0.253:2379"],
+    up: true,
+    members: [
+      {
+        endpoint: "http://10.99.0.253:2379",
+        healthy: false,
+        version: null,
+        leader: false,
+        error: "connection refused",
+      },
+      { endpoint: "http://10.99.0.254:2379", healthy: true, version: "3.5.16", leader: true, error: null },
+    ],
+    leader: "http://10.99.0.254:2379",
+    revision: 42,
+  },
+  mirror: { revision: 42, lag: 0, keys: 17, invalidKeys: 0, lastResync: "2026-12-06T09:00:00.500Z" },
+  watch: { events: 12, resyncs: 1, connected: true },
+  lease: { id: "694d8a7b3c2e1f00", ttl: 10, renewals: 55, missed: 0, reRegistered: 0 },
+};
+
 /** The app on a kernel-free service, every provider present (status built by the real
  * buildStatus from a runtime of stand-ins); `o` overrides options. */
 export function kernelFreeApp(o: AppOptions = {}): KernelFree {
@@ -182,6 +280,7 @@ export function kernelFreeApp(o: AppOptions = {}): KernelFree {
       calls.metrics++;
       return { contentType: "text/plain; version=0.0.4; charset=utf-8", body: "# HELP x x\n# TYPE x gauge\nx 1\n" };
     },
+    cluster: new FakeCluster(),
     ...o,
   });
   return { store, svc, kernel, app, calls };
