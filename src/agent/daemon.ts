@@ -390,7 +390,7 @@ async function serve(o: AgentOptions): Promise<void> {
     addressing,
     cluster,
   };
-  const metrics = new AgentMetrics(() => readSnapshot(rt));
+  const metrics = new AgentMetrics(() => readSnapshot(rt), { cluster: cluster !== undefined });
   // The trace instance of the programs stays loaded: a trace then costs milliseconds, not a load.
   const tracer = new Tracer(store, o.pinRoot, { keepLoaded: true });
   const app = createApp(svc, {

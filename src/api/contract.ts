@@ -652,6 +652,21 @@ export const ClusterStatusView = z
   .meta({ id: "ClusterStatus" });
 export type ClusterStatusView = z.infer<typeof ClusterStatusView>;
 
+/** The cluster part of /v1/status: read from the agent's own records (no request to etcd). */
+export const ClusterSummaryView = z
+  .object({
+    clusterId: z.string(),
+    node: z.string(),
+    etcdUp: z.boolean().describe("The watch is connected"),
+    mirrorRevision: Count,
+    lag: Count.describe("Revisions the watch has seen and the mirror has not applied"),
+    lastResync: Time.nullable(),
+    renewalsMissed: Count.describe("Lease keep-alives that failed"),
+    writesRefused: Count.describe("Writes refused because etcd did not answer"),
+  })
+  .strict();
+export type ClusterSummary = z.infer<typeof ClusterSummaryView>;
+
 export const AgentStatusView = z
   .object({
     health: z.object({ status: Health, reasons: z.array(z.string()), warnings: z.array(z.string()) }).strict(),
@@ -695,6 +710,7 @@ export const AgentStatusView = z
     recentErrors: z.array(LoggedProblemView),
     logTotals: z.object({ warn: Count, error: Count }).strict(),
     services: z.array(ServiceStatusView).nullable().describe("DHCP, router advertisements and DHCPv6, DNS"),
+    cluster: ClusterSummaryView.nullable().describe("This node's part in its cluster (null on a single node)"),
   })
   .strict()
   .meta({ id: "AgentStatus" });

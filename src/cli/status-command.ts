@@ -1,6 +1,7 @@
 /** `status`: the agent's health and why, version, kernel and features, the store, the last
- * reconcile, the uplink, every port's attach state, map fill levels and recent warnings and
- * errors, from the agent's API. An agent that does not answer is UNAVAILABLE (exit 7). */
+ * reconcile, the uplink, every port's attach state, map fill levels, recent warnings and
+ * errors and, on a cluster node, its part in the cluster, from the agent's API. An agent
+ * that does not answer is UNAVAILABLE (exit 7). */
 import { type CommandMeta, defineCommand } from "citty";
 import type { AgentStatus } from "../observe/status";
 import { client } from "./api-flags";
@@ -26,7 +27,9 @@ export function formatDuration(seconds: number): string {
 function reconcileLoop(st: AgentStatus): Array<[string, string]> {
   const r = st.reconcile;
   if (!r.byTrigger) return [];
+  // Runs made by changes from other nodes: a single node has none to count.
   const runs = Object.entries(r.byTrigger)
+    .filter(([t]) => t !== "cluster" || st.cluster)
     .map(([t, n]) => `${t} ${n}`)
     .join(", ");
   const how = r.loop
@@ -84,6 +87,19 @@ export function printStatus(st: AgentStatus): void {
   ]);
   for (const v of st.services ?? [])
     pairs.push([v.name, v.state === "serving" ? `serving: ${v.summary}` : `DOWN: ${v.problem}`]);
+  const c = st.cluster;
+  if (c)
+    pairs.push(
+      ["cluster", `${c.clusterId}, this node ${c.node}`],
+      [
+        "etcd",
+        c.etcdUp
+          ? "up (watch connected)"
+          : `DOWN: enforcing this node's copy of the cluster state; ${c.writesRefused} change(s) refused so far`,
+      ],
+      ["cluster mirror", `revision ${c.mirrorRevision}, lag ${c.lag}; last resync ${c.lastResync ?? "none"}`],
+      ["cluster lease", `${c.renewalsMissed} renewal(s) missed`],
+    );
   printKv(pairs);
 
   out(`\nPORTS (${st.ports.length})\n`);

@@ -2,13 +2,14 @@
  * packets, bytes and drops by reason, uplink drops, firewall rule and default hits, the
  * firewall's and the monitor's own counters, egress caps and their buckets, map fill
  * levels, port health, reconcile runs (by trigger) and the drift they repaired, the agent
- * itself. A rule's series are labelled by its id, never its priority: `rule move` keeps
- * them. Everything is read at scrape time from the pinned maps, the store and the agent's
+ * itself and, on a cluster node, its part in the cluster. A rule's series are labelled by
+ * its id, never its priority: `rule move` keeps them. Everything is read at scrape time from the pinned maps, the store and the agent's
  * records; nothing is sampled in between (the kernel's counters are the state, and they
  * survive agent restarts in their pinned maps). A scrape reads one snapshot, then
  * prom-client renders it; concurrent scrapes share one read. Names are `stratum_…`; a
  * counter's series appears once the kernel has counted something for it. */
 import { Counter, Gauge, Registry } from "prom-client";
+import type { NodeState } from "../cluster/cluster";
 import { dropReasonName } from "../datapath/drops";
 import { encodeU32, FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall-maps";
 import { readMonStats } from "../datapath/monitor-ring";
@@ -17,6 +18,7 @@ import type { EgressCap } from "../model/egress-cap";
 import type { AddressingStats } from "../services/addressing";
 import { GLOBAL_SCOPE_NAME } from "../services/firewall-service";
 import { isLocalEndpoint } from "../store/store";
+import { nodeCounts } from "./cluster";
 import type { AgentRuntime } from "./runtime";
 import { buildStatus } from "./status";
 
@@ -66,6 +68,23 @@ export interface MetricsSnapshot {
   };
   /** The DHCP, IPv6 and DNS servers' counters (absent when the agent runs none). */
   addressing?: AddressingStats;
+  /** A cluster node's part in its cluster (absent on a single node). */
+  cluster?: ClusterCounters;
+}
+
+export interface ClusterCounters {
+  /** The watch on etcd is connected. */
+  up: boolean;
+  /** Revisions seen by the watch and not yet in the mirror. */
+  lag: number;
+  resyncs: number;
+  events: number;
+  /** Lease keep-alives that failed. */
+  missed: number;
+  /** Writes refused because etcd did not answer. */
+  writesRefused: number;
+  /** The cluster's nodes by state. */
+  nodes: Record<NodeState, number>;
 }
 
 /** Milliseconds as seconds without binary-fraction noise (0.00969, not 0.009689999999999999). */
@@ -177,6 +196,7 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
       ...(repair ? { lastRepairSeconds: Date.parse(repair.at) / 1000 } : {}),
     },
     ...(rt.addressing ? { addressing: rt.addressing.stats() } : {}),
+    ...(rt.cluster ? { cluster: { ...rt.cluster.counters, nodes: nodeCounts(rt.cluster.nodes()) } } : {}),
   };
 }
 
@@ -194,8 +214,13 @@ export class AgentMetrics {
   #snap: MetricsSnapshot | undefined;
   #inflight: Promise<Scrape> | undefined;
 
-  constructor(readonly source: () => Promise<MetricsSnapshot>) {
+  /** `cluster`: the agent is a cluster node (the stratum_cluster_* families exist only there). */
+  constructor(
+    readonly source: () => Promise<MetricsSnapshot>,
+    o: { cluster?: boolean } = {},
+  ) {
     this.#define();
+    if (o.cluster) this.#defineCluster();
   }
 
   /** One rendering of every family; a scrape that arrives while one runs gets its result. */
@@ -488,6 +513,67 @@ export class AgentMetrics {
       "Bytes an egress cap's token bucket passed or dropped (over the rate); a rate change keeps the counts, removing the cap resets them.",
       [...capLabels, "verdict"],
       (s, e) => counts(s, e, "bytes"),
+    );
+  }
+
+  /** A cluster node's view of etcd: is it there, how far behind is the mirror, how often
+   * did the node list everything again, what did the watch bring, which keep-alives failed,
+   * which writes were refused; and the cluster's nodes by state. */
+  #defineCluster(): void {
+    const f = this.#family.bind(this);
+    const c = (fill: (x: ClusterCounters, e: Emit) => void) => (s: MetricsSnapshot, e: Emit) => {
+      if (s.cluster) fill(s.cluster, e);
+    };
+    f(
+      "gauge",
+      "stratum_cluster_etcd_up",
+      "1 when this node's watch on etcd is connected, 0 while etcd does not answer (the datapath keeps enforcing; changes are refused).",
+      [],
+      c((x, e) => e({}, x.up ? 1 : 0)),
+    );
+    f(
+      "gauge",
+      "stratum_cluster_watch_lag_revisions",
+      "Revisions of etcd the watch has seen and this node's copy of the cluster state has not applied yet.",
+      [],
+      c((x, e) => e({}, x.lag)),
+    );
+    f(
+      "counter",
+      "stratum_cluster_resyncs_total",
+      "Full listings of the cluster state (at start, and when etcd compacted the history the watch needed).",
+      [],
+      c((x, e) => e({}, x.resyncs)),
+    );
+    f(
+      "counter",
+      "stratum_cluster_watch_events_total",
+      "Changes of the cluster state the watch brought.",
+      [],
+      c((x, e) => e({}, x.events)),
+    );
+    f(
+      "counter",
+      "stratum_cluster_lease_renewals_missed_total",
+      "Keep-alives of this node's lease that failed (past its TTL the others see the node unreachable).",
+      [],
+      c((x, e) => e({}, x.missed)),
+    );
+    f(
+      "counter",
+      "stratum_cluster_writes_refused_total",
+      "Changes refused because etcd did not answer.",
+      [],
+      c((x, e) => e({}, x.writesRefused)),
+    );
+    f(
+      "gauge",
+      "stratum_cluster_nodes",
+      "The cluster's nodes by state: ready (lease kept alive), unreachable (lease expired), left (stopped cleanly).",
+      ["state"],
+      c((x, e) => {
+        for (const [state, n] of Object.entries(x.nodes)) e({ state }, n);
+      }),
     );
   }
 

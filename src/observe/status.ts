@@ -2,9 +2,10 @@
  * and features, each endpoint port's attach state as the kernel has it (a program on both tc
  * hooks and it is this build's code, a configuration entry, membership of the user bridge),
  * the uplink's two links, map fill levels, the store, the reconcile loop (runs by trigger, the
- * last run, the last drift it repaired) and the recent warnings and errors. Health is "degraded" when a port or the uplink misses a piece, the
- * last reconcile reported errors, or the store does not answer; a nearly full table is a
- * warning. Read-only: it never repairs what it finds. */
+ * last run, the last drift it repaired), the recent warnings and errors and, on a cluster
+ * node, its part in the cluster. Health is "degraded" when a port or the uplink misses a
+ * piece, the last reconcile reported errors, or the store does not answer; a nearly full
+ * table, or etcd away, is a warning. Read-only: it never repairs what it finds. */
 import { existsSync, statSync } from "node:fs";
 import type { AgentStatus, PortStatus, ServiceStatus, StoreStatus, UplinkStatus } from "../api/contract";
 import { clsProgId, pinnedLinkInfo, type TcDirection } from "../datapath/attach";
@@ -14,6 +15,7 @@ import { USER_BRIDGE } from "../model/topology";
 import { getLink, type Link, listLinks } from "../netlink";
 import { SCHEMA_VERSION } from "../store/sqlite";
 import { isLocalEndpoint } from "../store/store";
+import { clusterSummary } from "./cluster";
 import type { AgentRuntime } from "./runtime";
 
 export type Health = "ok" | "degraded";
@@ -220,10 +222,16 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
     reasons.push(`the last reconcile (${last.at}) reported ${last.errors.length} error(s): ${last.errors[0]}`);
   if (store.state !== "ok") reasons.push(`store ${store.path}: ${store.state}`);
   const services = serviceStates(rt);
-  // Enforcement does not depend on them: a service down is a warning, not degraded health.
+  const cluster = rt.cluster ? clusterSummary(rt.cluster) : null;
+  // Enforcement depends on neither: a service down, or etcd away, is a warning, not degraded health.
   const warnings = [
     ...fillWarnings(fill.maps),
     ...(services ?? []).filter((v) => v.state === "down").map((v) => `${v.name} is not serving: ${v.problem}`),
+    ...(cluster && !cluster.etcdUp
+      ? [
+          `etcd does not answer: this node enforces its copy of the cluster state (revision ${cluster.mirrorRevision}) and refuses changes until etcd is back`,
+        ]
+      : []),
   ];
   return {
     health: { status: reasons.length ? "degraded" : "ok", reasons, warnings },
@@ -257,5 +265,6 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
     recentErrors: rt.recent.list(),
     logTotals: { ...rt.recent.totals },
     services: services ?? null,
+    cluster,
   };
 }

@@ -99,8 +99,8 @@ describe("drift rtnetlink reports is repaired without a reconcile call", () => {
     expect(ping(c1, e2.ip)).toBe(true);
     await Bun.sleep(500); // every notice of the attaches read and judged
     const r = A.json("status").reconcile;
-    expect(r.byTrigger).toEqual({ start: 1, api: 0, event: 0, periodic: 0 });
-    expect(r.repairs).toEqual({ start: 1, api: 0, event: 0, periodic: 0 }); // the start made the bridges
+    expect(r.byTrigger).toEqual({ start: 1, api: 0, event: 0, periodic: 0, cluster: 0 });
+    expect(r.repairs).toEqual({ start: 1, api: 0, event: 0, periodic: 0, cluster: 0 }); // the start made the bridges
     expect(r.loop).toEqual({ events: true, intervalSeconds: 30, drift: [] });
   });
 

@@ -1,13 +1,22 @@
 /** The cluster's part of the API without etcd: the routes against a stand-in cluster (views
  * that match their strict schemas, a live node's removal refused, an unknown one not found,
  * unknown query parameters and body keys refused), a single-node agent's one line for each of
- * them, etcd's status in the contract's view. */
+ * them, etcd's status in the contract's view, the cluster part of status and the
+ * stratum_cluster_* metrics (only on a cluster node). */
 import { describe, expect, test } from "bun:test";
 import { NOT_A_CLUSTER_NODE } from "../../src/api/app";
-import { ClusterStatusView, NodeRemovalView, NodeView } from "../../src/api/contract";
+import {
+  AgentStatusView,
+  ClusterStatusView,
+  ClusterSummaryView,
+  NodeRemovalView,
+  NodeView,
+} from "../../src/api/contract";
 import type { ClusterStatus } from "../../src/cluster/cluster";
-import { clusterStatusView } from "../../src/observe/cluster";
+import { clusterStatusView, clusterSummary, nodeCounts } from "../../src/observe/cluster";
+import { AgentMetrics, type MetricsSnapshot } from "../../src/observe/metrics";
 import { CLUSTER_STATUS, FakeCluster, type KernelFree, kernelFreeApp } from "../helpers/kernel-free";
+import { metricValue, parseExposition } from "../helpers/prom";
 
 const notCluster = { code: "INVALID", message: NOT_A_CLUSTER_NODE };
 
@@ -91,7 +100,7 @@ describe("the cluster routes", () => {
   });
 });
 
-describe("etcd's status", () => {
+describe("the cluster's part of status and metrics", () => {
   test("etcd's status in the contract's view: every key present, null when unset", () => {
     const s: ClusterStatus = {
       clusterId: "c1",
@@ -128,5 +137,83 @@ describe("etcd's status", () => {
       mirror: { ...s.mirror, lag: null },
     });
     expect(ClusterStatusView.safeParse(down).success).toBe(true);
+  });
+
+  test("the status summary reads the agent's records; a single node's status has cluster: null", async () => {
+    const records = {
+      clusterId: "c1",
+      o: { nodeName: "node-a" },
+      writer: { revision: 41, meta: (k: string) => (k === "resyncedAt" ? "2026-12-06T09:00:00.000Z" : undefined) },
+      counters: { up: false, lag: 2, resyncs: 1, events: 5, missed: 3, writesRefused: 4 },
+    };
+    expect(ClusterSummaryView.parse(clusterSummary(records))).toEqual({
+      clusterId: "c1",
+      node: "node-a",
+      etcdUp: false,
+      mirrorRevision: 41,
+      lag: 2,
+      lastResync: "2026-12-06T09:00:00.000Z",
+      renewalsMissed: 3,
+      writesRefused: 4,
+    });
+    const k = kernelFreeApp();
+    const st = AgentStatusView.parse(await (await k.app.request("/v1/status")).json());
+    expect(st.cluster).toBeNull();
+  });
+
+  const snap = (cluster?: MetricsSnapshot["cluster"]): MetricsSnapshot => ({
+    agent: {
+      version: "0",
+      kernel: "6",
+      libbpf: "1",
+      startTimeSeconds: 1,
+      rssBytes: 1,
+      healthy: true,
+      logTotals: { warn: 0, error: 0 },
+    },
+    endpoints: [],
+    drops: [],
+    rules: [],
+    defaults: [],
+    caps: [],
+    firewall: {},
+    monitor: {},
+    maps: [],
+    mapCountSeconds: 0,
+    ports: { ok: 0, degraded: 0 },
+    reconcile: { runs: 0, errors: 0, byTrigger: {}, repairs: {}, changes: {} },
+    ...(cluster ? { cluster } : {}),
+  });
+
+  test("stratum_cluster_* on a cluster node, with their values; none at all on a single node", async () => {
+    const cluster = {
+      up: true,
+      lag: 3,
+      resyncs: 2,
+      events: 17,
+      missed: 1,
+      writesRefused: 4,
+      nodes: nodeCounts([{ state: "ready" }, { state: "ready" }, { state: "unreachable" }]),
+    };
+    const f = parseExposition((await new AgentMetrics(async () => snap(cluster), { cluster: true }).scrape()).body);
+    expect(metricValue(f, "stratum_cluster_etcd_up")).toBe(1);
+    expect(metricValue(f, "stratum_cluster_watch_lag_revisions")).toBe(3);
+    expect(metricValue(f, "stratum_cluster_resyncs_total")).toBe(2);
+    expect(metricValue(f, "stratum_cluster_watch_events_total")).toBe(17);
+    expect(metricValue(f, "stratum_cluster_lease_renewals_missed_total")).toBe(1);
+    expect(metricValue(f, "stratum_cluster_writes_refused_total")).toBe(4);
+    expect(f.get("stratum_cluster_nodes")?.samples).toEqual([
+      { labels: { state: "ready" }, value: 2 },
+      { labels: { state: "unreachable" }, value: 1 },
+      { labels: { state: "left" }, value: 0 },
+    ]);
+    expect(f.get("stratum_cluster_etcd_up")?.type).toBe("gauge");
+    expect(f.get("stratum_cluster_resyncs_total")?.type).toBe("counter");
+    const down = parseExposition(
+      (await new AgentMetrics(async () => snap({ ...cluster, up: false }), { cluster: true }).scrape()).body,
+    );
+    expect(metricValue(down, "stratum_cluster_etcd_up")).toBe(0);
+    const single = (await new AgentMetrics(async () => snap()).scrape()).body;
+    expect(single).not.toContain("stratum_cluster_");
   });
 });
