@@ -367,6 +367,7 @@ function showEndpoint(e: EndpointView): void {
     ["kind", e.kind],
     ["interface", e.interface],
     ...(e.netns ? ([["namespace", `${e.netns} (${e.ifname})`]] as Array<[string, string]>) : []),
+    ...(e.node ? ([["node", e.node]] as Array<[string, string]>) : []),
     ["egress cap", capText(e.egress, e.egressCounts, "of everything it sends")],
   ]);
   if (e.drops) {
@@ -453,7 +454,7 @@ export const endpointCommand = defineCommand({
   meta: { name: "endpoint", description: "List and show endpoints; cap what one sends" },
   subCommands: {
     list: defineCommand({
-      meta: meta("list", "List endpoints: network, address, MAC, kind and host interface", [
+      meta: meta("list", "List endpoints: network, address, MAC, kind, host interface and, in a cluster, node", [
         "cenvero-str-ctl endpoint list",
         "cenvero-str-ctl endpoint list --network app-net -o json",
       ]),
@@ -466,9 +467,11 @@ export const endpointCommand = defineCommand({
         const fmt = parseFormat(args.output);
         const eps = await client(args).listEndpoints(args.network);
         if (fmt !== "table") return printData(fmt, eps);
+        // A cluster's endpoints run on several nodes: which one is a column (a single node's have none).
+        const nodes = eps.some((e) => e.node !== null);
         printTable(
-          ["NAME", "NETWORK", "IP", "MAC", "KIND", "INTERFACE"],
-          eps.map((e) => [e.name, e.network, e.ip, e.mac, e.kind, e.interface]),
+          ["NAME", "NETWORK", "IP", "MAC", "KIND", "INTERFACE", ...(nodes ? ["NODE"] : [])],
+          eps.map((e) => [e.name, e.network, e.ip, e.mac, e.kind, e.interface, ...(nodes ? [e.node ?? "-"] : [])]),
         );
       },
     }),

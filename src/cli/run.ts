@@ -6,6 +6,7 @@ import { detectLogFormat } from "../agent/logging";
 import { type ErrorCode, StratumError } from "../errors";
 import { agentCommand } from "./agent-command";
 import { type AnyCommand, BIN, parseCommandLine, renderHelp } from "./args";
+import { clusterCommand, nodeCommand } from "./cluster-commands";
 import { completionCommand, runComplete } from "./completion";
 import { datapathCommand } from "./datapath-commands";
 import { dhcpCommand } from "./dhcp-commands";
@@ -34,6 +35,8 @@ export const rootCommand = defineCommand({
     firewall: firewallCommand,
     dhcp: dhcpCommand,
     dns: dnsCommand,
+    node: nodeCommand,
+    cluster: clusterCommand,
     trace: traceCommand,
     monitor: monitorCommand,
     status: statusCommand,
