@@ -1,9 +1,11 @@
 /** `node` and `cluster` commands: the cluster's nodes (ready, unreachable, left), forgetting a
  * node that is gone, and how this node stands with etcd. Clients of the agent's API; a
- * single-node agent answers them with one line (not a cluster node, exit 2). */
+ * single-node agent answers them with one line (not a cluster node, exit 2). `cluster init`
+ * (cluster-init.ts) runs without an agent. */
 import { type CommandMeta, defineCommand } from "citty";
 import type { ClusterStatusView, NodeRemovalView, NodeView } from "../api/contract";
 import { client } from "./api-flags";
+import { clusterInitCommand } from "./cluster-init";
 import { relativeTime } from "./dhcp-commands";
 import { apiArg, meta } from "./network-commands";
 import { outputArg, parseFormat, printData, printKv, printTable } from "./output";
@@ -172,8 +174,12 @@ export const nodeCommand = defineCommand({
 });
 
 export const clusterCommand = defineCommand({
-  meta: { name: "cluster", description: "This node's cluster: etcd's health, the node's copy of the state, its lease" },
+  meta: {
+    name: "cluster",
+    description: "This node's cluster: make one from a node's state; etcd's health, the node's copy of the state",
+  },
   subCommands: {
+    init: clusterInitCommand,
     status: defineCommand({
       meta: {
         name: "status",
