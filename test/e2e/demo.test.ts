@@ -49,6 +49,16 @@ exec bash scripts/demo --no-build`,
     "agent killed; the datapath keeps running",
     "40 packets transmitted, 40 received, 0% packet loss",
     "kernel changes: none",
+    // The cluster part: three nodes, one etcd.
+    "node3              ready  10.99.0.3",
+    "node3 cnv-user-br0: 10.30.0.1/24",
+    "web-1 asks node1's DNS: db-1.app-net.internal -> 10.30.0.3",
+    "is already claimed by endpoint race-",
+    "exit 12",
+    "etcd is back: node2 created network later",
+    "node3              unreachable",
+    "removed node node3; freed 1 endpoint(s)",
+    "demo: cluster done",
     "demo: done",
   ])
     expect(out, tail).toContain(line);
