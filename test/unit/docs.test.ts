@@ -126,7 +126,6 @@ describe("the README", () => {
     expect(start).toBeGreaterThan(-1);
     const section = text.slice(start);
     for (const word of [
-      "etcd",
       "VXLAN",
       "SNAT",
       "BGP",
@@ -162,6 +161,7 @@ describe("docs/", () => {
       "egress-caps",
       "observability",
       "operations",
+      "cluster",
       "cli",
       "api",
       "benchmarks",
