@@ -10,6 +10,7 @@ import { parseRule } from "../../src/model/firewall-rule";
 import { hostAddress, profileMac, validateNetwork } from "../../src/model/network";
 import { SqliteStore } from "../../src/store/sqlite";
 import { EtcdServer } from "../helpers/etcd-server";
+import { TcpProxy } from "../helpers/tcp-proxy";
 
 let etcd: EtcdServer;
 let client: EtcdClient;
@@ -163,6 +164,40 @@ test("a mirror that missed compacted history lists again and converges; a bad va
   a.store.createNetwork(net("three", "10.42.0.0/24", "10.42.0.1"));
   await until("three on b", () => back.store.getNetwork("three"));
   expect((await back.status()).mirror.lag).toBe(0);
+});
+
+test("a watch cut off while etcd compacted what it needed lists again and converges", async () => {
+  const a = await node("a");
+  const relay = TcpProxy.start(etcd.url);
+  try {
+    const b = await Cluster.open(new SqliteStore(":memory:"), {
+      endpoints: [relay.url],
+      nodeName: "b",
+      nodeAddress: "10.99.0.2",
+      version: "test",
+      log: quiet,
+    });
+    open.push(b);
+    b.start(quiet);
+    a.store.createNetwork(net("one", "10.45.0.0/24", "10.45.0.1"));
+    await until("one on b", () => b.store.getNetwork("one"));
+    expect((await b.status()).watch.resyncs).toBe(1);
+    relay.cut(); // b's watch loses etcd; etcd and a go on
+    a.store.createNetwork(net("two", "10.46.0.0/24", "10.46.0.1"));
+    a.store.deleteNetwork("one");
+    const { revision } = await client.range(PREFIX, { prefix: true, countOnly: true });
+    await client.compact(revision);
+    relay.restore();
+    await until("b relisted", () => b.store.getNetwork("two") && !b.store.getNetwork("one"), 10_000);
+    const st = await b.status();
+    expect(st.watch.resyncs).toBe(2); // the start's listing, and the one the compaction forced
+    expect(st.mirror.lag).toBe(0);
+    // The new watch runs from there.
+    a.store.createNetwork(net("three", "10.47.0.0/24", "10.47.0.1"));
+    await until("three on b", () => b.store.getNetwork("three"));
+  } finally {
+    relay.destroy();
+  }
 });
 
 test("members: a node under its lease is ready, one whose lease expired is unreachable, a clean stop is left", async () => {
