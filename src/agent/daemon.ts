@@ -33,7 +33,7 @@ import { checkWritableStore, SqliteStore } from "../store/sqlite";
 import { isLocalEndpoint, type Store } from "../store/store";
 import { Notifier } from "../sys/notify";
 import { lockDirectory } from "../sys/os";
-import { pathError, writableDir } from "../sys/paths";
+import { pathError, readError, writableDir } from "../sys/paths";
 import { addLogSink, configureLogging } from "./logging";
 
 export interface AgentOptions {
@@ -68,7 +68,7 @@ function clusterCredentials(c: ClusterJoin): { ca?: string; cert?: string; key?:
     try {
       return readFileSync(path, "utf8");
     } catch (e) {
-      throw pathError(e, `${flag} ${path}: cannot read it`, path, `give ${flag} a readable file`);
+      throw readError(e, `${flag}`, path);
     }
   };
   if ((c.cert === undefined) !== (c.key === undefined))

@@ -12,7 +12,7 @@ import { StratumError } from "../errors";
 import { describeAgent, netnsAgent } from "../ops/netns-owner";
 import { SqliteStore } from "../store/sqlite";
 import { closeFd, lockDirectory } from "../sys/os";
-import { pathError } from "../sys/paths";
+import { readError } from "../sys/paths";
 import { DEFAULT_STATE_DIR } from "./local-paths";
 import { outputArg, parseFormat, printData } from "./output";
 
@@ -46,7 +46,7 @@ function readCredentials(args: {
     try {
       return readFileSync(path, "utf8");
     } catch (e) {
-      throw pathError(e, `--${flag} ${path}: cannot read it`, path, `give --${flag} a readable file`);
+      throw readError(e, `--${flag}`, path);
     }
   };
   if ((args["etcd-cert"] === undefined) !== (args["etcd-key"] === undefined))

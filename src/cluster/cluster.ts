@@ -159,7 +159,7 @@ export class Cluster {
       if (!mine)
         throw new StratumError(
           "ETCD_UNAVAILABLE",
-          `etcd at ${this.o.endpoints.join(",")} does not answer, and this node has never synced with a cluster: nothing to start from (${(e as Error).message})`,
+          `etcd at ${this.o.endpoints.join(",")} does not answer, and this node has never synced with a cluster: nothing to start from (${(e as Error).message})${tlsHint((e as Error).message)}`,
         );
       this.o.log(
         "warn",
@@ -566,6 +566,15 @@ export class Cluster {
     this.client.close();
     this.sync.close();
   }
+}
+
+/** What to check when a TLS handshake failed: the CA, or the client certificate. */
+function tlsHint(message: string): string {
+  if (/UNABLE_TO_VERIFY|SELF_SIGNED|CERT_|certificate/i.test(message))
+    return "; etcd's certificate was not trusted: give --etcd-ca the CA that signed it, and check that it names the address in --cluster";
+  if (/handshake|SSL|TLS|ECONNRESET/i.test(message) && /https:/.test(message))
+    return "; the TLS handshake failed: does etcd want a client certificate (--etcd-cert, --etcd-key)?";
+  return "";
 }
 
 function safeParse(key: string, value: Uint8Array): MirrorRow | undefined {

@@ -43,6 +43,27 @@ export function pathError(e: unknown, head: string, path: string, hint: string):
   }
 }
 
+/** The one-line error for a file a flag names that could not be read (a certificate, a
+ * password file): what is wrong with it, and which flag to fix. */
+export function readError(e: unknown, flag: string, path: string): StratumError {
+  const code = ((e ?? {}) as FsError).code;
+  const why =
+    code === "ENOENT"
+      ? "no such file"
+      : code === "EACCES"
+        ? "not readable by this user (EACCES)"
+        : code === "EISDIR"
+          ? "a directory, not a file"
+          : `cannot read it (${code ?? String(e)})`;
+  return new StratumError(
+    code === "EACCES" ? "PERMISSION" : "INVALID",
+    `${flag} ${path}: ${why}: give ${flag} a readable file`,
+    {
+      cause: e,
+    },
+  );
+}
+
 /** Creates `dir` (and its parents) if needed and proves this process may create files in it. */
 export function writableDir(dir: string, what: string, hint: string, mode = 0o700): void {
   try {

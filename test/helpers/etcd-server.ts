@@ -182,7 +182,19 @@ export class EtcdServer {
   /** GET /health answers {"health":"true"} (asked from inside its namespace when it has one). */
   async healthy(): Promise<boolean> {
     if (this.netns) {
-      const p = Bun.spawnSync(["ip", "netns", "exec", this.netns, "curl", "-sf", "-m", "1", `${this.url}/health`]);
+      const tls = this.tls ? ["--cacert", this.tls.ca, "--cert", this.tls.cert, "--key", this.tls.key] : [];
+      const p = Bun.spawnSync([
+        "ip",
+        "netns",
+        "exec",
+        this.netns,
+        "curl",
+        "-sf",
+        "-m",
+        "1",
+        ...tls,
+        `${this.url}/health`,
+      ]);
       return p.exitCode === 0 && p.stdout.toString().includes('"true"');
     }
     try {
