@@ -18,6 +18,7 @@ import {
   BODY_LIMIT,
   type BodyOut,
   type ClusterStatusView,
+  type EndpointView,
   ERROR_STATUS,
   type NodeRemovalView,
   type NodeView,
@@ -250,13 +251,20 @@ function describe(op: OperationId, params: Record<string, unknown>, body: unknow
 
 function handlers(svc: Services, o: AppOptions): Handlers {
   const { networks, endpoints, dnsRecords, leases, firewall: fw } = svc;
+  /** Endpoint views with their node's state (a cluster node's: membership is the cluster's). */
+  function marked<T extends EndpointView | EndpointView[]>(v: T): T {
+    if (!o.cluster) return v;
+    const states = new Map(o.cluster.nodes().map((n) => [n.name, n.state]));
+    const one = (e: EndpointView): EndpointView => ({ ...e, nodeState: e.node ? (states.get(e.node) ?? null) : null });
+    return (Array.isArray(v) ? v.map(one) : one(v)) as T;
+  }
   const h: Handlers = {
     listNetworks: () => networks.list(),
     createNetwork: ({ body }) => networks.create(body),
     showNetwork: ({ params }) => networks.show(params.name),
     setNetwork: ({ params, body }) => networks.set(params.name, body),
     deleteNetwork: ({ params, query }) => networks.delete(params.name, query.force === true),
-    attachEndpoint: ({ params, body }) => endpoints.attach({ ...body, network: params.name }),
+    attachEndpoint: ({ params, body }) => marked(endpoints.attach({ ...body, network: params.name })),
     detachEndpoint: ({ params }) => endpoints.detach(params.name, params.endpoint),
     listNetworkDnsRecords: ({ params }) => dnsRecords.list(params.name),
     addDnsRecord: ({ params, body }) => dnsRecords.add(params.name, body),
@@ -264,9 +272,10 @@ function handlers(svc: Services, o: AppOptions): Handlers {
     deleteDnsRecord: ({ params }) => dnsRecords.delete(params.name, { id: params.id }),
     listDnsRecords: () => dnsRecords.list(),
     listLeases: ({ query }) => leases.list(query.network || undefined),
-    listEndpoints: ({ query }) => endpoints.list(query.network || undefined),
-    showEndpoint: ({ params }) => endpoints.show(params.name),
-    setEndpoint: ({ params, body }) => endpoints.setEgress(params.name, body.egress ? validateCap(body.egress) : null),
+    listEndpoints: ({ query }) => marked(endpoints.list(query.network || undefined)),
+    showEndpoint: ({ params }) => marked(endpoints.show(params.name)),
+    setEndpoint: ({ params, body }) =>
+      marked(endpoints.setEgress(params.name, body.egress ? validateCap(body.egress) : null)),
     listRules: ({ params }) => fw.listRules(params.scope),
     addRule: ({ params, body }) => fw.addRule(params.scope, body),
     deleteRule: ({ params }) => fw.deleteRule(params.scope, params.id),

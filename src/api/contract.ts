@@ -213,6 +213,12 @@ export const EndpointView = z
     ifname: z.string().nullable().describe("Interface name inside the namespace (veth)"),
     egress: EgressCapView.nullable(),
     node: z.string().nullable().describe("The cluster node it runs on (null on a single node)"),
+    nodeState: z
+      .enum(["ready", "unreachable", "left"])
+      .nullable()
+      .describe(
+        "Its node's state in the cluster: an endpoint of a node that is down is kept, marked (null on a single node)",
+      ),
     createdAt: Time,
     drops: DropCountsView.nullable().describe("Drops on the endpoint's port by reason (show only)"),
     egressCounts: BucketCountsView.nullable().describe("What the egress cap passed and dropped (show only)"),

@@ -471,7 +471,16 @@ export const endpointCommand = defineCommand({
         const nodes = eps.some((e) => e.node !== null);
         printTable(
           ["NAME", "NETWORK", "IP", "MAC", "KIND", "INTERFACE", ...(nodes ? ["NODE"] : [])],
-          eps.map((e) => [e.name, e.network, e.ip, e.mac, e.kind, e.interface, ...(nodes ? [e.node ?? "-"] : [])]),
+          eps.map((e) => [
+            e.name,
+            e.network,
+            e.ip,
+            e.mac,
+            e.kind,
+            e.interface,
+            // An endpoint of a node that is down is kept, and says so.
+            ...(nodes ? [`${e.node ?? "-"}${e.nodeState && e.nodeState !== "ready" ? ` (${e.nodeState})` : ""}`] : []),
+          ]),
         );
       },
     }),

@@ -80,6 +80,7 @@ export class EndpointService {
       ifname: e.ifname ?? null,
       egress: e.egress ? { rate: e.egress.rate, burst: e.egress.burst } : null,
       node: e.node ?? null,
+      nodeState: null, // the API fills it in from the cluster's membership
       createdAt: e.createdAt,
       drops: null,
       egressCounts: null,

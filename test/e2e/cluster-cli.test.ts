@@ -160,10 +160,11 @@ describe("two nodes and etcd", () => {
     const ep = EndpointView.array()
       .parse(A.json("endpoint", "list"))
       .find((e) => e.name === "vm-b");
-    expect(ep).toMatchObject({ node: "node2", ip: freed.ip });
+    expect(ep).toMatchObject({ node: "node2", nodeState: "unreachable", ip: freed.ip });
     const list = A.cli("endpoint", "list").stdout.trimEnd().split("\n");
     expect(list[0]).toMatch(/\sNODE$/);
-    expect(list.find((l) => l.startsWith("vm-b"))).toMatch(/\snode2$/);
+    expect(list.find((l) => l.startsWith("vm-b"))).toMatch(/\snode2 \(unreachable\)$/);
+    expect(A.json("endpoint", "show", "vm-b").nodeState).toBe("unreachable");
     expect(A.cli("node", "show", "node2").stdout).toContain("state:        unreachable (its lease expired");
     // Only this node's endpoints are its ports: another node's is no missing port here.
     expect(A.json("status").health.status).toBe("ok");
