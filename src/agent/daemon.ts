@@ -413,11 +413,16 @@ async function serve(o: AgentOptions): Promise<void> {
         : loop.exclusive(async () => app.fetch(req, env)),
   };
 
-  // Changes from other nodes: the address and name servers follow, the kernel is reconciled
-  // (one run at a time, never in the middle of an API request; a burst makes one more run).
+  // Changes from other nodes: the address and name servers follow what they serve (networks,
+  // endpoints, records), the kernel is reconciled for what it holds (networks, endpoints,
+  // rules, defaults, the blocklist): one run at a time, never in the middle of an API
+  // request, a burst makes one more run. Membership, counters and claims change neither.
   let clusterRun: "idle" | "running" | "again" = "idle";
-  const clusterChanged = () => {
-    svc.ctx.changed();
+  const SERVED = new Set(["network", "endpoint", "dns"]);
+  const KERNEL = new Set(["network", "endpoint", "rules", "globalDefault", "block"]);
+  const clusterChanged = (kinds: string[]) => {
+    if (kinds.some((k) => SERVED.has(k))) svc.ctx.changed();
+    if (!kinds.some((k) => KERNEL.has(k))) return;
     if (clusterRun !== "idle") {
       clusterRun = "again";
       return;
@@ -433,7 +438,7 @@ async function serve(o: AgentOptions): Promise<void> {
       clusterRun = "idle";
     })();
   };
-  cluster?.start(() => clusterChanged());
+  cluster?.start((kinds) => clusterChanged(kinds));
 
   const server = await serveUnix(guarded, o.apiSocket);
   chmodSync(o.apiSocket, 0o600);

@@ -118,12 +118,26 @@ export class Addressing {
     const v6nets: V6Network[] = [];
     const v6binds: V6Binding[] = [];
     const zones: ZoneInput[] = [];
+    // Grouped once: a cluster holds many networks and endpoints (a filter per network would
+    // go through every endpoint of the cluster once per network).
+    const epsOf = new Map<string, typeof endpoints>();
+    for (const e of endpoints) {
+      const list = epsOf.get(e.network);
+      if (list) list.push(e);
+      else epsOf.set(e.network, [e]);
+    }
+    const recordsOf = new Map<string, typeof records>();
+    for (const r of records) {
+      const list = recordsOf.get(r.network);
+      if (list) list.push(r);
+      else recordsOf.set(r.network, [r]);
+    }
     for (const n of networks) {
-      const eps = endpoints.filter((e) => e.network === n.name);
+      const eps = epsOf.get(n.name) ?? [];
       zones.push({
         network: n,
         endpoints: eps.map((e) => ({ name: e.name, ip: e.ip, mac: e.mac })),
-        records: records.filter((r) => r.network === n.name),
+        records: recordsOf.get(n.name) ?? [],
       });
       if (!n.cidr6 || !n.gateway6) continue;
       v6nets.push({

@@ -9,7 +9,7 @@
 import type { MapSource } from "../datapath/firewall-tables";
 import { StratumError } from "../errors";
 import { type Network, profileCount } from "../model/network";
-import type { Endpoint, Store } from "../store/store";
+import { type Endpoint, isLocalEndpoint, type Store } from "../store/store";
 
 export const ROOM_MAPS = [
   "stm_profiles",
@@ -92,11 +92,13 @@ export function inUse(store: Store, maps: readonly RoomMap[] = ROOM_MAPS): Entri
   used.stm_fw_scopes = 1; // the global scope
   const networks = store.listNetworks();
   for (const n of networks) add(used, networkEntries(n));
-  if (maps.includes("stm_shape_cfg") || maps.includes("stm_shape_state")) {
+  if (maps.includes("stm_shape_cfg") || maps.includes("stm_shape_state") || store.node !== undefined) {
+    // A cluster node's kernel holds its own endpoints' ports, addresses and caps only: the
+    // other nodes' are in the store, not in these maps.
     const byName = new Map(networks.map((n) => [n.name, n]));
     for (const ep of store.listEndpoints()) {
       const n = byName.get(ep.network);
-      if (n) add(used, endpointEntries(ep, n));
+      if (n && isLocalEndpoint(store, ep)) add(used, endpointEntries(ep, n));
     }
   } else if (maps.includes("stm_ports") || maps.includes("stm_local")) {
     for (const n of networks) add(used, endpointEntries({}, n), store.claimedIndexes(n.name).size);
