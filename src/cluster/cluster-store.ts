@@ -24,7 +24,7 @@ import type {
 } from "../store/store";
 import type { Compare, KeyValue, TxnOp, TxnResult } from "./etcd-client";
 import type { EtcdSync } from "./etcd-sync";
-import { K, networkValue, parseKey, vniOf } from "./keys";
+import { K, mirrored, networkValue, parseKey, vniOf } from "./keys";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -58,13 +58,14 @@ export class ClusterStore implements Store {
           const keys = op.prefix ? this.writer.keys(op.key).map((k) => k.key) : [op.key];
           for (const key of keys) changes.push({ key, value: null, revision: r.revision });
         }
-      this.writer.apply(changes);
+      this.writer.apply(changes.filter((c) => mirrored(c.key)));
     } else {
       // What the failure branch read is newer than the mirror: take it in.
       const changes: MirrorChange[] = [];
       for (const resp of r.responses)
         if (resp.type === "range")
-          for (const kv of resp.kvs) changes.push({ key: kv.key, value: kv.value, revision: kv.modRevision });
+          for (const kv of resp.kvs)
+            if (mirrored(kv.key)) changes.push({ key: kv.key, value: kv.value, revision: kv.modRevision });
       if (changes.length) this.writer.apply(changes);
     }
     return r;
@@ -72,7 +73,7 @@ export class ClusterStore implements Store {
 
   #get(key: string): KeyValue | undefined {
     const kv = this.etcd.range(key).kvs[0];
-    if (kv) this.writer.apply([{ key: kv.key, value: kv.value, revision: kv.modRevision }]);
+    if (kv && mirrored(kv.key)) this.writer.apply([{ key: kv.key, value: kv.value, revision: kv.modRevision }]);
     return kv;
   }
 

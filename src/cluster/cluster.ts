@@ -14,7 +14,7 @@ import { stateConflicts } from "./conflicts";
 import { EtcdClient, type EtcdOptions, type KeepAlive, type KeyValue, type Watch } from "./etcd-client";
 import { EtcdSync } from "./etcd-sync";
 import { partialUploadAdvice } from "./init";
-import { type ClusterIdentity, K, type MemberRecord, type NodeRecord, PREFIX, parseKey } from "./keys";
+import { type ClusterIdentity, K, type MemberRecord, mirrored, type NodeRecord, PREFIX, parseKey } from "./keys";
 
 export interface ClusterOptions extends Omit<EtcdOptions, "endpoints"> {
   endpoints: string[];
@@ -252,12 +252,7 @@ export class Cluster {
    * from the next revision. */
   async resync(): Promise<{ keys: number; revision: number; put: number; deleted: number; ms: number }> {
     const t0 = performance.now();
-    // Large pages: etcd 3.4 counts the rest of the range for every page it answers, so small
-    // ones cost it time quadratic in the keyspace (2,000 a page: 6-8 s of etcd's CPU for
-    // 200,000 keys; 10,000: under 4 s). A page of 20,000 endpoint keys is some 10 MB of JSON.
-    const { kvs, revision } = await this.client.list(PREFIX, { pageSize: 20_000 });
-    // etcd lists in key order (claims, …, endpoints, …, networks): rows that refer to a
-    // network (its endpoints, its DNS records) go after the networks.
+    const { kvs, revision } = await this.listAll();
     const rank = (key: string) => LIST_ORDER.indexOf(key.slice(PREFIX.length).split("/")[0] ?? "") >>> 0;
     const ordered = kvs.map((kv, i) => ({ kv, i, r: rank(kv.key) })).sort((a, b) => a.r - b.r || a.i - b.i);
     const r = this.writer.replaceAll(
@@ -274,6 +269,22 @@ export class Cluster {
       `synced ${kvs.length} key(s) at revision ${revision} in ${ms} ms (${r.put} changed, ${r.deleted} removed)`,
     );
     return { keys: kvs.length, revision, ...r, ms };
+  }
+
+  /** Every key the mirror holds, at one revision: each part of the keyspace listed on its
+   * own (in parallel, at the revision of a first small read), claims left out (they exist
+   * for etcd's transactions; the endpoint records say the same). Pages are large: etcd 3.4
+   * counts the rest of the range for every page it answers. */
+  async listAll(): Promise<{ kvs: KeyValue[]; revision: number }> {
+    const { revision } = await this.client.range(K.cluster);
+    const parts = await Promise.all(
+      LIST_ORDER.filter((seg) => seg !== "claims").map((seg) =>
+        seg === "cluster"
+          ? this.client.range(K.cluster, { revision }).then((r) => r.kvs)
+          : this.client.list(`${PREFIX}${seg}/`, { pageSize: 20_000, revision }).then((r) => r.kvs),
+      ),
+    );
+    return { kvs: parts.flat(), revision };
   }
 
   /** Starts the watch and the node's registration; `onChange` after every batch applied. */
@@ -299,9 +310,11 @@ export class Cluster {
             return;
           }
           this.#stats.events += events.length;
-          const changes = events.map((e) =>
-            e.type === "put" ? toChange(e.kv) : { key: e.kv.key, value: null, revision: e.kv.modRevision },
-          );
+          const changes = events
+            .filter((e) => mirrored(e.kv.key))
+            .map((e) =>
+              e.type === "put" ? toChange(e.kv) : { key: e.kv.key, value: null, revision: e.kv.modRevision },
+            );
           const applied = this.writer.apply(changes, revision);
           if (applied) this.#changed(changes.map((c) => c.key));
         },

@@ -522,15 +522,16 @@ export class EtcdClient {
     return rangeOf(await this.#call<RawRange>("/v3/kv/range", rangeRequest(key, o)));
   }
 
-  /** Every key under `prefix`, read page by page at one revision (the first page's). */
+  /** Every key under `prefix`, read page by page at one revision (the first page's, or
+   * `revision` when given: several lists then read one state). */
   async list(
     prefix: string,
-    o: { pageSize?: number; keysOnly?: boolean } = {},
+    o: { pageSize?: number; keysOnly?: boolean; revision?: number } = {},
   ): Promise<{ kvs: KeyValue[]; revision: number }> {
     const pageSize = o.pageSize ?? 1000;
     const end = prefixEnd(prefix);
     const kvs: KeyValue[] = [];
-    let revision = 0;
+    let revision = o.revision ?? 0;
     let from = prefix;
     for (;;) {
       const page = await this.range(from, { end, revision, limit: pageSize, keysOnly: o.keysOnly });

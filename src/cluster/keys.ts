@@ -47,6 +47,10 @@ export const K = {
   node: (name: string) => `${PREFIX}nodes/${name}`,
 };
 
+/** Whether a node's mirror holds a key: every key but the address claims (they exist for
+ * etcd's transactions to decide an address once; the endpoint records say the same). */
+export const mirrored = (key: string): boolean => !key.startsWith(`${PREFIX}claims/`);
+
 /** The VNI of a network: from its cluster-wide id, so every node agrees without asking. */
 export const VNI_BASE = 0x10000;
 export const vniOf = (id: number) => VNI_BASE + id;

@@ -123,6 +123,7 @@ export class MirrorWriter {
   /** Applies changes (in order) and, when given, records the revision the copy is now at. */
   apply(changes: MirrorChange[], revision?: number): number {
     return this.db.transaction(() => {
+      this.#ids.clear();
       let applied = 0;
       for (const c of changes) if (this.#one(c)) applied++;
       if (revision !== undefined && revision > this.revision) this.setMeta("revision", String(revision));
@@ -135,8 +136,10 @@ export class MirrorWriter {
   replaceAll(changes: MirrorChange[], revision: number, prefix: string): { put: number; deleted: number } {
     return this.db.transaction(() => {
       const listed = new Set(changes.map((c) => c.key));
+      const empty = this.count() === 0;
+      this.#ids.clear();
       let put = 0;
-      for (const c of changes) if (this.#one(c, true)) put++;
+      for (const c of changes) if (this.#one(c, true, empty)) put++;
       let deleted = 0;
       const gone = (
         this.db.query("SELECT key FROM cluster_kv WHERE key >= ? AND key < ?").all(prefix, `${prefix}\uffff`) as Array<{
@@ -157,8 +160,9 @@ export class MirrorWriter {
 
   /** One change; false when the copy already had it or something newer. `force`: a listing
    * (equal revision, equal value: nothing to do). */
-  #one(c: MirrorChange, force = false): boolean {
-    const cur = this.get(c.key);
+  #one(c: MirrorChange, force = false, empty = false): boolean {
+    // A first listing into an empty copy has nothing to compare with.
+    const cur = empty ? undefined : this.get(c.key);
     if (c.value === null) {
       if (!cur || cur.revision > c.revision) return false;
       this.db.query("DELETE FROM cluster_kv WHERE key = ?").run(c.key);
@@ -176,8 +180,15 @@ export class MirrorWriter {
     return true;
   }
 
+  /** Network ids by name, within one batch (a listing applies 100,000 endpoints of a few
+   * hundred networks); cleared when a network changes. */
+  #ids = new Map<string, number | undefined>();
+
   #networkId(name: string): number | undefined {
-    return (this.db.query("SELECT id FROM networks WHERE name = ?").get(name) as { id: number } | null)?.id;
+    if (this.#ids.has(name)) return this.#ids.get(name);
+    const id = (this.db.query("SELECT id FROM networks WHERE name = ?").get(name) as { id: number } | null)?.id;
+    this.#ids.set(name, id);
+    return id;
   }
 
   /** A network and everything of it the copy holds (its leases go with it by cascade). */
@@ -191,6 +202,7 @@ export class MirrorWriter {
     const db = this.db;
     switch (r.kind) {
       case "network": {
+        this.#ids.clear();
         if (!r.value) {
           const id = this.#networkId(r.name);
           if (id !== undefined) this.#dropNetwork(id);
