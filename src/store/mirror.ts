@@ -182,12 +182,13 @@ export class MirrorWriter {
 
   /** Network ids by name, within one batch (a listing applies 100,000 endpoints of a few
    * hundred networks); cleared when a network changes. */
-  #ids = new Map<string, number | undefined>();
+  #ids = new Map<string, number>();
 
   #networkId(name: string): number | undefined {
-    if (this.#ids.has(name)) return this.#ids.get(name);
+    const known = this.#ids.get(name);
+    if (known !== undefined) return known;
     const id = (this.db.query("SELECT id FROM networks WHERE name = ?").get(name) as { id: number } | null)?.id;
-    this.#ids.set(name, id);
+    if (id !== undefined) this.#ids.set(name, id); // a network not there yet may come in this batch
     return id;
   }
 

@@ -93,8 +93,10 @@ test("a write on one node is in the other's mirror, with the same ids; names are
   expect(() => claim(b, "w2", "app", 5)).toThrow("10.20.0.6 is already claimed by endpoint w1 on node a");
   // A node that joins now gets everything in one listing: networks, endpoints, records.
   a.store.addDnsRecord("app", { name: "db", type: "A", value: "10.20.0.9", ttl: 60 });
+  claim(b, "w9", "web", 4); // an endpoint of the network listed last
   const c = await node("c");
   expect(c.store.getEndpoint("w1")).toMatchObject({ node: "a", network: "app" });
+  expect(c.store.getEndpoint("w9")).toMatchObject({ node: "b", network: "web" });
   expect(c.store.listDnsRecords("app").map((r) => r.name)).toEqual(["db"]);
   expect(c.store.listNetworks().map((n) => [n.name, n.id])).toEqual([
     ["app", app.id],
