@@ -1,6 +1,7 @@
 /** The benchmark harness: each benchmark measures a candidate and its baseline in the
  * same run, interleaved (ABBA order per round) so machine noise hits both alike, and
- * reports medians and the median of the per-round ratios. Never used by tests. */
+ * reports medians and the median of the per-round ratios (for a row of samples: a
+ * percentile of all of them, see FigureRow). Never used by tests. */
 
 import { join } from "node:path";
 
@@ -8,14 +9,36 @@ import { join } from "node:path";
 export const ROOT = join(import.meta.dir, "../..");
 export const BINARY = join(ROOT, "dist/cenvero-str-ctl");
 
+/** One measurement: a number (the benchmark's one figure), or the named figures of one run
+ * for a benchmark with `rows`, each a number or that run's samples. */
+export type Measurement = number | Record<string, number | number[]>;
+
 export interface Benchmark {
   name: string;
   /** What one measurement is, e.g. "ns/packet". */
   unit: string;
-  candidate: { label: string; measure: () => number | Promise<number> };
-  baseline: { label: string; measure: () => number | Promise<number> };
+  candidate: { label: string; measure: () => Measurement | Promise<Measurement> };
+  baseline: { label: string; measure: () => Measurement | Promise<Measurement> };
+  /** Rows of figures taken from the same measurements (instead of the one row `name`). */
+  rows?: FigureRow[];
   setup?: () => void | Promise<void>;
   teardown?: () => void | Promise<void>;
+}
+
+/** A row of a benchmark whose measurements are named figures. A figure given as samples is
+ * reduced to `percentile`: the row's columns are that percentile of every sample of the run
+ * (candidate's, baseline's), its ratio is their quotient, and its range the lowest and highest
+ * quotient of one round's samples. A plain figure is treated as every other row is. */
+export interface FigureRow {
+  name: string;
+  unit: string;
+  /** The figure's name in the measurements. */
+  figure: string;
+  /** 0-100; required when the figure is samples. */
+  percentile?: number;
+  /** Labels of this row (default: the benchmark's). */
+  candidate?: string;
+  baseline?: string;
 }
 
 export interface BenchResult {
@@ -31,6 +54,8 @@ export interface BenchResult {
   /** Spread of the ratio: lowest and highest round. */
   ratioMin: number;
   ratioMax: number;
+  /** A row of samples: how many of each side's the columns are taken from. */
+  samples?: { candidate: number; baseline: number };
 }
 
 export function median(xs: number[]): number {
@@ -39,41 +64,88 @@ export function median(xs: number[]): number {
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
-export async function runBenchmark(b: Benchmark, rounds: number, onRound?: (i: number) => void): Promise<BenchResult> {
+/** The p-th percentile (0-100), linear between the closest ranks (the median for p = 50). */
+export function percentile(xs: number[], p: number): number {
+  if (!xs.length) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const at = ((s.length - 1) * p) / 100;
+  const lo = Math.floor(at);
+  const hi = Math.min(lo + 1, s.length - 1);
+  return (s[lo] as number) + ((s[hi] as number) - (s[lo] as number)) * (at - lo);
+}
+
+/** Runs a benchmark: set-up, one warm-up of each side, `rounds` interleaved rounds, tear-down
+ * (also when something fails); one result per row. */
+export async function runBenchmark(
+  b: Benchmark,
+  rounds: number,
+  onRound?: (i: number) => void,
+): Promise<BenchResult[]> {
   try {
     await b.setup?.(); // a set-up that fails half-way is torn down too
     await b.candidate.measure(); // warm-up: JIT, caches, first-touch
     await b.baseline.measure();
-    const cand: number[] = [];
-    const base: number[] = [];
-    const ratios: number[] = [];
+    const cand: Measurement[] = [];
+    const base: Measurement[] = [];
     for (let i = 0; i < rounds; i++) {
-      let c: number;
-      let a: number;
       if (i % 2 === 0) {
-        c = await b.candidate.measure();
-        a = await b.baseline.measure();
+        cand.push(await b.candidate.measure());
+        base.push(await b.baseline.measure());
       } else {
-        a = await b.baseline.measure();
-        c = await b.candidate.measure();
+        base.push(await b.baseline.measure());
+        cand.push(await b.candidate.measure());
       }
-      cand.push(c);
-      base.push(a);
-      ratios.push(c / a);
       onRound?.(i);
     }
-    return {
-      name: b.name,
-      unit: b.unit,
-      candidate: b.candidate.label,
-      baseline: b.baseline.label,
-      rounds,
-      candidateMedian: median(cand),
-      baselineMedian: median(base),
-      ratio: median(ratios),
-      ratioMin: Math.min(...ratios),
-      ratioMax: Math.max(...ratios),
-    };
+    const rows: FigureRow[] = b.rows ?? [{ name: b.name, unit: b.unit, figure: "" }];
+    return rows.map((row) => {
+      const pick = (m: Measurement): number | number[] => {
+        if (!b.rows) {
+          if (typeof m !== "number") throw new Error(`${b.name}: a measurement without rows must be a number`);
+          return m;
+        }
+        const v = typeof m === "number" ? undefined : m[row.figure];
+        if (v === undefined) throw new Error(`${row.name}: the measurement has no figure "${row.figure}"`);
+        return v;
+      };
+      const c = cand.map(pick);
+      const a = base.map(pick);
+      const labels = {
+        name: row.name,
+        unit: row.unit,
+        candidate: row.candidate ?? b.candidate.label,
+        baseline: row.baseline ?? b.baseline.label,
+        rounds,
+      };
+      if (c.every((x) => typeof x === "number") && a.every((x) => typeof x === "number")) {
+        const ratios = c.map((x, i) => (x as number) / (a[i] as number));
+        return {
+          ...labels,
+          candidateMedian: median(c as number[]),
+          baselineMedian: median(a as number[]),
+          ratio: median(ratios),
+          ratioMin: Math.min(...ratios),
+          ratioMax: Math.max(...ratios),
+        };
+      }
+      const p = row.percentile;
+      if (p === undefined) throw new Error(`${row.name}: samples need a percentile`);
+      const samples = (xs: Array<number | number[]>) => xs.map((x) => (typeof x === "number" ? [x] : x));
+      const cs = samples(c);
+      const as = samples(a);
+      const ratios = cs.map((x, i) => percentile(x, p) / percentile(as[i] as number[], p));
+      const cp = percentile(cs.flat(), p);
+      const ap = percentile(as.flat(), p);
+      return {
+        ...labels,
+        candidateMedian: cp,
+        baselineMedian: ap,
+        ratio: cp / ap,
+        ratioMin: Math.min(...ratios),
+        ratioMax: Math.max(...ratios),
+        samples: { candidate: cs.flat().length, baseline: as.flat().length },
+      };
+    });
   } finally {
     await b.teardown?.();
   }

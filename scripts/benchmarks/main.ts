@@ -61,7 +61,7 @@ const results: BenchResult[] = [];
 for (const name of names) {
   const b = (BENCHMARKS[name] as () => import("./harness").Benchmark)();
   process.stderr.write(`bench: ${name} `);
-  results.push(await runBenchmark(b, rounds, () => process.stderr.write(".")));
+  results.push(...(await runBenchmark(b, rounds, () => process.stderr.write("."))));
   process.stderr.write("\n");
 }
 if (results.length) {
