@@ -1,9 +1,12 @@
-/** scripts/bench entry: runs the named benchmarks (all by default) and prints a table,
- * or JSON with --json. Usage: scripts/bench [--rounds N] [--json] [--list] [NAME...]
- * Soaks (etcd-soak) take minutes and print a report of their own: they run only when named. */
+/** scripts/bench entry: runs the named benchmarks (by default all but the opt-in ones) and
+ * prints a table, or JSON with --json. A NAME is a benchmark's name or a group's (the part
+ * before "/": `cluster` runs every cluster/ benchmark). Soaks (etcd-soak) take minutes and
+ * print a report of their own: they run only when named.
+ * Usage: scripts/bench [--rounds N] [--json] [--list] [NAME...] */
 import { parseArgs } from "node:util";
 import { ADDRESSING_BENCHMARKS } from "./addressing";
 import { AGENT_BENCHMARKS } from "./agent";
+import { CLUSTER_BENCHMARKS } from "./cluster";
 import { type BenchResult, formatTable, runBenchmark } from "./harness";
 import { RESTART_BENCHMARKS } from "./restart";
 import { SHAPE_BENCHMARKS } from "./shape";
@@ -15,7 +18,10 @@ const BENCHMARKS = {
   ...ADDRESSING_BENCHMARKS,
   ...SHAPE_BENCHMARKS,
   ...RESTART_BENCHMARKS,
+  ...CLUSTER_BENCHMARKS,
 };
+/** Left out of a run that names nothing: minutes each, with labs and data of their own. */
+const OPT_IN = new Set(Object.keys(CLUSTER_BENCHMARKS));
 
 /** Runs that print their own report, only when named (after the benchmarks named with them). */
 const SOAKS: Record<string, (o: { json: boolean }) => Promise<void>> = {
@@ -35,7 +41,7 @@ const { values, positionals } = parseArgs({
 
 if (values.help) {
   process.stdout.write(
-    "usage: scripts/bench [--rounds N] [--json] [--list] [NAME...]\n  Runs each benchmark's candidate and baseline interleaved for N rounds and prints medians and the median ratio.\n  etcd-soak (only when named): the etcd clients under etcd crashes, STM_SOAK_SECONDS per client (default 60).\n",
+    "usage: scripts/bench [--rounds N] [--json] [--list] [NAME...]\n  Runs each benchmark's candidate and baseline interleaved for N rounds and prints medians and the median ratio.\n  NAME: a benchmark, or a group (cluster: every cluster/ benchmark). Without NAME: all but the opt-in ones (cluster/).\n  etcd-soak (only when named): the etcd clients under etcd crashes, STM_SOAK_SECONDS per client (default 60).\n",
   );
   process.exit(0);
 }
@@ -50,7 +56,11 @@ if (!Number.isInteger(rounds) || rounds < 1) {
 }
 const soaks = positionals.filter((n) => SOAKS[n]);
 const named = positionals.filter((n) => !SOAKS[n]);
-const names = named.length || soaks.length ? named : Object.keys(BENCHMARKS);
+const group = (g: string) => Object.keys(BENCHMARKS).filter((n) => n.startsWith(`${g}/`));
+const names =
+  named.length || soaks.length
+    ? [...new Set(named.flatMap((n) => (BENCHMARKS[n] ? [n] : group(n).length ? group(n) : [n])))]
+    : Object.keys(BENCHMARKS).filter((n) => !OPT_IN.has(n));
 const unknown = names.filter((n) => !BENCHMARKS[n]);
 if (unknown.length) {
   process.stderr.write(`bench: unknown benchmark ${unknown.join(", ")} (--list shows them)\n`);
