@@ -45,7 +45,7 @@ class Log<T> {
     this.items.push(item);
     for (const w of this.#waiters.splice(0)) w();
   }
-  async until(from: number, pred: (x: T) => boolean, what: string, ms = 15_000): Promise<number> {
+  async until(from: number, pred: (x: T) => boolean, what: string, ms = 60_000): Promise<number> {
     const end = nowMs() + ms;
     for (let i = from; ; ) {
       for (; i < this.items.length; i++) {
