@@ -5,13 +5,14 @@
  * from then on the reconcile loop (on rtnetlink notices of drift, and a periodic full pass).
  * Stopping it (SIGTERM, SIGINT or SIGKILL) leaves bridges, ports and programs in place:
  * enforcement never depends on this process being alive. */
-import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { consola } from "consola";
 import pkg from "../../package.json" with { type: "json" };
 import { auditLine, type ClusterApi, createApp } from "../api/app";
 import { type ApiHandler, loadApiToken, serveTcp, serveUnix } from "../api/serve";
 import { Cluster } from "../cluster/cluster";
+import { type EtcdCredentialFlags, readEtcdCredentials } from "../cluster/flags";
 import { MapFill } from "../datapath/map-fill";
 import { PortDatapath } from "../datapath/port-datapath";
 import { ensureBpffs, smokeCheck } from "../datapath/probe";
@@ -33,7 +34,7 @@ import { checkWritableStore, SqliteStore } from "../store/sqlite";
 import { isLocalEndpoint, type Store } from "../store/store";
 import { Notifier } from "../sys/notify";
 import { lockDirectory } from "../sys/os";
-import { pathError, readError, writableDir } from "../sys/paths";
+import { pathError, writableDir } from "../sys/paths";
 import { addLogSink, configureLogging } from "./logging";
 
 export interface AgentOptions {
@@ -49,38 +50,10 @@ export interface AgentOptions {
   cluster?: ClusterJoin;
 }
 
-export interface ClusterJoin {
+export interface ClusterJoin extends EtcdCredentialFlags {
   endpoints: string[];
   nodeName: string;
   nodeAddress: string;
-  /** PEM file paths. */
-  ca?: string;
-  cert?: string;
-  key?: string;
-  user?: string;
-  passwordFile?: string;
-}
-
-/** The files of --etcd-ca/--etcd-cert/--etcd-key and --etcd-password-file, read before anything changes. */
-function clusterCredentials(c: ClusterJoin): { ca?: string; cert?: string; key?: string; password?: string } {
-  const read = (path: string | undefined, flag: string) => {
-    if (path === undefined) return undefined;
-    try {
-      return readFileSync(path, "utf8");
-    } catch (e) {
-      throw readError(e, `${flag}`, path);
-    }
-  };
-  if ((c.cert === undefined) !== (c.key === undefined))
-    throw new StratumError("INVALID", "--etcd-cert and --etcd-key go together");
-  if ((c.user === undefined) !== (c.passwordFile === undefined))
-    throw new StratumError("INVALID", "--etcd-user and --etcd-password-file go together");
-  return {
-    ca: read(c.ca, "--etcd-ca"),
-    cert: read(c.cert, "--etcd-cert"),
-    key: read(c.key, "--etcd-key"),
-    password: read(c.passwordFile, "--etcd-password-file")?.trim(),
-  };
 }
 
 export const DEFAULT_RECONCILE_INTERVAL = 30;
@@ -188,7 +161,7 @@ async function serve(o: AgentOptions): Promise<void> {
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
   // Nothing is changed before these pass: one agent per network namespace, and paths it can write.
   const listen = checkApiListen(o);
-  const credentials = o.cluster ? clusterCredentials(o.cluster) : undefined;
+  const credentials = o.cluster ? readEtcdCredentials(o.cluster) : undefined;
   const owner = claimNamespace(o, startedAt);
   const dbPath = join(o.stateDir, "stratum.db");
   checkWritableStore(dbPath);
@@ -238,7 +211,6 @@ async function serve(o: AgentOptions): Promise<void> {
         mgmtAddress: mgmtAddressOf(),
         version: pkg.version,
         ...credentials,
-        username: c.user,
         log: (level, msg) => clog[level](msg),
       });
     } catch (e) {

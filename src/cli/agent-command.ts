@@ -4,8 +4,10 @@ import { isIP } from "node:net";
 import { type CommandMeta, defineCommand } from "citty";
 import { type ClusterJoin, DEFAULT_RECONCILE_INTERVAL, runAgent } from "../agent/daemon";
 import { DEFAULT_API_SOCKET } from "../api/api-client";
+import { checkNodeName, parseEtcdEndpoints } from "../cluster/flags";
 import { StratumError } from "../errors";
 import { DEFAULT_PIN_ROOT } from "./datapath-commands";
+import { etcdArgs, etcdCredentialFlags } from "./etcd-args";
 
 export const agentCommand = defineCommand({
   meta: {
@@ -61,15 +63,7 @@ export const agentCommand = defineCommand({
       description: "This node's underlay (VTEP) address, as the other nodes reach it",
       valueHint: "ADDR",
     },
-    "etcd-ca": { type: "string", description: "CA certificate (PEM) that signed etcd's", valueHint: "FILE" },
-    "etcd-cert": { type: "string", description: "Client certificate (PEM) for etcd", valueHint: "FILE" },
-    "etcd-key": { type: "string", description: "Key (PEM) of --etcd-cert", valueHint: "FILE" },
-    "etcd-user": { type: "string", description: "etcd user (with --etcd-password-file)", valueHint: "USER" },
-    "etcd-password-file": {
-      type: "string",
-      description: "File holding the etcd user's password",
-      valueHint: "FILE",
-    },
+    ...etcdArgs,
     "reconcile-interval": {
       type: "string",
       default: String(DEFAULT_RECONCILE_INTERVAL),
@@ -96,23 +90,12 @@ export const agentCommand = defineCommand({
     ] as const;
     let cluster: ClusterJoin | undefined;
     if (args.cluster !== undefined) {
-      const endpoints = args.cluster
-        .split(",")
-        .map((s) => s.trim())
-        .filter(Boolean);
-      if (!endpoints.length) throw new StratumError("INVALID", "--cluster: give etcd's client URLs (http://HOST:2379)");
-      for (const e of endpoints)
-        if (!/^https?:\/\/[^/\s]+\/?$/.test(e))
-          throw new StratumError(
-            "INVALID",
-            `--cluster ${e}: not an etcd client URL (http://HOST:PORT or https://HOST:PORT)`,
-          );
+      const endpoints = parseEtcdEndpoints(args.cluster);
       const name = args["node-name"];
       const address = args["node-address"];
       if (!name)
         throw new StratumError("INVALID", "--cluster needs --node-name NAME (this node's name in the cluster)");
-      if (!/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/i.test(name))
-        throw new StratumError("INVALID", `--node-name ${name}: letters, digits, dots and dashes, up to 63`);
+      checkNodeName(name);
       if (!address)
         throw new StratumError("INVALID", "--cluster needs --node-address ADDR (this node's underlay address)");
       if (!isIP(address)) throw new StratumError("INVALID", `--node-address ${address}: not an IPv4 or IPv6 address`);
@@ -120,11 +103,7 @@ export const agentCommand = defineCommand({
         endpoints,
         nodeName: name,
         nodeAddress: address,
-        ca: args["etcd-ca"],
-        cert: args["etcd-cert"],
-        key: args["etcd-key"],
-        user: args["etcd-user"],
-        passwordFile: args["etcd-password-file"],
+        ...etcdCredentialFlags(args),
       };
     } else
       for (const f of clusterFlags)

@@ -3,64 +3,19 @@
  * then starts with --cluster. Refused while an agent uses the state directory: the agent of
  * this network namespace (its @stratum-agent marker), the one answering --api-socket, and
  * the lock every agent holds on its state directory (taken here for the whole upload). */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type CommandMeta, defineCommand } from "citty";
 import { DEFAULT_API_SOCKET } from "../api/api-client";
+import { checkNodeName, parseEtcdEndpoints, readEtcdCredentials } from "../cluster/flags";
 import { initCluster } from "../cluster/init";
 import { StratumError } from "../errors";
 import { describeAgent, netnsAgent } from "../ops/netns-owner";
 import { SqliteStore } from "../store/sqlite";
 import { closeFd, lockDirectory } from "../sys/os";
-import { readError } from "../sys/paths";
+import { etcdArgs, etcdCredentialFlags } from "./etcd-args";
 import { DEFAULT_STATE_DIR } from "./local-paths";
 import { outputArg, parseFormat, printData } from "./output";
-
-/** --cluster's client URLs, each checked. */
-export function parseEtcdEndpoints(text: string): string[] {
-  const endpoints = text
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (!endpoints.length) throw new StratumError("INVALID", "--cluster: give etcd's client URLs (http://HOST:2379)");
-  for (const e of endpoints)
-    if (!/^https?:\/\/[^/\s]+\/?$/.test(e))
-      throw new StratumError(
-        "INVALID",
-        `--cluster ${e}: not an etcd client URL (http://HOST:PORT or https://HOST:PORT)`,
-      );
-  return endpoints;
-}
-
-/** The PEM files and the password file, read before anything is asked of etcd. */
-function readCredentials(args: {
-  "etcd-ca"?: string;
-  "etcd-cert"?: string;
-  "etcd-key"?: string;
-  "etcd-user"?: string;
-  "etcd-password-file"?: string;
-}): { ca?: string; cert?: string; key?: string; username?: string; password?: string } {
-  const read = (flag: keyof typeof args) => {
-    const path = args[flag];
-    if (path === undefined) return undefined;
-    try {
-      return readFileSync(path, "utf8");
-    } catch (e) {
-      throw readError(e, `--${flag}`, path);
-    }
-  };
-  if ((args["etcd-cert"] === undefined) !== (args["etcd-key"] === undefined))
-    throw new StratumError("INVALID", "--etcd-cert and --etcd-key go together");
-  if ((args["etcd-user"] === undefined) !== (args["etcd-password-file"] === undefined))
-    throw new StratumError("INVALID", "--etcd-user and --etcd-password-file go together");
-  return {
-    ca: read("etcd-ca"),
-    cert: read("etcd-cert"),
-    key: read("etcd-key"),
-    username: args["etcd-user"],
-    password: read("etcd-password-file")?.trim(),
-  };
-}
 
 /** The state directory of the agent answering at `socket`, if one does (root only: mode 0600). */
 async function socketAgentStateDir(socket: string): Promise<string | undefined> {
@@ -136,15 +91,7 @@ export const clusterInitCommand = defineCommand({
       description: "The agent's state directory, whose state is uploaded",
       valueHint: "DIR",
     },
-    "etcd-ca": { type: "string", description: "CA certificate (PEM) that signed etcd's", valueHint: "FILE" },
-    "etcd-cert": { type: "string", description: "Client certificate (PEM) for etcd", valueHint: "FILE" },
-    "etcd-key": { type: "string", description: "Key (PEM) of --etcd-cert", valueHint: "FILE" },
-    "etcd-user": { type: "string", description: "etcd user (with --etcd-password-file)", valueHint: "USER" },
-    "etcd-password-file": {
-      type: "string",
-      description: "File holding the etcd user's password",
-      valueHint: "FILE",
-    },
+    ...etcdArgs,
     "force-clean-partial": {
       type: "boolean",
       description:
@@ -155,10 +102,8 @@ export const clusterInitCommand = defineCommand({
   async run({ args }) {
     const fmt = parseFormat(args.output);
     const endpoints = parseEtcdEndpoints(args.cluster);
-    const nodeName = args["node-name"];
-    if (!/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/i.test(nodeName))
-      throw new StratumError("INVALID", `--node-name ${nodeName}: letters, digits, dots and dashes, up to 63`);
-    const credentials = readCredentials(args);
+    const nodeName = checkNodeName(args["node-name"]);
+    const credentials = readEtcdCredentials(etcdCredentialFlags(args));
     const stateDir = args["state-dir"];
     const dbPath = join(stateDir, "stratum.db");
     if (!existsSync(dbPath))
