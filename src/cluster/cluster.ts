@@ -363,19 +363,8 @@ export class Cluster {
         for (const kind of ["network", "endpoint", "rules", "globalDefault", "block", "dns"] as const) kinds.add(kind);
         continue;
       }
-      const seg = k.slice(PREFIX.length).split("/")[0];
-      const kind = (
-        {
-          networks: "network",
-          endpoints: "endpoint",
-          rules: "rules",
-          fw: "globalDefault",
-          blocklist: "block",
-          dns: "dns",
-          nodes: "node",
-          members: "member",
-        } as Record<string, MirrorRow["kind"]>
-      )[seg ?? ""];
+      // The keyspace says which object a key is (the value is not needed for that).
+      const kind = parseKey(k, null)?.kind;
       if (kind) kinds.add(kind);
     }
     if (kinds.size) this.#onChange([...kinds]);
