@@ -211,8 +211,8 @@ export class ClusterStore implements Store {
 
   // ---- endpoints ----
 
-  listEndpoints(network?: string): Endpoint[] {
-    return this.mirror.listEndpoints(network);
+  listEndpoints(network?: string, node?: string): Endpoint[] {
+    return this.mirror.listEndpoints(network, node);
   }
 
   getEndpoint(name: string): Endpoint | null {

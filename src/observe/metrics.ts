@@ -17,7 +17,7 @@ import { type BucketCounts, SHAPE_KIND } from "../datapath/shape-maps";
 import type { EgressCap } from "../model/egress-cap";
 import type { AddressingStats } from "../services/addressing";
 import { GLOBAL_SCOPE_NAME } from "../services/firewall-service";
-import { isLocalEndpoint } from "../store/store";
+import { localEndpoints } from "../store/store";
 import { nodeCounts } from "./cluster";
 import type { AgentRuntime } from "./runtime";
 import { buildStatus } from "./status";
@@ -142,9 +142,9 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
         counts: dp.capCounts(SHAPE_KIND.NETWORK, n.id),
       });
   const ifindexOf = new Map(st.ports.map((p) => [p.endpoint, p.ifindex]));
-  for (const e of rt.store.listEndpoints()) {
-    // Another node's endpoint is capped in that node's kernel, and counted in its metrics.
-    if (!e.egress || !isLocalEndpoint(rt.svc.store, e)) continue;
+  // Another node's endpoint is capped in that node's kernel, and counted in its metrics.
+  for (const e of localEndpoints(rt.svc.store, undefined, rt.store)) {
+    if (!e.egress) continue;
     const ifindex = ifindexOf.get(e.name);
     caps.push({
       scope: "endpoint",

@@ -14,7 +14,7 @@ import { encodeIfindex } from "../datapath/port-maps";
 import { USER_BRIDGE } from "../model/topology";
 import { getLink, type Link, listLinks } from "../netlink";
 import { SCHEMA_VERSION } from "../store/sqlite";
-import { isLocalEndpoint } from "../store/store";
+import { localEndpoints } from "../store/store";
 import { clusterSummary } from "./cluster";
 import type { AgentRuntime } from "./runtime";
 
@@ -60,59 +60,56 @@ export function portStates(rt: AgentRuntime): PortStatus[] {
   const bridge = links.get(USER_BRIDGE)?.index;
   const ports = dp.map("stm_ports");
   const local = rt.svc.store;
-  return rt.store
-    .listEndpoints()
-    .filter((ep) => isLocalEndpoint(local, ep))
-    .map((ep) => {
-      const problems: string[] = [];
-      const link = links.get(ep.hostIf);
-      const base = {
-        endpoint: ep.name,
-        network: ep.network,
-        kind: ep.kind,
-        interface: ep.hostIf,
-        attach: "cls_bpf" as const,
-      };
-      if (!link)
-        return {
-          ...base,
-          ifindex: null,
-          ingressProgId: 0,
-          egressProgId: 0,
-          config: false,
-          bridged: false,
-          up: false,
-          state: "degraded" as const,
-          problems: [`interface ${ep.hostIf} does not exist`],
-        };
-      const ids = { ingress: 0, egress: 0 };
-      for (const dir of ["ingress", "egress"] as const) {
-        try {
-          ids[dir] = clsProgId(link.index, dir);
-        } catch (e) {
-          problems.push(`tc ${dir}: ${(e as Error).message}`);
-          continue;
-        }
-        if (!ids[dir]) problems.push(`no program at tc ${dir}`);
-        else if (!dp.isCurrent(ids[dir], PORT_PROGS[dir]))
-          problems.push(`tc ${dir} runs program ${ids[dir]}, not this build's ${PORT_PROGS[dir]} on its maps`);
-      }
-      const config = ports.lookup(encodeIfindex(link.index)) !== null;
-      if (!config) problems.push("no configuration entry in stm_ports");
-      const bridged = bridge !== undefined && link.master === bridge;
-      if (!bridged) problems.push(`not a port of ${USER_BRIDGE}`);
+  return localEndpoints(local, undefined, rt.store).map((ep) => {
+    const problems: string[] = [];
+    const link = links.get(ep.hostIf);
+    const base = {
+      endpoint: ep.name,
+      network: ep.network,
+      kind: ep.kind,
+      interface: ep.hostIf,
+      attach: "cls_bpf" as const,
+    };
+    if (!link)
       return {
         ...base,
-        ifindex: link.index,
-        ingressProgId: ids.ingress,
-        egressProgId: ids.egress,
-        config,
-        bridged,
-        up: link.up,
-        state: problems.length ? ("degraded" as const) : ("ok" as const),
-        problems,
+        ifindex: null,
+        ingressProgId: 0,
+        egressProgId: 0,
+        config: false,
+        bridged: false,
+        up: false,
+        state: "degraded" as const,
+        problems: [`interface ${ep.hostIf} does not exist`],
       };
-    });
+    const ids = { ingress: 0, egress: 0 };
+    for (const dir of ["ingress", "egress"] as const) {
+      try {
+        ids[dir] = clsProgId(link.index, dir);
+      } catch (e) {
+        problems.push(`tc ${dir}: ${(e as Error).message}`);
+        continue;
+      }
+      if (!ids[dir]) problems.push(`no program at tc ${dir}`);
+      else if (!dp.isCurrent(ids[dir], PORT_PROGS[dir]))
+        problems.push(`tc ${dir} runs program ${ids[dir]}, not this build's ${PORT_PROGS[dir]} on its maps`);
+    }
+    const config = ports.lookup(encodeIfindex(link.index)) !== null;
+    if (!config) problems.push("no configuration entry in stm_ports");
+    const bridged = bridge !== undefined && link.master === bridge;
+    if (!bridged) problems.push(`not a port of ${USER_BRIDGE}`);
+    return {
+      ...base,
+      ifindex: link.index,
+      ingressProgId: ids.ingress,
+      egressProgId: ids.egress,
+      config,
+      bridged,
+      up: link.up,
+      state: problems.length ? ("degraded" as const) : ("ok" as const),
+      problems,
+    };
+  });
 }
 
 export function uplinkState(rt: AgentRuntime): UplinkStatus | null {

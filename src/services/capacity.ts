@@ -9,7 +9,7 @@
 import type { MapSource } from "../datapath/firewall-tables";
 import { StratumError } from "../errors";
 import { type Network, profileCount } from "../model/network";
-import { type Endpoint, isLocalEndpoint, type Store } from "../store/store";
+import { type Endpoint, localEndpoints, type Store } from "../store/store";
 
 export const ROOM_MAPS = [
   "stm_profiles",
@@ -96,9 +96,9 @@ export function inUse(store: Store, maps: readonly RoomMap[] = ROOM_MAPS): Entri
     // A cluster node's kernel holds its own endpoints' ports, addresses and caps only: the
     // other nodes' are in the store, not in these maps.
     const byName = new Map(networks.map((n) => [n.name, n]));
-    for (const ep of store.listEndpoints()) {
+    for (const ep of localEndpoints(store)) {
       const n = byName.get(ep.network);
-      if (n && isLocalEndpoint(store, ep)) add(used, endpointEntries(ep, n));
+      if (n) add(used, endpointEntries(ep, n));
     }
   } else if (maps.includes("stm_ports") || maps.includes("stm_local")) {
     for (const n of networks) add(used, endpointEntries({}, n), store.claimedIndexes(n.name).size);

@@ -433,10 +433,12 @@ export class SqliteStore implements Store {
     return this.getEndpoint(name) as Endpoint;
   }
 
-  listEndpoints(network?: string): Endpoint[] {
-    const rows = network
-      ? this.db.query(`${this.#endpointSelect} WHERE n.name = ? ORDER BY e.name`).all(network)
-      : this.db.query(`${this.#endpointSelect} ORDER BY e.name`).all();
+  listEndpoints(network?: string, node?: string): Endpoint[] {
+    const where = [...(network ? ["n.name = ?"] : []), ...(node !== undefined ? ["e.node = ?"] : [])];
+    const args = [...(network ? [network] : []), ...(node !== undefined ? [node] : [])];
+    const rows = this.db
+      .query(`${this.#endpointSelect}${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY e.name`)
+      .all(...args);
     return (rows as EndpointRow[]).map((r) => this.#toEndpoint(r));
   }
 

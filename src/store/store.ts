@@ -48,7 +48,8 @@ export interface Store {
   updateNetwork(name: string, patch: Partial<Omit<Network, "name" | "cidr" | "gateway">>): StoredNetwork;
   deleteNetwork(name: string): void;
 
-  listEndpoints(network?: string): Endpoint[];
+  /** Endpoints, of one network when given, of one node when given (by name, ordered). */
+  listEndpoints(network?: string, node?: string): Endpoint[];
   getEndpoint(name: string): Endpoint | null;
   /** Claims the endpoint's profile; refused when the name or the address is taken. */
   claimEndpoint(ep: Omit<Endpoint, "createdAt">): Endpoint;
@@ -118,6 +119,17 @@ export interface Store {
 /** Whether an endpoint runs on this node (always, on a single node): only those are in its kernel. */
 export function isLocalEndpoint(store: Pick<Store, "node">, e: Endpoint): boolean {
   return store.node === undefined || e.node === store.node;
+}
+
+/** The endpoints that run on this node (of one network when given), read without going
+ * through the whole cluster's: `from` is the store to read (the mirror itself will do), `of`
+ * says which node this is. */
+export function localEndpoints(
+  of: Pick<Store, "node">,
+  network?: string,
+  from: Pick<Store, "listEndpoints"> = of as Pick<Store, "listEndpoints">,
+): Endpoint[] {
+  return from.listEndpoints(network, of.node);
 }
 
 export type LeaseState = "bound" | "released" | "declined";

@@ -36,7 +36,7 @@ const as = (s: SqliteStore, node: string | undefined): Store =>
   ({
     node,
     listNetworks: () => s.listNetworks(),
-    listEndpoints: (n?: string) => s.listEndpoints(n),
+    listEndpoints: (n?: string, node?: string) => s.listEndpoints(n, node),
     claimedIndexes: (n: string) => s.claimedIndexes(n),
   }) as unknown as Store;
 
