@@ -89,6 +89,23 @@ function v4Int(s: string): number {
   return v * 256 + part;
 }
 
+/** What a network's zones are built from, as one string: the network's DNS fields, its
+ * endpoints and its records. */
+function zoneInputKey(input: ZoneInput): string {
+  const n = input.network;
+  return JSON.stringify([
+    n.name,
+    n.cidr,
+    n.gateway,
+    n.cidr6 ?? "",
+    n.gateway6 ?? "",
+    n.dnsZone,
+    n.dnsForwarders,
+    input.endpoints.map((e) => [e.name, e.ip, e.mac]),
+    input.records,
+  ]);
+}
+
 class NetState {
   readonly cache = new Map<string, AuthEntry>();
   readonly #net4: number;
@@ -101,6 +118,8 @@ class NetState {
     readonly forwarders: string[],
     /** Everything a cached reply depends on: when it changes, the cache goes. */
     readonly sig: string,
+    /** The input the zones were built from (zoneInputKey): the same input builds the same zones. */
+    public input: string,
     sub4: Subnet,
     sub6: Subnet | undefined,
   ) {
@@ -179,13 +198,28 @@ export class DnsEngine {
       let st: NetState;
       try {
         const prev = this.#states.get(n.name);
-        const zones = buildZones(input, prev?.zones, this.#now());
-        const forwarders = n.dnsForwarders.map(canonicalAddr);
-        const sig = [zones.hash, n.cidr, n.cidr6 ?? "", forwarders.join(",")].join("|");
-        if (prev && prev.sig === sig) st = prev;
+        // A cluster's hundreds of networks are set again on every change anywhere: a network
+        // whose input did not change keeps its zones without building them again.
+        const key = zoneInputKey(input);
+        if (prev && prev.input === key) st = prev;
         else {
-          st = new NetState(zones, forwarders, sig, parseSubnet(n.cidr), n.cidr6 ? parseSubnet(n.cidr6) : undefined);
-          fresh.push(st);
+          const zones = buildZones(input, prev?.zones, this.#now());
+          const forwarders = n.dnsForwarders.map(canonicalAddr);
+          const sig = [zones.hash, n.cidr, n.cidr6 ?? "", forwarders.join(",")].join("|");
+          if (prev && prev.sig === sig) {
+            st = prev;
+            st.input = key;
+          } else {
+            st = new NetState(
+              zones,
+              forwarders,
+              sig,
+              key,
+              parseSubnet(n.cidr),
+              n.cidr6 ? parseSubnet(n.cidr6) : undefined,
+            );
+            fresh.push(st);
+          }
         }
         for (const [a, v6] of [
           [n.gateway, false],
