@@ -11,8 +11,9 @@ import { consola } from "consola";
 import pkg from "../../package.json" with { type: "json" };
 import { auditLine, type ClusterApi, createApp } from "../api/app";
 import { type ApiHandler, loadApiToken, serveTcp, serveUnix } from "../api/serve";
-import { Cluster } from "../cluster/cluster";
+import { Cluster, type ClusterChange } from "../cluster/cluster";
 import { type EtcdCredentialFlags, readEtcdCredentials } from "../cluster/flags";
+import { type ClusterWork, clusterWork, mergeWork, served } from "../cluster/follow";
 import { MapFill } from "../datapath/map-fill";
 import { PortDatapath } from "../datapath/port-datapath";
 import { ensureBpffs, smokeCheck } from "../datapath/probe";
@@ -27,11 +28,17 @@ import { claimNetns, describeAgent, netnsAgent } from "../ops/netns-owner";
 import { Tracer } from "../ops/packet-trace";
 import { type DesiredState, DriftWatch } from "../reconcile/drift";
 import { ReconcileLoop, type ReconcileTrigger } from "../reconcile/loop";
-import { bridgeMac, type ReconcileReport, reconcile, useAnycastGateway } from "../reconcile/reconcile";
+import {
+  bridgeMac,
+  type ReconcileReport,
+  type ReconcileScope,
+  reconcile,
+  useAnycastGateway,
+} from "../reconcile/reconcile";
 import { Addressing } from "../services/addressing";
 import { Services } from "../services/services";
 import { checkWritableStore, SqliteStore } from "../store/sqlite";
-import { isLocalEndpoint, type Store } from "../store/store";
+import { localEndpoints, type Store } from "../store/store";
 import { Notifier } from "../sys/notify";
 import { lockDirectory } from "../sys/os";
 import { pathError, writableDir } from "../sys/paths";
@@ -258,9 +265,9 @@ async function serve(o: AgentOptions): Promise<void> {
   /** The last run's errors: a run of the loop logs only new ones (the same failure every 30 s is one warning). */
   let lastErrors = new Set<string>();
   let lastFailure = "";
-  const runReconcile = (trigger: ReconcileTrigger): ReconcileReport => {
+  const runReconcile = (trigger: ReconcileTrigger, only?: ReconcileScope): ReconcileReport => {
     const quiet = trigger === "event" || trigger === "periodic";
-    const r = reconciles.run(() => reconcile(svc, { uplink: o.uplink }), trigger);
+    const r = reconciles.run(() => reconcile(svc, { uplink: o.uplink, only }), trigger);
     lastFailure = "";
     const fresh = quiet ? r.errors.filter((e) => !lastErrors.has(e)) : r.errors;
     for (const e of fresh) log.warn(`restore: ${e}`);
@@ -268,8 +275,12 @@ async function serve(o: AgentOptions): Promise<void> {
     for (const c of r.collected) log.info(`garbage-collected ${c}`);
     if (r.changes.length && quiet)
       log.warn(`drift repaired: ${r.changes.join("; ")} [${trigger} run, ${reconciles.last?.durationMs} ms]`);
-    else if (r.changes.length) log.info(`reconcile made ${r.changes.length} kernel change(s)`);
-    if (dp.upgrading) {
+    else if (r.changes.length)
+      log.info(
+        `reconcile made ${r.changes.length} kernel change(s) [${trigger} run${r.only ? ` of ${r.only.join(", ")}` : ""}, ${reconciles.last?.durationMs} ms]`,
+      );
+    // Only a whole run knows every port swapped to this build's maps.
+    if (dp.upgrading && !only) {
       if (r.errors.length) {
         // A port not swapped still runs on the old maps: they stay pinned, the new ones staged.
         if (fresh.length)
@@ -285,10 +296,10 @@ async function serve(o: AgentOptions): Promise<void> {
     return r;
   };
   /** A run of the loop: a failure is logged (once while it stays the same), never thrown. */
-  const loopRun = (trigger: ReconcileTrigger): ReconcileReport | { changes: string[] } => {
+  const loopRun = (trigger: ReconcileTrigger, only?: ReconcileScope): ReconcileReport | { changes: string[] } => {
     if (trigger === "start" || trigger === "api") return runReconcile(trigger);
     try {
-      return runReconcile(trigger);
+      return runReconcile(trigger, only);
     } catch (e) {
       const m = (e as Error).message;
       if (m !== lastFailure) log.error(`reconcile (${trigger}) failed: ${m}`);
@@ -314,12 +325,7 @@ async function serve(o: AgentOptions): Promise<void> {
   const watch = new DriftWatch(() => {
     desired ??= {
       bridges: bridgeMacs,
-      ports: new Map(
-        data
-          .listEndpoints()
-          .filter((e) => isLocalEndpoint(data, e))
-          .map((e) => [e.hostIf, e.mac.toLowerCase()]),
-      ),
+      ports: new Map(localEndpoints(data).map((e) => [e.hostIf, e.mac.toLowerCase()])),
       uplink: o.uplink,
       gateways: new Set(store.listNetworks().flatMap((n) => svc.networks.gateways(n).map((g) => g.cidr))),
     };
@@ -388,29 +394,38 @@ async function serve(o: AgentOptions): Promise<void> {
   // Changes from other nodes: the address and name servers follow what they serve (networks,
   // endpoints, records), the kernel is reconciled for what it holds (networks, endpoints,
   // rules, defaults, the blocklist): one run at a time, never in the middle of an API
-  // request, a burst makes one more run. Membership, counters and claims change neither.
-  let clusterRun: "idle" | "running" | "again" = "idle";
-  const SERVED = new Set(["network", "endpoint", "dns"]);
-  const KERNEL = new Set(["network", "endpoint", "rules", "globalDefault", "block"]);
-  const clusterChanged = (kinds: string[]) => {
-    if (kinds.some((k) => SERVED.has(k))) svc.ctx.changed();
-    if (!kinds.some((k) => KERNEL.has(k))) return;
-    if (clusterRun !== "idle") {
-      clusterRun = "again";
-      return;
-    }
+  // request; what comes while one runs makes one more, for all of it. A run restores only
+  // the networks a change touched (and the firewall when it changed) unless the change
+  // removed something from this kernel. Membership, counters and claims change neither.
+  // The kernel first, the servers after (rebuilding what hundreds of networks serve takes
+  // longer than restoring what one change touched).
+  let clusterRun: "idle" | "running" = "idle";
+  let pending: { work?: ClusterWork; serve: boolean } | undefined;
+  const clusterChanged = (c: ClusterChange) => {
+    const work = clusterWork(c);
+    const serve = served(c);
+    if (!work && !serve) return;
+    desired = undefined; // what the drift watch expects follows the store at once
+    pending = {
+      work: work ? mergeWork(pending?.work, work) : pending?.work,
+      serve: serve || (pending?.serve ?? false),
+    };
+    if (clusterRun !== "idle") return;
     clusterRun = "running";
     void (async () => {
-      do {
-        clusterRun = "running";
-        await loop.exclusive(async () => {
-          loopRun("cluster");
-        });
-      } while ((clusterRun as string) === "again");
+      while (pending) {
+        const { work: w, serve: s } = pending;
+        pending = undefined;
+        if (w)
+          await loop.exclusive(async () => {
+            loopRun("cluster", w === "all" ? undefined : w);
+          });
+        if (s) svc.ctx.changed();
+      }
       clusterRun = "idle";
     })();
   };
-  cluster?.start((kinds) => clusterChanged(kinds));
+  cluster?.start((c) => clusterChanged(c));
 
   const server = await serveUnix(guarded, o.apiSocket);
   chmodSync(o.apiSocket, 0o600);

@@ -469,6 +469,12 @@ export const ReconcileRunView = z
     collected: z.array(z.string()),
     errors: z.array(z.string()),
     changes: z.array(z.string()).describe("Every kernel change the run made, in order: none when it was right"),
+    only: z
+      .array(z.string())
+      .optional()
+      .describe(
+        "A run limited to these networks (a change from another node of the cluster: restored, nothing collected); absent for a whole run",
+      ),
   })
   .strict()
   .meta({ id: "ReconcileRun" });

@@ -72,7 +72,7 @@ export function printStatus(st: AgentStatus): void {
     [
       "last reconcile",
       last
-        ? `${last.at} (${last.trigger}), ${last.durationMs} ms: ${last.networks} network(s), ${last.endpoints} endpoint(s), ${last.firewall.scopes} firewall scope(s) (${last.firewall.adopted} unchanged), ${last.changes.length} kernel change(s), ${last.collected.length} collected, ${last.errors.length} error(s)`
+        ? `${last.at} (${last.trigger}${last.only ? `, limited to ${last.only.length} network(s)` : ""}), ${last.durationMs} ms: ${last.networks} network(s), ${last.endpoints} endpoint(s), ${last.firewall.scopes} firewall scope(s) (${last.firewall.adopted} unchanged), ${last.changes.length} kernel change(s), ${last.collected.length} collected, ${last.errors.length} error(s)`
         : "none yet",
     ],
     ...(last?.errors ?? []).map((e) => ["  error", e] as [string, string]),

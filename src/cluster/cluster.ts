@@ -6,7 +6,7 @@
  * writes; when etcd is back the watch resumes (or the node lists again) and converges. */
 import { hostname } from "node:os";
 import { StratumError } from "../errors";
-import type { MirrorChange, MirrorRow } from "../store/mirror";
+import type { MirrorChange, MirrorEffects, MirrorRow } from "../store/mirror";
 import { MirrorWriter } from "../store/mirror";
 import type { SqliteStore } from "../store/sqlite";
 import { ClusterStore } from "./cluster-store";
@@ -95,6 +95,15 @@ export function localStateSummary(store: SqliteStore): string[] {
   return out;
 }
 
+/** A batch of changes from the cluster, as this node follows it: the kinds of object changed,
+ * and the networks whose objects in this node's kernel it may touch (created networks, and
+ * those whose endpoints on other nodes changed), or "all" when only a whole reconcile puts
+ * the kernel right (a listing, a network changed or deleted, an endpoint of this node changed). */
+export interface ClusterChange {
+  kinds: MirrorRow["kind"][];
+  networks: string[] | "all";
+}
+
 export class Cluster {
   readonly client: EtcdClient;
   readonly sync: EtcdSync;
@@ -106,7 +115,7 @@ export class Cluster {
   #keepAlive?: KeepAlive;
   #leaseId: string | null = null;
   #stopped = false;
-  #onChange: (rows: MirrorRow["kind"][]) => void = () => {};
+  #onChange: (change: ClusterChange) => void = () => {};
   #stats = { events: 0, resyncs: 0, reRegistered: 0, missedBefore: 0 };
   #etcdUp = false;
   #lastRevision: number | null = null;
@@ -288,7 +297,7 @@ export class Cluster {
   }
 
   /** Starts the watch and the node's registration; `onChange` after every batch applied. */
-  start(onChange: (kinds: MirrorRow["kind"][]) => void): void {
+  start(onChange: (change: ClusterChange) => void): void {
     this.#onChange = onChange;
     this.#startWatch();
     void this.#register();
@@ -316,7 +325,7 @@ export class Cluster {
               e.type === "put" ? toChange(e.kv) : { key: e.kv.key, value: null, revision: e.kv.modRevision },
             );
           const applied = this.writer.apply(changes, revision);
-          if (applied) this.#changed(changes.map((c) => c.key));
+          if (applied) this.#changed(this.writer.effects);
         },
         onCompacted: (rev) => {
           this.o.log("warn", `etcd compacted the history this node needed (revision ${rev}): listing again`);
@@ -346,7 +355,7 @@ export class Cluster {
       try {
         this.#watch?.close();
         await this.resync();
-        this.#changed(["*"]);
+        this.#changed("all");
         this.#startWatch();
         return;
       } catch (e) {
@@ -356,18 +365,17 @@ export class Cluster {
     }
   }
 
-  #changed(keys: string[]): void {
-    const kinds = new Set<MirrorRow["kind"]>();
-    for (const k of keys) {
-      if (k === "*") {
-        for (const kind of ["network", "endpoint", "rules", "globalDefault", "block", "dns"] as const) kinds.add(kind);
-        continue;
-      }
-      // The keyspace says which object a key is (the value is not needed for that).
-      const kind = parseKey(k, null)?.kind;
-      if (kind) kinds.add(kind);
+  /** What a batch applied to the mirror means for this node (a listing: everything). */
+  #changed(fx: MirrorEffects | "all"): void {
+    if (fx === "all") {
+      this.#onChange({ kinds: ["network", "endpoint", "rules", "globalDefault", "block", "dns"], networks: "all" });
+      return;
     }
-    if (kinds.size) this.#onChange([...kinds]);
+    if (!fx.kinds.size) return;
+    // A network changed or gone, or an endpoint of this node changed elsewhere (its port,
+    // addresses and cap are in this kernel): only a whole run restores and collects it all.
+    const whole = fx.networkChanged || fx.nodes.has(this.o.nodeName);
+    this.#onChange({ kinds: [...fx.kinds], networks: whole ? "all" : [...fx.networks] });
   }
 
   /** The node's record under a fresh lease, and its member record; again whenever the lease is lost. */

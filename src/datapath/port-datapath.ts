@@ -15,8 +15,6 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync } from "node:
 import { ERRNO, StratumError } from "../errors";
 import type { EgressCap } from "../model/egress-cap";
 import { hostRange, parseSubnet } from "../model/ip";
-import { profileMac } from "../model/network";
-import { macToBytes } from "../netlink/codec";
 import {
   BpfMap,
   type BpfObject,
@@ -61,8 +59,8 @@ import {
   PROFILE_SIZE,
   type SubnetConfig,
   sumPortStats,
-  writeProfile,
-  writeProfileKey,
+  writeProfileKeyU32,
+  writeProfileOf,
 } from "./port-maps";
 import { ensureBpffs } from "./probe";
 import {
@@ -122,6 +120,9 @@ function copyEntries(
 
 /** Drop counters of one device: every reason (but "unspecified"), zero included. */
 export type DropCounts = Record<string, number>;
+
+/** A profile's key as one number: the network id and the IPv4 address (a u32), 48 bits. */
+export const profileId = (netId: number, ip4: number): number => netId * 2 ** 32 + ip4;
 
 export class PortDatapath {
   readonly pinRoot: string;
@@ -312,25 +313,52 @@ export class PortDatapath {
     const r = hostRange(parseSubnet(cidr));
     const n = count ?? Number(r.last - r.first + 1n) - from;
     const keys = Buffer.alloc(n * PROFILE_KEY_SIZE);
-    const ip = Buffer.alloc(4);
-    for (let i = 0; i < n; i++) {
-      ip.writeUInt32BE(Number(r.first) + from + i);
-      writeProfileKey(keys, i * PROFILE_KEY_SIZE, netId, ip);
-    }
+    const first = Number(r.first) + from;
+    for (let i = 0; i < n; i++) writeProfileKeyU32(keys, i * PROFILE_KEY_SIZE, netId, first + i);
     return { keys, n };
   }
 
+  /** Every entry of stm_profiles, read in batches, by profileId(netId, IPv4 address as a
+   * number): what a reconcile of every network compares with (one lookup per profile of
+   * hundreds of networks would be a system call each). */
+  profiles(): Map<number, Buffer> {
+    const out = new Map<number, Buffer>();
+    for (const { keys, values, count } of this.map("stm_profiles").chunks())
+      for (let i = 0; i < count; i++) {
+        const k = keys.subarray(i * PROFILE_KEY_SIZE);
+        out.set(
+          profileId(k.readUInt32LE(0), k.readUInt32BE(4)),
+          values.subarray(i * PROFILE_SIZE, (i + 1) * PROFILE_SIZE),
+        );
+      }
+    return out;
+  }
+
+  /** Deletes profiles by profileId (those of no network, or outside their network's subnet). */
+  deleteProfileIds(ids: number[]): void {
+    const map = this.map("stm_profiles");
+    const k = Buffer.alloc(PROFILE_KEY_SIZE);
+    for (const id of ids) {
+      writeProfileKeyU32(k, 0, Math.floor(id / 2 ** 32), id % 2 ** 32);
+      map.delete(k);
+    }
+  }
+
   /** Writes one profile per usable address of `cidr`: (netId, ip) → (MAC, flags), those that
-   * differ from the map's in a single batch (none when the map is right). Returns how many. */
-  writeProfiles(netId: number, cidr: string, flagsOf: (index: number) => number): number {
+   * differ from the map's in a single batch (none when the map is right). Returns how many.
+   * `have`: the map as profiles() read it, compared with instead of a lookup per profile. */
+  writeProfiles(netId: number, cidr: string, flagsOf: (index: number) => number, have?: Map<number, Buffer>): number {
     const { keys, n } = this.#profileKeys(netId, cidr);
+    const first = Number(hostRange(parseSubnet(cidr)).first);
     const vals = Buffer.alloc(n * PROFILE_SIZE);
-    for (let i = 0; i < n; i++) writeProfile(vals, i * PROFILE_SIZE, macToBytes(profileMac(netId, i)), flagsOf(i));
+    for (let i = 0; i < n; i++) writeProfileOf(vals, i * PROFILE_SIZE, netId, i, flagsOf(i));
     const map = this.map("stm_profiles");
     const stale: number[] = [];
     for (let i = 0; i < n; i++) {
-      const v = vals.subarray(i * PROFILE_SIZE, (i + 1) * PROFILE_SIZE);
-      if (!map.lookup(keys.subarray(i * PROFILE_KEY_SIZE, (i + 1) * PROFILE_KEY_SIZE))?.equals(v)) stale.push(i);
+      const cur = have
+        ? have.get(profileId(netId, first + i))
+        : map.lookup(keys.subarray(i * PROFILE_KEY_SIZE, (i + 1) * PROFILE_KEY_SIZE));
+      if (cur?.compare(vals, i * PROFILE_SIZE, (i + 1) * PROFILE_SIZE) !== 0) stale.push(i);
     }
     if (stale.length === 0) return 0;
     if (stale.length === n) return map.updateBatch(keys, vals);
@@ -347,7 +375,7 @@ export class PortDatapath {
   setProfile(netId: number, cidr: string, index: number, flags: number): void {
     const { keys } = this.#profileKeys(netId, cidr, index, 1);
     const val = Buffer.alloc(PROFILE_SIZE);
-    writeProfile(val, 0, macToBytes(profileMac(netId, index)), flags);
+    writeProfileOf(val, 0, netId, index, flags);
     this.map("stm_profiles").ensure(keys, val);
   }
 

@@ -31,6 +31,10 @@ export const PORT_F = { IP6: 1, SHAPED: 2, LAN: 4 } as const;
 export const PROFILE_KEY = stmLayout("stm_profile_key", 8, { net_id: [0, "u32"], ip4: [4, "u8"] });
 export const PROFILE = stmLayout("stm_profile", 8, { mac: [0, "u8"], flags: [6, "u16"] });
 export const PROFILE_KEY_SIZE = PROFILE_KEY.size;
+const PROFILE_KEY_NET_ID = PROFILE_KEY.fields.net_id[0];
+const PROFILE_KEY_IP4 = PROFILE_KEY.fields.ip4[0];
+const PROFILE_MAC = PROFILE.fields.mac[0];
+const PROFILE_FLAGS = PROFILE.fields.flags[0];
 export const PROFILE_SIZE = PROFILE.size;
 export const PROFILE_F = { CLAIMED: 1, GATEWAY: 2 } as const;
 
@@ -215,6 +219,25 @@ export function writeProfileKey(out: Buffer, off: number, netId: number, ip4: Ui
   const k = out.subarray(off, off + PROFILE_KEY.size);
   put(k, PROFILE_KEY, "net_id", netId);
   putBytes(k, PROFILE_KEY, "ip4", ip4);
+}
+
+/** writeProfileKey with the address as a number (a reconcile writes hundreds of thousands). */
+export function writeProfileKeyU32(out: Buffer, off: number, netId: number, ip4: number): void {
+  out.writeUInt32LE(netId >>> 0, off + PROFILE_KEY_NET_ID);
+  out.writeUInt32BE(ip4 >>> 0, off + PROFILE_KEY_IP4);
+}
+
+/** The profile of host `index` of network `netId` at `off`: its MAC (profileMac, as bytes:
+ * 02, the id, the index) and flags. */
+export function writeProfileOf(out: Buffer, off: number, netId: number, index: number, flags: number): void {
+  const m = off + PROFILE_MAC;
+  out[m] = 0x02;
+  out[m + 1] = (netId >> 8) & 0xff;
+  out[m + 2] = netId & 0xff;
+  out[m + 3] = (index >> 16) & 0xff;
+  out[m + 4] = (index >> 8) & 0xff;
+  out[m + 5] = index & 0xff;
+  out.writeUInt16LE(flags, off + PROFILE_FLAGS);
 }
 
 /** Writes the profile at `off` of a batch buffer. */

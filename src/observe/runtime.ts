@@ -100,6 +100,7 @@ export class ReconcileLog {
         collected: report?.collected ?? [],
         errors,
         changes,
+        ...(report?.only ? { only: report.only } : {}),
       };
     }
   }

@@ -6,6 +6,7 @@ import type { Reconciler } from "./reconciler";
 
 export const egressCaps: Reconciler = {
   name: "egress caps",
+  scoped: "networks",
   restore(run) {
     for (const n of run.networks) run.svc.networks.applyEgress(n);
   },

@@ -5,6 +5,7 @@ import type { Reconciler } from "./reconciler";
 
 export const firewallScopes: Reconciler = {
   name: "firewall scopes",
+  scoped: "firewall",
   restore(run) {
     const fw = run.svc.firewall.restore();
     run.report.firewall = { scopes: fw.scopes, adopted: fw.adopted, blocklistAdded: fw.blocklist.added };

@@ -8,7 +8,9 @@ import type { Reconciler } from "./reconciler";
 
 export const ports: Reconciler = {
   name: "ports",
+  scoped: "networks",
   restore(run) {
+    if (run.o.only && !run.endpoints.length) return; // a limited run with none of this node's endpoints
     const fdbs = fdbMacs(listFdb({ bridge: USER_BRIDGE }, run.svc.nl));
     const eps = run.svc.endpoints.restore(run.endpoints, fdbs);
     run.report.endpoints = eps.restored;

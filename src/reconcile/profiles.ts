@@ -1,9 +1,38 @@
-/** Every endpoint profile of every network in stm_profiles: claimed, the gateway's, or free. */
-import type { Reconciler } from "./reconciler";
+/** Every endpoint profile of every network in stm_profiles: claimed, the gateway's, or free;
+ * and none of a network that is gone or outside its network's subnet (a network deleted on
+ * another node of a cluster leaves its profiles here until a run collects them). A whole run
+ * reads the map once in batches and compares with that. */
+import { hostRange, parseSubnet } from "../model/ip";
+import type { Reconciler, RunState } from "./reconciler";
+
+const snapshots = new WeakMap<RunState, Map<number, Buffer>>();
 
 export const profiles: Reconciler = {
   name: "profiles",
+  scoped: "networks",
   restore(run) {
-    for (const n of run.networks) run.svc.networks.applyProfiles(n);
+    // A limited run touches a network or two: a lookup per profile is cheaper than the map.
+    const have = run.o.only ? undefined : run.svc.dp.profiles();
+    if (have) snapshots.set(run, have);
+    for (const n of run.networks) run.svc.networks.applyProfiles(n, have);
+  },
+  prune(run) {
+    const have = snapshots.get(run) ?? run.svc.dp.profiles();
+    const ranges = new Map(
+      run.networks.map((n) => {
+        const r = hostRange(parseSubnet(n.cidr));
+        return [n.id, { first: Number(r.first), last: Number(r.last) }];
+      }),
+    );
+    const gone: number[] = [];
+    for (const id of have.keys()) {
+      const r = ranges.get(Math.floor(id / 2 ** 32));
+      const ip = id % 2 ** 32;
+      if (!r || ip < r.first || ip > r.last) gone.push(id);
+    }
+    if (!gone.length) return;
+    run.svc.dp.deleteProfileIds(gone);
+    const nets = new Set(gone.map((id) => Math.floor(id / 2 ** 32)));
+    run.collected(`${gone.length} profile(s) of network id(s) ${[...nets].join(", ")}`);
   },
 };

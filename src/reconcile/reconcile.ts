@@ -1,5 +1,6 @@
 /** Makes the kernel match the store: every reconciler's restore in order, then every prune
- * (restore first, garbage-collect after). Idempotent: on a kernel that is already right it
+ * (restore first, garbage-collect after); or, limited to some networks (a change from another
+ * node), their reconcilers' restores only. Idempotent: on a kernel that is already right it
  * changes nothing, and its report's `changes` (every kernel change it made, in order, from the
  * mutation journal) is empty. A new resource adds a file and a line here. */
 
@@ -17,7 +18,7 @@ import { subnets } from "./subnets";
 import { uplink } from "./uplink";
 
 export { bridgeMac, ensureBridge, useAnycastGateway } from "./bridges";
-export type { ReconcileOptions, ReconcileReport, Reconciler } from "./reconciler";
+export type { ReconcileOptions, ReconcileReport, Reconciler, ReconcileScope } from "./reconciler";
 
 /** Restored in this order: the bridges; each network's gateways, profiles, subnets and cap;
  * the firewall's scopes before the ports (a port restored into a network finds its scope in
@@ -36,13 +37,29 @@ export const RESTORE_ORDER: Reconciler[] = [
 ];
 
 /** Collected in this order, after every restore. */
-export const PRUNE_ORDER: Reconciler[] = [ports, egressCaps, uplink, subnets, localAddresses, gatewayAddresses];
+export const PRUNE_ORDER: Reconciler[] = [
+  ports,
+  egressCaps,
+  uplink,
+  subnets,
+  profiles,
+  localAddresses,
+  gatewayAddresses,
+];
 
 export function reconcile(svc: Services, o: ReconcileOptions = {}): ReconcileReport {
   const { result, changes } = recordMutations(() => {
     const run = new RunState(svc, o);
-    for (const r of RESTORE_ORDER) r.restore?.(run);
-    for (const r of PRUNE_ORDER) r.prune?.(run);
+    const only = o.only;
+    if (!only) {
+      for (const r of RESTORE_ORDER) r.restore?.(run);
+      for (const r of PRUNE_ORDER) r.prune?.(run);
+      return run.report;
+    }
+    // A limited run: the same order, only what the scope names, nothing collected.
+    for (const r of RESTORE_ORDER)
+      if ((r.scoped === "networks" && run.networks.length) || (r.scoped === "firewall" && only.firewall))
+        r.restore?.(run);
     return run.report;
   });
   result.changes = changes;

@@ -4,7 +4,7 @@
  * One run reads the store once (RunState) and reports what it did. */
 import type { Attachment } from "../datapath/attach";
 import type { Services } from "../services/services";
-import { type Endpoint, isLocalEndpoint, type StoredNetwork } from "../store/store";
+import { type Endpoint, localEndpoints, type StoredNetwork } from "../store/store";
 
 export interface ReconcileReport {
   networks: number;
@@ -19,11 +19,23 @@ export interface ReconcileReport {
   changes: string[];
   /** The uplink, when the agent has one: its filter as attached (or found) by this run. */
   uplink?: { name: string; ifindex: number; attach: Attachment };
+  /** A run limited to some networks (a change from the cluster): their names. Absent: a whole run. */
+  only?: string[];
 }
 
 export interface ReconcileOptions {
   /** The uplink NIC: its filter goes on, then it joins the user bridge. */
   uplink?: string;
+  /** Restore only these networks' objects and this node's endpoints in them (and the
+   * firewall when `firewall`), collect nothing: what a change from another node asks for (a
+   * network created, endpoints of other nodes claimed or released, rules changed). A change
+   * that removes something from this kernel takes a whole run. */
+  only?: ReconcileScope;
+}
+
+export interface ReconcileScope {
+  networks: ReadonlySet<string>;
+  firewall: boolean;
 }
 
 /** One run: the services, the store's networks and endpoints as read at its start, the report. */
@@ -43,9 +55,11 @@ export class RunState {
     readonly svc: Services,
     readonly o: ReconcileOptions,
   ) {
-    this.networks = svc.store.listNetworks();
+    const only = o.only?.networks;
+    this.networks = only ? svc.store.listNetworks().filter((n) => only.has(n.name)) : svc.store.listNetworks();
     // In a cluster, the endpoints of this node: the others' are in their kernels.
-    this.endpoints = svc.store.listEndpoints().filter((e) => isLocalEndpoint(svc.store, e));
+    this.endpoints = only ? this.networks.flatMap((n) => localEndpoints(svc.store, n.name)) : localEndpoints(svc.store);
+    if (only) this.report.only = this.networks.map((n) => n.name);
   }
 
   collected(what: string): void {
@@ -61,6 +75,9 @@ export class RunState {
 export interface Reconciler {
   /** What it keeps, for messages. */
   readonly name: string;
+  /** What a limited run (ReconcileOptions.only) restores of it: its networks' part, or the
+   * whole of it when the firewall is in the scope; nothing when absent. */
+  readonly scoped?: "networks" | "firewall";
   restore?(run: RunState): void;
   prune?(run: RunState): void;
 }

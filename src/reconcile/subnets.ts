@@ -5,6 +5,7 @@ import type { Reconciler } from "./reconciler";
 
 export const subnets: Reconciler = {
   name: "subnets",
+  scoped: "networks",
   restore(run) {
     for (const n of run.networks) run.svc.networks.applySubnets(n);
   },

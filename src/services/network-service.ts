@@ -130,10 +130,12 @@ export class NetworkService {
     this.applyEgress(n);
   }
 
-  /** The gateway addresses on the user bridge, tagged Stratum's, and marked local. */
-  applyGateways(n: StoredNetwork): void {
-    const br = getLink(USER_BRIDGE, this.nl)?.index ?? 0;
-    const have = new Map(listAddresses({ dev: br }, this.nl).map((a) => [a.cidr, a]));
+  /** The gateway addresses on the user bridge, tagged Stratum's, and marked local. `bridge`:
+   * the bridge's index and addresses as read once for many networks (a reconcile of hundreds
+   * of networks would dump them once per network). */
+  applyGateways(n: StoredNetwork, bridge?: { index: number; addresses: Map<string, { proto?: number }> }): void {
+    const br = bridge?.index ?? getLink(USER_BRIDGE, this.nl)?.index ?? 0;
+    const have = bridge?.addresses ?? new Map(listAddresses({ dev: br }, this.nl).map((a) => [a.cidr, a]));
     for (const g of this.gateways(n)) {
       if (have.get(g.cidr)?.proto !== STRATUM_ADDR_PROTO)
         addAddress(USER_BRIDGE, g.cidr, { replace: true, noDad: g.v6, proto: STRATUM_ADDR_PROTO }, this.nl);
@@ -142,8 +144,8 @@ export class NetworkService {
   }
 
   /** Every profile of the network: the gateway's, claimed, or free. */
-  applyProfiles(n: StoredNetwork): void {
-    this.dp.writeProfiles(n.id, n.cidr, this.#profileFlags(n));
+  applyProfiles(n: StoredNetwork, have?: Map<number, Buffer>): void {
+    this.dp.writeProfiles(n.id, n.cidr, this.#profileFlags(n), have);
   }
 
   /** The network's subnets in stm_subnets, with whether it is extended onto the LAN. */

@@ -55,6 +55,25 @@ export interface MirrorChange {
   revision: number;
 }
 
+/** What a batch changed, for what follows the mirror (the node's kernel, its servers). */
+export interface MirrorEffects {
+  /** The kinds of object changed. */
+  kinds: Set<MirrorRow["kind"]>;
+  /** Networks created, and the networks of endpoints changed (before and after the change). */
+  networks: Set<string>;
+  /** The nodes of endpoints changed (before and after). */
+  nodes: Set<string>;
+  /** A network changed or deleted (its addresses, caps or flags may be gone from the kernel). */
+  networkChanged: boolean;
+}
+
+const noEffects = (): MirrorEffects => ({
+  kinds: new Set(),
+  networks: new Set(),
+  nodes: new Set(),
+  networkChanged: false,
+});
+
 /** The row a key and value stand for (value null: the deleted row); undefined for a key this
  * binary does not know; throws for a value that does not parse. */
 export type MirrorParser = (key: string, value: Uint8Array | null) => MirrorRow | undefined;
@@ -63,6 +82,10 @@ export class MirrorWriter {
   readonly db: Database;
   /** Keys whose value did not parse, with why: kept in cluster_kv, applied to nothing. */
   readonly invalid = new Map<string, string>();
+
+  #listing = false;
+  /** What the last apply or replaceAll changed (a listing: its kinds only). */
+  effects: MirrorEffects = noEffects();
 
   constructor(
     store: SqliteStore,
@@ -124,6 +147,7 @@ export class MirrorWriter {
   apply(changes: MirrorChange[], revision?: number): number {
     return this.db.transaction(() => {
       this.#ids.clear();
+      this.effects = noEffects();
       let applied = 0;
       for (const c of changes) if (this.#one(c)) applied++;
       if (revision !== undefined && revision > this.revision) this.setMeta("revision", String(revision));
@@ -134,10 +158,12 @@ export class MirrorWriter {
   /** A full listing at `revision`: every key it has is put, every key the copy holds and it
    * has not is deleted; nothing that did not change is rewritten. */
   replaceAll(changes: MirrorChange[], revision: number, prefix: string): { put: number; deleted: number } {
-    return this.db.transaction(() => {
+    const run = this.db.transaction(() => {
       const listed = new Set(changes.map((c) => c.key));
       const empty = this.count() === 0;
       this.#ids.clear();
+      this.effects = noEffects();
+      this.#listing = true;
       let put = 0;
       for (const c of changes) if (this.#one(c, true, empty)) put++;
       let deleted = 0;
@@ -155,7 +181,12 @@ export class MirrorWriter {
       this.setMeta("revision", String(revision));
       this.setMeta("resyncedAt", new Date().toISOString());
       return { put, deleted };
-    })();
+    });
+    try {
+      return run();
+    } finally {
+      this.#listing = false;
+    }
   }
 
   /** One change; false when the copy already had it or something newer. `force`: a listing
@@ -201,18 +232,23 @@ export class MirrorWriter {
 
   #domain(r: MirrorRow): void {
     const db = this.db;
+    const fx = this.effects;
+    fx.kinds.add(r.kind);
     switch (r.kind) {
       case "network": {
         this.#ids.clear();
         if (!r.value) {
           const id = this.#networkId(r.name);
           if (id !== undefined) this.#dropNetwork(id);
+          fx.networkChanged = true;
           return;
         }
         const n = r.value;
         // Another network under this name (deleted and created again while this node was away).
         const other = this.#networkId(n.name);
         if (other !== undefined && other !== n.id) this.#dropNetwork(other);
+        if (other !== undefined) fx.networkChanged = true;
+        else fx.networks.add(n.name);
         const { id, createdAt, vni: _vni, ...spec } = n;
         db.query(
           "INSERT INTO networks (id, name, spec, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, spec = excluded.spec, created_at = excluded.created_at",
@@ -220,6 +256,22 @@ export class MirrorWriter {
         return;
       }
       case "endpoint": {
+        // A listing changes everything anyway (and reads no row before writing it).
+        if (!this.#listing) {
+          const was = db
+            .query(
+              "SELECT n.name AS network, e.node FROM endpoints e JOIN networks n ON n.id = e.network_id WHERE e.name = ?",
+            )
+            .get(r.name) as { network: string; node: string } | null;
+          if (was) {
+            fx.networks.add(was.network);
+            fx.nodes.add(was.node);
+          }
+          if (r.value) {
+            fx.networks.add(r.value.network);
+            fx.nodes.add(r.value.node ?? "");
+          }
+        }
         if (!r.value) {
           db.query("DELETE FROM endpoints WHERE name = ?").run(r.name);
           return;

@@ -134,6 +134,53 @@ test("two nodes attaching without an address at once: every attach gets an addre
   expect(new Set(all.map((r) => r.body.ip)).size).toBe(80);
 }, 60_000);
 
+/** A profile's flags in a node's stm_profiles (1: claimed, 2: the gateway's), from bpftool. */
+function profileFlags(n: LabNode, netId: number, ip: string): number | undefined {
+  const key = [netId & 0xff, (netId >> 8) & 0xff, 0, 0, ...ip.split(".").map(Number)].map(String);
+  const r = Bun.spawnSync([
+    "bpftool",
+    "-j",
+    "map",
+    "lookup",
+    "pinned",
+    `${n.agent.pins.path}/maps/stm_profiles`,
+    "key",
+    ...key,
+  ]);
+  if (r.exitCode !== 0) return undefined;
+  const v = (JSON.parse(r.stdout.toString()) as { value: string[] }).value.map((b) => Number(b));
+  return (v[6] as number) | ((v[7] as number) << 8);
+}
+
+test("another node's change reconciles only the networks it touched; a deletion elsewhere takes a whole run", async () => {
+  const last = (n: LabNode) => n.json<any>("status").reconcile.last;
+  expect(n1.cli("network", "create", "--name", "lim", "--cidr", "10.68.0.0/24", "--gateway", "10.68.0.1").code).toBe(0);
+  await until("lim's gateway on node2", () => gatewayOn(n2, "10.68.0.1/24"));
+  await until("node2's run limited to lim", () => {
+    const l = last(n2);
+    return l.trigger === "cluster" && JSON.stringify(l.only) === '["lim"]' && l.networks === 1;
+  });
+  const id = n2.json<any>("network", "show", "lim").id as number;
+  expect(profileFlags(n2, id, "10.68.0.1")).toBe(2);
+  expect(profileFlags(n2, id, "10.68.0.9")).toBe(0);
+
+  // Another node's endpoint claims a profile: node2's kernel has it claimed, by a limited run.
+  expect(n1.cli("network", "attach", "lim", "--name", "lim-a", "--tap", "tlima", "--ip", "10.68.0.9").code).toBe(0);
+  await until("the claim in node2's kernel", () => profileFlags(n2, id, "10.68.0.9") === 1);
+  expect(last(n2).only).toEqual(["lim"]);
+  expect(n1.cli("network", "detach", "lim", "--name", "lim-a").code).toBe(0);
+  await until("the release in node2's kernel", () => profileFlags(n2, id, "10.68.0.9") === 0);
+
+  // Deleted on node1: gone from node2's kernel (a whole run: something had to be collected).
+  expect(n1.cli("network", "delete", "lim").code).toBe(0);
+  await until("lim's gateway gone from node2", () => !gatewayOn(n2, "10.68.0.1/24"));
+  await until("node2's whole run", () => {
+    const l = last(n2);
+    return l.trigger === "cluster" && l.only === undefined;
+  });
+  expect(profileFlags(n2, id, "10.68.0.1")).toBeUndefined();
+}, 60_000);
+
 test("etcd gone: traffic enforced as before, reads answer, writes refused in one line; then everyone catches up", async () => {
   const w1 = n1.workload("w1", "app");
   const w2 = n1.workload("w2", "app");

@@ -1,0 +1,32 @@
+/** How a node follows a batch of changes from the cluster: whether its address and name
+ * servers rebuild what they serve, and what its kernel needs (a whole reconcile, one limited
+ * to the networks the batch touched and the firewall, or nothing). Batches that come while a
+ * run is under way are merged into the next. */
+import type { ClusterChange } from "./cluster";
+
+const SERVED = new Set<string>(["network", "endpoint", "dns"]);
+const FIREWALL = new Set<string>(["network", "rules", "globalDefault", "block"]);
+
+/** What a change asks of this node's kernel: a whole run, or a run limited to some networks
+ * (and the whole firewall when `firewall`). */
+export type ClusterWork = "all" | { networks: Set<string>; firewall: boolean };
+
+/** Whether the networks' DHCP and DNS servers serve something the change touched. */
+export function served(c: ClusterChange): boolean {
+  return c.kinds.some((k) => SERVED.has(k));
+}
+
+/** The kernel's part of a change; undefined when it has none (membership, counters, DNS records). */
+export function clusterWork(c: ClusterChange): ClusterWork | undefined {
+  if (c.networks === "all") return "all";
+  const firewall = c.kinds.some((k) => FIREWALL.has(k));
+  if (!c.networks.length && !firewall) return undefined;
+  return { networks: new Set(c.networks), firewall };
+}
+
+/** Two changes' work as one run. */
+export function mergeWork(a: ClusterWork | undefined, b: ClusterWork): ClusterWork {
+  if (!a) return b;
+  if (a === "all" || b === "all") return "all";
+  return { networks: new Set([...a.networks, ...b.networks]), firewall: a.firewall || b.firewall };
+}
