@@ -2,7 +2,6 @@
  * agent's API; a network's DHCP settings are `network create`/`network set` flags. */
 import { type CommandMeta, defineCommand } from "citty";
 import type { LeaseView } from "../api/contract";
-import { StratumError } from "../errors";
 import { client } from "./api-flags";
 import { apiArg, meta } from "./network-commands";
 import { outputArg, parseFormat, printData, printTable } from "./output";

@@ -1,7 +1,7 @@
 /** Netlink wire format: message headers, type-length-value attributes (nested, padded
  * to 4 bytes), and the fixed family headers of rtnetlink (ifinfomsg, ifaddrmsg, rtmsg,
  * ndmsg). Pure: bytes in, bytes out. Decoders throw only NetlinkDecodeError. */
-import { bytesToIp, bytesToMac, ipToBytes, macToBytes } from "../model/ip";
+import { ipToBytes } from "../model/ip";
 import { decode, encode, type Field, type Layout } from "../sys/layout";
 import { NL } from "./constants";
 
