@@ -118,8 +118,6 @@ class NetState {
     readonly forwarders: string[],
     /** Everything a cached reply depends on: when it changes, the cache goes. */
     readonly sig: string,
-    /** The input the zones were built from (zoneInputKey): the same input builds the same zones. */
-    public input: string,
     sub4: Subnet,
     sub6: Subnet | undefined,
   ) {
@@ -150,6 +148,25 @@ class NetState {
   }
 }
 
+/** A network as the engine has it: its input, and its zones once a query needed them. */
+class NetEntry {
+  built?: NetState;
+
+  constructor(
+    readonly input: ZoneInput,
+    /** zoneInputKey(input): the same input builds the same zones. */
+    readonly key: string,
+    /** The network's zones before this input (their serial goes on, their cache stays when
+     * the content is the same), until this entry's are built. */
+    public prev: NetState | undefined,
+  ) {}
+
+  /** The last zones built for the network: this entry's, or those before it. */
+  last(): NetState | undefined {
+    return this.built ?? this.prev;
+  }
+}
+
 /** Canonical text of an address, the key listeners and the engine agree on. */
 export const canonicalAddr = (a: string): string => formatIp(parseIp(a));
 
@@ -157,8 +174,8 @@ export class DnsEngine {
   readonly #log: Log;
   readonly #now: () => number;
   readonly #fwd: Forwarder;
-  #states = new Map<string, NetState>();
-  #byAddr = new Map<string, { state: NetState; v6: boolean }>();
+  #states = new Map<string, NetEntry>();
+  #byAddr = new Map<string, { entry: NetEntry; v6: boolean }>();
   readonly #c: ForwardCounters & { udp: number; tcp: number; refused: number; truncated: number; malformed: number } = {
     udp: 0,
     tcp: 0,
@@ -185,69 +202,63 @@ export class DnsEngine {
     });
   }
 
-  /** Rebuilds the networks' zones; a network whose content did not change keeps its
-   * serial and its reply cache. Returns the local addresses to serve (canonical) and the
-   * network of each. Throws (changing nothing) when an input cannot be built. */
+  /** Takes the networks' zones as they are now; a network's zones are built when a query
+   * first needs them (a cluster node serves hundreds of networks and rebuilding them all on
+   * every change anywhere, or at start, took seconds: its own workloads query a few). A
+   * network whose input did not change keeps its zones; one whose content did not change
+   * keeps its serial and its reply cache. Returns the local addresses to serve (canonical)
+   * and the network of each. Throws (changing nothing) when two networks claim one address. */
   setZones(inputs: ZoneInput[]): Map<string, string> {
-    const states = new Map<string, NetState>();
-    const byAddr = new Map<string, { state: NetState; v6: boolean }>();
+    const states = new Map<string, NetEntry>();
+    const byAddr = new Map<string, { entry: NetEntry; v6: boolean }>();
     const addrs = new Map<string, string>();
-    const fresh: NetState[] = [];
     for (const input of inputs) {
       const n = input.network;
-      let st: NetState;
-      try {
-        const prev = this.#states.get(n.name);
-        // A cluster's hundreds of networks are set again on every change anywhere: a network
-        // whose input did not change keeps its zones without building them again.
-        const key = zoneInputKey(input);
-        if (prev && prev.input === key) st = prev;
-        else {
-          const zones = buildZones(input, prev?.zones, this.#now());
-          const forwarders = n.dnsForwarders.map(canonicalAddr);
-          const sig = [zones.hash, n.cidr, n.cidr6 ?? "", forwarders.join(",")].join("|");
-          if (prev && prev.sig === sig) {
-            st = prev;
-            st.input = key;
-          } else {
-            st = new NetState(
-              zones,
-              forwarders,
-              sig,
-              key,
-              parseSubnet(n.cidr),
-              n.cidr6 ? parseSubnet(n.cidr6) : undefined,
-            );
-            fresh.push(st);
-          }
-        }
-        for (const [a, v6] of [
-          [n.gateway, false],
-          [n.gateway6, true],
-        ] as const) {
-          if (!a) continue;
-          const key = canonicalAddr(a);
-          const other = addrs.get(key);
-          if (other) throw new StratumError("INVALID", `gateway ${key} is network ${other}'s too`);
-          addrs.set(key, n.name);
-          byAddr.set(key, { state: st, v6 });
-        }
-      } catch (e) {
-        const err = e instanceof StratumError ? e : new StratumError("INTERNAL", String((e as Error)?.message ?? e));
-        throw err.wrap(`DNS zones of network ${n.name}`);
+      const prev = this.#states.get(n.name);
+      const key = zoneInputKey(input);
+      const entry = prev && prev.key === key ? prev : new NetEntry(input, key, prev?.last());
+      for (const [a, v6] of [
+        [n.gateway, false],
+        [n.gateway6, true],
+      ] as const) {
+        if (!a) continue;
+        const addr = canonicalAddr(a);
+        const other = addrs.get(addr);
+        if (other)
+          throw new StratumError("INVALID", `gateway ${addr} is network ${other}'s too`).wrap(
+            `DNS zones of network ${n.name}`,
+          );
+        addrs.set(addr, n.name);
+        byAddr.set(addr, { entry, v6 });
       }
-      states.set(n.name, st);
+      states.set(n.name, entry);
     }
-    for (const st of fresh)
-      for (const w of st.zones.warnings) this.#log("warn", `dns network ${st.zones.network}: ${w}`);
     this.#states = states;
     this.#byAddr = byAddr;
     return addrs;
   }
 
-  /** The zones of a network, as last built (for status and tests). */
+  /** The zones of a network (built now if no query needed them yet), for status and tests. */
   zones(network: string): NetworkZones | undefined {
-    return this.#states.get(network)?.zones;
+    const e = this.#states.get(network);
+    return e ? this.#state(e).zones : undefined;
+  }
+
+  /** A network's zones and cache, built from its input the first time they are needed. */
+  #state(e: NetEntry): NetState {
+    if (e.built) return e.built;
+    const n = e.input.network;
+    const prev = e.prev;
+    const zones = buildZones(e.input, prev?.zones, this.#now());
+    const forwarders = n.dnsForwarders.map(canonicalAddr);
+    const sig = [zones.hash, n.cidr, n.cidr6 ?? "", forwarders.join(",")].join("|");
+    if (prev && prev.sig === sig) e.built = prev;
+    else {
+      e.built = new NetState(zones, forwarders, sig, parseSubnet(n.cidr), n.cidr6 ? parseSubnet(n.cidr6) : undefined);
+      for (const w of zones.warnings) this.#log("warn", `dns network ${zones.network}: ${w}`);
+    }
+    e.prev = undefined;
+    return e.built;
   }
 
   /** Answers `msg`, which arrived on local address `local` from `src`. A returned promise
@@ -317,7 +328,7 @@ export class DnsEngine {
       } catch (e) {
         if (!(e instanceof DnsFormatError)) throw e;
       }
-    const st = l.state;
+    const st = this.#state(l.entry);
     if (!st.allows(src, l.v6)) {
       this.#c.refused++;
       // Garbage from outside is not worth a reply.
