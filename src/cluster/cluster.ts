@@ -262,6 +262,7 @@ export class Cluster {
   async resync(): Promise<{ keys: number; revision: number; put: number; deleted: number; ms: number }> {
     const t0 = performance.now();
     const { kvs, revision } = await this.listAll();
+    const listed = performance.now();
     const rank = (key: string) => LIST_ORDER.indexOf(key.slice(PREFIX.length).split("/")[0] ?? "") >>> 0;
     const ordered = kvs.map((kv, i) => ({ kv, i, r: rank(kv.key) })).sort((a, b) => a.r - b.r || a.i - b.i);
     const r = this.writer.replaceAll(
@@ -275,7 +276,7 @@ export class Cluster {
     for (const [key, why] of this.writer.invalid) this.o.log("warn", `${key} set aside: ${why}`);
     this.o.log(
       "info",
-      `synced ${kvs.length} key(s) at revision ${revision} in ${ms} ms (${r.put} changed, ${r.deleted} removed)`,
+      `synced ${kvs.length} key(s) at revision ${revision} in ${ms} ms (listing ${Math.round(listed - t0)} ms, mirror ${ms - Math.round(listed - t0)} ms; ${r.put} changed, ${r.deleted} removed)`,
     );
     return { keys: kvs.length, revision, ...r, ms };
   }
