@@ -232,8 +232,11 @@ export class SqliteStore implements Store {
     if (path !== ":memory:") checkWritableStore(path);
     try {
       this.db = new Database(path, { create: true, strict: true });
+      // A page cache up to 128 MiB (taken as the file grows): a cluster node's first listing
+      // writes 100,000 endpoints in one transaction, and with SQLite's default 8 MiB it
+      // spills to the WAL mid-way (3.6 s instead of 1.6 s, measured on 46 MB of state).
       this.db.exec(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -131072;",
       );
     } catch (e) {
       throw new StratumError("SYS", `open state database ${path}: ${(e as Error).message}`, { cause: e });
