@@ -263,13 +263,8 @@ export class Cluster {
     const t0 = performance.now();
     const { kvs, revision } = await this.listAll();
     const listed = performance.now();
-    const rank = (key: string) => LIST_ORDER.indexOf(key.slice(PREFIX.length).split("/")[0] ?? "") >>> 0;
-    const ordered = kvs.map((kv, i) => ({ kv, i, r: rank(kv.key) })).sort((a, b) => a.r - b.r || a.i - b.i);
-    const r = this.writer.replaceAll(
-      ordered.map((x) => toChange(x.kv)),
-      revision,
-      PREFIX,
-    );
+    // listAll gives the parts in LIST_ORDER: networks before the endpoints that name them.
+    const r = this.writer.replaceAll(kvs.map(toChange), revision, PREFIX);
     this.#stats.resyncs++;
     this.#lastRevision = revision;
     const ms = Math.round(performance.now() - t0);
