@@ -242,7 +242,7 @@ export class Cluster {
           `this node's own state conflicts with cluster ${row.value.id}, so it cannot join: ${conflicts.slice(0, 20).join("; ")}${conflicts.length > 20 ? `; and ${conflicts.length - 20} more` : ""}. Move the state directory away (or delete those objects) and start again`,
         );
     }
-    await this.resync();
+    await this.resync(true);
     this.writer.setMeta(MIRROR_CLUSTER_ID, row.value.id);
   }
 
@@ -258,38 +258,77 @@ export class Cluster {
   }
 
   /** Lists everything at one revision into the mirror (one SQLite transaction), then watches
-   * from the next revision. */
-  async resync(): Promise<{ keys: number; revision: number; put: number; deleted: number; ms: number }> {
+   * from the next revision. `streaming` (a node joining, before it serves anything): the
+   * endpoints, the bulk of a cluster, go into the transaction page by page as etcd gives them,
+   * while it works on the next page; otherwise everything is listed first and written at once
+   * (the transaction never stays open while the node serves requests). */
+  async resync(
+    streaming = false,
+  ): Promise<{ keys: number; revision: number; put: number; deleted: number; ms: number }> {
     const t0 = performance.now();
-    const { kvs, revision } = await this.listAll();
-    const listed = performance.now();
-    // listAll gives the parts in LIST_ORDER: networks before the endpoints that name them.
-    const r = this.writer.replaceAll(kvs.map(toChange), revision, PREFIX);
+    const { revision } = await this.client.range(K.cluster);
+    let keys = 0;
+    let listed = t0;
+    let r: { put: number; deleted: number };
+    if (!streaming) {
+      const kvs = await this.listAll(revision);
+      listed = performance.now();
+      keys = kvs.length;
+      // listAll gives the parts in LIST_ORDER: networks before the endpoints that name them.
+      r = this.writer.replaceAll(kvs.map(toChange), revision, PREFIX);
+    } else {
+      const listing = this.writer.beginListing();
+      const add = (kvs: KeyValue[]) => {
+        keys += kvs.length;
+        listing.add(kvs.map(toChange));
+      };
+      let ready = false;
+      const queued: KeyValue[][] = [];
+      const endpoints = this.client.list(`${PREFIX}endpoints/`, {
+        pageSize: 20_000,
+        revision,
+        onPage: (kvs) => (ready ? add(kvs) : queued.push(kvs)),
+      });
+      endpoints.catch(() => {}); // awaited below; a failure before then is the other parts'
+      try {
+        add(await this.listAll(revision, ["endpoints"]));
+        ready = true;
+        for (const page of queued.splice(0)) add(page);
+        await endpoints;
+        listed = performance.now();
+        r = listing.finish(revision, PREFIX);
+      } catch (e) {
+        listing.abort();
+        throw e;
+      }
+    }
     this.#stats.resyncs++;
     this.#lastRevision = revision;
     const ms = Math.round(performance.now() - t0);
     for (const [key, why] of this.writer.invalid) this.o.log("warn", `${key} set aside: ${why}`);
+    const how = streaming
+      ? `listed and written page by page: the last page ${ms - Math.round(listed - t0)} ms before the end`
+      : `listing ${Math.round(listed - t0)} ms, mirror ${ms - Math.round(listed - t0)} ms`;
     this.o.log(
       "info",
-      `synced ${kvs.length} key(s) at revision ${revision} in ${ms} ms (listing ${Math.round(listed - t0)} ms, mirror ${ms - Math.round(listed - t0)} ms; ${r.put} changed, ${r.deleted} removed)`,
+      `synced ${keys} key(s) at revision ${revision} in ${ms} ms (${how}; ${r.put} changed, ${r.deleted} removed)`,
     );
-    return { keys: kvs.length, revision, ...r, ms };
+    return { keys, revision, ...r, ms };
   }
 
-  /** Every key the mirror holds, at one revision: each part of the keyspace listed on its
-   * own (in parallel, at the revision of a first small read), claims left out (they exist
+  /** Every key the mirror holds at `revision` (but the segments in `without`), in LIST_ORDER:
+   * each part of the keyspace listed on its own, in parallel, claims left out (they exist
    * for etcd's transactions; the endpoint records say the same). Pages are large: etcd 3.4
    * counts the rest of the range for every page it answers. */
-  async listAll(): Promise<{ kvs: KeyValue[]; revision: number }> {
-    const { revision } = await this.client.range(K.cluster);
+  async listAll(revision: number, without: string[] = []): Promise<KeyValue[]> {
     const parts = await Promise.all(
-      LIST_ORDER.filter((seg) => seg !== "claims").map((seg) =>
+      LIST_ORDER.filter((seg) => seg !== "claims" && !without.includes(seg)).map((seg) =>
         seg === "cluster"
           ? this.client.range(K.cluster, { revision }).then((r) => r.kvs)
           : this.client.list(`${PREFIX}${seg}/`, { pageSize: 20_000, revision }).then((r) => r.kvs),
       ),
     );
-    return { kvs: parts.flat(), revision };
+    return parts.flat();
   }
 
   /** Starts the watch and the node's registration; `onChange` after every batch applied. */

@@ -527,20 +527,34 @@ export class EtcdClient {
    * `revision` when given: several lists then read one state). */
   async list(
     prefix: string,
-    o: { pageSize?: number; keysOnly?: boolean; revision?: number } = {},
+    o: {
+      pageSize?: number;
+      keysOnly?: boolean;
+      revision?: number;
+      /** Each page as it comes (the next one is asked for first): the pages are then not kept. */
+      onPage?: (kvs: KeyValue[]) => void;
+    } = {},
   ): Promise<{ kvs: KeyValue[]; revision: number }> {
     const pageSize = o.pageSize ?? 1000;
     const end = prefixEnd(prefix);
     const kvs: KeyValue[] = [];
-    let revision = o.revision ?? 0;
-    let from = prefix;
+    const ask = (from: string, revision: number) =>
+      this.range(from, { end, revision, limit: pageSize, keysOnly: o.keysOnly });
+    let page = await ask(prefix, o.revision ?? 0);
+    const revision = o.revision || page.revision;
     for (;;) {
-      const page = await this.range(from, { end, revision, limit: pageSize, keysOnly: o.keysOnly });
-      revision ||= page.revision;
-      kvs.push(...page.kvs);
       const last = page.kvs.at(-1);
-      if (!page.more || !last) return { kvs, revision };
-      from = `${last.key}\0`;
+      // The next page is asked for before this one is handled: etcd works on it meanwhile.
+      const next = page.more && last ? ask(`${last.key}\0`, revision) : undefined;
+      try {
+        if (o.onPage) o.onPage(page.kvs);
+        else for (const kv of page.kvs) kvs.push(kv);
+      } catch (e) {
+        next?.catch(() => {});
+        throw e;
+      }
+      if (!next) return { kvs, revision };
+      page = await next;
     }
   }
 

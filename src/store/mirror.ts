@@ -156,37 +156,72 @@ export class MirrorWriter {
   }
 
   /** A full listing at `revision`: every key it has is put, every key the copy holds and it
-   * has not is deleted; nothing that did not change is rewritten. */
+   * has not is deleted; nothing that did not change is rewritten. One transaction. */
   replaceAll(changes: MirrorChange[], revision: number, prefix: string): { put: number; deleted: number } {
-    const run = this.db.transaction(() => {
-      const listed = new Set(changes.map((c) => c.key));
-      const empty = this.count() === 0;
-      this.#ids.clear();
-      this.effects = noEffects();
-      this.#listing = true;
-      let put = 0;
-      for (const c of changes) if (this.#one(c, true, empty)) put++;
-      let deleted = 0;
-      const gone = (
-        this.db.query("SELECT key FROM cluster_kv WHERE key >= ? AND key < ?").all(prefix, `${prefix}\uffff`) as Array<{
-          key: string;
-        }>
-      ).filter((r) => !listed.has(r.key));
-      for (const g of gone) {
-        this.db.query("DELETE FROM cluster_kv WHERE key = ?").run(g.key);
-        const row = this.#row(g.key, null);
-        if (row) this.#domain(row);
-        deleted++;
-      }
-      this.setMeta("revision", String(revision));
-      this.setMeta("resyncedAt", new Date().toISOString());
-      return { put, deleted };
-    });
+    const l = this.beginListing();
     try {
-      return run();
-    } finally {
-      this.#listing = false;
+      l.add(changes);
+      return l.finish(revision, prefix);
+    } catch (e) {
+      l.abort();
+      throw e;
     }
+  }
+
+  /** replaceAll in parts, as a listing comes (in the order it is to be applied): one SQLite
+   * transaction from here to finish() (abort() takes it all back). Between the parts the
+   * connection holds that transaction open: only while nothing else uses the store (a node
+   * joining, before it serves anything). */
+  beginListing(): {
+    add(changes: MirrorChange[]): void;
+    finish(revision: number, prefix: string): { put: number; deleted: number };
+    abort(): void;
+  } {
+    this.db.exec("BEGIN IMMEDIATE");
+    let open = true;
+    const listed = new Set<string>();
+    const empty = this.count() === 0;
+    this.#ids.clear();
+    this.effects = noEffects();
+    this.#listing = true;
+    let put = 0;
+    const end = (sql: string) => {
+      if (!open) return;
+      open = false;
+      this.#listing = false;
+      this.db.exec(sql);
+    };
+    return {
+      add: (changes) => {
+        if (!open) throw new Error("the listing is over");
+        for (const c of changes) {
+          listed.add(c.key);
+          if (this.#one(c, true, empty)) put++;
+        }
+      },
+      finish: (revision, prefix) => {
+        if (!open) throw new Error("the listing is over");
+        let deleted = 0;
+        const gone = (
+          this.db
+            .query("SELECT key FROM cluster_kv WHERE key >= ? AND key < ?")
+            .all(prefix, `${prefix}\uffff`) as Array<{
+            key: string;
+          }>
+        ).filter((r) => !listed.has(r.key));
+        for (const g of gone) {
+          this.db.query("DELETE FROM cluster_kv WHERE key = ?").run(g.key);
+          const row = this.#row(g.key, null);
+          if (row) this.#domain(row);
+          deleted++;
+        }
+        this.setMeta("revision", String(revision));
+        this.setMeta("resyncedAt", new Date().toISOString());
+        end("COMMIT");
+        return { put, deleted };
+      },
+      abort: () => end("ROLLBACK"),
+    };
   }
 
   /** One change; false when the copy already had it or something newer. `force`: a listing

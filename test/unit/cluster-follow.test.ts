@@ -135,3 +135,31 @@ test("profiles written by bytes are those of profileMac and writeProfileKey, for
     ),
   );
 });
+
+test("a listing written in parts is one transaction: finished, what it lacks is gone; aborted, nothing changed", () => {
+  const { s, w } = mirror();
+  w.replaceAll([net("a", 1, "10.9.0.0/24"), ep("x", "a", 5, "node2")], ++rev, "/stratum/v1/");
+  const before = w.revision;
+
+  const aborted = w.beginListing();
+  aborted.add([net("b", 2, "10.8.0.0/24")]);
+  aborted.add([ep("y", "b", 6, "node3")]);
+  aborted.abort();
+  expect(s.listNetworks().map((n) => n.name)).toEqual(["a"]);
+  expect(s.getEndpoint("y")).toBeNull();
+  expect(w.revision).toBe(before);
+  expect(() => aborted.add([])).toThrow("the listing is over");
+
+  const l = w.beginListing();
+  l.add([net("a", 1, "10.9.0.0/24"), net("b", 2, "10.8.0.0/24")]);
+  l.add([ep("y", "b", 6, "node3")]); // x is not listed: it went while the node was away
+  const r = l.finish(++rev, "/stratum/v1/");
+  expect(r.deleted).toBe(1);
+  expect(s.getEndpoint("x")).toBeNull();
+  expect(s.getEndpoint("y")?.network).toBe("b");
+  expect(w.revision).toBe(rev);
+  // The store takes other writes again once the listing is over.
+  w.apply([ep("z", "a", 7, "node2")]);
+  expect(s.getEndpoint("z")).not.toBeNull();
+  s.close();
+});
