@@ -289,6 +289,10 @@ export class ClusterStore implements Store {
     });
   }
 
+  endpointNames(network: string): string[] {
+    return this.mirror.endpointNames(network);
+  }
+
   claimedIndexes(network: string): Set<number> {
     return this.mirror.claimedIndexes(network);
   }

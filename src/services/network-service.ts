@@ -65,7 +65,7 @@ export class NetworkService {
 
   /** Cap counters are read by showNetwork only. */
   view(n: StoredNetwork): NetworkView {
-    const eps = this.store.listEndpoints(n.name);
+    const eps = this.store.endpointNames(n.name);
     return {
       id: n.id,
       name: n.name,
@@ -85,7 +85,7 @@ export class NetworkService {
       extendToLan: n.extendToLan === true,
       createdAt: n.createdAt,
       profiles: { total: profileCount(n.cidr), claimed: eps.length },
-      endpoints: eps.map((e) => e.name),
+      endpoints: eps,
       egressCounts: null,
     };
   }

@@ -485,6 +485,14 @@ export class SqliteStore implements Store {
     if (r.changes === 0) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
   }
 
+  endpointNames(network: string): string[] {
+    return (
+      this.db
+        .query("SELECT e.name FROM endpoints e JOIN networks n ON n.id = e.network_id WHERE n.name = ? ORDER BY e.name")
+        .all(network) as Array<{ name: string }>
+    ).map((r) => r.name);
+  }
+
   claimedIndexes(network: string): Set<number> {
     const rows = this.db
       .query("SELECT e.host_index FROM endpoints e JOIN networks n ON n.id = e.network_id WHERE n.name = ?")

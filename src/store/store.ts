@@ -58,6 +58,9 @@ export interface Store {
   setEndpointEgress(name: string, cap: EgressCap | null): Endpoint;
   /** Host indexes claimed in a network (to find the next free address). */
   claimedIndexes(network: string): Set<number>;
+  /** The names of a network's endpoints, ordered (a network's view lists them: reading whole
+   * rows for 100,000 endpoints of a cluster took most of a network list). */
+  endpointNames(network: string): string[];
 
   /** Firewall rules of a scope (FW_GLOBAL_SCOPE, or a network's id), by priority. */
   listRules(scope: number): StoredRule[];
