@@ -10,7 +10,7 @@ import { DnsServer, type DnsStats, type ZoneInput } from "../dns/server";
 import { linkLocal, profileIp6 } from "../model/network";
 import { USER_BRIDGE } from "../model/topology";
 import type { Rtnl } from "../netlink";
-import type { Store } from "../store/store";
+import { localEndpoints, type Store } from "../store/store";
 
 type Log = (level: "info" | "warn", msg: string) => void;
 
@@ -72,7 +72,7 @@ export class Addressing {
   }
 
   #syncV6Leases(now = Date.now()): void {
-    const macs = new Map(this.#store.listEndpoints().map((e) => [e.name, e.mac]));
+    const macs = new Map(localEndpoints(this.#store).map((e) => [e.name, e.mac]));
     const seen = new Set<string>();
     for (const l of this.ipv6.leases()) {
       const mac = macs.get(l.endpoint);
@@ -111,9 +111,13 @@ export class Addressing {
    * asynchronously; refreshes run one after another. */
   refresh(): void {
     const networks = this.#store.listNetworks();
+    // Every endpoint of every network for the names; this node's own for addresses (in a
+    // cluster each node's DHCP and router advertisements serve the endpoints it runs).
     const endpoints = this.#store.listEndpoints();
+    const node = this.#store.node;
+    const isLocal = (e: (typeof endpoints)[number]) => node === undefined || e.node === node;
     const records = this.#store.listDnsRecords();
-    this.dhcp4.update(networks, endpoints);
+    this.dhcp4.update(networks, node === undefined ? endpoints : endpoints.filter(isLocal));
 
     const v6nets: V6Network[] = [];
     const v6binds: V6Binding[] = [];
@@ -149,13 +153,14 @@ export class Addressing {
         leaseTime: n.dhcpLeaseTime,
       });
       for (const e of eps)
-        v6binds.push({
-          endpoint: e.name,
-          network: n.name,
-          mac: e.mac,
-          ip6: profileIp6(n.cidr6, e.mac),
-          linkLocal: linkLocal(e.mac),
-        });
+        if (isLocal(e))
+          v6binds.push({
+            endpoint: e.name,
+            network: n.name,
+            mac: e.mac,
+            ip6: profileIp6(n.cidr6, e.mac),
+            linkLocal: linkLocal(e.mac),
+          });
     }
     try {
       this.ipv6.update(v6nets, v6binds);

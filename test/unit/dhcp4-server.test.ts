@@ -406,3 +406,30 @@ describe("over a real socket", () => {
     expect(m.yiaddr).toBe("10.20.0.6");
   });
 });
+
+test("in a cluster a node's DHCP answers the endpoints it runs, not the other nodes'", async () => {
+  const s = new SqliteStore(":memory:");
+  s.createNetwork(validateNetwork({ name: "app", cidr: "10.20.0.0/24", gateway: "10.20.0.1" }));
+  const ep = (name: string, ip: string, mac: string, hostIndex: number, node: string) =>
+    s.claimEndpoint({ name, network: "app", ip, mac, hostIndex, kind: "tap", hostIf: `t-${name}`, node });
+  ep("here", "10.20.0.6", MAC, 5, "node-a");
+  ep("there", "10.20.0.10", OTHER, 9, "node-b");
+  // The store as node-a's agent has it: the cluster's endpoints, this node's name.
+  const asNodeA = new Proxy(s, {
+    get: (t, p) =>
+      p === "node" ? "node-a" : typeof (t as any)[p] === "function" ? (t as any)[p].bind(t) : (t as any)[p],
+  }) as unknown as SqliteStore;
+  const { Addressing } = await import("../../src/services/addressing");
+  const { rtnl } = await import("../../src/netlink");
+  const a = new Addressing({ store: asNodeA, nl: rtnl(), log: () => {} });
+  try {
+    a.refresh();
+    const mine = a.dhcp4.handle(request(DHCP4.DISCOVER, { mac: MAC }))?.out;
+    expect(mine?.kind).toBe("reply");
+    const theirs = a.dhcp4.handle(request(DHCP4.DISCOVER, { mac: OTHER }))?.out;
+    expect(theirs?.kind).not.toBe("reply");
+  } finally {
+    a.close();
+    s.close();
+  }
+});
