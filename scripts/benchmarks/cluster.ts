@@ -15,7 +15,7 @@
  * Opt-in (minutes, labs of their own): `scripts/bench cluster`. Everything (namespaces,
  * processes by PID, pins, directories) is removed afterwards, pass or fail, and on exit. */
 import { Database } from "bun:sqlite";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -270,6 +270,12 @@ async function spawnAgent(node: LabNode, cluster: string): Promise<BenchNodeAgen
 /** Kills the agent (if it still runs) and removes what it made in the node: its bridge (the
  * gateways with it), its pins, its state. */
 function removeAgent(a: BenchNodeAgent): void {
+  // STRATUM_BENCH_LOGS=DIR keeps every agent's log there (where a start or a run spent its time).
+  const keep = process.env.STRATUM_BENCH_LOGS;
+  if (keep) {
+    mkdirSync(keep, { recursive: true });
+    copyFileSync(a.log, join(keep, `${a.node.name}-${Date.now()}.log`));
+  }
   if (live.has(a.proc)) {
     killAndWait(a.proc.pid);
     live.delete(a.proc);
