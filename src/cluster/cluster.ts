@@ -248,7 +248,7 @@ export class Cluster {
 
   /** What of a node's single-node state the cluster does not hold exactly so (conflicts.ts). */
   async #conflicts(mirror: SqliteStore): Promise<string[]> {
-    const { kvs } = await this.client.list(PREFIX, { pageSize: 20_000 });
+    const { kvs } = await this.client.list(PREFIX, { pageSize: 20_000, grpc: true });
     const rows: MirrorRow[] = [];
     for (const kv of kvs) {
       const r = safeParse(kv.key, kv.value);
@@ -267,6 +267,7 @@ export class Cluster {
   ): Promise<{ keys: number; revision: number; put: number; deleted: number; ms: number }> {
     const t0 = performance.now();
     const { revision } = await this.client.range(K.cluster);
+    const grpcBefore = { ...this.client.grpc };
     let keys = 0;
     let listed = t0;
     let r: { put: number; deleted: number };
@@ -287,6 +288,7 @@ export class Cluster {
       const endpoints = this.client.list(`${PREFIX}endpoints/`, {
         pageSize: 20_000,
         revision,
+        grpc: true,
         onPage: (kvs) => (ready ? add(kvs) : queued.push(kvs)),
       });
       endpoints.catch(() => {}); // awaited below; a failure before then is the other parts'
@@ -306,12 +308,25 @@ export class Cluster {
     this.#lastRevision = revision;
     const ms = Math.round(performance.now() - t0);
     for (const [key, why] of this.writer.invalid) this.o.log("warn", `${key} set aside: ${why}`);
+    const g = this.client.grpc;
+    const viaJson = g.fallbacks - grpcBefore.fallbacks;
+    const over =
+      g.unusable && g.pages === grpcBefore.pages
+        ? `through the JSON gateway (${g.unusable})`
+        : viaJson
+          ? `over gRPC, ${viaJson} page(s) through the JSON gateway (${g.last})`
+          : "over gRPC";
+    if (g.unusable && !grpcBefore.unusable)
+      this.o.log(
+        "warn",
+        `etcd's gRPC cannot be used (${g.unusable}): listings go through the JSON gateway, at several times etcd's CPU`,
+      );
     const how = streaming
       ? `listed and written page by page: the last page ${ms - Math.round(listed - t0)} ms before the end`
       : `listing ${Math.round(listed - t0)} ms, mirror ${ms - Math.round(listed - t0)} ms`;
     this.o.log(
       "info",
-      `synced ${keys} key(s) at revision ${revision} in ${ms} ms (${how}; ${r.put} changed, ${r.deleted} removed)`,
+      `synced ${keys} key(s) at revision ${revision} in ${ms} ms (${how}, ${over}; ${r.put} changed, ${r.deleted} removed)`,
     );
     return { keys, revision, ...r, ms };
   }
@@ -325,7 +340,7 @@ export class Cluster {
       LIST_ORDER.filter((seg) => seg !== "claims" && !without.includes(seg)).map((seg) =>
         seg === "cluster"
           ? this.client.range(K.cluster, { revision }).then((r) => r.kvs)
-          : this.client.list(`${PREFIX}${seg}/`, { pageSize: 20_000, revision }).then((r) => r.kvs),
+          : this.client.list(`${PREFIX}${seg}/`, { pageSize: 20_000, revision, grpc: true }).then((r) => r.kvs),
       ),
     );
     return parts.flat();

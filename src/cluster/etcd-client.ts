@@ -5,7 +5,9 @@
  * (or none has a leader), INVALID / NOT_FOUND / PERMISSION when etcd refused the request.
  * A write is sent to one endpoint only, unless the failure proves it never left: a write
  * whose answer was lost carries `maybeApplied` (a claim must be read back, not retried). */
+
 import { type ErrorCode, StratumError } from "../errors";
+import { GrpcSession, GrpcUnusable } from "./etcd-grpc";
 
 export interface EtcdOptions {
   /** Client URLs of one etcd cluster (http:// or https://), tried in turn. */
@@ -533,13 +535,60 @@ export class EtcdClient {
       revision?: number;
       /** Each page as it comes (the next one is asked for first): the pages are then not kept. */
       onPage?: (kvs: KeyValue[]) => void;
+      /** Over etcd's gRPC (etcd-grpc.ts), each page the gateway's when gRPC fails. */
+      grpc?: boolean;
     } = {},
   ): Promise<{ kvs: KeyValue[]; revision: number }> {
     const pageSize = o.pageSize ?? 1000;
     const end = prefixEnd(prefix);
     const kvs: KeyValue[] = [];
-    const ask = (from: string, revision: number) =>
-      this.range(from, { end, revision, limit: pageSize, keysOnly: o.keysOnly });
+    const session = o.grpc && !this.grpc.unusable ? this.#grpcSession() : undefined;
+    const ask = async (from: string, revision: number) => {
+      if (session && !this.grpc.unusable) {
+        try {
+          const metadata: Record<string, string> = { hasleader: "true" };
+          if (this.#user) metadata.token = (await this.#headers()).authorization as string;
+          const r = await session.range(
+            { key: bytes(from), end, limit: pageSize, revision, keysOnly: o.keysOnly },
+            metadata,
+          );
+          this.grpc.pages++;
+          return r;
+        } catch (e) {
+          if (!(e instanceof GrpcUnusable)) throw e;
+          if (e.transport) this.grpc.unusable = e.message;
+          this.grpc.fallbacks++;
+          this.grpc.last = e.message;
+        }
+      }
+      return this.range(from, { end, revision, limit: pageSize, keysOnly: o.keysOnly });
+    };
+    try {
+      return await this.#list(prefix, o, ask, kvs);
+    } finally {
+      session?.close();
+    }
+  }
+
+  /** How listings went over gRPC: pages answered, pages the gateway answered instead (and
+   * the last reason), and why gRPC is no longer tried, when it is not. */
+  readonly grpc: { pages: number; fallbacks: number; last?: string; unusable?: string } = { pages: 0, fallbacks: 0 };
+
+  #grpcSession(): GrpcSession | undefined {
+    try {
+      return new GrpcSession(this.#order()[0] as string, this.#tls, this.timeoutMs);
+    } catch (e) {
+      this.grpc.unusable = `etcd gRPC: ${(e as Error).message}`;
+      return undefined;
+    }
+  }
+
+  async #list(
+    prefix: string,
+    o: { revision?: number; onPage?: (kvs: KeyValue[]) => void },
+    ask: (from: string, revision: number) => Promise<{ kvs: KeyValue[]; revision: number; more: boolean }>,
+    kvs: KeyValue[],
+  ): Promise<{ kvs: KeyValue[]; revision: number }> {
     let page = await ask(prefix, o.revision ?? 0);
     const revision = o.revision || page.revision;
     for (;;) {

@@ -41,6 +41,8 @@ describe("over TLS", () => {
     expect(noCa.code).toBe(12);
     expect(noCa.line).toContain("give --etcd-ca the CA that signed it");
     await a.start([...args, "--etcd-ca", pki.ca, "--etcd-cert", pki.client.cert, "--etcd-key", pki.client.key]);
+    // The join's listing went over etcd's gRPC (HTTP/2 over TLS), not the JSON gateway.
+    expect(a.logText).toMatch(/synced \d+ key\(s\) .*over gRPC;/);
     expect(a.ctl("network", "create", "--name", "app", "--cidr", "10.70.0.0/24", "--gateway", "10.70.0.1").code).toBe(
       0,
     );
@@ -108,6 +110,7 @@ describe("as an etcd user", () => {
     expect(missing.line).toContain("--etcd-password-file");
     expect(missing.line).toContain(": no such file: give --etcd-password-file a readable file");
     await a.start([...args, "--etcd-user", "stratum", "--etcd-password-file", good]);
+    expect(a.logText).toMatch(/synced \d+ key\(s\) .*over gRPC;/); // with the user's token
     expect(a.ctl("network", "create", "--name", "app", "--cidr", "10.71.0.0/24", "--gateway", "10.71.0.1").code).toBe(
       0,
     );

@@ -136,6 +136,62 @@ describe("key-value", () => {
   });
 });
 
+describe("listing over gRPC", () => {
+  test("the same keys, values, revisions and lease ids as the gateway; etcd's refusals come as the gateway's", async () => {
+    const names = Array.from({ length: 23 }, (_, i) => `grpc/k/${String(i).padStart(2, "0")}-é`);
+    for (const n of names) await client.put(n, Uint8Array.from([0, 255, ...new TextEncoder().encode(n)]));
+    const lease = await client.leaseGrant(60);
+    await client.put("grpc/k/leased", "x", { lease: lease.id });
+    const before = { ...client.grpc };
+    const g = await client.list("grpc/k/", { pageSize: 5, grpc: true });
+    const j = await client.list("grpc/k/", { pageSize: 5 });
+    expect(client.grpc.pages - before.pages).toBe(5); // 24 keys, 5 a page, over gRPC
+    expect(client.grpc.fallbacks).toBe(before.fallbacks);
+    expect(g.revision).toBe(j.revision);
+    expect(g.kvs.map((k) => ({ ...k, value: [...k.value] }))).toEqual(
+      j.kvs.map((k) => ({ ...k, value: [...k.value] })),
+    );
+    expect(g.kvs.find((k) => k.key === "grpc/k/leased")?.lease).toBe(lease.id); // past 2^53, exact
+    const pages: number[] = [];
+    await client.list("grpc/k/", { pageSize: 10, grpc: true, onPage: (kvs) => pages.push(kvs.length) });
+    expect(pages).toEqual([10, 10, 4]);
+    // A compacted revision: gRPC's refusal is not taken as is, the gateway's answer is.
+    const { revision } = await client.put("grpc/c", "1");
+    await client.put("grpc/c", "2");
+    await client.compact(revision + 1);
+    const old = await failure(client.list("grpc/", { grpc: true, revision }));
+    expect({ code: old.code, compacted: old.compacted }).toEqual({ code: "INVALID", compacted: true });
+    expect(client.grpc.last).toContain("compacted");
+    expect(client.grpc.unusable).toBeUndefined(); // an answer of etcd's, not a broken transport
+  });
+
+  test("an endpoint that does not speak gRPC: the gateway answers every page, and gRPC is not tried again", async () => {
+    // A plain HTTP/1.1 server in front: the HTTP/2 connection fails, the JSON calls pass through.
+    const front = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (req) => {
+        const u = new URL(req.url);
+        return fetch(`${etcd.url}${u.pathname}`, { method: req.method, headers: req.headers, body: req.body });
+      },
+    });
+    try {
+      const c = keep(new EtcdClient({ endpoints: [`http://127.0.0.1:${front.port}`], timeoutMs: 2000 }));
+      await c.put("front/a", "1");
+      await c.put("front/b", "2");
+      const r = await c.list("front/", { pageSize: 1, grpc: true });
+      expect(r.kvs.map((k) => k.key)).toEqual(["front/a", "front/b"]);
+      expect(c.grpc.pages).toBe(0);
+      expect(c.grpc.unusable).toContain("etcd gRPC");
+      const again = await c.list("front/", { grpc: true });
+      expect(again.kvs).toHaveLength(2);
+      expect(c.grpc.fallbacks).toBe(1); // the first page only: then it is not tried
+    } finally {
+      front.stop(true);
+    }
+  });
+});
+
 describe("transactions", () => {
   test("compare-and-swap on version, modRevision and value; the failure branch reads the winner", async () => {
     const claim = (key: string, who: string) =>
