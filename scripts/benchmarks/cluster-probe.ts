@@ -344,11 +344,12 @@ async function write(o: { etcd: string; nodes: number; networks: number; perNetw
   };
 }
 
-async function resync(o: { etcd: string }) {
+async function resync(o: { etcd: string; etcdPid?: number }) {
   const dir = mkdtempSync(join(tmpdir(), "stm-bench-resync-"));
   try {
     const store = new SqliteStore(join(dir, "stratum.db"));
     let synced = "";
+    const cpu0 = o.etcdPid ? cpuUs(o.etcdPid) : 0;
     const t0 = nowMs();
     const c = await Cluster.open(store, {
       endpoints: [o.etcd],
@@ -360,6 +361,7 @@ async function resync(o: { etcd: string }) {
       },
     });
     const ms = nowMs() - t0;
+    const etcdCpuMs = o.etcdPid ? (cpuUs(o.etcdPid) - cpu0) / 1000 : undefined;
     const mem = memory();
     const count = (table: string) => (store.db.query(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
     const out = {
@@ -369,6 +371,7 @@ async function resync(o: { etcd: string }) {
       networks: count("networks"),
       endpoints: count("endpoints"),
       synced,
+      etcdCpuMs,
     };
     await c.stop();
     store.close();

@@ -322,7 +322,7 @@ function resyncBench(): Benchmark {
   let written: WriteResult | undefined;
   const syncMs: number[] = [];
   const agentPhases: AgentStart["phases"][] = [];
-  const etcdCpu = { list: [] as number[], etcdctl: [] as number[] };
+  const etcdCpu = { list: [] as number[], etcdctl: [] as number[], mirror: [] as number[] };
   const counted = { candidate: afterWarmUp(), baseline: afterWarmUp() };
   const perEndpoint = () => {
     const w = written as WriteResult;
@@ -416,7 +416,7 @@ function resyncBench(): Benchmark {
       if (syncMs.length)
         note([
           `the agent's own log, medians: synced the cluster's keys in ${fmt(median(syncMs))} ms (list + mirror); its start from the first line to "synced" ${fmt(median(agentPhases.map((p) => p.join)))} ms, then its first reconcile ${fmt(median(agentPhases.map((p) => p.reconcile)))} ms, then the networks' address and name servers and the API ${fmt(median(agentPhases.map((p) => p.rest)))} ms`,
-          `etcd's CPU time for one listing, median: ${fmt(median(etcdCpu.list))} ms (EtcdClient.list), ${fmt(median(etcdCpu.etcdctl))} ms (etcdctl)`,
+          `etcd's CPU time for one listing, median: ${fmt(median(etcdCpu.list))} ms (EtcdClient.list, JSON gateway), ${fmt(median(etcdCpu.etcdctl))} ms (etcdctl), ${fmt(median(etcdCpu.mirror))} ms (Cluster.open: its listing over gRPC)`,
         ]);
       empty?.destroy();
       lab?.destroy();
@@ -434,9 +434,12 @@ function resyncBench(): Benchmark {
           syncMs.push(a.syncMs);
           agentPhases.push(a.phases);
         }
-        const m = probe<{ ms: number; hwm: number; endpoints: number }>(l.node(1).ns.name, "resync", {
-          etcd: l.etcd.url,
-        });
+        const m = probe<{ ms: number; hwm: number; endpoints: number; etcdCpuMs: number }>(
+          l.node(1).ns.name,
+          "resync",
+          { etcd: l.etcd.url, etcdPid: l.etcd.pid },
+        );
+        if (keep) etcdCpu.mirror.push(m.etcdCpuMs);
         if (m.endpoints !== ENDPOINTS)
           throw new Error(`Cluster.open mirrored ${m.endpoints} endpoints of ${ENDPOINTS}`);
         const list = probe<{ ms: number; etcdCpuMs: number }>(l.node(1).ns.name, "list", {
