@@ -13,7 +13,7 @@ import { auditLine, type ClusterApi, createApp } from "../api/app";
 import { type ApiHandler, loadApiToken, serveTcp, serveUnix } from "../api/serve";
 import { Cluster, type ClusterChange } from "../cluster/cluster";
 import { type EtcdCredentialFlags, readEtcdCredentials } from "../cluster/flags";
-import { type ClusterWork, clusterWork, mergeWork, served } from "../cluster/follow";
+import { type ClusterWork, clusterWork, mergeServed, mergeWork, served } from "../cluster/follow";
 import { MapFill } from "../datapath/map-fill";
 import { PortDatapath } from "../datapath/port-datapath";
 import { ensureBpffs, smokeCheck } from "../datapath/probe";
@@ -349,7 +349,7 @@ async function serve(o: AgentOptions): Promise<void> {
     log: (level, msg) => (level === "warn" ? addrLog.warn(msg) : addrLog.info(msg)),
   });
   await addressing.start();
-  svc.onChange(() => addressing.refresh());
+  svc.onChange((networks) => addressing.refresh(networks));
 
   const rt: AgentRuntime = {
     version: pkg.version,
@@ -400,7 +400,7 @@ async function serve(o: AgentOptions): Promise<void> {
   // The kernel first, the servers after (rebuilding what hundreds of networks serve takes
   // longer than restoring what one change touched).
   let clusterRun: "idle" | "running" = "idle";
-  let pending: { work?: ClusterWork; serve: boolean } | undefined;
+  let pending: { work?: ClusterWork; serve?: "all" | Set<string> } | undefined;
   const clusterChanged = (c: ClusterChange) => {
     const work = clusterWork(c);
     const serve = served(c);
@@ -408,7 +408,7 @@ async function serve(o: AgentOptions): Promise<void> {
     desired = undefined; // what the drift watch expects follows the store at once
     pending = {
       work: work ? mergeWork(pending?.work, work) : pending?.work,
-      serve: serve || (pending?.serve ?? false),
+      serve: mergeServed(pending?.serve, serve),
     };
     if (clusterRun !== "idle") return;
     clusterRun = "running";
@@ -420,7 +420,7 @@ async function serve(o: AgentOptions): Promise<void> {
           await loop.exclusive(async () => {
             loopRun("cluster", w === "all" ? undefined : w);
           });
-        if (s) svc.ctx.changed();
+        if (s) svc.ctx.changed(s === "all" ? undefined : s);
       }
       clusterRun = "idle";
     })();

@@ -102,6 +102,8 @@ export function localStateSummary(store: SqliteStore): string[] {
 export interface ClusterChange {
   kinds: MirrorRow["kind"][];
   networks: string[] | "all";
+  /** The networks whose DHCP and DNS answers may have changed ("all": a listing). */
+  served: string[] | "all";
 }
 
 export class Cluster {
@@ -418,14 +420,18 @@ export class Cluster {
   /** What a batch applied to the mirror means for this node (a listing: everything). */
   #changed(fx: MirrorEffects | "all"): void {
     if (fx === "all") {
-      this.#onChange({ kinds: ["network", "endpoint", "rules", "globalDefault", "block", "dns"], networks: "all" });
+      this.#onChange({
+        kinds: ["network", "endpoint", "rules", "globalDefault", "block", "dns"],
+        networks: "all",
+        served: "all",
+      });
       return;
     }
     if (!fx.kinds.size) return;
     // A network changed or gone, or an endpoint of this node changed elsewhere (its port,
     // addresses and cap are in this kernel): only a whole run restores and collects it all.
     const whole = fx.networkChanged || fx.nodes.has(this.o.nodeName);
-    this.#onChange({ kinds: [...fx.kinds], networks: whole ? "all" : [...fx.networks] });
+    this.#onChange({ kinds: [...fx.kinds], networks: whole ? "all" : [...fx.networks], served: [...fx.served] });
   }
 
   /** The node's record under a fresh lease, and its member record; again whenever the lease is lost. */

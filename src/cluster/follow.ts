@@ -11,9 +11,22 @@ const FIREWALL = new Set<string>(["network", "rules", "globalDefault", "block"])
  * (and the whole firewall when `firewall`). */
 export type ClusterWork = "all" | { networks: Set<string>; firewall: boolean };
 
-/** Whether the networks' DHCP and DNS servers serve something the change touched. */
-export function served(c: ClusterChange): boolean {
-  return c.kinds.some((k) => SERVED.has(k));
+/** The networks whose DHCP and DNS servers serve something the change touched: "all", some,
+ * or none (undefined). */
+export function served(c: ClusterChange): "all" | Set<string> | undefined {
+  if (!c.kinds.some((k) => SERVED.has(k))) return undefined;
+  return c.served === "all" ? "all" : new Set(c.served);
+}
+
+/** Two changes' networks to serve again, as one. */
+export function mergeServed(
+  a: "all" | Set<string> | undefined,
+  b: "all" | Set<string> | undefined,
+): "all" | Set<string> | undefined {
+  if (!a) return b;
+  if (!b) return a;
+  if (a === "all" || b === "all") return "all";
+  return new Set([...a, ...b]);
 }
 
 /** The kernel's part of a change; undefined when it has none (membership, counters, DNS records). */

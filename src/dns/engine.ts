@@ -207,15 +207,18 @@ export class DnsEngine {
    * every change anywhere, or at start, took seconds: its own workloads query a few). A
    * network whose input did not change keeps its zones; one whose content did not change
    * keeps its serial and its reply cache. Returns the local addresses to serve (canonical)
-   * and the network of each. Throws (changing nothing) when two networks claim one address. */
-  setZones(inputs: ZoneInput[]): Map<string, string> {
+   * and the network of each. Throws (changing nothing) when two networks claim one address.
+   * `unchanged`: networks the caller knows did not change since the last call (their input
+   * is not even compared). */
+  setZones(inputs: ZoneInput[], unchanged?: ReadonlySet<string>): Map<string, string> {
     const states = new Map<string, NetEntry>();
     const byAddr = new Map<string, { entry: NetEntry; v6: boolean }>();
     const addrs = new Map<string, string>();
     for (const input of inputs) {
       const n = input.network;
       const prev = this.#states.get(n.name);
-      const key = zoneInputKey(input);
+      const same = prev !== undefined && unchanged?.has(n.name) === true;
+      const key = same ? prev.key : zoneInputKey(input);
       const entry = prev && prev.key === key ? prev : new NetEntry(input, key, prev?.last());
       for (const [a, v6] of [
         [n.gateway, false],

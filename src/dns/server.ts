@@ -94,9 +94,9 @@ export class DnsServer {
   }
 
   /** Rebuilds the zones (networks, endpoints, records) and opens/closes listeners so there is exactly one UDP and one TCP listener per gateway address; addresses already served are kept open. Throws StratumError with context if a bind fails (others stay). */
-  update(zones: ZoneInput[]): Promise<void> {
+  update(zones: ZoneInput[], unchanged?: ReadonlySet<string>): Promise<void> {
     // One update at a time: two interleaved ones could both open the same address.
-    const run = this.#queue.then(() => this.#update(zones));
+    const run = this.#queue.then(() => this.#update(zones, unchanged));
     this.#queue = run.catch(() => {});
     return run;
   }
@@ -117,9 +117,9 @@ export class DnsServer {
     this.#engine.close();
   }
 
-  async #update(zones: ZoneInput[]): Promise<void> {
+  async #update(zones: ZoneInput[], unchanged?: ReadonlySet<string>): Promise<void> {
     if (this.#closed) throw new StratumError("INTERNAL", "DNS server is closed");
-    const addrs = this.#engine.setZones(zones);
+    const addrs = this.#engine.setZones(zones, unchanged);
     for (const [a, l] of this.#listeners)
       if (!addrs.has(a)) {
         this.#closeListener(l);

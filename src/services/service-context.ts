@@ -8,8 +8,9 @@ import { checkRoom, type Entries } from "./capacity";
 
 export class ServiceContext {
   /** Called after every change that the DHCP and DNS servers serve (networks, endpoints,
-   * records): they rebuild what they answer from the store. */
-  readonly #listeners: Array<() => void> = [];
+   * records): they rebuild what they answer from the store; with `networks`, only those
+   * networks changed. */
+  readonly #listeners: Array<(networks?: ReadonlySet<string>) => void> = [];
 
   constructor(
     readonly store: Store,
@@ -18,14 +19,15 @@ export class ServiceContext {
     readonly log: (msg: string) => void = () => {},
   ) {}
 
-  onChange(fn: () => void): void {
+  onChange(fn: (networks?: ReadonlySet<string>) => void): void {
     this.#listeners.push(fn);
   }
 
-  changed(): void {
+  /** `networks`: only these networks changed (absent: anything may have). */
+  changed(networks?: ReadonlySet<string>): void {
     for (const fn of this.#listeners) {
       try {
-        fn();
+        fn(networks);
       } catch (e) {
         this.log(`refresh after a change: ${(e as Error).message}`);
       }

@@ -58,7 +58,7 @@ export class Services {
   }
 
   /** Runs `fn` after every change the address and name servers serve. */
-  onChange(fn: () => void): void {
+  onChange(fn: (networks?: ReadonlySet<string>) => void): void {
     this.ctx.onChange(fn);
   }
 }

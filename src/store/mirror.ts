@@ -65,6 +65,9 @@ export interface MirrorEffects {
   nodes: Set<string>;
   /** A network changed or deleted (its addresses, caps or flags may be gone from the kernel). */
   networkChanged: boolean;
+  /** Networks whose DHCP and DNS answers may have changed: any change of the network, its
+   * endpoints or its DNS records. */
+  served: Set<string>;
 }
 
 const noEffects = (): MirrorEffects => ({
@@ -72,6 +75,7 @@ const noEffects = (): MirrorEffects => ({
   networks: new Set(),
   nodes: new Set(),
   networkChanged: false,
+  served: new Set(),
 });
 
 /** The row a key and value stand for (value null: the deleted row); undefined for a key this
@@ -272,6 +276,7 @@ export class MirrorWriter {
     switch (r.kind) {
       case "network": {
         this.#ids.clear();
+        fx.served.add(r.name);
         if (!r.value) {
           const id = this.#networkId(r.name);
           if (id !== undefined) this.#dropNetwork(id);
@@ -300,10 +305,12 @@ export class MirrorWriter {
             .get(r.name) as { network: string; node: string } | null;
           if (was) {
             fx.networks.add(was.network);
+            fx.served.add(was.network);
             fx.nodes.add(was.node);
           }
           if (r.value) {
             fx.networks.add(r.value.network);
+            fx.served.add(r.value.network);
             fx.nodes.add(r.value.node ?? "");
           }
         }
@@ -359,6 +366,8 @@ export class MirrorWriter {
           );
         return;
       case "dns": {
+        const owner = db.query("SELECT name FROM networks WHERE id = ?").get(r.networkId) as { name: string } | null;
+        if (owner) fx.served.add(owner.name);
         db.query("DELETE FROM dns_records WHERE network_id = ?").run(r.networkId);
         const ins = db.query(
           "INSERT OR REPLACE INTO dns_records (id, network_id, name, type, value, ttl, created_at) SELECT ?, id, ?, ?, ?, ?, ? FROM networks WHERE id = ?",

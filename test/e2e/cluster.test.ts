@@ -168,8 +168,16 @@ test("another node's change reconciles only the networks it touched; a deletion 
   expect(n1.cli("network", "attach", "lim", "--name", "lim-a", "--tap", "tlima", "--ip", "10.68.0.9").code).toBe(0);
   await until("the claim in node2's kernel", () => profileFlags(n2, id, "10.68.0.9") === 1);
   expect(last(n2).only).toEqual(["lim"]);
+  // node2's name server answers for node1's endpoint, and for a record added on node1 (its
+  // servers rebuild only the networks a change names).
+  const ask = (name: string) =>
+    n2.exec(["dig", "@10.68.0.1", "+short", "+time=1", "+tries=1", `${name}.lim.internal`]).stdout.trim();
+  await until("node2's DNS has lim-a", () => ask("lim-a") === "10.68.0.9");
+  expect(n1.cli("dns", "record", "add", "lim", "db", "A", "10.68.0.50").code).toBe(0);
+  await until("node2's DNS has node1's record", () => ask("db") === "10.68.0.50");
   expect(n1.cli("network", "detach", "lim", "--name", "lim-a").code).toBe(0);
   await until("the release in node2's kernel", () => profileFlags(n2, id, "10.68.0.9") === 0);
+  await until("lim-a gone from node2's DNS", () => ask("lim-a") === "");
 
   // Deleted on node1: gone from node2's kernel (a whole run: something had to be collected).
   expect(n1.cli("network", "delete", "lim").code).toBe(0);

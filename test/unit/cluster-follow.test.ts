@@ -4,7 +4,8 @@
  * leave its kernel, or none. */
 import { expect, test } from "bun:test";
 import fc from "fast-check";
-import { clusterWork, mergeWork, served } from "../../src/cluster/follow";
+import type { ClusterChange } from "../../src/cluster/cluster";
+import { clusterWork, mergeServed, mergeWork, served } from "../../src/cluster/follow";
 import { K, parseKey } from "../../src/cluster/keys";
 import {
   PROFILE_KEY_SIZE,
@@ -57,6 +58,7 @@ test("the mirror says which networks and nodes a batch touched, and whether a ne
 
   w.apply([ep("x", "a", 5, "node2")]);
   expect([...w.effects.networks]).toEqual(["a"]);
+  expect([...w.effects.served]).toEqual(["a"]);
   expect([...w.effects.nodes]).toEqual(["node2"]);
   expect(w.effects.networkChanged).toBe(false);
 
@@ -84,6 +86,7 @@ test("the mirror says which networks and nodes a batch touched, and whether a ne
   ]);
   expect(w.effects.networks.size).toBe(0);
   expect([...w.effects.kinds].sort()).toEqual(["dns", "member"]);
+  expect([...w.effects.served]).toEqual(["a"]); // network id 1's records: its servers, not its kernel
 
   // A batch the mirror already has changes nothing.
   const again = ep("z", "a", 7, "node2");
@@ -93,17 +96,29 @@ test("the mirror says which networks and nodes a batch touched, and whether a ne
 });
 
 test("a change's kernel work: limited to its networks, the firewall when it changed, whole when asked", () => {
-  expect(clusterWork({ kinds: ["network"], networks: ["a"] })).toEqual({ networks: new Set(["a"]), firewall: true });
-  expect(clusterWork({ kinds: ["endpoint"], networks: ["a"] })).toEqual({ networks: new Set(["a"]), firewall: false });
-  expect(clusterWork({ kinds: ["rules"], networks: [] })).toEqual({ networks: new Set(), firewall: true });
-  expect(clusterWork({ kinds: ["member", "node"], networks: [] })).toBeUndefined();
-  expect(clusterWork({ kinds: ["dns"], networks: [] })).toBeUndefined();
-  expect(clusterWork({ kinds: ["network"], networks: "all" })).toBe("all");
-  expect(served({ kinds: ["dns"], networks: [] })).toBe(true);
-  expect(served({ kinds: ["rules", "member"], networks: [] })).toBe(false);
+  const c = (kinds: ClusterChange["kinds"], networks: string[] | "all", served: string[] | "all" = []) => ({
+    kinds,
+    networks,
+    served,
+  });
+  expect(clusterWork(c(["network"], ["a"]))).toEqual({ networks: new Set(["a"]), firewall: true });
+  expect(clusterWork(c(["endpoint"], ["a"]))).toEqual({ networks: new Set(["a"]), firewall: false });
+  expect(clusterWork(c(["rules"], []))).toEqual({ networks: new Set(), firewall: true });
+  expect(clusterWork(c(["member", "node"], []))).toBeUndefined();
+  expect(clusterWork(c(["dns"], []))).toBeUndefined();
+  expect(clusterWork(c(["network"], "all"))).toBe("all");
 
-  const one = clusterWork({ kinds: ["endpoint"], networks: ["a"] });
-  const two = clusterWork({ kinds: ["block"], networks: [] });
+  // What the servers rebuild: the networks named, all after a listing, none for the rest.
+  expect(served(c(["dns"], [], ["a"]))).toEqual(new Set(["a"]));
+  expect(served(c(["network", "endpoint"], "all", "all"))).toBe("all");
+  expect(served(c(["rules", "member"], []))).toBeUndefined();
+  expect(mergeServed(new Set(["a"]), new Set(["b"]))).toEqual(new Set(["a", "b"]));
+  expect(mergeServed(undefined, new Set(["b"]))).toEqual(new Set(["b"]));
+  expect(mergeServed(new Set(["a"]), "all")).toBe("all");
+  expect(mergeServed(new Set(["a"]), undefined)).toEqual(new Set(["a"]));
+
+  const one = clusterWork(c(["endpoint"], ["a"]));
+  const two = clusterWork(c(["block"], []));
   if (!one || !two) throw new Error("work expected");
   expect(mergeWork(one, two)).toEqual({ networks: new Set(["a"]), firewall: true });
   expect(mergeWork(undefined, one)).toEqual(one);
