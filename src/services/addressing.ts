@@ -112,7 +112,8 @@ export class Addressing {
   #recordsOf = new Map<string, StoredDnsRecord[]>();
 
   /** Rebuilds what every service answers from the store. `networks`: only these networks'
-   * endpoints and records changed (a change from another node says which): the others' are
+   * endpoints and records changed (every change says which, an API request's or another
+   * node's): the others' are
    * not read again, and their DNS zones are kept as they are (a cluster holds every network's
    * endpoints, and reading them all again on every change anywhere took a fifth of a second
    * at 60,000). DNS listeners open and close asynchronously; refreshes run one after another. */

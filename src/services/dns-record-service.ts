@@ -31,7 +31,7 @@ export class DnsRecordService {
       this.store.listEndpoints(network).map((e) => e.name),
     );
     const stored = this.store.addDnsRecord(network, rec);
-    this.ctx.changed();
+    this.ctx.changed(new Set([network]));
     return stored;
   }
 
@@ -61,7 +61,7 @@ export class DnsRecordService {
       network,
       hit.map((r) => r.id),
     );
-    this.ctx.changed();
+    this.ctx.changed(new Set([network]));
     return hit;
   }
 }

@@ -126,7 +126,7 @@ export class EndpointService {
       if (link) this.#setPortAndCap(link.index, e, n); // back to what the store still says
       throw err;
     }
-    this.ctx.changed();
+    this.ctx.changed(new Set([n.name]));
     return this.show(name);
   }
 
@@ -213,7 +213,7 @@ export class EndpointService {
       undo.push("unclaim profile", () => this.dp.setProfile(n.id, n.cidr, index, 0));
       this.#plugPort(ep, n, undo);
       if (req.configure && nsNl) this.#configure(nsNl, ifname as string, `${ip}/${prefixLen}`, n, mac);
-      this.ctx.changed();
+      this.ctx.changed(new Set([n.name]));
       return this.view(ep);
     } catch (e) {
       undo.run(this.log);
@@ -318,7 +318,7 @@ export class EndpointService {
     deleteLinkIfExists(ep.hostIf, this.nl);
     this.store.releaseEndpoint(name);
     this.dp.setProfile(n.id, n.cidr, ep.hostIndex, 0);
-    this.ctx.changed();
+    this.ctx.changed(new Set([n.name]));
   }
 
   /** Re-applies stored endpoints (restart, or a kernel that lost them); idempotent: a port

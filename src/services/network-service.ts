@@ -204,7 +204,7 @@ export class NetworkService {
       undo.run(this.log);
       throw e instanceof StratumError ? e.wrap(`create network ${net.name}`) : e;
     }
-    this.ctx.changed();
+    this.ctx.changed(new Set([stored.name]));
     return this.view(stored);
   }
 
@@ -239,7 +239,7 @@ export class NetworkService {
     if (patch.mtu !== undefined)
       for (const ep of this.store.listEndpoints(name))
         if (getLink(ep.hostIf, this.nl)) setLink(ep.hostIf, { mtu: next.mtu }, this.nl);
-    this.ctx.changed();
+    this.ctx.changed(new Set([name]));
     return this.view(updated);
   }
 
@@ -255,6 +255,6 @@ export class NetworkService {
     this.#removeNetworkKernel(n);
     this.fw.removeScope(n.id);
     this.store.deleteNetwork(name);
-    this.ctx.changed();
+    this.ctx.changed(new Set([name]));
   }
 }
