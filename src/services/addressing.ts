@@ -113,10 +113,10 @@ export class Addressing {
 
   /** Rebuilds what every service answers from the store. `networks`: only these networks'
    * endpoints and records changed (every change says which, an API request's or another
-   * node's): the others' are
-   * not read again, and their DNS zones are kept as they are (a cluster holds every network's
-   * endpoints, and reading them all again on every change anywhere took a fifth of a second
-   * at 60,000). DNS listeners open and close asynchronously; refreshes run one after another. */
+   * node's): the others' are not read again, and their DNS zones are kept as they are (a
+   * cluster holds every network's endpoints, and reading them all again on every change
+   * anywhere took a fifth of a second at 60,000). DNS listeners open and close
+   * asynchronously; refreshes run one after another. */
   refresh(networks?: ReadonlySet<string>): void {
     const nets = this.#store.listNetworks();
     const node = this.#store.node;
