@@ -123,6 +123,11 @@ export type DropCounts = Record<string, number>;
 
 /** A profile's key as one number: the network id and the IPv4 address (a u32), 48 bits. */
 export const profileId = (netId: number, ip4: number): number => netId * 2 ** 32 + ip4;
+/** The network id and IPv4 address (a u32) of a profileId. */
+export const profileIdParts = (id: number): { netId: number; ip4: number } => ({
+  netId: Math.floor(id / 2 ** 32),
+  ip4: id % 2 ** 32,
+});
 
 export class PortDatapath {
   readonly pinRoot: string;
@@ -339,7 +344,8 @@ export class PortDatapath {
     const map = this.map("stm_profiles");
     const k = Buffer.alloc(PROFILE_KEY_SIZE);
     for (const id of ids) {
-      writeProfileKeyU32(k, 0, Math.floor(id / 2 ** 32), id % 2 ** 32);
+      const { netId, ip4 } = profileIdParts(id);
+      writeProfileKeyU32(k, 0, netId, ip4);
       map.delete(k);
     }
   }

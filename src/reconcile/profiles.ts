@@ -2,6 +2,7 @@
  * and none of a network that is gone or outside its network's subnet (a network deleted on
  * another node of a cluster leaves its profiles here until a run collects them). A whole run
  * reads the map once in batches and compares with that. */
+import { profileIdParts } from "../datapath/port-datapath";
 import { hostRange, parseSubnet } from "../model/ip";
 import type { Reconciler, RunState } from "./reconciler";
 
@@ -26,13 +27,13 @@ export const profiles: Reconciler = {
     );
     const gone: number[] = [];
     for (const id of have.keys()) {
-      const r = ranges.get(Math.floor(id / 2 ** 32));
-      const ip = id % 2 ** 32;
-      if (!r || ip < r.first || ip > r.last) gone.push(id);
+      const { netId, ip4 } = profileIdParts(id);
+      const r = ranges.get(netId);
+      if (!r || ip4 < r.first || ip4 > r.last) gone.push(id);
     }
     if (!gone.length) return;
     run.svc.dp.deleteProfileIds(gone);
-    const nets = new Set(gone.map((id) => Math.floor(id / 2 ** 32)));
+    const nets = new Set(gone.map((id) => profileIdParts(id).netId));
     run.collected(`${gone.length} profile(s) of network id(s) ${[...nets].join(", ")}`);
   },
 };
