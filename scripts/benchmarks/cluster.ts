@@ -267,6 +267,17 @@ async function spawnAgent(node: LabNode, cluster: string): Promise<BenchNodeAgen
   }
 }
 
+/** One resync measurement's figures: the agent's start, the mirror's, a listing's time, bytes. */
+const figures = (a: AgentStart, m: { ms: number; hwm: number }, listMs: number, bytes: number) => ({
+  agentMs: a.ms,
+  agentHwm: a.hwm,
+  agentRss: a.rss,
+  mirrorMs: m.ms,
+  mirrorHwm: m.hwm,
+  listMs,
+  bytes,
+});
+
 /** Kills the agent (if it still runs) and removes what it made in the node: its bridge (the
  * gateways with it), its pins, its state. */
 function removeAgent(a: BenchNodeAgent): void {
@@ -447,15 +458,7 @@ function resyncBench(): Benchmark {
           etcdPid: l.etcd.pid,
         });
         if (keep) etcdCpu.list.push(list.etcdCpuMs);
-        return {
-          agentMs: a.ms,
-          agentHwm: a.hwm,
-          agentRss: a.rss,
-          mirrorMs: m.ms,
-          mirrorHwm: m.hwm,
-          listMs: list.ms,
-          bytes: perEndpoint().db,
-        };
+        return figures(a, m, list.ms, perEndpoint().db);
       },
     },
     baseline: {
@@ -469,15 +472,7 @@ function resyncBench(): Benchmark {
           etcdPid: l.etcd.pid,
         });
         if (counted.baseline()) etcdCpu.etcdctl.push(ctl.etcdCpuMs);
-        return {
-          agentMs: a.ms,
-          agentHwm: a.hwm,
-          agentRss: a.rss,
-          mirrorMs: m.ms,
-          mirrorHwm: m.hwm,
-          listMs: ctl.ms,
-          bytes: perEndpoint().kv,
-        };
+        return figures(a, m, ctl.ms, perEndpoint().kv);
       },
     },
   };
