@@ -12,7 +12,8 @@
  * entered the bridge on a port of another network is never delivered (flooding
  * included), frames bridged from the uplink only into a network extended onto the LAN, and
  * frames of the host or routed ones only when they are about this port's network, never
- * router, neighbour or DHCP server messages the node did not send.
+ * router, neighbour or DHCP server messages the node did not send; frames from another node
+ * (the overlay device) only from an endpoint of the port's network.
  *
  * An endpoint's egress cap (stm_shape.h) is at the end of stm_port_in. All fail closed: a
  * port without configuration passes nothing, and every drop goes through stm_drop() with
@@ -199,6 +200,112 @@ static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *por
 	return STM_TC_NEXT;
 }
 
+/* ---- neighbours answered on the node ----------------------------------------------------- */
+
+/* ARP requests and neighbour solicitations for an endpoint of the port's network, on this
+ * node or another, are answered here with the endpoint's profile MAC: the request never
+ * floods the bridge, and never the overlay. The answer leaves through the port itself, with
+ * the mark the port programs let pass once. Anything else (the gateway, a free address, a
+ * DAD probe) goes on as it came. */
+static __always_inline int answer_back(struct __sk_buff *skb)
+{
+	skb->mark = STM_MARK_FW_REPLY;
+	return bpf_redirect(skb->ifindex, 0);
+}
+
+/* A request from the port for `tpa` (network order), already found truthful by check_arp.
+ * Global (a frame of its own): its buffer stays off the firewall's deeper call chain. */
+__attribute__((noinline)) int stm_arp_answer(struct __sk_buff *skb, struct stm_port *port, __u32 tpa)
+{
+	if (!skb || !port)
+		return STM_TC_NEXT;
+	struct stm_profile_key k = { .net_id = port->net_id, .ip4 = tpa };
+	struct stm_profile *p = bpf_map_lookup_elem(&stm_profiles, &k);
+	if (!p || !(p->flags & STM_PROFILE_F_CLAIMED) || (p->flags & STM_PROFILE_F_GATEWAY))
+		return STM_TC_NEXT;
+	__u8 f[44] __attribute__((aligned(4))) = {};
+	__u8 *e = f + 2;
+	__builtin_memcpy(e, port->mac, 6);
+	__builtin_memcpy(e + 6, p->mac, 6);
+	e[12] = 0x08;
+	e[13] = 0x06;
+	__u8 *a = e + ETH_HLEN;
+	a[1] = 1;    /* Ethernet */
+	a[2] = 0x08; /* IPv4 */
+	a[4] = 6;
+	a[5] = 4;
+	a[7] = 2; /* reply */
+	__builtin_memcpy(a + 8, p->mac, 6);
+	__builtin_memcpy(a + 14, &tpa, 4);
+	__builtin_memcpy(a + 18, port->mac, 6);
+	__builtin_memcpy(a + 24, &port->ip4, 4);
+	if (bpf_skb_store_bytes(skb, 0, e, ETH_HLEN + ARP_LEN, 0))
+		return STM_TC_NEXT;
+	return answer_back(skb);
+}
+
+/* A neighbour solicitation from the port (not DAD) whose target is the link-local or profile
+ * address of another endpoint of its network: the MAC is the target's interface id (EUI-64),
+ * and the endpoint must exist, on this node (stm_local) or another (stm_remote). Global, as
+ * stm_arp_answer. */
+__attribute__((noinline)) int stm_nd_answer(struct __sk_buff *skb, struct stm_port *port, __u32 off)
+{
+	if (!skb || !port)
+		return STM_TC_NEXT;
+	__u8 t[16] __attribute__((aligned(8)));
+	if (bpf_skb_load_bytes(skb, off + 8, t, 16) || t[11] != 0xff || t[12] != 0xfe)
+		return STM_TC_NEXT;
+	int ll = t[0] == 0xfe && t[1] == 0x80 && !t[2] && !t[3] && !t[4] && !t[5] && !t[6] && !t[7];
+	if (!ll && !((port->flags & STM_PORT_F_IP6) && *(__u64 *)t == *(__u64 *)port->ip6))
+		return STM_TC_NEXT;
+	__u8 mac[8] __attribute__((aligned(8))) = { t[8] ^ 2, t[9], t[10], t[13], t[14], t[15] };
+	if (mac[0] != 0x02 || (((__u32)mac[1] << 8) | mac[2]) != port->net_id || mac_eq(mac, port->mac))
+		return STM_TC_NEXT;
+	struct stm_local_key lk = { .kind = STM_LOCAL_MAC };
+	__builtin_memcpy(lk.addr, mac, 6);
+	struct stm_local *l = bpf_map_lookup_elem(&stm_local, &lk);
+	if (!l || l->net_id != port->net_id) {
+		struct stm_mac_key rk = {};
+		__builtin_memcpy(rk.mac, mac, 6);
+		struct stm_remote *r = bpf_map_lookup_elem(&stm_remote, &rk);
+		if (!r || r->net_id != port->net_id)
+			return STM_TC_NEXT;
+	}
+	/* Ethernet, IPv6 and an NA with the target's link-layer address, after 2 bytes of pad
+	 * (the IPv6 header 4-aligned for the checksum). */
+	__u8 f[88] __attribute__((aligned(8))) = {};
+	__u8 *e = f + 2;
+	__u8 *ip = e + ETH_HLEN;
+	__u8 *na = ip + IP6_HLEN;
+	__builtin_memcpy(e, port->mac, 6);
+	__builtin_memcpy(e + 6, mac, 6);
+	e[12] = 0x86;
+	e[13] = 0xdd;
+	ip[0] = 0x60;
+	ip[5] = 32; /* payload length */
+	ip[6] = IPPROTO_ICMPV6_;
+	ip[7] = 255;
+	__builtin_memcpy(ip + 8, t, 16);
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, ip + 24, 16))
+		return STM_TC_NEXT;
+	na[0] = ICMP6_NA;
+	na[4] = 0x60; /* solicited, override */
+	__builtin_memcpy(na + 8, t, 16);
+	na[24] = ND_OPT_TLLA;
+	na[25] = 1;
+	__builtin_memcpy(na + 26, mac, 6);
+	__u32 pseudo[2] = { bpf_htonl(32), bpf_htonl(IPPROTO_ICMPV6_) };
+	__s64 sum = bpf_csum_diff(0, 0, (__be32 *)(ip + 8), 32, 0);
+	sum = bpf_csum_diff(0, 0, pseudo, 8, (__u32)sum);
+	sum = bpf_csum_diff(0, 0, (__be32 *)na, 32, (__u32)sum);
+	__u16 c = csum_fold(sum);
+	__builtin_memcpy(na + 2, &c, 2);
+	if (bpf_skb_change_tail(skb, ETH_HLEN + IP6_HLEN + 32, 0) ||
+	    bpf_skb_store_bytes(skb, 0, e, ETH_HLEN + IP6_HLEN + 32, 0))
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+	return answer_back(skb);
+}
+
 static __always_inline int check_arp(struct __sk_buff *skb, struct stm_port *port)
 {
 	if (!stm_linear(skb, ETH_HLEN + ARP_LEN))
@@ -225,6 +332,8 @@ static __always_inline int check_arp(struct __sk_buff *skb, struct stm_port *por
 		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ARP_SPOOF);
 	if ((tpa & port->mask4) != port->net4)
 		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ARP_TARGET);
+	if (a[7] == 1 && spa == port->ip4 && tpa != port->ip4)
+		return stm_arp_answer(skb, port, tpa);
 	return STM_TC_NEXT;
 }
 
@@ -322,8 +431,12 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 		if (src_dad && type != ICMP6_NS && type != ICMP6_MLD2_REPORT && type != ICMP6_MLD_REPORT &&
 		    type != ICMP6_MLD_DONE && type != ICMP6_RS)
 			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_IP6_SPOOF);
-		if (type == ICMP6_NS || type == ICMP6_NA || type == ICMP6_RS)
-			return check_nd(skb, port, type, off, left, src_dad);
+		if (type == ICMP6_NS || type == ICMP6_NA || type == ICMP6_RS) {
+			int r = check_nd(skb, port, type, off, left, src_dad);
+			if (r != STM_TC_NEXT || type != ICMP6_NS || src_dad || fragmented)
+				return r;
+			return stm_nd_answer(skb, port, off);
+		}
 		/* An error about a packet that was not sent to it (its addresses, or a group) is a
 		 * router's message: a host reports only what it received (RFC 4443 2.4). */
 		if (type >= ICMP6_DEST_UNREACH && type <= ICMP6_PARAM_PROBLEM) {
@@ -504,6 +617,115 @@ __attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port
 	return r == FW_REJECT ? fw_reject_tc(skb, t, dir == STM_FW_INGRESS, hook) : r;
 }
 
+/* ---- the overlay's MTU ----------------------------------------------------------------- */
+
+/* An IP packet from the port to an endpoint of another node that the overlay cannot carry
+ * whole (larger than its MTU, in stm_vteps' switch entry; a GSO packet by its segments):
+ * dropped, and an ICMP "fragmentation needed" (IPv4 with DF) or "packet too big" (IPv6)
+ * goes back to the sender from the network's gateway, quoting the packet's start. IPv4
+ * without DF passes: the underlay fragments it. Global, as stm_arp_answer. */
+__attribute__((noinline)) int stm_overlay_mtu(struct __sk_buff *skb, struct stm_port *port, __u32 proto)
+{
+	if (!skb || !port)
+		return STM_TC_NEXT;
+	struct stm_vtep_key on = {};
+	struct stm_vtep *sw = bpf_map_lookup_elem(&stm_vteps, &on);
+	if (!sw || !sw->mtu)
+		return STM_TC_NEXT;
+	__u32 mtu = sw->mtu;
+	__u8 h[60 + 8] __attribute__((aligned(8))) = {};
+	int v6 = proto == bpf_htons(STM_ETH_P_IPV6);
+	__u32 hl = v6 ? IP6_HLEN : 20;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, h, 20))
+		return STM_TC_NEXT;
+	if (!v6) {
+		hl = (__u32)(h[0] & 0xf) * 4;
+		if (hl < 20 || hl > 60)
+			return STM_TC_NEXT;
+	}
+	__u32 len = skb->len - ETH_HLEN;
+	__u32 seg = skb->gso_size;
+	if (seg) {
+		/* GSO: each segment carries the headers and gso_size bytes of payload. */
+		__u8 l4 = v6 ? h[6] : h[9];
+		__u8 th[13];
+		__u32 l4len = l4 == IPPROTO_UDP ? 8 : 0;
+		if (l4 == IPPROTO_TCP && !bpf_skb_load_bytes(skb, ETH_HLEN + hl, th, 13))
+			l4len = (__u32)(th[12] >> 4) * 4;
+		len = hl + l4len + seg;
+	}
+	if (len <= mtu)
+		return STM_TC_NEXT;
+	if (!v6 && !(h[6] & 0x40))
+		return STM_TC_NEXT;
+	/* The destination: an endpoint of another node? */
+	struct stm_mac_key mk = {};
+	if (bpf_skb_load_bytes(skb, 0, mk.mac, 6) || !bpf_map_lookup_elem(&stm_remote, &mk))
+		return STM_TC_NEXT;
+	stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_OVERLAY_MTU);
+
+	/* The answer, after 2 bytes of pad: Ethernet, IP, ICMP (8) and the quote. */
+	__u8 f[2 + 14 + 40 + 8 + 64] __attribute__((aligned(8))) = {};
+	__u8 *e = f + 2;
+	__u8 *ip = e + ETH_HLEN;
+	__u32 q = v6 ? 48 : hl + 8;
+	if (q > 64)
+		q = 64;
+	if (skb->len < ETH_HLEN + q)
+		return STM_TC_DROP;
+	__builtin_memcpy(e, port->mac, 6);
+	__builtin_memcpy(e + 6, mk.mac, 6);
+	__u32 out;
+	if (!v6) {
+		e[12] = 0x08;
+		__u8 *ic = ip + 20;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, ic + 8, q & 0x7f))
+			return STM_TC_DROP;
+		ip[0] = 0x45;
+		__u16 tot = bpf_htons(20 + 8 + q);
+		__builtin_memcpy(ip + 2, &tot, 2);
+		ip[6] = 0x40;
+		ip[8] = 64;
+		ip[9] = IPPROTO_ICMP;
+		__builtin_memcpy(ip + 12, &port->gw4, 4);
+		__builtin_memcpy(ip + 16, ic + 8 + 12, 4); /* the packet's source */
+		ic[0] = 3; /* destination unreachable */
+		ic[1] = 4; /* fragmentation needed */
+		__u16 nh = bpf_htons(mtu > 0xffff ? 0xffff : mtu);
+		__builtin_memcpy(ic + 6, &nh, 2);
+		__u16 c = csum_fold(bpf_csum_diff(0, 0, (__be32 *)ic, (8 + q) & 0x7c, 0));
+		__builtin_memcpy(ic + 2, &c, 2);
+		c = csum_fold(bpf_csum_diff(0, 0, (__be32 *)ip, 20, 0));
+		__builtin_memcpy(ip + 10, &c, 2);
+		out = ETH_HLEN + 20 + 8 + q;
+	} else {
+		e[12] = 0x86;
+		e[13] = 0xdd;
+		__u8 *ic = ip + IP6_HLEN;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, ic + 8, 48))
+			return STM_TC_DROP;
+		ip[0] = 0x60;
+		ip[5] = 8 + 48;
+		ip[6] = IPPROTO_ICMPV6_;
+		ip[7] = 255;
+		__builtin_memcpy(ip + 8, port->gw6, 16);
+		__builtin_memcpy(ip + 24, ic + 8 + 8, 16); /* the packet's source */
+		ic[0] = 2; /* packet too big */
+		__u32 m = bpf_htonl(mtu);
+		__builtin_memcpy(ic + 4, &m, 4);
+		__u32 pseudo[2] = { bpf_htonl(8 + 48), bpf_htonl(IPPROTO_ICMPV6_) };
+		__s64 sum = bpf_csum_diff(0, 0, (__be32 *)(ip + 8), 32, 0);
+		sum = bpf_csum_diff(0, 0, pseudo, 8, (__u32)sum);
+		sum = bpf_csum_diff(0, 0, (__be32 *)ic, 8 + 48, (__u32)sum);
+		__u16 c = csum_fold(sum);
+		__builtin_memcpy(ic + 2, &c, 2);
+		out = ETH_HLEN + IP6_HLEN + 8 + 48;
+	}
+	if (bpf_skb_change_tail(skb, out, 0) || bpf_skb_store_bytes(skb, 0, e, out & 0xff, 0))
+		return STM_TC_DROP;
+	return answer_back(skb);
+}
+
 SEC("tc")
 int stm_port_in(struct __sk_buff *skb)
 {
@@ -530,6 +752,9 @@ int stm_port_in(struct __sk_buff *skb)
 		if (r != STM_TC_NEXT)
 			return r;
 		r = stm_fw_port(skb, port, proto, STM_FW_EGRESS);
+		/* Too large for the overlay (a frame of more than the smallest MTU, to another node). */
+		if (r == STM_TC_NEXT && skb->len > ETH_HLEN + 1280)
+			r = stm_overlay_mtu(skb, port, proto);
 		/* What the endpoint may send, on every path: the cap comes last, so only traffic
 		 * that would be delivered spends credit. */
 		if (r == STM_TC_NEXT && (port->flags & STM_PORT_F_SHAPED))
@@ -666,6 +891,17 @@ int stm_port_out(struct __sk_buff *skb)
 			goto firewall;
 		/* Straight from the LAN at L2: only into a network extended onto it. */
 		struct stm_iface *dev = bpf_map_lookup_elem(&stm_ifaces, &from);
+		/* From another node: stm_overlay_in admitted only an endpoint of the VNI's network
+		 * running there; it must be this port's network. */
+		if (dev && dev->kind == STM_IFACE_OVERLAY) {
+			struct stm_mac_key mk = {};
+			if (bpf_skb_load_bytes(skb, 6, mk.mac, 6))
+				return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
+			struct stm_remote *r = bpf_map_lookup_elem(&stm_remote, &mk);
+			if (!r || r->net_id != port->net_id)
+				return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OTHER_NETWORK);
+			goto firewall;
+		}
 		if (dev && dev->kind == STM_IFACE_UPLINK) {
 			if (!(port->flags & STM_PORT_F_LAN))
 				return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_LAN_DIRECT);

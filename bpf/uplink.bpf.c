@@ -4,7 +4,8 @@
  * stm_uplink_in (XDP) drops frames from the LAN that claim a local endpoint's or gateway's
  * MAC or address, or an address of a network's subnet, sources on the blocklist, DHCP and
  * DHCPv6 requests for the node's servers, and applies the global firewall to the rest,
- * whatever tags they carry. stm_uplink_out (tc egress) keeps workloads' frames from being
+ * whatever tags they carry, and VXLAN from a source that is not a node of the cluster (the
+ * overlay's outer check, when the node's address is on the uplink's bridge). stm_uplink_out (tc egress) keeps workloads' frames from being
  * bridged onto the LAN, drops the node's redirects, applies the global firewall to what
  * leaves, and a network's egress cap. */
 #define STM_MAPS_EXTERN
@@ -15,6 +16,7 @@
 #include "stm_shape.h"
 #include "stm_parse.h"
 #include "stm_reply.h"
+#include "stm_vtep.h"
 
 static __always_inline int is_local(__u32 kind, const void *addr, __u32 len)
 {
@@ -258,6 +260,9 @@ int stm_uplink_in(struct xdp_md *ctx)
 			    dport[1] == DHCP_SERVER_PORT)
 				return stm_drop_xdp(ctx, STM_DROP_DHCP_OUTSIDE);
 		}
+		__u32 vtep = stm_vtep_check_xdp(ctx, proto, l3);
+		if (vtep)
+			return stm_drop_xdp(ctx, vtep);
 		return stm_fw_uplink_in(ctx, proto, l3);
 	}
 	if (proto == bpf_htons(STM_ETH_P_IPV6)) {
@@ -313,6 +318,9 @@ int stm_uplink_in(struct xdp_md *ctx)
 					return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
 			}
 		}
+		__u32 vtep = stm_vtep_check_xdp(ctx, proto, l3);
+		if (vtep)
+			return stm_drop_xdp(ctx, vtep);
 		return stm_fw_uplink_in(ctx, proto, l3);
 	}
 	if (proto == bpf_htons(STM_ETH_P_ARP)) {

@@ -132,6 +132,55 @@ _Static_assert(sizeof(struct stm_iface) == 8, "stm_iface is ABI");
 
 /* The uplink: a frame bridged from it comes straight from the LAN. */
 #define STM_IFACE_UPLINK 1
+/* The overlay's VXLAN device (cnv-vxlan0): a frame bridged from it comes from an endpoint of
+ * another node, checked by stm_overlay_in against the cluster state. */
+#define STM_IFACE_OVERLAY 2
+
+/* ---- overlay (VXLAN between the nodes of a cluster) ------------------------------------ */
+
+/* A node's underlay address (IPv4 as ::ffff:a.b.c.d): the VXLAN packets the node accepts come
+ * from these. The all-zero key is the switch: present while this node is in a cluster with
+ * an overlay, so a single node's VXLAN on port 4789 (someone else's) is never judged. */
+struct stm_vtep_key {
+	__u8 addr[16];
+};
+_Static_assert(sizeof(struct stm_vtep_key) == 16, "stm_vtep_key is ABI");
+
+struct stm_vtep {
+	__u32 flags; /* STM_VTEP_F_* */
+	__u32 mtu;   /* the switch's entry: the largest IP packet an endpoint may send to another node */
+};
+_Static_assert(sizeof(struct stm_vtep) == 8, "stm_vtep is ABI");
+
+/* This node's own address: a packet claiming it as its source came from elsewhere. */
+#define STM_VTEP_F_SELF 1
+
+/* A MAC as a map key. */
+struct stm_mac_key {
+	__u8 mac[6];
+	__u16 pad;
+};
+_Static_assert(sizeof(struct stm_mac_key) == 8, "stm_mac_key is ABI");
+
+/* An endpoint of another node, by its MAC: where to send frames for it (the node's address
+ * and the network's VNI), and what it may send (its network, its addresses, its node). */
+struct stm_remote {
+	__u32 net_id;
+	__u32 vni;
+	__u32 ip4;     /* profile IPv4 address, network order */
+	__u32 flags;   /* STM_REMOTE_F_* */
+	__u8 ip6[16];  /* profile IPv6 address (STM_REMOTE_F_IP6) */
+	__u8 vtep[16]; /* the node it runs on: its underlay address (IPv4 as ::ffff:a.b.c.d) */
+};
+_Static_assert(sizeof(struct stm_remote) == 48, "stm_remote is ABI");
+
+#define STM_REMOTE_F_IP6 1   /* ip6 is set */
+#define STM_REMOTE_F_VTEP6 2 /* the node's address is IPv6 */
+
+/* VNIs are network ids plus this (src/cluster/keys.ts vniOf). */
+#define STM_VNI_BASE 0x10000
+/* The overlay's UDP port (IANA VXLAN). */
+#define STM_VXLAN_PORT 4789
 
 /* A network's subnet (IPv4 as ::ffff:a.b.c.d/96+len), for the uplink's anti-spoofing. */
 struct stm_subnet {

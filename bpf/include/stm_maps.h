@@ -277,4 +277,23 @@ STM_MAP struct {
 	__type(value, __u32);
 } stm_shape_src SEC(".maps");
 
+/* The cluster's nodes by underlay address (the all-zero key: the overlay is on), for the VTEP
+ * checks on the underlay (XDP) and the overlay device's ingress. */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_vtep_key);
+	__type(value, struct stm_vtep);
+} stm_vteps SEC(".maps");
+
+/* Endpoints of the other nodes by MAC: the overlay's forwarding and its source checks. */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STM_PROFILES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_mac_key);
+	__type(value, struct stm_remote);
+} stm_remote SEC(".maps");
+
 #endif

@@ -45,6 +45,8 @@ export const MAP_ROLES = {
   stm_shape_cfg: { role: "config", traceOwn: true },
   stm_shape_state: { role: "state" },
   stm_shape_src: { role: "config", traceOwn: true },
+  stm_vteps: { role: "config" },
+  stm_remote: { role: "config" },
 } as const satisfies Record<string, MapDecl>;
 
 export type PinnedMap = keyof typeof MAP_ROLES;

@@ -72,7 +72,7 @@ export function ipv6(o: { src: string; dst: string; next: number; hopLimit?: num
   return Buffer.concat([h, payload]);
 }
 
-function pseudoHeader(src: string, dst: string, proto: number, len: number): Buffer {
+export function pseudoHeader(src: string, dst: string, proto: number, len: number): Buffer {
   const s = ipToBytes(src);
   const d = ipToBytes(dst);
   if (s.length === 4) {

@@ -141,9 +141,9 @@ export function decodePort(b: Buffer): PortConfig {
 
 /** A device on the user bridge that is not a workload port (struct stm_iface). */
 export interface IfaceConfig {
-  kind: "uplink";
+  kind: "uplink" | "overlay";
 }
-export const IFACE_KIND = { uplink: 1 } as const;
+export const IFACE_KIND = { uplink: 1, overlay: 2 } as const;
 export const IFACE = stmLayout("stm_iface", 8, { kind: [0, "u32"], flags: [4, "u32"] });
 export const IFACE_SIZE = IFACE.size;
 
@@ -269,4 +269,91 @@ export function decodeLocalKey(b: Buffer): string {
   const kind = get(b, LOCAL_KEY, "kind");
   if (kind === LOCAL_KIND.MAC) return bytesToMac(bytes(b, LOCAL_KEY, "addr", 6));
   return bytesToIp(bytes(b, LOCAL_KEY, "addr", kind === LOCAL_KIND.IP4 ? 4 : 16));
+}
+
+// ---- overlay --------------------------------------------------------------------------------
+
+/** struct stm_vtep_key / stm_mac_key / stm_remote: the overlay's maps (docs/overlay.md). */
+export const VTEP_KEY = stmLayout("stm_vtep_key", 16, { addr: [0, "u8"] });
+export const VTEP = stmLayout("stm_vtep", 8, { flags: [0, "u32"], mtu: [4, "u32"] });
+export const VTEP_F = { SELF: 1 } as const;
+export const MAC_KEY = stmLayout("stm_mac_key", 8, { mac: [0, "u8"], pad: [6, "u16"] });
+export const REMOTE = stmLayout("stm_remote", 48, {
+  net_id: [0, "u32"],
+  vni: [4, "u32"],
+  ip4: [8, "u8"],
+  flags: [12, "u32"],
+  ip6: [16, "u8"],
+  vtep: [32, "u8"],
+});
+export const REMOTE_F = { IP6: 1, VTEP6: 2 } as const;
+
+/** An address as 16 bytes, IPv4 as ::ffff:a.b.c.d. */
+export function mappedAddr(addr: string): Buffer {
+  const ip = ipToBytes(addr);
+  if (ip.length === 16) return Buffer.from(ip);
+  const b = Buffer.alloc(16);
+  b[10] = 0xff;
+  b[11] = 0xff;
+  Buffer.from(ip).copy(b, 12);
+  return b;
+}
+
+/** The address of a 16-byte key or field (::ffff:a.b.c.d back to IPv4). */
+export function unmappedAddr(b: Uint8Array): string {
+  const v4 = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+  return bytesToIp(v4 ? b.subarray(12, 16) : b.subarray(0, 16));
+}
+
+/** The key of a node's address in stm_vteps; "" is the switch (the overlay is on). */
+export function encodeVtepKey(addr: string): Buffer {
+  return addr === "" ? Buffer.alloc(16) : mappedAddr(addr);
+}
+
+/** A node's entry; the switch's carries the overlay's MTU. */
+export function encodeVtep(o: { self: boolean; mtu?: number }): Buffer {
+  return encode(VTEP, { flags: o.self ? VTEP_F.SELF : 0, mtu: o.mtu ?? 0 });
+}
+
+export function encodeMacKey(mac: string): Buffer {
+  const b = Buffer.alloc(8);
+  macToBytes(mac).copy(b, 0);
+  return b;
+}
+
+export function decodeMacKey(b: Buffer): string {
+  return bytesToMac(b.subarray(0, 6));
+}
+
+/** An endpoint of another node, as stm_remote holds it. */
+export interface RemoteEndpoint {
+  netId: number;
+  vni: number;
+  ip4: string;
+  ip6?: string;
+  /** The underlay address of the node it runs on. */
+  node: string;
+}
+
+export function encodeRemote(r: RemoteEndpoint): Buffer {
+  const b = Buffer.alloc(REMOTE.size);
+  b.writeUInt32LE(r.netId, 0);
+  b.writeUInt32LE(r.vni, 4);
+  ipToBytes(r.ip4).copy(b, 8);
+  const vtep = mappedAddr(r.node);
+  b.writeUInt32LE((r.ip6 ? REMOTE_F.IP6 : 0) | (parseIp(r.node).family === 6 ? REMOTE_F.VTEP6 : 0), 12);
+  if (r.ip6) ipToBytes(r.ip6).copy(b, 16);
+  vtep.copy(b, 32);
+  return b;
+}
+
+export function decodeRemote(b: Buffer): RemoteEndpoint {
+  const flags = b.readUInt32LE(12);
+  return {
+    netId: b.readUInt32LE(0),
+    vni: b.readUInt32LE(4),
+    ip4: bytesToIp(b.subarray(8, 12)),
+    ...(flags & REMOTE_F.IP6 ? { ip6: bytesToIp(b.subarray(16, 32)) } : {}),
+    node: unmappedAddr(b.subarray(32, 48)),
+  };
 }

@@ -285,8 +285,15 @@ const ingress: Case[] = [
     frame: icmp6({ mac: ME.mac, src: ME.ll, dst: PEER.ll, type: 128, body: new Uint8Array(8) }),
   },
   {
+    // For a free address: one for a known endpoint is answered (test/bpf/overlay.test.ts).
     name: "NS with the port's source link-layer address",
-    frame: icmp6({ mac: ME.mac, src: ME.ll, dst: "ff02::1:ff00:5", type: 135, body: ndBody(PEER.ip6, lla(1, ME.mac)) }),
+    frame: icmp6({
+      mac: ME.mac,
+      src: ME.ll,
+      dst: "ff02::1:ff00:9",
+      type: 135,
+      body: ndBody(profileIp6("fd20::/64", profileMac(1, 9)), lla(1, ME.mac)),
+    }),
   },
   {
     name: "NA for the profile address with its MAC",

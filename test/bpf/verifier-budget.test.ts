@@ -22,6 +22,9 @@ const BUDGET: Record<ObjectName, Record<string, number>> = {
     stm_port_out: 235_000,
     stm_uplink_in: 233_000,
     stm_uplink_out: 230_000,
+    stm_overlay_in: 5_000,
+    stm_overlay_out: 1_500,
+    stm_underlay_in: 2_000,
   },
   counter: {
     stm_count_tc_in: 100,

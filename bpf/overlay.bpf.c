@@ -1,0 +1,182 @@
+/* The overlay's programs (linked with the port programs into one object: the maps are
+ * theirs, declared extern here). Every node of a cluster has one VXLAN device in external
+ * mode, cnv-vxlan0, a port of cnv-user-br0; the VNI and the remote node of each frame come
+ * from these programs, never from flood-and-learn (docs/overlay.md).
+ *
+ * stm_overlay_out (tc egress of cnv-vxlan0) sends a workload's frame to the node its
+ * destination runs on: the destination MAC must be an endpoint of another node (stm_remote) in
+ * the sender's network, and the tunnel key (remote address, VNI) is set from that entry.
+ * Broadcast, multicast and unknown unicast go nowhere (overlay-flood); neither does anything
+ * that is not a workload's own frame (overlay-routed).
+ *
+ * stm_overlay_in (tc ingress of cnv-vxlan0) admits a decapsulated frame only from a node of
+ * the cluster (vtep-unknown) and only when its inner source is an endpoint of the VNI's
+ * network that the cluster places on that very node, with that endpoint's addresses
+ * (overlay-spoof): a node cannot speak for another node's endpoints. Then the frame meets
+ * the destination port's programs as any bridged frame does.
+ *
+ * stm_underlay_in (XDP on the device that carries the node's address, when that is not the
+ * uplink, whose filter makes the same check) drops VXLAN from a source that is not a node
+ * before it is decapsulated. */
+#define STM_MAPS_EXTERN
+#include "stm_common.h"
+#include "stm_maps.h"
+#include "stm_drop.h"
+#include "stm_parse.h"
+#include "stm_vtep.h"
+
+SEC("tc")
+int stm_overlay_out(struct __sk_buff *skb)
+{
+	struct stm_mac_key k = {};
+	if (bpf_skb_load_bytes(skb, 0, k.mac, 6))
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
+	if (k.mac[0] & 1)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OVERLAY_FLOOD);
+	__u32 from = skb->ingress_ifindex;
+	struct stm_port *src = from ? bpf_map_lookup_elem(&stm_ports, &from) : NULL;
+	if (!src)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OVERLAY_ROUTED);
+	struct stm_remote *r = bpf_map_lookup_elem(&stm_remote, &k);
+	if (!r)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OVERLAY_FLOOD);
+	if (r->net_id != src->net_id)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OTHER_NETWORK);
+	struct bpf_tunnel_key t = {};
+	__u64 flags = 0;
+	t.tunnel_id = r->vni;
+	t.tunnel_ttl = 64;
+	if (r->flags & STM_REMOTE_F_VTEP6) {
+		__builtin_memcpy(t.remote_ipv6, r->vtep, 16);
+		flags = BPF_F_TUNINFO_IPV6;
+	} else {
+		t.remote_ipv4 = bpf_ntohl(*(__u32 *)&r->vtep[12]);
+	}
+	if (bpf_skb_set_tunnel_key(skb, &t, sizeof(t), flags))
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_UNSPEC);
+	return STM_TC_NEXT;
+}
+
+/* The link-local address a MAC gives (fe80::/64 + EUI-64). */
+static __always_inline int is_ll_of(const __u8 *a, const __u8 *mac)
+{
+	return a[0] == 0xfe && a[1] == 0x80 && !a[2] && !a[3] && !a[4] && !a[5] && !a[6] && !a[7] &&
+	       a[8] == (mac[0] ^ 2) && a[9] == mac[1] && a[10] == mac[2] && a[11] == 0xff && a[12] == 0xfe &&
+	       a[13] == mac[3] && a[14] == mac[4] && a[15] == mac[5];
+}
+
+/* The inner frame's addresses and what it says, against the endpoint `r` it claims to come
+ * from: STM_TC_NEXT, or a drop. */
+static __always_inline int inner_ok(struct __sk_buff *skb, struct stm_remote *r, const __u8 *mac, __u16 proto)
+{
+	if (proto == bpf_htons(STM_ETH_P_ARP)) {
+		__u8 a[ARP_LEN];
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, a, ARP_LEN))
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+		__u32 spa = *(__u32 *)&a[14];
+		if (!mac_eq(&a[8], mac) || (spa != r->ip4 && spa != 0))
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_OVERLAY_SPOOF);
+		return STM_TC_NEXT;
+	}
+	if (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6))
+		return stm_drop(skb, STM_HOOK_TC_INGRESS,
+				proto == bpf_htons(0x8100) || proto == bpf_htons(0x88a8) ? STM_DROP_VLAN_TAGGED
+											 : STM_DROP_ETHERTYPE);
+	int v6 = proto == bpf_htons(STM_ETH_P_IPV6);
+	if (v6) {
+		__u8 s[16];
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 8, s, 16))
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+		if (!is_ll_of(s, mac) && !((r->flags & STM_REMOTE_F_IP6) && ip6_eq(s, r->ip6)))
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_OVERLAY_SPOOF);
+	} else {
+		__u32 s;
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + 12, &s, 4))
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+		if (s != r->ip4)
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_OVERLAY_SPOOF);
+	}
+	/* What a workload's own port never lets out: router and DHCP server messages. */
+	struct stm_ip6_l4 w;
+	int walk = tc_upper(skb, proto, &w);
+	if (walk)
+		return stm_drop(skb, STM_HOOK_TC_INGRESS,
+				walk == STM_WALK_TOO_LONG ? STM_DROP_IP6_EXT_CHAIN : STM_DROP_MALFORMED);
+	int type = icmp_type_of(skb, proto, &w);
+	if (v6 ? (type == ICMP6_RA || type == ICMP6_REDIRECT || type == ICMP6_MLD_QUERY)
+	       : (type == ICMP_REDIRECT_ || type == ICMP_ROUTER_ADV_))
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_ROUTER);
+	if (w.frag != 2 && w.proto == IPPROTO_UDP && w.left >= 4) {
+		__u8 ports[4];
+		if (bpf_skb_load_bytes(skb, w.off, ports, 4))
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+		__u16 dport = ((__u16)ports[2] << 8) | ports[3];
+		if (!v6 && dport == DHCP_CLIENT_PORT)
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_DHCP);
+		if (v6 && dport == DHCP6_CLIENT_PORT)
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_DHCP6);
+	}
+	return STM_TC_NEXT;
+}
+
+SEC("tc")
+int stm_overlay_in(struct __sk_buff *skb)
+{
+	struct bpf_tunnel_key t = {};
+	struct stm_vtep_key vk = {};
+	if (!bpf_skb_get_tunnel_key(skb, &t, sizeof(t), 0)) {
+		__u32 a = bpf_htonl(t.remote_ipv4);
+		vk.addr[10] = 0xff;
+		vk.addr[11] = 0xff;
+		__builtin_memcpy(&vk.addr[12], &a, 4);
+	} else if (!bpf_skb_get_tunnel_key(skb, &t, sizeof(t), BPF_F_TUNINFO_IPV6)) {
+		__builtin_memcpy(vk.addr, t.remote_ipv6, 16);
+	} else {
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_VTEP_UNKNOWN);
+	}
+	struct stm_vtep *v = bpf_map_lookup_elem(&stm_vteps, &vk);
+	if (!v || (v->flags & STM_VTEP_F_SELF))
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_VTEP_UNKNOWN);
+	/* With GBP the device put the sender's group into the mark: no meaning to the port programs. */
+	skb->mark = 0;
+	if (skb->vlan_present)
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_VLAN_TAGGED);
+	__u8 eth[14];
+	if (bpf_skb_load_bytes(skb, 0, eth, ETH_HLEN))
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+	/* Nodes send no broadcast, multicast or unknown unicast to each other. */
+	if (eth[0] & 1)
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_OVERLAY_FLOOD);
+	struct stm_mac_key mk = {};
+	__builtin_memcpy(mk.mac, &eth[6], 6);
+	struct stm_remote *r = bpf_map_lookup_elem(&stm_remote, &mk);
+	if (!r || r->vni != t.tunnel_id || !ip6_eq(r->vtep, vk.addr))
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_OVERLAY_SPOOF);
+	__u16 proto = ((__u16)eth[13] << 8) | eth[12];
+	return inner_ok(skb, r, mk.mac, proto);
+}
+
+/* XDP on the underlay device: up to two VLAN tags, then the outer check. */
+SEC("xdp.frags")
+int stm_underlay_in(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return XDP_PASS;
+	__u16 proto = eth->h_proto;
+	__u32 l3 = ETH_HLEN;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (proto != bpf_htons(0x8100) && proto != bpf_htons(0x88a8))
+			break;
+		__u16 *vh = data + l3;
+		if ((void *)(vh + 2) > end)
+			return XDP_PASS;
+		proto = vh[1];
+		l3 += 4;
+	}
+	__u32 r = stm_vtep_check_xdp(ctx, proto, l3);
+	return r ? stm_drop_xdp(ctx, r) : XDP_PASS;
+}
