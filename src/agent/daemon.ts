@@ -14,6 +14,7 @@ import { type ApiHandler, loadApiToken, serveTcp, serveUnix } from "../api/serve
 import { Cluster, type ClusterChange } from "../cluster/cluster";
 import { type EtcdCredentialFlags, readEtcdCredentials } from "../cluster/flags";
 import { type ClusterWork, clusterWork, mergeServed, mergeWork, served } from "../cluster/follow";
+import { vniOf } from "../cluster/keys";
 import { MapFill } from "../datapath/map-fill";
 import { PortDatapath } from "../datapath/port-datapath";
 import { ensureBpffs, smokeCheck } from "../datapath/probe";
@@ -28,8 +29,10 @@ import { claimNetns, describeAgent, netnsAgent } from "../ops/netns-owner";
 import { Tracer } from "../ops/packet-trace";
 import { type DesiredState, DriftWatch } from "../reconcile/drift";
 import { ReconcileLoop, type ReconcileTrigger } from "../reconcile/loop";
+import { overlayMtu } from "../reconcile/overlay";
 import {
   bridgeMac,
+  type OverlayOptions,
   type ReconcileReport,
   type ReconcileScope,
   reconcile,
@@ -253,6 +256,8 @@ async function serve(o: AgentOptions): Promise<void> {
   if (opened.restarted.length)
     log.warn(`state in ${opened.restarted.join(", ")} cannot be carried over: it starts empty`);
   const svc = new Services(data, dp, rtnl(), (m) => log.warn(m));
+  // A cluster node's new networks fit the overlay unless they say otherwise.
+  if (o.cluster) svc.ctx.defaultMtu = overlayMtu(svc.nl, o.cluster.nodeAddress);
 
   // Notices are read from before the start run: drift made while it runs is not missed.
   let monitor: RtnlMonitor | undefined;
@@ -262,12 +267,17 @@ async function serve(o: AgentOptions): Promise<void> {
     log.warn(`reconcile loop: ${(e as Error).message}: drift is found by the periodic pass only`);
   }
   const reconciles = new ReconcileLog();
+  // A cluster node's overlay: this node's underlay address, the members' from the mirror.
+  const overlay: OverlayOptions | undefined =
+    cluster && o.cluster
+      ? { address: o.cluster.nodeAddress, nodes: () => (cluster as Cluster).nodeAddresses(), vniOf }
+      : undefined;
   /** The last run's errors: a run of the loop logs only new ones (the same failure every 30 s is one warning). */
   let lastErrors = new Set<string>();
   let lastFailure = "";
   const runReconcile = (trigger: ReconcileTrigger, only?: ReconcileScope): ReconcileReport => {
     const quiet = trigger === "event" || trigger === "periodic";
-    const r = reconciles.run(() => reconcile(svc, { uplink: o.uplink, only }), trigger);
+    const r = reconciles.run(() => reconcile(svc, { uplink: o.uplink, only, overlay }), trigger);
     lastFailure = "";
     const fresh = quiet ? r.errors.filter((e) => !lastErrors.has(e)) : r.errors;
     for (const e of fresh) log.warn(`restore: ${e}`);
@@ -367,6 +377,7 @@ async function serve(o: AgentOptions): Promise<void> {
     mapFill: new MapFill(() => dp.pinnedMaps()),
     addressing,
     cluster,
+    overlayAddress: overlay?.address,
   };
   const metrics = new AgentMetrics(() => readSnapshot(rt), { cluster: cluster !== undefined });
   // The trace instance of the programs stays loaded: a trace then costs milliseconds, not a load.
@@ -380,7 +391,16 @@ async function serve(o: AgentOptions): Promise<void> {
       return reconciles.last as ReconcileRun;
     },
     audit: (e) => audit.info(auditLine(e)),
-    ...(cluster ? { cluster: clusterApi(cluster, svc) } : {}),
+    ...(cluster
+      ? {
+          cluster: clusterApi(
+            cluster,
+            svc,
+            () => runMoves(),
+            (network) => loopRun("cluster", { networks: new Set([network]), firewall: false }),
+          ),
+        }
+      : {}),
   });
   // A request that may change the kernel never has a reconcile run in its middle, whatever
   // it awaits: reads go straight through.
@@ -400,32 +420,78 @@ async function serve(o: AgentOptions): Promise<void> {
   // The kernel first, the servers after (rebuilding what hundreds of networks serve takes
   // longer than restoring what one change touched).
   let clusterRun: "idle" | "running" = "idle";
-  let pending: { work?: ClusterWork; serve?: "all" | Set<string> } | undefined;
+  let pending: { work?: ClusterWork; serve?: "all" | Set<string>; moves?: boolean } | undefined;
   const clusterChanged = (c: ClusterChange) => {
     const work = clusterWork(c);
     const serve = served(c);
-    if (!work && !serve) return;
+    const moves = c.kinds.includes("move");
+    if (!work && !serve && !moves) return;
     desired = undefined; // what the drift watch expects follows the store at once
     pending = {
       work: work ? mergeWork(pending?.work, work) : pending?.work,
       serve: mergeServed(pending?.serve, serve),
+      moves: moves || pending?.moves,
     };
     if (clusterRun !== "idle") return;
     clusterRun = "running";
     void (async () => {
       while (pending) {
-        const { work: w, serve: s } = pending;
+        const { work: w, serve: s, moves: m } = pending;
         pending = undefined;
         if (w)
           await loop.exclusive(async () => {
             loopRun("cluster", w === "all" ? undefined : w);
           });
+        // This node's steps of the moves under way, once its kernel has the change.
+        if (m) await runMoves();
         if (s) svc.ctx.changed(s === "all" ? undefined : s);
       }
       clusterRun = "idle";
     })();
   };
+
+  // Moves (docs/overlay.md#moving-an-endpoint): the node an endpoint runs on hands it over
+  // (its connection tracking into the move's record, its port unplugged, the endpoint the new
+  // node's), the new node takes it (port, flows, addresses, a gratuitous ARP and NA) and
+  // ends the move. Each step once; a step cut short by a crash is taken again at start.
+  const moving = new Set<string>();
+  const runMoves = async (): Promise<void> => {
+    if (!cluster || !o.cluster) return;
+    const self = o.cluster.nodeName;
+    for (const { name, move } of cluster.moves()) {
+      const mine =
+        (move.state === "requested" && move.from === self) || (move.state === "handed-off" && move.to === self);
+      if (!mine || moving.has(move.id)) continue;
+      moving.add(move.id);
+      try {
+        await loop.exclusive(async () => {
+          const ep = data.getEndpoint(name);
+          if (!ep || ep.node !== self) return;
+          if (move.state === "requested") {
+            const carried = svc.endpoints.handOver(name);
+            if (cluster.handOff(name, move.id, carried))
+              log.info(`endpoint ${name} handed over to node ${move.to}: ${carried.ct.length} flow(s) carried`);
+            // Either way its network once more: now another node's endpoint (the overlay's
+            // entries for it), or, the move having changed meanwhile, still this node's (its port back).
+            loopRun("cluster", { networks: new Set([ep.network]), firewall: false });
+          } else {
+            const t0 = performance.now();
+            const r = svc.endpoints.takeOver(name, move);
+            cluster.finishMove(name, move.id);
+            log.info(
+              `endpoint ${name} taken over from node ${move.from}${move.forced ? " (forced: it was not alive)" : ""}: ${r.flows} flow(s), ${Math.round(performance.now() - t0)} ms`,
+            );
+          }
+        });
+      } catch (e) {
+        log.warn(`move of endpoint ${name} to node ${move.to}: ${(e as Error).message}`);
+      } finally {
+        moving.delete(move.id);
+      }
+    }
+  };
   cluster?.start((c) => clusterChanged(c));
+  if (cluster) void runMoves();
 
   const server = await serveUnix(guarded, o.apiSocket);
   chmodSync(o.apiSocket, 0o600);
@@ -465,7 +531,12 @@ async function serve(o: AgentOptions): Promise<void> {
 }
 
 /** The cluster routes of the API, on this node's part in the cluster. */
-function clusterApi(cluster: Cluster, svc: Services): ClusterApi {
+function clusterApi(
+  cluster: Cluster,
+  svc: Services,
+  runMoves: () => Promise<void>,
+  moved: (network: string) => void,
+): ClusterApi {
   return {
     nodes: () => cluster.nodes(),
     node: (name) => cluster.node(name),
@@ -480,6 +551,22 @@ function clusterApi(cluster: Cluster, svc: Services): ClusterApi {
           .map((e) => ({ name: e.name, network: e.network, ip: e.ip, ip6: e.ip6 })),
       };
     },
+    moveEndpoint: (name, to) => {
+      const m = cluster.requestMove(name, to);
+      // This node's own write comes back from the watch as nothing new: what it changes here is
+      // done here. Taken without its old node, the endpoint is now `to`'s: this node's overlay
+      // entries for it follow at once; and this node's step of the move, if it has one.
+      const ep = svc.store.getEndpoint(name);
+      if (m.forced && ep) moved(ep.network);
+      setTimeout(() => void runMoves(), 0);
+      return { endpoint: name, id: m.id, from: m.from, to: m.to, at: m.at, state: m.state, forced: m.forced === true };
+    },
+    moves: () =>
+      new Map(
+        cluster
+          .moves()
+          .map(({ name, move }) => [name, { from: move.from, to: move.to, state: move.state, at: move.at }]),
+      ),
     status: async () => clusterStatusView(await cluster.status()),
   };
 }

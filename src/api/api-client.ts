@@ -211,6 +211,7 @@ export class ApiClient {
   listNodes = () => this.call("listNodes");
   showNode = (name: string) => this.call("showNode", { params: { name } });
   removeNode = (name: string) => this.call("removeNode", { params: { name } });
+  moveEndpoint = (name: string, to: string) => this.call("moveEndpoint", { params: { name }, body: { to } });
   clusterStatus = () => this.call("getCluster");
 
   trace = (req: TraceRequest) => this.call("trace", { body: req });

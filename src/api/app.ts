@@ -20,6 +20,7 @@ import {
   type ClusterStatusView,
   type EndpointView,
   ERROR_STATUS,
+  type MoveView,
   type NodeRemovalView,
   type NodeView,
   type OperationId,
@@ -103,6 +104,10 @@ export interface ClusterApi {
   node(name: string): NodeView;
   /** Forgets a node that is gone; refused (INVALID) while it is alive, or for this node. */
   removeNode(name: string): NodeRemovalView;
+  /** Asks for an endpoint to move to another node. */
+  moveEndpoint(name: string, to: string): MoveView;
+  /** The moves under way, by endpoint. */
+  moves(): Map<string, { from: string; to: string; state: "requested" | "handed-off"; at: string }>;
   status(): Promise<ClusterStatusView>;
 }
 
@@ -255,7 +260,12 @@ function handlers(svc: Services, o: AppOptions): Handlers {
   function marked<T extends EndpointView | EndpointView[]>(v: T): T {
     if (!o.cluster) return v;
     const states = new Map(o.cluster.nodes().map((n) => [n.name, n.state]));
-    const one = (e: EndpointView): EndpointView => ({ ...e, nodeState: e.node ? (states.get(e.node) ?? null) : null });
+    const moves = o.cluster.moves();
+    const one = (e: EndpointView): EndpointView => ({
+      ...e,
+      nodeState: e.node ? (states.get(e.node) ?? null) : null,
+      moving: moves.get(e.name) ?? null,
+    });
     return (Array.isArray(v) ? v.map(one) : one(v)) as T;
   }
   const h: Handlers = {
@@ -300,6 +310,7 @@ function handlers(svc: Services, o: AppOptions): Handlers {
   h.listNodes = () => cluster().nodes();
   h.showNode = ({ params }) => cluster().node(params.name);
   h.removeNode = ({ params }) => cluster().removeNode(params.name);
+  h.moveEndpoint = ({ params, body }) => cluster().moveEndpoint(params.name, body.to);
   h.getCluster = () => cluster().status();
   const { trace, reconcile, metrics } = o;
   if (trace) h.trace = ({ body }) => trace(body);

@@ -182,6 +182,7 @@ export const NetworkView = z
     dnsZone: z.string(),
     dnsForwarders: z.array(z.string()),
     mtu: Int,
+    vni: Int.nullable().describe("The network's VXLAN id between the nodes of a cluster (null: a single node)"),
     defaultAction: Action2,
     dhcpLeaseTime: Int.describe("seconds"),
     dhcpRoutes: z.array(z.string()),
@@ -213,6 +214,11 @@ export const EndpointView = z
     ifname: z.string().nullable().describe("Interface name inside the namespace (veth)"),
     egress: EgressCapView.nullable(),
     node: z.string().nullable().describe("The cluster node it runs on (null on a single node)"),
+    moving: z
+      .object({ to: z.string(), from: z.string(), state: z.enum(["requested", "handed-off"]), at: Time })
+      .strict()
+      .nullable()
+      .describe("A move under way (null: none)"),
     nodeState: z
       .enum(["ready", "unreachable", "left"])
       .nullable()
@@ -384,7 +390,7 @@ export type BlockTestResult = z.infer<typeof BlockTestResult>;
 export const TraceStageView = z
   .object({
     step: Int,
-    stage: z.enum(["port-ingress", "bridge", "host", "port-egress", "uplink-egress"]),
+    stage: z.enum(["port-ingress", "bridge", "host", "port-egress", "uplink-egress", "overlay"]),
     device: z
       .object({
         name: z.string(),
@@ -396,7 +402,7 @@ export const TraceStageView = z
       .nullable(),
     program: z
       .object({
-        name: z.enum(["stm_port_in", "stm_port_out", "stm_uplink_out"]),
+        name: z.enum(["stm_port_in", "stm_port_out", "stm_uplink_out", "stm_overlay_out"]),
         liveId: Int.nullable().describe("The program the live port runs at this hook"),
       })
       .strict()
@@ -444,7 +450,10 @@ export const TraceResultView = z
       .strict(),
     stages: z.array(TraceStageView),
     verdict: z.enum(["delivered", "dropped", "rejected"]),
-    to: z.string().nullable().describe("Where the packet ends: an endpoint, the node (a gateway), or the uplink"),
+    to: z
+      .string()
+      .nullable()
+      .describe("Where the packet ends: an endpoint, the node (a gateway), the uplink, or another node (node NAME)"),
     summary: z.string(),
     programs: z.object({ tag: z.string(), liveTag: z.string().nullable(), same: z.boolean() }).strict(),
   })
@@ -527,6 +536,34 @@ export const UplinkStatusView = z
   .strict();
 export type UplinkStatus = z.infer<typeof UplinkStatusView>;
 
+export const OverlayStatusView = z
+  .object({
+    device: z.string().describe("The overlay's VXLAN device (external mode), a port of the user bridge"),
+    ifindex: Int.nullable(),
+    address: z.string().describe("This node's underlay address: the overlay's local VTEP"),
+    ingressProgId: Count,
+    egressProgId: Count,
+    underlay: z
+      .object({
+        name: z.string().nullable(),
+        ifindex: Int,
+        progId: Count,
+        drops: DropCountsView,
+      })
+      .strict()
+      .nullable()
+      .describe(
+        "The XDP check before decapsulation on the device that carries the address (null: the uplink's filter makes it, or none)",
+      ),
+    nodes: Count.describe("Node addresses the overlay accepts VXLAN from (this node's own excepted)"),
+    remoteEndpoints: Count.describe("Endpoints of other nodes this node forwards to"),
+    state: Health,
+    problems: z.array(z.string()),
+    drops: DropCountsView,
+  })
+  .strict();
+export type OverlayStatus = z.infer<typeof OverlayStatusView>;
+
 export const StoreStatusView = z
   .object({
     path: z.string(),
@@ -599,6 +636,26 @@ export const NodeView = z
   .strict()
   .meta({ id: "NodeView" });
 export type NodeView = z.infer<typeof NodeView>;
+
+export const MoveView = z
+  .object({
+    endpoint: z.string(),
+    id: z.string().describe("Names this move"),
+    from: z.string(),
+    to: z.string(),
+    at: Time,
+    state: z
+      .enum(["requested", "handed-off"])
+      .describe("requested: the node it runs on hands it over; handed-off: the new node takes it"),
+    forced: z.boolean().describe("Taken without its old node (not alive): no connection tracking came along"),
+  })
+  .strict()
+  .meta({ id: "Move" });
+export type MoveView = z.infer<typeof MoveView>;
+
+export const MoveRequestBody = z
+  .object({ to: z.string().min(1).max(64).describe("The node the endpoint moves to") })
+  .strict();
 
 export const NodeRemovalView = z
   .object({
@@ -697,6 +754,7 @@ export const AgentStatusView = z
     endpoints: Count,
     ports: z.array(PortStatusView),
     uplink: UplinkStatusView.nullable(),
+    overlay: OverlayStatusView.nullable().describe("A cluster node's overlay (null: a single node)"),
     maps: z.array(MapFillView),
     mapCountMs: z.number().min(0),
     store: StoreStatusView,
@@ -1018,6 +1076,16 @@ export const ROUTES = {
     params: NameParam,
     status: 200,
     response: NodeView,
+  },
+  moveEndpoint: {
+    method: "post",
+    path: "/v1/endpoints/{name}/move",
+    summary:
+      "Move an endpoint to another node: same IP and MAC, its connection tracking carried along (a cluster node; the endpoint's view shows the move until the new node has it)",
+    params: NameParam,
+    body: MoveRequestBody,
+    status: 200,
+    response: MoveView,
   },
   removeNode: {
     method: "delete",

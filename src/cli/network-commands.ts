@@ -72,6 +72,9 @@ function showNetwork(n: NetworkView): void {
     ["dns zone", n.dnsZone],
     ["dns forwarders", n.dnsForwarders.join(", ") || "-"],
     ["mtu", String(n.mtu)],
+    ...(n.vni !== null
+      ? ([["vni", `${n.vni} (the overlay between the cluster's nodes)`]] as Array<[string, string]>)
+      : []),
     ["default action", n.defaultAction],
     ["lan", n.extendToLan ? "extended onto the uplink's LAN (L2)" : "through the gateway only"],
     ["egress cap", capText(n.egress, n.egressCounts, "of everything its endpoints send off the node")],
@@ -451,7 +454,7 @@ export const networkCommand = defineCommand({
 });
 
 export const endpointCommand = defineCommand({
-  meta: { name: "endpoint", description: "List and show endpoints; cap what one sends" },
+  meta: { name: "endpoint", description: "List and show endpoints; cap what one sends; move one to another node" },
   subCommands: {
     list: defineCommand({
       meta: meta("list", "List endpoints: network, address, MAC, kind, host interface and, in a cluster, node", [
@@ -507,6 +510,72 @@ export const endpointCommand = defineCommand({
         const e = await client(args).setEndpoint(args.name, { egress });
         if (fmt !== "table") return printData(fmt, e);
         showEndpoint(e);
+      },
+    }),
+    move: defineCommand({
+      meta: meta(
+        "move",
+        "Move an endpoint to another node of the cluster: same IP and MAC; the node it runs on hands over its connection tracking and unplugs its port, the new node plugs it (into the same namespace, or the VM's tap) and announces it; waits until it has (a node that is not alive: the new node takes it at once, without)",
+        [
+          "cenvero-str-ctl endpoint move web-1 --to node2",
+          "cenvero-str-ctl endpoint move web-1 --to node2 --no-wait -o json",
+        ],
+      ),
+      args: {
+        name: { type: "positional", required: true, description: "Endpoint", valueHint: "EP" },
+        to: { type: "string", required: true, description: "The node it moves to", valueHint: "NODE" },
+        wait: {
+          type: "boolean",
+          default: true,
+          description: "Wait until the new node has it (--no-wait: return once asked)",
+        },
+        timeout: { type: "string", default: "30", description: "Seconds to wait", valueHint: "S" },
+        ...apiArg,
+        ...outputArg,
+      },
+      async run({ args }) {
+        const fmt = parseFormat(args.output);
+        const seconds = Number(args.timeout);
+        if (!Number.isFinite(seconds) || seconds <= 0)
+          throw new StratumError("INVALID", `--timeout ${args.timeout}: a number of seconds above 0`);
+        const api = client(args);
+        const t0 = performance.now();
+        const m = await api.moveEndpoint(args.name, args.to);
+        if (!args.wait) {
+          if (fmt !== "table") return printData(fmt, m);
+          process.stdout.write(`asked: ${m.endpoint} moves from ${m.from} to ${m.to} (${m.state})\n`);
+          return;
+        }
+        if (fmt === "table")
+          process.stderr.write(
+            `${m.endpoint}: ${m.forced ? `node ${m.from} is not alive: ${m.to} takes it without its flows` : `${m.from} hands it over to ${m.to}`}…\n`,
+          );
+        let last = m.state as string;
+        for (;;) {
+          const e = await api.showEndpoint(args.name);
+          if (e.node === args.to && e.moving === null) {
+            if (fmt !== "table") return printData(fmt, e);
+            process.stdout.write(
+              `moved ${e.name} to ${e.node} in ${Math.round(performance.now() - t0)} ms: ${e.ip} ${e.mac} on ${e.interface}\n`,
+            );
+            return;
+          }
+          if (e.moving && e.moving.state !== last && fmt === "table") {
+            last = e.moving.state;
+            process.stderr.write(`${e.name}: handed over to ${e.moving.to}, which plugs it…\n`);
+          }
+          if (e.moving === null && e.node !== args.to)
+            throw new StratumError(
+              "CONFLICT",
+              `the move of ${args.name} ended without it: it runs on ${e.node} (another move, or a detach)`,
+            );
+          if (performance.now() - t0 > seconds * 1000)
+            throw new StratumError(
+              "UNAVAILABLE",
+              `${args.name} has not moved within ${seconds} s (${e.moving ? e.moving.state : "no move"}, on ${e.node}): see both nodes' logs; the move goes on`,
+            );
+          await Bun.sleep(20);
+        }
       },
     }),
     show: defineCommand({

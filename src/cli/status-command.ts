@@ -85,6 +85,24 @@ export function printStatus(st: AgentStatus): void {
       ? `${up.name} (ifindex ${up.ifindex}): ${up.state}; XDP ${up.xdpMode ?? "?"} program ${up.progId || "none"}, tcx egress program ${up.tcxEgressProgId || "none"}${up.problems.length ? `; ${up.problems.join("; ")}` : ""}`
       : "none",
   ]);
+  const ov = st.overlay;
+  if (ov) {
+    const dropped = (d: Record<string, number>) =>
+      Object.entries(d)
+        .filter(([, n]) => n > 0)
+        .map(([r, n]) => `${r} ${n}`)
+        .join(", ");
+    pairs.push([
+      "overlay",
+      `${ov.device} (ifindex ${ov.ifindex ?? "none"}) from ${ov.address}: ${ov.state}; ${ov.nodes} other node(s), ${ov.remoteEndpoints} remote endpoint(s)${ov.problems.length ? `; ${ov.problems.join("; ")}` : ""}${dropped(ov.drops) ? `; dropped ${dropped(ov.drops)}` : ""}`,
+    ]);
+    pairs.push([
+      "underlay check",
+      ov.underlay
+        ? `XDP program ${ov.underlay.progId} on ${ov.underlay.name ?? `ifindex ${ov.underlay.ifindex}`}${dropped(ov.underlay.drops) ? `; dropped ${dropped(ov.underlay.drops)}` : ""}`
+        : "the uplink's filter, or none (VXLAN from unknown sources is then dropped after decapsulation)",
+    ]);
+  }
   for (const v of st.services ?? [])
     pairs.push([v.name, v.state === "serving" ? `serving: ${v.summary}` : `DOWN: ${v.problem}`]);
   const c = st.cluster;

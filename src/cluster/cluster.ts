@@ -9,12 +9,22 @@ import { StratumError } from "../errors";
 import type { MirrorChange, MirrorEffects, MirrorRow } from "../store/mirror";
 import { MirrorWriter } from "../store/mirror";
 import type { SqliteStore } from "../store/sqlite";
+import type { Endpoint } from "../store/store";
 import { ClusterStore } from "./cluster-store";
 import { stateConflicts } from "./conflicts";
-import { EtcdClient, type EtcdOptions, type KeepAlive, type KeyValue, type Watch } from "./etcd-client";
+import { EtcdClient, type EtcdOptions, type KeepAlive, type KeyValue, type TxnOp, type Watch } from "./etcd-client";
 import { EtcdSync } from "./etcd-sync";
 import { partialUploadAdvice } from "./init";
-import { type ClusterIdentity, K, type MemberRecord, mirrored, type NodeRecord, PREFIX, parseKey } from "./keys";
+import {
+  type ClusterIdentity,
+  K,
+  type MemberRecord,
+  type MoveRecord,
+  mirrored,
+  type NodeRecord,
+  PREFIX,
+  parseKey,
+} from "./keys";
 
 export interface ClusterOptions extends Omit<EtcdOptions, "endpoints"> {
   endpoints: string[];
@@ -491,8 +501,7 @@ export class Cluster {
     }
   }
 
-  /** Every node the cluster knows: members, live or not. */
-  nodes(): NodeView[] {
+  #records(): { members: Map<string, MemberRecord>; live: Map<string, NodeRecord> } {
     const members = new Map<string, MemberRecord>();
     const live = new Map<string, NodeRecord>();
     for (const kv of this.writer.keys(`${PREFIX}members/`)) {
@@ -503,6 +512,22 @@ export class Cluster {
       const r = safeParse(kv.key, kv.value);
       if (r?.kind === "node" && r.value) live.set(r.value.name, r.value);
     }
+    return { members, live };
+  }
+
+  /** Every member's underlay address and state, from the mirror (no endpoint counts): what the
+   * overlay needs. */
+  nodeAddresses(): Array<{ name: string; address: string; state: NodeState }> {
+    const { members, live } = this.#records();
+    return [...members.values()].map((m) => {
+      const n = live.get(m.name);
+      return { name: m.name, address: n?.address ?? m.address, state: n ? "ready" : m.left ? "left" : "unreachable" };
+    });
+  }
+
+  /** Every node the cluster knows: members, live or not. */
+  nodes(): NodeView[] {
+    const { members, live } = this.#records();
     const counts = new Map<string, number>();
     for (const e of this.store.listEndpoints()) counts.set(e.node ?? "", (counts.get(e.node ?? "") ?? 0) + 1);
     return [...members.values()]
@@ -551,6 +576,131 @@ export class Cluster {
     });
     this.writer.apply([{ key: K.member(name), value: null, revision: this.writer.get(K.member(name))?.revision ?? 0 }]);
     return { endpoints: eps.map((e) => e.name) };
+  }
+
+  // ---- moving endpoints (docs/overlay.md#moving-an-endpoint) -------------------------------
+
+  /** Every move under way, as this node's mirror has it. */
+  moves(): Array<{ name: string; move: MoveRecord }> {
+    const out: Array<{ name: string; move: MoveRecord }> = [];
+    for (const kv of this.writer.keys(K.moves)) {
+      const r = safeParse(kv.key, kv.value);
+      if (r?.kind === "move" && r.value) out.push({ name: r.name, move: r.value });
+    }
+    return out;
+  }
+
+  /** The endpoint's record and the move's, read from etcd (not the mirror, which may lag). */
+  #moveState(name: string): { ep: KeyValue; endpoint: Endpoint; move?: KeyValue; record?: MoveRecord } {
+    const r = this.sync.txn({
+      success: [
+        { type: "range", key: K.endpoint(name) },
+        { type: "range", key: K.move(name) },
+      ],
+    });
+    const [epKv, moveKv] = r.responses.map((x) => (x.type === "range" ? x.kvs[0] : undefined));
+    const row = epKv && parseKey(epKv.key, epKv.value);
+    if (!epKv || row?.kind !== "endpoint" || !row.value)
+      throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
+    const m = moveKv && parseKey(moveKv.key, moveKv.value);
+    return {
+      ep: epKv,
+      endpoint: row.value,
+      ...(moveKv && m?.kind === "move" && m.value ? { move: moveKv, record: m.value } : {}),
+    };
+  }
+
+  /** A transaction on an endpoint's and its move's keys, compared on both revisions; what it
+   * wrote goes into the mirror. False when either changed meanwhile. */
+  #moveTxn(st: { ep: KeyValue; move?: KeyValue }, name: string, ops: TxnOp[]): boolean {
+    const r = this.sync.txn({
+      compare: [
+        { key: K.endpoint(name), target: "modRevision", value: st.ep.modRevision },
+        { key: K.move(name), target: "modRevision", value: st.move?.modRevision ?? 0 },
+      ],
+      success: ops,
+    });
+    if (!r.succeeded) return false;
+    this.writer.apply(
+      ops.flatMap((op): MirrorChange[] =>
+        op.type === "put"
+          ? [
+              {
+                key: op.key,
+                value: typeof op.value === "string" ? new TextEncoder().encode(op.value) : op.value,
+                revision: r.revision,
+              },
+            ]
+          : op.type === "delete"
+            ? [{ key: op.key, value: null, revision: r.revision }]
+            : [],
+      ),
+    );
+    return true;
+  }
+
+  /** Asks for endpoint `name` to move to node `to`. The node it runs on hands it over (its
+   * connection tracking, its port unplugged) and `to` takes it; when that node is not alive,
+   * `to` takes it at once, without. Two requests at once: one wins in etcd, the other is
+   * refused. */
+  requestMove(name: string, to: string): MoveRecord {
+    const st = this.#moveState(name);
+    const from = st.endpoint.node;
+    if (!from) throw new StratumError("INVALID", `endpoint ${name} has no node`);
+    if (from === to) throw new StratumError("INVALID", `endpoint ${name} runs on node ${to} already`);
+    const target = this.node(to);
+    if (target.state !== "ready")
+      throw new StratumError(
+        "INVALID",
+        `node ${to} is ${target.state}: an endpoint moves to a node whose agent runs (\`node list\`)`,
+      );
+    if (st.record) {
+      const still = this.sync.range(K.node(st.record.to)).kvs[0];
+      if (still)
+        throw new StratumError(
+          "CONFLICT",
+          `endpoint ${name} is moving to node ${st.record.to} already (since ${st.record.at})`,
+        );
+    }
+    const fromAlive = this.sync.range(K.node(from)).kvs[0] !== undefined;
+    const at = new Date().toISOString();
+    const move: MoveRecord = fromAlive
+      ? { id: crypto.randomUUID(), from, to, at, state: "requested" }
+      : { id: crypto.randomUUID(), from, to, at, state: "handed-off", forced: true, handedOffAt: at };
+    const ops: TxnOp[] = [{ type: "put", key: K.move(name), value: JSON.stringify(move) }];
+    if (!fromAlive)
+      ops.push({ type: "put", key: K.endpoint(name), value: JSON.stringify({ ...st.endpoint, node: to }) });
+    if (!this.#moveTxn(st, name, ops))
+      throw new StratumError(
+        "CONFLICT",
+        `endpoint ${name} changed while its move was asked for (another move, a detach): look again and retry`,
+      );
+    return move;
+  }
+
+  /** The old node's step: the endpoint becomes `to`'s, with what its port carried. False when
+   * the move is not this one any more (cancelled, replaced). */
+  handOff(name: string, id: string, carried: { ct: MoveRecord["ct"]; configure: boolean }): boolean {
+    const st = this.#moveState(name);
+    if (st.record?.id !== id || st.record.state !== "requested") return false;
+    const move: MoveRecord = {
+      ...st.record,
+      state: "handed-off",
+      configure: carried.configure,
+      ...(carried.ct?.length ? { ct: carried.ct } : {}),
+      handedOffAt: new Date().toISOString(),
+    };
+    return this.#moveTxn(st, name, [
+      { type: "put", key: K.move(name), value: JSON.stringify(move) },
+      { type: "put", key: K.endpoint(name), value: JSON.stringify({ ...st.endpoint, node: st.record.to }) },
+    ]);
+  }
+
+  /** The new node's last step: the move is done. */
+  finishMove(name: string, id: string): boolean {
+    const st = this.#moveState(name);
+    if (st.record?.id !== id) return false;
+    return this.#moveTxn(st, name, [{ type: "delete", key: K.move(name) }]);
   }
 
   async status(): Promise<ClusterStatus> {

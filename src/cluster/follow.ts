@@ -7,9 +7,11 @@ import type { ClusterChange } from "./cluster";
 const SERVED = new Set<string>(["network", "endpoint", "dns"]);
 const FIREWALL = new Set<string>(["network", "rules", "globalDefault", "block"]);
 
+const NODES = new Set<string>(["member", "node"]);
+
 /** What a change asks of this node's kernel: a whole run, or a run limited to some networks
- * (and the whole firewall when `firewall`). */
-export type ClusterWork = "all" | { networks: Set<string>; firewall: boolean };
+ * (and the whole firewall when `firewall`, the overlay's nodes when `nodes`). */
+export type ClusterWork = "all" | { networks: Set<string>; firewall: boolean; nodes: boolean };
 
 /** The networks whose DHCP and DNS servers serve something the change touched: "all", some,
  * or none (undefined). */
@@ -29,17 +31,23 @@ export function mergeServed(
   return new Set([...a, ...b]);
 }
 
-/** The kernel's part of a change; undefined when it has none (membership, counters, DNS records). */
+/** The kernel's part of a change; undefined when it has none (counters, DNS records). A node
+ * joining, leaving or changing its address changes the overlay's nodes. */
 export function clusterWork(c: ClusterChange): ClusterWork | undefined {
   if (c.networks === "all") return "all";
   const firewall = c.kinds.some((k) => FIREWALL.has(k));
-  if (!c.networks.length && !firewall) return undefined;
-  return { networks: new Set(c.networks), firewall };
+  const nodes = c.kinds.some((k) => NODES.has(k));
+  if (!c.networks.length && !firewall && !nodes) return undefined;
+  return { networks: new Set(c.networks), firewall, nodes };
 }
 
 /** Two changes' work as one run. */
 export function mergeWork(a: ClusterWork | undefined, b: ClusterWork): ClusterWork {
   if (!a) return b;
   if (a === "all" || b === "all") return "all";
-  return { networks: new Set([...a.networks, ...b.networks]), firewall: a.firewall || b.firewall };
+  return {
+    networks: new Set([...a.networks, ...b.networks]),
+    firewall: a.firewall || b.firewall,
+    nodes: a.nodes || b.nodes,
+  };
 }

@@ -18,15 +18,17 @@
  *   dns/<networkId>                  {records: [...]}: a network's records
  *   members/<name>                   {name, address, mgmtAddress, joinedAt, left?}: kept
  *   nodes/<name>                     {name, address, mgmtAddress, version, roles, startedAt}:
- *                                    under the node's lease, gone when it expires */
+ *                                    under the node's lease, gone when it expires
+ *   moves/<endpoint>                 {id, from, to, at, state, …}: an endpoint moving between
+ *                                    nodes, deleted once the new node has taken it */
 import { z } from "zod";
 import { StratumError } from "../errors";
 import type { StoredRule } from "../model/firewall-rule";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
-import type { MirrorRow } from "../store/mirror";
+import type { MirrorRow, MoveRecord } from "../store/mirror";
 import type { Endpoint, StoredDnsRecord, StoredNetwork } from "../store/store";
 
-export type { ClusterIdentity, MemberRecord, NodeRecord } from "../store/mirror";
+export type { ClusterIdentity, MemberRecord, MoveRecord, NodeRecord } from "../store/mirror";
 
 export const PREFIX = "/stratum/v1/";
 
@@ -45,15 +47,15 @@ export const K = {
   dns: (networkId: number) => `${PREFIX}dns/${networkId}`,
   member: (name: string) => `${PREFIX}members/${name}`,
   node: (name: string) => `${PREFIX}nodes/${name}`,
+  move: (endpoint: string) => `${PREFIX}moves/${endpoint}`,
+  moves: `${PREFIX}moves/`,
 };
 
 /** Whether a node's mirror holds a key: every key but the address claims (they exist for
  * etcd's transactions to decide an address once; the endpoint records say the same). */
 export const mirrored = (key: string): boolean => !key.startsWith(`${PREFIX}claims/`);
 
-/** The VNI of a network: from its cluster-wide id, so every node agrees without asking. */
-export const VNI_BASE = 0x10000;
-export const vniOf = (id: number) => VNI_BASE + id;
+export { VNI_BASE, vniOf } from "../model/network";
 
 export type Row = MirrorRow;
 
@@ -127,6 +129,27 @@ const dnsSchema = z
     createdAt: z.string(),
   })
   .passthrough();
+const moveSchema = z
+  .object({
+    id: z.string().min(1).max(64),
+    from: NAME,
+    to: NAME,
+    at: z.string(),
+    state: z.enum(["requested", "handed-off"]),
+    forced: z.boolean().optional(),
+    configure: z.boolean().optional(),
+    ct: z
+      .array(
+        z
+          .object({ k: z.string().regex(/^[0-9a-f]+$/), v: z.string().regex(/^[0-9a-f]+$/), ttl: z.number().min(0) })
+          .strict(),
+      )
+      .max(100_000)
+      .optional(),
+    handedOffAt: z.string().optional(),
+  })
+  .strict();
+
 const memberSchema = z
   .object({
     name: NAME,
@@ -262,6 +285,11 @@ export function parseKey(key: string, value: Uint8Array | null): Row | undefined
       if (!b) return undefined;
       const v = json();
       return { kind: "node", name: b, value: v === null ? null : check(nodeSchema, v) };
+    }
+    case "moves": {
+      if (!b) return undefined;
+      const v = json();
+      return { kind: "move", name: b, value: v === null ? null : (check(moveSchema, v) as MoveRecord) };
     }
     default:
       return undefined;

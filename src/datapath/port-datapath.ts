@@ -28,6 +28,7 @@ import {
   unpin,
 } from "../sys/bpf";
 import { mutated } from "../sys/mutations";
+import { monotonicNs } from "../sys/os";
 import {
   type Attachment,
   attachTc,
@@ -43,20 +44,27 @@ import { PINNED_MAPS, type PinnedMap, STATE_MAPS } from "./map-roles";
 import { loadObject } from "./objects";
 import {
   decodeLocalKey,
+  decodeMacKey,
   decodePort,
+  decodeRemote,
   encodeDropKey,
   encodeIface,
   encodeIfindex,
   encodeLocal,
   encodeLocalKey,
+  encodeMacKey,
   encodePort,
+  encodeRemote,
   encodeSubnet,
   encodeSubnetKey,
+  encodeVtep,
+  encodeVtepKey,
   type IfaceConfig,
   type PortConfig,
   type PortStats,
   PROFILE_KEY_SIZE,
   PROFILE_SIZE,
+  type RemoteEndpoint,
   type SubnetConfig,
   sumPortStats,
   writeProfileKeyU32,
@@ -596,7 +604,7 @@ export class PortDatapath {
       if (info.ifindex === ifindex) {
         if (!this.isCurrent(info.progId, prog)) linkUpdate(link.fd, fd);
         const after = linkInfo(link.fd);
-        const xdp = pin === this.uplinkPin;
+        const xdp = pin === this.uplinkPin || pin === this.underlayPin;
         return { kind: xdp ? "xdp" : "tcx", ifindex, hook: xdp ? "xdp" : "tc-egress", progId: after.progId, pin };
       }
       detachPinnedLink(pin);
@@ -607,6 +615,114 @@ export class PortDatapath {
       unpin(pin);
       throw e;
     }
+  }
+
+  // ---- overlay ------------------------------------------------------------------------------
+
+  get underlayPin(): string {
+    return `${this.pinRoot}/links/underlay-xdp`;
+  }
+
+  /** The VXLAN check before decapsulation, on the device that carries the node's address (when
+   * that is not the uplink, whose filter makes it): a pinned XDP link, as the uplink's. */
+  attachUnderlay(ifindex: number): Attachment {
+    return this.#attachPinned("stm_underlay_in", ifindex, this.underlayPin, (fd, pin) =>
+      attachXdp(fd, ifindex, { pin }),
+    );
+  }
+
+  detachUnderlay(): boolean {
+    return detachPinnedLink(this.underlayPin);
+  }
+
+  /** The overlay device's two programs, as cls_bpf filters like a port's (kept when current). */
+  attachOverlay(ifindex: number, o: { force?: boolean } = {}): void {
+    for (const [prog, dir] of [
+      ["stm_overlay_in", "ingress"],
+      ["stm_overlay_out", "egress"],
+    ] as const) {
+      const current = clsProgId(ifindex, dir);
+      if (!o.force && current && this.isCurrent(current, prog)) continue;
+      attachTc(this.obj.program(prog).fd, ifindex, dir, { mode: "cls_bpf" });
+    }
+  }
+
+  /** A node's address in stm_vteps ("": the switch that turns the checks on, with the overlay's MTU). */
+  setVtep(addr: string, o: { self: boolean; mtu?: number }): void {
+    this.map("stm_vteps").ensure(encodeVtepKey(addr), encodeVtep(o));
+  }
+
+  /** Every key of stm_vteps, raw. */
+  vtepKeys(): Buffer[] {
+    return [...this.map("stm_vteps").keys()];
+  }
+
+  deleteVtepKey(key: Buffer): boolean {
+    return this.map("stm_vteps").delete(key);
+  }
+
+  setRemote(mac: string, r: RemoteEndpoint): void {
+    this.map("stm_remote").ensure(encodeMacKey(mac), encodeRemote(r));
+  }
+
+  deleteRemote(mac: string): boolean {
+    return this.map("stm_remote").delete(encodeMacKey(mac));
+  }
+
+  /** Every endpoint of another node in stm_remote, by MAC, read in batches. */
+  remotes(): Map<string, RemoteEndpoint> {
+    const out = new Map<string, RemoteEndpoint>();
+    const m = this.map("stm_remote");
+    const ks = m.info.keySize;
+    const vs = m.valueBufSize;
+    for (const c of m.chunks())
+      for (let i = 0; i < c.count; i++)
+        out.set(
+          decodeMacKey(c.keys.subarray(i * ks, (i + 1) * ks)),
+          decodeRemote(c.values.subarray(i * vs, (i + 1) * vs)),
+        );
+    return out;
+  }
+
+  // ---- connection tracking carried over (a move) ---------------------------------------------
+
+  /** The connection-tracking entries of the port `ifindex` (struct stm_ct_key starts with it),
+   * with the time each has left in ms; expired ones are left out. */
+  ctOf(ifindex: number): Array<{ k: Buffer; v: Buffer; ttl: number }> {
+    const m = this.map("stm_ct");
+    const ks = m.info.keySize;
+    const vs = m.valueBufSize;
+    const now = monotonicNs();
+    const out: Array<{ k: Buffer; v: Buffer; ttl: number }> = [];
+    for (const c of m.chunks())
+      for (let i = 0; i < c.count; i++) {
+        const k = c.keys.subarray(i * ks, (i + 1) * ks);
+        if (k.readUInt32LE(0) !== ifindex) continue;
+        const v = c.values.subarray(i * vs, i * vs + m.info.valueSize);
+        const left = v.readBigUInt64LE(0) - now;
+        if (left <= 0n) continue;
+        out.push({ k: Buffer.from(k), v: Buffer.from(v), ttl: Number(left / 1_000_000n) });
+      }
+    return out;
+  }
+
+  /** Puts connection-tracking entries taken from another port (another node's) on the port
+   * `ifindex`: its ifindex in each key, each expiring after the time it had left. Returns how
+   * many went in. */
+  importCt(entries: Array<{ k: Buffer; v: Buffer; ttl: number }>, ifindex: number): number {
+    const m = this.map("stm_ct");
+    const now = monotonicNs();
+    let n = 0;
+    for (const e of entries) {
+      if (e.k.length !== m.info.keySize || e.v.length !== m.info.valueSize) continue;
+      const k = Buffer.from(e.k);
+      k.writeUInt32LE(ifindex, 0);
+      const v = Buffer.from(e.v);
+      v.writeBigUInt64LE(now + BigInt(Math.round(e.ttl)) * 1_000_000n, 0);
+      m.update(k, v);
+      n++;
+    }
+    return n;
   }
 
   detachUplink(): boolean {

@@ -17,7 +17,7 @@ import { loadObject } from "./objects";
 
 export { TRACE_SHARED_MAPS };
 
-export type TraceProgram = "stm_port_in" | "stm_port_out" | "stm_uplink_out";
+export type TraceProgram = "stm_port_in" | "stm_port_out" | "stm_uplink_out" | "stm_overlay_out";
 
 /** tc verdicts a traced program returns. */
 export const TC = { NEXT: -1, OK: 0, SHOT: 2, REDIRECT: 7 } as const;

@@ -346,6 +346,11 @@ function parseDhcpRange(s: Subnet, text: string): { first: string; last: string 
   return { first: formatIp(a), last: formatIp(b) };
 }
 
+/** The VNI of a network: from its cluster-wide id, so every node agrees without asking (the
+ * datapath's STM_VNI_BASE is the same number). */
+export const VNI_BASE = 0x10000;
+export const vniOf = (id: number) => VNI_BASE + id;
+
 // ---- endpoint profiles ------------------------------------------------------------------------
 
 /** Number of endpoint profiles of an IPv4 network: every usable host address. */

@@ -36,6 +36,8 @@ export interface VxlanInfo {
   learning?: boolean;
   gbp: boolean;
   ttl?: number;
+  /** External (collect_md) mode. */
+  external?: boolean;
 }
 
 export interface Link {
@@ -99,6 +101,7 @@ export function decodeLink(payload: Buffer): Link {
       link: data.u32(NL.IFLA_VXLAN_LINK),
       learning: bool(data, NL.IFLA_VXLAN_LEARNING),
       gbp: data.has(NL.IFLA_VXLAN_GBP),
+      external: bool(data, NL.IFLA_VXLAN_COLLECT_METADATA),
       ttl: data.u8(NL.IFLA_VXLAN_TTL),
     };
   }
@@ -286,6 +289,9 @@ export interface VxlanOpts extends CommonLinkOpts {
   gbp?: boolean;
   ttl?: number;
   udpCsum?: boolean;
+  /** External (collect_md) mode: the VNI and remote of each packet come from its tunnel
+   * metadata (set by eBPF), not from the device; `vni` is then ignored. */
+  external?: boolean;
 }
 
 export function createVxlan(name: string, o: VxlanOpts, nl: Rtnl = rtnl()): Link {
@@ -295,7 +301,8 @@ export function createVxlan(name: string, o: VxlanOpts, nl: Rtnl = rtnl()): Link
   b.nest(NL.IFLA_LINKINFO, (li) => {
     li.str(NL.IFLA_INFO_KIND, "vxlan");
     li.nest(NL.IFLA_INFO_DATA, (d) => {
-      d.u32(NL.IFLA_VXLAN_ID, o.vni);
+      if (!o.external) d.u32(NL.IFLA_VXLAN_ID, o.vni);
+      else d.u8(NL.IFLA_VXLAN_COLLECT_METADATA, 1);
       d.u16be(NL.IFLA_VXLAN_PORT, o.port ?? 4789);
       d.u8(NL.IFLA_VXLAN_LEARNING, o.learning ? 1 : 0);
       if (o.local) {
@@ -308,7 +315,7 @@ export function createVxlan(name: string, o: VxlanOpts, nl: Rtnl = rtnl()): Link
       if (o.gbp) d.flag(NL.IFLA_VXLAN_GBP);
     });
   });
-  nl.do(b, `create vxlan ${name} (VNI ${o.vni})`);
+  nl.do(b, `create vxlan ${name} (${o.external ? "external" : `VNI ${o.vni}`})`);
   return mustGetLink(name, nl);
 }
 

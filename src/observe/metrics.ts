@@ -108,6 +108,9 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
     if (s) endpoints.push({ network: p.network, endpoint: p.endpoint, ...s });
   }
   if (st.uplink) where.set(st.uplink.ifindex, { network: "", endpoint: "", device: st.uplink.name });
+  if (st.overlay?.ifindex) where.set(st.overlay.ifindex, { network: "", endpoint: "", device: st.overlay.device });
+  const under = st.overlay?.underlay;
+  if (under) where.set(under.ifindex, { network: "", endpoint: "", device: under.name ?? `ifindex ${under.ifindex}` });
 
   // One walk of the drop table (only counted (device, reason) pairs have entries) rather
   // than a lookup per endpoint and reason. Entries of devices no longer known are stale.
@@ -317,7 +320,7 @@ export class AgentMetrics {
     f(
       "counter",
       "stratum_drops_total",
-      "Packets the datapath dropped, by device and reason (the uplink's rows have no network or endpoint).",
+      "Packets the datapath dropped, by device and reason (the uplink's, the overlay device's and the underlay's rows have no network or endpoint).",
       ["network", "endpoint", "device", "reason"],
       (s, e) => {
         for (const d of s.drops)

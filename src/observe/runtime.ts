@@ -133,4 +133,6 @@ export interface AgentRuntime {
   addressing?: Addressing;
   /** A cluster node's part in the cluster (absent on a single node). */
   cluster?: Cluster;
+  /** A cluster node's underlay address: its overlay's local VTEP (absent on a single node). */
+  overlayAddress?: string;
 }

@@ -7,11 +7,11 @@
  * piece, the last reconcile reported errors, or the store does not answer; a nearly full
  * table, or etcd away, is a warning. Read-only: it never repairs what it finds. */
 import { existsSync, statSync } from "node:fs";
-import type { AgentStatus, PortStatus, ServiceStatus, StoreStatus, UplinkStatus } from "../api/contract";
+import type { AgentStatus, OverlayStatus, PortStatus, ServiceStatus, StoreStatus, UplinkStatus } from "../api/contract";
 import { clsProgId, pinnedLinkInfo, type TcDirection } from "../datapath/attach";
 import type { MapFillInfo } from "../datapath/map-fill";
 import { encodeIfindex } from "../datapath/port-maps";
-import { USER_BRIDGE } from "../model/topology";
+import { OVERLAY_DEVICE, USER_BRIDGE } from "../model/topology";
 import { getLink, type Link, listLinks } from "../netlink";
 import { SCHEMA_VERSION } from "../store/sqlite";
 import { localEndpoints } from "../store/store";
@@ -19,7 +19,7 @@ import { clusterSummary } from "./cluster";
 import type { AgentRuntime } from "./runtime";
 
 export type Health = "ok" | "degraded";
-export type { AgentStatus, PortStatus, ServiceStatus, StoreStatus, UplinkStatus };
+export type { AgentStatus, OverlayStatus, PortStatus, ServiceStatus, StoreStatus, UplinkStatus };
 
 function serviceStates(rt: AgentRuntime): ServiceStatus[] | undefined {
   if (!rt.addressing) return undefined;
@@ -147,6 +147,56 @@ export function uplinkState(rt: AgentRuntime): UplinkStatus | null {
   };
 }
 
+/** A cluster node's overlay as the kernel has it: the device, bridged and up, this build's
+ * programs on both hooks, its interface entry; the underlay's XDP check; how many nodes and
+ * remote endpoints the maps hold. `remoteEntries`: stm_remote's count from the fill read. */
+export function overlayState(rt: AgentRuntime, remoteEntries: number | null): OverlayStatus | null {
+  const address = rt.overlayAddress;
+  if (!address) return null;
+  const dp = rt.svc.dp;
+  const problems: string[] = [];
+  const dev = getLink(OVERLAY_DEVICE, rt.svc.nl);
+  const bridge = getLink(USER_BRIDGE, rt.svc.nl);
+  const prog = (dir: TcDirection, name: string): number => {
+    if (!dev) return 0;
+    const id = clsProgId(dev.index, dir) ?? 0;
+    if (!id) problems.push(`no program on its tc ${dir}`);
+    else if (!dp.isCurrent(id, name)) problems.push(`tc ${dir} runs program ${id}, not this build's ${name}`);
+    return id;
+  };
+  if (!dev) problems.push(`device ${OVERLAY_DEVICE} does not exist`);
+  else {
+    if (dev.master !== bridge?.index) problems.push(`not a port of ${USER_BRIDGE}`);
+    if (!dev.up) problems.push("down");
+    if (!dp.map("stm_ifaces").lookup(encodeIfindex(dev.index))) problems.push("no interface entry");
+  }
+  const ingressProgId = prog("ingress", "stm_overlay_in");
+  const egressProgId = prog("egress", "stm_overlay_out");
+  const l = pinnedLinkInfo(dp.underlayPin);
+  const underlay = l
+    ? {
+        name: getLink(l.ifindex, rt.svc.nl)?.name ?? null,
+        ifindex: l.ifindex,
+        progId: l.progId,
+        drops: dp.drops(l.ifindex),
+      }
+    : null;
+  const keys = dp.vtepKeys();
+  return {
+    device: OVERLAY_DEVICE,
+    ifindex: dev?.index ?? null,
+    address,
+    ingressProgId,
+    egressProgId,
+    underlay,
+    nodes: Math.max(0, keys.length - 2), // the switch and this node are not others
+    remoteEndpoints: remoteEntries ?? 0,
+    state: problems.length ? "degraded" : "ok",
+    problems,
+    drops: dev ? dp.drops(dev.index) : {},
+  };
+}
+
 function fileSize(path: string): number {
   try {
     return existsSync(path) ? statSync(path).size : 0;
@@ -215,6 +265,8 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
   for (const p of ports)
     if (p.state !== "ok") reasons.push(`endpoint ${p.endpoint} (${p.interface}): ${p.problems.join("; ")}`);
   if (uplink?.state === "degraded") reasons.push(`uplink ${uplink.name}: ${uplink.problems.join("; ")}`);
+  const overlay = overlayState(rt, fill.maps.find((m) => m.name === "stm_remote")?.entries ?? null);
+  if (overlay?.state === "degraded") reasons.push(`overlay ${overlay.device}: ${overlay.problems.join("; ")}`);
   if (last?.errors.length)
     reasons.push(`the last reconcile (${last.at}) reported ${last.errors.length} error(s): ${last.errors[0]}`);
   if (store.state !== "ok") reasons.push(`store ${store.path}: ${store.state}`);
@@ -247,6 +299,7 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
     endpoints: store.endpoints ?? ports.length,
     ports,
     uplink,
+    overlay,
     maps: fill.maps,
     mapCountMs: Math.round(fill.seconds * 100_000) / 100,
     store,

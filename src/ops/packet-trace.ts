@@ -10,21 +10,23 @@
  * What it does not model: the host's own netfilter rules, and the contents of the workloads'
  * neighbour caches (a destination outside the node is addressed to a placeholder MAC: the
  * programs on its way do not look at it). */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import type { TraceRequest, TraceResult, TraceStage } from "../api/contract";
 import { clsProgId, pinnedLinkInfo, progTag } from "../datapath/attach";
 import { DROP_REASON_LIST } from "../datapath/drops";
 import { FW_DEFAULT_ID, FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall-maps";
 import { ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, TCP_FLAGS, tcp, udp } from "../datapath/packet";
+import { decodeRemote, encodeMacKey, type RemoteEndpoint } from "../datapath/port-maps";
 import { type CtEntry, ctKey, TC, TraceDatapath, type TraceProgram } from "../datapath/trace-instance";
 import { StratumError } from "../errors";
 import type { StoredRule } from "../model/firewall-rule";
 import { contains, parseIp, parseSubnet } from "../model/ip";
 import { profileIp6 } from "../model/network";
-import { USER_BRIDGE } from "../model/topology";
+import { OVERLAY_DEVICE, USER_BRIDGE } from "../model/topology";
 import { getLink, type Rtnl, rtnl } from "../netlink";
 import { ruleFields } from "../services/firewall-service";
 import type { Endpoint, Store, StoredNetwork } from "../store/store";
+import { BpfMap } from "../sys/bpf";
 import { TRACE_PROTOS, type TraceProto } from "./trace-protos";
 
 export { TRACE_PROTOS, type TraceProto, type TraceRequest, type TraceResult, type TraceStage };
@@ -118,6 +120,19 @@ export class Tracer {
     return profileIp6(n.cidr6, ep.mac);
   }
 
+  /** This node's overlay entry for another node's endpoint (read from the live map). */
+  #remoteEntry(mac: string): RemoteEndpoint | undefined {
+    const path = `${this.#pinRoot}/maps/stm_remote`;
+    if (!existsSync(path)) return undefined;
+    const m = BpfMap.openPinned(path);
+    try {
+      const v = m.lookup(encodeMacKey(mac));
+      return v ? decodeRemote(v) : undefined;
+    } finally {
+      m.close();
+    }
+  }
+
   #ifindex(ep: Endpoint): number {
     const l = getLink(ep.hostIf, this.#nl);
     if (!l)
@@ -209,7 +224,9 @@ export class Tracer {
         `${USER_BRIDGE} does not exist here (run trace in the node's network namespace)`,
       );
     const bridgeMac = bridge.mac ?? "00:00:00:00:00:00";
-    if (dst.ep) dst.ifindex = this.#ifindex(dst.ep);
+    // Another node's endpoint has its port there: here it is reached through the overlay.
+    const remote = dst.ep && dst.ep.node !== undefined && dst.ep.node !== this.#store.node;
+    if (dst.ep && !remote) dst.ifindex = this.#ifindex(dst.ep);
 
     // L2: the source addresses a neighbour on its subnet directly, anything else via its gateway.
     const srcCidr = v6 ? srcNet.cidr6 : srcNet.cidr;
@@ -323,6 +340,49 @@ export class Tracer {
       return s;
     };
 
+    // The overlay: the bridge's FDB entry to cnv-vxlan0, its egress program (remote node, VNI),
+    // then the other node's port, which only that node can trace.
+    const overlayHop = (ep: Endpoint, net: StoredNetwork): TraceResult => {
+      const dev = getLink(OVERLAY_DEVICE, this.#nl);
+      const entry = this.#remoteEntry(ep.mac);
+      stages.push(
+        stageOf({
+          step: stages.length + 1,
+          stage: "bridge",
+          verdict: "forward",
+          note: `${USER_BRIDGE}: FDB entry ${ep.mac} → ${OVERLAY_DEVICE} (${ep.name} runs on node ${ep.node})`,
+        }),
+      );
+      if (!dev) {
+        stages.push(
+          stageOf({
+            step: stages.length + 1,
+            stage: "overlay",
+            verdict: "drop",
+            note: `${OVERLAY_DEVICE} does not exist on this node: ${ep.name} (node ${ep.node}) is out of reach`,
+          }),
+        );
+        return result("dropped", `dropped: no overlay on this node to reach ${ep.name} on node ${ep.node}`);
+      }
+      const s = runStage(
+        "overlay",
+        "stm_overlay_out",
+        frame(srcMac, dstMac),
+        { name: OVERLAY_DEVICE, ifindex: dev.index, endpoint: null, network: net.name },
+        srcIfindex,
+        net.id,
+      );
+      if (s.verdict !== "pass") return this.#stop(s, result);
+      s.note = entry
+        ? `to node ${ep.node} at ${entry.node}, VNI ${entry.vni}, through ${OVERLAY_DEVICE}; its port's programs judge it there (trace on node ${ep.node})`
+        : `to node ${ep.node} through ${OVERLAY_DEVICE}`;
+      return result(
+        "delivered",
+        `sent to node ${ep.node} (${entry?.node ?? "?"}, VNI ${entry?.vni ?? "?"}) for ${ep.name} (${dstIp}); its port there decides the rest`,
+        `node ${ep.node}`,
+      );
+    };
+
     // 1. The source's port, ingress: port security, then its network's firewall (its egress rules).
     const srcDev = { name: srcEp.hostIf, ifindex: srcIfindex, endpoint: srcEp.name, network: srcNet.name };
     const first = runStage("port-ingress", "stm_port_in", frame(srcMac, dstMac), srcDev, 0, srcNet.id);
@@ -359,6 +419,7 @@ export class Tracer {
     };
 
     if (onLink) {
+      if (remote && dst.ep && dst.net?.name === srcNet.name) return overlayHop(dst.ep, dst.net);
       if (dst.ep && dst.net?.name === srcNet.name) {
         stages.push(
           stageOf({
@@ -432,6 +493,21 @@ export class Tracer {
         }),
       );
       return result("dropped", `dropped by the node: it does not forward (${name} = 0)`);
+    }
+    if (remote && dst.ep) {
+      stages.push(
+        stageOf({
+          step: stages.length + 1,
+          stage: "host",
+          verdict: "drop",
+          reason: {
+            name: "overlay-routed",
+            description: DROP_REASON_LIST.find((d) => d.name === "overlay-routed")?.description ?? "",
+          },
+          note: `${dst.ep.name} runs on node ${dst.ep.node}: the overlay carries a network's own frames, not routed ones`,
+        }),
+      );
+      return result("dropped", `dropped: ${dst.ep.name} is on node ${dst.ep.node}, reached by its own network only`);
     }
     if (dst.ep && dst.net) {
       stages.push(
@@ -534,6 +610,7 @@ export function stageName(s: TraceStage["stage"]): string {
     host: "host",
     "port-egress": "port egress",
     "uplink-egress": "uplink egress",
+    overlay: "overlay",
   }[s];
 }
 

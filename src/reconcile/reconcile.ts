@@ -11,6 +11,7 @@ import { egressCaps } from "./egress-caps";
 import { firewallScopes } from "./firewall-scopes";
 import { gatewayAddresses } from "./gateway-addresses";
 import { localAddresses } from "./local-addresses";
+import { overlay } from "./overlay";
 import { ports } from "./ports";
 import { profiles } from "./profiles";
 import { type ReconcileOptions, type ReconcileReport, type Reconciler, RunState } from "./reconciler";
@@ -18,12 +19,12 @@ import { subnets } from "./subnets";
 import { uplink } from "./uplink";
 
 export { bridgeMac, ensureBridge, useAnycastGateway } from "./bridges";
-export type { ReconcileOptions, ReconcileReport, Reconciler, ReconcileScope } from "./reconciler";
+export type { OverlayOptions, ReconcileOptions, ReconcileReport, Reconciler, ReconcileScope } from "./reconciler";
 
 /** Restored in this order: the bridges; each network's gateways, profiles, subnets and cap;
  * the firewall's scopes before the ports (a port restored into a network finds its scope in
- * place); the ports; the bridge's own local addresses; and last the uplink, once everything
- * its filter reads is in place. */
+ * place); the ports; the bridge's own local addresses; the uplink, once everything its filter
+ * reads is in place; and last the overlay (other nodes' endpoints reach ports that are ready). */
 export const RESTORE_ORDER: Reconciler[] = [
   bridges,
   gatewayAddresses,
@@ -34,6 +35,7 @@ export const RESTORE_ORDER: Reconciler[] = [
   ports,
   localAddresses,
   uplink,
+  overlay,
 ];
 
 /** Collected in this order, after every restore. */
@@ -41,6 +43,7 @@ export const PRUNE_ORDER: Reconciler[] = [
   ports,
   egressCaps,
   uplink,
+  overlay,
   subnets,
   profiles,
   localAddresses,
@@ -58,7 +61,11 @@ export function reconcile(svc: Services, o: ReconcileOptions = {}): ReconcileRep
     }
     // A limited run: the same order, only what the scope names, nothing collected.
     for (const r of RESTORE_ORDER)
-      if ((r.scoped === "networks" && run.networks.length) || (r.scoped === "firewall" && only.firewall))
+      if (
+        (r.scoped === "networks" && run.networks.length) ||
+        (r.scoped === "firewall" && only.firewall) ||
+        (r === overlay && only.nodes)
+      )
         r.restore?.(run);
     return run.report;
   });

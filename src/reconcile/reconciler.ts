@@ -31,11 +31,24 @@ export interface ReconcileOptions {
    * network created, endpoints of other nodes claimed or released, rules changed). A change
    * that removes something from this kernel takes a whole run. */
   only?: ReconcileScope;
+  /** A cluster node: its overlay (docs/overlay.md). Absent: no overlay, and a whole run removes one. */
+  overlay?: OverlayOptions;
+}
+
+export interface OverlayOptions {
+  /** This node's underlay address (--node-address): the overlay's local VTEP. */
+  address: string;
+  /** The cluster's nodes with their addresses and states (members, live or not). */
+  nodes(): Array<{ name: string; address: string; state: string }>;
+  /** A network's VNI from its cluster-wide id. */
+  vniOf(id: number): number;
 }
 
 export interface ReconcileScope {
   networks: ReadonlySet<string>;
   firewall: boolean;
+  /** The cluster's nodes changed: the overlay's node addresses, and every remote entry. */
+  nodes?: boolean;
 }
 
 /** One run: the services, the store's networks and endpoints as read at its start, the report. */

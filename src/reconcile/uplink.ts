@@ -2,7 +2,7 @@
  * is written before the NIC joins the user bridge, so nothing from outside reaches a port
  * unfiltered and every port knows a frame bridged from it came straight from the LAN. */
 import { StratumError } from "../errors";
-import { USER_BRIDGE } from "../model/topology";
+import { OVERLAY_DEVICE, USER_BRIDGE } from "../model/topology";
 import { getLink, setLink } from "../netlink";
 import type { Reconciler } from "./reconciler";
 
@@ -22,8 +22,10 @@ export const uplink: Reconciler = {
   },
   prune(run) {
     const keep = run.report.uplink?.ifindex;
+    // The overlay device's entry is the overlay's (reconcile/overlay.ts).
+    const overlay = run.o.overlay ? getLink(OVERLAY_DEVICE, run.svc.nl)?.index : undefined;
     for (const i of run.svc.dp.ifaceIndexes())
-      if (i !== keep) {
+      if (i !== keep && i !== overlay) {
         run.svc.dp.deleteIface(i);
         run.collected(`interface entry of ifindex ${i}`);
       }

@@ -6,6 +6,7 @@
 import { existsSync } from "node:fs";
 import type { EndpointView } from "../api/contract";
 import { BACKENDS, Undo } from "../backends";
+import { arp, checksum, ETH_P, ethernet, IPPROTO, icmp, ipv6, pseudoHeader } from "../datapath/packet";
 import { PROFILE_F } from "../datapath/port-maps";
 import { SHAPE_KIND } from "../datapath/shape-maps";
 import { StratumError } from "../errors";
@@ -19,14 +20,18 @@ import {
   addRoute,
   deleteLinkIfExists,
   getLink,
+  ipToBytes,
   type Link,
+  listAddresses,
   listFdb,
+  macToBytes,
   netnsPath,
   Rtnl,
   setBridgePort,
   setLink,
 } from "../netlink";
 import { type Endpoint, isLocalEndpoint, type StoredNetwork } from "../store/store";
+import { PacketSocket } from "../sys/os";
 import { endpointEntries, growth } from "./capacity";
 import type { NetworkService } from "./network-service";
 import { checkIfName, endpointLocals, fdbMacs, portConfig } from "./port-config";
@@ -81,6 +86,7 @@ export class EndpointService {
       egress: e.egress ? { rate: e.egress.rate, burst: e.egress.burst } : null,
       node: e.node ?? null,
       nodeState: null, // the API fills it in from the cluster's membership
+      moving: null, // and this from the cluster's moves
       createdAt: e.createdAt,
       drops: null,
       egressCounts: null,
@@ -319,6 +325,135 @@ export class EndpointService {
     this.store.releaseEndpoint(name);
     this.dp.setProfile(n.id, n.cidr, ep.hostIndex, 0);
     this.ctx.changed(new Set([n.name]));
+  }
+
+  /** The first half of a move (docs/overlay.md#moving-an-endpoint), on the node the endpoint
+   * runs on: its port's connection-tracking entries, whether its namespace holds its address
+   * (the new node configures the new interface the same way), then the port unplugged as
+   * `detach` does, the claim and the profile kept: the endpoint is the new node's next. */
+  handOver(name: string): { ct: Array<{ k: string; v: string; ttl: number }>; configure: boolean } {
+    const ep = this.store.getEndpoint(name);
+    if (!ep) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
+    const n = this.networks.must(ep.network);
+    const link = getLink(ep.hostIf, this.nl);
+    const ct = link
+      ? this.dp.ctOf(link.index).map((e) => ({ k: e.k.toString("hex"), v: e.v.toString("hex"), ttl: e.ttl }))
+      : [];
+    let configure = false;
+    if (ep.kind === "veth" && ep.netns && ep.ifname && existsSync(netnsPath(ep.netns))) {
+      const nsNl = new Rtnl({ netns: ep.netns });
+      try {
+        configure = listAddresses({ dev: ep.ifname }, nsNl).some((a) => a.ip === ep.ip);
+      } catch {
+        // The interface is gone already: nothing to carry over.
+      } finally {
+        nsNl.close();
+      }
+    }
+    if (link) {
+      setLink(ep.hostIf, { up: false }, this.nl);
+      this.dp.detachPort(link.index);
+      this.dp.deletePort(link.index);
+      this.dp.deleteCap(SHAPE_KIND.ENDPOINT, link.index);
+      this.dp.clearDrops(link.index);
+    }
+    for (const a of endpointLocals(ep, n)) this.dp.deleteLocal(a);
+    deleteLinkIfExists(ep.hostIf, this.nl);
+    return { ct, configure };
+  }
+
+  /** The second half of a move, on the node the endpoint now belongs to: its port plugged (an
+   * interface of the old port still in the namespace, left by a node that died, replaced),
+   * the old port's connection tracking put in before the workload has an address to use,
+   * its addresses configured when the old port had them, then a gratuitous ARP and an
+   * unsolicited NA from the new port. Returns how many flows came along. */
+  takeOver(
+    name: string,
+    m: { ct?: Array<{ k: string; v: string; ttl: number }>; configure?: boolean; forced?: boolean },
+  ): { flows: number } {
+    const ep = this.store.getEndpoint(name);
+    if (!ep) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
+    if (!isLocalEndpoint(this.store, ep))
+      throw new StratumError("INVALID", `endpoint ${name} runs on node ${ep.node}, not this one`);
+    const n = this.networks.must(ep.network);
+    let nsNl: Rtnl | undefined;
+    let configure = m.configure === true;
+    try {
+      if (ep.kind === "veth" && ep.netns) {
+        if (!existsSync(netnsPath(ep.netns)))
+          throw new StratumError("INVALID", `network namespace ${ep.netns} does not exist on this node`);
+        nsNl = new Rtnl({ netns: ep.netns });
+        // The old port's interface, when its node could not remove it (it died).
+        if (!getLink(ep.hostIf, this.nl) && ep.ifname && getLink(ep.ifname, nsNl)) {
+          if (!m.forced)
+            throw new StratumError("CONFLICT", `interface ${ep.ifname} still exists in namespace ${ep.netns}`);
+          // Its addresses say whether the new interface gets them (its node cannot tell).
+          configure ||= listAddresses({ dev: ep.ifname }, nsNl).some((a) => a.ip === ep.ip);
+          deleteLinkIfExists(ep.ifname, nsNl);
+        }
+      }
+      this.dp.setProfile(n.id, n.cidr, ep.hostIndex, PROFILE_F.CLAIMED);
+      // No longer another node's: the overlay's entry for it goes (the port's FDB entry
+      // replaces the bridge's one that pointed at the overlay).
+      this.dp.deleteRemote(ep.mac);
+      const ifindex = this.#plugPort(ep, n, new Undo());
+      const flows = m.ct?.length
+        ? this.dp.importCt(
+            m.ct.map((e) => ({ k: Buffer.from(e.k, "hex"), v: Buffer.from(e.v, "hex"), ttl: e.ttl })),
+            ifindex,
+          )
+        : 0;
+      const prefixLen = parseSubnet(n.cidr).prefixLen;
+      if (configure && nsNl && ep.ifname) this.#configure(nsNl, ep.ifname, `${ep.ip}/${prefixLen}`, n, ep.mac);
+      this.#announce(ep, n);
+      this.ctx.changed(new Set([n.name]));
+      return { flows };
+    } finally {
+      nsNl?.close();
+    }
+  }
+
+  /** A gratuitous ARP and an unsolicited NA for an endpoint that has just moved here, from its
+   * port (a container's: sent in its namespace, through the port's programs; a VM's: from the
+   * bridge). Failing to send is logged, not fatal. */
+  #announce(ep: Endpoint, n: StoredNetwork): void {
+    const frames: Buffer[] = [
+      ethernet(
+        { src: ep.mac, dst: "ff:ff:ff:ff:ff:ff", type: ETH_P.ARP },
+        arp({ op: "request", senderMac: ep.mac, senderIp: ep.ip, targetIp: ep.ip }),
+      ),
+    ];
+    if (n.cidr6) {
+      const ip6 = profileIp6(n.cidr6, ep.mac);
+      const body = Buffer.alloc(28);
+      ipToBytes(ip6).copy(body, 4);
+      body[20] = 2; // target link-layer address
+      body[21] = 1;
+      macToBytes(ep.mac).copy(body, 22);
+      const na = icmp({ src: ip6, dst: "ff02::1", type: 136 }, body.subarray(4));
+      na.writeUInt32BE(0x20000000, 4); // override
+      na.writeUInt16BE(0, 2);
+      na.writeUInt16BE(checksum(pseudoHeader(ip6, "ff02::1", IPPROTO.ICMPV6, na.length), na), 2);
+      frames.push(
+        ethernet(
+          { src: ep.mac, dst: "33:33:00:00:00:01", type: ETH_P.IPV6 },
+          ipv6({ src: ip6, dst: "ff02::1", next: IPPROTO.ICMPV6, hopLimit: 255 }, na),
+        ),
+      );
+    }
+    try {
+      const sock =
+        ep.kind === "veth" && ep.netns && ep.ifname
+          ? new PacketSocket(ep.ifname, { netns: ep.netns, sendOnly: true })
+          : new PacketSocket(USER_BRIDGE, { sendOnly: true });
+      try {
+        for (const f of frames) sock.send(f);
+      } finally {
+        sock.close();
+      }
+    } catch (e) {
+      this.log(`endpoint ${ep.name}: gratuitous ARP and unsolicited NA not sent: ${(e as Error).message}`);
+    }
   }
 
   /** Re-applies stored endpoints (restart, or a kernel that lost them); idempotent: a port

@@ -8,7 +8,7 @@ import { PROFILE_F } from "../datapath/port-maps";
 import { SHAPE_KIND } from "../datapath/shape-maps";
 import { ERRNO, StratumError } from "../errors";
 import { parseSubnet } from "../model/ip";
-import { hostIndex, type Network, type NetworkSpec, profileCount, validateNetwork } from "../model/network";
+import { hostIndex, type Network, type NetworkSpec, profileCount, validateNetwork, vniOf } from "../model/network";
 import { USER_BRIDGE } from "../model/topology";
 import { addAddress, deleteAddress, getLink, listAddresses, STRATUM_ADDR_PROTO, setLink } from "../netlink";
 import type { StoredNetwork } from "../store/store";
@@ -77,6 +77,7 @@ export class NetworkService {
       dnsZone: n.dnsZone,
       dnsForwarders: n.dnsForwarders,
       mtu: n.mtu,
+      vni: this.store.node ? vniOf(n.id) : null,
       defaultAction: n.defaultAction,
       dhcpLeaseTime: n.dhcpLeaseTime,
       dhcpRoutes: n.dhcpRoutes,
@@ -190,7 +191,8 @@ export class NetworkService {
   }
 
   create(spec: NetworkSpec): NetworkView {
-    const net = validateNetwork(spec, this.store.listNetworks());
+    const mtu = spec.mtu ?? this.ctx.defaultMtu;
+    const net = validateNetwork(mtu === undefined ? spec : { ...spec, mtu }, this.store.listNetworks());
     this.ctx.room(networkEntries(net), `create network ${net.name}`);
     const stored = this.store.createNetwork(net);
     try {

@@ -12,6 +12,10 @@ export class ServiceContext {
    * networks changed. */
   readonly #listeners: Array<(networks?: ReadonlySet<string>) => void> = [];
 
+  /** A cluster node: the overlay's MTU (its underlay's less VXLAN's overhead), a new network's
+   * MTU unless it says one. Absent: 1500. */
+  defaultMtu?: number;
+
   constructor(
     readonly store: Store,
     readonly dp: PortDatapath,

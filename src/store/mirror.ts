@@ -33,6 +33,29 @@ export interface NodeRecord {
   startedAt: string;
 }
 
+/** An endpoint moving between nodes (docs/overlay.md#moving-an-endpoint), kept under
+ * moves/<endpoint> until the new node has taken it. */
+export interface MoveRecord {
+  /** Names one move: a step of another move is not taken for this one's. */
+  id: string;
+  from: string;
+  to: string;
+  /** When it was asked for. */
+  at: string;
+  /** requested: the node it runs on hands it over; handed-off: it now belongs to `to`, which
+   * plugs its port and takes its connection tracking. */
+  state: "requested" | "handed-off";
+  /** Taken over without its old node (dead, or gone): no connection tracking came along. */
+  forced?: boolean;
+  /** The old port had the endpoint's addresses configured in its namespace: the new one too. */
+  configure?: boolean;
+  /** The connection-tracking entries of the old port: key and value (hex), and how long each
+   * had left (ms). */
+  ct?: Array<{ k: string; v: string; ttl: number }>;
+  /** When the old node handed it over. */
+  handedOffAt?: string;
+}
+
 /** One key as the mirror holds it: which object, and its value (null: deleted). */
 export type MirrorRow =
   | { kind: "cluster"; value: ClusterIdentity | null }
@@ -46,7 +69,8 @@ export type MirrorRow =
   | { kind: "block"; prefix: string; value: { family: 4 | 6; addedAt: string } | null }
   | { kind: "dns"; networkId: number; value: Array<Omit<StoredDnsRecord, "network">> | null }
   | { kind: "member"; name: string; value: MemberRecord | null }
-  | { kind: "node"; name: string; value: NodeRecord | null };
+  | { kind: "node"; name: string; value: NodeRecord | null }
+  | { kind: "move"; name: string; value: MoveRecord | null };
 
 /** A key's change: its value (null: deleted) at `revision`. */
 export interface MirrorChange {
