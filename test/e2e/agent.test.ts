@@ -461,10 +461,12 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
     "stm_port_stats",
     "stm_ports",
     "stm_profiles",
+    "stm_remote",
     "stm_shape_cfg",
     "stm_shape_src",
     "stm_shape_state",
     "stm_subnets",
+    "stm_vteps",
   ]);
   // No port configuration, profile, endpoint address or network firewall scope is left
   // behind; the local addresses left are the bridge's own MAC and link-local address, the

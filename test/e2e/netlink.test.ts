@@ -62,6 +62,7 @@ describe("links", () => {
       gbp: true,
       ttl: 0,
       link: undefined,
+      external: false,
     });
     const ip = ns.ipJson(["-d", "link", "show", "vx0"])[0].linkinfo.info_data;
     expect(ip).toMatchObject({ id: 4242, port: 4789, local: "10.31.0.1", learning: false, gbp: true });

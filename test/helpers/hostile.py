@@ -748,14 +748,28 @@ def w3_lan(c, a):
             [("uplink", "lan-direct"), ("V", "fw-default")],
         ),
         Frame(
-            "lan-direct: an ARP request for V (broadcast)",
-            l2(W["mac"], BCAST) / ARP(op=1, hwsrc=W["mac"], psrc=W["ip"], pdst=V["ip"]),
+            "lan-direct: an ARP request for a free address of A (broadcast)",
+            l2(W["mac"], BCAST)
+            / ARP(op=1, hwsrc=W["mac"], psrc=W["ip"], pdst=c.A["gw4"].rsplit(".", 1)[0] + ".211"),
             [("uplink", "lan-direct")],
             deliver=["V"],
         ),
         Frame(
-            "lan-direct: an ARP request for C unicast to the LAN host's MAC",
+            # V is a known endpoint: W's own port answers with V's profile MAC (docs/overlay.md).
+            "answered at W's port: an ARP request for V (broadcast) reaches neither V nor the LAN",
+            l2(W["mac"], BCAST) / ARP(op=1, hwsrc=W["mac"], psrc=W["ip"], pdst=V["ip"]),
+            [],
+        ),
+        Frame(
+            # C is a known endpoint: answered at W's port, whatever MAC the request is sent to.
+            "answered at W's port: an ARP request for C unicast to the LAN host's MAC never reaches the LAN",
             l2(W["mac"], lan["mac"]) / ARP(op=1, hwsrc=W["mac"], psrc=W["ip"], pdst=c.C["ip"]),
+            [],
+        ),
+        Frame(
+            "lan-direct: an ARP request for a free address unicast to the LAN host's MAC",
+            l2(W["mac"], lan["mac"])
+            / ARP(op=1, hwsrc=W["mac"], psrc=W["ip"], pdst=c.A["gw4"].rsplit(".", 1)[0] + ".212"),
             [("uplink", "lan-direct")],
         ),
         Frame(
@@ -1124,21 +1138,24 @@ def n2_link(c, a):
     fat_slla = ICMPv6NDOptUnknown(type=1, len=6, data=mac2str(W["mac"]) + PAYLOAD * 2 + b"\0" * 8)
     fat_tlla = ICMPv6NDOptUnknown(type=2, len=5, data=mac2str(W["mac"]) + PAYLOAD * 2)
     nonce = lambda n: ICMPv6NDOptUnknown(type=14, len=n, data=(PAYLOAD * 20)[: n * 8 - 2])  # noqa: E731
+    # A target that is no endpoint of A (its interface id is no profile MAC of A's): an NS for
+    # one is answered at W's own port (docs/overlay.md), and would never reach V or the rules.
+    tgt = "fe80::99:99ff:fe00:99"
     return [
         Frame(
             "control: an NS to V with an 8-byte nonce (enhanced DAD's)",
-            e / v6(c, W["ll"], V["ll"], ICMPv6ND_NS(tgt=V["ll"]) / ICMPv6NDOptSrcLLAddr(lladdr=W["mac"]) / nonce(1)),
+            e / v6(c, W["ll"], V["ll"], ICMPv6ND_NS(tgt=tgt) / ICMPv6NDOptSrcLLAddr(lladdr=W["mac"]) / nonce(1)),
             [],
             deliver=["V"],
         ),
         Frame(
             "an NS to V with 198 bytes riding in a nonce option",
-            e / v6(c, W["ll"], V["ll"], ICMPv6ND_NS(tgt=V["ll"]) / ICMPv6NDOptSrcLLAddr(lladdr=W["mac"]) / nonce(25)),
+            e / v6(c, W["ll"], V["ll"], ICMPv6ND_NS(tgt=tgt) / ICMPv6NDOptSrcLLAddr(lladdr=W["mac"]) / nonce(25)),
             [("W", "fw-default")],
         ),
         Frame(
             "an NS to V whose source link-layer address option is 48 bytes long",
-            e / v6(c, W["ll"], V["ll"], ICMPv6ND_NS(tgt=V["ll"]) / fat_slla),
+            e / v6(c, W["ll"], V["ll"], ICMPv6ND_NS(tgt=tgt) / fat_slla),
             [("W", "fw-default")],
         ),
         Frame(

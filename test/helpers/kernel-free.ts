@@ -205,6 +205,27 @@ export class FakeCluster implements ClusterApi {
     };
   }
 
+  /** Moves asked for, by endpoint (none: the fake answers the request and keeps nothing). */
+  readonly moving = new Map<string, { from: string; to: string; state: "requested" | "handed-off"; at: string }>();
+
+  moveEndpoint(name: string, to: string) {
+    const target = this.node(to);
+    if (target.self) throw new StratumError("INVALID", `endpoint ${name} runs on node ${to} already`);
+    return {
+      endpoint: name,
+      id: "m-1",
+      from: "node-a",
+      to,
+      at: "2026-12-06T10:00:00.000Z",
+      state: "requested" as const,
+      forced: false,
+    };
+  }
+
+  moves() {
+    return new Map(this.moving);
+  }
+
   async status(): Promise<ClusterStatusView> {
     return structuredClone(CLUSTER_STATUS);
   }

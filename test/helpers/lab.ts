@@ -255,8 +255,9 @@ export class LabNode {
   }
 
   /** A container attached by this node's agent to `network`, its eth0 configured (address,
-   * route, MTU): `network attach NETWORK --name NAME --netns NS --configure ATTACHARGS…`. */
-  workload(name: string, network: string, attachArgs: string[] = []): LabWorkload {
+   * route, MTU): `network attach NETWORK --name NAME --netns NS --configure ATTACHARGS…`;
+   * with `configure: false` eth0 is left as it comes (down, no address: DHCP's to set up). */
+  workload(name: string, network: string, attachArgs: string[] = [], o: { configure?: boolean } = {}): LabWorkload {
     const ns = new Netns(`w${this.index}`);
     try {
       const view = this.json(
@@ -267,7 +268,7 @@ export class LabNode {
         name,
         "--netns",
         ns.name,
-        "--configure",
+        ...(o.configure === false ? [] : ["--configure"]),
         ...attachArgs,
       );
       const w = new LabWorkload(name, this, ns, view);

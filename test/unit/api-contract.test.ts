@@ -52,6 +52,7 @@ const SAMPLES: { [K in OperationId]: (k: KernelFree) => CallArgs<K> } = {
   listNodes: () => ({}),
   showNode: () => ({ params: { name: "node-a" } }),
   removeNode: () => ({ params: { name: "node-b" } }),
+  moveEndpoint: () => ({ params: { name: "web-1" }, body: { to: "node-b" } }),
   getCluster: () => ({}),
   trace: () => ({ body: { from: "web-1", toEndpoint: "vm-1" } }),
   getStatus: () => ({}),

@@ -101,10 +101,11 @@ test("a change's kernel work: limited to its networks, the firewall when it chan
     networks,
     served,
   });
-  expect(clusterWork(c(["network"], ["a"]))).toEqual({ networks: new Set(["a"]), firewall: true });
-  expect(clusterWork(c(["endpoint"], ["a"]))).toEqual({ networks: new Set(["a"]), firewall: false });
-  expect(clusterWork(c(["rules"], []))).toEqual({ networks: new Set(), firewall: true });
-  expect(clusterWork(c(["member", "node"], []))).toBeUndefined();
+  expect(clusterWork(c(["network"], ["a"]))).toEqual({ networks: new Set(["a"]), firewall: true, nodes: false });
+  expect(clusterWork(c(["endpoint"], ["a"]))).toEqual({ networks: new Set(["a"]), firewall: false, nodes: false });
+  expect(clusterWork(c(["rules"], []))).toEqual({ networks: new Set(), firewall: true, nodes: false });
+  // A node joining or restarting: the overlay's node addresses.
+  expect(clusterWork(c(["member", "node"], []))).toEqual({ networks: new Set(), firewall: false, nodes: true });
   expect(clusterWork(c(["dns"], []))).toBeUndefined();
   expect(clusterWork(c(["network"], "all"))).toBe("all");
 
@@ -120,7 +121,10 @@ test("a change's kernel work: limited to its networks, the firewall when it chan
   const one = clusterWork(c(["endpoint"], ["a"]));
   const two = clusterWork(c(["block"], []));
   if (!one || !two) throw new Error("work expected");
-  expect(mergeWork(one, two)).toEqual({ networks: new Set(["a"]), firewall: true });
+  expect(mergeWork(one, two)).toEqual({ networks: new Set(["a"]), firewall: true, nodes: false });
+  const three = clusterWork(c(["node"], []));
+  if (!three) throw new Error("work expected");
+  expect(mergeWork(one, three)).toEqual({ networks: new Set(["a"]), firewall: false, nodes: true });
   expect(mergeWork(undefined, one)).toEqual(one);
   expect(mergeWork(one, "all")).toBe("all");
   expect(mergeWork("all", two)).toBe("all");
