@@ -90,7 +90,6 @@ const CLAIMS: RegExp[] = [
   /\bBGP sessions? (is|are) (up|established)\b/i,
   /\bHA heartbeat (runs|detects|fails over|is sent|takes over)\b/i,
   /\b(VIP|address) takeover (happens|takes place|moves)\b/i,
-  /\btrace (shows|follows) the overlay hop\b/i,
   /\betcd is the source of truth\b/i,
   /\bload balancer (spreads|balances|forwards|hashes)\b/i,
   /\bxdp_lb (balances|forwards|spreads|runs|is attached)\b/i,
@@ -125,7 +124,6 @@ describe("the README", () => {
     expect(start).toBeGreaterThan(-1);
     const section = text.slice(start);
     for (const word of [
-      "trace",
       "SNAT",
       "BGP",
       "heartbeat",
@@ -221,7 +219,7 @@ describe("no page claims a planned capability as built", () => {
       "it is the node agent, the CLI, the HTTP API, the DHCP and DNS servers of every network, the gateway",
       "HA heartbeat and the BGP speaker.",
       "The BGP speaker announces each subnet. There is no BGP speaker yet.",
-      "Across nodes trace shows the overlay hop.",
+      "The load balancer spreads the connections.",
     ].join("\n");
     expect(claims(sample).length).toBe(3);
   });
