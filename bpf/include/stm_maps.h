@@ -287,10 +287,12 @@ STM_MAP struct {
 	__type(value, struct stm_vtep);
 } stm_vteps SEC(".maps");
 
-/* Endpoints of the other nodes by MAC: the overlay's forwarding and its source checks. */
+/* Endpoints of the other nodes by MAC: the overlay's forwarding and its source checks. Sized
+ * for the cluster's endpoints (not every address: those are the profiles'). */
+#define STM_REMOTE_MAX (1 << 18)
 STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, STM_PROFILES_MAX);
+	__uint(max_entries, STM_REMOTE_MAX);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct stm_mac_key);
 	__type(value, struct stm_remote);
