@@ -323,3 +323,23 @@ test("trace --from EP --to REMOTE shows the overlay hop: node, VNI, device", () 
   expect(text.stdout).toContain("overlay");
   expect(text.stdout).toContain(`VNI ${vni}`);
 }, 30_000);
+
+test("spoofed frames from a workload never reach a remote endpoint: dropped at its own port", async () => {
+  const before = n1.json<any>("endpoint", "show", "a1").drops;
+  const send = (frame: string) => {
+    const r = a1.exec([PYTHON, "-c", `from scapy.all import *; conf.verb=0; sendp(${frame}, iface="eth0", count=3)`]);
+    expect(r.code).toBe(0);
+  };
+  const icmp = "ICMP(id=0x5354)/b'forged'";
+  const got = await seen(a2.ns, "eth0", "icmp and icmp[4:2] = 0x5354", () => {
+    // a3's MAC (an endpoint of node3), a3's address, and both.
+    send(`Ether(src="${a3.endpoint.mac}", dst="${a2.endpoint.mac}")/IP(src="${a1.ip}", dst="${a2.ip}")/${icmp}`);
+    send(`Ether(src="${a1.endpoint.mac}", dst="${a2.endpoint.mac}")/IP(src="${a3.ip}", dst="${a2.ip}")/${icmp}`);
+    send(
+      `Ether(src="${a1.endpoint.mac}", dst="${a2.endpoint.mac}")/IPv6(src="${a3.endpoint.ip6}", dst="${a2.endpoint.ip6}")/ICMPv6EchoRequest(id=0x5354)`,
+    );
+  });
+  expect(got).toBe(0);
+  const after = n1.json<any>("endpoint", "show", "a1").drops;
+  expect(delta(after, before)).toEqual({ "mac-spoof": 3, "ip4-spoof": 3, "ip6-spoof": 3 });
+}, 30_000);
