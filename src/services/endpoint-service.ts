@@ -311,17 +311,7 @@ export class EndpointService {
         "INVALID",
         `endpoint ${name} runs on node ${ep.node}: detach it there (a node that is gone: \`node remove ${ep.node}\` frees its endpoints)`,
       );
-    const link = getLink(ep.hostIf, this.nl);
-    // Down first, then programs off: the port never passes traffic without them.
-    if (link) {
-      setLink(ep.hostIf, { up: false }, this.nl);
-      this.dp.detachPort(link.index);
-      this.dp.deletePort(link.index);
-      this.dp.deleteCap(SHAPE_KIND.ENDPOINT, link.index);
-      this.dp.clearDrops(link.index);
-    }
-    for (const a of endpointLocals(ep, n)) this.dp.deleteLocal(a);
-    deleteLinkIfExists(ep.hostIf, this.nl);
+    this.#unplugPort(ep, n, getLink(ep.hostIf, this.nl));
     this.store.releaseEndpoint(name);
     this.dp.setProfile(n.id, n.cidr, ep.hostIndex, 0);
     this.ctx.changed(new Set([n.name]));
@@ -350,6 +340,14 @@ export class EndpointService {
         nsNl.close();
       }
     }
+    this.#unplugPort(ep, n, link);
+    return { ct, configure };
+  }
+
+  /** Takes an endpoint's port out of this kernel (`link`: its host-side device, when it still
+   * exists): down first, then programs off, so the port never passes traffic without them;
+   * its map entries and local addresses, then the device. The claim is the caller's. */
+  #unplugPort(ep: Endpoint, n: StoredNetwork, link: Link | null | undefined): void {
     if (link) {
       setLink(ep.hostIf, { up: false }, this.nl);
       this.dp.detachPort(link.index);
@@ -359,7 +357,6 @@ export class EndpointService {
     }
     for (const a of endpointLocals(ep, n)) this.dp.deleteLocal(a);
     deleteLinkIfExists(ep.hostIf, this.nl);
-    return { ct, configure };
   }
 
   /** The second half of a move, on the node the endpoint now belongs to: its port plugged (an
