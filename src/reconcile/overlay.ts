@@ -38,8 +38,10 @@ export const OVERLAY_DEVICE_MTU = 65000;
 /** The largest IP packet the overlay carries whole: the underlay device's MTU (the one that
  * holds the node's address; 1500 when none does) less VXLAN's overhead. */
 export function overlayMtu(nl: Rtnl, address: string): number {
-  return (deviceHolding(nl, address)?.mtu ?? 1500) - overlayOverhead(address);
+  return mtuOver(deviceHolding(nl, address), address);
 }
+
+const mtuOver = (under: Link | undefined, address: string): number => (under?.mtu ?? 1500) - overlayOverhead(address);
 
 /** A network id of a profile MAC (02:NN:NN:…), or undefined for another MAC. */
 const netIdOfMac = (mac: string): number | undefined => {
@@ -56,7 +58,6 @@ function deviceHolding(nl: Rtnl, address: string): Link | undefined {
   });
   return a ? (getLink(a.index, nl) ?? undefined) : undefined;
 }
-const deviceOf = (run: RunState, address: string) => deviceHolding(run.svc.nl, address);
 
 function ensureDevice(run: RunState, address: string): Link {
   const { dp, nl } = run.svc;
@@ -79,13 +80,16 @@ function ensureDevice(run: RunState, address: string): Link {
   return getLink(OVERLAY_DEVICE, nl) as Link;
 }
 
-/** stm_vteps: the switch, this node (marked self) and every other node that has not left. */
-function restoreVteps(run: RunState, o: NonNullable<RunState["o"]["overlay"]>): void {
+type Nodes = ReturnType<NonNullable<RunState["o"]["overlay"]>["nodes"]>;
+
+/** stm_vteps: the switch (with the overlay's MTU over `under`, the device that holds this
+ * node's address), this node (marked self) and every other node that has not left. */
+function restoreVteps(run: RunState, address: string, nodes: Nodes, under: Link | undefined): void {
   const { dp } = run.svc;
   const want = new Map<string, boolean>([["", false]]);
-  for (const n of o.nodes()) if (n.state !== "left") want.set(n.address, n.address === o.address);
-  want.set(o.address, true);
-  const mtu = overlayMtu(run.svc.nl, o.address);
+  for (const n of nodes) if (n.state !== "left") want.set(n.address, n.address === address);
+  want.set(address, true);
+  const mtu = mtuOver(under, address);
   for (const [addr, self] of want) dp.setVtep(addr, { self, ...(addr === "" ? { mtu } : {}) });
   const keys = new Set([...want.keys()].map((a) => (a === "" ? "" : unmappedAddr(encodeVtepKey(a)))));
   for (const k of dp.vtepKeys()) {
@@ -99,8 +103,7 @@ function restoreVteps(run: RunState, o: NonNullable<RunState["o"]["overlay"]>): 
 
 /** The outer check on the device that carries the node's address: the uplink's filter makes it
  * when that is the uplink; another device gets the underlay program. */
-function restoreUnderlay(run: RunState, address: string): void {
-  const dev = deviceOf(run, address);
+function restoreUnderlay(run: RunState, address: string, dev: Link | undefined): void {
   const up = run.o.uplink ? getLink(run.o.uplink, run.svc.nl) : undefined;
   if (!dev) {
     run.report.errors.push(
@@ -122,10 +125,11 @@ function restoreUnderlay(run: RunState, address: string): void {
 function wanted(
   run: RunState,
   o: NonNullable<RunState["o"]["overlay"]>,
+  nodes: Nodes,
   networks: RunState["networks"],
 ): Map<string, RemoteEndpoint> {
   const self = run.svc.store.node;
-  const addr = new Map(o.nodes().map((n) => [n.name, n.address]));
+  const addr = new Map(nodes.map((n) => [n.name, n.address]));
   const out = new Map<string, RemoteEndpoint>();
   for (const n of networks)
     for (const e of run.svc.store.listEndpoints(n.name)) {
@@ -182,14 +186,16 @@ export const overlay: Reconciler = {
     const only = run.o.only;
     const have = only ? getLink(OVERLAY_DEVICE, run.svc.nl) : null;
     const dev = have ?? ensureDevice(run, o.address);
+    const nodes = o.nodes();
     if (!only || only.nodes || !have) {
-      restoreVteps(run, o);
-      restoreUnderlay(run, o.address);
+      const under = deviceHolding(run.svc.nl, o.address);
+      restoreVteps(run, o.address, nodes, under);
+      restoreUnderlay(run, o.address, under);
     }
     // Nodes changed: every remote entry may carry another address.
-    const networks = only && !only.nodes ? run.networks : run.svc.store.listNetworks();
+    const networks = only?.nodes ? run.svc.store.listNetworks() : run.networks;
     const ids = only && !only.nodes ? new Set(run.networks.map((n) => n.id)) : undefined;
-    syncRemotes(run, dev, wanted(run, o, networks), ids);
+    syncRemotes(run, dev, wanted(run, o, nodes, networks), ids);
   },
   prune(run) {
     if (run.o.overlay) return; // a whole run's restore made every network exact, the gone ones' too
