@@ -172,23 +172,16 @@ export function decodeSubnet(b: Buffer): SubnetConfig {
 export function formatSubnetKey(k: Buffer): string {
   const len = k.readUInt32LE(0);
   const a = k.subarray(4, 20);
-  const mapped = len >= 96 && a.subarray(0, 10).every((x) => x === 0) && a[10] === 0xff && a[11] === 0xff;
-  return mapped ? `${bytesToIp(a.subarray(12, 16))}/${len - 96}` : `${bytesToIp(a)}/${len}`;
+  const addr = unmappedAddr(a);
+  return len >= 96 && !addr.includes(":") ? `${addr}/${len - 96}` : `${bytesToIp(a)}/${len}`;
 }
 
 /** The stm_subnets key of a subnet (struct stm_lpm6_key; IPv4 as ::ffff:a.b.c.d/96+len). */
 export function encodeSubnetKey(cidr: string): Buffer {
   const s = parseSubnet(cidr);
   const b = Buffer.alloc(20);
-  if (s.family === 6) {
-    b.writeUInt32LE(s.prefixLen, 0);
-    ipToBytes(cidr.split("/")[0] as string).copy(b, 4);
-  } else {
-    b.writeUInt32LE(96 + s.prefixLen, 0);
-    b[14] = 0xff;
-    b[15] = 0xff;
-    ipToBytes(cidr.split("/")[0] as string).copy(b, 16);
-  }
+  b.writeUInt32LE(s.family === 6 ? s.prefixLen : 96 + s.prefixLen, 0);
+  mappedAddr(cidr.split("/")[0] as string).copy(b, 4);
   return b;
 }
 
