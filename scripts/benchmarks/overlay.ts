@@ -29,7 +29,7 @@ import { encodeMacKey } from "../../src/datapath/port-maps";
 import { profileMac } from "../../src/model/network";
 import { BpfMap } from "../../src/sys/bpf";
 import { TestAgent } from "../../test/helpers/agent";
-import { Lab, type LabNode, type LabWorkload } from "../../test/helpers/lab";
+import { apiCall, Lab, type LabNode, type LabWorkload } from "../../test/helpers/lab";
 import { Netns } from "../../test/helpers/netns";
 import { type Benchmark, BINARY, median, percentile } from "./harness";
 
@@ -280,15 +280,14 @@ function moveBench(): Benchmark {
   };
 }
 
-/** POST an attach to node1's API (the socket; no CLI process): ms until it answers. */
+/** POST an attach to node1's API (the socket; no CLI process). */
 async function apiAttach(node: LabNode, host: number, ns: string): Promise<void> {
-  const res = await fetch("http://stratum/v1/networks/bench/endpoints", {
-    method: "POST",
-    unix: node.agent.sock,
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ name: `b${host}`, netns: ns, ip: `10.80.0.${host}` }),
-  } as RequestInit);
-  if (res.status !== 201) throw new Error(`attach b${host}: ${res.status} ${await res.text()}`);
+  const r = await apiCall(node, "POST", "/v1/networks/bench/endpoints", {
+    name: `b${host}`,
+    netns: ns,
+    ip: `10.80.0.${host}`,
+  });
+  if (r.status !== 201) throw new Error(`attach b${host}: ${r.status} ${JSON.stringify(r.body)}`);
 }
 
 function attachBench(): Benchmark {

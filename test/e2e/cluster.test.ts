@@ -6,7 +6,7 @@
  * that missed compacted history lists again; bad input over any node's API changes nothing
  * anywhere. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { Lab, type LabNode } from "../helpers/lab";
+import { apiCall, Lab, type LabNode, until } from "../helpers/lab";
 
 let lab: Lab;
 let n1: LabNode;
@@ -19,27 +19,6 @@ beforeAll(async () => {
   for (const n of lab.nodes) await n.start(n.clusterArgs());
 }, 60_000);
 afterAll(() => lab?.destroy());
-
-async function until<T>(what: string, fn: () => T | null | undefined | false, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(20);
-  }
-}
-
-/** POST/DELETE on a node's API socket (the CLI's process per call is too slow for a race). */
-async function call(n: LabNode, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`http://stratum${path}`, {
-    method,
-    unix: n.agent.sock,
-    headers: { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  } as RequestInit);
-  return { status: res.status, body: await res.json().catch(() => null) };
-}
 
 /** etcd's current revision, read from inside a node (etcdctl endpoint status). */
 function etcdRevision(n: LabNode): number {
@@ -83,7 +62,11 @@ test("two nodes race 100 claims each for the same 100 addresses: each claimed on
   await until("race on node2", () => n2.json<any[]>("network", "list").some((x) => x.name === "race"));
   const attempts = (n: LabNode, tag: string) =>
     Array.from({ length: 100 }, (_, i) =>
-      call(n, "POST", "/v1/networks/race/endpoints", { name: `${tag}${i}`, tap: `${tag}${i}`, ip: `10.61.0.${i + 2}` }),
+      apiCall(n, "POST", "/v1/networks/race/endpoints", {
+        name: `${tag}${i}`,
+        tap: `${tag}${i}`,
+        ip: `10.61.0.${i + 2}`,
+      }),
     );
   const [a, b] = await Promise.all([Promise.all(attempts(n1, "ra")), Promise.all(attempts(n2, "rb"))]);
   const won = new Map<string, string>();
@@ -127,7 +110,7 @@ test("two nodes attaching without an address at once: every attach gets an addre
   await until("auto on node2", () => n2.json<any[]>("network", "list").some((x) => x.name === "auto"));
   const attempts = (n: LabNode, tag: string) =>
     Array.from({ length: 40 }, (_, i) =>
-      call(n, "POST", "/v1/networks/auto/endpoints", { name: `${tag}${i}`, tap: `${tag}${i}` }),
+      apiCall(n, "POST", "/v1/networks/auto/endpoints", { name: `${tag}${i}`, tap: `${tag}${i}` }),
     );
   const all = (await Promise.all([Promise.all(attempts(n1, "aa")), Promise.all(attempts(n2, "ab"))])).flat();
   for (const r of all) expect(r.status, JSON.stringify(r.body)).toBeLessThan(300);
@@ -247,12 +230,12 @@ test("a node that missed compacted history lists again; bad input over any node'
     [n1, { name: "bad", cidr: "10.64.0.0/24", gateway: "10.64.0.1", bogus: 1 }],
     [n2, { name: "app", cidr: "10.66.0.0/24", gateway: "10.66.0.1" }],
   ] as const) {
-    const r = await call(n, "POST", "/v1/networks", body);
+    const r = await apiCall(n, "POST", "/v1/networks", body);
     expect([400, 409]).toContain(r.status);
     expect(r.body.message).toBeTruthy();
     expect(r.body.message).not.toContain("\n");
   }
-  const rule = await call(n3, "POST", "/v1/firewall/app/rules", { priority: 100, action: "allow" });
+  const rule = await apiCall(n3, "POST", "/v1/firewall/app/rules", { priority: 100, action: "allow" });
   expect(rule.status).toBe(400);
   expect(rule.body.message).toContain("priority 100 is taken");
   expect(etcdRevision(n1)).toBe(before);

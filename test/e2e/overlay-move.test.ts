@@ -5,32 +5,12 @@
  * detach on one node and attach on another with the same address, and a node killed (its
  * endpoints shown down, one moved away from it without its help). */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { Lab, type LabNode } from "../helpers/lab";
+import { apiCall, Lab, type LabNode, until } from "../helpers/lab";
 
 let lab: Lab;
 let n1: LabNode;
 let n2: LabNode;
 let n3: LabNode;
-
-async function until<T>(what: string, fn: () => T | null | undefined | false, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(20);
-  }
-}
-
-async function call(n: LabNode, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`http://stratum${path}`, {
-    method,
-    unix: n.agent.sock,
-    headers: { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  } as RequestInit);
-  return { status: res.status, body: await res.json().catch(() => null) };
-}
 
 beforeAll(async () => {
   lab = await Lab.create({ nodes: 3, tag: "mv" });
@@ -155,8 +135,8 @@ test("endpoint move under traffic: same IP and MAC, the 10 ms ping comes back, t
 test("two moves of one endpoint at once: one wins in etcd, the other is refused", async () => {
   const w = n1.workload("racer", "locked");
   const [a, b] = await Promise.all([
-    call(n2, "POST", "/v1/endpoints/racer/move", { to: "node2" }),
-    call(n3, "POST", "/v1/endpoints/racer/move", { to: "node3" }),
+    apiCall(n2, "POST", "/v1/endpoints/racer/move", { to: "node2" }),
+    apiCall(n3, "POST", "/v1/endpoints/racer/move", { to: "node3" }),
   ]);
   const codes = [a.status, b.status].sort();
   expect(codes).toEqual([200, 409]);

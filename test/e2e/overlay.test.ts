@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Lab, type LabNode, type LabWorkload } from "../helpers/lab";
+import { Lab, type LabNode, type LabWorkload, until } from "../helpers/lab";
 import type { Netns } from "../helpers/netns";
 
 let lab: Lab;
@@ -17,16 +17,6 @@ let a1: LabWorkload;
 let a2: LabWorkload;
 let a3: LabWorkload;
 let b2: LabWorkload;
-
-async function until<T>(what: string, fn: () => T | null | undefined | false, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(20);
-  }
-}
 
 beforeAll(async () => {
   lab = await Lab.create({ nodes: 3, tag: "ov" });

@@ -65,6 +65,33 @@ function ipBatch(ns: Netns, lines: string[]): void {
   if (r.code !== 0) throw new Error(`ip -n ${ns.name} -batch: exit ${r.code}: ${r.stderr.trim()}`);
 }
 
+/** Polls `fn` every 20 ms until it gives something truthy (returned), or throws after `ms`. */
+export async function until<T>(what: string, fn: () => T | null | undefined | false, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(20);
+  }
+}
+
+/** A request to a node's API socket (the CLI's process per call is too slow for a race). */
+export async function apiCall(
+  n: LabNode,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: any }> {
+  const res = await fetch(`http://stratum${path}`, {
+    method,
+    unix: n.agent.sock,
+    headers: { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  } as RequestInit);
+  return { status: res.status, body: await res.json().catch(() => null) };
+}
+
 /** One echo reply within a second or two. */
 export function pingFrom(ns: Netns, address: string, count = 1): boolean {
   return ns.exec(["ping", "-n", "-q", "-c", String(count), "-i", "0.2", "-W", "2", address]).code === 0;
