@@ -15,9 +15,9 @@
  * (overlay-spoof): a node cannot speak for another node's endpoints. Then the frame meets
  * the destination port's programs as any bridged frame does.
  *
- * stm_underlay_in (XDP on the device that carries the node's address, when that is not the
- * uplink, whose filter makes the same check) drops VXLAN from a source that is not a node
- * before it is decapsulated. */
+ * stm_underlay_in (tc ingress of the device that carries the node's address, when that is not
+ * the uplink, whose XDP filter makes the same check) drops VXLAN from a source that is not a
+ * node before it is decapsulated. */
 #define STM_MAPS_EXTERN
 #include "stm_common.h"
 #include "stm_maps.h"
@@ -156,27 +156,28 @@ int stm_overlay_in(struct __sk_buff *skb)
 	return inner_ok(skb, r, mk.mac, proto);
 }
 
-/* XDP on the underlay device: up to two VLAN tags, then the outer check. */
-SEC("xdp.frags")
-int stm_underlay_in(struct xdp_md *ctx)
+/* tc ingress (tcx) of the underlay device: up to two VLAN tags left in the frame (the stack
+ * has taken an outer one into the skb already), then the outer check. tc, not XDP: it runs
+ * once per GRO-merged packet rather than per wire frame, and native XDP on a veth turns off
+ * GSO on its peer, so every frame to a node on veths would be segmented (docs/overlay.md). */
+SEC("tc")
+int stm_underlay_in(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > end)
-		return XDP_PASS;
-	__u16 proto = eth->h_proto;
+	__u8 eth[ETH_HLEN];
+	if (bpf_skb_load_bytes(skb, 0, eth, ETH_HLEN))
+		return STM_TC_NEXT;
+	__u16 proto = ((__u16)eth[12] << 8) | eth[13];
 	__u32 l3 = ETH_HLEN;
 #pragma unroll
 	for (int i = 0; i < 2; i++) {
-		if (proto != bpf_htons(0x8100) && proto != bpf_htons(0x88a8))
+		if (proto != 0x8100 && proto != 0x88a8)
 			break;
-		__u16 *vh = data + l3;
-		if ((void *)(vh + 2) > end)
-			return XDP_PASS;
-		proto = vh[1];
+		__u8 vh[4];
+		if (bpf_skb_load_bytes(skb, l3, vh, 4))
+			return STM_TC_NEXT;
+		proto = ((__u16)vh[2] << 8) | vh[3];
 		l3 += 4;
 	}
-	__u32 r = stm_vtep_check_xdp(ctx, proto, l3);
-	return r ? stm_drop_xdp(ctx, r) : XDP_PASS;
+	__u32 r = stm_vtep_check_skb(skb, bpf_htons(proto), l3);
+	return r ? stm_drop(skb, STM_HOOK_TC_INGRESS, r) : STM_TC_NEXT;
 }

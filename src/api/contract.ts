@@ -553,7 +553,7 @@ export const OverlayStatusView = z
       .strict()
       .nullable()
       .describe(
-        "The XDP check before decapsulation on the device that carries the address (null: the uplink's filter makes it, or none)",
+        "The tc ingress check before decapsulation on the device that carries the address (null: the uplink's XDP filter makes it, or none)",
       ),
     nodes: Count.describe("Node addresses the overlay accepts VXLAN from (this node's own excepted)"),
     remoteEndpoints: Count.describe("Endpoints of other nodes this node forwards to"),

@@ -99,7 +99,7 @@ export function printStatus(st: AgentStatus): void {
     pairs.push([
       "underlay check",
       ov.underlay
-        ? `XDP program ${ov.underlay.progId} on ${ov.underlay.name ?? `ifindex ${ov.underlay.ifindex}`}${dropped(ov.underlay.drops) ? `; dropped ${dropped(ov.underlay.drops)}` : ""}`
+        ? `tc ingress program ${ov.underlay.progId} on ${ov.underlay.name ?? `ifindex ${ov.underlay.ifindex}`}${dropped(ov.underlay.drops) ? `; dropped ${dropped(ov.underlay.drops)}` : ""}`
         : "the uplink's filter, or none (VXLAN from unknown sources is then dropped after decapsulation)",
     ]);
   }

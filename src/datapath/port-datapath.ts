@@ -581,10 +581,10 @@ export class PortDatapath {
    * is kept and its program swapped in place when it differs; a link left on another device
    * (the uplink changed) is detached first. */
   attachUplink(ifindex: number): Attachment {
-    const xdp = this.#attachPinned("stm_uplink_in", ifindex, this.uplinkPin, (fd, pin) =>
+    const xdp = this.#attachPinned("stm_uplink_in", ifindex, this.uplinkPin, "xdp", (fd, pin) =>
       attachXdp(fd, ifindex, { pin }),
     );
-    this.#attachPinned("stm_uplink_out", ifindex, this.uplinkOutPin, (fd, pin) =>
+    this.#attachPinned("stm_uplink_out", ifindex, this.uplinkOutPin, "tc-egress", (fd, pin) =>
       attachTc(fd, ifindex, "egress", { mode: "tcx", pin }),
     );
     return xdp;
@@ -594,6 +594,7 @@ export class PortDatapath {
     prog: string,
     ifindex: number,
     pin: string,
+    hook: Attachment["hook"],
     attach: (fd: number, pin: string) => Attachment,
   ): Attachment {
     const fd = this.obj.program(prog).fd;
@@ -604,8 +605,7 @@ export class PortDatapath {
       if (info.ifindex === ifindex) {
         if (!this.isCurrent(info.progId, prog)) linkUpdate(link.fd, fd);
         const after = linkInfo(link.fd);
-        const xdp = pin === this.uplinkPin || pin === this.underlayPin;
-        return { kind: xdp ? "xdp" : "tcx", ifindex, hook: xdp ? "xdp" : "tc-egress", progId: after.progId, pin };
+        return { kind: hook === "xdp" ? "xdp" : "tcx", ifindex, hook, progId: after.progId, pin };
       }
       detachPinnedLink(pin);
     }
@@ -620,19 +620,30 @@ export class PortDatapath {
   // ---- overlay ------------------------------------------------------------------------------
 
   get underlayPin(): string {
+    return `${this.pinRoot}/links/underlay-tc-in`;
+  }
+
+  /** Where agents before the tc check pinned their XDP link on the underlay. */
+  get legacyUnderlayPin(): string {
     return `${this.pinRoot}/links/underlay-xdp`;
   }
 
   /** The VXLAN check before decapsulation, on the device that carries the node's address (when
-   * that is not the uplink, whose filter makes it): a pinned XDP link, as the uplink's. */
+   * that is not the uplink, whose XDP filter makes it): a pinned tcx ingress link. tc rather
+   * than XDP: once per GRO-merged packet instead of per wire frame, and native XDP on a veth
+   * would turn GSO off on its peer (docs/overlay.md). An XDP link an earlier agent left is
+   * removed once the tc one is in place, so the check never lapses. */
   attachUnderlay(ifindex: number): Attachment {
-    return this.#attachPinned("stm_underlay_in", ifindex, this.underlayPin, (fd, pin) =>
-      attachXdp(fd, ifindex, { pin }),
+    const a = this.#attachPinned("stm_underlay_in", ifindex, this.underlayPin, "tc-ingress", (fd, pin) =>
+      attachTc(fd, ifindex, "ingress", { mode: "tcx", pin }),
     );
+    detachPinnedLink(this.legacyUnderlayPin);
+    return a;
   }
 
   detachUnderlay(): boolean {
-    return detachPinnedLink(this.underlayPin);
+    const legacy = detachPinnedLink(this.legacyUnderlayPin);
+    return detachPinnedLink(this.underlayPin) || legacy;
   }
 
   /** The overlay device's two programs, as cls_bpf filters like a port's (kept when current). */

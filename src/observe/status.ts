@@ -148,7 +148,7 @@ export function uplinkState(rt: AgentRuntime): UplinkStatus | null {
 }
 
 /** A cluster node's overlay as the kernel has it: the device, bridged and up, this build's
- * programs on both hooks, its interface entry; the underlay's XDP check; how many nodes and
+ * programs on both hooks, its interface entry; the underlay's tc check; how many nodes and
  * remote endpoints the maps hold. `remoteEntries`: stm_remote's count from the fill read. */
 export function overlayState(rt: AgentRuntime, remoteEntries: number | null): OverlayStatus | null {
   const address = rt.overlayAddress;

@@ -1,8 +1,8 @@
 /** The overlay's programs and the answers the port programs make, under BPF_PROG_TEST_RUN:
  * ARP and neighbour solicitations for known endpoints (local or remote) answered from the
  * port, the ICMP errors for packets too large for the overlay, the overlay device's egress
- * (where a frame may go), its ingress without tunnel metadata, and the underlay's XDP check of
- * the outer source. Each case: the verdict, the drop counter of its reason moving by one (and
+ * (where a frame may go), its ingress without tunnel metadata, and the check of the outer
+ * source before decapsulation (the underlay's tc program, the uplink filter's XDP). Each case: the verdict, the drop counter of its reason moving by one (and
  * no other), and the frame that comes out. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { dropReasonCode } from "../../src/datapath/drops";
@@ -27,11 +27,26 @@ import { ipToBytes, macToBytes } from "../../src/netlink/codec";
 import type { BpfMap, BpfObject } from "../../src/sys/bpf";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
 import { runFixture } from "../helpers/fixture";
-import { arp, eth4, eth6, ethArp, IPPROTO, icmp, icmp6, ipv4, ipv6, lla, ndBody, udp } from "../helpers/frames";
+import {
+  arp,
+  eth4,
+  eth6,
+  ethArp,
+  IPPROTO,
+  icmp,
+  icmp6,
+  ipv4,
+  ipv6,
+  lla,
+  ndBody,
+  optsHeader,
+  udp,
+} from "../helpers/frames";
 
 const TC_NEXT = -1;
 const TC_DROP = 2;
 const TC_REDIRECT = 7;
+const IPPROTO_DSTOPTS = 60;
 const XDP_DROP = 1;
 const XDP_PASS = 2;
 
@@ -116,11 +131,12 @@ function tc(prog: string, frame: Buffer, o: { ifindex?: number; from?: number } 
   return runFixture(obj.program(prog).fd, { name: prog, input: frame, verdict: 0, ctx }, [drops]);
 }
 
+/** The uplink filter (XDP) on `frame`, received on ifindex PORT. */
 function xdp(frame: Buffer) {
   const ctx = Buffer.alloc(24);
   ctx.writeUInt32LE(frame.length, 4);
   ctx.writeUInt32LE(PORT, 12);
-  return runFixture(obj.program("stm_underlay_in").fd, { name: "underlay", input: frame, verdict: 0, ctx }, [drops]);
+  return runFixture(obj.program("stm_uplink_in").fd, { name: "uplink", input: frame, verdict: 0, ctx }, [drops]);
 }
 
 const arpRequest = (target: string) =>
@@ -289,30 +305,81 @@ describe("the overlay device's egress", () => {
   });
 });
 
-describe("the underlay's check before decapsulation", () => {
-  const vxlan = (src: string, dport = 4789) => {
-    const inner = eth4(
-      REMOTE.mac,
-      ME.mac,
-      ipv4({ src: REMOTE.ip, dst: ME.ip, proto: IPPROTO.ICMP }, icmp({ src: REMOTE.ip, dst: ME.ip, type: 8 })),
-    );
-    const hdr = Buffer.from([8, 0, 0, 0, 0x01, 0x00, 0x01, 0]);
-    const dst = src.includes(":") ? "fd99::1" : "10.99.0.1";
-    const l3 = src.includes(":") ? ipv6 : ipv4;
-    const u = udp({ src, dst, sport: 40000, dport }, Buffer.concat([hdr, inner]));
-    return src.includes(":")
-      ? eth6("02:99:00:00:00:02", "02:99:00:00:00:01", ipv6({ src, dst, next: IPPROTO.UDP }, u))
-      : eth4("02:99:00:00:00:02", "02:99:00:00:00:01", (l3 as typeof ipv4)({ src, dst, proto: IPPROTO.UDP }, u));
+describe("the check of the outer source before decapsulation", () => {
+  const inner = eth4(
+    REMOTE.mac,
+    ME.mac,
+    ipv4({ src: REMOTE.ip, dst: ME.ip, proto: IPPROTO.ICMP }, icmp({ src: REMOTE.ip, dst: ME.ip, type: 8 })),
+  );
+  const vxlanHdr = Buffer.from([8, 0, 0, 0, 0x01, 0x00, 0x01, 0]);
+  /** A VXLAN packet from `src` to this node; `ext`: an IPv6 destination-options header first;
+   * `tags`: 802.1ad/802.1Q tags (TPIDs) between the MACs and the IP header. */
+  const vxlan = (src: string, o: { dport?: number; ext?: boolean; tags?: readonly number[] } = {}) => {
+    const v6 = src.includes(":");
+    const dst = v6 ? "fd99::1" : "10.99.0.1";
+    const u = udp({ src, dst, sport: 40000, dport: o.dport ?? 4789 }, Buffer.concat([vxlanHdr, inner]));
+    const f = v6
+      ? eth6(
+          "02:99:00:00:00:02",
+          "02:99:00:00:00:01",
+          o.ext
+            ? ipv6({ src, dst, next: IPPROTO_DSTOPTS }, Buffer.concat([optsHeader(IPPROTO.UDP), u]))
+            : ipv6({ src, dst, next: IPPROTO.UDP }, u),
+        )
+      : eth4("02:99:00:00:00:02", "02:99:00:00:00:01", ipv4({ src, dst, proto: IPPROTO.UDP }, u));
+    const tags = (o.tags ?? []).map((tpid, i) => Buffer.from([tpid >> 8, tpid & 0xff, 0, 10 + i]));
+    return Buffer.concat([f.subarray(0, 12), ...tags, f.subarray(12)]);
   };
-  test("VXLAN from a node passes; from anyone else, or claiming this node's address, is dropped (vtep-unknown)", () => {
+  const UNDERLAY = PORT; // lo: a test run's device must exist
+  const underlay = (frame: Buffer) => tc("stm_underlay_in", frame, { ifindex: UNDERLAY });
+  const variants = [
+    { what: "IPv4", o: {} },
+    { what: "IPv4 under an 802.1Q tag", o: { tags: [0x8100] } },
+    { what: "IPv4 under 802.1ad + 802.1Q", o: { tags: [0x88a8, 0x8100] } },
+    { what: "IPv6", o: {}, v6: true },
+    { what: "IPv6 after a destination-options header", o: { ext: true }, v6: true },
+    { what: "IPv6 under an 802.1Q tag", o: { tags: [0x8100] }, v6: true },
+  ];
+  const NODE2_6 = "fd99::2";
+
+  test("underlay (tc): VXLAN from a node passes; from anyone else, or claiming this node, is dropped (vtep-unknown)", () => {
+    obj.map("stm_vteps").update(encodeVtepKey(NODE2_6), encodeVtep({ self: false }));
+    obj.map("stm_vteps").update(encodeVtepKey("fd99::1"), encodeVtep({ self: true }));
+    try {
+      for (const v of variants) {
+        const ok = underlay(vxlan(v.v6 ? NODE2_6 : NODE2, v.o));
+        expect({ v: v.what, r: ok.retval }).toEqual({ v: v.what, r: TC_NEXT });
+        expect(ok.deltas.stm_drops ?? {}).toEqual({});
+        for (const src of v.v6 ? ["fd99::254", "fd99::1"] : ["10.99.0.254", "10.99.0.1"]) {
+          const r = underlay(vxlan(src, v.o));
+          expect({ v: v.what, src, r: r.retval }).toEqual({ v: v.what, src, r: TC_DROP });
+          expect(r.deltas.stm_drops).toEqual({ [dropKey(UNDERLAY, "vtep-unknown")]: [1n] });
+        }
+      }
+      // Other UDP is none of its business.
+      expect(underlay(vxlan("10.99.0.254", { dport: 4790 })).retval).toBe(TC_NEXT);
+      expect(underlay(vxlan("fd99::254", { dport: 4790 })).retval).toBe(TC_NEXT);
+    } finally {
+      obj.map("stm_vteps").delete(encodeVtepKey(NODE2_6));
+      obj.map("stm_vteps").delete(encodeVtepKey("fd99::1"));
+    }
+  });
+
+  test("uplink (XDP): the same check inside the uplink filter", () => {
     expect(xdp(vxlan(NODE2)).retval).toBe(XDP_PASS);
-    for (const src of ["10.99.0.254", "fd99::254", "10.99.0.1"]) {
-      const r = xdp(vxlan(src));
-      expect({ src, v: r.retval }).toEqual({ src, v: XDP_DROP });
+    expect(xdp(vxlan(NODE2, { tags: [0x8100] })).retval).toBe(XDP_PASS);
+    for (const [src, o] of [
+      ["10.99.0.254", {}],
+      ["10.99.0.1", {}],
+      ["fd99::254", {}],
+      ["fd99::254", { ext: true }],
+      ["10.99.0.254", { tags: [0x8100] }],
+    ] as const) {
+      const r = xdp(vxlan(src, o));
+      expect({ src, o, v: r.retval }).toEqual({ src, o, v: XDP_DROP });
       expect(r.deltas.stm_drops).toEqual({ [dropKey(PORT, "vtep-unknown")]: [1n] });
     }
-    // Other UDP is none of its business.
-    expect(xdp(vxlan("10.99.0.254", 4790)).retval).toBe(XDP_PASS);
+    expect(xdp(vxlan("10.99.0.254", { dport: 4790 })).retval).toBe(XDP_PASS);
   });
 
   test("with the overlay off (no switch entry) nothing is judged", () => {
@@ -320,7 +387,10 @@ describe("the underlay's check before decapsulation", () => {
     const saved = sw.lookup(encodeVtepKey("")) as Buffer;
     sw.delete(encodeVtepKey(""));
     try {
-      expect(xdp(vxlan("10.99.0.254")).retval).toBe(XDP_PASS);
+      for (const src of ["10.99.0.254", "10.99.0.1", "fd99::254"]) {
+        expect(underlay(vxlan(src)).retval).toBe(TC_NEXT);
+        expect(xdp(vxlan(src)).retval).toBe(XDP_PASS);
+      }
     } finally {
       sw.update(encodeVtepKey(""), saved);
     }

@@ -4,7 +4,7 @@
  * underlay host that is not a node (vtep-unknown, before decapsulation), and from a real node
  * speaking for an endpoint it does not run (overlay-spoof). */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Lab, type LabNode, type LabWorkload, until } from "../helpers/lab";
 import type { Netns } from "../helpers/netns";
@@ -115,6 +115,27 @@ test("status shows the overlay on every node: device, programs, nodes, remote en
   expect(link.linkinfo.info_data).toMatchObject({ external: true, learning: false, gbp: true, port: 4789 });
   expect(link.master).toBe("cnv-user-br0");
 }, 30_000);
+
+test("the underlay check is a tcx ingress link; an XDP one an earlier agent pinned is replaced on restart", async () => {
+  const root = n1.agent.pins.path;
+  // Debian's bpftool predates tcx: the pinned link and status's program stand for it.
+  const tcxOn = (n: LabNode) =>
+    n.ns.ipJson<any>(["-d", "link", "show", "und0"])[0]?.xdp === undefined &&
+    existsSync(`${n.agent.pins.path}/links/underlay-tc-in`) &&
+    n.json<any>("status").overlay.underlay?.progId > 0;
+  expect(tcxOn(n1)).toBe(true);
+  // What an agent before the tc check left: an XDP link on und0, pinned at links/underlay-xdp.
+  const c = n1.cli("datapath", "counter", "attach", "--dev", "und0", "--hook", "xdp", "--pin-root", root);
+  expect(c.code).toBe(0);
+  renameSync(`${root}/counter/link_und0_xdp`, `${root}/links/underlay-xdp`);
+  expect(n1.ns.ipJson<any>(["-d", "link", "show", "und0"])[0].xdp).toBeDefined();
+  await n1.restart();
+  await until("node1's overlay ok", () => n1.json<any>("status").overlay?.state === "ok");
+  expect(existsSync(`${root}/links/underlay-xdp`)).toBe(false);
+  expect(tcxOn(n1)).toBe(true);
+  expect(n1.json<any>("status").overlay.underlay).toMatchObject({ name: "und0" });
+  expect(a1.ping(a2.ip)).toBe(true);
+}, 60_000);
 
 test("TCP and UDP between nodes, IPv4 and IPv6 (iperf3)", () => {
   const srv = Bun.spawn(["ip", "netns", "exec", a2.ns.name, "iperf3", "-s", "-1", "-p", "5201"], { stdout: "ignore" });
