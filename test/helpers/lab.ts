@@ -65,11 +65,16 @@ function ipBatch(ns: Netns, lines: string[]): void {
   if (r.code !== 0) throw new Error(`ip -n ${ns.name} -batch: exit ${r.code}: ${r.stderr.trim()}`);
 }
 
-/** Polls `fn` every 20 ms until it gives something truthy (returned), or throws after `ms`. */
-export async function until<T>(what: string, fn: () => T | null | undefined | false, ms = 10_000): Promise<T> {
+/** Polls `fn` (sync or async) every 20 ms until it gives something truthy (returned), or throws
+ * after `ms`. */
+export async function until<T>(
+  what: string,
+  fn: () => T | null | undefined | false | Promise<T | null | undefined | false>,
+  ms = 10_000,
+): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
-    const v = fn();
+    const v = await fn();
     if (v) return v;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await Bun.sleep(20);

@@ -1,0 +1,260 @@
+/** The gateway's BGP speaker (src/gateway/bgp) against a real BIRD 2 (Debian's), over a veth
+ * between two namespaces: the session comes up with IPv4 and IPv6 unicast; BIRD's RIB has the
+ * announced prefixes with our AS path and next hops; a prefix taken away is withdrawn; graceful
+ * restart keeps the routes through a restart and replaces them by the new table at End-of-RIB,
+ * and they go after the restart time when the speaker does not come back; the hold timer is
+ * enforced on a peer that goes silent; a peer with the wrong AS gets a NOTIFICATION. */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { until } from "../helpers/lab";
+import { BUN, Netns, ROOT, run } from "../helpers/netns";
+
+const GW4 = "10.97.0.1";
+const RT4 = "10.97.0.2";
+const GW6 = "fd97::1";
+const RT6 = "fd97::2";
+const MY_AS = 65001;
+const BIRD_AS = 65000;
+
+let gw: Netns;
+let rt: Netns;
+let dir: string;
+let bird: ReturnType<typeof Bun.spawn> | undefined;
+const drivers = new Set<Driver>();
+
+/** One speaker process in the gateway's namespace, driven over its stdin and stdout. */
+class Driver {
+  readonly proc: ReturnType<typeof Bun.spawn>;
+  #lines: string[] = [];
+  #waiters: Array<(l: string) => void> = [];
+  stderr = "";
+
+  constructor(o: {
+    prefixes: string[];
+    holdTime?: number;
+    restartTime?: number;
+    restarting?: boolean;
+    peerAs?: number;
+  }) {
+    const cfg = {
+      local: { asn: MY_AS, routerId: GW4, restartTime: o.restartTime ?? 10, restarting: o.restarting ?? false },
+      peer: { name: "bird", address: RT4, asn: o.peerAs ?? BIRD_AS, holdTime: o.holdTime ?? 9 },
+      nextHop4: GW4,
+      nextHop6: GW6,
+      prefixes: o.prefixes,
+    };
+    this.proc = Bun.spawn(
+      ["ip", "netns", "exec", gw.name, BUN, join(ROOT, "test/helpers/bgp-driver.ts"), JSON.stringify(cfg)],
+      { stdin: "pipe", stdout: "pipe", stderr: "pipe" },
+    );
+    drivers.add(this);
+    this.#read(this.proc.stdout as ReadableStream<Uint8Array>, (l) => {
+      const w = this.#waiters.shift();
+      if (w) w(l);
+      else this.#lines.push(l);
+    });
+    this.#read(this.proc.stderr as ReadableStream<Uint8Array>, (l) => {
+      this.stderr += `${l}\n`;
+    });
+  }
+
+  async #read(s: ReadableStream<Uint8Array>, each: (l: string) => void): Promise<void> {
+    let buf = "";
+    const dec = new TextDecoder();
+    for await (const c of s) {
+      buf += dec.decode(c);
+      let i = buf.indexOf("\n");
+      while (i >= 0) {
+        each(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+        i = buf.indexOf("\n");
+      }
+    }
+  }
+
+  async send(o: unknown): Promise<any> {
+    const reply = new Promise<string>((res) => {
+      const l = this.#lines.shift();
+      if (l !== undefined) res(l);
+      else this.#waiters.push(res);
+    });
+    const stdin = this.proc.stdin as import("bun").FileSink;
+    stdin.write(`${JSON.stringify(o)}\n`);
+    stdin.flush();
+    return JSON.parse(await reply);
+  }
+
+  status(): Promise<any> {
+    return this.send({ op: "status" });
+  }
+
+  async stop(withdraw = false): Promise<void> {
+    await this.send({ op: "stop", withdraw });
+    await this.proc.exited;
+    drivers.delete(this);
+  }
+
+  async kill(): Promise<void> {
+    this.proc.kill("SIGKILL");
+    await this.proc.exited;
+    drivers.delete(this);
+  }
+}
+
+const birdc = (...cmd: string[]) => run(["birdc", "-s", join(dir, "bird.ctl"), ...cmd]).stdout;
+
+/** The prefixes BIRD's tables hold from the speaker, with their first next hop. */
+function birdRoutes(): Record<string, string> {
+  const out: Record<string, string> = {};
+  let last = "";
+  for (const line of birdc("show", "route", "protocol", "stratum").split("\n")) {
+    const m = /^(\S+\/\d+)\s+unicast \[stratum/.exec(line);
+    if (m) {
+      last = m[1] as string;
+      out[last] = "";
+    } else if (last && /^\s+via /.test(line) && out[last] === "")
+      out[last] = (line.trim().split(/\s+/)[1] as string) ?? "";
+  }
+  return out;
+}
+
+const birdState = () => /BGP state:\s+(\S+)/.exec(birdc("show", "protocols", "all", "stratum"))?.[1] ?? "";
+
+async function established(d: Driver): Promise<void> {
+  await until("the session is established", async () => (await d.status()).state === "established", 20_000);
+}
+
+beforeAll(async () => {
+  gw = new Netns("bgw");
+  rt = new Netns("brt");
+  dir = mkdtempSync(join(tmpdir(), "stm-bgp-"));
+  run(["ip", "-n", gw.name, "link", "add", "bgp0", "type", "veth", "peer", "name", "bgp0", "netns", rt.name]);
+  for (const [ns, a4, a6] of [
+    [gw, GW4, GW6],
+    [rt, RT4, RT6],
+  ] as const) {
+    ns.execOk(["ip", "addr", "add", `${a4}/24`, "dev", "bgp0"]);
+    ns.execOk(["ip", "addr", "add", `${a6}/64`, "dev", "bgp0", "nodad"]);
+    ns.execOk(["ip", "link", "set", "bgp0", "up"]);
+  }
+  writeFileSync(
+    join(dir, "bird.conf"),
+    `router id ${RT4};
+log "${join(dir, "bird.log")}" all;
+protocol device {}
+protocol bgp stratum {
+  local ${RT4} as ${BIRD_AS};
+  neighbor ${GW4} as ${MY_AS};
+  passive on;
+  error wait time 1, 2;
+  graceful restart on;
+  ipv4 { import all; export none; };
+  ipv6 { import all; export none; };
+}
+`,
+  );
+  bird = Bun.spawn(
+    ["ip", "netns", "exec", rt.name, "bird", "-f", "-c", join(dir, "bird.conf"), "-s", join(dir, "bird.ctl")],
+    {
+      stdout: "ignore",
+      stderr: "pipe",
+    },
+  );
+  try {
+    await until("BIRD answers", () => birdc("show", "status").includes("Daemon is up"), 10_000);
+  } catch (e) {
+    bird.kill();
+    throw new Error(`${(e as Error).message}: ${await new Response(bird.stderr as ReadableStream).text()}`);
+  }
+}, 30_000);
+
+afterAll(async () => {
+  for (const d of [...drivers]) await d.kill();
+  if (bird) {
+    bird.kill("SIGCONT");
+    bird.kill("SIGKILL");
+    await bird.exited;
+  }
+  gw?.destroy();
+  rt?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test("a session with BIRD carries IPv4 and IPv6; BIRD's RIB has the prefixes, our AS and next hops", async () => {
+  const d = new Driver({ prefixes: ["10.20.0.0/24", "10.21.0.0/16", "fd20::/64"] });
+  await established(d);
+  const st = await d.status();
+  expect(st.families.sort()).toEqual(["ipv4-unicast", "ipv6-unicast"]);
+  expect(st.peerRouterId).toBe(RT4);
+  expect(st.prefixesSent).toBe(3);
+  await until("BIRD has the routes", () => Object.keys(birdRoutes()).length === 3);
+  expect(birdRoutes()).toEqual({ "10.20.0.0/24": GW4, "10.21.0.0/16": GW4, "fd20::/64": GW6 });
+  expect(birdc("show", "route", "10.20.0.0/24", "all")).toContain(`BGP.as_path: ${MY_AS}`);
+  expect(birdState()).toBe("Established");
+
+  // Taken away: withdrawn; added: announced.
+  await d.send({ op: "routes", prefixes: ["10.20.0.0/24", "fd21::/64"] });
+  await until(
+    "BIRD follows",
+    () => JSON.stringify(Object.keys(birdRoutes()).sort()) === JSON.stringify(["10.20.0.0/24", "fd21::/64"]),
+  );
+  await d.stop(true);
+  await until("withdrawn on stop with withdraw", () => Object.keys(birdRoutes()).length === 0);
+}, 60_000);
+
+test("graceful restart: the routes stay through a restart, End-of-RIB replaces them, the restart time ends them", async () => {
+  const d = new Driver({ prefixes: ["10.30.0.0/24", "10.31.0.0/24", "fd30::/64"], restartTime: 6 });
+  await established(d);
+  await until("BIRD has three", () => Object.keys(birdRoutes()).length === 3);
+  await d.stop(false); // no NOTIFICATION: the connection just closes
+  await until("BIRD sees the session gone", () => birdState() !== "Established");
+  expect(Object.keys(birdRoutes()).sort()).toEqual(["10.30.0.0/24", "10.31.0.0/24", "fd30::/64"]);
+
+  // Back, restarting, with one prefix fewer and one new: after End-of-RIB exactly the new table.
+  const d2 = new Driver({ prefixes: ["10.30.0.0/24", "10.32.0.0/24", "fd30::/64"], restartTime: 4, restarting: true });
+  await established(d2);
+  await until(
+    "the stale route is gone after End-of-RIB",
+    () =>
+      JSON.stringify(Object.keys(birdRoutes()).sort()) ===
+      JSON.stringify(["10.30.0.0/24", "10.32.0.0/24", "fd30::/64"]),
+  );
+  // Gone for good: the routes last the restart time (4 s), then BIRD drops them.
+  const t0 = Date.now();
+  await d2.kill();
+  await until("BIRD sees the session gone", () => birdState() !== "Established");
+  expect(Object.keys(birdRoutes()).length).toBe(3);
+  await until("the routes expire", () => Object.keys(birdRoutes()).length === 0, 20_000);
+  expect(Date.now() - t0).toBeGreaterThan(3_000);
+}, 90_000);
+
+test("the hold timer: a peer that goes silent is dropped with a NOTIFICATION after the hold time", async () => {
+  const d = new Driver({ prefixes: ["10.40.0.0/24"], holdTime: 3 });
+  await established(d);
+  expect((await d.status()).holdTime).toBe(3);
+  bird?.kill("SIGSTOP");
+  try {
+    const t0 = Date.now();
+    await until(
+      "the speaker gives up on the silent peer",
+      async () => (await d.status()).state !== "established",
+      10_000,
+    );
+    expect(Date.now() - t0).toBeGreaterThan(1_500);
+    expect((await d.status()).lastError).toContain("hold timer expired");
+  } finally {
+    bird?.kill("SIGCONT");
+  }
+  await until("and comes back", async () => (await d.status()).state === "established", 30_000);
+  await d.stop(true);
+}, 60_000);
+
+test("a peer whose AS is not the configured one gets an OPEN error NOTIFICATION, and no routes", async () => {
+  const d = new Driver({ prefixes: ["10.50.0.0/24"], peerAs: 65099 });
+  await until("refused", async () => /bad peer AS|OPEN message error/.test((await d.status()).lastError ?? ""), 15_000);
+  expect((await d.status()).state).not.toBe("established");
+  expect(birdRoutes()).toEqual({});
+  await d.stop();
+}, 30_000);
