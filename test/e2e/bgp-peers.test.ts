@@ -1,11 +1,12 @@
-/** The gateway's BGP speaker (src/gateway/bgp) against a real BIRD 2 (Debian's), over a veth
- * between two namespaces: the session comes up with IPv4 and IPv6 unicast; BIRD's RIB has the
- * announced prefixes with our AS path and next hops; a prefix taken away is withdrawn; graceful
- * restart keeps the routes through a restart and replaces them by the new table at End-of-RIB,
- * and they go after the restart time when the speaker does not come back; the hold timer is
- * enforced on a peer that goes silent; a peer with the wrong AS gets a NOTIFICATION. */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+/** The gateway's BGP speaker (src/gateway/bgp) against real peers from Debian — BIRD 2, FRR's
+ * bgpd and GoBGP — each over a veth between two namespaces: the session comes up with IPv4 and
+ * IPv6 unicast; the peer's RIB has the announced prefixes with our AS path and next hops; a
+ * prefix taken away is withdrawn; graceful restart keeps the routes through a restart and
+ * replaces them by the new table at End-of-RIB, and they go after the restart time when the
+ * speaker does not come back. Against BIRD also: the hold timer enforced on a peer that goes
+ * silent, and a peer with the wrong AS refused with a NOTIFICATION. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { until } from "../helpers/lab";
@@ -16,12 +17,12 @@ const RT4 = "10.97.0.2";
 const GW6 = "fd97::1";
 const RT6 = "fd97::2";
 const MY_AS = 65001;
-const BIRD_AS = 65000;
+
+const PEER_AS = 65000;
 
 let gw: Netns;
 let rt: Netns;
 let dir: string;
-let bird: ReturnType<typeof Bun.spawn> | undefined;
 const drivers = new Set<Driver>();
 
 /** One speaker process in the gateway's namespace, driven over its stdin and stdout. */
@@ -40,7 +41,7 @@ class Driver {
   }) {
     const cfg = {
       local: { asn: MY_AS, routerId: GW4, restartTime: o.restartTime ?? 10, restarting: o.restarting ?? false },
-      peer: { name: "bird", address: RT4, asn: o.peerAs ?? BIRD_AS, holdTime: o.holdTime ?? 9 },
+      peer: { name: "peer", address: RT4, asn: o.peerAs ?? PEER_AS, holdTime: o.holdTime ?? 9 },
       nextHop4: GW4,
       nextHop6: GW6,
       prefixes: o.prefixes,
@@ -103,30 +104,195 @@ class Driver {
   }
 }
 
-const birdc = (...cmd: string[]) => run(["birdc", "-s", join(dir, "bird.ctl"), ...cmd]).stdout;
-
-/** The prefixes BIRD's tables hold from the speaker, with their first next hop. */
-function birdRoutes(): Record<string, string> {
-  const out: Record<string, string> = {};
-  let last = "";
-  for (const line of birdc("show", "route", "protocol", "stratum").split("\n")) {
-    const m = /^(\S+\/\d+)\s+unicast \[stratum/.exec(line);
-    if (m) {
-      last = m[1] as string;
-      out[last] = "";
-    } else if (last && /^\s+via /.test(line) && out[last] === "")
-      out[last] = (line.trim().split(/\s+/)[1] as string) ?? "";
-  }
-  return out;
+/** A BGP implementation in the router's namespace: passive, AS 65000, our AS 65001 as its
+ * neighbour, IPv4 and IPv6 unicast, graceful restart on, importing everything. */
+interface Peer {
+  name: string;
+  start(): Promise<void>;
+  /** Prefix → next hop, of the routes it has from us (stale ones included). */
+  routes(): Record<string, string>;
+  established(): boolean;
+  proc?: ReturnType<typeof Bun.spawn>;
+  stop(): Promise<void>;
 }
 
-const birdState = () => /BGP state:\s+(\S+)/.exec(birdc("show", "protocols", "all", "stratum"))?.[1] ?? "";
+function spawnIn(ns: Netns, cmd: string[]): ReturnType<typeof Bun.spawn> {
+  return Bun.spawn(["ip", "netns", "exec", ns.name, ...cmd], { stdout: "ignore", stderr: "pipe" });
+}
+
+async function ended(p: ReturnType<typeof Bun.spawn> | undefined): Promise<void> {
+  if (!p) return;
+  p.kill("SIGCONT");
+  p.kill("SIGKILL");
+  await p.exited;
+}
+
+function bird(): Peer {
+  const ctl = () => join(dir, "bird.ctl");
+  const birdc = (...cmd: string[]) => run(["birdc", "-s", ctl(), ...cmd]).stdout;
+  const peer: Peer = {
+    name: "BIRD 2",
+    async start() {
+      writeFileSync(
+        join(dir, "bird.conf"),
+        `router id ${RT4};
+log "${join(dir, "bird.log")}" all;
+protocol device {}
+protocol bgp stratum {
+  local ${RT4} as ${PEER_AS};
+  neighbor ${GW4} as ${MY_AS};
+  passive on;
+  error wait time 1, 2;
+  graceful restart on;
+  ipv4 { import all; export none; };
+  ipv6 { import all; export none; };
+}
+`,
+      );
+      peer.proc = spawnIn(rt, ["bird", "-f", "-c", join(dir, "bird.conf"), "-s", ctl()]);
+      await until("BIRD answers", () => birdc("show", "status").includes("Daemon is up"), 10_000);
+    },
+    routes() {
+      const out: Record<string, string> = {};
+      let last = "";
+      for (const line of birdc("show", "route", "protocol", "stratum").split("\n")) {
+        const m = /^(\S+\/\d+)\s+unicast \[stratum/.exec(line);
+        if (m) {
+          last = m[1] as string;
+          out[last] = "";
+        } else if (last && /^\s+via /.test(line) && out[last] === "") out[last] = line.trim().split(/\s+/)[1] ?? "";
+      }
+      return out;
+    },
+    established: () => /BGP state:\s+Established/.test(birdc("show", "protocols", "all", "stratum")),
+    stop: () => ended(peer.proc),
+  };
+  return peer;
+}
+
+function frr(): Peer {
+  const vty = () => join(dir, "frr");
+  const vtysh = (...cmds: string[]) =>
+    run(["vtysh", "--vty_socket", vty(), "-d", "bgpd", ...cmds.flatMap((c) => ["-c", c])]).stdout;
+  const peer: Peer = {
+    name: "FRR",
+    async start() {
+      mkdirSync(vty(), { recursive: true });
+      writeFileSync(
+        join(vty(), "bgpd.conf"),
+        `frr defaults traditional
+hostname router
+log file ${join(vty(), "bgpd.log")}
+router bgp ${PEER_AS}
+ bgp router-id ${RT4}
+ no bgp ebgp-requires-policy
+ bgp graceful-restart
+ neighbor ${GW4} remote-as ${MY_AS}
+ neighbor ${GW4} passive
+ neighbor ${GW4} timers connect 1
+ address-family ipv6 unicast
+  neighbor ${GW4} activate
+ exit-address-family
+`,
+      );
+      // bgpd alone (-Z: no zebra), as root (-S), its vty socket in the test's directory.
+      peer.proc = spawnIn(rt, [
+        "/usr/lib/frr/bgpd",
+        "-Z",
+        "-S",
+        "-f",
+        join(vty(), "bgpd.conf"),
+        "-i",
+        join(vty(), "bgpd.pid"),
+        "--vty_socket",
+        vty(),
+        "-z",
+        join(vty(), "zserv.api"),
+      ]);
+      await until("bgpd answers", () => vtysh("show bgp summary").includes("local AS number"), 10_000);
+    },
+    routes() {
+      const out: Record<string, string> = {};
+      for (const fam of ["ipv4", "ipv6"]) {
+        const j = JSON.parse(vtysh(`show bgp ${fam} unicast json`) || "{}");
+        for (const [prefix, paths] of Object.entries<any>(j.routes ?? {}))
+          out[prefix] = paths[0]?.nexthops?.[0]?.ip ?? "";
+      }
+      return out;
+    },
+    established: () => JSON.parse(vtysh(`show bgp neighbors ${GW4} json`) || "{}")[GW4]?.bgpState === "Established",
+    stop: () => ended(peer.proc),
+  };
+  return peer;
+}
+
+function gobgp(): Peer {
+  const cli = (...args: string[]) => rt.exec(["gobgp", "-u", "127.0.0.1", "-p", "50051", ...args]).stdout;
+  const fams = ["ipv4-unicast", "ipv6-unicast"]
+    .map(
+      (f) => `  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "${f}"
+    [neighbors.afi-safis.mp-graceful-restart.config]
+      enabled = true`,
+    )
+    .join("\n");
+  const peer: Peer = {
+    name: "GoBGP",
+    async start() {
+      writeFileSync(
+        join(dir, "gobgpd.toml"),
+        `[global.config]
+  as = ${PEER_AS}
+  router-id = "${RT4}"
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "${GW4}"
+    peer-as = ${MY_AS}
+  [neighbors.transport.config]
+    passive-mode = true
+  [neighbors.graceful-restart.config]
+    enabled = true
+${fams}
+`,
+      );
+      peer.proc = spawnIn(rt, [
+        "gobgpd",
+        "-f",
+        join(dir, "gobgpd.toml"),
+        "-t",
+        "toml",
+        "--api-hosts",
+        "127.0.0.1:50051",
+      ]);
+      await until("gobgpd answers", () => cli("global").includes(`AS:        ${PEER_AS}`), 10_000);
+    },
+    routes() {
+      const out: Record<string, string> = {};
+      for (const a of ["ipv4", "ipv6"]) {
+        const j = JSON.parse(cli("global", "rib", "-a", a, "-j") || "{}");
+        for (const [prefix, paths] of Object.entries<any>(j))
+          out[prefix] =
+            paths[0]?.attrs?.find((x: any) => x.type === 3)?.nexthop ??
+            paths[0]?.attrs?.find((x: any) => x.type === 14)?.nexthop ??
+            "";
+      }
+      return out;
+    },
+    established: () => /BGP state\s*[:=]\s*established/i.test(cli("neighbor", GW4)),
+    stop: () => ended(peer.proc),
+  };
+  return peer;
+}
 
 async function established(d: Driver): Promise<void> {
   await until("the session is established", async () => (await d.status()).state === "established", 20_000);
 }
 
-beforeAll(async () => {
+const sameKeys = (o: Record<string, string>, keys: string[]) =>
+  JSON.stringify(Object.keys(o).sort()) === JSON.stringify([...keys].sort());
+
+beforeAll(() => {
   gw = new Netns("bgw");
   rt = new Netns("brt");
   dir = mkdtempSync(join(tmpdir(), "stm-bgp-"));
@@ -139,122 +305,108 @@ beforeAll(async () => {
     ns.execOk(["ip", "addr", "add", `${a6}/64`, "dev", "bgp0", "nodad"]);
     ns.execOk(["ip", "link", "set", "bgp0", "up"]);
   }
-  writeFileSync(
-    join(dir, "bird.conf"),
-    `router id ${RT4};
-log "${join(dir, "bird.log")}" all;
-protocol device {}
-protocol bgp stratum {
-  local ${RT4} as ${BIRD_AS};
-  neighbor ${GW4} as ${MY_AS};
-  passive on;
-  error wait time 1, 2;
-  graceful restart on;
-  ipv4 { import all; export none; };
-  ipv6 { import all; export none; };
-}
-`,
-  );
-  bird = Bun.spawn(
-    ["ip", "netns", "exec", rt.name, "bird", "-f", "-c", join(dir, "bird.conf"), "-s", join(dir, "bird.ctl")],
-    {
-      stdout: "ignore",
-      stderr: "pipe",
-    },
-  );
-  try {
-    await until("BIRD answers", () => birdc("show", "status").includes("Daemon is up"), 10_000);
-  } catch (e) {
-    bird.kill();
-    throw new Error(`${(e as Error).message}: ${await new Response(bird.stderr as ReadableStream).text()}`);
-  }
-}, 30_000);
+});
 
 afterAll(async () => {
   for (const d of [...drivers]) await d.kill();
-  if (bird) {
-    bird.kill("SIGCONT");
-    bird.kill("SIGKILL");
-    await bird.exited;
-  }
   gw?.destroy();
   rt?.destroy();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-test("a session with BIRD carries IPv4 and IPv6; BIRD's RIB has the prefixes, our AS and next hops", async () => {
-  const d = new Driver({ prefixes: ["10.20.0.0/24", "10.21.0.0/16", "fd20::/64"] });
-  await established(d);
-  const st = await d.status();
-  expect(st.families.sort()).toEqual(["ipv4-unicast", "ipv6-unicast"]);
-  expect(st.peerRouterId).toBe(RT4);
-  expect(st.prefixesSent).toBe(3);
-  await until("BIRD has the routes", () => Object.keys(birdRoutes()).length === 3);
-  expect(birdRoutes()).toEqual({ "10.20.0.0/24": GW4, "10.21.0.0/16": GW4, "fd20::/64": GW6 });
-  expect(birdc("show", "route", "10.20.0.0/24", "all")).toContain(`BGP.as_path: ${MY_AS}`);
-  expect(birdState()).toBe("Established");
+for (const make of [bird, frr, gobgp]) {
+  const peer = make();
+  describe(peer.name, () => {
+    beforeAll(async () => {
+      try {
+        await peer.start();
+      } catch (e) {
+        const err = peer.proc ? await new Response(peer.proc.stderr as ReadableStream).text().catch(() => "") : "";
+        await peer.stop();
+        throw new Error(`${(e as Error).message}: ${err}`);
+      }
+    }, 30_000);
+    afterAll(async () => {
+      for (const d of [...drivers]) await d.kill();
+      await peer.stop();
+    });
 
-  // Taken away: withdrawn; added: announced.
-  await d.send({ op: "routes", prefixes: ["10.20.0.0/24", "fd21::/64"] });
-  await until(
-    "BIRD follows",
-    () => JSON.stringify(Object.keys(birdRoutes()).sort()) === JSON.stringify(["10.20.0.0/24", "fd21::/64"]),
-  );
-  await d.stop(true);
-  await until("withdrawn on stop with withdraw", () => Object.keys(birdRoutes()).length === 0);
-}, 60_000);
+    test("IPv4 and IPv6 unicast: the peer's RIB has the prefixes with our next hops; withdraws follow", async () => {
+      const d = new Driver({ prefixes: ["10.20.0.0/24", "10.21.0.0/16", "fd20::/64"] });
+      await established(d);
+      const st = await d.status();
+      expect(st.families.sort()).toEqual(["ipv4-unicast", "ipv6-unicast"]);
+      expect(st.peerRouterId).toBe(RT4);
+      expect(st.prefixesSent).toBe(3);
+      await until("the peer has the routes", () => Object.keys(peer.routes()).length === 3);
+      expect(peer.routes()).toEqual({ "10.20.0.0/24": GW4, "10.21.0.0/16": GW4, "fd20::/64": GW6 });
+      expect(peer.established()).toBe(true);
+      // Taken away: withdrawn; added: announced.
+      await d.send({ op: "routes", prefixes: ["10.20.0.0/24", "fd21::/64"] });
+      await until("the peer follows", () => sameKeys(peer.routes(), ["10.20.0.0/24", "fd21::/64"]));
+      await d.stop(true);
+      await until("withdrawn on a stop with withdraw", () => Object.keys(peer.routes()).length === 0);
+    }, 60_000);
 
-test("graceful restart: the routes stay through a restart, End-of-RIB replaces them, the restart time ends them", async () => {
-  const d = new Driver({ prefixes: ["10.30.0.0/24", "10.31.0.0/24", "fd30::/64"], restartTime: 6 });
-  await established(d);
-  await until("BIRD has three", () => Object.keys(birdRoutes()).length === 3);
-  await d.stop(false); // no NOTIFICATION: the connection just closes
-  await until("BIRD sees the session gone", () => birdState() !== "Established");
-  expect(Object.keys(birdRoutes()).sort()).toEqual(["10.30.0.0/24", "10.31.0.0/24", "fd30::/64"]);
+    test("graceful restart: the routes stay through a restart, End-of-RIB replaces them, the restart time ends them", async () => {
+      const d = new Driver({ prefixes: ["10.30.0.0/24", "10.31.0.0/24", "fd30::/64"], restartTime: 6 });
+      await established(d);
+      await until("the peer has three", () => Object.keys(peer.routes()).length === 3);
+      await d.stop(false); // no NOTIFICATION: the connection just closes
+      await until("the peer sees the session gone", () => !peer.established());
+      expect(Object.keys(peer.routes()).sort()).toEqual(["10.30.0.0/24", "10.31.0.0/24", "fd30::/64"]);
 
-  // Back, restarting, with one prefix fewer and one new: after End-of-RIB exactly the new table.
-  const d2 = new Driver({ prefixes: ["10.30.0.0/24", "10.32.0.0/24", "fd30::/64"], restartTime: 4, restarting: true });
-  await established(d2);
-  await until(
-    "the stale route is gone after End-of-RIB",
-    () =>
-      JSON.stringify(Object.keys(birdRoutes()).sort()) ===
-      JSON.stringify(["10.30.0.0/24", "10.32.0.0/24", "fd30::/64"]),
-  );
-  // Gone for good: the routes last the restart time (4 s), then BIRD drops them.
-  const t0 = Date.now();
-  await d2.kill();
-  await until("BIRD sees the session gone", () => birdState() !== "Established");
-  expect(Object.keys(birdRoutes()).length).toBe(3);
-  await until("the routes expire", () => Object.keys(birdRoutes()).length === 0, 20_000);
-  expect(Date.now() - t0).toBeGreaterThan(3_000);
-}, 90_000);
+      // Back, restarting, one prefix fewer and one new: after End-of-RIB exactly the new table.
+      const d2 = new Driver({
+        prefixes: ["10.30.0.0/24", "10.32.0.0/24", "fd30::/64"],
+        restartTime: 4,
+        restarting: true,
+      });
+      // GoBGP holds a reset peer idle for a while before it takes a connection again (about 13 s).
+      await until("the session is back", async () => (await d2.status()).state === "established", 40_000);
+      await until(
+        "the stale route is gone after End-of-RIB",
+        () => sameKeys(peer.routes(), ["10.30.0.0/24", "10.32.0.0/24", "fd30::/64"]),
+        15_000,
+      );
+      // Gone for good: the routes last the restart time (4 s), then the peer drops them.
+      const t0 = Date.now();
+      await d2.kill();
+      await until("the peer sees the session gone", () => !peer.established(), 15_000);
+      expect(Object.keys(peer.routes()).length).toBe(3);
+      await until("the routes expire", () => Object.keys(peer.routes()).length === 0, 30_000);
+      expect(Date.now() - t0).toBeGreaterThan(3_000);
+    }, 90_000);
 
-test("the hold timer: a peer that goes silent is dropped with a NOTIFICATION after the hold time", async () => {
-  const d = new Driver({ prefixes: ["10.40.0.0/24"], holdTime: 3 });
-  await established(d);
-  expect((await d.status()).holdTime).toBe(3);
-  bird?.kill("SIGSTOP");
-  try {
-    const t0 = Date.now();
-    await until(
-      "the speaker gives up on the silent peer",
-      async () => (await d.status()).state !== "established",
-      10_000,
-    );
-    expect(Date.now() - t0).toBeGreaterThan(1_500);
-    expect((await d.status()).lastError).toContain("hold timer expired");
-  } finally {
-    bird?.kill("SIGCONT");
-  }
-  await until("and comes back", async () => (await d.status()).state === "established", 30_000);
-  await d.stop(true);
-}, 60_000);
+    if (peer.name !== "BIRD 2") return;
 
-test("a peer whose AS is not the configured one gets an OPEN error NOTIFICATION, and no routes", async () => {
-  const d = new Driver({ prefixes: ["10.50.0.0/24"], peerAs: 65099 });
-  await until("refused", async () => /bad peer AS|OPEN message error/.test((await d.status()).lastError ?? ""), 15_000);
-  expect((await d.status()).state).not.toBe("established");
-  expect(birdRoutes()).toEqual({});
-  await d.stop();
-}, 30_000);
+    test("the hold timer: a peer that goes silent is dropped with a NOTIFICATION after the hold time", async () => {
+      const d = new Driver({ prefixes: ["10.40.0.0/24"], holdTime: 3 });
+      await established(d);
+      expect((await d.status()).holdTime).toBe(3);
+      peer.proc?.kill("SIGSTOP");
+      try {
+        const t0 = Date.now();
+        await until(
+          "the speaker gives up on the silent peer",
+          async () => (await d.status()).state !== "established",
+          10_000,
+        );
+        expect(Date.now() - t0).toBeGreaterThan(1_500);
+        expect((await d.status()).lastError).toContain("hold timer expired");
+      } finally {
+        peer.proc?.kill("SIGCONT");
+      }
+      await until("and comes back", async () => (await d.status()).state === "established", 30_000);
+      await d.stop(true);
+    }, 60_000);
+
+    test("a peer whose AS is not the configured one gets an OPEN error NOTIFICATION, and no routes", async () => {
+      const d = new Driver({ prefixes: ["10.50.0.0/24"], peerAs: 65099 });
+      await until("refused", async () => /bad peer AS/.test((await d.status()).lastError ?? ""), 15_000);
+      expect((await d.status()).state).not.toBe("established");
+      expect(peer.routes()).toEqual({});
+      await d.stop();
+    }, 30_000);
+  });
+}
