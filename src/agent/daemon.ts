@@ -5,6 +5,7 @@
  * from then on the reconcile loop (on rtnetlink notices of drift, and a periodic full pass).
  * Stopping it (SIGTERM, SIGINT or SIGKILL) leaves bridges, ports and programs in place:
  * enforcement never depends on this process being alive. */
+
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { consola } from "consola";
@@ -19,6 +20,8 @@ import { MapFill } from "../datapath/map-fill";
 import { PortDatapath } from "../datapath/port-datapath";
 import { ensureBpffs, smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
+import { BgpService } from "../gateway/bgp/service";
+import { BgpSpeaker } from "../gateway/bgp/speaker";
 import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
 import { listAddresses, listLinks, RtnlMonitor, rtnl } from "../netlink";
 import { clusterStatusView } from "../observe/cluster";
@@ -52,6 +55,10 @@ export interface AgentOptions {
   pinRoot: string;
   apiSocket: string;
   uplink?: string;
+  /** A gateway: runs the BGP speaker (docs/gateway.md). */
+  gateway?: boolean;
+  /** A gateway's stop withdraws its routes instead of leaving them to graceful restart. */
+  withdrawOnStop?: boolean;
   apiListen?: string;
   apiTokenFile?: string;
   /** Seconds between full reconcile passes; 0: none (notices of drift still make runs). */
@@ -361,6 +368,24 @@ async function serve(o: AgentOptions): Promise<void> {
   await addressing.start();
   svc.onChange((networks) => addressing.refresh(networks));
 
+  // A gateway's BGP speaker: every network's prefixes to the peers, next hop self. It ran before
+  // this start when its settings exist: the peers kept the routes (graceful restart) and get
+  // the table again, then End-of-RIB.
+  const bgpLog = consola.withTag("bgp");
+  const speaker = o.gateway
+    ? new BgpSpeaker({
+        config: () => store.bgpConfig(),
+        peers: () => store.bgpPeers(),
+        prefixes: () => data.listNetworks().flatMap((n) => [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])]),
+        addresses: () => listAddresses({}, svc.nl),
+        restarting: store.bgpConfig() !== null,
+        log: (level, msg) => bgpLog[level](msg),
+      })
+    : undefined;
+  await speaker?.reload();
+  svc.onChange(() => speaker?.sync());
+  const bgp = new BgpService(store, speaker);
+
   const rt: AgentRuntime = {
     version: pkg.version,
     startedAt,
@@ -391,6 +416,7 @@ async function serve(o: AgentOptions): Promise<void> {
       return reconciles.last as ReconcileRun;
     },
     audit: (e) => audit.info(auditLine(e)),
+    bgp,
     ...(cluster
       ? {
           cluster: clusterApi(
@@ -513,6 +539,7 @@ async function serve(o: AgentOptions): Promise<void> {
     tell("STOPPING=1", "STATUS=stopping: bridges, ports and programs stay in place");
     log.info(`${sig}: stopping; bridges, ports and programs stay in place`);
     loop.stop();
+    await speaker?.stop({ withdraw: o.withdrawOnStop === true });
     await cluster?.stop({ leave: true });
     monitor?.close();
     server.close();

@@ -214,6 +214,15 @@ export class ApiClient {
   moveEndpoint = (name: string, to: string) => this.call("moveEndpoint", { params: { name }, body: { to } });
   clusterStatus = () => this.call("getCluster");
 
+  /** The gateway's BGP speaker: its settings, peers and what it announces. */
+  bgpConfig = () => this.call("getBgpConfig");
+  setBgpConfig = (body: BodyIn<"setBgpConfig">) => this.call("setBgpConfig", { body });
+  deleteBgpConfig = () => this.call("deleteBgpConfig");
+  bgpPeers = () => this.call("listBgpPeers");
+  addBgpPeer = (body: BodyIn<"addBgpPeer">) => this.call("addBgpPeer", { body });
+  deleteBgpPeer = (name: string) => this.call("deleteBgpPeer", { params: { name } });
+  bgpRoutes = () => this.call("listBgpRoutes");
+
   trace = (req: TraceRequest) => this.call("trace", { body: req });
   status = () => this.call("getStatus");
   reconcile = () => this.call("reconcile");

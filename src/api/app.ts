@@ -10,6 +10,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
 import { type ErrorCode, StratumError } from "../errors";
+import type { BgpService } from "../gateway/bgp/service";
 import { validateCap } from "../model/egress-cap";
 import { nearest } from "../model/suggest";
 import type { Services } from "../services/services";
@@ -95,6 +96,8 @@ export interface AppOptions {
   /** A cluster node's view of its cluster (absent on a single node: its routes answer
    * NOT_A_CLUSTER_NODE). */
   cluster?: ClusterApi;
+  /** The BGP speaker's settings (absent: its routes answer that this agent has no speaker). */
+  bgp?: BgpService;
 }
 
 /** What the cluster routes ask the agent (daemon.ts wires its Cluster in). */
@@ -312,6 +315,17 @@ function handlers(svc: Services, o: AppOptions): Handlers {
   h.removeNode = ({ params }) => cluster().removeNode(params.name);
   h.moveEndpoint = ({ params, body }) => cluster().moveEndpoint(params.name, body.to);
   h.getCluster = () => cluster().status();
+  const bgp = (): BgpService => {
+    if (!o.bgp) throw new StratumError("INVALID", "this agent has no BGP speaker");
+    return o.bgp;
+  };
+  h.getBgpConfig = () => bgp().config();
+  h.setBgpConfig = ({ body }) => bgp().setConfig(body);
+  h.deleteBgpConfig = () => bgp().deleteConfig();
+  h.listBgpPeers = () => bgp().peers();
+  h.addBgpPeer = ({ body }) => bgp().addPeer(body);
+  h.deleteBgpPeer = ({ params }) => bgp().deletePeer(params.name);
+  h.listBgpRoutes = () => bgp().routes();
   const { trace, reconcile, metrics } = o;
   if (trace) h.trace = ({ body }) => trace(body);
   if (reconcile) h.reconcile = () => reconcile();

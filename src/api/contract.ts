@@ -811,6 +811,72 @@ export interface RouteDef {
   optional?: true;
 }
 
+// ---- the gateway's BGP speaker ----------------------------------------------------------------
+
+export const BgpConfigBody = z
+  .object({
+    asn: z.union([Int, z.string()]).describe("This node's AS number (1 to 4294967294, not 23456)"),
+    routerId: z
+      .string()
+      .nullable()
+      .optional()
+      .describe("IPv4 dotted quad; absent or null: this node's address toward its first peer"),
+    restartTime: Int.optional().describe(
+      "Graceful restart (RFC 4724): seconds peers keep the routes while the agent restarts; 0 off; default 120",
+    ),
+  })
+  .strict();
+
+export const BgpConfigView = z
+  .object({
+    asn: Count,
+    routerId: z.string().nullable().describe("As configured (null: derived)"),
+    routerIdInUse: z.string().nullable().describe("The router id the sessions use"),
+    restartTime: Count,
+    gateway: z.boolean().describe("Whether this agent is a gateway (agent --gateway): only a gateway runs sessions"),
+    running: z.boolean(),
+  })
+  .strict();
+
+export const BgpPeerBody = z
+  .object({
+    name: z.string(),
+    address: z.string().describe("The router's address (IPv4 or IPv6), on a subnet of this node"),
+    asn: z.union([Int, z.string()]),
+    holdTime: Int.optional().describe("Proposed hold time, s: 0 (no keepalives) or 3 to 65535; default 90"),
+  })
+  .strict();
+
+export const BgpPeerView = z
+  .object({
+    name: z.string(),
+    address: z.string(),
+    asn: Count,
+    state: z.enum(["idle", "connect", "opensent", "openconfirm", "established"]),
+    establishedAt: z.number().nullable().describe("Unix ms the session came up (null: not up)"),
+    holdTime: Count.nullable().describe("The negotiated hold time (established sessions)"),
+    holdTimeConfigured: Count,
+    prefixesSent: Count,
+    updatesReceived: Count,
+    lastError: z.string().nullable(),
+    families: z.array(z.string()),
+    peerRouterId: z.string().nullable(),
+    nextHop4: z.string().nullable().describe("Next hop self for IPv4 routes: this node's address on the peer's subnet"),
+    nextHop6: z.string().nullable(),
+  })
+  .strict();
+
+export type BgpConfigView = z.infer<typeof BgpConfigView>;
+export type BgpPeerView = z.infer<typeof BgpPeerView>;
+
+export const BgpRoutesView = z
+  .object({
+    wanted: z.array(z.string()).describe("What every peer is to have: the routed networks' prefixes"),
+    peers: z.array(z.object({ name: z.string(), announced: z.array(z.string()) }).strict()),
+  })
+  .strict();
+export type BgpRoutesView = z.infer<typeof BgpRoutesView>;
+
 const DNS_DELETE_USAGE = "DELETE /v1/networks/NAME/dns/records/ID or ?name=OWNER[&type=TYPE][&value=VALUE]";
 
 /** Every route of the API. The key is the operationId. */
@@ -1095,6 +1161,57 @@ export const ROUTES = {
     params: NameParam,
     status: 200,
     response: NodeRemovalView,
+  },
+  getBgpConfig: {
+    method: "get",
+    path: "/v1/bgp/config",
+    summary: "The BGP speaker's settings: this node's AS, router id, graceful restart time",
+    status: 200,
+    response: BgpConfigView,
+  },
+  setBgpConfig: {
+    method: "put",
+    path: "/v1/bgp/config",
+    summary:
+      "Set this node's AS, router id and graceful restart time (sessions restart when the AS or router id change)",
+    body: BgpConfigBody,
+    status: 200,
+    response: BgpConfigView,
+  },
+  deleteBgpConfig: {
+    method: "delete",
+    path: "/v1/bgp/config",
+    summary: "Turn the speaker off: every session ends, its routes withdrawn; the peers are forgotten",
+    status: 204,
+  },
+  listBgpPeers: {
+    method: "get",
+    path: "/v1/bgp/peers",
+    summary: "The BGP peers and their sessions: state, uptime, prefixes sent, last error",
+    status: 200,
+    response: z.array(BgpPeerView),
+  },
+  addBgpPeer: {
+    method: "post",
+    path: "/v1/bgp/peers",
+    summary: "Add a BGP peer (a router): the session starts at once on a gateway",
+    body: BgpPeerBody,
+    status: 201,
+    response: BgpPeerView,
+  },
+  deleteBgpPeer: {
+    method: "delete",
+    path: "/v1/bgp/peers/{name}",
+    summary: "Remove a BGP peer: its routes are withdrawn, the session ends with a Cease",
+    params: NameParam,
+    status: 204,
+  },
+  listBgpRoutes: {
+    method: "get",
+    path: "/v1/bgp/routes",
+    summary: "What the speaker announces: the routed networks' prefixes, and what each peer has",
+    status: 200,
+    response: BgpRoutesView,
   },
   getCluster: {
     method: "get",

@@ -42,6 +42,16 @@ export const agentCommand = defineCommand({
       valueHint: "PATH",
     },
     uplink: { type: "string", description: "Uplink NIC to add to cnv-user-br0", valueHint: "IFACE" },
+    gateway: {
+      type: "boolean",
+      description:
+        "This node is a gateway: its BGP speaker announces the networks to the peers set with `bgp peer add` (docs/gateway.md)",
+    },
+    "withdraw-on-stop": {
+      type: "boolean",
+      description:
+        "A gateway's stop withdraws its routes (default: they stay at the peers for the graceful restart time, so a restart or upgrade does not blackhole)",
+    },
     "api-listen": {
       type: "string",
       description: "Also serve the API on TCP (needs --api-token-file)",
@@ -114,6 +124,8 @@ export const agentCommand = defineCommand({
       pinRoot: args["pin-root"],
       apiSocket: args["api-socket"],
       uplink: args.uplink,
+      gateway: args.gateway === true,
+      withdrawOnStop: args["withdraw-on-stop"] === true,
       apiListen: args["api-listen"],
       apiTokenFile: args["api-token-file"],
       reconcileInterval: Number(interval),

@@ -6,6 +6,7 @@ import { detectLogFormat } from "../agent/logging";
 import { type ErrorCode, StratumError } from "../errors";
 import { agentCommand } from "./agent-command";
 import { type AnyCommand, BIN, parseCommandLine, renderHelp } from "./args";
+import { bgpCommand } from "./bgp-commands";
 import { clusterCommand, nodeCommand } from "./cluster-commands";
 import { completionCommand, runComplete } from "./completion";
 import { datapathCommand } from "./datapath-commands";
@@ -37,6 +38,7 @@ export const rootCommand = defineCommand({
     dns: dnsCommand,
     node: nodeCommand,
     cluster: clusterCommand,
+    bgp: bgpCommand,
     trace: traceCommand,
     monitor: monitorCommand,
     status: statusCommand,

@@ -9,6 +9,7 @@ import { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
 import { dirname } from "node:path";
 import { StratumError } from "../errors";
+import type { BgpConfig, BgpPeer } from "../model/bgp";
 import { blockSortKey } from "../model/blocklist";
 import type { DnsRecord } from "../model/dns-record";
 import type { EgressCap } from "../model/egress-cap";
@@ -169,6 +170,20 @@ const MIGRATIONS: string[] = [
    CREATE TABLE IF NOT EXISTS cluster_meta (
      k TEXT PRIMARY KEY,
      v TEXT NOT NULL
+   );`,
+  // The gateway's BGP speaker: this node's own settings, never the cluster's.
+  `CREATE TABLE IF NOT EXISTS bgp_config (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     asn INTEGER NOT NULL,
+     router_id TEXT,
+     restart_time INTEGER NOT NULL
+   );
+   CREATE TABLE IF NOT EXISTS bgp_peers (
+     name TEXT PRIMARY KEY,
+     address TEXT NOT NULL UNIQUE,
+     asn INTEGER NOT NULL,
+     hold_time INTEGER NOT NULL,
+     created_at TEXT NOT NULL
    );`,
 ];
 
@@ -751,6 +766,57 @@ export class SqliteStore implements Store {
 
   quarantinedLeases(): number {
     return (this.db.query("SELECT count(*) AS n FROM dhcp_lease_quarantine").get() as { n: number }).n;
+  }
+
+  // ---- the gateway's BGP speaker (this node's own; a cluster node keeps them here too) ----
+
+  bgpConfig(): BgpConfig | null {
+    const r = this.db.query("SELECT asn, router_id, restart_time FROM bgp_config WHERE id = 1").get() as {
+      asn: number;
+      router_id: string | null;
+      restart_time: number;
+    } | null;
+    return r ? { asn: r.asn, routerId: r.router_id, restartTime: r.restart_time } : null;
+  }
+
+  setBgpConfig(c: BgpConfig | null): void {
+    if (!c) {
+      this.db.transaction(() => {
+        this.db.run("DELETE FROM bgp_peers");
+        this.db.run("DELETE FROM bgp_config");
+      })();
+      return;
+    }
+    this.db.run(
+      "INSERT INTO bgp_config (id, asn, router_id, restart_time) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET asn = excluded.asn, router_id = excluded.router_id, restart_time = excluded.restart_time",
+      [c.asn, c.routerId, c.restartTime],
+    );
+  }
+
+  bgpPeers(): BgpPeer[] {
+    return (
+      this.db.query("SELECT name, address, asn, hold_time FROM bgp_peers ORDER BY name").all() as Array<{
+        name: string;
+        address: string;
+        asn: number;
+        hold_time: number;
+      }>
+    ).map((r) => ({ name: r.name, address: r.address, asn: r.asn, holdTime: r.hold_time }));
+  }
+
+  addBgpPeer(p: BgpPeer): void {
+    this.db.run("INSERT INTO bgp_peers (name, address, asn, hold_time, created_at) VALUES (?, ?, ?, ?, ?)", [
+      p.name,
+      p.address,
+      p.asn,
+      p.holdTime,
+      new Date().toISOString(),
+    ]);
+  }
+
+  /** False when there was no such peer. */
+  deleteBgpPeer(name: string): boolean {
+    return this.db.run("DELETE FROM bgp_peers WHERE name = ?", [name]).changes > 0;
   }
 
   listDnsRecords(network?: string): StoredDnsRecord[] {

@@ -6,9 +6,10 @@
  * speaker does not come back. Against BIRD also: the hold timer enforced on a peer that goes
  * silent, and a peer with the wrong AS refused with a NOTIFICATION. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { bird, frr, gobgp, type Peer, type PeerSite } from "../helpers/bgp-peers";
 import { until } from "../helpers/lab";
 import { BUN, Netns, ROOT, run } from "../helpers/netns";
 
@@ -104,187 +105,6 @@ class Driver {
   }
 }
 
-/** A BGP implementation in the router's namespace: passive, AS 65000, our AS 65001 as its
- * neighbour, IPv4 and IPv6 unicast, graceful restart on, importing everything. */
-interface Peer {
-  name: string;
-  start(): Promise<void>;
-  /** Prefix → next hop, of the routes it has from us (stale ones included). */
-  routes(): Record<string, string>;
-  established(): boolean;
-  proc?: ReturnType<typeof Bun.spawn>;
-  stop(): Promise<void>;
-}
-
-function spawnIn(ns: Netns, cmd: string[]): ReturnType<typeof Bun.spawn> {
-  return Bun.spawn(["ip", "netns", "exec", ns.name, ...cmd], { stdout: "ignore", stderr: "pipe" });
-}
-
-async function ended(p: ReturnType<typeof Bun.spawn> | undefined): Promise<void> {
-  if (!p) return;
-  p.kill("SIGCONT");
-  p.kill("SIGKILL");
-  await p.exited;
-}
-
-function bird(): Peer {
-  const ctl = () => join(dir, "bird.ctl");
-  const birdc = (...cmd: string[]) => run(["birdc", "-s", ctl(), ...cmd]).stdout;
-  const peer: Peer = {
-    name: "BIRD 2",
-    async start() {
-      writeFileSync(
-        join(dir, "bird.conf"),
-        `router id ${RT4};
-log "${join(dir, "bird.log")}" all;
-protocol device {}
-protocol bgp stratum {
-  local ${RT4} as ${PEER_AS};
-  neighbor ${GW4} as ${MY_AS};
-  passive on;
-  error wait time 1, 2;
-  graceful restart on;
-  ipv4 { import all; export none; };
-  ipv6 { import all; export none; };
-}
-`,
-      );
-      peer.proc = spawnIn(rt, ["bird", "-f", "-c", join(dir, "bird.conf"), "-s", ctl()]);
-      await until("BIRD answers", () => birdc("show", "status").includes("Daemon is up"), 10_000);
-    },
-    routes() {
-      const out: Record<string, string> = {};
-      let last = "";
-      for (const line of birdc("show", "route", "protocol", "stratum").split("\n")) {
-        const m = /^(\S+\/\d+)\s+unicast \[stratum/.exec(line);
-        if (m) {
-          last = m[1] as string;
-          out[last] = "";
-        } else if (last && /^\s+via /.test(line) && out[last] === "") out[last] = line.trim().split(/\s+/)[1] ?? "";
-      }
-      return out;
-    },
-    established: () => /BGP state:\s+Established/.test(birdc("show", "protocols", "all", "stratum")),
-    stop: () => ended(peer.proc),
-  };
-  return peer;
-}
-
-function frr(): Peer {
-  const vty = () => join(dir, "frr");
-  const vtysh = (...cmds: string[]) =>
-    run(["vtysh", "--vty_socket", vty(), "-d", "bgpd", ...cmds.flatMap((c) => ["-c", c])]).stdout;
-  const peer: Peer = {
-    name: "FRR",
-    async start() {
-      mkdirSync(vty(), { recursive: true });
-      writeFileSync(
-        join(vty(), "bgpd.conf"),
-        `frr defaults traditional
-hostname router
-log file ${join(vty(), "bgpd.log")}
-router bgp ${PEER_AS}
- bgp router-id ${RT4}
- no bgp ebgp-requires-policy
- bgp graceful-restart
- neighbor ${GW4} remote-as ${MY_AS}
- neighbor ${GW4} passive
- neighbor ${GW4} timers connect 1
- address-family ipv6 unicast
-  neighbor ${GW4} activate
- exit-address-family
-`,
-      );
-      // bgpd alone (-Z: no zebra), as root (-S), its vty socket in the test's directory.
-      peer.proc = spawnIn(rt, [
-        "/usr/lib/frr/bgpd",
-        "-Z",
-        "-S",
-        "-f",
-        join(vty(), "bgpd.conf"),
-        "-i",
-        join(vty(), "bgpd.pid"),
-        "--vty_socket",
-        vty(),
-        "-z",
-        join(vty(), "zserv.api"),
-      ]);
-      await until("bgpd answers", () => vtysh("show bgp summary").includes("local AS number"), 10_000);
-    },
-    routes() {
-      const out: Record<string, string> = {};
-      for (const fam of ["ipv4", "ipv6"]) {
-        const j = JSON.parse(vtysh(`show bgp ${fam} unicast json`) || "{}");
-        for (const [prefix, paths] of Object.entries<any>(j.routes ?? {}))
-          out[prefix] = paths[0]?.nexthops?.[0]?.ip ?? "";
-      }
-      return out;
-    },
-    established: () => JSON.parse(vtysh(`show bgp neighbors ${GW4} json`) || "{}")[GW4]?.bgpState === "Established",
-    stop: () => ended(peer.proc),
-  };
-  return peer;
-}
-
-function gobgp(): Peer {
-  const cli = (...args: string[]) => rt.exec(["gobgp", "-u", "127.0.0.1", "-p", "50051", ...args]).stdout;
-  const fams = ["ipv4-unicast", "ipv6-unicast"]
-    .map(
-      (f) => `  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "${f}"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true`,
-    )
-    .join("\n");
-  const peer: Peer = {
-    name: "GoBGP",
-    async start() {
-      writeFileSync(
-        join(dir, "gobgpd.toml"),
-        `[global.config]
-  as = ${PEER_AS}
-  router-id = "${RT4}"
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "${GW4}"
-    peer-as = ${MY_AS}
-  [neighbors.transport.config]
-    passive-mode = true
-  [neighbors.graceful-restart.config]
-    enabled = true
-${fams}
-`,
-      );
-      peer.proc = spawnIn(rt, [
-        "gobgpd",
-        "-f",
-        join(dir, "gobgpd.toml"),
-        "-t",
-        "toml",
-        "--api-hosts",
-        "127.0.0.1:50051",
-      ]);
-      await until("gobgpd answers", () => cli("global").includes(`AS:        ${PEER_AS}`), 10_000);
-    },
-    routes() {
-      const out: Record<string, string> = {};
-      for (const a of ["ipv4", "ipv6"]) {
-        const j = JSON.parse(cli("global", "rib", "-a", a, "-j") || "{}");
-        for (const [prefix, paths] of Object.entries<any>(j))
-          out[prefix] =
-            paths[0]?.attrs?.find((x: any) => x.type === 3)?.nexthop ??
-            paths[0]?.attrs?.find((x: any) => x.type === 14)?.nexthop ??
-            "";
-      }
-      return out;
-    },
-    established: () => /BGP state\s*[:=]\s*established/i.test(cli("neighbor", GW4)),
-    stop: () => ended(peer.proc),
-  };
-  return peer;
-}
-
 async function established(d: Driver): Promise<void> {
   await until("the session is established", async () => (await d.status()).state === "established", 20_000);
 }
@@ -315,7 +135,15 @@ afterAll(async () => {
 });
 
 for (const make of [bird, frr, gobgp]) {
-  const peer = make();
+  const site = (): PeerSite => ({
+    rt,
+    routerAddress: RT4,
+    speakerAddress: GW4,
+    speakerAs: MY_AS,
+    peerAs: PEER_AS,
+    dir,
+  });
+  const peer: Peer = make(new Proxy({} as PeerSite, { get: (_t, k) => site()[k as keyof PeerSite] }));
   describe(peer.name, () => {
     beforeAll(async () => {
       try {

@@ -8,6 +8,7 @@ import type { ClusterStatusView, EndpointView, NodeView, TraceResult } from "../
 import { MapFill } from "../../src/datapath/map-fill";
 import type { PortDatapath } from "../../src/datapath/port-datapath";
 import { StratumError } from "../../src/errors";
+import { BgpService } from "../../src/gateway/bgp/service";
 import { hostAddress, profileMac } from "../../src/model/network";
 import type { Rtnl } from "../../src/netlink";
 import { RecentLog, ReconcileLog } from "../../src/observe/runtime";
@@ -302,6 +303,7 @@ export function kernelFreeApp(o: AppOptions = {}): KernelFree {
       return { contentType: "text/plain; version=0.0.4; charset=utf-8", body: "# HELP x x\n# TYPE x gauge\nx 1\n" };
     },
     cluster: new FakeCluster(),
+    bgp: new BgpService(store),
     ...o,
   });
   return { store, svc, kernel, app, calls };
@@ -369,4 +371,7 @@ export function fillFixture(k: KernelFree): void {
   });
   svc.firewall.addRule("global", { priority: 10, proto: "icmp", "icmp-type": "8/0", action: "allow", log: true });
   svc.firewall.blockAdd(["198.51.100.0/24", "2001:db8:bad::/48", "203.0.113.7", "10.0.0.0/8", "9.0.0.0/8"]);
+  // The BGP speaker's settings (this agent is no gateway: no session).
+  store.setBgpConfig({ asn: 65001, routerId: "10.0.0.1", restartTime: 120 });
+  store.addBgpPeer({ name: "r1", address: "10.0.0.2", asn: 65000, holdTime: 90 });
 }

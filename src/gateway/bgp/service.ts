@@ -1,0 +1,86 @@
+/** The BGP speaker's settings as the API and CLI change them: validated, stored (this node's
+ * own, in its SQLite store), then the speaker follows (a gateway's; another agent keeps the
+ * settings for when it runs with --gateway). */
+import type { z } from "zod";
+import type { BgpConfigBody, BgpConfigView, BgpPeerBody, BgpPeerView, BgpRoutesView } from "../../api/contract";
+import { StratumError } from "../../errors";
+import { validateBgpConfig, validateBgpPeer } from "../../model/bgp";
+import type { SqliteStore } from "../../store/sqlite";
+import type { BgpSpeaker } from "./speaker";
+
+export class BgpService {
+  constructor(
+    readonly store: SqliteStore,
+    /** The speaker of a gateway (agent --gateway); absent on another agent. */
+    readonly speaker?: BgpSpeaker,
+  ) {}
+
+  #mustConfig() {
+    const c = this.store.bgpConfig();
+    if (!c) throw new StratumError("NOT_FOUND", "BGP is not configured on this node: bgp config --asn N first");
+    return c;
+  }
+
+  config(): BgpConfigView {
+    const c = this.#mustConfig();
+    return {
+      asn: c.asn,
+      routerId: c.routerId,
+      routerIdInUse: this.speaker ? this.speaker.routerId(c) : null,
+      restartTime: c.restartTime,
+      gateway: this.speaker !== undefined,
+      running: this.speaker?.running ?? false,
+    };
+  }
+
+  async setConfig(body: z.infer<typeof BgpConfigBody>): Promise<BgpConfigView> {
+    const c = validateBgpConfig(body);
+    this.store.setBgpConfig(c);
+    await this.speaker?.reload();
+    return this.config();
+  }
+
+  async deleteConfig(): Promise<void> {
+    this.#mustConfig();
+    this.store.setBgpConfig(null);
+    await this.speaker?.reload();
+  }
+
+  peers(): BgpPeerView[] {
+    if (this.speaker) return this.speaker.peers();
+    return this.store.bgpPeers().map((p) => ({
+      name: p.name,
+      address: p.address,
+      asn: p.asn,
+      state: "idle" as const,
+      establishedAt: null,
+      holdTime: null,
+      holdTimeConfigured: p.holdTime,
+      prefixesSent: 0,
+      updatesReceived: 0,
+      lastError: "this agent is not a gateway (agent --gateway): no session",
+      families: [],
+      peerRouterId: null,
+      nextHop4: null,
+      nextHop6: null,
+    }));
+  }
+
+  async addPeer(body: z.infer<typeof BgpPeerBody>): Promise<BgpPeerView> {
+    this.#mustConfig();
+    const p = validateBgpPeer(body, this.store.bgpPeers());
+    this.store.addBgpPeer(p);
+    await this.speaker?.reload();
+    return this.peers().find((x) => x.name === p.name) as BgpPeerView;
+  }
+
+  async deletePeer(name: string): Promise<void> {
+    if (!this.store.deleteBgpPeer(name)) throw new StratumError("NOT_FOUND", `no BGP peer named ${name}`);
+    await this.speaker?.reload();
+  }
+
+  routes(): BgpRoutesView {
+    this.#mustConfig();
+    return this.speaker?.routes() ?? { wanted: [], peers: [] };
+  }
+}

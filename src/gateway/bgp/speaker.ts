@@ -1,0 +1,181 @@
+/** The gateway's BGP speaker: one session per configured peer (session.ts), the node's own AS
+ * and router id from the store, the prefixes to announce from the agent (every routed
+ * network's subnets). A change of configuration restarts only the sessions it touches; a
+ * change of networks is a sync of every session (announce what is new, withdraw what went).
+ * Next hop self: this node's address on the peer's subnet (and an address of the other family
+ * on the same interface), found again at each sync. */
+
+import type { BgpConfig, BgpPeer } from "../../model/bgp";
+import { parseSubnet } from "../../model/ip";
+import type { Address } from "../../netlink/addr";
+import { AFI, type Prefix, parsePrefix, prefixToString } from "./codec";
+import { BgpSession, type SessionStatus } from "./session";
+
+export interface SpeakerOptions {
+  config: () => BgpConfig | null;
+  peers: () => BgpPeer[];
+  /** The prefixes every peer should have, as text ("10.20.0.0/24", "fd20::/64"). */
+  prefixes: () => string[];
+  /** The node's interface addresses (global scope), for next hop self. */
+  addresses: () => Address[];
+  /** Whether this agent started after one that ran the speaker (graceful restart: its peers
+   * keep its routes until End-of-RIB). */
+  restarting: boolean;
+  log: (level: "info" | "warn", msg: string) => void;
+}
+
+export interface PeerStatusView extends SessionStatus {
+  holdTimeConfigured: number;
+  nextHop4: string | null;
+  nextHop6: string | null;
+}
+
+const inSubnet = (ip: string, a: Address): boolean => {
+  try {
+    const s = parseSubnet(a.cidr, false);
+    const net = parseSubnet(`${ip}/${a.prefixLen}`, false);
+    return s.family === net.family && s.network === net.network;
+  } catch {
+    return false;
+  }
+};
+
+export class BgpSpeaker {
+  #sessions = new Map<string, { peer: BgpPeer; key: string; session: BgpSession }>();
+  #configKey = "";
+  #running = false;
+
+  constructor(readonly o: SpeakerOptions) {}
+
+  get running(): boolean {
+    return this.#running;
+  }
+
+  /** Next hop self toward `peer`: the node's address on the peer's subnet, and one of the other
+   * family on the same interface. */
+  nextHops(peer: BgpPeer): { v4?: string; v6?: string } {
+    const addrs = this.o.addresses().filter((a) => a.scope === 0);
+    const onLink = addrs.find((a) => inSubnet(peer.address, a));
+    if (!onLink) return {};
+    const same = addrs.filter((a) => a.index === onLink.index);
+    const v4 = same.find((a) => a.family === 2)?.ip;
+    const v6 = same.find((a) => a.family === 10 && !a.ip.toLowerCase().startsWith("fe80"))?.ip;
+    return { v4, v6 };
+  }
+
+  /** The router id: the configured one, else the node's IPv4 address toward its first peer,
+   * else its first global IPv4 address. */
+  routerId(c: BgpConfig): string | null {
+    if (c.routerId) return c.routerId;
+    for (const p of this.o.peers()) {
+      const v4 = this.nextHops(p).v4;
+      if (v4) return v4;
+    }
+    return this.o.addresses().find((a) => a.family === 2 && a.scope === 0)?.ip ?? null;
+  }
+
+  /** The prefixes every peer is to have. */
+  wanted(): Prefix[] {
+    const out: Prefix[] = [];
+    for (const t of this.o.prefixes())
+      try {
+        out.push(parsePrefix(t));
+      } catch {}
+    return out;
+  }
+
+  /** Brings the sessions in line with the configuration: new peers started, removed ones
+   * stopped (their routes withdrawn first), changed ones restarted; a changed AS or router id
+   * restarts them all. */
+  async reload(): Promise<void> {
+    const c = this.o.config();
+    const id = c ? this.routerId(c) : null;
+    const ck = c && id ? `${c.asn}/${id}/${c.restartTime}` : "";
+    if (ck !== this.#configKey) {
+      for (const [name, s] of this.#sessions) {
+        await s.session.stop({ withdraw: true });
+        this.#sessions.delete(name);
+      }
+      this.#configKey = ck;
+    }
+    if (!c || !id) {
+      this.#running = false;
+      if (c && !id)
+        this.o.log("warn", "bgp: no router id (no IPv4 address on this node): set one with bgp config --router-id");
+      return;
+    }
+    this.#running = true;
+    const peers = new Map(this.o.peers().map((p) => [p.name, p]));
+    for (const [name, s] of this.#sessions) {
+      const p = peers.get(name);
+      if (!p || JSON.stringify(p) !== s.key) {
+        await s.session.stop({ withdraw: true });
+        this.#sessions.delete(name);
+      }
+    }
+    for (const p of peers.values()) {
+      if (this.#sessions.has(p.name)) continue;
+      const session = new BgpSession(
+        { asn: c.asn, routerId: id, restartTime: c.restartTime, restarting: this.o.restarting },
+        { name: p.name, address: p.address, asn: p.asn, holdTime: p.holdTime },
+        () => {
+          const nh = this.nextHops(p);
+          return { prefixes: this.wanted(), nextHop4: nh.v4, nextHop6: nh.v6 };
+        },
+        (line) => this.o.log("info", line),
+      );
+      this.#sessions.set(p.name, { peer: p, key: JSON.stringify(p), session });
+      session.start();
+    }
+  }
+
+  /** Announces and withdraws on every established session what the prefixes changed. */
+  sync(): void {
+    for (const s of this.#sessions.values()) s.session.sync();
+  }
+
+  peers(): PeerStatusView[] {
+    return this.o.peers().map((p) => {
+      const s = this.#sessions.get(p.name)?.session;
+      const nh = this.nextHops(p);
+      const st: SessionStatus = s?.status() ?? {
+        name: p.name,
+        address: p.address,
+        asn: p.asn,
+        state: "idle",
+        establishedAt: null,
+        holdTime: null,
+        prefixesSent: 0,
+        updatesReceived: 0,
+        lastError: this.#running ? null : "the speaker is not running",
+        families: [],
+        peerRouterId: null,
+      };
+      return { ...st, holdTimeConfigured: p.holdTime, nextHop4: nh.v4 ?? null, nextHop6: nh.v6 ?? null };
+    });
+  }
+
+  /** What each peer has from this node, and what it is to have. */
+  routes(): { wanted: string[]; peers: Array<{ name: string; announced: string[] }> } {
+    return {
+      wanted: this.wanted().map(prefixToString),
+      peers: [...this.#sessions.values()].map((s) => ({
+        name: s.peer.name,
+        announced: s.session
+          .announced()
+          .sort((a, b) => a.afi - b.afi || (a.afi === AFI.IPV4 ? 0 : 0))
+          .map(prefixToString),
+      })),
+    };
+  }
+
+  /** Ends every session: with `withdraw`, the routes go first; without, graceful restart keeps
+   * them at the peers for the restart time. */
+  async stop(o: { withdraw: boolean }): Promise<void> {
+    for (const s of this.#sessions.values()) await s.session.stop({ withdraw: o.withdraw });
+    this.#sessions.clear();
+    this.#running = false;
+    // The withdraws and NOTIFICATIONs leave before the process does.
+    await Bun.sleep(50);
+  }
+}
