@@ -403,8 +403,12 @@ async function serve(o: AgentOptions): Promise<void> {
     addressing,
     cluster,
     overlayAddress: overlay?.address,
+    bgp: speaker,
   };
-  const metrics = new AgentMetrics(() => readSnapshot(rt), { cluster: cluster !== undefined });
+  const metrics = new AgentMetrics(() => readSnapshot(rt), {
+    cluster: cluster !== undefined,
+    gateway: speaker !== undefined,
+  });
   // The trace instance of the programs stays loaded: a trace then costs milliseconds, not a load.
   const tracer = new Tracer(store, o.pinRoot, { keepLoaded: true });
   const app = createApp(svc, {

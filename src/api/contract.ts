@@ -861,6 +861,10 @@ export const BgpPeerView = z
     lastError: z.string().nullable(),
     families: z.array(z.string()),
     peerRouterId: z.string().nullable(),
+    counts: z
+      .object({ established: Count, notificationsSent: Count, notificationsReceived: Count })
+      .strict()
+      .describe("Since the agent started: times the session came up, NOTIFICATIONs sent and received"),
     nextHop4: z.string().nullable().describe("Next hop self for IPv4 routes: this node's address on the peer's subnet"),
     nextHop6: z.string().nullable(),
   })

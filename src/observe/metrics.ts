@@ -8,12 +8,14 @@
  * survive agent restarts in their pinned maps). A scrape reads one snapshot, then
  * prom-client renders it; concurrent scrapes share one read. Names are `stratum_…`; a
  * counter's series appears once the kernel has counted something for it. */
+
 import { Counter, Gauge, Registry } from "prom-client";
 import type { NodeState } from "../cluster/cluster";
 import { dropReasonName } from "../datapath/drops";
 import { encodeU32, FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall-maps";
 import { readMonStats } from "../datapath/monitor-ring";
 import { type BucketCounts, SHAPE_KIND } from "../datapath/shape-maps";
+import type { PeerStatusView } from "../gateway/bgp/speaker";
 import type { EgressCap } from "../model/egress-cap";
 import type { AddressingStats } from "../services/addressing";
 import { GLOBAL_SCOPE_NAME } from "../services/firewall-service";
@@ -70,6 +72,8 @@ export interface MetricsSnapshot {
   addressing?: AddressingStats;
   /** A cluster node's part in its cluster (absent on a single node). */
   cluster?: ClusterCounters;
+  /** A gateway's BGP sessions (absent on another agent). */
+  bgp?: PeerStatusView[];
 }
 
 export interface ClusterCounters {
@@ -200,6 +204,7 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
     },
     ...(rt.addressing ? { addressing: rt.addressing.stats() } : {}),
     ...(rt.cluster ? { cluster: { ...rt.cluster.counters, nodes: nodeCounts(rt.cluster.nodes()) } } : {}),
+    ...(rt.bgp ? { bgp: rt.bgp.peers() } : {}),
   };
 }
 
@@ -220,10 +225,11 @@ export class AgentMetrics {
   /** `cluster`: the agent is a cluster node (the stratum_cluster_* families exist only there). */
   constructor(
     readonly source: () => Promise<MetricsSnapshot>,
-    o: { cluster?: boolean } = {},
+    o: { cluster?: boolean; gateway?: boolean } = {},
   ) {
     this.#define();
     if (o.cluster) this.#defineCluster();
+    if (o.gateway) this.#defineBgp();
   }
 
   /** One rendering of every family; a scrape that arrives while one runs gets its result. */
@@ -577,6 +583,52 @@ export class AgentMetrics {
       c((x, e) => {
         for (const [state, n] of Object.entries(x.nodes)) e({ state }, n);
       }),
+    );
+  }
+
+  /** A gateway's BGP sessions, by peer. */
+  #defineBgp(): void {
+    const f = this.#family.bind(this);
+    const b = (fill: (p: PeerStatusView, e: Emit) => void) => (s: MetricsSnapshot, e: Emit) => {
+      for (const p of s.bgp ?? []) fill(p, e);
+    };
+    f(
+      "gauge",
+      "stratum_bgp_session_up",
+      "1 while the BGP session with the peer is established, else 0.",
+      ["peer", "address"],
+      b((p, e) => e({ peer: p.name, address: p.address }, p.state === "established" ? 1 : 0)),
+    );
+    f(
+      "gauge",
+      "stratum_bgp_prefixes_announced",
+      "Prefixes the peer has from this node (the routed networks' subnets it was sent and not withdrawn).",
+      ["peer"],
+      b((p, e) => e({ peer: p.name }, p.prefixesSent)),
+    );
+    f(
+      "counter",
+      "stratum_bgp_sessions_established_total",
+      "Times the session with the peer came up since the agent started (more than one: it flapped).",
+      ["peer"],
+      b((p, e) => e({ peer: p.name }, p.counts.established)),
+    );
+    f(
+      "counter",
+      "stratum_bgp_notifications_total",
+      "BGP NOTIFICATIONs sent to and received from the peer since the agent started (each ends a session).",
+      ["peer", "direction"],
+      b((p, e) => {
+        e({ peer: p.name, direction: "sent" }, p.counts.notificationsSent);
+        e({ peer: p.name, direction: "received" }, p.counts.notificationsReceived);
+      }),
+    );
+    f(
+      "counter",
+      "stratum_bgp_updates_received_total",
+      "UPDATE messages received from the peer since the agent started (read and checked, not imported).",
+      ["peer"],
+      b((p, e) => e({ peer: p.name }, p.updatesReceived)),
     );
   }
 

@@ -9,6 +9,7 @@ import type { Cluster } from "../cluster/cluster";
 import type { Attachment } from "../datapath/attach";
 import type { MapFill } from "../datapath/map-fill";
 import type { ProbeReport } from "../datapath/probe";
+import type { BgpSpeaker } from "../gateway/bgp/speaker";
 import { type ReconcileTrigger, TRIGGERS } from "../reconcile/loop";
 import type { ReconcileReport } from "../reconcile/reconcile";
 import type { Addressing } from "../services/addressing";
@@ -135,4 +136,6 @@ export interface AgentRuntime {
   cluster?: Cluster;
   /** A cluster node's underlay address: its overlay's local VTEP (absent on a single node). */
   overlayAddress?: string;
+  /** A gateway's BGP speaker (absent on another agent). */
+  bgp?: BgpSpeaker;
 }

@@ -147,6 +147,10 @@ test("config and a peer: the session comes up; each network's prefixes reach BIR
   expect(r.wanted.sort()).toEqual(["10.61.0.0/24", "10.62.0.0/24", "fd61::/64"]);
   expect(r.peers[0].announced.sort()).toEqual(r.wanted.sort());
   expect(agent.ctl("bgp", "routes").stdout).toContain("10.62.0.0/24");
+  const m = await (await fetch("http://stratum/metrics", { unix: agent.sock } as RequestInit)).text();
+  expect(m).toContain('stratum_bgp_session_up{peer="bird",address="10.96.0.2"} 1');
+  expect(m).toContain('stratum_bgp_prefixes_announced{peer="bird"} 3');
+  expect(m).toContain('stratum_bgp_sessions_established_total{peer="bird"} 1');
 
   expect(agent.ctl("network", "delete", "second").code).toBe(0);
   await until("withdrawn with its network", () => !keys().includes("10.62.0.0/24"));

@@ -61,6 +61,7 @@ export class BgpService {
       lastError: "this agent is not a gateway (agent --gateway): no session",
       families: [],
       peerRouterId: null,
+      counts: { established: 0, notificationsSent: 0, notificationsReceived: 0 },
       nextHop4: null,
       nextHop6: null,
     }));

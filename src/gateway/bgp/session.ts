@@ -68,6 +68,8 @@ export interface SessionStatus {
   lastError: string | null;
   /** Families both sides negotiated. */
   families: string[];
+  /** Since the agent started: sessions established, NOTIFICATIONs sent and received. */
+  counts: { established: number; notificationsSent: number; notificationsReceived: number };
   peerRouterId: string | null;
 }
 
@@ -93,6 +95,8 @@ export class BgpSession {
   #eorSent = false;
   #establishedAt: number | null = null;
   #updatesReceived = 0;
+  /** Since start, whatever the connection: times established, NOTIFICATIONs sent and received. */
+  #counts = { established: 0, notificationsSent: 0, notificationsReceived: 0 };
   #lastError: string | null = null;
   #gen = 0;
 
@@ -120,6 +124,7 @@ export class BgpSession {
       lastError: this.#lastError,
       families: [...this.#families].map((a) => (a === AFI.IPV4 ? "ipv4-unicast" : "ipv6-unicast")),
       peerRouterId: this.#peerOpen?.bgpId ?? null,
+      counts: { ...this.#counts },
     };
   }
 
@@ -265,6 +270,7 @@ export class BgpSession {
 
   #handle(m: Message): void {
     if (m.type === MSG.NOTIFICATION) {
+      this.#counts.notificationsReceived++;
       this.#lastError = `peer sent NOTIFICATION: ${describeNotification(m.code, m.subcode)}${m.data.length ? ` ${m.data.toString("hex")}` : ""}`;
       this.log(`bgp ${this.peer.name}: ${this.#lastError}`);
       this.#close(this.#lastError);
@@ -315,6 +321,7 @@ export class BgpSession {
   }
 
   #establish(): void {
+    this.#counts.established++;
     this.#setState("established");
     this.#establishedAt = Date.now();
     this.#lastError = null;
@@ -354,6 +361,7 @@ export class BgpSession {
     this.#lastError = `${describeNotification(e.code, e.subcode)}: ${e.message}`;
     this.log(`bgp ${this.peer.name}: sending NOTIFICATION, ${this.#lastError}`);
     this.#write(encodeNotification(e.code, e.subcode, e.data));
+    this.#counts.notificationsSent++;
     this.#close(this.#lastError);
     this.#retry();
   }

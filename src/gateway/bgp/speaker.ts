@@ -150,6 +150,7 @@ export class BgpSpeaker {
         lastError: this.#running ? null : "the speaker is not running",
         families: [],
         peerRouterId: null,
+        counts: { established: 0, notificationsSent: 0, notificationsReceived: 0 },
       };
       return { ...st, holdTimeConfigured: p.holdTime, nextHop4: nh.v4 ?? null, nextHop6: nh.v6 ?? null };
     });
