@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { ADDRESSING_BENCHMARKS } from "./addressing";
 import { AGENT_BENCHMARKS } from "./agent";
 import { CLUSTER_BENCHMARKS } from "./cluster";
+import { GATEWAY_BENCHMARKS } from "./gateway";
 import { type BenchResult, formatTable, runBenchmark } from "./harness";
 import { OVERLAY_BENCHMARKS } from "./overlay";
 import { RESTART_BENCHMARKS } from "./restart";
@@ -21,9 +22,14 @@ const BENCHMARKS = {
   ...RESTART_BENCHMARKS,
   ...CLUSTER_BENCHMARKS,
   ...OVERLAY_BENCHMARKS,
+  ...GATEWAY_BENCHMARKS,
 };
 /** Left out of a run that names nothing: minutes each, with labs and data of their own. */
-const OPT_IN = new Set([...Object.keys(CLUSTER_BENCHMARKS), ...Object.keys(OVERLAY_BENCHMARKS)]);
+const OPT_IN = new Set([
+  ...Object.keys(CLUSTER_BENCHMARKS),
+  ...Object.keys(OVERLAY_BENCHMARKS),
+  ...Object.keys(GATEWAY_BENCHMARKS),
+]);
 
 /** Runs that print their own report, only when named (after the benchmarks named with them). */
 const SOAKS: Record<string, (o: { json: boolean }) => Promise<void>> = {
@@ -43,7 +49,7 @@ const { values, positionals } = parseArgs({
 
 if (values.help) {
   process.stdout.write(
-    "usage: scripts/bench [--rounds N] [--json] [--list] [NAME...]\n  Runs each benchmark's candidate and baseline interleaved for N rounds and prints medians and the median ratio.\n  NAME: a benchmark, or a group (cluster: every cluster/ benchmark). Without NAME: all but the opt-in ones (cluster/, overlay/).\n  etcd-soak (only when named): the etcd clients under etcd crashes, STM_SOAK_SECONDS per client (default 60).\n",
+    "usage: scripts/bench [--rounds N] [--json] [--list] [NAME...]\n  Runs each benchmark's candidate and baseline interleaved for N rounds and prints medians and the median ratio.\n  NAME: a benchmark, or a group (cluster: every cluster/ benchmark). Without NAME: all but the opt-in ones (cluster/, overlay/, gateway/).\n  etcd-soak (only when named): the etcd clients under etcd crashes, STM_SOAK_SECONDS per client (default 60).\n",
   );
   process.exit(0);
 }
