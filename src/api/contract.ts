@@ -844,6 +844,10 @@ export const BgpPeerBody = z
     address: z.string().describe("The router's address (IPv4 or IPv6), on a subnet of this node"),
     asn: z.union([Int, z.string()]),
     holdTime: Int.optional().describe("Proposed hold time, s: 0 (no keepalives) or 3 to 65535; default 90"),
+    passwordFile: z
+      .string()
+      .optional()
+      .describe("TCP MD5 (RFC 2385): absolute path of a file holding the key (1-80 bytes), readable by its owner only"),
   })
   .strict();
 
@@ -856,6 +860,7 @@ export const BgpPeerView = z
     establishedAt: z.number().nullable().describe("Unix ms the session came up (null: not up)"),
     holdTime: Count.nullable().describe("The negotiated hold time (established sessions)"),
     holdTimeConfigured: Count,
+    md5: z.boolean().describe("The session is signed with TCP MD5 (a password file is set)"),
     prefixesSent: Count,
     updatesReceived: Count,
     lastError: z.string().nullable(),

@@ -1,6 +1,7 @@
 /** `bgp`: the gateway's BGP speaker — this node's AS and router id, its peers (the operator's
  * routers), the sessions' state and what is announced. Clients of the agent's API; the
  * settings are the node's own, and only an agent started with --gateway runs sessions. */
+import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import type { BgpConfigView, BgpPeerView, BgpRoutesView } from "../api/contract";
 import { StratumError } from "../errors";
@@ -46,7 +47,7 @@ export function printBgpPeers(ps: BgpPeerView[], now = Date.now()): void {
   printTable(
     ["PEER", "ADDRESS", "AS", "STATE", "UP", "HOLD", "SENT", "LAST ERROR"],
     ps.map((p) => [
-      p.name,
+      p.md5 ? `${p.name} (md5)` : p.name,
       p.address,
       String(p.asn),
       p.state,
@@ -149,6 +150,9 @@ export const bgpCommand = defineCommand({
           meta: meta("add", "Add a peer: the session starts at once on a gateway, and gets every routed network", [
             "cenvero-str-ctl bgp peer add tor1 --address 192.0.2.1 --asn 65000",
             "cenvero-str-ctl bgp peer add tor2 --address 2001:db8::1 --asn 65000 --hold-time 9",
+            "# TCP MD5 (RFC 2385): the key in a file only root reads; the agent reads it, the state keeps its path",
+            "install -m 600 /dev/null /etc/stratum/tor3.key && printf %s 'the-key' > /etc/stratum/tor3.key",
+            "cenvero-str-ctl bgp peer add tor3 --address 192.0.2.3 --asn 65000 --password-file /etc/stratum/tor3.key",
           ]),
           args: {
             name: peerArg,
@@ -164,22 +168,22 @@ export const bgpCommand = defineCommand({
               description: "Proposed hold time, s: 0 or 3-65535 (default 90)",
               valueHint: "S",
             },
-            "password-file": { type: "string", description: "TCP MD5 key file (RFC 2385)", valueHint: "FILE" },
+            "password-file": {
+              type: "string",
+              description: "TCP MD5 (RFC 2385): a file holding the key (1-80 bytes), readable by its owner only",
+              valueHint: "FILE",
+            },
             ...apiArg,
             ...outputArg,
           },
           async run({ args }) {
             const fmt = parseFormat(args.output);
-            if (args["password-file"])
-              throw new StratumError(
-                "UNSUPPORTED",
-                "TCP MD5 (--password-file) is not built yet: add the peer without it, or wait for the release that has it",
-              );
             const p = await client(args).addBgpPeer({
               name: args.name,
               address: args.address,
               asn: args.asn,
               ...(args["hold-time"] !== undefined ? { holdTime: int(args["hold-time"], "--hold-time") } : {}),
+              ...(args["password-file"] ? { passwordFile: resolve(args["password-file"]) } : {}),
             });
             if (fmt !== "table") return printData(fmt, p);
             process.stdout.write(

@@ -17,6 +17,9 @@ export interface BgpPeer {
   asn: number;
   /** Proposed hold time (s): 0 (no keepalives), or 3 and more. */
   holdTime: number;
+  /** TCP MD5 (RFC 2385): the file holding the key (absolute path; read when the session
+   * starts, never stored), or null. */
+  passwordFile: string | null;
 }
 
 export const DEFAULT_HOLD_TIME = 90;
@@ -55,7 +58,7 @@ export function validateBgpConfig(i: { asn: unknown; routerId?: unknown; restart
 }
 
 export function validateBgpPeer(
-  i: { name: unknown; address: unknown; asn: unknown; holdTime?: unknown },
+  i: { name: unknown; address: unknown; asn: unknown; holdTime?: unknown; passwordFile?: unknown },
   existing: readonly BgpPeer[],
 ): BgpPeer {
   const name = String(i.name ?? "");
@@ -77,5 +80,11 @@ export function validateBgpPeer(
   if (existing.some((p) => p.name === name)) throw new StratumError("CONFLICT", `a BGP peer named ${name} exists`);
   const same = existing.find((p) => p.address === address);
   if (same) throw new StratumError("CONFLICT", `BGP peer ${same.name} has the address ${address} already`);
-  return { name, address, asn: asn(i.asn, "peer AS"), holdTime: hold };
+  let passwordFile: string | null = null;
+  if (i.passwordFile !== undefined && i.passwordFile !== null && i.passwordFile !== "") {
+    passwordFile = String(i.passwordFile);
+    if (!passwordFile.startsWith("/"))
+      throw new StratumError("INVALID", `password file "${passwordFile}": an absolute path (the agent reads it)`);
+  }
+  return { name, address, asn: asn(i.asn, "peer AS"), holdTime: hold, passwordFile };
 }

@@ -183,6 +183,7 @@ const MIGRATIONS: string[] = [
      address TEXT NOT NULL UNIQUE,
      asn INTEGER NOT NULL,
      hold_time INTEGER NOT NULL,
+     password_file TEXT,
      created_at TEXT NOT NULL
    );`,
 ];
@@ -795,23 +796,27 @@ export class SqliteStore implements Store {
 
   bgpPeers(): BgpPeer[] {
     return (
-      this.db.query("SELECT name, address, asn, hold_time FROM bgp_peers ORDER BY name").all() as Array<{
+      this.db.query("SELECT name, address, asn, hold_time, password_file FROM bgp_peers ORDER BY name").all() as Array<{
         name: string;
         address: string;
         asn: number;
         hold_time: number;
+        password_file: string | null;
       }>
-    ).map((r) => ({ name: r.name, address: r.address, asn: r.asn, holdTime: r.hold_time }));
+    ).map((r) => ({
+      name: r.name,
+      address: r.address,
+      asn: r.asn,
+      holdTime: r.hold_time,
+      passwordFile: r.password_file,
+    }));
   }
 
   addBgpPeer(p: BgpPeer): void {
-    this.db.run("INSERT INTO bgp_peers (name, address, asn, hold_time, created_at) VALUES (?, ?, ?, ?, ?)", [
-      p.name,
-      p.address,
-      p.asn,
-      p.holdTime,
-      new Date().toISOString(),
-    ]);
+    this.db.run(
+      "INSERT INTO bgp_peers (name, address, asn, hold_time, password_file, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+      [p.name, p.address, p.asn, p.holdTime, p.passwordFile, new Date().toISOString()],
+    );
   }
 
   /** False when there was no such peer. */

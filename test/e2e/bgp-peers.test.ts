@@ -39,10 +39,11 @@ class Driver {
     restartTime?: number;
     restarting?: boolean;
     peerAs?: number;
+    md5Key?: string;
   }) {
     const cfg = {
       local: { asn: MY_AS, routerId: GW4, restartTime: o.restartTime ?? 10, restarting: o.restarting ?? false },
-      peer: { name: "peer", address: RT4, asn: o.peerAs ?? PEER_AS, holdTime: o.holdTime ?? 9 },
+      peer: { name: "peer", address: RT4, asn: o.peerAs ?? PEER_AS, holdTime: o.holdTime ?? 9, md5Key: o.md5Key },
       nextHop4: GW4,
       nextHop6: GW6,
       prefixes: o.prefixes,
@@ -238,3 +239,47 @@ for (const make of [bird, frr, gobgp]) {
     }, 30_000);
   });
 }
+
+describe("FRR with TCP MD5 (RFC 2385)", () => {
+  const KEY = "s3cret-md5-key";
+  const site: PeerSite = {
+    get rt() {
+      return rt;
+    },
+    get dir() {
+      return join(dir, "md5");
+    },
+    routerAddress: RT4,
+    speakerAddress: GW4,
+    speakerAs: MY_AS,
+    peerAs: PEER_AS,
+    password: KEY,
+  };
+  const peer = frr(site);
+  beforeAll(async () => {
+    await peer.start();
+  }, 30_000);
+  afterAll(async () => {
+    for (const d of [...drivers]) await d.kill();
+    await peer.stop();
+  });
+
+  test("a wrong key gets no session: FRR's kernel drops the SYN, the speaker says why", async () => {
+    const d = new Driver({ prefixes: ["10.70.0.0/24"], md5Key: "not-the-key" });
+    await until("the connect gives up", async () => /TCP MD5/.test((await d.status()).lastError ?? ""), 15_000);
+    expect((await d.status()).state).not.toBe("established");
+    expect(peer.established()).toBe(false);
+    await d.kill();
+  }, 30_000);
+
+  test("the right key: the session comes up, signed, and FRR has the routes", async () => {
+    const d = new Driver({ prefixes: ["10.70.0.0/24", "fd70::/64"], md5Key: KEY });
+    await established(d);
+    await until("FRR has the routes", () => Object.keys(peer.routes()).length === 2);
+    expect(peer.routes()).toEqual({ "10.70.0.0/24": GW4, "fd70::/64": GW6 });
+    // The segments carry the MD5 option (TCP option kind 19): seen on the wire.
+    const cap = rt.exec(["timeout", "3", "tcpdump", "-c", "1", "-nn", "-i", "bgp0", "-v", "tcp port 179"]);
+    expect(cap.stdout + cap.stderr).toMatch(/md5/i);
+    await d.stop(true);
+  }, 60_000);
+});

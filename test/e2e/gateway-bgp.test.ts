@@ -5,7 +5,7 @@
  * --withdraw-on-stop withdraws them; bad input is refused with nothing stored; `bgp status`,
  * `bgp routes` and -o json tell what is going on. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestAgent } from "../helpers/agent";
@@ -89,13 +89,40 @@ test("config and a peer: the session comes up; each network's prefixes reach BIR
     [["bgp", "peer", "add", "Bad_Name", "--address", RT4, "--asn", "65000"], 2, "peer name"],
     [["bgp", "peer", "add", "x", "--address", "127.0.0.1", "--asn", "65000"], 2, "unicast address"],
     [["bgp", "peer", "add", "x", "--address", RT4, "--asn", "65000", "--hold-time", "2"], 2, "hold time"],
-    [["bgp", "peer", "add", "x", "--address", RT4, "--asn", "65000", "--password-file", "/etc/hostname"], 4, "TCP MD5"],
+    [
+      ["bgp", "peer", "add", "x", "--address", RT4, "--asn", "65000", "--password-file", "/etc/hostname"],
+      10,
+      "chmod 600",
+    ],
+    [
+      ["bgp", "peer", "add", "x", "--address", RT4, "--asn", "65000", "--password-file", "/nonexistent/key"],
+      2,
+      "cannot read the TCP MD5 key file",
+    ],
   ] as const) {
     const r = agent.ctl(...args);
     expect({ args, code: r.code }).toEqual({ args, code });
     expect(r.stderr).toContain(text);
   }
   expect(agent.json("bgp", "peer", "list")).toEqual([]);
+  // A key file only root reads: taken (its path stored, the key read when the session starts).
+  const keyFile = join(dir, "md5.key");
+  writeFileSync(keyFile, "k3y\n", { mode: 0o600 });
+  const md5 = agent.json(
+    "bgp",
+    "peer",
+    "add",
+    "signed",
+    "--address",
+    "10.96.0.9",
+    "--asn",
+    "65000",
+    "--password-file",
+    keyFile,
+  );
+  expect(md5).toMatchObject({ name: "signed", md5: true });
+  expect(agent.ctl("bgp", "peer", "list").stdout).toContain("signed (md5)");
+  expect(agent.ctl("bgp", "peer", "del", "signed").code).toBe(0);
 
   const p = agent.json("bgp", "peer", "add", "bird", "--address", RT4, "--asn", "65000", "--hold-time", "9");
   expect(p).toMatchObject({

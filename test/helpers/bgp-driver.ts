@@ -4,11 +4,12 @@
  *   {"op":"status"}                                   the session's status
  *   {"op":"stop","withdraw":false}                    end the session (graceful restart keeps
  *                                                     the routes at the peer unless withdraw)
- * argv[2]: JSON {local: LocalSpeaker, peer: PeerConfig, nextHop4, nextHop6, prefixes}. */
+ * argv[2]: JSON {local: LocalSpeaker, peer: PeerConfig (md5Key as a string), nextHop4, nextHop6, prefixes}. */
 import { parsePrefix, prefixToString } from "../../src/gateway/bgp/codec";
 import { BgpSession } from "../../src/gateway/bgp/session";
 
 const cfg = JSON.parse(process.argv[2] as string);
+if (cfg.peer.md5Key) cfg.peer.md5Key = Buffer.from(cfg.peer.md5Key);
 let prefixes: string[] = cfg.prefixes ?? [];
 const out = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const s = new BgpSession(

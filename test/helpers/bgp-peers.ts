@@ -17,6 +17,8 @@ export interface PeerSite {
   peerAs: number;
   /** A directory for configuration, sockets and logs. */
   dir: string;
+  /** TCP MD5 key the router asks of the speaker (FRR only). */
+  password?: string;
 }
 
 /** A BGP implementation in the router's namespace: passive, AS 65000, our AS 65001 as its
@@ -105,7 +107,7 @@ router bgp ${site.peerAs}
  neighbor ${site.speakerAddress} remote-as ${site.speakerAs}
  neighbor ${site.speakerAddress} passive
  neighbor ${site.speakerAddress} timers connect 1
- address-family ipv6 unicast
+${site.password ? ` neighbor ${site.speakerAddress} password ${site.password}\n` : ""} address-family ipv6 unicast
   neighbor ${site.speakerAddress} activate
  exit-address-family
 `,

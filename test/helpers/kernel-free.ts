@@ -373,5 +373,5 @@ export function fillFixture(k: KernelFree): void {
   svc.firewall.blockAdd(["198.51.100.0/24", "2001:db8:bad::/48", "203.0.113.7", "10.0.0.0/8", "9.0.0.0/8"]);
   // The BGP speaker's settings (this agent is no gateway: no session).
   store.setBgpConfig({ asn: 65001, routerId: "10.0.0.1", restartTime: 120 });
-  store.addBgpPeer({ name: "r1", address: "10.0.0.2", asn: 65000, holdTime: 90 });
+  store.addBgpPeer({ name: "r1", address: "10.0.0.2", asn: 65000, holdTime: 90, passwordFile: null });
 }

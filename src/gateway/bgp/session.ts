@@ -5,6 +5,8 @@
  * first full table (RFC 4724). Received routes are checked (a malformed UPDATE resets the
  * session with a NOTIFICATION) and otherwise ignored. Transport: an outgoing TCP connection to
  * the peer's port 179 from Bun's socket API. */
+
+import { closeSocket, connectState, md5Connect } from "../../sys/tcp-md5";
 import {
   AFI,
   BgpError,
@@ -46,6 +48,8 @@ export interface PeerConfig {
   /** Proposed hold time (s): 0, or 3 and more. Default 90. */
   holdTime?: number;
   port?: number;
+  /** TCP MD5 (RFC 2385): every segment of the connection signed with this key. */
+  md5Key?: Buffer;
 }
 
 export interface Routes {
@@ -76,6 +80,7 @@ export interface SessionStatus {
 type Socket = { write(b: Uint8Array): number; end(): void; terminate?(): void };
 
 const CONNECT_RETRY_MS = 5_000;
+const MD5_CONNECT_TIMEOUT_MS = 5_000;
 const OPEN_HOLD_MS = 240_000; // RFC 4271: a large hold time while waiting for the OPEN
 
 const key = (p: Prefix) => prefixToString(p);
@@ -202,34 +207,73 @@ export class BgpSession {
     this.#setState("connect");
     this.#framer = new Framer();
     const self = this;
-    Bun.connect({
-      hostname: this.peer.address,
-      port: this.peer.port ?? 179,
-      socket: {
-        open(s) {
-          if (gen !== self.#gen || self.#stopped) {
-            s.end();
-            return;
-          }
-          self.#sock = s as unknown as Socket;
-          self.#onOpen();
-        },
-        data(_s, chunk) {
-          if (gen === self.#gen) self.#onData(chunk);
-        },
-        close() {
-          if (gen === self.#gen) self.#onClosed("connection closed by the peer");
-        },
-        error(_s, e) {
-          if (gen === self.#gen) self.#onClosed(`socket error: ${e.message}`);
-        },
-        connectError(_s, e) {
-          if (gen === self.#gen) self.#onClosed(`connect: ${e.message}`);
-        },
+    const handlers = {
+      open(s: unknown) {
+        if (gen !== self.#gen || self.#stopped) {
+          (s as Socket).end();
+          return;
+        }
+        self.#sock = s as Socket;
+        self.#onOpen();
       },
-    }).catch((e: Error) => {
+      data(_s: unknown, chunk: Uint8Array) {
+        if (gen === self.#gen) self.#onData(chunk);
+      },
+      close() {
+        if (gen === self.#gen) self.#onClosed("connection closed by the peer");
+      },
+      error(_s: unknown, e: Error) {
+        if (gen === self.#gen) self.#onClosed(`socket error: ${e.message}`);
+      },
+      connectError(_s: unknown, e: Error) {
+        if (gen === self.#gen) self.#onClosed(`connect: ${e.message}`);
+      },
+    };
+    const port = this.peer.port ?? 179;
+    if (this.peer.md5Key) {
+      void this.#connectMd5(gen, port, this.peer.md5Key, handlers);
+      return;
+    }
+    Bun.connect({ hostname: this.peer.address, port, socket: handlers }).catch((e: Error) => {
       if (gen === this.#gen) this.#onClosed(`connect: ${e.message}`);
     });
+  }
+
+  /** The connection signed with TCP MD5: made and connected outside Bun (the key must be on the
+   * socket before the SYN), then handed over. A peer with another key never answers the SYN. */
+  async #connectMd5(gen: number, port: number, key: Buffer, handlers: Record<string, unknown>): Promise<void> {
+    let fd: number;
+    try {
+      fd = md5Connect(this.peer.address, port, key);
+    } catch (e) {
+      this.#onClosed(`connect: ${(e as Error).message}`);
+      return;
+    }
+    const t0 = Date.now();
+    for (;;) {
+      if (gen !== this.#gen || this.#stopped) {
+        closeSocket(fd);
+        return;
+      }
+      const st = connectState(fd);
+      if (st === "connected") break;
+      if (st !== "pending" || Date.now() - t0 > MD5_CONNECT_TIMEOUT_MS) {
+        closeSocket(fd);
+        this.#onClosed(
+          st === "pending"
+            ? `connect: no answer in ${MD5_CONNECT_TIMEOUT_MS / 1000} s (with TCP MD5, a peer whose key differs drops the SYN)`
+            : `connect: errno ${st}`,
+        );
+        return;
+      }
+      await Bun.sleep(20);
+    }
+    try {
+      await Bun.connect({ fd, socket: handlers } as unknown as Parameters<typeof Bun.connect>[0]);
+    } catch (e) {
+      closeSocket(fd);
+      if (gen === this.#gen) this.#onClosed(`connect: ${(e as Error).message}`);
+    }
   }
 
   #onOpen(): void {

@@ -9,6 +9,7 @@ import type { BgpConfig, BgpPeer } from "../../model/bgp";
 import { parseSubnet } from "../../model/ip";
 import type { Address } from "../../netlink/addr";
 import { AFI, type Prefix, parsePrefix, prefixToString } from "./codec";
+import { readMd5Key } from "./service";
 import { BgpSession, type SessionStatus } from "./session";
 
 export interface SpeakerOptions {
@@ -26,6 +27,7 @@ export interface SpeakerOptions {
 
 export interface PeerStatusView extends SessionStatus {
   holdTimeConfigured: number;
+  md5: boolean;
   nextHop4: string | null;
   nextHop6: string | null;
 }
@@ -43,6 +45,8 @@ const inSubnet = (ip: string, a: Address): boolean => {
 export class BgpSpeaker {
   #sessions = new Map<string, { peer: BgpPeer; key: string; session: BgpSession }>();
   #configKey = "";
+  /** Peers whose TCP MD5 key file could not be read: no session, this error. */
+  #keyErrors = new Map<string, string>();
   #running = false;
 
   constructor(readonly o: SpeakerOptions) {}
@@ -115,9 +119,19 @@ export class BgpSpeaker {
     }
     for (const p of peers.values()) {
       if (this.#sessions.has(p.name)) continue;
+      let md5Key: Buffer | undefined;
+      this.#keyErrors.delete(p.name);
+      if (p.passwordFile)
+        try {
+          md5Key = readMd5Key(p.passwordFile);
+        } catch (e) {
+          this.#keyErrors.set(p.name, (e as Error).message);
+          this.o.log("warn", `bgp ${p.name}: ${(e as Error).message}: no session`);
+          continue;
+        }
       const session = new BgpSession(
         { asn: c.asn, routerId: id, restartTime: c.restartTime, restarting: this.o.restarting },
-        { name: p.name, address: p.address, asn: p.asn, holdTime: p.holdTime },
+        { name: p.name, address: p.address, asn: p.asn, holdTime: p.holdTime, md5Key },
         () => {
           const nh = this.nextHops(p);
           return { prefixes: this.wanted(), nextHop4: nh.v4, nextHop6: nh.v6 };
@@ -147,12 +161,18 @@ export class BgpSpeaker {
         holdTime: null,
         prefixesSent: 0,
         updatesReceived: 0,
-        lastError: this.#running ? null : "the speaker is not running",
+        lastError: this.#keyErrors.get(p.name) ?? (this.#running ? null : "the speaker is not running"),
         families: [],
         peerRouterId: null,
         counts: { established: 0, notificationsSent: 0, notificationsReceived: 0 },
       };
-      return { ...st, holdTimeConfigured: p.holdTime, nextHop4: nh.v4 ?? null, nextHop6: nh.v6 ?? null };
+      return {
+        ...st,
+        holdTimeConfigured: p.holdTime,
+        md5: p.passwordFile !== null,
+        nextHop4: nh.v4 ?? null,
+        nextHop6: nh.v6 ?? null,
+      };
     });
   }
 
