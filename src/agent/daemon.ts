@@ -23,7 +23,7 @@ import { StratumError } from "../errors";
 import { BgpService } from "../gateway/bgp/service";
 import { BgpSpeaker } from "../gateway/bgp/speaker";
 import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
-import { listAddresses, listLinks, RtnlMonitor, rtnl } from "../netlink";
+import { getLink, listAddresses, listLinks, RtnlMonitor, rtnl } from "../netlink";
 import { clusterStatusView } from "../observe/cluster";
 import { AgentMetrics, readSnapshot } from "../observe/metrics";
 import { type AgentRuntime, RecentLog, ReconcileLog, type ReconcileRun, type UplinkRuntime } from "../observe/runtime";
@@ -378,6 +378,17 @@ async function serve(o: AgentOptions): Promise<void> {
         peers: () => store.bgpPeers(),
         prefixes: () => data.listNetworks().flatMap((n) => [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])]),
         addresses: () => listAddresses({}, svc.nl),
+        ...(o.uplink
+          ? {
+              uplinkUp: () => {
+                const l = getLink(o.uplink as string, svc.nl);
+                if (!l) return { up: false, why: `the uplink ${o.uplink} is gone` };
+                if (!l.up) return { up: false, why: `the uplink ${o.uplink} is down (administratively)` };
+                if (!l.lowerUp) return { up: false, why: `the uplink ${o.uplink} has no carrier` };
+                return { up: true, why: "" };
+              },
+            }
+          : {}),
         restarting: store.bgpConfig() !== null,
         log: (level, msg) => bgpLog[level](msg),
       })

@@ -880,7 +880,10 @@ export type BgpPeerView = z.infer<typeof BgpPeerView>;
 
 export const BgpRoutesView = z
   .object({
-    wanted: z.array(z.string()).describe("What every peer is to have: the routed networks' prefixes"),
+    wanted: z
+      .array(z.string())
+      .describe("What every peer is to have: the routed networks' prefixes (none while withheld)"),
+    withheld: z.string().nullable().describe("Why nothing is announced now (the uplink is down), or null"),
     peers: z.array(z.object({ name: z.string(), announced: z.array(z.string()) }).strict()),
   })
   .strict();

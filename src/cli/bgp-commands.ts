@@ -60,7 +60,8 @@ export function printBgpPeers(ps: BgpPeerView[], now = Date.now()): void {
 }
 
 export function printBgpRoutes(r: BgpRoutesView): void {
-  if (!r.wanted.length) process.stdout.write("nothing to announce: no routed network\n");
+  if (r.withheld) process.stdout.write(`nothing announced: ${r.withheld}\n`);
+  else if (!r.wanted.length) process.stdout.write("nothing to announce: no routed network\n");
   else
     printTable(
       ["PREFIX", "ANNOUNCED TO"],

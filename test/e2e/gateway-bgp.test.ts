@@ -206,3 +206,30 @@ test("a peer removed: its routes are withdrawn; bgp config --off forgets the res
   expect(agent.ctl("bgp", "config", "--off").code).toBe(0);
   expect(agent.ctl("bgp", "config").code).toBe(3);
 }, 60_000);
+
+test("the gateway's uplink loses its carrier: every route is withdrawn; back: announced again", async () => {
+  const inet = new Netns("gwi");
+  try {
+    run(["ip", "-n", agent.ns.name, "link", "add", "up0", "type", "veth", "peer", "name", "wan0", "netns", inet.name]);
+    inet.execOk(["ip", "link", "set", "wan0", "up"]);
+    await agent.kill("SIGTERM");
+    await agent.start(["--gateway", "--uplink", "up0"]);
+    expect(agent.json("bgp", "config", "--asn", "65001").running).toBe(true);
+    agent.json("bgp", "peer", "add", "bird", "--address", RT4, "--asn", "65000");
+    await until("BIRD has the table", () => peer.established() && keys().length === 2, 20_000);
+
+    inet.execOk(["ip", "link", "set", "wan0", "down"]); // up0 loses its carrier
+    await until("withdrawn", () => keys().length === 0, 10_000);
+    expect(peer.established()).toBe(true); // the session stays: it does not run over the uplink
+    const r = agent.json("bgp", "routes");
+    expect(r.withheld).toBe("the uplink up0 has no carrier");
+    expect(r.wanted).toEqual([]);
+    expect(agent.ctl("bgp", "routes").stdout).toContain("nothing announced: the uplink up0 has no carrier");
+
+    inet.execOk(["ip", "link", "set", "wan0", "up"]);
+    await until("announced again", () => keys().length === 2, 10_000);
+    expect(agent.json("bgp", "routes").withheld).toBeNull();
+  } finally {
+    inet.destroy();
+  }
+}, 90_000);

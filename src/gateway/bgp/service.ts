@@ -113,6 +113,6 @@ export class BgpService {
 
   routes(): BgpRoutesView {
     this.#mustConfig();
-    return this.speaker?.routes() ?? { wanted: [], peers: [] };
+    return this.speaker?.routes() ?? { wanted: [], withheld: null, peers: [] };
   }
 }

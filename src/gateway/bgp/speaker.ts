@@ -19,6 +19,9 @@ export interface SpeakerOptions {
   prefixes: () => string[];
   /** The node's interface addresses (global scope), for next hop self. */
   addresses: () => Address[];
+  /** Whether the gateway can forward out: its uplink exists, is up and has carrier (no uplink:
+   * always). While it cannot, nothing is announced: the routers send the traffic elsewhere. */
+  uplinkUp?: () => { up: boolean; why: string };
   /** Whether this agent started after one that ran the speaker (graceful restart: its peers
    * keep its routes until End-of-RIB). */
   restarting: boolean;
@@ -42,9 +45,14 @@ const inSubnet = (ip: string, a: Address): boolean => {
   }
 };
 
+/** How often the uplink's state is read (one netlink request). */
+const UPLINK_POLL_MS = 500;
+
 export class BgpSpeaker {
   #sessions = new Map<string, { peer: BgpPeer; key: string; session: BgpSession }>();
   #configKey = "";
+  #withheld: string | null = null;
+  #uplinkTimer: ReturnType<typeof setInterval> | undefined;
   /** Peers whose TCP MD5 key file could not be read: no session, this error. */
   #keyErrors = new Map<string, string>();
   #running = false;
@@ -78,8 +86,29 @@ export class BgpSpeaker {
     return this.o.addresses().find((a) => a.family === 2 && a.scope === 0)?.ip ?? null;
   }
 
-  /** The prefixes every peer is to have. */
+  /** Why nothing is announced now (the uplink is down), or null. */
+  get withheld(): string | null {
+    return this.#withheld;
+  }
+
+  /** Looks at the uplink: on a change (down, or back up) every session withdraws or announces. */
+  checkUplink(): void {
+    const u = this.o.uplinkUp?.() ?? { up: true, why: "" };
+    const now = u.up ? null : u.why;
+    if (now === this.#withheld) return;
+    this.#withheld = now;
+    this.o.log(
+      now ? "warn" : "info",
+      now
+        ? `bgp: ${now}: every route withdrawn until it is back`
+        : "bgp: the uplink is back: the routes are announced again",
+    );
+    this.sync();
+  }
+
+  /** The prefixes every peer is to have: none while the uplink is down. */
   wanted(): Prefix[] {
+    if (this.#withheld) return [];
     const out: Prefix[] = [];
     for (const t of this.o.prefixes())
       try {
@@ -109,6 +138,10 @@ export class BgpSpeaker {
       return;
     }
     this.#running = true;
+    if (this.o.uplinkUp && !this.#uplinkTimer) {
+      this.#withheld = this.o.uplinkUp().up ? null : this.o.uplinkUp().why;
+      this.#uplinkTimer = setInterval(() => this.checkUplink(), UPLINK_POLL_MS);
+    }
     const peers = new Map(this.o.peers().map((p) => [p.name, p]));
     for (const [name, s] of this.#sessions) {
       const p = peers.get(name);
@@ -177,9 +210,10 @@ export class BgpSpeaker {
   }
 
   /** What each peer has from this node, and what it is to have. */
-  routes(): { wanted: string[]; peers: Array<{ name: string; announced: string[] }> } {
+  routes(): { wanted: string[]; withheld: string | null; peers: Array<{ name: string; announced: string[] }> } {
     return {
       wanted: this.wanted().map(prefixToString),
+      withheld: this.#withheld,
       peers: [...this.#sessions.values()].map((s) => ({
         name: s.peer.name,
         announced: s.session
@@ -193,6 +227,8 @@ export class BgpSpeaker {
   /** Ends every session: with `withdraw`, the routes go first; without, graceful restart keeps
    * them at the peers for the restart time. */
   async stop(o: { withdraw: boolean }): Promise<void> {
+    if (this.#uplinkTimer) clearInterval(this.#uplinkTimer);
+    this.#uplinkTimer = undefined;
     for (const s of this.#sessions.values()) await s.session.stop({ withdraw: o.withdraw });
     this.#sessions.clear();
     this.#running = false;
