@@ -4,11 +4,14 @@
  * prefix taken away is withdrawn; graceful restart keeps the routes through a restart and
  * replaces them by the new table at End-of-RIB, and they go after the restart time when the
  * speaker does not come back. Against BIRD also: the hold timer enforced on a peer that goes
- * silent, and a peer with the wrong AS refused with a NOTIFICATION. */
+ * silent, and a peer with the wrong AS refused with a NOTIFICATION. Against FRR with a
+ * password: TCP MD5. And a hostile peer (test/helpers/bgp-hostile.ts) whose malformed
+ * messages each get their NOTIFICATION and a reset, the speaker staying up. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { encodeAnnounce, encodeKeepalive, encodeOpen, parsePrefix } from "../../src/gateway/bgp/codec";
 import { bird, frr, gobgp, type Peer, type PeerSite } from "../helpers/bgp-peers";
 import { until } from "../helpers/lab";
 import { BUN, Netns, ROOT, run } from "../helpers/netns";
@@ -282,4 +285,69 @@ describe("FRR with TCP MD5 (RFC 2385)", () => {
     expect(cap.stdout + cap.stderr).toMatch(/md5/i);
     await d.stop(true);
   }, 60_000);
+});
+
+describe("a hostile peer", () => {
+  test("each malformed message gets the NOTIFICATION its rule names and a reset; the speaker stays up and tries again", async () => {
+    const up = encodeAnnounce({ asn: PEER_AS, prefixes: [parsePrefix("198.51.100.0/24")], nextHop: RT4 });
+    const pastList = Buffer.from(up);
+    pastList[29] = 200; // AS_PATH's length (byte 29) runs past the attribute list
+    const marker = Buffer.from(encodeKeepalive());
+    marker[5] = 0;
+    const long = Buffer.from(encodeKeepalive());
+    long.writeUInt16BE(5000, 16);
+    const segments = Buffer.from(up);
+    segments[31] = 9; // AS_PATH's segment says 9 AS numbers, holds 1
+    const type9 = Buffer.from(encodeKeepalive());
+    type9[18] = 9;
+    const open = encodeOpen({ asn: PEER_AS, holdTime: 90, bgpId: RT4, families: [{ afi: 1, safi: 1 }] });
+    const attacks: Array<[string, Buffer, [number, number]]> = [
+      ["an attribute past the list", pastList, [3, 5]],
+      ["an AS_PATH segment longer than its attribute", segments, [3, 11]],
+      ["a broken marker", marker, [1, 1]],
+      ["a length of 5000", long, [1, 2]],
+      ["message type 9", type9, [1, 3]],
+      ["an OPEN in Established", open, [5, 3]],
+    ];
+    const hostile = Bun.spawn(
+      [
+        "ip",
+        "netns",
+        "exec",
+        rt.name,
+        BUN,
+        join(ROOT, "test/helpers/bgp-hostile.ts"),
+        RT4,
+        String(PEER_AS),
+        JSON.stringify(attacks.map(([, b]) => b.toString("hex"))),
+      ],
+      { stdout: "pipe", stderr: "pipe" },
+    );
+    try {
+      await Bun.sleep(300); // listening
+      const d = new Driver({ prefixes: ["10.80.0.0/24"] });
+      const out = await Promise.race([
+        new Response(hostile.stdout as ReadableStream).text(),
+        Bun.sleep(60_000).then(() => "timeout"),
+      ]);
+      const reports = out
+        .trim()
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l));
+      expect(reports.length).toBe(attacks.length);
+      for (const [i, [what, , [code, subcode]]] of attacks.entries()) {
+        const note = reports.find((r) => r.attack === i)?.got.find((m: any) => m.type === 3);
+        expect({ what, note }).toEqual({ what, note: { type: 3, code, subcode } });
+      }
+      const st = await d.status(); // the speaker still answers
+      expect(st.state).not.toBe("established");
+      expect(st.counts.notificationsSent).toBe(attacks.length);
+      expect(st.lastError).toBeTruthy();
+      await d.kill();
+    } finally {
+      hostile.kill();
+      await hostile.exited;
+    }
+  }, 90_000);
 });
