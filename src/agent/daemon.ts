@@ -23,7 +23,7 @@ import { StratumError } from "../errors";
 import { BgpService } from "../gateway/bgp/service";
 import { BgpSpeaker } from "../gateway/bgp/speaker";
 import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
-import { getLink, listAddresses, listLinks, RtnlMonitor, rtnl } from "../netlink";
+import { addRoute, deleteRoute, getLink, listAddresses, listLinks, RtnlMonitor, rtnl } from "../netlink";
 import { clusterStatusView } from "../observe/cluster";
 import { AgentMetrics, readSnapshot } from "../observe/metrics";
 import { type AgentRuntime, RecentLog, ReconcileLog, type ReconcileRun, type UplinkRuntime } from "../observe/runtime";
@@ -76,6 +76,9 @@ export interface ClusterJoin extends EtcdCredentialFlags {
 export const DEFAULT_RECONCILE_INTERVAL = 30;
 
 const log = consola.withTag("agent");
+/** rtnetlink's protocol number for BGP ("proto bgp"), and the metric of an imported default route. */
+const RTPROT_BGP = 186;
+const BGP_DEFAULT_METRIC = 200;
 /** One line per change through the API: who, what, the result. */
 const audit = consola.withTag("audit");
 const addrLog = consola.withTag("addressing");
@@ -389,6 +392,17 @@ async function serve(o: AgentOptions): Promise<void> {
               },
             }
           : {}),
+        // bgp config --import-default: a peer's default route in the main table, proto bgp, after
+        // any the operator set (metric 200).
+        installDefault: (family, gateway) => {
+          const dst = family === 4 ? "default" : "default6";
+          if (gateway)
+            addRoute({ dst, gateway, protocol: RTPROT_BGP, metric: BGP_DEFAULT_METRIC }, { replace: true }, svc.nl);
+          else
+            try {
+              deleteRoute({ dst, protocol: RTPROT_BGP, metric: BGP_DEFAULT_METRIC }, svc.nl);
+            } catch {} // gone already
+        },
         restarting: store.bgpConfig() !== null,
         log: (level, msg) => bgpLog[level](msg),
       })

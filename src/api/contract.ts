@@ -815,15 +815,22 @@ export interface RouteDef {
 
 export const BgpConfigBody = z
   .object({
-    asn: z.union([Int, z.string()]).describe("This node's AS number (1 to 4294967294, not 23456)"),
+    asn: z
+      .union([Int, z.string()])
+      .optional()
+      .describe("This node's AS number (1 to 4294967294, not 23456); needed the first time"),
     routerId: z
       .string()
       .nullable()
       .optional()
-      .describe("IPv4 dotted quad; absent or null: this node's address toward its first peer"),
+      .describe("IPv4 dotted quad; null: this node's address toward its first peer. Absent: unchanged"),
     restartTime: Int.optional().describe(
       "Graceful restart (RFC 4724): seconds peers keep the routes while the agent restarts; 0 off; default 120",
     ),
+    importDefault: z
+      .boolean()
+      .optional()
+      .describe("Install a default route a peer announces (main table, proto bgp, metric 200); default false"),
   })
   .strict();
 
@@ -833,6 +840,7 @@ export const BgpConfigView = z
     routerId: z.string().nullable().describe("As configured (null: derived)"),
     routerIdInUse: z.string().nullable().describe("The router id the sessions use"),
     restartTime: Count,
+    importDefault: z.boolean(),
     gateway: z.boolean().describe("Whether this agent is a gateway (agent --gateway): only a gateway runs sessions"),
     running: z.boolean(),
   })
@@ -861,6 +869,9 @@ export const BgpPeerView = z
     holdTime: Count.nullable().describe("The negotiated hold time (established sessions)"),
     holdTimeConfigured: Count,
     md5: z.boolean().describe("The session is signed with TCP MD5 (a password file is set)"),
+    defaults: z
+      .array(z.string())
+      .describe('Default routes the peer announces ("0.0.0.0/0 via 192.0.2.1"), kept with bgp config --import-default'),
     prefixesSent: Count,
     updatesReceived: Count,
     lastError: z.string().nullable(),
@@ -1185,7 +1196,7 @@ export const ROUTES = {
     method: "put",
     path: "/v1/bgp/config",
     summary:
-      "Set this node's AS, router id and graceful restart time (sessions restart when the AS or router id change)",
+      "Set this node's AS, router id, graceful restart time, default-route import; what is left out stays as it was (the sessions restart when any changes)",
     body: BgpConfigBody,
     status: 200,
     response: BgpConfigView,

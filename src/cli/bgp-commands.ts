@@ -26,6 +26,12 @@ export function printBgpConfig(c: BgpConfigView): void {
     ],
     ["graceful restart", c.restartTime ? `${c.restartTime} s (peers keep the routes while the agent restarts)` : "off"],
     [
+      "default route",
+      c.importDefault
+        ? "imported from the peers (main table, proto bgp, metric 200)"
+        : "not imported (received routes ignored)",
+    ],
+    [
       "speaker",
       c.gateway
         ? c.running
@@ -87,10 +93,13 @@ export const bgpCommand = defineCommand({
     config: defineCommand({
       meta: meta(
         "config",
-        "Show or set this node's AS, router id and graceful restart time; --off turns the speaker off (peers forgotten, routes withdrawn)",
+        "Show or set this node's AS, router id, graceful restart time and default-route import (what is not given stays); --off turns the speaker off (peers forgotten, routes withdrawn)",
         [
           "cenvero-str-ctl bgp config --asn 65001",
           "cenvero-str-ctl bgp config --asn 4200000001 --router-id 192.0.2.10 --restart-time 300",
+          "# Take the default route the routers announce (main table, proto bgp, metric 200):",
+          "cenvero-str-ctl bgp config --import-default",
+          "cenvero-str-ctl bgp config --router-id auto      # derive it again",
           "cenvero-str-ctl bgp config",
           "cenvero-str-ctl bgp config --off",
         ],
@@ -103,8 +112,13 @@ export const bgpCommand = defineCommand({
         },
         "router-id": {
           type: "string",
-          description: "BGP identifier, an IPv4 address (default: this node's address toward its first peer)",
-          valueHint: "IP",
+          description: "BGP identifier, an IPv4 address; auto: this node's address toward its first peer (the default)",
+          valueHint: "IP|auto",
+        },
+        "import-default": {
+          type: "boolean",
+          description:
+            "Install a default route the peers announce (every other route they send is ignored); --no-import-default: stop",
         },
         "restart-time": {
           type: "string",
@@ -122,24 +136,22 @@ export const bgpCommand = defineCommand({
         const fmt = parseFormat(args.output);
         const c = client(args);
         if (args.off) {
-          if (args.asn || args["router-id"] || args["restart-time"])
+          if (args.asn || args["router-id"] || args["restart-time"] || args["import-default"] !== undefined)
             throw new StratumError("INVALID", "--off takes no other setting");
           await c.deleteBgpConfig();
           if (fmt === "table")
             process.stdout.write("BGP is off on this node: sessions ended, routes withdrawn, peers forgotten\n");
           return;
         }
-        let v: BgpConfigView;
-        if (args.asn === undefined) {
-          if (args["router-id"] || args["restart-time"])
-            throw new StratumError("INVALID", "--asn is needed with every change (bgp config --asn N ...)");
-          v = await c.bgpConfig();
-        } else
-          v = await c.setBgpConfig({
-            asn: args.asn,
-            ...(args["router-id"] ? { routerId: args["router-id"] } : {}),
-            ...(args["restart-time"] !== undefined ? { restartTime: int(args["restart-time"], "--restart-time") } : {}),
-          });
+        const change = {
+          ...(args.asn !== undefined ? { asn: args.asn } : {}),
+          ...(args["router-id"] !== undefined
+            ? { routerId: args["router-id"] === "auto" ? null : args["router-id"] }
+            : {}),
+          ...(args["restart-time"] !== undefined ? { restartTime: int(args["restart-time"], "--restart-time") } : {}),
+          ...(args["import-default"] !== undefined ? { importDefault: args["import-default"] === true } : {}),
+        };
+        const v = Object.keys(change).length ? await c.setBgpConfig(change) : await c.bgpConfig();
         if (fmt !== "table") return printData(fmt, v);
         printBgpConfig(v);
       },

@@ -9,6 +9,8 @@ export interface BgpConfig {
   routerId: string | null;
   /** Seconds the peers keep this node's routes while its agent restarts (RFC 4724); 0: off. */
   restartTime: number;
+  /** Install a default route (IPv4, IPv6) a peer announces, in the main table, proto bgp. */
+  importDefault: boolean;
 }
 
 export interface BgpPeer {
@@ -40,7 +42,12 @@ function asn(v: unknown, what: string): number {
   return n;
 }
 
-export function validateBgpConfig(i: { asn: unknown; routerId?: unknown; restartTime?: unknown }): BgpConfig {
+export function validateBgpConfig(i: {
+  asn: unknown;
+  routerId?: unknown;
+  restartTime?: unknown;
+  importDefault?: unknown;
+}): BgpConfig {
   let routerId: string | null = null;
   if (i.routerId !== undefined && i.routerId !== null && i.routerId !== "") {
     const ip = parseIp(String(i.routerId));
@@ -54,7 +61,9 @@ export function validateBgpConfig(i: { asn: unknown; routerId?: unknown; restart
       "INVALID",
       `restart time ${JSON.stringify(rt)}: 0 (no graceful restart) to ${MAX_RESTART_TIME} s`,
     );
-  return { asn: asn(i.asn, "AS"), routerId, restartTime: rt };
+  if (i.importDefault !== undefined && typeof i.importDefault !== "boolean")
+    throw new StratumError("INVALID", `importDefault: true or false, not ${JSON.stringify(i.importDefault)}`);
+  return { asn: asn(i.asn, "AS"), routerId, restartTime: rt, importDefault: i.importDefault === true };
 }
 
 export function validateBgpPeer(

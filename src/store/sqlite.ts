@@ -176,7 +176,8 @@ const MIGRATIONS: string[] = [
      id INTEGER PRIMARY KEY CHECK (id = 1),
      asn INTEGER NOT NULL,
      router_id TEXT,
-     restart_time INTEGER NOT NULL
+     restart_time INTEGER NOT NULL,
+     import_default INTEGER NOT NULL DEFAULT 0
    );
    CREATE TABLE IF NOT EXISTS bgp_peers (
      name TEXT PRIMARY KEY,
@@ -772,12 +773,17 @@ export class SqliteStore implements Store {
   // ---- the gateway's BGP speaker (this node's own; a cluster node keeps them here too) ----
 
   bgpConfig(): BgpConfig | null {
-    const r = this.db.query("SELECT asn, router_id, restart_time FROM bgp_config WHERE id = 1").get() as {
+    const r = this.db
+      .query("SELECT asn, router_id, restart_time, import_default FROM bgp_config WHERE id = 1")
+      .get() as {
       asn: number;
       router_id: string | null;
       restart_time: number;
+      import_default: number;
     } | null;
-    return r ? { asn: r.asn, routerId: r.router_id, restartTime: r.restart_time } : null;
+    return r
+      ? { asn: r.asn, routerId: r.router_id, restartTime: r.restart_time, importDefault: r.import_default !== 0 }
+      : null;
   }
 
   setBgpConfig(c: BgpConfig | null): void {
@@ -789,8 +795,8 @@ export class SqliteStore implements Store {
       return;
     }
     this.db.run(
-      "INSERT INTO bgp_config (id, asn, router_id, restart_time) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET asn = excluded.asn, router_id = excluded.router_id, restart_time = excluded.restart_time",
-      [c.asn, c.routerId, c.restartTime],
+      "INSERT INTO bgp_config (id, asn, router_id, restart_time, import_default) VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET asn = excluded.asn, router_id = excluded.router_id, restart_time = excluded.restart_time, import_default = excluded.import_default",
+      [c.asn, c.routerId, c.restartTime, c.importDefault ? 1 : 0],
     );
   }
 

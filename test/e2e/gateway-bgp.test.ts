@@ -66,7 +66,7 @@ test("bad input is refused and nothing is stored", () => {
     [["bgp", "config", "--asn", "0"], 2, "AS number"],
     [["bgp", "config", "--asn", "65001", "--router-id", "0.0.0.0"], 2, "router id"],
     [["bgp", "config", "--asn", "65001", "--restart-time", "5000"], 2, "restart time"],
-    [["bgp", "config", "--router-id", "10.0.0.1"], 2, "--asn is needed"],
+    [["bgp", "config", "--router-id", "10.0.0.1"], 2, "give its AS"],
   ] as const) {
     const r = agent.ctl(...args);
     expect({ args, code: r.code }).toEqual({ args, code });
@@ -233,3 +233,45 @@ test("the gateway's uplink loses its carrier: every route is withdrawn; back: an
     inet.destroy();
   }
 }, 90_000);
+
+test("--import-default: the default routes BIRD announces go into the main table (proto bgp, metric 200), and leave", async () => {
+  const defaults = () =>
+    [4, 6].flatMap((f) =>
+      agent.ns
+        .ipJson<any[]>([`-${f}`, "route", "show", "default", "proto", "bgp"])
+        .map((r) => `${r.dst} via ${r.gateway} metric ${r.metric}`),
+    );
+  await peer.stop();
+  peer = bird({
+    rt,
+    dir,
+    routerAddress: RT4,
+    speakerAddress: GW4,
+    speakerAs: 65001,
+    peerAs: 65000,
+    exportDefault: { nextHop6: RT6 },
+  });
+  await peer.start();
+  await agent.kill("SIGTERM");
+  await agent.start(["--gateway"]);
+  await until("established", () => agent.json<any[]>("bgp", "peer", "list")[0]?.state === "established", 30_000);
+  await Bun.sleep(500);
+  expect(defaults()).toEqual([]); // received routes are ignored unless asked for
+
+  expect(agent.json("bgp", "config", "--import-default")).toMatchObject({ importDefault: true, asn: 65001 });
+  await until("both defaults installed", () => defaults().length === 2, 20_000);
+  expect(defaults()).toEqual([`default via ${RT4} metric 200`, `default via ${RT6} metric 200`]);
+  expect(agent.json<any[]>("bgp", "peer", "list")[0].defaults).toEqual([`0.0.0.0/0 via ${RT4}`, `::/0 via ${RT6}`]);
+  expect(agent.ctl("bgp", "config").stdout).toContain("imported from the peers");
+
+  // A stop for a restart keeps them, as the peers keep ours; the new agent takes them over.
+  await agent.kill("SIGTERM");
+  expect(defaults().length).toBe(2);
+  await agent.start(["--gateway"]);
+  await until("established again", () => agent.json<any[]>("bgp", "peer", "list")[0]?.state === "established", 30_000);
+  expect(defaults().length).toBe(2);
+
+  expect(agent.json("bgp", "config", "--no-import-default").importDefault).toBe(false);
+  await until("removed", () => defaults().length === 0, 10_000);
+  expect(agent.json("bgp", "config").asn).toBe(65001); // the rest kept
+}, 120_000);

@@ -19,6 +19,9 @@ export interface PeerSite {
   dir: string;
   /** TCP MD5 key the router asks of the speaker (FRR only). */
   password?: string;
+  /** BIRD only: announce a default route of each family to the speaker (the IPv6 one with this
+   * next hop, the router's IPv6 address). */
+  exportDefault?: { nextHop6: string };
 }
 
 /** A BGP implementation in the router's namespace: passive, AS 65000, our AS 65001 as its
@@ -55,14 +58,14 @@ export function bird(site: PeerSite): Peer {
         `router id ${site.routerAddress};
 log "${join(site.dir, "bird.log")}" all;
 protocol device {}
-protocol bgp stratum {
+${site.exportDefault ? "protocol static { ipv4; route 0.0.0.0/0 blackhole; }\nprotocol static { ipv6; route ::/0 blackhole; }\n" : ""}protocol bgp stratum {
   local ${site.routerAddress} as ${site.peerAs};
   neighbor ${site.speakerAddress} as ${site.speakerAs};
   passive on;
   error wait time 1, 2;
   graceful restart on;
-  ipv4 { import all; export none; };
-  ipv6 { import all; export none; };
+  ipv4 { import all; export ${site.exportDefault ? "where net = 0.0.0.0/0" : "none"}; };
+  ipv6 { import all; export ${site.exportDefault ? `where net = ::/0; next hop address ${site.exportDefault.nextHop6}` : "none"}; };
 }
 `,
       );

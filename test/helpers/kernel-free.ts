@@ -372,6 +372,6 @@ export function fillFixture(k: KernelFree): void {
   svc.firewall.addRule("global", { priority: 10, proto: "icmp", "icmp-type": "8/0", action: "allow", log: true });
   svc.firewall.blockAdd(["198.51.100.0/24", "2001:db8:bad::/48", "203.0.113.7", "10.0.0.0/8", "9.0.0.0/8"]);
   // The BGP speaker's settings (this agent is no gateway: no session).
-  store.setBgpConfig({ asn: 65001, routerId: "10.0.0.1", restartTime: 120 });
+  store.setBgpConfig({ asn: 65001, routerId: "10.0.0.1", restartTime: 120, importDefault: false });
   store.addBgpPeer({ name: "r1", address: "10.0.0.2", asn: 65000, holdTime: 90, passwordFile: null });
 }

@@ -57,13 +57,23 @@ export class BgpService {
       routerId: c.routerId,
       routerIdInUse: this.speaker ? this.speaker.routerId(c) : null,
       restartTime: c.restartTime,
+      importDefault: c.importDefault,
       gateway: this.speaker !== undefined,
       running: this.speaker?.running ?? false,
     };
   }
 
+  /** Sets what `body` names; the rest stays as it was (the AS is needed the first time). */
   async setConfig(body: z.infer<typeof BgpConfigBody>): Promise<BgpConfigView> {
-    const c = validateBgpConfig(body);
+    const old = this.store.bgpConfig();
+    if (body.asn === undefined && !old)
+      throw new StratumError("INVALID", "BGP is not configured on this node: give its AS (bgp config --asn N)");
+    const c = validateBgpConfig({
+      asn: body.asn ?? old?.asn,
+      routerId: body.routerId !== undefined ? body.routerId : old?.routerId,
+      restartTime: body.restartTime ?? old?.restartTime,
+      importDefault: body.importDefault ?? old?.importDefault,
+    });
     this.store.setBgpConfig(c);
     await this.speaker?.reload();
     return this.config();
@@ -86,6 +96,7 @@ export class BgpService {
       holdTime: null,
       holdTimeConfigured: p.holdTime,
       md5: p.passwordFile !== null,
+      defaults: [],
       prefixesSent: 0,
       updatesReceived: 0,
       lastError: "this agent is not a gateway (agent --gateway): no session",

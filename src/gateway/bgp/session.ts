@@ -28,6 +28,7 @@ import {
   prefixToString,
   SAFI_UNICAST,
   SUB,
+  type UpdateMessage,
 } from "./codec";
 
 export type SessionState = "idle" | "connect" | "opensent" | "openconfirm" | "established";
@@ -39,6 +40,14 @@ export interface LocalSpeaker {
   restartTime: number;
   /** Set for the first session after an agent restart that kept forwarding state. */
   restarting?: boolean;
+  /** Keep the default routes (0.0.0.0/0, ::/0) the peer announces; every other route is ignored. */
+  importDefault?: boolean;
+}
+
+/** The default routes a peer announces: their next hops by family. */
+export interface PeerDefaults {
+  v4?: string;
+  v6?: string;
 }
 
 export interface PeerConfig {
@@ -110,7 +119,36 @@ export class BgpSession {
     readonly peer: PeerConfig,
     readonly routes: () => Routes,
     readonly log: (line: string) => void = () => {},
+    /** Called when the default routes the peer announces change (importDefault only). */
+    readonly onDefaults: (d: PeerDefaults) => void = () => {},
   ) {}
+
+  #defaults: PeerDefaults = {};
+
+  /** The default routes the peer announces now (importDefault only). */
+  get defaults(): PeerDefaults {
+    return { ...this.#defaults };
+  }
+
+  #setDefaults(d: PeerDefaults): void {
+    if (d.v4 === this.#defaults.v4 && d.v6 === this.#defaults.v6) return;
+    this.#defaults = d;
+    this.onDefaults({ ...d });
+  }
+
+  /** What an UPDATE says of the default routes (the only ones kept, and only when asked). */
+  #learn(m: UpdateMessage): void {
+    if (!this.local.importDefault) return;
+    const d = { ...this.#defaults };
+    const isDefault = (p: Prefix) => p.len === 0;
+    if (m.withdrawn.some(isDefault)) d.v4 = undefined;
+    if (m.announced.some(isDefault) && m.nextHop) d.v4 = m.nextHop;
+    if (m.mpUnreach?.afi === AFI.IPV6 && m.mpUnreach.prefixes.some(isDefault)) d.v6 = undefined;
+    if (m.mpReach?.afi === AFI.IPV6 && m.mpReach.prefixes.some(isDefault)) d.v6 = m.mpReach.nextHops[0];
+    if (m.mpUnreach?.afi === AFI.IPV4 && m.mpUnreach.prefixes.some(isDefault)) d.v4 = undefined;
+    if (m.mpReach?.afi === AFI.IPV4 && m.mpReach.prefixes.some(isDefault)) d.v4 = m.mpReach.nextHops[0];
+    this.#setDefaults(d);
+  }
 
   get state(): SessionState {
     return this.#state;
@@ -334,7 +372,10 @@ export class BgpSession {
       case "established":
         this.#restartHold();
         if (m.type === MSG.OPEN) throw new BgpError(ERR.FSM, 3, "OPEN in Established");
-        if (m.type === MSG.UPDATE) this.#updatesReceived++;
+        if (m.type === MSG.UPDATE) {
+          this.#updatesReceived++;
+          this.#learn(m);
+        }
         if (m.type === MSG.ROUTE_REFRESH) this.#resend(m.afi);
         return;
       default:
@@ -425,6 +466,7 @@ export class BgpSession {
 
   #close(_why: string): void {
     this.#gen++;
+    this.#setDefaults({});
     for (const t of ["hold", "keepalive"]) this.#clear(t);
     if (this.#stopped) this.#clear("connectRetry");
     const s = this.#sock;

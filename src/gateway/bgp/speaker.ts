@@ -26,11 +26,14 @@ export interface SpeakerOptions {
    * keep its routes until End-of-RIB). */
   restarting: boolean;
   log: (level: "info" | "warn", msg: string) => void;
+  /** Installs (gateway) or removes (null) the default route of a family learned from a peer. */
+  installDefault?: (family: 4 | 6, gateway: string | null) => void;
 }
 
 export interface PeerStatusView extends SessionStatus {
   holdTimeConfigured: number;
   md5: boolean;
+  defaults: string[];
   nextHop4: string | null;
   nextHop6: string | null;
 }
@@ -123,7 +126,7 @@ export class BgpSpeaker {
   async reload(): Promise<void> {
     const c = this.o.config();
     const id = c ? this.routerId(c) : null;
-    const ck = c && id ? `${c.asn}/${id}/${c.restartTime}` : "";
+    const ck = c && id ? `${c.asn}/${id}/${c.restartTime}/${c.importDefault}` : "";
     if (ck !== this.#configKey) {
       for (const [name, s] of this.#sessions) {
         await s.session.stop({ withdraw: true });
@@ -133,11 +136,16 @@ export class BgpSpeaker {
     }
     if (!c || !id) {
       this.#running = false;
+      this.#installDefaults(); // no speaker: no imported default route
       if (c && !id)
         this.o.log("warn", "bgp: no router id (no IPv4 address on this node): set one with bgp config --router-id");
       return;
     }
     this.#running = true;
+    // A default route an earlier agent installed stays while the peers may announce it again
+    // (the restart time); then whatever no peer announces goes.
+    if (!this.#leftoverTimer)
+      this.#leftoverTimer = setTimeout(() => this.#installDefaults(), c.importDefault ? c.restartTime * 1000 : 0);
     if (this.o.uplinkUp && !this.#uplinkTimer) {
       this.#withheld = this.o.uplinkUp().up ? null : this.o.uplinkUp().why;
       this.#uplinkTimer = setInterval(() => this.checkUplink(), UPLINK_POLL_MS);
@@ -163,16 +171,51 @@ export class BgpSpeaker {
           continue;
         }
       const session = new BgpSession(
-        { asn: c.asn, routerId: id, restartTime: c.restartTime, restarting: this.o.restarting },
+        {
+          asn: c.asn,
+          routerId: id,
+          restartTime: c.restartTime,
+          restarting: this.o.restarting,
+          importDefault: c.importDefault,
+        },
         { name: p.name, address: p.address, asn: p.asn, holdTime: p.holdTime, md5Key },
         () => {
           const nh = this.nextHops(p);
           return { prefixes: this.wanted(), nextHop4: nh.v4, nextHop6: nh.v6 };
         },
         (line) => this.o.log("info", line),
+        () => this.#installDefaults(),
       );
       this.#sessions.set(p.name, { peer: p, key: JSON.stringify(p), session });
       session.start();
+    }
+  }
+
+  /** What this speaker installed; "?" at start: a route an earlier agent left may be there. */
+  #installed: { 4: string | null; 6: string | null } = { 4: "?", 6: "?" };
+  /** While stopping for a restart: the kernel's default routes stay as they are. */
+  #keepKernel = false;
+  #leftoverTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** The default route of each family: the one the first peer (by name) announces, installed;
+   * none left: removed. */
+  #installDefaults(): void {
+    if (!this.o.installDefault || this.#keepKernel) return;
+    const sessions = [...this.#sessions.values()].sort((a, b) => a.peer.name.localeCompare(b.peer.name));
+    for (const fam of [4, 6] as const) {
+      const gw =
+        sessions.map((s) => (fam === 4 ? s.session.defaults.v4 : s.session.defaults.v6)).find((x) => x) ?? null;
+      if (gw === this.#installed[fam]) continue;
+      try {
+        this.o.installDefault(fam, gw);
+        this.#installed[fam] = gw;
+        this.o.log(
+          "info",
+          gw ? `bgp: default route (IPv${fam}) via ${gw} installed` : `bgp: default route (IPv${fam}) removed`,
+        );
+      } catch (e) {
+        this.o.log("warn", `bgp: default route (IPv${fam}) via ${gw ?? "-"}: ${(e as Error).message}`);
+      }
     }
   }
 
@@ -199,10 +242,12 @@ export class BgpSpeaker {
         peerRouterId: null,
         counts: { established: 0, notificationsSent: 0, notificationsReceived: 0 },
       };
+      const d = s?.defaults ?? {};
       return {
         ...st,
         holdTimeConfigured: p.holdTime,
         md5: p.passwordFile !== null,
+        defaults: [...(d.v4 ? [`0.0.0.0/0 via ${d.v4}`] : []), ...(d.v6 ? [`::/0 via ${d.v6}`] : [])],
         nextHop4: nh.v4 ?? null,
         nextHop6: nh.v6 ?? null,
       };
@@ -229,8 +274,12 @@ export class BgpSpeaker {
   async stop(o: { withdraw: boolean }): Promise<void> {
     if (this.#uplinkTimer) clearInterval(this.#uplinkTimer);
     this.#uplinkTimer = undefined;
+    if (this.#leftoverTimer) clearTimeout(this.#leftoverTimer);
+    // Stopping for a restart keeps an imported default route, as the peers keep ours.
+    this.#keepKernel = !o.withdraw;
     for (const s of this.#sessions.values()) await s.session.stop({ withdraw: o.withdraw });
     this.#sessions.clear();
+    this.#installDefaults();
     this.#running = false;
     // The withdraws and NOTIFICATIONs leave before the process does.
     await Bun.sleep(50);
