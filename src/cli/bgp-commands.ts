@@ -34,9 +34,7 @@ export function printBgpConfig(c: BgpConfigView): void {
     [
       "speaker",
       c.gateway
-        ? c.running
-          ? "running (this agent is a gateway)"
-          : "not running: no router id (bgp config --router-id IP)"
+        ? "running (this agent is a gateway)"
         : "not running: this agent is not a gateway (start it with --gateway)",
     ],
   ]);

@@ -80,7 +80,7 @@ test("config and a peer: the session comes up; each network's prefixes reach BIR
   expect(c).toMatchObject({
     asn: 65001,
     routerId: null,
-    routerIdInUse: GW4,
+    routerIdInUse: null, // derived from the first peer, none yet
     restartTime: 120,
     gateway: true,
     running: true,
@@ -134,6 +134,7 @@ test("config and a peer: the session comes up; each network's prefixes reach BIR
     nextHop6: GW6,
   });
   expect(agent.ctl("bgp", "peer", "add", "bird2", "--address", RT4, "--asn", "65000").code).toBe(9); // CONFLICT
+  expect(agent.json("bgp", "config").routerIdInUse).toBe(GW4); // this node's address toward its first peer
   await until("established", () => agent.json<any[]>("bgp", "peer", "list")[0]?.state === "established", 20_000);
   expect(peer.established()).toBe(true);
 

@@ -54,6 +54,7 @@ const UPLINK_POLL_MS = 500;
 export class BgpSpeaker {
   #sessions = new Map<string, { peer: BgpPeer; key: string; session: BgpSession }>();
   #configKey = "";
+  #derivedId: string | null = null;
   #withheld: string | null = null;
   #uplinkTimer: ReturnType<typeof setInterval> | undefined;
   /** Peers whose TCP MD5 key file could not be read: no session, this error. */
@@ -79,14 +80,19 @@ export class BgpSpeaker {
   }
 
   /** The router id: the configured one, else the node's IPv4 address toward its first peer,
-   * else its first global IPv4 address. */
+   * found once and kept while the speaker runs (peers coming and going do not change it, and
+   * the networks' gateway addresses, the same on every node, are never taken). */
   routerId(c: BgpConfig): string | null {
     if (c.routerId) return c.routerId;
+    if (this.#derivedId) return this.#derivedId;
     for (const p of this.o.peers()) {
       const v4 = this.nextHops(p).v4;
-      if (v4) return v4;
+      if (v4) {
+        this.#derivedId = v4;
+        return v4;
+      }
     }
-    return this.o.addresses().find((a) => a.family === 2 && a.scope === 0)?.ip ?? null;
+    return null;
   }
 
   /** Why nothing is announced now (the uplink is down), or null. */
@@ -134,11 +140,10 @@ export class BgpSpeaker {
       }
       this.#configKey = ck;
     }
-    if (!c || !id) {
+    if (!c) {
       this.#running = false;
+      this.#derivedId = null;
       this.#installDefaults(); // no speaker: no imported default route
-      if (c && !id)
-        this.o.log("warn", "bgp: no router id (no IPv4 address on this node): set one with bgp config --router-id");
       return;
     }
     this.#running = true;
@@ -149,6 +154,12 @@ export class BgpSpeaker {
     if (this.o.uplinkUp && !this.#uplinkTimer) {
       this.#withheld = this.o.uplinkUp().up ? null : this.o.uplinkUp().why;
       this.#uplinkTimer = setInterval(() => this.checkUplink(), UPLINK_POLL_MS);
+    }
+    if (!id) {
+      // No session can open without an identifier: peers reached over IPv6 only need one set.
+      if (this.o.peers().length)
+        this.o.log("warn", "bgp: no router id (no IPv4 address toward a peer): set one with bgp config --router-id");
+      return;
     }
     const peers = new Map(this.o.peers().map((p) => [p.name, p]));
     for (const [name, s] of this.#sessions) {
