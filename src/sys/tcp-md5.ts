@@ -18,49 +18,30 @@ const EINPROGRESS = 115;
 /** The kernel's TCP_MD5SIG_MAXKEYLEN. */
 export const MD5_MAX_KEY = 80;
 
-function v4(a: string): Buffer | undefined {
-  const p = a.split(".").map(Number);
-  return p.length === 4 && p.every((n) => Number.isInteger(n) && n >= 0 && n <= 255) ? Buffer.from(p) : undefined;
-}
-
-function v6(a: string): Buffer {
-  const [head, tail] = a.includes("::") ? a.split("::") : [a, undefined];
-  const h = head ? (head as string).split(":") : [];
-  const t = tail ? tail.split(":") : [];
-  const groups = [...h, ...Array(tail === undefined ? 0 : 8 - h.length - t.length).fill("0"), ...t];
-  const b = Buffer.alloc(16);
-  for (const [i, g] of groups.entries()) b.writeUInt16BE(Number.parseInt(g, 16), i * 2);
-  return b;
-}
-
-/** sockaddr_in / sockaddr_in6 of `address`:`port` in `size` bytes (16, 28, or 128 for storage). */
-function sockaddr(address: string, port: number, size?: number): { buf: Buffer; family: number } {
-  const a4 = v4(address);
-  if (a4) {
-    const b = Buffer.alloc(size ?? 16);
-    b.writeUInt16LE(AF_INET, 0);
-    b.writeUInt16BE(port, 2);
-    a4.copy(b, 4);
-    return { buf: b, family: AF_INET };
-  }
-  const b = Buffer.alloc(size ?? 28);
-  b.writeUInt16LE(AF_INET6, 0);
+/** sockaddr_in / sockaddr_in6 of the address `addr` (4 or 16 bytes) and `port`, in `size` bytes
+ * (its own, or 128 for a sockaddr_storage). */
+function sockaddr(addr: Uint8Array, port: number, size?: number): { buf: Buffer; family: number } {
+  const v4 = addr.length === 4;
+  const b = Buffer.alloc(size ?? (v4 ? 16 : 28));
+  b.writeUInt16LE(v4 ? AF_INET : AF_INET6, 0);
   b.writeUInt16BE(port, 2);
-  v6(address).copy(b, 8);
-  return { buf: b, family: AF_INET6 };
+  Buffer.from(addr).copy(b, v4 ? 4 : 8);
+  return { buf: b, family: v4 ? AF_INET : AF_INET6 };
 }
 
-/** A non-blocking socket toward `address`:`port` whose segments carry `key` (1 to 80 bytes), its
- * connect under way. Returns the descriptor; throws with the errno on failure. */
-export function md5Connect(address: string, port: number, key: Buffer): number {
+/** A non-blocking socket toward the address `addr` (4 or 16 bytes) and `port` whose segments
+ * carry `key` (1 to 80 bytes), its connect under way. Returns the descriptor; throws with the
+ * errno on failure. */
+export function md5Connect(addr: Uint8Array, port: number, key: Buffer): number {
   if (key.length < 1 || key.length > MD5_MAX_KEY) throw new Error(`a TCP MD5 key is 1 to ${MD5_MAX_KEY} bytes`);
   const c = libc();
-  const sa = sockaddr(address, port);
+  if (addr.length !== 4 && addr.length !== 16) throw new Error(`an address of ${addr.length} bytes`);
+  const sa = sockaddr(addr, port);
   const fd = c.socket(sa.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw new Error(`socket: errno ${errno()}`);
   // struct tcp_md5sig: the peer (sockaddr_storage, 128), flags, prefix length, key length, ifindex, key[80].
   const sig = Buffer.alloc(216);
-  sockaddr(address, 0, 128).buf.copy(sig, 0);
+  sockaddr(addr, 0, 128).buf.copy(sig, 0);
   sig.writeUInt16LE(key.length, 130);
   key.copy(sig, 136);
   if (c.setsockopt(fd, IPPROTO_TCP, TCP_MD5SIG, ptr(sig), sig.length) !== 0) {

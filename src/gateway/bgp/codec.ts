@@ -5,6 +5,8 @@
  * that breaks a rule throws BgpError with the NOTIFICATION code and subcode the RFCs give for
  * it, which the session sends before it resets. */
 
+import { bytesToIp, ipToBytes } from "../../model/ip";
+
 export const MARKER = Buffer.alloc(16, 0xff);
 export const HEADER_LEN = 19;
 export const MAX_MESSAGE_LEN = 4096;
@@ -137,28 +139,7 @@ export interface Prefix {
 }
 
 export function prefixToString(p: Prefix): string {
-  if (p.afi === AFI.IPV4) return `${[...p.addr].join(".")}/${p.len}`;
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(p.addr.readUInt16BE(i).toString(16));
-  // The longest run of zero groups (two or more) becomes "::".
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== "0") {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === "0") j++;
-    if (j - i > bestLen && j - i > 1) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const text =
-    best < 0 ? groups.join(":") : `${groups.slice(0, best).join(":")}::${groups.slice(best + bestLen).join(":")}`;
-  return `${text}/${p.len}`;
+  return `${bytesToIp(p.addr)}/${p.len}`;
 }
 
 /** NLRI encoding (RFC 4271 §4.3): length in bits, then only the bytes that hold them. */
@@ -269,31 +250,28 @@ function frame(type: number, body: Buffer): Buffer {
 }
 
 function ipv4Bytes(ip: string): Buffer {
-  const parts = ip.split(".").map(Number);
-  if (parts.length !== 4 || parts.some((n) => !Number.isInteger(n) || n < 0 || n > 255))
-    throw new Error(`not an IPv4 address: ${ip}`);
-  return Buffer.from(parts);
+  const b = ipToBytes(ip);
+  if (b.length !== 4) throw new Error(`not an IPv4 address: ${ip}`);
+  return b;
 }
 
 function ipv6Bytes(ip: string): Buffer {
-  const [head, tail] = ip.includes("::") ? ip.split("::") : [ip, undefined];
-  const h = head ? (head as string).split(":") : [];
-  const t = tail ? tail.split(":") : [];
-  const fill = tail === undefined ? 0 : 8 - h.length - t.length;
-  const groups = [...h, ...Array(Math.max(0, fill)).fill("0"), ...t];
-  if (groups.length !== 8 || groups.some((g) => !/^[0-9a-fA-F]{1,4}$/.test(g)))
-    throw new Error(`not an IPv6 address: ${ip}`);
-  const b = Buffer.alloc(16);
-  for (const [i, g] of groups.entries()) b.writeUInt16BE(Number.parseInt(g, 16), i * 2);
+  const b = ipToBytes(ip);
+  if (b.length !== 16) throw new Error(`not an IPv6 address: ${ip}`);
   return b;
 }
 
 /** An IPv4 or IPv6 prefix from text ("10.1.0.0/24", "fd00::/64"). */
 export function parsePrefix(text: string): Prefix {
   const [ip, l] = text.split("/");
-  const len = Number(l);
-  const afi = (ip as string).includes(":") ? AFI.IPV6 : AFI.IPV4;
-  const addr = afi === AFI.IPV4 ? ipv4Bytes(ip as string) : ipv6Bytes(ip as string);
+  const len = l !== undefined && /^\d{1,3}$/.test(l) ? Number(l) : Number.NaN;
+  let addr: Buffer;
+  try {
+    addr = ipToBytes(ip as string);
+  } catch {
+    throw new Error(`not a prefix: ${text}`);
+  }
+  const afi = addr.length === 4 ? AFI.IPV4 : AFI.IPV6;
   if (!Number.isInteger(len) || len < 0 || len > addr.length * 8) throw new Error(`not a prefix: ${text}`);
   for (let bit = len; bit < addr.length * 8; bit++) addr[bit >> 3] = (addr[bit >> 3] as number) & ~(0x80 >> (bit & 7));
   return { afi, addr, len };
@@ -642,11 +620,8 @@ function decodeUpdate(b: Buffer, as4: boolean): UpdateMessage {
         const nh = v.subarray(4, 4 + nhl);
         const nextHops: string[] = [];
         if (afi === AFI.IPV6 && (nhl === 16 || nhl === 32)) {
-          for (let i = 0; i < nhl; i += 16)
-            nextHops.push(
-              prefixToString({ afi: 2, addr: Buffer.from(nh.subarray(i, i + 16)), len: 128 }).replace(/\/128$/, ""),
-            );
-        } else if (afi === AFI.IPV4 && nhl === 4) nextHops.push([...nh].join("."));
+          for (let i = 0; i < nhl; i += 16) nextHops.push(bytesToIp(nh.subarray(i, i + 16)));
+        } else if (afi === AFI.IPV4 && nhl === 4) nextHops.push(bytesToIp(nh));
         else if (afi === AFI.IPV4 || afi === AFI.IPV6)
           throw new BgpError(ERR.UPDATE, SUB.UPDATE_OPTIONAL_ATTRIBUTE, `MP_REACH_NLRI next hop of ${nhl} bytes`);
         const nl = v.subarray(4 + nhl + 1);

@@ -6,6 +6,7 @@
  * session with a NOTIFICATION) and otherwise ignored. Transport: an outgoing TCP connection to
  * the peer's port 179 from Bun's socket API. */
 
+import { ipToBytes } from "../../model/ip";
 import { closeSocket, connectState, md5Connect } from "../../sys/tcp-md5";
 import {
   AFI,
@@ -282,7 +283,7 @@ export class BgpSession {
   async #connectMd5(gen: number, port: number, key: Buffer, handlers: Record<string, unknown>): Promise<void> {
     let fd: number;
     try {
-      fd = md5Connect(this.peer.address, port, key);
+      fd = md5Connect(ipToBytes(this.peer.address), port, key);
     } catch (e) {
       this.#onClosed(`connect: ${(e as Error).message}`);
       return;
