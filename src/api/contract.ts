@@ -564,6 +564,18 @@ export const OverlayStatusView = z
   .strict();
 export type OverlayStatus = z.infer<typeof OverlayStatusView>;
 
+export const BgpStatusView = z
+  .object({
+    asn: Count,
+    routerId: z.string().nullable().describe("The router id in use (null: none yet)"),
+    peers: Count,
+    established: Count.describe("Peers whose session is established"),
+    announced: Count.describe("Prefixes the speaker announces (every routed network's subnets)"),
+    withheld: z.string().nullable().describe("Why nothing is announced (the uplink is down), or null"),
+  })
+  .strict();
+export type BgpStatus = z.infer<typeof BgpStatusView>;
+
 export const StoreStatusView = z
   .object({
     path: z.string(),
@@ -755,6 +767,7 @@ export const AgentStatusView = z
     ports: z.array(PortStatusView),
     uplink: UplinkStatusView.nullable(),
     overlay: OverlayStatusView.nullable().describe("A cluster node's overlay (null: a single node)"),
+    bgp: BgpStatusView.nullable().describe("A gateway's BGP speaker (null: not a gateway, or BGP not configured)"),
     maps: z.array(MapFillView),
     mapCountMs: z.number().min(0),
     store: StoreStatusView,

@@ -103,6 +103,12 @@ export function printStatus(st: AgentStatus): void {
         : "the uplink's filter, or none (VXLAN from unknown sources is then dropped after decapsulation)",
     ]);
   }
+  const b = st.bgp;
+  if (b)
+    pairs.push([
+      "bgp",
+      `AS ${b.asn}, router id ${b.routerId ?? "none yet"}; ${b.established}/${b.peers} peer(s) established; ${b.withheld ? `nothing announced: ${b.withheld}` : `${b.announced} prefix(es) announced`}`,
+    ]);
   for (const v of st.services ?? [])
     pairs.push([v.name, v.state === "serving" ? `serving: ${v.summary}` : `DOWN: ${v.problem}`]);
   const c = st.cluster;

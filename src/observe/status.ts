@@ -7,7 +7,15 @@
  * piece, the last reconcile reported errors, or the store does not answer; a nearly full
  * table, or etcd away, is a warning. Read-only: it never repairs what it finds. */
 import { existsSync, statSync } from "node:fs";
-import type { AgentStatus, OverlayStatus, PortStatus, ServiceStatus, StoreStatus, UplinkStatus } from "../api/contract";
+import type {
+  AgentStatus,
+  BgpStatus,
+  OverlayStatus,
+  PortStatus,
+  ServiceStatus,
+  StoreStatus,
+  UplinkStatus,
+} from "../api/contract";
 import { clsProgId, pinnedLinkInfo, type TcDirection } from "../datapath/attach";
 import type { MapFillInfo } from "../datapath/map-fill";
 import { encodeIfindex } from "../datapath/port-maps";
@@ -144,6 +152,22 @@ export function uplinkState(rt: AgentRuntime): UplinkStatus | null {
     state: problems.length ? "degraded" : "ok",
     problems,
     drops: dp.drops(up.ifindex),
+  };
+}
+
+/** A gateway's BGP speaker: its identity, how many sessions are up, what it announces. */
+export function bgpState(rt: AgentRuntime): BgpStatus | null {
+  const sp = rt.bgp;
+  const c = rt.store.bgpConfig();
+  if (!sp || !c) return null;
+  const peers = sp.peers();
+  return {
+    asn: c.asn,
+    routerId: sp.routerId(c),
+    peers: peers.length,
+    established: peers.filter((p) => p.state === "established").length,
+    announced: sp.wanted().length,
+    withheld: sp.withheld,
   };
 }
 
@@ -300,6 +324,7 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
     ports,
     uplink,
     overlay,
+    bgp: bgpState(rt),
     maps: fill.maps,
     mapCountMs: Math.round(fill.seconds * 100_000) / 100,
     store,

@@ -175,6 +175,17 @@ test("config and a peer: the session comes up; each network's prefixes reach BIR
   expect(r.wanted.sort()).toEqual(["10.61.0.0/24", "10.62.0.0/24", "fd61::/64"]);
   expect(r.peers[0].announced.sort()).toEqual(r.wanted.sort());
   expect(agent.ctl("bgp", "routes").stdout).toContain("10.62.0.0/24");
+  expect(agent.json("status").bgp).toEqual({
+    asn: 65001,
+    routerId: GW4,
+    peers: 1,
+    established: 1,
+    announced: 3,
+    withheld: null,
+  });
+  expect(agent.ctl("status").stdout).toContain(
+    "bgp:            AS 65001, router id 10.96.0.1; 1/1 peer(s) established; 3 prefix(es) announced",
+  );
   const m = await (await fetch("http://stratum/metrics", { unix: agent.sock } as RequestInit)).text();
   expect(m).toContain('stratum_bgp_session_up{peer="bird",address="10.96.0.2"} 1');
   expect(m).toContain('stratum_bgp_prefixes_announced{peer="bird"} 3');
