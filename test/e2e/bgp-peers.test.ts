@@ -43,10 +43,18 @@ class Driver {
     restarting?: boolean;
     peerAs?: number;
     md5Key?: string;
+    /** The peer's address (default: its IPv4 one). */
+    address?: string;
   }) {
     const cfg = {
       local: { asn: MY_AS, routerId: GW4, restartTime: o.restartTime ?? 10, restarting: o.restarting ?? false },
-      peer: { name: "peer", address: RT4, asn: o.peerAs ?? PEER_AS, holdTime: o.holdTime ?? 9, md5Key: o.md5Key },
+      peer: {
+        name: "peer",
+        address: o.address ?? RT4,
+        asn: o.peerAs ?? PEER_AS,
+        holdTime: o.holdTime ?? 9,
+        md5Key: o.md5Key,
+      },
       nextHop4: GW4,
       nextHop6: GW6,
       prefixes: o.prefixes,
@@ -139,6 +147,7 @@ afterAll(async () => {
 });
 
 for (const make of [bird, frr, gobgp]) {
+  // The namespaces and directory exist once beforeAll ran: the site reads them when used.
   const site = (): PeerSite => ({
     rt,
     routerAddress: RT4,
@@ -146,6 +155,7 @@ for (const make of [bird, frr, gobgp]) {
     speakerAs: MY_AS,
     peerAs: PEER_AS,
     dir,
+    v6Session: { router: RT6, speaker: GW6 },
   });
   const peer: Peer = make(new Proxy({} as PeerSite, { get: (_t, k) => site()[k as keyof PeerSite] }));
   describe(peer.name, () => {
@@ -211,6 +221,30 @@ for (const make of [bird, frr, gobgp]) {
     }, 90_000);
 
     if (peer.name !== "BIRD 2") return;
+
+    test("a session over IPv6 transport carries both families", async () => {
+      const d = new Driver({ prefixes: ["10.90.0.0/24", "fd90::/64"], address: RT6 });
+      await established(d);
+      const st = await d.status();
+      expect(st.address).toBe(RT6);
+      expect(st.families.sort()).toEqual(["ipv4-unicast", "ipv6-unicast"]);
+      // BIRD's second session, stratum6: its routes, prefix → first next hop.
+      const v6Routes = () => {
+        const out: Record<string, string> = {};
+        let last = "";
+        const text = run(["birdc", "-s", join(dir, "bird.ctl"), "show", "route", "protocol", "stratum6"]).stdout;
+        for (const line of text.split("\n")) {
+          const m = /^(\S+\/\d+)\s+unicast \[stratum6/.exec(line);
+          if (m) out[(last = m[1] as string)] = "";
+          else if (last && /^\s+via /.test(line) && out[last] === "") out[last] = line.trim().split(/\s+/)[1] ?? "";
+        }
+        return out;
+      };
+      await until("BIRD has the routes", () => Object.keys(v6Routes()).length === 2);
+      expect(v6Routes()).toEqual({ "10.90.0.0/24": GW4, "fd90::/64": GW6 });
+      await d.stop(true);
+      await until("withdrawn", () => Object.keys(v6Routes()).length === 0);
+    }, 60_000);
 
     test("the hold timer: a peer that goes silent is dropped with a NOTIFICATION after the hold time", async () => {
       const d = new Driver({ prefixes: ["10.40.0.0/24"], holdTime: 3 });

@@ -22,6 +22,8 @@ export interface PeerSite {
   /** BIRD only: announce a default route of each family to the speaker (the IPv6 one with this
    * next hop, the router's IPv6 address). */
   exportDefault?: { nextHop6: string };
+  /** BIRD only: a second session, "stratum6", over IPv6 between these addresses. */
+  v6Session?: { router: string; speaker: string };
 }
 
 /** A BGP implementation in the router's namespace: passive, AS 65000, our AS 65001 as its
@@ -67,7 +69,19 @@ ${site.exportDefault ? "protocol static { ipv4; route 0.0.0.0/0 blackhole; }\npr
   ipv4 { import all; export ${site.exportDefault ? "where net = 0.0.0.0/0" : "none"}; };
   ipv6 { import all; export ${site.exportDefault ? `where net = ::/0; next hop address ${site.exportDefault.nextHop6}` : "none"}; };
 }
-`,
+${
+  site.v6Session
+    ? `protocol bgp stratum6 {
+  local ${site.v6Session.router} as ${site.peerAs};
+  neighbor ${site.v6Session.speaker} as ${site.speakerAs};
+  passive on;
+  error wait time 1, 2;
+  ipv4 { import all; export none; };
+  ipv6 { import all; export none; };
+}
+`
+    : ""
+}`,
       );
       peer.proc = spawnIn(site.rt, ["bird", "-f", "-c", join(site.dir, "bird.conf"), "-s", ctl()]);
       await until("BIRD answers", () => birdc("show", "status").includes("Daemon is up"), 10_000);
