@@ -235,8 +235,10 @@ for (const make of [bird, frr, gobgp]) {
         const text = run(["birdc", "-s", join(dir, "bird.ctl"), "show", "route", "protocol", "stratum6"]).stdout;
         for (const line of text.split("\n")) {
           const m = /^(\S+\/\d+)\s+unicast \[stratum6/.exec(line);
-          if (m) out[(last = m[1] as string)] = "";
-          else if (last && /^\s+via /.test(line) && out[last] === "") out[last] = line.trim().split(/\s+/)[1] ?? "";
+          if (m) {
+            last = m[1] as string;
+            out[last] = "";
+          } else if (last && /^\s+via /.test(line) && out[last] === "") out[last] = line.trim().split(/\s+/)[1] ?? "";
         }
         return out;
       };
