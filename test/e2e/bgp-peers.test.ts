@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeAnnounce, encodeKeepalive, encodeOpen, parsePrefix } from "../../src/gateway/bgp/codec";
-import { bird, frr, gobgp, type Peer, type PeerSite } from "../helpers/bgp-peers";
+import { bird, birdRoutes, frr, gobgp, type Peer, type PeerSite } from "../helpers/bgp-peers";
 import { until } from "../helpers/lab";
 import { BUN, Netns, ROOT, run } from "../helpers/netns";
 
@@ -228,20 +228,8 @@ for (const make of [bird, frr, gobgp]) {
       const st = await d.status();
       expect(st.address).toBe(RT6);
       expect(st.families.sort()).toEqual(["ipv4-unicast", "ipv6-unicast"]);
-      // BIRD's second session, stratum6: its routes, prefix → first next hop.
-      const v6Routes = () => {
-        const out: Record<string, string> = {};
-        let last = "";
-        const text = run(["birdc", "-s", join(dir, "bird.ctl"), "show", "route", "protocol", "stratum6"]).stdout;
-        for (const line of text.split("\n")) {
-          const m = /^(\S+\/\d+)\s+unicast \[stratum6/.exec(line);
-          if (m) {
-            last = m[1] as string;
-            out[last] = "";
-          } else if (last && /^\s+via /.test(line) && out[last] === "") out[last] = line.trim().split(/\s+/)[1] ?? "";
-        }
-        return out;
-      };
+      // BIRD's second session, stratum6.
+      const v6Routes = () => birdRoutes(join(dir, "bird.ctl"), "stratum6");
       await until("BIRD has the routes", () => Object.keys(v6Routes()).length === 2);
       expect(v6Routes()).toEqual({ "10.90.0.0/24": GW4, "fd90::/64": GW6 });
       await d.stop(true);

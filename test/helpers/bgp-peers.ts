@@ -38,6 +38,22 @@ export interface Peer {
   stop(): Promise<void>;
 }
 
+/** The routes BIRD (its control socket `ctl`) has from its BGP protocol `protocol`: prefix →
+ * first next hop. */
+export function birdRoutes(ctl: string, protocol: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  let last = "";
+  const head = new RegExp(`^(\\S+/\\d+)\\s+unicast \\[${protocol}\\s`);
+  for (const line of run(["birdc", "-s", ctl, "show", "route", "protocol", protocol]).stdout.split("\n")) {
+    const m = head.exec(line);
+    if (m) {
+      last = m[1] as string;
+      out[last] = "";
+    } else if (last && /^\s+via /.test(line) && out[last] === "") out[last] = line.trim().split(/\s+/)[1] ?? "";
+  }
+  return out;
+}
+
 function spawnIn(ns: Netns, cmd: string[]): ReturnType<typeof Bun.spawn> {
   return Bun.spawn(["ip", "netns", "exec", ns.name, ...cmd], { stdout: "ignore", stderr: "pipe" });
 }
@@ -86,18 +102,7 @@ ${
       peer.proc = spawnIn(site.rt, ["bird", "-f", "-c", join(site.dir, "bird.conf"), "-s", ctl()]);
       await until("BIRD answers", () => birdc("show", "status").includes("Daemon is up"), 10_000);
     },
-    routes() {
-      const out: Record<string, string> = {};
-      let last = "";
-      for (const line of birdc("show", "route", "protocol", "stratum").split("\n")) {
-        const m = /^(\S+\/\d+)\s+unicast \[stratum/.exec(line);
-        if (m) {
-          last = m[1] as string;
-          out[last] = "";
-        } else if (last && /^\s+via /.test(line) && out[last] === "") out[last] = line.trim().split(/\s+/)[1] ?? "";
-      }
-      return out;
-    },
+    routes: () => birdRoutes(ctl(), "stratum"),
     established: () => /BGP state:\s+Established/.test(birdc("show", "protocols", "all", "stratum")),
     stop: () => ended(peer.proc),
   };

@@ -2,40 +2,12 @@
  * own, in its SQLite store), then the speaker follows (a gateway's; another agent keeps the
  * settings for when it runs with --gateway). */
 
-import { readFileSync, statSync } from "node:fs";
 import type { z } from "zod";
 import type { BgpConfigBody, BgpConfigView, BgpPeerBody, BgpPeerView, BgpRoutesView } from "../../api/contract";
 import { StratumError } from "../../errors";
 import { validateBgpConfig, validateBgpPeer } from "../../model/bgp";
 import type { SqliteStore } from "../../store/sqlite";
-import { MD5_MAX_KEY } from "../../sys/tcp-md5";
-import type { BgpSpeaker } from "./speaker";
-
-/** The TCP MD5 key in `file`: only its owner may read or write it (a key others can read is
- * no secret), 1 to 80 bytes once a trailing newline is taken off. */
-export function readMd5Key(file: string): Buffer {
-  let mode: number;
-  let data: Buffer;
-  try {
-    mode = statSync(file).mode;
-    data = readFileSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new StratumError(
-      code === "EACCES" || code === "EPERM" ? "PERMISSION" : "INVALID",
-      `cannot read the TCP MD5 key file ${file}: ${code ?? (e as Error).message}`,
-    );
-  }
-  if (mode & 0o066)
-    throw new StratumError(
-      "PERMISSION",
-      `the TCP MD5 key file ${file} is readable or writable by group or others (mode ${(mode & 0o777).toString(8).padStart(4, "0")}): chmod 600 ${file}`,
-    );
-  const key = data.subarray(0, data.length - (data.at(-1) === 0x0a ? 1 : 0));
-  if (key.length < 1 || key.length > MD5_MAX_KEY)
-    throw new StratumError("INVALID", `the TCP MD5 key in ${file} is ${key.length} bytes: 1 to ${MD5_MAX_KEY}`);
-  return Buffer.from(key);
-}
+import { type BgpSpeaker, idleView, readMd5Key } from "./speaker";
 
 export class BgpService {
   constructor(
@@ -87,25 +59,7 @@ export class BgpService {
 
   peers(): BgpPeerView[] {
     if (this.speaker) return this.speaker.peers();
-    return this.store.bgpPeers().map((p) => ({
-      name: p.name,
-      address: p.address,
-      asn: p.asn,
-      state: "idle" as const,
-      establishedAt: null,
-      holdTime: null,
-      holdTimeConfigured: p.holdTime,
-      md5: p.passwordFile !== null,
-      defaults: [],
-      prefixesSent: 0,
-      updatesReceived: 0,
-      lastError: "this agent is not a gateway (agent --gateway): no session",
-      families: [],
-      peerRouterId: null,
-      counts: { established: 0, notificationsSent: 0, notificationsReceived: 0 },
-      nextHop4: null,
-      nextHop6: null,
-    }));
+    return this.store.bgpPeers().map((p) => idleView(p, "this agent is not a gateway (agent --gateway): no session"));
   }
 
   async addPeer(body: z.infer<typeof BgpPeerBody>): Promise<BgpPeerView> {

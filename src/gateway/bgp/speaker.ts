@@ -5,11 +5,13 @@
  * Next hop self: this node's address on the peer's subnet (and an address of the other family
  * on the same interface), found again at each sync. */
 
+import { readFileSync, statSync } from "node:fs";
+import { StratumError } from "../../errors";
 import type { BgpConfig, BgpPeer } from "../../model/bgp";
 import { parseSubnet } from "../../model/ip";
 import type { Address } from "../../netlink/addr";
-import { AFI, type Prefix, parsePrefix, prefixToString } from "./codec";
-import { readMd5Key } from "./service";
+import { MD5_MAX_KEY } from "../../sys/tcp-md5";
+import { type Prefix, parsePrefix, prefixToString } from "./codec";
 import { BgpSession, type SessionStatus } from "./session";
 
 export interface SpeakerOptions {
@@ -48,6 +50,55 @@ const inSubnet = (ip: string, a: Address): boolean => {
   }
 };
 
+/** The TCP MD5 key in `file`: only its owner may read or write it (a key others can read is
+ * no secret), 1 to 80 bytes once a trailing newline is taken off. */
+export function readMd5Key(file: string): Buffer {
+  let mode: number;
+  let data: Buffer;
+  try {
+    mode = statSync(file).mode;
+    data = readFileSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new StratumError(
+      code === "EACCES" || code === "EPERM" ? "PERMISSION" : "INVALID",
+      `cannot read the TCP MD5 key file ${file}: ${code ?? (e as Error).message}`,
+    );
+  }
+  if (mode & 0o066)
+    throw new StratumError(
+      "PERMISSION",
+      `the TCP MD5 key file ${file} is readable or writable by group or others (mode ${(mode & 0o777).toString(8).padStart(4, "0")}): chmod 600 ${file}`,
+    );
+  const key = data.subarray(0, data.length - (data.at(-1) === 0x0a ? 1 : 0));
+  if (key.length < 1 || key.length > MD5_MAX_KEY)
+    throw new StratumError("INVALID", `the TCP MD5 key in ${file} is ${key.length} bytes: 1 to ${MD5_MAX_KEY}`);
+  return Buffer.from(key);
+}
+
+/** A peer with no session (none started, or this agent runs no speaker): `lastError` says why. */
+export function idleView(p: BgpPeer, lastError: string | null): PeerStatusView {
+  return {
+    name: p.name,
+    address: p.address,
+    asn: p.asn,
+    state: "idle",
+    establishedAt: null,
+    holdTime: null,
+    prefixesSent: 0,
+    updatesReceived: 0,
+    lastError,
+    families: [],
+    peerRouterId: null,
+    counts: { established: 0, notificationsSent: 0, notificationsReceived: 0 },
+    holdTimeConfigured: p.holdTime,
+    md5: p.passwordFile !== null,
+    defaults: [],
+    nextHop4: null,
+    nextHop6: null,
+  };
+}
+
 /** How often the uplink's state is read (one netlink request). */
 const UPLINK_POLL_MS = 500;
 
@@ -68,9 +119,9 @@ export class BgpSpeaker {
   }
 
   /** Next hop self toward `peer`: the node's address on the peer's subnet, and one of the other
-   * family on the same interface. */
-  nextHops(peer: BgpPeer): { v4?: string; v6?: string } {
-    const addrs = this.o.addresses().filter((a) => a.scope === 0);
+   * family on the same interface (`all`: the node's addresses, when already read). */
+  nextHops(peer: BgpPeer, all: Address[] = this.o.addresses()): { v4?: string; v6?: string } {
+    const addrs = all.filter((a) => a.scope === 0);
     const onLink = addrs.find((a) => inSubnet(peer.address, a));
     if (!onLink) return {};
     const same = addrs.filter((a) => a.index === onLink.index);
@@ -152,7 +203,8 @@ export class BgpSpeaker {
     if (!this.#leftoverTimer)
       this.#leftoverTimer = setTimeout(() => this.#installDefaults(), c.importDefault ? c.restartTime * 1000 : 0);
     if (this.o.uplinkUp && !this.#uplinkTimer) {
-      this.#withheld = this.o.uplinkUp().up ? null : this.o.uplinkUp().why;
+      const u = this.o.uplinkUp();
+      this.#withheld = u.up ? null : u.why;
       this.#uplinkTimer = setInterval(() => this.checkUplink(), UPLINK_POLL_MS);
     }
     if (!id) {
@@ -236,26 +288,19 @@ export class BgpSpeaker {
   }
 
   peers(): PeerStatusView[] {
+    const addrs = this.o.addresses();
     return this.o.peers().map((p) => {
       const s = this.#sessions.get(p.name)?.session;
-      const nh = this.nextHops(p);
-      const st: SessionStatus = s?.status() ?? {
-        name: p.name,
-        address: p.address,
-        asn: p.asn,
-        state: "idle",
-        establishedAt: null,
-        holdTime: null,
-        prefixesSent: 0,
-        updatesReceived: 0,
-        lastError: this.#keyErrors.get(p.name) ?? (this.#running ? null : "the speaker is not running"),
-        families: [],
-        peerRouterId: null,
-        counts: { established: 0, notificationsSent: 0, notificationsReceived: 0 },
-      };
-      const d = s?.defaults ?? {};
+      const nh = this.nextHops(p, addrs);
+      if (!s)
+        return {
+          ...idleView(p, this.#keyErrors.get(p.name) ?? (this.#running ? null : "the speaker is not running")),
+          nextHop4: nh.v4 ?? null,
+          nextHop6: nh.v6 ?? null,
+        };
+      const d = s.defaults;
       return {
-        ...st,
+        ...s.status(),
         holdTimeConfigured: p.holdTime,
         md5: p.passwordFile !== null,
         defaults: [...(d.v4 ? [`0.0.0.0/0 via ${d.v4}`] : []), ...(d.v6 ? [`::/0 via ${d.v6}`] : [])],
@@ -274,7 +319,7 @@ export class BgpSpeaker {
         name: s.peer.name,
         announced: s.session
           .announced()
-          .sort((a, b) => a.afi - b.afi || (a.afi === AFI.IPV4 ? 0 : 0))
+          .sort((a, b) => a.afi - b.afi)
           .map(prefixToString),
       })),
     };
