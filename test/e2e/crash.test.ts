@@ -156,7 +156,7 @@ beforeAll(async () => {
   // The probes are Bun processes: on a fresh clone (no transpile cache, 2 busy cores) they can
   // take seconds to start; the stream must flow before the test begins.
   for (let i = 0; i < 300 && !counts().ok; i++) await Bun.sleep(50);
-});
+}, 60_000); // the wait above alone may take 15 s: bun's default hook timeout (5 s) cut it short
 
 afterAll(async () => {
   for (const p of procs) p.kill("SIGKILL");
