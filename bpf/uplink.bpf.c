@@ -7,7 +7,8 @@
  * whatever tags they carry, and VXLAN from a source that is not a node of the cluster (the
  * overlay's outer check, when the node's address is on the uplink's bridge). stm_uplink_out (tc egress) keeps workloads' frames from being
  * bridged onto the LAN, drops the node's redirects, applies the global firewall to what
- * leaves, and a network's egress cap. */
+ * leaves, a network's egress cap, and masquerading (stm_nat.h); stm_uplink_nat_in (tc ingress)
+ * translates the replies back and applies the global firewall to what XDP left to it. */
 #define STM_MAPS_EXTERN
 #include "stm_common.h"
 #include "stm_maps.h"
@@ -17,6 +18,7 @@
 #include "stm_parse.h"
 #include "stm_reply.h"
 #include "stm_vtep.h"
+#include "stm_nat.h"
 
 static __always_inline int is_local(__u32 kind, const void *addr, __u32 len)
 {
@@ -115,6 +117,45 @@ __attribute__((noinline)) int stm_fw_uplink_out(struct __sk_buff *skb, __u32 eth
 	return r == FW_REJECT ? fw_reject_tc(skb, t, 1, STM_HOOK_TC_EGRESS) : r;
 }
 
+/* The global scope at tc ingress, for what the uplink filter left to the translation: a packet
+ * to a NAT address, judged with the workload's address and port when it is a reply. */
+__attribute__((noinline)) int stm_fw_uplink_in_tc(struct __sk_buff *skb, __u32 eth_proto)
+{
+	if (!skb)
+		return STM_TC_DROP;
+	struct stm_fw_scope *scope = fw_scope_on(STM_FW_GLOBAL);
+	if (!scope)
+		return STM_TC_NEXT;
+	struct stm_tuple *t = fw_scratch(2, STM_FW_INGRESS, skb->len);
+	if (!t)
+		return STM_TC_DROP;
+	int pr = stm_fw_parse_tc(skb, eth_proto, t);
+	if (pr)
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, fw_parse_reason(pr));
+	int r = stm_fw_check(t, scope, skb->ifindex, STM_FW_GLOBAL);
+	if (r >= FW_DROP)
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, r - FW_DROP);
+	/* The answer leaves through the uplink, translated like the rest of its flow. */
+	return r == FW_REJECT ? fw_reject_tc(skb, t, 0, STM_HOOK_TC_INGRESS) : r;
+}
+
+/* tc ingress of the uplink: replies to masqueraded flows get the workload's address back. */
+SEC("tc")
+int stm_uplink_nat_in(struct __sk_buff *skb)
+{
+	__u16 proto;
+	if (skb->vlan_present || bpf_skb_load_bytes(skb, 12, &proto, 2) ||
+	    (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6)))
+		return STM_TC_NEXT;
+	struct stm_tuple *t = fw_scratch(2, STM_FW_INGRESS, skb->len);
+	if (!t)
+		return STM_TC_DROP;
+	int r = stm_nat_in(skb, proto, t);
+	if (r < 0)
+		return STM_TC_DROP;
+	return r == NAT_IN_NONE ? STM_TC_NEXT : stm_fw_uplink_in_tc(skb, proto);
+}
+
 /* A source address inside a Stratum network's subnet, from the uplink: a spoof, unless the
  * network is extended onto the LAN (IPv4 looked up as ::ffff:a.b.c.d). */
 static __always_inline int subnet_spoof(const void *addr, int v6)
@@ -179,10 +220,12 @@ int stm_uplink_out(struct __sk_buff *skb)
 	/* Gateway only: a workload's frame bridged straight to the LAN (its ARP and broadcasts,
 	 * a frame to a LAN host's MAC) goes no further, unless its network is extended onto it. */
 	__u32 from = skb->ingress_ifindex;
+	int bridged = 0;
 	if (from) {
 		struct stm_port *src = bpf_map_lookup_elem(&stm_ports, &from);
 		if (src && !(src->flags & STM_PORT_F_LAN))
 			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_LAN_DIRECT);
+		bridged = src != NULL;
 	}
 	__u16 proto;
 	if (bpf_skb_load_bytes(skb, 12, &proto, 2))
@@ -206,7 +249,14 @@ int stm_uplink_out(struct __sk_buff *skb)
 		return r;
 	/* A network's aggregate cap on what its endpoints send off the node. */
 	__u32 net = stm_shape_net_of(skb, proto);
-	return net ? stm_shape(skb, STM_SHAPE_NETWORK, net, STM_HOOK_TC_EGRESS) : STM_TC_NEXT;
+	if (net) {
+		r = stm_shape(skb, STM_SHAPE_NETWORK, net, STM_HOOK_TC_EGRESS);
+		if (r != STM_TC_NEXT)
+			return r;
+	}
+	/* Last, with every judgement made on the workload's own addresses: masquerading (a frame
+	 * bridged onto the LAN of a network extended there keeps its addresses). */
+	return bridged ? STM_TC_NEXT : stm_nat_out(skb, proto);
 }
 
 /* The uplink filter: whatever tags a frame carries (a priority tag, 802.1Q, QinQ), its
@@ -263,6 +313,11 @@ int stm_uplink_in(struct xdp_md *ctx)
 		__u32 vtep = stm_vtep_check_xdp(ctx, proto, l3);
 		if (vtep)
 			return stm_drop_xdp(ctx, vtep);
+		int nat = stm_nat_xdp((__u8 *)&ip->daddr, 4);
+		if (nat == 2)
+			return stm_drop_xdp(ctx, STM_DROP_NAT_INBOUND);
+		if (nat == 1 && l3 == ETH_HLEN)
+			return XDP_PASS;
 		return stm_fw_uplink_in(ctx, proto, l3);
 	}
 	if (proto == bpf_htons(STM_ETH_P_IPV6)) {
@@ -321,6 +376,11 @@ int stm_uplink_in(struct xdp_md *ctx)
 		__u32 vtep = stm_vtep_check_xdp(ctx, proto, l3);
 		if (vtep)
 			return stm_drop_xdp(ctx, vtep);
+		int nat = stm_nat_xdp(ip6->daddr.in6_u.u6_addr8, 6);
+		if (nat == 2)
+			return stm_drop_xdp(ctx, STM_DROP_NAT_INBOUND);
+		if (nat == 1 && l3 == ETH_HLEN)
+			return XDP_PASS;
 		return stm_fw_uplink_in(ctx, proto, l3);
 	}
 	if (proto == bpf_htons(STM_ETH_P_ARP)) {

@@ -497,4 +497,80 @@ struct stm_tuple {
 	__u8 pad[3];
 };
 
+
+/* ---- masquerading (SNAT) at the uplink -----------------------------------------------------
+ * A flow from a masqueraded network leaving through the uplink gets the network's NAT address
+ * and a port of the NAT range (ICMP echo: an identifier); its replies get the workload's back.
+ * Two entries per flow in stm_nat: the original direction (key: the workload's tuple) and the
+ * reply one (key: the tuple the reply arrives with, at the NAT address). */
+struct stm_nat_key {
+	__u8 family;   /* 4 or 6 */
+	__u8 proto;
+	__u8 dir;      /* STM_NAT_OUT: the workload's tuple; STM_NAT_IN: the reply's */
+	__u8 _pad;
+	__u8 src[16];  /* IPv4 in the first four bytes, the rest zero */
+	__u8 dst[16];
+	__u16 sport;   /* host order; ICMP echo: the identifier on both */
+	__u16 dport;
+};
+_Static_assert(sizeof(struct stm_nat_key) == 40, "stm_nat_key is ABI");
+
+#define STM_NAT_OUT 0
+#define STM_NAT_IN 1
+
+struct stm_nat_entry {
+	__u8 addr[16]; /* OUT: the NAT address; IN: the workload's */
+	__u16 port;    /* OUT: the NAT port; IN: the workload's port (host order) */
+	__u8 flags;    /* STM_NAT_F_*: what this direction has seen */
+	__u8 _pad;
+	__u32 net_id;  /* the workload's network */
+	__u64 seen;    /* bpf_ktime_get_ns() of this direction's last packet (to a second) */
+};
+_Static_assert(sizeof(struct stm_nat_entry) == 32, "stm_nat_entry is ABI");
+
+#define STM_NAT_F_FIN 1 /* a TCP FIN went this way */
+#define STM_NAT_F_RST 2 /* a TCP reset went this way */
+#define STM_NAT_F_REPLIED 4 /* (reply direction) a reply came back */
+
+/* A masqueraded network (by net_id): its NAT address per family. */
+struct stm_nat_net {
+	__u8 addr6[16];
+	__u8 addr4[4];
+	__u32 flags;   /* STM_NAT_NET_F_* */
+};
+_Static_assert(sizeof(struct stm_nat_net) == 24, "stm_nat_net is ABI");
+
+#define STM_NAT_NET_F_V4 1 /* IPv4 is masqueraded to addr4 */
+#define STM_NAT_NET_F_V6 2 /* IPv6 to addr6 */
+
+/* The node's NAT settings (one entry): the ports a translation takes, outside the kernel's
+ * own ephemeral range so that the node's connections never meet a translated one. */
+struct stm_nat_cfg {
+	__u16 port_lo;
+	__u16 port_hi;
+	__u32 flags;   /* STM_NAT_CFG_F_ON: some network is masqueraded */
+};
+_Static_assert(sizeof(struct stm_nat_cfg) == 8, "stm_nat_cfg is ABI");
+
+#define STM_NAT_CFG_F_ON 1
+
+/* Per-CPU room for masquerading's keys (datapath only: the call chain's stack is short). */
+struct stm_nat_work {
+	struct stm_nat_key k;  /* the packet's flow */
+	struct stm_nat_key r;  /* the reply direction being tried */
+	struct stm_nat_key ok; /* the original direction of the flow holding it */
+	struct stm_nat_entry e;
+};
+
+/* Masquerading statistics, per CPU (an array indexed by these). */
+enum stm_nat_stat {
+	STM_NAT_STAT_NEW = 0,        /* flows translated */
+	STM_NAT_STAT_EXHAUSTED = 1,  /* a new flow found no free port (also a drop: nat-exhausted) */
+	STM_NAT_STAT_RECLAIMED = 2,  /* an expired flow's port taken by a new one */
+	STM_NAT_STAT_SOCKET_SKIP = 3,/* a port skipped: a socket of the node has it */
+	STM_NAT_STAT_ICMP_ERR = 4,   /* ICMP errors translated back */
+	STM_NAT_STAT_FRAG = 5,       /* later fragments translated */
+	STM_NAT_STAT_MAX = 6,
+};
+
 #endif

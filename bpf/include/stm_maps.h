@@ -298,4 +298,63 @@ STM_MAP struct {
 	__type(value, struct stm_remote);
 } stm_remote SEC(".maps");
 
+
+/* Masquerading: each translated flow's two directions (stm_abi.h), the least recently used
+ * going when full; the masqueraded networks; the node's settings; the NAT addresses (for the
+ * uplink filter, which leaves a reply to one to the translation); statistics; and the
+ * workload's address for the later fragments of a datagram whose first one came back. */
+#ifndef STM_NAT_MAX
+#define STM_NAT_MAX 524288
+#endif
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, STM_NAT_MAX);
+	__type(key, struct stm_nat_key);
+	__type(value, struct stm_nat_entry);
+} stm_nat SEC(".maps");
+
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct stm_nat_net);
+} stm_nat_nets SEC(".maps");
+
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stm_nat_cfg);
+} stm_nat_cfg SEC(".maps");
+
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_vtep_key);
+	__type(value, __u32);
+} stm_nat_addrs SEC(".maps");
+
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STM_NAT_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stm_nat_stats SEC(".maps");
+
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct stm_frag_key);
+	__type(value, struct stm_vtep_key);
+} stm_nat_frags SEC(".maps");
+
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stm_nat_work);
+} stm_nat_scratch SEC(".maps");
+
 #endif

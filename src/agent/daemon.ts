@@ -42,6 +42,7 @@ import {
   useAnycastGateway,
 } from "../reconcile/reconcile";
 import { Addressing } from "../services/addressing";
+import { natPortRange } from "../services/nat";
 import { Services } from "../services/services";
 import { checkWritableStore, SqliteStore } from "../store/sqlite";
 import { localEndpoints, type Store } from "../store/store";
@@ -59,6 +60,8 @@ export interface AgentOptions {
   gateway?: boolean;
   /** A gateway's stop withdraws its routes instead of leaving them to graceful restart. */
   withdrawOnStop?: boolean;
+  /** The NAT port range "LO-HI" (default: outside the kernel's ephemeral ports). */
+  natPorts?: string;
   apiListen?: string;
   apiTokenFile?: string;
   /** Seconds between full reconcile passes; 0: none (notices of drift still make runs). */
@@ -268,6 +271,7 @@ async function serve(o: AgentOptions): Promise<void> {
   const svc = new Services(data, dp, rtnl(), (m) => log.warn(m));
   // A cluster node's new networks fit the overlay unless they say otherwise.
   if (o.cluster) svc.ctx.defaultMtu = overlayMtu(svc.nl, o.cluster.nodeAddress);
+  svc.ctx.natPorts = natPortRange(o.natPorts);
 
   // Notices are read from before the start run: drift made while it runs is not missed.
   let monitor: RtnlMonitor | undefined;
@@ -379,7 +383,12 @@ async function serve(o: AgentOptions): Promise<void> {
     ? new BgpSpeaker({
         config: () => store.bgpConfig(),
         peers: () => store.bgpPeers(),
-        prefixes: () => data.listNetworks().flatMap((n) => [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])]),
+        // A masqueraded network is reached through its NAT address: not announced.
+        prefixes: () =>
+          data
+            .listNetworks()
+            .filter((n) => !n.nat)
+            .flatMap((n) => [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])]),
         addresses: () => listAddresses({}, svc.nl),
         ...(o.uplink
           ? {

@@ -93,6 +93,12 @@ export const NetworkPatch = z
     dhcpOptions: z.array(z.string()).optional(),
     egress: EgressCapSchema.nullable().optional(),
     extendToLan: z.boolean().optional(),
+    nat: z
+      .object({ addresses: z.array(z.string()).default([]) })
+      .strict()
+      .nullable()
+      .optional()
+      .describe("Masquerade at the uplink (addresses: at most one per family; none: the uplink's); null: routed"),
   })
   .strict()
   .describe("The mutable fields of a network; a list replaces the whole list");
@@ -191,6 +197,15 @@ export const NetworkView = z
     extendToLan: z
       .boolean()
       .describe("Extended onto the uplink's LAN: frames cross the uplink at L2 (off: through the gateway only)"),
+    nat: z
+      .object({
+        addresses: z.array(z.string()).describe("The NAT addresses given (empty: the uplink's own)"),
+        v4: z.string().nullable().describe("What this node translates IPv4 to (null: nothing to: dropped)"),
+        v6: z.string().nullable().describe("What this node translates IPv6 to (null: no IPv6 subnet, or nothing to)"),
+      })
+      .strict()
+      .nullable()
+      .describe("Masqueraded at the uplink (null: routed, announced over BGP by a gateway)"),
     createdAt: Time,
     profiles: z.object({ total: Count, claimed: Count }).strict(),
     endpoints: z.array(z.string()),
@@ -426,6 +441,15 @@ export const TraceStageView = z
       .object({ before: z.string().nullable(), after: z.string().nullable(), event: z.string().nullable() })
       .strict()
       .nullable(),
+    translation: z
+      .object({
+        kind: z.literal("masquerade"),
+        from: z.string().describe('The source as it left the port ("10.20.0.2:40000"; ICMP: the echo id)'),
+        to: z.string().describe("The source as it leaves the uplink"),
+      })
+      .strict()
+      .nullable()
+      .describe("What masquerading made of the packet (a new flow's port; a live flow keeps the one it has)"),
     note: z.string().nullable(),
   })
   .strict()
@@ -575,6 +599,29 @@ export const BgpStatusView = z
   })
   .strict();
 export type BgpStatus = z.infer<typeof BgpStatusView>;
+
+export const NatStatusView = z
+  .object({
+    portRange: z.object({ lo: Port, hi: Port }).strict().describe("The ports translated flows take"),
+    networks: z.array(
+      z
+        .object({
+          name: z.string(),
+          v4: z.string().nullable().describe("What IPv4 is translated to (null: nothing to, dropped)"),
+          v6: z.string().nullable().describe("What IPv6 is translated to (null: no IPv6 subnet, or nothing to)"),
+        })
+        .strict(),
+    ),
+    flows: Count.nullable().describe("Translated flows the datapath holds (null: not counted)"),
+    counters: z
+      .record(z.string(), Count)
+      .describe(
+        "translated (flows), exhausted (new flows refused: no free port), reclaimed (ports of ended flows taken), socket-skip (ports a socket of the node holds, skipped), icmp-error, fragment",
+      ),
+    warnings: z.array(z.string()),
+  })
+  .strict();
+export type NatStatus = z.infer<typeof NatStatusView>;
 
 export const StoreStatusView = z
   .object({
@@ -768,6 +815,7 @@ export const AgentStatusView = z
     uplink: UplinkStatusView.nullable(),
     overlay: OverlayStatusView.nullable().describe("A cluster node's overlay (null: a single node)"),
     bgp: BgpStatusView.nullable().describe("A gateway's BGP speaker (null: not a gateway, or BGP not configured)"),
+    nat: NatStatusView.nullable().describe("Masquerading at the uplink (null: no network is masqueraded)"),
     maps: z.array(MapFillView),
     mapCountMs: z.number().min(0),
     store: StoreStatusView,

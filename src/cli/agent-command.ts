@@ -52,6 +52,12 @@ export const agentCommand = defineCommand({
       description:
         "A gateway's stop withdraws its routes (default: they stay at the peers for the graceful restart time, so a restart or upgrade does not blackhole)",
     },
+    "nat-ports": {
+      type: "string",
+      description:
+        "Ports masquerading gives translated flows (default: 1024 up to the kernel's ephemeral range, 1024-32767); never inside net.ipv4.ip_local_port_range",
+      valueHint: "LO-HI",
+    },
     "api-listen": {
       type: "string",
       description: "Also serve the API on TCP (needs --api-token-file)",
@@ -126,6 +132,7 @@ export const agentCommand = defineCommand({
       uplink: args.uplink,
       gateway: args.gateway === true,
       withdrawOnStop: args["withdraw-on-stop"] === true,
+      natPorts: args["nat-ports"],
       apiListen: args["api-listen"],
       apiTokenFile: args["api-token-file"],
       reconcileInterval: Number(interval),

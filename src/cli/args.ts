@@ -26,6 +26,9 @@ export interface FlagDef {
   variadic?: boolean;
   /** Left out of --help and completion (kept working). */
   hidden?: boolean;
+  /** The value of a flag given alone: its value is then optional, taken from the next word
+   * only when that is one of `options` (`--nat`, `--nat off`). */
+  bare?: string;
 }
 
 export type AnyCommand = CommandDef<any>;
@@ -277,6 +280,9 @@ export async function parseCommandLine(root: AnyCommand, argv: string[]): Promis
         value = m.negated ? "false" : m.inline === undefined ? "true" : String(booleanValue(m.name, m.inline));
       } else if (m.inline !== undefined) {
         value = m.inline;
+      } else if (m.def.bare !== undefined && !m.def.options?.includes(argv[i + 1] ?? "")) {
+        value = m.def.bare;
+        if (leafDefs) rawArgs.push(w);
       } else {
         const next = argv[i + 1];
         if (next === undefined || (next.startsWith("--") && next.length > 2))

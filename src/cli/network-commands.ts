@@ -77,11 +77,52 @@ function showNetwork(n: NetworkView): void {
       : []),
     ["default action", n.defaultAction],
     ["lan", n.extendToLan ? "extended onto the uplink's LAN (L2)" : "through the gateway only"],
+    ["nat", natText(n)],
     ["egress cap", capText(n.egress, n.egressCounts, "of everything its endpoints send off the node")],
     ["profiles", `${n.profiles.claimed} claimed of ${n.profiles.total}`],
     ["endpoints", n.endpoints.join(", ") || "-"],
   ]);
 }
+
+/** How the network leaves the node: masqueraded (to what, per family) or routed. */
+function natText(n: NetworkView): string {
+  if (!n.nat) return "off: routed (a gateway announces the subnets over BGP)";
+  const to = (v: string | null, fam: string) =>
+    v ? `${fam} to ${v}` : `${fam}: no address to translate to (dropped, nat-untranslatable)`;
+  const given = n.nat.addresses.length ? "" : " (the uplink's address)";
+  return `masquerade at the uplink, ${to(n.nat.v4, "IPv4")}${n.cidr6 ? `, ${to(n.nat.v6, "IPv6")}` : ""}${given}; not announced`;
+}
+
+/** --nat [on|off] and --nat-address IP (repeatable, one per family, implies --nat) as the spec's
+ * field: undefined when neither is given. */
+function natField(args: { nat?: string }, rawArgs: string[]): { addresses: string[] } | null | undefined {
+  const addrs = allValues(rawArgs, "nat-address");
+  const v = args.nat;
+  if (v === "off") {
+    if (addrs.length) throw new StratumError("INVALID", "--nat off routes the network: --nat-address goes with --nat");
+    return null;
+  }
+  if (v === undefined && !addrs.length) return undefined;
+  return { addresses: addrs };
+}
+
+const natArgs = {
+  nat: {
+    type: "string",
+    description:
+      "Masquerade what the endpoints send off the node to the uplink's address (not announced over BGP); --nat off: routed",
+    valueHint: "[on|off]",
+    options: ["on", "off"],
+    bare: "on",
+  },
+  "nat-address": {
+    type: "string",
+    description:
+      "Masquerade to this address instead of the uplink's (one IPv4, one IPv6; repeat for both; implies --nat)",
+    valueHint: "IP",
+    repeatable: true,
+  },
+} as const;
 
 /** A cap and what it did, in one line: "100mbit, burst 256k (of …): passed 1.2 GB, dropped 3,402 packets (5.1 MB)". */
 function capText(cap: EgressCap | null | undefined, counts: BucketCounts | null | undefined, what: string): string {
@@ -209,6 +250,7 @@ const create = defineCommand({
         "The subnet is on the uplink's LAN too: frames cross the uplink at L2 and LAN hosts may use its addresses (default: workloads reach the LAN through their gateway only)",
       default: false,
     },
+    ...natArgs,
     ...specArgs,
     ...capArgs,
     ...apiArg,
@@ -230,6 +272,7 @@ const create = defineCommand({
       ...dhcpFields(args, rawArgs),
       ...(cap(args) ? { egress: cap(args) } : {}),
       extendToLan: args["extend-to-lan"] === true,
+      ...(natField(args, rawArgs) ? { nat: natField(args, rawArgs) } : {}),
     });
     if (fmt !== "table") return printData(fmt, n);
     process.stdout.write(`created network ${n.name} (${n.cidr}, gateway ${n.gateway}, ${n.profiles.total} profiles)\n`);
@@ -293,6 +336,10 @@ const set = defineCommand({
       "# Cap what the network's endpoints send off the node; change it live; remove it:",
       "cenvero-str-ctl network set app-net --egress-rate 200mbit --egress-burst 1m",
       "cenvero-str-ctl network set app-net --egress-rate none",
+      "# Masquerade at the uplink (no longer announced over BGP); to a given address; routed again:",
+      "cenvero-str-ctl network set app-net --nat",
+      "cenvero-str-ctl network set app-net --nat-address 192.0.2.10",
+      "cenvero-str-ctl network set app-net --nat off",
     ],
   ),
   args: {
@@ -304,6 +351,7 @@ const set = defineCommand({
       description:
         "Extend the network onto the uplink's LAN (frames cross the uplink at L2); --no-extend-to-lan: through the gateway only again",
     },
+    ...natArgs,
     "clear-dhcp-routes": { type: "boolean", description: "Hand out no extra routes", default: false },
     "clear-dhcp-options": { type: "boolean", description: "Hand out no user DHCP options", default: false },
     ...capArgs,
@@ -327,12 +375,13 @@ const set = defineCommand({
         dhcpOptions: dhcp.dhcpOptions ?? (args["clear-dhcp-options"] ? [] : undefined),
         egress: cap(args),
         extendToLan: args["extend-to-lan"],
+        nat: natField(args, rawArgs),
       }).filter(([, v]) => v !== undefined),
     );
     if (Object.keys(patch).length === 0)
       throw new StratumError(
         "INVALID",
-        "nothing to change: give --mtu, --default-action, --dhcp-range, --dns-zone, --dns-forwarder, --dhcp-lease-time, --dhcp-route, --dhcp-option, --clear-dns-forwarders, --clear-dhcp-routes, --clear-dhcp-options, --egress-rate or --extend-to-lan",
+        "nothing to change: give --mtu, --default-action, --dhcp-range, --dns-zone, --dns-forwarder, --dhcp-lease-time, --dhcp-route, --dhcp-option, --clear-dns-forwarders, --clear-dhcp-routes, --clear-dhcp-options, --egress-rate, --extend-to-lan or --nat",
       );
     const n = await client(args).setNetwork(args.name, patch);
     if (fmt !== "table") return printData(fmt, n);

@@ -109,6 +109,12 @@ export function printStatus(st: AgentStatus): void {
       "bgp",
       `AS ${b.asn}, router id ${b.routerId ?? "none yet"}; ${b.established}/${b.peers} peer(s) established; ${b.withheld ? `nothing announced: ${b.withheld}` : `${b.announced} prefix(es) announced`}`,
     ]);
+  const nat = st.nat;
+  if (nat)
+    pairs.push([
+      "nat",
+      `${nat.networks.map((n) => `${n.name} → ${[n.v4, n.v6].filter(Boolean).join(", ") || "nothing"}`).join("; ")}; ports ${nat.portRange.lo}-${nat.portRange.hi}; ${nat.flows ?? "?"} flow(s); ${nat.counters.exhausted ?? 0} refused for want of a port${nat.warnings.length ? `; ${nat.warnings.join("; ")}` : ""}`,
+    ]);
   for (const v of st.services ?? [])
     pairs.push([v.name, v.state === "serving" ? `serving: ${v.summary}` : `DOWN: ${v.problem}`]);
   const c = st.cluster;

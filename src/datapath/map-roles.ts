@@ -47,6 +47,13 @@ export const MAP_ROLES = {
   stm_shape_src: { role: "config", traceOwn: true },
   stm_vteps: { role: "config" },
   stm_remote: { role: "config" },
+  stm_nat: { role: "state", traceSize: 256 },
+  stm_nat_nets: { role: "config" },
+  stm_nat_cfg: { role: "config" },
+  stm_nat_addrs: { role: "config" },
+  stm_nat_stats: { role: "state" },
+  stm_nat_frags: { role: "state", traceSize: 64 },
+  stm_nat_scratch: { role: "state" },
 } as const satisfies Record<string, MapDecl>;
 
 export type PinnedMap = keyof typeof MAP_ROLES;

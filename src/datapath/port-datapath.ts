@@ -40,11 +40,14 @@ import {
   progFingerprint,
 } from "./attach";
 import { DROP_REASON_LIST } from "./drops";
+import { encodeU32 } from "./firewall-maps";
 import { PINNED_MAPS, type PinnedMap, STATE_MAPS } from "./map-roles";
 import { loadObject } from "./objects";
 import {
   decodeLocalKey,
   decodeMacKey,
+  decodeNatFlow,
+  decodeNatNet,
   decodePort,
   decodeRemote,
   encodeDropKey,
@@ -53,6 +56,8 @@ import {
   encodeLocal,
   encodeLocalKey,
   encodeMacKey,
+  encodeNatCfg,
+  encodeNatNet,
   encodePort,
   encodeRemote,
   encodeSubnet,
@@ -60,6 +65,9 @@ import {
   encodeVtep,
   encodeVtepKey,
   type IfaceConfig,
+  NAT_STATS,
+  type NatFlow,
+  type NatNetConfig,
   type PortConfig,
   type PortStats,
   PROFILE_KEY_SIZE,
@@ -576,11 +584,19 @@ export class PortDatapath {
     return `${this.pinRoot}/links/uplink-tc-out`;
   }
 
+  get uplinkInPin(): string {
+    return `${this.pinRoot}/links/uplink-tc-in`;
+  }
+
   /** Attaches the uplink filter to the NIC through a pinned XDP link (native, else generic), and
-   * the global scope's egress program through a pinned tcx link. A link already on that device
+   * the global scope's egress program and masquerading's ingress one through pinned tcx links
+   * (the ingress one first: the filter leaves replies to a NAT address to it). A link already on that device
    * is kept and its program swapped in place when it differs; a link left on another device
    * (the uplink changed) is detached first. */
   attachUplink(ifindex: number): Attachment {
+    this.#attachPinned("stm_uplink_nat_in", ifindex, this.uplinkInPin, "tc-ingress", (fd, pin) =>
+      attachTc(fd, ifindex, "ingress", { mode: "tcx", pin }),
+    );
     const xdp = this.#attachPinned("stm_uplink_in", ifindex, this.uplinkPin, "xdp", (fd, pin) =>
       attachXdp(fd, ifindex, { pin }),
     );
@@ -738,7 +754,58 @@ export class PortDatapath {
 
   detachUplink(): boolean {
     const out = detachPinnedLink(this.uplinkOutPin);
-    return detachPinnedLink(this.uplinkPin) || out;
+    const xdp = detachPinnedLink(this.uplinkPin);
+    return detachPinnedLink(this.uplinkInPin) || xdp || out;
+  }
+
+  // ---- masquerading ---------------------------------------------------------------------------
+
+  /** The NAT port range and whether any network is masqueraded (stm_nat_cfg). */
+  setNatCfg(c: { lo: number; hi: number; on: boolean }): void {
+    this.map("stm_nat_cfg").ensure(encodeU32(0), encodeNatCfg(c));
+  }
+
+  setNatNet(netId: number, c: NatNetConfig): void {
+    this.map("stm_nat_nets").ensure(encodeU32(netId), encodeNatNet(c));
+  }
+
+  natNet(netId: number): NatNetConfig | undefined {
+    const v = this.map("stm_nat_nets").lookup(encodeU32(netId));
+    return v ? decodeNatNet(v) : undefined;
+  }
+
+  deleteNatNet(netId: number): boolean {
+    return this.map("stm_nat_nets").delete(encodeU32(netId));
+  }
+
+  /** The masqueraded networks in the kernel, by network id. */
+  natNets(): Map<number, NatNetConfig> {
+    const out = new Map<number, NatNetConfig>();
+    for (const [k, v] of this.map("stm_nat_nets").entries()) out.set(k.readUInt32LE(0), decodeNatNet(v));
+    return out;
+  }
+
+  /** The NAT addresses the uplink filter leaves to the translation: exactly `addrs`. */
+  setNatAddrs(addrs: ReadonlySet<string>): void {
+    const m = this.map("stm_nat_addrs");
+    const want = new Map([...addrs].map((a) => [encodeVtepKey(a).toString("hex"), a]));
+    for (const k of [...m.keys()]) if (!want.has(k.toString("hex"))) m.delete(k);
+    for (const a of want.values()) m.ensure(encodeVtepKey(a), encodeU32(1));
+  }
+
+  /** Every translated flow's two directions, as the datapath holds them. */
+  natFlows(): NatFlow[] {
+    return [...this.map("stm_nat").entries()].map(([k, v]) => decodeNatFlow(k, v));
+  }
+
+  /** stm_nat_stats summed over the CPUs, by name. */
+  natStats(): Record<(typeof NAT_STATS)[number], number> {
+    const m = this.map("stm_nat_stats");
+    const out = {} as Record<(typeof NAT_STATS)[number], number>;
+    NAT_STATS.forEach((name, i) => {
+      out[name] = (m.lookupPerCpu(encodeU32(i)) ?? []).reduce((a, b) => a + Number(b.readBigUInt64LE(0)), 0);
+    });
+    return out;
   }
 
   /** Attaches both port programs to `ifindex`; a filter already running the same code with the

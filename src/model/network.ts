@@ -62,6 +62,14 @@ export const NetworkSpecSchema = z.object({
   /** The network is extended onto the uplink's LAN: its subnet is on that LAN too, and frames
    * cross the uplink at L2. Off: workloads reach the LAN through their gateway only. */
   extendToLan: z.boolean().default(false),
+  /** Masquerading at the uplink: what the endpoints send off the node leaves with a NAT
+   * address, the uplink's or the ones given (at most one per family). Absent or null: routed
+   * (announced over BGP by a gateway). */
+  nat: z
+    .object({ addresses: z.array(z.string()).default([]) })
+    .strict()
+    .nullable()
+    .optional(),
 });
 export type NetworkSpec = z.input<typeof NetworkSpecSchema>;
 
@@ -88,6 +96,9 @@ export interface Network {
   egress?: EgressCap;
   /** Extended onto the uplink's LAN (frames cross at L2, its addresses may come from there). */
   extendToLan: boolean;
+  /** Masqueraded at the uplink (`addresses`: the NAT addresses given, canonical, at most one per
+   * family; empty: the uplink's own). Absent: routed. */
+  nat?: { addresses: string[] };
 }
 
 export const LEASE_TIME_RANGE = [10, 31_536_000] as const;
@@ -323,7 +334,42 @@ export function validateNetwork(input: NetworkSpec, existing: Network[] = []): N
     // Present even when there is none: a network set over a stored one must clear the cap.
     egress: spec.egress ? validateCap(spec.egress) : undefined,
     extendToLan: spec.extendToLan === true,
+    nat: spec.nat
+      ? { addresses: checkNatAddresses(spec.nat.addresses, [...existing, { name, cidr, cidr6 }]) }
+      : undefined,
   };
+}
+
+/** NAT addresses: one per family at most, ordinary unicast, outside every network's subnets
+ * (a reply to one must come to the uplink, not to an endpoint). Canonical. */
+export function checkNatAddresses(
+  addrs: readonly string[],
+  networks: ReadonlyArray<Pick<Network, "name" | "cidr" | "cidr6">>,
+): string[] {
+  const out: string[] = [];
+  const seen = new Set<number>();
+  for (const a of addrs) {
+    const ip = parseIp(a);
+    const host = parseSubnet(`${formatIp(ip)}/${ip.family === 4 ? 32 : 128}`);
+    if (seen.has(ip.family))
+      throw new StratumError("INVALID", `--nat-address: one IPv${ip.family} address at most (${addrs.join(", ")})`);
+    seen.add(ip.family);
+    const r = RESERVED.find((x) => overlaps(host, x.subnet));
+    if (r)
+      throw new StratumError(
+        "INVALID",
+        `--nat-address ${a} is in ${r.cidr} (${r.why}): not an address to masquerade to`,
+      );
+    for (const n of networks)
+      for (const c of [n.cidr, n.cidr6])
+        if (c && overlaps(host, parseSubnet(c)))
+          throw new StratumError(
+            "INVALID",
+            `--nat-address ${a} is inside network ${n.name} (${c}): the replies would go to an endpoint, not the uplink`,
+          );
+    out.push(formatIp(ip));
+  }
+  return out;
 }
 
 /** Every usable address, less the gateway when it sits at either end (the usual .1). */

@@ -51,6 +51,8 @@ export interface MetricsSnapshot {
   caps: Array<{ scope: "network" | "endpoint"; network: string; endpoint: string; counts?: BucketCounts } & EgressCap>;
   /** stm_fw_stats by name (FW_STATS). */
   firewall: Record<string, number>;
+  /** stm_nat_stats by name (NAT_STATS). */
+  nat: Record<string, number>;
   /** stm_mon_stats by outcome (emitted, paced, ring-full). */
   monitor: Record<string, number>;
   /** entries: null for arrays and ring buffers. */
@@ -186,6 +188,7 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
     defaults,
     caps,
     firewall,
+    nat: dp.natStats(),
     monitor: readMonStats(dp.map("stm_mon_stats")),
     maps: st.maps.filter((m) => m.type !== "ringbuf"),
     mapCountSeconds: seconds(st.mapCountMs),
@@ -388,6 +391,15 @@ export class AgentMetrics {
       ["stat"],
       (s, e) => {
         for (const [stat, v] of Object.entries(s.firewall)) e({ stat }, v);
+      },
+    );
+    f(
+      "counter",
+      "stratum_nat_events_total",
+      "Masquerading at the uplink: translated (new flows), exhausted (new flows refused, no free NAT port toward the destination; also the nat-exhausted drop), reclaimed (ports of ended flows reused), socket-skip (ports a socket of the node holds), icmp-error (ICMP errors translated), fragment (later fragments translated).",
+      ["event"],
+      (s, e) => {
+        for (const [event, v] of Object.entries(s.nat)) e({ event }, v);
       },
     );
     f(

@@ -10,6 +10,7 @@ import { existsSync, statSync } from "node:fs";
 import type {
   AgentStatus,
   BgpStatus,
+  NatStatus,
   OverlayStatus,
   PortStatus,
   ServiceStatus,
@@ -171,6 +172,32 @@ export function bgpState(rt: AgentRuntime): BgpStatus | null {
   };
 }
 
+/** Masquerading on this node: the port range, the masqueraded networks and what each is
+ * translated to, the flows the datapath holds (`natEntries`: stm_nat's count, two per flow),
+ * and its counters (exhaustion among them). Null when no network is masqueraded. */
+export function natState(rt: AgentRuntime, natEntries: number | null): NatStatus | null {
+  const dp = rt.svc.dp;
+  const kernel = dp.natNets();
+  const nets = rt.store.listNetworks().filter((n) => n.nat);
+  if (!nets.length) return null;
+  const warnings: string[] = [];
+  const networks = nets.map((n) => {
+    const k = kernel.get(n.id);
+    const v4 = k?.addr4 ?? null;
+    const v6 = n.cidr6 ? (k?.addr6 ?? null) : null;
+    if (!v4) warnings.push(`${n.name}: no IPv4 address to masquerade to (none given, none on the uplink)`);
+    if (n.cidr6 && !v6) warnings.push(`${n.name}: no IPv6 address to masquerade to (none given, none on the uplink)`);
+    return { name: n.name, v4, v6 };
+  });
+  return {
+    portRange: { ...rt.svc.ctx.natPorts },
+    networks,
+    flows: natEntries === null ? null : Math.floor(natEntries / 2),
+    counters: dp.natStats(),
+    warnings,
+  };
+}
+
 /** A cluster node's overlay as the kernel has it: the device, bridged and up, this build's
  * programs on both hooks, its interface entry; the underlay's tc check; how many nodes and
  * remote endpoints the maps hold. `remoteEntries`: stm_remote's count from the fill read. */
@@ -297,8 +324,10 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
   const services = serviceStates(rt);
   const cluster = rt.cluster ? clusterSummary(rt.cluster) : null;
   // Enforcement depends on neither: a service down, or etcd away, is a warning, not degraded health.
+  const nat = natState(rt, fill.maps.find((m) => m.name === "stm_nat")?.entries ?? null);
   const warnings = [
     ...fillWarnings(fill.maps),
+    ...(nat?.warnings.map((w) => `masquerading: ${w}`) ?? []),
     ...(services ?? []).filter((v) => v.state === "down").map((v) => `${v.name} is not serving: ${v.problem}`),
     ...(cluster && !cluster.etcdUp
       ? [
@@ -325,6 +354,7 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
     uplink,
     overlay,
     bgp: bgpState(rt),
+    nat,
     maps: fill.maps,
     mapCountMs: Math.round(fill.seconds * 100_000) / 100,
     store,

@@ -10,6 +10,7 @@
  * What it does not model: the host's own netfilter rules, and the contents of the workloads'
  * neighbour caches (a destination outside the node is addressed to a placeholder MAC: the
  * programs on its way do not look at it). */
+
 import { existsSync, readFileSync } from "node:fs";
 import type { TraceRequest, TraceResult, TraceStage } from "../api/contract";
 import { clsProgId, pinnedLinkInfo, progTag } from "../datapath/attach";
@@ -24,6 +25,7 @@ import { contains, parseIp, parseSubnet } from "../model/ip";
 import { profileIp6 } from "../model/network";
 import { OVERLAY_DEVICE, USER_BRIDGE } from "../model/topology";
 import { getLink, type Rtnl, rtnl } from "../netlink";
+import { bytesToIp } from "../netlink/codec";
 import { ruleFields } from "../services/firewall-service";
 import type { Endpoint, Store, StoredNetwork } from "../store/store";
 import { BpfMap } from "../sys/bpf";
@@ -44,8 +46,31 @@ function stageOf(s: Pick<TraceStage, "step" | "stage" | "verdict"> & Partial<Tra
     reason: s.reason ?? null,
     firewall: s.firewall ?? null,
     conntrack: s.conntrack ?? null,
+    translation: s.translation ?? null,
     note: s.note ?? null,
   };
+}
+
+/** The source address and port (ICMP echo: identifier) of an Ethernet frame's IP packet, as
+ * "a:p" ("[a]:p" for IPv6); null when it is not one. */
+function sourceOf(f: Buffer): string | null {
+  if (f.length < 34) return null;
+  const et = f.readUInt16BE(12);
+  let src: string;
+  let proto: number;
+  let l4: number;
+  if (et === 0x0800) {
+    src = [...f.subarray(26, 30)].join(".");
+    proto = f[23] as number;
+    l4 = 14 + ((f[14] as number) & 0xf) * 4;
+  } else if (et === 0x86dd && f.length >= 54) {
+    src = `[${bytesToIp(f.subarray(22, 38))}]`;
+    proto = f[20] as number;
+    l4 = 54;
+  } else return null;
+  if (f.length < l4 + 8) return src;
+  const port = proto === 1 || proto === 58 ? f.readUInt16BE(l4 + 4) : f.readUInt16BE(l4);
+  return `${src}:${port}`;
 }
 
 const FLAG_BITS: Record<string, number> = {
@@ -296,6 +321,8 @@ export class Tracer {
       programs: { tag, liveTag: live.tag ?? null, same: !live.tag || live.tag === tag },
     });
 
+    /** The frame the last stage's program let out. */
+    let lastOut: Buffer | undefined;
     const runStage = (
       stage: TraceStage["stage"],
       prog: TraceProgram,
@@ -307,6 +334,7 @@ export class Tracer {
       const k = key(device.ifindex);
       const before = dp.seedFlow(k);
       const r = dp.run(prog, f, device.ifindex, ingressIfindex);
+      lastOut = r.dataOut;
       const after = dp.flow(k);
       const s = stageOf({
         step: stages.length + 1,
@@ -411,9 +439,15 @@ export class Tracer {
         FW_GLOBAL_SCOPE,
       );
       if (s.verdict !== "pass") return this.#stop(s, result);
+      const from = sourceOf(f);
+      const to = lastOut ? sourceOf(lastOut) : null;
+      if (from && to && from !== to) {
+        s.translation = { kind: "masquerade", from, to };
+        s.note = `masquerade: ${from} → ${to} (a new flow's port; a live flow keeps the one it has)`;
+      }
       return result(
         "delivered",
-        `leaves the node on the uplink ${uplink.name} towards ${dstIp}`,
+        `leaves the node on the uplink ${uplink.name} towards ${dstIp}${s.translation ? `, masqueraded to ${to}` : ""}`,
         `uplink ${uplink.name}`,
       );
     };

@@ -11,6 +11,7 @@ import { egressCaps } from "./egress-caps";
 import { firewallScopes } from "./firewall-scopes";
 import { gatewayAddresses } from "./gateway-addresses";
 import { localAddresses } from "./local-addresses";
+import { masquerading } from "./masquerading";
 import { overlay } from "./overlay";
 import { ports } from "./ports";
 import { profiles } from "./profiles";
@@ -21,15 +22,17 @@ import { uplink } from "./uplink";
 export { bridgeMac, ensureBridge, useAnycastGateway } from "./bridges";
 export type { OverlayOptions, ReconcileOptions, ReconcileReport, Reconciler, ReconcileScope } from "./reconciler";
 
-/** Restored in this order: the bridges; each network's gateways, profiles, subnets and cap;
+/** Restored in this order: the bridges; each network's gateways, profiles, subnets, masquerading
+ * and cap;
  * the firewall's scopes before the ports (a port restored into a network finds its scope in
  * place); the ports; the bridge's own local addresses; the uplink, once everything its filter
- * reads is in place; and last the overlay (other nodes' endpoints reach ports that are ready). */
+ * reads is in place (masquerading's maps with them); and last the overlay (other nodes' endpoints reach ports that are ready). */
 export const RESTORE_ORDER: Reconciler[] = [
   bridges,
   gatewayAddresses,
   profiles,
   subnets,
+  masquerading,
   egressCaps,
   firewallScopes,
   ports,

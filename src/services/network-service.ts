@@ -15,6 +15,7 @@ import type { StoredNetwork } from "../store/store";
 import { growth, networkEntries } from "./capacity";
 import type { EndpointService } from "./endpoint-service";
 import type { FirewallService } from "./firewall-service";
+import { applyNat } from "./nat";
 import { portConfig } from "./port-config";
 import type { ServiceContext } from "./service-context";
 
@@ -31,6 +32,7 @@ export type NetworkPatch = Partial<
     | "dhcpOptions"
     | "egress"
     | "extendToLan"
+    | "nat"
   >
 >;
 
@@ -84,11 +86,23 @@ export class NetworkService {
       dhcpOptions: n.dhcpOptions,
       egress: n.egress ? { rate: n.egress.rate, burst: n.egress.burst } : null,
       extendToLan: n.extendToLan === true,
+      nat: n.nat ? { addresses: n.nat.addresses, ...this.#natInKernel(n.id) } : null,
       createdAt: n.createdAt,
       profiles: { total: profileCount(n.cidr), claimed: eps.length },
       endpoints: eps,
       egressCounts: null,
     };
+  }
+
+  /** The addresses the datapath translates a masqueraded network's packets to. */
+  #natInKernel(id: number): { v4: string | null; v6: string | null } {
+    const c = this.dp.natNet(id);
+    return { v4: c?.addr4 ?? null, v6: c?.addr6 ?? null };
+  }
+
+  /** Masquerading's kernel state for every network (services/nat.ts). */
+  applyNat(): void {
+    applyNat(this.ctx, this.store.listNetworks());
   }
 
   list(): NetworkView[] {
@@ -198,11 +212,13 @@ export class NetworkService {
     try {
       this.apply(stored);
       this.fw.applyScope(stored.id);
+      if (stored.nat) this.applyNat();
     } catch (e) {
       const undo = new Undo();
       undo.push("remove kernel state", () => this.#removeNetworkKernel(stored));
       undo.push("remove firewall scope", () => this.fw.removeScope(stored.id));
       undo.push("forget network", () => this.store.deleteNetwork(stored.name));
+      if (stored.nat) undo.push("masquerading", () => this.applyNat());
       undo.run(this.log);
       throw e instanceof StratumError ? e.wrap(`create network ${net.name}`) : e;
     }
@@ -227,6 +243,7 @@ export class NetworkService {
         dhcpOptions: patch.dhcpOptions ?? spec.dhcpOptions,
         egress: patch.egress === undefined ? spec.egress : patch.egress,
         extendToLan: patch.extendToLan ?? spec.extendToLan,
+        nat: patch.nat === undefined ? spec.nat : patch.nat,
       },
       others,
     );
@@ -238,6 +255,7 @@ export class NetworkService {
         : this.store.updateNetwork(name, next);
     if (patch.egress !== undefined) this.applyEgress(updated);
     if (next.extendToLan !== cur.extendToLan) this.#applyLan(updated);
+    if (JSON.stringify(next.nat ?? null) !== JSON.stringify(cur.nat ?? null)) this.applyNat();
     if (patch.mtu !== undefined)
       for (const ep of this.store.listEndpoints(name))
         if (getLink(ep.hostIf, this.nl)) setLink(ep.hostIf, { mtu: next.mtu }, this.nl);
@@ -257,6 +275,7 @@ export class NetworkService {
     this.#removeNetworkKernel(n);
     this.fw.removeScope(n.id);
     this.store.deleteNetwork(name);
+    if (n.nat) this.applyNat();
     this.ctx.changed(new Set([name]));
   }
 }

@@ -16,6 +16,9 @@ export class ServiceContext {
    * MTU unless it says one. Absent: 1500. */
   defaultMtu?: number;
 
+  /** The NAT port range (agent --nat-ports, else outside the kernel's ephemeral ports). */
+  natPorts: { lo: number; hi: number } = { lo: 1024, hi: 32767 };
+
   constructor(
     readonly store: Store,
     readonly dp: PortDatapath,

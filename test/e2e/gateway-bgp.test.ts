@@ -159,6 +159,12 @@ test("config and a peer: the session comes up; each network's prefixes reach BIR
     agent.ctl("network", "create", "--name", "second", "--cidr", "10.62.0.0/24", "--gateway", "10.62.0.1").code,
   ).toBe(0);
   await until("and the second", () => keys().includes("10.62.0.0/24"));
+  // Masqueraded, a network is reached through its NAT address: withdrawn; routed again: back.
+  expect(agent.ctl("network", "set", "second", "--nat").code).toBe(0);
+  await until("a masqueraded network is withdrawn", () => !keys().includes("10.62.0.0/24"));
+  expect(agent.json("bgp", "routes").wanted.sort()).toEqual(["10.61.0.0/24", "fd61::/64"]);
+  expect(agent.ctl("network", "set", "second", "--nat", "off").code).toBe(0);
+  await until("announced again when routed", () => keys().includes("10.62.0.0/24"));
 
   const st = agent.ctl("bgp", "status");
   expect(st.code).toBe(0);

@@ -128,6 +128,7 @@ export const TRACE_RESULT: TraceResult = {
       reason: null,
       firewall: null,
       conntrack: null,
+      translation: null,
       note: "cnv-user-br0: static FDB entry",
     },
   ],

@@ -177,6 +177,7 @@ describe("the cluster's part of status and metrics", () => {
     defaults: [],
     caps: [],
     firewall: {},
+    nat: {},
     monitor: {},
     maps: [],
     mapCountSeconds: 0,

@@ -104,7 +104,7 @@ test("errors are {code, message} with the right status and no stack", async () =
       }),
       400,
       "INVALID",
-      'unknown key "cidr" (expected one of mtu, defaultAction, dnsForwarders, dhcpRange, dnsZone, dhcpLeaseTime, dhcpRoutes, dhcpOptions, egress, extendToLan)',
+      'unknown key "cidr" (expected one of mtu, defaultAction, dnsForwarders, dhcpRange, dnsZone, dhcpLeaseTime, dhcpRoutes, dhcpOptions, egress, extendToLan, nat)',
     ],
   ];
   for (const [p, status, code, message] of cases) {

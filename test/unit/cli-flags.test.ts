@@ -165,7 +165,8 @@ describe("every leaf command", () => {
     test(`${name}: a value outside a flag's options is refused, naming them`, async () => {
       for (const [flag, d] of flags) {
         if (!d.options) continue;
-        const e = await refusal([...leaf.path, `--${flag}`, "bogus-value"]);
+        // A flag whose value is optional (bare) takes a wrong one only inline.
+        const e = await refusal([...leaf.path, ...(d.bare ? [`--${flag}=bogus-value`] : [`--${flag}`, "bogus-value"])]);
         expect(e?.message).toStartWith(`--${flag} must be `);
         for (const o of d.options) expect(e?.message).toContain(o);
       }

@@ -64,7 +64,7 @@ test("bash: commands, sub-commands, flags, a flag's options, after = too", async
   // bash splits --output=js at "="; the reply completes the value.
   expect(await bash("network", "list", "--output", "=", "y")).toEqual(["yaml"]);
   // A flag already given is not offered again; a repeatable one is.
-  expect(await bash("network", "create", "--name", "x", "--na")).toEqual([]);
+  expect(await bash("network", "create", "--name", "x", "--nam")).toEqual([]);
   expect(await bash("network", "create", "--dns-forwarder", "1.1.1.1", "--dns-f")).toEqual(["--dns-forwarder"]);
   expect(await bash("completion", "")).toEqual(["bash", "fish", "zsh"]);
 });

@@ -71,6 +71,7 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
       { scope: "endpoint", network: "app", endpoint: "web-2", rate: 1_000_000, burst: 131_072 },
     ],
     firewall: Object.fromEntries(FW_STATS.map((s, i) => [s, i])),
+    nat: { translated: 5, exhausted: 2 },
     monitor: { emitted: 1, paced: 2, "ring-full": 0 },
     maps: [
       { name: "stm_ports", type: "hash", capacity: 65536, entries: 2 },
@@ -137,6 +138,7 @@ describe("metrics rendering", () => {
     expect(f.get("stratum_egress_cap_packets_total")?.type).toBe("counter");
     expect(f.get("stratum_egress_cap_rate_bits")?.type).toBe("gauge");
     expect(metricValue(f, "stratum_firewall_stats_total", { stat: "log-lost" })).toBe(7);
+    expect(metricValue(f, "stratum_nat_events_total", { event: "exhausted" })).toBe(2);
     expect(metricValue(f, "stratum_monitor_events_total", { outcome: "paced" })).toBe(2);
     expect(metricValue(f, "stratum_map_entries", { map: "stm_ports" })).toBe(2);
     expect(f.get("stratum_map_entries")?.samples.map((s) => s.labels.map)).toEqual(["stm_ports"]); // arrays: no fill
