@@ -1,4 +1,9 @@
 /** Gateway benchmarks (opt-in group `gateway`):
+ *  - snat-throughput: iperf3 TCP from a workload of a masqueraded network through the uplink
+ *    to a sink on its LAN, against the same path from a routed network (the sink routes back
+ *    to it): what translating every packet, both ways, costs.
+ *  - snat-flows: new TCP connections per second (connect, answered, reset) from a workload to
+ *    16 ports of the sink, masqueraded against routed.
  *  - announce: a network created through a gateway agent's API until BIRD 2 (Debian's, in a
  *    router namespace over a veth) has its prefix in its RIB, asked through BIRD's control
  *    socket every millisecond; against the API request itself (until the agent answers).
@@ -9,7 +14,8 @@ import { join } from "node:path";
 import { bird, type Peer } from "../../test/helpers/bgp-peers";
 import { Netns } from "../../test/helpers/netns";
 import { BenchAgent } from "./agent";
-import { type Benchmark, sh } from "./harness";
+import { type Benchmark, BINARY, sh } from "./harness";
+import { exec, iperf } from "./overlay";
 
 /** A client of BIRD's control socket: one command at a time, the answer's text. */
 class BirdControl {
@@ -152,6 +158,150 @@ function announceBench(): Benchmark {
   };
 }
 
+const NAT_SINK = "10.98.0.2";
+
+/** An agent with an uplink (veth upl0) to a sink namespace on its LAN, which routes 10.72/16 back
+ * to the node; two networks, one masqueraded (w-nat in it) and one routed (w-rt). */
+class NatLab {
+  readonly agent = new BenchAgent();
+  readonly ns: Record<"sink" | "nat" | "rt", { name: string }> = {
+    sink: { name: "" },
+    nat: { name: "" },
+    rt: { name: "" },
+  };
+  readonly ip: Record<"nat" | "rt", string> = { nat: "", rt: "" };
+  #servers: ReturnType<typeof Bun.spawn>[] = [];
+
+  ctl(...args: string[]): string {
+    return sh([BINARY, ...args, "--api-socket", this.agent.sock]);
+  }
+
+  async setup(): Promise<void> {
+    for (const k of ["sink", "nat", "rt"] as const) this.ns[k] = { name: this.agent.netns(k) };
+    const sink = this.ns.sink.name;
+    await this.agent.start(["--uplink", "upl0"], () => {
+      const node = this.agent.ns;
+      sh(["ip", "-n", node, "link", "add", "upl0", "type", "veth", "peer", "name", "ext0", "netns", sink]);
+      sh(["ip", "-n", node, "link", "set", "upl0", "up"]);
+      sh(["ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+      sh(["ip", "-n", sink, "addr", "add", `${NAT_SINK}/24`, "dev", "ext0"]);
+      sh(["ip", "-n", sink, "link", "set", "ext0", "up"]);
+      sh(["ip", "-n", sink, "link", "set", "lo", "up"]);
+      sh(["ip", "-n", sink, "route", "add", "10.72.0.0/16", "via", "10.98.0.1"]);
+    });
+    sh(["ip", "-n", this.agent.ns, "addr", "add", "10.98.0.1/24", "dev", "cnv-user-br0"]);
+    this.ctl("network", "create", "--name", "masq", "--cidr", "10.72.1.0/24", "--gateway", "10.72.1.1", "--nat");
+    this.ctl("network", "create", "--name", "routed", "--cidr", "10.72.2.0/24", "--gateway", "10.72.2.1");
+    for (const [k, net] of [
+      ["nat", "masq"],
+      ["rt", "routed"],
+    ] as const)
+      this.ip[k] = JSON.parse(
+        this.ctl("network", "attach", net, "--name", `w-${k}`, "--netns", this.ns[k].name, "--configure", "-o", "json"),
+      ).ip;
+    // The connection sink: 16 ports, every connection accepted and closed.
+    this.#servers.push(
+      Bun.spawn(
+        [
+          "ip",
+          "netns",
+          "exec",
+          sink,
+          "/usr/bin/python3",
+          "-c",
+          `
+import socket, selectors
+sel = selectors.DefaultSelector()
+for p in range(9100, 9116):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", p)); s.listen(4096); s.setblocking(False); sel.register(s, selectors.EVENT_READ)
+while True:
+    for k, _ in sel.select():
+        try:
+            while True:
+                c, _ = k.fileobj.accept(); c.close()
+        except BlockingIOError: pass`,
+        ],
+        { stdout: "ignore", stderr: "ignore" },
+      ),
+    );
+    await Bun.sleep(300);
+    for (const k of ["nat", "rt"] as const)
+      if (exec(this.ns[k], ["ping", "-c", "1", "-W", "2", NAT_SINK]).code !== 0)
+        throw new Error(`w-${k} does not reach the sink`);
+  }
+
+  teardown(): void {
+    for (const s of this.#servers) s.kill("SIGKILL");
+    this.agent.stop();
+  }
+
+  /** New TCP connections per second from workload `k` for `seconds`: 256 at a time, each
+   * answered, then reset (no TIME_WAIT on either side). */
+  flows(k: "nat" | "rt", seconds: number): number {
+    const r = exec(this.ns[k], [
+      "/usr/bin/python3",
+      "-c",
+      `
+import socket, select, struct, time
+linger = struct.pack("ii", 1, 0)
+done, end, p = 0, time.time() + ${seconds}, 0
+t0 = time.time()
+while time.time() < end:
+    batch, ep = [], select.epoll()
+    for i in range(256):
+        s = socket.socket(); s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        s.connect_ex(("${NAT_SINK}", 9100 + p % 16)); p += 1
+        ep.register(s.fileno(), select.EPOLLOUT); batch.append(s)
+    left, fds = len(batch), {s.fileno(): s for s in batch}
+    while left:
+        for fd, _ in ep.poll(2):
+            ep.unregister(fd); left -= 1
+            done += fds[fd].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+    for s in batch: s.close()
+print(done / (time.time() - t0))`,
+    ]);
+    if (r.code !== 0) throw new Error(`connection loop from w-${k}: ${r.err}`);
+    return Number(r.out.trim());
+  }
+}
+
+function snatThroughputBench(): Benchmark {
+  const lab = new NatLab();
+  return {
+    name: "gateway/snat-throughput",
+    unit: "Gbit/s",
+    setup: () => lab.setup(),
+    teardown: () => lab.teardown(),
+    candidate: {
+      label: "iperf3 TCP from a masqueraded network's workload through the uplink (translated both ways)",
+      measure: () => iperf(lab.ns.nat, lab.ns.sink, NAT_SINK, 4),
+    },
+    baseline: {
+      label: "the same path from a routed network's workload (no translation)",
+      measure: () => iperf(lab.ns.rt, lab.ns.sink, NAT_SINK, 4),
+    },
+  };
+}
+
+function snatFlowsBench(): Benchmark {
+  const lab = new NatLab();
+  return {
+    name: "gateway/snat-flows",
+    unit: "flows/s",
+    setup: () => lab.setup(),
+    teardown: () => lab.teardown(),
+    candidate: {
+      label: "new TCP connections per second from a masqueraded network (each a new translated flow)",
+      measure: () => lab.flows("nat", 2),
+    },
+    baseline: { label: "the same from a routed network", measure: () => lab.flows("rt", 2) },
+  };
+}
+
 export const GATEWAY_BENCHMARKS: Record<string, () => Benchmark> = {
   "gateway/announce": announceBench,
+  "gateway/snat-throughput": snatThroughputBench,
+  "gateway/snat-flows": snatFlowsBench,
 };

@@ -41,7 +41,7 @@ function sh(ns: { name: string }, lines: string[]): void {
   if (r.exitCode !== 0) throw new Error(`ip -n ${ns.name} -batch: ${r.stderr}`);
 }
 
-function exec(ns: { name: string }, cmd: string[]): { code: number; out: string; err: string } {
+export function exec(ns: { name: string }, cmd: string[]): { code: number; out: string; err: string } {
   const r = Bun.spawnSync(["ip", "netns", "exec", ns.name, ...cmd], { stdout: "pipe", stderr: "pipe" });
   return { code: r.exitCode ?? -1, out: r.stdout.toString(), err: r.stderr.toString() };
 }
@@ -58,7 +58,12 @@ async function until(what: string, fn: () => boolean, ms = 10_000): Promise<void
  * the first second (slow start) left out. The client runs on CPU 0 and the server on CPU 1 for
  * both sides of a comparison: on two cores, where the scheduler puts them moves a single
  * stream by ±15%, more than what is measured. */
-async function iperf(client: Netns, server: Netns, ip: string, seconds: number): Promise<number> {
+export async function iperf(
+  client: { name: string },
+  server: { name: string },
+  ip: string,
+  seconds: number,
+): Promise<number> {
   const srv = Bun.spawn(["ip", "netns", "exec", server.name, "iperf3", "-s", "-1", "-p", "5400"], {
     stdout: "ignore",
     stderr: "ignore",
