@@ -291,6 +291,59 @@ time.sleep(1)`,
   }, 180_000);
 });
 
+describe("the global firewall scope judges workloads' own addresses, both ways", () => {
+  test("a global rule on the masqueraded subnet or a workload matches its traffic; default deny still lets the replies in", () => {
+    // Default deny at the uplink, one egress allow for the masqueraded network's web traffic:
+    // the replies come back translated and pass as the flow's (its conntrack entry from the way out).
+    A.json("firewall", "default", "--global", "deny");
+    A.json(
+      "firewall",
+      "rule",
+      "add",
+      "--global",
+      "--priority",
+      "10",
+      "--direction",
+      "egress",
+      "--src",
+      "10.71.1.0/24",
+      "--proto",
+      "tcp",
+      "--dport",
+      "8080",
+      "--action",
+      "allow",
+    );
+    try {
+      expect(seenBy("w1", SRV4).split(" ")[0]).toBe(NODE4);
+      // Another port of the server: no rule allows it.
+      expect(inNs("w1").exec(["curl", "-s", "--max-time", "2", `http://${SRV4}:8081/`]).code).not.toBe(0);
+      // A rule on the workload's own address, not the NAT address, denies it.
+      A.json(
+        "firewall",
+        "rule",
+        "add",
+        "--global",
+        "--priority",
+        "5",
+        "--direction",
+        "egress",
+        "--src",
+        ip.w1 as string,
+        "--action",
+        "deny",
+      );
+      expect(inNs("w1").exec(["curl", "-s", "--max-time", "2", `http://${SRV4}:8080/`]).code).not.toBe(0);
+      expect(seenBy("w2", SRV4).split(" ")[0]).toBe(NODE4);
+    } finally {
+      A.json("firewall", "default", "--global", "allow");
+      for (const r of A.json("firewall", "rule", "list", "--global").rules ?? [])
+        A.ctl("firewall", "rule", "del", "--global", String(r.id));
+    }
+    expect(seenBy("w2", SRV4).split(" ")[0]).toBe(NODE4);
+  });
+});
+
 describe("the operator's view", () => {
   test("network show, status, metrics and trace tell what is masqueraded and to what", async () => {
     const n = A.json("network", "show", "masq");
