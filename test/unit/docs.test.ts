@@ -122,7 +122,7 @@ describe("the README", () => {
     expect(start).toBeGreaterThan(-1);
     const section = text.slice(start);
     for (const word of [
-      "SNAT",
+      "North-south forwarding between nodes",
       "heartbeat",
       "load balancer",
       "Microsegmentation",
