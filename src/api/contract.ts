@@ -553,6 +553,7 @@ export const UplinkStatusView = z
     xdpMode: z.enum(["native", "generic"]).nullable(),
     progId: Count,
     tcxEgressProgId: Count,
+    tcxIngressProgId: Count.describe("Masquerading's translation back (0: not attached)"),
     state: Health,
     problems: z.array(z.string()),
     drops: DropCountsView,

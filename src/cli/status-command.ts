@@ -82,7 +82,7 @@ export function printStatus(st: AgentStatus): void {
   pairs.push([
     "uplink",
     up
-      ? `${up.name} (ifindex ${up.ifindex}): ${up.state}; XDP ${up.xdpMode ?? "?"} program ${up.progId || "none"}, tcx egress program ${up.tcxEgressProgId || "none"}${up.problems.length ? `; ${up.problems.join("; ")}` : ""}`
+      ? `${up.name} (ifindex ${up.ifindex}): ${up.state}; XDP ${up.xdpMode ?? "?"} program ${up.progId || "none"}, tcx egress program ${up.tcxEgressProgId || "none"}, tcx ingress program ${up.tcxIngressProgId || "none"}${up.problems.length ? `; ${up.problems.join("; ")}` : ""}`
       : "none",
   ]);
   const ov = st.overlay;

@@ -144,12 +144,14 @@ export function uplinkState(rt: AgentRuntime): UplinkStatus | null {
   };
   const progId = check("XDP", dp.uplinkPin, "stm_uplink_in");
   const tcxEgressProgId = check("tcx egress", dp.uplinkOutPin, "stm_uplink_out");
+  const tcxIngressProgId = check("tcx ingress", dp.uplinkInPin, "stm_uplink_nat_in");
   return {
     name: up.name,
     ifindex: up.ifindex,
     xdpMode: up.attach.xdpMode ?? null,
     progId,
     tcxEgressProgId,
+    tcxIngressProgId,
     state: problems.length ? "degraded" : "ok",
     problems,
     drops: dp.drops(up.ifindex),

@@ -288,6 +288,35 @@ describe("arriving: replies and ICMP errors get the workload's address back", ()
     expect(q.readUInt16BE(40)).toBe(5001);
   });
 
+  test("a fragmented reply: the first fragment translated by its ports, the later ones by its id", () => {
+    const o = parse(
+      tc(
+        "stm_uplink_out",
+        out4(IPPROTO.UDP, W4, S4, udp({ src: W4, dst: S4, sport: 5353, dport: 53 }, Buffer.alloc(8))),
+      ).output,
+    );
+    // The first fragment of a 2,000-byte answer: the UDP header (its checksum over the whole
+    // datagram, not checked here) and the start of the payload.
+    const first = Buffer.alloc(1480);
+    first.writeUInt16BE(53, 0);
+    first.writeUInt16BE(o.sport, 2);
+    first.writeUInt16BE(2008, 4);
+    const f1 = out4(IPPROTO.UDP, S4, NAT4, first, { id: 4242, mf: true });
+    const r1 = tc("stm_uplink_nat_in", f1);
+    expect(r1.retval).toBe(TC_NEXT);
+    expect(bytesToIp(r1.output.subarray(30, 34))).toBe(W4);
+    expect(r1.output.readUInt16BE(36)).toBe(5353);
+    const f2 = out4(IPPROTO.UDP, S4, NAT4, Buffer.alloc(528, 9), { id: 4242, frag: 1480 });
+    const r2 = tc("stm_uplink_nat_in", f2);
+    expect(r2.retval).toBe(TC_NEXT);
+    const p = parse(r2.output);
+    expect(p.dst).toBe(W4);
+    expect(r2.output.subarray(34).equals(f2.subarray(34))).toBe(true);
+    // Another datagram's later fragment (another id) is not this flow's: left as it is.
+    const f3 = out4(IPPROTO.UDP, S4, NAT4, Buffer.alloc(528, 9), { id: 4243, frag: 1480 });
+    expect(tc("stm_uplink_nat_in", f3).output.toString("hex")).toBe(f3.toString("hex"));
+  });
+
   test("to the NAT address but no flow of it: left as it is (the node's own traffic)", () => {
     const f = out4(IPPROTO.TCP, S4, NAT4, tcp({ src: S4, dst: NAT4, sport: 443, dport: 45000, flags: 0x12 }));
     const r = tc("stm_uplink_nat_in", f);

@@ -308,6 +308,7 @@ describe("status", () => {
     expect(st.uplink.progId).toBe(link.xdp?.prog?.id ?? link.xdp?.attached?.[0]?.prog?.id);
     expect(["native", "generic"]).toContain(st.uplink.xdpMode);
     expect(st.uplink.tcxEgressProgId).toBeGreaterThan(0);
+    expect(st.uplink.tcxIngressProgId).toBeGreaterThan(0);
     const maps = Object.fromEntries(st.maps.map((m: any) => [m.name, m]));
     expect(maps.stm_ct).toMatchObject({ type: "lru_hash", capacity: 262144 });
     expect(maps.stm_ports).toMatchObject({ type: "hash", capacity: 65536, entries: 2 });
