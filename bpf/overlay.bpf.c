@@ -24,6 +24,7 @@
 #include "stm_drop.h"
 #include "stm_parse.h"
 #include "stm_vtep.h"
+#include "stm_ns.h"
 
 SEC("tc")
 int stm_overlay_out(struct __sk_buff *skb)
@@ -35,24 +36,36 @@ int stm_overlay_out(struct __sk_buff *skb)
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OVERLAY_FLOOD);
 	__u32 from = skb->ingress_ifindex;
 	struct stm_port *src = from ? bpf_map_lookup_elem(&stm_ports, &from) : NULL;
-	if (!src)
-		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OVERLAY_ROUTED);
 	struct stm_remote *r = bpf_map_lookup_elem(&stm_remote, &k);
-	if (!r)
-		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OVERLAY_FLOOD);
+	struct stm_gw_cfg *g = ns_cfg();
+	__u16 proto = 0;
+	bpf_skb_load_bytes(skb, 12, &proto, 2);
+	if (!src) {
+		/* A gateway node's routed reply to another node's endpoint, from the gateway MAC,
+		 * from outside the fabric (a flow that came here over the overlay). */
+		__u8 smac[6];
+		if (!r || !g || !(g->flags & STM_GW_F_SELF) || bpf_skb_load_bytes(skb, 6, smac, 6) ||
+		    !ns_bridge_mac(smac) || !ns_outside(skb, proto, 0))
+			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OVERLAY_ROUTED);
+		if (ns_set_key(skb, r->vtep, r->vni))
+			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_UNSPEC);
+		return STM_TC_NEXT;
+	}
+	if (!r) {
+		/* A workload's packet to outside the fabric the port sent here: to a gateway node,
+		 * the same one for every packet of the flow. */
+		if (!g || !g->count || (g->flags & STM_GW_F_SELF) || !ns_bridge_mac(k.mac) || !ns_outside(skb, proto, 1))
+			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OVERLAY_FLOOD);
+		__u32 i = bpf_get_hash_recalc(skb) % g->count;
+		if (i >= STM_GW_MAX)
+			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OVERLAY_FLOOD);
+		if (ns_set_key(skb, g->addr[i], STM_VNI_BASE + src->net_id))
+			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_UNSPEC);
+		return STM_TC_NEXT;
+	}
 	if (r->net_id != src->net_id)
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OTHER_NETWORK);
-	struct bpf_tunnel_key t = {};
-	__u64 flags = 0;
-	t.tunnel_id = r->vni;
-	t.tunnel_ttl = 64;
-	if (r->flags & STM_REMOTE_F_VTEP6) {
-		__builtin_memcpy(t.remote_ipv6, r->vtep, 16);
-		flags = BPF_F_TUNINFO_IPV6;
-	} else {
-		t.remote_ipv4 = bpf_ntohl(*(__u32 *)&r->vtep[12]);
-	}
-	if (bpf_skb_set_tunnel_key(skb, &t, sizeof(t), flags))
+	if (ns_set_key(skb, r->vtep, r->vni))
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_UNSPEC);
 	return STM_TC_NEXT;
 }
@@ -63,6 +76,33 @@ static __always_inline int is_ll_of(const __u8 *a, const __u8 *mac)
 	return a[0] == 0xfe && a[1] == 0x80 && !a[2] && !a[3] && !a[4] && !a[5] && !a[6] && !a[7] &&
 	       a[8] == (mac[0] ^ 2) && a[9] == mac[1] && a[10] == mac[2] && a[11] == 0xff && a[12] == 0xfe &&
 	       a[13] == mac[3] && a[14] == mac[4] && a[15] == mac[5];
+}
+
+/* What a workload's own port never lets out, nor a node's gateway: router and DHCP server
+ * messages. STM_TC_NEXT, or a drop. */
+static __always_inline int inner_upper_ok(struct __sk_buff *skb, __u16 proto)
+{
+	int v6 = proto == bpf_htons(STM_ETH_P_IPV6);
+	struct stm_ip6_l4 w;
+	int walk = tc_upper(skb, proto, &w);
+	if (walk)
+		return stm_drop(skb, STM_HOOK_TC_INGRESS,
+				walk == STM_WALK_TOO_LONG ? STM_DROP_IP6_EXT_CHAIN : STM_DROP_MALFORMED);
+	int type = icmp_type_of(skb, proto, &w);
+	if (v6 ? (type == ICMP6_RA || type == ICMP6_REDIRECT || type == ICMP6_MLD_QUERY)
+	       : (type == ICMP_REDIRECT_ || type == ICMP_ROUTER_ADV_))
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_ROUTER);
+	if (w.frag != 2 && w.proto == IPPROTO_UDP && w.left >= 4) {
+		__u8 ports[4];
+		if (bpf_skb_load_bytes(skb, w.off, ports, 4))
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
+		__u16 dport = ((__u16)ports[2] << 8) | ports[3];
+		if (!v6 && dport == DHCP_CLIENT_PORT)
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_DHCP);
+		if (v6 && dport == DHCP6_CLIENT_PORT)
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_DHCP6);
+	}
+	return STM_TC_NEXT;
 }
 
 /* The inner frame's addresses and what it says, against the endpoint `r` it claims to come
@@ -96,27 +136,7 @@ static __always_inline int inner_ok(struct __sk_buff *skb, struct stm_remote *r,
 		if (s != r->ip4)
 			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_OVERLAY_SPOOF);
 	}
-	/* What a workload's own port never lets out: router and DHCP server messages. */
-	struct stm_ip6_l4 w;
-	int walk = tc_upper(skb, proto, &w);
-	if (walk)
-		return stm_drop(skb, STM_HOOK_TC_INGRESS,
-				walk == STM_WALK_TOO_LONG ? STM_DROP_IP6_EXT_CHAIN : STM_DROP_MALFORMED);
-	int type = icmp_type_of(skb, proto, &w);
-	if (v6 ? (type == ICMP6_RA || type == ICMP6_REDIRECT || type == ICMP6_MLD_QUERY)
-	       : (type == ICMP_REDIRECT_ || type == ICMP_ROUTER_ADV_))
-		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_ROUTER);
-	if (w.frag != 2 && w.proto == IPPROTO_UDP && w.left >= 4) {
-		__u8 ports[4];
-		if (bpf_skb_load_bytes(skb, w.off, ports, 4))
-			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_MALFORMED);
-		__u16 dport = ((__u16)ports[2] << 8) | ports[3];
-		if (!v6 && dport == DHCP_CLIENT_PORT)
-			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_DHCP);
-		if (v6 && dport == DHCP6_CLIENT_PORT)
-			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_DHCP6);
-	}
-	return STM_TC_NEXT;
+	return inner_upper_ok(skb, proto);
 }
 
 SEC("tc")
@@ -150,9 +170,19 @@ int stm_overlay_in(struct __sk_buff *skb)
 	struct stm_mac_key mk = {};
 	__builtin_memcpy(mk.mac, &eth[6], 6);
 	struct stm_remote *r = bpf_map_lookup_elem(&stm_remote, &mk);
+	__u16 proto = ((__u16)eth[13] << 8) | eth[12];
+	if (!r && (v->flags & STM_VTEP_F_GATEWAY) && ns_bridge_mac(mk.mac)) {
+		/* A gateway node's routed reply: from outside the fabric, to an endpoint of this node
+		 * in the VNI's network. */
+		struct stm_local_key lk = { .kind = STM_LOCAL_MAC };
+		__builtin_memcpy(lk.addr, eth, 6);
+		struct stm_local *l = bpf_map_lookup_elem(&stm_local, &lk);
+		if (!l || !l->net_id || STM_VNI_BASE + l->net_id != t.tunnel_id || !ns_outside(skb, proto, 0))
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_OVERLAY_SPOOF);
+		return inner_upper_ok(skb, proto);
+	}
 	if (!r || r->vni != t.tunnel_id || !ip6_eq(r->vtep, vk.addr))
 		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_OVERLAY_SPOOF);
-	__u16 proto = ((__u16)eth[13] << 8) | eth[12];
 	return inner_ok(skb, r, mk.mac, proto);
 }
 

@@ -25,6 +25,7 @@
 #include "stm_shape.h"
 #include "stm_parse.h"
 #include "stm_reply.h"
+#include "stm_ns.h"
 
 /* The configuration of the port a frame crosses at `hook` (the frame counted in the port's
  * stm_port_stats row), or NULL when the frame is dropped (and counted) before any parsing:
@@ -758,8 +759,9 @@ int stm_port_in(struct __sk_buff *skb)
 		/* What the endpoint may send, on every path: the cap comes last, so only traffic
 		 * that would be delivered spends credit. */
 		if (r == STM_TC_NEXT && (port->flags & STM_PORT_F_SHAPED))
-			return stm_shape(skb, STM_SHAPE_ENDPOINT, skb->ifindex, STM_HOOK_TC_INGRESS);
-		return r;
+			r = stm_shape(skb, STM_SHAPE_ENDPOINT, skb->ifindex, STM_HOOK_TC_INGRESS);
+		/* Off the fabric, from a node that is not a gateway: to a gateway node. */
+		return r == STM_TC_NEXT ? stm_ns_out(skb, proto) : r;
 	}
 	if (proto == bpf_htons(STM_ETH_P_ARP))
 		return check_arp(skb, port);
@@ -898,9 +900,12 @@ int stm_port_out(struct __sk_buff *skb)
 			if (bpf_skb_load_bytes(skb, 6, mk.mac, 6))
 				return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
 			struct stm_remote *r = bpf_map_lookup_elem(&stm_remote, &mk);
-			if (!r || r->net_id != port->net_id)
+			if (r && r->net_id == port->net_id)
+				goto firewall;
+			/* A gateway node's routed reply, from the gateway MAC (stm_overlay_in admitted
+			 * it): judged as any routed frame is, below. */
+			if (r || !ns_bridge_mac(mk.mac))
 				return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OTHER_NETWORK);
-			goto firewall;
 		}
 		if (dev && dev->kind == STM_IFACE_UPLINK) {
 			if (!(port->flags & STM_PORT_F_LAN))

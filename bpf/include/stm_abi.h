@@ -154,6 +154,25 @@ _Static_assert(sizeof(struct stm_vtep) == 8, "stm_vtep is ABI");
 
 /* This node's own address: a packet claiming it as its source came from elsewhere. */
 #define STM_VTEP_F_SELF 1
+/* A gateway node: it may send this node's endpoints the replies of their north-south flows,
+ * from the network's gateway MAC. */
+#define STM_VTEP_F_GATEWAY 2
+
+/* North-south over the overlay (one entry): on a node that is not a gateway, what a workload
+ * sends through its gateway to outside every network goes to a gateway node, chosen per flow
+ * among `count`; on a gateway node (STM_GW_F_SELF), the replies go back to the endpoints'
+ * nodes. */
+struct stm_gw_cfg {
+	__u32 count;           /* gateway nodes in addr[] (0: north-south leaves where it is) */
+	__u32 flags;           /* STM_GW_F_* */
+	__u32 overlay_ifindex; /* cnv-vxlan0 */
+	__u32 _pad;
+	__u8 addr[4][16];      /* their underlay addresses (IPv4 as ::ffff:a.b.c.d), by name */
+};
+_Static_assert(sizeof(struct stm_gw_cfg) == 80, "stm_gw_cfg is ABI");
+
+#define STM_GW_F_SELF 1
+#define STM_GW_MAX 4
 
 /* A MAC as a map key. */
 struct stm_mac_key {

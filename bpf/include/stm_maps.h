@@ -287,6 +287,14 @@ STM_MAP struct {
 	__type(value, struct stm_vtep);
 } stm_vteps SEC(".maps");
 
+/* North-south over the overlay: the gateway nodes (one entry, stm_abi.h). */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stm_gw_cfg);
+} stm_gw SEC(".maps");
+
 /* Endpoints of the other nodes by MAC: the overlay's forwarding and its source checks. Sized
  * for the cluster's endpoints (not every address: those are the profiles'). */
 #define STM_REMOTE_MAX (1 << 18)

@@ -233,6 +233,8 @@ async function serve(o: AgentOptions): Promise<void> {
         nodeAddress: c.nodeAddress,
         mgmtAddress: mgmtAddressOf(),
         version: pkg.version,
+        // The other nodes send their north-south traffic to a gateway over the overlay.
+        roles: o.gateway ? ["gateway"] : [],
         ...credentials,
         log: (level, msg) => clog[level](msg),
       });
@@ -284,7 +286,12 @@ async function serve(o: AgentOptions): Promise<void> {
   // A cluster node's overlay: this node's underlay address, the members' from the mirror.
   const overlay: OverlayOptions | undefined =
     cluster && o.cluster
-      ? { address: o.cluster.nodeAddress, nodes: () => (cluster as Cluster).nodeAddresses(), vniOf }
+      ? {
+          address: o.cluster.nodeAddress,
+          nodes: () => (cluster as Cluster).nodeAddresses(),
+          vniOf,
+          gateway: o.gateway === true,
+        }
       : undefined;
   /** The last run's errors: a run of the loop logs only new ones (the same failure every 30 s is one warning). */
   let lastErrors = new Set<string>();

@@ -517,11 +517,16 @@ export class Cluster {
 
   /** Every member's underlay address and state, from the mirror (no endpoint counts): what the
    * overlay needs. */
-  nodeAddresses(): Array<{ name: string; address: string; state: NodeState }> {
+  nodeAddresses(): Array<{ name: string; address: string; state: NodeState; gateway: boolean }> {
     const { members, live } = this.#records();
     return [...members.values()].map((m) => {
       const n = live.get(m.name);
-      return { name: m.name, address: n?.address ?? m.address, state: n ? "ready" : m.left ? "left" : "unreachable" };
+      return {
+        name: m.name,
+        address: n?.address ?? m.address,
+        state: n ? "ready" : m.left ? "left" : "unreachable",
+        gateway: n?.roles.includes("gateway") === true,
+      };
     });
   }
 

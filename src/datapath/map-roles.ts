@@ -47,6 +47,7 @@ export const MAP_ROLES = {
   stm_shape_src: { role: "config", traceOwn: true },
   stm_vteps: { role: "config" },
   stm_remote: { role: "config" },
+  stm_gw: { role: "config" },
   stm_nat: { role: "state", traceSize: 256 },
   stm_nat_nets: { role: "config" },
   stm_nat_cfg: { role: "config" },

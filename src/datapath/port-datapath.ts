@@ -51,6 +51,7 @@ import {
   decodePort,
   decodeRemote,
   encodeDropKey,
+  encodeGwCfg,
   encodeIface,
   encodeIfindex,
   encodeLocal,
@@ -675,8 +676,13 @@ export class PortDatapath {
   }
 
   /** A node's address in stm_vteps ("": the switch that turns the checks on, with the overlay's MTU). */
-  setVtep(addr: string, o: { self: boolean; mtu?: number }): void {
+  setVtep(addr: string, o: { self: boolean; gateway?: boolean; mtu?: number }): void {
     this.map("stm_vteps").ensure(encodeVtepKey(addr), encodeVtep(o));
+  }
+
+  /** North-south over the overlay: the gateway nodes, whether this node is one, cnv-vxlan0. */
+  setGwCfg(o: { gateways: string[]; self: boolean; overlayIfindex: number }): void {
+    this.map("stm_gw").ensure(encodeU32(0), encodeGwCfg(o));
   }
 
   /** Every key of stm_vteps, raw. */

@@ -269,7 +269,7 @@ export function decodeLocalKey(b: Buffer): string {
 /** struct stm_vtep_key / stm_mac_key / stm_remote: the overlay's maps (docs/overlay.md). */
 export const VTEP_KEY = stmLayout("stm_vtep_key", 16, { addr: [0, "u8"] });
 export const VTEP = stmLayout("stm_vtep", 8, { flags: [0, "u32"], mtu: [4, "u32"] });
-export const VTEP_F = { SELF: 1 } as const;
+export const VTEP_F = { SELF: 1, GATEWAY: 2 } as const;
 export const MAC_KEY = stmLayout("stm_mac_key", 8, { mac: [0, "u8"], pad: [6, "u16"] });
 export const REMOTE = stmLayout("stm_remote", 48, {
   net_id: [0, "u32"],
@@ -304,8 +304,32 @@ export function encodeVtepKey(addr: string): Buffer {
 }
 
 /** A node's entry; the switch's carries the overlay's MTU. */
-export function encodeVtep(o: { self: boolean; mtu?: number }): Buffer {
-  return encode(VTEP, { flags: o.self ? VTEP_F.SELF : 0, mtu: o.mtu ?? 0 });
+export function encodeVtep(o: { self: boolean; gateway?: boolean; mtu?: number }): Buffer {
+  return encode(VTEP, { flags: (o.self ? VTEP_F.SELF : 0) | (o.gateway ? VTEP_F.GATEWAY : 0), mtu: o.mtu ?? 0 });
+}
+
+/** struct stm_gw_cfg: north-south over the overlay (bpf/include/stm_ns.h). */
+export const GW_CFG = stmLayout("stm_gw_cfg", 80, {
+  count: [0, "u32"],
+  flags: [4, "u32"],
+  overlay_ifindex: [8, "u32"],
+  addr: [16, "u8"],
+});
+export const GW_MAX = 4;
+export const GW_F_SELF = 1;
+
+/** The gateway nodes' underlay addresses (at most GW_MAX, in order), whether this node is one,
+ * and the overlay device. */
+export function encodeGwCfg(o: { gateways: string[]; self: boolean; overlayIfindex: number }): Buffer {
+  const b = encode(GW_CFG, {
+    count: Math.min(o.gateways.length, GW_MAX),
+    flags: o.self ? GW_F_SELF : 0,
+    overlay_ifindex: o.overlayIfindex,
+  });
+  o.gateways.slice(0, GW_MAX).forEach((a, i) => {
+    mappedAddr(a).copy(b, (GW_CFG.fields.addr as readonly [number, string])[0] + 16 * i);
+  });
+  return b;
 }
 
 export function encodeMacKey(mac: string): Buffer {

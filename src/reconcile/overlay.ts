@@ -5,8 +5,8 @@
  * static FDB entry on the bridge pointing its MAC at cnv-vxlan0. A run limited to some networks
  * makes their endpoints' entries exact (adds and removes); a whole run also collects the
  * entries of networks that are gone, and, off a cluster, the device and everything else. */
-import { encodeVtepKey, type RemoteEndpoint, unmappedAddr } from "../datapath/port-maps";
-import { parseIp } from "../model/ip";
+import { encodeVtepKey, GW_MAX, type RemoteEndpoint, unmappedAddr } from "../datapath/port-maps";
+import { contains, parseIp, parseSubnet } from "../model/ip";
 import { profileIp6 } from "../model/network";
 import { OVERLAY_DEVICE, USER_BRIDGE, VXLAN_PORT } from "../model/topology";
 import {
@@ -14,14 +14,17 @@ import {
   createVxlan,
   deleteFdb,
   deleteLinkIfExists,
+  deleteNeighbour,
   getLink,
   type Link,
   listAddresses,
   listFdb,
+  listNeighbours,
   NL,
   type Rtnl,
   setBridgePort,
   setLink,
+  setNeighbour,
 } from "../netlink";
 import type { Reconciler, RunState } from "./reconciler";
 
@@ -86,11 +89,13 @@ type Nodes = ReturnType<NonNullable<RunState["o"]["overlay"]>["nodes"]>;
  * node's address), this node (marked self) and every other node that has not left. */
 function restoreVteps(run: RunState, address: string, nodes: Nodes, under: Link | undefined): void {
   const { dp } = run.svc;
-  const want = new Map<string, boolean>([["", false]]);
-  for (const n of nodes) if (n.state !== "left") want.set(n.address, n.address === address);
-  want.set(address, true);
+  const want = new Map<string, { self: boolean; gateway: boolean }>([["", { self: false, gateway: false }]]);
+  for (const n of nodes)
+    if (n.state !== "left")
+      want.set(n.address, { self: n.address === address, gateway: n.gateway === true && n.state === "ready" });
+  want.set(address, { self: true, gateway: false });
   const mtu = mtuOver(under, address);
-  for (const [addr, self] of want) dp.setVtep(addr, { self, ...(addr === "" ? { mtu } : {}) });
+  for (const [addr, v] of want) dp.setVtep(addr, { ...v, ...(addr === "" ? { mtu } : {}) });
   const keys = new Set([...want.keys()].map((a) => (a === "" ? "" : unmappedAddr(encodeVtepKey(a)))));
   for (const k of dp.vtepKeys()) {
     const addr = k.every((x) => x === 0) ? "" : unmappedAddr(k);
@@ -118,6 +123,55 @@ function restoreUnderlay(run: RunState, address: string, dev: Link | undefined):
     return;
   }
   run.svc.dp.attachUnderlay(dev.index);
+}
+
+/** North-south over the overlay: the live gateway nodes other than this one (by name, the
+ * datapath takes GW_MAX), whether this node is one, and the overlay device. */
+function restoreGateways(run: RunState, o: NonNullable<RunState["o"]["overlay"]>, nodes: Nodes, dev: Link): void {
+  const gateways = nodes
+    .filter((n) => n.gateway === true && n.state === "ready" && n.address !== o.address)
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((n) => n.address);
+  if (gateways.length > GW_MAX)
+    run.report.errors.push(
+      `overlay: ${gateways.length} gateway nodes; north-south traffic goes to the first ${GW_MAX} by name`,
+    );
+  run.svc.dp.setGwCfg({ gateways, self: o.gateway === true, overlayIfindex: dev.index });
+}
+
+/** A gateway node routes the replies of other nodes' north-south flows to their endpoints
+ * over the overlay: a permanent neighbour entry on the bridge for each remote endpoint's
+ * addresses (the overlay answers no ARP from the node itself). On any other node, none. Only
+ * addresses inside the run's networks are touched: the rest of the bridge's table is not ours. */
+function syncNeighbours(
+  run: RunState,
+  gateway: boolean,
+  want: Map<string, RemoteEndpoint>,
+  networks: RunState["networks"],
+): void {
+  const { nl } = run.svc;
+  const br = getLink(USER_BRIDGE, nl);
+  if (!br) return;
+  const wanted = new Map<string, string>();
+  if (gateway)
+    for (const [mac, r] of want) {
+      wanted.set(r.ip4, mac);
+      if (r.ip6) wanted.set(r.ip6, mac);
+    }
+  const subnets = networks.flatMap((n) => [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])]).map((c) => parseSubnet(c));
+  const ours = (ip: string) => {
+    const a = parseIp(ip);
+    return subnets.some((s) => s.family === a.family && contains(s, a));
+  };
+  const have = new Map<string, string>();
+  for (const n of listNeighbours({ dev: br.index }, nl))
+    if (n.ip && n.state & NL.NUD_PERMANENT && ours(n.ip)) have.set(n.ip, (n.mac ?? "").toLowerCase());
+  for (const [ip, mac] of wanted) if (have.get(ip) !== mac) setNeighbour(br.index, ip, mac, nl);
+  for (const ip of have.keys())
+    if (!wanted.has(ip)) {
+      deleteNeighbour(br.index, ip, nl);
+      run.collected(`neighbour entry ${ip} on ${USER_BRIDGE}`);
+    }
 }
 
 /** What stm_remote and the FDB must hold for the run's networks: every endpoint of another
@@ -191,11 +245,14 @@ export const overlay: Reconciler = {
       const under = deviceHolding(run.svc.nl, o.address);
       restoreVteps(run, o.address, nodes, under);
       restoreUnderlay(run, o.address, under);
+      restoreGateways(run, o, nodes, dev);
     }
     // Nodes changed: every remote entry may carry another address.
     const networks = only?.nodes ? run.svc.store.listNetworks() : run.networks;
     const ids = only && !only.nodes ? new Set(run.networks.map((n) => n.id)) : undefined;
-    syncRemotes(run, dev, wanted(run, o, nodes, networks), ids);
+    const want = wanted(run, o, nodes, networks);
+    syncRemotes(run, dev, want, ids);
+    syncNeighbours(run, o.gateway === true, want, networks);
   },
   prune(run) {
     if (run.o.overlay) return; // a whole run's restore made every network exact, the gone ones' too
@@ -203,6 +260,8 @@ export const overlay: Reconciler = {
     if (dp.detachUnderlay()) run.collected("the underlay's VXLAN check (no cluster)");
     for (const k of dp.vtepKeys()) dp.deleteVtepKey(k);
     for (const mac of dp.remotes().keys()) dp.deleteRemote(mac);
+    dp.setGwCfg({ gateways: [], self: false, overlayIfindex: 0 });
+    syncNeighbours(run, false, new Map(), run.networks);
     const dev = getLink(OVERLAY_DEVICE, nl);
     if (dev) {
       dp.deleteIface(dev.index);

@@ -38,10 +38,13 @@ export interface ReconcileOptions {
 export interface OverlayOptions {
   /** This node's underlay address (--node-address): the overlay's local VTEP. */
   address: string;
-  /** The cluster's nodes with their addresses and states (members, live or not). */
-  nodes(): Array<{ name: string; address: string; state: string }>;
+  /** The cluster's nodes with their addresses, states (members, live or not) and whether each
+   * is a gateway (agent --gateway, while it is live). */
+  nodes(): Array<{ name: string; address: string; state: string; gateway?: boolean }>;
   /** A network's VNI from its cluster-wide id. */
   vniOf(id: number): number;
+  /** This node is a gateway: the others' north-south traffic comes here over the overlay. */
+  gateway?: boolean;
 }
 
 export interface ReconcileScope {
