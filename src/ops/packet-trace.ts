@@ -321,8 +321,9 @@ export class Tracer {
       programs: { tag, liveTag: live.tag ?? null, same: !live.tag || live.tag === tag },
     });
 
-    /** The frame the last stage's program let out. */
+    /** The frame the last stage's program let out, and whether it sent it to a gateway node. */
     let lastOut: Buffer | undefined;
+    let toGatewayNode = false;
     const runStage = (
       stage: TraceStage["stage"],
       prog: TraceProgram,
@@ -335,6 +336,7 @@ export class Tracer {
       const before = dp.seedFlow(k);
       const r = dp.run(prog, f, device.ifindex, ingressIfindex);
       lastOut = r.dataOut;
+      toGatewayNode = r.retval === TC.REDIRECT && r.dataOut.equals(f);
       const after = dp.flow(k);
       const s = stageOf({
         step: stages.length + 1,
@@ -347,7 +349,8 @@ export class Tracer {
               ? clsProgId(device.ifindex, prog === "stm_port_in" ? "ingress" : "egress") || null
               : null,
         },
-        verdict: r.retval === TC.SHOT ? "drop" : r.retval === TC.REDIRECT ? "reject" : "pass",
+        // A redirect of the frame as it came (not an answer): north-south to a gateway node.
+        verdict: r.retval === TC.SHOT ? "drop" : r.retval === TC.REDIRECT && !r.dataOut.equals(f) ? "reject" : "pass",
       });
       const reason = r.drops.find((d) => d !== "fw-reject") ?? r.drops[0];
       if (reason && s.verdict !== "pass") {
@@ -415,6 +418,21 @@ export class Tracer {
     const srcDev = { name: srcEp.hostIf, ifindex: srcIfindex, endpoint: srcEp.name, network: srcNet.name };
     const first = runStage("port-ingress", "stm_port_in", frame(srcMac, dstMac), srcDev, 0, srcNet.id);
     if (first.verdict !== "pass") return this.#stop(first, result);
+    if (toGatewayNode) {
+      stages.push(
+        stageOf({
+          step: stages.length + 1,
+          stage: "overlay",
+          verdict: "forward",
+          note: `north-south: this node is not a gateway; to a gateway node through ${OVERLAY_DEVICE} (chosen per flow among the live gateways)`,
+        }),
+      );
+      return result(
+        "delivered",
+        `sent to a gateway node over the overlay towards ${dstIp}; its uplink decides the rest (trace on that node)`,
+        "a gateway node",
+      );
+    }
 
     // 2. Where the frame goes next.
     const uplink = this.#uplink();
@@ -504,7 +522,7 @@ export class Tracer {
         note: `${USER_BRIDGE}: to the gateway (the node routes what is not on ${srcCidr ?? "the subnet"})`,
       }),
     );
-    if (toGateway) {
+    if (toGatewayNode) {
       stages.push(
         stageOf({
           step: stages.length + 1,

@@ -88,6 +88,16 @@ test("east-west stays local: node2's workloads reach each other's network's gate
   expect(w2.ping(r2.ip)).toBe(true);
 });
 
+test("trace on the node shows the packet going to a gateway node over the overlay", () => {
+  const t = n2.json("trace", "--from", "w2", "--to", SRV, "--proto", "tcp", "--dport", "8080");
+  expect(t.verdict).toBe("delivered");
+  expect(t.stages.map((s: { stage: string; verdict: string }) => `${s.stage}:${s.verdict}`)).toEqual([
+    "port-ingress:pass",
+    "overlay:forward",
+  ]);
+  expect(t.summary).toContain("sent to a gateway node over the overlay");
+});
+
 test("the gateway node's status and the other nodes' view", () => {
   const nodes = n2.json<any[]>("node", "list");
   expect(nodes.find((n) => n.name === "node1").roles).toEqual(["gateway"]);
