@@ -97,46 +97,28 @@ __attribute__((noinline)) int stm_fw_uplink_in(struct xdp_md *ctx, __u32 eth_pro
 	return XDP_TX;
 }
 
-__attribute__((noinline)) int stm_fw_uplink_out(struct __sk_buff *skb, __u32 eth_proto)
+/* The global scope at tc: what leaves (egress), and what the uplink filter left to the
+ * translation (ingress: a packet to a NAT address, judged with the workload's address and port
+ * when it is a reply). A reject's answer goes the other way: back in through the uplink to the
+ * sender over the bridge, or out of it (translated like the rest of its flow). */
+__attribute__((noinline)) int stm_fw_uplink_tc(struct __sk_buff *skb, __u32 eth_proto, __u32 egress)
 {
 	if (!skb)
 		return STM_TC_DROP;
 	struct stm_fw_scope *scope = fw_scope_on(STM_FW_GLOBAL);
 	if (!scope)
 		return STM_TC_NEXT;
-	struct stm_tuple *t = fw_scratch(3, STM_FW_EGRESS, skb->len);
+	__u32 hook = egress ? STM_HOOK_TC_EGRESS : STM_HOOK_TC_INGRESS;
+	struct stm_tuple *t = fw_scratch(egress ? 3 : 2, egress ? STM_FW_EGRESS : STM_FW_INGRESS, skb->len);
 	if (!t)
 		return STM_TC_DROP;
 	int pr = stm_fw_parse_tc(skb, eth_proto, t);
 	if (pr)
-		return stm_drop(skb, STM_HOOK_TC_EGRESS, fw_parse_reason(pr));
+		return stm_drop(skb, hook, fw_parse_reason(pr));
 	int r = stm_fw_check(t, scope, skb->ifindex, STM_FW_GLOBAL);
 	if (r >= FW_DROP)
-		return stm_drop(skb, STM_HOOK_TC_EGRESS, r - FW_DROP);
-	/* An answer goes back in through the uplink, over the bridge to the sender. */
-	return r == FW_REJECT ? fw_reject_tc(skb, t, 1, STM_HOOK_TC_EGRESS) : r;
-}
-
-/* The global scope at tc ingress, for what the uplink filter left to the translation: a packet
- * to a NAT address, judged with the workload's address and port when it is a reply. */
-__attribute__((noinline)) int stm_fw_uplink_in_tc(struct __sk_buff *skb, __u32 eth_proto)
-{
-	if (!skb)
-		return STM_TC_DROP;
-	struct stm_fw_scope *scope = fw_scope_on(STM_FW_GLOBAL);
-	if (!scope)
-		return STM_TC_NEXT;
-	struct stm_tuple *t = fw_scratch(2, STM_FW_INGRESS, skb->len);
-	if (!t)
-		return STM_TC_DROP;
-	int pr = stm_fw_parse_tc(skb, eth_proto, t);
-	if (pr)
-		return stm_drop(skb, STM_HOOK_TC_INGRESS, fw_parse_reason(pr));
-	int r = stm_fw_check(t, scope, skb->ifindex, STM_FW_GLOBAL);
-	if (r >= FW_DROP)
-		return stm_drop(skb, STM_HOOK_TC_INGRESS, r - FW_DROP);
-	/* The answer leaves through the uplink, translated like the rest of its flow. */
-	return r == FW_REJECT ? fw_reject_tc(skb, t, 0, STM_HOOK_TC_INGRESS) : r;
+		return stm_drop(skb, hook, r - FW_DROP);
+	return r == FW_REJECT ? fw_reject_tc(skb, t, egress, hook) : r;
 }
 
 /* tc ingress of the uplink: replies to masqueraded flows get the workload's address back. */
@@ -153,7 +135,7 @@ int stm_uplink_nat_in(struct __sk_buff *skb)
 	int r = stm_nat_in(skb, proto, t);
 	if (r < 0)
 		return STM_TC_DROP;
-	return r == NAT_IN_NONE ? STM_TC_NEXT : stm_fw_uplink_in_tc(skb, proto);
+	return r == NAT_IN_NONE ? STM_TC_NEXT : stm_fw_uplink_tc(skb, proto, 0);
 }
 
 /* A source address inside a Stratum network's subnet, from the uplink: a spoof, unless the
@@ -244,7 +226,7 @@ int stm_uplink_out(struct __sk_buff *skb)
 	 * client asked to have broadcast) floods the bridge, and stays off the LAN here. */
 	if (to_dhcp_client(skb, proto))
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_DHCP_OUTSIDE);
-	int r = stm_fw_uplink_out(skb, proto);
+	int r = stm_fw_uplink_tc(skb, proto, 1);
 	if (r != STM_TC_NEXT)
 		return r;
 	/* A network's aggregate cap on what its endpoints send off the node. */
