@@ -6,6 +6,7 @@ import { type ClusterJoin, DEFAULT_RECONCILE_INTERVAL, runAgent } from "../agent
 import { DEFAULT_API_SOCKET } from "../api/api-client";
 import { checkNodeName, parseEtcdEndpoints } from "../cluster/flags";
 import { StratumError } from "../errors";
+import { natPortRange } from "../services/nat";
 import { DEFAULT_PIN_ROOT } from "./datapath-commands";
 import { etcdArgs, etcdCredentialFlags } from "./etcd-args";
 
@@ -95,6 +96,8 @@ export const agentCommand = defineCommand({
         "INVALID",
         `--reconcile-interval ${interval}: give a number of seconds (0: no periodic pass)`,
       );
+    // Checked before anything is opened or created: a bad range leaves the node untouched.
+    if (args["nat-ports"] !== undefined) natPortRange(args["nat-ports"]);
     const clusterFlags = [
       "node-name",
       "node-address",

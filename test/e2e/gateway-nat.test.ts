@@ -7,10 +7,12 @@
  * node's own sockets; exhaustion counted; nothing leaks untranslated; a LAN host cannot reach
  * the masqueraded network; `--nat off` routes again; trace shows the translation. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { TestAgent } from "../helpers/agent";
 import { until } from "../helpers/lab";
-import { Netns } from "../helpers/netns";
+import { BINARY, Netns } from "../helpers/netns";
 
 let A: TestAgent;
 const ns: Record<string, Netns> = {};
@@ -209,7 +211,7 @@ describe("a masqueraded network", () => {
     // A routed network keeps its own address (the server has no route back: it never answers).
     const r = inNs("r1").exec(["curl", "-s", "--max-time", "2", `http://${SRV4}:8080/`]);
     expect(r.code).not.toBe(0);
-  });
+  }, 30_000);
 
   test("UDP and its reply, both families", () => {
     for (const [dst, addr] of [
@@ -227,12 +229,12 @@ s.sendto(b"hi", ("${dst}", 5353)); print(s.recvfrom(100)[0].decode())`,
       expect(out.split(" ")[0]).toBe(addr);
       expect(natPort(out)).toBeGreaterThanOrEqual(10000);
     }
-  });
+  }, 30_000);
 
   test("ICMP echo, both families", () => {
     expect(inNs("w1").exec(["ping", "-c", "2", "-W", "2", "-i", "0.2", SRV4]).code).toBe(0);
     expect(inNs("w1").exec(["ping", "-6", "-c", "2", "-W", "2", "-i", "0.2", SRV6]).code).toBe(0);
-  });
+  }, 30_000);
 
   test("traceroute: the router's TTL exceeded comes back translated", () => {
     for (const [dst, hop, flag] of [
@@ -246,7 +248,7 @@ s.sendto(b"hi", ("${dst}", 5353)); print(s.recvfrom(100)[0].decode())`,
       expect(hops.some((h) => h.includes(hop))).toBe(true);
       expect(hops.some((h) => h.includes(dst))).toBe(true);
     }
-  });
+  }, 30_000);
 
   test("PMTU: the narrow link's fragmentation needed / packet too big comes back translated", () => {
     // DF set, 1400 bytes: the router's 1280 link refuses and says so to the NAT address.
@@ -255,7 +257,7 @@ s.sendto(b"hi", ("${dst}", 5353)); print(s.recvfrom(100)[0].decode())`,
     expect(inNs("w2").exec(["ip", "route", "get", SRV4]).stdout).toContain("mtu 1280");
     inNs("w2").exec(["ping", "-6", "-s", "1400", "-c", "2", "-W", "2", SRV6]);
     expect(inNs("w2").exec(["ip", "-6", "route", "get", SRV6]).stdout).toContain("mtu 1280");
-  });
+  }, 30_000);
 
   test("nothing leaves untranslated, and the LAN cannot reach the network", () => {
     const st = A.json("status");
@@ -263,7 +265,7 @@ s.sendto(b"hi", ("${dst}", 5353)); print(s.recvfrom(100)[0].decode())`,
     // A LAN host with a route to the network: dropped at the uplink (nat-inbound).
     expect(inNs("lan").exec(["ping", "-c", "1", "-W", "1", ip.w1 as string]).code).not.toBe(0);
     expect(A.json("status").uplink.drops["nat-inbound"]).toBeGreaterThan(0);
-  });
+  }, 30_000);
 
   test("10,000 concurrent TCP flows to one server port", () => {
     const ok = py(
@@ -341,7 +343,7 @@ describe("the global firewall scope judges workloads' own addresses, both ways",
         A.ctl("firewall", "rule", "del", "--global", String(r.id));
     }
     expect(seenBy("w2", SRV4).split(" ")[0]).toBe(NODE4);
-  });
+  }, 30_000);
 });
 
 describe("the operator's view", () => {
@@ -375,7 +377,7 @@ describe("the operator's view", () => {
     // The routed network's packets leave as they are.
     const r = A.json("trace", "--from", "r1", "--to", SRV4, "--proto", "udp", "--dport", "53");
     expect(r.stages.find((s: { stage: string }) => s.stage === "uplink-egress").translation).toBeNull();
-  });
+  }, 30_000);
 
   test("bad input is refused and changes nothing", () => {
     for (const [args, text] of [
@@ -394,7 +396,24 @@ describe("the operator's view", () => {
       expect(r.stderr).toContain(text);
     }
     expect(A.json("network", "show", "masq").nat).toEqual({ addresses: [], v4: NODE4, v6: NODE6 });
-  });
+    // A NAT range inside the kernel's ephemeral ports: refused before anything is created.
+    const dir = join(A.dir, "refused");
+    const r = A.ns.exec([
+      BINARY,
+      "agent",
+      "--nat-ports",
+      "30000-40000",
+      "--state-dir",
+      dir,
+      "--pin-root",
+      `${dir}-pins`,
+      "--api-socket",
+      join(dir, "s"),
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("overlaps the kernel's ephemeral ports");
+    expect(existsSync(dir)).toBe(false);
+  }, 30_000);
 
   test("--nat-address: the packets leave with it; --nat off routes the network again", () => {
     // An address the LAN router sends to this node: a second one on the bridge.
@@ -410,7 +429,7 @@ describe("the operator's view", () => {
     expect(inNs("w2").exec(["curl", "-s", "--max-time", "2", `http://${SRV4}:8080/`]).code).not.toBe(0);
     expect(A.json("network", "set", "masq", "--nat").nat.v4).toBe(NODE4);
     expect(seenBy("w2", SRV4).split(" ")[0]).toBe(NODE4);
-  });
+  }, 30_000);
 });
 
 describe("the NAT port range", () => {

@@ -74,19 +74,19 @@ test("a masqueraded network's workload on a node without a way out reaches the s
   expect(w2.ping(SRV)).toBe(true);
   const st = n1.json("status");
   expect(st.nat.counters.translated).toBeGreaterThan(0);
-});
+}, 30_000);
 
 test("a routed network's workload: through the gateway node with its own address", () => {
   expect(seen(r2)).toBe(r2.ip);
   expect(r2.ping(SRV)).toBe(true);
-});
+}, 30_000);
 
 test("east-west stays local: node2's workloads reach each other's network's gateway and node2 itself", () => {
   // The routed network's gateway on node2 answers (anycast), and routing between the two
   // networks happens on node2, not over the overlay.
   expect(w2.ping("10.74.1.1")).toBe(true);
   expect(w2.ping(r2.ip)).toBe(true);
-});
+}, 30_000);
 
 test("trace on the node shows the packet going to a gateway node over the overlay", () => {
   const t = n2.json("trace", "--from", "w2", "--to", SRV, "--proto", "tcp", "--dport", "8080");
@@ -96,7 +96,7 @@ test("trace on the node shows the packet going to a gateway node over the overla
     "overlay:forward",
   ]);
   expect(t.summary).toContain("sent to a gateway node over the overlay");
-});
+}, 30_000);
 
 test("the gateway node's status and the other nodes' view", () => {
   const nodes = n2.json<any[]>("node", "list");
@@ -107,7 +107,7 @@ test("the gateway node's status and the other nodes' view", () => {
     const ov = n.json("status").overlay;
     expect({ node: n.name, spoof: ov.drops["overlay-spoof"] ?? 0 }).toEqual({ node: n.name, spoof: 0 });
   }
-});
+}, 30_000);
 
 test("only a gateway node speaks for the gateway MAC, and only from outside the fabric: forged frames are overlay-spoof", async () => {
   const n3 = lab.nodes[2] as LabNode;
