@@ -4,6 +4,9 @@
  *    to it): what translating every packet, both ways, costs.
  *  - snat-flows: new TCP connections per second (connect, answered, reset) from a workload to
  *    16 ports of the sink, masqueraded against routed.
+ *  - ns-overlay-throughput: on a two-node lab, iperf3 TCP from a workload on node2 (not a
+ *    gateway) through the overlay to node1 (the gateway) and out of its uplink, masqueraded,
+ *    to a sink; against the same from a workload on node1 itself.
  *  - announce: a network created through a gateway agent's API until BIRD 2 (Debian's, in a
  *    router namespace over a veth) has its prefix in its RIB, asked through BIRD's control
  *    socket every millisecond; against the API request itself (until the agent answers).
@@ -12,6 +15,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bird, type Peer } from "../../test/helpers/bgp-peers";
+import { Lab, type LabWorkload, until } from "../../test/helpers/lab";
 import { Netns } from "../../test/helpers/netns";
 import { BenchAgent } from "./agent";
 import { type Benchmark, BINARY, sh } from "./harness";
@@ -300,8 +304,60 @@ function snatFlowsBench(): Benchmark {
   };
 }
 
+function nsOverlayBench(): Benchmark {
+  let lab: Lab | undefined;
+  let sink: Netns | undefined;
+  let w: LabWorkload[] = [];
+  const SINK = "192.0.2.2";
+  return {
+    name: "gateway/ns-overlay-throughput",
+    unit: "Gbit/s",
+    async setup() {
+      lab = await Lab.create({ nodes: 2, tag: "bns" });
+      const [n1, n2] = [lab.node(1), lab.node(2)];
+      sink = new Netns("bnssink");
+      sh(["ip", "-n", n1.ns.name, "link", "add", "upl0", "type", "veth", "peer", "name", "eth0", "netns", sink.name]);
+      sh(["ip", "-n", n1.ns.name, "link", "set", "upl0", "up"]);
+      sh(["ip", "netns", "exec", n1.ns.name, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+      sh(["ip", "-n", sink.name, "addr", "add", `${SINK}/24`, "dev", "eth0"]);
+      sh(["ip", "-n", sink.name, "link", "set", "eth0", "up"]);
+      await n1.start([...n1.clusterArgs(), "--uplink", "upl0", "--gateway"]);
+      sh(["ip", "-n", n1.ns.name, "addr", "add", "192.0.2.1/24", "dev", "cnv-user-br0"]);
+      await n2.start(n2.clusterArgs());
+      const r = n1.cli(
+        "network",
+        "create",
+        "--name",
+        "bench",
+        "--cidr",
+        "10.84.0.0/24",
+        "--gateway",
+        "10.84.0.1",
+        "--nat",
+      );
+      if (r.code !== 0) throw new Error(`network create: ${r.stderr}`);
+      await until("bench on node2", () => n2.json<any[]>("network", "list").some((x) => x.name === "bench"));
+      w = [n1.workload("g1", "bench"), n2.workload("g2", "bench")];
+      for (const x of w) await until(`${x.name} → the sink`, () => x.ping(SINK), 20_000);
+    },
+    teardown() {
+      lab?.destroy();
+      sink?.destroy();
+    },
+    candidate: {
+      label: "iperf3 TCP from node2 (not a gateway) over the overlay to node1, out of its uplink, masqueraded",
+      measure: () => iperf((w[1] as LabWorkload).ns, sink as Netns, SINK, 4),
+    },
+    baseline: {
+      label: "the same from a workload on node1, the gateway itself",
+      measure: () => iperf((w[0] as LabWorkload).ns, sink as Netns, SINK, 4),
+    },
+  };
+}
+
 export const GATEWAY_BENCHMARKS: Record<string, () => Benchmark> = {
   "gateway/announce": announceBench,
   "gateway/snat-throughput": snatThroughputBench,
   "gateway/snat-flows": snatFlowsBench,
+  "gateway/ns-overlay-throughput": nsOverlayBench,
 };
