@@ -522,7 +522,7 @@ export class Tracer {
         note: `${USER_BRIDGE}: to the gateway (the node routes what is not on ${srcCidr ?? "the subnet"})`,
       }),
     );
-    if (toGatewayNode) {
+    if (toGateway) {
       stages.push(
         stageOf({
           step: stages.length + 1,

@@ -374,6 +374,10 @@ describe("the operator's view", () => {
     expect(A.ctl("trace", "--from", "w1", "--to", SRV4, "--proto", "tcp", "--dport", "443").stdout).toContain(
       `masquerade: ${ip.w1}:40000 → ${NODE4}:`,
     );
+    // Another network's gateway address is the node's own: delivered there, nothing translated.
+    const g = A.json("trace", "--from", "w1", "--to", "10.71.2.1", "--proto", "icmp");
+    expect(g.summary).toBe("delivered to the node (gateway 10.71.2.1)");
+    expect(g.stages.some((s: { translation: unknown }) => s.translation)).toBe(false);
     // The routed network's packets leave as they are.
     const r = A.json("trace", "--from", "r1", "--to", SRV4, "--proto", "udp", "--dport", "53");
     expect(r.stages.find((s: { stage: string }) => s.stage === "uplink-egress").translation).toBeNull();
