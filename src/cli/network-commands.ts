@@ -258,6 +258,7 @@ const create = defineCommand({
   },
   async run({ args, rawArgs }) {
     const fmt = parseFormat(args.output);
+    const nat = natField(args, rawArgs);
     const n = await client(args).createNetwork({
       name: args.name,
       cidr: args.cidr,
@@ -272,7 +273,7 @@ const create = defineCommand({
       ...dhcpFields(args, rawArgs),
       ...(cap(args) ? { egress: cap(args) } : {}),
       extendToLan: args["extend-to-lan"] === true,
-      ...(natField(args, rawArgs) ? { nat: natField(args, rawArgs) } : {}),
+      ...(nat ? { nat } : {}),
     });
     if (fmt !== "table") return printData(fmt, n);
     process.stdout.write(`created network ${n.name} (${n.cidr}, gateway ${n.gateway}, ${n.profiles.total} profiles)\n`);

@@ -16,6 +16,18 @@ import {
 import { loadObject } from "./objects";
 import { ensureBpffs } from "./probe";
 
+/** A per-CPU array of u64 statistics (stm_fw_stats, stm_mon_stats, stm_nat_stats), summed over
+ * the CPUs, by the names of its indexes in order. */
+export function readStatArray<N extends string>(m: BpfMap, names: readonly N[]): Record<N, number> {
+  const out = {} as Record<N, number>;
+  names.forEach((name, i) => {
+    const k = Buffer.alloc(4);
+    k.writeUInt32LE(i);
+    out[name] = (m.lookupPerCpu(k) ?? []).reduce<number>((a, v) => a + Number(v.readBigUInt64LE(0)), 0);
+  });
+  return out;
+}
+
 export const HOOKS = { "tc-ingress": 1, "tc-egress": 2, xdp: 3 } as const;
 export type HookName = keyof typeof HOOKS;
 const HOOK_NAMES: Record<number, HookName> = { 1: "tc-ingress", 2: "tc-egress", 3: "xdp" };

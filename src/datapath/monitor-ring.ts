@@ -2,11 +2,13 @@
  * lease a monitor writes to stm_mon_cfg (what it wants, until when, how fast), the events it
  * reads from stm_mon_ring, and the counters of what was held back. Layouts are ABI and checked
  * against the C header by test/unit/abi.test.ts. */
+
 import { bytesToIp } from "../netlink/codec";
 import { type BpfMap, RingBuffer } from "../sys/bpf";
 import { bytes, encode, get, getBig } from "../sys/layout";
 import { monotonicNs } from "../sys/os";
 import { stmLayout } from "./abi-layouts";
+import { readStatArray } from "./counters";
 import { dropReasonName } from "./drops";
 import { decodeFrame, type FrameSummary } from "./packet";
 
@@ -130,13 +132,7 @@ export function decodeMonEvent(b: Buffer): MonEvent {
 
 /** Sums of stm_mon_stats over CPUs, by name. */
 export function readMonStats(m: BpfMap): Record<(typeof MON_STATS)[number], number> {
-  const out = {} as Record<(typeof MON_STATS)[number], number>;
-  MON_STATS.forEach((name, i) => {
-    const k = Buffer.alloc(4);
-    k.writeUInt32LE(i);
-    out[name] = (m.lookupPerCpu(k) ?? []).reduce((a, v) => a + Number(v.readBigUInt64LE(0)), 0);
-  });
-  return out;
+  return readStatArray(m, MON_STATS);
 }
 
 const ZERO = Buffer.alloc(4);

@@ -39,6 +39,7 @@ import {
   openPinnedLink,
   progFingerprint,
 } from "./attach";
+import { readStatArray } from "./counters";
 import { DROP_REASON_LIST } from "./drops";
 import { encodeU32 } from "./firewall-maps";
 import { PINNED_MAPS, type PinnedMap, STATE_MAPS } from "./map-roles";
@@ -46,7 +47,6 @@ import { loadObject } from "./objects";
 import {
   decodeLocalKey,
   decodeMacKey,
-  decodeNatFlow,
   decodeNatNet,
   decodePort,
   decodeRemote,
@@ -67,7 +67,6 @@ import {
   encodeVtepKey,
   type IfaceConfig,
   NAT_STATS,
-  type NatFlow,
   type NatNetConfig,
   type PortConfig,
   type PortStats,
@@ -799,19 +798,9 @@ export class PortDatapath {
     for (const a of want.values()) m.ensure(encodeVtepKey(a), encodeU32(1));
   }
 
-  /** Every translated flow's two directions, as the datapath holds them. */
-  natFlows(): NatFlow[] {
-    return [...this.map("stm_nat").entries()].map(([k, v]) => decodeNatFlow(k, v));
-  }
-
   /** stm_nat_stats summed over the CPUs, by name. */
   natStats(): Record<(typeof NAT_STATS)[number], number> {
-    const m = this.map("stm_nat_stats");
-    const out = {} as Record<(typeof NAT_STATS)[number], number>;
-    NAT_STATS.forEach((name, i) => {
-      out[name] = (m.lookupPerCpu(encodeU32(i)) ?? []).reduce((a, b) => a + Number(b.readBigUInt64LE(0)), 0);
-    });
-    return out;
+    return readStatArray(this.map("stm_nat_stats"), NAT_STATS);
   }
 
   /** Attaches both port programs to `ifindex`; a filter already running the same code with the

@@ -383,24 +383,6 @@ export const NAT_NET_F = { V4: 1, V6: 2 } as const;
 /** struct stm_nat_cfg: the NAT port range, and whether any network is masqueraded. */
 export const NAT_CFG = stmLayout("stm_nat_cfg", 8, { port_lo: [0, "u16"], port_hi: [2, "u16"], flags: [4, "u32"] });
 export const NAT_CFG_F_ON = 1;
-/** struct stm_nat_key / stm_nat_entry: one direction of a translated flow. */
-export const NAT_KEY = stmLayout("stm_nat_key", 40, {
-  family: [0, "u8"],
-  proto: [1, "u8"],
-  dir: [2, "u8"],
-  src: [4, "u8"],
-  dst: [20, "u8"],
-  sport: [36, "u16"],
-  dport: [38, "u16"],
-});
-export const NAT_ENTRY = stmLayout("stm_nat_entry", 32, {
-  addr: [0, "u8"],
-  port: [16, "u16"],
-  flags: [18, "u8"],
-  net_id: [20, "u32"],
-  seen: [24, "u64"],
-});
-export const NAT_DIR = { OUT: 0, IN: 1 } as const;
 /** stm_nat_stats indexes (enum stm_nat_stat), by the name metrics use. */
 export const NAT_STATS = ["translated", "exhausted", "reclaimed", "socket-skip", "icmp-error", "fragment"] as const;
 
@@ -428,36 +410,4 @@ export function decodeNatNet(b: Buffer): NatNetConfig {
 
 export function encodeNatCfg(c: { lo: number; hi: number; on: boolean }): Buffer {
   return encode(NAT_CFG, { port_lo: c.lo, port_hi: c.hi, flags: c.on ? NAT_CFG_F_ON : 0 });
-}
-
-/** One direction of a translated flow, read back (trace, tests). */
-export interface NatFlow {
-  family: 4 | 6;
-  proto: number;
-  dir: "out" | "in";
-  src: string;
-  dst: string;
-  sport: number;
-  dport: number;
-  /** out: the NAT address and port; in: the workload's. */
-  addr: string;
-  port: number;
-  netId: number;
-}
-
-export function decodeNatFlow(k: Buffer, v: Buffer): NatFlow {
-  const family = get(k, NAT_KEY, "family") === 6 ? 6 : 4;
-  const n = family === 4 ? 4 : 16;
-  return {
-    family,
-    proto: get(k, NAT_KEY, "proto"),
-    dir: get(k, NAT_KEY, "dir") === NAT_DIR.IN ? "in" : "out",
-    src: bytesToIp(bytes(k, NAT_KEY, "src", n)),
-    dst: bytesToIp(bytes(k, NAT_KEY, "dst", n)),
-    sport: get(k, NAT_KEY, "sport"),
-    dport: get(k, NAT_KEY, "dport"),
-    addr: bytesToIp(bytes(v, NAT_ENTRY, "addr", n)),
-    port: get(v, NAT_ENTRY, "port"),
-    netId: get(v, NAT_ENTRY, "net_id"),
-  };
 }

@@ -11,8 +11,9 @@
 
 import { Counter, Gauge, Registry } from "prom-client";
 import type { NodeState } from "../cluster/cluster";
+import { readStatArray } from "../datapath/counters";
 import { dropReasonName } from "../datapath/drops";
-import { encodeU32, FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall-maps";
+import { FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall-maps";
 import { readMonStats } from "../datapath/monitor-ring";
 import { type BucketCounts, SHAPE_KIND } from "../datapath/shape-maps";
 import type { PeerStatusView } from "../gateway/bgp/speaker";
@@ -164,11 +165,7 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
     });
   }
 
-  const fwStats = dp.map("stm_fw_stats");
-  const firewall: Record<string, number> = {};
-  FW_STATS.forEach((name, i) => {
-    firewall[name] = sumU64(fwStats.lookupPerCpu(encodeU32(i)));
-  });
+  const firewall: Record<string, number> = readStatArray(dp.map("stm_fw_stats"), FW_STATS);
 
   const last = st.reconcile.last;
   const repair = st.reconcile.lastRepair;
