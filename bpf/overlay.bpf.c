@@ -37,21 +37,22 @@ int stm_overlay_out(struct __sk_buff *skb)
 	__u32 from = skb->ingress_ifindex;
 	struct stm_port *src = from ? bpf_map_lookup_elem(&stm_ports, &from) : NULL;
 	struct stm_remote *r = bpf_map_lookup_elem(&stm_remote, &k);
-	struct stm_gw_cfg *g = ns_cfg();
-	__u16 proto = 0;
-	bpf_skb_load_bytes(skb, 12, &proto, 2);
-	if (!src) {
-		/* A gateway node's routed reply to another node's endpoint, from the gateway MAC,
-		 * from outside the fabric (a flow that came here over the overlay). */
-		__u8 smac[6];
-		if (!r || !g || !(g->flags & STM_GW_F_SELF) || bpf_skb_load_bytes(skb, 6, smac, 6) ||
-		    !ns_bridge_mac(smac) || !ns_outside(skb, proto, 0))
-			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OVERLAY_ROUTED);
-		if (ns_set_key(skb, r->vtep, r->vni))
-			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_UNSPEC);
-		return STM_TC_NEXT;
-	}
-	if (!r) {
+	if (!src || !r) {
+		/* North-south (stm_ns.h), off the path of a workload's frame to a remote endpoint. */
+		struct stm_gw_cfg *g = ns_cfg();
+		__u16 proto = 0;
+		bpf_skb_load_bytes(skb, 12, &proto, 2);
+		if (!src) {
+			/* A gateway node's routed reply to another node's endpoint, from the gateway
+			 * MAC, from outside the fabric (a flow that came here over the overlay). */
+			__u8 smac[6];
+			if (!r || !g || !(g->flags & STM_GW_F_SELF) || bpf_skb_load_bytes(skb, 6, smac, 6) ||
+			    !ns_bridge_mac(smac) || !ns_outside(skb, proto, 0))
+				return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OVERLAY_ROUTED);
+			if (ns_set_key(skb, r->vtep, r->vni))
+				return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_UNSPEC);
+			return STM_TC_NEXT;
+		}
 		/* A workload's packet to outside the fabric the port sent here: to a gateway node,
 		 * the same one for every packet of the flow. */
 		if (!g || !g->count || (g->flags & STM_GW_F_SELF) || !ns_bridge_mac(k.mac) || !ns_outside(skb, proto, 1))

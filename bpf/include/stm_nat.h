@@ -337,6 +337,20 @@ static __always_inline void nat_key_of(struct stm_nat_key *k, struct stm_tuple *
 	k->dport = t->ct_dport;
 }
 
+/* The key, in direction `dir`, of the flow an ICMP error quotes: the quoted packet went the
+ * other way, so its source is the flow's destination. */
+static __always_inline void nat_quoted_key(struct stm_nat_key *k, struct stm_tuple *t, __u8 dir)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->family = t->family;
+	k->proto = t->inner_proto;
+	k->dir = dir;
+	nat_copy(k->src, t->inner_dst, t->family);
+	nat_copy(k->dst, t->inner_src, t->family);
+	k->sport = t->inner_dport;
+	k->dport = t->inner_sport;
+}
+
 /* What leaves through the uplink (tc egress): a packet from a masqueraded network gets its NAT
  * address and port; anything else is left alone. STM_TC_NEXT, or the drop verdict. */
 STM_SHARED int stm_nat_out(struct __sk_buff *skb, __u32 eth_proto)
@@ -409,14 +423,7 @@ STM_SHARED int stm_nat_out(struct __sk_buff *skb, __u32 eth_proto)
 	/* An ICMP error from the workload about a flow it was answered in (the quoted packet went
 	 * from the outside to the workload): it goes out about the translated flow. */
 	if (t->icmp == FW_ICMP_ERR && t->inner_proto) {
-		__builtin_memset(k, 0, sizeof(*k));
-		k->family = t->family;
-		k->proto = t->inner_proto;
-		k->dir = STM_NAT_OUT;
-		nat_copy(k->src, t->inner_dst, t->family);
-		nat_copy(k->dst, t->inner_src, t->family);
-		k->sport = t->inner_dport;
-		k->dport = t->inner_sport;
+		nat_quoted_key(k, t, STM_NAT_OUT);
 		struct stm_nat_entry *e = bpf_map_lookup_elem(&stm_nat, k);
 		if (e) {
 			if (nat_icmp_err(skb, t, 1, e->addr, e->port, 0))
@@ -493,14 +500,7 @@ STM_SHARED int stm_nat_in(struct __sk_buff *skb, __u32 eth_proto, struct stm_tup
 	}
 	if (t->icmp == FW_ICMP_ERR && t->inner_proto) {
 		/* The quoted packet is the translated one, from the NAT address to the outside. */
-		__builtin_memset(&k, 0, sizeof(k));
-		k.family = t->family;
-		k.proto = t->inner_proto;
-		k.dir = STM_NAT_IN;
-		nat_copy(k.src, t->inner_dst, t->family);
-		nat_copy(k.dst, t->inner_src, t->family);
-		k.sport = t->inner_dport;
-		k.dport = t->inner_sport;
+		nat_quoted_key(&k, t, STM_NAT_IN);
 		struct stm_nat_entry *e = bpf_map_lookup_elem(&stm_nat, &k);
 		if (!e)
 			return NAT_IN_JUDGE;

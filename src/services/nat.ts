@@ -83,8 +83,8 @@ export function natAddressesOf(n: Network, up: { v4?: string; v6?: string }): Na
   return { ...(v4 ? { addr4: v4 } : {}), ...(v6 ? { addr6: v6 } : {}) };
 }
 
-/** Masquerading's maps made to match the store; the masqueraded networks' addresses back. */
-export function applyNat(ctx: ServiceContext, nets: readonly StoredNetwork[]): Map<number, NatNetConfig> {
+/** Masquerading's maps made to match the store. */
+export function applyNat(ctx: ServiceContext, nets: readonly StoredNetwork[]): void {
   const up = uplinkAddresses(ctx, nets);
   const want = new Map<number, NatNetConfig>();
   for (const n of nets) if (n.nat) want.set(n.id, natAddressesOf(n, up));
@@ -94,5 +94,4 @@ export function applyNat(ctx: ServiceContext, nets: readonly StoredNetwork[]): M
   ctx.dp.setNatAddrs(new Set([...want.values()].flatMap((c) => [c.addr4, c.addr6].filter((a) => a !== undefined))));
   for (const [id, c] of want) ctx.dp.setNatNet(id, c);
   ctx.dp.setNatCfg({ ...ctx.natPorts, on: want.size > 0 });
-  return want;
 }
