@@ -19,6 +19,7 @@
 #include "stm_reply.h"
 #include "stm_vtep.h"
 #include "stm_nat.h"
+#include "stm_vip.h"
 
 static __always_inline int is_local(__u32 kind, const void *addr, __u32 len)
 {
@@ -212,10 +213,15 @@ int stm_uplink_out(struct __sk_buff *skb)
 	__u16 proto;
 	if (bpf_skb_load_bytes(skb, 12, &proto, 2))
 		return STM_TC_NEXT;
+	/* Read once: the compiler would otherwise keep a pointer into the context. */
+	__u32 tagged = skb->vlan_present;
 	/* The networks' addresses stay off the LAN's wire, but routed. */
-	if (!skb->vlan_present && leaks_private(skb, proto))
+	if (!tagged && leaks_private(skb, proto))
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_LAN_LEAK);
-	if (skb->vlan_present || (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6)))
+	/* A gateway group's VIP whose hold has lapsed: the node no longer speaks for it. */
+	if (!tagged && stm_vip_fenced_out(skb))
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_VIP_FENCED);
+	if (tagged || (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6)))
 		return STM_TC_NEXT;
 	/* The node's kernel, forwarding a reply from the uplink's LAN back out of the bridge,
 	 * would send the LAN's host a redirect to the workload itself: the workload's ARP answer
@@ -238,7 +244,13 @@ int stm_uplink_out(struct __sk_buff *skb)
 	}
 	/* Last, with every judgement made on the workload's own addresses: masquerading (a frame
 	 * bridged onto the LAN of a network extended there keeps its addresses). */
-	return bridged ? STM_TC_NEXT : stm_nat_out(skb, proto);
+	if (bridged)
+		return STM_TC_NEXT;
+	r = stm_nat_out(skb, proto);
+	/* A translation to a VIP whose hold has lapsed goes no further either. */
+	if (r == STM_TC_NEXT && stm_vip_fenced_out(skb))
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_VIP_FENCED);
+	return r;
 }
 
 /* The uplink filter: whatever tags a frame carries (a priority tag, 802.1Q, QinQ), its
@@ -286,6 +298,8 @@ int stm_uplink_in(struct xdp_md *ctx)
 			return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
 		if (subnet_spoof(&ip->saddr, 0))
 			return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
+		if (stm_vip_lapsed((const __u8 *)&ip->daddr, 4))
+			return stm_drop_xdp(ctx, STM_DROP_VIP_FENCED);
 		if (ip->protocol == IPPROTO_UDP && !(ip->frag_off & bpf_htons(0x1fff))) {
 			__u8 dport[2];
 			if (!bpf_xdp_load_bytes(ctx, l3 + ip->ihl * 4 + 2, dport, 2) && dport[0] == 0 &&
@@ -314,6 +328,8 @@ int stm_uplink_in(struct xdp_md *ctx)
 			return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
 		if (subnet_spoof(&ip6->saddr, 1))
 			return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
+		if (stm_vip_lapsed(ip6->daddr.in6_u.u6_addr8, 6))
+			return stm_drop_xdp(ctx, STM_DROP_VIP_FENCED);
 		/* Decisions on the upper-layer header, wherever the extension headers put it. */
 		struct stm_ip6_l4 w;
 		__u32 plen = bpf_ntohs(ip6->payload_len);
@@ -340,6 +356,8 @@ int stm_uplink_in(struct xdp_md *ctx)
 				return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
 			if (icmp[0] == ICMP6_NA && subnet_spoof(icmp + 8, 1))
 				return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
+			if (icmp[0] == ICMP6_NS && stm_vip_lapsed(icmp + 8, 6))
+				return stm_drop_xdp(ctx, STM_DROP_VIP_FENCED);
 		}
 		if (w.frag != 2 && w.proto == IPPROTO_ICMPV6_ && w.left >= 8) {
 			__u8 type;
@@ -373,6 +391,8 @@ int stm_uplink_in(struct xdp_md *ctx)
 			return stm_drop_xdp(ctx, STM_DROP_LOCAL_SPOOF);
 		if (subnet_spoof(a + 14, 0))
 			return stm_drop_xdp(ctx, STM_DROP_SUBNET_SPOOF);
+		if (stm_vip_lapsed(a + 24, 4))
+			return stm_drop_xdp(ctx, STM_DROP_VIP_FENCED);
 	}
 	return XDP_PASS;
 }

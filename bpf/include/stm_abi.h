@@ -573,6 +573,13 @@ _Static_assert(sizeof(struct stm_nat_cfg) == 8, "stm_nat_cfg is ABI");
 
 #define STM_NAT_CFG_F_ON 1
 
+/* A gateway group's VIP on this node: the CLOCK_MONOTONIC instant (ns) after which the node no
+ * longer answers for it (0: it does not hold the VIP). */
+struct stm_vip {
+	__u64 deadline;
+};
+_Static_assert(sizeof(struct stm_vip) == 8, "stm_vip is ABI");
+
 /* Per-CPU room for masquerading's keys (datapath only: the call chain's stack is short). */
 struct stm_nat_work {
 	struct stm_nat_key k;  /* the packet's flow */

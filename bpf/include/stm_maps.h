@@ -365,4 +365,14 @@ STM_MAP struct {
 	__type(value, struct stm_nat_work);
 } stm_nat_scratch SEC(".maps");
 
+/* Gateway groups' VIPs on this node (stm_vip.h): until when the node may answer for each
+ * (CLOCK_MONOTONIC ns, written by the agent while it holds the group's lease; 0: not held). */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_vtep_key);
+	__type(value, struct stm_vip);
+} stm_vip SEC(".maps");
+
 #endif

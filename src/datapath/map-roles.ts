@@ -55,6 +55,8 @@ export const MAP_ROLES = {
   stm_nat_stats: { role: "state" },
   stm_nat_frags: { role: "state", traceSize: 64 },
   stm_nat_scratch: { role: "state" },
+  // The deadlines the agent wrote: an upgrade keeps them (a restart never extends a hold).
+  stm_vip: { role: "state", traceSize: 16 },
 } as const satisfies Record<string, MapDecl>;
 
 export type PinnedMap = keyof typeof MAP_ROLES;

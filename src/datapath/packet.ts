@@ -166,6 +166,40 @@ export function arp(o: {
   return b;
 }
 
+/** What a host sends when an address has come to it (a moved endpoint, a VIP taken over): a
+ * gratuitous ARP (a request for its own address, broadcast) and an unsolicited neighbour
+ * advertisement to all nodes, override flag set, with its MAC as target link-layer option. */
+export function announcement(o: { mac: string; ip4?: string; ip6?: string }): Buffer[] {
+  const frames: Buffer[] = [];
+  if (o.ip4)
+    frames.push(
+      ethernet(
+        { src: o.mac, dst: "ff:ff:ff:ff:ff:ff", type: ETH_P.ARP },
+        arp({ op: "request", senderMac: o.mac, senderIp: o.ip4, targetIp: o.ip4 }),
+      ),
+    );
+  if (o.ip6)
+    frames.push(
+      ethernet({ src: o.mac, dst: "33:33:00:00:00:01", type: ETH_P.IPV6 }, neighborAdvert(o.mac, o.ip6, "ff02::1")),
+    );
+  return frames;
+}
+
+/** An IPv6 packet holding a neighbour advertisement for `target` (override set, solicited
+ * clear) with the target link-layer address `mac`, hop limit 255. */
+export function neighborAdvert(mac: string, target: string, dst: string, o: { solicited?: boolean } = {}): Buffer {
+  const body = Buffer.alloc(24);
+  ipToBytes(target).copy(body, 0);
+  body[16] = 2; // target link-layer address
+  body[17] = 1;
+  macToBytes(mac).copy(body, 18);
+  const na = icmp({ src: target, dst, type: 136 }, body);
+  na.writeUInt32BE(o.solicited ? 0x60000000 : 0x20000000, 4);
+  na.writeUInt16BE(0, 2);
+  na.writeUInt16BE(checksum(pseudoHeader(target, dst, IPPROTO.ICMPV6, na.length), na), 2);
+  return ipv6({ src: target, dst, next: IPPROTO.ICMPV6, hopLimit: 255 }, na);
+}
+
 /** A complete Ethernet/IPv4|IPv6/UDP frame: the common case for fixtures and benchmarks. */
 export function udpFrame(o: {
   srcMac: string;

@@ -66,6 +66,7 @@ import {
   encodeVtep,
   encodeVtepKey,
   type IfaceConfig,
+  mappedAddr,
   NAT_STATS,
   type NatNetConfig,
   type PortConfig,
@@ -75,6 +76,7 @@ import {
   type RemoteEndpoint,
   type SubnetConfig,
   sumPortStats,
+  unmappedAddr,
   writeProfileKeyU32,
   writeProfileOf,
 } from "./port-maps";
@@ -796,6 +798,25 @@ export class PortDatapath {
     const want = new Map([...addrs].map((a) => [encodeVtepKey(a).toString("hex"), a]));
     for (const k of [...m.keys()]) if (!want.has(k.toString("hex"))) m.delete(k);
     for (const a of want.values()) m.ensure(encodeVtepKey(a), encodeU32(1));
+  }
+
+  /** A gateway group's VIP on this node: the node answers for it until `deadlineNs`
+   * (CLOCK_MONOTONIC, as bpf_ktime_get_ns), 0n: not at all (bpf/include/stm_vip.h). */
+  setVip(addr: string, deadlineNs: bigint): void {
+    const v = Buffer.alloc(8);
+    v.writeBigUInt64LE(deadlineNs);
+    this.map("stm_vip").update(mappedAddr(addr), v);
+  }
+
+  deleteVip(addr: string): boolean {
+    return this.map("stm_vip").delete(mappedAddr(addr));
+  }
+
+  /** The VIPs in the kernel with their deadlines. */
+  vips(): Map<string, bigint> {
+    const out = new Map<string, bigint>();
+    for (const [k, v] of this.map("stm_vip").entries()) out.set(unmappedAddr(k), v.readBigUInt64LE(0));
+    return out;
   }
 
   /** stm_nat_stats summed over the CPUs, by name. */

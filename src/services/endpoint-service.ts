@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import type { EndpointView } from "../api/contract";
 import { BACKENDS, Undo } from "../backends";
-import { arp, checksum, ETH_P, ethernet, IPPROTO, icmp, ipv6, pseudoHeader } from "../datapath/packet";
+import { announcement } from "../datapath/packet";
 import { PROFILE_F } from "../datapath/port-maps";
 import { SHAPE_KIND } from "../datapath/shape-maps";
 import { StratumError } from "../errors";
@@ -414,30 +414,7 @@ export class EndpointService {
    * port (a container's: sent in its namespace, through the port's programs; a VM's: from the
    * bridge). Failing to send is logged, not fatal. */
   #announce(ep: Endpoint, n: StoredNetwork): void {
-    const frames: Buffer[] = [
-      ethernet(
-        { src: ep.mac, dst: "ff:ff:ff:ff:ff:ff", type: ETH_P.ARP },
-        arp({ op: "request", senderMac: ep.mac, senderIp: ep.ip, targetIp: ep.ip }),
-      ),
-    ];
-    if (n.cidr6) {
-      const ip6 = profileIp6(n.cidr6, ep.mac);
-      const body = Buffer.alloc(28);
-      ipToBytes(ip6).copy(body, 4);
-      body[20] = 2; // target link-layer address
-      body[21] = 1;
-      macToBytes(ep.mac).copy(body, 22);
-      const na = icmp({ src: ip6, dst: "ff02::1", type: 136 }, body.subarray(4));
-      na.writeUInt32BE(0x20000000, 4); // override
-      na.writeUInt16BE(0, 2);
-      na.writeUInt16BE(checksum(pseudoHeader(ip6, "ff02::1", IPPROTO.ICMPV6, na.length), na), 2);
-      frames.push(
-        ethernet(
-          { src: ep.mac, dst: "33:33:00:00:00:01", type: ETH_P.IPV6 },
-          ipv6({ src: ip6, dst: "ff02::1", next: IPPROTO.ICMPV6, hopLimit: 255 }, na),
-        ),
-      );
-    }
+    const frames = announcement({ mac: ep.mac, ip4: ep.ip, ip6: n.cidr6 ? profileIp6(n.cidr6, ep.mac) : undefined });
     try {
       const sock =
         ep.kind === "veth" && ep.netns && ep.ifname
