@@ -21,6 +21,9 @@ export interface Address {
 /** IFA_PROTO of the addresses Stratum adds: it garbage-collects only its own, never an
  * operator's (the node's own address on the user bridge, for instance). */
 export const STRATUM_ADDR_PROTO = 0x53;
+/** IFA_PROTO of a gateway group's VIP: added and removed by the HA engine only (the reconcile
+ * of the networks' gateway addresses leaves it be). */
+export const VIP_ADDR_PROTO = 0x56;
 
 export function decodeAddress(payload: Buffer): Address {
   const { hdr, attrs } = decodeIfAddr(payload);

@@ -24,6 +24,7 @@ import {
   rtnl,
   STRATUM_ADDR_PROTO,
   setLink,
+  VIP_ADDR_PROTO,
 } from "../netlink";
 import { Fd, linkDetach, objGet, unpin } from "../sys/bpf";
 import { closeFd, lockDirectory } from "../sys/os";
@@ -199,7 +200,7 @@ function plan(o: UninstallOptions, nl: Rtnl, report: UninstallReport): void {
     const l = links.find((x) => x.name === br);
     if (!l) continue;
     const theirs = listAddresses({ dev: l.index }, nl).filter(
-      (a: Address) => a.proto !== STRATUM_ADDR_PROTO && a.scope === 0,
+      (a: Address) => a.proto !== STRATUM_ADDR_PROTO && a.proto !== VIP_ADDR_PROTO && a.scope === 0,
     );
     for (const a of theirs)
       report.notes.push(`address ${a.cidr} on ${br} is not Stratum's and goes with the bridge: put it on the uplink`);

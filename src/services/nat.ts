@@ -9,7 +9,7 @@ import { StratumError } from "../errors";
 import { contains, parseIp, parseSubnet } from "../model/ip";
 import type { Network } from "../model/network";
 import { USER_BRIDGE } from "../model/topology";
-import { getLink, listAddresses, STRATUM_ADDR_PROTO } from "../netlink";
+import { getLink, listAddresses, STRATUM_ADDR_PROTO, VIP_ADDR_PROTO } from "../netlink";
 import type { StoredNetwork } from "../store/store";
 import type { ServiceContext } from "./service-context";
 
@@ -65,7 +65,7 @@ export function uplinkAddresses(ctx: ServiceContext, nets: readonly Network[]): 
   const subnets = nets.flatMap((n) => [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])]).map((c) => parseSubnet(c));
   const out: { v4?: string; v6?: string } = {};
   for (const a of listAddresses({ dev: br.index }, ctx.nl)) {
-    if (a.proto === STRATUM_ADDR_PROTO || a.scope !== SCOPE_UNIVERSE) continue;
+    if (a.proto === STRATUM_ADDR_PROTO || a.proto === VIP_ADDR_PROTO || a.scope !== SCOPE_UNIVERSE) continue;
     const ip = parseIp(a.ip);
     if (subnets.some((s) => s.family === ip.family && contains(s, ip))) continue;
     if (ip.family === 4) out.v4 ??= a.ip;
