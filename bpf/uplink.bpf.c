@@ -20,6 +20,7 @@
 #include "stm_vtep.h"
 #include "stm_nat.h"
 #include "stm_vip.h"
+#include "stm_uplink_mac.h"
 
 static __always_inline int is_local(__u32 kind, const void *addr, __u32 len)
 {
@@ -221,6 +222,9 @@ int stm_uplink_out(struct __sk_buff *skb)
 	/* A gateway group's VIP whose hold has lapsed: the node no longer speaks for it. */
 	if (!tagged && stm_vip_fenced_out(skb))
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_VIP_FENCED);
+	/* A cluster node's own frames: its own MAC on the LAN, not the anycast gateway's. */
+	if (!tagged && stm_uplink_mac_out(skb))
+		return STM_TC_DROP;
 	if (tagged || (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6)))
 		return STM_TC_NEXT;
 	/* The node's kernel, forwarding a reply from the uplink's LAN back out of the bridge,

@@ -580,6 +580,15 @@ struct stm_vip {
 };
 _Static_assert(sizeof(struct stm_vip) == 8, "stm_vip is ABI");
 
+/* A cluster node's user bridge carries the anycast gateway MAC, the same on every node; on the
+ * uplink's LAN the node speaks with `own` (the uplink NIC's MAC) instead (stm_uplink_mac.h). */
+struct stm_uplink_mac {
+	__u8 anycast[6];
+	__u8 own[6];
+	__u32 on;
+};
+_Static_assert(sizeof(struct stm_uplink_mac) == 16, "stm_uplink_mac is ABI");
+
 /* Per-CPU room for masquerading's keys (datapath only: the call chain's stack is short). */
 struct stm_nat_work {
 	struct stm_nat_key k;  /* the packet's flow */

@@ -375,4 +375,13 @@ STM_MAP struct {
 	__type(value, struct stm_vip);
 } stm_vip SEC(".maps");
 
+/* The MAC a cluster node uses on the uplink's LAN in place of the anycast gateway MAC
+ * (stm_uplink_mac.h); one entry, off on a single node. */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stm_uplink_mac);
+} stm_uplink_mac SEC(".maps");
+
 #endif

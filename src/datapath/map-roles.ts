@@ -57,6 +57,7 @@ export const MAP_ROLES = {
   stm_nat_scratch: { role: "state" },
   // The deadlines the agent wrote: an upgrade keeps them (a restart never extends a hold).
   stm_vip: { role: "state", traceSize: 16 },
+  stm_uplink_mac: { role: "config" },
 } as const satisfies Record<string, MapDecl>;
 
 export type PinnedMap = keyof typeof MAP_ROLES;

@@ -14,7 +14,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync } from "node:fs";
 import { ERRNO, StratumError } from "../errors";
 import type { EgressCap } from "../model/egress-cap";
-import { hostRange, parseSubnet } from "../model/ip";
+import { hostRange, macToBytes, parseSubnet } from "../model/ip";
 import {
   BpfMap,
   type BpfObject,
@@ -798,6 +798,18 @@ export class PortDatapath {
     const want = new Map([...addrs].map((a) => [encodeVtepKey(a).toString("hex"), a]));
     for (const k of [...m.keys()]) if (!want.has(k.toString("hex"))) m.delete(k);
     for (const a of want.values()) m.ensure(encodeVtepKey(a), encodeU32(1));
+  }
+
+  /** The MAC the node's own frames carry on the uplink's LAN in place of the anycast gateway
+   * MAC (null: none, the bridge's own MAC is the node's). */
+  setUplinkMac(cfg: { anycast: string; own: string } | null): void {
+    const v = Buffer.alloc(16);
+    if (cfg) {
+      macToBytes(cfg.anycast).copy(v, 0);
+      macToBytes(cfg.own).copy(v, 6);
+      v.writeUInt32LE(1, 12);
+    }
+    this.map("stm_uplink_mac").ensure(Buffer.alloc(4), v);
   }
 
   /** A gateway group's VIP on this node: the node answers for it until `deadlineNs`

@@ -31,6 +31,9 @@ export function bridgeMac(name: string, host = hostname()): string {
 /** In a cluster: the cluster's id. The user bridge's MAC is every network's gateway MAC, and
  * in a cluster it is the same on every node (a distributed anycast gateway: an endpoint that
  * moves keeps a valid neighbour entry for its gateway). */
+/** Whether the user bridge carries the cluster's anycast gateway MAC. */
+export const anycastInUse = (): boolean => anycastSeed !== undefined;
+
 let anycastSeed: string | undefined;
 export function useAnycastGateway(clusterId: string | undefined): void {
   anycastSeed = clusterId;

@@ -1,9 +1,11 @@
 /** The uplink: its filter (XDP, and the tcx egress program) goes on and its stm_ifaces entry
  * is written before the NIC joins the user bridge, so nothing from outside reaches a port
- * unfiltered and every port knows a frame bridged from it came straight from the LAN. */
+ * unfiltered and every port knows a frame bridged from it came straight from the LAN. A cluster
+ * node's frames leave it with the NIC's own MAC (bpf/include/stm_uplink_mac.h). */
 import { StratumError } from "../errors";
 import { OVERLAY_DEVICE, USER_BRIDGE } from "../model/topology";
 import { getLink, setLink } from "../netlink";
+import { anycastInUse, bridgeMac } from "./bridges";
 import type { Reconciler } from "./reconciler";
 
 export const uplink: Reconciler = {
@@ -16,6 +18,8 @@ export const uplink: Reconciler = {
     if (!up) throw new StratumError("NOT_FOUND", `uplink ${name} does not exist`);
     const br = getLink(USER_BRIDGE, nl);
     dp.setIface(up.index, { kind: "uplink" });
+    // A cluster node speaks on the LAN with the uplink's own MAC, not the anycast gateway's.
+    dp.setUplinkMac(anycastInUse() && up.mac ? { anycast: bridgeMac(USER_BRIDGE), own: up.mac } : null);
     const attach = dp.attachUplink(up.index);
     if (up.master !== br?.index || !up.up) setLink(name, { master: USER_BRIDGE, up: true }, nl);
     run.report.uplink = { name, ifindex: up.index, attach };
