@@ -214,6 +214,13 @@ export class ApiClient {
   moveEndpoint = (name: string, to: string) => this.call("moveEndpoint", { params: { name }, body: { to } });
   clusterStatus = () => this.call("getCluster");
 
+  /** Gateway groups (a cluster node): declared, listed, deleted; this node's part in each. */
+  gatewayGroups = () => this.call("listGatewayGroups");
+  gatewayGroup = (name: string) => this.call("showGatewayGroup", { params: { name } });
+  createGatewayGroup = (body: BodyIn<"createGatewayGroup">) => this.call("createGatewayGroup", { body });
+  deleteGatewayGroup = (name: string) => this.call("deleteGatewayGroup", { params: { name } });
+  gatewayStatus = () => this.call("getGatewayStatus");
+
   /** The gateway's BGP speaker: its settings, peers and what it announces. */
   bgpConfig = () => this.call("getBgpConfig");
   setBgpConfig = (body: BodyIn<"setBgpConfig">) => this.call("setBgpConfig", { body });

@@ -21,6 +21,9 @@ import {
   type ClusterStatusView,
   type EndpointView,
   ERROR_STATUS,
+  type GatewayGroupBody,
+  type GatewayGroupView,
+  type GatewayStatusView,
   type MoveView,
   type NodeRemovalView,
   type NodeView,
@@ -98,6 +101,9 @@ export interface AppOptions {
   cluster?: ClusterApi;
   /** The BGP speaker's settings (absent: its routes answer that this agent has no speaker). */
   bgp?: BgpService;
+  /** A cluster node's gateway groups (absent on a single node: its routes answer
+   * NOT_A_CLUSTER_NODE). */
+  gateway?: GatewayApi;
 }
 
 /** What the cluster routes ask the agent (daemon.ts wires its Cluster in). */
@@ -112,6 +118,18 @@ export interface ClusterApi {
   /** The moves under way, by endpoint. */
   moves(): Map<string, { from: string; to: string; state: "requested" | "handed-off"; at: string }>;
   status(): Promise<ClusterStatusView>;
+}
+
+/** What the gateway routes ask the agent (daemon.ts wires the cluster and the HA engine in).
+ * No view shows a group's heartbeat key. */
+export interface GatewayApi {
+  groups(): GatewayGroupView[];
+  /** NOT_FOUND when absent. */
+  group(name: string): GatewayGroupView;
+  createGroup(body: GatewayGroupBody): GatewayGroupView;
+  /** NOT_FOUND when absent. */
+  deleteGroup(name: string): void;
+  status(): GatewayStatusView;
 }
 
 /** The one line a single-node agent answers the cluster routes with (400 INVALID, exit 2). */
@@ -315,6 +333,15 @@ function handlers(svc: Services, o: AppOptions): Handlers {
   h.removeNode = ({ params }) => cluster().removeNode(params.name);
   h.moveEndpoint = ({ params, body }) => cluster().moveEndpoint(params.name, body.to);
   h.getCluster = () => cluster().status();
+  const gateway = (): GatewayApi => {
+    if (!o.gateway) throw new StratumError("INVALID", NOT_A_CLUSTER_NODE);
+    return o.gateway;
+  };
+  h.listGatewayGroups = () => gateway().groups();
+  h.createGatewayGroup = ({ body }) => gateway().createGroup(body);
+  h.showGatewayGroup = ({ params }) => gateway().group(params.name);
+  h.deleteGatewayGroup = ({ params }) => gateway().deleteGroup(params.name);
+  h.getGatewayStatus = () => gateway().status();
   const bgp = (): BgpService => {
     if (!o.bgp) throw new StratumError("INVALID", "this agent has no BGP speaker");
     return o.bgp;

@@ -796,6 +796,123 @@ export const ClusterSummaryView = z
   .strict();
 export type ClusterSummary = z.infer<typeof ClusterSummaryView>;
 
+// -- gateway groups (docs/gateway.md#high-availability-gateway-groups)
+
+export const GatewayGroupBody = z
+  .object({
+    name: z.string().describe("1-32 characters: lower-case letters, digits and '-', starting with a letter"),
+    vips: z
+      .array(z.string())
+      .min(1)
+      .max(2)
+      .describe("The north-side addresses the active node holds: one IPv4, one IPv6, or one of each (no /len)"),
+    nodes: z
+      .array(z.string())
+      .describe("2 to 8 nodes of the cluster that back each other up; on equal priority the first listed wins"),
+    priority: z
+      .record(z.string(), Int)
+      .optional()
+      .describe("By node, 1-254, higher preferred; a node left out has 100"),
+    preempt: z
+      .boolean()
+      .optional()
+      .describe("A node of higher priority takes the role back from a lower one that holds it (default true)"),
+    advertIntervalMs: Int.optional().describe("The heartbeat's interval, 20-10000 ms (default 100)"),
+  })
+  .strict();
+export type GatewayGroupBody = z.infer<typeof GatewayGroupBody>;
+
+const GatewayVips = z
+  .object({ ipv4: z.string().nullable(), ipv6: z.string().nullable() })
+  .strict()
+  .describe("At most one address of each family");
+const GatewayRole = z.enum(["active", "standby", "init"]);
+
+export const GatewayGroupView = z
+  .object({
+    name: z.string(),
+    vips: GatewayVips,
+    nodes: z
+      .array(z.object({ name: z.string(), priority: Int }).strict())
+      .describe("The group's nodes as given, each with its priority (1-254, higher preferred)"),
+    preempt: z.boolean().describe("A node of higher priority takes the role back from a lower one that holds it"),
+    advertIntervalMs: Int.describe("The heartbeat's interval, ms"),
+    masterDownMs: z
+      .number()
+      .min(0)
+      .describe(
+        "The longest takeover wait, ms (0.1 ms): the master-down interval of the node of lowest priority, 3 × advert + (256 − priority) × advert / 256",
+      ),
+    createdAt: Time,
+    active: z
+      .object({
+        node: z.string().describe("The node that holds the role, and with it the VIPs"),
+        epoch: Count.describe("The etcd revision its holder record was written at: grows with every change of holder"),
+        since: Time,
+        why: z.string().describe("Why it took the role"),
+      })
+      .strict()
+      .nullable()
+      .describe("Who holds the role (null: nobody yet)"),
+  })
+  .strict()
+  .meta({ id: "GatewayGroupView" });
+export type GatewayGroupView = z.infer<typeof GatewayGroupView>;
+
+export const GatewayStatusView = z
+  .object({
+    node: z.string().describe("This node's name"),
+    groups: z.array(
+      z
+        .object({
+          name: z.string(),
+          vips: GatewayVips,
+          member: z.boolean().describe("This node is one of the group's nodes"),
+          role: z.enum(["active", "standby", "init", "none"]).describe("This node's role (none: not a member)"),
+          active: z.string().nullable().describe("The node that holds the role (null: nobody)"),
+          epoch: Count.nullable().describe("The holder record's etcd revision (null: nobody holds it)"),
+          since: Time.nullable(),
+          why: z.string().nullable().describe("Why the holder took the role"),
+          holdMs: z
+            .number()
+            .nullable()
+            .describe("When this node is active: ms left before it lets go unless its lease is renewed"),
+          nodes: z.array(
+            z
+              .object({
+                name: z.string(),
+                priority: Int,
+                role: GatewayRole.nullable().describe("Its role as its last advert said (null: never heard)"),
+                lastHeardMs: z
+                  .number()
+                  .min(0)
+                  .nullable()
+                  .describe("ms since this node last heard its advert (null: itself, or never heard)"),
+                etcd: z.boolean().nullable().describe("Its last advert said it reaches etcd (null: never heard)"),
+                self: z.boolean().describe("The node whose agent answered"),
+              })
+              .strict(),
+          ),
+          counters: z
+            .object({
+              transitions: Count.describe("Changes of this node's role"),
+              advertsSent: Count,
+              advertsReceived: Count,
+              advertsRejected: Count.describe("Adverts received and refused (they did not verify)"),
+              advertsMissed: Count.describe("Adverts expected and not heard"),
+              renewals: Count.describe("Lease renewals as the holder"),
+              renewFailures: Count,
+            })
+            .strict()
+            .describe("Since the agent started"),
+        })
+        .strict(),
+    ),
+  })
+  .strict()
+  .meta({ id: "GatewayStatus" });
+export type GatewayStatusView = z.infer<typeof GatewayStatusView>;
+
 export const AgentStatusView = z
   .object({
     health: z.object({ status: Health, reasons: z.array(z.string()), warnings: z.array(z.string()) }).strict(),
@@ -1297,6 +1414,43 @@ export const ROUTES = {
     summary: "What the speaker announces: the routed networks' prefixes, and what each peer has",
     status: 200,
     response: BgpRoutesView,
+  },
+  listGatewayGroups: {
+    method: "get",
+    path: "/v1/gateway/groups",
+    summary: "List the gateway groups: VIPs, nodes and priorities, timers, the node that holds each (a cluster node)",
+    status: 200,
+    response: z.array(GatewayGroupView),
+  },
+  createGatewayGroup: {
+    method: "post",
+    path: "/v1/gateway/groups",
+    summary: "Declare a gateway group: gateway nodes that back each other up for VIPs, one active at a time",
+    body: GatewayGroupBody,
+    status: 201,
+    response: GatewayGroupView,
+  },
+  showGatewayGroup: {
+    method: "get",
+    path: "/v1/gateway/groups/{name}",
+    summary: "Show one gateway group",
+    params: NameParam,
+    status: 200,
+    response: GatewayGroupView,
+  },
+  deleteGatewayGroup: {
+    method: "delete",
+    path: "/v1/gateway/groups/{name}",
+    summary: "Delete a gateway group: its VIPs are let go",
+    params: NameParam,
+    status: 204,
+  },
+  getGatewayStatus: {
+    method: "get",
+    path: "/v1/gateway/status",
+    summary: "This node's part in each gateway group: its role, the holder and epoch, what it hears of the others",
+    status: 200,
+    response: GatewayStatusView,
   },
   getCluster: {
     method: "get",

@@ -1,8 +1,8 @@
 /** Shell completion: `completion bash|zsh|fish` prints a script that asks the binary itself
  * (`__complete SHELL WORDS…`, hidden) what may come next: commands, flags (those of the
  * command typed so far and the global ones), a flag's options, and names that only the agent
- * knows (networks, endpoints, a cluster's nodes), asked with a short timeout. One engine
- * for every shell. */
+ * knows (networks, endpoints, a cluster's nodes and gateway groups), asked with a short
+ * timeout. One engine for every shell. */
 import { readdirSync } from "node:fs";
 import { type CommandMeta, defineCommand } from "citty";
 import { client } from "./api-flags";
@@ -25,10 +25,11 @@ function valueKind(
   name: string,
   d: FlagDef,
   path: string[],
-): "network" | "endpoint" | "node" | "iface" | "file" | undefined {
+): "network" | "endpoint" | "node" | "group" | "iface" | "file" | undefined {
   const hint = d.valueHint ?? "";
   if (hint === "NETWORK" || name === "network") return "network";
   if (hint === "NODE") return "node";
+  if (hint === "GROUP" && path[0] === "gateway") return "group";
   if (hint === "EP" || hint === "ENDPOINT" || name === "from" || name === "to-endpoint" || name === "endpoint")
     return "endpoint";
   if (d.type === "positional" && hint === "NAME" && path[0] === "network") return "network";
@@ -37,12 +38,18 @@ function valueKind(
   return undefined;
 }
 
-async function names(kind: "network" | "endpoint" | "node", api: Record<string, unknown>): Promise<string[]> {
+async function names(kind: "network" | "endpoint" | "node" | "group", api: Record<string, unknown>): Promise<string[]> {
   const c = client(api);
   const t = AbortSignal.timeout(500);
   try {
     const list = await Promise.race([
-      kind === "network" ? c.listNetworks() : kind === "node" ? c.listNodes() : c.listEndpoints(),
+      kind === "network"
+        ? c.listNetworks()
+        : kind === "node"
+          ? c.listNodes()
+          : kind === "group"
+            ? c.gatewayGroups()
+            : c.listEndpoints(),
       new Promise<never>((_, rej) => t.addEventListener("abort", () => rej(new Error("timeout")))),
     ]);
     return (list as Array<{ name: string }>).map((x) => x.name);

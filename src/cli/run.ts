@@ -13,6 +13,7 @@ import { datapathCommand } from "./datapath-commands";
 import { dhcpCommand } from "./dhcp-commands";
 import { dnsCommand } from "./dns-commands";
 import { firewallCommand } from "./firewall-commands";
+import { gatewayCommand } from "./gateway-commands";
 import { monitorCommand } from "./monitor-command";
 import { endpointCommand, networkCommand } from "./network-commands";
 import { reconcileCommand } from "./reconcile-command";
@@ -39,6 +40,7 @@ export const rootCommand = defineCommand({
     node: nodeCommand,
     cluster: clusterCommand,
     bgp: bgpCommand,
+    gateway: gatewayCommand,
     trace: traceCommand,
     monitor: monitorCommand,
     status: statusCommand,

@@ -4,8 +4,11 @@
  * what status and metrics show of both. The datapath never waits on any of it: while etcd is
  * away the node keeps enforcing what its mirror holds, answers reads from it and refuses
  * writes; when etcd is back the watch resumes (or the node lists again) and converges. */
+import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { StratumError } from "../errors";
+import { type GatewayGroup, type GatewayGroupSpec, validateGatewayGroup } from "../model/gateway-group";
+import { parseSubnet } from "../model/ip";
 import type { MirrorChange, MirrorEffects, MirrorRow } from "../store/mirror";
 import { MirrorWriter } from "../store/mirror";
 import type { SqliteStore } from "../store/sqlite";
@@ -17,6 +20,7 @@ import { EtcdSync } from "./etcd-sync";
 import { partialUploadAdvice } from "./init";
 import {
   type ClusterIdentity,
+  type GatewayActiveRecord,
   K,
   type MemberRecord,
   type MoveRecord,
@@ -24,6 +28,7 @@ import {
   type NodeRecord,
   PREFIX,
   parseKey,
+  type StoredGatewayGroup,
 } from "./keys";
 
 export interface ClusterOptions extends Omit<EtcdOptions, "endpoints"> {
@@ -71,6 +76,7 @@ export interface ClusterStatus {
 }
 
 const dec = new TextDecoder();
+const enc = new TextEncoder();
 const toChange = (kv: KeyValue): MirrorChange => ({ key: kv.key, value: kv.value, revision: kv.modRevision });
 const MIRROR_CLUSTER_ID = "clusterId";
 /** The order a full listing is applied in, by the key's first segment: what others refer to
@@ -88,6 +94,8 @@ const LIST_ORDER = [
   "dns",
   "endpoints",
   "claims",
+  "gateway-groups",
+  "gateway-active",
 ];
 
 /** The rows of a local store that a cluster holds: what a node brings when it joins. */
@@ -706,6 +714,91 @@ export class Cluster {
     const st = this.#moveState(name);
     if (st.record?.id !== id) return false;
     return this.#moveTxn(st, name, [{ type: "delete", key: K.move(name) }]);
+  }
+
+  // ---- gateway groups (docs/gateway.md#high-availability-gateway-groups) -------------------
+
+  /** Every gateway group, as this node's mirror has it, with its heartbeat key (never shown). */
+  gatewayGroups(): StoredGatewayGroup[] {
+    const out: StoredGatewayGroup[] = [];
+    for (const kv of this.writer.keys(K.gatewayGroups)) {
+      const r = safeParse(kv.key, kv.value);
+      if (r?.kind === "gatewayGroup" && r.value) out.push(r.value);
+    }
+    return out;
+  }
+
+  /** The node that holds group `name`'s role, and the epoch (the revision it was written at). */
+  gatewayActive(name: string): (GatewayActiveRecord & { epoch: number }) | null {
+    const kv = this.writer.get(K.gatewayActive(name));
+    const r = kv && safeParse(K.gatewayActive(name), kv.value);
+    return kv && r?.kind === "gatewayActive" && r.value ? { ...r.value, epoch: kv.revision } : null;
+  }
+
+  /** Declares a gateway group: validated against the groups and networks this node knows; the
+   * transaction creates it only if absent, and only while no group changed that this node has
+   * not seen (two groups given one VIP at once: the second is checked again). A stale holder
+   * record or heartbeat of an earlier group of that name goes with the same transaction. */
+  createGatewayGroup(spec: GatewayGroupSpec): GatewayGroup {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const existing = this.gatewayGroups();
+      const subnets = this.store
+        .listNetworks()
+        .flatMap((n) =>
+          [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])].map((c) => ({ network: n.name, subnet: parseSubnet(c) })),
+        );
+      const g: GatewayGroup = {
+        ...validateGatewayGroup(spec, { existing, subnets, members: this.nodes().map((n) => n.name) }),
+        createdAt: new Date().toISOString(),
+      };
+      const key = K.gatewayGroup(g.name);
+      const value = JSON.stringify({ ...g, key: randomBytes(32).toString("base64") } satisfies StoredGatewayGroup);
+      const seen = Math.max(this.writer.revision, ...this.writer.keys(K.gatewayGroups).map((k) => k.revision));
+      const r = this.sync.txn({
+        compare: [
+          { key, target: "createRevision", value: 0 },
+          { key: K.gatewayGroups, prefix: true, target: "modRevision", op: "<", value: seen + 1 },
+        ],
+        success: [
+          { type: "put", key, value },
+          { type: "delete", key: K.gatewayActive(g.name) },
+          { type: "delete", key: K.haBeat(g.name) },
+        ],
+        failure: [{ type: "range", key: K.gatewayGroups, prefix: true }],
+      });
+      if (r.succeeded) {
+        this.writer.apply([
+          { key, value: enc.encode(value), revision: r.revision },
+          { key: K.gatewayActive(g.name), value: null, revision: r.revision },
+        ]);
+        return g;
+      }
+      // What the failure read is newer than the mirror: take it in, then judge again.
+      const read = r.responses[0]?.type === "range" ? r.responses[0].kvs : [];
+      this.writer.apply(read.map(toChange));
+      if (read.some((kv) => kv.key === key))
+        throw new StratumError("CONFLICT", `gateway group ${g.name} already exists`);
+    }
+    throw new StratumError("CONFLICT", "gateway groups are being changed by another node: try again");
+  }
+
+  /** Deletes a gateway group, its holder record and its heartbeat in one transaction. */
+  deleteGatewayGroup(name: string): void {
+    const key = K.gatewayGroup(name);
+    const r = this.sync.txn({
+      compare: [{ key, target: "createRevision", op: ">", value: 0 }],
+      success: [
+        { type: "delete", key },
+        { type: "delete", key: K.gatewayActive(name) },
+        { type: "delete", key: K.haBeat(name) },
+      ],
+    });
+    const at = r.succeeded ? r.revision : Math.max(this.writer.get(key)?.revision ?? 0, this.writer.revision);
+    this.writer.apply([
+      { key, value: null, revision: at },
+      ...(r.succeeded ? [{ key: K.gatewayActive(name), value: null, revision: at }] : []),
+    ]);
+    if (!r.succeeded) throw new StratumError("NOT_FOUND", `no gateway group ${name}`);
   }
 
   async status(): Promise<ClusterStatus> {

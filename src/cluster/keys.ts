@@ -20,17 +20,35 @@
  *   nodes/<name>                     {name, address, mgmtAddress, version, roles, startedAt}:
  *                                    under the node's lease, gone when it expires
  *   moves/<endpoint>                 {id, from, to, at, state, …}: an endpoint moving between
- *                                    nodes, deleted once the new node has taken it */
+ *                                    nodes, deleted once the new node has taken it
+ *   gateway-groups/<name>            a gateway group and `key`, its heartbeat's HMAC key
+ *                                    (base64, 32 bytes; never shown)
+ *   gateway-active/<name>            {node, since, why}: the node that holds the group's role
+ *                                    (the HA engine writes it; its modRevision is the epoch)
+ *
+ * Outside the prefix, so never mirrored (renewed ~20 times a second):
+ *   /stratum/ha/v1/beat/<name>       the active node's lease-bound heartbeat of a group */
 import { z } from "zod";
 import { StratumError } from "../errors";
 import type { StoredRule } from "../model/firewall-rule";
+import { ADVERT_RANGE_MS, PRIORITY_RANGE } from "../model/gateway-group";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
-import type { MirrorRow, MoveRecord } from "../store/mirror";
+import type { GatewayActiveRecord, MirrorRow, MoveRecord, StoredGatewayGroup } from "../store/mirror";
 import type { Endpoint, StoredDnsRecord, StoredNetwork } from "../store/store";
 
-export type { ClusterIdentity, MemberRecord, MoveRecord, NodeRecord } from "../store/mirror";
+export type {
+  ClusterIdentity,
+  GatewayActiveRecord,
+  MemberRecord,
+  MoveRecord,
+  NodeRecord,
+  StoredGatewayGroup,
+} from "../store/mirror";
 
 export const PREFIX = "/stratum/v1/";
+/** The HA engine's heartbeat keys: outside PREFIX, so neither the watch nor a listing brings
+ * them to the mirror. */
+export const HA_BEAT_PREFIX = "/stratum/ha/v1/beat/";
 
 export const K = {
   cluster: `${PREFIX}cluster`,
@@ -49,11 +67,16 @@ export const K = {
   node: (name: string) => `${PREFIX}nodes/${name}`,
   move: (endpoint: string) => `${PREFIX}moves/${endpoint}`,
   moves: `${PREFIX}moves/`,
+  gatewayGroup: (name: string) => `${PREFIX}gateway-groups/${name}`,
+  gatewayGroups: `${PREFIX}gateway-groups/`,
+  gatewayActive: (name: string) => `${PREFIX}gateway-active/${name}`,
+  gatewayActives: `${PREFIX}gateway-active/`,
+  haBeat: (name: string) => `${HA_BEAT_PREFIX}${name}`,
 };
 
-/** Whether a node's mirror holds a key: every key but the address claims (they exist for
- * etcd's transactions to decide an address once; the endpoint records say the same). */
-export const mirrored = (key: string): boolean => !key.startsWith(`${PREFIX}claims/`);
+/** Whether a node's mirror holds a key: every key under PREFIX but the address claims (they
+ * exist for etcd's transactions to decide an address once; the endpoint records say the same). */
+export const mirrored = (key: string): boolean => key.startsWith(PREFIX) && !key.startsWith(`${PREFIX}claims/`);
 
 export { VNI_BASE, vniOf } from "../model/network";
 
@@ -178,6 +201,20 @@ const networkSchema = z
   })
   .strict();
 
+const gatewayGroupSchema = z
+  .object({
+    name: NAME,
+    vips: z.object({ ipv4: z.string().optional(), ipv6: z.string().optional() }).strict(),
+    nodes: z.array(NAME).min(1),
+    priority: z.record(NAME, z.number().int().min(PRIORITY_RANGE[0]).max(PRIORITY_RANGE[1])),
+    preempt: z.boolean(),
+    advertIntervalMs: z.number().int().min(ADVERT_RANGE_MS[0]).max(ADVERT_RANGE_MS[1]),
+    createdAt: z.string(),
+    key: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "the heartbeat key is not 32 bytes of base64"),
+  })
+  .strict();
+const gatewayActiveSchema = z.object({ node: NAME, since: z.string(), why: z.string() }).strict();
+
 const dec = new TextDecoder();
 
 /** The row a key and its value stand for; throws INVALID (with why) for a value that does not
@@ -290,6 +327,23 @@ export function parseKey(key: string, value: Uint8Array | null): Row | undefined
       if (!b) return undefined;
       const v = json();
       return { kind: "move", name: b, value: v === null ? null : (check(moveSchema, v) as MoveRecord) };
+    }
+    case "gateway-groups": {
+      if (!b) return undefined;
+      const v = json();
+      if (v === null) return { kind: "gatewayGroup", name: b, value: null };
+      const g = check(gatewayGroupSchema, v) as StoredGatewayGroup;
+      if (g.name !== b) throw new StratumError("INVALID", `${key}: the value names gateway group ${g.name}`);
+      return { kind: "gatewayGroup", name: b, value: g };
+    }
+    case "gateway-active": {
+      if (!b) return undefined;
+      const v = json();
+      return {
+        kind: "gatewayActive",
+        name: b,
+        value: v === null ? null : (check(gatewayActiveSchema, v) as GatewayActiveRecord),
+      };
     }
     default:
       return undefined;

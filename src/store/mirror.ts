@@ -6,6 +6,7 @@
 import type { Database } from "bun:sqlite";
 import { blockSortKey } from "../model/blocklist";
 import type { DefaultAction, StoredRule } from "../model/firewall-rule";
+import type { GatewayGroup } from "../model/gateway-group";
 import type { SqliteStore } from "./sqlite";
 import type { Endpoint, StoredDnsRecord, StoredNetwork } from "./store";
 
@@ -56,6 +57,18 @@ export interface MoveRecord {
   handedOffAt?: string;
 }
 
+/** A gateway group as the cluster stores it: with `key`, its heartbeat's HMAC key (base64 of
+ * 32 random bytes), which no view shows. */
+export type StoredGatewayGroup = GatewayGroup & { key: string };
+
+/** The node that holds a gateway group's role, as the HA engine wrote it (the key's
+ * modRevision is the group's epoch). */
+export interface GatewayActiveRecord {
+  node: string;
+  since: string;
+  why: string;
+}
+
 /** One key as the mirror holds it: which object, and its value (null: deleted). */
 export type MirrorRow =
   | { kind: "cluster"; value: ClusterIdentity | null }
@@ -70,7 +83,9 @@ export type MirrorRow =
   | { kind: "dns"; networkId: number; value: Array<Omit<StoredDnsRecord, "network">> | null }
   | { kind: "member"; name: string; value: MemberRecord | null }
   | { kind: "node"; name: string; value: NodeRecord | null }
-  | { kind: "move"; name: string; value: MoveRecord | null };
+  | { kind: "move"; name: string; value: MoveRecord | null }
+  | { kind: "gatewayGroup"; name: string; value: StoredGatewayGroup | null }
+  | { kind: "gatewayActive"; name: string; value: GatewayActiveRecord | null };
 
 /** A key's change: its value (null: deleted) at `revision`. */
 export interface MirrorChange {

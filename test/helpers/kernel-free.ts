@@ -3,12 +3,23 @@
  * datapath's maps are boundless and empty, netlink knows no links, the firewall's tables are
  * a FakeFwKernel. A fixture fills the store with one of everything a view can show. */
 
-import { type AppOptions, type ClusterApi, createApp } from "../../src/api/app";
-import type { ClusterStatusView, EndpointView, NodeView, TraceResult } from "../../src/api/contract";
+import { type AppOptions, type ClusterApi, createApp, type GatewayApi } from "../../src/api/app";
+import type {
+  ClusterStatusView,
+  EndpointView,
+  GatewayGroupBody,
+  GatewayGroupView,
+  GatewayStatusView,
+  NodeView,
+  TraceResult,
+} from "../../src/api/contract";
+import { type GatewayHolder, gatewayGroupView } from "../../src/api/gateway-groups";
 import { MapFill } from "../../src/datapath/map-fill";
 import type { PortDatapath } from "../../src/datapath/port-datapath";
 import { StratumError } from "../../src/errors";
 import { BgpService } from "../../src/gateway/bgp/service";
+import { type GatewayGroup, validateGatewayGroup } from "../../src/model/gateway-group";
+import { parseSubnet } from "../../src/model/ip";
 import { hostAddress, profileMac } from "../../src/model/network";
 import type { Rtnl } from "../../src/netlink";
 import { RecentLog, ReconcileLog } from "../../src/observe/runtime";
@@ -257,6 +268,108 @@ export const CLUSTER_STATUS: ClusterStatusView = {
   lease: { id: "694d8a7b3c2e1f00", ttl: 10, renewals: 55, missed: 0, reRegistered: 0 },
 };
 
+/** The gateway group a FakeGateway starts with: node-a (this node, priority 200) holds it. */
+export const NORTH_GROUP: GatewayGroup = {
+  name: "north",
+  vips: { ipv4: "192.0.2.10", ipv6: "2001:db8::10" },
+  nodes: ["node-a", "node-b"],
+  priority: { "node-a": 200, "node-b": 100 },
+  preempt: true,
+  advertIntervalMs: 100,
+  createdAt: "2026-12-06T09:00:00.000Z",
+};
+
+/** Gateway groups as the API sees them on node-a of FakeCluster: declarations checked by the
+ * real model (the store's networks, the fake cluster's nodes), held in memory; north is held
+ * by node-a, node-b heard 42 ms ago. */
+export class FakeGateway implements GatewayApi {
+  readonly list: GatewayGroup[] = [structuredClone(NORTH_GROUP)];
+  readonly active = new Map<string, GatewayHolder>([
+    ["north", { node: "node-a", epoch: 57, since: "2026-12-06T09:00:01.000Z", why: "highest priority" }],
+  ]);
+
+  constructor(
+    readonly store: SqliteStore,
+    readonly members = ["node-a", "node-b", "node-c"],
+  ) {}
+
+  #view(g: GatewayGroup): GatewayGroupView {
+    return gatewayGroupView(g, this.active.get(g.name) ?? null);
+  }
+
+  groups(): GatewayGroupView[] {
+    return this.list.map((g) => this.#view(g));
+  }
+
+  group(name: string): GatewayGroupView {
+    const g = this.list.find((x) => x.name === name);
+    if (!g) throw new StratumError("NOT_FOUND", `no gateway group ${name}`);
+    return this.#view(g);
+  }
+
+  createGroup(body: GatewayGroupBody): GatewayGroupView {
+    const subnets = this.store
+      .listNetworks()
+      .flatMap((n) =>
+        [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])].map((c) => ({ network: n.name, subnet: parseSubnet(c) })),
+      );
+    const g = {
+      ...validateGatewayGroup(body, { existing: this.list, subnets, members: this.members }),
+      createdAt: "2026-12-06T10:00:00.000Z",
+    };
+    this.list.push(g);
+    return this.#view(g);
+  }
+
+  deleteGroup(name: string): void {
+    const i = this.list.findIndex((x) => x.name === name);
+    if (i < 0) throw new StratumError("NOT_FOUND", `no gateway group ${name}`);
+    this.list.splice(i, 1);
+    this.active.delete(name);
+  }
+
+  status(): GatewayStatusView {
+    const self = "node-a";
+    return {
+      node: self,
+      groups: this.list.map((g) => {
+        const a = this.active.get(g.name) ?? null;
+        const member = g.nodes.includes(self);
+        return {
+          name: g.name,
+          vips: { ipv4: g.vips.ipv4 ?? null, ipv6: g.vips.ipv6 ?? null },
+          member,
+          role: !member ? "none" : a?.node === self ? "active" : a ? "standby" : "init",
+          active: a?.node ?? null,
+          epoch: a?.epoch ?? null,
+          since: a?.since ?? null,
+          why: a?.why ?? null,
+          holdMs: a?.node === self ? 212.5 : null,
+          nodes: member
+            ? g.nodes.map((n) => ({
+                name: n,
+                priority: g.priority[n] as number,
+                role: n === self ? (a?.node === self ? "active" : "standby") : a?.node === n ? "active" : "standby",
+                lastHeardMs: n === self ? null : 42,
+                etcd: n === self ? null : true,
+                self: n === self,
+              }))
+            : [],
+          counters: {
+            transitions: 1,
+            advertsSent: 1200,
+            advertsReceived: 1180,
+            advertsRejected: 0,
+            advertsMissed: 2,
+            renewals: 2400,
+            renewFailures: 0,
+          },
+        };
+      }),
+    };
+  }
+}
+
 /** The app on a kernel-free service, every provider present (status built by the real
  * buildStatus from a runtime of stand-ins); `o` overrides options. */
 export function kernelFreeApp(o: AppOptions = {}): KernelFree {
@@ -305,6 +418,7 @@ export function kernelFreeApp(o: AppOptions = {}): KernelFree {
     },
     cluster: new FakeCluster(),
     bgp: new BgpService(store),
+    gateway: new FakeGateway(store),
     ...o,
   });
   return { store, svc, kernel, app, calls };

@@ -54,6 +54,13 @@ const SAMPLES: { [K in OperationId]: (k: KernelFree) => CallArgs<K> } = {
   removeNode: () => ({ params: { name: "node-b" } }),
   moveEndpoint: () => ({ params: { name: "web-1" }, body: { to: "node-b" } }),
   getCluster: () => ({}),
+  listGatewayGroups: () => ({}),
+  createGatewayGroup: () => ({
+    body: { name: "south", vips: ["192.0.2.20"], nodes: ["node-a", "node-b"], priority: { "node-b": 150 } },
+  }),
+  showGatewayGroup: () => ({ params: { name: "north" } }),
+  deleteGatewayGroup: () => ({ params: { name: "north" } }),
+  getGatewayStatus: () => ({}),
   getBgpConfig: () => ({}),
   setBgpConfig: () => ({ body: { asn: 65001, routerId: "10.0.0.1" } }),
   deleteBgpConfig: () => ({}),
