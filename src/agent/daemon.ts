@@ -10,11 +10,14 @@ import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { consola } from "consola";
 import pkg from "../../package.json" with { type: "json" };
+import type { GatewayApi } from "../api/app";
 import { auditLine, type ClusterApi, createApp } from "../api/app";
+import { clusterGatewayGroups } from "../api/gateway-groups";
 import { type ApiHandler, loadApiToken, serveTcp, serveUnix } from "../api/serve";
 import { Cluster, type ClusterChange } from "../cluster/cluster";
 import { type EtcdCredentialFlags, readEtcdCredentials } from "../cluster/flags";
 import { type ClusterWork, clusterWork, mergeServed, mergeWork, served } from "../cluster/follow";
+import { HaLease } from "../cluster/ha-lease";
 import { vniOf } from "../cluster/keys";
 import { MapFill } from "../datapath/map-fill";
 import { PortDatapath } from "../datapath/port-datapath";
@@ -22,6 +25,7 @@ import { ensureBpffs, smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
 import { BgpService } from "../gateway/bgp/service";
 import { BgpSpeaker } from "../gateway/bgp/speaker";
+import { type GroupSource, groupStatus, HaService } from "../gateway/ha/service";
 import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
 import { addRoute, deleteRoute, getLink, listAddresses, listLinks, RtnlMonitor, rtnl } from "../netlink";
 import { clusterStatusView } from "../observe/cluster";
@@ -427,6 +431,29 @@ async function serve(o: AgentOptions): Promise<void> {
   svc.onChange(() => speaker?.sync());
   const bgp = new BgpService(store, speaker);
 
+  // A gateway cluster node's gateway groups: heartbeat, lease, VIPs (docs/gateway.md).
+  const groups: GroupSource | undefined = cluster && {
+    groups: () => cluster.gatewayGroups(),
+    active: (g) => cluster.gatewayActive(g),
+  };
+  const haLog = consola.withTag("ha");
+  let ha: HaService | undefined;
+  let haLease: HaLease | undefined;
+  if (cluster && groups && o.cluster && o.gateway) {
+    const lease = new HaLease({ endpoints: o.cluster.endpoints, ...credentials }, o.cluster.nodeName);
+    haLease = lease;
+    ha = new HaService({
+      source: groups,
+      mgmtAddresses: () => new Map(cluster.nodes().map((n) => [n.name, n.mgmtAddress])),
+      mgmtAddress: mgmtAddressOf(),
+      fence: (g) => lease.fence(g),
+      node: o.cluster.nodeName,
+      dp,
+      nl: svc.nl,
+      log: (level, msg) => haLog[level](msg),
+    });
+  }
+
   const rt: AgentRuntime = {
     version: pkg.version,
     startedAt,
@@ -445,6 +472,7 @@ async function serve(o: AgentOptions): Promise<void> {
     cluster,
     overlayAddress: overlay?.address,
     bgp: speaker,
+    ha,
   };
   const metrics = new AgentMetrics(() => readSnapshot(rt), {
     cluster: cluster !== undefined,
@@ -462,6 +490,11 @@ async function serve(o: AgentOptions): Promise<void> {
     },
     audit: (e) => audit.info(auditLine(e)),
     bgp,
+    ...(cluster && o.cluster
+      ? {
+          gateway: gatewayApi(cluster, groups as GroupSource, o.cluster.nodeName, ha),
+        }
+      : {}),
     ...(cluster
       ? {
           cluster: clusterApi(
@@ -561,8 +594,12 @@ async function serve(o: AgentOptions): Promise<void> {
       }
     }
   };
-  cluster?.start((c) => clusterChanged(c));
+  cluster?.start((c) => {
+    clusterChanged(c);
+    if (ha && (c.networks === "all" || c.kinds.includes("gatewayGroup"))) ha.sync();
+  });
   if (cluster) void runMoves();
+  await ha?.start();
 
   const server = await serveUnix(guarded, o.apiSocket);
   chmodSync(o.apiSocket, 0o600);
@@ -584,6 +621,9 @@ async function serve(o: AgentOptions): Promise<void> {
     tell("STOPPING=1", "STATUS=stopping: bridges, ports and programs stay in place");
     log.info(`${sig}: stopping; bridges, ports and programs stay in place`);
     loop.stop();
+    // Active groups let go first: a standby takes over at once.
+    await ha?.stop();
+    haLease?.close();
     await speaker?.stop({ withdraw: o.withdrawOnStop === true });
     await cluster?.stop({ leave: true });
     monitor?.close();
@@ -600,6 +640,26 @@ async function serve(o: AgentOptions): Promise<void> {
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
   await new Promise(() => {}); // serve until a signal
+}
+
+/** The gateway routes: the groups in the cluster, and this node's view of them (its HA
+ * engine's on a gateway). */
+function gatewayApi(cluster: Cluster, source: GroupSource, node: string, ha: HaService | undefined): GatewayApi {
+  const groups = clusterGatewayGroups(cluster);
+  return {
+    ...groups,
+    // This node's own writes come back from the watch as nothing new: its engine follows here.
+    createGroup: (body) => {
+      const v = groups.createGroup(body);
+      ha?.sync();
+      return v;
+    },
+    deleteGroup: (name) => {
+      groups.deleteGroup(name);
+      ha?.sync();
+    },
+    status: () => ({ node, groups: ha ? ha.status() : groupStatus(source, node) }),
+  };
 }
 
 /** The cluster routes of the API, on this node's part in the cluster. */

@@ -17,6 +17,7 @@ import { FW_GLOBAL_SCOPE, FW_STATS } from "../datapath/firewall-maps";
 import { readMonStats } from "../datapath/monitor-ring";
 import { type BucketCounts, SHAPE_KIND } from "../datapath/shape-maps";
 import type { PeerStatusView } from "../gateway/bgp/speaker";
+import type { GroupStatus } from "../gateway/ha/service";
 import type { EgressCap } from "../model/egress-cap";
 import type { AddressingStats } from "../services/addressing";
 import { GLOBAL_SCOPE_NAME } from "../services/firewall-service";
@@ -77,6 +78,8 @@ export interface MetricsSnapshot {
   cluster?: ClusterCounters;
   /** A gateway's BGP sessions (absent on another agent). */
   bgp?: PeerStatusView[];
+  /** A gateway's part in its gateway groups (absent on another agent). */
+  ha?: GroupStatus[];
 }
 
 export interface ClusterCounters {
@@ -205,6 +208,7 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
     ...(rt.addressing ? { addressing: rt.addressing.stats() } : {}),
     ...(rt.cluster ? { cluster: { ...rt.cluster.counters, nodes: nodeCounts(rt.cluster.nodes()) } } : {}),
     ...(rt.bgp ? { bgp: rt.bgp.peers() } : {}),
+    ...(rt.ha ? { ha: rt.ha.status().filter((g) => g.member) } : {}),
   };
 }
 
@@ -230,6 +234,7 @@ export class AgentMetrics {
     this.#define();
     if (o.cluster) this.#defineCluster();
     if (o.gateway) this.#defineBgp();
+    if (o.gateway && o.cluster) this.#defineHa();
   }
 
   /** One rendering of every family; a scrape that arrives while one runs gets its result. */
@@ -638,6 +643,59 @@ export class AgentMetrics {
       "UPDATE messages received from the peer since the agent started (read and checked, not imported).",
       ["peer"],
       b((p, e) => e({ peer: p.name }, p.updatesReceived)),
+    );
+  }
+
+  /** A gateway's gateway groups (docs/gateway.md#how-a-group-fails-over), by group. */
+  #defineHa(): void {
+    const f = this.#family.bind(this);
+    const h = (fill: (g: GroupStatus, e: Emit) => void) => (s: MetricsSnapshot, e: Emit) => {
+      for (const g of s.ha ?? []) fill(g, e);
+    };
+    f(
+      "gauge",
+      "stratum_gateway_role",
+      "1 for this node's role in the gateway group (active, standby, init), 0 for the others.",
+      ["group", "role"],
+      h((g, e) => {
+        for (const role of ["active", "standby", "init"]) e({ group: g.name, role }, g.role === role ? 1 : 0);
+      }),
+    );
+    f(
+      "counter",
+      "stratum_gateway_transitions_total",
+      "Changes of this node's role in the group since the agent started (the agent log says why).",
+      ["group"],
+      h((g, e) => e({ group: g.name }, g.counters.transitions)),
+    );
+    f(
+      "counter",
+      "stratum_gateway_adverts_total",
+      "Heartbeat adverts on the management bridge: sent, received, missed (gaps in the other nodes' sequence numbers), rejected (bad signature, not of the group).",
+      ["group", "outcome"],
+      h((g, e) => {
+        e({ group: g.name, outcome: "sent" }, g.counters.advertsSent);
+        e({ group: g.name, outcome: "received" }, g.counters.advertsReceived);
+        e({ group: g.name, outcome: "missed" }, g.counters.advertsMissed);
+        e({ group: g.name, outcome: "rejected" }, g.counters.advertsRejected);
+      }),
+    );
+    f(
+      "counter",
+      "stratum_gateway_lease_renewals_total",
+      "Renewals of the group's lease in etcd by this node while active: done, and failed (etcd did not answer in time).",
+      ["group", "outcome"],
+      h((g, e) => {
+        e({ group: g.name, outcome: "renewed" }, g.counters.renewals);
+        e({ group: g.name, outcome: "failed" }, g.counters.renewFailures);
+      }),
+    );
+    f(
+      "gauge",
+      "stratum_gateway_epoch",
+      "The revision at which the group's active node took its lease (0: no node holds it).",
+      ["group"],
+      h((g, e) => e({ group: g.name }, g.epoch ?? 0)),
     );
   }
 

@@ -10,6 +10,7 @@ import type { Attachment } from "../datapath/attach";
 import type { MapFill } from "../datapath/map-fill";
 import type { ProbeReport } from "../datapath/probe";
 import type { BgpSpeaker } from "../gateway/bgp/speaker";
+import type { HaService } from "../gateway/ha/service";
 import { type ReconcileTrigger, TRIGGERS } from "../reconcile/loop";
 import type { ReconcileReport } from "../reconcile/reconcile";
 import type { Addressing } from "../services/addressing";
@@ -138,4 +139,6 @@ export interface AgentRuntime {
   overlayAddress?: string;
   /** A gateway's BGP speaker (absent on another agent). */
   bgp?: BgpSpeaker;
+  /** A gateway cluster node's HA engine. */
+  ha?: HaService;
 }
