@@ -27,7 +27,16 @@ import { BgpService } from "../gateway/bgp/service";
 import { BgpSpeaker } from "../gateway/bgp/speaker";
 import { type GroupSource, groupStatus, HaService } from "../gateway/ha/service";
 import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
-import { addRoute, deleteRoute, getLink, listAddresses, listLinks, RtnlMonitor, rtnl } from "../netlink";
+import {
+  addRoute,
+  deleteRoute,
+  getLink,
+  listAddresses,
+  listLinks,
+  RtnlMonitor,
+  rtnl,
+  VIP_ADDR_PROTO,
+} from "../netlink";
 import { clusterStatusView } from "../observe/cluster";
 import { AgentMetrics, readSnapshot } from "../observe/metrics";
 import { type AgentRuntime, RecentLog, ReconcileLog, type ReconcileRun, type UplinkRuntime } from "../observe/runtime";
@@ -295,6 +304,7 @@ async function serve(o: AgentOptions): Promise<void> {
           nodes: () => (cluster as Cluster).nodeAddresses(),
           vniOf,
           gateway: o.gateway === true,
+          serving: (node) => servesNorthSouth(cluster as Cluster, node),
         }
       : undefined;
   /** The last run's errors: a run of the loop logs only new ones (the same failure every 30 s is one warning). */
@@ -390,6 +400,8 @@ async function serve(o: AgentOptions): Promise<void> {
   // this start when its settings exist: the peers kept the routes (graceful restart) and get
   // the table again, then End-of-RIB.
   const bgpLog = consola.withTag("bgp");
+  // A gateway cluster node's gateway groups (made below, once the speaker exists).
+  let ha: HaService | undefined;
   const speaker = o.gateway
     ? new BgpSpeaker({
         config: () => store.bgpConfig(),
@@ -400,7 +412,8 @@ async function serve(o: AgentOptions): Promise<void> {
             .listNetworks()
             .filter((n) => !n.nat)
             .flatMap((n) => [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])]),
-        addresses: () => listAddresses({}, svc.nl),
+        // Next hop self: the node's own address, never a gateway group's VIP (it moves).
+        addresses: () => listAddresses({}, svc.nl).filter((a) => a.proto !== VIP_ADDR_PROTO),
         ...(o.uplink
           ? {
               uplinkUp: () => {
@@ -424,6 +437,8 @@ async function serve(o: AgentOptions): Promise<void> {
             } catch {} // gone already
         },
         restarting: store.bgpConfig() !== null,
+        // A standby of gateway groups announces a worse path: the routers prefer the active node.
+        prepend: () => ha?.prepend() ?? 0,
         log: (level, msg) => bgpLog[level](msg),
       })
     : undefined;
@@ -437,7 +452,6 @@ async function serve(o: AgentOptions): Promise<void> {
     active: (g) => cluster.gatewayActive(g),
   };
   const haLog = consola.withTag("ha");
-  let ha: HaService | undefined;
   let haLease: HaLease | undefined;
   if (cluster && groups && o.cluster && o.gateway) {
     const lease = new HaLease({ endpoints: o.cluster.endpoints, ...credentials }, o.cluster.nodeName);
@@ -448,6 +462,7 @@ async function serve(o: AgentOptions): Promise<void> {
       mgmtAddress: mgmtAddressOf(),
       fence: (g) => lease.fence(g),
       node: o.cluster.nodeName,
+      changed: () => speaker?.sync(),
       dp,
       nl: svc.nl,
       log: (level, msg) => haLog[level](msg),
@@ -640,6 +655,12 @@ async function serve(o: AgentOptions): Promise<void> {
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
   await new Promise(() => {}); // serve until a signal
+}
+
+/** A gateway node serves north-south traffic unless it is in gateway groups and holds none. */
+function servesNorthSouth(cluster: Cluster, node: string): boolean {
+  const groups = cluster.gatewayGroups().filter((g) => g.nodes.includes(node));
+  return !groups.length || groups.some((g) => cluster.gatewayActive(g.name)?.node === node);
 }
 
 /** The gateway routes: the groups in the cluster, and this node's view of them (its HA

@@ -7,7 +7,8 @@ import type { ClusterChange } from "./cluster";
 const SERVED = new Set<string>(["network", "endpoint", "dns"]);
 const FIREWALL = new Set<string>(["network", "rules", "globalDefault", "block"]);
 
-const NODES = new Set<string>(["member", "node"]);
+/** What changes the overlay's nodes: membership, and which gateways serve north-south traffic. */
+const NODES = new Set<string>(["member", "node", "gatewayGroup", "gatewayActive"]);
 
 /** What a change asks of this node's kernel: a whole run, or a run limited to some networks
  * (and the whole firewall when `firewall`, the overlay's nodes when `nodes`). */

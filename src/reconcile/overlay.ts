@@ -128,15 +128,19 @@ function restoreUnderlay(run: RunState, address: string, dev: Link | undefined):
 /** North-south over the overlay: the live gateway nodes other than this one (by name, the
  * datapath takes GW_MAX), whether this node is one, and the overlay device. */
 function restoreGateways(run: RunState, o: NonNullable<RunState["o"]["overlay"]>, nodes: Nodes, dev: Link): void {
+  const serving = (n: Nodes[number]) => n.gateway === true && (o.serving?.(n.name) ?? true);
   const gateways = nodes
-    .filter((n) => n.gateway === true && n.state === "ready" && n.address !== o.address)
+    .filter((n) => serving(n) && n.state === "ready" && n.address !== o.address)
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((n) => n.address);
+  // A gateway that stands by in its groups sends its own workloads' traffic to the active one too.
+  const self = nodes.find((n) => n.address === o.address);
+  const selfServes = o.gateway === true && (!self || (o.serving?.(self.name) ?? true));
   if (gateways.length > GW_MAX)
     run.report.errors.push(
       `overlay: ${gateways.length} gateway nodes; north-south traffic goes to the first ${GW_MAX} by name`,
     );
-  run.svc.dp.setGwCfg({ gateways, self: o.gateway === true, overlayIfindex: dev.index });
+  run.svc.dp.setGwCfg({ gateways, self: selfServes, overlayIfindex: dev.index });
 }
 
 /** A gateway node routes the replies of other nodes' north-south flows to their endpoints

@@ -45,6 +45,9 @@ export interface OverlayOptions {
   vniOf(id: number): number;
   /** This node is a gateway: the others' north-south traffic comes here over the overlay. */
   gateway?: boolean;
+  /** Whether a gateway node serves north-south traffic now: a member of gateway groups only
+   * while it holds one of them (docs/gateway.md#north-south-in-a-group). Default: every one. */
+  serving?(node: string): boolean;
 }
 
 export interface ReconcileScope {

@@ -7,6 +7,8 @@
  * while etcd is down (nothing changes). An ARP sampler on the client's LAN (one request every
  * 50 ms, every responder collected) checks that no two nodes ever answer for the VIP. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { Lab, type LabNode, until } from "../helpers/lab";
@@ -16,8 +18,11 @@ import { metricValue, parseExposition } from "../helpers/prom";
 let lab: Lab;
 let n1: LabNode;
 let n2: LabNode;
+let n3: LabNode;
 let out: Netns;
+let dir = "";
 const procs: Subprocess[] = [];
+const ROUTED = "10.77.0.0/24";
 
 const VIP4 = "192.0.2.100";
 const VIP6 = "2001:db8::100";
@@ -32,6 +37,25 @@ const hasVip = (n: LabNode) => n.ns.execOk(["ip", "-o", "addr", "show", "dev", "
 /** The MAC a node speaks with on the uplink's LAN: its uplink's own (the user bridge carries the
  * anycast gateway MAC, the same on every node). */
 const lanMac = (n: LabNode) => JSON.parse(n.ns.execOk(["ip", "-j", "link", "show", "upl0"]))[0].address as string;
+
+/** The next hop of the route BIRD (the outside router) prefers for the routed network, and
+ * the routes it has: "192.0.2.1" is node1's address on the LAN, "192.0.2.2" node2's. */
+function birdBest(): { best: string | null; paths: number } {
+  const r = Bun.spawnSync(["birdc", "-s", join(dir, "bird.ctl"), "show", "route", "for", ROUTED]);
+  let best: string | null = null;
+  let primary = false;
+  let paths = 0;
+  for (const line of r.stdout.toString().split("\n")) {
+    if (/unicast \[/.test(line)) {
+      paths++;
+      primary = / \* /.test(line);
+    } else if (primary && /^\s+via /.test(line)) {
+      best = line.trim().split(/\s+/)[1] ?? null;
+      primary = false;
+    }
+  }
+  return { best, paths };
+}
 
 /** The client pings the VIP every 10 ms, `count` times: how many went unanswered. */
 function pingRun(count: number): { done: Promise<{ sent: number; lost: number }> } {
@@ -84,8 +108,8 @@ function arpSampler(): { stop(): Promise<{ samples: number; split: number; silen
 }
 
 beforeAll(async () => {
-  lab = await Lab.create({ nodes: 2, tag: "gha" });
-  [n1, n2] = lab.nodes as [LabNode, LabNode];
+  lab = await Lab.create({ nodes: 3, tag: "gha" });
+  [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
   out = new Netns("ghaout");
   out.execOk(["ip", "link", "add", "br0", "type", "bridge"]);
   out.execOk(["ip", "addr", "add", `${CLIENT4}/24`, "dev", "br0"]);
@@ -99,6 +123,45 @@ beforeAll(async () => {
     n.ns.execOk(["ip", "addr", "add", `192.0.2.${n.index}/24`, "dev", "cnv-user-br0"]);
     n.ns.execOk(["ip", "addr", "add", `2001:db8::${n.index}/64`, "dev", "cnv-user-br0", "nodad"]);
   }
+  // BGP: both gateways peer with BIRD on the outside LAN (no graceful restart: a dead
+  // gateway's routes go at once), and announce a routed network.
+  dir = mkdtempSync(join(tmpdir(), "stm-gha-"));
+  writeFileSync(
+    join(dir, "bird.conf"),
+    `router id ${CLIENT4};
+protocol device {}
+${[1, 2]
+  .map(
+    (i) => `protocol bgp n${i} {
+  local ${CLIENT4} as 65000;
+  neighbor 192.0.2.${i} as 65001;
+  passive on;
+  error wait time 1, 2;
+  ipv4 { import all; export none; };
+}`,
+  )
+  .join("\n")}
+`,
+  );
+  procs.push(
+    Bun.spawn(
+      ["ip", "netns", "exec", out.name, "bird", "-f", "-c", join(dir, "bird.conf"), "-s", join(dir, "bird.ctl")],
+      {
+        stdout: "ignore",
+        stderr: "ignore",
+      },
+    ),
+  );
+  for (const n of [n1, n2]) {
+    n.json("bgp", "config", "--asn", "65001", "--restart-time", "0");
+    n.json("bgp", "peer", "add", "rtr", "--address", CLIENT4, "--asn", "65000");
+  }
+  // node3 is no gateway: its workloads go out through the group's active node, over the
+  // overlay; the client routes the network back through the VIP.
+  await n3.start(n3.clusterArgs());
+  n1.json("network", "create", "--name", "routed", "--cidr", ROUTED, "--gateway", "10.77.0.1");
+  out.execOk(["ip", "route", "add", ROUTED, "via", VIP4]);
+  for (const n of [n1, n2, n3]) n.ns.execOk(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
   n1.json(
     "gateway",
     "group",
@@ -123,6 +186,7 @@ afterAll(() => {
   for (const p of procs) p.kill("SIGKILL");
   lab?.destroy();
   out?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 test("the group: node1 active with the VIPs on its user bridge, node2 standing by; status on both", async () => {
@@ -149,6 +213,16 @@ test("the group: node1 active with the VIPs on its user bridge, node2 standing b
   expect(show.code).toBe(0);
   expect(show.stdout).not.toContain('"key"');
   expect(JSON.parse(show.stdout).active.node).toBe("node1");
+  // BGP: both gateways announce the routed network, the standby with a worse path (its AS four
+  // times): BIRD prefers the active one.
+  await until(
+    "BIRD has both paths, node1's preferred",
+    () => {
+      const b = birdBest();
+      return b.paths === 2 && b.best === "192.0.2.1";
+    },
+    15_000,
+  );
   // /metrics: the role, the epoch, adverts and renewals.
   const m = parseExposition(
     await (await fetch("http://stratum/metrics", { unix: n1.agent.sock } as RequestInit)).text(),
@@ -204,6 +278,8 @@ test("kill -9 of the active agent: its node stops answering on its own, node2 ta
   expect(arp.split).toBe(0);
   expect(r.lost).toBeGreaterThan(0);
   expect(r.lost).toBeLessThan(r.sent / 2);
+  // BGP: node1's session went with its agent; node2, active now, announces the better path.
+  await until("BIRD's path moved to node2", () => birdBest().best === "192.0.2.2", 10_000);
   // The client's neighbour entry follows the gratuitous ARP.
   const neigh = out.execOk(["ip", "neigh", "show", VIP4, "dev", "br0"]);
   expect(neigh).toContain(lanMac(n2));
@@ -214,6 +290,14 @@ test("node1 restarted: it drops the VIP its dead agent left, then takes the role
   await until("node1 has no stale VIP", () => !hasVip(n1) || role(n1) === "active", 5_000);
   await until("node1 active again", () => role(n1) === "active", 15_000);
   await until("node2 lets go", () => !hasVip(n2) && role(n2) === "standby", 5_000);
+  await until(
+    "BIRD's path back on node1",
+    () => {
+      const b = birdBest();
+      return b.paths === 2 && b.best === "192.0.2.1";
+    },
+    15_000,
+  );
   // What the datapath refused while node1's agent was dead.
   expect(n1.json<any>("status").uplink.drops["vip-fenced"] ?? 0).toBeGreaterThan(0);
   await until("client reaches the VIP", () => out.exec(["ping", "-n", "-c", "1", "-W", "1", VIP4]).code === 0, 5_000);
@@ -287,6 +371,26 @@ test("etcd down with the active node alive: nothing changes", async () => {
   await Bun.sleep(1000);
   expect(role(n1)).toBe("active");
 }, 40_000);
+
+test("a workload on a node that is no gateway goes out through the active node, and through the new one once it is lost", async () => {
+  await until("node1 active", () => role(n1) === "active", 15_000);
+  await until("routed on node3", () => n3.json<any[]>("network", "list").some((x) => x.name === "routed"), 10_000);
+  const w3 = n3.workload("w3", "routed");
+  await until("w3 reaches the client", () => w3.ping(CLIENT4), 20_000);
+  const links = ["upl0", "mgmt0", "und0"];
+  await n1.kill();
+  for (const l of links) n1.ns.execOk(["ip", "link", "set", l, "down"]);
+  try {
+    await until("node2 active", () => role(n2) === "active", 10_000);
+    // node3 sends to node2 now (node1 is unreachable on the underlay): the pings pass again.
+    await until("w3 reaches the client through node2", () => w3.ping(CLIENT4), 15_000);
+  } finally {
+    for (const l of links) n1.ns.execOk(["ip", "link", "set", l, "up"]);
+    await n1.start(flags(n1));
+  }
+  await until("node1 active again", () => role(n1) === "active", 20_000);
+  await until("w3 through node1 again", () => w3.ping(CLIENT4), 15_000);
+}, 90_000);
 
 test("flapping: 50 partition/heal cycles of the active node, never two nodes answering ARP for the VIP", async () => {
   const sampler = arpSampler();

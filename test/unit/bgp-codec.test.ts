@@ -115,6 +115,18 @@ describe("encoding, byte for byte", () => {
     expect(m.origin).toBe(0);
   });
 
+  test("a standby gateway's worse path: the AS repeated (AS_PATH of four), both families", () => {
+    const b = encodeAnnounce({ asn: 65001, prefixes: [parsePrefix("10.20.0.0/24")], nextHop: "10.99.0.1", prepend: 3 });
+    const body = b.subarray(19);
+    const al = body.readUInt16BE(2);
+    expect(hex(body.subarray(4, 4 + al))).toContain(`400212` + "0204" + "0000fde9".repeat(4));
+    expect((decodeMessage(b) as UpdateMessage).asPath).toEqual([65001, 65001, 65001, 65001]);
+    const v6 = decodeMessage(
+      encodeAnnounce({ asn: 65001, prefixes: [parsePrefix("fd20::/64")], nextHop: "fd99::1", prepend: 2 }),
+    ) as UpdateMessage;
+    expect(v6.asPath).toEqual([65001, 65001, 65001]);
+  });
+
   test("withdraws and End-of-RIB, both families", () => {
     const w4 = decodeMessage(encodeWithdraw(1, [parsePrefix("10.20.0.0/24")])) as UpdateMessage;
     expect(w4.withdrawn.map(prefixToString)).toEqual(["10.20.0.0/24"]);

@@ -348,13 +348,16 @@ export function encodeAnnounce(o: {
   prefixes: readonly Prefix[];
   nextHop: string;
   nextHopLocal?: string;
+  /** The AS repeated this many more times (a worse path). */
+  prepend?: number;
 }): Buffer {
   const afi = o.prefixes[0]?.afi ?? AFI.IPV4;
   if (o.prefixes.some((p) => p.afi !== afi)) throw new Error("one UPDATE carries one address family");
-  const asPath = Buffer.alloc(6);
+  const n = 1 + (o.prepend ?? 0);
+  const asPath = Buffer.alloc(2 + 4 * n);
   asPath[0] = AS_SEQUENCE;
-  asPath[1] = 1;
-  asPath.writeUInt32BE(o.asn >>> 0, 2);
+  asPath[1] = n;
+  for (let i = 0; i < n; i++) asPath.writeUInt32BE(o.asn >>> 0, 2 + 4 * i);
   const attrs = [
     attribute(FLAG.TRANSITIVE, ATTR.ORIGIN, Buffer.from([ORIGIN_IGP])),
     attribute(FLAG.TRANSITIVE, ATTR.AS_PATH, asPath),

@@ -64,6 +64,9 @@ export interface PeerConfig {
 
 export interface Routes {
   prefixes: Prefix[];
+  /** Times the node's AS is repeated in the AS_PATH beyond the first: a worse path (a standby
+   * gateway's, docs/gateway.md#bgp-in-a-group); a change re-announces every prefix. */
+  prepend?: number;
   /** Next hop self for each family (the node's address on the peer's side). */
   nextHop4?: string;
   nextHop6?: string;
@@ -107,6 +110,7 @@ export class BgpSession {
   #families = new Set<number>();
   /** What the peer holds from us, by prefix text. */
   #sent = new Map<string, Prefix>();
+  #sentPrepend = 0;
   #eorSent = false;
   #establishedAt: number | null = null;
   #updatesReceived = 0;
@@ -208,6 +212,10 @@ export class BgpSession {
   sync(): void {
     if (this.#state !== "established") return;
     const r = this.routes();
+    const prepend = r.prepend ?? 0;
+    // Another path for every prefix: announced again (an UPDATE replaces the route it names).
+    if (prepend !== this.#sentPrepend) this.#sent.clear();
+    this.#sentPrepend = prepend;
     const want = new Map(r.prefixes.filter((p) => this.#families.has(p.afi)).map((p) => [key(p), p]));
     for (const afi of [AFI.IPV4, AFI.IPV6] as const) {
       const gone = [...this.#sent].filter(([k, p]) => p.afi === afi && !want.has(k)).map(([, p]) => p);
@@ -227,6 +235,7 @@ export class BgpSession {
             asn: this.local.asn,
             prefixes: add.slice(i, i + PREFIXES_PER_UPDATE[afi]),
             nextHop: nh as string,
+            prepend,
           }),
         );
       }

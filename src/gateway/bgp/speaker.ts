@@ -30,6 +30,8 @@ export interface SpeakerOptions {
   log: (level: "info" | "warn", msg: string) => void;
   /** Installs (gateway) or removes (null) the default route of a family learned from a peer. */
   installDefault?: (family: 4 | 6, gateway: string | null) => void;
+  /** How many times to repeat the AS beyond the first (a standby gateway's worse path); 0 when absent. */
+  prepend?: () => number;
 }
 
 export interface PeerStatusView extends SessionStatus {
@@ -244,7 +246,7 @@ export class BgpSpeaker {
         { name: p.name, address: p.address, asn: p.asn, holdTime: p.holdTime, md5Key },
         () => {
           const nh = this.nextHops(p);
-          return { prefixes: this.wanted(), nextHop4: nh.v4, nextHop6: nh.v6 };
+          return { prefixes: this.wanted(), nextHop4: nh.v4, nextHop6: nh.v6, prepend: this.o.prepend?.() ?? 0 };
         },
         (line) => this.o.log("info", line),
         () => this.#installDefaults(),

@@ -61,6 +61,8 @@ export interface MachineDeps {
   fence: FenceOps;
   vip: VipOps;
   log(level: "info" | "warn", msg: string): void;
+  /** Called after every change of role. */
+  changed?(role: Role): void;
 }
 
 interface Peer {
@@ -166,6 +168,7 @@ export class GroupMachine {
       role === "active" || was === "active" ? "warn" : "info",
       `group ${this.g.name}: ${was} → ${role}: ${why}`,
     );
+    this.#d.changed?.(role);
   }
 
   /** One advert from another node of the group (authenticated by the caller). */

@@ -19,6 +19,7 @@ import { tieToDevice } from "../../sys/socket-buffer";
 import { type Advert, type Counters, type FenceOps, GroupMachine, type VipOps } from "./machine";
 
 export const HA_PORT = 7480;
+export const STANDBY_PREPEND = 3;
 const ANNOUNCE_AGAIN_MS = [100, 250, 500, 1000, 2000, 5000];
 const MAC_LEN = 32;
 
@@ -38,6 +39,8 @@ export interface HaOptions {
   /** The group's lease in etcd (cluster/ha-lease.ts). */
   fence(group: string): FenceOps;
   node: string;
+  /** Called after any group's role changed on this node. */
+  changed?: () => void;
   dp: PortDatapath;
   nl: Rtnl;
   log(level: "info" | "warn" | "error", msg: string): void;
@@ -96,6 +99,7 @@ export class HaService {
   /** Follows the groups in the cluster: a machine for each group this node is in. */
   sync(): void {
     if (this.#stopped) return;
+    const had = new Set(this.#groups.keys());
     const want = new Map(
       this.#o.source
         .groups()
@@ -108,6 +112,10 @@ export class HaService {
         void r.m.stop("the group was deleted, or this node left it");
       }
     for (const [name, g] of want) if (!this.#groups.has(name)) this.#groups.set(name, this.#run(g));
+    this.#prune();
+    // Joining or leaving groups changes what the BGP speaker's path says.
+    if ([...had].join() !== [...this.#groups.keys()].join()) this.#o.changed?.();
+    this.#peers = undefined;
     const tick = Math.max(5, Math.min(...[...this.#groups.values()].map((r) => r.g.advertIntervalMs / 4)));
     if (!this.#groups.size) {
       clearInterval(this.#timer);
@@ -122,6 +130,33 @@ export class HaService {
     }
   }
 
+  /** VIPs of groups this node no longer runs (deleted while its agent was down, or left):
+   * their addresses off the bridge, their deadlines out of the datapath. */
+  #prune(): void {
+    const mine = new Set(
+      [...this.#groups.values()].flatMap((r) => [r.g.vips.ipv4, r.g.vips.ipv6].filter((x): x is string => !!x)),
+    );
+    try {
+      for (const a of listAddresses({ dev: USER_BRIDGE }, this.#o.nl))
+        if (a.proto === VIP_ADDR_PROTO && !mine.has(a.ip)) {
+          deleteAddress(USER_BRIDGE, a.cidr, this.#o.nl);
+          this.#o.log("info", `VIP ${a.cidr} of no group of this node removed from ${USER_BRIDGE}`);
+        }
+      for (const ip of this.#o.dp.vips().keys()) if (!mine.has(ip)) this.#o.dp.deleteVip(ip);
+    } catch (e) {
+      this.#o.log("warn", `VIPs of former groups: ${(e as Error).message}`);
+    }
+  }
+
+  /** The other nodes' management addresses, read again at most every second (every advert
+   * would walk the cluster's nodes). */
+  #peers: { at: number; map: Map<string, string | null> } | undefined;
+  #mgmt(): Map<string, string | null> {
+    const now = nowMs();
+    if (!this.#peers || now - this.#peers.at > 1000) this.#peers = { at: now, map: this.#o.mgmtAddresses() };
+    return this.#peers.map;
+  }
+
   #run(g: StoredGatewayGroup): Running {
     const key = Buffer.from(g.key, "base64");
     const vip = new GroupVips(g, this.#o);
@@ -132,6 +167,7 @@ export class HaService {
       fence: this.#o.fence(g.name),
       vip,
       log: (level, msg) => this.#o.log(level, msg),
+      changed: () => this.#o.changed?.(),
     });
     return { g, key, m, vip };
   }
@@ -141,7 +177,7 @@ export class HaService {
     if (!sock) return;
     const body = Buffer.from(JSON.stringify(a));
     const pkt = Buffer.concat([createHmac("sha256", key).update(body).digest(), body]);
-    const nodes = this.#o.mgmtAddresses();
+    const nodes = this.#mgmt();
     for (const n of g.nodes) {
       const to = n === this.#o.node ? null : nodes.get(n);
       if (to) sock.send(pkt, HA_PORT, to);
@@ -172,6 +208,13 @@ export class HaService {
       return;
     }
     r.m.onAdvert(a);
+  }
+
+  /** A standby gateway's BGP announcements carry a worse path (the AS three more times): this
+   * node is in groups and holds none of them. */
+  prepend(): number {
+    const ms = [...this.#groups.values()].map((r) => r.m);
+    return ms.length && !ms.some((m) => m.role === "active") ? STANDBY_PREPEND : 0;
   }
 
   /** This node's view of every group: its machine's where it is a member. */
