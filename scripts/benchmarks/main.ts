@@ -8,6 +8,7 @@ import { ADDRESSING_BENCHMARKS } from "./addressing";
 import { AGENT_BENCHMARKS } from "./agent";
 import { CLUSTER_BENCHMARKS } from "./cluster";
 import { GATEWAY_BENCHMARKS } from "./gateway";
+import { GATEWAY_HA_BENCHMARKS } from "./gateway-ha";
 import { type BenchResult, formatTable, runBenchmark } from "./harness";
 import { OVERLAY_BENCHMARKS } from "./overlay";
 import { RESTART_BENCHMARKS } from "./restart";
@@ -23,12 +24,14 @@ const BENCHMARKS = {
   ...CLUSTER_BENCHMARKS,
   ...OVERLAY_BENCHMARKS,
   ...GATEWAY_BENCHMARKS,
+  ...GATEWAY_HA_BENCHMARKS,
 };
 /** Left out of a run that names nothing: minutes each, with labs and data of their own. */
 const OPT_IN = new Set([
   ...Object.keys(CLUSTER_BENCHMARKS),
   ...Object.keys(OVERLAY_BENCHMARKS),
   ...Object.keys(GATEWAY_BENCHMARKS),
+  ...Object.keys(GATEWAY_HA_BENCHMARKS),
 ]);
 
 /** Runs that print their own report, only when named (after the benchmarks named with them). */
