@@ -287,6 +287,18 @@ async function serve(o: AgentOptions): Promise<void> {
   // A cluster node's new networks fit the overlay unless they say otherwise.
   if (o.cluster) svc.ctx.defaultMtu = overlayMtu(svc.nl, o.cluster.nodeAddress);
   svc.ctx.natPorts = natPortRange(o.natPorts);
+  // A gateway's masqueraded networks translate to its groups' VIPs: their flows move with them.
+  if (cluster && o.cluster && o.gateway) {
+    const self = o.cluster.nodeName;
+    const c = cluster;
+    svc.ctx.groupVips = () => {
+      const gs = c
+        .gatewayGroups()
+        .filter((g) => g.nodes.includes(self))
+        .sort((a, b) => a.name.localeCompare(b.name));
+      return { v4: gs.find((g) => g.vips.ipv4)?.vips.ipv4, v6: gs.find((g) => g.vips.ipv6)?.vips.ipv6 };
+    };
+  }
 
   // Notices are read from before the start run: drift made while it runs is not missed.
   let monitor: RtnlMonitor | undefined;
@@ -507,7 +519,7 @@ async function serve(o: AgentOptions): Promise<void> {
     bgp,
     ...(cluster && o.cluster
       ? {
-          gateway: gatewayApi(cluster, groups as GroupSource, o.cluster.nodeName, ha),
+          gateway: gatewayApi(cluster, groups as GroupSource, o.cluster.nodeName, ha, () => loop.runNow("api")),
         }
       : {}),
     ...(cluster
@@ -665,19 +677,30 @@ function servesNorthSouth(cluster: Cluster, node: string): boolean {
 
 /** The gateway routes: the groups in the cluster, and this node's view of them (its HA
  * engine's on a gateway). */
-function gatewayApi(cluster: Cluster, source: GroupSource, node: string, ha: HaService | undefined): GatewayApi {
+function gatewayApi(
+  cluster: Cluster,
+  source: GroupSource,
+  node: string,
+  ha: HaService | undefined,
+  reconcile: () => void,
+): GatewayApi {
   const groups = clusterGatewayGroups(cluster);
+  // This node's own writes come back from the watch as nothing new: its engine and its kernel
+  // (masquerading to the VIPs, the overlay's gateways) follow here.
+  const follow = () => {
+    ha?.sync();
+    reconcile();
+  };
   return {
     ...groups,
-    // This node's own writes come back from the watch as nothing new: its engine follows here.
     createGroup: (body) => {
       const v = groups.createGroup(body);
-      ha?.sync();
+      follow();
       return v;
     },
     deleteGroup: (name) => {
       groups.deleteGroup(name);
-      ha?.sync();
+      follow();
     },
     status: () => ({ node, groups: ha ? ha.status() : groupStatus(source, node) }),
   };

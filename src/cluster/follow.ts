@@ -35,7 +35,8 @@ export function mergeServed(
 /** The kernel's part of a change; undefined when it has none (counters, DNS records). A node
  * joining, leaving or changing its address changes the overlay's nodes. */
 export function clusterWork(c: ClusterChange): ClusterWork | undefined {
-  if (c.networks === "all") return "all";
+  // A gateway group's VIPs may be what this node's masqueraded networks translate to.
+  if (c.networks === "all" || c.kinds.includes("gatewayGroup")) return "all";
   const firewall = c.kinds.some((k) => FIREWALL.has(k));
   const nodes = c.kinds.some((k) => NODES.has(k));
   if (!c.networks.length && !firewall && !nodes) return undefined;

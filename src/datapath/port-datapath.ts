@@ -792,6 +792,17 @@ export class PortDatapath {
     return out;
   }
 
+  /** Every translation (both directions of each flow) as packed keys and values, read in
+   * batches (stm_nat is an LRU map under traffic). */
+  *natEntries(): Generator<{ keys: Buffer; values: Buffer; count: number }> {
+    for (const b of this.map("stm_nat").batches()) yield b as { keys: Buffer; values: Buffer; count: number };
+  }
+
+  /** Writes one translation (a key and value of stm_nat's layout). */
+  putNat(key: Uint8Array, value: Uint8Array): void {
+    this.map("stm_nat").update(key, value);
+  }
+
   /** The NAT addresses the uplink filter leaves to the translation: exactly `addrs`. */
   setNatAddrs(addrs: ReadonlySet<string>): void {
     const m = this.map("stm_nat_addrs");

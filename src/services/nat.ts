@@ -56,12 +56,14 @@ export function natPortRange(text: string | undefined, eph: PortRange = ephemera
   return { lo, hi };
 }
 
-/** The node's addresses on the user bridge that are the uplink's (not a gateway's, not inside
- * a network): the first IPv4 and the first global IPv6, the masquerading address of a network
- * that names none. */
+/** The masquerading address of a network that names none: a VIP of this node's gateway groups
+ * (so its flows can move with the VIP, docs/gateway.md#masquerading-in-a-group), else the
+ * node's addresses on the user bridge that are the uplink's (not a gateway's, not inside a
+ * network): the first IPv4 and the first global IPv6. */
 export function uplinkAddresses(ctx: ServiceContext, nets: readonly Network[]): { v4?: string; v6?: string } {
+  const vips = ctx.groupVips?.() ?? {};
   const br = getLink(USER_BRIDGE, ctx.nl);
-  if (!br) return {};
+  if (!br) return vips;
   const subnets = nets.flatMap((n) => [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])]).map((c) => parseSubnet(c));
   const out: { v4?: string; v6?: string } = {};
   for (const a of listAddresses({ dev: br.index }, ctx.nl)) {
@@ -71,7 +73,7 @@ export function uplinkAddresses(ctx: ServiceContext, nets: readonly Network[]): 
     if (ip.family === 4) out.v4 ??= a.ip;
     else out.v6 ??= a.ip;
   }
-  return out;
+  return { v4: vips.v4 ?? out.v4, v6: vips.v6 ?? out.v6 };
 }
 
 /** What a masqueraded network translates to: the address it names for a family, else the

@@ -19,6 +19,10 @@ export class ServiceContext {
   /** The NAT port range (agent --nat-ports, else outside the kernel's ephemeral ports). */
   natPorts: { lo: number; hi: number } = { lo: 1024, hi: 32767 };
 
+  /** A gateway in gateway groups: the VIPs of its groups (the first group's of each family, by
+   * name), what masquerading translates to before the uplink's own address. */
+  groupVips?: () => { v4?: string; v6?: string };
+
   constructor(
     readonly store: Store,
     readonly dp: PortDatapath,

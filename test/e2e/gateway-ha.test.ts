@@ -23,6 +23,7 @@ let out: Netns;
 let dir = "";
 const procs: Subprocess[] = [];
 const ROUTED = "10.77.0.0/24";
+const MASQ = "10.78.0.0/24";
 
 const VIP4 = "192.0.2.100";
 const VIP6 = "2001:db8::100";
@@ -160,6 +161,7 @@ ${[1, 2]
   // overlay; the client routes the network back through the VIP.
   await n3.start(n3.clusterArgs());
   n1.json("network", "create", "--name", "routed", "--cidr", ROUTED, "--gateway", "10.77.0.1");
+  n1.json("network", "create", "--name", "masq", "--cidr", MASQ, "--gateway", "10.78.0.1", "--nat");
   out.execOk(["ip", "route", "add", ROUTED, "via", VIP4]);
   for (const n of [n1, n2, n3]) n.ns.execOk(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
   n1.json(
@@ -390,6 +392,80 @@ test("a workload on a node that is no gateway goes out through the active node, 
   }
   await until("node1 active again", () => role(n1) === "active", 20_000);
   await until("w3 through node1 again", () => w3.ping(CLIENT4), 15_000);
+}, 90_000);
+
+/** A TCP server on the client's LAN that answers each line with the peer's address. */
+const ECHO = `import socketserver
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            self.wfile.write(("%s %s\\n" % (self.client_address[0], line.decode().strip())).encode())
+class S(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+S(("0.0.0.0", 9000), H).serve_forever()`;
+
+/** Opens N connections to the server, says what address the server saw, waits for a line on
+ * stdin, then tries each connection again: how many still answer. */
+const CLIENT = `import json, socket, sys
+n = int(sys.argv[2]); socks = []; peers = set()
+for i in range(n):
+    s = socket.create_connection((sys.argv[1], 9000), timeout=5)
+    s.sendall(b"x\\n"); peers.add(s.recv(100).decode().split()[0]); socks.append(s)
+print(json.dumps({"open": len(socks), "peers": sorted(peers)}), flush=True)
+sys.stdin.readline()
+ok = 0
+for s in socks:
+    try:
+        s.settimeout(8); s.sendall(b"y\\n")
+        if s.recv(100): ok += 1
+    except Exception:
+        pass
+print(json.dumps({"alive": ok}), flush=True)`;
+
+test("masqueraded TCP connections survive a failover: translated to the VIP, the translations mirrored to the standby", async () => {
+  await until("node1 active", () => role(n1) === "active", 20_000);
+  procs.push(
+    Bun.spawn(["ip", "netns", "exec", out.name, "/usr/bin/python3", "-c", ECHO], {
+      stdout: "ignore",
+      stderr: "ignore",
+    }),
+  );
+  await until("masq on node3", () => n3.json<any[]>("network", "list").some((x) => x.name === "masq"), 10_000);
+  const w = n3.workload("w3m", "masq");
+  await until("w3m reaches the client", () => w.ping(CLIENT4), 20_000);
+  const N = 20;
+  const client = Bun.spawn(["ip", "netns", "exec", w.ns.name, "/usr/bin/python3", "-c", CLIENT, CLIENT4, String(N)], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  procs.push(client);
+  const reader = client.stdout.getReader();
+  const line = async () => {
+    let buf = "";
+    while (!buf.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`client ended: ${await new Response(client.stderr).text()}`);
+      buf += new TextDecoder().decode(value);
+    }
+    return JSON.parse(buf.trim());
+  };
+  const opened = await line();
+  expect(opened).toEqual({ open: N, peers: [VIP4] }); // the server sees the VIP
+  await Bun.sleep(1000); // the translations reach node2
+  await n1.kill();
+  try {
+    await until("node2 active", () => role(n2) === "active", 10_000);
+    client.stdin.write("go\n");
+    client.stdin.flush();
+    const r = await line();
+    console.log(`masqueraded TCP connections alive after the failover: ${r.alive} of ${N}`);
+    expect(r.alive).toBe(N);
+  } finally {
+    await n1.start(flags(n1));
+  }
+  await until("node1 active again", () => role(n1) === "active", 20_000);
 }, 90_000);
 
 test("flapping: 50 partition/heal cycles of the active node, never two nodes answering ARP for the VIP", async () => {

@@ -19,6 +19,14 @@ import { tieToDevice } from "../../sys/socket-buffer";
 import { type Advert, type Counters, type FenceOps, GroupMachine, type VipOps } from "./machine";
 
 export const HA_PORT = 7480;
+/** NAT state to the standbys: every changed translation, every translation again this often. */
+const NAT_SYNC_MS = 250;
+const NAT_REFRESH_MS = 2000;
+const NAT_KEY = 40;
+const NAT_VAL = 32;
+const NAT_SEEN = 24; // stm_nat_entry.seen: sent as the entry's age
+const NAT_PER_DATAGRAM = 18;
+const NAT_MAGIC = 0x02; // a heartbeat advert is JSON: it starts with "{"
 export const STANDBY_PREPEND = 3;
 const ANNOUNCE_AGAIN_MS = [100, 250, 500, 1000, 2000, 5000];
 const MAC_LEN = 32;
@@ -66,6 +74,11 @@ export class HaService {
   #stopped = false;
   /** Adverts that named no group of this node, or did not parse. */
   rejected = 0;
+  /** NAT translations sent to standbys and taken from the active node. */
+  readonly nat = { sent: 0, received: 0 };
+  #natTimer: ReturnType<typeof setInterval> | undefined;
+  /** What was last sent of each translation (its value without the timestamp) and when. */
+  #natSent = new Map<string, { v: string; at: number }>();
   mgmtAddress: string | null = null;
 
   constructor(o: HaOptions) {
@@ -94,6 +107,96 @@ export class HaService {
       }
     }
     this.sync();
+    this.#natTimer = setInterval(() => this.#natSync(), NAT_SYNC_MS);
+  }
+
+  /** While this node is active in a group, its NAT translations go to the group's other nodes
+   * (docs/gateway.md#masquerading-in-a-group): the new ones and the changed ones at once, all
+   * of them every 2 s, each with its age rather than this node's clock. */
+  #natSync(): void {
+    const active = [...this.#groups.values()].filter((r) => r.m.role === "active");
+    if (!active.length || !this.#sock) {
+      this.#natSent.clear();
+      return;
+    }
+    const now = nowMs();
+    const nowNs = monotonicNs();
+    const out: Buffer[] = [];
+    const seen = new Set<string>();
+    try {
+      for (const b of this.#o.dp.natEntries())
+        for (let i = 0; i < b.count; i++) {
+          const key = b.keys.subarray(i * NAT_KEY, (i + 1) * NAT_KEY);
+          const val = b.values.subarray(i * NAT_VAL, (i + 1) * NAT_VAL);
+          const k = key.toString("hex");
+          const v = val.subarray(0, NAT_SEEN).toString("hex");
+          seen.add(k);
+          const last = this.#natSent.get(k);
+          if (last && last.v === v && now - last.at < NAT_REFRESH_MS) continue;
+          this.#natSent.set(k, { v, at: now });
+          const rec = Buffer.alloc(NAT_KEY + NAT_VAL);
+          key.copy(rec, 0);
+          val.copy(rec, NAT_KEY);
+          const age = nowNs - val.readBigUInt64LE(NAT_SEEN);
+          rec.writeBigUInt64LE(age > 0n ? age : 0n, NAT_KEY + NAT_SEEN);
+          out.push(rec);
+        }
+    } catch (e) {
+      this.#o.log("warn", `NAT state to the standbys: ${(e as Error).message}`);
+      return;
+    }
+    for (const k of this.#natSent.keys()) if (!seen.has(k)) this.#natSent.delete(k);
+    if (!out.length) return;
+    const addrs = this.#mgmt();
+    for (const r of active) {
+      const name = Buffer.from(r.g.name);
+      const to = r.g.nodes
+        .filter((n) => n !== this.#o.node)
+        .map((n) => addrs.get(n))
+        .filter((a): a is string => !!a);
+      for (let i = 0; i < out.length; i += NAT_PER_DATAGRAM) {
+        const recs = out.slice(i, i + NAT_PER_DATAGRAM);
+        const head = Buffer.alloc(4);
+        head[0] = NAT_MAGIC;
+        head[1] = name.length;
+        head.writeUInt16BE(recs.length, 2);
+        const body = Buffer.concat([head, name, ...recs]);
+        const pkt = Buffer.concat([createHmac("sha256", r.key).update(body).digest(), body]);
+        for (const a of to) this.#sock.send(pkt, HA_PORT, a);
+      }
+    }
+    this.nat.sent += out.length;
+  }
+
+  /** Translations from a group's active node: taken while this node stands by in the group. */
+  #natReceive(buf: Buffer): void {
+    const body = buf.subarray(MAC_LEN);
+    if (body.length < 4) return void this.rejected++;
+    const nameLen = body[1] as number;
+    const count = body.readUInt16BE(2);
+    const name = body.subarray(4, 4 + nameLen).toString();
+    const r = this.#groups.get(name);
+    if (!r || body.length !== 4 + nameLen + count * (NAT_KEY + NAT_VAL)) return void this.rejected++;
+    if (!timingSafeEqual(createHmac("sha256", r.key).update(body).digest(), buf.subarray(0, MAC_LEN))) {
+      r.m.counters.advertsRejected++;
+      return;
+    }
+    if (r.m.role === "active") return; // this node's own translations are the ones that count
+    const nowNs = monotonicNs();
+    for (let i = 0; i < count; i++) {
+      const off = 4 + nameLen + i * (NAT_KEY + NAT_VAL);
+      const key = body.subarray(off, off + NAT_KEY);
+      const val = Buffer.from(body.subarray(off + NAT_KEY, off + NAT_KEY + NAT_VAL));
+      const age = val.readBigUInt64LE(NAT_SEEN);
+      val.writeBigUInt64LE(nowNs > age ? nowNs - age : 0n, NAT_SEEN);
+      try {
+        this.#o.dp.putNat(key, val);
+        this.nat.received++;
+      } catch (e) {
+        this.#o.log("warn", `NAT state from the active node: ${(e as Error).message}`);
+        return;
+      }
+    }
   }
 
   /** Follows the groups in the cluster: a machine for each group this node is in. */
@@ -189,6 +292,7 @@ export class HaService {
       this.rejected++;
       return;
     }
+    if (buf[MAC_LEN] === NAT_MAGIC) return this.#natReceive(buf);
     const body = buf.subarray(MAC_LEN);
     let a: Advert;
     try {
@@ -227,6 +331,7 @@ export class HaService {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#timer);
+    clearInterval(this.#natTimer);
     const stops = [...this.#groups.values()].map((r) => r.m.stop("the agent stopped"));
     await Promise.race([Promise.all(stops), Bun.sleep(1000)]);
     this.#sock?.close();
