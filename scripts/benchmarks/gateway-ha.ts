@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { Lab, type LabNode, until } from "../../test/helpers/lab";
+import { Lab, type LabNode, type LabWorkload, until } from "../../test/helpers/lab";
 import { Netns } from "../../test/helpers/netns";
 import { type Benchmark, ROOT, sh } from "./harness";
 
@@ -47,6 +47,7 @@ function sampler(ns: Netns, target: string): { stop(): Promise<number> } {
 /** Two Stratum gateways and two keepalived nodes on one outside LAN (br0 in `out`, the client
  * at 192.0.2.50); keepalived's adverts run over a management bridge of their own. */
 export class HaLab {
+  constructor(readonly nodes = 2) {}
   lab: Lab | undefined;
   out: Netns | undefined;
   k: Netns[] = [];
@@ -59,14 +60,15 @@ export class HaLab {
 
   async setup(): Promise<void> {
     this.dir = mkdtempSync(join(tmpdir(), "stm-ha-bench-"));
-    this.lab = await Lab.create({ nodes: 2, tag: "bha" });
+    this.lab = await Lab.create({ nodes: this.nodes, tag: "bha" });
     const out = new Netns("bhaout");
     this.out = out;
     sh(["ip", "-n", out.name, "link", "add", "br0", "type", "bridge"]);
     sh(["ip", "-n", out.name, "link", "add", "kmg", "type", "bridge"]);
     sh(["ip", "-n", out.name, "addr", "add", "192.0.2.50/24", "dev", "br0"]);
     for (const b of ["br0", "kmg"]) sh(["ip", "-n", out.name, "link", "set", b, "up"]);
-    for (const n of this.lab.nodes) {
+    // The gateways; a third node (SnatLab's) is no gateway and has no uplink.
+    for (const n of this.lab.nodes.slice(0, 2)) {
       sh([
         "ip",
         "-n",
@@ -373,7 +375,144 @@ function splitBrainBench(): Benchmark {
   };
 }
 
+/** The lab's echo server (on the client's LAN) and a client that holds N connections open,
+ * says the address the server saw, and on a line from stdin tries each again. */
+const ECHO = `import socketserver
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            self.wfile.write(("%s %s\\n" % (self.client_address[0], line.decode().strip())).encode())
+class S(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+S(("0.0.0.0", 9000), H).serve_forever()`;
+const HOLDER = `import json, socket, sys
+n = int(sys.argv[2]); socks = []
+for i in range(n):
+    s = socket.create_connection((sys.argv[1], 9000), timeout=5)
+    s.sendall(b"x\\n"); s.recv(100); socks.append(s)
+print(json.dumps({"open": len(socks)}), flush=True)
+sys.stdin.readline()
+ok = 0
+for s in socks:
+    try:
+        s.settimeout(8); s.sendall(b"y\\n")
+        if s.recv(100): ok += 1
+    except Exception:
+        pass
+print(json.dumps({"alive": ok}), flush=True)`;
+
+const CONNS = 20;
+
+/** A masqueraded network's workload on a node that is no gateway (node3) holds CONNS TCP
+ * connections to a server on the LAN through the group's active node. */
+class SnatLab extends HaLab {
+  w: LabWorkload | undefined;
+  echo: Subprocess | undefined;
+
+  override async setup(): Promise<void> {
+    await super.setup();
+    const lab = this.lab as Lab;
+    const n3 = lab.node(3);
+    await n3.start(n3.clusterArgs());
+    for (const n of lab.nodes) sh(["ip", "netns", "exec", n.ns.name, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    const n1 = lab.node(1);
+    const r = n1.cli(
+      "network",
+      "create",
+      "--name",
+      "masq",
+      "--cidr",
+      "10.78.0.0/24",
+      "--gateway",
+      "10.78.0.1",
+      "--nat",
+    );
+    if (r.code !== 0) throw new Error(`network create: ${r.stderr}`);
+    await until("masq on node3", () => n3.json<any[]>("network", "list").some((x) => x.name === "masq"), 10_000);
+    this.w = n3.workload("bw3", "masq");
+    this.echo = Bun.spawn(["ip", "netns", "exec", (this.out as Netns).name, "/usr/bin/python3", "-c", ECHO], {
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    await until("the workload reaches the server's LAN", () => (this.w as LabWorkload).ping("192.0.2.50"), 20_000);
+  }
+
+  /** The share (%) of CONNS connections that answer after `between` ran. */
+  async survive(between: () => Promise<void>): Promise<number> {
+    const p = Bun.spawn(
+      [
+        "ip",
+        "netns",
+        "exec",
+        (this.w as LabWorkload).ns.name,
+        "/usr/bin/python3",
+        "-c",
+        HOLDER,
+        "192.0.2.50",
+        String(CONNS),
+      ],
+      { stdin: "pipe", stdout: "pipe", stderr: "pipe" },
+    );
+    const reader = p.stdout.getReader();
+    let buf = "";
+    const line = async () => {
+      while (!buf.includes("\n")) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`connection holder ended: ${await new Response(p.stderr).text()}`);
+        buf += new TextDecoder().decode(value);
+      }
+      const i = buf.indexOf("\n");
+      const l = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      return JSON.parse(l);
+    };
+    try {
+      await line();
+      await Bun.sleep(1000); // the translations reach the standby
+      await between();
+      p.stdin.write("go\n");
+      p.stdin.flush();
+      return ((await line()).alive / CONNS) * 100;
+    } finally {
+      p.kill("SIGKILL");
+    }
+  }
+
+  override teardown(): void {
+    this.echo?.kill("SIGKILL");
+    super.teardown();
+  }
+}
+
+function snatSurvivalBench(): Benchmark {
+  const lab = new SnatLab(3);
+  return {
+    name: "gateway/ha-snat-survival",
+    unit: "% alive",
+    setup: () => lab.setup(),
+    teardown: () => lab.teardown(),
+    candidate: {
+      label: `masqueraded TCP connections (${CONNS}, from a node that is no gateway) still answering after the active agent is killed`,
+      measure: () =>
+        lab.survive(async () => {
+          const a = lab.active() as LabNode;
+          const other = (lab.lab as Lab).nodes.find((n) => n !== a && n.index !== 3) as LabNode;
+          await a.kill();
+          await until("the standby active", () => lab.active() === other, 10_000);
+          await a.start(lab.flags(a));
+          await until("the killed node stands by", () => lab.standbyReady(a), 20_000);
+        }),
+    },
+    baseline: {
+      label: "the same connections over the same time without a failover",
+      measure: () => lab.survive(() => Bun.sleep(3000)),
+    },
+  };
+}
+
 export const GATEWAY_HA_BENCHMARKS: Record<string, () => Benchmark> = {
   "gateway/ha-failover": failoverBench,
   "gateway/ha-split-brain": splitBrainBench,
+  "gateway/ha-snat-survival": snatSurvivalBench,
 };
