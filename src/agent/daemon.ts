@@ -17,7 +17,6 @@ import { type ApiHandler, loadApiToken, serveTcp, serveUnix } from "../api/serve
 import { Cluster, type ClusterChange } from "../cluster/cluster";
 import { type EtcdCredentialFlags, readEtcdCredentials } from "../cluster/flags";
 import { type ClusterWork, clusterWork, mergeServed, mergeWork, served } from "../cluster/follow";
-import { HaLease } from "../cluster/ha-lease";
 import { vniOf } from "../cluster/keys";
 import { MapFill } from "../datapath/map-fill";
 import { PortDatapath } from "../datapath/port-datapath";
@@ -25,7 +24,7 @@ import { ensureBpffs, smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
 import { BgpService } from "../gateway/bgp/service";
 import { BgpSpeaker } from "../gateway/bgp/speaker";
-import { type GroupSource, groupStatus, HaService } from "../gateway/ha/service";
+import { type GroupSource, groupStatus } from "../gateway/ha/service";
 import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
 import {
   addRoute,
@@ -62,6 +61,7 @@ import { localEndpoints, type Store } from "../store/store";
 import { Notifier } from "../sys/notify";
 import { lockDirectory } from "../sys/os";
 import { pathError, writableDir } from "../sys/paths";
+import { HaClient } from "./ha-client";
 import { addLogSink, configureLogging } from "./logging";
 
 export interface AgentOptions {
@@ -413,7 +413,7 @@ async function serve(o: AgentOptions): Promise<void> {
   // the table again, then End-of-RIB.
   const bgpLog = consola.withTag("bgp");
   // A gateway cluster node's gateway groups (made below, once the speaker exists).
-  let ha: HaService | undefined;
+  let ha: HaClient | undefined;
   const speaker = o.gateway
     ? new BgpSpeaker({
         config: () => store.bgpConfig(),
@@ -464,22 +464,19 @@ async function serve(o: AgentOptions): Promise<void> {
     active: (g) => cluster.gatewayActive(g),
   };
   const haLog = consola.withTag("ha");
-  let haLease: HaLease | undefined;
-  if (cluster && groups && o.cluster && o.gateway) {
-    const lease = new HaLease({ endpoints: o.cluster.endpoints, ...credentials }, o.cluster.nodeName);
-    haLease = lease;
-    ha = new HaService({
+  if (cluster && groups && o.cluster && o.gateway)
+    // Its own thread: nothing the agent's event loop does delays an advert, a renewal or a hold.
+    ha = new HaClient({
       source: groups,
       mgmtAddresses: () => new Map(cluster.nodes().map((n) => [n.name, n.mgmtAddress])),
       mgmtAddress: mgmtAddressOf(),
-      fence: (g) => lease.fence(g),
+      etcd: { endpoints: o.cluster.endpoints, ...credentials },
       node: o.cluster.nodeName,
       changed: () => speaker?.sync(),
-      dp,
-      nl: svc.nl,
+      vipFd: dp.map("stm_vip").fd,
+      natFd: dp.map("stm_nat").fd,
       log: (level, msg) => haLog[level](msg),
     });
-  }
 
   const rt: AgentRuntime = {
     version: pkg.version,
@@ -623,7 +620,8 @@ async function serve(o: AgentOptions): Promise<void> {
   };
   cluster?.start((c) => {
     clusterChanged(c);
-    if (ha && (c.networks === "all" || c.kinds.includes("gatewayGroup"))) ha.sync();
+    if (ha && (c.networks === "all" || c.kinds.includes("gatewayGroup") || c.kinds.includes("gatewayActive")))
+      ha.sync();
   });
   if (cluster) void runMoves();
   await ha?.start();
@@ -650,7 +648,6 @@ async function serve(o: AgentOptions): Promise<void> {
     loop.stop();
     // Active groups let go first: a standby takes over at once.
     await ha?.stop();
-    haLease?.close();
     await speaker?.stop({ withdraw: o.withdrawOnStop === true });
     await cluster?.stop({ leave: true });
     monitor?.close();
@@ -681,7 +678,7 @@ function gatewayApi(
   cluster: Cluster,
   source: GroupSource,
   node: string,
-  ha: HaService | undefined,
+  ha: HaClient | undefined,
   reconcile: () => void,
 ): GatewayApi {
   const groups = clusterGatewayGroups(cluster);
@@ -702,7 +699,7 @@ function gatewayApi(
       groups.deleteGroup(name);
       follow();
     },
-    status: () => ({ node, groups: ha ? ha.status() : groupStatus(source, node) }),
+    status: async () => ({ node, groups: ha ? await ha.status() : groupStatus(source, node) }),
   };
 }
 

@@ -129,7 +129,7 @@ export interface GatewayApi {
   createGroup(body: GatewayGroupBody): GatewayGroupView;
   /** NOT_FOUND when absent. */
   deleteGroup(name: string): void;
-  status(): GatewayStatusView;
+  status(): GatewayStatusView | Promise<GatewayStatusView>;
 }
 
 /** The one line a single-node agent answers the cluster routes with (400 INVALID, exit 2). */

@@ -42,6 +42,7 @@ import {
 import { readStatArray } from "./counters";
 import { DROP_REASON_LIST } from "./drops";
 import { encodeU32 } from "./firewall-maps";
+import { HaMaps } from "./ha-maps";
 import { PINNED_MAPS, type PinnedMap, STATE_MAPS } from "./map-roles";
 import { loadObject } from "./objects";
 import {
@@ -792,17 +793,6 @@ export class PortDatapath {
     return out;
   }
 
-  /** Every translation (both directions of each flow) as packed keys and values, read in
-   * batches (stm_nat is an LRU map under traffic). */
-  *natEntries(): Generator<{ keys: Buffer; values: Buffer; count: number }> {
-    for (const b of this.map("stm_nat").batches()) yield b as { keys: Buffer; values: Buffer; count: number };
-  }
-
-  /** Writes one translation (a key and value of stm_nat's layout). */
-  putNat(key: Uint8Array, value: Uint8Array): void {
-    this.map("stm_nat").update(key, value);
-  }
-
   /** The NAT addresses the uplink filter leaves to the translation: exactly `addrs`. */
   setNatAddrs(addrs: ReadonlySet<string>): void {
     const m = this.map("stm_nat_addrs");
@@ -823,23 +813,9 @@ export class PortDatapath {
     this.map("stm_uplink_mac").ensure(Buffer.alloc(4), v);
   }
 
-  /** A gateway group's VIP on this node: the node answers for it until `deadlineNs`
-   * (CLOCK_MONOTONIC, as bpf_ktime_get_ns), 0n: not at all (bpf/include/stm_vip.h). */
-  setVip(addr: string, deadlineNs: bigint): void {
-    const v = Buffer.alloc(8);
-    v.writeBigUInt64LE(deadlineNs);
-    this.map("stm_vip").update(mappedAddr(addr), v);
-  }
-
-  deleteVip(addr: string): boolean {
-    return this.map("stm_vip").delete(mappedAddr(addr));
-  }
-
-  /** The VIPs in the kernel with their deadlines. */
-  vips(): Map<string, bigint> {
-    const out = new Map<string, bigint>();
-    for (const [k, v] of this.map("stm_vip").entries()) out.set(unmappedAddr(k), v.readBigUInt64LE(0));
-    return out;
+  /** The maps the gateway HA engine writes: VIP deadlines, the NAT table. */
+  haMaps(): HaMaps {
+    return new HaMaps(this.map("stm_vip"), this.map("stm_nat"));
   }
 
   /** stm_nat_stats summed over the CPUs, by name. */

@@ -208,7 +208,7 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
     ...(rt.addressing ? { addressing: rt.addressing.stats() } : {}),
     ...(rt.cluster ? { cluster: { ...rt.cluster.counters, nodes: nodeCounts(rt.cluster.nodes()) } } : {}),
     ...(rt.bgp ? { bgp: rt.bgp.peers() } : {}),
-    ...(rt.ha ? { ha: rt.ha.status().filter((g) => g.member) } : {}),
+    ...(rt.ha ? { ha: (await rt.ha.status()).filter((g) => g.role !== "none") } : {}),
   };
 }
 

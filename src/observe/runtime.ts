@@ -10,7 +10,7 @@ import type { Attachment } from "../datapath/attach";
 import type { MapFill } from "../datapath/map-fill";
 import type { ProbeReport } from "../datapath/probe";
 import type { BgpSpeaker } from "../gateway/bgp/speaker";
-import type { HaService } from "../gateway/ha/service";
+import type { GroupStatus } from "../gateway/ha/service";
 import { type ReconcileTrigger, TRIGGERS } from "../reconcile/loop";
 import type { ReconcileReport } from "../reconcile/reconcile";
 import type { Addressing } from "../services/addressing";
@@ -140,5 +140,5 @@ export interface AgentRuntime {
   /** A gateway's BGP speaker (absent on another agent). */
   bgp?: BgpSpeaker;
   /** A gateway cluster node's HA engine. */
-  ha?: HaService;
+  ha?: { status(): Promise<GroupStatus[]> };
 }

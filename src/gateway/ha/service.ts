@@ -8,8 +8,8 @@
 
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { udp } from "bun";
+import type { HaMaps } from "../../datapath/ha-maps";
 import { announcement } from "../../datapath/packet";
-import type { PortDatapath } from "../../datapath/port-datapath";
 import type { GatewayGroup } from "../../model/gateway-group";
 import { MGMT_BRIDGE, USER_BRIDGE } from "../../model/topology";
 import { addAddress, deleteAddress, getLink, listAddresses, type Rtnl, VIP_ADDR_PROTO } from "../../netlink";
@@ -49,7 +49,7 @@ export interface HaOptions {
   node: string;
   /** Called after any group's role changed on this node. */
   changed?: () => void;
-  dp: PortDatapath;
+  dp: HaMaps;
   nl: Rtnl;
   log(level: "info" | "warn" | "error", msg: string): void;
 }
@@ -74,6 +74,8 @@ export class HaService {
   #stopped = false;
   /** Adverts that named no group of this node, or did not parse. */
   rejected = 0;
+  /** ICMP errors for sent adverts (a peer not listening). */
+  sendErrors = 0;
   /** NAT translations sent to standbys and taken from the active node. */
   readonly nat = { sent: 0, received: 0 };
   #natTimer: ReturnType<typeof setInterval> | undefined;
@@ -98,7 +100,14 @@ export class HaService {
         const sock = await Bun.udpSocket({
           hostname: addr,
           port: HA_PORT,
-          socket: { data: (_s, buf) => this.#receive(Buffer.from(buf)) },
+          socket: {
+            data: (_s, buf) => this.#receive(Buffer.from(buf)),
+            // An ICMP error for an earlier advert (the peer's agent is not listening): the
+            // peer's silence is the machine's to judge, not the socket's.
+            error: () => {
+              this.sendErrors++;
+            },
+          },
         });
         this.#sock = sock;
         tieToDevice(sock, MGMT_BRIDGE);
