@@ -375,32 +375,8 @@ function splitBrainBench(): Benchmark {
   };
 }
 
-/** The lab's echo server (on the client's LAN) and a client that holds N connections open,
- * says the address the server saw, and on a line from stdin tries each again. */
-const ECHO = `import socketserver
-class H(socketserver.StreamRequestHandler):
-    def handle(self):
-        for line in self.rfile:
-            self.wfile.write(("%s %s\\n" % (self.client_address[0], line.decode().strip())).encode())
-class S(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-S(("0.0.0.0", 9000), H).serve_forever()`;
-const HOLDER = `import json, socket, sys
-n = int(sys.argv[2]); socks = []
-for i in range(n):
-    s = socket.create_connection((sys.argv[1], 9000), timeout=5)
-    s.sendall(b"x\\n"); s.recv(100); socks.append(s)
-print(json.dumps({"open": len(socks)}), flush=True)
-sys.stdin.readline()
-ok = 0
-for s in socks:
-    try:
-        s.settimeout(8); s.sendall(b"y\\n")
-        if s.recv(100): ok += 1
-    except Exception:
-        pass
-print(json.dumps({"alive": ok}), flush=True)`;
+/** The server and the connection holder of test/helpers/tcp-hold.py. */
+const TCP_HOLD = join(ROOT, "test/helpers/tcp-hold.py");
 
 const CONNS = 20;
 
@@ -431,10 +407,13 @@ class SnatLab extends HaLab {
     if (r.code !== 0) throw new Error(`network create: ${r.stderr}`);
     await until("masq on node3", () => n3.json<any[]>("network", "list").some((x) => x.name === "masq"), 10_000);
     this.w = n3.workload("bw3", "masq");
-    this.echo = Bun.spawn(["ip", "netns", "exec", (this.out as Netns).name, "/usr/bin/python3", "-c", ECHO], {
-      stdout: "ignore",
-      stderr: "ignore",
-    });
+    this.echo = Bun.spawn(
+      ["ip", "netns", "exec", (this.out as Netns).name, "/usr/bin/python3", TCP_HOLD, "server", "9000"],
+      {
+        stdout: "ignore",
+        stderr: "ignore",
+      },
+    );
     await until("the workload reaches the server's LAN", () => (this.w as LabWorkload).ping("192.0.2.50"), 20_000);
   }
 
@@ -447,9 +426,10 @@ class SnatLab extends HaLab {
         "exec",
         (this.w as LabWorkload).ns.name,
         "/usr/bin/python3",
-        "-c",
-        HOLDER,
+        TCP_HOLD,
+        "hold",
         "192.0.2.50",
+        "9000",
         String(CONNS),
       ],
       { stdin: "pipe", stdout: "pipe", stderr: "pipe" },

@@ -17,6 +17,7 @@ import { type ApiHandler, loadApiToken, serveTcp, serveUnix } from "../api/serve
 import { Cluster, type ClusterChange } from "../cluster/cluster";
 import { type EtcdCredentialFlags, readEtcdCredentials } from "../cluster/flags";
 import { type ClusterWork, clusterWork, mergeServed, mergeWork, served } from "../cluster/follow";
+import { HaLease } from "../cluster/ha-lease";
 import { vniOf } from "../cluster/keys";
 import { MapFill } from "../datapath/map-fill";
 import { PortDatapath } from "../datapath/port-datapath";
@@ -24,7 +25,7 @@ import { ensureBpffs, smokeCheck } from "../datapath/probe";
 import { StratumError } from "../errors";
 import { BgpService } from "../gateway/bgp/service";
 import { BgpSpeaker } from "../gateway/bgp/speaker";
-import { type GroupSource, groupStatus } from "../gateway/ha/service";
+import { type GroupSource, groupStatus, HaService } from "../gateway/ha/service";
 import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
 import {
   addRoute,
@@ -61,7 +62,6 @@ import { localEndpoints, type Store } from "../store/store";
 import { Notifier } from "../sys/notify";
 import { lockDirectory } from "../sys/os";
 import { pathError, writableDir } from "../sys/paths";
-import { HaClient } from "./ha-client";
 import { addLogSink, configureLogging } from "./logging";
 
 export interface AgentOptions {
@@ -413,7 +413,7 @@ async function serve(o: AgentOptions): Promise<void> {
   // the table again, then End-of-RIB.
   const bgpLog = consola.withTag("bgp");
   // A gateway cluster node's gateway groups (made below, once the speaker exists).
-  let ha: HaClient | undefined;
+  let ha: HaService | undefined;
   const speaker = o.gateway
     ? new BgpSpeaker({
         config: () => store.bgpConfig(),
@@ -464,19 +464,22 @@ async function serve(o: AgentOptions): Promise<void> {
     active: (g) => cluster.gatewayActive(g),
   };
   const haLog = consola.withTag("ha");
-  if (cluster && groups && o.cluster && o.gateway)
-    // Its own thread: nothing the agent's event loop does delays an advert, a renewal or a hold.
-    ha = new HaClient({
+  let haLease: HaLease | undefined;
+  if (cluster && groups && o.cluster && o.gateway) {
+    const lease = new HaLease({ endpoints: o.cluster.endpoints, ...credentials }, o.cluster.nodeName);
+    haLease = lease;
+    ha = new HaService({
       source: groups,
       mgmtAddresses: () => new Map(cluster.nodes().map((n) => [n.name, n.mgmtAddress])),
       mgmtAddress: mgmtAddressOf(),
-      etcd: { endpoints: o.cluster.endpoints, ...credentials },
+      fence: (g) => lease.fence(g),
       node: o.cluster.nodeName,
       changed: () => speaker?.sync(),
-      vipFd: dp.map("stm_vip").fd,
-      natFd: dp.map("stm_nat").fd,
+      dp: dp.haMaps(),
+      nl: svc.nl,
       log: (level, msg) => haLog[level](msg),
     });
+  }
 
   const rt: AgentRuntime = {
     version: pkg.version,
@@ -620,8 +623,7 @@ async function serve(o: AgentOptions): Promise<void> {
   };
   cluster?.start((c) => {
     clusterChanged(c);
-    if (ha && (c.networks === "all" || c.kinds.includes("gatewayGroup") || c.kinds.includes("gatewayActive")))
-      ha.sync();
+    if (ha && (c.networks === "all" || c.kinds.includes("gatewayGroup"))) ha.sync();
   });
   if (cluster) void runMoves();
   await ha?.start();
@@ -648,6 +650,7 @@ async function serve(o: AgentOptions): Promise<void> {
     loop.stop();
     // Active groups let go first: a standby takes over at once.
     await ha?.stop();
+    haLease?.close();
     await speaker?.stop({ withdraw: o.withdrawOnStop === true });
     await cluster?.stop({ leave: true });
     monitor?.close();
@@ -678,7 +681,7 @@ function gatewayApi(
   cluster: Cluster,
   source: GroupSource,
   node: string,
-  ha: HaClient | undefined,
+  ha: HaService | undefined,
   reconcile: () => void,
 ): GatewayApi {
   const groups = clusterGatewayGroups(cluster);
@@ -699,7 +702,7 @@ function gatewayApi(
       groups.deleteGroup(name);
       follow();
     },
-    status: async () => ({ node, groups: ha ? await ha.status() : groupStatus(source, node) }),
+    status: () => ({ node, groups: ha ? ha.status() : groupStatus(source, node) }),
   };
 }
 

@@ -140,5 +140,5 @@ export interface AgentRuntime {
   /** A gateway's BGP speaker (absent on another agent). */
   bgp?: BgpSpeaker;
   /** A gateway cluster node's HA engine. */
-  ha?: { status(): Promise<GroupStatus[]> };
+  ha?: { status(): GroupStatus[] | Promise<GroupStatus[]> };
 }

@@ -89,6 +89,16 @@ export interface Counters {
 
 const SENT_KEPT = 128;
 
+export const zeroCounters = (): Counters => ({
+  transitions: 0,
+  advertsSent: 0,
+  advertsReceived: 0,
+  advertsRejected: 0,
+  advertsMissed: 0,
+  renewals: 0,
+  renewFailures: 0,
+});
+
 export class GroupMachine {
   readonly g: GatewayGroup;
   readonly self: string;
@@ -107,15 +117,7 @@ export class GroupMachine {
   etcdOk = false;
   /** Until when the last successful renewal holds the role (its send time + hold). */
   renewedUntil = 0;
-  readonly counters: Counters = {
-    transitions: 0,
-    advertsSent: 0,
-    advertsReceived: 0,
-    advertsRejected: 0,
-    advertsMissed: 0,
-    renewals: 0,
-    renewFailures: 0,
-  };
+  readonly counters: Counters = zeroCounters();
   #seq = 0;
   readonly #sent = new Map<number, number>();
   readonly #startedAt: number;

@@ -16,7 +16,7 @@ import { addAddress, deleteAddress, getLink, listAddresses, type Rtnl, VIP_ADDR_
 import type { StoredGatewayGroup } from "../../store/mirror";
 import { monotonicNs, PacketSocket } from "../../sys/os";
 import { tieToDevice } from "../../sys/socket-buffer";
-import { type Advert, type Counters, type FenceOps, GroupMachine, type VipOps } from "./machine";
+import { type Advert, type Counters, type FenceOps, GroupMachine, type VipOps, zeroCounters } from "./machine";
 
 export const HA_PORT = 7480;
 /** NAT state to the standbys: every changed translation, every translation again this often. */
@@ -379,7 +379,7 @@ export function groupStatus(
           self: n === node,
         };
       }),
-      counters: m ? { ...m.counters } : emptyCounters(),
+      counters: m ? { ...m.counters } : zeroCounters(),
     };
   });
 }
@@ -404,16 +404,6 @@ export interface GroupStatus {
   }>;
   counters: Counters;
 }
-
-const emptyCounters = (): Counters => ({
-  transitions: 0,
-  advertsSent: 0,
-  advertsReceived: 0,
-  advertsRejected: 0,
-  advertsMissed: 0,
-  renewals: 0,
-  renewFailures: 0,
-});
 
 const ROLES = new Set(["init", "standby", "active"]);
 function validAdvert(a: Advert): boolean {
