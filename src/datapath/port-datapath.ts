@@ -67,7 +67,6 @@ import {
   encodeVtep,
   encodeVtepKey,
   type IfaceConfig,
-  mappedAddr,
   NAT_STATS,
   type NatNetConfig,
   type PortConfig,
@@ -77,7 +76,6 @@ import {
   type RemoteEndpoint,
   type SubnetConfig,
   sumPortStats,
-  unmappedAddr,
   writeProfileKeyU32,
   writeProfileOf,
 } from "./port-maps";

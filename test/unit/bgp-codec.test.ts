@@ -119,7 +119,7 @@ describe("encoding, byte for byte", () => {
     const b = encodeAnnounce({ asn: 65001, prefixes: [parsePrefix("10.20.0.0/24")], nextHop: "10.99.0.1", prepend: 3 });
     const body = b.subarray(19);
     const al = body.readUInt16BE(2);
-    expect(hex(body.subarray(4, 4 + al))).toContain(`400212` + "0204" + "0000fde9".repeat(4));
+    expect(hex(body.subarray(4, 4 + al))).toContain(`4002120204${"0000fde9".repeat(4)}`);
     expect((decodeMessage(b) as UpdateMessage).asPath).toEqual([65001, 65001, 65001, 65001]);
     const v6 = decodeMessage(
       encodeAnnounce({ asn: 65001, prefixes: [parsePrefix("fd20::/64")], nextHop: "fd99::1", prepend: 2 }),

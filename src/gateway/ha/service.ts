@@ -301,7 +301,10 @@ export class HaService {
       this.rejected++;
       return;
     }
-    if (buf[MAC_LEN] === NAT_MAGIC) return this.#natReceive(buf);
+    if (buf[MAC_LEN] === NAT_MAGIC) {
+      this.#natReceive(buf);
+      return;
+    }
     const body = buf.subarray(MAC_LEN);
     let a: Advert;
     try {
