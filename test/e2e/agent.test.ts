@@ -474,6 +474,8 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
     "stm_shape_src",
     "stm_shape_state",
     "stm_subnets",
+    "stm_uplink_mac",
+    "stm_vip",
     "stm_vteps",
   ]);
   // No port configuration, profile, endpoint address or network firewall scope is left
