@@ -25,6 +25,15 @@
 #include "stm_parse.h"
 #include "stm_vtep.h"
 #include "stm_ns.h"
+#include "stm_mseg.h"
+
+/* The sender's group (its port stamped it) into the VXLAN-GBP policy id (struct
+ * vxlan_metadata's gbp; the device has the gbp flag). Untagged: no GBP at all. */
+static __always_inline int gbp_set(struct __sk_buff *skb)
+{
+	__u32 gbp = mseg_group_of(skb->mark);
+	return gbp ? bpf_skb_set_tunnel_opt(skb, &gbp, sizeof(gbp)) : 0;
+}
 
 SEC("tc")
 int stm_overlay_out(struct __sk_buff *skb)
@@ -60,13 +69,13 @@ int stm_overlay_out(struct __sk_buff *skb)
 		__u32 i = bpf_get_hash_recalc(skb) % g->count;
 		if (i >= STM_GW_MAX)
 			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OVERLAY_FLOOD);
-		if (ns_set_key(skb, g->addr[i], STM_VNI_BASE + src->net_id))
+		if (ns_set_key(skb, g->addr[i], STM_VNI_BASE + src->net_id) || gbp_set(skb))
 			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_UNSPEC);
 		return STM_TC_NEXT;
 	}
 	if (r->net_id != src->net_id)
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OTHER_NETWORK);
-	if (ns_set_key(skb, r->vtep, r->vni))
+	if (ns_set_key(skb, r->vtep, r->vni) || gbp_set(skb))
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_UNSPEC);
 	return STM_TC_NEXT;
 }
@@ -158,7 +167,7 @@ int stm_overlay_in(struct __sk_buff *skb)
 	struct stm_vtep *v = bpf_map_lookup_elem(&stm_vteps, &vk);
 	if (!v || (v->flags & STM_VTEP_F_SELF))
 		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_VTEP_UNKNOWN);
-	/* With GBP the device put the sender's group into the mark: no meaning to the port programs. */
+	/* Untagged, until the frame is found to be an endpoint's own (then its GBP group). */
 	skb->mark = 0;
 	if (skb->vlan_present)
 		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_VLAN_TAGGED);
@@ -184,6 +193,10 @@ int stm_overlay_in(struct __sk_buff *skb)
 	}
 	if (!r || r->vni != t.tunnel_id || !ip6_eq(r->vtep, vk.addr))
 		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_OVERLAY_SPOOF);
+	/* The sender's group, as its port stamped it and its node put it in the GBP field. */
+	__u32 gbp = 0;
+	if (bpf_skb_get_tunnel_opt(skb, &gbp, sizeof(gbp)) == sizeof(gbp) && (gbp & STM_MSEG_GROUP_MASK))
+		skb->mark = mseg_stamp(gbp);
 	return inner_ok(skb, r, mk.mac, proto);
 }
 

@@ -26,6 +26,7 @@
 #include "stm_parse.h"
 #include "stm_reply.h"
 #include "stm_ns.h"
+#include "stm_mseg.h"
 
 /* The configuration of the port a frame crosses at `hook` (the frame counted in the port's
  * stm_port_stats row), or NULL when the frame is dropped (and counted) before any parsing:
@@ -618,6 +619,46 @@ __attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port
 	return r == FW_REJECT ? fw_reject_tc(skb, t, dir == STM_FW_INGRESS, hook) : r;
 }
 
+/* ---- microsegmentation at the ports (stm_mseg.h) --------------------------------------- */
+
+/* What the endpoint sends: stamped with its group (always: no mark of the workload's or an
+ * earlier hop's survives), and, when the endpoint is in a group, its flow tracked so the
+ * replies pass its port's egress. */
+__attribute__((noinline)) int stm_mseg_in(struct __sk_buff *skb, struct stm_port *port, __u32 eth_proto)
+{
+	if (!skb || !port)
+		return STM_TC_DROP;
+	skb->mark = mseg_stamp(port->group);
+	if (!port->group || !mseg_cfg_on())
+		return STM_TC_NEXT;
+	struct stm_tuple *t = fw_scratch(STM_FW_EGRESS, STM_FW_EGRESS, skb->len);
+	if (t && !stm_fw_parse_tc(skb, eth_proto, t))
+		stm_mseg_track(t, skb->ifindex);
+	return STM_TC_NEXT;
+}
+
+/* What reaches an endpoint in a group: the policy on the sender's group as the mark carries
+ * it (what passes always, as for the firewall: ND, MLD, DHCP and DNS with the node). */
+__attribute__((noinline)) int stm_mseg_out(struct __sk_buff *skb, struct stm_port *port, __u32 eth_proto)
+{
+	if (!skb || !port)
+		return STM_TC_DROP;
+	struct stm_mseg_cfg *c = mseg_cfg_on();
+	if (!port->group || !c)
+		return STM_TC_NEXT;
+	__u32 src = mseg_group_of(skb->mark);
+	struct stm_tuple *t = fw_scratch(STM_FW_INGRESS, STM_FW_INGRESS, skb->len);
+	if (!t)
+		return STM_TC_DROP;
+	int pr = stm_fw_parse_tc(skb, eth_proto, t);
+	if (pr)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, fw_parse_reason(pr));
+	if (stm_fw_failsafe(skb, t, port, STM_FW_INGRESS))
+		return STM_TC_NEXT;
+	int r = stm_mseg_check(t, skb->ifindex, src, port->group, c->gen);
+	return r >= FW_DROP ? stm_drop(skb, STM_HOOK_TC_EGRESS, r - FW_DROP) : r;
+}
+
 /* ---- the overlay's MTU ----------------------------------------------------------------- */
 
 /* An IP packet from the port to an endpoint of another node that the overlay cannot carry
@@ -753,6 +794,8 @@ int stm_port_in(struct __sk_buff *skb)
 		if (r != STM_TC_NEXT)
 			return r;
 		r = stm_fw_port(skb, port, proto, STM_FW_EGRESS);
+		if (r == STM_TC_NEXT)
+			r = stm_mseg_in(skb, port, proto);
 		/* Too large for the overlay (a frame of more than the smallest MTU, to another node). */
 		if (r == STM_TC_NEXT && skb->len > ETH_HLEN + 1280)
 			r = stm_overlay_mtu(skb, port, proto);
@@ -934,5 +977,6 @@ firewall:;
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
 	if (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6))
 		return STM_TC_NEXT;
-	return stm_fw_port(skb, port, proto, STM_FW_INGRESS);
+	int r = stm_fw_port(skb, port, proto, STM_FW_INGRESS);
+	return r == STM_TC_NEXT ? stm_mseg_out(skb, port, proto) : r;
 }

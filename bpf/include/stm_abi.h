@@ -53,8 +53,10 @@ struct stm_port {
 	__u8 net6[16];  /* the network's IPv6 subnet ... */
 	__u8 mask6[16]; /* ... and its mask (all zero: no IPv6 subnet) */
 	__u8 gw6[16];   /* the network's IPv6 gateway (DNS server; zero: none) */
+	__u16 group;    /* the endpoint's microsegmentation group (STM_MSEG_UNTAGGED: none) */
+	__u16 _pad;
 };
-_Static_assert(sizeof(struct stm_port) == 112, "stm_port is ABI");
+_Static_assert(sizeof(struct stm_port) == 116, "stm_port is ABI");
 
 /* Packets and bytes a port's programs saw, per CPU, in the port's stm_port_stats row. */
 struct stm_port_stats {
@@ -607,5 +609,61 @@ enum stm_nat_stat {
 	STM_NAT_STAT_FRAG = 5,       /* later fragments translated */
 	STM_NAT_STAT_MAX = 6,
 };
+
+/* ---- microsegmentation (stm_mseg.h) --------------------------------------------------------
+ * A port stamps its endpoint's group into skb->mark (STM_MSEG_MARK_TAG << 16 | group) on what
+ * the endpoint sends; the overlay carries it in VXLAN-GBP; the destination's port judges the
+ * (source group, destination group) pair against the compiled policy. */
+enum {
+#define STM_MSEG_CONST(id, value, what) STM_MSEG_##id = value,
+#include "stm_mseg.def"
+#undef STM_MSEG_CONST
+};
+
+/* Whether the fabric segments at all (a group exists), and the policy's active generation. */
+struct stm_mseg_cfg {
+	__u32 flags; /* STM_MSEG_F_* */
+	__u32 gen;   /* the generation of stm_mseg_pol keys in force */
+};
+_Static_assert(sizeof(struct stm_mseg_cfg) == 8, "stm_mseg_cfg is ABI");
+
+#define STM_MSEG_F_ON 1
+
+/* A group's line up the tree: itself, its parent, ... its root (len of them). */
+struct stm_mseg_group {
+	__u16 chain[STM_MSEG_DEPTH_MAX];
+	__u32 len;
+};
+_Static_assert(sizeof(struct stm_mseg_group) == 20, "stm_mseg_group is ABI");
+
+/* A compiled policy key: for destination group `dst` (an endpoint's own group), the entries whose
+ * source is `src` (a group, or STM_MSEG_UNTAGGED) and whose destination is `dst` or a group above
+ * it, nearest first. proto 0: entries for any protocol; dport 0: for any port of `proto`. */
+struct stm_mseg_key {
+	__u16 dst;
+	__u16 src;
+	__u16 dport;
+	__u8 proto;
+	__u8 gen;
+};
+_Static_assert(sizeof(struct stm_mseg_key) == 8, "stm_mseg_key is ABI");
+
+struct stm_mseg_val {
+	__u8 dist;   /* how far up from `dst` the deciding entry's destination is (0: dst itself) */
+	__u8 action; /* STM_MSEG_A_*; NONE: only more specific keys (proto, port) of the pair exist */
+	__u8 flags;  /* STM_MSEG_V_* */
+	__u8 _pad;
+	__u32 id;    /* the deciding entry (its hit counter) */
+};
+_Static_assert(sizeof(struct stm_mseg_val) == 8, "stm_mseg_val is ABI");
+
+#define STM_MSEG_A_NONE 0
+#define STM_MSEG_A_ALLOW 1
+#define STM_MSEG_A_DENY 2
+#define STM_MSEG_V_LOG 1  /* the entry is marked log */
+#define STM_MSEG_V_MORE 2 /* keys with a protocol (and port) exist for this pair */
+
+/* Rule ids of microsegmentation entries in monitor log events: their own space. */
+#define STM_MSEG_LOG_ID 0x40000000u
 
 #endif

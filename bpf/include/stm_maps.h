@@ -384,4 +384,49 @@ STM_MAP struct {
 	__type(value, struct stm_uplink_mac);
 } stm_uplink_mac SEC(".maps");
 
+/* Microsegmentation (stm_mseg.h): on/off and the active generation; one entry. */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stm_mseg_cfg);
+} stm_mseg_cfg SEC(".maps");
+
+/* Every group's line up the tree, by group id. Ids are never reused, and a group never
+ * changes parent: an entry stays as long as its group. */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STM_MSEG_GROUPS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct stm_mseg_group);
+} stm_mseg_groups SEC(".maps");
+
+/* The compiled policy, two generations' room (the agent writes the next, flips stm_mseg_cfg's
+ * gen, then deletes the old). */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * STM_MSEG_POLICY_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stm_mseg_key);
+	__type(value, struct stm_mseg_val);
+} stm_mseg_pol SEC(".maps");
+
+/* Hits per policy entry id (STM_MSEG_DEFAULT_ID: no entry, denied), per CPU. */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, STM_MSEG_RULES_MAX + 1);
+	__type(key, __u32);
+	__type(value, struct stm_count_val);
+} stm_mseg_hits SEC(".maps");
+
+/* Flows at a grouped endpoint's port: those it opened (their replies pass) and those the policy
+ * let in (judged again when the generation changes). The least recently used goes when full. */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, STM_CT_MAX);
+	__type(key, struct stm_ct_key);
+	__type(value, struct stm_ct);
+} stm_mseg_ct SEC(".maps");
+
 #endif

@@ -58,6 +58,11 @@ export const MAP_ROLES = {
   // The deadlines the agent wrote: an upgrade keeps them (a restart never extends a hold).
   stm_vip: { role: "state", traceSize: 16 },
   stm_uplink_mac: { role: "config" },
+  stm_mseg_cfg: { role: "config" },
+  stm_mseg_groups: { role: "config" },
+  stm_mseg_pol: { role: "config" },
+  stm_mseg_hits: { role: "state", traceSize: 256 },
+  stm_mseg_ct: { role: "state", traceSize: 1024 },
 } as const satisfies Record<string, MapDecl>;
 
 export type PinnedMap = keyof typeof MAP_ROLES;

@@ -10,7 +10,7 @@ import { bytes, encode, get, put, putBytes } from "../sys/layout";
 import { stmLayout } from "./abi-layouts";
 
 /** struct stm_port: what a port's programs check. Arrays (addresses, MAC) by their first byte. */
-export const PORT = stmLayout("stm_port", 112, {
+export const PORT = stmLayout("stm_port", 116, {
   net_id: [0, "u32"],
   ip4: [4, "u8"],
   mac: [8, "u8"],
@@ -24,6 +24,7 @@ export const PORT = stmLayout("stm_port", 112, {
   net6: [64, "u8"],
   mask6: [80, "u8"],
   gw6: [96, "u8"],
+  group: [112, "u16"],
 });
 export const PORT_SIZE = PORT.size;
 export const PORT_F = { IP6: 1, SHAPED: 2, LAN: 4 } as const;
@@ -66,6 +67,8 @@ export interface PortConfig {
   shaped?: boolean;
   /** The port's network is extended onto the uplink's LAN (frames bridged between them pass). */
   lan?: boolean;
+  /** The endpoint's microsegmentation group id (absent or 0: untagged). */
+  group?: number;
 }
 
 export function encodeIfindex(ifindex: number): Buffer {
@@ -93,6 +96,7 @@ export function encodePort(p: PortConfig): Buffer {
     net_id: p.netId,
     flags: (p.ip6 ? PORT_F.IP6 : 0) | (p.shaped ? PORT_F.SHAPED : 0) | (p.lan ? PORT_F.LAN : 0),
     slot: p.slot ?? 0,
+    group: p.group ?? 0,
   });
   putBytes(b, PORT, "ip4", ipToBytes(p.ip4));
   putBytes(b, PORT, "mac", macToBytes(p.mac));
@@ -121,6 +125,7 @@ function prefixOf(mask: Uint8Array): number {
 export function decodePort(b: Buffer): PortConfig {
   const flags = get(b, PORT, "flags");
   const slot = get(b, PORT, "slot");
+  const group = get(b, PORT, "group");
   const ip = (f: keyof typeof PORT.fields, n: number) => bytes(b, PORT, f, n);
   const mask6 = ip("mask6", 16);
   const gw6 = ip("gw6", 16);
@@ -136,6 +141,7 @@ export function decodePort(b: Buffer): PortConfig {
     ...(slot ? { slot } : {}),
     ...(flags & PORT_F.SHAPED ? { shaped: true } : {}),
     ...(flags & PORT_F.LAN ? { lan: true } : {}),
+    ...(group ? { group } : {}),
   };
 }
 
