@@ -18,8 +18,9 @@
  * where the pair has protocol entries, whatever the number of groups or entries.
  *
  * State. A grouped endpoint's port tracks, in stm_mseg_ct, the flows its endpoint opened (their
- * replies pass) and the flows the policy let in (passed until the generation, the source's or
- * the endpoint's group changes, then judged again: a new deny cuts them). */
+ * replies pass; TCP from its SYN only) and the flows the policy let in (passed until the
+ * generation, the source's or the endpoint's group changes, then judged again: a new deny cuts
+ * them, and the entry stays, cut, so the endpoint's answers cannot reopen it as its own). */
 #ifndef STM_MSEG_H
 #define STM_MSEG_H
 
@@ -177,14 +178,11 @@ STM_SHARED int stm_mseg_check(struct stm_tuple *t, __u32 ifindex, __u32 src, __u
 		    !(ct->state == STM_CT_CLOSED && t->proto == IPPROTO_TCP && (t->tcp_flags & TCP_SYN))) {
 			int orig = !!(ct->flags & STM_CT_F_ORIG_A) == src_a;
 			/* A reply to a flow the endpoint opened. */
-			if (ct->dir == STM_FW_EGRESS && !orig && ct_reply_ok(t)) {
-				ct_advance(ct, t, 0, now);
-				return STM_TC_NEXT;
-			}
-			/* More of a flow the policy let in, judged by the same policy and groups. */
-			if (ct->dir == STM_FW_INGRESS && orig && ct->gen == gen && ct->cls_sport == src &&
-			    ct->cls_dport == dst) {
-				ct_advance(ct, t, 1, now);
+			int pass = ct->dir == STM_FW_EGRESS ? !orig && ct_reply_ok(t)
+				   /* More of a flow the policy let in, judged by the same policy and groups. */
+				   : orig && ct->gen == gen && ct->cls_sport == src && ct->cls_dport == dst;
+			if (pass) {
+				ct_advance(ct, t, orig, now);
 				if (t->frag == 1) {
 					mseg_frag_key(&fk, t, ifindex);
 					__u32 one = 1;
@@ -200,8 +198,11 @@ STM_SHARED int stm_mseg_check(struct stm_tuple *t, __u32 ifindex, __u32 src, __u
 	if (v.log && mon_wanted(STM_MON_LOG))
 		stm_mon_tuple(t, ifindex, STM_MON_LOG, STM_MSEG_LOG_ID | v.id, v.action);
 	if (v.action != STM_MSEG_A_ALLOW) {
-		if (track)
-			bpf_map_delete_elem(&stm_mseg_ct, &k);
+		/* A flow let in before, now denied: kept, as cut (no generation is 0), so the
+		 * endpoint's own packets of it cannot pass for a flow it opened. */
+		struct stm_ct *was = track ? bpf_map_lookup_elem(&stm_mseg_ct, &k) : NULL;
+		if (was && was->dir == STM_FW_INGRESS)
+			was->gen = 0;
 		return FW_DROP + STM_DROP_MICROSEG_DENY;
 	}
 	if (t->frag == 1) {
@@ -241,8 +242,11 @@ STM_SHARED int stm_mseg_track(struct stm_tuple *t, __u32 ifindex)
 		ct_advance(ct, t, !!(ct->flags & STM_CT_F_ORIG_A) == src_a, now);
 		return 0;
 	}
-	/* Nothing opens on a reset or an echo reply. */
-	if (t->icmp == FW_ICMP_ECHO_REP || (t->proto == IPPROTO_TCP && (t->tcp_flags & TCP_RST)))
+	/* Nothing opens on an echo reply, and TCP only on a SYN: a packet in the middle of a
+	 * connection is no flow the endpoint opens (it may be the endpoint answering a flow the
+	 * policy cut). */
+	if (t->icmp == FW_ICMP_ECHO_REP ||
+	    (t->proto == IPPROTO_TCP && ((t->tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST)) != TCP_SYN)))
 		return 0;
 	struct stm_ct n = {
 		.dir = STM_FW_EGRESS,

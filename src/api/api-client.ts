@@ -214,6 +214,17 @@ export class ApiClient {
   moveEndpoint = (name: string, to: string) => this.call("moveEndpoint", { params: { name }, body: { to } });
   clusterStatus = () => this.call("getCluster");
 
+  /** Microsegmentation: groups, the policy between them, the whole policy as a document. */
+  msegGroups = () => this.call("listMsegGroups");
+  msegGroup = (name: string) => this.call("showMsegGroup", { params: { name } });
+  createMsegGroup = (body: BodyIn<"createMsegGroup">) => this.call("createMsegGroup", { body });
+  deleteMsegGroup = (name: string) => this.call("deleteMsegGroup", { params: { name } });
+  msegRules = () => this.call("listMsegRules");
+  addMsegRule = (body: BodyIn<"addMsegRule">) => this.call("addMsegRule", { body });
+  deleteMsegRule = (id: number) => this.call("deleteMsegRule", { params: { id: String(id) } });
+  exportMicroseg = () => this.call("exportMicroseg");
+  importMicroseg = (doc: BodyIn<"importMicroseg">) => this.call("importMicroseg", { body: doc });
+
   /** Gateway groups (a cluster node): declared, listed, deleted; this node's part in each. */
   gatewayGroups = () => this.call("listGatewayGroups");
   gatewayGroup = (name: string) => this.call("showGatewayGroup", { params: { name } });

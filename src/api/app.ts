@@ -305,8 +305,20 @@ function handlers(svc: Services, o: AppOptions): Handlers {
     listLeases: ({ query }) => leases.list(query.network || undefined),
     listEndpoints: ({ query }) => marked(endpoints.list(query.network || undefined)),
     showEndpoint: ({ params }) => marked(endpoints.show(params.name)),
-    setEndpoint: ({ params, body }) =>
-      marked(endpoints.setEgress(params.name, body.egress ? validateCap(body.egress) : null)),
+    setEndpoint: ({ params, body }) => {
+      if (body.group !== undefined) endpoints.setGroup(params.name, body.group);
+      if (body.egress !== undefined) endpoints.setEgress(params.name, body.egress ? validateCap(body.egress) : null);
+      return marked(endpoints.show(params.name));
+    },
+    listMsegGroups: () => svc.microseg.groups(),
+    createMsegGroup: ({ body }) => svc.microseg.createGroup(body),
+    showMsegGroup: ({ params }) => svc.microseg.group(params.name),
+    deleteMsegGroup: ({ params }) => svc.microseg.deleteGroup(params.name),
+    listMsegRules: () => svc.microseg.rules(),
+    addMsegRule: ({ body }) => svc.microseg.addRule(body),
+    deleteMsegRule: ({ params }) => svc.microseg.deleteRule(params.id),
+    exportMicroseg: () => svc.microseg.export(),
+    importMicroseg: ({ body }) => svc.microseg.import(body),
     listRules: ({ params }) => fw.listRules(params.scope),
     addRule: ({ params, body }) => fw.addRule(params.scope, body),
     deleteRule: ({ params }) => fw.deleteRule(params.scope, params.id),

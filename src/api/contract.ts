@@ -104,8 +104,12 @@ export const NetworkPatch = z
   .describe("The mutable fields of a network; a list replaces the whole list");
 
 export const EndpointPatch = z
-  .object({ egress: EgressCapSchema.nullable().describe("bit/s and bytes; null removes the cap") })
-  .strict();
+  .object({
+    egress: EgressCapSchema.nullable().optional().describe("bit/s and bytes; null removes the cap"),
+    group: z.string().nullable().optional().describe("Its microsegmentation group; null: in none (untagged)"),
+  })
+  .strict()
+  .refine((p) => p.egress !== undefined || p.group !== undefined, { error: "give egress or group (or both)" });
 
 export const AttachBody = z
   .object({
@@ -115,6 +119,7 @@ export const AttachBody = z
     tap: z.string().optional().describe("VM: the tap to create"),
     ip: z.string().optional().describe("Address to claim (default: the next free one)"),
     configure: z.boolean().optional().describe("Set address, route and MTU inside the namespace"),
+    group: z.string().optional().describe("Its microsegmentation group (default: none, untagged)"),
   })
   .strict();
 
@@ -229,6 +234,7 @@ export const EndpointView = z
     ifname: z.string().nullable().describe("Interface name inside the namespace (veth)"),
     egress: EgressCapView.nullable(),
     node: z.string().nullable().describe("The cluster node it runs on (null on a single node)"),
+    group: z.string().nullable().describe("Its microsegmentation group (null: none, untagged)"),
     moving: z
       .object({ to: z.string(), from: z.string(), state: z.enum(["requested", "handed-off"]), at: Time })
       .strict()
@@ -795,6 +801,87 @@ export const ClusterSummaryView = z
   })
   .strict();
 export type ClusterSummary = z.infer<typeof ClusterSummaryView>;
+
+// -- microsegmentation (docs/microseg.md)
+
+export const MsegGroupBody = z
+  .object({
+    name: z
+      .string()
+      .describe(
+        "Lower-case letters, digits and '-' (a part of at most 32, starting with a letter), parts joined by '/': prod/web is under prod",
+      ),
+    parent: z.string().optional().describe("The group it is under (default: the name's part before its last '/')"),
+    description: z.string().max(200).optional(),
+  })
+  .strict();
+
+export const MsegGroupView = z
+  .object({
+    name: z.string(),
+    id: Count.describe("What its endpoints' packets carry (skb->mark, VXLAN-GBP): stable, never reused"),
+    parent: z.string().nullable(),
+    line: z.array(z.string()).describe("The group, its parent, … its root"),
+    children: z.array(z.string()),
+    description: z.string().nullable(),
+    members: z.array(z.string()).describe("Its endpoints, on every node"),
+    createdAt: Time,
+  })
+  .strict()
+  .meta({ id: "MsegGroupView" });
+export type MsegGroupView = z.infer<typeof MsegGroupView>;
+
+const MsegProto = z.enum(["tcp", "udp", "icmp", "icmpv6", "sctp"]);
+export const MsegRuleBody = z
+  .object({
+    from: z.string().describe(`A group, or "untagged": endpoints in no group and everything from outside the fabric`),
+    to: z.string().describe("A group: the entry applies to its endpoints and those of every group under it"),
+    action: Action2,
+    proto: MsegProto.optional(),
+    dport: z.union([z.string(), z.number()]).optional().describe("A TCP or UDP destination port (with proto)"),
+    log: z.boolean().optional().describe("Every packet it decides is a monitor log event"),
+    description: z.string().max(200).optional(),
+  })
+  .strict();
+
+export const MsegRuleView = z
+  .object({
+    id: Count,
+    from: z.string(),
+    to: z.string(),
+    action: Action2,
+    proto: MsegProto.nullable(),
+    dport: Count.nullable(),
+    log: z.boolean(),
+    description: z.string().nullable(),
+    hits: PacketsBytes.describe("Packets it decided on this node (flows it let in count their first packet)"),
+  })
+  .strict()
+  .meta({ id: "MsegRuleView" });
+export type MsegRuleView = z.infer<typeof MsegRuleView>;
+
+export const MsegRuleListView = z
+  .object({
+    rules: z.array(MsegRuleView),
+    defaultHits: PacketsBytes.describe("Packets no entry decided on this node: denied (microseg-deny)"),
+  })
+  .strict();
+
+export const MsegDocument = z
+  .object({
+    groups: z.array(MsegGroupBody),
+    rules: z.array(MsegRuleBody),
+  })
+  .strict()
+  .describe("The whole policy: groups (a parent before its children) and entries");
+export type MsegDocument = z.infer<typeof MsegDocument>;
+
+export const MsegImportResult = z
+  .object({
+    groups: z.object({ added: Count, removed: Count, kept: Count }).strict(),
+    rules: Count.describe("Entries in force now (their ids are new)"),
+  })
+  .strict();
 
 // -- gateway groups (docs/gateway.md#high-availability-gateway-groups)
 
@@ -1414,6 +1501,74 @@ export const ROUTES = {
     summary: "What the speaker announces: the routed networks' prefixes, and what each peer has",
     status: 200,
     response: BgpRoutesView,
+  },
+  listMsegGroups: {
+    method: "get",
+    path: "/v1/microseg/groups",
+    summary: "List the microsegmentation groups: ids, parents, members",
+    status: 200,
+    response: z.array(MsegGroupView),
+  },
+  createMsegGroup: {
+    method: "post",
+    path: "/v1/microseg/groups",
+    summary: "Create a group (under a parent: prod/web is under prod)",
+    body: MsegGroupBody,
+    status: 201,
+    response: MsegGroupView,
+  },
+  showMsegGroup: {
+    method: "get",
+    path: "/v1/microseg/groups/{name}",
+    summary: "Show a group: its line up the tree, children, members",
+    params: NameParam,
+    status: 200,
+    response: MsegGroupView,
+  },
+  deleteMsegGroup: {
+    method: "delete",
+    path: "/v1/microseg/groups/{name}",
+    summary: "Delete a group: refused while a group is under it, an entry names it or an endpoint is in it",
+    params: NameParam,
+    status: 204,
+  },
+  listMsegRules: {
+    method: "get",
+    path: "/v1/microseg/rules",
+    summary: "List the policy entries with this node's hit counters",
+    status: 200,
+    response: MsegRuleListView,
+  },
+  addMsegRule: {
+    method: "post",
+    path: "/v1/microseg/rules",
+    summary: "Add a policy entry: the most specific entry decides (nearest destination, then source, then port)",
+    body: MsegRuleBody,
+    status: 201,
+    response: MsegRuleView,
+  },
+  deleteMsegRule: {
+    method: "delete",
+    path: "/v1/microseg/rules/{id}",
+    summary: "Delete a policy entry",
+    params: z.object({ id: IdParam("entry id") }).strict(),
+    status: 204,
+  },
+  exportMicroseg: {
+    method: "get",
+    path: "/v1/microseg/export",
+    summary: "The whole policy as a document ({groups, rules})",
+    status: 200,
+    response: MsegDocument,
+  },
+  importMicroseg: {
+    method: "put",
+    path: "/v1/microseg/import",
+    summary: "Replace the whole policy at once: groups kept by name (and id), the rest added or removed",
+    body: MsegDocument,
+    bodyLimit: BULK_BODY_LIMIT,
+    status: 200,
+    response: MsegImportResult,
   },
   listGatewayGroups: {
     method: "get",

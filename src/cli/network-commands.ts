@@ -421,6 +421,7 @@ function showEndpoint(e: EndpointView): void {
     ["interface", e.interface],
     ...(e.netns ? ([["namespace", `${e.netns} (${e.ifname})`]] as Array<[string, string]>) : []),
     ...(e.node ? ([["node", e.node]] as Array<[string, string]>) : []),
+    ["group", e.group ?? "none (untagged)"],
     ["egress cap", capText(e.egress, e.egressCounts, "of everything it sends")],
   ]);
   if (e.drops) {
@@ -435,50 +436,57 @@ function showEndpoint(e: EndpointView): void {
   }
 }
 
-const attach = defineCommand({
-  meta: meta(
-    "attach",
-    "Attach a container (--netns) or VM (--tap): claim a profile, create the interface with the profile's MAC, plug it into cnv-user-br0 with its programs",
-    [
-      "# A container: eth0 in its namespace, configured with address, route and MTU (else ask DHCP):",
-      "cenvero-str-ctl network attach app-net --name web-1 --netns web1 --configure",
-      "# A VM: a tap for its VMM to open, with a chosen address:",
-      "cenvero-str-ctl network attach app-net --name vm-1 --tap vm1tap --ip 10.20.0.50",
-    ],
-  ),
-  args: {
-    network: { type: "positional", required: true, description: "Network", valueHint: "NETWORK" },
-    name: { type: "string", required: true, description: "Endpoint name", valueHint: "EP" },
-    netns: {
-      type: "string",
-      description: "Container: network namespace (name under /run/netns or a path)",
-      valueHint: "NS",
+/** `network attach` and its other name, `endpoint attach`: the same command, examples by name. */
+const attachCommand = (group: "network" | "endpoint") =>
+  defineCommand({
+    meta: meta(
+      "attach",
+      "Attach a container (--netns) or VM (--tap): claim a profile, create the interface with the profile's MAC, plug it into cnv-user-br0 with its programs",
+      [
+        "# A container: eth0 in its namespace, configured with address, route and MTU (else ask DHCP):",
+        `cenvero-str-ctl ${group} attach app-net --name web-1 --netns web1 --configure`,
+        "# A VM: a tap for its VMM to open, with a chosen address:",
+        `cenvero-str-ctl ${group} attach app-net --name vm-1 --tap vm1tap --ip 10.20.0.50`,
+        "# In a microsegmentation group from the start:",
+        `cenvero-str-ctl ${group} attach app-net --name db-1 --netns db1 --group prod/db`,
+      ],
+    ),
+    args: {
+      network: { type: "positional", required: true, description: "Network", valueHint: "NETWORK" },
+      name: { type: "string", required: true, description: "Endpoint name", valueHint: "EP" },
+      netns: {
+        type: "string",
+        description: "Container: network namespace (name under /run/netns or a path)",
+        valueHint: "NS",
+      },
+      ifname: { type: "string", description: "Interface name inside the namespace (default eth0)", valueHint: "IF" },
+      tap: { type: "string", description: "VM: name of the tap to create for it", valueHint: "IFNAME" },
+      ip: { type: "string", description: "Address to claim (default: the next free one)", valueHint: "ADDR" },
+      configure: {
+        type: "boolean",
+        description: "Set address, default route and MTU inside the namespace",
+        default: false,
+      },
+      group: { type: "string", description: "Its microsegmentation group (default: none)", valueHint: "GROUP" },
+      ...apiArg,
+      ...outputArg,
     },
-    ifname: { type: "string", description: "Interface name inside the namespace (default eth0)", valueHint: "IF" },
-    tap: { type: "string", description: "VM: name of the tap to create for it", valueHint: "IFNAME" },
-    ip: { type: "string", description: "Address to claim (default: the next free one)", valueHint: "ADDR" },
-    configure: {
-      type: "boolean",
-      description: "Set address, default route and MTU inside the namespace",
-      default: false,
+    async run({ args }) {
+      const fmt = parseFormat(args.output);
+      const e = await client(args).attach(args.network, {
+        ...(args.group !== undefined ? { group: args.group } : {}),
+        name: args.name,
+        netns: args.netns,
+        ifname: args.ifname,
+        tap: args.tap,
+        ip: args.ip,
+        configure: args.configure,
+      });
+      if (fmt !== "table") return printData(fmt, e);
+      process.stdout.write(`attached ${e.name} to ${e.network}: ${e.ip} ${e.mac} on ${e.interface}\n`);
     },
-    ...apiArg,
-    ...outputArg,
-  },
-  async run({ args }) {
-    const fmt = parseFormat(args.output);
-    const e = await client(args).attach(args.network, {
-      name: args.name,
-      netns: args.netns,
-      ifname: args.ifname,
-      tap: args.tap,
-      ip: args.ip,
-      configure: args.configure,
-    });
-    if (fmt !== "table") return printData(fmt, e);
-    process.stdout.write(`attached ${e.name} to ${e.network}: ${e.ip} ${e.mac} on ${e.interface}\n`);
-  },
-});
+  });
+const attach = attachCommand("network");
 
 const detach = defineCommand({
   meta: meta("detach", "Detach an endpoint: programs off, interface removed, profile released", [
@@ -504,8 +512,12 @@ export const networkCommand = defineCommand({
 });
 
 export const endpointCommand = defineCommand({
-  meta: { name: "endpoint", description: "List and show endpoints; cap what one sends; move one to another node" },
+  meta: {
+    name: "endpoint",
+    description: "Attach (as network attach), list and show endpoints; cap what one sends; move one to another node",
+  },
   subCommands: {
+    attach: attachCommand("endpoint"),
     list: defineCommand({
       meta: meta("list", "List endpoints: network, address, MAC, kind, host interface and, in a cluster, node", [
         "cenvero-str-ctl endpoint list",
@@ -522,8 +534,18 @@ export const endpointCommand = defineCommand({
         if (fmt !== "table") return printData(fmt, eps);
         // A cluster's endpoints run on several nodes: which one is a column (a single node's have none).
         const nodes = eps.some((e) => e.node !== null);
+        const groups = eps.some((e) => e.group !== null);
         printTable(
-          ["NAME", "NETWORK", "IP", "MAC", "KIND", "INTERFACE", ...(nodes ? ["NODE"] : [])],
+          [
+            "NAME",
+            "NETWORK",
+            "IP",
+            "MAC",
+            "KIND",
+            "INTERFACE",
+            ...(nodes ? ["NODE"] : []),
+            ...(groups ? ["GROUP"] : []),
+          ],
           eps.map((e) => [
             e.name,
             e.network,
@@ -533,6 +555,7 @@ export const endpointCommand = defineCommand({
             e.interface,
             // An endpoint of a node that is down is kept, and says so.
             ...(nodes ? [`${e.node ?? "-"}${e.nodeState && e.nodeState !== "ready" ? ` (${e.nodeState})` : ""}`] : []),
+            ...(groups ? [e.group ?? "-"] : []),
           ]),
         );
       },

@@ -14,6 +14,7 @@ import { dhcpCommand } from "./dhcp-commands";
 import { dnsCommand } from "./dns-commands";
 import { firewallCommand } from "./firewall-commands";
 import { gatewayCommand } from "./gateway-commands";
+import { groupCommand, microsegCommand } from "./microseg-commands";
 import { monitorCommand } from "./monitor-command";
 import { endpointCommand, networkCommand } from "./network-commands";
 import { reconcileCommand } from "./reconcile-command";
@@ -41,6 +42,8 @@ export const rootCommand = defineCommand({
     cluster: clusterCommand,
     bgp: bgpCommand,
     gateway: gatewayCommand,
+    group: groupCommand,
+    microseg: microsegCommand,
     trace: traceCommand,
     monitor: monitorCommand,
     status: statusCommand,

@@ -9,6 +9,7 @@ import { StratumError } from "../errors";
 import type { DnsRecord } from "../model/dns-record";
 import type { EgressCap } from "../model/egress-cap";
 import { type DefaultAction, FW_GLOBAL_SCOPE, type Rule, type StoredRule } from "../model/firewall-rule";
+import { emptyMicroseg, type MicrosegDoc } from "../model/microseg";
 import type { Network } from "../model/network";
 import type { MirrorChange, MirrorWriter } from "../store/mirror";
 import type { SqliteStore } from "../store/sqlite";
@@ -223,15 +224,21 @@ export class ClusterStore implements Store {
     const net = this.mirror.getNetwork(ep.network);
     if (!net) throw new StratumError("NOT_FOUND", `network ${ep.network} does not exist`);
     const stored: Endpoint = { ...ep, node: this.node, createdAt: new Date().toISOString() };
+    // In a group: the group must still be there (its deletion compares the policy key too).
+    const pol = ep.group !== undefined ? this.#get(K.microseg) : undefined;
+    if (ep.group !== undefined && !this.#microseg(pol).groups.some((g) => g.name === ep.group))
+      throw new StratumError("NOT_FOUND", `no group "${ep.group}" (group list shows them)`);
     const r = this.#txn({
       compare: [
         { key: K.endpoint(ep.name), target: "version", value: 0 },
         { key: K.claim(net.id, ep.hostIndex), target: "version", value: 0 },
         { key: K.network(net.name), target: "version", op: ">", value: 0 },
+        ...(pol ? [{ key: K.microseg, target: "modRevision" as const, value: pol.modRevision }] : []),
       ],
       success: [
         { type: "put", key: K.endpoint(ep.name), value: JSON.stringify(stored) },
         { type: "put", key: K.claim(net.id, ep.hostIndex), value: ep.name },
+        ...(pol ? [{ type: "put" as const, key: K.microseg, value: pol.value }] : []),
       ],
       failure: [
         { type: "range", key: K.endpoint(ep.name) },
@@ -261,7 +268,7 @@ export class ClusterStore implements Store {
         `${ep.ip} is already claimed by endpoint ${holder}${e?.node ? ` on node ${e.node}` : ""}`,
       );
     }
-    throw new StratumError("CONFLICT", `endpoint ${ep.name}: the claim changed meanwhile: try again`);
+    throw new StratumError("CONFLICT", `endpoint ${ep.name}: the claim or the groups changed meanwhile: try again`);
   }
 
   releaseEndpoint(name: string): void {
@@ -286,6 +293,54 @@ export class ClusterStore implements Store {
       const { egress: _e, ...rest } = row.value;
       const next: Endpoint = cap ? { ...rest, egress: cap } : rest;
       return { value: JSON.stringify(next), result: next };
+    });
+  }
+
+  // ---- microsegmentation ----
+
+  getMicroseg(): MicrosegDoc {
+    return this.mirror.getMicroseg();
+  }
+
+  #microseg(cur: KeyValue | undefined): MicrosegDoc {
+    const row = cur && parseKey(cur.key, cur.value);
+    return row?.kind === "microseg" && row.value ? row.value : emptyMicroseg();
+  }
+
+  /** The policy key is the one every change of groups and memberships compares: an endpoint
+   * put in a group rewrites it unchanged, so a group's deletion (which counts its members from
+   * etcd itself, not the mirror) and an assignment to it never both succeed. */
+  updateMicroseg<T>(fn: (doc: MicrosegDoc, members: (group: string) => number) => { doc?: MicrosegDoc; result: T }): T {
+    return this.#update(K.microseg, (cur) => {
+      let all: Endpoint[] | undefined;
+      const members = (g: string) => {
+        all ??= this.etcd
+          .range(K.endpoint(""), { prefix: true })
+          .kvs.map((kv) => parseKey(kv.key, kv.value))
+          .flatMap((r) => (r?.kind === "endpoint" && r.value ? [r.value] : []));
+        return all.filter((e) => e.group === g).length;
+      };
+      const out = fn(this.#microseg(cur), members);
+      return { ...(out.doc ? { value: JSON.stringify(out.doc) } : {}), result: out.result };
+    });
+  }
+
+  setEndpointGroup(name: string, group: string | null): Endpoint {
+    return this.#update(K.endpoint(name), (cur) => {
+      const row = cur && parseKey(cur.key, cur.value);
+      if (row?.kind !== "endpoint" || !row.value)
+        throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
+      const pol = this.#get(K.microseg);
+      if (group !== null && !this.#microseg(pol).groups.some((g) => g.name === group))
+        throw new StratumError("NOT_FOUND", `no group "${group}" (group list shows them)`);
+      const { group: _g, ...rest } = row.value;
+      const next: Endpoint = group !== null ? { ...rest, group } : rest;
+      return {
+        value: JSON.stringify(next),
+        compare: [{ key: K.microseg, target: "modRevision", value: pol?.modRevision ?? 0 }],
+        ops: pol ? [{ type: "put", key: K.microseg, value: pol.value }] : [],
+        result: next,
+      };
     });
   }
 

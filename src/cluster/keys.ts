@@ -25,6 +25,8 @@
  *                                    (base64, 32 bytes; never shown)
  *   gateway-active/<name>            {node, since, why}: the node that holds the group's role
  *                                    (the HA engine writes it; its modRevision is the epoch)
+ *   microseg                         the microsegmentation policy: {groups, rules, nextGroupId,
+ *                                    nextRuleId}; an endpoint's group is in its own record
  *
  * Outside the prefix, so never mirrored (renewed ~20 times a second):
  *   /stratum/ha/v1/beat/<name>       the active node's lease-bound heartbeat of a group */
@@ -32,6 +34,7 @@ import { z } from "zod";
 import { StratumError } from "../errors";
 import type { StoredRule } from "../model/firewall-rule";
 import { ADVERT_RANGE_MS, PRIORITY_RANGE } from "../model/gateway-group";
+import { type MicrosegDoc, validateMicroseg } from "../model/microseg";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
 import type { GatewayActiveRecord, MirrorRow, MoveRecord, StoredGatewayGroup } from "../store/mirror";
 import type { Endpoint, StoredDnsRecord, StoredNetwork } from "../store/store";
@@ -72,6 +75,7 @@ export const K = {
   gatewayActive: (name: string) => `${PREFIX}gateway-active/${name}`,
   gatewayActives: `${PREFIX}gateway-active/`,
   haBeat: (name: string) => `${HA_BEAT_PREFIX}${name}`,
+  microseg: `${PREFIX}microseg`,
 };
 
 /** Whether a node's mirror holds a key: every key under PREFIX but the address claims (they
@@ -97,6 +101,7 @@ export const endpointSchema = z
     createdAt: z.string(),
     egress: z.object({ rate: z.number().int().positive(), burst: z.number().int().positive() }).optional(),
     node: NAME,
+    group: z.string().min(1).max(128).optional(),
   })
   .strict();
 const ENDPOINT_KEYS = new Set([
@@ -112,6 +117,7 @@ const ENDPOINT_KEYS = new Set([
   "createdAt",
   "egress",
   "node",
+  "group",
 ]);
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i;
 const isName = (x: unknown) => typeof x === "string" && x.length >= 1 && x.length <= 64;
@@ -132,6 +138,8 @@ export function plainEndpoint(v: unknown): Endpoint | undefined {
   if (typeof o.hostIf !== "string" || o.hostIf.length < 1 || o.hostIf.length > 15) return undefined;
   if (o.netns !== undefined && typeof o.netns !== "string") return undefined;
   if (o.ifname !== undefined && typeof o.ifname !== "string") return undefined;
+  if (o.group !== undefined && !(typeof o.group === "string" && o.group.length >= 1 && o.group.length <= 128))
+    return undefined;
   if (o.egress !== undefined) {
     const e = o.egress as Record<string, unknown>;
     if (typeof e !== "object" || e === null || Array.isArray(e)) return undefined;
@@ -211,6 +219,24 @@ const gatewayGroupSchema = z
     advertIntervalMs: z.number().int().min(ADVERT_RANGE_MS[0]).max(ADVERT_RANGE_MS[1]),
     createdAt: z.string(),
     key: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "the heartbeat key is not 32 bytes of base64"),
+  })
+  .strict();
+const microsegSchema = z
+  .object({
+    groups: z.array(
+      z
+        .object({
+          name: z.string(),
+          id: z.number().int(),
+          parent: z.string().optional(),
+          description: z.string().optional(),
+          createdAt: z.string(),
+        })
+        .strict(),
+    ),
+    rules: z.array(z.object({ id: z.number().int() }).passthrough()),
+    nextGroupId: z.number().int().positive(),
+    nextRuleId: z.number().int().positive(),
   })
   .strict();
 const gatewayActiveSchema = z.object({ node: NAME, since: z.string(), why: z.string() }).strict();
@@ -344,6 +370,16 @@ export function parseKey(key: string, value: Uint8Array | null): Row | undefined
         name: b,
         value: v === null ? null : (check(gatewayActiveSchema, v) as GatewayActiveRecord),
       };
+    }
+    case "microseg": {
+      if (b !== undefined) return undefined;
+      const v = json();
+      if (v === null) return { kind: "microseg", value: null };
+      try {
+        return { kind: "microseg", value: validateMicroseg(check(microsegSchema, v) as unknown as MicrosegDoc) };
+      } catch (e) {
+        throw new StratumError("INVALID", `${key}: ${(e as Error).message}`);
+      }
     }
     default:
       return undefined;

@@ -2,7 +2,14 @@
  * the compiled policy as a new generation beside the active one, one map update to switch to
  * it, then the old generation removed. Packets see the old policy or the new, never a mixture;
  * a write that fails removes what it wrote and leaves the active generation in force. */
-import { type CompiledMicroseg, compileMicroseg, type MicrosegDoc, MSEG, type MsegKey } from "../model/microseg";
+import {
+  type CompiledMicroseg,
+  compileMicroseg,
+  type MicrosegDoc,
+  MSEG,
+  type MsegKey,
+  type MsegVal,
+} from "../model/microseg";
 import type { BpfMap } from "../sys/bpf";
 import { encode, get } from "../sys/layout";
 import { stmLayout } from "./abi-layouts";
@@ -39,6 +46,15 @@ export function encodeMsegKey(k: MsegKey, gen: number): Buffer {
   return encode(MSEG_KEY, { dst: k.dst, src: k.src, dport: k.dport, proto: k.proto, gen: gen & 0xff });
 }
 
+function encodeVal(val: MsegVal): Buffer {
+  return encode(MSEG_VAL, {
+    dist: Math.min(val.dist, 0xff),
+    action: val.action,
+    flags: (val.log ? V_LOG : 0) | (val.more ? V_MORE : 0),
+    id: val.id,
+  });
+}
+
 function encodeLine(line: number[]): Buffer {
   const b = encode(MSEG_GROUP, { len: line.length });
   line.forEach((id, i) => {
@@ -70,6 +86,31 @@ export class MsegTables {
     return { gen: get(v, MSEG_CFG, "gen"), on: (get(v, MSEG_CFG, "flags") & MSEG_F_ON) !== 0 };
   }
 
+  /** Whether the kernel holds exactly this compiled policy (then apply would change nothing). */
+  inForce(c: CompiledMicroseg): boolean {
+    const st = this.state();
+    if (st.on !== c.lines.size > 0) return false;
+    const groups = this.#dp.map("stm_mseg_groups");
+    let n = 0;
+    for (const [k, v] of groups.entries()) {
+      const line = c.lines.get(k.readUInt32LE(0));
+      if (!line || !v.equals(encodeLine(line))) return false;
+      n++;
+    }
+    if (n !== c.lines.size) return false;
+    const genOff = MSEG_KEY.fields.gen[0];
+    const want = new Map<string, Buffer>();
+    for (const { key, val } of c.policy.values()) want.set(encodeMsegKey(key, st.gen).toString("hex"), encodeVal(val));
+    n = 0;
+    for (const [k, v] of this.#dp.map("stm_mseg_pol").entries()) {
+      if (k[genOff] !== (st.gen & 0xff)) return false;
+      const w = want.get(k.toString("hex"));
+      if (!w?.equals(v)) return false;
+      n++;
+    }
+    return n === want.size;
+  }
+
   /** Compiles and installs the policy (compile errors throw before anything is written). */
   apply(doc: MicrosegDoc, compiled: CompiledMicroseg = compileMicroseg(doc)): MsegApplied {
     const groups = this.#dp.map("stm_mseg_groups");
@@ -83,15 +124,7 @@ export class MsegTables {
     try {
       for (const { key, val } of compiled.policy.values()) {
         const k = encodeMsegKey(key, gen);
-        pol.update(
-          k,
-          encode(MSEG_VAL, {
-            dist: Math.min(val.dist, 0xff),
-            action: val.action,
-            flags: (val.log ? V_LOG : 0) | (val.more ? V_MORE : 0),
-            id: val.id,
-          }),
-        );
+        pol.update(k, encodeVal(val));
         written.push(k);
       }
     } catch (e) {

@@ -12,6 +12,7 @@ import { firewallScopes } from "./firewall-scopes";
 import { gatewayAddresses } from "./gateway-addresses";
 import { localAddresses } from "./local-addresses";
 import { masquerading } from "./masquerading";
+import { microseg } from "./microseg";
 import { overlay } from "./overlay";
 import { ports } from "./ports";
 import { profiles } from "./profiles";
@@ -35,6 +36,7 @@ export const RESTORE_ORDER: Reconciler[] = [
   masquerading,
   egressCaps,
   firewallScopes,
+  microseg,
   ports,
   localAddresses,
   uplink,

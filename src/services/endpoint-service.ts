@@ -43,6 +43,8 @@ export interface AttachRequest {
   tap?: string;
   ip?: string;
   configure?: boolean;
+  /** Its microsegmentation group. */
+  group?: string;
 }
 
 export class EndpointService {
@@ -83,6 +85,7 @@ export class EndpointService {
       ifname: e.ifname ?? null,
       egress: e.egress ? { rate: e.egress.rate, burst: e.egress.burst } : null,
       node: e.node ?? null,
+      group: e.group ?? null,
       nodeState: null, // the API fills it in from the cluster's membership
       moving: null, // and this from the cluster's moves
       createdAt: e.createdAt,
@@ -134,6 +137,19 @@ export class EndpointService {
     return this.show(name);
   }
 
+  /** Puts an endpoint in a microsegmentation group (null: in none). Its port stamps the new
+   * group from the moment its configuration changes; flows let in under the old one are judged
+   * again. */
+  setGroup(name: string, group: string | null): EndpointView {
+    const e = this.store.getEndpoint(name);
+    if (!e) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
+    const n = this.networks.must(e.network);
+    const next = this.store.setEndpointGroup(name, group);
+    const link = isLocalEndpoint(this.store, next) ? getLink(next.hostIf, this.nl) : undefined;
+    if (link) this.dp.setPort(link.index, portConfig(next, n, this.ctx.groupId(next.group)));
+    return this.show(name);
+  }
+
   #pickAddress(n: StoredNetwork, ip?: string): { index: number; ip: string } {
     const gw = hostIndex(n.cidr, n.gateway);
     const claimed = this.store.claimedIndexes(n.name);
@@ -169,6 +185,8 @@ export class EndpointService {
       if (req.netns === undefined) throw new StratumError("INVALID", "--ifname names the interface inside --netns");
       checkIfName(req.ifname, "--ifname");
     }
+    if (req.group !== undefined && !this.store.getMicroseg().groups.some((g) => g.name === req.group))
+      throw new StratumError("NOT_FOUND", `no group "${req.group}" (group list shows them)`);
     let { index, ip } = this.#pickAddress(n, req.ip);
     const prefixLen = parseSubnet(n.cidr).prefixLen;
     const hostIf = req.tap ?? hostIfName(name);
@@ -198,6 +216,7 @@ export class EndpointService {
           hostIf,
           netns: req.netns,
           ifname,
+          ...(req.group !== undefined ? { group: req.group } : {}),
         });
       let ep: Endpoint;
       for (let tries = 1; ; tries++)
@@ -281,9 +300,9 @@ export class EndpointService {
   #setPortAndCap(ifindex: number, ep: Endpoint, n: StoredNetwork): void {
     if (ep.egress) {
       this.dp.setCap(SHAPE_KIND.ENDPOINT, ifindex, ep.egress);
-      this.dp.setPort(ifindex, portConfig(ep, n));
+      this.dp.setPort(ifindex, portConfig(ep, n, this.ctx.groupId(ep.group)));
     } else {
-      this.dp.setPort(ifindex, portConfig(ep, n));
+      this.dp.setPort(ifindex, portConfig(ep, n, this.ctx.groupId(ep.group)));
       this.dp.deleteCap(SHAPE_KIND.ENDPOINT, ifindex);
     }
   }

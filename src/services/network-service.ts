@@ -186,7 +186,7 @@ export class NetworkService {
     this.applySubnets(n);
     for (const ep of this.store.listEndpoints(n.name)) {
       const l = getLink(ep.hostIf, this.nl);
-      if (l) this.dp.setPort(l.index, portConfig(ep, n));
+      if (l) this.dp.setPort(l.index, portConfig(ep, n, this.ctx.groupId(ep.group)));
     }
   }
 

@@ -6,9 +6,11 @@ import { StratumError } from "../errors";
 import { linkLocal, profileIp6 } from "../model/network";
 import type { Endpoint, StoredNetwork } from "../store/store";
 
-/** What a port's programs check for an endpoint of network `n`. */
-export function portConfig(ep: Pick<Endpoint, "ip" | "mac" | "egress">, n: StoredNetwork): PortConfig {
+/** What a port's programs check for an endpoint of network `n` (in microsegmentation group
+ * `group`, 0: none). */
+export function portConfig(ep: Pick<Endpoint, "ip" | "mac" | "egress">, n: StoredNetwork, group = 0): PortConfig {
   return {
+    ...(group ? { group } : {}),
     ...(ep.egress ? { shaped: true } : {}),
     ...(n.extendToLan ? { lan: true } : {}),
     netId: n.id,

@@ -2,6 +2,7 @@
  * rtnetlink (the kernel), a log for what is not fatal, the change feed the address and name
  * servers follow, and the capacity check every request passes before it writes anything. */
 import type { PortDatapath } from "../datapath/port-datapath";
+import { type MicrosegDoc, MSEG } from "../model/microseg";
 import { type Rtnl, rtnl } from "../netlink";
 import type { Store } from "../store/store";
 import { checkRoom, type Entries } from "./capacity";
@@ -29,6 +30,16 @@ export class ServiceContext {
     readonly nl: Rtnl = rtnl(),
     readonly log: (msg: string) => void = () => {},
   ) {}
+
+  #groupIds?: { doc: MicrosegDoc; ids: Map<string, number> };
+
+  /** The id of a microsegmentation group (0: none, or a group the policy does not have). */
+  groupId(name: string | undefined): number {
+    if (name === undefined) return MSEG.UNTAGGED;
+    const doc = this.store.getMicroseg();
+    if (this.#groupIds?.doc !== doc) this.#groupIds = { doc, ids: new Map(doc.groups.map((g) => [g.name, g.id])) };
+    return this.#groupIds.ids.get(name) ?? MSEG.UNTAGGED;
+  }
 
   onChange(fn: (networks?: ReadonlySet<string>) => void): void {
     this.#listeners.push(fn);

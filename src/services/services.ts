@@ -8,6 +8,7 @@ import { DnsRecordService } from "./dns-record-service";
 import { EndpointService } from "./endpoint-service";
 import { FirewallService, type FwKernel } from "./firewall-service";
 import { LeaseService } from "./lease-service";
+import { MicrosegService } from "./microseg-service";
 import { NetworkService } from "./network-service";
 import { ServiceContext } from "./service-context";
 
@@ -18,6 +19,7 @@ export class Services {
   readonly endpoints: EndpointService;
   readonly dnsRecords: DnsRecordService;
   readonly leases: LeaseService;
+  readonly microseg: MicrosegService;
 
   /** `fwKernel`: the firewall's tables (default: on `dp`, which must be open). */
   constructor(
@@ -34,6 +36,11 @@ export class Services {
     this.networks.useEndpoints(this.endpoints);
     this.dnsRecords = new DnsRecordService(this.ctx, this.networks);
     this.leases = new LeaseService(this.ctx, this.networks);
+    this.microseg = this.makeMicroseg(this.ctx);
+  }
+
+  protected makeMicroseg(ctx: ServiceContext): MicrosegService {
+    return new MicrosegService(ctx);
   }
 
   /** The network and endpoint services (a stand-in without a kernel overrides these). */

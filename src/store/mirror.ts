@@ -7,6 +7,7 @@ import type { Database } from "bun:sqlite";
 import { blockSortKey } from "../model/blocklist";
 import type { DefaultAction, StoredRule } from "../model/firewall-rule";
 import type { GatewayGroup } from "../model/gateway-group";
+import type { MicrosegDoc } from "../model/microseg";
 import type { SqliteStore } from "./sqlite";
 import type { Endpoint, StoredDnsRecord, StoredNetwork } from "./store";
 
@@ -85,7 +86,8 @@ export type MirrorRow =
   | { kind: "node"; name: string; value: NodeRecord | null }
   | { kind: "move"; name: string; value: MoveRecord | null }
   | { kind: "gatewayGroup"; name: string; value: StoredGatewayGroup | null }
-  | { kind: "gatewayActive"; name: string; value: GatewayActiveRecord | null };
+  | { kind: "gatewayActive"; name: string; value: GatewayActiveRecord | null }
+  | { kind: "microseg"; value: MicrosegDoc | null };
 
 /** A key's change: its value (null: deleted) at `revision`. */
 export interface MirrorChange {
@@ -131,7 +133,7 @@ export class MirrorWriter {
   effects: MirrorEffects = noEffects();
 
   constructor(
-    store: SqliteStore,
+    readonly store: SqliteStore,
     readonly parse: MirrorParser,
   ) {
     this.db = store.db;
@@ -361,8 +363,8 @@ export class MirrorWriter {
         const netId = this.#networkId(e.network);
         if (netId === undefined) return; // its network comes later (a listing applies networks first)
         db.query(
-          `INSERT OR REPLACE INTO endpoints (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at, egress_rate, egress_burst, node)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT OR REPLACE INTO endpoints (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at, egress_rate, egress_burst, node, mseg_group)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         ).run(
           e.name,
           netId,
@@ -377,6 +379,7 @@ export class MirrorWriter {
           e.egress?.rate ?? 0,
           e.egress?.burst ?? 0,
           e.node ?? "",
+          e.group ?? null,
         );
         return;
       }
@@ -414,6 +417,9 @@ export class MirrorWriter {
         for (const d of r.value ?? []) ins.run(d.id, d.name, d.type, d.value, d.ttl, d.createdAt, r.networkId);
         return;
       }
+      case "microseg":
+        this.store.putMicroseg(r.value);
+        return;
       default:
         return; // kept in cluster_kv only
     }

@@ -15,6 +15,7 @@ import type { DnsRecord } from "../model/dns-record";
 import type { EgressCap } from "../model/egress-cap";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall-rule";
 import { FW_GLOBAL_SCOPE } from "../model/firewall-rule";
+import { emptyMicroseg, type MicrosegDoc } from "../model/microseg";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
 import { writableDir, writableFile } from "../sys/paths";
 import { AUDITED_TABLES, type Finding, type RawRow, RowAudit } from "./audit";
@@ -187,6 +188,13 @@ const MIGRATIONS: string[] = [
      password_file TEXT,
      created_at TEXT NOT NULL
    );`,
+  // Microsegmentation: the policy document (one row) and each endpoint's group.
+  `CREATE TABLE IF NOT EXISTS microseg (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     doc TEXT NOT NULL,
+     rev INTEGER NOT NULL
+   );
+   ALTER TABLE endpoints ADD COLUMN mseg_group TEXT;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -217,6 +225,7 @@ interface EndpointRow {
   egress_rate: number;
   egress_burst: number;
   node: string;
+  mseg_group: string | null;
 }
 
 /** A row as JSON for the quarantine table: blobs as hex, so nothing is lost in the text. */
@@ -442,6 +451,7 @@ export class SqliteStore implements Store {
       createdAt: r.created_at,
       ...(r.egress_rate ? { egress: { rate: r.egress_rate, burst: r.egress_burst } } : {}),
       ...(r.node ? { node: r.node } : {}),
+      ...(r.mseg_group ? { group: r.mseg_group } : {}),
     };
   }
 
@@ -451,6 +461,54 @@ export class SqliteStore implements Store {
       .run(cap?.rate ?? 0, cap?.burst ?? 0, name);
     if (r.changes === 0) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
     return this.getEndpoint(name) as Endpoint;
+  }
+
+  setEndpointGroup(name: string, group: string | null): Endpoint {
+    return this.db.transaction(() => {
+      if (group !== null && !this.getMicroseg().groups.some((g) => g.name === group))
+        throw new StratumError("NOT_FOUND", `no group "${group}" (group list shows them)`);
+      const r = this.db.query("UPDATE endpoints SET mseg_group = ? WHERE name = ?").run(group, name);
+      if (r.changes === 0) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
+      return this.getEndpoint(name) as Endpoint;
+    })();
+  }
+
+  groupMembers(group: string): number {
+    return (this.db.query("SELECT count(*) AS n FROM endpoints WHERE mseg_group = ?").get(group) as { n: number }).n;
+  }
+
+  /** The parsed policy, while the row's revision is the one it was read at (a rolled-back write
+   * brings the old revision back, so the cache is never ahead of the table). */
+  #mseg?: { rev: number; doc: MicrosegDoc };
+
+  getMicroseg(): MicrosegDoc {
+    const r = this.db.query("SELECT rev FROM microseg WHERE id = 1").get() as { rev: number } | null;
+    if (!r) return emptyMicroseg();
+    if (this.#mseg?.rev === r.rev) return this.#mseg.doc;
+    const d = this.db.query("SELECT doc FROM microseg WHERE id = 1").get() as { doc: string };
+    const doc = JSON.parse(d.doc) as MicrosegDoc;
+    this.#mseg = { rev: r.rev, doc };
+    return doc;
+  }
+
+  /** Writes the policy document (the mirror, a single node's services). */
+  putMicroseg(doc: MicrosegDoc | null): void {
+    this.#mseg = undefined;
+    if (!doc) this.db.query("DELETE FROM microseg").run();
+    else
+      this.db
+        .query(
+          "INSERT INTO microseg (id, doc, rev) VALUES (1, ?, 1) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, rev = rev + 1",
+        )
+        .run(JSON.stringify(doc));
+  }
+
+  updateMicroseg<T>(fn: (doc: MicrosegDoc, members: (group: string) => number) => { doc?: MicrosegDoc; result: T }): T {
+    return this.db.transaction(() => {
+      const out = fn(this.getMicroseg(), (g) => this.groupMembers(g));
+      if (out.doc) this.putMicroseg(out.doc);
+      return out.result;
+    })();
   }
 
   listEndpoints(network?: string, node?: string): Endpoint[] {
@@ -472,13 +530,15 @@ export class SqliteStore implements Store {
       const net = this.getNetwork(ep.network);
       if (!net) throw new StratumError("NOT_FOUND", `network ${ep.network} does not exist`);
       if (this.getEndpoint(ep.name)) throw new StratumError("CONFLICT", `endpoint ${ep.name} already exists`);
+      if (ep.group !== undefined && !this.getMicroseg().groups.some((g) => g.name === ep.group))
+        throw new StratumError("NOT_FOUND", `no group "${ep.group}" (group list shows them)`);
       const holder = this.db
         .query("SELECT name FROM endpoints WHERE network_id = ? AND host_index = ?")
         .get(net.id, ep.hostIndex) as { name: string } | null;
       if (holder) throw new StratumError("INVALID", `${ep.ip} is already claimed by endpoint ${holder.name}`);
       this.db
         .query(
-          "INSERT INTO endpoints (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          "INSERT INTO endpoints (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at, node, mseg_group) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .run(
           ep.name,
@@ -492,6 +552,7 @@ export class SqliteStore implements Store {
           ep.ifname ?? null,
           new Date().toISOString(),
           ep.node ?? "",
+          ep.group ?? null,
         );
       return this.getEndpoint(ep.name) as Endpoint;
     })();

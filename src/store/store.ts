@@ -7,6 +7,7 @@
 import type { DnsRecord } from "../model/dns-record";
 import type { EgressCap } from "../model/egress-cap";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall-rule";
+import type { MicrosegDoc } from "../model/microseg";
 import type { Network } from "../model/network";
 
 export interface StoredNetwork extends Network {
@@ -34,6 +35,8 @@ export interface Endpoint {
   egress?: EgressCap;
   /** The cluster node it runs on; absent on a single node. */
   node?: string;
+  /** Its microsegmentation group; absent: untagged. */
+  group?: string;
 }
 
 export interface Store {
@@ -56,6 +59,16 @@ export interface Store {
   releaseEndpoint(name: string): void;
   /** Sets (or with null removes) an endpoint's egress cap; NOT_FOUND when there is no such endpoint. */
   setEndpointEgress(name: string, cap: EgressCap | null): Endpoint;
+  /** Puts an endpoint in a group (null: in none); NOT_FOUND for no such endpoint or group. */
+  setEndpointGroup(name: string, group: string | null): Endpoint;
+
+  /** The microsegmentation policy: groups and entries (empty when none was ever written). */
+  getMicroseg(): MicrosegDoc;
+  /** Reads the policy, changes it and writes it back in one transaction: `fn` returns the new
+   * document (or none: nothing to write) and what to return; `members` counts a group's
+   * endpoints as the transaction sees them. */
+  updateMicroseg<T>(fn: (doc: MicrosegDoc, members: (group: string) => number) => { doc?: MicrosegDoc; result: T }): T;
+
   /** Host indexes claimed in a network (to find the next free address). */
   claimedIndexes(network: string): Set<number>;
   /** The names of a network's endpoints, ordered (a network's view lists them: reading whole

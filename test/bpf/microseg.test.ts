@@ -283,6 +283,13 @@ describe("microsegmentation at a port", () => {
     expect(run({ proto: IPPROTO.TCP, dport: 80, v6: true }, 0).retval).toBe(TC_NEXT);
   });
 
+  test("a mid-connection TCP packet of the endpoint opens nothing: only its SYN does", () => {
+    clearState();
+    setPort(db);
+    expect(run({ proto: IPPROTO.TCP, out: true, sport: 40010, dport: 443, flags: 0x10 }).retval).toBe(TC_NEXT);
+    expect(run({ proto: IPPROTO.TCP, sport: 443, dport: 40010, flags: 0x10 }, msegStamp(web)).retval).toBe(TC_DROP);
+  });
+
   test("replies of a flow the endpoint opened pass; the same packets unsolicited do not", () => {
     clearState();
     setPort(db);
@@ -319,6 +326,9 @@ describe("microsegmentation at a port", () => {
       const before = dropCount("microseg-deny");
       expect(run({ ...pkt, flags: 0x10 }, msegStamp(web)).retval).toBe(TC_DROP);
       expect(dropCount("microseg-deny")).toBe(before + 1n);
+      // The endpoint answers (its ACK): the cut flow does not become one it opened.
+      expect(run({ proto: IPPROTO.TCP, out: true, sport: 5432, dport: 41000, flags: 0x10 }).retval).toBe(TC_NEXT);
+      expect(run({ ...pkt, flags: 0x10 }, msegStamp(web)).retval).toBe(TC_DROP);
     } finally {
       tables.apply(doc);
     }

@@ -20,12 +20,14 @@ import { StratumError } from "../../src/errors";
 import { BgpService } from "../../src/gateway/bgp/service";
 import { type GatewayGroup, validateGatewayGroup } from "../../src/model/gateway-group";
 import { parseSubnet } from "../../src/model/ip";
+import { compileMicroseg } from "../../src/model/microseg";
 import { hostAddress, profileMac } from "../../src/model/network";
 import type { Rtnl } from "../../src/netlink";
 import { RecentLog, ReconcileLog } from "../../src/observe/runtime";
 import { buildStatus } from "../../src/observe/status";
 import { type AttachRequest, EndpointService } from "../../src/services/endpoint-service";
 import type { FirewallService } from "../../src/services/firewall-service";
+import { MicrosegService } from "../../src/services/microseg-service";
 import { NetworkService } from "../../src/services/network-service";
 import type { ServiceContext } from "../../src/services/service-context";
 import { Services } from "../../src/services/services";
@@ -78,6 +80,22 @@ export class KernelFreeServices extends Services {
 
   protected override makeEndpoints(ctx: ServiceContext, networks: NetworkService): EndpointService {
     return new KernelFreeEndpoints(ctx, networks);
+  }
+
+  /** The policy is compiled (so CAPACITY is as real) but written nowhere; entry 1 has hits. */
+  protected override makeMicroseg(ctx: ServiceContext): MicrosegService {
+    let gen = 0;
+    return new MicrosegService(ctx, {
+      state: () => ({ gen, on: gen > 0 }),
+      inForce: () => false,
+      apply: (doc) => {
+        const c = compileMicroseg(doc);
+        gen = (gen % 255) + 1;
+        return { gen, groups: c.lines.size, keys: c.policy.size };
+      },
+      hits: () => new Map([[1, { packets: 3, bytes: 180 }]]),
+      pruneHits: () => {},
+    });
   }
 }
 
@@ -488,5 +506,13 @@ export function fillFixture(k: KernelFree): void {
   svc.firewall.blockAdd(["198.51.100.0/24", "2001:db8:bad::/48", "203.0.113.7", "10.0.0.0/8", "9.0.0.0/8"]);
   // The BGP speaker's settings (this agent is no gateway: no session).
   store.setBgpConfig({ asn: 65001, routerId: "10.0.0.1", restartTime: 120, importDefault: false });
+  // Microsegmentation: a small tree, entries, an endpoint in a group.
+  svc.microseg.createGroup({ name: "prod" });
+  svc.microseg.createGroup({ name: "prod/web" });
+  svc.microseg.createGroup({ name: "prod/db", description: "the databases" });
+  svc.microseg.createGroup({ name: "spare" });
+  svc.microseg.addRule({ from: "prod/web", to: "prod/db", action: "allow", proto: "tcp", dport: 5432, log: true });
+  svc.microseg.addRule({ from: "untagged", to: "prod/web", action: "allow", proto: "tcp", dport: 443 });
+  store.setEndpointGroup("web-1", "prod/web");
   store.addBgpPeer({ name: "r1", address: "10.0.0.2", asn: 65000, holdTime: 90, passwordFile: null });
 }

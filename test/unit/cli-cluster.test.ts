@@ -156,9 +156,12 @@ describe("node and cluster commands", () => {
     expect({ code: j.code, err: JSON.parse(j.stderr) }).toEqual({ code: 2, err: notCluster });
   });
 
-  test("endpoint list: a NODE column in a cluster only; endpoint show names the node", async () => {
+  test("endpoint list: a NODE column in a cluster only, GROUP when one is in a group; endpoint show names the node", async () => {
     const single = await cli(singleSock, "endpoint", "list");
-    expect(single.stdout.split("\n")[0]).toMatch(/^NAME\s+NETWORK\s+IP\s+MAC\s+KIND\s+INTERFACE$/);
+    const sl = single.stdout.trimEnd().split("\n");
+    expect(sl[0]).toMatch(/^NAME\s+NETWORK\s+IP\s+MAC\s+KIND\s+INTERFACE\s+GROUP$/);
+    expect(sl.find((l) => l.startsWith("web-1"))).toMatch(/\s+prod\/web$/);
+    expect(sl.find((l) => l.startsWith("vm-1"))).toMatch(/\s+-$/);
     const c = await cli(clusterSock, "endpoint", "list");
     const lines = c.stdout.trimEnd().split("\n");
     expect(lines[0]).toMatch(/^NAME\s+NETWORK\s+IP\s+MAC\s+KIND\s+INTERFACE\s+NODE$/);
