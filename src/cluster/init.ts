@@ -108,6 +108,9 @@ export function planUpload(store: SqliteStore, nodeName: string): UploadPlan {
         value: JSON.stringify({ rules: [...s.rules].sort((a, b) => a.priority - b.priority) }),
       });
   puts.push({ key: K.globalDefault, value: JSON.stringify(store.getGlobalDefault()) });
+  // Microsegmentation: groups keep their ids (the endpoints' records name their groups).
+  const mseg = store.getMicroseg();
+  if (mseg.groups.length || mseg.rules.length) puts.push({ key: K.microseg, value: JSON.stringify(mseg) });
   const netId = new Map(networks.map((n) => [n.name, n.id]));
   for (const e of endpoints) {
     const { node: _node, ...rest } = e;
