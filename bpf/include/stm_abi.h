@@ -663,7 +663,4 @@ _Static_assert(sizeof(struct stm_mseg_val) == 8, "stm_mseg_val is ABI");
 #define STM_MSEG_V_LOG 1  /* the entry is marked log */
 #define STM_MSEG_V_MORE 2 /* keys with a protocol (and port) exist for this pair */
 
-/* Rule ids of microsegmentation entries in monitor log events: their own space. */
-#define STM_MSEG_LOG_ID 0x40000000u
-
 #endif

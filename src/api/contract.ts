@@ -456,6 +456,39 @@ export const TraceStageView = z
       .strict()
       .nullable()
       .describe("What masquerading made of the packet (a new flow's port; a live flow keeps the one it has)"),
+    microseg: z
+      .object({
+        source: z
+          .object({ group: z.string().nullable(), id: Count })
+          .strict()
+          .describe("The group the packet carries (its sender's; null, id 0: untagged)"),
+        destination: z
+          .object({ group: z.string().nullable(), id: Count })
+          .strict()
+          .nullable()
+          .describe("The destination endpoint's group (port egress only; null group: in none, not segmented)"),
+        decision: z
+          .enum(["stamped", "carried", "entry", "default", "tracked", "failsafe", "not-segmented", "off"])
+          .describe(
+            "stamped: the sending port put its group on it; carried: in the VXLAN-GBP header to another node; entry: a policy entry decided; default: no entry (denied); tracked: a flow already let in or opened by the endpoint; failsafe: always-allowed infrastructure traffic; not-segmented: the endpoint is in no group; off: no groups at all",
+          ),
+        action: Action2.nullable(),
+        entry: z
+          .object({
+            id: Count,
+            from: z.string(),
+            to: z.string(),
+            action: Action2,
+            proto: z.string().nullable(),
+            dport: Count.nullable(),
+          })
+          .strict()
+          .nullable()
+          .describe("The entry that decided"),
+      })
+      .strict()
+      .nullable()
+      .describe("Microsegmentation at this stage (ports and the overlay)"),
     note: z.string().nullable(),
   })
   .strict()

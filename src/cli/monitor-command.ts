@@ -5,6 +5,7 @@
 import { defineCommand } from "citty";
 import { FW_DEFAULT_ID } from "../datapath/firewall-maps";
 import { type MonEvent, MonitorSession, type MonKind, readMonStats } from "../datapath/monitor-ring";
+import { MSEG_LOG_ID } from "../datapath/mseg-tables";
 import { describeFrame, frameView } from "../datapath/packet";
 import { StratumError } from "../errors";
 import { getLink } from "../netlink";
@@ -133,6 +134,7 @@ export const monitorCommand = defineCommand({
       if (fmt !== "table") {
         // Every key in every event (null when it does not apply), so scripts need no guards.
         const byDefault = e.ruleId !== undefined && (e.ruleId & FW_DEFAULT_ID) !== 0;
+        const mseg = e.ruleId !== undefined && !byDefault && (e.ruleId & MSEG_LOG_ID) !== 0;
         printRecord(fmt, {
           time: at.toISOString(),
           kind: e.kind,
@@ -144,20 +146,26 @@ export const monitorCommand = defineCommand({
           reason: e.reason ?? null,
           direction: e.dir ?? null,
           action: e.action ?? null,
-          rule: e.ruleId === undefined ? null : byDefault ? "default" : "rule",
-          ruleId: e.ruleId === undefined || byDefault ? null : e.ruleId,
+          rule: e.ruleId === undefined ? null : byDefault ? "default" : mseg ? "microseg" : "rule",
+          ruleId: e.ruleId === undefined || byDefault ? null : mseg ? (e.ruleId & ~MSEG_LOG_ID) >>> 0 : e.ruleId,
           len: e.len,
           packet: frameView(e.packet),
         });
         return;
       }
       const where = who ? `${who.endpoint} (${who.network})` : port.device;
+      const by = (id: number | undefined) =>
+        id !== undefined && id & FW_DEFAULT_ID
+          ? "default"
+          : id !== undefined && id & MSEG_LOG_ID
+            ? `microseg entry ${(id & ~MSEG_LOG_ID) >>> 0}`
+            : `rule ${id}`;
       const what =
         e.kind === "drop"
           ? `drop ${e.reason}`
           : e.kind === "log"
-            ? `log ${e.action} by ${e.ruleId !== undefined && e.ruleId & FW_DEFAULT_ID ? "default" : `rule ${e.ruleId}`}`
-            : `flow new (${e.ruleId !== undefined && e.ruleId & FW_DEFAULT_ID ? "default" : `rule ${e.ruleId}`})`;
+            ? `log ${e.action} by ${by(e.ruleId)}`
+            : `flow new (${by(e.ruleId)})`;
       const hook = e.hook ?? (e.dir === "egress" ? "from endpoint" : "to endpoint");
       process.stdout.write(
         `${at.toISOString().slice(11, 23)}  ${what.padEnd(24)} ${where.padEnd(24)} ${hook.padEnd(13)} ${describeFrame(e.packet)}  (${e.len} bytes)\n`,

@@ -60,6 +60,30 @@ export function printTrace(r: TraceResult): void {
                 : "no policy → allow";
       detail.push(`firewall ${f.scope}: ${who}`);
     }
+    if (s.microseg) {
+      const m = s.microseg;
+      const g = (x: { group: string | null; id: number }) => (x.group ? `${x.group} (${x.id})` : "untagged");
+      const e = m.entry;
+      const what =
+        m.decision === "stamped"
+          ? `stamped with its endpoint's group ${g(m.source)}`
+          : m.decision === "carried"
+            ? `group ${g(m.source)} carried in the VXLAN-GBP header`
+            : m.decision === "off"
+              ? "no groups: nothing segmented"
+              : m.decision === "not-segmented"
+                ? `from ${g(m.source)} to an endpoint in no group: not segmented`
+                : `${g(m.source)} → ${m.destination ? g(m.destination) : "?"}: ${
+                    m.decision === "entry" && e
+                      ? `entry ${e.id} (${e.from} → ${e.to}${e.proto ? ` ${e.proto}${e.dport !== null ? `/${e.dport}` : ""}` : ""}) → ${m.action}`
+                      : m.decision === "default"
+                        ? "no entry → deny"
+                        : m.decision === "tracked"
+                          ? `tracked flow → ${m.action}`
+                          : "infrastructure traffic (DHCP, DNS to the gateway, ND) → allow"
+                  }`;
+      detail.push(`microseg: ${what}`);
+    }
     if (s.conntrack) {
       const c = s.conntrack;
       const parts = [

@@ -9,7 +9,7 @@ import { StratumError } from "../errors";
 import type { DnsRecord } from "../model/dns-record";
 import type { EgressCap } from "../model/egress-cap";
 import { type DefaultAction, FW_GLOBAL_SCOPE, type Rule, type StoredRule } from "../model/firewall-rule";
-import { emptyMicroseg, type MicrosegDoc } from "../model/microseg";
+import { emptyMicroseg, type MicrosegDoc, MSEG } from "../model/microseg";
 import type { Network } from "../model/network";
 import type { MirrorChange, MirrorWriter } from "../store/mirror";
 import type { SqliteStore } from "../store/sqlite";
@@ -359,7 +359,8 @@ export class ClusterStore implements Store {
   }
 
   allocRuleIds(n: number): number[] {
-    return this.#alloc("rule", n, 0x7fffffff);
+    // Below MSEG.LOG_ID: a monitor log event tells a microsegmentation entry from a rule by that bit.
+    return this.#alloc("rule", n, MSEG.LOG_ID - 1);
   }
 
   #rules(cur: KeyValue | undefined): StoredRule[] {

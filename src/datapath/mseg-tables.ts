@@ -34,7 +34,7 @@ export const MSEG_F_ON = 1;
 const V_LOG = 1;
 const V_MORE = 2;
 /** Monitor log events of microsegmentation entries carry their id with this bit. */
-export const MSEG_LOG_ID = 0x40000000;
+export const MSEG_LOG_ID = MSEG.LOG_ID;
 
 const u32 = (n: number) => {
   const b = Buffer.alloc(4);

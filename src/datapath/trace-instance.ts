@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { StratumError } from "../errors";
 import { ipToBytes } from "../netlink/codec";
 import { BpfMap, type BpfObject, Fd, objGet, progInfo, testRun } from "../sys/bpf";
-import { alloc, SK_BUFF } from "../sys/layout";
+import { alloc, get, SK_BUFF } from "../sys/layout";
 import { dropReasonName } from "./drops";
 import { decodeScope, encodeU32 } from "./firewall-maps";
 import { TRACE_SHARED_MAPS, TRACE_SIZES } from "./map-roles";
@@ -48,6 +48,10 @@ export interface StageRun {
   hits: number[];
   /** stm_fw_stats indexes that moved. */
   fwStats: number[];
+  /** skb->mark as the program left it (a port's microsegmentation stamp). */
+  mark: number;
+  /** Microsegmentation hit counters that moved: entry ids (0: no entry, denied). */
+  msegHits: number[];
 }
 
 /** The key of a flow in stm_ct (struct stm_ct_key): the two sides in the datapath's canonical
@@ -95,10 +99,12 @@ export function decodeCt(v: Buffer): CtEntry {
 export class TraceDatapath implements Disposable {
   readonly #obj: BpfObject;
   readonly #liveCt: BpfMap | undefined;
+  readonly #liveMsegCt: BpfMap | undefined;
 
-  private constructor(obj: BpfObject, liveCt: BpfMap | undefined) {
+  private constructor(obj: BpfObject, liveCt: BpfMap | undefined, liveMsegCt: BpfMap | undefined) {
     this.#obj = obj;
     this.#liveCt = liveCt;
+    this.#liveMsegCt = liveMsegCt;
   }
 
   /** Loads the trace instance against the maps pinned under `pinRoot`. */
@@ -123,7 +129,8 @@ export class TraceDatapath implements Disposable {
         },
       });
       const liveCt = existsSync(`${dir}/stm_ct`) ? BpfMap.openPinned(`${dir}/stm_ct`) : undefined;
-      return new TraceDatapath(obj, liveCt);
+      const liveMsegCt = existsSync(`${dir}/stm_mseg_ct`) ? BpfMap.openPinned(`${dir}/stm_mseg_ct`) : undefined;
+      return new TraceDatapath(obj, liveCt, liveMsegCt);
     } finally {
       for (const f of held) f.close();
     }
@@ -131,7 +138,7 @@ export class TraceDatapath implements Disposable {
 
   /** Forgets what earlier traces left in the trace's own maps (flows, fragments, counters). */
   reset(): void {
-    for (const name of ["stm_ct", "stm_frags", "stm_drops", "stm_fw_hits"]) {
+    for (const name of ["stm_ct", "stm_frags", "stm_drops", "stm_fw_hits", "stm_mseg_ct", "stm_mseg_hits"]) {
       const m = this.#obj.map(name);
       for (const k of [...m.keys()]) m.delete(k);
     }
@@ -156,6 +163,13 @@ export class TraceDatapath implements Disposable {
     return decodeCt(v);
   }
 
+  /** Copies the live microsegmentation flow entry (if any) into the trace's table; whether there was one. */
+  seedMsegFlow(key: Buffer): boolean {
+    const v = this.#liveMsegCt?.lookup(key);
+    if (v) this.#obj.map("stm_mseg_ct").update(key, v);
+    return !!v;
+  }
+
   /** The trace's own conntrack entry of a flow, after a stage. */
   flow(key: Buffer): CtEntry | undefined {
     const v = this.#obj.map("stm_ct").lookup(key);
@@ -165,15 +179,16 @@ export class TraceDatapath implements Disposable {
   /** Runs one program on `frame` as it would run on device `ifindex` (for port egress,
    * `ingressIfindex` is the device the frame entered the host on) and reports what it
    * counted. The trace's counters are emptied first. */
-  run(prog: TraceProgram, frame: Buffer, ifindex: number, ingressIfindex = 0): StageRun {
+  run(prog: TraceProgram, frame: Buffer, ifindex: number, ingressIfindex = 0, mark = 0): StageRun {
     const drops = this.#obj.map("stm_drops");
     const hits = this.#obj.map("stm_fw_hits");
-    for (const m of [drops, hits]) for (const k of [...m.keys()]) m.delete(k);
+    const msegHits = this.#obj.map("stm_mseg_hits");
+    for (const m of [drops, hits, msegHits]) for (const k of [...m.keys()]) m.delete(k);
     const stats = this.#obj.map("stm_fw_stats");
     const statsBefore = this.#statValues(stats);
     const r = testRun(this.#obj.program(prog).fd, {
       data: frame,
-      ctx: alloc(SK_BUFF, { ifindex, ingress_ifindex: ingressIfindex }),
+      ctx: alloc(SK_BUFF, { ifindex, ingress_ifindex: ingressIfindex, mark }),
     });
     const statsAfter = this.#statValues(stats);
     return {
@@ -182,6 +197,8 @@ export class TraceDatapath implements Disposable {
       drops: [...drops.keys()].map((k) => dropReasonName(k.readUInt32LE(4))),
       hits: [...hits.keys()].map((k) => k.readUInt32LE(0)),
       fwStats: statsAfter.flatMap((v, i) => (v !== statsBefore[i] ? [i] : [])),
+      mark: r.ctxOut ? get(r.ctxOut, SK_BUFF, "mark") : mark,
+      msegHits: [...msegHits.keys()].map((k) => k.readUInt32LE(0)),
     };
   }
 
@@ -197,6 +214,7 @@ export class TraceDatapath implements Disposable {
 
   close(): void {
     this.#liveCt?.close();
+    this.#liveMsegCt?.close();
     this.#obj.close();
   }
 

@@ -34,6 +34,7 @@ export const MSEG = {
   RULES_MAX: def("RULES_MAX"),
   POLICY_MAX: def("POLICY_MAX"),
   DEFAULT_ID: def("DEFAULT_ID"),
+  LOG_ID: def("LOG_ID"),
 } as const;
 
 /** The mark a port puts on what its endpoint (in `group`) sends. */

@@ -19,6 +19,7 @@ import { type BucketCounts, SHAPE_KIND } from "../datapath/shape-maps";
 import type { PeerStatusView } from "../gateway/bgp/speaker";
 import type { GroupStatus } from "../gateway/ha/service";
 import type { EgressCap } from "../model/egress-cap";
+import { MSEG } from "../model/microseg";
 import type { AddressingStats } from "../services/addressing";
 import { GLOBAL_SCOPE_NAME } from "../services/firewall-service";
 import { localEndpoints } from "../store/store";
@@ -47,6 +48,12 @@ export interface MetricsSnapshot {
   drops: Array<{ network: string; endpoint: string; device: string; reason: string; packets: number }>;
   rules: Array<{ scope: string; ruleId: number; priority: number; action: string } & PacketsBytes>;
   defaults: Array<{ scope: string; action: string } & PacketsBytes>;
+  /** Microsegmentation: every policy entry's hits on this node, and what no entry decided. */
+  microseg: {
+    groups: number;
+    entries: Array<{ id: number; from: string; to: string; action: string } & PacketsBytes>;
+    denied: PacketsBytes;
+  };
   /** Every egress cap the store holds: its rate (bit/s) and burst (bytes), and what its
    * bucket passed and dropped. A network's row has endpoint "". An endpoint's bucket is
    * keyed by its port's ifindex: one whose device is gone has no counts. */
@@ -170,6 +177,21 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
 
   const firewall: Record<string, number> = readStatArray(dp.map("stm_fw_stats"), FW_STATS);
 
+  const mseg = rt.store.getMicroseg();
+  const msegHits = rt.svc.microseg.tables.hits();
+  const none = { packets: 0, bytes: 0 };
+  const microseg: MetricsSnapshot["microseg"] = {
+    groups: mseg.groups.length,
+    entries: mseg.rules.map((r) => ({
+      id: r.id,
+      from: r.from,
+      to: r.to,
+      action: r.action,
+      ...(msegHits.get(r.id) ?? none),
+    })),
+    denied: msegHits.get(MSEG.DEFAULT_ID) ?? none,
+  };
+
   const last = st.reconcile.last;
   const repair = st.reconcile.lastRepair;
   return {
@@ -186,6 +208,7 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
     drops,
     rules,
     defaults,
+    microseg,
     caps,
     firewall,
     nat: dp.natStats(),
@@ -367,6 +390,29 @@ export class AgentMetrics {
       "Bytes of the packets a firewall rule decided.",
       ruleLabels,
       (s, e) => rules(s, e, "bytes"),
+    );
+    // A microsegmentation entry is its id; its groups and action never change.
+    const msegLabels = ["entry_id", "from", "to", "action"];
+    const msegEntries = (s: MetricsSnapshot, e: Emit, k: keyof PacketsBytes) => {
+      for (const r of s.microseg.entries) e({ entry_id: r.id, from: r.from, to: r.to, action: r.action }, r[k]);
+      e({ entry_id: "none", from: "", to: "", action: "deny" }, s.microseg.denied[k]);
+    };
+    f(
+      "counter",
+      "stratum_microseg_hits_total",
+      "Packets a microsegmentation entry decided on this node (entry_id none: no entry applied, denied); flows let in count their first packet.",
+      msegLabels,
+      (s, e) => msegEntries(s, e, "packets"),
+    );
+    f(
+      "counter",
+      "stratum_microseg_bytes_total",
+      "Bytes of the packets a microsegmentation entry decided on this node.",
+      msegLabels,
+      (s, e) => msegEntries(s, e, "bytes"),
+    );
+    f("gauge", "stratum_microseg_groups", "Microsegmentation groups in the policy.", [], (s, e) =>
+      e({}, s.microseg.groups),
     );
     const defaults = (s: MetricsSnapshot, e: Emit, k: keyof PacketsBytes) => {
       for (const d of s.defaults) e({ scope: d.scope, action: d.action }, d[k]);

@@ -22,6 +22,7 @@ import { type CtEntry, ctKey, TC, TraceDatapath, type TraceProgram } from "../da
 import { StratumError } from "../errors";
 import type { StoredRule } from "../model/firewall-rule";
 import { contains, parseIp, parseSubnet } from "../model/ip";
+import { MSEG } from "../model/microseg";
 import { profileIp6 } from "../model/network";
 import { OVERLAY_DEVICE, USER_BRIDGE } from "../model/topology";
 import { getLink, type Rtnl, rtnl } from "../netlink";
@@ -34,6 +35,7 @@ import { TRACE_PROTOS, type TraceProto } from "./trace-protos";
 export { TRACE_PROTOS, type TraceProto, type TraceRequest, type TraceResult, type TraceStage };
 
 type TraceFirewall = NonNullable<TraceStage["firewall"]>;
+type TraceMicroseg = NonNullable<TraceStage["microseg"]>;
 
 /** A stage with every key present: what it does not say is null. */
 function stageOf(s: Pick<TraceStage, "step" | "stage" | "verdict"> & Partial<TraceStage>): TraceStage {
@@ -47,6 +49,7 @@ function stageOf(s: Pick<TraceStage, "step" | "stage" | "verdict"> & Partial<Tra
     firewall: s.firewall ?? null,
     conntrack: s.conntrack ?? null,
     translation: s.translation ?? null,
+    microseg: s.microseg ?? null,
     note: s.note ?? null,
   };
 }
@@ -324,6 +327,10 @@ export class Tracer {
     /** The frame the last stage's program let out, and whether it sent it to a gateway node. */
     let lastOut: Buffer | undefined;
     let toGatewayNode = false;
+    /** The mark the source's port put on the packet (its microsegmentation stamp). */
+    let mark = 0;
+    const mseg = this.#store.getMicroseg();
+    const groupOf = (id: number) => ({ group: mseg.groups.find((g) => g.id === id)?.name ?? null, id });
     const runStage = (
       stage: TraceStage["stage"],
       prog: TraceProgram,
@@ -334,7 +341,9 @@ export class Tracer {
     ): TraceStage => {
       const k = key(device.ifindex);
       const before = dp.seedFlow(k);
-      const r = dp.run(prog, f, device.ifindex, ingressIfindex);
+      const msegTracked = dp.seedMsegFlow(k);
+      const r = dp.run(prog, f, device.ifindex, ingressIfindex, stage === "port-egress" ? mark : 0);
+      if (stage === "port-ingress") mark = r.mark;
       lastOut = r.dataOut;
       toGatewayNode = r.retval === TC.REDIRECT && r.dataOut.equals(f);
       const after = dp.flow(k);
@@ -357,6 +366,7 @@ export class Tracer {
         s.reason = { name: reason, description: DROP_REASON_LIST.find((d) => d.name === reason)?.description ?? "" };
       }
       s.firewall = this.#firewallOf(r.hits, scopeId, dp.scopeOn(scopeId), before, after, s.verdict, reason) ?? null;
+      s.microseg = this.#msegOf(stage, r, mark, device, s.verdict, reason, msegTracked, groupOf) ?? null;
       const events = r.fwStats.map((i) => FW_STATS[i] ?? String(i)).filter((e) => e !== "reject-sent");
       s.conntrack =
         before || after || events.length
@@ -407,6 +417,15 @@ export class Tracer {
       s.note = entry
         ? `to node ${ep.node} at ${entry.node}, VNI ${entry.vni}, through ${OVERLAY_DEVICE}; its port's programs judge it there (trace on node ${ep.node})`
         : `to node ${ep.node} through ${OVERLAY_DEVICE}`;
+      const carried = msegGroup(mark);
+      if (carried)
+        s.microseg = {
+          source: groupOf(carried),
+          destination: null,
+          decision: "carried",
+          action: null,
+          entry: null,
+        };
       return result(
         "delivered",
         `sent to node ${ep.node} (${entry?.node ?? "?"}, VNI ${entry?.vni ?? "?"}) for ${ep.name} (${dstIp}); its port there decides the rest`,
@@ -596,6 +615,46 @@ export class Tracer {
     );
   }
 
+  /** Microsegmentation at a stage: the stamp at the source's port, the policy's decision at the
+   * destination's. */
+  #msegOf(
+    stage: TraceStage["stage"],
+    r: { msegHits: number[] },
+    mark: number,
+    device: { ifindex: number; endpoint: string | null },
+    verdict: TraceStage["verdict"],
+    reason: string | undefined,
+    tracked: boolean,
+    groupOf: (id: number) => { group: string | null; id: number },
+  ): TraceMicroseg | undefined {
+    const doc = this.#store.getMicroseg();
+    const on = doc.groups.length > 0;
+    const source = groupOf(msegGroup(mark));
+    if (stage === "port-ingress")
+      return on ? { source, destination: null, decision: "stamped", action: null, entry: null } : undefined;
+    if (stage !== "port-egress" || !device.endpoint) return undefined;
+    const ep = this.#store.getEndpoint(device.endpoint);
+    const dst = ep?.group ? (doc.groups.find((g) => g.name === ep.group)?.id ?? 0) : 0;
+    const destination = groupOf(dst);
+    const base = { source, destination, entry: null };
+    if (!on) return { ...base, decision: "off", action: null };
+    if (reason && reason !== "microseg-deny" && verdict !== "pass") return undefined; // stopped before it
+    if (!dst) return { ...base, decision: "not-segmented", action: null };
+    const id = r.msegHits[0];
+    if (id !== undefined) {
+      const e = doc.rules.find((x) => x.id === id);
+      if (!e) return { ...base, decision: "default", action: "deny" };
+      return {
+        ...base,
+        decision: "entry",
+        action: e.action,
+        entry: { id: e.id, from: e.from, to: e.to, action: e.action, proto: e.proto ?? null, dport: e.dport ?? null },
+      };
+    }
+    if (verdict === "pass") return { ...base, decision: tracked ? "tracked" : "failsafe", action: "allow" };
+    return { ...base, decision: "tracked", action: "deny" };
+  }
+
   #firewallOf(
     hits: number[],
     scopeId: number,
@@ -645,6 +704,11 @@ export class Tracer {
     if (verdict === "pass" && !enforces) return allow("no-policy");
     return allow("tracked");
   }
+}
+
+/** The group a mark carries (0: untagged). */
+function msegGroup(mark: number): number {
+  return mark >>> MSEG.MARK_SHIFT === MSEG.MARK_TAG ? mark & MSEG.GROUP_MASK : MSEG.UNTAGGED;
 }
 
 function readSysctl(path: string): string {

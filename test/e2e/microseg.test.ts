@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { MSEG } from "../../src/model/microseg";
 import { TestAgent } from "../helpers/agent";
-import { BUN, Netns, ROOT } from "../helpers/netns";
+import { BINARY, BUN, Netns, ROOT } from "../helpers/netns";
 
 const PROBE = join(ROOT, "test/helpers/probe.ts");
 const NET = "msa";
@@ -190,6 +190,80 @@ describe("microsegmentation on one node", () => {
     expect(tcp(web(), dbIp())).toBe(false);
     A.ctl("microseg", "rule", "del", String(deny));
     expect(tcp(web(), dbIp())).toBe(true);
+  }, 30_000);
+
+  test("trace shows each side's group and the deciding entry; monitor the drops and logged hits; /metrics the hits", async () => {
+    const t = A.json("trace", "--from", "web", "--to-endpoint", "db", "--proto", "tcp", "--dport", "8080");
+    expect(t.verdict).toBe("delivered");
+    const stage = (x: any, name: string) => x.stages.find((s: any) => s.stage === name);
+    expect(stage(t, "port-ingress").microseg).toMatchObject({ decision: "stamped", source: { group: "prod/web" } });
+    expect(stage(t, "port-egress").microseg).toMatchObject({
+      decision: "entry",
+      action: "allow",
+      source: { group: "prod/web" },
+      destination: { group: "prod/db" },
+      entry: { from: "prod/web", to: "prod/db", proto: "tcp", dport: 8080 },
+    });
+    const u = A.json("trace", "--from", "free", "--to-endpoint", "db", "--proto", "udp", "--dport", "8080");
+    expect(u.verdict).toBe("dropped");
+    expect(stage(u, "port-egress")).toMatchObject({
+      reason: { name: "microseg-deny" },
+      microseg: { decision: "default", action: "deny", source: { group: null, id: 0 } },
+    });
+    const text = A.ctl("trace", "--from", "web", "--to-endpoint", "db", "--proto", "udp", "--dport", "8080").stdout;
+    expect(text).toContain("microseg: prod/web");
+    expect(text).toContain("no entry → deny");
+    // The trace moved no live counter.
+    const hits = () => A.json("microseg", "rule", "list").defaultHits.packets as number;
+    const h0 = hits();
+    A.json("trace", "--from", "free", "--to-endpoint", "db", "--proto", "udp", "--dport", "8080");
+    expect(hits()).toBe(h0);
+
+    // Monitor: a logged entry's hit and a denied packet, as they happen.
+    const logged = entry(
+      "--from",
+      "prod/web",
+      "--to",
+      "prod/db",
+      "--proto",
+      "udp",
+      "--dport",
+      "9090",
+      "--action",
+      "allow",
+      "--log",
+    );
+    const mon = Bun.spawn(
+      ["nsenter", `--net=${A.ns.path}`, BINARY, "monitor", "-o", "json", "--duration", "3", ...A.localFlags],
+      {
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
+    await Bun.sleep(700);
+    expect(udp(web(), dbIp(), 9090)).toBe(true);
+    expect(udp(web(), dbIp(), 8080)).toBe(false);
+    await mon.exited;
+    const events = (await new Response(mon.stdout).text())
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+    expect(
+      events.some((e) => e.kind === "log" && e.rule === "microseg" && e.ruleId === logged && e.action === "allow"),
+    ).toBe(true);
+    expect(events.some((e) => e.kind === "drop" && e.reason === "microseg-deny" && e.endpoint === "db")).toBe(true);
+
+    const res = await fetch("http://stratum/metrics", { unix: A.sock } as RequestInit);
+    const m = await res.text();
+    expect(m).toMatch(
+      new RegExp(
+        `stratum_microseg_hits_total\\{entry_id="${logged}",from="prod/web",to="prod/db",action="allow"\\} [1-9]`,
+      ),
+    );
+    expect(m).toMatch(/stratum_microseg_hits_total\{entry_id="none",from="",to="",action="deny"\} [1-9]/);
+    expect(m).toContain("stratum_microseg_groups 3");
+    A.ctl("microseg", "rule", "del", String(logged));
   }, 30_000);
 
   test("bad input is refused with one line and nothing changes", () => {

@@ -158,6 +158,7 @@ export const TRACE_RESULT: TraceResult = {
       firewall: null,
       conntrack: null,
       translation: null,
+      microseg: null,
       note: "cnv-user-br0: static FDB entry",
     },
   ],

@@ -175,6 +175,7 @@ describe("the cluster's part of status and metrics", () => {
     drops: [],
     rules: [],
     defaults: [],
+    microseg: { groups: 0, entries: [], denied: { packets: 0, bytes: 0 } },
     caps: [],
     firewall: {},
     nat: {},

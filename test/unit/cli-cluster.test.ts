@@ -164,9 +164,9 @@ describe("node and cluster commands", () => {
     expect(sl.find((l) => l.startsWith("vm-1"))).toMatch(/\s+-$/);
     const c = await cli(clusterSock, "endpoint", "list");
     const lines = c.stdout.trimEnd().split("\n");
-    expect(lines[0]).toMatch(/^NAME\s+NETWORK\s+IP\s+MAC\s+KIND\s+INTERFACE\s+NODE$/);
-    expect(lines.find((l) => l.startsWith("db-9"))).toMatch(/\s+node-b$/);
-    expect(lines.find((l) => l.startsWith("web-1"))).toMatch(/\s+-$/);
+    expect(lines[0]).toMatch(/^NAME\s+NETWORK\s+IP\s+MAC\s+KIND\s+INTERFACE\s+NODE\s+GROUP$/);
+    expect(lines.find((l) => l.startsWith("db-9"))).toMatch(/\s+node-b\s+-$/);
+    expect(lines.find((l) => l.startsWith("web-1"))).toMatch(/\s+-\s+prod\/web$/);
     const show = await cli(clusterSock, "endpoint", "show", "db-9");
     expect(show.stdout).toContain("node:       node-b\n");
     expect((await cli(singleSock, "endpoint", "show", "web-1")).stdout).not.toContain("node:");

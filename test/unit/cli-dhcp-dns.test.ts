@@ -298,7 +298,7 @@ test("dns record add, list, del against the API", async () => {
   const badRec = await agentCli("dns", "record", "add", "db-net", "db", "A", "not-an-address");
   expect(badRec.code).toBe(2);
   expect(badRec.stderr).toContain("not-an-address");
-});
+}, 30_000);
 
 test("dhcp leases: table and json", async () => {
   await ok("network", "create", "--name", "lease-net", "--cidr", "10.40.0.0/24", "--gateway", "10.40.0.1");

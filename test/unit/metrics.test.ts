@@ -50,6 +50,11 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
       { scope: "global", action: "allow", packets: 0, bytes: 0 },
       { scope: "app", action: "deny", packets: 3, bytes: 294 },
     ],
+    microseg: {
+      groups: 3,
+      entries: [{ id: 4, from: "prod/web", to: "prod/db", action: "allow", packets: 6, bytes: 444 }],
+      denied: { packets: 2, bytes: 120 },
+    },
     caps: [
       {
         scope: "network",
@@ -124,6 +129,13 @@ describe("metrics rendering", () => {
     expect(f.get("stratum_firewall_rule_priority")?.type).toBe("gauge");
     expect(metricValue(f, "stratum_firewall_rule_bytes_total", { rule_id: "7" })).toBe(392);
     expect(metricValue(f, "stratum_firewall_default_hits_total", { scope: "app", action: "deny" })).toBe(3);
+    // Microsegmentation: one series per entry (its groups and action never change), and "none".
+    expect(f.get("stratum_microseg_hits_total")?.samples).toEqual([
+      { labels: { entry_id: "4", from: "prod/web", to: "prod/db", action: "allow" }, value: 6 },
+      { labels: { entry_id: "none", from: "", to: "", action: "deny" }, value: 2 },
+    ]);
+    expect(metricValue(f, "stratum_microseg_bytes_total", { entry_id: "4" })).toBe(444);
+    expect(metricValue(f, "stratum_microseg_groups", {})).toBe(3);
     const net = { scope: "network", network: "app", endpoint: "" };
     const web1 = { scope: "endpoint", network: "app", endpoint: "web-1" };
     expect(metricValue(f, "stratum_egress_cap_rate_bits", net)).toBe(500_000_000);
