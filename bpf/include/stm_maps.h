@@ -392,12 +392,11 @@ STM_MAP struct {
 	__type(value, struct stm_mseg_cfg);
 } stm_mseg_cfg SEC(".maps");
 
-/* Every group's line up the tree, by group id. Ids are never reused, and a group never
- * changes parent: an entry stays as long as its group. */
+/* Every group's line up the tree, indexed by group id (len 0: no such group). Ids are never
+ * reused, and a group never changes parent: an entry stays as long as its group. */
 STM_MAP struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, STM_MSEG_GROUPS_MAX);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, STM_MSEG_GROUP_MAX + 1);
 	__type(key, __u32);
 	__type(value, struct stm_mseg_group);
 } stm_mseg_groups SEC(".maps");

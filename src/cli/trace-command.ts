@@ -66,7 +66,9 @@ export function printTrace(r: TraceResult): void {
       const e = m.entry;
       const what =
         m.decision === "stamped"
-          ? `stamped with its endpoint's group ${g(m.source)}`
+          ? m.source.group
+            ? `stamped with its endpoint's group ${g(m.source)}`
+            : "stamped untagged (its endpoint is in no group)"
           : m.decision === "carried"
             ? `group ${g(m.source)} carried in the VXLAN-GBP header`
             : m.decision === "off"

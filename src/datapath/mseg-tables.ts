@@ -1,4 +1,5 @@
-/** Microsegmentation's kernel side (bpf/include/stm_mseg.h): every group's line up the tree,
+/** Microsegmentation's kernel side (bpf/include/stm_mseg.h): every group's line up the tree
+ * (an array by group id: a deleted group's is zeroed),
  * the compiled policy as a new generation beside the active one, one map update to switch to
  * it, then the old generation removed. Packets see the old policy or the new, never a mixture;
  * a write that fails removes what it wrote and leaves the active generation in force. */
@@ -90,14 +91,15 @@ export class MsegTables {
   inForce(c: CompiledMicroseg): boolean {
     const st = this.state();
     if (st.on !== c.lines.size > 0) return false;
+    // An array by group id: only ids the policy ever gave can hold a line.
     const groups = this.#dp.map("stm_mseg_groups");
-    let n = 0;
-    for (const [k, v] of groups.entries()) {
-      const line = c.lines.get(k.readUInt32LE(0));
-      if (!line || !v.equals(encodeLine(line))) return false;
-      n++;
+    const empty = Buffer.alloc(MSEG_GROUP.size);
+    for (let id = 1; id < c.nextGroupId; id++) {
+      const line = c.lines.get(id);
+      const v = groups.lookup(u32(id));
+      if (!v?.equals(line ? encodeLine(line) : empty)) return false;
     }
-    if (n !== c.lines.size) return false;
+    let n = 0;
     const genOff = MSEG_KEY.fields.gen[0];
     const want = new Map<string, Buffer>();
     for (const { key, val } of c.policy.values()) want.set(encodeMsegKey(key, st.gen).toString("hex"), encodeVal(val));
@@ -119,7 +121,10 @@ export class MsegTables {
     const { gen: cur } = this.state();
     const gen = (cur + 1) & 0xff || 1;
     // Lines first: a group's line never changes, so writing them early changes no verdict.
-    for (const [id, line] of compiled.lines) groups.update(u32(id), encodeLine(line));
+    for (const [id, line] of compiled.lines) {
+      const v = encodeLine(line);
+      if (!groups.lookup(u32(id))?.equals(v)) groups.update(u32(id), v);
+    }
     const written: Buffer[] = [];
     try {
       for (const { key, val } of compiled.policy.values()) {
@@ -135,7 +140,9 @@ export class MsegTables {
     // The old generation (and anything older a crash left), and the lines of deleted groups.
     const genOff = MSEG_KEY.fields.gen[0];
     for (const k of [...pol.keys()]) if (k[genOff] !== gen) pol.delete(k);
-    for (const k of [...groups.keys()]) if (!compiled.lines.has(k.readUInt32LE(0))) groups.delete(k);
+    const empty = Buffer.alloc(MSEG_GROUP.size);
+    for (let id = 1; id < compiled.nextGroupId; id++)
+      if (!compiled.lines.has(id) && !groups.lookup(u32(id))?.equals(empty)) groups.update(u32(id), empty);
     return { gen, groups: compiled.lines.size, keys: compiled.policy.size };
   }
 

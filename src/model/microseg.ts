@@ -329,6 +329,8 @@ export interface MsegVal {
 export interface CompiledMicroseg {
   /** Group id → its line up the tree (ids). */
   lines: Map<number, number[]>;
+  /** Every id below this one may have been given (and deleted since). */
+  nextGroupId: number;
   /** key (dst:src:proto:dport) → value. */
   policy: Map<string, { key: MsegKey; val: MsegVal }>;
 }
@@ -391,5 +393,5 @@ export function compileMicroseg(doc: MicrosegDoc): CompiledMicroseg {
       "CAPACITY",
       `the policy compiles to ${policy.size} keys, more than the datapath holds (${MSEG.POLICY_MAX}): entries high in a large tree apply to every group below them`,
     );
-  return { lines, policy };
+  return { lines, policy, nextGroupId: doc.nextGroupId };
 }
