@@ -590,7 +590,9 @@ static __always_inline int fw_blocked(struct __sk_buff *skb, __u16 eth_proto)
 }
 
 /* The firewall stage of a port: blocklist, failsafe, then the network's rules. A global
- * function: the verifier checks it once, not once per path through port security. */
+ * function: the verifier checks it once, not once per path through port security. Passes as
+ * STM_TC_NEXT (nothing parsed: the network has no scope), FW_PASS_FAILSAFE or FW_PASS_PARSED
+ * (the packet's tuple is in the hook's scratch slot, for microsegmentation to reuse). */
 __attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port *port, __u32 eth_proto, __u32 dir)
 {
 	if (!skb || !port)
@@ -610,13 +612,15 @@ __attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port
 	if (pr)
 		return stm_drop(skb, hook, fw_parse_reason(pr));
 	if (stm_fw_failsafe(skb, t, port, dir))
-		return STM_TC_NEXT;
+		return FW_PASS_FAILSAFE;
 	int r = stm_fw_check(t, scope, ifindex, port->net_id);
 	if (r >= FW_DROP)
 		return stm_drop(skb, hook, r - FW_DROP);
 	/* From the workload (its egress): back out of the port to it. To the workload: into the
 	 * port, as if the workload answered, and on through the bridge to the sender. */
-	return r == FW_REJECT ? fw_reject_tc(skb, t, dir == STM_FW_INGRESS, hook) : r;
+	if (r == FW_REJECT)
+		return fw_reject_tc(skb, t, dir == STM_FW_INGRESS, hook);
+	return r == STM_TC_NEXT ? FW_PASS_PARSED : r;
 }
 
 /* ---- microsegmentation at the ports (stm_mseg.h) --------------------------------------- */
@@ -624,22 +628,33 @@ __attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port
 /* What the endpoint sends: stamped with its group (always: no mark of the workload's or an
  * earlier hop's survives), and, when the endpoint is in a group, its flow tracked so the
  * replies pass its port's egress. */
-__attribute__((noinline)) int stm_mseg_in(struct __sk_buff *skb, struct stm_port *port, __u32 eth_proto)
+__attribute__((noinline)) int stm_mseg_in(struct __sk_buff *skb, struct stm_port *port, __u32 eth_proto,
+					  __u32 fw)
 {
 	if (!skb || !port)
 		return STM_TC_DROP;
 	skb->mark = mseg_stamp(port->group);
 	if (!port->group || !mseg_cfg_on())
 		return STM_TC_NEXT;
-	struct stm_tuple *t = fw_scratch(STM_FW_EGRESS, STM_FW_EGRESS, skb->len);
-	if (t && !stm_fw_parse_tc(skb, eth_proto, t))
+	struct stm_tuple *t;
+	if (fw == FW_PASS_STATE_PARSED) {
+		/* The firewall parsed this very packet into the slot. */
+		__u32 slot = STM_FW_EGRESS;
+		t = bpf_map_lookup_elem(&stm_fw_scratch, &slot);
+	} else {
+		t = fw_scratch(STM_FW_EGRESS, STM_FW_EGRESS, skb->len);
+		if (t && stm_fw_parse_tc(skb, eth_proto, t))
+			t = NULL;
+	}
+	if (t)
 		stm_mseg_track(t, skb->ifindex);
 	return STM_TC_NEXT;
 }
 
 /* What reaches an endpoint in a group: the policy on the sender's group as the mark carries
  * it (what passes always, as for the firewall: ND, MLD, DHCP and DNS with the node). */
-__attribute__((noinline)) int stm_mseg_out(struct __sk_buff *skb, struct stm_port *port, __u32 eth_proto)
+__attribute__((noinline)) int stm_mseg_out(struct __sk_buff *skb, struct stm_port *port, __u32 eth_proto,
+					   __u32 fw)
 {
 	if (!skb || !port)
 		return STM_TC_DROP;
@@ -647,14 +662,23 @@ __attribute__((noinline)) int stm_mseg_out(struct __sk_buff *skb, struct stm_por
 	if (!port->group || !c)
 		return STM_TC_NEXT;
 	__u32 src = mseg_group_of(skb->mark);
-	struct stm_tuple *t = fw_scratch(STM_FW_INGRESS, STM_FW_INGRESS, skb->len);
-	if (!t)
-		return STM_TC_DROP;
-	int pr = stm_fw_parse_tc(skb, eth_proto, t);
-	if (pr)
-		return stm_drop(skb, STM_HOOK_TC_EGRESS, fw_parse_reason(pr));
-	if (stm_fw_failsafe(skb, t, port, STM_FW_INGRESS))
-		return STM_TC_NEXT;
+	struct stm_tuple *t;
+	if (fw == FW_PASS_STATE_PARSED) {
+		/* The firewall parsed this very packet into the slot, and it is no failsafe traffic. */
+		__u32 slot = STM_FW_INGRESS;
+		t = bpf_map_lookup_elem(&stm_fw_scratch, &slot);
+		if (!t)
+			return STM_TC_DROP;
+	} else {
+		t = fw_scratch(STM_FW_INGRESS, STM_FW_INGRESS, skb->len);
+		if (!t)
+			return STM_TC_DROP;
+		int pr = stm_fw_parse_tc(skb, eth_proto, t);
+		if (pr)
+			return stm_drop(skb, STM_HOOK_TC_EGRESS, fw_parse_reason(pr));
+		if (stm_fw_failsafe(skb, t, port, STM_FW_INGRESS))
+			return STM_TC_NEXT;
+	}
 	int r = stm_mseg_check(t, skb->ifindex, src, port->group, c->gen);
 	return r >= FW_DROP ? stm_drop(skb, STM_HOOK_TC_EGRESS, r - FW_DROP) : r;
 }
@@ -794,8 +818,8 @@ int stm_port_in(struct __sk_buff *skb)
 		if (r != STM_TC_NEXT)
 			return r;
 		r = stm_fw_port(skb, port, proto, STM_FW_EGRESS);
-		if (r == STM_TC_NEXT)
-			r = stm_mseg_in(skb, port, proto);
+		if (r == STM_TC_NEXT || r == FW_PASS_PARSED || r == FW_PASS_FAILSAFE)
+			r = stm_mseg_in(skb, port, proto, r == FW_PASS_PARSED ? FW_PASS_STATE_PARSED : 0);
 		/* Too large for the overlay (a frame of more than the smallest MTU, to another node). */
 		if (r == STM_TC_NEXT && skb->len > ETH_HLEN + 1280)
 			r = stm_overlay_mtu(skb, port, proto);
@@ -978,5 +1002,10 @@ firewall:;
 	if (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6))
 		return STM_TC_NEXT;
 	int r = stm_fw_port(skb, port, proto, STM_FW_INGRESS);
-	return r == STM_TC_NEXT ? stm_mseg_out(skb, port, proto) : r;
+	/* What always passes the firewall passes microsegmentation too. */
+	if (r == FW_PASS_FAILSAFE)
+		return STM_TC_NEXT;
+	if (r == STM_TC_NEXT || r == FW_PASS_PARSED)
+		return stm_mseg_out(skb, port, proto, r == FW_PASS_PARSED ? FW_PASS_STATE_PARSED : 0);
+	return r;
 }

@@ -42,6 +42,12 @@
  * (FW_REJECT) or drops with reason r - FW_DROP (the caller has the context to report it). */
 #define FW_REJECT 100
 #define FW_DROP 200
+/* A port's firewall stage passed the packet: by the failsafe, or by the rules with its tuple
+ * parsed into the hook's scratch slot (microsegmentation reuses it). Never returned by a
+ * program: the port programs turn them into STM_TC_NEXT. */
+#define FW_PASS_FAILSAFE 101
+#define FW_PASS_PARSED 102
+#define FW_PASS_STATE_PARSED 1
 
 /* A classification query; also rebuilt from a tracked flow to classify it again. */
 struct stm_fw_q {

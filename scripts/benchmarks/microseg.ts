@@ -7,16 +7,21 @@
  * entries). The packet is an ICMP echo reply the entry allows: never tracked, so every repeat
  * classifies.
  *
+ * microseg/classify-with-firewall: the same with the network's firewall on in both (one rule that
+ * allows everything: the port's common set-up), microsegmentation reusing the firewall's parse.
+ *
  * microseg/tracked-vs-off: the steady state of an allowed TCP connection (the segment finds its
  * flow in stm_mseg_ct and passes without being classified) against microsegmentation off.
  *
  * microseg/gbp-throughput (opt-in, a two-node lab): iperf3 TCP between grouped endpoints on two
  * nodes (the group in VXLAN-GBP, the policy enforced at the receiver, flows tracked on both
  * ports), against an untagged pair on the same two nodes (no GBP, not segmented). */
+import { FirewallTables } from "../../src/datapath/firewall-tables";
 import { MsegTables } from "../../src/datapath/mseg-tables";
 import { loadObject } from "../../src/datapath/objects";
 import { ETH_P, ethernet, IPPROTO, icmp, ipv4, tcp } from "../../src/datapath/packet";
 import { encodeIfindex, encodePort } from "../../src/datapath/port-maps";
+import { parseRule } from "../../src/model/firewall-rule";
 import { addGroup, addRules, emptyMicroseg, type MicrosegDoc, msegStamp } from "../../src/model/microseg";
 import { type BpfObject, testRun } from "../../src/sys/bpf";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
@@ -87,8 +92,18 @@ export function policy(n: number, extra: unknown[] = []): { doc: MicrosegDoc; sr
   return { doc, src: id("r0/m0/l0"), dst: id("r9/m8/l9") };
 }
 
-function portWith(n: number | "off", extra: unknown[] = []): { obj: BpfObject; mark: number; keys: number } {
+function portWith(
+  n: number | "off",
+  extra: unknown[] = [],
+  firewall = false,
+): { obj: BpfObject; mark: number; keys: number } {
   const obj = loadObject("port");
+  if (firewall)
+    new FirewallTables({ map: (m) => obj.map(m) }).apply(
+      1,
+      [{ ...parseRule({ priority: 1, action: "allow" }), id: 1 }],
+      "deny",
+    );
   const p = policy(n === "off" ? 1 : n, extra);
   const cfg = { netId: 1, ip4: DST, mac: MAC, cidr4: "10.0.0.0/8", gw4: "10.0.0.1" };
   obj.map("stm_ports").update(encodeIfindex(PORT), encodePort({ ...cfg, group: n === "off" ? 0 : p.dst }));
@@ -109,6 +124,31 @@ function nsPerPacket(p: { obj: BpfObject; mark: number }): number {
   const t0 = Bun.nanoseconds();
   testRun(p.obj.program("stm_port_out").fd, { data: frame, repeat: REPEAT, ctx });
   return (Bun.nanoseconds() - t0) / REPEAT;
+}
+
+function withFirewallBench(): Benchmark {
+  let cand: ReturnType<typeof portWith> | undefined;
+  let base: ReturnType<typeof portWith> | undefined;
+  return {
+    name: "microseg/classify-with-firewall",
+    unit: "ns/packet",
+    setup() {
+      cand = portWith(10_000, [], true);
+      base = portWith("off", [], true);
+    },
+    teardown() {
+      cand?.obj.close();
+      base?.obj.close();
+    },
+    candidate: {
+      label: "stm_port_out, firewall on (1 rule) + 1,000 groups, 10,000 entries, source 3 levels deep",
+      measure: () => nsPerPacket(cand as ReturnType<typeof portWith>),
+    },
+    baseline: {
+      label: "stm_port_out, firewall on (1 rule), microsegmentation off",
+      measure: () => nsPerPacket(base as ReturnType<typeof portWith>),
+    },
+  };
 }
 
 function classifyBench(base: 100 | "off"): Benchmark {
@@ -243,6 +283,7 @@ function trackedBench(): Benchmark {
 export const MSEG_BENCHMARKS: Record<string, () => Benchmark> = {
   "microseg/classify-10000-vs-off": () => classifyBench("off"),
   "microseg/classify-10000-vs-100": () => classifyBench(100),
+  "microseg/classify-with-firewall": withFirewallBench,
   "microseg/tracked-vs-off": trackedBench,
   "microseg/gbp-throughput": gbpThroughputBench,
 };

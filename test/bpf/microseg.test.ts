@@ -5,9 +5,11 @@
  * fragments and what passes always. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { dropReasonCode } from "../../src/datapath/drops";
+import { FirewallTables } from "../../src/datapath/firewall-tables";
 import { MsegTables } from "../../src/datapath/mseg-tables";
 import { loadObject } from "../../src/datapath/objects";
 import { encodeDropKey, encodeIfindex, encodePort, type PortConfig } from "../../src/datapath/port-maps";
+import { parseRule } from "../../src/model/firewall-rule";
 import {
   addGroup,
   addRules,
@@ -230,6 +232,51 @@ describe("microsegmentation policy vs the reference evaluator", () => {
     expect(allowed).toBeGreaterThan(50);
     expect(denied).toBeGreaterThan(50);
     expect(byEntry).toBeGreaterThan(cases / 4);
+  });
+});
+
+describe("beside the network's firewall (its parse reused)", () => {
+  test("both must allow: the reference's verdicts with an allowing firewall, the firewall's drops first", () => {
+    const fw = new FirewallTables({ map: (n) => obj.map(n) });
+    const rules = [
+      { ...parseRule({ priority: 10, proto: "udp", dport: 5432, action: "deny" }), id: 9001 },
+      { ...parseRule({ priority: 20, action: "allow" }), id: 9002 },
+    ];
+    fw.apply(NET, rules, "deny");
+    try {
+      const r = prng(4242);
+      const doc = genWorld(r);
+      tables.apply(doc);
+      const names = doc.groups.map((g) => g.name);
+      let n = 0;
+      for (let q = 0; q < 60; q++) {
+        clearState();
+        const to = pick(r, names);
+        const from = pick(r, names);
+        const proto = pick(r, ["tcp", "udp"] as const);
+        const dport = pick(r, [22, 80, 5432]);
+        const toId = doc.groups.find((g) => g.name === to)?.id as number;
+        const fromId = doc.groups.find((g) => g.name === from)?.id as number;
+        setPort(toId);
+        const want = msegDecide(doc, { from, to, proto: MSEG_PROTO_NUM[proto], dport });
+        const fwDenies = proto === "udp" && dport === 5432;
+        const before = dropCount("fw-rule");
+        const got = run({ proto: MSEG_PROTO_NUM[proto], dport }, msegStamp(fromId));
+        const ctx = `query ${q}: ${from} → ${to} ${proto}/${dport}`;
+        expect({ ctx, retval: got.retval }).toEqual({
+          ctx,
+          retval: !fwDenies && want.action === "allow" ? TC_NEXT : TC_DROP,
+        });
+        // The firewall decides first: what it denies never reaches the policy (no hit).
+        if (fwDenies)
+          expect({ ctx, fw: dropCount("fw-rule") - before, hit: got.hit }).toEqual({ ctx, fw: 1n, hit: undefined });
+        else expect({ ctx, hit: got.hit }).toEqual({ ctx, hit: want.rule?.id ?? MSEG.DEFAULT_ID });
+        n++;
+      }
+      expect(n).toBe(60);
+    } finally {
+      fw.remove(NET);
+    }
   });
 });
 

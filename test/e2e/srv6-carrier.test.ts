@@ -86,7 +86,20 @@ test("arriving from a node, the SRH tag becomes the mark; from another host, not
 test("leaving, the sender's group replaces the tag on the wire; an unstamped packet carries 0", async () => {
   const file = `/tmp/stm-srv6-${process.pid}.pcap`;
   const cap = Bun.spawn(
-    ["ip", "netns", "exec", peer.name, "tcpdump", "--immediate-mode", "-i", "und1", "-nn", "-w", file, "ip6 and ip6[6] = 43"],
+    [
+      "ip",
+      "netns",
+      "exec",
+      peer.name,
+      "tcpdump",
+      "--immediate-mode",
+      "-i",
+      "und1",
+      "-nn",
+      "-w",
+      file,
+      "ip6 and ip6[6] = 43",
+    ],
     { stdout: "ignore", stderr: "ignore" },
   );
   try {
