@@ -444,11 +444,15 @@ test("masqueraded TCP connections survive a failover: translated to the VIP, the
   await until("node1 active again", () => role(n1) === "active", 20_000);
 }, 90_000);
 
-test("flapping: 50 partition/heal cycles of the active node, never two nodes answering ARP for the VIP", async () => {
+/** Partition/heal cycles: 16 in the suite (its time budget), 50 or more as a soak with
+ * STRATUM_HA_FLAP_CYCLES=50 (the figure quoted in docs/benchmarks.md). */
+const FLAP_CYCLES = Number(process.env.STRATUM_HA_FLAP_CYCLES ?? 16);
+
+test(`flapping: ${FLAP_CYCLES} partition/heal cycles of the active node, never two nodes answering ARP for the VIP`, async () => {
   const sampler = arpSampler();
   const transitions = () => n1.json<any>("gateway", "status").groups[0].counters.transitions as number;
   const t0 = transitions();
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < FLAP_CYCLES; i++) {
     const active = role(n1) === "active" ? n1 : n2;
     const mode = i % 2; // management link only, or etcd and management link
     if (mode === 0) active.ns.execOk(["ip", "link", "set", "mgmt0", "down"]);
@@ -461,8 +465,8 @@ test("flapping: 50 partition/heal cycles of the active node, never two nodes ans
   const failovers = transitions() - t0;
   const arp = await sampler.stop();
   console.log(
-    `flapping: 50 cycles, node1 changed role ${failovers} times; ARP samples ${arp.samples}, split ${arp.split}, silent ${arp.silent}`,
+    `flapping: ${FLAP_CYCLES} cycles, node1 changed role ${failovers} times; ARP samples ${arp.samples}, split ${arp.split}, silent ${arp.silent}`,
   );
-  expect(arp.samples).toBeGreaterThan(500);
+  expect(arp.samples).toBeGreaterThan(FLAP_CYCLES * 10);
   expect(arp.split).toBe(0);
 }, 180_000);
