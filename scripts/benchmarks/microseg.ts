@@ -26,6 +26,7 @@ import { addGroup, addRules, emptyMicroseg, type MicrosegDoc, msegStamp } from "
 import { type BpfObject, testRun } from "../../src/sys/bpf";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
 import { Lab, type LabWorkload } from "../../test/helpers/lab";
+import { prng } from "../../test/helpers/prng";
 import type { Benchmark } from "./harness";
 import { iperf } from "./overlay";
 
@@ -54,18 +55,6 @@ function tree(): MicrosegDoc {
     }
   }
   return doc;
-}
-
-/** A seeded PRNG (mulberry32): the same policy every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** `n` entries between random groups (protocols and ports mixed), none between the benchmark

@@ -314,7 +314,8 @@ const importCmd = defineCommand({
   },
 });
 
-function readInput(file: string): string {
+/** A file's text, or standard input's for "-"; INVALID with why when it cannot be read. */
+export function readInput(file: string): string {
   try {
     return readFileSync(file === "-" ? 0 : file, "utf8");
   } catch (e) {

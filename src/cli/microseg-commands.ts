@@ -1,12 +1,12 @@
 /** `group` and `microseg`: microsegmentation groups of endpoints (a tree), and the policy
  * between groups that holds wherever the endpoints run (docs/microseg.md). Clients of the
  * agent's API. */
-import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import YAML from "yaml";
 import type { MsegDocument, MsegGroupView, MsegRuleView } from "../api/contract";
 import { StratumError } from "../errors";
 import { client } from "./api-flags";
+import { readInput } from "./firewall-commands";
 import { apiArg, meta } from "./network-commands";
 import { outputArg, parseFormat, printData, printKv, printTable } from "./output";
 
@@ -44,17 +44,6 @@ export function printRules(l: { rules: MsegRuleView[]; defaultHits: { packets: n
       ]),
     );
   process.stdout.write(`no entry (denied): ${num(l.defaultHits.packets)} packets\n`);
-}
-
-function readInput(file: string): string {
-  try {
-    return readFileSync(file === "-" ? 0 : file, "utf8");
-  } catch (e) {
-    throw new StratumError(
-      "INVALID",
-      `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-    );
-  }
 }
 
 /** The YAML (or JSON) document export writes, checked for shape: a bad top-level key or a list

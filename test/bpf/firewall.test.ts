@@ -21,6 +21,7 @@ import { formatIp, parseIp, parseSubnet } from "../../src/model/ip";
 import { type BpfObject, testRun } from "../../src/sys/bpf";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
 import { ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, lla, ndBody, tcp, udp } from "../helpers/frames";
+import { prng } from "../helpers/prng";
 
 const TC_NEXT = -1;
 const TC_DROP = 2;
@@ -145,18 +146,6 @@ function run(p: Pkt, raw?: Buffer): { retval: number; hit?: number; out: Buffer 
 }
 
 // ---- generators --------------------------------------------------------------------------
-
-/** A seeded PRNG (mulberry32): a failing case is reproducible from the seed it prints. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const V4_BASES = ["10.1.2.3", "10.1.0.0", "10.200.7.9", "192.168.1.77", "172.16.5.4"];
 const V6_BASES = ["fd00:1:2::5", "fd00:1:2:3::9", "fd77::1", "2001:db8:1::42"];

@@ -25,6 +25,7 @@ import {
 import { type BpfObject, testRun } from "../../src/sys/bpf";
 import { alloc, get, SK_BUFF } from "../../src/sys/layout";
 import { ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, tcp, udp } from "../helpers/frames";
+import { prng } from "../helpers/prng";
 
 const TC_NEXT = -1;
 const TC_DROP = 2;
@@ -140,17 +141,6 @@ function run(p: Pkt, mark = 0): { retval: number; mark: number; hit?: number } {
   return { retval: r.retval, mark: r.ctxOut ? get(r.ctxOut, SK_BUFF, "mark") : -1, hit: moved[0] };
 }
 
-/** A seeded PRNG (mulberry32): a failing case is reproducible from the seed it prints. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;
 
 /** A random tree (up to the depth limit) and entries between its groups, deliberately dense in
