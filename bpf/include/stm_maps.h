@@ -45,6 +45,9 @@ STM_MAP struct {
 #ifndef STM_CT_MAX
 #define STM_CT_MAX 262144
 #endif
+#ifndef STM_MSEG_CT_MAX
+#define STM_MSEG_CT_MAX 262144
+#endif
 
 /* Every endpoint profile (IPv4 ↔ MAC) of every network: a /16 is 65,534 entries. */
 STM_MAP struct {
@@ -423,7 +426,7 @@ STM_MAP struct {
  * let in (judged again when the generation changes). The least recently used goes when full. */
 STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, STM_CT_MAX);
+	__uint(max_entries, STM_MSEG_CT_MAX);
 	__type(key, struct stm_ct_key);
 	__type(value, struct stm_ct);
 } stm_mseg_ct SEC(".maps");

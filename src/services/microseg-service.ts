@@ -189,7 +189,7 @@ export class MicrosegService {
       let next: MicrosegDoc = { groups: [], rules: [], nextGroupId: doc.nextGroupId, nextRuleId: doc.nextRuleId };
       let added = 0;
       let kept = 0;
-      input.groups.forEach((spec, i) => {
+      for (const { spec, i } of parentsFirst(input.groups)) {
         const parent =
           spec.parent ?? (spec.name.includes("/") ? spec.name.slice(0, spec.name.lastIndexOf("/")) : undefined);
         const was = old.get(spec.name);
@@ -206,7 +206,7 @@ export class MicrosegService {
         } catch (e) {
           throw e instanceof StratumError ? e.wrap(`groups[${i}]`) : e;
         }
-      });
+      }
       const removed = doc.groups.filter((g) => !next.groups.some((n) => n.name === g.name && n.id === g.id));
       for (const g of removed) {
         const n = members(g.name);
@@ -235,4 +235,33 @@ export class MicrosegService {
       };
     });
   }
+}
+
+/** A document's groups with each parent before its children (their indexes kept, for errors).
+ * A cycle is refused, naming its groups; a parent that is nowhere is left for addGroup to
+ * refuse (NOT_FOUND, by index). */
+function parentsFirst(groups: MsegDocument["groups"]): Array<{ spec: MsegDocument["groups"][number]; i: number }> {
+  const parentOf = (g: MsegDocument["groups"][number]) =>
+    g.parent ?? (g.name.includes("/") ? g.name.slice(0, g.name.lastIndexOf("/")) : undefined);
+  const named = new Set(groups.map((g) => g.name));
+  const out: Array<{ spec: MsegDocument["groups"][number]; i: number }> = [];
+  const placed = new Set<string>();
+  let left = groups.map((spec, i) => ({ spec, i }));
+  while (left.length) {
+    const ready = left.filter(({ spec }) => {
+      const p = parentOf(spec);
+      return p === undefined || placed.has(p) || (!named.has(p) && p !== spec.name);
+    });
+    if (!ready.length)
+      throw new StratumError(
+        "INVALID",
+        `groups ${left.map(({ spec, i }) => `[${i}] "${spec.name}"`).join(", ")} form a cycle: every group has one parent, up to a root`,
+      );
+    for (const r of ready) {
+      out.push(r);
+      placed.add(r.spec.name);
+    }
+    left = left.filter((x) => !ready.includes(x));
+  }
+  return out;
 }
