@@ -663,6 +663,17 @@ export const NatStatusView = z
   .strict();
 export type NatStatus = z.infer<typeof NatStatusView>;
 
+export const MsegStatusView = z
+  .object({
+    groups: Count,
+    entries: Count,
+    grouped: Count.describe("This node's endpoints in a group"),
+    generation: Count.describe("The policy generation the datapath enforces (0: none written)"),
+    enforcing: z.boolean().describe("The datapath segments (it has the policy's groups)"),
+  })
+  .strict();
+export type MsegStatus = z.infer<typeof MsegStatusView>;
+
 export const StoreStatusView = z
   .object({
     path: z.string(),
@@ -1054,6 +1065,7 @@ export const AgentStatusView = z
     overlay: OverlayStatusView.nullable().describe("A cluster node's overlay (null: a single node)"),
     bgp: BgpStatusView.nullable().describe("A gateway's BGP speaker (null: not a gateway, or BGP not configured)"),
     nat: NatStatusView.nullable().describe("Masquerading at the uplink (null: no network is masqueraded)"),
+    microseg: MsegStatusView.nullable().describe("Microsegmentation (null: no groups and no entries)"),
     maps: z.array(MapFillView),
     mapCountMs: z.number().min(0),
     store: StoreStatusView,

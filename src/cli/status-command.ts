@@ -115,6 +115,12 @@ export function printStatus(st: AgentStatus): void {
       "nat",
       `${nat.networks.map((n) => `${n.name} → ${[n.v4, n.v6].filter(Boolean).join(", ") || "nothing"}`).join("; ")}; ports ${nat.portRange.lo}-${nat.portRange.hi}; ${nat.flows ?? "?"} flow(s); ${nat.counters.exhausted ?? 0} refused for want of a port${nat.warnings.length ? `; ${nat.warnings.join("; ")}` : ""}`,
     ]);
+  const m = st.microseg;
+  if (m)
+    pairs.push([
+      "microseg",
+      `${m.groups} group(s), ${m.entries} entr${m.entries === 1 ? "y" : "ies"}; ${m.grouped} endpoint(s) of this node in a group; ${m.enforcing ? `generation ${m.generation} in the datapath` : "NOT in the datapath"}`,
+    ]);
   for (const v of st.services ?? [])
     pairs.push([v.name, v.state === "serving" ? `serving: ${v.summary}` : `DOWN: ${v.problem}`]);
   const c = st.cluster;

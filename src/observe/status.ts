@@ -10,6 +10,7 @@ import { existsSync, statSync } from "node:fs";
 import type {
   AgentStatus,
   BgpStatus,
+  MsegStatus,
   NatStatus,
   OverlayStatus,
   PortStatus,
@@ -177,6 +178,20 @@ export function bgpState(rt: AgentRuntime): BgpStatus | null {
 /** Masquerading on this node: the port range, the masqueraded networks and what each is
  * translated to, the flows the datapath holds (`natEntries`: stm_nat's count, two per flow),
  * and its counters (exhaustion among them). Null when no network is masqueraded. */
+/** Microsegmentation as the store has it and the datapath enforces it (null: nothing defined). */
+export function msegState(rt: AgentRuntime): MsegStatus | null {
+  const doc = rt.store.getMicroseg();
+  if (!doc.groups.length && !doc.rules.length) return null;
+  const k = rt.svc.microseg.tables.state();
+  return {
+    groups: doc.groups.length,
+    entries: doc.rules.length,
+    grouped: localEndpoints(rt.svc.store, undefined, rt.store).filter((e) => e.group !== undefined).length,
+    generation: k.gen,
+    enforcing: k.on,
+  };
+}
+
 export function natState(rt: AgentRuntime, natEntries: number | null): NatStatus | null {
   const dp = rt.svc.dp;
   const kernel = dp.natNets();
@@ -327,7 +342,11 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
   const cluster = rt.cluster ? clusterSummary(rt.cluster) : null;
   // Enforcement depends on neither: a service down, or etcd away, is a warning, not degraded health.
   const nat = natState(rt, fill.maps.find((m) => m.name === "stm_nat")?.entries ?? null);
+  const microseg = msegState(rt);
   const warnings = [
+    ...(microseg && microseg.groups > 0 && !microseg.enforcing
+      ? ["microsegmentation: the datapath does not hold the policy yet (a reconcile writes it)"]
+      : []),
     ...fillWarnings(fill.maps),
     ...(nat?.warnings.map((w) => `masquerading: ${w}`) ?? []),
     ...(services ?? []).filter((v) => v.state === "down").map((v) => `${v.name} is not serving: ${v.problem}`),
@@ -357,6 +376,7 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
     overlay,
     bgp: bgpState(rt),
     nat,
+    microseg,
     maps: fill.maps,
     mapCountMs: Math.round(fill.seconds * 100_000) / 100,
     store,

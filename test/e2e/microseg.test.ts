@@ -265,6 +265,14 @@ describe("microsegmentation on one node", () => {
     );
     expect(m).toMatch(/stratum_microseg_hits_total\{entry_id="none",from="",to="",action="deny"\} [1-9]/);
     expect(m).toContain("stratum_microseg_groups 3");
+    // status: the policy's size, this node's grouped endpoints, the generation in force.
+    const st = A.json("status").microseg;
+    expect(st).toMatchObject({ groups: 3, grouped: 2, enforcing: true });
+    expect(st.entries).toBeGreaterThanOrEqual(4);
+    expect(st.generation).toBeGreaterThan(0);
+    expect(A.ctl("status").stdout).toMatch(
+      /microseg: +3 group\(s\), \d+ entries; 2 endpoint\(s\) of this node in a group; generation \d+ in the datapath/,
+    );
     A.ctl("microseg", "rule", "del", String(logged));
   }, 30_000);
 
