@@ -454,7 +454,12 @@ describe("the NAT port range", () => {
       { stdout: "ignore", stderr: "ignore" },
     );
     procs.push(holders);
-    await Bun.sleep(300);
+    // Until all 16 are bound (python's start is no fixed time on a loaded machine).
+    for (let i = 0; i < 100; i++) {
+      const bound = A.ns.exec(["ss", "-Hnul", "sport", ">=", ":61000", "and", "sport", "<=", ":61015"]).stdout;
+      if (bound.trim().split("\n").filter(Boolean).length >= 16) break;
+      await Bun.sleep(50);
+    }
     const out = py(
       "w2",
       `

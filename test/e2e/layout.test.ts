@@ -47,4 +47,4 @@ test("a pinned map of an older layout is rebuilt, not reused", async () => {
   await A.start();
   expect(A.logText.match(/of another layout/g)?.length).toBe(1);
   w.execOk(["ping", "-c", "1", "-W", "2", "10.71.0.1"]);
-});
+}, 30_000);
