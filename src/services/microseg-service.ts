@@ -8,6 +8,7 @@ import { StratumError } from "../errors";
 import {
   addGroup,
   addRules,
+  type CompiledMicroseg,
   compileMicroseg,
   lineOf,
   type MicrosegDoc,
@@ -37,8 +38,10 @@ export class MicrosegService {
   }
 
   /** Writes the stored policy to this node's datapath unless the kernel holds it already. */
-  apply(doc: MicrosegDoc = this.store.getMicroseg()): { gen: number; keys: number; changed: boolean } {
-    const c = compileMicroseg(doc);
+  apply(
+    doc: MicrosegDoc = this.store.getMicroseg(),
+    c: CompiledMicroseg = compileMicroseg(doc),
+  ): { gen: number; keys: number; changed: boolean } {
     if (this.tables.inForce(c)) return { gen: this.tables.state().gen, keys: c.policy.size, changed: false };
     const r = this.tables.apply(doc, c);
     this.tables.pruneHits(new Set(doc.rules.map((x) => x.id)));
@@ -48,13 +51,17 @@ export class MicrosegService {
   /** A change of the document: validated and compiled inside the store's transaction, then
    * applied here. */
   #change<T>(fn: (doc: MicrosegDoc, members: (g: string) => number) => { doc: MicrosegDoc; result: T }): T {
+    // The document and its compiled keys as the transaction that wrote them had them (a retried
+    // transaction compiles again): compiled once, for CAPACITY before anything is written and
+    // for the datapath after.
+    let written: { doc: MicrosegDoc; compiled: CompiledMicroseg } | undefined;
     const out = this.store.updateMicroseg((doc, members) => {
       const r = fn(doc, members);
-      compileMicroseg(r.doc); // CAPACITY before anything is written
+      written = { doc: r.doc, compiled: compileMicroseg(r.doc) };
       return r;
     });
     try {
-      this.apply();
+      if (written) this.apply(written.doc, written.compiled);
     } catch (e) {
       this.ctx.log(`microsegmentation: the policy is stored but not in the datapath yet: ${(e as Error).message}`);
       throw new StratumError(
