@@ -27,17 +27,23 @@ function abbreviates(short: string, long: string): boolean {
   return i === short.length;
 }
 
+/** The same letters in another order. */
+function swapped(a: string, b: string): boolean {
+  return a.length === b.length && [...a].sort().join("") === [...b].sort().join("");
+}
+
 /** The candidate closest to `word`, when it is close enough to be what was meant: a few edits
  * (one for words of up to four letters, else two or a third of the word), a unique candidate
  * the word starts, or a unique candidate the word spells out ("--source" → "src"); undefined
- * otherwise. Ties: the first. */
+ * otherwise. Ties: one of the word's own letters swapped ("porto" is proto, not port), else the
+ * first. */
 export function nearest(word: string, candidates: readonly string[]): string | undefined {
   const w = word.toLowerCase();
   let best: string | undefined;
   let bestD = Infinity;
   for (const c of candidates) {
     const d = editDistance(w, c.toLowerCase());
-    if (d < bestD) {
+    if (d < bestD || (d === bestD && swapped(w, c.toLowerCase()) && !swapped(w, (best as string).toLowerCase()))) {
       best = c;
       bestD = d;
     }

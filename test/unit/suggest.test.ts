@@ -10,6 +10,7 @@ test("typos find the key that was meant", () => {
   expect(nearest("gatway", NETWORK_KEYS)).toBe("gateway");
   expect(nearest("DnsZone", NETWORK_KEYS)).toBe("dnsZone");
   expect(nearest("cidr7", NETWORK_KEYS)).toBe("cidr"); // a tie with cidr6 goes to the earlier candidate
+  expect(nearest("porto", ["port", "proto"])).toBe("proto"); // a tie with a swap of its letters goes to the swap
   expect(nearest("netwrk", ["network", "limit", "after"])).toBe("network");
   expect(nearest("mtu", NETWORK_KEYS)).toBe("mtu");
 });
