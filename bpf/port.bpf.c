@@ -27,6 +27,7 @@
 #include "stm_reply.h"
 #include "stm_ns.h"
 #include "stm_mseg.h"
+#include "stm_lb.h"
 
 /* The configuration of the port a frame crosses at `hook` (the frame counted in the port's
  * stm_port_stats row), or NULL when the frame is dropped (and counted) before any parsing:
@@ -817,6 +818,10 @@ int stm_port_in(struct __sk_buff *skb)
 		r = proto == bpf_htons(STM_ETH_P_IP) ? check_ip4(skb, port) : check_ip6(skb, port);
 		if (r != STM_TC_NEXT)
 			return r;
+		/* To a VIP: to its backend from here on (the firewall judges the backend). */
+		r = stm_lb_tc_in(skb, proto);
+		if (r != STM_TC_NEXT)
+			return r;
 		r = stm_fw_port(skb, port, proto, STM_FW_EGRESS);
 		if (r == STM_TC_NEXT || r == FW_PASS_PARSED || r == FW_PASS_FAILSAFE)
 			r = stm_mseg_in(skb, port, proto, r == FW_PASS_PARSED ? FW_PASS_STATE_PARSED : 0);
@@ -1006,6 +1011,7 @@ firewall:;
 	if (r == FW_PASS_FAILSAFE)
 		return STM_TC_NEXT;
 	if (r == STM_TC_NEXT || r == FW_PASS_PARSED)
-		return stm_mseg_out(skb, port, proto, r == FW_PASS_PARSED ? FW_PASS_STATE_PARSED : 0);
-	return r;
+		r = stm_mseg_out(skb, port, proto, r == FW_PASS_PARSED ? FW_PASS_STATE_PARSED : 0);
+	/* A reply of a load-balanced flow this endpoint opened: from the VIP, as it asked. */
+	return r == STM_TC_NEXT ? stm_lb_tc_rev(skb, proto, STM_HOOK_TC_EGRESS, STM_FW_INGRESS) : r;
 }

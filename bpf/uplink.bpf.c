@@ -21,6 +21,7 @@
 #include "stm_nat.h"
 #include "stm_vip.h"
 #include "stm_uplink_mac.h"
+#include "stm_lb.h"
 
 static __always_inline int is_local(__u32 kind, const void *addr, __u32 len)
 {
@@ -246,6 +247,11 @@ int stm_uplink_out(struct __sk_buff *skb)
 		if (r != STM_TC_NEXT)
 			return r;
 	}
+	/* A load-balanced flow's reply leaves with its VIP's address (judged above with the
+	 * backend's). */
+	r = stm_lb_tc_rev(skb, proto, STM_HOOK_TC_EGRESS, 3);
+	if (r != STM_TC_NEXT)
+		return r;
 	/* Last, with every judgement made on the workload's own addresses: masquerading (a frame
 	 * bridged onto the LAN of a network extended there keeps its addresses). */
 	if (bridged)
@@ -313,6 +319,12 @@ int stm_uplink_in(struct xdp_md *ctx)
 		__u32 vtep = stm_vtep_check_xdp(ctx, proto, l3);
 		if (vtep)
 			return stm_drop_xdp(ctx, vtep);
+		/* A VIP's packet is judged from here on with its backend's address. */
+		if (l3 == ETH_HLEN) {
+			int lb = stm_lb_xdp(ctx, proto, l3);
+			if (lb != XDP_PASS)
+				return lb;
+		}
 		int nat = stm_nat_xdp((__u8 *)&ip->daddr, 4);
 		if (nat == 2)
 			return stm_drop_xdp(ctx, STM_DROP_NAT_INBOUND);
@@ -380,6 +392,11 @@ int stm_uplink_in(struct xdp_md *ctx)
 		__u32 vtep = stm_vtep_check_xdp(ctx, proto, l3);
 		if (vtep)
 			return stm_drop_xdp(ctx, vtep);
+		if (l3 == ETH_HLEN) {
+			int lb = stm_lb_xdp(ctx, proto, l3);
+			if (lb != XDP_PASS)
+				return lb;
+		}
 		int nat = stm_nat_xdp(ip6->daddr.in6_u.u6_addr8, 6);
 		if (nat == 2)
 			return stm_drop_xdp(ctx, STM_DROP_NAT_INBOUND);

@@ -663,4 +663,96 @@ _Static_assert(sizeof(struct stm_mseg_val) == 8, "stm_mseg_val is ABI");
 #define STM_MSEG_V_LOG 1  /* the entry is marked log */
 #define STM_MSEG_V_MORE 2 /* keys with a protocol (and port) exist for this pair */
 
+/* ---- load balancer (stm_lb.h) ---------------------------------------------------------------
+ * A VIP (address, port, protocol) spreads new flows over its backends through a Maglev table of
+ * backend ids; a flow keeps its backend through the connection table. Addresses as in a tuple:
+ * IPv4 in the first 4 bytes, the rest 0. Ports in host order. */
+#ifndef STM_LB_VIPS_MAX
+#define STM_LB_VIPS_MAX 1024
+#endif
+#ifndef STM_LB_BACKENDS_MAX
+#define STM_LB_BACKENDS_MAX 65536
+#endif
+#ifndef STM_LB_CT_MAX
+#define STM_LB_CT_MAX 262144
+#endif
+
+struct stm_lb_vip_key {
+	__u8 addr[16];
+	__u16 port;   /* 0 with proto 0: the address entry (some VIP uses the address) */
+	__u8 proto;
+	__u8 family;  /* 4 or 6 */
+};
+_Static_assert(sizeof(struct stm_lb_vip_key) == 20, "stm_lb_vip_key is ABI");
+
+struct stm_lb_vip {
+	__u32 id;    /* its Maglev table in stm_lb_rings; 0 for the address entry */
+	__u32 size;  /* slots of that table (a prime) */
+	__u32 flags; /* STM_LB_F_* */
+	__u32 sig;   /* the agent's hash of the backend set the table was built from */
+};
+_Static_assert(sizeof(struct stm_lb_vip) == 16, "stm_lb_vip is ABI");
+
+#define STM_LB_F_ADDR 1 /* the address entry */
+
+/* A backend by id (the values of the Maglev tables). */
+struct stm_lb_backend {
+	__u8 addr[16];
+	__u16 port;
+	__u8 family;
+	__u8 flags; /* STM_LB_B_* */
+	__u32 vip;  /* the VIP's id */
+};
+_Static_assert(sizeof(struct stm_lb_backend) == 24, "stm_lb_backend is ABI");
+
+#define STM_LB_B_UP 1 /* healthy: its flows stay with it */
+
+/* A translated flow, both ways: dir 0 keyed by the client's packet to the VIP (value: the
+ * backend), dir 1 by the backend's reply to the client (value: the VIP). */
+struct stm_lb_ct_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 dir;
+	__u8 family;
+	__u8 _pad;
+};
+_Static_assert(sizeof(struct stm_lb_ct_key) == 40, "stm_lb_ct_key is ABI");
+
+struct stm_lb_ct {
+	__u8 addr[16]; /* dir 0: the backend's; dir 1: the VIP's */
+	__u16 port;
+	__u16 _pad;
+	__u32 backend;
+	__u32 vip;
+	__u32 _pad2;
+	__u64 seen;    /* coarse clock (s), last packet */
+};
+_Static_assert(sizeof(struct stm_lb_ct) == 40, "stm_lb_ct is ABI");
+
+/* Per backend, per CPU: packets and bytes sent to it, and the flows it was picked for. */
+struct stm_lb_hit {
+	__u64 packets;
+	__u64 bytes;
+	__u64 flows;
+};
+_Static_assert(sizeof(struct stm_lb_hit) == 24, "stm_lb_hit is ABI");
+
+/* Whether any VIP exists (the reply side looks for flows only then). */
+struct stm_lb_cfg {
+	__u32 vips;
+	__u32 flags;
+};
+_Static_assert(sizeof(struct stm_lb_cfg) == 8, "stm_lb_cfg is ABI");
+
+/* Every LB figure that is not a backend's, per CPU (stm_lb_stats). */
+enum {
+	STM_LB_STAT_NEW = 0,    /* flows given a backend by the table */
+	STM_LB_STAT_REPICK = 1, /* flows whose backend went down or away, given another */
+	STM_LB_STAT_REV = 2,    /* replies given the VIP back */
+	STM_LB_STAT_MAX = 4,
+};
+
 #endif

@@ -431,4 +431,68 @@ STM_MAP struct {
 	__type(value, struct stm_ct);
 } stm_mseg_ct SEC(".maps");
 
+/* The load balancer's switch: the number of VIPs; one entry. */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stm_lb_cfg);
+} stm_lb_cfg SEC(".maps");
+
+/* The load balancer's VIPs, and one address entry per VIP address (stm_lb.h). */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * STM_LB_VIPS_MAX);
+	__type(key, struct stm_lb_vip_key);
+	__type(value, struct stm_lb_vip);
+} stm_lb_vips SEC(".maps");
+
+/* A VIP's Maglev table: slot -> backend id (~0: none). Its own size per VIP (BPF_F_INNER_MAP);
+ * a rebuilt table is a new map swapped in by one update of the VIP's slot. */
+struct stm_lb_ring {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, STM_LB_VIPS_MAX + 1);
+	__type(key, __u32);
+	__array(values, struct stm_lb_ring);
+} stm_lb_rings SEC(".maps");
+
+/* Backends by id. */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STM_LB_BACKENDS_MAX);
+	__type(key, __u32);
+	__type(value, struct stm_lb_backend);
+} stm_lb_backends SEC(".maps");
+
+/* Translated flows, both directions; the least recently used goes when full. */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, STM_LB_CT_MAX);
+	__type(key, struct stm_lb_ct_key);
+	__type(value, struct stm_lb_ct);
+} stm_lb_ct SEC(".maps");
+
+/* Per backend id, per CPU. */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, STM_LB_BACKENDS_MAX);
+	__type(key, __u32);
+	__type(value, struct stm_lb_hit);
+} stm_lb_hits SEC(".maps");
+
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STM_LB_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stm_lb_stats SEC(".maps");
+
 #endif

@@ -63,6 +63,13 @@ export const MAP_ROLES = {
   stm_mseg_pol: { role: "config" },
   stm_mseg_hits: { role: "state", traceSize: 256 },
   stm_mseg_ct: { role: "state", traceSize: 1024 },
+  stm_lb_cfg: { role: "config" },
+  stm_lb_vips: { role: "config" },
+  stm_lb_rings: { role: "config" },
+  stm_lb_backends: { role: "config" },
+  stm_lb_ct: { role: "state", traceSize: 256 },
+  stm_lb_hits: { role: "state", traceSize: 256 },
+  stm_lb_stats: { role: "state" },
 } as const satisfies Record<string, MapDecl>;
 
 export type PinnedMap = keyof typeof MAP_ROLES;

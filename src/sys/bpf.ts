@@ -23,6 +23,7 @@ import {
   BPF_LINK_INFO,
   BPF_LINK_UPDATE_OPTS,
   BPF_MAP_BATCH_OPTS,
+  BPF_MAP_CREATE_OPTS,
   BPF_MAP_INFO,
   BPF_OBJECT_OPEN_OPTS,
   BPF_PROG_INFO,
@@ -43,13 +44,14 @@ export const BPF_MAP_TYPE = {
   PERCPU_HASH: 5,
   PERCPU_ARRAY: 6,
   LPM_TRIE: 11,
+  ARRAY_OF_MAPS: 12,
   LRU_HASH: 9,
   LRU_PERCPU_HASH: 10,
   RINGBUF: 27,
 } as const;
 export const BPF_ATTACH = { XDP: 37, TCX_INGRESS: 46, TCX_EGRESS: 47 } as const;
 export const BPF_LINK_TYPE = { XDP: 6, TCX: 11 } as const;
-export const BPF_F = { ANY: 0, NOEXIST: 1, EXIST: 2, REPLACE: 4, TEST_XDP_LIVE_FRAMES: 2 } as const;
+export const BPF_F = { ANY: 0, NOEXIST: 1, EXIST: 2, REPLACE: 4, TEST_XDP_LIVE_FRAMES: 2, INNER_MAP: 0x1000 } as const;
 export const XDP_FLAGS = { UPDATE_IF_NOEXIST: 1, SKB_MODE: 2, DRV_MODE: 4, HW_MODE: 8, REPLACE: 16 } as const;
 
 const PERCPU_TYPES = new Set<number>([
@@ -311,6 +313,23 @@ export class BpfMap implements Disposable {
     this.perCpu = PERCPU_TYPES.has(this.info.type);
     this.cpus = this.perCpu ? numPossibleCpus() : 1;
     this.valueBufSize = this.perCpu ? align8(this.info.valueSize) * this.cpus : this.info.valueSize;
+  }
+
+  /** A new map of the kernel's, owned (closed on dispose): an inner map for a map of maps
+   * (`mapFlags` as its outer map's template has them, BPF_F_INNER_MAP among them). */
+  static create(
+    type: number,
+    name: string,
+    keySize: number,
+    valueSize: number,
+    maxEntries: number,
+    mapFlags = 0,
+  ): BpfMap {
+    const opts = alloc(BPF_MAP_CREATE_OPTS, { map_flags: mapFlags });
+    const fd = libbpf().bpf_map_create(type, cstr(name), keySize, valueSize, maxEntries, opts);
+    if (fd < 0) throw sysError(`create map ${name} (${maxEntries} entries)`, -fd);
+    mutated(`create map ${name}`);
+    return new BpfMap(new Fd(fd));
   }
 
   /** Wraps `fd`; with `owned` the map closes it on dispose. */

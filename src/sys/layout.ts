@@ -79,6 +79,13 @@ export const BPF_MAP_BATCH_OPTS = L({
   fields: { sz: [0, "u64"], elem_flags: [8, "u64"], flags: [16, "u64"] },
 });
 
+export const BPF_MAP_CREATE_OPTS = L({
+  ctype: "struct bpf_map_create_opts",
+  header: "bpf/bpf.h",
+  size: 48,
+  fields: { sz: [0, "u64"], inner_map_fd: [24, "u32"], map_flags: [28, "u32"] },
+});
+
 export const BPF_TC_HOOK = L({
   ctype: "struct bpf_tc_hook",
   header: "bpf/libbpf.h",
@@ -166,6 +173,7 @@ export const ALL_LAYOUTS: Record<string, Layout> = {
   BPF_LINK_CREATE_OPTS,
   BPF_LINK_UPDATE_OPTS,
   BPF_MAP_BATCH_OPTS,
+  BPF_MAP_CREATE_OPTS,
   BPF_TC_HOOK,
   BPF_TC_OPTS,
   BPF_PROG_INFO,

@@ -1,0 +1,300 @@
+/* The L4 load balancer, NAT mode. A packet to a VIP (stm_lb_vips: address, port, protocol)
+ * keeps the backend its flow was given (stm_lb_ct, dir 0) while that backend is up; else it
+ * gets one from the VIP's Maglev table (stm_lb_rings: slot = lb_hash % size, the hash
+ * src/lb/maglev.ts flowHash computes) and both directions are recorded. Its destination becomes
+ * the backend's; the backend's replies get the VIP back as their source (dir 1) where they
+ * leave toward the client.
+ *   stm_lb_xdp     the uplink's XDP: clients outside (checksums by hand: XDP has no skb)
+ *   stm_lb_tc_in   stm_port_in: an endpoint reaching a VIP
+ *   stm_lb_tc_rev  stm_port_out (clients that are endpoints), stm_uplink_out (outside)
+ * Everything after the translation (firewalls, microsegmentation, caps) judges the packet with
+ * the backend's address. */
+#ifndef STM_LB_H
+#define STM_LB_H
+
+#include "stm_common.h"
+#include "stm_maps.h"
+#include "stm_drop.h"
+#include "stm_csum.h"
+#include "stm_parse.h"
+#include "stm_fw.h"
+#include "stm_nat.h"
+
+#define LB_NOT_VIP 0
+#define LB_TRANSLATE 1
+#define LB_DROP 0x100
+
+static __always_inline __u32 lb_rotl(__u32 x, __u32 r)
+{
+	return (x << r) | (x >> (32 - r));
+}
+
+static __always_inline __u32 lb_mix(__u32 h, __u32 k)
+{
+	k *= 0xcc9e2d51;
+	k = lb_rotl(k, 15);
+	k *= 0x1b873593;
+	h ^= k;
+	h = lb_rotl(h, 13);
+	return h * 5 + 0xe6546b64;
+}
+
+/* MurmurHash3 (x86, 32 bits, seed "STRM") of six little-endian words: the client's address
+ * (IPv4 as ::ffff:a.b.c.d), sport << 16 | dport, the protocol. */
+static __always_inline __u32 lb_hash(const struct stm_tuple *t)
+{
+	__u32 w[4] = { 0, 0, 0, 0 };
+	if (t->family == 4) {
+		w[2] = 0xffff0000;
+		__builtin_memcpy(&w[3], t->src, 4);
+	} else {
+		__builtin_memcpy(w, t->src, 16);
+	}
+	__u32 h = 0x5354524d;
+	h = lb_mix(h, w[0]);
+	h = lb_mix(h, w[1]);
+	h = lb_mix(h, w[2]);
+	h = lb_mix(h, w[3]);
+	h = lb_mix(h, ((__u32)t->sport << 16) | t->dport);
+	h = lb_mix(h, t->proto);
+	h ^= 24;
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline void lb_stat(__u32 i)
+{
+	__u64 *v = bpf_map_lookup_elem(&stm_lb_stats, &i);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void lb_hit(__u32 backend, __u32 len, int fresh)
+{
+	struct stm_lb_hit *h = bpf_map_lookup_elem(&stm_lb_hits, &backend);
+	if (!h)
+		return;
+	h->packets++;
+	h->bytes += len;
+	if (fresh)
+		h->flows++;
+}
+
+/* Whether any VIP uses the packet's destination address: one lookup, before any parsing. */
+static __always_inline int lb_addr_is_vip(const __u8 *a, __u8 family)
+{
+	struct stm_lb_vip_key k = { .family = family };
+	if (family == 4)
+		__builtin_memcpy(k.addr, a, 4);
+	else
+		__builtin_memcpy(k.addr, a, 16);
+	return bpf_map_lookup_elem(&stm_lb_vips, &k) != NULL;
+}
+
+/* The flow's backend for the parsed packet `t` (to a VIP address): LB_TRANSLATE with *out the
+ * backend's address and port, LB_NOT_VIP, or LB_DROP + a drop reason. A flow whose backend is
+ * down or gone is given another one at its next packet (docs/load-balancer.md#flows). */
+STM_SHARED int stm_lb_select(struct stm_tuple *t, struct stm_lb_ct *out)
+{
+	if (!t || !out)
+		return LB_NOT_VIP;
+	struct stm_lb_vip_key vk = { .family = t->family };
+	__builtin_memcpy(vk.addr, t->dst, 16);
+	if (!bpf_map_lookup_elem(&stm_lb_vips, &vk))
+		return LB_NOT_VIP;
+	if (t->frag)
+		return LB_DROP + STM_DROP_LB_FRAGMENT;
+	if (t->proto != IPPROTO_TCP && t->proto != IPPROTO_UDP)
+		return LB_DROP + STM_DROP_LB_UNPUBLISHED;
+	vk.port = t->dport;
+	vk.proto = t->proto;
+	struct stm_lb_vip *v = bpf_map_lookup_elem(&stm_lb_vips, &vk);
+	if (!v)
+		return LB_DROP + STM_DROP_LB_UNPUBLISHED;
+	__u32 vip = v->id, size = v->size;
+
+	struct stm_lb_ct_key k = { .sport = t->sport, .dport = t->dport, .proto = t->proto, .family = t->family };
+	__builtin_memcpy(k.src, t->src, 16);
+	__builtin_memcpy(k.dst, t->dst, 16);
+	__u64 now = bpf_ktime_get_coarse_ns() >> 30;
+	__u32 stat = STM_LB_STAT_NEW;
+	struct stm_lb_ct *c = bpf_map_lookup_elem(&stm_lb_ct, &k);
+	if (c && c->vip == vip) {
+		__u32 id = c->backend;
+		struct stm_lb_backend *b = bpf_map_lookup_elem(&stm_lb_backends, &id);
+		if (b && (b->flags & STM_LB_B_UP) && b->vip == vip) {
+			if (c->seen != now)
+				c->seen = now;
+			__builtin_memcpy(out, c, sizeof(*out));
+			lb_hit(id, t->len, 0);
+			return LB_TRANSLATE;
+		}
+		stat = STM_LB_STAT_REPICK;
+	}
+
+	void *ring = bpf_map_lookup_elem(&stm_lb_rings, &vip);
+	if (!ring || !size)
+		return LB_DROP + STM_DROP_LB_NO_BACKEND;
+	__u32 slot = lb_hash(t) % size;
+	__u32 *id = bpf_map_lookup_elem(ring, &slot);
+	if (!id)
+		return LB_DROP + STM_DROP_LB_NO_BACKEND;
+	__u32 bid = *id;
+	struct stm_lb_backend *b = bpf_map_lookup_elem(&stm_lb_backends, &bid);
+	if (!b || !(b->flags & STM_LB_B_UP) || b->vip != vip || b->family != t->family)
+		return LB_DROP + STM_DROP_LB_NO_BACKEND;
+
+	/* The reply's entry first: a flow is never translated one way only. One key and one
+	 * value on the stack (the uplink's XDP calls this with little room left). */
+	struct stm_lb_ct val = { .port = t->dport, .backend = bid, .vip = vip, .seen = now };
+	__builtin_memcpy(val.addr, t->dst, 16);
+	k.sport = b->port;
+	k.dport = t->sport;
+	k.dir = 1;
+	__builtin_memcpy(k.src, b->addr, 16);
+	__builtin_memcpy(k.dst, t->src, 16);
+	if (bpf_map_update_elem(&stm_lb_ct, &k, &val, BPF_ANY))
+		return LB_DROP + STM_DROP_LB_NO_BACKEND;
+	k.sport = t->sport;
+	k.dport = t->dport;
+	k.dir = 0;
+	__builtin_memcpy(k.src, t->src, 16);
+	__builtin_memcpy(k.dst, t->dst, 16);
+	val.port = b->port;
+	__builtin_memcpy(val.addr, b->addr, 16);
+	if (bpf_map_update_elem(&stm_lb_ct, &k, &val, BPF_ANY))
+		return LB_DROP + STM_DROP_LB_NO_BACKEND;
+	lb_stat(stat);
+	lb_hit(bid, t->len, 1);
+	__builtin_memcpy(out, &val, sizeof(*out));
+	return LB_TRANSLATE;
+}
+
+/* XDP: the destination of the packet `t` (IP header at `l3`) becomes `addr`, `port`, with the
+ * IPv4 header's checksum and the L4 one (pseudo-header and port) updated in place. A UDP/IPv4
+ * datagram without a checksum keeps none. Returns 0, or -1 when the packet is too short. */
+static __always_inline int lb_dnat_xdp(struct xdp_md *ctx, struct stm_tuple *t, __u32 l3, const __u8 *addr, __u16 port)
+{
+	__u32 l4 = t->l4off & 0x1ff;
+	__u32 coff = l4 + (t->proto == IPPROTO_TCP ? 16 : 6);
+	__u16 csum, ports[2], nports[2];
+	if (bpf_xdp_load_bytes(ctx, coff, &csum, 2) || bpf_xdp_load_bytes(ctx, l4, ports, 4))
+		return -1;
+	nports[0] = ports[0];
+	nports[1] = bpf_htons(port);
+	int v4 = t->family == 4;
+	if (!(t->proto == IPPROTO_UDP && v4 && csum == 0)) {
+		__s64 s;
+		if (v4)
+			s = bpf_csum_diff((__be32 *)t->dst, 4, (__be32 *)addr, 4, ~csum & 0xffff);
+		else
+			s = bpf_csum_diff((__be32 *)t->dst, 16, (__be32 *)addr, 16, ~csum & 0xffff);
+		s = bpf_csum_diff((__be32 *)ports, 4, (__be32 *)nports, 4, (__u32)s);
+		__u16 c = csum_fold(s);
+		if (t->proto == IPPROTO_UDP && c == 0)
+			c = 0xffff;
+		if (bpf_xdp_store_bytes(ctx, coff, &c, 2))
+			return -1;
+	}
+	if (bpf_xdp_store_bytes(ctx, l4, nports, 4))
+		return -1;
+	if (!v4)
+		return bpf_xdp_store_bytes(ctx, l3 + 24, (void *)addr, 16) ? -1 : 0;
+	__u16 ic;
+	if (bpf_xdp_load_bytes(ctx, l3 + 10, &ic, 2))
+		return -1;
+	__u16 nc = csum_fold(bpf_csum_diff((__be32 *)t->dst, 4, (__be32 *)addr, 4, ~ic & 0xffff));
+	if (bpf_xdp_store_bytes(ctx, l3 + 10, &nc, 2) || bpf_xdp_store_bytes(ctx, l3 + 16, (void *)addr, 4))
+		return -1;
+	return 0;
+}
+
+/* The uplink's XDP (an untagged IP packet, its header at `l3`): a packet to a VIP is given its
+ * flow's backend. XDP_PASS (translated or not a VIP's), or XDP_DROP (counted). */
+STM_SHARED int stm_lb_xdp(struct xdp_md *ctx, __u32 eth_proto, __u32 l3)
+{
+	if (!ctx)
+		return XDP_DROP;
+	l3 &= 0xff;
+	__u8 a[16];
+	int v4 = eth_proto == bpf_htons(STM_ETH_P_IP);
+	if (bpf_xdp_load_bytes(ctx, l3 + (v4 ? 16 : 24), a, v4 ? 4 : 16) || !lb_addr_is_vip(a, v4 ? 4 : 6))
+		return XDP_PASS;
+	struct stm_tuple *t = fw_scratch(2, STM_FW_INGRESS, ctx->data_end - ctx->data);
+	if (!t)
+		return XDP_DROP;
+	int pr = stm_fw_parse_xdp(ctx, eth_proto, l3, t);
+	if (pr)
+		return stm_drop_xdp(ctx, fw_parse_reason(pr));
+	struct stm_lb_ct c = {};
+	int r = stm_lb_select(t, &c);
+	if (r == LB_NOT_VIP)
+		return XDP_PASS;
+	if (r >= LB_DROP)
+		return stm_drop_xdp(ctx, r - LB_DROP);
+	if (lb_dnat_xdp(ctx, t, l3, c.addr, c.port))
+		return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+	return XDP_PASS;
+}
+
+/* An endpoint's packet to a VIP (stm_port_in, before its firewall): given its flow's backend.
+ * STM_TC_NEXT, or the drop verdict. */
+STM_SHARED int stm_lb_tc_in(struct __sk_buff *skb, __u32 eth_proto)
+{
+	if (!skb)
+		return STM_TC_DROP;
+	__u8 a[16];
+	int v4 = eth_proto == bpf_htons(STM_ETH_P_IP);
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + (v4 ? 16 : 24), a, v4 ? 4 : 16) || !lb_addr_is_vip(a, v4 ? 4 : 6))
+		return STM_TC_NEXT;
+	struct stm_tuple *t = fw_scratch(STM_FW_EGRESS, STM_FW_EGRESS, skb->len);
+	if (!t)
+		return STM_TC_DROP;
+	int pr = stm_fw_parse_tc(skb, eth_proto, t);
+	if (pr)
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, fw_parse_reason(pr));
+	struct stm_lb_ct c = {};
+	int r = stm_lb_select(t, &c);
+	if (r == LB_NOT_VIP)
+		return STM_TC_NEXT;
+	if (r >= LB_DROP)
+		return stm_drop(skb, STM_HOOK_TC_INGRESS, r - LB_DROP);
+	if (nat_set_port(skb, t, t->l4off + 2, t->dport, c.port) || nat_set_addr(skb, t, 1, c.addr))
+		return STM_TC_DROP;
+	return STM_TC_NEXT;
+}
+
+/* A backend's reply on its way to the client (`hook` of the port or the uplink, parsed into
+ * scratch `slot`): its source becomes the VIP's. STM_TC_NEXT, or the drop verdict. */
+STM_SHARED int stm_lb_tc_rev(struct __sk_buff *skb, __u32 eth_proto, __u32 hook, __u32 slot)
+{
+	if (!skb)
+		return STM_TC_DROP;
+	__u32 zero = 0;
+	struct stm_lb_cfg *cfg = bpf_map_lookup_elem(&stm_lb_cfg, &zero);
+	if (!cfg || !cfg->vips)
+		return STM_TC_NEXT;
+	struct stm_tuple *t = fw_scratch(slot & 3, slot & 3, skb->len);
+	if (!t || stm_fw_parse_tc(skb, eth_proto, t) || t->frag == 2 ||
+	    (t->proto != IPPROTO_TCP && t->proto != IPPROTO_UDP))
+		return STM_TC_NEXT;
+	struct stm_lb_ct_key k = { .sport = t->sport, .dport = t->dport, .proto = t->proto, .dir = 1, .family = t->family };
+	__builtin_memcpy(k.src, t->src, 16);
+	__builtin_memcpy(k.dst, t->dst, 16);
+	struct stm_lb_ct *c = bpf_map_lookup_elem(&stm_lb_ct, &k);
+	if (!c)
+		return STM_TC_NEXT;
+	__u8 vip[16];
+	__builtin_memcpy(vip, c->addr, 16);
+	__u16 port = c->port;
+	if (nat_set_port(skb, t, t->l4off, t->sport, port) || nat_set_addr(skb, t, 0, vip))
+		return stm_drop(skb, hook, STM_DROP_MALFORMED);
+	lb_stat(STM_LB_STAT_REV);
+	return STM_TC_NEXT;
+}
+
+#endif
