@@ -19,6 +19,7 @@ import { type EtcdCredentialFlags, readEtcdCredentials } from "../cluster/flags"
 import { type ClusterWork, clusterWork, mergeServed, mergeWork, served } from "../cluster/follow";
 import { HaLease } from "../cluster/ha-lease";
 import { vniOf } from "../cluster/keys";
+import { LbTables } from "../datapath/lb-tables";
 import { MapFill } from "../datapath/map-fill";
 import { PortDatapath } from "../datapath/port-datapath";
 import { ensureBpffs, smokeCheck } from "../datapath/probe";
@@ -26,6 +27,7 @@ import { StratumError } from "../errors";
 import { BgpService } from "../gateway/bgp/service";
 import { BgpSpeaker } from "../gateway/bgp/speaker";
 import { type GroupSource, groupStatus, HaService } from "../gateway/ha/service";
+import { LbService } from "../lb/service";
 import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
 import {
   addRoute,
@@ -308,6 +310,21 @@ async function serve(o: AgentOptions): Promise<void> {
     log.warn(`reconcile loop: ${(e as Error).message}: drift is found by the periodic pass only`);
   }
   const reconciles = new ReconcileLog();
+  // The load balancer: VIPs in the datapath, this node's checks of their backends, and (on a
+  // gateway) a VIP's announcement while one of its backends is healthy.
+  const lbLog = consola.withTag("lb");
+  let speakerRef: BgpSpeaker | undefined;
+  const lb = new LbService(data, new LbTables(dp), {
+    taken: (address) => {
+      for (const g of cluster?.gatewayGroups() ?? [])
+        if (g.vips.ipv4 === address || g.vips.ipv6 === address) return `gateway group "${g.name}"'s VIP`;
+      for (const n of data.listNetworks())
+        if (n.nat?.addresses.includes(address)) return `network "${n.name}"'s NAT address`;
+      return undefined;
+    },
+    onAnnounce: () => speakerRef?.sync(),
+    log: (m) => lbLog.info(m),
+  });
   // A cluster node's overlay: this node's underlay address, the members' from the mirror.
   const overlay: OverlayOptions | undefined =
     cluster && o.cluster
@@ -324,7 +341,7 @@ async function serve(o: AgentOptions): Promise<void> {
   let lastFailure = "";
   const runReconcile = (trigger: ReconcileTrigger, only?: ReconcileScope): ReconcileReport => {
     const quiet = trigger === "event" || trigger === "periodic";
-    const r = reconciles.run(() => reconcile(svc, { uplink: o.uplink, only, overlay }), trigger);
+    const r = reconciles.run(() => reconcile(svc, { uplink: o.uplink, only, overlay, lb }), trigger);
     lastFailure = "";
     const fresh = quiet ? r.errors.filter((e) => !lastErrors.has(e)) : r.errors;
     for (const e of fresh) log.warn(`restore: ${e}`);
@@ -366,6 +383,15 @@ async function serve(o: AgentOptions): Promise<void> {
   };
   tell("STATUS=reconciling the kernel to the store");
   const report = runReconcile("start");
+  // Backends are checked from now on; an endpoint that comes or goes changes what is checked.
+  lb.startHealth();
+  svc.onChange(() => {
+    try {
+      lb.apply();
+    } catch (e) {
+      lbLog.warn(`the datapath did not take the endpoints' change: ${(e as Error).message}`);
+    }
+  });
   const uplink: UplinkRuntime | undefined = report.uplink;
   if (uplink)
     log.info(
@@ -419,11 +445,14 @@ async function serve(o: AgentOptions): Promise<void> {
         config: () => store.bgpConfig(),
         peers: () => store.bgpPeers(),
         // A masqueraded network is reached through its NAT address: not announced.
-        prefixes: () =>
-          data
+        // And every VIP of the load balancer while one of its backends is healthy.
+        prefixes: () => [
+          ...data
             .listNetworks()
             .filter((n) => !n.nat)
             .flatMap((n) => [n.cidr, ...(n.cidr6 ? [n.cidr6] : [])]),
+          ...lb.announced(),
+        ],
         // Next hop self: the node's own address, never a gateway group's VIP (it moves).
         addresses: () => listAddresses({}, svc.nl).filter((a) => a.proto !== VIP_ADDR_PROTO),
         ...(o.uplink
@@ -454,6 +483,7 @@ async function serve(o: AgentOptions): Promise<void> {
         log: (level, msg) => bgpLog[level](msg),
       })
     : undefined;
+  speakerRef = speaker;
   await speaker?.reload();
   svc.onChange(() => speaker?.sync());
   const bgp = new BgpService(store, speaker);
@@ -517,6 +547,7 @@ async function serve(o: AgentOptions): Promise<void> {
     },
     audit: (e) => audit.info(auditLine(e)),
     bgp,
+    lb,
     ...(cluster && o.cluster
       ? {
           gateway: gatewayApi(cluster, groups as GroupSource, o.cluster.nodeName, ha, () => loop.runNow("api")),
@@ -648,6 +679,7 @@ async function serve(o: AgentOptions): Promise<void> {
     tell("STOPPING=1", "STATUS=stopping: bridges, ports and programs stay in place");
     log.info(`${sig}: stopping; bridges, ports and programs stay in place`);
     loop.stop();
+    lb.stopHealth();
     // Active groups let go first: a standby takes over at once.
     await ha?.stop();
     haLease?.close();

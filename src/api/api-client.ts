@@ -222,6 +222,16 @@ export class ApiClient {
   msegRules = () => this.call("listMsegRules");
   addMsegRule = (body: BodyIn<"addMsegRule">) => this.call("addMsegRule", { body });
   deleteMsegRule = (id: number) => this.call("deleteMsegRule", { params: { id: String(id) } });
+  vips = () => this.call("listVips");
+  vip = (name: string) => this.call("showVip", { params: { name } });
+  createVip = (body: BodyIn<"createVip">) => this.call("createVip", { body });
+  deleteVip = (name: string) => this.call("deleteVip", { params: { name } });
+  addBackend = (vip: string, body: BodyIn<"addBackend">) => this.call("addBackend", { params: { name: vip }, body });
+  deleteBackend = (vip: string, endpoint: string, port?: number) =>
+    this.call("deleteBackend", {
+      params: { name: vip, endpoint },
+      query: port !== undefined ? { port: String(port) } : {},
+    });
   exportMicroseg = () => this.call("exportMicroseg");
   importMicroseg = (doc: BodyIn<"importMicroseg">) => this.call("importMicroseg", { body: doc });
 

@@ -11,6 +11,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
 import { type ErrorCode, StratumError } from "../errors";
 import type { BgpService } from "../gateway/bgp/service";
+import type { LbService } from "../lb/service";
 import { validateCap } from "../model/egress-cap";
 import { nearest } from "../model/suggest";
 import type { Services } from "../services/services";
@@ -104,6 +105,8 @@ export interface AppOptions {
   /** A cluster node's gateway groups (absent on a single node: its routes answer
    * NOT_A_CLUSTER_NODE). */
   gateway?: GatewayApi;
+  /** The load balancer (absent: its routes answer that this agent has none). */
+  lb?: LbService;
 }
 
 /** What the cluster routes ask the agent (daemon.ts wires its Cluster in). */
@@ -365,6 +368,17 @@ function handlers(svc: Services, o: AppOptions): Handlers {
   h.addBgpPeer = ({ body }) => bgp().addPeer(body);
   h.deleteBgpPeer = ({ params }) => bgp().deletePeer(params.name);
   h.listBgpRoutes = () => bgp().routes();
+  const lb = (): LbService => {
+    if (!o.lb) throw new StratumError("INVALID", "this agent has no load balancer");
+    return o.lb;
+  };
+  h.listVips = () => lb().vips();
+  h.createVip = ({ body }) => lb().createVip(body);
+  h.showVip = ({ params }) => lb().vip(params.name);
+  h.deleteVip = ({ params }) => lb().deleteVip(params.name);
+  h.addBackend = ({ params, body }) => lb().addBackend(params.name, body);
+  h.deleteBackend = ({ params, query }) =>
+    lb().removeBackend(params.name, params.endpoint, query.port !== undefined ? Number(query.port) : undefined);
   const { trace, reconcile, metrics } = o;
   if (trace) h.trace = ({ body }) => trace(body);
   if (reconcile) h.reconcile = () => reconcile();

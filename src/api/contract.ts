@@ -927,6 +927,80 @@ export const MsegImportResult = z
   })
   .strict();
 
+// -- load balancer (docs/load-balancer.md)
+
+const LbCheckSpec = z
+  .object({
+    kind: z
+      .enum(["tcp", "http", "none"])
+      .describe("tcp: a connection opens; http: GET path answers `expect`; none: always up"),
+    path: z.string().optional().describe("http: the path (default /)"),
+    expect: z.number().int().optional().describe("http: the status that means healthy (default 200)"),
+    intervalMs: z.number().int().optional().describe("Between checks (default 2000)"),
+    timeoutMs: z.number().int().optional().describe("A check's time (default 1000)"),
+    rise: z.number().int().optional().describe("Passes in a row that make a backend healthy (default 2)"),
+    fall: z.number().int().optional().describe("Failures in a row that make it unhealthy (default 3)"),
+  })
+  .strict();
+
+export const VipBody = z
+  .object({
+    name: z.string().describe("1-32 characters: lower-case letters, digits and '-', starting with a letter"),
+    address: z.string().describe("IPv4 or IPv6, outside every network's subnet: routed to the node"),
+    port: z.number().int(),
+    proto: z.enum(["tcp", "udp"]),
+    mode: z.enum(["nat"]).optional().describe("nat (default): the destination becomes the backend's"),
+    tableSize: z.number().int().optional().describe("Maglev table slots: a prime (default 65537)"),
+    check: LbCheckSpec.partial().optional(),
+    description: z.string().max(200).optional(),
+  })
+  .strict();
+
+export const BackendBody = z
+  .object({
+    endpoint: z.string().describe("An endpoint of a network, on any node"),
+    port: z.number().int().optional().describe("Its port (default: the VIP's)"),
+    weight: z.number().int().optional().describe("Its share of new flows, 0-1000 (default 1; 0: no new flows)"),
+  })
+  .strict();
+
+export const BackendView = z
+  .object({
+    id: Count,
+    endpoint: z.string(),
+    address: z.string().nullable().describe("The endpoint's address of the VIP's family (null: no such endpoint now)"),
+    port: Count,
+    weight: Count,
+    health: z.enum(["healthy", "unhealthy", "unchecked", "missing"]).describe("As this node's checks see it"),
+    detail: z.string().nullable().describe("The last check's result"),
+    since: Time.nullable().describe("When the health last changed"),
+    inTable: z.boolean().describe("It takes new flows on this node"),
+    hits: z.object({ packets: Count, bytes: Count, flows: Count }).strict().describe("Sent to it by this node"),
+  })
+  .strict()
+  .meta({ id: "BackendView" });
+export type BackendView = z.infer<typeof BackendView>;
+
+export const VipView = z
+  .object({
+    name: z.string(),
+    id: Count,
+    address: z.string(),
+    port: Count,
+    proto: z.enum(["tcp", "udp"]),
+    mode: z.enum(["nat"]),
+    tableSize: Count,
+    check: LbCheckSpec,
+    description: z.string().nullable(),
+    healthy: Count.describe("Backends that take new flows on this node"),
+    announced: z.boolean().describe("Announced over BGP by a gateway (at least one backend is healthy)"),
+    backends: z.array(BackendView),
+    createdAt: Time,
+  })
+  .strict()
+  .meta({ id: "VipView" });
+export type VipView = z.infer<typeof VipView>;
+
 // -- gateway groups (docs/gateway.md#high-availability-gateway-groups)
 
 export const GatewayGroupBody = z
@@ -1614,6 +1688,60 @@ export const ROUTES = {
     bodyLimit: BULK_BODY_LIMIT,
     status: 200,
     response: MsegImportResult,
+  },
+  listVips: {
+    method: "get",
+    path: "/v1/lb/vips",
+    summary: "List the load balancer's VIPs with their backends' health and hit counts",
+    status: 200,
+    response: z.array(VipView),
+  },
+  createVip: {
+    method: "post",
+    path: "/v1/lb/vips",
+    summary: "Publish a VIP (address, port, protocol) for backends added to it",
+    body: VipBody,
+    status: 201,
+    response: VipView,
+  },
+  showVip: {
+    method: "get",
+    path: "/v1/lb/vips/{name}",
+    summary: "Show a VIP: its backends, their health and hits on this node",
+    params: NameParam,
+    status: 200,
+    response: VipView,
+  },
+  deleteVip: {
+    method: "delete",
+    path: "/v1/lb/vips/{name}",
+    summary: "Delete a VIP: new packets to it are dropped (lb-unpublished), its flows end",
+    params: NameParam,
+    status: 204,
+  },
+  addBackend: {
+    method: "post",
+    path: "/v1/lb/vips/{name}/backends",
+    summary: "Add an endpoint as a backend of a VIP",
+    params: NameParam,
+    body: BackendBody,
+    status: 201,
+    response: VipView,
+  },
+  deleteBackend: {
+    method: "delete",
+    path: "/v1/lb/vips/{name}/backends/{endpoint}",
+    summary: "Remove an endpoint from a VIP's backends (all its ports, or `port`): its flows move at their next packet",
+    params: z.object({ name: z.string(), endpoint: z.string() }).strict(),
+    query: z
+      .object({
+        port: z
+          .string()
+          .regex(/^\d{1,5}$/)
+          .optional(),
+      })
+      .strict(),
+    status: 204,
   },
   listGatewayGroups: {
     method: "get",

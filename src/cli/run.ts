@@ -14,6 +14,7 @@ import { dhcpCommand } from "./dhcp-commands";
 import { dnsCommand } from "./dns-commands";
 import { firewallCommand } from "./firewall-commands";
 import { gatewayCommand } from "./gateway-commands";
+import { lbCommand } from "./lb-commands";
 import { groupCommand, microsegCommand } from "./microseg-commands";
 import { monitorCommand } from "./monitor-command";
 import { endpointCommand, networkCommand } from "./network-commands";
@@ -44,6 +45,7 @@ export const rootCommand = defineCommand({
     gateway: gatewayCommand,
     group: groupCommand,
     microseg: microsegCommand,
+    lb: lbCommand,
     trace: traceCommand,
     monitor: monitorCommand,
     status: statusCommand,

@@ -11,6 +11,7 @@ import type { EgressCap } from "../model/egress-cap";
 import { type DefaultAction, FW_GLOBAL_SCOPE, type Rule, type StoredRule } from "../model/firewall-rule";
 import { emptyMicroseg, type MicrosegDoc, MSEG } from "../model/microseg";
 import type { Network } from "../model/network";
+import { emptyLb, type LbDoc } from "../model/vip";
 import type { MirrorChange, MirrorWriter } from "../store/mirror";
 import type { SqliteStore } from "../store/sqlite";
 import type {
@@ -321,6 +322,20 @@ export class ClusterStore implements Store {
         return all.filter((e) => e.group === g).length;
       };
       const out = fn(this.#microseg(cur), members);
+      return { ...(out.doc ? { value: JSON.stringify(out.doc) } : {}), result: out.result };
+    });
+  }
+
+  // ---- load balancer ----
+
+  getLb(): LbDoc {
+    return this.mirror.getLb();
+  }
+
+  updateLb<T>(fn: (doc: LbDoc) => { doc?: LbDoc; result: T }): T {
+    return this.#update(K.lb, (cur) => {
+      const row = cur && parseKey(cur.key, cur.value);
+      const out = fn(row?.kind === "lb" && row.value ? row.value : emptyLb());
       return { ...(out.doc ? { value: JSON.stringify(out.doc) } : {}), result: out.result };
     });
   }

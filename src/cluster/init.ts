@@ -111,6 +111,8 @@ export function planUpload(store: SqliteStore, nodeName: string): UploadPlan {
   // Microsegmentation: groups keep their ids (the endpoints' records name their groups).
   const mseg = store.getMicroseg();
   if (mseg.groups.length || mseg.rules.length) puts.push({ key: K.microseg, value: JSON.stringify(mseg) });
+  const lb = store.getLb();
+  if (lb.vips.length) puts.push({ key: K.lb, value: JSON.stringify(lb) });
   const netId = new Map(networks.map((n) => [n.name, n.id]));
   for (const e of endpoints) {
     const { node: _node, ...rest } = e;

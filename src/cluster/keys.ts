@@ -27,6 +27,7 @@
  *                                    (the HA engine writes it; its modRevision is the epoch)
  *   microseg                         the microsegmentation policy: {groups, rules, nextGroupId,
  *                                    nextRuleId}; an endpoint's group is in its own record
+ *   lb                               the load balancer: {vips, nextBackendId} (src/model/vip.ts)
  *
  * Outside the prefix, so never mirrored (renewed ~20 times a second):
  *   /stratum/ha/v1/beat/<name>       the active node's lease-bound heartbeat of a group */
@@ -36,6 +37,7 @@ import type { StoredRule } from "../model/firewall-rule";
 import { ADVERT_RANGE_MS, PRIORITY_RANGE } from "../model/gateway-group";
 import { type MicrosegDoc, validateMicroseg } from "../model/microseg";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
+import { type LbDoc, validateLb } from "../model/vip";
 import type { GatewayActiveRecord, MirrorRow, MoveRecord, StoredGatewayGroup } from "../store/mirror";
 import type { Endpoint, StoredDnsRecord, StoredNetwork } from "../store/store";
 
@@ -76,6 +78,7 @@ export const K = {
   gatewayActives: `${PREFIX}gateway-active/`,
   haBeat: (name: string) => `${HA_BEAT_PREFIX}${name}`,
   microseg: `${PREFIX}microseg`,
+  lb: `${PREFIX}lb`,
 };
 
 /** Whether a node's mirror holds a key: every key under PREFIX but the address claims (they
@@ -219,6 +222,20 @@ const gatewayGroupSchema = z
     advertIntervalMs: z.number().int().min(ADVERT_RANGE_MS[0]).max(ADVERT_RANGE_MS[1]),
     createdAt: z.string(),
     key: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "the heartbeat key is not 32 bytes of base64"),
+  })
+  .strict();
+const lbSchema = z
+  .object({
+    vips: z.array(
+      z
+        .object({
+          name: z.string(),
+          id: z.number().int(),
+          backends: z.array(z.object({ id: z.number().int() }).passthrough()),
+        })
+        .passthrough(),
+    ),
+    nextBackendId: z.number().int().positive(),
   })
   .strict();
 const microsegSchema = z
@@ -377,6 +394,16 @@ export function parseKey(key: string, value: Uint8Array | null): Row | undefined
       if (v === null) return { kind: "microseg", value: null };
       try {
         return { kind: "microseg", value: validateMicroseg(check(microsegSchema, v) as unknown as MicrosegDoc) };
+      } catch (e) {
+        throw new StratumError("INVALID", `${key}: ${(e as Error).message}`);
+      }
+    }
+    case "lb": {
+      if (b !== undefined) return undefined;
+      const v = json();
+      if (v === null) return { kind: "lb", value: null };
+      try {
+        return { kind: "lb", value: validateLb(check(lbSchema, v) as unknown as LbDoc) };
       } catch (e) {
         throw new StratumError("INVALID", `${key}: ${(e as Error).message}`);
       }

@@ -10,6 +10,7 @@ import { bridges } from "./bridges";
 import { egressCaps } from "./egress-caps";
 import { firewallScopes } from "./firewall-scopes";
 import { gatewayAddresses } from "./gateway-addresses";
+import { lb } from "./lb";
 import { localAddresses } from "./local-addresses";
 import { masquerading } from "./masquerading";
 import { microseg } from "./microseg";
@@ -37,6 +38,7 @@ export const RESTORE_ORDER: Reconciler[] = [
   egressCaps,
   firewallScopes,
   microseg,
+  lb,
   ports,
   localAddresses,
   uplink,

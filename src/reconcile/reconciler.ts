@@ -33,6 +33,8 @@ export interface ReconcileOptions {
   only?: ReconcileScope;
   /** A cluster node: its overlay (docs/overlay.md). Absent: no overlay, and a whole run removes one. */
   overlay?: OverlayOptions;
+  /** The load balancer (the agent's: it knows its backends' health). Absent: its maps are left as they are. */
+  lb?: { apply(): { writes: number; tables: number } };
 }
 
 export interface OverlayOptions {

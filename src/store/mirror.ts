@@ -8,6 +8,7 @@ import { blockSortKey } from "../model/blocklist";
 import type { DefaultAction, StoredRule } from "../model/firewall-rule";
 import type { GatewayGroup } from "../model/gateway-group";
 import type { MicrosegDoc } from "../model/microseg";
+import type { LbDoc } from "../model/vip";
 import type { SqliteStore } from "./sqlite";
 import type { Endpoint, StoredDnsRecord, StoredNetwork } from "./store";
 
@@ -87,7 +88,8 @@ export type MirrorRow =
   | { kind: "move"; name: string; value: MoveRecord | null }
   | { kind: "gatewayGroup"; name: string; value: StoredGatewayGroup | null }
   | { kind: "gatewayActive"; name: string; value: GatewayActiveRecord | null }
-  | { kind: "microseg"; value: MicrosegDoc | null };
+  | { kind: "microseg"; value: MicrosegDoc | null }
+  | { kind: "lb"; value: LbDoc | null };
 
 /** A key's change: its value (null: deleted) at `revision`. */
 export interface MirrorChange {
@@ -419,6 +421,9 @@ export class MirrorWriter {
       }
       case "microseg":
         this.store.putMicroseg(r.value);
+        return;
+      case "lb":
+        this.store.putLb(r.value);
         return;
       default:
         return; // kept in cluster_kv only

@@ -17,6 +17,7 @@ import type { DefaultAction, Rule, StoredRule } from "../model/firewall-rule";
 import { FW_GLOBAL_SCOPE } from "../model/firewall-rule";
 import { emptyMicroseg, type MicrosegDoc } from "../model/microseg";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
+import { emptyLb, type LbDoc } from "../model/vip";
 import { writableDir, writableFile } from "../sys/paths";
 import { AUDITED_TABLES, type Finding, type RawRow, RowAudit } from "./audit";
 import type {
@@ -195,6 +196,12 @@ const MIGRATIONS: string[] = [
      rev INTEGER NOT NULL
    );
    ALTER TABLE endpoints ADD COLUMN mseg_group TEXT;`,
+  // The load balancer: its document (one row).
+  `CREATE TABLE IF NOT EXISTS lb (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     doc TEXT NOT NULL,
+     rev INTEGER NOT NULL
+   );`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -507,6 +514,38 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => {
       const out = fn(this.getMicroseg(), (g) => this.groupMembers(g));
       if (out.doc) this.putMicroseg(out.doc);
+      return out.result;
+    })();
+  }
+
+  #lb?: { rev: number; doc: LbDoc };
+
+  getLb(): LbDoc {
+    const r = this.db.query("SELECT rev FROM lb WHERE id = 1").get() as { rev: number } | null;
+    if (!r) return emptyLb();
+    if (this.#lb?.rev === r.rev) return this.#lb.doc;
+    const d = this.db.query("SELECT doc FROM lb WHERE id = 1").get() as { doc: string };
+    const doc = JSON.parse(d.doc) as LbDoc;
+    this.#lb = { rev: r.rev, doc };
+    return doc;
+  }
+
+  /** Writes the load balancer's document (the mirror, a single node's services). */
+  putLb(doc: LbDoc | null): void {
+    this.#lb = undefined;
+    if (!doc) this.db.query("DELETE FROM lb").run();
+    else
+      this.db
+        .query(
+          "INSERT INTO lb (id, doc, rev) VALUES (1, ?, 1) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, rev = rev + 1",
+        )
+        .run(JSON.stringify(doc));
+  }
+
+  updateLb<T>(fn: (doc: LbDoc) => { doc?: LbDoc; result: T }): T {
+    return this.db.transaction(() => {
+      const out = fn(this.getLb());
+      if (out.doc) this.putLb(out.doc);
       return out.result;
     })();
   }

@@ -9,6 +9,7 @@ import type { EgressCap } from "../model/egress-cap";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall-rule";
 import type { MicrosegDoc } from "../model/microseg";
 import type { Network } from "../model/network";
+import type { LbDoc } from "../model/vip";
 
 export interface StoredNetwork extends Network {
   /** Stable, never reused: part of every profile MAC of the network. */
@@ -68,6 +69,12 @@ export interface Store {
    * document (or none: nothing to write) and what to return; `members` counts a group's
    * endpoints as the transaction sees them. */
   updateMicroseg<T>(fn: (doc: MicrosegDoc, members: (group: string) => number) => { doc?: MicrosegDoc; result: T }): T;
+
+  /** The load balancer's VIPs and backends (empty when none was ever written). */
+  getLb(): LbDoc;
+  /** Reads the document, changes it and writes it back in one transaction (`fn` returns the new
+   * document, or none: nothing to write). */
+  updateLb<T>(fn: (doc: LbDoc) => { doc?: LbDoc; result: T }): T;
 
   /** Host indexes claimed in a network (to find the next free address). */
   claimedIndexes(network: string): Set<number>;

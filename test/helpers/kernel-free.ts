@@ -14,10 +14,12 @@ import type {
   TraceResult,
 } from "../../src/api/contract";
 import { type GatewayHolder, gatewayGroupView } from "../../src/api/gateway-groups";
+import type { LbKernelVip } from "../../src/datapath/lb-tables";
 import { MapFill } from "../../src/datapath/map-fill";
 import type { PortDatapath } from "../../src/datapath/port-datapath";
 import { StratumError } from "../../src/errors";
 import { BgpService } from "../../src/gateway/bgp/service";
+import { LbService } from "../../src/lb/service";
 import { type GatewayGroup, validateGatewayGroup } from "../../src/model/gateway-group";
 import { parseSubnet } from "../../src/model/ip";
 import { compileMicroseg } from "../../src/model/microseg";
@@ -126,6 +128,9 @@ export const noNetlink = new Proxy(
 
 export interface KernelFree {
   store: SqliteStore;
+  lb: LbService;
+  /** What the load balancer last wrote to its stand-in kernel. */
+  lbKernel: { vips: LbKernelVip[] };
   svc: KernelFreeServices;
   kernel: FakeFwKernel;
   app: ReturnType<typeof createApp>;
@@ -421,7 +426,17 @@ export function kernelFreeApp(o: AppOptions = {}): KernelFree {
     recent,
     mapFill: new MapFill(() => [{ name: "stm_counters", map: arrayMap }]),
   } as unknown as Parameters<typeof buildStatus>[0];
+  const lbKernel = { vips: [] as LbKernelVip[] };
+  const lb = new LbService(store, {
+    apply: (vips) => {
+      lbKernel.vips = vips;
+      return { writes: 0, tables: 0 };
+    },
+    hits: () => new Map(),
+    up: () => new Set<number>(),
+  });
   const app = createApp(svc, {
+    lb,
     status: () => buildStatus(rt),
     trace: () => {
       calls.trace++;
@@ -440,7 +455,7 @@ export function kernelFreeApp(o: AppOptions = {}): KernelFree {
     gateway: new FakeGateway(store),
     ...o,
   });
-  return { store, svc, kernel, app, calls };
+  return { store, svc, kernel, app, calls, lb, lbKernel };
 }
 
 /** One of everything: two networks (one with IPv6 and a cap), a veth endpoint with a cap and
@@ -516,4 +531,15 @@ export function fillFixture(k: KernelFree): void {
   svc.microseg.addRule({ from: "untagged", to: "prod/web", action: "allow", proto: "tcp", dport: 443 });
   store.setEndpointGroup("web-1", "prod/web");
   store.addBgpPeer({ name: "r1", address: "10.0.0.2", asn: 65000, holdTime: 90, passwordFile: null });
+  // The load balancer: a VIP with both endpoints as backends, and an empty one.
+  k.lb.createVip({
+    name: "web",
+    address: "192.0.2.80",
+    port: 80,
+    proto: "tcp",
+    check: { kind: "http", path: "/health" },
+  });
+  k.lb.addBackend("web", { endpoint: "web-1", port: 8080, weight: 2 });
+  k.lb.addBackend("web", { endpoint: "vm-1", port: 8080 });
+  k.lb.createVip({ name: "spare", address: "2001:db8:80::1", port: 443, proto: "tcp", tableSize: 251 });
 }
