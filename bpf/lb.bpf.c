@@ -17,5 +17,5 @@ int stm_xdp_lb(struct xdp_md *ctx)
 	__u16 proto = eth->h_proto;
 	if (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6))
 		return XDP_PASS;
-	return stm_lb_xdp(ctx, proto, ETH_HLEN);
+	return stm_lb_xdp(ctx, proto);
 }

@@ -321,7 +321,7 @@ int stm_uplink_in(struct xdp_md *ctx)
 			return stm_drop_xdp(ctx, vtep);
 		/* A VIP's packet is judged from here on with its backend's address. */
 		if (l3 == ETH_HLEN) {
-			int lb = stm_lb_xdp(ctx, proto, l3);
+			int lb = stm_lb_xdp(ctx, proto);
 			if (lb != XDP_PASS)
 				return lb;
 		}
@@ -393,7 +393,7 @@ int stm_uplink_in(struct xdp_md *ctx)
 		if (vtep)
 			return stm_drop_xdp(ctx, vtep);
 		if (l3 == ETH_HLEN) {
-			int lb = stm_lb_xdp(ctx, proto, l3);
+			int lb = stm_lb_xdp(ctx, proto);
 			if (lb != XDP_PASS)
 				return lb;
 		}

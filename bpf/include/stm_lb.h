@@ -24,6 +24,31 @@
 #define LB_TRANSLATE 1
 #define LB_DROP 0x100
 
+/* What the load balancer reads of a packet (a tuple's addresses: IPv4 in the first 4 bytes). */
+struct stm_lb_flow {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 frag; /* a fragment, first or later */
+	__u8 _pad;
+	__u32 len;
+};
+
+static __always_inline void lb_flow_of(struct stm_lb_flow *f, const struct stm_tuple *t)
+{
+	__builtin_memcpy(f->src, t->src, 16);
+	__builtin_memcpy(f->dst, t->dst, 16);
+	f->sport = t->sport;
+	f->dport = t->dport;
+	f->proto = t->proto;
+	f->family = t->family;
+	f->frag = t->frag != 0;
+	f->len = t->len;
+}
+
 static __always_inline __u32 lb_rotl(__u32 x, __u32 r)
 {
 	return (x << r) | (x >> (32 - r));
@@ -41,7 +66,7 @@ static __always_inline __u32 lb_mix(__u32 h, __u32 k)
 
 /* MurmurHash3 (x86, 32 bits, seed "STRM") of six little-endian words: the client's address
  * (IPv4 as ::ffff:a.b.c.d), sport << 16 | dport, the protocol. */
-static __always_inline __u32 lb_hash(const struct stm_tuple *t)
+static __always_inline __u32 lb_hash(const struct stm_lb_flow *t)
 {
 	__u32 w[4] = { 0, 0, 0, 0 };
 	if (t->family == 4) {
@@ -95,17 +120,15 @@ static __always_inline int lb_addr_is_vip(const __u8 *a, __u8 family)
 	return bpf_map_lookup_elem(&stm_lb_vips, &k) != NULL;
 }
 
-/* The flow's backend for the parsed packet `t` (to a VIP address): LB_TRANSLATE with *out the
- * backend's address and port, LB_NOT_VIP, or LB_DROP + a drop reason. A flow whose backend is
+/* The flow's backend for the packet `t`, whose destination address is a VIP's: LB_TRANSLATE
+ * with *out the backend's address and port, or LB_DROP + a drop reason. A flow whose backend is
  * down or gone is given another one at its next packet (docs/load-balancer.md#flows). */
-STM_SHARED int stm_lb_select(struct stm_tuple *t, struct stm_lb_ct *out)
+STM_SHARED int stm_lb_select(struct stm_lb_flow *t, struct stm_lb_ct *out)
 {
 	if (!t || !out)
-		return LB_NOT_VIP;
+		return LB_DROP + STM_DROP_MALFORMED;
 	struct stm_lb_vip_key vk = { .family = t->family };
 	__builtin_memcpy(vk.addr, t->dst, 16);
-	if (!bpf_map_lookup_elem(&stm_lb_vips, &vk))
-		return LB_NOT_VIP;
 	if (t->frag)
 		return LB_DROP + STM_DROP_LB_FRAGMENT;
 	if (t->proto != IPPROTO_TCP && t->proto != IPPROTO_UDP)
@@ -174,9 +197,10 @@ STM_SHARED int stm_lb_select(struct stm_tuple *t, struct stm_lb_ct *out)
 	return LB_TRANSLATE;
 }
 
-/* XDP: the destination of the packet `t` (IP header at `l3`) becomes `addr`, `port`, with the
- * IPv4 header's checksum and the L4 one (pseudo-header and port) updated in place. A UDP/IPv4
- * datagram without a checksum keeps none. Returns 0, or -1 when the packet is too short. */
+/* XDP, the general case (IPv4 options, IPv6 extension headers; `t` the packet's tuple): the
+ * destination becomes `addr`, `port`, the IPv4 header's checksum and the L4 one (pseudo-header
+ * and port) updated through helpers. A UDP/IPv4 datagram without a checksum keeps none.
+ * Returns 0, or -1 when the packet is too short. */
 static __always_inline int lb_dnat_xdp(struct xdp_md *ctx, struct stm_tuple *t, __u32 l3, const __u8 *addr, __u16 port)
 {
 	__u32 l4 = t->l4off & 0x1ff;
@@ -213,31 +237,110 @@ static __always_inline int lb_dnat_xdp(struct xdp_md *ctx, struct stm_tuple *t, 
 	return 0;
 }
 
-/* The uplink's XDP (an untagged IP packet, its header at `l3`): a packet to a VIP is given its
- * flow's backend. XDP_PASS (translated or not a VIP's), or XDP_DROP (counted). */
-STM_SHARED int stm_lb_xdp(struct xdp_md *ctx, __u32 eth_proto, __u32 l3)
+/* A checksum over `n` 16-bit words that changed from `from` to `to` (RFC 1624: HC' = ~(~HC +
+ * ~m + m')), in place. */
+static __always_inline void lb_csum_words(__u16 *csum, const __u16 *from, const __u16 *to, int n)
+{
+	__u32 s = (__u16)~*csum;
+#pragma unroll
+	for (int i = 0; i < 8; i++)
+		if (i < n)
+			s += (__u16)~from[i] + (__u32)to[i];
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	*csum = ~s;
+}
+
+/* The uplink's XDP (an untagged IP packet): a packet to a VIP is given its flow's backend.
+ * XDP_PASS (translated or not a VIP's), or XDP_DROP (counted). The common packet (IPv4
+ * without options, IPv6 with TCP or UDP right after its header) is read and rewritten in
+ * place; anything else takes the general parse. */
+STM_SHARED int stm_lb_xdp(struct xdp_md *ctx, __u32 eth_proto)
 {
 	if (!ctx)
 		return XDP_DROP;
-	l3 &= 0xff;
-	__u8 a[16];
-	int v4 = eth_proto == bpf_htons(STM_ETH_P_IP);
-	if (bpf_xdp_load_bytes(ctx, l3 + (v4 ? 16 : 24), a, v4 ? 4 : 16) || !lb_addr_is_vip(a, v4 ? 4 : 6))
-		return XDP_PASS;
-	struct stm_tuple *t = fw_scratch(2, STM_FW_INGRESS, ctx->data_end - ctx->data);
-	if (!t)
-		return XDP_DROP;
-	int pr = stm_fw_parse_xdp(ctx, eth_proto, l3, t);
-	if (pr)
-		return stm_drop_xdp(ctx, fw_parse_reason(pr));
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct stm_lb_flow f = { .len = (__u32)(end - data) };
+	/* The general parse (into the scratch tuple) when the fast one cannot read the packet. */
+	struct stm_tuple *t = NULL;
+	__u8 *l4 = NULL;
+	if (eth_proto == bpf_htons(STM_ETH_P_IP)) {
+		struct iphdr *ip = data + ETH_HLEN;
+		if ((void *)(ip + 1) > end || !lb_addr_is_vip((const __u8 *)&ip->daddr, 4))
+			return XDP_PASS;
+		if (ip->ihl == 5) {
+			f.family = 4;
+			f.proto = ip->protocol;
+			f.frag = (ip->frag_off & bpf_htons(0x3fff)) != 0;
+			__builtin_memcpy(f.src, &ip->saddr, 4);
+			__builtin_memcpy(f.dst, &ip->daddr, 4);
+			l4 = (void *)(ip + 1);
+		}
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+		if ((void *)(ip6 + 1) > end || !lb_addr_is_vip(ip6->daddr.in6_u.u6_addr8, 6))
+			return XDP_PASS;
+		if (ip6->nexthdr == IPPROTO_TCP || ip6->nexthdr == IPPROTO_UDP) {
+			f.family = 6;
+			f.proto = ip6->nexthdr;
+			__builtin_memcpy(f.src, &ip6->saddr, 16);
+			__builtin_memcpy(f.dst, &ip6->daddr, 16);
+			l4 = (void *)(ip6 + 1);
+		}
+	}
+	if (l4) {
+		if (!f.frag && (f.proto == IPPROTO_TCP || f.proto == IPPROTO_UDP)) {
+			if ((void *)(l4 + 4) > end)
+				return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+			f.sport = bpf_ntohs(*(__u16 *)l4);
+			f.dport = bpf_ntohs(*(__u16 *)(l4 + 2));
+		}
+	} else {
+		t = fw_scratch(2, STM_FW_INGRESS, f.len);
+		if (!t)
+			return XDP_DROP;
+		int pr = stm_fw_parse_xdp(ctx, eth_proto, ETH_HLEN, t);
+		if (pr)
+			return stm_drop_xdp(ctx, fw_parse_reason(pr));
+		lb_flow_of(&f, t);
+	}
 	struct stm_lb_ct c = {};
-	int r = stm_lb_select(t, &c);
-	if (r == LB_NOT_VIP)
-		return XDP_PASS;
+	int r = stm_lb_select(&f, &c);
 	if (r >= LB_DROP)
 		return stm_drop_xdp(ctx, r - LB_DROP);
-	if (lb_dnat_xdp(ctx, t, l3, c.addr, c.port))
-		return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+	if (t)
+		return lb_dnat_xdp(ctx, t, ETH_HLEN, c.addr, c.port) ? stm_drop_xdp(ctx, STM_DROP_MALFORMED) : XDP_PASS;
+
+	/* In place, with the pointers taken again (the verifier forgets them across the call). */
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	__u16 nport = bpf_htons(c.port), oport = bpf_htons(f.dport);
+	__u8 *ipb = data + ETH_HLEN;
+	__u8 *l4p = ipb + (f.family == 4 ? 20 : 40);
+	__u16 *csum;
+	if (f.proto == IPPROTO_TCP) {
+		if ((void *)(l4p + 20) > end)
+			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+		csum = (__u16 *)(l4p + 16);
+	} else {
+		if ((void *)(l4p + 8) > end)
+			return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+		csum = (__u16 *)(l4p + 6);
+	}
+	if (!(f.proto == IPPROTO_UDP && f.family == 4 && *csum == 0)) {
+		lb_csum_words(csum, (const __u16 *)f.dst, (const __u16 *)c.addr, f.family == 4 ? 2 : 8);
+		lb_csum_words(csum, &oport, &nport, 1);
+		if (f.proto == IPPROTO_UDP && *csum == 0)
+			*csum = 0xffff;
+	}
+	*(__u16 *)(l4p + 2) = nport;
+	if (f.family == 4) {
+		lb_csum_words((__u16 *)(ipb + 10), (const __u16 *)f.dst, (const __u16 *)c.addr, 2);
+		__builtin_memcpy(ipb + 16, c.addr, 4);
+	} else {
+		__builtin_memcpy(ipb + 24, c.addr, 16);
+	}
 	return XDP_PASS;
 }
 
@@ -257,10 +360,10 @@ STM_SHARED int stm_lb_tc_in(struct __sk_buff *skb, __u32 eth_proto)
 	int pr = stm_fw_parse_tc(skb, eth_proto, t);
 	if (pr)
 		return stm_drop(skb, STM_HOOK_TC_INGRESS, fw_parse_reason(pr));
+	struct stm_lb_flow f;
+	lb_flow_of(&f, t);
 	struct stm_lb_ct c = {};
-	int r = stm_lb_select(t, &c);
-	if (r == LB_NOT_VIP)
-		return STM_TC_NEXT;
+	int r = stm_lb_select(&f, &c);
 	if (r >= LB_DROP)
 		return stm_drop(skb, STM_HOOK_TC_INGRESS, r - LB_DROP);
 	if (nat_set_port(skb, t, t->l4off + 2, t->dport, c.port) || nat_set_addr(skb, t, 1, c.addr))

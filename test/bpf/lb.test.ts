@@ -196,6 +196,25 @@ describe("the rewrite: destination to the backend, checksums right", () => {
         expect(r.output.length).toBe(f.length);
       });
 
+  test("IPv4 with options (the general parse): translated, checksums right", () => {
+    const f = pkt({ src: C4, dst: VIP4, sport: 40006, dport: 80 });
+    // Four bytes of options (NOPs) after the 20-byte header: IHL 6, the total length 4 more.
+    const ip = Buffer.concat([f.subarray(14, 34), Buffer.from([1, 1, 1, 0]), f.subarray(34)]);
+    ip[0] = 0x46;
+    ip.writeUInt16BE(ip.length, 2);
+    ip.writeUInt16BE(0, 10);
+    ip.writeUInt16BE(checksum(ip.subarray(0, 24)), 10);
+    const r = xdp(Buffer.concat([f.subarray(0, 14), ip]));
+    expect(r.retval).toBe(XDP_PASS);
+    const out = r.output.subarray(14);
+    expect(checksum(out.subarray(0, 24))).toBe(0);
+    const dst = bytesToIp(out.subarray(16, 20));
+    expect(B4).toContain(dst);
+    const l4 = out.subarray(24);
+    expect(l4.readUInt16BE(2)).toBe(8080);
+    expect(checksum(pseudoHeader(C4, dst, IPPROTO.TCP, l4.length), l4)).toBe(0);
+  });
+
   test("a UDP/IPv4 datagram without a checksum keeps none", () => {
     const f = pkt({ src: C4, dst: VIP4, sport: 40004, dport: 53, udp: true });
     f.writeUInt16BE(0, 14 + 20 + 6);
