@@ -10,6 +10,7 @@ import { CLUSTER_BENCHMARKS } from "./cluster";
 import { GATEWAY_BENCHMARKS } from "./gateway";
 import { GATEWAY_HA_BENCHMARKS } from "./gateway-ha";
 import { type BenchResult, formatTable, runBenchmark } from "./harness";
+import { LB_BENCHMARKS } from "./lb";
 import { MSEG_BENCHMARKS } from "./microseg";
 import { OVERLAY_BENCHMARKS } from "./overlay";
 import { RESTART_BENCHMARKS } from "./restart";
@@ -27,6 +28,7 @@ const BENCHMARKS = {
   ...GATEWAY_BENCHMARKS,
   ...GATEWAY_HA_BENCHMARKS,
   ...MSEG_BENCHMARKS,
+  ...LB_BENCHMARKS,
 };
 /** Left out of a run that names nothing: minutes each, with labs and data of their own. */
 const OPT_IN = new Set([
@@ -35,6 +37,7 @@ const OPT_IN = new Set([
   ...Object.keys(GATEWAY_BENCHMARKS),
   ...Object.keys(GATEWAY_HA_BENCHMARKS),
   "microseg/gbp-throughput",
+  "lb/vs-nft-dnat",
 ]);
 
 /** Runs that print their own report, only when named (after the benchmarks named with them). */

@@ -776,7 +776,8 @@ export function testRun(progFd: number, input: TestRunInput): TestRunResult {
   const dataIn = Buffer.from(input.data);
   const dataOut = live ? null : Buffer.alloc(input.dataOutSize ?? dataIn.length + 256);
   const ctxIn = input.ctx ? Buffer.from(input.ctx) : null;
-  const ctxOut = input.ctx ? Buffer.alloc(input.ctx.length) : null;
+  // Live frames take a context in (the receiving device) but give none back.
+  const ctxOut = input.ctx && !live ? Buffer.alloc(input.ctx.length) : null;
   const o = alloc(BPF_TEST_RUN_OPTS, {
     data_in: addressOf(dataIn),
     data_size_in: dataIn.length,
@@ -788,9 +789,11 @@ export function testRun(progFd: number, input: TestRunInput): TestRunResult {
     o.writeBigUInt64LE(BigInt(addressOf(dataOut)), BPF_TEST_RUN_OPTS.fields.data_out[0]);
     o.writeUInt32LE(dataOut.length, BPF_TEST_RUN_OPTS.fields.data_size_out[0]);
   }
-  if (ctxIn && ctxOut) {
+  if (ctxIn) {
     o.writeBigUInt64LE(BigInt(addressOf(ctxIn)), BPF_TEST_RUN_OPTS.fields.ctx_in[0]);
     o.writeUInt32LE(ctxIn.length, BPF_TEST_RUN_OPTS.fields.ctx_size_in[0]);
+  }
+  if (ctxOut) {
     o.writeBigUInt64LE(BigInt(addressOf(ctxOut)), BPF_TEST_RUN_OPTS.fields.ctx_out[0]);
     o.writeUInt32LE(ctxOut.length, BPF_TEST_RUN_OPTS.fields.ctx_size_out[0]);
   }
