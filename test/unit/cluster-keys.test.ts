@@ -86,3 +86,15 @@ test("Stratum's own values take the hand check; a bad one still gets the schema'
     value: good as never,
   });
 });
+
+test("the load balancer's key: a valid document parses, a damaged one is refused with the key's name", () => {
+  const { addBackend, addVip, emptyLb } = require("../../src/model/vip");
+  const enc = new TextEncoder();
+  let doc = addVip(emptyLb(), { name: "web", address: "192.0.2.80", port: 80, proto: "tcp" }, { networks: [] }).doc;
+  doc = addBackend(doc, "web", { endpoint: "w1" }, () => ({ ip4: "10.0.0.2" })).doc;
+  expect(parseKey(K.lb, enc.encode(JSON.stringify(doc)))).toEqual({ kind: "lb", value: doc });
+  expect(parseKey(K.lb, null)).toEqual({ kind: "lb", value: null });
+  const dup = { ...doc, vips: [doc.vips[0], { ...doc.vips[0], name: "web2" }] };
+  expect(() => parseKey(K.lb, enc.encode(JSON.stringify(dup)))).toThrow(`${K.lb}:`);
+  expect(() => parseKey(K.lb, enc.encode(JSON.stringify({ ...doc, extra: 1 })))).toThrow(`${K.lb}:`);
+});

@@ -142,6 +142,7 @@ describe("docs/", () => {
       "port-security",
       "firewall",
       "microseg",
+      "load-balancer",
       "dhcp-dns",
       "egress-caps",
       "observability",
