@@ -17,7 +17,7 @@ import { bytesToIp } from "../../src/netlink/codec";
 import type { BpfMap, BpfObject } from "../../src/sys/bpf";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
 import { runFixture } from "../helpers/fixture";
-import { eth4, eth6, fragHeader } from "../helpers/frames";
+import { eth4, eth6, fragHeader, readIp } from "../helpers/frames";
 import { prng } from "../helpers/prng";
 
 const TC_NEXT = -1;
@@ -107,25 +107,7 @@ function pkt(o: { src: string; dst: string; sport: number; dport: number; udp?: 
     : eth4(s, d, ipv4({ src: o.src, dst: o.dst, proto }, l4));
 }
 
-/** A frame's IP packet read back, every checksum asserted. */
-function parse(f: Buffer) {
-  const v6 = f.readUInt16BE(12) === 0x86dd;
-  const l3 = f.subarray(14);
-  const src = bytesToIp(v6 ? l3.subarray(8, 24) : l3.subarray(12, 16));
-  const dst = bytesToIp(v6 ? l3.subarray(24, 40) : l3.subarray(16, 20));
-  const proto = v6 ? (l3[6] as number) : (l3[9] as number);
-  const l4 = l3.subarray(v6 ? 40 : 20);
-  if (!v6) expect(checksum(l3.subarray(0, 20))).toBe(0);
-  if (!(proto === IPPROTO.UDP && !v6 && l4.readUInt16BE(6) === 0))
-    expect(checksum(pseudoHeader(src, dst, proto, l4.length), l4)).toBe(0);
-  return {
-    src,
-    dst,
-    sport: l4.readUInt16BE(0),
-    dport: l4.readUInt16BE(2),
-    payload: l4.subarray(proto === IPPROTO.TCP ? 20 : 8),
-  };
-}
+const parse = readIp;
 
 /** The backend the TypeScript side says a flow gets. */
 function expected(v: LbKernelVip, client: string, sport: number): string {

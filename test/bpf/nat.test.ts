@@ -20,7 +20,7 @@ import { bytesToIp } from "../../src/netlink/codec";
 import type { BpfMap, BpfObject } from "../../src/sys/bpf";
 import { alloc, SK_BUFF } from "../../src/sys/layout";
 import { runFixture } from "../helpers/fixture";
-import { eth4, eth6 } from "../helpers/frames";
+import { eth4, eth6, readIp } from "../helpers/frames";
 
 const TC_NEXT = -1;
 const TC_DROP = 2;
@@ -89,22 +89,7 @@ const out4 = (
 ) => eth4(MAC_W, MAC_GW, ipv4({ src, dst, proto, id: o.id, fragOffset: o.frag, moreFragments: o.mf }, l4));
 const out6 = (next: number, src: string, dst: string, l4: Buffer) => eth6(MAC_W, MAC_GW, ipv6({ src, dst, next }, l4));
 
-/** The IP packet of a frame, read back: addresses, protocol, L4 bytes; asserts the checksums. */
-function parse(f: Buffer) {
-  const v6 = f.readUInt16BE(12) === 0x86dd;
-  const l3 = f.subarray(14);
-  const src = bytesToIp(v6 ? l3.subarray(8, 24) : l3.subarray(12, 16));
-  const dst = bytesToIp(v6 ? l3.subarray(24, 40) : l3.subarray(16, 20));
-  const proto = v6 ? (l3[6] as number) : (l3[9] as number);
-  const l4 = l3.subarray(v6 ? 40 : 20);
-  if (!v6) expect(checksum(l3.subarray(0, 20))).toBe(0);
-  const frag = !v6 && (l3.readUInt16BE(6) & 0x1fff) !== 0;
-  if (!frag) {
-    if (proto === IPPROTO.ICMP) expect(checksum(l4)).toBe(0);
-    else expect(checksum(pseudoHeader(src, dst, proto, l4.length), l4)).toBe(0);
-  }
-  return { src, dst, proto, l4, sport: l4.readUInt16BE(0), dport: l4.readUInt16BE(2) };
-}
+const parse = readIp;
 
 describe("leaving: a masqueraded network's packets get the NAT address and a port of the range", () => {
   test("TCP, IPv4: translated, checksums right; the same flow keeps its port", () => {

@@ -1,14 +1,48 @@
 /** Frames for port-security fixtures and attack tests: the ordinary ones from
  * src/datapath/packet.ts plus the odd ones a hostile workload sends (ND with options,
  * IPv6 extension chains, fragments, VLAN tags, broken headers). */
-import { arp, ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, tcp, udp } from "../../src/datapath/packet";
-import { ipToBytes, macToBytes } from "../../src/netlink/codec";
+import { expect } from "bun:test";
+import {
+  arp,
+  checksum,
+  ETH_P,
+  ethernet,
+  IPPROTO,
+  icmp,
+  ipv4,
+  ipv6,
+  pseudoHeader,
+  tcp,
+  udp,
+} from "../../src/datapath/packet";
+import { bytesToIp, ipToBytes, macToBytes } from "../../src/netlink/codec";
 
 export { arp, ETH_P, ethernet, IPPROTO, icmp, ipv4, ipv6, tcp, udp };
 
 export const eth4 = (src: string, dst: string, l3: Uint8Array) => ethernet({ src, dst, type: ETH_P.IP }, l3);
 export const eth6 = (src: string, dst: string, l3: Uint8Array) => ethernet({ src, dst, type: ETH_P.IPV6 }, l3);
 export const ethArp = (src: string, dst: string, body: Uint8Array) => ethernet({ src, dst, type: ETH_P.ARP }, body);
+
+/** The IP packet of an untagged frame read back (addresses, protocol, L4 bytes and ports), every
+ * checksum asserted by recomputing it: the IPv4 header's, and the L4 one but for a later
+ * fragment and a UDP/IPv4 datagram sent without one (ICMPv4 has no pseudo-header). */
+export function readIp(f: Buffer) {
+  const v6 = f.readUInt16BE(12) === 0x86dd;
+  const l3 = f.subarray(14);
+  const src = bytesToIp(v6 ? l3.subarray(8, 24) : l3.subarray(12, 16));
+  const dst = bytesToIp(v6 ? l3.subarray(24, 40) : l3.subarray(16, 20));
+  const proto = v6 ? (l3[6] as number) : (l3[9] as number);
+  const l4 = l3.subarray(v6 ? 40 : 20);
+  if (!v6) expect(checksum(l3.subarray(0, 20))).toBe(0);
+  const frag = !v6 && (l3.readUInt16BE(6) & 0x1fff) !== 0;
+  const noUdpSum = !v6 && proto === IPPROTO.UDP && l4.readUInt16BE(6) === 0;
+  if (!frag && !noUdpSum) {
+    if (proto === IPPROTO.ICMP) expect(checksum(l4)).toBe(0);
+    else expect(checksum(pseudoHeader(src, dst, proto, l4.length), l4)).toBe(0);
+  }
+  const payload = l4.subarray(proto === IPPROTO.TCP ? 20 : 8);
+  return { src, dst, proto, l4, sport: l4.readUInt16BE(0), dport: l4.readUInt16BE(2), payload };
+}
 
 export interface L2 {
   mac: string;
