@@ -324,6 +324,17 @@ async function serve(o: AgentOptions): Promise<void> {
     },
     onAnnounce: () => speakerRef?.sync(),
     log: (m) => lbLog.info(m),
+    // In a cluster each node checks the backends that run on it and publishes what it finds.
+    ...(cluster && o.cluster
+      ? {
+          cluster: {
+            node: o.cluster.nodeName,
+            publish: (id, rec) => (cluster as Cluster).publishLbHealth(id, rec),
+            read: (id) => (cluster as Cluster).lbHealth(id),
+            live: (node) => (cluster as Cluster).nodeAddresses().some((m) => m.name === node && m.state === "ready"),
+          },
+        }
+      : {}),
   });
   // A cluster node's overlay: this node's underlay address, the members' from the mirror.
   const overlay: OverlayOptions | undefined =
@@ -530,6 +541,7 @@ async function serve(o: AgentOptions): Promise<void> {
     overlayAddress: overlay?.address,
     bgp: speaker,
     ha,
+    lb,
   };
   const metrics = new AgentMetrics(() => readSnapshot(rt), {
     cluster: cluster !== undefined,

@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import { StratumError } from "../errors";
 import { type GatewayGroup, type GatewayGroupSpec, validateGatewayGroup } from "../model/gateway-group";
 import { parseSubnet } from "../model/ip";
+import type { LbHealthRecord } from "../model/vip";
 import type { MirrorChange, MirrorEffects, MirrorRow } from "../store/mirror";
 import { MirrorWriter } from "../store/mirror";
 import type { SqliteStore } from "../store/sqlite";
@@ -717,6 +718,24 @@ export class Cluster {
   }
 
   // ---- gateway groups (docs/gateway.md#high-availability-gateway-groups) -------------------
+
+  /** A backend's health as its endpoint's node published it (the mirror's). */
+  lbHealth(id: number): LbHealthRecord | undefined {
+    const kv = this.writer.get(K.lbHealth(id));
+    const r = kv && safeParse(K.lbHealth(id), kv.value);
+    return r?.kind === "lbHealth" && r.value ? r.value : undefined;
+  }
+
+  /** Publishes (or with null withdraws) a backend's health, as the node that checks it. */
+  publishLbHealth(id: number, rec: LbHealthRecord | null): void {
+    this.sync.txn({
+      success: [
+        rec
+          ? { type: "put", key: K.lbHealth(id), value: JSON.stringify(rec) }
+          : { type: "delete", key: K.lbHealth(id) },
+      ],
+    });
+  }
 
   /** Every gateway group, as this node's mirror has it, with its heartbeat key (never shown). */
   gatewayGroups(): StoredGatewayGroup[] {

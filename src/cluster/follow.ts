@@ -5,7 +5,7 @@
 import type { ClusterChange } from "./cluster";
 
 const SERVED = new Set<string>(["network", "endpoint", "dns"]);
-const FIREWALL = new Set<string>(["network", "rules", "globalDefault", "block", "microseg", "lb"]);
+const FIREWALL = new Set<string>(["network", "rules", "globalDefault", "block", "microseg", "lb", "lbHealth"]);
 
 /** What changes the overlay's nodes: membership, and which gateways serve north-south traffic. */
 const NODES = new Set<string>(["member", "node", "gatewayGroup", "gatewayActive"]);

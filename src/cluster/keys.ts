@@ -28,6 +28,8 @@
  *   microseg                         the microsegmentation policy: {groups, rules, nextGroupId,
  *                                    nextRuleId}; an endpoint's group is in its own record
  *   lb                               the load balancer: {vips, nextBackendId} (src/model/vip.ts)
+ *   lb-health/<backend id>           {healthy, since, detail, node}: a backend's health as the
+ *                                    node its endpoint runs on checks it
  *
  * Outside the prefix, so never mirrored (renewed ~20 times a second):
  *   /stratum/ha/v1/beat/<name>       the active node's lease-bound heartbeat of a group */
@@ -37,7 +39,7 @@ import type { StoredRule } from "../model/firewall-rule";
 import { ADVERT_RANGE_MS, PRIORITY_RANGE } from "../model/gateway-group";
 import { type MicrosegDoc, validateMicroseg } from "../model/microseg";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
-import { type LbDoc, validateLb } from "../model/vip";
+import { type LbDoc, type LbHealthRecord, validateLb } from "../model/vip";
 import type { GatewayActiveRecord, MirrorRow, MoveRecord, StoredGatewayGroup } from "../store/mirror";
 import type { Endpoint, StoredDnsRecord, StoredNetwork } from "../store/store";
 
@@ -79,6 +81,8 @@ export const K = {
   haBeat: (name: string) => `${HA_BEAT_PREFIX}${name}`,
   microseg: `${PREFIX}microseg`,
   lb: `${PREFIX}lb`,
+  lbHealth: (id: number) => `${PREFIX}lb-health/${id}`,
+  lbHealths: `${PREFIX}lb-health/`,
 };
 
 /** Whether a node's mirror holds a key: every key under PREFIX but the address claims (they
@@ -223,6 +227,9 @@ const gatewayGroupSchema = z
     createdAt: z.string(),
     key: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "the heartbeat key is not 32 bytes of base64"),
   })
+  .strict();
+const lbHealthSchema = z
+  .object({ healthy: z.boolean(), since: z.string(), detail: z.string().max(300), node: NAME })
   .strict();
 const lbSchema = z
   .object({
@@ -397,6 +404,15 @@ export function parseKey(key: string, value: Uint8Array | null): Row | undefined
       } catch (e) {
         throw new StratumError("INVALID", `${key}: ${(e as Error).message}`);
       }
+    }
+    case "lb-health": {
+      if (!b || !/^\d{1,9}$/.test(b) || c !== undefined) return undefined;
+      const v = json();
+      return {
+        kind: "lbHealth",
+        id: Number(b),
+        value: v === null ? null : (check(lbHealthSchema, v) as LbHealthRecord),
+      };
     }
     case "lb": {
       if (b !== undefined) return undefined;

@@ -1,7 +1,9 @@
 /** The load balancer (docs/load-balancer.md): VIPs and their backends in the store (one document,
  * one transaction per change: nothing half-applied), this node's datapath made to hold them
- * (src/lb/state.ts), and the health checks this node runs on every backend. A backend takes new
- * flows while its checks pass; a VIP is announced over BGP while one of its backends does. */
+ * (src/lb/state.ts), and the health checks of the backends whose endpoints run here. In a
+ * cluster a node publishes its backends' health and takes the others' from their nodes (a node
+ * gone takes its backends with it). A backend takes new flows while its checks pass; a VIP is
+ * announced over BGP while one of its backends does. */
 import type { BackendView, VipView } from "../api/contract";
 import type { LbKernelVip, LbTables } from "../datapath/lb-tables";
 import { StratumError } from "../errors";
@@ -11,6 +13,7 @@ import {
   addVip,
   type BackendSpec,
   type LbDoc,
+  type LbHealthRecord,
   type LbVip,
   removeBackend,
   removeVip,
@@ -23,7 +26,18 @@ import { type BackendAddress, kernelVips } from "./state";
 /** What the service needs of the datapath (a stand-in without a kernel gives the same). */
 export type LbKernel = Pick<LbTables, "apply" | "hits" | "up">;
 
+/** A cluster node's side of the health checks: its name, its backends' health published, the
+ * others' read, and whether a node is up. */
+export interface LbClusterHealth {
+  node: string;
+  publish(id: number, rec: LbHealthRecord | null): void;
+  read(id: number): LbHealthRecord | undefined;
+  live(node: string): boolean;
+}
+
 export interface LbServiceOptions {
+  /** In a cluster (absent: every backend is this node's). */
+  cluster?: LbClusterHealth;
   /** Other uses of an address ("gateway group g1's VIP"): a VIP may not take them. */
   taken?: (address: string) => string | undefined;
   /** Called when the VIPs to announce change (a backend's health, a VIP added or removed). */
@@ -33,6 +47,8 @@ export interface LbServiceOptions {
 
 export class LbService {
   readonly #health = new Map<number, HealthState>();
+  /** Backends whose health this node published (a cluster node's own). */
+  readonly #published = new Set<number>();
   #seeded = false;
   #checker?: HealthChecker;
   #announced = "";
@@ -51,16 +67,31 @@ export class LbService {
       const e = eps.get(name);
       if (!e) return undefined;
       const n = nets.get(e.network);
-      return { ip4: e.ip, ...(n?.cidr6 ? { ip6: profileIp6(n.cidr6, e.mac) } : {}) };
+      return {
+        ip4: e.ip,
+        ...(n?.cidr6 ? { ip6: profileIp6(n.cidr6, e.mac) } : {}),
+        ...(e.node !== undefined ? { node: e.node } : {}),
+      };
     };
   }
 
-  #healthy(vip: LbVip, id: number): boolean {
-    return vip.check.kind === "none" || !!this.#health.get(id)?.healthy;
+  /** Whether this node checks a backend on `node` itself. */
+  #local(node: string | undefined): boolean {
+    return !this.o.cluster || node === undefined || node === this.o.cluster.node;
+  }
+
+  /** A backend's health: this node's checks for its own, the published record for another
+   * node's while that node is up. */
+  #healthy(vip: LbVip, id: number, node: string | undefined): boolean {
+    if (vip.check.kind === "none") return true;
+    if (this.#local(node)) return !!this.#health.get(id)?.healthy;
+    const c = this.o.cluster as LbClusterHealth;
+    const r = c.read(id);
+    return !!r?.healthy && r.node === node && c.live(node as string);
   }
 
   state(doc: LbDoc = this.store.getLb()): LbKernelVip[] {
-    return kernelVips(doc, this.#endpoints(), (v, id) => this.#healthy(v, id));
+    return kernelVips(doc, this.#endpoints(), (v, id, node) => this.#healthy(v, id, node));
   }
 
   /** Makes this node's datapath hold the stored VIPs, and its checks watch their backends. */
@@ -90,6 +121,7 @@ export class LbService {
       onChange: (id, st) => {
         this.#health.set(Number(id), st);
         this.o.log?.(`backend ${id} is ${st.healthy ? "healthy" : "unhealthy"}: ${st.lastDetail}`);
+        this.#publish(Number(id), st);
         try {
           this.apply();
         } catch (e) {
@@ -125,21 +157,45 @@ export class LbService {
       for (const b of v.backends) {
         const a = ep(b.endpoint);
         const address = v.address.includes(":") ? a?.ip6 : a?.ip4;
-        if (!address) continue;
+        if (!address || !this.#local(a?.node)) continue;
         ids.add(b.id);
         const healthy = this.#health.get(b.id)?.healthy === true;
         targets.push({ id: String(b.id), address, port: b.port, check, timing, ...(healthy ? { healthy } : {}) });
       }
     }
     for (const id of [...this.#health.keys()]) if (!ids.has(id)) this.#health.delete(id);
+    for (const id of [...this.#published]) if (!ids.has(id)) this.#publish(id, null);
     this.#checker.set(targets);
+  }
+
+  /** A cluster node tells the others what its checks found (null: it checks the backend no more). */
+  #publish(id: number, st: HealthState | null): void {
+    const c = this.o.cluster;
+    if (!c) return;
+    try {
+      c.publish(
+        id,
+        st && {
+          healthy: st.healthy,
+          since: new Date(st.lastChange).toISOString(),
+          detail: st.lastDetail.slice(0, 300),
+          node: c.node,
+        },
+      );
+      if (st) this.#published.add(id);
+      else this.#published.delete(id);
+    } catch (e) {
+      this.o.log?.(`backend ${id}'s health not published: ${(e as Error).message}`);
+    }
   }
 
   /** The VIPs to announce over BGP: those with a healthy backend, as /32 or /128. */
   announced(doc: LbDoc = this.store.getLb()): string[] {
     const out = new Set<string>();
+    const ep = this.#endpoints();
     for (const v of doc.vips)
-      if (v.backends.some((b) => this.#healthy(v, b.id))) out.add(`${v.address}/${v.address.includes(":") ? 128 : 32}`);
+      if (v.backends.some((b) => ep(b.endpoint) && this.#healthy(v, b.id, ep(b.endpoint)?.node)))
+        out.add(`${v.address}/${v.address.includes(":") ? 128 : 32}`);
     return [...out].sort();
   }
 
@@ -221,12 +277,14 @@ export class LbService {
     const backends: BackendView[] = v.backends.map((b) => {
       const a = ep(b.endpoint);
       const address = (v6 ? a?.ip6 : a?.ip4) ?? null;
-      const h = this.#health.get(b.id);
+      const local = this.#local(a?.node);
+      const h = local ? this.#health.get(b.id) : undefined;
+      const r = local ? undefined : this.o.cluster?.read(b.id);
       const health: BackendView["health"] = !address
         ? "missing"
         : v.check.kind === "none"
           ? "unchecked"
-          : h?.healthy
+          : this.#healthy(v, b.id, a?.node)
             ? "healthy"
             : "unhealthy";
       return {
@@ -236,8 +294,8 @@ export class LbService {
         port: b.port,
         weight: b.weight,
         health,
-        detail: h?.lastDetail || null,
-        since: h?.lastChange ? new Date(h.lastChange).toISOString() : null,
+        detail: (r ? `${r.node}: ${r.detail}` : h?.lastDetail) || null,
+        since: r?.since ?? (h?.lastChange ? new Date(h.lastChange).toISOString() : null),
         inTable: !!address && b.weight > 0 && (health === "healthy" || health === "unchecked"),
         hits: hits.get(b.id) ?? { packets: 0, bytes: 0, flows: 0 },
       };

@@ -23,14 +23,16 @@ export function withTable(v: Omit<LbKernelVip, "table">): LbKernelVip {
 export interface BackendAddress {
   ip4?: string;
   ip6?: string;
+  /** The cluster node it runs on (absent on a single node). */
+  node?: string;
 }
 
-/** `health(vip, backendId)`: whether the backend passes its checks (a VIP whose check is
+/** `health(vip, backendId, node)`: whether the backend passes its checks (a VIP whose check is
  * "none" counts every backend with a known endpoint as up). */
 export function kernelVips(
   doc: LbDoc,
   endpoint: (name: string) => BackendAddress | undefined,
-  health: (vip: LbVip, backendId: number) => boolean,
+  health: (vip: LbVip, backendId: number, node: string | undefined) => boolean,
 ): LbKernelVip[] {
   return doc.vips.map((v) => {
     const v6 = v.address.includes(":");
@@ -45,7 +47,7 @@ export function kernelVips(
         address,
         port: b.port,
         weight: b.weight,
-        up: v.check.kind === "none" || health(v, b.id),
+        up: v.check.kind === "none" || health(v, b.id, ep?.node),
       });
     }
     return withTable({ id: v.id, address: v.address, port: v.port, proto: v.proto, size: v.tableSize, backends });

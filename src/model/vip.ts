@@ -67,6 +67,17 @@ export interface LbVip {
   createdAt: string;
 }
 
+/** A backend's health as the node its endpoint runs on checks it, published to the cluster. */
+export interface LbHealthRecord {
+  healthy: boolean;
+  /** When it last changed (RFC 3339). */
+  since: string;
+  /** The last check's result. */
+  detail: string;
+  /** The node that checks it. */
+  node: string;
+}
+
 export interface LbDoc {
   vips: LbVip[];
   nextBackendId: number;

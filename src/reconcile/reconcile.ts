@@ -71,7 +71,7 @@ export function reconcile(svc: Services, o: ReconcileOptions = {}): ReconcileRep
       if (
         (r.scoped === "networks" && run.networks.length) ||
         (r.scoped === "firewall" && only.firewall) ||
-        (r === overlay && only.nodes)
+        ((r === overlay || r === lb) && only.nodes)
       )
         r.restore?.(run);
     return run.report;

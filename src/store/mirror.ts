@@ -8,7 +8,7 @@ import { blockSortKey } from "../model/blocklist";
 import type { DefaultAction, StoredRule } from "../model/firewall-rule";
 import type { GatewayGroup } from "../model/gateway-group";
 import type { MicrosegDoc } from "../model/microseg";
-import type { LbDoc } from "../model/vip";
+import type { LbDoc, LbHealthRecord } from "../model/vip";
 import type { SqliteStore } from "./sqlite";
 import type { Endpoint, StoredDnsRecord, StoredNetwork } from "./store";
 
@@ -89,7 +89,8 @@ export type MirrorRow =
   | { kind: "gatewayGroup"; name: string; value: StoredGatewayGroup | null }
   | { kind: "gatewayActive"; name: string; value: GatewayActiveRecord | null }
   | { kind: "microseg"; value: MicrosegDoc | null }
-  | { kind: "lb"; value: LbDoc | null };
+  | { kind: "lb"; value: LbDoc | null }
+  | { kind: "lbHealth"; id: number; value: LbHealthRecord | null };
 
 /** A key's change: its value (null: deleted) at `revision`. */
 export interface MirrorChange {
