@@ -674,6 +674,17 @@ export const MsegStatusView = z
   .strict();
 export type MsegStatus = z.infer<typeof MsegStatusView>;
 
+export const LbStatusView = z
+  .object({
+    vips: Count,
+    backends: Count,
+    inTable: Count.describe("Backends taking new flows on this node"),
+    announced: Count.describe("VIPs announced over BGP (a backend healthy)"),
+    down: z.array(z.string()).describe("VIPs with no backend taking flows here"),
+  })
+  .strict();
+export type LbStatus = z.infer<typeof LbStatusView>;
+
 export const StoreStatusView = z
   .object({
     path: z.string(),
@@ -1140,6 +1151,7 @@ export const AgentStatusView = z
     bgp: BgpStatusView.nullable().describe("A gateway's BGP speaker (null: not a gateway, or BGP not configured)"),
     nat: NatStatusView.nullable().describe("Masquerading at the uplink (null: no network is masqueraded)"),
     microseg: MsegStatusView.nullable().describe("Microsegmentation (null: no groups and no entries)"),
+    lb: LbStatusView.nullable().describe("The load balancer (null: no VIP)"),
     maps: z.array(MapFillView),
     mapCountMs: z.number().min(0),
     store: StoreStatusView,

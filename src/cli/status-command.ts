@@ -121,6 +121,12 @@ export function printStatus(st: AgentStatus): void {
       "microseg",
       `${m.groups} group(s), ${m.entries} entr${m.entries === 1 ? "y" : "ies"}; ${m.grouped} endpoint(s) of this node in a group; ${m.enforcing ? `generation ${m.generation} in the datapath` : "NOT in the datapath"}`,
     ]);
+  const lb = st.lb;
+  if (lb)
+    pairs.push([
+      "lb",
+      `${lb.vips} VIP(s), ${lb.inTable}/${lb.backends} backend(s) taking flows, ${lb.announced} announced${lb.down.length ? `; none for ${lb.down.join(", ")}` : ""}`,
+    ]);
   for (const v of st.services ?? [])
     pairs.push([v.name, v.state === "serving" ? `serving: ${v.summary}` : `DOWN: ${v.problem}`]);
   const c = st.cluster;

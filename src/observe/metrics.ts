@@ -54,6 +54,18 @@ export interface MetricsSnapshot {
     entries: Array<{ id: number; from: string; to: string; action: string } & PacketsBytes>;
     denied: PacketsBytes;
   };
+  /** Every VIP's backends on this node: health, whether in the table, what was sent to them. */
+  lb: Array<{
+    vip: string;
+    endpoint: string;
+    port: number;
+    healthy: boolean;
+    inTable: boolean;
+    announced: boolean;
+    flows: number;
+    packets: number;
+    bytes: number;
+  }>;
   /** Every egress cap the store holds: its rate (bit/s) and burst (bytes), and what its
    * bucket passed and dropped. A network's row has endpoint "". An endpoint's bucket is
    * keyed by its port's ifindex: one whose device is gone has no counts. */
@@ -192,6 +204,18 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
     denied: msegHits.get(MSEG.DEFAULT_ID) ?? none,
   };
 
+  const lb: MetricsSnapshot["lb"] = (rt.lb?.vips() ?? []).flatMap((v) =>
+    v.backends.map((b) => ({
+      vip: v.name,
+      endpoint: b.endpoint,
+      port: b.port,
+      healthy: b.health === "healthy" || b.health === "unchecked",
+      inTable: b.inTable,
+      announced: v.announced,
+      ...b.hits,
+    })),
+  );
+
   const last = st.reconcile.last;
   const repair = st.reconcile.lastRepair;
   return {
@@ -209,6 +233,7 @@ export async function readSnapshot(rt: AgentRuntime): Promise<MetricsSnapshot> {
     rules,
     defaults,
     microseg,
+    lb,
     caps,
     firewall,
     nat: dp.natStats(),
@@ -413,6 +438,38 @@ export class AgentMetrics {
     );
     f("gauge", "stratum_microseg_groups", "Microsegmentation groups in the policy.", [], (s, e) =>
       e({}, s.microseg.groups),
+    );
+    // A backend is its VIP, endpoint and port.
+    const lbLabels = ["vip", "endpoint", "port"];
+    const lbRows = (s: MetricsSnapshot, e: Emit, v: (b: MetricsSnapshot["lb"][number]) => number) => {
+      for (const b of s.lb) e({ vip: b.vip, endpoint: b.endpoint, port: b.port }, v(b));
+    };
+    f(
+      "gauge",
+      "stratum_lb_backend_healthy",
+      "1 while a load-balancer backend passes its checks (as this node knows it).",
+      lbLabels,
+      (s, e) => lbRows(s, e, (b) => (b.healthy ? 1 : 0)),
+    );
+    f("gauge", "stratum_lb_backend_in_table", "1 while a backend takes new flows on this node.", lbLabels, (s, e) =>
+      lbRows(s, e, (b) => (b.inTable ? 1 : 0)),
+    );
+    f("counter", "stratum_lb_backend_flows_total", "Flows this node gave a backend.", lbLabels, (s, e) =>
+      lbRows(s, e, (b) => b.flows),
+    );
+    f(
+      "counter",
+      "stratum_lb_backend_packets_total",
+      "Packets this node sent a backend through its VIP.",
+      lbLabels,
+      (s, e) => lbRows(s, e, (b) => b.packets),
+    );
+    f(
+      "counter",
+      "stratum_lb_backend_bytes_total",
+      "Bytes this node sent a backend through its VIP.",
+      lbLabels,
+      (s, e) => lbRows(s, e, (b) => b.bytes),
     );
     const defaults = (s: MetricsSnapshot, e: Emit, k: keyof PacketsBytes) => {
       for (const d of s.defaults) e({ scope: d.scope, action: d.action }, d[k]);

@@ -4,7 +4,7 @@
  * across restarts (the kernel's counters are, in their pinned maps). */
 
 import type { ConsolaReporter, LogObject } from "consola";
-import type { LoggedProblem, ReconcileRepair, ReconcileRun } from "../api/contract";
+import type { LoggedProblem, ReconcileRepair, ReconcileRun, VipView } from "../api/contract";
 import type { Cluster } from "../cluster/cluster";
 import type { Attachment } from "../datapath/attach";
 import type { MapFill } from "../datapath/map-fill";
@@ -141,4 +141,6 @@ export interface AgentRuntime {
   bgp?: BgpSpeaker;
   /** A gateway cluster node's HA engine. */
   ha?: { status(): GroupStatus[] | Promise<GroupStatus[]> };
+  /** The load balancer (absent in tools that run without one). */
+  lb?: { vips(): VipView[] };
 }

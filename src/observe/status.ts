@@ -10,6 +10,7 @@ import { existsSync, statSync } from "node:fs";
 import type {
   AgentStatus,
   BgpStatus,
+  LbStatus,
   MsegStatus,
   NatStatus,
   OverlayStatus,
@@ -192,6 +193,19 @@ export function msegState(rt: AgentRuntime): MsegStatus | null {
   };
 }
 
+/** The load balancer on this node (null: no VIP, or no load balancer in this process). */
+export function lbState(rt: AgentRuntime): LbStatus | null {
+  const vips = rt.lb?.vips() ?? [];
+  if (!vips.length) return null;
+  return {
+    vips: vips.length,
+    backends: vips.reduce((a, v) => a + v.backends.length, 0),
+    inTable: vips.reduce((a, v) => a + v.healthy, 0),
+    announced: vips.filter((v) => v.announced).length,
+    down: vips.filter((v) => v.healthy === 0).map((v) => v.name),
+  };
+}
+
 export function natState(rt: AgentRuntime, natEntries: number | null): NatStatus | null {
   const dp = rt.svc.dp;
   const kernel = dp.natNets();
@@ -343,7 +357,9 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
   // Enforcement depends on neither: a service down, or etcd away, is a warning, not degraded health.
   const nat = natState(rt, fill.maps.find((m) => m.name === "stm_nat")?.entries ?? null);
   const microseg = msegState(rt);
+  const lb = lbState(rt);
   const warnings = [
+    ...(lb?.down.length ? [`load balancer: no backend takes flows for VIP(s) ${lb.down.join(", ")}`] : []),
     ...(microseg && microseg.groups > 0 && !microseg.enforcing
       ? ["microsegmentation: the datapath does not hold the policy yet (a reconcile writes it)"]
       : []),
@@ -377,6 +393,7 @@ export async function buildStatus(rt: AgentRuntime): Promise<AgentStatus> {
     bgp: bgpState(rt),
     nat,
     microseg,
+    lb,
     maps: fill.maps,
     mapCountMs: Math.round(fill.seconds * 100_000) / 100,
     store,

@@ -163,6 +163,14 @@ describe("the load balancer on one gateway", () => {
     const v = show("web");
     expect(v.backends.reduce((a: number, b: any) => a + b.hits.flows, 0)).toBeGreaterThanOrEqual(60);
     expect(v.announced).toBe(true);
+    // /metrics has the same per backend.
+    const m = await (await fetch("http://stratum/metrics", { unix: A.sock } as RequestInit)).text();
+    for (const n of NAMES) {
+      const line = m
+        .split("\n")
+        .find((l) => l.startsWith("stratum_lb_backend_flows_total{") && l.includes(`endpoint="${n}"`));
+      expect(Number(line?.split(" ").at(-1))).toBe(v.backends.find((b: any) => b.endpoint === n).hits.flows);
+    }
   }, 30_000);
 
   test("an endpoint inside reaches the VIP too, and its replies come from the VIP", () => {

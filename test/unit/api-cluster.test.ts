@@ -176,6 +176,7 @@ describe("the cluster's part of status and metrics", () => {
     rules: [],
     defaults: [],
     microseg: { groups: 0, entries: [], denied: { packets: 0, bytes: 0 } },
+    lb: [],
     caps: [],
     firewall: {},
     nat: {},

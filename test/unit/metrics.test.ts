@@ -50,6 +50,30 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
       { scope: "global", action: "allow", packets: 0, bytes: 0 },
       { scope: "app", action: "deny", packets: 3, bytes: 294 },
     ],
+    lb: [
+      {
+        vip: "web",
+        endpoint: "web-1",
+        port: 8080,
+        healthy: true,
+        inTable: true,
+        announced: true,
+        flows: 9,
+        packets: 63,
+        bytes: 4200,
+      },
+      {
+        vip: "web",
+        endpoint: "web-2",
+        port: 8080,
+        healthy: false,
+        inTable: false,
+        announced: true,
+        flows: 11,
+        packets: 77,
+        bytes: 5100,
+      },
+    ],
     microseg: {
       groups: 3,
       entries: [{ id: 4, from: "prod/web", to: "prod/db", action: "allow", packets: 6, bytes: 444 }],
@@ -136,6 +160,12 @@ describe("metrics rendering", () => {
     ]);
     expect(metricValue(f, "stratum_microseg_bytes_total", { entry_id: "4" })).toBe(444);
     expect(metricValue(f, "stratum_microseg_groups", {})).toBe(3);
+    const web = (endpoint: string) => ({ vip: "web", endpoint, port: "8080" });
+    expect(metricValue(f, "stratum_lb_backend_healthy", web("web-1"))).toBe(1);
+    expect(metricValue(f, "stratum_lb_backend_healthy", web("web-2"))).toBe(0);
+    expect(metricValue(f, "stratum_lb_backend_in_table", web("web-2"))).toBe(0);
+    expect(metricValue(f, "stratum_lb_backend_flows_total", web("web-2"))).toBe(11);
+    expect(metricValue(f, "stratum_lb_backend_bytes_total", web("web-1"))).toBe(4200);
     const net = { scope: "network", network: "app", endpoint: "" };
     const web1 = { scope: "endpoint", network: "app", endpoint: "web-1" };
     expect(metricValue(f, "stratum_egress_cap_rate_bits", net)).toBe(500_000_000);
