@@ -54,8 +54,11 @@ exec bash scripts/demo --no-build`,
     "192.0.2.1 > 192.0.2.2: ICMP echo request",
     "masquerade: 10.30.0.2:40000 → 192.0.2.1:",
     "the router no longer has db-net (10.30.0.0/16): 0 route(s)",
-    // db-net masqueraded, not announced: app-net, web-dmz and app-net's IPv6.
-    "the router kept the networks' routes through the restart (graceful restart):\n  Total: 3 of 3 routes",
+    // The load balancer: the LAN host's requests spread, the router has the VIP.
+    "the router has the VIP while a backend is healthy:\n  203.0.113.80/32",
+    "the VIP kept serving through the restart (its healthy backend stayed in the table):\n  web-1",
+    // db-net masqueraded, not announced: app-net, web-dmz, app-net's IPv6 and the VIP.
+    "the router kept the networks' routes through the restart (graceful restart):\n  Total: 4 of 4 routes",
     "agent killed; the datapath keeps running",
     "40 packets transmitted, 40 received, 0% packet loss",
     "kernel changes: none",

@@ -382,7 +382,7 @@ test("blocklist: list streams every page in numeric order, --contains filters, t
   expect(json("firewall", "blocklist", "list")).toEqual({ counts: { ipv4: 0, ipv6: 0 }, prefixes: [], next: null });
   expect(ctl("firewall", "blocklist", "list").stdout).toBe("0 IPv4 and 0 IPv6 prefixes\n");
   expect(json("firewall", "blocklist", "clear")).toEqual({ removed: 0, counts: { ipv4: 0, ipv6: 0 } });
-});
+}, 30_000);
 
 test("deleting a network removes its scope from the kernel", () => {
   expect(ctl("network", "delete", "db-net").code).toBe(0);

@@ -78,7 +78,7 @@ beforeAll(async () => {
     );
   }
   await Bun.sleep(600);
-});
+}, 60_000);
 
 afterAll(() => {
   for (const p of servers) p.kill("SIGKILL");
