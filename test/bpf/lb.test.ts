@@ -10,7 +10,7 @@ import { dropReasonCode } from "../../src/datapath/drops";
 import { type LbKernelVip, LbTables, lbAddr } from "../../src/datapath/lb-tables";
 import { loadObject } from "../../src/datapath/objects";
 import { checksum, IPPROTO, ipv4, ipv6, pseudoHeader, tcp, udp } from "../../src/datapath/packet";
-import { encodeDropKey, encodeIfindex, encodePort } from "../../src/datapath/port-maps";
+import { encodeDropKey, encodeIfindex, encodePort, encodeSubnet, encodeSubnetKey } from "../../src/datapath/port-maps";
 import { buildMaglev, flowHash } from "../../src/lb/maglev";
 import { withTable } from "../../src/lb/state";
 import { bytesToIp } from "../../src/netlink/codec";
@@ -323,6 +323,19 @@ describe("what is not a VIP's passes untouched; what a VIP cannot take is droppe
       expect(r.retval).toBe(XDP_PASS);
       expect(r.output.toString("hex")).toBe(f.toString("hex"));
       expect(r.deltas.stm_drops).toEqual({});
+    }
+  });
+
+  test("from the LAN with a source inside a network: subnet-spoof at the uplink, before any translation", () => {
+    const key = encodeSubnetKey("10.72.0.0/16");
+    obj.map("stm_subnets").update(key, encodeSubnet({ netId: 9, lan: false }));
+    try {
+      const r = xdp(pkt({ src: "10.72.0.99", dst: VIP4, sport: 47000, dport: 80 }), "stm_uplink_in");
+      expect(r.retval).toBe(XDP_DROP);
+      expect(r.deltas.stm_drops).toEqual({ [dropKey("subnet-spoof")]: [1n] });
+      expect([...obj.map("stm_lb_ct").keys()].length).toBe(0);
+    } finally {
+      obj.map("stm_subnets").delete(key);
     }
   });
 

@@ -179,6 +179,50 @@ describe("the load balancer on one gateway", () => {
     expect(Object.keys(r.names).length).toBeGreaterThanOrEqual(2);
   }, 30_000);
 
+  test("no way around policy: the backends' network at default deny drops the VIP's flows at their ports until a rule lets them in", async () => {
+    const fwDefault = () => NAMES.reduce((a, n) => a + (A.json("endpoint", "show", n).drops["fw-default"] ?? 0), 0);
+    // The node's own checks (from the network's gateway address) may pass; nothing else.
+    const checks = A.json(
+      "firewall",
+      "rule",
+      "add",
+      "app",
+      "--priority",
+      "10",
+      "--src",
+      "10.61.0.1",
+      "--proto",
+      "tcp",
+      "--dport",
+      "8080",
+      "--action",
+      "allow",
+    );
+    expect(A.ctl("firewall", "default", "app", "deny").code).toBe(0);
+    const before = fwDefault();
+    expect(client(rt, "spread", VIP4, "80", "2").errors).toBe(2);
+    expect(client(ns.c1 as Netns, "spread", VIP4, "80", "1").errors).toBe(1);
+    expect(fwDefault()).toBeGreaterThanOrEqual(before + 3);
+    expect(healthy("web")).toBe(3);
+    const open = A.json(
+      "firewall",
+      "rule",
+      "add",
+      "app",
+      "--priority",
+      "20",
+      "--proto",
+      "tcp",
+      "--dport",
+      "8080",
+      "--action",
+      "allow",
+    );
+    expect(client(rt, "spread", VIP4, "80", "10").errors).toBe(0);
+    for (const r of [open, checks]) expect(A.ctl("firewall", "rule", "del", "app", String(r.id)).code).toBe(0);
+    expect(A.ctl("firewall", "default", "app", "allow").code).toBe(0);
+  }, 60_000);
+
   test("IPv6 and UDP: answers from the VIP's own address and port", async () => {
     A.json("lb", "vip", "add", "web6", "--address", VIP6, "--port", "80", "--proto", "tcp", ...CHECK);
     A.json("lb", "vip", "add", "dns", "--address", VIP4, "--port", "53", "--proto", "udp", "--check", "none");
