@@ -1010,8 +1010,11 @@ firewall:;
 	/* What always passes the firewall passes microsegmentation too. */
 	if (r == FW_PASS_FAILSAFE)
 		return STM_TC_NEXT;
+	/* The firewall's tuple of this packet in the ingress slot (microsegmentation reuses it or
+	 * parses the same packet into it again). */
+	__u32 parsed = r == FW_PASS_PARSED;
 	if (r == STM_TC_NEXT || r == FW_PASS_PARSED)
 		r = stm_mseg_out(skb, port, proto, r == FW_PASS_PARSED ? FW_PASS_STATE_PARSED : 0);
 	/* A reply of a load-balanced flow this endpoint opened: from the VIP, as it asked. */
-	return r == STM_TC_NEXT ? stm_lb_tc_rev(skb, proto, STM_HOOK_TC_EGRESS, STM_FW_INGRESS) : r;
+	return r == STM_TC_NEXT ? stm_lb_tc_rev(skb, proto, STM_HOOK_TC_EGRESS, STM_FW_INGRESS, parsed) : r;
 }

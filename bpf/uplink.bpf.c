@@ -249,7 +249,7 @@ int stm_uplink_out(struct __sk_buff *skb)
 	}
 	/* A load-balanced flow's reply leaves with its VIP's address (judged above with the
 	 * backend's). */
-	r = stm_lb_tc_rev(skb, proto, STM_HOOK_TC_EGRESS, 3);
+	r = stm_lb_tc_rev(skb, proto, STM_HOOK_TC_EGRESS, 3, 0);
 	if (r != STM_TC_NEXT)
 		return r;
 	/* Last, with every judgement made on the workload's own addresses: masquerading (a frame

@@ -109,6 +109,14 @@ static __always_inline void lb_hit(__u32 backend, __u32 len, int fresh)
 		h->flows++;
 }
 
+/* Whether the node has a VIP at all: one array lookup, what every packet of a node without one pays. */
+static __always_inline int lb_on(void)
+{
+	__u32 zero = 0;
+	struct stm_lb_cfg *cfg = bpf_map_lookup_elem(&stm_lb_cfg, &zero);
+	return cfg && cfg->vips;
+}
+
 /* Whether any VIP uses the packet's destination address: one lookup, before any parsing. */
 static __always_inline int lb_addr_is_vip(const __u8 *a, __u8 family)
 {
@@ -259,6 +267,8 @@ STM_SHARED int stm_lb_xdp(struct xdp_md *ctx, __u32 eth_proto)
 {
 	if (!ctx)
 		return XDP_DROP;
+	if (!lb_on())
+		return XDP_PASS;
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct stm_lb_flow f = { .len = (__u32)(end - data) };
@@ -350,6 +360,8 @@ STM_SHARED int stm_lb_tc_in(struct __sk_buff *skb, __u32 eth_proto)
 {
 	if (!skb)
 		return STM_TC_DROP;
+	if (!lb_on())
+		return STM_TC_NEXT;
 	__u8 a[16];
 	int v4 = eth_proto == bpf_htons(STM_ETH_P_IP);
 	if (bpf_skb_load_bytes(skb, ETH_HLEN + (v4 ? 16 : 24), a, v4 ? 4 : 16) || !lb_addr_is_vip(a, v4 ? 4 : 6))
@@ -371,19 +383,69 @@ STM_SHARED int stm_lb_tc_in(struct __sk_buff *skb, __u32 eth_proto)
 	return STM_TC_NEXT;
 }
 
-/* A backend's reply on its way to the client (`hook` of the port or the uplink, parsed into
- * scratch `slot`): its source becomes the VIP's. STM_TC_NEXT, or the drop verdict. */
-STM_SHARED int stm_lb_tc_rev(struct __sk_buff *skb, __u32 eth_proto, __u32 hook, __u32 slot)
+/* Whether the packet comes from a backend's address and port (stm_lb_bsrc): read from its
+ * headers alone, before any parse. An IPv6 packet whose TCP or UDP header does not follow its
+ * fixed header counts as a candidate (the general parse decides). */
+static __always_inline int lb_from_backend(struct __sk_buff *skb, __u32 eth_proto)
+{
+	struct stm_lb_vip_key k = {};
+	__u32 l4;
+	if (eth_proto == bpf_htons(STM_ETH_P_IP)) {
+		__u8 h[20];
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, h, 20) || (*(__u16 *)(h + 6) & bpf_htons(0x1fff)))
+			return 0;
+		k.family = 4;
+		k.proto = h[9];
+		__builtin_memcpy(k.addr, h + 12, 4);
+		l4 = ETH_HLEN + (h[0] & 0xf) * 4;
+	} else {
+		__u8 h[24];
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, h, 24))
+			return 0;
+		if (h[6] != IPPROTO_TCP && h[6] != IPPROTO_UDP)
+			return 1;
+		k.family = 6;
+		k.proto = h[6];
+		__builtin_memcpy(k.addr, h + 8, 16);
+		l4 = ETH_HLEN + IP6_HLEN;
+	}
+	if (k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP)
+		return 0;
+	__u16 sport;
+	if (bpf_skb_load_bytes(skb, l4 & 0xff, &sport, 2))
+		return 0;
+	k.port = bpf_ntohs(sport);
+	return bpf_map_lookup_elem(&stm_lb_bsrc, &k) != NULL;
+}
+
+/* A backend's reply on its way to the client (`hook` of the port or the uplink): its source
+ * becomes the VIP's. `slot`: the scratch tuple to parse into, already holding this packet's
+ * when `parsed` (the firewall's). Anything not from a backend's address and port is left after
+ * one lookup. STM_TC_NEXT, or the drop verdict. */
+STM_SHARED int stm_lb_tc_rev(struct __sk_buff *skb, __u32 eth_proto, __u32 hook, __u32 slot, __u32 parsed)
 {
 	if (!skb)
 		return STM_TC_DROP;
-	__u32 zero = 0;
-	struct stm_lb_cfg *cfg = bpf_map_lookup_elem(&stm_lb_cfg, &zero);
-	if (!cfg || !cfg->vips)
+	if (!lb_on())
 		return STM_TC_NEXT;
-	struct stm_tuple *t = fw_scratch(slot & 3, slot & 3, skb->len);
-	if (!t || stm_fw_parse_tc(skb, eth_proto, t) || t->frag == 2 ||
-	    (t->proto != IPPROTO_TCP && t->proto != IPPROTO_UDP))
+	struct stm_tuple *t;
+	if (parsed) {
+		__u32 s = slot & 3;
+		t = bpf_map_lookup_elem(&stm_fw_scratch, &s);
+		if (!t)
+			return STM_TC_NEXT;
+		struct stm_lb_vip_key b = { .port = t->sport, .proto = t->proto, .family = t->family };
+		__builtin_memcpy(b.addr, t->src, 16);
+		if (!bpf_map_lookup_elem(&stm_lb_bsrc, &b))
+			return STM_TC_NEXT;
+	} else {
+		if (!lb_from_backend(skb, eth_proto))
+			return STM_TC_NEXT;
+		t = fw_scratch(slot & 3, slot & 3, skb->len);
+		if (!t || stm_fw_parse_tc(skb, eth_proto, t))
+			return STM_TC_NEXT;
+	}
+	if (t->frag == 2 || (t->proto != IPPROTO_TCP && t->proto != IPPROTO_UDP))
 		return STM_TC_NEXT;
 	struct stm_lb_ct_key k = { .sport = t->sport, .dport = t->dport, .proto = t->proto, .dir = 1, .family = t->family };
 	__builtin_memcpy(k.src, t->src, 16);

@@ -464,6 +464,15 @@ STM_MAP struct {
 	__array(values, struct stm_lb_ring);
 } stm_lb_rings SEC(".maps");
 
+/* Every backend's (address, port, protocol) as a stm_lb_vip_key: what a reply of a translated
+ * flow comes from. Only a packet from one of them is looked up in the flow table. */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STM_LB_BACKENDS_MAX);
+	__type(key, struct stm_lb_vip_key);
+	__type(value, __u32);
+} stm_lb_bsrc SEC(".maps");
+
 /* Backends by id. */
 STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

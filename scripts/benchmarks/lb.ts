@@ -16,6 +16,10 @@
  * The figure: frames per second delivered through the whole path (a path slower than the
  * generator drops the rest at the uplink's ring); the untranslated path is printed.
  *
+ * lb/port-out-with-vip: what a VIP on the node costs every other packet: stm_port_out on a
+ * TCP segment between two endpoints (no firewall scope) with one VIP on the node (the reply
+ * check: is it from a backend's address and port?) against none.
+ *
  * lb/rebuild-1000: a VIP of 1,000 backends losing one: LbTables.apply builds its Maglev table
  * (65,537 slots), fills a new map and swaps it in; against one batch write of 65,537 entries
  * into an array map (the kernel's floor for writing a table). Also printed: buildMaglev alone.
@@ -24,11 +28,13 @@
 import { join } from "node:path";
 import { LbTables } from "../../src/datapath/lb-tables";
 import { loadObject } from "../../src/datapath/objects";
-import { ETH_P, ethernet, IPPROTO, ipv4, udp } from "../../src/datapath/packet";
+import { ETH_P, ethernet, IPPROTO, ipv4, tcp, udp } from "../../src/datapath/packet";
+import { encodeIfindex, encodePort } from "../../src/datapath/port-maps";
 import { buildMaglev, remapShare } from "../../src/lb/maglev";
 import { withTable } from "../../src/lb/state";
 import { BPF_MAP_TYPE, BpfMap, BpfObject, testRun } from "../../src/sys/bpf";
 import { withLibbpfLog } from "../../src/sys/ffi";
+import { alloc, SK_BUFF } from "../../src/sys/layout";
 import { BenchAgent } from "./agent";
 import type { Benchmark } from "./harness";
 import { BINARY, ROOT, sh } from "./harness";
@@ -214,6 +220,61 @@ function nftDnatBench(): Benchmark {
   };
 }
 
+function portOutBench(): Benchmark {
+  let on: BpfObject | undefined;
+  let off: BpfObject | undefined;
+  const seg = ethernet(
+    { src: "02:00:00:00:00:02", dst: "02:00:00:00:00:01", type: ETH_P.IP },
+    ipv4(
+      { src: "10.0.0.2", dst: "10.0.0.1", proto: IPPROTO.TCP },
+      tcp({ src: "10.0.0.2", dst: "10.0.0.1", sport: 80, dport: 40000, flags: 16 }, new Uint8Array(64)),
+    ),
+  );
+  const ctx = alloc(SK_BUFF, { ifindex: 1, ingress_ifindex: 901 });
+  const make = (vip: boolean) => {
+    const obj = loadObject("port");
+    const port = { netId: 1, cidr4: "10.0.0.0/24", gw4: "10.0.0.254", group: 0 };
+    obj.map("stm_ports").update(encodeIfindex(1), encodePort({ ...port, ip4: "10.0.0.1", mac: "02:00:00:00:00:01" }));
+    obj.map("stm_ports").update(encodeIfindex(901), encodePort({ ...port, ip4: "10.0.0.2", mac: "02:00:00:00:00:02" }));
+    if (vip)
+      new LbTables({ map: (n) => obj.map(n) }).apply([
+        withTable({
+          id: 1,
+          address: VIP,
+          port: 80,
+          proto: "tcp",
+          size: 13,
+          backends: [{ id: 1, address: "10.0.0.9", port: 80, weight: 1, up: true }],
+        }),
+      ]);
+    if (testRun(obj.program("stm_port_out").fd, { data: seg, ctx }).retval !== -1)
+      throw new Error("the segment does not pass");
+    return obj;
+  };
+  const ns = (obj: BpfObject) => {
+    const t0 = Bun.nanoseconds();
+    testRun(obj.program("stm_port_out").fd, { data: seg, ctx, repeat: REPEAT });
+    return (Bun.nanoseconds() - t0) / REPEAT;
+  };
+  return {
+    name: "lb/port-out-with-vip",
+    unit: "ns/packet",
+    setup() {
+      on = make(true);
+      off = make(false);
+    },
+    teardown() {
+      on?.close();
+      off?.close();
+    },
+    candidate: {
+      label: "stm_port_out, a TCP segment between endpoints, one VIP on the node",
+      measure: () => ns(on as BpfObject),
+    },
+    baseline: { label: "the same, no VIP", measure: () => ns(off as BpfObject) },
+  };
+}
+
 function backends(n: number) {
   return Array.from({ length: n }, (_, i) => ({
     id: i + 1,
@@ -308,6 +369,7 @@ export const LB_BENCHMARKS: Record<string, () => Benchmark> = {
   "lb/uplink-vs-xdp-tx": () =>
     xdpBench("lb/uplink-vs-xdp-tx", "stm_uplink_in", "stm_uplink_in with the load balancer, same packet"),
   "lb/vs-nft-dnat": nftDnatBench,
+  "lb/port-out-with-vip": portOutBench,
   "lb/rebuild-1000": rebuildBench,
   "lb/remap-1-of-1000": remapBench,
 };

@@ -112,7 +112,16 @@ export class LbTables {
     const backends = this.#dp.map("stm_lb_backends");
     const rings = this.#dp.map("stm_lb_rings");
     const hits = this.#dp.map("stm_lb_hits");
+    const bsrc = this.#dp.map("stm_lb_bsrc");
     let writes = 0;
+    // What replies come from: every backend's address, port and protocol.
+    const wantSrc = new Map<string, Buffer>();
+    for (const v of vips)
+      for (const b of v.backends) {
+        const k = vipKey(b.address, b.port, PROTO[v.proto]);
+        wantSrc.set(k.toString("hex"), k);
+      }
+    for (const k of wantSrc.values()) if (bsrc.ensure(k, u32(1))) writes++;
     let tables = 0;
     const wantBackends = new Set<string>();
     for (const v of vips)
@@ -165,6 +174,7 @@ export class LbTables {
     for (const k of [...vipsMap.keys()]) if (!wantVips.has(k.toString("hex")) && vipsMap.delete(k)) writes++;
     for (let id = 1; id < rings.info.maxEntries; id++)
       if (!wantRings.has(id) && rings.lookup(u32(id)) !== null && rings.delete(u32(id))) writes++;
+    for (const k of [...bsrc.keys()]) if (!wantSrc.has(k.toString("hex")) && bsrc.delete(k)) writes++;
     for (const k of [...backends.keys()])
       if (!wantBackends.has(k.toString("hex"))) {
         backends.delete(k);

@@ -67,6 +67,7 @@ export const MAP_ROLES = {
   stm_lb_vips: { role: "config" },
   stm_lb_rings: { role: "config" },
   stm_lb_backends: { role: "config" },
+  stm_lb_bsrc: { role: "config" },
   stm_lb_ct: { role: "state", traceSize: 256 },
   stm_lb_hits: { role: "state", traceSize: 256 },
   stm_lb_stats: { role: "state" },

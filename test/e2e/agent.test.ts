@@ -455,6 +455,7 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
     "stm_gw",
     "stm_ifaces",
     "stm_lb_backends",
+    "stm_lb_bsrc",
     "stm_lb_cfg",
     "stm_lb_ct",
     "stm_lb_hits",
