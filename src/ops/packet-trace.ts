@@ -212,7 +212,8 @@ export class Tracer {
     return tag ? { id, tag } : { id };
   }
 
-  #trace(req: TraceRequest, dp: TraceDatapath): TraceResult {
+  /** `viaVip`: a trace of a VIP's translated packet (the load balancer ran at the first port). */
+  #trace(req: TraceRequest, dp: TraceDatapath, viaVip = false): TraceResult {
     this.#nets = this.#store.listNetworks();
     const nets = new Map(this.#nets.map((n) => [n.name, n]));
     const srcEp = this.#store.getEndpoint(req.from);
@@ -437,6 +438,20 @@ export class Tracer {
     const srcDev = { name: srcEp.hostIf, ifindex: srcIfindex, endpoint: srcEp.name, network: srcNet.name };
     const first = runStage("port-ingress", "stm_port_in", frame(srcMac, dstMac), srcDev, 0, srcNet.id);
     if (first.verdict !== "pass") return this.#stop(first, result);
+    // A VIP's packet leaves the port with its backend's address: the rest of the path is that
+    // packet's (its first stage, the port again, judges it as the firewall did).
+    const out = lastOut && !viaVip && (proto === "tcp" || proto === "udp") ? readDst(lastOut) : undefined;
+    if (out && (out.ip !== dstIp || out.port !== dport)) {
+      const vip = this.#store.getLb().vips.find((v) => v.address === dstIp && v.port === dport && v.proto === proto);
+      const backend = [...this.#store.listEndpoints()].find(
+        (e) => this.#epIp(e, nets.get(e.network) as StoredNetwork, v6) === out.ip,
+      );
+      const rest = this.#trace({ ...req, to: out.ip, toEndpoint: undefined, dport: out.port }, dp, true);
+      const what = `load balancer: VIP ${vip?.name ?? dstIp} (${dstIp}:${dport}/${proto}) → backend ${backend?.name ?? out.ip} (${out.ip}:${out.port})`;
+      const head = rest.stages[0];
+      if (head) head.note = head.note ? `${what}; ${head.note}` : what;
+      return { ...rest, packet: result("delivered", "").packet, summary: `${what}; ${rest.summary}` };
+    }
     if (toGatewayNode) {
       stages.push(
         stageOf({
@@ -731,6 +746,15 @@ export function stageName(s: TraceStage["stage"]): string {
 }
 
 /** "a TCP reset" / "an ICMP administratively-prohibited" from the answer a reject built. */
+/** The destination address and port of a frame's TCP or UDP packet (no IPv4 options, no IPv6
+ * extension headers: what the trace builds). */
+function readDst(f: Buffer): { ip: string; port: number } | undefined {
+  const v6 = f.readUInt16BE(12) === ETH_P.IPV6;
+  const l4 = 14 + (v6 ? 40 : 20);
+  if (f.length < l4 + 4) return undefined;
+  return { ip: bytesToIp(f.subarray(v6 ? 38 : 30, v6 ? 54 : 34)), port: f.readUInt16BE(l4 + 2) };
+}
+
 function describeReply(f: Buffer): string {
   const type = f.length >= 14 ? f.readUInt16BE(12) : 0;
   const proto = type === ETH_P.IP ? f[23] : type === ETH_P.IPV6 ? f[20] : undefined;

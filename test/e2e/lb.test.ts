@@ -177,6 +177,15 @@ describe("the load balancer on one gateway", () => {
     const r = client(ns.c1 as Netns, "spread", VIP4, "80", "20");
     expect(r.errors).toBe(0);
     expect(Object.keys(r.names).length).toBeGreaterThanOrEqual(2);
+    // trace follows the translated packet to its backend; a port no VIP publishes is dropped.
+    const t = A.json("trace", "--from", "c1", "--to", VIP4, "--proto", "tcp", "--dport", "80");
+    expect(t.verdict).toBe("delivered");
+    expect(t.summary).toMatch(
+      /^load balancer: VIP web \(192\.0\.2\.80:80\/tcp\) → backend b[123] \(10\.61\.0\.\d+:8080\)/,
+    );
+    expect(t.to).toMatch(/^b[123]$/);
+    const u = A.json("trace", "--from", "c1", "--to", VIP4, "--proto", "udp", "--dport", "81");
+    expect([u.verdict, u.stages[0].reason.name]).toEqual(["dropped", "lb-unpublished"]);
   }, 30_000);
 
   test("no way around policy: the backends' network at default deny drops the VIP's flows at their ports until a rule lets them in", async () => {
