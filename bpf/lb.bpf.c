@@ -17,5 +17,6 @@ int stm_xdp_lb(struct xdp_md *ctx)
 	__u16 proto = eth->h_proto;
 	if (proto != bpf_htons(STM_ETH_P_IP) && proto != bpf_htons(STM_ETH_P_IPV6))
 		return XDP_PASS;
-	return stm_lb_xdp(ctx, proto);
+	int r = stm_lb_xdp(ctx, proto);
+	return r == LB_XDP_TRANSLATED ? XDP_PASS : r;
 }

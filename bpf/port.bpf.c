@@ -819,7 +819,7 @@ int stm_port_in(struct __sk_buff *skb)
 		if (r != STM_TC_NEXT)
 			return r;
 		/* To a VIP: to its backend from here on (the firewall judges the backend). */
-		r = stm_lb_tc_in(skb, proto);
+		r = stm_lb_tc_in(skb, proto, port->net_id);
 		if (r != STM_TC_NEXT)
 			return r;
 		r = stm_fw_port(skb, port, proto, STM_FW_EGRESS);

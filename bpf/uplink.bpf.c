@@ -320,11 +320,12 @@ int stm_uplink_in(struct xdp_md *ctx)
 		if (vtep)
 			return stm_drop_xdp(ctx, vtep);
 		/* A VIP's packet is judged from here on with its backend's address. */
-		if (l3 == ETH_HLEN) {
-			int lb = stm_lb_xdp(ctx, proto);
-			if (lb != XDP_PASS)
-				return lb;
-		}
+		int lb = l3 == ETH_HLEN ? stm_lb_xdp(ctx, proto) : XDP_PASS;
+		if (lb != XDP_PASS && lb != LB_XDP_TRANSLATED)
+			return lb;
+		/* A translated packet is a backend's now: masquerading's inbound check is not for it. */
+		if (lb == LB_XDP_TRANSLATED)
+			return stm_fw_uplink_in(ctx, proto, l3);
 		int nat = stm_nat_xdp((__u8 *)&ip->daddr, 4);
 		if (nat == 2)
 			return stm_drop_xdp(ctx, STM_DROP_NAT_INBOUND);
@@ -392,11 +393,11 @@ int stm_uplink_in(struct xdp_md *ctx)
 		__u32 vtep = stm_vtep_check_xdp(ctx, proto, l3);
 		if (vtep)
 			return stm_drop_xdp(ctx, vtep);
-		if (l3 == ETH_HLEN) {
-			int lb = stm_lb_xdp(ctx, proto);
-			if (lb != XDP_PASS)
-				return lb;
-		}
+		int lb = l3 == ETH_HLEN ? stm_lb_xdp(ctx, proto) : XDP_PASS;
+		if (lb != XDP_PASS && lb != LB_XDP_TRANSLATED)
+			return lb;
+		if (lb == LB_XDP_TRANSLATED)
+			return stm_fw_uplink_in(ctx, proto, l3);
 		int nat = stm_nat_xdp(ip6->daddr.in6_u.u6_addr8, 6);
 		if (nat == 2)
 			return stm_drop_xdp(ctx, STM_DROP_NAT_INBOUND);

@@ -702,8 +702,11 @@ struct stm_lb_backend {
 	__u8 family;
 	__u8 flags; /* STM_LB_B_* */
 	__u32 vip;  /* the VIP's id */
+	__u8 mac[6];   /* its endpoint's: a client of its network sends to it directly */
+	__u16 _pad;
+	__u32 net_id;  /* its endpoint's network */
 };
-_Static_assert(sizeof(struct stm_lb_backend) == 24, "stm_lb_backend is ABI");
+_Static_assert(sizeof(struct stm_lb_backend) == 36, "stm_lb_backend is ABI");
 
 #define STM_LB_B_UP 1 /* healthy: its flows stay with it */
 

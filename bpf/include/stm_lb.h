@@ -23,6 +23,8 @@
 #define LB_NOT_VIP 0
 #define LB_TRANSLATE 1
 #define LB_DROP 0x100
+/* stm_lb_xdp's verdict for a packet it translated (passes, as XDP_PASS does). */
+#define LB_XDP_TRANSLATED 0x10
 
 /* What the load balancer reads of a packet (a tuple's addresses: IPv4 in the first 4 bytes). */
 struct stm_lb_flow {
@@ -91,6 +93,12 @@ static __always_inline __u32 lb_hash(const struct stm_lb_flow *t)
 	return h;
 }
 
+static __always_inline int lb_same16(const __u8 *a, const __u8 *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
 static __always_inline void lb_stat(__u32 i)
 {
 	__u64 *v = bpf_map_lookup_elem(&stm_lb_stats, &i);
@@ -157,10 +165,21 @@ STM_SHARED int stm_lb_select(struct stm_lb_flow *t, struct stm_lb_ct *out)
 	if (c && c->vip == vip) {
 		__u32 id = c->backend;
 		struct stm_lb_backend *b = bpf_map_lookup_elem(&stm_lb_backends, &id);
-		if (b && (b->flags & STM_LB_B_UP) && b->vip == vip) {
-			if (c->seen != now)
-				c->seen = now;
+		/* Up, still the VIP's, and still at the address the flow was sent to. */
+		if (b && (b->flags & STM_LB_B_UP) && b->vip == vip && b->port == c->port && lb_same16(b->addr, c->addr)) {
 			__builtin_memcpy(out, c, sizeof(*out));
+			/* Once a second: the reply's entry is there (the LRU may have taken it alone). */
+			if (c->seen != now) {
+				c->seen = now;
+				struct stm_lb_ct rev = { .port = t->dport, .backend = id, .vip = vip, .seen = now };
+				__builtin_memcpy(rev.addr, t->dst, 16);
+				k.sport = out->port;
+				k.dport = t->sport;
+				k.dir = 1;
+				__builtin_memcpy(k.src, out->addr, 16);
+				__builtin_memcpy(k.dst, t->src, 16);
+				bpf_map_update_elem(&stm_lb_ct, &k, &rev, BPF_NOEXIST);
+			}
 			lb_hit(id, t->len, 0);
 			return LB_TRANSLATE;
 		}
@@ -211,6 +230,8 @@ STM_SHARED int stm_lb_select(struct stm_lb_flow *t, struct stm_lb_ct *out)
  * Returns 0, or -1 when the packet is too short. */
 static __always_inline int lb_dnat_xdp(struct xdp_md *ctx, struct stm_tuple *t, __u32 l3, const __u8 *addr, __u16 port)
 {
+	if (t->l4off > 0x1ff)
+		return -1;
 	__u32 l4 = t->l4off & 0x1ff;
 	__u32 coff = l4 + (t->proto == IPPROTO_TCP ? 16 : 6);
 	__u16 csum, ports[2], nports[2];
@@ -260,7 +281,7 @@ static __always_inline void lb_csum_words(__u16 *csum, const __u16 *from, const 
 }
 
 /* The uplink's XDP (an untagged IP packet): a packet to a VIP is given its flow's backend.
- * XDP_PASS (translated or not a VIP's), or XDP_DROP (counted). The common packet (IPv4
+ * LB_XDP_TRANSLATED, XDP_PASS (not a VIP's), or XDP_DROP (counted). The common packet (IPv4
  * without options, IPv6 with TCP or UDP right after its header) is read and rewritten in
  * place; anything else takes the general parse. */
 STM_SHARED int stm_lb_xdp(struct xdp_md *ctx, __u32 eth_proto)
@@ -320,7 +341,7 @@ STM_SHARED int stm_lb_xdp(struct xdp_md *ctx, __u32 eth_proto)
 	if (r >= LB_DROP)
 		return stm_drop_xdp(ctx, r - LB_DROP);
 	if (t)
-		return lb_dnat_xdp(ctx, t, ETH_HLEN, c.addr, c.port) ? stm_drop_xdp(ctx, STM_DROP_MALFORMED) : XDP_PASS;
+		return lb_dnat_xdp(ctx, t, ETH_HLEN, c.addr, c.port) ? stm_drop_xdp(ctx, STM_DROP_MALFORMED) : LB_XDP_TRANSLATED;
 
 	/* In place, with the pointers taken again (the verifier forgets them across the call). */
 	data = (void *)(long)ctx->data;
@@ -351,12 +372,15 @@ STM_SHARED int stm_lb_xdp(struct xdp_md *ctx, __u32 eth_proto)
 	} else {
 		__builtin_memcpy(ipb + 24, c.addr, 16);
 	}
-	return XDP_PASS;
+	return LB_XDP_TRANSLATED;
 }
 
 /* An endpoint's packet to a VIP (stm_port_in, before its firewall): given its flow's backend.
- * STM_TC_NEXT, or the drop verdict. */
-STM_SHARED int stm_lb_tc_in(struct __sk_buff *skb, __u32 eth_proto)
+ * A backend of the endpoint's own network (`net_id`) gets the frame as the endpoint's own, to
+ * its MAC: bridged to it, over the overlay when it runs on another node (which carries only
+ * endpoints' frames, not routed ones). One of another network is reached through the node's
+ * routing, on this node. STM_TC_NEXT, or the drop verdict. */
+STM_SHARED int stm_lb_tc_in(struct __sk_buff *skb, __u32 eth_proto, __u32 net_id)
 {
 	if (!skb)
 		return STM_TC_DROP;
@@ -380,6 +404,10 @@ STM_SHARED int stm_lb_tc_in(struct __sk_buff *skb, __u32 eth_proto)
 		return stm_drop(skb, STM_HOOK_TC_INGRESS, r - LB_DROP);
 	if (nat_set_port(skb, t, t->l4off + 2, t->dport, c.port) || nat_set_addr(skb, t, 1, c.addr))
 		return STM_TC_DROP;
+	__u32 id = c.backend;
+	struct stm_lb_backend *b = bpf_map_lookup_elem(&stm_lb_backends, &id);
+	if (b && b->net_id && b->net_id == net_id && bpf_skb_store_bytes(skb, 0, b->mac, 6, 0))
+		return STM_TC_DROP;
 	return STM_TC_NEXT;
 }
 
@@ -402,8 +430,10 @@ static __always_inline int lb_from_backend(struct __sk_buff *skb, __u32 eth_prot
 		__u8 h[24];
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, h, 24))
 			return 0;
+		/* Behind extension headers (hop-by-hop, routing, fragment, destination options) the
+		 * general parse decides; anything else that is not TCP or UDP is no reply of a flow. */
 		if (h[6] != IPPROTO_TCP && h[6] != IPPROTO_UDP)
-			return 1;
+			return h[6] == 0 || h[6] == 43 || h[6] == 44 || h[6] == 60;
 		k.family = 6;
 		k.proto = h[6];
 		__builtin_memcpy(k.addr, h + 8, 16);

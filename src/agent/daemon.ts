@@ -316,6 +316,7 @@ async function serve(o: AgentOptions): Promise<void> {
   let speakerRef: BgpSpeaker | undefined;
   const lb = new LbService(data, new LbTables(dp), {
     taken: (address) => {
+      if (listAddresses({}, svc.nl).some((a) => a.ip === address)) return "an address of this node";
       for (const g of cluster?.gatewayGroups() ?? [])
         if (g.vips.ipv4 === address || g.vips.ipv6 === address) return `gateway group "${g.name}"'s VIP`;
       for (const n of data.listNetworks())

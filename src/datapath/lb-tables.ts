@@ -3,7 +3,7 @@
  * and swapped in by one update of the VIP's slot in stm_lb_rings, so a packet sees the old table
  * or the new one. A table is rebuilt only when its set of live backends changes (the set's
  * signature rides in the VIP's entry): a run on a kernel that holds the state writes nothing. */
-import { ipToBytes } from "../model/ip";
+import { ipToBytes, macToBytes } from "../model/ip";
 import { BPF_F, BPF_MAP_TYPE, BpfMap, mapFdById } from "../sys/bpf";
 import { decode, encode } from "../sys/layout";
 import { stmLayout } from "./abi-layouts";
@@ -22,12 +22,14 @@ export const LB_VIP = stmLayout("stm_lb_vip", 16, {
   flags: [8, "u32"],
   sig: [12, "u32"],
 });
-export const LB_BACKEND = stmLayout("stm_lb_backend", 24, {
+export const LB_BACKEND = stmLayout("stm_lb_backend", 36, {
   addr: [0, "u8"],
   port: [16, "u16"],
   family: [18, "u8"],
   flags: [19, "u8"],
   vip: [20, "u32"],
+  mac: [24, "u8"],
+  net_id: [32, "u32"],
 });
 export const LB_CT_KEY = stmLayout("stm_lb_ct_key", 40, {
   src: [0, "u8"],
@@ -60,6 +62,9 @@ export interface LbKernelBackend {
   port: number;
   weight: number;
   up: boolean;
+  /** Its endpoint's MAC and network id: a client of that network sends to it directly. */
+  mac?: string;
+  netId?: number;
 }
 
 export interface LbKernelVip {
@@ -152,8 +157,15 @@ export class LbTables {
         const k = u32(b.id);
         const hex = k.toString("hex");
         wantBackends.add(hex);
-        const val = encode(LB_BACKEND, { port: b.port, family: family(b.address), flags: b.up ? B_UP : 0, vip: v.id });
+        const val = encode(LB_BACKEND, {
+          port: b.port,
+          family: family(b.address),
+          flags: b.up ? B_UP : 0,
+          vip: v.id,
+          net_id: b.netId ?? 0,
+        });
         lbAddr(b.address).copy(val, 0);
+        if (b.mac) macToBytes(b.mac).copy(val, LB_BACKEND.fields.mac[0]);
         if (!haveBackends.get(hex)?.equals(val)) {
           backends.update(k, val);
           writes++;
@@ -163,42 +175,52 @@ export class LbTables {
           writes++;
         }
       }
+    // The VIPs' keys, and those that go removed first: a VIP id freed and given to a new VIP in
+    // the same run never serves the old VIP's packets with the new one's table.
     const wantVips = new Set<string>();
+    for (const v of vips)
+      for (const port of [v.port, 0]) wantVips.add(vipKey(v.address, port, port ? PROTO[v.proto] : 0).toString("hex"));
+    for (const k of [...vipsMap.keys()]) if (!wantVips.has(k.toString("hex")) && vipsMap.delete(k)) writes++;
     const wantRings = new Set<number>();
+    // One VIP that cannot be written (a table the kernel has no memory for) does not keep the
+    // others, or the removals below, from being written: its error comes at the end.
+    const failed: string[] = [];
     for (const v of vips) {
-      const key = vipKey(v.address, v.port, PROTO[v.proto]);
-      wantVips.add(key.toString("hex"));
-      const sig = v.table?.sig ?? 0;
-      const cur = vipsMap.lookup(key);
-      const d = cur ? decode(LB_VIP, cur) : undefined;
-      const ringSet = rings.lookup(u32(v.id)) !== null;
-      if (v.table) wantRings.add(v.id);
-      const current = d && d.id === v.id && d.size === v.size && d.sig === sig && ringSet === !!v.table;
-      if (!current) {
-        if (v.table) {
-          const table = v.table.build();
-          if (table.length !== v.size) throw new Error(`VIP ${v.id}: a table of ${table.length} slots, not ${v.size}`);
-          using inner = BpfMap.create(BPF_MAP_TYPE.ARRAY, `stm_lb_ring_${v.id}`, 4, 4, v.size, BPF_F.INNER_MAP);
-          const keys = new Uint32Array(v.size);
-          for (let i = 0; i < v.size; i++) keys[i] = i;
-          inner.updateBatch(
-            new Uint8Array(keys.buffer),
-            new Uint8Array(table.buffer, table.byteOffset, table.byteLength),
-          );
-          rings.update(u32(v.id), u32(inner.fd));
-          tables++;
-        } else if (ringSet) rings.delete(u32(v.id));
-        vipsMap.update(key, encode(LB_VIP, { id: v.id, size: v.size, flags: 0, sig }));
-        writes++;
+      try {
+        const key = vipKey(v.address, v.port, PROTO[v.proto]);
+        const sig = v.table?.sig ?? 0;
+        const cur = vipsMap.lookup(key);
+        const d = cur ? decode(LB_VIP, cur) : undefined;
+        const ringSet = rings.lookup(u32(v.id)) !== null;
+        if (v.table) wantRings.add(v.id);
+        const current = d && d.id === v.id && d.size === v.size && d.sig === sig && ringSet === !!v.table;
+        if (!current) {
+          if (v.table) {
+            const table = v.table.build();
+            if (table.length !== v.size)
+              throw new Error(`VIP ${v.id}: a table of ${table.length} slots, not ${v.size}`);
+            using inner = BpfMap.create(BPF_MAP_TYPE.ARRAY, `stm_lb_ring_${v.id}`, 4, 4, v.size, BPF_F.INNER_MAP);
+            const keys = new Uint32Array(v.size);
+            for (let i = 0; i < v.size; i++) keys[i] = i;
+            inner.updateBatch(
+              new Uint8Array(keys.buffer),
+              new Uint8Array(table.buffer, table.byteOffset, table.byteLength),
+            );
+            rings.update(u32(v.id), u32(inner.fd));
+            tables++;
+          } else if (ringSet) rings.delete(u32(v.id));
+          vipsMap.update(key, encode(LB_VIP, { id: v.id, size: v.size, flags: 0, sig }));
+          writes++;
+        }
+        const akey = vipKey(v.address, 0, 0);
+        if (vipsMap.ensure(akey, encode(LB_VIP, { id: 0, size: 0, flags: F_ADDR, sig: 0 }))) writes++;
+      } catch (e) {
+        failed.push(`VIP ${v.id} (${v.address}:${v.port}/${v.proto}): ${(e as Error).message}`);
       }
-      const akey = vipKey(v.address, 0, 0);
-      wantVips.add(akey.toString("hex"));
-      if (vipsMap.ensure(akey, encode(LB_VIP, { id: 0, size: 0, flags: F_ADDR, sig: 0 }))) writes++;
     }
     if (this.#dp.map("stm_lb_cfg").ensure(u32(0), encode(LB_CFG, { vips: vips.length, flags: 0 }))) writes++;
-    // What nothing asks for any more: VIPs first (no new flow finds them), then their tables
-    // and backends (a flow still holding one is given another at its next packet).
-    for (const k of [...vipsMap.keys()]) if (!wantVips.has(k.toString("hex")) && vipsMap.delete(k)) writes++;
+    // What nothing asks for any more (the VIPs went first): their tables and backends (a flow
+    // still holding one is given another at its next packet).
     for (let id = 1; id < rings.info.maxEntries; id++)
       if (!wantRings.has(id) && rings.lookup(u32(id)) !== null && rings.delete(u32(id))) writes++;
     for (const hex of haveSrc.keys()) if (!wantSrc.has(hex) && bsrc.delete(Buffer.from(hex, "hex"))) writes++;
@@ -208,6 +230,7 @@ export class LbTables {
         hits.delete(Buffer.from(hex, "hex"));
         writes++;
       }
+    if (failed.length) throw new Error(`the load balancer's tables: ${failed.join("; ")}`);
     return { writes, tables };
   }
 

@@ -71,6 +71,8 @@ export class LbService {
         ip4: e.ip,
         ...(n?.cidr6 ? { ip6: profileIp6(n.cidr6, e.mac) } : {}),
         ...(e.node !== undefined ? { node: e.node } : {}),
+        mac: e.mac,
+        ...(n ? { netId: n.id } : {}),
       };
     };
   }
@@ -166,12 +168,27 @@ export class LbService {
     for (const id of [...this.#health.keys()]) if (!ids.has(id)) this.#health.delete(id);
     for (const id of [...this.#published]) if (!ids.has(id)) this.#publish(id, null);
     this.#checker.set(targets);
+    // What this node published agrees with its checks (a publish that failed, a record left
+    // from before a restart): every apply, which the reconcile loop runs.
+    const c = this.o.cluster;
+    if (c)
+      for (const id of ids) {
+        const st = this.#checker.state(String(id));
+        const rec = c.read(id);
+        if (st && (rec?.healthy !== st.healthy || rec?.node !== c.node) && (st.checks > 0 || rec?.node === c.node))
+          this.#publish(id, st);
+      }
   }
 
   /** A cluster node tells the others what its checks found (null: it checks the backend no more). */
   #publish(id: number, st: HealthState | null): void {
     const c = this.o.cluster;
     if (!c) return;
+    // Another node's record (the endpoint moved there) is not this node's to withdraw.
+    if (!st && c.read(id)?.node !== c.node) {
+      this.#published.delete(id);
+      return;
+    }
     try {
       c.publish(
         id,
@@ -194,7 +211,7 @@ export class LbService {
     const out = new Set<string>();
     const ep = this.#endpoints();
     for (const v of doc.vips)
-      if (v.backends.some((b) => ep(b.endpoint) && this.#healthy(v, b.id, ep(b.endpoint)?.node)))
+      if (v.backends.some((b) => b.weight > 0 && ep(b.endpoint) && this.#healthy(v, b.id, ep(b.endpoint)?.node)))
         out.add(`${v.address}/${v.address.includes(":") ? 128 : 32}`);
     return [...out].sort();
   }

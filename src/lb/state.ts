@@ -25,6 +25,8 @@ export interface BackendAddress {
   ip6?: string;
   /** The cluster node it runs on (absent on a single node). */
   node?: string;
+  mac?: string;
+  netId?: number;
 }
 
 /** `health(vip, backendId, node)`: whether the backend passes its checks (a VIP whose check is
@@ -48,6 +50,8 @@ export function kernelVips(
         port: b.port,
         weight: b.weight,
         up: v.check.kind === "none" || health(v, b.id, ep?.node),
+        ...(ep?.mac ? { mac: ep.mac } : {}),
+        ...(ep?.netId ? { netId: ep.netId } : {}),
       });
     }
     return withTable({ id: v.id, address: v.address, port: v.port, proto: v.proto, size: v.tableSize, backends });

@@ -247,10 +247,18 @@ export function addBackend(
   const weight = spec.weight ?? 1;
   if (!Number.isInteger(weight) || weight < 0 || weight > LB_WEIGHT_MAX)
     throw invalid(`--weight ${weight}: from 0 (no new flows) to ${LB_WEIGHT_MAX}`);
-  if (vip.backends.some((b) => b.endpoint === spec.endpoint && b.port === port))
+  // One VIP per backend (endpoint, port, protocol, family): a reply is told to its VIP by where
+  // it comes from. An IPv4 and an IPv6 VIP may share one (their replies come from two addresses).
+  const other = doc.vips.find(
+    (v) =>
+      v.proto === vip.proto &&
+      v.address.includes(":") === v6 &&
+      v.backends.some((b) => b.endpoint === spec.endpoint && b.port === port),
+  );
+  if (other)
     throw new StratumError(
       "CONFLICT",
-      `endpoint "${spec.endpoint}" port ${port} is a backend of "${vip.name}" already`,
+      `endpoint "${spec.endpoint}" port ${port}/${vip.proto} is a backend of "${other.name}" already (a backend serves one VIP: give it another port)`,
     );
   if ((vip.backends.length + 1) * LB_SLOTS_PER_BACKEND > vip.tableSize)
     throw new StratumError(
@@ -297,13 +305,22 @@ export function validateLb(doc: LbDoc): LbDoc {
     const k = vipKey(v);
     if (keys.has(k)) throw invalid(`${k} twice`);
     keys.add(k);
-    if (!isPrime(v.tableSize)) throw invalid(`VIP "${v.name}": table size ${v.tableSize} is not a prime`);
+    if (!isPrime(v.tableSize) || v.tableSize < 7 || v.tableSize > MAGLEV_MAX_SIZE)
+      throw invalid(`VIP "${v.name}": table size ${v.tableSize} is not a prime from 7 to ${MAGLEV_MAX_SIZE}`);
+    if (!LB_PROTOS.includes(v.proto) || !LB_MODES.includes(v.mode))
+      throw invalid(`VIP "${v.name}": bad protocol or mode`);
+    if (formatIp(parseIp(v.address)) !== v.address)
+      throw invalid(`VIP "${v.name}": address ${v.address} is not canonical`);
+    checkPort(v.port, "VIP port");
     checkCheck(v.check);
+    if (v.backends.length * LB_SLOTS_PER_BACKEND > v.tableSize) throw invalid(`VIP "${v.name}": too many backends`);
     for (const b of v.backends) {
       if (!Number.isInteger(b.id) || b.id < 1 || b.id >= doc.nextBackendId || bids.has(b.id))
         throw invalid(`VIP "${v.name}": bad backend id ${b.id}`);
       bids.add(b.id);
       checkPort(b.port, "backend port");
+      if (!Number.isInteger(b.weight) || b.weight < 0 || b.weight > LB_WEIGHT_MAX)
+        throw invalid(`VIP "${v.name}": backend ${b.id}: bad weight ${b.weight}`);
     }
   }
   return doc;

@@ -268,6 +268,19 @@ describe("an endpoint reaching a VIP: its port translates, its port translates t
     obj.map("stm_ports").delete(encodeIfindex(PORT));
   });
 
+  test("a backend of the endpoint's own network: the frame goes to its MAC (bridged, over the overlay when remote)", () => {
+    const same = vips().map((v) =>
+      v.id === 1
+        ? withTable({ ...v, backends: v.backends.map((b) => ({ ...b, mac: "02:00:00:00:72:0b", netId: NET })) })
+        : v,
+    );
+    lb.apply(same);
+    const r = tcRun("stm_port_in", pkt({ src: ME, dst: VIP4, sport: 42001, dport: 80, mac: [MAC, GW_MAC] }), PORT);
+    expect(r.retval).toBe(TC_NEXT);
+    expect(r.output.subarray(0, 6).toString("hex")).toBe("02000000720b");
+    expect(parse(r.output).dport).toBe(8080);
+  });
+
   test("stm_port_in: to the backend (TCP/IPv4), checksums right; stm_port_out: the reply from the VIP", () => {
     const f = pkt({ src: ME, dst: VIP4, sport: 42000, dport: 80, mac: [MAC, GW_MAC] });
     const r = tcRun("stm_port_in", f, PORT);
@@ -276,6 +289,8 @@ describe("an endpoint reaching a VIP: its port translates, its port translates t
     const p = parse(r.output);
     expect(p.dst).toBe(expected(vips()[0] as LbKernelVip, ME, 42000));
     expect(p.dport).toBe(8080);
+    // The backend is of another network: the frame goes to the gateway, to be routed.
+    expect(r.output.subarray(0, 6).toString("hex")).toBe(GW_MAC.replaceAll(":", ""));
     const reply = pkt({ src: p.dst, dst: ME, sport: 8080, dport: 42000, mac: [GW_MAC, MAC] });
     const back = tcRun("stm_port_out", reply, PORT, 0);
     expect(back.deltas.stm_drops).toEqual({});

@@ -115,6 +115,9 @@ describe("backends", () => {
     refused(() => addBackend(d, "web", { endpoint: "nope" }, ep), "NOT_FOUND", 'no endpoint "nope"');
     refused(() => addBackend(v6, "v6", { endpoint: "web2" }, ep), "INVALID", "has no IPv6 address");
     refused(() => addBackend(d, "web", { endpoint: "web1" }, ep), "CONFLICT", "is a backend of");
+    const two = addVip(d, { name: "web2", address: "192.0.2.81", port: 80, proto: "tcp" }, NETS).doc;
+    refused(() => addBackend(two, "web2", { endpoint: "web1" }, ep), "CONFLICT", 'is a backend of "web" already');
+    expect(addBackend(two, "web2", { endpoint: "web1", port: 81 }, ep).backend.port).toBe(81);
     refused(() => addBackend(d, "web", { endpoint: "web2", weight: 1001 }, ep), "INVALID", "--weight 1001");
     refused(() => addBackend(d, "nope", { endpoint: "web2" }, ep), "NOT_FOUND", 'no VIP "nope"');
     refused(() => removeBackend(d, "web", "web2"), "NOT_FOUND", "is not a backend");
