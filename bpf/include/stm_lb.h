@@ -136,6 +136,26 @@ static __always_inline int lb_addr_is_vip(const __u8 *a, __u8 family)
 	return bpf_map_lookup_elem(&stm_lb_vips, &k) != NULL;
 }
 
+/* The reply direction's entry of the flow `t` given backend `baddr`:`bport`: keyed by the
+ * backend's reply to the client, the VIP its value. `k` and `v` are the caller's room (its
+ * stack is short); `v` is left holding the reply's value. */
+static __always_inline int lb_put_reply(struct stm_lb_ct_key *k, struct stm_lb_ct *v, const struct stm_lb_flow *t,
+					const __u8 *baddr, __u16 bport, __u32 bid, __u32 vip, __u64 now, __u64 flags)
+{
+	__builtin_memset(v, 0, sizeof(*v));
+	__builtin_memcpy(v->addr, t->dst, 16);
+	v->port = t->dport;
+	v->backend = bid;
+	v->vip = vip;
+	v->seen = now;
+	k->sport = bport;
+	k->dport = t->sport;
+	k->dir = 1;
+	__builtin_memcpy(k->src, baddr, 16);
+	__builtin_memcpy(k->dst, t->src, 16);
+	return bpf_map_update_elem(&stm_lb_ct, k, v, flags);
+}
+
 /* The flow's backend for the packet `t`, whose destination address is a VIP's: LB_TRANSLATE
  * with *out the backend's address and port, or LB_DROP + a drop reason. A flow whose backend is
  * down or gone is given another one at its next packet (docs/load-balancer.md#flows). */
@@ -167,19 +187,13 @@ STM_SHARED int stm_lb_select(struct stm_lb_flow *t, struct stm_lb_ct *out)
 		struct stm_lb_backend *b = bpf_map_lookup_elem(&stm_lb_backends, &id);
 		/* Up, still the VIP's, and still at the address the flow was sent to. */
 		if (b && (b->flags & STM_LB_B_UP) && b->vip == vip && b->port == c->port && lb_same16(b->addr, c->addr)) {
-			__builtin_memcpy(out, c, sizeof(*out));
-			/* Once a second: the reply's entry is there (the LRU may have taken it alone). */
+			/* Once a second: the reply's entry is there (the LRU may have taken it alone).
+			 * `out` is room for its value until it gets the flow's. */
 			if (c->seen != now) {
 				c->seen = now;
-				struct stm_lb_ct rev = { .port = t->dport, .backend = id, .vip = vip, .seen = now };
-				__builtin_memcpy(rev.addr, t->dst, 16);
-				k.sport = out->port;
-				k.dport = t->sport;
-				k.dir = 1;
-				__builtin_memcpy(k.src, out->addr, 16);
-				__builtin_memcpy(k.dst, t->src, 16);
-				bpf_map_update_elem(&stm_lb_ct, &k, &rev, BPF_NOEXIST);
+				lb_put_reply(&k, out, t, c->addr, c->port, id, vip, now, BPF_NOEXIST);
 			}
+			__builtin_memcpy(out, c, sizeof(*out));
 			lb_hit(id, t->len, 0);
 			return LB_TRANSLATE;
 		}
@@ -199,22 +213,15 @@ STM_SHARED int stm_lb_select(struct stm_lb_flow *t, struct stm_lb_ct *out)
 		return LB_DROP + STM_DROP_LB_NO_BACKEND;
 
 	/* The reply's entry first: a flow is never translated one way only. One key and one
-	 * value on the stack (the uplink's XDP calls this with little room left). */
-	struct stm_lb_ct val = { .port = t->dport, .backend = bid, .vip = vip, .seen = now };
-	__builtin_memcpy(val.addr, t->dst, 16);
-	k.sport = b->port;
-	k.dport = t->sport;
-	k.dir = 1;
-	__builtin_memcpy(k.src, b->addr, 16);
-	__builtin_memcpy(k.dst, t->src, 16);
-	if (bpf_map_update_elem(&stm_lb_ct, &k, &val, BPF_ANY))
+	 * value on the stack (the uplink's XDP calls this with little room left): `out`. */
+	if (lb_put_reply(&k, out, t, b->addr, b->port, bid, vip, now, BPF_ANY))
 		return LB_DROP + STM_DROP_LB_NO_BACKEND;
+	struct stm_lb_ct val = { .port = b->port, .backend = bid, .vip = vip, .seen = now };
 	k.sport = t->sport;
 	k.dport = t->dport;
 	k.dir = 0;
 	__builtin_memcpy(k.src, t->src, 16);
 	__builtin_memcpy(k.dst, t->dst, 16);
-	val.port = b->port;
 	__builtin_memcpy(val.addr, b->addr, 16);
 	if (bpf_map_update_elem(&stm_lb_ct, &k, &val, BPF_ANY))
 		return LB_DROP + STM_DROP_LB_NO_BACKEND;
