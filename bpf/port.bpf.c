@@ -162,7 +162,8 @@ static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *por
 		if (type == IGMP_QUERY)
 			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ROGUE_ROUTER);
 	}
-	if (src != port->ip4) {
+	/* A DSR VIP's backend answers from the VIP's address and port (stm_lb.h). */
+	if (src != port->ip4 && !(src && stm_lb_dsr_port(skb, port, bpf_htons(STM_ETH_P_IP), 0))) {
 		/* No address yet: IGMP reports to multicast (RFC 3376 allows 0.0.0.0) ... */
 		if (src == 0 && proto == IPPROTO_IGMP_ && (dst & bpf_htonl(0xf0000000)) == bpf_htonl(0xe0000000) && !non_first)
 			return STM_TC_NEXT;
@@ -400,7 +401,7 @@ static __always_inline int check_ip6(struct __sk_buff *skb, struct stm_port *por
 	__u8 *src = (__u8 *)&ip6->saddr;
 	int src_ok = ip6_eq(src, port->ll6) || ((port->flags & STM_PORT_F_IP6) && ip6_eq(src, port->ip6));
 	int src_dad = !src_ok && ip6_zero(src);
-	if (!src_ok && !src_dad)
+	if (!src_ok && !src_dad && !stm_lb_dsr_port(skb, port, bpf_htons(STM_ETH_P_IPV6), 0))
 		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_IP6_SPOOF);
 
 	/* Walk the extension headers to the L4 header. */
@@ -959,8 +960,14 @@ int stm_port_out(struct __sk_buff *skb)
 	int lan = 0;
 	if (from && from != ifindex) {
 		struct stm_port *src = bpf_map_lookup_elem(&stm_ports, &from);
-		if (src && src->net_id != port->net_id)
+		/* Another network's endpoint, or the LAN: a DSR VIP's frame to a port serving it
+		 * (the load balancer sent it here: stm_lb.h); judged by the firewall as any is. */
+		__u16 l3;
+		if (src && src->net_id != port->net_id) {
+			if (!bpf_skb_load_bytes(skb, 12, &l3, 2) && stm_lb_dsr_port(skb, port, l3, 1))
+				goto firewall;
 			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OTHER_NETWORK);
+		}
 		if (src)
 			goto firewall;
 		/* Straight from the LAN at L2: only into a network extended onto it. */
@@ -980,8 +987,11 @@ int stm_port_out(struct __sk_buff *skb)
 				return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OTHER_NETWORK);
 		}
 		if (dev && dev->kind == STM_IFACE_UPLINK) {
-			if (!(port->flags & STM_PORT_F_LAN))
+			if (!(port->flags & STM_PORT_F_LAN)) {
+				if (!bpf_skb_load_bytes(skb, 12, &l3, 2) && stm_lb_dsr_port(skb, port, l3, 1))
+					goto firewall;
 				return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_LAN_DIRECT);
+			}
 			lan = 1;
 		}
 	}

@@ -694,6 +694,16 @@ struct stm_lb_vip {
 _Static_assert(sizeof(struct stm_lb_vip) == 16, "stm_lb_vip is ABI");
 
 #define STM_LB_F_ADDR 1 /* the address entry */
+#define STM_LB_F_DSR 2  /* direct server return: the frame goes to the backend's MAC, the VIP kept */
+
+/* A DSR VIP's backend, by its endpoint's MAC (stm_lb_dsr): the port that may answer from the
+ * VIP's address and port, and receive the VIP's frames from outside its network. */
+struct stm_lb_dsr_key {
+	__u8 mac[6];
+	__u16 _pad;
+	__u32 vip; /* the VIP's id */
+};
+_Static_assert(sizeof(struct stm_lb_dsr_key) == 12, "stm_lb_dsr_key is ABI");
 
 /* A backend by id (the values of the Maglev tables). */
 struct stm_lb_backend {

@@ -1,4 +1,4 @@
-/* The L4 load balancer, NAT mode. A packet to a VIP (stm_lb_vips: address, port, protocol)
+/* The L4 load balancer. A packet to a VIP (stm_lb_vips: address, port, protocol)
  * keeps the backend its flow was given (stm_lb_ct, dir 0) while that backend is up; else it
  * gets one from the VIP's Maglev table (stm_lb_rings: slot = lb_hash % size, the hash
  * src/lb/maglev.ts flowHash computes) and both directions are recorded. Its destination becomes
@@ -8,7 +8,11 @@
  *   stm_lb_tc_in   stm_port_in: an endpoint reaching a VIP
  *   stm_lb_tc_rev  stm_port_out (clients that are endpoints), stm_uplink_out (outside)
  * Everything after the translation (firewalls, microsegmentation, caps) judges the packet with
- * the backend's address. */
+ * the backend's address.
+ * A DSR VIP (STM_LB_F_DSR) keeps its address: the frame goes to the backend's MAC (the uplink's
+ * XDP, the client's port), the backend answers from the VIP itself (stm_lb_dsr_port admits
+ * that at its port), and nothing is translated back. Its table holds backends of this node
+ * only (docs/load-balancer.md#direct-server-return). */
 #ifndef STM_LB_H
 #define STM_LB_H
 
@@ -22,6 +26,7 @@
 
 #define LB_NOT_VIP 0
 #define LB_TRANSLATE 1
+#define LB_DSR 2 /* a DSR VIP's: to the backend's MAC, addresses untouched */
 #define LB_DROP 0x100
 /* stm_lb_xdp's verdict for a packet it translated (passes, as XDP_PASS does). */
 #define LB_XDP_TRANSLATED 0x10
@@ -175,6 +180,8 @@ STM_SHARED int stm_lb_select(struct stm_lb_flow *t, struct stm_lb_ct *out)
 	if (!v)
 		return LB_DROP + STM_DROP_LB_UNPUBLISHED;
 	__u32 vip = v->id, size = v->size;
+	/* DSR: no reply entry (the backend answers from the VIP, nothing to translate back). */
+	int dsr = v->flags & STM_LB_F_DSR;
 
 	struct stm_lb_ct_key k = { .sport = t->sport, .dport = t->dport, .proto = t->proto, .family = t->family };
 	__builtin_memcpy(k.src, t->src, 16);
@@ -191,11 +198,12 @@ STM_SHARED int stm_lb_select(struct stm_lb_flow *t, struct stm_lb_ct *out)
 			 * `out` is room for its value until it gets the flow's. */
 			if (c->seen != now) {
 				c->seen = now;
-				lb_put_reply(&k, out, t, c->addr, c->port, id, vip, now, BPF_NOEXIST);
+				if (!dsr)
+					lb_put_reply(&k, out, t, c->addr, c->port, id, vip, now, BPF_NOEXIST);
 			}
 			__builtin_memcpy(out, c, sizeof(*out));
 			lb_hit(id, t->len, 0);
-			return LB_TRANSLATE;
+			return dsr ? LB_DSR : LB_TRANSLATE;
 		}
 		stat = STM_LB_STAT_REPICK;
 	}
@@ -214,7 +222,7 @@ STM_SHARED int stm_lb_select(struct stm_lb_flow *t, struct stm_lb_ct *out)
 
 	/* The reply's entry first: a flow is never translated one way only. One key and one
 	 * value on the stack (the uplink's XDP calls this with little room left): `out`. */
-	if (lb_put_reply(&k, out, t, b->addr, b->port, bid, vip, now, BPF_ANY))
+	if (!dsr && lb_put_reply(&k, out, t, b->addr, b->port, bid, vip, now, BPF_ANY))
 		return LB_DROP + STM_DROP_LB_NO_BACKEND;
 	struct stm_lb_ct val = { .port = b->port, .backend = bid, .vip = vip, .seen = now };
 	k.sport = t->sport;
@@ -228,7 +236,19 @@ STM_SHARED int stm_lb_select(struct stm_lb_flow *t, struct stm_lb_ct *out)
 	lb_stat(stat);
 	lb_hit(bid, t->len, 1);
 	__builtin_memcpy(out, &val, sizeof(*out));
-	return LB_TRANSLATE;
+	return dsr ? LB_DSR : LB_TRANSLATE;
+}
+
+/* A DSR flow's frame: to backend `id`'s MAC, nothing else changed (the uplink's bridge
+ * forwards it to the backend's port). LB_XDP_TRANSLATED, or a drop. */
+static __always_inline int lb_dsr_xdp(struct xdp_md *ctx, __u32 id)
+{
+	struct stm_lb_backend *b = bpf_map_lookup_elem(&stm_lb_backends, &id);
+	if (!b)
+		return stm_drop_xdp(ctx, STM_DROP_LB_NO_BACKEND);
+	if (bpf_xdp_store_bytes(ctx, 0, b->mac, 6))
+		return stm_drop_xdp(ctx, STM_DROP_MALFORMED);
+	return LB_XDP_TRANSLATED;
 }
 
 /* XDP, the general case (IPv4 options, IPv6 extension headers; `t` the packet's tuple): the
@@ -347,6 +367,8 @@ STM_SHARED int stm_lb_xdp(struct xdp_md *ctx, __u32 eth_proto)
 	int r = stm_lb_select(&f, &c);
 	if (r >= LB_DROP)
 		return stm_drop_xdp(ctx, r - LB_DROP);
+	if (r == LB_DSR)
+		return lb_dsr_xdp(ctx, c.backend);
 	if (t)
 		return lb_dnat_xdp(ctx, t, ETH_HLEN, c.addr, c.port) ? stm_drop_xdp(ctx, STM_DROP_MALFORMED) : LB_XDP_TRANSLATED;
 
@@ -409,13 +431,64 @@ STM_SHARED int stm_lb_tc_in(struct __sk_buff *skb, __u32 eth_proto, __u32 net_id
 	int r = stm_lb_select(&f, &c);
 	if (r >= LB_DROP)
 		return stm_drop(skb, STM_HOOK_TC_INGRESS, r - LB_DROP);
+	__u32 id = c.backend;
+	struct stm_lb_backend *b;
+	if (r == LB_DSR) {
+		/* To the backend's MAC, whatever its network: its port admits a DSR VIP's frame. */
+		b = bpf_map_lookup_elem(&stm_lb_backends, &id);
+		if (!b)
+			return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_LB_NO_BACKEND);
+		return bpf_skb_store_bytes(skb, 0, b->mac, 6, 0) ? STM_TC_DROP : STM_TC_NEXT;
+	}
 	if (nat_set_port(skb, t, t->l4off + 2, t->dport, c.port) || nat_set_addr(skb, t, 1, c.addr))
 		return STM_TC_DROP;
-	__u32 id = c.backend;
-	struct stm_lb_backend *b = bpf_map_lookup_elem(&stm_lb_backends, &id);
+	b = bpf_map_lookup_elem(&stm_lb_backends, &id);
 	if (b && b->net_id && b->net_id == net_id && bpf_skb_store_bytes(skb, 0, b->mac, 6, 0))
 		return STM_TC_DROP;
 	return STM_TC_NEXT;
+}
+
+/* Whether port `port` serves the DSR VIP the packet comes from (`to` 0: its source address and
+ * port, a backend's answer) or goes to (`to` 1: a VIP's frame from outside the port's network,
+ * which the port admits). TCP and UDP only, with the ports right after the fixed header; a
+ * later fragment has none. 1 or 0. */
+STM_SHARED int stm_lb_dsr_port(struct __sk_buff *skb, struct stm_port *port, __u32 eth_proto, __u32 to)
+{
+	if (!skb || !port || !lb_on())
+		return 0;
+	struct stm_lb_vip_key k = {};
+	__u32 l4;
+	if (eth_proto == bpf_htons(STM_ETH_P_IP)) {
+		__u8 h[20];
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, h, 20) || (*(__u16 *)(h + 6) & bpf_htons(0x1fff)))
+			return 0;
+		k.family = 4;
+		k.proto = h[9];
+		__builtin_memcpy(k.addr, h + (to ? 16 : 12), 4);
+		l4 = ETH_HLEN + (h[0] & 0xf) * 4;
+	} else if (eth_proto == bpf_htons(STM_ETH_P_IPV6)) {
+		__u8 h[40];
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, h, 40))
+			return 0;
+		k.family = 6;
+		k.proto = h[6];
+		__builtin_memcpy(k.addr, h + (to ? 24 : 8), 16);
+		l4 = ETH_HLEN + IP6_HLEN;
+	} else {
+		return 0;
+	}
+	if (k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP)
+		return 0;
+	__u16 ports[2];
+	if (bpf_skb_load_bytes(skb, l4 & 0xff, ports, 4))
+		return 0;
+	k.port = bpf_ntohs(to ? ports[1] : ports[0]);
+	struct stm_lb_vip *v = bpf_map_lookup_elem(&stm_lb_vips, &k);
+	if (!v || !(v->flags & STM_LB_F_DSR))
+		return 0;
+	struct stm_lb_dsr_key d = { .vip = v->id };
+	__builtin_memcpy(d.mac, port->mac, 6);
+	return bpf_map_lookup_elem(&stm_lb_dsr, &d) != NULL;
 }
 
 /* Whether the packet comes from a backend's address and port (stm_lb_bsrc): read from its

@@ -473,6 +473,14 @@ STM_MAP struct {
 	__type(value, __u32);
 } stm_lb_bsrc SEC(".maps");
 
+/* The endpoints serving a DSR VIP (stm_lb_dsr_key -> 1). */
+STM_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STM_LB_BACKENDS_MAX);
+	__type(key, struct stm_lb_dsr_key);
+	__type(value, __u32);
+} stm_lb_dsr SEC(".maps");
+
 /* Backends by id. */
 STM_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -11,6 +11,7 @@ import { DNS_RECORD_TYPES } from "../model/dns-record";
 import { EgressCapSchema } from "../model/egress-cap";
 import { ACTIONS, DIRECTIONS, MAX_PRIORITY, PROTOS, RuleSpecSchema } from "../model/firewall-rule";
 import { NetworkSpecSchema } from "../model/network";
+import { LB_MODES } from "../model/vip";
 import { TRACE_PROTOS, type TraceProto } from "../ops/trace-protos";
 import { TRIGGERS } from "../reconcile/loop";
 
@@ -960,7 +961,12 @@ export const VipBody = z
     address: z.string().describe("IPv4 or IPv6, outside every network's subnet: routed to the node"),
     port: z.number().int(),
     proto: z.enum(["tcp", "udp"]),
-    mode: z.enum(["nat"]).optional().describe("nat (default): the destination becomes the backend's"),
+    mode: z
+      .enum(LB_MODES)
+      .optional()
+      .describe(
+        "nat (default): the destination becomes the backend's; dsr: the frame goes to the backend's MAC with the VIP kept, the backend answers from the VIP (docs/load-balancer.md#direct-server-return)",
+      ),
     tableSize: z.number().int().optional().describe("Maglev table slots: a prime (default 65537)"),
     check: LbCheckSpec.partial().optional(),
     description: z.string().max(200).optional(),
@@ -999,7 +1005,7 @@ export const VipView = z
     address: z.string(),
     port: Count,
     proto: z.enum(["tcp", "udp"]),
-    mode: z.enum(["nat"]),
+    mode: z.enum(LB_MODES),
     tableSize: Count,
     check: LbCheckSpec,
     description: z.string().nullable(),

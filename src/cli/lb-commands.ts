@@ -92,10 +92,11 @@ export function printVip(v: VipView): void {
 const vipAdd = defineCommand({
   meta: meta(
     "add",
-    "Publish a VIP: an address outside every network (routed to the node: a gateway announces it over BGP while a backend is healthy), a port and a protocol. New flows spread over the healthy backends by Maglev consistent hashing; a flow keeps its backend. NAT mode: the destination becomes the backend's, its replies get the VIP back",
+    "Publish a VIP: an address outside every network (routed to the node: a gateway announces it over BGP while a backend is healthy), a port and a protocol. New flows spread over the healthy backends by Maglev consistent hashing; a flow keeps its backend. NAT mode: the destination becomes the backend's, its replies get the VIP back. DSR mode: the frame goes to the backend's MAC with the VIP kept; the backend answers the client directly from the VIP (docs/load-balancer.md#direct-server-return)",
     [
       "cenvero-str-ctl lb vip add web --address 192.0.2.80 --port 80 --proto tcp --check http --check-path /healthz",
       "cenvero-str-ctl lb vip add dns --address 2001:db8:53::1 --port 53 --proto udp --check none",
+      "cenvero-str-ctl lb vip add edge --address 192.0.2.81 --port 443 --proto tcp --mode dsr",
     ],
   ),
   args: {
@@ -103,7 +104,13 @@ const vipAdd = defineCommand({
     address: { type: "string", required: true, description: "IPv4 or IPv6, outside every network", valueHint: "IP" },
     port: { type: "string", required: true, description: "TCP or UDP port", valueHint: "PORT" },
     proto: { type: "string", required: true, description: "tcp or udp", valueHint: "tcp|udp", options: ["tcp", "udp"] },
-    mode: { type: "string", description: "nat (default)", valueHint: "nat", options: ["nat"] },
+    mode: {
+      type: "string",
+      description:
+        "nat (default), or dsr: direct server return; the backend has the VIP on its loopback and answers from it, and this node's table holds the backends running on it",
+      valueHint: "nat|dsr",
+      options: ["nat", "dsr"],
+    },
     "table-size": { type: "string", description: "Maglev table slots, a prime (default 65537)", valueHint: "N" },
     check: {
       type: "string",
@@ -143,7 +150,7 @@ const vipAdd = defineCommand({
       address: args.address,
       port,
       proto: args.proto as "tcp" | "udp",
-      ...(args.mode !== undefined ? { mode: args.mode as "nat" } : {}),
+      ...(args.mode !== undefined ? { mode: args.mode as "nat" | "dsr" } : {}),
       ...(args["table-size"] !== undefined ? { tableSize: int(args["table-size"], "--table-size") } : {}),
       ...(Object.keys(check).length ? { check } : {}),
       ...(args.description !== undefined ? { description: args.description } : {}),
@@ -170,9 +177,11 @@ export const lbCommand = defineCommand({
           meta: meta("del", "Delete a VIP: its packets are dropped from now on (lb-unpublished), its flows end", [
             "cenvero-str-ctl lb vip del web",
           ]),
-          args: { name: vipArg, ...apiArg },
+          args: { name: vipArg, ...apiArg, ...outputArg },
           async run({ args }) {
+            const fmt = parseFormat(args.output);
             await client(args).deleteVip(args.name);
+            if (fmt !== "table") return printData(fmt, { deleted: args.name });
             process.stdout.write(`deleted VIP ${args.name}\n`);
           },
         }),
@@ -248,9 +257,15 @@ export const lbCommand = defineCommand({
             endpoint: { type: "string", required: true, description: "An endpoint", valueHint: "EP" },
             port: { type: "string", description: "Only this port", valueHint: "PORT" },
             ...apiArg,
+            ...outputArg,
           },
           async run({ args }) {
+            const fmt = parseFormat(args.output);
             await client(args).deleteBackend(args.name, args.endpoint, int(args.port, "--port"));
+            if (fmt !== "table")
+              return printData(fmt, {
+                removed: { vip: args.name, endpoint: args.endpoint, ...(args.port ? { port: Number(args.port) } : {}) },
+              });
             process.stdout.write(`removed backend ${args.endpoint} from ${args.name}\n`);
           },
         }),

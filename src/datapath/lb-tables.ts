@@ -50,6 +50,8 @@ export const LB_CT = stmLayout("stm_lb_ct", 40, {
 export const LB_HIT = stmLayout("stm_lb_hit", 24, { packets: [0, "u64"], bytes: [8, "u64"], flows: [16, "u64"] });
 
 const F_ADDR = 1;
+const F_DSR = 2;
+export const LB_DSR_KEY = stmLayout("stm_lb_dsr_key", 12, { mac: [0, "u8"], vip: [8, "u32"] });
 const B_UP = 1;
 /** A table slot without a backend. */
 export const LB_NONE = 0xffffffff;
@@ -75,6 +77,9 @@ export interface LbKernelVip {
   proto: "tcp" | "udp";
   /** Maglev table size (a prime). */
   size: number;
+  /** Direct server return: frames go to the backend's MAC, the VIP kept; its backends' ports
+   * answer from the VIP (stm_lb_dsr). */
+  dsr?: boolean;
   backends: LbKernelBackend[];
   /** Its table, when a backend is up: `sig` names the set it is built from (a table whose
    * signature the kernel holds is not rebuilt), `build` makes it (src/lb/maglev.ts). */
@@ -132,22 +137,38 @@ export class LbTables {
     const rings = this.#dp.map("stm_lb_rings");
     const hits = this.#dp.map("stm_lb_hits");
     const bsrc = this.#dp.map("stm_lb_bsrc");
+    const dsr = this.#dp.map("stm_lb_dsr");
     let writes = 0;
     // Read once, written where they differ: a table of 1,000 backends is one batch read, not
     // 2,000 lookups.
     const haveBackends = snapshot(backends);
     const haveHits = snapshot(hits);
     const haveSrc = snapshot(bsrc);
-    // What replies come from: every backend's address, port and protocol.
+    const haveDsr = snapshot(dsr);
+    // What NAT replies come from: every backend's address, port and protocol. The ports that
+    // serve a DSR VIP: its backends' MACs.
     const wantSrc = new Map<string, Buffer>();
+    const wantDsr = new Map<string, Buffer>();
     for (const v of vips)
       for (const b of v.backends) {
+        if (v.dsr) {
+          if (!b.mac) continue;
+          const k = encode(LB_DSR_KEY, { vip: v.id });
+          macToBytes(b.mac).copy(k, 0);
+          wantDsr.set(k.toString("hex"), k);
+          continue;
+        }
         const k = vipKey(b.address, b.port, PROTO[v.proto]);
         wantSrc.set(k.toString("hex"), k);
       }
     for (const [hex, k] of wantSrc)
       if (!haveSrc.has(hex)) {
         bsrc.update(k, u32(1));
+        writes++;
+      }
+    for (const [hex, k] of wantDsr)
+      if (!haveDsr.has(hex)) {
+        dsr.update(k, u32(1));
         writes++;
       }
     let tables = 0;
@@ -193,7 +214,13 @@ export class LbTables {
         const d = cur ? decode(LB_VIP, cur) : undefined;
         const ringSet = rings.lookup(u32(v.id)) !== null;
         if (v.table) wantRings.add(v.id);
-        const current = d && d.id === v.id && d.size === v.size && d.sig === sig && ringSet === !!v.table;
+        const current =
+          d &&
+          d.id === v.id &&
+          d.size === v.size &&
+          d.sig === sig &&
+          d.flags === (v.dsr ? F_DSR : 0) &&
+          ringSet === !!v.table;
         if (!current) {
           if (v.table) {
             const table = v.table.build();
@@ -209,7 +236,7 @@ export class LbTables {
             rings.update(u32(v.id), u32(inner.fd));
             tables++;
           } else if (ringSet) rings.delete(u32(v.id));
-          vipsMap.update(key, encode(LB_VIP, { id: v.id, size: v.size, flags: 0, sig }));
+          vipsMap.update(key, encode(LB_VIP, { id: v.id, size: v.size, flags: v.dsr ? F_DSR : 0, sig }));
           writes++;
         }
         const akey = vipKey(v.address, 0, 0);
@@ -224,6 +251,7 @@ export class LbTables {
     for (let id = 1; id < rings.info.maxEntries; id++)
       if (!wantRings.has(id) && rings.lookup(u32(id)) !== null && rings.delete(u32(id))) writes++;
     for (const hex of haveSrc.keys()) if (!wantSrc.has(hex) && bsrc.delete(Buffer.from(hex, "hex"))) writes++;
+    for (const hex of haveDsr.keys()) if (!wantDsr.has(hex) && dsr.delete(Buffer.from(hex, "hex"))) writes++;
     for (const hex of haveBackends.keys())
       if (!wantBackends.has(hex)) {
         backends.delete(Buffer.from(hex, "hex"));

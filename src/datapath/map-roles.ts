@@ -68,6 +68,7 @@ export const MAP_ROLES = {
   stm_lb_rings: { role: "config" },
   stm_lb_backends: { role: "config" },
   stm_lb_bsrc: { role: "config" },
+  stm_lb_dsr: { role: "config" },
   stm_lb_ct: { role: "state", traceSize: 256 },
   stm_lb_hits: { role: "state", traceSize: 256 },
   stm_lb_stats: { role: "state" },

@@ -93,7 +93,12 @@ export class LbService {
   }
 
   state(doc: LbDoc = this.store.getLb()): LbKernelVip[] {
-    return kernelVips(doc, this.#endpoints(), (v, id, node) => this.#healthy(v, id, node));
+    return kernelVips(
+      doc,
+      this.#endpoints(),
+      (v, id, node) => this.#healthy(v, id, node),
+      (node) => this.#local(node),
+    );
   }
 
   /** Makes this node's datapath hold the stored VIPs, and its checks watch their backends. */
@@ -206,12 +211,18 @@ export class LbService {
     }
   }
 
-  /** The VIPs to announce over BGP: those with a healthy backend, as /32 or /128. */
+  /** The VIPs to announce over BGP: those with a healthy backend, as /32 or /128 (a DSR VIP: a
+   * healthy backend on this node, the only ones its table holds). */
   announced(doc: LbDoc = this.store.getLb()): string[] {
     const out = new Set<string>();
     const ep = this.#endpoints();
     for (const v of doc.vips)
-      if (v.backends.some((b) => b.weight > 0 && ep(b.endpoint) && this.#healthy(v, b.id, ep(b.endpoint)?.node)))
+      if (
+        v.backends.some((b) => {
+          const e = ep(b.endpoint);
+          return b.weight > 0 && e && (v.mode !== "dsr" || this.#local(e.node)) && this.#healthy(v, b.id, e.node);
+        })
+      )
         out.add(`${v.address}/${v.address.includes(":") ? 128 : 32}`);
     return [...out].sort();
   }
@@ -313,7 +324,9 @@ export class LbService {
         health,
         detail: (r ? `${r.node}: ${r.detail}` : h?.lastDetail) || null,
         since: r?.since ?? (h?.lastChange ? new Date(h.lastChange).toISOString() : null),
-        inTable: !!address && b.weight > 0 && (health === "healthy" || health === "unchecked"),
+        // A DSR VIP's table on this node holds this node's backends only.
+        inTable:
+          !!address && b.weight > 0 && (v.mode !== "dsr" || local) && (health === "healthy" || health === "unchecked"),
         hits: hits.get(b.id) ?? { packets: 0, bytes: 0, flows: 0 },
       };
     });

@@ -1,7 +1,8 @@
 /** What this node's datapath holds for the load balancer: each VIP of the document with its
  * backends' addresses (the endpoints' own, of the VIP's family), whether each is up (healthy,
  * its endpoint known), and its Maglev table built from the live ones. Every node builds the same
- * table from the same live set: backends are hashed by address and port. */
+ * table from the same live set: backends are hashed by address and port. A DSR VIP's table
+ * holds the backends running on this node only (its frames go to a MAC on this node's bridge). */
 import type { LbKernelBackend, LbKernelVip } from "../datapath/lb-tables";
 import type { LbDoc, LbVip } from "../model/vip";
 import { buildMaglev, murmur3 } from "./maglev";
@@ -30,11 +31,13 @@ export interface BackendAddress {
 }
 
 /** `health(vip, backendId, node)`: whether the backend passes its checks (a VIP whose check is
- * "none" counts every backend with a known endpoint as up). */
+ * "none" counts every backend with a known endpoint as up). `here(node)`: whether an endpoint
+ * on `node` runs on this node. */
 export function kernelVips(
   doc: LbDoc,
   endpoint: (name: string) => BackendAddress | undefined,
   health: (vip: LbVip, backendId: number, node: string | undefined) => boolean,
+  here: (node: string | undefined) => boolean = () => true,
 ): LbKernelVip[] {
   return doc.vips.map((v) => {
     const v6 = v.address.includes(":");
@@ -44,6 +47,8 @@ export function kernelVips(
       const address = v6 ? ep?.ip6 : ep?.ip4;
       // An endpoint gone (or without an address of the family) has nothing to write.
       if (!address) continue;
+      // DSR: another node's backend is not reachable at L2 from here.
+      if (v.mode === "dsr" && !here(ep?.node)) continue;
       backends.push({
         id: b.id,
         address,
@@ -54,6 +59,14 @@ export function kernelVips(
         ...(ep?.netId ? { netId: ep.netId } : {}),
       });
     }
-    return withTable({ id: v.id, address: v.address, port: v.port, proto: v.proto, size: v.tableSize, backends });
+    return withTable({
+      id: v.id,
+      address: v.address,
+      port: v.port,
+      proto: v.proto,
+      size: v.tableSize,
+      backends,
+      ...(v.mode === "dsr" ? { dsr: true } : {}),
+    });
   });
 }

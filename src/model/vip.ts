@@ -27,7 +27,10 @@ export const LB_WEIGHT_MAX = 1000;
 export const LB_SLOTS_PER_BACKEND = 10;
 export const LB_PROTOS = ["tcp", "udp"] as const;
 export type LbProto = (typeof LB_PROTOS)[number];
-export const LB_MODES = ["nat"] as const;
+/** nat: the destination becomes the backend's and its replies get the VIP back. dsr (direct
+ * server return): the frame goes to the backend's MAC with the VIP kept, the backend (the VIP on
+ * its loopback) answers from the VIP itself; a node's table holds the backends running on it. */
+export const LB_MODES = ["nat", "dsr"] as const;
 export type LbMode = (typeof LB_MODES)[number];
 
 export interface LbCheck {
@@ -171,9 +174,13 @@ export function addVip(
   if (doc.vips.some((v) => v.name === name)) throw new StratumError("CONFLICT", `VIP "${name}" exists already`);
   if (!LB_PROTOS.includes(spec.proto)) throw invalid(`--proto ${spec.proto}: tcp or udp`);
   const mode = spec.mode ?? "nat";
-  if (!LB_MODES.includes(mode)) throw invalid(`--mode ${mode}: nat (the one mode this version has)`);
+  if (!LB_MODES.includes(mode)) throw invalid(`--mode ${mode}: nat or dsr`);
   const address = checkVipAddress(spec.address, ctx);
   const port = checkPort(spec.port, "--port");
+  // A DSR frame reaches the backend with the VIP's port: UDP to a DHCP client's port would
+  // reach the workloads' DHCP clients, which only the node's servers may speak to.
+  if (mode === "dsr" && spec.proto === "udp" && (port === 68 || port === 546))
+    throw invalid(`--port ${port}/udp: a DHCP client's port cannot be a DSR VIP's (use --mode nat)`);
   const dup = doc.vips.find((v) => v.address === address && v.port === port && v.proto === spec.proto);
   if (dup)
     throw new StratumError("CONFLICT", `${vipKey({ address, port, proto: spec.proto })} is VIP "${dup.name}" already`);
@@ -244,13 +251,20 @@ export function addBackend(
       `endpoint "${spec.endpoint}" has no IPv${v6 ? 6 : 4} address: VIP "${vip.name}" (${vip.address}) needs one of its family`,
     );
   const port = checkPort(spec.port ?? vip.port, "--port");
+  if (vip.mode === "dsr" && port !== vip.port)
+    throw invalid(
+      `--port ${port}: VIP "${vip.name}" is DSR, and a DSR backend serves the VIP's own port (${vip.port}): nothing translates it`,
+    );
   const weight = spec.weight ?? 1;
   if (!Number.isInteger(weight) || weight < 0 || weight > LB_WEIGHT_MAX)
     throw invalid(`--weight ${weight}: from 0 (no new flows) to ${LB_WEIGHT_MAX}`);
-  // One VIP per backend (endpoint, port, protocol, family): a reply is told to its VIP by where
-  // it comes from. An IPv4 and an IPv6 VIP may share one (their replies come from two addresses).
+  // One NAT VIP per backend (endpoint, port, protocol, family): a reply is told to its VIP by
+  // where it comes from. An IPv4 and an IPv6 VIP may share one (their replies come from two
+  // addresses); so may a DSR VIP (its backend answers from the VIP itself).
   const other = doc.vips.find(
     (v) =>
+      vip.mode === "nat" &&
+      v.mode === "nat" &&
       v.proto === vip.proto &&
       v.address.includes(":") === v6 &&
       v.backends.some((b) => b.endpoint === spec.endpoint && b.port === port),
@@ -319,6 +333,8 @@ export function validateLb(doc: LbDoc): LbDoc {
         throw invalid(`VIP "${v.name}": bad backend id ${b.id}`);
       bids.add(b.id);
       checkPort(b.port, "backend port");
+      if (v.mode === "dsr" && b.port !== v.port)
+        throw invalid(`VIP "${v.name}": backend ${b.id}: a DSR backend serves the VIP's own port`);
       if (!Number.isInteger(b.weight) || b.weight < 0 || b.weight > LB_WEIGHT_MAX)
         throw invalid(`VIP "${v.name}": backend ${b.id}: bad weight ${b.weight}`);
     }

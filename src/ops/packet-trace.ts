@@ -212,8 +212,9 @@ export class Tracer {
     return tag ? { id, tag } : { id };
   }
 
-  /** `viaVip`: a trace of a VIP's translated packet (the load balancer ran at the first port). */
-  #trace(req: TraceRequest, dp: TraceDatapath, viaVip = false): TraceResult {
+  /** `viaVip`: a trace of a VIP's translated packet (the load balancer ran at the first port).
+   * `dsr`: the backend a DSR VIP's frame goes to (its MAC), the VIP kept as destination. */
+  #trace(req: TraceRequest, dp: TraceDatapath, viaVip = false, dsr?: Endpoint): TraceResult {
     this.#nets = this.#store.listNetworks();
     const nets = new Map(this.#nets.map((n) => [n.name, n]));
     const srcEp = this.#store.getEndpoint(req.from);
@@ -236,7 +237,7 @@ export class Tracer {
       } catch {
         throw new StratumError("INVALID", `--to ${dstIp} is not an IP address`);
       }
-      const ep = this.#endpointAt(dstIp, nets);
+      const ep = dsr ?? this.#endpointAt(dstIp, nets);
       if (ep) dst = { ep, net: nets.get(ep.network) };
     }
     const proto: TraceProto = req.proto ?? (req.dport !== undefined ? "tcp" : v6 ? "icmpv6" : "icmp");
@@ -259,12 +260,13 @@ export class Tracer {
 
     // L2: the source addresses a neighbour on its subnet directly, anything else via its gateway.
     const srcCidr = v6 ? srcNet.cidr6 : srcNet.cidr;
-    const onLink = !!srcCidr && contains(parseSubnet(srcCidr), parseIp(dstIp));
+    // A DSR frame goes to its backend's MAC: bridged, whatever the addresses say.
+    const onLink = !!dsr || (!!srcCidr && contains(parseSubnet(srcCidr), parseIp(dstIp)));
     const gateways = [...nets.values()].flatMap((n) => [n.gateway, n.gateway6].filter((g): g is string => !!g));
     const toGateway = gateways.some(
       (g) => parseIp(g).family === parseIp(dstIp).family && parseIp(g).value === parseIp(dstIp).value,
     );
-    const dstMac = onLink ? (dst.ep ? dst.ep.mac : toGateway ? bridgeMac : OUTSIDE_MAC) : bridgeMac;
+    const dstMac = dsr ? dsr.mac : onLink ? (dst.ep ? dst.ep.mac : toGateway ? bridgeMac : OUTSIDE_MAC) : bridgeMac;
 
     const sport = proto === "tcp" || proto === "udp" ? (req.sport ?? 40000) : undefined;
     const dport = proto === "tcp" || proto === "udp" ? (req.dport ?? 80) : undefined;
@@ -452,6 +454,24 @@ export class Tracer {
       if (head) head.note = head.note ? `${what}; ${head.note}` : what;
       return { ...rest, packet: result("delivered", "").packet, summary: `${what}; ${rest.summary}` };
     }
+    // A DSR VIP's frame leaves the port to its backend's MAC, the VIP kept.
+    const dsrVip =
+      lastOut && !viaVip && out && out.ip === dstIp
+        ? this.#store
+            .getLb()
+            .vips.find((v) => v.mode === "dsr" && v.address === dstIp && v.port === dport && v.proto === proto)
+        : undefined;
+    if (dsrVip && lastOut) {
+      const mac = [...lastOut.subarray(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join(":");
+      const backend = [...this.#store.listEndpoints()].find((e) => e.mac === mac);
+      if (backend && mac !== dstMac) {
+        const rest = this.#trace(req, dp, true, backend);
+        const what = `load balancer (DSR): VIP ${dsrVip.name} (${dstIp}:${dport}/${proto}) → backend ${backend.name} (${mac}), the VIP kept`;
+        const head = rest.stages[0];
+        if (head) head.note = head.note ? `${what}; ${head.note}` : what;
+        return { ...rest, summary: `${what}; ${rest.summary}` };
+      }
+    }
     if (toGatewayNode) {
       stages.push(
         stageOf({
@@ -506,7 +526,8 @@ export class Tracer {
 
     if (onLink) {
       if (remote && dst.ep && dst.net?.name === srcNet.name) return overlayHop(dst.ep, dst.net);
-      if (dst.ep && dst.net?.name === srcNet.name) {
+      // Bridged to the port: a peer of the network, or a DSR backend of any network here.
+      if (dst.ep && dst.net && (dst.net.name === srcNet.name || (dsr && !remote))) {
         stages.push(
           stageOf({
             step: stages.length + 1,

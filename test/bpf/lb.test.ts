@@ -10,7 +10,14 @@ import { dropReasonCode } from "../../src/datapath/drops";
 import { type LbKernelVip, LbTables, lbAddr } from "../../src/datapath/lb-tables";
 import { loadObject } from "../../src/datapath/objects";
 import { checksum, IPPROTO, ipv4, ipv6, pseudoHeader, tcp, udp } from "../../src/datapath/packet";
-import { encodeDropKey, encodeIfindex, encodePort, encodeSubnet, encodeSubnetKey } from "../../src/datapath/port-maps";
+import {
+  encodeDropKey,
+  encodeIface,
+  encodeIfindex,
+  encodePort,
+  encodeSubnet,
+  encodeSubnetKey,
+} from "../../src/datapath/port-maps";
 import { buildMaglev, flowHash } from "../../src/lb/maglev";
 import { withTable } from "../../src/lb/state";
 import { bytesToIp } from "../../src/netlink/codec";
@@ -297,6 +304,207 @@ describe("an endpoint reaching a VIP: its port translates, its port translates t
     expect(back.retval).toBe(TC_NEXT);
     const q = parse(back.output);
     expect([q.src, q.sport, q.dst, q.dport]).toEqual([VIP4, 80, ME, 42000]);
+  });
+});
+
+describe("DSR: the frame goes to the backend's MAC, the VIP kept; the backend answers from the VIP", () => {
+  const PORT = 1; // the port under test (lo: a test run's device must exist)
+  const LAN_IF = 4242; // the uplink, as the bridge's frames name it (ingress_ifindex)
+  const CLIENT_IF = 4243; // an endpoint of another network
+  const D4 = "203.0.113.20";
+  const D6 = "2001:db8:77::20";
+  const BE = [
+    { ip4: "10.72.0.21", ip6: "fd72::21", mac: "02:00:00:00:72:21" },
+    { ip4: "10.72.0.22", ip6: "fd72::22", mac: "02:00:00:00:72:22" },
+  ];
+  const OTHER = { ip4: "10.72.0.23", ip6: "fd72::23", mac: "02:00:00:00:72:23" }; // no backend
+  const dsrVips = (): LbKernelVip[] =>
+    [
+      ...vips(),
+      {
+        id: 4,
+        address: D4,
+        port: 80,
+        proto: "tcp" as const,
+        size: 13,
+        dsr: true,
+        backends: BE.map((b, i) => ({
+          id: 400 + i,
+          address: b.ip4,
+          port: 80,
+          weight: 1,
+          up: true,
+          mac: b.mac,
+          netId: 8,
+        })),
+      },
+      {
+        id: 5,
+        address: D6,
+        port: 443,
+        proto: "tcp" as const,
+        size: 13,
+        dsr: true,
+        backends: BE.map((b, i) => ({
+          id: 500 + i,
+          address: b.ip6,
+          port: 443,
+          weight: 1,
+          up: true,
+          mac: b.mac,
+          netId: 8,
+        })),
+      },
+    ].map(withTable);
+  const asPort = (e: { ip4: string; ip6: string; mac: string }, net = 8) =>
+    obj.map("stm_ports").update(
+      encodeIfindex(PORT),
+      encodePort({
+        netId: net,
+        ip4: e.ip4,
+        ip6: e.ip6,
+        mac: e.mac,
+        cidr4: "10.72.0.0/24",
+        gw4: "10.72.0.1",
+        cidr6: "fd72::/64",
+        group: 0,
+      }),
+    );
+  beforeAll(() => {
+    obj.map("stm_ifaces").update(encodeIfindex(LAN_IF), encodeIface({ kind: "uplink" }));
+    obj.map("stm_ports").update(
+      encodeIfindex(CLIENT_IF),
+      encodePort({
+        netId: 7,
+        ip4: "10.48.0.9",
+        mac: "02:00:00:00:48:09",
+        cidr4: "10.48.0.0/24",
+        gw4: "10.48.0.1",
+        group: 0,
+      }),
+    );
+  });
+  beforeEach(() => lb.apply(dsrVips()));
+  afterAll(() => {
+    obj.map("stm_ifaces").delete(encodeIfindex(LAN_IF));
+    obj.map("stm_ports").delete(encodeIfindex(CLIENT_IF));
+    obj.map("stm_ports").delete(encodeIfindex(PORT));
+    lb.apply(vips());
+  });
+  const hex = (m: string) => m.replaceAll(":", "");
+
+  test("from outside (XDP), IPv4 and IPv6: only the destination MAC changes, to the backend the table names; no reply entry", () => {
+    for (const [vip, dst, port] of [
+      [4, D4, 80],
+      [5, D6, 443],
+    ] as const) {
+      const ct = obj.map("stm_lb_ct");
+      for (const k of [...ct.keys()]) ct.delete(k);
+      const client = vip === 4 ? C4 : C6;
+      const f = pkt({ src: client, dst, sport: 41000 + vip, dport: port });
+      const r = xdp(f);
+      expect(r.deltas.stm_drops).toEqual({});
+      expect(r.retval).toBe(XDP_PASS);
+      const want = expected(dsrVips()[vip - 1] as LbKernelVip, client, 41000 + vip);
+      const be = BE.find((b) => b.ip4 === want || b.ip6 === want);
+      expect(r.output.subarray(0, 6).toString("hex")).toBe(hex(be?.mac as string));
+      expect(r.output.subarray(6).toString("hex")).toBe(f.subarray(6).toString("hex"));
+      expect([...ct.keys()].length).toBe(1); // the flow, no reply entry: nothing to translate back
+      // The flow's next packet: the same backend.
+      expect(xdp(f).output.subarray(0, 6).toString("hex")).toBe(hex(be?.mac as string));
+    }
+  });
+
+  test("an endpoint of another network reaching the VIP: its port sends the frame to the backend's MAC, addresses untouched", () => {
+    obj.map("stm_ports").update(
+      encodeIfindex(PORT),
+      encodePort({
+        netId: 7,
+        ip4: "10.48.0.5",
+        mac: "02:00:00:00:48:05",
+        cidr4: "10.48.0.0/24",
+        gw4: "10.48.0.1",
+        group: 0,
+      }),
+    );
+    const f = pkt({
+      src: "10.48.0.5",
+      dst: D4,
+      sport: 42100,
+      dport: 80,
+      mac: ["02:00:00:00:48:05", "02:00:00:00:48:fe"],
+    });
+    const r = tcRun("stm_port_in", f, PORT);
+    expect(r.deltas.stm_drops).toEqual({});
+    expect(r.retval).toBe(TC_NEXT);
+    const want = expected(dsrVips()[3] as LbKernelVip, "10.48.0.5", 42100);
+    expect(r.output.subarray(0, 6).toString("hex")).toBe(hex(BE.find((b) => b.ip4 === want)?.mac as string));
+    expect(r.output.subarray(6).toString("hex")).toBe(f.subarray(6).toString("hex"));
+  });
+
+  test("the backend's port: its answer from the VIP's address and port passes, IPv4 and IPv6", () => {
+    asPort(BE[0] as (typeof BE)[0]);
+    for (const [src, sport] of [
+      [D4, 80],
+      [D6, 443],
+    ] as const) {
+      const dst = src === D4 ? C4 : C6;
+      const f = pkt({ src, dst, sport, dport: 41000, mac: [BE[0]?.mac as string, "02:00:00:00:72:fe"] });
+      const r = tcRun("stm_port_in", f, PORT);
+      expect({ src, drops: r.deltas.stm_drops, retval: r.retval }).toEqual({ src, drops: {}, retval: TC_NEXT });
+      expect(r.output.toString("hex")).toBe(f.toString("hex"));
+    }
+  });
+
+  test("from the VIP otherwise: another port of the VIP's address, UDP, or a port that serves no DSR VIP is a spoof", () => {
+    const spoof = (e: (typeof BE)[0], src: string, sport: number, udpToo = false) => {
+      asPort(e);
+      const dst = src.includes(":") ? C6 : C4;
+      const f = pkt({ src, dst, sport, dport: 41000, udp: udpToo, mac: [e.mac, "02:00:00:00:72:fe"] });
+      const r = tcRun("stm_port_in", f, PORT);
+      return Object.keys(r.deltas.stm_drops ?? {});
+    };
+    const v4 = [dropKey("ip4-spoof", PORT)];
+    const v6 = [dropKey("ip6-spoof", PORT)];
+    expect(spoof(BE[0] as (typeof BE)[0], D4, 81)).toEqual(v4);
+    expect(spoof(BE[0] as (typeof BE)[0], D4, 80, true)).toEqual(v4);
+    expect(spoof(OTHER, D4, 80)).toEqual(v4);
+    expect(spoof(OTHER, D6, 443)).toEqual(v6);
+    expect(spoof(BE[0] as (typeof BE)[0], D6, 80)).toEqual(v6);
+    // A NAT VIP's address is no source for anyone.
+    expect(spoof(BE[0] as (typeof BE)[0], VIP4, 80)).toEqual(v4);
+  });
+
+  test("the backend's port admits the VIP's frame from the LAN and from another network; nothing else of theirs", () => {
+    const at = (e: { ip4: string; ip6: string; mac: string }, from: number, dst: string, dport: number) => {
+      asPort(e);
+      const src = from === LAN_IF ? (dst.includes(":") ? C6 : C4) : "10.48.0.9";
+      const f = pkt({ src, dst, sport: 41000, dport, mac: [MAC_R, e.mac] });
+      const r = tcRun("stm_port_out", f, PORT, from);
+      return { drops: Object.keys(r.deltas.stm_drops ?? {}), retval: r.retval };
+    };
+    const ok = { drops: [], retval: TC_NEXT };
+    const b0 = BE[0] as (typeof BE)[0];
+    expect(at(b0, LAN_IF, D4, 80)).toEqual(ok);
+    expect(at(b0, LAN_IF, D6, 443)).toEqual(ok);
+    expect(at(b0, CLIENT_IF, D4, 80)).toEqual(ok);
+    // Another port of the VIP's address, the backend's own address, a port serving no DSR VIP.
+    const lanDirect = { drops: [dropKey("lan-direct", PORT)], retval: 2 };
+    const otherNet = { drops: [dropKey("other-network", PORT)], retval: 2 };
+    expect(at(b0, LAN_IF, D4, 22)).toEqual(lanDirect);
+    expect(at(b0, LAN_IF, b0.ip4, 80)).toEqual(lanDirect);
+    expect(at(OTHER, LAN_IF, D4, 80)).toEqual(lanDirect);
+    expect(at(b0, CLIENT_IF, b0.ip4, 80)).toEqual(otherNet);
+    expect(at(OTHER, CLIENT_IF, D4, 80)).toEqual(otherNet);
+  });
+
+  test("the tables: flags, the serving ports, no reply sources; a second apply writes nothing; NAT again clears them", () => {
+    expect(lb.apply(dsrVips())).toEqual({ writes: 0, tables: 0 });
+    expect([...obj.map("stm_lb_dsr").keys()].length).toBe(4);
+    const bsrc = [...obj.map("stm_lb_bsrc").keys()].map((k) => bytesToIp(k.subarray(0, k[19] === 4 ? 4 : 16)));
+    for (const b of BE) expect(bsrc).not.toContain(b.ip4);
+    lb.apply(vips());
+    expect([...obj.map("stm_lb_dsr").keys()].length).toBe(0);
   });
 });
 

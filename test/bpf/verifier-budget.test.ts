@@ -31,7 +31,7 @@ const BUDGET: Record<ObjectName, Record<string, number>> = {
     stm_underlay_in: 2_000,
     stm_srv6_out: 500,
     stm_srv6_in: 500,
-    stm_xdp_lb: 5_600,
+    stm_xdp_lb: 6_200,
   },
   counter: {
     stm_count_tc_in: 100,

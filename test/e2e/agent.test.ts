@@ -458,6 +458,7 @@ test("detach and delete remove interfaces, programs and the gateway", () => {
     "stm_lb_bsrc",
     "stm_lb_cfg",
     "stm_lb_ct",
+    "stm_lb_dsr",
     "stm_lb_hits",
     "stm_lb_rings",
     "stm_lb_stats",

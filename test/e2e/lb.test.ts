@@ -250,6 +250,99 @@ describe("the load balancer on one gateway", () => {
     }
   }, 30_000);
 
+  test("DSR: the backends answer from the VIP themselves, outside and inside clients; only its backends may", async () => {
+    const VIPD = "192.0.2.90";
+    const spoofs = (n: string) => (A.json("endpoint", "show", n).drops["ip4-spoof"] as number | undefined) ?? 0;
+    const refused = A.ctl(
+      "lb",
+      "vip",
+      "add",
+      "edge",
+      "--address",
+      VIPD,
+      "--port",
+      "68",
+      "--proto",
+      "udp",
+      "--mode",
+      "dsr",
+    );
+    expect([refused.code, refused.stderr]).toEqual([2, expect.stringContaining("a DHCP client's port")]);
+    A.json(
+      "lb",
+      "vip",
+      "add",
+      "edge",
+      "--address",
+      VIPD,
+      "--port",
+      "8080",
+      "--proto",
+      "tcp",
+      "--mode",
+      "dsr",
+      ...CHECK,
+    );
+    try {
+      const wrong = A.ctl("lb", "backend", "add", "edge", "--endpoint", "b1", "--port", "9090");
+      expect([wrong.code, wrong.stderr]).toEqual([2, expect.stringContaining("is DSR")]);
+      // What DSR asks of a backend (docs/load-balancer.md#direct-server-return): the VIP on its
+      // loopback, never announced on its link.
+      for (const n of NAMES) {
+        const b = ns[n] as Netns;
+        b.execOk(["ip", "addr", "add", `${VIPD}/32`, "dev", "lo"]);
+        b.execOk(["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2"]);
+        A.json("lb", "backend", "add", "edge", "--endpoint", n);
+      }
+      rt.execOk(["ip", "route", "add", `${VIPD}/32`, "via", NODE4]);
+      // b1..b3 serve the NAT VIP "web" on 8080 as well: a DSR VIP may share a NAT VIP's backend.
+      await until("edge healthy", () => healthy("edge") === 3, 10_000);
+      expect(show("edge")).toMatchObject({ mode: "dsr", announced: true });
+      const before = NAMES.map(spoofs);
+      const r = client(rt, "spread", VIPD, "8080", "30");
+      expect(r.errors).toBe(0);
+      expect(Object.keys(r.names).length).toBeGreaterThanOrEqual(2);
+      // The backend was reached at the VIP (not translated to its own address), and answered
+      // from it: from outside and from an endpoint of the fabric.
+      for (const from of [rt, ns.c1 as Netns]) {
+        const w = client(from, "whoami", VIPD, "8080");
+        expect(w.answer).toMatch(new RegExp(`^b[123] ${VIPD.replaceAll(".", "\\.")}$`));
+        expect(w.peer).toEqual([VIPD, 8080]);
+      }
+      // Their answers from the VIP passed their ports: no spoof drop.
+      expect(NAMES.map(spoofs)).toEqual(before);
+      const t = A.json("trace", "--from", "c1", "--to", VIPD, "--proto", "tcp", "--dport", "8080");
+      expect(t.verdict).toBe("delivered");
+      expect(t.summary).toMatch(/^load balancer \(DSR\): VIP edge \(192\.0\.2\.90:8080\/tcp\) → backend b[123] /);
+      // An endpoint that serves no DSR VIP cannot answer from it: its port drops the SYN-ACK-like
+      // packet as any spoof.
+      const c1 = ns.c1 as Netns;
+      const c1Before = spoofs("c1");
+      c1.execOk(["ip", "addr", "add", `${VIPD}/32`, "dev", "lo"]);
+      c1.exec([
+        "/usr/bin/python3",
+        "-c",
+        `import socket\ns=socket.socket()\ns.bind(("${VIPD}",8080))\ns.settimeout(1)\ntry: s.connect(("${RT4}",9))\nexcept OSError: pass`,
+      ]);
+      c1.execOk(["ip", "addr", "del", `${VIPD}/32`, "dev", "lo"]);
+      expect(spoofs("c1")).toBeGreaterThan(c1Before);
+      // From the LAN: the VIP's address on a port it does not publish is dropped at the uplink.
+      const unpublished = drops("lb-unpublished");
+      rt.exec([
+        "timeout",
+        "5",
+        "/usr/bin/python3",
+        "-c",
+        `import socket\ntry: socket.create_connection(("${VIPD}",22),1)\nexcept OSError: pass`,
+      ]);
+      expect(drops("lb-unpublished")).toBeGreaterThan(unpublished);
+    } finally {
+      expect(A.json("lb", "vip", "del", "edge")).toEqual({ deleted: "edge" });
+      rt.exec(["ip", "route", "del", `${VIPD}/32`]);
+      for (const n of NAMES) (ns[n] as Netns).exec(["ip", "addr", "del", `${VIPD}/32`, "dev", "lo"]);
+    }
+  }, 60_000);
+
   test("a keep-alive connection keeps its backend while a backend is added and another removed", async () => {
     const p = Bun.spawn(["ip", "netns", "exec", rt.name, "/usr/bin/python3", CLIENT, "hold", VIP4, "80", "4"], {
       stdout: "pipe",

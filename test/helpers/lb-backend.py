@@ -1,5 +1,5 @@
 """A load-balancer backend for tests: HTTP/1.1 on PORT (every path answers NAME; keep-alive
-honoured) and UDP on UPORT (answers NAME and the datagram), IPv4 and IPv6, until killed.
+honoured; /whoami adds the address it was reached at) and UDP on UPORT (answers NAME and the datagram), IPv4 and IPv6, until killed.
 usage: lb-backend.py NAME PORT UPORT"""
 import http.server
 import socket
@@ -15,6 +15,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         body = name.encode()
+        if self.path == "/whoami":  # and the address it was reached at (a DSR VIP's, or its own)
+            local = self.connection.getsockname()[0]
+            body += b" " + (local[7:] if local.startswith("::ffff:") else local).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

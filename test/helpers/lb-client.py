@@ -2,7 +2,9 @@
   lb-client.py spread ADDR PORT N         N requests, each on a new TCP connection: {names, errors}
   lb-client.py hold ADDR PORT SECONDS     one keep-alive connection: a request, SECONDS, another
                                           on the same connection: {first, second} (or error)
-  lb-client.py udp ADDR PORT              one datagram: {source: [addr, port], answer}"""
+  lb-client.py udp ADDR PORT              one datagram: {source: [addr, port], answer}
+  lb-client.py whoami ADDR PORT           GET /whoami: {answer: "NAME LOCAL-ADDRESS", peer: [addr, port]}
+                                          (the backend's name and the address it was reached at)"""
 import json
 import socket
 import sys
@@ -12,8 +14,8 @@ mode, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
-def request(s):
-    s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
+def request(s, path="/"):
+    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: vip\r\n\r\n")
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = s.recv(4096)
@@ -51,6 +53,13 @@ elif mode == "hold":
             print(json.dumps({"first": first}), flush=True)
             time.sleep(float(sys.argv[4]))
             print(json.dumps({"first": first, "second": request(s)}))
+    except OSError as e:
+        print(json.dumps({"error": str(e)}))
+elif mode == "whoami":
+    try:
+        with connect() as s:
+            peer = s.getpeername()
+            print(json.dumps({"answer": request(s, "/whoami"), "peer": [peer[0], peer[1]]}))
     except OSError as e:
         print(json.dumps({"error": str(e)}))
 elif mode == "udp":

@@ -78,7 +78,12 @@ describe("VIPs", () => {
     refused(() => addVip(d, { ...web, name: "x", port: 70000 }, NETS), "INVALID", "a port is 1 to 65535");
     refused(() => addVip(d, { ...web, name: "x", port: 81, tableSize: 65536 }, NETS), "INVALID", "a prime");
     refused(() => addVip(d, { ...web, name: "X y", port: 81 }, NETS), "INVALID", "not a valid VIP name");
-    refused(() => addVip(d, { ...web, name: "x", port: 81, mode: "dsr" as "nat" }, NETS), "INVALID", "--mode dsr");
+    refused(() => addVip(d, { ...web, name: "x", port: 81, mode: "vrrp" as "nat" }, NETS), "INVALID", "nat or dsr");
+    refused(
+      () => addVip(d, { ...web, name: "x", port: 68, proto: "udp", mode: "dsr" }, NETS),
+      "INVALID",
+      "a DHCP client's port",
+    );
     refused(() => addVip(d, { ...web, name: "x", port: 81, proto: "sctp" as "tcp" }, NETS), "INVALID", "--proto sctp");
     expect(JSON.stringify(d)).toBe(before);
   });
@@ -124,6 +129,38 @@ describe("backends", () => {
     const small = addVip(emptyLb(), { ...web, tableSize: 13 }, NETS).doc;
     const one = addBackend(small, "web", { endpoint: "web1" }, ep).doc;
     refused(() => addBackend(one, "web", { endpoint: "web2" }, ep), "CAPACITY", "a larger --table-size");
+  });
+});
+
+describe("DSR", () => {
+  const dsr = () => addVip(emptyLb(), { ...web, mode: "dsr" }, NETS).doc;
+
+  test("a backend serves the VIP's own port: another is refused, in the model and in a stored document", () => {
+    const d = addBackend(dsr(), "web", { endpoint: "web1" }, ep).doc;
+    expect(d.vips[0]?.backends[0]?.port).toBe(80);
+    refused(() => addBackend(d, "web", { endpoint: "web2", port: 8080 }, ep), "INVALID", "is DSR");
+    const bad = { ...d, vips: d.vips.map((v) => ({ ...v, backends: v.backends.map((b) => ({ ...b, port: 8080 })) })) };
+    refused(() => validateLb(bad), "INVALID", "a DSR backend serves the VIP's own port");
+  });
+
+  test("this node's table holds this node's backends only; a NAT VIP's holds every node's", () => {
+    const nodes: Record<string, string> = { web1: "n1", web2: "n2" };
+    const at = (n: string) => (EPS[n] ? { ...EPS[n], node: nodes[n] } : undefined);
+    let d = addBackend(dsr(), "web", { endpoint: "web1" }, ep).doc;
+    d = addBackend(d, "web", { endpoint: "web2" }, ep).doc;
+    d = addVip(d, { ...web, name: "nat", address: "192.0.2.81" }, NETS).doc;
+    d = addBackend(d, "nat", { endpoint: "web1", port: 81 }, ep).doc;
+    d = addBackend(d, "nat", { endpoint: "web2", port: 81 }, ep).doc;
+    const vips = kernelVips(
+      d,
+      at,
+      () => true,
+      (node) => node === "n1",
+    );
+    expect(vips.map((v) => [v.dsr ?? false, v.backends.map((b) => b.address)])).toEqual([
+      [true, ["10.20.0.2"]],
+      [false, ["10.20.0.2", "10.20.0.3"]],
+    ]);
   });
 });
 
