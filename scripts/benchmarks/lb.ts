@@ -7,6 +7,8 @@
  * repeat of a test run (which does not restore the packet) does the whole work again.
  * lb/uplink-vs-xdp-tx: the same packet through stm_uplink_in, the wired path (anti-spoofing,
  * the load balancer, no global firewall).
+ * lb/dsr-vs-xdp-tx: stm_xdp_lb on the same packet to a DSR VIP: the flow found, only the
+ * destination MAC rewritten (to the backend's, which the frame already has, for the same reason).
  *
  * lb/vs-nft-dnat (opt-in): a gateway agent whose uplink (a veth) takes frames of one UDP flow from
  * a generator (live frames, XDP_TX: the kernel's speed) to a backend endpoint, each frame
@@ -62,7 +64,7 @@ function nsPerPacket(fd: number): number {
   return (Bun.nanoseconds() - t0) / REPEAT;
 }
 
-function lbObject(): BpfObject {
+function lbObject(dsr = false): BpfObject {
   const obj = loadObject("port");
   new LbTables({ map: (n) => obj.map(n) }).apply([
     withTable({
@@ -71,7 +73,9 @@ function lbObject(): BpfObject {
       port: 80,
       proto: "udp",
       size: 65537,
-      backends: [{ id: 1, address: VIP, port: 80, weight: 1, up: true }],
+      // DSR: the backend's MAC is the frame's destination already.
+      backends: [{ id: 1, address: VIP, port: 80, weight: 1, up: true, ...(dsr ? { mac: "02:00:00:00:99:02" } : {}) }],
+      ...(dsr ? { dsr: true } : {}),
     }),
   ]);
   const r = testRun(obj.program("stm_xdp_lb").fd, { data: frame, ctx: xdpCtx() });
@@ -87,14 +91,14 @@ function txObject(): BpfObject {
   );
 }
 
-function xdpBench(name: string, prog: "stm_xdp_lb" | "stm_uplink_in", label: string): Benchmark {
+function xdpBench(name: string, prog: "stm_xdp_lb" | "stm_uplink_in", label: string, dsr = false): Benchmark {
   let lb: BpfObject | undefined;
   let tx: BpfObject | undefined;
   return {
     name,
     unit: "Mpps",
     setup() {
-      lb = lbObject();
+      lb = lbObject(dsr);
       tx = txObject();
     },
     teardown() {
@@ -368,6 +372,8 @@ export const LB_BENCHMARKS: Record<string, () => Benchmark> = {
     xdpBench("lb/xdp-vs-xdp-tx", "stm_xdp_lb", "stm_xdp_lb, an established flow (the whole work)"),
   "lb/uplink-vs-xdp-tx": () =>
     xdpBench("lb/uplink-vs-xdp-tx", "stm_uplink_in", "stm_uplink_in with the load balancer, same packet"),
+  "lb/dsr-vs-xdp-tx": () =>
+    xdpBench("lb/dsr-vs-xdp-tx", "stm_xdp_lb", "stm_xdp_lb, an established flow of a DSR VIP (MAC only)", true),
   "lb/vs-nft-dnat": nftDnatBench,
   "lb/port-out-with-vip": portOutBench,
   "lb/rebuild-1000": rebuildBench,
