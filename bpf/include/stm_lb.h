@@ -456,6 +456,9 @@ STM_SHARED int stm_lb_dsr_port(struct __sk_buff *skb, struct stm_port *port, __u
 {
 	if (!skb || !port || !lb_on())
 		return 0;
+	/* A tagged frame was never the load balancer's (the uplink balances untagged ones only). */
+	if (to && skb->vlan_present)
+		return 0;
 	struct stm_lb_vip_key k = {};
 	__u32 l4;
 	if (eth_proto == bpf_htons(STM_ETH_P_IP)) {
