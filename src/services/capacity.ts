@@ -9,6 +9,7 @@
 import type { MapSource } from "../datapath/firewall-tables";
 import { StratumError } from "../errors";
 import { type Network, profileCount } from "../model/network";
+import { USER_BRIDGE } from "../model/topology";
 import { type Endpoint, localEndpoints, type Store } from "../store/store";
 
 export const ROOM_MAPS = [
@@ -106,12 +107,28 @@ export function inUse(store: Store, maps: readonly RoomMap[] = ROOM_MAPS): Entri
   return used;
 }
 
+/** A Linux bridge numbers its ports 1 to 1,023 (BR_MAX_PORTS is 1,024; 0 is not a port's), and
+ * refuses the next with EXFULL. Every endpoint of this node is a port of cnv-user-br0, and so
+ * are the uplink and the overlay's device (stm_ifaces). */
+export const BRIDGE_PORTS_MAX = 1023;
+
 /** Throws CAPACITY when `need` more entries do not fit in a map beside what the store's
  * networks and endpoints take; `what` (the request) leads the message. */
 export function checkRoom(store: Store, maps: MapSource, need: Partial<Entries>, what: string): void {
   const asked = ROOM_MAPS.filter((m) => (need[m] ?? 0) > 0);
   if (!asked.length) return;
   const used = inUse(store, asked);
+  const ports = need.stm_ports ?? 0;
+  if (ports > 0) {
+    let devices = 0;
+    for (const _ of maps.map("stm_ifaces").keys()) devices++;
+    const taken = used.stm_ports + devices;
+    if (taken + ports > BRIDGE_PORTS_MAX)
+      throw new StratumError(
+        "CAPACITY",
+        `${what}: the bridge ${USER_BRIDGE} takes at most ${BRIDGE_PORTS_MAX} ports (a Linux bridge's limit); ${used.stm_ports} endpoints and ${devices} other port${devices === 1 ? "" : "s"} (uplink, overlay) use ${taken}: nothing was changed`,
+      );
+  }
   for (const m of asked) {
     const more = need[m] ?? 0;
     const max = maps.map(m).info.maxEntries;

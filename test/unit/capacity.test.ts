@@ -8,12 +8,19 @@
  * second one; both, and each pin root, go when a test ends, pass or fail. */
 import { afterAll, afterEach, expect, test } from "bun:test";
 import { type PinnedMap, PortDatapath } from "../../src/datapath/port-datapath";
+import { encodeIface, encodeIfindex } from "../../src/datapath/port-maps";
 import { StratumError } from "../../src/errors";
 import { validateCap } from "../../src/model/egress-cap";
 import { linkLocal, type NetworkSpec, validateNetwork } from "../../src/model/network";
 import { USER_BRIDGE } from "../../src/model/topology";
 import { getLink, Rtnl } from "../../src/netlink";
-import { BRIDGE_LOCALS, endpointEntries, networkEntries, ROOM_MAPS } from "../../src/services/capacity";
+import {
+  BRIDGE_LOCALS,
+  BRIDGE_PORTS_MAX,
+  endpointEntries,
+  networkEntries,
+  ROOM_MAPS,
+} from "../../src/services/capacity";
 import { endpointLocals } from "../../src/services/port-config";
 import { Services } from "../../src/services/services";
 import { SqliteStore } from "../../src/store/sqlite";
@@ -230,6 +237,43 @@ test("attach: a port must fit in stm_ports; a detach makes room again", () => {
   w.svc.endpoints.attach({ network: "a", name: "e2", netns: w.eps.name, ifname: "eth2" });
   expect(w.store.listEndpoints().map((e) => e.name)).toEqual(["e2"]);
   expect(entries(w.dp, "stm_ports")).toBe(1);
+});
+
+test("a Linux bridge takes 1,023 ports: the kernel refuses the next (EXFULL)", () => {
+  const w = world({});
+  const batch = ["link add br-limit type bridge"];
+  for (let i = 0; i <= BRIDGE_PORTS_MAX; i++)
+    batch.push(`link add lv${i} type veth peer name lp${i}`, `link set lv${i} master br-limit`);
+  const r = w.agent.exec(["ip", "-force", "-batch", "-"], { input: batch.join("\n") });
+  expect(r.stderr).toContain("Exchange full");
+  expect(w.agent.ipJson(["link", "show", "master", "br-limit"]).length).toBe(BRIDGE_PORTS_MAX);
+});
+
+test("attach: a port of cnv-user-br0 must be free beside the endpoints, the uplink and the overlay", () => {
+  const w = world({});
+  w.svc.networks.create(net("a", "10.1.0.0/21"));
+  // 1,022 endpoints in the store (their ports counted as the agent counts them), and an uplink.
+  for (let i = 0; i < BRIDGE_PORTS_MAX - 1; i++)
+    w.store.claimEndpoint({
+      name: `s${i}`,
+      network: "a",
+      ip: `10.1.${(i + 2) >> 8}.${(i + 2) & 255}`,
+      mac: `02:00:00:01:${((i + 2) >> 8).toString(16).padStart(2, "0")}:${((i + 2) & 255).toString(16).padStart(2, "0")}`,
+      hostIndex: i + 2,
+      kind: "veth",
+      hostIf: `stms${i}`,
+    });
+  const UPLINK_IF = 4242;
+  w.dp.map("stm_ifaces").update(encodeIfindex(UPLINK_IF), encodeIface({ kind: "uplink" }));
+  refused(
+    w,
+    () => w.svc.endpoints.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" }),
+    "attach e1 to a: the bridge cnv-user-br0 takes at most 1023 ports (a Linux bridge's limit); 1022 endpoints and 1 other port (uplink, overlay) use 1023: nothing was changed",
+  );
+  // Without the uplink, the 1,023rd port is free.
+  w.dp.map("stm_ifaces").delete(encodeIfindex(UPLINK_IF));
+  w.svc.endpoints.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" });
+  expect(w.store.getEndpoint("e1")?.network).toBe("a");
 });
 
 test("egress caps: one more must fit in stm_shape_state as well as stm_shape_cfg", () => {
