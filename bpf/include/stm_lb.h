@@ -448,6 +448,19 @@ STM_SHARED int stm_lb_tc_in(struct __sk_buff *skb, __u32 eth_proto, __u32 net_id
 	return STM_TC_NEXT;
 }
 
+/* An IPv4 packet's family, protocol and source (`dst` 0) or destination address into `k`;
+ * returns where its L4 header starts, or 0 for a later fragment (no ports) or a short packet. */
+static __always_inline __u32 lb_key4(struct __sk_buff *skb, struct stm_lb_vip_key *k, __u32 dst)
+{
+	__u8 h[20];
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, h, 20) || (*(__u16 *)(h + 6) & bpf_htons(0x1fff)))
+		return 0;
+	k->family = 4;
+	k->proto = h[9];
+	__builtin_memcpy(k->addr, h + (dst ? 16 : 12), 4);
+	return ETH_HLEN + (h[0] & 0xf) * 4;
+}
+
 /* Whether port `port` serves the DSR VIP the packet comes from (`to` 0: its source address and
  * port, a backend's answer) or goes to (`to` 1: a VIP's frame from outside the port's network,
  * which the port admits). TCP and UDP only, with the ports right after the fixed header; a
@@ -462,13 +475,9 @@ STM_SHARED int stm_lb_dsr_port(struct __sk_buff *skb, struct stm_port *port, __u
 	struct stm_lb_vip_key k = {};
 	__u32 l4;
 	if (eth_proto == bpf_htons(STM_ETH_P_IP)) {
-		__u8 h[20];
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, h, 20) || (*(__u16 *)(h + 6) & bpf_htons(0x1fff)))
+		l4 = lb_key4(skb, &k, to);
+		if (!l4)
 			return 0;
-		k.family = 4;
-		k.proto = h[9];
-		__builtin_memcpy(k.addr, h + (to ? 16 : 12), 4);
-		l4 = ETH_HLEN + (h[0] & 0xf) * 4;
 	} else if (eth_proto == bpf_htons(STM_ETH_P_IPV6)) {
 		__u8 h[40];
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, h, 40))
@@ -502,13 +511,9 @@ static __always_inline int lb_from_backend(struct __sk_buff *skb, __u32 eth_prot
 	struct stm_lb_vip_key k = {};
 	__u32 l4;
 	if (eth_proto == bpf_htons(STM_ETH_P_IP)) {
-		__u8 h[20];
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, h, 20) || (*(__u16 *)(h + 6) & bpf_htons(0x1fff)))
+		l4 = lb_key4(skb, &k, 0);
+		if (!l4)
 			return 0;
-		k.family = 4;
-		k.proto = h[9];
-		__builtin_memcpy(k.addr, h + 12, 4);
-		l4 = ETH_HLEN + (h[0] & 0xf) * 4;
 	} else {
 		__u8 h[24];
 		if (bpf_skb_load_bytes(skb, ETH_HLEN, h, 24))

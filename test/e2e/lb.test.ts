@@ -253,36 +253,11 @@ describe("the load balancer on one gateway", () => {
   test("DSR: the backends answer from the VIP themselves, outside and inside clients; only its backends may", async () => {
     const VIPD = "192.0.2.90";
     const spoofs = (n: string) => (A.json("endpoint", "show", n).drops["ip4-spoof"] as number | undefined) ?? 0;
-    const refused = A.ctl(
-      "lb",
-      "vip",
-      "add",
-      "edge",
-      "--address",
-      VIPD,
-      "--port",
-      "68",
-      "--proto",
-      "udp",
-      "--mode",
-      "dsr",
-    );
+    const edge = (port: string, proto: string) =>
+      ["lb", "vip", "add", "edge", "--address", VIPD, "--port", port, "--proto", proto, "--mode", "dsr"] as const;
+    const refused = A.ctl(...edge("68", "udp"));
     expect([refused.code, refused.stderr]).toEqual([2, expect.stringContaining("a DHCP client's port")]);
-    A.json(
-      "lb",
-      "vip",
-      "add",
-      "edge",
-      "--address",
-      VIPD,
-      "--port",
-      "8080",
-      "--proto",
-      "tcp",
-      "--mode",
-      "dsr",
-      ...CHECK,
-    );
+    A.json(...edge("8080", "tcp"), ...CHECK);
     try {
       const wrong = A.ctl("lb", "backend", "add", "edge", "--endpoint", "b1", "--port", "9090");
       expect([wrong.code, wrong.stderr]).toEqual([2, expect.stringContaining("is DSR")]);
