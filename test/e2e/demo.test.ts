@@ -57,8 +57,11 @@ exec bash scripts/demo --no-build`,
     // The load balancer: the LAN host's requests spread, the router has the VIP.
     "the router has the VIP while a backend is healthy:\n  203.0.113.80/32",
     "the VIP kept serving through the restart (its healthy backend stayed in the table):\n  web-1",
-    // db-net masqueraded, not announced: app-net, web-dmz, app-net's IPv6 and the VIP.
-    "the router kept the networks' routes through the restart (graceful restart):\n  Total: 4 of 4 routes",
+    // db-net masqueraded, not announced: app-net, web-dmz, app-net's IPv6 and the two VIPs.
+    "the router kept the networks' routes through the restart (graceful restart):\n  Total: 5 of 5 routes",
+    // The DSR VIP's backend was reached at the VIP and answered from it.
+    "  web-1 203.0.113.90",
+    "load balancer (DSR): VIP edge (203.0.113.90:8080/tcp) → backend web-1",
     "agent killed; the datapath keeps running",
     "40 packets transmitted, 40 received, 0% packet loss",
     "kernel changes: none",
