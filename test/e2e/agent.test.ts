@@ -28,7 +28,7 @@ beforeAll(async () => {
   c2 = new Netns("c2");
   c3 = new Netns("c3");
   await startAgent();
-});
+}, 60_000);
 
 afterAll(() => {
   for (const ns of [c1, c2, c3]) ns?.destroy();

@@ -108,7 +108,7 @@ beforeAll(async () => {
   atk = A.json("network", "attach", "net-a", "--name", "attacker", "--netns", atkNs.name, "--configure");
   vic = A.json("network", "attach", "net-a", "--name", "victim", "--netns", vicNs.name, "--configure");
   oth = A.json("network", "attach", "net-b", "--name", "other", "--netns", othNs.name, "--configure");
-});
+}, 60_000);
 
 afterAll(() => {
   for (const s of sockets) s.close();

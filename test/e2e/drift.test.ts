@@ -86,7 +86,7 @@ beforeAll(async () => {
   A.json("network", "create", "--name", NET, "--cidr", "10.62.0.0/24", "--gateway", GW.split("/")[0] as string);
   e1 = A.json("network", "attach", NET, "--name", "d1", "--netns", c1.name, "--configure");
   e2 = A.json("network", "attach", NET, "--name", "d2", "--netns", c2.name, "--configure");
-});
+}, 60_000);
 
 afterAll(() => {
   if (measured.length) console.log(`drift test: repair times: ${measured.join("; ")}`);

@@ -79,7 +79,7 @@ let client: EtcdClient;
 beforeAll(async () => {
   etcd = keep(await EtcdServer.start());
   client = keep(new EtcdClient({ endpoints: [etcd.url], timeoutMs: 3000 }));
-});
+}, 60_000);
 
 describe("key-value", () => {
   test("binary values, versions, old revisions, prefix ranges, paging, keys-only and deletes", async () => {

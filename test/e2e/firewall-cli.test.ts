@@ -44,7 +44,7 @@ beforeAll(async () => {
   await A.start();
   appId = json("network", "create", "--name", "app-net", "--cidr", "10.81.0.0/24", "--gateway", "10.81.0.1").id;
   dbId = json("network", "create", "--name", "db-net", "--cidr", "10.82.0.0/24", "--gateway", "10.82.0.1").id;
-});
+}, 60_000);
 
 afterAll(() => {
   A?.destroy();

@@ -77,7 +77,7 @@ beforeAll(async () => {
     servers.push(q);
   }
   await Bun.sleep(500);
-});
+}, 60_000);
 
 afterAll(() => {
   for (const p of servers) p.kill("SIGKILL");

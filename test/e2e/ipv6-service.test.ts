@@ -243,7 +243,7 @@ beforeAll(async () => {
   if (!daemonLines.includes("ready")) throw new Error(`service did not start: ${daemonErr}`);
   // The workloads come up only now: each solicits once its link-local is ready.
   for (const f of IFS) B.execOk(["ip", "link", "set", f.dev, "up"]);
-});
+}, 60_000);
 
 afterAll(() => {
   if (process.env.V6_DEBUG) console.log("service log:", daemonErr); // the service's warnings, when debugging

@@ -42,7 +42,7 @@ beforeAll(async () => {
   reader.releaseLock();
   if (!new TextDecoder().decode(first.value).includes("bound")) throw new Error("could not bind UDP 67 for the test");
   await A.start();
-});
+}, 60_000);
 
 afterAll(async () => {
   holder?.kill("SIGKILL");

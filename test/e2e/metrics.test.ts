@@ -73,7 +73,7 @@ beforeAll(async () => {
   A.json("network", "create", "--name", NET, "--cidr", "10.74.0.0/24", "--gateway", "10.74.0.1", "--extend-to-lan");
   a = A.json("network", "attach", NET, "--name", "ep-a", "--netns", aNs.name, "--configure");
   b = A.json("network", "attach", NET, "--name", "ep-b", "--netns", bNs.name, "--configure");
-});
+}, 60_000);
 
 afterAll(() => {
   for (const ns of [aNs, bNs, out]) ns?.destroy();

@@ -113,7 +113,7 @@ beforeAll(async () => {
   // Let a's neighbour entry for b be settled, so spoofed packets are not held up by ARP.
   nsA.exec(["ping", "-c", "1", "-W", "1", b.ip]);
   await Bun.sleep(300);
-});
+}, 60_000);
 
 afterAll(() => {
   server?.kill("SIGKILL");

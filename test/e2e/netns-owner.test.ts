@@ -52,7 +52,7 @@ beforeAll(async () => {
   A.json("network", "create", "--name", "own-net", "--cidr", "10.83.0.0/24", "--gateway", "10.83.0.1");
   A.json("network", "attach", "own-net", "--name", "w1", "--netns", c1.name, "--configure");
   A.json("network", "attach", "own-net", "--name", "w2", "--netns", c2.name, "--configure");
-});
+}, 60_000);
 
 afterAll(() => {
   for (const ns of [c1, c2]) ns?.destroy();

@@ -24,7 +24,7 @@ beforeAll(async () => {
     "--action",
     "allow",
   );
-});
+}, 60_000);
 
 afterAll(() => A?.destroy());
 

@@ -48,7 +48,7 @@ beforeAll(async () => {
   A.json("firewall", "blocklist", "add", "192.0.2.0/24");
   const counter = A.ns.enter([BINARY, "datapath", "counter", "attach", "--dev", "upl0", "--pin-root", A.pins.path]);
   expect(counter.code).toBe(0);
-});
+}, 60_000);
 
 afterAll(() => {
   A?.destroy();
