@@ -30,11 +30,11 @@ const PROBE = join(ROOT, "test/helpers/probe.ts");
 
 const DENIED = ["deny", "spoof", "xnet"];
 
-const CRASH_POINTS = Number(process.env.STRATUM_CRASH_POINTS ?? (process.env.STRATUM_LONG === "1" ? 36 : 24));
+const CRASH_POINTS = Number(process.env.STRATUM_CRASH_POINTS ?? (process.env.STRATUM_LONG === "1" ? 36 : 19));
 
 /** Which of the cycle's kernel changes (1-based) to crash after: every one with
- * STRATUM_CRASH_ALL=1. Otherwise STRATUM_CRASH_POINTS (default 24, what keeps the suite's
- * time; 36 with STRATUM_LONG=1): the last change of every operation (the store is committed, the kernel half done),
+ * STRATUM_CRASH_ALL=1. Otherwise STRATUM_CRASH_POINTS (default 19, the cycle's operations,
+ * what keeps the suite's time; 36 with STRATUM_LONG=1): the last change of every operation (the store is committed, the kernel half done),
  * then changes of every other kind (the first change on each map, link or address kind an
  * operation makes), spread evenly, then others. */
 function crashPoints(named: string[]): number[] {
