@@ -6,6 +6,7 @@
 import { parseArgs } from "node:util";
 import { ADDRESSING_BENCHMARKS } from "./addressing";
 import { AGENT_BENCHMARKS } from "./agent";
+import { CLI_BENCHMARKS } from "./cli";
 import { CLUSTER_BENCHMARKS } from "./cluster";
 import { GATEWAY_BENCHMARKS } from "./gateway";
 import { GATEWAY_HA_BENCHMARKS } from "./gateway-ha";
@@ -29,6 +30,7 @@ const BENCHMARKS = {
   ...GATEWAY_HA_BENCHMARKS,
   ...MSEG_BENCHMARKS,
   ...LB_BENCHMARKS,
+  ...CLI_BENCHMARKS,
 };
 /** Left out of a run that names nothing: minutes each, with labs and data of their own. */
 const OPT_IN = new Set([

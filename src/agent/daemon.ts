@@ -91,7 +91,9 @@ export interface ClusterJoin extends EtcdCredentialFlags {
   nodeAddress: string;
 }
 
-export const DEFAULT_RECONCILE_INTERVAL = 30;
+import { DEFAULT_RECONCILE_INTERVAL } from "./defaults";
+
+export { DEFAULT_RECONCILE_INTERVAL };
 
 const log = consola.withTag("agent");
 /** rtnetlink's protocol number for BGP ("proto bgp"), and the metric of an imported default route. */

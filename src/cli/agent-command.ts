@@ -2,7 +2,8 @@
 
 import { isIP } from "node:net";
 import { type CommandMeta, defineCommand } from "citty";
-import { type ClusterJoin, DEFAULT_RECONCILE_INTERVAL, runAgent } from "../agent/daemon";
+import type { ClusterJoin } from "../agent/daemon";
+import { DEFAULT_RECONCILE_INTERVAL } from "../agent/defaults";
 import { DEFAULT_API_SOCKET } from "../api/api-client";
 import { checkNodeName, parseEtcdEndpoints } from "../cluster/flags";
 import { StratumError } from "../errors";
@@ -128,6 +129,8 @@ export const agentCommand = defineCommand({
       for (const f of clusterFlags)
         if (args[f] !== undefined)
           throw new StratumError("INVALID", `--${f} is for a cluster node: give --cluster too`);
+    // The agent is loaded only to run it: every other command starts without it.
+    const { runAgent } = await import("../agent/daemon");
     await runAgent({
       stateDir: args["state-dir"],
       pinRoot: args["pin-root"],
