@@ -10,8 +10,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { IPPROTO, ipv4, tcp } from "../../src/datapath/packet";
 import { TestAgent } from "../helpers/agent";
 import { bird, type Peer } from "../helpers/bgp-peers";
+import { eth4, vlanTag } from "../helpers/frames";
 import { until } from "../helpers/lab";
 import { Netns, ROOT } from "../helpers/netns";
 
@@ -301,6 +303,28 @@ describe("the load balancer on one gateway", () => {
       ]);
       c1.execOk(["ip", "addr", "del", `${VIPD}/32`, "dev", "lo"]);
       expect(spoofs("c1")).toBeGreaterThan(c1Before);
+      // From the LAN, straight to a backend's MAC with the VIP's address and port, VLAN-tagged
+      // (the uplink balances untagged frames only): never admitted, lan-direct at the port.
+      const b1 = A.json("endpoint", "show", "b1");
+      const lanDirect = () => (A.json("endpoint", "show", "b1").drops["lan-direct"] as number | undefined) ?? 0;
+      const lanBefore = lanDirect();
+      const rtMac = rt.ipJson<{ address: string }[]>(["link", "show", "lan0"])[0]?.address as string;
+      const syn = tcp({ src: RT4, dst: VIPD, sport: 40999, dport: 8080, flags: 2, seq: 1 });
+      const tagged = vlanTag(eth4(rtMac, b1.mac, ipv4({ src: RT4, dst: VIPD, proto: IPPROTO.TCP }, syn)), 7);
+      // What reaches b1 (its own capture, which a frame its port drops never meets).
+      const seen = Bun.spawn(
+        ["ip", "netns", "exec", (ns.b1 as Netns).name, "timeout", "3", "tcpdump", "-n", "-i", "eth0", "tcp port 40999"],
+        { stdout: "pipe", stderr: "pipe" },
+      );
+      await Bun.sleep(500);
+      rt.execOk([
+        "/usr/bin/python3",
+        "-c",
+        `import socket\ns=socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind(("lan0", 0))\nfor _ in range(5): s.send(bytes.fromhex("${tagged.toString("hex")}"))`,
+      ]);
+      await until("the tagged frames counted at b1's port", () => lanDirect() >= lanBefore + 5, 5_000);
+      await seen.exited;
+      expect(await new Response(seen.stderr).text()).toContain("0 packets captured");
       // From the LAN: the VIP's address on a port it does not publish is dropped at the uplink.
       const unpublished = drops("lb-unpublished");
       rt.exec([
