@@ -464,13 +464,10 @@ static __always_inline __u32 lb_key4(struct __sk_buff *skb, struct stm_lb_vip_ke
 /* Whether port `port` serves the DSR VIP the packet comes from (`to` 0: its source address and
  * port, a backend's answer) or goes to (`to` 1: a VIP's frame from outside the port's network,
  * which the port admits). TCP and UDP only, with the ports right after the fixed header; a
- * later fragment has none. 1 or 0. */
+ * later fragment has none. A VLAN-tagged frame never gets here: port_of drops it first. 1 or 0. */
 STM_SHARED int stm_lb_dsr_port(struct __sk_buff *skb, struct stm_port *port, __u32 eth_proto, __u32 to)
 {
 	if (!skb || !port || !lb_on())
-		return 0;
-	/* A tagged frame was never the load balancer's (the uplink balances untagged ones only). */
-	if (to && skb->vlan_present)
 		return 0;
 	struct stm_lb_vip_key k = {};
 	__u32 l4;

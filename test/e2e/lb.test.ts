@@ -304,10 +304,10 @@ describe("the load balancer on one gateway", () => {
       c1.execOk(["ip", "addr", "del", `${VIPD}/32`, "dev", "lo"]);
       expect(spoofs("c1")).toBeGreaterThan(c1Before);
       // From the LAN, straight to a backend's MAC with the VIP's address and port, VLAN-tagged
-      // (the uplink balances untagged frames only): never admitted, lan-direct at the port.
+      // (the uplink balances untagged frames only): never delivered, vlan-tagged at the port.
       const b1 = A.json("endpoint", "show", "b1");
-      const lanDirect = () => (A.json("endpoint", "show", "b1").drops["lan-direct"] as number | undefined) ?? 0;
-      const lanBefore = lanDirect();
+      const tagDrops = () => (A.json("endpoint", "show", "b1").drops["vlan-tagged"] as number | undefined) ?? 0;
+      const tagBefore = tagDrops();
       const rtMac = rt.ipJson<{ address: string }[]>(["link", "show", "lan0"])[0]?.address as string;
       const syn = tcp({ src: RT4, dst: VIPD, sport: 40999, dport: 8080, flags: 2, seq: 1 });
       const tagged = vlanTag(eth4(rtMac, b1.mac, ipv4({ src: RT4, dst: VIPD, proto: IPPROTO.TCP }, syn)), 7);
@@ -322,7 +322,7 @@ describe("the load balancer on one gateway", () => {
         "-c",
         `import socket\ns=socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind(("lan0", 0))\nfor _ in range(5): s.send(bytes.fromhex("${tagged.toString("hex")}"))`,
       ]);
-      await until("the tagged frames counted at b1's port", () => lanDirect() >= lanBefore + 5, 5_000);
+      await until("the tagged frames counted at b1's port", () => tagDrops() >= tagBefore + 5, 5_000);
       await seen.exited;
       expect(await new Response(seen.stderr).text()).toContain("0 packets captured");
       // From the LAN: the VIP's address on a port it does not publish is dropped at the uplink.
