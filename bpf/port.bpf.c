@@ -1000,8 +1000,13 @@ int stm_port_out(struct __sk_buff *skb)
 		want = skb->len;
 	if (!stm_linear(skb, want))
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
-	if (!foreign_ok(skb, port, from, lan))
+	if (!foreign_ok(skb, port, from, lan)) {
+		/* A network extended onto the LAN: a DSR VIP's frame from the LAN, as above. */
+		__u16 et;
+		if (lan && !bpf_skb_load_bytes(skb, 12, &et, 2) && stm_lb_dsr_port(skb, port, et, 1))
+			goto firewall;
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OTHER_NETWORK);
+	}
 	__u16 l3proto;
 	if (bpf_skb_load_bytes(skb, 12, &l3proto, 2))
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);

@@ -461,19 +461,24 @@ static __always_inline __u32 lb_key4(struct __sk_buff *skb, struct stm_lb_vip_ke
 	return ETH_HLEN + (h[0] & 0xf) * 4;
 }
 
-/* Whether port `port` serves the DSR VIP the packet comes from (`to` 0: its source address and
- * port, a backend's answer) or goes to (`to` 1: a VIP's frame from outside the port's network,
- * which the port admits). TCP and UDP only, with the ports right after the fixed header; a
- * later fragment has none. A VLAN-tagged frame never gets here: port_of drops it first. 1 or 0. */
+/* Whether the packet belongs to a flow of a DSR VIP that this node's load balancer gave port
+ * `port`: one it answers (`to` 0: from the VIP's address and port) or one it is sent (`to` 1:
+ * the VIP's frame from outside the port's network, which the port admits). The flow's entry in
+ * stm_lb_ct must name this port's endpoint: a backend cannot answer, or be sent, another
+ * backend's flows or a flow nobody opened. TCP and UDP only, with the ports right after the
+ * fixed header; a later fragment has none. A VLAN-tagged frame never gets here: port_of drops
+ * it first. 1 or 0. */
 STM_SHARED int stm_lb_dsr_port(struct __sk_buff *skb, struct stm_port *port, __u32 eth_proto, __u32 to)
 {
 	if (!skb || !port || !lb_on())
 		return 0;
 	struct stm_lb_vip_key k = {};
+	/* The flow as the client opened it: the client's address and port, the VIP's. */
+	struct stm_lb_ct_key ck = {};
 	__u32 l4;
 	if (eth_proto == bpf_htons(STM_ETH_P_IP)) {
 		l4 = lb_key4(skb, &k, to);
-		if (!l4)
+		if (!l4 || bpf_skb_load_bytes(skb, ETH_HLEN + (to ? 12 : 16), ck.src, 4))
 			return 0;
 	} else if (eth_proto == bpf_htons(STM_ETH_P_IPV6)) {
 		__u8 h[40];
@@ -482,6 +487,7 @@ STM_SHARED int stm_lb_dsr_port(struct __sk_buff *skb, struct stm_port *port, __u
 		k.family = 6;
 		k.proto = h[6];
 		__builtin_memcpy(k.addr, h + (to ? 24 : 8), 16);
+		__builtin_memcpy(ck.src, h + (to ? 8 : 24), 16);
 		l4 = ETH_HLEN + IP6_HLEN;
 	} else {
 		return 0;
@@ -495,9 +501,22 @@ STM_SHARED int stm_lb_dsr_port(struct __sk_buff *skb, struct stm_port *port, __u
 	struct stm_lb_vip *v = bpf_map_lookup_elem(&stm_lb_vips, &k);
 	if (!v || !(v->flags & STM_LB_F_DSR))
 		return 0;
-	struct stm_lb_dsr_key d = { .vip = v->id };
+	__u32 vip = v->id;
+	struct stm_lb_dsr_key d = { .vip = vip };
 	__builtin_memcpy(d.mac, port->mac, 6);
-	return bpf_map_lookup_elem(&stm_lb_dsr, &d) != NULL;
+	if (!bpf_map_lookup_elem(&stm_lb_dsr, &d))
+		return 0;
+	ck.sport = bpf_ntohs(to ? ports[0] : ports[1]);
+	ck.dport = k.port;
+	ck.proto = k.proto;
+	ck.family = k.family;
+	__builtin_memcpy(ck.dst, k.addr, 16);
+	struct stm_lb_ct *c = bpf_map_lookup_elem(&stm_lb_ct, &ck);
+	if (!c || c->vip != vip)
+		return 0;
+	__u32 bid = c->backend;
+	struct stm_lb_backend *b = bpf_map_lookup_elem(&stm_lb_backends, &bid);
+	return b && b->vip == vip && mac_eq(b->mac, port->mac);
 }
 
 /* Whether the packet comes from a backend's address and port (stm_lb_bsrc): read from its

@@ -263,8 +263,7 @@ export function addBackend(
   // addresses); so may a DSR VIP (its backend answers from the VIP itself).
   const other = doc.vips.find(
     (v) =>
-      vip.mode === "nat" &&
-      v.mode === "nat" &&
+      (v === vip || (vip.mode === "nat" && v.mode === "nat")) &&
       v.proto === vip.proto &&
       v.address.includes(":") === v6 &&
       v.backends.some((b) => b.endpoint === spec.endpoint && b.port === port),
@@ -326,13 +325,19 @@ export function validateLb(doc: LbDoc): LbDoc {
     if (formatIp(parseIp(v.address)) !== v.address)
       throw invalid(`VIP "${v.name}": address ${v.address} is not canonical`);
     checkPort(v.port, "VIP port");
+    if (v.mode === "dsr" && v.proto === "udp" && (v.port === 68 || v.port === 546))
+      throw invalid(`VIP "${v.name}": a DHCP client's port cannot be a DSR VIP's`);
     checkCheck(v.check);
+    const own = new Set<string>();
     if (v.backends.length * LB_SLOTS_PER_BACKEND > v.tableSize) throw invalid(`VIP "${v.name}": too many backends`);
     for (const b of v.backends) {
       if (!Number.isInteger(b.id) || b.id < 1 || b.id >= doc.nextBackendId || bids.has(b.id))
         throw invalid(`VIP "${v.name}": bad backend id ${b.id}`);
       bids.add(b.id);
       checkPort(b.port, "backend port");
+      // One backend per endpoint and port in a VIP: the table is keyed by address and port.
+      if (own.has(`${b.endpoint}|${b.port}`)) throw invalid(`VIP "${v.name}": endpoint "${b.endpoint}" twice`);
+      own.add(`${b.endpoint}|${b.port}`);
       if (v.mode === "dsr" && b.port !== v.port)
         throw invalid(`VIP "${v.name}": backend ${b.id}: a DSR backend serves the VIP's own port`);
       if (!Number.isInteger(b.weight) || b.weight < 0 || b.weight > LB_WEIGHT_MAX)

@@ -356,7 +356,7 @@ describe("DSR: the frame goes to the backend's MAC, the VIP kept; the backend an
         })),
       },
     ].map(withTable);
-  const asPort = (e: { ip4: string; ip6: string; mac: string }, net = 8) =>
+  const asPort = (e: { ip4: string; ip6: string; mac: string }, net = 8, lan = false) =>
     obj.map("stm_ports").update(
       encodeIfindex(PORT),
       encodePort({
@@ -368,6 +368,7 @@ describe("DSR: the frame goes to the backend's MAC, the VIP kept; the backend an
         gw4: "10.72.0.1",
         cidr6: "fd72::/64",
         group: 0,
+        ...(lan ? { lan: true } : {}),
       }),
     );
   beforeAll(() => {
@@ -442,17 +443,33 @@ describe("DSR: the frame goes to the backend's MAC, the VIP kept; the backend an
     expect(r.output.subarray(6).toString("hex")).toBe(f.subarray(6).toString("hex"));
   });
 
-  test("the backend's port: its answer from the VIP's address and port passes, IPv4 and IPv6", () => {
-    asPort(BE[0] as (typeof BE)[0]);
+  /** Opens the flow client:sport → vip:port through the load balancer (XDP): the backend it
+   * gets, and the other. */
+  const open = (client: string, vip: string, port: number, sport = 41000) => {
+    const r = xdp(pkt({ src: client, dst: vip, sport, dport: port }));
+    const mac = r.output.subarray(0, 6).toString("hex");
+    const chosen = BE.find((b) => hex(b.mac) === mac) as (typeof BE)[0];
+    return { chosen, other: BE.find((b) => b !== chosen) as (typeof BE)[0] };
+  };
+
+  test("the backend's port: its answer to the flow it was given passes, IPv4 and IPv6; not another's, not an unasked one", () => {
     for (const [src, sport] of [
       [D4, 80],
       [D6, 443],
     ] as const) {
       const dst = src === D4 ? C4 : C6;
-      const f = pkt({ src, dst, sport, dport: 41000, mac: [BE[0]?.mac as string, "02:00:00:00:72:fe"] });
-      const r = tcRun("stm_port_in", f, PORT);
-      expect({ src, drops: r.deltas.stm_drops, retval: r.retval }).toEqual({ src, drops: {}, retval: TC_NEXT });
-      expect(r.output.toString("hex")).toBe(f.toString("hex"));
+      const { chosen, other } = open(dst, src, sport);
+      const answer = (e: (typeof BE)[0], dport = 41000) => {
+        asPort(e);
+        const f = pkt({ src, dst, sport, dport, mac: [e.mac, "02:00:00:00:72:fe"] });
+        const r = tcRun("stm_port_in", f, PORT);
+        return { drops: Object.keys(r.deltas.stm_drops ?? {}), retval: r.retval, same: r.output.equals(f) };
+      };
+      expect({ src, ...answer(chosen) }).toEqual({ src, drops: [], retval: TC_NEXT, same: true });
+      const spoof = [dropKey(src === D4 ? "ip4-spoof" : "ip6-spoof", PORT)];
+      // The other backend answering this flow, and the chosen one answering a flow nobody opened.
+      expect(answer(other).drops).toEqual(spoof);
+      expect(answer(chosen, 41001).drops).toEqual(spoof);
     }
   });
 
@@ -475,7 +492,7 @@ describe("DSR: the frame goes to the backend's MAC, the VIP kept; the backend an
     expect(spoof(BE[0] as (typeof BE)[0], VIP4, 80)).toEqual(v4);
   });
 
-  test("the backend's port admits the VIP's frame from the LAN and from another network; nothing else of theirs", () => {
+  test("the backend's port admits the frames of the flows it was given, from the LAN and another network; nothing else", () => {
     const at = (e: { ip4: string; ip6: string; mac: string }, from: number, dst: string, dport: number) => {
       asPort(e);
       const src = from === LAN_IF ? (dst.includes(":") ? C6 : C4) : "10.48.0.9";
@@ -484,18 +501,38 @@ describe("DSR: the frame goes to the backend's MAC, the VIP kept; the backend an
       return { drops: Object.keys(r.deltas.stm_drops ?? {}), retval: r.retval };
     };
     const ok = { drops: [], retval: TC_NEXT };
-    const b0 = BE[0] as (typeof BE)[0];
-    expect(at(b0, LAN_IF, D4, 80)).toEqual(ok);
-    expect(at(b0, LAN_IF, D6, 443)).toEqual(ok);
-    expect(at(b0, CLIENT_IF, D4, 80)).toEqual(ok);
-    // Another port of the VIP's address, the backend's own address, a port serving no DSR VIP.
     const lanDirect = { drops: [dropKey("lan-direct", PORT)], retval: 2 };
     const otherNet = { drops: [dropKey("other-network", PORT)], retval: 2 };
-    expect(at(b0, LAN_IF, D4, 22)).toEqual(lanDirect);
-    expect(at(b0, LAN_IF, b0.ip4, 80)).toEqual(lanDirect);
+    const f4 = open(C4, D4, 80);
+    const f6 = open(C6, D6, 443);
+    const fc = open("10.48.0.9", D4, 80);
+    expect(at(f4.chosen, LAN_IF, D4, 80)).toEqual(ok);
+    expect(at(f6.chosen, LAN_IF, D6, 443)).toEqual(ok);
+    expect(at(fc.chosen, CLIENT_IF, D4, 80)).toEqual(ok);
+    // Another backend's flow, another port of the VIP's address, the backend's own address, a
+    // port serving no DSR VIP.
+    expect(at(f4.other, LAN_IF, D4, 80)).toEqual(lanDirect);
+    expect(at(f4.chosen, LAN_IF, D4, 22)).toEqual(lanDirect);
+    expect(at(f4.chosen, LAN_IF, f4.chosen.ip4, 80)).toEqual(lanDirect);
     expect(at(OTHER, LAN_IF, D4, 80)).toEqual(lanDirect);
-    expect(at(b0, CLIENT_IF, b0.ip4, 80)).toEqual(otherNet);
+    expect(at(fc.other, CLIENT_IF, D4, 80)).toEqual(otherNet);
+    expect(at(fc.chosen, CLIENT_IF, fc.chosen.ip4, 80)).toEqual(otherNet);
     expect(at(OTHER, CLIENT_IF, D4, 80)).toEqual(otherNet);
+    // A network extended onto the LAN: the flow's frames from the LAN too; others of the VIP's
+    // address are not the network's (other-network).
+    const lan = (e: (typeof BE)[0], dport: number) => {
+      asPort(e, 8, true);
+      const r = tcRun(
+        "stm_port_out",
+        pkt({ src: C4, dst: D4, sport: 41000, dport, mac: [MAC_R, e.mac] }),
+        PORT,
+        LAN_IF,
+      );
+      return { drops: Object.keys(r.deltas.stm_drops ?? {}), retval: r.retval };
+    };
+    expect(lan(f4.chosen, 80)).toEqual(ok);
+    expect(lan(f4.other, 80)).toEqual(otherNet);
+    expect(lan(f4.chosen, 22)).toEqual(otherNet);
   });
 
   test("the tables: flags, the serving ports, no reply sources; a second apply writes nothing; NAT again clears them", () => {

@@ -141,6 +141,12 @@ describe("DSR", () => {
     refused(() => addBackend(d, "web", { endpoint: "web2", port: 8080 }, ep), "INVALID", "is DSR");
     const bad = { ...d, vips: d.vips.map((v) => ({ ...v, backends: v.backends.map((b) => ({ ...b, port: 8080 })) })) };
     refused(() => validateLb(bad), "INVALID", "a DSR backend serves the VIP's own port");
+    // The same endpoint twice in one DSR VIP (its table is keyed by address and port).
+    refused(() => addBackend(d, "web", { endpoint: "web1" }, ep), "CONFLICT", 'is a backend of "web" already');
+    const twice = { ...d, vips: d.vips.map((v) => ({ ...v, backends: [...v.backends, { ...v.backends[0], id: 2 }] })) };
+    refused(() => validateLb({ ...twice, nextBackendId: 3 } as LbDoc), "INVALID", 'endpoint "web1" twice');
+    const dhcp = { ...d, vips: d.vips.map((v) => ({ ...v, proto: "udp" as const, port: 68, backends: [] })) };
+    refused(() => validateLb(dhcp), "INVALID", "a DHCP client's port");
   });
 
   test("this node's table holds this node's backends only; a NAT VIP's holds every node's", () => {
