@@ -124,6 +124,24 @@ function snapshot(m: BpfMap): Map<string, Buffer> {
   return out;
 }
 
+/** Sets of keys (value 1) kept as `want` says: the missing added first, the stale removed after
+ * (apply orders the two around the VIPs' own writes). Each returns how many it wrote. */
+function addMissing(m: BpfMap, have: Map<string, Buffer>, want: Map<string, Buffer>): number {
+  let n = 0;
+  for (const [hex, k] of want)
+    if (!have.has(hex)) {
+      m.update(k, u32(1));
+      n++;
+    }
+  return n;
+}
+
+function removeStale(m: BpfMap, have: Map<string, Buffer>, want: Map<string, Buffer>): number {
+  let n = 0;
+  for (const hex of have.keys()) if (!want.has(hex) && m.delete(Buffer.from(hex, "hex"))) n++;
+  return n;
+}
+
 export class LbTables {
   readonly #dp: LbMapSource;
   constructor(dp: LbMapSource) {
@@ -161,16 +179,7 @@ export class LbTables {
         const k = vipKey(b.address, b.port, PROTO[v.proto]);
         wantSrc.set(k.toString("hex"), k);
       }
-    for (const [hex, k] of wantSrc)
-      if (!haveSrc.has(hex)) {
-        bsrc.update(k, u32(1));
-        writes++;
-      }
-    for (const [hex, k] of wantDsr)
-      if (!haveDsr.has(hex)) {
-        dsr.update(k, u32(1));
-        writes++;
-      }
+    writes += addMissing(bsrc, haveSrc, wantSrc) + addMissing(dsr, haveDsr, wantDsr);
     let tables = 0;
     const wantBackends = new Set<string>();
     for (const v of vips)
@@ -250,8 +259,7 @@ export class LbTables {
     // still holding one is given another at its next packet).
     for (let id = 1; id < rings.info.maxEntries; id++)
       if (!wantRings.has(id) && rings.lookup(u32(id)) !== null && rings.delete(u32(id))) writes++;
-    for (const hex of haveSrc.keys()) if (!wantSrc.has(hex) && bsrc.delete(Buffer.from(hex, "hex"))) writes++;
-    for (const hex of haveDsr.keys()) if (!wantDsr.has(hex) && dsr.delete(Buffer.from(hex, "hex"))) writes++;
+    writes += removeStale(bsrc, haveSrc, wantSrc) + removeStale(dsr, haveDsr, wantDsr);
     for (const hex of haveBackends.keys())
       if (!wantBackends.has(hex)) {
         backends.delete(Buffer.from(hex, "hex"));
