@@ -216,9 +216,13 @@ _Static_assert(sizeof(struct stm_subnet) == 8, "stm_subnet is ABI");
 /* ---- firewall ----------------------------------------------------------------------------
  * A scope (a network by its id, or 0: the node's global scope at the uplink) has one active
  * generation of compiled rules. Every entry of a generation carries its number, so a new rule
- * set is written beside the old one and switched with the one update of the scope entry. */
+ * set is written beside the old one and switched with the one update of the scope entry. One
+ * rule added, deleted or moved is instead written into the active generation, entry by entry
+ * in an order where every packet meets the old set or the new (src/datapath/firewall-tables.ts).
+ *
+ * Rules sit at slots in priority order, with free slots between them for later inserts. */
 
-/* Rule bitmap width: bit i is the rule at position i (priority order) of a generation. */
+/* Rule bitmap width: bit i is the rule at slot i of a generation. */
 #define STM_FW_WORDS 160
 #define STM_FW_MAX_RULES (STM_FW_WORDS * 64)
 /* Summary words: bit j of the summary is set when word j is not zero. */
@@ -257,14 +261,19 @@ struct stm_fw_scope {
 	__u32 gen;   /* active generation; 0: no rules */
 	__u8 def;    /* enum stm_fw_action: allow or deny */
 	__u8 flags;  /* STM_FW_SCOPE_F_* */
-	__u16 nsum;  /* summary words in use (rules / 4096, rounded up) */
+	__u16 nsum;  /* summary words in use (rule slots / 4096, rounded up) */
 	/* Prefix lengths the generation's address tables hold, per side (0 source, 1
 	 * destination): bit (32 - len) for IPv4, bit (128 - len) for IPv6, so the lowest set
 	 * bit is the longest prefix. */
 	__u64 len4[2];
 	__u64 len6[2][3];
+	/* Tracked flows remember the epoch that allowed them and are classified again when it
+	 * changes: every change of the rules or the default gives the scope a new epoch, whether
+	 * it came as a new generation or as edits of the active one. */
+	__u32 epoch;
+	__u32 _pad;
 };
-_Static_assert(sizeof(struct stm_fw_scope) == 72, "stm_fw_scope is ABI");
+_Static_assert(sizeof(struct stm_fw_scope) == 80, "stm_fw_scope is ABI");
 
 /* The scope enforces (it has rules or denies by default): traffic is tracked. */
 #define STM_FW_SCOPE_F_ON 1
@@ -335,7 +344,7 @@ _Static_assert(sizeof(struct stm_ct_key) == 44, "stm_ct_key is ABI");
 
 struct stm_ct {
 	__u64 expires;   /* bpf_ktime_get_ns() deadline */
-	__u32 gen;       /* generation that last allowed the flow */
+	__u32 gen;       /* scope epoch that last allowed the flow */
 	__u32 rule_id;   /* rule that allowed it (STM_FW_DEFAULT_ID | scope: the default) */
 	__u8 state;      /* enum stm_ct_state */
 	__u8 flags;      /* STM_CT_F_* */

@@ -2,7 +2,7 @@
  * global scope at the uplink), shared by every hook that enforces it.
  *
  * Classification is not a walk over rules. The agent compiles a scope's rules (in priority
- * order, rule i = bit i) into four longest-prefix tries per generation: source address,
+ * order, each rule at a slot: bit i) into four longest-prefix tries per generation: source address,
  * destination address, source port and destination port (the port tries keyed by direction
  * and protocol class too, ICMP type/code standing in for the ports). Each trie entry holds
  * the bitmap of rules its value satisfies; a packet makes four lookups and ANDs the bitmaps to
@@ -11,8 +11,8 @@
  *
  * State: a flow allowed once is tracked per port in stm_ct; its replies pass, unsolicited
  * packets from the other side are classified like any other. A flow allowed under an older
- * generation is classified again (its first packet's tuple) when the generation changes, so a
- * new deny cuts it and an unrelated change leaves it alone. */
+ * epoch of the scope is classified again (its first packet's tuple) when the epoch changes, so
+ * a new deny cuts it and an unrelated change leaves it alone. */
 #ifndef STM_FW_H
 #define STM_FW_H
 
@@ -490,8 +490,8 @@ STM_SHARED int stm_fw_check(struct stm_tuple *t, struct stm_fw_scope *scope, __u
 			int orig = !!(ct->flags & STM_CT_F_ORIG_A) == src_a;
 			int reopen = ct->state == STM_CT_CLOSED && t->proto == IPPROTO_TCP && (t->tcp_flags & TCP_SYN);
 			if ((orig || ct_reply_ok(t)) && !reopen) {
-				if (ct->gen != scope->gen) {
-					/* Classify the flow's first packet again under the new generation. */
+				if (ct->gen != scope->epoch) {
+					/* Classify the flow's first packet again under the new rules. */
 					int a_first = !!(ct->flags & STM_CT_F_ORIG_A);
 					__builtin_memcpy(q.src, a_first ? k.a : k.b, 16);
 					__builtin_memcpy(q.dst, a_first ? k.b : k.a, 16);
@@ -511,7 +511,7 @@ STM_SHARED int stm_fw_check(struct stm_tuple *t, struct stm_fw_scope *scope, __u
 						goto classify;
 					}
 					fw_stat(STM_FW_STAT_CT_REVALIDATED);
-					ct->gen = scope->gen;
+					ct->gen = scope->epoch;
 					ct->rule_id = v.rule_id;
 				}
 				ct_advance(ct, t, orig, now);
@@ -538,7 +538,7 @@ classify:
 	/* Track what opens a flow: not a reset, not an echo reply on its own. */
 	if (track && t->icmp != FW_ICMP_ECHO_REP && !(t->proto == IPPROTO_TCP && (t->tcp_flags & TCP_RST))) {
 		struct stm_ct ct = {
-			.gen = scope->gen,
+			.gen = scope->epoch,
 			.rule_id = v.rule_id,
 			.dir = dir,
 			.flags = src_a ? STM_CT_F_ORIG_A : 0,

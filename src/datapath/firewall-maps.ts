@@ -4,6 +4,7 @@
  * contains it (the longest stored prefix holding an address then yields exactly the rules
  * matching it; the datapath tries the lengths present, longest first),
  * a port entry the rules whose range covers its elementary interval. Pure. */
+import { endianness } from "node:os";
 import { StratumError } from "../errors";
 import { type DefaultAction, type Rule, ruleFamily, type StoredRule } from "../model/firewall-rule";
 import { parseSubnet, type Subnet } from "../model/ip";
@@ -32,7 +33,7 @@ export const FW_STATS = [
 
 /** Key and value sizes (stm_abi.h), checked against the C header by test/unit/abi.test.ts. */
 export const FW_SIZES = {
-  stm_fw_scope: 72,
+  stm_fw_scope: 80,
   stm_fw_addr4_key: 12,
   stm_fw_addr6_key: 24,
   stm_fw_port_key: 16,
@@ -57,41 +58,65 @@ export const FW_GEN_MAPS: FwMapName[] = [
 
 export interface CompiledScope {
   gen: number;
+  epoch: number;
+  /** The rules in priority order, each at its slot. */
+  slotted: Slotted[];
   scope: Buffer;
   entries: Record<FwMapName, Array<[Buffer, Buffer]>>;
 }
 
-/** A rule bitmap: 32-bit halves, little-endian words as the datapath reads them. */
-type Bits = Uint32Array;
-const newBits = (): Bits => new Uint32Array(FW_WORDS * 2);
-const setBit = (b: Bits, i: number) => {
-  b[i >>> 5] = ((b[i >>> 5] as number) | (1 << (i & 31))) >>> 0;
-};
-const clearBit = (b: Bits, i: number) => {
-  b[i >>> 5] = ((b[i >>> 5] as number) & ~(1 << (i & 31))) >>> 0;
-};
-const isEmpty = (b: Bits) => b.every((x) => x === 0);
-const sameBits = (a: Bits, b: Bits) => a.every((x, i) => x === b[i]);
+/** A rule bitmap is kept in the datapath's own layout (struct stm_fw_bits): summary words, then
+ * the rule words, each 64-bit word as two little-endian 32-bit halves. Edited in place through
+ * a 32-bit view (the host is little-endian, as the datapath's maps are). */
+if (endianness() !== "LE") throw new Error("the firewall compiler assumes a little-endian host");
+const SUM_U32 = 8; // 32 bytes of summary before the words
 
-export function encodeBits(b: Bits): Buffer {
-  const out = Buffer.alloc(FW_BITS_SIZE);
-  for (let w = 0; w < FW_WORDS; w++) {
-    const lo = b[w * 2] as number;
-    const hi = b[w * 2 + 1] as number;
-    out.writeUInt32LE(lo, 32 + w * 8);
-    out.writeUInt32LE(hi, 32 + w * 8 + 4);
-    if (lo || hi) {
-      const s = w >>> 6;
-      const bit = w & 63;
-      const off = s * 8 + (bit >= 32 ? 4 : 0);
-      out.writeUInt32LE((out.readUInt32LE(off) | (1 << (bit & 31))) >>> 0, off);
-    }
-  }
-  return out;
+function u32(b: Buffer): Uint32Array {
+  return new Uint32Array(b.buffer, b.byteOffset, FW_BITS_SIZE / 4);
 }
 
+export function newBits(): Buffer {
+  return Buffer.alloc(FW_BITS_SIZE);
+}
+
+/** A copy of a bitmap (its own, aligned memory: never a pooled slice). */
+export function copyBits(b: Buffer): Buffer {
+  const c = Buffer.alloc(FW_BITS_SIZE);
+  b.copy(c);
+  return c;
+}
+
+/** Sets rule slot `i` (and its word's summary bit). */
+export function setBit(b: Buffer, i: number): void {
+  const v = u32(b);
+  v[SUM_U32 + (i >>> 5)] = ((v[SUM_U32 + (i >>> 5)] as number) | (1 << (i & 31))) >>> 0;
+  const w = i >>> 6;
+  const s = ((w >>> 6) << 1) + ((w >>> 5) & 1);
+  v[s] = ((v[s] as number) | (1 << (w & 31))) >>> 0;
+}
+
+/** Clears rule slot `i` (and its word's summary bit once the word is empty). */
+export function clearBit(b: Buffer, i: number): void {
+  const v = u32(b);
+  v[SUM_U32 + (i >>> 5)] = ((v[SUM_U32 + (i >>> 5)] as number) & ~(1 << (i & 31))) >>> 0;
+  const w = i >>> 6;
+  if (v[SUM_U32 + w * 2] || v[SUM_U32 + w * 2 + 1]) return;
+  const s = ((w >>> 6) << 1) + ((w >>> 5) & 1);
+  v[s] = ((v[s] as number) & ~(1 << (w & 31))) >>> 0;
+}
+
+export function hasBit(b: Buffer, i: number): boolean {
+  return ((u32(b)[SUM_U32 + (i >>> 5)] as number) & (1 << (i & 31))) !== 0;
+}
+
+export const isEmptyBits = (b: Buffer): boolean => {
+  const v = u32(b);
+  for (let i = 0; i < SUM_U32; i++) if (v[i]) return false;
+  return true;
+};
+
 /** Prefix lengths present in address entries, as the scope's length masks: bit (bits - len). */
-export function lengthMask(keys: Buffer[], family: 4 | 6): bigint {
+export function lengthMask(keys: Iterable<Buffer>, family: 4 | 6): bigint {
   const bits = family === 4 ? 32 : 128;
   let m = 0n;
   for (const k of keys) m |= 1n << BigInt(bits - k.readUInt32LE(0));
@@ -103,33 +128,44 @@ export interface ScopeLengths {
   len6: [bigint, bigint];
 }
 
+/** A scope entry. `slots`: one past the highest rule slot in use (it sizes the summary scan);
+ * `epoch`: what tracked flows compare against (a new epoch classifies them again). */
 export function encodeScope(
   gen: number,
   def: DefaultAction,
   on: boolean,
-  nrules: number,
+  slots: number,
   lens: ScopeLengths = { len4: [0n, 0n], len6: [0n, 0n] },
+  epoch = gen,
 ): Buffer {
   const b = Buffer.alloc(FW_SIZES.stm_fw_scope);
   b.writeUInt32LE(gen, 0);
   b.writeUInt8(FW_ACTION[def], 4);
   b.writeUInt8(on ? FW_SCOPE_F_ON : 0, 5);
-  b.writeUInt16LE(Math.ceil(Math.ceil(nrules / 64) / 64), 6);
+  b.writeUInt16LE(Math.ceil(Math.ceil(slots / 64) / 64), 6);
   for (const side of [0, 1]) {
     b.writeBigUInt64LE(lens.len4[side] as bigint, 8 + side * 8);
     const m6 = lens.len6[side] as bigint;
     for (let w = 0; w < 3; w++)
       b.writeBigUInt64LE((m6 >> BigInt(64 * w)) & 0xffffffffffffffffn, 24 + side * 24 + w * 8);
   }
+  b.writeUInt32LE(epoch, 72);
   return b;
 }
 
-export function decodeScope(b: Buffer): { gen: number; def: DefaultAction; on: boolean; nsum: number } {
+export function decodeScope(b: Buffer): {
+  gen: number;
+  def: DefaultAction;
+  on: boolean;
+  nsum: number;
+  epoch: number;
+} {
   return {
     gen: b.readUInt32LE(0),
     def: b.readUInt8(4) === FW_ACTION.deny ? "deny" : "allow",
     on: (b.readUInt8(5) & FW_SCOPE_F_ON) !== 0,
     nsum: b.readUInt16LE(6),
+    epoch: b.length >= 76 ? b.readUInt32LE(72) : b.readUInt32LE(0),
   };
 }
 
@@ -139,7 +175,7 @@ export function encodeU32(v: number): Buffer {
   return b;
 }
 
-function addrKey(gen: number, s: Subnet): Buffer {
+export function addrKey(gen: number, s: Subnet): Buffer {
   const n = s.family === 4 ? 4 : 16;
   const b = Buffer.alloc(8 + n);
   b.writeUInt32LE(s.prefixLen, 0);
@@ -147,6 +183,18 @@ function addrKey(gen: number, s: Subnet): Buffer {
   let v = s.network;
   for (let i = n - 1; i >= 0; i--, v >>= 8n) b[8 + i] = Number(v & 0xffn);
   return b;
+}
+
+/** Whether address key `inner` lies inside address key `outer` (same family). */
+export function addrKeyWithin(inner: Buffer, outer: Buffer): boolean {
+  const len = outer.readUInt32LE(0);
+  if (inner.readUInt32LE(0) < len) return false;
+  const full = len >>> 3;
+  for (let i = 0; i < full; i++) if (inner[8 + i] !== outer[8 + i]) return false;
+  const rest = len & 7;
+  if (!rest) return true;
+  const m = (0xff << (8 - rest)) & 0xff;
+  return ((inner[8 + full] as number) & m) === ((outer[8 + full] as number) & m);
 }
 
 function portKey(gen: number, sel: number, dir: number, pcls: number, port: number, plen: number): Buffer {
@@ -160,11 +208,24 @@ function portKey(gen: number, sel: number, dir: number, pcls: number, port: numb
   return b;
 }
 
+/** The partition (sel, direction, protocol class) a port key belongs to. */
+export function portPartition(key: Buffer): number {
+  return ((key[8] as number) << 16) | ((key[9] as number) << 8) | (key[10] as number);
+}
+
 export function ruleKey(gen: number, idx: number): Buffer {
   const b = Buffer.alloc(8);
   b.writeUInt32LE(gen, 0);
   b.writeUInt32LE(idx, 4);
   return b;
+}
+
+export function ruleValue(r: StoredRule): Buffer {
+  const v = Buffer.alloc(8);
+  v.writeUInt32LE(r.id, 0);
+  v.writeUInt8(FW_ACTION[r.action], 4);
+  v.writeUInt8(r.log ? FW_RULE_F_LOG : 0, 5);
+  return v;
 }
 
 /** The generation a key of `map` belongs to. */
@@ -185,13 +246,18 @@ export function rangePrefixes(lo: number, hi: number): Array<[number, number]> {
   return out;
 }
 
-const PCLS_OF_PROTO: Record<Rule["proto"], number[]> = {
+export const PCLS_OF_PROTO: Record<Rule["proto"], number[]> = {
   any: [0, 1, 2, 3, 4],
   tcp: [FW_PCLS.tcp],
   udp: [FW_PCLS.udp],
   icmp: [FW_PCLS.icmp],
   icmpv6: [FW_PCLS.icmpv6],
 };
+
+/** The directions a rule applies to. */
+export function ruleDirs(r: Rule): number[] {
+  return r.direction === "both" ? [FW_DIR.ingress, FW_DIR.egress] : [FW_DIR[r.direction]];
+}
 
 /** The range a rule allows for one port field (sel 0: source port or ICMP type; 1: destination
  * port or ICMP code) in a protocol class. */
@@ -204,120 +270,199 @@ function ruleRange(r: Rule, sel: number, pcls: number): [number, number] {
   return [0, 65535];
 }
 
-function addressEntries(rules: Rule[], gen: number, side: "src" | "dst", family: 4 | 6): Array<[Buffer, Buffer]> {
-  const bits = family === 4 ? 32 : 128;
-  const byPrefix = new Map<string, { s: Subnet; rules: number[] }>();
-  const wild: number[] = [];
-  rules.forEach((r, i) => {
-    const cidr = r[side];
-    if (cidr) {
-      const s = parseSubnet(cidr);
-      if (s.family !== family) return;
-      const k = `${s.prefixLen}/${s.network}`;
-      const e = byPrefix.get(k) ?? { s, rules: [] };
-      e.rules.push(i);
-      byPrefix.set(k, e);
-    } else {
-      const f = ruleFamily(r);
-      if (f === undefined || f === family) wild.push(i);
-    }
-  });
-  const entries: Subnet[] = [...byPrefix.values()].map((e) => e.s);
-  if (wild.length && !byPrefix.has("0/0")) entries.push({ family, network: 0n, prefixLen: 0 });
-  const lens = [...new Set([...byPrefix.values()].map((e) => e.s.prefixLen))].sort((a, b) => a - b);
+/** A rule at its slot (bit) of the generation. */
+export interface Slotted {
+  r: StoredRule;
+  slot: number;
+}
+
+/** The rule slots of a fresh generation of `n` rules: in priority order with free slots spread
+ * before, between and after them, so that one rule added, moved or changed later usually
+ * finds a free slot where its priority puts it (no new generation needed). */
+export function assignSlots(n: number): number[] {
+  const cap = Math.min(FW_WORDS * 64, Math.max(256, Math.ceil((n * 3) / 64) * 64));
+  const spare = cap - n;
+  const inner = spare - Math.floor(spare / 2);
+  return Array.from({ length: n }, (_, i) => i + Math.floor(((i + 1) * inner) / (n + 1)));
+}
+
+export type AddrMap = "stm_fw_src4" | "stm_fw_dst4" | "stm_fw_src6" | "stm_fw_dst6";
+export const ADDR_MAPS: Array<{ map: AddrMap; side: "src" | "dst"; family: 4 | 6 }> = [
+  { map: "stm_fw_src4", side: "src", family: 4 },
+  { map: "stm_fw_dst4", side: "dst", family: 4 },
+  { map: "stm_fw_src6", side: "src", family: 6 },
+  { map: "stm_fw_dst6", side: "dst", family: 6 },
+];
+
+/** How a rule bears on one address table: its prefix there, every address (no prefix on that
+ * side, and its family allows this one), or nothing. */
+export function addrRole(r: Rule, side: "src" | "dst", family: 4 | 6): Subnet | "any" | undefined {
+  const cidr = r[side];
+  if (cidr) {
+    const s = parseSubnet(cidr);
+    return s.family === family ? s : undefined;
+  }
+  const f = ruleFamily(r);
+  return f === undefined || f === family ? "any" : undefined;
+}
+
+/** One address table: an entry per distinct prefix (and /0 when a rule takes any address),
+ * holding the rules whose prefix contains it: its nearest stored ancestor's rules plus its own. */
+export function addressEntries(
+  rules: Slotted[],
+  gen: number,
+  side: "src" | "dst",
+  family: 4 | 6,
+): Array<[Buffer, Buffer]> {
+  const own = new Map<string, { key: Buffer; slots: number[] }>();
+  const root: Subnet = { family, network: 0n, prefixLen: 0 };
+  for (const { r, slot } of rules) {
+    const role = addrRole(r, side, family);
+    if (role === undefined) continue;
+    const key = addrKey(gen, role === "any" ? root : role);
+    const hex = key.toString("hex");
+    const e = own.get(hex) ?? { key, slots: [] };
+    e.slots.push(slot);
+    own.set(hex, e);
+  }
+  // Shorter prefixes first: an entry's ancestors are built before it.
+  const sorted = [...own.values()].sort((a, b) => a.key.readUInt32LE(0) - b.key.readUInt32LE(0));
+  const lens = [...new Set(sorted.map((e) => e.key.readUInt32LE(0)))];
+  const built = new Map<string, Buffer>();
   const out: Array<[Buffer, Buffer]> = [];
-  for (const p of entries) {
-    const b = newBits();
-    for (const i of wild) setBit(b, i);
-    for (const len of lens) {
-      if (len > p.prefixLen) break;
-      const net = len === 0 ? 0n : (p.network >> BigInt(bits - len)) << BigInt(bits - len);
-      const e = byPrefix.get(`${len}/${net}`);
-      if (e) for (const i of e.rules) setBit(b, i);
+  const probe = Buffer.alloc(sorted[0]?.key.length ?? 0);
+  for (const e of sorted) {
+    const len = e.key.readUInt32LE(0);
+    let val: Buffer | undefined;
+    for (let j = lens.indexOf(len) - 1; j >= 0 && !val; j--) {
+      maskedKey(e.key, lens[j] as number, probe);
+      const anc = built.get(probe.toString("hex"));
+      if (anc) val = copyBits(anc);
     }
-    out.push([addrKey(gen, p), encodeBits(b)]);
+    val ??= newBits();
+    for (const s of e.slots) setBit(val, s);
+    built.set(e.key.toString("hex"), val);
+    out.push([e.key, val]);
   }
   return out;
 }
 
-function portEntries(rules: Rule[], gen: number): Array<[Buffer, Buffer]> {
-  const out: Array<[Buffer, Buffer]> = [];
-  for (const dir of [FW_DIR.ingress, FW_DIR.egress]) {
-    const dname = dir === FW_DIR.ingress ? "ingress" : "egress";
-    for (let pcls = 0; pcls <= 4; pcls++) {
-      const rel: number[] = [];
-      rules.forEach((r, i) => {
-        if ((r.direction === "both" || r.direction === dname) && PCLS_OF_PROTO[r.proto].includes(pcls)) rel.push(i);
-      });
-      if (rel.length === 0) continue;
-      for (const sel of [0, 1]) {
-        // Sweep the elementary intervals: at each boundary rules start or end covering.
-        const starts = new Map<number, number[]>();
-        const ends = new Map<number, number[]>();
-        for (const i of rel) {
-          const [lo, hi] = ruleRange(rules[i] as Rule, sel, pcls);
-          starts.set(lo, [...(starts.get(lo) ?? []), i]);
-          ends.set(hi + 1, [...(ends.get(hi + 1) ?? []), i]);
-        }
-        const cuts = [...new Set([...starts.keys(), ...ends.keys()])].filter((x) => x <= 65535).sort((a, b) => a - b);
-        const cur = newBits();
-        const intervals: Array<{ lo: number; hi: number; bits: Bits }> = [];
-        for (let c = 0; c < cuts.length; c++) {
-          const at = cuts[c] as number;
-          for (const i of ends.get(at) ?? []) clearBit(cur, i);
-          for (const i of starts.get(at) ?? []) setBit(cur, i);
-          const hi = (cuts[c + 1] ?? 65536) - 1;
-          if (isEmpty(cur)) continue;
-          const last = intervals[intervals.length - 1];
-          if (last && last.hi === at - 1 && sameBits(last.bits, cur)) last.hi = hi;
-          else intervals.push({ lo: at, hi, bits: cur.slice() });
-        }
-        for (const iv of intervals) {
-          const val = encodeBits(iv.bits);
-          for (const [port, plen] of rangePrefixes(iv.lo, iv.hi))
-            out.push([portKey(gen, sel, dir, pcls, port, plen), val]);
-        }
-      }
-    }
+/** `key` cut to prefix length `len`, written into `out`. */
+function maskedKey(key: Buffer, len: number, out: Buffer): void {
+  key.copy(out);
+  out.writeUInt32LE(len, 0);
+  const n = key.length - 8;
+  for (let i = 0; i < n; i++) {
+    const keep = Math.max(0, Math.min(8, len - i * 8));
+    out[8 + i] = (key[8 + i] as number) & ((0xff << (8 - keep)) & 0xff);
   }
+}
+
+/** All partitions (sel, direction, protocol class) a rule has entries in. */
+export function rulePartitions(r: Rule): number[] {
+  const out: number[] = [];
+  for (const dir of ruleDirs(r))
+    for (const pcls of PCLS_OF_PROTO[r.proto]) for (const sel of [0, 1]) out.push((sel << 16) | (dir << 8) | pcls);
   return out;
 }
 
-/** Compiles a scope's rules (sorted by priority, validated) into generation `gen`. */
-export function compileScope(rules: StoredRule[], def: DefaultAction, gen: number): CompiledScope {
+/** The port trie entries of one partition: the elementary intervals of the rules' ranges there,
+ * each as aligned prefixes holding the rules that cover it. */
+export function partitionEntries(rules: Slotted[], gen: number, part: number): Array<[Buffer, Buffer]> {
+  const sel = part >>> 16;
+  const dir = (part >>> 8) & 0xff;
+  const pcls = part & 0xff;
+  const dname = dir === FW_DIR.ingress ? "ingress" : "egress";
+  const starts = new Map<number, number[]>();
+  const ends = new Map<number, number[]>();
+  for (const { r, slot } of rules) {
+    if (!(r.direction === "both" || r.direction === dname) || !PCLS_OF_PROTO[r.proto].includes(pcls)) continue;
+    const [lo, hi] = ruleRange(r, sel, pcls);
+    const s = starts.get(lo);
+    if (s) s.push(slot);
+    else starts.set(lo, [slot]);
+    const e = ends.get(hi + 1);
+    if (e) e.push(slot);
+    else ends.set(hi + 1, [slot]);
+  }
+  const out: Array<[Buffer, Buffer]> = [];
+  if (!starts.size) return out;
+  const cuts = [...new Set([...starts.keys(), ...ends.keys()])].filter((x) => x <= 65535).sort((a, b) => a - b);
+  const cur = newBits();
+  const intervals: Array<{ lo: number; hi: number; bits: Buffer }> = [];
+  for (let c = 0; c < cuts.length; c++) {
+    const at = cuts[c] as number;
+    for (const i of ends.get(at) ?? []) clearBit(cur, i);
+    for (const i of starts.get(at) ?? []) setBit(cur, i);
+    const hi = (cuts[c + 1] ?? 65536) - 1;
+    if (isEmptyBits(cur)) continue;
+    const last = intervals[intervals.length - 1];
+    if (last && last.hi === at - 1 && last.bits.equals(cur)) last.hi = hi;
+    else intervals.push({ lo: at, hi, bits: copyBits(cur) });
+  }
+  for (const iv of intervals)
+    for (const [port, plen] of rangePrefixes(iv.lo, iv.hi))
+      out.push([portKey(gen, sel, dir, pcls, port, plen), iv.bits]);
+  return out;
+}
+
+/** Every partition any rule of the set has entries in. */
+function partitionsOf(rules: Slotted[]): number[] {
+  const parts = new Set<number>();
+  for (const { r } of rules) for (const p of rulePartitions(r)) parts.add(p);
+  return [...parts].sort((a, b) => a - b);
+}
+
+export function portEntries(rules: Slotted[], gen: number): Array<[Buffer, Buffer]> {
+  return partitionsOf(rules).flatMap((p) => partitionEntries(rules, gen, p));
+}
+
+/** The scope entry of a generation whose tables hold `entries`. */
+export function scopeOf(
+  gen: number,
+  def: DefaultAction,
+  rules: Slotted[],
+  entries: Pick<Record<FwMapName, Iterable<[Buffer, Buffer]>>, AddrMap>,
+  epoch: number,
+): Buffer {
+  const keys = (m: AddrMap) => [...entries[m]].map(([k]) => k);
+  let end = 0;
+  for (const { slot } of rules) end = Math.max(end, slot + 1);
+  return encodeScope(
+    gen,
+    def,
+    rules.length > 0 || def === "deny",
+    end,
+    {
+      len4: [lengthMask(keys("stm_fw_src4"), 4), lengthMask(keys("stm_fw_dst4"), 4)],
+      len6: [lengthMask(keys("stm_fw_src6"), 6), lengthMask(keys("stm_fw_dst6"), 6)],
+    },
+    epoch,
+  );
+}
+
+/** Compiles a scope's rules (sorted by priority, validated) into generation `gen`, each rule at
+ * the slot `slots` gives it (default: spread with free slots, assignSlots). */
+export function compileScope(
+  rules: StoredRule[],
+  def: DefaultAction,
+  gen: number,
+  opts: { slots?: number[]; epoch?: number } = {},
+): CompiledScope {
   if (rules.length > FW_WORDS * 64)
     throw new StratumError("CAPACITY", `${rules.length} rules exceed the ${FW_WORDS * 64} one scope can hold`);
-  const ruleEntries: Array<[Buffer, Buffer]> = rules.map((r, i) => {
-    const v = Buffer.alloc(8);
-    v.writeUInt32LE(r.id, 0);
-    v.writeUInt8(FW_ACTION[r.action], 4);
-    v.writeUInt8(r.log ? FW_RULE_F_LOG : 0, 5);
-    return [ruleKey(gen, i), v];
-  });
-  const src4 = addressEntries(rules, gen, "src", 4);
-  const dst4 = addressEntries(rules, gen, "dst", 4);
-  const src6 = addressEntries(rules, gen, "src", 6);
-  const dst6 = addressEntries(rules, gen, "dst", 6);
-  const mask = (e: Array<[Buffer, Buffer]>, f: 4 | 6) =>
-    lengthMask(
-      e.map(([k]) => k),
-      f,
-    );
-  return {
-    gen,
-    scope: encodeScope(gen, def, rules.length > 0 || def === "deny", rules.length, {
-      len4: [mask(src4, 4), mask(dst4, 4)],
-      len6: [mask(src6, 6), mask(dst6, 6)],
-    }),
-    entries: {
-      stm_fw_src4: src4,
-      stm_fw_dst4: dst4,
-      stm_fw_src6: src6,
-      stm_fw_dst6: dst6,
-      stm_fw_ports: portEntries(rules, gen),
-      stm_fw_rules: ruleEntries,
-    },
+  const slots = opts.slots ?? assignSlots(rules.length);
+  const slotted: Slotted[] = rules.map((r, i) => ({ r, slot: slots[i] as number }));
+  const entries: Record<FwMapName, Array<[Buffer, Buffer]>> = {
+    stm_fw_src4: addressEntries(slotted, gen, "src", 4),
+    stm_fw_dst4: addressEntries(slotted, gen, "dst", 4),
+    stm_fw_src6: addressEntries(slotted, gen, "src", 6),
+    stm_fw_dst6: addressEntries(slotted, gen, "dst", 6),
+    stm_fw_ports: portEntries(slotted, gen),
+    stm_fw_rules: slotted.map(({ r, slot }) => [ruleKey(gen, slot), ruleValue(r)]),
   };
+  const epoch = opts.epoch ?? gen;
+  return { gen, epoch, slotted, scope: scopeOf(gen, def, slotted, entries, epoch), entries };
 }
 
 /** Blocklist LPM key (stm_lpm4_key / stm_lpm6_key) of a prefix. */

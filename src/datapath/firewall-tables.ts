@@ -5,19 +5,37 @@
  * Also the blocklist tries and the hit counters. */
 
 import { StratumError } from "../errors";
-import type { DefaultAction, StoredRule } from "../model/firewall-rule";
+import type { DefaultAction, Rule, StoredRule } from "../model/firewall-rule";
 import { formatSubnet, type Subnet } from "../model/ip";
 import { BPF_F, type BpfMap } from "../sys/bpf";
 import {
+  ADDR_MAPS,
+  addrKey,
+  addrKeyWithin,
+  addrRole,
   blockKey,
   type CompiledScope,
+  clearBit,
   compileScope,
+  copyBits,
   decodeScope,
   encodeU32,
   FW_DEFAULT_ID,
   FW_GEN_MAPS,
+  FW_WORDS,
   type FwMapName,
+  hasBit,
+  isEmptyBits,
   keyGen,
+  newBits,
+  partitionEntries,
+  portPartition,
+  ruleKey,
+  rulePartitions,
+  ruleValue,
+  type Slotted,
+  scopeOf,
+  setBit,
 } from "./firewall-maps";
 import type { PinnedMap } from "./port-datapath";
 
@@ -30,33 +48,137 @@ export interface Hits {
   bytes: number;
 }
 
+type Entries = Map<string, [Buffer, Buffer]>;
+
+/** What a scope's active generation holds: every entry by map (hex key → key, value), the rules
+ * at their slots, and the scope entry. */
+interface Live {
+  gen: number;
+  epoch: number;
+  def: DefaultAction;
+  slotted: Slotted[];
+  maps: Record<FwMapName, Entries>;
+  scope: Buffer;
+}
+
+/** One kernel write of an in-place change, with what it replaces (null: nothing) for the undo. */
+interface Op {
+  map: PinnedMap;
+  key: Buffer;
+  val: Buffer | null;
+  prev: Buffer | null;
+}
+
+/** How apply() installed a rule set. */
+export interface ApplyResult {
+  gen: number;
+  /** Map entries written or deleted. */
+  writes: number;
+  /** "edit": one rule added, deleted or changed in the active generation; "generation": a new
+   * generation switched in; "none": the kernel already held the set. */
+  how: "edit" | "generation" | "none";
+}
+
+const MAX_SLOT = FW_WORDS * 64 - 1;
+/** Where the first rule of an empty scope goes: room before it for rules put ahead. */
+const FIRST_SLOT = 16;
+
+function sameRule(a: Rule, b: Rule): boolean {
+  return (
+    a.priority === b.priority &&
+    a.direction === b.direction &&
+    a.src === b.src &&
+    a.dst === b.dst &&
+    a.proto === b.proto &&
+    a.sport?.[0] === b.sport?.[0] &&
+    a.sport?.[1] === b.sport?.[1] &&
+    a.dport?.[0] === b.dport?.[0] &&
+    a.dport?.[1] === b.dport?.[1] &&
+    a.icmpType === b.icmpType &&
+    a.icmpCode === b.icmpCode &&
+    a.action === b.action &&
+    a.log === b.log
+  );
+}
+
+function liveOf(c: CompiledScope, def: DefaultAction): Live {
+  const maps = {} as Record<FwMapName, Entries>;
+  for (const m of FW_GEN_MAPS) maps[m] = new Map(c.entries[m].map(([k, v]) => [k.toString("hex"), [k, v]]));
+  return { gen: c.gen, epoch: c.epoch, def, slotted: c.slotted, maps, scope: c.scope };
+}
+
+/** A free slot for a rule between slots `lo` and `hi` (inclusive), avoiding `busy`: after the
+ * last rule (`append`) one past a gap (room stays for inserts), else the middle of the widest
+ * free run. */
+function freeSlot(lo: number, hi: number, busy: number | undefined, append: boolean): number | undefined {
+  const runs: Array<[number, number]> =
+    busy !== undefined && busy >= lo && busy <= hi
+      ? [
+          [lo, busy - 1],
+          [busy + 1, hi],
+        ]
+      : [[lo, hi]];
+  const ok = runs.filter(([a, b]) => a <= b);
+  if (!ok.length) return undefined;
+  if (append) {
+    const [a, b] = ok[0] as [number, number];
+    return a + 1 <= b ? a + 1 : a;
+  }
+  const [a, b] = ok.reduce((x, y) => (y[1] - y[0] > x[1] - x[0] ? y : x));
+  return a + Math.floor((b - a) / 2);
+}
+
 export class FirewallTables {
   readonly #dp: MapSource;
-  /** Entries each scope's active generation holds, per map (for capacity checks and removal). */
-  readonly #live = new Map<number, CompiledScope>();
+  /** Each scope's active generation, entry by entry (for edits, capacity checks and removal). */
+  readonly #live = new Map<number, Live>();
+  /** Generations and epochs come from one counter, so neither repeats. */
   #nextGen = 1;
 
   constructor(dp: MapSource) {
     this.#dp = dp;
-    for (const [, v] of this.#dp.map("stm_fw_scopes").entries())
-      this.#nextGen = Math.max(this.#nextGen, decodeScope(v).gen + 1);
+    for (const [, v] of this.#dp.map("stm_fw_scopes").entries()) {
+      const sc = decodeScope(v);
+      this.#nextGen = Math.max(this.#nextGen, sc.gen + 1, sc.epoch + 1);
+    }
   }
 
   /** Entries in use per map, by the scopes this agent wrote (and, before the first GC, stale ones). */
   #used(map: FwMapName): number {
     let n = 0;
-    for (const c of this.#live.values()) n += c.entries[map].length;
+    for (const l of this.#live.values()) n += l.maps[map].size;
     return n;
   }
 
-  /** Compiles and installs a scope's rules. Throws CAPACITY (nothing written) when a table
-   * cannot hold the new generation beside every active one. */
-  apply(scopeId: number, rules: StoredRule[], def: DefaultAction): { gen: number; entries: number } {
+  /** Installs a scope's rules. One rule added, deleted, moved or changed (and a new default)
+   * is written into the active generation, touching only the entries it changes; anything
+   * more, or a rule with no free slot where its priority puts it, compiles a new generation
+   * and switches to it. Either way every packet meets the old set or the new, tracked flows
+   * are classified again, and a failure leaves the old set. Throws CAPACITY (nothing written)
+   * when the tables cannot hold the change. */
+  apply(scopeId: number, rules: StoredRule[], def: DefaultAction): ApplyResult {
+    const sorted = [...rules].sort((a, b) => a.priority - b.priority);
+    const live = this.#live.get(scopeId);
+    if (live) {
+      const edit = this.#planEdit(scopeId, live, sorted, def);
+      if (edit === "same") return { gen: live.gen, writes: 0, how: "none" };
+      if (edit) {
+        this.#run(edit.ops, `firewall rules of scope ${scopeId}`);
+        this.#live.set(scopeId, edit.next);
+        return { gen: live.gen, writes: edit.ops.length, how: "edit" };
+      }
+    }
+    return this.#generation(scopeId, sorted, def);
+  }
+
+  /** Compiles the rules into a new generation, writes it beside the active one, switches the
+   * scope to it with one update and removes the old one. */
+  #generation(scopeId: number, rules: StoredRule[], def: DefaultAction): ApplyResult {
     const gen = this.#nextGen++;
     const c = compileScope(rules, def, gen);
     for (const m of FW_GEN_MAPS) {
       const max = this.#dp.map(m).info.maxEntries;
-      const old = this.#live.get(scopeId)?.entries[m].length ?? 0;
+      const old = this.#live.get(scopeId)?.maps[m].size ?? 0;
       const need = this.#used(m) + c.entries[m].length;
       if (need > max)
         throw new StratumError(
@@ -79,26 +201,203 @@ export class FirewallTables {
       throw e instanceof StratumError ? e.wrap(`firewall rules of scope ${scopeId}`) : e;
     }
     const prev = this.#live.get(scopeId);
-    this.#live.set(scopeId, c);
+    this.#live.set(scopeId, liveOf(c, def));
     if (prev) this.#drop(prev);
-    return { gen, entries: FW_GEN_MAPS.reduce((a, m) => a + c.entries[m].length, 0) };
+    const writes = FW_GEN_MAPS.reduce((a, m) => a + c.entries[m].length, 1);
+    return { gen, writes, how: "generation" };
   }
 
-  #drop(c: CompiledScope): void {
+  /** The writes that take the active generation from `live` to `rules`, when they differ by at
+   * most one rule taken out and one put in (a move or a change is both) and the new one finds a
+   * free slot; undefined otherwise (a new generation is needed); "same" when nothing differs.
+   *
+   * The order keeps every packet's verdict one of the old set's or the new set's:
+   * 1. the new rule's slot is filled (its rule entry, then its bit in every entry whose value
+   *    it matches, new entries for its prefix and port intervals, stale intervals last), and the
+   *    scope made to see all of it: old and new rule present, which decides each packet as one
+   *    of the two sets does;
+   * 2. the old rule's bit is cleared everywhere and what only it needed removed;
+   * 3. the scope entry switches to the final lengths and a new epoch (tracked flows are
+   *    classified again under the final set); then the old slot's rule entry goes. */
+  #planEdit(
+    scopeId: number,
+    live: Live,
+    rules: StoredRule[],
+    def: DefaultAction,
+  ): { ops: Op[]; next: Live } | "same" | undefined {
+    const byId = new Map(live.slotted.map((x) => [x.r.id, x]));
+    const kept = new Set<number>();
+    const added: StoredRule[] = [];
+    for (const r of rules) {
+      const l = byId.get(r.id);
+      if (l && sameRule(l.r, r)) kept.add(r.id);
+      else added.push(r);
+      if (added.length > 1) return undefined;
+    }
+    const removed = live.slotted.filter((x) => !kept.has(x.r.id));
+    if (removed.length > 1) return undefined;
+    if (!added.length && !removed.length && def === live.def) return "same";
+
+    const gen = live.gen;
+    const out = removed[0];
+    let put: Slotted | undefined;
+    if (added[0]) {
+      const at = rules.indexOf(added[0]);
+      let pred: Slotted | undefined;
+      let succ: Slotted | undefined;
+      for (let i = at - 1; i >= 0 && !pred; i--) pred = byId.get((rules[i] as StoredRule).id);
+      for (let i = at + 1; i < rules.length && !succ; i++) succ = byId.get((rules[i] as StoredRule).id);
+      const slot =
+        !pred && !succ && out === undefined
+          ? FIRST_SLOT
+          : freeSlot(pred ? pred.slot + 1 : 0, succ ? succ.slot - 1 : MAX_SLOT, out?.slot, !succ);
+      if (slot === undefined) return undefined;
+      put = { r: added[0], slot };
+    }
+    const keptSlotted = live.slotted.filter((x) => kept.has(x.r.id));
+    const bySlot = (a: Slotted, b: Slotted) => a.slot - b.slot;
+    const finalSet = (put ? [...keptSlotted, put] : keptSlotted).sort(bySlot);
+    const unionSet = (out ? [...finalSet, out] : finalSet).sort(bySlot);
+
+    const w = {} as Record<FwMapName, Entries>;
+    for (const m of FW_GEN_MAPS) w[m] = new Map(live.maps[m]);
+    const peak = Object.fromEntries(FW_GEN_MAPS.map((m) => [m, w[m].size])) as Record<FwMapName, number>;
+    const ops: Op[] = [];
+    const write = (m: FwMapName, key: Buffer, val: Buffer | null) => {
+      const hex = key.toString("hex");
+      const prev = w[m].get(hex)?.[1] ?? null;
+      if (val === null && prev === null) return;
+      if (val && prev?.equals(val)) return;
+      ops.push({ map: m, key, val, prev });
+      if (val) w[m].set(hex, [key, val]);
+      else w[m].delete(hex);
+      peak[m] = Math.max(peak[m], w[m].size);
+    };
+    const ports = (set: Slotted[], r: Rule) => {
+      for (const part of rulePartitions(r)) {
+        const want = partitionEntries(set, gen, part);
+        const wantHex = new Set<string>();
+        for (const [k, v] of want) {
+          wantHex.add(k.toString("hex"));
+          write("stm_fw_ports", k, v);
+        }
+        for (const [hex, [k]] of [...w.stm_fw_ports])
+          if (portPartition(k) === part && !wantHex.has(hex)) write("stm_fw_ports", k, null);
+      }
+    };
+    let scopeNow = live.scope;
+    const scopeWrite = (set: Slotted[], d: DefaultAction, epoch: number) => {
+      const v = scopeOf(
+        gen,
+        d,
+        set,
+        {
+          stm_fw_src4: w.stm_fw_src4.values(),
+          stm_fw_dst4: w.stm_fw_dst4.values(),
+          stm_fw_src6: w.stm_fw_src6.values(),
+          stm_fw_dst6: w.stm_fw_dst6.values(),
+        },
+        epoch,
+      );
+      if (!v.equals(scopeNow)) ops.push({ map: "stm_fw_scopes", key: encodeU32(scopeId), val: v, prev: scopeNow });
+      scopeNow = v;
+    };
+
+    if (put) {
+      write("stm_fw_rules", ruleKey(gen, put.slot), ruleValue(put.r));
+      for (const { map, side, family } of ADDR_MAPS) {
+        const role = addrRole(put.r, side, family);
+        if (role === undefined) continue;
+        const pk = addrKey(gen, role === "any" ? { family, network: 0n, prefixLen: 0 } : role);
+        if (!w[map].has(pk.toString("hex"))) {
+          let anc: [Buffer, Buffer] | undefined;
+          for (const [, e] of w[map])
+            if (addrKeyWithin(pk, e[0]) && (!anc || e[0].readUInt32LE(0) > anc[0].readUInt32LE(0))) anc = e;
+          const v = anc ? copyBits(anc[1]) : newBits();
+          setBit(v, put.slot);
+          write(map, pk, v);
+        }
+        for (const [, [k, v]] of [...w[map]])
+          if (!hasBit(v, put.slot) && addrKeyWithin(k, pk)) {
+            const nv = copyBits(v);
+            setBit(nv, put.slot);
+            write(map, k, nv);
+          }
+      }
+      ports(unionSet, put.r);
+      if (out) scopeWrite(unionSet, live.def, live.epoch);
+    }
+    if (out) {
+      for (const { map, side, family } of ADDR_MAPS) {
+        if (addrRole(out.r, side, family) === undefined) continue;
+        for (const [, [k, v]] of [...w[map]])
+          if (hasBit(v, out.slot)) {
+            const nv = copyBits(v);
+            clearBit(nv, out.slot);
+            write(map, k, nv);
+          }
+        // The keys only the old rule needed: its prefix, or /0 once it holds no rule.
+        const cidr = out.r[side];
+        for (const [, [k, v]] of [...w[map]]) {
+          const root = k.readUInt32LE(0) === 0;
+          const own = cidr !== undefined && k.equals(addrKey(gen, addrRole(out.r, side, family) as Subnet));
+          if (root && isEmptyBits(v) && (cidr === undefined || own)) write(map, k, null);
+          else if (own && !root && !finalSet.some((x) => x.r[side] === cidr)) write(map, k, null);
+        }
+      }
+      ports(finalSet, out.r);
+    }
+    scopeWrite(finalSet, def, this.#nextGen++);
+    if (out) write("stm_fw_rules", ruleKey(gen, out.slot), null);
+
+    for (const m of FW_GEN_MAPS) {
+      const max = this.#dp.map(m).info.maxEntries;
+      const need = this.#used(m) - live.maps[m].size + peak[m];
+      if (need > max)
+        throw new StratumError(
+          "CAPACITY",
+          `firewall table ${m} would need ${need} entries for this change but holds ${max}: nothing was changed`,
+        );
+    }
+    return { ops, next: { gen, epoch: decodeScope(scopeNow).epoch, def, slotted: finalSet, maps: w, scope: scopeNow } };
+  }
+
+  /** Writes `ops` in order; on a failure undoes the ones done, newest first. */
+  #run(ops: Op[], what: string): void {
+    let i = 0;
+    try {
+      for (; i < ops.length; i++) {
+        const o = ops[i] as Op;
+        if (o.val) this.#dp.map(o.map).update(o.key, o.val);
+        else this.#dp.map(o.map).delete(o.key);
+      }
+    } catch (e) {
+      for (let j = i - 1; j >= 0; j--) {
+        const o = ops[j] as Op;
+        if (o.prev) this.#dp.map(o.map).update(o.key, o.prev);
+        else this.#dp.map(o.map).delete(o.key);
+      }
+      throw e instanceof StratumError ? e.wrap(what) : e;
+    }
+  }
+
+  #drop(l: Live): void {
     for (const m of FW_GEN_MAPS) {
       const map = this.#dp.map(m);
-      for (const [k] of c.entries[m]) map.delete(k);
+      for (const [, [k]] of l.maps[m]) map.delete(k);
     }
   }
 
   /** Takes over the scopes an earlier agent run (or this one) installed, where the kernel holds
-   * exactly the generation the stored rules compile to (the same entries, none more): an
-   * agent restart or a second reconcile then writes nothing and established flows are not
-   * re-checked. Returns the scopes taken
-   * over; the caller applies the others. Also moves the next generation past every
-   * generation found in the tables, written by a run that stopped before switching to it. */
+   * exactly what the stored rules compile to at the slots the kernel has them in (the same
+   * entries, none more): an agent restart or a second reconcile then writes nothing and
+   * established flows are not re-checked. Returns the scopes taken over; the caller applies
+   * the others. Also moves the next generation past every generation found in the tables,
+   * written by a run that stopped before switching to it. */
   adoptAll(scopes: Array<{ scopeId: number; rules: StoredRule[]; def: DefaultAction }>): Set<number> {
     const keysByGen = new Map<number, Map<FwMapName, Set<string>>>();
+    /** Each generation's rule slots: rule id → slot. */
+    const slotsByGen = new Map<number, Map<number, number>>();
     for (const m of FW_GEN_MAPS)
       for (const k of this.#dp.map(m).keys()) {
         const g = keyGen(m, k);
@@ -108,24 +407,35 @@ export class FirewallTables {
         const set = per.get(m) ?? new Set<string>();
         per.set(m, set);
         set.add(k.toString("hex"));
+        if (m === "stm_fw_rules") {
+          const v = this.#dp.map(m).lookup(k);
+          const slots = slotsByGen.get(g) ?? new Map<number, number>();
+          slotsByGen.set(g, slots);
+          if (v) slots.set(v.readUInt32LE(0), k.readUInt32LE(4));
+        }
       }
     const adopted = new Set<number>();
     const table = this.#dp.map("stm_fw_scopes");
-    for (const { scopeId, rules, def } of scopes) {
+    for (const { scopeId, rules: given, def } of scopes) {
       const cur = table.lookup(encodeU32(scopeId));
-      if (!cur) continue;
-      const c = compileScope(rules, def, decodeScope(cur).gen);
+      if (!cur || cur.length !== 80) continue;
+      const { gen, epoch } = decodeScope(cur);
+      const rules = [...given].sort((a, b) => a.priority - b.priority);
+      const have = slotsByGen.get(gen) ?? new Map<number, number>();
+      const slots = rules.map((r) => have.get(r.id) ?? -1);
+      if (slots.some((s, i) => s < 0 || (i > 0 && s <= (slots[i - 1] as number)))) continue;
+      const c = compileScope(rules, def, gen, { slots, epoch });
       if (!c.scope.equals(cur)) continue;
-      const have = keysByGen.get(c.gen);
+      const keysOf = keysByGen.get(gen);
       const same = FW_GEN_MAPS.every((m) => {
-        const keys = have?.get(m) ?? new Set<string>();
+        const keys = keysOf?.get(m) ?? new Set<string>();
         if (keys.size !== c.entries[m].length) return false;
         const map = this.#dp.map(m);
         // With equal key sets a lookup finds the key itself (the port trie's longest prefix too).
         return c.entries[m].every(([k, v]) => keys.has(k.toString("hex")) && map.lookup(k)?.equals(v) === true);
       });
       if (!same) continue;
-      this.#live.set(scopeId, c);
+      this.#live.set(scopeId, liveOf(c, def));
       adopted.add(scopeId);
     }
     return adopted;

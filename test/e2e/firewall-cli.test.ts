@@ -55,8 +55,8 @@ test("a new network has its scope in the kernel: its default, no rules, not enfo
   expect(scope(FW_GLOBAL_SCOPE)).toMatchObject({ def: "allow", on: false });
 });
 
-test("rule add prints the id; -o json the rule; the kernel switches to a new generation", () => {
-  const gen0 = scope(appId)?.gen ?? 0;
+test("rule add prints the id; -o json the rule; the kernel takes each as a new epoch", () => {
+  const epoch0 = scope(appId)?.epoch ?? 0;
   const r = ctl("firewall", "rule", "add", "app-net", "--priority", "100", "--proto", "tcp", "--dport", "443");
   expect(r.code).toBe(2); // --action is required
   const add = ctl(
@@ -135,7 +135,7 @@ test("rule add prints the id; -o json the rule; the kernel switches to a new gen
   ).id;
   const s = scope(appId);
   expect(s).toMatchObject({ def: "allow", on: true, nsum: 1 });
-  expect(s?.gen).toBeGreaterThan(gen0);
+  expect(s?.epoch).toBeGreaterThan(epoch0);
 });
 
 test("firewall default: the network's default action, in the store and the kernel", () => {

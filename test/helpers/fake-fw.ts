@@ -1,7 +1,7 @@
 /** A kernel-free stand-in for FirewallTables: keeps what was applied per scope and the
  * blocklist in memory, counts writes, and fails on demand (capacity or a kernel error), so
  * the service's ordering and rollbacks can be tested without BPF maps. */
-import type { Hits } from "../../src/datapath/firewall-tables";
+import type { ApplyResult, Hits } from "../../src/datapath/firewall-tables";
 import { StratumError } from "../../src/errors";
 import type { DefaultAction, StoredRule } from "../../src/model/firewall-rule";
 import { formatSubnet, type Subnet } from "../../src/model/ip";
@@ -19,7 +19,7 @@ export class FakeFwKernel implements FwKernel {
   /** Scopes adoptAll reports as already right. */
   adoptable = new Set<number>();
 
-  apply(scopeId: number, rules: StoredRule[], def: DefaultAction): { gen: number; entries: number } {
+  apply(scopeId: number, rules: StoredRule[], def: DefaultAction): ApplyResult {
     if (this.failNext) {
       const e = this.failNext;
       this.failNext = undefined;
@@ -27,7 +27,7 @@ export class FakeFwKernel implements FwKernel {
     }
     this.applies++;
     this.scopes.set(scopeId, { rules: rules.map((r) => ({ ...r })), def });
-    return { gen: this.applies, entries: rules.length };
+    return { gen: this.applies, writes: rules.length, how: "generation" };
   }
 
   adoptAll(scopes: Array<{ scopeId: number; rules: StoredRule[]; def: DefaultAction }>): Set<number> {
