@@ -283,6 +283,8 @@ _Static_assert(sizeof(struct stm_fw_scope) == 80, "stm_fw_scope is ABI");
 /* Address tables, one hash per family and side: (prefix length, generation, masked
  * address). A lookup tries the lengths present, longest first (tuple space search on the
  * prefix length): its cost follows the number of distinct lengths, not of prefixes. */
+/* Length 0 holds an empty entry (the search's last resort); the rules for any address of
+ * either family are in the IPv6 table at length 0 with the family (4, 6) in addr[0]. */
 struct stm_fw_addr4_key {
 	__u32 len;
 	__u32 gen;

@@ -5,8 +5,9 @@
  * order, each rule at a slot: bit i) into four longest-prefix tries per generation: source address,
  * destination address, source port and destination port (the port tries keyed by direction
  * and protocol class too, ICMP type/code standing in for the ports). Each trie entry holds
- * the bitmap of rules its value satisfies; a packet makes four lookups and ANDs the bitmaps to
- * their first set bit, skipping zero words through a summary bitmap. The cost depends on the
+ * the bitmap of rules its value satisfies (an address's: the rules of its longest prefix, ORed
+ * with the /0 entry's rules for any address); a packet makes these lookups and ANDs the bitmaps
+ * to their first set bit, skipping zero words through a summary bitmap. The cost depends on the
  * width of the bitmaps (fixed) and the depth of the tries, not on the number of rules.
  *
  * State: a flow allowed once is tracked per port in stm_ct; its replies pass, unsolicited
@@ -147,7 +148,7 @@ static __always_inline struct stm_fw_bits *fw_addr6(int dst, __u32 gen, const __
 	return NULL;
 }
 
-/* The rules an address satisfies: the entry of the longest prefix present that holds it. */
+/* The entry of the longest prefix present that holds an address (/0 at the last). */
 static __always_inline struct stm_fw_bits *fw_addr(int dst, struct stm_fw_scope *sc, __u32 gen, __u8 family,
 						   const __u8 *a)
 {
@@ -156,6 +157,16 @@ static __always_inline struct stm_fw_bits *fw_addr(int dst, struct stm_fw_scope 
 	if (fw_mapped(a))
 		return fw_addr4(dst, gen, sc->len4[dst & 1], a + 12);
 	return fw_addr6(dst, gen, sc->len6[dst & 1], a);
+}
+
+/* The rules any address of the family satisfies (no prefix on that side, or /0): one entry
+ * per side and family, both families' in the IPv6 table under length 0 with the family in
+ * the address's first byte (one map per side, whatever the packet's family). */
+static __always_inline struct stm_fw_bits *fw_addr_any(int dst, __u32 gen, __u8 family, const __u8 *a)
+{
+	struct stm_fw_addr6_key k __attribute__((aligned(8))) = { .gen = gen };
+	k.addr[0] = family == 4 || fw_mapped(a) ? 4 : 6;
+	return bpf_map_lookup_elem(dst ? (void *)&stm_fw_dst6 : (void *)&stm_fw_src6, &k);
 }
 
 static __always_inline struct stm_fw_bits *fw_port(__u8 sel, struct stm_fw_q *q, __u16 port)
@@ -168,14 +179,23 @@ static __always_inline struct stm_fw_bits *fw_port(__u8 sel, struct stm_fw_q *q,
 	return bpf_map_lookup_elem(&stm_fw_ports, &k);
 }
 
-/* The position of the first rule (in priority order) the query matches, or -1. Global
- * functions here are verified once each, not once per path that reaches them. */
+/* The position of the first rule (in slot order) the query matches, or -1. An address's rules
+ * are those of its longest prefix present ORed with those for any address (fw_addr_any). A
+ * side and family with any rule has both a /0 entry in its table (empty: the longest-prefix
+ * search always ends on something) and its any-address entry; without them none of its rules
+ * can match. Global functions here are verified once each, not once per path that reaches them. */
 STM_SHARED int stm_fw_classify(struct stm_fw_q *q, struct stm_fw_scope *sc)
 {
 	if (!q || !sc)
 		return -1;
+	struct stm_fw_bits *s0 = fw_addr_any(0, q->gen, q->family, q->src);
+	if (!s0)
+		return -1;
 	struct stm_fw_bits *s = fw_addr(0, sc, q->gen, q->family, q->src);
 	if (!s)
+		return -1;
+	struct stm_fw_bits *d0 = fw_addr_any(1, q->gen, q->family, q->dst);
+	if (!d0)
 		return -1;
 	struct stm_fw_bits *d = fw_addr(1, sc, q->gen, q->family, q->dst);
 	if (!d)
@@ -191,7 +211,7 @@ STM_SHARED int stm_fw_classify(struct stm_fw_q *q, struct stm_fw_scope *sc)
 	for (__u32 si = 0; si < STM_FW_SUMS; si++) {
 		if (si >= nsum)
 			break;
-		__u64 m = s->sum[si] & d->sum[si] & sp->sum[si] & dp->sum[si];
+		__u64 m = (s->sum[si] | s0->sum[si]) & (d->sum[si] | d0->sum[si]) & sp->sum[si] & dp->sum[si];
 		for (int k = 0; k < 64; k++) {
 			if (!m)
 				break;
@@ -199,7 +219,7 @@ STM_SHARED int stm_fw_classify(struct stm_fw_q *q, struct stm_fw_scope *sc)
 			if (wi >= STM_FW_WORDS)
 				return -1;
 			asm volatile("" : "+r"(wi)); /* index with the checked value */
-			__u64 w = s->w[wi] & d->w[wi] & sp->w[wi] & dp->w[wi];
+			__u64 w = (s->w[wi] | s0->w[wi]) & (d->w[wi] | d0->w[wi]) & sp->w[wi] & dp->w[wi];
 			if (w)
 				return wi * 64 + ctz64(w);
 			m &= m - 1;

@@ -8,6 +8,7 @@ import { ADDRESSING_BENCHMARKS } from "./addressing";
 import { AGENT_BENCHMARKS } from "./agent";
 import { CLI_BENCHMARKS } from "./cli";
 import { CLUSTER_BENCHMARKS } from "./cluster";
+import { FW_APPLY_BENCHMARKS } from "./firewall-apply";
 import { GATEWAY_BENCHMARKS } from "./gateway";
 import { GATEWAY_HA_BENCHMARKS } from "./gateway-ha";
 import { type BenchResult, formatTable, runBenchmark } from "./harness";
@@ -31,6 +32,7 @@ const BENCHMARKS = {
   ...MSEG_BENCHMARKS,
   ...LB_BENCHMARKS,
   ...CLI_BENCHMARKS,
+  ...FW_APPLY_BENCHMARKS,
 };
 /** Left out of a run that names nothing: minutes each, with labs and data of their own. */
 const OPT_IN = new Set([

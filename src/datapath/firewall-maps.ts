@@ -82,22 +82,28 @@ export function newBits(): Buffer {
 /** A copy of a bitmap (its own, aligned memory: never a pooled slice). */
 export function copyBits(b: Buffer): Buffer {
   const c = Buffer.alloc(FW_BITS_SIZE);
-  b.copy(c);
+  c.set(b);
   return c;
 }
 
 /** Sets rule slot `i` (and its word's summary bit). */
 export function setBit(b: Buffer, i: number): void {
-  const v = u32(b);
+  setBitIn(u32(b), i);
+}
+
+/** Clears rule slot `i` (and its word's summary bit once the word is empty). */
+export function clearBit(b: Buffer, i: number): void {
+  clearBitIn(u32(b), i);
+}
+
+function setBitIn(v: Uint32Array, i: number): void {
   v[SUM_U32 + (i >>> 5)] = ((v[SUM_U32 + (i >>> 5)] as number) | (1 << (i & 31))) >>> 0;
   const w = i >>> 6;
   const s = ((w >>> 6) << 1) + ((w >>> 5) & 1);
   v[s] = ((v[s] as number) | (1 << (w & 31))) >>> 0;
 }
 
-/** Clears rule slot `i` (and its word's summary bit once the word is empty). */
-export function clearBit(b: Buffer, i: number): void {
-  const v = u32(b);
+function clearBitIn(v: Uint32Array, i: number): void {
   v[SUM_U32 + (i >>> 5)] = ((v[SUM_U32 + (i >>> 5)] as number) & ~(1 << (i & 31))) >>> 0;
   const w = i >>> 6;
   if (v[SUM_U32 + w * 2] || v[SUM_U32 + w * 2 + 1]) return;
@@ -118,8 +124,10 @@ export const isEmptyBits = (b: Buffer): boolean => {
 /** Prefix lengths present in address entries, as the scope's length masks: bit (bits - len). */
 export function lengthMask(keys: Iterable<Buffer>, family: 4 | 6): bigint {
   const bits = family === 4 ? 32 : 128;
+  const lens = new Set<number>();
+  for (const k of keys) lens.add(k.readUInt32LE(0));
   let m = 0n;
-  for (const k of keys) m |= 1n << BigInt(bits - k.readUInt32LE(0));
+  for (const len of lens) m |= 1n << BigInt(bits - len);
   return m;
 }
 
@@ -297,60 +305,115 @@ export const ADDR_MAPS: Array<{ map: AddrMap; side: "src" | "dst"; family: 4 | 6
 /** How a rule bears on one address table: its prefix there, every address (no prefix on that
  * side, and its family allows this one), or nothing. */
 export function addrRole(r: Rule, side: "src" | "dst", family: 4 | 6): Subnet | "any" | undefined {
-  const cidr = r[side];
-  if (cidr) {
-    const s = parseSubnet(cidr);
-    return s.family === family ? s : undefined;
-  }
-  const f = ruleFamily(r);
-  return f === undefined || f === family ? "any" : undefined;
+  const a = parsedAddrs(r);
+  const s = a[side];
+  if (s) return s.family === family ? s : undefined;
+  return a.family === undefined || a.family === family ? "any" : undefined;
 }
 
-/** One address table: an entry per distinct prefix (and /0 when a rule takes any address),
- * holding the rules whose prefix contains it: its nearest stored ancestor's rules plus its own. */
+/** A rule's prefixes parsed, once per rule object (the store hands out the same frozen rules
+ * until they change, so a recompile or an edit does not parse 10,000 prefixes again). */
+const parsed = new WeakMap<Rule, { src?: Subnet; dst?: Subnet; family?: 4 | 6 }>();
+function parsedAddrs(r: Rule): { src?: Subnet; dst?: Subnet; family?: 4 | 6 } {
+  let p = parsed.get(r);
+  if (!p) {
+    const src = r.src ? cidr(r.src) : undefined;
+    const dst = r.dst ? cidr(r.dst) : undefined;
+    p = { src, dst, family: src?.family ?? dst?.family ?? ruleFamily({ proto: r.proto }) };
+    parsed.set(r, p);
+  }
+  return p;
+}
+
+const V4_CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
+
+/** A stored rule's (canonical) CIDR: IPv4 read directly, anything else by parseSubnet. */
+function cidr(text: string): Subnet {
+  const m = V4_CIDR.exec(text);
+  if (m) {
+    const [a, b, c, d, len] = [m[1], m[2], m[3], m[4], m[5]].map(Number) as [number, number, number, number, number];
+    if (a < 256 && b < 256 && c < 256 && d < 256 && len <= 32)
+      return { family: 4, network: BigInt(((a << 24) | (b << 16) | (c << 8) | d) >>> 0), prefixLen: len };
+  }
+  return parseSubnet(text);
+}
+
+/** The key of the entry holding the rules for any address of `family` on one side: in that
+ * side's IPv6 table, length 0, the family in the address's first byte (stm_fw.h fw_addr_any). */
+export function anyKey(gen: number, family: 4 | 6): Buffer {
+  const b = Buffer.alloc(FW_SIZES.stm_fw_addr6_key);
+  b.writeUInt32LE(gen, 4);
+  b[8] = family;
+  return b;
+}
+
+/** The table a side's any-address entries live in. */
+export const anyMapOf = (side: "src" | "dst"): AddrMap => (side === "src" ? "stm_fw_src6" : "stm_fw_dst6");
+
+/** The empty /0 entry of a family's table: where the longest-prefix search ends. */
+export const floorKey = (gen: number, family: 4 | 6): Buffer => addrKey(gen, { family, network: 0n, prefixLen: 0 });
+
+/** One side and family of the address tables, for rules that bear on it (addrRole): an entry
+ * per distinct prefix but /0, holding the rules whose prefix contains it (its nearest stored
+ * ancestor's rules plus its own), the empty /0 entry, and the any-address entry (rules with no
+ * prefix there, or /0) the datapath ORs into every look-up. Nothing when no rule bears on it. */
 export function addressEntries(
   rules: Slotted[],
   gen: number,
   side: "src" | "dst",
   family: 4 | 6,
-): Array<[Buffer, Buffer]> {
+): { table: Array<[Buffer, Buffer]>; any?: [Buffer, Buffer] } {
   const own = new Map<string, { key: Buffer; slots: number[] }>();
-  const root: Subnet = { family, network: 0n, prefixLen: 0 };
+  const anyBits = newBits();
+  let bears = false;
   for (const { r, slot } of rules) {
     const role = addrRole(r, side, family);
     if (role === undefined) continue;
-    const key = addrKey(gen, role === "any" ? root : role);
+    bears = true;
+    if (role === "any" || role.prefixLen === 0) {
+      setBit(anyBits, slot);
+      continue;
+    }
+    const key = addrKey(gen, role);
     const hex = key.toString("hex");
     const e = own.get(hex) ?? { key, slots: [] };
     e.slots.push(slot);
     own.set(hex, e);
   }
+  if (!bears) return { table: [] };
   // Shorter prefixes first: an entry's ancestors are built before it.
   const sorted = [...own.values()].sort((a, b) => a.key.readUInt32LE(0) - b.key.readUInt32LE(0));
   const lens = [...new Set(sorted.map((e) => e.key.readUInt32LE(0)))];
   const built = new Map<string, Buffer>();
-  const out: Array<[Buffer, Buffer]> = [];
+  // One zeroed allocation for every value of the table (Buffer.alloc per entry dominated).
+  const slab = Buffer.alloc((sorted.length + 1) * FW_BITS_SIZE);
+  let used = 0;
+  const next = () => slab.subarray(used++ * FW_BITS_SIZE, used * FW_BITS_SIZE);
+  const table: Array<[Buffer, Buffer]> = [[floorKey(gen, family), next()]];
   const probe = Buffer.alloc(sorted[0]?.key.length ?? 0);
   for (const e of sorted) {
     const len = e.key.readUInt32LE(0);
-    let val: Buffer | undefined;
-    for (let j = lens.indexOf(len) - 1; j >= 0 && !val; j--) {
+    const val = next();
+    for (let j = lens.indexOf(len) - 1; j >= 0; j--) {
       maskedKey(e.key, lens[j] as number, probe);
       const anc = built.get(probe.toString("hex"));
-      if (anc) val = copyBits(anc);
+      if (anc) {
+        val.set(anc);
+        break;
+      }
     }
-    val ??= newBits();
-    for (const s of e.slots) setBit(val, s);
+    const view = u32(val);
+    for (const s of e.slots) setBitIn(view, s);
     built.set(e.key.toString("hex"), val);
-    out.push([e.key, val]);
+    table.push([e.key, val]);
   }
-  return out;
+  return { table, any: [anyKey(gen, family), anyBits] };
 }
 
 /** `key` cut to prefix length `len`, written into `out`. */
 function maskedKey(key: Buffer, len: number, out: Buffer): void {
-  key.copy(out);
   out.writeUInt32LE(len, 0);
+  for (let i = 4; i < 8; i++) out[i] = key[i] as number;
   const n = key.length - 8;
   for (let i = 0; i < n; i++) {
     const keep = Math.max(0, Math.min(8, len - i * 8));
@@ -389,11 +452,12 @@ export function partitionEntries(rules: Slotted[], gen: number, part: number): A
   if (!starts.size) return out;
   const cuts = [...new Set([...starts.keys(), ...ends.keys()])].filter((x) => x <= 65535).sort((a, b) => a - b);
   const cur = newBits();
+  const view = u32(cur);
   const intervals: Array<{ lo: number; hi: number; bits: Buffer }> = [];
   for (let c = 0; c < cuts.length; c++) {
     const at = cuts[c] as number;
-    for (const i of ends.get(at) ?? []) clearBit(cur, i);
-    for (const i of starts.get(at) ?? []) setBit(cur, i);
+    for (const i of ends.get(at) ?? []) clearBitIn(view, i);
+    for (const i of starts.get(at) ?? []) setBitIn(view, i);
     const hi = (cuts[c + 1] ?? 65536) - 1;
     if (isEmptyBits(cur)) continue;
     const last = intervals[intervals.length - 1];
@@ -425,7 +489,9 @@ export function scopeOf(
   entries: Pick<Record<FwMapName, Iterable<[Buffer, Buffer]>>, AddrMap>,
   epoch: number,
 ): Buffer {
-  const keys = (m: AddrMap) => [...entries[m]].map(([k]) => k);
+  function* keys(m: AddrMap): Generator<Buffer> {
+    for (const [k] of entries[m]) yield k;
+  }
   let end = 0;
   for (const { slot } of rules) end = Math.max(end, slot + 1);
   return encodeScope(
@@ -453,11 +519,18 @@ export function compileScope(
     throw new StratumError("CAPACITY", `${rules.length} rules exceed the ${FW_WORDS * 64} one scope can hold`);
   const slots = opts.slots ?? assignSlots(rules.length);
   const slotted: Slotted[] = rules.map((r, i) => ({ r, slot: slots[i] as number }));
+  const side = (sd: "src" | "dst") => {
+    const v4 = addressEntries(slotted, gen, sd, 4);
+    const v6 = addressEntries(slotted, gen, sd, 6);
+    return { v4: v4.table, v6: [...v6.table, ...(v4.any ? [v4.any] : []), ...(v6.any ? [v6.any] : [])] };
+  };
+  const src = side("src");
+  const dst = side("dst");
   const entries: Record<FwMapName, Array<[Buffer, Buffer]>> = {
-    stm_fw_src4: addressEntries(slotted, gen, "src", 4),
-    stm_fw_dst4: addressEntries(slotted, gen, "dst", 4),
-    stm_fw_src6: addressEntries(slotted, gen, "src", 6),
-    stm_fw_dst6: addressEntries(slotted, gen, "dst", 6),
+    stm_fw_src4: src.v4,
+    stm_fw_dst4: dst.v4,
+    stm_fw_src6: src.v6,
+    stm_fw_dst6: dst.v6,
     stm_fw_ports: portEntries(slotted, gen),
     stm_fw_rules: slotted.map(({ r, slot }) => [ruleKey(gen, slot), ruleValue(r)]),
   };

@@ -13,6 +13,8 @@ import {
   addrKey,
   addrKeyWithin,
   addrRole,
+  anyKey,
+  anyMapOf,
   blockKey,
   type CompiledScope,
   clearBit,
@@ -24,6 +26,7 @@ import {
   FW_GEN_MAPS,
   FW_WORDS,
   type FwMapName,
+  floorKey,
   hasBit,
   isEmptyBits,
   keyGen,
@@ -54,6 +57,8 @@ type Entries = Map<string, [Buffer, Buffer]>;
  * at their slots, and the scope entry. */
 interface Live {
   gen: number;
+  /** The rules at their slots by id. */
+  byId: Map<number, Slotted>;
   epoch: number;
   def: DefaultAction;
   slotted: Slotted[];
@@ -80,6 +85,8 @@ export interface ApplyResult {
 }
 
 const MAX_SLOT = FW_WORDS * 64 - 1;
+/** Errnos of a map type without batch operations: EINVAL, EOPNOTSUPP, ENOTSUPP. */
+const NO_BATCH = new Set([22, 95, 524]);
 /** Where the first rule of an empty scope goes: room before it for rules put ahead. */
 const FIRST_SLOT = 16;
 
@@ -104,7 +111,15 @@ function sameRule(a: Rule, b: Rule): boolean {
 function liveOf(c: CompiledScope, def: DefaultAction): Live {
   const maps = {} as Record<FwMapName, Entries>;
   for (const m of FW_GEN_MAPS) maps[m] = new Map(c.entries[m].map(([k, v]) => [k.toString("hex"), [k, v]]));
-  return { gen: c.gen, epoch: c.epoch, def, slotted: c.slotted, maps, scope: c.scope };
+  return {
+    gen: c.gen,
+    byId: new Map(c.slotted.map((x) => [x.r.id, x])),
+    epoch: c.epoch,
+    def,
+    slotted: c.slotted,
+    maps,
+    scope: c.scope,
+  };
 }
 
 /** A free slot for a rule between slots `lo` and `hi` (inclusive), avoiding `busy`: after the
@@ -186,18 +201,16 @@ export class FirewallTables {
           `firewall table ${m} would need ${need} entries during the switch (${c.entries[m].length} new, ${this.#used(m) - old} for other scopes, ${old} for the set being replaced) but holds ${max}: nothing was changed`,
         );
     }
-    const written: Array<[FwMapName, Buffer]> = [];
+    const touched: FwMapName[] = [];
     try {
       for (const m of FW_GEN_MAPS) {
-        const map = this.#dp.map(m);
-        for (const [k, v] of c.entries[m]) {
-          map.update(k, v, BPF_F.NOEXIST);
-          written.push([m, k]);
-        }
+        touched.push(m);
+        this.#writeAll(m, c.entries[m]);
       }
       this.#dp.map("stm_fw_scopes").update(encodeU32(scopeId), c.scope);
     } catch (e) {
-      for (const [m, k] of written) this.#dp.map(m).delete(k);
+      // The generation is new: every key of it in a map it reached is this attempt's.
+      for (const m of touched) for (const [k] of c.entries[m]) this.#dp.map(m).delete(k);
       throw e instanceof StratumError ? e.wrap(`firewall rules of scope ${scopeId}`) : e;
     }
     const prev = this.#live.get(scopeId);
@@ -225,7 +238,7 @@ export class FirewallTables {
     rules: StoredRule[],
     def: DefaultAction,
   ): { ops: Op[]; next: Live } | "same" | undefined {
-    const byId = new Map(live.slotted.map((x) => [x.r.id, x]));
+    const byId = live.byId;
     const kept = new Set<number>();
     const added: StoredRule[] = [];
     for (const r of rules) {
@@ -259,8 +272,9 @@ export class FirewallTables {
     const finalSet = (put ? [...keptSlotted, put] : keptSlotted).sort(bySlot);
     const unionSet = (out ? [...finalSet, out] : finalSet).sort(bySlot);
 
-    const w = {} as Record<FwMapName, Entries>;
-    for (const m of FW_GEN_MAPS) w[m] = new Map(live.maps[m]);
+    // The tables as the writes leave them: a map is copied when first written.
+    const w = { ...live.maps };
+    const copied = new Set<FwMapName>();
     const peak = Object.fromEntries(FW_GEN_MAPS.map((m) => [m, w[m].size])) as Record<FwMapName, number>;
     const ops: Op[] = [];
     const write = (m: FwMapName, key: Buffer, val: Buffer | null) => {
@@ -269,6 +283,10 @@ export class FirewallTables {
       if (val === null && prev === null) return;
       if (val && prev?.equals(val)) return;
       ops.push({ map: m, key, val, prev });
+      if (!copied.has(m)) {
+        w[m] = new Map(w[m]);
+        copied.add(m);
+      }
       if (val) w[m].set(hex, [key, val]);
       else w[m].delete(hex);
       peak[m] = Math.max(peak[m], w[m].size);
@@ -308,17 +326,31 @@ export class FirewallTables {
       for (const { map, side, family } of ADDR_MAPS) {
         const role = addrRole(put.r, side, family);
         if (role === undefined) continue;
-        const pk = addrKey(gen, role === "any" ? { family, network: 0n, prefixLen: 0 } : role);
+        // The side and family's empty /0 entry and its any-address entry, if it had no rule.
+        const anyMap = anyMapOf(side);
+        const ak = anyKey(gen, family);
+        if (!w[map].has(floorKey(gen, family).toString("hex"))) write(map, floorKey(gen, family), newBits());
+        if (!w[anyMap].has(ak.toString("hex"))) write(anyMap, ak, newBits());
+        if (role === "any" || role.prefixLen === 0) {
+          const v = copyBits((w[anyMap].get(ak.toString("hex")) as [Buffer, Buffer])[1]);
+          setBit(v, put.slot);
+          write(anyMap, ak, v);
+          continue;
+        }
+        const pk = addrKey(gen, role);
         if (!w[map].has(pk.toString("hex"))) {
+          // A new prefix starts from its nearest stored ancestor's rules.
           let anc: [Buffer, Buffer] | undefined;
-          for (const [, e] of w[map])
-            if (addrKeyWithin(pk, e[0]) && (!anc || e[0].readUInt32LE(0) > anc[0].readUInt32LE(0))) anc = e;
+          for (const [, e] of w[map]) {
+            const len = e[0].readUInt32LE(0);
+            if (len > 0 && addrKeyWithin(pk, e[0]) && (!anc || len > anc[0].readUInt32LE(0))) anc = e;
+          }
           const v = anc ? copyBits(anc[1]) : newBits();
           setBit(v, put.slot);
           write(map, pk, v);
         }
         for (const [, [k, v]] of [...w[map]])
-          if (!hasBit(v, put.slot) && addrKeyWithin(k, pk)) {
+          if (k.readUInt32LE(0) > 0 && !hasBit(v, put.slot) && addrKeyWithin(k, pk)) {
             const nv = copyBits(v);
             setBit(nv, put.slot);
             write(map, k, nv);
@@ -329,20 +361,35 @@ export class FirewallTables {
     }
     if (out) {
       for (const { map, side, family } of ADDR_MAPS) {
-        if (addrRole(out.r, side, family) === undefined) continue;
-        for (const [, [k, v]] of [...w[map]])
-          if (hasBit(v, out.slot)) {
-            const nv = copyBits(v);
-            clearBit(nv, out.slot);
-            write(map, k, nv);
+        const role = addrRole(out.r, side, family);
+        if (role === undefined) continue;
+        const anyMap = anyMapOf(side);
+        const ak = anyKey(gen, family);
+        const clear = (m: FwMapName, k: Buffer, v: Buffer) => {
+          if (!hasBit(v, out.slot)) return;
+          const nv = copyBits(v);
+          clearBit(nv, out.slot);
+          write(m, k, nv);
+        };
+        const anyE = w[anyMap].get(ak.toString("hex"));
+        if (anyE) clear(anyMap, anyE[0], anyE[1]);
+        if (role !== "any" && role.prefixLen > 0) {
+          for (const [, [k, v]] of [...w[map]]) clear(map, k, v);
+          // Its prefix goes unless another rule has it.
+          const cidr = out.r[side];
+          if (!finalSet.some((x) => x.r[side] === cidr)) write(map, addrKey(gen, role), null);
+        }
+        // No rule left on this side and family: its /0 and any-address entries go too.
+        const anyNow = w[anyMap].get(ak.toString("hex"));
+        let prefixes = false;
+        for (const [, [k]] of w[map])
+          if (k.readUInt32LE(0) > 0) {
+            prefixes = true;
+            break;
           }
-        // The keys only the old rule needed: its prefix, or /0 once it holds no rule.
-        const cidr = out.r[side];
-        for (const [, [k, v]] of [...w[map]]) {
-          const root = k.readUInt32LE(0) === 0;
-          const own = cidr !== undefined && k.equals(addrKey(gen, addrRole(out.r, side, family) as Subnet));
-          if (root && isEmptyBits(v) && (cidr === undefined || own)) write(map, k, null);
-          else if (own && !root && !finalSet.some((x) => x.r[side] === cidr)) write(map, k, null);
+        if (!prefixes && anyNow && isEmptyBits(anyNow[1])) {
+          write(anyMap, ak, null);
+          write(map, floorKey(gen, family), null);
         }
       }
       ports(finalSet, out.r);
@@ -359,7 +406,21 @@ export class FirewallTables {
           `firewall table ${m} would need ${need} entries for this change but holds ${max}: nothing was changed`,
         );
     }
-    return { ops, next: { gen, epoch: decodeScope(scopeNow).epoch, def, slotted: finalSet, maps: w, scope: scopeNow } };
+    const nextById = new Map(byId);
+    if (out) nextById.delete(out.r.id);
+    if (put) nextById.set(put.r.id, put);
+    return {
+      ops,
+      next: {
+        gen,
+        byId: nextById,
+        epoch: decodeScope(scopeNow).epoch,
+        def,
+        slotted: finalSet,
+        maps: w,
+        scope: scopeNow,
+      },
+    };
   }
 
   /** Writes `ops` in order; on a failure undoes the ones done, newest first. */
@@ -381,10 +442,36 @@ export class FirewallTables {
     }
   }
 
+  /** Writes a new generation's entries of one map: one batch (a syscall, not one per entry),
+   * or entry by entry where the map type has no batch update. */
+  #writeAll(m: FwMapName, entries: Array<[Buffer, Buffer]>): void {
+    const map = this.#dp.map(m);
+    if (entries.length > 1)
+      try {
+        map.updateBatch(
+          Buffer.concat(entries.map(([k]) => k)),
+          Buffer.concat(entries.map(([, v]) => v)),
+          BPF_F.NOEXIST,
+        );
+        return;
+      } catch (e) {
+        if (!(e instanceof StratumError && NO_BATCH.has(e.errno ?? 0))) throw e;
+      }
+    for (const [k, v] of entries) map.update(k, v, BPF_F.NOEXIST);
+  }
+
   #drop(l: Live): void {
     for (const m of FW_GEN_MAPS) {
       const map = this.#dp.map(m);
-      for (const [, [k]] of l.maps[m]) map.delete(k);
+      const keys = [...l.maps[m].values()].map(([k]) => k);
+      if (keys.length > 1)
+        try {
+          map.deleteBatch(Buffer.concat(keys));
+          continue;
+        } catch {
+          // No batch delete here, or a key already gone: one by one, absent ones skipped.
+        }
+      for (const k of keys) map.delete(k);
     }
   }
 
@@ -480,8 +567,17 @@ export class FirewallTables {
     return this.hits((FW_DEFAULT_ID | scopeId) >>> 0);
   }
 
-  forgetHits(id: number): void {
-    this.#dp.map("stm_fw_hits").delete(encodeU32(id));
+  /** Drops the hit counters of rules (by id) that are gone. Counters exist only for rules
+   * that were hit: for many ids, the table's keys are read once and only those deleted
+   * (10,000 deletes of absent keys cost 0.1 s or more). */
+  forgetHits(ids: number[]): void {
+    const map = this.#dp.map("stm_fw_hits");
+    if (ids.length <= 64) {
+      for (const id of ids) map.delete(encodeU32(id));
+      return;
+    }
+    const gone = new Set(ids);
+    for (const k of [...map.keys()]) if (gone.has(k.readUInt32LE(0))) map.delete(k);
   }
 
   // ---- blocklist ---------------------------------------------------------------------

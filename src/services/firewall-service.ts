@@ -79,7 +79,8 @@ export interface FirewallRestoreReport {
 }
 
 /** Identity of a rule's content (priority included), for keeping ids across an import. */
-const contentKey = (r: Rule) => JSON.stringify(ruleSpec(r));
+const contentKey = (r: Rule) =>
+  `${r.priority}|${r.direction}|${r.src ?? ""}|${r.dst ?? ""}|${r.proto}|${r.sport ?? ""}|${r.dport ?? ""}|${r.icmpType ?? ""}|${r.icmpCode ?? ""}|${r.action}|${r.log}`;
 
 export class FirewallService {
   constructor(
@@ -171,7 +172,7 @@ export class FirewallService {
       );
     const rules = prev.rules.filter((r) => r.id !== id);
     this.#commit(s, prev, { rules, def: prev.def }, () => this.store.deleteRule(s.id, id));
-    this.kernel.forgetHits(id);
+    this.kernel.forgetHits([id]);
   }
 
   moveRule(scopeName: string, id: number, priority: number): RuleView {
@@ -226,7 +227,7 @@ export class FirewallService {
     const rules: StoredRule[] = set.rules.map((r) => ({ ...r, id: old.get(contentKey(r)) ?? (ids[k++] as number) }));
     this.#commit(s, prev, { rules, def }, () => this.store.replaceRules(s.id, rules, def));
     const keep = new Set(rules.map((r) => r.id));
-    for (const r of prev.rules) if (!keep.has(r.id)) this.kernel.forgetHits(r.id);
+    this.kernel.forgetHits(prev.rules.filter((r) => !keep.has(r.id)).map((r) => r.id));
     return { scope: s.name, default: def, rules: rules.length, kept: rules.length - fresh.length };
   }
 
@@ -243,8 +244,7 @@ export class FirewallService {
   removeScope(scopeId: number): void {
     const ids = this.store.listRules(scopeId).map((r) => r.id);
     this.kernel.remove(scopeId);
-    for (const id of ids) this.kernel.forgetHits(id);
-    this.kernel.forgetHits((FW_DEFAULT_ID | scopeId) >>> 0);
+    this.kernel.forgetHits([...ids, (FW_DEFAULT_ID | scopeId) >>> 0]);
   }
 
   // ---- blocklist -----------------------------------------------------------------------

@@ -630,14 +630,49 @@ export class SqliteStore implements Store {
     return `network ${r.name}`;
   }
 
+  /** Rule sets read since the connection last changed a row, by scope: a one-rule change to a
+   * scope of 10,000 rules then costs no re-read (10 ms or more). Any write on this connection
+   * (the only one that writes) moves SQLite's change counter and drops them; the rules are
+   * frozen, each caller gets its own array. */
+  #rulesCache = new Map<number, { changes: number; rules: StoredRule[] }>();
+
+  #changes(): number {
+    return (this.db.query("SELECT total_changes() AS n").get() as { n: number }).n;
+  }
+
+  /** After a write of one scope's rules (that started at change count `before`): the scope's
+   * cached set gets the same edit, and the other scopes' sets, valid before, stay valid. */
+  #rulesWritten(scope: number, before: number, edit: (rules: StoredRule[]) => StoredRule[]): void {
+    const after = this.#changes();
+    for (const [s, c] of this.#rulesCache) {
+      if (c.changes !== before) this.#rulesCache.delete(s);
+      else if (s !== scope) c.changes = after;
+    }
+    const hit = this.#rulesCache.get(scope);
+    if (hit)
+      this.#rulesCache.set(scope, {
+        changes: after,
+        rules: edit(hit.rules)
+          .map((r) => (Object.isFrozen(r) ? r : Object.freeze({ ...r })))
+          .sort((a, b) => a.priority - b.priority),
+      });
+  }
+
   listRules(scope: number): StoredRule[] {
-    return (this.db.query("SELECT * FROM fw_rules WHERE scope = ? ORDER BY priority").all(scope) as RuleRow[]).map(
-      (r) => this.#toRule(r),
-    );
+    const changes = this.#changes();
+    const hit = this.#rulesCache.get(scope);
+    if (hit && hit.changes === changes) return [...hit.rules];
+    if (hit || this.#rulesCache.size > 64) this.#rulesCache.clear();
+    const rules = (
+      this.db.query("SELECT * FROM fw_rules WHERE scope = ? ORDER BY priority").all(scope) as RuleRow[]
+    ).map((r) => Object.freeze(this.#toRule(r)));
+    this.#rulesCache.set(scope, { changes, rules });
+    return [...rules];
   }
 
   allocRuleIds(n: number): number[] {
-    return this.db.transaction(() => {
+    const before = this.#changes();
+    const ids = this.db.transaction(() => {
       const seq = this.db.query("SELECT seq FROM sqlite_sequence WHERE name = 'fw_rules'").get() as {
         seq: number;
       } | null;
@@ -650,6 +685,8 @@ export class SqliteStore implements Store {
       else this.db.query("INSERT INTO sqlite_sequence (name, seq) VALUES ('fw_rules', ?)").run(last);
       return Array.from({ length: n }, (_, i) => first + i);
     })();
+    this.#rulesWritten(-1, before, (rs) => rs); // no rule changed
+    return ids;
   }
 
   #insertRule(scope: number, rule: Rule | StoredRule): StoredRule {
@@ -674,10 +711,13 @@ export class SqliteStore implements Store {
   }
 
   addRule(scope: number, rule: Rule | StoredRule): StoredRule {
-    return this.db.transaction(() => {
+    const before = this.#changes();
+    const r = this.db.transaction(() => {
       this.#scopeName(scope);
       return this.#insertRule(scope, rule);
     })();
+    this.#rulesWritten(scope, before, (rs) => [...rs, r]);
+    return r;
   }
 
   #mustRule(scope: number, id: number): StoredRule {
@@ -687,14 +727,17 @@ export class SqliteStore implements Store {
   }
 
   deleteRule(scope: number, id: number): void {
+    const before = this.#changes();
     this.db.transaction(() => {
       this.#mustRule(scope, id);
       this.db.query("DELETE FROM fw_rules WHERE id = ?").run(id);
     })();
+    this.#rulesWritten(scope, before, (rs) => rs.filter((x) => x.id !== id));
   }
 
   moveRule(scope: number, id: number, priority: number): StoredRule {
-    return this.db.transaction(() => {
+    const before = this.#changes();
+    const moved = this.db.transaction(() => {
       const { id: _id, ...rule } = this.#mustRule(scope, id);
       const holder = this.db
         .query("SELECT id FROM fw_rules WHERE scope = ? AND priority = ? AND id != ?")
@@ -709,6 +752,8 @@ export class SqliteStore implements Store {
         .run(priority, JSON.stringify({ ...rule, priority }), id);
       return this.#mustRule(scope, id);
     })();
+    this.#rulesWritten(scope, before, (rs) => rs.map((x) => (x.id === id ? moved : x)));
+    return moved;
   }
 
   #setScopeDefault(scope: number, def: DefaultAction): void {
@@ -728,13 +773,17 @@ export class SqliteStore implements Store {
   }
 
   replaceRules(scope: number, rules: Array<Rule | StoredRule>, def?: DefaultAction): StoredRule[] {
-    return this.db.transaction(() => {
+    const before = this.#changes();
+    const out = this.db.transaction(() => {
       this.#scopeName(scope);
       this.db.query("DELETE FROM fw_rules WHERE scope = ?").run(scope);
       const out = rules.map((r) => this.#insertRule(scope, r)).sort((a, b) => a.priority - b.priority);
       if (def !== undefined) this.#setScopeDefault(scope, def);
       return out;
     })();
+    if (!this.#rulesCache.has(scope)) this.#rulesCache.set(scope, { changes: before, rules: [] });
+    this.#rulesWritten(scope, before, () => out);
+    return out;
   }
 
   scopeDefault(scope: number): DefaultAction {

@@ -312,6 +312,26 @@ describe("one-rule changes in the active generation", () => {
     const del = fw.apply(NET, big, "deny");
     expect(del.how).toBe("edit");
     expect(del.writes).toBeLessThan(30);
+    // A rule for any address is one entry per side, not one per prefix.
+    const wild = stored({ priority: 20001, direction: "both", proto: "udp", dport: 9000, action: "allow" });
+    const w = fw.apply(NET, [...big, wild], "deny");
+    expect(w.how).toBe("edit");
+    expect(w.writes).toBeLessThan(40);
+    expect(exact([...big, wild], "deny")).toBe(true);
+    expect(fw.apply(NET, big, "deny").writes).toBeLessThan(40);
     fw.apply(NET, [], "deny");
   }, 60_000);
+});
+
+describe("hit counters of rules that are gone", () => {
+  test("forgetting many ids deletes the counters that exist and leaves the others", () => {
+    const hits = obj.map("stm_fw_hits");
+    const one = Buffer.alloc(hits.valueBufSize);
+    const key = (id: number) => Buffer.from(new Uint32Array([id]).buffer);
+    for (const id of [5, 70, 99, 500]) hits.update(key(id), one);
+    fw.forgetHits(Array.from({ length: 100 }, (_, i) => i)); // 0..99: more than a handful
+    expect([...hits.keys()].map((k) => k.readUInt32LE(0)).sort((a, b) => a - b)).toEqual([500]);
+    fw.forgetHits([500]);
+    expect([...hits.keys()]).toEqual([]);
+  });
 });

@@ -62,9 +62,9 @@ export class FakeFwKernel implements FwKernel {
     return this.hits((0x80000000 | scopeId) >>> 0);
   }
 
-  forgetHits(id: number): void {
-    this.forgotten.push(id);
-    this.hitsOf.delete(id);
+  forgetHits(ids: number[]): void {
+    this.forgotten.push(...ids);
+    for (const id of ids) this.hitsOf.delete(id);
   }
 
   blockAdd(prefixes: Subnet[], have: Record<4 | 6, number>): void {

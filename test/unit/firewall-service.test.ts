@@ -4,6 +4,7 @@
  * refused change leaves both untouched), on the real store and a stand-in for the tables. */
 import { beforeEach, expect, test } from "bun:test";
 import fc from "fast-check";
+import { parse } from "yaml";
 import { FW_GLOBAL_SCOPE } from "../../src/datapath/firewall-maps";
 import { StratumError } from "../../src/errors";
 import { badLinesError, parseBlocklistText, parseBlockPrefix } from "../../src/model/blocklist";
@@ -53,6 +54,16 @@ test("YAML: export → parse gives the same rules; fields are the flag names", (
   expect(set).toEqual({ default: "deny", rules: VARIED });
 });
 
+test("YAML: the fast path reads what the yaml library reads, quoted keys and flow style too", () => {
+  const texts = [
+    ruleSetYaml(exportRuleSet("deny", VARIED)),
+    '{"default": "allow", "rules": [{"priority": 3, "action": "deny", "dport": 22, "proto": "tcp"}]}',
+    "rules:\n  - {priority: 7, action: allow, src: 10.1.0.0/16}\n  - priority: 8 # src: in a comment\n    action: deny\n",
+  ];
+  for (const t of texts)
+    expect(parseRuleSetYaml(t, "r.yaml")).toEqual({ doc: parse(t), set: validateRuleSet(parse(t)) });
+});
+
 test("YAML: a bad file names the line, the rule and the field", () => {
   const cases: Array<[string, string]> = [
     [
@@ -74,6 +85,12 @@ test("YAML: a bad file names the line, the rule and the field", () => {
     ["default: maybe\nrules: []\n", 'default: must be allow or deny, not "maybe"'],
     ["rule:\n  - priority: 1\n", 'unknown top-level field "rule"'],
     ["rules: [\n", "r.yaml:2: not valid YAML"],
+    // A key given twice is refused, not taken last-wins (the native parser's fast path would).
+    [
+      "rules:\n  - priority: 5\n    action: allow\n    action: deny\n",
+      "r.yaml:4: not valid YAML: Map keys must be unique",
+    ],
+    ["default: allow\ndefault: deny\nrules: []\n", "not valid YAML: Map keys must be unique"],
     ["- 1\n- 2\n", "a rule set is a map"],
   ];
   for (const [text, msg] of cases) expect(() => parseRuleSetYaml(text, "r.yaml")).toThrow(msg);

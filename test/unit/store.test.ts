@@ -573,3 +573,46 @@ console.log("not killed");
   expect(s.quarantinedAtOpen()).toEqual([]);
   s.close();
 });
+
+test("the rule-set cache: every write path reads back what a fresh connection reads", () => {
+  const path = tmpDb();
+  const s = new SqliteStore(path);
+  const a = s.createNetwork(net("a", "10.1.0.0/24", "10.1.0.1"));
+  const b = s.createNetwork(net("b", "10.2.0.0/24", "10.2.0.1"));
+  const fresh = (scope: number) => {
+    const r = new SqliteStore(path, { readonly: true });
+    try {
+      return r.listRules(scope);
+    } finally {
+      r.db.close();
+    }
+  };
+  const same = () => {
+    for (const scope of [FW_GLOBAL_SCOPE, a.id, b.id]) expect(s.listRules(scope)).toEqual(fresh(scope));
+  };
+  const rule = (priority: number, dport: number) =>
+    parseRule({ priority, proto: "tcp", dport, action: "allow", direction: "egress" });
+  s.replaceRules(a.id, [rule(10, 80), rule(20, 443)]);
+  s.listRules(b.id);
+  same();
+  const [id] = s.allocRuleIds(1) as [number];
+  s.addRule(a.id, { ...rule(15, 22), id });
+  same();
+  s.moveRule(a.id, id, 30);
+  same();
+  s.deleteRule(a.id, id);
+  s.addRule(b.id, rule(5, 53));
+  same();
+  // A write by another path (here, plain SQL on the same connection) is seen too.
+  s.db.query("DELETE FROM fw_rules WHERE scope = ?").run(a.id);
+  same();
+  expect(s.listRules(a.id)).toEqual([]);
+  // What a caller gets is its own array of frozen rules.
+  const got = s.listRules(b.id);
+  got.pop();
+  expect(s.listRules(b.id)).toHaveLength(1);
+  expect(() => {
+    (s.listRules(b.id)[0] as { priority: number }).priority = 1;
+  }).toThrow();
+  s.db.close();
+});
