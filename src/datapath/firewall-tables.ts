@@ -172,14 +172,22 @@ export class FirewallTables {
    * are classified again, and a failure leaves the old set. Throws CAPACITY (nothing written)
    * when the tables cannot hold the change. */
   apply(scopeId: number, rules: StoredRule[], def: DefaultAction): ApplyResult {
-    const sorted = [...rules].sort((a, b) => a.priority - b.priority);
+    let inOrder = true;
+    for (let i = 1; i < rules.length && inOrder; i++)
+      inOrder = (rules[i - 1] as StoredRule).priority < (rules[i] as StoredRule).priority;
+    const sorted = inOrder ? rules : [...rules].sort((a, b) => a.priority - b.priority);
     const live = this.#live.get(scopeId);
     if (live) {
       const edit = this.#planEdit(scopeId, live, sorted, def);
       if (edit === "same") return { gen: live.gen, writes: 0, how: "none" };
       if (edit) {
-        this.#run(edit.ops, `firewall rules of scope ${scopeId}`);
-        this.#live.set(scopeId, edit.next);
+        try {
+          this.#run(edit.ops, `firewall rules of scope ${scopeId}`);
+        } catch (e) {
+          edit.undo();
+          throw e;
+        }
+        edit.commit();
         return { gen: live.gen, writes: edit.ops.length, how: "edit" };
       }
     }
@@ -237,7 +245,7 @@ export class FirewallTables {
     live: Live,
     rules: StoredRule[],
     def: DefaultAction,
-  ): { ops: Op[]; next: Live } | "same" | undefined {
+  ): { ops: Op[]; undo: () => void; commit: () => void } | "same" | undefined {
     const byId = live.byId;
     const kept = new Set<number>();
     const added: StoredRule[] = [];
@@ -267,15 +275,30 @@ export class FirewallTables {
       if (slot === undefined) return undefined;
       put = { r: added[0], slot };
     }
-    const keptSlotted = live.slotted.filter((x) => kept.has(x.r.id));
-    const bySlot = (a: Slotted, b: Slotted) => a.slot - b.slot;
-    const finalSet = (put ? [...keptSlotted, put] : keptSlotted).sort(bySlot);
-    const unionSet = (out ? [...finalSet, out] : finalSet).sort(bySlot);
+    // The sets in slot order: the live one with the rule taken out and/or the new one put in.
+    const insert = (set: Slotted[], x: Slotted) => {
+      let lo = 0;
+      let hi = set.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if ((set[mid] as Slotted).slot < x.slot) lo = mid + 1;
+        else hi = mid;
+      }
+      return [...set.slice(0, lo), x, ...set.slice(lo)];
+    };
+    const keptSlotted = out ? live.slotted.filter((x) => x !== out) : live.slotted;
+    const finalSet = put ? insert(keptSlotted, put) : keptSlotted;
+    const unionSet = out ? insert(finalSet, out) : finalSet;
 
-    // The tables as the writes leave them: a map is copied when first written.
-    const w = { ...live.maps };
-    const copied = new Set<FwMapName>();
-    const peak = Object.fromEntries(FW_GEN_MAPS.map((m) => [m, w[m].size])) as Record<FwMapName, number>;
+    // The scope's tables are edited in place as the writes will leave them (no copy of
+    // 10,000 entries per change); undo() puts them back if the change does not go through.
+    const w = live.maps;
+    const before = Object.fromEntries(FW_GEN_MAPS.map((m) => [m, w[m].size])) as Record<FwMapName, number>;
+    const others = Object.fromEntries(FW_GEN_MAPS.map((m) => [m, this.#used(m) - w[m].size])) as Record<
+      FwMapName,
+      number
+    >;
+    const peak = { ...before };
     const ops: Op[] = [];
     const write = (m: FwMapName, key: Buffer, val: Buffer | null) => {
       const hex = key.toString("hex");
@@ -283,24 +306,44 @@ export class FirewallTables {
       if (val === null && prev === null) return;
       if (val && prev?.equals(val)) return;
       ops.push({ map: m, key, val, prev });
-      if (!copied.has(m)) {
-        w[m] = new Map(w[m]);
-        copied.add(m);
-      }
       if (val) w[m].set(hex, [key, val]);
       else w[m].delete(hex);
       peak[m] = Math.max(peak[m], w[m].size);
     };
+    const undo = () => {
+      for (let j = ops.length - 1; j >= 0; j--) {
+        const o = ops[j] as Op;
+        if (o.map === "stm_fw_scopes") continue;
+        const m = o.map as FwMapName;
+        if (o.prev) w[m].set(o.key.toString("hex"), [o.key, o.prev]);
+        else w[m].delete(o.key.toString("hex"));
+      }
+    };
+    /** Writes each [key, value] a scan of a table collected (a table is not edited while read). */
+    const writeAll = (m: FwMapName, list: Array<[Buffer, Buffer | null]>) => {
+      for (const [k, v] of list) write(m, k, v);
+    };
     const ports = (set: Slotted[], r: Rule) => {
+      // Only rules sharing a direction and protocol class with `r` have entries where it does.
+      const dirs = new Set(r.direction === "both" ? ["ingress", "egress"] : [r.direction]);
+      const near =
+        r.proto === "any"
+          ? set.filter((x) => x.r.direction === "both" || dirs.has(x.r.direction))
+          : set.filter(
+              (x) =>
+                (x.r.proto === r.proto || x.r.proto === "any") && (x.r.direction === "both" || dirs.has(x.r.direction)),
+            );
       for (const part of rulePartitions(r)) {
-        const want = partitionEntries(set, gen, part);
+        const want = partitionEntries(near, gen, part);
         const wantHex = new Set<string>();
         for (const [k, v] of want) {
           wantHex.add(k.toString("hex"));
           write("stm_fw_ports", k, v);
         }
-        for (const [hex, [k]] of [...w.stm_fw_ports])
-          if (portPartition(k) === part && !wantHex.has(hex)) write("stm_fw_ports", k, null);
+        const stale: Array<[Buffer, null]> = [];
+        for (const [hex, [k]] of w.stm_fw_ports)
+          if (portPartition(k) === part && !wantHex.has(hex)) stale.push([k, null]);
+        writeAll("stm_fw_ports", stale);
       }
     };
     let scopeNow = live.scope;
@@ -349,12 +392,14 @@ export class FirewallTables {
           setBit(v, put.slot);
           write(map, pk, v);
         }
-        for (const [, [k, v]] of [...w[map]])
+        const inside: Array<[Buffer, Buffer]> = [];
+        for (const [, [k, v]] of w[map])
           if (k.readUInt32LE(0) > 0 && !hasBit(v, put.slot) && addrKeyWithin(k, pk)) {
             const nv = copyBits(v);
             setBit(nv, put.slot);
-            write(map, k, nv);
+            inside.push([k, nv]);
           }
+        writeAll(map, inside);
       }
       ports(unionSet, put.r);
       if (out) scopeWrite(unionSet, live.def, live.epoch);
@@ -365,16 +410,17 @@ export class FirewallTables {
         if (role === undefined) continue;
         const anyMap = anyMapOf(side);
         const ak = anyKey(gen, family);
-        const clear = (m: FwMapName, k: Buffer, v: Buffer) => {
-          if (!hasBit(v, out.slot)) return;
+        const cleared = (v: Buffer): Buffer => {
           const nv = copyBits(v);
           clearBit(nv, out.slot);
-          write(m, k, nv);
+          return nv;
         };
         const anyE = w[anyMap].get(ak.toString("hex"));
-        if (anyE) clear(anyMap, anyE[0], anyE[1]);
+        if (anyE && hasBit(anyE[1], out.slot)) write(anyMap, anyE[0], cleared(anyE[1]));
         if (role !== "any" && role.prefixLen > 0) {
-          for (const [, [k, v]] of [...w[map]]) clear(map, k, v);
+          const had: Array<[Buffer, Buffer]> = [];
+          for (const [, [k, v]] of w[map]) if (hasBit(v, out.slot)) had.push([k, cleared(v)]);
+          writeAll(map, had);
           // Its prefix goes unless another rule has it.
           const cidr = out.r[side];
           if (!finalSet.some((x) => x.r[side] === cidr)) write(map, addrKey(gen, role), null);
@@ -399,26 +445,26 @@ export class FirewallTables {
 
     for (const m of FW_GEN_MAPS) {
       const max = this.#dp.map(m).info.maxEntries;
-      const need = this.#used(m) - live.maps[m].size + peak[m];
-      if (need > max)
+      const need = others[m] + peak[m];
+      if (need > max) {
+        undo();
         throw new StratumError(
           "CAPACITY",
           `firewall table ${m} would need ${need} entries for this change but holds ${max}: nothing was changed`,
         );
+      }
     }
-    const nextById = new Map(byId);
-    if (out) nextById.delete(out.r.id);
-    if (put) nextById.set(put.r.id, put);
+    const scope = scopeNow;
     return {
       ops,
-      next: {
-        gen,
-        byId: nextById,
-        epoch: decodeScope(scopeNow).epoch,
-        def,
-        slotted: finalSet,
-        maps: w,
-        scope: scopeNow,
+      undo,
+      commit: () => {
+        if (out) byId.delete(out.r.id);
+        if (put) byId.set(put.r.id, put);
+        live.epoch = decodeScope(scope).epoch;
+        live.def = def;
+        live.slotted = finalSet;
+        live.scope = scope;
       },
     };
   }
