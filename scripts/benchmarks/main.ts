@@ -6,6 +6,7 @@
 import { parseArgs } from "node:util";
 import { ADDRESSING_BENCHMARKS } from "./addressing";
 import { AGENT_BENCHMARKS } from "./agent";
+import { BLOCKLIST_BENCHMARKS } from "./blocklist";
 import { CLI_BENCHMARKS } from "./cli";
 import { CLUSTER_BENCHMARKS } from "./cluster";
 import { FW_APPLY_BENCHMARKS } from "./firewall-apply";
@@ -31,6 +32,7 @@ const BENCHMARKS = {
   ...GATEWAY_HA_BENCHMARKS,
   ...MSEG_BENCHMARKS,
   ...LB_BENCHMARKS,
+  ...BLOCKLIST_BENCHMARKS,
   ...CLI_BENCHMARKS,
   ...FW_APPLY_BENCHMARKS,
 };

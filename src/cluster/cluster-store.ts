@@ -5,10 +5,12 @@
  * it meanwhile. A write that etcd accepted is in the mirror before the call returns (the
  * watch brings the same change again later, and it is ignored then). DHCP leases and the
  * quarantine stay on the node. */
+
 import { StratumError } from "../errors";
 import type { DnsRecord } from "../model/dns-record";
 import type { EgressCap } from "../model/egress-cap";
 import { type DefaultAction, FW_GLOBAL_SCOPE, type Rule, type StoredRule } from "../model/firewall-rule";
+import type { Subnet } from "../model/ip";
 import { emptyMicroseg, type MicrosegDoc, MSEG } from "../model/microseg";
 import type { Network } from "../model/network";
 import { emptyLb, type LbDoc } from "../model/vip";
@@ -479,7 +481,7 @@ export class ClusterStore implements Store {
 
   // ---- blocklist ----
 
-  blockAdd(entries: Array<{ prefix: string; family: 4 | 6 }>): number {
+  blockAdd(entries: Array<{ prefix: string; family: 4 | 6; subnet?: Subnet }>): number {
     const listed = this.mirror.blockListed(entries.map((e) => e.prefix));
     const fresh = [...new Map(entries.filter((e) => !listed.has(e.prefix)).map((e) => [e.prefix, e])).values()];
     const addedAt = new Date().toISOString();

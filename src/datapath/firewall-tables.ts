@@ -645,16 +645,21 @@ export class FirewallTables {
           `the IPv${fam} blocklist holds ${map.info.maxEntries} prefixes; ${have[fam]} are in use and ${add} more do not fit: nothing was added`,
         );
     }
-    const one = Buffer.alloc(4);
-    one.writeUInt32LE(1);
-    const done: Subnet[] = [];
+    // One batch update per trie (a million single updates took 15 s; a batch, 0.7 s); a failure
+    // takes out whatever of the batch went in.
+    const written: Array<[BpfMap, Buffer[]]> = [];
     try {
-      for (const p of prefixes) {
-        this.#blockMap(p).update(blockKey(p), one);
-        done.push(p);
+      for (const fam of [4, 6] as const) {
+        const keys = prefixes.filter((p) => p.family === fam).map((p) => blockKey(p));
+        if (!keys.length) continue;
+        const map = this.#dp.map(fam === 4 ? "stm_block4" : "stm_block6");
+        written.push([map, keys]);
+        const ones = Buffer.alloc(keys.length * 4);
+        for (let i = 0; i < keys.length; i++) ones.writeUInt32LE(1, i * 4);
+        map.updateBatch(Buffer.concat(keys), ones);
       }
     } catch (e) {
-      for (const p of done) this.#blockMap(p).delete(blockKey(p));
+      for (const [map, keys] of written) for (const k of keys) map.delete(k);
       throw e;
     }
   }
@@ -668,6 +673,11 @@ export class FirewallTables {
     let n = 0;
     for (const _ of this.#dp.map(fam === 4 ? "stm_block4" : "stm_block6").keys()) n++;
     return n;
+  }
+
+  /** The tries' map ids: another id means another trie (pins recreated, another layout). */
+  blockIds(): [number, number] {
+    return [this.#dp.map("stm_block4").info.id, this.#dp.map("stm_block6").info.id];
   }
 
   /** Every prefix in the tries, as CIDRs. */

@@ -45,7 +45,11 @@ export function parseBlockPrefix(text: string): BlockPrefix {
  * same address ("10.0.0.0/8" < "10.0.0.0/16" < "10.0.0.1/32" < "11.0.0.0/8"). */
 export function blockSortKey(p: Subnet | string): Uint8Array {
   const s = typeof p === "string" ? (plainV4(p)?.subnet ?? parseSubnet(p)) : p;
-  const n = s.family === 4 ? 4 : 16;
+  if (s.family === 4) {
+    const v = Number(s.network);
+    return new Uint8Array([4, v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255, s.prefixLen]);
+  }
+  const n = 16;
   const k = new Uint8Array(n + 2);
   k[0] = s.family;
   let v = s.network;

@@ -36,8 +36,33 @@ import type { Store } from "../store/store";
 /** The kernel side the service drives (FirewallTables; a stand-in in unit tests). */
 export type FwKernel = Pick<
   FirewallTables,
-  "apply" | "adoptAll" | "remove" | "gc" | "hits" | "defaultHits" | "forgetHits" | "blockAdd" | "blockDel" | "blockList"
+  | "apply"
+  | "adoptAll"
+  | "remove"
+  | "gc"
+  | "hits"
+  | "defaultHits"
+  | "forgetHits"
+  | "blockAdd"
+  | "blockDel"
+  | "blockList"
+  | "blockIds"
 >;
+
+/** A note, kept beside the store, that the blocklist tries hold exactly the store's list:
+ * written after every change and check that leaves them so, removed before any change of
+ * them. A start that finds it naming the same tries and counts does not walk them (a walk of
+ * a million prefixes takes seconds). Only where every change of the list passes through this
+ * service (a single node; a cluster's list also changes through its mirror). */
+export interface BlockMark {
+  read(): string | undefined;
+  write(v: string): void;
+  clear(): void;
+}
+
+/** Lists this long and longer are checked against the kernel at start only (when the mark
+ * does not vouch for them), not in every periodic pass. */
+export const BLOCK_WALK_MAX = 65_536;
 
 /** The name of the global scope in the API and the CLI (reserved as a network name). */
 export const GLOBAL_SCOPE_NAME = "global";
@@ -83,11 +108,33 @@ const contentKey = (r: Rule) =>
   `${r.priority}|${r.direction}|${r.src ?? ""}|${r.dst ?? ""}|${r.proto}|${r.sport ?? ""}|${r.dport ?? ""}|${r.icmpType ?? ""}|${r.icmpCode ?? ""}|${r.action}|${r.log}`;
 
 export class FirewallService {
+  #blockMark: BlockMark | undefined;
+  /** Whether a restore has checked the blocklist tries in this process. */
+  #blockChecked = false;
+
   constructor(
     readonly store: Store,
     readonly kernel: FwKernel,
     readonly log: (msg: string) => void = () => {},
   ) {}
+
+  useBlockMark(mark: BlockMark): void {
+    this.#blockMark = mark;
+  }
+
+  /** What the mark says when the tries hold the store's list. */
+  #blockState(): string {
+    const [id4, id6] = this.kernel.blockIds();
+    return JSON.stringify({ id4, id6, ipv4: this.store.blockCount(4), ipv6: this.store.blockCount(6) });
+  }
+
+  /** Runs a change of the tries with the mark removed first, written again once it is through. */
+  #blockChange<T>(change: () => T): T {
+    this.#blockMark?.clear();
+    const out = change();
+    this.#blockMark?.write(this.#blockState());
+    return out;
+  }
 
   /** `global` or a network's name → the scope. */
   scope(name: string): Scope {
@@ -289,6 +336,10 @@ export class FirewallService {
   /** Removes every prefix: from the tries first (whatever they hold), then the store; a
    * failure puts back what went. */
   blockClear(): BlockClearResult {
+    return this.#blockChange(() => this.#blockClear());
+  }
+
+  #blockClear(): BlockClearResult {
     const gone: Subnet[] = [];
     const putBack = () => {
       if (gone.length) this.kernel.blockAdd(gone, { 4: 0, 6: 0 });
@@ -319,6 +370,10 @@ export class FirewallService {
   /** Adds prefixes: all are validated first (the bad ones reported by index, nothing added),
    * room in the tries is checked next, then the kernel, then the store. */
   blockAdd(texts: string[]): BlockAddResult {
+    return this.#blockChange(() => this.#blockAdd(texts));
+  }
+
+  #blockAdd(texts: string[]): BlockAddResult {
     const bad: string[] = [];
     const seen = new Map<string, BlockPrefix>();
     texts.forEach((t, i) => {
@@ -341,7 +396,7 @@ export class FirewallService {
       const subnets = add.map((p) => p.subnet);
       this.kernel.blockAdd(subnets, { 4: this.store.blockCount(4), 6: this.store.blockCount(6) });
       try {
-        this.store.blockAdd(add.map((p) => ({ prefix: p.prefix, family: p.family })));
+        this.store.blockAdd(add.map((p) => ({ prefix: p.prefix, family: p.family, subnet: p.subnet })));
       } catch (e) {
         for (const sn of subnets) this.kernel.blockDel(sn);
         throw e;
@@ -351,6 +406,10 @@ export class FirewallService {
   }
 
   blockDel(text: string): { deleted: string } {
+    return this.#blockChange(() => this.#blockDel(text));
+  }
+
+  #blockDel(text: string): { deleted: string } {
     const p = parseBlockPrefix(text);
     if (!this.store.blockListed([p.prefix]).has(p.prefix))
       throw new StratumError("NOT_FOUND", `${p.prefix} is not on the blocklist`);
@@ -397,6 +456,19 @@ export class FirewallService {
     const gone = this.kernel.gc(new Set(scopes.map((s) => s.scopeId)));
     if (gone) report.collected.push(`${gone} firewall table entr${gone === 1 ? "y" : "ies"} of no scope`);
 
+    // The blocklist: at start unless the mark vouches for the tries, later while it is short.
+    const first = !this.#blockChecked;
+    this.#blockChecked = true;
+    const vouched = this.#blockMark?.read() === this.#blockState();
+    if (vouched && (first || this.store.blockCount(4) + this.store.blockCount(6) >= BLOCK_WALK_MAX)) return report;
+    this.#blockMark?.clear();
+    this.#restoreBlocklist(report);
+    this.#blockMark?.write(this.#blockState());
+    return report;
+  }
+
+  /** Makes the tries hold the store's list: adds what is missing, removes what is not listed. */
+  #restoreBlocklist(report: FirewallRestoreReport): void {
     const want = this.store.blockList();
     const wantSet = new Set(want.map((e) => e.prefix));
     const have = this.kernel.blockList();
@@ -424,6 +496,5 @@ export class FirewallService {
     collect();
     if (report.blocklist.removed)
       report.collected.push(`${report.blocklist.removed} blocklist prefix(es) not in the store`);
-    return report;
   }
 }

@@ -15,6 +15,7 @@ import type { DnsRecord } from "../model/dns-record";
 import type { EgressCap } from "../model/egress-cap";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall-rule";
 import { FW_GLOBAL_SCOPE } from "../model/firewall-rule";
+import type { Subnet } from "../model/ip";
 import { emptyMicroseg, type MicrosegDoc } from "../model/microseg";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
 import { emptyLb, type LbDoc } from "../model/vip";
@@ -806,14 +807,18 @@ export class SqliteStore implements Store {
 
   // ---- blocklist -----------------------------------------------------------------------
 
-  blockAdd(entries: Array<{ prefix: string; family: 4 | 6 }>): number {
+  blockAdd(entries: Array<{ prefix: string; family: 4 | 6; subnet?: Subnet }>): number {
+    // In the list's order: the order index is then appended to, not written all over.
+    const rows = entries
+      .map((e) => ({ e, key: blockSortKey(e.subnet ?? e.prefix) }))
+      .sort((a, b) => Buffer.compare(a.key, b.key));
     return this.db.transaction(() => {
       const ins = this.db.query(
         "INSERT OR IGNORE INTO blocklist (prefix, family, added_at, sort_key) VALUES (?, ?, ?, ?)",
       );
       const now = new Date().toISOString();
       let n = 0;
-      for (const e of entries) n += ins.run(e.prefix, e.family, now, blockSortKey(e.prefix)).changes;
+      for (const { e, key } of rows) n += ins.run(e.prefix, e.family, now, key).changes;
       return n;
     })();
   }

@@ -7,6 +7,7 @@
 import type { DnsRecord } from "../model/dns-record";
 import type { EgressCap } from "../model/egress-cap";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall-rule";
+import type { Subnet } from "../model/ip";
 import type { MicrosegDoc } from "../model/microseg";
 import type { Network } from "../model/network";
 import type { LbDoc } from "../model/vip";
@@ -100,7 +101,8 @@ export interface Store {
 
   /** Adds prefixes (canonical CIDRs) to the blocklist; those already listed are ignored.
    * Returns how many were new. */
-  blockAdd(entries: Array<{ prefix: string; family: 4 | 6 }>): number;
+  /** `subnet`: the prefix parsed, when the caller has it (saves parsing a million again). */
+  blockAdd(entries: Array<{ prefix: string; family: 4 | 6; subnet?: Subnet }>): number;
   /** Which of these prefixes are listed already. */
   blockListed(prefixes: string[]): Set<string>;
   /** Removes a prefix; false when it was not listed. */

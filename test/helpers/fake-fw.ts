@@ -81,6 +81,16 @@ export class FakeFwKernel implements FwKernel {
   }
 
   blockList(): string[] {
+    this.blockWalks++;
     return [...this.block];
+  }
+
+  /** Walks of the tries so far (blockList calls). */
+  blockWalks = 0;
+  /** The tries' ids (another pair: the tries were recreated). */
+  ids: [number, number] = [11, 12];
+
+  blockIds(): [number, number] {
+    return this.ids;
   }
 }

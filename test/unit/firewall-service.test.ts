@@ -411,6 +411,49 @@ test("restore: scopes already right are taken over, the rest applied, strays col
   expect([...kernel.block].sort()).toEqual(["198.51.100.0/24", "2001:db8::/32"]);
 });
 
+test("the blocklist mark: a start it vouches for does not walk the tries; a change or other tries void it", () => {
+  let note: string | undefined;
+  const mark = {
+    read: () => note,
+    write: (v: string) => {
+      note = v;
+    },
+    clear: () => {
+      note = undefined;
+    },
+  };
+  fw.useBlockMark(mark);
+  fw.blockAdd(["198.51.100.0/24", "2001:db8::/32"]);
+  expect(note).toBeDefined();
+  // A restart: a new service over the same store and tries, the mark as left.
+  const again = () => {
+    const s = new FirewallService(store, kernel);
+    s.useBlockMark(mark);
+    return s;
+  };
+  const walks = kernel.blockWalks;
+  again().restore();
+  expect(kernel.blockWalks).toBe(walks);
+  // A change cut short (a crash between the kernel and the store) leaves no mark: the next start walks.
+  mark.clear();
+  kernel.block.add("192.0.2.0/24");
+  again().restore();
+  expect(kernel.blockWalks).toBe(walks + 1);
+  expect([...kernel.block].sort()).toEqual(["198.51.100.0/24", "2001:db8::/32"]);
+  expect(note).toBeDefined();
+  // Other tries (pins recreated): walked and refilled.
+  kernel.ids = [21, 22];
+  kernel.block.clear();
+  again().restore();
+  expect(kernel.blockWalks).toBe(walks + 2);
+  expect([...kernel.block].sort()).toEqual(["198.51.100.0/24", "2001:db8::/32"]);
+  // A short list is still checked in every later pass, vouched or not.
+  const s = again();
+  s.restore();
+  s.restore();
+  expect(kernel.blockWalks).toBe(walks + 3);
+});
+
 test("validateRuleSet reports by index for the API", () => {
   expect(() => validateRuleSet({ rules: [{ priority: 1, action: "allow" }, { priority: 2 }] })).toThrow(
     "rules[1] (priority 2): action: ",
