@@ -19,7 +19,7 @@ import { parseDocument } from "yaml";
 import { compileScope, type FW_GEN_MAPS } from "../../src/datapath/firewall-maps";
 import { FirewallTables } from "../../src/datapath/firewall-tables";
 import { loadObject } from "../../src/datapath/objects";
-import { parseRule, type StoredRule } from "../../src/model/firewall-rule";
+import { parseRule, type RuleSpec, type StoredRule } from "../../src/model/firewall-rule";
 import { exportRuleSet, parseRuleSetYaml, ruleSetYaml, validateRuleSet } from "../../src/model/ruleset";
 import type { BpfObject } from "../../src/sys/bpf";
 import { BenchAgent } from "./agent";
@@ -155,6 +155,11 @@ function applyBench(): Benchmark {
   };
 }
 
+/** The rule fw/change-1-at-10000 adds: a new source prefix, to a port the set has. */
+function changeSpec(priority: number): RuleSpec {
+  return { priority, direction: "egress", src: "10.250.1.0/24", proto: "tcp", dport: 8443, action: "allow" };
+}
+
 function changeBench(): Benchmark {
   const agent = new BenchAgent();
   let obj: BpfObject | undefined;
@@ -183,17 +188,7 @@ function changeBench(): Benchmark {
       obj = loadObject("port");
       local = new FirewallTables({ map: (n) => (obj as BpfObject).map(n) });
       local.apply(1, base, "deny");
-      const one = {
-        ...parseRule({
-          priority: 20000,
-          direction: "egress",
-          src: "10.250.1.0/24",
-          proto: "tcp",
-          dport: 8443,
-          action: "allow",
-        }),
-        id: 99999,
-      };
+      const one = { ...parseRule(changeSpec(20000)), id: 99999 };
       writes = local.apply(1, [...base, one], "deny").writes;
       local.apply(1, base, "deny");
       // The floor: as many bitmap entries as the edit writes.
@@ -207,46 +202,16 @@ function changeBench(): Benchmark {
       label: "see rows",
       async measure() {
         const p = 20000 + round++;
-        const spec = [
-          "--priority",
-          String(p),
-          "--direction",
-          "egress",
-          "--src",
-          "10.250.1.0/24",
-          "--proto",
-          "tcp",
-          "--dport",
-          "8443",
-          "--action",
-          "allow",
-        ];
+        const spec = Object.entries(changeSpec(p)).flatMap(([k, v]) => [`--${k}`, String(v)]);
         let t0 = performance.now();
         const id = Number(sh([BINARY, "firewall", "rule", "add", "fwc", ...spec, "--api-socket", agent.sock]).trim());
         const cli = performance.now() - t0;
         await agent.api.deleteRule("fwc", id);
         t0 = performance.now();
-        const added = await agent.api.addRule("fwc", {
-          priority: p,
-          direction: "egress",
-          src: "10.250.1.0/24",
-          proto: "tcp",
-          dport: 8443,
-          action: "allow",
-        });
+        const added = await agent.api.addRule("fwc", changeSpec(p));
         const api = performance.now() - t0;
         await agent.api.deleteRule("fwc", (added as { id: number }).id);
-        const one = {
-          ...parseRule({
-            priority: p,
-            direction: "egress",
-            src: "10.250.1.0/24",
-            proto: "tcp",
-            dport: 8443,
-            action: "allow",
-          }),
-          id: 99999,
-        };
+        const one = { ...parseRule(changeSpec(p)), id: 99999 };
         t0 = performance.now();
         const r = (local as FirewallTables).apply(1, [...base, one], "deny");
         const kernel = performance.now() - t0;

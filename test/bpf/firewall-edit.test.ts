@@ -10,7 +10,6 @@ import { FW_DEFAULT_ID, FW_GEN_MAPS } from "../../src/datapath/firewall-maps";
 import { type ApplyResult, FirewallTables, type MapSource } from "../../src/datapath/firewall-tables";
 import { loadObject } from "../../src/datapath/objects";
 import type { PinnedMap } from "../../src/datapath/port-datapath";
-import { encodeIfindex, encodePort } from "../../src/datapath/port-maps";
 import {
   type DefaultAction,
   evaluate,
@@ -27,12 +26,8 @@ import {
   genPacket,
   genRule,
   NET,
-  PEER,
-  PEER_MAC,
   type Pkt,
-  PORT,
   pick,
-  portCfg,
   run,
   TC_DROP,
   TC_NEXT,
@@ -83,8 +78,6 @@ beforeAll(() => {
   });
   useFwObject(obj);
   fw = new FirewallTables(source);
-  obj.map("stm_ports").update(encodeIfindex(PORT), encodePort(portCfg("10.0.0.1")));
-  obj.map("stm_ports").update(encodeIfindex(PEER), encodePort({ ...portCfg("10.0.0.2"), mac: PEER_MAC }));
 });
 afterAll(() => obj?.close());
 // Every run reads the hit counters whole: start each test with none.

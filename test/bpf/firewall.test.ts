@@ -44,8 +44,6 @@ beforeAll(() => {
   obj = loadObject("port");
   useFwObject(obj);
   fw = new FirewallTables({ map: (n) => obj.map(n) });
-  obj.map("stm_ports").update(encodeIfindex(PORT), encodePort(portCfg("10.0.0.1")));
-  obj.map("stm_ports").update(encodeIfindex(PEER), encodePort({ ...portCfg("10.0.0.2"), mac: PEER_MAC }));
 });
 afterAll(() => obj?.close());
 

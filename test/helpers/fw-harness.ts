@@ -22,9 +22,12 @@ export const PEER_MAC = "02:00:00:00:07:06";
 
 let obj: BpfObject;
 
-/** The loaded port object the harness runs (set once the test has loaded it). */
+/** The loaded port object the harness runs (set once the test has loaded it), with the port
+ * and its peer configured. */
 export function useFwObject(o: BpfObject): void {
   obj = o;
+  obj.map("stm_ports").update(encodeIfindex(PORT), encodePort(portCfg("10.0.0.1")));
+  obj.map("stm_ports").update(encodeIfindex(PEER), encodePort({ ...portCfg("10.0.0.2"), mac: PEER_MAC }));
 }
 
 export function portCfg(ip4: string, ip6?: string): PortConfig {
