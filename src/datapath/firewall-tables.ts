@@ -57,6 +57,9 @@ type Entries = Map<string, [Buffer, Buffer]>;
  * at their slots, and the scope entry. */
 interface Live {
   gen: number;
+  /** The kernel may not hold what this says (a failed edit, a scope adoption refused): the
+   * next change writes a new generation, dropping these entries. */
+  stale?: boolean;
   /** The rules at their slots by id. */
   byId: Map<number, Slotted>;
   epoch: number;
@@ -177,7 +180,7 @@ export class FirewallTables {
       inOrder = (rules[i - 1] as StoredRule).priority < (rules[i] as StoredRule).priority;
     const sorted = inOrder ? rules : [...rules].sort((a, b) => a.priority - b.priority);
     const live = this.#live.get(scopeId);
-    if (live) {
+    if (live && !live.stale) {
       const edit = this.#planEdit(scopeId, live, sorted, def);
       if (edit === "same") return { gen: live.gen, writes: 0, how: "none" };
       if (edit) {
@@ -185,6 +188,9 @@ export class FirewallTables {
           this.#run(edit.ops, `firewall rules of scope ${scopeId}`);
         } catch (e) {
           edit.undo();
+          // The kernel was put back entry by entry; should that have failed too, only a new
+          // generation is sure to be right: the next change writes one.
+          live.stale = true;
           throw e;
         }
         edit.commit();
@@ -258,6 +264,9 @@ export class FirewallTables {
     const removed = live.slotted.filter((x) => !kept.has(x.r.id));
     if (removed.length > 1) return undefined;
     if (!added.length && !removed.length && def === live.def) return "same";
+    // A rule change and a new default together: while both rules show, the old default would
+    // decide what neither rule matches, which is neither set's verdict. A new generation.
+    if ((added.length || removed.length) && def !== live.def) return undefined;
 
     const gen = live.gen;
     const out = removed[0];
@@ -497,7 +506,8 @@ export class FirewallTables {
         map.updateBatch(
           Buffer.concat(entries.map(([k]) => k)),
           Buffer.concat(entries.map(([, v]) => v)),
-          BPF_F.NOEXIST,
+          // Batch updates take no NOEXIST; the generation is new, its keys cannot exist.
+          BPF_F.ANY,
         );
         return;
       } catch (e) {
@@ -550,6 +560,9 @@ export class FirewallTables {
     const adopted = new Set<number>();
     const table = this.#dp.map("stm_fw_scopes");
     for (const { scopeId, rules: given, def } of scopes) {
+      // Until proven right below, what this run knew of the scope is not trusted.
+      const known = this.#live.get(scopeId);
+      if (known) known.stale = true;
       const cur = table.lookup(encodeU32(scopeId));
       if (!cur || cur.length !== 80) continue;
       const { gen, epoch } = decodeScope(cur);

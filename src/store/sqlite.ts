@@ -246,11 +246,13 @@ function rowJson(row: Record<string, unknown>): string {
 export class SqliteStore implements Store {
   readonly db: Database;
   #quarantinedAtOpen: QuarantinedRow[] = [];
+  readonly #readonly: boolean;
 
   /** Opens (creating if needed) the database at `path` (":memory:" for tests). `readonly`:
    * for tools that read the agent's state beside it (trace, monitor): nothing is created or
    * migrated, and a schema newer than this binary's is refused. */
   constructor(path: string, o: { readonly?: boolean } = {}) {
+    this.#readonly = o.readonly === true;
     if (o.readonly) {
       if (!existsSync(path)) throw new StratumError("NOT_FOUND", `no state database at ${path} (use --state-dir)`);
       this.db = new Database(path, { readonly: true, strict: true });
@@ -644,6 +646,11 @@ export class SqliteStore implements Store {
   /** After a write of one scope's rules (that started at change count `before`): the scope's
    * cached set gets the same edit, and the other scopes' sets, valid before, stay valid. */
   #rulesWritten(scope: number, before: number, edit: (rules: StoredRule[]) => StoredRule[]): void {
+    // Inside a caller's transaction the write may still be rolled back: forget everything.
+    if (this.db.inTransaction) {
+      this.#rulesCache.clear();
+      return;
+    }
     const after = this.#changes();
     for (const [s, c] of this.#rulesCache) {
       if (c.changes !== before) this.#rulesCache.delete(s);
@@ -660,6 +667,12 @@ export class SqliteStore implements Store {
   }
 
   listRules(scope: number): StoredRule[] {
+    // What a transaction reads may be rolled back; a read-only connection sees others' writes
+    // without its counter moving: neither is cached.
+    if (this.db.inTransaction || this.#readonly)
+      return (this.db.query("SELECT * FROM fw_rules WHERE scope = ? ORDER BY priority").all(scope) as RuleRow[]).map(
+        (r) => Object.freeze(this.#toRule(r)),
+      );
     const changes = this.#changes();
     const hit = this.#rulesCache.get(scope);
     if (hit && hit.changes === changes) return [...hit.rules];

@@ -266,6 +266,36 @@ describe("one-rule changes in the active generation", () => {
     expect(run({ ...syn, tcpFlags: 0x10 }).retval).toBe(TC_DROP);
   });
 
+  test("a rule change with a new default is a new generation: no moment of the old default", () => {
+    const r1 = stored({ priority: 10, direction: "ingress", proto: "tcp", dport: 22, action: "deny" });
+    fw.apply(NET, [r1], "allow");
+    const r2 = stored({ priority: 20, direction: "ingress", proto: "tcp", dport: 80, action: "allow" });
+    const probe: Pkt = { dir: "ingress", src: "10.0.0.2", dst: "10.0.0.1", proto: IPPROTO.TCP, sport: 4000, dport: 22 };
+    const seen = new Set<string>();
+    afterWrite = () => {
+      seen.add(verdict(probe));
+    };
+    try {
+      expect(fw.apply(NET, [r2], "deny").how).toBe("generation");
+    } finally {
+      afterWrite = undefined;
+    }
+    // Denied by r1, then by the new default: never allowed in between.
+    expect([...seen].every((v) => v.startsWith(`${TC_DROP}/`))).toBe(true);
+    expect(exact([r2], "deny")).toBe(true);
+  });
+
+  test("a scope the kernel lost is written again: adoption refused, the next apply repairs it", () => {
+    const rules = [stored({ priority: 10, proto: "udp", dport: 53, action: "allow" })];
+    fw.apply(NET, rules, "deny");
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(NET);
+    obj.map("stm_fw_scopes").delete(key); // by hand, under the agent
+    expect(fw.adoptAll([{ scopeId: NET, rules, def: "deny" }]).has(NET)).toBe(false);
+    expect(fw.apply(NET, rules, "deny").how).toBe("generation");
+    expect(exact(rules, "deny")).toBe(true);
+  });
+
   test("no free slot where the priority puts a rule: a new generation, still right", () => {
     const r = prng(7300);
     let rules = [stored({ priority: 1, action: "deny", proto: "udp" }), stored({ priority: 1000, action: "allow" })];

@@ -607,6 +607,16 @@ test("the rule-set cache: every write path reads back what a fresh connection re
   s.db.query("DELETE FROM fw_rules WHERE scope = ?").run(a.id);
   same();
   expect(s.listRules(a.id)).toEqual([]);
+  // A write inside a transaction that is rolled back is not remembered, nor a read inside it.
+  expect(() =>
+    s.db.transaction(() => {
+      s.addRule(b.id, rule(6, 54));
+      expect(s.listRules(b.id)).toHaveLength(2);
+      throw new Error("roll back");
+    })(),
+  ).toThrow("roll back");
+  same();
+  expect(s.listRules(b.id)).toHaveLength(1);
   // What a caller gets is its own array of frozen rules.
   const got = s.listRules(b.id);
   got.pop();
