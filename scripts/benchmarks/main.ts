@@ -19,6 +19,7 @@ import { OVERLAY_BENCHMARKS } from "./overlay";
 import { RESTART_BENCHMARKS } from "./restart";
 import { SHAPE_BENCHMARKS } from "./shape";
 import { BENCHMARKS as DATAPATH_BENCHMARKS } from "./suite";
+import { VS_NFT_BENCHMARKS } from "./vs-nft";
 
 const BENCHMARKS = {
   ...DATAPATH_BENCHMARKS,
@@ -35,6 +36,7 @@ const BENCHMARKS = {
   ...BLOCKLIST_BENCHMARKS,
   ...CLI_BENCHMARKS,
   ...FW_APPLY_BENCHMARKS,
+  ...VS_NFT_BENCHMARKS,
 };
 /** Left out of a run that names nothing: minutes each, with labs and data of their own. */
 const OPT_IN = new Set([

@@ -6,7 +6,7 @@
  * Stopping it (SIGTERM, SIGINT or SIGKILL) leaves bridges, ports and programs in place:
  * enforcement never depends on this process being alive. */
 
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { consola } from "consola";
 import pkg from "../../package.json" with { type: "json" };
@@ -57,7 +57,6 @@ import {
   useAnycastGateway,
 } from "../reconcile/reconcile";
 import { Addressing } from "../services/addressing";
-import type { BlockMark } from "../services/firewall-service";
 import { natPortRange } from "../services/nat";
 import { Services } from "../services/services";
 import { checkWritableStore, SqliteStore } from "../store/sqlite";
@@ -65,6 +64,7 @@ import { localEndpoints, type Store } from "../store/store";
 import { Notifier } from "../sys/notify";
 import { lockDirectory } from "../sys/os";
 import { pathError, writableDir } from "../sys/paths";
+import { fileBlockMark } from "./block-mark";
 import { addLogSink, configureLogging } from "./logging";
 
 export interface AgentOptions {
@@ -290,7 +290,7 @@ async function serve(o: AgentOptions): Promise<void> {
     log.warn(`state in ${opened.restarted.join(", ")} cannot be carried over: it starts empty`);
   const svc = new Services(data, dp, rtnl(), (m) => log.warn(m));
   // A single node's blocklist changes only through the agent: a start may trust its mark.
-  if (!o.cluster) svc.firewall.useBlockMark(fileMark(join(o.stateDir, "blocklist.mark")));
+  if (!o.cluster) svc.firewall.useBlockMark(fileBlockMark(join(o.stateDir, "blocklist.mark"), dbPath));
   // A cluster node's new networks fit the overlay unless they say otherwise.
   if (o.cluster) svc.ctx.defaultMtu = overlayMtu(svc.nl, o.cluster.nodeAddress);
   svc.ctx.natPorts = natPortRange(o.natPorts);
@@ -805,29 +805,4 @@ function mgmtAddressOf(): string | null {
   } catch {
     return null;
   }
-}
-
-/** The blocklist's mark (BlockMark) as a file in the state directory, replaced whole. A mark
- * that cannot be removed stops the change it comes before. */
-function fileMark(path: string): BlockMark {
-  return {
-    read: () => {
-      try {
-        return readFileSync(path, "utf8");
-      } catch {
-        return undefined;
-      }
-    },
-    write: (v) => {
-      writeFileSync(`${path}.next`, v, { mode: 0o600 });
-      renameSync(`${path}.next`, path);
-    },
-    clear: () => {
-      try {
-        unlinkSync(path);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-      }
-    },
-  };
 }
