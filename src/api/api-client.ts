@@ -7,18 +7,8 @@
 import { readFileSync } from "node:fs";
 import { type ErrorCode, StratumError } from "../errors";
 import type { DefaultAction } from "../model/firewall-rule";
-import {
-  type BodyIn,
-  type CallArgs,
-  type DnsRecordSelector,
-  type OperationId,
-  type QueryIn,
-  type Result,
-  ROUTES,
-  type RouteDef,
-  routeUrl,
-  type TraceRequest,
-} from "./contract";
+import type { BodyIn, CallArgs, DnsRecordSelector, OperationId, QueryIn, Result, TraceRequest } from "./contract";
+import { ROUTE_PATHS, routeUrl } from "./route-paths";
 
 export const DEFAULT_API_SOCKET = "/run/stratum/api.sock";
 
@@ -142,7 +132,7 @@ export class ApiClient {
   /** One operation of the contract: its method and path, `params` filled into the path,
    * `query` as the query string, `body` as JSON; the result typed as its response. */
   call<K extends OperationId>(op: K, ...[args]: Args<K>): Promise<Result<K>> {
-    const r = ROUTES[op] as RouteDef;
+    const r = ROUTE_PATHS[op];
     const a = (args ?? {}) as { params?: Record<string, unknown>; query?: Record<string, unknown>; body?: unknown };
     return this.#request(r.method.toUpperCase(), routeUrl(op, a.params, a.query), a.body, !!r.text) as Promise<
       Result<K>

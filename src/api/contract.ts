@@ -1887,15 +1887,4 @@ export type CallArgs<K extends OperationId> = Field<"params", ParamsIn<K>> &
   Field<"query", QueryIn<K>> &
   Field<"body", BodyIn<K>>;
 
-/** The path with its parameters filled in (each URI-encoded), and the query string. */
-export function routeUrl(op: OperationId, params?: Record<string, unknown>, query?: Record<string, unknown>): string {
-  const path = ROUTES[op].path.replace(/\{(\w+)\}/g, (_, k: string) => {
-    const v = params?.[k];
-    if (v === undefined) throw new Error(`${op}: path parameter ${k} is missing`);
-    return encodeURIComponent(String(v));
-  });
-  const q = Object.entries(query ?? {})
-    .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`);
-  return q.length ? `${path}?${q.join("&")}` : path;
-}
+export { routeUrl } from "./route-paths";

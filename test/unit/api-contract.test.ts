@@ -8,6 +8,7 @@ import { validate } from "@readme/openapi-parser";
 import { servedOperations } from "../../src/api/app";
 import { type CallArgs, OPERATIONS, type OperationId, ROUTES, type RouteDef, routeUrl } from "../../src/api/contract";
 import { openApiDocument } from "../../src/api/openapi";
+import { ROUTE_PATHS } from "../../src/api/route-paths";
 import { fillFixture, type KernelFree, kernelFreeApp } from "../helpers/kernel-free";
 
 /** A valid call of every operation against the fixture (a mapped type: a new route without a
@@ -337,4 +338,15 @@ describe("responses match their strict schemas", () => {
     expect(rules.rules[0]).toMatchObject({ src: null, dst: null, sport: null, dport: 443, "icmp-type": null });
     expect(rules.rules[1]).toMatchObject({ sport: "1000-2000", proto: "udp" });
   });
+});
+
+test("the client's plain route table is the contract's: every operation, its method and path", () => {
+  const fromContract = Object.fromEntries(
+    Object.entries(ROUTES).map(([op, r]) => [
+      op,
+      { method: r.method, path: r.path, ...((r as { text?: true }).text ? { text: true } : {}) },
+    ]),
+  );
+  // After a change of the contract: bun scripts/gen-route-paths.ts rewrites src/api/route-paths.ts.
+  expect(ROUTE_PATHS as Record<string, unknown>).toEqual(fromContract);
 });
