@@ -17,6 +17,7 @@ import { LB_BENCHMARKS } from "./lb";
 import { MSEG_BENCHMARKS } from "./microseg";
 import { OVERLAY_BENCHMARKS } from "./overlay";
 import { RESTART_BENCHMARKS } from "./restart";
+import { SCALE_BENCHMARKS } from "./scale";
 import { SHAPE_BENCHMARKS } from "./shape";
 import { BENCHMARKS as DATAPATH_BENCHMARKS } from "./suite";
 import { VS_NFT_BENCHMARKS } from "./vs-nft";
@@ -37,6 +38,7 @@ const BENCHMARKS = {
   ...CLI_BENCHMARKS,
   ...FW_APPLY_BENCHMARKS,
   ...VS_NFT_BENCHMARKS,
+  ...SCALE_BENCHMARKS,
 };
 /** Left out of a run that names nothing: minutes each, with labs and data of their own. */
 const OPT_IN = new Set([

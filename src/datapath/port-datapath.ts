@@ -224,6 +224,7 @@ export class PortDatapath {
         },
       });
       this.#obj = obj;
+      this.#ownIds.clear();
       // Loaded: from here on the pins change.
       for (const [f, fd] of found) {
         if (resumed.has(f)) continue;
@@ -290,8 +291,16 @@ export class PortDatapath {
   /** Whether the loaded program `id` is this build's `prog` bound to this build's maps. */
   isCurrent(id: number, prog: string): boolean {
     const ids = this.#pinnedIds();
-    return progFingerprint(id, ids) === progFingerprint(progInfo(this.obj.program(prog).fd).id, ids);
+    let own = this.#ownIds.get(prog);
+    if (own === undefined) {
+      own = progInfo(this.obj.program(prog).fd).id;
+      this.#ownIds.set(prog, own);
+    }
+    return progFingerprint(id, ids) === progFingerprint(own, ids);
   }
+
+  /** This object's programs' ids, by name (asked once: a reconcile asks for every port). */
+  #ownIds = new Map<string, number>();
 
   /** True while open() staged maps that commitMaps() has not moved into place. */
   get upgrading(): boolean {
@@ -851,6 +860,7 @@ export class PortDatapath {
     this.#obj?.close();
     this.#obj = undefined;
     this.#ids = undefined;
+    this.#ownIds.clear();
   }
 
   /** The maps this datapath pins, by name (for status and metrics: fill levels). */

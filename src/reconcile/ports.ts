@@ -2,7 +2,7 @@
  * membership, flags and static FDB entry (two passes: every port's map entries, then every
  * port's programs). A port entry whose device no endpoint has is collected. */
 import { USER_BRIDGE } from "../model/topology";
-import { getLink, listFdb } from "../netlink";
+import { listFdb, listLinks } from "../netlink";
 import { fdbMacs } from "../services/port-config";
 import type { Reconciler } from "./reconciler";
 
@@ -17,9 +17,9 @@ export const ports: Reconciler = {
     run.report.errors.push(...eps.errors);
   },
   prune(run) {
-    const wanted = new Set(
-      run.endpoints.map((e) => getLink(e.hostIf, run.svc.nl)?.index).filter((x): x is number => x !== undefined),
-    );
+    // One dump of the links, not a request per endpoint.
+    const index = new Map(listLinks(run.svc.nl).map((l) => [l.name, l.index]));
+    const wanted = new Set(run.endpoints.map((e) => index.get(e.hostIf)).filter((x): x is number => x !== undefined));
     for (const ifindex of run.svc.dp.portIfindexes())
       if (!wanted.has(ifindex)) {
         run.svc.dp.deletePort(ifindex);

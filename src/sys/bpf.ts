@@ -193,12 +193,21 @@ export class BpfObject implements Disposable {
 
   /** A loaded map of this object (the object keeps ownership of the fd). */
   map(name: string): BpfMap {
+    const hit = this.#maps.get(name);
+    if (hit) return hit;
     const m = this.#mapPtrs().find((x) => x.name === name);
     if (!m) throw new StratumError("NOT_FOUND", `BPF object ${this.name} has no map ${name}`);
     const fd = libbpf().bpf_map__fd(m.ptr);
     if (fd < 0) throw new StratumError("INTERNAL", `map ${name} of ${this.name} is not loaded`);
-    return BpfMap.fromFd(fd, false);
+    const map = BpfMap.fromFd(fd, false);
+    this.#maps.set(name, map);
+    return map;
   }
+
+  /** Maps handed out since load, by name: finding one walks every map of the object through
+   * libbpf and reads its info (tens of microseconds, paid on every map access before). The fd
+   * is the object's until it closes. */
+  #maps = new Map<string, BpfMap>();
 
   /** A map's definition as the object declares it (before load) or as created (after). */
   mapDef(name: string): { type: number; keySize: number; valueSize: number; maxEntries: number } {
@@ -228,6 +237,7 @@ export class BpfObject implements Disposable {
   }
 
   close(): void {
+    this.#maps.clear();
     if (this.#obj) libbpf().bpf_object__close(this.#obj);
     this.#obj = null;
     this.#held = [];

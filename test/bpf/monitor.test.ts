@@ -3,6 +3,7 @@
  * device or network the lease filters out; the per-CPU pace lets a burst through and counts
  * the rest; new flows and per-port packet counters. */
 import { afterAll, beforeAll, beforeEach, expect, test } from "bun:test";
+import { encodeScope } from "../../src/datapath/firewall-maps";
 import { MON_CFG_SIZE, type MonEvent, MonitorSession, readMonStats } from "../../src/datapath/monitor-ring";
 import { loadObject } from "../../src/datapath/objects";
 import { encodeIfindex, encodePort, type PortConfig, sumPortStats } from "../../src/datapath/port-maps";
@@ -120,9 +121,7 @@ test("the pace lets a burst through per CPU and counts what it holds back", () =
 });
 
 test("a new flow is reported once a network has policy", () => {
-  const scope = Buffer.alloc(72);
-  scope.writeUInt8(1, 4); // default allow, no rules
-  scope.writeUInt8(1, 5); // STM_FW_SCOPE_F_ON
+  const scope = encodeScope(0, "allow", true, 0); // enforcing, default allow, no rules
   obj.map("stm_fw_scopes").update(encodeIfindex(1), scope);
   try {
     using m = session({ kinds: ["flow"] });

@@ -1,0 +1,116 @@
+/** One node at scale (docs/benchmarks.md#one-node-at-scale), against a real agent: tap endpoints
+ * (a VM's tap each, no namespace to make) attached through the API into one /16.
+ *
+ * scale/attach: the attach that brings the node to N endpoints (the median of 11 around it),
+ * at N = 100, 1,000 and 1,020 (a Linux bridge holds 1,024 ports; cnv-user-br0 holds 1,023
+ * endpoints: 4,096 is not reachable yet), against the same attach on an empty network.
+ * scale/reconcile-noop: an API reconcile with nothing to repair at 1,000 endpoints, against
+ * one with none. scale/rss-per-endpoint: the agent's RSS growth per endpoint from 0 to 1,000
+ * (KiB), against the growth per endpoint of the same count in its store alone. */
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { BenchAgent } from "./agent";
+import type { Benchmark } from "./harness";
+
+const AROUND = 11;
+
+function rssKiB(pid: number): number {
+  const m = readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+) kB/);
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+/** The agent's own pid (the bench spawns it through nsenter, which execs it). */
+function agentPid(a: BenchAgent): number {
+  return a.proc?.pid as number;
+}
+
+async function attachMs(a: BenchAgent, name: string): Promise<number> {
+  const t0 = performance.now();
+  await a.api.attach("s16", { name, tap: `t${name}` });
+  return performance.now() - t0;
+}
+
+function scaleBench(): Benchmark {
+  const agent = new BenchAgent();
+  let n = 0;
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1] as number;
+  /** Attaches until the node has `upto` endpoints; returns the attaches' times around the end. */
+  const fill = async (upto: number): Promise<number[]> => {
+    const t: number[] = [];
+    while (n < upto) {
+      const ms = await attachMs(agent, `e${n}`);
+      n++;
+      if (n > upto - AROUND) t.push(ms);
+    }
+    return t;
+  };
+  let figures: Record<string, number> = {};
+  let base: Record<string, number> = {};
+  return {
+    name: "scale",
+    unit: "ms",
+    rows: [
+      { name: "scale/attach-at-100", unit: "ms", figure: "attach100", baseline: "the first attaches (1 to 11)" },
+      { name: "scale/attach-at-1000", unit: "ms", figure: "attach1000", baseline: "the first attaches (1 to 11)" },
+      { name: "scale/attach-at-1020", unit: "ms", figure: "attach1020", baseline: "the first attaches (1 to 11)" },
+      { name: "scale/reconcile-noop-1020", unit: "ms", figure: "reconcile", baseline: "the same, no endpoint" },
+      {
+        name: "scale/rss-per-endpoint",
+        unit: "KiB",
+        figure: "rssPerEp",
+        baseline: "the store's growth per endpoint (its file)",
+      },
+    ],
+    async setup() {
+      await agent.start();
+      await agent.api.createNetwork({ name: "s16", cidr: "10.80.0.0/16", gateway: "10.80.0.1" });
+      const reconcile0: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t0 = performance.now();
+        await agent.api.reconcile();
+        reconcile0.push(performance.now() - t0);
+      }
+      const rss0 = rssKiB(agentPid(agent));
+      const db = join(agent.dir, "state", "stratum.db");
+      const wal = `${db}-wal`;
+      const size = () => statSync(db).size + (statSync(wal, { throwIfNoEntry: false })?.size ?? 0);
+      const db0 = size();
+      const first = await fill(AROUND);
+      const a100 = await fill(100);
+      const a1000 = await fill(1000);
+      const rss1000 = rssKiB(agentPid(agent));
+      const db1000 = size();
+      const a1020 = await fill(1020);
+      const rec: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t0 = performance.now();
+        await agent.api.reconcile();
+        rec.push(performance.now() - t0);
+      }
+      figures = {
+        attach100: median(a100),
+        attach1000: median(a1000),
+        attach1020: median(a1020),
+        reconcile: median(rec),
+        rssPerEp: (rss1000 - rss0) / 1000,
+      };
+      base = {
+        attach100: median(first),
+        attach1000: median(first),
+        attach1020: median(first),
+        reconcile: median(reconcile0),
+        rssPerEp: (db1000 - db0) / 1024 / 1000,
+      };
+    },
+    teardown() {
+      agent.stop();
+    },
+    // One fill is the measurement: the rounds report the same figures.
+    candidate: { label: "see rows", measure: () => figures },
+    baseline: { label: "see rows", measure: () => base },
+  };
+}
+
+export const SCALE_BENCHMARKS: Record<string, () => Benchmark> = {
+  scale: scaleBench,
+};
