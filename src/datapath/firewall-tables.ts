@@ -111,6 +111,12 @@ function sameRule(a: Rule, b: Rule): boolean {
   );
 }
 
+/** A slot, or -1 for none: a rule's place in a scope's earlier tables. */
+function slotOf(x: number | Slotted | undefined): number {
+  if (x === undefined) return -1;
+  return typeof x === "number" ? x : x.slot;
+}
+
 function liveOf(c: CompiledScope, def: DefaultAction): Live {
   const maps = {} as Record<FwMapName, Entries>;
   for (const m of FW_GEN_MAPS) maps[m] = new Map(c.entries[m].map(([k, v]) => [k.toString("hex"), [k, v]]));
@@ -152,6 +158,9 @@ export class FirewallTables {
   readonly #live = new Map<number, Live>();
   /** Generations and epochs come from one counter, so neither repeats. */
   #nextGen = 1;
+  /** Each scope's rule slots as adoptAll found them in the kernel (rule id → slot), for the
+   * new generation of a scope it could not take over. */
+  readonly #slotHint = new Map<number, Map<number, number>>();
 
   constructor(dp: MapSource) {
     this.#dp = dp;
@@ -204,7 +213,14 @@ export class FirewallTables {
    * scope to it with one update and removes the old one. */
   #generation(scopeId: number, rules: StoredRule[], def: DefaultAction): ApplyResult {
     const gen = this.#nextGen++;
-    const c = compileScope(rules, def, gen);
+    // Rules keep the slots they had (in the tables this run knew, or found at its start) when
+    // every one has one, in order: a new generation of the same rules is then the same tables
+    // (a restart after a change cut short puts back exactly what was there).
+    const known = this.#slotHint.get(scopeId) ?? this.#live.get(scopeId)?.byId;
+    const kept = known ? rules.map((r) => slotOf(known.get(r.id))) : [];
+    const ordered = kept.length > 0 && kept.every((x, i) => x >= 0 && (i === 0 || x > (kept[i - 1] as number)));
+    this.#slotHint.delete(scopeId);
+    const c = compileScope(rules, def, gen, ordered ? { slots: kept } : {});
     for (const m of FW_GEN_MAPS) {
       const max = this.#dp.map(m).info.maxEntries;
       const old = this.#live.get(scopeId)?.maps[m].size ?? 0;
@@ -568,6 +584,7 @@ export class FirewallTables {
       const { gen, epoch } = decodeScope(cur);
       const rules = [...given].sort((a, b) => a.priority - b.priority);
       const have = slotsByGen.get(gen) ?? new Map<number, number>();
+      this.#slotHint.set(scopeId, have);
       const slots = rules.map((r) => have.get(r.id) ?? -1);
       if (slots.some((s, i) => s < 0 || (i > 0 && s <= (slots[i - 1] as number)))) continue;
       const c = compileScope(rules, def, gen, { slots, epoch });
@@ -582,6 +599,7 @@ export class FirewallTables {
       });
       if (!same) continue;
       this.#live.set(scopeId, liveOf(c, def));
+      this.#slotHint.delete(scopeId);
       adopted.add(scopeId);
     }
     return adopted;

@@ -7,7 +7,8 @@
  * Everything an agent run picks for itself is named instead of numbered, so two runs that
  * reach the same desired state give the same lines: ifindexes become link names, network
  * ids network names (and profile MACs NAME#index), firewall generations the scope they
- * serve; rule ids are left out (a rule's place in its scope is in the key). */
+ * serve, and their epochs are left out; rule ids are left out, rules are named by their
+ * rank in their scope (the slots the agent picks for them are left out). */
 import { readdirSync } from "node:fs";
 import { decodeScope, FW_GEN_MAPS, type FwMapName, keyGen } from "../../src/datapath/firewall-maps";
 import { decodeLocalKey, decodePort } from "../../src/datapath/port-maps";
@@ -110,18 +111,45 @@ export function kernelState(ns: Netns, pinRoot: string, networks: Map<number, st
       const id = k.readUInt32LE(0);
       const name = id === 0 ? "global" : net(id);
       genScope.set(decodeScope(v).gen, name);
-      return `${name} ${hex(v.subarray(4))}`;
+      // The default and flags, then the length masks: not the generation (named by its
+      // scope), the summary words in use (they follow the slots) or the epoch (a run's own).
+      return `${name} ${hex(v.subarray(4, 6))} ${hex(v.subarray(8, 72))}`;
     }),
   ).sort();
+  // Rules sit at slots the agent picks (with room between them): each is named by its rank in
+  // its generation, and a bitmap by the ranks it holds.
+  const rank = new Map<number, Map<number, number>>();
+  withMap(pinRoot, "stm_fw_rules", (map) => {
+    const slots = new Map<number, number[]>();
+    for (const k of map.keys()) {
+      const g = k.readUInt32LE(0);
+      slots.set(g, [...(slots.get(g) ?? []), k.readUInt32LE(4)]);
+    }
+    for (const [g, list] of slots) rank.set(g, new Map([...list].sort((a, b) => a - b).map((x, i) => [x, i])));
+    return [];
+  });
+  const ranks = (gen: number, bits: Buffer): string => {
+    const r = rank.get(gen);
+    const out: string[] = [];
+    for (let w = 0; w < (bits.length - 32) / 4; w++) {
+      const v = bits.readUInt32LE(32 + w * 4);
+      for (let b = 0; b < 32; b++) if (v & (1 << b)) out.push(String(r?.get(w * 32 + b) ?? `slot${w * 32 + b}`));
+    }
+    return `rules[${out.join(",")}]`;
+  };
   for (const mapName of FW_GEN_MAPS)
     m[mapName] = withMap(pinRoot, mapName, (map) =>
       [...map.entries()].map(([k, v]) => {
         const gen = keyGen(mapName as FwMapName, k);
+        const scope = genScope.get(gen) ?? `orphan-generation-${gen}`;
+        if (mapName === "stm_fw_rules") {
+          const val = Buffer.from(v);
+          val.writeUInt32LE(0, 0);
+          return `${scope} rule ${rank.get(gen)?.get(k.readUInt32LE(4))} ${hex(val)}`;
+        }
         const key = Buffer.from(k);
-        key.writeUInt32LE(0, mapName === "stm_fw_rules" ? 0 : 4);
-        const val = Buffer.from(v);
-        if (mapName === "stm_fw_rules") val.writeUInt32LE(0, 0);
-        return `${genScope.get(gen) ?? `orphan-generation-${gen}`} ${hex(key)} ${hex(val)}`;
+        key.writeUInt32LE(0, 4);
+        return `${scope} ${hex(key)} ${ranks(gen, v)}`;
       }),
     ).sort();
   for (const b of ["stm_block4", "stm_block6"]) m[b] = withMap(pinRoot, b, (map) => [...map.keys()].map(hex)).sort();
