@@ -317,25 +317,12 @@ const parsed = new WeakMap<Rule, { src?: Subnet; dst?: Subnet; family?: 4 | 6 }>
 function parsedAddrs(r: Rule): { src?: Subnet; dst?: Subnet; family?: 4 | 6 } {
   let p = parsed.get(r);
   if (!p) {
-    const src = r.src ? cidr(r.src) : undefined;
-    const dst = r.dst ? cidr(r.dst) : undefined;
+    const src = r.src ? parseSubnet(r.src) : undefined;
+    const dst = r.dst ? parseSubnet(r.dst) : undefined;
     p = { src, dst, family: src?.family ?? dst?.family ?? ruleFamily({ proto: r.proto }) };
     parsed.set(r, p);
   }
   return p;
-}
-
-const V4_CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
-
-/** A stored rule's (canonical) CIDR: IPv4 read directly, anything else by parseSubnet. */
-function cidr(text: string): Subnet {
-  const m = V4_CIDR.exec(text);
-  if (m) {
-    const [a, b, c, d, len] = [m[1], m[2], m[3], m[4], m[5]].map(Number) as [number, number, number, number, number];
-    if (a < 256 && b < 256 && c < 256 && d < 256 && len <= 32)
-      return { family: 4, network: BigInt(((a << 24) | (b << 16) | (c << 8) | d) >>> 0), prefixLen: len };
-  }
-  return parseSubnet(text);
 }
 
 /** The key of the entry holding the rules for any address of `family` on one side: in that

@@ -39,6 +39,40 @@ describe("address math", () => {
     invalid(() => parseSubnet("10.20.0.x/24"), '"10.20.0.x" is not an IPv4 or IPv6 address');
   });
 
+  test("plain IPv4 CIDRs (the fast path) read as the general parser reads them", () => {
+    const parts = fc.record({
+      o: fc.array(fc.integer({ min: 0, max: 300 }), { minLength: 4, maxLength: 4 }),
+      len: fc.integer({ min: 0, max: 34 }),
+      strict: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(parts, ({ o, len, strict }) => {
+        const text = `${o.join(".")}/${len}`;
+        // The general parser's reading: the address by parseIp, the mask by hand.
+        let want: unknown;
+        try {
+          if (o.some((x) => x > 255)) throw new Error("not an address");
+          if (len > 32) throw new Error("too long");
+          const v = parseIp(o.join(".")).value;
+          const net = len === 0 ? 0n : (v >> BigInt(32 - len)) << BigInt(32 - len);
+          if (strict && net !== v) throw new Error("host bits");
+          want = { family: 4, network: net, prefixLen: len };
+        } catch {
+          want = "refused";
+        }
+        let got: unknown;
+        try {
+          got = parseSubnet(text, strict);
+        } catch (e) {
+          expect(e).toBeInstanceOf(StratumError);
+          got = "refused";
+        }
+        expect(got).toEqual(want);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   test("usable hosts exclude network and broadcast", () => {
     expect(usableHosts(parseSubnet("10.0.0.0/16"))).toBe(65534n);
     expect(usableHosts(parseSubnet("10.0.0.0/30"))).toBe(2n);
