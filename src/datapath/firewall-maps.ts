@@ -111,13 +111,13 @@ function clearBitIn(v: Uint32Array, i: number): void {
   v[s] = ((v[s] as number) & ~(1 << (w & 31))) >>> 0;
 }
 
+/** Read in place: an edit tests every entry of a table, a view each would cost more. */
 export function hasBit(b: Buffer, i: number): boolean {
-  return ((u32(b)[SUM_U32 + (i >>> 5)] as number) & (1 << (i & 31))) !== 0;
+  return (b.readUInt32LE((SUM_U32 + (i >>> 5)) * 4) & (1 << (i & 31))) !== 0;
 }
 
 export const isEmptyBits = (b: Buffer): boolean => {
-  const v = u32(b);
-  for (let i = 0; i < SUM_U32; i++) if (v[i]) return false;
+  for (let i = 0; i < SUM_U32; i++) if (b.readUInt32LE(i * 4)) return false;
   return true;
 };
 

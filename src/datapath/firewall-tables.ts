@@ -1,11 +1,12 @@
-/** The firewall's kernel side: writes a scope's compiled rules as a new generation beside the
- * active one, switches the scope to it with one map update, then removes the old generation.
- * Packets see the old set or the new, never a mixture. Capacity is checked before the first
- * write; a failed write removes what it wrote and leaves the active generation in place.
- * Also the blocklist tries and the hit counters. */
+/** The firewall's kernel side. One rule added, deleted, moved or changed is written into the
+ * scope's active generation, entry by entry in an order where every packet meets the old set
+ * or the new; anything more compiles a new generation beside the active one, switches the
+ * scope to it with one map update, then removes the old one. Capacity is checked before the
+ * first write; a failed write is undone and leaves the active set in place. Also the
+ * blocklist tries and the hit counters. */
 
 import { StratumError } from "../errors";
-import type { DefaultAction, Rule, StoredRule } from "../model/firewall-rule";
+import { type DefaultAction, type Rule, type StoredRule, sameRule } from "../model/firewall-rule";
 import { formatSubnet, type Subnet } from "../model/ip";
 import { BPF_F, type BpfMap } from "../sys/bpf";
 import {
@@ -92,24 +93,6 @@ const MAX_SLOT = FW_WORDS * 64 - 1;
 const NO_BATCH = new Set([22, 95, 524]);
 /** Where the first rule of an empty scope goes: room before it for rules put ahead. */
 const FIRST_SLOT = 16;
-
-function sameRule(a: Rule, b: Rule): boolean {
-  return (
-    a.priority === b.priority &&
-    a.direction === b.direction &&
-    a.src === b.src &&
-    a.dst === b.dst &&
-    a.proto === b.proto &&
-    a.sport?.[0] === b.sport?.[0] &&
-    a.sport?.[1] === b.sport?.[1] &&
-    a.dport?.[0] === b.dport?.[0] &&
-    a.dport?.[1] === b.dport?.[1] &&
-    a.icmpType === b.icmpType &&
-    a.icmpCode === b.icmpCode &&
-    a.action === b.action &&
-    a.log === b.log
-  );
-}
 
 /** A slot, or -1 for none: a rule's place in a scope's earlier tables. */
 function slotOf(x: number | Slotted | undefined): number {
@@ -224,11 +207,12 @@ export class FirewallTables {
     for (const m of FW_GEN_MAPS) {
       const max = this.#dp.map(m).info.maxEntries;
       const old = this.#live.get(scopeId)?.maps[m].size ?? 0;
-      const need = this.#used(m) + c.entries[m].length;
+      const used = this.#used(m);
+      const need = used + c.entries[m].length;
       if (need > max)
         throw new StratumError(
           "CAPACITY",
-          `firewall table ${m} would need ${need} entries during the switch (${c.entries[m].length} new, ${this.#used(m) - old} for other scopes, ${old} for the set being replaced) but holds ${max}: nothing was changed`,
+          `firewall table ${m} would need ${need} entries during the switch (${c.entries[m].length} new, ${used - old} for other scopes, ${old} for the set being replaced) but holds ${max}: nothing was changed`,
         );
     }
     const touched: FwMapName[] = [];
@@ -318,12 +302,11 @@ export class FirewallTables {
     // The scope's tables are edited in place as the writes will leave them (no copy of
     // 10,000 entries per change); undo() puts them back if the change does not go through.
     const w = live.maps;
-    const before = Object.fromEntries(FW_GEN_MAPS.map((m) => [m, w[m].size])) as Record<FwMapName, number>;
+    const peak = Object.fromEntries(FW_GEN_MAPS.map((m) => [m, w[m].size])) as Record<FwMapName, number>;
     const others = Object.fromEntries(FW_GEN_MAPS.map((m) => [m, this.#used(m) - w[m].size])) as Record<
       FwMapName,
       number
     >;
-    const peak = { ...before };
     const ops: Op[] = [];
     const write = (m: FwMapName, key: Buffer, val: Buffer | null) => {
       const hex = key.toString("hex");
@@ -430,16 +413,16 @@ export class FirewallTables {
       if (out) scopeWrite(unionSet, live.def, live.epoch);
     }
     if (out) {
+      const cleared = (v: Buffer): Buffer => {
+        const nv = copyBits(v);
+        clearBit(nv, out.slot);
+        return nv;
+      };
       for (const { map, side, family } of ADDR_MAPS) {
         const role = addrRole(out.r, side, family);
         if (role === undefined) continue;
         const anyMap = anyMapOf(side);
         const ak = anyKey(gen, family);
-        const cleared = (v: Buffer): Buffer => {
-          const nv = copyBits(v);
-          clearBit(nv, out.slot);
-          return nv;
-        };
         const anyE = w[anyMap].get(ak.toString("hex"));
         if (anyE && hasBit(anyE[1], out.slot)) write(anyMap, anyE[0], cleared(anyE[1]));
         if (role !== "any" && role.prefixLen > 0) {
@@ -496,19 +479,15 @@ export class FirewallTables {
 
   /** Writes `ops` in order; on a failure undoes the ones done, newest first. */
   #run(ops: Op[], what: string): void {
+    const put = (o: Op, v: Buffer | null) => {
+      if (v) this.#dp.map(o.map).update(o.key, v);
+      else this.#dp.map(o.map).delete(o.key);
+    };
     let i = 0;
     try {
-      for (; i < ops.length; i++) {
-        const o = ops[i] as Op;
-        if (o.val) this.#dp.map(o.map).update(o.key, o.val);
-        else this.#dp.map(o.map).delete(o.key);
-      }
+      for (; i < ops.length; i++) put(ops[i] as Op, (ops[i] as Op).val);
     } catch (e) {
-      for (let j = i - 1; j >= 0; j--) {
-        const o = ops[j] as Op;
-        if (o.prev) this.#dp.map(o.map).update(o.key, o.prev);
-        else this.#dp.map(o.map).delete(o.key);
-      }
+      for (let j = i - 1; j >= 0; j--) put(ops[j] as Op, (ops[j] as Op).prev);
       throw e instanceof StratumError ? e.wrap(what) : e;
     }
   }

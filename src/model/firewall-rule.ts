@@ -163,6 +163,33 @@ export function ruleSpec(r: Rule): RuleSpec & Record<string, unknown> {
   };
 }
 
+/** Whether two rules say the same thing (priority included; the id aside): what keeps a rule's
+ * id across an import, and its slot across an edit of the firewall's tables. The key and the
+ * comparison read the same fields. */
+export function ruleContentKey(r: Rule): string {
+  return `${r.priority}|${r.direction}|${r.src ?? ""}|${r.dst ?? ""}|${r.proto}|${r.sport ?? ""}|${r.dport ?? ""}|${r.icmpType ?? ""}|${r.icmpCode ?? ""}|${r.action}|${r.log}`;
+}
+
+/** ruleContentKey(a) === ruleContentKey(b), without building the keys (an edit compares every
+ * rule of a scope). */
+export function sameRule(a: Rule, b: Rule): boolean {
+  return (
+    a.priority === b.priority &&
+    a.direction === b.direction &&
+    a.src === b.src &&
+    a.dst === b.dst &&
+    a.proto === b.proto &&
+    a.sport?.[0] === b.sport?.[0] &&
+    a.sport?.[1] === b.sport?.[1] &&
+    a.dport?.[0] === b.dport?.[0] &&
+    a.dport?.[1] === b.dport?.[1] &&
+    a.icmpType === b.icmpType &&
+    a.icmpCode === b.icmpCode &&
+    a.action === b.action &&
+    a.log === b.log
+  );
+}
+
 /** Checks a whole rule set: unique priorities and the size limit. Returns it sorted. */
 export function checkRuleSet<R extends Rule>(rules: R[]): R[] {
   if (rules.length > MAX_RULES_PER_SCOPE)

@@ -26,6 +26,7 @@ import {
   parseRuleCidr,
   type Rule,
   type RuleSpec,
+  ruleContentKey,
   ruleSpec,
   type StoredRule,
 } from "../model/firewall-rule";
@@ -102,10 +103,6 @@ export interface FirewallRestoreReport {
   collected: string[];
   errors: string[];
 }
-
-/** Identity of a rule's content (priority included), for keeping ids across an import. */
-const contentKey = (r: Rule) =>
-  `${r.priority}|${r.direction}|${r.src ?? ""}|${r.dst ?? ""}|${r.proto}|${r.sport ?? ""}|${r.dport ?? ""}|${r.icmpType ?? ""}|${r.icmpCode ?? ""}|${r.action}|${r.log}`;
 
 export class FirewallService {
   #blockMark: BlockMark | undefined;
@@ -267,11 +264,14 @@ export class FirewallService {
     const prev = this.#state(s);
     checkRuleSet(set.rules.map((r) => ({ ...r, id: 0 })));
     const def = set.default ?? prev.def;
-    const old = new Map(prev.rules.map((r) => [contentKey(r), r.id]));
-    const fresh = set.rules.filter((r) => !old.has(contentKey(r)));
+    const old = new Map(prev.rules.map((r) => [ruleContentKey(r), r.id]));
+    const fresh = set.rules.filter((r) => !old.has(ruleContentKey(r)));
     const ids = fresh.length ? this.store.allocRuleIds(fresh.length) : [];
     let k = 0;
-    const rules: StoredRule[] = set.rules.map((r) => ({ ...r, id: old.get(contentKey(r)) ?? (ids[k++] as number) }));
+    const rules: StoredRule[] = set.rules.map((r) => ({
+      ...r,
+      id: old.get(ruleContentKey(r)) ?? (ids[k++] as number),
+    }));
     this.#commit(s, prev, { rules, def }, () => this.store.replaceRules(s.id, rules, def));
     const keep = new Set(rules.map((r) => r.id));
     this.kernel.forgetHits(prev.rules.filter((r) => !keep.has(r.id)).map((r) => r.id));

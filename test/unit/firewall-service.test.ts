@@ -8,7 +8,7 @@ import { parse } from "yaml";
 import { FW_GLOBAL_SCOPE } from "../../src/datapath/firewall-maps";
 import { StratumError } from "../../src/errors";
 import { badLinesError, parseBlocklistText, parseBlockPrefix } from "../../src/model/blocklist";
-import { parseRule, parseRuleCidr, type Rule } from "../../src/model/firewall-rule";
+import { parseRule, parseRuleCidr, type Rule, ruleContentKey, sameRule } from "../../src/model/firewall-rule";
 import { formatSubnet } from "../../src/model/ip";
 import { validateNetwork } from "../../src/model/network";
 import { exportRuleSet, parseRuleSetYaml, ruleSetYaml, validateRuleSet } from "../../src/model/ruleset";
@@ -452,6 +452,27 @@ test("the blocklist mark: a start it vouches for does not walk the tries; a chan
   s.restore();
   s.restore();
   expect(kernel.blockWalks).toBe(walks + 3);
+});
+
+test("sameRule and ruleContentKey agree: two rules are the same exactly when their keys are", () => {
+  const spec = fc.record({
+    priority: fc.constantFrom(1, 2),
+    direction: fc.constantFrom("ingress", "egress", "both"),
+    src: fc.constantFrom(undefined, "10.0.0.0/8", "10.1.0.0/16"),
+    proto: fc.constantFrom("tcp", "udp"),
+    dport: fc.constantFrom(undefined, 80, "80-81"),
+    action: fc.constantFrom("allow", "deny"),
+    log: fc.boolean(),
+  });
+  const rule = (x: Record<string, unknown>) =>
+    parseRule(Object.fromEntries(Object.entries(x).filter(([, v]) => v !== undefined)) as never);
+  fc.assert(
+    fc.property(spec, spec, (a, b) => {
+      const [ra, rb] = [rule(a), rule(b)];
+      expect(sameRule(ra, rb)).toBe(ruleContentKey(ra) === ruleContentKey(rb));
+    }),
+    { numRuns: 3000 },
+  );
 });
 
 test("validateRuleSet reports by index for the API", () => {
