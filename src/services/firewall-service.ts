@@ -119,10 +119,10 @@ export class FirewallService {
     this.#blockMark = mark;
   }
 
-  /** What the mark says when the tries hold the store's list. */
-  #blockState(): string {
+  /** What the mark says when the tries hold the store's list (of `counts` prefixes). */
+  #blockState(counts = this.#counts()): string {
     const [id4, id6] = this.kernel.blockIds();
-    return JSON.stringify({ id4, id6, ipv4: this.store.blockCount(4), ipv6: this.store.blockCount(6) });
+    return JSON.stringify({ id4, id6, ...counts });
   }
 
   /** Runs a change of the tries with the mark removed first, written again once it is through. */
@@ -459,9 +459,13 @@ export class FirewallService {
     // The blocklist: at start unless the mark vouches for the tries, later while it is short.
     const first = !this.#blockChecked;
     this.#blockChecked = true;
-    const vouched = this.#blockMark?.read() === this.#blockState();
-    if (vouched && (first || this.store.blockCount(4) + this.store.blockCount(6) >= BLOCK_WALK_MAX)) return report;
-    this.#blockMark?.clear();
+    const mark = this.#blockMark;
+    if (mark) {
+      const counts = this.#counts();
+      const long = counts.ipv4 + counts.ipv6 >= BLOCK_WALK_MAX;
+      if ((first || long) && mark.read() === this.#blockState(counts)) return report;
+      mark.clear();
+    }
     this.#restoreBlocklist(report);
     this.#blockMark?.write(this.#blockState());
     return report;

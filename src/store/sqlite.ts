@@ -645,7 +645,13 @@ export class SqliteStore implements Store {
 
   /** After a write of one scope's rules (that started at change count `before`): the scope's
    * cached set gets the same edit, and the other scopes' sets, valid before, stay valid. */
-  #rulesWritten(scope: number, before: number, edit: (rules: StoredRule[]) => StoredRule[]): void {
+  #rulesWritten(
+    scope: number,
+    before: number,
+    edit: (rules: StoredRule[]) => StoredRule[],
+    /** The edit gives the whole new set: cached even when the old one was not. */
+    whole = false,
+  ): void {
     // Inside a caller's transaction the write may still be rolled back: forget everything.
     if (this.db.inTransaction) {
       this.#rulesCache.clear();
@@ -656,7 +662,7 @@ export class SqliteStore implements Store {
       if (c.changes !== before) this.#rulesCache.delete(s);
       else if (s !== scope) c.changes = after;
     }
-    const hit = this.#rulesCache.get(scope);
+    const hit = this.#rulesCache.get(scope) ?? (whole ? { changes: after, rules: [] } : undefined);
     if (hit)
       this.#rulesCache.set(scope, {
         changes: after,
@@ -666,41 +672,53 @@ export class SqliteStore implements Store {
       });
   }
 
+  #readRules(scope: number): StoredRule[] {
+    return (this.db.query("SELECT * FROM fw_rules WHERE scope = ? ORDER BY priority").all(scope) as RuleRow[]).map(
+      (r) => Object.freeze(this.#toRule(r)),
+    );
+  }
+
+  /** Runs a transaction that writes rules of `scope` (-1: none) and gives the cache the same
+   * edit of that scope's set (#rulesWritten). */
+  #rulesTx<T>(scope: number, body: () => T, edit: (rules: StoredRule[], out: T) => StoredRule[], whole = false): T {
+    const before = this.#changes();
+    const out = this.db.transaction(body)();
+    this.#rulesWritten(scope, before, (rs) => edit(rs, out), whole);
+    return out;
+  }
+
   listRules(scope: number): StoredRule[] {
     // What a transaction reads may be rolled back; a read-only connection sees others' writes
     // without its counter moving: neither is cached.
-    if (this.db.inTransaction || this.#readonly)
-      return (this.db.query("SELECT * FROM fw_rules WHERE scope = ? ORDER BY priority").all(scope) as RuleRow[]).map(
-        (r) => Object.freeze(this.#toRule(r)),
-      );
+    if (this.db.inTransaction || this.#readonly) return this.#readRules(scope);
     const changes = this.#changes();
     const hit = this.#rulesCache.get(scope);
     if (hit && hit.changes === changes) return [...hit.rules];
     if (hit || this.#rulesCache.size > 64) this.#rulesCache.clear();
-    const rules = (
-      this.db.query("SELECT * FROM fw_rules WHERE scope = ? ORDER BY priority").all(scope) as RuleRow[]
-    ).map((r) => Object.freeze(this.#toRule(r)));
+    const rules = this.#readRules(scope);
     this.#rulesCache.set(scope, { changes, rules });
     return [...rules];
   }
 
   allocRuleIds(n: number): number[] {
-    const before = this.#changes();
-    const ids = this.db.transaction(() => {
-      const seq = this.db.query("SELECT seq FROM sqlite_sequence WHERE name = 'fw_rules'").get() as {
-        seq: number;
-      } | null;
-      const max = (this.db.query("SELECT max(id) AS m FROM fw_rules").get() as { m: number | null }).m ?? 0;
-      const first = Math.max(seq?.seq ?? 0, max) + 1;
-      const last = first + n - 1;
-      // Rule ids share the datapath's 32-bit hit-counter key with the defaults' (high bit set).
-      if (last >= 0x80000000) throw new StratumError("CAPACITY", "firewall rule ids are exhausted (2^31 created)");
-      if (seq) this.db.query("UPDATE sqlite_sequence SET seq = ? WHERE name = 'fw_rules'").run(last);
-      else this.db.query("INSERT INTO sqlite_sequence (name, seq) VALUES ('fw_rules', ?)").run(last);
-      return Array.from({ length: n }, (_, i) => first + i);
-    })();
-    this.#rulesWritten(-1, before, (rs) => rs); // no rule changed
-    return ids;
+    // No rule changes (-1): the cached sets stay valid past the sequence's update.
+    return this.#rulesTx(
+      -1,
+      () => {
+        const seq = this.db.query("SELECT seq FROM sqlite_sequence WHERE name = 'fw_rules'").get() as {
+          seq: number;
+        } | null;
+        const max = (this.db.query("SELECT max(id) AS m FROM fw_rules").get() as { m: number | null }).m ?? 0;
+        const first = Math.max(seq?.seq ?? 0, max) + 1;
+        const last = first + n - 1;
+        // Rule ids share the datapath's 32-bit hit-counter key with the defaults' (high bit set).
+        if (last >= 0x80000000) throw new StratumError("CAPACITY", "firewall rule ids are exhausted (2^31 created)");
+        if (seq) this.db.query("UPDATE sqlite_sequence SET seq = ? WHERE name = 'fw_rules'").run(last);
+        else this.db.query("INSERT INTO sqlite_sequence (name, seq) VALUES ('fw_rules', ?)").run(last);
+        return Array.from({ length: n }, (_, i) => first + i);
+      },
+      (rs) => rs,
+    );
   }
 
   #insertRule(scope: number, rule: Rule | StoredRule): StoredRule {
@@ -725,13 +743,14 @@ export class SqliteStore implements Store {
   }
 
   addRule(scope: number, rule: Rule | StoredRule): StoredRule {
-    const before = this.#changes();
-    const r = this.db.transaction(() => {
-      this.#scopeName(scope);
-      return this.#insertRule(scope, rule);
-    })();
-    this.#rulesWritten(scope, before, (rs) => [...rs, r]);
-    return r;
+    return this.#rulesTx(
+      scope,
+      () => {
+        this.#scopeName(scope);
+        return this.#insertRule(scope, rule);
+      },
+      (rs, r) => [...rs, r],
+    );
   }
 
   #mustRule(scope: number, id: number): StoredRule {
@@ -741,33 +760,36 @@ export class SqliteStore implements Store {
   }
 
   deleteRule(scope: number, id: number): void {
-    const before = this.#changes();
-    this.db.transaction(() => {
-      this.#mustRule(scope, id);
-      this.db.query("DELETE FROM fw_rules WHERE id = ?").run(id);
-    })();
-    this.#rulesWritten(scope, before, (rs) => rs.filter((x) => x.id !== id));
+    this.#rulesTx(
+      scope,
+      () => {
+        this.#mustRule(scope, id);
+        this.db.query("DELETE FROM fw_rules WHERE id = ?").run(id);
+      },
+      (rs) => rs.filter((x) => x.id !== id),
+    );
   }
 
   moveRule(scope: number, id: number, priority: number): StoredRule {
-    const before = this.#changes();
-    const moved = this.db.transaction(() => {
-      const { id: _id, ...rule } = this.#mustRule(scope, id);
-      const holder = this.db
-        .query("SELECT id FROM fw_rules WHERE scope = ? AND priority = ? AND id != ?")
-        .get(scope, priority, id) as { id: number } | null;
-      if (holder)
-        throw new StratumError(
-          "INVALID",
-          `priority ${priority} is taken by rule ${holder.id} in ${this.#scopeName(scope)}: priorities are unique`,
-        );
-      this.db
-        .query("UPDATE fw_rules SET priority = ?, spec = ? WHERE id = ?")
-        .run(priority, JSON.stringify({ ...rule, priority }), id);
-      return this.#mustRule(scope, id);
-    })();
-    this.#rulesWritten(scope, before, (rs) => rs.map((x) => (x.id === id ? moved : x)));
-    return moved;
+    return this.#rulesTx(
+      scope,
+      () => {
+        const { id: _id, ...rule } = this.#mustRule(scope, id);
+        const holder = this.db
+          .query("SELECT id FROM fw_rules WHERE scope = ? AND priority = ? AND id != ?")
+          .get(scope, priority, id) as { id: number } | null;
+        if (holder)
+          throw new StratumError(
+            "INVALID",
+            `priority ${priority} is taken by rule ${holder.id} in ${this.#scopeName(scope)}: priorities are unique`,
+          );
+        this.db
+          .query("UPDATE fw_rules SET priority = ?, spec = ? WHERE id = ?")
+          .run(priority, JSON.stringify({ ...rule, priority }), id);
+        return this.#mustRule(scope, id);
+      },
+      (rs, moved) => rs.map((x) => (x.id === id ? moved : x)),
+    );
   }
 
   #setScopeDefault(scope: number, def: DefaultAction): void {
@@ -787,17 +809,18 @@ export class SqliteStore implements Store {
   }
 
   replaceRules(scope: number, rules: Array<Rule | StoredRule>, def?: DefaultAction): StoredRule[] {
-    const before = this.#changes();
-    const out = this.db.transaction(() => {
-      this.#scopeName(scope);
-      this.db.query("DELETE FROM fw_rules WHERE scope = ?").run(scope);
-      const out = rules.map((r) => this.#insertRule(scope, r)).sort((a, b) => a.priority - b.priority);
-      if (def !== undefined) this.#setScopeDefault(scope, def);
-      return out;
-    })();
-    if (!this.#rulesCache.has(scope)) this.#rulesCache.set(scope, { changes: before, rules: [] });
-    this.#rulesWritten(scope, before, () => out);
-    return out;
+    return this.#rulesTx(
+      scope,
+      () => {
+        this.#scopeName(scope);
+        this.db.query("DELETE FROM fw_rules WHERE scope = ?").run(scope);
+        const out = rules.map((r) => this.#insertRule(scope, r)).sort((a, b) => a.priority - b.priority);
+        if (def !== undefined) this.#setScopeDefault(scope, def);
+        return out;
+      },
+      (_, out) => out,
+      true,
+    );
   }
 
   scopeDefault(scope: number): DefaultAction {
