@@ -21,6 +21,7 @@
 #define STM_MAPS_EXTERN
 #include "stm_common.h"
 #include "stm_maps.h"
+#include "stm_link.h"
 #include "stm_drop.h"
 #include "stm_parse.h"
 #include "stm_vtep.h"
@@ -43,7 +44,7 @@ int stm_overlay_out(struct __sk_buff *skb)
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_MALFORMED);
 	if (k.mac[0] & 1)
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OVERLAY_FLOOD);
-	__u32 from = skb->ingress_ifindex;
+	__u32 from = stm_from_last(skb);
 	struct stm_port *src = from ? bpf_map_lookup_elem(&stm_ports, &from) : NULL;
 	struct stm_remote *r = bpf_map_lookup_elem(&stm_remote, &k);
 	if (!src || !r) {

@@ -20,6 +20,7 @@
  * its reason. */
 #include "stm_common.h"
 #include "stm_maps.h"
+#include "stm_link.h"
 #include "stm_drop.h"
 #include "stm_fw.h"
 #include "stm_shape.h"
@@ -953,10 +954,11 @@ int stm_port_out(struct __sk_buff *skb)
 	if (fw_reply_passes(skb))
 		return STM_TC_NEXT;
 
-	/* ingress_ifindex is the device the frame entered the host on: for a bridged frame,
-	 * the sending workload's port or the uplink; for routed frames the device they were
-	 * received on (the bridge, another NIC); for what the node sends itself, 0. */
-	__u32 from = skb->ingress_ifindex;
+	/* The device the frame entered the host on: for a bridged frame, the sending workload's
+	 * port or the uplink (across the links between user bridges too: stm_link.h); for routed
+	 * frames the device they were received on (the bridge, another NIC); for what the node
+	 * sends itself, 0. */
+	__u32 from = stm_from_last(skb);
 	int lan = 0;
 	if (from && from != ifindex) {
 		struct stm_port *src = bpf_map_lookup_elem(&stm_ports, &from);

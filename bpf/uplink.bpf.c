@@ -12,6 +12,7 @@
 #define STM_MAPS_EXTERN
 #include "stm_common.h"
 #include "stm_maps.h"
+#include "stm_link.h"
 #include "stm_drop.h"
 #include "stm_fw.h"
 #include "stm_shape.h"
@@ -204,7 +205,7 @@ int stm_uplink_out(struct __sk_buff *skb)
 {
 	/* Gateway only: a workload's frame bridged straight to the LAN (its ARP and broadcasts,
 	 * a frame to a LAN host's MAC) goes no further, unless its network is extended onto it. */
-	__u32 from = skb->ingress_ifindex;
+	__u32 from = stm_from_last(skb);
 	int bridged = 0;
 	if (from) {
 		struct stm_port *src = bpf_map_lookup_elem(&stm_ports, &from);

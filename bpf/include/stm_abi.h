@@ -137,6 +137,10 @@ _Static_assert(sizeof(struct stm_iface) == 8, "stm_iface is ABI");
 /* The overlay's VXLAN device (cnv-vxlan0): a frame bridged from it comes from an endpoint of
  * another node, checked by stm_overlay_in against the cluster state. */
 #define STM_IFACE_OVERLAY 2
+/* One end of a link between two user bridges (cnv-user-br0 and an extension bridge
+ * cnv-user-brN, docs/networks.md#capacity): a frame that crossed it carries the device it
+ * entered the host on in skb->priority (stm_link.h). */
+#define STM_IFACE_LINK 3
 
 /* ---- overlay (VXLAN between the nodes of a cluster) ------------------------------------ */
 

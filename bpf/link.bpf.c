@@ -1,0 +1,33 @@
+/* The links between the user bridges (linked into the port object: the maps are its). Both ends
+ * of every link carry both programs; stm_link.h says what they carry and why. Nothing is judged
+ * here: the frame was judged where it entered, and is judged again where it leaves (a port, the
+ * uplink, the overlay). */
+#define STM_MAPS_EXTERN
+#include "stm_common.h"
+#include "stm_maps.h"
+#include "stm_link.h"
+#include "stm_mseg.h"
+
+/* tc egress: about to cross. Where the frame came from into the mark, its group into tc_index. */
+SEC("tc")
+int stm_link_out(struct __sk_buff *skb)
+{
+	int linked;
+	__u32 from = stm_from(skb, &linked);
+	skb->tc_index = mseg_group_of(skb->mark);
+	skb->mark = from;
+	return STM_TC_NEXT;
+}
+
+/* tc ingress: has crossed. The group's stamp back into the mark, where the frame came from into
+ * the priority (stm_from reads it there). */
+SEC("tc")
+int stm_link_in(struct __sk_buff *skb)
+{
+	__u32 from = skb->mark;
+	__u32 group = skb->tc_index;
+	skb->mark = group != STM_MSEG_UNTAGGED ? mseg_stamp(group) : 0;
+	skb->tc_index = 0;
+	skb->priority = from;
+	return STM_TC_NEXT;
+}
