@@ -2,10 +2,10 @@
  * (a VM's tap each, no namespace to make) attached through the API into one /16.
  *
  * scale/attach: the attach that brings the node to N endpoints (the median of 11 around it),
- * at N = 100, 1,000 and 1,020 (a Linux bridge holds 1,024 ports; cnv-user-br0 holds 1,023
- * endpoints: 4,096 is not reachable yet), against the same attach on an empty network.
- * scale/reconcile-noop: an API reconcile with nothing to repair at 1,000 endpoints, against
- * one with none. scale/rss-per-endpoint: the agent's RSS growth per endpoint from 0 to 1,000
+ * at N = 100, 1,000, 1,020 (past cnv-user-br0's last port: extension bridges from 1,009 on,
+ * docs/networks.md#capacity) and 4,000, against the same attach on an empty network.
+ * scale/reconcile-noop: an API reconcile with nothing to repair at 4,000 endpoints, against
+ * one with none. scale/rss-per-endpoint: the agent's RSS growth per endpoint from 0 to 4,000
  * (KiB), against the growth per endpoint of the same count in its store alone. */
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -68,21 +68,35 @@ function scaleBench(): Benchmark {
         name: "scale/attach-at-1020",
         unit: "ms",
         figure: "attach1020",
-        candidate: "the same, 1,010th to 1,020th (the bridge's last ports)",
+        candidate: "the same, 1,010th to 1,020th (the first on an extension bridge)",
         baseline: "the first attaches (1 to 11)",
       },
       {
-        name: "scale/reconcile-noop-1020",
+        name: "scale/attach-at-4000",
+        unit: "ms",
+        figure: "attach4000",
+        candidate: "the same, 3,990th to 4,000th (on cnv-user-br3)",
+        baseline: "the first attaches (1 to 11)",
+      },
+      {
+        name: "scale/attach-4000-vs-100",
+        unit: "ms",
+        figure: "attach4000vs100",
+        candidate: "the 3,990th to 4,000th attach",
+        baseline: "the 90th to 100th (goal: within 1.2x)",
+      },
+      {
+        name: "scale/reconcile-noop-4000",
         unit: "ms",
         figure: "reconcile",
-        candidate: "API reconcile, nothing to repair, 1,020 endpoints",
+        candidate: "API reconcile, nothing to repair, 4,000 endpoints on 4 bridges",
         baseline: "the same, no endpoint",
       },
       {
         name: "scale/rss-per-endpoint",
         unit: "KiB",
         figure: "rssPerEp",
-        candidate: "the agent's RSS growth per endpoint, 0 to 1,000",
+        candidate: "the agent's RSS growth per endpoint, 0 to 4,000",
         baseline: "the store's growth per endpoint (its file)",
       },
     ],
@@ -103,9 +117,10 @@ function scaleBench(): Benchmark {
       const first = await fill(AROUND);
       const a100 = await fill(100);
       const a1000 = await fill(1000);
-      const rss1000 = rssKiB(agentPid(agent));
-      const db1000 = size();
       const a1020 = await fill(1020);
+      const a4000 = await fill(4000);
+      const rss4000 = rssKiB(agentPid(agent));
+      const db4000 = size();
       const rec: number[] = [];
       for (let i = 0; i < 5; i++) {
         const t0 = performance.now();
@@ -116,15 +131,19 @@ function scaleBench(): Benchmark {
         attach100: median(a100),
         attach1000: median(a1000),
         attach1020: median(a1020),
+        attach4000: median(a4000),
+        attach4000vs100: median(a4000),
         reconcile: median(rec),
-        rssPerEp: (rss1000 - rss0) / 1000,
+        rssPerEp: (rss4000 - rss0) / 4000,
       };
       base = {
         attach100: median(first),
         attach1000: median(first),
         attach1020: median(first),
+        attach4000: median(first),
+        attach4000vs100: median(a100),
         reconcile: median(reconcile0),
-        rssPerEp: (db1000 - db0) / 1024 / 1000,
+        rssPerEp: (db4000 - db0) / 1024 / 4000,
       };
     },
     teardown() {

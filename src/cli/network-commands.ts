@@ -441,7 +441,7 @@ const attachCommand = (group: "network" | "endpoint") =>
   defineCommand({
     meta: meta(
       "attach",
-      "Attach a container (--netns) or VM (--tap): claim a profile, create the interface with the profile's MAC, plug it into cnv-user-br0 with its programs",
+      "Attach a container (--netns) or VM (--tap): claim a profile, create the interface with the profile's MAC, plug it into cnv-user-br0 (an extension bridge once that is full) with its programs",
       [
         "# A container: eth0 in its namespace, configured with address, route and MTU (else ask DHCP):",
         `cenvero-str-ctl ${group} attach app-net --name web-1 --netns web1 --configure`,

@@ -684,6 +684,19 @@ export class PortDatapath {
     }
   }
 
+  /** stm_link_in and stm_link_out on one end of a link between user bridges (its stm_ifaces
+   * entry first: the caller's). */
+  attachLink(ifindex: number): void {
+    for (const [prog, dir] of [
+      ["stm_link_in", "ingress"],
+      ["stm_link_out", "egress"],
+    ] as const) {
+      const current = clsProgId(ifindex, dir);
+      if (current && this.isCurrent(current, prog)) continue;
+      attachTc(this.obj.program(prog).fd, ifindex, dir, { mode: "cls_bpf" });
+    }
+  }
+
   /** A node's address in stm_vteps ("": the switch that turns the checks on, with the overlay's MTU). */
   setVtep(addr: string, o: { self: boolean; gateway?: boolean; mtu?: number }): void {
     this.map("stm_vteps").ensure(encodeVtepKey(addr), encodeVtep(o));

@@ -147,9 +147,9 @@ export function decodePort(b: Buffer): PortConfig {
 
 /** A device on the user bridge that is not a workload port (struct stm_iface). */
 export interface IfaceConfig {
-  kind: "uplink" | "overlay";
+  kind: "uplink" | "overlay" | "link";
 }
-export const IFACE_KIND = { uplink: 1, overlay: 2 } as const;
+export const IFACE_KIND = { uplink: 1, overlay: 2, link: 3 } as const;
 export const IFACE = stmLayout("stm_iface", 8, { kind: [0, "u32"], flags: [4, "u32"] });
 export const IFACE_SIZE = IFACE.size;
 

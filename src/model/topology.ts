@@ -8,6 +8,38 @@ export const USER_BRIDGE = "cnv-user-br0";
 export const OVERLAY_DEVICE = "cnv-vxlan0";
 /** The overlay's UDP port (IANA VXLAN). */
 export const VXLAN_PORT = 4789;
+/** A Linux bridge numbers its ports 1 to 1,023 (BR_MAX_PORTS is 1,024; 0 is not a port's)
+ * and refuses the next with EXFULL. */
+export const BRIDGE_PORTS_MAX = 1023;
+/** Endpoints beyond what USER_BRIDGE holds sit on extension bridges cnv-user-br1 …, each joined
+ * to USER_BRIDGE by a veth pair (docs/networks.md#capacity). */
+export const EXTENSION_BRIDGES_MAX = 15;
+
+/** cnv-user-br0 (0) or extension bridge `i`. */
+export const userBridgeName = (i: number): string => `cnv-user-br${i}`;
+
+/** The number of a user bridge's name (0 for USER_BRIDGE), or undefined for another name. */
+export function userBridgeNumber(name: string): number | undefined {
+  const m = /^cnv-user-br(\d{1,2})$/.exec(name);
+  if (!m) return undefined;
+  const i = Number(m[1]);
+  return i <= EXTENSION_BRIDGES_MAX && String(i) === m[1] ? i : undefined;
+}
+
+/** The two ends of extension bridge `i`'s link: `main` a port of USER_BRIDGE, `ext` of cnv-user-br`i`. */
+export const bridgeLinkNames = (i: number): { main: string; ext: string } => ({
+  main: `cnv-user-l${i}a`,
+  ext: `cnv-user-l${i}b`,
+});
+
+/** The extension bridge a link end belongs to, or undefined for another name. */
+export function bridgeLinkNumber(name: string): number | undefined {
+  const m = /^cnv-user-l(\d{1,2})[ab]$/.exec(name);
+  if (!m) return undefined;
+  const i = Number(m[1]);
+  return i >= 1 && i <= EXTENSION_BRIDGES_MAX && String(i) === m[1] ? i : undefined;
+}
+
 /** Agent control traffic, cluster communication, the gateway HA heartbeat: never workload policy. */
 export const MGMT_BRIDGE = "cnv-mgmt-br0";
 

@@ -22,7 +22,7 @@ import type {
 import { clsProgId, pinnedLinkInfo, type TcDirection } from "../datapath/attach";
 import type { MapFillInfo } from "../datapath/map-fill";
 import { encodeIfindex } from "../datapath/port-maps";
-import { OVERLAY_DEVICE, USER_BRIDGE } from "../model/topology";
+import { OVERLAY_DEVICE, USER_BRIDGE, userBridgeNumber } from "../model/topology";
 import { getLink, type Link, listLinks } from "../netlink";
 import { SCHEMA_VERSION } from "../store/sqlite";
 import { localEndpoints } from "../store/store";
@@ -68,7 +68,10 @@ const PORT_PROGS: Record<TcDirection, string> = { ingress: "stm_port_in", egress
 export function portStates(rt: AgentRuntime): PortStatus[] {
   const dp = rt.svc.dp;
   const links = new Map<string, Link>(listLinks(rt.svc.nl).map((l) => [l.name, l]));
-  const bridge = links.get(USER_BRIDGE)?.index;
+  // cnv-user-br0 or one of its extensions (services/user-bridges.ts).
+  const bridges = new Set(
+    [...links.values()].filter((l) => userBridgeNumber(l.name) !== undefined).map((l) => l.index),
+  );
   const ports = dp.map("stm_ports");
   const local = rt.svc.store;
   return localEndpoints(local, undefined, rt.store).map((ep) => {
@@ -107,7 +110,7 @@ export function portStates(rt: AgentRuntime): PortStatus[] {
     }
     const config = ports.lookup(encodeIfindex(link.index)) !== null;
     if (!config) problems.push("no configuration entry in stm_ports");
-    const bridged = bridge !== undefined && link.master === bridge;
+    const bridged = link.master !== undefined && bridges.has(link.master);
     if (!bridged) problems.push(`not a port of ${USER_BRIDGE}`);
     return {
       ...base,

@@ -14,7 +14,7 @@ import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } fr
 import { join, resolve } from "node:path";
 import { requirePrivilege } from "../datapath/probe";
 import { StratumError } from "../errors";
-import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
+import { bridgeLinkNumber, MGMT_BRIDGE, USER_BRIDGE, userBridgeNumber } from "../model/topology";
 import {
   type Address,
   deleteLinkIfExists,
@@ -156,8 +156,11 @@ function plan(o: UninstallOptions, nl: Rtnl, report: UninstallReport): void {
   const ports = storedPorts(dbPath);
   const links = listLinks(nl);
   const user = links.find((l) => l.name === USER_BRIDGE);
+  // cnv-user-br0 and its extensions (cnv-user-br1 …), whose links' ends are Stratum's too.
+  const userBridges = new Set(links.filter((l) => userBridgeNumber(l.name) !== undefined).map((l) => l.index));
+  const linkEnds = links.filter((l) => bridgeLinkNumber(l.name) !== undefined);
   for (const l of links)
-    if (user && l.master === user.index && AGENT_IFNAME.test(l.name) && !ports.has(l.name))
+    if (l.master !== undefined && userBridges.has(l.master) && AGENT_IFNAME.test(l.name) && !ports.has(l.name))
       ports.set(l.name, "left on the bridge by an earlier agent");
   for (const [name, why] of ports) {
     if (!links.some((l) => l.name === name)) continue;
@@ -183,7 +186,12 @@ function plan(o: UninstallOptions, nl: Rtnl, report: UninstallReport): void {
     } catch {}
   }
   const uplinks = links.filter(
-    (l) => user && l.master === user.index && !AGENT_IFNAME.test(l.name) && !ports.has(l.name),
+    (l) =>
+      user &&
+      l.master === user.index &&
+      !AGENT_IFNAME.test(l.name) &&
+      !ports.has(l.name) &&
+      bridgeLinkNumber(l.name) === undefined,
   );
   for (const l of uplinks)
     add("uplink", `uplink ${l.name} from ${USER_BRIDGE} (the NIC itself stays)`, () =>
@@ -195,8 +203,16 @@ function plan(o: UninstallOptions, nl: Rtnl, report: UninstallReport): void {
       linkDetach(fd.fd);
     });
 
+  // The links between the user bridges (one end takes the other), down first.
+  for (const l of linkEnds)
+    if (l.name.endsWith("a") || !linkEnds.some((x) => x.name === `${l.name.slice(0, -1)}a`))
+      add("interface", `link ${l.name} between user bridges`, () => {
+        setLink(l.name, { up: false }, nl);
+        deleteLinkIfExists(l.name, nl);
+      });
   // Bridges, and with them the gateway addresses; an operator's own address goes too: say so.
-  for (const br of [USER_BRIDGE, MGMT_BRIDGE]) {
+  const extensions = links.filter((l) => (userBridgeNumber(l.name) ?? 0) > 0).map((l) => l.name);
+  for (const br of [...extensions, USER_BRIDGE, MGMT_BRIDGE]) {
     const l = links.find((x) => x.name === br);
     if (!l) continue;
     const theirs = listAddresses({ dev: l.index }, nl).filter(

@@ -1,10 +1,11 @@
-/** The node's two bridges, up, each with the MAC of this machine (never the lowest of its ports). */
+/** The node's two bridges, up, each with the MAC of this machine (never the lowest of its ports),
+ * and the user bridge's extensions with their links (services/user-bridges.ts). */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { StratumError } from "../errors";
-import { MGMT_BRIDGE, USER_BRIDGE } from "../model/topology";
-import { createBridge, getLink, type Rtnl, setLink } from "../netlink";
+import { bridgeLinkNumber, MGMT_BRIDGE, USER_BRIDGE, userBridgeName } from "../model/topology";
+import { createBridge, getLink, listFdb, listLinks, NL, type Rtnl, setLink } from "../netlink";
 import type { Reconciler } from "./reconciler";
 
 /** The MAC a bridge of this node always has: derived from the machine id and the host name,
@@ -51,7 +52,54 @@ export function ensureBridge(nl: Rtnl, name: string): void {
 export const bridges: Reconciler = {
   name: "bridges",
   restore(run) {
-    ensureBridge(run.svc.nl, MGMT_BRIDGE);
-    ensureBridge(run.svc.nl, USER_BRIDGE);
+    const { nl } = run.svc;
+    ensureBridge(nl, MGMT_BRIDGE);
+    ensureBridge(nl, USER_BRIDGE);
+    // The extension bridges there are, each with its link whole (user-bridges.ts).
+    const ub = run.svc.ctx.bridges;
+    const dump = listLinks(nl);
+    ub.count(dump);
+    const links = new Map(dump.map((l) => [l.name, l]));
+    const have = new Set(ub.extensions());
+    // A link left without its bridge (a bridge deleted by hand) is the bridge's too.
+    for (const l of dump) {
+      const n = bridgeLinkNumber(l.name);
+      if (n !== undefined) have.add(n);
+    }
+    for (const n of [...have].sort((a, b) => a - b)) ub.ensureExtension(n, links);
+    ub.count();
+  },
+  prune(run) {
+    // cnv-user-br0's entries on a link for MACs that are no endpoint's of that extension, and
+    // extensions left without endpoints.
+    const { nl } = run.svc;
+    const ub = run.svc.ctx.bridges;
+    const dump = listLinks(nl);
+    ub.count(dump);
+    const byHostIf = new Map(run.endpoints.map((e) => [e.hostIf, e.mac.toLowerCase()]));
+    const wanted = new Map<number, Set<string>>();
+    const used = new Set<number>();
+    for (const l of dump) {
+      const br = l.master === undefined ? undefined : ub.bridgeOf(l.master);
+      const mac = byHostIf.get(l.name);
+      if (!br || br.number === 0 || mac === undefined) continue;
+      used.add(br.number);
+      wanted.set(br.number, (wanted.get(br.number) ?? new Set()).add(mac));
+    }
+    const ext = ub.extensions();
+    if (!ext.length) return;
+    const mains = new Map(ext.map((n) => [ub.linkIndex(n), n]));
+    for (const f of listFdb({ bridge: USER_BRIDGE }, nl)) {
+      const n = mains.get(f.ifindex);
+      const mac = f.mac?.toLowerCase();
+      if (n === undefined || !mac || !(f.state & NL.NUD_NOARP) || wanted.get(n)?.has(mac)) continue;
+      ub.deleteMainEntry(n, mac);
+      run.collected(`${USER_BRIDGE}'s FDB entry ${mac} on the link to ${userBridgeName(n)}`);
+    }
+    for (const n of ext)
+      if (!used.has(n)) {
+        ub.removeExtension(n);
+        run.collected(`extension bridge ${userBridgeName(n)} (no endpoint left on it)`);
+      }
   },
 };

@@ -11,7 +11,7 @@
  * asks for, open nothing, whoever made them; a port created down and then brought up is
  * right by the end of the batch. Pure: no I/O. */
 
-import { USER_BRIDGE } from "../model/topology";
+import { USER_BRIDGE, userBridgeNumber } from "../model/topology";
 import { NL, type RtnlEvent, STRATUM_ADDR_PROTO } from "../netlink";
 
 /** What the store asks of the kernel, as far as notices can tell. */
@@ -57,10 +57,15 @@ export class DriftWatch {
     if (!last.size) return false;
     const want = this.#desired();
     let userBridge: number | undefined;
-    for (const [i, n] of this.#names) if (n === USER_BRIDGE) userBridge = i;
+    // An endpoint's port may be on an extension of the user bridge (services/user-bridges.ts).
+    const userBridges = new Set<number>();
+    for (const [i, n] of this.#names) {
+      if (n === USER_BRIDGE) userBridge = i;
+      if (userBridgeNumber(n) !== undefined) userBridges.add(i);
+    }
     let changed = false;
     for (const [key, ev] of last) {
-      const why = this.#judge(ev, want, userBridge);
+      const why = this.#judge(ev, want, userBridge, userBridges);
       if (why === this.#open.get(key)) continue;
       changed = true;
       if (why) this.#open.set(key, why);
@@ -102,10 +107,15 @@ export class DriftWatch {
     }
   }
 
-  #judge(ev: RtnlEvent, want: DesiredState, userBridge: number | undefined): string | undefined {
+  #judge(
+    ev: RtnlEvent,
+    want: DesiredState,
+    userBridge: number | undefined,
+    userBridges: ReadonlySet<number>,
+  ): string | undefined {
     switch (ev.kind) {
       case "link":
-        return this.#judgeLink(ev, want, userBridge);
+        return this.#judgeLink(ev, want, userBridge, userBridges);
       case "addr": {
         const a = ev.addr;
         if (a.index !== userBridge) return undefined;
@@ -131,7 +141,12 @@ export class DriftWatch {
     }
   }
 
-  #judgeLink(ev: RtnlEvent & { kind: "link" }, want: DesiredState, userBridge: number | undefined): string | undefined {
+  #judgeLink(
+    ev: RtnlEvent & { kind: "link" },
+    want: DesiredState,
+    userBridge: number | undefined,
+    userBridges: ReadonlySet<number>,
+  ): string | undefined {
     const l = ev.link;
     if (l.family === NL.AF_BRIDGE) {
       // The bridge's notice about one of its ports: only an endpoint port's flags are Stratum's.
@@ -156,7 +171,9 @@ export class DriftWatch {
       if (l.mac && l.mac !== bridge) return `bridge ${name} has MAC ${l.mac}, not ${bridge}`;
       return undefined;
     }
-    if (userBridge === undefined || l.master !== userBridge) return `${what} ${name} is not a port of ${USER_BRIDGE}`;
+    // The uplink belongs on cnv-user-br0; an endpoint's port on it or one of its extensions.
+    const on = name === want.uplink ? l.master === userBridge : l.master !== undefined && userBridges.has(l.master);
+    if (userBridge === undefined || !on) return `${what} ${name} is not a port of ${USER_BRIDGE}`;
     if (!l.up) return `${what} ${name} is down`;
     return undefined;
   }

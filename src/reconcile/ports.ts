@@ -1,7 +1,6 @@
 /** Every endpoint's port: its device, configuration, cap, local addresses, programs, bridge
  * membership, flags and static FDB entry (two passes: every port's map entries, then every
  * port's programs). A port entry whose device no endpoint has is collected. */
-import { USER_BRIDGE } from "../model/topology";
 import { listFdb, listLinks } from "../netlink";
 import { fdbMacs } from "../services/port-config";
 import type { Reconciler } from "./reconciler";
@@ -11,7 +10,11 @@ export const ports: Reconciler = {
   scoped: "networks",
   restore(run) {
     if (run.o.only && !run.endpoints.length) return; // a limited run with none of this node's endpoints
-    const fdbs = fdbMacs(listFdb({ bridge: USER_BRIDGE }, run.svc.nl));
+    // Every user bridge's FDB (an extension's endpoints have theirs there, and an entry on
+    // their link in cnv-user-br0's).
+    const entries = [];
+    for (const b of run.svc.ctx.bridges.fill()) entries.push(...listFdb({ bridge: b.name }, run.svc.nl));
+    const fdbs = fdbMacs(entries);
     const eps = run.svc.endpoints.restore(run.endpoints, fdbs);
     run.report.endpoints = eps.restored;
     run.report.errors.push(...eps.errors);

@@ -48,6 +48,7 @@ export const RESTORE_ORDER: Reconciler[] = [
 /** Collected in this order, after every restore. */
 export const PRUNE_ORDER: Reconciler[] = [
   ports,
+  bridges,
   egressCaps,
   uplink,
   overlay,

@@ -7,9 +7,10 @@
  * host count), and what a restart must fit in either way. */
 
 import type { MapSource } from "../datapath/firewall-tables";
+import { IFACE_KIND } from "../datapath/port-maps";
 import { StratumError } from "../errors";
 import { type Network, profileCount } from "../model/network";
-import { USER_BRIDGE } from "../model/topology";
+import { BRIDGE_PORTS_MAX, EXTENSION_BRIDGES_MAX, USER_BRIDGE } from "../model/topology";
 import { type Endpoint, localEndpoints, type Store } from "../store/store";
 
 export const ROOM_MAPS = [
@@ -107,10 +108,33 @@ export function inUse(store: Store, maps: readonly RoomMap[] = ROOM_MAPS): Entri
   return used;
 }
 
-/** A Linux bridge numbers its ports 1 to 1,023 (BR_MAX_PORTS is 1,024; 0 is not a port's), and
- * refuses the next with EXFULL. Every endpoint of this node is a port of cnv-user-br0, and so
- * are the uplink and the overlay's device (stm_ifaces). */
-export const BRIDGE_PORTS_MAX = 1023;
+/** How many ports each user bridge takes and how many extension bridges a node may have.
+ * `STRATUM_BRIDGE_PORTS` (4 to 1,023) lowers the ports per bridge, for tests that fill bridges
+ * with a few dozen endpoints; the extensions follow (each takes a port of cnv-user-br0). */
+export interface BridgeLimits {
+  ports: number;
+  extensions: number;
+}
+
+export function bridgeLimits(): BridgeLimits {
+  const v = Number(process.env.STRATUM_BRIDGE_PORTS);
+  const ports = Number.isInteger(v) && v >= 4 && v <= BRIDGE_PORTS_MAX ? v : BRIDGE_PORTS_MAX;
+  return { ports, extensions: Math.min(EXTENSION_BRIDGES_MAX, Math.floor((ports - 2) / 2)) };
+}
+
+/** The endpoints a node holds: every user bridge's ports, less both ends of each extension's
+ * link and `devices` other ports of cnv-user-br0 (the uplink, the overlay's device). */
+export const nodeEndpointsMax = (devices: number, l: BridgeLimits = bridgeLimits()): number =>
+  (l.extensions + 1) * l.ports - 2 * l.extensions - devices;
+
+/** stm_ifaces entries other than links' ends: the devices on cnv-user-br0 that are no
+ * endpoint's (the uplink, the overlay's device). */
+function otherDevices(maps: MapSource): number {
+  const m = maps.map("stm_ifaces");
+  let n = 0;
+  for (const k of m.keys()) if (m.lookup(k)?.readUInt32LE(0) !== IFACE_KIND.link) n++;
+  return n;
+}
 
 /** Throws CAPACITY when `need` more entries do not fit in a map beside what the store's
  * networks and endpoints take; `what` (the request) leads the message. */
@@ -120,13 +144,13 @@ export function checkRoom(store: Store, maps: MapSource, need: Partial<Entries>,
   const used = inUse(store, asked);
   const ports = need.stm_ports ?? 0;
   if (ports > 0) {
-    let devices = 0;
-    for (const _ of maps.map("stm_ifaces").keys()) devices++;
-    const taken = used.stm_ports + devices;
-    if (taken + ports > BRIDGE_PORTS_MAX)
+    const devices = otherDevices(maps);
+    const l = bridgeLimits();
+    const max = nodeEndpointsMax(devices, l);
+    if (used.stm_ports + ports > max)
       throw new StratumError(
         "CAPACITY",
-        `${what}: the bridge ${USER_BRIDGE} takes at most ${BRIDGE_PORTS_MAX} ports (a Linux bridge's limit); ${used.stm_ports} endpoints and ${devices} other port${devices === 1 ? "" : "s"} (uplink, overlay) use ${taken}: nothing was changed`,
+        `${what}: this node holds at most ${max} endpoints (${USER_BRIDGE} and ${l.extensions} extension bridges of ${l.ports} ports each, less the links between them and ${devices} other port${devices === 1 ? "" : "s"} (uplink, overlay)); ${used.stm_ports} are attached: nothing was changed`,
       );
   }
   for (const m of asked) {

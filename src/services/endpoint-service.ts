@@ -278,27 +278,35 @@ export class EndpointService {
 
   /** The second half: programs (kept, or swapped in place), bridge membership, port flags,
    * the static FDB entry, then up. */
-  #wirePort(
-    ep: Endpoint,
-    link: Link,
-    undo: Undo,
-    fdbs?: Map<number, string[]>,
-    bridge: Link | null = getLink(USER_BRIDGE, this.nl),
-  ): void {
+  #wirePort(ep: Endpoint, link: Link, undo: Undo, fdbs?: Map<number, string[]>): void {
     const ifindex = link.index;
     this.dp.attachPort(ifindex);
     undo.push("detach port programs", () => this.dp.detachPort(ifindex));
     // Each step only when the kernel differs: a restore of a port that is right changes nothing.
     let port = link;
-    const br = bridge;
-    if (!br || port.master !== br.index) {
-      setLink(ep.hostIf, { master: USER_BRIDGE }, this.nl);
+    const bridges = this.ctx.bridges;
+    const was = bridges.bridgeOf(port.master);
+    const br = bridges.join(port);
+    if (!was) {
+      undo.push(`take ${ep.hostIf} off ${br.name}`, () => {
+        setLink(ep.hostIf, { master: null }, this.nl);
+        bridges.left(br.index);
+      });
       port = getLink(ep.hostIf, this.nl) ?? port;
     }
     if (port.bridgePort?.learning !== false || port.bridgePort?.unicastFlood !== false)
       setBridgePort(ep.hostIf, { learning: false, unicastFlood: false }, this.nl);
+    const mac = ep.mac.toLowerCase();
     const fdb = (fdbs ?? fdbMacs(listFdb({ dev: ifindex }, this.nl))).get(ifindex) ?? [];
-    if (!fdb.includes(ep.mac.toLowerCase())) addFdb({ dev: ep.hostIf, mac: ep.mac }, {}, this.nl);
+    if (!fdb.includes(mac)) addFdb({ dev: ep.hostIf, mac: ep.mac }, {}, this.nl);
+    // An extension's endpoint: cnv-user-br0 sends its frames down the link.
+    if (br.number > 0) {
+      const main = fdbs?.get(bridges.linkIndex(br.number) ?? -1);
+      if (!main?.includes(mac)) {
+        bridges.addMainEntry(br.number, ep.mac);
+        undo.push(`remove ${USER_BRIDGE}'s entry for ${ep.mac}`, () => bridges.deleteMainEntry(br.number, ep.mac));
+      }
+    }
     if (!port.up) setLink(ep.hostIf, { up: true }, this.nl);
   }
 
@@ -374,6 +382,9 @@ export class EndpointService {
   #unplugPort(ep: Endpoint, n: StoredNetwork, link: Link | null | undefined): void {
     if (link) {
       setLink(ep.hostIf, { up: false }, this.nl);
+      const br = this.ctx.bridges.bridgeOf(link.master);
+      if (br && br.number > 0) this.ctx.bridges.deleteMainEntry(br.number, ep.mac);
+      if (br) this.ctx.bridges.left(br.index);
       this.dp.detachPort(link.index);
       this.dp.deletePort(link.index);
       this.dp.deleteCap(SHAPE_KIND.ENDPOINT, link.index);
@@ -464,8 +475,9 @@ export class EndpointService {
     const errors: string[] = [];
     const ready: Array<{ ep: Endpoint; link: Link }> = [];
     // One dump of the links instead of a request per port (a thousand ports: 0.1 s less).
-    const links = new Map(listLinks(this.nl).map((l) => [l.name, l]));
-    const bridge = links.get(USER_BRIDGE) ?? null;
+    const dump = listLinks(this.nl);
+    const links = new Map(dump.map((l) => [l.name, l]));
+    this.ctx.bridges.count(dump);
     for (const ep of eps) {
       try {
         ready.push({ ep, link: this.#preparePort(ep, this.networks.must(ep.network), new Undo(), links) });
@@ -476,7 +488,7 @@ export class EndpointService {
     let restored = 0;
     for (const { ep, link } of ready) {
       try {
-        this.#wirePort(ep, link, new Undo(), fdbs, bridge);
+        this.#wirePort(ep, link, new Undo(), fdbs);
         restored++;
       } catch (e) {
         errors.push(`endpoint ${ep.name}: ${(e as Error).message}`);

@@ -42,6 +42,11 @@ export function checkIfName(name: string, what: string): string {
 /** MACs of FDB entries by port ifindex. */
 export function fdbMacs(entries: Array<{ ifindex: number; mac?: string }>): Map<number, string[]> {
   const out = new Map<number, string[]>();
-  for (const f of entries) if (f.mac) out.set(f.ifindex, [...(out.get(f.ifindex) ?? []), f.mac.toLowerCase()]);
+  for (const f of entries) {
+    if (!f.mac) continue;
+    const list = out.get(f.ifindex);
+    if (list) list.push(f.mac.toLowerCase());
+    else out.set(f.ifindex, [f.mac.toLowerCase()]);
+  }
   return out;
 }

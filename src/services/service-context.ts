@@ -6,6 +6,7 @@ import { type MicrosegDoc, MSEG } from "../model/microseg";
 import { type Rtnl, rtnl } from "../netlink";
 import type { Store } from "../store/store";
 import { checkRoom, type Entries } from "./capacity";
+import { UserBridges } from "./user-bridges";
 
 export class ServiceContext {
   /** Called after every change that the DHCP and DNS servers serve (networks, endpoints,
@@ -32,6 +33,13 @@ export class ServiceContext {
   ) {}
 
   #groupIds?: { doc: MicrosegDoc; ids: Map<string, number> };
+  #bridges?: UserBridges;
+
+  /** The user bridges and how full they are (user-bridges.ts). */
+  get bridges(): UserBridges {
+    this.#bridges ??= new UserBridges(this.nl, this.dp);
+    return this.#bridges;
+  }
 
   /** The id of a microsegmentation group (0: none, or a group the policy does not have). */
   groupId(name: string | undefined): number {

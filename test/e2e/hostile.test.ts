@@ -10,7 +10,12 @@
  * the bridge; frames recognised by a marker in their IP header), the drop counters' exact
  * deltas by reason, and the effects (neighbour caches, routes, addresses, leases, connections).
  * A test's name starts with the guarantee tag it covers (test/unit/security-guarantees.test.ts
- * checks that every tag has one); "legit:" tests run the traffic that must keep working. */
+ * checks that every tag has one); "legit:" tests run the traffic that must keep working.
+ *
+ * With STRATUM_TEST_EXTENSIONS=1 (scripts/test runs the file a second time so) the agent's
+ * bridges take 4 ports each: V and O are ports of cnv-user-br0, W, C and E of the extension
+ * bridge cnv-user-br1, so every guarantee is tried again across the link between them
+ * (docs/networks.md#capacity). */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -22,6 +27,8 @@ import { TestAgent } from "../helpers/agent";
 import { Netns } from "../helpers/netns";
 
 const PYTHON = "/usr/bin/python3"; // Debian's, with python3-scapy
+/** The run with the workloads split over cnv-user-br0 and an extension bridge. */
+const EXTENSIONS = process.env.STRATUM_TEST_EXTENSIONS === "1";
 const HELPER = join(import.meta.dir, "../helpers/hostile.py");
 /** Copies of each frame a batch sends. */
 const N = 3;
@@ -397,8 +404,9 @@ async function waitFor<T>(what: string, f: () => T | undefined | false, ms = 20_
 // ---- the topology ------------------------------------------------------------------------
 
 beforeAll(async () => {
-  A = new TestAgent("hos");
-  for (const k of ["V", "W", "C", "O", "E", "LAN"] as const) ns[k] = new Netns(`hos${k.toLowerCase()}`);
+  const tag = EXTENSIONS ? "hox" : "hos";
+  A = new TestAgent(tag);
+  for (const k of ["V", "W", "C", "O", "E", "LAN"] as const) ns[k] = new Netns(`${tag}${k.toLowerCase()}`);
   const lan = nsOf("LAN");
   // The node routes between its networks and the LAN (the operator's address on the bridge).
   A.ns.execOk(["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
@@ -412,7 +420,9 @@ beforeAll(async () => {
   lan.execOk(["ip", "addr", "add", `${LAN.xip}/24`, "dev", "ext0"]);
   lan.execOk(["ip", "addr", "add", `${LAN.ip6}/64`, "dev", "ext0", "nodad"]);
   lan.execOk(["ip", "addr", "add", `${LAN.xip6}/64`, "dev", "ext0", "nodad"]);
-  await A.start(["--uplink", "upl0"]);
+  // Bridges of 4 ports: cnv-user-br0 takes the uplink, the link and 2 endpoints; cnv-user-br1 its
+  // link and 3.
+  await A.start(["--uplink", "upl0"], EXTENSIONS ? { STRATUM_BRIDGE_PORTS: "4" } : {});
   A.ns.execOk(["ip", "addr", "add", `${NODE.ip}/24`, "dev", "cnv-user-br0"]);
   A.ns.execOk(["ip", "addr", "add", `${NODE.ip6}/64`, "dev", "cnv-user-br0", "nodad"]);
   for (const n of [NETS.A, NETS.B]) {
@@ -485,11 +495,29 @@ beforeAll(async () => {
     );
     eps[k] = { name: v.name, ip: v.ip, ip6: v.ip6, mac: v.mac, ll: linkLocal(v.mac) };
   };
-  attach(NETS.A.name, "V", true);
-  attach(NETS.A.name, "W", true);
-  attach(NETS.A.name, "C", false);
-  attach(NETS.B.name, "O", true);
-  attach(NETS.X.name, "E", true);
+  if (EXTENSIONS) {
+    // V and O fill cnv-user-br0; W, C and E go to cnv-user-br1.
+    attach(NETS.A.name, "V", true);
+    attach(NETS.B.name, "O", true);
+    attach(NETS.A.name, "W", true);
+    attach(NETS.A.name, "C", false);
+    attach(NETS.X.name, "E", true);
+    const master = (k: keyof typeof ENDPOINTS) =>
+      A.ns.ipJson(["-d", "link", "show", A.json("endpoint", "show", ENDPOINTS[k]).interface])[0].master;
+    expect(Object.fromEntries((["V", "O", "W", "C", "E"] as const).map((k) => [k, master(k)]))).toEqual({
+      V: "cnv-user-br0",
+      O: "cnv-user-br0",
+      W: "cnv-user-br1",
+      C: "cnv-user-br1",
+      E: "cnv-user-br1",
+    });
+  } else {
+    attach(NETS.A.name, "V", true);
+    attach(NETS.A.name, "W", true);
+    attach(NETS.A.name, "C", false);
+    attach(NETS.B.name, "O", true);
+    attach(NETS.X.name, "E", true);
+  }
   // V and E take router advertisements (the node's, and a rogue's if one got through).
   for (const k of ["V", "E"] as const)
     nsOf(k).execOk(["sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra=1", "net.ipv6.conf.eth0.autoconf=1"]);

@@ -3,7 +3,12 @@
  * (routed through the gateway) and a host on the LAN. Real TCP, UDP and ICMP clients check
  * what the policy allows, what it denies, replies, fragments, a flow cut by a new entry, a
  * workload that sets its own mark, IPv4 and IPv6; the CLI refuses bad input and changes
- * nothing; export and import round-trip. */
+ * nothing; export and import round-trip.
+ *
+ * With STRATUM_TEST_EXTENSIONS=1 (scripts/test runs the file a second time so) the agent's
+ * bridges take 4 ports each: web and free are ports of cnv-user-br0, db and other of the
+ * extension bridge cnv-user-br1, so each group crosses the link between them (its stamp carried
+ * by stm_link_out/stm_link_in) and other's routed traffic crosses it twice. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -13,6 +18,8 @@ import { TestAgent } from "../helpers/agent";
 import { BINARY, BUN, Netns, ROOT } from "../helpers/netns";
 
 const PROBE = join(ROOT, "test/helpers/probe.ts");
+/** The run with the workloads split over cnv-user-br0 and an extension bridge. */
+const EXTENSIONS = process.env.STRATUM_TEST_EXTENSIONS === "1";
 const NET = "msa";
 const NET_B = "msb";
 let A: TestAgent;
@@ -42,14 +49,15 @@ const drops = (name: string, reason = "microseg-deny"): number => A.json("endpoi
 const entry = (...args: string[]): number => A.json("microseg", "rule", "add", ...args).id as number;
 
 beforeAll(async () => {
-  A = new TestAgent("mseg");
-  lan = new Netns("msglan");
-  for (const n of ["web", "db", "free", "other"]) ns[n] = new Netns(`msg${n}`);
+  const tag = EXTENSIONS ? "msx" : "msg";
+  A = new TestAgent(tag);
+  lan = new Netns(`${tag}lan`);
+  for (const n of ["web", "db", "free", "other"]) ns[n] = new Netns(`${tag}${n}`);
   A.ns.execOk(["ip", "link", "add", "upl0", "type", "veth", "peer", "name", "lan0", "netns", lan.name]);
   lan.execOk(["ip", "link", "set", "lan0", "up"]);
   lan.execOk(["ip", "addr", "add", "10.74.0.200/24", "dev", "lan0"]);
   A.ns.execOk(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-  await A.start(["--uplink", "upl0"]);
+  await A.start(["--uplink", "upl0"], EXTENSIONS ? { STRATUM_BRIDGE_PORTS: "4" } : {});
   A.json(
     "network",
     "create",
@@ -66,9 +74,14 @@ beforeAll(async () => {
     "--extend-to-lan",
   );
   A.json("network", "create", "--name", NET_B, "--cidr", "10.75.0.0/24", "--gateway", "10.75.0.1");
-  for (const n of ["web", "db", "free"])
+  // Split over two bridges (web and free on cnv-user-br0, db and other on cnv-user-br1) with
+  // STRATUM_TEST_EXTENSIONS: the order of attaching decides.
+  for (const n of EXTENSIONS ? ["web", "free", "db"] : ["web", "db", "free"])
     ep[n] = A.json("network", "attach", NET, "--name", n, "--netns", (ns[n] as Netns).name, "--configure");
   ep.other = A.json("network", "attach", NET_B, "--name", "other", "--netns", (ns.other as Netns).name, "--configure");
+  if (EXTENSIONS)
+    for (const [n, br] of Object.entries({ web: 0, free: 0, db: 1, other: 1 }))
+      expect(A.ns.ipJson(["link", "show", A.json("endpoint", "show", n).interface])[0].master).toBe(`cnv-user-br${br}`);
   for (const n of ["web", "db", "free", "other"]) {
     servers.push(
       Bun.spawn(["ip", "netns", "exec", (ns[n] as Netns).name, BUN, PROBE, "serve", "8080,9090"], {

@@ -12,15 +12,9 @@ import { encodeIface, encodeIfindex } from "../../src/datapath/port-maps";
 import { StratumError } from "../../src/errors";
 import { validateCap } from "../../src/model/egress-cap";
 import { linkLocal, type NetworkSpec, validateNetwork } from "../../src/model/network";
-import { USER_BRIDGE } from "../../src/model/topology";
+import { BRIDGE_PORTS_MAX, USER_BRIDGE } from "../../src/model/topology";
 import { getLink, Rtnl } from "../../src/netlink";
-import {
-  BRIDGE_LOCALS,
-  BRIDGE_PORTS_MAX,
-  endpointEntries,
-  networkEntries,
-  ROOM_MAPS,
-} from "../../src/services/capacity";
+import { BRIDGE_LOCALS, endpointEntries, networkEntries, ROOM_MAPS } from "../../src/services/capacity";
 import { endpointLocals } from "../../src/services/port-config";
 import { Services } from "../../src/services/services";
 import { SqliteStore } from "../../src/store/sqlite";
@@ -96,6 +90,7 @@ function world(sizes: Partial<Record<PinnedMap, number>>, real = false): World {
 }
 
 function teardown(): void {
+  delete process.env.STRATUM_BRIDGE_PORTS;
   for (const undo of made.splice(0).reverse()) {
     try {
       undo();
@@ -249,11 +244,13 @@ test("a Linux bridge takes 1,023 ports: the kernel refuses the next (EXFULL)", (
   expect(w.agent.ipJson(["link", "show", "master", "br-limit"]).length).toBe(BRIDGE_PORTS_MAX);
 });
 
-test("attach: a port of cnv-user-br0 must be free beside the endpoints, the uplink and the overlay", () => {
+test("attach: the node's bridges must have a port free beside the endpoints, the uplink and the overlay", () => {
+  // Bridges of 8 ports: cnv-user-br0 and 3 extensions, 32 ports, 6 of them the links' ends.
+  process.env.STRATUM_BRIDGE_PORTS = "8";
   const w = world({});
   w.svc.networks.create(net("a", "10.1.0.0/21"));
-  // 1,022 endpoints in the store (their ports counted as the agent counts them), and an uplink.
-  for (let i = 0; i < BRIDGE_PORTS_MAX - 1; i++)
+  // 25 endpoints in the store (their ports counted as the agent counts them), and an uplink.
+  for (let i = 0; i < 25; i++)
     w.store.claimEndpoint({
       name: `s${i}`,
       network: "a",
@@ -268,10 +265,16 @@ test("attach: a port of cnv-user-br0 must be free beside the endpoints, the upli
   refused(
     w,
     () => w.svc.endpoints.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" }),
-    "attach e1 to a: the bridge cnv-user-br0 takes at most 1023 ports (a Linux bridge's limit); 1022 endpoints and 1 other port (uplink, overlay) use 1023: nothing was changed",
+    "attach e1 to a: this node holds at most 25 endpoints (cnv-user-br0 and 3 extension bridges of 8 ports each, less the links between them and 1 other port (uplink, overlay)); 25 are attached: nothing was changed",
   );
-  // Without the uplink, the 1,023rd port is free.
+  // A link's end is no other port: counted with the bridges.
+  w.dp.map("stm_ifaces").update(encodeIfindex(4243), encodeIface({ kind: "link" }));
+  expect(() => w.svc.endpoints.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" })).toThrow(
+    "this node holds at most 25 endpoints",
+  );
+  // Without the uplink, the 26th endpoint fits.
   w.dp.map("stm_ifaces").delete(encodeIfindex(UPLINK_IF));
+  w.dp.map("stm_ifaces").delete(encodeIfindex(4243));
   w.svc.endpoints.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" });
   expect(w.store.getEndpoint("e1")?.network).toBe("a");
 });

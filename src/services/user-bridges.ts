@@ -1,0 +1,243 @@
+/** The node's user bridges. A Linux bridge takes at most 1,023 ports, so a node's endpoints
+ * beyond what cnv-user-br0 holds go on extension bridges cnv-user-br1 …, each joined to
+ * cnv-user-br0 by a veth pair (cnv-user-l<i>a on cnv-user-br0, cnv-user-l<i>b on the extension).
+ * The networks stay on cnv-user-br0 (its gateways, the uplink, the overlay): an extension is
+ * more ports of the same segment.
+ *
+ * - Both ends of a link carry stm_link_out (bpf/include/stm_link.h): a frame that crosses keeps
+ *   the port it came from, so isolation, port security and the firewall judge it as on one bridge.
+ * - cnv-user-br0 has a static FDB entry on the link for every endpoint of the extension; an
+ *   extension floods what it does not know to its link only (its endpoints' ports flood no
+ *   unknown unicast). Learning is off on both ends.
+ * - Order (fail closed): a link's interface entries and programs are in place before its ends
+ *   join a bridge and come up.
+ *
+ * cnv-user-br0 keeps a port for the link of every extension there may be, so a node fills
+ * cnv-user-br0 first and extensions in turn. Docs: docs/networks.md#capacity. */
+import type { PortDatapath } from "../datapath/port-datapath";
+import { ERRNO, StratumError } from "../errors";
+import { bridgeLinkNames, bridgeLinkNumber, USER_BRIDGE, userBridgeName, userBridgeNumber } from "../model/topology";
+import {
+  addFdb,
+  createBridge,
+  createVeth,
+  deleteFdb,
+  deleteLinkIfExists,
+  getLink,
+  type Link,
+  listLinks,
+  type Rtnl,
+  setBridgePort,
+  setLink,
+} from "../netlink";
+import { bridgeMac } from "../reconcile/bridges";
+import { type BridgeLimits, bridgeLimits } from "./capacity";
+
+/** A link end's MTU: never what limits a frame (a bridge's MTU follows its ports' lowest). */
+const LINK_MTU = 65535;
+
+export interface UserBridge {
+  number: number;
+  index: number;
+  name: string;
+}
+
+export class UserBridges {
+  /** Ports of each user bridge by its ifindex, counted from a dump and kept since. */
+  readonly #fill = new Map<number, number>();
+  /** Bridge number (0: cnv-user-br0) by ifindex. */
+  readonly #numbers = new Map<number, number>();
+  /** The ifindex of extension n's link end on cnv-user-br0, by n. */
+  readonly #mainEnds = new Map<number, number>();
+  #counted = false;
+
+  constructor(
+    private readonly nl: Rtnl,
+    private readonly dp: PortDatapath,
+    readonly limits: BridgeLimits = bridgeLimits(),
+  ) {}
+
+  /** Counts every user bridge's ports from a dump of the links (default: one made now). */
+  count(links: Iterable<Link> = listLinks(this.nl)): void {
+    const all = [...links];
+    this.#fill.clear();
+    this.#numbers.clear();
+    this.#mainEnds.clear();
+    for (const l of all) {
+      const e = bridgeLinkNumber(l.name);
+      if (e !== undefined && l.name === bridgeLinkNames(e).main) this.#mainEnds.set(e, l.index);
+      const i = userBridgeNumber(l.name);
+      if (i === undefined || l.kind !== "bridge") continue;
+      this.#numbers.set(l.index, i);
+      this.#fill.set(l.index, 0);
+    }
+    for (const l of all) {
+      const f = l.master === undefined ? undefined : this.#fill.get(l.master);
+      if (f !== undefined) this.#fill.set(l.master as number, f + 1);
+    }
+    this.#counted = true;
+  }
+
+  /** The user bridge with ifindex `index`, or undefined for another device. */
+  bridgeOf(index: number | undefined): UserBridge | undefined {
+    if (index === undefined) return undefined;
+    if (!this.#counted || !this.#numbers.has(index)) this.count();
+    const n = this.#numbers.get(index);
+    return n === undefined ? undefined : { number: n, index, name: userBridgeName(n) };
+  }
+
+  /** The ifindex of extension `n`'s link end on cnv-user-br0 (its FDB entries are there). */
+  linkIndex(n: number): number | undefined {
+    if (!this.#counted) this.count();
+    return this.#mainEnds.get(n);
+  }
+
+  /** Whether `index` is a user bridge's ifindex. */
+  isUserBridge(index: number | undefined): boolean {
+    return this.bridgeOf(index) !== undefined;
+  }
+
+  /** The extensions there are, by number. */
+  extensions(): number[] {
+    if (!this.#counted) this.count();
+    return [...this.#numbers.values()].filter((n) => n > 0).sort((a, b) => a - b);
+  }
+
+  /** How full each user bridge is (ports, of limits.ports), cnv-user-br0 first. */
+  fill(): Array<{ name: string; ports: number }> {
+    if (!this.#counted) this.count();
+    return [...this.#numbers]
+      .sort((a, b) => a[1] - b[1])
+      .map(([index, n]) => ({ name: userBridgeName(n), ports: this.#fill.get(index) ?? 0 }));
+  }
+
+  /** The bridge a new port joins: cnv-user-br0 while it has a port beyond those kept for the
+   * links of extensions not made yet, else the first extension with a free port, else a new
+   * extension (made here, with its link). */
+  place(): UserBridge {
+    if (!this.#counted) this.count();
+    const byNumber = new Map([...this.#numbers].map(([index, n]) => [n, index]));
+    const main = byNumber.get(0);
+    if (main === undefined) throw new StratumError("NOT_FOUND", `bridge ${USER_BRIDGE} does not exist`);
+    const made = byNumber.size - 1;
+    if ((this.#fill.get(main) ?? 0) + (this.limits.extensions - made) < this.limits.ports)
+      return { number: 0, index: main, name: USER_BRIDGE };
+    for (let n = 1; n <= this.limits.extensions; n++) {
+      const index = byNumber.get(n);
+      if (index === undefined) {
+        const br = this.ensureExtension(n);
+        return { number: n, index: br.index, name: br.name };
+      }
+      if ((this.#fill.get(index) ?? 0) < this.limits.ports) return { number: n, index, name: userBridgeName(n) };
+    }
+    throw new StratumError(
+      "CAPACITY",
+      `every user bridge is full (${USER_BRIDGE} and ${this.limits.extensions} extensions of ${this.limits.ports} ports)`,
+    );
+  }
+
+  /** Puts `port` on a user bridge (the one `place` picks) unless it is on one already; a bridge
+   * that turns out full (EXFULL: counted before another's change) is counted again and the next
+   * one tried. Returns the bridge. */
+  join(port: Link): UserBridge {
+    const on = this.bridgeOf(port.master);
+    if (on) return on;
+    for (let tries = 0; ; tries++) {
+      const br = this.place();
+      try {
+        setLink(port.name, { master: br.name }, this.nl);
+        this.#fill.set(br.index, (this.#fill.get(br.index) ?? 0) + 1);
+        return br;
+      } catch (e) {
+        if (!(e instanceof StratumError && e.errno === ERRNO.EXFULL) || tries >= 2) throw e;
+        this.count();
+      }
+    }
+  }
+
+  /** A port left bridge `index` (its device deleted or moved). */
+  left(index: number | undefined): void {
+    const f = index === undefined ? undefined : this.#fill.get(index);
+    if (f !== undefined) this.#fill.set(index as number, Math.max(0, f - 1));
+  }
+
+  /** cnv-user-br0's static FDB entry for an endpoint of extension `n`: on the link. */
+  addMainEntry(n: number, mac: string): void {
+    addFdb({ dev: bridgeLinkNames(n).main, mac }, {}, this.nl);
+  }
+
+  /** Removes that entry (gone already: nothing to do). */
+  deleteMainEntry(n: number, mac: string): void {
+    try {
+      deleteFdb({ dev: bridgeLinkNames(n).main, mac }, this.nl);
+    } catch (e) {
+      if (!(e instanceof StratumError && (e.errno === ERRNO.ENOENT || e.errno === ERRNO.ENODEV))) throw e;
+    }
+  }
+
+  /** Makes (or repairs) extension `n`: the veth pair, each end's interface entry and program,
+   * the bridge, the ends joined (learning off; no unknown unicast from cnv-user-br0 into the
+   * extension), then up. Idempotent; `links`: a dump to read instead of asking per device. */
+  ensureExtension(n: number, links?: Map<string, Link>): Link {
+    const get = (name: string) => (links ? (links.get(name) ?? null) : getLink(name, this.nl));
+    const names = bridgeLinkNames(n);
+    const name = userBridgeName(n);
+    let main = get(names.main);
+    let ext = get(names.ext);
+    if (!main || !ext || main.kind !== "veth" || ext.kind !== "veth") {
+      deleteLinkIfExists(names.main, this.nl);
+      deleteLinkIfExists(names.ext, this.nl);
+      main = createVeth(names.main, names.ext, { mtu: LINK_MTU }, this.nl);
+      ext = getLink(names.ext, this.nl) as Link;
+    }
+    for (const end of [main, ext]) {
+      this.dp.setIface(end.index, { kind: "link" });
+      this.dp.attachLink(end.index);
+    }
+    let br = get(name);
+    if (br && br.kind !== "bridge")
+      throw new StratumError("INVALID", `${name} exists but is a ${br.kind ?? "non-bridge"} device`);
+    const mac = bridgeMac(name);
+    if (!br) br = createBridge(name, { up: true, mac }, this.nl);
+    else if (!br.up || br.mac !== mac) setLink(name, { up: true, mac }, this.nl);
+    const mainBr = get(USER_BRIDGE);
+    if (!mainBr) throw new StratumError("NOT_FOUND", `bridge ${USER_BRIDGE} does not exist`);
+    const wire = (end: Link, master: Link, unicastFlood: boolean) => {
+      if (end.master !== master.index) setLink(end.name, { master: master.name }, this.nl);
+      const now = getLink(end.name, this.nl) as Link;
+      if (now.bridgePort?.learning !== false || now.bridgePort?.unicastFlood !== unicastFlood)
+        setBridgePort(end.name, { learning: false, unicastFlood }, this.nl);
+      if (!now.up) setLink(end.name, { up: true }, this.nl);
+    };
+    wire(main, mainBr, false);
+    wire(ext, br, true);
+    this.#mainEnds.set(n, main.index);
+    if (!this.#numbers.has(br.index)) {
+      this.#numbers.set(br.index, n);
+      this.#fill.set(br.index, 1);
+      this.#fill.set(mainBr.index, (this.#fill.get(mainBr.index) ?? 0) + 1);
+    }
+    return br;
+  }
+
+  /** Removes extension `n` with its link (its endpoints' ports must be gone). */
+  removeExtension(n: number): void {
+    const names = bridgeLinkNames(n);
+    for (const end of [names.main, names.ext]) {
+      const l = getLink(end, this.nl);
+      if (!l) continue;
+      setLink(end, { up: false }, this.nl);
+      deleteLinkIfExists(end, this.nl);
+      this.dp.deleteIface(l.index);
+    }
+    deleteLinkIfExists(userBridgeName(n), this.nl);
+    this.count();
+  }
+
+  /** ifindexes of the links' ends there are (their interface entries are theirs). */
+  linkEnds(links: Iterable<Link>): Set<number> {
+    const out = new Set<number>();
+    for (const l of links) if (bridgeLinkNumber(l.name) !== undefined) out.add(l.index);
+    return out;
+  }
+}
