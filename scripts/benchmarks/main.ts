@@ -21,6 +21,7 @@ import { SCALE_BENCHMARKS } from "./scale";
 import { SHAPE_BENCHMARKS } from "./shape";
 import { BENCHMARKS as DATAPATH_BENCHMARKS } from "./suite";
 import { VS_NFT_BENCHMARKS } from "./vs-nft";
+import { VS_NFT_BRIDGE_BENCHMARKS } from "./vs-nft-bridge";
 
 const BENCHMARKS = {
   ...DATAPATH_BENCHMARKS,
@@ -38,6 +39,7 @@ const BENCHMARKS = {
   ...CLI_BENCHMARKS,
   ...FW_APPLY_BENCHMARKS,
   ...VS_NFT_BENCHMARKS,
+  ...VS_NFT_BRIDGE_BENCHMARKS,
   ...SCALE_BENCHMARKS,
 };
 /** Left out of a run that names nothing: minutes each, with labs and data of their own. */

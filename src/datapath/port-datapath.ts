@@ -185,6 +185,7 @@ export class PortDatapath {
     mkdirSync(this.mapDir, { recursive: true });
     const report: OpenReport = { staged: [], migrated: [], restarted: [], resumed: [], discarded: [] };
     this.#ids = undefined;
+    this.#prints.clear();
     const held = new Map<string, Fd>(); // maps/NAME
     const found = new Map<string, Fd>(); // maps-next/NAME, left by an upgrade cut short
     const changed = new Map<PinnedMap, MapInfo>();
@@ -225,6 +226,7 @@ export class PortDatapath {
       });
       this.#obj = obj;
       this.#ownIds.clear();
+      this.#prints.clear();
       // Loaded: from here on the pins change.
       for (const [f, fd] of found) {
         if (resumed.has(f)) continue;
@@ -296,8 +298,23 @@ export class PortDatapath {
       own = progInfo(this.obj.program(prog).fd).id;
       this.#ownIds.set(prog, own);
     }
-    return progFingerprint(id, ids) === progFingerprint(own, ids);
+    if (id === own) return true;
+    return this.#print(id, ids) === this.#print(own, ids);
   }
+
+  /** A program's fingerprint by id, asked of the kernel once: a loaded program's instructions
+   * and maps never change, and ids are not reused while it lives (a reconcile asks for every
+   * port's). A program gone gives "" and is not kept. */
+  #print(id: number, ids: Set<number>): string {
+    let p = this.#prints.get(id);
+    if (p === undefined) {
+      p = progFingerprint(id, ids);
+      if (p) this.#prints.set(id, p);
+    }
+    return p;
+  }
+
+  #prints = new Map<number, string>();
 
   /** This object's programs' ids, by name (asked once: a reconcile asks for every port). */
   #ownIds = new Map<string, number>();
@@ -874,6 +891,7 @@ export class PortDatapath {
     this.#obj = undefined;
     this.#ids = undefined;
     this.#ownIds.clear();
+    this.#prints.clear();
   }
 
   /** The maps this datapath pins, by name (for status and metrics: fill levels). */

@@ -19,7 +19,7 @@ import {
   removeVip,
   type VipSpec,
 } from "../model/vip";
-import type { Store } from "../store/store";
+import type { Endpoint, Store, StoredNetwork } from "../store/store";
 import { type HealthCheck, HealthChecker, type HealthState, type HealthTarget, initialHealth } from "./health";
 import { type BackendAddress, kernelVips } from "./state";
 
@@ -59,11 +59,16 @@ export class LbService {
     readonly o: LbServiceOptions = {},
   ) {}
 
-  /** Every endpoint's addresses (IPv6 from its network's prefix and its MAC). */
+  /** Every endpoint's addresses (IPv6 from its network's prefix and its MAC). The store is read
+   * at the first look-up: a node without VIPs (every endpoint change applies) reads nothing. */
   #endpoints(): (name: string) => BackendAddress | undefined {
-    const nets = new Map(this.store.listNetworks().map((n) => [n.name, n]));
-    const eps = new Map(this.store.listEndpoints().map((e) => [e.name, e]));
+    let read: { nets: Map<string, StoredNetwork>; eps: Map<string, Endpoint> } | undefined;
     return (name) => {
+      read ??= {
+        nets: new Map(this.store.listNetworks().map((n) => [n.name, n])),
+        eps: new Map(this.store.listEndpoints().map((e) => [e.name, e])),
+      };
+      const { nets, eps } = read;
       const e = eps.get(name);
       if (!e) return undefined;
       const n = nets.get(e.network);

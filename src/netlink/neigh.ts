@@ -120,17 +120,29 @@ export function deleteFdb(f: FdbSpec, nl: Rtnl = rtnl()): void {
   nl.do(fdbMsg(NL.RTM_DELNEIGH, 0, f, nl), `delete ${fdbLabel(f)}`);
 }
 
-/** FDB entries; `bridge` limits to members of that bridge, `dev` to one port or VXLAN device. */
-export function listFdb(o: { bridge?: LinkRef; dev?: LinkRef } = {}, nl: Rtnl = rtnl()): Neighbour[] {
+/** FDB entries; `bridge` limits to members of that bridge, `dev` to one port or VXLAN device
+ * (both asked of the kernel, which then walks only those, and checked again here). `bridgeOnly`:
+ * the bridges' entries alone, not each device's own address lists (NTF_SELF: a few multicast
+ * addresses a device, most of a dump on a node with thousands of ports), skipped undecoded. */
+export function listFdb(
+  o: { bridge?: LinkRef; dev?: LinkRef; bridgeOnly?: boolean } = {},
+  nl: Rtnl = rtnl(),
+): Neighbour[] {
+  const br = o.bridge === undefined ? 0 : linkIndex(o.bridge, nl);
+  const dev = o.dev === undefined ? 0 : linkIndex(o.dev, nl);
   const b = new MessageBuilder(
     NL.RTM_GETNEIGH,
     0,
-    encodeNd({ family: NL.AF_BRIDGE, ifindex: 0, state: 0, flags: 0, type: 0 }),
+    encodeNd({ family: NL.AF_BRIDGE, ifindex: dev, state: 0, flags: 0, type: 0 }),
   );
-  const br = o.bridge === undefined ? 0 : linkIndex(o.bridge, nl);
-  const dev = o.dev === undefined ? 0 : linkIndex(o.dev, nl);
-  return nl
-    .dump(b, "list FDB")
-    .map((m) => decodeNeighbour(m.payload))
-    .filter((n) => (br === 0 || n.master === br) && (dev === 0 || n.ifindex === dev));
+  if (br) b.u32(NL.NDA_MASTER, br);
+  if (dev) b.u32(NL.NDA_IFINDEX, dev);
+  const out: Neighbour[] = [];
+  for (const m of nl.dump(b, "list FDB")) {
+    // struct ndmsg: family, pad, pad (2), ifindex (4), state (2), flags (1), type (1).
+    if (o.bridgeOnly && (m.payload[10] as number) & NL.NTF_SELF) continue;
+    const n = decodeNeighbour(m.payload);
+    if ((br === 0 || n.master === br) && (dev === 0 || n.ifindex === dev)) out.push(n);
+  }
+  return out;
 }

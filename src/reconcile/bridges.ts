@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { StratumError } from "../errors";
 import { bridgeLinkNumber, MGMT_BRIDGE, USER_BRIDGE, userBridgeName } from "../model/topology";
-import { createBridge, getLink, listFdb, listLinks, NL, type Rtnl, setLink } from "../netlink";
+import { createBridge, getLink, listFdb, NL, type Rtnl, setLink } from "../netlink";
 import type { Reconciler } from "./reconciler";
 
 /** The MAC a bridge of this node always has: derived from the machine id and the host name,
@@ -57,7 +57,7 @@ export const bridges: Reconciler = {
     ensureBridge(nl, USER_BRIDGE);
     // The extension bridges there are, each with its link whole (user-bridges.ts).
     const ub = run.svc.ctx.bridges;
-    const dump = listLinks(nl);
+    const dump = run.links();
     ub.count(dump);
     const links = new Map(dump.map((l) => [l.name, l]));
     const have = new Set(ub.extensions());
@@ -66,15 +66,19 @@ export const bridges: Reconciler = {
       const n = bridgeLinkNumber(l.name);
       if (n !== undefined) have.add(n);
     }
-    for (const n of [...have].sort((a, b) => a - b)) ub.ensureExtension(n, links);
-    ub.count();
+    let changed = false;
+    for (const n of [...have].sort((a, b) => a - b)) changed = ub.ensureExtension(n, links).changed || changed;
+    if (changed) {
+      run.dropLinks();
+      ub.count(run.links());
+    }
   },
   prune(run) {
     // cnv-user-br0's entries on a link for MACs that are no endpoint's of that extension, and
     // extensions left without endpoints.
     const { nl } = run.svc;
     const ub = run.svc.ctx.bridges;
-    const dump = listLinks(nl);
+    const dump = run.links();
     ub.count(dump);
     const byHostIf = new Map(run.endpoints.map((e) => [e.hostIf, e.mac.toLowerCase()]));
     const wanted = new Map<number, Set<string>>();
@@ -89,7 +93,7 @@ export const bridges: Reconciler = {
     const ext = ub.extensions();
     if (!ext.length) return;
     const mains = new Map(ext.map((n) => [ub.linkIndex(n), n]));
-    for (const f of listFdb({ bridge: USER_BRIDGE }, nl)) {
+    for (const f of listFdb({ bridge: USER_BRIDGE, bridgeOnly: true }, nl)) {
       const n = mains.get(f.ifindex);
       const mac = f.mac?.toLowerCase();
       if (n === undefined || !mac || !(f.state & NL.NUD_NOARP) || wanted.get(n)?.has(mac)) continue;
@@ -99,6 +103,7 @@ export const bridges: Reconciler = {
     for (const n of ext)
       if (!used.has(n)) {
         ub.removeExtension(n);
+        run.dropLinks();
         run.collected(`extension bridge ${userBridgeName(n)} (no endpoint left on it)`);
       }
   },

@@ -32,6 +32,8 @@ export class DriftWatch {
   readonly #names = new Map<number, string>();
   /** Object → why it differs from the store, for the objects whose last notice disagreed. */
   readonly #open = new Map<string, string>();
+  /** The ifindexes of cnv-user-br0 and its extensions, kept with #names. */
+  readonly #userBridges = new Set<number>();
   /** Link notices that renamed a device, with the name it had. */
   readonly #renames = new WeakMap<RtnlEvent, string>();
 
@@ -42,7 +44,8 @@ export class DriftWatch {
   /** Learns the names of the links there are now (at start, and after notices were lost). */
   seed(links: Array<{ index: number; name: string }>): void {
     this.#names.clear();
-    for (const l of links) this.#names.set(l.index, l.name);
+    this.#userBridges.clear();
+    for (const l of links) this.#setName(l.index, l.name);
   }
 
   /** Takes notices in the order the kernel sent them; true when they changed what differs. */
@@ -57,12 +60,9 @@ export class DriftWatch {
     if (!last.size) return false;
     const want = this.#desired();
     let userBridge: number | undefined;
+    for (const i of this.#userBridges) if (this.#names.get(i) === USER_BRIDGE) userBridge = i;
     // An endpoint's port may be on an extension of the user bridge (services/user-bridges.ts).
-    const userBridges = new Set<number>();
-    for (const [i, n] of this.#names) {
-      if (n === USER_BRIDGE) userBridge = i;
-      if (userBridgeNumber(n) !== undefined) userBridges.add(i);
-    }
+    const userBridges = this.#userBridges;
     let changed = false;
     for (const [key, ev] of last) {
       const why = this.#judge(ev, want, userBridge, userBridges);
@@ -72,6 +72,12 @@ export class DriftWatch {
       else this.#open.delete(key);
     }
     return changed;
+  }
+
+  #setName(index: number, name: string): void {
+    this.#names.set(index, name);
+    if (userBridgeNumber(name) !== undefined) this.#userBridges.add(index);
+    else this.#userBridges.delete(index);
   }
 
   /** Why the kernel differs from the store, one line per object, since the last clear(). */
@@ -91,8 +97,10 @@ export class DriftWatch {
         const l = ev.link;
         if (l.family === NL.AF_BRIDGE) return `brport ${l.name}`;
         const before = this.#names.get(l.index);
-        if (ev.op === "del") this.#names.delete(l.index);
-        else this.#names.set(l.index, l.name);
+        if (ev.op === "del") {
+          this.#names.delete(l.index);
+          this.#userBridges.delete(l.index);
+        } else this.#setName(l.index, l.name);
         if (before === undefined || before === l.name) return `link ${l.name}`;
         // Renamed: the old name is gone, which is what matters if it was one of Stratum's.
         this.#renames.set(ev, before);

@@ -64,6 +64,7 @@ export function reconcile(svc: Services, o: ReconcileOptions = {}): ReconcileRep
     const only = o.only;
     if (!only) {
       for (const r of RESTORE_ORDER) r.restore?.(run);
+      run.dropLinks(); // the restores made ports, moved the uplink
       for (const r of PRUNE_ORDER) r.prune?.(run);
       return run.report;
     }

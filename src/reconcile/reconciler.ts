@@ -3,6 +3,7 @@
  * write only where the kernel differs, so a run on a kernel that is right changes nothing.
  * One run reads the store once (RunState) and reports what it did. */
 import type { Attachment } from "../datapath/attach";
+import { type Link, listLinks } from "../netlink";
 import type { Services } from "../services/services";
 import { type Endpoint, localEndpoints, type StoredNetwork } from "../store/store";
 
@@ -81,6 +82,19 @@ export class RunState {
     // In a cluster, the endpoints of this node: the others' are in their kernels.
     this.endpoints = only ? this.networks.flatMap((n) => localEndpoints(svc.store, n.name)) : localEndpoints(svc.store);
     if (only) this.report.only = this.networks.map((n) => n.name);
+  }
+
+  #links?: Link[];
+
+  /** One dump of the links, shared by the reconcilers until one changes them (dropLinks). */
+  links(): Link[] {
+    this.#links ??= listLinks(this.svc.nl);
+    return this.#links;
+  }
+
+  /** The links changed: the next links() dumps again. */
+  dropLinks(): void {
+    this.#links = undefined;
   }
 
   collected(what: string): void {

@@ -4,7 +4,7 @@
  * node's frames leave it with the NIC's own MAC (bpf/include/stm_uplink_mac.h). */
 import { StratumError } from "../errors";
 import { OVERLAY_DEVICE, USER_BRIDGE } from "../model/topology";
-import { getLink, listLinks, setLink } from "../netlink";
+import { getLink, setLink } from "../netlink";
 import { anycastInUse, bridgeMac } from "./bridges";
 import type { Reconciler } from "./reconciler";
 
@@ -29,7 +29,7 @@ export const uplink: Reconciler = {
     // The overlay device's entry is the overlay's (reconcile/overlay.ts).
     const overlay = run.o.overlay ? getLink(OVERLAY_DEVICE, run.svc.nl)?.index : undefined;
     // The links' ends are the bridges' (reconcile/bridges.ts).
-    const links = run.svc.ctx.bridges.linkEnds(listLinks(run.svc.nl));
+    const links = run.svc.ctx.bridges.linkEnds(run.links());
     for (const i of run.svc.dp.ifaceIndexes())
       if (i !== keep && i !== overlay && !links.has(i)) {
         run.svc.dp.deleteIface(i);

@@ -22,7 +22,6 @@ import {
   getLink,
   type Link,
   listAddresses,
-  listFdb,
   listLinks,
   netnsPath,
   Rtnl,
@@ -33,7 +32,7 @@ import { type Endpoint, isLocalEndpoint, type StoredNetwork } from "../store/sto
 import { PacketSocket } from "../sys/os";
 import { endpointEntries, growth } from "./capacity";
 import type { NetworkService } from "./network-service";
-import { checkIfName, endpointLocals, fdbMacs, portConfig } from "./port-config";
+import { checkIfName, endpointLocals, portConfig } from "./port-config";
 import type { ServiceContext } from "./service-context";
 
 export interface AttachRequest {
@@ -296,9 +295,10 @@ export class EndpointService {
     }
     if (port.bridgePort?.learning !== false || port.bridgePort?.unicastFlood !== false)
       setBridgePort(ep.hostIf, { learning: false, unicastFlood: false }, this.nl);
+    // A restore checks the bridge's entries read once (fdbs); a new port gets its entry (a
+    // replace: idempotent) without a dump, which would carry every entry of the node's bridges.
     const mac = ep.mac.toLowerCase();
-    const fdb = (fdbs ?? fdbMacs(listFdb({ dev: ifindex }, this.nl))).get(ifindex) ?? [];
-    if (!fdb.includes(mac)) addFdb({ dev: ep.hostIf, mac: ep.mac }, {}, this.nl);
+    if (!fdbs?.get(ifindex)?.includes(mac)) addFdb({ dev: ep.hostIf, mac: ep.mac }, {}, this.nl);
     // An extension's endpoint: cnv-user-br0 sends its frames down the link.
     if (br.number > 0) {
       const main = fdbs?.get(bridges.linkIndex(br.number) ?? -1);
@@ -471,11 +471,14 @@ export class EndpointService {
    * every port's programs and wiring. After an upgrade the new programs use new maps: none
    * is swapped in before every entry any of them reads is written. Returns the errors, by
    * endpoint. */
-  restore(eps: Endpoint[], fdbs?: Map<number, string[]>): { restored: number; errors: string[] } {
+  restore(
+    eps: Endpoint[],
+    fdbs?: Map<number, string[]>,
+    dump: Link[] = listLinks(this.nl),
+  ): { restored: number; errors: string[] } {
     const errors: string[] = [];
     const ready: Array<{ ep: Endpoint; link: Link }> = [];
     // One dump of the links instead of a request per port (a thousand ports: 0.1 s less).
-    const dump = listLinks(this.nl);
     const links = new Map(dump.map((l) => [l.name, l]));
     this.ctx.bridges.count(dump);
     for (const ep of eps) {

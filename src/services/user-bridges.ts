@@ -125,7 +125,7 @@ export class UserBridges {
     for (let n = 1; n <= this.limits.extensions; n++) {
       const index = byNumber.get(n);
       if (index === undefined) {
-        const br = this.ensureExtension(n);
+        const br = this.ensureExtension(n).bridge;
         return { number: n, index: br.index, name: br.name };
       }
       if ((this.#fill.get(index) ?? 0) < this.limits.ports) return { number: n, index, name: userBridgeName(n) };
@@ -177,8 +177,10 @@ export class UserBridges {
 
   /** Makes (or repairs) extension `n`: the veth pair, each end's interface entry and program,
    * the bridge, the ends joined (learning off; no unknown unicast from cnv-user-br0 into the
-   * extension), then up. Idempotent; `links`: a dump to read instead of asking per device. */
-  ensureExtension(n: number, links?: Map<string, Link>): Link {
+   * extension), then up. Idempotent; `links`: a dump to read instead of asking per device.
+   * `changed`: whether it changed a link (made, joined, flags, up). */
+  ensureExtension(n: number, links?: Map<string, Link>): { bridge: Link; changed: boolean } {
+    let changed = false;
     const get = (name: string) => (links ? (links.get(name) ?? null) : getLink(name, this.nl));
     const names = bridgeLinkNames(n);
     const name = userBridgeName(n);
@@ -189,6 +191,7 @@ export class UserBridges {
       deleteLinkIfExists(names.ext, this.nl);
       main = createVeth(names.main, names.ext, { mtu: LINK_MTU }, this.nl);
       ext = getLink(names.ext, this.nl) as Link;
+      changed = true;
     }
     for (const end of [main, ext]) {
       this.dp.setIface(end.index, { kind: "link" });
@@ -198,16 +201,30 @@ export class UserBridges {
     if (br && br.kind !== "bridge")
       throw new StratumError("INVALID", `${name} exists but is a ${br.kind ?? "non-bridge"} device`);
     const mac = bridgeMac(name);
-    if (!br) br = createBridge(name, { up: true, mac }, this.nl);
-    else if (!br.up || br.mac !== mac) setLink(name, { up: true, mac }, this.nl);
+    if (!br) {
+      br = createBridge(name, { up: true, mac }, this.nl);
+      changed = true;
+    } else if (!br.up || br.mac !== mac) {
+      setLink(name, { up: true, mac }, this.nl);
+      changed = true;
+    }
     const mainBr = get(USER_BRIDGE);
     if (!mainBr) throw new StratumError("NOT_FOUND", `bridge ${USER_BRIDGE} does not exist`);
     const wire = (end: Link, master: Link, unicastFlood: boolean) => {
-      if (end.master !== master.index) setLink(end.name, { master: master.name }, this.nl);
-      const now = getLink(end.name, this.nl) as Link;
-      if (now.bridgePort?.learning !== false || now.bridgePort?.unicastFlood !== unicastFlood)
+      let now = end;
+      if (end.master !== master.index) {
+        setLink(end.name, { master: master.name }, this.nl);
+        now = getLink(end.name, this.nl) as Link;
+        changed = true;
+      }
+      if (now.bridgePort?.learning !== false || now.bridgePort?.unicastFlood !== unicastFlood) {
         setBridgePort(end.name, { learning: false, unicastFlood }, this.nl);
-      if (!now.up) setLink(end.name, { up: true }, this.nl);
+        changed = true;
+      }
+      if (!now.up) {
+        setLink(end.name, { up: true }, this.nl);
+        changed = true;
+      }
     };
     wire(main, mainBr, false);
     wire(ext, br, true);
@@ -217,7 +234,7 @@ export class UserBridges {
       this.#fill.set(br.index, 1);
       this.#fill.set(mainBr.index, (this.#fill.get(mainBr.index) ?? 0) + 1);
     }
-    return br;
+    return { bridge: br, changed };
   }
 
   /** Removes extension `n` with its link (its endpoints' ports must be gone). */

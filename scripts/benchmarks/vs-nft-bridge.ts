@@ -1,0 +1,180 @@
+/** Port security against nftables bridge filtering (docs/benchmarks.md#against-nftables): two
+ * workloads on one Linux bridge, a sender loop of UDP datagrams from one to the other (each
+ * legitimate: it passes either filter and is delivered). Stratum's candidate is its port
+ * programs on both ports (ingress of the sender's: MAC, address, ARP/ND checks; egress of the
+ * receiver's: isolation and a firewall scope that allows); the baseline is the bridge-family
+ * nftables filter a container manager writes for MAC, IPv4 and IPv6 filtering of the sender's
+ * port (its source MAC, ARP sender MAC and address, IPv4 and IPv6 source, NA target, no router
+ * advertisements, no other EtherType), in a forward chain matched by the ingress port's name,
+ * as Incus does for security.mac_filtering / ipv4_filtering / ipv6_filtering. The `-filter`
+ * row subtracts the same loop through the bare bridge in the same round: each filter's own cost
+ * per datagram. Namespaces and pins are removed afterwards. */
+import { rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FirewallTables } from "../../src/datapath/firewall-tables";
+import { PortDatapath } from "../../src/datapath/port-datapath";
+import { profileMac } from "../../src/model/network";
+import { inNetns } from "../../src/sys/os";
+import { type Benchmark, sh } from "./harness";
+
+const NET = { cidr4: "10.21.0.0/24", gw4: "10.21.0.1", cidr6: "fd21::/64", gw6: "fd21::1" };
+const SENDER = { ip4: "10.21.0.2", ip6: "fd21::2", mac: profileMac(1, 2) };
+const RECEIVER = { ip4: "10.21.0.9", ip6: "fd21::9", mac: profileMac(1, 9) };
+const SEND_MS = 600;
+
+/** The sender port's filter as bridge-family nftables rules. */
+function nftScript(): string {
+  const hex = SENDER.mac.replaceAll(":", "");
+  const on = `iifname "tpa"`;
+  return `table bridge stmbench {
+  chain fwd {
+    type filter hook forward priority -200; policy accept;
+    ${on} ether saddr != ${SENDER.mac} drop
+    ${on} ether type arp arp saddr ether != ${SENDER.mac} drop
+    ${on} ether type arp arp saddr ip != ${SENDER.ip4} drop
+    ${on} ether type ip ip saddr != { 0.0.0.0, ${SENDER.ip4} } drop
+    ${on} ether type ip6 ip6 saddr != { fe80::/10, ${SENDER.ip6} } drop
+    ${on} ether type ip6 icmpv6 type nd-neighbor-advert @nh,528,48 != 0x${hex} drop
+    ${on} ether type ip6 icmpv6 type nd-router-advert drop
+    ${on} ether type != { arp, ip, ip6 } drop
+  }
+}
+`;
+}
+
+class BridgeLab {
+  readonly tag = `stmbrf${process.pid}`;
+  readonly node = `${this.tag}-node`;
+  readonly ws = `${this.tag}-ws`;
+  readonly wr = `${this.tag}-wr`;
+  readonly pinRoot = `/sys/fs/bpf/${this.tag}`;
+  readonly dir = join(tmpdir(), this.tag);
+  ifindex = { a: 0, b: 0 };
+  dp: PortDatapath | undefined;
+  attached = false;
+  nft = false;
+
+  setup(): void {
+    for (const ns of [this.node, this.ws, this.wr]) sh(["ip", "netns", "add", ns]);
+    sh(["ip", "-n", this.node, "link", "add", "br", "type", "bridge"]);
+    sh(["ip", "-n", this.node, "link", "set", "br", "up"]);
+    for (const [dev, ns, w] of [
+      ["tpa", this.ws, SENDER],
+      ["tpb", this.wr, RECEIVER],
+    ] as const) {
+      sh(["ip", "-n", this.node, "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+      sh(["ip", "-n", ns, "link", "set", "eth0", "address", w.mac]);
+      sh(["ip", "-n", ns, "addr", "add", `${w.ip4}/24`, "dev", "eth0"]);
+      sh(["ip", "-n", ns, "link", "set", "eth0", "up"]);
+      sh(["ip", "-n", this.node, "link", "set", dev, "master", "br", "up"]);
+    }
+    sh(["ip", "-n", this.ws, "neigh", "add", RECEIVER.ip4, "lladdr", RECEIVER.mac, "dev", "eth0"]);
+    // The receiver drops what arrives at its socket layer quietly: no port unreachable back.
+    sh(["ip", "netns", "exec", this.wr, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=1000000"]);
+    const index = (dev: string) => JSON.parse(sh(["ip", "-n", this.node, "-j", "link", "show", dev]))[0].ifindex;
+    this.ifindex = { a: index("tpa"), b: index("tpb") };
+    sh(["mkdir", "-p", this.dir]);
+    this.dp = new PortDatapath(this.pinRoot);
+    this.dp.open();
+    this.dp.setPort(this.ifindex.a, { netId: 1, ...NET, ...SENDER });
+    this.dp.setPort(this.ifindex.b, { netId: 1, ...NET, ...RECEIVER });
+    new FirewallTables(this.dp).apply(1, [], "allow");
+  }
+
+  teardown(): void {
+    this.dp?.close();
+    for (const ns of [this.ws, this.wr, this.node]) Bun.spawnSync(["ip", "netns", "del", ns]);
+    rmSync(this.pinRoot, { recursive: true, force: true });
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  #ports(on: boolean): void {
+    if (on === this.attached) return;
+    inNetns(`/run/netns/${this.node}`, () => {
+      for (const i of [this.ifindex.a, this.ifindex.b]) {
+        if (on) this.dp?.attachPort(i);
+        else this.dp?.detachPort(i);
+      }
+    });
+    this.attached = on;
+  }
+
+  #nft(on: boolean): void {
+    if (on === this.nft) return;
+    if (on) {
+      const f = join(this.dir, "bridge.nft");
+      writeFileSync(f, nftScript());
+      sh(["ip", "netns", "exec", this.node, "nft", "-f", f]);
+    } else sh(["ip", "netns", "exec", this.node, "nft", "delete", "table", "bridge", "stmbench"]);
+    this.nft = on;
+  }
+
+  stratum(): void {
+    this.#nft(false);
+    this.#ports(true);
+  }
+
+  nftables(): void {
+    this.#ports(false);
+    this.#nft(true);
+  }
+
+  bare(): void {
+    this.#ports(false);
+    this.#nft(false);
+  }
+
+  /** Datagrams the receiver's interface took in (the traffic arrived, it was not dropped). */
+  received(): number {
+    return JSON.parse(sh(["ip", "-n", this.wr, "-j", "-s", "link", "show", "eth0"]))[0].stats64.rx.packets;
+  }
+
+  /** Nanoseconds per datagram of one sender loop, SEND_MS long. */
+  send(): number {
+    const code = `const s = await Bun.udpSocket({}); const b = new Uint8Array(64); let n = 0;
+      const t0 = performance.now(); while (performance.now() - t0 < ${SEND_MS}) { for (let i = 0; i < 64; i++) s.send(b, 9, "${RECEIVER.ip4}"); n += 64; }
+      console.log(((performance.now() - t0) * 1e6) / n); s.close();`;
+    return Number(sh(["ip", "netns", "exec", this.ws, process.execPath, "-e", code]).trim());
+  }
+
+  /** One loop under a filter, its cost beside the bare bridge's; throws when the filter
+   * dropped the legitimate traffic (the comparison would be of nothing). */
+  measure(on: () => void): { total: number; filter: number } {
+    on();
+    const before = this.received();
+    const total = this.send();
+    const got = this.received() - before;
+    if (got < 1000) throw new Error(`port/vs-nft-bridge-filter: the receiver took in ${got} datagrams`);
+    this.bare();
+    const floor = this.send();
+    return { total, filter: total - floor };
+  }
+}
+
+function vsNftBridge(): Benchmark {
+  const lab = new BridgeLab();
+  const name = "port/vs-nft-bridge-filter";
+  return {
+    name,
+    unit: "ns/packet",
+    rows: [
+      { name: `${name}-total`, unit: "ns/packet", figure: "total" },
+      { name, unit: "ns/packet", figure: "filter" },
+    ],
+    setup: () => lab.setup(),
+    teardown: () => lab.teardown(),
+    candidate: {
+      label: "Stratum's port programs on both ports (port security, isolation, firewall: allow)",
+      measure: () => lab.measure(() => lab.stratum()),
+    },
+    baseline: {
+      label: "nftables bridge filter on the sender's port (MAC, ARP, IPv4, IPv6, NA target, RA, EtherType)",
+      measure: () => lab.measure(() => lab.nftables()),
+    },
+  };
+}
+
+export const VS_NFT_BRIDGE_BENCHMARKS: Record<string, () => Benchmark> = {
+  "port/vs-nft-bridge-filter": vsNftBridge,
+};
