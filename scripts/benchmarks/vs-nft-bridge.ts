@@ -28,7 +28,7 @@ function nftScript(): string {
   const hex = SENDER.mac.replaceAll(":", "");
   const on = `iifname "tpa"`;
   return `table bridge stmbench {
-  chain fwd {
+  chain port_tpa {
     type filter hook forward priority -200; policy accept;
     ${on} ether saddr != ${SENDER.mac} drop
     ${on} ether type arp arp saddr ether != ${SENDER.mac} drop
@@ -57,8 +57,8 @@ class BridgeLab {
 
   setup(): void {
     for (const ns of [this.node, this.ws, this.wr]) sh(["ip", "netns", "add", ns]);
-    sh(["ip", "-n", this.node, "link", "add", "br", "type", "bridge"]);
-    sh(["ip", "-n", this.node, "link", "set", "br", "up"]);
+    sh(["ip", "-n", this.node, "link", "add", "lab0", "type", "bridge"]);
+    sh(["ip", "-n", this.node, "link", "set", "lab0", "up"]);
     for (const [dev, ns, w] of [
       ["tpa", this.ws, SENDER],
       ["tpb", this.wr, RECEIVER],
@@ -67,7 +67,7 @@ class BridgeLab {
       sh(["ip", "-n", ns, "link", "set", "eth0", "address", w.mac]);
       sh(["ip", "-n", ns, "addr", "add", `${w.ip4}/24`, "dev", "eth0"]);
       sh(["ip", "-n", ns, "link", "set", "eth0", "up"]);
-      sh(["ip", "-n", this.node, "link", "set", dev, "master", "br", "up"]);
+      sh(["ip", "-n", this.node, "link", "set", dev, "master", "lab0", "up"]);
     }
     sh(["ip", "-n", this.ws, "neigh", "add", RECEIVER.ip4, "lladdr", RECEIVER.mac, "dev", "eth0"]);
     // The receiver drops what arrives at its socket layer quietly: no port unreachable back.
