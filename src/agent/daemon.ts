@@ -60,7 +60,7 @@ import { Addressing } from "../services/addressing";
 import { natPortRange } from "../services/nat";
 import { Services } from "../services/services";
 import { checkWritableStore, SqliteStore } from "../store/sqlite";
-import { localEndpoints, type Store } from "../store/store";
+import { isLocalEndpoint, localEndpoints, type Store } from "../store/store";
 import { Notifier } from "../sys/notify";
 import { lockDirectory } from "../sys/os";
 import { pathError, writableDir } from "../sys/paths";
@@ -97,6 +97,23 @@ import { DEFAULT_RECONCILE_INTERVAL } from "./defaults";
 export { DEFAULT_RECONCILE_INTERVAL };
 
 const log = consola.withTag("agent");
+
+/** This node's endpoints' ports (host-side interface → profile MAC), looked up in the store as
+ * notices name them and kept until the next change: not every endpoint read again after each
+ * change (thousands of endpoints: milliseconds an attach). */
+function portsOf(store: Store): Pick<ReadonlyMap<string, string>, "get" | "has"> {
+  const seen = new Map<string, string | null>();
+  const get = (hostIf: string): string | undefined => {
+    let mac = seen.get(hostIf);
+    if (mac === undefined) {
+      const e = store.getEndpointByHostIf(hostIf);
+      mac = e && isLocalEndpoint(store, e) ? e.mac.toLowerCase() : null;
+      seen.set(hostIf, mac);
+    }
+    return mac ?? undefined;
+  };
+  return { get, has: (hostIf) => get(hostIf) !== undefined };
+}
 /** rtnetlink's protocol number for BGP ("proto bgp"), and the metric of an imported default route. */
 const RTPROT_BGP = 186;
 const BGP_DEFAULT_METRIC = 200;
@@ -404,7 +421,7 @@ async function serve(o: AgentOptions): Promise<void> {
   lb.startHealth();
   svc.onChange(() => {
     try {
-      lb.apply();
+      lb.applyChange();
     } catch (e) {
       lbLog.warn(`the datapath did not take the endpoints' change: ${(e as Error).message}`);
     }
@@ -425,7 +442,7 @@ async function serve(o: AgentOptions): Promise<void> {
   const watch = new DriftWatch(() => {
     desired ??= {
       bridges: bridgeMacs,
-      ports: new Map(localEndpoints(data).map((e) => [e.hostIf, e.mac.toLowerCase()])),
+      ports: portsOf(data),
       uplink: o.uplink,
       gateways: new Set(store.listNetworks().flatMap((n) => svc.networks.gateways(n).map((g) => g.cidr))),
     };

@@ -579,6 +579,10 @@ export const PortStatusView = z
     egressProgId: Count,
     config: z.boolean(),
     bridged: z.boolean(),
+    bridge: z
+      .string()
+      .nullable()
+      .describe("The user bridge it is a port of: cnv-user-br0, or an extension bridge (null: none)"),
     up: z.boolean(),
     state: Health,
     problems: z.array(z.string()),

@@ -147,12 +147,13 @@ export function printStatus(st: AgentStatus): void {
   out(`\nPORTS (${st.ports.length})\n`);
   if (st.ports.length)
     printTable(
-      ["ENDPOINT", "NETWORK", "INTERFACE", "IFINDEX", "ATTACH", "INGRESS", "EGRESS", "CONFIG", "STATE"],
+      ["ENDPOINT", "NETWORK", "INTERFACE", "IFINDEX", "BRIDGE", "ATTACH", "INGRESS", "EGRESS", "CONFIG", "STATE"],
       st.ports.map((p) => [
         p.endpoint,
         p.network,
         p.interface,
         p.ifindex === null ? "-" : String(p.ifindex),
+        p.bridge ?? "-",
         p.attach,
         p.ingressProgId ? String(p.ingressProgId) : "none",
         p.egressProgId ? String(p.egressProgId) : "none",

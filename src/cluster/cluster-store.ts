@@ -223,6 +223,10 @@ export class ClusterStore implements Store {
     return this.mirror.getEndpoint(name);
   }
 
+  getEndpointByHostIf(hostIf: string): Endpoint | null {
+    return this.mirror.getEndpointByHostIf(hostIf);
+  }
+
   claimEndpoint(ep: Omit<Endpoint, "createdAt">): Endpoint {
     const net = this.mirror.getNetwork(ep.network);
     if (!net) throw new StratumError("NOT_FOUND", `network ${ep.network} does not exist`);

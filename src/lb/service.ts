@@ -50,6 +50,8 @@ export class LbService {
   /** Backends whose health this node published (a cluster node's own). */
   readonly #published = new Set<number>();
   #seeded = false;
+  /** Whether the last apply had VIPs (their tables to empty when they go). */
+  #hadVips = true;
   #checker?: HealthChecker;
   #announced = "";
 
@@ -109,10 +111,19 @@ export class LbService {
   /** Makes this node's datapath hold the stored VIPs, and its checks watch their backends. */
   apply(doc: LbDoc = this.store.getLb()): { writes: number; tables: number } {
     this.#seed();
+    this.#hadVips = doc.vips.length > 0;
     const r = this.kernel.apply(this.state(doc));
     this.#retarget(doc);
     this.#announce(doc);
     return r;
+  }
+
+  /** After endpoints changed: applies when a VIP may use them, or the last apply had VIPs. A
+   * node without VIPs does not read its tables back on every attach (a few milliseconds);
+   * the reconcile applies in full either way. */
+  applyChange(): void {
+    const doc = this.store.getLb();
+    if (doc.vips.length || this.#hadVips) this.apply(doc);
   }
 
   // ---- health ----

@@ -68,9 +68,9 @@ const PORT_PROGS: Record<TcDirection, string> = { ingress: "stm_port_in", egress
 export function portStates(rt: AgentRuntime): PortStatus[] {
   const dp = rt.svc.dp;
   const links = new Map<string, Link>(listLinks(rt.svc.nl).map((l) => [l.name, l]));
-  // cnv-user-br0 or one of its extensions (services/user-bridges.ts).
-  const bridges = new Set(
-    [...links.values()].filter((l) => userBridgeNumber(l.name) !== undefined).map((l) => l.index),
+  // cnv-user-br0 or one of its extensions (services/user-bridges.ts), by ifindex.
+  const bridges = new Map(
+    [...links.values()].filter((l) => userBridgeNumber(l.name) !== undefined).map((l) => [l.index, l.name]),
   );
   const ports = dp.map("stm_ports");
   const local = rt.svc.store;
@@ -92,6 +92,7 @@ export function portStates(rt: AgentRuntime): PortStatus[] {
         egressProgId: 0,
         config: false,
         bridged: false,
+        bridge: null,
         up: false,
         state: "degraded" as const,
         problems: [`interface ${ep.hostIf} does not exist`],
@@ -119,6 +120,7 @@ export function portStates(rt: AgentRuntime): PortStatus[] {
       egressProgId: ids.egress,
       config,
       bridged,
+      bridge: link.master === undefined ? null : (bridges.get(link.master) ?? null),
       up: link.up,
       state: problems.length ? ("degraded" as const) : ("ok" as const),
       problems,

@@ -18,8 +18,9 @@ import { NL, type RtnlEvent, STRATUM_ADDR_PROTO } from "../netlink";
 export interface DesiredState {
   /** Bridge name → the MAC it must have. */
   bridges: Map<string, string>;
-  /** Endpoint port (host-side interface) → its endpoint's profile MAC, lower case. */
-  ports: Map<string, string>;
+  /** Endpoint port (host-side interface) → its endpoint's profile MAC, lower case (a Map, or a
+   * look-up in the store by port). */
+  ports: Pick<ReadonlyMap<string, string>, "get" | "has">;
   uplink?: string;
   /** Gateway addresses the user bridge must have ("10.20.0.1/24"). */
   gateways: Set<string>;

@@ -30,7 +30,7 @@ import {
   setBridgePort,
   setLink,
 } from "../netlink";
-import { bridgeMac } from "../reconcile/bridges";
+import { bridgeMac } from "../netlink/bridge-mac";
 import { type BridgeLimits, bridgeLimits } from "./capacity";
 
 /** A link end's MTU: never what limits a frame (a bridge's MTU follows its ports' lowest). */

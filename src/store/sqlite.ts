@@ -567,6 +567,11 @@ export class SqliteStore implements Store {
     return r ? this.#toEndpoint(r) : null;
   }
 
+  getEndpointByHostIf(hostIf: string): Endpoint | null {
+    const r = this.db.query(`${this.#endpointSelect} WHERE e.host_if = ?`).get(hostIf) as EndpointRow | null;
+    return r ? this.#toEndpoint(r) : null;
+  }
+
   claimEndpoint(ep: Omit<Endpoint, "createdAt">): Endpoint {
     return this.db.transaction(() => {
       const net = this.getNetwork(ep.network);

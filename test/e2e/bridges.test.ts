@@ -79,6 +79,10 @@ test("cnv-user-br0 fills first, then the extension; the link's ends are wired an
   expect(fdbOn("cnv-user-l1a").sort()).toEqual(["x1", "x2", "x3"].map((n) => ep(n).mac.toLowerCase()).sort());
   const st = A.json("status");
   expect(st.ports.map((p: { state: string }) => p.state)).toEqual(Array(6).fill("ok"));
+  // status names each port's bridge.
+  expect(Object.fromEntries(st.ports.map((p: { endpoint: string; bridge: string }) => [p.endpoint, p.bridge]))).toEqual(
+    Object.fromEntries(Object.keys(eps).map((n) => [n, n.startsWith("m") ? "cnv-user-br0" : "cnv-user-br1"])),
+  );
 }, 30_000);
 
 test("traffic crosses the link: an extension's endpoint reaches cnv-user-br0's, the gateway and back", () => {

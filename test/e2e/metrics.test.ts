@@ -297,7 +297,14 @@ describe("status", () => {
     expect(st.features.bpf).toBe(true);
     expect(st.ports.map((p: any) => p.endpoint).sort()).toEqual(["ep-a", "ep-b"]);
     for (const p of st.ports) {
-      expect(p).toMatchObject({ network: NET, attach: "cls_bpf", config: true, bridged: true, state: "ok" });
+      expect(p).toMatchObject({
+        network: NET,
+        attach: "cls_bpf",
+        config: true,
+        bridged: true,
+        bridge: "cnv-user-br0",
+        state: "ok",
+      });
       expect(p.ingressProgId).toBeGreaterThan(0);
       expect(p.egressProgId).toBeGreaterThan(0);
       expect(p.ingressProgId).toBe(bpftoolProgId(p.interface, "ingress"));
@@ -328,7 +335,9 @@ describe("status", () => {
     expect(r.stdout).toMatch(/^health: +ok$/m);
     expect(r.stdout).toMatch(/^uplink: +upl0 \(ifindex \d+\): ok; XDP (native|generic) program \d+/m);
     expect(r.stdout).toMatch(/^ENDPOINT +NETWORK +INTERFACE/m);
-    expect(r.stdout).toMatch(new RegExp(`^ep-a +${NET} +${a.interface} +\\d+ +cls_bpf +\\d+ +\\d+ +yes +ok$`, "m"));
+    expect(r.stdout).toMatch(
+      new RegExp(`^ep-a +${NET} +${a.interface} +\\d+ +cnv-user-br0 +cls_bpf +\\d+ +\\d+ +yes +ok$`, "m"),
+    );
     expect(r.stdout).toMatch(/^stm_ct +lru_hash +\d+ +262144 /m);
   });
 
