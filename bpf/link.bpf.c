@@ -7,6 +7,7 @@
 #include "stm_maps.h"
 #include "stm_link.h"
 #include "stm_mseg.h"
+#include "stm_drop.h"
 
 /* tc egress: about to cross. Where the frame came from into the mark, its group into tc_index. */
 SEC("tc")
@@ -14,7 +15,9 @@ int stm_link_out(struct __sk_buff *skb)
 {
 	int linked;
 	__u32 from = stm_from(skb, &linked);
-	skb->tc_index = mseg_group_of(skb->mark);
+	if (from == STM_FROM_UNMARKED)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_LINK_UNMARKED);
+	skb->tc_index = skb->mark == STM_MARK_FW_REPLY ? STM_LINK_FW_REPLY : mseg_group_of(skb->mark);
 	skb->mark = from;
 	return STM_TC_NEXT;
 }
@@ -26,8 +29,20 @@ int stm_link_in(struct __sk_buff *skb)
 {
 	__u32 from = skb->mark;
 	__u32 group = skb->tc_index;
-	skb->mark = group != STM_MSEG_UNTAGGED ? mseg_stamp(group) : 0;
+	if (group == STM_LINK_FW_REPLY)
+		skb->mark = STM_MARK_FW_REPLY;
+	else
+		skb->mark = group != STM_MSEG_UNTAGGED ? mseg_stamp(group) : 0;
 	skb->tc_index = 0;
-	skb->priority = from;
+	skb->priority = from | STM_LINK_SEEN;
 	return STM_TC_NEXT;
+}
+
+/* tc ingress of an extension bridge's own device: what the bridge passes up to its stack (a
+ * broadcast's copy, a frame to its MAC) goes no further. An extension switches; only
+ * cnv-user-br0 is the networks' gateway, and routing through another device would bypass it. */
+SEC("tc")
+int stm_extbr_in(struct __sk_buff *skb)
+{
+	return STM_TC_DROP;
 }

@@ -45,6 +45,8 @@ int stm_overlay_out(struct __sk_buff *skb)
 	if (k.mac[0] & 1)
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OVERLAY_FLOOD);
 	__u32 from = stm_from_last(skb);
+	if (from == STM_FROM_UNMARKED)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_LINK_UNMARKED);
 	struct stm_port *src = from ? bpf_map_lookup_elem(&stm_ports, &from) : NULL;
 	struct stm_remote *r = bpf_map_lookup_elem(&stm_remote, &k);
 	if (!src || !r) {

@@ -959,6 +959,8 @@ int stm_port_out(struct __sk_buff *skb)
 	 * frames the device they were received on (the bridge, another NIC); for what the node
 	 * sends itself, 0. */
 	__u32 from = stm_from_last(skb);
+	if (from == STM_FROM_UNMARKED)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_LINK_UNMARKED);
 	int lan = 0;
 	if (from && from != ifindex) {
 		struct stm_port *src = bpf_map_lookup_elem(&stm_ports, &from);

@@ -206,6 +206,8 @@ int stm_uplink_out(struct __sk_buff *skb)
 	/* Gateway only: a workload's frame bridged straight to the LAN (its ARP and broadcasts,
 	 * a frame to a LAN host's MAC) goes no further, unless its network is extended onto it. */
 	__u32 from = stm_from_last(skb);
+	if (from == STM_FROM_UNMARKED)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_LINK_UNMARKED);
 	int bridged = 0;
 	if (from) {
 		struct stm_port *src = bpf_map_lookup_elem(&stm_ports, &from);

@@ -141,6 +141,12 @@ _Static_assert(sizeof(struct stm_iface) == 8, "stm_iface is ABI");
  * cnv-user-brN, docs/networks.md#capacity): a frame that crossed it carries the device it
  * entered the host on in skb->priority (stm_link.h). */
 #define STM_IFACE_LINK 3
+/* stm_link_in's mark on the origin it puts into skb->priority (ifindexes are below 2^31). */
+#define STM_LINK_SEEN 0x80000000u
+/* stm_from() of a frame that crossed a link without stm_link_in: its callers drop it. */
+#define STM_FROM_UNMARKED 0xffffffffu
+/* skb->tc_index across a link for a firewall's reject answer (no group is 0xffff). */
+#define STM_LINK_FW_REPLY 0xffffu
 
 /* ---- overlay (VXLAN between the nodes of a cluster) ------------------------------------ */
 

@@ -7,7 +7,11 @@
  * (link.bpf.c): on egress, stm_link_out puts where the frame came from into skb->mark and its
  * microsegmentation group into skb->tc_index (both cross a veth within one namespace); on
  * ingress, stm_link_in puts the group's stamp back into the mark and where the frame came from
- * into skb->priority, which the bridge keeps. A frame crosses at most two links (extension →
+ * into skb->priority (with STM_LINK_SEEN: a link end without stm_link_in gives a priority
+ * without it, and the frame is dropped, link-unmarked), which the bridge keeps. A firewall's
+ * reject answer (its mark, STM_MARK_FW_REPLY) crosses as tc_index STM_LINK_FW_REPLY. The
+ * extension bridges' own stack takes nothing (stm_extbr_in drops what a bridge passes up
+ * to it): they switch, they never route. A frame crosses at most two links (extension →
  * cnv-user-br0 → extension): the second carries what the first delivered. Nothing is sent
  * through a link's end without passing its egress, so what stm_link_in reads is always
  * stm_link_out's writing, never a sender's. */
@@ -32,7 +36,8 @@ static __always_inline __u32 stm_from(struct __sk_buff *skb, int *linked)
 	struct stm_iface *d = bpf_map_lookup_elem(&stm_ifaces, &from);
 	if (d && d->kind == STM_IFACE_LINK) {
 		*linked = 1;
-		return carried;
+		/* Fail closed: without stm_link_in's mark the priority is nobody's record. */
+		return carried & STM_LINK_SEEN ? carried & ~STM_LINK_SEEN : STM_FROM_UNMARKED;
 	}
 	return from;
 }

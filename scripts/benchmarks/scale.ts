@@ -2,7 +2,7 @@
  * (a VM's tap each, no namespace to make) attached through the API into one /16.
  *
  * scale/attach: the attach that brings the node to N endpoints (the median of 11 around it),
- * at N = 100, 1,000, 1,020 (past cnv-user-br0's last port: extension bridges from 1,009 on,
+ * at N = 100, 1,000, 1,020 (past cnv-user-br0's last port: extension bridges from 1,007 on,
  * docs/networks.md#capacity) and 4,000, against the same attach on an empty network.
  * scale/reconcile-noop: an API reconcile with nothing to repair at 4,000 endpoints, against
  * one with none. scale/rss-per-endpoint: the agent's RSS growth per endpoint from 0 to 4,000

@@ -106,7 +106,7 @@ function portsOf(store: Store): Pick<ReadonlyMap<string, string>, "get" | "has">
   const get = (hostIf: string): string | undefined => {
     let mac = seen.get(hostIf);
     if (mac === undefined) {
-      const e = store.getEndpointByHostIf(hostIf);
+      const e = store.getEndpointByHostIf(hostIf, store.node);
       mac = e && isLocalEndpoint(store, e) ? e.mac.toLowerCase() : null;
       seen.set(hostIf, mac);
     }

@@ -223,8 +223,8 @@ export class ClusterStore implements Store {
     return this.mirror.getEndpoint(name);
   }
 
-  getEndpointByHostIf(hostIf: string): Endpoint | null {
-    return this.mirror.getEndpointByHostIf(hostIf);
+  getEndpointByHostIf(hostIf: string, node?: string): Endpoint | null {
+    return this.mirror.getEndpointByHostIf(hostIf, node);
   }
 
   claimEndpoint(ep: Omit<Endpoint, "createdAt">): Endpoint {

@@ -714,6 +714,14 @@ export class PortDatapath {
     }
   }
 
+  /** stm_extbr_in on tc ingress of an extension bridge's own device: its stack takes
+   * nothing the bridge passes up. */
+  attachLinkBridge(ifindex: number): void {
+    const current = clsProgId(ifindex, "ingress");
+    if (current && this.isCurrent(current, "stm_extbr_in")) return;
+    attachTc(this.obj.program("stm_extbr_in").fd, ifindex, "ingress", { mode: "cls_bpf" });
+  }
+
   /** A node's address in stm_vteps ("": the switch that turns the checks on, with the overlay's MTU). */
   setVtep(addr: string, o: { self: boolean; gateway?: boolean; mtu?: number }): void {
     this.map("stm_vteps").ensure(encodeVtepKey(addr), encodeVtep(o));

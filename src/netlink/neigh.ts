@@ -121,7 +121,8 @@ export function deleteFdb(f: FdbSpec, nl: Rtnl = rtnl()): void {
 }
 
 /** FDB entries; `bridge` limits to members of that bridge, `dev` to one port or VXLAN device
- * (both asked of the kernel, which then walks only those, and checked again here). `bridgeOnly`:
+ * (filtered here: the request names them too, but a socket without strict checking has the
+ * kernel dump everything regardless). `bridgeOnly`:
  * the bridges' entries alone, not each device's own address lists (NTF_SELF: a few multicast
  * addresses a device, most of a dump on a node with thousands of ports), skipped undecoded. */
 export function listFdb(

@@ -35,7 +35,14 @@ export const bridges: Reconciler = {
       if (n !== undefined) have.add(n);
     }
     let changed = false;
-    for (const n of [...have].sort((a, b) => a - b)) changed = ub.ensureExtension(n, links).changed || changed;
+    // One extension that cannot be repaired is that extension's error, not the whole run's.
+    for (const n of [...have].sort((a, b) => a - b))
+      try {
+        changed = ub.ensureExtension(n, links).changed || changed;
+      } catch (e) {
+        changed = true;
+        run.report.errors.push(`extension bridge ${userBridgeName(n)}: ${(e as Error).message}`);
+      }
     if (changed) {
       run.dropLinks();
       ub.count(run.links());

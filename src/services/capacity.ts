@@ -7,7 +7,6 @@
  * host count), and what a restart must fit in either way. */
 
 import type { MapSource } from "../datapath/firewall-tables";
-import { IFACE_KIND } from "../datapath/port-maps";
 import { StratumError } from "../errors";
 import { type Network, profileCount } from "../model/network";
 import { BRIDGE_PORTS_MAX, EXTENSION_BRIDGES_MAX, USER_BRIDGE } from "../model/topology";
@@ -122,19 +121,17 @@ export function bridgeLimits(): BridgeLimits {
   return { ports, extensions: Math.min(EXTENSION_BRIDGES_MAX, Math.floor((ports - 2) / 2)) };
 }
 
-/** The endpoints a node holds: every user bridge's ports, less both ends of each extension's
- * link and `devices` other ports of cnv-user-br0 (the uplink, the overlay's device). */
-export const nodeEndpointsMax = (devices: number, l: BridgeLimits = bridgeLimits()): number =>
-  (l.extensions + 1) * l.ports - 2 * l.extensions - devices;
+/** Ports of cnv-user-br0 kept for the uplink and the overlay's device, whether they are there
+ * yet or not (a restore plugs the ports before the uplink joins; an overlay may come later). */
+export const DEVICE_PORTS = 2;
 
-/** stm_ifaces entries other than links' ends: the devices on cnv-user-br0 that are no
- * endpoint's (the uplink, the overlay's device). */
-function otherDevices(maps: MapSource): number {
-  const m = maps.map("stm_ifaces");
-  let n = 0;
-  for (const k of m.keys()) if (m.lookup(k)?.readUInt32LE(0) !== IFACE_KIND.link) n++;
-  return n;
-}
+/** The endpoints cnv-user-br0 holds: its ports less one for each extension's link and the
+ * devices' (DEVICE_PORTS). */
+export const mainEndpointsMax = (l: BridgeLimits = bridgeLimits()): number => l.ports - l.extensions - DEVICE_PORTS;
+
+/** The endpoints a node holds: cnv-user-br0's, and each extension's ports less its link's end. */
+export const nodeEndpointsMax = (l: BridgeLimits = bridgeLimits()): number =>
+  mainEndpointsMax(l) + l.extensions * (l.ports - 1);
 
 /** Throws CAPACITY when `need` more entries do not fit in a map beside what the store's
  * networks and endpoints take; `what` (the request) leads the message. */
@@ -144,13 +141,12 @@ export function checkRoom(store: Store, maps: MapSource, need: Partial<Entries>,
   const used = inUse(store, asked);
   const ports = need.stm_ports ?? 0;
   if (ports > 0) {
-    const devices = otherDevices(maps);
     const l = bridgeLimits();
-    const max = nodeEndpointsMax(devices, l);
+    const max = nodeEndpointsMax(l);
     if (used.stm_ports + ports > max)
       throw new StratumError(
         "CAPACITY",
-        `${what}: this node holds at most ${max} endpoints (${USER_BRIDGE} and ${l.extensions} extension bridges of ${l.ports} ports each, less the links between them and ${devices} other port${devices === 1 ? "" : "s"} (uplink, overlay)); ${used.stm_ports} are attached: nothing was changed`,
+        `${what}: this node holds at most ${max} endpoints (${USER_BRIDGE} and ${l.extensions} extension bridges of ${l.ports} ports each, less the links between them and ${DEVICE_PORTS} ports kept for the uplink and the overlay); ${used.stm_ports} are attached: nothing was changed`,
       );
   }
   for (const m of asked) {

@@ -389,6 +389,10 @@ export class EndpointService {
       this.dp.deletePort(link.index);
       this.dp.deleteCap(SHAPE_KIND.ENDPOINT, link.index);
       this.dp.clearDrops(link.index);
+    } else {
+      // The device is gone already: cnv-user-br0's entry on whichever link had it goes too
+      // (a delete names the port: another port's entry for the MAC stays).
+      for (const n of this.ctx.bridges.extensions()) this.ctx.bridges.deleteMainEntry(n, ep.mac);
     }
     for (const a of endpointLocals(ep, n)) this.dp.deleteLocal(a);
     deleteLinkIfExists(ep.hostIf, this.nl);

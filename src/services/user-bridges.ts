@@ -14,6 +14,7 @@
  *
  * cnv-user-br0 keeps a port for the link of every extension there may be, so a node fills
  * cnv-user-br0 first and extensions in turn. Docs: docs/networks.md#capacity. */
+import { readFileSync, writeFileSync } from "node:fs";
 import type { PortDatapath } from "../datapath/port-datapath";
 import { ERRNO, StratumError } from "../errors";
 import { bridgeLinkNames, bridgeLinkNumber, USER_BRIDGE, userBridgeName, userBridgeNumber } from "../model/topology";
@@ -31,7 +32,21 @@ import {
   setLink,
 } from "../netlink";
 import { bridgeMac } from "../netlink/bridge-mac";
-import { type BridgeLimits, bridgeLimits } from "./capacity";
+import { type BridgeLimits, bridgeLimits, mainEndpointsMax } from "./capacity";
+
+/** Turns IPv6 off on a device (its link-local address, router solicitations, MLD): true when it
+ * was on. A kernel without IPv6 has nothing to turn off. */
+function ipv6Off(dev: string): boolean {
+  const path = `/proc/sys/net/ipv6/conf/${dev}/disable_ipv6`;
+  try {
+    if (readFileSync(path, "utf8").trim() === "1") return false;
+    writeFileSync(path, "1");
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw e;
+  }
+}
 
 /** A link end's MTU: never what limits a frame (a bridge's MTU follows its ports' lowest). */
 const LINK_MTU = 65535;
@@ -47,8 +62,10 @@ export class UserBridges {
   readonly #fill = new Map<number, number>();
   /** Bridge number (0: cnv-user-br0) by ifindex. */
   readonly #numbers = new Map<number, number>();
-  /** The ifindex of extension n's link end on cnv-user-br0, by n. */
+  /** The ifindex of extension n's link end, by n, when it is a port of cnv-user-br0. */
   readonly #mainEnds = new Map<number, number>();
+  /** Ports of cnv-user-br0 that are no endpoint's: links' ends, the uplink, the overlay. */
+  #mainOthers = 0;
   #counted = false;
 
   constructor(
@@ -63,17 +80,24 @@ export class UserBridges {
     this.#fill.clear();
     this.#numbers.clear();
     this.#mainEnds.clear();
+    this.#mainOthers = 0;
+    let main: number | undefined;
     for (const l of all) {
-      const e = bridgeLinkNumber(l.name);
-      if (e !== undefined && l.name === bridgeLinkNames(e).main) this.#mainEnds.set(e, l.index);
       const i = userBridgeNumber(l.name);
       if (i === undefined || l.kind !== "bridge") continue;
       this.#numbers.set(l.index, i);
       this.#fill.set(l.index, 0);
+      if (i === 0) main = l.index;
     }
+    const devices = new Set(this.dp.ifaceIndexes()); // the uplink, the overlay, links' ends
     for (const l of all) {
       const f = l.master === undefined ? undefined : this.#fill.get(l.master);
-      if (f !== undefined) this.#fill.set(l.master as number, f + 1);
+      if (f === undefined) continue;
+      this.#fill.set(l.master as number, f + 1);
+      if (l.master !== main) continue;
+      const e = bridgeLinkNumber(l.name);
+      if (e !== undefined && l.name === bridgeLinkNames(e).main) this.#mainEnds.set(e, l.index);
+      if (e !== undefined || devices.has(l.index)) this.#mainOthers++;
     }
     this.#counted = true;
   }
@@ -81,7 +105,7 @@ export class UserBridges {
   /** The user bridge with ifindex `index`, or undefined for another device. */
   bridgeOf(index: number | undefined): UserBridge | undefined {
     if (index === undefined) return undefined;
-    if (!this.#counted || !this.#numbers.has(index)) this.count();
+    if (!this.#counted) this.count();
     const n = this.#numbers.get(index);
     return n === undefined ? undefined : { number: n, index, name: userBridgeName(n) };
   }
@@ -111,24 +135,25 @@ export class UserBridges {
       .map(([index, n]) => ({ name: userBridgeName(n), ports: this.#fill.get(index) ?? 0 }));
   }
 
-  /** The bridge a new port joins: cnv-user-br0 while it has a port beyond those kept for the
-   * links of extensions not made yet, else the first extension with a free port, else a new
-   * extension (made here, with its link). */
-  place(): UserBridge {
+  /** The bridge a new port joins: cnv-user-br0 while it has room for one more endpoint
+   * (mainEndpointsMax), else the first extension with a free port (its link repaired first if
+   * it is not whole), else a new extension (made here, with its link). Counted again once
+   * before it says every bridge is full (a port deleted behind its back). */
+  place(recounted = false): UserBridge {
     if (!this.#counted) this.count();
     const byNumber = new Map([...this.#numbers].map(([index, n]) => [n, index]));
     const main = byNumber.get(0);
     if (main === undefined) throw new StratumError("NOT_FOUND", `bridge ${USER_BRIDGE} does not exist`);
-    const made = byNumber.size - 1;
-    if ((this.#fill.get(main) ?? 0) + (this.limits.extensions - made) < this.limits.ports)
+    if ((this.#fill.get(main) ?? 0) - this.#mainOthers < mainEndpointsMax(this.limits))
       return { number: 0, index: main, name: USER_BRIDGE };
     for (let n = 1; n <= this.limits.extensions; n++) {
-      const index = byNumber.get(n);
-      if (index === undefined) {
-        const br = this.ensureExtension(n).bridge;
-        return { number: n, index: br.index, name: br.name };
-      }
+      let index = byNumber.get(n);
+      if (index === undefined || !this.#mainEnds.has(n)) index = this.ensureExtension(n).bridge.index;
       if ((this.#fill.get(index) ?? 0) < this.limits.ports) return { number: n, index, name: userBridgeName(n) };
+    }
+    if (!recounted) {
+      this.count();
+      return this.place(true);
     }
     throw new StratumError(
       "CAPACITY",
@@ -143,8 +168,8 @@ export class UserBridges {
     const on = this.bridgeOf(port.master);
     if (on) return on;
     for (let tries = 0; ; tries++) {
-      const br = this.place();
       try {
+        const br = this.place();
         setLink(port.name, { master: br.name }, this.nl);
         this.#fill.set(br.index, (this.#fill.get(br.index) ?? 0) + 1);
         return br;
@@ -196,26 +221,38 @@ export class UserBridges {
     for (const end of [main, ext]) {
       this.dp.setIface(end.index, { kind: "link" });
       this.dp.attachLink(end.index);
+      changed = ipv6Off(end.name) || changed;
     }
     let br = get(name);
     if (br && br.kind !== "bridge")
       throw new StratumError("INVALID", `${name} exists but is a ${br.kind ?? "non-bridge"} device`);
     const mac = bridgeMac(name);
+    // A switch only: its own stack takes nothing (its program before it comes up) and it
+    // speaks no IPv6 of its own.
     if (!br) {
-      br = createBridge(name, { up: true, mac }, this.nl);
+      br = createBridge(name, { mac }, this.nl);
       changed = true;
-    } else if (!br.up || br.mac !== mac) {
+    }
+    this.dp.attachLinkBridge(br.index);
+    changed = ipv6Off(name) || changed;
+    if (!br.up || br.mac !== mac) {
       setLink(name, { up: true, mac }, this.nl);
       changed = true;
     }
     const mainBr = get(USER_BRIDGE);
     if (!mainBr) throw new StratumError("NOT_FOUND", `bridge ${USER_BRIDGE} does not exist`);
+    if (!this.#numbers.has(br.index)) {
+      this.#numbers.set(br.index, n);
+      this.#fill.set(br.index, 0);
+    }
     const wire = (end: Link, master: Link, unicastFlood: boolean) => {
       let now = end;
       if (end.master !== master.index) {
         setLink(end.name, { master: master.name }, this.nl);
         now = getLink(end.name, this.nl) as Link;
         changed = true;
+        this.#fill.set(master.index, (this.#fill.get(master.index) ?? 0) + 1);
+        if (master === mainBr) this.#mainOthers++;
       }
       if (now.bridgePort?.learning !== false || now.bridgePort?.unicastFlood !== unicastFlood) {
         setBridgePort(end.name, { learning: false, unicastFlood }, this.nl);
@@ -229,11 +266,6 @@ export class UserBridges {
     wire(main, mainBr, false);
     wire(ext, br, true);
     this.#mainEnds.set(n, main.index);
-    if (!this.#numbers.has(br.index)) {
-      this.#numbers.set(br.index, n);
-      this.#fill.set(br.index, 1);
-      this.#fill.set(mainBr.index, (this.#fill.get(mainBr.index) ?? 0) + 1);
-    }
     return { bridge: br, changed };
   }
 

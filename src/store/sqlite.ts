@@ -567,8 +567,12 @@ export class SqliteStore implements Store {
     return r ? this.#toEndpoint(r) : null;
   }
 
-  getEndpointByHostIf(hostIf: string): Endpoint | null {
-    const r = this.db.query(`${this.#endpointSelect} WHERE e.host_if = ?`).get(hostIf) as EndpointRow | null;
+  getEndpointByHostIf(hostIf: string, node?: string): Endpoint | null {
+    const r = (
+      node === undefined
+        ? this.db.query(`${this.#endpointSelect} WHERE e.host_if = ?`).get(hostIf)
+        : this.db.query(`${this.#endpointSelect} WHERE e.host_if = ? AND e.node = ?`).get(hostIf, node)
+    ) as EndpointRow | null;
     return r ? this.#toEndpoint(r) : null;
   }
 

@@ -56,8 +56,9 @@ export interface Store {
   /** Endpoints, of one network when given, of one node when given (by name, ordered). */
   listEndpoints(network?: string, node?: string): Endpoint[];
   getEndpoint(name: string): Endpoint | null;
-  /** The endpoint whose host-side interface is `hostIf` (unique in the store), if any. */
-  getEndpointByHostIf(hostIf: string): Endpoint | null;
+  /** The endpoint whose host-side interface is `hostIf`: of node `node` (absent: a single
+   * node's store; an interface name is unique per node only), if any. */
+  getEndpointByHostIf(hostIf: string, node?: string): Endpoint | null;
   /** Claims the endpoint's profile; refused when the name or the address is taken. */
   claimEndpoint(ep: Omit<Endpoint, "createdAt">): Endpoint;
   releaseEndpoint(name: string): void;

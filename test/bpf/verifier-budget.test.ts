@@ -18,8 +18,8 @@ const KERNEL_LIMIT = 1_000_000;
  * uplink_in 207,910, uplink_out 205,759; with masquerading: uplink_in 242,180, uplink_out
  * 256,696, uplink_nat_in 207,026; with north-south over the overlay: overlay_out 1,602; with
  * microsegmentation: port_in 219,243, port_out 220,466, overlay_out 2,568; the SRv6 carrier:
- * srv6_out 180, srv6_in 190; the links between user bridges: link_out 39, link_in 19, and
- * port_out 230,452, uplink_out 267,759, overlay_out 2,603 reading where a frame came from. */
+ * srv6_out 180, srv6_in 190; the links between user bridges: link_out 341, link_in 32, extbr_in 2, and
+ * port_out 230,768, uplink_out 270,784, overlay_out 2,654 reading where a frame came from. */
 const BUDGET: Record<ObjectName, Record<string, number>> = {
   port: {
     stm_port_in: 240_000,
@@ -32,8 +32,9 @@ const BUDGET: Record<ObjectName, Record<string, number>> = {
     stm_underlay_in: 2_000,
     stm_srv6_out: 500,
     stm_srv6_in: 500,
-    stm_link_out: 200,
+    stm_link_out: 500,
     stm_link_in: 200,
+    stm_extbr_in: 50,
     stm_xdp_lb: 6_200,
   },
   counter: {

@@ -1,8 +1,12 @@
 /** The firewall under real traffic: a real agent with an uplink, a client and a server
  * workload in one network and an outside namespace beyond the uplink. Real TCP, UDP and ICMP
  * clients (Bun sockets, ping) check allowed, denied and reply traffic, a connection that
- * lives through rule changes, reject (a reset, an unreachable) and the blocklist at the
- * uplink. */
+ * lives through rule changes, reject (a reset, an unreachable; at a port and at the uplink) and
+ * the blocklist at the uplink.
+ *
+ * With STRATUM_TEST_EXTENSIONS=1 (scripts/test runs the file a second time so) the agent's
+ * bridges take 4 ports each: srv is a port of cnv-user-br0, cli of the extension bridge
+ * cnv-user-br1, so every flow and every reject's answer crosses the link between them. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -11,6 +15,8 @@ import { BUN, Netns, ROOT } from "../helpers/netns";
 
 const PROBE = join(ROOT, "test/helpers/probe.ts");
 const NET = "fwt";
+/** The run with the workloads split over cnv-user-br0 and an extension bridge. */
+const EXTENSIONS = process.env.STRATUM_TEST_EXTENSIONS === "1";
 let A: TestAgent;
 let out: Netns;
 let cliNs: Netns;
@@ -38,14 +44,17 @@ function rule(...args: string[]): number {
 }
 
 beforeAll(async () => {
-  A = new TestAgent("fwt");
-  out = new Netns("fwtout");
-  cliNs = new Netns("fwtc");
-  srvNs = new Netns("fwts");
+  const tag = EXTENSIONS ? "fwx" : "fwt";
+  A = new TestAgent(tag);
+  out = new Netns(`${tag}out`);
+  cliNs = new Netns(`${tag}c`);
+  srvNs = new Netns(`${tag}s`);
   A.ns.execOk(["ip", "link", "add", "upl0", "type", "veth", "peer", "name", "ext0", "netns", out.name]);
   out.execOk(["ip", "link", "set", "ext0", "up"]);
   out.execOk(["ip", "addr", "add", "10.73.0.200/24", "dev", "ext0"]);
-  await A.start(["--uplink", "upl0"]);
+  // Bridges of 4 ports: cnv-user-br0 takes srv, the link and the uplink (and keeps one for an
+  // overlay); cnv-user-br1 takes cli.
+  await A.start(["--uplink", "upl0"], EXTENSIONS ? { STRATUM_BRIDGE_PORTS: "4" } : {});
   A.json(
     "network",
     "create",
@@ -64,6 +73,10 @@ beforeAll(async () => {
   );
   srv = A.json("network", "attach", NET, "--name", "srv", "--netns", srvNs.name, "--configure");
   cli = A.json("network", "attach", NET, "--name", "cli", "--netns", cliNs.name, "--configure");
+  if (EXTENSIONS)
+    expect(
+      ["srv", "cli"].map((n) => A.ns.ipJson(["link", "show", A.json("endpoint", "show", n).interface])[0].master),
+    ).toEqual(["cnv-user-br0", "cnv-user-br1"]);
   for (const ns of [srvNs, cliNs]) {
     const p = Bun.spawn(["ip", "netns", "exec", ns.name, BUN, PROBE, "serve", "8080"], {
       stdout: "ignore",
@@ -187,6 +200,47 @@ test("reject: a TCP reset (refused at once) and an ICMP administratively-prohibi
   const p = ping(cliNs, srv.ip, 1);
   expect(p.code).not.toBe(0);
   expect(p.stdout).toMatch(/Packet filtered|Prohibited/i);
+}, 30_000);
+
+test("reject at the uplink: the global scope's reject answers the workload with a reset", () => {
+  const id = A.json(
+    "firewall",
+    "rule",
+    "add",
+    "--global",
+    "--priority",
+    "70",
+    "--direction",
+    "egress",
+    "--proto",
+    "tcp",
+    "--dport",
+    "24",
+    "--action",
+    "reject",
+  ).id as number;
+  // The network denies by default (above): its own egress rule lets the SYN out of cli's port.
+  // (The reset would pass cli's port as the flow's reply even without the reject's pass-once
+  // mark, which crosses a link as tc_index: this checks the answer arrives, either way.)
+  const out24 = rule(
+    "--priority",
+    "71",
+    "--direction",
+    "egress",
+    "--proto",
+    "tcp",
+    "--dport",
+    "24",
+    "--action",
+    "allow",
+  );
+  const before = (A.json("status").uplink.drops["fw-reject"] as number) ?? 0;
+  const t0 = performance.now();
+  expect(probe(cliNs, "tcp", "10.73.0.200", "24").error).toBe("ECONNREFUSED");
+  expect(performance.now() - t0).toBeLessThan(1500);
+  expect(A.json("status").uplink.drops["fw-reject"]).toBe(before + 1);
+  A.ctl("firewall", "rule", "del", "--global", String(id));
+  A.ctl("firewall", "rule", "del", NET, String(out24));
 }, 30_000);
 
 test("a blocklisted source is dropped at the uplink", async () => {

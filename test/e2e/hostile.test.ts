@@ -13,7 +13,7 @@
  * checks that every tag has one); "legit:" tests run the traffic that must keep working.
  *
  * With STRATUM_TEST_EXTENSIONS=1 (scripts/test runs the file a second time so) the agent's
- * bridges take 4 ports each: V and O are ports of cnv-user-br0, W, C and E of the extension
+ * bridges take 5 ports each: V and O are ports of cnv-user-br0, W, C and E of the extension
  * bridge cnv-user-br1, so every guarantee is tried again across the link between them
  * (docs/networks.md#capacity). */
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -420,9 +420,9 @@ beforeAll(async () => {
   lan.execOk(["ip", "addr", "add", `${LAN.xip}/24`, "dev", "ext0"]);
   lan.execOk(["ip", "addr", "add", `${LAN.ip6}/64`, "dev", "ext0", "nodad"]);
   lan.execOk(["ip", "addr", "add", `${LAN.xip6}/64`, "dev", "ext0", "nodad"]);
-  // Bridges of 4 ports: cnv-user-br0 takes the uplink, the link and 2 endpoints; cnv-user-br1 its
+  // Bridges of 5 ports: cnv-user-br0 takes 2 endpoints, the link and the uplink (a port kept for the overlay); cnv-user-br1 its
   // link and 3.
-  await A.start(["--uplink", "upl0"], EXTENSIONS ? { STRATUM_BRIDGE_PORTS: "4" } : {});
+  await A.start(["--uplink", "upl0"], EXTENSIONS ? { STRATUM_BRIDGE_PORTS: "5" } : {});
   A.ns.execOk(["ip", "addr", "add", `${NODE.ip}/24`, "dev", "cnv-user-br0"]);
   A.ns.execOk(["ip", "addr", "add", `${NODE.ip6}/64`, "dev", "cnv-user-br0", "nodad"]);
   for (const n of [NETS.A, NETS.B]) {

@@ -6,7 +6,7 @@
  * nothing; export and import round-trip.
  *
  * With STRATUM_TEST_EXTENSIONS=1 (scripts/test runs the file a second time so) the agent's
- * bridges take 4 ports each: web and free are ports of cnv-user-br0, db and other of the
+ * bridges take 5 ports each: web and free are ports of cnv-user-br0, db and other of the
  * extension bridge cnv-user-br1, so each group crosses the link between them (its stamp carried
  * by stm_link_out/stm_link_in) and other's routed traffic crosses it twice. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -57,7 +57,7 @@ beforeAll(async () => {
   lan.execOk(["ip", "link", "set", "lan0", "up"]);
   lan.execOk(["ip", "addr", "add", "10.74.0.200/24", "dev", "lan0"]);
   A.ns.execOk(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-  await A.start(["--uplink", "upl0"], EXTENSIONS ? { STRATUM_BRIDGE_PORTS: "4" } : {});
+  await A.start(["--uplink", "upl0"], EXTENSIONS ? { STRATUM_BRIDGE_PORTS: "5" } : {});
   A.json(
     "network",
     "create",

@@ -244,13 +244,14 @@ test("a Linux bridge takes 1,023 ports: the kernel refuses the next (EXFULL)", (
   expect(w.agent.ipJson(["link", "show", "master", "br-limit"]).length).toBe(BRIDGE_PORTS_MAX);
 });
 
-test("attach: the node's bridges must have a port free beside the endpoints, the uplink and the overlay", () => {
-  // Bridges of 8 ports: cnv-user-br0 and 3 extensions, 32 ports, 6 of them the links' ends.
+test("attach: the node's bridges must have a port free beside the links and the uplink's and overlay's", () => {
+  // Bridges of 8 ports: cnv-user-br0 (3 endpoints, 3 links, 2 kept for the uplink and the
+  // overlay) and 3 extensions (7 endpoints and a link each): 24 endpoints.
   process.env.STRATUM_BRIDGE_PORTS = "8";
   const w = world({});
   w.svc.networks.create(net("a", "10.1.0.0/21"));
-  // 25 endpoints in the store (their ports counted as the agent counts them), and an uplink.
-  for (let i = 0; i < 25; i++)
+  // 24 endpoints in the store (their ports counted as the agent counts them).
+  for (let i = 0; i < 24; i++)
     w.store.claimEndpoint({
       name: `s${i}`,
       network: "a",
@@ -260,21 +261,19 @@ test("attach: the node's bridges must have a port free beside the endpoints, the
       kind: "veth",
       hostIf: `stms${i}`,
     });
-  const UPLINK_IF = 4242;
-  w.dp.map("stm_ifaces").update(encodeIfindex(UPLINK_IF), encodeIface({ kind: "uplink" }));
   refused(
     w,
     () => w.svc.endpoints.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" }),
-    "attach e1 to a: this node holds at most 25 endpoints (cnv-user-br0 and 3 extension bridges of 8 ports each, less the links between them and 1 other port (uplink, overlay)); 25 are attached: nothing was changed",
+    "attach e1 to a: this node holds at most 24 endpoints (cnv-user-br0 and 3 extension bridges of 8 ports each, less the links between them and 2 ports kept for the uplink and the overlay); 24 are attached: nothing was changed",
   );
-  // A link's end is no other port: counted with the bridges.
-  w.dp.map("stm_ifaces").update(encodeIfindex(4243), encodeIface({ kind: "link" }));
+  // Whether an uplink is there or not: its port is kept either way.
+  w.dp.map("stm_ifaces").update(encodeIfindex(4242), encodeIface({ kind: "uplink" }));
   expect(() => w.svc.endpoints.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" })).toThrow(
-    "this node holds at most 25 endpoints",
+    "this node holds at most 24 endpoints",
   );
-  // Without the uplink, the 26th endpoint fits.
-  w.dp.map("stm_ifaces").delete(encodeIfindex(UPLINK_IF));
-  w.dp.map("stm_ifaces").delete(encodeIfindex(4243));
+  w.dp.map("stm_ifaces").delete(encodeIfindex(4242));
+  // One endpoint fewer: the next fits.
+  w.store.releaseEndpoint("s23");
   w.svc.endpoints.attach({ network: "a", name: "e1", netns: w.eps.name, ifname: "eth1" });
   expect(w.store.getEndpoint("e1")?.network).toBe("a");
 });
