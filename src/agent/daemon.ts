@@ -466,7 +466,7 @@ async function serve(o: AgentOptions): Promise<void> {
     log: (level, msg) => (level === "warn" ? addrLog.warn(msg) : addrLog.info(msg)),
   });
   await addressing.start();
-  svc.onChange((networks) => addressing.refresh(networks));
+  svc.onChange((networks, endpoint) => addressing.refresh(networks, endpoint));
 
   // A gateway's BGP speaker: every network's prefixes to the peers, next hop self. It ran before
   // this start when its settings exist: the peers kept the routes (graceful restart) and get

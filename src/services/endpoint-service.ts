@@ -133,7 +133,7 @@ export class EndpointService {
       if (link) this.#setPortAndCap(link.index, e, n); // back to what the store still says
       throw err;
     }
-    this.ctx.changed(new Set([n.name]));
+    this.ctx.changed(new Set([n.name]), name);
     return this.show(name);
   }
 
@@ -236,7 +236,7 @@ export class EndpointService {
       undo.push("unclaim profile", () => this.dp.setProfile(n.id, n.cidr, index, 0));
       this.#plugPort(ep, n, undo);
       if (req.configure && nsNl) this.#configure(nsNl, ifname as string, `${ip}/${prefixLen}`, n, mac);
-      this.ctx.changed(new Set([n.name]));
+      this.ctx.changed(new Set([n.name]), name);
       return this.view(ep);
     } catch (e) {
       undo.run(this.log);
@@ -346,7 +346,7 @@ export class EndpointService {
     this.#unplugPort(ep, n, getLink(ep.hostIf, this.nl));
     this.store.releaseEndpoint(name);
     this.dp.setProfile(n.id, n.cidr, ep.hostIndex, 0);
-    this.ctx.changed(new Set([n.name]));
+    this.ctx.changed(new Set([n.name]), name);
   }
 
   /** The first half of a move (docs/overlay.md#moving-an-endpoint), on the node the endpoint
@@ -442,7 +442,7 @@ export class EndpointService {
       const prefixLen = parseSubnet(n.cidr).prefixLen;
       if (configure && nsNl && ep.ifname) this.#configure(nsNl, ep.ifname, `${ep.ip}/${prefixLen}`, n, ep.mac);
       this.#announce(ep, n);
-      this.ctx.changed(new Set([n.name]));
+      this.ctx.changed(new Set([n.name]), name);
       return { flows };
     } finally {
       nsNl?.close();

@@ -8,11 +8,14 @@ import type { Store } from "../store/store";
 import { checkRoom, type Entries } from "./capacity";
 import { UserBridges } from "./user-bridges";
 
+/** What changed: some networks (absent: anything), and of them only one endpoint. */
+export type ChangeListener = (networks?: ReadonlySet<string>, endpoint?: string) => void;
+
 export class ServiceContext {
   /** Called after every change that the DHCP and DNS servers serve (networks, endpoints,
    * records): they rebuild what they answer from the store; with `networks`, only those
    * networks changed. */
-  readonly #listeners: Array<(networks?: ReadonlySet<string>) => void> = [];
+  readonly #listeners: ChangeListener[] = [];
 
   /** A cluster node: the overlay's MTU (its underlay's less VXLAN's overhead), a new network's
    * MTU unless it says one. Absent: 1500. */
@@ -49,15 +52,17 @@ export class ServiceContext {
     return this.#groupIds.ids.get(name) ?? MSEG.UNTAGGED;
   }
 
-  onChange(fn: (networks?: ReadonlySet<string>) => void): void {
+  onChange(fn: ChangeListener): void {
     this.#listeners.push(fn);
   }
 
-  /** `networks`: only these networks changed (absent: anything may have). */
-  changed(networks?: ReadonlySet<string>): void {
+  /** `networks`: only these networks changed (absent: anything may have); `endpoint`: of
+   * them, only this endpoint (attached, detached, its settings), so a listener that keeps
+   * each network's endpoints may read that one again instead of them all. */
+  changed(networks?: ReadonlySet<string>, endpoint?: string): void {
     for (const fn of this.#listeners) {
       try {
-        fn(networks);
+        fn(networks, endpoint);
       } catch (e) {
         this.log(`refresh after a change: ${(e as Error).message}`);
       }

@@ -10,7 +10,7 @@ import { FirewallService, type FwKernel } from "./firewall-service";
 import { LeaseService } from "./lease-service";
 import { MicrosegService } from "./microseg-service";
 import { NetworkService } from "./network-service";
-import { ServiceContext } from "./service-context";
+import { type ChangeListener, ServiceContext } from "./service-context";
 
 export class Services {
   readonly ctx: ServiceContext;
@@ -65,7 +65,7 @@ export class Services {
   }
 
   /** Runs `fn` after every change the address and name servers serve. */
-  onChange(fn: (networks?: ReadonlySet<string>) => void): void {
+  onChange(fn: ChangeListener): void {
     this.ctx.onChange(fn);
   }
 }
