@@ -373,6 +373,14 @@ export class ClusterStore implements Store {
     return this.mirror.claimedIndexes(network);
   }
 
+  endpointCount(network: string): number {
+    return this.mirror.endpointCount(network);
+  }
+
+  firstFreeIndex(network: string, skip: number, total: number): number | undefined {
+    return this.mirror.firstFreeIndex(network, skip, total);
+  }
+
   // ---- firewall ----
 
   listRules(scope: number): StoredRule[] {

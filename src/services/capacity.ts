@@ -102,7 +102,7 @@ export function inUse(store: Store, maps: readonly RoomMap[] = ROOM_MAPS): Entri
       if (n) add(used, endpointEntries(ep, n));
     }
   } else if (maps.includes("stm_ports") || maps.includes("stm_local")) {
-    for (const n of networks) add(used, endpointEntries({}, n), store.claimedIndexes(n.name).size);
+    for (const n of networks) add(used, endpointEntries({}, n), store.endpointCount(n.name));
   }
   return used;
 }

@@ -622,6 +622,26 @@ export class SqliteStore implements Store {
     ).map((r) => r.name);
   }
 
+  endpointCount(network: string): number {
+    const r = this.db
+      .query("SELECT COUNT(*) AS n FROM endpoints e JOIN networks n ON n.id = e.network_id WHERE n.name = ?")
+      .get(network) as { n: number };
+    return r.n;
+  }
+
+  firstFreeIndex(network: string, skip: number, total: number): number | undefined {
+    // The lowest free index is 0, one past a claimed one, or one past the gateway's: the
+    // candidates, less the claimed ones and the gateway's, searched in the index.
+    const r = this.db
+      .query(
+        `WITH claimed AS (SELECT e.host_index AS h FROM endpoints e JOIN networks n ON n.id = e.network_id WHERE n.name = ?1)
+         SELECT MIN(c) AS free FROM (SELECT 0 AS c UNION SELECT ?2 + 1 UNION SELECT h + 1 FROM claimed)
+         WHERE c < ?3 AND c != ?2 AND c NOT IN (SELECT h FROM claimed)`,
+      )
+      .get(network, skip, total) as { free: number | null };
+    return r.free ?? undefined;
+  }
+
   claimedIndexes(network: string): Set<number> {
     const rows = this.db
       .query("SELECT e.host_index FROM endpoints e JOIN networks n ON n.id = e.network_id WHERE n.name = ?")

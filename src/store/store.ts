@@ -82,6 +82,11 @@ export interface Store {
 
   /** Host indexes claimed in a network (to find the next free address). */
   claimedIndexes(network: string): Set<number>;
+  /** How many endpoints a network has (counted, not read). */
+  endpointCount(network: string): number;
+  /** The lowest host index of a network, below `total` and other than `skip` (its gateway's),
+   * that no endpoint claims; undefined when none is left. */
+  firstFreeIndex(network: string, skip: number, total: number): number | undefined;
   /** The names of a network's endpoints, ordered (a network's view lists them: reading whole
    * rows for 100,000 endpoints of a cluster took most of a network list). */
   endpointNames(network: string): string[];

@@ -38,6 +38,7 @@ const as = (s: SqliteStore, node: string | undefined): Store =>
     listNetworks: () => s.listNetworks(),
     listEndpoints: (n?: string, node?: string) => s.listEndpoints(n, node),
     claimedIndexes: (n: string) => s.claimedIndexes(n),
+    endpointCount: (n: string) => s.endpointCount(n),
   }) as unknown as Store;
 
 test("a cluster node counts its own endpoints' ports, addresses and caps; a single node counts all", () => {
