@@ -203,37 +203,13 @@ test("reject: a TCP reset (refused at once) and an ICMP administratively-prohibi
 }, 30_000);
 
 test("reject at the uplink: the global scope's reject answers the workload with a reset", () => {
-  const id = A.json(
-    "firewall",
-    "rule",
-    "add",
-    "--global",
-    "--priority",
-    "70",
-    "--direction",
-    "egress",
-    "--proto",
-    "tcp",
-    "--dport",
-    "24",
-    "--action",
-    "reject",
-  ).id as number;
+  const tcp24 = ["--direction", "egress", "--proto", "tcp", "--dport", "24"];
+  const id = A.json("firewall", "rule", "add", "--global", "--priority", "70", ...tcp24, "--action", "reject")
+    .id as number;
   // The network denies by default (above): its own egress rule lets the SYN out of cli's port.
   // (The reset would pass cli's port as the flow's reply even without the reject's pass-once
   // mark, which crosses a link as tc_index: this checks the answer arrives, either way.)
-  const out24 = rule(
-    "--priority",
-    "71",
-    "--direction",
-    "egress",
-    "--proto",
-    "tcp",
-    "--dport",
-    "24",
-    "--action",
-    "allow",
-  );
+  const out24 = rule("--priority", "71", ...tcp24, "--action", "allow");
   const before = (A.json("status").uplink.drops["fw-reject"] as number) ?? 0;
   const t0 = performance.now();
   expect(probe(cliNs, "tcp", "10.73.0.200", "24").error).toBe("ECONNREFUSED");
