@@ -4,7 +4,8 @@
  * lives through rule changes, reject (a reset, an unreachable; at a port and at the uplink) and
  * the blocklist at the uplink.
  *
- * With STRATUM_TEST_EXTENSIONS=1 (scripts/test runs the file a second time so) the agent's
+ * With STRATUM_TEST_EXTENSIONS=1 (scripts/test runs the file a second time so, with
+ * STRATUM_LONG=1) the agent's
  * bridges take 4 ports each: srv is a port of cnv-user-br0, cli of the extension bridge
  * cnv-user-br1, so every flow and every reject's answer crosses the link between them. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
