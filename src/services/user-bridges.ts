@@ -116,23 +116,10 @@ export class UserBridges {
     return this.#mainEnds.get(n);
   }
 
-  /** Whether `index` is a user bridge's ifindex. */
-  isUserBridge(index: number | undefined): boolean {
-    return this.bridgeOf(index) !== undefined;
-  }
-
   /** The extensions there are, by number. */
   extensions(): number[] {
     if (!this.#counted) this.count();
     return [...this.#numbers.values()].filter((n) => n > 0).sort((a, b) => a - b);
-  }
-
-  /** How full each user bridge is (ports, of limits.ports), cnv-user-br0 first. */
-  fill(): Array<{ name: string; ports: number }> {
-    if (!this.#counted) this.count();
-    return [...this.#numbers]
-      .sort((a, b) => a[1] - b[1])
-      .map(([index, n]) => ({ name: userBridgeName(n), ports: this.#fill.get(index) ?? 0 }));
   }
 
   /** The bridge a new port joins: cnv-user-br0 while it has room for one more endpoint
