@@ -179,6 +179,9 @@ export class ApiClient {
     } while (after !== undefined);
   }
   blockAdd = (prefixes: string[]) => this.call("addBlocklist", { body: { prefixes } });
+  /** A blocklist file's text, checked line by line by the agent (`file` names it in messages). */
+  blockAddText = (text: string, file?: string) =>
+    this.call("addBlocklist", { body: { text, ...(file === undefined ? {} : { file }) } });
   blockDel = (prefix: string) => this.call("deleteBlocklistPrefix", { query: { prefix } });
   blockClear = () => this.call("clearBlocklist");
   blockTest = (address: string) => this.call("testBlocklist", { query: { address } });

@@ -330,7 +330,7 @@ function handlers(svc: Services, o: AppOptions): Handlers {
     exportRules: ({ params }) => fw.exportRules(params.scope),
     importRules: ({ params, body }) => fw.importRules(params.scope, body),
     listBlocklist: ({ query }) => fw.blockPage(query),
-    addBlocklist: ({ body }) => fw.blockAdd(body.prefixes),
+    addBlocklist: ({ body }) => ("text" in body ? fw.blockAddText(body.text, body.file) : fw.blockAdd(body.prefixes)),
     deleteBlocklistPrefix: ({ query }) => {
       fw.blockDel(query.prefix);
     },

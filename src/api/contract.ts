@@ -142,9 +142,20 @@ export const RuleSetImport = z
   .strict();
 
 export const BlocklistAdd = z
-  .object({ prefixes: z.array(z.string()).min(1) })
-  .strict()
-  .describe("Prefixes (a bare address is a host prefix); all or none");
+  .union([
+    z.object({ prefixes: z.array(z.string()).min(1).describe("Prefixes (a bare address is a host prefix)") }).strict(),
+    z
+      .object({
+        text: z
+          .string()
+          .describe(
+            "A blocklist file's text: one prefix a line, '#' comments, blank lines ignored; bad lines are reported by number",
+          ),
+        file: z.string().optional().describe("The file's name, for messages"),
+      })
+      .strict(),
+  ])
+  .describe("Prefixes, or a blocklist file's text (the cheaper form for a big feed); all or none");
 
 /** A DNS record of a network's zone; the service checks name, type and value (src/model/dns.ts). */
 export const DnsRecordCreate = z
@@ -385,6 +396,7 @@ export const BlockAddResult = z
     added: Count.describe("Newly listed"),
     listed: Count.describe("Given but listed already"),
     counts: BlockCounts,
+    lines: Count.optional().describe("Lines read, when a file's text was given"),
   })
   .strict()
   .meta({ id: "BlockAddResult" });

@@ -6,7 +6,6 @@ import { type CommandMeta, defineCommand } from "citty";
 import type { BodyIn, RuleListView, RuleView } from "../api/contract";
 import type { Hits } from "../datapath/firewall-tables";
 import { StratumError } from "../errors";
-import { badLinesError, parseBlocklistText } from "../model/blocklist";
 import { parseRuleSetYaml, ruleSetYaml } from "../model/ruleset";
 import { client } from "./api-flags";
 import { apiArg } from "./network-commands";
@@ -478,7 +477,7 @@ const blockImport = defineCommand({
     "Add every prefix of a file, one per line; every line is checked first and nothing is added if one is bad",
     [
       "# '#' starts a comment, blank lines are ignored, bare addresses are host prefixes, FILE - reads stdin;",
-      "# bad lines are reported by number. Progress goes to stderr on a terminal.",
+      "# the agent checks every line and reports bad ones by number; a big file says so on a terminal.",
       "cenvero-str-ctl firewall blocklist import /etc/stratum/blocklist.txt",
     ],
   ),
@@ -489,23 +488,22 @@ const blockImport = defineCommand({
   },
   async run({ args }) {
     const fmt = parseFormat(args.output);
-    const tty = process.stderr.isTTY === true;
     const text = readInput(args.file);
-    const parsed = parseBlocklistText(text, tty ? (n) => process.stderr.write(`\rchecked ${num(n)} lines`) : undefined);
-    if (tty && parsed.lines >= 100_000) process.stderr.write(`\rchecked ${num(parsed.lines)} lines\n`);
-    if (parsed.bad.length) throw badLinesError(args.file, parsed.bad);
-    const n = parsed.prefixes.length;
+    if (process.stderr.isTTY && text.length >= 4 << 20)
+      process.stderr.write(
+        `sending ${(text.length / (1 << 20)).toFixed(1)} MiB to the agent, which checks every line…\n`,
+      );
+    // The agent checks the lines (one parse, not one here and one there) and names bad ones.
+    const r = await client(args).blockAddText(text, args.file);
+    const lines = r.lines ?? 0;
+    if (fmt !== "table") return printData(fmt, { file: args.file, ...r, lines });
+    const n = r.given;
     if (n === 0) {
-      if (fmt !== "table")
-        return printData(fmt, { file: args.file, lines: parsed.lines, given: 0, added: 0, listed: 0 });
-      process.stdout.write(`${args.file}: no prefixes in ${num(parsed.lines)} lines; nothing to add\n`);
+      process.stdout.write(`${args.file}: no prefixes in ${num(lines)} lines; nothing to add\n`);
       return;
     }
-    if (tty && n >= 100_000) process.stderr.write(`adding ${num(n)} prefixes…\n`);
-    const r = await client(args).blockAdd(parsed.prefixes.map((p) => p.prefix));
-    if (fmt !== "table") return printData(fmt, { file: args.file, lines: parsed.lines, ...r });
     process.stdout.write(
-      `${args.file}: ${num(n)} prefix${n === 1 ? "" : "es"} in ${num(parsed.lines)} lines: ${num(r.added)} added, ${num(r.listed)} listed already; blocklist: ${num(r.counts.ipv4)} IPv4, ${num(r.counts.ipv6)} IPv6\n`,
+      `${args.file}: ${num(n)} prefix${n === 1 ? "" : "es"} in ${num(lines)} lines: ${num(r.added)} added, ${num(r.listed)} listed already; blocklist: ${num(r.counts.ipv4)} IPv4, ${num(r.counts.ipv6)} IPv6\n`,
     );
   },
 });

@@ -7,10 +7,11 @@
  * quarantine stay on the node. */
 
 import { StratumError } from "../errors";
+import { type PackedPrefixes, unpackSubnets } from "../model/blocklist";
 import type { DnsRecord } from "../model/dns-record";
 import type { EgressCap } from "../model/egress-cap";
 import { type DefaultAction, FW_GLOBAL_SCOPE, type Rule, type StoredRule } from "../model/firewall-rule";
-import type { Subnet } from "../model/ip";
+import { formatSubnet } from "../model/ip";
 import { emptyMicroseg, type MicrosegDoc, MSEG } from "../model/microseg";
 import type { Network } from "../model/network";
 import { emptyLb, type LbDoc } from "../model/vip";
@@ -493,21 +494,28 @@ export class ClusterStore implements Store {
 
   // ---- blocklist ----
 
-  blockAdd(entries: Array<{ prefix: string; family: 4 | 6; subnet?: Subnet }>): number {
-    const listed = this.mirror.blockListed(entries.map((e) => e.prefix));
-    const fresh = [...new Map(entries.filter((e) => !listed.has(e.prefix)).map((e) => [e.prefix, e])).values()];
+  blockAdd(p: PackedPrefixes): number {
+    const fresh = unpackSubnets(this.mirror.blockMissing(p));
     const addedAt = new Date().toISOString();
     // In transactions of etcd's largest size: each is whole, the list as a whole is not one
     // (an add is idempotent: what went in stays, the same command again adds the rest).
     for (let i = 0; i < fresh.length; i += MAX_TXN_OPS)
       this.#txn({
-        success: fresh.slice(i, i + MAX_TXN_OPS).map((e) => ({
+        success: fresh.slice(i, i + MAX_TXN_OPS).map((s) => ({
           type: "put" as const,
-          key: K.block(e.prefix),
-          value: JSON.stringify({ family: e.family, addedAt }),
+          key: K.block(formatSubnet(s)),
+          value: JSON.stringify({ family: s.family, addedAt }),
         })),
       });
     return fresh.length;
+  }
+
+  blockMissing(p: PackedPrefixes): PackedPrefixes {
+    return this.mirror.blockMissing(p);
+  }
+
+  blockPacked(): PackedPrefixes {
+    return this.mirror.blockPacked();
   }
 
   blockListed(prefixes: string[]): Set<string> {
@@ -526,7 +534,7 @@ export class ClusterStore implements Store {
     return this.mirror.blockList();
   }
 
-  blockPage(o: { after?: Uint8Array; limit: number; only?: string[] }): BlockEntry[] {
+  blockPage(o: { after?: string; limit: number; only?: string[] }): BlockEntry[] {
     return this.mirror.blockPage(o);
   }
 

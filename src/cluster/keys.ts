@@ -35,6 +35,7 @@
  *   /stratum/ha/v1/beat/<name>       the active node's lease-bound heartbeat of a group */
 import { z } from "zod";
 import { StratumError } from "../errors";
+import { parseBlockPrefix } from "../model/blocklist";
 import type { StoredRule } from "../model/firewall-rule";
 import { ADVERT_RANGE_MS, PRIORITY_RANGE } from "../model/gateway-group";
 import { type MicrosegDoc, validateMicroseg } from "../model/microseg";
@@ -342,9 +343,17 @@ export function parseKey(key: string, value: Uint8Array | null): Row | undefined
     case "blocklist": {
       if (!b) return undefined;
       const v = json();
+      const prefix = b.replace("_", "/");
+      let canonical: string;
+      try {
+        canonical = parseBlockPrefix(prefix).prefix;
+      } catch (e) {
+        throw new StratumError("INVALID", `${key}: ${(e as Error).message}`);
+      }
+      if (canonical !== prefix) throw new StratumError("INVALID", `${key}: not written canonically (${canonical})`);
       return {
         kind: "block",
-        prefix: b.replace("_", "/"),
+        prefix,
         value:
           v === null
             ? null

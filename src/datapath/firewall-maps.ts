@@ -6,6 +6,7 @@
  * a port entry the rules whose range covers its elementary interval. Pure. */
 import { endianness } from "node:os";
 import { StratumError } from "../errors";
+import { type PackedPrefixes, V6_STRIDE } from "../model/blocklist";
 import { type DefaultAction, type Rule, ruleFamily, type StoredRule } from "../model/firewall-rule";
 import { parseSubnet, type Subnet } from "../model/ip";
 
@@ -532,5 +533,27 @@ export function blockKey(s: Subnet): Buffer {
   b.writeUInt32LE(s.prefixLen, 0);
   let v = s.network;
   for (let i = n - 1; i >= 0; i--, v >>= 8n) b[4 + i] = Number(v & 0xffn);
+  return b;
+}
+
+/** The trie keys of one family of packed prefixes, end to end (8 bytes each for IPv4, 20 for
+ * IPv6: the length, then the address in network order). */
+export function blockKeys(p: PackedPrefixes, fam: 4 | 6): Buffer {
+  if (fam === 4) {
+    const b = Buffer.alloc(p.v4.length * 8);
+    for (let i = 0; i < p.v4.length; i++) {
+      const x = p.v4[i] as number;
+      b.writeUInt32LE(x % 64, i * 8);
+      b.writeUInt32BE(Math.floor(x / 64), i * 8 + 4);
+    }
+    return b;
+  }
+  const n = p.v6.length / V6_STRIDE;
+  const b = Buffer.alloc(n * 20);
+  for (let i = 0; i < n; i++) {
+    const o = i * V6_STRIDE;
+    b.writeUInt32LE(p.v6[o + 4] as number, i * 20);
+    for (let k = 0; k < 4; k++) b.writeUInt32BE(p.v6[o + k] as number, i * 20 + 4 + 4 * k);
+  }
   return b;
 }

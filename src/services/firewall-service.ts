@@ -18,7 +18,18 @@ import type {
 import { FW_DEFAULT_ID, FW_GLOBAL_SCOPE } from "../datapath/firewall-maps";
 import type { FirewallTables } from "../datapath/firewall-tables";
 import { StratumError } from "../errors";
-import { type BlockPrefix, blockSortKey, coveringPrefixes, parseBlockPrefix } from "../model/blocklist";
+import {
+  addBlockPrefix,
+  badLinesError,
+  coveringPrefixes,
+  type PackedPrefixes,
+  PrefixPacker,
+  packedCount,
+  packedMinus,
+  packSubnets,
+  parseBlocklistText,
+  parseBlockPrefix,
+} from "../model/blocklist";
 import {
   checkRuleSet,
   type DefaultAction,
@@ -30,7 +41,7 @@ import {
   ruleSpec,
   type StoredRule,
 } from "../model/firewall-rule";
-import { formatIp, formatSubnet, parseSubnet, type Subnet } from "../model/ip";
+import { formatIp, formatSubnet, type Subnet } from "../model/ip";
 import { exportRule, exportRuleSet, validateRuleSet } from "../model/ruleset";
 import type { Store } from "../store/store";
 
@@ -46,7 +57,8 @@ export type FwKernel = Pick<
   | "forgetHits"
   | "blockAdd"
   | "blockDel"
-  | "blockList"
+  | "blockDelMany"
+  | "blockPacked"
   | "blockIds"
 >;
 
@@ -301,10 +313,10 @@ export class FirewallService {
    * (an address or prefix) when given. */
   blockPage(q: { contains?: string; limit?: number; after?: string } = {}): BlocklistView {
     const limit = q.limit ?? BLOCKLIST_PAGE;
-    let after: Uint8Array | undefined;
+    let after: string | undefined;
     if (q.after !== undefined)
       try {
-        after = blockSortKey(parseBlockPrefix(q.after).subnet);
+        after = parseBlockPrefix(q.after).prefix;
       } catch (e) {
         throw new StratumError("INVALID", `after: ${(e as Error).message} (give the previous page's next)`);
       }
@@ -334,30 +346,20 @@ export class FirewallService {
   }
 
   /** Removes every prefix: from the tries first (whatever they hold), then the store; a
-   * failure puts back what went. */
+   * failure puts the tries back. */
   blockClear(): BlockClearResult {
     return this.#blockChange(() => this.#blockClear());
   }
 
   #blockClear(): BlockClearResult {
-    const gone: Subnet[] = [];
-    const putBack = () => {
-      if (gone.length) this.kernel.blockAdd(gone, { 4: 0, 6: 0 });
-    };
-    try {
-      for (const p of this.kernel.blockList()) {
-        const sn = parseSubnet(p);
-        if (this.kernel.blockDel(sn)) gone.push(sn);
-      }
-    } catch (e) {
-      putBack();
-      throw e;
-    }
+    const held = this.kernel.blockPacked();
     let removed: number;
     try {
+      this.kernel.blockDelMany(held);
       removed = this.store.blockClear();
     } catch (e) {
-      putBack();
+      // Puts back what went (an update of what stayed writes the same).
+      this.kernel.blockAdd(held, { 4: 0, 6: 0 });
       throw e;
     }
     return { removed, counts: this.#counts() };
@@ -370,16 +372,11 @@ export class FirewallService {
   /** Adds prefixes: all are validated first (the bad ones reported by index, nothing added),
    * room in the tries is checked next, then the kernel, then the store. */
   blockAdd(texts: string[]): BlockAddResult {
-    return this.#blockChange(() => this.#blockAdd(texts));
-  }
-
-  #blockAdd(texts: string[]): BlockAddResult {
+    const out = new PrefixPacker();
     const bad: string[] = [];
-    const seen = new Map<string, BlockPrefix>();
     texts.forEach((t, i) => {
       try {
-        const p = parseBlockPrefix(String(t));
-        seen.set(p.prefix, p);
+        addBlockPrefix(String(t), out);
       } catch (e) {
         bad.push(`prefixes[${i}]: ${(e as Error).message}`);
       }
@@ -389,20 +386,33 @@ export class FirewallService {
         "INVALID",
         `${bad.length} bad prefix${bad.length === 1 ? "" : "es"} (nothing was added): ${bad.slice(0, 5).join("; ")}${bad.length > 5 ? `; and ${bad.length - 5} more` : ""}`,
       );
-    const given = [...seen.values()];
-    const listed = this.store.blockListed(given.map((p) => p.prefix));
-    const add = given.filter((p) => !listed.has(p.prefix));
-    if (add.length) {
-      const subnets = add.map((p) => p.subnet);
-      this.kernel.blockAdd(subnets, { 4: this.store.blockCount(4), 6: this.store.blockCount(6) });
+    return this.#blockChange(() => this.#blockAdd(out.pack()));
+  }
+
+  /** Adds the prefixes of a blocklist file's text (one a line, `#` comments): every line is
+   * checked first, the bad ones reported by line number and nothing added; `file` names it in
+   * the message. Answers the lines read besides. */
+  blockAddText(text: string, file = "the list"): BlockAddResult & { lines: number } {
+    const parsed = parseBlocklistText(text);
+    if (parsed.bad.length) throw badLinesError(file, parsed.bad);
+    return { ...this.#blockChange(() => this.#blockAdd(parsed.prefixes)), lines: parsed.lines };
+  }
+
+  #blockAdd(given: PackedPrefixes): BlockAddResult {
+    const n = packedCount(given);
+    const add = this.store.blockMissing(given);
+    const a = packedCount(add);
+    if (a[4] + a[6]) {
+      this.kernel.blockAdd(add, { 4: this.store.blockCount(4), 6: this.store.blockCount(6) });
       try {
-        this.store.blockAdd(add.map((p) => ({ prefix: p.prefix, family: p.family, subnet: p.subnet })));
+        this.store.blockAdd(add);
       } catch (e) {
-        for (const sn of subnets) this.kernel.blockDel(sn);
+        this.kernel.blockDelMany(add);
         throw e;
       }
     }
-    return { given: given.length, added: add.length, listed: given.length - add.length, counts: this.#counts() };
+    const total = n[4] + n[6];
+    return { given: total, added: a[4] + a[6], listed: total - a[4] - a[6], counts: this.#counts() };
   }
 
   blockDel(text: string): { deleted: string } {
@@ -418,7 +428,7 @@ export class FirewallService {
     try {
       this.store.blockDel(p.prefix);
     } catch (e) {
-      this.kernel.blockAdd([sn], { 4: 0, 6: 0 });
+      this.kernel.blockAdd(packSubnets([sn]), { 4: 0, 6: 0 });
       throw e;
     }
     return { deleted: p.prefix };
@@ -473,29 +483,28 @@ export class FirewallService {
 
   /** Makes the tries hold the store's list: adds what is missing, removes what is not listed. */
   #restoreBlocklist(report: FirewallRestoreReport): void {
-    const want = this.store.blockList();
-    const wantSet = new Set(want.map((e) => e.prefix));
-    const have = this.kernel.blockList();
-    const haveSet = new Set(have);
-    const missing = want.filter((e) => !haveSet.has(e.prefix)).map((e) => parseSubnet(e.prefix));
-    let extra = have.filter((p) => !wantSet.has(p));
-    const inTrie = (f: 4 | 6) => have.filter((p) => (p.includes(":") ? 6 : 4) === f).length;
+    const want = this.store.blockPacked();
+    const have = this.kernel.blockPacked();
+    const missing = packedMinus(want, have);
+    let extra = packedMinus(have, want);
+    const inTrie = packedCount(have);
     const collect = () => {
-      for (const p of extra) if (this.kernel.blockDel(parseSubnet(p))) report.blocklist.removed++;
-      extra = [];
+      report.blocklist.removed += this.kernel.blockDelMany(extra);
+      extra = { v4: new Float64Array(0), v6: new Uint32Array(0) };
     };
-    if (missing.length) {
+    const m = packedCount(missing);
+    if (m[4] + m[6]) {
       try {
-        this.kernel.blockAdd(missing, { 4: inTrie(4), 6: inTrie(6) });
+        this.kernel.blockAdd(missing, inTrie);
       } catch (e) {
-        if (!(e instanceof StratumError && e.code === "CAPACITY") || extra.length === 0) throw e;
+        const x = packedCount(extra);
+        if (!(e instanceof StratumError && e.code === "CAPACITY") || x[4] + x[6] === 0) throw e;
         // Stale prefixes hold the room: collect them first, then restore.
-        const stale = (f: 4 | 6) => extra.filter((p) => (p.includes(":") ? 6 : 4) === f).length;
-        const room = { 4: inTrie(4) - stale(4), 6: inTrie(6) - stale(6) };
+        const room = { 4: inTrie[4] - x[4], 6: inTrie[6] - x[6] };
         collect();
         this.kernel.blockAdd(missing, room);
       }
-      report.blocklist.added = missing.length;
+      report.blocklist.added = m[4] + m[6];
     }
     collect();
     if (report.blocklist.removed)

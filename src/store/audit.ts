@@ -5,22 +5,13 @@
  * binary's mistake stop the agent, or fail it later half-way through a reconcile. Rows that
  * hang on a failed network fail with it. Pure. */
 
-import { parseBlockPrefix } from "../model/blocklist";
 import { type DnsRecord, validateDnsRecord } from "../model/dns-record";
 import { validateCap } from "../model/egress-cap";
 import { FW_GLOBAL_SCOPE, parseRule, type Rule, ruleSpec } from "../model/firewall-rule";
 import { checkName, hostIndex, type Network, type NetworkSpec, profileMac, validateNetwork } from "../model/network";
 
 /** Parents before dependents: the order rows are checked in. Deleting goes the other way. */
-export const AUDITED_TABLES = [
-  "networks",
-  "endpoints",
-  "fw_rules",
-  "fw_global",
-  "blocklist",
-  "dns_records",
-  "dhcp_leases",
-] as const;
+export const AUDITED_TABLES = ["networks", "endpoints", "fw_rules", "fw_global", "dns_records", "dhcp_leases"] as const;
 export type AuditedTable = (typeof AUDITED_TABLES)[number];
 
 /** A row as SQLite hands it back: a column may hold anything (its type is only a hint), and
@@ -66,8 +57,9 @@ function jsonObject(text: unknown): Record<string, unknown> | string {
     : "spec is not a JSON object";
 }
 
-/** Checks rows one at a time, table by table in AUDITED_TABLES order (a million-prefix
- * blocklist is streamed, never held), remembering the networks that passed. */
+/** Checks rows one at a time, table by table in AUDITED_TABLES order, remembering the
+ * networks that passed. (The blocklist's rows are checked by its tables' own CHECKs at every
+ * write: blocklist-tables.ts.) */
 export class RowAudit {
   readonly #nets = new Map<number, Network & { id: number }>();
   /** Networks that failed, by id: their dependents fail with them. */
@@ -100,8 +92,6 @@ export class RowAudit {
             ? undefined
             : `${label(r.default_action)} is neither allow nor deny (the default is allow until it is set again)`,
         ];
-      case "blocklist":
-        return [`blocklist prefix ${label(r.prefix)}`, attempt(() => blockPrefix(r))];
       case "dns_records":
         return [
           `DNS record ${label(r.id)} of network ${this.#netName(r.network_id)}`,
@@ -205,14 +195,5 @@ function rule(r: RawRow): string | undefined {
   // Back into the user's words and through the parser a new rule passes (the row's priority
   // column is the one the store serves).
   parseRule(ruleSpec({ ...spec, priority: r.priority } as unknown as Rule));
-  return undefined;
-}
-
-function blockPrefix(r: RawRow): string | undefined {
-  if (typeof r.prefix !== "string") return "its prefix is not text";
-  const p = parseBlockPrefix(r.prefix);
-  // Lookups, deletes and the kernel's diff go by the canonical text.
-  if (p.prefix !== r.prefix) return `not written canonically (${p.prefix})`;
-  if (p.family !== r.family) return `family ${label(r.family)}, but the prefix is IPv${p.family}`;
   return undefined;
 }

@@ -4,11 +4,11 @@
  * same event may come twice (from this node's own write, then from the watch) and in any
  * order with other keys' events. Everything in one SQLite transaction per batch. */
 import type { Database } from "bun:sqlite";
-import { blockSortKey } from "../model/blocklist";
 import type { DefaultAction, StoredRule } from "../model/firewall-rule";
 import type { GatewayGroup } from "../model/gateway-group";
 import type { MicrosegDoc } from "../model/microseg";
 import type { LbDoc, LbHealthRecord } from "../model/vip";
+import { blockPut, blockRemove } from "./blocklist-tables";
 import type { SqliteStore } from "./sqlite";
 import type { Endpoint, StoredDnsRecord, StoredNetwork } from "./store";
 
@@ -401,14 +401,11 @@ export class MirrorWriter {
         ).run(r.value ?? "allow");
         return;
       case "block":
-        if (!r.value) db.query("DELETE FROM blocklist WHERE prefix = ?").run(r.prefix);
-        else
-          db.query("INSERT OR REPLACE INTO blocklist (prefix, family, added_at, sort_key) VALUES (?, ?, ?, ?)").run(
-            r.prefix,
-            r.value.family,
-            r.value.addedAt,
-            blockSortKey(r.prefix),
-          );
+        if (!r.value) blockRemove(db, r.prefix);
+        else {
+          const t = Date.parse(r.value.addedAt);
+          blockPut(db, r.prefix, Number.isFinite(t) ? t : Date.now());
+        }
         return;
       case "dns": {
         const owner = db.query("SELECT name FROM networks WHERE id = ?").get(r.networkId) as { name: string } | null;

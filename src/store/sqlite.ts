@@ -10,17 +10,29 @@ import { existsSync } from "node:fs";
 import { dirname } from "node:path";
 import { StratumError } from "../errors";
 import type { BgpConfig, BgpPeer } from "../model/bgp";
-import { blockSortKey } from "../model/blocklist";
+import type { PackedPrefixes } from "../model/blocklist";
 import type { DnsRecord } from "../model/dns-record";
 import type { EgressCap } from "../model/egress-cap";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall-rule";
 import { FW_GLOBAL_SCOPE } from "../model/firewall-rule";
-import type { Subnet } from "../model/ip";
 import { emptyMicroseg, type MicrosegDoc } from "../model/microseg";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
 import { emptyLb, type LbDoc } from "../model/vip";
 import { writableDir, writableFile } from "../sys/paths";
 import { AUDITED_TABLES, type Finding, type RawRow, RowAudit } from "./audit";
+import {
+  BLOCKLIST_TABLES,
+  blockCountOf,
+  blockDeleteAll,
+  blockHas,
+  blockInsert,
+  blockMissing,
+  blockPackedAll,
+  blockPageRows,
+  blockRemove,
+  blockRows,
+  convertLegacyRows,
+} from "./blocklist-tables";
 import type {
   BlockEntry,
   Endpoint,
@@ -203,6 +215,10 @@ const MIGRATIONS: string[] = [
      doc TEXT NOT NULL,
      rev INTEGER NOT NULL
    );`,
+  // The blocklist as numbers in two tables (blocklist-tables.ts); the text table's rows are
+  // converted at open (#convertLegacyBlocklist: SQL cannot parse addresses), then it goes.
+  `${BLOCKLIST_TABLES}
+   ALTER TABLE blocklist RENAME TO blocklist_legacy;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -278,24 +294,34 @@ export class SqliteStore implements Store {
       throw new StratumError("SYS", `open state database ${path}: ${(e as Error).message}`, { cause: e });
     }
     this.#migrate();
-    this.#quarantinedAtOpen = this.#quarantineInvalid();
-    this.#fillBlockKeys();
+    const legacy = this.#convertLegacyBlocklist();
+    this.#quarantinedAtOpen = [...legacy, ...this.#quarantineInvalid()];
   }
 
-  /** Sort keys of blocklist rows written without one (by the migration, or by hand); after
-   * the quarantine, so every prefix left parses. */
-  #fillBlockKeys(): void {
-    const rows = this.db.query("SELECT prefix FROM blocklist WHERE sort_key IS NULL").all() as Array<{
-      prefix: string;
-    }>;
-    if (!rows.length) return;
-    const set = this.db.query("UPDATE blocklist SET sort_key = ? WHERE prefix = ?");
-    this.db.transaction(() => {
-      for (const r of rows)
-        try {
-          set.run(blockSortKey(r.prefix), r.prefix);
-        } catch {}
-    })();
+  /** The blocklist's rows from before its two tables, moved into them in one transaction
+   * (a crash leaves the old table, converted again at the next open); rows that fail the
+   * checks go to the quarantine. */
+  #convertLegacyBlocklist(): QuarantinedRow[] {
+    const has = this.db.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blocklist_legacy'").get();
+    if (!has) return [];
+    return this.db
+      .transaction(() => {
+        const rows = this.db.query("SELECT * FROM blocklist_legacy").iterate() as IterableIterator<
+          Record<string, unknown>
+        >;
+        const bad = convertLegacyRows(this.db, rows);
+        const keep = this.db.query("INSERT INTO quarantine (table_name, row, reason, at) VALUES (?, ?, ?, ?)");
+        const at = new Date().toISOString();
+        const out: QuarantinedRow[] = [];
+        for (const b of bad) {
+          const what = `blocklist prefix ${typeof b.row.prefix === "string" ? b.row.prefix : "?"}`;
+          keep.run("blocklist", rowJson(b.row), `${what}: ${b.reason}`, at);
+          out.push({ table: "blocklist", what, reason: b.reason });
+        }
+        this.db.exec("DROP TABLE blocklist_legacy");
+        return out;
+      })
+      .immediate();
   }
 
   #migrate(): void {
@@ -872,69 +898,45 @@ export class SqliteStore implements Store {
 
   // ---- blocklist -----------------------------------------------------------------------
 
-  blockAdd(entries: Array<{ prefix: string; family: 4 | 6; subnet?: Subnet }>): number {
-    // In the list's order: the order index is then appended to, not written all over.
-    const rows = entries
-      .map((e) => ({ e, key: blockSortKey(e.subnet ?? e.prefix) }))
-      .sort((a, b) => Buffer.compare(a.key, b.key));
-    return this.db.transaction(() => {
-      const ins = this.db.query(
-        "INSERT OR IGNORE INTO blocklist (prefix, family, added_at, sort_key) VALUES (?, ?, ?, ?)",
-      );
-      const now = new Date().toISOString();
-      let n = 0;
-      for (const { e, key } of rows) n += ins.run(e.prefix, e.family, now, key).changes;
-      return n;
-    })();
+  blockAdd(p: PackedPrefixes): number {
+    const at = Date.now();
+    return this.db.transaction(() => blockInsert(this.db, p, at))();
+  }
+
+  blockMissing(p: PackedPrefixes): PackedPrefixes {
+    return this.db.transaction(() => blockMissing(this.db, p))();
   }
 
   blockListed(prefixes: string[]): Set<string> {
-    const q = this.db.query("SELECT 1 FROM blocklist WHERE prefix = ?");
     const out = new Set<string>();
     this.db.transaction(() => {
-      for (const p of prefixes) if (q.get(p)) out.add(p);
+      for (const p of prefixes) if (blockHas(this.db, p)) out.add(p);
     })();
     return out;
   }
 
   blockDel(prefix: string): boolean {
-    return this.db.query("DELETE FROM blocklist WHERE prefix = ?").run(prefix).changes > 0;
+    return blockRemove(this.db, prefix);
   }
 
   blockList(): BlockEntry[] {
-    return (
-      this.db.query("SELECT prefix, family, added_at FROM blocklist ORDER BY sort_key").all() as Array<{
-        prefix: string;
-        family: 4 | 6;
-        added_at: string;
-      }>
-    ).map((r) => ({ prefix: r.prefix, family: r.family, addedAt: r.added_at }));
+    return this.db.transaction(() => blockRows(this.db))();
   }
 
-  blockPage(o: { after?: Uint8Array; limit: number; only?: string[] }): BlockEntry[] {
-    const where: string[] = [];
-    const args: Array<string | number | Uint8Array> = [];
-    if (o.after) {
-      where.push("sort_key > ?");
-      args.push(o.after);
-    }
-    if (o.only) {
-      if (!o.only.length) return [];
-      where.push(`prefix IN (${o.only.map(() => "?").join(", ")})`);
-      args.push(...o.only);
-    }
-    const sql = `SELECT prefix, family, added_at FROM blocklist ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY sort_key LIMIT ?`;
-    return (this.db.query(sql).all(...args, o.limit) as Array<{ prefix: string; family: 4 | 6; added_at: string }>).map(
-      (r) => ({ prefix: r.prefix, family: r.family, addedAt: r.added_at }),
-    );
+  blockPacked(): PackedPrefixes {
+    return this.db.transaction(() => blockPackedAll(this.db))();
+  }
+
+  blockPage(o: { after?: string; limit: number; only?: string[] }): BlockEntry[] {
+    return this.db.transaction(() => blockPageRows(this.db, o))();
   }
 
   blockClear(): number {
-    return this.db.query("DELETE FROM blocklist").run().changes;
+    return this.db.transaction(() => blockDeleteAll(this.db))();
   }
 
   blockCount(family: 4 | 6): number {
-    return (this.db.query("SELECT count(*) AS n FROM blocklist WHERE family = ?").get(family) as { n: number }).n;
+    return blockCountOf(this.db, family);
   }
 
   // ---- DHCP leases and DNS records ------------------------------------------------------
@@ -1109,7 +1111,7 @@ export class SqliteStore implements Store {
       networks: count("networks"),
       endpoints: count("endpoints"),
       rules: count("fw_rules"),
-      blocklist: count("blocklist"),
+      blocklist: count("blocklist4") + count("blocklist6"),
       leases: count("dhcp_leases"),
       leasesQuarantined: count("dhcp_lease_quarantine"),
       quarantined: count("quarantine"),

@@ -4,10 +4,10 @@
  * StratumError INVALID. A row that fails validation at open is quarantined (kept aside,
  * counted), never fatal. */
 
+import type { PackedPrefixes } from "../model/blocklist";
 import type { DnsRecord } from "../model/dns-record";
 import type { EgressCap } from "../model/egress-cap";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall-rule";
-import type { Subnet } from "../model/ip";
 import type { MicrosegDoc } from "../model/microseg";
 import type { Network } from "../model/network";
 import type { LbDoc } from "../model/vip";
@@ -107,19 +107,22 @@ export interface Store {
   getGlobalDefault(): DefaultAction;
   setGlobalDefault(def: DefaultAction): void;
 
-  /** Adds prefixes (canonical CIDRs) to the blocklist; those already listed are ignored.
-   * Returns how many were new. */
-  /** `subnet`: the prefix parsed, when the caller has it (saves parsing a million again). */
-  blockAdd(entries: Array<{ prefix: string; family: 4 | 6; subnet?: Subnet }>): number;
-  /** Which of these prefixes are listed already. */
+  /** Adds prefixes to the blocklist; those already listed are ignored. Returns how many
+   * were new. */
+  blockAdd(p: PackedPrefixes): number;
+  /** Of these prefixes, the ones not listed. */
+  blockMissing(p: PackedPrefixes): PackedPrefixes;
+  /** Which of these prefixes (canonical) are listed already. */
   blockListed(prefixes: string[]): Set<string>;
   /** Removes a prefix; false when it was not listed. */
   blockDel(prefix: string): boolean;
-  /** Every entry, by family, then address, then length. */
+  /** Every entry, IPv4 first, then by address, then by length. */
   blockList(): BlockEntry[];
-  /** Up to `limit` entries in that order, those after the sort key `after` (blockSortKey),
-   * only those named in `only` when given. */
-  blockPage(o: { after?: Uint8Array; limit: number; only?: string[] }): BlockEntry[];
+  /** The whole list, packed. */
+  blockPacked(): PackedPrefixes;
+  /** Up to `limit` entries in that order, those after the prefix `after` (canonical), only
+   * those named in `only` when given. */
+  blockPage(o: { after?: string; limit: number; only?: string[] }): BlockEntry[];
   /** Removes every entry; returns how many there were. */
   blockClear(): number;
   blockCount(family: 4 | 6): number;

@@ -8,6 +8,7 @@ import { FirewallTables } from "../../src/datapath/firewall-tables";
 import { type MonEvent, MonitorSession } from "../../src/datapath/monitor-ring";
 import { loadObject } from "../../src/datapath/objects";
 import { encodeIfindex, encodePort } from "../../src/datapath/port-maps";
+import { packPrefixes } from "../../src/model/blocklist";
 import { type DefaultAction, evaluate, parseRule, type RuleSpec, type StoredRule } from "../../src/model/firewall-rule";
 import { parseSubnet } from "../../src/model/ip";
 import { type BpfObject, testRun } from "../../src/sys/bpf";
@@ -301,7 +302,7 @@ describe("blocklist, failsafe, log, capacity", () => {
   test("a blocklisted source is dropped at port ingress, before the rules", () => {
     clearState();
     install([], "allow");
-    fw.blockAdd([parseSubnet("10.66.0.0/16")], { 4: 0, 6: 0 });
+    fw.blockAdd(packPrefixes(["10.66.0.0/16"]), { 4: 0, 6: 0 });
     try {
       const before = dropCount("blocklist");
       expect(run({ dir: "egress", src: "10.66.3.4", dst: B, proto: IPPROTO.UDP, sport: 1, dport: 2 }).retval).toBe(

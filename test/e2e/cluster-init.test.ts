@@ -15,6 +15,7 @@ import { Cluster } from "../../src/cluster/cluster";
 import { EtcdClient } from "../../src/cluster/etcd-client";
 import { INIT_TXN_PUTS, initCluster } from "../../src/cluster/init";
 import { K, PREFIX, parseKey, vniOf } from "../../src/cluster/keys";
+import { packPrefixes } from "../../src/model/blocklist";
 import { FW_GLOBAL_SCOPE, parseRule } from "../../src/model/firewall-rule";
 import { hostAddress, profileMac, validateNetwork } from "../../src/model/network";
 import { MirrorWriter } from "../../src/store/mirror";
@@ -98,12 +99,9 @@ function makeState(dir: string, o: { variant?: "conflicting"; endpoints?: boolea
   s.addRule(web.id, parseRule({ priority: 50, proto: "icmp", action: "allow" }));
   s.allocRuleIds(5);
   s.setGlobalDefault(o.variant ? "allow" : "deny");
-  const blocks = Array.from({ length: BLOCKS }, (_, i) => ({
-    prefix: `198.18.${i >> 8}.${i & 0xff}/32`,
-    family: 4 as const,
-  }));
-  s.blockAdd([...blocks, { prefix: "2001:db8:1::/48", family: 6 }, { prefix: "2001:db8:2::/48", family: 6 }]);
-  if (o.variant) s.blockAdd([{ prefix: "203.0.113.0/24", family: 4 }]);
+  const blocks = Array.from({ length: BLOCKS }, (_, i) => `198.18.${i >> 8}.${i & 0xff}/32`);
+  s.blockAdd(packPrefixes([...blocks, "2001:db8:1::/48", "2001:db8:2::/48"]));
+  if (o.variant) s.blockAdd(packPrefixes(["203.0.113.0/24"]));
   s.addDnsRecord("app", { name: "api", type: "A", value: "10.61.0.50", ttl: 300 });
   s.addDnsRecord("app", { name: "www", type: "CNAME", value: "api.app.internal", ttl: o.variant ? 60 : 300 });
   s.addDnsRecord("web", { name: "db", type: "A", value: "10.62.0.20", ttl: 300 });

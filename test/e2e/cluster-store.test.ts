@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import { Cluster } from "../../src/cluster/cluster";
 import { EtcdClient } from "../../src/cluster/etcd-client";
 import { K, PREFIX } from "../../src/cluster/keys";
+import { packPrefixes } from "../../src/model/blocklist";
 import { parseRule } from "../../src/model/firewall-rule";
 import { hostAddress, profileMac, validateNetwork } from "../../src/model/network";
 import { SqliteStore } from "../../src/store/sqlite";
@@ -122,7 +123,7 @@ test("a node whose mirror is behind still changes the latest: rules, defaults, b
   b.store.moveRule(0, r2.id, 5);
   await until("the move on a", () => a.store.listRules(0)[0]?.id === r2.id);
   a.store.setGlobalDefault("deny");
-  expect(a.store.blockAdd([{ prefix: "192.0.2.0/24", family: 4 }])).toBe(1);
+  expect(a.store.blockAdd(packPrefixes(["192.0.2.0/24"]))).toBe(1);
   a.store.addDnsRecord("app", { name: "db", type: "A", value: "10.30.0.9", ttl: 60 });
   b.start(quiet);
   await until("b caught up", () => b.store.getGlobalDefault() === "deny" && b.store.listDnsRecords("app").length === 1);

@@ -3,6 +3,7 @@
  * the service's ordering and rollbacks can be tested without BPF maps. */
 import type { ApplyResult, Hits } from "../../src/datapath/firewall-tables";
 import { StratumError } from "../../src/errors";
+import { type PackedPrefixes, packedCount, packPrefixes, unpackSubnets } from "../../src/model/blocklist";
 import type { DefaultAction, StoredRule } from "../../src/model/firewall-rule";
 import { formatSubnet, type Subnet } from "../../src/model/ip";
 import type { FwKernel } from "../../src/services/firewall-service";
@@ -67,25 +68,34 @@ export class FakeFwKernel implements FwKernel {
     for (const id of ids) this.hitsOf.delete(id);
   }
 
-  blockAdd(prefixes: Subnet[], have: Record<4 | 6, number>): void {
-    for (const fam of [4, 6] as const) {
-      const add = prefixes.filter((p) => p.family === fam).length;
-      if (add && have[fam] + add > this.blockMax)
+  blockAdd(p: PackedPrefixes, have: Record<4 | 6, number>): void {
+    const n = packedCount(p);
+    for (const fam of [4, 6] as const)
+      if (n[fam] && have[fam] + n[fam] > this.blockMax)
         throw new StratumError("CAPACITY", `the IPv${fam} blocklist holds ${this.blockMax} prefixes`);
-    }
-    for (const p of prefixes) this.block.add(formatSubnet(p));
+    for (const s of unpackSubnets(p)) this.block.add(formatSubnet(s));
   }
 
   blockDel(p: Subnet): boolean {
     return this.block.delete(formatSubnet(p));
   }
 
-  blockList(): string[] {
+  blockDelMany(p: PackedPrefixes): number {
+    let n = 0;
+    for (const s of unpackSubnets(p)) if (this.block.delete(formatSubnet(s))) n++;
+    return n;
+  }
+
+  blockPacked(): PackedPrefixes {
     this.blockWalks++;
+    return packPrefixes(this.block);
+  }
+
+  blockList(): string[] {
     return [...this.block];
   }
 
-  /** Walks of the tries so far (blockList calls). */
+  /** Walks of the tries so far (blockPacked calls). */
   blockWalks = 0;
   /** The tries' ids (another pair: the tries were recreated). */
   ids: [number, number] = [11, 12];

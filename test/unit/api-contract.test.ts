@@ -107,11 +107,16 @@ function send(k: KernelFree, op: OperationId, a: Loose): Promise<Response> {
 /** Everything a refused request must leave as it was: every table of the store, the
  * firewall's tables, and the providers (none called). */
 function snapshot(k: KernelFree): string {
-  const tables = k.store.db.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{
+  const tables = k.store.db
+    .query("SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    .all() as Array<{
     name: string;
+    sql: string;
   }>;
+  // A WITHOUT ROWID table (the blocklist's) is read in its key's order.
+  const order = (t: { sql: string }) => (/WITHOUT ROWID/i.test(t.sql) ? "" : " ORDER BY rowid");
   const rows = Object.fromEntries(
-    tables.map((t) => [t.name, k.store.db.query(`SELECT * FROM "${t.name}" ORDER BY rowid`).all()]),
+    tables.map((t) => [t.name, k.store.db.query(`SELECT * FROM "${t.name}"${order(t)}`).all()]),
   );
   return JSON.stringify({ rows, scopes: [...k.kernel.scopes], block: [...k.kernel.block].sort(), calls: k.calls });
 }

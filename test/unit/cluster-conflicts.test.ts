@@ -4,6 +4,7 @@
 import { expect, test } from "bun:test";
 import { stateConflicts } from "../../src/cluster/conflicts";
 import { K, networkValue, parseKey, vniOf } from "../../src/cluster/keys";
+import { packPrefixes } from "../../src/model/blocklist";
 import { FW_GLOBAL_SCOPE, parseRule } from "../../src/model/firewall-rule";
 import { profileMac, validateNetwork } from "../../src/model/network";
 import type { MirrorRow } from "../../src/store/mirror";
@@ -36,7 +37,7 @@ function node(o: { cidr?: string; priority?: number; def?: "allow" | "deny" } = 
   s.addRule(FW_GLOBAL_SCOPE, parseRule({ priority: 10, src: "192.0.2.0/24", action: "deny" }));
   s.addRule(app.id, parseRule({ priority: o.priority ?? 100, proto: "tcp", dport: 443, action: "allow" }));
   s.setGlobalDefault(o.def ?? "deny");
-  s.blockAdd([{ prefix: "198.18.0.0/24", family: 4 }]);
+  s.blockAdd(packPrefixes(["198.18.0.0/24"]));
   s.addDnsRecord("app", { name: "api", type: "A", value: "10.61.0.50", ttl: 300 });
   return s;
 }
@@ -66,7 +67,7 @@ test("a cluster that holds more than the node is no conflict: it comes to the no
   const more = node();
   more.createNetwork(validateNetwork({ name: "extra", cidr: "10.63.0.0/24", gateway: "10.63.0.1" }));
   more.addRule(FW_GLOBAL_SCOPE, parseRule({ priority: 20, proto: "udp", dport: 53, action: "allow" }));
-  more.blockAdd([{ prefix: "198.18.1.0/24", family: 4 }]);
+  more.blockAdd(packPrefixes(["198.18.1.0/24"]));
   more.addDnsRecord("app", { name: "www", type: "A", value: "10.61.0.51", ttl: 300 });
   const mine = node();
   mine.releaseEndpoint("web-1");
@@ -84,7 +85,7 @@ test("each disagreement is named: subnet, id, endpoint, its node, rule, default,
     kind: "tap",
     hostIf: "tap-stray",
   });
-  local.blockAdd([{ prefix: "203.0.113.0/24", family: 4 }]);
+  local.blockAdd(packPrefixes(["203.0.113.0/24"]));
   local.addDnsRecord("app", { name: "api", type: "TXT", value: "only here", ttl: 60 });
   const cluster = clusterOf(node(), "node-a");
   expect(stateConflicts(local, cluster, "node-b")).toEqual([

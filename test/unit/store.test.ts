@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FW_GLOBAL_SCOPE } from "../../src/datapath/firewall-maps";
+import { packPrefixes } from "../../src/model/blocklist";
 import { parseRule } from "../../src/model/firewall-rule";
 import { profileMac, validateNetwork } from "../../src/model/network";
 import { SCHEMA_VERSION, SqliteStore } from "../../src/store/sqlite";
@@ -104,6 +105,10 @@ test("state survives close and reopen; updates keep identity", () => {
 
 // ---- firewall -----------------------------------------------------------------------------
 
+/** The blocklist as schema versions before its two tables held it (one text table). */
+const LEGACY_BLOCKLIST = `DROP TABLE blocklist4; DROP TABLE blocklist6;
+  CREATE TABLE blocklist (prefix TEXT PRIMARY KEY, family INTEGER NOT NULL, added_at TEXT NOT NULL);`;
+
 const rule = (priority: number, action: "allow" | "deny" | "reject" = "allow", extra: Record<string, unknown> = {}) =>
   parseRule({ priority, action, ...extra });
 
@@ -112,7 +117,7 @@ test("a schema-1 database is migrated: its networks stay, the firewall tables ap
   let s = new SqliteStore(path);
   s.createNetwork(net("app", "10.20.0.0/24", "10.20.0.1"));
   s.db.exec(
-    "DROP TABLE quarantine; DROP TABLE fw_rules; DROP TABLE fw_global; DROP TABLE blocklist; DROP TABLE dhcp_leases; DROP TABLE dhcp_lease_quarantine; DROP TABLE dns_records; ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; PRAGMA user_version = 1",
+    "DROP TABLE quarantine; DROP TABLE fw_rules; DROP TABLE fw_global; DROP TABLE blocklist4; DROP TABLE blocklist6; DROP TABLE dhcp_leases; DROP TABLE dhcp_lease_quarantine; DROP TABLE dns_records; ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; PRAGMA user_version = 1",
   );
   s.close();
   s = new SqliteStore(path);
@@ -130,7 +135,7 @@ test("a schema-2 database is migrated: networks written before the DHCP fields g
   const { dhcpLeaseTime: _l, dhcpRoutes: _r, dhcpOptions: _o, ...old } = s.getNetwork("app") as StoredNetwork;
   s.db.query("UPDATE networks SET spec = ?").run(JSON.stringify(old));
   s.db.exec(
-    "DROP TABLE quarantine; DROP TABLE dhcp_leases; DROP TABLE dhcp_lease_quarantine; DROP TABLE dns_records; ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; PRAGMA user_version = 2",
+    `DROP TABLE quarantine; DROP TABLE dhcp_leases; DROP TABLE dhcp_lease_quarantine; DROP TABLE dns_records; ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; ${LEGACY_BLOCKLIST} PRAGMA user_version = 2`,
   );
   s.close();
   s = new SqliteStore(path);
@@ -172,7 +177,7 @@ test("a schema-3 database is migrated: its endpoints have no egress cap until on
     hostIf: "t-web",
   });
   s.db.exec(
-    "DROP TABLE quarantine; ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; PRAGMA user_version = 3",
+    `DROP TABLE quarantine; ALTER TABLE endpoints DROP COLUMN egress_rate; ALTER TABLE endpoints DROP COLUMN egress_burst; ${LEGACY_BLOCKLIST} PRAGMA user_version = 3`,
   );
   s.close();
   s = new SqliteStore(path);
@@ -269,14 +274,9 @@ test("deleting a network deletes its rules, not the others'", () => {
 test("blocklist: many in one transaction, repeats ignored, counted per family, kept across a reopen", () => {
   const path = tmpDb();
   let s = new SqliteStore(path);
-  const n = s.blockAdd([
-    { prefix: "198.51.100.0/24", family: 4 },
-    { prefix: "203.0.113.7/32", family: 4 },
-    { prefix: "2001:db8:bad::/48", family: 6 },
-    { prefix: "198.51.100.0/24", family: 4 },
-  ]);
+  const n = s.blockAdd(packPrefixes(["198.51.100.0/24", "203.0.113.7/32", "2001:db8:bad::/48", "198.51.100.0/24"]));
   expect(n).toBe(3);
-  expect(s.blockAdd([{ prefix: "203.0.113.7/32", family: 4 }])).toBe(0);
+  expect(s.blockAdd(packPrefixes(["203.0.113.7/32"]))).toBe(0);
   expect([s.blockCount(4), s.blockCount(6)]).toEqual([2, 1]);
   expect([...s.blockListed(["203.0.113.7/32", "192.0.2.0/24"])]).toEqual(["203.0.113.7/32"]);
   s.close();
@@ -289,23 +289,58 @@ test("blocklist: many in one transaction, repeats ignored, counted per family, k
   s.close();
 });
 
-test("a schema-5 database is migrated: its blocklist gets the numeric order (sort keys filled at open)", () => {
+test("a database from before the blocklist's two tables is migrated: rows kept in numeric order with their time, bad ones quarantined", () => {
   const path = tmpDb();
   let s = new SqliteStore(path);
   s.db.exec(
-    `DROP TABLE blocklist;
-     CREATE TABLE blocklist (prefix TEXT PRIMARY KEY, family INTEGER NOT NULL, added_at TEXT NOT NULL);
+    `${LEGACY_BLOCKLIST}
      INSERT INTO blocklist VALUES ('9.0.0.0/8', 4, '2024-01-01T00:00:00.000Z'), ('10.0.0.0/8', 4, '2024-01-01T00:00:00.000Z'),
-       ('2001:db8::/32', 6, '2024-01-01T00:00:00.000Z'), ('100.0.0.0/8', 4, '2024-01-01T00:00:00.000Z');
-     PRAGMA user_version = 5`,
+       ('2001:db8::/32', 6, '2024-01-01T00:00:00.000Z'), ('100.0.0.0/8', 4, '2024-01-01T00:00:00.000Z'),
+       ('10.0.0.1/8', 4, 'x'), ('2001:DB8:1::/48', 6, 'x'), ('192.0.2.0/24', 6, 'x');
+     PRAGMA user_version = ${SCHEMA_VERSION - 1}`,
   );
   s.close();
   s = new SqliteStore(path);
   expect((s.db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(SCHEMA_VERSION);
-  expect(s.db.query("SELECT count(*) AS n FROM blocklist WHERE sort_key IS NULL").get()).toEqual({ n: 0 });
+  expect(s.db.query("SELECT name FROM sqlite_master WHERE name LIKE 'blocklist%' ORDER BY name").all()).toEqual([
+    { name: "blocklist4" },
+    { name: "blocklist6" },
+  ]);
   expect(s.blockList().map((e) => e.prefix)).toEqual(["9.0.0.0/8", "10.0.0.0/8", "100.0.0.0/8", "2001:db8::/32"]);
   expect(s.blockPage({ limit: 2 }).map((e) => e.prefix)).toEqual(["9.0.0.0/8", "10.0.0.0/8"]);
   expect(s.blockList()[0]?.addedAt).toBe("2024-01-01T00:00:00.000Z");
+  expect(s.quarantinedAtOpen().map((q) => [q.table, q.what, q.reason])).toEqual([
+    ["blocklist", "blocklist prefix 10.0.0.1/8", expect.stringContaining("has host bits set")],
+    ["blocklist", "blocklist prefix 2001:DB8:1::/48", "not written canonically (2001:db8:1::/48)"],
+    ["blocklist", "blocklist prefix 192.0.2.0/24", "family 6, but the prefix is IPv4"],
+  ]);
+  expect(s.quarantinedRows()).toBe(3);
+  s.close();
+  // Converted once: the next open finds nothing to do.
+  s = new SqliteStore(path);
+  expect([s.quarantinedAtOpen(), s.blockCount(4), s.blockCount(6)]).toEqual([[], 3, 1]);
+  s.close();
+});
+
+test("the blocklist's tables refuse, whoever writes, a row the datapath could not hold", () => {
+  const s = new SqliteStore(":memory:");
+  const bad = [
+    "INSERT INTO blocklist4 (addr, len, added_at) VALUES (167772161, 8, 0)", // host bits (10.0.0.1/8)
+    "INSERT INTO blocklist4 (addr, len, added_at) VALUES (0, 0, 0)", // /0
+    "INSERT INTO blocklist4 (addr, len, added_at) VALUES (4294967296, 32, 0)", // past 32 bits
+    "INSERT INTO blocklist4 (addr, len, added_at) VALUES ('10.0.0.0', 8, 0)", // text
+    "INSERT INTO blocklist4 (addr, len, added_at) VALUES (167772160, 33, 0)",
+    "INSERT INTO blocklist6 (w0, w1, w2, w3, len, added_at) VALUES (536939960, 1, 0, 0, 32, 0)", // 2001:db8:0:1::/32
+    "INSERT INTO blocklist6 (w0, w1, w2, w3, len, added_at) VALUES (0, 0, 65535, 3221225984, 120, 0)", // IPv4-mapped
+    "INSERT INTO blocklist6 (w0, w1, w2, w3, len, added_at) VALUES (0, 0, 0, 1, 129, 0)",
+    "INSERT INTO blocklist6 (w0, w1, w2, w3, len, added_at) VALUES (0, 0, 0, 1, 127, 0)", // ::1/127
+  ];
+  for (const sql of bad) expect(() => s.db.query(sql).run()).toThrow("constraint failed");
+  // The same shapes, written right, go in.
+  s.db.query("INSERT INTO blocklist4 (addr, len, added_at) VALUES (167772160, 8, 0)").run();
+  s.db.query("INSERT INTO blocklist6 (w0, w1, w2, w3, len, added_at) VALUES (536939960, 1, 0, 0, 64, 0)").run();
+  s.db.query("INSERT INTO blocklist6 (w0, w1, w2, w3, len, added_at) VALUES (0, 0, 0, 1, 128, 0)").run();
+  expect(s.blockList().map((e) => e.prefix)).toEqual(["10.0.0.0/8", "::1/128", "2001:db8:0:1::/64"]);
   s.close();
 });
 
@@ -313,7 +348,7 @@ test("a schema-4 database is migrated: the quarantine table appears, empty", () 
   const path = tmpDb();
   let s = new SqliteStore(path);
   s.createNetwork(net("app", "10.20.0.0/24", "10.20.0.1"));
-  s.db.exec("DROP TABLE quarantine; PRAGMA user_version = 4");
+  s.db.exec(`DROP TABLE quarantine; ${LEGACY_BLOCKLIST} PRAGMA user_version = 4`);
   s.close();
   s = new SqliteStore(path);
   expect((s.db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(SCHEMA_VERSION);
@@ -332,7 +367,7 @@ test("rows that fail validation are quarantined at open, with a reason, dependen
   s.addRule(a.id, rule(10, "allow", { proto: "tcp", dport: "443" }));
   s.addRule(FW_GLOBAL_SCOPE, rule(5, "deny"));
   s.addDnsRecord("a", { name: "www", type: "A", value: "10.1.0.9", ttl: 60 });
-  s.blockAdd([{ prefix: "198.51.100.0/24", family: 4 }]);
+  s.blockAdd(packPrefixes(["198.51.100.0/24"]));
   s.putLease({
     network: "a",
     mac: "02:00:01:00:00:01",
@@ -384,7 +419,6 @@ test("rows that fail validation are quarantined at open, with a reason, dependen
     log: false,
   });
   addRule(3, 1, { priority: 1, direction: "both", proto: "any", action: "deny", log: false });
-  raw.query("INSERT INTO blocklist (prefix, family, added_at) VALUES ('10.0.0.1/8', 4, 'x')").run();
   raw
     .query(
       "INSERT INTO dns_records (network_id, name, type, value, ttl, created_at) VALUES (1, 'api', 'A', 'not-an-ip', 60, 'x')",
@@ -395,6 +429,10 @@ test("rows that fail validation are quarantined at open, with a reason, dependen
       "INSERT INTO dhcp_leases (network_id, mac, family, ip, state, expires_at, updated_at) VALUES (2, '02:00:02:00:00:01', 4, '10.9.0.2', 'bound', 9, 1)",
     )
     .run();
+  // The blocklist's own tables refuse a bad row outright (their CHECKs): nothing to quarantine.
+  expect(() => raw.query("INSERT INTO blocklist4 (addr, len, added_at) VALUES (167772161, 8, 0)").run()).toThrow(
+    "constraint failed",
+  );
   raw.exec("PRAGMA ignore_check_constraints = ON; UPDATE fw_global SET default_action = 'DENY'");
   raw.close();
 
@@ -421,7 +459,6 @@ test("rows that fail validation are quarantined at open, with a reason, dependen
       "the global default action",
       "DENY is neither allow nor deny; the global default is now deny (fail closed) until it is set again",
     ],
-    ["blocklist", "blocklist prefix 10.0.0.1/8", expect.stringContaining("has host bits set")],
     ["dns_records", "DNS record 2 of network a", 'A record value "not-an-ip" is not an IPv4 address'],
     ["dhcp_leases", "DHCP lease of 02:00:02:00:00:01 in network badjson", "its network badjson is quarantined"],
   ]);
@@ -443,7 +480,7 @@ test("rows that fail validation are quarantined at open, with a reason, dependen
     name: expect.any(String),
     network_id: expect.any(Number),
   });
-  expect([s.quarantinedRows(), s.stats().quarantined, s.stats().leasesQuarantined]).toEqual([found.length, 12, 0]);
+  expect([s.quarantinedRows(), s.stats().quarantined, s.stats().leasesQuarantined]).toEqual([found.length, 11, 0]);
   expect(s.db.query("PRAGMA foreign_key_check").all()).toEqual([]);
 
   // The global default that could not be read is deny now; setting it works as ever.
@@ -456,7 +493,7 @@ test("rows that fail validation are quarantined at open, with a reason, dependen
   // A second open finds nothing more and keeps what is kept.
   s = new SqliteStore(path);
   expect(s.quarantinedAtOpen()).toEqual([]);
-  expect(s.quarantinedRows()).toBe(12);
+  expect(s.quarantinedRows()).toBe(11);
   expect(s.getGlobalDefault()).toBe("deny");
   expect(s.listEndpoints().map((e) => e.name)).toEqual(["web"]);
   s.close();
@@ -492,10 +529,7 @@ test("a valid store opens with nothing quarantined, and nothing written", () => 
   });
   s.addRule(app.id, rule(10, "allow", { proto: "tcp", src: "::ffff:10.9.0.0/112", dport: "80-90", log: true }));
   s.addRule(FW_GLOBAL_SCOPE, rule(1, "reject", { proto: "icmp", "icmp-type": "8/0" }));
-  s.blockAdd([
-    { prefix: "203.0.113.7/32", family: 4 },
-    { prefix: "2001:db8:bad::/48", family: 6 },
-  ]);
+  s.blockAdd(packPrefixes(["203.0.113.7/32", "2001:db8:bad::/48"]));
   s.addDnsRecord("app", { name: "www", type: "CNAME", value: "web.app.internal", ttl: 60 });
   s.addDnsRecord("app", { name: "_http._tcp", type: "SRV", value: "10 5 8080 web.app.internal", ttl: 60 });
   s.addDnsRecord("app", { name: "@", type: "MX", value: "10 mail.example.com", ttl: 300 });
@@ -546,8 +580,9 @@ test("a process killed in the middle of a change leaves the last committed state
     script,
     `import { parseRule } from ${JSON.stringify(join(import.meta.dir, "../../src/model/firewall-rule"))};
 import { SqliteStore } from ${JSON.stringify(join(import.meta.dir, "../../src/store/sqlite"))};
+import { packPrefixes } from ${JSON.stringify(join(import.meta.dir, "../../src/model/blocklist"))};
 const s = new SqliteStore(process.argv[2]);
-s.blockAdd([{ prefix: "192.0.2.0/24", family: 4 }]);
+s.blockAdd(packPrefixes(["192.0.2.0/24"]));
 const rules = [1, 2, 3, 4].map((p) => parseRule({ priority: p, action: "deny" }));
 const stringify = JSON.stringify;
 let n = 0;
