@@ -284,7 +284,14 @@ async function serve(o: AgentOptions): Promise<void> {
   const dp = new PortDatapath(o.pinRoot);
   let opened: ReturnType<PortDatapath["open"]>;
   try {
+    const t0 = performance.now();
     opened = dp.open();
+    const ms = (performance.now() - t0).toFixed(0);
+    log.info(
+      dp.fromPins
+        ? `datapath: this build's programs taken from their pins (${ms} ms, no load)`
+        : `datapath: programs loaded and verified (${ms} ms)`,
+    );
   } catch (e) {
     if (!(e instanceof StratumError)) throw e;
     throw new StratumError(

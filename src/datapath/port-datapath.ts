@@ -17,7 +17,7 @@ import type { EgressCap } from "../model/egress-cap";
 import { hostRange, macToBytes, parseSubnet } from "../model/ip";
 import {
   BpfMap,
-  type BpfObject,
+  BpfObject,
   Fd,
   linkInfo,
   linkUpdate,
@@ -44,7 +44,7 @@ import { DROP_REASON_LIST } from "./drops";
 import { encodeU32 } from "./firewall-maps";
 import { HaMaps } from "./ha-maps";
 import { PINNED_MAPS, type PinnedMap, STATE_MAPS } from "./map-roles";
-import { loadObject } from "./objects";
+import { loadObject, objectBytes } from "./objects";
 import {
   decodeLocalKey,
   decodeMacKey,
@@ -80,6 +80,7 @@ import {
   writeProfileOf,
 } from "./port-maps";
 import { ensureBpffs } from "./probe";
+import { buildStamp, type LoadedPrograms, PinnedPrograms, PROG_DIR, pinPrograms } from "./program-pins";
 import {
   type BucketCounts,
   decodeShapeKey,
@@ -148,14 +149,19 @@ export const profileIdParts = (id: number): { netId: number; ip4: number } => ({
 
 export class PortDatapath {
   readonly pinRoot: string;
-  #obj: BpfObject | undefined;
+  #obj: LoadedPrograms | undefined;
 
   readonly #sizes: Partial<Record<PinnedMap, number>>;
 
-  /** `maxEntries`: other sizes for some maps than the objects declare (tests that fill a table). */
-  constructor(pinRoot: string, o: { maxEntries?: Partial<Record<PinnedMap, number>> } = {}) {
+  readonly #programPins: boolean;
+
+  /** `maxEntries`: other sizes for some maps than the objects declare (tests that fill a table).
+   * `programPins: false`: always load the object, and leave the pinned programs alone (a tool
+   * that needs programs of its own, beside the agent's). */
+  constructor(pinRoot: string, o: { maxEntries?: Partial<Record<PinnedMap, number>>; programPins?: boolean } = {}) {
     this.pinRoot = pinRoot;
     this.#sizes = o.maxEntries ?? {};
+    this.#programPins = o.programPins !== false;
   }
 
   get mapDir(): string {
@@ -186,6 +192,14 @@ export class PortDatapath {
     const report: OpenReport = { staged: [], migrated: [], restarted: [], resumed: [], discarded: [] };
     this.#ids = undefined;
     this.#prints.clear();
+    this.#ownIds.clear();
+    const pinned = this.#programPins ? this.#pinnedPrograms() : undefined;
+    if (pinned) {
+      this.#obj = pinned;
+      this.#fromPins = true;
+      return report;
+    }
+    this.#fromPins = false;
     const held = new Map<string, Fd>(); // maps/NAME
     const found = new Map<string, Fd>(); // maps-next/NAME, left by an upgrade cut short
     const changed = new Map<PinnedMap, MapInfo>();
@@ -267,6 +281,8 @@ export class PortDatapath {
         } else report.restarted.push(m);
       }
       if (existsSync(this.stageDir) && readdirSync(this.stageDir).length === 0) rmdirSync(this.stageDir);
+      // Bound to the maps pinned now: kept for the next start (an upgrade's, after commitMaps).
+      if (!this.#staged.length && this.#programPins) pinPrograms(this.pinRoot, this.#stamp(), obj);
     } catch (e) {
       for (const s of this.#staged) s.old.close();
       this.#staged = [];
@@ -344,10 +360,55 @@ export class PortDatapath {
     }
     this.#staged = [];
     if (existsSync(this.stageDir)) rmdirSync(this.stageDir);
+    if (this.#obj && this.#programPins) pinPrograms(this.pinRoot, this.#stamp(), this.#obj);
     return done;
   }
 
-  get obj(): BpfObject {
+  /** Whether open() took the programs an earlier start of this build pinned (no load). */
+  get fromPins(): boolean {
+    return this.#fromPins;
+  }
+
+  #fromPins = false;
+
+  #stamp(): string {
+    return buildStamp(this.#sizes);
+  }
+
+  /** The programs an earlier load of this build pinned, when they are whole and bound to the
+   * maps pinned now, every one of this build's layout (program-pins.ts); nothing staged. */
+  #pinnedPrograms(): PinnedPrograms | undefined {
+    if (existsSync(this.stageDir)) return undefined;
+    const dir = `${this.pinRoot}/${PROG_DIR}/${this.#stamp()}`;
+    if (!existsSync(dir)) return undefined;
+    let names: string[];
+    const ids = new Map<string, number>();
+    const o = BpfObject.openMem(objectBytes("port"), "stm_port");
+    try {
+      for (const [m, n] of Object.entries(this.#sizes)) o.setMaxEntries(m, n);
+      names = o.programs().map((p) => p.name);
+      for (const m of PINNED_MAPS) {
+        const path = `${this.mapDir}/${m}`;
+        if (!existsSync(path)) return undefined;
+        using fd = new Fd(objGet(path, "map"));
+        const info = mapInfo(fd.fd);
+        const want = o.mapDef(m);
+        if (
+          info.type !== want.type ||
+          info.keySize !== want.keySize ||
+          info.valueSize !== want.valueSize ||
+          info.maxEntries !== want.maxEntries
+        )
+          return undefined;
+        ids.set(m, info.id);
+      }
+    } finally {
+      o.close();
+    }
+    return PinnedPrograms.open(dir, names, this.mapDir, ids);
+  }
+
+  get obj(): LoadedPrograms {
     if (!this.#obj) throw new StratumError("INTERNAL", "port datapath is not open");
     return this.#obj;
   }

@@ -16,11 +16,11 @@
  * At the end: not one allowed UDP datagram lost, no TCP connection broken, nothing denied
  * delivered. */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { readdirSync } from "node:fs";
+import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { ApiClient } from "../../src/api/api-client";
-import { BpfMap, Fd, progFdById, progMapIds } from "../../src/sys/bpf";
+import { BpfMap, Fd, objGet, progFdById, progInfo, progMapIds } from "../../src/sys/bpf";
 import { TestAgent } from "../helpers/agent";
 import { readCounts, type TagCount } from "../helpers/counts";
 import { BUN, Netns, ROOT, run } from "../helpers/netns";
@@ -177,6 +177,46 @@ test(`${RESTARTS} restarts, by SIGTERM and by SIGKILL: nothing changes in the ke
   expect(portPrograms()).toEqual(programs); // the same programs on every filter: none swapped
 }, 120_000);
 
+/** What the agent's latest start said of its programs: taken from their pins, or loaded. */
+function lastDatapathLine(): string {
+  return A.logText.match(/datapath: [^\n]*/g)?.at(-1) ?? "";
+}
+
+test("a restart of the same build takes its programs from their pins; a pin gone, it loads them and pins them again", async () => {
+  const progs = join(A.pins.path, "progs");
+  const builds = readdirSync(progs);
+  expect(builds).toHaveLength(1);
+  const dir = join(progs, builds[0] as string);
+  const pinned = readdirSync(dir).sort();
+  expect(pinned).toContain("stm_port_in");
+  expect(pinned).toContain("stm_uplink_in");
+  const programs = portPrograms();
+  await A.kill("SIGTERM");
+  await A.start(UPLINK);
+  await logWith("datapath: ");
+  expect(lastDatapathLine()).toContain("taken from their pins");
+  // The ports run the very programs pinned: their ids.
+  const ids = new Set(
+    pinned.map((p) => {
+      using fd = new Fd(objGet(join(dir, p), "program"));
+      return progInfo(fd.fd).id;
+    }),
+  );
+  for (const p of Object.values(portPrograms())) expect(ids.has(p.id)).toBe(true);
+  // A program's pin removed by hand: the set is not whole, so the next start loads and verifies.
+  await A.kill("SIGTERM");
+  rmSync(join(dir, "stm_port_out"));
+  const before = A.logText.length;
+  await A.start(UPLINK);
+  for (let i = 0; i < 200 && !A.logText.slice(before).includes("datapath: "); i++) await Bun.sleep(50);
+  expect(lastDatapathLine()).toContain("programs loaded and verified");
+  expect(readdirSync(dir).sort()).toEqual(pinned); // whole again
+  expect((await api.reconcile()).changes).toEqual([]);
+  // The new load's programs are the same build on the same maps: no port was swapped for them.
+  expect(portPrograms()).toEqual(programs);
+  expect(counts().ok?.n ?? 0).toBeGreaterThan(0);
+}, 60_000);
+
 test("100 in-place swaps of every port's programs", () => {
   const ports = Object.keys(portPrograms())
     .filter((k) => k.endsWith("/ingress"))
@@ -197,6 +237,7 @@ test("100 in-place swaps of every port's programs", () => {
 
 test("upgrade to a build with other map layouts: staged, filled, every program swapped, then the pins move", async () => {
   const before = pinnedMapIds();
+  const buildsBefore = readdirSync(join(A.pins.path, "progs"));
   const programs = portPrograms();
   const uplinkBefore = (await api.status()).uplink;
   await A.kill("SIGTERM");
@@ -212,6 +253,9 @@ test("upgrade to a build with other map layouts: staged, filled, every program s
   expectPortsOnPinnedMaps();
   expect(pinnedCtSize()).toBe(300000);
   expect((await api.reconcile()).changes).toEqual([]);
+  // The new build's programs are pinned once its maps moved in; the old build's pins went.
+  expect(readdirSync(join(A.pins.path, "progs"))).toHaveLength(1);
+  expect(readdirSync(join(A.pins.path, "progs"))).not.toEqual(buildsBefore);
   // status checks every port's and the uplink's programs are this build's, on its maps.
   const st = await api.status();
   expect(st.uplink?.state).toBe("ok");

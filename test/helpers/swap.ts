@@ -11,7 +11,11 @@ import { getLink } from "../../src/netlink";
 
 const onSignal = process.argv.includes("--on-signal");
 const [pinRoot, n, names, pause] = process.argv.slice(2).filter((a) => a !== "--on-signal");
-const loads = [new PortDatapath(pinRoot as string), new PortDatapath(pinRoot as string)];
+// Loads of their own (not the agent's pinned programs, which both would otherwise take).
+const loads = [
+  new PortDatapath(pinRoot as string, { programPins: false }),
+  new PortDatapath(pinRoot as string, { programPins: false }),
+];
 for (const dp of loads) dp.open();
 const ifindexes = (names as string).split(",").map((name) => {
   const l = getLink(name);
