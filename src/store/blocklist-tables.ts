@@ -9,6 +9,7 @@
  * Each is keyed by address then length (WITHOUT ROWID: the key is the table, kept in the
  * list's numeric order); added_at is milliseconds since the epoch. */
 import type { Database } from "bun:sqlite";
+import { StratumError } from "../errors";
 import {
   type PackedPrefixes,
   PrefixPacker,
@@ -123,36 +124,50 @@ function rowKey(s: Subnet): [4 | 6, number[]] {
 const WHERE4 = "addr = ? AND len = ?";
 const WHERE6 = "w0 = ? AND w1 = ? AND w2 = ? AND w3 = ? AND len = ?";
 
-/** Whether a prefix (any spelling the blocklist accepts) is listed; false for one that is
- * not a blocklist prefix at all. */
-export function blockHas(db: Database, prefix: string): boolean {
+/** A prefix's table and the WHERE that finds its row (with its arguments); undefined for one
+ * that is not a blocklist prefix at all. */
+function rowOf(prefix: string): { table: string; where: string; key: number[]; cols: string } | undefined {
   let s: Subnet;
   try {
     s = parseBlockPrefix(prefix).subnet;
   } catch {
-    return false;
+    return undefined;
   }
   const [f, key] = rowKey(s);
-  return db.query(`SELECT 1 FROM blocklist${f} WHERE ${f === 4 ? WHERE4 : WHERE6}`).get(...key) !== null;
+  return f === 4
+    ? { table: "blocklist4", where: WHERE4, key, cols: COLS4 }
+    : { table: "blocklist6", where: WHERE6, key, cols: COLS6 };
+}
+
+/** Whether a prefix (any spelling the blocklist accepts) is listed; false for one that is
+ * not a blocklist prefix at all. */
+export function blockHas(db: Database, prefix: string): boolean {
+  const r = rowOf(prefix);
+  return r !== undefined && db.query(`SELECT 1 FROM ${r.table} WHERE ${r.where}`).get(...r.key) !== null;
 }
 
 /** Lists (or re-lists, with its time) one prefix; throws for one that is not a blocklist prefix. */
 export function blockPut(db: Database, prefix: string, at: number): void {
-  const [f, key] = rowKey(parseBlockPrefix(prefix).subnet);
-  db.query(
-    `INSERT OR REPLACE INTO blocklist${f} (${f === 4 ? COLS4 : COLS6}) VALUES (${key.map(() => "?").join(", ")}, ?)`,
-  ).run(...key, at);
+  const r = rowOf(prefix);
+  if (!r) throw new StratumError("INVALID", parseError(prefix));
+  db.query(`INSERT OR REPLACE INTO ${r.table} (${r.cols}) VALUES (${r.key.map(() => "?").join(", ")}, ?)`).run(
+    ...r.key,
+    at,
+  );
+}
+
+function parseError(prefix: string): string {
+  try {
+    parseBlockPrefix(prefix);
+    return `blocklist prefix ${prefix} is not a prefix`;
+  } catch (e) {
+    return (e as Error).message;
+  }
 }
 
 export function blockRemove(db: Database, prefix: string): boolean {
-  let s: Subnet;
-  try {
-    s = parseBlockPrefix(prefix).subnet;
-  } catch {
-    return false;
-  }
-  const [f, key] = rowKey(s);
-  return db.query(`DELETE FROM blocklist${f} WHERE ${f === 4 ? WHERE4 : WHERE6}`).run(...key).changes > 0;
+  const r = rowOf(prefix);
+  return r !== undefined && db.query(`DELETE FROM ${r.table} WHERE ${r.where}`).run(...r.key).changes > 0;
 }
 
 export function blockDeleteAll(db: Database): number {
