@@ -63,6 +63,7 @@ exec bash scripts/demo --no-build`,
     "  web-1 203.0.113.90",
     "load balancer (DSR): VIP edge (203.0.113.90:8080/tcp) → backend web-1",
     "agent killed; the datapath keeps running",
+    "  datapath: this build's programs taken from their pins (",
     "40 packets transmitted, 40 received, 0% packet loss",
     "kernel changes: none",
     // The cluster part: three nodes, one etcd.
