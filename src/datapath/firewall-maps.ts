@@ -399,7 +399,7 @@ export function addressEntries(
 }
 
 /** `key` cut to prefix length `len`, written into `out`. */
-function maskedKey(key: Buffer, len: number, out: Buffer): void {
+export function maskedKey(key: Buffer, len: number, out: Buffer): void {
   out.writeUInt32LE(len, 0);
   for (let i = 4; i < 8; i++) out[i] = key[i] as number;
   const n = key.length - 8;
@@ -480,19 +480,29 @@ export function scopeOf(
   function* keys(m: AddrMap): Generator<Buffer> {
     for (const [k] of entries[m]) yield k;
   }
-  let end = 0;
-  for (const { slot } of rules) end = Math.max(end, slot + 1);
-  return encodeScope(
+  return scopeWithLengths(
     gen,
     def,
-    rules.length > 0 || def === "deny",
-    end,
+    rules,
     {
       len4: [lengthMask(keys("stm_fw_src4"), 4), lengthMask(keys("stm_fw_dst4"), 4)],
       len6: [lengthMask(keys("stm_fw_src6"), 6), lengthMask(keys("stm_fw_dst6"), 6)],
     },
     epoch,
   );
+}
+
+/** scopeOf with the address tables' prefix lengths known (lengthMask of each table's keys). */
+export function scopeWithLengths(
+  gen: number,
+  def: DefaultAction,
+  rules: Slotted[],
+  lengths: ScopeLengths,
+  epoch: number,
+): Buffer {
+  let end = 0;
+  for (const { slot } of rules) end = Math.max(end, slot + 1);
+  return encodeScope(gen, def, rules.length > 0 || def === "deny", end, lengths, epoch);
 }
 
 /** Compiles a scope's rules (sorted by priority, validated) into generation `gen`, each rule at

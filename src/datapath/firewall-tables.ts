@@ -10,10 +10,10 @@ import { type PackedPrefixes, PrefixPacker, packedCount } from "../model/blockli
 import { type DefaultAction, type Rule, type StoredRule, sameRule } from "../model/firewall-rule";
 import type { Subnet } from "../model/ip";
 import { BPF_F, type BpfMap } from "../sys/bpf";
+import { AddrIndex } from "./addr-index";
 import {
   ADDR_MAPS,
   addrKey,
-  addrKeyWithin,
   addrRole,
   anyKey,
   anyMapOf,
@@ -33,6 +33,7 @@ import {
   hasBit,
   isEmptyBits,
   keyGen,
+  maskedKey,
   newBits,
   partitionEntries,
   portPartition,
@@ -40,7 +41,7 @@ import {
   rulePartitions,
   ruleValue,
   type Slotted,
-  scopeOf,
+  scopeWithLengths,
   setBit,
 } from "./firewall-maps";
 import type { PinnedMap } from "./port-datapath";
@@ -70,6 +71,8 @@ interface Live {
   slotted: Slotted[];
   maps: Record<FwMapName, Entries>;
   scope: Buffer;
+  /** The address tables' prefixes in order, built by the first edit that asks (addr-index.ts). */
+  idx?: Partial<Record<FwMapName, AddrIndex>>;
 }
 
 /** One kernel write of an in-place change, with what it replaces (null: nothing) for the undo. */
@@ -310,14 +313,29 @@ export class FirewallTables {
       number
     >;
     const ops: Op[] = [];
+    // The prefixes of an address table in order (built once per generation, then kept along).
+    const idx = (m: FwMapName): AddrIndex => {
+      live.idx ??= {};
+      let x = live.idx[m];
+      if (!x) {
+        x = new AddrIndex([...w[m].values()].map(([k]) => k));
+        live.idx[m] = x;
+      }
+      return x;
+    };
     const write = (m: FwMapName, key: Buffer, val: Buffer | null) => {
       const hex = key.toString("hex");
       const prev = w[m].get(hex)?.[1] ?? null;
       if (val === null && prev === null) return;
       if (val && prev?.equals(val)) return;
       ops.push({ map: m, key, val, prev });
-      if (val) w[m].set(hex, [key, val]);
-      else w[m].delete(hex);
+      if (val) {
+        w[m].set(hex, [key, val]);
+        if (!prev) live.idx?.[m]?.add(key);
+      } else {
+        w[m].delete(hex);
+        live.idx?.[m]?.remove(key);
+      }
       peak[m] = Math.max(peak[m], w[m].size);
     };
     const undo = () => {
@@ -325,8 +343,13 @@ export class FirewallTables {
         const o = ops[j] as Op;
         if (o.map === "stm_fw_scopes") continue;
         const m = o.map as FwMapName;
-        if (o.prev) w[m].set(o.key.toString("hex"), [o.key, o.prev]);
-        else w[m].delete(o.key.toString("hex"));
+        if (o.prev) {
+          w[m].set(o.key.toString("hex"), [o.key, o.prev]);
+          if (!o.val) live.idx?.[m]?.add(o.key);
+        } else {
+          w[m].delete(o.key.toString("hex"));
+          live.idx?.[m]?.remove(o.key);
+        }
       }
     };
     /** Writes each [key, value] a scan of a table collected (a table is not edited while read). */
@@ -357,16 +380,25 @@ export class FirewallTables {
       }
     };
     let scopeNow = live.scope;
+    // lengthMask of a table's keys, from its index and its length-0 entries (the /0 entry; in
+    // the IPv6 tables also the any-address entries), without a walk.
+    const mask = (m: FwMapName, family: 4 | 6): bigint => {
+      const bits = family === 4 ? 32 : 128;
+      let v = 0n;
+      for (const len of idx(m).lengthsBelow(bits + 1)) v |= 1n << BigInt(bits - len);
+      const zero =
+        w[m].has(floorKey(gen, family).toString("hex")) ||
+        (family === 6 && (w[m].has(anyKey(gen, 4).toString("hex")) || w[m].has(anyKey(gen, 6).toString("hex"))));
+      return zero ? v | (1n << BigInt(bits)) : v;
+    };
     const scopeWrite = (set: Slotted[], d: DefaultAction, epoch: number) => {
-      const v = scopeOf(
+      const v = scopeWithLengths(
         gen,
         d,
         set,
         {
-          stm_fw_src4: w.stm_fw_src4.values(),
-          stm_fw_dst4: w.stm_fw_dst4.values(),
-          stm_fw_src6: w.stm_fw_src6.values(),
-          stm_fw_dst6: w.stm_fw_dst6.values(),
+          len4: [mask("stm_fw_src4", 4), mask("stm_fw_dst4", 4)],
+          len6: [mask("stm_fw_src6", 6), mask("stm_fw_dst6", 6)],
         },
         epoch,
       );
@@ -391,24 +423,28 @@ export class FirewallTables {
           continue;
         }
         const pk = addrKey(gen, role);
+        const ix = idx(map);
         if (!w[map].has(pk.toString("hex"))) {
           // A new prefix starts from its nearest stored ancestor's rules.
           let anc: [Buffer, Buffer] | undefined;
-          for (const [, e] of w[map]) {
-            const len = e[0].readUInt32LE(0);
-            if (len > 0 && addrKeyWithin(pk, e[0]) && (!anc || len > anc[0].readUInt32LE(0))) anc = e;
+          const probe = Buffer.alloc(pk.length);
+          for (const len of ix.lengthsBelow(role.prefixLen)) {
+            maskedKey(pk, len, probe);
+            anc = w[map].get(probe.toString("hex"));
+            if (anc) break;
           }
           const v = anc ? copyBits(anc[1]) : newBits();
           setBit(v, put.slot);
           write(map, pk, v);
         }
         const inside: Array<[Buffer, Buffer]> = [];
-        for (const [, [k, v]] of w[map])
-          if (k.readUInt32LE(0) > 0 && !hasBit(v, put.slot) && addrKeyWithin(k, pk)) {
-            const nv = copyBits(v);
-            setBit(nv, put.slot);
-            inside.push([k, nv]);
-          }
+        for (const k of ix.within(pk)) {
+          const v = (w[map].get(k.toString("hex")) as [Buffer, Buffer])[1];
+          if (hasBit(v, put.slot)) continue;
+          const nv = copyBits(v);
+          setBit(nv, put.slot);
+          inside.push([k, nv]);
+        }
         writeAll(map, inside);
       }
       ports(unionSet, put.r);
@@ -428,8 +464,12 @@ export class FirewallTables {
         const anyE = w[anyMap].get(ak.toString("hex"));
         if (anyE && hasBit(anyE[1], out.slot)) write(anyMap, anyE[0], cleared(anyE[1]));
         if (role !== "any" && role.prefixLen > 0) {
+          // The rule's bit is on its prefix and every prefix inside it, nowhere else.
           const had: Array<[Buffer, Buffer]> = [];
-          for (const [, [k, v]] of w[map]) if (hasBit(v, out.slot)) had.push([k, cleared(v)]);
+          for (const k of idx(map).within(addrKey(gen, role))) {
+            const v = (w[map].get(k.toString("hex")) as [Buffer, Buffer])[1];
+            if (hasBit(v, out.slot)) had.push([k, cleared(v)]);
+          }
           writeAll(map, had);
           // Its prefix goes unless another rule has it.
           const cidr = out.r[side];
@@ -437,12 +477,7 @@ export class FirewallTables {
         }
         // No rule left on this side and family: its /0 and any-address entries go too.
         const anyNow = w[anyMap].get(ak.toString("hex"));
-        let prefixes = false;
-        for (const [, [k]] of w[map])
-          if (k.readUInt32LE(0) > 0) {
-            prefixes = true;
-            break;
-          }
+        const prefixes = idx(map).size > 0;
         if (!prefixes && anyNow && isEmptyBits(anyNow[1])) {
           write(anyMap, ak, null);
           write(map, floorKey(gen, family), null);
