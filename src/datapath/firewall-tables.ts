@@ -262,7 +262,8 @@ export class FirewallTables {
     const added: StoredRule[] = [];
     for (const r of rules) {
       const l = byId.get(r.id);
-      if (l && sameRule(l.r, r)) kept.add(r.id);
+      // The store hands back the same rule objects while they do not change: most compare by identity.
+      if (l && (l.r === r || sameRule(l.r, r))) kept.add(r.id);
       else added.push(r);
       if (added.length > 1) return undefined;
     }

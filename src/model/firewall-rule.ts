@@ -191,13 +191,22 @@ export function sameRule(a: Rule, b: Rule): boolean {
 }
 
 /** Checks a whole rule set: unique priorities and the size limit. Returns it sorted. */
+/** A copy of `rules` in priority order; a set already in order (the store keeps it so) is
+ * only checked, not sorted again (a sort of 10,000 rules costs about a millisecond). */
+export function byPriority<R extends { priority: number }>(rules: readonly R[]): R[] {
+  for (let i = 1; i < rules.length; i++)
+    if ((rules[i - 1] as R).priority > (rules[i] as R).priority)
+      return [...rules].sort((a, b) => a.priority - b.priority);
+  return [...rules];
+}
+
 export function checkRuleSet<R extends Rule>(rules: R[]): R[] {
   if (rules.length > MAX_RULES_PER_SCOPE)
     throw new StratumError(
       "CAPACITY",
       `${rules.length} rules exceed the ${MAX_RULES_PER_SCOPE} one network (or the global scope) can hold`,
     );
-  const sorted = [...rules].sort((a, b) => a.priority - b.priority);
+  const sorted = byPriority(rules);
   for (let i = 1; i < sorted.length; i++)
     if (sorted[i]?.priority === sorted[i - 1]?.priority)
       throw new StratumError("INVALID", `two rules have priority ${sorted[i]?.priority}: priorities are unique`);

@@ -14,7 +14,7 @@ import type { PackedPrefixes } from "../model/blocklist";
 import type { DnsRecord } from "../model/dns-record";
 import type { EgressCap } from "../model/egress-cap";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall-rule";
-import { FW_GLOBAL_SCOPE } from "../model/firewall-rule";
+import { byPriority, FW_GLOBAL_SCOPE } from "../model/firewall-rule";
 import { emptyMicroseg, type MicrosegDoc } from "../model/microseg";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
 import { emptyLb, type LbDoc } from "../model/vip";
@@ -721,9 +721,7 @@ export class SqliteStore implements Store {
     if (hit)
       this.#rulesCache.set(scope, {
         changes: after,
-        rules: edit(hit.rules)
-          .map((r) => (Object.isFrozen(r) ? r : Object.freeze({ ...r })))
-          .sort((a, b) => a.priority - b.priority),
+        rules: byPriority(edit(hit.rules).map((r) => (Object.isFrozen(r) ? r : Object.freeze({ ...r })))),
       });
   }
 
