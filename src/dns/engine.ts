@@ -89,21 +89,32 @@ function v4Int(s: string): number {
   return v * 256 + part;
 }
 
-/** What a network's zones are built from, as one string: the network's DNS fields, its
- * endpoints and its records. */
-function zoneInputKey(input: ZoneInput): string {
-  const n = input.network;
-  return JSON.stringify([
-    n.name,
-    n.cidr,
-    n.gateway,
-    n.cidr6 ?? "",
-    n.gateway6 ?? "",
-    n.dnsZone,
-    n.dnsForwarders,
-    input.endpoints.map((e) => [e.name, e.ip, e.mac]),
-    input.records,
-  ]);
+/** Whether two inputs build the same zones: the network's DNS fields, its endpoints and its
+ * records. Compared in place, not as one string of every endpoint (an attach to a network of
+ * thousands changed a string of all of them on every call); an endpoint more or fewer is
+ * told by the count alone. */
+function sameZoneInput(a: ZoneInput, b: ZoneInput): boolean {
+  const x = a.network;
+  const y = b.network;
+  if (
+    x.name !== y.name ||
+    x.cidr !== y.cidr ||
+    x.gateway !== y.gateway ||
+    (x.cidr6 ?? "") !== (y.cidr6 ?? "") ||
+    (x.gateway6 ?? "") !== (y.gateway6 ?? "") ||
+    x.dnsZone !== y.dnsZone ||
+    x.dnsForwarders.length !== y.dnsForwarders.length ||
+    a.endpoints.length !== b.endpoints.length ||
+    a.records.length !== b.records.length
+  )
+    return false;
+  for (let i = 0; i < x.dnsForwarders.length; i++) if (x.dnsForwarders[i] !== y.dnsForwarders[i]) return false;
+  for (let i = 0; i < a.endpoints.length; i++) {
+    const e = a.endpoints[i] as ZoneInput["endpoints"][number];
+    const f = b.endpoints[i] as ZoneInput["endpoints"][number];
+    if (e.name !== f.name || e.ip !== f.ip || e.mac !== f.mac) return false;
+  }
+  return JSON.stringify(a.records) === JSON.stringify(b.records);
 }
 
 class NetState {
@@ -154,8 +165,6 @@ class NetEntry {
 
   constructor(
     readonly input: ZoneInput,
-    /** zoneInputKey(input): the same input builds the same zones. */
-    readonly key: string,
     /** The network's zones before this input (their serial goes on, their cache stays when
      * the content is the same), until this entry's are built. */
     public prev: NetState | undefined,
@@ -217,9 +226,8 @@ export class DnsEngine {
     for (const input of inputs) {
       const n = input.network;
       const prev = this.#states.get(n.name);
-      const same = prev !== undefined && unchanged?.has(n.name) === true;
-      const key = same ? prev.key : zoneInputKey(input);
-      const entry = prev && prev.key === key ? prev : new NetEntry(input, key, prev?.last());
+      const same = prev !== undefined && (unchanged?.has(n.name) === true || sameZoneInput(prev.input, input));
+      const entry = prev && same ? prev : new NetEntry(input, prev?.last());
       for (const [a, v6] of [
         [n.gateway, false],
         [n.gateway6, true],
