@@ -10,14 +10,7 @@
  * list's numeric order); added_at is milliseconds since the epoch. */
 import type { Database } from "bun:sqlite";
 import { StratumError } from "../errors";
-import {
-  type PackedPrefixes,
-  PrefixPacker,
-  packSubnets,
-  parseBlockPrefix,
-  unpackSubnets,
-  V6_STRIDE,
-} from "../model/blocklist";
+import { type PackedPrefixes, packSubnets, parseBlockPrefix, V6_STRIDE } from "../model/blocklist";
 import { formatSubnet, type Subnet } from "../model/ip";
 import type { BlockEntry } from "./store";
 
@@ -126,17 +119,19 @@ const WHERE6 = "w0 = ? AND w1 = ? AND w2 = ? AND w3 = ? AND len = ?";
 
 /** A prefix's table and the WHERE that finds its row (with its arguments); undefined for one
  * that is not a blocklist prefix at all. */
-function rowOf(prefix: string): { table: string; where: string; key: number[]; cols: string } | undefined {
+function rowOf(
+  prefix: string,
+): { family: 4 | 6; table: string; where: string; key: number[]; cols: string } | undefined {
   let s: Subnet;
   try {
     s = parseBlockPrefix(prefix).subnet;
   } catch {
     return undefined;
   }
-  const [f, key] = rowKey(s);
-  return f === 4
-    ? { table: "blocklist4", where: WHERE4, key, cols: COLS4 }
-    : { table: "blocklist6", where: WHERE6, key, cols: COLS6 };
+  const [family, key] = rowKey(s);
+  return family === 4
+    ? { family, table: "blocklist4", where: WHERE4, key, cols: COLS4 }
+    : { family, table: "blocklist6", where: WHERE6, key, cols: COLS6 };
 }
 
 /** Whether a prefix (any spelling the blocklist accepts) is listed; false for one that is
@@ -223,18 +218,19 @@ export function blockPackedAll(db: Database): PackedPrefixes {
 export function blockPageRows(db: Database, o: { after?: string; limit: number; only?: string[] }): BlockEntry[] {
   const after = o.after === undefined ? undefined : rowKey(parseBlockPrefix(o.after).subnet);
   if (o.only) {
-    const found: BlockEntry[] = [];
+    const found: Array<{ key: [4 | 6, number[]]; entry: BlockEntry }> = [];
     for (const text of o.only) {
-      const s = parseBlockPrefix(text).subnet;
-      const [f, key] = rowKey(s);
-      const r = db
-        .query(`SELECT ${f === 4 ? COLS4 : COLS6} FROM blocklist${f} WHERE ${f === 4 ? WHERE4 : WHERE6}`)
-        .values(...key)[0];
-      if (!r) continue;
-      if (after && !keyAfter([f, key], after)) continue;
-      found.push(f === 4 ? entry4(r as Row4) : entry6(r as Row6));
+      const r = rowOf(text);
+      if (!r) throw new StratumError("INVALID", parseError(text));
+      const row = db.query(`SELECT ${r.cols} FROM ${r.table} WHERE ${r.where}`).values(...r.key)[0];
+      const key: [4 | 6, number[]] = [r.family, r.key];
+      if (!row || (after && compareRowKeys(key, after) <= 0)) continue;
+      found.push({ key, entry: r.family === 4 ? entry4(row as Row4) : entry6(row as Row6) });
     }
-    return sortEntries(found).slice(0, o.limit);
+    return found
+      .sort((a, b) => compareRowKeys(a.key, b.key))
+      .slice(0, o.limit)
+      .map((f) => f.entry);
   }
   const out: BlockEntry[] = [];
   if (!after || after[0] === 4) {
@@ -255,22 +251,11 @@ export function blockPageRows(db: Database, o: { after?: string; limit: number; 
   return out;
 }
 
-function keyAfter(a: [4 | 6, number[]], b: [4 | 6, number[]]): boolean {
-  if (a[0] !== b[0]) return a[0] > b[0];
-  for (let k = 0; k < a[1].length; k++) if (a[1][k] !== b[1][k]) return (a[1][k] as number) > (b[1][k] as number);
-  return false;
-}
-
-/** Entries in the list's order (IPv4 first, then numerically). */
-function sortEntries(es: BlockEntry[]): BlockEntry[] {
-  const packer = new PrefixPacker();
-  const by = new Map<string, BlockEntry>();
-  for (const e of es) {
-    const s = parseBlockPrefix(e.prefix).subnet;
-    packer.addSubnet(s);
-    by.set(formatSubnet(s), e);
-  }
-  return unpackSubnets(packer.pack()).map((s) => by.get(formatSubnet(s)) as BlockEntry);
+/** The list's order of two row keys: IPv4 first, then by address, then by length. */
+function compareRowKeys(a: [4 | 6, number[]], b: [4 | 6, number[]]): number {
+  if (a[0] !== b[0]) return a[0] - b[0];
+  for (let k = 0; k < a[1].length; k++) if (a[1][k] !== b[1][k]) return (a[1][k] as number) - (b[1][k] as number);
+  return 0;
 }
 
 /** Rows of the blocklist table of schema versions before the two tables, converted: the
