@@ -676,8 +676,18 @@ export class FirewallTables {
 
   // ---- blocklist ---------------------------------------------------------------------
 
-  #blockMap(s: Subnet): BpfMap {
-    return this.#dp.map(s.family === 4 ? "stm_block4" : "stm_block6");
+  #trie(fam: 4 | 6): BpfMap {
+    return this.#dp.map(fam === 4 ? "stm_block4" : "stm_block6");
+  }
+
+  /** Deletes one family's trie keys (blockKeys' layout) one at a time, those not there
+   * skipped; answers how many went. */
+  #deleteKeys(fam: 4 | 6, keys: Buffer): number {
+    const size = fam === 4 ? 8 : 20;
+    const map = this.#trie(fam);
+    let gone = 0;
+    for (let o = 0; o < keys.length; o += size) if (map.delete(keys.subarray(o, o + size))) gone++;
+    return gone;
   }
 
   /** Adds packed prefixes; checks room in both tries first (nothing written when they do not
@@ -685,58 +695,49 @@ export class FirewallTables {
   blockAdd(p: PackedPrefixes, have: Record<4 | 6, number>): void {
     const n = packedCount(p);
     for (const fam of [4, 6] as const) {
-      const map = this.#dp.map(fam === 4 ? "stm_block4" : "stm_block6");
-      if (n[fam] && have[fam] + n[fam] > map.info.maxEntries)
+      const max = this.#trie(fam).info.maxEntries;
+      if (n[fam] && have[fam] + n[fam] > max)
         throw new StratumError(
           "CAPACITY",
-          `the IPv${fam} blocklist holds ${map.info.maxEntries} prefixes; ${have[fam]} are in use and ${n[fam]} more do not fit: nothing was added`,
+          `the IPv${fam} blocklist holds ${max} prefixes; ${have[fam]} are in use and ${n[fam]} more do not fit: nothing was added`,
         );
     }
     // One batch update per trie (a million single updates took 15 s; a batch, 0.7 s); a failure
     // takes out whatever of the batch went in.
-    const written: Array<[BpfMap, Buffer, number]> = [];
+    const written: Array<[4 | 6, Buffer]> = [];
     try {
       for (const fam of [4, 6] as const) {
         if (!n[fam]) continue;
         const keys = blockKeys(p, fam);
-        const map = this.#dp.map(fam === 4 ? "stm_block4" : "stm_block6");
-        written.push([map, keys, fam === 4 ? 8 : 20]);
+        written.push([fam, keys]);
         const ones = new Uint32Array(n[fam]).fill(1);
-        map.updateBatch(keys, new Uint8Array(ones.buffer));
+        this.#trie(fam).updateBatch(keys, new Uint8Array(ones.buffer));
       }
     } catch (e) {
-      for (const [map, keys, size] of written)
-        for (let o = 0; o < keys.length; o += size) map.delete(keys.subarray(o, o + size));
+      for (const [fam, keys] of written) this.#deleteKeys(fam, keys);
       throw e;
     }
   }
 
   /** Removes packed prefixes (those not in the tries are skipped); answers how many went. */
   blockDelMany(p: PackedPrefixes): number {
-    let gone = 0;
-    for (const fam of [4, 6] as const) {
-      const keys = blockKeys(p, fam);
-      const size = fam === 4 ? 8 : 20;
-      const map = this.#dp.map(fam === 4 ? "stm_block4" : "stm_block6");
-      for (let o = 0; o < keys.length; o += size) if (map.delete(keys.subarray(o, o + size))) gone++;
-    }
-    return gone;
+    return this.#deleteKeys(4, blockKeys(p, 4)) + this.#deleteKeys(6, blockKeys(p, 6));
   }
 
   blockDel(p: Subnet): boolean {
-    return this.#blockMap(p).delete(blockKey(p));
+    return this.#trie(p.family).delete(blockKey(p));
   }
 
   /** The tries' map ids: another id means another trie (pins recreated, another layout). */
   blockIds(): [number, number] {
-    return [this.#dp.map("stm_block4").info.id, this.#dp.map("stm_block6").info.id];
+    return [this.#trie(4).info.id, this.#trie(6).info.id];
   }
 
   /** Every prefix in the tries, packed (a walk of both). */
   blockPacked(): PackedPrefixes {
     const out = new PrefixPacker();
-    for (const k of this.#dp.map("stm_block4").keys()) out.add4(k.readUInt32BE(4), k.readUInt32LE(0));
-    for (const k of this.#dp.map("stm_block6").keys())
+    for (const k of this.#trie(4).keys()) out.add4(k.readUInt32BE(4), k.readUInt32LE(0));
+    for (const k of this.#trie(6).keys())
       out.add6(k.readUInt32BE(4), k.readUInt32BE(8), k.readUInt32BE(12), k.readUInt32BE(16), k.readUInt32LE(0));
     return out.pack();
   }

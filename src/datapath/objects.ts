@@ -41,10 +41,15 @@ export interface LoadOptions {
   prepare?: (obj: BpfObject) => void;
 }
 
+/** Opens an embedded object without loading it (its programs' names, its maps' definitions). */
+export function openObject(name: ObjectName, opts: { pinRoot?: string } = {}): BpfObject {
+  return BpfObject.openMem(objectBytes(name), `stm_${name}`, opts);
+}
+
 /** Opens and loads an embedded object; a verifier rejection carries libbpf's log in `detail`. */
 export function loadObject(name: ObjectName, opts: LoadOptions = {}): BpfObject {
   return withLibbpfLog(() => {
-    const obj = BpfObject.openMem(objectBytes(name), `stm_${name}`, { pinRoot: opts.pinRoot });
+    const obj = openObject(name, { pinRoot: opts.pinRoot });
     try {
       for (const [map, fd] of Object.entries(opts.reuse ?? {})) obj.reuseMap(map, fd);
       opts.prepare?.(obj);

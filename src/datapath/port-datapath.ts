@@ -15,18 +15,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync } from "node:
 import { ERRNO, StratumError } from "../errors";
 import type { EgressCap } from "../model/egress-cap";
 import { hostRange, macToBytes, parseSubnet } from "../model/ip";
-import {
-  BpfMap,
-  BpfObject,
-  Fd,
-  linkInfo,
-  linkUpdate,
-  type MapInfo,
-  mapInfo,
-  objGet,
-  progInfo,
-  unpin,
-} from "../sys/bpf";
+import { BpfMap, Fd, linkInfo, linkUpdate, type MapInfo, mapInfo, objGet, progInfo, unpin } from "../sys/bpf";
 import { mutated } from "../sys/mutations";
 import { monotonicNs } from "../sys/os";
 import {
@@ -44,7 +33,7 @@ import { DROP_REASON_LIST } from "./drops";
 import { encodeU32 } from "./firewall-maps";
 import { HaMaps } from "./ha-maps";
 import { PINNED_MAPS, type PinnedMap, STATE_MAPS } from "./map-roles";
-import { loadObject, objectBytes } from "./objects";
+import { loadObject, openObject } from "./objects";
 import {
   decodeLocalKey,
   decodeMacKey,
@@ -147,6 +136,16 @@ export const profileIdParts = (id: number): { netId: number; ip4: number } => ({
   ip4: id % 2 ** 32,
 });
 
+/** Whether a pinned map has the layout a build declares (type, key, value, size). */
+function sameLayout(have: MapInfo, want: { type: number; keySize: number; valueSize: number; maxEntries: number }) {
+  return (
+    have.type === want.type &&
+    have.keySize === want.keySize &&
+    have.valueSize === want.valueSize &&
+    have.maxEntries === want.maxEntries
+  );
+}
+
 export class PortDatapath {
   readonly pinRoot: string;
   #obj: LoadedPrograms | undefined;
@@ -205,14 +204,6 @@ export class PortDatapath {
     const changed = new Map<PinnedMap, MapInfo>();
     const resumed = new Set<string>();
     const pinnedNow: string[] = [];
-    const sameLayout = (
-      have: MapInfo,
-      want: { type: number; keySize: number; valueSize: number; maxEntries: number },
-    ) =>
-      have.type === want.type &&
-      have.keySize === want.keySize &&
-      have.valueSize === want.valueSize &&
-      have.maxEntries === want.maxEntries;
     try {
       if (existsSync(this.stageDir))
         for (const f of readdirSync(this.stageDir)) found.set(f, new Fd(objGet(`${this.stageDir}/${f}`, "map")));
@@ -371,9 +362,13 @@ export class PortDatapath {
 
   #fromPins = false;
 
+  /** buildStamp of this datapath's object and sizes (a hash of 1.2 MB: asked once). */
   #stamp(): string {
-    return buildStamp(this.#sizes);
+    this.#stampValue ??= buildStamp(this.#sizes);
+    return this.#stampValue;
   }
+
+  #stampValue: string | undefined;
 
   /** The programs an earlier load of this build pinned, when they are whole and bound to the
    * maps pinned now, every one of this build's layout (program-pins.ts); nothing staged. */
@@ -383,7 +378,7 @@ export class PortDatapath {
     if (!existsSync(dir)) return undefined;
     let names: string[];
     const ids = new Map<string, number>();
-    const o = BpfObject.openMem(objectBytes("port"), "stm_port");
+    const o = openObject("port");
     try {
       for (const [m, n] of Object.entries(this.#sizes)) o.setMaxEntries(m, n);
       names = o.programs().map((p) => p.name);
@@ -392,14 +387,7 @@ export class PortDatapath {
         if (!existsSync(path)) return undefined;
         using fd = new Fd(objGet(path, "map"));
         const info = mapInfo(fd.fd);
-        const want = o.mapDef(m);
-        if (
-          info.type !== want.type ||
-          info.keySize !== want.keySize ||
-          info.valueSize !== want.valueSize ||
-          info.maxEntries !== want.maxEntries
-        )
-          return undefined;
+        if (!sameLayout(info, o.mapDef(m))) return undefined;
         ids.set(m, info.id);
       }
     } finally {
