@@ -138,17 +138,8 @@ export class Ipv6Service {
     const nets = new Map(networks.map((n) => [n.name, n]));
     const next = new Map<string, Bound>();
     for (const b of bindings) {
-      const network = nets.get(b.network);
-      if (!network) continue;
-      const mac = b.mac.toLowerCase();
-      let ll: Buffer;
-      try {
-        ll = ipToBytes(b.linkLocal);
-      } catch {
-        this.#log("warn", `endpoint ${b.endpoint}: link-local "${b.linkLocal}" is no IPv6 address; not served`);
-        continue;
-      }
-      next.set(mac, { binding: { ...b, mac }, network, key: JSON.stringify([b.endpoint, b.ip6, network]), ll });
+      const e = this.#entry(b, nets);
+      if (e) next.set(e.binding.mac, e);
     }
     const fresh = [...next].filter(([mac, e]) => this.#bound.get(mac)?.key !== e.key).map(([, e]) => e);
     this.#bound = next;
@@ -157,6 +148,44 @@ export class Ipv6Service {
     const live = new Set([...next.values()].map((e) => `${e.binding.network}/${e.binding.endpoint}`));
     for (const [k, l] of this.#leases) if (!live.has(`${l.network}/${l.endpoint}`)) this.#leases.delete(k);
     if (this.#icmp) for (const e of fresh) this.#sendRa(e);
+  }
+
+  /** One endpoint changed (`before` as the last update had it, `after` as it is now; either
+   * absent for an attach or a detach), the networks did not: the same outcome as update()
+   * with every binding, in time independent of how many there are. */
+  updateEndpoint(networks: V6Network[], before: V6Binding | undefined, after: V6Binding | undefined): void {
+    const nets = new Map(networks.map((n) => [n.name, n]));
+    const e = after && this.#entry(after, nets);
+    if (before) {
+      const mac = before.mac.toLowerCase();
+      if (this.#bound.get(mac)?.binding.endpoint === before.endpoint && mac !== e?.binding.mac) {
+        this.#bound.delete(mac);
+        this.#lastRa.delete(mac);
+      }
+      if (e?.binding.endpoint !== before.endpoint || e.binding.network !== before.network)
+        for (const [k, l] of this.#leases)
+          if (l.network === before.network && l.endpoint === before.endpoint) this.#leases.delete(k);
+    }
+    this.#raCache.clear();
+    if (!e) return;
+    const fresh = this.#bound.get(e.binding.mac)?.key !== e.key;
+    this.#bound.set(e.binding.mac, e);
+    if (this.#icmp && fresh) this.#sendRa(e);
+  }
+
+  /** What a binding serves, or nothing (its network has no IPv6, its link-local is bad). */
+  #entry(b: V6Binding, nets: Map<string, V6Network>): Bound | undefined {
+    const network = nets.get(b.network);
+    if (!network) return undefined;
+    const mac = b.mac.toLowerCase();
+    let ll: Buffer;
+    try {
+      ll = ipToBytes(b.linkLocal);
+    } catch {
+      this.#log("warn", `endpoint ${b.endpoint}: link-local "${b.linkLocal}" is no IPv6 address; not served`);
+      return undefined;
+    }
+    return { binding: { ...b, mac }, network, key: JSON.stringify([b.endpoint, b.ip6, network]), ll };
   }
 
   /** Opens the sockets; throws StratumError (SYS, UNSUPPORTED) saying what failed. */

@@ -79,6 +79,14 @@ function leaseOf(
   };
 }
 
+/** An endpoint as the server indexes it: its network by name (see #nets). */
+interface Entry4 {
+  endpoint: string;
+  network: string;
+  ip: string;
+  mac: string;
+}
+
 export class Dhcp4Server {
   readonly #store: Store;
   readonly #bridge: string;
@@ -92,8 +100,12 @@ export class Dhcp4Server {
   /** Send-only packet socket on the bridge, for broadcast replies (the agent's server only). */
   #raw: PacketSocket | undefined;
   #sock: udp.Socket<"uint8array"> | undefined;
-  /** Client MAC → its endpoint: rebuilt by update(). */
-  #index = new Map<string, Binding4>();
+  /** Client MAC → its endpoint, by its network's name: rebuilt by update(), changed by
+   * updateEndpoint(). */
+  #index = new Map<string, Entry4>();
+  /** The networks as the last update had them, by name: a binding takes its network's
+   * settings from here, so an update of one endpoint leaves the others' current. */
+  #nets = new Map<string, StoredNetwork>();
   /** Bound leases by "network mac", as the store has them. */
   #leases = new Map<string, Lease>();
   /** Leases whose renewal is not in the store yet (see #save). */
@@ -179,24 +191,49 @@ export class Dhcp4Server {
 
   /** The endpoints served, after any change; leases of endpoints that are gone are dropped. */
   update(networks: StoredNetwork[], endpoints: Endpoint[]): void {
-    const byName = new Map(networks.map((n) => [n.name, n]));
-    const index = new Map<string, Binding4>();
-    for (const e of endpoints) {
-      const n = byName.get(e.network);
-      if (n) index.set(e.mac, { endpoint: e.name, network: n, ip: e.ip, mac: e.mac });
-    }
+    this.#nets = new Map(networks.map((n) => [n.name, n]));
+    const index = new Map<string, Entry4>();
+    for (const e of endpoints)
+      if (this.#nets.has(e.network)) index.set(e.mac, { endpoint: e.name, network: e.network, ip: e.ip, mac: e.mac });
     this.#index = index;
-    for (const [key, l] of this.#leases) {
-      const b = index.get(l.mac);
-      if (b && b.network.name === l.network) continue;
-      this.#leases.delete(key);
-      this.#dirty.delete(key);
-      try {
-        if (byName.has(l.network)) this.#store.deleteLease(l.network, l.mac, 4);
-      } catch (e) {
-        this.#log("warn", `dhcp: forget lease of ${l.mac}: ${(e as Error).message}`);
-      }
+    for (const [key, l] of this.#leases) this.#dropStale(key, l);
+  }
+
+  /** One endpoint changed (`before` as the last update had it, `after` as it is now; either
+   * absent for an attach or a detach), nothing else: the same outcome as update() with every
+   * endpoint, in time independent of how many there are. */
+  updateEndpoint(networks: StoredNetwork[], before: Endpoint | undefined, after: Endpoint | undefined): void {
+    this.#nets = new Map(networks.map((n) => [n.name, n]));
+    if (before && this.#index.get(before.mac)?.endpoint === before.name) this.#index.delete(before.mac);
+    if (after && this.#nets.has(after.network))
+      this.#index.set(after.mac, { endpoint: after.name, network: after.network, ip: after.ip, mac: after.mac });
+    for (const mac of new Set([before?.mac, after?.mac]))
+      if (mac !== undefined)
+        for (const n of networks) {
+          const key = `${n.name} ${mac}`;
+          const l = this.#leases.get(key);
+          if (l) this.#dropStale(key, l);
+        }
+  }
+
+  /** A lease whose MAC is no endpoint of its network any more is forgotten. */
+  #dropStale(key: string, l: Lease): void {
+    const b = this.#index.get(l.mac);
+    if (b && b.network === l.network) return;
+    this.#leases.delete(key);
+    this.#dirty.delete(key);
+    try {
+      if (this.#nets.has(l.network)) this.#store.deleteLease(l.network, l.mac, 4);
+    } catch (e) {
+      this.#log("warn", `dhcp: forget lease of ${l.mac}: ${(e as Error).message}`);
     }
+  }
+
+  /** The binding of a client MAC, with its network's current settings. */
+  #binding(mac: string): Binding4 | undefined {
+    const e = this.#index.get(mac);
+    const network = e && this.#nets.get(e.network);
+    return network ? { endpoint: e.endpoint, network, ip: e.ip, mac: e.mac } : undefined;
   }
 
   async start(): Promise<void> {
@@ -301,7 +338,7 @@ export class Dhcp4Server {
       const t = req.options.get(OPT.MSG_TYPE);
       const name = t?.length === 1 ? (TYPE_NAMES[t[0] as number] ?? "other") : "bootp";
       this.#stats.received[name] = (this.#stats.received[name] ?? 0) + 1;
-      out = respond4(req, (mac) => this.#index.get(mac));
+      out = respond4(req, (mac) => this.#binding(mac));
     } catch (e) {
       // A well-formed message with a hostile option value (a bad requested address, say).
       if (!(e instanceof Dhcp4FormatError)) this.#log("warn", `dhcp: ${(e as Error).message}`);
@@ -314,7 +351,7 @@ export class Dhcp4Server {
         break;
       case "reply":
         if (out.type === DHCP4.ACK && out.reply.yiaddr !== "0.0.0.0") {
-          const b = this.#index.get(macOf(out.reply)) as Binding4;
+          const b = this.#binding(macOf(out.reply)) as Binding4;
           const host = req.options.get(OPT.HOSTNAME);
           let hostname: string | undefined;
           try {

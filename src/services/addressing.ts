@@ -122,22 +122,34 @@ export class Addressing {
     const nets = this.#store.listNetworks();
     const node = this.#store.node;
     const isLocal = (e: Endpoint) => node === undefined || e.node === node;
+    /** Set when one endpoint alone changed in networks already read: the servers take that
+     * endpoint (before and after) instead of every endpoint again. */
+    let only: { before?: Endpoint; after?: Endpoint } | undefined;
     if (!networks) {
       // Grouped once: a filter per network would go through every endpoint once per network.
       this.#epsOf = groupBy(this.#store.listEndpoints(), (e) => e.network);
       this.#recordsOf = groupBy(this.#store.listDnsRecords(), (r) => r.network);
     } else {
       const live = new Set(nets.map((n) => n.name));
-      for (const name of [...this.#epsOf.keys()]) if (!live.has(name)) this.#epsOf.delete(name);
+      let gone = false;
+      for (const name of [...this.#epsOf.keys()])
+        if (!live.has(name)) {
+          this.#epsOf.delete(name);
+          gone = true;
+        }
       for (const name of [...this.#recordsOf.keys()]) if (!live.has(name)) this.#recordsOf.delete(name);
       const one = endpoint === undefined ? undefined : this.#store.getEndpoint(endpoint);
+      if (endpoint !== undefined && !gone) only = one?.network && networks.has(one.network) ? { after: one } : {};
       for (const n of nets) {
         const kept = this.#epsOf.get(n.name);
         if (kept && endpoint !== undefined && networks.has(n.name)) {
+          const before = findByName(kept, endpoint);
+          if (before && only) only.before = before;
           this.#epsOf.set(n.name, withEndpoint(kept, endpoint, one?.network === n.name ? one : null));
           continue;
         }
         if (networks.has(n.name) || !kept) {
+          only = undefined;
           this.#epsOf.set(n.name, this.#store.listEndpoints(n.name));
           this.#recordsOf.set(n.name, this.#store.listDnsRecords(n.name));
         }
@@ -145,7 +157,9 @@ export class Addressing {
     }
     // Every endpoint of every network for the names; this node's own for addresses (in a
     // cluster each node's DHCP and router advertisements serve the endpoints it runs).
-    this.dhcp4.update(nets, node === undefined ? [...this.#epsOf.values()].flat() : localEndpoints(this.#store));
+    const served = (e: Endpoint | undefined) => (e && isLocal(e) ? e : undefined);
+    if (only) this.dhcp4.updateEndpoint(nets, served(only.before), served(only.after));
+    else this.dhcp4.update(nets, node === undefined ? [...this.#epsOf.values()].flat() : localEndpoints(this.#store));
     const unchanged = networks ? new Set(nets.filter((n) => !networks.has(n.name)).map((n) => n.name)) : undefined;
 
     const v6nets: V6Network[] = [];
@@ -155,7 +169,7 @@ export class Addressing {
       const eps = this.#epsOf.get(n.name) ?? [];
       zones.push({
         network: n,
-        endpoints: eps.map((e) => ({ name: e.name, ip: e.ip, mac: e.mac })),
+        endpoints: eps,
         records: this.#recordsOf.get(n.name) ?? [],
       });
       if (!n.cidr6 || !n.gateway6) continue;
@@ -167,18 +181,17 @@ export class Addressing {
         dnsZone: n.dnsZone,
         leaseTime: n.dhcpLeaseTime,
       });
-      for (const e of eps)
-        if (isLocal(e))
-          v6binds.push({
-            endpoint: e.name,
-            network: n.name,
-            mac: e.mac,
-            ip6: profileIp6(n.cidr6, e.mac),
-            linkLocal: linkLocal(e.mac),
-          });
+      if (!only) for (const e of eps) if (isLocal(e)) v6binds.push(v6Binding(n.cidr6, e));
     }
     try {
-      this.ipv6.update(v6nets, v6binds);
+      if (only) {
+        const v6 = new Map(nets.map((n) => [n.name, n.cidr6 && n.gateway6 ? n.cidr6 : undefined]));
+        const bind = (e: Endpoint | undefined) => {
+          const cidr6 = e && isLocal(e) ? v6.get(e.network) : undefined;
+          return e && cidr6 ? v6Binding(cidr6, e) : undefined;
+        };
+        this.ipv6.updateEndpoint(v6nets, bind(only.before), bind(only.after));
+      } else this.ipv6.update(v6nets, v6binds);
     } catch (e) {
       this.#log("warn", `ipv6: ${(e as Error).message}`);
     }
@@ -225,9 +238,19 @@ function groupBy<T>(xs: T[], key: (x: T) => string): Map<string, T[]> {
   return out;
 }
 
-/** A network's endpoints (by name, as the store lists them) with `name` replaced by `e`, added,
- * or (null) taken out; a new array, the one given is left as it was. */
-export function withEndpoint(list: readonly Endpoint[], name: string, e: Endpoint | null): Endpoint[] {
+/** What the IPv6 address service serves an endpoint of a network with IPv6. */
+function v6Binding(cidr6: string, e: Endpoint): V6Binding {
+  return {
+    endpoint: e.name,
+    network: e.network,
+    mac: e.mac,
+    ip6: profileIp6(cidr6, e.mac),
+    linkLocal: linkLocal(e.mac),
+  };
+}
+
+/** Where `name` is or would go in a network's endpoints (sorted by name, as the store lists them). */
+function nameIndex(list: readonly Endpoint[], name: string): number {
   let lo = 0;
   let hi = list.length;
   while (lo < hi) {
@@ -235,6 +258,18 @@ export function withEndpoint(list: readonly Endpoint[], name: string, e: Endpoin
     if ((list[mid] as Endpoint).name < name) lo = mid + 1;
     else hi = mid;
   }
+  return lo;
+}
+
+function findByName(list: readonly Endpoint[], name: string): Endpoint | undefined {
+  const e = list[nameIndex(list, name)];
+  return e?.name === name ? e : undefined;
+}
+
+/** A network's endpoints (by name, as the store lists them) with `name` replaced by `e`, added,
+ * or (null) taken out; a new array, the one given is left as it was. */
+export function withEndpoint(list: readonly Endpoint[], name: string, e: Endpoint | null): Endpoint[] {
+  const lo = nameIndex(list, name);
   const found = list[lo]?.name === name;
   const out = list.slice();
   if (e) out.splice(lo, found ? 1 : 0, e);

@@ -219,6 +219,9 @@ const MIGRATIONS: string[] = [
   // converted at open (#convertLegacyBlocklist: SQL cannot parse addresses), then it goes.
   `${BLOCKLIST_TABLES}
    ALTER TABLE blocklist RENAME TO blocklist_legacy;`,
+  // An endpoint by its port's name on any node (the drift watch, on every link notice): the
+  // UNIQUE (node, host_if) index serves only look-ups that name the node.
+  `CREATE INDEX IF NOT EXISTS endpoints_host_if ON endpoints (host_if);`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -656,6 +659,19 @@ export class SqliteStore implements Store {
   }
 
   firstFreeIndex(network: string, skip: number, total: number): number | undefined {
+    // Claimed without a gap (the usual case: addresses are handed out from the bottom): one
+    // past the highest, found from a count and the index's last entry alone.
+    const d = this.db
+      .query(
+        "SELECT COUNT(*) AS n, MAX(e.host_index) AS m FROM endpoints e WHERE e.network_id = (SELECT id FROM networks WHERE name = ?)",
+      )
+      .get(network) as { n: number; m: number | null };
+    const top = d.m ?? -1;
+    if (d.n === top + 1 - (skip >= 0 && skip <= top ? 1 : 0)) {
+      let c = top + 1;
+      if (c === skip) c++;
+      return c < total ? c : undefined;
+    }
     // The lowest free index is 0, one past a claimed one, or one past the gateway's: the
     // candidates, less the claimed ones and the gateway's, searched in the index.
     const r = this.db

@@ -1,9 +1,14 @@
 /** The address and name servers take one changed endpoint into the network's list they keep
  * (withEndpoint) instead of reading the network again: the list must come out as the store
- * would list it (by name), whatever the change. Checked against a naive rebuild. */
+ * would list it (by name), whatever the change. Checked against a naive rebuild; and the DHCPv4
+ * server told of that endpoint alone answers as one told of every endpoint. */
 import { expect, test } from "bun:test";
 import fc from "fast-check";
+import { Dhcp4Server } from "../../src/dhcp/server4";
+import { DHCP4, enc, encodeDhcp4, OPT } from "../../src/dhcp/v4";
+import { type NetworkSpec, profileMac, validateNetwork } from "../../src/model/network";
 import { withEndpoint } from "../../src/services/addressing";
+import { SqliteStore } from "../../src/store/sqlite";
 import type { Endpoint } from "../../src/store/store";
 
 const ep = (name: string, ip = "10.0.0.2"): Endpoint =>
@@ -23,5 +28,68 @@ test("withEndpoint: replace, add or remove one endpoint, the list stays by name,
       expect(list.map((x) => x.name)).toEqual(copy);
     }),
     { numRuns: 500 },
+  );
+});
+
+test("the DHCPv4 server told of one endpoint at a time answers as one told of every endpoint each time", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.record({ index: fc.integer({ min: 2, max: 12 }), attach: fc.boolean() }), { maxLength: 30 }),
+      (ops) => {
+        const store = new SqliteStore(":memory:");
+        store.createNetwork(validateNetwork({ name: "n", cidr: "10.30.0.0/24", gateway: "10.30.0.1" } as NetworkSpec));
+        const id = store.getNetwork("n")?.id as number;
+        const full = new Dhcp4Server({ store, bridge: "none" });
+        const one = new Dhcp4Server({ store, bridge: "none" });
+        const nets = () => store.listNetworks();
+        full.update(nets(), []);
+        one.update(nets(), []);
+        const discover = (mac: string) => {
+          const chaddr = new Uint8Array(16);
+          chaddr.set(mac.split(":").map((x) => Number.parseInt(x, 16)));
+          return encodeDhcp4({
+            op: 1,
+            htype: 1,
+            hlen: 6,
+            hops: 0,
+            xid: 7,
+            secs: 0,
+            flags: 0,
+            ciaddr: "0.0.0.0",
+            yiaddr: "0.0.0.0",
+            siaddr: "0.0.0.0",
+            giaddr: "0.0.0.0",
+            chaddr,
+            sname: "",
+            file: "",
+            options: new Map([[OPT.MSG_TYPE, enc.u8(DHCP4.DISCOVER)]]),
+          });
+        };
+        for (const op of ops) {
+          const name = `e${op.index}`;
+          const before = store.getEndpoint(name) ?? undefined;
+          if (op.attach && !before)
+            store.claimEndpoint({
+              name,
+              network: "n",
+              ip: `10.30.0.${op.index + 1}`,
+              mac: profileMac(id, op.index),
+              hostIndex: op.index,
+              kind: "tap",
+              hostIf: `t${op.index}`,
+            });
+          else if (!op.attach && before) store.releaseEndpoint(name);
+          else continue;
+          full.update(nets(), store.listEndpoints());
+          one.updateEndpoint(nets(), before, store.getEndpoint(name) ?? undefined);
+          for (let i = 2; i <= 12; i++) {
+            const q = discover(profileMac(id, i));
+            expect(JSON.stringify(one.handle(q)?.out)).toBe(JSON.stringify(full.handle(q)?.out));
+          }
+        }
+        store.close();
+      },
+    ),
+    { numRuns: 100 },
   );
 });

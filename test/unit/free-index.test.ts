@@ -16,7 +16,11 @@ test("firstFreeIndex and endpointCount agree with the claims", () => {
   let run = 0;
   fc.assert(
     fc.property(
-      fc.uniqueArray(fc.integer({ min: 0, max: 29 }), { maxLength: 30 }),
+      fc.oneof(
+        fc.uniqueArray(fc.integer({ min: 0, max: 29 }), { maxLength: 30 }),
+        // Claimed from the bottom without a gap (the quick path), up to every index.
+        fc.integer({ min: 0, max: 30 }).map((k) => [...Array(k).keys()]),
+      ),
       fc.integer({ min: 0, max: 29 }),
       (claims, gw) => {
         const store = new SqliteStore(join(dir, `s${run++}.db`));

@@ -297,7 +297,7 @@ test("a database from before the blocklist's two tables is migrated: rows kept i
      INSERT INTO blocklist VALUES ('9.0.0.0/8', 4, '2024-01-01T00:00:00.000Z'), ('10.0.0.0/8', 4, '2024-01-01T00:00:00.000Z'),
        ('2001:db8::/32', 6, '2024-01-01T00:00:00.000Z'), ('100.0.0.0/8', 4, '2024-01-01T00:00:00.000Z'),
        ('10.0.0.1/8', 4, 'x'), ('2001:DB8:1::/48', 6, 'x'), ('192.0.2.0/24', 6, 'x');
-     PRAGMA user_version = ${SCHEMA_VERSION - 1}`,
+     PRAGMA user_version = ${SCHEMA_VERSION - 2}`,
   );
   s.close();
   s = new SqliteStore(path);
