@@ -160,33 +160,57 @@ export function parseMessages(buf: Buffer): NlMessage[] {
   return out;
 }
 
-/** Attributes of one level, by type (the last of a repeated type wins in `get`; `all` keeps every one). */
+/** Attributes of one level, by type (the last of a repeated type wins in `get`; `all` keeps every
+ * one). The constructor checks every length and notes where each attribute is; a payload is
+ * cut out only when asked for (a link dump of thousands has some fifty attributes a link, of
+ * which a reader wants a few). */
 export class Attrs {
-  readonly all: Array<[type: number, payload: Buffer]> = [];
-  readonly #byType = new Map<number, Buffer>();
+  readonly #buf: Buffer;
+  /** Type, payload offset and payload length of each attribute, in order. */
+  readonly #at: number[] = [];
 
   constructor(buf: Buffer) {
+    this.#buf = buf;
     let off = 0;
     while (off + NLA_HDRLEN <= buf.length) {
       const len = buf.readUInt16LE(off);
       const type = buf.readUInt16LE(off + 2) & NLA_TYPE_MASK;
       if (len < NLA_HDRLEN || off + len > buf.length)
         throw new NetlinkDecodeError(`attribute ${type} at ${off} claims ${len} bytes of ${buf.length - off}`);
-      const payload = buf.subarray(off + NLA_HDRLEN, off + len);
-      this.all.push([type, payload]);
-      this.#byType.set(type, payload);
+      this.#at.push(type, off + NLA_HDRLEN, len - NLA_HDRLEN);
       off += align4(len);
     }
   }
 
+  /** Every attribute in order, repeated types included. */
+  get all(): Array<[type: number, payload: Buffer]> {
+    const out: Array<[number, Buffer]> = [];
+    const at = this.#at;
+    for (let i = 0; i < at.length; i += 3) {
+      const o = at[i + 1] as number;
+      out.push([at[i] as number, this.#buf.subarray(o, o + (at[i + 2] as number))]);
+    }
+    return out;
+  }
+
+  /** The position in #at of the last attribute of `type`, or -1. */
+  #find(type: number): number {
+    const at = this.#at;
+    for (let i = at.length - 3; i >= 0; i -= 3) if (at[i] === type) return i;
+    return -1;
+  }
+
   has(type: number): boolean {
-    return this.#byType.has(type);
+    return this.#find(type) >= 0;
   }
   get(type: number): Buffer | undefined {
-    return this.#byType.get(type);
+    const i = this.#find(type);
+    if (i < 0) return undefined;
+    const o = this.#at[i + 1] as number;
+    return this.#buf.subarray(o, o + (this.#at[i + 2] as number));
   }
   #sized(type: number, size: number): Buffer | undefined {
-    const b = this.#byType.get(type);
+    const b = this.get(type);
     if (b && b.length < size) throw new NetlinkDecodeError(`attribute ${type} is ${b.length} bytes, expected ${size}`);
     return b;
   }
@@ -206,13 +230,13 @@ export class Attrs {
     return this.#sized(type, 4)?.readInt32LE(0);
   }
   str(type: number): string | undefined {
-    const b = this.#byType.get(type);
+    const b = this.get(type);
     if (!b) return undefined;
     const nul = b.indexOf(0);
     return b.toString("utf8", 0, nul < 0 ? b.length : nul);
   }
   nested(type: number): Attrs | undefined {
-    const b = this.#byType.get(type);
+    const b = this.get(type);
     return b ? new Attrs(b) : undefined;
   }
 }
