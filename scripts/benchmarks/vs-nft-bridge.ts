@@ -3,18 +3,23 @@
  * legitimate: it passes either filter and is delivered). Stratum's candidate is its port
  * programs on both ports (ingress of the sender's: MAC, address, ARP/ND checks; egress of the
  * receiver's: isolation and a firewall scope that allows); the baseline is the bridge-family
- * nftables filter a container manager writes for MAC, IPv4 and IPv6 filtering of the sender's
- * port (its source MAC, ARP sender MAC and address, IPv4 and IPv6 source, NA target, no router
- * advertisements, no other EtherType), in a forward chain matched by the ingress port's name,
- * as Incus does for security.mac_filtering / ipv4_filtering / ipv6_filtering. The `-filter`
- * row subtracts the same loop through the bare bridge in the same round: each filter's own cost
- * per datagram. Namespaces and pins are removed afterwards. */
+ * nftables filter a container manager writes for MAC, IPv4 and IPv6 filtering of each
+ * workload's port (its source MAC, ARP sender MAC and address, IPv4 and IPv6 source, NA
+ * target, no router advertisements, no other EtherType), in a forward chain per port matched
+ * by the ingress port's name, as Incus does for security.mac_filtering / ipv4_filtering /
+ * ipv6_filtering. The `-filter` row subtracts the same loop through the bare bridge in the same
+ * round: each filter's own cost per datagram; the `-hooks` row puts empty programs where
+ * Stratum's are, the cost of running any program at the two hooks. Namespaces and pins are
+ * removed afterwards. */
 import { rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { attachTc } from "../../src/datapath/attach";
 import { FirewallTables } from "../../src/datapath/firewall-tables";
+import { loadObject } from "../../src/datapath/objects";
 import { PortDatapath } from "../../src/datapath/port-datapath";
 import { profileMac } from "../../src/model/network";
+import type { BpfObject } from "../../src/sys/bpf";
 import { inNetns } from "../../src/sys/os";
 import { type Benchmark, sh } from "./harness";
 
@@ -23,24 +28,28 @@ const SENDER = { ip4: "10.21.0.2", ip6: "fd21::2", mac: profileMac(1, 2) };
 const RECEIVER = { ip4: "10.21.0.9", ip6: "fd21::9", mac: profileMac(1, 9) };
 const SEND_MS = 600;
 
-/** The sender port's filter as bridge-family nftables rules. */
-function nftScript(): string {
-  const hex = SENDER.mac.replaceAll(":", "");
-  const on = `iifname "tpa"`;
-  return `table bridge stmbench {
-  chain port_tpa {
+/** One workload port's filter as bridge-family nftables rules, in a chain of its own. */
+function nftChain(dev: string, w: { ip4: string; ip6: string; mac: string }): string {
+  const hex = w.mac.replaceAll(":", "");
+  const on = `iifname "${dev}"`;
+  return `  chain port_${dev} {
     type filter hook forward priority -200; policy accept;
-    ${on} ether saddr != ${SENDER.mac} drop
-    ${on} ether type arp arp saddr ether != ${SENDER.mac} drop
-    ${on} ether type arp arp saddr ip != ${SENDER.ip4} drop
-    ${on} ether type ip ip saddr != { 0.0.0.0, ${SENDER.ip4} } drop
-    ${on} ether type ip6 ip6 saddr != { fe80::/10, ${SENDER.ip6} } drop
+    ${on} ether saddr != ${w.mac} drop
+    ${on} ether type arp arp saddr ether != ${w.mac} drop
+    ${on} ether type arp arp saddr ip != ${w.ip4} drop
+    ${on} ether type ip ip saddr != { 0.0.0.0, ${w.ip4} } drop
+    ${on} ether type ip6 ip6 saddr != { fe80::/10, ${w.ip6} } drop
     ${on} ether type ip6 icmpv6 type nd-neighbor-advert @nh,528,48 != 0x${hex} drop
     ${on} ether type ip6 icmpv6 type nd-router-advert drop
     ${on} ether type != { arp, ip, ip6 } drop
   }
-}
 `;
+}
+
+/** Both workloads' ports filtered, as a container manager filters every instance's NIC: a
+ * chain each, every frame forwarded meets both. */
+function nftScript(): string {
+  return `table bridge stmbench {\n${nftChain("tpa", SENDER)}${nftChain("tpb", RECEIVER)}}\n`;
 }
 
 class BridgeLab {
@@ -52,7 +61,8 @@ class BridgeLab {
   readonly dir = join(tmpdir(), this.tag);
   ifindex = { a: 0, b: 0 };
   dp: PortDatapath | undefined;
-  attached = false;
+  attached: "port" | "empty" | false = false;
+  empty: BpfObject | undefined;
   nft = false;
 
   setup(): void {
@@ -84,17 +94,25 @@ class BridgeLab {
 
   teardown(): void {
     this.dp?.close();
+    this.empty?.close();
     for (const ns of [this.ws, this.wr, this.node]) Bun.spawnSync(["ip", "netns", "del", ns]);
     rmSync(this.pinRoot, { recursive: true, force: true });
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  #ports(on: boolean): void {
+  /** Stratum's port programs on both ports ("port"), empty programs in their place ("empty":
+   * the cost of the hooks alone), or none. */
+  #ports(on: "port" | "empty" | false): void {
     if (on === this.attached) return;
     inNetns(`/run/netns/${this.node}`, () => {
       for (const i of [this.ifindex.a, this.ifindex.b]) {
-        if (on) this.dp?.attachPort(i);
-        else this.dp?.detachPort(i);
+        if (this.attached) this.dp?.detachPort(i);
+        if (on === "port") this.dp?.attachPort(i);
+        if (on === "empty") {
+          this.empty ??= loadObject("baseline");
+          const fd = this.empty.program("stm_empty_tc").fd;
+          for (const dir of ["ingress", "egress"] as const) attachTc(fd, i, dir, { mode: "cls_bpf" });
+        }
       }
     });
     this.attached = on;
@@ -112,7 +130,12 @@ class BridgeLab {
 
   stratum(): void {
     this.#nft(false);
-    this.#ports(true);
+    this.#ports("port");
+  }
+
+  hooks(): void {
+    this.#nft(false);
+    this.#ports("empty");
   }
 
   nftables(): void {
@@ -161,16 +184,26 @@ function vsNftBridge(): Benchmark {
     rows: [
       { name: `${name}-total`, unit: "ns/packet", figure: "total" },
       { name, unit: "ns/packet", figure: "filter" },
+      {
+        name: "port/vs-nft-bridge-hooks",
+        unit: "ns/packet",
+        figure: "hooks",
+        candidate: "empty programs in the place of Stratum's (the cost of the two hooks alone)",
+        baseline: "the same nftables bridge filter",
+      },
     ],
     setup: () => lab.setup(),
     teardown: () => lab.teardown(),
     candidate: {
       label: "Stratum's port programs on both ports (port security, isolation, firewall: allow)",
-      measure: () => lab.measure(() => lab.stratum()),
+      measure: () => ({ ...lab.measure(() => lab.stratum()), hooks: lab.measure(() => lab.hooks()).filter }),
     },
     baseline: {
-      label: "nftables bridge filter on the sender's port (MAC, ARP, IPv4, IPv6, NA target, RA, EtherType)",
-      measure: () => lab.measure(() => lab.nftables()),
+      label: "nftables bridge filter on both ports (MAC, ARP, IPv4, IPv6, NA target, RA, EtherType)",
+      measure: () => {
+        const m = lab.measure(() => lab.nftables());
+        return { ...m, hooks: m.filter };
+      },
     },
   };
 }
