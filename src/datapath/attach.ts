@@ -5,6 +5,8 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { ERRNO, StratumError } from "../errors";
+import type { Rtnl } from "../netlink/rtnl";
+import { clsBpfProgId } from "../netlink/tc";
 import {
   BPF_ATTACH,
   BpfMap,
@@ -208,8 +210,10 @@ export function detachPinnedLink(pin: string): boolean {
   return true;
 }
 
-/** Program id of Stratum's cls_bpf filter at `dir`, or 0. */
-export function clsProgId(ifindex: number, dir: TcDirection): number {
+/** Program id of Stratum's cls_bpf filter at `dir`, or 0. With `nl`, asked on that rtnetlink
+ * socket (of the namespace the device is in): no socket opened per question, as libbpf does. */
+export function clsProgId(ifindex: number, dir: TcDirection, nl?: Rtnl): number {
+  if (nl) return clsBpfProgId(nl, ifindex, dir, { handle: CLS_HANDLE, priority: CLS_PRIORITY });
   return tcQuery(ifindex, dir === "ingress" ? TC_ATTACH_POINT.INGRESS : TC_ATTACH_POINT.EGRESS, {
     handle: CLS_HANDLE,
     priority: CLS_PRIORITY,

@@ -15,6 +15,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync } from "node:
 import { ERRNO, StratumError } from "../errors";
 import type { EgressCap } from "../model/egress-cap";
 import { hostRange, macToBytes, parseSubnet } from "../model/ip";
+import type { Rtnl } from "../netlink/rtnl";
 import { BpfMap, Fd, linkInfo, linkUpdate, type MapInfo, mapInfo, objGet, progInfo, unpin } from "../sys/bpf";
 import { mutated } from "../sys/mutations";
 import { monotonicNs } from "../sys/os";
@@ -489,6 +490,14 @@ export class PortDatapath {
     }
   }
 
+  /** Runs `fn` (a restore of every port) with the maps only the agent writes for ports (their
+   * entries, local addresses, caps) read once each: a port that is right costs no look-up. */
+  readPortMapsOnce<T>(fn: () => T): T {
+    return this.map("stm_ports").readOnce(() =>
+      this.map("stm_local").readOnce(() => this.map("stm_shape_cfg").readOnce(fn)),
+    );
+  }
+
   /** Writes a port's configuration. A port keeps its stm_port_stats row for as long as it has
    * an entry; a new port gets the lowest free row, zeroed (0, the shared row, when all are
    * taken: its traffic is then counted with other such ports). */
@@ -521,7 +530,11 @@ export class PortDatapath {
   #portSlots(): Map<number, number> {
     if (!this.#slots) {
       this.#slots = new Map();
-      for (const [k, v] of this.map("stm_ports").entries()) this.#slots.set(k.readUInt32LE(0), decodePort(v).slot ?? 0);
+      const m = this.map("stm_ports");
+      const [ks, vs] = [m.info.keySize, m.valueBufSize];
+      for (const { keys, values, count } of m.chunks())
+        for (let i = 0; i < count; i++)
+          this.#slots.set(keys.readUInt32LE(i * ks), decodePort(values.subarray(i * vs, (i + 1) * vs)).slot ?? 0);
     }
     return this.#slots;
   }
@@ -535,7 +548,9 @@ export class PortDatapath {
 
   /** ifindexes that have a port entry. */
   portIfindexes(): number[] {
-    return [...this.map("stm_ports").keys()].map((k) => k.readUInt32LE(0));
+    return this.map("stm_ports")
+      .keyList()
+      .map((k) => k.readUInt32LE(0));
   }
 
   /** Marks an address (MAC, IPv4 or IPv6) as this node's: the uplink drops frames from outside that claim it. */
@@ -549,7 +564,7 @@ export class PortDatapath {
 
   /** Every local address in the map. */
   localAddresses(): string[] {
-    return [...this.map("stm_local").keys()].map(decodeLocalKey);
+    return this.map("stm_local").keyList().map(decodeLocalKey);
   }
 
   /** Marks a bridge device that is not a workload port (the uplink): port egress knows a frame
@@ -921,13 +936,15 @@ export class PortDatapath {
    * same maps is kept, so a restarted agent (which loads new program ids) changes nothing on
    * live ports. Another program (another build's, or one bound to other maps) is replaced in
    * place: cls_bpf swaps it on the existing filter, no packet meets the port without one.
-   * `force` replaces even the same program (benchmarks and tests of the swap itself). */
-  attachPort(ifindex: number, o: { force?: boolean } = {}): void {
+   * `force` replaces even the same program (benchmarks and tests of the swap itself). `nl`:
+   * the rtnetlink socket of the device's namespace to ask for the current filters on (else
+   * libbpf asks, on a socket of the thread's namespace). */
+  attachPort(ifindex: number, o: { force?: boolean; nl?: Rtnl } = {}): void {
     for (const [prog, dir] of [
       ["stm_port_in", "ingress"],
       ["stm_port_out", "egress"],
     ] as const) {
-      const current = clsProgId(ifindex, dir);
+      const current = clsProgId(ifindex, dir, o.nl);
       if (!o.force && current && this.isCurrent(current, prog)) continue;
       attachTc(this.obj.program(prog).fd, ifindex, dir, { mode: "cls_bpf" });
     }

@@ -300,7 +300,21 @@ export const NDMSG = L({
   },
 });
 
+export const TCMSG = L({
+  ctype: "struct tcmsg",
+  header: "linux/rtnetlink.h",
+  size: 20,
+  fields: {
+    family: [0, "u8", "tcm_family"],
+    ifindex: [4, "i32", "tcm_ifindex"],
+    handle: [8, "u32", "tcm_handle"],
+    parent: [12, "u32", "tcm_parent"],
+    info: [16, "u32", "tcm_info"],
+  },
+});
+
 export type IfInfoMsg = Record<keyof typeof IFINFOMSG.fields, number>;
+export type TcMsg = Record<keyof typeof TCMSG.fields, number>;
 export type IfAddrMsg = Record<keyof typeof IFADDRMSG.fields, number>;
 export type RtMsg = Record<keyof typeof RTMSG.fields, number>;
 export type NdMsg = Record<keyof typeof NDMSG.fields, number>;
@@ -325,6 +339,9 @@ export const encodeIfAddr = (m: IfAddrMsg): Buffer => encode(IFADDRMSG, { ...m, 
 export const decodeIfAddr = (p: Buffer) => decodeFamily(IFADDRMSG, p);
 export const encodeRt = (m: RtMsg): Buffer => encode(RTMSG, { ...m, table: m.table & 0xff, flags: m.flags >>> 0 });
 export const decodeRt = (p: Buffer) => decodeFamily(RTMSG, p);
+export const encodeTc = (m: TcMsg): Buffer =>
+  encode(TCMSG, { ...m, handle: m.handle >>> 0, parent: m.parent >>> 0, info: m.info >>> 0 });
+export const decodeTc = (p: Buffer) => decodeFamily(TCMSG, p);
 export const encodeNd = (m: NdMsg): Buffer => encode(NDMSG, m);
 export const decodeNd = (p: Buffer) => decodeFamily(NDMSG, p);
 

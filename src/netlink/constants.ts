@@ -42,6 +42,12 @@ export const NL = {
   RTM_NEWNEIGH: 28,
   RTM_DELNEIGH: 29,
   RTM_GETNEIGH: 30,
+  RTM_NEWTFILTER: 44,
+  RTM_GETTFILTER: 46,
+  /** A tc message's attributes (linux/rtnetlink.h) and cls_bpf's options (linux/pkt_cls.h). */
+  TCA_KIND: 1,
+  TCA_OPTIONS: 2,
+  TCA_BPF_ID: 11,
   AF_UNSPEC: 0,
   AF_INET: 2,
   AF_INET6: 10,
@@ -177,6 +183,7 @@ export const C_HEADERS = [
   "linux/if_bridge.h",
   "linux/if_tun.h",
   "linux/veth.h",
+  "linux/pkt_cls.h",
   "sys/socket.h",
   "net/if.h",
 ];

@@ -1,4 +1,4 @@
-/** rtnetlink for Stratum: links, addresses, routes, neighbours and FDB entries. */
+/** rtnetlink for Stratum: links, addresses, routes, neighbours, FDB entries and cls_bpf filters. */
 export * from "./addr";
 export * from "./codec";
 export * from "./constants";
@@ -7,3 +7,4 @@ export * from "./link";
 export * from "./neigh";
 export * from "./route";
 export * from "./rtnl";
+export * from "./tc";

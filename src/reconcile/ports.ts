@@ -13,7 +13,7 @@ export const ports: Reconciler = {
     // Every bridge's entries, in one dump (an extension's endpoints have theirs on its bridge,
     // and one on its link in cnv-user-br0's).
     const fdbs = fdbMacs(listFdb({ bridgeOnly: true }, run.svc.nl));
-    const eps = run.svc.endpoints.restore(run.endpoints, fdbs, run.links());
+    const eps = run.svc.dp.readPortMapsOnce(() => run.svc.endpoints.restore(run.endpoints, fdbs, run.links()));
     run.dropLinks(); // ports made or moved
     run.report.endpoints = eps.restored;
     run.report.errors.push(...eps.errors);

@@ -280,7 +280,7 @@ export class EndpointService {
    * the static FDB entry, then up. */
   #wirePort(ep: Endpoint, link: Link, undo: Undo, fdbs?: Map<number, string[]>): void {
     const ifindex = link.index;
-    this.dp.attachPort(ifindex);
+    this.dp.attachPort(ifindex, { nl: this.ctx.nl });
     undo.push("detach port programs", () => this.dp.detachPort(ifindex));
     // Each step only when the kernel differs: a restore of a port that is right changes nothing.
     let port = link;

@@ -397,19 +397,46 @@ export class BpfMap implements Disposable {
         `map ${this.name}: value is ${value.length} bytes, map wants ${this.valueBufSize}`,
       );
     check(libbpf().bpf_map_update_elem(this.fd, this.#key(key), value, BigInt(flags)), `update map ${this.name}`);
+    this.#known?.set(hexKey(key), Buffer.from(value));
     mutated(`update map ${this.name}`);
   }
 
   /** Writes `value` under `key` unless the map already holds exactly that: a reconcile of a
    * kernel that is right then changes nothing. True when it wrote. */
   ensure(key: Uint8Array, value: Uint8Array): boolean {
-    if (this.lookup(key)?.equals(value)) return false;
+    const have = this.#known ? (this.#known.get(hexKey(this.#key(key))) ?? null) : this.lookup(key);
+    if (have?.equals(value)) return false;
     this.update(key, value);
     return true;
   }
 
+  /** Every entry as one reading took it, while readOnce runs (see there). */
+  #known: Map<string, Buffer> | undefined;
+
+  /** Runs `fn` with the whole map read at once (in batches): ensure() and delete() inside it
+   * judge by that reading, kept current by this object's own writes, instead of asking the
+   * kernel key by key (a reconcile of thousands of ports). Only for maps no one else writes:
+   * the programs, another process. Nested calls share the outer reading. */
+  readOnce<T>(fn: () => T): T {
+    if (this.#known) return fn();
+    const known = new Map<string, Buffer>();
+    const ks = this.info.keySize;
+    const vs = this.valueBufSize;
+    for (const { keys, values, count } of this.chunks())
+      for (let i = 0; i < count; i++)
+        known.set(keys.toString("hex", i * ks, (i + 1) * ks), Buffer.from(values.subarray(i * vs, (i + 1) * vs)));
+    this.#known = known;
+    try {
+      return fn();
+    } finally {
+      this.#known = undefined;
+    }
+  }
+
   /** Deletes `key`; false when it was not there. */
   delete(key: Uint8Array): boolean {
+    if (this.#known && !this.#known.has(hexKey(this.#key(key)))) return false;
+    this.#known?.delete(hexKey(key));
     const ret = libbpf().bpf_map_delete_elem(this.fd, this.#key(key));
     if (ret === -ERRNO.ENOENT) return false;
     check(ret, `delete from map ${this.name}`);
@@ -482,6 +509,15 @@ export class BpfMap implements Disposable {
     }
   }
 
+  /** Every key, read in batches (see batches()): for listing a large map at once. */
+  keyList(): Buffer[] {
+    const out: Buffer[] = [];
+    const ks = this.info.keySize;
+    for (const { keys, count } of this.chunks())
+      for (let i = 0; i < count; i++) out.push(Buffer.from(keys.subarray(i * ks, (i + 1) * ks)));
+    return out;
+  }
+
   /** batches(), or for a map type without batch lookup the key walk, one entry a chunk. */
   *chunks(batch = 4096): Generator<{ keys: Buffer<ArrayBufferLike>; values: Buffer<ArrayBufferLike>; count: number }> {
     const it = this.batches(batch);
@@ -516,6 +552,7 @@ export class BpfMap implements Disposable {
 
   /** Inserts or replaces `count` entries in one syscall; returns how many the kernel applied. */
   updateBatch(keys: Uint8Array, values: Uint8Array, flags: number = BPF_F.ANY): number {
+    this.#known = undefined; // a reading readOnce took is not kept current by batches
     const count = this.#batchCount(keys, values);
     const cnt = Buffer.alloc(4);
     cnt.writeUInt32LE(count);
@@ -531,6 +568,7 @@ export class BpfMap implements Disposable {
 
   /** Deletes `count` keys in one syscall; fails with ENOENT when a key is absent. */
   deleteBatch(keys: Uint8Array): number {
+    this.#known = undefined;
     const count = keys.length / this.info.keySize;
     if (!Number.isInteger(count))
       throw new StratumError("INVALID", `map ${this.name}: keys buffer is not a multiple of ${this.info.keySize}`);
@@ -757,6 +795,10 @@ export function xdpDetachLegacy(ifindex: number, flags: number): void {
   const ret = libbpf().bpf_xdp_detach(ifindex, flags, null);
   if (ret < 0) throw sysError(`detach XDP on ifindex ${ifindex}`, -ret, "BPF_ATTACH");
   mutated(`detach XDP on ifindex ${ifindex}`);
+}
+
+function hexKey(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("hex");
 }
 
 // ---- BPF_PROG_TEST_RUN --------------------------------------------------------------------

@@ -119,3 +119,26 @@ test("errors carry errno and context", () => {
   expect(r.errors.deleteMissing).toBe("delete link nope0: ENODEV (No such device)");
   expect(r.deletedTwice).toEqual([true, false]);
 });
+
+describe("cls_bpf filters", () => {
+  test("the program id of a port's filter asked on Stratum's socket is libbpf's answer, in every state", () => {
+    const q = new Netns("nlq");
+    try {
+      const { states, ids } = q.scenario(join(import.meta.dir, "scenarios/cls-query.ts"));
+      const both = (ingress: number, egress: number) => ({
+        ingress: { netlink: ingress, libbpf: ingress },
+        egress: { netlink: egress, libbpf: egress },
+      });
+      expect(ids.empty).toBeGreaterThan(0);
+      expect(ids.drop).toBeGreaterThan(0);
+      expect(states).toEqual({
+        none: both(0, 0), // no clsact qdisc
+        ingress: both(ids.empty, 0), // the qdisc, one filter
+        both: both(ids.empty, ids.drop),
+        egressOnly: both(0, ids.drop),
+      });
+    } finally {
+      q.destroy();
+    }
+  });
+});

@@ -7,12 +7,12 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SHAPE_SHIFT } from "../../src/model/egress-cap";
-import { IFADDRMSG, IFINFOMSG, NDMSG, RTMSG } from "../../src/netlink/codec";
+import { IFADDRMSG, IFINFOMSG, NDMSG, RTMSG, TCMSG } from "../../src/netlink/codec";
 import { C_HEADERS, NL } from "../../src/netlink/constants";
 import { type Layout, ALL_LAYOUTS as SYS_LAYOUTS } from "../../src/sys/layout";
 
 /** Every layout of a C header: the FFI's and the netlink family headers. */
-const ALL_LAYOUTS = { ...SYS_LAYOUTS, IFINFOMSG, IFADDRMSG, RTMSG, NDMSG };
+const ALL_LAYOUTS = { ...SYS_LAYOUTS, IFINFOMSG, IFADDRMSG, RTMSG, NDMSG, TCMSG };
 
 import { runOk } from "../helpers/netns";
 
