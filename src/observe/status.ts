@@ -100,7 +100,7 @@ export function portStates(rt: AgentRuntime): PortStatus[] {
     const ids = { ingress: 0, egress: 0 };
     for (const dir of ["ingress", "egress"] as const) {
       try {
-        ids[dir] = clsProgId(link.index, dir);
+        ids[dir] = clsProgId(link.index, dir, rt.svc.nl);
       } catch (e) {
         problems.push(`tc ${dir}: ${(e as Error).message}`);
         continue;
@@ -246,7 +246,7 @@ export function overlayState(rt: AgentRuntime, remoteEntries: number | null): Ov
   const bridge = getLink(USER_BRIDGE, rt.svc.nl);
   const prog = (dir: TcDirection, name: string): number => {
     if (!dev) return 0;
-    const id = clsProgId(dev.index, dir) ?? 0;
+    const id = clsProgId(dev.index, dir, rt.svc.nl) ?? 0;
     if (!id) problems.push(`no program on its tc ${dir}`);
     else if (!dp.isCurrent(id, name)) problems.push(`tc ${dir} runs program ${id}, not this build's ${name}`);
     return id;
