@@ -6,7 +6,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { ERRNO, StratumError } from "../errors";
 import type { Rtnl } from "../netlink/rtnl";
-import { clsBpfProgId } from "../netlink/tc";
+import { clsBpfProgId, clsBpfProgIds } from "../netlink/tc";
 import {
   BPF_ATTACH,
   BpfMap,
@@ -218,6 +218,12 @@ export function clsProgId(ifindex: number, dir: TcDirection, nl?: Rtnl): number 
     handle: CLS_HANDLE,
     priority: CLS_PRIORITY,
   });
+}
+
+/** clsProgId for many devices at once, on `nl` (Rtnl.getMany): each id in its place, or the
+ * error its question met. */
+export function clsProgIds(ifindexes: number[], dir: TcDirection, nl: Rtnl): Array<number | StratumError> {
+  return clsBpfProgIds(nl, ifindexes, dir, { handle: CLS_HANDLE, priority: CLS_PRIORITY });
 }
 
 export function detachCls(ifindex: number, dir: TcDirection): void {

@@ -938,13 +938,17 @@ export class PortDatapath {
    * place: cls_bpf swaps it on the existing filter, no packet meets the port without one.
    * `force` replaces even the same program (benchmarks and tests of the swap itself). `nl`:
    * the rtnetlink socket of the device's namespace to ask for the current filters on (else
-   * libbpf asks, on a socket of the thread's namespace). */
-  attachPort(ifindex: number, o: { force?: boolean; nl?: Rtnl } = {}): void {
+   * libbpf asks, on a socket of the thread's namespace). `current`: the ids a caller asked for
+   * already (clsProgIds, for many ports at once), per direction. */
+  attachPort(
+    ifindex: number,
+    o: { force?: boolean; nl?: Rtnl; current?: Partial<Record<"ingress" | "egress", number>> } = {},
+  ): void {
     for (const [prog, dir] of [
       ["stm_port_in", "ingress"],
       ["stm_port_out", "egress"],
     ] as const) {
-      const current = clsProgId(ifindex, dir, o.nl);
+      const current = o.current?.[dir] ?? clsProgId(ifindex, dir, o.nl);
       if (!o.force && current && this.isCurrent(current, prog)) continue;
       attachTc(this.obj.program(prog).fd, ifindex, dir, { mode: "cls_bpf" });
     }

@@ -6,6 +6,7 @@
 import { existsSync } from "node:fs";
 import type { EndpointView } from "../api/contract";
 import { BACKENDS, Undo } from "../backends";
+import { clsProgIds } from "../datapath/attach";
 import { announcement } from "../datapath/packet";
 import { PROFILE_F } from "../datapath/port-maps";
 import { SHAPE_KIND } from "../datapath/shape-maps";
@@ -278,9 +279,15 @@ export class EndpointService {
 
   /** The second half: programs (kept, or swapped in place), bridge membership, port flags,
    * the static FDB entry, then up. */
-  #wirePort(ep: Endpoint, link: Link, undo: Undo, fdbs?: Map<number, string[]>): void {
+  #wirePort(
+    ep: Endpoint,
+    link: Link,
+    undo: Undo,
+    fdbs?: Map<number, string[]>,
+    current?: Partial<Record<"ingress" | "egress", number>>,
+  ): void {
     const ifindex = link.index;
-    this.dp.attachPort(ifindex, { nl: this.ctx.nl });
+    this.dp.attachPort(ifindex, { nl: this.ctx.nl, current });
     undo.push("detach port programs", () => this.dp.detachPort(ifindex));
     // Each step only when the kernel differs: a restore of a port that is right changes nothing.
     let port = link;
@@ -486,17 +493,34 @@ export class EndpointService {
     // One dump of the links instead of a request per port (a thousand ports: 0.1 s less).
     const links = new Map(dump.map((l) => [l.name, l]));
     this.ctx.bridges.count(dump);
+    // Each network read once, not once per endpoint.
+    const nets = new Map<string, StoredNetwork>();
+    const networkOf = (name: string): StoredNetwork => {
+      const n = nets.get(name) ?? this.networks.must(name);
+      nets.set(name, n);
+      return n;
+    };
     for (const ep of eps) {
       try {
-        ready.push({ ep, link: this.#preparePort(ep, this.networks.must(ep.network), new Undo(), links) });
+        ready.push({ ep, link: this.#preparePort(ep, networkOf(ep.network), new Undo(), links) });
       } catch (e) {
         errors.push(`endpoint ${ep.name}: ${(e as Error).message}`);
       }
     }
+    // Every port's filters asked together: a round trip for many, not one each.
+    const ifindexes = ready.map((r) => r.link.index);
+    const asked = {
+      ingress: clsProgIds(ifindexes, "ingress", this.nl),
+      egress: clsProgIds(ifindexes, "egress", this.nl),
+    };
+    const known = (x: number | StratumError | undefined) => (typeof x === "number" ? x : undefined);
     let restored = 0;
-    for (const { ep, link } of ready) {
+    for (const [i, { ep, link }] of ready.entries()) {
       try {
-        this.#wirePort(ep, link, new Undo(), fdbs);
+        this.#wirePort(ep, link, new Undo(), fdbs, {
+          ingress: known(asked.ingress[i]),
+          egress: known(asked.egress[i]),
+        });
         restored++;
       } catch (e) {
         errors.push(`endpoint ${ep.name}: ${(e as Error).message}`);

@@ -121,13 +121,13 @@ test("errors carry errno and context", () => {
 });
 
 describe("cls_bpf filters", () => {
-  test("the program id of a port's filter asked on Stratum's socket is libbpf's answer, in every state", () => {
+  test("the program id of a port's filter asked on Stratum's socket is libbpf's answer, in every state, one or many at a time", () => {
     const q = new Netns("nlq");
     try {
       const { states, ids } = q.scenario(join(import.meta.dir, "scenarios/cls-query.ts"));
       const both = (ingress: number, egress: number) => ({
-        ingress: { netlink: ingress, libbpf: ingress },
-        egress: { netlink: egress, libbpf: egress },
+        ingress: { netlink: ingress, libbpf: ingress, many: true },
+        egress: { netlink: egress, libbpf: egress, many: true },
       });
       expect(ids.empty).toBeGreaterThan(0);
       expect(ids.drop).toBeGreaterThan(0);

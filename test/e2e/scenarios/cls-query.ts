@@ -1,7 +1,7 @@
 /** Inside a fresh namespace: a veth's cls_bpf filters in each state a port goes through (no
  * clsact qdisc, the qdisc without filters, one direction, both, one detached again), asked
  * through Stratum's rtnetlink socket and through libbpf, with the ids the programs have. */
-import { attachTc, clsProgId, detachCls } from "../../../src/datapath/attach";
+import { attachTc, clsProgId, clsProgIds, detachCls } from "../../../src/datapath/attach";
 import { loadObject } from "../../../src/datapath/objects";
 import * as nl from "../../../src/netlink";
 import { progInfo } from "../../../src/sys/bpf";
@@ -9,15 +9,21 @@ import { progInfo } from "../../../src/sys/bpf";
 export default function () {
   nl.createVeth("q0", "q1", { up: true });
   const ifindex = nl.mustGetLink("q0").index;
+  const bare = nl.mustGetLink("q1").index; // never gets a qdisc
   const sock = new nl.Rtnl();
   const obj = loadObject("baseline");
   try {
+    // Many at once as well (more than one datagram of questions): the port, a device without
+    // a qdisc and one that does not exist, over and over.
+    const many = [...Array(150).keys()].map((i) => [ifindex, bare, 999_999][i % 3] as number);
     const ask = () =>
       Object.fromEntries(
-        (["ingress", "egress"] as const).map((dir) => [
-          dir,
-          { netlink: clsProgId(ifindex, dir, sock), libbpf: clsProgId(ifindex, dir) },
-        ]),
+        (["ingress", "egress"] as const).map((dir) => {
+          const one = clsProgId(ifindex, dir, sock);
+          const all = clsProgIds(many, dir, sock);
+          const agree = all.every((id, i) => id === (i % 3 === 0 ? one : 0));
+          return [dir, { netlink: one, libbpf: clsProgId(ifindex, dir), many: agree }];
+        }),
       );
     const states: Record<string, unknown> = { none: ask() };
     const empty = obj.program("stm_empty_tc");
