@@ -5,11 +5,12 @@
 import { expect, test } from "bun:test";
 import fc from "fast-check";
 import { Dhcp4Server } from "../../src/dhcp/server4";
-import { DHCP4, enc, encodeDhcp4, OPT } from "../../src/dhcp/v4";
+import { encodeDhcp4 } from "../../src/dhcp/v4";
 import { type NetworkSpec, profileMac, validateNetwork } from "../../src/model/network";
 import { withEndpoint } from "../../src/services/addressing";
 import { SqliteStore } from "../../src/store/sqlite";
 import type { Endpoint } from "../../src/store/store";
+import { clientMessage } from "../helpers/dhcp4";
 
 const ep = (name: string, ip = "10.0.0.2"): Endpoint =>
   ({ name, network: "n", ip, mac: "02:00:00:01:00:02", hostIndex: 1, kind: "tap", hostIf: name }) as Endpoint;
@@ -44,27 +45,7 @@ test("the DHCPv4 server told of one endpoint at a time answers as one told of ev
         const nets = () => store.listNetworks();
         full.update(nets(), []);
         one.update(nets(), []);
-        const discover = (mac: string) => {
-          const chaddr = new Uint8Array(16);
-          chaddr.set(mac.split(":").map((x) => Number.parseInt(x, 16)));
-          return encodeDhcp4({
-            op: 1,
-            htype: 1,
-            hlen: 6,
-            hops: 0,
-            xid: 7,
-            secs: 0,
-            flags: 0,
-            ciaddr: "0.0.0.0",
-            yiaddr: "0.0.0.0",
-            siaddr: "0.0.0.0",
-            giaddr: "0.0.0.0",
-            chaddr,
-            sname: "",
-            file: "",
-            options: new Map([[OPT.MSG_TYPE, enc.u8(DHCP4.DISCOVER)]]),
-          });
-        };
+        const discover = (mac: string) => encodeDhcp4(clientMessage(mac, { xid: 7 }));
         for (const op of ops) {
           const name = `e${op.index}`;
           const before = store.getEndpoint(name) ?? undefined;

@@ -17,6 +17,7 @@ import {
   OPT,
   parseDhcp4,
 } from "../../src/dhcp/v4";
+import { clientMessage } from "../helpers/dhcp4";
 
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s.replace(/\s+/g, ""), "hex"));
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
@@ -44,26 +45,7 @@ function onlyFormatErrors<T>(f: () => T): T | undefined {
 }
 
 function message(over: Partial<Dhcp4Message> = {}): Dhcp4Message {
-  const chaddr = new Uint8Array(16);
-  chaddr.set([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
-  return {
-    op: 1,
-    htype: 1,
-    hlen: 6,
-    hops: 0,
-    xid: 0x12345678,
-    secs: 0,
-    flags: 0,
-    ciaddr: "0.0.0.0",
-    yiaddr: "0.0.0.0",
-    siaddr: "0.0.0.0",
-    giaddr: "0.0.0.0",
-    chaddr,
-    sname: "",
-    file: "",
-    options: new Map([[OPT.MSG_TYPE, enc.u8(DHCP4.DISCOVER)]]),
-    ...over,
-  };
+  return clientMessage("52:54:00:12:34:56", over);
 }
 
 /** A raw BOOTP frame with the cookie, for packets the encoder refuses to produce (overload, bad framing). */

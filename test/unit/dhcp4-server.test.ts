@@ -9,32 +9,15 @@ import { DHCP4, type Dhcp4Message, dec, enc, encodeDhcp4, OPT, parseDhcp4 } from
 import { validateNetwork } from "../../src/model/network";
 import { SqliteStore } from "../../src/store/sqlite";
 import type { StoredNetwork } from "../../src/store/store";
+import { clientMessage } from "../helpers/dhcp4";
 
 const MAC = "02:00:01:00:00:05";
 const OTHER = "02:00:01:00:00:09";
 
 function request(type: number, o: Partial<Dhcp4Message> & { mac?: string; opts?: Array<[number, Uint8Array]> } = {}) {
-  const chaddr = new Uint8Array(16);
-  chaddr.set((o.mac ?? MAC).split(":").map((x) => Number.parseInt(x, 16)));
-  const m: Dhcp4Message = {
-    op: 1,
-    htype: 1,
-    hlen: 6,
-    hops: 0,
-    xid: 0x1234abcd,
-    secs: 0,
-    flags: 0,
-    ciaddr: "0.0.0.0",
-    yiaddr: "0.0.0.0",
-    siaddr: "0.0.0.0",
-    giaddr: "0.0.0.0",
-    chaddr,
-    sname: "",
-    file: "",
-    options: new Map([[OPT.MSG_TYPE, enc.u8(type)], ...(o.opts ?? [])]),
-    ...o,
-  };
-  return encodeDhcp4(m);
+  const { mac, opts, ...over } = o;
+  const options = new Map([[OPT.MSG_TYPE, enc.u8(type)], ...(opts ?? [])]);
+  return encodeDhcp4(clientMessage(mac ?? MAC, { xid: 0x1234abcd, options, ...over }));
 }
 
 let store: SqliteStore;
