@@ -465,8 +465,10 @@ describe("the NAT port range", () => {
       `
 import socket
 seen = []
+# Every socket kept open: a closed one's port may come back to the next, the same flow again.
+socks = []
 for i in range(24):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1); socks.append(s)
     s.sendto(b"x", ("${SRV4}", 5353))
     try: seen.append(s.recvfrom(100)[0].decode().split()[1])
     except socket.timeout: seen.append("-")
