@@ -258,17 +258,21 @@ export class FirewallTables {
     def: DefaultAction,
   ): { ops: Op[]; undo: () => void; commit: () => void } | "same" | undefined {
     const byId = live.byId;
-    const kept = new Set<number>();
+    let keptN = 0;
     const added: StoredRule[] = [];
     for (const r of rules) {
       const l = byId.get(r.id);
-      // The store hands back the same rule objects while they do not change: most compare by identity.
-      if (l && (l.r === r || sameRule(l.r, r))) kept.add(r.id);
+      // The store hands back the same rule objects while they do not change: most compare by
+      // identity. The same rule as another object (read again) is taken as it is now, so the
+      // next change compares it by identity too.
+      if (l && l.r !== r && sameRule(l.r, r)) l.r = r;
+      if (l && l.r === r) keptN++;
       else added.push(r);
       if (added.length > 1) return undefined;
     }
-    const removed = live.slotted.filter((x) => !kept.has(x.r.id));
-    if (removed.length > 1) return undefined;
+    // Each kept rule is one live entry: the others were taken out (or changed).
+    if (live.slotted.length - keptN > 1) return undefined;
+    const removed = live.slotted.length > keptN ? [this.#takenOut(live, rules, added[0])] : [];
     if (!added.length && !removed.length && def === live.def) return "same";
     // A rule change and a new default together: while both rules show, the old default would
     // decide what neither rule matches, which is neither set's verdict. A new generation.
@@ -299,7 +303,9 @@ export class FirewallTables {
         if ((set[mid] as Slotted).slot < x.slot) lo = mid + 1;
         else hi = mid;
       }
-      return [...set.slice(0, lo), x, ...set.slice(lo)];
+      const out = set.slice();
+      out.splice(lo, 0, x);
+      return out;
     };
     const keptSlotted = out ? live.slotted.filter((x) => x !== out) : live.slotted;
     const finalSet = put ? insert(keptSlotted, put) : keptSlotted;
@@ -513,6 +519,24 @@ export class FirewallTables {
         live.scope = scope;
       },
     };
+  }
+
+  /** The one live entry `rules` no longer hold as it is: the old version of a changed rule (the
+   * same id as `added`), or a deleted rule, found walking both in order (a live set is in slot
+   * order, which is priority order, and so is `rules`), or else by id. */
+  #takenOut(live: Live, rules: StoredRule[], added: StoredRule | undefined): Slotted {
+    const same = added && live.byId.get(added.id);
+    if (same) return same;
+    if (!added) {
+      let i = 0;
+      for (const x of live.slotted) {
+        if (rules[i] === x.r) i++;
+        else if (!rules.some((r) => r.id === x.r.id)) return x;
+        else break; // not in the order assumed: by id below
+      }
+    }
+    const ids = new Set(rules.map((r) => r.id));
+    return live.slotted.find((x) => !ids.has(x.r.id)) as Slotted;
   }
 
   /** Writes `ops` in order; on a failure undoes the ones done, newest first. */
