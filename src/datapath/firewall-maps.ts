@@ -268,17 +268,6 @@ export function ruleDirs(r: Rule): number[] {
   return r.direction === "both" ? [FW_DIR.ingress, FW_DIR.egress] : [FW_DIR[r.direction]];
 }
 
-/** The range a rule allows for one port field (sel 0: source port or ICMP type; 1: destination
- * port or ICMP code) in a protocol class. */
-function ruleRange(r: Rule, sel: number, pcls: number): [number, number] {
-  if (pcls === FW_PCLS.tcp || pcls === FW_PCLS.udp) return (sel === 0 ? r.sport : r.dport) ?? [0, 65535];
-  if (pcls === FW_PCLS.icmp || pcls === FW_PCLS.icmpv6) {
-    const v = sel === 0 ? r.icmpType : r.icmpCode;
-    return v === undefined ? [0, 65535] : [v, v];
-  }
-  return [0, 65535];
-}
-
 /** A rule at its slot (bit) of the generation. */
 export interface Slotted {
   r: StoredRule;
@@ -417,36 +406,56 @@ export function rulePartitions(r: Rule): number[] {
   return out;
 }
 
-/** The port trie entries of one partition: the elementary intervals of the rules' ranges there,
+/** partitionEntries' events: a slot, offset by EV_SLOTS for a start, at a position times EV_STRIDE. */
+const EV_SLOTS = FW_WORDS * 64;
+const EV_STRIDE = 2 * EV_SLOTS;
+/** Room for the events, kept from call to call (a new array a call cost more than the sort). */
+let evScratch = new Float64Array(0);
+
+/** The port trie entries of one partition (its field, sel 0: source port or ICMP type, 1:
+ * destination port or ICMP code): the elementary intervals of the rules' ranges there,
  * each as aligned prefixes holding the rules that cover it. */
 export function partitionEntries(rules: Slotted[], gen: number, part: number): Array<[Buffer, Buffer]> {
   const sel = part >>> 16;
   const dir = (part >>> 8) & 0xff;
   const pcls = part & 0xff;
   const dname = dir === FW_DIR.ingress ? "ingress" : "egress";
-  const starts = new Map<number, number[]>();
-  const ends = new Map<number, number[]>();
+  const ported = pcls === FW_PCLS.tcp || pcls === FW_PCLS.udp;
+  const icmpish = pcls === FW_PCLS.icmp || pcls === FW_PCLS.icmpv6;
+  // Each rule's range as two events, packed in one number to sort: position, then ends before
+  // starts at one position (a rule that ends where another starts), then the slot.
+  if (evScratch.length < rules.length * 2) evScratch = new Float64Array(rules.length * 4);
+  const ev = evScratch;
+  let n = 0;
   for (const { r, slot } of rules) {
-    if (!(r.direction === "both" || r.direction === dname) || !PCLS_OF_PROTO[r.proto].includes(pcls)) continue;
-    const [lo, hi] = ruleRange(r, sel, pcls);
-    const s = starts.get(lo);
-    if (s) s.push(slot);
-    else starts.set(lo, [slot]);
-    const e = ends.get(hi + 1);
-    if (e) e.push(slot);
-    else ends.set(hi + 1, [slot]);
+    if (!(r.direction === "both" || r.direction === dname)) continue;
+    if (r.proto !== "any" && PCLS_OF_PROTO[r.proto][0] !== pcls) continue;
+    let lo = 0;
+    let hi = 65535;
+    if (ported) {
+      const range = sel === 0 ? r.sport : r.dport;
+      if (range) [lo, hi] = range;
+    } else if (icmpish) {
+      const v = sel === 0 ? r.icmpType : r.icmpCode;
+      if (v !== undefined) lo = hi = v;
+    }
+    ev[n++] = lo * EV_STRIDE + EV_SLOTS + slot;
+    if (hi < 65535) ev[n++] = (hi + 1) * EV_STRIDE + slot;
   }
   const out: Array<[Buffer, Buffer]> = [];
-  if (!starts.size) return out;
-  const cuts = [...new Set([...starts.keys(), ...ends.keys()])].filter((x) => x <= 65535).sort((a, b) => a - b);
+  if (!n) return out;
+  const sorted = ev.subarray(0, n).sort();
   const cur = newBits();
   const view = u32(cur);
   const intervals: Array<{ lo: number; hi: number; bits: Buffer }> = [];
-  for (let c = 0; c < cuts.length; c++) {
-    const at = cuts[c] as number;
-    for (const i of ends.get(at) ?? []) clearBitIn(view, i);
-    for (const i of starts.get(at) ?? []) setBitIn(view, i);
-    const hi = (cuts[c + 1] ?? 65536) - 1;
+  for (let i = 0; i < n; ) {
+    const at = Math.floor((sorted[i] as number) / EV_STRIDE);
+    for (; i < n && Math.floor((sorted[i] as number) / EV_STRIDE) === at; i++) {
+      const x = (sorted[i] as number) % EV_STRIDE;
+      if (x >= EV_SLOTS) setBitIn(view, x - EV_SLOTS);
+      else clearBitIn(view, x);
+    }
+    const hi = (i < n ? Math.floor((sorted[i] as number) / EV_STRIDE) : 65536) - 1;
     if (isEmptyBits(cur)) continue;
     const last = intervals[intervals.length - 1];
     if (last && last.hi === at - 1 && last.bits.equals(cur)) last.hi = hi;

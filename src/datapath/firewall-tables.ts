@@ -303,9 +303,7 @@ export class FirewallTables {
         if ((set[mid] as Slotted).slot < x.slot) lo = mid + 1;
         else hi = mid;
       }
-      const out = set.slice();
-      out.splice(lo, 0, x);
-      return out;
+      return set.slice(0, lo).concat([x], set.slice(lo));
     };
     const keptSlotted = out ? live.slotted.filter((x) => x !== out) : live.slotted;
     const finalSet = put ? insert(keptSlotted, put) : keptSlotted;

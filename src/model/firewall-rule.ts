@@ -190,16 +190,30 @@ export function sameRule(a: Rule, b: Rule): boolean {
   );
 }
 
-/** Checks a whole rule set: unique priorities and the size limit. Returns it sorted. */
 /** A copy of `rules` in priority order; a set already in order (the store keeps it so) is
  * only checked, not sorted again (a sort of 10,000 rules costs about a millisecond). */
 export function byPriority<R extends { priority: number }>(rules: readonly R[]): R[] {
   for (let i = 1; i < rules.length; i++)
     if ((rules[i - 1] as R).priority > (rules[i] as R).priority)
-      return [...rules].sort((a, b) => a.priority - b.priority);
-  return [...rules];
+      return rules.slice().sort((a, b) => a.priority - b.priority);
+  return rules.slice();
 }
 
+/** A copy of `rules` (in priority order) with `r` in its place: still in order, so the checks
+ * after it need not sort. */
+export function withRuleInPlace<R extends { priority: number }>(rules: readonly R[], r: R): R[] {
+  let lo = 0;
+  let hi = rules.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((rules[mid] as R).priority < r.priority) lo = mid + 1;
+    else hi = mid;
+  }
+  // concat, not splice: splice into a copy of 10,000 costs about as much as a sort here.
+  return rules.slice(0, lo).concat([r], rules.slice(lo));
+}
+
+/** Checks a whole rule set: unique priorities and the size limit. Returns it sorted. */
 export function checkRuleSet<R extends Rule>(rules: R[]): R[] {
   if (rules.length > MAX_RULES_PER_SCOPE)
     throw new StratumError(

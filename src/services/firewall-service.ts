@@ -40,6 +40,7 @@ import {
   ruleContentKey,
   ruleSpec,
   type StoredRule,
+  withRuleInPlace,
 } from "../model/firewall-rule";
 import { formatIp, formatSubnet, type Subnet } from "../model/ip";
 import { exportRule, exportRuleSet, validateRuleSet } from "../model/ruleset";
@@ -211,10 +212,11 @@ export class FirewallService {
     const rule = parseRule(spec);
     const prev = this.#state(s);
     this.#taken(prev.rules, rule.priority);
-    checkRuleSet([...prev.rules, { ...rule, id: 0 }]); // capacity, before an id is spent
+    checkRuleSet(withRuleInPlace(prev.rules, { ...rule, id: 0 })); // capacity, before an id is spent
     const [id] = this.store.allocRuleIds(1) as [number];
     const stored: StoredRule = { ...rule, id };
-    this.#commit(s, prev, { rules: [...prev.rules, stored], def: prev.def }, () => this.store.addRule(s.id, stored));
+    const rules = withRuleInPlace(prev.rules, stored);
+    this.#commit(s, prev, { rules, def: prev.def }, () => this.store.addRule(s.id, stored));
     return this.#view(stored);
   }
 

@@ -14,7 +14,14 @@ import {
   parseBlockPrefix,
   unpackSubnets,
 } from "../../src/model/blocklist";
-import { parseRule, parseRuleCidr, type Rule, ruleContentKey, sameRule } from "../../src/model/firewall-rule";
+import {
+  parseRule,
+  parseRuleCidr,
+  type Rule,
+  ruleContentKey,
+  sameRule,
+  withRuleInPlace,
+} from "../../src/model/firewall-rule";
 import { formatSubnet } from "../../src/model/ip";
 import { validateNetwork } from "../../src/model/network";
 import { exportRuleSet, parseRuleSetYaml, ruleSetYaml, validateRuleSet } from "../../src/model/ruleset";
@@ -489,5 +496,18 @@ test("validateRuleSet reports by index for the API", () => {
 test('"global" is not a network name', () => {
   expect(() => validateNetwork({ name: "global", cidr: "10.1.0.0/24", gateway: "10.1.0.1" })).toThrow(
     'network name "global" is reserved',
+  );
+});
+
+test("withRuleInPlace: a rule put into a set in priority order leaves it as a sort would", () => {
+  fc.assert(
+    fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 500 }), { minLength: 1, maxLength: 60 }), (ps) => {
+      const [p, ...rest] = ps as [number, ...number[]];
+      const set = rest.sort((a, b) => a - b).map((priority) => ({ priority }));
+      const copy = [...set];
+      const out = withRuleInPlace(set, { priority: p });
+      expect(out.map((r) => r.priority)).toEqual([...rest, p].sort((a, b) => a - b));
+      expect(set).toEqual(copy); // the input is left as it was
+    }),
   );
 });
