@@ -3,7 +3,7 @@
  * and the caller's context), and collects multi-part dumps. */
 import { ERRNO, StratumError, sysError } from "../errors";
 import { mutated } from "../sys/mutations";
-import { inNetns, NetlinkSocket } from "../sys/os";
+import { inNetns, NetlinkSocket, setSocketBuffer } from "../sys/os";
 import { decodeError, type MessageBuilder, type NlMessage, parseMessages } from "./codec";
 import { NL } from "./constants";
 
@@ -14,11 +14,14 @@ export class Rtnl implements Disposable {
   readonly #sock: NetlinkSocket;
   #seq = Math.floor(Math.random() * 0x7fffffff);
 
-  /** A connection to this namespace's rtnetlink, or, with `netns` (name or path), to that namespace's. */
-  constructor(opts: { netns?: string } = {}) {
+  /** A connection to this namespace's rtnetlink, or, with `netns` (name or path), to that
+   * namespace's. `receiveBuffer`: the socket's receive buffer in bytes (tests of answers that
+   * overrun it). */
+  constructor(opts: { netns?: string; receiveBuffer?: number } = {}) {
     this.#sock = opts.netns
       ? inNetns(netnsPath(opts.netns), () => new NetlinkSocket(NL.NETLINK_ROUTE))
       : new NetlinkSocket(NL.NETLINK_ROUTE);
+    if (opts.receiveBuffer) setSocketBuffer(this.#sock.fd, "receive", opts.receiveBuffer);
     // Extended ACKs give the kernel's own reason ("Unknown device type"), capped ACKs keep replies small.
     this.#sock.setNetlinkOption(NL.NETLINK_EXT_ACK, 1);
     this.#sock.setNetlinkOption(NL.NETLINK_CAP_ACK, 1);
@@ -67,7 +70,25 @@ export class Rtnl implements Disposable {
       this.#sock.send(Buffer.concat(parts));
       let left = end - start;
       while (left > 0) {
-        const dgram = this.#sock.recv(true);
+        let dgram: Buffer | null;
+        try {
+          dgram = this.#sock.recv(true);
+        } catch (e) {
+          // Answers overran the socket's buffer and some were dropped: the unanswered ones are
+          // asked again one at a time (late answers to the batch are skipped by sequence).
+          if (!(e instanceof StratumError && e.errno === ERRNO.ENOBUFS)) throw e;
+          // The queue drained first: while it is full the kernel drops every answer, silently.
+          this.#drain();
+          for (let i = start; i < end; i++)
+            if (out[i] === undefined)
+              try {
+                out[i] = this.get(msgs[i] as MessageBuilder, context(i));
+              } catch (err) {
+                if (!(err instanceof StratumError)) throw err;
+                out[i] = err;
+              }
+          break;
+        }
         if (!dgram) continue;
         for (const m of parseMessages(dgram)) {
           const i = bySeq.get(m.seq);
@@ -85,6 +106,16 @@ export class Rtnl implements Disposable {
       }
     }
     return out as Array<NlMessage | null | StratumError>;
+  }
+
+  /** Reads and drops whatever the socket holds (answers no one waits for any more). */
+  #drain(): void {
+    for (;;)
+      try {
+        if (!this.#sock.recv(false)) return;
+      } catch (e) {
+        if (!(e instanceof StratumError && e.errno === ERRNO.ENOBUFS)) throw e;
+      }
   }
 
   #exchange(msg: MessageBuilder, extraFlags: number, context: string): NlMessage[] {

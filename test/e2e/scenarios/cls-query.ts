@@ -11,6 +11,8 @@ export default function () {
   const ifindex = nl.mustGetLink("q0").index;
   const bare = nl.mustGetLink("q1").index; // never gets a qdisc
   const sock = new nl.Rtnl();
+  // A receive buffer too small for a batch's answers: some are dropped, asked again one by one.
+  const tight = new nl.Rtnl({ receiveBuffer: 2048 });
   const obj = loadObject("baseline");
   try {
     // Many at once as well (more than one datagram of questions): the port, a device without
@@ -20,8 +22,9 @@ export default function () {
       Object.fromEntries(
         (["ingress", "egress"] as const).map((dir) => {
           const one = clsProgId(ifindex, dir, sock);
-          const all = clsProgIds(many, dir, sock);
-          const agree = all.every((id, i) => id === (i % 3 === 0 ? one : 0));
+          const agree = [sock, tight].every((s) =>
+            clsProgIds(many, dir, s).every((id, i) => id === (i % 3 === 0 ? one : 0)),
+          );
           return [dir, { netlink: one, libbpf: clsProgId(ifindex, dir), many: agree }];
         }),
       );
@@ -38,5 +41,6 @@ export default function () {
   } finally {
     obj.close();
     sock.close();
+    tight.close();
   }
 }
