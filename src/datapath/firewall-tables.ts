@@ -7,7 +7,7 @@
 
 import { StratumError } from "../errors";
 import { type PackedPrefixes, PrefixPacker, packedCount } from "../model/blocklist";
-import { type DefaultAction, type Rule, type StoredRule, sameRule } from "../model/firewall-rule";
+import { type DefaultAction, insertSorted, type Rule, type StoredRule, sameRule } from "../model/firewall-rule";
 import type { Subnet } from "../model/ip";
 import { BPF_F, type BpfMap } from "../sys/bpf";
 import { AddrIndex } from "./addr-index";
@@ -295,16 +295,7 @@ export class FirewallTables {
       put = { r: added[0], slot };
     }
     // The sets in slot order: the live one with the rule taken out and/or the new one put in.
-    const insert = (set: Slotted[], x: Slotted) => {
-      let lo = 0;
-      let hi = set.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if ((set[mid] as Slotted).slot < x.slot) lo = mid + 1;
-        else hi = mid;
-      }
-      return set.slice(0, lo).concat([x], set.slice(lo));
-    };
+    const insert = (set: Slotted[], x: Slotted) => insertSorted(set, x, (y) => y.slot);
     const keptSlotted = out ? live.slotted.filter((x) => x !== out) : live.slotted;
     const finalSet = put ? insert(keptSlotted, put) : keptSlotted;
     const unionSet = out ? insert(finalSet, out) : finalSet;

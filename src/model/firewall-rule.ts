@@ -199,18 +199,24 @@ export function byPriority<R extends { priority: number }>(rules: readonly R[]):
   return rules.slice();
 }
 
+/** A copy of `list` (ordered by `key`) with `x` in its place: still in order. Joined with
+ * concat: a splice into a copy of 10,000 costs about as much as a sort here. */
+export function insertSorted<T>(list: readonly T[], x: T, key: (y: T) => number): T[] {
+  const k = key(x);
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (key(list[mid] as T) < k) lo = mid + 1;
+    else hi = mid;
+  }
+  return list.slice(0, lo).concat([x], list.slice(lo));
+}
+
 /** A copy of `rules` (in priority order) with `r` in its place: still in order, so the checks
  * after it need not sort. */
 export function withRuleInPlace<R extends { priority: number }>(rules: readonly R[], r: R): R[] {
-  let lo = 0;
-  let hi = rules.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((rules[mid] as R).priority < r.priority) lo = mid + 1;
-    else hi = mid;
-  }
-  // concat, not splice: splice into a copy of 10,000 costs about as much as a sort here.
-  return rules.slice(0, lo).concat([r], rules.slice(lo));
+  return insertSorted(rules, r, (x) => x.priority);
 }
 
 /** Checks a whole rule set: unique priorities and the size limit. Returns it sorted. */
