@@ -110,20 +110,6 @@ function vipKey(address: string, port: number, proto: number): Buffer {
   return k;
 }
 
-/** A whole map, key (hex) → value, in as few syscalls as its type allows. */
-function snapshot(m: BpfMap): Map<string, Buffer> {
-  const out = new Map<string, Buffer>();
-  const ks = m.info.keySize;
-  const vs = m.valueBufSize;
-  for (const c of m.chunks())
-    for (let i = 0; i < c.count; i++)
-      out.set(
-        c.keys.subarray(i * ks, (i + 1) * ks).toString("hex"),
-        Buffer.from(c.values.subarray(i * vs, (i + 1) * vs)),
-      );
-  return out;
-}
-
 /** Sets of keys (value 1) kept as `want` says: the missing added first, the stale removed after
  * (apply orders the two around the VIPs' own writes). Each returns how many it wrote. */
 function addMissing(m: BpfMap, have: Map<string, Buffer>, want: Map<string, Buffer>): number {
@@ -159,10 +145,10 @@ export class LbTables {
     let writes = 0;
     // Read once, written where they differ: a table of 1,000 backends is one batch read, not
     // 2,000 lookups.
-    const haveBackends = snapshot(backends);
-    const haveHits = snapshot(hits);
-    const haveSrc = snapshot(bsrc);
-    const haveDsr = snapshot(dsr);
+    const haveBackends = backends.snapshot();
+    const haveHits = hits.snapshot();
+    const haveSrc = bsrc.snapshot();
+    const haveDsr = dsr.snapshot();
     // What NAT replies come from: every backend's address, port and protocol. The ports that
     // serve a DSR VIP: its backends' MACs.
     const wantSrc = new Map<string, Buffer>();

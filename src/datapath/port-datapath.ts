@@ -106,21 +106,16 @@ function copyEntries(
 ): { copied: number; complete: boolean } {
   const from = BpfMap.fromFd(fromFd, false);
   if (from.info.type === 27 /* ringbuf: nothing to copy */) return { copied: 0, complete: true };
-  const ks = from.info.keySize;
-  const vs = from.valueBufSize;
   let copied = 0;
-  for (const c of from.chunks()) {
-    for (let i = 0; i < c.count; i++) {
-      const k = c.keys.subarray(i * ks, (i + 1) * ks);
-      if (o.onlyMissing && to.lookup(k)) continue;
-      try {
-        to.update(k, c.values.subarray(i * vs, (i + 1) * vs));
-        copied++;
-      } catch (e) {
-        if (e instanceof StratumError && (e.errno === ERRNO.E2BIG || e.errno === ERRNO.ENOSPC))
-          return { copied, complete: false }; // full
-        throw e;
-      }
+  for (const [k, v] of from.batchEntries()) {
+    if (o.onlyMissing && to.lookup(k)) continue;
+    try {
+      to.update(k, v);
+      copied++;
+    } catch (e) {
+      if (e instanceof StratumError && (e.errno === ERRNO.E2BIG || e.errno === ERRNO.ENOSPC))
+        return { copied, complete: false }; // full
+      throw e;
     }
   }
   return { copied, complete: true };
@@ -421,14 +416,8 @@ export class PortDatapath {
    * hundreds of networks would be a system call each). */
   profiles(): Map<number, Buffer> {
     const out = new Map<number, Buffer>();
-    for (const { keys, values, count } of this.map("stm_profiles").chunks())
-      for (let i = 0; i < count; i++) {
-        const k = keys.subarray(i * PROFILE_KEY_SIZE);
-        out.set(
-          profileId(k.readUInt32LE(0), k.readUInt32BE(4)),
-          values.subarray(i * PROFILE_SIZE, (i + 1) * PROFILE_SIZE),
-        );
-      }
+    for (const [k, v] of this.map("stm_profiles").batchEntries())
+      out.set(profileId(k.readUInt32LE(0), k.readUInt32BE(4)), v);
     return out;
   }
 
@@ -530,11 +519,8 @@ export class PortDatapath {
   #portSlots(): Map<number, number> {
     if (!this.#slots) {
       this.#slots = new Map();
-      const m = this.map("stm_ports");
-      const [ks, vs] = [m.info.keySize, m.valueBufSize];
-      for (const { keys, values, count } of m.chunks())
-        for (let i = 0; i < count; i++)
-          this.#slots.set(keys.readUInt32LE(i * ks), decodePort(values.subarray(i * vs, (i + 1) * vs)).slot ?? 0);
+      for (const [k, v] of this.map("stm_ports").batchEntries())
+        this.#slots.set(k.readUInt32LE(0), decodePort(v).slot ?? 0);
     }
     return this.#slots;
   }
@@ -816,15 +802,7 @@ export class PortDatapath {
   /** Every endpoint of another node in stm_remote, by MAC, read in batches. */
   remotes(): Map<string, RemoteEndpoint> {
     const out = new Map<string, RemoteEndpoint>();
-    const m = this.map("stm_remote");
-    const ks = m.info.keySize;
-    const vs = m.valueBufSize;
-    for (const c of m.chunks())
-      for (let i = 0; i < c.count; i++)
-        out.set(
-          decodeMacKey(c.keys.subarray(i * ks, (i + 1) * ks)),
-          decodeRemote(c.values.subarray(i * vs, (i + 1) * vs)),
-        );
+    for (const [k, v] of this.map("stm_remote").batchEntries()) out.set(decodeMacKey(k), decodeRemote(v));
     return out;
   }
 
@@ -833,20 +811,14 @@ export class PortDatapath {
   /** The connection-tracking entries of the port `ifindex` (struct stm_ct_key starts with it),
    * with the time each has left in ms; expired ones are left out. */
   ctOf(ifindex: number): Array<{ k: Buffer; v: Buffer; ttl: number }> {
-    const m = this.map("stm_ct");
-    const ks = m.info.keySize;
-    const vs = m.valueBufSize;
     const now = monotonicNs();
     const out: Array<{ k: Buffer; v: Buffer; ttl: number }> = [];
-    for (const c of m.chunks())
-      for (let i = 0; i < c.count; i++) {
-        const k = c.keys.subarray(i * ks, (i + 1) * ks);
-        if (k.readUInt32LE(0) !== ifindex) continue;
-        const v = c.values.subarray(i * vs, i * vs + m.info.valueSize);
-        const left = v.readBigUInt64LE(0) - now;
-        if (left <= 0n) continue;
-        out.push({ k: Buffer.from(k), v: Buffer.from(v), ttl: Number(left / 1_000_000n) });
-      }
+    for (const [k, v] of this.map("stm_ct").batchEntries()) {
+      if (k.readUInt32LE(0) !== ifindex) continue;
+      const left = v.readBigUInt64LE(0) - now;
+      if (left <= 0n) continue;
+      out.push({ k: Buffer.from(k), v: Buffer.from(v), ttl: Number(left / 1_000_000n) });
+    }
     return out;
   }
 

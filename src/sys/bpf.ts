@@ -419,13 +419,7 @@ export class BpfMap implements Disposable {
    * the programs, another process. Nested calls share the outer reading. */
   readOnce<T>(fn: () => T): T {
     if (this.#known) return fn();
-    const known = new Map<string, Buffer>();
-    const ks = this.info.keySize;
-    const vs = this.valueBufSize;
-    for (const { keys, values, count } of this.chunks())
-      for (let i = 0; i < count; i++)
-        known.set(keys.toString("hex", i * ks, (i + 1) * ks), Buffer.from(values.subarray(i * vs, (i + 1) * vs)));
-    this.#known = known;
+    this.#known = this.snapshot();
     try {
       return fn();
     } finally {
@@ -435,8 +429,10 @@ export class BpfMap implements Disposable {
 
   /** Deletes `key`; false when it was not there. */
   delete(key: Uint8Array): boolean {
-    if (this.#known && !this.#known.has(hexKey(this.#key(key)))) return false;
-    this.#known?.delete(hexKey(key));
+    if (this.#known) {
+      const hex = hexKey(this.#key(key));
+      if (!this.#known.delete(hex)) return false;
+    }
     const ret = libbpf().bpf_map_delete_elem(this.fd, this.#key(key));
     if (ret === -ERRNO.ENOENT) return false;
     check(ret, `delete from map ${this.name}`);
@@ -509,12 +505,25 @@ export class BpfMap implements Disposable {
     }
   }
 
-  /** Every key, read in batches (see batches()): for listing a large map at once. */
-  keyList(): Buffer[] {
-    const out: Buffer[] = [];
+  /** Every entry, read in batches (chunks()): key and value as views into the chunk (each
+   * chunk is its own memory; copy what must outlive a change of the map). */
+  *batchEntries(): Generator<[key: Buffer, value: Buffer]> {
     const ks = this.info.keySize;
-    for (const { keys, count } of this.chunks())
-      for (let i = 0; i < count; i++) out.push(Buffer.from(keys.subarray(i * ks, (i + 1) * ks)));
+    const vs = this.valueBufSize;
+    for (const { keys, values, count } of this.chunks())
+      for (let i = 0; i < count; i++)
+        yield [keys.subarray(i * ks, (i + 1) * ks) as Buffer, values.subarray(i * vs, (i + 1) * vs) as Buffer];
+  }
+
+  /** Every key, read in batches: for listing a large map at once. */
+  keyList(): Buffer[] {
+    return Array.from(this.batchEntries(), ([k]) => Buffer.from(k));
+  }
+
+  /** The whole map, key (hex) → a copy of its value, read in batches. */
+  snapshot(): Map<string, Buffer> {
+    const out = new Map<string, Buffer>();
+    for (const [k, v] of this.batchEntries()) out.set(k.toString("hex"), Buffer.from(v));
     return out;
   }
 
