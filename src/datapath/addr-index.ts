@@ -2,6 +2,7 @@
  * length, the generation, the address), kept in address order and counted by length: what a
  * one-rule edit asks of a table of 10,000 prefixes (the prefixes inside a rule's, its nearest
  * stored ancestor) without walking all of them. The /0 and any-address entries are not kept. */
+import { lowerBound } from "../model/sorted";
 
 /** Address bytes first, then the length: every prefix inside another sits right after it. */
 function compareKeys(a: Buffer, b: Buffer): number {
@@ -27,16 +28,7 @@ export class AddrIndex {
 
   /** The first position whose key is not before `k` (by compareKeys; `addrOnly`: by address). */
   #lower(k: Buffer, addrOnly: boolean): number {
-    let lo = 0;
-    let hi = this.#keys.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const m = this.#keys[mid] as Buffer;
-      const c = addrOnly ? m.compare(k, 8, k.length, 8, m.length) : compareKeys(m, k);
-      if (c < 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    return lowerBound(this.#keys, (m) => (addrOnly ? m.compare(k, 8, k.length, 8, m.length) : compareKeys(m, k)) < 0);
   }
 
   add(k: Buffer): void {

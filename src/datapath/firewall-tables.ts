@@ -7,8 +7,9 @@
 
 import { StratumError } from "../errors";
 import { type PackedPrefixes, PrefixPacker, packedCount } from "../model/blocklist";
-import { type DefaultAction, insertSorted, type Rule, type StoredRule, sameRule } from "../model/firewall-rule";
+import { type DefaultAction, type Rule, type StoredRule, sameRule } from "../model/firewall-rule";
 import type { Subnet } from "../model/ip";
+import { insertSorted } from "../model/sorted";
 import { BPF_F, type BpfMap } from "../sys/bpf";
 import { AddrIndex } from "./addr-index";
 import {

@@ -8,6 +8,7 @@ import { Ipv6Service, type Ipv6Stats, type V6Binding, type V6Network } from "../
 import { Dhcp4Server, type Dhcp4Stats } from "../dhcp/server4";
 import { DnsServer, type DnsStats, type ZoneInput } from "../dns/server";
 import { linkLocal, profileIp6 } from "../model/network";
+import { lowerBound } from "../model/sorted";
 import { USER_BRIDGE } from "../model/topology";
 import type { Rtnl } from "../netlink";
 import { type Endpoint, localEndpoints, type Store, type StoredDnsRecord } from "../store/store";
@@ -251,14 +252,7 @@ function v6Binding(cidr6: string, e: Endpoint): V6Binding {
 
 /** Where `name` is or would go in a network's endpoints (sorted by name, as the store lists them). */
 function nameIndex(list: readonly Endpoint[], name: string): number {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if ((list[mid] as Endpoint).name < name) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
+  return lowerBound(list, (e) => e.name < name);
 }
 
 function findByName(list: readonly Endpoint[], name: string): Endpoint | undefined {
