@@ -7,6 +7,17 @@ import { inNetns, NetlinkSocket, setSocketBuffer } from "../sys/os";
 import { decodeError, type MessageBuilder, type NlMessage, parseMessages } from "./codec";
 import { NL } from "./constants";
 
+/** The error an NLMSG_ERROR reports, with the caller's context and the kernel's own reason;
+ * undefined for an ACK. */
+function errorOf(m: NlMessage, context: string): StratumError | undefined {
+  const { error, message } = decodeError(m);
+  return error === 0 ? undefined : sysError(message ? `${context}: ${message}` : context, -error, "NETLINK");
+}
+
+/** What a GET answers about something that is not there. */
+const isAbsent = (e: unknown): boolean =>
+  e instanceof StratumError && (e.errno === ERRNO.ENODEV || e.errno === ERRNO.ENOENT);
+
 /** Requests a getMany datagram carries: their answers fit a socket's receive buffer many times. */
 const GET_BATCH = 64;
 
@@ -45,7 +56,7 @@ export class Rtnl implements Disposable {
       const out = this.#exchange(msg, NL.NLM_F_REQUEST, context);
       return out[0] ?? null;
     } catch (e) {
-      if (e instanceof StratumError && (e.errno === ERRNO.ENODEV || e.errno === ERRNO.ENOENT)) return null;
+      if (isAbsent(e)) return null;
       throw e;
     }
   }
@@ -94,12 +105,8 @@ export class Rtnl implements Disposable {
           const i = bySeq.get(m.seq);
           if (i === undefined || out[i] !== undefined || m.type === NL.NLMSG_NOOP) continue;
           if (m.type === NL.NLMSG_ERROR) {
-            const { error, message } = decodeError(m);
-            const ctx = context(i);
-            out[i] =
-              error === -ERRNO.ENOENT || error === -ERRNO.ENODEV
-                ? null
-                : sysError(message ? `${ctx}: ${message}` : ctx, -error, "NETLINK");
+            const err = errorOf(m, context(i));
+            out[i] = err && !isAbsent(err) ? err : null;
           } else out[i] = m;
           left--;
         }
@@ -132,9 +139,9 @@ export class Rtnl implements Disposable {
       for (const m of parseMessages(dgram)) {
         if (m.seq !== seq) continue; // a stale reply of an earlier, abandoned request
         if (m.type === NL.NLMSG_ERROR) {
-          const { error, message } = decodeError(m);
-          if (error === 0) return out;
-          throw sysError(message ? `${context}: ${message}` : context, -error, "NETLINK");
+          const err = errorOf(m, context);
+          if (err) throw err;
+          return out;
         }
         if (m.type === NL.NLMSG_DONE) {
           if (m.flags & NL.NLM_F_DUMP_INTR)
