@@ -4,8 +4,9 @@
  * scale/attach: the attach that brings the node to N endpoints (the median of 11 around it),
  * at N = 100, 1,000, 1,020 (past cnv-user-br0's last port: extension bridges from 1,007 on,
  * docs/networks.md#capacity) and 4,000, against the same attach on an empty network.
- * scale/reconcile-noop: an API reconcile with nothing to repair at 4,000 endpoints, against
- * one with none. scale/rss-per-endpoint: the agent's RSS growth per endpoint from 100 to 4,000
+ * scale/reconcile-noop: an API reconcile with nothing to repair at 4,000 endpoints (quick:
+ * nothing touched the ports since the last whole run; docs/operations.md#quick-reconcile),
+ * against one with none; scale/reconcile-full: the same with --full (every port checked). scale/rss-per-endpoint: the agent's RSS growth per endpoint from 100 to 4,000
  * (KiB), against the growth per endpoint of the same count in its store alone. */
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -89,7 +90,14 @@ function scaleBench(): Benchmark {
         name: "scale/reconcile-noop-4000",
         unit: "ms",
         figure: "reconcile",
-        candidate: "API reconcile, nothing to repair, 4,000 endpoints on 4 bridges",
+        candidate: "API reconcile, nothing to repair, 4,000 endpoints on 4 bridges (a quick pass)",
+        baseline: "the same, no endpoint",
+      },
+      {
+        name: "scale/reconcile-full-4000",
+        unit: "ms",
+        figure: "reconcileFull",
+        candidate: "API reconcile --full (every port checked), nothing to repair, 4,000 endpoints",
         baseline: "the same, no endpoint",
       },
       {
@@ -103,12 +111,24 @@ function scaleBench(): Benchmark {
     async setup() {
       await agent.start();
       await agent.api.createNetwork({ name: "s16", cidr: "10.80.0.0/16", gateway: "10.80.0.1" });
-      const reconcile0: number[] = [];
-      for (let i = 0; i < 5; i++) {
-        const t0 = performance.now();
-        await agent.api.reconcile();
-        reconcile0.push(performance.now() - t0);
-      }
+      /** Five API reconciles' times (after one that seals the kernel for the quick ones);
+       * each must have been the pass asked for. */
+      const reconciles = async (full: boolean): Promise<number[]> => {
+        await agent.api.reconcile({ full: true });
+        const t: number[] = [];
+        for (let i = 0; i < 5; i++) {
+          const t0 = performance.now();
+          const r = await agent.api.reconcile({ full });
+          t.push(performance.now() - t0);
+          if (r.pass !== (full ? "whole" : "quick") || r.changes.length)
+            throw new Error(
+              `reconcile ${i}: a ${r.pass} pass (${r.wholeBecause ?? ""}), ${r.changes.length} change(s)`,
+            );
+        }
+        return t;
+      };
+      const reconcile0 = await reconciles(false);
+      const reconcileFull0 = await reconciles(true);
       const db = join(agent.dir, "state", "stratum.db");
       const wal = `${db}-wal`;
       const size = () => statSync(db).size + (statSync(wal, { throwIfNoEntry: false })?.size ?? 0);
@@ -122,12 +142,8 @@ function scaleBench(): Benchmark {
       const a4000 = await fill(4000);
       const rss4000 = rssKiB(agentPid(agent));
       const db4000 = size();
-      const rec: number[] = [];
-      for (let i = 0; i < 5; i++) {
-        const t0 = performance.now();
-        await agent.api.reconcile();
-        rec.push(performance.now() - t0);
-      }
+      const rec = await reconciles(false);
+      const recFull = await reconciles(true);
       figures = {
         attach100: median(a100),
         attach1000: median(a1000),
@@ -135,6 +151,7 @@ function scaleBench(): Benchmark {
         attach4000: median(a4000),
         attach4000vs100: median(a4000),
         reconcile: median(rec),
+        reconcileFull: median(recFull),
         rssPerEp: (rss4000 - rss100) / 3900,
       };
       base = {
@@ -144,6 +161,7 @@ function scaleBench(): Benchmark {
         attach4000: median(first),
         attach4000vs100: median(a100),
         reconcile: median(reconcile0),
+        reconcileFull: median(reconcileFull0),
         rssPerEp: (db4000 - db0) / 1024 / 4000,
       };
     },

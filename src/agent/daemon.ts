@@ -56,11 +56,13 @@ import {
   reconcile,
   useAnycastGateway,
 } from "../reconcile/reconcile";
+import { Seal } from "../reconcile/seal";
 import { Addressing } from "../services/addressing";
 import { natPortRange } from "../services/nat";
 import { Services } from "../services/services";
 import { checkWritableStore, SqliteStore } from "../store/sqlite";
 import { isLocalEndpoint, localEndpoints, type Store } from "../store/store";
+import { mutationCount } from "../sys/mutations";
 import { Notifier } from "../sys/notify";
 import { lockDirectory } from "../sys/os";
 import { pathError, writableDir } from "../sys/paths";
@@ -377,12 +379,69 @@ async function serve(o: AgentOptions): Promise<void> {
           serving: (node) => servesNorthSouth(cluster as Cluster, node),
         }
       : undefined;
+  // The loop: what Stratum keeps in the kernel, as notices can show it; kept while the store
+  // does not change (every change of networks and endpoints tells svc.onChange).
+  const bridgeMacs = new Map([MGMT_BRIDGE, USER_BRIDGE].map((b) => [b, bridgeMac(b)]));
+  let desired: DesiredState | undefined;
+  svc.onChange(() => {
+    desired = undefined;
+  });
+  const watch = new DriftWatch(() => {
+    desired ??= {
+      bridges: bridgeMacs,
+      ports: portsOf(data),
+      uplink: o.uplink,
+      gateways: new Set(store.listNetworks().flatMap((n) => svc.networks.gateways(n).map((g) => g.cidr))),
+    };
+    return desired;
+  });
+  // A whole run that finds the kernel right seals it; a quick pass needs the notices to tell
+  // what touched the ports since (none without the monitor). docs/operations.md#quick-reconcile
+  let storeChanges = 0;
+  svc.onChange(() => {
+    storeChanges++;
+  });
+  const seal = monitor
+    ? new Seal({
+        mutations: mutationCount,
+        storeChanges: () => storeChanges,
+        touched: () => watch.touched,
+        untouch: () => watch.untouch(),
+        fingerprint: (m) => dp.map(m).fingerprint(),
+      })
+    : undefined;
   /** The last run's errors: a run of the loop logs only new ones (the same failure every 30 s is one warning). */
   let lastErrors = new Set<string>();
   let lastFailure = "";
-  const runReconcile = (trigger: ReconcileTrigger, only?: ReconcileScope): ReconcileReport => {
+  const runReconcile = (
+    trigger: ReconcileTrigger,
+    only?: ReconcileScope,
+    opts: { full?: boolean } = {},
+  ): ReconcileReport => {
     const quiet = trigger === "event" || trigger === "periodic";
-    const r = reconciles.run(() => reconcile(svc, { uplink: o.uplink, only, overlay, lb }), trigger);
+    const r = reconciles.run(() => {
+      // Only an operator's run may be quick; drift, the periodic backstop and start-up check
+      // every port. The seal's check (the maps read) is part of the run's time.
+      const asked = trigger === "api" && !opts.full && !only;
+      const wholeBecause = asked ? (seal ? seal.broken() : "the agent gets no rtnetlink notices") : undefined;
+      const quick = asked && seal !== undefined && wholeBecause === undefined;
+      const rep = reconcile(svc, { uplink: o.uplink, only, overlay, lb, quick });
+      if (wholeBecause) rep.wholeBecause = wholeBecause;
+      // Sealed right after the run, before anything else can change the kernel.
+      if (seal && !only) {
+        if (rep.changes.length || rep.errors.length) seal.drop();
+        else if (!quick)
+          try {
+            seal.take();
+          } catch (e) {
+            seal.drop();
+            log.warn(
+              `reconcile: the kernel could not be sealed (every run checks every port): ${(e as Error).message}`,
+            );
+          }
+      }
+      return rep;
+    }, trigger);
     lastFailure = "";
     const fresh = quiet ? r.errors.filter((e) => !lastErrors.has(e)) : r.errors;
     for (const e of fresh) log.warn(`restore: ${e}`);
@@ -411,8 +470,12 @@ async function serve(o: AgentOptions): Promise<void> {
     return r;
   };
   /** A run of the loop: a failure is logged (once while it stays the same), never thrown. */
-  const loopRun = (trigger: ReconcileTrigger, only?: ReconcileScope): ReconcileReport | { changes: string[] } => {
-    if (trigger === "start" || trigger === "api") return runReconcile(trigger);
+  const loopRun = (
+    trigger: ReconcileTrigger,
+    only?: ReconcileScope,
+    opts?: { full?: boolean },
+  ): ReconcileReport | { changes: string[] } => {
+    if (trigger === "start" || trigger === "api") return runReconcile(trigger, undefined, opts);
     try {
       return runReconcile(trigger, only);
     } catch (e) {
@@ -439,26 +502,10 @@ async function serve(o: AgentOptions): Promise<void> {
       `uplink ${uplink.name}: XDP ${uplink.attach.xdpMode ?? ""} program ${uplink.attach.progId}`.replace("  ", " "),
     );
 
-  // The loop: what Stratum keeps in the kernel, as notices can show it; kept while the store
-  // does not change (every change of networks and endpoints tells svc.onChange).
-  const bridgeMacs = new Map([MGMT_BRIDGE, USER_BRIDGE].map((b) => [b, bridgeMac(b)]));
-  let desired: DesiredState | undefined;
-  svc.onChange(() => {
-    desired = undefined;
-  });
-  const watch = new DriftWatch(() => {
-    desired ??= {
-      bridges: bridgeMacs,
-      ports: portsOf(data),
-      uplink: o.uplink,
-      gateways: new Set(store.listNetworks().flatMap((n) => svc.networks.gateways(n).map((g) => g.cidr))),
-    };
-    return desired;
-  });
   const reseed = () => watch.seed(listLinks(svc.nl));
   reseed();
   const loop = new ReconcileLoop({
-    run: loopRun,
+    run: (trigger, opts) => loopRun(trigger, undefined, opts),
     monitor,
     watch,
     reseed,
@@ -583,8 +630,8 @@ async function serve(o: AgentOptions): Promise<void> {
     status: () => buildStatus(rt),
     metrics: () => metrics.scrape(),
     trace: (req) => tracer.trace(req),
-    reconcile: () => {
-      loop.runNow("api");
+    reconcile: ({ full }) => {
+      loop.runNow("api", { full });
       return reconciles.last as ReconcileRun;
     },
     audit: (e) => audit.info(auditLine(e)),

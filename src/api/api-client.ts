@@ -246,6 +246,6 @@ export class ApiClient {
 
   trace = (req: TraceRequest) => this.call("trace", { body: req });
   status = () => this.call("getStatus");
-  reconcile = () => this.call("reconcile");
+  reconcile = (o: { full?: boolean } = {}) => this.call("reconcile", { query: o.full ? { full: "true" } : {} });
   metrics = () => this.call("getMetrics");
 }

@@ -93,8 +93,9 @@ export interface AppOptions {
   metrics?: () => Promise<{ contentType: string; body: string }>;
   /** Traces a packet (no /v1/trace route without it). */
   trace?: (req: TraceRequest) => TraceResult;
-  /** Reconciles the kernel to the store now (no /v1/reconcile route without it). */
-  reconcile?: () => ReconcileRun;
+  /** Reconciles the kernel to the store now (no /v1/reconcile route without it); `full`:
+   * every port checked, even when a quick pass could vouch for them. */
+  reconcile?: (o: { full: boolean }) => ReconcileRun;
   /** Called once for every request that may change something (any method but GET and HEAD). */
   audit?: (e: AuditEntry) => void;
   /** A cluster node's view of its cluster (absent on a single node: its routes answer
@@ -381,7 +382,7 @@ function handlers(svc: Services, o: AppOptions): Handlers {
     lb().removeBackend(params.name, params.endpoint, query.port !== undefined ? Number(query.port) : undefined);
   const { trace, reconcile, metrics } = o;
   if (trace) h.trace = ({ body }) => trace(body);
-  if (reconcile) h.reconcile = () => reconcile();
+  if (reconcile) h.reconcile = ({ query }) => reconcile({ full: query.full === true });
   if (metrics)
     h.getMetrics = async () => {
       const m = await metrics();

@@ -560,6 +560,15 @@ export const ReconcileRunView = z
       .describe(
         "A run limited to these networks (a change from another node of the cluster: restored, nothing collected); absent for a whole run",
       ),
+    pass: z
+      .enum(["whole", "quick", "limited"])
+      .describe(
+        "whole: every port checked against the kernel; quick: the ports taken as the last whole run found them, while nothing has touched them since (docs/operations.md#quick-reconcile); limited: some networks only",
+      ),
+    wholeBecause: z
+      .string()
+      .optional()
+      .describe("A quick pass was asked for and could not vouch for the ports: why the run was whole"),
   })
   .strict()
   .meta({ id: "ReconcileRun" });
@@ -1840,7 +1849,9 @@ export const ROUTES = {
   reconcile: {
     method: "post",
     path: "/v1/reconcile",
-    summary: "Reconcile the kernel to the store now; the report lists every kernel change it made",
+    summary:
+      "Reconcile the kernel to the store now; the report lists every kernel change it made (quick when nothing touched the ports since the last whole run; full=true checks every port)",
+    query: z.object({ full: BoolQuery.optional() }).strict(),
     status: 200,
     response: ReconcileRunView,
     optional: true,

@@ -24,6 +24,7 @@ export const NL = {
   /** rtnetlink multicast groups (enum rtnetlink_groups) the agent listens to for drift. */
   RTNLGRP_LINK: 1,
   RTNLGRP_NEIGH: 3,
+  RTNLGRP_TC: 4,
   RTNLGRP_IPV4_IFADDR: 5,
   RTNLGRP_IPV6_IFADDR: 9,
   NLMSGERR_ATTR_MSG: 1,
@@ -42,7 +43,10 @@ export const NL = {
   RTM_NEWNEIGH: 28,
   RTM_DELNEIGH: 29,
   RTM_GETNEIGH: 30,
+  RTM_NEWQDISC: 36,
+  RTM_DELQDISC: 37,
   RTM_NEWTFILTER: 44,
+  RTM_DELTFILTER: 45,
   RTM_GETTFILTER: 46,
   /** A tc message's attributes (linux/rtnetlink.h) and cls_bpf's options (linux/pkt_cls.h). */
   TCA_KIND: 1,

@@ -1,12 +1,13 @@
 /** rtnetlink notifications: a netlink socket that joins the multicast groups of links,
- * IPv4 and IPv6 addresses and neighbours (bridge FDB entries among them) and hands back,
+ * IPv4 and IPv6 addresses, neighbours (bridge FDB entries among them) and traffic control
+ * (qdiscs and filters: a port's cls_bpf programs) and hands back,
  * without ever blocking, what the kernel announced since the last read, decoded. When the
  * kernel had to drop notifications (the socket's buffer overflowed: ENOBUFS) the read says
  * so: what was lost can only be found by looking at the whole state again. */
 import { StratumError } from "../errors";
 import { NetlinkSocket, setSocketBuffer } from "../sys/os";
 import { type Address, decodeAddress } from "./addr";
-import { NetlinkDecodeError, parseMessages } from "./codec";
+import { decodeTc, NetlinkDecodeError, parseMessages } from "./codec";
 import { NL } from "./constants";
 import { decodeLink, type Link } from "./link";
 import { decodeNeighbour, type Neighbour } from "./neigh";
@@ -14,7 +15,9 @@ import { decodeNeighbour, type Neighbour } from "./neigh";
 export type RtnlEvent =
   | { kind: "link"; op: "new" | "del"; link: Link }
   | { kind: "addr"; op: "new" | "del"; addr: Address }
-  | { kind: "neigh"; op: "new" | "del"; neigh: Neighbour };
+  | { kind: "neigh"; op: "new" | "del"; neigh: Neighbour }
+  /** A qdisc or filter added, replaced or removed on a device (a cls_bpf program swapped among them). */
+  | { kind: "tc"; op: "new" | "del"; tc: { object: "qdisc" | "filter"; ifindex: number; parent: number } };
 
 export interface RtnlDrain {
   events: RtnlEvent[];
@@ -22,7 +25,13 @@ export interface RtnlDrain {
   overflow: boolean;
 }
 
-export const DRIFT_GROUPS = [NL.RTNLGRP_LINK, NL.RTNLGRP_IPV4_IFADDR, NL.RTNLGRP_IPV6_IFADDR, NL.RTNLGRP_NEIGH];
+export const DRIFT_GROUPS = [
+  NL.RTNLGRP_LINK,
+  NL.RTNLGRP_IPV4_IFADDR,
+  NL.RTNLGRP_IPV6_IFADDR,
+  NL.RTNLGRP_NEIGH,
+  NL.RTNLGRP_TC,
+];
 
 /** Room for a burst of some thousands of notices (an uplink learning a busy LAN's MACs). */
 const RECEIVE_BUFFER = 4 << 20;
@@ -31,7 +40,8 @@ const ENOBUFS = 105;
  * for the next drain). */
 const MAX_DATAGRAMS = 4096;
 
-/** Decodes one notification; undefined for message types that are not link, address or neighbour ones. */
+/** Decodes one notification; undefined for message types that are not link, address,
+ * neighbour, qdisc or filter ones. */
 export function decodeEvent(type: number, payload: Buffer): RtnlEvent | undefined {
   switch (type) {
     case NL.RTM_NEWLINK:
@@ -43,6 +53,21 @@ export function decodeEvent(type: number, payload: Buffer): RtnlEvent | undefine
     case NL.RTM_NEWNEIGH:
     case NL.RTM_DELNEIGH:
       return { kind: "neigh", op: type === NL.RTM_NEWNEIGH ? "new" : "del", neigh: decodeNeighbour(payload) };
+    case NL.RTM_NEWQDISC:
+    case NL.RTM_DELQDISC:
+    case NL.RTM_NEWTFILTER:
+    case NL.RTM_DELTFILTER: {
+      const { hdr } = decodeTc(payload);
+      return {
+        kind: "tc",
+        op: type === NL.RTM_NEWQDISC || type === NL.RTM_NEWTFILTER ? "new" : "del",
+        tc: {
+          object: type === NL.RTM_NEWQDISC || type === NL.RTM_DELQDISC ? "qdisc" : "filter",
+          ifindex: hdr.ifindex,
+          parent: hdr.parent >>> 0,
+        },
+      };
+    }
     default:
       return undefined;
   }

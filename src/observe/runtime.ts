@@ -103,6 +103,8 @@ export class ReconcileLog {
         errors,
         changes,
         ...(report?.only ? { only: report.only } : {}),
+        pass: report?.pass ?? "whole",
+        ...(report?.wholeBecause ? { wholeBecause: report.wholeBecause } : {}),
       };
     }
   }

@@ -23,6 +23,9 @@ export const bridges: Reconciler = {
     const { nl } = run.svc;
     ensureBridge(nl, MGMT_BRIDGE);
     ensureBridge(nl, USER_BRIDGE);
+    // A quick pass: the extensions and their links are as the last whole run found them (no
+    // notice about them came since).
+    if (run.quick) return;
     // The extension bridges there are, each with its link whole (user-bridges.ts).
     const ub = run.svc.ctx.bridges;
     const dump = run.links();
@@ -50,7 +53,8 @@ export const bridges: Reconciler = {
   },
   prune(run) {
     // cnv-user-br0's entries on a link for MACs that are no endpoint's of that extension, and
-    // extensions left without endpoints.
+    // extensions left without endpoints. A quick pass: as the last whole run left them.
+    if (run.quick) return;
     const { nl } = run.svc;
     const ub = run.svc.ctx.bridges;
     const dump = run.links();

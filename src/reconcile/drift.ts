@@ -9,9 +9,15 @@
  * notices about one object read together only the last counts, and it counts only if it
  * disagrees with the store. So the agent's own changes, which end in the state the store
  * asks for, open nothing, whoever made them; a port created down and then brought up is
- * right by the end of the batch. Pure: no I/O. */
+ * right by the end of the batch.
+ *
+ * Apart from drift, the watch remembers whether any notice since untouch() was one a whole
+ * run might act on: drift, or what the judge cannot see whole (a port's clsact programs
+ * swapped, a port moved to another bridge, an extension bridge or its link touched). A quick
+ * reconcile pass (seal.ts) trusts the kernel's per-port state only while none came. Pure:
+ * no I/O. */
 
-import { USER_BRIDGE, userBridgeNumber } from "../model/topology";
+import { bridgeLinkNumber, USER_BRIDGE, userBridgeNumber } from "../model/topology";
 import { NL, type RtnlEvent, STRATUM_ADDR_PROTO } from "../netlink";
 
 /** What the store asks of the kernel, as far as notices can tell. */
@@ -26,6 +32,12 @@ export interface DesiredState {
   gateways: Set<string>;
 }
 
+/** The clsact qdisc (TC_H_INGRESS as its parent) or a filter on one of its two hooks: where
+ * a port's programs are. A device's root qdisc comes and goes with it, none of Stratum's business. */
+function onClsact(tc: { object: "qdisc" | "filter"; parent: number }): boolean {
+  return tc.object === "qdisc" ? tc.parent === 0xfffffff1 : tc.parent === 0xfffffff2 || tc.parent === 0xfffffff3;
+}
+
 export class DriftWatch {
   readonly #desired: () => DesiredState;
   /** ifindex → name, from every link notice and the last seed: address and FDB notices name
@@ -37,16 +49,24 @@ export class DriftWatch {
   readonly #userBridges = new Set<number>();
   /** Link notices that renamed a device, with the name it had. */
   readonly #renames = new WeakMap<RtnlEvent, string>();
+  /** The first notice since untouch() that a whole run might act on, as a phrase. */
+  #touched: string | undefined;
+  /** ifindex → the bridge it was last seen on (link notices, the seed). */
+  readonly #masters = new Map<number, number | undefined>();
 
   constructor(desired: () => DesiredState) {
     this.#desired = desired;
   }
 
   /** Learns the names of the links there are now (at start, and after notices were lost). */
-  seed(links: Array<{ index: number; name: string }>): void {
+  seed(links: Array<{ index: number; name: string; master?: number }>): void {
     this.#names.clear();
     this.#userBridges.clear();
-    for (const l of links) this.#setName(l.index, l.name);
+    this.#masters.clear();
+    for (const l of links) {
+      this.#setName(l.index, l.name);
+      this.#masters.set(l.index, l.master);
+    }
   }
 
   /** Takes notices in the order the kernel sent them; true when they changed what differs. */
@@ -67,6 +87,11 @@ export class DriftWatch {
     let changed = false;
     for (const [key, ev] of last) {
       const why = this.#judge(ev, want, userBridge, userBridges);
+      this.#touched ??= why ?? this.#beyond(ev, want);
+      if (ev.kind === "link" && ev.link.family !== NL.AF_BRIDGE) {
+        if (ev.op === "del") this.#masters.delete(ev.link.index);
+        else this.#masters.set(ev.link.index, ev.link.master);
+      }
       if (why === this.#open.get(key)) continue;
       changed = true;
       if (why) this.#open.set(key, why);
@@ -91,6 +116,59 @@ export class DriftWatch {
     this.#open.clear();
   }
 
+  /** The first notice since untouch() that a whole run might act on ("port tp7 is down",
+   * "a notice about a filter on port tp7"); undefined when none came. */
+  get touched(): string | undefined {
+    return this.#touched;
+  }
+
+  /** A whole reconcile run has just found the kernel right: notices count from now. */
+  untouch(): void {
+    this.#touched = undefined;
+  }
+
+  /** Notices were lost: any of them may have been about Stratum's objects. */
+  touch(why: string): void {
+    this.#touched ??= why;
+  }
+
+  /** Whether a notice may make a whole run act on what the judge cannot see: the phrase
+   * for it, or undefined. A whole run checks, device by device, a port's bridge (the judge
+   * takes any of the user bridges), its clsact programs (a notice cannot say which program),
+   * the extension bridges and their links and the static entries on those links; anything
+   * else a notice reports the judge sees whole. */
+  #beyond(ev: RtnlEvent, want: DesiredState): string | undefined {
+    const extension = (name: string | undefined): boolean =>
+      name !== undefined &&
+      name !== USER_BRIDGE &&
+      (userBridgeNumber(name) !== undefined || bridgeLinkNumber(name) !== undefined);
+    switch (ev.kind) {
+      case "link": {
+        const l = ev.link;
+        const name = this.#renames.get(ev) ?? l.name;
+        if (extension(name) || extension(l.name)) return `a notice about link ${name}`;
+        if (l.family === NL.AF_BRIDGE || ev.op === "del" || !want.ports.has(name)) return undefined;
+        const before = this.#masters.get(l.index);
+        return before !== l.master ? `port ${name} moved between bridges` : undefined;
+      }
+      case "neigh": {
+        const n = ev.neigh;
+        // Learned entries come and go with traffic; Stratum's are static.
+        if (!(n.state & (NL.NUD_NOARP | NL.NUD_PERMANENT))) return undefined;
+        const on = this.#names.get(n.ifindex);
+        return extension(on) ? `a notice about FDB entry ${n.mac ?? ""} on ${on}` : undefined;
+      }
+      case "tc": {
+        const on = this.#names.get(ev.tc.ifindex);
+        return on !== undefined && want.ports.has(on) && onClsact(ev.tc)
+          ? `a notice about a ${ev.tc.object} on port ${on}`
+          : undefined;
+      }
+      case "addr":
+        return undefined;
+    }
+  }
+
   /** The object a notice is about; undefined when it can never matter. Keeps the index map. */
   #key(ev: RtnlEvent): string | undefined {
     switch (ev.kind) {
@@ -113,6 +191,8 @@ export class DriftWatch {
         // Bridge FDB entries only: ARP and ND entries come and go all the time.
         if (ev.neigh.family !== NL.AF_BRIDGE || !ev.neigh.mac) return undefined;
         return `fdb ${ev.neigh.ifindex} ${ev.neigh.mac.toLowerCase()}`;
+      case "tc":
+        return `tc ${ev.tc.object} ${ev.tc.ifindex} ${ev.tc.parent}`;
     }
   }
 
@@ -146,6 +226,13 @@ export class DriftWatch {
         if (ev.op === "del") return `static FDB entry ${mac} on ${port} removed`;
         if (!(n.state & NL.NUD_NOARP)) return `FDB entry ${mac} on ${port} is not static`;
         return undefined;
+      }
+      case "tc": {
+        // A port's programs hang off its clsact qdisc; one swapped cannot be told from a
+        // notice (a whole run asks for the program ids), one removed can.
+        const port = this.#names.get(ev.tc.ifindex);
+        if (port === undefined || !want.ports.has(port) || ev.op !== "del" || !onClsact(ev.tc)) return undefined;
+        return ev.tc.object === "qdisc" ? `port ${port} lost a qdisc` : `a filter was removed from port ${port}`;
       }
     }
   }

@@ -11,6 +11,8 @@ export const egressCaps: Reconciler = {
     for (const n of run.networks) run.svc.networks.applyEgress(n);
   },
   prune(run) {
+    // A quick pass: stm_shape_cfg and stm_shape_src read as the last whole run left them.
+    if (run.quick) return;
     const { dp, nl } = run.svc;
     const wantedCaps = new Set<string>();
     const wantedSources = new Set<string>();

@@ -19,6 +19,7 @@ export const localAddresses: Reconciler = {
     for (const a of bridgeLocals(run)) run.svc.dp.setLocal(a, br?.index ?? 0, 0);
   },
   prune(run) {
+    if (run.quick) return; // stm_local reads as the last whole run left it (seal.ts)
     const wanted = new Set<string>(bridgeLocals(run));
     for (const n of run.networks) for (const g of run.svc.networks.gateways(n)) wanted.add(g.ip);
     for (const ep of run.endpoints) {

@@ -42,8 +42,9 @@ const realClock: Clock = {
 };
 
 export interface LoopOptions {
-  /** Runs one reconcile (its errors are the caller's to log); returns the kernel changes it made. */
-  run: (trigger: ReconcileTrigger) => { changes: string[] };
+  /** Runs one reconcile (its errors are the caller's to log); returns the kernel changes it
+   * made. `full`: an operator's run that must check every port (no quick pass). */
+  run: (trigger: ReconcileTrigger, o?: { full?: boolean }) => { changes: string[] };
   /** The notices; without one, only the periodic pass runs. */
   monitor?: { drain(): RtnlDrain };
   watch: DriftWatch;
@@ -130,7 +131,7 @@ export class ReconcileLoop {
   }
 
   /** Runs a reconcile now (start-up, an API request: the caller holds exclusive() if need be). */
-  runNow(trigger: ReconcileTrigger): { changes: string[] } {
+  runNow(trigger: ReconcileTrigger, o?: { full?: boolean }): { changes: string[] } {
     // Notices queued so far are about states this run answers: read them (the index map
     // needs them), then forget the drift they opened.
     this.#read();
@@ -143,7 +144,7 @@ export class ReconcileLoop {
     this.#due = undefined;
     let r: { changes: string[] } = { changes: [] };
     try {
-      r = this.#o.run(trigger);
+      r = this.#o.run(trigger, o);
     } finally {
       if (trigger === "event" && r.changes.length) {
         const soon = firstAt !== undefined && firstAt - this.#repairedAt < FIGHT_WINDOW_MS;
@@ -197,6 +198,7 @@ export class ReconcileLoop {
     }
     if (d.overflow) {
       this.#overflow = true;
+      this.#o.watch.touch("notices the kernel dropped");
       try {
         this.#o.reseed();
       } catch {}

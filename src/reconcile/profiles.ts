@@ -12,12 +12,14 @@ export const profiles: Reconciler = {
   name: "profiles",
   scoped: "networks",
   restore(run) {
+    if (run.quick) return; // stm_profiles reads as the last whole run left it (seal.ts)
     // A limited run touches a network or two: a lookup per profile is cheaper than the map.
     const have = run.o.only ? undefined : run.svc.dp.profiles();
     if (have) snapshots.set(run, have);
     for (const n of run.networks) run.svc.networks.applyProfiles(n, have);
   },
   prune(run) {
+    if (run.quick) return;
     const have = snapshots.get(run) ?? run.svc.dp.profiles();
     const ranges = new Map(
       run.networks.map((n) => {

@@ -22,6 +22,11 @@ export interface ReconcileReport {
   uplink?: { name: string; ifindex: number; attach: Attachment };
   /** A run limited to some networks (a change from the cluster): their names. Absent: a whole run. */
   only?: string[];
+  /** A whole run that checked every port ("whole"), one that trusted the seal for them
+   * ("quick": seal.ts), or one limited to some networks ("limited"). */
+  pass: "whole" | "quick" | "limited";
+  /** A quick pass was asked for and could not be: why (the seal was broken). */
+  wholeBecause?: string;
 }
 
 export interface ReconcileOptions {
@@ -36,6 +41,10 @@ export interface ReconcileOptions {
   overlay?: OverlayOptions;
   /** The load balancer (the agent's: it knows its backends' health). Absent: its maps are left as they are. */
   lb?: { apply(): { writes: number; tables: number } };
+  /** A quick pass (seal.ts): the caller has found the seal unbroken, so the ports, their
+   * FDB entries and the endpoints' map entries are as the last whole run found them; every
+   * other reconciler runs as in a whole run. Not with `only`. */
+  quick?: boolean;
 }
 
 export interface OverlayOptions {
@@ -63,25 +72,39 @@ export interface ReconcileScope {
 /** One run: the services, the store's networks and endpoints as read at its start, the report. */
 export class RunState {
   readonly networks: StoredNetwork[];
-  readonly endpoints: Endpoint[];
-  readonly report: ReconcileReport = {
-    networks: 0,
-    endpoints: 0,
-    firewall: { scopes: 0, adopted: 0, blocklistAdded: 0 },
-    collected: [],
-    errors: [],
-    changes: [],
-  };
+  readonly report: ReconcileReport;
+  /** A quick pass: the reconcilers that check endpoint by endpoint skip that part. */
+  readonly quick: boolean;
 
   constructor(
     readonly svc: Services,
     readonly o: ReconcileOptions,
   ) {
     const only = o.only?.networks;
+    this.quick = o.quick === true && !only;
+    this.report = {
+      networks: 0,
+      endpoints: 0,
+      firewall: { scopes: 0, adopted: 0, blocklistAdded: 0 },
+      collected: [],
+      errors: [],
+      changes: [],
+      pass: only ? "limited" : this.quick ? "quick" : "whole",
+    };
     this.networks = only ? svc.store.listNetworks().filter((n) => only.has(n.name)) : svc.store.listNetworks();
-    // In a cluster, the endpoints of this node: the others' are in their kernels.
-    this.endpoints = only ? this.networks.flatMap((n) => localEndpoints(svc.store, n.name)) : localEndpoints(svc.store);
     if (only) this.report.only = this.networks.map((n) => n.name);
+  }
+
+  #endpoints?: Endpoint[];
+
+  /** The store's endpoints of this run's networks on this node (the others' are in their
+   * kernels), read when first asked for: a quick pass may never need them. */
+  get endpoints(): Endpoint[] {
+    const only = this.o.only;
+    this.#endpoints ??= only
+      ? this.networks.flatMap((n) => localEndpoints(this.svc.store, n.name))
+      : localEndpoints(this.svc.store);
+    return this.#endpoints;
   }
 
   #links?: Link[];

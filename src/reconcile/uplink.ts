@@ -3,7 +3,7 @@
  * unfiltered and every port knows a frame bridged from it came straight from the LAN. A cluster
  * node's frames leave it with the NIC's own MAC (bpf/include/stm_uplink_mac.h). */
 import { StratumError } from "../errors";
-import { OVERLAY_DEVICE, USER_BRIDGE } from "../model/topology";
+import { bridgeLinkNames, OVERLAY_DEVICE, USER_BRIDGE } from "../model/topology";
 import { getLink, setLink } from "../netlink";
 import { anycastInUse, bridgeMac } from "./bridges";
 import type { Reconciler } from "./reconciler";
@@ -28,8 +28,18 @@ export const uplink: Reconciler = {
     const keep = run.report.uplink?.ifindex;
     // The overlay device's entry is the overlay's (reconcile/overlay.ts).
     const overlay = run.o.overlay ? getLink(OVERLAY_DEVICE, run.svc.nl)?.index : undefined;
-    // The links' ends are the bridges' (reconcile/bridges.ts).
-    const links = run.svc.ctx.bridges.linkEnds(run.links());
+    // The links' ends are the bridges' (reconcile/bridges.ts). A quick pass asks for the
+    // known extensions' links by name: a dump carries every port of the node.
+    const ub = run.svc.ctx.bridges;
+    const links = run.quick
+      ? ub.linkEnds(
+          ub
+            .extensions()
+            .flatMap((n) => Object.values(bridgeLinkNames(n)))
+            .map((name) => getLink(name, run.svc.nl))
+            .filter((l) => l !== null),
+        )
+      : ub.linkEnds(run.links());
     for (const i of run.svc.dp.ifaceIndexes())
       if (i !== keep && i !== overlay && !links.has(i)) {
         run.svc.dp.deleteIface(i);

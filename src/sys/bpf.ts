@@ -527,6 +527,15 @@ export class BpfMap implements Disposable {
     return out;
   }
 
+  /** The whole map's bytes as one reading took them (keys and values, in the kernel's
+   * order): two readings are equal when nothing was written between them (a hash map's walk
+   * order moves only with its entries). What a quick reconcile compares, not a decoding. */
+  fingerprint(): Buffer {
+    const parts: Buffer[] = [];
+    for (const { keys, values } of this.chunks()) parts.push(keys as Buffer, values as Buffer);
+    return Buffer.concat(parts);
+  }
+
   /** batches(), or for a map type without batch lookup the key walk, one entry a chunk. */
   *chunks(batch = 4096): Generator<{ keys: Buffer<ArrayBufferLike>; values: Buffer<ArrayBufferLike>; count: number }> {
     const it = this.batches(batch);

@@ -4,11 +4,13 @@
  * is repaired without anyone calling reconcile: rtnetlink notices make a run. Each repair is
  * timed (printed; the only bound is a generous deadline), traffic flows again, the log names
  * the change, status and /metrics count the run, and a second pass changes nothing. The
- * agent's own changes (API requests, the runs themselves) make no run. Drift no notice
- * reports (a port's tc filter) is repaired by the periodic pass. */
+ * agent's own changes (API requests, the runs themselves) make no run. A port's tc filter
+ * deleted is repaired the same way (a tc notice). Drift no notice reports (a map entry
+ * deleted with bpftool) is repaired by the periodic pass. An operator's `reconcile` is quick
+ * while nothing touched the ports since a whole run, and whole, saying why, once something did. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { TestAgent } from "../helpers/agent";
-import { Netns } from "../helpers/netns";
+import { Netns, runOk } from "../helpers/netns";
 import { metricValue, parseExposition } from "../helpers/prom";
 
 const NET = "drf";
@@ -35,9 +37,14 @@ const gateways = () =>
 
 /** Makes drift with `cmd` in the agent's namespace, then waits (up to DEADLINE_MS) until
  * `repaired` holds; returns how long that took and the log's line for the repair. */
-async function drift(what: string, cmd: string[], repaired: () => boolean): Promise<{ ms: number; line: string }> {
+async function drift(
+  what: string,
+  cmd: string[] | (() => void),
+  repaired: () => boolean,
+): Promise<{ ms: number; line: string }> {
   const logFrom = A.logText.length;
-  A.ns.execOk(cmd);
+  if (typeof cmd === "function") cmd();
+  else A.ns.execOk(cmd);
   const t0 = performance.now();
   let ms = -1;
   while (performance.now() - t0 < DEADLINE_MS) {
@@ -196,19 +203,83 @@ describe("drift rtnetlink reports is repaired without a reconcile call", () => {
   });
 });
 
-describe("the periodic pass", () => {
-  test("repairs what no notice reports: a port's tc filter deleted by hand", async () => {
-    await A.kill("SIGTERM");
-    await A.start(["--reconcile-interval", "1"]);
-    expect(A.json("status").reconcile.loop.intervalSeconds).toBe(1);
+/** A port's entry key in stm_ports (its ifindex, little-endian), as bpftool takes it. */
+const portKey = (dev: string): string[] => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(link(dev).ifindex);
+  return [...b].map((x) => String(x));
+};
+const bpftool = (...args: string[]) => runOk(["bpftool", ...args]);
+
+describe("a port's programs", () => {
+  test("a port's tc filter deleted by hand is put back at once: its notice makes a run", async () => {
+    const before = A.json("status").reconcile;
     const filter = () => A.ns.execOk(["tc", "filter", "show", "dev", e1.interface, "egress"]);
     expect(filter()).toContain("stm_port_out");
     const { line } = await drift(
-      "tc filter deleted (tc filter del; the periodic pass)",
+      "tc filter deleted (tc filter del)",
       ["tc", "filter", "del", "dev", e1.interface, "egress"],
       () => filter().includes("stm_port_out"),
     );
-    expect(line).toMatch(/drift repaired: attach cls_bpf filter \(egress\) .*\[periodic run,/);
+    expect(line).toMatch(/drift repaired: attach cls_bpf filter \(egress\) .*\[event run,/);
+    afterRepair(before, "attach cls_bpf filter (egress)");
+  }, 30_000);
+});
+
+describe("quick reconcile", () => {
+  test("quick while nothing touched the ports since a whole run; whole, saying why, once something did", () => {
+    const whole = A.json("reconcile", "--full");
+    expect(whole).toMatchObject({ pass: "whole", changes: [], endpoints: 2 });
+    expect(whole.wholeBecause).toBeUndefined();
+    const quick = A.json("reconcile");
+    expect(quick).toMatchObject({ pass: "quick", changes: [], endpoints: 2, errors: [] });
+    expect(A.ctl("reconcile").stdout).toMatch(/^pass: +quick \(ports as the last whole run found them/m);
+
+    // A map entry deleted by hand sends no notice: the seal sees the map read differently.
+    bpftool("map", "delete", "pinned", `${A.pins.path}/maps/stm_ports`, "key", ...portKey(e1.interface));
+    const found = A.json("reconcile");
+    expect(found.pass).toBe("whole");
+    expect(found.wholeBecause).toBe("map stm_ports was written since the last whole run");
+    expect(found.changes).toEqual(["update map stm_ports"]);
+    expect(ping(c1, e2.ip)).toBe(true);
+    // A run that changed the kernel seals nothing: the next is whole, the one after quick.
+    expect(A.json("reconcile").wholeBecause).toContain("no whole run has found the kernel right");
+    expect(A.json("reconcile").pass).toBe("quick");
+
+    // The agent's own change: a whole run next.
+    A.json("network", "attach", NET, "--name", "d3", "--tap", "drft3");
+    const after = A.json("reconcile");
+    expect(after).toMatchObject({ pass: "whole", changes: [], endpoints: 3 });
+    expect(after.wholeBecause).toMatch(/kernel was changed|networks or endpoints changed|a notice since/);
+    A.ctl("network", "detach", NET, "d3");
+    A.json("reconcile");
+    expect(A.json("reconcile").pass).toBe("quick");
+    expect(A.ctl("reconcile", "--full").stdout).toMatch(/^pass: +whole$/m);
+  }, 30_000);
+});
+
+describe("the periodic pass", () => {
+  test("repairs what no notice reports: a map entry deleted by hand", async () => {
+    await A.kill("SIGTERM");
+    await A.start(["--reconcile-interval", "1"]);
+    expect(A.json("status").reconcile.loop.intervalSeconds).toBe(1);
+    const ports = `${A.pins.path}/maps/stm_ports`;
+    const key = portKey(e1.interface);
+    const lookup = () => {
+      try {
+        bpftool("map", "lookup", "pinned", ports, "key", ...key);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(lookup()).toBe(true);
+    const { line } = await drift(
+      "port entry deleted (bpftool map delete; the periodic pass)",
+      () => bpftool("map", "delete", "pinned", ports, "key", ...key),
+      lookup,
+    );
+    expect(line).toMatch(/drift repaired: update map stm_ports .*\[periodic run,/);
     const r = A.json("status").reconcile;
     expect(r.lastRepair.trigger).toBe("periodic");
     expect(r.repairs.periodic).toBe(1);
@@ -220,7 +291,7 @@ describe("the periodic pass", () => {
     const now = A.json("status").reconcile;
     expect(now.byTrigger.periodic).toBeGreaterThan(r.byTrigger.periodic);
     expect(now.repairs.periodic).toBe(1);
-    expect(A.logText.match(/drift repaired: attach cls_bpf/g)?.length).toBe(1);
+    expect(A.logText.match(/drift repaired: update map stm_ports/g)?.length).toBe(1);
   }, 30_000);
 
   test("a bad --reconcile-interval is refused with the flag named", () => {

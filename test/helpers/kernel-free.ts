@@ -411,6 +411,7 @@ export function kernelFreeApp(o: AppOptions = {}): KernelFree {
     firewall: { scopes: 1, adopted: 1, blocklistAdded: 0 },
     collected: [],
     errors: [],
+    pass: "whole",
     changes: ["add FDB entry"],
   }));
   const rt = {

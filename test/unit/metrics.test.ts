@@ -296,6 +296,7 @@ describe("the agent's records", () => {
       firewall: { scopes: 3, adopted: 1, blocklistAdded: 0 },
       collected: ["port entry of ifindex 9"],
       errors: ["endpoint x: namespace gone"],
+      pass: "whole",
       changes: ["update map stm_ports"],
     };
     expect(rec.run(() => report, "start")).toBe(report);

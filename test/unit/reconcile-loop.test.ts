@@ -10,6 +10,7 @@ import {
   encodeIfAddr,
   encodeIfInfo,
   encodeNd,
+  encodeTc,
   type Link,
   MessageBuilder,
   NL,
@@ -19,8 +20,12 @@ import {
 } from "../../src/netlink";
 import { type DesiredState, DriftWatch } from "../../src/reconcile/drift";
 import { type Clock, ReconcileLoop, type ReconcileTrigger } from "../../src/reconcile/loop";
+import { SEALED_MAPS, Seal, type SealedMap } from "../../src/reconcile/seal";
 
-const IDX = { [MGMT_BRIDGE]: 2, [USER_BRIDGE]: 3, upl0: 4, stmA: 5, other0: 6 } as Record<string, number>;
+const IDX = { [MGMT_BRIDGE]: 2, [USER_BRIDGE]: 3, upl0: 4, stmA: 5, other0: 6, "cnv-user-l1a": 50 } as Record<
+  string,
+  number
+>;
 const MAC = "02:00:01:00:00:01";
 const BRMAC = { [MGMT_BRIDGE]: "02:aa:00:00:00:01", [USER_BRIDGE]: "02:aa:00:00:00:02" } as Record<string, string>;
 
@@ -95,6 +100,13 @@ const fdb = (
     flags: NL.NTF_MASTER,
     master: IDX[USER_BRIDGE],
   },
+});
+
+/** A qdisc or filter notice; by default a filter on the egress hook of stmA's clsact. */
+const tc = (o: { dev?: string; op?: "new" | "del"; object?: "qdisc" | "filter"; parent?: number } = {}): RtnlEvent => ({
+  kind: "tc",
+  op: o.op ?? "new",
+  tc: { object: o.object ?? "filter", ifindex: IDX[o.dev ?? "stmA"] as number, parent: o.parent ?? 0xfffffff3 },
 });
 
 function watch(): DriftWatch {
@@ -175,6 +187,26 @@ describe("what counts as drift", () => {
     expect(x.drift).toEqual([]);
   });
 
+  test("a port's clsact filter or qdisc removed is drift; one added or replaced, or a root qdisc, is not", () => {
+    const w = watch();
+    expect(w.observe([tc({ op: "del" })])).toBe(true);
+    expect(w.drift).toEqual(["a filter was removed from port stmA"]);
+    w.observe([tc()]); // put back: closed
+    expect(w.drift).toEqual([]);
+    const q = watch();
+    q.observe([tc({ op: "del", object: "qdisc", parent: 0xfffffff1 })]);
+    expect(q.drift).toEqual(["port stmA lost a qdisc"]);
+    const x = watch();
+    expect(
+      x.observe([
+        tc({ op: "del", object: "qdisc", parent: 0xffffffff }), // the port's root qdisc
+        tc({ op: "del", dev: "other0" }), // someone else's device
+        tc({ dev: "stmA", parent: 0xfffffff2 }), // a filter replaced: a whole run asks which program
+      ]),
+    ).toBe(false);
+    expect(x.drift).toEqual([]);
+  });
+
   test("only the last notice of a batch counts: a port created down, then bridged and up, is right", () => {
     const w = watch();
     w.observe([
@@ -227,7 +259,159 @@ describe("what counts as drift", () => {
       op: "del",
       neigh: { family: NL.AF_BRIDGE, ifindex: 5, mac: MAC, master: 3 },
     });
+    const f = new MessageBuilder(
+      NL.RTM_DELTFILTER,
+      0,
+      encodeTc({ family: 0, ifindex: 5, handle: 1, parent: 0xfffffff3, info: (1 << 16) | 0x0300 }),
+    );
+    f.str(NL.TCA_KIND, "bpf");
+    expect(decodeEvent(NL.RTM_DELTFILTER, f.finish(0).subarray(16))).toEqual({
+      kind: "tc",
+      op: "del",
+      tc: { object: "filter", ifindex: 5, parent: 0xfffffff3 },
+    });
+    const qd = new MessageBuilder(
+      NL.RTM_NEWQDISC,
+      0,
+      encodeTc({ family: 0, ifindex: 5, handle: 0xffff0000, parent: 0xfffffff1, info: 0 }),
+    );
+    expect(decodeEvent(NL.RTM_NEWQDISC, qd.finish(0).subarray(16))).toEqual({
+      kind: "tc",
+      op: "new",
+      tc: { object: "qdisc", ifindex: 5, parent: 0xfffffff1 },
+    });
     expect(decodeEvent(NL.RTM_NEWROUTE, Buffer.alloc(12))).toBeUndefined();
+  });
+});
+
+describe("what a quick pass may trust (the seal)", () => {
+  test("drift touches the watch, and what a notice cannot show whole; a right state does not", () => {
+    const touching: Array<[RtnlEvent, string]> = [
+      [fdb(MAC, { op: "del" }), `static FDB entry ${MAC} on stmA removed`], // drift
+      [link("stmA", { up: false }), "port stmA is down"],
+      [tc(), "a notice about a filter on port stmA"], // a program swapped: which one, a whole run asks
+      [tc({ object: "qdisc", parent: 0xfffffff1 }), "a notice about a qdisc on port stmA"],
+      [link("stmA", { master: 60 }), "port stmA is not a port of cnv-user-br0"],
+      [link("cnv-user-br1", { index: 61, kind: "bridge" }), "a notice about link cnv-user-br1"],
+      [link("cnv-user-l1a", { index: 50 }), "a notice about link cnv-user-l1a"],
+      [fdb(MAC, { dev: "cnv-user-l1a" }), `a notice about FDB entry ${MAC} on cnv-user-l1a`],
+      [
+        addr("10.99.0.1/24", STRATUM_ADDR_PROTO),
+        "address 10.99.0.1/24 on cnv-user-br0 is tagged as Stratum's but no network has it",
+      ],
+    ];
+    for (const [ev, why] of touching) {
+      const w = watch();
+      w.observe([ev]);
+      expect(w.touched).toBe(why);
+      w.untouch();
+      expect(w.touched).toBeUndefined();
+    }
+    // A port moved to an extension bridge is on a user bridge (no drift), but not the one it was on.
+    const m = watch();
+    m.seed([
+      ...Object.entries(IDX).map(([name, index]) => ({
+        name,
+        index,
+        master: name === "stmA" ? IDX[USER_BRIDGE] : undefined,
+      })),
+      { name: "cnv-user-br1", index: 61 },
+    ]);
+    m.observe([link("stmA", { master: IDX[USER_BRIDGE] })]); // where it was
+    expect(m.touched).toBeUndefined();
+    m.observe([link("stmA", { master: 61 })]);
+    expect(m.drift).toEqual([]);
+    expect(m.touched).toBe("port stmA moved between bridges");
+
+    const w = watch();
+    w.seed(
+      Object.entries(IDX).map(([name, index]) => ({
+        name,
+        index,
+        master: name === "stmA" || name === "upl0" ? IDX[USER_BRIDGE] : undefined,
+      })),
+    );
+    w.observe([
+      fdb(MAC), // the same static entry, replaced
+      link("stmA"), // a port as it should be (its carrier, its operstate)
+      brport("stmA", false),
+      link(USER_BRIDGE),
+      addr("10.20.0.1/24", STRATUM_ADDR_PROTO), // a gateway, tagged
+      fdb(MAC, { dev: "upl0", state: NL.NUD_REACHABLE }), // learned on the uplink
+      fdb(MAC, { dev: "upl0", state: NL.NUD_STALE, op: "del" }), // aged out
+      fdb("02:00:01:00:00:09", { dev: "other0", state: NL.NUD_PERMANENT }), // another device's own entry
+      link("other0", { up: false }),
+      addr("fe80::1/64", 0), // the kernel's link-local address on the bridge
+      addr("192.0.2.10/24", 0), // the operator's own
+      tc({ dev: "stmA", object: "qdisc", parent: 0xffffffff }), // the port's root qdisc
+      tc({ dev: "other0" }),
+    ]);
+    expect(w.touched).toBeUndefined();
+    // The first reason is kept until untouch().
+    w.observe([fdb(MAC, { op: "del" })]);
+    w.observe([link("stmA", { up: false })]);
+    expect(w.touched).toBe(`static FDB entry ${MAC} on stmA removed`);
+    w.untouch();
+    w.touch("notices the kernel dropped");
+    expect(w.touched).toBe("notices the kernel dropped");
+  });
+
+  test("a seal holds until the agent or anyone else changes what a whole run found", () => {
+    const state = {
+      mutations: 7,
+      store: 3,
+      touched: undefined as string | undefined,
+      maps: new Map<SealedMap, Buffer>(SEALED_MAPS.map((m, i) => [m, Buffer.from([i, 1, 2])])),
+    };
+    const seal = new Seal({
+      mutations: () => state.mutations,
+      storeChanges: () => state.store,
+      touched: () => state.touched,
+      untouch: () => {
+        state.touched = undefined;
+      },
+      fingerprint: (m) => Buffer.from(state.maps.get(m) as Buffer),
+    });
+    expect(seal.broken()).toBe("no whole run has found the kernel right since the agent started or last changed it");
+    state.touched = "a notice about link stmA"; // read before the whole run: its state is what the run found
+    seal.take();
+    expect(state.touched).toBeUndefined();
+    expect(seal.broken()).toBeUndefined();
+    const cases: Array<[() => void, () => void, string]> = [
+      [() => state.mutations++, () => state.mutations--, "the kernel was changed since the last whole run"],
+      [() => state.store++, () => state.store--, "networks or endpoints changed since the last whole run"],
+      [
+        () => {
+          state.touched = "a notice about a filter on stmA";
+        },
+        () => {
+          state.touched = undefined;
+        },
+        "a notice since the last whole run: a notice about a filter on stmA",
+      ],
+      ...SEALED_MAPS.map((m): [() => void, () => void, string] => {
+        const was = state.maps.get(m) as Buffer;
+        return [
+          () => state.maps.set(m, Buffer.from([...was.subarray(0, 2), 9])), // one byte of one entry
+          () => state.maps.set(m, was),
+          `map ${m} was written since the last whole run`,
+        ];
+      }),
+    ];
+    for (const [change, undo, why] of cases) {
+      change();
+      expect(seal.broken()).toBe(why);
+      undo();
+      expect(seal.broken()).toBeUndefined();
+    }
+    // A map that grew by an entry reads longer.
+    state.maps.set("stm_ports", Buffer.concat([state.maps.get("stm_ports") as Buffer, Buffer.from([0])]));
+    expect(seal.broken()).toBe("map stm_ports was written since the last whole run");
+    seal.take();
+    expect(seal.broken()).toBeUndefined();
+    seal.drop();
+    expect(seal.sealed).toBe(false);
+    expect(seal.broken()).toContain("no whole run");
   });
 });
 
@@ -281,6 +465,7 @@ function harness(
   const queue: RtnlEvent[] = [];
   let overflow = false;
   const runs: Array<{ trigger: ReconcileTrigger; at: number }> = [];
+  const opts: Array<{ full?: boolean } | undefined> = [];
   const logs: string[] = [];
   let reseeds = 0;
   const w = watch();
@@ -292,8 +477,9 @@ function harness(
     },
   };
   const loop = new ReconcileLoop({
-    run: (trigger) => {
+    run: (trigger, ro) => {
       runs.push({ trigger, at: clock.t });
+      opts.push(ro);
       const r = o.repair?.(trigger, runs.length) ?? { changes: [] };
       queue.push(...(r.notices ?? []));
       return { changes: r.changes };
@@ -312,7 +498,9 @@ function harness(
     clock,
     loop,
     runs,
+    opts,
     logs,
+    watch: w,
     push: (...evs: RtnlEvent[]) => queue.push(...evs),
     lose: () => {
       overflow = true;
@@ -416,12 +604,20 @@ describe("when runs happen", () => {
     expect(h.runs.map((r) => r.trigger)).toEqual(["periodic", "periodic"]);
   });
 
-  test("notices the kernel dropped make a full run and a fresh look at the links", () => {
+  test("notices the kernel dropped make a full run and a fresh look at the links, and break the seal", () => {
     const h = harness();
     h.lose();
     h.clock.advance(1000);
     expect(h.runs.map((r) => r.trigger)).toEqual(["event"]);
     expect(h.reseeds).toBe(1);
+    expect(h.watch.touched).toBe("notices the kernel dropped");
+  });
+
+  test("an operator's run passes on whether it must check every port", () => {
+    const h = harness();
+    h.loop.runNow("api", { full: true });
+    h.loop.runNow("api");
+    expect(h.opts).toEqual([{ full: true }, undefined]);
   });
 
   test("the periodic pass runs every interval; interval 0 runs none", () => {
