@@ -412,42 +412,52 @@ const EV_STRIDE = 2 * EV_SLOTS;
 /** Room for the events, kept from call to call (a new array a call cost more than the sort). */
 let evScratch = new Float64Array(0);
 
-/** The port trie entries of one partition (its field, sel 0: source port or ICMP type, 1:
- * destination port or ICMP code): the elementary intervals of the rules' ranges there,
- * each as aligned prefixes holding the rules that cover it. */
-export function partitionEntries(rules: Slotted[], gen: number, part: number): Array<[Buffer, Buffer]> {
+/** One elementary interval of a port partition: [lo, hi] and the rules (slots) that cover it. */
+export interface PortInterval {
+  lo: number;
+  hi: number;
+  bits: Buffer;
+}
+
+/** The range rule `r` covers in partition `part` (its field there), or undefined when it has
+ * no entries in that partition (another direction or protocol class). */
+export function partitionRange(r: Rule, part: number): [number, number] | undefined {
   const sel = part >>> 16;
   const dir = (part >>> 8) & 0xff;
   const pcls = part & 0xff;
-  const dname = dir === FW_DIR.ingress ? "ingress" : "egress";
-  const ported = pcls === FW_PCLS.tcp || pcls === FW_PCLS.udp;
-  const icmpish = pcls === FW_PCLS.icmp || pcls === FW_PCLS.icmpv6;
+  if (!(r.direction === "both" || r.direction === (dir === FW_DIR.ingress ? "ingress" : "egress"))) return undefined;
+  if (r.proto !== "any" && PCLS_OF_PROTO[r.proto][0] !== pcls) return undefined;
+  if (pcls === FW_PCLS.tcp || pcls === FW_PCLS.udp) {
+    const range = sel === 0 ? r.sport : r.dport;
+    return range ? [range[0], range[1]] : [0, 65535];
+  }
+  if (pcls === FW_PCLS.icmp || pcls === FW_PCLS.icmpv6) {
+    const v = sel === 0 ? r.icmpType : r.icmpCode;
+    return v !== undefined ? [v, v] : [0, 65535];
+  }
+  return [0, 65535];
+}
+
+/** The elementary intervals of one partition (its field, sel 0: source port or ICMP type, 1:
+ * destination port or ICMP code): where the rules covering a port stay the same and are not
+ * none, in order, neighbours with the same rules joined. */
+export function partitionIntervals(rules: Slotted[], part: number): PortInterval[] {
   // Each rule's range as two events, packed in one number to sort: position, then ends before
   // starts at one position (a rule that ends where another starts), then the slot.
   if (evScratch.length < rules.length * 2) evScratch = new Float64Array(rules.length * 4);
   const ev = evScratch;
   let n = 0;
   for (const { r, slot } of rules) {
-    if (!(r.direction === "both" || r.direction === dname)) continue;
-    if (r.proto !== "any" && PCLS_OF_PROTO[r.proto][0] !== pcls) continue;
-    let lo = 0;
-    let hi = 65535;
-    if (ported) {
-      const range = sel === 0 ? r.sport : r.dport;
-      if (range) [lo, hi] = range;
-    } else if (icmpish) {
-      const v = sel === 0 ? r.icmpType : r.icmpCode;
-      if (v !== undefined) lo = hi = v;
-    }
-    ev[n++] = lo * EV_STRIDE + EV_SLOTS + slot;
-    if (hi < 65535) ev[n++] = (hi + 1) * EV_STRIDE + slot;
+    const range = partitionRange(r, part);
+    if (!range) continue;
+    ev[n++] = range[0] * EV_STRIDE + EV_SLOTS + slot;
+    if (range[1] < 65535) ev[n++] = (range[1] + 1) * EV_STRIDE + slot;
   }
-  const out: Array<[Buffer, Buffer]> = [];
-  if (!n) return out;
+  const intervals: PortInterval[] = [];
+  if (!n) return intervals;
   const sorted = ev.subarray(0, n).sort();
   const cur = newBits();
   const view = u32(cur);
-  const intervals: Array<{ lo: number; hi: number; bits: Buffer }> = [];
   for (let i = 0; i < n; ) {
     const at = Math.floor((sorted[i] as number) / EV_STRIDE);
     for (; i < n && Math.floor((sorted[i] as number) / EV_STRIDE) === at; i++) {
@@ -461,10 +471,75 @@ export function partitionEntries(rules: Slotted[], gen: number, part: number): A
     if (last && last.hi === at - 1 && last.bits.equals(cur)) last.hi = hi;
     else intervals.push({ lo: at, hi, bits: copyBits(cur) });
   }
+  return intervals;
+}
+
+/** The port trie entries of intervals of partition `part`: each interval as aligned prefixes
+ * holding its rules (one bitmap object an interval, shared by its prefixes). */
+export function intervalEntries(gen: number, part: number, intervals: PortInterval[]): Array<[Buffer, Buffer]> {
+  const sel = part >>> 16;
+  const dir = (part >>> 8) & 0xff;
+  const pcls = part & 0xff;
+  const out: Array<[Buffer, Buffer]> = [];
   for (const iv of intervals)
     for (const [port, plen] of rangePrefixes(iv.lo, iv.hi))
       out.push([portKey(gen, sel, dir, pcls, port, plen), iv.bits]);
   return out;
+}
+
+/** The port trie entries of one partition: its intervals as aligned prefixes. */
+export function partitionEntries(rules: Slotted[], gen: number, part: number): Array<[Buffer, Buffer]> {
+  return intervalEntries(gen, part, partitionIntervals(rules, part));
+}
+
+/** A partition's intervals with rule slot `slot` put in (`on`) or taken out over [lo, hi]: what
+ * partitionIntervals gives for the set with that rule added or removed, computed from the
+ * intervals alone. Only the intervals that overlap [lo, hi] or touch it can change (a
+ * neighbour may join a changed one): `old` are those, `now` what replaces them, in order,
+ * and `intervals` the whole list (the input is not changed; unchanged bitmaps are shared). */
+export function editIntervals(
+  intervals: PortInterval[],
+  lo: number,
+  hi: number,
+  slot: number,
+  on: boolean,
+): { intervals: PortInterval[]; old: PortInterval[]; now: PortInterval[] } {
+  // The first interval ending at or after lo - 1, and the first starting after hi + 1.
+  let a = 0;
+  let b = intervals.length;
+  while (a < b) {
+    const m = (a + b) >>> 1;
+    if ((intervals[m] as PortInterval).hi < lo - 1) a = m + 1;
+    else b = m;
+  }
+  const i0 = a;
+  let i1 = i0;
+  while (i1 < intervals.length && (intervals[i1] as PortInterval).lo <= hi + 1) i1++;
+  const old = intervals.slice(i0, i1);
+  // The pieces: every boundary of the old intervals and of the range, in order.
+  const cuts = new Set<number>([lo, hi + 1]);
+  for (const iv of old) cuts.add(iv.lo).add(iv.hi + 1);
+  const points = [...cuts].sort((x, y) => x - y);
+  const now: PortInterval[] = [];
+  let k = 0;
+  for (let j = 0; j + 1 < points.length; j++) {
+    const p = points[j] as number;
+    const q = (points[j + 1] as number) - 1;
+    while (k < old.length && (old[k] as PortInterval).hi < p) k++;
+    const base = k < old.length && (old[k] as PortInterval).lo <= p ? (old[k] as PortInterval).bits : undefined;
+    let bits = base;
+    if (p >= lo && q <= hi) {
+      bits = base ? copyBits(base) : newBits();
+      if (on) setBit(bits, slot);
+      else clearBit(bits, slot);
+      if (isEmptyBits(bits)) bits = undefined;
+    }
+    if (!bits) continue;
+    const last = now[now.length - 1];
+    if (last && last.hi === p - 1 && (last.bits === bits || last.bits.equals(bits))) last.hi = q;
+    else now.push({ lo: p, hi: q, bits });
+  }
+  return { intervals: [...intervals.slice(0, i0), ...now, ...intervals.slice(i1)], old, now };
 }
 
 /** Every partition any rule of the set has entries in. */

@@ -25,6 +25,7 @@ import {
   compileScope,
   copyBits,
   decodeScope,
+  editIntervals,
   encodeU32,
   FW_DEFAULT_ID,
   FW_GEN_MAPS,
@@ -32,12 +33,14 @@ import {
   type FwMapName,
   floorKey,
   hasBit,
+  intervalEntries,
   isEmptyBits,
   keyGen,
   maskedKey,
   newBits,
-  partitionEntries,
-  portPartition,
+  type PortInterval,
+  partitionIntervals,
+  partitionRange,
   ruleKey,
   rulePartitions,
   ruleValue,
@@ -74,6 +77,9 @@ interface Live {
   scope: Buffer;
   /** The address tables' prefixes in order, built by the first edit that asks (addr-index.ts). */
   idx?: Partial<Record<FwMapName, AddrIndex>>;
+  /** Each port partition's intervals (stm_fw_ports holds them as prefixes), computed by the
+   * first edit that touches the partition, then edited along. */
+  parts?: Map<number, PortInterval[]>;
 }
 
 /** One kernel write of an in-place change, with what it replaces (null: nothing) for the undo. */
@@ -353,26 +359,31 @@ export class FirewallTables {
     const writeAll = (m: FwMapName, list: Array<[Buffer, Buffer | null]>) => {
       for (const [k, v] of list) write(m, k, v);
     };
-    const ports = (set: Slotted[], r: Rule) => {
-      // Only rules sharing a direction and protocol class with `r` have entries where it does.
-      const dirs = new Set(r.direction === "both" ? ["ingress", "egress"] : [r.direction]);
-      const near =
-        r.proto === "any"
-          ? set.filter((x) => x.r.direction === "both" || dirs.has(x.r.direction))
-          : set.filter(
-              (x) =>
-                (x.r.proto === r.proto || x.r.proto === "any") && (x.r.direction === "both" || dirs.has(x.r.direction)),
-            );
-      for (const part of rulePartitions(r)) {
-        const want = partitionEntries(near, gen, part);
+    // The port partitions' intervals as this edit leaves them (into live.parts on commit).
+    const parts = new Map<number, PortInterval[]>();
+    const intervalsOf = (part: number): PortInterval[] => {
+      const ivs = parts.get(part) ?? live.parts?.get(part);
+      if (ivs) return ivs;
+      const fresh = partitionIntervals(live.slotted, part);
+      live.parts ??= new Map();
+      live.parts.set(part, fresh);
+      return fresh;
+    };
+    /** Puts `x`'s slot in (or takes it out of) its port partitions: only the intervals its
+     * range overlaps or touches change, and only their prefixes are written. */
+    const ports = (x: Slotted, on: boolean) => {
+      for (const part of rulePartitions(x.r)) {
+        const range = partitionRange(x.r, part);
+        if (!range) continue;
+        const e = editIntervals(intervalsOf(part), range[0], range[1], x.slot, on);
+        parts.set(part, e.intervals);
         const wantHex = new Set<string>();
-        for (const [k, v] of want) {
+        for (const [k, v] of intervalEntries(gen, part, e.now)) {
           wantHex.add(k.toString("hex"));
           write("stm_fw_ports", k, v);
         }
         const stale: Array<[Buffer, null]> = [];
-        for (const [hex, [k]] of w.stm_fw_ports)
-          if (portPartition(k) === part && !wantHex.has(hex)) stale.push([k, null]);
+        for (const [k] of intervalEntries(gen, part, e.old)) if (!wantHex.has(k.toString("hex"))) stale.push([k, null]);
         writeAll("stm_fw_ports", stale);
       }
     };
@@ -444,7 +455,7 @@ export class FirewallTables {
         }
         writeAll(map, inside);
       }
-      ports(unionSet, put.r);
+      ports(put, true);
       if (out) scopeWrite(unionSet, live.def, live.epoch);
     }
     if (out) {
@@ -480,7 +491,7 @@ export class FirewallTables {
           write(map, floorKey(gen, family), null);
         }
       }
-      ports(finalSet, out.r);
+      ports(out, false);
     }
     scopeWrite(finalSet, def, this.#nextGen++);
     if (out) write("stm_fw_rules", ruleKey(gen, out.slot), null);
@@ -507,6 +518,8 @@ export class FirewallTables {
         live.def = def;
         live.slotted = finalSet;
         live.scope = scope;
+        live.parts ??= new Map();
+        for (const [part, ivs] of parts) live.parts.set(part, ivs);
       },
     };
   }
