@@ -592,7 +592,7 @@ export function scopeWithLengths(
 /** Compiles a scope's rules (sorted by priority, validated) into generation `gen`, each rule at
  * the slot `slots` gives it (default: spread with free slots, assignSlots). */
 export function compileScope(
-  rules: StoredRule[],
+  rules: readonly StoredRule[],
   def: DefaultAction,
   gen: number,
   opts: { slots?: number[]; epoch?: number } = {},

@@ -178,7 +178,7 @@ export class FirewallTables {
    * and switches to it. Either way every packet meets the old set or the new, tracked flows
    * are classified again, and a failure leaves the old set. Throws CAPACITY (nothing written)
    * when the tables cannot hold the change. */
-  apply(scopeId: number, rules: StoredRule[], def: DefaultAction): ApplyResult {
+  apply(scopeId: number, rules: readonly StoredRule[], def: DefaultAction): ApplyResult {
     let inOrder = true;
     for (let i = 1; i < rules.length && inOrder; i++)
       inOrder = (rules[i - 1] as StoredRule).priority < (rules[i] as StoredRule).priority;
@@ -206,7 +206,7 @@ export class FirewallTables {
 
   /** Compiles the rules into a new generation, writes it beside the active one, switches the
    * scope to it with one update and removes the old one. */
-  #generation(scopeId: number, rules: StoredRule[], def: DefaultAction): ApplyResult {
+  #generation(scopeId: number, rules: readonly StoredRule[], def: DefaultAction): ApplyResult {
     const gen = this.#nextGen++;
     // Rules keep the slots they had (in the tables this run knew, or found at its start) when
     // every one has one, in order: a new generation of the same rules is then the same tables
@@ -261,7 +261,7 @@ export class FirewallTables {
   #planEdit(
     scopeId: number,
     live: Live,
-    rules: StoredRule[],
+    rules: readonly StoredRule[],
     def: DefaultAction,
   ): { ops: Op[]; undo: () => void; commit: () => void } | "same" | undefined {
     const byId = live.byId;
@@ -527,7 +527,7 @@ export class FirewallTables {
   /** The one live entry `rules` no longer hold as it is: the old version of a changed rule (the
    * same id as `added`), or a deleted rule, found walking both in order (a live set is in slot
    * order, which is priority order, and so is `rules`), or else by id. */
-  #takenOut(live: Live, rules: StoredRule[], added: StoredRule | undefined): Slotted {
+  #takenOut(live: Live, rules: readonly StoredRule[], added: StoredRule | undefined): Slotted {
     const same = added && live.byId.get(added.id);
     if (same) return same;
     if (!added) {

@@ -13,10 +13,10 @@ export function lowerBound<T>(list: readonly T[], before: (y: T) => boolean): nu
   return lo;
 }
 
-/** A copy of `list` (ordered by `key`) with `x` in its place: still in order. Joined with
- * concat: a splice into a copy of 10,000 costs about as much as a sort here. */
+/** A copy of `list` (ordered by `key`) with `x` in its place: still in order (toSpliced: one
+ * copy, the fastest of the ways tried at 10,000). */
 export function insertSorted<T>(list: readonly T[], x: T, key: (y: T) => number): T[] {
   const k = key(x);
   const at = lowerBound(list, (y) => key(y) < k);
-  return list.slice(0, at).concat([x], list.slice(at));
+  return list.toSpliced(at, 0, x);
 }

@@ -31,6 +31,7 @@ import {
   parseBlockPrefix,
 } from "../model/blocklist";
 import {
+  checkRuleCount,
   checkRuleSet,
   type DefaultAction,
   parseRule,
@@ -212,7 +213,7 @@ export class FirewallService {
     const rule = parseRule(spec);
     const prev = this.#state(s);
     this.#taken(prev.rules, rule.priority);
-    checkRuleSet(withRuleInPlace(prev.rules, { ...rule, id: 0 })); // capacity, before an id is spent
+    checkRuleCount(prev.rules.length + 1); // before an id is spent; #taken checked the priority
     const [id] = this.store.allocRuleIds(1) as [number];
     const stored: StoredRule = { ...rule, id };
     const rules = withRuleInPlace(prev.rules, stored);

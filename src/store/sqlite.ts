@@ -708,7 +708,7 @@ export class SqliteStore implements Store {
    * scope of 10,000 rules then costs no re-read (10 ms or more). Any write on this connection
    * (the only one that writes) moves SQLite's change counter and drops them; the rules are
    * frozen, each caller gets its own array. */
-  #rulesCache = new Map<number, { changes: number; rules: StoredRule[] }>();
+  #rulesCache = new Map<number, { changes: number; rules: readonly StoredRule[] }>();
 
   #changes(): number {
     return (this.db.query("SELECT total_changes() AS n").get() as { n: number }).n;
@@ -719,7 +719,7 @@ export class SqliteStore implements Store {
   #rulesWritten(
     scope: number,
     before: number,
-    edit: (rules: StoredRule[]) => StoredRule[],
+    edit: (rules: readonly StoredRule[]) => readonly StoredRule[],
     /** The edit gives the whole new set: cached even when the old one was not. */
     whole = false,
   ): void {
@@ -751,7 +751,12 @@ export class SqliteStore implements Store {
 
   /** Runs a transaction that writes rules of `scope` (-1: none) and gives the cache the same
    * edit of that scope's set (#rulesWritten). */
-  #rulesTx<T>(scope: number, body: () => T, edit: (rules: StoredRule[], out: T) => StoredRule[], whole = false): T {
+  #rulesTx<T>(
+    scope: number,
+    body: () => T,
+    edit: (rules: readonly StoredRule[], out: T) => readonly StoredRule[],
+    whole = false,
+  ): T {
     const before = this.#changes();
     const out = this.db.transaction(body)();
     this.#rulesWritten(scope, before, (rs) => edit(rs, out), whole);

@@ -20,7 +20,7 @@ export class FakeFwKernel implements FwKernel {
   /** Scopes adoptAll reports as already right. */
   adoptable = new Set<number>();
 
-  apply(scopeId: number, rules: StoredRule[], def: DefaultAction): ApplyResult {
+  apply(scopeId: number, rules: readonly StoredRule[], def: DefaultAction): ApplyResult {
     if (this.failNext) {
       const e = this.failNext;
       this.failNext = undefined;
