@@ -159,9 +159,10 @@ export class DriftWatch {
         return extension(on) ? `a notice about FDB entry ${n.mac ?? ""} on ${on}` : undefined;
       }
       case "tc": {
+        // A port's programs, or a link end's (stm_link_in: the bridges' reconciler keeps them).
         const on = this.#names.get(ev.tc.ifindex);
-        return on !== undefined && want.ports.has(on) && onClsact(ev.tc)
-          ? `a notice about a ${ev.tc.object} on port ${on}`
+        return on !== undefined && (want.ports.has(on) || extension(on)) && onClsact(ev.tc)
+          ? `a notice about a ${ev.tc.object} on ${want.ports.has(on) ? "port " : ""}${on}`
           : undefined;
       }
       case "addr":

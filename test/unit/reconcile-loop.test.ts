@@ -295,6 +295,7 @@ describe("what a quick pass may trust (the seal)", () => {
       [link("cnv-user-br1", { index: 61, kind: "bridge" }), "a notice about link cnv-user-br1"],
       [link("cnv-user-l1a", { index: 50 }), "a notice about link cnv-user-l1a"],
       [fdb(MAC, { dev: "cnv-user-l1a" }), `a notice about FDB entry ${MAC} on cnv-user-l1a`],
+      [tc({ dev: "cnv-user-l1a", op: "del", parent: 0xfffffff2 }), "a notice about a filter on cnv-user-l1a"],
       [
         addr("10.99.0.1/24", STRATUM_ADDR_PROTO),
         "address 10.99.0.1/24 on cnv-user-br0 is tagged as Stratum's but no network has it",
