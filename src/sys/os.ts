@@ -228,6 +228,64 @@ export function createPersistentTap(
   }
 }
 
+const O_NONBLOCK = 0o4000;
+const EAGAIN = 11;
+
+/** One queue of an existing tap, as a VMM holds it: /dev/net/tun attached to the tap by name
+ * (TUNSETIFF, in this thread's network namespace), reading and writing whole Ethernet frames
+ * without blocking. The flags must be the tap's own (a multi-queue tap takes IFF_MULTI_QUEUE,
+ * any other refuses it). */
+export class TapQueue implements Disposable {
+  #fd: number;
+  readonly #rx = Buffer.alloc(65536);
+
+  constructor(name: string, o: { multiQueue?: boolean; vnetHdr?: boolean } = {}) {
+    const fd = libc().open(cstr("/dev/net/tun"), O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
+    if (fd < 0) throw sysError(`open a queue of tap ${name}: open /dev/net/tun`, errno());
+    const ifr = Buffer.alloc(IFREQ.size);
+    ifr.write(name, 0, 15, "utf8");
+    let flags = TUN.IFF_TAP | TUN.IFF_NO_PI;
+    if (o.vnetHdr) flags |= TUN.IFF_VNET_HDR;
+    if (o.multiQueue) flags |= TUN.IFF_MULTI_QUEUE;
+    ifr.writeUInt16LE(flags, IFREQ.fields.ifr_flags[0]);
+    if (libc().ioctl(fd, BigInt(TUN.TUNSETIFF), ifr) < 0) {
+      const e = errno();
+      libc().close(fd);
+      throw sysError(`open a queue of tap ${name}`, e);
+    }
+    this.#fd = fd;
+  }
+
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** Writes one frame; throws when the tap refuses it. */
+  send(frame: Uint8Array): void {
+    const n = Number(libc().write(this.#fd, frame, BigInt(frame.length)));
+    if (n < 0) throw sysError("write to a tap queue", errno());
+  }
+
+  /** The next frame the tap holds for this queue, or null when none waits. */
+  recv(): Buffer | null {
+    const n = Number(libc().read(this.#fd, this.#rx, BigInt(this.#rx.length)));
+    if (n < 0) {
+      const e = errno();
+      if (e === EAGAIN) return null;
+      throw sysError("read from a tap queue", e);
+    }
+    return Buffer.from(this.#rx.subarray(0, n));
+  }
+
+  close(): void {
+    if (this.#fd >= 0) libc().close(this.#fd);
+    this.#fd = -1;
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
 const BPF_FS_MAGIC = 0xcafe4a11;
 
 /** Mounts bpffs at `dir` (which must exist). */

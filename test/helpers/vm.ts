@@ -1,0 +1,189 @@
+/** A VM for tests, without a VMM: what a guest's network stack does, done by hand on a queue of
+ * the endpoint's tap (TapQueue: /dev/net/tun attached by name, as QEMU holds it). It asks for
+ * a DHCP lease, answers ARP requests for its address and echo requests to it, resolves and
+ * pings others, and sends any frame a test crafts (a spoofed one). Every frame it does not
+ * answer itself is kept for `expectFrame`. */
+import { ETH_P, IPPROTO } from "../../src/datapath/packet";
+import { DHCP4, type Dhcp4Message, encodeDhcp4, OPT, parseDhcp4 } from "../../src/dhcp/v4";
+import { bytesToIp, bytesToMac } from "../../src/netlink/codec";
+import { inNetns, TapQueue } from "../../src/sys/os";
+import { clientMessage } from "./dhcp4";
+import { arp, eth4, ethArp, icmp, ipv4, udp } from "./frames";
+
+const BROADCAST = "ff:ff:ff:ff:ff:ff";
+
+export class TestVm implements Disposable {
+  readonly q: TapQueue;
+  ip: string | undefined;
+  /** Frames seen and not answered by the VM itself, oldest first. */
+  readonly seen: Buffer[] = [];
+  #seq = 0;
+
+  /** Opens a queue of `tap` inside the network namespace at `nsPath` (the agent's). */
+  constructor(
+    tap: string,
+    nsPath: string,
+    readonly mac: string,
+    o: { multiQueue?: boolean } = {},
+  ) {
+    this.q = inNetns(nsPath, () => new TapQueue(tap, o));
+  }
+
+  send(frame: Uint8Array): void {
+    this.q.send(frame);
+  }
+
+  /** Reads what waits; answers ARP and echo requests for the VM's address, keeps the rest. */
+  #pump(): void {
+    for (let f = this.q.recv(); f; f = this.q.recv()) {
+      const type = f.readUInt16BE(12);
+      if (type === ETH_P.ARP && this.ip && f.readUInt16BE(20) === 1 && bytesToIp(f.subarray(38, 42)) === this.ip) {
+        const asker = bytesToMac(f.subarray(22, 28));
+        this.send(
+          ethArp(
+            this.mac,
+            asker,
+            arp({
+              op: "reply",
+              senderMac: this.mac,
+              senderIp: this.ip,
+              targetMac: asker,
+              targetIp: bytesToIp(f.subarray(28, 32)),
+            }),
+          ),
+        );
+        continue;
+      }
+      if (type === ETH_P.IP && this.ip && f[23] === IPPROTO.ICMP && f[34] === 8) {
+        const l3 = f.subarray(14);
+        const dst = bytesToIp(l3.subarray(16, 20));
+        if (dst === this.ip) {
+          const src = bytesToIp(l3.subarray(12, 16));
+          const ihl = ((l3[0] as number) & 0x0f) * 4;
+          const req = l3.subarray(ihl);
+          const reply = icmp(
+            { src: this.ip, dst: src, type: 0, id: req.readUInt16BE(4), seq: req.readUInt16BE(6) },
+            req.subarray(8),
+          );
+          this.send(
+            eth4(this.mac, bytesToMac(f.subarray(6, 12)), ipv4({ src: this.ip, dst: src, proto: IPPROTO.ICMP }, reply)),
+          );
+          continue;
+        }
+      }
+      this.seen.push(f);
+    }
+  }
+
+  /** Waits up to `ms` for a frame `match` takes (taking it out of `seen`); the VM answers
+   * what it answers meanwhile. */
+  async expectFrame(match: (f: Buffer) => boolean, ms = 2000): Promise<Buffer | undefined> {
+    const end = performance.now() + ms;
+    for (;;) {
+      this.#pump();
+      const i = this.seen.findIndex(match);
+      if (i >= 0) return this.seen.splice(i, 1)[0];
+      if (performance.now() > end) return undefined;
+      await Bun.sleep(2);
+    }
+  }
+
+  /** Keeps answering for `ms` (a container pinging the VM). */
+  async serve(ms: number): Promise<void> {
+    const end = performance.now() + ms;
+    while (performance.now() < end) {
+      this.#pump();
+      await Bun.sleep(2);
+    }
+  }
+
+  #dhcpFrame(m: Dhcp4Message): Buffer {
+    return eth4(
+      this.mac,
+      BROADCAST,
+      ipv4(
+        { src: "0.0.0.0", dst: "255.255.255.255", proto: IPPROTO.UDP },
+        udp({ src: "0.0.0.0", dst: "255.255.255.255", sport: 68, dport: 67 }, encodeDhcp4(m)),
+      ),
+    );
+  }
+
+  async #dhcpReply(type: number, xid: number): Promise<Dhcp4Message | undefined> {
+    const f = await this.expectFrame((f) => {
+      if (f.readUInt16BE(12) !== ETH_P.IP || f[23] !== IPPROTO.UDP || f.readUInt16BE(36) !== 68) return false;
+      try {
+        const m = parseDhcp4(f.subarray(42));
+        return m.xid === xid && m.options.get(OPT.MSG_TYPE)?.[0] === type;
+      } catch {
+        return false;
+      }
+    });
+    return f ? parseDhcp4(f.subarray(42)) : undefined;
+  }
+
+  /** DISCOVER, OFFER, REQUEST, ACK with the VM's MAC: the address leased (the VM's from then
+   * on), or undefined when no OFFER or ACK came. */
+  async dhcp(): Promise<string | undefined> {
+    const xid = 0x5000 + (this.#seq++ & 0xfff);
+    this.send(this.#dhcpFrame(clientMessage(this.mac, { xid })));
+    const offer = await this.#dhcpReply(DHCP4.OFFER, xid);
+    if (!offer) return undefined;
+    const server = offer.options.get(OPT.SERVER_ID) as Uint8Array;
+    this.send(
+      this.#dhcpFrame(
+        clientMessage(this.mac, {
+          xid,
+          options: new Map([
+            [OPT.MSG_TYPE, Uint8Array.of(DHCP4.REQUEST)],
+            [OPT.REQUESTED_IP, Uint8Array.from(offer.yiaddr.split(".").map(Number))],
+            [OPT.SERVER_ID, server],
+          ]),
+        }),
+      ),
+    );
+    const ack = await this.#dhcpReply(DHCP4.ACK, xid);
+    if (!ack) return undefined;
+    this.ip = ack.yiaddr;
+    return this.ip;
+  }
+
+  /** The MAC that answers an ARP request for `ip` (from the VM's address), or undefined. */
+  async resolve(ip: string, from = { mac: this.mac, ip: this.ip as string }): Promise<string | undefined> {
+    this.send(
+      ethArp(from.mac, BROADCAST, arp({ op: "request", senderMac: from.mac, senderIp: from.ip, targetIp: ip })),
+    );
+    const f = await this.expectFrame(
+      (f) => f.readUInt16BE(12) === ETH_P.ARP && f.readUInt16BE(20) === 2 && bytesToIp(f.subarray(28, 32)) === ip,
+      1000,
+    );
+    return f ? bytesToMac(f.subarray(22, 28)) : undefined;
+  }
+
+  /** One echo request to `ip` (at `dstMac`), from the VM's address and MAC unless `from` says
+   * otherwise (a spoofed one); whether the reply came within `ms`. */
+  async ping(ip: string, dstMac: string, from: { mac?: string; ip?: string } = {}, ms = 1000): Promise<boolean> {
+    const src = from.ip ?? (this.ip as string);
+    const id = 0x4242;
+    const seq = this.#seq++ & 0xffff;
+    const req = icmp({ src, dst: ip, type: 8, id, seq }, Buffer.from("stratum test vm"));
+    this.send(eth4(from.mac ?? this.mac, dstMac, ipv4({ src, dst: ip, proto: IPPROTO.ICMP }, req)));
+    const f = await this.expectFrame(
+      (f) =>
+        f.readUInt16BE(12) === ETH_P.IP &&
+        f[23] === IPPROTO.ICMP &&
+        f[34] === 0 &&
+        bytesToIp(f.subarray(26, 30)) === ip &&
+        f.readUInt16BE(38) === id &&
+        f.readUInt16BE(40) === seq,
+      ms,
+    );
+    return f !== undefined;
+  }
+
+  close(): void {
+    this.q.close();
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
