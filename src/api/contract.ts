@@ -11,6 +11,7 @@ import { DNS_RECORD_TYPES } from "../model/dns-record";
 import { EgressCapSchema } from "../model/egress-cap";
 import { ACTIONS, DIRECTIONS, MAX_PRIORITY, PROTOS, RuleSpecSchema } from "../model/firewall-rule";
 import { NetworkSpecSchema } from "../model/network";
+import { MAX_TAP_QUEUES } from "../model/topology";
 import { LB_MODES } from "../model/vip";
 import { TRACE_PROTOS, type TraceProto } from "../ops/trace-protos";
 import { TRIGGERS } from "../reconcile/loop";
@@ -118,6 +119,13 @@ export const AttachBody = z
     netns: z.string().optional().describe("Container: its network namespace"),
     ifname: z.string().optional().describe("Interface name inside the namespace (default eth0)"),
     tap: z.string().optional().describe("VM: the tap to create"),
+    queues: z
+      .number()
+      .int()
+      .optional()
+      .describe(
+        `VM: the queues its VMM may open on the tap, 1 to ${MAX_TAP_QUEUES} (more than 1: a multi-queue tap; default 1)`,
+      ),
     ip: z.string().optional().describe("Address to claim (default: the next free one)"),
     configure: z.boolean().optional().describe("Set address, route and MTU inside the namespace"),
     group: z.string().optional().describe("Its microsegmentation group (default: none, untagged)"),
@@ -242,6 +250,7 @@ export const EndpointView = z
     hostIndex: Count,
     kind: z.enum(["veth", "tap"]),
     interface: z.string().describe("Host-side interface on the user bridge (veth host end or the tap)"),
+    queues: Count.nullable().describe("A tap's queues (1: a tap of one queue; null: a veth)"),
     netns: z.string().nullable(),
     ifname: z.string().nullable().describe("Interface name inside the namespace (veth)"),
     egress: EgressCapView.nullable(),

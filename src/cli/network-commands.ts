@@ -418,7 +418,7 @@ function showEndpoint(e: EndpointView): void {
     ...(e.ip6 ? ([["ip6", e.ip6]] as Array<[string, string]>) : []),
     ["mac", e.mac],
     ["kind", e.kind],
-    ["interface", e.interface],
+    ["interface", e.queues && e.queues > 1 ? `${e.interface} (multi-queue: ${e.queues} queues)` : e.interface],
     ...(e.netns ? ([["namespace", `${e.netns} (${e.ifname})`]] as Array<[string, string]>) : []),
     ...(e.node ? ([["node", e.node]] as Array<[string, string]>) : []),
     ["group", e.group ?? "none (untagged)"],
@@ -436,6 +436,14 @@ function showEndpoint(e: EndpointView): void {
   }
 }
 
+/** --queues N: a whole number (the agent checks its range). */
+function queuesArg(v: unknown): number {
+  const s = String(v ?? "").trim();
+  if (!/^\d{1,4}$/.test(s))
+    throw new StratumError("INVALID", `--queues ${String(v)}: give a whole number of queues (1 to 256)`);
+  return Number(s);
+}
+
 /** `network attach` and its other name, `endpoint attach`: the same command, examples by name. */
 const attachCommand = (group: "network" | "endpoint") =>
   defineCommand({
@@ -447,6 +455,8 @@ const attachCommand = (group: "network" | "endpoint") =>
         `cenvero-str-ctl ${group} attach app-net --name web-1 --netns web1 --configure`,
         "# A VM: a tap for its VMM to open, with a chosen address:",
         `cenvero-str-ctl ${group} attach app-net --name vm-1 --tap vm1tap --ip 10.20.0.50`,
+        "# A VM with 4 vCPUs: a multi-queue tap its VMM opens 4 times (QEMU: -netdev tap,ifname=vm2tap,queues=4,...):",
+        `cenvero-str-ctl ${group} attach app-net --name vm-2 --tap vm2tap --queues 4`,
         "# In a microsegmentation group from the start:",
         `cenvero-str-ctl ${group} attach app-net --name db-1 --netns db1 --group prod/db`,
       ],
@@ -461,6 +471,12 @@ const attachCommand = (group: "network" | "endpoint") =>
       },
       ifname: { type: "string", description: "Interface name inside the namespace (default eth0)", valueHint: "IF" },
       tap: { type: "string", description: "VM: name of the tap to create for it", valueHint: "IFNAME" },
+      queues: {
+        type: "string",
+        description:
+          "VM: queues its VMM opens on the tap (more than 1: a multi-queue tap, one queue per vCPU; default 1)",
+        valueHint: "N",
+      },
       ip: { type: "string", description: "Address to claim (default: the next free one)", valueHint: "ADDR" },
       configure: {
         type: "boolean",
@@ -479,6 +495,7 @@ const attachCommand = (group: "network" | "endpoint") =>
         netns: args.netns,
         ifname: args.ifname,
         tap: args.tap,
+        ...(args.queues !== undefined ? { queues: queuesArg(args.queues) } : {}),
         ip: args.ip,
         configure: args.configure,
       });

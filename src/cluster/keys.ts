@@ -40,6 +40,7 @@ import type { StoredRule } from "../model/firewall-rule";
 import { ADVERT_RANGE_MS, PRIORITY_RANGE } from "../model/gateway-group";
 import { type MicrosegDoc, validateMicroseg } from "../model/microseg";
 import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
+import { MAX_TAP_QUEUES } from "../model/topology";
 import { type LbDoc, type LbHealthRecord, validateLb } from "../model/vip";
 import type { GatewayActiveRecord, MirrorRow, MoveRecord, StoredGatewayGroup } from "../store/mirror";
 import type { Endpoint, StoredDnsRecord, StoredNetwork } from "../store/store";
@@ -110,6 +111,7 @@ export const endpointSchema = z
     egress: z.object({ rate: z.number().int().positive(), burst: z.number().int().positive() }).optional(),
     node: NAME,
     group: z.string().min(1).max(128).optional(),
+    queues: z.number().int().min(2).max(MAX_TAP_QUEUES).optional(),
   })
   .strict();
 const ENDPOINT_KEYS = new Set([
@@ -126,6 +128,7 @@ const ENDPOINT_KEYS = new Set([
   "egress",
   "node",
   "group",
+  "queues",
 ]);
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i;
 const isName = (x: unknown) => typeof x === "string" && x.length >= 1 && x.length <= 64;
@@ -147,6 +150,11 @@ export function plainEndpoint(v: unknown): Endpoint | undefined {
   if (o.netns !== undefined && typeof o.netns !== "string") return undefined;
   if (o.ifname !== undefined && typeof o.ifname !== "string") return undefined;
   if (o.group !== undefined && !(typeof o.group === "string" && o.group.length >= 1 && o.group.length <= 128))
+    return undefined;
+  if (
+    o.queues !== undefined &&
+    !(isPositiveInt(o.queues) && (o.queues as number) >= 2 && (o.queues as number) <= MAX_TAP_QUEUES)
+  )
     return undefined;
   if (o.egress !== undefined) {
     const e = o.egress as Record<string, unknown>;

@@ -47,3 +47,6 @@ export const MGMT_BRIDGE = "cnv-mgmt-br0";
 export function hostIfName(endpoint: string): string {
   return `stm${createHash("sha256").update(endpoint).digest("hex").slice(0, 10)}`;
 }
+
+/** The most queues a tap takes (the kernel's MAX_TAP_QUEUES): a VM's multi-queue tap. */
+export const MAX_TAP_QUEUES = 256;

@@ -14,7 +14,7 @@ import { StratumError } from "../errors";
 import type { EgressCap } from "../model/egress-cap";
 import { formatIp, hostRange, parseIp, parseSubnet } from "../model/ip";
 import { checkName, hostAddress, hostIndex, profileIp6, profileMac } from "../model/network";
-import { hostIfName, USER_BRIDGE } from "../model/topology";
+import { hostIfName, MAX_TAP_QUEUES, USER_BRIDGE } from "../model/topology";
 import {
   addAddress,
   addFdb,
@@ -42,6 +42,8 @@ export interface AttachRequest {
   netns?: string;
   ifname?: string;
   tap?: string;
+  /** tap: the queues its VMM may open (more than 1: a multi-queue tap). */
+  queues?: number;
   ip?: string;
   configure?: boolean;
   /** Its microsegmentation group. */
@@ -82,6 +84,7 @@ export class EndpointService {
       hostIndex: e.hostIndex,
       kind: e.kind,
       interface: e.hostIf,
+      queues: e.kind === "tap" ? (e.queues ?? 1) : null,
       netns: e.netns ?? null,
       ifname: e.ifname ?? null,
       egress: e.egress ? { rate: e.egress.rate, burst: e.egress.burst } : null,
@@ -183,6 +186,11 @@ export class EndpointService {
     if (req.tap !== undefined && req.configure)
       throw new StratumError("INVALID", "--configure applies to --netns endpoints (a VM configures itself)");
     if (req.tap !== undefined) checkIfName(req.tap, "--tap");
+    if (req.queues !== undefined) {
+      if (req.tap === undefined) throw new StratumError("INVALID", "--queues applies to --tap endpoints (a VM's tap)");
+      if (!Number.isInteger(req.queues) || req.queues < 1 || req.queues > MAX_TAP_QUEUES)
+        throw new StratumError("INVALID", `--queues ${req.queues}: give a whole number from 1 to ${MAX_TAP_QUEUES}`);
+    }
     if (req.ifname !== undefined) {
       if (req.netns === undefined) throw new StratumError("INVALID", "--ifname names the interface inside --netns");
       checkIfName(req.ifname, "--ifname");
@@ -219,6 +227,7 @@ export class EndpointService {
           netns: req.netns,
           ifname,
           ...(req.group !== undefined ? { group: req.group } : {}),
+          ...(req.queues !== undefined && req.queues > 1 ? { queues: req.queues } : {}),
         });
       let ep: Endpoint;
       for (let tries = 1; ; tries++)

@@ -222,6 +222,8 @@ const MIGRATIONS: string[] = [
   // An endpoint by its port's name on any node (the drift watch, on every link notice): the
   // UNIQUE (node, host_if) index serves only look-ups that name the node.
   `CREATE INDEX IF NOT EXISTS endpoints_host_if ON endpoints (host_if);`,
+  // A VM's multi-queue tap: the queues its VMM may open (NULL: a tap of one queue, a veth).
+  `ALTER TABLE endpoints ADD COLUMN queues INTEGER;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -253,6 +255,7 @@ interface EndpointRow {
   egress_burst: number;
   node: string;
   mseg_group: string | null;
+  queues: number | null;
 }
 
 /** A row as JSON for the quarantine table: blobs as hex, so nothing is lost in the text. */
@@ -491,6 +494,7 @@ export class SqliteStore implements Store {
       ...(r.egress_rate ? { egress: { rate: r.egress_rate, burst: r.egress_burst } } : {}),
       ...(r.node ? { node: r.node } : {}),
       ...(r.mseg_group ? { group: r.mseg_group } : {}),
+      ...(r.queues && r.queues > 1 ? { queues: r.queues } : {}),
     };
   }
 
@@ -618,7 +622,7 @@ export class SqliteStore implements Store {
       if (holder) throw new StratumError("INVALID", `${ep.ip} is already claimed by endpoint ${holder.name}`);
       this.db
         .query(
-          "INSERT INTO endpoints (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at, node, mseg_group) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          "INSERT INTO endpoints (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at, node, mseg_group, queues) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .run(
           ep.name,
@@ -633,6 +637,7 @@ export class SqliteStore implements Store {
           new Date().toISOString(),
           ep.node ?? "",
           ep.group ?? null,
+          ep.queues && ep.queues > 1 ? ep.queues : null,
         );
       return this.getEndpoint(ep.name) as Endpoint;
     })();

@@ -39,6 +39,9 @@ export interface Endpoint {
   node?: string;
   /** Its microsegmentation group; absent: untagged. */
   group?: string;
+  /** tap: the queues a VMM may open on it (a multi-queue tap, IFF_MULTI_QUEUE, when more
+   * than one); absent: one. */
+  queues?: number;
 }
 
 export interface Store {

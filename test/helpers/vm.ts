@@ -13,29 +13,57 @@ import { arp, eth4, ethArp, icmp, ipv4, udp } from "./frames";
 const BROADCAST = "ff:ff:ff:ff:ff:ff";
 
 export class TestVm implements Disposable {
-  readonly q: TapQueue;
+  /** The tap's queues this VM holds (one, or each of a multi-queue tap's). */
+  readonly queues: TapQueue[];
+  /** The queue frames are sent on. */
+  sendQueue = 0;
   ip: string | undefined;
   /** Frames seen and not answered by the VM itself, oldest first. */
   readonly seen: Buffer[] = [];
   #seq = 0;
 
-  /** Opens a queue of `tap` inside the network namespace at `nsPath` (the agent's). */
+  /** Opens `queues` queues of `tap` (more than one: a multi-queue tap, IFF_MULTI_QUEUE) inside
+   * the network namespace at `nsPath` (the agent's). */
   constructor(
     tap: string,
     nsPath: string,
     readonly mac: string,
-    o: { multiQueue?: boolean } = {},
+    o: { queues?: number } = {},
   ) {
-    this.q = inNetns(nsPath, () => new TapQueue(tap, o));
+    const n = o.queues ?? 1;
+    this.queues = inNetns(nsPath, () => {
+      const qs: TapQueue[] = [];
+      try {
+        for (let i = 0; i < n; i++) qs.push(new TapQueue(tap, { multiQueue: n > 1 }));
+      } catch (e) {
+        for (const q of qs) q.close();
+        throw e;
+      }
+      return qs;
+    });
   }
 
   send(frame: Uint8Array): void {
-    this.q.send(frame);
+    (this.queues[this.sendQueue] as TapQueue).send(frame);
+  }
+
+  /** Frames read so far, by the queue they came on. */
+  readonly received: number[] = [];
+
+  #next(): Buffer | null {
+    for (const [i, q] of this.queues.entries()) {
+      const f = q.recv();
+      if (f) {
+        this.received[i] = (this.received[i] ?? 0) + 1;
+        return f;
+      }
+    }
+    return null;
   }
 
   /** Reads what waits; answers ARP and echo requests for the VM's address, keeps the rest. */
   #pump(): void {
-    for (let f = this.q.recv(); f; f = this.q.recv()) {
+    for (let f = this.#next(); f; f = this.#next()) {
       const type = f.readUInt16BE(12);
       if (type === ETH_P.ARP && this.ip && f.readUInt16BE(20) === 1 && bytesToIp(f.subarray(38, 42)) === this.ip) {
         const asker = bytesToMac(f.subarray(22, 28));
@@ -181,7 +209,7 @@ export class TestVm implements Disposable {
   }
 
   close(): void {
-    this.q.close();
+    for (const q of this.queues) q.close();
   }
   [Symbol.dispose](): void {
     this.close();

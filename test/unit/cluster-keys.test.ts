@@ -20,6 +20,7 @@ const valid = fc.record(
     createdAt: fc.string(),
     egress: fc.record({ rate: fc.integer({ min: 1 }), burst: fc.integer({ min: 1 }) }),
     node: fc.string({ minLength: 1, maxLength: 64 }),
+    queues: fc.integer({ min: 2, max: 256 }),
   },
   { requiredKeys: ["name", "network", "ip", "mac", "hostIndex", "kind", "hostIf", "createdAt", "node"] },
 );
@@ -35,6 +36,7 @@ const mutated = fc
       fc.string({ maxLength: 70 }),
       fc.double(),
       fc.integer({ min: -5, max: 2 ** 60 }),
+      fc.integer({ min: -1, max: 300 }),
       fc.constant(undefined),
       fc.record({ rate: fc.integer({ min: -1 }), burst: fc.double(), x: fc.nat() }, { requiredKeys: [] }),
     ),

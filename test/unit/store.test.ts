@@ -297,7 +297,8 @@ test("a database from before the blocklist's two tables is migrated: rows kept i
      INSERT INTO blocklist VALUES ('9.0.0.0/8', 4, '2024-01-01T00:00:00.000Z'), ('10.0.0.0/8', 4, '2024-01-01T00:00:00.000Z'),
        ('2001:db8::/32', 6, '2024-01-01T00:00:00.000Z'), ('100.0.0.0/8', 4, '2024-01-01T00:00:00.000Z'),
        ('10.0.0.1/8', 4, 'x'), ('2001:DB8:1::/48', 6, 'x'), ('192.0.2.0/24', 6, 'x');
-     PRAGMA user_version = ${SCHEMA_VERSION - 2}`,
+     ALTER TABLE endpoints DROP COLUMN queues;
+     PRAGMA user_version = ${SCHEMA_VERSION - 3}`, // before the blocklist's migration (then the host_if index, the taps' queues)
   );
   s.close();
   s = new SqliteStore(path);
@@ -660,4 +661,35 @@ test("the rule-set cache: every write path reads back what a fresh connection re
     (s.listRules(b.id)[0] as { priority: number }).priority = 1;
   }).toThrow();
   s.db.close();
+});
+
+test("a tap's queues are stored (more than one), and a database from before them is migrated", () => {
+  const path = tmpDb();
+  let s = new SqliteStore(path);
+  const n = s.createNetwork(net("vms", "10.5.0.0/24", "10.5.0.1"));
+  const tap = (name: string, hostIndex: number, queues?: number) =>
+    s.claimEndpoint({
+      name,
+      network: "vms",
+      ip: `10.5.0.${hostIndex + 1}`,
+      hostIndex,
+      mac: profileMac(n.id, hostIndex),
+      kind: "tap",
+      hostIf: `t${name}`,
+      ...(queues !== undefined ? { queues } : {}),
+    });
+  expect(tap("mq", 1, 4).queues).toBe(4);
+  expect(tap("one", 2).queues).toBeUndefined();
+  expect(tap("one1", 3, 1).queues).toBeUndefined(); // a tap of one queue is a plain tap
+  s.close();
+  s = new SqliteStore(path);
+  expect(s.getEndpoint("mq")?.queues).toBe(4);
+  // The same database before the column: migrated, its taps of one queue.
+  s.db.exec(`ALTER TABLE endpoints DROP COLUMN queues; PRAGMA user_version = ${SCHEMA_VERSION - 1}`);
+  s.close();
+  s = new SqliteStore(path);
+  expect((s.db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(SCHEMA_VERSION);
+  expect(s.getEndpoint("mq")?.queues).toBeUndefined();
+  expect(s.listEndpoints("vms").map((e) => e.name)).toEqual(["mq", "one", "one1"]);
+  s.close();
 });
