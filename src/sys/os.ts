@@ -202,6 +202,18 @@ export const TUN = {
   TUNSETOWNER: 0x400454cc,
 } as const;
 
+/** Attaches an open /dev/net/tun to tap `name` (TUNSETIFF: creating it when there is none);
+ * false with errno set when the kernel refuses. */
+function tunSetIff(fd: number, name: string, o: { vnetHdr?: boolean; multiQueue?: boolean }): boolean {
+  const ifr = Buffer.alloc(IFREQ.size);
+  ifr.write(name, 0, 15, "utf8");
+  let flags = TUN.IFF_TAP | TUN.IFF_NO_PI;
+  if (o.vnetHdr) flags |= TUN.IFF_VNET_HDR;
+  if (o.multiQueue) flags |= TUN.IFF_MULTI_QUEUE;
+  ifr.writeUInt16LE(flags, IFREQ.fields.ifr_flags[0]);
+  return libc().ioctl(fd, BigInt(TUN.TUNSETIFF), ifr) >= 0;
+}
+
 /** Creates a persistent TAP device (it outlives this process; delete it through rtnetlink). */
 export function createPersistentTap(
   name: string,
@@ -211,13 +223,7 @@ export function createPersistentTap(
   const fd = libc().open(cstr("/dev/net/tun"), O_RDWR | O_CLOEXEC, 0);
   if (fd < 0) throw sysError(`create tap ${name}: open /dev/net/tun`, errno());
   try {
-    const ifr = Buffer.alloc(IFREQ.size);
-    ifr.write(name, 0, 15, "utf8");
-    let flags = TUN.IFF_TAP | TUN.IFF_NO_PI;
-    if (opts.vnetHdr) flags |= TUN.IFF_VNET_HDR;
-    if (opts.multiQueue) flags |= TUN.IFF_MULTI_QUEUE;
-    ifr.writeUInt16LE(flags, IFREQ.fields.ifr_flags[0]);
-    if (libc().ioctl(fd, BigInt(TUN.TUNSETIFF), ifr) < 0) throw sysError(`create tap ${name}`, errno());
+    if (!tunSetIff(fd, name, opts)) throw sysError(`create tap ${name}`, errno());
     if (opts.owner !== undefined && libc().ioctl(fd, BigInt(TUN.TUNSETOWNER), opts.owner as never) < 0)
       throw sysError(`set owner of tap ${name}`, errno());
     if (libc().ioctl(fd, BigInt(TUN.TUNSETPERSIST), 1 as never) < 0)
@@ -242,13 +248,7 @@ export class TapQueue implements Disposable {
   constructor(name: string, o: { multiQueue?: boolean; vnetHdr?: boolean } = {}) {
     const fd = libc().open(cstr("/dev/net/tun"), O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
     if (fd < 0) throw sysError(`open a queue of tap ${name}: open /dev/net/tun`, errno());
-    const ifr = Buffer.alloc(IFREQ.size);
-    ifr.write(name, 0, 15, "utf8");
-    let flags = TUN.IFF_TAP | TUN.IFF_NO_PI;
-    if (o.vnetHdr) flags |= TUN.IFF_VNET_HDR;
-    if (o.multiQueue) flags |= TUN.IFF_MULTI_QUEUE;
-    ifr.writeUInt16LE(flags, IFREQ.fields.ifr_flags[0]);
-    if (libc().ioctl(fd, BigInt(TUN.TUNSETIFF), ifr) < 0) {
+    if (!tunSetIff(fd, name, o)) {
       const e = errno();
       libc().close(fd);
       throw sysError(`open a queue of tap ${name}`, e);
