@@ -150,26 +150,33 @@ export class TestVm implements Disposable {
   }
 
   /** DISCOVER, OFFER, REQUEST, ACK with the VM's MAC: the address leased (the VM's from then
-   * on), or undefined when no OFFER or ACK came. */
+   * on), or undefined when no OFFER or ACK came. Like a real client it sends the DISCOVER
+   * again when no OFFER comes (three tries): a lost datagram is not a refusal. */
   async dhcp(): Promise<string | undefined> {
     const xid = 0x5000 + (this.#seq++ & 0xfff);
-    this.send(this.#dhcpFrame(clientMessage(this.mac, { xid })));
-    const offer = await this.#dhcpReply(DHCP4.OFFER, xid);
+    let offer: Dhcp4Message | undefined;
+    for (let i = 0; i < 3 && !offer; i++) {
+      this.send(this.#dhcpFrame(clientMessage(this.mac, { xid })));
+      offer = await this.#dhcpReply(DHCP4.OFFER, xid);
+    }
     if (!offer) return undefined;
     const server = offer.options.get(OPT.SERVER_ID) as Uint8Array;
-    this.send(
-      this.#dhcpFrame(
-        clientMessage(this.mac, {
-          xid,
-          options: new Map([
-            [OPT.MSG_TYPE, Uint8Array.of(DHCP4.REQUEST)],
-            [OPT.REQUESTED_IP, Uint8Array.from(offer.yiaddr.split(".").map(Number))],
-            [OPT.SERVER_ID, server],
-          ]),
-        }),
-      ),
-    );
-    const ack = await this.#dhcpReply(DHCP4.ACK, xid);
+    let ack: Dhcp4Message | undefined;
+    for (let i = 0; i < 3 && !ack; i++) {
+      this.send(
+        this.#dhcpFrame(
+          clientMessage(this.mac, {
+            xid,
+            options: new Map([
+              [OPT.MSG_TYPE, Uint8Array.of(DHCP4.REQUEST)],
+              [OPT.REQUESTED_IP, Uint8Array.from(offer.yiaddr.split(".").map(Number))],
+              [OPT.SERVER_ID, server],
+            ]),
+          }),
+        ),
+      );
+      ack = await this.#dhcpReply(DHCP4.ACK, xid);
+    }
     if (!ack) return undefined;
     this.ip = ack.yiaddr;
     return this.ip;
