@@ -383,8 +383,11 @@ async function serve(o: AgentOptions): Promise<void> {
   // does not change (every change of networks and endpoints tells svc.onChange).
   const bridgeMacs = new Map([MGMT_BRIDGE, USER_BRIDGE].map((b) => [b, bridgeMac(b)]));
   let desired: DesiredState | undefined;
+  /** Changes of networks and endpoints so far: the seal below compares them. */
+  let storeChanges = 0;
   svc.onChange(() => {
     desired = undefined;
+    storeChanges++;
   });
   const watch = new DriftWatch(() => {
     desired ??= {
@@ -397,10 +400,6 @@ async function serve(o: AgentOptions): Promise<void> {
   });
   // A whole run that finds the kernel right seals it; a quick pass needs the notices to tell
   // what touched the ports since (none without the monitor). docs/operations.md#quick-reconcile
-  let storeChanges = 0;
-  svc.onChange(() => {
-    storeChanges++;
-  });
   const seal = monitor
     ? new Seal({
         mutations: mutationCount,
