@@ -38,6 +38,20 @@ int stm_link_in(struct __sk_buff *skb)
 	return STM_TC_NEXT;
 }
 
+/* tc egress of the macvtap lower link's outer end (cnv-user-mvla, the VMs' macvtaps' lower
+ * device): every frame leaving through it was sent by a VM and judged by its macvtap's
+ * stm_port_in, which put the macvtap's ifindex in the mark. Anything else (a macvtap without
+ * its programs, a sender on the node) would cross as the node's own: it goes no further. */
+SEC("tc")
+int stm_mvl_out(struct __sk_buff *skb)
+{
+	__u32 from = skb->mark;
+	struct stm_iface *d = bpf_map_lookup_elem(&stm_ifaces, &from);
+	if (!d || d->kind != STM_IFACE_MACVTAP)
+		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_LINK_UNMARKED);
+	return STM_TC_NEXT;
+}
+
 /* tc ingress of an extension bridge's own device: what the bridge passes up to its stack (a
  * broadcast's copy, a frame to its MAC) goes no further. An extension switches; only
  * cnv-user-br0 is the networks' gateway, and routing through another device would bypass it. */

@@ -1,5 +1,7 @@
-/* Workload port programs, on the host side of every veth or tap plugged into cnv-user-br0
- * (the uplink's are in uplink.bpf.c; both are linked into one object sharing its maps).
+/* Workload port programs, on the host side of every veth or tap plugged into cnv-user-br0,
+ * and on a VM's macvtap the other way round (stm_port_in on its tc egress, stm_port_out on its
+ * tc ingress: docs/networks.md#vms-on-a-macvtap). The uplink's are in uplink.bpf.c; both are
+ * linked into one object sharing its maps.
  *
  * stm_port_in (tc ingress: frames from the workload) is port security: the frame must
  * carry the port's profile MAC and address (IPv4, IPv6 profile or link-local, :: for
@@ -215,7 +217,10 @@ static __always_inline int check_ip4(struct __sk_buff *skb, struct stm_port *por
 static __always_inline int answer_back(struct __sk_buff *skb)
 {
 	skb->mark = STM_MARK_FW_REPLY;
-	return bpf_redirect(skb->ifindex, 0);
+	/* A macvtap's stm_port_in runs on its tc egress: the guest is behind its ingress. */
+	__u32 ifindex = skb->ifindex;
+	struct stm_port *port = bpf_map_lookup_elem(&stm_ports, &ifindex);
+	return bpf_redirect(ifindex, port && (port->flags & STM_PORT_F_MACVTAP) ? BPF_F_INGRESS : 0);
 }
 
 /* A request from the port for `tpa` (network order), already found truthful by check_arp.
@@ -622,7 +627,7 @@ __attribute__((noinline)) int stm_fw_port(struct __sk_buff *skb, struct stm_port
 	/* From the workload (its egress): back out of the port to it. To the workload: into the
 	 * port, as if the workload answered, and on through the bridge to the sender. */
 	if (r == FW_REJECT)
-		return fw_reject_tc(skb, t, dir == STM_FW_INGRESS, hook);
+		return fw_reject_tc(skb, t, (dir == STM_FW_INGRESS) ^ !!(port->flags & STM_PORT_F_MACVTAP), hook);
 	return r == STM_TC_NEXT ? FW_PASS_PARSED : r;
 }
 
@@ -795,13 +800,8 @@ __attribute__((noinline)) int stm_overlay_mtu(struct __sk_buff *skb, struct stm_
 	return answer_back(skb);
 }
 
-SEC("tc")
-int stm_port_in(struct __sk_buff *skb)
+static __always_inline int port_in(struct __sk_buff *skb, struct stm_port *port)
 {
-	struct stm_port *port = port_of(skb, STM_HOOK_TC_INGRESS);
-
-	if (!port)
-		return STM_TC_DROP;
 	if (fw_reply_passes(skb))
 		return STM_TC_NEXT;
 	if (!stm_linear(skb, ETH_HLEN))
@@ -842,6 +842,30 @@ int stm_port_in(struct __sk_buff *skb)
 	if (proto == bpf_htons(0x8100) || proto == bpf_htons(0x88a8))
 		return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_VLAN_TAGGED);
 	return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ETHERTYPE);
+}
+
+SEC("tc")
+int stm_port_in(struct __sk_buff *skb)
+{
+	struct stm_port *port = port_of(skb, STM_HOOK_TC_INGRESS);
+
+	if (!port)
+		return STM_TC_DROP;
+	if (!(port->flags & STM_PORT_F_MACVTAP))
+		return port_in(skb, port);
+	/* A VM's macvtap, on its tc egress: what the guest wrote has no ingress device. Where it
+	 * entered the host goes with it: in the priority, for a hook it is redirected to (stm_from);
+	 * and, for what goes on through the macvtap lower link or straight to a sibling macvtap
+	 * (both cross a dev_forward_skb, which clears the priority), as a link's stm_link_out
+	 * writes it: the port into the mark, the group (or a reject's answer) into tc_index. */
+	__u32 self = skb->ifindex;
+	skb->priority = self | STM_LINK_SEEN;
+	int r = port_in(skb, port);
+	if (r == STM_TC_NEXT) {
+		skb->tc_index = skb->mark == STM_MARK_FW_REPLY ? STM_LINK_FW_REPLY : mseg_group_of(skb->mark);
+		skb->mark = self;
+	}
+	return r;
 }
 
 /* ---- port egress ---------------------------------------------------------------------- */
@@ -943,6 +967,27 @@ __attribute__((noinline)) int stm_outside_ok(struct __sk_buff *skb, struct stm_p
 	return STM_TC_NEXT;
 }
 
+/* A macvtap's stm_port_out, first: what stm_link_in does on a link's far end (the mark: where
+ * the frame entered the host; tc_index: its group, or a reject's answer). Returns where it came
+ * from. An answer of this port's own programs (the reply mark) is left as it is. Not inlined:
+ * the verifier wants the context's fields read at fixed offsets. */
+static __noinline int macvtap_crossed(struct __sk_buff *skb)
+{
+	if (!skb)
+		return 0;
+	__u32 mark = skb->mark;
+	if (mark == STM_MARK_FW_REPLY)
+		return 0;
+	__u32 group = skb->tc_index;
+	__u32 next = group == STM_LINK_FW_REPLY	  ? STM_MARK_FW_REPLY
+		     : group != STM_MSEG_UNTAGGED ? mseg_stamp(group)
+						  : 0;
+	skb->mark = next;
+	skb->tc_index = 0;
+	skb->priority = 0;
+	return (int)mark;
+}
+
 SEC("tc")
 int stm_port_out(struct __sk_buff *skb)
 {
@@ -951,6 +996,13 @@ int stm_port_out(struct __sk_buff *skb)
 
 	if (!port)
 		return STM_TC_DROP;
+	/* A VM's macvtap, on its tc ingress: every frame crossed the macvtap lower link or came
+	 * straight from a sibling macvtap, as stm_link_out (or stm_port_in) wrote it; what
+	 * stm_link_in does on a link's far end is done here (an answer of this port's own
+	 * programs carries the reply mark as it is). */
+	__u32 from = 0;
+	if (port->flags & STM_PORT_F_MACVTAP)
+		from = macvtap_crossed(skb);
 	if (fw_reply_passes(skb))
 		return STM_TC_NEXT;
 
@@ -958,7 +1010,8 @@ int stm_port_out(struct __sk_buff *skb)
 	 * port or the uplink (across the links between user bridges too: stm_link.h); for routed
 	 * frames the device they were received on (the bridge, another NIC); for what the node
 	 * sends itself, 0. */
-	__u32 from = stm_from_last(skb);
+	if (!(port->flags & STM_PORT_F_MACVTAP))
+		from = stm_from_last(skb);
 	if (from == STM_FROM_UNMARKED)
 		return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_LINK_UNMARKED);
 	int lan = 0;
@@ -972,6 +1025,11 @@ int stm_port_out(struct __sk_buff *skb)
 				goto firewall;
 			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_OTHER_NETWORK);
 		}
+		/* Two VMs' macvtaps, either private (whichever way the frame came: straight, or
+		 * reflected by the bridge for VEPA). */
+		if (src && (src->flags & port->flags & STM_PORT_F_MACVTAP) &&
+		    ((src->flags | port->flags) & STM_PORT_F_VM_PRIVATE))
+			return stm_drop(skb, STM_HOOK_TC_EGRESS, STM_DROP_VM_PRIVATE);
 		if (src)
 			goto firewall;
 		/* Straight from the LAN at L2: only into a network extended onto it. */

@@ -69,6 +69,12 @@ _Static_assert(sizeof(struct stm_port_stats) == 32, "stm_port_stats is ABI");
 #define STM_PORT_F_IP6 1
 /* The port's network is extended onto the uplink's LAN: frames bridged between them pass. */
 #define STM_PORT_F_LAN 4
+/* The port is a macvtap (a VM's /dev/tapN): its programs sit the other way round, stm_port_in
+ * on tc egress (what the guest writes leaves through the device's transmit path) and
+ * stm_port_out on tc ingress; an answer to the guest goes into the device, not out of it. */
+#define STM_PORT_F_MACVTAP 8
+/* A macvtap in private mode: nothing passes between it and another VM's macvtap on this node. */
+#define STM_PORT_F_VM_PRIVATE 16
 
 /* One endpoint profile: every usable address of a network, claimed or not. */
 struct stm_profile_key {
@@ -141,6 +147,10 @@ _Static_assert(sizeof(struct stm_iface) == 8, "stm_iface is ABI");
  * cnv-user-brN, docs/networks.md#capacity): a frame that crossed it carries the device it
  * entered the host on in skb->priority (stm_link.h). */
 #define STM_IFACE_LINK 3
+/* A VM's macvtap (its port entry has STM_PORT_F_MACVTAP): what the guest sends carries the
+ * macvtap's ifindex from stm_port_in on, in skb->priority for a hook it is redirected to
+ * (stm_from) and in the mark across the macvtap lower link (stm_mvl_out checks it is one). */
+#define STM_IFACE_MACVTAP 4
 /* stm_link_in's mark on the origin it puts into skb->priority (ifindexes are below 2^31). */
 #define STM_LINK_SEEN 0x80000000u
 /* stm_from() of a frame that crossed a link without stm_link_in: its callers drop it. */

@@ -31,8 +31,19 @@ static __always_inline __u32 stm_from(struct __sk_buff *skb, int *linked)
 	__u32 from = *(volatile __u32 *)&skb->ingress_ifindex;
 	__u32 carried = *(volatile __u32 *)&skb->priority;
 	*linked = 0;
-	if (!from)
-		return 0;
+	if (!from) {
+		/* What a VM wrote to its macvtap has no ingress device: stm_port_in put the macvtap's
+		 * ifindex in the priority (a local sender cannot set STM_LINK_SEEN without
+		 * CAP_NET_ADMIN). Only a macvtap's counts; anything else is the node's own. */
+		if (!(carried & STM_LINK_SEEN))
+			return 0;
+		__u32 vm = carried & ~STM_LINK_SEEN;
+		struct stm_iface *m = bpf_map_lookup_elem(&stm_ifaces, &vm);
+		if (!m || m->kind != STM_IFACE_MACVTAP)
+			return 0;
+		*linked = 1;
+		return vm;
+	}
 	struct stm_iface *d = bpf_map_lookup_elem(&stm_ifaces, &from);
 	if (d && d->kind == STM_IFACE_LINK) {
 		*linked = 1;

@@ -11,7 +11,7 @@ import { DNS_RECORD_TYPES } from "../model/dns-record";
 import { EgressCapSchema } from "../model/egress-cap";
 import { ACTIONS, DIRECTIONS, MAX_PRIORITY, PROTOS, RuleSpecSchema } from "../model/firewall-rule";
 import { NetworkSpecSchema } from "../model/network";
-import { MAX_TAP_QUEUES } from "../model/topology";
+import { MACVTAP_MODES, MAX_TAP_QUEUES } from "../model/topology";
 import { LB_MODES } from "../model/vip";
 import { TRACE_PROTOS, type TraceProto } from "../ops/trace-protos";
 import { TRIGGERS } from "../reconcile/loop";
@@ -126,6 +126,10 @@ export const AttachBody = z
       .describe(
         `VM: the queues its VMM may open on the tap, 1 to ${MAX_TAP_QUEUES} (more than 1: a multi-queue tap; default 1)`,
       ),
+    macvtap: z
+      .enum(MACVTAP_MODES)
+      .optional()
+      .describe("VM: a macvtap in this mode (bridge, vepa, private, passthru); its VMM opens /dev/tapN"),
     ip: z.string().optional().describe("Address to claim (default: the next free one)"),
     configure: z.boolean().optional().describe("Set address, route and MTU inside the namespace"),
     group: z.string().optional().describe("Its microsegmentation group (default: none, untagged)"),
@@ -248,9 +252,18 @@ export const EndpointView = z
     ip6: z.string().nullable().describe("Profile IPv6 address, when the network has an IPv6 subnet"),
     mac: z.string(),
     hostIndex: Count,
-    kind: z.enum(["veth", "tap"]),
-    interface: z.string().describe("Host-side interface on the user bridge (veth host end or the tap)"),
-    queues: Count.nullable().describe("A tap's queues (1: a tap of one queue; null: a veth)"),
+    kind: z.enum(["veth", "tap", "macvtap"]),
+    interface: z.string().describe("Host-side interface (veth host end, the tap, or the macvtap)"),
+    queues: Count.nullable().describe("A tap's queues (1: a tap of one queue; null: a veth or a macvtap)"),
+    macvtap: z
+      .object({
+        mode: z.enum(MACVTAP_MODES),
+        device: z.string().nullable().describe("The character device its VMM opens (null: not on this node)"),
+        lower: z.string().describe("Its lower device (the macvtap lower link's outer end)"),
+      })
+      .strict()
+      .nullable()
+      .describe("A macvtap's mode and device (null: not a macvtap)"),
     netns: z.string().nullable(),
     ifname: z.string().nullable().describe("Interface name inside the namespace (veth)"),
     egress: EgressCapView.nullable(),
@@ -601,7 +614,7 @@ export const PortStatusView = z
   .object({
     endpoint: z.string(),
     network: z.string(),
-    kind: z.enum(["veth", "tap"]),
+    kind: z.enum(["veth", "tap", "macvtap"]),
     interface: z.string(),
     ifindex: Int.nullable().describe("null when the interface is missing"),
     attach: z.literal("cls_bpf"),

@@ -4,6 +4,7 @@ import type { EndpointView, NetworkView } from "../api/contract";
 import type { BucketCounts } from "../datapath/shape-maps";
 import { StratumError } from "../errors";
 import { type EgressCap, formatRate, formatSize, parseCap } from "../model/egress-cap";
+import { MACVTAP_MODES, type MacvtapMode } from "../model/topology";
 import { client } from "./api-flags";
 import { allValues, GLOBAL_ARGS } from "./args";
 import { formatBytes, outputArg, parseFormat, printData, printKv, printTable } from "./output";
@@ -420,6 +421,12 @@ function showEndpoint(e: EndpointView): void {
     ["kind", e.kind],
     ["interface", e.queues && e.queues > 1 ? `${e.interface} (multi-queue: ${e.queues} queues)` : e.interface],
     ...(e.netns ? ([["namespace", `${e.netns} (${e.ifname})`]] as Array<[string, string]>) : []),
+    ...(e.macvtap
+      ? ([
+          ["macvtap", `${e.macvtap.mode} mode, on ${e.macvtap.lower}`],
+          ["device", e.macvtap.device ?? "(on its node)"],
+        ] as Array<[string, string]>)
+      : []),
     ...(e.node ? ([["node", e.node]] as Array<[string, string]>) : []),
     ["group", e.group ?? "none (untagged)"],
     ["egress cap", capText(e.egress, e.egressCounts, "of everything it sends")],
@@ -436,6 +443,14 @@ function showEndpoint(e: EndpointView): void {
   }
 }
 
+/** --macvtap MODE: one of the four, refused here with the list (the agent checks it too). */
+function macvtapArg(v: unknown): MacvtapMode {
+  const s = String(v ?? "").trim();
+  if (!(MACVTAP_MODES as readonly string[]).includes(s))
+    throw new StratumError("INVALID", `--macvtap ${String(v)}: give one of ${MACVTAP_MODES.join(", ")}`);
+  return s as MacvtapMode;
+}
+
 /** --queues N: a whole number (the agent checks its range). */
 function queuesArg(v: unknown): number {
   const s = String(v ?? "").trim();
@@ -449,7 +464,7 @@ const attachCommand = (group: "network" | "endpoint") =>
   defineCommand({
     meta: meta(
       "attach",
-      "Attach a container (--netns) or VM (--tap): claim a profile, create the interface with the profile's MAC, plug it into cnv-user-br0 (an extension bridge once that is full) with its programs",
+      "Attach a container (--netns) or VM (--tap, --macvtap): claim a profile, create the interface with the profile's MAC, plug it into cnv-user-br0 (an extension bridge once that is full) with its programs",
       [
         "# A container: eth0 in its namespace, configured with address, route and MTU (else ask DHCP):",
         `cenvero-str-ctl ${group} attach app-net --name web-1 --netns web1 --configure`,
@@ -457,6 +472,8 @@ const attachCommand = (group: "network" | "endpoint") =>
         `cenvero-str-ctl ${group} attach app-net --name vm-1 --tap vm1tap --ip 10.20.0.50`,
         "# A VM with 4 vCPUs: a multi-queue tap its VMM opens 4 times (QEMU: -netdev tap,ifname=vm2tap,queues=4,...):",
         `cenvero-str-ctl ${group} attach app-net --name vm-2 --tap vm2tap --queues 4`,
+        "# A VM on a macvtap: its VMM opens the device it prints (QEMU: -netdev tap,fd=N on an open /dev/tapX):",
+        `cenvero-str-ctl ${group} attach app-net --name vm-3 --macvtap bridge`,
         "# In a microsegmentation group from the start:",
         `cenvero-str-ctl ${group} attach app-net --name db-1 --netns db1 --group prod/db`,
       ],
@@ -477,6 +494,12 @@ const attachCommand = (group: "network" | "endpoint") =>
           "VM: queues its VMM opens on the tap (more than 1: a multi-queue tap, one queue per vCPU; default 1)",
         valueHint: "N",
       },
+      macvtap: {
+        type: "string",
+        description:
+          "VM: a macvtap in this mode: bridge (VMs reach each other directly), vepa (every frame through cnv-user-br0), private (no VM beside it reached), passthru (a lower device of its own); docs/networks.md",
+        valueHint: "MODE",
+      },
       ip: { type: "string", description: "Address to claim (default: the next free one)", valueHint: "ADDR" },
       configure: {
         type: "boolean",
@@ -496,11 +519,13 @@ const attachCommand = (group: "network" | "endpoint") =>
         ifname: args.ifname,
         tap: args.tap,
         ...(args.queues !== undefined ? { queues: queuesArg(args.queues) } : {}),
+        ...(args.macvtap !== undefined ? { macvtap: macvtapArg(args.macvtap) } : {}),
         ip: args.ip,
         configure: args.configure,
       });
       if (fmt !== "table") return printData(fmt, e);
       process.stdout.write(`attached ${e.name} to ${e.network}: ${e.ip} ${e.mac} on ${e.interface}\n`);
+      if (e.macvtap?.device) process.stdout.write(`its VMM opens ${e.macvtap.device} (${e.macvtap.mode} mode)\n`);
     },
   });
 const attach = attachCommand("network");

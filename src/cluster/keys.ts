@@ -43,7 +43,7 @@ import { DEFAULT_LEASE_TIME, type Network } from "../model/network";
 import { MAX_TAP_QUEUES } from "../model/topology";
 import { type LbDoc, type LbHealthRecord, validateLb } from "../model/vip";
 import type { GatewayActiveRecord, MirrorRow, MoveRecord, StoredGatewayGroup } from "../store/mirror";
-import type { Endpoint, StoredDnsRecord, StoredNetwork } from "../store/store";
+import { type Endpoint, MACVTAP_MODES, type StoredDnsRecord, type StoredNetwork } from "../store/store";
 
 export type {
   ClusterIdentity,
@@ -103,7 +103,7 @@ export const endpointSchema = z
     ip: z.string(),
     mac: z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i),
     hostIndex: z.number().int().nonnegative(),
-    kind: z.enum(["veth", "tap"]),
+    kind: z.enum(["veth", "tap", "macvtap"]),
     hostIf: z.string().min(1).max(15),
     netns: z.string().optional(),
     ifname: z.string().optional(),
@@ -112,6 +112,7 @@ export const endpointSchema = z
     node: NAME,
     group: z.string().min(1).max(128).optional(),
     queues: z.number().int().min(2).max(MAX_TAP_QUEUES).optional(),
+    macvtapMode: z.enum(MACVTAP_MODES).optional(),
   })
   .strict();
 const ENDPOINT_KEYS = new Set([
@@ -129,6 +130,7 @@ const ENDPOINT_KEYS = new Set([
   "node",
   "group",
   "queues",
+  "macvtapMode",
 ]);
 const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i;
 const isName = (x: unknown) => typeof x === "string" && x.length >= 1 && x.length <= 64;
@@ -145,7 +147,8 @@ export function plainEndpoint(v: unknown): Endpoint | undefined {
   if (typeof o.ip !== "string" || typeof o.createdAt !== "string") return undefined;
   if (typeof o.mac !== "string" || !MAC.test(o.mac)) return undefined;
   if (!Number.isSafeInteger(o.hostIndex) || (o.hostIndex as number) < 0) return undefined;
-  if (o.kind !== "veth" && o.kind !== "tap") return undefined;
+  if (o.kind !== "veth" && o.kind !== "tap" && o.kind !== "macvtap") return undefined;
+  if (o.macvtapMode !== undefined && !(MACVTAP_MODES as readonly unknown[]).includes(o.macvtapMode)) return undefined;
   if (typeof o.hostIf !== "string" || o.hostIf.length < 1 || o.hostIf.length > 15) return undefined;
   if (o.netns !== undefined && typeof o.netns !== "string") return undefined;
   if (o.ifname !== undefined && typeof o.ifname !== "string") return undefined;

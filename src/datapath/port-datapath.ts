@@ -132,6 +132,14 @@ export const profileIdParts = (id: number): { netId: number; ip4: number } => ({
   ip4: id % 2 ** 32,
 });
 
+/** Where a port's two programs sit: from the workload on tc ingress of its host-side device
+ * (a veth, a tap), to it on tc egress; a macvtap the other way round (what the guest writes
+ * leaves through the macvtap's transmit path; what reaches it comes in through its receive
+ * path). */
+export function portHooks(macvtap?: boolean): { in: "ingress" | "egress"; out: "ingress" | "egress" } {
+  return macvtap ? { in: "egress", out: "ingress" } : { in: "ingress", out: "egress" };
+}
+
 /** Whether a pinned map has the layout a build declares (type, key, value, size). */
 function sameLayout(have: MapInfo, want: { type: number; keySize: number; valueSize: number; maxEntries: number }) {
   return (
@@ -764,6 +772,13 @@ export class PortDatapath {
     }
   }
 
+  /** stm_mvl_out on tc egress of a macvtap lower link's outer end (user-bridges.ts). */
+  attachMacvtapLower(ifindex: number): void {
+    const current = clsProgId(ifindex, "egress");
+    if (current && this.isCurrent(current, "stm_mvl_out")) return;
+    attachTc(this.obj.program("stm_mvl_out").fd, ifindex, "egress", { mode: "cls_bpf" });
+  }
+
   /** stm_extbr_in on tc ingress of an extension bridge's own device: its stack takes
    * nothing the bridge passes up. */
   attachLinkBridge(ifindex: number): void {
@@ -914,11 +929,18 @@ export class PortDatapath {
    * already (clsProgIds, for many ports at once), per direction. */
   attachPort(
     ifindex: number,
-    o: { force?: boolean; nl?: Rtnl; current?: Partial<Record<"ingress" | "egress", number>> } = {},
+    o: {
+      force?: boolean;
+      nl?: Rtnl;
+      current?: Partial<Record<"ingress" | "egress", number>>;
+      /** A VM's macvtap: stm_port_in on tc egress, stm_port_out on tc ingress (portHooks). */
+      macvtap?: boolean;
+    } = {},
   ): void {
+    const hooks = portHooks(o.macvtap);
     for (const [prog, dir] of [
-      ["stm_port_in", "ingress"],
-      ["stm_port_out", "egress"],
+      ["stm_port_in", hooks.in],
+      ["stm_port_out", hooks.out],
     ] as const) {
       const current = o.current?.[dir] ?? clsProgId(ifindex, dir, o.nl);
       if (!o.force && current && this.isCurrent(current, prog)) continue;

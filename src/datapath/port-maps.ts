@@ -27,7 +27,7 @@ export const PORT = stmLayout("stm_port", 116, {
   group: [112, "u16"],
 });
 export const PORT_SIZE = PORT.size;
-export const PORT_F = { IP6: 1, SHAPED: 2, LAN: 4 } as const;
+export const PORT_F = { IP6: 1, SHAPED: 2, LAN: 4, MACVTAP: 8, VM_PRIVATE: 16 } as const;
 
 export const PROFILE_KEY = stmLayout("stm_profile_key", 8, { net_id: [0, "u32"], ip4: [4, "u8"] });
 export const PROFILE = stmLayout("stm_profile", 8, { mac: [0, "u8"], flags: [6, "u16"] });
@@ -63,6 +63,9 @@ export interface PortConfig {
   gw6?: string;
   /** The port's row in stm_port_stats (assigned by the agent; 0: the shared row). */
   slot?: number;
+  /** A VM's macvtap (its programs the other way round); `vmPrivate`: in private mode. */
+  macvtap?: boolean;
+  vmPrivate?: boolean;
   /** The endpoint has an egress cap (an stm_shape_cfg entry for this ifindex). */
   shaped?: boolean;
   /** The port's network is extended onto the uplink's LAN (frames bridged between them pass). */
@@ -94,7 +97,12 @@ function netAndMask(cidr: string): { net: Buffer; mask: Buffer } {
 export function encodePort(p: PortConfig): Buffer {
   const b = encode(PORT, {
     net_id: p.netId,
-    flags: (p.ip6 ? PORT_F.IP6 : 0) | (p.shaped ? PORT_F.SHAPED : 0) | (p.lan ? PORT_F.LAN : 0),
+    flags:
+      (p.ip6 ? PORT_F.IP6 : 0) |
+      (p.shaped ? PORT_F.SHAPED : 0) |
+      (p.lan ? PORT_F.LAN : 0) |
+      (p.macvtap ? PORT_F.MACVTAP : 0) |
+      (p.vmPrivate ? PORT_F.VM_PRIVATE : 0),
     slot: p.slot ?? 0,
     group: p.group ?? 0,
   });
@@ -141,15 +149,17 @@ export function decodePort(b: Buffer): PortConfig {
     ...(slot ? { slot } : {}),
     ...(flags & PORT_F.SHAPED ? { shaped: true } : {}),
     ...(flags & PORT_F.LAN ? { lan: true } : {}),
+    ...(flags & PORT_F.MACVTAP ? { macvtap: true } : {}),
+    ...(flags & PORT_F.VM_PRIVATE ? { vmPrivate: true } : {}),
     ...(group ? { group } : {}),
   };
 }
 
 /** A device on the user bridge that is not a workload port (struct stm_iface). */
 export interface IfaceConfig {
-  kind: "uplink" | "overlay" | "link";
+  kind: "uplink" | "overlay" | "link" | "macvtap";
 }
-export const IFACE_KIND = { uplink: 1, overlay: 2, link: 3 } as const;
+export const IFACE_KIND = { uplink: 1, overlay: 2, link: 3, macvtap: 4 } as const;
 export const IFACE = stmLayout("stm_iface", 8, { kind: [0, "u32"], flags: [4, "u32"] });
 export const IFACE_SIZE = IFACE.size;
 

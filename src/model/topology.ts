@@ -40,6 +40,26 @@ export function bridgeLinkNumber(name: string): number | undefined {
   return i >= 1 && i <= EXTENSION_BRIDGES_MAX && String(i) === m[1] ? i : undefined;
 }
 
+/** A macvtap's mode (docs/networks.md#vms-on-a-macvtap): what it means between VMs on one node. */
+export const MACVTAP_MODES = ["bridge", "vepa", "private", "passthru"] as const;
+export type MacvtapMode = (typeof MACVTAP_MODES)[number];
+
+/** The macvtap lower link (docs/networks.md#vms-on-a-macvtap): a veth pair whose outer end is
+ * the lower device of the VMs' macvtaps (bridge, vepa and private modes) and whose inner end is
+ * a port of USER_BRIDGE (hairpin on: the bridge reflects VEPA traffic back). A passthru macvtap
+ * has a pair of its own (the mode takes its lower device whole): `<port>l` and `<port>b`. */
+export const MACVTAP_LOWER = { outer: "cnv-user-mvla", inner: "cnv-user-mvlb" } as const;
+
+export function macvtapLowerNames(ep: { hostIf: string; macvtapMode?: string }): {
+  outer: string;
+  inner: string;
+  own: boolean;
+} {
+  return ep.macvtapMode === "passthru"
+    ? { outer: `${ep.hostIf}l`, inner: `${ep.hostIf}b`, own: true }
+    : { ...MACVTAP_LOWER, own: false };
+}
+
 /** Agent control traffic, cluster communication, the gateway HA heartbeat: never workload policy. */
 export const MGMT_BRIDGE = "cnv-mgmt-br0";
 

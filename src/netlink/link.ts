@@ -26,6 +26,8 @@ export interface BridgePortInfo {
   bcastFlood?: boolean;
   neighSuppress?: boolean;
   isolated?: boolean;
+  /** Hairpin (reflective relay): a frame may leave through the port it came in on. */
+  hairpin?: boolean;
 }
 
 export interface VxlanInfo {
@@ -118,6 +120,7 @@ export function decodeLink(payload: Buffer): Link {
       bcastFlood: bool(slave, NL.IFLA_BRPORT_BCAST_FLOOD),
       neighSuppress: bool(slave, NL.IFLA_BRPORT_NEIGH_SUPPRESS),
       isolated: bool(slave, NL.IFLA_BRPORT_ISOLATED),
+      hairpin: bool(slave, NL.IFLA_BRPORT_MODE),
     };
   }
   return link;
@@ -392,6 +395,7 @@ export function setBridgePort(ref: LinkRef, p: Omit<BridgePortInfo, "state">, nl
     ["bcastFlood", NL.IFLA_BRPORT_BCAST_FLOOD],
     ["neighSuppress", NL.IFLA_BRPORT_NEIGH_SUPPRESS],
     ["isolated", NL.IFLA_BRPORT_ISOLATED],
+    ["hairpin", NL.IFLA_BRPORT_MODE],
   ];
   b.nest(NL.IFLA_PROTINFO, (pi) => {
     for (const [k, t] of flagAttrs) if (p[k] !== undefined) pi.u8(t, p[k] ? 1 : 0);

@@ -21,8 +21,9 @@ import type {
 } from "../api/contract";
 import { clsProgId, pinnedLinkInfo, type TcDirection } from "../datapath/attach";
 import type { MapFillInfo } from "../datapath/map-fill";
+import { portHooks } from "../datapath/port-datapath";
 import { encodeIfindex } from "../datapath/port-maps";
-import { OVERLAY_DEVICE, USER_BRIDGE, userBridgeNumber } from "../model/topology";
+import { macvtapLowerNames, OVERLAY_DEVICE, USER_BRIDGE, userBridgeNumber } from "../model/topology";
 import { getLink, type Link, listLinks } from "../netlink";
 import { SCHEMA_VERSION } from "../store/sqlite";
 import { localEndpoints } from "../store/store";
@@ -61,7 +62,11 @@ function serviceStates(rt: AgentRuntime): ServiceStatus[] | undefined {
 /** A table this full (and not an LRU, which evicts by design) is worth a warning. */
 export const FILL_WARNING = 0.9;
 
-const PORT_PROGS: Record<TcDirection, string> = { ingress: "stm_port_in", egress: "stm_port_out" };
+/** The program each tc hook of a port runs (a macvtap's the other way round: portHooks). */
+function portProgs(macvtap: boolean): Record<TcDirection, string> {
+  const h = portHooks(macvtap);
+  return { [h.in]: "stm_port_in", [h.out]: "stm_port_out" } as Record<TcDirection, string>;
+}
 
 /** Every port of this node's endpoints as the kernel has it (a cluster's other nodes'
  * endpoints are in the store, not in this kernel). */
@@ -98,6 +103,7 @@ export function portStates(rt: AgentRuntime): PortStatus[] {
         problems: [`interface ${ep.hostIf} does not exist`],
       };
     const ids = { ingress: 0, egress: 0 };
+    const PORT_PROGS = portProgs(ep.kind === "macvtap");
     for (const dir of ["ingress", "egress"] as const) {
       try {
         ids[dir] = clsProgId(link.index, dir, rt.svc.nl);
@@ -111,8 +117,18 @@ export function portStates(rt: AgentRuntime): PortStatus[] {
     }
     const config = ports.lookup(encodeIfindex(link.index)) !== null;
     if (!config) problems.push("no configuration entry in stm_ports");
-    const bridged = link.master !== undefined && bridges.has(link.master);
-    if (!bridged) problems.push(`not a port of ${USER_BRIDGE}`);
+    // A macvtap is on its lower link (whose inner end is a bridge's port), not a bridge's port.
+    const lower = ep.kind === "macvtap" ? links.get(macvtapLowerNames(ep).outer) : undefined;
+    const bridged =
+      ep.kind === "macvtap"
+        ? lower !== undefined && link.link === lower.index
+        : link.master !== undefined && bridges.has(link.master);
+    if (!bridged)
+      problems.push(
+        ep.kind === "macvtap"
+          ? `not on its lower device ${macvtapLowerNames(ep).outer}`
+          : `not a port of ${USER_BRIDGE}`,
+      );
     return {
       ...base,
       ifindex: link.index,

@@ -12,9 +12,10 @@
 import { Database } from "bun:sqlite";
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { removeMacvtapDevice } from "../backends";
 import { requirePrivilege } from "../datapath/probe";
 import { StratumError } from "../errors";
-import { bridgeLinkNumber, MGMT_BRIDGE, USER_BRIDGE, userBridgeNumber } from "../model/topology";
+import { bridgeLinkNumber, MACVTAP_LOWER, MGMT_BRIDGE, USER_BRIDGE, userBridgeNumber } from "../model/topology";
 import {
   type Address,
   deleteLinkIfExists,
@@ -163,12 +164,34 @@ function plan(o: UninstallOptions, nl: Rtnl, report: UninstallReport): void {
     if (l.master !== undefined && userBridges.has(l.master) && AGENT_IFNAME.test(l.name) && !ports.has(l.name))
       ports.set(l.name, "left on the bridge by an earlier agent");
   for (const [name, why] of ports) {
-    if (!links.some((l) => l.name === name)) continue;
+    const l = links.find((x) => x.name === name);
+    if (!l) continue;
     add("interface", `interface ${name} (${why})`, () => {
       setLink(name, { up: false }, nl); // down first: never a moment without its programs while it goes
       deleteLinkIfExists(name, nl);
+      // A VM's macvtap: the device node the agent made for its VMM.
+      if (l.kind === "macvtap") removeMacvtapDevice(l.index);
     });
   }
+  // The macvtap lower links: the shared one, and a passthru VM's own (named for its port).
+  const lowers = links.filter(
+    (l) =>
+      l.name === MACVTAP_LOWER.outer ||
+      l.name === MACVTAP_LOWER.inner ||
+      (l.name.length > 1 && ports.has(l.name.slice(0, -1)) && /[lb]$/.test(l.name)),
+  );
+  // One step a pair: its outer end (the inner goes with it), or an inner end left alone.
+  const outerOf = (name: string) => (name === MACVTAP_LOWER.inner ? MACVTAP_LOWER.outer : `${name.slice(0, -1)}l`);
+  for (const l of lowers)
+    if (
+      l.name === MACVTAP_LOWER.outer ||
+      (l.name !== MACVTAP_LOWER.inner && l.name.endsWith("l")) ||
+      !lowers.some((x) => x.name === outerOf(l.name))
+    )
+      add("interface", `macvtap lower link ${l.name}`, () => {
+        setLink(l.name, { up: false }, nl);
+        deleteLinkIfExists(l.name, nl);
+      });
 
   // Pinned links (the uplink's XDP and tcx links, counters): detach, remembering the uplink.
   // Only what Stratum pins: its own directories under the pin root, nothing else there.
@@ -191,6 +214,7 @@ function plan(o: UninstallOptions, nl: Rtnl, report: UninstallReport): void {
       l.master === user.index &&
       !AGENT_IFNAME.test(l.name) &&
       !ports.has(l.name) &&
+      !lowers.includes(l) &&
       bridgeLinkNumber(l.name) === undefined,
   );
   for (const l of uplinks)

@@ -1,7 +1,7 @@
 /** The node's two bridges, up, each with the MAC of this machine (never the lowest of its ports),
  * and the user bridge's extensions with their links (services/user-bridges.ts). */
 import { StratumError } from "../errors";
-import { bridgeLinkNumber, MGMT_BRIDGE, USER_BRIDGE, userBridgeName } from "../model/topology";
+import { bridgeLinkNumber, MGMT_BRIDGE, macvtapLowerNames, USER_BRIDGE, userBridgeName } from "../model/topology";
 import { createBridge, getLink, listFdb, NL, type Rtnl, setLink } from "../netlink";
 import { bridgeMac } from "../netlink/bridge-mac";
 import type { Reconciler } from "./reconciler";
@@ -59,7 +59,13 @@ export const bridges: Reconciler = {
     const ub = run.svc.ctx.bridges;
     const dump = run.links();
     ub.count(dump);
-    const byHostIf = new Map(run.endpoints.map((e) => [e.hostIf, e.mac.toLowerCase()]));
+    // A passthru VM's lower link's inner end is its port on a bridge.
+    const byHostIf = new Map(
+      run.endpoints.map((e) => [
+        e.kind === "macvtap" && e.macvtapMode === "passthru" ? macvtapLowerNames(e).inner : e.hostIf,
+        e.mac.toLowerCase(),
+      ]),
+    );
     const wanted = new Map<number, Set<string>>();
     const used = new Set<number>();
     for (const l of dump) {

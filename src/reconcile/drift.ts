@@ -17,7 +17,7 @@
  * reconcile pass (seal.ts) trusts the kernel's per-port state only while none came. Pure:
  * no I/O. */
 
-import { bridgeLinkNumber, USER_BRIDGE, userBridgeNumber } from "../model/topology";
+import { bridgeLinkNumber, MACVTAP_LOWER, USER_BRIDGE, userBridgeNumber } from "../model/topology";
 import { NL, type RtnlEvent, STRATUM_ADDR_PROTO } from "../netlink";
 
 /** What the store asks of the kernel, as far as notices can tell. */
@@ -141,7 +141,9 @@ export class DriftWatch {
     const extension = (name: string | undefined): boolean =>
       name !== undefined &&
       name !== USER_BRIDGE &&
-      (userBridgeNumber(name) !== undefined || bridgeLinkNumber(name) !== undefined);
+      (userBridgeNumber(name) !== undefined ||
+        bridgeLinkNumber(name) !== undefined ||
+        Object.values(MACVTAP_LOWER).includes(name as never));
     switch (ev.kind) {
       case "link": {
         const l = ev.link;
@@ -268,9 +270,14 @@ export class DriftWatch {
       if (l.mac && l.mac !== bridge) return `bridge ${name} has MAC ${l.mac}, not ${bridge}`;
       return undefined;
     }
-    // The uplink belongs on cnv-user-br0; an endpoint's port on it or one of its extensions.
-    const on = name === want.uplink ? l.master === userBridge : l.master !== undefined && userBridges.has(l.master);
-    if (userBridge === undefined || !on) return `${what} ${name} is not a port of ${USER_BRIDGE}`;
+    // The uplink belongs on cnv-user-br0; an endpoint's port on it or one of its extensions; a
+    // VM's macvtap on its lower device (a whole run checks which).
+    if (l.kind === "macvtap" && what === "port") {
+      if (l.link === undefined) return `macvtap ${name} has no lower device`;
+    } else {
+      const on = name === want.uplink ? l.master === userBridge : l.master !== undefined && userBridges.has(l.master);
+      if (userBridge === undefined || !on) return `${what} ${name} is not a port of ${USER_BRIDGE}`;
+    }
     if (!l.up) return `${what} ${name} is down`;
     return undefined;
   }

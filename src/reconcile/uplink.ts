@@ -3,7 +3,7 @@
  * unfiltered and every port knows a frame bridged from it came straight from the LAN. A cluster
  * node's frames leave it with the NIC's own MAC (bpf/include/stm_uplink_mac.h). */
 import { StratumError } from "../errors";
-import { bridgeLinkNames, OVERLAY_DEVICE, USER_BRIDGE } from "../model/topology";
+import { bridgeLinkNames, macvtapLowerNames, OVERLAY_DEVICE, USER_BRIDGE } from "../model/topology";
 import { getLink, setLink } from "../netlink";
 import { anycastInUse, bridgeMac } from "./bridges";
 import type { Reconciler } from "./reconciler";
@@ -40,6 +40,17 @@ export const uplink: Reconciler = {
             .filter((l) => l !== null),
         )
       : ub.linkEnds(run.links());
+    // VMs' macvtaps and their lower links' inner ends are the endpoints' (endpoint-service.ts).
+    const vmNames = run.endpoints
+      .filter((e) => e.kind === "macvtap")
+      .flatMap((e) => [e.hostIf, macvtapLowerNames(e).inner]);
+    if (vmNames.length) {
+      const byName = run.quick ? undefined : new Map(run.links().map((l) => [l.name, l.index]));
+      for (const name of vmNames) {
+        const i = byName ? byName.get(name) : getLink(name, run.svc.nl)?.index;
+        if (i !== undefined) links.add(i);
+      }
+    }
     for (const i of run.svc.dp.ifaceIndexes())
       if (i !== keep && i !== overlay && !links.has(i)) {
         run.svc.dp.deleteIface(i);

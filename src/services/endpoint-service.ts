@@ -5,20 +5,21 @@
  * undone in reverse: no profile claimed, no interface, no program, no map entry left. */
 import { existsSync } from "node:fs";
 import type { EndpointView } from "../api/contract";
-import { BACKENDS, Undo } from "../backends";
+import { BACKENDS, ensureMacvtapDevice, macvtapDevice, removeMacvtapDevice, Undo } from "../backends";
 import { clsProgIds } from "../datapath/attach";
 import { announcement } from "../datapath/packet";
 import { PROFILE_F } from "../datapath/port-maps";
 import { SHAPE_KIND } from "../datapath/shape-maps";
-import { StratumError } from "../errors";
+import { ERRNO, StratumError } from "../errors";
 import type { EgressCap } from "../model/egress-cap";
 import { formatIp, hostRange, parseIp, parseSubnet } from "../model/ip";
 import { checkName, hostAddress, hostIndex, profileIp6, profileMac } from "../model/network";
-import { hostIfName, MAX_TAP_QUEUES, USER_BRIDGE } from "../model/topology";
+import { hostIfName, MAX_TAP_QUEUES, macvtapLowerNames, USER_BRIDGE } from "../model/topology";
 import {
   addAddress,
   addFdb,
   addRoute,
+  deleteFdb,
   deleteLinkIfExists,
   getLink,
   type Link,
@@ -29,12 +30,13 @@ import {
   setBridgePort,
   setLink,
 } from "../netlink";
-import { type Endpoint, isLocalEndpoint, type StoredNetwork } from "../store/store";
+import { type Endpoint, isLocalEndpoint, MACVTAP_MODES, type MacvtapMode, type StoredNetwork } from "../store/store";
 import { PacketSocket } from "../sys/os";
 import { endpointEntries, growth } from "./capacity";
 import type { NetworkService } from "./network-service";
 import { checkIfName, endpointLocals, portConfig } from "./port-config";
 import type { ServiceContext } from "./service-context";
+import { ipv6Off } from "./user-bridges";
 
 export interface AttachRequest {
   network: string;
@@ -44,6 +46,8 @@ export interface AttachRequest {
   tap?: string;
   /** tap: the queues its VMM may open (more than 1: a multi-queue tap). */
   queues?: number;
+  /** A VM on a macvtap in this mode (docs/networks.md#vms-on-a-macvtap). */
+  macvtap?: MacvtapMode;
   ip?: string;
   configure?: boolean;
   /** Its microsegmentation group. */
@@ -85,6 +89,7 @@ export class EndpointService {
       kind: e.kind,
       interface: e.hostIf,
       queues: e.kind === "tap" ? (e.queues ?? 1) : null,
+      macvtap: e.kind === "macvtap" ? this.#macvtapView(e) : null,
       netns: e.netns ?? null,
       ifname: e.ifname ?? null,
       egress: e.egress ? { rate: e.egress.rate, burst: e.egress.burst } : null,
@@ -95,6 +100,15 @@ export class EndpointService {
       createdAt: e.createdAt,
       drops: null,
       egressCounts: null,
+    };
+  }
+
+  #macvtapView(e: Endpoint): NonNullable<EndpointView["macvtap"]> {
+    const link = isLocalEndpoint(this.store, e) ? getLink(e.hostIf, this.nl) : null;
+    return {
+      mode: e.macvtapMode ?? "bridge",
+      device: link ? macvtapDevice(link.index) : null,
+      lower: macvtapLowerNames(e).outer,
     };
   }
 
@@ -178,8 +192,13 @@ export class EndpointService {
   attach(req: AttachRequest): EndpointView {
     const name = checkName("endpoint", req.name);
     const n = this.networks.must(req.network);
-    if ((req.netns === undefined) === (req.tap === undefined))
-      throw new StratumError("INVALID", "give exactly one of --netns (container) or --tap (VM)");
+    const kinds = [req.netns, req.tap, req.macvtap].filter((x) => x !== undefined).length;
+    if (kinds !== 1)
+      throw new StratumError("INVALID", "give exactly one of --netns (container), --tap or --macvtap (VM)");
+    if (req.macvtap !== undefined && !MACVTAP_MODES.includes(req.macvtap))
+      throw new StratumError("INVALID", `--macvtap ${req.macvtap}: give one of ${MACVTAP_MODES.join(", ")}`);
+    if (req.macvtap !== undefined && req.configure)
+      throw new StratumError("INVALID", "--configure applies to --netns endpoints (a VM configures itself)");
     const same = this.store.getEndpoint(name);
     if (same)
       throw new StratumError("CONFLICT", `endpoint ${name} already exists${same.node ? ` on node ${same.node}` : ""}`);
@@ -200,6 +219,12 @@ export class EndpointService {
     let { index, ip } = this.#pickAddress(n, req.ip);
     const prefixLen = parseSubnet(n.cidr).prefixLen;
     const hostIf = req.tap ?? hostIfName(name);
+    if (req.macvtap === "passthru") {
+      // Its own lower link, named for its port: nothing there yet.
+      for (const l of Object.values(macvtapLowerNames({ hostIf, macvtapMode: "passthru" })))
+        if (typeof l === "string" && getLink(l, this.nl))
+          throw new StratumError("CONFLICT", `interface ${l} already exists on this node`);
+    }
     const ifname = req.netns !== undefined ? (req.ifname ?? "eth0") : undefined;
 
     if (getLink(hostIf, this.nl)) throw new StratumError("CONFLICT", `interface ${hostIf} already exists on this node`);
@@ -222,12 +247,13 @@ export class EndpointService {
           ip,
           mac: profileMac(n.id, index),
           hostIndex: index,
-          kind: req.tap !== undefined ? "tap" : "veth",
+          kind: req.tap !== undefined ? "tap" : req.macvtap !== undefined ? "macvtap" : "veth",
           hostIf,
           netns: req.netns,
           ifname,
           ...(req.group !== undefined ? { group: req.group } : {}),
           ...(req.queues !== undefined && req.queues > 1 ? { queues: req.queues } : {}),
+          ...(req.macvtap !== undefined ? { macvtapMode: req.macvtap } : {}),
         });
       let ep: Endpoint;
       for (let tries = 1; ; tries++)
@@ -270,8 +296,12 @@ export class EndpointService {
   #preparePort(ep: Endpoint, n: StoredNetwork, undo: Undo, links?: Map<string, Link>): Link {
     let link = links ? (links.get(ep.hostIf) ?? null) : getLink(ep.hostIf, this.nl);
     if (!link) {
-      link = BACKENDS[ep.kind].plug(ep, n, this.nl, undo);
+      link = BACKENDS[ep.kind].plug(ep, n, this.nl, undo, { bridges: this.ctx.bridges });
       this.dp.clearDrops(link.index); // a new device may reuse the ifindex of a deleted one
+    } else if (ep.kind === "macvtap") {
+      // Its lower link whole (a restore), its device node there (a reboot clears /dev).
+      this.ctx.bridges.ensureMacvtapLower(macvtapLowerNames(ep), links);
+      ensureMacvtapDevice(ep.hostIf, link.index);
     }
     // Programs and port configuration go in before the port comes up: never a moment without them.
     const ifindex = link.index;
@@ -282,6 +312,14 @@ export class EndpointService {
     for (const a of endpointLocals(ep, n)) {
       this.dp.setLocal(a, ifindex, n.id);
       undo.push(`forget local address ${a}`, () => this.dp.deleteLocal(a));
+    }
+    if (ep.kind === "macvtap") {
+      // What its programs and the lower link's read (stm_from, stm_mvl_out); no IPv6 of the
+      // node's own on it (the guest's MAC is the device's: the node's link-local address and
+      // router solicitations would be the guest's).
+      this.dp.setIface(ifindex, { kind: "macvtap" });
+      undo.push("remove interface entry", () => this.dp.deleteIface(ifindex));
+      ipv6Off(ep.hostIf);
     }
     return link;
   }
@@ -296,8 +334,12 @@ export class EndpointService {
     current?: Partial<Record<"ingress" | "egress", number>>,
   ): void {
     const ifindex = link.index;
-    this.dp.attachPort(ifindex, { nl: this.ctx.nl, current });
+    this.dp.attachPort(ifindex, { nl: this.ctx.nl, current, macvtap: ep.kind === "macvtap" });
     undo.push("detach port programs", () => this.dp.detachPort(ifindex));
+    if (ep.kind === "macvtap") {
+      this.#wireMacvtap(ep, link, undo, fdbs);
+      return;
+    }
     // Each step only when the kernel differs: a restore of a port that is right changes nothing.
     let port = link;
     const bridges = this.ctx.bridges;
@@ -325,6 +367,38 @@ export class EndpointService {
       }
     }
     if (!port.up) setLink(ep.hostIf, { up: true }, this.nl);
+  }
+
+  /** The rest of a macvtap's wiring: the static FDB entry for its MAC on the lower link's inner
+   * end (and cnv-user-br0's on an extension's link, for a passthru VM's placed there), then up. */
+  #wireMacvtap(ep: Endpoint, link: Link, undo: Undo, fdbs?: Map<number, string[]>): void {
+    const names = macvtapLowerNames(ep);
+    const inner = getLink(names.inner, this.nl);
+    if (!inner) throw new StratumError("NOT_FOUND", `macvtap lower link ${names.inner} does not exist`);
+    const mac = ep.mac.toLowerCase();
+    if (!fdbs?.get(inner.index)?.includes(mac)) {
+      addFdb({ dev: names.inner, mac: ep.mac }, {}, this.nl);
+      undo.push(`remove the FDB entry for ${ep.mac}`, () => this.#deleteFdbQuietly(names.inner, ep.mac));
+    }
+    const br = this.ctx.bridges.bridgeOf(inner.master);
+    if (br && br.number > 0) {
+      const main = fdbs?.get(this.ctx.bridges.linkIndex(br.number) ?? -1);
+      if (!main?.includes(mac)) {
+        this.ctx.bridges.addMainEntry(br.number, ep.mac);
+        undo.push(`remove ${USER_BRIDGE}'s entry for ${ep.mac}`, () =>
+          this.ctx.bridges.deleteMainEntry(br.number, ep.mac),
+        );
+      }
+    }
+    if (!link.up) setLink(ep.hostIf, { up: true }, this.nl);
+  }
+
+  #deleteFdbQuietly(dev: string, mac: string): void {
+    try {
+      deleteFdb({ dev, mac }, this.nl);
+    } catch (e) {
+      if (!(e instanceof StratumError && (e.errno === ERRNO.ENOENT || e.errno === ERRNO.ENODEV))) throw e;
+    }
   }
 
   /** A port's configuration and its endpoint's cap, in the order that never leaves the port
@@ -397,7 +471,38 @@ export class EndpointService {
    * exists): down first, then programs off, so the port never passes traffic without them;
    * its map entries and local addresses, then the device. The claim is the caller's. */
   #unplugPort(ep: Endpoint, n: StoredNetwork, link: Link | null | undefined): void {
-    if (link) {
+    if (link && ep.kind === "macvtap") {
+      // Down, programs off, entries out, its FDB entry, its device node; a passthru VM's own
+      // lower link goes with it.
+      setLink(ep.hostIf, { up: false }, this.nl);
+      this.dp.detachPort(link.index);
+      this.dp.deletePort(link.index);
+      this.dp.deleteIface(link.index);
+      this.dp.deleteCap(SHAPE_KIND.ENDPOINT, link.index);
+      this.dp.clearDrops(link.index);
+      removeMacvtapDevice(link.index);
+    }
+    if (ep.kind === "macvtap") {
+      const names = macvtapLowerNames(ep);
+      const inner = getLink(names.inner, this.nl);
+      const br = inner ? this.ctx.bridges.bridgeOf(inner.master) : undefined;
+      if (br && br.number > 0) this.ctx.bridges.deleteMainEntry(br.number, ep.mac);
+      if (names.own) this.ctx.bridges.removeMacvtapLower(names);
+      else if (inner) {
+        this.#deleteFdbQuietly(names.inner, ep.mac);
+        // The shared lower link is there while a VM of this node uses it.
+        const others = this.store
+          .listEndpoints()
+          .some(
+            (e) =>
+              e.name !== ep.name &&
+              e.kind === "macvtap" &&
+              e.macvtapMode !== "passthru" &&
+              isLocalEndpoint(this.store, e),
+          );
+        if (!others) this.ctx.bridges.removeMacvtapLower(names);
+      }
+    } else if (link) {
       setLink(ep.hostIf, { up: false }, this.nl);
       const br = this.ctx.bridges.bridgeOf(link.master);
       if (br && br.number > 0) this.ctx.bridges.deleteMainEntry(br.number, ep.mac);

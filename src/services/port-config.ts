@@ -8,9 +8,15 @@ import type { Endpoint, StoredNetwork } from "../store/store";
 
 /** What a port's programs check for an endpoint of network `n` (in microsegmentation group
  * `group`, 0: none). */
-export function portConfig(ep: Pick<Endpoint, "ip" | "mac" | "egress">, n: StoredNetwork, group = 0): PortConfig {
+export function portConfig(
+  ep: Pick<Endpoint, "ip" | "mac" | "egress" | "kind" | "macvtapMode">,
+  n: StoredNetwork,
+  group = 0,
+): PortConfig {
   return {
     ...(group ? { group } : {}),
+    ...(ep.kind === "macvtap" ? { macvtap: true } : {}),
+    ...(ep.macvtapMode === "private" ? { vmPrivate: true } : {}),
     ...(ep.egress ? { shaped: true } : {}),
     ...(n.extendToLan ? { lan: true } : {}),
     netId: n.id,

@@ -36,7 +36,7 @@ import { type BridgeLimits, bridgeLimits, mainEndpointsMax } from "./capacity";
 
 /** Turns IPv6 off on a device (its link-local address, router solicitations, MLD): true when it
  * was on. A kernel without IPv6 has nothing to turn off. */
-function ipv6Off(dev: string): boolean {
+export function ipv6Off(dev: string): boolean {
   const path = `/proc/sys/net/ipv6/conf/${dev}/disable_ipv6`;
   try {
     if (readFileSync(path, "utf8").trim() === "1") return false;
@@ -254,6 +254,69 @@ export class UserBridges {
     wire(ext, br, true);
     this.#mainEnds.set(n, main.index);
     return { bridge: br, changed };
+  }
+
+  /** Makes (or repairs) a macvtap lower link (docs/networks.md#vms-on-a-macvtap): the veth
+   * pair, the inner end a link end (its interface entry, stm_link_in/out) and a port of a user
+   * bridge (cnv-user-br0 for the shared one; placed as an endpoint's port for a passthru VM's
+   * own), learning and unknown-unicast flooding off, hairpin on for the shared one (the bridge
+   * reflects VEPA traffic); the outer end with stm_mvl_out on egress; IPv6 off on both; then up.
+   * Idempotent. Returns the outer end (the macvtaps' lower device) and the bridge of the inner. */
+  ensureMacvtapLower(
+    names: { outer: string; inner: string; own: boolean },
+    links?: Map<string, Link>,
+  ): { outer: Link; inner: Link; bridge: UserBridge } {
+    const get = (name: string) => (links ? (links.get(name) ?? null) : getLink(name, this.nl));
+    let outer = get(names.outer);
+    let inner = get(names.inner);
+    if (!outer || !inner || outer.kind !== "veth" || inner.kind !== "veth") {
+      deleteLinkIfExists(names.outer, this.nl);
+      deleteLinkIfExists(names.inner, this.nl);
+      outer = createVeth(names.outer, names.inner, { mtu: LINK_MTU }, this.nl);
+      inner = getLink(names.inner, this.nl) as Link;
+    }
+    this.dp.setIface(inner.index, { kind: "link" });
+    this.dp.attachLink(inner.index);
+    this.dp.attachMacvtapLower(outer.index);
+    ipv6Off(names.outer);
+    ipv6Off(names.inner);
+    let bridge: UserBridge | undefined;
+    if (names.own) bridge = this.join(inner);
+    else {
+      bridge = this.bridgeOf(inner.master);
+      if (bridge?.number !== 0) {
+        setLink(names.inner, { master: USER_BRIDGE }, this.nl);
+        inner = getLink(names.inner, this.nl) as Link;
+        bridge = this.bridgeOf(inner.master);
+        if (bridge) this.#fill.set(bridge.index, (this.#fill.get(bridge.index) ?? 0) + 1);
+        this.#mainOthers++;
+      }
+    }
+    if (!bridge) throw new StratumError("NOT_FOUND", `bridge ${USER_BRIDGE} does not exist`);
+    const hairpin = !names.own;
+    if (
+      inner.bridgePort?.learning !== false ||
+      inner.bridgePort?.unicastFlood !== false ||
+      (inner.bridgePort?.hairpin ?? false) !== hairpin
+    )
+      setBridgePort(names.inner, { learning: false, unicastFlood: false, hairpin }, this.nl);
+    if (!inner.up) setLink(names.inner, { up: true }, this.nl);
+    if (!outer.up) setLink(names.outer, { up: true }, this.nl);
+    return { outer: getLink(names.outer, this.nl) as Link, inner, bridge };
+  }
+
+  /** Removes a macvtap lower link (its macvtaps go with its outer end). */
+  removeMacvtapLower(names: { outer: string; inner: string }): void {
+    const inner = getLink(names.inner, this.nl);
+    if (inner) {
+      const br = this.bridgeOf(inner.master);
+      setLink(names.inner, { up: false }, this.nl);
+      this.dp.deleteIface(inner.index);
+      deleteLinkIfExists(names.inner, this.nl);
+      if (br) this.left(br.index);
+      if (br?.number === 0) this.#mainOthers = Math.max(0, this.#mainOthers - 1);
+    }
+    deleteLinkIfExists(names.outer, this.nl);
   }
 
   /** Removes extension `n` with its link (its endpoints' ports must be gone). */

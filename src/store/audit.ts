@@ -9,6 +9,7 @@ import { type DnsRecord, validateDnsRecord } from "../model/dns-record";
 import { validateCap } from "../model/egress-cap";
 import { FW_GLOBAL_SCOPE, parseRule, type Rule, ruleSpec } from "../model/firewall-rule";
 import { checkName, hostIndex, type Network, type NetworkSpec, profileMac, validateNetwork } from "../model/network";
+import { MACVTAP_MODES } from "./store";
 
 /** Parents before dependents: the order rows are checked in. Deleting goes the other way. */
 export const AUDITED_TABLES = ["networks", "endpoints", "fw_rules", "fw_global", "dns_records", "dhcp_leases"] as const;
@@ -148,7 +149,10 @@ export class RowAudit {
     const n = this.#nets.get(r.network_id as number) as Network & { id: number };
     if (typeof r.name !== "string") return "its name is not text";
     checkName("endpoint", r.name);
-    if (r.kind !== "veth" && r.kind !== "tap") return `kind ${label(r.kind)} is neither veth nor tap`;
+    if (r.kind !== "veth" && r.kind !== "tap" && r.kind !== "macvtap")
+      return `kind ${label(r.kind)} is not veth, tap or macvtap`;
+    if (r.kind === "macvtap" && !(MACVTAP_MODES as readonly unknown[]).includes(r.macvtap_mode))
+      return `a macvtap endpoint with mode ${label(r.macvtap_mode)}`;
     if (typeof r.ip !== "string") return "its ip is not text";
     const index = hostIndex(n.cidr, r.ip);
     if (index !== r.host_index)

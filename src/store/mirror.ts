@@ -366,8 +366,8 @@ export class MirrorWriter {
         const netId = this.#networkId(e.network);
         if (netId === undefined) return; // its network comes later (a listing applies networks first)
         db.query(
-          `INSERT OR REPLACE INTO endpoints (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at, egress_rate, egress_burst, node, mseg_group, queues)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT OR REPLACE INTO endpoints (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at, egress_rate, egress_burst, node, mseg_group, queues, macvtap_mode)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         ).run(
           e.name,
           netId,
@@ -384,6 +384,7 @@ export class MirrorWriter {
           e.node ?? "",
           e.group ?? null,
           e.queues && e.queues > 1 ? e.queues : null,
+          e.macvtapMode ?? null,
         );
         return;
       }

@@ -36,7 +36,9 @@ import {
 import type {
   BlockEntry,
   Endpoint,
+  EndpointKind,
   Lease,
+  MacvtapMode,
   QuarantinedRow,
   RawLeaseRow,
   Store,
@@ -224,6 +226,8 @@ const MIGRATIONS: string[] = [
   `CREATE INDEX IF NOT EXISTS endpoints_host_if ON endpoints (host_if);`,
   // A VM's multi-queue tap: the queues its VMM may open (NULL: a tap of one queue, a veth).
   `ALTER TABLE endpoints ADD COLUMN queues INTEGER;`,
+  // A VM's macvtap: its mode (NULL: not a macvtap).
+  `ALTER TABLE endpoints ADD COLUMN macvtap_mode TEXT;`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -246,7 +250,7 @@ interface EndpointRow {
   host_index: number;
   ip: string;
   mac: string;
-  kind: "veth" | "tap";
+  kind: EndpointKind;
   host_if: string;
   netns: string | null;
   ifname: string | null;
@@ -256,6 +260,7 @@ interface EndpointRow {
   node: string;
   mseg_group: string | null;
   queues: number | null;
+  macvtap_mode: MacvtapMode | null;
 }
 
 /** A row as JSON for the quarantine table: blobs as hex, so nothing is lost in the text. */
@@ -495,6 +500,7 @@ export class SqliteStore implements Store {
       ...(r.node ? { node: r.node } : {}),
       ...(r.mseg_group ? { group: r.mseg_group } : {}),
       ...(r.queues && r.queues > 1 ? { queues: r.queues } : {}),
+      ...(r.macvtap_mode ? { macvtapMode: r.macvtap_mode } : {}),
     };
   }
 
@@ -622,7 +628,7 @@ export class SqliteStore implements Store {
       if (holder) throw new StratumError("INVALID", `${ep.ip} is already claimed by endpoint ${holder.name}`);
       this.db
         .query(
-          "INSERT INTO endpoints (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at, node, mseg_group, queues) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          "INSERT INTO endpoints (name, network_id, host_index, ip, mac, kind, host_if, netns, ifname, created_at, node, mseg_group, queues, macvtap_mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .run(
           ep.name,
@@ -638,6 +644,7 @@ export class SqliteStore implements Store {
           ep.node ?? "",
           ep.group ?? null,
           ep.queues && ep.queues > 1 ? ep.queues : null,
+          ep.macvtapMode ?? null,
         );
       return this.getEndpoint(ep.name) as Endpoint;
     })();

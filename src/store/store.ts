@@ -10,6 +10,7 @@ import type { EgressCap } from "../model/egress-cap";
 import type { DefaultAction, Rule, StoredRule } from "../model/firewall-rule";
 import type { MicrosegDoc } from "../model/microseg";
 import type { Network } from "../model/network";
+import type { MacvtapMode } from "../model/topology";
 import type { LbDoc } from "../model/vip";
 
 export interface StoredNetwork extends Network {
@@ -18,7 +19,9 @@ export interface StoredNetwork extends Network {
   createdAt: string;
 }
 
-export type EndpointKind = "veth" | "tap";
+export type EndpointKind = "veth" | "tap" | "macvtap";
+
+export { MACVTAP_MODES, type MacvtapMode } from "../model/topology";
 
 export interface Endpoint {
   name: string;
@@ -42,6 +45,8 @@ export interface Endpoint {
   /** tap: the queues a VMM may open on it (a multi-queue tap, IFF_MULTI_QUEUE, when more
    * than one); absent: one. */
   queues?: number;
+  /** macvtap: its mode (present exactly for a macvtap). */
+  macvtapMode?: MacvtapMode;
 }
 
 export interface Store {

@@ -236,6 +236,7 @@ export function createPersistentTap(
 
 const O_NONBLOCK = 0o4000;
 const EAGAIN = 11;
+const EEXIST = 17;
 
 /** One queue of an existing tap, as a VMM holds it: /dev/net/tun attached to the tap by name
  * (TUNSETIFF, in this thread's network namespace), reading and writing whole Ethernet frames
@@ -245,13 +246,17 @@ export class TapQueue implements Disposable {
   #fd: number;
   readonly #rx = Buffer.alloc(65536);
 
-  constructor(name: string, o: { multiQueue?: boolean; vnetHdr?: boolean } = {}) {
-    const fd = libc().open(cstr("/dev/net/tun"), O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
-    if (fd < 0) throw sysError(`open a queue of tap ${name}: open /dev/net/tun`, errno());
-    if (!tunSetIff(fd, name, o)) {
+  /** A queue of tap `name` (/dev/net/tun attached by name); or, with `device`, a queue of a
+   * macvtap through its character device (/dev/tapN: each open is a queue), its virtio-net
+   * header turned off (a frame is read and written bare). */
+  constructor(name: string, o: { multiQueue?: boolean; vnetHdr?: boolean; device?: string } = {}) {
+    const path = o.device ?? "/dev/net/tun";
+    const fd = libc().open(cstr(path), O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
+    if (fd < 0) throw sysError(`open a queue of ${name}: open ${path}`, errno());
+    if (!tunSetIff(fd, o.device ? "" : name, o)) {
       const e = errno();
       libc().close(fd);
-      throw sysError(`open a queue of tap ${name}`, e);
+      throw sysError(`open a queue of ${name}`, e);
     }
     this.#fd = fd;
   }
@@ -283,6 +288,25 @@ export class TapQueue implements Disposable {
   }
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/** glibc's makedev(): a device number as stat's st_rdev holds it. */
+export function makedev(major: number, minor: number): number {
+  return Number(
+    (BigInt(major & 0xfff) << 8n) |
+      BigInt(minor & 0xff) |
+      (BigInt(minor & ~0xff) << 12n) |
+      (BigInt(major & ~0xfff) << 32n),
+  );
+}
+
+/** Makes the character device node `path` for device `major`:`minor` (mode 0600; one already
+ * there is left). */
+export function mknodChar(path: string, major: number, minor: number): void {
+  if (libc().mknod(cstr(path), 0o20600, BigInt(makedev(major, minor))) < 0) {
+    const e = errno();
+    if (e !== EEXIST) throw sysError(`make device node ${path}`, e);
   }
 }
 

@@ -1,5 +1,5 @@
 /** `uninstall` end to end: a node with an uplink, two networks (one capped, one with rules),
- * a container and a VM endpoint, a blocklist and a pinned counter. Refused while the agent
+ * a container and VM endpoints (a tap, macvtaps), a blocklist and a pinned counter. Refused while the agent
  * runs; --dry-run changes nothing; uninstall leaves the namespace with its loopback and the
  * operator's NIC (out of the bridge, without programs), no address of Stratum's and no pin
  * root, but the store; an agent started again restores everything from it; --purge then
@@ -44,6 +44,9 @@ beforeAll(async () => {
   A.json("network", "create", "--name", "u2", "--cidr", "10.72.2.0/24", "--gateway", "10.72.2.1");
   A.json("network", "attach", "u1", "--name", "web", "--netns", c1.name, "--configure");
   A.json("network", "attach", "u2", "--name", "vm", "--tap", "unitap0");
+  // VMs on macvtaps: the shared lower link, and a passthru VM's own.
+  A.json("network", "attach", "u2", "--name", "vm-mb", "--macvtap", "bridge");
+  A.json("network", "attach", "u2", "--name", "vm-mp", "--macvtap", "passthru");
   A.json("firewall", "rule", "add", "u2", "--priority", "10", "--proto", "tcp", "--dport", "22", "--action", "allow");
   A.json("firewall", "blocklist", "add", "192.0.2.0/24");
   const counter = A.ns.enter([BINARY, "datapath", "counter", "attach", "--dev", "upl0", "--pin-root", A.pins.path]);
@@ -62,7 +65,7 @@ test("refused while the agent runs, nothing changed", () => {
   expect(r.code).toBe(2);
   expect(r.stderr).toContain(`an agent is running on pin root ${A.pins.path}: stop it first`);
   expect(linkNames()).toEqual(before);
-  expect(A.json("endpoint", "list")).toHaveLength(2);
+  expect(A.json("endpoint", "list")).toHaveLength(4);
 });
 
 test("--dry-run lists every piece and changes nothing", async () => {
@@ -78,7 +81,11 @@ test("--dry-run lists every piece and changes nothing", async () => {
   expect(whats).toContain("interface unitap0 (endpoint vm)");
   expect(whats).toContain("uplink upl0 from cnv-user-br0 (the NIC itself stays)");
   expect(whats.some((w) => w.includes("links/uplink-xdp"))).toBe(true);
-  expect(whats).toEqual(expect.arrayContaining(["bridge cnv-user-br0", "bridge cnv-mgmt-br0"]));
+  expect(whats).toEqual(
+    expect.arrayContaining(["bridge cnv-user-br0", "bridge cnv-mgmt-br0", "macvtap lower link cnv-user-mvla"]),
+  );
+  // The shared lower link's bridge end is Stratum's, not an uplink to take off the bridge.
+  expect(whats.some((w: string) => w.includes("uplink cnv-user-mvl"))).toBe(false);
   expect(plan.steps.every((s: any) => s.done === false)).toBe(true);
   expect(linkNames()).toEqual(before);
   expect(existsSync(A.pins.path)).toBe(true);
@@ -111,7 +118,7 @@ test("uninstall: only loopback and the operator's NIC remain, no address of Stra
 test("an agent started again restores everything from the store; --purge then removes the store too", async () => {
   await startAgent();
   const eps = A.json("endpoint", "list").map((e: any) => e.name);
-  expect(eps).toEqual(["vm", "web"]);
+  expect(eps).toEqual(["vm", "vm-mb", "vm-mp", "web"]);
   // The container's interface is back with its profile MAC; its address is the workload's
   // own business (DHCP, or as here by hand).
   const web = A.json("endpoint", "show", "web");

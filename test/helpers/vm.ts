@@ -28,13 +28,13 @@ export class TestVm implements Disposable {
     tap: string,
     nsPath: string,
     readonly mac: string,
-    o: { queues?: number } = {},
+    o: { queues?: number; device?: string } = {},
   ) {
     const n = o.queues ?? 1;
     this.queues = inNetns(nsPath, () => {
       const qs: TapQueue[] = [];
       try {
-        for (let i = 0; i < n; i++) qs.push(new TapQueue(tap, { multiQueue: n > 1 }));
+        for (let i = 0; i < n; i++) qs.push(new TapQueue(tap, { multiQueue: n > 1, device: o.device }));
       } catch (e) {
         for (const q of qs) q.close();
         throw e;

@@ -298,7 +298,8 @@ test("a database from before the blocklist's two tables is migrated: rows kept i
        ('2001:db8::/32', 6, '2024-01-01T00:00:00.000Z'), ('100.0.0.0/8', 4, '2024-01-01T00:00:00.000Z'),
        ('10.0.0.1/8', 4, 'x'), ('2001:DB8:1::/48', 6, 'x'), ('192.0.2.0/24', 6, 'x');
      ALTER TABLE endpoints DROP COLUMN queues;
-     PRAGMA user_version = ${SCHEMA_VERSION - 3}`, // before the blocklist's migration (then the host_if index, the taps' queues)
+     ALTER TABLE endpoints DROP COLUMN macvtap_mode;
+     PRAGMA user_version = ${SCHEMA_VERSION - 4}`, // before the blocklist's migration (then the host_if index, the taps' queues, the macvtaps' modes)
   );
   s.close();
   s = new SqliteStore(path);
@@ -685,11 +686,50 @@ test("a tap's queues are stored (more than one), and a database from before them
   s = new SqliteStore(path);
   expect(s.getEndpoint("mq")?.queues).toBe(4);
   // The same database before the column: migrated, its taps of one queue.
-  s.db.exec(`ALTER TABLE endpoints DROP COLUMN queues; PRAGMA user_version = ${SCHEMA_VERSION - 1}`);
+  s.db.exec(
+    `ALTER TABLE endpoints DROP COLUMN queues; ALTER TABLE endpoints DROP COLUMN macvtap_mode; PRAGMA user_version = ${SCHEMA_VERSION - 2}`,
+  );
   s.close();
   s = new SqliteStore(path);
   expect((s.db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(SCHEMA_VERSION);
   expect(s.getEndpoint("mq")?.queues).toBeUndefined();
   expect(s.listEndpoints("vms").map((e) => e.name)).toEqual(["mq", "one", "one1"]);
+  s.close();
+});
+
+test("a macvtap's mode is stored; a database from before the column is migrated; a bad mode is quarantined", () => {
+  const path = tmpDb();
+  let s = new SqliteStore(path);
+  const n = s.createNetwork(net("vms", "10.6.0.0/24", "10.6.0.1"));
+  const vm = (name: string, hostIndex: number, macvtapMode?: "bridge" | "passthru") =>
+    s.claimEndpoint({
+      name,
+      network: "vms",
+      ip: `10.6.0.${hostIndex + 1}`,
+      hostIndex,
+      mac: profileMac(n.id, hostIndex),
+      kind: macvtapMode ? "macvtap" : "tap",
+      hostIf: `m${name}`,
+      ...(macvtapMode ? { macvtapMode } : {}),
+    });
+  expect(vm("pt", 1, "passthru")).toMatchObject({ kind: "macvtap", macvtapMode: "passthru" });
+  expect(vm("br", 2, "bridge").macvtapMode).toBe("bridge");
+  expect(vm("tp", 3).macvtapMode).toBeUndefined();
+  s.close();
+  s = new SqliteStore(path);
+  expect(s.getEndpoint("pt")?.macvtapMode).toBe("passthru");
+  // A row whose mode is none of the four (written behind the store's back) is set aside.
+  s.db.exec("UPDATE endpoints SET macvtap_mode = 'hub' WHERE name = 'br'");
+  s.close();
+  s = new SqliteStore(path);
+  expect(s.getEndpoint("br")).toBeNull();
+  expect(s.quarantinedAtOpen().some((q) => q.reason.includes("a macvtap endpoint with mode"))).toBe(true);
+  // The database before the column (no macvtap yet): migrated.
+  s.db.exec("DELETE FROM endpoints WHERE kind = 'macvtap'");
+  s.db.exec(`ALTER TABLE endpoints DROP COLUMN macvtap_mode; PRAGMA user_version = ${SCHEMA_VERSION - 1}`);
+  s.close();
+  s = new SqliteStore(path);
+  expect((s.db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(SCHEMA_VERSION);
+  expect(s.listEndpoints("vms").map((e) => e.name)).toEqual(["tp"]);
   s.close();
 });
