@@ -309,6 +309,7 @@ function handlers(svc: Services, o: AppOptions): Handlers {
     listLeases: ({ query }) => leases.list(query.network || undefined),
     listEndpoints: ({ query }) => marked(endpoints.list(query.network || undefined)),
     showEndpoint: ({ params }) => marked(endpoints.show(params.name)),
+    handoffEndpoint: ({ params, body }) => endpoints.handoff(params.name, body) as never,
     setEndpoint: ({ params, body }) => {
       if (body.group !== undefined) endpoints.setGroup(params.name, body.group);
       if (body.egress !== undefined) endpoints.setEgress(params.name, body.egress ? validateCap(body.egress) : null);

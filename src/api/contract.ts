@@ -113,6 +113,30 @@ export const EndpointPatch = z
   .strict()
   .refine((p) => p.egress !== undefined || p.group !== undefined, { error: "give egress or group (or both)" });
 
+export const HandoffBody = z
+  .object({
+    socket: z.string().min(1).describe("The VMM's listening unix stream socket (a path, or '@' and an abstract name)"),
+    queues: z
+      .number()
+      .int()
+      .optional()
+      .describe("Queues to open and send (default: every queue of a tap; 1 of a macvtap)"),
+    vnetHdr: z.boolean().optional().describe("Open them with the virtio-net header (IFF_VNET_HDR; default true)"),
+  })
+  .strict();
+
+export const HandoffView = z
+  .object({
+    endpoint: z.string(),
+    kind: z.enum(["tap", "macvtap"]),
+    interface: z.string(),
+    socket: z.string(),
+    queues: Count,
+    vnetHdr: z.boolean(),
+  })
+  .strict()
+  .meta({ id: "HandoffView" });
+
 export const AttachBody = z
   .object({
     name: z.string(),
@@ -1477,6 +1501,16 @@ export const ROUTES = {
     params: NameParam,
     status: 200,
     response: EndpointView,
+  },
+  handoffEndpoint: {
+    method: "post",
+    path: "/v1/endpoints/{name}/handoff",
+    summary:
+      "Hand a VM's queues to its VMM: the agent opens them and sends the descriptors over the VMM's unix socket (SCM_RIGHTS)",
+    params: NameParam,
+    body: HandoffBody,
+    status: 200,
+    response: HandoffView,
   },
   setEndpoint: {
     method: "patch",

@@ -556,10 +556,56 @@ export const networkCommand = defineCommand({
 export const endpointCommand = defineCommand({
   meta: {
     name: "endpoint",
-    description: "Attach (as network attach), list and show endpoints; cap what one sends; move one to another node",
+    description:
+      "Attach (as network attach), list and show endpoints; cap what one sends; move one to another node; hand a VM's queues to its VMM",
   },
   subCommands: {
     attach: attachCommand("endpoint"),
+    handoff: defineCommand({
+      meta: meta(
+        "handoff",
+        "Hand a VM's queues to its VMM: the agent opens them (every queue of a tap by default, or N; a macvtap's device once per queue) and sends the descriptors over the VMM's unix stream socket in one message (SCM_RIGHTS), with a line of JSON about the endpoint; the VMM needs no privilege to open them",
+        [
+          "# The VMM (or its launcher) listens on /run/vm-1/net.sock; it receives 4 descriptors:",
+          "cenvero-str-ctl endpoint handoff vm-1 --socket /run/vm-1/net.sock",
+          "# Two queues of a macvtap, without the virtio-net header:",
+          "cenvero-str-ctl endpoint handoff vm-3 --socket /run/vm-3/net.sock --queues 2 --no-vnet-hdr",
+        ],
+      ),
+      args: {
+        name: { type: "positional", required: true, description: "The VM's endpoint", valueHint: "EP" },
+        socket: {
+          type: "string",
+          required: true,
+          description: "The VMM's listening unix stream socket (a path, or '@' and an abstract name)",
+          valueHint: "PATH",
+        },
+        queues: {
+          type: "string",
+          description: "Queues to open and send (default: every queue of a tap; 1 of a macvtap)",
+          valueHint: "N",
+        },
+        "vnet-hdr": {
+          type: "boolean",
+          default: true,
+          description: "Open the queues with the virtio-net header, as VMMs expect (--no-vnet-hdr: bare frames)",
+        },
+        ...apiArg,
+        ...outputArg,
+      },
+      async run({ args }) {
+        const fmt = parseFormat(args.output);
+        const r = await client(args).handoffEndpoint(args.name, {
+          socket: args.socket,
+          ...(args.queues !== undefined ? { queues: queuesArg(args.queues) } : {}),
+          vnetHdr: args["vnet-hdr"],
+        });
+        if (fmt !== "table") return printData(fmt, r);
+        process.stdout.write(
+          `handed ${r.queues} queue(s) of ${r.interface} (${r.kind}${r.vnetHdr ? ", virtio-net header" : ""}) to ${r.socket}\n`,
+        );
+      },
+    }),
     list: defineCommand({
       meta: meta("list", "List endpoints: network, address, MAC, kind, host interface and, in a cluster, node", [
         "cenvero-str-ctl endpoint list",

@@ -31,7 +31,7 @@ import {
   setLink,
 } from "../netlink";
 import { type Endpoint, isLocalEndpoint, MACVTAP_MODES, type MacvtapMode, type StoredNetwork } from "../store/store";
-import { PacketSocket } from "../sys/os";
+import { PacketSocket, sendFds, TapQueue } from "../sys/os";
 import { endpointEntries, growth } from "./capacity";
 import type { NetworkService } from "./network-service";
 import { checkIfName, endpointLocals, portConfig } from "./port-config";
@@ -129,6 +129,63 @@ export class EndpointService {
       drops: link ? this.dp.drops(link.index) : null,
       egressCounts: link && e.egress ? this.dp.capCounts(SHAPE_KIND.ENDPOINT, link.index) : null,
     };
+  }
+
+  /** Hands a VM's queues to its VMM over a unix socket (docs/networks.md#handing-the-queues-to-the-vmm):
+   * the agent opens `queues` queues of the endpoint's tap (each of a multi-queue tap's, by
+   * default all) or its macvtap's device, connects to the stream socket `socket` and sends
+   * one message, a line of JSON about the endpoint with the descriptors (SCM_RIGHTS), then
+   * closes its own copies: the VMM needs no privilege to open them. A queue a VMM holds
+   * already cannot be opened again (a tap of one queue): refused, nothing sent. */
+  handoff(
+    name: string,
+    o: { socket: string; queues?: number; vnetHdr?: boolean },
+  ): { endpoint: string; kind: string; interface: string; socket: string; queues: number; vnetHdr: boolean } {
+    const ep = this.store.getEndpoint(name);
+    if (!ep) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
+    if (ep.kind === "veth")
+      throw new StratumError("INVALID", `endpoint ${name} is a container's veth: only a VM's queues are handed over`);
+    if (!isLocalEndpoint(this.store, ep))
+      throw new StratumError("INVALID", `endpoint ${name} runs on node ${ep.node}: hand its queues over there`);
+    const link = getLink(ep.hostIf, this.nl);
+    if (!link) throw new StratumError("NOT_FOUND", `interface ${ep.hostIf} of endpoint ${name} does not exist`);
+    const max = ep.kind === "tap" ? (ep.queues ?? 1) : MAX_TAP_QUEUES;
+    const n = o.queues ?? (ep.kind === "tap" ? max : 1);
+    if (!Number.isInteger(n) || n < 1 || n > max)
+      throw new StratumError(
+        "INVALID",
+        ep.kind === "tap"
+          ? `--queues ${n}: tap ${ep.hostIf} has ${max} queue(s); give 1 to ${max}`
+          : `--queues ${n}: give 1 to ${max}`,
+      );
+    const vnetHdr = o.vnetHdr ?? true;
+    const device = ep.kind === "macvtap" ? ensureMacvtapDevice(ep.hostIf, link.index) : undefined;
+    const qs: TapQueue[] = [];
+    try {
+      for (let i = 0; i < n; i++)
+        qs.push(new TapQueue(ep.hostIf, { multiQueue: (ep.queues ?? 1) > 1, vnetHdr, device }));
+      const about = {
+        endpoint: ep.name,
+        network: ep.network,
+        kind: ep.kind,
+        interface: ep.hostIf,
+        mac: ep.mac,
+        ip: ep.ip,
+        queues: n,
+        vnetHdr,
+      };
+      sendFds(
+        o.socket,
+        Buffer.from(`${JSON.stringify(about)}\n`),
+        qs.map((q) => q.fd),
+      );
+    } catch (e) {
+      throw e instanceof StratumError ? e.wrap(`hand the queues of ${name} to ${o.socket}`) : e;
+    } finally {
+      for (const q of qs) q.close();
+    }
+    this.log(`endpoint ${name}: ${n} queue(s) of ${ep.hostIf} handed to ${o.socket}`);
+    return { endpoint: ep.name, kind: ep.kind, interface: ep.hostIf, socket: o.socket, queues: n, vnetHdr };
   }
 
   /** Sets, changes (in place: flows go on at the new rate) or with null removes an

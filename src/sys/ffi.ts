@@ -81,6 +81,7 @@ const libcSymbols = {
   read: { args: [T.i32, T.ptr, T.u64], returns: T.i64 },
   write: { args: [T.i32, T.ptr, T.u64], returns: T.i64 },
   mknod: { args: [T.ptr, T.u32, T.u64], returns: T.i32 },
+  sendmsg: { args: [T.i32, T.ptr, T.i32], returns: T.i64 },
   poll: { args: [T.ptr, T.u64, T.i32], returns: T.i32 },
   if_nametoindex: { args: [T.ptr], returns: T.u32 },
   vsnprintf: { args: [T.ptr, T.u64, T.ptr, T.ptr], returns: T.i32 },

@@ -5,7 +5,7 @@
  * StratumError with errno; no retries, no policy. */
 import { readFileSync } from "node:fs";
 import { ERRNO, StratumError, sysError } from "../errors";
-import { cstr, errno, libc } from "./ffi";
+import { addressOf, cstr, errno, libc } from "./ffi";
 import { IFREQ, SOCKADDR_NL } from "./layout";
 import { mutated } from "./mutations";
 
@@ -511,6 +511,50 @@ export function askUnixSocket(
 
 const SOCK_DGRAM = 2;
 const MSG_NOSIGNAL = 0x4000;
+const SCM_RIGHTS = 1;
+/** The most descriptors one SCM_RIGHTS message carries (the kernel's SCM_MAX_FD). */
+export const SCM_MAX_FD = 253;
+
+/** Connects to the unix stream socket `name` (path or '@abstract') and sends `data` in one
+ * message with the descriptors `fds` (SCM_RIGHTS: the receiver gets its own copies), then
+ * closes the connection. The caller keeps (and closes) its `fds`. */
+export function sendFds(name: string, data: Uint8Array, fds: readonly number[]): void {
+  if (!fds.length || fds.length > SCM_MAX_FD)
+    throw new StratumError("INVALID", `a message carries 1 to ${SCM_MAX_FD} descriptors, not ${fds.length}`);
+  if (!data.length) throw new StratumError("INVALID", "a message with descriptors needs at least one byte of data");
+  const sa = unixAddress(name);
+  const fd = libc().socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw sysError("open unix socket", errno());
+  try {
+    if (libc().connect(fd, sa, sa.length) < 0) throw sysError(`connect to ${name}`, errno());
+    // struct iovec { base, len }; struct cmsghdr { len (size_t), level, type } + the fds,
+    // padded to 8; struct msghdr { name, namelen, iov, iovlen, control, controllen, flags }.
+    const payload = Buffer.from(data);
+    const iov = Buffer.alloc(16);
+    iov.writeBigUInt64LE(BigInt(addressOf(payload)), 0);
+    iov.writeBigUInt64LE(BigInt(payload.length), 8);
+    const cmsgLen = 16 + 4 * fds.length;
+    const control = Buffer.alloc((cmsgLen + 7) & ~7);
+    control.writeBigUInt64LE(BigInt(cmsgLen), 0);
+    control.writeInt32LE(SOL_SOCKET, 8);
+    control.writeInt32LE(SCM_RIGHTS, 12);
+    fds.forEach((f, i) => control.writeInt32LE(f, 16 + 4 * i));
+    const msg = Buffer.alloc(56);
+    msg.writeBigUInt64LE(BigInt(addressOf(iov)), 16);
+    msg.writeBigUInt64LE(1n, 24);
+    msg.writeBigUInt64LE(BigInt(addressOf(control)), 32);
+    msg.writeBigUInt64LE(BigInt(control.length), 40);
+    for (;;) {
+      const n = Number(libc().sendmsg(fd, msg, MSG_NOSIGNAL));
+      if (n === payload.length) return;
+      if (n >= 0) throw new StratumError("SYS", `send to ${name}: ${n} of ${payload.length} bytes sent`);
+      const e = errno();
+      if (e !== ERRNO.EINTR) throw sysError(`send to ${name}`, e);
+    }
+  } finally {
+    libc().close(fd);
+  }
+}
 
 /** Sends one datagram to the unix datagram socket `name` (path or '@abstract'). */
 export function sendUnixDatagram(name: string, data: string): void {

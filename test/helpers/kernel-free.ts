@@ -72,6 +72,22 @@ class KernelFreeEndpoints extends EndpointService {
     });
     return this.show(req.name);
   }
+
+  /** No tap to open and no socket to send on: the answer a handoff of every queue would give. */
+  override handoff(name: string, o: { socket: string; queues?: number; vnetHdr?: boolean }) {
+    const ep = this.store.getEndpoint(name);
+    if (!ep) throw new StratumError("NOT_FOUND", `endpoint ${name} does not exist`);
+    if (ep.kind === "veth") throw new StratumError("INVALID", `endpoint ${name} is a container's veth`);
+    const queues = o.queues ?? ep.queues ?? 1;
+    return {
+      endpoint: name,
+      kind: ep.kind,
+      interface: ep.hostIf,
+      socket: o.socket,
+      queues,
+      vnetHdr: o.vnetHdr ?? true,
+    };
+  }
 }
 
 /** The real services (firewall, DNS records, leases) with the kernel-free networks and endpoints. */
