@@ -538,7 +538,7 @@ export function sendFds(name: string, data: Uint8Array, fds: readonly number[]):
     control.writeBigUInt64LE(BigInt(cmsgLen), 0);
     control.writeInt32LE(SOL_SOCKET, 8);
     control.writeInt32LE(SCM_RIGHTS, 12);
-    fds.forEach((f, i) => control.writeInt32LE(f, 16 + 4 * i));
+    for (const [i, f] of fds.entries()) control.writeInt32LE(f, 16 + 4 * i);
     const msg = Buffer.alloc(56);
     msg.writeBigUInt64LE(BigInt(addressOf(iov)), 16);
     msg.writeBigUInt64LE(1n, 24);
