@@ -152,6 +152,7 @@ export class ApiClient {
     this.call("detachEndpoint", { params: { name: network, endpoint: name } });
   listEndpoints = (network?: string) => this.call("listEndpoints", { query: { network } });
   showEndpoint = (name: string) => this.call("showEndpoint", { params: { name } });
+  exportNetworkd = () => this.call("exportNetworkd", {});
   handoffEndpoint = (name: string, body: { socket: string; queues?: number; vnetHdr?: boolean }) =>
     this.call("handoffEndpoint", { params: { name }, body });
   setEndpoint = (name: string, patch: BodyIn<"setEndpoint">) =>

@@ -14,6 +14,7 @@ import type { BgpService } from "../gateway/bgp/service";
 import type { LbService } from "../lb/service";
 import { validateCap } from "../model/egress-cap";
 import { nearest } from "../model/suggest";
+import { networkdFiles, networkdState } from "../ops/networkd";
 import type { Services } from "../services/services";
 import {
   type AgentStatus,
@@ -309,6 +310,7 @@ function handlers(svc: Services, o: AppOptions): Handlers {
     listLeases: ({ query }) => leases.list(query.network || undefined),
     listEndpoints: ({ query }) => marked(endpoints.list(query.network || undefined)),
     showEndpoint: ({ params }) => marked(endpoints.show(params.name)),
+    exportNetworkd: () => ({ files: networkdFiles(networkdState(svc.store, svc.ctx.nl)) }),
     handoffEndpoint: ({ params, body }) => endpoints.handoff(params.name, body) as never,
     setEndpoint: ({ params, body }) => {
       if (body.group !== undefined) endpoints.setGroup(params.name, body.group);

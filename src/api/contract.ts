@@ -137,6 +137,15 @@ export const HandoffView = z
   .strict()
   .meta({ id: "HandoffView" });
 
+export const NetworkdExportView = z
+  .object({
+    files: z
+      .array(z.object({ name: z.string(), text: z.string() }).strict())
+      .describe("The .netdev and .network files, by name (50-stratum-<device>.<kind>)"),
+  })
+  .strict()
+  .meta({ id: "NetworkdExportView" });
+
 export const AttachBody = z
   .object({
     name: z.string(),
@@ -154,6 +163,12 @@ export const AttachBody = z
       .enum(MACVTAP_MODES)
       .optional()
       .describe("VM: a macvtap in this mode (bridge, vepa, private, passthru); its VMM opens /dev/tapN"),
+    adopt: z
+      .boolean()
+      .optional()
+      .describe(
+        "VM: take the tap that is there (made by systemd-networkd, say), down and on no bridge, instead of making one",
+      ),
     ip: z.string().optional().describe("Address to claim (default: the next free one)"),
     configure: z.boolean().optional().describe("Set address, route and MTU inside the namespace"),
     group: z.string().optional().describe("Its microsegmentation group (default: none, untagged)"),
@@ -1501,6 +1516,14 @@ export const ROUTES = {
     params: NameParam,
     status: 200,
     response: EndpointView,
+  },
+  exportNetworkd: {
+    method: "get",
+    path: "/v1/export/networkd",
+    summary:
+      "The systemd-networkd files that recreate this node's Stratum interfaces (bridges, links, VMs' taps and macvtaps)",
+    status: 200,
+    response: NetworkdExportView,
   },
   handoffEndpoint: {
     method: "post",

@@ -28,6 +28,7 @@ export const ROUTE_PATHS: Record<OperationId, RoutePath> = {
   listLeases: { method: "get", path: "/v1/dhcp/leases" },
   listEndpoints: { method: "get", path: "/v1/endpoints" },
   showEndpoint: { method: "get", path: "/v1/endpoints/{name}" },
+  exportNetworkd: { method: "get", path: "/v1/export/networkd" },
   handoffEndpoint: { method: "post", path: "/v1/endpoints/{name}/handoff" },
   setEndpoint: { method: "patch", path: "/v1/endpoints/{name}" },
   listRules: { method: "get", path: "/v1/firewall/{scope}/rules" },

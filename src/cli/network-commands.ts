@@ -474,6 +474,8 @@ const attachCommand = (group: "network" | "endpoint") =>
         `cenvero-str-ctl ${group} attach app-net --name vm-2 --tap vm2tap --queues 4`,
         "# A VM on a macvtap: its VMM opens the device it prints (QEMU: -netdev tap,fd=N on an open /dev/tapX):",
         `cenvero-str-ctl ${group} attach app-net --name vm-3 --macvtap bridge`,
+        "# A VM on a tap systemd-networkd made (a .netdev of Kind=tap): taken, not made:",
+        `cenvero-str-ctl ${group} attach app-net --name vm-4 --tap vm4tap --adopt`,
         "# In a microsegmentation group from the start:",
         `cenvero-str-ctl ${group} attach app-net --name db-1 --netns db1 --group prod/db`,
       ],
@@ -500,6 +502,11 @@ const attachCommand = (group: "network" | "endpoint") =>
           "VM: a macvtap in this mode: bridge (VMs reach each other directly), vepa (every frame through cnv-user-br0), private (no VM beside it reached), passthru (a lower device of its own); docs/networks.md",
         valueHint: "MODE",
       },
+      adopt: {
+        type: "boolean",
+        description:
+          "VM: take the tap --tap names, made by another (systemd-networkd: export networkd), instead of making it; it must be down and on no bridge",
+      },
       ip: { type: "string", description: "Address to claim (default: the next free one)", valueHint: "ADDR" },
       configure: {
         type: "boolean",
@@ -520,6 +527,7 @@ const attachCommand = (group: "network" | "endpoint") =>
         tap: args.tap,
         ...(args.queues !== undefined ? { queues: queuesArg(args.queues) } : {}),
         ...(args.macvtap !== undefined ? { macvtap: macvtapArg(args.macvtap) } : {}),
+        ...(args.adopt ? { adopt: true } : {}),
         ip: args.ip,
         configure: args.configure,
       });

@@ -12,6 +12,7 @@ import { completionCommand, runComplete } from "./completion";
 import { datapathCommand } from "./datapath-commands";
 import { dhcpCommand } from "./dhcp-commands";
 import { dnsCommand } from "./dns-commands";
+import { exportCommand } from "./export-command";
 import { firewallCommand } from "./firewall-commands";
 import { gatewayCommand } from "./gateway-commands";
 import { lbCommand } from "./lb-commands";
@@ -50,6 +51,7 @@ export const rootCommand = defineCommand({
     monitor: monitorCommand,
     status: statusCommand,
     reconcile: reconcileCommand,
+    export: exportCommand,
     uninstall: uninstallCommand,
     datapath: datapathCommand,
     version: versionCommand,

@@ -62,6 +62,8 @@ export interface Link {
   bridgePort?: BridgePortInfo;
   vxlan?: VxlanInfo;
   macvlanMode?: number;
+  /** A tun/tap device: whether it is a tap (IFF_TAP) and multi-queue. */
+  tun?: { tap: boolean; multiQueue: boolean };
 }
 
 const OPERSTATES = ["unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up"];
@@ -108,6 +110,8 @@ export function decodeLink(payload: Buffer): Link {
     };
   }
   if ((kind === "macvtap" || kind === "macvlan") && data) link.macvlanMode = data.u32(NL.IFLA_MACVLAN_MODE);
+  if (kind === "tun" && data)
+    link.tun = { tap: data.u8(NL.IFLA_TUN_TYPE) === 2, multiQueue: data.u8(NL.IFLA_TUN_MULTI_QUEUE) === 1 };
   // A bridge's own notices about its ports (family AF_BRIDGE) carry the port's flags in
   // IFLA_PROTINFO; other families' IFLA_PROTINFO is theirs (IPv6's), not a bridge port's.
   const slave = hdr.family === NL.AF_BRIDGE ? attrs.nested(NL.IFLA_PROTINFO) : info?.nested(NL.IFLA_INFO_SLAVE_DATA);
@@ -255,7 +259,7 @@ export function createTap(
 }
 
 export type MacvlanMode = "private" | "vepa" | "bridge" | "passthru";
-const MACVLAN_MODES: Record<MacvlanMode, number> = {
+export const MACVLAN_MODE_NUMBERS: Record<MacvlanMode, number> = {
   private: NL.MACVLAN_MODE_PRIVATE,
   vepa: NL.MACVLAN_MODE_VEPA,
   bridge: NL.MACVLAN_MODE_BRIDGE,
@@ -273,7 +277,7 @@ export function createMacvtap(
   b.u32(NL.IFLA_LINK, linkIndex(parent, nl));
   b.nest(NL.IFLA_LINKINFO, (li) => {
     li.str(NL.IFLA_INFO_KIND, "macvtap");
-    li.nest(NL.IFLA_INFO_DATA, (d) => d.u32(NL.IFLA_MACVLAN_MODE, MACVLAN_MODES[o.mode ?? "bridge"]));
+    li.nest(NL.IFLA_INFO_DATA, (d) => d.u32(NL.IFLA_MACVLAN_MODE, MACVLAN_MODE_NUMBERS[o.mode ?? "bridge"]));
   });
   nl.do(b, `create macvtap ${name} on ${describe(parent)}`);
   return mustGetLink(name, nl);

@@ -25,6 +25,7 @@ import {
   type Link,
   listAddresses,
   listLinks,
+  MACVLAN_MODE_NUMBERS,
   netnsPath,
   Rtnl,
   setBridgePort,
@@ -48,6 +49,8 @@ export interface AttachRequest {
   queues?: number;
   /** A VM on a macvtap in this mode (docs/networks.md#vms-on-a-macvtap). */
   macvtap?: MacvtapMode;
+  /** tap: take the tap that is there (made by systemd-networkd, say) instead of making one. */
+  adopt?: boolean;
   ip?: string;
   configure?: boolean;
   /** Its microsegmentation group. */
@@ -284,7 +287,31 @@ export class EndpointService {
     }
     const ifname = req.netns !== undefined ? (req.ifname ?? "eth0") : undefined;
 
-    if (getLink(hostIf, this.nl)) throw new StratumError("CONFLICT", `interface ${hostIf} already exists on this node`);
+    const there = getLink(hostIf, this.nl);
+    if (req.adopt) {
+      if (req.tap === undefined)
+        throw new StratumError(
+          "INVALID",
+          "--adopt applies to --tap endpoints (a macvtap is adopted when the agent restores it: docs/networks.md#systemd-networkd)",
+        );
+      if (!there) throw new StratumError("NOT_FOUND", `--adopt: interface ${hostIf} does not exist`);
+      const multi = (req.queues ?? 1) > 1;
+      if (there.kind !== "tun" || !there.tun?.tap)
+        throw new StratumError(
+          "INVALID",
+          `--adopt: ${hostIf} is a ${there.kind ?? "device"} of another kind, not a tap`,
+        );
+      if (there.tun.multiQueue !== multi)
+        throw new StratumError(
+          "INVALID",
+          `--adopt: tap ${hostIf} is ${there.tun.multiQueue ? "" : "not "}multi-queue: ${multi ? "drop --queues" : "give --queues N"}`,
+        );
+      if (there.master !== undefined || there.up)
+        throw new StratumError(
+          "CONFLICT",
+          `--adopt: tap ${hostIf} is up or on a bridge already: only a fresh one is taken`,
+        );
+    } else if (there) throw new StratumError("CONFLICT", `interface ${hostIf} already exists on this node`);
     this.ctx.room(endpointEntries({}, n), `attach ${name} to ${n.name}`);
     let nsNl: Rtnl | undefined;
     if (req.netns !== undefined) {
@@ -352,12 +379,26 @@ export class EndpointService {
    * configuration, cap and local addresses in the maps. No program is swapped yet. */
   #preparePort(ep: Endpoint, n: StoredNetwork, undo: Undo, links?: Map<string, Link>): Link {
     let link = links ? (links.get(ep.hostIf) ?? null) : getLink(ep.hostIf, this.nl);
+    if (link && ep.kind === "macvtap") {
+      // One made by another (systemd-networkd from an export, say) is adopted when it is what
+      // the endpoint needs: a macvtap with its MAC and mode on its lower link; else made again.
+      const lower = this.ctx.bridges.ensureMacvtapLower(macvtapLowerNames(ep), links);
+      const right =
+        link.kind === "macvtap" &&
+        link.mac?.toLowerCase() === ep.mac.toLowerCase() &&
+        link.macvlanMode === MACVLAN_MODE_NUMBERS[ep.macvtapMode ?? "bridge"] &&
+        link.link === lower.outer.index;
+      if (!right) {
+        this.log(`endpoint ${ep.name}: ${ep.hostIf} is not its macvtap as it must be: made again`);
+        deleteLinkIfExists(ep.hostIf, this.nl);
+        link = null;
+      }
+    }
     if (!link) {
       link = BACKENDS[ep.kind].plug(ep, n, this.nl, undo, { bridges: this.ctx.bridges });
       this.dp.clearDrops(link.index); // a new device may reuse the ifindex of a deleted one
     } else if (ep.kind === "macvtap") {
-      // Its lower link whole (a restore), its device node there (a reboot clears /dev).
-      this.ctx.bridges.ensureMacvtapLower(macvtapLowerNames(ep), links);
+      // Its device node there (a reboot clears /dev).
       ensureMacvtapDevice(ep.hostIf, link.index);
     }
     // Programs and port configuration go in before the port comes up: never a moment without them.

@@ -33,6 +33,7 @@ const SAMPLES: { [K in OperationId]: (k: KernelFree) => CallArgs<K> } = {
   showEndpoint: () => ({ params: { name: "web-1" } }),
   setEndpoint: () => ({ params: { name: "web-1" }, body: { egress: null } }),
   handoffEndpoint: () => ({ params: { name: "vm-1" }, body: { socket: "/run/vmm-vm-1.sock" } }),
+  exportNetworkd: () => ({}),
   listRules: () => ({ params: { scope: "app-net" } }),
   addRule: () => ({ params: { scope: "app-net" }, body: { priority: 500, action: "allow" } }),
   deleteRule: (k) => ({ params: { scope: "app-net", id: String(k.svc.firewall.listRules("app-net").rules[0]?.id) } }),
