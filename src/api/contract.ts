@@ -128,7 +128,7 @@ export const HandoffBody = z
 export const HandoffView = z
   .object({
     endpoint: z.string(),
-    kind: z.enum(["tap", "macvtap"]),
+    kind: z.enum(["tap", "macvtap", "xsk"]),
     interface: z.string(),
     socket: z.string(),
     queues: Count,
@@ -163,6 +163,7 @@ export const AttachBody = z
       .enum(MACVTAP_MODES)
       .optional()
       .describe("VM: a macvtap in this mode (bridge, vepa, private, passthru); its VMM opens /dev/tapN"),
+    xsk: z.boolean().optional().describe("VM: on AF_XDP (a veth pair: the port, and the VM end its sockets bind to)"),
     adopt: z
       .boolean()
       .optional()
@@ -291,7 +292,7 @@ export const EndpointView = z
     ip6: z.string().nullable().describe("Profile IPv6 address, when the network has an IPv6 subnet"),
     mac: z.string(),
     hostIndex: Count,
-    kind: z.enum(["veth", "tap", "macvtap"]),
+    kind: z.enum(["veth", "tap", "macvtap", "xsk"]),
     interface: z.string().describe("Host-side interface (veth host end, the tap, or the macvtap)"),
     queues: Count.nullable().describe("A tap's queues (1: a tap of one queue; null: a veth or a macvtap)"),
     macvtap: z
@@ -303,6 +304,17 @@ export const EndpointView = z
       .strict()
       .nullable()
       .describe("A macvtap's mode and device (null: not a macvtap)"),
+    xsk: z
+      .object({
+        device: z.string().describe("The VM end its AF_XDP sockets bind to (QEMU's af-xdp ifname)"),
+        base: Count.nullable().describe(
+          "Its first slot in the sockets' map (QEMU's map-start-index; null: not on this node)",
+        ),
+        map: z.string().describe("The sockets' map, pinned (QEMU's map-path)"),
+      })
+      .strict()
+      .nullable()
+      .describe("A VM on AF_XDP (null: not one)"),
     netns: z.string().nullable(),
     ifname: z.string().nullable().describe("Interface name inside the namespace (veth)"),
     egress: EgressCapView.nullable(),
@@ -653,7 +665,7 @@ export const PortStatusView = z
   .object({
     endpoint: z.string(),
     network: z.string(),
-    kind: z.enum(["veth", "tap", "macvtap"]),
+    kind: z.enum(["veth", "tap", "macvtap", "xsk"]),
     interface: z.string(),
     ifindex: Int.nullable().describe("null when the interface is missing"),
     attach: z.literal("cls_bpf"),

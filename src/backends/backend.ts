@@ -3,6 +3,7 @@
  * device down, with the profile's MAC on the workload's side, and pushes its removal on the
  * undo list; the endpoint service does the rest, the same for every kind (programs, port
  * configuration, bridge, FDB entry, up). */
+import type { XskDatapath } from "../datapath/xsk";
 import type { Link, Rtnl } from "../netlink";
 import type { Endpoint, StoredNetwork } from "../store/store";
 import type { Undo } from "./undo";
@@ -10,7 +11,15 @@ import type { Undo } from "./undo";
 export interface AttachBackend {
   readonly kind: Endpoint["kind"];
   /** Creates the host-side device of `ep` (down; it is not there yet) and returns it. */
-  plug(ep: Endpoint, n: StoredNetwork, nl: Rtnl, undo: Undo, env: { bridges: MacvtapLowers }): Link;
+  plug(ep: Endpoint, n: StoredNetwork, nl: Rtnl, undo: Undo, env: BackendEnv): Link;
+}
+
+/** What backends ask of the node beyond netlink. */
+export interface BackendEnv {
+  bridges: MacvtapLowers;
+  xsk: XskDatapath;
+  /** Turns IPv6 off on a device (services/user-bridges.ts). */
+  ipv6Off: (dev: string) => unknown;
 }
 
 /** What a macvtap backend asks of the node's bridges (services/user-bridges.ts has it): its

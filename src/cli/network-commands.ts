@@ -427,6 +427,9 @@ function showEndpoint(e: EndpointView): void {
           ["device", e.macvtap.device ?? "(on its node)"],
         ] as Array<[string, string]>)
       : []),
+    ...(e.xsk
+      ? ([["af_xdp", `VM end ${e.xsk.device}, slot ${e.xsk.base ?? "-"} of ${e.xsk.map}`]] as Array<[string, string]>)
+      : []),
     ...(e.node ? ([["node", e.node]] as Array<[string, string]>) : []),
     ["group", e.group ?? "none (untagged)"],
     ["egress cap", capText(e.egress, e.egressCounts, "of everything it sends")],
@@ -474,6 +477,8 @@ const attachCommand = (group: "network" | "endpoint") =>
         `cenvero-str-ctl ${group} attach app-net --name vm-2 --tap vm2tap --queues 4`,
         "# A VM on a macvtap: its VMM opens the device it prints (QEMU: -netdev tap,fd=N on an open /dev/tapX):",
         `cenvero-str-ctl ${group} attach app-net --name vm-3 --macvtap bridge`,
+        "# A VM on AF_XDP: its VMM binds sockets to the VM end (endpoint handoff sends them):",
+        `cenvero-str-ctl ${group} attach app-net --name vm-5 --xsk`,
         "# A VM on a tap systemd-networkd made (a .netdev of Kind=tap): taken, not made:",
         `cenvero-str-ctl ${group} attach app-net --name vm-4 --tap vm4tap --adopt`,
         "# In a microsegmentation group from the start:",
@@ -502,6 +507,11 @@ const attachCommand = (group: "network" | "endpoint") =>
           "VM: a macvtap in this mode: bridge (VMs reach each other directly), vepa (every frame through cnv-user-br0), private (no VM beside it reached), passthru (a lower device of its own); docs/networks.md",
         valueHint: "MODE",
       },
+      xsk: {
+        type: "boolean",
+        description:
+          "VM: on AF_XDP: a veth pair, the port on the bridge and the VM end its sockets bind to (endpoint handoff sends them; docs/networks.md)",
+      },
       adopt: {
         type: "boolean",
         description:
@@ -528,12 +538,17 @@ const attachCommand = (group: "network" | "endpoint") =>
         ...(args.queues !== undefined ? { queues: queuesArg(args.queues) } : {}),
         ...(args.macvtap !== undefined ? { macvtap: macvtapArg(args.macvtap) } : {}),
         ...(args.adopt ? { adopt: true } : {}),
+        ...(args.xsk ? { xsk: true } : {}),
         ip: args.ip,
         configure: args.configure,
       });
       if (fmt !== "table") return printData(fmt, e);
       process.stdout.write(`attached ${e.name} to ${e.network}: ${e.ip} ${e.mac} on ${e.interface}\n`);
       if (e.macvtap?.device) process.stdout.write(`its VMM opens ${e.macvtap.device} (${e.macvtap.mode} mode)\n`);
+      if (e.xsk)
+        process.stdout.write(
+          `its VMM binds AF_XDP sockets to ${e.xsk.device} (endpoint handoff ${e.name} sends them; map ${e.xsk.map}, slot ${e.xsk.base})\n`,
+        );
     },
   });
 const attach = attachCommand("network");

@@ -103,7 +103,7 @@ export const endpointSchema = z
     ip: z.string(),
     mac: z.string().regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i),
     hostIndex: z.number().int().nonnegative(),
-    kind: z.enum(["veth", "tap", "macvtap"]),
+    kind: z.enum(["veth", "tap", "macvtap", "xsk"]),
     hostIf: z.string().min(1).max(15),
     netns: z.string().optional(),
     ifname: z.string().optional(),
@@ -147,7 +147,7 @@ export function plainEndpoint(v: unknown): Endpoint | undefined {
   if (typeof o.ip !== "string" || typeof o.createdAt !== "string") return undefined;
   if (typeof o.mac !== "string" || !MAC.test(o.mac)) return undefined;
   if (!Number.isSafeInteger(o.hostIndex) || (o.hostIndex as number) < 0) return undefined;
-  if (o.kind !== "veth" && o.kind !== "tap" && o.kind !== "macvtap") return undefined;
+  if (o.kind !== "veth" && o.kind !== "tap" && o.kind !== "macvtap" && o.kind !== "xsk") return undefined;
   if (o.macvtapMode !== undefined && !(MACVTAP_MODES as readonly unknown[]).includes(o.macvtapMode)) return undefined;
   if (typeof o.hostIf !== "string" || o.hostIf.length < 1 || o.hostIf.length > 15) return undefined;
   if (o.netns !== undefined && typeof o.netns !== "string") return undefined;

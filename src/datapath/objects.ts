@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import baselineObj from "../../build/bpf/baseline.bpf.o" with { type: "file" };
 import counterObj from "../../build/bpf/counter.bpf.o" with { type: "file" };
 import portObj from "../../build/bpf/port.bpf.o" with { type: "file" };
+import xskObj from "../../build/bpf/xsk.bpf.o" with { type: "file" };
 import { StratumError } from "../errors";
 import { BpfObject } from "../sys/bpf";
 import { withLibbpfLog } from "../sys/ffi";
@@ -15,6 +16,8 @@ export const OBJECTS = {
   baseline: baselineObj,
   /** Workload port programs (tc ingress/egress of each veth or tap on cnv-user-br0). */
   port: portObj,
+  /** A VM on AF_XDP: its VM end's XDP program and the sockets' map (bpf/xsk.bpf.c). */
+  xsk: xskObj,
 } as const;
 
 export type ObjectName = keyof typeof OBJECTS;

@@ -60,6 +60,9 @@ export function macvtapLowerNames(ep: { hostIf: string; macvtapMode?: string }):
     : { ...MACVTAP_LOWER, own: false };
 }
 
+/** A VM on AF_XDP: the VM end of its veth pair (its AF_XDP sockets bind there), named for its port. */
+export const xskVmEnd = (hostIf: string): string => `${hostIf}x`;
+
 /** Agent control traffic, cluster communication, the gateway HA heartbeat: never workload policy. */
 export const MGMT_BRIDGE = "cnv-mgmt-br0";
 

@@ -23,7 +23,7 @@ import { clsProgId, pinnedLinkInfo, type TcDirection } from "../datapath/attach"
 import type { MapFillInfo } from "../datapath/map-fill";
 import { portHooks } from "../datapath/port-datapath";
 import { encodeIfindex } from "../datapath/port-maps";
-import { macvtapLowerNames, OVERLAY_DEVICE, USER_BRIDGE, userBridgeNumber } from "../model/topology";
+import { macvtapLowerNames, OVERLAY_DEVICE, USER_BRIDGE, userBridgeNumber, xskVmEnd } from "../model/topology";
 import { getLink, type Link, listLinks } from "../netlink";
 import { SCHEMA_VERSION } from "../store/sqlite";
 import { localEndpoints } from "../store/store";
@@ -114,6 +114,13 @@ export function portStates(rt: AgentRuntime): PortStatus[] {
       if (!ids[dir]) problems.push(`no program at tc ${dir}`);
       else if (!dp.isCurrent(ids[dir], PORT_PROGS[dir]))
         problems.push(`tc ${dir} runs program ${ids[dir]}, not this build's ${PORT_PROGS[dir]} on its maps`);
+    }
+    if (ep.kind === "xsk") {
+      // The VM end: there, with stm_xsk_rx through its pinned link (datapath/xsk.ts).
+      const end = links.get(xskVmEnd(ep.hostIf));
+      if (!end) problems.push(`its VM end ${xskVmEnd(ep.hostIf)} does not exist`);
+      else if (!existsSync(rt.svc.ctx.xsk.linkPin(end.index)))
+        problems.push(`no XDP program on its VM end ${xskVmEnd(ep.hostIf)}`);
     }
     const config = ports.lookup(encodeIfindex(link.index)) !== null;
     if (!config) problems.push("no configuration entry in stm_ports");

@@ -58,7 +58,7 @@ const AGENT_IFNAME = /^stm[0-9a-f]{10}$/;
 
 /** What Stratum pins under its pin root: maps, a cut-short upgrade's staged maps, links,
  * the counting programs. Anything else there is someone else's. */
-const PIN_DIRS = ["maps", "maps-next", "links", "counter", "progs"];
+const PIN_DIRS = ["maps", "maps-next", "links", "counter", "progs", "xsk"];
 
 /** Host interfaces of the endpoints the store holds, quarantined rows included (a tap's name
  * is the operator's choice: only the store tells it from a NIC), read without opening the

@@ -5,7 +5,7 @@
  * undone in reverse: no profile claimed, no interface, no program, no map entry left. */
 import { existsSync } from "node:fs";
 import type { EndpointView } from "../api/contract";
-import { BACKENDS, ensureMacvtapDevice, macvtapDevice, removeMacvtapDevice, Undo } from "../backends";
+import { BACKENDS, ensureMacvtapDevice, macvtapDevice, removeMacvtapDevice, Undo, wireXskEnd } from "../backends";
 import { clsProgIds } from "../datapath/attach";
 import { announcement } from "../datapath/packet";
 import { PROFILE_F } from "../datapath/port-maps";
@@ -14,7 +14,7 @@ import { ERRNO, StratumError } from "../errors";
 import type { EgressCap } from "../model/egress-cap";
 import { formatIp, hostRange, parseIp, parseSubnet } from "../model/ip";
 import { checkName, hostAddress, hostIndex, profileIp6, profileMac } from "../model/network";
-import { hostIfName, MAX_TAP_QUEUES, macvtapLowerNames, USER_BRIDGE } from "../model/topology";
+import { hostIfName, MAX_TAP_QUEUES, macvtapLowerNames, USER_BRIDGE, xskVmEnd } from "../model/topology";
 import {
   addAddress,
   addFdb,
@@ -32,7 +32,7 @@ import {
   setLink,
 } from "../netlink";
 import { type Endpoint, isLocalEndpoint, MACVTAP_MODES, type MacvtapMode, type StoredNetwork } from "../store/store";
-import { PacketSocket, sendFds, TapQueue } from "../sys/os";
+import { closeFd, PacketSocket, sendFds, TapQueue, xdpSocket } from "../sys/os";
 import { endpointEntries, growth } from "./capacity";
 import type { NetworkService } from "./network-service";
 import { checkIfName, endpointLocals, portConfig } from "./port-config";
@@ -51,6 +51,8 @@ export interface AttachRequest {
   macvtap?: MacvtapMode;
   /** tap: take the tap that is there (made by systemd-networkd, say) instead of making one. */
   adopt?: boolean;
+  /** A VM on AF_XDP (docs/networks.md#vms-on-af_xdp). */
+  xsk?: boolean;
   ip?: string;
   configure?: boolean;
   /** Its microsegmentation group. */
@@ -93,6 +95,7 @@ export class EndpointService {
       interface: e.hostIf,
       queues: e.kind === "tap" ? (e.queues ?? 1) : null,
       macvtap: e.kind === "macvtap" ? this.#macvtapView(e) : null,
+      xsk: e.kind === "xsk" ? this.#xskView(e) : null,
       netns: e.netns ?? null,
       ifname: e.ifname ?? null,
       egress: e.egress ? { rate: e.egress.rate, burst: e.egress.burst } : null,
@@ -112,6 +115,15 @@ export class EndpointService {
       mode: e.macvtapMode ?? "bridge",
       device: link ? macvtapDevice(link.index) : null,
       lower: macvtapLowerNames(e).outer,
+    };
+  }
+
+  #xskView(e: Endpoint): NonNullable<EndpointView["xsk"]> {
+    const end = isLocalEndpoint(this.store, e) ? getLink(xskVmEnd(e.hostIf), this.nl) : null;
+    return {
+      device: xskVmEnd(e.hostIf),
+      base: end ? (this.ctx.xsk.range(end.index)?.base ?? null) : null,
+      map: this.ctx.xsk.mapPath,
     };
   }
 
@@ -152,6 +164,7 @@ export class EndpointService {
       throw new StratumError("INVALID", `endpoint ${name} runs on node ${ep.node}: hand its queues over there`);
     const link = getLink(ep.hostIf, this.nl);
     if (!link) throw new StratumError("NOT_FOUND", `interface ${ep.hostIf} of endpoint ${name} does not exist`);
+    if (ep.kind === "xsk") return this.#handoffXsk(ep, o);
     const max = ep.kind === "tap" ? (ep.queues ?? 1) : MAX_TAP_QUEUES;
     const n = o.queues ?? (ep.kind === "tap" ? max : 1);
     if (!Number.isInteger(n) || n < 1 || n > max)
@@ -189,6 +202,47 @@ export class EndpointService {
     }
     this.log(`endpoint ${name}: ${n} queue(s) of ${ep.hostIf} handed to ${o.socket}`);
     return { endpoint: ep.name, kind: ep.kind, interface: ep.hostIf, socket: o.socket, queues: n, vnetHdr };
+  }
+
+  /** AF_XDP: new sockets, unbound, each put in the sockets' map at the VM's slot for its queue
+   * (QEMU's af-xdp takes them as sock-fds= with inhibit=on; it registers their UMEM and binds
+   * them to the VM end), sent as a tap's queues are. A socket the map held for the queue before
+   * is replaced: the VMM that held it no longer receives. */
+  #handoffXsk(ep: Endpoint, o: { socket: string; queues?: number }) {
+    const vmEnd = xskVmEnd(ep.hostIf);
+    const end = getLink(vmEnd, this.nl);
+    if (!end) throw new StratumError("NOT_FOUND", `the VM end ${vmEnd} of endpoint ${ep.name} does not exist`);
+    const range = this.ctx.xsk.range(end.index) ?? this.ctx.xsk.allocate(end.index, 1);
+    const n = o.queues ?? range.queues;
+    if (!Number.isInteger(n) || n < 1 || n > range.queues)
+      throw new StratumError(
+        "INVALID",
+        `--queues ${n}: ${vmEnd} has ${range.queues} queue(s); give 1 to ${range.queues}`,
+      );
+    const fds: number[] = [];
+    try {
+      for (let i = 0; i < n; i++) fds.push(xdpSocket());
+      for (const [i, fd] of fds.entries()) this.ctx.xsk.setSocket(range.base + i, fd);
+      const about = {
+        endpoint: ep.name,
+        network: ep.network,
+        kind: ep.kind,
+        interface: vmEnd,
+        mac: ep.mac,
+        ip: ep.ip,
+        queues: n,
+        vnetHdr: false,
+        base: range.base,
+        map: this.ctx.xsk.mapPath,
+      };
+      sendFds(o.socket, Buffer.from(`${JSON.stringify(about)}\n`), fds);
+    } catch (e) {
+      throw e instanceof StratumError ? e.wrap(`hand the AF_XDP sockets of ${ep.name} to ${o.socket}`) : e;
+    } finally {
+      for (const fd of fds) closeFd(fd);
+    }
+    this.log(`endpoint ${ep.name}: ${n} AF_XDP socket(s) for ${vmEnd} handed to ${o.socket}`);
+    return { endpoint: ep.name, kind: ep.kind, interface: vmEnd, socket: o.socket, queues: n, vnetHdr: false };
   }
 
   /** Sets, changes (in place: flows go on at the new rate) or with null removes an
@@ -252,9 +306,16 @@ export class EndpointService {
   attach(req: AttachRequest): EndpointView {
     const name = checkName("endpoint", req.name);
     const n = this.networks.must(req.network);
-    const kinds = [req.netns, req.tap, req.macvtap].filter((x) => x !== undefined).length;
+    const kinds = [req.netns, req.tap, req.macvtap, req.xsk ? true : undefined].filter((x) => x !== undefined).length;
     if (kinds !== 1)
-      throw new StratumError("INVALID", "give exactly one of --netns (container), --tap or --macvtap (VM)");
+      throw new StratumError("INVALID", "give exactly one of --netns (container), --tap, --macvtap or --xsk (VM)");
+    if (req.xsk && (req.configure || req.queues !== undefined))
+      throw new StratumError(
+        "INVALID",
+        req.configure
+          ? "--configure applies to --netns endpoints (a VM configures itself)"
+          : "--queues applies to --tap endpoints",
+      );
     if (req.macvtap !== undefined && !MACVTAP_MODES.includes(req.macvtap))
       throw new StratumError("INVALID", `--macvtap ${req.macvtap}: give one of ${MACVTAP_MODES.join(", ")}`);
     if (req.macvtap !== undefined && req.configure)
@@ -331,7 +392,7 @@ export class EndpointService {
           ip,
           mac: profileMac(n.id, index),
           hostIndex: index,
-          kind: req.tap !== undefined ? "tap" : req.macvtap !== undefined ? "macvtap" : "veth",
+          kind: req.tap !== undefined ? "tap" : req.macvtap !== undefined ? "macvtap" : req.xsk ? "xsk" : "veth",
           hostIf,
           netns: req.netns,
           ifname,
@@ -395,11 +456,14 @@ export class EndpointService {
       }
     }
     if (!link) {
-      link = BACKENDS[ep.kind].plug(ep, n, this.nl, undo, { bridges: this.ctx.bridges });
+      link = BACKENDS[ep.kind].plug(ep, n, this.nl, undo, { bridges: this.ctx.bridges, xsk: this.ctx.xsk, ipv6Off });
       this.dp.clearDrops(link.index); // a new device may reuse the ifindex of a deleted one
     } else if (ep.kind === "macvtap") {
       // Its device node there (a reboot clears /dev).
       ensureMacvtapDevice(ep.hostIf, link.index);
+    } else if (ep.kind === "xsk") {
+      // Its VM end whole: range, program, up.
+      wireXskEnd(ep, this.nl, this.ctx.xsk, ipv6Off);
     }
     // Programs and port configuration go in before the port comes up: never a moment without them.
     const ifindex = link.index;
@@ -602,6 +666,10 @@ export class EndpointService {
       }
     } else if (link) {
       setLink(ep.hostIf, { up: false }, this.nl);
+      if (ep.kind === "xsk") {
+        const end = getLink(xskVmEnd(ep.hostIf), this.nl);
+        if (end) this.ctx.xsk.release(end.index);
+      }
       const br = this.ctx.bridges.bridgeOf(link.master);
       if (br && br.number > 0) this.ctx.bridges.deleteMainEntry(br.number, ep.mac);
       if (br) this.ctx.bridges.left(br.index);

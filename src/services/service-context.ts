@@ -1,7 +1,9 @@
 /** What every service of the node works with: the store (the desired state), the datapath and
  * rtnetlink (the kernel), a log for what is not fatal, the change feed the address and name
  * servers follow, and the capacity check every request passes before it writes anything. */
+
 import type { PortDatapath } from "../datapath/port-datapath";
+import { XskDatapath } from "../datapath/xsk";
 import { type MicrosegDoc, MSEG } from "../model/microseg";
 import { type Rtnl, rtnl } from "../netlink";
 import type { Store } from "../store/store";
@@ -37,6 +39,14 @@ export class ServiceContext {
 
   #groupIds?: { doc: MicrosegDoc; ids: Map<string, number> };
   #bridges?: UserBridges;
+
+  #xsk?: XskDatapath;
+
+  /** AF_XDP for VMs: the xsk object, loaded when first needed (datapath/xsk.ts). */
+  get xsk(): XskDatapath {
+    this.#xsk ??= new XskDatapath(this.dp.pinRoot);
+    return this.#xsk;
+  }
 
   /** The user bridges and how full they are (user-bridges.ts). */
   get bridges(): UserBridges {

@@ -149,8 +149,8 @@ export class RowAudit {
     const n = this.#nets.get(r.network_id as number) as Network & { id: number };
     if (typeof r.name !== "string") return "its name is not text";
     checkName("endpoint", r.name);
-    if (r.kind !== "veth" && r.kind !== "tap" && r.kind !== "macvtap")
-      return `kind ${label(r.kind)} is not veth, tap or macvtap`;
+    if (r.kind !== "veth" && r.kind !== "tap" && r.kind !== "macvtap" && r.kind !== "xsk")
+      return `kind ${label(r.kind)} is not veth, tap, macvtap or xsk`;
     if (r.kind === "macvtap" && !(MACVTAP_MODES as readonly unknown[]).includes(r.macvtap_mode))
       return `a macvtap endpoint with mode ${label(r.macvtap_mode)}`;
     if (typeof r.ip !== "string") return "its ip is not text";

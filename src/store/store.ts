@@ -19,7 +19,7 @@ export interface StoredNetwork extends Network {
   createdAt: string;
 }
 
-export type EndpointKind = "veth" | "tap" | "macvtap";
+export type EndpointKind = "veth" | "tap" | "macvtap" | "xsk";
 
 export { MACVTAP_MODES, type MacvtapMode } from "../model/topology";
 

@@ -511,6 +511,65 @@ export function askUnixSocket(
 
 const SOCK_DGRAM = 2;
 const MSG_NOSIGNAL = 0x4000;
+const AF_XDP = 44;
+
+/** A listening unix stream socket at `path` (a path, or '@' and an abstract name). */
+export function listenUnix(path: string): number {
+  const sa = unixAddress(path);
+  const fd = libc().socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw sysError("open unix socket", errno());
+  if (libc().bind(fd, sa, sa.length) < 0 || libc().listen(fd, 4) < 0) {
+    const e = errno();
+    libc().close(fd);
+    throw sysError(`listen on ${path}`, e);
+  }
+  return fd;
+}
+
+/** Takes the next connection on listening socket `fd` (waiting at most `timeoutMs`) and reads
+ * its one message: its data and the descriptors it carried (SCM_RIGHTS; they are the
+ * caller's to close). */
+export function acceptFds(fd: number, timeoutMs: number): { data: Buffer; fds: number[] } {
+  const pfd = Buffer.alloc(8);
+  pfd.writeInt32LE(fd, 0);
+  pfd.writeInt16LE(POLLIN, 4);
+  if (libc().poll(pfd, 1n, timeoutMs) <= 0) throw new StratumError("UNAVAILABLE", `no connection in ${timeoutMs} ms`);
+  const c = libc().accept4(fd, null, null, SOCK_CLOEXEC);
+  if (c < 0) throw sysError("accept", errno());
+  try {
+    const data = Buffer.alloc(4096);
+    const iov = Buffer.alloc(16);
+    iov.writeBigUInt64LE(BigInt(addressOf(data)), 0);
+    iov.writeBigUInt64LE(BigInt(data.length), 8);
+    const control = Buffer.alloc(16 + 4 * SCM_MAX_FD + 8);
+    const msg = Buffer.alloc(56);
+    msg.writeBigUInt64LE(BigInt(addressOf(iov)), 16);
+    msg.writeBigUInt64LE(1n, 24);
+    msg.writeBigUInt64LE(BigInt(addressOf(control)), 32);
+    msg.writeBigUInt64LE(BigInt(control.length), 40);
+    const n = Number(libc().recvmsg(c, msg, 0));
+    if (n < 0) throw sysError("receive a message", errno());
+    const fds: number[] = [];
+    const clen = Number(msg.readBigUInt64LE(40));
+    for (let off = 0; off + 16 <= clen; ) {
+      const len = Number(control.readBigUInt64LE(off));
+      if (len < 16) break;
+      if (control.readInt32LE(off + 8) === SOL_SOCKET && control.readInt32LE(off + 12) === SCM_RIGHTS)
+        for (let p = off + 16; p + 4 <= off + len; p += 4) fds.push(control.readInt32LE(p));
+      off += (len + 7) & ~7;
+    }
+    return { data: Buffer.from(data.subarray(0, n)), fds };
+  } finally {
+    libc().close(c);
+  }
+}
+
+/** A new AF_XDP socket, not bound: its owner (a VMM) registers its UMEM, rings and binding. */
+export function xdpSocket(): number {
+  const fd = libc().socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw sysError("open an AF_XDP socket", errno());
+  return fd;
+}
 const SCM_RIGHTS = 1;
 /** The most descriptors one SCM_RIGHTS message carries (the kernel's SCM_MAX_FD). */
 export const SCM_MAX_FD = 253;

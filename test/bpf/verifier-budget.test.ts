@@ -19,7 +19,8 @@ const KERNEL_LIMIT = 1_000_000;
  * 256,696, uplink_nat_in 207,026; with north-south over the overlay: overlay_out 1,602; with
  * microsegmentation: port_in 219,243, port_out 220,466, overlay_out 2,568; the SRv6 carrier:
  * srv6_out 180, srv6_in 190; the links between user bridges: link_out 341, link_in 32, extbr_in 2, and
- * port_out 230,768, uplink_out 270,784, overlay_out 2,654 reading where a frame came from. */
+ * port_out 230,768, uplink_out 270,784, overlay_out 2,654 reading where a frame came from; the
+ * macvtap lower link: mvl_out 298 (a drop's accounting); AF_XDP: xsk_rx 26. */
 const BUDGET: Record<ObjectName, Record<string, number>> = {
   port: {
     stm_port_in: 240_000,
@@ -35,7 +36,11 @@ const BUDGET: Record<ObjectName, Record<string, number>> = {
     stm_link_out: 500,
     stm_link_in: 200,
     stm_extbr_in: 50,
+    stm_mvl_out: 350,
     stm_xdp_lb: 6_200,
+  },
+  xsk: {
+    stm_xsk_rx: 100,
   },
   counter: {
     stm_count_tc_in: 100,

@@ -209,7 +209,10 @@ describe("a VM on a macvtap", () => {
     const before = A.json("endpoint", "list").length;
     const cases: Array<[string[], string]> = [
       [["--macvtap", "hub"], "--macvtap hub: give one of bridge, vepa, private, passthru"],
-      [["--macvtap", "bridge", "--tap", "mvx"], "give exactly one of --netns (container), --tap or --macvtap (VM)"],
+      [
+        ["--macvtap", "bridge", "--tap", "mvx"],
+        "give exactly one of --netns (container), --tap, --macvtap or --xsk (VM)",
+      ],
       [["--macvtap", "bridge", "--configure"], "--configure applies to --netns endpoints"],
       [["--macvtap", "bridge", "--queues", "2"], "--queues applies to --tap endpoints"],
     ];

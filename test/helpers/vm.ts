@@ -12,9 +12,16 @@ import { arp, eth4, ethArp, icmp, ipv4, udp } from "./frames";
 
 const BROADCAST = "ff:ff:ff:ff:ff:ff";
 
+/** A queue a VM sends and receives frames on: a tap's (TapQueue), an AF_XDP socket's (XskQueue). */
+export interface FrameQueue {
+  send(frame: Uint8Array): void;
+  recv(): Buffer | null;
+  close(): void;
+}
+
 export class TestVm implements Disposable {
-  /** The tap's queues this VM holds (one, or each of a multi-queue tap's). */
-  readonly queues: TapQueue[];
+  /** The queues this VM holds (a tap's one, each of a multi-queue tap's, AF_XDP sockets). */
+  readonly queues: FrameQueue[];
   /** The queue frames are sent on. */
   sendQueue = 0;
   ip: string | undefined;
@@ -28,9 +35,13 @@ export class TestVm implements Disposable {
     tap: string,
     nsPath: string,
     readonly mac: string,
-    o: { queues?: number; device?: string } = {},
+    o: { queues?: number; device?: string; frameQueues?: FrameQueue[] } = {},
   ) {
     const n = o.queues ?? 1;
+    if (o.frameQueues) {
+      this.queues = o.frameQueues;
+      return;
+    }
     this.queues = inNetns(nsPath, () => {
       const qs: TapQueue[] = [];
       try {
@@ -44,7 +55,7 @@ export class TestVm implements Disposable {
   }
 
   send(frame: Uint8Array): void {
-    (this.queues[this.sendQueue] as TapQueue).send(frame);
+    (this.queues[this.sendQueue] as FrameQueue).send(frame);
   }
 
   /** Frames read so far, by the queue they came on. */
