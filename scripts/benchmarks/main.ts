@@ -20,6 +20,7 @@ import { RESTART_BENCHMARKS } from "./restart";
 import { SCALE_BENCHMARKS } from "./scale";
 import { SHAPE_BENCHMARKS } from "./shape";
 import { BENCHMARKS as DATAPATH_BENCHMARKS } from "./suite";
+import { VM_BENCHMARKS } from "./vm-backends";
 import { VS_NFT_BENCHMARKS } from "./vs-nft";
 import { VS_NFT_BRIDGE_BENCHMARKS } from "./vs-nft-bridge";
 
@@ -41,6 +42,7 @@ const BENCHMARKS = {
   ...VS_NFT_BENCHMARKS,
   ...VS_NFT_BRIDGE_BENCHMARKS,
   ...SCALE_BENCHMARKS,
+  ...VM_BENCHMARKS,
 };
 /** Left out of a run that names nothing: minutes each, with labs and data of their own. */
 const OPT_IN = new Set([

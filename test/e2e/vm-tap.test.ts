@@ -2,13 +2,14 @@
  * tap (test/helpers/vm.ts: /dev/net/tun attached by name, as a VMM holds it): the VM gets its
  * profile address by DHCP, pings a container and answers the container's ping; frames it
  * sends from another MAC, another IPv4 address or an ARP claiming another address are dropped
- * at its port and counted by reason; a firewall rule holds for it; a detach leaves nothing.
+ * at its port and counted by reason; a firewall rule, the network's default deny and an egress
+ * cap hold for it; a detach leaves nothing.
  * A multi-queue tap (--queues 4): the VM opens it four times, DHCP and ping work on every
  * queue, a spoofed frame on any queue is dropped the same; --queues is refused where it
  * does not apply. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { TestAgent } from "../helpers/agent";
-import { arp, ethArp } from "../helpers/frames";
+import { arp, ethArp, udp4 } from "../helpers/frames";
 import { Netns, run } from "../helpers/netns";
 import { TestVm } from "../helpers/vm";
 
@@ -97,6 +98,40 @@ describe("a VM on a tap", () => {
     );
     expect(await v.ping(ct.ip, ct.mac, {}, 500)).toBe(false);
     A.ctl("firewall", "rule", "del", NET, String(r.id));
+    expect(await v.ping(ct.ip, ct.mac)).toBe(true);
+  });
+
+  test("the network's default deny holds for the VM; an egress cap holds for what it sends", async () => {
+    const v = vm as TestVm;
+    A.json("firewall", "default", NET, "deny");
+    try {
+      const before = drops();
+      expect(await v.ping(ct.ip, ct.mac, {}, 500)).toBe(false);
+      expect((drops()["fw-default"] ?? 0) - (before["fw-default"] ?? 0)).toBeGreaterThan(0);
+    } finally {
+      A.json("firewall", "default", NET, "allow");
+    }
+    A.json("endpoint", "set", "vm-1", "--egress-rate", "1mbit", "--egress-burst", "64k");
+    try {
+      const before = drops();
+      const frame = udp4({
+        mac: v.mac,
+        dstMac: ct.mac,
+        src: ep.ip,
+        dst: ct.ip,
+        sport: 4000,
+        dport: 9,
+        payload: new Uint8Array(1000),
+      });
+      for (let i = 0; i < 200; i++) v.send(frame);
+      await Bun.sleep(100);
+      // 200 kB at once against a 64 KiB bucket: the bucket's worth passes, the rest is dropped.
+      const capped = (drops()["egress-cap"] ?? 0) - (before["egress-cap"] ?? 0);
+      expect(capped).toBeGreaterThan(100);
+      expect(capped).toBeLessThan(200);
+    } finally {
+      A.json("endpoint", "set", "vm-1", "--egress-rate", "none");
+    }
     expect(await v.ping(ct.ip, ct.mac)).toBe(true);
   });
 
