@@ -13,6 +13,7 @@ import {
   USER_BRIDGE,
   userBridgeName,
   userBridgeNumber,
+  xskVmEnd,
 } from "../model/topology";
 import { listLinks, type Rtnl } from "../netlink";
 import { bridgeMac } from "../netlink/bridge-mac";
@@ -21,8 +22,9 @@ import { localEndpoints, type Store } from "../store/store";
 export interface NetworkdState {
   /** The user bridge and its extensions, the management bridge: name and MAC. */
   bridges: Array<{ name: string; mac: string }>;
-  /** veth pairs: the links between user bridges, the macvtap lower links. */
-  pairs: Array<{ name: string; peer: string }>;
+  /** veth pairs: the links between user bridges, the macvtap lower links, AF_XDP VMs' pairs
+   * (the VM end with the profile MAC). */
+  pairs: Array<{ name: string; peer: string; peerMac?: string; endpoint?: string }>;
   taps: Array<{ name: string; endpoint: string; queues: number }>;
   /** Each macvtap lower link's outer end with the macvtaps on it. */
   lowers: Array<{ outer: string; macvtaps: Array<{ name: string; endpoint: string; mac: string; mode: MacvtapMode }> }>;
@@ -83,9 +85,11 @@ export function networkdFiles(s: NetworkdState): NetworkdFile[] {
               ["Kind", "veth"],
             ],
           ],
-          ["Peer", [["Name", p.peer]]],
+          ["Peer", [["Name", p.peer], ...(p.peerMac ? ([["MACAddress", p.peerMac]] as Array<[string, string]>) : [])]],
         ],
-        `veth pair ${p.name} / ${p.peer}`,
+        p.endpoint
+          ? `AF_XDP pair of endpoint ${p.endpoint}: its port ${p.name}, its VM end ${p.peer}`
+          : `veth pair ${p.name} / ${p.peer}`,
       ),
     );
   for (const t of s.taps)
@@ -165,7 +169,7 @@ export function networkdState(store: Store, nl: Rtnl): NetworkdState {
     name,
     mac: bridgeMac(name),
   }));
-  const pairs = extensions.map((n) => {
+  const pairs: NetworkdState["pairs"] = extensions.map((n) => {
     const l = bridgeLinkNames(n);
     return { name: l.main, peer: l.ext };
   });
@@ -173,6 +177,8 @@ export function networkdState(store: Store, nl: Rtnl): NetworkdState {
   const taps = eps
     .filter((e) => e.kind === "tap")
     .map((e) => ({ name: e.hostIf, endpoint: e.name, queues: e.queues ?? 1 }));
+  for (const e of eps.filter((x) => x.kind === "xsk"))
+    pairs.push({ name: e.hostIf, peer: xskVmEnd(e.hostIf), peerMac: e.mac, endpoint: e.name });
   const lowers = new Map<string, NetworkdState["lowers"][number]>();
   for (const e of eps.filter((x) => x.kind === "macvtap")) {
     const names = macvtapLowerNames(e);

@@ -22,6 +22,7 @@ let c1: Netns;
 let dir: string;
 let mt: any;
 let mp: any;
+let mx: any;
 
 beforeAll(async () => {
   A = new TestAgent("ndx");
@@ -33,6 +34,7 @@ beforeAll(async () => {
   A.json("network", "attach", NET, "--name", "vm-t", "--tap", "ndtap2", "--queues", "2");
   mt = A.json("network", "attach", NET, "--name", "vm-m", "--macvtap", "vepa");
   mp = A.json("network", "attach", NET, "--name", "vm-p", "--macvtap", "passthru");
+  mx = A.json("network", "attach", NET, "--name", "vm-x", "--xsk");
 }, 60_000);
 
 afterAll(() => {
@@ -94,6 +96,7 @@ describe("systemd-networkd", () => {
         `50-stratum-${mp.interface}l.netdev`,
         `50-stratum-${mp.interface}l.network`,
         `50-stratum-${mt.interface}.netdev`,
+        `50-stratum-${mx.interface}.netdev`,
         "50-stratum-ndtap2.netdev",
       ].sort(),
     );
@@ -105,6 +108,9 @@ describe("systemd-networkd", () => {
     expect(text(`${mt.interface}.netdev`)).toMatch(new RegExp(`Kind=macvtap\\nMACAddress=${mt.mac}[\\s\\S]*Mode=vepa`));
     expect(text("cnv-user-mvla.network")).toContain(`MACVTAP=${mt.interface}`);
     expect(text(`${mp.interface}l.network`)).toContain(`MACVTAP=${mp.interface}`);
+    expect(text(`${mx.interface}.netdev`)).toMatch(
+      new RegExp(`Kind=veth[\\s\\S]*Name=${mx.interface}x\\nMACAddress=${mx.mac}`),
+    );
     const again = A.json("export", "networkd", "--dir", out);
     expect(again.files.every((f: any) => f.changed === false)).toBe(true);
     expect(again.removed).toEqual([]);
@@ -125,6 +131,7 @@ describe("systemd-networkd", () => {
           mt.interface,
           mp.interface,
           "cnv-user-mvlb",
+          `${mx.interface}x`,
         ]);
         const j = (dev: string) => JSON.parse(run(["ip", "-n", ns.name, "-d", "-j", "link", "show", dev]).stdout)[0];
         const brMac = JSON.parse(A.ns.execOk(["ip", "-j", "link", "show", "cnv-user-br0"]))[0].address;
@@ -137,6 +144,7 @@ describe("systemd-networkd", () => {
         expect(j(mp.interface).linkinfo.info_data.mode).toBe("passthru");
         expect(j(mp.interface).link).toBe(`${mp.interface}l`);
         expect(j("cnv-user-mvlb").linkinfo.info_kind).toBe("veth");
+        expect(j(`${mx.interface}x`).address).toBe(mx.mac);
       } finally {
         ns.destroy();
       }
