@@ -7,12 +7,10 @@
  * sides) over the datagrams delivered. One lab (agent, network, container, the four VMs) serves
  * every benchmark of the group. */
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { acceptFds, closeFd, listenUnix } from "../../src/sys/os";
 import { TestAgent } from "../../test/helpers/agent";
 import { udp4 } from "../../test/helpers/frames";
-import { BINARY, Netns, run } from "../../test/helpers/netns";
-import { type FrameQueue, TestVm } from "../../test/helpers/vm";
+import { Netns, run } from "../../test/helpers/netns";
+import { type FrameQueue, handoffHere, TestVm } from "../../test/helpers/vm";
 import { XskQueue } from "../../test/helpers/xsk-queue";
 import type { Benchmark } from "./harness";
 
@@ -44,22 +42,6 @@ function rxPackets(ns: string): number {
   return Number(l.stats64.rx.packets);
 }
 
-async function handoffXsk(a: TestAgent, name: string, dir: string): Promise<number> {
-  const path = join(dir, `${name}.sock`);
-  const l = listenUnix(path);
-  try {
-    const cli = Bun.spawn([BINARY, "endpoint", "handoff", name, "--socket", path, "--api-socket", a.sock], {
-      stdout: "ignore",
-      stderr: "pipe",
-    });
-    const got = acceptFds(l, 10_000);
-    if ((await cli.exited) !== 0) throw new Error(await new Response(cli.stderr).text());
-    return got.fds[0] as number;
-  } finally {
-    closeFd(l);
-  }
-}
-
 async function setupLab(): Promise<Lab> {
   const agent = new TestAgent("vmb");
   const c1 = new Netns("vmbc1");
@@ -71,7 +53,7 @@ async function setupLab(): Promise<Lab> {
     const mq = agent.json("network", "attach", NET, "--name", "vm-mq", "--tap", "vmbmq", "--queues", "4");
     const mv = agent.json("network", "attach", NET, "--name", "vm-mv", "--macvtap", "bridge");
     const xs = agent.json("network", "attach", NET, "--name", "vm-xs", "--xsk");
-    const xfd = await handoffXsk(agent, "vm-xs", agent.dir);
+    const xfd = (await handoffHere(agent, "vm-xs", agent.dir)).fds[0] as number;
     const xIndex = JSON.parse(agent.ns.execOk(["ip", "-j", "link", "show", xs.xsk.device]))[0].ifindex;
     const vms: Lab["vms"] = {
       tap: { vm: new TestVm("vmbtap", agent.ns.path, tap.mac), ep: tap },

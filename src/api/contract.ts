@@ -1541,7 +1541,7 @@ export const ROUTES = {
     method: "post",
     path: "/v1/endpoints/{name}/handoff",
     summary:
-      "Hand a VM's queues to its VMM: the agent opens them and sends the descriptors over the VMM's unix socket (SCM_RIGHTS)",
+      "Hand a VM's queues to its VMM: the agent opens them (AF_XDP: makes sockets in the map) and sends the descriptors over the VMM's unix socket (SCM_RIGHTS)",
     params: NameParam,
     body: HandoffBody,
     status: 200,

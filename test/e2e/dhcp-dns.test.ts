@@ -468,7 +468,7 @@ describe("DNS with dig and kdig", () => {
     expect(full).toContain("ANSWER: 12");
     const k = n.exec(["kdig", `@${GW}`, "+noedns", "TXT", "big.n1.internal"]);
     expect(k.stdout).toMatch(/ANSWER: 12/);
-  });
+  }, 30_000); // twelve CLI calls and three resolvers: seconds on a loaded machine
 
   test("an outside name resolves through the network's forwarder (unbound), then from the cache", async () => {
     const n = ns.dhc as Netns;

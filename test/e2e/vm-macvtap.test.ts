@@ -12,9 +12,15 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { TestAgent } from "../helpers/agent";
-import { arp, ethArp, udp4 } from "../helpers/frames";
 import { Netns } from "../helpers/netns";
 import { TestVm } from "../helpers/vm";
+import {
+  expectDefaultDenyHolds,
+  expectEgressCapHolds,
+  expectPingsBothWays,
+  expectSpoofsDropped,
+  type VmCase,
+} from "../helpers/vm-checks";
 
 const NET = "mvn";
 let A: TestAgent;
@@ -25,6 +31,11 @@ const vms = new Map<string, { vm: TestVm; ep: any }>();
 const drops = (name: string): Record<string, number> => A.json("endpoint", "show", name).drops ?? {};
 const grew = (before: Record<string, number>, after: Record<string, number>, r: string) =>
   (after[r] ?? 0) - (before[r] ?? 0);
+
+const vmCase = (name: string): VmCase => {
+  const { vm, ep } = vms.get(name) as { vm: TestVm; ep: any };
+  return { A, net: NET, name, ip: ep.ip, vm, ct: { ns: c1.name, ip: ct.ip, mac: ct.mac } };
+};
 
 /** Attaches a VM on a macvtap in `mode` and opens its device as its VMM would. */
 function attachVm(name: string, mode: string): { vm: TestVm; ep: any } {
@@ -75,76 +86,16 @@ describe("a VM on a macvtap", () => {
   test("DHCP leases the VM its profile address; it pings a container and answers the container's ping", async () => {
     const { vm, ep } = vms.get("vm-b1") as { vm: TestVm; ep: any };
     expect(await vm.dhcp()).toBe(ep.ip);
-    expect(await vm.resolve(ct.ip)).toBe(ct.mac);
-    expect(await vm.ping(ct.ip, ct.mac)).toBe(true);
-    const p = Bun.spawn(["ip", "netns", "exec", c1.name, "ping", "-c", "3", "-i", "0.2", "-W", "1", ep.ip], {
-      stdout: "ignore",
-      stderr: "ignore",
-    });
-    await vm.serve(1500);
-    expect(await p.exited).toBe(0);
+    await expectPingsBothWays(vmCase("vm-b1"));
   });
 
-  test("frames from another MAC, another IPv4 address, or an ARP claiming another address are dropped at the macvtap and counted", async () => {
-    const { vm } = vms.get("vm-b1") as { vm: TestVm; ep: any };
-    const before = drops("vm-b1");
-    expect(await vm.ping(ct.ip, ct.mac, { mac: "02:00:00:00:99:98" }, 300)).toBe(false);
-    expect(await vm.ping(ct.ip, ct.mac, { ip: "10.94.0.77" }, 300)).toBe(false);
-    vm.send(
-      ethArp(
-        vm.mac,
-        "ff:ff:ff:ff:ff:ff",
-        arp({ op: "request", senderMac: vm.mac, senderIp: "10.94.0.77", targetIp: ct.ip }),
-      ),
-    );
-    await Bun.sleep(200);
-    const after = drops("vm-b1");
-    expect({
-      mac: grew(before, after, "mac-spoof"),
-      ip4: grew(before, after, "ip4-spoof"),
-      arp: grew(before, after, "arp-spoof"),
-    }).toEqual({ mac: 1, ip4: 1, arp: 1 });
-    expect(await vm.ping(ct.ip, ct.mac)).toBe(true);
-  });
+  test("frames from another MAC, another IPv4 address, or an ARP claiming another address are dropped at the macvtap and counted", () =>
+    expectSpoofsDropped(vmCase("vm-b1"), "10.94.0.77", "02:00:00:00:99:98"));
 
-  test("the network's default deny holds for the VM, both ways; allow again lets it through", async () => {
-    const { vm } = vms.get("vm-b1") as { vm: TestVm; ep: any };
-    A.json("firewall", "default", NET, "deny");
-    try {
-      const before = drops("vm-b1");
-      expect(await vm.ping(ct.ip, ct.mac, {}, 500)).toBe(false);
-      expect(grew(before, drops("vm-b1"), "fw-default")).toBeGreaterThan(0);
-    } finally {
-      A.json("firewall", "default", NET, "allow");
-    }
-    expect(await vm.ping(ct.ip, ct.mac)).toBe(true);
-  });
+  test("the network's default deny holds for the VM; allow again lets it through", () =>
+    expectDefaultDenyHolds(vmCase("vm-b1")));
 
-  test("an egress cap holds for what the VM sends", async () => {
-    const { vm, ep } = vms.get("vm-b1") as { vm: TestVm; ep: any };
-    A.json("endpoint", "set", "vm-b1", "--egress-rate", "1mbit", "--egress-burst", "64k");
-    try {
-      const before = drops("vm-b1");
-      const frame = udp4({
-        mac: vm.mac,
-        dstMac: ct.mac,
-        src: ep.ip,
-        dst: ct.ip,
-        sport: 4000,
-        dport: 9,
-        payload: new Uint8Array(1000),
-      });
-      for (let i = 0; i < 200; i++) vm.send(frame);
-      await Bun.sleep(100);
-      const capped = grew(before, drops("vm-b1"), "egress-cap");
-      // 200 kB at once against a 64 KiB bucket at 1 Mbit/s: the bucket's worth passes, the
-      // rest (about 135 frames) is dropped.
-      expect(capped).toBeGreaterThan(100);
-      expect(capped).toBeLessThan(200);
-    } finally {
-      A.json("endpoint", "set", "vm-b1", "--egress-rate", "none");
-    }
-  });
+  test("an egress cap holds for what the VM sends", () => expectEgressCapHolds(vmCase("vm-b1")));
 
   test("bridge mode: two VMs reach each other straight through the lower link, both ports still judging", async () => {
     const a = vms.get("vm-b1") as { vm: TestVm; ep: any };

@@ -9,9 +9,15 @@
  * does not apply. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { TestAgent } from "../helpers/agent";
-import { arp, ethArp, udp4 } from "../helpers/frames";
 import { Netns, run } from "../helpers/netns";
 import { TestVm } from "../helpers/vm";
+import {
+  expectDefaultDenyHolds,
+  expectEgressCapHolds,
+  expectPingsBothWays,
+  expectSpoofsDropped,
+  type VmCase,
+} from "../helpers/vm-checks";
 
 const NET = "vmn";
 const TAP = "vmtap0";
@@ -21,7 +27,14 @@ let vm: TestVm | undefined;
 let ep: { ip: string; mac: string; interface: string };
 let ct: { ip: string; mac: string };
 
-const drops = (): Record<string, number> => A.json("endpoint", "show", "vm-1").drops ?? {};
+const vmCase = (): VmCase => ({
+  A,
+  net: NET,
+  name: "vm-1",
+  ip: ep.ip,
+  vm: vm as TestVm,
+  ct: { ns: c1.name, ip: ct.ip, mac: ct.mac },
+});
 
 beforeAll(async () => {
   A = new TestAgent("vmt");
@@ -44,41 +57,10 @@ describe("a VM on a tap", () => {
     expect(await vm?.dhcp()).toBe(ep.ip);
   });
 
-  test("the VM pings a container, and answers the container's ping", async () => {
-    const v = vm as TestVm;
-    expect(await v.resolve(ct.ip)).toBe(ct.mac);
-    expect(await v.ping(ct.ip, ct.mac)).toBe(true);
-    const p = Bun.spawn(["ip", "netns", "exec", c1.name, "ping", "-c", "3", "-i", "0.2", "-W", "1", ep.ip], {
-      stdout: "ignore",
-      stderr: "ignore",
-    });
-    await v.serve(1500);
-    expect(await p.exited).toBe(0);
-  });
+  test("the VM pings a container, and answers the container's ping", () => expectPingsBothWays(vmCase()));
 
-  test("frames from another MAC, another IPv4 address, or an ARP claiming another address are dropped and counted", async () => {
-    const v = vm as TestVm;
-    const before = drops();
-    expect(await v.ping(ct.ip, ct.mac, { mac: "02:00:00:00:99:99" }, 300)).toBe(false);
-    expect(await v.ping(ct.ip, ct.mac, { ip: "10.93.0.77" }, 300)).toBe(false);
-    v.send(
-      ethArp(
-        v.mac,
-        "ff:ff:ff:ff:ff:ff",
-        arp({ op: "request", senderMac: v.mac, senderIp: "10.93.0.77", targetIp: ct.ip }),
-      ),
-    );
-    await Bun.sleep(200);
-    const after = drops();
-    const grew = (r: string) => (after[r] ?? 0) - (before[r] ?? 0);
-    expect({ mac: grew("mac-spoof"), ip4: grew("ip4-spoof"), arp: grew("arp-spoof") }).toEqual({
-      mac: 1,
-      ip4: 1,
-      arp: 1,
-    });
-    // The VM's own frames still pass.
-    expect(await v.ping(ct.ip, ct.mac)).toBe(true);
-  });
+  test("frames from another MAC, another IPv4 address, or an ARP claiming another address are dropped and counted", () =>
+    expectSpoofsDropped(vmCase(), "10.93.0.77", "02:00:00:00:99:99"));
 
   test("a firewall rule denying ICMP holds for the VM; deleting it lets the ping through again", async () => {
     const v = vm as TestVm;
@@ -102,37 +84,8 @@ describe("a VM on a tap", () => {
   });
 
   test("the network's default deny holds for the VM; an egress cap holds for what it sends", async () => {
-    const v = vm as TestVm;
-    A.json("firewall", "default", NET, "deny");
-    try {
-      const before = drops();
-      expect(await v.ping(ct.ip, ct.mac, {}, 500)).toBe(false);
-      expect((drops()["fw-default"] ?? 0) - (before["fw-default"] ?? 0)).toBeGreaterThan(0);
-    } finally {
-      A.json("firewall", "default", NET, "allow");
-    }
-    A.json("endpoint", "set", "vm-1", "--egress-rate", "1mbit", "--egress-burst", "64k");
-    try {
-      const before = drops();
-      const frame = udp4({
-        mac: v.mac,
-        dstMac: ct.mac,
-        src: ep.ip,
-        dst: ct.ip,
-        sport: 4000,
-        dport: 9,
-        payload: new Uint8Array(1000),
-      });
-      for (let i = 0; i < 200; i++) v.send(frame);
-      await Bun.sleep(100);
-      // 200 kB at once against a 64 KiB bucket: the bucket's worth passes, the rest is dropped.
-      const capped = (drops()["egress-cap"] ?? 0) - (before["egress-cap"] ?? 0);
-      expect(capped).toBeGreaterThan(100);
-      expect(capped).toBeLessThan(200);
-    } finally {
-      A.json("endpoint", "set", "vm-1", "--egress-rate", "none");
-    }
-    expect(await v.ping(ct.ip, ct.mac)).toBe(true);
+    await expectDefaultDenyHolds(vmCase());
+    await expectEgressCapHolds(vmCase());
   });
 
   test("a multi-queue tap: the VM opens every queue; DHCP and ping work on each, and a spoofed frame on any is dropped", async () => {

@@ -10,11 +10,17 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { acceptFds, closeFd, listenUnix } from "../../src/sys/os";
 import { TestAgent } from "../helpers/agent";
-import { arp, ethArp, udp4 } from "../helpers/frames";
-import { BINARY, Netns, run } from "../helpers/netns";
-import { TestVm } from "../helpers/vm";
+import { udp4 } from "../helpers/frames";
+import { Netns, run } from "../helpers/netns";
+import { handoffHere, TestVm } from "../helpers/vm";
+import {
+  expectDefaultDenyHolds,
+  expectEgressCapHolds,
+  expectPingsBothWays,
+  expectSpoofsDropped,
+  type VmCase,
+} from "../helpers/vm-checks";
 import { XskQueue } from "../helpers/xsk-queue";
 
 const NET = "xsn";
@@ -25,26 +31,14 @@ let ct: { ip: string; mac: string };
 let ep: any;
 let vm: TestVm | undefined;
 
-const drops = (): Record<string, number> => A.json("endpoint", "show", "vm-x").drops ?? {};
-const grew = (b: Record<string, number>, a: Record<string, number>, r: string) => (a[r] ?? 0) - (b[r] ?? 0);
-
-/** Hands the VM's sockets over (the CLI in its own process) to a socket this test listens on;
- * returns what arrived. */
-async function handoff(name: string): Promise<{ about: any; fds: number[] }> {
-  const path = join(dir, `${name}.sock`);
-  const l = listenUnix(path);
-  try {
-    const cli = Bun.spawn([BINARY, "endpoint", "handoff", name, "--socket", path, "--api-socket", A.sock], {
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    const got = acceptFds(l, 10_000);
-    expect(await cli.exited).toBe(0);
-    return { about: JSON.parse(got.data.toString().trim()), fds: got.fds };
-  } finally {
-    closeFd(l);
-  }
-}
+const vmCase = (): VmCase => ({
+  A,
+  net: NET,
+  name: "vm-x",
+  ip: ep.ip,
+  vm: vm as TestVm,
+  ct: { ns: c1.name, ip: ct.ip, mac: ct.mac },
+});
 
 beforeAll(async () => {
   A = new TestAgent("xsk");
@@ -79,20 +73,13 @@ describe("a VM on AF_XDP", () => {
   });
 
   test("handoff sends sockets already in the map; bound by the VM, it gets its lease and pings both ways", async () => {
-    const h = await handoff("vm-x");
+    const h = await handoffHere(A, "vm-x", dir);
     expect(h.about).toMatchObject({ kind: "xsk", interface: ep.xsk.device, queues: 1, base: 0, map: ep.xsk.map });
     expect(h.fds).toHaveLength(1);
     const ifindex = JSON.parse(A.ns.execOk(["ip", "-j", "link", "show", ep.xsk.device]))[0].ifindex;
     vm = new TestVm(ep.xsk.device, A.ns.path, ep.mac, { frameQueues: [new XskQueue(h.fds[0] as number, ifindex, 0)] });
     expect(await vm.dhcp()).toBe(ep.ip);
-    expect(await vm.resolve(ct.ip)).toBe(ct.mac);
-    expect(await vm.ping(ct.ip, ct.mac)).toBe(true);
-    const p = Bun.spawn(["ip", "netns", "exec", c1.name, "ping", "-c", "3", "-i", "0.2", "-W", "1", ep.ip], {
-      stdout: "ignore",
-      stderr: "ignore",
-    });
-    await vm.serve(1500);
-    expect(await p.exited).toBe(0);
+    await expectPingsBothWays(vmCase());
   });
 
   test("spoofed frames sent through AF_XDP are dropped at the port and counted, before the container sees them", async () => {
@@ -119,61 +106,17 @@ describe("a VM on AF_XDP", () => {
       { stdout: "pipe", stderr: "ignore" },
     );
     await Bun.sleep(700);
-    const before = drops();
-    expect(await v.ping(ct.ip, ct.mac, { mac: "02:00:00:00:99:96" }, 300)).toBe(false);
-    expect(await v.ping(ct.ip, ct.mac, { ip: "10.97.0.77" }, 300)).toBe(false);
-    v.send(
-      ethArp(
-        v.mac,
-        "ff:ff:ff:ff:ff:ff",
-        arp({ op: "request", senderMac: v.mac, senderIp: "10.97.0.77", targetIp: ct.ip }),
-      ),
-    );
-    await Bun.sleep(300);
-    const after = drops();
-    expect({
-      mac: grew(before, after, "mac-spoof"),
-      ip4: grew(before, after, "ip4-spoof"),
-      arp: grew(before, after, "arp-spoof"),
-    }).toEqual({ mac: 1, ip4: 1, arp: 1 });
+    await expectSpoofsDropped(vmCase(), "10.97.0.77", "02:00:00:00:99:96");
     v.send(udp4({ mac: v.mac, dstMac: ct.mac, src: ep.ip, dst: ct.ip, sport: 4001, dport: 9 }));
     const seen = await Promise.race([new Response(cap.stdout).text(), Bun.sleep(3000).then(() => "(nothing)")]);
     cap.kill();
     expect(seen).toContain(`${ep.ip}.4001 > ${ct.ip}.9`);
     expect(seen).not.toContain("10.97.0.77");
-    expect(await v.ping(ct.ip, ct.mac)).toBe(true);
   });
 
   test("default deny and an egress cap hold for the VM", async () => {
-    const v = vm as TestVm;
-    A.json("firewall", "default", NET, "deny");
-    try {
-      const before = drops();
-      expect(await v.ping(ct.ip, ct.mac, {}, 500)).toBe(false);
-      expect(grew(before, drops(), "fw-default")).toBeGreaterThan(0);
-    } finally {
-      A.json("firewall", "default", NET, "allow");
-    }
-    A.json("endpoint", "set", "vm-x", "--egress-rate", "1mbit", "--egress-burst", "64k");
-    try {
-      const before = drops();
-      const frame = udp4({
-        mac: v.mac,
-        dstMac: ct.mac,
-        src: ep.ip,
-        dst: ct.ip,
-        sport: 4000,
-        dport: 9,
-        payload: new Uint8Array(1000),
-      });
-      for (let i = 0; i < 200; i++) v.send(frame);
-      await Bun.sleep(200);
-      const capped = grew(before, drops(), "egress-cap");
-      expect(capped).toBeGreaterThan(100);
-      expect(capped).toBeLessThan(200);
-    } finally {
-      A.json("endpoint", "set", "vm-x", "--egress-rate", "none");
-    }
+    await expectDefaultDenyHolds(vmCase());
+    await expectEgressCapHolds(vmCase());
   });
 
   test("--xsk is refused beside another kind, with nothing changed", () => {

@@ -3,12 +3,16 @@
  * a DHCP lease, answers ARP requests for its address and echo requests to it, resolves and
  * pings others, and sends any frame a test crafts (a spoofed one). Every frame it does not
  * answer itself is kept for `expectFrame`. */
+
+import { join } from "node:path";
 import { ETH_P, IPPROTO } from "../../src/datapath/packet";
 import { DHCP4, type Dhcp4Message, encodeDhcp4, OPT, parseDhcp4 } from "../../src/dhcp/v4";
 import { bytesToIp, bytesToMac } from "../../src/netlink/codec";
-import { inNetns, TapQueue } from "../../src/sys/os";
+import { acceptFds, closeFd, inNetns, listenUnix, TapQueue } from "../../src/sys/os";
+import type { TestAgent } from "./agent";
 import { clientMessage } from "./dhcp4";
 import { arp, eth4, ethArp, icmp, ipv4, udp } from "./frames";
+import { BINARY } from "./netns";
 
 const BROADCAST = "ff:ff:ff:ff:ff:ff";
 
@@ -231,5 +235,29 @@ export class TestVm implements Disposable {
   }
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/** `endpoint handoff NAME` (the CLI in its own process) to a socket listened on here, in `dir`;
+ * what arrived: the line of JSON and the descriptors (the caller's to close). */
+export async function handoffHere(
+  A: TestAgent,
+  name: string,
+  dir: string,
+  extra: string[] = [],
+): Promise<{ about: any; fds: number[] }> {
+  const path = join(dir, `${name}-${process.pid}.sock`);
+  const l = listenUnix(path);
+  try {
+    const cli = Bun.spawn([BINARY, "endpoint", "handoff", name, "--socket", path, ...extra, "--api-socket", A.sock], {
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    const got = acceptFds(l, 10_000);
+    const code = await cli.exited;
+    if (code !== 0) throw new Error(`endpoint handoff ${name}: exit ${code}: ${await new Response(cli.stderr).text()}`);
+    return { about: JSON.parse(got.data.toString().trim()), fds: got.fds };
+  } finally {
+    closeFd(l);
   }
 }
