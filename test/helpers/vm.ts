@@ -19,6 +19,8 @@ const BROADCAST = "ff:ff:ff:ff:ff:ff";
 /** A queue a VM sends and receives frames on: a tap's (TapQueue), an AF_XDP socket's (XskQueue). */
 export interface FrameQueue {
   send(frame: Uint8Array): void;
+  /** Whatever a queue holds back for a batch (AF_XDP's TX kick), sent now. */
+  flush?(): void;
   recv(): Buffer | null;
   close(): void;
 }

@@ -150,7 +150,13 @@ export class XskQueue implements Disposable {
     return this.#fd;
   }
 
-  /** Sends one frame (waits for a free UMEM frame only as long as completions take). */
+  /** Descriptors put on the TX ring since the last kick. */
+  #pending = 0;
+  /** Kick the kernel once this many descriptors wait (a VMM's batch); `flush` kicks the rest. */
+  batch = 1;
+
+  /** Queues one frame for sending (waits for a free UMEM frame only as long as completions
+   * take); the kernel is kicked once `batch` frames wait. */
   send(frame: Uint8Array): void {
     this.#reclaim();
     let addr = this.#free.pop();
@@ -168,10 +174,16 @@ export class XskQueue implements Disposable {
     r.view.setUint32(d + 8, frame.length, true);
     r.view.setUint32(d + 12, 0, true);
     Atomics.store(r.u32, r.prod, prod + 1);
-    this.#kick();
+    if (++this.#pending >= this.batch) this.#kick();
+  }
+
+  /** Kicks the kernel for whatever waits on the TX ring. */
+  flush(): void {
+    if (this.#pending) this.#kick();
   }
 
   #kick(): void {
+    this.#pending = 0;
     libc().sendto(this.#fd, null, 0n, MSG_DONTWAIT, null, 0);
   }
 
