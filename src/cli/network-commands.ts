@@ -587,12 +587,14 @@ export const endpointCommand = defineCommand({
     handoff: defineCommand({
       meta: meta(
         "handoff",
-        "Hand a VM's queues to its VMM: the agent opens them (every queue of a tap by default, or N; a macvtap's device once per queue) and sends the descriptors over the VMM's unix stream socket in one message (SCM_RIGHTS), with a line of JSON about the endpoint; the VMM needs no privilege to open them",
+        "Hand a VM's queues to its VMM: the agent opens them (every queue of a tap by default, or N; a macvtap's device once per queue; an AF_XDP VM's sockets, made and put in the sockets' map at its slot) and sends the descriptors over the VMM's unix stream socket in one message (SCM_RIGHTS), with a line of JSON about the endpoint; the VMM needs no privilege to open them",
         [
           "# The VMM (or its launcher) listens on /run/vm-1/net.sock; it receives 4 descriptors:",
           "cenvero-str-ctl endpoint handoff vm-1 --socket /run/vm-1/net.sock",
           "# Two queues of a macvtap, without the virtio-net header:",
           "cenvero-str-ctl endpoint handoff vm-3 --socket /run/vm-3/net.sock --queues 2 --no-vnet-hdr",
+          "# An AF_XDP VM: QEMU takes them as -netdev af-xdp,...,inhibit=on,sock-fds=N:",
+          "cenvero-str-ctl endpoint handoff vm-5 --socket /run/vm-5/net.sock",
         ],
       ),
       args: {
