@@ -7,13 +7,13 @@
  * A frame with no socket to take it is dropped: the VM end's own stack takes nothing. */
 #include "stm_common.h"
 
-/* The VMs' AF_XDP sockets: a VM's queue q at its base + q (stm_xsk_base). */
+/* The VMs' AF_XDP sockets: a VM's queue q at its base + q (stm_xsk_base). Both maps are pinned
+ * by the agent under <pin-root>/xsk and taken over from there on restart (datapath/xsk.ts). */
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
 	__uint(max_entries, 1024);
 	__type(key, __u32);
 	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } stm_xsks SEC(".maps");
 
 struct stm_xsk_range {
@@ -27,7 +27,6 @@ struct {
 	__uint(max_entries, 1024);
 	__type(key, __u32);
 	__type(value, struct stm_xsk_range);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } stm_xsk_base SEC(".maps");
 
 SEC("xdp")

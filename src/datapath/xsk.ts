@@ -1,12 +1,16 @@
 /** AF_XDP for VMs (docs/networks.md#vms-on-af_xdp): the xsk object (bpf/xsk.bpf.c), its maps
  * pinned under <pin-root>/xsk (taken over by name on restart), its XDP program on each VM end
  * through a pinned link (<pin-root>/links/xsk-<ifindex>), and each VM's range of the sockets'
- * map. The sockets themselves are made at a handoff and go to the VMM. */
-import { mkdirSync } from "node:fs";
+ * map. The sockets themselves are made at a handoff and go to the VMM. The maps are pinned here,
+ * not by libbpf (a loader of the object without a pin root, a test's, pins nothing). */
+import { existsSync, mkdirSync } from "node:fs";
 import { ERRNO, StratumError } from "../errors";
-import type { BpfObject } from "../sys/bpf";
+import { type BpfObject, objGet, pinFd } from "../sys/bpf";
+import { closeFd } from "../sys/os";
 import { attachXdp, detachPinnedLink, openPinnedLink } from "./attach";
 import { loadObject } from "./objects";
+
+const XSK_MAPS = ["stm_xsks", "stm_xsk_base"] as const;
 
 /** The sockets' map holds this many (struct stm_xsks in bpf/xsk.bpf.c). */
 export const XSK_SLOTS = 1024;
@@ -31,10 +35,21 @@ export class XskDatapath {
     return `${this.dir}/stm_xsks`;
   }
 
+  /** The object, its maps taken over from their pins when there (a restart), pinned when new. */
   #load(): BpfObject {
     if (!this.#obj) {
       mkdirSync(this.dir, { recursive: true });
-      this.#obj = loadObject("xsk", { pinRoot: this.dir });
+      const reuse: Record<string, number> = {};
+      try {
+        for (const name of XSK_MAPS)
+          if (existsSync(`${this.dir}/${name}`)) reuse[name] = objGet(`${this.dir}/${name}`, "map");
+        const obj = loadObject("xsk", { reuse });
+        for (const name of XSK_MAPS)
+          if (!(name in reuse)) pinFd(obj.map(name).fd, `${this.dir}/${name}`, `map ${name}`);
+        this.#obj = obj;
+      } finally {
+        for (const fd of Object.values(reuse)) closeFd(fd);
+      }
     }
     return this.#obj;
   }

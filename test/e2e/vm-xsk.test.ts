@@ -5,7 +5,8 @@
  * registers its UMEM and rings on them and binds them to the VM end, as QEMU does. The VM gets
  * its lease, pings a container and answers; what it sends through AF_XDP with another MAC, IPv4
  * address or ARP claim is dropped at the port (the host end's tc ingress) and counted, before
- * any other workload sees it; default deny and an egress cap hold; a detach leaves nothing. */
+ * any other workload sees it; default deny and an egress cap hold; an agent restart keeps the
+ * socket in its slot; a detach leaves nothing. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -117,6 +118,19 @@ describe("a VM on AF_XDP", () => {
   test("default deny and an egress cap hold for the VM", async () => {
     await expectDefaultDenyHolds(vmCase());
     await expectEgressCapHolds(vmCase());
+  });
+
+  test("an agent restart keeps the VM's socket in its slot: the VM still pings, with no new handoff", async () => {
+    const mapId = () => JSON.parse(run(["bpftool", "-j", "map", "show", "pinned", ep.xsk.map]).stdout).id;
+    const before = mapId();
+    await A.kill("SIGTERM");
+    await A.start();
+    expect(await (vm as TestVm).ping(ct.ip, ct.mac)).toBe(true);
+    // The same map, taken over from its pin (a new one would hold no socket).
+    A.json("endpoint", "show", "vm-x");
+    expect(mapId()).toBe(before);
+    const port = A.json("status").ports.find((p: any) => p.endpoint === "vm-x");
+    expect({ state: port.state, problems: port.problems }).toEqual({ state: "ok", problems: [] });
   });
 
   test("--xsk is refused beside another kind, with nothing changed", () => {
