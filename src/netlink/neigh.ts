@@ -1,6 +1,8 @@
 /** Neighbour entries (ARP/NDP) and bridge/VXLAN forwarding database (FDB) entries over
  * rtnetlink. FDB entries are neighbours of family AF_BRIDGE: on a bridge port with
  * NTF_MASTER (the bridge's table), on a VXLAN device with NTF_SELF (its remote VTEPs). */
+
+import { ERRNO, StratumError } from "../errors";
 import { bytesToIp, bytesToMac, decodeNd, encodeNd, familyOf, ipToBytes, MessageBuilder, macToBytes } from "./codec";
 import { NL } from "./constants";
 import { type LinkRef, linkIndex } from "./link";
@@ -118,6 +120,17 @@ export function addFdb(f: FdbSpec, o: { append?: boolean } = {}, nl: Rtnl = rtnl
 
 export function deleteFdb(f: FdbSpec, nl: Rtnl = rtnl()): void {
   nl.do(fdbMsg(NL.RTM_DELNEIGH, 0, f, nl), `delete ${fdbLabel(f)}`);
+}
+
+/** Deletes an FDB entry; an entry or device gone already is not an error (false). */
+export function deleteFdbIfExists(f: FdbSpec, nl: Rtnl = rtnl()): boolean {
+  try {
+    deleteFdb(f, nl);
+    return true;
+  } catch (e) {
+    if (e instanceof StratumError && (e.errno === ERRNO.ENOENT || e.errno === ERRNO.ENODEV)) return false;
+    throw e;
+  }
 }
 
 /** FDB entries; `bridge` limits to members of that bridge, `dev` to one port or VXLAN device

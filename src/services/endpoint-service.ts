@@ -10,7 +10,7 @@ import { clsProgIds } from "../datapath/attach";
 import { announcement } from "../datapath/packet";
 import { PROFILE_F } from "../datapath/port-maps";
 import { SHAPE_KIND } from "../datapath/shape-maps";
-import { ERRNO, StratumError } from "../errors";
+import { StratumError } from "../errors";
 import type { EgressCap } from "../model/egress-cap";
 import { formatIp, hostRange, parseIp, parseSubnet } from "../model/ip";
 import { checkName, hostAddress, hostIndex, profileIp6, profileMac } from "../model/network";
@@ -19,7 +19,7 @@ import {
   addAddress,
   addFdb,
   addRoute,
-  deleteFdb,
+  deleteFdbIfExists,
   deleteLinkIfExists,
   getLink,
   type Link,
@@ -540,7 +540,9 @@ export class EndpointService {
     const mac = ep.mac.toLowerCase();
     if (!fdbs?.get(inner.index)?.includes(mac)) {
       addFdb({ dev: names.inner, mac: ep.mac }, {}, this.nl);
-      undo.push(`remove the FDB entry for ${ep.mac}`, () => this.#deleteFdbQuietly(names.inner, ep.mac));
+      undo.push(`remove the FDB entry for ${ep.mac}`, () =>
+        deleteFdbIfExists({ dev: names.inner, mac: ep.mac }, this.nl),
+      );
     }
     const br = this.ctx.bridges.bridgeOf(inner.master);
     if (br && br.number > 0) {
@@ -553,14 +555,6 @@ export class EndpointService {
       }
     }
     if (!link.up) setLink(ep.hostIf, { up: true }, this.nl);
-  }
-
-  #deleteFdbQuietly(dev: string, mac: string): void {
-    try {
-      deleteFdb({ dev, mac }, this.nl);
-    } catch (e) {
-      if (!(e instanceof StratumError && (e.errno === ERRNO.ENOENT || e.errno === ERRNO.ENODEV))) throw e;
-    }
   }
 
   /** A port's configuration and its endpoint's cap, in the order that never leaves the port
@@ -651,7 +645,7 @@ export class EndpointService {
       if (br && br.number > 0) this.ctx.bridges.deleteMainEntry(br.number, ep.mac);
       if (names.own) this.ctx.bridges.removeMacvtapLower(names);
       else if (inner) {
-        this.#deleteFdbQuietly(names.inner, ep.mac);
+        deleteFdbIfExists({ dev: names.inner, mac: ep.mac }, this.nl);
         // The shared lower link is there while a VM of this node uses it.
         const others = this.store
           .listEndpoints()

@@ -22,7 +22,7 @@ import {
   addFdb,
   createBridge,
   createVeth,
-  deleteFdb,
+  deleteFdbIfExists,
   deleteLinkIfExists,
   getLink,
   type Link,
@@ -180,11 +180,7 @@ export class UserBridges {
 
   /** Removes that entry (gone already: nothing to do). */
   deleteMainEntry(n: number, mac: string): void {
-    try {
-      deleteFdb({ dev: bridgeLinkNames(n).main, mac }, this.nl);
-    } catch (e) {
-      if (!(e instanceof StratumError && (e.errno === ERRNO.ENOENT || e.errno === ERRNO.ENODEV))) throw e;
-    }
+    deleteFdbIfExists({ dev: bridgeLinkNames(n).main, mac }, this.nl);
   }
 
   /** Makes (or repairs) extension `n`: the veth pair, each end's interface entry and program,
