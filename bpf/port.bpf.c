@@ -844,6 +844,29 @@ static __always_inline int port_in(struct __sk_buff *skb, struct stm_port *port)
 	return stm_drop(skb, STM_HOOK_TC_INGRESS, STM_DROP_ETHERTYPE);
 }
 
+/* A macvtap's fast path: checked unicast to an endpoint of its network on this node that is
+ * not itself a VM's macvtap (a container's veth, a VM's tap or AF_XDP pair) goes straight to
+ * that endpoint's port, whose stm_port_out judges it exactly as after the bridge (where it
+ * came from is in the priority: stm_from). Everything else (broadcast, the gateway, a sibling
+ * macvtap, another node, the LAN) goes on through the macvtap lower link. Returns the port's
+ * ifindex, or 0. */
+static __noinline __u32 macvtap_fast(struct __sk_buff *skb, __u32 net_id)
+{
+	if (!skb)
+		return 0;
+	struct stm_local_key lk = { .kind = STM_LOCAL_MAC };
+	if (bpf_skb_load_bytes(skb, 0, lk.addr, 6) || (lk.addr[0] & 1))
+		return 0;
+	struct stm_local *l = bpf_map_lookup_elem(&stm_local, &lk);
+	if (!l || l->net_id != net_id)
+		return 0;
+	__u32 to = l->ifindex;
+	struct stm_port *p = bpf_map_lookup_elem(&stm_ports, &to);
+	if (!p || p->net_id != net_id || (p->flags & STM_PORT_F_MACVTAP))
+		return 0;
+	return to;
+}
+
 SEC("tc")
 int stm_port_in(struct __sk_buff *skb)
 {
@@ -857,11 +880,16 @@ int stm_port_in(struct __sk_buff *skb)
 	 * entered the host goes with it: in the priority, for a hook it is redirected to (stm_from);
 	 * and, for what goes on through the macvtap lower link or straight to a sibling macvtap
 	 * (both cross a dev_forward_skb, which clears the priority), as a link's stm_link_out
-	 * writes it: the port into the mark, the group (or a reject's answer) into tc_index. */
+	 * writes it: the port into the mark, the group (or a reject's answer) into tc_index.
+	 * Unicast to a local endpoint that is not a macvtap skips the lower link (macvtap_fast). */
 	__u32 self = skb->ifindex;
 	skb->priority = self | STM_LINK_SEEN;
+	__u32 net_id = port->net_id;
 	int r = port_in(skb, port);
 	if (r == STM_TC_NEXT) {
+		__u32 to = macvtap_fast(skb, net_id);
+		if (to)
+			return bpf_redirect(to, 0);
 		skb->tc_index = skb->mark == STM_MARK_FW_REPLY ? STM_LINK_FW_REPLY : mseg_group_of(skb->mark);
 		skb->mark = self;
 	}

@@ -89,6 +89,46 @@ describe("a VM on a macvtap", () => {
     await expectPingsBothWays(vmCase("vm-b1"));
   });
 
+  test("unicast to a container skips the lower link (the fast path); the container's port still judges it", async () => {
+    const { vm } = vms.get("vm-b1") as { vm: TestVm; ep: any };
+    const tx = () =>
+      JSON.parse(A.ns.execOk(["ip", "-s", "-j", "link", "show", "cnv-user-mvla"]))[0].stats64.tx.packets as number;
+    // The gateway is no endpoint: what goes to it crosses the lower link (the counter is live).
+    let before = tx();
+    const gwMac = await vm.resolve("10.94.0.1");
+    expect(gwMac).toMatch(/^[0-9a-f:]{17}$/);
+    expect(await vm.ping("10.94.0.1", gwMac as string)).toBe(true);
+    expect(tx() - before).toBeGreaterThanOrEqual(2);
+    before = tx();
+    for (let i = 0; i < 10; i++) expect(await vm.ping(ct.ip, ct.mac)).toBe(true);
+    expect(tx() - before).toBeLessThan(5);
+    // Denied on the way into the container only: its own port's stm_port_out drops it.
+    const rule = A.json(
+      "firewall",
+      "rule",
+      "add",
+      NET,
+      "--priority",
+      "10",
+      "--direction",
+      "ingress",
+      "--dst",
+      `${ct.ip}/32`,
+      "--proto",
+      "icmp",
+      "--action",
+      "deny",
+    );
+    try {
+      const b = drops("c-1");
+      expect(await vm.ping(ct.ip, ct.mac, {}, 300)).toBe(false);
+      expect(grew(b, drops("c-1"), "fw-rule")).toBe(1);
+    } finally {
+      expect(A.ctl("firewall", "rule", "del", NET, String(rule.id)).code).toBe(0);
+    }
+    expect(await vm.ping(ct.ip, ct.mac)).toBe(true);
+  });
+
   test("frames from another MAC, another IPv4 address, or an ARP claiming another address are dropped at the macvtap and counted", () =>
     expectSpoofsDropped(vmCase("vm-b1"), "10.94.0.77", "02:00:00:00:99:98"));
 
