@@ -3,7 +3,10 @@
  * the macvtap the other way round from a tap's (what the guest writes leaves through its tc
  * egress): the VM gets its profile address by DHCP, pings a container and answers its ping;
  * frames from another MAC, another IPv4 address or an ARP claiming another address are dropped
- * at the macvtap and counted; the network's default deny holds; an egress cap holds. The four
+ * at the macvtap and counted; the network's default deny holds; an egress cap holds. Unicast
+ * to a container takes the fast path (not through the lower link) and is still judged at the
+ * container's port. Another network's workload and a host on the LAN (unicast to the VM's MAC,
+ * ARP broadcast, a source of the network's own) reach it no way. The four
  * modes mean what docs/networks.md says: bridge VMs reach each other (straight through the lower
  * link, still judged by both ports), a VEPA VM reaches them through cnv-user-br0 (reflected),
  * a private VM reaches the container but no VM beside it (counted vm-private), a passthru VM
@@ -17,6 +20,7 @@ import { TestVm } from "../helpers/vm";
 import {
   expectDefaultDenyHolds,
   expectEgressCapHolds,
+  expectOtherNetworkHeld,
   expectPingsBothWays,
   expectSpoofsDropped,
   type VmCase,
@@ -25,6 +29,7 @@ import {
 const NET = "mvn";
 let A: TestAgent;
 let c1: Netns;
+let lan: Netns;
 let ct: { ip: string; mac: string };
 const vms = new Map<string, { vm: TestVm; ep: any }>();
 
@@ -54,7 +59,12 @@ function detachVm(name: string): void {
 beforeAll(async () => {
   A = new TestAgent("mvt");
   c1 = new Netns("mvtc1");
-  await A.start();
+  // A host on the LAN behind the uplink (the network is not extended onto it).
+  lan = new Netns("mvtlan");
+  A.ns.execOk(["ip", "link", "add", "upl0", "type", "veth", "peer", "name", "ext0", "netns", lan.name]);
+  A.ns.execOk(["ip", "link", "set", "upl0", "up"]);
+  lan.execOk(["ip", "link", "set", "ext0", "up"]);
+  await A.start(["--uplink", "upl0"]);
   A.json("network", "create", "--name", NET, "--cidr", "10.94.0.0/24", "--gateway", "10.94.0.1");
   ct = A.json("network", "attach", NET, "--name", "c-1", "--netns", c1.name, "--configure");
 }, 60_000);
@@ -62,6 +72,7 @@ beforeAll(async () => {
 afterAll(() => {
   for (const { vm } of vms.values()) vm.close();
   c1?.destroy();
+  lan?.destroy();
   A?.destroy();
 });
 
@@ -136,6 +147,53 @@ describe("a VM on a macvtap", () => {
     expectDefaultDenyHolds(vmCase("vm-b1")));
 
   test("an egress cap holds for what the VM sends", () => expectEgressCapHolds(vmCase("vm-b1")));
+
+  test("another network's workload reaches the VM neither way at L2 (dropped other-network at the receiving port)", async () => {
+    A.json("network", "create", "--name", "mvo", "--cidr", "10.95.0.0/24", "--gateway", "10.95.0.1");
+    const o = A.json("network", "attach", "mvo", "--name", "vm-o", "--tap", "mvotap");
+    const ovm = new TestVm("mvotap", A.ns.path, o.mac);
+    try {
+      ovm.ip = o.ip;
+      await expectOtherNetworkHeld(vmCase("vm-b1"), { name: "vm-o", ip: o.ip, mac: o.mac, vm: ovm });
+    } finally {
+      ovm.close();
+      expect(A.ctl("network", "detach", "mvo", "--name", "vm-o").code).toBe(0);
+      expect(A.ctl("network", "delete", "mvo").code).toBe(0);
+    }
+  });
+
+  test("a host on the LAN reaches the VM neither by unicast to its MAC nor by ARP broadcast, nor claiming the network's addresses", async () => {
+    const { vm, ep } = vms.get("vm-b1") as { vm: TestVm; ep: any };
+    const uplinkDrops = (): Record<string, number> => A.json("status").uplink.drops;
+    // The LAN host's own address, the VM's on its link (as if the network were there).
+    lan.execOk(["ip", "addr", "add", "10.99.0.5/24", "dev", "ext0"]);
+    lan.execOk(["ip", "route", "add", `${ep.ip}/32`, "dev", "ext0"]);
+    try {
+      const answering = vm.serve(6000);
+      // Unicast to its MAC: through the uplink, dropped at the VM's port.
+      let before = drops("vm-b1");
+      lan.execOk(["ip", "neigh", "replace", ep.ip, "lladdr", ep.mac, "dev", "ext0", "nud", "permanent"]);
+      expect(lan.exec(["ping", "-c", "2", "-i", "0.2", "-W", "1", ep.ip]).code).not.toBe(0);
+      expect(grew(before, drops("vm-b1"), "lan-direct")).toBe(2);
+      // From an address of the network: the uplink's filter drops it first.
+      before = drops("vm-b1");
+      const ub = uplinkDrops();
+      lan.execOk(["ip", "addr", "add", "10.94.0.200/32", "dev", "ext0"]);
+      expect(lan.exec(["ping", "-c", "2", "-i", "0.2", "-W", "1", "-I", "10.94.0.200", ep.ip]).code).not.toBe(0);
+      expect(grew(ub, uplinkDrops(), "subnet-spoof")).toBe(2);
+      expect(grew(before, drops("vm-b1"), "lan-direct")).toBe(0);
+      // Without a neighbour entry its kernel asks by ARP broadcast: dropped the same way.
+      before = drops("vm-b1");
+      lan.execOk(["ip", "addr", "del", "10.94.0.200/32", "dev", "ext0"]);
+      lan.execOk(["ip", "neigh", "del", ep.ip, "dev", "ext0"]);
+      expect(lan.exec(["ping", "-c", "1", "-W", "2", ep.ip]).code).not.toBe(0);
+      expect(grew(before, drops("vm-b1"), "lan-direct")).toBeGreaterThanOrEqual(1);
+      await answering;
+    } finally {
+      lan.exec(["ip", "neigh", "flush", "dev", "ext0"]);
+      lan.exec(["ip", "addr", "flush", "dev", "ext0"]);
+    }
+  }, 20_000);
 
   test("bridge mode: two VMs reach each other straight through the lower link, both ports still judging", async () => {
     const a = vms.get("vm-b1") as { vm: TestVm; ep: any };

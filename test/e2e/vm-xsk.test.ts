@@ -18,6 +18,7 @@ import { handoffHere, TestVm } from "../helpers/vm";
 import {
   expectDefaultDenyHolds,
   expectEgressCapHolds,
+  expectOtherNetworkHeld,
   expectPingsBothWays,
   expectSpoofsDropped,
   type VmCase,
@@ -118,6 +119,20 @@ describe("a VM on AF_XDP", () => {
   test("default deny and an egress cap hold for the VM", async () => {
     await expectDefaultDenyHolds(vmCase());
     await expectEgressCapHolds(vmCase());
+  });
+
+  test("another network's workload reaches the VM neither way at L2 (dropped other-network at the receiving port)", async () => {
+    A.json("network", "create", "--name", "xso", "--cidr", "10.98.0.0/24", "--gateway", "10.98.0.1");
+    const o = A.json("network", "attach", "xso", "--name", "vm-o", "--tap", "xsotap");
+    const ovm = new TestVm("xsotap", A.ns.path, o.mac);
+    try {
+      ovm.ip = o.ip;
+      await expectOtherNetworkHeld(vmCase(), { name: "vm-o", ip: o.ip, mac: o.mac, vm: ovm });
+    } finally {
+      ovm.close();
+      expect(A.ctl("network", "detach", "xso", "--name", "vm-o").code).toBe(0);
+      expect(A.ctl("network", "delete", "xso").code).toBe(0);
+    }
   });
 
   test("an agent restart keeps the VM's socket in its slot: the VM still pings, with no new handoff", async () => {

@@ -90,3 +90,24 @@ export async function expectEgressCapHolds(c: VmCase): Promise<void> {
     c.A.json("endpoint", "set", c.name, "--egress-rate", "none");
   }
 }
+
+/** Another network's workload `o` (a VM of its own, which writes raw frames) sends unicast straight to
+ * the VM's MAC, and the VM to it: neither frame is delivered, each dropped and counted
+ * other-network at the receiving port. */
+export async function expectOtherNetworkHeld(
+  c: VmCase,
+  o: { name: string; ip: string; mac: string; vm: TestVm },
+): Promise<void> {
+  const of = (name: string): Record<string, number> => c.A.json("endpoint", "show", name).drops ?? {};
+  const vb = drops(c);
+  const ob = of(o.name);
+  const answering = c.vm.serve(700);
+  expect(await o.vm.ping(c.ip, c.vm.mac, {}, 300)).toBe(false);
+  await answering;
+  const va = drops(c);
+  expect(grew(vb, va, "other-network")).toBe(1);
+  const oAnswering = o.vm.serve(700);
+  expect(await c.vm.ping(o.ip, o.mac, {}, 300)).toBe(false);
+  await oAnswering;
+  expect(grew(ob, of(o.name), "other-network")).toBe(1);
+}
