@@ -23,6 +23,7 @@ import {
   expectOtherNetworkHeld,
   expectPingsBothWays,
   expectSpoofsDropped,
+  expectTracedAndMonitored,
   type VmCase,
 } from "../helpers/vm-checks";
 
@@ -147,6 +148,9 @@ describe("a VM on a macvtap", () => {
     expectDefaultDenyHolds(vmCase("vm-b1")));
 
   test("an egress cap holds for what the VM sends", () => expectEgressCapHolds(vmCase("vm-b1")));
+
+  test("trace follows the VM's packet through its port (delivered; a spoofed MAC dropped), monitor shows the drop", () =>
+    expectTracedAndMonitored(vmCase("vm-b1"), "02:00:00:00:99:97"));
 
   test("another network's workload reaches the VM neither way at L2 (dropped other-network at the receiving port)", async () => {
     A.json("network", "create", "--name", "mvo", "--cidr", "10.95.0.0/24", "--gateway", "10.95.0.1");

@@ -16,6 +16,7 @@ import {
   expectEgressCapHolds,
   expectPingsBothWays,
   expectSpoofsDropped,
+  expectTracedAndMonitored,
   type VmCase,
 } from "../helpers/vm-checks";
 
@@ -87,6 +88,9 @@ describe("a VM on a tap", () => {
     await expectDefaultDenyHolds(vmCase());
     await expectEgressCapHolds(vmCase());
   });
+
+  test("trace follows the VM's packet through its port (delivered; a spoofed MAC dropped), monitor shows the drop", () =>
+    expectTracedAndMonitored(vmCase(), "02:00:00:00:99:97"));
 
   test("a multi-queue tap: the VM opens every queue; DHCP and ping work on each, and a spoofed frame on any is dropped", async () => {
     const mq = A.json("network", "attach", NET, "--name", "vm-4q", "--tap", "vmtap4", "--queues", "4");

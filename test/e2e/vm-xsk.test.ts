@@ -21,6 +21,7 @@ import {
   expectOtherNetworkHeld,
   expectPingsBothWays,
   expectSpoofsDropped,
+  expectTracedAndMonitored,
   type VmCase,
 } from "../helpers/vm-checks";
 import { XskQueue } from "../helpers/xsk-queue";
@@ -120,6 +121,9 @@ describe("a VM on AF_XDP", () => {
     await expectDefaultDenyHolds(vmCase());
     await expectEgressCapHolds(vmCase());
   });
+
+  test("trace follows the VM's packet through its port (delivered; a spoofed MAC dropped), monitor shows the drop", () =>
+    expectTracedAndMonitored(vmCase(), "02:00:00:00:99:97"));
 
   test("another network's workload reaches the VM neither way at L2 (dropped other-network at the receiving port)", async () => {
     A.json("network", "create", "--name", "xso", "--cidr", "10.98.0.0/24", "--gateway", "10.98.0.1");

@@ -1,10 +1,12 @@
 /** What every VM backend's test proves the same way (vm-tap, vm-macvtap, vm-xsk): the VM pings a
  * container and answers its ping; frames from another MAC, another IPv4 address or an ARP claim
  * of another address are dropped at its port and counted; the network's default deny holds; an
- * egress cap holds for what it sends. */
+ * egress cap holds for what it sends; another network's workload reaches it neither way; `trace`
+ * and `monitor` see its packets as they see a container's. */
 import { expect } from "bun:test";
 import type { TestAgent } from "./agent";
 import { arp, ethArp, udp4 } from "./frames";
+import { BINARY } from "./netns";
 import type { TestVm } from "./vm";
 
 export interface VmCase {
@@ -110,4 +112,52 @@ export async function expectOtherNetworkHeld(
   expect(await c.vm.ping(o.ip, o.mac, {}, 300)).toBe(false);
   await oAnswering;
   expect(grew(ob, of(o.name), "other-network")).toBe(1);
+}
+
+/** `trace` follows the VM's packet through its live programs (delivered; with another source MAC,
+ * dropped at its port: mac-spoof), and `monitor` shows the VM's spoofed frame as it is dropped,
+ * named by endpoint and network. */
+export async function expectTracedAndMonitored(c: VmCase, spoofMac: string): Promise<void> {
+  const trace = (...more: string[]) => c.A.json("trace", "--from", c.name, "--to", c.ct.ip, "--proto", "icmp", ...more);
+  const ok = trace();
+  expect({ verdict: ok.verdict, summary: ok.summary }).toMatchObject({ verdict: "delivered" });
+  const bad = trace("--src-mac", spoofMac);
+  expect({ verdict: bad.verdict, reason: bad.stages.at(-1)?.reason?.name }).toEqual({
+    verdict: "dropped",
+    reason: "mac-spoof",
+  });
+  const m = Bun.spawn(
+    [
+      "nsenter",
+      `--net=${c.A.ns.path}`,
+      BINARY,
+      "monitor",
+      "-o",
+      "json",
+      "--api-socket",
+      c.A.sock,
+      "--drops",
+      "--endpoint",
+      c.name,
+      "--count",
+      "1",
+      "--duration",
+      "10",
+    ],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  try {
+    // The monitor is listening once its first spoof is seen; send until then.
+    let ev: any;
+    const out = new Response(m.stdout).text();
+    for (let i = 0; i < 40 && m.exitCode === null; i++) {
+      await c.vm.ping(c.ct.ip, c.ct.mac, { mac: spoofMac }, 100);
+    }
+    const lines = (await out).trim().split("\n").filter(Boolean);
+    ev = lines.length ? JSON.parse(lines[0] as string) : undefined;
+    expect(ev).toMatchObject({ kind: "drop", endpoint: c.name, network: c.net, reason: "mac-spoof" });
+  } finally {
+    m.kill();
+    await m.exited;
+  }
 }
