@@ -219,8 +219,10 @@ export async function resolveCommand(root: AnyCommand, argv: string[], strict: b
       continue;
     }
     const subs = await subCommands(cmd);
-    if (!subs || cmd.run) break;
+    if (!subs) break;
     const next = subs[w];
+    // A command that runs on its own takes other words as its arguments.
+    if (!next && cmd.run) break;
     if (!next) {
       if (strict) throw unknownCommand(w, subs, path);
       break;
@@ -311,6 +313,17 @@ export async function parseCommandLine(root: AnyCommand, argv: string[]): Promis
       chain.push(next);
       subs = await subCommands(cmd);
       if (!subs || cmd.run) leafDefs = { ...GLOBAL, ...(await argsOf(cmd)) };
+      continue;
+    }
+    // A command that runs on its own and has commands too (export, export networkd): its
+    // first word may name one of them.
+    const sub = subs && !positionals.length ? (subs as Record<string, AnyCommand>)[w] : undefined;
+    if (sub) {
+      path.push(w);
+      cmd = sub;
+      chain.push(sub);
+      subs = await subCommands(cmd);
+      leafDefs = !subs || cmd.run ? { ...GLOBAL, ...(await argsOf(cmd)) } : undefined;
       continue;
     }
     positionals.push(w);
@@ -486,6 +499,16 @@ export async function renderHelp(r: Resolved, s: HelpStyle = helpStyle()): Promi
   for (const [n, d] of flags) if (d.required) usage.push(`--${n} ${d.valueHint ?? "VALUE"}`);
   if (flags.some(([, d]) => !d.required)) usage.push("[OPTIONS]");
   out.push(h("USAGE"), ...wrap(usage.join(" "), s.width - 4).map((l, i) => `${i ? "      " : "  "}${l}`), "");
+  // A command that runs on its own and has commands too (export, export networkd).
+  const also = r.cmd.run ? await subCommands(r.cmd) : undefined;
+  if (also) {
+    const rows: Array<[string, string]> = [];
+    for (const [k, c] of Object.entries(also)) {
+      const m = await metaOf(c);
+      if (!m.hidden) rows.push([k, m.description ?? ""]);
+    }
+    out.push(h("COMMANDS"), ...table(rows, s), "");
+  }
   if (pos.length) {
     out.push(h("ARGUMENTS"));
     out.push(
