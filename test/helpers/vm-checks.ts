@@ -148,13 +148,12 @@ export async function expectTracedAndMonitored(c: VmCase, spoofMac: string): Pro
   );
   try {
     // The monitor is listening once its first spoof is seen; send until then.
-    let ev: any;
     const out = new Response(m.stdout).text();
     for (let i = 0; i < 40 && m.exitCode === null; i++) {
       await c.vm.ping(c.ct.ip, c.ct.mac, { mac: spoofMac }, 100);
     }
     const lines = (await out).trim().split("\n").filter(Boolean);
-    ev = lines.length ? JSON.parse(lines[0] as string) : undefined;
+    const ev = lines.length ? JSON.parse(lines[0] as string) : undefined;
     expect(ev).toMatchObject({ kind: "drop", endpoint: c.name, network: c.net, reason: "mac-spoof" });
   } finally {
     m.kill();
