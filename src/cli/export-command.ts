@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { type CommandMeta, defineCommand } from "citty";
 import { StratumError } from "../errors";
 import { client } from "./api-flags";
+import { exportFabric } from "./apply-commands";
 import { apiArg } from "./network-commands";
 import { outputArg, parseFormat, printData, printTable } from "./output";
 
@@ -78,7 +79,15 @@ const networkd = defineCommand({
 export const exportCommand = defineCommand({
   meta: {
     name: "export",
-    description: "Export this node's configuration for other tools (systemd-networkd files)",
-  },
+    description:
+      "Print the fabric as a document (YAML; -o json) that `apply -f` takes back: networks with their settings, firewall scopes and DNS records, the global scope, the blocklist. `export networkd` writes systemd-networkd's files instead",
+    examples: [
+      "cenvero-str-ctl export > fabric.yaml",
+      "cenvero-str-ctl export -o json",
+      "cenvero-str-ctl diff -f fabric.yaml   # later: what changed since",
+    ],
+  } as CommandMeta,
+  args: { ...apiArg, ...outputArg },
+  run: ({ args }) => exportFabric(args as Record<string, unknown>),
   subCommands: { networkd },
 });

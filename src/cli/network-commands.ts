@@ -6,6 +6,7 @@ import { StratumError } from "../errors";
 import { type EgressCap, formatRate, formatSize, parseCap } from "../model/egress-cap";
 import { MACVTAP_MODES, type MacvtapMode } from "../model/topology";
 import { client } from "./api-flags";
+import { edit } from "./apply-commands";
 import { allValues, GLOBAL_ARGS } from "./args";
 import { formatBytes, outputArg, parseFormat, printData, printKv, printTable } from "./output";
 
@@ -573,7 +574,7 @@ const detach = defineCommand({
 
 export const networkCommand = defineCommand({
   meta: { name: "network", description: "Create, change and delete networks; attach and detach endpoints" },
-  subCommands: { create, list, show, set, delete: del, attach, detach },
+  subCommands: { create, list, show, set, edit, delete: del, attach, detach },
 });
 
 export const endpointCommand = defineCommand({

@@ -5,6 +5,7 @@ import YAML from "yaml";
 import { detectLogFormat } from "../agent/logging";
 import { type ErrorCode, StratumError } from "../errors";
 import { agentCommand } from "./agent-command";
+import { declareCommands } from "./apply-commands";
 import { type AnyCommand, BIN, parseCommandLine, renderHelp } from "./args";
 import { bgpCommand } from "./bgp-commands";
 import { clusterCommand, nodeCommand } from "./cluster-commands";
@@ -51,7 +52,10 @@ export const rootCommand = defineCommand({
     monitor: monitorCommand,
     status: statusCommand,
     reconcile: reconcileCommand,
+    apply: declareCommands.apply,
+    diff: declareCommands.diff,
     export: exportCommand,
+    schema: declareCommands.schema,
     uninstall: uninstallCommand,
     datapath: datapathCommand,
     version: versionCommand,
