@@ -5,8 +5,9 @@
 import { defineCommand } from "citty";
 import { FW_DEFAULT_ID } from "../datapath/firewall-maps";
 import { type MonEvent, MonitorSession, type MonKind, readMonStats } from "../datapath/monitor-ring";
+import { monEventView } from "../datapath/monitor-view";
 import { MSEG_LOG_ID } from "../datapath/mseg-tables";
-import { describeFrame, frameView } from "../datapath/packet";
+import { describeFrame } from "../datapath/packet";
 import { StratumError } from "../errors";
 import { getLink } from "../netlink";
 import type { SqliteStore } from "../store/sqlite";
@@ -132,25 +133,7 @@ export const monitorCommand = defineCommand({
         ? { endpoint: who.endpoint, network: who.network, device: who.hostIf }
         : { device: getLink(e.ifindex)?.name ?? `ifindex ${e.ifindex}` };
       if (fmt !== "table") {
-        // Every key in every event (null when it does not apply), so scripts need no guards.
-        const byDefault = e.ruleId !== undefined && (e.ruleId & FW_DEFAULT_ID) !== 0;
-        const mseg = e.ruleId !== undefined && !byDefault && (e.ruleId & MSEG_LOG_ID) !== 0;
-        printRecord(fmt, {
-          time: at.toISOString(),
-          kind: e.kind,
-          ifindex: e.ifindex,
-          endpoint: who?.endpoint ?? null,
-          network: who?.network ?? null,
-          device: port.device,
-          hook: e.hook ?? null,
-          reason: e.reason ?? null,
-          direction: e.dir ?? null,
-          action: e.action ?? null,
-          rule: e.ruleId === undefined ? null : byDefault ? "default" : mseg ? "microseg" : "rule",
-          ruleId: e.ruleId === undefined || byDefault ? null : mseg ? (e.ruleId & ~MSEG_LOG_ID) >>> 0 : e.ruleId,
-          len: e.len,
-          packet: frameView(e.packet),
-        });
+        printRecord(fmt, monEventView(e, at, who, port.device));
         return;
       }
       const where = who ? `${who.endpoint} (${who.network})` : port.device;
