@@ -9,6 +9,7 @@ import { AGENT_BENCHMARKS } from "./agent";
 import { BLOCKLIST_BENCHMARKS } from "./blocklist";
 import { CLI_BENCHMARKS } from "./cli";
 import { CLUSTER_BENCHMARKS } from "./cluster";
+import { DECLARATIVE_BENCHMARKS } from "./declarative";
 import { FW_APPLY_BENCHMARKS } from "./firewall-apply";
 import { GATEWAY_BENCHMARKS } from "./gateway";
 import { GATEWAY_HA_BENCHMARKS } from "./gateway-ha";
@@ -43,6 +44,7 @@ const BENCHMARKS = {
   ...VS_NFT_BRIDGE_BENCHMARKS,
   ...SCALE_BENCHMARKS,
   ...VM_BENCHMARKS,
+  ...DECLARATIVE_BENCHMARKS,
 };
 /** Left out of a run that names nothing: minutes each, with labs and data of their own. */
 const OPT_IN = new Set([

@@ -66,6 +66,9 @@ import { mutationCount } from "../sys/mutations";
 import { Notifier } from "../sys/notify";
 import { lockDirectory } from "../sys/os";
 import { pathError, writableDir } from "../sys/paths";
+import { LiveFeed } from "../web/feed";
+import { CounterHistory } from "../web/history";
+import { serveWeb, withWeb } from "../web/web";
 import { fileBlockMark } from "./block-mark";
 import { addLogSink, configureLogging } from "./logging";
 
@@ -82,6 +85,8 @@ export interface AgentOptions {
   natPorts?: string;
   apiListen?: string;
   apiTokenFile?: string;
+  /** The read-only web view on TCP, HOST:PORT (with the API's token). */
+  webListen?: string;
   /** Seconds between full reconcile passes; 0: none (notices of drift still make runs). */
   reconcileInterval?: number;
   /** A cluster node: the state is etcd's at these client URLs, mirrored into the store. */
@@ -164,13 +169,17 @@ function claimNamespace(o: AgentOptions, startedAt: Date): { stop(): void } {
   );
 }
 
-/** --api-listen and its token file, checked before anything is changed (the listener itself
- * opens last, once the API is ready). */
-function checkApiListen(o: AgentOptions): ApiListen | undefined {
-  if (!o.apiListen) return undefined;
-  if (!o.apiTokenFile) throw new StratumError("INVALID", "--api-listen needs --api-token-file");
-  const m = o.apiListen.match(/^(.*):(\d+)$/);
-  if (!m) throw new StratumError("INVALID", `--api-listen ${o.apiListen} is not HOST:PORT`);
+/** --api-listen (or --web-listen) and its token file, checked before anything is changed (the
+ * listener itself opens last, once the API is ready). */
+function checkApiListen(
+  o: AgentOptions,
+  flag: "--api-listen" | "--web-listen" = "--api-listen",
+): ApiListen | undefined {
+  const at = flag === "--api-listen" ? o.apiListen : o.webListen;
+  if (!at) return undefined;
+  if (!o.apiTokenFile) throw new StratumError("INVALID", `${flag} needs --api-token-file`);
+  const m = at.match(/^(.*):(\d+)$/);
+  if (!m) throw new StratumError("INVALID", `${flag} ${at} is not HOST:PORT`);
   const { token, name } = loadApiToken(o.apiTokenFile);
   return { hostname: (m[1] as string).replace(/^\[|\]$/g, ""), port: Number(m[2]), token, tokenName: name };
 }
@@ -221,6 +230,7 @@ async function serve(o: AgentOptions): Promise<void> {
   log.info(`stratum ${pkg.version}, libbpf ${probe.libbpf}, kernel ${probe.kernel}`);
   // Nothing is changed before these pass: one agent per network namespace, and paths it can write.
   const listen = checkApiListen(o);
+  const webListen = checkApiListen(o, "--web-listen");
   const credentials = o.cluster ? readEtcdCredentials(o.cluster) : undefined;
   const owner = claimNamespace(o, startedAt);
   const dbPath = join(o.stateDir, "stratum.db");
@@ -747,15 +757,46 @@ async function serve(o: AgentOptions): Promise<void> {
   if (cluster) void runMoves();
   await ha?.start();
 
-  const server = await serveUnix(guarded, o.apiSocket);
+  // The web view (docs/web.md): on the API socket under /web/, and on --web-listen.
+  const history = new CounterHistory(async () => {
+    const snap = await readSnapshot(rt);
+    const drops = new Map<string, Record<string, number>>();
+    for (const d of snap.drops) {
+      if (!d.endpoint) continue;
+      const m = drops.get(d.endpoint) ?? {};
+      m[d.reason] = (m[d.reason] ?? 0) + d.packets;
+      drops.set(d.endpoint, m);
+    }
+    return snap.endpoints.map((e) => ({
+      network: e.network,
+      endpoint: e.endpoint,
+      fromPackets: e.fromEndpoint.packets,
+      toPackets: e.toEndpoint.packets,
+      drops: drops.get(e.endpoint) ?? {},
+    }));
+  });
+  const feed = new LiveFeed(
+    () => ({ cfg: dp.map("stm_mon_cfg"), ring: dp.map("stm_mon_ring") }),
+    () => {
+      const names = new Map<number, { endpoint: string; network: string; device: string }>();
+      for (const e of store.listEndpoints()) {
+        const l = e.hostIf ? getLink(e.hostIf) : undefined;
+        if (l) names.set(l.index, { endpoint: e.name, network: e.network, device: e.hostIf });
+      }
+      return names;
+    },
+  );
+  const web = { history, feed };
+  const server = await serveUnix(withWeb(guarded, web), o.apiSocket);
   chmodSync(o.apiSocket, 0o600);
   const tcp = listen ? serveTcp(guarded, listen) : undefined;
+  const webTcp = webListen ? serveWeb(guarded, web, webListen) : undefined;
   loop.start();
   log.info(
     `reconcile loop: ${monitor ? "on rtnetlink notices of drift" : "no notices"}, ${interval > 0 ? `a full pass every ${interval} s` : "no periodic pass"}`,
   );
   log.success(
-    `ready in ${Math.round(performance.now() - started)} ms: ${report.networks} network(s), ${report.endpoints} endpoint(s), ${report.firewall.scopes} firewall scope(s) (${report.firewall.adopted} unchanged); API on ${o.apiSocket}${tcp ? ` and ${o.apiListen}` : ""}`,
+    `ready in ${Math.round(performance.now() - started)} ms: ${report.networks} network(s), ${report.endpoints} endpoint(s), ${report.firewall.scopes} firewall scope(s) (${report.firewall.adopted} unchanged); API on ${o.apiSocket}${tcp ? ` and ${o.apiListen}` : ""}${webTcp ? `; web view on http://${o.webListen}/web/` : ""}`,
   );
   // Only now: the first reconcile is done and the API answers.
   tell(
@@ -776,6 +817,9 @@ async function serve(o: AgentOptions): Promise<void> {
     monitor?.close();
     server.close();
     tcp?.stop(true);
+    webTcp?.stop(true);
+    feed.close();
+    history.stop();
     owner.stop();
     addressing.close();
     try {

@@ -67,8 +67,14 @@ export const agentCommand = defineCommand({
     },
     "api-token-file": {
       type: "string",
-      description: "File holding the bearer token for --api-listen",
+      description: "File holding the bearer token for --api-listen and --web-listen",
       valueHint: "FILE",
+    },
+    "web-listen": {
+      type: "string",
+      description:
+        "Serve the read-only web view on TCP (needs --api-token-file: its data needs the same token); it is always on the API socket under /web/",
+      valueHint: "HOST:PORT",
     },
     cluster: {
       type: "string",
@@ -141,6 +147,7 @@ export const agentCommand = defineCommand({
       natPorts: args["nat-ports"],
       apiListen: args["api-listen"],
       apiTokenFile: args["api-token-file"],
+      webListen: args["web-listen"],
       reconcileInterval: Number(interval),
       cluster,
     });

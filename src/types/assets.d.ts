@@ -9,3 +9,9 @@ declare module "*.def" {
   const text: string;
   export default text;
 }
+
+// The web view's style sheet (src/web/static), embedded as text.
+declare module "*.css" {
+  const text: string;
+  export default text;
+}
