@@ -4,7 +4,7 @@
  * is said exactly. */
 import type { BlocklistView, DnsRecordView, NetworkView, OperationId, RuleSetDocument } from "../api/contract";
 import { StratumError } from "../errors";
-import { FABRIC_VERSION, type FabricDoc, type NetworkDoc, recordKey } from "./fabric";
+import { canonNetwork, FABRIC_VERSION, type FabricDoc, type NetworkDoc, networkSettings, recordKey } from "./fabric";
 import { type ApiCall, type Current, type Plan, type Step, stepView } from "./plan";
 
 /** One operation of the API with its path parameters, query and body; answers its result. */
@@ -34,23 +34,11 @@ export async function readCurrent(call: Call): Promise<Current> {
       const mine = records.filter((r) => r.network === n.name);
       const scope = scopes[i] as { default: "allow" | "deny"; rules: Array<Record<string, unknown>> };
       return {
-        name: n.name,
-        cidr: n.cidr,
-        gateway: n.gateway,
-        cidr6: n.cidr6,
-        gateway6: n.gateway6,
-        mtu: n.mtu,
-        dhcpRange: `${n.dhcpRange.first}-${n.dhcpRange.last}`,
-        dhcpLeaseTime: n.dhcpLeaseTime,
-        dhcpRoutes: n.dhcpRoutes,
-        dhcpOptions: n.dhcpOptions,
-        dnsZone: n.dnsZone,
-        dnsForwarders: n.dnsForwarders,
-        egress: n.egress ? { rate: n.egress.rate, burst: n.egress.burst } : null,
-        extendToLan: n.extendToLan,
-        nat: n.nat ? { addresses: n.nat.addresses } : null,
-        firewall: { default: scope.default, rules: scope.rules },
-        records: mine.map((r) => ({ name: r.name, type: r.type, value: r.value, ttl: r.ttl })),
+        ...canonNetwork(
+          n,
+          { default: scope.default, rules: scope.rules },
+          mine.map((r) => ({ name: r.name, type: r.type, value: r.value, ttl: r.ttl })),
+        ),
         recordIds: new Map(mine.map((r) => [recordKey(r), r.id])),
         endpoints: n.endpoints,
       };
@@ -63,20 +51,7 @@ export async function readCurrent(call: Call): Promise<Current> {
 /** The current fabric as a document that applies back to it (every field, explicit). */
 export function exportDoc(cur: Current): FabricDoc {
   const networks: NetworkDoc[] = cur.networks.map((n) => ({
-    name: n.name,
-    cidr: n.cidr,
-    gateway: n.gateway,
-    ...(n.cidr6 ? { cidr6: n.cidr6, gateway6: n.gateway6 ?? undefined } : {}),
-    mtu: n.mtu,
-    dhcpRange: n.dhcpRange,
-    dhcpLeaseTime: n.dhcpLeaseTime,
-    dhcpRoutes: n.dhcpRoutes,
-    dhcpOptions: n.dhcpOptions,
-    dnsZone: n.dnsZone,
-    dnsForwarders: n.dnsForwarders,
-    egress: n.egress,
-    extendToLan: n.extendToLan,
-    nat: n.nat,
+    ...networkSettings(n),
     firewall: { default: n.firewall.default, rules: n.firewall.rules as never },
     dns: { records: n.records.map((r) => ({ name: r.name, type: r.type, value: r.value, ttl: r.ttl })) },
   }));

@@ -146,6 +146,68 @@ export interface CanonRecord {
   ttl: number;
 }
 
+/** A network as the model validates it or the API shows it. */
+interface NetworkLike {
+  name: string;
+  cidr: string;
+  gateway: string;
+  cidr6?: string | null;
+  gateway6?: string | null;
+  mtu: number;
+  dhcpRange: { first: string; last: string };
+  dhcpLeaseTime: number;
+  dhcpRoutes: string[];
+  dhcpOptions: string[];
+  dnsZone: string;
+  dnsForwarders: string[];
+  egress?: { rate: number; burst: number } | null;
+  extendToLan: boolean;
+  nat?: { addresses: string[] } | null;
+}
+
+/** The canonical form of a network (the model's, or the API's view of one). */
+export function canonNetwork(n: NetworkLike, firewall: CanonNetwork["firewall"], records: CanonRecord[]): CanonNetwork {
+  return {
+    name: n.name,
+    cidr: n.cidr,
+    gateway: n.gateway,
+    cidr6: n.cidr6 ?? null,
+    gateway6: n.gateway6 ?? null,
+    mtu: n.mtu,
+    dhcpRange: `${n.dhcpRange.first}-${n.dhcpRange.last}`,
+    dhcpLeaseTime: n.dhcpLeaseTime,
+    dhcpRoutes: n.dhcpRoutes,
+    dhcpOptions: n.dhcpOptions,
+    dnsZone: n.dnsZone,
+    dnsForwarders: n.dnsForwarders,
+    egress: n.egress ? { rate: n.egress.rate, burst: n.egress.burst } : null,
+    extendToLan: n.extendToLan,
+    nat: n.nat ? { addresses: n.nat.addresses } : null,
+    firewall,
+    records,
+  };
+}
+
+/** A canonical network's settings, as the API's create body and the document both name them. */
+export function networkSettings(n: CanonNetwork) {
+  return {
+    name: n.name,
+    cidr: n.cidr,
+    gateway: n.gateway,
+    ...(n.cidr6 ? { cidr6: n.cidr6, gateway6: n.gateway6 ?? undefined } : {}),
+    mtu: n.mtu,
+    dhcpRange: n.dhcpRange,
+    dhcpLeaseTime: n.dhcpLeaseTime,
+    dhcpRoutes: n.dhcpRoutes,
+    dhcpOptions: n.dhcpOptions,
+    dnsZone: n.dnsZone,
+    dnsForwarders: n.dnsForwarders,
+    egress: n.egress,
+    extendToLan: n.extendToLan,
+    nat: n.nat,
+  };
+}
+
 export const recordKey = (r: Pick<CanonRecord, "name" | "type" | "value">) => `${r.name} ${r.type} ${r.value}`;
 
 /** Fields a document may leave out (left as they are); the rest it must give. */
@@ -263,25 +325,7 @@ export function canonical(
     if (n.firewall?.rules) given.add("firewall.rules");
     if (n.firewall?.default) given.add("firewall.default");
     out.networks.push({
-      net: {
-        name: net.name,
-        cidr: net.cidr,
-        gateway: net.gateway,
-        cidr6: net.cidr6 ?? null,
-        gateway6: net.gateway6 ?? null,
-        mtu: net.mtu,
-        dhcpRange: `${net.dhcpRange.first}-${net.dhcpRange.last}`,
-        dhcpLeaseTime: net.dhcpLeaseTime,
-        dhcpRoutes: net.dhcpRoutes,
-        dhcpOptions: net.dhcpOptions,
-        dnsZone: net.dnsZone,
-        dnsForwarders: net.dnsForwarders,
-        egress: net.egress ? { rate: net.egress.rate, burst: net.egress.burst } : null,
-        extendToLan: net.extendToLan,
-        nat: net.nat ? { addresses: net.nat.addresses } : null,
-        firewall: { default: net.defaultAction, rules },
-        records,
-      },
+      net: canonNetwork(net, { default: net.defaultAction, rules }, records),
       given,
       at,
     });

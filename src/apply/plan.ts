@@ -13,6 +13,7 @@ import {
   FIXED_FIELDS,
   formatPath,
   NETWORK_FIELDS,
+  networkSettings,
   type Path,
   recordKey,
 } from "./fabric";
@@ -71,23 +72,7 @@ const show = (field: string, v: unknown): string => {
 
 /** The API's network body of a canonical network (create: every field). */
 function createBody(n: CanonNetwork): Record<string, unknown> {
-  return {
-    name: n.name,
-    cidr: n.cidr,
-    gateway: n.gateway,
-    ...(n.cidr6 ? { cidr6: n.cidr6, gateway6: n.gateway6 ?? undefined } : {}),
-    mtu: n.mtu,
-    dhcpRange: n.dhcpRange,
-    dhcpLeaseTime: n.dhcpLeaseTime,
-    dhcpRoutes: n.dhcpRoutes,
-    dhcpOptions: n.dhcpOptions,
-    dnsZone: n.dnsZone,
-    dnsForwarders: n.dnsForwarders,
-    egress: n.egress,
-    extendToLan: n.extendToLan,
-    nat: n.nat,
-    defaultAction: n.firewall.default,
-  };
+  return { ...networkSettings(n), defaultAction: n.firewall.default };
 }
 
 /** What a record is, for a plan: its owner, type and value; a CNAME's owner and type alone
