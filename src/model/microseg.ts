@@ -395,3 +395,97 @@ export function compileMicroseg(doc: MicrosegDoc): CompiledMicroseg {
     );
   return { lines, policy, nextGroupId: doc.nextGroupId };
 }
+
+// ---- the whole policy as a document (microseg export/import, the fabric document) ----
+
+/** A group as a document names it: its parent only when its name does not imply it. */
+export interface MsegGroupDoc {
+  name: string;
+  parent?: string;
+  description?: string;
+}
+
+/** The whole policy as a document: groups (a parent before its children) and entries. */
+export interface MsegPolicyDoc {
+  groups: MsegGroupDoc[];
+  rules: MsegRuleSpec[];
+}
+
+/** The policy as `microseg export` writes it: parents first, only what is set. */
+export function exportMicroseg(doc: MicrosegDoc): {
+  groups: MsegGroupDoc[];
+  rules: Array<Record<string, unknown>> & MsegRuleSpec[];
+} {
+  const byDepth = [...doc.groups].sort((a, b) => lineOf(doc, a.name).length - lineOf(doc, b.name).length);
+  return {
+    groups: byDepth.map((g) => ({
+      name: g.name,
+      ...(g.parent !== undefined && g.parent !== g.name.slice(0, g.name.lastIndexOf("/")) ? { parent: g.parent } : {}),
+      ...(g.description ? { description: g.description } : {}),
+    })),
+    rules: doc.rules.map((r) => ({
+      from: r.from,
+      to: r.to,
+      action: r.action,
+      ...(r.proto ? { proto: r.proto } : {}),
+      ...(r.dport !== undefined ? { dport: r.dport } : {}),
+      ...(r.log ? { log: true } : {}),
+      ...(r.description ? { description: r.description } : {}),
+    })),
+  };
+}
+
+/** A document's groups with each parent before its children (their indexes kept, for errors).
+ * A cycle is refused, naming its groups; a parent that is nowhere is left for addGroup to
+ * refuse (NOT_FOUND, by index). */
+export function msegParentsFirst<G extends MsegGroupDoc>(groups: G[]): Array<{ spec: G; i: number }> {
+  const parentOf = (g: G) => g.parent ?? (g.name.includes("/") ? g.name.slice(0, g.name.lastIndexOf("/")) : undefined);
+  const named = new Set(groups.map((g) => g.name));
+  const out: Array<{ spec: G; i: number }> = [];
+  const placed = new Set<string>();
+  let left = groups.map((spec, i) => ({ spec, i }));
+  while (left.length) {
+    const ready = left.filter(({ spec }) => {
+      const p = parentOf(spec);
+      return p === undefined || placed.has(p) || (!named.has(p) && p !== spec.name);
+    });
+    if (!ready.length)
+      throw new StratumError(
+        "INVALID",
+        `groups ${left.map(({ spec, i }) => `[${i}] "${spec.name}"`).join(", ")} form a cycle: every group has one parent, up to a root`,
+      );
+    for (const r of ready) {
+      out.push(r);
+      placed.add(r.spec.name);
+    }
+    left = left.filter((x) => !ready.includes(x));
+  }
+  return out;
+}
+
+/** A policy document built on nothing (no endpoint, no earlier ids): every group and entry
+ * checked as an import checks them; `err` gets each problem with where it is. */
+export function buildMicroseg(input: MsegPolicyDoc, err: (where: string, message: string) => void): MicrosegDoc {
+  let doc = emptyMicroseg();
+  let order: Array<{ spec: MsegGroupDoc; i: number }>;
+  try {
+    order = msegParentsFirst(input.groups);
+  } catch (e) {
+    err("groups", (e as Error).message);
+    return doc;
+  }
+  for (const { spec, i } of order)
+    try {
+      doc = addGroup(doc, spec, "1970-01-01T00:00:00.000Z").doc;
+    } catch (e) {
+      err(`groups[${i}]`, (e as Error).message);
+    }
+  input.rules.forEach((spec, i) => {
+    try {
+      doc = addRules(doc, [spec]).doc;
+    } catch (e) {
+      err(`rules[${i}]`, (e as Error).message);
+    }
+  });
+  return doc;
+}

@@ -10,11 +10,13 @@ import {
   addRules,
   type CompiledMicroseg,
   compileMicroseg,
+  exportMicroseg,
   lineOf,
   type MicrosegDoc,
   MSEG,
   type MsegGroup,
   type MsegRule,
+  msegParentsFirst,
   removeGroup,
   removeRules,
   validateMicroseg,
@@ -165,27 +167,7 @@ export class MicrosegService {
   // ---- the whole policy ----
 
   export(): MsegDocument {
-    const doc = this.store.getMicroseg();
-    // Parents before children: an import reads them in order.
-    const byDepth = [...doc.groups].sort((a, b) => lineOf(doc, a.name).length - lineOf(doc, b.name).length);
-    return {
-      groups: byDepth.map((g) => ({
-        name: g.name,
-        ...(g.parent !== undefined && g.parent !== g.name.slice(0, g.name.lastIndexOf("/"))
-          ? { parent: g.parent }
-          : {}),
-        ...(g.description ? { description: g.description } : {}),
-      })),
-      rules: doc.rules.map((r) => ({
-        from: r.from,
-        to: r.to,
-        action: r.action,
-        ...(r.proto ? { proto: r.proto } : {}),
-        ...(r.dport !== undefined ? { dport: r.dport } : {}),
-        ...(r.log ? { log: true } : {}),
-        ...(r.description ? { description: r.description } : {}),
-      })),
-    };
+    return exportMicroseg(this.store.getMicroseg());
   }
 
   /** Replaces the whole policy: a group of the same name (and parent) keeps its id, others are
@@ -196,7 +178,7 @@ export class MicrosegService {
       let next: MicrosegDoc = { groups: [], rules: [], nextGroupId: doc.nextGroupId, nextRuleId: doc.nextRuleId };
       let added = 0;
       let kept = 0;
-      for (const { spec, i } of parentsFirst(input.groups)) {
+      for (const { spec, i } of msegParentsFirst(input.groups)) {
         const parent =
           spec.parent ?? (spec.name.includes("/") ? spec.name.slice(0, spec.name.lastIndexOf("/")) : undefined);
         const was = old.get(spec.name);
@@ -242,33 +224,4 @@ export class MicrosegService {
       };
     });
   }
-}
-
-/** A document's groups with each parent before its children (their indexes kept, for errors).
- * A cycle is refused, naming its groups; a parent that is nowhere is left for addGroup to
- * refuse (NOT_FOUND, by index). */
-function parentsFirst(groups: MsegDocument["groups"]): Array<{ spec: MsegDocument["groups"][number]; i: number }> {
-  const parentOf = (g: MsegDocument["groups"][number]) =>
-    g.parent ?? (g.name.includes("/") ? g.name.slice(0, g.name.lastIndexOf("/")) : undefined);
-  const named = new Set(groups.map((g) => g.name));
-  const out: Array<{ spec: MsegDocument["groups"][number]; i: number }> = [];
-  const placed = new Set<string>();
-  let left = groups.map((spec, i) => ({ spec, i }));
-  while (left.length) {
-    const ready = left.filter(({ spec }) => {
-      const p = parentOf(spec);
-      return p === undefined || placed.has(p) || (!named.has(p) && p !== spec.name);
-    });
-    if (!ready.length)
-      throw new StratumError(
-        "INVALID",
-        `groups ${left.map(({ spec, i }) => `[${i}] "${spec.name}"`).join(", ")} form a cycle: every group has one parent, up to a root`,
-      );
-    for (const r of ready) {
-      out.push(r);
-      placed.add(r.spec.name);
-    }
-    left = left.filter((x) => !ready.includes(x));
-  }
-  return out;
 }
