@@ -4,7 +4,15 @@
  * is said exactly. */
 import type { BlocklistView, DnsRecordView, NetworkView, OperationId, RuleSetDocument } from "../api/contract";
 import { StratumError } from "../errors";
-import { canonNetwork, FABRIC_VERSION, type FabricDoc, type NetworkDoc, networkSettings, recordKey } from "./fabric";
+import {
+  canonNetwork,
+  FABRIC_VERSION,
+  type FabricDoc,
+  type MsegPolicy,
+  type NetworkDoc,
+  networkSettings,
+  recordKey,
+} from "./fabric";
 import { type ApiCall, type Current, type Plan, type Step, stepView } from "./plan";
 
 /** One operation of the API with its path parameters, query and body; answers its result. */
@@ -12,11 +20,12 @@ export type Call = (op: OperationId, args: ApiCall["args"]) => Promise<unknown>;
 
 /** The fabric as the agent has it, canonical (as plan.ts compares). */
 export async function readCurrent(call: Call): Promise<Current> {
-  const [nets, records, global] = (await Promise.all([
+  const [nets, records, global, microseg] = (await Promise.all([
     call("listNetworks", {}),
     call("listDnsRecords", {}),
     call("exportRules", { params: { scope: "global" } }),
-  ])) as [NetworkView[], DnsRecordView[], RuleSetDocument];
+    call("exportMicroseg", {}),
+  ])) as [NetworkView[], DnsRecordView[], RuleSetDocument, MsegPolicy];
   const scopes = (await Promise.all(
     nets.map((n) => call("exportRules", { params: { scope: n.name } })),
   )) as RuleSetDocument[];
@@ -45,6 +54,7 @@ export async function readCurrent(call: Call): Promise<Current> {
     }),
     global: global as Current["global"],
     blocklist,
+    microseg,
   };
 }
 
@@ -60,6 +70,7 @@ export function exportDoc(cur: Current): FabricDoc {
     networks,
     firewall: { global: { default: cur.global.default, rules: cur.global.rules as never } },
     blocklist: cur.blocklist,
+    microseg: cur.microseg as FabricDoc["microseg"],
   };
 }
 

@@ -9,6 +9,7 @@ import { parseBlockPrefix } from "../model/blocklist";
 import { type DnsRecord, validateDnsRecord } from "../model/dns-record";
 import { parseRate, parseSize, validateCap } from "../model/egress-cap";
 import { ACTIONS, DIRECTIONS, PROTOS } from "../model/firewall-rule";
+import { buildMicroseg, exportMicroseg, MsegRuleSpecSchema } from "../model/microseg";
 import { type Network, validateNetwork } from "../model/network";
 import { exportRuleSet, validateRuleSet } from "../model/ruleset";
 
@@ -100,6 +101,24 @@ export const FabricSchema = z
       .array(z.string())
       .optional()
       .describe("Source prefixes dropped before any rule (a bare address is a host prefix)"),
+    microseg: z
+      .object({
+        groups: z
+          .array(
+            z
+              .object({
+                name: z.string().describe("prod/web is under prod"),
+                parent: z.string().optional(),
+                description: z.string().optional(),
+              })
+              .strict(),
+          )
+          .default([]),
+        rules: z.array(MsegRuleSpecSchema).default([]).describe("Entries: from a group to a group, allow or deny"),
+      })
+      .strict()
+      .optional()
+      .describe("Microsegmentation: the whole policy (given, it replaces the policy, as `microseg import`)"),
   })
   .strict()
   .describe("A Stratum fabric: what `cenvero-str-ctl apply -f` makes the fabric be");
@@ -233,6 +252,13 @@ export interface Desired {
   networks: Array<{ net: CanonNetwork; given: Set<string>; at: Path }>;
   global: { default?: "allow" | "deny"; rules?: Array<Record<string, unknown>> } | null;
   blocklist: string[] | null;
+  /** The policy as `microseg export` writes it (null: the document does not say). */
+  microseg: MsegPolicy | null;
+}
+
+export interface MsegPolicy {
+  groups: Array<Record<string, unknown>>;
+  rules: Array<Record<string, unknown>>;
 }
 
 export type Path = Array<string | number>;
@@ -251,7 +277,7 @@ export function canonical(
   doc: Omit<FabricDoc, "networks"> & { networks?: Array<NetworkDoc | undefined> },
   err: (path: Path, message: string) => void,
 ): Desired {
-  const out: Desired = { networks: [], global: null, blocklist: null };
+  const out: Desired = { networks: [], global: null, blocklist: null, microseg: null };
   const made: Network[] = [];
   const names = new Map<string, number>();
   (doc.networks ?? []).forEach((n, i) => {
@@ -341,6 +367,10 @@ export function canonical(
         err(["firewall", "global"], messageOf(e));
       }
   }
+  if (doc.microseg) {
+    const built = buildMicroseg(doc.microseg, (where, message) => err(["microseg", ...pathOf(where)], message));
+    out.microseg = exportMicroseg(built) as unknown as MsegPolicy;
+  }
   if (doc.blocklist) {
     const set = new Set<string>();
     doc.blocklist.forEach((p, i) => {
@@ -372,6 +402,13 @@ const FIELD_WORDS: Array<[keyof NetworkDoc, RegExp]> = [
   ["gateway", /gateway/i],
   ["cidr", /cidr|subnet|overlaps|prefix/i],
 ];
+
+/** "groups[2]" → ["groups", 2]. */
+const pathOf = (where: string): Path =>
+  where
+    .split(/[.[\]]+/)
+    .filter(Boolean)
+    .map((k) => (/^\d+$/.test(k) ? Number(k) : k));
 
 function capOf(c: { rate: number | string; burst?: number | string }): { rate: number; burst: number } {
   const rate = typeof c.rate === "string" ? parseRate(c.rate) : c.rate;
@@ -448,11 +485,13 @@ function partial(raw: Record<string, unknown>, bad: Set<string>): Parameters<typ
   });
   const fw = FabricSchema.shape.firewall.safeParse(raw.firewall);
   const bl = FabricSchema.shape.blocklist.safeParse(raw.blocklist);
+  const ms = FabricSchema.shape.microseg.safeParse(raw.microseg);
   return {
     version: FABRIC_VERSION,
     networks,
     ...(fw.success && !bad.has("firewall.global") ? { firewall: fw.data } : {}),
     ...(bl.success && !bad.has("blocklist") ? { blocklist: bl.data } : {}),
+    ...(ms.success && ![...bad].some((b) => b.startsWith("microseg")) ? { microseg: ms.data } : {}),
   };
 }
 

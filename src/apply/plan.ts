@@ -12,6 +12,7 @@ import {
   type Desired,
   FIXED_FIELDS,
   formatPath,
+  type MsegPolicy,
   NETWORK_FIELDS,
   networkSettings,
   type Path,
@@ -23,6 +24,7 @@ export interface Current {
   networks: Array<CanonNetwork & { endpoints: string[]; recordIds: Map<string, number> }>;
   global: { default: "allow" | "deny"; rules: Array<Record<string, unknown>> };
   blocklist: string[];
+  microseg: MsegPolicy;
 }
 
 export interface ApiCall {
@@ -30,7 +32,7 @@ export interface ApiCall {
   args: { params?: Record<string, string>; query?: Record<string, string>; body?: unknown };
 }
 
-export type StepKind = "network" | "firewall" | "dns-record" | "blocklist";
+export type StepKind = "network" | "firewall" | "dns-record" | "blocklist" | "microseg";
 
 export interface Step {
   action: "create" | "change" | "delete";
@@ -235,6 +237,24 @@ export function plan(cur: Current, want: Desired, o: { prune?: boolean } = {}): 
       }
       if (o.prune) for (const [k, r] of hr) if (!wr.has(k)) deletes.push(deleteRecord(w.name, r, idOf(r)));
     }
+  }
+
+  // The policy is one object: given, it replaces the policy (left out: left, even with prune,
+  // as its groups may hold endpoints the document cannot name).
+  if (want.microseg && !same(want.microseg, cur.microseg)) {
+    const was = cur.microseg;
+    const w = want.microseg;
+    changes.push({
+      action: cur.microseg.groups.length || cur.microseg.rules.length ? "change" : "create",
+      kind: "microseg",
+      name: "policy",
+      changes: [
+        `groups: ${was.groups.length} → ${w.groups.length}`,
+        `entries: ${was.rules.length} → ${w.rules.length}`,
+      ],
+      run: { op: "importMicroseg", args: { body: w } },
+      undo: () => [{ op: "importMicroseg", args: { body: was } }],
+    });
   }
 
   // With prune, a list the document leaves out is an empty one.

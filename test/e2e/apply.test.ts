@@ -46,6 +46,10 @@ firewall:
     rules:
       - { priority: 5, dst: 192.0.2.0/24, action: deny }
 blocklist: [198.51.100.0/24, 203.0.113.7]
+microseg:
+  groups: [{ name: prod }, { name: prod/web }, { name: prod/db }]
+  rules:
+    - { from: prod/web, to: prod/db, action: allow, proto: tcp, dport: 5432 }
 `;
 
 function file(name: string, text: string): string {
@@ -78,13 +82,17 @@ describe("apply", () => {
     const dry = A.ctl("apply", "-f", f, "--dry-run");
     expect(dry.code).toBe(0);
     expect(dry.stdout).toContain("create  network     app");
-    expect(dry.stdout).toContain("6 to create, 1 to change, 0 to delete");
+    expect(dry.stdout).toContain("7 to create, 1 to change, 0 to delete");
     expect(A.json("network", "list")).toEqual([]);
 
     const r = A.ctl("apply", "-f", f);
     expect({ code: r.code, stderr: r.stderr }).toMatchObject({ code: 0 });
-    expect(r.stdout).toContain("applied: 7 steps");
-    expect(r.stderr).toContain("[7/7] create blocklist blocklist");
+    expect(r.stdout).toContain("applied: 8 steps");
+    expect(r.stderr).toContain("[8/8] create blocklist blocklist");
+    expect(A.json("group", "list").map((g: any) => g.name)).toEqual(["prod", "prod/db", "prod/web"]);
+    expect(A.json("microseg", "rule", "list").rules.map((x: any) => `${x.from} ${x.to} ${x.dport}`)).toEqual([
+      "prod/web prod/db 5432",
+    ]);
     const app = A.json("network", "show", "app");
     expect({ zone: app.dnsZone, egress: app.egress.rate, def: app.defaultAction }).toEqual({
       zone: "app.internal",

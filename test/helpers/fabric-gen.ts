@@ -64,12 +64,32 @@ export const fabricDoc = fc
     blocklist: fc.option(fc.subarray(["198.51.100.0/24", "203.0.113.7", "2001:db8:dead::/48", "192.0.2.128/25"]), {
       nil: undefined,
     }),
+    microseg: fc.option(
+      fc.record({
+        groups: fc.subarray(["prod/web", "prod/db", "dev"]),
+        rules: fc.subarray([
+          { from: "prod/web", to: "prod/db", action: "allow", proto: "tcp", dport: 5432 },
+          { from: "untagged", to: "prod", action: "deny" },
+          { from: "dev", to: "prod", action: "deny", log: true },
+        ]),
+      }),
+      { nil: undefined },
+    ),
   })
-  .chain(({ count, global, blocklist }) =>
+  .chain(({ count, global, blocklist, microseg }) =>
     fc.tuple(...Array.from({ length: count }, (_, i) => network(i))).map((networks) => {
       const doc: Record<string, unknown> = { version: 1, networks };
       if (global) doc.firewall = { global: { rules: global.map((r, k) => ({ priority: 5 * (k + 1), ...r })) } };
       if (blocklist) doc.blocklist = blocklist;
+      if (microseg) {
+        // Entries only between groups the document has (prod comes with any prod/...).
+        const groups = [...new Set(microseg.groups.flatMap((g) => (g.startsWith("prod/") ? ["prod", g] : [g])))];
+        const has = (g: string) => g === "untagged" || groups.includes(g);
+        doc.microseg = {
+          groups: groups.map((name) => ({ name })),
+          rules: microseg.rules.filter((r) => has(r.from) && has(r.to)),
+        };
+      }
       return doc;
     }),
   );

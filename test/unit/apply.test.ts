@@ -19,6 +19,7 @@ function applied(d: Desired, endpoints: Record<string, string[]> = {}): Current 
     })),
     global: { default: d.global?.default ?? "allow", rules: d.global?.rules ?? [] },
     blocklist: d.blocklist ?? [],
+    microseg: d.microseg ?? { groups: [], rules: [] },
   };
 }
 
@@ -28,7 +29,12 @@ const desired = (doc: unknown): Desired => {
   return p.desired as Desired;
 };
 
-const EMPTY: Current = { networks: [], global: { default: "allow", rules: [] }, blocklist: [] };
+const EMPTY: Current = {
+  networks: [],
+  global: { default: "allow", rules: [] },
+  blocklist: [],
+  microseg: { groups: [], rules: [] },
+};
 
 describe("a fabric document", () => {
   test("every problem is reported at once, each with its line", () => {
@@ -73,7 +79,7 @@ describe("a fabric document", () => {
   test("the JSON Schema describes the document (editors check and complete with it)", () => {
     const s = fabricJsonSchema() as any;
     expect(s.type).toBe("object");
-    expect(Object.keys(s.properties)).toEqual(["version", "networks", "firewall", "blocklist"]);
+    expect(Object.keys(s.properties)).toEqual(["version", "networks", "firewall", "blocklist", "microseg"]);
     expect(s.additionalProperties).toBe(false);
     expect(s.required).toEqual(["version"]);
     const net = s.properties.networks.items;
@@ -166,6 +172,34 @@ describe("the plan", () => {
     const both = net("web-1") as any;
     both.networks[0].dns.records.push({ name: "api", type: "TXT", value: "x" });
     expect(parseFabric(YAML.stringify(both)).errors[0]?.message).toContain("a CNAME cannot share its name");
+  });
+
+  test("the microsegmentation policy is one object: checked by the model, replaced whole, left alone when left out", () => {
+    const policy = {
+      groups: [{ name: "prod/web" }, { name: "prod" }, { name: "prod/db", description: "databases" }],
+      rules: [{ from: "prod/web", to: "prod/db", action: "allow", proto: "tcp", dport: "5432" }],
+    };
+    const d = desired({ version: 1, microseg: policy });
+    // Parents first, as `microseg export` writes it; the port as a number.
+    expect(d.microseg).toEqual({
+      groups: [{ name: "prod" }, { name: "prod/web" }, { name: "prod/db", description: "databases" }],
+      rules: [{ from: "prod/web", to: "prod/db", action: "allow", proto: "tcp", dport: 5432 }],
+    });
+    const s = plan(EMPTY, d).steps;
+    expect(s.map((x) => [x.action, x.kind, x.changes])).toEqual([
+      ["create", "microseg", ["groups: 0 → 3", "entries: 0 → 1"]],
+    ]);
+    expect(s[0]?.run.op).toBe("importMicroseg");
+    expect(s[0]?.undo(undefined)).toEqual([{ op: "importMicroseg", args: { body: { groups: [], rules: [] } } }]);
+    expect(plan(applied(d), d).steps).toEqual([]);
+    expect(plan(applied(d), desired({ version: 1 }), { prune: true }).steps).toEqual([]);
+    const bad = parseFabric(
+      YAML.stringify({
+        version: 1,
+        microseg: { groups: [{ name: "Prod" }], rules: [{ from: "x", to: "y", action: "allow" }] },
+      }),
+    );
+    expect(bad.errors.map((e) => e.message.split(":")[0])).toEqual(["microseg.groups[0]", "microseg.rules[0]"]);
   });
 
   test("--prune deletes what the document does not name, after every create and change", () => {
