@@ -24,9 +24,19 @@ export interface RateSeries {
 
 const total = (d: Record<string, number>) => Object.values(d).reduce((a, b) => a + b, 0);
 
+/** A sample's count at `i`, or undefined when the endpoint was not there (an older, shorter
+ * sample, or NaN). */
+const at = (c: Float64Array, i: number): number | undefined => {
+  const v = c[i];
+  return v === undefined || Number.isNaN(v) ? undefined : v;
+};
+
+/** One sample, compact: three numbers per endpoint (packets sent, received, dropped), at the
+ * endpoint's index in the history's name table (NaN: not there then). Drops by reason are
+ * kept for the latest sample only. */
 interface Sample {
   atMs: number;
-  rows: Map<string, CounterSample>;
+  counts: Float64Array;
 }
 
 const zeros = (n: number) => ({
@@ -40,6 +50,10 @@ export class CounterHistory {
   readonly #keep: number;
   readonly #every: number;
   readonly #samples: Sample[] = [];
+  /** Every endpoint seen in a kept sample: its index in a sample's counts, its network. */
+  #index = new Map<string, number>();
+  #names: Array<{ endpoint: string; network: string }> = [];
+  #latest: CounterSample[] = [];
   #timer: ReturnType<typeof setInterval> | undefined;
   #busy = false;
 
@@ -77,8 +91,22 @@ export class CounterHistory {
     this.#busy = true;
     try {
       const rows = await this.#read();
-      this.#samples.push({ atMs: now, rows: new Map(rows.map((r) => [r.endpoint, r])) });
+      for (const r of rows)
+        if (!this.#index.has(r.endpoint)) {
+          this.#index.set(r.endpoint, this.#names.length);
+          this.#names.push({ endpoint: r.endpoint, network: r.network });
+        }
+      const counts = new Float64Array(this.#names.length * 3).fill(Number.NaN);
+      for (const r of rows) {
+        const i = (this.#index.get(r.endpoint) as number) * 3;
+        counts[i] = r.fromPackets;
+        counts[i + 1] = r.toPackets;
+        counts[i + 2] = total(r.drops);
+      }
+      this.#samples.push({ atMs: now, counts });
+      this.#latest = rows;
       while (this.#samples.length > this.#keep) this.#samples.shift();
+      this.#compact();
     } catch {
       // A failed read leaves a gap: the next interval spans it.
     } finally {
@@ -86,43 +114,62 @@ export class CounterHistory {
     }
   }
 
+  /** Drops the names no kept sample has (detached long ago), renumbering the samples. */
+  #compact(): void {
+    if (this.#names.length < 1024 || this.#names.length < 2 * (this.#latest.length + 1)) return;
+    const live = this.#names
+      .map((n, i) => ({ n, i }))
+      .filter(({ i }) => this.#samples.some((sm) => at(sm.counts, i * 3) !== undefined));
+    for (const sm of this.#samples) {
+      const c = new Float64Array(live.length * 3).fill(Number.NaN);
+      live.forEach(({ i }, k) => {
+        if (i * 3 < sm.counts.length) c.set(sm.counts.subarray(i * 3, i * 3 + 3), k * 3);
+      });
+      sm.counts = c;
+    }
+    this.#names = live.map(({ n }) => n);
+    this.#index = new Map(this.#names.map((n, k) => [n.endpoint, k]));
+  }
+
   /** Rates between consecutive samples. An endpoint missing from either end of an interval
    * (attached or detached meanwhile), or whose counters went down (its port was made again),
    * counts 0 for it. */
   rates(): RateSeries {
     const out: RateSeries = { at: [], endpoints: {}, networks: {}, totals: {} };
-    const latest = this.#samples.at(-1);
-    for (const r of latest?.rows.values() ?? [])
+    for (const r of this.#latest)
       out.totals[r.endpoint] = { sent: r.fromPackets, received: r.toPackets, drops: r.drops };
     const n = this.#samples.length - 1;
-    const names = new Map<string, string>();
-    for (const s of this.#samples) for (const r of s.rows.values()) names.set(r.endpoint, r.network);
-    for (const [ep, network] of names) {
-      out.endpoints[ep] = { network, ...zeros(n) };
+    // Endpoints of the kept samples only.
+    const kept = this.#names.filter((_, i) => this.#samples.some((sm) => at(sm.counts, i * 3) !== undefined));
+    for (const { endpoint, network } of kept) {
+      out.endpoints[endpoint] = { network, ...zeros(n) };
       out.networks[network] ??= zeros(n);
     }
-    for (let i = 0; i < n; i++) {
-      const a = this.#samples[i] as Sample;
-      const b = this.#samples[i + 1] as Sample;
+    for (let k = 0; k < n; k++) {
+      const a = this.#samples[k] as Sample;
+      const b = this.#samples[k + 1] as Sample;
       const secs = (b.atMs - a.atMs) / 1000;
       out.at.push(Math.round(b.atMs / 1000));
       if (secs <= 0) continue;
-      for (const [ep, rb] of b.rows) {
-        const ra = a.rows.get(ep);
-        if (!ra) continue;
-        const e = out.endpoints[ep];
-        const net = out.networks[rb.network];
+      for (const { endpoint, network } of kept) {
+        const i = (this.#index.get(endpoint) as number) * 3;
+        const e = out.endpoints[endpoint];
+        const net = out.networks[network];
         if (!e || !net) continue;
-        const rate = (x: number, y: number) => (y >= x ? (y - x) / secs : 0);
-        const s = rate(ra.fromPackets, rb.fromPackets);
-        const r = rate(ra.toPackets, rb.toPackets);
-        const d = rate(total(ra.drops), total(rb.drops));
-        (e.sent as number[])[i] = s;
-        (e.received as number[])[i] = r;
-        (e.dropped as number[])[i] = d;
-        (net.sent as number[])[i] = (net.sent[i] as number) + s;
-        (net.received as number[])[i] = (net.received[i] as number) + r;
-        (net.dropped as number[])[i] = (net.dropped[i] as number) + d;
+        const rate = (j: number) => {
+          const x = at(a.counts, i + j);
+          const y = at(b.counts, i + j);
+          return x === undefined || y === undefined || y < x ? 0 : (y - x) / secs;
+        };
+        const sent = rate(0);
+        const received = rate(1);
+        const dropped = rate(2);
+        (e.sent as number[])[k] = sent;
+        (e.received as number[])[k] = received;
+        (e.dropped as number[])[k] = dropped;
+        (net.sent as number[])[k] = (net.sent[k] as number) + sent;
+        (net.received as number[])[k] = (net.received[k] as number) + received;
+        (net.dropped as number[])[k] = (net.dropped[k] as number) + dropped;
       }
     }
     return out;

@@ -53,3 +53,13 @@ test("only the last `keep` samples are kept", async () => {
   for (let t = 0; t < 10; t++) await h.sample(t * 1000);
   expect(h.rates().at).toEqual([7, 8, 9]);
 });
+
+test("endpoints gone from every kept sample are forgotten; the others' rates stay right", async () => {
+  const many = Array.from({ length: 1100 }, (_, i) => row(`e${i}`, "n", i, 0));
+  const h = history([many, [row("e5", "n", 15, 0)], [row("e5", "n", 25, 0)], [row("e5", "n", 45, 0)]], 2);
+  for (const t of [0, 1000, 2000, 3000]) await h.sample(t);
+  const r = h.rates();
+  expect(Object.keys(r.endpoints)).toEqual(["e5"]);
+  expect(r.endpoints.e5?.sent).toEqual([20]);
+  expect(Object.keys(r.totals)).toEqual(["e5"]);
+});
