@@ -41,6 +41,7 @@ import {
 } from "../netlink";
 import { clusterStatusView } from "../observe/cluster";
 import { AgentMetrics, readSnapshot } from "../observe/metrics";
+import { portNames } from "../observe/port-names";
 import { type AgentRuntime, RecentLog, ReconcileLog, type ReconcileRun, type UplinkRuntime } from "../observe/runtime";
 import { buildStatus } from "../observe/status";
 import { claimNetns, describeAgent, netnsAgent } from "../ops/netns-owner";
@@ -777,14 +778,7 @@ async function serve(o: AgentOptions): Promise<void> {
   });
   const feed = new LiveFeed(
     () => ({ cfg: dp.map("stm_mon_cfg"), ring: dp.map("stm_mon_ring") }),
-    () => {
-      const names = new Map<number, { endpoint: string; network: string; device: string }>();
-      for (const e of store.listEndpoints()) {
-        const l = e.hostIf ? getLink(e.hostIf) : undefined;
-        if (l) names.set(l.index, { endpoint: e.name, network: e.network, device: e.hostIf });
-      }
-      return names;
-    },
+    () => portNames(store),
   );
   const web = { history, feed };
   const server = await serveUnix(withWeb(guarded, web), o.apiSocket);

@@ -3,7 +3,6 @@
  * network namespace, where the ports' interface indexes mean something. */
 import { join } from "node:path";
 import { requirePrivilege } from "../datapath/probe";
-import { getLink } from "../netlink";
 import { SqliteStore } from "../store/sqlite";
 import { type ApiFlags, client } from "./api-flags";
 import { DEFAULT_PIN_ROOT } from "./datapath-commands";
@@ -52,20 +51,4 @@ export function openStateReadOnly(stateDir: string): SqliteStore {
   // The pins (bpffs, mode 0700) and the state (0700) are root's: say so, not "not found".
   requirePrivilege("reading the agent's pins and state");
   return new SqliteStore(join(stateDir, "stratum.db"), { readonly: true });
-}
-
-export interface PortName {
-  endpoint: string;
-  network: string;
-  hostIf: string;
-}
-
-/** ifindex → endpoint, network and host interface of every endpoint whose port exists here. */
-export function portNames(store: SqliteStore): Map<number, PortName> {
-  const byIfindex = new Map<number, PortName>();
-  for (const e of store.listEndpoints()) {
-    const l = getLink(e.hostIf);
-    if (l) byIfindex.set(l.index, { endpoint: e.name, network: e.network, hostIf: e.hostIf });
-  }
-  return byIfindex;
 }

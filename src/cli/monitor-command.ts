@@ -10,10 +10,11 @@ import { MSEG_LOG_ID } from "../datapath/mseg-tables";
 import { describeFrame } from "../datapath/packet";
 import { StratumError } from "../errors";
 import { getLink } from "../netlink";
+import { type PortName, portNames } from "../observe/port-names";
 import type { SqliteStore } from "../store/sqlite";
 import { BpfMap } from "../sys/bpf";
 import { monotonicNs } from "../sys/os";
-import { localArgs, localPaths, openStateReadOnly, type PortName, portNames } from "./local-paths";
+import { localArgs, localPaths, openStateReadOnly } from "./local-paths";
 import { apiArg } from "./network-commands";
 import { outputArg, parseFormat, printRecord } from "./output";
 

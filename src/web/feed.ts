@@ -4,7 +4,8 @@
  * meanwhile, and a page is told when `monitor` holds it). Read on a timer, never blocking the
  * event loop. */
 import { MonitorSession, type MonKind } from "../datapath/monitor-ring";
-import { type MonEventView, monEventView, type PortWho } from "../datapath/monitor-view";
+import { type MonEventView, monEventView } from "../datapath/monitor-view";
+import type { PortName } from "../observe/port-names";
 import type { BpfMap } from "../sys/bpf";
 import { monotonicNs } from "../sys/os";
 
@@ -17,15 +18,15 @@ export interface FeedMaps {
 
 export class LiveFeed {
   readonly #maps: () => FeedMaps;
-  readonly #names: () => Map<number, PortWho & { device: string }>;
+  readonly #names: () => Map<number, PortName>;
   readonly #watchers = new Set<(m: FeedMessage) => void>();
   #session: MonitorSession | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
-  #names_: Map<number, PortWho & { device: string }> = new Map();
+  #names_: Map<number, PortName> = new Map();
   #lastRenew = 0;
   #lastNames = 0;
 
-  constructor(maps: () => FeedMaps, names: () => Map<number, PortWho & { device: string }>) {
+  constructor(maps: () => FeedMaps, names: () => Map<number, PortName>) {
     this.#maps = maps;
     this.#names = names;
   }
@@ -76,7 +77,7 @@ export class LiveFeed {
         (e) => {
           const who = this.#names_.get(e.ifindex);
           const at = new Date(offsetMs + Number(e.tsNs / 1_000_000n));
-          this.#send({ kind: "event", event: monEventView(e, at, who, who?.device ?? `ifindex ${e.ifindex}`) });
+          this.#send({ kind: "event", event: monEventView(e, at, who, who?.hostIf ?? `ifindex ${e.ifindex}`) });
         },
       );
       this.#names_ = this.#names();
