@@ -12,6 +12,7 @@ import type { z } from "zod";
 import { type ErrorCode, StratumError } from "../errors";
 import type { BgpService } from "../gateway/bgp/service";
 import type { LbService } from "../lb/service";
+import { bearerMatches } from "../model/bearer";
 import { validateCap } from "../model/egress-cap";
 import { nearest } from "../model/suggest";
 import { networkdFiles, networkdState } from "../ops/networkd";
@@ -435,7 +436,7 @@ export function createApp(svc: Services, o: AppOptions = {}): Hono<AppEnv> {
   app.use("*", async (c, next) => {
     const caller = c.env?.caller;
     if (caller?.token !== undefined) {
-      if (!tokenMatches(c.req.header("authorization"), caller.token)) {
+      if (!bearerMatches(c.req.header("authorization"), caller.token)) {
         c.set("who", `unauthenticated from ${caller.who}`);
         c.set("what", "unauthenticated");
         throw new StratumError(
@@ -495,14 +496,4 @@ export function createApp(svc: Services, o: AppOptions = {}): Hono<AppEnv> {
   }
   Object.defineProperty(app, SERVED, { value: served });
   return app;
-}
-
-/** Compares in constant time (the token is a secret; the header is the caller's). */
-function tokenMatches(header: string | undefined, token: string): boolean {
-  const want = Buffer.from(`Bearer ${token}`);
-  const got = Buffer.from(header ?? "");
-  if (got.length !== want.length) return false;
-  let diff = 0;
-  for (let i = 0; i < want.length; i++) diff |= (want[i] as number) ^ (got[i] as number);
-  return diff === 0;
 }

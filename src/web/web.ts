@@ -4,7 +4,7 @@
  * /web/ (an SSH tunnel reaches it) and, with `agent --web-listen HOST:PORT`, on TCP, where every
  * request for data needs the API's bearer token and nothing but GET and HEAD is answered: the
  * page has no write action, and its listener takes none. Strict CSP on everything. */
-import { timingSafeEqual } from "node:crypto";
+import { bearerMatches } from "../model/bearer";
 import type { LiveFeed } from "./feed";
 import type { CounterHistory } from "./history";
 import appJs from "./static/app.js" with { type: "text" };
@@ -113,12 +113,6 @@ export function withWeb(api: ApiHandler, deps: WebDeps): ApiHandler {
   return { fetch: (req, env) => webFetch(req, deps) ?? api.fetch(req, env) };
 }
 
-const sameToken = (given: string, token: string) => {
-  const a = Buffer.from(given);
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
-};
-
 /** `agent --web-listen`: the page's assets to anyone (they hold no data), everything else (the
  * history, the feed, the API's GET routes) only with `Authorization: Bearer <token>`; a request
  * other than GET or HEAD is refused before anything reads it. */
@@ -138,9 +132,7 @@ export function serveWeb(
         return answer("the web view is read-only\n", 405, "text/plain", { allow: "GET, HEAD" });
       if (p === "/" || p === "") return answer(null, 308, undefined, { location: "/web/" });
       if (p === "/web" || ASSETS[p]) return webFetch(req, deps) as Response | Promise<Response>;
-      const auth = req.headers.get("authorization") ?? "";
-      const given = auth.startsWith("Bearer ") ? auth.slice(7) : "";
-      if (!given || !sameToken(given, o.token))
+      if (!bearerMatches(req.headers.get("authorization"), o.token))
         return answer(
           JSON.stringify({ code: "UNAUTHORIZED", message: "the web view's data needs the API's bearer token" }),
           401,
