@@ -10,7 +10,7 @@ import { type DnsRecord, validateDnsRecord } from "../model/dns-record";
 import { parseRate, parseSize, validateCap } from "../model/egress-cap";
 import { ACTIONS, DIRECTIONS, PROTOS } from "../model/firewall-rule";
 import { buildMicroseg, exportMicroseg, MsegRuleSpecSchema } from "../model/microseg";
-import { type Network, validateNetwork } from "../model/network";
+import { type Network, NetworkSpecSchema, validateNetwork } from "../model/network";
 import { exportRuleSet, validateRuleSet } from "../model/ruleset";
 
 export const FABRIC_VERSION = 1;
@@ -75,12 +75,7 @@ const NetworkDoc = z
       .optional()
       .describe("Cap on what the network's endpoints send off the node (null: none)"),
     extendToLan: z.boolean().optional(),
-    nat: z
-      .object({ addresses: z.array(z.string()).default([]) })
-      .strict()
-      .nullable()
-      .optional()
-      .describe("Masquerade at the uplink (null: routed)"),
+    nat: NetworkSpecSchema.shape.nat.describe("Masquerade at the uplink (null: routed)"),
     firewall: Scope.optional().describe("The network's firewall scope"),
     dns: z
       .object({ records: z.array(Record_).describe("Records of the network's zone") })
@@ -291,25 +286,14 @@ export function canonical(
     names.set(n.name, i);
     let net: Network;
     try {
-      const egress = n.egress ? capOf(n.egress) : n.egress;
+      const { firewall, dns: _, egress: __, ...settings } = n;
       net = validateNetwork(
         {
-          name: n.name,
-          cidr: n.cidr,
-          gateway: n.gateway,
-          cidr6: n.cidr6,
-          gateway6: n.gateway6,
-          mtu: n.mtu,
-          dhcpRange: n.dhcpRange,
-          dhcpLeaseTime: n.dhcpLeaseTime,
-          dhcpRoutes: n.dhcpRoutes,
-          dhcpOptions: n.dhcpOptions,
-          dnsZone: n.dnsZone,
+          ...settings,
           dnsForwarders: n.dnsForwarders ?? [],
-          egress,
+          egress: n.egress ? capOf(n.egress) : n.egress,
           extendToLan: n.extendToLan ?? false,
-          nat: n.nat,
-          defaultAction: n.firewall?.default ?? "allow",
+          defaultAction: firewall?.default ?? "allow",
         },
         made,
       );
